@@ -1,0 +1,59 @@
+import { ConfigError, parseConfig, USAGE } from './config.ts';
+import { launchDemoParticipants, type DemoParticipants } from './demo-participants.ts';
+import { startCoordinator } from './server.ts';
+
+/** `npm start`: the coordinator, and optionally headless demo participants. */
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = parseConfig(process.argv.slice(2), process.env);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(`error: ${error.message}\n\n${USAGE}`);
+      process.exit(2);
+    }
+    throw error;
+  }
+  if (config === 'help') {
+    console.log(USAGE);
+    return;
+  }
+  const coordinator = await startCoordinator(config);
+  const s = config.settings;
+  console.log(`Coordinator: task ${coordinator.task.name}, model ${config.architecture} (${coordinator.task.paramCount.toLocaleString('en')} parameters), tfjs ${coordinator.backend} backend`);
+  console.log(`  participants: ${coordinator.url}/?shard=1/3   (open on each device; ?shard=K/N picks the demo shard)`);
+  console.log(`  dashboard:    ${coordinator.url}/dashboard`);
+  console.log(`  status API:   ${coordinator.url}/api/status`);
+  console.log(`  rounds: ${s.rounds}, ${s.minClients}+ participants to start, ${s.clientsPerRound} per round, ${s.roundTimeoutMs / 1000} s timeout; runs saved in ${config.dataDir}`);
+
+  let demo: DemoParticipants | undefined;
+  let stopping = false;
+  const shutdown = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    await demo?.close().catch(() => {});
+    await coordinator.close();
+    process.exit(code);
+  };
+  process.on('SIGINT', () => void shutdown(130));
+  process.on('SIGTERM', () => void shutdown(143));
+
+  if (config.demoParticipants > 0) {
+    try {
+      demo = await launchDemoParticipants(coordinator.url, config.demoParticipants, (line) => console.log(line));
+      console.log(`  launched ${config.demoParticipants} headless Chromium participants (${demo.browserPath})`);
+    } catch (error) {
+      console.error(`could not launch demo participants: ${(error as Error).message}`);
+    }
+  }
+  const final = await coordinator.done;
+  const last = final.history.at(-1)?.metrics;
+  console.log(`Finished after round ${final.round}${last ? `: test accuracy ${(last.accuracy * 100).toFixed(2)}%` : ''}. Model saved in ${config.dataDir}/${coordinator.task.name}/. Ctrl-C to exit.`);
+  await demo?.close().catch(() => {});
+  demo = undefined;
+}
+
+main().catch((error) => {
+  console.error(error instanceof Error ? error.message : error);
+  process.exit(1);
+});

@@ -1,0 +1,141 @@
+import { parseArgs } from 'node:util';
+import { isArchitecture } from '../core/model/architectures.ts';
+import type { ArchitectureName } from '../core/protocol/messages.ts';
+import type { RoundSettings } from '../core/protocol/status.ts';
+
+export interface CoordinatorConfig {
+  readonly port: number;
+  readonly host: string;
+  readonly dataDir: string;
+  readonly architecture: ArchitectureName;
+  readonly settings: RoundSettings;
+  readonly seed: number;
+  readonly demoParticipants: number;
+  /** Folder of the built web app (vite build output). */
+  readonly staticDir: string;
+  readonly quiet: boolean;
+}
+
+export const USAGE = `Usage: npm start -- [options]
+
+Runs the federation coordinator with the embedded demo task (MNIST digits).
+
+Server
+  --port N                 HTTP port (default 8080, or $PORT; 0 picks a free one)
+  --host H                 interface to listen on (default 0.0.0.0)
+  --data-dir DIR           where runs are saved (default ./runs)
+  --demo-participants N    also open N headless Chromium participants (default 0)
+
+Model and rounds
+  --model NAME             mlp (784-128-10, default) | 2nn (784-200-200-10) | cnn
+  --rounds N               stop after N rounds (default 20)
+  --target-accuracy X      stop once the test accuracy reaches X (0..1)
+  --min-clients N          participants needed to start a round (default 1)
+  --clients-per-round N    participants selected per round (default 10)
+  --min-updates N          updates needed to aggregate a round (default 1)
+  --round-timeout S        seconds a round collects updates (default 120)
+  --epochs N               local epochs per round (default 1)
+  --batch-size N           local batch size (default 32)
+  --learning-rate X        local SGD learning rate (default 0.1)
+  --clip-norm S            clip each update to L2 norm S
+  --noise-std X            add N(0, X^2) noise to each clipped update (needs --clip-norm)
+  --seed N                 seed for the initial model and participant selection (default 1)
+  --quiet                  log less
+  --help                   show this text
+`;
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+function number(text: string | undefined, flag: string, fallback: number, check: (n: number) => boolean, expected: string): number {
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (text.trim() === '' || !Number.isFinite(value) || !check(value)) throw new ConfigError(`--${flag} must be ${expected}, got "${text}"`);
+  return value;
+}
+
+const positiveInt = (n: number) => Number.isInteger(n) && n >= 1;
+const nonNegativeInt = (n: number) => Number.isInteger(n) && n >= 0;
+
+/** Parses command-line flags (and PORT from the environment) into a checked config. */
+export function parseConfig(argv: readonly string[], env: Record<string, string | undefined> = {}): CoordinatorConfig | 'help' {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      strict: true,
+      options: {
+        port: { type: 'string' },
+        host: { type: 'string' },
+        'data-dir': { type: 'string' },
+        'demo-participants': { type: 'string' },
+        model: { type: 'string' },
+        rounds: { type: 'string' },
+        'target-accuracy': { type: 'string' },
+        'min-clients': { type: 'string' },
+        'clients-per-round': { type: 'string' },
+        'min-updates': { type: 'string' },
+        'round-timeout': { type: 'string' },
+        epochs: { type: 'string' },
+        'batch-size': { type: 'string' },
+        'learning-rate': { type: 'string' },
+        'clip-norm': { type: 'string' },
+        'noise-std': { type: 'string' },
+        seed: { type: 'string' },
+        'static-dir': { type: 'string' },
+        quiet: { type: 'boolean' },
+        help: { type: 'boolean' },
+      },
+    });
+  } catch (error) {
+    throw new ConfigError((error as Error).message);
+  }
+  const v = parsed.values;
+  if (v.help) return 'help';
+  const architecture = v.model ?? 'mlp';
+  if (!isArchitecture(architecture)) throw new ConfigError(`--model must be mlp, 2nn or cnn, got "${architecture}"`);
+  const port = number(v.port ?? env.PORT, 'port', 8080, (n) => nonNegativeInt(n) && n <= 65535, 'a port number (0-65535)');
+  const minClients = number(v['min-clients'], 'min-clients', 1, positiveInt, 'a positive integer');
+  const clientsPerRound = number(v['clients-per-round'], 'clients-per-round', 10, positiveInt, 'a positive integer');
+  const minUpdates = number(v['min-updates'], 'min-updates', 1, positiveInt, 'a positive integer');
+  if (clientsPerRound < minUpdates) throw new ConfigError(`--clients-per-round (${clientsPerRound}) must be at least --min-updates (${minUpdates})`);
+  const target = v['target-accuracy'];
+  const clipNorm = v['clip-norm'];
+  const noiseStd = v['noise-std'];
+  if (noiseStd !== undefined && clipNorm === undefined) throw new ConfigError('--noise-std needs --clip-norm: noise without a clipping bound protects nothing');
+  const settings: RoundSettings = {
+    rounds: number(v.rounds, 'rounds', 20, positiveInt, 'a positive integer'),
+    minClients,
+    clientsPerRound,
+    minUpdates,
+    roundTimeoutMs: 1000 * number(v['round-timeout'], 'round-timeout', 120, (n) => n > 0, 'a positive number of seconds'),
+    targetAccuracy: target === undefined ? undefined : number(target, 'target-accuracy', 0, (n) => n > 0 && n <= 1, 'a number in (0, 1]'),
+    fit: {
+      epochs: number(v.epochs, 'epochs', 1, positiveInt, 'a positive integer'),
+      batchSize: number(v['batch-size'], 'batch-size', 32, positiveInt, 'a positive integer'),
+      learningRate: number(v['learning-rate'], 'learning-rate', 0.1, (n) => n > 0, 'a positive number'),
+      privacy:
+        clipNorm === undefined
+          ? undefined
+          : {
+              clipNorm: number(clipNorm, 'clip-norm', 0, (n) => n > 0, 'a positive number'),
+              noiseStd: number(noiseStd, 'noise-std', 0, (n) => n >= 0, 'a number >= 0'),
+            },
+    },
+  };
+  return {
+    port,
+    host: v.host ?? '0.0.0.0',
+    dataDir: v['data-dir'] ?? './runs',
+    architecture,
+    settings,
+    seed: number(v.seed, 'seed', 1, nonNegativeInt, 'a non-negative integer'),
+    demoParticipants: number(v['demo-participants'], 'demo-participants', 0, nonNegativeInt, 'a non-negative integer'),
+    staticDir: v['static-dir'] ?? 'dist',
+    quiet: v.quiet ?? false,
+  };
+}

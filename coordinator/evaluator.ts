@@ -1,0 +1,51 @@
+import * as tf from '@tensorflow/tfjs';
+import type { ByteDataset } from '../core/data/dataset.ts';
+import { buildModel } from '../core/model/architectures.ts';
+import { writeWeights } from '../core/model/weights.ts';
+import type { EvalMetrics, ModelSpec } from '../core/protocol/messages.ts';
+import type { ModelEvaluator } from './rounds/round-engine.ts';
+
+/** Evaluates global weights on the coordinator's held-out test split, in batches. */
+export class TestSetEvaluator implements ModelEvaluator {
+  private readonly model: tf.LayersModel;
+  private readonly xs: tf.Tensor2D;
+  private readonly ys: tf.Tensor2D;
+
+  constructor(
+    spec: ModelSpec,
+    private readonly test: ByteDataset,
+    private readonly batchSize = 500,
+  ) {
+    this.model = buildModel(spec);
+    this.xs = tf.tidy(() => tf.tensor2d(test.features8, [test.count, test.features], 'int32').toFloat().div(255));
+    this.ys = tf.tidy(() => tf.oneHot(tf.tensor1d(test.labels, 'int32'), spec.numClasses).toFloat() as tf.Tensor2D);
+  }
+
+  async evaluate(weights: Float32Array): Promise<EvalMetrics> {
+    writeWeights(this.model, weights);
+    let lossSum = 0;
+    let correct = 0;
+    for (let start = 0; start < this.test.count; start += this.batchSize) {
+      const size = Math.min(this.batchSize, this.test.count - start);
+      const [loss, hits] = tf.tidy(() => {
+        const x = this.xs.slice([start, 0], [size, -1]);
+        const y = this.ys.slice([start, 0], [size, -1]);
+        const logits = this.model.predict(x) as tf.Tensor;
+        const perExample = tf.losses.softmaxCrossEntropy(y, logits, undefined, undefined, tf.Reduction.NONE);
+        return [perExample.sum(), tf.equal(tf.argMax(logits, 1), tf.argMax(y, 1)).sum()];
+      });
+      const [l, h] = await Promise.all([loss.data(), hits.data()]);
+      loss.dispose();
+      hits.dispose();
+      lossSum += l[0]!;
+      correct += h[0]!;
+    }
+    return { loss: lossSum / this.test.count, accuracy: correct / this.test.count };
+  }
+
+  dispose(): void {
+    this.model.dispose();
+    this.xs.dispose();
+    this.ys.dispose();
+  }
+}

@@ -1,0 +1,470 @@
+import type { RoundAggregator, Strategy } from '../../core/aggregation/strategy.ts';
+import { ackError, ackOk, ErrorCode, ProtocolError, type Ack } from '../../core/protocol/errors.ts';
+import type {
+  ClientInfo,
+  EvalMetrics,
+  FederationDoneMessage,
+  FitConfig,
+  ProgressMessage,
+  RoundEndMessage,
+  RoundStartMessage,
+  UpdateAccepted,
+  UpdateMessage,
+} from '../../core/protocol/messages.ts';
+import type {
+  FederationStatus,
+  ParticipantState,
+  ParticipantStatus,
+  RoundPhase,
+  RoundRecord,
+  RoundSettings,
+} from '../../core/protocol/status.ts';
+import { sample, type UniformSource } from '../../core/random/prng.ts';
+import { decodeFrame, encodeFrame, FrameKind } from '../../core/wire/frame.ts';
+import type { Clock, TimerHandle } from './clock.ts';
+
+/** How the engine reaches participants; the socket.io server implements it. */
+export interface RoundTransport {
+  sendRoundStart(participantId: string, message: RoundStartMessage): void;
+  broadcastRoundEnd(message: RoundEndMessage): void;
+  broadcastDone(message: FederationDoneMessage): void;
+  /** Something in `status()` changed (the server throttles pushes to dashboards). */
+  statusChanged(): void;
+}
+
+export interface ModelEvaluator {
+  evaluate(weights: Float32Array): Promise<EvalMetrics>;
+}
+
+/** Called after every aggregated round with the new model; persistence hooks in here. */
+export type RoundCompletedListener = (record: RoundRecord, weights: Float32Array) => Promise<void> | void;
+
+export interface GlobalModel {
+  readonly version: number;
+  readonly weights: Float32Array;
+  /** The weights encoded once as a frame, shared by every message that sends them. */
+  readonly frame: ArrayBuffer;
+}
+
+export interface RoundEngineOptions {
+  readonly settings: RoundSettings;
+  readonly strategy: Strategy;
+  readonly clock: Clock;
+  readonly transport: RoundTransport;
+  readonly evaluator: ModelEvaluator;
+  readonly initialWeights: Float32Array;
+  readonly random: UniformSource;
+  readonly task: FederationStatus['task'];
+  readonly onRoundCompleted?: RoundCompletedListener;
+  /** Creates participant ids; random by default. */
+  readonly newId?: () => string;
+}
+
+interface ParticipantRecord {
+  readonly id: string;
+  info: ClientInfo;
+  connected: boolean;
+  state: ParticipantState;
+  roundsContributed: number;
+  progress?: number;
+  lastLatencyMs?: number;
+}
+
+interface OpenRound {
+  readonly round: number;
+  readonly startedAt: number;
+  readonly baseVersion: number;
+  readonly selected: ReadonlySet<string>;
+  readonly aggregator: RoundAggregator;
+  readonly timer: TimerHandle;
+  readonly settled: Set<string>;
+  received: number;
+  dropped: number;
+  rejected: number;
+  bytesIn: number;
+  readonly bytesOut: number;
+}
+
+/**
+ * The round state machine. It knows nothing of sockets or wall time: the
+ * transport carries its messages and the clock runs its deadlines, so tests
+ * drive it with a controllable clock.
+ *
+ * waiting -> training -> aggregating -> evaluating -> waiting ... -> done
+ *
+ * A round selects up to `clientsPerRound` idle participants at random,
+ * collects updates until each selected participant has answered, dropped out
+ * or been rejected, or the deadline passes, and aggregates when at least
+ * `minUpdates` arrived; otherwise the model stays as it was and the round is
+ * recorded as skipped with the reason.
+ */
+export class RoundEngine {
+  private readonly participants = new Map<string, ParticipantRecord>();
+  private model: GlobalModel;
+  private phase: RoundPhase = 'waiting';
+  private lastRound = 0;
+  private open: OpenRound | undefined;
+  private readonly history: RoundRecord[] = [];
+  private readonly rejections: Record<string, number> = {};
+  private started = false;
+  private doneReason: string | undefined;
+  private readonly startedAt: number;
+  private idCounter = 0;
+  private resolveDone!: (status: FederationStatus) => void;
+  /** Resolves when the federation finishes (round limit or target accuracy). */
+  readonly done: Promise<FederationStatus>;
+
+  constructor(private readonly options: RoundEngineOptions) {
+    this.model = makeModel(0, options.initialWeights);
+    this.startedAt = options.clock.now();
+    this.done = new Promise((resolve) => (this.resolveDone = resolve));
+  }
+
+  get globalModel(): GlobalModel {
+    return this.model;
+  }
+
+  get currentRound(): number {
+    return this.open?.round ?? this.lastRound;
+  }
+
+  get isDone(): boolean {
+    return this.phase === 'done';
+  }
+
+  /** Starts running rounds as soon as enough participants are connected. */
+  start(): void {
+    this.started = true;
+    this.maybeStartRound();
+  }
+
+  /** Stops for good: closes the open round without aggregating and finishes. */
+  stop(reason = 'stopped by the operator'): void {
+    if (this.open) {
+      this.options.clock.clear(this.open.timer);
+      this.open = undefined;
+    }
+    this.finish(reason);
+  }
+
+  /** A participant joined or rejoined. Returns its id (the old one when it is known). */
+  join(info: ClientInfo, requestedId?: string): string {
+    const existing = requestedId === undefined ? undefined : this.participants.get(requestedId);
+    let record: ParticipantRecord;
+    if (existing) {
+      record = existing;
+      record.info = info;
+      record.connected = true;
+      // A participant that dropped out of the open round stays out of it.
+      if (!this.open?.selected.has(record.id)) record.state = 'idle';
+    } else {
+      record = { id: this.options.newId?.() ?? this.makeId(), info, connected: true, state: 'idle', roundsContributed: 0 };
+      this.participants.set(record.id, record);
+    }
+    this.options.transport.statusChanged();
+    // Deferred: the participant must get its join answer before any round:start.
+    this.options.clock.setTimer(0, () => this.maybeStartRound());
+    return record.id;
+  }
+
+  /** A participant's connection closed. If it was selected and had not answered, it drops out of the round. */
+  leave(participantId: string): void {
+    const record = this.participants.get(participantId);
+    if (!record) return;
+    record.connected = false;
+    record.progress = undefined;
+    const open = this.open;
+    if (open && open.selected.has(participantId) && !open.settled.has(participantId)) {
+      open.settled.add(participantId);
+      open.dropped++;
+      record.state = 'dropped';
+      this.closeRoundIfSettled();
+    }
+    this.options.transport.statusChanged();
+  }
+
+  /** Validates and accumulates one update. Never throws on bad input: it answers with a coded error. */
+  submitUpdate(participantId: string, message: UpdateMessage): Ack<UpdateAccepted> {
+    const result = this.acceptUpdate(participantId, message);
+    if (!result.ok) {
+      this.rejections[result.error.code] = (this.rejections[result.error.code] ?? 0) + 1;
+      this.options.transport.statusChanged();
+    }
+    return result;
+  }
+
+  /** Records a participant's training progress for the dashboard. Ignored unless it is training in the open round. */
+  reportProgress(participantId: string, message: ProgressMessage): void {
+    const record = this.participants.get(participantId);
+    const open = this.open;
+    if (!record || !open || message.round !== open.round || !open.selected.has(participantId) || open.settled.has(participantId)) return;
+    record.state = 'training';
+    record.progress = message.fraction;
+    this.options.transport.statusChanged();
+  }
+
+  /** Counts a request rejected before it reached the engine (bad payload, unknown event). */
+  countRejection(code: ErrorCode): void {
+    this.rejections[code] = (this.rejections[code] ?? 0) + 1;
+    this.options.transport.statusChanged();
+  }
+
+  status(): FederationStatus {
+    const participants: ParticipantStatus[] = [];
+    for (const p of this.participants.values()) {
+      participants.push({
+        id: p.id,
+        connected: p.connected,
+        backend: p.info.backend,
+        adapter: p.info.adapter,
+        platform: p.info.platform,
+        numExamples: p.info.numExamples,
+        state: p.state,
+        roundsContributed: p.roundsContributed,
+        progress: p.progress,
+        lastLatencyMs: p.lastLatencyMs,
+      });
+    }
+    return {
+      task: this.options.task,
+      strategy: this.options.strategy.name,
+      settings: this.options.settings,
+      round: this.currentRound,
+      phase: this.phase,
+      modelVersion: this.model.version,
+      done: this.phase === 'done',
+      doneReason: this.doneReason,
+      waitingFor: this.waitingFor(),
+      participants,
+      history: [...this.history],
+      rejections: { ...this.rejections },
+      startedAt: this.startedAt,
+    };
+  }
+
+  private makeId(): string {
+    this.idCounter++;
+    const suffix = Math.floor(this.options.random.next() * 0x100000000).toString(16).padStart(8, '0');
+    return `p${this.idCounter}-${suffix}`;
+  }
+
+  private eligible(): ParticipantRecord[] {
+    return [...this.participants.values()].filter((p) => p.connected && p.state !== 'dropped' && !this.open?.selected.has(p.id));
+  }
+
+  private connectedCount(): number {
+    let n = 0;
+    for (const p of this.participants.values()) if (p.connected) n++;
+    return n;
+  }
+
+  private waitingFor(): string | undefined {
+    if (this.phase !== 'waiting') return undefined;
+    if (!this.started) return 'the federation to be started';
+    const have = this.eligible().length;
+    const need = this.options.settings.minClients;
+    if (have < need) return `participants: ${have} connected, at least ${need} needed`;
+    return undefined;
+  }
+
+  private maybeStartRound(): void {
+    if (!this.started || this.phase !== 'waiting' || this.open) return;
+    const { settings, strategy, clock, transport } = this.options;
+    const candidates = this.eligible();
+    if (candidates.length < settings.minClients) {
+      transport.statusChanged();
+      return;
+    }
+    const chosen = sample(candidates, settings.clientsPerRound, this.options.random);
+    const round = this.lastRound + 1;
+    const fit: FitConfig = strategy.configureFit(round, settings.fit);
+    const startedAt = clock.now();
+    const model = this.model;
+    const timer = clock.setTimer(settings.roundTimeoutMs, () => this.onDeadline(round));
+    this.open = {
+      round,
+      startedAt,
+      baseVersion: model.version,
+      selected: new Set(chosen.map((p) => p.id)),
+      aggregator: strategy.beginRound({ round, globalWeights: model.weights }),
+      timer,
+      settled: new Set(),
+      received: 0,
+      dropped: 0,
+      rejected: 0,
+      bytesIn: 0,
+      bytesOut: model.frame.byteLength * chosen.length,
+    };
+    this.phase = 'training';
+    const message: RoundStartMessage = {
+      round,
+      model: { version: model.version, weights: model.frame },
+      config: fit,
+      deadline: startedAt + settings.roundTimeoutMs,
+    };
+    for (const p of chosen) {
+      p.state = 'selected';
+      p.progress = 0;
+      transport.sendRoundStart(p.id, message);
+    }
+    transport.statusChanged();
+  }
+
+  private acceptUpdate(participantId: string, message: UpdateMessage): Ack<UpdateAccepted> {
+    const record = this.participants.get(participantId);
+    if (!record) return ackError(ErrorCode.NotJoined, 'join before sending updates');
+    if (this.phase === 'done') return ackError(ErrorCode.FederationDone, `the federation has finished: ${this.doneReason}`);
+    const open = this.open;
+    if (!open || message.round !== open.round || this.phase !== 'training') {
+      const current = open && this.phase === 'training' ? `round ${open.round} is collecting updates` : 'no round is collecting updates';
+      return ackError(ErrorCode.WrongRound, `update for round ${message.round} refused: ${current}`);
+    }
+    if (!open.selected.has(participantId)) return ackError(ErrorCode.NotSelected, `not selected for round ${open.round}`);
+    if (open.settled.has(participantId)) {
+      return record.state === 'uploaded'
+        ? ackError(ErrorCode.DuplicateUpdate, `an update for round ${open.round} was already received`)
+        : ackError(ErrorCode.NotSelected, `no longer part of round ${open.round} (${record.state})`);
+    }
+    if (message.baseVersion !== open.baseVersion) {
+      return this.excludeFromRound(record, open, ackError(ErrorCode.StaleModel, `update trained from model ${message.baseVersion}, round ${open.round} uses model ${open.baseVersion}`));
+    }
+    let update: Float32Array;
+    try {
+      update = decodeFrame(message.update, { kind: FrameKind.Update, expectedCount: this.model.weights.length });
+    } catch (error) {
+      if (error instanceof ProtocolError) return this.excludeFromRound(record, open, ackError(error.code, error.message));
+      throw error;
+    }
+    open.aggregator.add({ participantId, numExamples: message.numExamples, update });
+    open.settled.add(participantId);
+    open.received++;
+    open.bytesIn += message.update.byteLength;
+    record.state = 'uploaded';
+    record.progress = undefined;
+    record.roundsContributed++;
+    record.lastLatencyMs = this.options.clock.now() - open.startedAt;
+    const received = open.received;
+    this.options.transport.statusChanged();
+    this.closeRoundIfSettled();
+    return ackOk({ round: message.round, received });
+  }
+
+  /** A selected participant whose update is unusable is out of this round, so the round need not wait for it. */
+  private excludeFromRound<T>(record: ParticipantRecord, open: OpenRound, result: Ack<T>): Ack<T> {
+    open.settled.add(record.id);
+    open.rejected++;
+    record.state = 'dropped';
+    record.progress = undefined;
+    this.closeRoundIfSettled();
+    return result;
+  }
+
+  private closeRoundIfSettled(): void {
+    const open = this.open;
+    if (open && this.phase === 'training' && open.settled.size >= open.selected.size) void this.closeRound(open);
+  }
+
+  private onDeadline(round: number): void {
+    const open = this.open;
+    if (!open || open.round !== round || this.phase !== 'training') return;
+    for (const id of open.selected) {
+      if (open.settled.has(id)) continue;
+      open.settled.add(id);
+      open.dropped++;
+      const record = this.participants.get(id);
+      if (record) {
+        record.state = 'dropped';
+        record.progress = undefined;
+      }
+    }
+    void this.closeRound(open);
+  }
+
+  private async closeRound(open: OpenRound): Promise<void> {
+    const { clock, settings, transport, evaluator } = this.options;
+    clock.clear(open.timer);
+    this.phase = 'aggregating';
+    transport.statusChanged();
+    const base = {
+      round: open.round,
+      selected: open.selected.size,
+      received: open.received,
+      dropped: open.dropped,
+      rejected: open.rejected,
+      bytesIn: open.bytesIn,
+      bytesOut: open.bytesOut,
+      startedAt: open.startedAt,
+    };
+    let record: RoundRecord;
+    const enough = open.received >= settings.minUpdates;
+    const weights = enough ? open.aggregator.finish() : null;
+    if (weights === null) {
+      const reason = `only ${open.received} of at least ${settings.minUpdates} updates arrived (${open.dropped} dropped, ${open.rejected} rejected); the model is unchanged`;
+      record = { ...base, outcome: 'skipped', reason, modelVersion: this.model.version, durationMs: clock.now() - open.startedAt };
+    } else {
+      this.phase = 'evaluating';
+      transport.statusChanged();
+      let metrics: EvalMetrics | undefined;
+      try {
+        metrics = await evaluator.evaluate(weights);
+      } catch (error) {
+        console.error(`round ${open.round}: evaluation failed:`, error);
+      }
+      if (this.open !== open) return; // stopped while evaluating
+      this.model = makeModel(this.model.version + 1, weights);
+      record = { ...base, outcome: 'aggregated', modelVersion: this.model.version, metrics, durationMs: clock.now() - open.startedAt };
+    }
+    this.open = undefined;
+    this.lastRound = open.round;
+    this.history.push(record);
+    for (const id of open.selected) {
+      const p = this.participants.get(id);
+      if (p && p.connected) p.state = 'idle';
+      if (p) p.progress = undefined;
+    }
+    if (record.outcome === 'aggregated' && this.options.onRoundCompleted) {
+      try {
+        await this.options.onRoundCompleted(record, this.model.weights);
+      } catch (error) {
+        console.error(`round ${open.round}: saving the model failed:`, error);
+      }
+    }
+    transport.broadcastRoundEnd({
+      round: record.round,
+      outcome: record.outcome,
+      reason: record.reason,
+      modelVersion: record.modelVersion,
+      metrics: record.metrics,
+    });
+    const target = settings.targetAccuracy;
+    if (target !== undefined && record.metrics && record.metrics.accuracy >= target) {
+      this.finish(`target accuracy ${target} reached in round ${record.round} (accuracy ${record.metrics.accuracy.toFixed(4)})`);
+    } else if (record.round >= settings.rounds) {
+      this.finish(`completed ${settings.rounds} rounds`);
+    } else {
+      this.phase = 'waiting';
+      transport.statusChanged();
+      // Start the next round from a fresh stack, after the messages above went out.
+      clock.setTimer(0, () => this.maybeStartRound());
+    }
+  }
+
+  private finish(reason: string): void {
+    if (this.phase === 'done') return;
+    this.phase = 'done';
+    this.doneReason = reason;
+    const last = this.history.at(-1);
+    this.options.transport.broadcastDone({ reason, round: this.lastRound, metrics: last?.metrics });
+    this.options.transport.statusChanged();
+    this.resolveDone(this.status());
+  }
+
+  /** Participants connected right now. */
+  get connected(): number {
+    return this.connectedCount();
+  }
+}
+
+function makeModel(version: number, weights: Float32Array): GlobalModel {
+  return { version, weights, frame: encodeFrame(FrameKind.Weights, weights) };
+}

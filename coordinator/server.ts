@@ -1,0 +1,294 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { Server, type Namespace, type Socket } from 'socket.io';
+import { FedAvg } from '../core/aggregation/fedavg.ts';
+import type { Strategy } from '../core/aggregation/strategy.ts';
+import { encodeDataset } from '../core/data/dataset.ts';
+import { buildModel, weightShapes, parameterCount } from '../core/model/architectures.ts';
+import { readWeights } from '../core/model/weights.ts';
+import { ackError, ackOk, ErrorCode, ProtocolError, type Ack } from '../core/protocol/errors.ts';
+import {
+  CLIENT_EVENTS,
+  PROTOCOL_VERSION,
+  type ClientToServerEvents,
+  type ModelSpec,
+  type ServerToClientEvents,
+  type TaskSummary,
+} from '../core/protocol/messages.ts';
+import type { AdminClientToServerEvents, AdminServerToClientEvents, FederationStatus } from '../core/protocol/status.ts';
+import { parseJoinRequest, parseProgressMessage, parseUpdateMessage } from '../core/protocol/validate.ts';
+import { SeededRandom } from '../core/random/prng.ts';
+import { FRAME_HEADER_BYTES } from '../core/wire/frame.ts';
+import type { CoordinatorConfig } from './config.ts';
+import { TestSetEvaluator } from './evaluator.ts';
+import { serveStatic } from './http/static-files.ts';
+import { SystemClock } from './rounds/clock.ts';
+import { RoundEngine, type RoundTransport } from './rounds/round-engine.ts';
+import { ModelFiles } from './storage/model-files.ts';
+import { loadMnistDemo } from './task/demo-data.ts';
+import { initNodeBackend } from './tf-node.ts';
+
+interface SocketData {
+  participantId?: string;
+}
+
+type ParticipantServer = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
+type ParticipantSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
+
+export const DEMO_TASK_NAME = 'mnist-demo';
+const DEMO_DATA_PATH = '/api/demo-data/train.bin';
+/** Slack above the largest frame for the JSON parts of a message. */
+const MESSAGE_SLACK_BYTES = 64 * 1024;
+/** Dashboards get at most this many status pushes per second. */
+const STATUS_PUSHES_PER_SECOND = 10;
+
+export interface Coordinator {
+  readonly url: string;
+  readonly port: number;
+  readonly engine: RoundEngine;
+  readonly task: TaskSummary;
+  readonly backend: string;
+  /** Resolves when the federation finishes. */
+  readonly done: Promise<FederationStatus>;
+  close(): Promise<void>;
+}
+
+export interface CoordinatorHooks {
+  readonly strategy?: Strategy;
+  readonly log?: (line: string) => void;
+}
+
+/**
+ * Starts the coordinator: HTTP (pages, status API, demo data) and socket.io
+ * on one port, the round engine, the test-set evaluator and the model files.
+ */
+export async function startCoordinator(config: CoordinatorConfig, hooks: CoordinatorHooks = {}): Promise<Coordinator> {
+  const log = hooks.log ?? (config.quiet ? () => {} : (line: string) => console.log(line));
+  const backend = await initNodeBackend();
+  const demo = await loadMnistDemo();
+  const spec: ModelSpec = { architecture: config.architecture, inputShape: [demo.train.features], numClasses: demo.train.numClasses };
+  const initial = buildModel(spec, config.seed);
+  const shapes = weightShapes(initial);
+  const initialWeights = await readWeights(initial);
+  initial.dispose();
+  const task: TaskSummary = {
+    name: DEMO_TASK_NAME,
+    description: `MNIST digits (${demo.train.count} training examples shared out to participants, ${demo.test.count} held out on the coordinator)`,
+    model: spec,
+    weightShapes: shapes,
+    paramCount: parameterCount(shapes),
+    demoDataUrl: DEMO_DATA_PATH,
+  };
+  const evaluator = new TestSetEvaluator(spec, demo.test);
+  const runDir = path.resolve(config.dataDir, task.name);
+  const modelFiles = new ModelFiles(spec, runDir);
+  const demoData = encodeDataset(demo.train);
+  const clock = new SystemClock();
+
+  const httpServer = createServer();
+  const io: ParticipantServer = new Server(httpServer, {
+    // Derived from the model: a full frame plus the JSON around it must fit.
+    maxHttpBufferSize: FRAME_HEADER_BYTES + task.paramCount * 4 + MESSAGE_SLACK_BYTES,
+    serveClient: false,
+  });
+  // The dashboard's namespace has its own event map; socket.io types namespaces by the parent's.
+  const admin = io.of('/admin') as unknown as Namespace<AdminClientToServerEvents, AdminServerToClientEvents>;
+  const socketsByParticipant = new Map<string, ParticipantSocket>();
+
+  let statusTimer: NodeJS.Timeout | undefined;
+  let lastPush = 0;
+  const pushStatus = () => {
+    statusTimer = undefined;
+    lastPush = Date.now();
+    admin.emit('status', engine.status());
+  };
+
+  const transport: RoundTransport = {
+    sendRoundStart(participantId, message) {
+      socketsByParticipant.get(participantId)?.emit('round:start', message);
+    },
+    broadcastRoundEnd(message) {
+      io.emit('round:end', message);
+      const m = message.metrics;
+      log(
+        `round ${message.round}: ${message.outcome}` +
+          (m ? `, test accuracy ${(m.accuracy * 100).toFixed(2)}%, loss ${m.loss.toFixed(4)}` : '') +
+          (message.reason ? ` (${message.reason})` : ''),
+      );
+    },
+    broadcastDone(message) {
+      io.emit('federation:done', message);
+      log(`federation done: ${message.reason}`);
+    },
+    statusChanged() {
+      if (statusTimer) return;
+      const wait = Math.max(0, lastPush + 1000 / STATUS_PUSHES_PER_SECOND - Date.now());
+      statusTimer = setTimeout(pushStatus, wait);
+    },
+  };
+
+  const engine: RoundEngine = new RoundEngine({
+    settings: config.settings,
+    strategy: hooks.strategy ?? new FedAvg(),
+    clock,
+    transport,
+    evaluator,
+    initialWeights,
+    random: new SeededRandom(config.seed),
+    task: { name: task.name, architecture: spec.architecture, paramCount: task.paramCount },
+    newId: () => randomUUID(),
+    onRoundCompleted: async (_record, weights) => {
+      await modelFiles.save(weights, engine.status().history);
+    },
+  });
+
+  io.on('connection', (socket) => attachParticipant(socket));
+  admin.on('connection', (socket) => socket.emit('status', engine.status()));
+
+  function attachParticipant(socket: ParticipantSocket): void {
+    socket.on('join', (...args: unknown[]) => {
+      respond(args, () => {
+        const request = parseJoinRequest(args[0]);
+        if (request.protocolVersion !== PROTOCOL_VERSION) {
+          return ackError(ErrorCode.UnsupportedProtocol, `protocol version ${request.protocolVersion} is not supported; this coordinator speaks ${PROTOCOL_VERSION}`);
+        }
+        const previous = socket.data.participantId;
+        if (previous !== undefined && previous !== request.participantId) {
+          return ackError(ErrorCode.BadPayload, `this connection already joined as ${previous}`);
+        }
+        const id = engine.join(request.client, request.participantId);
+        const other = socketsByParticipant.get(id);
+        if (other && other !== socket) other.disconnect(true);
+        socketsByParticipant.set(id, socket);
+        socket.data.participantId = id;
+        const model = engine.globalModel;
+        return ackOk({ participantId: id, task, model: { version: model.version, weights: model.frame }, round: engine.currentRound });
+      });
+    });
+    socket.on('update', (...args: unknown[]) => {
+      respond(args, () => {
+        const id = socket.data.participantId;
+        if (id === undefined) return ackError(ErrorCode.NotJoined, 'join before sending updates');
+        return engine.submitUpdate(id, parseUpdateMessage(args[0]));
+      });
+    });
+    socket.on('progress', (...args: unknown[]) => {
+      const id = socket.data.participantId;
+      try {
+        const message = parseProgressMessage(args[0]);
+        if (id !== undefined) engine.reportProgress(id, message);
+      } catch (error) {
+        if (error instanceof ProtocolError) engine.countRejection(error.code);
+      }
+    });
+    socket.onAny((event: string, ...args: unknown[]) => {
+      if ((CLIENT_EVENTS as readonly string[]).includes(event)) return;
+      engine.countRejection(ErrorCode.UnknownEvent);
+      const ack = args.at(-1);
+      if (typeof ack === 'function') ack(ackError(ErrorCode.UnknownEvent, `unknown event "${String(event).slice(0, 64)}"`));
+    });
+    socket.on('disconnect', () => {
+      const id = socket.data.participantId;
+      if (id !== undefined && socketsByParticipant.get(id) === socket) {
+        socketsByParticipant.delete(id);
+        engine.leave(id);
+      }
+    });
+  }
+
+  /** Runs a request handler and answers through the ack; bad input becomes a coded error, never a crash. */
+  function respond<T>(args: unknown[], handle: () => Ack<T>): void {
+    const ack = args.at(-1);
+    let result: Ack<T>;
+    try {
+      result = handle();
+    } catch (error) {
+      if (error instanceof ProtocolError) {
+        engine.countRejection(error.code);
+        result = ackError(error.code, error.message);
+      } else {
+        console.error('request handler failed:', error);
+        result = ackError(ErrorCode.BadPayload, 'the request could not be processed');
+      }
+    }
+    if (typeof ack === 'function') ack(result);
+  }
+
+  httpServer.on('request', (request: IncomingMessage, response: ServerResponse) => {
+    void handleHttp(request, response).catch((error) => {
+      console.error('http handler failed:', error);
+      if (!response.headersSent) response.writeHead(500);
+      response.end();
+    });
+  });
+
+  const staticRoot = path.resolve(config.staticDir);
+  async function handleHttp(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    if (request.url?.startsWith('/socket.io/')) return; // socket.io answers these
+    const { pathname } = new URL(request.url ?? '/', 'http://localhost');
+    if (request.method !== 'GET' && request.method !== 'HEAD') {
+      response.writeHead(405, { allow: 'GET, HEAD' }).end();
+      return;
+    }
+    if (pathname === '/api/status') {
+      const body = JSON.stringify(engine.status());
+      response.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(body);
+      return;
+    }
+    if (pathname === '/api/task') {
+      response.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(task));
+      return;
+    }
+    if (pathname === DEMO_DATA_PATH) {
+      response.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': demoData.byteLength, 'cache-control': 'no-cache' });
+      response.end(request.method === 'HEAD' ? undefined : demoData);
+      return;
+    }
+    if (await serveStatic(staticRoot, request, response)) return;
+    const missingBuild = pathname === '/' || pathname.startsWith('/dashboard');
+    response.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
+    response.end(missingBuild ? `The web app is not built: run "npm run build" (looked in ${staticRoot}).\n` : 'not found\n');
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    httpServer.once('error', reject);
+    httpServer.listen(config.port, config.host, () => {
+      httpServer.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (httpServer.address() as AddressInfo).port;
+  const url = `http://localhost:${port}`;
+  engine.start();
+
+  let closed = false;
+  return {
+    url,
+    port,
+    engine,
+    task,
+    backend,
+    done: engine.done,
+    async close() {
+      if (closed) return;
+      closed = true;
+      if (!engine.isDone) engine.stop('coordinator shut down');
+      if (statusTimer) clearTimeout(statusTimer);
+      clock.clearAll();
+      await new Promise<void>((resolve) => io.close(() => resolve()));
+      await closeHttp(httpServer);
+      evaluator.dispose();
+      modelFiles.dispose();
+    },
+  };
+}
+
+function closeHttp(server: HttpServer): Promise<void> {
+  return new Promise((resolve) => {
+    server.closeAllConnections?.();
+    server.close(() => resolve());
+  });
+}
+

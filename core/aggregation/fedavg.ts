@@ -1,0 +1,69 @@
+import type { ClientResult, RoundAggregator, RoundContext, Strategy } from './strategy.ts';
+import type { FitConfig } from '../protocol/messages.ts';
+
+export interface FedAvgOptions {
+  /** Scales the averaged update before it is applied (1 = plain FedAvg). */
+  readonly serverLearningRate?: number;
+}
+
+/**
+ * FedAvg (McMahan et al. 2017): the new global model is the old one plus the
+ * average of the updates weighted by each participant's example count.
+ * Computed as a running weighted sum in float64, so memory is O(model size)
+ * however many participants report, and the sum does not lose precision.
+ */
+export class FedAvg implements Strategy {
+  readonly name = 'fedavg';
+  private readonly serverLearningRate: number;
+
+  constructor(options: FedAvgOptions = {}) {
+    this.serverLearningRate = options.serverLearningRate ?? 1;
+    if (!(this.serverLearningRate > 0)) throw new RangeError('serverLearningRate must be positive');
+  }
+
+  configureFit(_round: number, base: FitConfig): FitConfig {
+    return base;
+  }
+
+  beginRound(context: RoundContext): RoundAggregator {
+    return new WeightedSum(context.globalWeights, this.serverLearningRate);
+  }
+}
+
+/** Streaming weighted mean of updates, applied to the global weights on finish. */
+export class WeightedSum implements RoundAggregator {
+  private readonly sum: Float64Array;
+  private totalWeight = 0;
+  private added = 0;
+
+  constructor(
+    private readonly globalWeights: Float32Array,
+    private readonly serverLearningRate = 1,
+  ) {
+    this.sum = new Float64Array(globalWeights.length);
+  }
+
+  get count(): number {
+    return this.added;
+  }
+
+  add(result: ClientResult): void {
+    const { update, numExamples } = result;
+    if (update.length !== this.sum.length) {
+      throw new RangeError(`update has ${update.length} values, the model has ${this.sum.length}`);
+    }
+    if (!(numExamples > 0)) throw new RangeError('numExamples must be positive');
+    const sum = this.sum;
+    for (let i = 0; i < sum.length; i++) sum[i]! += numExamples * update[i]!;
+    this.totalWeight += numExamples;
+    this.added++;
+  }
+
+  finish(): Float32Array | null {
+    if (this.added === 0) return null;
+    const scale = this.serverLearningRate / this.totalWeight;
+    const out = new Float32Array(this.sum.length);
+    for (let i = 0; i < out.length; i++) out[i] = this.globalWeights[i]! + scale * this.sum[i]!;
+    return out;
+  }
+}

@@ -1,0 +1,71 @@
+import * as tf from '@tensorflow/tfjs';
+import type { ArchitectureName, ModelSpec, WeightShape } from '../protocol/messages.ts';
+
+/**
+ * The built-in model architectures. Every model outputs logits (no softmax
+ * layer): the loss is softmax cross-entropy on logits, which is numerically
+ * stable and gives the per-example gradients the privacy code needs. Apply
+ * `tf.softmax` to the output for probabilities.
+ *
+ * `seed` makes the initial weights reproducible, so the coordinator and a
+ * test can build the same starting model.
+ */
+export function buildModel(spec: ModelSpec, seed = 1): tf.LayersModel {
+  const init = (offset: number) => tf.initializers.glorotUniform({ seed: seed + offset });
+  const model = tf.sequential({ name: spec.architecture });
+  const flatSize = spec.inputShape.reduce((a, b) => a * b, 1);
+  switch (spec.architecture) {
+    case 'mlp':
+      model.add(tf.layers.reshape({ inputShape: [...spec.inputShape], targetShape: [flatSize] }));
+      model.add(tf.layers.dense({ units: 128, activation: 'relu', kernelInitializer: init(1) }));
+      model.add(tf.layers.dense({ units: spec.numClasses, kernelInitializer: init(2) }));
+      break;
+    case '2nn':
+      // McMahan et al. 2017, "2NN": two hidden layers of 200 ReLU units (199,210 parameters on MNIST).
+      model.add(tf.layers.reshape({ inputShape: [...spec.inputShape], targetShape: [flatSize] }));
+      model.add(tf.layers.dense({ units: 200, activation: 'relu', kernelInitializer: init(1) }));
+      model.add(tf.layers.dense({ units: 200, activation: 'relu', kernelInitializer: init(2) }));
+      model.add(tf.layers.dense({ units: spec.numClasses, kernelInitializer: init(3) }));
+      break;
+    case 'cnn': {
+      // McMahan et al. 2017, "CNN": 5x5 conv 32, pool, 5x5 conv 64, pool, dense 512 (1,663,370 parameters on MNIST).
+      const imageShape = imageInputShape(spec.inputShape);
+      model.add(tf.layers.reshape({ inputShape: [...spec.inputShape], targetShape: imageShape }));
+      model.add(tf.layers.conv2d({ filters: 32, kernelSize: 5, padding: 'same', activation: 'relu', kernelInitializer: init(1) }));
+      model.add(tf.layers.maxPooling2d({ poolSize: 2 }));
+      model.add(tf.layers.conv2d({ filters: 64, kernelSize: 5, padding: 'same', activation: 'relu', kernelInitializer: init(2) }));
+      model.add(tf.layers.maxPooling2d({ poolSize: 2 }));
+      model.add(tf.layers.flatten());
+      model.add(tf.layers.dense({ units: 512, activation: 'relu', kernelInitializer: init(3) }));
+      model.add(tf.layers.dense({ units: spec.numClasses, kernelInitializer: init(4) }));
+      break;
+    }
+    default: {
+      const unknown: never = spec.architecture;
+      throw new Error(`unknown architecture ${String(unknown)}`);
+    }
+  }
+  return model;
+}
+
+/** A square single-channel image shape for a flat or image input, e.g. [784] -> [28, 28, 1]. */
+function imageInputShape(inputShape: readonly number[]): number[] {
+  if (inputShape.length === 3) return [...inputShape];
+  const size = inputShape.reduce((a, b) => a * b, 1);
+  const side = Math.round(Math.sqrt(size));
+  if (side * side !== size) throw new Error(`cnn needs a square image input, got shape [${inputShape.join(', ')}]`);
+  return [side, side, 1];
+}
+
+export function isArchitecture(name: string): name is ArchitectureName {
+  return name === 'mlp' || name === '2nn' || name === 'cnn';
+}
+
+/** The weight tensors of a model in flattening order. */
+export function weightShapes(model: tf.LayersModel): WeightShape[] {
+  return model.weights.map((w) => ({ name: w.originalName, shape: [...w.shape] as number[] }));
+}
+
+export function parameterCount(shapes: readonly WeightShape[]): number {
+  return shapes.reduce((total, w) => total + w.shape.reduce((a, b) => a * b, 1), 0);
+}

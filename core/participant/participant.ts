@@ -1,0 +1,212 @@
+import { io, type Socket } from 'socket.io-client';
+import { privatizeUpdate } from '../privacy/update-privacy.ts';
+import type { Ack } from '../protocol/errors.ts';
+import {
+  PROTOCOL_VERSION,
+  type ClientInfo,
+  type ClientToServerEvents,
+  type EvalMetrics,
+  type FederationDoneMessage,
+  type FitConfig,
+  type JoinAccepted,
+  type RoundEndMessage,
+  type RoundStartMessage,
+  type ServerToClientEvents,
+  type TaskSummary,
+  type TrainMetrics,
+  type UpdateAccepted,
+} from '../protocol/messages.ts';
+import { decodeFrame, encodeFrame, FrameKind } from '../wire/frame.ts';
+import { TrainingAborted, type TrainHooks, type TrainResult } from '../training/local-trainer.ts';
+
+/**
+ * The participant side of the protocol, shared by browser tabs (inside the
+ * training worker) and Node participants: join, train when selected, clip
+ * and noise the update if the round asks, send it, and rejoin by itself
+ * after a dropped connection.
+ */
+
+export type ParticipantSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
+
+/** Whatever trains locally: the tfjs LocalTrainer, or anything with the same contract. */
+export interface RoundTrainer {
+  readonly numExamples: number;
+  train(globalWeights: Float32Array, config: FitConfig, hooks?: TrainHooks): Promise<TrainResult>;
+}
+
+export type ParticipantStatus = 'connecting' | 'waiting' | 'downloading' | 'training' | 'uploading' | 'done' | 'disconnected';
+
+export type ParticipantEvent =
+  | { readonly type: 'status'; readonly status: ParticipantStatus; readonly detail?: string }
+  | { readonly type: 'joined'; readonly participantId: string; readonly task: TaskSummary; readonly modelVersion: number; readonly round: number }
+  | { readonly type: 'progress'; readonly round: number; readonly epoch: number; readonly epochs: number; readonly fraction: number }
+  | {
+      readonly type: 'uploaded';
+      readonly round: number;
+      readonly metrics: TrainMetrics;
+      readonly bytes: number;
+      readonly clipped: boolean;
+      readonly noised: boolean;
+    }
+  | { readonly type: 'rejected'; readonly round: number; readonly code: string; readonly message: string }
+  | { readonly type: 'round-end'; readonly message: RoundEndMessage }
+  | { readonly type: 'done'; readonly message: FederationDoneMessage }
+  | { readonly type: 'error'; readonly message: string };
+
+export interface ParticipantOptions {
+  /** Coordinator URL, e.g. "http://localhost:8080". */
+  readonly url: string;
+  readonly client: Omit<ClientInfo, 'numExamples'>;
+  readonly trainer: RoundTrainer;
+  readonly onEvent?: (event: ParticipantEvent) => void;
+  /** Extra socket.io handshake auth (tokens). */
+  readonly auth?: Record<string, string>;
+  /** First delay before reconnecting after a dropped connection (default 1 s, backing off to 5 s). */
+  readonly reconnectionDelayMs?: number;
+  /** How long to wait for the coordinator's acknowledgement of a request (default 60 s). */
+  readonly ackTimeoutMs?: number;
+}
+
+export class Participant {
+  readonly socket: ParticipantSocket;
+  private participantId: string | undefined;
+  private task: TaskSummary | undefined;
+  private globalMetrics: EvalMetrics | undefined;
+  /** The round being trained, so a round:end for it aborts the work. */
+  private activeRound = 0;
+  private abortedRound = 0;
+  private finished = false;
+
+  constructor(private readonly options: ParticipantOptions) {
+    this.socket = io(options.url, {
+      autoConnect: false,
+      transports: ['websocket'],
+      reconnectionDelay: options.reconnectionDelayMs ?? 1000,
+      reconnectionDelayMax: 5000,
+      auth: options.auth ?? {},
+    });
+    this.socket.on('connect', () => void this.join());
+    this.socket.on('disconnect', (reason) => this.emit({ type: 'status', status: 'disconnected', detail: reason }));
+    this.socket.on('connect_error', (error) => this.emit({ type: 'status', status: 'connecting', detail: error.message }));
+    this.socket.on('round:start', (message) => void this.onRoundStart(message));
+    this.socket.on('round:end', (message) => this.onRoundEnd(message));
+    this.socket.on('federation:done', (message) => {
+      this.finished = true;
+      this.emit({ type: 'done', message });
+      this.emit({ type: 'status', status: 'done', detail: message.reason });
+    });
+  }
+
+  private get ackTimeoutMs(): number {
+    return this.options.ackTimeoutMs ?? 60_000;
+  }
+
+  get id(): string | undefined {
+    return this.participantId;
+  }
+
+  get lastGlobalMetrics(): EvalMetrics | undefined {
+    return this.globalMetrics;
+  }
+
+  start(): void {
+    this.emit({ type: 'status', status: 'connecting' });
+    this.socket.connect();
+  }
+
+  stop(): void {
+    this.abortedRound = this.activeRound;
+    this.socket.disconnect();
+  }
+
+  private emit(event: ParticipantEvent): void {
+    this.options.onEvent?.(event);
+  }
+
+  private async join(): Promise<void> {
+    try {
+      await this.requestJoin();
+    } catch (error) {
+      this.emit({ type: 'error', message: `join failed: ${error instanceof Error ? error.message : String(error)}` });
+    }
+  }
+
+  private async requestJoin(): Promise<void> {
+    const result: Ack<JoinAccepted> = await this.socket.timeout(this.ackTimeoutMs).emitWithAck('join', {
+      protocolVersion: PROTOCOL_VERSION,
+      participantId: this.participantId,
+      client: { ...this.options.client, numExamples: this.options.trainer.numExamples },
+    });
+    if (!result.ok) {
+      this.emit({ type: 'error', message: `join refused: ${result.error.code}: ${result.error.message}` });
+      return;
+    }
+    const accepted = result.value;
+    this.participantId = accepted.participantId;
+    this.task = accepted.task;
+    this.emit({
+      type: 'joined',
+      participantId: accepted.participantId,
+      task: accepted.task,
+      modelVersion: accepted.model.version,
+      round: accepted.round,
+    });
+    if (!this.finished) this.emit({ type: 'status', status: 'waiting' });
+  }
+
+  private onRoundEnd(message: RoundEndMessage): void {
+    if (message.round === this.activeRound) this.abortedRound = message.round;
+    if (message.metrics) this.globalMetrics = message.metrics;
+    this.emit({ type: 'round-end', message });
+  }
+
+  private async onRoundStart(message: RoundStartMessage): Promise<void> {
+    const task = this.task;
+    if (!task) return;
+    const round = message.round;
+    this.activeRound = round;
+    try {
+      this.emit({ type: 'status', status: 'downloading', detail: `round ${round}` });
+      const weights = decodeFrame(message.model.weights, { kind: FrameKind.Weights, expectedCount: task.paramCount });
+      this.emit({ type: 'status', status: 'training', detail: `round ${round}` });
+      const result = await this.options.trainer.train(weights, message.config, {
+        shouldAbort: () => this.abortedRound === round || !this.socket.connected,
+        onProgress: (p) => {
+          this.emit({ type: 'progress', round, ...p });
+          if (this.socket.connected) this.socket.emit('progress', { round, ...p });
+        },
+      });
+      const privacy = message.config.privacy;
+      const privatized = privacy ? privatizeUpdate(result.update, privacy) : undefined;
+      const frame = encodeFrame(FrameKind.Update, result.update);
+      this.emit({ type: 'status', status: 'uploading', detail: `round ${round}` });
+      const ack: Ack<UpdateAccepted> = await this.socket.timeout(this.ackTimeoutMs).emitWithAck('update', {
+        round,
+        baseVersion: message.model.version,
+        numExamples: result.numExamples,
+        metrics: result.metrics,
+        trainMs: result.trainMs,
+        update: frame,
+      });
+      if (ack.ok) {
+        this.emit({
+          type: 'uploaded',
+          round,
+          metrics: result.metrics,
+          bytes: frame.byteLength,
+          clipped: privatized?.clipped ?? false,
+          noised: (privacy?.noiseStd ?? 0) > 0,
+        });
+      } else {
+        this.emit({ type: 'rejected', round, code: ack.error.code, message: ack.error.message });
+      }
+    } catch (error) {
+      if (!(error instanceof TrainingAborted)) {
+        this.emit({ type: 'error', message: `round ${round}: ${error instanceof Error ? error.message : String(error)}` });
+      }
+    } finally {
+      if (this.activeRound === round) this.activeRound = 0;
+      if (!this.finished) this.emit({ type: 'status', status: this.socket.connected ? 'waiting' : 'disconnected' });
+    }
+  }
+}

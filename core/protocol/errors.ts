@@ -1,0 +1,62 @@
+/**
+ * Stable error codes returned through acknowledgements. The codes are part of
+ * the wire protocol (docs/protocol.md): clients may switch on them, so a code
+ * is never renamed or reused for another meaning.
+ */
+export const ErrorCode = {
+  /** The payload is not an object of the documented shape. */
+  BadPayload: 'BAD_PAYLOAD',
+  /** The client speaks a protocol version the coordinator does not. */
+  UnsupportedProtocol: 'UNSUPPORTED_PROTOCOL',
+  /** The event needs a joined participant; call `join` first. */
+  NotJoined: 'NOT_JOINED',
+  /** The update names a round that is not the one collecting updates. */
+  WrongRound: 'WRONG_ROUND',
+  /** The update was trained from another global model version. */
+  StaleModel: 'STALE_MODEL',
+  /** The sender was not selected for this round. */
+  NotSelected: 'NOT_SELECTED',
+  /** The sender already sent an update for this round. */
+  DuplicateUpdate: 'DUPLICATE_UPDATE',
+  /** The binary frame is malformed (magic, version, kind, header). */
+  BadFrame: 'BAD_FRAME',
+  /** The frame holds a different number of parameters than the model. */
+  WrongLength: 'WRONG_LENGTH',
+  /** The update contains NaN or +-Infinity. */
+  NonFinite: 'NON_FINITE',
+  /** The event name is not part of the protocol. */
+  UnknownEvent: 'UNKNOWN_EVENT',
+  /** The federation has finished; no more rounds will run. */
+  FederationDone: 'FEDERATION_DONE',
+} as const;
+
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export interface ProtocolErrorBody {
+  readonly code: ErrorCode;
+  readonly message: string;
+}
+
+/** An error that carries a protocol error code, thrown by validators and decoders. */
+export class ProtocolError extends Error implements ProtocolErrorBody {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string) {
+    super(message);
+    this.name = 'ProtocolError';
+    this.code = code;
+  }
+  toBody(): ProtocolErrorBody {
+    return { code: this.code, message: this.message };
+  }
+}
+
+/** The acknowledgement of every request: a value or a coded error, never both. */
+export type Ack<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: ProtocolErrorBody };
+
+export function ackOk<T>(value: T): Ack<T> {
+  return { ok: true, value };
+}
+
+export function ackError<T = never>(code: ErrorCode, message: string): Ack<T> {
+  return { ok: false, error: { code, message } };
+}

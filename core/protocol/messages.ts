@@ -1,0 +1,163 @@
+import type { Ack } from './errors.ts';
+
+/** Bumped on any incompatible change to events, payloads or frames. */
+export const PROTOCOL_VERSION = 1;
+
+/** Binary data as it travels: an ArrayBuffer in browsers, a Buffer (a Uint8Array) in Node. */
+export type Binary = ArrayBuffer | Uint8Array;
+
+export const ArchitectureName = ['mlp', '2nn', 'cnn'] as const;
+export type ArchitectureName = (typeof ArchitectureName)[number];
+
+/** Enough to rebuild the exact model on any side: same layers, same weight order. */
+export interface ModelSpec {
+  readonly architecture: ArchitectureName;
+  /** Input shape without the batch dimension, e.g. [784] or [28, 28, 1]. */
+  readonly inputShape: readonly number[];
+  readonly numClasses: number;
+}
+
+/** One weight tensor of the model, in flattening order. */
+export interface WeightShape {
+  readonly name: string;
+  readonly shape: readonly number[];
+}
+
+/** Client-side privacy applied to each update before it leaves the device. */
+export interface UpdatePrivacy {
+  /** L2 bound S: the update is scaled to norm <= S. */
+  readonly clipNorm: number;
+  /** Standard deviation (not variance) of the Gaussian noise added per coordinate after clipping. */
+  readonly noiseStd: number;
+}
+
+/** What a participant does in one round. */
+export interface FitConfig {
+  readonly epochs: number;
+  readonly batchSize: number;
+  readonly learningRate: number;
+  /** Present when the round asks for clipping (and optionally noise). */
+  readonly privacy?: UpdatePrivacy;
+}
+
+export interface TaskSummary {
+  readonly name: string;
+  readonly description: string;
+  readonly model: ModelSpec;
+  readonly weightShapes: readonly WeightShape[];
+  readonly paramCount: number;
+  /** Where the demo data lives on the coordinator, if the task has one. */
+  readonly demoDataUrl?: string;
+}
+
+export interface GlobalModelMessage {
+  /** Number of aggregations that produced these weights (0 = initial model). */
+  readonly version: number;
+  /** Frame of kind Weights. */
+  readonly weights: Binary;
+}
+
+export interface ClientInfo {
+  /** The tfjs backend really in use, e.g. "webgpu", "wasm". */
+  readonly backend: string;
+  /** Adapter or device description, when the backend reports one. */
+  readonly adapter?: string;
+  /** Number of local training examples. */
+  readonly numExamples: number;
+  /** Free-form platform string, e.g. the user agent or "node 20". */
+  readonly platform?: string;
+}
+
+export interface JoinRequest {
+  readonly protocolVersion: number;
+  /** Sent again on reconnect so the coordinator recognises the participant. */
+  readonly participantId?: string;
+  readonly client: ClientInfo;
+}
+
+export interface JoinAccepted {
+  readonly participantId: string;
+  readonly task: TaskSummary;
+  readonly model: GlobalModelMessage;
+  readonly round: number;
+}
+
+export interface RoundStartMessage {
+  readonly round: number;
+  /** The weights to train from; the update must name this version. */
+  readonly model: GlobalModelMessage;
+  readonly config: FitConfig;
+  /** Wall-clock deadline (ms since the Unix epoch) after which the update is refused. */
+  readonly deadline: number;
+}
+
+export interface TrainMetrics {
+  readonly loss: number;
+  readonly accuracy: number;
+}
+
+export interface UpdateMessage {
+  readonly round: number;
+  readonly baseVersion: number;
+  readonly numExamples: number;
+  readonly metrics: TrainMetrics;
+  /** Wall time spent training, ms. */
+  readonly trainMs: number;
+  /** Frame of kind Update: new local weights minus the round's global weights. */
+  readonly update: Binary;
+}
+
+export interface UpdateAccepted {
+  readonly round: number;
+  /** Updates received so far in this round, this one included. */
+  readonly received: number;
+}
+
+export type RoundOutcome = 'aggregated' | 'skipped';
+
+export interface EvalMetrics {
+  readonly loss: number;
+  readonly accuracy: number;
+}
+
+export interface RoundEndMessage {
+  readonly round: number;
+  readonly outcome: RoundOutcome;
+  /** Why a round was skipped (too few updates, ...). */
+  readonly reason?: string;
+  /** The global model version after this round. */
+  readonly modelVersion: number;
+  readonly metrics?: EvalMetrics;
+}
+
+export interface FederationDoneMessage {
+  readonly reason: string;
+  readonly round: number;
+  readonly metrics?: EvalMetrics;
+}
+
+export type ParticipantPhase = 'idle' | 'training' | 'uploading';
+
+export interface ProgressMessage {
+  readonly round: number;
+  readonly epoch: number;
+  readonly epochs: number;
+  /** Fraction of the round's local training done, in [0, 1]. */
+  readonly fraction: number;
+}
+
+/** Events the coordinator sends to participants. */
+export interface ServerToClientEvents {
+  'round:start': (message: RoundStartMessage) => void;
+  'round:end': (message: RoundEndMessage) => void;
+  'federation:done': (message: FederationDoneMessage) => void;
+}
+
+/** Events participants send to the coordinator; requests carry an acknowledgement. */
+export interface ClientToServerEvents {
+  join: (request: JoinRequest, ack: (result: Ack<JoinAccepted>) => void) => void;
+  update: (message: UpdateMessage, ack: (result: Ack<UpdateAccepted>) => void) => void;
+  progress: (message: ProgressMessage) => void;
+}
+
+export const CLIENT_EVENTS: readonly (keyof ClientToServerEvents)[] = ['join', 'update', 'progress'];

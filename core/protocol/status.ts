@@ -1,0 +1,74 @@
+import type { EvalMetrics, FitConfig, RoundOutcome } from './messages.ts';
+
+/** The federation as `/api/status` and the dashboard see it. */
+
+export type RoundPhase = 'waiting' | 'training' | 'aggregating' | 'evaluating' | 'done';
+
+export type ParticipantState = 'idle' | 'selected' | 'training' | 'uploaded' | 'dropped';
+
+export interface ParticipantStatus {
+  readonly id: string;
+  readonly connected: boolean;
+  readonly backend: string;
+  readonly adapter?: string;
+  readonly platform?: string;
+  readonly numExamples: number;
+  readonly state: ParticipantState;
+  readonly roundsContributed: number;
+  /** Fraction of the current round's local training done, when training. */
+  readonly progress?: number;
+  /** Time from round start to this participant's update in its last round, ms. */
+  readonly lastLatencyMs?: number;
+}
+
+export interface RoundRecord {
+  readonly round: number;
+  readonly outcome: RoundOutcome;
+  readonly reason?: string;
+  readonly modelVersion: number;
+  readonly metrics?: EvalMetrics;
+  readonly selected: number;
+  readonly received: number;
+  readonly dropped: number;
+  readonly rejected: number;
+  /** Bytes of update frames received and of model frames sent for this round. */
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  readonly startedAt: number;
+  readonly durationMs: number;
+}
+
+export interface RoundSettings {
+  readonly rounds: number;
+  readonly minClients: number;
+  readonly clientsPerRound: number;
+  readonly minUpdates: number;
+  readonly roundTimeoutMs: number;
+  readonly targetAccuracy?: number;
+  readonly fit: FitConfig;
+}
+
+export interface FederationStatus {
+  readonly task: { readonly name: string; readonly architecture: string; readonly paramCount: number };
+  readonly strategy: string;
+  readonly settings: RoundSettings;
+  readonly round: number;
+  readonly phase: RoundPhase;
+  readonly modelVersion: number;
+  readonly done: boolean;
+  readonly doneReason?: string;
+  /** Why the federation is not training right now, e.g. waiting for participants. */
+  readonly waitingFor?: string;
+  readonly participants: readonly ParticipantStatus[];
+  readonly history: readonly RoundRecord[];
+  /** Rejected requests by error code, since start. */
+  readonly rejections: Readonly<Record<string, number>>;
+  readonly startedAt: number;
+}
+
+/** Events of the `/admin` namespace (the dashboard). */
+export interface AdminServerToClientEvents {
+  status: (status: FederationStatus) => void;
+}
+
+export type AdminClientToServerEvents = Record<string, never>;

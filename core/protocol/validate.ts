@@ -1,0 +1,96 @@
+import { ErrorCode, ProtocolError } from './errors.ts';
+import type { Binary, ClientInfo, JoinRequest, ProgressMessage, TrainMetrics, UpdateMessage } from './messages.ts';
+
+/**
+ * Run-time checks of everything a participant sends. TypeScript types stop
+ * honest mistakes at compile time; these stop everything else. Each check
+ * throws ProtocolError(BAD_PAYLOAD) with the path of the offending field.
+ */
+
+type Fields = Record<string, unknown>;
+
+function bad(path: string, expected: string): never {
+  throw new ProtocolError(ErrorCode.BadPayload, `${path}: expected ${expected}`);
+}
+
+function object(value: unknown, path: string): Fields {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) bad(path, 'an object');
+  return value as Fields;
+}
+
+function finiteNumber(value: unknown, path: string): number {
+  if (typeof value !== 'number' || !Number.isFinite(value)) bad(path, 'a finite number');
+  return value;
+}
+
+function integer(value: unknown, path: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    bad(path, `an integer in [${min}, ${max}]`);
+  }
+  return value;
+}
+
+function shortString(value: unknown, path: string, maxLength = 256): string {
+  if (typeof value !== 'string' || value.length > maxLength) bad(path, `a string of at most ${maxLength} characters`);
+  return value;
+}
+
+function optional<T>(value: unknown, check: (v: unknown) => T): T | undefined {
+  return value === undefined ? undefined : check(value);
+}
+
+function binary(value: unknown, path: string): Binary {
+  if (value instanceof ArrayBuffer || value instanceof Uint8Array) return value;
+  return bad(path, 'binary data');
+}
+
+/** Largest example count a participant may claim (it weights the average). */
+export const MAX_EXAMPLES = 100_000_000;
+
+function clientInfo(value: unknown, path: string): ClientInfo {
+  const o = object(value, path);
+  return {
+    backend: shortString(o.backend, `${path}.backend`, 32),
+    adapter: optional(o.adapter, (v) => shortString(v, `${path}.adapter`)),
+    numExamples: integer(o.numExamples, `${path}.numExamples`, 1, MAX_EXAMPLES),
+    platform: optional(o.platform, (v) => shortString(v, `${path}.platform`)),
+  };
+}
+
+export function parseJoinRequest(value: unknown): JoinRequest {
+  const o = object(value, 'join');
+  return {
+    protocolVersion: integer(o.protocolVersion, 'join.protocolVersion', 0, 0xffff),
+    participantId: optional(o.participantId, (v) => shortString(v, 'join.participantId', 64)),
+    client: clientInfo(o.client, 'join.client'),
+  };
+}
+
+function trainMetrics(value: unknown, path: string): TrainMetrics {
+  const o = object(value, path);
+  return { loss: finiteNumber(o.loss, `${path}.loss`), accuracy: finiteNumber(o.accuracy, `${path}.accuracy`) };
+}
+
+export function parseUpdateMessage(value: unknown): UpdateMessage {
+  const o = object(value, 'update');
+  return {
+    round: integer(o.round, 'update.round', 1),
+    baseVersion: integer(o.baseVersion, 'update.baseVersion', 0),
+    numExamples: integer(o.numExamples, 'update.numExamples', 1, MAX_EXAMPLES),
+    metrics: trainMetrics(o.metrics, 'update.metrics'),
+    trainMs: finiteNumber(o.trainMs, 'update.trainMs'),
+    update: binary(o.update, 'update.update'),
+  };
+}
+
+export function parseProgressMessage(value: unknown): ProgressMessage {
+  const o = object(value, 'progress');
+  const fraction = finiteNumber(o.fraction, 'progress.fraction');
+  if (fraction < 0 || fraction > 1) bad('progress.fraction', 'a number in [0, 1]');
+  return {
+    round: integer(o.round, 'progress.round', 1),
+    epoch: integer(o.epoch, 'progress.epoch', 0, 10_000),
+    epochs: integer(o.epochs, 'progress.epochs', 1, 10_000),
+    fraction,
+  };
+}

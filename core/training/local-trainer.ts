@@ -1,0 +1,144 @@
+import * as tf from '@tensorflow/tfjs';
+import type { ByteDataset } from '../data/dataset.ts';
+import { buildModel } from '../model/architectures.ts';
+import { readWeights, writeWeights } from '../model/weights.ts';
+import type { FitConfig, ModelSpec, TrainMetrics } from '../protocol/messages.ts';
+
+export interface TrainProgress {
+  readonly epoch: number;
+  readonly epochs: number;
+  /** Fraction of the whole round's training done, in [0, 1]. */
+  readonly fraction: number;
+}
+
+export interface TrainHooks {
+  onProgress?(progress: TrainProgress): void;
+  /** Polled between batches; returning true stops training with a TrainingAborted error. */
+  shouldAbort?(): boolean;
+}
+
+export interface TrainResult {
+  /** New local weights minus the starting weights. */
+  readonly update: Float32Array;
+  /** Mean loss and accuracy over the last local epoch. */
+  readonly metrics: TrainMetrics;
+  readonly numExamples: number;
+  readonly trainMs: number;
+}
+
+export class TrainingAborted extends Error {
+  constructor() {
+    super('training aborted');
+    this.name = 'TrainingAborted';
+  }
+}
+
+/** How often training hands the thread back so sockets, timers and UI messages run. */
+const YIELD_INTERVAL_MS = 100;
+
+const nextMacrotask = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+
+/**
+ * Local training for one participant: the data lives on the backend as
+ * tensors for the trainer's lifetime, the model is built once, and each round
+ * overwrites its weights, trains with plain SGD and returns the weight delta.
+ * Everything a round allocates is disposed before it returns, so the tensor
+ * count is the same after every round.
+ */
+export class LocalTrainer {
+  readonly numExamples: number;
+  private readonly model: tf.LayersModel;
+  private readonly xs: tf.Tensor2D;
+  private readonly ys: tf.Tensor2D;
+
+  constructor(spec: ModelSpec, data: ByteDataset) {
+    if (data.count === 0) throw new Error('no local training data');
+    const inputSize = spec.inputShape.reduce((a, b) => a * b, 1);
+    if (data.features !== inputSize) {
+      throw new Error(`the data has ${data.features} features per example, the model takes ${inputSize}`);
+    }
+    if (data.numClasses > spec.numClasses) {
+      throw new Error(`the data has ${data.numClasses} classes, the model ${spec.numClasses}`);
+    }
+    this.numExamples = data.count;
+    this.model = buildModel(spec);
+    this.xs = tf.tidy(() => tf.tensor2d(data.features8, [data.count, data.features], 'int32').toFloat().div(255));
+    this.ys = tf.tidy(() => tf.oneHot(tf.tensor1d(data.labels, 'int32'), spec.numClasses).toFloat() as tf.Tensor2D);
+  }
+
+  /** Trains from `globalWeights` as `config` says and returns the update. */
+  async train(globalWeights: Float32Array, config: FitConfig, hooks: TrainHooks = {}): Promise<TrainResult> {
+    const started = performance.now();
+    writeWeights(this.model, globalWeights);
+    const optimizer = tf.train.sgd(config.learningRate);
+    const n = this.numExamples;
+    const batchSize = Math.max(1, Math.min(config.batchSize, n));
+    const batchesPerEpoch = Math.ceil(n / batchSize);
+    const totalBatches = batchesPerEpoch * config.epochs;
+    let metrics: TrainMetrics = { loss: NaN, accuracy: NaN };
+    let lastYield = performance.now();
+    try {
+      for (let epoch = 0; epoch < config.epochs; epoch++) {
+        const order = tf.util.createShuffledIndices(n);
+        let lossSum = tf.scalar(0);
+        let correctSum = tf.scalar(0);
+        try {
+          for (let b = 0; b < batchesPerEpoch; b++) {
+            const indices = order.subarray(b * batchSize, Math.min(n, (b + 1) * batchSize));
+            const [nextLoss, nextCorrect] = this.step(optimizer, indices, lossSum, correctSum);
+            lossSum.dispose();
+            correctSum.dispose();
+            lossSum = nextLoss;
+            correctSum = nextCorrect;
+            if (performance.now() - lastYield >= YIELD_INTERVAL_MS) {
+              // Reading a scalar also keeps an asynchronous GPU queue from running far ahead.
+              await lossSum.data();
+              await nextMacrotask();
+              lastYield = performance.now();
+              if (hooks.shouldAbort?.()) throw new TrainingAborted();
+              hooks.onProgress?.({ epoch, epochs: config.epochs, fraction: (epoch * batchesPerEpoch + b + 1) / totalBatches });
+            }
+          }
+          const [loss, correct] = await Promise.all([lossSum.data(), correctSum.data()]);
+          metrics = { loss: loss[0]! / n, accuracy: correct[0]! / n };
+        } finally {
+          lossSum.dispose();
+          correctSum.dispose();
+        }
+        hooks.onProgress?.({ epoch: epoch + 1, epochs: config.epochs, fraction: (epoch + 1) / config.epochs });
+      }
+      const trained = await readWeights(this.model);
+      for (let i = 0; i < trained.length; i++) trained[i]! -= globalWeights[i]!;
+      return { update: trained, metrics, numExamples: n, trainMs: performance.now() - started };
+    } finally {
+      optimizer.dispose();
+    }
+  }
+
+  /** One SGD step on a batch; returns the running loss and correct-count sums (summed over examples). */
+  private step(optimizer: tf.Optimizer, indices: Int32Array | Uint32Array, lossSum: tf.Scalar, correctSum: tf.Scalar): [tf.Scalar, tf.Scalar] {
+    let correct: tf.Scalar | undefined;
+    try {
+      return tf.tidy(() => {
+        const idx = tf.tensor1d(Int32Array.from(indices), 'int32');
+        const x = tf.gather(this.xs, idx);
+        const y = tf.gather(this.ys, idx);
+        const meanLoss = optimizer.minimize(() => {
+          const logits = this.model.apply(x, { training: true }) as tf.Tensor;
+          // Kept: the gradient scope disposes everything but the loss when it closes.
+          correct = tf.keep(tf.equal(tf.argMax(logits, 1), tf.argMax(y, 1)).sum());
+          return tf.losses.softmaxCrossEntropy(y, logits) as tf.Scalar;
+        }, true) as tf.Scalar;
+        return [lossSum.add(meanLoss.mul(indices.length)), correctSum.add(correct!)] as [tf.Scalar, tf.Scalar];
+      });
+    } finally {
+      correct?.dispose();
+    }
+  }
+
+  dispose(): void {
+    this.model.dispose();
+    this.xs.dispose();
+    this.ys.dispose();
+  }
+}

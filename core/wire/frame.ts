@@ -1,0 +1,114 @@
+import { ErrorCode, ProtocolError } from '../protocol/errors.ts';
+
+/**
+ * The binary frame that carries model weights and updates on the wire.
+ *
+ * Layout (all integers little-endian), 16-byte header then the values:
+ *
+ *   offset size field
+ *   0      4    magic "FLWT" (0x46 0x4C 0x57 0x54)
+ *   4      2    format version, currently 1
+ *   6      1    kind: 1 = global weights, 2 = update (weights delta)
+ *   7      1    dtype: 1 = float32
+ *   8      4    count: number of values
+ *   12     4    reserved, must be 0
+ *   16     4*count  float32 values, little-endian, in the model's
+ *                   flattening order (docs/protocol.md, "Weights layout")
+ *
+ * The header is 16 bytes so the values start 4-byte aligned when the frame
+ * itself is; decoders still copy, because socket.io hands Node code Buffers
+ * at arbitrary offsets.
+ */
+export const FRAME_MAGIC = 0x54574c46; // "FLWT" read as a little-endian u32
+export const FRAME_VERSION = 1;
+export const FRAME_HEADER_BYTES = 16;
+
+export const FrameKind = { Weights: 1, Update: 2 } as const;
+export type FrameKind = (typeof FrameKind)[keyof typeof FrameKind];
+
+const DTYPE_FLOAT32 = 1;
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/** Encodes values as a frame. The result owns a fresh ArrayBuffer. */
+export function encodeFrame(kind: FrameKind, values: Float32Array): ArrayBuffer {
+  const buffer = new ArrayBuffer(FRAME_HEADER_BYTES + values.length * 4);
+  const view = new DataView(buffer);
+  view.setUint32(0, FRAME_MAGIC, true);
+  view.setUint16(4, FRAME_VERSION, true);
+  view.setUint8(6, kind);
+  view.setUint8(7, DTYPE_FLOAT32);
+  view.setUint32(8, values.length, true);
+  view.setUint32(12, 0, true);
+  if (LITTLE_ENDIAN_HOST) {
+    new Float32Array(buffer, FRAME_HEADER_BYTES, values.length).set(values);
+  } else {
+    for (let i = 0; i < values.length; i++) view.setFloat32(FRAME_HEADER_BYTES + 4 * i, values[i]!, true);
+  }
+  return buffer;
+}
+
+export interface DecodeOptions {
+  readonly kind: FrameKind;
+  /** The number of values the receiver's model has; anything else is rejected. */
+  readonly expectedCount: number;
+  /** Reject NaN and +-Infinity (default true). */
+  readonly requireFinite?: boolean;
+}
+
+/**
+ * Decodes and validates a frame. Accepts an ArrayBuffer or any view of one
+ * (a Node Buffer included). Returns a Float32Array that owns its memory.
+ * Throws ProtocolError with BAD_FRAME, WRONG_LENGTH or NON_FINITE.
+ */
+export function decodeFrame(data: unknown, options: DecodeOptions): Float32Array {
+  const bytes = asBytes(data);
+  if (bytes === null) throw new ProtocolError(ErrorCode.BadFrame, 'expected binary data (ArrayBuffer or Uint8Array)');
+  if (bytes.byteLength < FRAME_HEADER_BYTES) {
+    throw new ProtocolError(ErrorCode.BadFrame, `frame is ${bytes.byteLength} bytes, shorter than the ${FRAME_HEADER_BYTES}-byte header`);
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (view.getUint32(0, true) !== FRAME_MAGIC) throw new ProtocolError(ErrorCode.BadFrame, 'bad frame magic (expected "FLWT")');
+  const version = view.getUint16(4, true);
+  if (version !== FRAME_VERSION) throw new ProtocolError(ErrorCode.BadFrame, `unsupported frame version ${version}`);
+  const kind = view.getUint8(6);
+  if (kind !== options.kind) throw new ProtocolError(ErrorCode.BadFrame, `frame kind ${kind}, expected ${options.kind}`);
+  const dtype = view.getUint8(7);
+  if (dtype !== DTYPE_FLOAT32) throw new ProtocolError(ErrorCode.BadFrame, `unsupported dtype ${dtype}`);
+  if (view.getUint32(12, true) !== 0) throw new ProtocolError(ErrorCode.BadFrame, 'reserved header field is not zero');
+  const count = view.getUint32(8, true);
+  if (count !== options.expectedCount) {
+    throw new ProtocolError(ErrorCode.WrongLength, `frame holds ${count} values, the model has ${options.expectedCount}`);
+  }
+  const expectedBytes = FRAME_HEADER_BYTES + count * 4;
+  if (bytes.byteLength !== expectedBytes) {
+    throw new ProtocolError(ErrorCode.WrongLength, `frame is ${bytes.byteLength} bytes, its header says ${expectedBytes}`);
+  }
+  const values = new Float32Array(count);
+  if (LITTLE_ENDIAN_HOST) {
+    // Copy the bytes: the source may be unaligned or shared with other data.
+    new Uint8Array(values.buffer).set(bytes.subarray(FRAME_HEADER_BYTES));
+  } else {
+    for (let i = 0; i < count; i++) values[i] = view.getFloat32(FRAME_HEADER_BYTES + 4 * i, true);
+  }
+  if (options.requireFinite ?? true) {
+    const bad = firstNonFinite(values);
+    if (bad >= 0) throw new ProtocolError(ErrorCode.NonFinite, `value ${bad} is ${values[bad]}`);
+  }
+  return values;
+}
+
+/** Index of the first NaN or infinite value, or -1. */
+export function firstNonFinite(values: Float32Array): number {
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    // v - v is NaN exactly when v is NaN or infinite, and is cheaper than Number.isFinite.
+    if (v - v !== 0) return i;
+  }
+  return -1;
+}
+
+function asBytes(data: unknown): Uint8Array | null {
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  return null;
+}

@@ -1,0 +1,156 @@
+import { parseShard, type ShardSkew } from '../../core/data/dataset.ts';
+import type { ParticipantEvent } from '../../core/participant/participant.ts';
+import { BACKENDS, type BackendName, type PageToWorker, type WorkerToPage } from './worker-protocol.ts';
+
+/** The participant page: reads the URL, starts the training worker and shows what it reports. */
+
+const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
+
+const STATUS_TEXT: Record<string, string> = {
+  connecting: 'Connecting to the coordinator…',
+  waiting: 'Waiting for a round',
+  downloading: 'Receiving the global model',
+  training: 'Training on local data',
+  uploading: 'Sending the model update',
+  done: 'Federation finished',
+  disconnected: 'Disconnected, reconnecting…',
+  failed: 'Stopped',
+  left: 'Left the federation',
+};
+
+function setStatus(status: string, detail?: string): void {
+  const el = $('status');
+  el.dataset.status = status;
+  el.textContent = (STATUS_TEXT[status] ?? status) + (detail ? ` (${detail})` : '');
+}
+
+function log(text: string): void {
+  const item = document.createElement('li');
+  item.textContent = `${new Date().toLocaleTimeString()} ${text}`;
+  const list = $('log');
+  list.prepend(item);
+  while (list.children.length > 50) list.lastElementChild?.remove();
+}
+
+const percent = (x: number) => `${(x * 100).toFixed(1)}%`;
+
+function readOptions(): PageToWorker {
+  const params = new URLSearchParams(location.search);
+  const skewParam = params.get('skew') ?? 'iid';
+  if (skewParam !== 'iid' && skewParam !== 'label') throw new Error(`?skew must be iid or label, got "${skewParam}"`);
+  const shard = parseShard(params.get('shard') ?? '1/1', skewParam as ShardSkew);
+  const backendParam = params.get('backend');
+  if (backendParam !== null && !(BACKENDS as readonly string[]).includes(backendParam)) {
+    throw new Error(`?backend must be one of ${BACKENDS.join(', ')}, got "${backendParam}"`);
+  }
+  return {
+    type: 'start',
+    url: location.origin,
+    shard,
+    backend: (backendParam as BackendName | null) ?? undefined,
+    platform: navigator.userAgent,
+  };
+}
+
+let contributed = 0;
+let left = false;
+
+function onParticipantEvent(event: ParticipantEvent): void {
+  switch (event.type) {
+    case 'status':
+      if (left) break;
+      setStatus(event.status, event.detail);
+      if (event.status === 'waiting') $('epoch').textContent = 'Waiting to be selected for a round.';
+      break;
+    case 'joined':
+      $('participant-id').textContent = event.participantId;
+      log(`joined ${event.task.name} (${event.task.model.architecture}, ${event.task.paramCount.toLocaleString()} parameters) at model version ${event.modelVersion}`);
+      break;
+    case 'progress':
+      $('round').textContent = String(event.round);
+      $<HTMLProgressElement>('progress').value = event.fraction;
+      $('epoch').textContent = `Epoch ${Math.min(event.epoch + 1, event.epochs)} of ${event.epochs}, ${percent(event.fraction)} of this round`;
+      break;
+    case 'uploaded': {
+      contributed++;
+      $('contributed').textContent = String(contributed);
+      $('local-loss').textContent = event.metrics.loss.toFixed(4);
+      $('local-accuracy').textContent = percent(event.metrics.accuracy);
+      const privacy = [event.clipped ? 'clipped' : '', event.noised ? 'noised' : ''].filter(Boolean).join(' and ');
+      $('privacy-note').textContent = `Last update: ${event.bytes.toLocaleString()} bytes${privacy ? `, ${privacy}` : ''}.`;
+      log(`round ${event.round}: sent update (${event.bytes.toLocaleString()} bytes), local accuracy ${percent(event.metrics.accuracy)}`);
+      break;
+    }
+    case 'rejected':
+      log(`round ${event.round}: update rejected: ${event.code}: ${event.message}`);
+      break;
+    case 'round-end': {
+      const m = event.message;
+      $('round').textContent = String(m.round);
+      if (m.metrics) $('global-accuracy').textContent = percent(m.metrics.accuracy);
+      log(`round ${m.round} ${m.outcome}${m.metrics ? `: global accuracy ${percent(m.metrics.accuracy)}` : ''}${m.reason ? ` (${m.reason})` : ''}`);
+      break;
+    }
+    case 'done':
+      log(`federation finished: ${event.message.reason}`);
+      break;
+    case 'error':
+      log(`error: ${event.message}`);
+      break;
+  }
+}
+
+function onWorkerMessage(message: WorkerToPage): void {
+  switch (message.type) {
+    case 'backend': {
+      const badge = $('backend');
+      badge.textContent = message.backend;
+      badge.dataset.backend = message.backend;
+      $('adapter').textContent = message.adapter ?? '';
+      for (const reason of message.tried) log(`backend skipped: ${reason}`);
+      log(`training on ${message.backend}${message.adapter ? ` (${message.adapter})` : ''}`);
+      break;
+    }
+    case 'data':
+      $('data').textContent = `${message.numExamples.toLocaleString()} examples, labels ${message.labels.map((n, label) => (n > 0 ? label : null)).filter((l) => l !== null).join(' ')}`;
+      break;
+    case 'memory': {
+      const el = $('tensors');
+      el.textContent = `${message.numTensors} tensors, ${(message.numBytes / 1e6).toFixed(1)} MB (after round ${message.round})`;
+      el.dataset.round = String(message.round);
+      el.dataset.tensors = String(message.numTensors);
+      break;
+    }
+    case 'participant':
+      onParticipantEvent(message.event);
+      break;
+    case 'fatal':
+      setStatus('failed', message.message);
+      log(`fatal: ${message.message}`);
+      break;
+  }
+}
+
+function main(): void {
+  let options: PageToWorker;
+  try {
+    options = readOptions();
+  } catch (error) {
+    setStatus('failed', (error as Error).message);
+    return;
+  }
+  const worker = new Worker(new URL('./worker.ts', import.meta.url), { type: 'module', name: 'participant-training' });
+  worker.addEventListener('message', (event: MessageEvent<WorkerToPage>) => onWorkerMessage(event.data));
+  worker.addEventListener('error', (event) => {
+    setStatus('failed', event.message || 'the training worker crashed');
+  });
+  worker.postMessage(options);
+  $('leave').addEventListener('click', () => {
+    worker.postMessage({ type: 'leave' } satisfies PageToWorker);
+    left = true;
+    setStatus('left');
+    $<HTMLButtonElement>('leave').disabled = true;
+  });
+}
+
+main();

@@ -1,0 +1,66 @@
+import * as tf from '@tensorflow/tfjs';
+import { decodeDataset, shardIndices, subset } from '../../core/data/dataset.ts';
+import { Participant } from '../../core/participant/participant.ts';
+import type { TaskSummary } from '../../core/protocol/messages.ts';
+import { LocalTrainer } from '../../core/training/local-trainer.ts';
+import { selectBackend } from './backend.ts';
+import type { PageToWorker, StartCommand, WorkerToPage } from './worker-protocol.ts';
+
+/**
+ * The participant runtime, in a dedicated worker: background tabs throttle
+ * the page's timers, not a worker's, and training never blocks the UI. The
+ * socket lives here too, so the page is only a view.
+ */
+
+interface WorkerScope {
+  postMessage(message: WorkerToPage): void;
+  addEventListener(type: 'message', listener: (event: MessageEvent<PageToWorker>) => void): void;
+}
+const scope = self as unknown as WorkerScope;
+const post = (message: WorkerToPage) => scope.postMessage(message);
+
+let participant: Participant | undefined;
+
+scope.addEventListener('message', (event) => {
+  const command = event.data;
+  if (command.type === 'start' && !participant) {
+    start(command).catch((error: unknown) => post({ type: 'fatal', message: error instanceof Error ? error.message : String(error) }));
+  } else if (command.type === 'leave') {
+    participant?.stop();
+  }
+});
+
+async function fetchOk(url: string): Promise<Response> {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`GET ${url}: HTTP ${response.status}`);
+  return response;
+}
+
+async function start(command: StartCommand): Promise<void> {
+  const selected = await selectBackend(command.backend);
+  post({ type: 'backend', backend: selected.backend, adapter: selected.adapter, tried: selected.tried });
+
+  const task = (await (await fetchOk(`${command.url}/api/task`)).json()) as TaskSummary;
+  if (!task.demoDataUrl) throw new Error(`task ${task.name} has no demo data; load your own data instead`);
+  // The demo training set is public; each tab keeps only its shard, and only updates leave the tab.
+  const all = decodeDataset(new Uint8Array(await (await fetchOk(`${command.url}${task.demoDataUrl}`)).arrayBuffer()));
+  const local = subset(all, shardIndices(all.labels, command.shard));
+  const labels = new Array<number>(local.numClasses).fill(0);
+  for (const label of local.labels) labels[label]!++;
+  post({ type: 'data', numExamples: local.count, labels });
+
+  const trainer = new LocalTrainer(task.model, local);
+  participant = new Participant({
+    url: command.url,
+    client: { backend: selected.backend, adapter: selected.adapter, platform: command.platform },
+    trainer,
+    onEvent: (event) => {
+      post({ type: 'participant', event });
+      if (event.type === 'uploaded' || event.type === 'rejected') {
+        const memory = tf.memory();
+        post({ type: 'memory', round: event.round, numTensors: memory.numTensors, numBytes: memory.numBytes });
+      }
+    },
+  });
+  participant.start();
+}
