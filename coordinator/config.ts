@@ -30,7 +30,7 @@ Model and rounds
   --model NAME             mlp (784-128-10, default) | 2nn (784-200-200-10) | cnn
   --rounds N               stop after N rounds (default 20)
   --target-accuracy X      stop once the test accuracy reaches X (0..1)
-  --min-clients N          participants needed to start a round (default 1)
+  --min-clients N          participants needed to start a round (default 1, or N demo participants)
   --clients-per-round N    participants selected per round (default 10)
   --min-updates N          updates needed to aggregate a round (default 1)
   --round-timeout S        seconds a round collects updates (default 120)
@@ -99,7 +99,9 @@ export function parseConfig(argv: readonly string[], env: Record<string, string 
   const architecture = v.model ?? 'mlp';
   if (!isArchitecture(architecture)) throw new ConfigError(`--model must be mlp, 2nn or cnn, got "${architecture}"`);
   const port = number(v.port ?? env.PORT, 'port', 8080, (n) => nonNegativeInt(n) && n <= 65535, 'a port number (0-65535)');
-  const minClients = number(v['min-clients'], 'min-clients', 1, positiveInt, 'a positive integer');
+  const demoParticipants = number(v['demo-participants'], 'demo-participants', 0, nonNegativeInt, 'a non-negative integer');
+  // With demo participants, wait for all of them so the first round is not trained by the first tab alone.
+  const minClients = number(v['min-clients'], 'min-clients', Math.max(1, demoParticipants), positiveInt, 'a positive integer');
   const clientsPerRound = number(v['clients-per-round'], 'clients-per-round', 10, positiveInt, 'a positive integer');
   const minUpdates = number(v['min-updates'], 'min-updates', 1, positiveInt, 'a positive integer');
   if (clientsPerRound < minUpdates) throw new ConfigError(`--clients-per-round (${clientsPerRound}) must be at least --min-updates (${minUpdates})`);
@@ -134,7 +136,7 @@ export function parseConfig(argv: readonly string[], env: Record<string, string 
     architecture,
     settings,
     seed: number(v.seed, 'seed', 1, nonNegativeInt, 'a non-negative integer'),
-    demoParticipants: number(v['demo-participants'], 'demo-participants', 0, nonNegativeInt, 'a non-negative integer'),
+    demoParticipants,
     staticDir: v['static-dir'] ?? 'dist',
     quiet: v.quiet ?? false,
   };
