@@ -11,7 +11,7 @@ import { loadMnistDemo } from '../../coordinator/task/demo-data.ts';
 import { ErrorCode, type Ack } from '../../core/protocol/errors.ts';
 import { PROTOCOL_VERSION, type JoinAccepted, type RoundStartMessage, type UpdateAccepted } from '../../core/protocol/messages.ts';
 import { encodeFrame, FrameKind } from '../../core/wire/frame.ts';
-import { startNodeParticipants, stopNodeParticipants, waitFor, type NodeParticipant } from '../helpers/node-participants.ts';
+import { startNodeParticipants, stopNodeParticipants, type NodeParticipant } from '../helpers/node-participants.ts';
 
 /**
  * The real coordinator on a free port with five real Node participants and

@@ -61,6 +61,7 @@ function onParticipantEvent(event: ParticipantEvent): void {
       if (left) break;
       setStatus(event.status, event.detail);
       if (event.status === 'waiting') $('epoch').textContent = 'Waiting to be selected for a round.';
+      if (event.status === 'downloading') $<HTMLProgressElement>('progress').value = 0;
       break;
     case 'joined':
       $('participant-id').textContent = event.participantId;
@@ -119,6 +120,8 @@ function onWorkerMessage(message: WorkerToPage): void {
       el.textContent = `${message.numTensors} tensors, ${(message.numBytes / 1e6).toFixed(1)} MB (after round ${message.round})`;
       el.dataset.round = String(message.round);
       el.dataset.tensors = String(message.numTensors);
+      // "round:count" pairs, so a test can check the count stays flat across rounds.
+      el.dataset.history = `${el.dataset.history ?? ''} ${message.round}:${message.numTensors}`.trim();
       break;
     }
     case 'participant':
