@@ -16,8 +16,8 @@ import { ErrorCode, ProtocolError } from '../protocol/errors.ts';
  *                   flattening order (docs/protocol.md, "Weights layout")
  *
  * The header is 16 bytes so the values start 4-byte aligned when the frame
- * itself is; decoders still copy, because socket.io hands Node code Buffers
- * at arbitrary offsets.
+ * itself is. Decoding then views the values in place; socket.io can hand
+ * Node code Buffers at arbitrary offsets, and those are copied.
  */
 export const FRAME_MAGIC = 0x54574c46; // "FLWT" read as a little-endian u32
 export const FRAME_VERSION = 1;
@@ -57,8 +57,10 @@ export interface DecodeOptions {
 
 /**
  * Decodes and validates a frame. Accepts an ArrayBuffer or any view of one
- * (a Node Buffer included). Returns a Float32Array that owns its memory.
- * Throws ProtocolError with BAD_FRAME, WRONG_LENGTH or NON_FINITE.
+ * (a Node Buffer included). The result shares memory with `data` when the
+ * values are 4-byte aligned (the common case, and no copy of a large update),
+ * so copy it before mutating `data`. Throws ProtocolError with BAD_FRAME,
+ * WRONG_LENGTH or NON_FINITE.
  */
 export function decodeFrame(data: unknown, options: DecodeOptions): Float32Array {
   const bytes = asBytes(data);
@@ -83,11 +85,16 @@ export function decodeFrame(data: unknown, options: DecodeOptions): Float32Array
   if (bytes.byteLength !== expectedBytes) {
     throw new ProtocolError(ErrorCode.WrongLength, `frame is ${bytes.byteLength} bytes, its header says ${expectedBytes}`);
   }
-  const values = new Float32Array(count);
-  if (LITTLE_ENDIAN_HOST) {
-    // Copy the bytes: the source may be unaligned or shared with other data.
+  let values: Float32Array;
+  const valuesOffset = bytes.byteOffset + FRAME_HEADER_BYTES;
+  if (LITTLE_ENDIAN_HOST && valuesOffset % 4 === 0) {
+    values = new Float32Array(bytes.buffer, valuesOffset, count);
+  } else if (LITTLE_ENDIAN_HOST) {
+    // A Float32Array cannot view unaligned bytes: copy them.
+    values = new Float32Array(count);
     new Uint8Array(values.buffer).set(bytes.subarray(FRAME_HEADER_BYTES));
   } else {
+    values = new Float32Array(count);
     for (let i = 0; i < count; i++) values[i] = view.getFloat32(FRAME_HEADER_BYTES + 4 * i, true);
   }
   if (options.requireFinite ?? true) {

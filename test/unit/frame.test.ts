@@ -23,7 +23,7 @@ describe('wire frame', () => {
     assert.deepEqual(Array.from(bytes.subarray(16)), [0, 0, 0x80, 0x3f]); // 1.0f little-endian
   });
 
-  it('decodes from an unaligned Node Buffer view and owns its memory', () => {
+  it('decodes from an unaligned Node Buffer view by copying', () => {
     const frame = new Uint8Array(encodeFrame(FrameKind.Update, values));
     const padded = Buffer.alloc(frame.length + 3);
     padded.set(frame, 3);
