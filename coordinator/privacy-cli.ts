@@ -1,0 +1,268 @@
+/**
+ * `npm run privacy -- ...`: (ε, δ) of DP-SGD / DP-FedAvg with Poisson
+ * sampling, from the RDP accountant in core/privacy/accountant.ts. Prints both
+ * conversions (improved and classic), or with --target-epsilon the noise
+ * multiplier that reaches a budget. Bad or missing flags exit with code 2.
+ */
+
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import {
+  DEFAULT_ORDERS,
+  computeRdp,
+  epsilonFromRdp,
+  findNoiseMultiplier,
+  type Conversion,
+  type EpsilonResult,
+} from '../core/privacy/accountant.ts';
+
+const USAGE = `Usage: npm run privacy -- [options]
+
+Privacy of the Poisson-subsampled Gaussian mechanism (DP-SGD, DP-FedAvg)
+by RDP accounting, with add/remove-one neighbours.
+
+Sampling, one of:
+  --sample-rate Q        Poisson sampling probability per step, 0 < Q <= 1
+  --steps T              number of steps (integer >= 1)
+or
+  --dataset-size N       examples (or clients) in the population
+  --batch-size B         expected batch (or clients per round); q = B/N
+  --epochs E             passes over the data; steps = ceil(E*N/B)
+
+Noise, one of:
+  --noise-multiplier Z   noise std / clipping norm; prints epsilon
+  --target-epsilon X     finds the smallest noise multiplier with epsilon <= X
+
+Required:
+  --delta D              target delta, 0 < D < 1
+
+Output:
+  --json                 one JSON object instead of text
+  --help                 this message
+
+Both RDP -> (epsilon, delta) conversions are printed: "improved" (Balle et al.
+2020; what dp_accounting, Opacus and TF Privacy report since 2021) and
+"classic" (Mironov 2017; what older tables, e.g. the TF Privacy MNIST tutorial,
+report). Orders: dp_accounting's default list (1.1..10.9 by 0.1, 11..63,
+128, 256, 512, 1024).`;
+
+const OPTIONS = {
+  'sample-rate': { type: 'string' },
+  steps: { type: 'string' },
+  'dataset-size': { type: 'string' },
+  'batch-size': { type: 'string' },
+  epochs: { type: 'string' },
+  'noise-multiplier': { type: 'string' },
+  'target-epsilon': { type: 'string' },
+  delta: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+export interface CliResult {
+  readonly exitCode: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+class UsageError extends Error {}
+
+/** Parses a flag value as a finite number, strictly (no "12abc", no empty string). */
+function numberFlag(name: string, raw: string | undefined): number | undefined {
+  if (raw === undefined) return undefined;
+  const value = raw.trim() === '' ? NaN : Number(raw);
+  if (!Number.isFinite(value)) throw new UsageError(`--${name} must be a number, got "${raw}"`);
+  return value;
+}
+
+function integerFlag(name: string, raw: string | undefined): number | undefined {
+  const value = numberFlag(name, raw);
+  if (value !== undefined && (!Number.isSafeInteger(value) || value < 1)) {
+    throw new UsageError(`--${name} must be a whole number >= 1, got "${raw}"`);
+  }
+  return value;
+}
+
+interface Plan {
+  readonly sampleRate: number;
+  readonly steps: number;
+  readonly delta: number;
+  readonly noiseMultiplier?: number;
+  readonly targetEpsilon?: number;
+  readonly dataset?: { readonly datasetSize: number; readonly batchSize: number; readonly epochs: number };
+  readonly json: boolean;
+}
+
+function plan(argv: readonly string[]): Plan | 'help' {
+  let values;
+  try {
+    ({ values } = parseArgs({ args: [...argv], options: OPTIONS, strict: true, allowPositionals: false }));
+  } catch (error) {
+    // parseArgs explains unknown flags, missing values and stray arguments.
+    throw new UsageError(error instanceof Error ? error.message : String(error));
+  }
+  if (values.help) return 'help';
+
+  const q = numberFlag('sample-rate', values['sample-rate']);
+  const steps = integerFlag('steps', values.steps);
+  const datasetSize = integerFlag('dataset-size', values['dataset-size']);
+  const batchSize = integerFlag('batch-size', values['batch-size']);
+  const epochs = numberFlag('epochs', values.epochs);
+  const noiseMultiplier = numberFlag('noise-multiplier', values['noise-multiplier']);
+  const targetEpsilon = numberFlag('target-epsilon', values['target-epsilon']);
+  const delta = numberFlag('delta', values.delta);
+
+  const direct = q !== undefined || steps !== undefined;
+  const fromDataset = datasetSize !== undefined || batchSize !== undefined || epochs !== undefined;
+  if (direct && fromDataset) {
+    throw new UsageError('give either --sample-rate/--steps or --dataset-size/--batch-size/--epochs, not both');
+  }
+  if (!direct && !fromDataset) {
+    throw new UsageError('missing sampling: give --sample-rate and --steps, or --dataset-size, --batch-size and --epochs');
+  }
+
+  let sampleRate: number;
+  let totalSteps: number;
+  let dataset: Plan['dataset'];
+  if (direct) {
+    if (q === undefined) throw new UsageError('missing --sample-rate');
+    if (steps === undefined) throw new UsageError('missing --steps');
+    if (!(q > 0 && q <= 1)) throw new UsageError(`--sample-rate must be in (0, 1], got ${q}`);
+    sampleRate = q;
+    totalSteps = steps;
+  } else {
+    if (datasetSize === undefined) throw new UsageError('missing --dataset-size');
+    if (batchSize === undefined) throw new UsageError('missing --batch-size');
+    if (epochs === undefined) throw new UsageError('missing --epochs');
+    if (batchSize > datasetSize) throw new UsageError('--batch-size must not exceed --dataset-size');
+    if (!(epochs > 0)) throw new UsageError(`--epochs must be > 0, got ${epochs}`);
+    // As TF Privacy's compute_dp_sgd_privacy: q = B/N, steps = ceil(E·N/B).
+    sampleRate = batchSize / datasetSize;
+    totalSteps = Math.ceil((epochs * datasetSize) / batchSize);
+    dataset = { datasetSize, batchSize, epochs };
+  }
+
+  if (delta === undefined) throw new UsageError('missing --delta');
+  if (!(delta > 0 && delta < 1)) throw new UsageError(`--delta must be in (0, 1), got ${delta}`);
+
+  if ((noiseMultiplier === undefined) === (targetEpsilon === undefined)) {
+    throw new UsageError('give exactly one of --noise-multiplier and --target-epsilon');
+  }
+  if (noiseMultiplier !== undefined && !(noiseMultiplier > 0)) {
+    throw new UsageError(`--noise-multiplier must be > 0 (0 means no privacy: epsilon = infinity), got ${noiseMultiplier}`);
+  }
+  if (targetEpsilon !== undefined && !(targetEpsilon > 0)) {
+    throw new UsageError(`--target-epsilon must be > 0, got ${targetEpsilon}`);
+  }
+  return {
+    sampleRate,
+    steps: totalSteps,
+    delta,
+    json: values.json === true,
+    ...(noiseMultiplier !== undefined ? { noiseMultiplier } : {}),
+    ...(targetEpsilon !== undefined ? { targetEpsilon } : {}),
+    ...(dataset ? { dataset } : {}),
+  };
+}
+
+const CONVERSIONS: readonly { readonly key: Conversion; readonly label: string }[] = [
+  { key: 'improved', label: 'improved conversion (Balle et al. 2020; dp_accounting, Opacus, TF Privacy since 2021)' },
+  { key: 'classic', label: 'classic conversion  (Mironov 2017; pre-2021 tables such as the TF Privacy tutorial)' },
+];
+
+const ORDERS_NOTE = `dp_accounting default, ${DEFAULT_ORDERS.length} orders: 1.1..10.9 by 0.1, 11..63, 128, 256, 512, 1024`;
+
+function fmt(x: number): string {
+  return Number.isFinite(x) ? String(Number(x.toPrecision(6))) : String(x);
+}
+
+function header(p: Plan): string[] {
+  const lines = ['Poisson-subsampled Gaussian mechanism, add/remove-one neighbours, RDP accounting'];
+  lines.push(
+    `  sample rate q     ${fmt(p.sampleRate)}` +
+      (p.dataset ? `  (batch ${p.dataset.batchSize} / dataset ${p.dataset.datasetSize})` : ''),
+  );
+  if (p.noiseMultiplier !== undefined) lines.push(`  noise multiplier  ${p.noiseMultiplier}`);
+  lines.push(`  steps             ${p.steps}` + (p.dataset ? `  (${p.dataset.epochs} epochs, ceil(E*N/B))` : ''));
+  lines.push(`  delta             ${p.delta}`);
+  lines.push(`  RDP orders        ${ORDERS_NOTE}`);
+  return lines;
+}
+
+function execute(p: Plan): string {
+  const base = {
+    sampleRate: p.sampleRate,
+    steps: p.steps,
+    delta: p.delta,
+    ...(p.dataset ?? {}),
+    orders: 'dp_accounting-default',
+  };
+  if (p.noiseMultiplier !== undefined) {
+    const rdp = computeRdp(p.sampleRate, p.noiseMultiplier, p.steps, DEFAULT_ORDERS);
+    const results = new Map<Conversion, EpsilonResult>(
+      CONVERSIONS.map(({ key }) => [key, epsilonFromRdp(DEFAULT_ORDERS, rdp, p.delta, key)]),
+    );
+    if (p.json) {
+      return JSON.stringify({ ...base, noiseMultiplier: p.noiseMultiplier, improved: results.get('improved'), classic: results.get('classic') });
+    }
+    const lines = header(p);
+    lines.push('');
+    for (const { key, label } of CONVERSIONS) {
+      const r = results.get(key)!;
+      lines.push(`  epsilon, ${label}: ${fmt(r.epsilon)}  (optimal order ${r.optimalOrder})`);
+    }
+    return lines.join('\n');
+  }
+
+  const targetEpsilon = p.targetEpsilon!;
+  const found = CONVERSIONS.map(({ key, label }) => {
+    const sigma = findNoiseMultiplier({
+      sampleRate: p.sampleRate,
+      steps: p.steps,
+      delta: p.delta,
+      targetEpsilon,
+      conversion: key,
+    });
+    const reached = epsilonFromRdp(DEFAULT_ORDERS, computeRdp(p.sampleRate, sigma, p.steps, DEFAULT_ORDERS), p.delta, key);
+    return { key, label, noiseMultiplier: sigma, ...reached };
+  });
+  if (p.json) {
+    const byKey = Object.fromEntries(
+      found.map((f) => [f.key, { noiseMultiplier: f.noiseMultiplier, epsilon: f.epsilon, optimalOrder: f.optimalOrder }]),
+    );
+    return JSON.stringify({ ...base, targetEpsilon, ...byKey });
+  }
+  const lines = header(p);
+  lines.push(`  target epsilon    ${targetEpsilon}`);
+  lines.push('');
+  for (const f of found) {
+    lines.push(
+      `  noise multiplier, ${f.label}: ${fmt(f.noiseMultiplier)}  (epsilon ${fmt(f.epsilon)} at order ${f.optimalOrder})`,
+    );
+  }
+  return lines.join('\n');
+}
+
+/** The whole CLI as a function of its arguments, for tests and for main(). */
+export function privacyCli(argv: readonly string[]): CliResult {
+  try {
+    const p = plan(argv);
+    if (p === 'help') return { exitCode: 0, stdout: USAGE + '\n', stderr: '' };
+    return { exitCode: 0, stdout: execute(p) + '\n', stderr: '' };
+  } catch (error) {
+    if (error instanceof UsageError) {
+      return { exitCode: 2, stdout: '', stderr: `privacy: ${error.message}\nRun with --help for usage.\n` };
+    }
+    // RangeErrors from the accountant (e.g. an unreachable target epsilon) are input problems too.
+    if (error instanceof RangeError) return { exitCode: 2, stdout: '', stderr: `privacy: ${error.message}\n` };
+    throw error;
+  }
+}
+
+const invokedDirectly = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
+if (invokedDirectly) {
+  const result = privacyCli(process.argv.slice(2));
+  process.stdout.write(result.stdout);
+  process.stderr.write(result.stderr);
+  process.exitCode = result.exitCode;
+}
