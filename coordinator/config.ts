@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import type { DpFedAvgOptions } from '../core/aggregation/dp-fedavg.ts';
 import { isArchitecture } from '../core/model/architectures.ts';
 import type { ArchitectureName } from '../core/protocol/messages.ts';
 import type { RoundSettings } from '../core/protocol/status.ts';
@@ -14,6 +15,8 @@ export interface CoordinatorConfig {
   /** Folder of the built web app (vite build output). */
   readonly staticDir: string;
   readonly quiet: boolean;
+  /** Client-level differential privacy (DP-FedAvg), when asked for. */
+  readonly clientDp?: DpFedAvgOptions;
 }
 
 export const USAGE = `Usage: npm start -- [options]
@@ -40,6 +43,19 @@ Model and rounds
   --clip-norm S            clip each update to L2 norm S
   --noise-std X            add N(0, X^2) noise to each clipped update (needs --clip-norm)
   --seed N                 seed for the initial model and participant selection (default 1)
+
+Client-level differential privacy (DP-FedAvg; see README "Privacy")
+  --client-dp MODE         central (the coordinator clips and adds the noise) | distributed
+                           (each participant adds its share of the noise)
+  --client-noise-multiplier Z   noise std on the sum of updates, in units of the clip norm
+  --client-clip S          clip every update to L2 norm S (default 1)
+  --adaptive-clip          adapt S to the median update norm (Andrew et al. 2021; central only;
+                           starts at --client-clip, default 0.1)
+  --client-sample-rate Q   each participant is selected per round with probability Q
+  --expected-clients M     the fixed denominator of the average: Q x the number of participants
+                           you expect (default --clients-per-round)
+  --delta D                target delta (default 1e-5)
+  --epsilon-budget X       stop before a round would take epsilon above X
   --quiet                  log less
   --help                   show this text
 `;
@@ -88,6 +104,14 @@ export function parseConfig(argv: readonly string[], env: Record<string, string 
         seed: { type: 'string' },
         'static-dir': { type: 'string' },
         quiet: { type: 'boolean' },
+        'client-dp': { type: 'string' },
+        'client-noise-multiplier': { type: 'string' },
+        'client-clip': { type: 'string' },
+        'adaptive-clip': { type: 'boolean' },
+        'client-sample-rate': { type: 'string' },
+        'expected-clients': { type: 'string' },
+        delta: { type: 'string' },
+        'epsilon-budget': { type: 'string' },
         help: { type: 'boolean' },
       },
     });
@@ -129,7 +153,10 @@ export function parseConfig(argv: readonly string[], env: Record<string, string 
             },
     },
   };
+  const clientDp = parseClientDp(v, settings.clientsPerRound);
+  if (clientDp && settings.fit.privacy) throw new ConfigError('--clip-norm/--noise-std and --client-dp both set the update clipping: use one');
   return {
+    clientDp,
     port,
     host: v.host ?? '0.0.0.0',
     dataDir: v['data-dir'] ?? './runs',
@@ -139,5 +166,37 @@ export function parseConfig(argv: readonly string[], env: Record<string, string 
     demoParticipants,
     staticDir: v['static-dir'] ?? 'dist',
     quiet: v.quiet ?? false,
+  };
+}
+
+function parseClientDp(v: Record<string, string | boolean | undefined>, clientsPerRound: number): DpFedAvgOptions | undefined {
+  const mode = v['client-dp'] as string | undefined;
+  const str = (name: string) => v[name] as string | undefined;
+  if (mode === undefined) {
+    for (const flag of ['client-noise-multiplier', 'client-clip', 'client-sample-rate', 'expected-clients', 'epsilon-budget', 'adaptive-clip']) {
+      if (v[flag] !== undefined) throw new ConfigError(`--${flag} needs --client-dp central|distributed`);
+    }
+    return undefined;
+  }
+  if (mode !== 'central' && mode !== 'distributed') throw new ConfigError(`--client-dp must be central or distributed, got "${mode}"`);
+  if (str('client-noise-multiplier') === undefined) throw new ConfigError('--client-dp needs --client-noise-multiplier Z');
+  if (str('client-sample-rate') === undefined) throw new ConfigError('--client-dp needs --client-sample-rate Q (the probability that a participant is selected in a round)');
+  const z = number(str('client-noise-multiplier'), 'client-noise-multiplier', 0, (n) => n > 0, 'a positive number');
+  const q = number(str('client-sample-rate'), 'client-sample-rate', 0, (n) => n > 0 && n <= 1, 'a number in (0, 1]');
+  const m = number(str('expected-clients'), 'expected-clients', clientsPerRound, (n) => n > 0, 'a positive number');
+  const adaptive = v['adaptive-clip'] === true;
+  const clipNorm = number(str('client-clip'), 'client-clip', adaptive ? 0.1 : 1, (n) => n > 0, 'a positive number');
+  const budget = str('epsilon-budget');
+  return {
+    placement: mode,
+    noiseMultiplier: z,
+    sampleRate: q,
+    expectedClients: m,
+    delta: number(str('delta'), 'delta', 1e-5, (n) => n > 0 && n < 1, 'a number in (0, 1)'),
+    epsilonBudget: budget === undefined ? undefined : number(budget, 'epsilon-budget', 0, (n) => n > 0, 'a positive number'),
+    // Andrew et al. 2021 defaults: target quantile 0.5, clip learning rate 0.2, count noise m/20.
+    clip: adaptive
+      ? { kind: 'adaptive', initialNorm: clipNorm, targetQuantile: 0.5, learningRate: 0.2, countNoiseStd: m / 20 }
+      : { kind: 'fixed', norm: clipNorm },
   };
 }

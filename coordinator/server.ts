@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type Server as HttpServer, type Ser
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { Server, type Namespace, type Socket } from 'socket.io';
+import { DpFedAvg } from '../core/aggregation/dp-fedavg.ts';
 import { FedAvg } from '../core/aggregation/fedavg.ts';
 import type { Strategy } from '../core/aggregation/strategy.ts';
 import { encodeDataset } from '../core/data/dataset.ts';
@@ -112,8 +113,10 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     broadcastRoundEnd(message) {
       io.emit('round:end', message);
       const m = message.metrics;
+      const privacy = engine.status().privacy;
       log(
         `round ${message.round}: ${message.outcome}` +
+          (privacy ? `, ε = ${privacy.epsilon.toFixed(3)} (δ = ${privacy.delta})` : '') +
           (m ? `, test accuracy ${(m.accuracy * 100).toFixed(2)}%, loss ${m.loss.toFixed(4)}` : '') +
           (message.reason ? ` (${message.reason})` : ''),
       );
@@ -131,7 +134,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
 
   const engine: RoundEngine = new RoundEngine({
     settings: config.settings,
-    strategy: hooks.strategy ?? new FedAvg(),
+    strategy: hooks.strategy ?? (config.clientDp ? new DpFedAvg(config.clientDp) : new FedAvg()),
     clock,
     transport,
     evaluator,

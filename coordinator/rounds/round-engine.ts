@@ -142,6 +142,7 @@ export class RoundEngine {
   stop(reason = 'stopped by the operator'): void {
     if (this.open) {
       this.options.clock.clear(this.open.timer);
+      if (this.phase === 'training') this.open.aggregator.abandon?.();
       this.open = undefined;
     }
     this.finish(reason);
@@ -235,6 +236,7 @@ export class RoundEngine {
       done: this.phase === 'done',
       doneReason: this.doneReason,
       waitingFor: this.waitingFor(),
+      privacy: this.options.strategy.privacy?.(),
       participants,
       history: [...this.history],
       rejections: { ...this.rejections },
@@ -275,7 +277,14 @@ export class RoundEngine {
       transport.statusChanged();
       return;
     }
-    const chosen = sample(candidates, settings.clientsPerRound, this.options.random);
+    const permitted = strategy.canStartRound?.() ?? { ok: true };
+    if (!permitted.ok) {
+      this.finish(permitted.reason);
+      return;
+    }
+    const chosen = strategy.select
+      ? strategy.select(candidates, settings.clientsPerRound, this.options.random)
+      : sample(candidates, settings.clientsPerRound, this.options.random);
     const round = this.lastRound + 1;
     const fit: FitConfig = strategy.configureFit(round, settings.fit);
     const startedAt = clock.now();
@@ -308,6 +317,8 @@ export class RoundEngine {
       transport.sendRoundStart(p.id, message);
     }
     transport.statusChanged();
+    // Sampling may select nobody; such a round closes at once.
+    this.closeRoundIfSettled();
   }
 
   private acceptUpdate(participantId: string, message: UpdateMessage): Ack<UpdateAccepted> {
@@ -335,7 +346,12 @@ export class RoundEngine {
       if (error instanceof ProtocolError) return this.excludeFromRound(record, open, ackError(error.code, error.message));
       throw error;
     }
-    open.aggregator.add({ participantId, numExamples: message.numExamples, update });
+    try {
+      open.aggregator.add({ participantId, numExamples: message.numExamples, update });
+    } catch (error) {
+      if (error instanceof ProtocolError) return this.excludeFromRound(record, open, ackError(error.code, error.message));
+      throw error;
+    }
     open.settled.add(participantId);
     open.received++;
     open.bytesIn += message.update.byteLength;
@@ -396,11 +412,12 @@ export class RoundEngine {
       startedAt: open.startedAt,
     };
     let record: RoundRecord;
-    const enough = open.received >= settings.minUpdates;
+    const enough = open.received >= settings.minUpdates || this.options.strategy.releasesEveryRound === true;
     const weights = enough ? open.aggregator.finish() : null;
+    if (!enough) open.aggregator.abandon?.();
     if (weights === null) {
       const reason = `only ${open.received} of at least ${settings.minUpdates} updates arrived (${open.dropped} dropped, ${open.rejected} rejected); the model is unchanged`;
-      record = { ...base, outcome: 'skipped', reason, modelVersion: this.model.version, durationMs: clock.now() - open.startedAt };
+      record = { ...base, outcome: 'skipped', reason, modelVersion: this.model.version, durationMs: clock.now() - open.startedAt, privacy: this.options.strategy.privacy?.() };
     } else {
       this.phase = 'evaluating';
       transport.statusChanged();
@@ -412,7 +429,14 @@ export class RoundEngine {
       }
       if (this.open !== open) return; // stopped while evaluating
       this.model = makeModel(this.model.version + 1, weights);
-      record = { ...base, outcome: 'aggregated', modelVersion: this.model.version, metrics, durationMs: clock.now() - open.startedAt };
+      record = {
+        ...base,
+        outcome: 'aggregated',
+        modelVersion: this.model.version,
+        metrics,
+        durationMs: clock.now() - open.startedAt,
+        privacy: this.options.strategy.privacy?.(),
+      };
     }
     this.open = undefined;
     this.lastRound = open.round;

@@ -1,4 +1,5 @@
 import type { FitConfig } from '../protocol/messages.ts';
+import type { UniformSource } from '../random/prng.ts';
 
 /**
  * The one seam between the round loop and the aggregation rule, after
@@ -28,6 +29,25 @@ export interface RoundAggregator {
   readonly count: number;
   /** The new global weights, or null when nothing can be aggregated. */
   finish(): Float32Array | null;
+  /** The round closes without a new model (too few updates, or stopped). */
+  abandon?(): void;
+}
+
+/** What a privacy-preserving strategy has spent so far. */
+export interface PrivacyReport {
+  /** 'client': one participant's whole data; 'example': one training example. */
+  readonly level: 'client' | 'example';
+  readonly placement: 'central' | 'distributed';
+  readonly epsilon: number;
+  readonly delta: number;
+  readonly optimalOrder: number;
+  /** Rounds charged to the accountant. */
+  readonly rounds: number;
+  readonly noiseMultiplier: number;
+  /** The sampling rate the accountant used (1 where sampling cannot be relied on). */
+  readonly sampleRate: number;
+  readonly clipNorm: number;
+  readonly conversion: 'improved' | 'classic';
 }
 
 export interface Strategy {
@@ -36,4 +56,12 @@ export interface Strategy {
   configureFit(round: number, base: FitConfig): FitConfig;
   /** A fresh aggregator for a round. */
   beginRound(context: RoundContext): RoundAggregator;
+  /** Picks the round's participants from the eligible ones; default: `count` uniformly at random. */
+  select?<T>(eligible: readonly T[], count: number, random: UniformSource): T[];
+  /** Refuses a round that must not run (a spent privacy budget); the federation then stops. */
+  canStartRound?(): { ok: true } | { ok: false; reason: string };
+  /** Privacy spent so far, for strategies that account for it. */
+  privacy?(): PrivacyReport;
+  /** True when a model must be released every round, however few updates came (central DP). */
+  readonly releasesEveryRound?: boolean;
 }

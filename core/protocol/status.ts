@@ -1,3 +1,4 @@
+import type { PrivacyReport } from '../aggregation/strategy.ts';
 import type { EvalMetrics, FitConfig, RoundOutcome } from './messages.ts';
 
 /** The federation as `/api/status` and the dashboard see it. */
@@ -36,6 +37,8 @@ export interface RoundRecord {
   readonly bytesOut: number;
   readonly startedAt: number;
   readonly durationMs: number;
+  /** Privacy spent up to and including this round, when the strategy accounts for it. */
+  readonly privacy?: PrivacyReport;
 }
 
 export interface RoundSettings {
@@ -61,6 +64,8 @@ export interface FederationStatus {
   readonly waitingFor?: string;
   readonly participants: readonly ParticipantStatus[];
   readonly history: readonly RoundRecord[];
+  /** Privacy spent so far, when the strategy accounts for it. */
+  readonly privacy?: PrivacyReport;
   /** Rejected requests by error code, since start. */
   readonly rejections: Readonly<Record<string, number>>;
   readonly startedAt: number;

@@ -1,4 +1,5 @@
 import { FedAvg } from '../../core/aggregation/fedavg.ts';
+import type { Strategy } from '../../core/aggregation/strategy.ts';
 import type { EvalMetrics, FederationDoneMessage, RoundEndMessage, RoundStartMessage, UpdateMessage } from '../../core/protocol/messages.ts';
 import type { RoundSettings } from '../../core/protocol/status.ts';
 import { SeededRandom } from '../../core/random/prng.ts';
@@ -15,7 +16,7 @@ export class EngineHarness implements RoundTransport {
   readonly engine: RoundEngine;
   private nextId = 0;
 
-  constructor(settings: Partial<RoundSettings> = {}, readonly dim = 4) {
+  constructor(settings: Partial<RoundSettings> = {}, readonly dim = 4, strategy: Strategy = new FedAvg()) {
     this.engine = new RoundEngine({
       settings: {
         rounds: 10,
@@ -26,7 +27,7 @@ export class EngineHarness implements RoundTransport {
         fit: { epochs: 1, batchSize: 8, learningRate: 0.1 },
         ...settings,
       },
-      strategy: new FedAvg(),
+      strategy,
       clock: this.clock,
       transport: this,
       // Accuracy is read off the first weight, so tests can steer it through their updates.

@@ -39,6 +39,16 @@ const chart = new Chart<'line', number[], string>($('metrics-chart') as HTMLCanv
   },
 });
 
+const epsilonChart = new Chart<'line', number[], string>($('epsilon-chart') as HTMLCanvasElement, {
+  type: 'line',
+  data: { labels: [], datasets: [{ label: 'ε', data: [], borderColor: '#6b3fa0', backgroundColor: '#6b3fa0', tension: 0.2 }] },
+  options: {
+    animation: false,
+    maintainAspectRatio: false,
+    scales: { y: { min: 0, title: { display: true, text: 'ε' } }, x: { title: { display: true, text: 'round' } } },
+  },
+});
+
 function cell(row: HTMLTableRowElement, text: string, attributes: Record<string, string> = {}): void {
   const td = row.insertCell();
   td.textContent = text;
@@ -61,6 +71,17 @@ function render(status: FederationStatus): void {
   $('loss').textContent = last ? `loss ${last.loss.toFixed(4)}` : '';
   $('version').textContent = String(status.modelVersion);
   $('done').textContent = status.done ? `done: ${status.doneReason}` : '';
+
+  const privacy = status.privacy;
+  $('epsilon').textContent = privacy ? privacy.epsilon.toFixed(3) : '–';
+  $('privacy').textContent = privacy
+    ? `${privacy.level}-level DP, ${privacy.placement} noise, δ = ${privacy.delta}, z = ${privacy.noiseMultiplier}, q = ${privacy.sampleRate}, ${privacy.rounds} rounds`
+    : 'no differential privacy';
+  const withPrivacy = status.history.filter((r) => r.privacy);
+  $('epsilon-section').hidden = withPrivacy.length === 0;
+  epsilonChart.data.labels = withPrivacy.map((r) => String(r.round));
+  epsilonChart.data.datasets[0]!.data = withPrivacy.map((r) => r.privacy!.epsilon);
+  epsilonChart.update();
 
   const participants = ($('participants') as HTMLTableElement).tBodies[0]!;
   participants.replaceChildren();
@@ -91,6 +112,7 @@ function render(status: FederationStatus): void {
     cell(row, String(r.rejected));
     cell(row, `${bytes(r.bytesIn)} / ${bytes(r.bytesOut)}`);
     cell(row, `${(r.durationMs / 1000).toFixed(1)} s`);
+    cell(row, r.privacy ? r.privacy.epsilon.toFixed(3) : '–');
   }
   const rejected = Object.entries(status.rejections);
   $('rejections').textContent = rejected.length ? `Rejected requests: ${rejected.map(([code, n]) => `${code} × ${n}`).join(', ')}` : '';

@@ -1,0 +1,263 @@
+import { RdpAccountant, type RdpAccountantState } from '../privacy/accountant.ts';
+import { clipToNorm, GaussianSampler } from '../privacy/update-privacy.ts';
+import type { FitConfig } from '../protocol/messages.ts';
+import type { UniformSource } from '../random/prng.ts';
+import type { ClientResult, PrivacyReport, RoundAggregator, RoundContext, Strategy } from './strategy.ts';
+
+/**
+ * Client-level differential privacy: DP-FedAvg (McMahan et al. 2018,
+ * "Learning Differentially Private Recurrent Language Models").
+ *
+ * Each round every eligible participant is selected independently with
+ * probability q (Poisson sampling). Each update is clipped to L2 norm S and
+ * the clipped updates are summed with equal weight; Gaussian noise of
+ * standard deviation z·S is added to the sum, which is divided by a fixed
+ * expected count m (never by the realised count, which would depend on who
+ * took part).
+ *
+ * Two places for the noise:
+ *
+ * - central: the coordinator clips (whatever the client did) and adds the
+ *   noise. The coordinator is trusted; the guarantee covers everything
+ *   released from the models (to everyone but the operator). Every round
+ *   releases a model, even one with no updates, so whether a model is
+ *   released never depends on who took part. Accounting: the sampled
+ *   Gaussian mechanism with q and z, one step per round.
+ *
+ * - distributed: each selected participant clips and adds N(0, z²S²/m)
+ *   itself, so m contributions carry the full noise. Without secure
+ *   aggregation the coordinator sees each noised update, and it knows whom
+ *   it selected: sampling gives no amplification against it. What holds for
+ *   every participant whatever the others do is its own noise: a Gaussian
+ *   mechanism with noise multiplier z/√m per round it takes part in
+ *   (q = 1). That is what is reported. It is weak on purpose: it is the
+ *   truth until the updates are securely aggregated.
+ *
+ * Adaptive clipping (Andrew et al. 2021, "Differentially Private Learning
+ * with Adaptive Clipping"), central mode only: the coordinator counts the
+ * updates whose norm was within S, adds N(0, σ_b²) to the count, and moves
+ * S geometrically towards the target quantile γ: S ← S·exp(−η(b̄ − γ)), b̄
+ * the noised fraction. The update noise is raised so that both queries
+ * together spend what z alone would: z_Δ = (z⁻² − (2σ_b)⁻²)^(−1/2).
+ */
+
+export type ClipPolicy =
+  | { readonly kind: 'fixed'; readonly norm: number }
+  | {
+      readonly kind: 'adaptive';
+      readonly initialNorm: number;
+      /** γ, the fraction of updates that should fall within the bound (paper: 0.5). */
+      readonly targetQuantile: number;
+      /** η, the geometric step (paper: 0.2). */
+      readonly learningRate: number;
+      /** σ_b, std of the noise on the within-bound count (paper: m/20). */
+      readonly countNoiseStd: number;
+    };
+
+export type NoisePlacement = 'central' | 'distributed';
+
+export interface DpFedAvgOptions {
+  readonly placement: NoisePlacement;
+  /** z: noise std on the sum, in units of the clip norm. */
+  readonly noiseMultiplier: number;
+  readonly clip: ClipPolicy;
+  /** q: the probability that an eligible participant is selected in a round. */
+  readonly sampleRate: number;
+  /** m: the expected number of updates per round, the fixed denominator of the average. */
+  readonly expectedClients: number;
+  readonly delta: number;
+  /** Stop before a round would take ε above this. */
+  readonly epsilonBudget?: number;
+  readonly serverLearningRate?: number;
+  /** The source of noise; the CSPRNG by default. Seed it only in tests. */
+  readonly uniform?: UniformSource;
+}
+
+export interface DpFedAvgState {
+  readonly clipNorm: number;
+  readonly accountant: RdpAccountantState;
+  readonly rounds: number;
+}
+
+export class DpFedAvg implements Strategy {
+  readonly name: string;
+  private readonly sampler: GaussianSampler;
+  private readonly accountant = new RdpAccountant();
+  private clipNorm: number;
+  private roundsCharged = 0;
+  /** z_Δ: the noise multiplier of the update sum, after what adaptive clipping spends. */
+  readonly updateNoiseMultiplier: number;
+
+  constructor(private readonly options: DpFedAvgOptions) {
+    const { noiseMultiplier: z, sampleRate: q, expectedClients: m, clip, placement, delta } = options;
+    if (!(z > 0) || !Number.isFinite(z)) throw new RangeError(`noise multiplier must be positive, got ${z}`);
+    if (!(q > 0 && q <= 1)) throw new RangeError(`client sample rate must be in (0, 1], got ${q}`);
+    if (!(m > 0)) throw new RangeError(`expected clients per round must be positive, got ${m}`);
+    if (!(delta > 0 && delta < 1)) throw new RangeError(`delta must be in (0, 1), got ${delta}`);
+    if (clip.kind === 'fixed') {
+      if (!(clip.norm > 0)) throw new RangeError(`clip norm must be positive, got ${clip.norm}`);
+      this.clipNorm = clip.norm;
+      this.updateNoiseMultiplier = z;
+    } else {
+      if (placement !== 'central') {
+        throw new RangeError('adaptive clipping needs central noise: with distributed noise the coordinator would see each clipped-or-not bit');
+      }
+      if (!(clip.initialNorm > 0)) throw new RangeError('the initial clip norm must be positive');
+      if (!(clip.targetQuantile > 0 && clip.targetQuantile < 1)) throw new RangeError('the target quantile must be in (0, 1)');
+      const twoSigmaB = 2 * clip.countNoiseStd;
+      if (!(z < twoSigmaB)) {
+        throw new RangeError(`adaptive clipping needs z < 2σ_b (z = ${z}, σ_b = ${clip.countNoiseStd}): raise the count noise or lower z`);
+      }
+      this.clipNorm = clip.initialNorm;
+      this.updateNoiseMultiplier = 1 / Math.sqrt(z ** -2 - twoSigmaB ** -2);
+    }
+    this.sampler = new GaussianSampler(options.uniform);
+    this.name = `dp-fedavg (${placement} noise, z=${z}, q=${q}, ${clip.kind} clipping)`;
+  }
+
+  /** Releases a model every round, updates or not: see the class comment. */
+  get releasesEveryRound(): boolean {
+    return this.options.placement === 'central';
+  }
+
+  get currentClipNorm(): number {
+    return this.clipNorm;
+  }
+
+  select<T>(eligible: readonly T[], _count: number, random: UniformSource): T[] {
+    return eligible.filter(() => random.next() < this.options.sampleRate);
+  }
+
+  configureFit(_round: number, base: FitConfig): FitConfig {
+    const { placement, expectedClients } = this.options;
+    const noiseStd = placement === 'distributed' ? (this.updateNoiseMultiplier * this.clipNorm) / Math.sqrt(expectedClients) : 0;
+    return { ...base, privacy: { clipNorm: this.clipNorm, noiseStd } };
+  }
+
+  beginRound(context: RoundContext): RoundAggregator {
+    return new DpRound(this, context, this.clipNorm);
+  }
+
+  /** Checked before each round: would one more round overspend the budget? */
+  canStartRound(): { ok: true } | { ok: false; reason: string } {
+    const budget = this.options.epsilonBudget;
+    if (budget === undefined) return { ok: true };
+    const { epsilon } = this.accountant.projectEpsilon(this.stepOfRound(), this.options.delta);
+    if (epsilon > budget) {
+      return { ok: false, reason: `privacy budget reached: another round would spend ε = ${epsilon.toFixed(3)} > ${budget} (δ = ${this.options.delta})` };
+    }
+    return { ok: true };
+  }
+
+  privacy(): PrivacyReport {
+    const { delta } = this.options;
+    const { epsilon, optimalOrder } = this.accountant.getEpsilonAndOrder(delta);
+    return {
+      level: 'client',
+      placement: this.options.placement,
+      epsilon,
+      delta,
+      optimalOrder,
+      rounds: this.roundsCharged,
+      noiseMultiplier: this.options.noiseMultiplier,
+      sampleRate: this.options.placement === 'central' ? this.options.sampleRate : 1,
+      clipNorm: this.clipNorm,
+      conversion: 'improved',
+    };
+  }
+
+  toJSON(): DpFedAvgState {
+    return { clipNorm: this.clipNorm, accountant: this.accountant.toJSON(), rounds: this.roundsCharged };
+  }
+
+  /** The mechanism one round runs, as the accountant sees it. */
+  private stepOfRound(): { sampleRate: number; noiseMultiplier: number } {
+    const { placement, noiseMultiplier, sampleRate, expectedClients } = this.options;
+    return placement === 'central'
+      ? { sampleRate, noiseMultiplier }
+      : { sampleRate: 1, noiseMultiplier: noiseMultiplier / Math.sqrt(expectedClients) };
+  }
+
+  /** Charges one round. Called for every round that selected participants, released or not. */
+  charge(): void {
+    this.accountant.step(this.stepOfRound());
+    this.roundsCharged++;
+  }
+
+  noiseSum(sum: Float64Array, std: number): void {
+    for (let i = 0; i < sum.length; i++) sum[i]! += std * this.sampler.next();
+  }
+
+  noiseScalar(std: number): number {
+    return std * this.sampler.next();
+  }
+
+  adaptClip(withinCount: number): void {
+    const clip = this.options.clip;
+    if (clip.kind !== 'adaptive') return;
+    const noisyFraction = (withinCount + this.noiseScalar(clip.countNoiseStd)) / this.options.expectedClients;
+    this.clipNorm *= Math.exp(-clip.learningRate * (noisyFraction - clip.targetQuantile));
+  }
+
+  get settings(): DpFedAvgOptions {
+    return this.options;
+  }
+}
+
+class DpRound implements RoundAggregator {
+  private readonly sum: Float64Array;
+  private added = 0;
+  private within = 0;
+  private closed = false;
+  private readonly scratch: Float32Array;
+
+  constructor(
+    private readonly strategy: DpFedAvg,
+    private readonly context: RoundContext,
+    private readonly clipNorm: number,
+  ) {
+    this.sum = new Float64Array(context.globalWeights.length);
+    this.scratch = new Float32Array(context.globalWeights.length);
+  }
+
+  get count(): number {
+    return this.added;
+  }
+
+  add(result: ClientResult): void {
+    if (result.update.length !== this.sum.length) throw new RangeError(`update has ${result.update.length} values, the model has ${this.sum.length}`);
+    let contribution = result.update;
+    if (this.strategy.settings.placement === 'central') {
+      // The coordinator's guarantee cannot rest on the client having clipped.
+      this.scratch.set(result.update);
+      const norm = clipToNorm(this.scratch, this.clipNorm);
+      if (norm <= this.clipNorm) this.within++;
+      contribution = this.scratch;
+    }
+    for (let i = 0; i < this.sum.length; i++) this.sum[i]! += contribution[i]!;
+    this.added++;
+  }
+
+  finish(): Float32Array {
+    this.close();
+    const { placement, expectedClients, serverLearningRate = 1 } = this.strategy.settings;
+    if (placement === 'central') {
+      this.strategy.noiseSum(this.sum, this.strategy.updateNoiseMultiplier * this.clipNorm);
+      this.strategy.adaptClip(this.within);
+    }
+    const scale = serverLearningRate / expectedClients;
+    const out = new Float32Array(this.sum.length);
+    for (let i = 0; i < out.length; i++) out[i] = this.context.globalWeights[i]! + scale * this.sum[i]!;
+    return out;
+  }
+
+  abandon(): void {
+    this.close();
+  }
+
+  private close(): void {
+    if (this.closed) throw new Error('a round aggregator is finished once');
+    this.closed = true;
+    this.strategy.charge();
+  }
+}

@@ -1,0 +1,60 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
+import { startCoordinator, type Coordinator } from '../../coordinator/server.ts';
+import { loadMnistDemo } from '../../coordinator/task/demo-data.ts';
+import { RdpAccountant } from '../../core/privacy/accountant.ts';
+import type { FederationStatus } from '../../core/protocol/status.ts';
+import { startNodeParticipants, stopNodeParticipants, type NodeParticipant } from '../helpers/node-participants.ts';
+
+/** Client-level DP end to end with Node participants: ε per round in the status, and a budget that stops the federation. */
+describe('client-level DP federation', () => {
+  let coordinator: Coordinator | undefined;
+  let participants: NodeParticipant[] = [];
+  let dataDir = '';
+
+  after(async () => {
+    stopNodeParticipants(participants);
+    await coordinator?.close();
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('charges every round, reports ε(δ) per round and stops at the budget', { timeout: 120_000 }, async () => {
+    dataDir = await mkdtemp(path.join(tmpdir(), 'fl-dp-'));
+    const perRound = (n: number) => new RdpAccountant().step({ sampleRate: 0.5, noiseMultiplier: 0.8, steps: n }).getEpsilon(1e-5);
+    // A budget between the ε of 3 and of 4 rounds: exactly 3 rounds may run.
+    const budget = (perRound(3) + perRound(4)) / 2;
+    const config = parseConfig(
+      [
+        '--port', '0', '--host', '127.0.0.1', '--quiet', '--data-dir', dataDir, '--rounds', '20', '--min-clients', '4', '--round-timeout', '60',
+        '--client-dp', 'central', '--client-noise-multiplier', '0.8', '--client-sample-rate', '0.5', '--client-clip', '0.5',
+        '--expected-clients', '2', '--epsilon-budget', String(budget),
+      ],
+      {},
+    ) as CoordinatorConfig;
+    coordinator = await startCoordinator(config);
+    const demo = await loadMnistDemo();
+    participants = startNodeParticipants(coordinator.url, demo, coordinator.task.model, 4, 8);
+
+    const final = await coordinator.done;
+    assert.match(final.doneReason ?? '', /privacy budget reached/);
+    assert.equal(final.history.length, 3);
+    final.history.forEach((record, i) => {
+      assert.equal(record.outcome, 'aggregated', 'central DP releases a model every round');
+      assert.ok(Math.abs(record.privacy!.epsilon - perRound(i + 1)) < 1e-9, `round ${i + 1}: ε ${record.privacy!.epsilon}`);
+      assert.equal(record.privacy!.delta, 1e-5);
+    });
+    assert.ok(final.privacy!.epsilon <= budget);
+
+    // Participants were told to clip to the bound, and nobody was asked to add noise (the coordinator does).
+    const status = (await (await fetch(`${coordinator.url}/api/status`)).json()) as FederationStatus;
+    assert.equal(status.privacy?.level, 'client');
+    assert.equal(status.history.at(-1)!.privacy!.epsilon, final.privacy!.epsilon);
+    const uploads = participants.flatMap((p) => p.events.filter((e) => e.type === 'uploaded'));
+    assert.ok(uploads.length > 0, 'someone was sampled');
+    assert.ok(uploads.every((e) => e.type === 'uploaded' && !e.noised));
+  });
+});

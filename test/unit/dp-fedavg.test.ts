@@ -1,0 +1,140 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { DpFedAvg, type DpFedAvgOptions } from '../../core/aggregation/dp-fedavg.ts';
+import { RdpAccountant } from '../../core/privacy/accountant.ts';
+import { l2Norm } from '../../core/privacy/update-privacy.ts';
+import { SeededRandom } from '../../core/random/prng.ts';
+import { EngineHarness } from '../helpers/engine-harness.ts';
+
+const base: DpFedAvgOptions = {
+  placement: 'central',
+  noiseMultiplier: 1.3,
+  clip: { kind: 'fixed', norm: 0.7 },
+  sampleRate: 0.1,
+  expectedClients: 10,
+  delta: 1e-5,
+  uniform: new SeededRandom(11),
+};
+
+const result = (update: Float32Array) => ({ participantId: 'x', numExamples: 5, update });
+
+describe('DP-FedAvg (client-level DP)', () => {
+  it('central: clips on the coordinator and adds noise of std z·S to the sum (not its square)', () => {
+    const dim = 100_000;
+    const strategy = new DpFedAvg(base);
+    const global = new Float32Array(dim);
+    const round = strategy.beginRound({ round: 1, globalWeights: global });
+    const huge = new Float32Array(dim).fill(1); // norm 316, clipped to 0.7
+    round.add(result(huge));
+    const out = round.finish()!;
+    // out = (clip(huge) + noise) / m, so noise = m·out − clip(huge).
+    const clippedValue = 0.7 / Math.sqrt(dim);
+    let sum = 0;
+    let sumSq = 0;
+    for (let i = 0; i < dim; i++) {
+      const noise = 10 * out[i]! - clippedValue;
+      sum += noise;
+      sumSq += noise * noise;
+    }
+    const mean = sum / dim;
+    const std = Math.sqrt(sumSq / dim - mean * mean);
+    assert.ok(Math.abs(std / (1.3 * 0.7) - 1) < 0.01, `noise std ${std}, expected ${1.3 * 0.7}`);
+    assert.ok(Math.abs(mean) < 0.01);
+  });
+
+  it('central: an update cannot move the model by more than S/m (plus noise)', () => {
+    const strategy = new DpFedAvg({ ...base, noiseMultiplier: 1e-6 });
+    const round = strategy.beginRound({ round: 1, globalWeights: new Float32Array(4) });
+    round.add(result(Float32Array.from([1000, 0, 0, 0])));
+    const out = round.finish()!;
+    assert.ok(Math.abs(l2Norm(out) - 0.07) < 1e-4, `moved by ${l2Norm(out)}`);
+  });
+
+  it('divides by the fixed expected count, not by how many took part', () => {
+    const strategy = new DpFedAvg({ ...base, noiseMultiplier: 1e-9, clip: { kind: 'fixed', norm: 100 } });
+    const round = strategy.beginRound({ round: 1, globalWeights: Float32Array.from([1, 1]) });
+    round.add(result(Float32Array.from([2, 0])));
+    round.add(result(Float32Array.from([0, 4])));
+    const out = round.finish()!;
+    assert.ok(Math.abs(out[0]! - 1.2) < 1e-6 && Math.abs(out[1]! - 1.4) < 1e-6, `${Array.from(out)}`);
+  });
+
+  it('selects each participant independently with probability q', () => {
+    const strategy = new DpFedAvg({ ...base, sampleRate: 0.3 });
+    const random = new SeededRandom(5);
+    const eligible = Array.from({ length: 1000 }, (_, i) => i);
+    let total = 0;
+    for (let r = 0; r < 50; r++) total += strategy.select(eligible, 10, random).length;
+    assert.ok(Math.abs(total / 50 / 1000 - 0.3) < 0.01, `rate ${total / 50000}`);
+  });
+
+  it('charges the sampled Gaussian mechanism once per round, released or abandoned', () => {
+    const strategy = new DpFedAvg(base);
+    strategy.beginRound({ round: 1, globalWeights: new Float32Array(2) }).finish();
+    strategy.beginRound({ round: 2, globalWeights: new Float32Array(2) }).abandon!();
+    const expected = new RdpAccountant().step({ sampleRate: 0.1, noiseMultiplier: 1.3, steps: 2 }).getEpsilon(1e-5);
+    const report = strategy.privacy();
+    assert.equal(report.rounds, 2);
+    assert.ok(Math.abs(report.epsilon - expected) < 1e-12);
+    assert.equal(report.sampleRate, 0.1);
+  });
+
+  it('distributed: each client adds N(0, z²S²/m) and the accountant gets no sampling amplification', () => {
+    const strategy = new DpFedAvg({ ...base, placement: 'distributed' });
+    const fit = strategy.configureFit(1, { epochs: 1, batchSize: 10, learningRate: 0.1 });
+    assert.equal(fit.privacy!.clipNorm, 0.7);
+    assert.ok(Math.abs(fit.privacy!.noiseStd - (1.3 * 0.7) / Math.sqrt(10)) < 1e-12);
+    assert.equal(strategy.releasesEveryRound, false);
+    strategy.beginRound({ round: 1, globalWeights: new Float32Array(2) }).finish();
+    const expected = new RdpAccountant().step({ sampleRate: 1, noiseMultiplier: 1.3 / Math.sqrt(10) }).getEpsilon(1e-5);
+    assert.ok(Math.abs(strategy.privacy().epsilon - expected) < 1e-12);
+    assert.equal(strategy.privacy().sampleRate, 1);
+  });
+
+  it('adaptive clipping: z_Δ = (z⁻² − (2σ_b)⁻²)^(−1/2), the bound moves toward the target quantile', () => {
+    const strategy = new DpFedAvg({
+      ...base,
+      noiseMultiplier: 1,
+      expectedClients: 100,
+      clip: { kind: 'adaptive', initialNorm: 0.1, targetQuantile: 0.5, learningRate: 0.2, countNoiseStd: 5 },
+    });
+    assert.ok(Math.abs(strategy.updateNoiseMultiplier - 1 / Math.sqrt(1 - 1 / 100)) < 1e-12);
+    // Every update far inside the bound: b̄ ≈ 1 > 0.5, so the bound shrinks by about exp(−0.2·0.5).
+    const round = strategy.beginRound({ round: 1, globalWeights: new Float32Array(3) });
+    for (let i = 0; i < 100; i++) round.add(result(Float32Array.from([1e-4, 0, 0])));
+    round.finish();
+    const ratio = strategy.currentClipNorm / 0.1;
+    assert.ok(ratio < 1 && Math.abs(ratio - Math.exp(-0.1)) < 0.03, `ratio ${ratio}`);
+    assert.throws(() => new DpFedAvg({ ...base, clip: { kind: 'adaptive', initialNorm: 0.1, targetQuantile: 0.5, learningRate: 0.2, countNoiseStd: 0.5 } }), /z < 2σ_b/);
+    assert.throws(
+      () => new DpFedAvg({ ...base, placement: 'distributed', clip: { kind: 'adaptive', initialNorm: 0.1, targetQuantile: 0.5, learningRate: 0.2, countNoiseStd: 5 } }),
+      /adaptive clipping needs central noise/,
+    );
+  });
+
+  it('refuses the round that would overspend the budget', () => {
+    const perRound = new RdpAccountant().step({ sampleRate: 0.1, noiseMultiplier: 1.3 }).getEpsilon(1e-5);
+    const twoRounds = new RdpAccountant().step({ sampleRate: 0.1, noiseMultiplier: 1.3, steps: 2 }).getEpsilon(1e-5);
+    const strategy = new DpFedAvg({ ...base, epsilonBudget: (perRound + twoRounds) / 2 });
+    assert.deepEqual(strategy.canStartRound(), { ok: true });
+    strategy.beginRound({ round: 1, globalWeights: new Float32Array(1) }).finish();
+    const refused = strategy.canStartRound();
+    assert.equal(refused.ok, false);
+  });
+
+  it('in the round engine: central DP releases a noised model even when nobody was selected, and stops at the budget', async () => {
+    const strategy = new DpFedAvg({ ...base, sampleRate: 1e-3, epsilonBudget: 1e9 });
+    const h = new EngineHarness({ minClients: 1, rounds: 3 }, 4, strategy);
+    h.join();
+    h.engine.start();
+    await h.settle();
+    await h.settle();
+    await h.settle();
+    const status = h.engine.status();
+    assert.equal(status.history.length, 3);
+    assert.ok(status.history.every((r) => r.outcome === 'aggregated' && r.selected === 0));
+    assert.equal(status.privacy?.rounds, 3);
+    assert.ok(status.history[2]!.privacy!.epsilon > status.history[0]!.privacy!.epsilon);
+    assert.notDeepEqual(Array.from(h.engine.globalModel.weights), [0, 0, 0, 0], 'noise was added');
+  });
+});
