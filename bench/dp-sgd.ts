@@ -1,0 +1,241 @@
+import { parseArgs } from 'node:util';
+import * as tf from '@tensorflow/tfjs';
+import { subset } from '../core/data/dataset.ts';
+import { buildModel } from '../core/model/architectures.ts';
+import { dpSgdStep } from '../core/privacy/dp-sgd.ts';
+import { perExampleGradients } from '../core/privacy/per-example-gradients.ts';
+import { GaussianSampler } from '../core/privacy/update-privacy.ts';
+import type { ArchitectureName } from '../core/protocol/messages.ts';
+import { loadMnistDemo } from '../coordinator/task/demo-data.ts';
+import { initNodeBackend } from '../coordinator/tf-node.ts';
+
+const COMMAND = 'npx tsx bench/dp-sgd.ts';
+
+const USAGE = `Usage: ${COMMAND} [options]
+
+Cost of one DP-SGD step against one non-private step, Node + tfjs wasm
+backend, on a batch of MNIST demo digits. Per model it times (median of
+--reps, after warm-up, alternating the variants):
+  non-private   optimizer.minimize of the mean softmax cross-entropy (tf.train.sgd)
+  DP fast       dpSgdStep on the vectorised path: per-example norms, clipping,
+                CSPRNG Gaussian noise (σ = 1, C = 1), SGD update
+  DP fast σ=0   the same without noise, to show the cost of generating it
+  DP loop       dpSgdStep on the per-example-loop fallback (B tf.variableGrads calls)
+
+tfjs-backend-wasm 4.22 has no Conv2DBackpropFilter kernel, so the stock
+gradient of a Conv2D model (the non-private baseline, the loop fallback)
+fails on wasm. This benchmark registers one, built from wasm's own Conv2D
+and Transpose kernels (the kernel gradient as a convolution of the input with
+dy), so that the baseline is a fast, fair one. The DP fast path does not
+need it.
+
+  --models LIST     comma-separated, from mlp, 2nn, cnn (default mlp,cnn)
+  --batch N         batch size (default 64)
+  --reps N          timed repetitions of each fast variant (default 15 for
+                    dense models, 7 for the cnn)
+  --loop-reps N     timed repetitions of the loop fallback (default 5 for dense
+                    models, 2 for the cnn)
+  --help            show this text
+`;
+
+interface Row {
+  readonly model: ArchitectureName;
+  readonly params: number;
+  readonly plainMs: number;
+  readonly fastMs: number;
+  readonly fastNoNoiseMs: number;
+  readonly loopMs: number;
+  readonly forwardMs: number;
+  readonly reps: number;
+  readonly loopReps: number;
+  readonly checkDiff: number;
+}
+
+function median(values: readonly number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+function single(info: tf.TensorInfo | tf.TensorInfo[]): tf.TensorInfo {
+  if (Array.isArray(info)) throw new Error('expected one output');
+  return info;
+}
+
+/**
+ * Conv2DBackpropFilter for tfjs-backend-wasm (stride 1, no dilation, NHWC):
+ *   dW[i, j, c, o] = Σ_{n,h,w} xpad[n, h+i, w+j, c] · dy[n, h, w, o]
+ * is a valid convolution of x with the batch as channels ([C, H, W, N]) by dy
+ * as the filter ([Ho, Wo, N, O]), giving [C, kh, kw, O]; XNNPACK runs it.
+ */
+function registerWasmConv2DBackpropFilter(): void {
+  if (tf.getKernelsForBackend('wasm').some((k) => k.kernelName === 'Conv2DBackpropFilter')) return;
+  const conv = tf.getKernel('Conv2D', 'wasm');
+  const transpose = tf.getKernel('Transpose', 'wasm');
+  tf.registerKernel({
+    kernelName: 'Conv2DBackpropFilter',
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      if (!(backend instanceof tf.KernelBackend)) throw new Error('not a kernel backend');
+      const x = inputs['x']!;
+      const dy = inputs['dy']!;
+      const strides = attrs?.['strides'];
+      const pad = attrs?.['pad'];
+      const filterShape = attrs?.['filterShape'];
+      const dataFormat = attrs?.['dataFormat'];
+      if (dataFormat !== undefined && dataFormat !== 'NHWC') throw new Error(`Conv2DBackpropFilter: ${String(dataFormat)} is not supported`);
+      if (!(strides === 1 || (Array.isArray(strides) && strides.every((s) => s === 1)))) throw new Error('Conv2DBackpropFilter: only stride 1 is supported');
+      if (!Array.isArray(filterShape) || filterShape.length !== 4) throw new Error('Conv2DBackpropFilter: bad filterShape');
+      const padding = pad === 'same' ? 'same' : pad === 'valid' ? 'valid' : typeof pad === 'number' ? Number(pad) : null;
+      if (padding === null) throw new Error('Conv2DBackpropFilter: explicit padding is not supported');
+      const info = tf.backend_util.computeConv2DInfo(
+        x.shape as [number, number, number, number],
+        filterShape as [number, number, number, number],
+        1,
+        1,
+        padding,
+      );
+      const { top, bottom, left, right } = info.padInfo;
+      const xT = single(transpose.kernelFunc({ inputs: { x }, backend, attrs: { perm: [3, 1, 2, 0] } }));
+      const dyT = single(transpose.kernelFunc({ inputs: { x: dy }, backend, attrs: { perm: [1, 2, 0, 3] } }));
+      const r = single(
+        conv.kernelFunc({
+          inputs: { x: xT, filter: dyT },
+          backend,
+          attrs: { strides: [1, 1], pad: [[0, 0], [top, bottom], [left, right], [0, 0]], dataFormat: 'NHWC', dilations: [1, 1] },
+        }),
+      );
+      const out = single(transpose.kernelFunc({ inputs: { x: r }, backend, attrs: { perm: [1, 2, 0, 3] } }));
+      for (const t of [xT, dyT, r]) backend.disposeData(t.dataId);
+      return out;
+    },
+  });
+}
+
+async function bench(architecture: ArchitectureName, batchSize: number, reps: number, loopReps: number): Promise<Row> {
+  const demo = await loadMnistDemo();
+  const data = subset(demo.train, Uint32Array.from({ length: batchSize }, (_, i) => i));
+  const x = tf.tidy(() => tf.tensor2d(data.features8, [batchSize, 784], 'int32').toFloat().div(255));
+  const y = tf.tidy(() => tf.oneHot(tf.tensor1d(data.labels, 'int32'), 10).toFloat());
+  const spec = { architecture, inputShape: [784], numClasses: 10 };
+  const model = buildModel(spec);
+  const optimizer = tf.train.sgd(0.01);
+  const sampler = new GaussianSampler();
+  const dp = { clipNorm: 1, noiseMultiplier: 1, expectedBatchSize: batchSize, learningRate: 0.01 };
+
+  // Sanity: both per-example paths agree on a few examples (this also exercises the registered kernel).
+  const few = Math.min(4, batchSize);
+  const checkDiff = tf.tidy(() => {
+    const xs = tf.slice(x, [0], [few]);
+    const ys = tf.slice(y, [0], [few]);
+    const fast = perExampleGradients(model, xs, ys, { path: 'fast' }).grads;
+    const loop = perExampleGradients(model, xs, ys, { path: 'per-example-loop' }).grads;
+    return tf.max(tf.abs(tf.sub(fast, loop))).dataSync()[0]!;
+  });
+
+  const variants = {
+    forward: async () => {
+      const out = model.predict(x) as tf.Tensor;
+      await out.data();
+      out.dispose();
+    },
+    plain: async () => {
+      const loss = optimizer.minimize(() => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar, true);
+      await loss!.data();
+      loss!.dispose();
+    },
+    fast: async () => {
+      const stats = dpSgdStep(model, { x, y }, { ...dp, path: 'fast' }, sampler)!;
+      await stats.lossSum.data();
+      tf.dispose([stats.lossSum, stats.correct]);
+    },
+    fastNoNoise: async () => {
+      const stats = dpSgdStep(model, { x, y }, { ...dp, noiseMultiplier: 0, path: 'fast' }, sampler)!;
+      await stats.lossSum.data();
+      tf.dispose([stats.lossSum, stats.correct]);
+    },
+    loop: async () => {
+      const stats = dpSgdStep(model, { x, y }, { ...dp, path: 'per-example-loop' }, sampler)!;
+      await stats.lossSum.data();
+      tf.dispose([stats.lossSum, stats.correct]);
+    },
+  };
+  const times: Record<keyof typeof variants, number[]> = { forward: [], plain: [], fast: [], fastNoNoise: [], loop: [] };
+  // Warm-up: first calls compile kernels and grow the wasm heap.
+  for (const name of ['forward', 'plain', 'fast', 'fastNoNoise', 'loop'] as const) await variants[name]();
+  const tensorsBefore = tf.memory().numTensors;
+  for (let r = 0; r < reps; r++) {
+    const order = (['forward', 'plain', 'fast', 'fastNoNoise', ...(r < loopReps ? (['loop'] as const) : [])] as const).slice();
+    if (r % 2 === 1) order.reverse();
+    for (const name of order) {
+      const started = performance.now();
+      await variants[name]();
+      times[name].push(performance.now() - started);
+    }
+  }
+  if (tf.memory().numTensors !== tensorsBefore) throw new Error(`${architecture}: ${tf.memory().numTensors - tensorsBefore} tensors leaked`);
+  const row: Row = {
+    model: architecture,
+    params: model.countParams(),
+    plainMs: median(times.plain),
+    fastMs: median(times.fast),
+    fastNoNoiseMs: median(times.fastNoNoise),
+    loopMs: median(times.loop),
+    forwardMs: median(times.forward),
+    reps,
+    loopReps: Math.min(reps, loopReps),
+    checkDiff,
+  };
+  tf.dispose([x, y]);
+  optimizer.dispose();
+  model.dispose();
+  return row;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      models: { type: 'string', default: 'mlp,cnn' },
+      batch: { type: 'string', default: '64' },
+      reps: { type: 'string' },
+      'loop-reps': { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
+  const models = values.models.split(',').map((m) => m.trim());
+  for (const m of models) if (m !== 'mlp' && m !== '2nn' && m !== 'cnn') throw new Error(`unknown model ${m}`);
+  const batch = Number(values.batch);
+  if (!Number.isInteger(batch) || batch < 1) throw new Error(`--batch must be a positive integer, got ${values.batch}`);
+  const backend = await initNodeBackend('wasm');
+  if (backend !== 'wasm') throw new Error(`the wasm backend did not initialise (got ${backend})`);
+  registerWasmConv2DBackpropFilter();
+
+  const rows: Row[] = [];
+  for (const m of models as ArchitectureName[]) {
+    const reps = values.reps !== undefined ? Number(values.reps) : m === 'cnn' ? 7 : 15;
+    const loopReps = values['loop-reps'] !== undefined ? Number(values['loop-reps']) : m === 'cnn' ? 2 : 5;
+    console.error(`benchmarking ${m} (batch ${batch}, ${reps} reps, ${loopReps} loop reps)...`);
+    rows.push(await bench(m, batch, reps, loopReps));
+  }
+
+  const f = (ms: number) => (ms >= 100 ? ms.toFixed(0) : ms.toFixed(1));
+  const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
+  console.log(`\n\`${COMMAND} --models ${models.join(',')} --batch ${batch}\` — tfjs ${tf.version.tfjs}, backend ${tf.getBackend()}, Node ${process.version}, median ms per step\n`);
+  console.log('| model | params | forward only | non-private step | DP fast | ratio | DP fast σ=0 | ratio | DP per-example loop | ratio | reps (loop) | max \\|fast − loop\\| |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const r of rows) {
+    console.log(
+      `| ${r.model} | ${r.params.toLocaleString('en-US')} | ${f(r.forwardMs)} | ${f(r.plainMs)} | ${f(r.fastMs)} | ${ratio(r.fastMs, r.plainMs)} | ${f(r.fastNoNoiseMs)} | ${ratio(r.fastNoNoiseMs, r.plainMs)} | ${f(r.loopMs)} | ${ratio(r.loopMs, r.plainMs)} | ${r.reps} (${r.loopReps}) | ${r.checkDiff.toExponential(1)} |`,
+    );
+  }
+  console.log('\nratio = DP step / non-private step (target for the fast path: ≤ 2.0). DP steps include clipping, σ = 1 CSPRNG noise (except σ=0) and the weight update.');
+}
+
+main().catch((error: unknown) => {
+  console.error(error instanceof Error ? error.stack : error);
+  process.exit(1);
+});

@@ -1,0 +1,283 @@
+import * as tf from '@tensorflow/tfjs';
+import type { ByteDataset } from '../data/dataset.ts';
+import { buildModel } from '../model/architectures.ts';
+import { readWeights, writeWeights } from '../model/weights.ts';
+import type { FitConfig, ModelSpec, TrainMetrics } from '../protocol/messages.ts';
+import { SecureRandom, type UniformSource } from '../random/prng.ts';
+import { TrainingAborted, type TrainHooks, type TrainResult } from '../training/local-trainer.ts';
+import { clippedGradientSum, disposeClippedSum, resolvePath, type GradientPath, type PathChoice } from './per-example-gradients.ts';
+import { GaussianSampler } from './update-privacy.ts';
+
+/**
+ * Sample-level DP-SGD for local training (Abadi et al. 2016): each step
+ * Poisson-samples a batch (every example independently with probability
+ * q = B / n), clips each example's gradient to L2 norm C, sums, adds
+ * N(0, σ²C²) to every coordinate, divides by the expected batch size B and
+ * takes a plain SGD step. The accountant (./accountant.ts) is charged with
+ * `steps` steps of the Poisson-subsampled Gaussian mechanism at rate
+ * `samplingRate` and noise multiplier σ, only once a round's update is
+ * actually released.
+ */
+
+export interface DpSgdSettings {
+  /** C: the L2 bound on each example's gradient. */
+  readonly clipNorm: number;
+  /** σ: the noise std on the clipped sum is σ·C (a standard deviation, not a variance). */
+  readonly noiseMultiplier: number;
+  /** B: the expected batch size; q = B / n. Defaults to the round's FitConfig.batchSize. */
+  readonly expectedBatchSize?: number;
+}
+
+export interface DpSgdOptions extends DpSgdSettings {
+  /** Uniforms for Poisson sampling (default: the platform CSPRNG). Inject a SeededRandom only in tests. */
+  readonly samplingSource?: UniformSource;
+  /** Uniforms behind the Gaussian noise (default: the platform CSPRNG). Inject a SeededRandom only in tests. */
+  readonly noiseSource?: UniformSource;
+  /** Per-example gradient path; 'auto' (default) takes the vectorised one when the model allows it. */
+  readonly path?: PathChoice;
+}
+
+export interface DpSgdResult extends TrainResult {
+  /** DP-SGD steps actually executed: what the accountant must be charged. */
+  readonly steps: number;
+  /** q, the Poisson sampling rate used (B / n after capping B at n). */
+  readonly samplingRate: number;
+  readonly expectedBatchSize: number;
+  readonly noiseMultiplier: number;
+  readonly clipNorm: number;
+  readonly path: GradientPath;
+}
+
+/** How often training hands the thread back so sockets, timers and UI messages run (as LocalTrainer). */
+const YIELD_INTERVAL_MS = 100;
+
+const nextMacrotask = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+
+/**
+ * Poisson sampling: each of the n examples independently with probability q,
+ * drawn in index order from `random` (one uniform per example, u < q selects).
+ */
+export function poissonSample(n: number, q: number, random: UniformSource): Int32Array {
+  if (!(q >= 0 && q <= 1)) throw new RangeError(`sampling rate must lie in [0, 1], got ${q}`);
+  const picked = new Int32Array(n);
+  let count = 0;
+  for (let i = 0; i < n; i++) if (random.next() < q) picked[count++] = i;
+  return picked.slice(0, count);
+}
+
+/**
+ * Steps per epoch: round(n / B) = round(1 / q), at least 1. An "epoch" then
+ * visits n examples in expectation (round(1/q) · q · n ≈ n); rounding rather
+ * than ceil keeps that expectation closest to n. This count, times the
+ * epochs, is what the accountant is charged (via DpSgdResult.steps).
+ */
+export function dpStepsPerEpoch(n: number, expectedBatchSize: number): number {
+  return Math.max(1, Math.round(n / expectedBatchSize));
+}
+
+/**
+ * The sums plus independent N(0, std²) noise per coordinate, as new tensors.
+ * The noise comes from `sampler` (CSPRNG-backed by default), generated in JS
+ * and uploaded: tf.randomNormal's seedable generator is not cryptographic.
+ */
+export function noisyGradientSum(sums: readonly tf.Tensor[], noiseStd: number, sampler: GaussianSampler): tf.Tensor[] {
+  if (!(noiseStd >= 0) || !Number.isFinite(noiseStd)) throw new RangeError(`noise std must be finite and >= 0, got ${noiseStd}`);
+  return sums.map((sum) =>
+    tf.tidy(() => {
+      if (noiseStd === 0) return tf.clone(sum);
+      const noise = new Float32Array(sum.size);
+      for (let i = 0; i < noise.length; i++) noise[i] = noiseStd * sampler.next();
+      return tf.add(sum, tf.tensor(noise, sum.shape, 'float32'));
+    }),
+  );
+}
+
+export interface DpStepParams {
+  readonly clipNorm: number;
+  readonly noiseMultiplier: number;
+  readonly expectedBatchSize: number;
+  readonly learningRate: number;
+  readonly path?: PathChoice;
+}
+
+/** The batch's summed loss and correct count (for metrics), or null for an empty batch. */
+export interface DpStepStats {
+  readonly lossSum: tf.Scalar;
+  readonly correct: tf.Scalar;
+}
+
+/**
+ * One DP-SGD step on `model`'s trainable weights, in place:
+ *   w ← w − lr · (Σ_i clip_C(∇L_i) + N(0, σ²C² I)) / B.
+ * `batch` null (an empty Poisson batch) still adds the noise: the accountant
+ * assumes every step releases a noised sum. The caller disposes the returned stats.
+ */
+export function dpSgdStep(model: tf.LayersModel, batch: { readonly x: tf.Tensor; readonly y: tf.Tensor } | null, params: DpStepParams, sampler: GaussianSampler): DpStepStats | null {
+  if (!(params.expectedBatchSize > 0)) throw new RangeError(`expected batch size must be positive, got ${params.expectedBatchSize}`);
+  if (!(params.noiseMultiplier >= 0) || !Number.isFinite(params.noiseMultiplier)) throw new RangeError(`noise multiplier must be finite and >= 0, got ${params.noiseMultiplier}`);
+  const weights = model.trainableWeights;
+  const clipped = batch === null ? null : clippedGradientSum(model, batch.x, batch.y, params.clipNorm, { path: params.path });
+  let noisy: tf.Tensor[] = [];
+  try {
+    const sums = clipped?.sums ?? weights.map((w) => tf.zeros(w.shape as number[]));
+    try {
+      noisy = noisyGradientSum(sums, params.noiseMultiplier * params.clipNorm, sampler);
+    } finally {
+      if (clipped === null) tf.dispose(sums);
+    }
+    const scale = params.learningRate / params.expectedBatchSize;
+    tf.tidy(() => {
+      weights.forEach((w, k) => w.write(tf.sub(w.read(), tf.mul(noisy[k]!, scale))));
+    });
+    if (clipped === null) return null;
+    return { lossSum: tf.sum(clipped.losses) as tf.Scalar, correct: tf.clone(clipped.correct) };
+  } finally {
+    tf.dispose(noisy);
+    if (clipped !== null) disposeClippedSum(clipped);
+  }
+}
+
+/**
+ * LocalTrainer's contract with DP-SGD instead of plain SGD. The data lives on
+ * the backend for the trainer's lifetime; every round overwrites the model's
+ * weights, trains, and returns the weight delta; everything a round allocates
+ * is disposed, so the tensor count is flat across rounds.
+ *
+ * The returned metrics (loss and accuracy over the examples sampled in the
+ * last epoch) are computed from the raw data and are NOT covered by the DP
+ * guarantee; only `update` is.
+ */
+export class DpSgdTrainer {
+  readonly numExamples: number;
+  private readonly model: tf.LayersModel;
+  private readonly xs: tf.Tensor2D;
+  private readonly ys: tf.Tensor2D;
+  private readonly inputShape: readonly number[];
+  private readonly sampling: UniformSource;
+  private readonly sampler: GaussianSampler;
+
+  constructor(spec: ModelSpec, data: ByteDataset, private readonly options: DpSgdOptions) {
+    if (data.count === 0) throw new Error('no local training data');
+    const inputSize = spec.inputShape.reduce((a, b) => a * b, 1);
+    if (data.features !== inputSize) {
+      throw new Error(`the data has ${data.features} features per example, the model takes ${inputSize}`);
+    }
+    if (data.numClasses > spec.numClasses) {
+      throw new Error(`the data has ${data.numClasses} classes, the model ${spec.numClasses}`);
+    }
+    checkSettings(options);
+    this.numExamples = data.count;
+    this.inputShape = [...spec.inputShape];
+    this.sampling = options.samplingSource ?? new SecureRandom();
+    this.sampler = new GaussianSampler(options.noiseSource ?? new SecureRandom());
+    this.model = buildModel(spec);
+    // Fails early (before any data is uploaded) when 'fast' is forced on an unsupported model.
+    resolvePath(this.model, options.path);
+    this.xs = tf.tidy(() => tf.tensor2d(data.features8, [data.count, data.features], 'int32').toFloat().div(255));
+    this.ys = tf.tidy(() => tf.oneHot(tf.tensor1d(data.labels, 'int32'), spec.numClasses).toFloat() as tf.Tensor2D);
+  }
+
+  /** Which per-example gradient path training takes. */
+  get gradientPath(): GradientPath {
+    return resolvePath(this.model, this.options.path);
+  }
+
+  /**
+   * Trains from `globalWeights` with DP-SGD for `config.epochs` epochs at
+   * `config.learningRate`. `settings` overrides the constructor's DP settings
+   * for this round.
+   */
+  async train(globalWeights: Float32Array, config: FitConfig, hooks: TrainHooks = {}, settings: Partial<DpSgdSettings> = {}): Promise<DpSgdResult> {
+    const started = performance.now();
+    const dp = { ...this.options, ...settings };
+    checkSettings(dp);
+    const n = this.numExamples;
+    const requested = dp.expectedBatchSize ?? config.batchSize;
+    if (!(requested > 0)) throw new RangeError(`expected batch size must be positive, got ${requested}`);
+    // q cannot exceed 1: a shard smaller than B is trained on full batches (q = 1, no amplification).
+    const expectedBatchSize = Math.min(requested, n);
+    const q = expectedBatchSize / n;
+    const stepsPerEpoch = dpStepsPerEpoch(n, expectedBatchSize);
+    const totalSteps = stepsPerEpoch * config.epochs;
+    const path = resolvePath(this.model, dp.path);
+    const params: DpStepParams = { clipNorm: dp.clipNorm, noiseMultiplier: dp.noiseMultiplier, expectedBatchSize, learningRate: config.learningRate, path };
+    writeWeights(this.model, globalWeights);
+    let metrics: TrainMetrics = { loss: NaN, accuracy: NaN };
+    let steps = 0;
+    let lastYield = performance.now();
+    for (let epoch = 0; epoch < config.epochs; epoch++) {
+      let lossSum = tf.scalar(0);
+      let correctSum = tf.scalar(0);
+      let sampled = 0;
+      try {
+        for (let s = 0; s < stepsPerEpoch; s++) {
+          const indices = poissonSample(n, q, this.sampling);
+          const stats = this.step(indices, params);
+          steps++;
+          sampled += indices.length;
+          if (stats !== null) {
+            const nextLoss = tf.add(lossSum, stats.lossSum) as tf.Scalar;
+            const nextCorrect = tf.add(correctSum, stats.correct) as tf.Scalar;
+            tf.dispose([lossSum, correctSum, stats.lossSum, stats.correct]);
+            lossSum = nextLoss;
+            correctSum = nextCorrect;
+          }
+          if (performance.now() - lastYield >= YIELD_INTERVAL_MS) {
+            // Reading a scalar also keeps an asynchronous GPU queue from running far ahead.
+            await lossSum.data();
+            await nextMacrotask();
+            lastYield = performance.now();
+            if (hooks.shouldAbort?.()) throw new TrainingAborted();
+            hooks.onProgress?.({ epoch, epochs: config.epochs, fraction: steps / totalSteps });
+          }
+        }
+        const [loss, correct] = await Promise.all([lossSum.data(), correctSum.data()]);
+        metrics = sampled > 0 ? { loss: loss[0]! / sampled, accuracy: correct[0]! / sampled } : { loss: NaN, accuracy: NaN };
+      } finally {
+        lossSum.dispose();
+        correctSum.dispose();
+      }
+      hooks.onProgress?.({ epoch: epoch + 1, epochs: config.epochs, fraction: (epoch + 1) / config.epochs });
+    }
+    const trained = await readWeights(this.model);
+    for (let i = 0; i < trained.length; i++) trained[i]! -= globalWeights[i]!;
+    return {
+      update: trained,
+      metrics,
+      numExamples: n,
+      trainMs: performance.now() - started,
+      steps,
+      samplingRate: q,
+      expectedBatchSize,
+      noiseMultiplier: dp.noiseMultiplier,
+      clipNorm: dp.clipNorm,
+      path,
+    };
+  }
+
+  private step(indices: Int32Array, params: DpStepParams): DpStepStats | null {
+    if (indices.length === 0) return dpSgdStep(this.model, null, params, this.sampler);
+    const batch = tf.tidy(() => {
+      const idx = tf.tensor1d(indices, 'int32');
+      return { x: tf.reshape(tf.gather(this.xs, idx), [indices.length, ...this.inputShape]), y: tf.gather(this.ys, idx) };
+    });
+    try {
+      return dpSgdStep(this.model, batch, params, this.sampler);
+    } finally {
+      tf.dispose([batch.x, batch.y]);
+    }
+  }
+
+  dispose(): void {
+    this.model.dispose();
+    this.xs.dispose();
+    this.ys.dispose();
+  }
+}
+
+function checkSettings(s: Partial<DpSgdSettings>): void {
+  if (s.clipNorm === undefined || !(s.clipNorm > 0) || !Number.isFinite(s.clipNorm)) throw new RangeError(`clip norm must be positive and finite, got ${s.clipNorm}`);
+  if (s.noiseMultiplier === undefined || !(s.noiseMultiplier >= 0) || !Number.isFinite(s.noiseMultiplier)) {
+    throw new RangeError(`noise multiplier must be finite and >= 0, got ${s.noiseMultiplier}`);
+  }
+}
