@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { DpFedAvgOptions } from '../core/aggregation/dp-fedavg.ts';
 import { isArchitecture } from '../core/model/architectures.ts';
-import type { ArchitectureName } from '../core/protocol/messages.ts';
+import type { ArchitectureName, SampleDpConfig } from '../core/protocol/messages.ts';
 import type { RoundSettings } from '../core/protocol/status.ts';
 
 export interface CoordinatorConfig {
@@ -54,8 +54,15 @@ Client-level differential privacy (DP-FedAvg; see README "Privacy")
   --client-sample-rate Q   each participant is selected per round with probability Q
   --expected-clients M     the fixed denominator of the average: Q x the number of participants
                            you expect (default --clients-per-round)
-  --delta D                target delta (default 1e-5)
+  --delta D                target delta (default 1e-5), for both kinds of DP
   --epsilon-budget X       stop before a round would take epsilon above X
+
+Sample-level differential privacy (DP-SGD in every participant)
+  --dp-sgd-clip C          clip each example's gradient to L2 norm C (turns DP-SGD on)
+  --dp-sgd-noise-multiplier S   noise std S x C on each step's gradient sum (required)
+  --dp-sgd-batch-size B    expected Poisson batch size (default --batch-size)
+  --dp-sgd-epsilon-budget X     each participant stops contributing before its data would
+                           pass epsilon X (a participant may set a lower one: ?epsilon-budget=)
   --quiet                  log less
   --help                   show this text
 `;
@@ -112,6 +119,10 @@ export function parseConfig(argv: readonly string[], env: Record<string, string 
         'expected-clients': { type: 'string' },
         delta: { type: 'string' },
         'epsilon-budget': { type: 'string' },
+        'dp-sgd-clip': { type: 'string' },
+        'dp-sgd-noise-multiplier': { type: 'string' },
+        'dp-sgd-batch-size': { type: 'string' },
+        'dp-sgd-epsilon-budget': { type: 'string' },
         help: { type: 'boolean' },
       },
     });
@@ -133,6 +144,9 @@ export function parseConfig(argv: readonly string[], env: Record<string, string 
   const clipNorm = v['clip-norm'];
   const noiseStd = v['noise-std'];
   if (noiseStd !== undefined && clipNorm === undefined) throw new ConfigError('--noise-std needs --clip-norm: noise without a clipping bound protects nothing');
+  const delta = number(v.delta, 'delta', 1e-5, (n) => n > 0 && n < 1, 'a number in (0, 1)');
+  const batchSize = number(v['batch-size'], 'batch-size', 32, positiveInt, 'a positive integer');
+  const sampleDp = parseSampleDp(v, batchSize, delta);
   const settings: RoundSettings = {
     rounds: number(v.rounds, 'rounds', 20, positiveInt, 'a positive integer'),
     minClients,
@@ -142,7 +156,8 @@ export function parseConfig(argv: readonly string[], env: Record<string, string 
     targetAccuracy: target === undefined ? undefined : number(target, 'target-accuracy', 0, (n) => n > 0 && n <= 1, 'a number in (0, 1]'),
     fit: {
       epochs: number(v.epochs, 'epochs', 1, positiveInt, 'a positive integer'),
-      batchSize: number(v['batch-size'], 'batch-size', 32, positiveInt, 'a positive integer'),
+      batchSize,
+      sampleDp,
       learningRate: number(v['learning-rate'], 'learning-rate', 0.1, (n) => n > 0, 'a positive number'),
       privacy:
         clipNorm === undefined
@@ -153,7 +168,7 @@ export function parseConfig(argv: readonly string[], env: Record<string, string 
             },
     },
   };
-  const clientDp = parseClientDp(v, settings.clientsPerRound);
+  const clientDp = parseClientDp(v, settings.clientsPerRound, delta);
   if (clientDp && settings.fit.privacy) throw new ConfigError('--clip-norm/--noise-std and --client-dp both set the update clipping: use one');
   return {
     clientDp,
@@ -169,7 +184,7 @@ export function parseConfig(argv: readonly string[], env: Record<string, string 
   };
 }
 
-function parseClientDp(v: Record<string, string | boolean | undefined>, clientsPerRound: number): DpFedAvgOptions | undefined {
+function parseClientDp(v: Record<string, string | boolean | undefined>, clientsPerRound: number, delta: number): DpFedAvgOptions | undefined {
   const mode = v['client-dp'] as string | undefined;
   const str = (name: string) => v[name] as string | undefined;
   if (mode === undefined) {
@@ -192,11 +207,30 @@ function parseClientDp(v: Record<string, string | boolean | undefined>, clientsP
     noiseMultiplier: z,
     sampleRate: q,
     expectedClients: m,
-    delta: number(str('delta'), 'delta', 1e-5, (n) => n > 0 && n < 1, 'a number in (0, 1)'),
+    delta,
     epsilonBudget: budget === undefined ? undefined : number(budget, 'epsilon-budget', 0, (n) => n > 0, 'a positive number'),
     // Andrew et al. 2021 defaults: target quantile 0.5, clip learning rate 0.2, count noise m/20.
     clip: adaptive
       ? { kind: 'adaptive', initialNorm: clipNorm, targetQuantile: 0.5, learningRate: 0.2, countNoiseStd: m / 20 }
       : { kind: 'fixed', norm: clipNorm },
+  };
+}
+
+function parseSampleDp(v: Record<string, string | boolean | undefined>, batchSize: number, delta: number): SampleDpConfig | undefined {
+  const str = (name: string) => v[name] as string | undefined;
+  if (str('dp-sgd-clip') === undefined) {
+    for (const flag of ['dp-sgd-noise-multiplier', 'dp-sgd-batch-size', 'dp-sgd-epsilon-budget']) {
+      if (v[flag] !== undefined) throw new ConfigError(`--${flag} needs --dp-sgd-clip C`);
+    }
+    return undefined;
+  }
+  if (str('dp-sgd-noise-multiplier') === undefined) throw new ConfigError('--dp-sgd-clip needs --dp-sgd-noise-multiplier S');
+  const budget = str('dp-sgd-epsilon-budget');
+  return {
+    clipNorm: number(str('dp-sgd-clip'), 'dp-sgd-clip', 0, (n) => n > 0, 'a positive number'),
+    noiseMultiplier: number(str('dp-sgd-noise-multiplier'), 'dp-sgd-noise-multiplier', 0, (n) => n > 0, 'a positive number'),
+    expectedBatchSize: number(str('dp-sgd-batch-size'), 'dp-sgd-batch-size', batchSize, positiveInt, 'a positive integer'),
+    delta,
+    epsilonBudget: budget === undefined ? undefined : number(budget, 'dp-sgd-epsilon-budget', 0, (n) => n > 0, 'a positive number'),
   };
 }

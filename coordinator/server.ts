@@ -19,7 +19,7 @@ import {
   type TaskSummary,
 } from '../core/protocol/messages.ts';
 import type { AdminClientToServerEvents, AdminServerToClientEvents, FederationStatus } from '../core/protocol/status.ts';
-import { parseJoinRequest, parseProgressMessage, parseUpdateMessage } from '../core/protocol/validate.ts';
+import { parseDeclineMessage, parseJoinRequest, parseProgressMessage, parseUpdateMessage } from '../core/protocol/validate.ts';
 import { SeededRandom } from '../core/random/prng.ts';
 import { FRAME_HEADER_BYTES } from '../core/wire/frame.ts';
 import type { CoordinatorConfig } from './config.ts';
@@ -81,6 +81,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     weightShapes: shapes,
     paramCount: parameterCount(shapes),
     demoDataUrl: DEMO_DATA_PATH,
+    sampleDp: config.settings.fit.sampleDp,
   };
   const evaluator = new TestSetEvaluator(spec, demo.test);
   const runDir = path.resolve(config.dataDir, task.name);
@@ -155,17 +156,23 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
       respond(args, () => {
         const request = parseJoinRequest(args[0]);
         if (request.protocolVersion !== PROTOCOL_VERSION) {
-          return ackError(ErrorCode.UnsupportedProtocol, `protocol version ${request.protocolVersion} is not supported; this coordinator speaks ${PROTOCOL_VERSION}`);
+          return refuse(ErrorCode.UnsupportedProtocol, `protocol version ${request.protocolVersion} is not supported; this coordinator speaks ${PROTOCOL_VERSION}`);
         }
         const previous = socket.data.participantId;
         if (previous !== undefined && previous !== request.participantId) {
-          return ackError(ErrorCode.BadPayload, `this connection already joined as ${previous}`);
+          return refuse(ErrorCode.BadPayload, `this connection already joined as ${previous}`);
         }
         const id = engine.join(request.client, request.participantId);
         const other = socketsByParticipant.get(id);
-        if (other && other !== socket) other.disconnect(true);
+        // Point the id at the new socket first, so the old socket's disconnect does not count as leaving.
         socketsByParticipant.set(id, socket);
         socket.data.participantId = id;
+        if (other && other !== socket) other.disconnect(true);
+        if (engine.isDone) {
+          // A late joiner learns at once that no round will come (after its join answer).
+          const final = engine.status();
+          setTimeout(() => socket.emit('federation:done', { reason: final.doneReason ?? 'finished', round: final.round, metrics: final.history.at(-1)?.metrics }), 0);
+        }
         const model = engine.globalModel;
         return ackOk({ participantId: id, task, model: { version: model.version, weights: model.frame }, round: engine.currentRound });
       });
@@ -173,8 +180,23 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     socket.on('update', (...args: unknown[]) => {
       respond(args, () => {
         const id = socket.data.participantId;
-        if (id === undefined) return ackError(ErrorCode.NotJoined, 'join before sending updates');
-        return engine.submitUpdate(id, parseUpdateMessage(args[0]));
+        if (id === undefined) return refuse(ErrorCode.NotJoined, 'join before sending updates');
+        let message;
+        try {
+          message = parseUpdateMessage(args[0]);
+        } catch (error) {
+          // A selected participant that sends garbage is out of the round: it must not hold it until the deadline.
+          if (error instanceof ProtocolError) engine.excludeFromOpenRound(id);
+          throw error;
+        }
+        return engine.submitUpdate(id, message);
+      });
+    });
+    socket.on('decline', (...args: unknown[]) => {
+      respond(args, () => {
+        const id = socket.data.participantId;
+        if (id === undefined) return refuse(ErrorCode.NotJoined, 'join before declining rounds');
+        return engine.decline(id, parseDeclineMessage(args[0]));
       });
     });
     socket.on('progress', (...args: unknown[]) => {
@@ -201,6 +223,12 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     });
   }
 
+  /** A request refused by the server itself (the engine counts its own refusals). */
+  function refuse<T>(code: ErrorCode, message: string): Ack<T> {
+    engine.countRejection(code);
+    return ackError(code, message);
+  }
+
   /** Runs a request handler and answers through the ack; bad input becomes a coded error, never a crash. */
   function respond<T>(args: unknown[], handle: () => Ack<T>): void {
     const ack = args.at(-1);
@@ -213,7 +241,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
         result = ackError(error.code, error.message);
       } else {
         console.error('request handler failed:', error);
-        result = ackError(ErrorCode.BadPayload, 'the request could not be processed');
+        result = refuse(ErrorCode.BadPayload, 'the request could not be processed');
       }
     }
     if (typeof ack === 'function') ack(result);
@@ -280,6 +308,9 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
       if (!engine.isDone) engine.stop('coordinator shut down');
       if (statusTimer) clearTimeout(statusTimer);
       clock.clearAll();
+      // Let the last broadcasts (federation:done) leave before the connections close.
+      io.disconnectSockets();
+      await new Promise((resolve) => setTimeout(resolve, 50));
       await new Promise<void>((resolve) => io.close(() => resolve()));
       await closeHttp(httpServer);
       evaluator.dispose();

@@ -2,6 +2,7 @@ import type { RoundAggregator, Strategy } from '../../core/aggregation/strategy.
 import { ackError, ackOk, ErrorCode, ProtocolError, type Ack } from '../../core/protocol/errors.ts';
 import type {
   ClientInfo,
+  DeclineMessage,
   EvalMetrics,
   FederationDoneMessage,
   FitConfig,
@@ -68,6 +69,8 @@ interface ParticipantRecord {
   roundsContributed: number;
   progress?: number;
   lastLatencyMs?: number;
+  epsilon?: number;
+  declined?: string;
 }
 
 interface OpenRound {
@@ -81,6 +84,7 @@ interface OpenRound {
   received: number;
   dropped: number;
   rejected: number;
+  declined: number;
   bytesIn: number;
   readonly bytesOut: number;
 }
@@ -156,8 +160,8 @@ export class RoundEngine {
       record = existing;
       record.info = info;
       record.connected = true;
-      // A participant that dropped out of the open round stays out of it.
-      if (!this.open?.selected.has(record.id)) record.state = 'idle';
+      // A participant that dropped out of the open round stays out of it; a retired one stays retired.
+      if (!this.open?.selected.has(record.id) && record.state !== 'retired') record.state = 'idle';
     } else {
       record = { id: this.options.newId?.() ?? this.makeId(), info, connected: true, state: 'idle', roundsContributed: 0 };
       this.participants.set(record.id, record);
@@ -194,6 +198,47 @@ export class RoundEngine {
     return result;
   }
 
+  /**
+   * A selected participant will not train this round (its privacy budget is
+   * spent, say). The round stops waiting for it; with `final` it is never
+   * selected again.
+   */
+  decline(participantId: string, message: DeclineMessage): Ack<{ readonly round: number }> {
+    const record = this.participants.get(participantId);
+    if (!record) return this.rejected(ackError(ErrorCode.NotJoined, 'join before declining rounds'));
+    record.declined = message.reason;
+    // A participant that will never train again retires whatever the state of the round.
+    if (message.final) record.state = 'retired';
+    this.options.transport.statusChanged();
+    if (this.phase === 'done') return this.rejected(ackError(ErrorCode.FederationDone, `the federation has finished: ${this.doneReason}`));
+    const open = this.open;
+    if (!open || open.round !== message.round || this.phase !== 'training') {
+      return this.rejected(ackError(ErrorCode.WrongRound, `round ${message.round} is not collecting answers`));
+    }
+    if (!open.selected.has(participantId)) return this.rejected(ackError(ErrorCode.NotSelected, `not selected for round ${open.round}`));
+    if (open.settled.has(participantId)) return this.rejected(ackError(ErrorCode.NotSelected, `no longer part of round ${open.round} (${record.state})`));
+    open.settled.add(participantId);
+    open.declined++;
+    if (!message.final) record.state = 'declined';
+    record.progress = undefined;
+    this.options.transport.statusChanged();
+    this.closeRoundIfSettled();
+    return ackOk({ round: open.round });
+  }
+
+  private rejected<T>(result: Ack<T>): Ack<T> {
+    if (!result.ok) this.rejections[result.error.code] = (this.rejections[result.error.code] ?? 0) + 1;
+    return result;
+  }
+
+  /** Takes a selected participant out of the open round (its request was unusable), so the round need not wait for it. */
+  excludeFromOpenRound(participantId: string): void {
+    const record = this.participants.get(participantId);
+    const open = this.open;
+    if (!record || !open || this.phase !== 'training' || !open.selected.has(participantId) || open.settled.has(participantId)) return;
+    this.excludeFromRound(record, open, ackOk(undefined));
+  }
+
   /** Records a participant's training progress for the dashboard. Ignored unless it is training in the open round. */
   reportProgress(participantId: string, message: ProgressMessage): void {
     const record = this.participants.get(participantId);
@@ -224,6 +269,8 @@ export class RoundEngine {
         roundsContributed: p.roundsContributed,
         progress: p.progress,
         lastLatencyMs: p.lastLatencyMs,
+        epsilon: p.epsilon,
+        declined: p.declined,
       });
     }
     return {
@@ -251,7 +298,7 @@ export class RoundEngine {
   }
 
   private eligible(): ParticipantRecord[] {
-    return [...this.participants.values()].filter((p) => p.connected && p.state !== 'dropped' && !this.open?.selected.has(p.id));
+    return [...this.participants.values()].filter((p) => p.connected && p.state !== 'dropped' && p.state !== 'retired' && !this.open?.selected.has(p.id));
   }
 
   private connectedCount(): number {
@@ -301,6 +348,7 @@ export class RoundEngine {
       received: 0,
       dropped: 0,
       rejected: 0,
+      declined: 0,
       bytesIn: 0,
       bytesOut: model.frame.byteLength * chosen.length,
     };
@@ -359,6 +407,7 @@ export class RoundEngine {
     record.progress = undefined;
     record.roundsContributed++;
     record.lastLatencyMs = this.options.clock.now() - open.startedAt;
+    if (message.epsilon !== undefined) record.epsilon = message.epsilon;
     const received = open.received;
     this.options.transport.statusChanged();
     this.closeRoundIfSettled();
@@ -407,6 +456,7 @@ export class RoundEngine {
       received: open.received,
       dropped: open.dropped,
       rejected: open.rejected,
+      declined: open.declined,
       bytesIn: open.bytesIn,
       bytesOut: open.bytesOut,
       startedAt: open.startedAt,
@@ -416,7 +466,7 @@ export class RoundEngine {
     const weights = enough ? open.aggregator.finish() : null;
     if (!enough) open.aggregator.abandon?.();
     if (weights === null) {
-      const reason = `only ${open.received} of at least ${settings.minUpdates} updates arrived (${open.dropped} dropped, ${open.rejected} rejected); the model is unchanged`;
+      const reason = `only ${open.received} of at least ${settings.minUpdates} updates arrived (${open.dropped} dropped, ${open.rejected} rejected, ${open.declined} declined); the model is unchanged`;
       record = { ...base, outcome: 'skipped', reason, modelVersion: this.model.version, durationMs: clock.now() - open.startedAt, privacy: this.options.strategy.privacy?.() };
     } else {
       this.phase = 'evaluating';
@@ -443,7 +493,7 @@ export class RoundEngine {
     this.history.push(record);
     for (const id of open.selected) {
       const p = this.participants.get(id);
-      if (p && p.connected) p.state = 'idle';
+      if (p && p.connected && p.state !== 'retired') p.state = 'idle';
       if (p) p.progress = undefined;
     }
     if (record.outcome === 'aggregated' && this.options.onRoundCompleted) {

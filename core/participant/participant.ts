@@ -7,7 +7,6 @@ import {
   type ClientToServerEvents,
   type EvalMetrics,
   type FederationDoneMessage,
-  type FitConfig,
   type JoinAccepted,
   type RoundEndMessage,
   type RoundStartMessage,
@@ -17,7 +16,9 @@ import {
   type UpdateAccepted,
 } from '../protocol/messages.ts';
 import { decodeFrame, encodeFrame, FrameKind } from '../wire/frame.ts';
-import { TrainingAborted, type TrainHooks, type TrainResult } from '../training/local-trainer.ts';
+import type { PrivacyLedger } from '../privacy/ledger.ts';
+import { TrainingAborted } from '../training/local-trainer.ts';
+import type { RoundTrainer } from './trainers.ts';
 
 /**
  * The participant side of the protocol, shared by browser tabs (inside the
@@ -28,11 +29,6 @@ import { TrainingAborted, type TrainHooks, type TrainResult } from '../training/
 
 export type ParticipantSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 
-/** Whatever trains locally: the tfjs LocalTrainer, or anything with the same contract. */
-export interface RoundTrainer {
-  readonly numExamples: number;
-  train(globalWeights: Float32Array, config: FitConfig, hooks?: TrainHooks): Promise<TrainResult>;
-}
 
 export type ParticipantStatus = 'connecting' | 'waiting' | 'downloading' | 'training' | 'uploading' | 'done' | 'disconnected';
 
@@ -49,6 +45,8 @@ export type ParticipantEvent =
       readonly noised: boolean;
     }
   | { readonly type: 'rejected'; readonly round: number; readonly code: string; readonly message: string }
+  | { readonly type: 'privacy'; readonly epsilon: number; readonly delta: number; readonly budget?: number; readonly exhausted: boolean }
+  | { readonly type: 'declined'; readonly round: number; readonly reason: string }
   | { readonly type: 'round-end'; readonly message: RoundEndMessage }
   | { readonly type: 'done'; readonly message: FederationDoneMessage }
   | { readonly type: 'error'; readonly message: string };
@@ -58,6 +56,8 @@ export interface ParticipantOptions {
   readonly url: string;
   readonly client: Omit<ClientInfo, 'numExamples'>;
   readonly trainer: RoundTrainer;
+  /** This dataset's privacy ledger; needed when the task trains with DP-SGD. */
+  readonly ledger?: PrivacyLedger;
   readonly onEvent?: (event: ParticipantEvent) => void;
   /** Extra socket.io handshake auth (tokens). */
   readonly auth?: Record<string, string>;
@@ -110,6 +110,8 @@ export class Participant {
   }
 
   start(): void {
+    const ledger = this.options.ledger;
+    if (ledger) this.emitPrivacy(ledger.epsilon, false);
     this.emit({ type: 'status', status: 'connecting' });
     this.socket.connect();
   }
@@ -117,6 +119,41 @@ export class Participant {
   stop(): void {
     this.abortedRound = this.activeRound;
     this.socket.disconnect();
+  }
+
+  private emitPrivacy(epsilon: number, exhausted: boolean): void {
+    const ledger = this.options.ledger!;
+    this.emit({ type: 'privacy', epsilon, delta: ledger.delta, budget: ledger.epsilonBudget, exhausted });
+  }
+
+  /**
+   * Checks the ledger before training: a round whose DP-SGD steps would take
+   * ε past the budget is declined, for good, and the coordinator is told so.
+   * Returns true when the round may be trained.
+   */
+  private async admitRound(message: RoundStartMessage): Promise<boolean> {
+    const dp = message.config.sampleDp;
+    if (!dp) return true;
+    const { trainer, ledger } = this.options;
+    const reason = !trainer.differentiallyPrivate
+      ? 'the round asks for DP-SGD and this participant has no private trainer'
+      : !ledger
+        ? 'the round asks for DP-SGD and this participant keeps no privacy ledger'
+        : undefined;
+    let why = reason;
+    if (!why && ledger) {
+      const planned = trainer.plannedPrivacySteps!(message.config)!;
+      const check = ledger.check(planned);
+      if (!check.allowed) {
+        why = `privacy budget spent: this round would take ε from ${ledger.epsilon.toFixed(3)} to ${check.projectedEpsilon.toFixed(3)}, above the budget of ${ledger.epsilonBudget}`;
+        this.emitPrivacy(ledger.epsilon, true);
+      }
+    }
+    if (!why) return true;
+    // Both causes are permanent, so the participant retires from later rounds too.
+    this.emit({ type: 'declined', round: message.round, reason: why });
+    await this.socket.timeout(this.ackTimeoutMs).emitWithAck('decline', { round: message.round, reason: why, final: true });
+    return false;
   }
 
   private emit(event: ParticipantEvent): void {
@@ -166,6 +203,7 @@ export class Participant {
     const round = message.round;
     this.activeRound = round;
     try {
+      if (!(await this.admitRound(message))) return;
       this.emit({ type: 'status', status: 'downloading', detail: `round ${round}` });
       const weights = decodeFrame(message.model.weights, { kind: FrameKind.Weights, expectedCount: task.paramCount });
       this.emit({ type: 'status', status: 'training', detail: `round ${round}` });
@@ -179,14 +217,22 @@ export class Participant {
       const privacy = message.config.privacy;
       const privatized = privacy ? privatizeUpdate(result.update, privacy) : undefined;
       const frame = encodeFrame(FrameKind.Update, result.update);
+      let epsilon: number | undefined;
+      if (result.privacySpent) {
+        // Charged (and persisted) before the update leaves: a crash in between can only overcount.
+        epsilon = await this.options.ledger!.charge(result.privacySpent);
+        this.emitPrivacy(epsilon, false);
+      }
       this.emit({ type: 'status', status: 'uploading', detail: `round ${round}` });
       const ack: Ack<UpdateAccepted> = await this.socket.timeout(this.ackTimeoutMs).emitWithAck('update', {
         round,
         baseVersion: message.model.version,
         numExamples: result.numExamples,
-        metrics: result.metrics,
+        // Metrics of raw local data are not covered by DP-SGD's guarantee: they stay here.
+        metrics: result.privacySpent ? undefined : result.metrics,
         trainMs: result.trainMs,
         update: frame,
+        epsilon,
       });
       if (ack.ok) {
         this.emit({

@@ -20,7 +20,7 @@ export const ErrorCode = {
   DuplicateUpdate: 'DUPLICATE_UPDATE',
   /** The binary frame is malformed (magic, version, kind, header). */
   BadFrame: 'BAD_FRAME',
-  /** The frame holds a different number of parameters than the model. */
+  /** The frame's value count differs from the model's parameter count, or its byte length from its header. */
   WrongLength: 'WRONG_LENGTH',
   /** The update contains NaN or +-Infinity. */
   NonFinite: 'NON_FINITE',

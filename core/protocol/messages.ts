@@ -31,13 +31,29 @@ export interface UpdatePrivacy {
   readonly noiseStd: number;
 }
 
+/** Sample-level DP-SGD in local training: protects each training example of a participant. */
+export interface SampleDpConfig {
+  /** C: every example's gradient is clipped to this L2 norm. */
+  readonly clipNorm: number;
+  /** σ: noise std on each step's clipped gradient sum is σ·C. */
+  readonly noiseMultiplier: number;
+  /** B: expected batch size of Poisson sampling, q = B / local examples. */
+  readonly expectedBatchSize: number;
+  /** δ of the (ε, δ) each participant's ledger reports. */
+  readonly delta: number;
+  /** Default ε budget per participant dataset; a participant may set a smaller one. */
+  readonly epsilonBudget?: number;
+}
+
 /** What a participant does in one round. */
 export interface FitConfig {
   readonly epochs: number;
   readonly batchSize: number;
   readonly learningRate: number;
-  /** Present when the round asks for clipping (and optionally noise). */
+  /** Present when the round asks for clipping (and optionally noise) of the whole update. */
   readonly privacy?: UpdatePrivacy;
+  /** Present when local training must be DP-SGD. */
+  readonly sampleDp?: SampleDpConfig;
 }
 
 export interface TaskSummary {
@@ -48,6 +64,8 @@ export interface TaskSummary {
   readonly paramCount: number;
   /** Where the demo data lives on the coordinator, if the task has one. */
   readonly demoDataUrl?: string;
+  /** Set when local training is DP-SGD, so participants build the private trainer before the first round. */
+  readonly sampleDp?: SampleDpConfig;
 }
 
 export interface GlobalModelMessage {
@@ -87,7 +105,7 @@ export interface RoundStartMessage {
   /** The weights to train from; the update must name this version. */
   readonly model: GlobalModelMessage;
   readonly config: FitConfig;
-  /** Wall-clock deadline (ms since the Unix epoch) after which the update is refused. */
+  /** Wall-clock deadline (ms since the Unix epoch): the coordinator closes the round then, and later updates get WRONG_ROUND. */
   readonly deadline: number;
 }
 
@@ -99,12 +117,24 @@ export interface TrainMetrics {
 export interface UpdateMessage {
   readonly round: number;
   readonly baseVersion: number;
+  /** Local examples, which weight the update. Treated as public, as DP-SGD libraries do (it also sets q). */
   readonly numExamples: number;
-  readonly metrics: TrainMetrics;
+  /** Local loss and accuracy. Omitted under DP-SGD: they are computed from raw data and not covered by the guarantee. */
+  readonly metrics?: TrainMetrics;
   /** Wall time spent training, ms. */
   readonly trainMs: number;
   /** Frame of kind Update: new local weights minus the round's global weights. */
   readonly update: Binary;
+  /** With DP-SGD: ε this participant's data has spent, this update included (at the task's δ). */
+  readonly epsilon?: number;
+}
+
+export interface DeclineMessage {
+  readonly round: number;
+  /** Human-readable reason, shown on the dashboard. */
+  readonly reason: string;
+  /** True when the participant will decline every later round too (its privacy budget is spent). */
+  readonly final: boolean;
 }
 
 export interface UpdateAccepted {
@@ -140,6 +170,7 @@ export type ParticipantPhase = 'idle' | 'training' | 'uploading';
 
 export interface ProgressMessage {
   readonly round: number;
+  /** Local epochs completed so far (0 while the first runs). */
   readonly epoch: number;
   readonly epochs: number;
   /** Fraction of the round's local training done, in [0, 1]. */
@@ -157,7 +188,8 @@ export interface ServerToClientEvents {
 export interface ClientToServerEvents {
   join: (request: JoinRequest, ack: (result: Ack<JoinAccepted>) => void) => void;
   update: (message: UpdateMessage, ack: (result: Ack<UpdateAccepted>) => void) => void;
+  decline: (message: DeclineMessage, ack: (result: Ack<{ readonly round: number }>) => void) => void;
   progress: (message: ProgressMessage) => void;
 }
 
-export const CLIENT_EVENTS: readonly (keyof ClientToServerEvents)[] = ['join', 'update', 'progress'];
+export const CLIENT_EVENTS: readonly (keyof ClientToServerEvents)[] = ['join', 'update', 'decline', 'progress'];

@@ -5,7 +5,8 @@ import type { EvalMetrics, FitConfig, RoundOutcome } from './messages.ts';
 
 export type RoundPhase = 'waiting' | 'training' | 'aggregating' | 'evaluating' | 'done';
 
-export type ParticipantState = 'idle' | 'selected' | 'training' | 'uploaded' | 'dropped';
+/** 'declined': sat out the open round; 'retired': declines every round (its privacy budget is spent). */
+export type ParticipantState = 'idle' | 'selected' | 'training' | 'uploaded' | 'dropped' | 'declined' | 'retired';
 
 export interface ParticipantStatus {
   readonly id: string;
@@ -20,6 +21,10 @@ export interface ParticipantStatus {
   readonly progress?: number;
   /** Time from round start to this participant's update in its last round, ms. */
   readonly lastLatencyMs?: number;
+  /** With DP-SGD: ε its data has spent, as it last reported. */
+  readonly epsilon?: number;
+  /** Why it declined its last round, if it did. */
+  readonly declined?: string;
 }
 
 export interface RoundRecord {
@@ -32,6 +37,8 @@ export interface RoundRecord {
   readonly received: number;
   readonly dropped: number;
   readonly rejected: number;
+  /** Selected participants that declined the round (e.g. a spent privacy budget). */
+  readonly declined: number;
   /** Bytes of update frames received and of model frames sent for this round. */
   readonly bytesIn: number;
   readonly bytesOut: number;

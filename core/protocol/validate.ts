@@ -1,5 +1,5 @@
 import { ErrorCode, ProtocolError } from './errors.ts';
-import type { Binary, ClientInfo, JoinRequest, ProgressMessage, TrainMetrics, UpdateMessage } from './messages.ts';
+import type { Binary, ClientInfo, DeclineMessage, JoinRequest, ProgressMessage, TrainMetrics, UpdateMessage } from './messages.ts';
 
 /**
  * Run-time checks of everything a participant sends. TypeScript types stop
@@ -77,10 +77,21 @@ export function parseUpdateMessage(value: unknown): UpdateMessage {
     round: integer(o.round, 'update.round', 1),
     baseVersion: integer(o.baseVersion, 'update.baseVersion', 0),
     numExamples: integer(o.numExamples, 'update.numExamples', 1, MAX_EXAMPLES),
-    metrics: trainMetrics(o.metrics, 'update.metrics'),
+    metrics: optional(o.metrics, (v) => trainMetrics(v, 'update.metrics')),
     trainMs: finiteNumber(o.trainMs, 'update.trainMs'),
     update: binary(o.update, 'update.update'),
+    epsilon: optional(o.epsilon, (v) => {
+      const epsilon = finiteNumber(v, 'update.epsilon');
+      if (epsilon < 0) bad('update.epsilon', 'a number >= 0');
+      return epsilon;
+    }),
   };
+}
+
+export function parseDeclineMessage(value: unknown): DeclineMessage {
+  const o = object(value, 'decline');
+  if (typeof o.final !== 'boolean') bad('decline.final', 'a boolean');
+  return { round: integer(o.round, 'decline.round', 1), reason: shortString(o.reason, 'decline.reason', 512), final: o.final };
 }
 
 export function parseProgressMessage(value: unknown): ProgressMessage {

@@ -1,31 +1,57 @@
 import { shardIndices, subset } from '../../core/data/dataset.ts';
 import { Participant, type ParticipantEvent } from '../../core/participant/participant.ts';
-import type { ModelSpec } from '../../core/protocol/messages.ts';
+import { DpSgdRoundTrainer, PlainRoundTrainer, type RoundTrainer } from '../../core/participant/trainers.ts';
+import { DpSgdTrainer } from '../../core/privacy/dp-sgd.ts';
+import { PrivacyLedger, type LedgerStore } from '../../core/privacy/ledger.ts';
+import type { TaskSummary } from '../../core/protocol/messages.ts';
 import { LocalTrainer } from '../../core/training/local-trainer.ts';
 import type { DemoData } from '../../coordinator/task/demo-data.ts';
 
 export interface NodeParticipant {
   readonly participant: Participant;
-  readonly trainer: LocalTrainer;
+  readonly trainer: { dispose(): void };
   readonly events: ParticipantEvent[];
+  readonly ledger?: PrivacyLedger;
 }
 
-/** Real participants in this Node process: the shared participant client and trainer on the tfjs wasm backend. */
-export function startNodeParticipants(url: string, demo: DemoData, spec: ModelSpec, count: number, totalShards = count): NodeParticipant[] {
+export interface NodeParticipantOptions {
+  /** Total shards the demo training set is cut into (default: one per participant). */
+  readonly totalShards?: number;
+  /** With a DP-SGD task: where ledgers live, and each participant's ε budget (index-aligned, optional). */
+  readonly ledgerStore?: LedgerStore;
+  readonly budgets?: readonly (number | undefined)[];
+}
+
+/** Real participants in this Node process: the shared participant client and trainers on the tfjs wasm backend. */
+export async function startNodeParticipants(url: string, demo: DemoData, task: TaskSummary, count: number, options: NodeParticipantOptions = {}): Promise<NodeParticipant[]> {
   const out: NodeParticipant[] = [];
   for (let k = 0; k < count; k++) {
-    const data = subset(demo.train, shardIndices(demo.train.labels, { index: k, count: totalShards, skew: 'iid' }));
-    const trainer = new LocalTrainer(spec, data);
+    const data = subset(demo.train, shardIndices(demo.train.labels, { index: k, count: options.totalShards ?? count, skew: 'iid' }));
     const events: ParticipantEvent[] = [];
+    let trainer: RoundTrainer;
+    let disposable: { dispose(): void };
+    let ledger: PrivacyLedger | undefined;
+    if (task.sampleDp) {
+      const dp = new DpSgdTrainer(task.model, data, task.sampleDp);
+      trainer = new DpSgdRoundTrainer(dp);
+      disposable = dp;
+      if (!options.ledgerStore) throw new Error('a DP-SGD task needs a ledger store');
+      ledger = await PrivacyLedger.open(options.ledgerStore, `participant-${k}`, task.sampleDp.delta, options.budgets?.[k] ?? task.sampleDp.epsilonBudget);
+    } else {
+      const plain = new LocalTrainer(task.model, data);
+      trainer = new PlainRoundTrainer(plain);
+      disposable = plain;
+    }
     const participant = new Participant({
       url,
       client: { backend: 'wasm', platform: `node ${process.version}` },
       trainer,
+      ledger,
       reconnectionDelayMs: 200,
       onEvent: (event) => events.push(event),
     });
     participant.start();
-    out.push({ participant, trainer, events });
+    out.push({ participant, trainer: disposable, events, ledger });
   }
   return out;
 }

@@ -37,7 +37,7 @@ describe('client-level DP federation', () => {
     ) as CoordinatorConfig;
     coordinator = await startCoordinator(config);
     const demo = await loadMnistDemo();
-    participants = startNodeParticipants(coordinator.url, demo, coordinator.task.model, 4, 8);
+    participants = await startNodeParticipants(coordinator.url, demo, coordinator.task, 4, { totalShards: 8 });
 
     const final = await coordinator.done;
     assert.match(final.doneReason ?? '', /privacy budget reached/);

@@ -43,16 +43,17 @@ describe('federation over socket.io', () => {
 
   it('runs 3 rounds through a dropped connection and a malformed client', { timeout: 180_000 }, async () => {
     const demo = await loadMnistDemo();
-    participants = startNodeParticipants(coordinator.url, demo, coordinator.task.model, 5, 5);
+    participants = await startNodeParticipants(coordinator.url, demo, coordinator.task, 5);
 
     hostile = io(coordinator.url, { transports: ['websocket'] });
     hostile.on('round:start', async (message: RoundStartMessage) => {
       const base = { round: message.round, baseVersion: message.model.version, numExamples: 100, metrics: { loss: 1, accuracy: 0 }, trainMs: 1 };
+      // Sent in this order: the wrong-length frame excludes the sender from the round, the rest fail validation.
       const answers = await Promise.all([
+        hostile.emitWithAck('update', { ...base, update: encodeFrame(FrameKind.Update, new Float32Array(10)) }),
         hostile.emitWithAck('unknown-event', { x: 1 }),
         hostile.emitWithAck('update', { ...base, update: 'not binary' }),
         hostile.emitWithAck('update', { ...base, numExamples: -5, update: new Uint8Array(4) }),
-        hostile.emitWithAck('update', { ...base, update: encodeFrame(FrameKind.Update, new Float32Array(10)) }),
       ]);
       for (const a of answers as Ack<UpdateAccepted>[]) hostileAnswers.push(a.ok ? 'ok' : a.error.code);
     });
@@ -98,6 +99,24 @@ describe('federation over socket.io', () => {
     const status = (await (await fetch(`${coordinator.url}/api/status`)).json()) as typeof final;
     assert.equal(status.history.length, 3);
     assert.equal(status.done, true);
+  });
+
+  it('a rejoin from a new connection replaces the old one, and a late joiner learns the federation is done', async () => {
+    const first = io(coordinator.url, { transports: ['websocket'], reconnection: false });
+    const joined: Ack<JoinAccepted> = await first.emitWithAck('join', { protocolVersion: PROTOCOL_VERSION, client: { backend: 'cpu', numExamples: 10 } });
+    assert.ok(joined.ok);
+    const id = joined.value.participantId;
+    const firstClosed = new Promise((resolve) => first.once('disconnect', resolve));
+    const second = io(coordinator.url, { transports: ['websocket'], reconnection: false });
+    const done = new Promise((resolve) => second.once('federation:done', resolve));
+    const again: Ack<JoinAccepted> = await second.emitWithAck('join', { protocolVersion: PROTOCOL_VERSION, participantId: id, client: { backend: 'cpu', numExamples: 10 } });
+    assert.ok(again.ok);
+    assert.equal(again.value.participantId, id);
+    await firstClosed;
+    await done;
+    const record = coordinator.engine.status().participants.find((p) => p.id === id)!;
+    assert.equal(record.connected, true, 'the old connection closing did not mark the participant gone');
+    second.close();
   });
 
   it('saved the final model in tfjs format and it loads and predicts', async () => {

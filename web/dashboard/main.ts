@@ -96,6 +96,7 @@ function render(status: FederationStatus): void {
     cell(row, state, { 'data-state': p.connected ? p.state : 'disconnected' });
     cell(row, String(p.roundsContributed));
     cell(row, p.lastLatencyMs === undefined ? '–' : `${(p.lastLatencyMs / 1000).toFixed(1)} s`);
+    cell(row, p.epsilon === undefined ? '–' : p.epsilon.toFixed(3), p.declined ? { title: p.declined } : {});
   }
 
   const rounds = ($('rounds') as HTMLTableElement).tBodies[0]!;
@@ -110,6 +111,7 @@ function render(status: FederationStatus): void {
     cell(row, `${r.received} / ${r.selected}`);
     cell(row, String(r.dropped));
     cell(row, String(r.rejected));
+    cell(row, String(r.declined));
     cell(row, `${bytes(r.bytesIn)} / ${bytes(r.bytesOut)}`);
     cell(row, `${(r.durationMs / 1000).toFixed(1)} s`);
     cell(row, r.privacy ? r.privacy.epsilon.toFixed(3) : '–');

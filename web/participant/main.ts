@@ -43,12 +43,16 @@ function readOptions(): PageToWorker {
   if (backendParam !== null && !(BACKENDS as readonly string[]).includes(backendParam)) {
     throw new Error(`?backend must be one of ${BACKENDS.join(', ')}, got "${backendParam}"`);
   }
+  const budgetParam = params.get('epsilon-budget');
+  const epsilonBudget = budgetParam === null ? undefined : Number(budgetParam);
+  if (epsilonBudget !== undefined && !(epsilonBudget > 0)) throw new Error(`?epsilon-budget must be a positive number, got "${budgetParam}"`);
   return {
     type: 'start',
     url: location.origin,
     shard,
     backend: (backendParam as BackendName | null) ?? undefined,
     platform: navigator.userAgent,
+    epsilonBudget,
   };
 }
 
@@ -85,6 +89,20 @@ function onParticipantEvent(event: ParticipantEvent): void {
     case 'rejected':
       log(`round ${event.round}: update rejected: ${event.code}: ${event.message}`);
       break;
+    case 'privacy': {
+      const el = $('epsilon');
+      const budget = event.budget === undefined ? 'no budget set' : `of a budget of ${event.budget}`;
+      el.textContent = `ε = ${event.epsilon.toFixed(3)} spent (δ = ${event.delta}), ${budget}${event.exhausted ? ': budget spent, this device no longer contributes' : ''}`;
+      // A history of distinct values (one per charged update, and the one loaded at start), for tests and people.
+      if (event.epsilon > 0 && el.dataset.epsilon !== String(event.epsilon)) el.dataset.history = `${el.dataset.history ?? ''} ${event.epsilon}`.trim();
+      el.dataset.epsilon = String(event.epsilon);
+      el.dataset.exhausted = String(event.exhausted);
+      if (event.budget !== undefined) $<HTMLProgressElement>('epsilon-progress').value = Math.min(1, event.epsilon / event.budget);
+      break;
+    }
+    case 'declined':
+      log(`round ${event.round}: declined: ${event.reason}`);
+      break;
     case 'round-end': {
       const m = event.message;
       $('round').textContent = String(m.round);
@@ -112,6 +130,14 @@ function onWorkerMessage(message: WorkerToPage): void {
       log(`training on ${message.backend}${message.adapter ? ` (${message.adapter})` : ''}`);
       break;
     }
+    case 'dp':
+      $('dp-section').hidden = false;
+      $('dp-info').textContent =
+        `DP-SGD: each example's gradient clipped to ${message.clipNorm}, noise multiplier ${message.noiseMultiplier}, ` +
+        `expected batch ${message.expectedBatchSize} (Poisson sampling). Per-example gradients: ` +
+        (message.path === 'fast' ? 'vectorised.' : 'one backward pass per example (this model has layers the fast path does not cover: slower).');
+      $('privacy-note').textContent = 'Each update is trained with DP-SGD; local loss and accuracy stay on this device.';
+      break;
     case 'data':
       $('data').textContent = `${message.numExamples.toLocaleString()} examples, labels ${message.labels.map((n, label) => (n > 0 ? label : null)).filter((l) => l !== null).join(' ')}`;
       break;

@@ -14,6 +14,8 @@ export interface StartCommand {
   /** Forced backend (`?backend=`); fails loudly when unavailable. */
   readonly backend?: BackendName;
   readonly platform: string;
+  /** This tab's own ε budget (`?epsilon-budget=`), below the task's default. */
+  readonly epsilonBudget?: number;
 }
 
 export interface LeaveCommand {
@@ -25,6 +27,14 @@ export type PageToWorker = StartCommand | LeaveCommand;
 export type WorkerToPage =
   | { readonly type: 'backend'; readonly backend: string; readonly adapter?: string; readonly tried: readonly string[] }
   | { readonly type: 'data'; readonly numExamples: number; readonly labels: readonly number[] }
+  | {
+      readonly type: 'dp';
+      /** 'fast' (vectorised per-example gradients) or 'per-example-loop' (slow fallback for unsupported layers). */
+      readonly path: string;
+      readonly clipNorm: number;
+      readonly noiseMultiplier: number;
+      readonly expectedBatchSize: number;
+    }
   | { readonly type: 'memory'; readonly round: number; readonly numTensors: number; readonly numBytes: number }
   | { readonly type: 'participant'; readonly event: ParticipantEvent }
   | { readonly type: 'fatal'; readonly message: string };

@@ -2,7 +2,11 @@ import * as tf from '@tensorflow/tfjs';
 import { decodeDataset, shardIndices, subset } from '../../core/data/dataset.ts';
 import { Participant } from '../../core/participant/participant.ts';
 import type { TaskSummary } from '../../core/protocol/messages.ts';
+import { DpSgdRoundTrainer, PlainRoundTrainer, type RoundTrainer } from '../../core/participant/trainers.ts';
+import { DpSgdTrainer } from '../../core/privacy/dp-sgd.ts';
+import { datasetFingerprint, PrivacyLedger } from '../../core/privacy/ledger.ts';
 import { LocalTrainer } from '../../core/training/local-trainer.ts';
+import { IndexedDbLedgerStore } from './ledger-store.ts';
 import { selectBackend } from './backend.ts';
 import type { PageToWorker, StartCommand, WorkerToPage } from './worker-protocol.ts';
 
@@ -49,11 +53,24 @@ async function start(command: StartCommand): Promise<void> {
   for (const label of local.labels) labels[label]!++;
   post({ type: 'data', numExamples: local.count, labels });
 
-  const trainer = new LocalTrainer(task.model, local);
+  let trainer: RoundTrainer;
+  let ledger: PrivacyLedger | undefined;
+  const dp = task.sampleDp;
+  if (dp) {
+    const dpTrainer = new DpSgdTrainer(task.model, local, dp);
+    trainer = new DpSgdRoundTrainer(dpTrainer);
+    // One ledger per dataset: the same shard of the same task continues its sum across reloads.
+    const key = `${task.name}/${datasetFingerprint(local.labels, local.features8)}`;
+    ledger = await PrivacyLedger.open(new IndexedDbLedgerStore(), key, dp.delta, command.epsilonBudget ?? dp.epsilonBudget);
+    post({ type: 'dp', path: dpTrainer.gradientPath, clipNorm: dp.clipNorm, noiseMultiplier: dp.noiseMultiplier, expectedBatchSize: dp.expectedBatchSize });
+  } else {
+    trainer = new PlainRoundTrainer(new LocalTrainer(task.model, local));
+  }
   participant = new Participant({
     url: command.url,
     client: { backend: selected.backend, adapter: selected.adapter, platform: command.platform },
     trainer,
+    ledger,
     onEvent: (event) => {
       post({ type: 'participant', event });
       if (event.type === 'uploaded' || event.type === 'rejected') {

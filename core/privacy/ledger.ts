@@ -1,0 +1,87 @@
+import { RdpAccountant, type RdpAccountantState, type SampledGaussianSteps } from './accountant.ts';
+
+/**
+ * A participant's privacy ledger for sample-level DP: the RDP accountant of
+ * everything its dataset has been used for, kept in durable storage so that
+ * reloading the page or coming back next week continues the same sum. The
+ * ledger is charged before an update is sent, so a crash between the two
+ * can only overcount.
+ */
+
+/** Where a ledger persists: IndexedDB in the browser, memory or files elsewhere. */
+export interface LedgerStore {
+  load(key: string): Promise<RdpAccountantState | undefined>;
+  save(key: string, state: RdpAccountantState): Promise<void>;
+}
+
+export class MemoryLedgerStore implements LedgerStore {
+  private readonly states = new Map<string, RdpAccountantState>();
+  async load(key: string): Promise<RdpAccountantState | undefined> {
+    return this.states.get(key);
+  }
+  async save(key: string, state: RdpAccountantState): Promise<void> {
+    this.states.set(key, JSON.parse(JSON.stringify(state)) as RdpAccountantState);
+  }
+}
+
+export interface LedgerCheck {
+  readonly allowed: boolean;
+  /** ε after the planned steps. */
+  readonly projectedEpsilon: number;
+}
+
+export class PrivacyLedger {
+  private constructor(
+    private readonly store: LedgerStore,
+    readonly key: string,
+    private readonly accountant: RdpAccountant,
+    readonly delta: number,
+    readonly epsilonBudget: number | undefined,
+  ) {}
+
+  /** Opens the ledger of one dataset (`key`), continuing whatever was spent before. */
+  static async open(store: LedgerStore, key: string, delta: number, epsilonBudget?: number): Promise<PrivacyLedger> {
+    if (!(delta > 0 && delta < 1)) throw new RangeError(`delta must be in (0, 1), got ${delta}`);
+    if (epsilonBudget !== undefined && !(epsilonBudget > 0)) throw new RangeError(`the ε budget must be positive, got ${epsilonBudget}`);
+    const saved = await store.load(key);
+    const accountant = saved ? RdpAccountant.fromJSON(saved) : new RdpAccountant();
+    return new PrivacyLedger(store, key, accountant, delta, epsilonBudget);
+  }
+
+  /** ε spent so far at the ledger's δ. */
+  get epsilon(): number {
+    return this.accountant.getEpsilon(this.delta);
+  }
+
+  /** Would these steps keep ε within the budget? */
+  check(steps: SampledGaussianSteps): LedgerCheck {
+    const projectedEpsilon = this.accountant.projectEpsilon(steps, this.delta).epsilon;
+    return { allowed: this.epsilonBudget === undefined || projectedEpsilon <= this.epsilonBudget, projectedEpsilon };
+  }
+
+  /** Records steps that were run, and persists before returning. */
+  async charge(steps: SampledGaussianSteps): Promise<number> {
+    this.accountant.step(steps);
+    await this.store.save(this.key, this.accountant.toJSON());
+    return this.epsilon;
+  }
+}
+
+/**
+ * A stable identity for a local dataset (FNV-1a, 64 bits, over labels and
+ * features): the same data gets the same ledger, other data another one.
+ * Not a security measure: it only names the ledger entry.
+ */
+export function datasetFingerprint(labels: Uint8Array, features: Uint8Array): string {
+  let h1 = 0x811c9dc5;
+  let h2 = 0x01000193 ^ labels.length;
+  const mix = (bytes: Uint8Array) => {
+    for (let i = 0; i < bytes.length; i++) {
+      h1 = Math.imul(h1 ^ bytes[i]!, 0x01000193) >>> 0;
+      h2 = Math.imul(h2 ^ bytes[i]! ^ (h1 >>> 13), 0x5bd1e995) >>> 0;
+    }
+  };
+  mix(labels);
+  mix(features);
+  return h1.toString(16).padStart(8, '0') + h2.toString(16).padStart(8, '0');
+}

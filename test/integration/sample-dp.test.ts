@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
+import { startCoordinator, type Coordinator } from '../../coordinator/server.ts';
+import { loadMnistDemo } from '../../coordinator/task/demo-data.ts';
+import { RdpAccountant } from '../../core/privacy/accountant.ts';
+import { dpStepsPerEpoch } from '../../core/privacy/dp-sgd.ts';
+import { MemoryLedgerStore, PrivacyLedger } from '../../core/privacy/ledger.ts';
+import { startNodeParticipants, stopNodeParticipants, type NodeParticipant } from '../helpers/node-participants.ts';
+
+/**
+ * Sample-level DP-SGD with Node participants: each keeps a ledger; ε grows
+ * with every update it sends; a participant with a small budget declines
+ * for good once the next round would overspend it, and the others go on.
+ */
+describe('sample-level DP federation', () => {
+  let coordinator: Coordinator | undefined;
+  let participants: NodeParticipant[] = [];
+  let dataDir = '';
+
+  after(async () => {
+    stopNodeParticipants(participants);
+    await coordinator?.close();
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('charges the ledger per update, and a spent budget retires its participant', { timeout: 240_000 }, async () => {
+    dataDir = await mkdtemp(path.join(tmpdir(), 'fl-dpsgd-'));
+    const config = parseConfig(
+      [
+        '--port', '0', '--host', '127.0.0.1', '--quiet', '--data-dir', dataDir, '--rounds', '4', '--min-clients', '2', '--clients-per-round', '3',
+        '--round-timeout', '120', '--learning-rate', '0.5', '--dp-sgd-clip', '1', '--dp-sgd-noise-multiplier', '1.1', '--dp-sgd-batch-size', '50',
+      ],
+      {},
+    ) as CoordinatorConfig;
+    coordinator = await startCoordinator(config);
+    const demo = await loadMnistDemo();
+    // 8,000 / 16 = 500 examples each: q = 50/500, 10 steps per round.
+    const perRound = { sampleRate: 0.1, noiseMultiplier: 1.1, steps: dpStepsPerEpoch(500, 50) };
+    const epsilonAfter = (rounds: number) => new RdpAccountant().step({ ...perRound, steps: perRound.steps * rounds }).getEpsilon(1e-5);
+    // The third participant may spend at most a budget between 1 and 2 rounds' worth: it trains once.
+    const smallBudget = (epsilonAfter(1) + epsilonAfter(2)) / 2;
+    const store = new MemoryLedgerStore();
+    participants = await startNodeParticipants(coordinator.url, demo, coordinator.task, 3, { totalShards: 16, ledgerStore: store, budgets: [undefined, undefined, smallBudget] });
+
+    const final = await coordinator.done;
+    assert.equal(final.history.length, 4);
+
+    const [a, , small] = participants;
+    // ε as each update reported it grows with every round, and matches the accountant.
+    const reported = a!.events.flatMap((e) => (e.type === 'privacy' && e.epsilon > 0 ? [e.epsilon] : []));
+    assert.ok(reported.length >= 3, `reports ${reported}`);
+    reported.forEach((epsilon, i) => {
+      if (i > 0) assert.ok(epsilon > reported[i - 1]!, 'ε grows monotonically');
+      assert.ok(Math.abs(epsilon - epsilonAfter(i + 1)) < 1e-9, `update ${i + 1}: ε ${epsilon} vs ${epsilonAfter(i + 1)}`);
+    });
+
+    // The small-budget participant contributed once, then declined for good; the others went on.
+    assert.equal(small!.events.filter((e) => e.type === 'uploaded').length, 1);
+    assert.ok(small!.events.some((e) => e.type === 'declined' && /privacy budget spent/.test(e.reason)));
+    assert.ok(small!.ledger!.epsilon <= smallBudget);
+    const smallStatus = final.participants.find((p) => p.id === small!.participant.id)!;
+    assert.equal(smallStatus.state, 'retired');
+    assert.equal(smallStatus.roundsContributed, 1);
+    assert.ok(final.history.slice(2).every((r) => r.received === 2 && r.outcome === 'aggregated'));
+    assert.ok(final.history.some((r) => r.declined === 1));
+
+    // The coordinator saw each participant's ε, and never its raw local metrics.
+    const aStatus = final.participants.find((p) => p.id === a!.participant.id)!;
+    assert.ok(Math.abs(aStatus.epsilon! - reported.at(-1)!) < 1e-12);
+
+    // The ledger persists: reopening it (a page reload) continues the same ε.
+    const reopened = await PrivacyLedger.open(store, 'participant-0', 1e-5);
+    assert.ok(Math.abs(reopened.epsilon - reported.at(-1)!) < 1e-12);
+
+    // DP-SGD learns something even with this much noise.
+    assert.ok(final.history.at(-1)!.metrics!.accuracy > 0.5, `accuracy ${final.history.at(-1)!.metrics!.accuracy}`);
+  });
+});

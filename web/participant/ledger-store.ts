@@ -1,0 +1,51 @@
+import type { RdpAccountantState } from '../../core/privacy/accountant.ts';
+import type { LedgerStore } from '../../core/privacy/ledger.ts';
+
+/**
+ * Privacy ledgers in IndexedDB (available in dedicated workers), so ε spent
+ * by a dataset survives reloads and later sessions in this browser profile.
+ */
+const DB_NAME = 'federated-learning';
+const STORE = 'privacy-ledgers';
+
+function openDb(): Promise<IDBDatabase> {
+  return new Promise((resolve, reject) => {
+    const request = indexedDB.open(DB_NAME, 1);
+    request.onupgradeneeded = () => request.result.createObjectStore(STORE);
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(new Error(`cannot open IndexedDB: ${request.error?.message ?? 'unknown error'}`));
+  });
+}
+
+function done<T>(request: IDBRequest<T>): Promise<T> {
+  return new Promise((resolve, reject) => {
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error ?? new Error('IndexedDB request failed'));
+  });
+}
+
+export class IndexedDbLedgerStore implements LedgerStore {
+  private db: Promise<IDBDatabase> | undefined;
+
+  private database(): Promise<IDBDatabase> {
+    this.db ??= openDb();
+    return this.db;
+  }
+
+  async load(key: string): Promise<RdpAccountantState | undefined> {
+    const db = await this.database();
+    const value: unknown = await done(db.transaction(STORE, 'readonly').objectStore(STORE).get(key));
+    return value === undefined ? undefined : (value as RdpAccountantState);
+  }
+
+  async save(key: string, state: RdpAccountantState): Promise<void> {
+    const db = await this.database();
+    const tx = db.transaction(STORE, 'readwrite', { durability: 'strict' });
+    tx.objectStore(STORE).put(state, key);
+    await new Promise<void>((resolve, reject) => {
+      tx.oncomplete = () => resolve();
+      tx.onerror = () => reject(tx.error ?? new Error('IndexedDB write failed'));
+      tx.onabort = () => reject(tx.error ?? new Error('IndexedDB write aborted'));
+    });
+  }
+}
