@@ -178,7 +178,11 @@ export class DpFedAvg implements Strategy {
       : { sampleRate: 1, noiseMultiplier: noiseMultiplier / Math.sqrt(expectedClients) };
   }
 
-  /** Charges one round. Called for every round that selected participants, released or not. */
+  /**
+   * Charges one round. Called for every round, released or abandoned, even
+   * one whose sampling selected nobody: central mode still releases a noised
+   * model then, and charging an unreleased round only overcounts.
+   */
   charge(): void {
     this.accountant.step(this.stepOfRound());
     this.roundsCharged++;
