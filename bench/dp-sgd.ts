@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { subset } from '../core/data/dataset.ts';
 import { buildModel } from '../core/model/architectures.ts';
+import { registerWasmTrainingKernels } from '../core/model/wasm-kernels.ts';
 import { dpSgdStep } from '../core/privacy/dp-sgd.ts';
 import { perExampleGradients } from '../core/privacy/per-example-gradients.ts';
 import { GaussianSampler } from '../core/privacy/update-privacy.ts';
@@ -24,10 +25,10 @@ backend, on a batch of MNIST demo digits. Per model it times (median of
 
 tfjs-backend-wasm 4.22 has no Conv2DBackpropFilter kernel, so the stock
 gradient of a Conv2D model (the non-private baseline, the loop fallback)
-fails on wasm. This benchmark registers one, built from wasm's own Conv2D
-and Transpose kernels (the kernel gradient as a convolution of the input with
-dy), so that the baseline is a fast, fair one. The DP fast path does not
-need it.
+fails on wasm. core/model/wasm-kernels.ts registers one, built from wasm's
+own Conv2D and Transpose kernels (the kernel gradient as a convolution of the
+input with dy), so that the baseline is a fast, fair one. The DP fast path
+does not need it.
 
   --models LIST     comma-separated, from mlp, 2nn, cnn (default mlp,cnn)
   --batch N         batch size (default 64)
@@ -55,61 +56,6 @@ function median(values: readonly number[]): number {
   const s = [...values].sort((a, b) => a - b);
   const mid = s.length >> 1;
   return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-function single(info: tf.TensorInfo | tf.TensorInfo[]): tf.TensorInfo {
-  if (Array.isArray(info)) throw new Error('expected one output');
-  return info;
-}
-
-/**
- * Conv2DBackpropFilter for tfjs-backend-wasm (stride 1, no dilation, NHWC):
- *   dW[i, j, c, o] = Σ_{n,h,w} xpad[n, h+i, w+j, c] · dy[n, h, w, o]
- * is a valid convolution of x with the batch as channels ([C, H, W, N]) by dy
- * as the filter ([Ho, Wo, N, O]), giving [C, kh, kw, O]; XNNPACK runs it.
- */
-function registerWasmConv2DBackpropFilter(): void {
-  if (tf.getKernelsForBackend('wasm').some((k) => k.kernelName === 'Conv2DBackpropFilter')) return;
-  const conv = tf.getKernel('Conv2D', 'wasm');
-  const transpose = tf.getKernel('Transpose', 'wasm');
-  tf.registerKernel({
-    kernelName: 'Conv2DBackpropFilter',
-    backendName: 'wasm',
-    kernelFunc: ({ inputs, backend, attrs }) => {
-      if (!(backend instanceof tf.KernelBackend)) throw new Error('not a kernel backend');
-      const x = inputs['x']!;
-      const dy = inputs['dy']!;
-      const strides = attrs?.['strides'];
-      const pad = attrs?.['pad'];
-      const filterShape = attrs?.['filterShape'];
-      const dataFormat = attrs?.['dataFormat'];
-      if (dataFormat !== undefined && dataFormat !== 'NHWC') throw new Error(`Conv2DBackpropFilter: ${String(dataFormat)} is not supported`);
-      if (!(strides === 1 || (Array.isArray(strides) && strides.every((s) => s === 1)))) throw new Error('Conv2DBackpropFilter: only stride 1 is supported');
-      if (!Array.isArray(filterShape) || filterShape.length !== 4) throw new Error('Conv2DBackpropFilter: bad filterShape');
-      const padding = pad === 'same' ? 'same' : pad === 'valid' ? 'valid' : typeof pad === 'number' ? Number(pad) : null;
-      if (padding === null) throw new Error('Conv2DBackpropFilter: explicit padding is not supported');
-      const info = tf.backend_util.computeConv2DInfo(
-        x.shape as [number, number, number, number],
-        filterShape as [number, number, number, number],
-        1,
-        1,
-        padding,
-      );
-      const { top, bottom, left, right } = info.padInfo;
-      const xT = single(transpose.kernelFunc({ inputs: { x }, backend, attrs: { perm: [3, 1, 2, 0] } }));
-      const dyT = single(transpose.kernelFunc({ inputs: { x: dy }, backend, attrs: { perm: [1, 2, 0, 3] } }));
-      const r = single(
-        conv.kernelFunc({
-          inputs: { x: xT, filter: dyT },
-          backend,
-          attrs: { strides: [1, 1], pad: [[0, 0], [top, bottom], [left, right], [0, 0]], dataFormat: 'NHWC', dilations: [1, 1] },
-        }),
-      );
-      const out = single(transpose.kernelFunc({ inputs: { x: r }, backend, attrs: { perm: [1, 2, 0, 3] } }));
-      for (const t of [xT, dyT, r]) backend.disposeData(t.dataId);
-      return out;
-    },
-  });
 }
 
 async function bench(architecture: ArchitectureName, batchSize: number, reps: number, loopReps: number): Promise<Row> {
@@ -212,7 +158,7 @@ async function main(): Promise<void> {
   if (!Number.isInteger(batch) || batch < 1) throw new Error(`--batch must be a positive integer, got ${values.batch}`);
   const backend = await initNodeBackend('wasm');
   if (backend !== 'wasm') throw new Error(`the wasm backend did not initialise (got ${backend})`);
-  registerWasmConv2DBackpropFilter();
+  registerWasmTrainingKernels(); // initNodeBackend already did; kept so the dependency is visible
 
   const rows: Row[] = [];
   for (const m of models as ArchitectureName[]) {

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
+import { registerWasmTrainingKernels } from '../core/model/wasm-kernels.ts';
 
 /**
  * Picks the tfjs backend for Node: WASM (SIMD) when it initialises, else the
@@ -11,6 +12,8 @@ export async function initNodeBackend(preferred: 'wasm' | 'cpu' = 'wasm'): Promi
     try {
       if (await tf.setBackend(name)) {
         await tf.ready();
+        // tfjs-backend-wasm lacks Conv2DBackpropFilter: without it Conv2D models cannot train.
+        if (tf.getBackend() === 'wasm') registerWasmTrainingKernels();
         return tf.getBackend();
       }
     } catch {

@@ -4,6 +4,7 @@ import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import wasmPlain from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm?url';
 import wasmSimd from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm?url';
 import wasmThreaded from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-threaded-simd.wasm?url';
+import { registerWasmTrainingKernels } from '../../core/model/wasm-kernels.ts';
 import { BACKENDS, type BackendName } from './worker-protocol.ts';
 
 setWasmPaths({
@@ -83,7 +84,11 @@ export async function selectBackend(forced?: BackendName): Promise<SelectedBacke
     }
     await tf.ready();
     if (name === 'webgl') adapter = webglRenderer();
-    if (name === 'wasm') adapter = 'WebAssembly';
+    if (name === 'wasm') {
+      adapter = 'WebAssembly';
+      // tfjs-backend-wasm lacks Conv2DBackpropFilter: without it Conv2D models cannot train.
+      registerWasmTrainingKernels();
+    }
     if (name === 'cpu') adapter = 'JavaScript';
     return { backend: tf.getBackend(), adapter, tried };
   }
