@@ -7,6 +7,7 @@ import { SecureRandom, type UniformSource } from '../random/prng.ts';
 import { TrainingAborted, type TrainHooks, type TrainResult } from '../training/local-trainer.ts';
 import { clippedGradientSum, disposeClippedSum, resolvePath, type GradientPath, type PathChoice } from './per-example-gradients.ts';
 import { GaussianSampler } from './update-privacy.ts';
+import { nextMacrotask } from '../runtime/yield.ts';
 
 /**
  * Sample-level DP-SGD for local training (Abadi et al. 2016): each step
@@ -51,7 +52,6 @@ export interface DpSgdResult extends TrainResult {
 /** How often training hands the thread back so sockets, timers and UI messages run (as LocalTrainer). */
 const YIELD_INTERVAL_MS = 100;
 
-const nextMacrotask = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
 
 /**
  * Poisson sampling: each of the n examples independently with probability q,
