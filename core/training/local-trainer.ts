@@ -3,6 +3,7 @@ import type { ByteDataset } from '../data/dataset.ts';
 import { buildModel } from '../model/architectures.ts';
 import { readWeights, writeWeights } from '../model/weights.ts';
 import type { FitConfig, ModelSpec, TrainMetrics } from '../protocol/messages.ts';
+import { nextMacrotask } from '../runtime/yield.ts';
 
 export interface TrainProgress {
   readonly epoch: number;
@@ -36,7 +37,12 @@ export class TrainingAborted extends Error {
 /** How often training hands the thread back so sockets, timers and UI messages run. */
 const YIELD_INTERVAL_MS = 100;
 
-const nextMacrotask = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+
+/** FedProx's proximal term for a round: μ and the global weights it pulls towards, in `model.weights` order. */
+interface ProximalTerm {
+  readonly mu: number;
+  readonly anchors: readonly tf.Tensor[];
+}
 
 /**
  * Local training for one participant: the data lives on the backend as
@@ -70,6 +76,7 @@ export class LocalTrainer {
   async train(globalWeights: Float32Array, config: FitConfig, hooks: TrainHooks = {}): Promise<TrainResult> {
     const started = performance.now();
     writeWeights(this.model, globalWeights);
+    const proximal = this.proximalAnchor(globalWeights, config.proximalMu);
     const optimizer = tf.train.sgd(config.learningRate);
     const n = this.numExamples;
     const batchSize = Math.max(1, Math.min(config.batchSize, n));
@@ -85,7 +92,7 @@ export class LocalTrainer {
         try {
           for (let b = 0; b < batchesPerEpoch; b++) {
             const indices = order.subarray(b * batchSize, Math.min(n, (b + 1) * batchSize));
-            const [nextLoss, nextCorrect] = this.step(optimizer, indices, lossSum, correctSum);
+            const [nextLoss, nextCorrect] = this.step(optimizer, indices, lossSum, correctSum, proximal);
             lossSum.dispose();
             correctSum.dispose();
             lossSum = nextLoss;
@@ -112,12 +119,33 @@ export class LocalTrainer {
       return { update: trained, metrics, numExamples: n, trainMs: performance.now() - started };
     } finally {
       optimizer.dispose();
+      if (proximal) for (const anchor of proximal.anchors) anchor.dispose();
     }
   }
 
+  /**
+   * FedProx: with μ > 0, the round's global weights as constant tensors (one
+   * per model weight, created once per round; the caller disposes them).
+   * Undefined otherwise, and training is then exactly the plain one.
+   */
+  private proximalAnchor(globalWeights: Float32Array, mu: number | undefined): ProximalTerm | undefined {
+    if (mu === undefined || mu === 0) return undefined;
+    if (!(mu > 0) || !Number.isFinite(mu)) throw new RangeError(`proximalMu must be a finite number >= 0, got ${mu}`);
+    const anchors: tf.Tensor[] = [];
+    let offset = 0;
+    for (const w of this.model.weights) {
+      const size = w.shape.reduce((a: number, b) => a * (b ?? 1), 1);
+      anchors.push(tf.tensor(globalWeights.subarray(offset, offset + size), w.shape as number[], 'float32'));
+      offset += size;
+    }
+    return { mu, anchors };
+  }
+
   /** One SGD step on a batch; returns the running loss and correct-count sums (summed over examples). */
-  private step(optimizer: tf.Optimizer, indices: Int32Array | Uint32Array, lossSum: tf.Scalar, correctSum: tf.Scalar): [tf.Scalar, tf.Scalar] {
+  private step(optimizer: tf.Optimizer, indices: Int32Array | Uint32Array, lossSum: tf.Scalar, correctSum: tf.Scalar, proximal?: ProximalTerm): [tf.Scalar, tf.Scalar] {
     let correct: tf.Scalar | undefined;
+    // With a proximal term: the data loss alone, which the metrics report.
+    let dataLoss: tf.Scalar | undefined;
     try {
       return tf.tidy(() => {
         const idx = tf.tensor1d(Int32Array.from(indices), 'int32');
@@ -127,12 +155,18 @@ export class LocalTrainer {
           const logits = this.model.apply(x, { training: true }) as tf.Tensor;
           // Kept: the gradient scope disposes everything but the loss when it closes.
           correct = tf.keep(tf.equal(tf.argMax(logits, 1), tf.argMax(y, 1)).sum());
-          return tf.losses.softmaxCrossEntropy(y, logits) as tf.Scalar;
+          if (!proximal) return tf.losses.softmaxCrossEntropy(y, logits) as tf.Scalar;
+          dataLoss = tf.keep(tf.losses.softmaxCrossEntropy(y, logits) as tf.Scalar);
+          // (μ/2)·‖w − w_global‖² over every weight of the model.
+          const weights = this.model.weights;
+          const squares = weights.map((w, i) => tf.sum(tf.squaredDifference(w.read(), proximal.anchors[i]!)));
+          return tf.add(dataLoss, tf.mul(tf.addN(squares), proximal.mu / 2)) as tf.Scalar;
         }, true) as tf.Scalar;
-        return [lossSum.add(meanLoss.mul(indices.length)), correctSum.add(correct!)] as [tf.Scalar, tf.Scalar];
+        return [lossSum.add((dataLoss ?? meanLoss).mul(indices.length)), correctSum.add(correct!)] as [tf.Scalar, tf.Scalar];
       });
     } finally {
       correct?.dispose();
+      dataLoss?.dispose();
     }
   }
 

@@ -1,0 +1,61 @@
+import type { FitConfig } from '../protocol/messages.ts';
+import { sample, type UniformSource } from '../random/prng.ts';
+import type { PrivacyReport, RoundAggregator, RoundContext, Strategy } from './strategy.ts';
+
+/**
+ * A strategy that adds one thing to another (a norm bound, a server
+ * optimizer, a proximal term) and hands everything else to it unchanged:
+ * its participant selection (DP-FedAvg's Poisson sampling), its round
+ * permission (a privacy budget), its privacy report and whether it must
+ * release every round. Subclasses override what they change.
+ */
+export abstract class StrategyWrapper implements Strategy {
+  abstract readonly name: string;
+  /** Present only when the wrapped strategy accounts for privacy, so the engine's `privacy?.()` still sees undefined otherwise. */
+  readonly privacy?: () => PrivacyReport;
+  /** Present only when the wrapped strategy has state to checkpoint (a subclass with its own state sets both). */
+  saveState?: () => unknown;
+  loadState?: (state: unknown) => void;
+
+  constructor(readonly inner: Strategy) {
+    const report = inner.privacy;
+    if (report) this.privacy = () => report.call(inner);
+    const save = inner.saveState;
+    const load = inner.loadState;
+    if (save && load) {
+      this.saveState = () => save.call(inner);
+      this.loadState = (state) => load.call(inner, state);
+    }
+  }
+
+  configureFit(round: number, base: FitConfig): FitConfig {
+    return this.inner.configureFit(round, base);
+  }
+
+  beginRound(context: RoundContext): RoundAggregator {
+    return this.inner.beginRound(context);
+  }
+
+  /** The wrapped strategy's selection, or the engine's default (`count` uniformly at random). */
+  select<T>(eligible: readonly T[], count: number, random: UniformSource): T[] {
+    return this.inner.select ? this.inner.select(eligible, count, random) : sample(eligible, count, random);
+  }
+
+  canStartRound(): { ok: true } | { ok: false; reason: string } {
+    return this.inner.canStartRound?.() ?? { ok: true };
+  }
+
+  get releasesEveryRound(): boolean {
+    return this.inner.releasesEveryRound === true;
+  }
+}
+
+/** The first strategy down a chain of wrappers that is a `type` (say the server optimizer whose state is checkpointed). */
+export function findStrategy<T extends Strategy>(strategy: Strategy, type: abstract new (...args: never[]) => T): T | undefined {
+  let s: Strategy | undefined = strategy;
+  while (s) {
+    if (s instanceof type) return s;
+    s = s instanceof StrategyWrapper ? s.inner : undefined;
+  }
+  return undefined;
+}
