@@ -1,6 +1,7 @@
 import { ConfigError, parseConfig, USAGE } from './config.ts';
 import { launchDemoParticipants, type DemoParticipants } from './demo-participants.ts';
 import { startCoordinator } from './server.ts';
+import { describeSecurity } from './security/config.ts';
 
 /** `npm start`: the coordinator, and optionally headless demo participants. */
 async function main(): Promise<void> {
@@ -21,8 +22,15 @@ async function main(): Promise<void> {
   const coordinator = await startCoordinator(config);
   const s = config.settings;
   console.log(`Coordinator: task ${coordinator.task.name}, model ${config.architecture} (${coordinator.task.paramCount.toLocaleString('en')} parameters), tfjs ${coordinator.backend} backend`);
-  console.log(`  participants: ${coordinator.url}/?shard=1/3   (open on each device; ?shard=K/N picks the demo shard)`);
-  console.log(`  dashboard:    ${coordinator.url}/dashboard`);
+  const security = config.security;
+  // Placeholders only: tokens are never printed.
+  console.log(`  participants: ${coordinator.url}/?shard=1/3${security?.joinTokens ? '&token=JOIN_TOKEN' : ''}   (open on each device; ?shard=K/N picks the demo shard)`);
+  console.log(`  dashboard:    ${coordinator.url}/dashboard${security?.adminTokens ? '?admin-token=ADMIN_TOKEN' : ''}`);
+  if (security) {
+    const { warnings, summary } = describeSecurity(security);
+    console.log(summary);
+    for (const line of warnings) console.warn(line);
+  }
   console.log(`  status API:   ${coordinator.url}/api/status`);
   console.log(`  rounds: ${s.rounds}, ${s.minClients}+ participants to start, ${s.clientsPerRound} per round, ${s.roundTimeoutMs / 1000} s timeout; runs saved in ${config.dataDir}`);
 
@@ -40,7 +48,10 @@ async function main(): Promise<void> {
 
   if (config.demoParticipants > 0) {
     try {
-      demo = await launchDemoParticipants(coordinator.url, config.demoParticipants, (line) => console.log(line));
+      demo = await launchDemoParticipants(coordinator.url, config.demoParticipants, (line) => console.log(line), {
+        token: security?.demoToken,
+        ignoreHttpsErrors: security?.tls !== undefined,
+      });
       console.log(`  launched ${config.demoParticipants} headless Chromium participants (${demo.browserPath})`);
     } catch (error) {
       console.error(`could not launch demo participants: ${(error as Error).message}`);

@@ -11,14 +11,21 @@ export interface DemoParticipants {
  * browser context (its own storage, like a separate device) and with its own
  * shard of the demo data.
  */
-export async function launchDemoParticipants(url: string, count: number, log: (line: string) => void): Promise<DemoParticipants> {
+export interface DemoParticipantOptions {
+  /** Join token the tabs present (`?token=`), when the coordinator needs one. */
+  readonly token?: string;
+  /** The coordinator serves HTTPS with a certificate the browser may not trust (it is this machine's own). */
+  readonly ignoreHttpsErrors?: boolean;
+}
+
+export async function launchDemoParticipants(url: string, count: number, log: (line: string) => void, options: DemoParticipantOptions = {}): Promise<DemoParticipants> {
   const browserPath = findChromium();
   const browser: Browser = await chromium.launch({ executablePath: browserPath, args: CHROMIUM_ARGS, headless: true });
   for (let k = 1; k <= count; k++) {
-    const context = await browser.newContext();
+    const context = await browser.newContext({ ignoreHTTPSErrors: options.ignoreHttpsErrors ?? false });
     const page = await context.newPage();
     page.on('pageerror', (error) => log(`demo participant ${k}: page error: ${error.message}`));
-    await page.goto(`${url}/?shard=${k}/${count}`);
+    await page.goto(`${url}/?shard=${k}/${count}${options.token ? `&token=${encodeURIComponent(options.token)}` : ''}`);
   }
   return {
     browserPath,

@@ -87,7 +87,11 @@ export class Participant {
     });
     this.socket.on('connect', () => void this.join());
     this.socket.on('disconnect', (reason) => this.emit({ type: 'status', status: 'disconnected', detail: reason }));
-    this.socket.on('connect_error', (error) => this.emit({ type: 'status', status: 'connecting', detail: error.message }));
+    this.socket.on('connect_error', (error) => {
+      this.emit({ type: 'status', status: 'connecting', detail: error.message });
+      // A refusal by the coordinator (UNAUTHORIZED, TOO_MANY_CONNECTIONS: err.data.code) is not retried by socket.io.
+      if (!this.socket.active) this.emit({ type: 'error', message: `connection refused: ${error.message}` });
+    });
     this.socket.on('round:start', (message) => void this.onRoundStart(message));
     this.socket.on('round:end', (message) => this.onRoundEnd(message));
     this.socket.on('federation:done', (message) => {
@@ -133,8 +137,15 @@ export class Participant {
    */
   private async admitRound(message: RoundStartMessage): Promise<boolean> {
     const dp = message.config.sampleDp;
-    if (!dp) return true;
     const { trainer, ledger } = this.options;
+    if (!dp) {
+      if (!trainer.differentiallyPrivate) return true;
+      // A private participant never releases a non-private update; it sits this round out.
+      const reason = 'this participant trains only with DP-SGD, and the round does not ask for it';
+      this.emit({ type: 'declined', round: message.round, reason });
+      await this.socket.timeout(this.ackTimeoutMs).emitWithAck('decline', { round: message.round, reason, final: false });
+      return false;
+    }
     const reason = !trainer.differentiallyPrivate
       ? 'the round asks for DP-SGD and this participant has no private trainer'
       : !ledger

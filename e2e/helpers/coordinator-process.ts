@@ -27,7 +27,7 @@ export async function startCoordinatorProcess(args: readonly string[]): Promise<
       for (const line of chunk.toString().split('\n')) {
         if (!line) continue;
         output.push(line);
-        const match = /dashboard:\s+(http:\/\/\S+)\/dashboard/.exec(line);
+        const match = /dashboard:\s+(https?:\/\/\S+)\/dashboard/.exec(line);
         if (match) {
           clearTimeout(timer);
           resolve(match[1]!);

@@ -10,6 +10,7 @@ import {
 } from 'chart.js';
 import { io, type Socket } from 'socket.io-client';
 import type { AdminClientToServerEvents, AdminServerToClientEvents, FederationStatus } from '../../core/protocol/status.ts';
+import { takeSecretParam } from '../secret-param.ts';
 
 /** The live dashboard: the coordinator pushes its status over the /admin namespace; nothing polls. */
 
@@ -125,7 +126,12 @@ function render(status: FederationStatus): void {
   chart.update();
 }
 
-const socket: Socket<AdminServerToClientEvents, AdminClientToServerEvents> = io('/admin', { transports: ['websocket'] });
+// The admin token (`?admin-token=`), needed when the coordinator runs with --admin-token; removed from the address bar.
+const adminToken = takeSecretParam('admin-token');
+const socket: Socket<AdminServerToClientEvents, AdminClientToServerEvents> = io('/admin', {
+  transports: ['websocket'],
+  auth: adminToken ? { token: adminToken } : {},
+});
 const connection = $('connection');
 socket.on('connect', () => {
   connection.textContent = 'live';
@@ -134,5 +140,11 @@ socket.on('connect', () => {
 socket.on('disconnect', () => {
   connection.textContent = 'disconnected, reconnecting…';
   connection.dataset.state = 'disconnected';
+});
+socket.on('connect_error', (error) => {
+  // A refused handshake (UNAUTHORIZED: no or a wrong admin token) is final; anything else is retried.
+  const code = (error as Error & { data?: { code?: string } }).data?.code;
+  connection.textContent = code ? `refused: ${error.message}${code === 'UNAUTHORIZED' ? ' (open the dashboard with ?admin-token=…)' : ''}` : 'cannot reach the coordinator, retrying…';
+  connection.dataset.state = code ? 'refused' : 'disconnected';
 });
 socket.on('status', render);

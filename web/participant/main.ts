@@ -1,6 +1,7 @@
 import { parseShard, type ShardSkew } from '../../core/data/dataset.ts';
 import type { ParticipantEvent } from '../../core/participant/participant.ts';
 import { BACKENDS, type BackendName, type PageToWorker, type WorkerToPage } from './worker-protocol.ts';
+import { takeSecretParam } from '../secret-param.ts';
 
 /** The participant page: reads the URL, starts the training worker and shows what it reports. */
 
@@ -35,6 +36,8 @@ function log(text: string): void {
 const percent = (x: number) => `${(x * 100).toFixed(1)}%`;
 
 function readOptions(): PageToWorker {
+  // First, so the token leaves the address bar even when another parameter is invalid.
+  const token = takeSecretParam('token');
   const params = new URLSearchParams(location.search);
   const skewParam = params.get('skew') ?? 'iid';
   if (skewParam !== 'iid' && skewParam !== 'label') throw new Error(`?skew must be iid or label, got "${skewParam}"`);
@@ -53,6 +56,7 @@ function readOptions(): PageToWorker {
     backend: (backendParam as BackendName | null) ?? undefined,
     platform: navigator.userAgent,
     epsilonBudget,
+    token,
   };
 }
 
@@ -78,7 +82,9 @@ function onParticipantEvent(event: ParticipantEvent): void {
       break;
     case 'uploaded': {
       contributed++;
-      $('contributed').textContent = String(contributed);
+      const count = $('contributed');
+      count.textContent = String(contributed);
+      count.dataset.rounds = `${count.dataset.rounds ?? ''} ${event.round}`.trim();
       $('local-loss').textContent = event.metrics.loss.toFixed(4);
       $('local-accuracy').textContent = percent(event.metrics.accuracy);
       const privacy = [event.clipped ? 'clipped' : '', event.noised ? 'noised' : ''].filter(Boolean).join(' and ');

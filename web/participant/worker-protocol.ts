@@ -16,6 +16,8 @@ export interface StartCommand {
   readonly platform: string;
   /** This tab's own ε budget (`?epsilon-budget=`), below the task's default. */
   readonly epsilonBudget?: number;
+  /** Join token (`?token=`), sent in the socket.io handshake when the coordinator needs one. */
+  readonly token?: string;
 }
 
 export interface LeaveCommand {

@@ -61,7 +61,7 @@ async function start(command: StartCommand): Promise<void> {
     trainer = new DpSgdRoundTrainer(dpTrainer);
     // One ledger per dataset: the same shard of the same task continues its sum across reloads.
     const key = `${task.name}/${datasetFingerprint(local.labels, local.features8)}`;
-    ledger = await PrivacyLedger.open(new IndexedDbLedgerStore(), key, dp.delta, command.epsilonBudget ?? dp.epsilonBudget);
+    ledger = await PrivacyLedger.open(new IndexedDbLedgerStore(), key, dp.delta, lowerBudget(command.epsilonBudget, dp.epsilonBudget));
     post({ type: 'dp', path: dpTrainer.gradientPath, clipNorm: dp.clipNorm, noiseMultiplier: dp.noiseMultiplier, expectedBatchSize: dp.expectedBatchSize });
   } else {
     trainer = new PlainRoundTrainer(new LocalTrainer(task.model, local));
@@ -71,6 +71,7 @@ async function start(command: StartCommand): Promise<void> {
     client: { backend: selected.backend, adapter: selected.adapter, platform: command.platform },
     trainer,
     ledger,
+    auth: command.token ? { token: command.token } : undefined,
     onEvent: (event) => {
       post({ type: 'participant', event });
       if (event.type === 'uploaded' || event.type === 'rejected') {
@@ -80,4 +81,10 @@ async function start(command: StartCommand): Promise<void> {
     },
   });
   participant.start();
+}
+
+/** A tab may tighten the task's ε budget, never loosen it. */
+function lowerBudget(own: number | undefined, task: number | undefined): number | undefined {
+  if (own === undefined) return task;
+  return task === undefined ? own : Math.min(own, task);
 }
