@@ -3,6 +3,8 @@ import type { DpFedAvgOptions } from '../core/aggregation/dp-fedavg.ts';
 import { isArchitecture } from '../core/model/architectures.ts';
 import type { ArchitectureName, SampleDpConfig } from '../core/protocol/messages.ts';
 import type { RoundSettings } from '../core/protocol/status.ts';
+import { parseStrategyFlags, StrategyFlagError, type StrategyConfig } from './strategies.ts';
+import { parseSecurityConfig, SECURITY_OPTIONS, SECURITY_USAGE, type SecurityConfig } from './security/config.ts';
 
 export interface CoordinatorConfig {
   readonly port: number;
@@ -15,8 +17,14 @@ export interface CoordinatorConfig {
   /** Folder of the built web app (vite build output). */
   readonly staticDir: string;
   readonly quiet: boolean;
+  /** Encrypts checkpoints with AES-256-GCM under the key in this file. */
+  readonly checkpointKeyFile?: string;
   /** Client-level differential privacy (DP-FedAvg), when asked for. */
   readonly clientDp?: DpFedAvgOptions;
+  /** The aggregation rule and its parameters (coordinator/strategies.ts); absent: FedAvg (DP-FedAvg with clientDp). */
+  readonly strategy?: StrategyConfig;
+  /** Tokens, TLS, origins and limits (coordinator/security/config.ts); absent: open, plain HTTP, default limits. */
+  readonly security?: SecurityConfig;
 }
 
 export const USAGE = `Usage: npm start -- [options]
@@ -28,6 +36,8 @@ Server
   --host H                 interface to listen on (default 0.0.0.0)
   --data-dir DIR           where runs are saved (default ./runs)
   --demo-participants N    also open N headless Chromium participants (default 0)
+
+${SECURITY_USAGE}
 
 Model and rounds
   --model NAME             mlp (784-128-10, default) | 2nn (784-200-200-10) | cnn
@@ -43,6 +53,12 @@ Model and rounds
   --clip-norm S            clip each update to L2 norm S
   --noise-std X            add N(0, X^2) noise to each clipped update (needs --clip-norm)
   --seed N                 seed for the initial model and participant selection (default 1)
+  --over-select F          select F more participants than --clients-per-round (e.g. 0.3), so
+                           dropouts still leave enough updates
+  --adaptive-deadline      close rounds after 3x the recent 90th-percentile participant latency
+                           (at least 5 s, at most --round-timeout)
+  --checkpoint-key-file F  encrypt checkpoints with AES-256-GCM (64 hex characters in F,
+                           e.g. from \`openssl rand -hex 32\`)
 
 Client-level differential privacy (DP-FedAvg; see README "Privacy")
   --client-dp MODE         central (the coordinator clips and adds the noise) | distributed
@@ -56,6 +72,21 @@ Client-level differential privacy (DP-FedAvg; see README "Privacy")
                            you expect (default --clients-per-round)
   --delta D                target delta (default 1e-5), for both kinds of DP
   --epsilon-budget X       stop before a round would take epsilon above X
+
+Aggregation (every update counts once in the robust rules: example counts are self-reported)
+  --strategy NAME          fedavg (default, weighted by example count) | median (coordinate-wise) |
+                           trimmed-mean (coordinate-wise) | krum | multi-krum | fedprox |
+                           fedadam | fedyogi (adaptive server optimizers, Reddi et al. 2021)
+  --trim-fraction B        trimmed-mean: fraction of values dropped at each end of every
+                           coordinate, floor(B x updates) (default 0.1)
+  --byzantine F            krum, multi-krum: Byzantine updates tolerated per round (default 1;
+                           needs --min-updates of at least 2F+3)
+  --multi-krum M           multi-krum: apply the mean of the M best-scored updates (default n - F)
+  --proximal-mu MU         fedprox: participants add (MU/2)|w - w_global|^2 to their loss (default 0.01)
+  --server-learning-rate X scales the aggregated update (default 1); fedadam/fedyogi: their
+                           learning rate eta (default 0.01)
+  --max-update-norm X      reject (never clip) updates whose L2 norm is above X, with the code
+                           UPDATE_TOO_LARGE; the sender is out of that round
 
 Sample-level differential privacy (DP-SGD in every participant)
   --dp-sgd-clip C          clip each example's gradient to L2 norm C (turns DP-SGD on)
@@ -111,6 +142,9 @@ export function parseConfig(argv: readonly string[], env: Record<string, string 
         seed: { type: 'string' },
         'static-dir': { type: 'string' },
         quiet: { type: 'boolean' },
+        'over-select': { type: 'string' },
+        'adaptive-deadline': { type: 'boolean' },
+        'checkpoint-key-file': { type: 'string' },
         'client-dp': { type: 'string' },
         'client-noise-multiplier': { type: 'string' },
         'client-clip': { type: 'string' },
@@ -123,6 +157,14 @@ export function parseConfig(argv: readonly string[], env: Record<string, string 
         'dp-sgd-noise-multiplier': { type: 'string' },
         'dp-sgd-batch-size': { type: 'string' },
         'dp-sgd-epsilon-budget': { type: 'string' },
+        strategy: { type: 'string' },
+        'trim-fraction': { type: 'string' },
+        byzantine: { type: 'string' },
+        'multi-krum': { type: 'string' },
+        'proximal-mu': { type: 'string' },
+        'server-learning-rate': { type: 'string' },
+        'max-update-norm': { type: 'string' },
+        ...SECURITY_OPTIONS,
         help: { type: 'boolean' },
       },
     });
@@ -153,6 +195,8 @@ export function parseConfig(argv: readonly string[], env: Record<string, string 
     clientsPerRound,
     minUpdates,
     roundTimeoutMs: 1000 * number(v['round-timeout'], 'round-timeout', 120, (n) => n > 0, 'a positive number of seconds'),
+    overSelect: v['over-select'] === undefined ? undefined : number(v['over-select'], 'over-select', 0, (n) => n >= 0 && n <= 10, 'a fraction in [0, 10]'),
+    adaptiveDeadline: v['adaptive-deadline'] ?? undefined,
     targetAccuracy: target === undefined ? undefined : number(target, 'target-accuracy', 0, (n) => n > 0 && n <= 1, 'a number in (0, 1]'),
     fit: {
       epochs: number(v.epochs, 'epochs', 1, positiveInt, 'a positive integer'),
@@ -170,8 +214,11 @@ export function parseConfig(argv: readonly string[], env: Record<string, string 
   };
   const clientDp = parseClientDp(v, settings.clientsPerRound, delta);
   if (clientDp && settings.fit.privacy) throw new ConfigError('--clip-norm/--noise-std and --client-dp both set the update clipping: use one');
+  const strategy = parseStrategy(v, settings, clientDp);
   return {
+    checkpointKeyFile: v['checkpoint-key-file'],
     clientDp,
+    strategy,
     port,
     host: v.host ?? '0.0.0.0',
     dataDir: v['data-dir'] ?? './runs',
@@ -181,6 +228,7 @@ export function parseConfig(argv: readonly string[], env: Record<string, string 
     demoParticipants,
     staticDir: v['static-dir'] ?? 'dist',
     quiet: v.quiet ?? false,
+    security: parseSecurityConfig(v, (message) => new ConfigError(message)),
   };
 }
 
@@ -233,4 +281,20 @@ function parseSampleDp(v: Record<string, string | boolean | undefined>, batchSiz
     delta,
     epsilonBudget: budget === undefined ? undefined : number(budget, 'dp-sgd-epsilon-budget', 0, (n) => n > 0, 'a positive number'),
   };
+}
+
+function parseStrategy(v: Record<string, string | boolean | undefined>, settings: RoundSettings, clientDp: DpFedAvgOptions | undefined): StrategyConfig {
+  const clip = clientDp ? (clientDp.clip.kind === 'fixed' ? clientDp.clip.norm : clientDp.clip.initialNorm) : settings.fit.privacy?.clipNorm;
+  try {
+    return parseStrategyFlags(v, {
+      clientsPerRound: settings.clientsPerRound,
+      minUpdates: settings.minUpdates,
+      clientDp: clientDp?.placement,
+      clientClipNorm: clip,
+      sampleDp: settings.fit.sampleDp !== undefined,
+    });
+  } catch (error) {
+    if (error instanceof StrategyFlagError) throw new ConfigError(error.message);
+    throw error;
+  }
 }

@@ -1,11 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { Server, type Namespace, type Socket } from 'socket.io';
-import { DpFedAvg } from '../core/aggregation/dp-fedavg.ts';
-import { FedAvg } from '../core/aggregation/fedavg.ts';
 import type { Strategy } from '../core/aggregation/strategy.ts';
+import type { WeightShape } from '../core/protocol/messages.ts';
 import { encodeDataset } from '../core/data/dataset.ts';
 import { buildModel, weightShapes, parameterCount } from '../core/model/architectures.ts';
 import { readWeights } from '../core/model/weights.ts';
@@ -23,11 +22,17 @@ import { parseDeclineMessage, parseJoinRequest, parseProgressMessage, parseUpdat
 import { SeededRandom } from '../core/random/prng.ts';
 import { FRAME_HEADER_BYTES } from '../core/wire/frame.ts';
 import type { CoordinatorConfig } from './config.ts';
+import { buildStrategy } from './strategies.ts';
 import { TestSetEvaluator } from './evaluator.ts';
 import { serveStatic } from './http/static-files.ts';
+import { defaultSecurity } from './security/config.ts';
+import { createTransportServer, guardHttp, installSecurity, publicUrl, socketServerOptions } from './security/guard.ts';
 import { SystemClock } from './rounds/clock.ts';
-import { RoundEngine, type RoundTransport } from './rounds/round-engine.ts';
-import { ModelFiles } from './storage/model-files.ts';
+import { RoundEngine, type ResumePoint, type RoundTransport } from './rounds/round-engine.ts';
+import { CheckpointStore } from './storage/checkpoints.ts';
+import { writeFileAtomic } from './storage/atomic-write.ts';
+import { AtRestKey } from './storage/encryption.ts';
+import { ModelSerializer, weightsFromFiles } from './storage/model-files.ts';
 import { loadMnistDemo } from './task/demo-data.ts';
 import { initNodeBackend } from './tf-node.ts';
 
@@ -85,18 +90,32 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
   };
   const evaluator = new TestSetEvaluator(spec, demo.test);
   const runDir = path.resolve(config.dataDir, task.name);
-  const modelFiles = new ModelFiles(spec, runDir);
+  const serializer = new ModelSerializer(spec);
+  const checkpoints = new CheckpointStore(
+    runDir,
+    config.checkpointKeyFile ? await AtRestKey.fromFile(config.checkpointKeyFile) : undefined,
+    // Fault injection, used by the crash test only.
+    process.env.FL_FAULT_KILL_IN_CHECKPOINT === '1',
+  );
+  const strategy: Strategy = hooks.strategy ?? buildStrategy(config);
+  const resume = await findResumePoint(checkpoints, task, strategy, log);
+  const lastStartedRound = await checkpoints.lastStartedRound();
   const demoData = encodeDataset(demo.train);
   const clock = new SystemClock();
 
-  const httpServer = createServer();
+  const security = config.security ?? defaultSecurity();
+  const httpServer = createTransportServer(security);
   const io: ParticipantServer = new Server(httpServer, {
+    // CORS, the Origin check and the transport cap (coordinator/security/guard.ts).
+    ...socketServerOptions(security, () => io.engine.clientsCount),
     // Derived from the model: a full frame plus the JSON around it must fit.
     maxHttpBufferSize: FRAME_HEADER_BYTES + task.paramCount * 4 + MESSAGE_SLACK_BYTES,
     serveClient: false,
   });
   // The dashboard's namespace has its own event map; socket.io types namespaces by the parent's.
   const admin = io.of('/admin') as unknown as Namespace<AdminClientToServerEvents, AdminServerToClientEvents>;
+  // Tokens, the connection cap and the message rate limit, before any handler below.
+  installSecurity(io, admin, security, { countRejection: (code) => engine.countRejection(code), log });
   const socketsByParticipant = new Map<string, ParticipantSocket>();
 
   let statusTimer: NodeJS.Timeout | undefined;
@@ -135,7 +154,9 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
 
   const engine: RoundEngine = new RoundEngine({
     settings: config.settings,
-    strategy: hooks.strategy ?? (config.clientDp ? new DpFedAvg(config.clientDp) : new FedAvg()),
+    strategy,
+    resume,
+    lastStartedRound,
     clock,
     transport,
     evaluator,
@@ -143,8 +164,28 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     random: new SeededRandom(config.seed),
     task: { name: task.name, architecture: spec.architecture, paramCount: task.paramCount },
     newId: () => randomUUID(),
-    onRoundCompleted: async (_record, weights) => {
-      await modelFiles.save(weights, engine.status().history);
+    onRoundStarting: (round) => checkpoints.markRoundStarted(round),
+    onRoundCompleted: async (record, model, history) => {
+      const files = await serializer.toFiles(model.weights);
+      await checkpoints.save({
+        state: {
+          version: 1,
+          task: task.name,
+          paramCount: task.paramCount,
+          round: record.round,
+          modelVersion: model.version,
+          history,
+          strategy: strategy.saveState ? { name: strategy.name, state: strategy.saveState() } : undefined,
+          savedAt: Date.now(),
+        },
+        model: files,
+      });
+      // The latest model, in plain tfjs files where people look for it (not when checkpoints are encrypted).
+      if (!config.checkpointKeyFile) {
+        await writeFileAtomic(path.join(runDir, 'weights.bin'), files.weightsBin);
+        await writeFileAtomic(path.join(runDir, 'model.json'), files.modelJson);
+        await writeFileAtomic(path.join(runDir, 'history.json'), JSON.stringify(history, null, 2));
+      }
     },
   });
 
@@ -189,7 +230,12 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
           if (error instanceof ProtocolError) engine.excludeFromOpenRound(id);
           throw error;
         }
-        return engine.submitUpdate(id, message);
+        try {
+          return engine.submitUpdate(id, message);
+        } catch (error) {
+          engine.excludeFromOpenRound(id);
+          throw error;
+        }
       });
     });
     socket.on('decline', (...args: unknown[]) => {
@@ -258,6 +304,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
   const staticRoot = path.resolve(config.staticDir);
   async function handleHttp(request: IncomingMessage, response: ServerResponse): Promise<void> {
     if (request.url?.startsWith('/socket.io/')) return; // socket.io answers these
+    if (!guardHttp(request, response, security)) return; // CORS preflight, admin routes without the admin token
     const { pathname } = new URL(request.url ?? '/', 'http://localhost');
     if (request.method !== 'GET' && request.method !== 'HEAD') {
       response.writeHead(405, { allow: 'GET, HEAD' }).end();
@@ -291,7 +338,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     });
   });
   const port = (httpServer.address() as AddressInfo).port;
-  const url = `http://localhost:${port}`;
+  const url = publicUrl(security, port);
   engine.start();
 
   let closed = false;
@@ -314,7 +361,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
       await new Promise<void>((resolve) => io.close(() => resolve()));
       await closeHttp(httpServer);
       evaluator.dispose();
-      modelFiles.dispose();
+      serializer.dispose();
     },
   };
 }
@@ -326,3 +373,39 @@ function closeHttp(server: HttpServer): Promise<void> {
   });
 }
 
+
+/**
+ * The newest valid checkpoint of this run, if any. Unusable checkpoints are
+ * reported and skipped; one of another task or model is refused outright,
+ * since training it on would mix two runs.
+ */
+async function findResumePoint(
+  checkpoints: CheckpointStore,
+  task: TaskSummary,
+  strategy: Strategy,
+  log: (line: string) => void,
+): Promise<ResumePoint | undefined> {
+  const scan = await checkpoints.loadLatest();
+  for (const bad of scan.rejected) console.error(`checkpoint ${bad.dir} is unusable and was skipped: ${bad.reason}`);
+  const latest = scan.latest;
+  if (!latest) {
+    if (scan.rejected.length > 0) console.error('no usable checkpoint: starting from the initial model');
+    return undefined;
+  }
+  const { state } = latest;
+  if (state.task !== task.name || state.paramCount !== task.paramCount) {
+    throw new Error(
+      `${checkpoints.runDir} holds a run of task ${state.task} with ${state.paramCount} parameters, not ${task.name} with ${task.paramCount}: ` +
+        'use another --data-dir, or remove that folder to start over',
+    );
+  }
+  const weights = weightsFromFiles(latest.model, task.weightShapes as WeightShape[]);
+  if (state.strategy && strategy.loadState) {
+    if (state.strategy.name !== strategy.name) {
+      throw new Error(`${checkpoints.runDir} was run with strategy "${state.strategy.name}", now "${strategy.name}": use another --data-dir to change it`);
+    }
+    strategy.loadState(state.strategy.state);
+  }
+  log(`resuming ${task.name} from the checkpoint of round ${state.round} (model version ${state.modelVersion}, ${state.history.length} rounds of history)`);
+  return { round: state.round, modelVersion: state.modelVersion, weights, history: state.history };
+}

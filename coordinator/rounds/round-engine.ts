@@ -37,8 +37,20 @@ export interface ModelEvaluator {
   evaluate(weights: Float32Array): Promise<EvalMetrics>;
 }
 
-/** Called after every aggregated round with the new model; persistence hooks in here. */
-export type RoundCompletedListener = (record: RoundRecord, weights: Float32Array) => Promise<void> | void;
+/**
+ * Called after every closed round, aggregated or skipped, with the global
+ * model as it now is and before anyone hears of the round's end:
+ * persistence hooks in here.
+ */
+export type RoundCompletedListener = (record: RoundRecord, model: GlobalModel, history: readonly RoundRecord[]) => Promise<void> | void;
+
+/** Where a restarted coordinator picks up: the last checkpoint, and the last round number ever used. */
+export interface ResumePoint {
+  readonly round: number;
+  readonly modelVersion: number;
+  readonly weights: Float32Array;
+  readonly history: readonly RoundRecord[];
+}
 
 export interface GlobalModel {
   readonly version: number;
@@ -57,6 +69,11 @@ export interface RoundEngineOptions {
   readonly random: UniformSource;
   readonly task: FederationStatus['task'];
   readonly onRoundCompleted?: RoundCompletedListener;
+  /** Awaited before a round's participants hear of it (persists the round number). */
+  readonly onRoundStarting?: (round: number) => Promise<void> | void;
+  readonly resume?: ResumePoint;
+  /** The last round number ever started (perhaps cut short by a crash); numbering continues after it. */
+  readonly lastStartedRound?: number;
   /** Creates participant ids; random by default. */
   readonly newId?: () => string;
 }
@@ -71,6 +88,8 @@ interface ParticipantRecord {
   lastLatencyMs?: number;
   epsilon?: number;
   declined?: string;
+  /** Declined for good (its privacy budget is spent): never selected again, whatever else happens. */
+  retired: boolean;
 }
 
 interface OpenRound {
@@ -114,12 +133,20 @@ export class RoundEngine {
   private doneReason: string | undefined;
   private readonly startedAt: number;
   private idCounter = 0;
+  /** A round number is being recorded; no other round may start meanwhile. */
+  private starting = false;
+  /** Latencies of recent updates, for the adaptive deadline. */
+  private readonly recentLatencies: number[] = [];
   private resolveDone!: (status: FederationStatus) => void;
   /** Resolves when the federation finishes (round limit or target accuracy). */
   readonly done: Promise<FederationStatus>;
 
   constructor(private readonly options: RoundEngineOptions) {
-    this.model = makeModel(0, options.initialWeights);
+    const resume = options.resume;
+    this.model = resume ? makeModel(resume.modelVersion, resume.weights) : makeModel(0, options.initialWeights);
+    if (resume) this.history.push(...resume.history);
+    // A round started but never finished before a crash keeps its number: the next one comes after it.
+    this.lastRound = Math.max(resume?.round ?? 0, options.lastStartedRound ?? 0);
     this.startedAt = options.clock.now();
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
   }
@@ -160,10 +187,10 @@ export class RoundEngine {
       record = existing;
       record.info = info;
       record.connected = true;
-      // A participant that dropped out of the open round stays out of it; a retired one stays retired.
-      if (!this.open?.selected.has(record.id) && record.state !== 'retired') record.state = 'idle';
+      // A participant that dropped out of the open round stays out of it.
+      if (!this.open?.selected.has(record.id)) record.state = 'idle';
     } else {
-      record = { id: this.options.newId?.() ?? this.makeId(), info, connected: true, state: 'idle', roundsContributed: 0 };
+      record = { id: this.options.newId?.() ?? this.makeId(), info, connected: true, state: 'idle', roundsContributed: 0, retired: false };
       this.participants.set(record.id, record);
     }
     this.options.transport.statusChanged();
@@ -206,9 +233,11 @@ export class RoundEngine {
   decline(participantId: string, message: DeclineMessage): Ack<{ readonly round: number }> {
     const record = this.participants.get(participantId);
     if (!record) return this.rejected(ackError(ErrorCode.NotJoined, 'join before declining rounds'));
-    record.declined = message.reason;
     // A participant that will never train again retires whatever the state of the round.
-    if (message.final) record.state = 'retired';
+    if (message.final) {
+      record.retired = true;
+      record.declined = message.reason;
+    }
     this.options.transport.statusChanged();
     if (this.phase === 'done') return this.rejected(ackError(ErrorCode.FederationDone, `the federation has finished: ${this.doneReason}`));
     const open = this.open;
@@ -219,7 +248,8 @@ export class RoundEngine {
     if (open.settled.has(participantId)) return this.rejected(ackError(ErrorCode.NotSelected, `no longer part of round ${open.round} (${record.state})`));
     open.settled.add(participantId);
     open.declined++;
-    if (!message.final) record.state = 'declined';
+    record.state = 'declined';
+    record.declined = message.reason;
     record.progress = undefined;
     this.options.transport.statusChanged();
     this.closeRoundIfSettled();
@@ -265,7 +295,7 @@ export class RoundEngine {
         adapter: p.info.adapter,
         platform: p.info.platform,
         numExamples: p.info.numExamples,
-        state: p.state,
+        state: p.retired ? 'retired' : p.state,
         roundsContributed: p.roundsContributed,
         progress: p.progress,
         lastLatencyMs: p.lastLatencyMs,
@@ -298,7 +328,7 @@ export class RoundEngine {
   }
 
   private eligible(): ParticipantRecord[] {
-    return [...this.participants.values()].filter((p) => p.connected && p.state !== 'dropped' && p.state !== 'retired' && !this.open?.selected.has(p.id));
+    return [...this.participants.values()].filter((p) => p.connected && !p.retired && p.state !== 'dropped' && !this.open?.selected.has(p.id));
   }
 
   private connectedCount(): number {
@@ -312,31 +342,68 @@ export class RoundEngine {
     if (!this.started) return 'the federation to be started';
     const have = this.eligible().length;
     const need = this.options.settings.minClients;
-    if (have < need) return `participants: ${have} connected, at least ${need} needed`;
+    if (have < need) return `participants: ${have} available (connected, not retired), at least ${need} needed`;
     return undefined;
   }
 
   private maybeStartRound(): void {
-    if (!this.started || this.phase !== 'waiting' || this.open) return;
-    const { settings, strategy, clock, transport } = this.options;
-    const candidates = this.eligible();
-    if (candidates.length < settings.minClients) {
-      transport.statusChanged();
+    if (!this.started || this.phase !== 'waiting' || this.open || this.starting) return;
+    if (this.eligible().length < this.options.settings.minClients) {
+      this.options.transport.statusChanged();
       return;
     }
-    const permitted = strategy.canStartRound?.() ?? { ok: true };
+    const permitted = this.options.strategy.canStartRound?.() ?? { ok: true };
     if (!permitted.ok) {
       this.finish(permitted.reason);
       return;
     }
-    const chosen = strategy.select
-      ? strategy.select(candidates, settings.clientsPerRound, this.options.random)
-      : sample(candidates, settings.clientsPerRound, this.options.random);
     const round = this.lastRound + 1;
+    const persist = this.options.onRoundStarting;
+    if (!persist) {
+      this.openRound(round);
+      return;
+    }
+    this.starting = true;
+    Promise.resolve(persist(round)).then(
+      () => {
+        this.starting = false;
+        this.openRound(round);
+      },
+      (error: unknown) => {
+        this.starting = false;
+        console.error(`round ${round}: could not record its start, retrying in 1 s:`, error);
+        this.options.clock.setTimer(1000, () => this.maybeStartRound());
+      },
+    );
+  }
+
+  /** The deadline of the next round: fixed, or adapted to how long participants took lately. */
+  private roundDeadlineMs(): number {
+    const { roundTimeoutMs, adaptiveDeadline } = this.options.settings;
+    if (!adaptiveDeadline || this.recentLatencies.length < 5) return roundTimeoutMs;
+    const sorted = [...this.recentLatencies].sort((a, b) => a - b);
+    const p90 = sorted[Math.min(sorted.length - 1, Math.floor(0.9 * sorted.length))]!;
+    return Math.min(roundTimeoutMs, Math.max(MIN_ADAPTIVE_DEADLINE_MS, 3 * p90));
+  }
+
+  private openRound(round: number): void {
+    if (!this.started || this.phase !== 'waiting' || this.open) return;
+    const { settings, strategy, clock, transport } = this.options;
+    const candidates = this.eligible();
+    if (candidates.length < settings.minClients) {
+      // Everyone left while the round number was being recorded: that number is used up.
+      this.lastRound = round;
+      transport.statusChanged();
+      return;
+    }
+    // Over-selection: ask a few more than needed, so dropouts still leave enough updates.
+    const wanted = Math.ceil(settings.clientsPerRound * (1 + (settings.overSelect ?? 0)));
+    const chosen = strategy.select ? strategy.select(candidates, wanted, this.options.random) : sample(candidates, wanted, this.options.random);
     const fit: FitConfig = strategy.configureFit(round, settings.fit);
     const startedAt = clock.now();
     const model = this.model;
-    const timer = clock.setTimer(settings.roundTimeoutMs, () => this.onDeadline(round));
+    const deadlineMs = this.roundDeadlineMs();
+    const timer = clock.setTimer(deadlineMs, () => this.onDeadline(round));
     this.open = {
       round,
       startedAt,
@@ -357,7 +424,7 @@ export class RoundEngine {
       round,
       model: { version: model.version, weights: model.frame },
       config: fit,
-      deadline: startedAt + settings.roundTimeoutMs,
+      deadline: startedAt + deadlineMs,
     };
     for (const p of chosen) {
       p.state = 'selected';
@@ -407,6 +474,8 @@ export class RoundEngine {
     record.progress = undefined;
     record.roundsContributed++;
     record.lastLatencyMs = this.options.clock.now() - open.startedAt;
+    this.recentLatencies.push(record.lastLatencyMs);
+    if (this.recentLatencies.length > 100) this.recentLatencies.shift();
     if (message.epsilon !== undefined) record.epsilon = message.epsilon;
     const received = open.received;
     this.options.transport.statusChanged();
@@ -426,7 +495,11 @@ export class RoundEngine {
 
   private closeRoundIfSettled(): void {
     const open = this.open;
-    if (open && this.phase === 'training' && open.settled.size >= open.selected.size) void this.closeRound(open);
+    if (open && this.phase === 'training' && open.settled.size >= open.selected.size) {
+      // Closing evaluates the model; the last sender's acknowledgement must not wait for that.
+      this.phase = 'aggregating';
+      this.options.clock.setTimer(0, () => void this.closeRound(open));
+    }
   }
 
   private onDeadline(round: number): void {
@@ -446,6 +519,7 @@ export class RoundEngine {
   }
 
   private async closeRound(open: OpenRound): Promise<void> {
+    if (this.open !== open || this.isDone) return; // stopped before the deferred close ran
     const { clock, settings, transport, evaluator } = this.options;
     clock.clear(open.timer);
     this.phase = 'aggregating';
@@ -493,15 +567,17 @@ export class RoundEngine {
     this.history.push(record);
     for (const id of open.selected) {
       const p = this.participants.get(id);
-      if (p && p.connected && p.state !== 'retired') p.state = 'idle';
+      if (p && p.connected) p.state = 'idle';
       if (p) p.progress = undefined;
     }
-    if (record.outcome === 'aggregated' && this.options.onRoundCompleted) {
+    if (this.options.onRoundCompleted) {
       try {
-        await this.options.onRoundCompleted(record, this.model.weights);
+        await this.options.onRoundCompleted(record, this.model, this.history);
       } catch (error) {
-        console.error(`round ${open.round}: saving the model failed:`, error);
+        console.error(`round ${open.round}: saving the checkpoint failed:`, error);
       }
+      // Stopped while saving: federation:done has gone out, nothing more may follow it.
+      if (this.isDone) return;
     }
     transport.broadcastRoundEnd({
       round: record.round,
@@ -538,6 +614,9 @@ export class RoundEngine {
     return this.connectedCount();
   }
 }
+
+/** The adaptive deadline never drops below this, however fast participants were. */
+const MIN_ADAPTIVE_DEADLINE_MS = 5000;
 
 function makeModel(version: number, weights: Float32Array): GlobalModel {
   return { version, weights, frame: encodeFrame(FrameKind.Weights, weights) };

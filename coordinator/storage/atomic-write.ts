@@ -16,4 +16,11 @@ export async function writeFileAtomic(file: string, data: Uint8Array | string): 
     await handle.close();
   }
   await rename(temp, file);
+  // The rename itself is durable only once the folder is synced.
+  const dir = await open(path.dirname(file), 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
 }

@@ -1,27 +1,25 @@
 import * as tf from '@tensorflow/tfjs';
-import path from 'node:path';
 import { buildModel } from '../../core/model/architectures.ts';
 import { writeWeights } from '../../core/model/weights.ts';
-import type { ModelSpec } from '../../core/protocol/messages.ts';
-import type { RoundRecord } from '../../core/protocol/status.ts';
-import { writeFileAtomic } from './atomic-write.ts';
+import type { ModelSpec, WeightShape } from '../../core/protocol/messages.ts';
 
-/**
- * Writes the global model after each aggregated round into the run folder,
- * in the tfjs layers format (`model.json` + `weights.bin`, loadable with
- * `tf.loadLayersModel`), with the round history beside it.
- */
-export class ModelFiles {
+/** A model in the tfjs layers format: what `tf.loadLayersModel` reads. */
+export interface ModelArtifactsFiles {
+  /** model.json: topology plus a manifest that points at weights.bin. */
+  readonly modelJson: string;
+  /** weights.bin: the float32 weights, concatenated in manifest order. */
+  readonly weightsBin: Uint8Array;
+}
+
+/** Turns flat weights into `model.json` + `weights.bin` bytes, with a model kept for the purpose. */
+export class ModelSerializer {
   private readonly model: tf.LayersModel;
 
-  constructor(
-    spec: ModelSpec,
-    readonly dir: string,
-  ) {
+  constructor(spec: ModelSpec) {
     this.model = buildModel(spec);
   }
 
-  async save(weights: Float32Array, history: readonly RoundRecord[]): Promise<void> {
+  async toFiles(weights: Float32Array): Promise<ModelArtifactsFiles> {
     writeWeights(this.model, weights);
     let artifacts: tf.io.ModelArtifacts | undefined;
     await this.model.save(
@@ -31,22 +29,44 @@ export class ModelFiles {
       }),
     );
     if (!artifacts?.weightData || !artifacts.weightSpecs) throw new Error('tfjs returned no weights to save');
-    const weightData = artifacts.weightData;
-    const bytes = weightData instanceof ArrayBuffer ? new Uint8Array(weightData) : new Uint8Array(tf.io.concatenateArrayBuffers(weightData));
-    const modelJson = {
+    const data = artifacts.weightData;
+    const weightsBin = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(tf.io.concatenateArrayBuffers(data));
+    const modelJson = JSON.stringify({
       format: 'layers-model',
       generatedBy: `TensorFlow.js tfjs-layers v${tf.version.tfjs}`,
       convertedBy: null,
       modelTopology: artifacts.modelTopology,
       weightsManifest: [{ paths: ['weights.bin'], weights: artifacts.weightSpecs }],
-    };
-    // weights.bin first: a model.json never points at weights that are not there yet.
-    await writeFileAtomic(path.join(this.dir, 'weights.bin'), bytes);
-    await writeFileAtomic(path.join(this.dir, 'model.json'), JSON.stringify(modelJson));
-    await writeFileAtomic(path.join(this.dir, 'history.json'), JSON.stringify(history, null, 2));
+    });
+    return { modelJson, weightsBin };
   }
 
   dispose(): void {
     this.model.dispose();
   }
+}
+
+/**
+ * Reads the flat weights back from `model.json` + `weights.bin`, checking
+ * that the manifest describes exactly the model's weights, in order.
+ */
+export function weightsFromFiles(files: ModelArtifactsFiles, shapes: readonly WeightShape[]): Float32Array {
+  let manifest: unknown;
+  try {
+    manifest = (JSON.parse(files.modelJson) as { weightsManifest?: { weights?: unknown }[] }).weightsManifest?.[0]?.weights;
+  } catch (error) {
+    throw new Error(`model.json is not JSON: ${(error as Error).message}`);
+  }
+  if (!Array.isArray(manifest) || manifest.length !== shapes.length) throw new Error(`model.json lists ${Array.isArray(manifest) ? manifest.length : 'no'} weights, the model has ${shapes.length}`);
+  manifest.forEach((entry: { shape?: unknown; dtype?: unknown }, i) => {
+    const expected = shapes[i]!.shape;
+    if (entry.dtype !== 'float32' || !Array.isArray(entry.shape) || entry.shape.join(',') !== expected.join(',')) {
+      throw new Error(`weight ${i} in model.json is ${String(entry.dtype)} [${String(entry.shape)}], the model expects float32 [${expected.join(',')}]`);
+    }
+  });
+  const count = shapes.reduce((n, w) => n + w.shape.reduce((a, b) => a * b, 1), 0);
+  if (files.weightsBin.byteLength !== count * 4) throw new Error(`weights.bin is ${files.weightsBin.byteLength} bytes, the model needs ${count * 4}`);
+  const out = new Float32Array(count);
+  new Uint8Array(out.buffer).set(files.weightsBin);
+  return out;
 }

@@ -82,7 +82,7 @@ export interface DpFedAvgState {
 export class DpFedAvg implements Strategy {
   readonly name: string;
   private readonly sampler: GaussianSampler;
-  private readonly accountant = new RdpAccountant();
+  private accountant = new RdpAccountant();
   private clipNorm: number;
   private roundsCharged = 0;
   /** z_Δ: the noise multiplier of the update sum, after what adaptive clipping spends. */
@@ -159,15 +159,27 @@ export class DpFedAvg implements Strategy {
       delta,
       optimalOrder,
       rounds: this.roundsCharged,
-      noiseMultiplier: this.options.noiseMultiplier,
-      sampleRate: this.options.placement === 'central' ? this.options.sampleRate : 1,
+      // What the accountant is charged with, not the configured z (they differ for distributed noise).
+      noiseMultiplier: this.stepOfRound().noiseMultiplier,
+      sampleRate: this.stepOfRound().sampleRate,
       clipNorm: this.clipNorm,
       conversion: 'improved',
     };
   }
 
-  toJSON(): DpFedAvgState {
+  saveState(): DpFedAvgState {
     return { clipNorm: this.clipNorm, accountant: this.accountant.toJSON(), rounds: this.roundsCharged };
+  }
+
+  /** Continues a run: the privacy spent before a restart stays spent. */
+  loadState(state: unknown): void {
+    const s = state as Partial<DpFedAvgState> | null;
+    if (typeof s !== 'object' || s === null || typeof s.clipNorm !== 'number' || !(s.clipNorm > 0) || typeof s.rounds !== 'number') {
+      throw new TypeError('not a DP-FedAvg state');
+    }
+    this.accountant = RdpAccountant.fromJSON(s.accountant);
+    this.clipNorm = s.clipNorm;
+    this.roundsCharged = s.rounds;
   }
 
   /** The mechanism one round runs, as the accountant sees it. */

@@ -64,4 +64,8 @@ export interface Strategy {
   privacy?(): PrivacyReport;
   /** True when a model must be released every round, however few updates came (central DP). */
   readonly releasesEveryRound?: boolean;
+  /** State that must survive a restart (optimizer moments, accountant), as JSON-safe data. */
+  saveState?(): unknown;
+  /** Restores what saveState returned; throws on state it cannot use. */
+  loadState?(state: unknown): void;
 }

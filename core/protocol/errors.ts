@@ -28,6 +28,31 @@ export const ErrorCode = {
   UnknownEvent: 'UNKNOWN_EVENT',
   /** The federation has finished; no more rounds will run. */
   FederationDone: 'FEDERATION_DONE',
+  /**
+   * The update's L2 norm is above the bound the coordinator enforces
+   * (`--max-update-norm`). The update is rejected, never clipped, and the
+   * sender is out of the round; the message gives the norm and the bound.
+   */
+  UpdateTooLarge: 'UPDATE_TOO_LARGE',
+  /**
+   * The connection has no valid token: a missing or wrong join token on `/`,
+   * a missing or wrong admin token on `/admin` or an admin HTTP route, or an
+   * admin event on a dashboard connection of a coordinator without an admin
+   * token. Sent as the socket.io `connect_error` (`err.data.code`), as an ack,
+   * or as HTTP 401. Retrying with the same token cannot succeed.
+   */
+  Unauthorized: 'UNAUTHORIZED',
+  /**
+   * The connection sends faster than its message budget (`--rate-limit`).
+   * The request was not processed; slow down and retry. A connection that
+   * stays far over the budget is disconnected.
+   */
+  RateLimited: 'RATE_LIMITED',
+  /**
+   * The coordinator already holds `--max-connections` connections: the
+   * socket.io handshake is refused (`connect_error`, `err.data.code`). Retry later.
+   */
+  TooManyConnections: 'TOO_MANY_CONNECTIONS',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

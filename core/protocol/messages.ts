@@ -54,6 +54,12 @@ export interface FitConfig {
   readonly privacy?: UpdatePrivacy;
   /** Present when local training must be DP-SGD. */
   readonly sampleDp?: SampleDpConfig;
+  /**
+   * FedProx (Li et al. 2020): μ of the proximal term (μ/2)·‖w − w_global‖²
+   * added to the local loss, pulling the local model towards the round's
+   * global weights. Absent or 0: plain local training.
+   */
+  readonly proximalMu?: number;
 }
 
 export interface TaskSummary {

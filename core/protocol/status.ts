@@ -54,6 +54,10 @@ export interface RoundSettings {
   readonly clientsPerRound: number;
   readonly minUpdates: number;
   readonly roundTimeoutMs: number;
+  /** Select this fraction more participants than clientsPerRound, so dropouts still leave enough updates. */
+  readonly overSelect?: number;
+  /** Shorten the deadline to 3x the recent 90th-percentile latency (never below 5 s, never above roundTimeoutMs). */
+  readonly adaptiveDeadline?: boolean;
   readonly targetAccuracy?: number;
   readonly fit: FitConfig;
 }

@@ -20,6 +20,8 @@ export interface NodeParticipantOptions {
   /** With a DP-SGD task: where ledgers live, and each participant's ε budget (index-aligned, optional). */
   readonly ledgerStore?: LedgerStore;
   readonly budgets?: readonly (number | undefined)[];
+  /** socket.io handshake auth, e.g. `{ token }` for a coordinator with join tokens. */
+  readonly auth?: Record<string, string>;
 }
 
 /** Real participants in this Node process: the shared participant client and trainers on the tfjs wasm backend. */
@@ -48,6 +50,7 @@ export async function startNodeParticipants(url: string, demo: DemoData, task: T
       trainer,
       ledger,
       reconnectionDelayMs: 200,
+      auth: options.auth,
       onEvent: (event) => events.push(event),
     });
     participant.start();

@@ -15,7 +15,7 @@ describe('round engine', () => {
     h.join();
     await h.settle();
     assert.equal(h.starts.length, 0);
-    assert.match(h.engine.status().waitingFor ?? '', /1 connected, at least 2 needed/);
+    assert.match(h.engine.status().waitingFor ?? '', /1 available \(connected, not retired\), at least 2 needed/);
     h.join();
     await h.settle();
     assert.equal(h.selectedIn(1).length, 2);

@@ -134,7 +134,7 @@ describe('wasm training kernels', () => {
     const trainer = new LocalTrainer(spec, data);
     const model = buildModel(spec);
     let weights = await readWeights(model);
-    const shapes = model.weights.map((w) => ({ name: w.originalName, size: w.shape.reduce((a, b) => a * b, 1) }));
+    const shapes = model.weights.map((w) => ({ name: w.originalName, size: w.shape.reduce((a: number, b) => a * (b ?? 1), 1) }));
     model.dispose();
     const counts: number[] = [];
     try {
