@@ -13,6 +13,7 @@ export default defineConfig({
       input: {
         participant: resolve(import.meta.dirname, 'index.html'),
         dashboard: resolve(import.meta.dirname, 'dashboard.html'),
+        bench: resolve(import.meta.dirname, 'bench/client/index.html'),
       },
     },
   },

@@ -1,4 +1,4 @@
-import { expect, test, type Page } from '@playwright/test';
+import { expect, test, type BrowserContext, type Page } from '@playwright/test';
 import { startCoordinatorProcess } from './helpers/coordinator-process.ts';
 
 const epsilonOf = async (page: Page) => Number(await page.locator('#epsilon').getAttribute('data-epsilon'));
@@ -13,7 +13,7 @@ test('three tabs with DP-SGD keep per-dataset privacy ledgers', async ({ browser
     '--rounds', '5', '--min-clients', '2', '--clients-per-round', '3', '--round-timeout', '120', '--learning-rate', '0.5',
     '--dp-sgd-clip', '1', '--dp-sgd-noise-multiplier', '1.1', '--dp-sgd-batch-size', '50', '--quiet',
   ]);
-  const contexts = [];
+  const contexts: BrowserContext[] = [];
   try {
     const open = async (query: string) => {
       const context = await browser.newContext();

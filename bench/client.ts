@@ -1,0 +1,191 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { chromium, type Browser } from 'playwright';
+import { CHROMIUM_ARGS, findChromium } from '../coordinator/browser.ts';
+import { parseConfig, type CoordinatorConfig } from '../coordinator/config.ts';
+import { startCoordinator } from '../coordinator/server.ts';
+import { ArchitectureName } from '../core/protocol/messages.ts';
+import { BACKENDS, type BackendName } from '../web/participant/worker-protocol.ts';
+import type { BenchResult } from './client/worker.ts';
+
+const USAGE = `Usage: npx tsx bench/client.ts [options]
+
+Local-training throughput in headless Chromium, per tfjs backend: our
+LocalTrainer.train against a plain model.fit on the same data, model and
+backend. Needs a build first (npm run build); serves dist/ with an in-process
+coordinator and opens /bench/client/index.html once per backend.
+
+  --backends LIST        comma-separated, from ${BACKENDS.join(', ')} (default webgpu,webgl,wasm)
+  --model NAME           ${ArchitectureName.join(' | ')} (default mlp)
+  --examples N           training examples per epoch (default 2000)
+  --webgpu-examples N    examples for webgpu, which is SwiftShader (software) on
+                         machines without a GPU (default 500)
+  --reps N               timed 1-epoch repetitions of each side, alternated (default 5)
+  --batch-size N         (default 32)
+  --learning-rate X      (default 0.1)
+  --timeout S            seconds allowed per backend (default 600)
+  --json FILE            also write the raw results as JSON
+  --help                 show this text
+`;
+
+interface Options {
+  readonly backends: readonly BackendName[];
+  readonly model: ArchitectureName;
+  readonly examples: number;
+  readonly webgpuExamples: number;
+  readonly reps: number;
+  readonly batchSize: number;
+  readonly learningRate: number;
+  readonly timeoutMs: number;
+  readonly json?: string;
+}
+
+function positive(text: string | undefined, flag: string, fallback: number, integer = true): number {
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (text.trim() === '' || !(value > 0) || (integer && !Number.isInteger(value))) {
+    throw new Error(`--${flag} must be a positive ${integer ? 'integer' : 'number'}, got "${text}"`);
+  }
+  return value;
+}
+
+function parseOptions(argv: readonly string[]): Options | 'help' {
+  const { values } = parseArgs({
+    args: [...argv],
+    strict: true,
+    options: {
+      backends: { type: 'string' },
+      model: { type: 'string' },
+      examples: { type: 'string' },
+      'webgpu-examples': { type: 'string' },
+      reps: { type: 'string' },
+      'batch-size': { type: 'string' },
+      'learning-rate': { type: 'string' },
+      timeout: { type: 'string' },
+      json: { type: 'string' },
+      help: { type: 'boolean' },
+    },
+  });
+  if (values.help) return 'help';
+  const backends = (values.backends ?? 'webgpu,webgl,wasm').split(',').map((b) => b.trim()).filter((b) => b !== '');
+  for (const b of backends) {
+    if (!(BACKENDS as readonly string[]).includes(b)) throw new Error(`--backends: unknown backend "${b}" (known: ${BACKENDS.join(', ')})`);
+  }
+  if (backends.length === 0) throw new Error('--backends is empty');
+  const model = values.model ?? 'mlp';
+  if (!(ArchitectureName as readonly string[]).includes(model)) throw new Error(`--model must be one of ${ArchitectureName.join(', ')}, got "${model}"`);
+  return {
+    backends: backends as BackendName[],
+    model: model as ArchitectureName,
+    examples: positive(values.examples, 'examples', 2000),
+    webgpuExamples: positive(values['webgpu-examples'], 'webgpu-examples', 500),
+    reps: positive(values.reps, 'reps', 5),
+    batchSize: positive(values['batch-size'], 'batch-size', 32),
+    learningRate: positive(values['learning-rate'], 'learning-rate', 0.1, false),
+    timeoutMs: 1000 * positive(values.timeout, 'timeout', 600, false),
+    json: values.json,
+  };
+}
+
+type Outcome = BenchResult | { readonly status: 'error'; readonly backend: BackendName; readonly message: string };
+
+/** Runs the benchmark page for one backend in a fresh browser context (a fresh worker and tfjs). */
+async function benchBackend(browser: Browser, baseUrl: string, backend: BackendName, options: Options): Promise<Outcome> {
+  const examples = backend === 'webgpu' ? options.webgpuExamples : options.examples;
+  const query = new URLSearchParams({
+    backend,
+    model: options.model,
+    examples: String(examples),
+    reps: String(options.reps),
+    batchSize: String(options.batchSize),
+    learningRate: String(options.learningRate),
+  });
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    page.on('console', (message) => {
+      if (message.text().startsWith('[bench]')) console.error(`  ${backend}: ${message.text().slice(8)}`);
+    });
+    page.on('pageerror', (error) => console.error(`  ${backend}: page error: ${error.message}`));
+    await page.goto(`${baseUrl}/bench/client/index.html?${query}`);
+    await page.waitForSelector('#result[data-done="true"], #error[data-done="true"]', { state: 'attached', timeout: options.timeoutMs });
+    const error = await page.locator('#error').getAttribute('data-done');
+    if (error === 'true') return { status: 'error', backend, message: (await page.locator('#error').textContent()) ?? '' };
+    return JSON.parse((await page.locator('#result').textContent()) ?? '') as BenchResult;
+  } catch (error) {
+    return { status: 'error', backend, message: error instanceof Error ? error.message : String(error) };
+  } finally {
+    await context.close();
+  }
+}
+
+const round = (x: number) => Math.round(x).toLocaleString('en-US');
+const cell = (text: string) => text.replaceAll('|', '\\|').replaceAll('\n', ' ');
+
+function table(outcomes: readonly Outcome[]): string {
+  const lines = [
+    '| backend | adapter | examples | ours ex/s | model.fit ex/s | ratio | ratio per pair, min–max | tensors flat |',
+    '|---|---|---:|---:|---:|---:|---:|---|',
+  ];
+  for (const o of outcomes) {
+    if (o.status === 'ok') {
+      const t = o.tensors;
+      lines.push(
+        `| ${o.backend} | ${cell(o.adapter ?? '–')} | ${o.examples} | ${round(o.oursExamplesPerSecond)} | ${round(o.fitExamplesPerSecond)} | ` +
+          `${o.ratio.toFixed(3)} | ${Math.min(...o.pairRatios).toFixed(2)}–${Math.max(...o.pairRatios).toFixed(2)} | ${o.tensorsFlat ? 'yes' : 'no'} (${t.setup} → ${t.afterWarmup} → ${t.end}) |`,
+      );
+    } else if (o.status === 'unavailable') {
+      lines.push(`| ${o.backend} | unavailable: ${cell(o.reason)} | | | | | | |`);
+    } else {
+      lines.push(`| ${o.backend} | error: ${cell(o.message.split('\n')[0] ?? '')} | | | | | | |`);
+    }
+  }
+  return lines.join('\n');
+}
+
+async function main(): Promise<number> {
+  let options: Options | 'help';
+  try {
+    options = parseOptions(process.argv.slice(2));
+  } catch (error) {
+    console.error(`${(error as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (options === 'help') {
+    console.log(USAGE);
+    return 0;
+  }
+
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'fl-bench-client-'));
+  const config = parseConfig(['--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, '--quiet']) as CoordinatorConfig;
+  const coordinator = await startCoordinator(config);
+  const browser = await chromium.launch({ executablePath: findChromium(), args: CHROMIUM_ARGS, headless: true });
+  const outcomes: Outcome[] = [];
+  try {
+    console.error(`Chromium ${browser.version()}, coordinator at ${coordinator.url}, model ${options.model}, ${options.reps} reps, batch ${options.batchSize}`);
+    for (const backend of options.backends) {
+      console.error(`${backend}:`);
+      const started = Date.now();
+      const outcome = await benchBackend(browser, coordinator.url, backend, options);
+      console.error(`  ${outcome.status} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      if (outcome.status === 'error') console.error(`  ${outcome.message}`);
+      outcomes.push(outcome);
+    }
+  } finally {
+    await browser.close();
+    await coordinator.close();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+
+  console.log(`\nLocal training, model ${options.model}, batch ${options.batchSize}, median of ${options.reps} alternated 1-epoch runs each:\n`);
+  console.log(table(outcomes));
+  if (options.json) {
+    await writeFile(options.json, JSON.stringify({ options, results: outcomes }, null, 2) + '\n');
+    console.error(`raw results: ${options.json}`);
+  }
+  return outcomes.some((o) => o.status === 'error') ? 1 : 0;
+}
+
+process.exitCode = await main();

@@ -1,0 +1,39 @@
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+
+/**
+ * `npm run bench`: every benchmark in turn, or those named
+ * (`npm run bench -- coordinator dp-sgd`). Flags after `--` that start with
+ * `--` go to each benchmark run. Results and commands are kept in
+ * docs/BENCHMARKS.md.
+ */
+const BENCHMARKS: Record<string, string> = {
+  client: 'bench/client.ts',
+  coordinator: 'bench/coordinator.ts',
+  'dp-sgd': 'bench/dp-sgd.ts',
+  'privacy-utility': 'bench/privacy-utility.ts',
+};
+
+const args = process.argv.slice(2);
+const names = args.filter((a) => !a.startsWith('--'));
+const flags = args.filter((a) => a.startsWith('--'));
+const unknown = names.filter((n) => !(n in BENCHMARKS));
+if (unknown.length > 0) {
+  console.error(`unknown benchmark: ${unknown.join(', ')}; choose from ${Object.keys(BENCHMARKS).join(', ')}`);
+  process.exit(2);
+}
+const selected = names.length > 0 ? names : Object.keys(BENCHMARKS);
+const root = path.resolve(import.meta.dirname, '..');
+
+if (selected.includes('client')) {
+  const build = spawnSync('npm', ['run', 'build', '--silent'], { cwd: root, stdio: 'inherit' });
+  if (build.status !== 0) process.exit(build.status ?? 1);
+}
+for (const name of selected) {
+  console.log(`\n## ${name}\n`);
+  const run = spawnSync(process.execPath, ['--import', 'tsx', BENCHMARKS[name]!, ...flags], { cwd: root, stdio: 'inherit' });
+  if (run.status !== 0) {
+    console.error(`benchmark ${name} failed with exit code ${run.status}`);
+    process.exit(run.status ?? 1);
+  }
+}
