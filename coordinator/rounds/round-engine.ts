@@ -23,6 +23,10 @@ import type {
 import { sample, type UniformSource } from '../../core/random/prng.ts';
 import { decodeFrame, encodeFrame, FrameKind } from '../../core/wire/frame.ts';
 import type { Clock, TimerHandle } from './clock.ts';
+import type { SecAggAccepted } from '../../core/protocol/messages.ts';
+import type { SecAggRoundStats } from '../../core/protocol/status.ts';
+import type { AdvertiseKeysMessage, MaskedInputMessage, SecAggResult, ShareKeysMessage, UnmaskResponseMessage } from '../../core/secagg/protocol.ts';
+import { secAggConfigFor, SecureRound, type SecAggOutbound, type SecAggStep, type SecureRoundOutcome } from './secure-round.ts';
 
 /** How the engine reaches participants; the socket.io server implements it. */
 export interface RoundTransport {
@@ -31,6 +35,14 @@ export interface RoundTransport {
   broadcastDone(message: FederationDoneMessage): void;
   /** Something in `status()` changed (the server throttles pushes to dashboards). */
   statusChanged(): void;
+  /** Secure aggregation: a step's output for one participant (needed with `settings.secureAggregation`). */
+  sendSecAgg?(participantId: string, out: SecAggOutbound): void;
+}
+
+/** Tests only: what the coordinator holds during secure aggregation. */
+export interface SecAggObserver {
+  masked?(round: number, participantId: string, masked: Uint32Array): void;
+  finished?(round: number, result: SecAggResult, contributors: readonly string[]): void;
 }
 
 export interface ModelEvaluator {
@@ -76,6 +88,7 @@ export interface RoundEngineOptions {
   readonly lastStartedRound?: number;
   /** Creates participant ids; random by default. */
   readonly newId?: () => string;
+  readonly secaggObserver?: SecAggObserver;
 }
 
 interface ParticipantRecord {
@@ -106,6 +119,9 @@ interface OpenRound {
   declined: number;
   bytesIn: number;
   readonly bytesOut: number;
+  /** Rounds with secure aggregation. */
+  readonly secure?: SecureRound;
+  secureOutcome?: SecureRoundOutcome;
 }
 
 /**
@@ -172,6 +188,7 @@ export class RoundEngine {
   /** Stops for good: closes the open round without aggregating and finishes. */
   stop(reason = 'stopped by the operator'): void {
     if (this.open) {
+      this.open.secure?.abort(reason);
       this.options.clock.clear(this.open.timer);
       if (this.phase === 'training') this.open.aggregator.abandon?.();
       this.open = undefined;
@@ -206,13 +223,44 @@ export class RoundEngine {
     record.connected = false;
     record.progress = undefined;
     const open = this.open;
-    if (open && open.selected.has(participantId) && !open.settled.has(participantId)) {
+    if (open?.secure) {
+      if (open.selected.has(participantId) && !open.settled.has(participantId)) {
+        open.settled.add(participantId);
+        open.dropped++;
+        record.state = 'dropped';
+      }
+      open.secure.leave(participantId);
+    } else if (open && open.selected.has(participantId) && !open.settled.has(participantId)) {
       open.settled.add(participantId);
       open.dropped++;
       record.state = 'dropped';
       this.closeRoundIfSettled();
     }
     this.options.transport.statusChanged();
+  }
+
+  /**
+   * A secure aggregation message from a selected participant. Never throws:
+   * a message the core refuses excludes its sender from the round.
+   */
+  async submitSecAgg(
+    participantId: string,
+    step: SecAggStep,
+    message: AdvertiseKeysMessage | ShareKeysMessage | MaskedInputMessage | UnmaskResponseMessage,
+  ): Promise<Ack<SecAggAccepted>> {
+    const record = this.participants.get(participantId);
+    if (!record) return this.rejected(ackError(ErrorCode.NotJoined, 'join before sending secure aggregation messages'));
+    if (this.phase === 'done') return this.rejected(ackError(ErrorCode.FederationDone, `the federation has finished: ${this.doneReason}`));
+    const open = this.open;
+    if (!open?.secure || open.round !== message.round || this.phase !== 'training') {
+      return this.rejected(ackError(ErrorCode.WrongRound, `secure aggregation message for round ${message.round} refused: no such round is open`));
+    }
+    const result = await open.secure.submit(participantId, step, message);
+    if (!result.ok) {
+      this.rejected(result);
+      this.options.transport.statusChanged();
+    }
+    return result;
   }
 
   /** Validates and accumulates one update. Never throws on bad input: it answers with a coded error. */
@@ -252,7 +300,8 @@ export class RoundEngine {
     record.declined = message.reason;
     record.progress = undefined;
     this.options.transport.statusChanged();
-    this.closeRoundIfSettled();
+    if (open.secure) open.secure.leave(participantId);
+    else this.closeRoundIfSettled();
     return ackOk({ round: open.round });
   }
 
@@ -265,7 +314,12 @@ export class RoundEngine {
   excludeFromOpenRound(participantId: string): void {
     const record = this.participants.get(participantId);
     const open = this.open;
-    if (!record || !open || this.phase !== 'training' || !open.selected.has(participantId) || open.settled.has(participantId)) return;
+    if (!record || !open || this.phase !== 'training' || !open.selected.has(participantId)) return;
+    if (open.secure) {
+      open.secure.exclude(participantId);
+      return;
+    }
+    if (open.settled.has(participantId)) return;
     this.excludeFromRound(record, open, ackOk(undefined));
   }
 
@@ -402,9 +456,20 @@ export class RoundEngine {
     const fit: FitConfig = strategy.configureFit(round, settings.fit);
     const startedAt = clock.now();
     const model = this.model;
-    const deadlineMs = this.roundDeadlineMs();
+    const secureSettings = settings.secureAggregation;
+    // With secure aggregation each step has its own deadline; the round's timer is only a safety net.
+    const deadlineMs = secureSettings ? settings.roundTimeoutMs + 3 * secureSettings.stepTimeoutMs + 1000 : this.roundDeadlineMs();
     const timer = clock.setTimer(deadlineMs, () => this.onDeadline(round));
+    const secure = secureSettings
+      ? new SecureRound(
+          secAggConfigFor(round, chosen.length, model.weights.length, secureSettings),
+          chosen.map((p) => p.id),
+          this.secureHost(round),
+          { stepMs: secureSettings.stepTimeoutMs, maskedMs: settings.roundTimeoutMs },
+        )
+      : undefined;
     this.open = {
+      secure,
       round,
       startedAt,
       baseVersion: model.version,
@@ -429,11 +494,54 @@ export class RoundEngine {
     for (const p of chosen) {
       p.state = 'selected';
       p.progress = 0;
-      transport.sendRoundStart(p.id, message);
+      transport.sendRoundStart(p.id, secure ? { ...message, secagg: secure.roundInfo(p.id) } : message);
     }
     transport.statusChanged();
-    // Sampling may select nobody; such a round closes at once.
-    this.closeRoundIfSettled();
+    // Sampling may select nobody; such a round closes at once (a secure round aborts by itself).
+    if (!secure) this.closeRoundIfSettled();
+  }
+
+  /** How a SecureRound reaches participants and reports back to the open round. */
+  private secureHost(round: number): ConstructorParameters<typeof SecureRound>[2] {
+    const current = () => (this.open?.round === round && this.phase === 'training' ? this.open : undefined);
+    return {
+      clock: this.options.clock,
+      send: (participantId, out) => {
+        if (!this.options.transport.sendSecAgg) throw new Error('this transport cannot carry secure aggregation');
+        this.options.transport.sendSecAgg(participantId, out);
+      },
+      out: (participantId, why) => {
+        const open = current();
+        const record = this.participants.get(participantId);
+        if (!open || !record || open.settled.has(participantId)) return;
+        open.settled.add(participantId);
+        if (why === 'timeout') open.dropped++;
+        else open.rejected++;
+        record.state = 'dropped';
+        record.progress = undefined;
+        this.options.transport.statusChanged();
+      },
+      accepted: (participantId, step) => {
+        const open = current();
+        const record = this.participants.get(participantId);
+        if (!open || !record) return;
+        if (step === 'masked') {
+          record.state = 'uploaded';
+          record.progress = undefined;
+          record.lastLatencyMs = this.options.clock.now() - open.startedAt;
+        }
+        this.options.transport.statusChanged();
+      },
+      observeMasked: this.options.secaggObserver?.masked ? (participantId, masked) => this.options.secaggObserver!.masked!(round, participantId, masked) : undefined,
+      done: (outcome) => {
+        const open = current();
+        if (!open) return;
+        open.secureOutcome = outcome;
+        if (outcome.ok) this.options.secaggObserver?.finished?.(round, outcome.result, outcome.contributors);
+        this.phase = 'aggregating';
+        this.options.clock.setTimer(0, () => void this.closeRound(open));
+      },
+    };
   }
 
   private acceptUpdate(participantId: string, message: UpdateMessage): Ack<UpdateAccepted> {
@@ -446,6 +554,10 @@ export class RoundEngine {
       return ackError(ErrorCode.WrongRound, `update for round ${message.round} refused: ${current}`);
     }
     if (!open.selected.has(participantId)) return ackError(ErrorCode.NotSelected, `not selected for round ${open.round}`);
+    if (open.secure) {
+      open.secure.exclude(participantId);
+      return ackError(ErrorCode.NotSelected, `round ${open.round} uses secure aggregation: plain updates are refused (send secagg:masked)`);
+    }
     if (open.settled.has(participantId)) {
       return record.state === 'uploaded'
         ? ackError(ErrorCode.DuplicateUpdate, `an update for round ${open.round} was already received`)
@@ -505,6 +617,10 @@ export class RoundEngine {
   private onDeadline(round: number): void {
     const open = this.open;
     if (!open || open.round !== round || this.phase !== 'training') return;
+    if (open.secure) {
+      open.secure.abort(`the round deadline passed`);
+      return;
+    }
     for (const id of open.selected) {
       if (open.settled.has(id)) continue;
       open.settled.add(id);
@@ -536,12 +652,34 @@ export class RoundEngine {
       startedAt: open.startedAt,
     };
     let record: RoundRecord;
-    const enough = open.received >= settings.minUpdates || this.options.strategy.releasesEveryRound === true;
+    let secagg: SecAggRoundStats | undefined;
+    let secureFailure: string | undefined;
+    if (open.secure) {
+      secagg = open.secure.stats;
+      const outcome = open.secureOutcome;
+      if (outcome?.ok) {
+        if (!open.aggregator.addSum) throw new Error(`strategy ${this.options.strategy.name} cannot aggregate a secure sum`);
+        // The decoded sum of the contributors' clipped (and, with distributed DP, noised) updates; each counts once.
+        open.aggregator.addSum(outcome.result.sum, outcome.contributors.length);
+        open.received = outcome.contributors.length;
+        base.received = open.received;
+        for (const id of outcome.contributors) {
+          const p = this.participants.get(id);
+          if (p) p.roundsContributed++;
+        }
+      } else {
+        secureFailure = outcome?.reason ?? 'secure aggregation did not finish';
+      }
+    }
+    const enough = secureFailure === undefined && (open.received >= settings.minUpdates || this.options.strategy.releasesEveryRound === true);
     const weights = enough ? open.aggregator.finish() : null;
     if (!enough) open.aggregator.abandon?.();
     if (weights === null) {
-      const reason = `only ${open.received} of at least ${settings.minUpdates} updates arrived (${open.dropped} dropped, ${open.rejected} rejected, ${open.declined} declined); the model is unchanged`;
-      record = { ...base, outcome: 'skipped', reason, modelVersion: this.model.version, durationMs: clock.now() - open.startedAt, privacy: this.options.strategy.privacy?.() };
+      const reason =
+        secureFailure !== undefined
+          ? `${secureFailure}; the model is unchanged`
+          : `only ${open.received} of at least ${settings.minUpdates} updates arrived (${open.dropped} dropped, ${open.rejected} rejected, ${open.declined} declined); the model is unchanged`;
+      record = { ...base, outcome: 'skipped', reason, modelVersion: this.model.version, durationMs: clock.now() - open.startedAt, privacy: this.options.strategy.privacy?.(), secagg };
     } else {
       this.phase = 'evaluating';
       transport.statusChanged();
@@ -560,6 +698,7 @@ export class RoundEngine {
         metrics,
         durationMs: clock.now() - open.startedAt,
         privacy: this.options.strategy.privacy?.(),
+        secagg,
       };
     }
     this.open = undefined;

@@ -254,6 +254,14 @@ class DpRound implements RoundAggregator {
     this.added++;
   }
 
+  /** Secure aggregation: the participants' noised sum; divided by the fixed m like single updates. Distributed noise only. */
+  addSum(sum: Float64Array, count: number): void {
+    if (this.strategy.settings.placement === 'central') throw new Error('central DP clips each update on the coordinator: it cannot run with secure aggregation');
+    if (sum.length !== this.sum.length) throw new RangeError(`sum has ${sum.length} values, the model has ${this.sum.length}`);
+    for (let i = 0; i < this.sum.length; i++) this.sum[i]! += sum[i]!;
+    this.added += count;
+  }
+
   finish(): Float32Array {
     this.close();
     const { placement, expectedClients, serverLearningRate = 1 } = this.strategy.settings;

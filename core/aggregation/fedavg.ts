@@ -59,6 +59,15 @@ export class WeightedSum implements RoundAggregator {
     this.added++;
   }
 
+  /** A sum of `count` updates, each with weight 1 (secure aggregation hides example counts). */
+  addSum(sum: Float64Array, count: number): void {
+    if (sum.length !== this.sum.length) throw new RangeError(`sum has ${sum.length} values, the model has ${this.sum.length}`);
+    if (!(count > 0)) throw new RangeError('count must be positive');
+    for (let i = 0; i < this.sum.length; i++) this.sum[i]! += sum[i]!;
+    this.totalWeight += count;
+    this.added += count;
+  }
+
   finish(): Float32Array | null {
     if (this.added === 0) return null;
     const scale = this.serverLearningRate / this.totalWeight;

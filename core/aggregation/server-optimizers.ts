@@ -227,6 +227,11 @@ class OptimizerRound implements RoundAggregator {
     this.inner.add(result);
   }
 
+  addSum(sum: Float64Array, count: number): void {
+    if (!this.inner.addSum) throw new Error('the base rule cannot take a secure aggregation sum');
+    this.inner.addSum(sum, count);
+  }
+
   finish(): Float32Array | null {
     const aggregate = this.inner.finish();
     // No aggregate, no step: the moments only see rounds that produced a pseudo-gradient.

@@ -31,6 +31,13 @@ export interface RoundAggregator {
   finish(): Float32Array | null;
   /** The round closes without a new model (too few updates, or stopped). */
   abandon?(): void;
+  /**
+   * Secure aggregation: the decoded sum of `count` updates that the
+   * coordinator never saw one by one. Each counts once (weighting by example
+   * counts would reveal them). Absent: the rule needs individual updates
+   * (median, Krum, a norm bound) and cannot run with secure aggregation.
+   */
+  addSum?(sum: Float64Array, count: number): void;
 }
 
 /** What a privacy-preserving strategy has spent so far. */

@@ -53,6 +53,14 @@ export const ErrorCode = {
    * socket.io handshake is refused (`connect_error`, `err.data.code`). Retry later.
    */
   TooManyConnections: 'TOO_MANY_CONNECTIONS',
+  /**
+   * A secure aggregation message was refused by the protocol core: shares for
+   * an unknown recipient, wrong sizes, a duplicate or late message, a masked
+   * vector of the wrong length, a `from` that is not the sender's index. The
+   * message starts with the core's stable code (e.g. "unknown-recipient: ...").
+   * The sender is out of the round; the round goes on without it.
+   */
+  SecAggRejected: 'SECAGG_REJECTED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -113,6 +113,82 @@ export interface RoundStartMessage {
   readonly config: FitConfig;
   /** Wall-clock deadline (ms since the Unix epoch): the coordinator closes the round then, and later updates get WRONG_ROUND. */
   readonly deadline: number;
+  /**
+   * Present when the round uses secure aggregation: the participant does not
+   * send `update`, it runs the four secagg steps with the index it was given.
+   */
+  readonly secagg?: SecAggRoundInfo;
+}
+
+/** core/secagg's SecAggConfig as it travels (the round seed as binary). */
+export interface SecAggWireConfig {
+  readonly round: number;
+  readonly participants: number;
+  readonly neighbours: number | 'all';
+  readonly threshold: number;
+  readonly roundSeed: Binary;
+  readonly vectorLength: number;
+  readonly quantization: { readonly clipRange: number; readonly quantizationRange: number };
+}
+
+export interface SecAggRoundInfo {
+  readonly config: SecAggWireConfig;
+  /** This participant's index in 1..n for the round; every secagg message it sends must carry it as `from`. */
+  readonly index: number;
+}
+
+/** Step 0, participant → coordinator. */
+export interface SecAggAdvertiseWire {
+  readonly round: number;
+  readonly from: number;
+  readonly encryptionKey: Binary;
+  readonly maskingKey: Binary;
+}
+
+/** Step 0, coordinator → each participant that advertised. */
+export interface SecAggKeysWire {
+  readonly round: number;
+  readonly keys: readonly { readonly index: number; readonly encryptionKey: Binary; readonly maskingKey: Binary }[];
+}
+
+/** Step 1, participant → coordinator: one ciphertext per live neighbour. */
+export interface SecAggSharesWire {
+  readonly round: number;
+  readonly from: number;
+  readonly shares: readonly { readonly to: number; readonly ciphertext: Binary }[];
+}
+
+/** Step 1, coordinator → each participant that shared: the ciphertexts addressed to it. */
+export interface SecAggForwardedWire {
+  readonly round: number;
+  readonly to: number;
+  readonly shares: readonly { readonly from: number; readonly ciphertext: Binary }[];
+}
+
+/** Step 2, participant → coordinator: the masked update, uint32 little-endian. */
+export interface SecAggMaskedWire {
+  readonly round: number;
+  readonly from: number;
+  readonly masked: Binary;
+}
+
+/** Step 2, coordinator → each participant whose masked input arrived. */
+export interface SecAggUnmaskRequestWire {
+  readonly round: number;
+  readonly survivors: readonly number[];
+  readonly dropped: readonly number[];
+}
+
+/** Step 3, participant → coordinator. */
+export interface SecAggUnmaskWire {
+  readonly round: number;
+  readonly from: number;
+  readonly selfMaskShares: readonly { readonly owner: number; readonly share: Binary }[];
+  readonly maskingKeyShares: readonly { readonly owner: number; readonly share: Binary }[];
+}
+
+export interface SecAggAccepted {
+  readonly round: number;
 }
 
 export interface TrainMetrics {
@@ -188,6 +264,9 @@ export interface ServerToClientEvents {
   'round:start': (message: RoundStartMessage) => void;
   'round:end': (message: RoundEndMessage) => void;
   'federation:done': (message: FederationDoneMessage) => void;
+  'secagg:keys': (message: SecAggKeysWire) => void;
+  'secagg:forwarded': (message: SecAggForwardedWire) => void;
+  'secagg:unmask-request': (message: SecAggUnmaskRequestWire) => void;
 }
 
 /** Events participants send to the coordinator; requests carry an acknowledgement. */
@@ -196,6 +275,19 @@ export interface ClientToServerEvents {
   update: (message: UpdateMessage, ack: (result: Ack<UpdateAccepted>) => void) => void;
   decline: (message: DeclineMessage, ack: (result: Ack<{ readonly round: number }>) => void) => void;
   progress: (message: ProgressMessage) => void;
+  'secagg:advertise': (message: SecAggAdvertiseWire, ack: (result: Ack<SecAggAccepted>) => void) => void;
+  'secagg:shares': (message: SecAggSharesWire, ack: (result: Ack<SecAggAccepted>) => void) => void;
+  'secagg:masked': (message: SecAggMaskedWire, ack: (result: Ack<SecAggAccepted>) => void) => void;
+  'secagg:unmask': (message: SecAggUnmaskWire, ack: (result: Ack<SecAggAccepted>) => void) => void;
 }
 
-export const CLIENT_EVENTS: readonly (keyof ClientToServerEvents)[] = ['join', 'update', 'decline', 'progress'];
+export const CLIENT_EVENTS: readonly (keyof ClientToServerEvents)[] = [
+  'join',
+  'update',
+  'decline',
+  'progress',
+  'secagg:advertise',
+  'secagg:shares',
+  'secagg:masked',
+  'secagg:unmask',
+];

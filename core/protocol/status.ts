@@ -46,6 +46,40 @@ export interface RoundRecord {
   readonly durationMs: number;
   /** Privacy spent up to and including this round, when the strategy accounts for it. */
   readonly privacy?: PrivacyReport;
+  /** Rounds with secure aggregation: who got through each step. */
+  readonly secagg?: SecAggRoundStats;
+}
+
+export interface SecAggRoundStats {
+  /** n, k and t of the round. */
+  readonly participants: number;
+  readonly neighbours: number | 'all';
+  readonly threshold: number;
+  /** Participants through each step: keys advertised (U1), shares sent (U2), masked input sent (U3), unmasking answered. */
+  readonly advertised: number;
+  readonly shared: number;
+  readonly masked: number;
+  readonly unmasked: number;
+  /** Shared keys but sent no masked input: their pairwise masks were removed with the survivors' shares. */
+  readonly dropoutsRecovered: number;
+  /** Participants excluded for a refused secagg message. */
+  readonly excluded: number;
+  /** Set when the round aborted: why, and at which step. Nothing was revealed. */
+  readonly aborted?: string;
+}
+
+/** `--secure-aggregation`: the coordinator only learns the sum of the updates. */
+export interface SecureAggregationSettings {
+  /** k: neighbours per participant (SecAgg+), or 'all' (SecAgg). */
+  readonly neighbours: number | 'all';
+  /** t; absent: recommendedThreshold(n, k) for each round's n (raised to it when lower, capped at k + 1). */
+  readonly threshold?: number;
+  /** c: every coordinate of an update is clipped to [-c, c] before quantisation. */
+  readonly clipRange: number;
+  /** R: the quantisation range (even); Δ = 2c/R. */
+  readonly quantizationRange: number;
+  /** Deadline of each key-exchange and unmasking step, ms. The masked-input step, which includes training, gets roundTimeoutMs. */
+  readonly stepTimeoutMs: number;
 }
 
 export interface RoundSettings {
@@ -60,6 +94,8 @@ export interface RoundSettings {
   readonly adaptiveDeadline?: boolean;
   readonly targetAccuracy?: number;
   readonly fit: FitConfig;
+  /** Present when rounds use secure aggregation. */
+  readonly secureAggregation?: SecureAggregationSettings;
 }
 
 export interface FederationStatus {

@@ -1,3 +1,4 @@
+import type { AdvertiseKeysMessage, MaskedInputMessage, ShareKeysMessage, UnmaskResponseMessage } from '../secagg/protocol.ts';
 import { ErrorCode, ProtocolError } from './errors.ts';
 import type { Binary, ClientInfo, DeclineMessage, JoinRequest, ProgressMessage, TrainMetrics, UpdateMessage } from './messages.ts';
 
@@ -103,5 +104,67 @@ export function parseProgressMessage(value: unknown): ProgressMessage {
     epoch: integer(o.epoch, 'progress.epoch', 0, 10_000),
     epochs: integer(o.epochs, 'progress.epochs', 1, 10_000),
     fraction,
+  };
+}
+
+// ---------------------------------------------------------------- secure aggregation
+
+/** The shape checks of the secagg messages; core/secagg checks their meaning (sizes, recipients, duplicates). */
+
+/** No round has more participants than this (core/secagg refuses more than maxParticipants anyway). */
+const MAX_SECAGG_ENTRIES = 100_000;
+
+function bytes(value: unknown, path: string): Uint8Array {
+  if (value instanceof ArrayBuffer) return new Uint8Array(value);
+  if (value instanceof Uint8Array) return value;
+  return bad(path, 'binary data');
+}
+
+function list(value: unknown, path: string): readonly unknown[] {
+  if (!Array.isArray(value) || value.length > MAX_SECAGG_ENTRIES) bad(path, `an array of at most ${MAX_SECAGG_ENTRIES} entries`);
+  return value;
+}
+
+function secaggHeader(o: Fields, path: string): { round: number; from: number } {
+  return { round: integer(o.round, `${path}.round`, 0, 0xffffffff), from: integer(o.from, `${path}.from`, 1, MAX_SECAGG_ENTRIES) };
+}
+
+export function parseSecAggAdvertise(value: unknown): AdvertiseKeysMessage {
+  const o = object(value, 'secagg:advertise');
+  return { ...secaggHeader(o, 'secagg:advertise'), encryptionKey: bytes(o.encryptionKey, 'secagg:advertise.encryptionKey'), maskingKey: bytes(o.maskingKey, 'secagg:advertise.maskingKey') };
+}
+
+export function parseSecAggShares(value: unknown): ShareKeysMessage {
+  const o = object(value, 'secagg:shares');
+  return {
+    ...secaggHeader(o, 'secagg:shares'),
+    shares: list(o.shares, 'secagg:shares.shares').map((entry, i) => {
+      const e = object(entry, `secagg:shares.shares[${i}]`);
+      return { to: integer(e.to, `secagg:shares.shares[${i}].to`, 0, MAX_SECAGG_ENTRIES), ciphertext: bytes(e.ciphertext, `secagg:shares.shares[${i}].ciphertext`) };
+    }),
+  };
+}
+
+/** The masked vector as a fresh, aligned Uint32Array (little-endian on the wire). */
+export function parseSecAggMasked(value: unknown): MaskedInputMessage {
+  const o = object(value, 'secagg:masked');
+  const raw = bytes(o.masked, 'secagg:masked.masked');
+  if (raw.byteLength % 4 !== 0) bad('secagg:masked.masked', 'a whole number of uint32 values');
+  const masked = new Uint32Array(raw.byteLength / 4);
+  new Uint8Array(masked.buffer).set(raw);
+  return { ...secaggHeader(o, 'secagg:masked'), masked };
+}
+
+export function parseSecAggUnmask(value: unknown): UnmaskResponseMessage {
+  const o = object(value, 'secagg:unmask');
+  const owned = (v: unknown, path: string) =>
+    list(v, path).map((entry, i) => {
+      const e = object(entry, `${path}[${i}]`);
+      return { owner: integer(e.owner, `${path}[${i}].owner`, 0, MAX_SECAGG_ENTRIES), share: bytes(e.share, `${path}[${i}].share`) };
+    });
+  return {
+    ...secaggHeader(o, 'secagg:unmask'),
+    selfMaskShares: owned(o.selfMaskShares, 'secagg:unmask.selfMaskShares'),
+    maskingKeyShares: owned(o.maskingKeyShares, 'secagg:unmask.maskingKeyShares'),
   };
 }

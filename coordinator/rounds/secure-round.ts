@@ -1,0 +1,304 @@
+import { ackError, ackOk, ErrorCode, type Ack } from '../../core/protocol/errors.ts';
+import type { SecAggAccepted, SecAggRoundInfo } from '../../core/protocol/messages.ts';
+import type { SecAggRoundStats, SecureAggregationSettings } from '../../core/protocol/status.ts';
+import { SecAggAbortError, SecAggError } from '../../core/secagg/errors.ts';
+import { effectiveDegree, ROUND_SEED_BYTES } from '../../core/secagg/graph.ts';
+import {
+  recommendedThreshold,
+  SecAggServer,
+  type AdvertiseKeysMessage,
+  type MaskedInputMessage,
+  type SecAggConfig,
+  type SecAggResult,
+  type ShareKeysMessage,
+  type UnmaskResponseMessage,
+} from '../../core/secagg/protocol.ts';
+import type { Clock, TimerHandle } from './clock.ts';
+
+/**
+ * The transport side of one secure aggregation round (core/secagg): it maps
+ * the round's selected participants to indices 1..n, checks every message's
+ * `from` against the sender's index (the core assumes an authenticated
+ * channel), runs the four steps with their own deadlines, relays the core's
+ * outputs, and reports the decoded sum or the abort.
+ *
+ * Every incoming message and every step close runs through one queue, so
+ * the core state machine never sees interleaved async calls.
+ */
+
+export type SecAggStep = 'advertise' | 'shares' | 'masked' | 'unmask';
+
+export type SecAggOutbound =
+  | { readonly event: 'secagg:keys'; readonly message: unknown }
+  | { readonly event: 'secagg:forwarded'; readonly message: unknown }
+  | { readonly event: 'secagg:unmask-request'; readonly message: unknown };
+
+export type SecureRoundOutcome = { readonly ok: true; readonly result: SecAggResult; readonly contributors: readonly string[] } | { readonly ok: false; readonly reason: string };
+
+export interface SecureRoundHost {
+  readonly clock: Clock;
+  send(participantId: string, out: SecAggOutbound): void;
+  /** A participant is out of the round: 'timeout' (did not answer a step in time) or 'excluded' (a refused message). */
+  out(participantId: string, why: 'timeout' | 'excluded'): void;
+  /** A participant's message for a step was accepted. */
+  accepted(participantId: string, step: SecAggStep): void;
+  /** The round is over. Called once. */
+  done(outcome: SecureRoundOutcome): void;
+  /** Tests only: each accepted masked vector, as the coordinator stores it. */
+  observeMasked?(participantId: string, masked: Uint32Array): void;
+}
+
+/** The per-round SecAgg parameters for n selected participants. */
+export function secAggConfigFor(round: number, n: number, vectorLength: number, settings: SecureAggregationSettings): SecAggConfig {
+  const roundSeed = new Uint8Array(ROUND_SEED_BYTES);
+  crypto.getRandomValues(roundSeed);
+  let threshold = settings.threshold ?? 0;
+  if (n >= 3) {
+    const k = effectiveDegree(n, settings.neighbours);
+    threshold = Math.min(k + 1, Math.max(threshold, recommendedThreshold(n, settings.neighbours)));
+  }
+  return {
+    round,
+    participants: n,
+    neighbours: settings.neighbours,
+    threshold,
+    roundSeed,
+    vectorLength,
+    quantization: { clipRange: settings.clipRange, quantizationRange: settings.quantizationRange },
+  };
+}
+
+const STEP_ORDER: readonly SecAggStep[] = ['advertise', 'shares', 'masked', 'unmask'];
+
+export class SecureRound {
+  readonly indexOf = new Map<string, number>();
+  readonly idOf = new Map<number, string>();
+  private step: SecAggStep | 'finished' = 'advertise';
+  /** Who has yet to answer the open step. */
+  private waiting: Set<string>;
+  /** Out for good: left, timed out or excluded. */
+  private readonly gone = new Set<string>();
+  private queue: Promise<unknown> = Promise.resolve();
+  private timer: TimerHandle | undefined;
+  private readonly server: Promise<SecAggServer>;
+  private readonly counts = { advertised: 0, shared: 0, masked: 0, unmasked: 0, dropoutsRecovered: 0, excluded: 0 };
+  private abortedReason: string | undefined;
+
+  constructor(
+    readonly config: SecAggConfig,
+    participantIds: readonly string[],
+    private readonly host: SecureRoundHost,
+    private readonly timeouts: { readonly stepMs: number; readonly maskedMs: number },
+  ) {
+    participantIds.forEach((id, i) => {
+      this.indexOf.set(id, i + 1);
+      this.idOf.set(i + 1, id);
+    });
+    this.waiting = new Set(participantIds);
+    this.server = SecAggServer.create(config);
+    // A config the core refuses (fewer than 3 selected, say) aborts the round at once.
+    this.server.catch((error: unknown) => this.enqueue(async () => this.finishAborted(error, 'setup')));
+    this.timer = host.clock.setTimer(timeouts.stepMs, () => this.onTimeout('advertise'));
+  }
+
+  /** What round:start tells participant `id`. */
+  roundInfo(id: string): SecAggRoundInfo {
+    const { config } = this;
+    return {
+      index: this.indexOf.get(id)!,
+      config: { ...config, roundSeed: config.roundSeed.slice(), quantization: { ...config.quantization } },
+    };
+  }
+
+  get stats(): SecAggRoundStats {
+    return {
+      participants: this.config.participants,
+      neighbours: this.config.neighbours,
+      threshold: this.config.threshold,
+      ...this.counts,
+      aborted: this.abortedReason,
+    };
+  }
+
+  get finished(): boolean {
+    return this.step === 'finished';
+  }
+
+  /** One participant's message for `step`; never throws. */
+  submit(participantId: string, step: SecAggStep, message: AdvertiseKeysMessage | ShareKeysMessage | MaskedInputMessage | UnmaskResponseMessage): Promise<Ack<SecAggAccepted>> {
+    const index = this.indexOf.get(participantId);
+    if (index === undefined) return Promise.resolve(ackError(ErrorCode.NotSelected, `not selected for round ${this.config.round}`));
+    if (this.gone.has(participantId)) return Promise.resolve(ackError(ErrorCode.NotSelected, `no longer part of round ${this.config.round}`));
+    if (message.from !== index) {
+      this.exclude(participantId);
+      return Promise.resolve(ackError(ErrorCode.SecAggRejected, `unknown-participant: from ${message.from} is not your index ${index} in round ${this.config.round}`));
+    }
+    return this.enqueue(async (): Promise<Ack<SecAggAccepted>> => {
+      if (this.gone.has(participantId)) return ackError(ErrorCode.NotSelected, `no longer part of round ${this.config.round}`);
+      if (this.step === 'finished') return ackError(ErrorCode.SecAggRejected, `late: round ${this.config.round} is over`);
+      try {
+        const server = await this.server;
+        switch (step) {
+          case 'advertise':
+            await server.receiveAdvertise(message as AdvertiseKeysMessage);
+            break;
+          case 'shares':
+            server.receiveShareKeys(message as ShareKeysMessage);
+            break;
+          case 'masked':
+            server.receiveMaskedInput(message as MaskedInputMessage);
+            this.host.observeMasked?.(participantId, (message as MaskedInputMessage).masked);
+            break;
+          case 'unmask':
+            server.receiveUnmask(message as UnmaskResponseMessage);
+            break;
+        }
+      } catch (error) {
+        if (!(error instanceof SecAggError)) throw error;
+        this.exclude(participantId);
+        return ackError(ErrorCode.SecAggRejected, `${error.code}: ${error.message}`);
+      }
+      if (step === 'unmask') this.counts.unmasked++;
+      this.host.accepted(participantId, step);
+      this.waiting.delete(participantId);
+      if (this.waiting.size === 0 && this.step === step) await this.closeStep();
+      return ackOk({ round: this.config.round });
+    });
+  }
+
+  /** The participant's connection closed (or it declined): the round stops waiting for it. */
+  leave(participantId: string): void {
+    if (!this.indexOf.has(participantId) || this.gone.has(participantId)) return;
+    this.gone.add(participantId);
+    this.stopWaitingFor(participantId);
+  }
+
+  /** A refused message: the sender is out of the round. */
+  exclude(participantId: string): void {
+    if (!this.indexOf.has(participantId) || this.gone.has(participantId)) return;
+    this.gone.add(participantId);
+    this.counts.excluded++;
+    this.host.out(participantId, 'excluded');
+    this.stopWaitingFor(participantId);
+  }
+
+  /** Ends the round now (the engine's safety deadline, a stop): nothing is revealed. */
+  abort(reason: string): void {
+    void this.enqueue(async () => {
+      if (this.step === 'finished') return;
+      (await this.server.catch(() => undefined))?.abort();
+      this.finishAborted(new SecAggAbortError(reason), this.step);
+    });
+  }
+
+  private stopWaitingFor(participantId: string): void {
+    if (!this.waiting.delete(participantId)) return;
+    const step = this.step;
+    if (this.waiting.size === 0 && step !== 'finished') {
+      void this.enqueue(async () => {
+        if (this.step === step && this.waiting.size === 0) await this.closeStep();
+      });
+    }
+  }
+
+  private onTimeout(step: SecAggStep): void {
+    void this.enqueue(async () => {
+      if (this.step !== step) return;
+      for (const id of this.waiting) {
+        this.gone.add(id);
+        this.host.out(id, 'timeout');
+      }
+      this.waiting.clear();
+      await this.closeStep();
+    });
+  }
+
+  private enqueue<T>(op: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(op);
+    this.queue = next.catch((error: unknown) => {
+      console.error(`secure aggregation round ${this.config.round}:`, error);
+    });
+    return next;
+  }
+
+  /** Closes the open step, sends its output and opens the next (skipping through steps nobody is left to answer). */
+  private async closeStep(): Promise<void> {
+    const step = this.step;
+    if (step === 'finished') return;
+    this.host.clock.clear(this.timer!);
+    this.timer = undefined;
+    let server: SecAggServer;
+    try {
+      server = await this.server;
+    } catch (error) {
+      this.finishAborted(error, step);
+      return;
+    }
+    const live = (indices: Iterable<number>): Set<string> => {
+      const out = new Set<string>();
+      for (const i of indices) {
+        const id = this.idOf.get(i)!;
+        if (!this.gone.has(id)) out.add(id);
+      }
+      return out;
+    };
+    try {
+      switch (step) {
+        case 'advertise': {
+          const directory = server.closeAdvertise();
+          this.counts.advertised = directory.keys.length;
+          const recipients = directory.keys.map((k) => k.index);
+          this.open('shares', live(recipients), this.timeouts.stepMs);
+          for (const id of this.waiting) this.host.send(id, { event: 'secagg:keys', message: directory });
+          break;
+        }
+        case 'shares': {
+          const forwarded = server.closeShareKeys();
+          this.counts.shared = forwarded.length;
+          this.open('masked', live(forwarded.map((f) => f.to)), this.timeouts.maskedMs);
+          for (const f of forwarded) {
+            const id = this.idOf.get(f.to)!;
+            if (this.waiting.has(id)) this.host.send(id, { event: 'secagg:forwarded', message: f });
+          }
+          break;
+        }
+        case 'masked': {
+          const request = server.closeMaskedInput();
+          this.counts.masked = request.survivors.length;
+          this.counts.dropoutsRecovered = request.dropped.length;
+          this.open('unmask', live(request.survivors), this.timeouts.stepMs);
+          for (const id of this.waiting) this.host.send(id, { event: 'secagg:unmask-request', message: request });
+          break;
+        }
+        case 'unmask': {
+          this.step = 'finished';
+          const result = await server.finish();
+          this.host.done({ ok: true, result, contributors: result.contributors.map((i) => this.idOf.get(i)!) });
+          return;
+        }
+      }
+    } catch (error) {
+      this.finishAborted(error, step);
+      return;
+    }
+    // Everyone left during the step just closed: close the next one at once.
+    if (this.waiting.size === 0 && this.step !== 'finished') await this.closeStep();
+  }
+
+  private open(step: SecAggStep, waiting: Set<string>, timeoutMs: number): void {
+    this.step = step;
+    this.waiting = waiting;
+    this.timer = this.host.clock.setTimer(timeoutMs, () => this.onTimeout(step));
+  }
+
+  private finishAborted(error: unknown, step: SecAggStep | 'setup' | 'finished'): void {
+    if (this.abortedReason !== undefined) return;
+    if (this.timer) this.host.clock.clear(this.timer);
+    this.timer = undefined;
+    this.step = 'finished';
+    const why = error instanceof Error ? error.message : String(error);
+    const at = step === 'setup' ? 'setup' : step === 'finished' ? 'the end' : `step ${STEP_ORDER.indexOf(step)} (${step})`;
+    this.abortedReason = `${error instanceof SecAggAbortError ? 'fewer than t survivors' : 'refused'} at ${at}: ${why}`;
+    this.host.done({ ok: false, reason: `secure aggregation aborted: ${this.abortedReason}` });
+  }
+}
