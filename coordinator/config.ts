@@ -2,7 +2,10 @@ import { parseArgs } from 'node:util';
 import type { DpFedAvgOptions } from '../core/aggregation/dp-fedavg.ts';
 import { isArchitecture } from '../core/model/architectures.ts';
 import type { ArchitectureName, SampleDpConfig } from '../core/protocol/messages.ts';
-import type { RoundSettings } from '../core/protocol/status.ts';
+import type { RoundSettings, SecureAggregationSettings } from '../core/protocol/status.ts';
+import { effectiveDegree } from '../core/secagg/graph.ts';
+import { recommendedThreshold } from '../core/secagg/protocol.ts';
+import { DEFAULT_QUANTIZATION, maxParticipants } from '../core/secagg/quantize.ts';
 import { parseStrategyFlags, StrategyFlagError, type StrategyConfig } from './strategies.ts';
 import { parseSecurityConfig, SECURITY_OPTIONS, SECURITY_USAGE, type SecurityConfig } from './security/config.ts';
 
@@ -94,6 +97,15 @@ Sample-level differential privacy (DP-SGD in every participant)
   --dp-sgd-batch-size B    expected Poisson batch size (default --batch-size)
   --dp-sgd-epsilon-budget X     each participant stops contributing before its data would
                            pass epsilon X (a participant may set a lower one: ?epsilon-budget=)
+Secure aggregation (SecAgg/SecAgg+: the coordinator only learns the sum; see docs/protocol.md)
+  --secure-aggregation     mask every update; the coordinator decodes only the sum of each round's
+                           updates (an unweighted mean: example counts would reveal too much)
+  --secagg-neighbours K    SecAgg+ neighbours per participant, or all (default all)
+  --secagg-threshold T     shares needed to unmask (default: a strict majority of k + 1)
+  --secagg-clip-range C    clip every coordinate of an update to [-C, C] (default 8, at least the
+                           clip norm)
+  --secagg-quantization-range R   even integer; step 2C/R (default 2^22)
+  --secagg-step-timeout S  seconds for each key-exchange and unmasking step (default 30)
   --quiet                  log less
   --help                   show this text
 `;
@@ -164,6 +176,12 @@ export function parseConfig(argv: readonly string[], env: Record<string, string 
         'proximal-mu': { type: 'string' },
         'server-learning-rate': { type: 'string' },
         'max-update-norm': { type: 'string' },
+        'secure-aggregation': { type: 'boolean' },
+        'secagg-neighbours': { type: 'string' },
+        'secagg-threshold': { type: 'string' },
+        'secagg-clip-range': { type: 'string' },
+        'secagg-quantization-range': { type: 'string' },
+        'secagg-step-timeout': { type: 'string' },
         ...SECURITY_OPTIONS,
         help: { type: 'boolean' },
       },
@@ -215,6 +233,7 @@ export function parseConfig(argv: readonly string[], env: Record<string, string 
   const clientDp = parseClientDp(v, settings.clientsPerRound, delta);
   if (clientDp && settings.fit.privacy) throw new ConfigError('--clip-norm/--noise-std and --client-dp both set the update clipping: use one');
   const strategy = parseStrategy(v, settings, clientDp);
+  const secureAggregation = parseSecureAggregation(v, settings, clientDp, strategy);
   return {
     checkpointKeyFile: v['checkpoint-key-file'],
     clientDp,
@@ -223,7 +242,7 @@ export function parseConfig(argv: readonly string[], env: Record<string, string 
     host: v.host ?? '0.0.0.0',
     dataDir: v['data-dir'] ?? './runs',
     architecture,
-    settings,
+    settings: secureAggregation ? { ...settings, secureAggregation } : settings,
     seed: number(v.seed, 'seed', 1, nonNegativeInt, 'a non-negative integer'),
     demoParticipants,
     staticDir: v['static-dir'] ?? 'dist',
@@ -298,3 +317,45 @@ function parseStrategy(v: Record<string, string | boolean | undefined>, settings
     throw error;
   }
 }
+
+function parseSecureAggregation(
+  v: Record<string, string | boolean | undefined>,
+  settings: RoundSettings,
+  clientDp: DpFedAvgOptions | undefined,
+  strategy: StrategyConfig,
+): SecureAggregationSettings | undefined {
+  const str = (name: string) => v[name] as string | undefined;
+  if (v['secure-aggregation'] !== true) {
+    for (const flag of ['secagg-neighbours', 'secagg-threshold', 'secagg-clip-range', 'secagg-quantization-range', 'secagg-step-timeout']) {
+      if (v[flag] !== undefined) throw new ConfigError(`--${flag} needs --secure-aggregation`);
+    }
+    return undefined;
+  }
+  if (!SECURE_STRATEGIES.includes(strategy.name)) {
+    throw new ConfigError(`--strategy ${strategy.name} needs every update on its own, which secure aggregation hides: use fedavg, fedprox, fedadam or fedyogi`);
+  }
+  if (strategy.maxUpdateNorm !== undefined) throw new ConfigError('--max-update-norm checks individual updates, which secure aggregation hides: drop one of them');
+  if (clientDp?.placement === 'central') throw new ConfigError('--client-dp central clips and noises on the coordinator, which would need the individual updates: use --client-dp distributed');
+  if (clientDp?.clip.kind === 'adaptive') throw new ConfigError('--adaptive-clip needs each update norm on the coordinator: it cannot run with --secure-aggregation');
+  if (settings.minClients < 3) throw new ConfigError('--secure-aggregation needs --min-clients of at least 3 (a sum of two updates reveals each to the other)');
+  const neighboursText = str('secagg-neighbours') ?? 'all';
+  const neighbours = neighboursText === 'all' ? 'all' : number(neighboursText, 'secagg-neighbours', 0, (n) => Number.isInteger(n) && n >= 2, 'an integer >= 2 or all');
+  const threshold = str('secagg-threshold') === undefined ? undefined : number(str('secagg-threshold'), 'secagg-threshold', 0, (n) => Number.isInteger(n) && n >= 2, 'an integer >= 2');
+  // After clipping to L2 norm S no coordinate exceeds S: a clip range of at least S never clips further.
+  const clipNorm = clientDp?.clip.kind === 'fixed' ? clientDp.clip.norm : settings.fit.privacy?.clipNorm;
+  const clipRange = number(str('secagg-clip-range'), 'secagg-clip-range', Math.max(DEFAULT_QUANTIZATION.clipRange, clipNorm ?? 0), (n) => n > 0, 'a positive number');
+  const quantizationRange = number(str('secagg-quantization-range'), 'secagg-quantization-range', DEFAULT_QUANTIZATION.quantizationRange, (n) => Number.isInteger(n) && n >= 2 && n % 2 === 0 && n <= 2 ** 31, 'an even integer in [2, 2^31]');
+  const quantization = { clipRange, quantizationRange };
+  const max = maxParticipants(quantization);
+  const selected = Math.ceil(settings.clientsPerRound * (1 + (settings.overSelect ?? 0)));
+  if (selected > max) throw new ConfigError(`${selected} participants per round could overflow the mod-2^32 sum with --secagg-quantization-range ${quantizationRange}: at most ${max}; lower the range or the participants per round`);
+  if (threshold !== undefined) {
+    const k = effectiveDegree(Math.max(3, selected), neighbours);
+    if (threshold > k + 1) throw new ConfigError(`--secagg-threshold ${threshold} is above k + 1 = ${k + 1} share holders: no secret could ever be rebuilt`);
+    if (2 * threshold <= k + 1) throw new ConfigError(`--secagg-threshold ${threshold} must be a strict majority of the k + 1 = ${k + 1} share holders (at least ${recommendedThreshold(Math.max(3, selected), neighbours)})`);
+  }
+  return { neighbours, threshold, clipRange, quantizationRange, stepTimeoutMs: 1000 * number(str('secagg-step-timeout'), 'secagg-step-timeout', 30, (n) => n > 0, 'a positive number of seconds') };
+}
+
+/** Rules that aggregate a plain (or fixed-denominator) mean, the only thing a secure sum gives. */
+const SECURE_STRATEGIES: readonly string[] = ['fedavg', 'fedprox', 'fedadam', 'fedyogi'];

@@ -18,7 +18,16 @@ import {
   type TaskSummary,
 } from '../core/protocol/messages.ts';
 import type { AdminClientToServerEvents, AdminServerToClientEvents, FederationStatus } from '../core/protocol/status.ts';
-import { parseDeclineMessage, parseJoinRequest, parseProgressMessage, parseUpdateMessage } from '../core/protocol/validate.ts';
+import {
+  parseDeclineMessage,
+  parseJoinRequest,
+  parseProgressMessage,
+  parseSecAggAdvertise,
+  parseSecAggMasked,
+  parseSecAggShares,
+  parseSecAggUnmask,
+  parseUpdateMessage,
+} from '../core/protocol/validate.ts';
 import { SeededRandom } from '../core/random/prng.ts';
 import { FRAME_HEADER_BYTES } from '../core/wire/frame.ts';
 import type { CoordinatorConfig } from './config.ts';
@@ -28,7 +37,9 @@ import { serveStatic } from './http/static-files.ts';
 import { defaultSecurity } from './security/config.ts';
 import { createTransportServer, guardHttp, installSecurity, publicUrl, socketServerOptions } from './security/guard.ts';
 import { SystemClock } from './rounds/clock.ts';
-import { RoundEngine, type ResumePoint, type RoundTransport } from './rounds/round-engine.ts';
+import { RoundEngine, type ResumePoint, type RoundTransport, type SecAggObserver } from './rounds/round-engine.ts';
+import type { SecAggStep } from './rounds/secure-round.ts';
+import { encodeForwarded, encodeKeys, encodeUnmaskRequest } from '../core/protocol/secagg-wire.ts';
 import { CheckpointStore } from './storage/checkpoints.ts';
 import { writeFileAtomic } from './storage/atomic-write.ts';
 import { AtRestKey } from './storage/encryption.ts';
@@ -64,6 +75,8 @@ export interface Coordinator {
 export interface CoordinatorHooks {
   readonly strategy?: Strategy;
   readonly log?: (line: string) => void;
+  /** Tests only: what the coordinator holds during secure aggregation. */
+  readonly secaggObserver?: SecAggObserver;
 }
 
 /**
@@ -130,6 +143,13 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     sendRoundStart(participantId, message) {
       socketsByParticipant.get(participantId)?.emit('round:start', message);
     },
+    sendSecAgg(participantId, out) {
+      const socket = socketsByParticipant.get(participantId);
+      if (!socket) return;
+      if (out.event === 'secagg:keys') socket.emit(out.event, encodeKeys(out.message));
+      else if (out.event === 'secagg:forwarded') socket.emit(out.event, encodeForwarded(out.message));
+      else socket.emit(out.event, encodeUnmaskRequest(out.message));
+    },
     broadcastRoundEnd(message) {
       io.emit('round:end', message);
       const m = message.metrics;
@@ -164,6 +184,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     random: new SeededRandom(config.seed),
     task: { name: task.name, architecture: spec.architecture, paramCount: task.paramCount },
     newId: () => randomUUID(),
+    secaggObserver: hooks.secaggObserver,
     onRoundStarting: (round) => checkpoints.markRoundStarted(round),
     onRoundCompleted: async (record, model, history) => {
       const files = await serializer.toFiles(model.weights);
@@ -245,6 +266,36 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
         return engine.decline(id, parseDeclineMessage(args[0]));
       });
     });
+    const secaggEvents: [keyof ClientToServerEvents, SecAggStep, (value: unknown) => Parameters<RoundEngine['submitSecAgg']>[2]][] = [
+      ['secagg:advertise', 'advertise', parseSecAggAdvertise],
+      ['secagg:shares', 'shares', parseSecAggShares],
+      ['secagg:masked', 'masked', parseSecAggMasked],
+      ['secagg:unmask', 'unmask', parseSecAggUnmask],
+    ];
+    for (const [event, step, parse] of secaggEvents) {
+      (socket.on as (event: string, listener: (...args: unknown[]) => void) => void)(event, (...args: unknown[]) => {
+        const ack = args.at(-1);
+        const answer = (result: Ack<unknown>) => {
+          if (typeof ack === 'function') ack(result);
+        };
+        const id = socket.data.participantId;
+        if (id === undefined) return answer(refuse(ErrorCode.NotJoined, 'join before sending secure aggregation messages'));
+        let message;
+        try {
+          message = parse(args[0]);
+        } catch (error) {
+          if (!(error instanceof ProtocolError)) throw error;
+          engine.excludeFromOpenRound(id);
+          engine.countRejection(error.code);
+          return answer(ackError(error.code, error.message));
+        }
+        engine.submitSecAgg(id, step, message).then(answer, (error: unknown) => {
+          console.error('secure aggregation handler failed:', error);
+          engine.excludeFromOpenRound(id);
+          answer(refuse(ErrorCode.BadPayload, 'the request could not be processed'));
+        });
+      });
+    }
     socket.on('progress', (...args: unknown[]) => {
       const id = socket.data.participantId;
       try {

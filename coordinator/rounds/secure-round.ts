@@ -7,6 +7,9 @@ import {
   recommendedThreshold,
   SecAggServer,
   type AdvertiseKeysMessage,
+  type ForwardedSharesMessage,
+  type KeyDirectoryMessage,
+  type UnmaskRequestMessage,
   type MaskedInputMessage,
   type SecAggConfig,
   type SecAggResult,
@@ -29,9 +32,9 @@ import type { Clock, TimerHandle } from './clock.ts';
 export type SecAggStep = 'advertise' | 'shares' | 'masked' | 'unmask';
 
 export type SecAggOutbound =
-  | { readonly event: 'secagg:keys'; readonly message: unknown }
-  | { readonly event: 'secagg:forwarded'; readonly message: unknown }
-  | { readonly event: 'secagg:unmask-request'; readonly message: unknown };
+  | { readonly event: 'secagg:keys'; readonly message: KeyDirectoryMessage }
+  | { readonly event: 'secagg:forwarded'; readonly message: ForwardedSharesMessage }
+  | { readonly event: 'secagg:unmask-request'; readonly message: UnmaskRequestMessage };
 
 export type SecureRoundOutcome = { readonly ok: true; readonly result: SecAggResult; readonly contributors: readonly string[] } | { readonly ok: false; readonly reason: string };
 

@@ -19,6 +19,9 @@ import { decodeFrame, encodeFrame, FrameKind } from '../wire/frame.ts';
 import type { PrivacyLedger } from '../privacy/ledger.ts';
 import { TrainingAborted } from '../training/local-trainer.ts';
 import type { RoundTrainer } from './trainers.ts';
+import { SecAggClient, type SecAggConfig, type UnmaskRequestMessage } from '../secagg/protocol.ts';
+import type { SecAggAccepted, SecAggForwardedWire, SecAggKeysWire, SecAggRoundInfo } from '../protocol/messages.ts';
+import { decodeForwarded, decodeKeys, encodeAdvertise, encodeMasked, encodeShares, encodeUnmask, toBytes } from '../protocol/secagg-wire.ts';
 
 /**
  * The participant side of the protocol, shared by browser tabs (inside the
@@ -43,8 +46,15 @@ export type ParticipantEvent =
       readonly bytes: number;
       readonly clipped: boolean;
       readonly noised: boolean;
+      /** True when the update went out masked with secure aggregation. */
+      readonly masked?: boolean;
     }
   | { readonly type: 'rejected'; readonly round: number; readonly code: string; readonly message: string }
+  /**
+   * Secure aggregation progress: 'masked' means the masked update was
+   * accepted (the coordinator will only ever see it inside the sum).
+   */
+  | { readonly type: 'secagg'; readonly round: number; readonly step: 'advertised' | 'shared' | 'masked' | 'unmasked'; readonly index: number; readonly participants: number }
   | { readonly type: 'privacy'; readonly epsilon: number; readonly delta: number; readonly budget?: number; readonly exhausted: boolean }
   | { readonly type: 'declined'; readonly round: number; readonly reason: string }
   | { readonly type: 'round-end'; readonly message: RoundEndMessage }
@@ -65,6 +75,8 @@ export interface ParticipantOptions {
   readonly reconnectionDelayMs?: number;
   /** How long to wait for the coordinator's acknowledgement of a request (default 60 s). */
   readonly ackTimeoutMs?: number;
+  /** Tests only: the plain update of a secure aggregation round, before clipping, noise and masking. */
+  readonly onPlainUpdate?: (round: number, update: Float32Array) => void;
 }
 
 export class Participant {
@@ -76,6 +88,9 @@ export class Participant {
   private activeRound = 0;
   private abortedRound = 0;
   private finished = false;
+  /** Secure aggregation messages from the coordinator, by event, for the round they name. */
+  private readonly secaggInbox = new Map<string, { round: number; message: unknown }>();
+  private secaggWaiter: { event: string; round: number; resolve: (m: unknown) => void; reject: (e: Error) => void } | undefined;
 
   constructor(private readonly options: ParticipantOptions) {
     this.socket = io(options.url, {
@@ -94,6 +109,10 @@ export class Participant {
     });
     this.socket.on('round:start', (message) => void this.onRoundStart(message));
     this.socket.on('round:end', (message) => this.onRoundEnd(message));
+    for (const event of ['secagg:keys', 'secagg:forwarded', 'secagg:unmask-request'] as const) {
+      this.socket.on(event, (message: { round: number }) => this.deliverSecAgg(event, message));
+    }
+    this.socket.on('disconnect', () => this.failSecAggWait(new TrainingAborted()));
     this.socket.on('federation:done', (message) => {
       this.finished = true;
       this.emit({ type: 'done', message });
@@ -202,10 +221,101 @@ export class Participant {
     if (!this.finished) this.emit({ type: 'status', status: 'waiting' });
   }
 
+  private deliverSecAgg(event: string, message: { round: number }): void {
+    const waiter = this.secaggWaiter;
+    if (waiter && waiter.event === event && waiter.round === message.round) {
+      this.secaggWaiter = undefined;
+      waiter.resolve(message);
+      return;
+    }
+    this.secaggInbox.set(event, { round: message.round, message });
+  }
+
+  private failSecAggWait(error: Error): void {
+    const waiter = this.secaggWaiter;
+    this.secaggWaiter = undefined;
+    waiter?.reject(error);
+  }
+
+  /** The coordinator's next secagg message of this kind for this round; rejects when the round ends or the connection drops. */
+  private nextSecAgg<T>(event: string, round: number): Promise<T> {
+    const held = this.secaggInbox.get(event);
+    this.secaggInbox.delete(event);
+    if (held && held.round === round) return Promise.resolve(held.message as T);
+    if (!this.socket.connected || this.abortedRound === round) return Promise.reject(new TrainingAborted());
+    return new Promise<T>((resolve, reject) => {
+      this.secaggWaiter = { event, round, resolve: (m) => resolve(m as T), reject };
+    });
+  }
+
+  private async sendSecAgg(event: 'secagg:advertise' | 'secagg:shares' | 'secagg:masked' | 'secagg:unmask', message: unknown): Promise<void> {
+    const timed = this.socket.timeout(this.ackTimeoutMs);
+    const emit = timed.emitWithAck.bind(timed) as (event: string, message: unknown) => Promise<Ack<SecAggAccepted>>;
+    const ack = await emit(event, message);
+    if (!ack.ok) throw new SecAggRefused(ack.error.code, ack.error.message);
+  }
+
   private onRoundEnd(message: RoundEndMessage): void {
-    if (message.round === this.activeRound) this.abortedRound = message.round;
+    if (message.round === this.activeRound) {
+      this.abortedRound = message.round;
+      this.failSecAggWait(new TrainingAborted());
+    }
     if (message.metrics) this.globalMetrics = message.metrics;
     this.emit({ type: 'round-end', message });
+  }
+
+  /**
+   * A round with secure aggregation (core/secagg): advertise keys, share the
+   * secrets, train, then clip, noise (the round's FitConfig.privacy, once),
+   * quantise and mask the update and send it; finally answer the unmasking
+   * request. The coordinator never sees the update on its own.
+   */
+  private async secureRound(message: RoundStartMessage, info: SecAggRoundInfo, weights: Float32Array): Promise<void> {
+    const round = message.round;
+    const config: SecAggConfig = { ...info.config, roundSeed: toBytes(info.config.roundSeed) };
+    const client = await SecAggClient.create(config, info.index);
+    const step = (name: 'advertised' | 'shared' | 'masked' | 'unmasked') =>
+      this.emit({ type: 'secagg', round, step: name, index: info.index, participants: config.participants });
+    try {
+      await this.sendSecAgg('secagg:advertise', encodeAdvertise(client.advertise()));
+      step('advertised');
+      const directory = decodeKeys(await this.nextSecAgg<SecAggKeysWire>('secagg:keys', round));
+      await this.sendSecAgg('secagg:shares', encodeShares(await client.shareKeys(directory)));
+      step('shared');
+      const forwarded = decodeForwarded(await this.nextSecAgg<SecAggForwardedWire>('secagg:forwarded', round));
+      this.emit({ type: 'status', status: 'training', detail: `round ${round}` });
+      const result = await this.options.trainer.train(weights, message.config, {
+        shouldAbort: () => this.abortedRound === round || !this.socket.connected,
+        onProgress: (p) => {
+          this.emit({ type: 'progress', round, ...p });
+          if (this.socket.connected) this.socket.emit('progress', { round, ...p });
+        },
+      });
+      this.options.onPlainUpdate?.(round, result.update);
+      const privacy = message.config.privacy;
+      let clipped = false;
+      const masked = await client.maskInput(forwarded, result.update, {
+        // The participant's share of the noise goes in before quantisation: the coordinator only ever decodes the noised sum.
+        beforeQuantize: privacy ? (values) => void (clipped = privatizeUpdate(values, privacy).clipped) : undefined,
+      });
+      let epsilon: number | undefined;
+      if (result.privacySpent) {
+        epsilon = await this.options.ledger!.charge(result.privacySpent);
+        this.emitPrivacy(epsilon, false);
+      }
+      this.emit({ type: 'status', status: 'uploading', detail: `round ${round}` });
+      const wire = encodeMasked(masked);
+      const bytes = toBytes(wire.masked);
+      await this.sendSecAgg('secagg:masked', wire);
+      step('masked');
+      this.emit({ type: 'uploaded', round, metrics: result.metrics, bytes: bytes.byteLength, clipped, noised: (privacy?.noiseStd ?? 0) > 0, masked: true });
+      const request = await this.nextSecAgg<UnmaskRequestMessage>('secagg:unmask-request', round);
+      await this.sendSecAgg('secagg:unmask', encodeUnmask(await client.unmask(request)));
+      step('unmasked');
+    } catch (error) {
+      client.abort();
+      throw error;
+    }
   }
 
   private async onRoundStart(message: RoundStartMessage): Promise<void> {
@@ -217,6 +327,10 @@ export class Participant {
       if (!(await this.admitRound(message))) return;
       this.emit({ type: 'status', status: 'downloading', detail: `round ${round}` });
       const weights = decodeFrame(message.model.weights, { kind: FrameKind.Weights, expectedCount: task.paramCount });
+      if (message.secagg) {
+        await this.secureRound(message, message.secagg, weights);
+        return;
+      }
       this.emit({ type: 'status', status: 'training', detail: `round ${round}` });
       const result = await this.options.trainer.train(weights, message.config, {
         shouldAbort: () => this.abortedRound === round || !this.socket.connected,
@@ -258,12 +372,26 @@ export class Participant {
         this.emit({ type: 'rejected', round, code: ack.error.code, message: ack.error.message });
       }
     } catch (error) {
-      if (!(error instanceof TrainingAborted)) {
+      if (error instanceof SecAggRefused) {
+        this.emit({ type: 'rejected', round, code: error.code, message: error.message });
+      } else if (!(error instanceof TrainingAborted)) {
         this.emit({ type: 'error', message: `round ${round}: ${error instanceof Error ? error.message : String(error)}` });
       }
     } finally {
       if (this.activeRound === round) this.activeRound = 0;
+      if (this.secaggWaiter?.round === round) this.failSecAggWait(new TrainingAborted());
       if (!this.finished) this.emit({ type: 'status', status: this.socket.connected ? 'waiting' : 'disconnected' });
     }
   }
 }
+
+/** The coordinator refused a secure aggregation message (its ack code and message). */
+class SecAggRefused extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+

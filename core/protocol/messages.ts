@@ -145,24 +145,28 @@ export interface SecAggAdvertiseWire {
   readonly maskingKey: Binary;
 }
 
-/** Step 0, coordinator → each participant that advertised. */
+/** Step 0, coordinator → each participant that advertised: the keys of entry i are piece i of each blob (65 bytes each). */
 export interface SecAggKeysWire {
   readonly round: number;
-  readonly keys: readonly { readonly index: number; readonly encryptionKey: Binary; readonly maskingKey: Binary }[];
+  readonly indices: readonly number[];
+  readonly encryptionKeys: Binary;
+  readonly maskingKeys: Binary;
 }
 
-/** Step 1, participant → coordinator: one ciphertext per live neighbour. */
+/** Step 1, participant → coordinator: one ciphertext per live neighbour, `to[i]`'s is piece i of `ciphertexts`. */
 export interface SecAggSharesWire {
   readonly round: number;
   readonly from: number;
-  readonly shares: readonly { readonly to: number; readonly ciphertext: Binary }[];
+  readonly to: readonly number[];
+  readonly ciphertexts: Binary;
 }
 
-/** Step 1, coordinator → each participant that shared: the ciphertexts addressed to it. */
+/** Step 1, coordinator → each participant that shared: the ciphertexts addressed to it, `from[i]`'s is piece i. */
 export interface SecAggForwardedWire {
   readonly round: number;
   readonly to: number;
-  readonly shares: readonly { readonly from: number; readonly ciphertext: Binary }[];
+  readonly from: readonly number[];
+  readonly ciphertexts: Binary;
 }
 
 /** Step 2, participant → coordinator: the masked update, uint32 little-endian. */
@@ -179,12 +183,14 @@ export interface SecAggUnmaskRequestWire {
   readonly dropped: readonly number[];
 }
 
-/** Step 3, participant → coordinator. */
+/** Step 3, participant → coordinator: shares as equal pieces of a blob, owner by owner. */
 export interface SecAggUnmaskWire {
   readonly round: number;
   readonly from: number;
-  readonly selfMaskShares: readonly { readonly owner: number; readonly share: Binary }[];
-  readonly maskingKeyShares: readonly { readonly owner: number; readonly share: Binary }[];
+  readonly selfMaskOwners: readonly number[];
+  readonly selfMaskShares: Binary;
+  readonly maskingKeyOwners: readonly number[];
+  readonly maskingKeyShares: Binary;
 }
 
 export interface SecAggAccepted {

@@ -1,5 +1,6 @@
 import type { AdvertiseKeysMessage, MaskedInputMessage, ShareKeysMessage, UnmaskResponseMessage } from '../secagg/protocol.ts';
 import { ErrorCode, ProtocolError } from './errors.ts';
+import { decodeShares, decodeUnmask, WireShapeError } from './secagg-wire.ts';
 import type { Binary, ClientInfo, DeclineMessage, JoinRequest, ProgressMessage, TrainMetrics, UpdateMessage } from './messages.ts';
 
 /**
@@ -134,15 +135,24 @@ export function parseSecAggAdvertise(value: unknown): AdvertiseKeysMessage {
   return { ...secaggHeader(o, 'secagg:advertise'), encryptionKey: bytes(o.encryptionKey, 'secagg:advertise.encryptionKey'), maskingKey: bytes(o.maskingKey, 'secagg:advertise.maskingKey') };
 }
 
+function indexList(value: unknown, path: string): number[] {
+  return list(value, path).map((v, i) => integer(v, `${path}[${i}]`, 0, MAX_SECAGG_ENTRIES));
+}
+
+/** Equal pieces of a blob; a blob that does not split is a wrong size. */
+function pieces<T>(decode: () => T): T {
+  try {
+    return decode();
+  } catch (error) {
+    if (error instanceof WireShapeError) throw new ProtocolError(ErrorCode.BadPayload, error.message);
+    throw error;
+  }
+}
+
 export function parseSecAggShares(value: unknown): ShareKeysMessage {
   const o = object(value, 'secagg:shares');
-  return {
-    ...secaggHeader(o, 'secagg:shares'),
-    shares: list(o.shares, 'secagg:shares.shares').map((entry, i) => {
-      const e = object(entry, `secagg:shares.shares[${i}]`);
-      return { to: integer(e.to, `secagg:shares.shares[${i}].to`, 0, MAX_SECAGG_ENTRIES), ciphertext: bytes(e.ciphertext, `secagg:shares.shares[${i}].ciphertext`) };
-    }),
-  };
+  const w = { ...secaggHeader(o, 'secagg:shares'), to: indexList(o.to, 'secagg:shares.to'), ciphertexts: bytes(o.ciphertexts, 'secagg:shares.ciphertexts') };
+  return pieces(() => decodeShares(w));
 }
 
 /** The masked vector as a fresh, aligned Uint32Array (little-endian on the wire). */
@@ -157,14 +167,12 @@ export function parseSecAggMasked(value: unknown): MaskedInputMessage {
 
 export function parseSecAggUnmask(value: unknown): UnmaskResponseMessage {
   const o = object(value, 'secagg:unmask');
-  const owned = (v: unknown, path: string) =>
-    list(v, path).map((entry, i) => {
-      const e = object(entry, `${path}[${i}]`);
-      return { owner: integer(e.owner, `${path}[${i}].owner`, 0, MAX_SECAGG_ENTRIES), share: bytes(e.share, `${path}[${i}].share`) };
-    });
-  return {
+  const w = {
     ...secaggHeader(o, 'secagg:unmask'),
-    selfMaskShares: owned(o.selfMaskShares, 'secagg:unmask.selfMaskShares'),
-    maskingKeyShares: owned(o.maskingKeyShares, 'secagg:unmask.maskingKeyShares'),
+    selfMaskOwners: indexList(o.selfMaskOwners, 'secagg:unmask.selfMaskOwners'),
+    selfMaskShares: bytes(o.selfMaskShares, 'secagg:unmask.selfMaskShares'),
+    maskingKeyOwners: indexList(o.maskingKeyOwners, 'secagg:unmask.maskingKeyOwners'),
+    maskingKeyShares: bytes(o.maskingKeyShares, 'secagg:unmask.maskingKeyShares'),
   };
+  return pieces(() => decodeUnmask(w));
 }

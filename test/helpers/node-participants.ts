@@ -22,6 +22,8 @@ export interface NodeParticipantOptions {
   readonly budgets?: readonly (number | undefined)[];
   /** socket.io handshake auth, e.g. `{ token }` for a coordinator with join tokens. */
   readonly auth?: Record<string, string>;
+  /** Secure aggregation tests: participant k's plain update of each round, before masking. */
+  readonly onPlainUpdate?: (k: number, round: number, update: Float32Array) => void;
 }
 
 /** Real participants in this Node process: the shared participant client and trainers on the tfjs wasm backend. */
@@ -51,6 +53,7 @@ export async function startNodeParticipants(url: string, demo: DemoData, task: T
       ledger,
       reconnectionDelayMs: 200,
       auth: options.auth,
+      onPlainUpdate: options.onPlainUpdate ? (round, update) => options.onPlainUpdate!(k, round, update.slice()) : undefined,
       onEvent: (event) => events.push(event),
     });
     participant.start();
