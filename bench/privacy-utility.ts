@@ -286,6 +286,8 @@ async function runClient(options: Options, demo: DemoData, targetEpsilon: number
       : [
           '--client-dp', 'central', '--client-noise-multiplier', String(z), '--client-sample-rate', String(q), '--client-clip', String(clip),
           '--expected-clients', String(m), '--epsilon-budget', String(targetEpsilon),
+          // Client-level DP requires the status to stay with the operator.
+          '--admin-token', 'privacy-utility-bench-admin-token',
         ]),
   ];
   const started = performance.now();

@@ -234,6 +234,11 @@ export function parseConfig(argv: readonly string[], env: Record<string, string 
   if (clientDp && settings.fit.privacy) throw new ConfigError('--clip-norm/--noise-std and --client-dp both set the update clipping: use one');
   const strategy = parseStrategy(v, settings, clientDp);
   const secureAggregation = parseSecureAggregation(v, settings, clientDp, strategy);
+  const security = parseSecurityConfig(v, (message) => new ConfigError(message));
+  if (clientDp && !security?.adminTokens) {
+    // The status page names who took part in each round; sampling amplifies privacy only if that stays private.
+    throw new ConfigError('--client-dp needs --admin-token or --admin-token-file: the dashboard and /api/status show who took part in each round, which must stay with the operator');
+  }
   return {
     checkpointKeyFile: v['checkpoint-key-file'],
     clientDp,
@@ -247,7 +252,7 @@ export function parseConfig(argv: readonly string[], env: Record<string, string 
     demoParticipants,
     staticDir: v['static-dir'] ?? 'dist',
     quiet: v.quiet ?? false,
-    security: parseSecurityConfig(v, (message) => new ConfigError(message)),
+    security,
   };
 }
 

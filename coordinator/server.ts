@@ -111,8 +111,8 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     process.env.FL_FAULT_KILL_IN_CHECKPOINT === '1',
   );
   const strategy: Strategy = hooks.strategy ?? buildStrategy(config);
-  const resume = await findResumePoint(checkpoints, task, strategy, log);
   const lastStartedRound = await checkpoints.lastStartedRound();
+  const resume = await findResumePoint(checkpoints, task, strategy, lastStartedRound, log);
   const demoData = encodeDataset(demo.train);
   const clock = new SystemClock();
 
@@ -434,12 +434,20 @@ async function findResumePoint(
   checkpoints: CheckpointStore,
   task: TaskSummary,
   strategy: Strategy,
+  lastStartedRound: number,
   log: (line: string) => void,
 ): Promise<ResumePoint | undefined> {
   const scan = await checkpoints.loadLatest();
   for (const bad of scan.rejected) console.error(`checkpoint ${bad.dir} is unusable and was skipped: ${bad.reason}`);
   const latest = scan.latest;
   if (!latest) {
+    if (lastStartedRound > 0 && strategy.privacy) {
+      // Models were released before, and what they spent is lost with the checkpoints: starting at ε = 0 would lie.
+      throw new Error(
+        `${checkpoints.runDir} ran ${lastStartedRound} rounds under differential privacy but holds no usable checkpoint, ` +
+          'so the privacy already spent is unknown: restore a checkpoint, or use another --data-dir for a new run',
+      );
+    }
     if (scan.rejected.length > 0) console.error('no usable checkpoint: starting from the initial model');
     return undefined;
   }
@@ -456,6 +464,12 @@ async function findResumePoint(
       throw new Error(`${checkpoints.runDir} was run with strategy "${state.strategy.name}", now "${strategy.name}": use another --data-dir to change it`);
     }
     strategy.loadState(state.strategy.state);
+  }
+  const unrecorded = lastStartedRound - state.round;
+  if (unrecorded > 0 && strategy.chargeUnrecordedRounds) {
+    // Rounds cut short by the crash may have released updates (distributed noise) or models: count them as spent.
+    strategy.chargeUnrecordedRounds(unrecorded);
+    log(`charged ${unrecorded} round(s) started after the last checkpoint to the privacy accountant`);
   }
   log(`resuming ${task.name} from the checkpoint of round ${state.round} (model version ${state.modelVersion}, ${state.history.length} rounds of history)`);
   return { round: state.round, modelVersion: state.modelVersion, weights, history: state.history };

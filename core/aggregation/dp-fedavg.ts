@@ -1,7 +1,7 @@
 import { RdpAccountant, type RdpAccountantState } from '../privacy/accountant.ts';
 import { clipToNorm, GaussianSampler } from '../privacy/update-privacy.ts';
 import type { FitConfig } from '../protocol/messages.ts';
-import type { UniformSource } from '../random/prng.ts';
+import { SecureRandom, type UniformSource } from '../random/prng.ts';
 import type { ClientResult, PrivacyReport, RoundAggregator, RoundContext, Strategy } from './strategy.ts';
 
 /**
@@ -34,11 +34,13 @@ import type { ClientResult, PrivacyReport, RoundAggregator, RoundContext, Strate
  *   truth until the updates are securely aggregated.
  *
  * Adaptive clipping (Andrew et al. 2021, "Differentially Private Learning
- * with Adaptive Clipping"), central mode only: the coordinator counts the
- * updates whose norm was within S, adds N(0, σ_b²) to the count, and moves
- * S geometrically towards the target quantile γ: S ← S·exp(−η(b̄ − γ)), b̄
- * the noised fraction. The update noise is raised so that both queries
- * together spend what z alone would: z_Δ = (z⁻² − (2σ_b)⁻²)^(−1/2).
+ * with Adaptive Clipping"), central mode only: each update contributes
+ * b_i − ½, with b_i = 1 when its norm was within S (centred, so that adding
+ * or removing one participant moves the sum by at most ½); the coordinator
+ * adds N(0, σ_b²) to that sum, takes b̄ = (sum + noise)/m + ½, and moves S
+ * geometrically towards the target quantile γ: S ← S·exp(−η(b̄ − γ)). The
+ * update noise is raised so that both queries together spend what z alone
+ * would: z_Δ = (z⁻² − (2σ_b)⁻²)^(−1/2), valid for the sensitivity-½ count.
  */
 
 export type ClipPolicy =
@@ -71,6 +73,11 @@ export interface DpFedAvgOptions {
   readonly serverLearningRate?: number;
   /** The source of noise; the CSPRNG by default. Seed it only in tests. */
   readonly uniform?: UniformSource;
+  /**
+   * The source of client selection; the CSPRNG by default. Sampling amplifies
+   * privacy only if nobody can predict who is selected: seed it only in tests.
+   */
+  readonly selectionUniform?: UniformSource;
 }
 
 export interface DpFedAvgState {
@@ -82,6 +89,7 @@ export interface DpFedAvgState {
 export class DpFedAvg implements Strategy {
   readonly name: string;
   private readonly sampler: GaussianSampler;
+  private readonly selection: UniformSource;
   private accountant = new RdpAccountant();
   private clipNorm: number;
   private roundsCharged = 0;
@@ -112,6 +120,7 @@ export class DpFedAvg implements Strategy {
       this.updateNoiseMultiplier = 1 / Math.sqrt(z ** -2 - twoSigmaB ** -2);
     }
     this.sampler = new GaussianSampler(options.uniform);
+    this.selection = options.selectionUniform ?? new SecureRandom();
     this.name = `dp-fedavg (${placement} noise, z=${z}, q=${q}, ${clip.kind} clipping)`;
   }
 
@@ -124,8 +133,9 @@ export class DpFedAvg implements Strategy {
     return this.clipNorm;
   }
 
-  select<T>(eligible: readonly T[], _count: number, random: UniformSource): T[] {
-    return eligible.filter(() => random.next() < this.options.sampleRate);
+  /** Poisson sampling from the CSPRNG: the engine's (seeded, predictable) generator is deliberately ignored. */
+  select<T>(eligible: readonly T[], _count: number, _random: UniformSource): T[] {
+    return eligible.filter(() => this.selection.next() < this.options.sampleRate);
   }
 
   configureFit(_round: number, base: FitConfig): FitConfig {
@@ -200,6 +210,10 @@ export class DpFedAvg implements Strategy {
     this.roundsCharged++;
   }
 
+  chargeUnrecordedRounds(rounds: number): void {
+    for (let i = 0; i < rounds; i++) this.charge();
+  }
+
   noiseSum(sum: Float64Array, std: number): void {
     for (let i = 0; i < sum.length; i++) sum[i]! += std * this.sampler.next();
   }
@@ -208,10 +222,11 @@ export class DpFedAvg implements Strategy {
     return std * this.sampler.next();
   }
 
-  adaptClip(withinCount: number): void {
+  /** `centredCount` is Σ(b_i − ½) over the round's updates: sensitivity ½, as z_Δ assumes. */
+  adaptClip(centredCount: number): void {
     const clip = this.options.clip;
     if (clip.kind !== 'adaptive') return;
-    const noisyFraction = (withinCount + this.noiseScalar(clip.countNoiseStd)) / this.options.expectedClients;
+    const noisyFraction = (centredCount + this.noiseScalar(clip.countNoiseStd)) / this.options.expectedClients + 0.5;
     this.clipNorm *= Math.exp(-clip.learningRate * (noisyFraction - clip.targetQuantile));
   }
 
@@ -267,7 +282,7 @@ class DpRound implements RoundAggregator {
     const { placement, expectedClients, serverLearningRate = 1 } = this.strategy.settings;
     if (placement === 'central') {
       this.strategy.noiseSum(this.sum, this.strategy.updateNoiseMultiplier * this.clipNorm);
-      this.strategy.adaptClip(this.within);
+      this.strategy.adaptClip(this.within - this.added / 2);
     }
     const scale = serverLearningRate / expectedClients;
     const out = new Float32Array(this.sum.length);

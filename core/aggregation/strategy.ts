@@ -75,4 +75,9 @@ export interface Strategy {
   saveState?(): unknown;
   /** Restores what saveState returned; throws on state it cannot use. */
   loadState?(state: unknown): void;
+  /**
+   * Charges rounds that started but were never checkpointed (a crash): their
+   * updates may have been seen, so their privacy is spent.
+   */
+  chargeUnrecordedRounds?(rounds: number): void;
 }

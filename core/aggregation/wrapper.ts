@@ -16,10 +16,13 @@ export abstract class StrategyWrapper implements Strategy {
   /** Present only when the wrapped strategy has state to checkpoint (a subclass with its own state sets both). */
   saveState?: () => unknown;
   loadState?: (state: unknown) => void;
+  readonly chargeUnrecordedRounds?: (rounds: number) => void;
 
   constructor(readonly inner: Strategy) {
     const report = inner.privacy;
     if (report) this.privacy = () => report.call(inner);
+    const charge = inner.chargeUnrecordedRounds;
+    if (charge) this.chargeUnrecordedRounds = (rounds) => charge.call(inner, rounds);
     const save = inner.saveState;
     const load = inner.loadState;
     if (save && load) {

@@ -10,6 +10,7 @@ import {
   type JoinAccepted,
   type RoundEndMessage,
   type RoundStartMessage,
+  type SampleDpConfig,
   type ServerToClientEvents,
   type TaskSummary,
   type TrainMetrics,
@@ -54,7 +55,7 @@ export type ParticipantEvent =
    * Secure aggregation progress: 'masked' means the masked update was
    * accepted (the coordinator will only ever see it inside the sum).
    */
-  | { readonly type: 'secagg'; readonly round: number; readonly step: 'advertised' | 'shared' | 'masked' | 'unmasked'; readonly index: number; readonly participants: number }
+  | { readonly type: 'secagg'; readonly round: number; readonly step: 'advertised' | 'shared' | 'masked' | 'unmasked'; readonly index: number; readonly participants: number; readonly neighbours?: number | 'all'; readonly threshold?: number }
   | { readonly type: 'privacy'; readonly epsilon: number; readonly delta: number; readonly budget?: number; readonly exhausted: boolean }
   | { readonly type: 'declined'; readonly round: number; readonly reason: string }
   | { readonly type: 'round-end'; readonly message: RoundEndMessage }
@@ -88,6 +89,10 @@ export class Participant {
   private activeRound = 0;
   private abortedRound = 0;
   private finished = false;
+  /** The chain of rounds, run one after another. */
+  private rounds: Promise<void> = Promise.resolve();
+  private pinnedSampleDp: SampleDpConfig | undefined;
+  private pinnedNoiseMultiplier: number | undefined;
   /** Secure aggregation messages from the coordinator, by event, for the round they name. */
   private readonly secaggInbox = new Map<string, { round: number; message: unknown }>();
   private secaggWaiter: { event: string; round: number; resolve: (m: unknown) => void; reject: (e: Error) => void } | undefined;
@@ -107,7 +112,11 @@ export class Participant {
       // A refusal by the coordinator (UNAUTHORIZED, TOO_MANY_CONNECTIONS: err.data.code) is not retried by socket.io.
       if (!this.socket.active) this.emit({ type: 'error', message: `connection refused: ${error.message}` });
     });
-    this.socket.on('round:start', (message) => void this.onRoundStart(message));
+    // One round at a time: a round that starts while the last one is still stopping waits for it, so
+    // two trainings never share the model and the ledger check sees every earlier charge.
+    this.socket.on('round:start', (message) => {
+      this.rounds = this.rounds.then(() => this.onRoundStart(message)).catch(() => undefined);
+    });
     this.socket.on('round:end', (message) => this.onRoundEnd(message));
     for (const event of ['secagg:keys', 'secagg:forwarded', 'secagg:unmask-request'] as const) {
       this.socket.on(event, (message: { round: number }) => this.deliverSecAgg(event, message));
@@ -154,7 +163,36 @@ export class Participant {
    * ε past the budget is declined, for good, and the coordinator is told so.
    * Returns true when the round may be trained.
    */
+  /**
+   * A coordinator may not weaken privacy after a participant joined: DP-SGD
+   * settings are pinned from the task summary of the first join, and a
+   * participant's own noise in distributed mode from the first round that
+   * asked for it. Returns why a round asks for less, if it does.
+   */
+  private weakerPrivacy(config: RoundStartMessage['config']): string | undefined {
+    const pinned = this.pinnedSampleDp;
+    const dp = config.sampleDp;
+    if (pinned && dp && (dp.noiseMultiplier < pinned.noiseMultiplier || dp.clipNorm > pinned.clipNorm)) {
+      return `the round asks for weaker DP-SGD (σ ${dp.noiseMultiplier}, C ${dp.clipNorm}) than the task this participant joined (σ ${pinned.noiseMultiplier}, C ${pinned.clipNorm})`;
+    }
+    const privacy = config.privacy;
+    if (privacy && privacy.noiseStd > 0) {
+      const multiplier = privacy.noiseStd / privacy.clipNorm;
+      this.pinnedNoiseMultiplier ??= multiplier;
+      if (multiplier < this.pinnedNoiseMultiplier * (1 - 1e-9)) {
+        return `the round asks for less noise per clip norm (${multiplier}) than this participant first added (${this.pinnedNoiseMultiplier})`;
+      }
+    }
+    return undefined;
+  }
+
   private async admitRound(message: RoundStartMessage): Promise<boolean> {
+    const weaker = this.weakerPrivacy(message.config);
+    if (weaker) {
+      this.emit({ type: 'declined', round: message.round, reason: weaker });
+      await this.socket.timeout(this.ackTimeoutMs).emitWithAck('decline', { round: message.round, reason: weaker, final: false });
+      return false;
+    }
     const dp = message.config.sampleDp;
     const { trainer, ledger } = this.options;
     if (!dp) {
@@ -172,6 +210,8 @@ export class Participant {
         : undefined;
     let why = reason;
     if (!why && ledger) {
+      // Another tab may have charged the same dataset since this one last looked.
+      await ledger.refresh();
       const planned = trainer.plannedPrivacySteps!(message.config)!;
       const check = ledger.check(planned);
       if (!check.allowed) {
@@ -211,6 +251,7 @@ export class Participant {
     const accepted = result.value;
     this.participantId = accepted.participantId;
     this.task = accepted.task;
+    this.pinnedSampleDp ??= accepted.task.sampleDp;
     this.emit({
       type: 'joined',
       participantId: accepted.participantId,
@@ -275,7 +316,7 @@ export class Participant {
     const config: SecAggConfig = { ...info.config, roundSeed: toBytes(info.config.roundSeed) };
     const client = await SecAggClient.create(config, info.index);
     const step = (name: 'advertised' | 'shared' | 'masked' | 'unmasked') =>
-      this.emit({ type: 'secagg', round, step: name, index: info.index, participants: config.participants });
+      this.emit({ type: 'secagg', round, step: name, index: info.index, participants: config.participants, neighbours: config.neighbours, threshold: config.threshold });
     try {
       await this.sendSecAgg('secagg:advertise', encodeAdvertise(client.advertise()));
       step('advertised');
@@ -288,7 +329,7 @@ export class Participant {
         shouldAbort: () => this.abortedRound === round || !this.socket.connected,
         onProgress: (p) => {
           this.emit({ type: 'progress', round, ...p });
-          if (this.socket.connected) this.socket.emit('progress', { round, ...p });
+          if (this.socket.connected && !isPrivateRound(message.config)) this.socket.emit('progress', { round, ...p });
         },
       });
       this.options.onPlainUpdate?.(round, result.update);
@@ -336,7 +377,7 @@ export class Participant {
         shouldAbort: () => this.abortedRound === round || !this.socket.connected,
         onProgress: (p) => {
           this.emit({ type: 'progress', round, ...p });
-          if (this.socket.connected) this.socket.emit('progress', { round, ...p });
+          if (this.socket.connected && !isPrivateRound(message.config)) this.socket.emit('progress', { round, ...p });
         },
       });
       const privacy = message.config.privacy;
@@ -353,9 +394,9 @@ export class Participant {
         round,
         baseVersion: message.model.version,
         numExamples: result.numExamples,
-        // Metrics of raw local data are not covered by DP-SGD's guarantee: they stay here.
-        metrics: result.privacySpent ? undefined : result.metrics,
-        trainMs: result.trainMs,
+        // Metrics and timing come from raw local data, outside any DP guarantee: under DP they stay here.
+        metrics: isPrivateRound(message.config) ? undefined : result.metrics,
+        trainMs: isPrivateRound(message.config) ? undefined : result.trainMs,
         update: frame,
         epsilon,
       });
@@ -395,3 +436,8 @@ class SecAggRefused extends Error {
   }
 }
 
+
+/** A round under any differential privacy: nothing computed from raw local data may leave but the update. */
+function isPrivateRound(config: RoundStartMessage['config']): boolean {
+  return config.privacy !== undefined || config.sampleDp !== undefined;
+}

@@ -34,7 +34,7 @@ export class PrivacyLedger {
   private constructor(
     private readonly store: LedgerStore,
     readonly key: string,
-    private readonly accountant: RdpAccountant,
+    private accountant: RdpAccountant,
     readonly delta: number,
     readonly epsilonBudget: number | undefined,
   ) {}
@@ -59,8 +59,19 @@ export class PrivacyLedger {
     return { allowed: this.epsilonBudget === undefined || projectedEpsilon <= this.epsilonBudget, projectedEpsilon };
   }
 
-  /** Records steps that were run, and persists before returning. */
+  /** Reloads what is stored: other tabs with the same dataset may have charged it. */
+  async refresh(): Promise<void> {
+    const saved = await this.store.load(this.key);
+    if (saved) this.accountant = RdpAccountant.fromJSON(saved);
+  }
+
+  /**
+   * Records steps that were run, and persists before returning. It composes
+   * onto what is stored now (not what this tab loaded), so two tabs charging
+   * the same dataset add up instead of overwriting each other.
+   */
   async charge(steps: SampledGaussianSteps): Promise<number> {
+    await this.refresh();
     this.accountant.step(steps);
     await this.store.save(this.key, this.accountant.toJSON());
     return this.epsilon;

@@ -209,8 +209,8 @@ export interface UpdateMessage {
   readonly numExamples: number;
   /** Local loss and accuracy. Omitted under DP-SGD: they are computed from raw data and not covered by the guarantee. */
   readonly metrics?: TrainMetrics;
-  /** Wall time spent training, ms. */
-  readonly trainMs: number;
+  /** Wall time spent training, ms. Omitted under any DP: timing depends on the local data. */
+  readonly trainMs?: number;
   /** Frame of kind Update: new local weights minus the round's global weights. */
   readonly update: Binary;
   /** With DP-SGD: ε this participant's data has spent, this update included (at the task's δ). */

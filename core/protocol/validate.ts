@@ -80,7 +80,7 @@ export function parseUpdateMessage(value: unknown): UpdateMessage {
     baseVersion: integer(o.baseVersion, 'update.baseVersion', 0),
     numExamples: integer(o.numExamples, 'update.numExamples', 1, MAX_EXAMPLES),
     metrics: optional(o.metrics, (v) => trainMetrics(v, 'update.metrics')),
-    trainMs: finiteNumber(o.trainMs, 'update.trainMs'),
+    trainMs: optional(o.trainMs, (v) => finiteNumber(v, 'update.trainMs')),
     update: binary(o.update, 'update.update'),
     epsilon: optional(o.epsilon, (v) => {
       const epsilon = finiteNumber(v, 'update.epsilon');

@@ -10,6 +10,8 @@ import { RdpAccountant } from '../../core/privacy/accountant.ts';
 import type { FederationStatus } from '../../core/protocol/status.ts';
 import { startNodeParticipants, stopNodeParticipants, type NodeParticipant } from '../helpers/node-participants.ts';
 
+const ADMIN_TOKEN = 'client-dp-test-admin-token-0123';
+
 /** Client-level DP end to end with Node participants: ε per round in the status, and a budget that stops the federation. */
 describe('client-level DP federation', () => {
   let coordinator: Coordinator | undefined;
@@ -31,7 +33,7 @@ describe('client-level DP federation', () => {
       [
         '--port', '0', '--host', '127.0.0.1', '--quiet', '--data-dir', dataDir, '--rounds', '20', '--min-clients', '4', '--round-timeout', '60',
         '--client-dp', 'central', '--client-noise-multiplier', '0.8', '--client-sample-rate', '0.5', '--client-clip', '0.5',
-        '--expected-clients', '2', '--epsilon-budget', String(budget),
+        '--expected-clients', '2', '--epsilon-budget', String(budget), '--admin-token', ADMIN_TOKEN,
       ],
       {},
     ) as CoordinatorConfig;
@@ -50,7 +52,7 @@ describe('client-level DP federation', () => {
     assert.ok(final.privacy!.epsilon <= budget);
 
     // Participants were told to clip to the bound, and nobody was asked to add noise (the coordinator does).
-    const status = (await (await fetch(`${coordinator.url}/api/status`)).json()) as FederationStatus;
+    const status = (await (await fetch(`${coordinator.url}/api/status`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as FederationStatus;
     assert.equal(status.privacy?.level, 'client');
     assert.equal(status.history.at(-1)!.privacy!.epsilon, final.privacy!.epsilon);
     const uploads = participants.flatMap((p) => p.events.filter((e) => e.type === 'uploaded'));

@@ -61,6 +61,7 @@ describe('DP-FedAvg (client-level DP)', () => {
 
   it('selects each participant independently with probability q', () => {
     const strategy = new DpFedAvg({ ...base, sampleRate: 0.3 });
+    // The engine's seeded generator is ignored: selection must not be predictable.
     const random = new SeededRandom(5);
     const eligible = Array.from({ length: 1000 }, (_, i) => i);
     let total = 0;
@@ -122,8 +123,41 @@ describe('DP-FedAvg (client-level DP)', () => {
     assert.equal(refused.ok, false);
   });
 
+  it('charges rounds that started but were never checkpointed, and survives a save/load', () => {
+    const strategy = new DpFedAvg(base);
+    strategy.beginRound({ round: 1, globalWeights: new Float32Array(1) }).finish();
+    const restored = new DpFedAvg(base);
+    restored.loadState(JSON.parse(JSON.stringify(strategy.saveState())));
+    restored.chargeUnrecordedRounds(2);
+    const expected = new RdpAccountant().step({ sampleRate: 0.1, noiseMultiplier: 1.3, steps: 3 }).getEpsilon(1e-5);
+    assert.equal(restored.privacy().rounds, 3);
+    assert.ok(Math.abs(restored.privacy().epsilon - expected) < 1e-12);
+  });
+
+  it('adaptive clipping counts b_i − ½, so one participant moves the noised count by at most ½', () => {
+    // With every update outside the bound, b̄ = (−n/2 + noise)/m + ½ ≈ 0 for n = m: the bound grows by about exp(0.2·0.5).
+    const strategy = new DpFedAvg({
+      ...base,
+      noiseMultiplier: 1,
+      expectedClients: 100,
+      clip: { kind: 'adaptive', initialNorm: 0.1, targetQuantile: 0.5, learningRate: 0.2, countNoiseStd: 5 },
+    });
+    const round = strategy.beginRound({ round: 1, globalWeights: new Float32Array(3) });
+    for (let i = 0; i < 100; i++) round.add(result(Float32Array.from([10, 0, 0])));
+    round.finish();
+    const ratio = strategy.currentClipNorm / 0.1;
+    assert.ok(Math.abs(ratio - Math.exp(0.1)) < 0.03, `ratio ${ratio}`);
+  });
+
+  it('selects from the CSPRNG, not from the engine\'s seeded generator', () => {
+    const eligible = Array.from({ length: 64 }, (_, i) => i);
+    const a = new DpFedAvg({ ...base, sampleRate: 0.5 }).select(eligible, 10, new SeededRandom(1));
+    const b = new DpFedAvg({ ...base, sampleRate: 0.5 }).select(eligible, 10, new SeededRandom(1));
+    assert.notDeepEqual(a, b, 'two selections with the same engine seed differ');
+  });
+
   it('in the round engine: central DP releases a noised model even when nobody was selected, and stops at the budget', async () => {
-    const strategy = new DpFedAvg({ ...base, sampleRate: 1e-3, epsilonBudget: 1e9 });
+    const strategy = new DpFedAvg({ ...base, sampleRate: 1e-3, epsilonBudget: 1e9, selectionUniform: new SeededRandom(3) });
     const h = new EngineHarness({ minClients: 1, rounds: 3 }, 4, strategy);
     h.join();
     h.engine.start();

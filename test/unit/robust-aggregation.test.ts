@@ -256,13 +256,15 @@ describe('update norm bound', () => {
   });
 
   it('wrappers pass on selection, privacy, release policy and checkpoint state', () => {
-    const dp = new DpFedAvg({ placement: 'central', noiseMultiplier: 1, clip: { kind: 'fixed', norm: 1 }, sampleRate: 0.5, expectedClients: 2, delta: 1e-5, uniform: new SeededRandom(1) });
+    const options = { placement: 'central', noiseMultiplier: 1, clip: { kind: 'fixed', norm: 1 }, sampleRate: 0.5, expectedClients: 2, delta: 1e-5, uniform: new SeededRandom(1) } as const;
+    const dp = new DpFedAvg({ ...options, selectionUniform: new SeededRandom(2) });
+    const reference = new DpFedAvg({ ...options, selectionUniform: new SeededRandom(2) });
     const wrapped = new NormBoundedStrategy(new FedProx({ proximalMu: 0.1, base: dp }), 3);
     assert.equal(wrapped.releasesEveryRound, true);
     assert.equal(wrapped.privacy!().level, 'client');
     assert.ok(wrapped.saveState && wrapped.loadState);
     const picked = wrapped.select([1, 2, 3, 4, 5, 6, 7, 8], 8, new SeededRandom(2));
-    assert.deepEqual(picked, dp.select([1, 2, 3, 4, 5, 6, 7, 8], 8, new SeededRandom(2)), 'Poisson sampling, not the default');
+    assert.deepEqual(picked, reference.select([1, 2, 3, 4, 5, 6, 7, 8], 8, new SeededRandom(2)), 'Poisson sampling, not the default');
     assert.equal(findStrategy(wrapped, DpFedAvg), dp);
     const plain = new NormBoundedStrategy(new FedAvg(), 1);
     assert.equal(plain.privacy, undefined);
@@ -336,7 +338,9 @@ describe('FedProx', () => {
 });
 
 describe('--strategy and its flags', () => {
-  const parse = (...flags: string[]) => parseConfig(flags) as CoordinatorConfig;
+  // Client-level DP needs an admin token (the status names who took part in each round).
+  const parse = (...flags: string[]) =>
+    parseConfig(flags.includes('--client-dp') ? [...flags, '--admin-token', 'robust-aggregation-test-admin'] : flags) as CoordinatorConfig;
   const fails = (pattern: RegExp, ...flags: string[]) => assert.throws(() => parseConfig(flags), (e: unknown) => e instanceof ConfigError && pattern.test(e.message));
   const base = (): FitConfig => ({ epochs: 1, batchSize: 8, learningRate: 0.1 });
 
