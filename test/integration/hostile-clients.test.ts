@@ -478,7 +478,7 @@ describe('hostile clients', () => {
         ['update as base64 text', { ...base, update: Buffer.from(encodeFrame(FrameKind.Update, new Float32Array(4))).toString('base64') }],
         ['numExamples too large', { ...base, numExamples: 1e12, update: okFrame() }],
         ['metrics.loss null (NaN in JSON)', { ...base, metrics: { loss: null, accuracy: 0 }, update: okFrame() }],
-        ['trainMs missing', { round: 2, baseVersion: 1, numExamples: 100, update: okFrame() }],
+        ['trainMs a string', { ...base, trainMs: 'fast', update: okFrame() }],
         ['payload an array', [base]],
         ['payload null', null],
       ];

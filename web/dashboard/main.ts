@@ -9,7 +9,7 @@ import {
   Tooltip,
 } from 'chart.js';
 import { io, type Socket } from 'socket.io-client';
-import type { AdminClientToServerEvents, AdminServerToClientEvents, FederationStatus } from '../../core/protocol/status.ts';
+import type { AdminClientToServerEvents, AdminServerToClientEvents, FederationStatus, SecAggRoundStats } from '../../core/protocol/status.ts';
 import { takeSecretParam } from '../secret-param.ts';
 
 /** The live dashboard: the coordinator pushes its status over the /admin namespace; nothing polls. */
@@ -56,6 +56,30 @@ function cell(row: HTMLTableRowElement, text: string, attributes: Record<string,
   for (const [k, v] of Object.entries(attributes)) td.setAttribute(k, v);
 }
 
+/** One compact cell: n/k/t, participants through each step, drop-outs recovered, exclusions, abort. */
+function secAggCell(row: HTMLTableRowElement, s: SecAggRoundStats | undefined): void {
+  if (!s) {
+    cell(row, '–');
+    return;
+  }
+  const k = s.neighbours === 'all' ? 'all' : String(s.neighbours);
+  const steps = `${s.advertised} → ${s.shared} → ${s.masked} → ${s.unmasked}`;
+  const extra = [
+    s.dropoutsRecovered ? `${s.dropoutsRecovered} drop-out${s.dropoutsRecovered === 1 ? '' : 's'} recovered` : '',
+    s.excluded ? `${s.excluded} excluded` : '',
+    s.aborted ? `aborted: ${s.aborted}` : '',
+  ].filter(Boolean).join(', ');
+  const text = `n ${s.participants}, k ${k}, t ${s.threshold}: ${steps}${extra ? `; ${extra}` : ''}`;
+  cell(row, text, {
+    class: s.aborted ? 'secagg aborted' : 'secagg',
+    title: `keys advertised ${s.advertised}, shares sent ${s.shared}, masked inputs ${s.masked}, unmasking answered ${s.unmasked}` + (s.aborted ? `; aborted: ${s.aborted}` : ''),
+    'data-secagg': `${s.advertised} ${s.shared} ${s.masked} ${s.unmasked}`,
+    'data-recovered': String(s.dropoutsRecovered),
+    'data-excluded': String(s.excluded),
+    ...(s.aborted ? { 'data-aborted': s.aborted } : {}),
+  });
+}
+
 function render(status: FederationStatus): void {
   $('task').textContent = `${status.task.name} (${status.task.architecture}, ${status.task.paramCount.toLocaleString()} parameters)`;
   $('strategy').textContent = status.strategy;
@@ -100,6 +124,8 @@ function render(status: FederationStatus): void {
     cell(row, p.epsilon === undefined ? '–' : p.epsilon.toFixed(3), p.declined ? { title: p.declined } : {});
   }
 
+  const withSecAgg = status.history.some((r) => r.secagg);
+  for (const th of document.querySelectorAll<HTMLElement>('#rounds .secagg-col')) th.hidden = !withSecAgg;
   const rounds = ($('rounds') as HTMLTableElement).tBodies[0]!;
   rounds.replaceChildren();
   for (const r of [...status.history].reverse()) {
@@ -116,6 +142,7 @@ function render(status: FederationStatus): void {
     cell(row, `${bytes(r.bytesIn)} / ${bytes(r.bytesOut)}`);
     cell(row, `${(r.durationMs / 1000).toFixed(1)} s`);
     cell(row, r.privacy ? r.privacy.epsilon.toFixed(3) : '–');
+    if (withSecAgg) secAggCell(row, r.secagg);
   }
   const rejected = Object.entries(status.rejections);
   $('rejections').textContent = rejected.length ? `Rejected requests: ${rejected.map(([code, n]) => `${code} × ${n}`).join(', ')}` : '';

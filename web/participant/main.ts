@@ -88,10 +88,13 @@ function onParticipantEvent(event: ParticipantEvent): void {
       $('local-loss').textContent = event.metrics.loss.toFixed(4);
       $('local-accuracy').textContent = percent(event.metrics.accuracy);
       const privacy = [event.clipped ? 'clipped' : '', event.noised ? 'noised' : ''].filter(Boolean).join(' and ');
-      $('privacy-note').textContent = `Last update: ${event.bytes.toLocaleString()} bytes${privacy ? `, ${privacy}` : ''}.`;
+      $('privacy-note').textContent = `Last update: ${event.bytes.toLocaleString()} bytes${privacy ? `, ${privacy}` : ''}${event.masked ? ', masked (only the sum can be decoded)' : ''}.`;
       log(`round ${event.round}: sent update (${event.bytes.toLocaleString()} bytes), local accuracy ${percent(event.metrics.accuracy)}`);
       break;
     }
+    case 'secagg':
+      showSecAgg(event);
+      break;
     case 'rejected':
       log(`round ${event.round}: update rejected: ${event.code}: ${event.message}`);
       break;
@@ -125,8 +128,37 @@ function onParticipantEvent(event: ParticipantEvent): void {
   }
 }
 
+const SECAGG_STEP_TEXT: Record<string, string> = {
+  advertised: 'Step 1 of 4: public keys advertised',
+  shared: 'Step 2 of 4: encrypted key shares sent to the other participants',
+  masked: 'Step 3 of 4: masked update accepted by the coordinator',
+  unmasked: 'Step 4 of 4: shares sent so the coordinator can remove the masks of the sum',
+};
+
+function showSecAgg(event: Extract<ParticipantEvent, { type: 'secagg' }>): void {
+  const { round, step, index, participants: n } = event;
+  const el = $('secagg');
+  el.dataset.step = step;
+  el.dataset.round = String(round);
+  el.dataset.index = String(index);
+  const k = event.neighbours === undefined || event.neighbours === 'all' ? n - 1 : Math.min(event.neighbours, n - 1);
+  const graph = k < n - 1 ? `SecAgg+, ${k} of ${n - 1} neighbours` : `SecAgg, all ${n} participants`;
+  const threshold = event.threshold === undefined ? '' : `, threshold ${event.threshold}`;
+  el.textContent = `Round ${round}: update masked with secure aggregation (${graph}${threshold}): the coordinator learns only the sum.`;
+  $('secagg-step').textContent = SECAGG_STEP_TEXT[step] ?? step;
+  if (step === 'masked') el.dataset.maskedRounds = `${el.dataset.maskedRounds ?? ''} ${round}`.trim();
+  log(`round ${round}: secure aggregation ${step} (participant ${index} of ${n})`);
+}
+
 function onWorkerMessage(message: WorkerToPage): void {
   switch (message.type) {
+    case 'prg': {
+      const el = $('prg-check');
+      el.dataset.prg = message.result;
+      el.textContent = message.result === 'ok' ? 'passed (same bytes as the coordinator)' : `FAILED: ${message.result}`;
+      if (message.result !== 'ok') log(`PRG self-test failed: ${message.result}`);
+      break;
+    }
     case 'backend': {
       const badge = $('backend');
       badge.textContent = message.backend;

@@ -39,4 +39,6 @@ export type WorkerToPage =
     }
   | { readonly type: 'memory'; readonly round: number; readonly numTensors: number; readonly numBytes: number }
   | { readonly type: 'participant'; readonly event: ParticipantEvent }
+  /** checkPrgTestVector() in this worker: 'ok', or the mismatch (the browser half of the PRG cross-check with Node). */
+  | { readonly type: 'prg'; readonly result: string }
   | { readonly type: 'fatal'; readonly message: string };

@@ -5,6 +5,7 @@ import type { TaskSummary } from '../../core/protocol/messages.ts';
 import { DpSgdRoundTrainer, PlainRoundTrainer, type RoundTrainer } from '../../core/participant/trainers.ts';
 import { DpSgdTrainer } from '../../core/privacy/dp-sgd.ts';
 import { datasetFingerprint, PrivacyLedger } from '../../core/privacy/ledger.ts';
+import { checkPrgTestVector } from '../../core/secagg/prg.ts';
 import { LocalTrainer } from '../../core/training/local-trainer.ts';
 import { IndexedDbLedgerStore } from './ledger-store.ts';
 import { selectBackend } from './backend.ts';
@@ -41,6 +42,11 @@ async function fetchOk(url: string): Promise<Response> {
 }
 
 async function start(command: StartCommand): Promise<void> {
+  // The mask PRG must give the same bytes here as in Node (test/unit/secagg-prg.test.ts): check once, report either way.
+  void checkPrgTestVector().then(
+    () => post({ type: 'prg', result: 'ok' }),
+    (error: unknown) => post({ type: 'prg', result: error instanceof Error ? error.message : String(error) }),
+  );
   const selected = await selectBackend(command.backend);
   post({ type: 'backend', backend: selected.backend, adapter: selected.adapter, tried: selected.tried });
 
