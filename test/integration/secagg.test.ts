@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
 import { startCoordinator, type Coordinator } from '../../coordinator/server.ts';
 import { loadMnistDemo } from '../../coordinator/task/demo-data.ts';
+import { erfc } from '../../core/privacy/math.ts';
 import type { SecAggResult } from '../../core/secagg/protocol.ts';
 import { startNodeParticipants, stopNodeParticipants, type NodeParticipant } from '../helpers/node-participants.ts';
 
@@ -93,21 +94,40 @@ describe('secure aggregation with Node participants', () => {
 
     // The new global model is the old one plus the unweighted mean of the contributors' updates.
     assert.equal(masked.size, 9);
-    // Each stored masked vector: 16 buckets of the top 4 bits, chi-square with 15 degrees of freedom.
+    // Each stored masked vector: 16 buckets of the top 4 bits (15 d.o.f.) and the 256 values of the low
+    // byte (255 d.o.f.). 18 tests per run: each at α = 1e-4 / 18 (Bonferroni), so a uniform vector fails
+    // this test once in 10,000 runs, and a biased one (a repeated or missing mask) fails it every time.
+    const alpha = 1e-4 / (2 * masked.size);
+    const limit15 = chiSquareQuantile(15, alpha);
+    const limit255 = chiSquareQuantile(255, alpha);
     for (const [id, vector] of masked) {
       const buckets = new Array<number>(16).fill(0);
       for (let i = 0; i < vector.length; i++) buckets[vector[i]! >>> 28]!++;
       const expected = vector.length / 16;
       const chi2 = buckets.reduce((acc, b) => acc + (b - expected) ** 2 / expected, 0);
-      // p < 0.0001 at 15 d.o.f. is chi2 > 42.6.
-      assert.ok(chi2 < 42.6, `masked vector of ${id} is not uniform: chi2 ${chi2.toFixed(1)}, buckets ${buckets}`);
+      assert.ok(chi2 < limit15, `masked vector of ${id} is not uniform: chi2 ${chi2.toFixed(1)} > ${limit15.toFixed(1)}, buckets ${buckets}`);
       // Its low byte too.
       const low = new Array<number>(256).fill(0);
       for (let i = 0; i < vector.length; i++) low[vector[i]! & 0xff]!++;
       const e2 = vector.length / 256;
       const chiLow = low.reduce((acc, b) => acc + (b - e2) ** 2 / e2, 0);
-      // 255 d.o.f.: p < 0.0001 at about 347.
-      assert.ok(chiLow < 347, `low byte of ${id}: chi2 ${chiLow.toFixed(1)}`);
+      assert.ok(chiLow < limit255, `low byte of ${id}: chi2 ${chiLow.toFixed(1)} > ${limit255.toFixed(1)}`);
     }
   });
 });
+
+/** Upper-α quantile of χ² with k degrees of freedom, by the Wilson–Hilferty approximation (accurate to ~1% here). */
+function chiSquareQuantile(k: number, alpha: number): number {
+  // z: the upper-α quantile of the standard normal, by bisection on erfc.
+  let lo = 0;
+  let hi = 10;
+  for (let i = 0; i < 100; i++) {
+    const mid = (lo + hi) / 2;
+    if (0.5 * erfc(mid / Math.SQRT2) > alpha) lo = mid;
+    else hi = mid;
+  }
+  const z = (lo + hi) / 2;
+  const c = 2 / (9 * k);
+  return k * (1 - c + z * Math.sqrt(c)) ** 3;
+}
+
