@@ -12,6 +12,8 @@ const BENCHMARKS: Record<string, string> = {
   coordinator: 'bench/coordinator.ts',
   'dp-sgd': 'bench/dp-sgd.ts',
   'privacy-utility': 'bench/privacy-utility.ts',
+  secagg: 'bench/secagg.ts',
+  'secagg-rounds': 'bench/secagg-rounds.ts',
 };
 
 const args = process.argv.slice(2);

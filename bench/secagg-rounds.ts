@@ -5,21 +5,26 @@ import { parseArgs } from 'node:util';
 import { parseConfig, type CoordinatorConfig } from '../coordinator/config.ts';
 import { startCoordinator } from '../coordinator/server.ts';
 import { Participant } from '../core/participant/participant.ts';
-import type { RoundTrainer, RoundTrainResult } from '../core/participant/trainers.ts';
+import { PlainRoundTrainer, type RoundTrainer, type RoundTrainResult } from '../core/participant/trainers.ts';
+import { shardIndices, subset } from '../core/data/dataset.ts';
+import { LocalTrainer } from '../core/training/local-trainer.ts';
+import { loadMnistDemo } from '../coordinator/task/demo-data.ts';
 
 /**
  * Round time with and without secure aggregation, through the real
- * coordinator and real participant clients over socket.io. Training is
- * replaced by a fixed update (the benchmark measures the protocol, not
- * tfjs): each participant answers its round at once with the same
- * 2NN-sized update (199,210 parameters), so the difference between the two
- * runs is what masking, key exchange, shares and unmasking cost.
+ * coordinator and real participant clients over socket.io, 2NN updates
+ * (199,210 parameters). Two modes:
+ * - protocol only (default): each participant answers at once with a fixed
+ *   update, so the difference is exactly what masking, key exchange, shares
+ *   and unmasking cost;
+ * - `--train`: each participant really trains one epoch on its demo shard
+ *   (tfjs WASM, all participants in this one process), as in a real round.
  */
 const { values: flags } = parseArgs({
-  options: { sizes: { type: 'string', default: '10,50' }, rounds: { type: 'string', default: '4' }, help: { type: 'boolean' } },
+  options: { sizes: { type: 'string', default: '10,50' }, rounds: { type: 'string', default: '4' }, train: { type: 'boolean' }, help: { type: 'boolean' } },
 });
 if (flags.help) {
-  console.log('Usage: npx tsx bench/secagg-rounds.ts [--sizes 10,50] [--rounds 4]');
+  console.log('Usage: npx tsx bench/secagg-rounds.ts [--sizes 10,50] [--rounds 4] [--train]');
   process.exit(0);
 }
 
@@ -42,10 +47,17 @@ async function medianRoundMs(n: number, rounds: number, secure: boolean): Promis
   ]) as CoordinatorConfig;
   const coordinator = await startCoordinator(config);
   const update = new Float32Array(coordinator.task.paramCount).map((_, i) => Math.sin(i) * 1e-3);
-  const participants = Array.from({ length: n }, () => new Participant({ url: coordinator.url, client: { backend: 'bench' }, trainer: new FixedUpdate(update) }));
+  const demo = flags.train ? await loadMnistDemo() : undefined;
+  const trainers = Array.from({ length: n }, (_, k) =>
+    demo ? new LocalTrainer(coordinator.task.model, subset(demo.train, shardIndices(demo.train.labels, { index: k, count: n, skew: 'iid' }))) : undefined,
+  );
+  const participants = trainers.map(
+    (local) => new Participant({ url: coordinator.url, client: { backend: 'bench' }, trainer: local ? new PlainRoundTrainer(local) : new FixedUpdate(update) }),
+  );
   for (const p of participants) p.start();
   const final = await coordinator.done;
   for (const p of participants) p.stop();
+  for (const t of trainers) t?.dispose();
   await coordinator.close();
   rmSync(dataDir, { recursive: true, force: true });
   const failed = final.history.filter((r) => r.outcome !== 'aggregated');
@@ -56,7 +68,7 @@ async function medianRoundMs(n: number, rounds: number, secure: boolean): Promis
 }
 
 const rounds = Number(flags.rounds);
-console.log(`Round time through the coordinator, 199,210-parameter updates, fixed update instead of training, median of rounds 2..${rounds}\n`);
+console.log(`Round time through the coordinator, 199,210-parameter updates, ${flags.train ? 'one local epoch of real training' : 'a fixed update instead of training'}, median of rounds 2..${rounds}\n`);
 console.log('| participants | plaintext round | secure-aggregation round (all pairs) | ratio |');
 console.log('|---:|---:|---:|---:|');
 for (const n of flags.sizes!.split(',').map(Number)) {
