@@ -3,6 +3,7 @@ import type { ByteDataset } from '../core/data/dataset.ts';
 import { buildModel } from '../core/model/architectures.ts';
 import { writeWeights } from '../core/model/weights.ts';
 import type { EvalMetrics, ModelSpec } from '../core/protocol/messages.ts';
+import { toDataTensors } from '../core/training/data-tensors.ts';
 import type { ModelEvaluator } from './rounds/round-engine.ts';
 
 /** Evaluates global weights on the coordinator's held-out test split, in batches. */
@@ -17,8 +18,7 @@ export class TestSetEvaluator implements ModelEvaluator {
     private readonly batchSize = 500,
   ) {
     this.model = buildModel(spec);
-    this.xs = tf.tidy(() => tf.tensor2d(test.features8, [test.count, test.features], 'int32').toFloat().div(255));
-    this.ys = tf.tidy(() => tf.oneHot(tf.tensor1d(test.labels, 'int32'), spec.numClasses).toFloat() as tf.Tensor2D);
+    ({ xs: this.xs, ys: this.ys } = toDataTensors(test, spec.numClasses));
   }
 
   async evaluate(weights: Float32Array): Promise<EvalMetrics> {

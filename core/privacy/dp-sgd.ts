@@ -8,6 +8,7 @@ import { TrainingAborted, type TrainHooks, type TrainResult } from '../training/
 import { clippedGradientSum, disposeClippedSum, resolvePath, type GradientPath, type PathChoice } from './per-example-gradients.ts';
 import { GaussianSampler } from './update-privacy.ts';
 import { nextMacrotask } from '../runtime/yield.ts';
+import { checkDataFitsModel, toDataTensors } from '../training/data-tensors.ts';
 
 /**
  * Sample-level DP-SGD for local training (Abadi et al. 2016): each step
@@ -157,14 +158,7 @@ export class DpSgdTrainer {
   private readonly sampler: GaussianSampler;
 
   constructor(spec: ModelSpec, data: ByteDataset, private readonly options: DpSgdOptions) {
-    if (data.count === 0) throw new Error('no local training data');
-    const inputSize = spec.inputShape.reduce((a, b) => a * b, 1);
-    if (data.features !== inputSize) {
-      throw new Error(`the data has ${data.features} features per example, the model takes ${inputSize}`);
-    }
-    if (data.numClasses > spec.numClasses) {
-      throw new Error(`the data has ${data.numClasses} classes, the model ${spec.numClasses}`);
-    }
+    checkDataFitsModel(spec, data);
     checkSettings(options);
     this.numExamples = data.count;
     this.inputShape = [...spec.inputShape];
@@ -173,8 +167,7 @@ export class DpSgdTrainer {
     this.model = buildModel(spec);
     // Fails early (before any data is uploaded) when 'fast' is forced on an unsupported model.
     resolvePath(this.model, options.path);
-    this.xs = tf.tidy(() => tf.tensor2d(data.features8, [data.count, data.features], 'int32').toFloat().div(255));
-    this.ys = tf.tidy(() => tf.oneHot(tf.tensor1d(data.labels, 'int32'), spec.numClasses).toFloat() as tf.Tensor2D);
+    ({ xs: this.xs, ys: this.ys } = toDataTensors(data, spec.numClasses));
   }
 
   /** Which per-example gradient path training takes. */

@@ -4,6 +4,7 @@ import { buildModel } from '../model/architectures.ts';
 import { readWeights, writeWeights } from '../model/weights.ts';
 import type { FitConfig, ModelSpec, TrainMetrics } from '../protocol/messages.ts';
 import { nextMacrotask } from '../runtime/yield.ts';
+import { checkDataFitsModel, toDataTensors } from './data-tensors.ts';
 
 export interface TrainProgress {
   readonly epoch: number;
@@ -58,18 +59,10 @@ export class LocalTrainer {
   private readonly ys: tf.Tensor2D;
 
   constructor(spec: ModelSpec, data: ByteDataset) {
-    if (data.count === 0) throw new Error('no local training data');
-    const inputSize = spec.inputShape.reduce((a, b) => a * b, 1);
-    if (data.features !== inputSize) {
-      throw new Error(`the data has ${data.features} features per example, the model takes ${inputSize}`);
-    }
-    if (data.numClasses > spec.numClasses) {
-      throw new Error(`the data has ${data.numClasses} classes, the model ${spec.numClasses}`);
-    }
+    checkDataFitsModel(spec, data);
     this.numExamples = data.count;
     this.model = buildModel(spec);
-    this.xs = tf.tidy(() => tf.tensor2d(data.features8, [data.count, data.features], 'int32').toFloat().div(255));
-    this.ys = tf.tidy(() => tf.oneHot(tf.tensor1d(data.labels, 'int32'), spec.numClasses).toFloat() as tf.Tensor2D);
+    ({ xs: this.xs, ys: this.ys } = toDataTensors(data, spec.numClasses));
   }
 
   /** Trains from `globalWeights` as `config` says and returns the update. */
