@@ -259,6 +259,9 @@ export class RoundEngine {
     if (!result.ok) {
       this.rejected(result);
       this.options.transport.statusChanged();
+    } else if (step === 'masked') {
+      // The masked vector is what replaces the update on the wire: count its bytes as the round's input.
+      open.bytesIn += (message as MaskedInputMessage).masked.byteLength;
     }
     return result;
   }

@@ -94,6 +94,8 @@ describe('secure aggregation with Node participants', () => {
 
     // The new global model is the old one plus the unweighted mean of the contributors' updates.
     assert.equal(masked.size, 9);
+    // What came in for the round: nine masked vectors of 4 bytes per parameter.
+    assert.equal(coordinator.engine.status().history[0]!.bytesIn, 9 * 4 * coordinator.task.paramCount);
     // Each stored masked vector: 16 buckets of the top 4 bits (15 d.o.f.) and the 256 values of the low
     // byte (255 d.o.f.). 18 tests per run: each at α = 1e-4 / 18 (Bonferroni), so a uniform vector fails
     // this test once in 10,000 runs, and a biased one (a repeated or missing mask) fails it every time.
