@@ -4,10 +4,9 @@ import { buildModel } from '../model/architectures.ts';
 import { readWeights, writeWeights } from '../model/weights.ts';
 import type { FitConfig, ModelSpec, TrainMetrics } from '../protocol/messages.ts';
 import { SecureRandom, type UniformSource } from '../random/prng.ts';
-import { TrainingAborted, type TrainHooks, type TrainResult } from '../training/local-trainer.ts';
+import { TrainingPacer, type TrainHooks, type TrainResult } from '../training/local-trainer.ts';
 import { clippedGradientSum, disposeClippedSum, resolvePath, type GradientPath, type PathChoice } from './per-example-gradients.ts';
 import { GaussianSampler } from './update-privacy.ts';
-import { nextMacrotask } from '../runtime/yield.ts';
 import { checkDataFitsModel, toDataTensors } from '../training/data-tensors.ts';
 
 /**
@@ -49,9 +48,6 @@ export interface DpSgdResult extends TrainResult {
   readonly clipNorm: number;
   readonly path: GradientPath;
 }
-
-/** How often training hands the thread back so sockets, timers and UI messages run (as LocalTrainer). */
-const YIELD_INTERVAL_MS = 100;
 
 
 /**
@@ -197,7 +193,7 @@ export class DpSgdTrainer {
     writeWeights(this.model, globalWeights);
     let metrics: TrainMetrics = { loss: NaN, accuracy: NaN };
     let steps = 0;
-    let lastYield = performance.now();
+    const pacer = new TrainingPacer(hooks);
     for (let epoch = 0; epoch < config.epochs; epoch++) {
       let lossSum = tf.scalar(0);
       let correctSum = tf.scalar(0);
@@ -215,16 +211,10 @@ export class DpSgdTrainer {
             lossSum = nextLoss;
             correctSum = nextCorrect;
           }
-          if (performance.now() - lastYield >= YIELD_INTERVAL_MS) {
-            // Reading a scalar also keeps an asynchronous GPU queue from running far ahead.
-            await lossSum.data();
-            await nextMacrotask();
-            lastYield = performance.now();
-            if (hooks.shouldAbort?.()) throw new TrainingAborted();
-            hooks.onProgress?.({ epoch, epochs: config.epochs, fraction: steps / totalSteps });
-          }
+          await pacer.afterStep(lossSum, () => ({ epoch, epochs: config.epochs, fraction: steps / totalSteps }));
         }
         const [loss, correct] = await Promise.all([lossSum.data(), correctSum.data()]);
+        pacer.checkAbort();
         metrics = sampled > 0 ? { loss: loss[0]! / sampled, accuracy: correct[0]! / sampled } : { loss: NaN, accuracy: NaN };
       } finally {
         lossSum.dispose();

@@ -38,6 +38,32 @@ export class TrainingAborted extends Error {
 /** How often training hands the thread back so sockets, timers and UI messages run. */
 const YIELD_INTERVAL_MS = 100;
 
+/**
+ * The pace of a training loop, shared by every trainer: after each step it
+ * hands the thread back when ~100 ms have passed (reading a running scalar
+ * first, so an asynchronous GPU queue cannot run far ahead), and that is
+ * where abort and progress are checked.
+ */
+export class TrainingPacer {
+  private lastYield = performance.now();
+
+  constructor(private readonly hooks: TrainHooks) {}
+
+  async afterStep(sync: tf.Tensor, progress: () => TrainProgress): Promise<void> {
+    if (performance.now() - this.lastYield < YIELD_INTERVAL_MS) return;
+    await sync.data();
+    await nextMacrotask();
+    this.lastYield = performance.now();
+    this.checkAbort();
+    this.hooks.onProgress?.(progress());
+  }
+
+  /** Throws TrainingAborted when the caller asked to stop; call after every await. */
+  checkAbort(): void {
+    if (this.hooks.shouldAbort?.()) throw new TrainingAborted();
+  }
+}
+
 
 /** FedProx's proximal term for a round: μ and the global weights it pulls towards, in `model.weights` order. */
 interface ProximalTerm {
@@ -76,7 +102,7 @@ export class LocalTrainer {
     const batchesPerEpoch = Math.ceil(n / batchSize);
     const totalBatches = batchesPerEpoch * config.epochs;
     let metrics: TrainMetrics = { loss: NaN, accuracy: NaN };
-    let lastYield = performance.now();
+    const pacer = new TrainingPacer(hooks);
     try {
       for (let epoch = 0; epoch < config.epochs; epoch++) {
         const order = tf.util.createShuffledIndices(n);
@@ -90,16 +116,10 @@ export class LocalTrainer {
             correctSum.dispose();
             lossSum = nextLoss;
             correctSum = nextCorrect;
-            if (performance.now() - lastYield >= YIELD_INTERVAL_MS) {
-              // Reading a scalar also keeps an asynchronous GPU queue from running far ahead.
-              await lossSum.data();
-              await nextMacrotask();
-              lastYield = performance.now();
-              if (hooks.shouldAbort?.()) throw new TrainingAborted();
-              hooks.onProgress?.({ epoch, epochs: config.epochs, fraction: (epoch * batchesPerEpoch + b + 1) / totalBatches });
-            }
+            await pacer.afterStep(lossSum, () => ({ epoch, epochs: config.epochs, fraction: (epoch * batchesPerEpoch + b + 1) / totalBatches }));
           }
           const [loss, correct] = await Promise.all([lossSum.data(), correctSum.data()]);
+          pacer.checkAbort();
           metrics = { loss: loss[0]! / n, accuracy: correct[0]! / n };
         } finally {
           lossSum.dispose();

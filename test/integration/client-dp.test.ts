@@ -1,45 +1,30 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
-import { startCoordinator, type Coordinator } from '../../coordinator/server.ts';
-import { loadMnistDemo } from '../../coordinator/task/demo-data.ts';
 import { RdpAccountant } from '../../core/privacy/accountant.ts';
 import type { FederationStatus } from '../../core/protocol/status.ts';
-import { startNodeParticipants, stopNodeParticipants, type NodeParticipant } from '../helpers/node-participants.ts';
+import { startTestFederation, type TestFederation } from '../helpers/federation.ts';
 
 const ADMIN_TOKEN = 'client-dp-test-admin-token-0123';
 
 /** Client-level DP end to end with Node participants: ε per round in the status, and a budget that stops the federation. */
 describe('client-level DP federation', () => {
-  let coordinator: Coordinator | undefined;
-  let participants: NodeParticipant[] = [];
-  let dataDir = '';
-
-  after(async () => {
-    stopNodeParticipants(participants);
-    await coordinator?.close();
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
-  });
+  let federation: TestFederation | undefined;
+  after(() => federation?.close());
 
   it('charges every round, reports ε(δ) per round and stops at the budget', { timeout: 120_000 }, async () => {
-    dataDir = await mkdtemp(path.join(tmpdir(), 'fl-dp-'));
     const perRound = (n: number) => new RdpAccountant().step({ sampleRate: 0.5, noiseMultiplier: 0.8, steps: n }).getEpsilon(1e-5);
     // A budget between the ε of 3 and of 4 rounds: exactly 3 rounds may run.
     const budget = (perRound(3) + perRound(4)) / 2;
-    const config = parseConfig(
+    federation = await startTestFederation(
       [
-        '--port', '0', '--host', '127.0.0.1', '--quiet', '--data-dir', dataDir, '--rounds', '20', '--min-clients', '4', '--round-timeout', '60',
+        '--rounds', '20', '--min-clients', '4', '--round-timeout', '60',
         '--client-dp', 'central', '--client-noise-multiplier', '0.8', '--client-sample-rate', '0.5', '--client-clip', '0.5',
         '--expected-clients', '2', '--epsilon-budget', String(budget), '--admin-token', ADMIN_TOKEN,
       ],
-      {},
-    ) as CoordinatorConfig;
-    coordinator = await startCoordinator(config);
-    const demo = await loadMnistDemo();
-    participants = await startNodeParticipants(coordinator.url, demo, coordinator.task, 4, { totalShards: 8 });
+      4,
+      { totalShards: 8 },
+    );
+    const { coordinator, participants } = federation;
 
     const final = await coordinator.done;
     assert.match(final.doneReason ?? '', /privacy budget reached/);

@@ -1,15 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
-import { startCoordinator, type Coordinator } from '../../coordinator/server.ts';
-import { loadMnistDemo } from '../../coordinator/task/demo-data.ts';
 import { RdpAccountant } from '../../core/privacy/accountant.ts';
 import { dpStepsPerEpoch } from '../../core/privacy/dp-sgd.ts';
 import { MemoryLedgerStore, PrivacyLedger } from '../../core/privacy/ledger.ts';
-import { startNodeParticipants, stopNodeParticipants, type NodeParticipant } from '../helpers/node-participants.ts';
+import { startTestFederation, type TestFederation } from '../helpers/federation.ts';
 
 /**
  * Sample-level DP-SGD with Node participants: each keeps a ledger; ε grows
@@ -17,34 +11,25 @@ import { startNodeParticipants, stopNodeParticipants, type NodeParticipant } fro
  * for good once the next round would overspend it, and the others go on.
  */
 describe('sample-level DP federation', () => {
-  let coordinator: Coordinator | undefined;
-  let participants: NodeParticipant[] = [];
-  let dataDir = '';
-
-  after(async () => {
-    stopNodeParticipants(participants);
-    await coordinator?.close();
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
-  });
+  let federation: TestFederation | undefined;
+  after(() => federation?.close());
 
   it('charges the ledger per update, and a spent budget retires its participant', { timeout: 240_000 }, async () => {
-    dataDir = await mkdtemp(path.join(tmpdir(), 'fl-dpsgd-'));
-    const config = parseConfig(
-      [
-        '--port', '0', '--host', '127.0.0.1', '--quiet', '--data-dir', dataDir, '--rounds', '4', '--min-clients', '2', '--clients-per-round', '3',
-        '--round-timeout', '120', '--learning-rate', '0.5', '--dp-sgd-clip', '1', '--dp-sgd-noise-multiplier', '1.1', '--dp-sgd-batch-size', '50',
-      ],
-      {},
-    ) as CoordinatorConfig;
-    coordinator = await startCoordinator(config);
-    const demo = await loadMnistDemo();
     // 8,000 / 16 = 500 examples each: q = 50/500, 10 steps per round.
     const perRound = { sampleRate: 0.1, noiseMultiplier: 1.1, steps: dpStepsPerEpoch(500, 50) };
     const epsilonAfter = (rounds: number) => new RdpAccountant().step({ ...perRound, steps: perRound.steps * rounds }).getEpsilon(1e-5);
     // The third participant may spend at most a budget between 1 and 2 rounds' worth: it trains once.
     const smallBudget = (epsilonAfter(1) + epsilonAfter(2)) / 2;
     const store = new MemoryLedgerStore();
-    participants = await startNodeParticipants(coordinator.url, demo, coordinator.task, 3, { totalShards: 16, ledgerStore: store, budgets: [undefined, undefined, smallBudget] });
+    federation = await startTestFederation(
+      [
+        '--rounds', '4', '--min-clients', '2', '--clients-per-round', '3',
+        '--round-timeout', '120', '--learning-rate', '0.5', '--dp-sgd-clip', '1', '--dp-sgd-noise-multiplier', '1.1', '--dp-sgd-batch-size', '50',
+      ],
+      3,
+      { totalShards: 16, ledgerStore: store, budgets: [undefined, undefined, smallBudget] },
+    );
+    const { coordinator, participants } = federation;
 
     const final = await coordinator.done;
     assert.equal(final.history.length, 4);

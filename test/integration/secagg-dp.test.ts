@@ -1,13 +1,7 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
-import { startCoordinator, type Coordinator } from '../../coordinator/server.ts';
-import { loadMnistDemo } from '../../coordinator/task/demo-data.ts';
 import { RdpAccountant } from '../../core/privacy/accountant.ts';
-import { startNodeParticipants, stopNodeParticipants, type NodeParticipant } from '../helpers/node-participants.ts';
+import { startTestFederation, type TestFederation } from '../helpers/federation.ts';
 
 /**
  * Secure aggregation with distributed client-level DP: each participant adds
@@ -15,28 +9,20 @@ import { startNodeParticipants, stopNodeParticipants, type NodeParticipant } fro
  * noised sum, and ε is charged per round.
  */
 describe('secure aggregation with distributed DP noise', () => {
-  let coordinator: Coordinator | undefined;
-  let participants: NodeParticipant[] = [];
-  let dataDir = '';
-
-  after(async () => {
-    stopNodeParticipants(participants);
-    await coordinator?.close();
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
-  });
+  let federation: TestFederation | undefined;
+  after(() => federation?.close());
 
   it('runs masked rounds whose participants add N(0, z²S²/m) before quantising', { timeout: 180_000 }, async () => {
-    dataDir = await mkdtemp(path.join(tmpdir(), 'fl-secagg-dp-'));
-    const config = parseConfig(
+    federation = await startTestFederation(
       [
-        '--port', '0', '--host', '127.0.0.1', '--quiet', '--data-dir', dataDir, '--rounds', '2', '--min-clients', '5', '--round-timeout', '60',
+        '--rounds', '2', '--min-clients', '5', '--round-timeout', '60',
         '--secure-aggregation', '--client-dp', 'distributed', '--client-noise-multiplier', '1', '--client-sample-rate', '1',
         '--client-clip', '1', '--expected-clients', '5', '--admin-token', 'secagg-dp-test-admin-token',
       ],
-      {},
-    ) as CoordinatorConfig;
-    coordinator = await startCoordinator(config);
-    participants = await startNodeParticipants(coordinator.url, await loadMnistDemo(), coordinator.task, 5, { totalShards: 16 });
+      5,
+      { totalShards: 16 },
+    );
+    const { coordinator, participants } = federation;
     const final = await coordinator.done;
     assert.equal(final.history.length, 2);
     for (const record of final.history) {
