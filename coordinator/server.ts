@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -130,6 +130,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
   // Tokens, the connection cap and the message rate limit, before any handler below.
   installSecurity(io, admin, security, { countRejection: (code) => engine.countRejection(code), log });
   const socketsByParticipant = new Map<string, ParticipantSocket>();
+  const rejoinSecrets = new RejoinSecrets();
 
   let statusTimer: NodeJS.Timeout | undefined;
   let lastPush = 0;
@@ -220,11 +221,14 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
         if (request.protocolVersion !== PROTOCOL_VERSION) {
           return refuse(ErrorCode.UnsupportedProtocol, `protocol version ${request.protocolVersion} is not supported; this coordinator speaks ${PROTOCOL_VERSION}`);
         }
+        // Ids are public (status, dashboard): a known id is given back only with the secret issued with it.
+        const claimed = request.participantId !== undefined && rejoinSecrets.matches(request.participantId, request.rejoinSecret) ? request.participantId : undefined;
         const previous = socket.data.participantId;
-        if (previous !== undefined && previous !== request.participantId) {
+        if (previous !== undefined && previous !== claimed) {
           return refuse(ErrorCode.BadPayload, `this connection already joined as ${previous}`);
         }
-        const id = engine.join(request.client, request.participantId);
+        const id = engine.join(request.client, claimed);
+        const rejoinSecret = claimed !== undefined ? request.rejoinSecret! : rejoinSecrets.issue(id);
         const other = socketsByParticipant.get(id);
         // Point the id at the new socket first, so the old socket's disconnect does not count as leaving.
         socketsByParticipant.set(id, socket);
@@ -236,7 +240,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
           setTimeout(() => socket.emit('federation:done', { reason: final.doneReason ?? 'finished', round: final.round, metrics: final.history.at(-1)?.metrics }), 0);
         }
         const model = engine.globalModel;
-        return ackOk({ participantId: id, task, model: { version: model.version, weights: model.frame }, round: engine.currentRound });
+        return ackOk({ participantId: id, rejoinSecret, task, model: { version: model.version, weights: model.frame }, round: engine.currentRound });
       });
     });
     socket.on('update', (...args: unknown[]) => {
@@ -473,4 +477,24 @@ async function findResumePoint(
   }
   log(`resuming ${task.name} from the checkpoint of round ${state.round} (model version ${state.modelVersion}, ${state.history.length} rounds of history)`);
   return { round: state.round, modelVersion: state.modelVersion, weights, history: state.history };
+}
+
+/** Per-participant rejoin secrets, kept as SHA-256 digests and compared in constant time. */
+class RejoinSecrets {
+  private readonly digests = new Map<string, Buffer>();
+
+  issue(participantId: string): string {
+    const secret = randomBytes(32).toString('hex');
+    this.digests.set(participantId, digest(secret));
+    return secret;
+  }
+
+  matches(participantId: string, secret: string | undefined): boolean {
+    const expected = this.digests.get(participantId);
+    return expected !== undefined && secret !== undefined && timingSafeEqual(expected, digest(secret));
+  }
+}
+
+function digest(secret: string): Buffer {
+  return createHash('sha256').update(secret).digest();
 }

@@ -83,6 +83,7 @@ export interface ParticipantOptions {
 export class Participant {
   readonly socket: ParticipantSocket;
   private participantId: string | undefined;
+  private rejoinSecret: string | undefined;
   private task: TaskSummary | undefined;
   private globalMetrics: EvalMetrics | undefined;
   /** The round being trained, so a round:end for it aborts the work. */
@@ -242,6 +243,7 @@ export class Participant {
     const result: Ack<JoinAccepted> = await this.socket.timeout(this.ackTimeoutMs).emitWithAck('join', {
       protocolVersion: PROTOCOL_VERSION,
       participantId: this.participantId,
+      rejoinSecret: this.rejoinSecret,
       client: { ...this.options.client, numExamples: this.options.trainer.numExamples },
     });
     if (!result.ok) {
@@ -250,6 +252,7 @@ export class Participant {
     }
     const accepted = result.value;
     this.participantId = accepted.participantId;
+    this.rejoinSecret = accepted.rejoinSecret;
     this.task = accepted.task;
     this.pinnedSampleDp ??= accepted.task.sampleDp;
     this.emit({

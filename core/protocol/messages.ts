@@ -96,11 +96,15 @@ export interface JoinRequest {
   readonly protocolVersion: number;
   /** Sent again on reconnect so the coordinator recognises the participant. */
   readonly participantId?: string;
+  /** The secret from the earlier JoinAccepted: without it a known id is not given back (ids are public in the status). */
+  readonly rejoinSecret?: string;
   readonly client: ClientInfo;
 }
 
 export interface JoinAccepted {
   readonly participantId: string;
+  /** Proves on reconnect that this participant is the one that joined; keep it private. */
+  readonly rejoinSecret: string;
   readonly task: TaskSummary;
   readonly model: GlobalModelMessage;
   readonly round: number;

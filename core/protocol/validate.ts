@@ -64,6 +64,7 @@ export function parseJoinRequest(value: unknown): JoinRequest {
   return {
     protocolVersion: integer(o.protocolVersion, 'join.protocolVersion', 0, 0xffff),
     participantId: optional(o.participantId, (v) => shortString(v, 'join.participantId', 64)),
+    rejoinSecret: optional(o.rejoinSecret, (v) => shortString(v, 'join.rejoinSecret', 128)),
     client: clientInfo(o.client, 'join.client'),
   };
 }

@@ -106,10 +106,23 @@ describe('federation over socket.io', () => {
     const joined: Ack<JoinAccepted> = await first.emitWithAck('join', { protocolVersion: PROTOCOL_VERSION, client: { backend: 'cpu', numExamples: 10 } });
     assert.ok(joined.ok);
     const id = joined.value.participantId;
+    // Ids are public in the status: naming one without its rejoin secret gets a fresh id, and takes nothing over.
+    const thief = io(coordinator.url, { transports: ['websocket'], reconnection: false });
+    const stolen: Ack<JoinAccepted> = await thief.emitWithAck('join', { protocolVersion: PROTOCOL_VERSION, participantId: id, rejoinSecret: 'guess', client: { backend: 'cpu', numExamples: 10 } });
+    assert.ok(stolen.ok);
+    assert.notEqual(stolen.value.participantId, id);
+    assert.equal(first.connected, true, 'the real participant kept its connection');
+    thief.close();
+
     const firstClosed = new Promise((resolve) => first.once('disconnect', resolve));
     const second = io(coordinator.url, { transports: ['websocket'], reconnection: false });
     const done = new Promise((resolve) => second.once('federation:done', resolve));
-    const again: Ack<JoinAccepted> = await second.emitWithAck('join', { protocolVersion: PROTOCOL_VERSION, participantId: id, client: { backend: 'cpu', numExamples: 10 } });
+    const again: Ack<JoinAccepted> = await second.emitWithAck('join', {
+      protocolVersion: PROTOCOL_VERSION,
+      participantId: id,
+      rejoinSecret: joined.value.rejoinSecret,
+      client: { backend: 'cpu', numExamples: 10 },
+    });
     assert.ok(again.ok);
     assert.equal(again.value.participantId, id);
     await firstClosed;
