@@ -154,7 +154,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     broadcastRoundEnd(message) {
       io.emit('round:end', message);
       const m = message.metrics;
-      const privacy = engine.status().privacy;
+      const privacy = strategy.privacy?.();
       log(
         `round ${message.round}: ${message.outcome}` +
           (privacy ? `, ε = ${privacy.epsilon.toFixed(3)} (δ = ${privacy.delta})` : '') +

@@ -388,12 +388,6 @@ export class RoundEngine {
     return [...this.participants.values()].filter((p) => p.connected && !p.retired && p.state !== 'dropped' && !this.open?.selected.has(p.id));
   }
 
-  private connectedCount(): number {
-    let n = 0;
-    for (const p of this.participants.values()) if (p.connected) n++;
-    return n;
-  }
-
   private waitingFor(): string | undefined {
     if (this.phase !== 'waiting') return undefined;
     if (!this.started) return 'the federation to be started';
@@ -749,11 +743,6 @@ export class RoundEngine {
     this.options.transport.broadcastDone({ reason, round: this.lastRound, metrics: last?.metrics });
     this.options.transport.statusChanged();
     this.resolveDone(this.status());
-  }
-
-  /** Participants connected right now. */
-  get connected(): number {
-    return this.connectedCount();
   }
 }
 

@@ -5,7 +5,6 @@ import {
   PROTOCOL_VERSION,
   type ClientInfo,
   type ClientToServerEvents,
-  type EvalMetrics,
   type FederationDoneMessage,
   type JoinAccepted,
   type RoundEndMessage,
@@ -85,7 +84,6 @@ export class Participant {
   private participantId: string | undefined;
   private rejoinSecret: string | undefined;
   private task: TaskSummary | undefined;
-  private globalMetrics: EvalMetrics | undefined;
   /** The round being trained, so a round:end for it aborts the work. */
   private activeRound = 0;
   private abortedRound = 0;
@@ -136,10 +134,6 @@ export class Participant {
 
   get id(): string | undefined {
     return this.participantId;
-  }
-
-  get lastGlobalMetrics(): EvalMetrics | undefined {
-    return this.globalMetrics;
   }
 
   start(): void {
@@ -304,7 +298,6 @@ export class Participant {
       this.abortedRound = message.round;
       this.failSecAggWait(new TrainingAborted());
     }
-    if (message.metrics) this.globalMetrics = message.metrics;
     this.emit({ type: 'round-end', message });
   }
 

@@ -90,7 +90,6 @@ describe('secure aggregation with Node participants', () => {
       worst = Math.max(worst, Math.abs(sum[i]! - expected));
     }
     assert.ok(worst < errorBound, `largest error ${worst} is below the bound ${errorBound}`);
-    assert.ok(worst > 0 || errorBound > 0);
 
     // The new global model is the old one plus the unweighted mean of the contributors' updates.
     assert.equal(masked.size, 9);
