@@ -7,6 +7,7 @@ import { dpSgdStep } from '../core/privacy/dp-sgd.ts';
 import { perExampleGradients } from '../core/privacy/per-example-gradients.ts';
 import { GaussianSampler } from '../core/privacy/update-privacy.ts';
 import type { ArchitectureName } from '../core/protocol/messages.ts';
+import { featureTensor } from '../core/training/data-tensors.ts';
 import { loadMnistDemo } from '../coordinator/task/demo-data.ts';
 import { initNodeBackend } from '../coordinator/tf-node.ts';
 
@@ -61,7 +62,7 @@ function median(values: readonly number[]): number {
 async function bench(architecture: ArchitectureName, batchSize: number, reps: number, loopReps: number): Promise<Row> {
   const demo = await loadMnistDemo();
   const data = subset(demo.train, Uint32Array.from({ length: batchSize }, (_, i) => i));
-  const x = tf.tidy(() => tf.tensor2d(data.features8, [batchSize, 784], 'int32').toFloat().div(255));
+  const x = featureTensor(data);
   const y = tf.tidy(() => tf.oneHot(tf.tensor1d(data.labels, 'int32'), 10).toFloat());
   const spec = { architecture, inputShape: [784], numClasses: 10 };
   const model = buildModel(spec);

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import type { ByteDataset } from '../core/data/dataset.ts';
+import type { Dataset } from '../core/data/dataset.ts';
 import { buildModel } from '../core/model/architectures.ts';
 import { writeWeights } from '../core/model/weights.ts';
 import type { EvalMetrics, ModelSpec } from '../core/protocol/messages.ts';
@@ -14,7 +14,7 @@ export class TestSetEvaluator implements ModelEvaluator {
 
   constructor(
     spec: ModelSpec,
-    private readonly test: ByteDataset,
+    private readonly test: Dataset,
     private readonly batchSize = 500,
   ) {
     this.model = buildModel(spec);

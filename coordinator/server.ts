@@ -98,6 +98,8 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     model: spec,
     weightShapes: shapes,
     paramCount: parameterCount(shapes),
+    input: { kind: 'image', shape: [28, 28, 1] },
+    classes: Array.from({ length: demo.train.numClasses }, (_, digit) => String(digit)),
     demoDataUrl: DEMO_DATA_PATH,
     sampleDp: config.settings.fit.sampleDp,
   };

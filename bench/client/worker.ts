@@ -1,11 +1,12 @@
 /// <reference types="vite/client" />
 // The reference above: the root tsconfig (Node types) also checks this file, and backend.ts imports `?url` modules.
 import * as tf from '@tensorflow/tfjs';
-import { decodeDataset, subset, type ByteDataset } from '../../core/data/dataset.ts';
+import { decodeDataset, subset, type Dataset } from '../../core/data/dataset.ts';
 import { buildModel } from '../../core/model/architectures.ts';
 import { readWeights, writeWeights } from '../../core/model/weights.ts';
 import type { ArchitectureName, FitConfig, ModelSpec, TaskSummary } from '../../core/protocol/messages.ts';
 import { permutation, SeededRandom } from '../../core/random/prng.ts';
+import { featureTensor } from '../../core/training/data-tensors.ts';
 import { LocalTrainer } from '../../core/training/local-trainer.ts';
 import { selectBackend } from '../../web/participant/backend.ts';
 import type { BackendName } from '../../web/participant/worker-protocol.ts';
@@ -103,7 +104,7 @@ function median(values: readonly number[]): number {
 }
 
 /** A seeded sample of the demo data, so every backend trains on the same examples. */
-async function loadData(task: TaskSummary, examples: number): Promise<ByteDataset> {
+async function loadData(task: TaskSummary, examples: number): Promise<Dataset> {
   if (!task.demoDataUrl) throw new Error(`task ${task.name} has no demo data`);
   const all = decodeDataset(new Uint8Array(await (await fetchOk(task.demoDataUrl)).arrayBuffer()));
   if (examples > all.count) throw new Error(`asked for ${examples} examples, the demo data has ${all.count}`);
@@ -131,7 +132,7 @@ async function run(request: BenchRequest): Promise<BenchResult> {
   const fitModel = buildModel(spec, 1);
   const fitOptimizer = tf.train.sgd(request.learningRate);
   fitModel.compile({ optimizer: fitOptimizer, loss: (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.losses.softmaxCrossEntropy(yTrue, yPred) });
-  const xs = tf.tidy(() => tf.tensor2d(data.features8, [n, data.features], 'int32').toFloat().div(255));
+  const xs = featureTensor(data);
   const ys = tf.tidy(() => tf.oneHot(tf.tensor1d(data.labels, 'int32'), spec.numClasses).toFloat());
   // Both start every repetition from these weights, so the work (and the loss) is the same each time.
   const initial = await readWeights(fitModel);

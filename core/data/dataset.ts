@@ -1,74 +1,99 @@
 import { type UniformSource, permutation, SeededRandom } from '../random/prng.ts';
 
 /**
- * A labelled dataset of fixed-size examples with byte features (image pixels
- * 0..255), and the binary format the coordinator serves demo data in.
+ * A labelled dataset of fixed-size examples, and the binary format the
+ * coordinator serves demo data in. Features are either bytes (image pixels
+ * 0..255, scaled to [0, 1] for training) or float32 values already prepared
+ * for the model (standardised numbers, one-hot categories).
  */
-export interface ByteDataset {
+export interface Dataset {
   readonly count: number;
   /** Values per example, e.g. 784 for 28x28 images. */
   readonly features: number;
   readonly numClasses: number;
-  /** count * features bytes, example-major. */
-  readonly features8: Uint8Array;
+  /** count * features values, example-major. */
+  readonly values: Uint8Array | Float32Array;
   /** count labels in [0, numClasses). */
   readonly labels: Uint8Array;
 }
 
 /*
  * Dataset file layout (little-endian):
- *   0  4  magic "FLDS"
+ *   0  4  magic "FLDS" (byte features) or "FLDF" (float32 features)
  *   4  4  count
  *   8  4  features per example
  *   12 4  number of classes
- *   16 count bytes of labels, then count * features bytes of features
+ *   16 count bytes of labels, zero padding to a multiple of 4 (FLDF only),
+ *      then count * features features (bytes, or float32)
  */
-const DATASET_MAGIC = 0x5344_4c46; // "FLDS"
+const BYTES_MAGIC = 0x5344_4c46; // "FLDS"
+const FLOATS_MAGIC = 0x4644_4c46; // "FLDF"
 const DATASET_HEADER_BYTES = 16;
 
-export function encodeDataset(data: ByteDataset): Uint8Array {
-  const out = new Uint8Array(DATASET_HEADER_BYTES + data.count + data.count * data.features);
+function featuresOffset(count: number, floats: boolean): number {
+  const end = DATASET_HEADER_BYTES + count;
+  return floats ? Math.ceil(end / 4) * 4 : end;
+}
+
+export function encodeDataset(data: Dataset): Uint8Array {
+  const floats = data.values instanceof Float32Array;
+  const offset = featuresOffset(data.count, floats);
+  const out = new Uint8Array(offset + data.values.byteLength);
   const view = new DataView(out.buffer);
-  view.setUint32(0, DATASET_MAGIC, true);
+  view.setUint32(0, floats ? FLOATS_MAGIC : BYTES_MAGIC, true);
   view.setUint32(4, data.count, true);
   view.setUint32(8, data.features, true);
   view.setUint32(12, data.numClasses, true);
   out.set(data.labels, DATASET_HEADER_BYTES);
-  out.set(data.features8, DATASET_HEADER_BYTES + data.count);
+  if (floats) {
+    const target = new DataView(out.buffer, offset);
+    data.values.forEach((v, i) => target.setFloat32(4 * i, v, true));
+  } else {
+    out.set(data.values, offset);
+  }
   return out;
 }
 
-export function decodeDataset(bytes: Uint8Array): ByteDataset {
+export function decodeDataset(bytes: Uint8Array): Dataset {
   if (bytes.byteLength < DATASET_HEADER_BYTES) throw new Error('dataset file is shorter than its header');
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (view.getUint32(0, true) !== DATASET_MAGIC) throw new Error('not a dataset file (bad magic)');
+  const magic = view.getUint32(0, true);
+  if (magic !== BYTES_MAGIC && magic !== FLOATS_MAGIC) throw new Error('not a dataset file (bad magic)');
+  const floats = magic === FLOATS_MAGIC;
   const count = view.getUint32(4, true);
   const features = view.getUint32(8, true);
   const numClasses = view.getUint32(12, true);
-  const expected = DATASET_HEADER_BYTES + count + count * features;
+  const offset = featuresOffset(count, floats);
+  const expected = offset + count * features * (floats ? 4 : 1);
   if (bytes.byteLength !== expected) throw new Error(`dataset file is ${bytes.byteLength} bytes, expected ${expected}`);
   const labels = bytes.slice(DATASET_HEADER_BYTES, DATASET_HEADER_BYTES + count);
   for (let i = 0; i < count; i++) {
     if (labels[i]! >= numClasses) throw new Error(`label ${labels[i]} of example ${i} is not below ${numClasses}`);
   }
-  return { count, features, numClasses, labels, features8: bytes.slice(DATASET_HEADER_BYTES + count, expected) };
+  if (!floats) return { count, features, numClasses, labels, values: bytes.slice(offset, expected) };
+  const values = new Float32Array(count * features);
+  for (let i = 0; i < values.length; i++) {
+    values[i] = view.getFloat32(offset + 4 * i, true);
+    if (!Number.isFinite(values[i])) throw new Error(`feature ${i % features} of example ${Math.floor(i / features)} is not a finite number`);
+  }
+  return { count, features, numClasses, labels, values };
 }
 
 /** The examples at `indices`, copied into a new dataset. */
-export function subset(data: ByteDataset, indices: ArrayLike<number>): ByteDataset {
+export function subset(data: Dataset, indices: ArrayLike<number>): Dataset {
   const n = indices.length;
-  const features8 = new Uint8Array(n * data.features);
+  const values = data.values instanceof Float32Array ? new Float32Array(n * data.features) : new Uint8Array(n * data.features);
   const labels = new Uint8Array(n);
   for (let i = 0; i < n; i++) {
     const src = indices[i]!;
     labels[i] = data.labels[src]!;
-    features8.set(data.features8.subarray(src * data.features, (src + 1) * data.features), i * data.features);
+    values.set(data.values.subarray(src * data.features, (src + 1) * data.features), i * data.features);
   }
-  return { count: n, features: data.features, numClasses: data.numClasses, features8, labels };
+  return { count: n, features: data.features, numClasses: data.numClasses, values, labels };
 }
 
 /** A seeded random split into two disjoint parts, the first of `firstCount` examples. */
-export function splitDataset(data: ByteDataset, firstCount: number, seed: number): [ByteDataset, ByteDataset] {
+export function splitDataset(data: Dataset, firstCount: number, seed: number): [Dataset, Dataset] {
   if (firstCount < 0 || firstCount > data.count) throw new RangeError(`cannot take ${firstCount} of ${data.count} examples`);
   const order = permutation(data.count, new SeededRandom(seed));
   return [subset(data, order.subarray(0, firstCount)), subset(data, order.subarray(firstCount))];

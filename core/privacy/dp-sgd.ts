@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import type { ByteDataset } from '../data/dataset.ts';
+import type { Dataset } from '../data/dataset.ts';
 import { buildModel } from '../model/architectures.ts';
 import { readWeights, writeWeights } from '../model/weights.ts';
 import type { FitConfig, ModelSpec, TrainMetrics } from '../protocol/messages.ts';
@@ -153,7 +153,7 @@ export class DpSgdTrainer {
   private readonly sampling: UniformSource;
   private readonly sampler: GaussianSampler;
 
-  constructor(spec: ModelSpec, data: ByteDataset, private readonly options: DpSgdOptions) {
+  constructor(spec: ModelSpec, data: Dataset, private readonly options: DpSgdOptions) {
     checkDataFitsModel(spec, data);
     checkSettings(options);
     this.numExamples = data.count;

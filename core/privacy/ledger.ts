@@ -83,7 +83,8 @@ export class PrivacyLedger {
  * features): the same data gets the same ledger, other data another one.
  * Not a security measure: it only names the ledger entry.
  */
-export function datasetFingerprint(labels: Uint8Array, features: Uint8Array): string {
+export function datasetFingerprint(labels: Uint8Array, values: Uint8Array | Float32Array): string {
+  const features = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
   let h1 = 0x811c9dc5;
   let h2 = 0x01000193 ^ labels.length;
   const mix = (bytes: Uint8Array) => {

@@ -1,3 +1,4 @@
+import type { InputSchema } from '../data/schema.ts';
 import type { Ack } from './errors.ts';
 
 /** Bumped on any incompatible change to events, payloads or frames. */
@@ -68,6 +69,10 @@ export interface TaskSummary {
   readonly model: ModelSpec;
   readonly weightShapes: readonly WeightShape[];
   readonly paramCount: number;
+  /** What an example looks like: participants check and prepare their own data against it. */
+  readonly input: InputSchema;
+  /** Class names, index = label (e.g. "0".."9", or a CSV label column's values). */
+  readonly classes: readonly string[];
   /** Where the demo data lives on the coordinator, if the task has one. */
   readonly demoDataUrl?: string;
   /** Set when local training is DP-SGD, so participants build the private trainer before the first round. */

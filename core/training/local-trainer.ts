@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import type { ByteDataset } from '../data/dataset.ts';
+import type { Dataset } from '../data/dataset.ts';
 import { buildModel } from '../model/architectures.ts';
 import { readWeights, writeWeights } from '../model/weights.ts';
 import type { FitConfig, ModelSpec, TrainMetrics } from '../protocol/messages.ts';
@@ -84,7 +84,7 @@ export class LocalTrainer {
   private readonly xs: tf.Tensor2D;
   private readonly ys: tf.Tensor2D;
 
-  constructor(spec: ModelSpec, data: ByteDataset) {
+  constructor(spec: ModelSpec, data: Dataset) {
     checkDataFitsModel(spec, data);
     this.numExamples = data.count;
     this.model = buildModel(spec);

@@ -10,6 +10,7 @@ import { startCoordinator, type Coordinator } from '../../coordinator/server.ts'
 import { loadMnistDemo } from '../../coordinator/task/demo-data.ts';
 import { ErrorCode, type Ack } from '../../core/protocol/errors.ts';
 import { PROTOCOL_VERSION, type JoinAccepted, type RoundStartMessage, type UpdateAccepted } from '../../core/protocol/messages.ts';
+import { featureTensor } from '../../core/training/data-tensors.ts';
 import { encodeFrame, FrameKind } from '../../core/wire/frame.ts';
 import { startNodeParticipants, stopNodeParticipants, type NodeParticipant } from '../helpers/node-participants.ts';
 
@@ -145,7 +146,7 @@ describe('federation over socket.io', () => {
     );
     const demo = await loadMnistDemo();
     const accuracy = tf.tidy(() => {
-      const x = tf.tensor2d(demo.test.features8, [demo.test.count, 784], 'int32').toFloat().div(255);
+      const x = featureTensor(demo.test);
       const predicted = (model.predict(x) as tf.Tensor).argMax(1);
       return tf.equal(predicted, tf.tensor1d(demo.test.labels, 'int32')).mean().dataSync()[0]!;
     });

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { decodeDataset, encodeDataset, parseShard, shardIndices, splitDataset, type ByteDataset } from '../../core/data/dataset.ts';
+import { decodeDataset, encodeDataset, parseShard, shardIndices, splitDataset, type Dataset } from '../../core/data/dataset.ts';
 
-function fakeDataset(count: number): ByteDataset {
+function fakeDataset(count: number): Dataset {
   const labels = Uint8Array.from({ length: count }, (_, i) => i % 10);
-  const features8 = Uint8Array.from({ length: count * 4 }, (_, i) => i % 251);
-  return { count, features: 4, numClasses: 10, labels, features8 };
+  const values = Uint8Array.from({ length: count * 4 }, (_, i) => i % 251);
+  return { count, features: 4, numClasses: 10, labels, values };
 }
 
 describe('datasets and shards', () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { subset, type ByteDataset } from '../../core/data/dataset.ts';
+import { subset, type Dataset } from '../../core/data/dataset.ts';
 import { buildModel } from '../../core/model/architectures.ts';
 import { readWeights, writeWeights } from '../../core/model/weights.ts';
 import { DpSgdTrainer, dpStepsPerEpoch, noisyGradientSum, poissonSample } from '../../core/privacy/dp-sgd.ts';
@@ -10,12 +10,13 @@ import { GaussianSampler } from '../../core/privacy/update-privacy.ts';
 import type { ModelSpec } from '../../core/protocol/messages.ts';
 import { SeededRandom, type UniformSource } from '../../core/random/prng.ts';
 import { TrainingAborted } from '../../core/training/local-trainer.ts';
+import { featureTensor } from '../../core/training/data-tensors.ts';
 import { loadMnistDemo, type DemoData } from '../../coordinator/task/demo-data.ts';
 import { initNodeBackend } from '../../coordinator/tf-node.ts';
 
 const spec: ModelSpec = { architecture: 'mlp', inputShape: [784], numClasses: 10 };
 
-function first(data: ByteDataset, n: number): ByteDataset {
+function first(data: Dataset, n: number): Dataset {
   return subset(data, Uint32Array.from({ length: n }, (_, i) => i));
 }
 
@@ -56,7 +57,7 @@ describe('DP-SGD', () => {
     const C = 0.7;
     const model = buildModel(spec);
     const batch = first(demo.train, 16);
-    const x = tf.tidy(() => tf.tensor2d(batch.features8, [16, 784], 'int32').toFloat().div(255));
+    const x = featureTensor(batch);
     const y = tf.tidy(() => tf.oneHot(tf.tensor1d(batch.labels, 'int32'), 10).toFloat());
     const clipped = clippedGradientSum(model, x, y, C);
     const noisy = noisyGradientSum(clipped.sums, sigma * C, new GaussianSampler(new SeededRandom(5)));
@@ -161,7 +162,7 @@ describe('DP-SGD', () => {
     const random = new SeededRandom(11);
     const model = buildModel(spec);
     writeWeights(model, w0);
-    const xs = tf.tidy(() => tf.tensor2d(data.features8, [n, 784], 'int32').toFloat().div(255));
+    const xs = featureTensor(data);
     const ys = tf.tidy(() => tf.oneHot(tf.tensor1d(data.labels, 'int32'), 10).toFloat());
     const optimizer = tf.train.sgd(lr);
     let batches = 0;
@@ -236,7 +237,7 @@ describe('DP-SGD', () => {
     writeWeights(model, w0.map((w, i) => w + result.update[i]!));
     const test = demo.test;
     const accuracy = tf.tidy(() => {
-      const x = tf.tensor2d(test.features8, [test.count, 784], 'int32').toFloat().div(255);
+      const x = featureTensor(test);
       const predicted = tf.argMax(model.predict(x) as tf.Tensor, 1);
       return tf.mean(tf.cast(tf.equal(predicted, tf.tensor1d(test.labels, 'int32')), 'float32')).dataSync()[0]!;
     });
@@ -250,7 +251,7 @@ describe('DP-SGD', () => {
     const data = first(demo.train, 10);
     assert.throws(() => new DpSgdTrainer(spec, data, { clipNorm: 0, noiseMultiplier: 1 }), RangeError);
     assert.throws(() => new DpSgdTrainer(spec, data, { clipNorm: 1, noiseMultiplier: NaN }), RangeError);
-    const wrong = { count: 2, features: 10, numClasses: 10, labels: new Uint8Array(2), features8: new Uint8Array(20) };
+    const wrong = { count: 2, features: 10, numClasses: 10, labels: new Uint8Array(2), values: new Uint8Array(20) };
     assert.throws(() => new DpSgdTrainer(spec, wrong, { clipNorm: 1, noiseMultiplier: 1 }), /10 features per example, the model takes 784/);
   });
 });

@@ -66,7 +66,7 @@ describe('local trainer', () => {
   });
 
   it('refuses data that does not fit the model', () => {
-    const data = { count: 2, features: 10, numClasses: 10, labels: new Uint8Array(2), features8: new Uint8Array(20) };
+    const data = { count: 2, features: 10, numClasses: 10, labels: new Uint8Array(2), values: new Uint8Array(20) };
     assert.throws(() => new LocalTrainer(spec, data), /10 features per example, the model takes 784/);
   });
 });

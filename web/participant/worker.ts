@@ -66,7 +66,7 @@ async function start(command: StartCommand): Promise<void> {
     const dpTrainer = new DpSgdTrainer(task.model, local, dp);
     trainer = new DpSgdRoundTrainer(dpTrainer);
     // One ledger per dataset: the same shard of the same task continues its sum across reloads.
-    const key = `${task.name}/${datasetFingerprint(local.labels, local.features8)}`;
+    const key = `${task.name}/${datasetFingerprint(local.labels, local.values)}`;
     ledger = await PrivacyLedger.open(new IndexedDbLedgerStore(), key, dp.delta, lowerBudget(command.epsilonBudget, dp.epsilonBudget));
     post({ type: 'dp', path: dpTrainer.gradientPath, clipNorm: dp.clipNorm, noiseMultiplier: dp.noiseMultiplier, expectedBatchSize: dp.expectedBatchSize });
   } else {
