@@ -100,7 +100,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     paramCount: parameterCount(shapes),
     input: { kind: 'image', shape: [28, 28, 1] },
     classes: Array.from({ length: demo.train.numClasses }, (_, digit) => String(digit)),
-    demoDataUrl: DEMO_DATA_PATH,
+    demoData: { url: DEMO_DATA_PATH, format: 'dataset' },
     sampleDp: config.settings.fit.sampleDp,
   };
   const evaluator = new TestSetEvaluator(spec, demo.test);

@@ -105,8 +105,8 @@ function median(values: readonly number[]): number {
 
 /** A seeded sample of the demo data, so every backend trains on the same examples. */
 async function loadData(task: TaskSummary, examples: number): Promise<Dataset> {
-  if (!task.demoDataUrl) throw new Error(`task ${task.name} has no demo data`);
-  const all = decodeDataset(new Uint8Array(await (await fetchOk(task.demoDataUrl)).arrayBuffer()));
+  if (task.demoData?.format !== 'dataset') throw new Error(`task ${task.name} has no demo dataset`);
+  const all = decodeDataset(new Uint8Array(await (await fetchOk(task.demoData.url)).arrayBuffer()));
   if (examples > all.count) throw new Error(`asked for ${examples} examples, the demo data has ${all.count}`);
   return subset(all, permutation(all.count, new SeededRandom(7)).subarray(0, examples));
 }

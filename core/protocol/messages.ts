@@ -73,10 +73,19 @@ export interface TaskSummary {
   readonly input: InputSchema;
   /** Class names, index = label (e.g. "0".."9", or a CSV label column's values). */
   readonly classes: readonly string[];
-  /** Where the demo data lives on the coordinator, if the task has one. */
-  readonly demoDataUrl?: string;
+  /** Public demo data on the coordinator, if the task has some: each participant takes its shard of it. */
+  readonly demoData?: DemoDataSource;
   /** Set when local training is DP-SGD, so participants build the private trainer before the first round. */
   readonly sampleDp?: SampleDpConfig;
+}
+
+/**
+ * 'dataset': an encoded Dataset (core/data/dataset.ts), ready to train.
+ * 'csv': a CSV file of a tabular task, prepared on the device like the participant's own CSV.
+ */
+export interface DemoDataSource {
+  readonly url: string;
+  readonly format: 'dataset' | 'csv';
 }
 
 export interface GlobalModelMessage {

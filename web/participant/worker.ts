@@ -51,9 +51,9 @@ async function start(command: StartCommand): Promise<void> {
   post({ type: 'backend', backend: selected.backend, adapter: selected.adapter, tried: selected.tried });
 
   const task = (await (await fetchOk(`${command.url}/api/task`)).json()) as TaskSummary;
-  if (!task.demoDataUrl) throw new Error(`task ${task.name} has no demo data; load your own data instead`);
+  if (task.demoData?.format !== 'dataset') throw new Error(`task ${task.name} has no demo dataset; load your own data instead`);
   // The demo training set is public; each tab keeps only its shard, and only updates leave the tab.
-  const all = decodeDataset(new Uint8Array(await (await fetchOk(`${command.url}${task.demoDataUrl}`)).arrayBuffer()));
+  const all = decodeDataset(new Uint8Array(await (await fetchOk(`${command.url}${task.demoData.url}`)).arrayBuffer()));
   const local = subset(all, shardIndices(all.labels, command.shard));
   const labels = new Array<number>(local.numClasses).fill(0);
   for (const label of local.labels) labels[label]!++;
