@@ -7,6 +7,7 @@ import {
   type ClientToServerEvents,
   type FederationDoneMessage,
   type JoinAccepted,
+  type ProgressMessage,
   type RoundEndMessage,
   type RoundStartMessage,
   type SampleDpConfig,
@@ -17,7 +18,7 @@ import {
 } from '../protocol/messages.ts';
 import { decodeFrame, encodeFrame, FrameKind } from '../wire/frame.ts';
 import type { PrivacyLedger } from '../privacy/ledger.ts';
-import { TrainingAborted } from '../training/local-trainer.ts';
+import { TrainingAborted, type TrainProgress } from '../training/local-trainer.ts';
 import type { RoundTrainer } from './trainers.ts';
 import { SecAggClient, type SecAggConfig, type UnmaskRequestMessage } from '../secagg/protocol.ts';
 import type { SecAggAccepted, SecAggForwardedWire, SecAggKeysWire, SecAggRoundInfo } from '../protocol/messages.ts';
@@ -38,7 +39,8 @@ export type ParticipantStatus = 'connecting' | 'waiting' | 'downloading' | 'trai
 export type ParticipantEvent =
   | { readonly type: 'status'; readonly status: ParticipantStatus; readonly detail?: string }
   | { readonly type: 'joined'; readonly participantId: string; readonly task: TaskSummary; readonly modelVersion: number; readonly round: number }
-  | { readonly type: 'progress'; readonly round: number; readonly epoch: number; readonly epochs: number; readonly fraction: number }
+  /** `epoch` epochs done of `epochs`; `batch` batches done of the current epoch's `batches`. */
+  | { readonly type: 'progress'; readonly round: number; readonly epoch: number; readonly epochs: number; readonly batch: number; readonly batches: number; readonly fraction: number }
   | {
       readonly type: 'uploaded';
       readonly round: number;
@@ -325,7 +327,7 @@ export class Participant {
         shouldAbort: () => this.abortedRound === round || !this.socket.connected,
         onProgress: (p) => {
           this.emit({ type: 'progress', round, ...p });
-          if (this.socket.connected && !isPrivateRound(message.config)) this.socket.emit('progress', { round, ...p });
+          if (this.socket.connected && !isPrivateRound(message.config)) this.socket.emit('progress', wireProgress(round, p));
         },
       });
       this.options.onPlainUpdate?.(round, result.update);
@@ -373,7 +375,7 @@ export class Participant {
         shouldAbort: () => this.abortedRound === round || !this.socket.connected,
         onProgress: (p) => {
           this.emit({ type: 'progress', round, ...p });
-          if (this.socket.connected && !isPrivateRound(message.config)) this.socket.emit('progress', { round, ...p });
+          if (this.socket.connected && !isPrivateRound(message.config)) this.socket.emit('progress', wireProgress(round, p));
         },
       });
       const privacy = message.config.privacy;
@@ -432,6 +434,11 @@ class SecAggRefused extends Error {
   }
 }
 
+
+/** The wire `progress` message keeps its validated fields only; batch detail stays on the device. */
+function wireProgress(round: number, p: TrainProgress): ProgressMessage {
+  return { round, epoch: p.epoch, epochs: p.epochs, fraction: p.fraction };
+}
 
 /** A round under any differential privacy: nothing computed from raw local data may leave but the update. */
 function isPrivateRound(config: RoundStartMessage['config']): boolean {

@@ -211,7 +211,7 @@ export class DpSgdTrainer {
             lossSum = nextLoss;
             correctSum = nextCorrect;
           }
-          await pacer.afterStep(lossSum, () => ({ epoch, epochs: config.epochs, fraction: steps / totalSteps }));
+          await pacer.afterStep(lossSum, () => ({ epoch, epochs: config.epochs, batch: s + 1, batches: stepsPerEpoch, fraction: steps / totalSteps }));
         }
         const [loss, correct] = await Promise.all([lossSum.data(), correctSum.data()]);
         pacer.checkAbort();
@@ -220,7 +220,7 @@ export class DpSgdTrainer {
         lossSum.dispose();
         correctSum.dispose();
       }
-      hooks.onProgress?.({ epoch: epoch + 1, epochs: config.epochs, fraction: (epoch + 1) / config.epochs });
+      hooks.onProgress?.({ epoch: epoch + 1, epochs: config.epochs, batch: stepsPerEpoch, batches: stepsPerEpoch, fraction: (epoch + 1) / config.epochs });
     }
     const trained = await readWeights(this.model);
     for (let i = 0; i < trained.length; i++) trained[i]! -= globalWeights[i]!;

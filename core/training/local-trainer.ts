@@ -7,8 +7,12 @@ import { nextMacrotask } from '../runtime/yield.ts';
 import { checkDataFitsModel, toDataTensors } from './data-tensors.ts';
 
 export interface TrainProgress {
+  /** Epochs completed. */
   readonly epoch: number;
   readonly epochs: number;
+  /** Batches (DP-SGD: steps) done in the current epoch, of `batches` per epoch. */
+  readonly batch: number;
+  readonly batches: number;
   /** Fraction of the whole round's training done, in [0, 1]. */
   readonly fraction: number;
 }
@@ -116,7 +120,7 @@ export class LocalTrainer {
             correctSum.dispose();
             lossSum = nextLoss;
             correctSum = nextCorrect;
-            await pacer.afterStep(lossSum, () => ({ epoch, epochs: config.epochs, fraction: (epoch * batchesPerEpoch + b + 1) / totalBatches }));
+            await pacer.afterStep(lossSum, () => ({ epoch, epochs: config.epochs, batch: b + 1, batches: batchesPerEpoch, fraction: (epoch * batchesPerEpoch + b + 1) / totalBatches }));
           }
           const [loss, correct] = await Promise.all([lossSum.data(), correctSum.data()]);
           pacer.checkAbort();
@@ -125,7 +129,7 @@ export class LocalTrainer {
           lossSum.dispose();
           correctSum.dispose();
         }
-        hooks.onProgress?.({ epoch: epoch + 1, epochs: config.epochs, fraction: (epoch + 1) / config.epochs });
+        hooks.onProgress?.({ epoch: epoch + 1, epochs: config.epochs, batch: batchesPerEpoch, batches: batchesPerEpoch, fraction: (epoch + 1) / config.epochs });
       }
       const trained = await readWeights(this.model);
       for (let i = 0; i < trained.length; i++) trained[i]! -= globalWeights[i]!;
