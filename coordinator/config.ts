@@ -8,6 +8,7 @@ import { recommendedThreshold } from '../core/secagg/protocol.ts';
 import { DEFAULT_QUANTIZATION, maxParticipants } from '../core/secagg/quantize.ts';
 import { parseStrategyFlags, StrategyFlagError, type StrategyConfig } from './strategies.ts';
 import { parseSecurityConfig, SECURITY_OPTIONS, SECURITY_USAGE, type SecurityConfig } from './security/config.ts';
+import { explainConfigError, readTaskFile, TaskFileError, type TaskFile } from './task/task-file.ts';
 
 export interface CoordinatorConfig {
   readonly port: number;
@@ -28,11 +29,17 @@ export interface CoordinatorConfig {
   readonly strategy?: StrategyConfig;
   /** Tokens, TLS, origins and limits (coordinator/security/config.ts); absent: open, plain HTTP, default limits. */
   readonly security?: SecurityConfig;
+  /** The task file (--task), checked; absent: the embedded MNIST demo. Its settings are already in the fields above. */
+  readonly task?: TaskFile;
 }
 
 export const USAGE = `Usage: npm start -- [options]
 
-Runs the federation coordinator with the embedded demo task (MNIST digits).
+Runs the federation coordinator with the embedded demo task (MNIST digits), or a task file.
+
+Task
+  --task FILE              a task configuration file (see README "Tasks"), e.g. tasks/penguins/task.json;
+                           flags given here override its settings
 
 Server
   --port N                 HTTP port (default 8080, or $PORT; 0 picks a free one)
@@ -129,6 +136,11 @@ const nonNegativeInt = (n: number) => Number.isInteger(n) && n >= 0;
 
 /** Parses command-line flags (and PORT from the environment) into a checked config. */
 export function parseConfig(argv: readonly string[], env: Record<string, string | undefined> = {}): CoordinatorConfig | 'help' {
+  return parseFlags(argv, env, undefined);
+}
+
+/** With `task`, argv is the task file's flags followed by the command line's, so the command line wins. */
+function parseFlags(argv: readonly string[], env: Record<string, string | undefined>, task: { file: TaskFile; commandLine: ReadonlySet<string> } | undefined): CoordinatorConfig | 'help' {
   let parsed;
   try {
     parsed = parseArgs({
@@ -153,6 +165,7 @@ export function parseConfig(argv: readonly string[], env: Record<string, string 
         'noise-std': { type: 'string' },
         seed: { type: 'string' },
         'static-dir': { type: 'string' },
+        task: { type: 'string' },
         quiet: { type: 'boolean' },
         'over-select': { type: 'string' },
         'adaptive-deadline': { type: 'boolean' },
@@ -191,6 +204,22 @@ export function parseConfig(argv: readonly string[], env: Record<string, string 
   }
   const v = parsed.values;
   if (v.help) return 'help';
+  if (v.task !== undefined && task === undefined) {
+    let file: TaskFile;
+    try {
+      file = readTaskFile(v.task);
+    } catch (error) {
+      throw error instanceof TaskFileError ? new ConfigError(error.message) : error;
+    }
+    const commandLine = new Set(Object.keys(v));
+    if (file.model.kind === 'modelJson' && v.model !== undefined) throw new ConfigError(`--model picks a built-in architecture, but ${file.file} brings its own model (model.modelJson)`);
+    try {
+      return parseFlags([...file.flags, ...argv], env, { file, commandLine });
+    } catch (error) {
+      // Errors about settings from the file name the file and its keys, not flags the user never typed.
+      throw error instanceof ConfigError ? new ConfigError(explainConfigError(error.message, file, commandLine)) : error;
+    }
+  }
   const architecture = v.model ?? 'mlp';
   if (!isArchitecture(architecture)) throw new ConfigError(`--model must be mlp, 2nn or cnn, got "${architecture}"`);
   const port = number(v.port ?? env.PORT, 'port', 8080, (n) => nonNegativeInt(n) && n <= 65535, 'a port number (0-65535)');
@@ -253,6 +282,7 @@ export function parseConfig(argv: readonly string[], env: Record<string, string 
     staticDir: v['static-dir'] ?? 'dist',
     quiet: v.quiet ?? false,
     security,
+    task: task?.file,
   };
 }
 
