@@ -11,6 +11,8 @@ import type { ArchitectureName, ModelSpec, WeightShape } from '../protocol/messa
  * test can build the same starting model.
  */
 export function buildModel(spec: ModelSpec, seed = 1): tf.LayersModel {
+  // A task's own model: its initial weights come from its model.json, so the seed plays no part.
+  if (spec.architecture === 'custom') return buildCustomModel(spec);
   const init = (offset: number) => tf.initializers.glorotUniform({ seed: seed + offset });
   const model = tf.sequential({ name: spec.architecture });
   const flatSize = spec.inputShape.reduce((a, b) => a * b, 1);
@@ -46,6 +48,23 @@ export function buildModel(spec: ModelSpec, seed = 1): tf.LayersModel {
     }
   }
   return model;
+}
+
+/**
+ * Rebuilds a custom model from its tfjs layers configuration, synchronously
+ * (`tf.models.modelFromJSON` is async): `Sequential.fromConfig` or
+ * `LayersModel.fromConfig` on `{ className, config }` from `getConfig()`.
+ */
+function buildCustomModel(spec: ModelSpec): tf.LayersModel {
+  const topology = spec.topology;
+  if (topology === null || typeof topology !== 'object' || Array.isArray(topology)) throw new Error('a custom model needs its topology: { className, config }');
+  const { className, config } = topology as { readonly [key: string]: unknown };
+  if (config === null || typeof config !== 'object' || Array.isArray(config)) throw new Error('the custom model topology has no config object');
+  // A copy: tfjs writes into the configs it deserialises. JSON objects are the ConfigDicts tfjs types them as.
+  const dict = JSON.parse(JSON.stringify(config)) as tf.serialization.ConfigDict;
+  if (className === 'Sequential') return tf.Sequential.fromConfig(tf.Sequential, dict) as tf.LayersModel;
+  if (className === 'Model' || className === 'Functional') return tf.LayersModel.fromConfig(tf.LayersModel, dict) as tf.LayersModel;
+  throw new Error(`the custom model topology must be a Sequential or functional Model, got className ${JSON.stringify(className)}`);
 }
 
 /** A square single-channel image shape for a flat or image input, e.g. [784] -> [28, 28, 1]. */

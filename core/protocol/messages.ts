@@ -10,12 +10,22 @@ export type Binary = ArrayBuffer | Uint8Array;
 export const ArchitectureName = ['mlp', '2nn', 'cnn'] as const;
 export type ArchitectureName = (typeof ArchitectureName)[number];
 
+/** Plain JSON data, as JSON.parse returns it. */
+export type JsonValue = null | boolean | number | string | readonly JsonValue[] | { readonly [key: string]: JsonValue };
+
 /** Enough to rebuild the exact model on any side: same layers, same weight order. */
 export interface ModelSpec {
-  readonly architecture: ArchitectureName;
+  /** A built-in architecture, or 'custom': a task's own tfjs model, rebuilt from `topology`. */
+  readonly architecture: ArchitectureName | 'custom';
   /** Input shape without the batch dimension, e.g. [784] or [28, 28, 1]. */
   readonly inputShape: readonly number[];
   readonly numClasses: number;
+  /**
+   * 'custom' only: the model's tfjs layers configuration, `{ className, config }` as
+   * `LayersModel.getClassName()` / `getConfig()` give it (model.json's modelTopology in
+   * camelCase), so every side rebuilds it synchronously with public tfjs APIs.
+   */
+  readonly topology?: JsonValue;
 }
 
 /** One weight tensor of the model, in flattening order. */
