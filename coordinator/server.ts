@@ -409,7 +409,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     async close() {
       if (closed) return;
       closed = true;
-      if (!engine.isDone) engine.stop('coordinator shut down');
+      if (!engine.isDone) engine.abort('coordinator shut down');
       if (statusTimer) clearTimeout(statusTimer);
       clock.clearAll();
       // Let the last broadcasts (federation:done) leave before the connections close.

@@ -1,4 +1,9 @@
+import { DpFedAvg } from '../../core/aggregation/dp-fedavg.ts';
+import { TrimmedMean } from '../../core/aggregation/robust.ts';
 import type { RoundAggregator, Strategy } from '../../core/aggregation/strategy.ts';
+import { findStrategy } from '../../core/aggregation/wrapper.ts';
+import { l2Norm } from '../../core/privacy/update-privacy.ts';
+import { maxParticipants } from '../../core/secagg/quantize.ts';
 import { ackError, ackOk, ErrorCode, ProtocolError, type Ack } from '../../core/protocol/errors.ts';
 import type {
   ClientInfo,
@@ -13,12 +18,18 @@ import type {
   UpdateMessage,
 } from '../../core/protocol/messages.ts';
 import type {
+  ControlAccepted,
+  FederationControl,
   FederationStatus,
   ParticipantState,
   ParticipantStatus,
+  RoundParticipantOutcome,
+  RoundParticipantRecord,
   RoundPhase,
   RoundRecord,
   RoundSettings,
+  SettingsChange,
+  UpdateNormStats,
 } from '../../core/protocol/status.ts';
 import { sample, type UniformSource } from '../../core/random/prng.ts';
 import { decodeFrame, encodeFrame, FrameKind } from '../../core/wire/frame.ts';
@@ -101,8 +112,17 @@ interface ParticipantRecord {
   lastLatencyMs?: number;
   epsilon?: number;
   declined?: string;
+  lastUpdateNorm?: number;
   /** Declined for good (its privacy budget is spent): never selected again, whatever else happens. */
   retired: boolean;
+}
+
+/** How a selected participant's part in the open round ended, and when. */
+interface Settlement {
+  readonly outcome: RoundParticipantOutcome;
+  readonly at: number;
+  readonly reason?: string;
+  readonly norm?: number;
 }
 
 interface OpenRound {
@@ -122,6 +142,12 @@ interface OpenRound {
   /** Rounds with secure aggregation. */
   readonly secure?: SecureRound;
   secureOutcome?: SecureRoundOutcome;
+  readonly fit: FitConfig;
+  readonly clientsPerRound: number;
+  readonly deadlineMs: number;
+  /** Per selected participant, for the round's timeline. */
+  readonly settlements: Map<string, Settlement>;
+  readonly rejectionCodes: Record<string, number>;
 }
 
 /**
@@ -146,6 +172,12 @@ export class RoundEngine {
   private readonly history: RoundRecord[] = [];
   private readonly rejections: Record<string, number> = {};
   private started = false;
+  /** Pause: the open round finishes, no new one opens until resume. */
+  private paused = false;
+  /** The operator stopped the federation; it finishes once the open round is closed. */
+  private stopReason: string | undefined;
+  /** Settings as they now are: the operator may change some between rounds. */
+  private settings: RoundSettings;
   private doneReason: string | undefined;
   private readonly startedAt: number;
   private idCounter = 0;
@@ -164,6 +196,7 @@ export class RoundEngine {
     // A round started but never finished before a crash keeps its number: the next one comes after it.
     this.lastRound = Math.max(resume?.round ?? 0, options.lastStartedRound ?? 0);
     this.startedAt = options.clock.now();
+    this.settings = options.settings;
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
   }
 
@@ -185,8 +218,82 @@ export class RoundEngine {
     this.maybeStartRound();
   }
 
-  /** Stops for good: closes the open round without aggregating and finishes. */
-  stop(reason = 'stopped by the operator'): void {
+  get control(): FederationControl {
+    if (this.phase === 'done' || this.stopReason !== undefined) return 'stopped';
+    if (!this.started) return 'awaiting-start';
+    return this.paused ? 'paused' : 'running';
+  }
+
+  /**
+   * An operator's control action. `stop` resolves once the federation has
+   * finished (the open round closed, checkpointed and announced).
+   */
+  async applyControl(action: 'start' | 'pause' | 'resume' | 'stop'): Promise<Ack<ControlAccepted>> {
+    const control = this.control;
+    const refuse = (why: string) => this.rejected(ackError<ControlAccepted>(ErrorCode.ControlNotAllowed, `cannot ${action}: ${why}`));
+    if (control === 'stopped') return refuse(`the federation has stopped${this.doneReason ? ` (${this.doneReason})` : ''}`);
+    switch (action) {
+      case 'start':
+        if (control !== 'awaiting-start') return refuse(`it has already started (${control})`);
+        this.start();
+        this.options.transport.statusChanged();
+        break;
+      case 'pause':
+        if (control !== 'running') return refuse(control === 'paused' ? 'it is already paused' : 'it has not started yet');
+        this.pause();
+        break;
+      case 'resume':
+        if (control !== 'paused') return refuse(control === 'running' ? 'it is not paused' : 'it has not started yet (use start)');
+        this.resume();
+        break;
+      case 'stop':
+        await this.stop('stopped by the operator');
+        return ackOk({ control: this.control, doneReason: this.doneReason });
+    }
+    return ackOk({ control: this.control });
+  }
+
+  /** The open round finishes normally; no new round opens until resume(). */
+  pause(): void {
+    if (this.phase === 'done') return;
+    this.paused = true;
+    this.options.transport.statusChanged();
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.options.transport.statusChanged();
+    this.maybeStartRound();
+  }
+
+  /**
+   * Stops for good, closing the open round cleanly: the updates that arrived
+   * are aggregated if there are enough (else the round is skipped), the
+   * round is checkpointed and announced, then federation:done goes out.
+   * A secure round still collecting cannot be decoded: it aborts (skipped).
+   */
+  stop(reason = 'stopped by the operator'): Promise<FederationStatus> {
+    if (this.phase === 'done' || this.stopReason !== undefined) return this.done;
+    this.stopReason = reason;
+    const open = this.open;
+    if (!open) {
+      this.finish(reason);
+    } else if (this.phase === 'training') {
+      if (open.secure) {
+        open.secure.abort(reason);
+      } else {
+        this.dropUnsettled(open, reason);
+        void this.closeRound(open);
+      }
+    }
+    // Otherwise the round is aggregating or evaluating: closeRound finishes the federation after it.
+    this.options.transport.statusChanged();
+    return this.done;
+  }
+
+  /** Shutdown: abandons the open round without recording it (it keeps its number) and finishes at once. */
+  abort(reason: string): void {
     if (this.open) {
       this.open.secure?.abort(reason);
       this.options.clock.clear(this.open.timer);
@@ -194,6 +301,91 @@ export class RoundEngine {
       this.open = undefined;
     }
     this.finish(reason);
+  }
+
+  /** Round settings as they now are (changes apply from the next round). */
+  get currentSettings(): RoundSettings {
+    return this.settings;
+  }
+
+  /**
+   * Changes round settings from the next round on. Checked with the rules of
+   * the command-line flags, and refused where the change would make a
+   * privacy or secure-aggregation guarantee false; nothing changes then.
+   */
+  updateSettings(change: SettingsChange): Ack<RoundSettings> {
+    const problem = this.settingsProblem(change);
+    if (problem !== undefined) return this.rejected(ackError(ErrorCode.InvalidSetting, problem));
+    if (this.phase === 'done') return this.rejected(ackError(ErrorCode.ControlNotAllowed, `the federation has finished: ${this.doneReason}`));
+    const s = this.settings;
+    this.settings = {
+      ...s,
+      clientsPerRound: change.clientsPerRound ?? s.clientsPerRound,
+      roundTimeoutMs: change.roundTimeoutMs ?? s.roundTimeoutMs,
+      fit: {
+        ...s.fit,
+        epochs: change.epochs ?? s.fit.epochs,
+        batchSize: change.batchSize ?? s.fit.batchSize,
+        learningRate: change.learningRate ?? s.fit.learningRate,
+      },
+    };
+    this.options.transport.statusChanged();
+    return ackOk(this.settings);
+  }
+
+  private settingsProblem(change: SettingsChange): string | undefined {
+    const s = this.settings;
+    const positiveInt = (key: keyof SettingsChange, max: number) => {
+      const v = change[key];
+      if (v !== undefined && !(Number.isInteger(v) && v >= 1 && v <= max)) return `${key} must be an integer in [1, ${max}], got ${v}`;
+      return undefined;
+    };
+    const range =
+      positiveInt('clientsPerRound', 100_000) ??
+      positiveInt('epochs', 1000) ??
+      positiveInt('batchSize', 100_000) ??
+      (change.learningRate !== undefined && !(change.learningRate > 0 && change.learningRate <= 100) ? `learningRate must be in (0, 100], got ${change.learningRate}` : undefined) ??
+      // At least a second; at most a day (a timer longer than 2^31 ms would fire at once).
+      (change.roundTimeoutMs !== undefined && !(change.roundTimeoutMs >= 1000 && change.roundTimeoutMs <= 86_400_000)
+        ? `roundTimeoutMs must be between 1000 (1 s) and 86400000 (24 h), got ${change.roundTimeoutMs}`
+        : undefined);
+    if (range) return range;
+    const cpr = change.clientsPerRound;
+    const clientDp = findStrategy(this.options.strategy, DpFedAvg);
+    const sampleDp = s.fit.sampleDp;
+    if (cpr !== undefined && cpr !== s.clientsPerRound) {
+      if (cpr < s.minUpdates) return `clientsPerRound (${cpr}) must be at least minUpdates (${s.minUpdates}), as --clients-per-round must be at least --min-updates`;
+      if (clientDp) {
+        // DP-FedAvg samples each participant with probability q and divides by the fixed m: a count per round is not its to change.
+        return 'clientsPerRound cannot change under client-level DP: participants are sampled independently with --client-sample-rate, and the privacy accounting depends on that rate and on --expected-clients, not on a count';
+      }
+      const trimmed = findStrategy(this.options.strategy, TrimmedMean);
+      if (trimmed && trimmed.trimCount(cpr) === 0) return `clientsPerRound ${cpr} would make trimmed-mean trim nothing (a plain mean, no robustness): keep it at least ${s.clientsPerRound}`;
+      const secure = s.secureAggregation;
+      if (secure) {
+        const selected = Math.ceil(cpr * (1 + (s.overSelect ?? 0)));
+        const max = maxParticipants({ clipRange: secure.clipRange, quantizationRange: secure.quantizationRange });
+        if (selected > max) return `clientsPerRound ${cpr} (${selected} selected with over-selection) could overflow the mod-2^32 secure sum with quantization range ${secure.quantizationRange}: at most ${max}`;
+        if (selected < 3) return `clientsPerRound ${cpr} would select ${selected} participant(s): a secure sum of fewer than three updates reveals them to each other`;
+      }
+    }
+    if (sampleDp) {
+      // DP-SGD's ε per round grows with the steps (epochs × n / B): what participants joined for must not change under them.
+      if (change.epochs !== undefined && change.epochs !== s.fit.epochs) {
+        return `epochs cannot change under DP-SGD: each round costs every participant epochs × n/B noisy steps of its privacy budget, and participants joined for ${s.fit.epochs}`;
+      }
+      if (change.batchSize !== undefined && change.batchSize !== s.fit.batchSize) {
+        return `batchSize cannot change under DP-SGD: batches are Poisson-sampled at the task's expected batch size ${sampleDp.expectedBatchSize}, which sets the sampling rate the accounting uses`;
+      }
+    }
+    return undefined;
+  }
+
+  /** Individual update norms may be shown, unless client-level DP or secure aggregation must keep them hidden. */
+  private get normsWithheld(): string | undefined {
+    if (this.settings.secureAggregation) return 'secure aggregation: the coordinator never sees an individual update';
+    if (findStrategy(this.options.strategy, DpFedAvg)) return 'client-level DP: an individual update norm is not covered by the privacy guarantee';
+    return undefined;
   }
 
   /** A participant joined or rejoined. Returns its id (the old one when it is known). */
@@ -228,12 +420,14 @@ export class RoundEngine {
         open.settled.add(participantId);
         open.dropped++;
         record.state = 'dropped';
+        this.settle(open, participantId, 'dropped', 'disconnected');
       }
       open.secure.leave(participantId);
     } else if (open && open.selected.has(participantId) && !open.settled.has(participantId)) {
       open.settled.add(participantId);
       open.dropped++;
       record.state = 'dropped';
+      this.settle(open, participantId, 'dropped', 'disconnected');
       this.closeRoundIfSettled();
     }
     this.options.transport.statusChanged();
@@ -299,6 +493,7 @@ export class RoundEngine {
     if (open.settled.has(participantId)) return this.rejected(ackError(ErrorCode.NotSelected, `no longer part of round ${open.round} (${record.state})`));
     open.settled.add(participantId);
     open.declined++;
+    this.settle(open, participantId, 'declined', message.reason);
     record.state = 'declined';
     record.declined = message.reason;
     record.progress = undefined;
@@ -358,12 +553,17 @@ export class RoundEngine {
         lastLatencyMs: p.lastLatencyMs,
         epsilon: p.epsilon,
         declined: p.declined,
+        lastUpdateNorm: p.lastUpdateNorm,
       });
     }
+    const withheld = this.normsWithheld;
     return {
       task: this.options.task,
       strategy: this.options.strategy.name,
-      settings: this.options.settings,
+      settings: this.settings,
+      control: this.control,
+      updateNormsShown: withheld === undefined,
+      updateNormsWithheld: withheld,
       round: this.currentRound,
       phase: this.phase,
       modelVersion: this.model.version,
@@ -390,16 +590,17 @@ export class RoundEngine {
 
   private waitingFor(): string | undefined {
     if (this.phase !== 'waiting') return undefined;
-    if (!this.started) return 'the federation to be started';
+    if (!this.started) return 'the operator to start the federation';
+    if (this.paused) return 'the operator to resume (paused)';
     const have = this.eligible().length;
-    const need = this.options.settings.minClients;
+    const need = this.settings.minClients;
     if (have < need) return `participants: ${have} available (connected, not retired), at least ${need} needed`;
     return undefined;
   }
 
   private maybeStartRound(): void {
-    if (!this.started || this.phase !== 'waiting' || this.open || this.starting) return;
-    if (this.eligible().length < this.options.settings.minClients) {
+    if (!this.started || this.paused || this.stopReason !== undefined || this.phase !== 'waiting' || this.open || this.starting) return;
+    if (this.eligible().length < this.settings.minClients) {
       this.options.transport.statusChanged();
       return;
     }
@@ -430,7 +631,7 @@ export class RoundEngine {
 
   /** The deadline of the next round: fixed, or adapted to how long participants took lately. */
   private roundDeadlineMs(): number {
-    const { roundTimeoutMs, adaptiveDeadline } = this.options.settings;
+    const { roundTimeoutMs, adaptiveDeadline } = this.settings;
     if (!adaptiveDeadline || this.recentLatencies.length < 5) return roundTimeoutMs;
     const sorted = [...this.recentLatencies].sort((a, b) => a - b);
     const p90 = sorted[Math.min(sorted.length - 1, Math.floor(0.9 * sorted.length))]!;
@@ -438,8 +639,15 @@ export class RoundEngine {
   }
 
   private openRound(round: number): void {
+    // Paused or stopped while the round number was being recorded: that number is used up.
     if (!this.started || this.phase !== 'waiting' || this.open) return;
-    const { settings, strategy, clock, transport } = this.options;
+    if (this.paused || this.stopReason !== undefined) {
+      this.lastRound = round;
+      this.options.transport.statusChanged();
+      return;
+    }
+    const { strategy, clock, transport } = this.options;
+    const settings = this.settings;
     const candidates = this.eligible();
     if (candidates.length < settings.minClients) {
       // Everyone left while the round number was being recorded: that number is used up.
@@ -480,6 +688,11 @@ export class RoundEngine {
       declined: 0,
       bytesIn: 0,
       bytesOut: model.frame.byteLength * chosen.length,
+      fit,
+      clientsPerRound: settings.clientsPerRound,
+      deadlineMs,
+      settlements: new Map(),
+      rejectionCodes: {},
     };
     this.phase = 'training';
     const message: RoundStartMessage = {
@@ -514,6 +727,8 @@ export class RoundEngine {
         open.settled.add(participantId);
         if (why === 'timeout') open.dropped++;
         else open.rejected++;
+        if (why === 'timeout') this.settle(open, participantId, 'dropped', 'missed a secure aggregation step deadline');
+        else this.settle(open, participantId, 'rejected', `${ErrorCode.SecAggRejected}: excluded for a refused secure aggregation message`, undefined, ErrorCode.SecAggRejected);
         record.state = 'dropped';
         record.progress = undefined;
         this.options.transport.statusChanged();
@@ -526,6 +741,8 @@ export class RoundEngine {
           record.state = 'uploaded';
           record.progress = undefined;
           record.lastLatencyMs = this.options.clock.now() - open.startedAt;
+          // Provisional: the round's contributors are known only once it is unmasked.
+          this.settle(open, participantId, 'received');
         }
         this.options.transport.statusChanged();
       },
@@ -579,6 +796,9 @@ export class RoundEngine {
     open.settled.add(participantId);
     open.received++;
     open.bytesIn += message.update.byteLength;
+    const norm = this.normsWithheld === undefined ? l2Norm(update) : undefined;
+    this.settle(open, participantId, 'received', undefined, norm);
+    if (norm !== undefined) record.lastUpdateNorm = norm;
     record.state = 'uploaded';
     record.progress = undefined;
     record.roundsContributed++;
@@ -596,6 +816,9 @@ export class RoundEngine {
   private excludeFromRound<T>(record: ParticipantRecord, open: OpenRound, result: Ack<T>): Ack<T> {
     open.settled.add(record.id);
     open.rejected++;
+    // Messages can quote an update's norm (UPDATE_TOO_LARGE): only the code where norms are withheld.
+    const reason = result.ok ? 'its request could not be used' : this.normsWithheld === undefined ? `${result.error.code}: ${result.error.message}` : result.error.code;
+    this.settle(open, record.id, 'rejected', reason, undefined, result.ok ? 'BAD_PAYLOAD' : result.error.code);
     record.state = 'dropped';
     record.progress = undefined;
     this.closeRoundIfSettled();
@@ -618,22 +841,71 @@ export class RoundEngine {
       open.secure.abort(`the round deadline passed`);
       return;
     }
+    this.dropUnsettled(open, 'missed the deadline');
+    void this.closeRound(open);
+  }
+
+  /** Everyone selected who has not answered is out of the round (deadline, stop). */
+  private dropUnsettled(open: OpenRound, why: string): void {
     for (const id of open.selected) {
       if (open.settled.has(id)) continue;
       open.settled.add(id);
       open.dropped++;
+      this.settle(open, id, 'dropped', why);
       const record = this.participants.get(id);
       if (record) {
         record.state = 'dropped';
         record.progress = undefined;
       }
     }
-    void this.closeRound(open);
+  }
+
+  private settle(open: OpenRound, id: string, outcome: RoundParticipantOutcome, reason?: string, norm?: number, code?: string): void {
+    open.settlements.set(id, { outcome, at: this.options.clock.now(), reason, norm });
+    if (code !== undefined) open.rejectionCodes[code] = (open.rejectionCodes[code] ?? 0) + 1;
+  }
+
+  /** The timeline, rejection codes and norm distribution of a closing round. */
+  private roundDetails(open: OpenRound, contributors?: readonly string[]): Pick<RoundRecord, 'participants' | 'rejectionReasons' | 'updateNorms' | 'applied'> {
+    const participants: RoundParticipantRecord[] = [];
+    const finalAt = this.options.clock.now();
+    const contributed = contributors ? new Set(contributors) : undefined;
+    for (const id of open.selected) {
+      const s = open.settlements.get(id);
+      let outcome: RoundParticipantOutcome = s?.outcome ?? 'dropped';
+      let reason = s ? s.reason : 'no answer before the round closed';
+      // Secure rounds: a masked input counts only if the sum was decoded with it.
+      if (contributed && outcome === 'received' && !contributed.has(id)) {
+        outcome = 'dropped';
+        reason = 'its masked input was not part of the decoded sum';
+      }
+      participants.push({
+        id,
+        outcome,
+        durationMs: (s?.at ?? finalAt) - open.startedAt,
+        ...(reason !== undefined ? { reason } : {}),
+        ...(s?.norm !== undefined ? { updateNorm: s.norm } : {}),
+      });
+    }
+    const norms = participants.flatMap((p) => (p.updateNorm === undefined ? [] : [p.updateNorm]));
+    return {
+      participants,
+      rejectionReasons: { ...open.rejectionCodes },
+      updateNorms: norms.length > 0 ? normStats(norms, open.fit) : undefined,
+      applied: {
+        clientsPerRound: open.clientsPerRound,
+        epochs: open.fit.epochs,
+        batchSize: open.fit.batchSize,
+        learningRate: open.fit.learningRate,
+        deadlineMs: open.deadlineMs,
+      },
+    };
   }
 
   private async closeRound(open: OpenRound): Promise<void> {
     if (this.open !== open || this.isDone) return; // stopped before the deferred close ran
-    const { clock, settings, transport, evaluator } = this.options;
+    const { clock, transport, evaluator } = this.options;
+    const settings = this.settings;
     clock.clear(open.timer);
     this.phase = 'aggregating';
     transport.statusChanged();
@@ -651,9 +923,11 @@ export class RoundEngine {
     let record: RoundRecord;
     let secagg: SecAggRoundStats | undefined;
     let secureFailure: string | undefined;
+    let contributors: readonly string[] | undefined;
     if (open.secure) {
       secagg = open.secure.stats;
       const outcome = open.secureOutcome;
+      contributors = outcome?.ok ? outcome.contributors : [];
       if (outcome?.ok) {
         if (!open.aggregator.addSum) throw new Error(`strategy ${this.options.strategy.name} cannot aggregate a secure sum`);
         // The decoded sum of the contributors' clipped (and, with distributed DP, noised) updates; each counts once.
@@ -676,7 +950,16 @@ export class RoundEngine {
         secureFailure !== undefined
           ? `${secureFailure}; the model is unchanged`
           : `only ${open.received} of at least ${settings.minUpdates} updates arrived (${open.dropped} dropped, ${open.rejected} rejected, ${open.declined} declined); the model is unchanged`;
-      record = { ...base, outcome: 'skipped', reason, modelVersion: this.model.version, durationMs: clock.now() - open.startedAt, privacy: this.options.strategy.privacy?.(), secagg };
+      record = {
+        ...base,
+        outcome: 'skipped',
+        reason,
+        modelVersion: this.model.version,
+        durationMs: clock.now() - open.startedAt,
+        privacy: this.options.strategy.privacy?.(),
+        secagg,
+        ...this.roundDetails(open, contributors),
+      };
     } else {
       this.phase = 'evaluating';
       transport.statusChanged();
@@ -696,6 +979,7 @@ export class RoundEngine {
         durationMs: clock.now() - open.startedAt,
         privacy: this.options.strategy.privacy?.(),
         secagg,
+        ...this.roundDetails(open, contributors),
       };
     }
     this.open = undefined;
@@ -723,7 +1007,9 @@ export class RoundEngine {
       metrics: record.metrics,
     });
     const target = settings.targetAccuracy;
-    if (target !== undefined && record.metrics && record.metrics.accuracy >= target) {
+    if (this.stopReason !== undefined) {
+      this.finish(this.stopReason);
+    } else if (target !== undefined && record.metrics && record.metrics.accuracy >= target) {
       this.finish(`target accuracy ${target} reached in round ${record.round} (accuracy ${record.metrics.accuracy.toFixed(4)})`);
     } else if (record.round >= settings.rounds) {
       this.finish(`completed ${settings.rounds} rounds`);
@@ -751,4 +1037,25 @@ const MIN_ADAPTIVE_DEADLINE_MS = 5000;
 
 function makeModel(version: number, weights: Float32Array): GlobalModel {
   return { version, weights, frame: encodeFrame(FrameKind.Weights, weights) };
+}
+
+/** Quantiles by linear interpolation between order statistics (type 7, as numpy's default). */
+function quantile(sorted: readonly number[], q: number): number {
+  const pos = (sorted.length - 1) * q;
+  const lo = Math.floor(pos);
+  const hi = Math.min(sorted.length - 1, lo + 1);
+  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo);
+}
+
+/** Relative slack for "arrived at the clip norm": float32 rounding of a clipped update's norm. */
+const CLIPPED_TOLERANCE = 1e-4;
+
+function normStats(norms: readonly number[], fit: FitConfig): UpdateNormStats {
+  const sorted = [...norms].sort((a, b) => a - b);
+  const stats = { count: sorted.length, min: sorted[0]!, p25: quantile(sorted, 0.25), median: quantile(sorted, 0.5), p75: quantile(sorted, 0.75), max: sorted.at(-1)! };
+  // Participants clipped to S and added no noise: an update at norm S was clipped (one below it was not).
+  const privacy = fit.privacy;
+  if (!privacy || privacy.noiseStd !== 0) return stats;
+  const clipped = sorted.filter((n) => n >= privacy.clipNorm * (1 - CLIPPED_TOLERANCE)).length;
+  return { ...stats, clipNorm: privacy.clipNorm, clippedFraction: clipped / sorted.length };
 }

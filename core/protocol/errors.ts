@@ -61,6 +61,19 @@ export const ErrorCode = {
    * The sender is out of the round; the round goes on without it.
    */
   SecAggRejected: 'SECAGG_REJECTED',
+  /**
+   * An admin `control` action that does not apply in the federation's
+   * current control state (resume while running, start twice, anything
+   * after stop). The message names the current state; nothing changed.
+   */
+  ControlNotAllowed: 'CONTROL_NOT_ALLOWED',
+  /**
+   * An admin `settings` change was refused: a value out of range (the same
+   * rules as the command-line flags), or a change that would make a privacy
+   * or secure-aggregation guarantee false. The message says which setting
+   * and why; no setting changed.
+   */
+  InvalidSetting: 'INVALID_SETTING',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -1,4 +1,5 @@
 import type { PrivacyReport } from '../aggregation/strategy.ts';
+import type { Ack } from './errors.ts';
 import type { EvalMetrics, FitConfig, RoundOutcome } from './messages.ts';
 
 /** The federation as `/api/status` and the dashboard see it. */
@@ -25,6 +26,52 @@ export interface ParticipantStatus {
   readonly epsilon?: number;
   /** Why it declined its last round, if it did. */
   readonly declined?: string;
+  /**
+   * L2 norm of its last accepted update. Absent under client-level DP and
+   * secure aggregation: there an individual norm is exactly what must not leak.
+   */
+  readonly lastUpdateNorm?: number;
+}
+
+/** How one selected participant's part in a round ended. */
+export type RoundParticipantOutcome = 'received' | 'dropped' | 'rejected' | 'declined';
+
+export interface RoundParticipantRecord {
+  readonly id: string;
+  readonly outcome: RoundParticipantOutcome;
+  /** From the round's start to the update, the drop-out, the rejection or the decline, ms. */
+  readonly durationMs: number;
+  /** Why it dropped, was rejected (the error code, with the message where norms may be shown) or declined. */
+  readonly reason?: string;
+  /** L2 norm of the accepted update; withheld under client-level DP and secure aggregation. */
+  readonly updateNorm?: number;
+}
+
+/** The distribution of one round's accepted update norms (withheld where individual norms must stay hidden). */
+export interface UpdateNormStats {
+  readonly count: number;
+  readonly min: number;
+  readonly p25: number;
+  readonly median: number;
+  readonly p75: number;
+  readonly max: number;
+  /**
+   * Present when participants clip their updates to a known norm and add no
+   * noise (`--clip-norm` without `--noise-std`): the bound, and the fraction
+   * of updates that arrived at it (they were clipped).
+   */
+  readonly clipNorm?: number;
+  readonly clippedFraction?: number;
+}
+
+/** The settings a round ran with (they can change between rounds). */
+export interface RoundAppliedSettings {
+  readonly clientsPerRound: number;
+  readonly epochs: number;
+  readonly batchSize: number;
+  readonly learningRate: number;
+  /** The deadline the round got (the adaptive deadline may shorten roundTimeoutMs), ms. */
+  readonly deadlineMs: number;
 }
 
 export interface RoundRecord {
@@ -48,6 +95,13 @@ export interface RoundRecord {
   readonly privacy?: PrivacyReport;
   /** Rounds with secure aggregation: who got through each step. */
   readonly secagg?: SecAggRoundStats;
+  /** Each selected participant's outcome and time: the timeline shows who was the straggler. */
+  readonly participants?: readonly RoundParticipantRecord[];
+  /** Selected participants taken out of the round, by error code. */
+  readonly rejectionReasons?: Readonly<Record<string, number>>;
+  /** Accepted update norms; absent under client-level DP and secure aggregation. */
+  readonly updateNorms?: UpdateNormStats;
+  readonly applied?: RoundAppliedSettings;
 }
 
 export interface SecAggRoundStats {
@@ -98,6 +152,13 @@ export interface RoundSettings {
   readonly secureAggregation?: SecureAggregationSettings;
 }
 
+/**
+ * Who drives the federation: 'awaiting-start' (`--manual-start`, until the
+ * operator starts it), 'running', 'paused' (the open round finishes, no new
+ * one opens), 'stopped' (by the operator or for good: no more rounds).
+ */
+export type FederationControl = 'running' | 'paused' | 'awaiting-start' | 'stopped';
+
 export interface FederationStatus {
   readonly task: { readonly name: string; readonly architecture: string; readonly paramCount: number };
   readonly strategy: string;
@@ -107,6 +168,10 @@ export interface FederationStatus {
   readonly modelVersion: number;
   readonly done: boolean;
   readonly doneReason?: string;
+  readonly control: FederationControl;
+  /** False where individual update norms are withheld (client-level DP, secure aggregation), with why. */
+  readonly updateNormsShown: boolean;
+  readonly updateNormsWithheld?: string;
   /** Why the federation is not training right now, e.g. waiting for participants. */
   readonly waitingFor?: string;
   readonly participants: readonly ParticipantStatus[];
@@ -123,4 +188,35 @@ export interface AdminServerToClientEvents {
   status: (status: FederationStatus) => void;
 }
 
-export type AdminClientToServerEvents = Record<string, never>;
+export type ControlAction = 'start' | 'pause' | 'resume' | 'stop';
+export const CONTROL_ACTIONS: readonly ControlAction[] = ['start', 'pause', 'resume', 'stop'];
+
+export interface ControlRequest {
+  readonly action: ControlAction;
+}
+
+export interface ControlAccepted {
+  readonly control: FederationControl;
+  /** Set after a stop: why the federation finished. */
+  readonly doneReason?: string;
+}
+
+/** The round settings an operator may change between rounds; each applies from the next round. */
+export interface SettingsChange {
+  readonly clientsPerRound?: number;
+  readonly epochs?: number;
+  readonly batchSize?: number;
+  readonly learningRate?: number;
+  readonly roundTimeoutMs?: number;
+}
+export const SETTINGS_CHANGE_KEYS: readonly (keyof SettingsChange)[] = ['clientsPerRound', 'epochs', 'batchSize', 'learningRate', 'roundTimeoutMs'];
+
+/**
+ * Events the dashboard sends (admin token required). Every request carries
+ * an acknowledgement: the new state, or a coded error (BAD_PAYLOAD,
+ * CONTROL_NOT_ALLOWED, INVALID_SETTING, UNAUTHORIZED, RATE_LIMITED).
+ */
+export interface AdminClientToServerEvents {
+  control: (request: ControlRequest, ack: (result: Ack<ControlAccepted>) => void) => void;
+  settings: (change: SettingsChange, ack: (result: Ack<RoundSettings>) => void) => void;
+}

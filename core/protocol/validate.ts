@@ -2,6 +2,7 @@ import type { AdvertiseKeysMessage, MaskedInputMessage, ShareKeysMessage, Unmask
 import { ErrorCode, ProtocolError } from './errors.ts';
 import { decodeShares, decodeUnmask, WireShapeError } from './secagg-wire.ts';
 import type { Binary, ClientInfo, DeclineMessage, JoinRequest, ProgressMessage, TrainMetrics, UpdateMessage } from './messages.ts';
+import { CONTROL_ACTIONS, SETTINGS_CHANGE_KEYS, type ControlAction, type ControlRequest, type SettingsChange } from './status.ts';
 
 /**
  * Run-time checks of everything a participant sends. TypeScript types stop
@@ -176,4 +177,32 @@ export function parseSecAggUnmask(value: unknown): UnmaskResponseMessage {
     maskingKeyShares: bytes(o.maskingKeyShares, 'secagg:unmask.maskingKeyShares'),
   };
   return pieces(() => decodeUnmask(w));
+}
+
+// ---------------------------------------------------------------- admin (the dashboard is a client too)
+
+export function parseControlRequest(value: unknown): ControlRequest {
+  const o = object(value, 'control');
+  for (const key of Object.keys(o)) if (key !== 'action') bad(`control.${key.slice(0, 64)}`, 'no such field (only "action")');
+  if (typeof o.action !== 'string' || !(CONTROL_ACTIONS as readonly string[]).includes(o.action)) bad('control.action', `one of ${CONTROL_ACTIONS.join(', ')}`);
+  return { action: o.action as ControlAction };
+}
+
+/**
+ * The shape of a settings change: known keys, finite numbers, at least one.
+ * Ranges and what a change may not break are the engine's checks
+ * (INVALID_SETTING), where the federation's configuration is known.
+ */
+export function parseSettingsChange(value: unknown): SettingsChange {
+  const o = object(value, 'settings');
+  const keys = Object.keys(o);
+  for (const key of keys) {
+    if (!(SETTINGS_CHANGE_KEYS as readonly string[]).includes(key)) bad(`settings.${key.slice(0, 64)}`, `no such setting (one of ${SETTINGS_CHANGE_KEYS.join(', ')})`);
+  }
+  if (keys.length === 0) bad('settings', `at least one of ${SETTINGS_CHANGE_KEYS.join(', ')}`);
+  const out: { -readonly [K in keyof SettingsChange]: SettingsChange[K] } = {};
+  for (const key of SETTINGS_CHANGE_KEYS) {
+    if (o[key] !== undefined) out[key] = finiteNumber(o[key], `settings.${key}`);
+  }
+  return out;
 }
