@@ -72,7 +72,8 @@ export function convertImage(
       b = pixels[channels * p + 2]! * alpha + background;
     }
     if (outChannels === 1) {
-      const gray = channels === 1 ? r : 0.299 * r + 0.587 * g + 0.114 * b;
+      // 0.299 r + 0.587 g + 0.114 b, written so that gray pixels (r = g = b) stay exact: the weights do not sum to exactly 1 in floating point.
+      const gray = r + 0.587 * (g - r) + 0.114 * (b - r);
       converted[p] = invert ? 255 - gray : gray;
     } else {
       converted[3 * p] = invert ? 255 - r : r;
