@@ -1,22 +1,31 @@
-import { parseShard, type ShardSkew } from '../../core/data/dataset.ts';
+import { parseShard, type ShardSkew, type ShardSpec } from '../../core/data/dataset.ts';
 import type { ParticipantEvent } from '../../core/participant/participant.ts';
-import { BACKENDS, type BackendName, type PageToWorker, type WorkerToPage } from './worker-protocol.ts';
+import type { TaskSummary } from '../../core/protocol/messages.ts';
+import { BACKENDS, type BackendName, type PageToWorker, type StartData, type WorkerToPage } from './worker-protocol.ts';
 import { takeSecretParam } from '../secret-param.ts';
+import { DataPanel, type PreparedData } from './data-panel.ts';
+import { loadDemoCsv } from './sources/csv.ts';
+import { formatBytes, SENT_ALSO, sentStatement, updateBytes } from './task-text.ts';
+import { $, errorMessage } from './dom.ts';
 
-/** The participant page: reads the URL, starts the training worker and shows what it reports. */
-
-const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
+/**
+ * The participant page: reads the URL and the task, lets the user pick the
+ * data (or takes the demo shard), starts the training worker and shows what
+ * it reports. Files are read here and only prepared examples go to the worker.
+ */
 
 const STATUS_TEXT: Record<string, string> = {
   connecting: 'Connecting to the coordinator…',
-  waiting: 'Waiting for a round',
+  'choose-data': 'Choose the data to train on',
+  'loading-data': 'Reading the training data…',
+  waiting: 'Connected: waiting to be selected for a round',
   downloading: 'Receiving the global model',
-  training: 'Training on local data',
+  training: 'Training on this device',
   uploading: 'Sending the model update',
-  done: 'Federation finished',
-  disconnected: 'Disconnected, reconnecting…',
+  done: 'Federation finished: thank you',
+  disconnected: 'Disconnected: reconnecting…',
   failed: 'Stopped',
-  left: 'Left the federation',
+  left: 'You left the federation',
 };
 
 function setStatus(status: string, detail?: string): void {
@@ -33,9 +42,26 @@ function log(text: string): void {
   while (list.children.length > 50) list.lastElementChild?.remove();
 }
 
+/** A problem the user should see without opening the log. */
+function showError(text: string): void {
+  const el = $('error');
+  el.textContent = text;
+  el.hidden = false;
+  log(text);
+}
+
 const percent = (x: number) => `${(x * 100).toFixed(1)}%`;
 
-function readOptions(): PageToWorker {
+interface PageOptions {
+  readonly shard: ShardSpec;
+  readonly backend?: BackendName;
+  readonly epsilonBudget?: number;
+  readonly token?: string;
+  /** `?data=own`: the user's files even when the task has demo data. */
+  readonly ownData: boolean;
+}
+
+function readOptions(): PageOptions {
   // First, so the token leaves the address bar even when another parameter is invalid.
   const token = takeSecretParam('token');
   const params = new URLSearchParams(location.search);
@@ -49,54 +75,90 @@ function readOptions(): PageToWorker {
   const budgetParam = params.get('epsilon-budget');
   const epsilonBudget = budgetParam === null ? undefined : Number(budgetParam);
   if (epsilonBudget !== undefined && !(epsilonBudget > 0)) throw new Error(`?epsilon-budget must be a positive number, got "${budgetParam}"`);
-  return {
-    type: 'start',
-    url: location.origin,
-    shard,
-    backend: (backendParam as BackendName | null) ?? undefined,
-    platform: navigator.userAgent,
-    epsilonBudget,
-    token,
-  };
+  const dataParam = params.get('data');
+  if (dataParam !== null && dataParam !== 'own' && dataParam !== 'demo') throw new Error(`?data must be own or demo, got "${dataParam}"`);
+  return { shard, backend: (backendParam as BackendName | null) ?? undefined, epsilonBudget, token, ownData: dataParam === 'own' };
 }
 
+/** This page's address with `data` set (or removed), every other parameter kept as typed. */
+function urlWithData(value: 'own' | undefined): string {
+  const kept = location.search
+    .slice(1)
+    .split('&')
+    .filter((part) => part !== '' && part.split('=')[0] !== 'data');
+  if (value) kept.push(`data=${value}`);
+  return `${location.pathname}${kept.length > 0 ? `?${kept.join('&')}` : ''}`;
+}
+
+let task: TaskSummary | undefined;
 let contributed = 0;
 let left = false;
+let failed = false;
+
+function resetProgress(text: string): void {
+  for (const id of ['epoch-progress', 'batch-progress']) $<HTMLProgressElement>(id).value = 0;
+  $('epoch-text').textContent = '–';
+  $('batch-text').textContent = '–';
+  $('progress-text').textContent = text;
+}
+
+function showProgress(event: Extract<ParticipantEvent, { type: 'progress' }>): void {
+  $('round').textContent = String(event.round);
+  const epochs = $<HTMLProgressElement>('epoch-progress');
+  epochs.max = event.epochs;
+  epochs.value = event.epoch;
+  $('epoch-text').textContent = `${event.epoch} of ${event.epochs} done`;
+  const batches = $<HTMLProgressElement>('batch-progress');
+  batches.max = Math.max(1, event.batches);
+  batches.value = event.batch;
+  $('batch-text').textContent = `${event.batch.toLocaleString()} of ${event.batches.toLocaleString()}`;
+  $('progress-text').textContent = `Round ${event.round}: ${percent(event.fraction)} of this round's local training done.`;
+}
+
+function showUploaded(event: Extract<ParticipantEvent, { type: 'uploaded' }>): void {
+  contributed++;
+  const count = $('contributed');
+  count.textContent = String(contributed);
+  count.dataset.rounds = `${count.dataset.rounds ?? ''} ${event.round}`.trim();
+  $('local-loss').textContent = event.metrics.loss.toFixed(4);
+  $('local-accuracy').textContent = percent(event.metrics.accuracy);
+  const applied = [event.clipped ? 'clipped' : '', event.noised ? 'noised' : '', event.masked ? 'masked' : ''].filter(Boolean);
+  const sent = $('bytes-sent');
+  sent.dataset.bytes = String(event.bytes);
+  sent.dataset.round = String(event.round);
+  sent.textContent = `${formatBytes(event.bytes)} in round ${event.round}${applied.length > 0 ? `, ${applied.join(', ')}` : ''}`;
+  // Confirms the statement made before the first round, with the real size.
+  const expected = task ? (event.masked ? task.paramCount * 4 : updateBytes(task)) : undefined;
+  $('privacy-note').textContent =
+    expected === undefined ? '' : event.bytes === expected ? 'As stated above.' : `Expected ${expected.toLocaleString()} bytes: please report this.`;
+  if (event.masked) $('privacy-note').textContent += ' Masked: only the sum of all updates can be decoded.';
+  log(`round ${event.round}: sent update (${event.bytes.toLocaleString()} bytes), local accuracy ${percent(event.metrics.accuracy)}`);
+}
 
 function onParticipantEvent(event: ParticipantEvent): void {
   switch (event.type) {
     case 'status':
       if (left) break;
       setStatus(event.status, event.detail);
-      if (event.status === 'waiting') $('epoch').textContent = 'Waiting to be selected for a round.';
-      if (event.status === 'downloading') $<HTMLProgressElement>('progress').value = 0;
+      if (event.status === 'waiting') $('progress-text').textContent = 'Waiting to be selected for a round.';
+      if (event.status === 'downloading') resetProgress('Selected for this round: receiving the global model.');
       break;
     case 'joined':
       $('participant-id').textContent = event.participantId;
+      $('error').hidden = true;
       log(`joined ${event.task.name} (${event.task.model.architecture}, ${event.task.paramCount.toLocaleString()} parameters) at model version ${event.modelVersion}`);
       break;
     case 'progress':
-      $('round').textContent = String(event.round);
-      $<HTMLProgressElement>('progress').value = event.fraction;
-      $('epoch').textContent = `Epoch ${Math.min(event.epoch + 1, event.epochs)} of ${event.epochs}, ${percent(event.fraction)} of this round`;
+      showProgress(event);
       break;
-    case 'uploaded': {
-      contributed++;
-      const count = $('contributed');
-      count.textContent = String(contributed);
-      count.dataset.rounds = `${count.dataset.rounds ?? ''} ${event.round}`.trim();
-      $('local-loss').textContent = event.metrics.loss.toFixed(4);
-      $('local-accuracy').textContent = percent(event.metrics.accuracy);
-      const privacy = [event.clipped ? 'clipped' : '', event.noised ? 'noised' : ''].filter(Boolean).join(' and ');
-      $('privacy-note').textContent = `Last update: ${event.bytes.toLocaleString()} bytes${privacy ? `, ${privacy}` : ''}${event.masked ? ', masked (only the sum can be decoded)' : ''}.`;
-      log(`round ${event.round}: sent update (${event.bytes.toLocaleString()} bytes), local accuracy ${percent(event.metrics.accuracy)}`);
+    case 'uploaded':
+      showUploaded(event);
       break;
-    }
     case 'secagg':
       showSecAgg(event);
       break;
     case 'rejected':
-      log(`round ${event.round}: update rejected: ${event.code}: ${event.message}`);
+      showError(`Round ${event.round}: the coordinator rejected this update (${event.code}: ${event.message}).`);
       break;
     case 'privacy': {
       const el = $('epsilon');
@@ -121,9 +183,10 @@ function onParticipantEvent(event: ParticipantEvent): void {
     }
     case 'done':
       log(`federation finished: ${event.message.reason}`);
+      $<HTMLButtonElement>('leave').disabled = true;
       break;
     case 'error':
-      log(`error: ${event.message}`);
+      showError(event.message);
       break;
   }
 }
@@ -174,11 +237,13 @@ function onWorkerMessage(message: WorkerToPage): void {
         `DP-SGD: each example's gradient clipped to ${message.clipNorm}, noise multiplier ${message.noiseMultiplier}, ` +
         `expected batch ${message.expectedBatchSize} (Poisson sampling). Per-example gradients: ` +
         (message.path === 'fast' ? 'vectorised.' : 'one backward pass per example (this model has layers the fast path does not cover: slower).');
-      $('privacy-note').textContent = 'Each update is trained with DP-SGD; local loss and accuracy stay on this device.';
       break;
-    case 'data':
-      $('data').textContent = `${message.numExamples.toLocaleString()} examples, labels ${message.labels.map((n, label) => (n > 0 ? label : null)).filter((l) => l !== null).join(' ')}`;
+    case 'data': {
+      const names = task?.classes ?? [];
+      const present = message.labels.map((n, label) => (n > 0 ? (names[label] ?? String(label)) : null)).filter((l) => l !== null);
+      $('data').textContent = `${message.description}: ${message.numExamples.toLocaleString()} examples, classes ${present.join(' ')}`;
       break;
+    }
     case 'memory': {
       const el = $('tensors');
       el.textContent = `${message.numTensors} tensors, ${(message.numBytes / 1e6).toFixed(1)} MB (after round ${message.round})`;
@@ -192,32 +257,122 @@ function onWorkerMessage(message: WorkerToPage): void {
       onParticipantEvent(message.event);
       break;
     case 'fatal':
-      setStatus('failed', message.message);
-      log(`fatal: ${message.message}`);
+      fail(message.message);
       break;
   }
 }
 
-function main(): void {
-  let options: PageToWorker;
+function fail(message: string): void {
+  failed = true;
+  setStatus('failed', message);
+  showError(`Stopped: ${message}`);
+  $<HTMLButtonElement>('join').disabled = true;
+}
+
+async function fetchTask(): Promise<TaskSummary> {
+  let response: Response;
+  try {
+    response = await fetch('/api/task', { cache: 'no-store' });
+  } catch (error) {
+    throw new Error(`cannot reach the coordinator: ${errorMessage(error)}`);
+  }
+  if (!response.ok) throw new Error(`the coordinator answered HTTP ${response.status} for /api/task`);
+  return (await response.json()) as TaskSummary;
+}
+
+function showTask(t: TaskSummary): void {
+  $('task').textContent = `${t.name}: ${t.description}`;
+  const sent = $('sent');
+  sent.textContent = sentStatement(t);
+  sent.dataset.bytesPerRound = String(updateBytes(t));
+  $('sent-also').textContent = SENT_ALSO;
+}
+
+/** The demo shard, as the worker fetches it (encoded datasets) or as the page prepares it (CSV, like a user's file). */
+async function demoData(t: TaskSummary, shard: ShardSpec): Promise<StartData> {
+  const label = `demo shard ${shard.index + 1}/${shard.count}`;
+  const source = $('data-source');
+  source.dataset.source = 'demo';
+  source.textContent = `Using the ${label}${shard.skew === 'label' ? ' (label-skewed)' : ''}: public example data from the coordinator, kept only on this device.`;
+  const link = $<HTMLAnchorElement>('data-switch-link');
+  link.href = urlWithData('own');
+  link.textContent = 'Use my own data instead';
+  $('data-switch').hidden = false;
+  if (t.demoData!.format === 'dataset') return { kind: 'demo', shard };
+  setStatus('loading-data', 'the demo CSV');
+  const prepared = await loadDemoCsv(t, shard);
+  return { kind: 'local', dataset: prepared.dataset, description: label };
+}
+
+async function ownData(t: TaskSummary, panel: DataPanel): Promise<StartData> {
+  const source = $('data-source');
+  source.dataset.source = 'own';
+  source.textContent = 'Using your own data: choose it below. It stays on this device.';
+  if (t.demoData) {
+    const link = $<HTMLAnchorElement>('data-switch-link');
+    link.href = urlWithData(undefined);
+    link.textContent = 'Use the demo data instead';
+    $('data-switch').hidden = false;
+  }
+  setStatus('choose-data');
+  const chosen: PreparedData = await panel.choose();
+  source.textContent = `Using your own data: ${chosen.description}, ${chosen.dataset.count.toLocaleString()} examples. Nothing from it is uploaded.`;
+  return { kind: 'local', dataset: chosen.dataset, description: chosen.description };
+}
+
+/** The buffers of a dataset, to transfer rather than copy to the worker (copied first if they are views into a larger buffer). */
+function transferable(data: StartData): { data: StartData; transfer: ArrayBuffer[] } {
+  if (data.kind !== 'local') return { data, transfer: [] };
+  const own = <T extends Uint8Array | Float32Array>(a: T): T => (a.byteOffset === 0 && a.byteLength === a.buffer.byteLength ? a : (a.slice() as T));
+  const dataset = { ...data.dataset, values: own(data.dataset.values), labels: own(data.dataset.labels) };
+  return { data: { ...data, dataset }, transfer: [dataset.values.buffer as ArrayBuffer, dataset.labels.buffer as ArrayBuffer] };
+}
+
+async function main(): Promise<void> {
+  let options: PageOptions;
   try {
     options = readOptions();
   } catch (error) {
-    setStatus('failed', (error as Error).message);
+    fail(errorMessage(error));
     return;
   }
   const worker = new Worker(new URL('./worker.ts', import.meta.url), { type: 'module', name: 'participant-training' });
   worker.addEventListener('message', (event: MessageEvent<WorkerToPage>) => onWorkerMessage(event.data));
-  worker.addEventListener('error', (event) => {
-    setStatus('failed', event.message || 'the training worker crashed');
-  });
-  worker.postMessage(options);
+  worker.addEventListener('error', (event) => fail(event.message || 'the training worker crashed'));
+  // The backend starts up while the task is read and the data chosen.
+  worker.postMessage({ type: 'init', backend: options.backend } satisfies PageToWorker);
+  const panel = new DataPanel();
   $('leave').addEventListener('click', () => {
     worker.postMessage({ type: 'leave' } satisfies PageToWorker);
     left = true;
+    panel.lock();
     setStatus('left');
     $<HTMLButtonElement>('leave').disabled = true;
   });
+
+  try {
+    task = await fetchTask();
+  } catch (error) {
+    fail(errorMessage(error));
+    return;
+  }
+  showTask(task);
+  panel.setTask(task);
+  let data: StartData;
+  try {
+    data = task.demoData && !options.ownData ? await demoData(task, options.shard) : await ownData(task, panel);
+  } catch (error) {
+    fail(errorMessage(error));
+    return;
+  }
+  if (left || failed) return;
+  panel.lock();
+  if (data.kind === 'demo') setStatus('loading-data', 'the demo shard');
+  const { data: sendable, transfer } = transferable(data);
+  worker.postMessage(
+    { type: 'start', url: location.origin, task, data: sendable, platform: navigator.userAgent, epsilonBudget: options.epsilonBudget, token: options.token } satisfies PageToWorker,
+    transfer,
+  );
 }
 
-main();
+void main();

@@ -1,18 +1,36 @@
 import type { ParticipantEvent } from '../../core/participant/participant.ts';
-import type { ShardSkew } from '../../core/data/dataset.ts';
+import type { Dataset, ShardSpec } from '../../core/data/dataset.ts';
+import type { TaskSummary } from '../../core/protocol/messages.ts';
 
 /** Messages between the participant page and its training worker. */
 
 export const BACKENDS = ['webgpu', 'webgl', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
 
+/** Sent as soon as the page loads, so the backend is ready (and shown) while the user picks data. */
+export interface InitCommand {
+  readonly type: 'init';
+  /** Forced backend (`?backend=`); fails loudly when unavailable. */
+  readonly backend?: BackendName;
+}
+
+/**
+ * What the worker trains on. 'demo': its shard of the coordinator's encoded
+ * demo dataset, fetched by the worker. 'local': examples the page prepared
+ * from the user's files (or from a demo CSV), already in model layout; the
+ * raw files never reach the worker.
+ */
+export type StartData =
+  | { readonly kind: 'demo'; readonly shard: ShardSpec }
+  | { readonly kind: 'local'; readonly dataset: Dataset; readonly description: string };
+
 export interface StartCommand {
   readonly type: 'start';
   /** Coordinator origin, e.g. "http://localhost:8080". */
   readonly url: string;
-  readonly shard: { readonly index: number; readonly count: number; readonly skew: ShardSkew };
-  /** Forced backend (`?backend=`); fails loudly when unavailable. */
-  readonly backend?: BackendName;
+  /** The task the page read from /api/task and prepared the data for. */
+  readonly task: TaskSummary;
+  readonly data: StartData;
   readonly platform: string;
   /** This tab's own ε budget (`?epsilon-budget=`), below the task's default. */
   readonly epsilonBudget?: number;
@@ -24,11 +42,12 @@ export interface LeaveCommand {
   readonly type: 'leave';
 }
 
-export type PageToWorker = StartCommand | LeaveCommand;
+export type PageToWorker = InitCommand | StartCommand | LeaveCommand;
 
 export type WorkerToPage =
   | { readonly type: 'backend'; readonly backend: string; readonly adapter?: string; readonly tried: readonly string[] }
-  | { readonly type: 'data'; readonly numExamples: number; readonly labels: readonly number[] }
+  /** The training data as the worker holds it: example count and examples per class (index = label). */
+  | { readonly type: 'data'; readonly numExamples: number; readonly labels: readonly number[]; readonly description: string }
   | {
       readonly type: 'dp';
       /** 'fast' (vectorised per-example gradients) or 'per-example-loop' (slow fallback for unsupported layers). */

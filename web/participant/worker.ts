@@ -1,20 +1,20 @@
 import * as tf from '@tensorflow/tfjs';
-import { decodeDataset, shardIndices, subset } from '../../core/data/dataset.ts';
+import { decodeDataset, shardIndices, subset, type Dataset } from '../../core/data/dataset.ts';
 import { Participant } from '../../core/participant/participant.ts';
-import type { TaskSummary } from '../../core/protocol/messages.ts';
 import { DpSgdRoundTrainer, PlainRoundTrainer, type RoundTrainer } from '../../core/participant/trainers.ts';
 import { DpSgdTrainer } from '../../core/privacy/dp-sgd.ts';
 import { datasetFingerprint, PrivacyLedger } from '../../core/privacy/ledger.ts';
 import { checkPrgTestVector } from '../../core/secagg/prg.ts';
 import { LocalTrainer } from '../../core/training/local-trainer.ts';
 import { IndexedDbLedgerStore } from './ledger-store.ts';
-import { selectBackend } from './backend.ts';
-import type { PageToWorker, StartCommand, WorkerToPage } from './worker-protocol.ts';
+import { selectBackend, type SelectedBackend } from './backend.ts';
+import type { BackendName, PageToWorker, StartCommand, WorkerToPage } from './worker-protocol.ts';
 
 /**
  * The participant runtime, in a dedicated worker: background tabs throttle
  * the page's timers, not a worker's, and training never blocks the UI. The
- * socket lives here too, so the page is only a view.
+ * socket lives here too, so the page is only a view (and the file reader:
+ * it hands over prepared examples, never the user's files).
  */
 
 interface WorkerScope {
@@ -25,11 +25,17 @@ const scope = self as unknown as WorkerScope;
 const post = (message: WorkerToPage) => scope.postMessage(message);
 
 let participant: Participant | undefined;
+let backend: Promise<SelectedBackend> | undefined;
+
+const reportError = (error: unknown) => post({ type: 'fatal', message: error instanceof Error ? error.message : String(error) });
 
 scope.addEventListener('message', (event) => {
   const command = event.data;
-  if (command.type === 'start' && !participant) {
-    start(command).catch((error: unknown) => post({ type: 'fatal', message: error instanceof Error ? error.message : String(error) }));
+  if (command.type === 'init' && !backend) {
+    backend = init(command.backend);
+    backend.catch(reportError);
+  } else if (command.type === 'start' && !participant) {
+    start(command).catch(reportError);
   } else if (command.type === 'leave') {
     participant?.stop();
   }
@@ -41,23 +47,35 @@ async function fetchOk(url: string): Promise<Response> {
   return response;
 }
 
-async function start(command: StartCommand): Promise<void> {
+async function init(forced: BackendName | undefined): Promise<SelectedBackend> {
   // The mask PRG must give the same bytes here as in Node (test/unit/secagg-prg.test.ts): check once, report either way.
   void checkPrgTestVector().then(
     () => post({ type: 'prg', result: 'ok' }),
     (error: unknown) => post({ type: 'prg', result: error instanceof Error ? error.message : String(error) }),
   );
-  const selected = await selectBackend(command.backend);
+  const selected = await selectBackend(forced);
   post({ type: 'backend', backend: selected.backend, adapter: selected.adapter, tried: selected.tried });
+  return selected;
+}
 
-  const task = (await (await fetchOk(`${command.url}/api/task`)).json()) as TaskSummary;
-  if (task.demoData?.format !== 'dataset') throw new Error(`task ${task.name} has no demo dataset; load your own data instead`);
+/** The examples this tab trains on: its shard of the demo dataset, or what the page prepared from local files. */
+async function trainingData(command: StartCommand): Promise<{ local: Dataset; description: string }> {
+  const { task, data } = command;
+  if (data.kind === 'local') return { local: data.dataset, description: data.description };
+  if (task.demoData?.format !== 'dataset') throw new Error(`task ${task.name} has no encoded demo dataset; load your own data instead`);
   // The demo training set is public; each tab keeps only its shard, and only updates leave the tab.
   const all = decodeDataset(new Uint8Array(await (await fetchOk(`${command.url}${task.demoData.url}`)).arrayBuffer()));
-  const local = subset(all, shardIndices(all.labels, command.shard));
-  const labels = new Array<number>(local.numClasses).fill(0);
+  return { local: subset(all, shardIndices(all.labels, data.shard)), description: `demo shard ${data.shard.index + 1}/${data.shard.count}` };
+}
+
+async function start(command: StartCommand): Promise<void> {
+  backend ??= init(undefined);
+  const selected = await backend;
+  const { task } = command;
+  const { local, description } = await trainingData(command);
+  const labels = new Array<number>(Math.max(local.numClasses, task.classes.length)).fill(0);
   for (const label of local.labels) labels[label]!++;
-  post({ type: 'data', numExamples: local.count, labels });
+  post({ type: 'data', numExamples: local.count, labels, description });
 
   let trainer: RoundTrainer;
   let ledger: PrivacyLedger | undefined;
@@ -65,7 +83,7 @@ async function start(command: StartCommand): Promise<void> {
   if (dp) {
     const dpTrainer = new DpSgdTrainer(task.model, local, dp);
     trainer = new DpSgdRoundTrainer(dpTrainer);
-    // One ledger per dataset: the same shard of the same task continues its sum across reloads.
+    // One ledger per dataset (demo shard or local files alike): the same data continues its sum across reloads.
     const key = `${task.name}/${datasetFingerprint(local.labels, local.values)}`;
     ledger = await PrivacyLedger.open(new IndexedDbLedgerStore(), key, dp.delta, lowerBudget(command.epsilonBudget, dp.epsilonBudget));
     post({ type: 'dp', path: dpTrainer.gradientPath, clipNorm: dp.clipNorm, noiseMultiplier: dp.noiseMultiplier, expectedBatchSize: dp.expectedBatchSize });

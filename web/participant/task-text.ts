@@ -1,0 +1,88 @@
+import type { TaskSummary } from '../../core/protocol/messages.ts';
+import { inputSize } from '../../core/data/schema.ts';
+import { FRAME_HEADER_BYTES } from '../../core/wire/frame.ts';
+
+/** Plain-language descriptions of a task for the participant page: what it expects, and what this device sends. */
+
+/** Bytes of one plain update on the wire: every parameter as a float32, plus the frame header. */
+export function updateBytes(task: TaskSummary): number {
+  return task.paramCount * 4 + FRAME_HEADER_BYTES;
+}
+
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes.toLocaleString()} bytes`;
+  const units = ['KB', 'MB', 'GB'];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${bytes.toLocaleString()} bytes (${value.toFixed(value < 10 ? 2 : 1)} ${units[unit]})`;
+}
+
+/** The sentence under "What leaves this device", computed from the task before any round. */
+export function sentStatement(task: TaskSummary): string {
+  const parts = [
+    `Each round this device takes part in, it sends one model update: the change to the model's ` +
+      `${task.paramCount.toLocaleString()} parameters as 4-byte numbers plus a ${FRAME_HEADER_BYTES}-byte header, ` +
+      `${formatBytes(updateBytes(task))} per round.`,
+  ];
+  const dp = task.sampleDp;
+  if (dp) {
+    parts.push(
+      `Every update is trained with DP-SGD: each example's gradient is clipped to norm ${dp.clipNorm} and Gaussian noise ` +
+        `(noise multiplier ${dp.noiseMultiplier}) is added, so an update reveals little about any single example.`,
+    );
+  }
+  parts.push(
+    'When the coordinator asks for it, the whole update is also clipped and noised (client-level differential privacy), ' +
+      'and masked with secure aggregation so the coordinator can decode only the sum of all updates ' +
+      `(then ${formatBytes(task.paramCount * 4)} of masked numbers, plus small key-exchange messages).`,
+  );
+  return parts.join(' ');
+}
+
+export const SENT_ALSO =
+  'Also sent: the number of your examples, the training backend and this browser\'s user-agent string, and, only when no ' +
+  'differential privacy is on, the local loss, accuracy, training time and training progress.';
+
+export interface InputDescription {
+  readonly lead: readonly string[];
+  /** One line per model feature (tabular tasks), shown as a list. */
+  readonly features: readonly string[];
+  readonly tail: readonly string[];
+}
+
+/** The task's expected input in words. */
+export function describeInput(task: TaskSummary): InputDescription {
+  const input = task.input;
+  const classes = task.classes;
+  const quoted = (names: readonly string[]) => names.map((c) => `"${c}"`).join(', ');
+  const classText = classes.length <= 20 ? quoted(classes) : `${quoted(classes.slice(0, 20))} and ${classes.length - 20} more`;
+  if (input.kind === 'image') {
+    const [height, width, channels] = input.shape;
+    return {
+      lead: [
+        `Images, resized on this device to ${width} × ${height} pixels, ${channels === 1 ? 'in grayscale' : 'in colour (RGB)'}.`,
+        `${classes.length} classes: ${classText}.`,
+        'Either a folder with one subfolder per class, each named exactly as its class ' +
+          `(for example subfolders ${quoted(classes.slice(0, 2)).replace(', ', ' and ')}), or MNIST-style IDX files.`,
+      ],
+      features: [],
+      tail: [],
+    };
+  }
+  return {
+    lead: [`A CSV file with a header row; each row is one example. The model reads ${inputSize(input)} inputs made from these columns:`],
+    features: input.features.map((feature) =>
+      feature.type === 'numeric'
+        ? `"${feature.name}": a number (standardised on this device with statistics of your own data)`
+        : `"${feature.name}": one of ${quoted(feature.categories)} (one-hot encoded)`,
+    ),
+    tail: [
+      `The label column "${input.labelColumn}", one of ${classes.length} classes: ${classText}.`,
+      'Other columns (names, identifiers) can be dropped: they never reach the model or the network.',
+    ],
+  };
+}
