@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { decodeDataset, encodeDataset, parseShard, shardIndices, splitDataset, type Dataset } from '../../core/data/dataset.ts';
+import { decodeDataset, encodeDataset, parseShard, shardIndices, splitDataset, subset, type Dataset } from '../../core/data/dataset.ts';
 
 function fakeDataset(count: number): Dataset {
   const labels = Uint8Array.from({ length: count }, (_, i) => i % 10);
@@ -8,7 +8,55 @@ function fakeDataset(count: number): Dataset {
   return { count, features: 4, numClasses: 10, labels, values };
 }
 
+/** A float dataset of `count` examples with 3 features; values that need all 32 bits, negatives and zero. */
+function floatDataset(count: number): Dataset {
+  const labels = Uint8Array.from({ length: count }, (_, i) => i % 3);
+  const values = Float32Array.from({ length: count * 3 }, (_, i) => (i % 5 === 0 ? 0 : (i - 7.3) / 3.1));
+  return { count, features: 3, numClasses: 3, labels, values };
+}
+
 describe('datasets and shards', () => {
+  it('round-trips a float32 dataset, its features 4-byte aligned after an odd number of labels', () => {
+    for (const count of [1, 2, 3, 5, 7]) {
+      const data = floatDataset(count);
+      const bytes = encodeDataset(data);
+      assert.equal(String.fromCharCode(...bytes.subarray(0, 4)), 'FLDF');
+      // 16 header bytes + labels, padded to a multiple of 4, then 4 bytes per value.
+      const offset = Math.ceil((16 + count) / 4) * 4;
+      assert.equal(bytes.byteLength, offset + 4 * count * 3, `count ${count}`);
+      assert.deepEqual(Array.from(bytes.subarray(16 + count, offset)), new Array(offset - 16 - count).fill(0), 'zero padding');
+      assert.equal(new DataView(bytes.buffer).getFloat32(offset + 4, true), data.values[1], 'the second value starts 4 bytes after the offset');
+      const back = decodeDataset(bytes);
+      assert.ok(back.values instanceof Float32Array);
+      assert.deepEqual(back, data);
+    }
+    // The byte format stays as it was.
+    assert.equal(String.fromCharCode(...encodeDataset(fakeDataset(2)).subarray(0, 4)), 'FLDS');
+  });
+
+  it('reads a float dataset from an unaligned view and rejects non-finite values and a wrong length', () => {
+    const bytes = encodeDataset(floatDataset(3));
+    const shifted = new Uint8Array(bytes.length + 1);
+    shifted.set(bytes, 1);
+    assert.deepEqual(decodeDataset(shifted.subarray(1)), floatDataset(3));
+    const nan = bytes.slice();
+    new DataView(nan.buffer).setFloat32(20 + 4 * 4, Number.NaN, true);
+    assert.throws(() => decodeDataset(nan), /feature 1 of example 1 is not a finite number/);
+    assert.throws(() => decodeDataset(bytes.subarray(0, bytes.length - 4)), /bytes, expected/);
+  });
+
+  it('subset and split keep float features as Float32Array', () => {
+    const data = floatDataset(6);
+    const part = subset(data, [4, 1]);
+    assert.ok(part.values instanceof Float32Array);
+    assert.deepEqual(Array.from(part.values), [...data.values.subarray(12, 15), ...data.values.subarray(3, 6)]);
+    assert.deepEqual(Array.from(part.labels), [data.labels[4], data.labels[1]]);
+    const [a, b] = splitDataset(data, 2, 1);
+    assert.ok(a.values instanceof Float32Array && b.values instanceof Float32Array);
+    assert.equal(a.count + b.count, 6);
+    assert.ok(subset(fakeDataset(4), [0]).values instanceof Uint8Array);
+  });
+
   it('round-trips the dataset file and checks it', () => {
     const data = fakeDataset(30);
     const back = decodeDataset(encodeDataset(data));
