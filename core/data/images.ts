@@ -56,32 +56,34 @@ export function convertImage(
     throw new Error(`an image of ${width}x${height} pixels with ${channels} channel${channels === 1 ? '' : 's'} has ${width * height * channels} values, got ${pixels.length}`);
   }
   const invert = options.invert === true;
-  // Colour conversion first, at the source size: compositing is per pixel, and luma and the area average are linear, so their order does not matter.
-  const converted = new Float64Array(width * height * outChannels);
-  for (let p = 0; p < width * height; p++) {
-    let r: number;
-    let g: number;
-    let b: number;
-    if (channels === 1) {
-      r = g = b = pixels[p]!;
-    } else {
-      const alpha = channels === 4 ? pixels[4 * p + 3]! / 255 : 1;
-      const background = 255 * (1 - alpha);
-      r = pixels[channels * p]! * alpha + background;
-      g = pixels[channels * p + 1]! * alpha + background;
-      b = pixels[channels * p + 2]! * alpha + background;
+  // Colour conversion first, one source row at a time (a 12-megapixel photo is never held as floats):
+  // compositing is per pixel, and luma and the area average are linear, so their order does not matter.
+  const resized = resizeByRows(width, height, outChannels, outWidth, outHeight, (y, row) => {
+    for (let x = 0; x < width; x++) {
+      const p = y * width + x;
+      let r: number;
+      let g: number;
+      let b: number;
+      if (channels === 1) {
+        r = g = b = pixels[p]!;
+      } else {
+        const alpha = channels === 4 ? pixels[4 * p + 3]! / 255 : 1;
+        const background = 255 * (1 - alpha);
+        r = pixels[channels * p]! * alpha + background;
+        g = pixels[channels * p + 1]! * alpha + background;
+        b = pixels[channels * p + 2]! * alpha + background;
+      }
+      if (outChannels === 1) {
+        // 0.299 r + 0.587 g + 0.114 b, written so that gray pixels (r = g = b) stay exact: the weights do not sum to exactly 1 in floating point.
+        const gray = r + 0.587 * (g - r) + 0.114 * (b - r);
+        row[x] = invert ? 255 - gray : gray;
+      } else {
+        row[3 * x] = invert ? 255 - r : r;
+        row[3 * x + 1] = invert ? 255 - g : g;
+        row[3 * x + 2] = invert ? 255 - b : b;
+      }
     }
-    if (outChannels === 1) {
-      // 0.299 r + 0.587 g + 0.114 b, written so that gray pixels (r = g = b) stay exact: the weights do not sum to exactly 1 in floating point.
-      const gray = r + 0.587 * (g - r) + 0.114 * (b - r);
-      converted[p] = invert ? 255 - gray : gray;
-    } else {
-      converted[3 * p] = invert ? 255 - r : r;
-      converted[3 * p + 1] = invert ? 255 - g : g;
-      converted[3 * p + 2] = invert ? 255 - b : b;
-    }
-  }
-  const resized = areaResize(converted, width, height, outChannels, outWidth, outHeight);
+  });
   const out = new Uint8Array(resized.length);
   for (let i = 0; i < resized.length; i++) out[i] = Math.min(255, Math.max(0, Math.round(resized[i]!)));
   return out;
@@ -111,15 +113,32 @@ function areaWeights(source: number, target: number): { readonly index: Int32Arr
 
 /** Area-average resize of interleaved pixels, separably: rows first, then columns. */
 export function areaResize(src: ArrayLike<number>, width: number, height: number, channels: number, outWidth: number, outHeight: number): Float64Array {
+  const rowLength = width * channels;
+  return resizeByRows(width, height, channels, outWidth, outHeight, (y, row) => {
+    for (let i = 0; i < rowLength; i++) row[i] = src[y * rowLength + i]!;
+  });
+}
+
+/** Area-average resize of an image whose source rows `readRow` fills in, one at a time. */
+function resizeByRows(
+  width: number,
+  height: number,
+  channels: number,
+  outWidth: number,
+  outHeight: number,
+  readRow: (y: number, row: Float64Array) => void,
+): Float64Array {
   const across = areaWeights(width, outWidth);
   const down = areaWeights(height, outHeight);
+  const source = new Float64Array(width * channels);
   const rows = new Float64Array(height * outWidth * channels);
   for (let y = 0; y < height; y++) {
+    readRow(y, source);
     for (let ox = 0; ox < outWidth; ox++) {
       const { index, weight } = across[ox]!;
       for (let c = 0; c < channels; c++) {
         let sum = 0;
-        for (let k = 0; k < index.length; k++) sum += weight[k]! * src[(y * width + index[k]!) * channels + c]!;
+        for (let k = 0; k < index.length; k++) sum += weight[k]! * source[index[k]! * channels + c]!;
         rows[(y * outWidth + ox) * channels + c] = sum;
       }
     }

@@ -99,7 +99,11 @@ export function checkTaskSchema(schema: TabularInput, classes: readonly string[]
   if (schema.labelColumn === '') throw new Error('the task has no label column name');
 }
 
-/** Every reason the table, with these roles, cannot feed the task's model, explained for a person (empty when it can). */
+/**
+ * Every reason the table, with these roles, cannot feed the task's model, explained for a person (empty when it can).
+ * Rows with a missing value are not problems (prepareTable skips them) unless every row has one; other values
+ * are checked in every row. Throws a plain Error when the task's own schema is unusable (see checkTaskSchema).
+ */
 export function checkTable(table: CsvTable, roles: ColumnRoles, schema: TabularInput, classes: readonly string[]): SchemaProblem[] {
   return analyse(table, roles, schema, classes).problems;
 }
