@@ -21,7 +21,7 @@ async function main(): Promise<void> {
   }
   const coordinator = await startCoordinator(config);
   const s = config.settings;
-  console.log(`Coordinator: task ${coordinator.task.name}, model ${config.architecture} (${coordinator.task.paramCount.toLocaleString('en')} parameters), tfjs ${coordinator.backend} backend`);
+  console.log(`Coordinator: task ${coordinator.task.name}, model ${coordinator.task.model.architecture} (${coordinator.task.paramCount.toLocaleString('en')} parameters), tfjs ${coordinator.backend} backend`);
   const security = config.security;
   // Placeholders only: tokens are never printed.
   console.log(`  participants: ${coordinator.url}/?shard=1/3${security?.joinTokens ? '&token=JOIN_TOKEN' : ''}   (open on each device; ?shard=K/N picks the demo shard)`);

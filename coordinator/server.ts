@@ -5,15 +5,11 @@ import path from 'node:path';
 import { Server, type Namespace, type Socket } from 'socket.io';
 import type { Strategy } from '../core/aggregation/strategy.ts';
 import type { WeightShape } from '../core/protocol/messages.ts';
-import { encodeDataset } from '../core/data/dataset.ts';
-import { buildModel, weightShapes, parameterCount } from '../core/model/architectures.ts';
-import { readWeights } from '../core/model/weights.ts';
 import { ackError, ackOk, ErrorCode, ProtocolError, type Ack } from '../core/protocol/errors.ts';
 import {
   CLIENT_EVENTS,
   PROTOCOL_VERSION,
   type ClientToServerEvents,
-  type ModelSpec,
   type ServerToClientEvents,
   type TaskSummary,
 } from '../core/protocol/messages.ts';
@@ -44,7 +40,7 @@ import { CheckpointStore } from './storage/checkpoints.ts';
 import { writeFileAtomic } from './storage/atomic-write.ts';
 import { AtRestKey } from './storage/encryption.ts';
 import { ModelSerializer, weightsFromFiles } from './storage/model-files.ts';
-import { loadMnistDemo } from './task/demo-data.ts';
+import { EMBEDDED_TASK, loadTask, taskSummary } from './task/load-task.ts';
 import { initNodeBackend } from './tf-node.ts';
 
 interface SocketData {
@@ -54,8 +50,7 @@ interface SocketData {
 type ParticipantServer = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
 type ParticipantSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
 
-export const DEMO_TASK_NAME = 'mnist-demo';
-const DEMO_DATA_PATH = '/api/demo-data/train.bin';
+export const DEMO_TASK_NAME = EMBEDDED_TASK.name;
 /** Slack above the largest frame for the JSON parts of a message. */
 const MESSAGE_SLACK_BYTES = 64 * 1024;
 /** Dashboards get at most this many status pushes per second. */
@@ -86,24 +81,13 @@ export interface CoordinatorHooks {
 export async function startCoordinator(config: CoordinatorConfig, hooks: CoordinatorHooks = {}): Promise<Coordinator> {
   const log = hooks.log ?? (config.quiet ? () => {} : (line: string) => console.log(line));
   const backend = await initNodeBackend();
-  const demo = await loadMnistDemo();
-  const spec: ModelSpec = { architecture: config.architecture, inputShape: [demo.train.features], numClasses: demo.train.numClasses };
-  const initial = buildModel(spec, config.seed);
-  const shapes = weightShapes(initial);
-  const initialWeights = await readWeights(initial);
-  initial.dispose();
-  const task: TaskSummary = {
-    name: DEMO_TASK_NAME,
-    description: `MNIST digits (${demo.train.count} training examples shared out to participants, ${demo.test.count} held out on the coordinator)`,
-    model: spec,
-    weightShapes: shapes,
-    paramCount: parameterCount(shapes),
-    input: { kind: 'image', shape: [28, 28, 1] },
-    classes: Array.from({ length: demo.train.numClasses }, (_, digit) => String(digit)),
-    demoData: { url: DEMO_DATA_PATH, format: 'dataset' },
-    sampleDp: config.settings.fit.sampleDp,
-  };
-  const evaluator = new TestSetEvaluator(spec, demo.test);
+  // The task file's (or the embedded MNIST demo's) model, data and audit sets (coordinator/task/load-task.ts).
+  const loaded = await loadTask(config);
+  for (const note of loaded.notes) log(note);
+  const spec = loaded.spec;
+  const initialWeights = loaded.initialWeights;
+  const task: TaskSummary = taskSummary(loaded, config.settings.fit.sampleDp);
+  const evaluator = new TestSetEvaluator(spec, loaded.test);
   const runDir = path.resolve(config.dataDir, task.name);
   const serializer = new ModelSerializer(spec);
   const checkpoints = new CheckpointStore(
@@ -115,7 +99,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
   const strategy: Strategy = hooks.strategy ?? buildStrategy(config);
   const lastStartedRound = await checkpoints.lastStartedRound();
   const resume = await findResumePoint(checkpoints, task, strategy, lastStartedRound, log);
-  const demoData = encodeDataset(demo.train);
+  const demoData = loaded.demoData;
   const clock = new SystemClock();
 
   const security = config.security ?? defaultSecurity();
@@ -376,9 +360,9 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
       response.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(task));
       return;
     }
-    if (pathname === DEMO_DATA_PATH) {
-      response.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': demoData.byteLength, 'cache-control': 'no-cache' });
-      response.end(request.method === 'HEAD' ? undefined : demoData);
+    if (demoData && pathname === demoData.url) {
+      response.writeHead(200, { 'content-type': demoData.contentType, 'content-length': demoData.bytes.byteLength, 'cache-control': 'no-cache' });
+      response.end(request.method === 'HEAD' ? undefined : demoData.bytes);
       return;
     }
     if (await serveStatic(staticRoot, request, response)) return;

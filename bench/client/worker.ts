@@ -182,7 +182,7 @@ async function run(request: BenchRequest): Promise<BenchResult> {
       status: 'ok',
       backend: selected.backend,
       adapter: selected.adapter,
-      architecture: spec.architecture,
+      architecture: request.architecture,
       paramCount: initial.length,
       examples: n,
       batchSize: request.batchSize,

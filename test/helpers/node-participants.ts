@@ -1,4 +1,4 @@
-import { shardIndices, subset } from '../../core/data/dataset.ts';
+import { shardIndices, subset, type Dataset } from '../../core/data/dataset.ts';
 import { Participant, type ParticipantEvent } from '../../core/participant/participant.ts';
 import { DpSgdRoundTrainer, PlainRoundTrainer, type RoundTrainer } from '../../core/participant/trainers.ts';
 import { DpSgdTrainer } from '../../core/privacy/dp-sgd.ts';
@@ -26,23 +26,26 @@ export interface NodeParticipantOptions {
   readonly onPlainUpdate?: (k: number, round: number, update: Float32Array) => void;
 }
 
-/** Real participants in this Node process: the shared participant client and trainers on the tfjs wasm backend. */
-export async function startNodeParticipants(url: string, demo: DemoData, task: TaskSummary, count: number, options: NodeParticipantOptions = {}): Promise<NodeParticipant[]> {
+/**
+ * Real participants in this Node process: the shared participant client and trainers on the tfjs wasm backend.
+ * `data`: the demo data, of which participant k trains on shard k; or one prepared dataset per participant.
+ */
+export async function startNodeParticipants(url: string, data: DemoData | readonly Dataset[], task: TaskSummary, count: number, options: NodeParticipantOptions = {}): Promise<NodeParticipant[]> {
   const out: NodeParticipant[] = [];
   for (let k = 0; k < count; k++) {
-    const data = subset(demo.train, shardIndices(demo.train.labels, { index: k, count: options.totalShards ?? count, skew: 'iid' }));
+    const local = participantData(data, k, options.totalShards ?? count);
     const events: ParticipantEvent[] = [];
     let trainer: RoundTrainer;
     let disposable: { dispose(): void };
     let ledger: PrivacyLedger | undefined;
     if (task.sampleDp) {
-      const dp = new DpSgdTrainer(task.model, data, task.sampleDp);
+      const dp = new DpSgdTrainer(task.model, local, task.sampleDp);
       trainer = new DpSgdRoundTrainer(dp);
       disposable = dp;
       if (!options.ledgerStore) throw new Error('a DP-SGD task needs a ledger store');
       ledger = await PrivacyLedger.open(options.ledgerStore, `participant-${k}`, task.sampleDp.delta, options.budgets?.[k] ?? task.sampleDp.epsilonBudget);
     } else {
-      const plain = new LocalTrainer(task.model, data);
+      const plain = new LocalTrainer(task.model, local);
       trainer = new PlainRoundTrainer(plain);
       disposable = plain;
     }
@@ -60,6 +63,15 @@ export async function startNodeParticipants(url: string, demo: DemoData, task: T
     out.push({ participant, trainer: disposable, events, ledger });
   }
   return out;
+}
+
+function participantData(data: DemoData | readonly Dataset[], k: number, shards: number): Dataset {
+  if (!('train' in data)) {
+    const own = data[k];
+    if (!own) throw new Error(`participant ${k} has no dataset (${data.length} given)`);
+    return own;
+  }
+  return subset(data.train, shardIndices(data.train.labels, { index: k, count: shards, skew: 'iid' }));
 }
 
 export function stopNodeParticipants(participants: readonly NodeParticipant[]): void {
