@@ -13,8 +13,12 @@ export interface CoordinatorProcess {
   stop(): Promise<void>;
 }
 
-/** Starts `coordinator/cli.ts` as its own process, the way `npm start` does, on a free port. */
-export async function startCoordinatorProcess(args: readonly string[]): Promise<CoordinatorProcess> {
+/**
+ * Starts `coordinator/cli.ts` as its own process, the way `npm start` does,
+ * on a free port. With `adminToken`, `status()` sends it (pass the same token
+ * with `--admin-token` in `args`).
+ */
+export async function startCoordinatorProcess(args: readonly string[], options: { readonly adminToken?: string } = {}): Promise<CoordinatorProcess> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'fl-e2e-'));
   const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'coordinator/cli.ts', '--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, ...args], {
     cwd: repoRoot,
@@ -42,7 +46,9 @@ export async function startCoordinatorProcess(args: readonly string[]): Promise<
     url,
     output,
     async status() {
-      const response = await fetch(`${url}/api/status`);
+      const headers: Record<string, string> = options.adminToken ? { authorization: `Bearer ${options.adminToken}` } : {};
+      const response = await fetch(`${url}/api/status`, { headers });
+      if (!response.ok) throw new Error(`GET /api/status: HTTP ${response.status}`);
       return (await response.json()) as FederationStatus;
     },
     async stop() {
