@@ -5,6 +5,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { TestSetEvaluator } from '../../coordinator/evaluator.ts';
+import { ModelSerializer } from '../../coordinator/storage/model-files.ts';
 import { customModel, loadLayersModelFile, loadTask, TaskLoadError } from '../../coordinator/task/load-task.ts';
 import { parseTaskFile } from '../../coordinator/task/task-file.ts';
 import { initNodeBackend } from '../../coordinator/tf-node.ts';
@@ -102,6 +103,18 @@ describe('a task model from model.json', () => {
     const expected = predict(original, x);
     const actual = predict(rebuilt, x);
     for (let i = 0; i < expected.length; i++) assert.ok(Math.abs(actual[i]! - expected[i]!) < 1e-5, `output ${i}: ${actual[i]} vs ${expected[i]}`);
+
+    // The run's model files (what the coordinator saves and serves) load with tf.loadLayersModel and predict the same.
+    const serializer = new ModelSerializer(parts.spec);
+    const files = await serializer.toFiles(parts.initialWeights);
+    serializer.dispose();
+    const json = JSON.parse(files.modelJson);
+    const downloaded = await tf.loadLayersModel(
+      tf.io.fromMemory({ modelTopology: json.modelTopology, weightSpecs: json.weightsManifest[0].weights, weightData: files.weightsBin.slice().buffer }),
+    );
+    const fromFiles = predict(downloaded, x);
+    for (let i = 0; i < expected.length; i++) assert.ok(Math.abs(fromFiles[i]! - expected[i]!) < 1e-5, `saved model output ${i}: ${fromFiles[i]} vs ${expected[i]}`);
+    downloaded.dispose();
     x.dispose();
     rebuilt.dispose();
     original.dispose();
