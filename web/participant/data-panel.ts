@@ -6,6 +6,7 @@ import { $, el, errorMessage } from './dom.ts';
 import { readCsvFile, sampleValues, tabularInput } from './sources/csv.ts';
 import { readIdxFiles } from './sources/idx.ts';
 import { readImageFolder } from './sources/images.ts';
+import { PixelCsvError, preparePixelTable, suggestPixelRoles } from './sources/pixel-csv.ts';
 import { describeInput } from './task-text.ts';
 
 /**
@@ -66,11 +67,15 @@ export class DataPanel {
     for (const line of described.features) box.lastElementChild!.append(el('li', line));
     box.append(...described.tail.map((line) => el('p', line)));
     const image = task.input.kind === 'image';
-    $('csv-choice').hidden = image;
     $('image-choice').hidden = !image;
     $('idx-choice').hidden = !image;
     if (image) {
-      const [h, w] = task.input.shape;
+      const [h, w, c] = task.input.shape;
+      $('idx-choice').after($('csv-choice')); // images first: the usual way to hold an image data set
+      $('csv-label').textContent = 'Or a CSV file of pixels';
+      $('csv-help').textContent =
+        `One row per image: a label column (the class name) and ${h * w * c} pixel columns, whole numbers 0 to 255, row by row ` +
+        "(the layout of Kaggle's digit recognizer). Mark columns like identifiers to drop: they never reach the model or the network.";
       $('image-help').textContent =
         `Each subfolder is named after a class (${task.classes.slice(0, 3).join(', ')}${task.classes.length > 3 ? ', …' : ''}) and holds that class's images ` +
         `(PNG, JPEG, WebP, GIF or BMP); they are resized to ${w} × ${h} on this device.`;
@@ -83,12 +88,12 @@ export class DataPanel {
     return new Promise((resolve) => (this.resolveChoice = resolve));
   }
 
-  /** After joining (or leaving): the data can no longer change. */
-  lock(): void {
+  /** After joining, leaving or a fatal error: the data can no longer change. */
+  lock(joined = false): void {
     this.locked = true;
     this.generation++;
     for (const node of $('data-panel').querySelectorAll<HTMLInputElement | HTMLSelectElement | HTMLButtonElement>('input, select, button')) node.disabled = true;
-    if (this.ready) $('join').textContent = 'Joined with this data';
+    if (joined) $('join').textContent = 'Joined with this data';
   }
 
   private requireTask(): TaskSummary {
@@ -126,10 +131,11 @@ export class DataPanel {
     this.clearOtherInputs('csv-file');
     const generation = this.begin(`Reading ${file.name}…`);
     try {
-      const schema = tabularInput(task);
       const table = await readCsvFile(file);
       if (!this.current(generation)) return;
-      this.csv = { file, table, roles: { ...suggestRoles(table, schema) } };
+      // Image tasks read a CSV of pixels (one column per pixel); tabular tasks the schema's columns.
+      const suggested = task.input.kind === 'image' ? suggestPixelRoles(table) : suggestRoles(table, tabularInput(task));
+      this.csv = { file, table, roles: { ...suggested } };
       this.renderColumns();
       $('data-reading').textContent = `${file.name}: ${table.rows.length.toLocaleString()} rows, ${table.header.length} columns.`;
       this.evaluateCsv();
@@ -174,11 +180,18 @@ export class DataPanel {
     if (!csv || !task) return;
     this.begin($('data-reading').textContent ?? '', true);
     try {
+      if (task.input.kind === 'image') {
+        const prepared = preparePixelTable(csv.table, csv.roles, task.input, task.classes);
+        this.setReady({ dataset: prepared.dataset, description: csv.file.name }, { skipped: prepared.skipped.map((s) => `line ${s.line}: ${s.reason}`) });
+        return;
+      }
       const prepared = prepareTable(csv.table, csv.roles, tabularInput(task), task.classes);
       const skipped = prepared.skipped.map((s) => `line ${s.line}: ${s.reason}`);
       this.setReady({ dataset: prepared.dataset, description: csv.file.name }, { skipped, statistics: prepared.statistics });
     } catch (error) {
-      this.showProblems(error instanceof TabularSchemaError ? error.problems.map((p: SchemaProblem) => p.message) : [errorMessage(error)]);
+      if (error instanceof TabularSchemaError) this.showProblems(error.problems.map((p: SchemaProblem) => p.message));
+      else if (error instanceof PixelCsvError) this.showProblems(error.problems);
+      else this.showProblems([errorMessage(error)]);
     }
   }
 

@@ -94,6 +94,7 @@ let task: TaskSummary | undefined;
 let contributed = 0;
 let left = false;
 let failed = false;
+let panel: DataPanel | undefined;
 
 function resetProgress(text: string): void {
   for (const id of ['epoch-progress', 'batch-progress']) $<HTMLProgressElement>(id).value = 0;
@@ -266,7 +267,8 @@ function fail(message: string): void {
   failed = true;
   setStatus('failed', message);
   showError(`Stopped: ${message}`);
-  $<HTMLButtonElement>('join').disabled = true;
+  // No data can be joined with any more: the page has stopped.
+  panel?.lock();
 }
 
 async function fetchTask(): Promise<TaskSummary> {
@@ -341,11 +343,12 @@ async function main(): Promise<void> {
   worker.addEventListener('error', (event) => fail(event.message || 'the training worker crashed'));
   // The backend starts up while the task is read and the data chosen.
   worker.postMessage({ type: 'init', backend: options.backend } satisfies PageToWorker);
-  const panel = new DataPanel();
+  const dataPanel = new DataPanel();
+  panel = dataPanel;
   $('leave').addEventListener('click', () => {
     worker.postMessage({ type: 'leave' } satisfies PageToWorker);
     left = true;
-    panel.lock();
+    dataPanel.lock();
     setStatus('left');
     $<HTMLButtonElement>('leave').disabled = true;
   });
@@ -357,16 +360,16 @@ async function main(): Promise<void> {
     return;
   }
   showTask(task);
-  panel.setTask(task);
+  dataPanel.setTask(task);
   let data: StartData;
   try {
-    data = task.demoData && !options.ownData ? await demoData(task, options.shard) : await ownData(task, panel);
+    data = task.demoData && !options.ownData ? await demoData(task, options.shard) : await ownData(task, dataPanel);
   } catch (error) {
     fail(errorMessage(error));
     return;
   }
   if (left || failed) return;
-  panel.lock();
+  dataPanel.lock(data.kind === 'local');
   if (data.kind === 'demo') setStatus('loading-data', 'the demo shard');
   const { data: sendable, transfer } = transferable(data);
   worker.postMessage(

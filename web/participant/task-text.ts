@@ -67,7 +67,7 @@ export function describeInput(task: TaskSummary): InputDescription {
         `Images, resized on this device to ${width} × ${height} pixels, ${channels === 1 ? 'in grayscale' : 'in colour (RGB)'}.`,
         `${classes.length} classes: ${classText}.`,
         'Either a folder with one subfolder per class, each named exactly as its class ' +
-          `(for example subfolders ${quoted(classes.slice(0, 2)).replace(', ', ' and ')}), or MNIST-style IDX files.`,
+          `(for example subfolders ${quoted(classes.slice(0, 2)).replace(', ', ' and ')}), MNIST-style IDX files, or a CSV of pixel values.`,
       ],
       features: [],
       tail: [],
