@@ -1,12 +1,12 @@
 import type { CsvTable } from '../../core/data/csv.ts';
 import type { Dataset } from '../../core/data/dataset.ts';
+import { preparePixelTable, suggestPixelRoles } from '../../core/data/pixel-table.ts';
 import { prepareTable, suggestRoles, TabularSchemaError, type ColumnRole, type FeatureStatistics, type SchemaProblem } from '../../core/data/tabular.ts';
 import type { TaskSummary } from '../../core/protocol/messages.ts';
 import { $, el, errorMessage } from './dom.ts';
 import { readCsvFile, sampleValues, tabularInput } from './sources/csv.ts';
 import { readIdxFiles } from './sources/idx.ts';
 import { readImageFolder } from './sources/images.ts';
-import { PixelCsvError, preparePixelTable, suggestPixelRoles } from './sources/pixel-csv.ts';
 import { describeInput } from './task-text.ts';
 
 /**
@@ -189,9 +189,7 @@ export class DataPanel {
       const skipped = prepared.skipped.map((s) => `line ${s.line}: ${s.reason}`);
       this.setReady({ dataset: prepared.dataset, description: csv.file.name }, { skipped, statistics: prepared.statistics });
     } catch (error) {
-      if (error instanceof TabularSchemaError) this.showProblems(error.problems.map((p: SchemaProblem) => p.message));
-      else if (error instanceof PixelCsvError) this.showProblems(error.problems);
-      else this.showProblems([errorMessage(error)]);
+      this.showProblems(error instanceof TabularSchemaError ? error.problems.map((p: SchemaProblem) => p.message) : [errorMessage(error)]);
     }
   }
 
