@@ -21,6 +21,8 @@ export interface CoordinatorConfig {
   /** Folder of the built web app (vite build output). */
   readonly staticDir: string;
   readonly quiet: boolean;
+  /** `--manual-start`: no round runs until the operator starts the federation from the dashboard. */
+  readonly manualStart?: boolean;
   /** Encrypts checkpoints with AES-256-GCM under the key in this file. */
   readonly checkpointKeyFile?: string;
   /** Client-level differential privacy (DP-FedAvg), when asked for. */
@@ -67,6 +69,8 @@ Model and rounds
                            dropouts still leave enough updates
   --adaptive-deadline      close rounds after 3x the recent 90th-percentile participant latency
                            (at least 5 s, at most --round-timeout)
+  --manual-start           wait until the operator presses Start on the dashboard (needs
+                           --admin-token: without one the dashboard is read-only)
   --checkpoint-key-file F  encrypt checkpoints with AES-256-GCM (64 hex characters in F,
                            e.g. from \`openssl rand -hex 32\`)
 
@@ -169,6 +173,7 @@ function parseFlags(argv: readonly string[], env: Record<string, string | undefi
         quiet: { type: 'boolean' },
         'over-select': { type: 'string' },
         'adaptive-deadline': { type: 'boolean' },
+        'manual-start': { type: 'boolean' },
         'checkpoint-key-file': { type: 'string' },
         'client-dp': { type: 'string' },
         'client-noise-multiplier': { type: 'string' },
@@ -268,6 +273,8 @@ function parseFlags(argv: readonly string[], env: Record<string, string | undefi
     // The status page names who took part in each round; sampling amplifies privacy only if that stays private.
     throw new ConfigError('--client-dp needs --admin-token or --admin-token-file: the dashboard and /api/status show who took part in each round, which must stay with the operator');
   }
+  // Only an admin's dashboard may send controls: without a token nobody could ever start the federation.
+  if (v['manual-start'] && !security?.adminTokens) throw new ConfigError('--manual-start needs --admin-token or --admin-token-file: only an admin dashboard can start the federation');
   return {
     checkpointKeyFile: v['checkpoint-key-file'],
     clientDp,
@@ -281,6 +288,7 @@ function parseFlags(argv: readonly string[], env: Record<string, string | undefi
     demoParticipants,
     staticDir: v['static-dir'] ?? 'dist',
     quiet: v.quiet ?? false,
+    manualStart: v['manual-start'] ?? undefined,
     security,
     task: task?.file,
   };

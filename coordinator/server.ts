@@ -40,6 +40,9 @@ import { CheckpointStore } from './storage/checkpoints.ts';
 import { writeFileAtomic } from './storage/atomic-write.ts';
 import { AtRestKey } from './storage/encryption.ts';
 import { ModelSerializer, weightsFromFiles } from './storage/model-files.ts';
+import { attachAdminSocket, serveAdminDownload } from './report/admin-api.ts';
+import { RunReports } from './report/reports.ts';
+import type { RunReport } from './report/run-report.ts';
 import { EMBEDDED_TASK, loadTask, taskSummary } from './task/load-task.ts';
 import { initNodeBackend } from './tf-node.ts';
 
@@ -64,6 +67,8 @@ export interface Coordinator {
   readonly backend: string;
   /** Resolves when the federation finishes. */
   readonly done: Promise<FederationStatus>;
+  /** The final run report, once written to <data-dir>/<task>/report.json and .html (undefined when checkpoints are encrypted). */
+  readonly finalReport: Promise<RunReport | undefined>;
   close(): Promise<void>;
 }
 
@@ -197,8 +202,31 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     },
   });
 
+  // Model downloads, the run report with its membership audit, the history as CSV.
+  const reports = new RunReports({
+    engine,
+    task,
+    spec,
+    clientDp: config.clientDp,
+    audit: loaded.audit && {
+      ...loaded.audit,
+      membersSource: `a seeded sample of the ${task.name} training examples served to participants (a member only if its shard took part)`,
+      nonMembersSource: "the coordinator's held-out test set",
+    },
+  });
+  // Like history.json: not in plain files when checkpoints are encrypted at rest.
+  const finalReport = engine.done
+    .then(() => (config.checkpointKeyFile ? undefined : reports.writeFinal(runDir)))
+    .catch((error: unknown) => {
+      console.error('writing the final run report failed:', error);
+      return undefined;
+    });
+
   io.on('connection', (socket) => attachParticipant(socket));
-  admin.on('connection', (socket) => socket.emit('status', engine.status()));
+  admin.on('connection', (socket) => {
+    socket.emit('status', engine.status());
+    attachAdminSocket(socket, engine, log);
+  });
 
   function attachParticipant(socket: ParticipantSocket): void {
     socket.on('join', (...args: unknown[]) => {
@@ -346,7 +374,8 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
   async function handleHttp(request: IncomingMessage, response: ServerResponse): Promise<void> {
     if (request.url?.startsWith('/socket.io/')) return; // socket.io answers these
     if (!guardHttp(request, response, security)) return; // CORS preflight, admin routes without the admin token
-    const { pathname } = new URL(request.url ?? '/', 'http://localhost');
+    const requestUrl = new URL(request.url ?? '/', 'http://localhost');
+    const { pathname } = requestUrl;
     if (request.method !== 'GET' && request.method !== 'HEAD') {
       response.writeHead(405, { allow: 'GET, HEAD' }).end();
       return;
@@ -365,6 +394,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
       response.end(request.method === 'HEAD' ? undefined : demoData.bytes);
       return;
     }
+    if (await serveAdminDownload(request, response, requestUrl, reports)) return;
     if (await serveStatic(staticRoot, request, response)) return;
     const missingBuild = pathname === '/' || pathname.startsWith('/dashboard');
     response.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
@@ -380,7 +410,8 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
   });
   const port = (httpServer.address() as AddressInfo).port;
   const url = publicUrl(security, port);
-  engine.start();
+  // --manual-start: the operator starts the federation from the dashboard.
+  if (!config.manualStart) engine.start();
 
   let closed = false;
   return {
@@ -390,6 +421,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     task,
     backend,
     done: engine.done,
+    finalReport,
     async close() {
       if (closed) return;
       closed = true;
@@ -401,8 +433,10 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
       await new Promise((resolve) => setTimeout(resolve, 50));
       await new Promise<void>((resolve) => io.close(() => resolve()));
       await closeHttp(httpServer);
+      await finalReport;
       evaluator.dispose();
       serializer.dispose();
+      reports.dispose();
     },
   };
 }

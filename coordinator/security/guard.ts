@@ -188,9 +188,16 @@ export function installSecurity(io: AnyServer, admin: AnyNamespace, security: Se
   }
 }
 
-/** The HTTP routes only an admin may use, when an admin token is configured. */
+/** The HTTP routes only an admin may use, when an admin token is configured (the downloads: coordinator/report/admin-api.ts). */
 export function isAdminPath(pathname: string): boolean {
-  return pathname === '/api/status' || pathname.startsWith('/api/admin/');
+  return (
+    pathname === '/api/status' ||
+    pathname.startsWith('/api/admin/') ||
+    pathname.startsWith('/api/model/') ||
+    pathname === '/api/report.json' ||
+    pathname === '/api/report.html' ||
+    pathname === '/api/history.csv'
+  );
 }
 
 function bearerToken(request: IncomingMessage): string | undefined {

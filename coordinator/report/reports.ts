@@ -1,0 +1,126 @@
+import path from 'node:path';
+import type { DpFedAvgOptions } from '../../core/aggregation/dp-fedavg.ts';
+import type { ModelSpec, TaskSummary } from '../../core/protocol/messages.ts';
+import type { FederationStatus } from '../../core/protocol/status.ts';
+import type { GlobalModel } from '../rounds/round-engine.ts';
+import { writeFileAtomic } from '../storage/atomic-write.ts';
+import { ModelSerializer, type ModelArtifactsFiles } from '../storage/model-files.ts';
+import { MembershipAuditor, type AuditData } from './audit.ts';
+import { historyCsv } from './history-csv.ts';
+import { renderReportHtml } from './report-html.ts';
+import { AUDIT_INTERPRETATION, buildRunReport, type ReportAudit, type RunReport } from './run-report.ts';
+
+export interface RunReportsOptions {
+  readonly engine: { status(): FederationStatus; readonly globalModel: GlobalModel };
+  readonly task: TaskSummary;
+  readonly spec: ModelSpec;
+  readonly clientDp?: DpFedAvgOptions;
+  /** Held-out members and non-members; absent: the report says the audit is unavailable, and `auditUnavailable` why. */
+  readonly audit?: AuditData;
+  readonly auditUnavailable?: string;
+}
+
+/** A model version's files, tagged with the version so model.json and weights.bin can be matched up. */
+export interface VersionedModelFiles {
+  readonly version: number;
+  readonly files: ModelArtifactsFiles;
+}
+
+/** Model versions whose files stay available (model.json and weights.bin are fetched one after the other). */
+const KEPT_MODEL_VERSIONS = 3;
+
+/**
+ * What the operator downloads: the current global model as tfjs files, the
+ * run report (with the membership audit, computed once per model version)
+ * and the history as CSV. Its own serializer and auditor models, so it never
+ * races the checkpoint writer or the evaluator.
+ */
+export class RunReports {
+  private readonly serializer: ModelSerializer;
+  private readonly auditor: MembershipAuditor | undefined;
+  private readonly modelFilesByVersion = new Map<number, Promise<ModelArtifactsFiles>>();
+  private serializing: Promise<unknown> = Promise.resolve();
+  private auditCache: { version: number; audit: Promise<ReportAudit> } | undefined;
+
+  constructor(private readonly options: RunReportsOptions) {
+    this.serializer = new ModelSerializer(options.spec);
+    this.auditor = options.audit ? new MembershipAuditor(options.spec, options.audit) : undefined;
+  }
+
+  /** The current model's files, or those of `version` while it is one of the last few. */
+  modelFiles(version?: number): Promise<VersionedModelFiles | undefined> {
+    const model = this.options.engine.globalModel;
+    const wanted = version ?? model.version;
+    let files = this.modelFilesByVersion.get(wanted);
+    if (!files) {
+      if (wanted !== model.version) return Promise.resolve(undefined);
+      const weights = model.weights;
+      // One at a time: the serializer writes the weights into its one model.
+      files = this.serializing.then(() => this.serializer.toFiles(weights));
+      this.serializing = files.catch(() => {});
+      this.modelFilesByVersion.set(wanted, files);
+      for (const old of this.modelFilesByVersion.keys()) {
+        if (this.modelFilesByVersion.size <= KEPT_MODEL_VERSIONS) break;
+        this.modelFilesByVersion.delete(old);
+      }
+    }
+    return files.then((f) => ({ version: wanted, files: f }));
+  }
+
+  async report(now = new Date()): Promise<RunReport> {
+    const status = this.options.engine.status();
+    const audit = await this.auditFor(this.options.engine.globalModel);
+    return buildRunReport({ status, task: this.options.task, clientDp: this.options.clientDp, audit, now });
+  }
+
+  html(report: RunReport): string {
+    return renderReportHtml(report);
+  }
+
+  csv(): string {
+    return historyCsv(this.options.engine.status().history);
+  }
+
+  /** Writes report.json and report.html into `dir` (the run's folder). */
+  async writeFinal(dir: string): Promise<RunReport> {
+    const report = await this.report();
+    await writeFileAtomic(path.join(dir, 'report.json'), JSON.stringify(report, null, 2));
+    await writeFileAtomic(path.join(dir, 'report.html'), renderReportHtml(report));
+    return report;
+  }
+
+  private auditFor(model: GlobalModel): Promise<ReportAudit> {
+    if (this.auditCache?.version === model.version) return this.auditCache.audit;
+    const audit = this.runAudit(model);
+    this.auditCache = { version: model.version, audit };
+    return audit;
+  }
+
+  private async runAudit(model: GlobalModel): Promise<ReportAudit> {
+    const auditor = this.auditor;
+    if (!auditor) return { available: false, reason: this.options.auditUnavailable ?? 'the task provides no held-out member and non-member examples' };
+    if (model.version === 0) return { available: false, reason: 'no round has been aggregated yet: the model has not been trained on any member' };
+    const started = performance.now();
+    try {
+      const result = await auditor.audit(model.weights);
+      return {
+        available: true,
+        attack: 'loss-threshold',
+        modelVersion: model.version,
+        membersSource: auditor.data.membersSource ?? 'training examples held by the coordinator',
+        nonMembersSource: auditor.data.nonMembersSource ?? 'held-out examples no participant trained on',
+        interpretation: AUDIT_INTERPRETATION,
+        durationMs: performance.now() - started,
+        ...result,
+      };
+    } catch (error) {
+      this.auditCache = undefined;
+      return { available: false, reason: `the audit failed: ${(error as Error).message}` };
+    }
+  }
+
+  dispose(): void {
+    this.serializer.dispose();
+    this.auditor?.dispose();
+  }
+}
