@@ -137,7 +137,7 @@ describe('dashboard admin controls and downloads', () => {
     xs.dispose();
     predicted.dispose();
     model.dispose();
-    const reported = status.history.findLast((r) => r.modelVersion === status.modelVersion && r.metrics)!.metrics!;
+    const reported = [...status.history].reverse().find((r) => r.modelVersion === status.modelVersion && r.metrics)!.metrics!;
     assert.equal(correct / demo.test.count, reported.accuracy);
     assert.ok(reported.accuracy > 0.5, `trained: ${reported.accuracy}`);
 
