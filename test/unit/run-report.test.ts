@@ -1,0 +1,158 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { PrivacyReport } from '../../core/aggregation/strategy.ts';
+import type { TaskSummary } from '../../core/protocol/messages.ts';
+import type { FederationStatus, RoundRecord } from '../../core/protocol/status.ts';
+import { csvField, historyCsv } from '../../coordinator/report/history-csv.ts';
+import { escapeHtml, renderReportHtml } from '../../coordinator/report/report-html.ts';
+import { AUDIT_INTERPRETATION, buildRunReport, type ReportAudit } from '../../coordinator/report/run-report.ts';
+
+const HOSTILE = `<script>alert("x")</script>, 'quoted'\nnext line`;
+
+function privacy(epsilon: number, rounds: number): PrivacyReport {
+  return { level: 'client', placement: 'central', epsilon, delta: 1e-5, optimalOrder: 8, rounds, noiseMultiplier: 1, sampleRate: 0.5, clipNorm: 1, conversion: 'improved' };
+}
+
+function record(round: number, extra: Partial<RoundRecord> = {}): RoundRecord {
+  return {
+    round,
+    outcome: 'aggregated',
+    modelVersion: round,
+    metrics: { accuracy: 0.5 + round / 10, loss: 1 / round },
+    selected: 3,
+    received: 2,
+    dropped: 1,
+    rejected: 0,
+    declined: 0,
+    bytesIn: 1000 * round,
+    bytesOut: 3000,
+    startedAt: 1_700_000_000_000,
+    durationMs: 1500,
+    ...extra,
+  };
+}
+
+const history: RoundRecord[] = [
+  record(1, { privacy: privacy(0.5, 1) }),
+  record(2, { outcome: 'skipped', metrics: undefined, modelVersion: 1, reason: HOSTILE, privacy: privacy(0.8, 2) }),
+  record(3, { privacy: privacy(1.1, 3) }),
+];
+
+const status: FederationStatus = {
+  task: { name: 'demo', architecture: 'mlp', paramCount: 10 },
+  strategy: 'dp-fedavg',
+  settings: { rounds: 3, minClients: 2, clientsPerRound: 3, minUpdates: 1, roundTimeoutMs: 60_000, fit: { epochs: 1, batchSize: 32, learningRate: 0.1 } },
+  round: 3,
+  phase: 'done',
+  modelVersion: 2,
+  done: true,
+  doneReason: 'completed 3 rounds',
+  control: 'stopped',
+  updateNormsShown: false,
+  participants: [],
+  history,
+  privacy: privacy(1.1, 3),
+  rejections: {},
+  startedAt: 1_700_000_000_000,
+};
+
+const task = {
+  name: 'demo',
+  description: HOSTILE,
+  model: { architecture: 'mlp', inputShape: [4], numClasses: 3 },
+  weightShapes: [],
+  paramCount: 10,
+  input: { kind: 'image', shape: [2, 2, 1] },
+  classes: ['a', 'b', 'c'],
+} as unknown as TaskSummary;
+
+const audit: ReportAudit = {
+  available: true,
+  attack: 'loss-threshold',
+  modelVersion: 2,
+  membersSource: 'members',
+  nonMembersSource: 'non-members',
+  interpretation: AUDIT_INTERPRETATION,
+  durationMs: 12,
+  members: 100,
+  nonMembers: 200,
+  meanMemberLoss: 0.3,
+  meanNonMemberLoss: 0.4,
+  auc: 0.5312,
+  advantage: 0.07,
+};
+
+const clientDp = { placement: 'central' as const, noiseMultiplier: 1, clip: { kind: 'fixed' as const, norm: 1 }, sampleRate: 0.5, expectedClients: 3, delta: 1e-5 };
+
+describe('run report', () => {
+  it('summarises the run: rounds, best and final accuracy, ε reached, the audit', () => {
+    const report = buildRunReport({ status, task, clientDp, audit, now: new Date('2025-01-02T03:04:05Z') });
+    assert.equal(report.generatedAt, '2025-01-02T03:04:05.000Z');
+    assert.equal(report.final, true);
+    assert.deepEqual(report.outcome.finalMetrics, { accuracy: 0.8, loss: 1 / 3 });
+    assert.deepEqual(report.outcome.best, { round: 3, accuracy: 0.8 });
+    assert.equal(report.outcome.aggregated, 2);
+    assert.equal(report.outcome.skipped, 1);
+    assert.deepEqual(
+      report.rounds.map((r) => [r.round, r.outcome, r.accuracy, r.epsilon, r.selected, r.received]),
+      [
+        [1, 'aggregated', 0.6, 0.5, 3, 2],
+        [2, 'skipped', undefined, 0.8, 3, 2],
+        [3, 'aggregated', 0.8, 1.1, 3, 2],
+      ],
+    );
+    assert.equal(report.privacy.kind, 'client-level');
+    assert.match(report.privacy.statement, /ε = 1\.100, δ = 0\.00001/);
+    assert.deepEqual(report.audit, audit);
+  });
+
+  it('says why the audit is unavailable, and states sample-level DP without claiming an ε the coordinator does not know', () => {
+    const sampleDp = { clipNorm: 1, noiseMultiplier: 1.1, expectedBatchSize: 32, delta: 1e-5 };
+    const dpStatus: FederationStatus = {
+      ...status,
+      privacy: undefined,
+      settings: { ...status.settings, fit: { ...status.settings.fit, sampleDp } },
+      participants: [
+        { id: 'a', connected: true, backend: 'wasm', numExamples: 10, state: 'idle', roundsContributed: 1, epsilon: 0.7 },
+        { id: 'b', connected: true, backend: 'wasm', numExamples: 10, state: 'idle', roundsContributed: 1, epsilon: 1.9 },
+      ],
+    };
+    const report = buildRunReport({ status: dpStatus, task, audit: { available: false, reason: 'no data' }, now: new Date() });
+    assert.equal(report.privacy.kind, 'sample-level');
+    assert.match(report.privacy.statement, /each participant accounts the ε of its own data; the largest any reported is ε = 1\.900/);
+    const html = renderReportHtml(report);
+    assert.match(html, /The membership-inference audit is unavailable: no data/);
+  });
+
+  it('renders a self-contained page: every string escaped, inline SVG charts, nothing external', () => {
+    const html = renderReportHtml(buildRunReport({ status, task, clientDp, audit, now: new Date() }));
+    assert.doesNotMatch(html, /<script/i);
+    assert.ok(html.includes(escapeHtml(HOSTILE)), 'the hostile description and reason appear escaped');
+    assert.ok(html.includes('&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;, &#39;quoted&#39;'));
+    assert.doesNotMatch(html, /\b(src|href)=/i);
+    assert.match(html, /Content-Security-Policy" content="default-src 'none'/);
+    // Accuracy, loss, participants and ε (DP is on).
+    assert.equal((html.match(/<svg /g) ?? []).length, 4);
+    assert.match(html, /AUC 0\.531/);
+    // The accuracy chart has a point per aggregated round, none for the skipped one.
+    const accuracy = html.slice(html.indexOf('aria-label="Test accuracy per round"'), html.indexOf('</svg>', html.indexOf('aria-label="Test accuracy per round"')));
+    assert.equal((accuracy.match(/<circle /g) ?? []).length, 2);
+  });
+});
+
+describe('history CSV', () => {
+  it('quotes fields per RFC 4180 and ends every record with CRLF', () => {
+    assert.equal(csvField('plain'), 'plain');
+    assert.equal(csvField('a,b'), '"a,b"');
+    assert.equal(csvField('say "hi"'), '"say ""hi"""');
+    assert.equal(csvField('two\nlines'), '"two\nlines"');
+    assert.equal(csvField(undefined), '');
+    const csv = historyCsv(history);
+    assert.ok(csv.endsWith('\r\n'));
+    const records = csv.split('\r\n');
+    assert.equal(records[0], 'round,outcome,reason,accuracy,loss,selected,received,dropped,rejected,declined,bytes_in,bytes_out,duration_ms,epsilon,delta');
+    assert.equal(records[1], '1,aggregated,,0.6,1,3,2,1,0,0,1000,3000,1500,0.5,0.00001');
+    assert.equal(records[2], `2,skipped,"<script>alert(""x"")</script>, 'quoted'\nnext line",,,3,2,1,0,0,2000,3000,1500,0.8,0.00001`);
+    assert.equal(records.length, 5);
+  });
+});
