@@ -37,12 +37,15 @@ export function attachAdminSocket(socket: AdminSocket, engine: RoundEngine, log:
   });
   socket.onAny((event: string, ...args: unknown[]) => {
     if (ADMIN_EVENTS.includes(event)) return;
-    engine.countRejection(ErrorCode.UnknownEvent);
     const ack = args.at(-1);
     if (typeof ack === 'function') ack(ackError(ErrorCode.UnknownEvent, `unknown admin event "${String(event).slice(0, 64)}"`));
   });
 
-  /** Runs a handler and answers through the ack; a malformed payload becomes BAD_PAYLOAD, never a crash. */
+  /**
+   * Runs a handler and answers through the ack; a malformed payload becomes
+   * BAD_PAYLOAD, never a crash. The operator's refusals are not counted with
+   * the participants' rejected requests.
+   */
   async function answer<T>(args: unknown[], handle: () => Promise<Ack<T>>): Promise<void> {
     const ack = args.at(-1);
     let result: Ack<T>;
@@ -50,7 +53,6 @@ export function attachAdminSocket(socket: AdminSocket, engine: RoundEngine, log:
       result = await handle();
     } catch (error) {
       if (error instanceof ProtocolError) {
-        engine.countRejection(error.code);
         result = ackError(error.code, error.message);
       } else {
         console.error('admin request failed:', error);

@@ -230,7 +230,8 @@ export class RoundEngine {
    */
   async applyControl(action: 'start' | 'pause' | 'resume' | 'stop'): Promise<Ack<ControlAccepted>> {
     const control = this.control;
-    const refuse = (why: string) => this.rejected(ackError<ControlAccepted>(ErrorCode.ControlNotAllowed, `cannot ${action}: ${why}`));
+    // Operator refusals are answered, not counted with the participants' rejected requests.
+    const refuse = (why: string) => ackError<ControlAccepted>(ErrorCode.ControlNotAllowed, `cannot ${action}: ${why}`);
     if (control === 'stopped') return refuse(`the federation has stopped${this.doneReason ? ` (${this.doneReason})` : ''}`);
     switch (action) {
       case 'start':
@@ -315,8 +316,8 @@ export class RoundEngine {
    */
   updateSettings(change: SettingsChange): Ack<RoundSettings> {
     const problem = this.settingsProblem(change);
-    if (problem !== undefined) return this.rejected(ackError(ErrorCode.InvalidSetting, problem));
-    if (this.phase === 'done') return this.rejected(ackError(ErrorCode.ControlNotAllowed, `the federation has finished: ${this.doneReason}`));
+    if (problem !== undefined) return ackError(ErrorCode.InvalidSetting, problem);
+    if (this.phase === 'done') return ackError(ErrorCode.ControlNotAllowed, `the federation has finished: ${this.doneReason}`);
     const s = this.settings;
     this.settings = {
       ...s,
