@@ -155,3 +155,48 @@ function idxLabels(data: Dataset): Uint8Array {
   out.set(data.labels, 8);
   return out;
 }
+
+/**
+ * The shipped tabular task in browsers: one tab loads a site's CSV through
+ * the file chooser (its synthetic "Sample ID" column is suggested for
+ * dropping, and dropped), another trains on its shard of the task's public
+ * demo CSV; the two reach a useful accuracy on the coordinator's test set.
+ */
+test('the penguins task: a tab with its own CSV and a tab on the demo CSV train the tabular model together', async ({ browser }) => {
+  const coordinator: CoordinatorProcess = await startCoordinatorProcess([
+    '--task', 'tasks/penguins/task.json', '--min-clients', '2', '--clients-per-round', '2', '--min-updates', '2', '--rounds', '6', '--quiet',
+  ]);
+  const pages: Page[] = [];
+  try {
+    const open = async (query: string) => {
+      const page = await (await browser.newContext()).newPage();
+      page.on('pageerror', (error) => console.log(`page error (${query}): ${error.message}`));
+      await page.goto(`${coordinator.url}/?${query}`);
+      pages.push(page);
+      return page;
+    };
+    const own = await open('data=own&backend=wasm');
+    const sent: string[] = [];
+    own.on('websocket', (socket) => socket.on('framesent', (frame) => sent.push(typeof frame.payload === 'string' ? frame.payload : frame.payload.toString('latin1'))));
+    await expect(own.locator('#status')).toHaveAttribute('data-status', 'choose-data', { timeout: 30_000 });
+    await own.locator('#csv-file').setInputFiles(path.resolve(import.meta.dirname, '../tasks/penguins/participants/site-1.csv'));
+    await expect(own.locator('#csv-columns select[data-column="Sample ID"]')).toHaveValue('drop', { timeout: 30_000 });
+    await expect(own.locator('#csv-columns select[data-column="Sex"]')).toHaveValue('label');
+    await expect(own.locator('#csv-columns select[data-column="Island"]')).toHaveValue('feature');
+    await expect(own.locator('#data-problems li')).toHaveCount(0);
+    await own.locator('#join').click();
+    const demo = await open('shard=2/3&backend=wasm');
+
+    await expect.poll(async () => (await coordinator.status()).done, { timeout: 3 * 60_000, intervals: [1000] }).toBe(true);
+    const status = await coordinator.status();
+    expect(status.history.every((r) => r.outcome === 'aggregated')).toBe(true);
+    expect(status.history.at(-1)!.metrics!.accuracy).toBeGreaterThan(0.75);
+    for (const tab of [own, demo]) await expect(tab.locator('#contributed')).toHaveText(String(status.history.length));
+    expect(sent.length).toBeGreaterThan(3);
+    expect(sent.filter((payload) => payload.includes('PAL-')), 'frames carrying a sample id').toEqual([]);
+    await own.screenshot({ path: path.join(screenshots, 'participant-penguins.png'), fullPage: true });
+  } finally {
+    for (const page of pages) await page.context().close().catch(() => {});
+    await coordinator.stop();
+  }
+});
