@@ -64,6 +64,9 @@ test('a CSV tab with a dropped identifier column and an IDX tab train in one fed
     await expect(idColumn).toBeVisible({ timeout: 30_000 });
     await idColumn.selectOption('drop');
     await expect(csvTab.locator('#csv-columns select[data-column="label"]')).toHaveValue('label');
+    // The 784 pixel columns are one row with one choice, not 784.
+    await expect(csvTab.locator('#csv-columns select[data-column-group="pixels"]')).toHaveValue('feature');
+    await expect(csvTab.locator('#csv-columns tbody tr')).toHaveCount(3);
     await expect(csvTab.locator('#data-problems li')).toHaveCount(0);
     await expect(csvTab.locator('#data-summary')).toContainText('1,500');
     await expect(csvTab.locator('#join')).toBeEnabled();

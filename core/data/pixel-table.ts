@@ -11,6 +11,11 @@ import { isMissingValue, MAX_PROBLEMS, TabularSchemaError, type ColumnRoles, typ
 
 /** Names of pixel columns in common exports: "pixel0", "pixel_12", "px3", "1x1" .. "28x28". */
 const PIXEL_COLUMN = /^(?:(?:pixel|px)[\s_-]?\d+|\d+x\d+)$/i;
+
+/** True for a column named like one pixel of an image ("pixel12", "px_3", "28x28"). */
+export function isPixelColumnName(name: string): boolean {
+  return PIXEL_COLUMN.test(name);
+}
 const LABEL_COLUMN = /^(?:label|labels|class|digit|target|y)$/i;
 
 /**

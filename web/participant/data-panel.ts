@@ -1,6 +1,6 @@
 import type { CsvTable } from '../../core/data/csv.ts';
 import type { Dataset } from '../../core/data/dataset.ts';
-import { preparePixelTable, suggestPixelRoles } from '../../core/data/pixel-table.ts';
+import { isPixelColumnName, preparePixelTable, suggestPixelRoles } from '../../core/data/pixel-table.ts';
 import { prepareTable, suggestRoles, TabularSchemaError, type ColumnRole, type FeatureStatistics, type SchemaProblem } from '../../core/data/tabular.ts';
 import type { TaskSummary } from '../../core/protocol/messages.ts';
 import { $, el, errorMessage } from './dom.ts';
@@ -148,29 +148,42 @@ export class DataPanel {
 
   private renderColumns(): void {
     const csv = this.csv!;
-    const body = $('csv-columns').querySelector('tbody')!;
-    body.replaceChildren(
-      ...csv.table.header.map((name, index) => {
-        const row = el('tr');
-        row.append(el('th', name, { scope: 'row' }));
-        row.append(el('td', sampleValues(csv.table, index).join(', ') || '(empty)'));
-        const select = el('select', undefined, { 'data-column': name, 'aria-label': `Use column "${name}" as` });
-        for (const role of ROLES) {
-          const option = el('option', role.text, { value: role.value });
-          option.selected = csv.roles[name] === role.value;
-          select.append(option);
-        }
-        select.addEventListener('change', () => {
-          csv.roles[name] = select.value as ColumnRole;
-          this.evaluateCsv();
-        });
-        const cell = el('td');
-        cell.append(select);
-        row.append(cell);
-        return row;
-      }),
-    );
+    const { header } = csv.table;
+    // A CSV of pixels has hundreds of pixel columns: one row (and one choice) for all of them.
+    const pixels = this.task?.input.kind === 'image' ? header.filter(isPixelColumnName) : [];
+    const rows = header.filter((name) => !pixels.includes(name)).map((name) => this.columnRow(name, sampleValues(csv.table, header.indexOf(name)).join(', ') || '(empty)', [name]));
+    if (pixels.length > 1) {
+      const label = `${pixels[0]} … ${pixels.at(-1)} (${pixels.length.toLocaleString()} pixel columns)`;
+      rows.splice(header.indexOf(pixels[0]!), 0, this.columnRow(label, 'one value per pixel', pixels));
+    } else if (pixels.length === 1) {
+      rows.splice(header.indexOf(pixels[0]!), 0, this.columnRow(pixels[0]!, sampleValues(csv.table, header.indexOf(pixels[0]!)).join(', '), pixels));
+    }
+    $('csv-columns').querySelector('tbody')!.replaceChildren(...rows);
     $('csv-columns-block').hidden = false;
+  }
+
+  /** A row of the columns table whose select sets the role of `columns` (one column, or a group of pixel columns). */
+  private columnRow(title: string, samples: string, columns: readonly string[]): HTMLTableRowElement {
+    const csv = this.csv!;
+    const row = el('tr');
+    row.append(el('th', title, { scope: 'row' }));
+    row.append(el('td', samples));
+    const attributes: Record<string, string> =
+      columns.length === 1 ? { 'data-column': columns[0]!, 'aria-label': `Use column "${columns[0]}" as` } : { 'data-column-group': 'pixels', 'aria-label': `Use the ${columns.length} pixel columns as` };
+    const select = el('select', undefined, attributes);
+    for (const role of ROLES) {
+      const option = el('option', role.text, { value: role.value });
+      option.selected = csv.roles[columns[0]!] === role.value;
+      select.append(option);
+    }
+    select.addEventListener('change', () => {
+      for (const name of columns) csv.roles[name] = select.value as ColumnRole;
+      this.evaluateCsv();
+    });
+    const cell = el('td');
+    cell.append(select);
+    row.append(cell);
+    return row;
   }
 
   /** Checks and prepares the CSV with the current roles; called after every role change. */
