@@ -25,6 +25,7 @@ export async function startCoordinatorProcess(args: readonly string[], options: 
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const output: string[] = [];
+  let dashboardOrigin: string | undefined;
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`coordinator did not start:\n${output.join('\n')}`)), 60_000);
     const onLine = (chunk: Buffer) => {
@@ -32,9 +33,11 @@ export async function startCoordinatorProcess(args: readonly string[], options: 
         if (!line) continue;
         output.push(line);
         const match = /dashboard:\s+(https?:\/\/\S+)\/dashboard/.exec(line);
-        if (match) {
+        if (match) dashboardOrigin = match[1]!;
+        // The banner ends with the status API line: resolve then, so callers see all of it.
+        if (dashboardOrigin && /status API:/.test(line)) {
           clearTimeout(timer);
-          resolve(match[1]!);
+          resolve(dashboardOrigin);
         }
       }
     };
