@@ -235,7 +235,14 @@ export async function loadLayersModelFile(modelJsonPath: string): Promise<tf.Lay
     weightSpecs.push(...(weights as tf.io.WeightsManifestEntry[]));
     for (const file of paths as unknown[]) {
       if (typeof file !== 'string' || file === '') return fail(`weightsManifest[${g}].paths holds ${JSON.stringify(file)}, not a file name`);
-      const weightsPath = path.resolve(path.dirname(modelJsonPath), file);
+      // The weights become the initial global model every participant downloads: a manifest
+      // naming a file outside the model's folder (../, an absolute path) would publish that file.
+      const folder = path.dirname(modelJsonPath);
+      const weightsPath = path.resolve(folder, file);
+      const inside = path.relative(folder, weightsPath);
+      if (path.isAbsolute(file) || inside === '' || inside.startsWith('..') || path.isAbsolute(inside)) {
+        return fail(`weightsManifest[${g}].paths names ${JSON.stringify(file)}, outside the model's folder: weight files must sit next to model.json or below it`);
+      }
       try {
         parts.push(await readFile(weightsPath));
       } catch (error) {
@@ -243,7 +250,11 @@ export async function loadLayersModelFile(modelJsonPath: string): Promise<tf.Lay
       }
     }
   }
-  const weightData = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  const expectedBytes = weightSpecs.reduce((n, spec) => n + weightSpecBytes(spec, fail), 0);
+  const actualBytes = parts.reduce((n, p) => n + p.byteLength, 0);
+  // tfjs ignores bytes past the last weight; refuse them, so nothing else rides along in the model.
+  if (actualBytes !== expectedBytes) fail(`the weight files hold ${actualBytes} bytes, the weightsManifest describes ${expectedBytes}`);
+  const weightData = new Uint8Array(actualBytes);
   let offset = 0;
   for (const part of parts) {
     weightData.set(part, offset);
@@ -253,6 +264,21 @@ export async function loadLayersModelFile(modelJsonPath: string): Promise<tf.Lay
     return await tf.loadLayersModel(tf.io.fromMemory({ modelTopology: modelTopology as object, weightSpecs, weightData: weightData.buffer }));
   } catch (error) {
     return fail(`tfjs cannot load it: ${(error as Error).message}`);
+  }
+}
+
+/** Bytes of one manifest entry: float32/int32 are 4 per value, bool 1; quantised weights are refused. */
+function weightSpecBytes(spec: tf.io.WeightsManifestEntry, fail: (message: string) => never): number {
+  if (spec.quantization) return fail(`weight ${spec.name} is quantised; save the model without quantisation`);
+  const values = spec.shape.reduce((a, b) => a * b, 1);
+  switch (spec.dtype) {
+    case 'float32':
+    case 'int32':
+      return 4 * values;
+    case 'bool':
+      return values;
+    default:
+      return fail(`weight ${spec.name} has dtype ${spec.dtype}; a task model's weights are float32`);
   }
 }
 

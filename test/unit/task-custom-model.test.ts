@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -209,11 +209,31 @@ describe('a task model from model.json', () => {
       loadLayersModelFile(await write('nobin.json', '{"modelTopology":{},"weightsManifest":[{"paths":["gone.bin"],"weights":[]}]}')),
       /nobin\.json: cannot read the weight file .*gone\.bin \(weightsManifest\[0\]\.paths\)/,
     );
-    // A real model whose weight file is cut short: tfjs itself refuses it, and the error still names the file.
+    // A real model whose weight file is cut short, or carries extra bytes: refused, naming the file.
     const model = sequentialModel();
     const file = await saveModel(model, 'truncated');
     model.dispose();
     await writeFile(path.join(dir, 'truncated', 'group1-shard2of2.bin'), new Uint8Array(4));
-    await assert.rejects(loadLayersModelFile(file), /truncated\/model\.json: tfjs cannot load it: /);
+    await assert.rejects(loadLayersModelFile(file), /truncated\/model\.json: the weight files hold \d+ bytes, the weightsManifest describes \d+/);
+  });
+
+  it('never reads a weight file outside the model folder, nor bytes the manifest does not describe', async () => {
+    // A secret next to the model's folder: a manifest naming it would put its bytes into the initial model.
+    const secret = path.join(dir, 'secret.txt');
+    await writeFile(secret, 'TOPSECRET-admin-token');
+    const model = sequentialModel();
+    const file = await saveModel(model, 'escape');
+    model.dispose();
+    const json = JSON.parse(await readFile(file, 'utf8')) as { weightsManifest: { paths: string[] }[] };
+    for (const escape of ['../secret.txt', secret, 'sub/../../secret.txt']) {
+      json.weightsManifest[0]!.paths = [escape, 'group1-shard2of2.bin'];
+      await writeFile(file, JSON.stringify(json));
+      await assert.rejects(loadLayersModelFile(file), /outside the model's folder: weight files must sit next to model\.json or below it/, escape);
+    }
+    // Extra bytes after the last weight (tfjs would ignore them) are refused too.
+    json.weightsManifest[0]!.paths = ['group1-shard1of2.bin', 'group1-shard2of2.bin', 'extra.bin'];
+    await writeFile(file, JSON.stringify(json));
+    await writeFile(path.join(dir, 'escape', 'extra.bin'), 'TOPSECRET');
+    await assert.rejects(loadLayersModelFile(file), /the weight files hold \d+ bytes, the weightsManifest describes \d+/);
   });
 });
