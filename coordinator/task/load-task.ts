@@ -103,7 +103,7 @@ export async function loadTask(options: TaskLoadOptions): Promise<LoadedTask> {
     if (definition.data.train !== undefined) {
       const trainFile = await readCsvDataset(definition.data.train, schema, classes, 'data.train', notes);
       train = trainFile.dataset;
-      // The raw file: each participant prepares its shard like its own CSV, with its own statistics.
+      // The raw file: each participant prepares its shard like its own CSV, with the shard's own statistics.
       demoData = { url: DEMO_CSV_PATH, format: 'csv', contentType: 'text/csv; charset=utf-8', bytes: trainFile.bytes };
     }
     description ??= `${definition.name}: predict ${schema.labelColumn} (${classes.join(' / ')}) from ${schema.features.length} columns; ${test.count} test examples on the coordinator`;

@@ -1,5 +1,5 @@
 import { parseCsv, type CsvTable } from '../../../core/data/csv.ts';
-import { shardIndices, subset, type Dataset, type ShardSpec } from '../../../core/data/dataset.ts';
+import { shardIndices, type Dataset, type ShardSpec } from '../../../core/data/dataset.ts';
 import type { TabularInput } from '../../../core/data/schema.ts';
 import { prepareTable, suggestRoles, TabularSchemaError, type PreparedTable } from '../../../core/data/tabular.ts';
 import type { TaskSummary } from '../../../core/protocol/messages.ts';
@@ -41,9 +41,10 @@ function problemsText(error: TabularSchemaError): string {
 }
 
 /**
- * The demo shard of a task whose demo data is a CSV: the whole file is
- * prepared with the roles the schema implies (as a user's file would be),
- * then this tab keeps its shard of the prepared examples.
+ * The demo shard of a task whose demo data is a CSV, prepared like a
+ * user's own file: the shard's rows are chosen on the whole file (so the
+ * shards of K/N are disjoint and cover it, as for encoded datasets), then
+ * only those rows are prepared, with statistics computed from them alone.
  */
 export async function loadDemoCsv(task: TaskSummary, shard: ShardSpec): Promise<{ dataset: Dataset; prepared: PreparedTable }> {
   const schema = tabularInput(task);
@@ -51,12 +52,19 @@ export async function loadDemoCsv(task: TaskSummary, shard: ShardSpec): Promise<
   const response = await fetch(url);
   if (!response.ok) throw new Error(`GET ${url}: HTTP ${response.status}`);
   const table = parseCsv(await response.text());
-  let prepared: PreparedTable;
+  const roles = suggestRoles(table, schema);
   try {
-    prepared = prepareTable(table, suggestRoles(table, schema), schema, task.classes);
+    // Rows with a missing value are skipped; shards are dealt over the rows that remain.
+    const whole = prepareTable(table, roles, schema, task.classes);
+    const skipped = new Set(whole.skipped.map((s) => s.line));
+    const lineOf = (row: number) => table.lines?.[row] ?? (table.headerLine ?? 1) + 1 + row;
+    const kept = table.rows.flatMap((_, row) => (skipped.has(lineOf(row)) ? [] : [row]));
+    const mine = Array.from(shardIndices(whole.dataset.labels, shard), (k) => kept[k]!);
+    const shardTable: CsvTable = { ...table, rows: mine.map((row) => table.rows[row]!), lines: mine.map(lineOf) };
+    const prepared = prepareTable(shardTable, roles, schema, task.classes);
+    return { dataset: prepared.dataset, prepared };
   } catch (error) {
     if (error instanceof TabularSchemaError) throw new Error(`the task's demo CSV does not fit its own schema: ${problemsText(error)}`);
     throw error;
   }
-  return { dataset: subset(prepared.dataset, shardIndices(prepared.dataset.labels, shard)), prepared };
 }
