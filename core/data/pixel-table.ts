@@ -6,7 +6,7 @@ import { isMissingValue, MAX_PROBLEMS, TabularSchemaError, type ColumnRoles, typ
  * Images as a CSV, the way MNIST and Fashion-MNIST are often passed around:
  * a label column and one column per pixel value (0..255, row-major,
  * channels last), plus whatever else the file carries (identifiers), which
- * the person marks to drop. Dropped columns are never read past their header.
+ * the person marks to drop. The values of dropped columns are never looked at here.
  */
 
 /** Names of pixel columns in common exports: "pixel0", "pixel_12", "px3", "1x1" .. "28x28". */

@@ -5,8 +5,8 @@ import { inputSize, type FeatureSpec, type TabularInput } from './schema.ts';
 /**
  * Turns a participant's CSV table into the task's model input, on the
  * participant's device. The person marks each column as a feature, the label
- * or dropped; dropped columns (names, identifiers) are never read past their
- * header, so nothing in them can leak into training.
+ * or dropped; the values of dropped columns (names, identifiers) are never
+ * looked at here, so nothing in them can reach the model or the network.
  */
 
 export type ColumnRole = 'feature' | 'label' | 'drop';
