@@ -304,11 +304,6 @@ export class RoundEngine {
     this.finish(reason);
   }
 
-  /** Round settings as they now are (changes apply from the next round). */
-  get currentSettings(): RoundSettings {
-    return this.settings;
-  }
-
   /**
    * Changes round settings from the next round on. Checked with the rules of
    * the command-line flags, and refused where the change would make a
