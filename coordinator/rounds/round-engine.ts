@@ -356,7 +356,11 @@ export class RoundEngine {
         return 'clientsPerRound cannot change under client-level DP: participants are sampled independently with --client-sample-rate, and the privacy accounting depends on that rate and on --expected-clients, not on a count';
       }
       const trimmed = findStrategy(this.options.strategy, TrimmedMean);
-      if (trimmed && trimmed.trimCount(cpr) === 0) return `clientsPerRound ${cpr} would make trimmed-mean trim nothing (a plain mean, no robustness): keep it at least ${s.clientsPerRound}`;
+      if (trimmed && trimmed.trimCount(cpr) === 0) {
+        const beta = trimmed.trimFraction;
+        const need = beta > 0 ? `⌊${beta} × n⌋ ≥ 1 needs at least ⌈1/${beta}⌉ = ${fewestToTrim(trimmed)} clients per round` : 'a trim fraction of 0 trims nothing at any size';
+        return `clientsPerRound ${cpr} would make trimmed-mean trim nothing (a plain mean, no robustness): ${need}`;
+      }
       const secure = s.secureAggregation;
       if (secure) {
         const selected = Math.ceil(cpr * (1 + (s.overSelect ?? 0)));
@@ -1026,6 +1030,13 @@ export class RoundEngine {
     this.options.transport.statusChanged();
     this.resolveDone(this.status());
   }
+}
+
+/** The smallest n with ⌊β·n⌋ ≥ 1, i.e. ⌈1/β⌉, found with trimCount itself so float rounding agrees with what the round does. */
+function fewestToTrim(trimmed: TrimmedMean): number {
+  let n = Math.max(1, Math.floor(1 / trimmed.trimFraction) - 1);
+  while (trimmed.trimCount(n) === 0) n++;
+  return n;
 }
 
 /** The adaptive deadline never drops below this, however fast participants were. */

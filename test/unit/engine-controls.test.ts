@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DpFedAvg } from '../../core/aggregation/dp-fedavg.ts';
 import { FedAvg } from '../../core/aggregation/fedavg.ts';
+import { TrimmedMean } from '../../core/aggregation/robust.ts';
 import type { Strategy } from '../../core/aggregation/strategy.ts';
 import { ErrorCode, type Ack } from '../../core/protocol/errors.ts';
 import type { EvalMetrics, FederationDoneMessage, RoundEndMessage, RoundStartMessage, UpdateMessage } from '../../core/protocol/messages.ts';
@@ -257,6 +258,20 @@ describe('engine controls', () => {
     assert.ok(secure.engine.updateSettings({ clientsPerRound: 1023 }).ok);
     assert.match(message(secure.engine.updateSettings({ clientsPerRound: 1024 })), /overflow.*at most 1023/);
     assert.match(message(secure.engine.updateSettings({ clientsPerRound: 2 })), /fewer than three/);
+  });
+
+  it('names the true minimum for trimmed mean, ⌈1/β⌉, not the current setting', () => {
+    // β = 0.3: ⌊0.3 × 3⌋ = 0, ⌊0.3 × 4⌋ = 1, so 4 is the least; the current 20 is not a bound.
+    const h = new ControlHarness({ clientsPerRound: 20 }, new TrimmedMean({ trimFraction: 0.3 }));
+    const refused = h.engine.updateSettings({ clientsPerRound: 3 });
+    assert.equal(code(refused), ErrorCode.InvalidSetting);
+    assert.match(message(refused), /trim nothing.*at least ⌈1\/0\.3⌉ = 4 clients per round/);
+    assert.doesNotMatch(message(refused), /20/);
+    assert.ok(h.engine.updateSettings({ clientsPerRound: 4 }).ok);
+    // 1/0.1 is exactly 10 and ⌊0.1 × 10⌋ = 1 (trimCount absorbs 0.1 × 10's rounding): 10 is allowed, 9 is not.
+    const tenth = new ControlHarness({ clientsPerRound: 20 }, new TrimmedMean({ trimFraction: 0.1 }));
+    assert.match(message(tenth.engine.updateSettings({ clientsPerRound: 9 })), /= 10 clients per round/);
+    assert.ok(tenth.engine.updateSettings({ clientsPerRound: 10 }).ok);
   });
 });
 
