@@ -4,6 +4,8 @@ import { ackError, ErrorCode, ProtocolError, type Ack } from '../../core/protoco
 import type { AdminClientToServerEvents, AdminServerToClientEvents } from '../../core/protocol/status.ts';
 import { parseControlRequest, parseSettingsChange } from '../../core/protocol/validate.ts';
 import type { RoundEngine } from '../rounds/round-engine.ts';
+// The list guard.ts protects: a download cannot be served here without the admin token.
+import { ADMIN_DOWNLOAD_PATHS } from '../security/admin-routes.ts';
 import type { RunReports } from './reports.ts';
 
 /**
@@ -62,9 +64,6 @@ export function attachAdminSocket(socket: AdminSocket, engine: RoundEngine, log:
     if (typeof ack === 'function') ack(result);
   }
 }
-
-/** The download routes (admin-only where an admin token is configured: guard.ts isAdminPath). */
-export const ADMIN_DOWNLOAD_PATHS = ['/api/model/model.json', '/api/model/weights.bin', '/api/report.json', '/api/report.html', '/api/history.csv'] as const;
 
 /** Content-Security-Policy of the report page: nothing but its inline styles and SVG. */
 const REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:";

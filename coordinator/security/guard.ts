@@ -2,8 +2,11 @@ import { createServer as createHttpServer, type IncomingMessage, type Server as 
 import { createServer as createHttpsServer } from 'node:https';
 import type { Namespace, Server, ServerOptions, Socket } from 'socket.io';
 import { ackError, ErrorCode } from '../../core/protocol/errors.ts';
+import { isAdminPath } from './admin-routes.ts';
 import type { SecurityConfig } from './config.ts';
 import { ConnectionRateLimiter } from './rate-limit.ts';
+
+export { isAdminPath };
 
 /**
  * The coordinator's gatekeeping on the wire, in one place:
@@ -186,18 +189,6 @@ export function installSecurity(io: AnyServer, admin: AnyNamespace, security: Se
     // An undecodable packet closes the connection; socket.io reports it here (without a listener, on the console).
     socket.on('error', (error: Error) => hooks.log(`connection ${socket.id} (${socket.handshake.address}): ${error.message}`));
   }
-}
-
-/** The HTTP routes only an admin may use, when an admin token is configured (the downloads: coordinator/report/admin-api.ts). */
-export function isAdminPath(pathname: string): boolean {
-  return (
-    pathname === '/api/status' ||
-    pathname.startsWith('/api/admin/') ||
-    pathname.startsWith('/api/model/') ||
-    pathname === '/api/report.json' ||
-    pathname === '/api/report.html' ||
-    pathname === '/api/history.csv'
-  );
 }
 
 function bearerToken(request: IncomingMessage): string | undefined {

@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { io, type Socket } from 'socket.io-client';
 import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
 import type { RunReport } from '../../coordinator/report/run-report.ts';
+import { ADMIN_PATHS, ADMIN_PATH_PREFIXES } from '../../coordinator/security/admin-routes.ts';
 import { startCoordinator, type Coordinator } from '../../coordinator/server.ts';
 import { loadMnistDemo, type DemoData } from '../../coordinator/task/demo-data.ts';
 import { ErrorCode, type Ack } from '../../core/protocol/errors.ts';
@@ -180,9 +181,20 @@ describe('dashboard admin controls and downloads', () => {
     assert.equal(first[0], '1');
     assert.equal(first[1], 'aggregated');
     assert.equal(Number(first[3]), status.history[0]!.metrics!.accuracy);
-    for (const route of ['/api/report.json', '/api/report.html', '/api/history.csv', '/api/model/weights.bin']) {
-      assert.equal((await fetch(`${coordinator.url}${route}`)).status, 401, route);
+  });
+
+  it('refuses every admin route without the admin token, and serves each one with it', async () => {
+    assert.ok(ADMIN_PATHS.length >= 6, 'the status and the five downloads');
+    for (const route of ADMIN_PATHS) {
+      const refused = await fetch(`${coordinator.url}${route}`);
+      assert.equal(refused.status, 401, route);
+      assert.match(refused.headers.get('www-authenticate') ?? '', /^Bearer/, route);
+      assert.equal((await fetch(`${coordinator.url}${route}`, { headers: { authorization: 'Bearer not-the-token-000000000000' } })).status, 401, route);
+      // Served with the token: a route in the list is a route that exists.
+      assert.equal((await fetch(`${coordinator.url}${route}`, { headers: auth })).status, 200, route);
     }
+    // Reserved subtrees are refused even where nothing is served yet.
+    for (const prefix of ADMIN_PATH_PREFIXES) assert.equal((await fetch(`${coordinator.url}${prefix}not-yet`)).status, 401, prefix);
   });
 
   it('stops: the acknowledgement comes once the federation is done, and the final report is written', { timeout: 120_000 }, async () => {
