@@ -20,9 +20,17 @@ export const HISTORY_CSV_COLUMNS = [
   'delta',
 ] as const;
 
+/**
+ * Text a spreadsheet would read as a formula (after a tab or CR too, which
+ * some strip first). Text cells are built by the coordinator today; the
+ * apostrophe is defence in depth for the CSV opened in a spreadsheet.
+ */
+const FORMULA_START = /^[=+\-@\t\r]/;
+
 export function csvField(value: string | number | undefined): string {
   if (value === undefined) return '';
-  const text = String(value);
+  // Only text gets the apostrophe: a number (a negative one too) stays a number.
+  const text = typeof value === 'number' ? String(value) : FORMULA_START.test(value) ? `'${value}` : value;
   return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 

@@ -155,4 +155,19 @@ describe('history CSV', () => {
     assert.equal(records[2], `2,skipped,"<script>alert(""x"")</script>, 'quoted'\nnext line",,,3,2,1,0,0,2000,3000,1500,0.8,0.00001`);
     assert.equal(records.length, 5);
   });
+
+  it('keeps a spreadsheet from reading a text cell as a formula; numbers stay numbers', () => {
+    for (const start of ['=', '+', '-', '@']) assert.equal(csvField(`${start}HYPERLINK("x")`), `"'${start}HYPERLINK(""x"")"`, start);
+    assert.equal(csvField('=1+2'), "'=1+2");
+    assert.equal(csvField('@SUM(A1)'), "'@SUM(A1)");
+    assert.equal(csvField('\t=1+2'), "'\t=1+2");
+    assert.equal(csvField('\r=1+2'), `"'\r=1+2"`, 'a CR is still quoted');
+    assert.equal(csvField('-1.5'), "'-1.5", 'text that looks like a number is still text');
+    assert.equal(csvField(-1.5), '-1.5');
+    assert.equal(csvField(-0.25e-7), '-2.5e-8');
+    assert.equal(csvField('a=b'), 'a=b', 'only the first character matters');
+    assert.equal(csvField(''), '');
+    const csv = historyCsv([record(1, { outcome: 'skipped', metrics: undefined, reason: '=cmd|"/c calc"!A1' })]);
+    assert.equal(csv.split('\r\n')[1], `1,skipped,"'=cmd|""/c calc""!A1",,,3,2,1,0,0,1000,3000,1500,,`);
+  });
 });
