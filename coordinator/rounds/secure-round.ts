@@ -185,12 +185,15 @@ export class SecureRound {
     this.stopWaitingFor(participantId);
   }
 
-  /** Ends the round now (the engine's safety deadline, a stop): nothing is revealed. */
+  /**
+   * Ends the round now (the engine's safety deadline, a stop): nothing is
+   * revealed. `reason` is recorded as the cause: it is not the core's abort.
+   */
   abort(reason: string): void {
     void this.enqueue(async () => {
       if (this.step === 'finished') return;
       (await this.server.catch(() => undefined))?.abort();
-      this.finishAborted(new SecAggAbortError(reason), this.step);
+      this.finishAborted(reason, this.step);
     });
   }
 
@@ -294,14 +297,21 @@ export class SecureRound {
     this.timer = this.host.clock.setTimer(timeoutMs, () => this.onTimeout(step));
   }
 
-  private finishAborted(error: unknown, step: SecAggStep | 'setup' | 'finished'): void {
+  /** `cause` is an error the core or the setup threw, or the engine's own reason (a deadline, a stop). */
+  private finishAborted(cause: unknown, step: SecAggStep | 'setup' | 'finished'): void {
     if (this.abortedReason !== undefined) return;
     if (this.timer) this.host.clock.clear(this.timer);
     this.timer = undefined;
     this.step = 'finished';
-    const why = error instanceof Error ? error.message : String(error);
     const at = step === 'setup' ? 'setup' : step === 'finished' ? 'the end' : `step ${STEP_ORDER.indexOf(step)} (${step})`;
-    this.abortedReason = `${error instanceof SecAggAbortError ? 'fewer than t survivors' : 'refused'} at ${at}: ${why}`;
+    this.abortedReason = typeof cause === 'string' ? `${cause} at ${at}` : `${abortLabel(cause)} at ${at}: ${cause instanceof Error ? cause.message : String(cause)}`;
     this.host.done({ ok: false, reason: `secure aggregation aborted: ${this.abortedReason}` });
   }
+}
+
+/** What kind of failure ended the round, from the error thrown. */
+function abortLabel(error: unknown): string {
+  if (error instanceof SecAggAbortError && error.code === 'too-few-survivors') return 'fewer than t survivors';
+  if (error instanceof SecAggError) return `refused (${error.code})`;
+  return 'failed';
 }
