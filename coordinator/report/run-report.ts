@@ -13,22 +13,17 @@ import type { FederationControl, FederationStatus, RoundRecord, RoundSettings } 
 
 export const REPORT_FORMAT = 'fedbrowser-run-report';
 
-export interface ReportRound {
-  readonly round: number;
-  readonly outcome: RoundRecord['outcome'];
-  readonly reason?: string;
+/** A round as the report gives it: RoundRecord's own fields, with its metrics and ε flattened. */
+export type ReportRound = Pick<
+  RoundRecord,
+  'round' | 'outcome' | 'reason' | 'selected' | 'received' | 'dropped' | 'rejected' | 'declined' | 'bytesIn' | 'bytesOut' | 'durationMs'
+> & {
+  /** RoundRecord.metrics, where the round was evaluated. */
   readonly accuracy?: number;
   readonly loss?: number;
-  readonly selected: number;
-  readonly received: number;
-  readonly dropped: number;
-  readonly rejected: number;
-  readonly declined: number;
-  readonly bytesIn: number;
-  readonly bytesOut: number;
-  readonly durationMs: number;
+  /** ε spent up to and including the round (RoundRecord.privacy.epsilon). */
   readonly epsilon?: number;
-}
+};
 
 /** What the federation's privacy is, in the terms it can honestly be stated in. */
 export type ReportPrivacy =
