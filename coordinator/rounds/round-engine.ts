@@ -490,6 +490,11 @@ export class RoundEngine {
       return this.rejected(ackError(ErrorCode.WrongRound, `round ${message.round} is not collecting answers`));
     }
     if (!open.selected.has(participantId)) return this.rejected(ackError(ErrorCode.NotSelected, `not selected for round ${open.round}`));
+    if (open.secure && open.settlements.get(participantId)?.outcome === 'received') {
+      // Its masked input is in the sum, so it stays a contributor; the round just stops waiting for its unmasking answer.
+      open.secure.leave(participantId);
+      return ackOk({ round: open.round });
+    }
     if (open.settled.has(participantId)) return this.rejected(ackError(ErrorCode.NotSelected, `no longer part of round ${open.round} (${record.state})`));
     open.settled.add(participantId);
     open.declined++;
@@ -741,7 +746,9 @@ export class RoundEngine {
           record.state = 'uploaded';
           record.progress = undefined;
           record.lastLatencyMs = this.options.clock.now() - open.startedAt;
-          // Provisional: the round's contributors are known only once it is unmasked.
+          // Settled: its update is in the sum from now on, so a later disconnect or exclusion at
+          // unmasking must not relabel it. Only an abort takes it out (roundDetails).
+          open.settled.add(participantId);
           this.settle(open, participantId, 'received');
         }
         this.options.transport.statusChanged();
@@ -861,11 +868,17 @@ export class RoundEngine {
   }
 
   private settle(open: OpenRound, id: string, outcome: RoundParticipantOutcome, reason?: string, norm?: number, code?: string): void {
+    // An accepted update (or masked input) is in the round's sum: nothing that happens later undoes that.
+    if (open.settlements.get(id)?.outcome === 'received') return;
     open.settlements.set(id, { outcome, at: this.options.clock.now(), reason, norm });
     if (code !== undefined) open.rejectionCodes[code] = (open.rejectionCodes[code] ?? 0) + 1;
   }
 
-  /** The timeline, rejection codes and norm distribution of a closing round. */
+  /**
+   * The timeline, rejection codes and norm distribution of a closing round.
+   * Secure rounds pass the decoded sum's contributors (empty if it aborted):
+   * they, and only they, are `received`, at the time of their masked input.
+   */
   private roundDetails(open: OpenRound, contributors?: readonly string[]): Pick<RoundRecord, 'participants' | 'rejectionReasons' | 'updateNorms' | 'applied'> {
     const participants: RoundParticipantRecord[] = [];
     const finalAt = this.options.clock.now();
@@ -874,10 +887,12 @@ export class RoundEngine {
       const s = open.settlements.get(id);
       let outcome: RoundParticipantOutcome = s?.outcome ?? 'dropped';
       let reason = s ? s.reason : 'no answer before the round closed';
-      // Secure rounds: a masked input counts only if the sum was decoded with it.
-      if (contributed && outcome === 'received' && !contributed.has(id)) {
+      if (contributed?.has(id)) {
+        outcome = 'received';
+        reason = undefined;
+      } else if (contributed && outcome === 'received') {
         outcome = 'dropped';
-        reason = 'its masked input was not part of the decoded sum';
+        reason = contributed.size === 0 ? 'its masked input was never unmasked: the secure round aborted' : 'its masked input was not part of the decoded sum';
       }
       participants.push({
         id,
@@ -942,6 +957,15 @@ export class RoundEngine {
         secureFailure = outcome?.reason ?? 'secure aggregation did not finish';
       }
     }
+    const details = this.roundDetails(open, contributors);
+    if (open.secure) {
+      // Counted from the timeline: the tallies kept as events came in counted a contributor that left afterwards as dropped.
+      const count = (o: RoundParticipantOutcome) => details.participants!.filter((p) => p.outcome === o).length;
+      base.received = count('received');
+      base.dropped = count('dropped');
+      base.rejected = count('rejected');
+      base.declined = count('declined');
+    }
     const enough = secureFailure === undefined && (open.received >= settings.minUpdates || this.options.strategy.releasesEveryRound === true);
     const weights = enough ? open.aggregator.finish() : null;
     if (!enough) open.aggregator.abandon?.();
@@ -958,7 +982,7 @@ export class RoundEngine {
         durationMs: clock.now() - open.startedAt,
         privacy: this.options.strategy.privacy?.(),
         secagg,
-        ...this.roundDetails(open, contributors),
+        ...details,
       };
     } else {
       this.phase = 'evaluating';
@@ -979,7 +1003,7 @@ export class RoundEngine {
         durationMs: clock.now() - open.startedAt,
         privacy: this.options.strategy.privacy?.(),
         secagg,
-        ...this.roundDetails(open, contributors),
+        ...details,
       };
     }
     this.open = undefined;

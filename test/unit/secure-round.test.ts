@@ -1,11 +1,34 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ManualClock } from '../../coordinator/rounds/clock.ts';
-import { secAggConfigFor, SecureRound, type SecureRoundOutcome } from '../../coordinator/rounds/secure-round.ts';
-import type { SecureAggregationSettings } from '../../core/protocol/status.ts';
+import { secAggConfigFor, SecureRound, type SecAggOutbound, type SecureRoundOutcome } from '../../coordinator/rounds/secure-round.ts';
+import type { RoundParticipantOutcome, SecureAggregationSettings } from '../../core/protocol/status.ts';
+import { SecAggClient, type ForwardedSharesMessage, type KeyDirectoryMessage, type UnmaskRequestMessage } from '../../core/secagg/protocol.ts';
 import { EngineHarness } from '../helpers/engine-harness.ts';
 
 const SECURE: SecureAggregationSettings = { neighbours: 'all', clipRange: 8, quantizationRange: 2 ** 22, stepTimeoutMs: 1000 };
+
+/** The engine harness plus what the round sent each participant for secure aggregation. */
+class SecureHarness extends EngineHarness {
+  readonly outbox: { participantId: string; out: SecAggOutbound }[] = [];
+
+  sendSecAgg(participantId: string, out: SecAggOutbound): void {
+    this.outbox.push({ participantId, out });
+  }
+
+  /** The round's core steps run on WebCrypto: waits (bounded) until `ready` holds. */
+  async until(ready: () => boolean, what: string): Promise<void> {
+    for (let i = 0; i < 2000 && !ready(); i++) {
+      this.clock.advance(0);
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    assert.ok(ready(), `timed out waiting for ${what}`);
+  }
+
+  sent(event: SecAggOutbound['event']): Map<string, SecAggOutbound['message']> {
+    return new Map(this.outbox.filter((o) => o.out.event === event).map((o) => [o.participantId, o.out.message]));
+  }
+}
 
 describe('round engine with secure aggregation', () => {
   it('aborts a round whose participants never advertise keys, reveals nothing, and goes on with the next round', async () => {
@@ -58,6 +81,61 @@ describe('round engine with secure aggregation', () => {
     await h.settle();
     const final = await h.engine.done;
     assert.match(final.history[0]!.reason!, /^secure aggregation aborted: refused \(invalid-config\) at setup: secure aggregation needs at least 3 participants/);
+  });
+});
+
+describe('secure round timeline', () => {
+  it('keeps a participant whose masked input was accepted as received, whatever it does next, and counts from the timeline', async () => {
+    // Ten selected (t = 6): c leaves before its masked input; after theirs, a disconnects, b declines and
+    // d is excluded at unmasking. The other six unmask, so all nine masked inputs are in the decoded sum.
+    const h = new SecureHarness({ minClients: 10, clientsPerRound: 10, rounds: 1, secureAggregation: SECURE });
+    for (let i = 0; i < 10; i++) h.join();
+    h.engine.start();
+    await h.settle();
+    const starts = h.starts.filter((s) => s.message.round === 1);
+    assert.equal(starts.length, 10);
+    const clients = new Map<string, SecAggClient>();
+    for (const { participantId, message } of starts) clients.set(participantId, await SecAggClient.create(message.secagg!.config, message.secagg!.index));
+    const [a, b, c, d] = [...clients.keys()] as [string, string, string, string];
+
+    for (const [id, client] of clients) assert.ok((await h.engine.submitSecAgg(id, 'advertise', client.advertise())).ok);
+    await h.until(() => h.sent('secagg:keys').size === 10, 'the key directory');
+    for (const [id, directory] of h.sent('secagg:keys')) {
+      assert.ok((await h.engine.submitSecAgg(id, 'shares', await clients.get(id)!.shareKeys(directory as KeyDirectoryMessage))).ok);
+    }
+    await h.until(() => h.sent('secagg:forwarded').size === 10, 'the forwarded shares');
+    h.engine.leave(c);
+    h.clock.advance(3000); // masked inputs arrive 3 s into the round
+    for (const [id, forwarded] of h.sent('secagg:forwarded')) {
+      if (id === c) continue;
+      const masked = await clients.get(id)!.maskInput(forwarded as ForwardedSharesMessage, Float32Array.from([0.5, 0, 0, 0]));
+      assert.ok((await h.engine.submitSecAgg(id, 'masked', masked)).ok);
+    }
+    h.clock.advance(500);
+    h.engine.leave(a);
+    assert.ok(h.engine.decline(b, { round: 1, reason: 'budget spent', final: false }).ok);
+    // The masked step closed with the ninth input, before a and b went: all nine are asked to unmask.
+    await h.until(() => h.sent('secagg:unmask-request').size === 9, 'the unmasking request');
+    for (const [id, request] of h.sent('secagg:unmask-request')) {
+      if (id === a || id === b) continue;
+      const response = await clients.get(id)!.unmask(request as UnmaskRequestMessage);
+      // d names another index: refused, and d is out of the unmasking step.
+      const sent = await h.engine.submitSecAgg(id, 'unmask', id === d ? { ...response, from: response.from === 1 ? 2 : 1 } : response);
+      assert.equal(sent.ok, id !== d);
+    }
+    await h.until(() => h.engine.status().history.length === 1, 'the round to close');
+
+    const record = h.engine.status().history[0]!;
+    assert.equal(record.outcome, 'aggregated', record.reason);
+    assert.equal(record.secagg?.masked, 9);
+    const byId = new Map(record.participants!.map((p) => [p.id, p]));
+    for (const id of [a, b, d]) assert.deepEqual(byId.get(id), { id, outcome: 'received', durationMs: 3000 });
+    assert.deepEqual(byId.get(c), { id: c, outcome: 'dropped', durationMs: 0, reason: 'disconnected' });
+    assert.deepEqual({ received: record.received, dropped: record.dropped, rejected: record.rejected, declined: record.declined }, { received: 9, dropped: 1, rejected: 0, declined: 0 });
+    const counted = (o: RoundParticipantOutcome) => record.participants!.filter((p) => p.outcome === o).length;
+    assert.deepEqual([counted('received'), counted('dropped'), counted('rejected'), counted('declined')], [9, 1, 0, 0]);
+    assert.deepEqual(record.rejectionReasons, {}, 'no one counted as rejected is missing from the timeline');
+    assert.equal(h.engine.status().participants.find((p) => p.id === a)?.roundsContributed, 1);
   });
 });
 
