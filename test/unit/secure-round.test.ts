@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ManualClock } from '../../coordinator/rounds/clock.ts';
 import { secAggConfigFor, SecureRound, type SecAggOutbound, type SecureRoundOutcome } from '../../coordinator/rounds/secure-round.ts';
+import { toBytes } from '../../core/protocol/secagg-wire.ts';
 import type { RoundParticipantOutcome, SecureAggregationSettings } from '../../core/protocol/status.ts';
 import { SecAggClient, type ForwardedSharesMessage, type KeyDirectoryMessage, type UnmaskRequestMessage } from '../../core/secagg/protocol.ts';
 import { EngineHarness } from '../helpers/engine-harness.ts';
@@ -95,7 +96,10 @@ describe('secure round timeline', () => {
     const starts = h.starts.filter((s) => s.message.round === 1);
     assert.equal(starts.length, 10);
     const clients = new Map<string, SecAggClient>();
-    for (const { participantId, message } of starts) clients.set(participantId, await SecAggClient.create(message.secagg!.config, message.secagg!.index));
+    for (const { participantId, message } of starts) {
+      const { config, index } = message.secagg!;
+      clients.set(participantId, await SecAggClient.create({ ...config, roundSeed: toBytes(config.roundSeed) }, index));
+    }
     const [a, b, c, d] = [...clients.keys()] as [string, string, string, string];
 
     for (const [id, client] of clients) assert.ok((await h.engine.submitSecAgg(id, 'advertise', client.advertise())).ok);
