@@ -2,23 +2,28 @@ import type { RoundRecord } from '../../core/protocol/status.ts';
 
 /** The round history as CSV (RFC 4180: CRLF line ends, fields with a comma, quote or line break quoted, quotes doubled). */
 
-export const HISTORY_CSV_COLUMNS = [
-  'round',
-  'outcome',
-  'reason',
-  'accuracy',
-  'loss',
-  'selected',
-  'received',
-  'dropped',
-  'rejected',
-  'declined',
-  'bytes_in',
-  'bytes_out',
-  'duration_ms',
-  'epsilon',
-  'delta',
-] as const;
+type Cell = string | number | undefined;
+
+/** The columns, each with its value; `participation` ones are left out under client-level DP (run-report.ts PARTICIPATION_WITHHELD). */
+const COLUMNS: readonly { readonly name: string; readonly value: (r: RoundRecord) => Cell; readonly participation?: true }[] = [
+  { name: 'round', value: (r) => r.round },
+  { name: 'outcome', value: (r) => r.outcome },
+  { name: 'reason', value: (r) => r.reason, participation: true },
+  { name: 'accuracy', value: (r) => r.metrics?.accuracy },
+  { name: 'loss', value: (r) => r.metrics?.loss },
+  { name: 'selected', value: (r) => r.selected, participation: true },
+  { name: 'received', value: (r) => r.received, participation: true },
+  { name: 'dropped', value: (r) => r.dropped, participation: true },
+  { name: 'rejected', value: (r) => r.rejected, participation: true },
+  { name: 'declined', value: (r) => r.declined, participation: true },
+  { name: 'bytes_in', value: (r) => r.bytesIn, participation: true },
+  { name: 'bytes_out', value: (r) => r.bytesOut, participation: true },
+  { name: 'duration_ms', value: (r) => r.durationMs, participation: true },
+  { name: 'epsilon', value: (r) => r.privacy?.epsilon },
+  { name: 'delta', value: (r) => r.privacy?.delta },
+];
+
+export const HISTORY_CSV_COLUMNS: readonly string[] = COLUMNS.map((c) => c.name);
 
 /**
  * Text a spreadsheet would read as a formula (after a tab or CR too, which
@@ -34,30 +39,14 @@ export function csvField(value: string | number | undefined): string {
   return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
-export function historyCsv(history: readonly RoundRecord[]): string {
-  const lines = [HISTORY_CSV_COLUMNS.join(',')];
-  for (const r of history) {
-    lines.push(
-      [
-        r.round,
-        r.outcome,
-        r.reason,
-        r.metrics?.accuracy,
-        r.metrics?.loss,
-        r.selected,
-        r.received,
-        r.dropped,
-        r.rejected,
-        r.declined,
-        r.bytesIn,
-        r.bytesOut,
-        r.durationMs,
-        r.privacy?.epsilon,
-        r.privacy?.delta,
-      ]
-        .map(csvField)
-        .join(','),
-    );
-  }
+export interface HistoryCsvOptions {
+  /** Client-level DP: no column that tells who or how many took part (absent, not empty, so nobody reads a blank as zero). */
+  readonly withholdParticipation?: boolean;
+}
+
+export function historyCsv(history: readonly RoundRecord[], options: HistoryCsvOptions = {}): string {
+  const columns = options.withholdParticipation ? COLUMNS.filter((c) => !c.participation) : COLUMNS;
+  const lines = [columns.map((c) => c.name).join(',')];
+  for (const r of history) lines.push(columns.map((c) => csvField(c.value(r))).join(','));
   return lines.join('\r\n') + '\r\n';
 }

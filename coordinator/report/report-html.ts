@@ -94,8 +94,9 @@ export function svgChart(title: string, yLabel: string, series: readonly Series[
 const fmt = {
   pct: (x: number | undefined) => (x === undefined ? '–' : `${(x * 100).toFixed(2)}%`),
   num: (x: number | undefined, digits = 4) => (x === undefined ? '–' : x.toFixed(digits)),
-  bytes: (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : `${(n / 1e3).toFixed(0)} kB`),
-  secs: (ms: number) => `${(ms / 1000).toFixed(1)} s`,
+  count: (n: number | undefined) => (n === undefined ? '–' : String(n)),
+  bytes: (n: number | undefined) => (n === undefined ? '–' : n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : `${(n / 1e3).toFixed(0)} kB`),
+  secs: (ms: number | undefined) => (ms === undefined ? '–' : `${(ms / 1000).toFixed(1)} s`),
 };
 
 function row(cells: readonly string[], header = false): string {
@@ -107,25 +108,32 @@ function facts(entries: readonly (readonly [string, string])[]): string {
   return `<dl>${entries.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join('')}</dl>`;
 }
 
-function roundsTable(rounds: readonly ReportRound[]): string {
-  const head = row(['Round', 'Outcome', 'Accuracy', 'Loss', 'Selected', 'Received', 'Dropped', 'Rejected', 'Declined', 'In / out', 'Duration', 'ε', 'Reason'], true);
+function roundsTable(rounds: readonly ReportRound[], withheld: boolean): string {
+  // Under client-level DP the rounds carry no participation (RunReport.participationWithheld): no empty columns.
+  const head = withheld
+    ? row(['Round', 'Outcome', 'Accuracy', 'Loss', 'ε'], true)
+    : row(['Round', 'Outcome', 'Accuracy', 'Loss', 'Selected', 'Received', 'Dropped', 'Rejected', 'Declined', 'In / out', 'Duration', 'ε', 'Reason'], true);
   const body = rounds
     .map((r) =>
-      row([
-        String(r.round),
-        r.outcome,
-        fmt.pct(r.accuracy),
-        fmt.num(r.loss),
-        String(r.selected),
-        String(r.received),
-        String(r.dropped),
-        String(r.rejected),
-        String(r.declined),
-        `${fmt.bytes(r.bytesIn)} / ${fmt.bytes(r.bytesOut)}`,
-        fmt.secs(r.durationMs),
-        fmt.num(r.epsilon, 3),
-        r.reason ?? '',
-      ]),
+      row(
+        withheld
+          ? [String(r.round), r.outcome, fmt.pct(r.accuracy), fmt.num(r.loss), fmt.num(r.epsilon, 3)]
+          : [
+              String(r.round),
+              r.outcome,
+              fmt.pct(r.accuracy),
+              fmt.num(r.loss),
+              fmt.count(r.selected),
+              fmt.count(r.received),
+              fmt.count(r.dropped),
+              fmt.count(r.rejected),
+              fmt.count(r.declined),
+              `${fmt.bytes(r.bytesIn)} / ${fmt.bytes(r.bytesOut)}`,
+              fmt.secs(r.durationMs),
+              fmt.num(r.epsilon, 3),
+              r.reason ?? '',
+            ],
+      ),
     )
     .join('');
   return `<div class="scroll"><table><thead>${head}</thead><tbody>${body}</tbody></table></div>`;
@@ -148,16 +156,26 @@ export function renderReportHtml(report: RunReport): string {
   const charts = [
     svgChart('Test accuracy per round', 'accuracy', [{ name: 'accuracy', color: '#1b7f5b', points: measured.map((r) => [r.round, r.accuracy!]) }], { yMin: 0, yMax: 1 }),
     svgChart('Test loss per round', 'loss', [{ name: 'loss', color: '#b3541e', points: measured.map((r) => [r.round, r.loss!]) }], { yMin: 0 }),
-    svgChart(
-      'Participants per round',
-      'participants',
-      [
-        { name: 'selected', color: '#8aa9d6', points: rounds.map((r) => [r.round, r.selected]) },
-        { name: 'received', color: '#1f5fbf', points: rounds.map((r) => [r.round, r.received]) },
-      ],
-      { yMin: 0, kind: 'bars' },
-    ),
   ];
+  const withheld = report.participationWithheld;
+  if (withheld === undefined) {
+    const counted = (pick: (r: ReportRound) => number | undefined) =>
+      rounds.flatMap((r): [number, number][] => {
+        const n = pick(r);
+        return n === undefined ? [] : [[r.round, n]];
+      });
+    charts.push(
+      svgChart(
+        'Participants per round',
+        'participants',
+        [
+          { name: 'selected', color: '#8aa9d6', points: counted((r) => r.selected) },
+          { name: 'received', color: '#1f5fbf', points: counted((r) => r.received) },
+        ],
+        { yMin: 0, kind: 'bars' },
+      ),
+    );
+  }
   const withEpsilon = rounds.filter((r) => r.epsilon !== undefined);
   if (withEpsilon.length > 0) charts.push(svgChart('Privacy spent: ε after each round', 'ε', [{ name: 'ε', color: '#6b3fa0', points: withEpsilon.map((r) => [r.round, r.epsilon!]) }], { yMin: 0 }));
 
@@ -173,10 +191,18 @@ export function renderReportHtml(report: RunReport): string {
       `<p class="muted">${esc(audit.interpretation)}</p>`
     : `<p>The membership-inference audit is unavailable: ${esc(audit.reason)}</p>`;
 
+  const withheldNote = withheld === undefined ? '' : `<p class="muted">${esc(withheld)}</p>`;
+
   const configFacts = facts([
     ['Strategy', config.strategy],
     ['Rounds', `${s.rounds}${s.targetAccuracy !== undefined ? `, or until test accuracy ${s.targetAccuracy}` : ''}`],
-    ['Participants', `${s.minClients}+ to start a round, ${s.clientsPerRound} selected per round, ${s.minUpdates}+ updates to aggregate`],
+    [
+      'Participants',
+      privacy.kind === 'client-level'
+        ? // DP-FedAvg samples each eligible participant and ignores clients per round.
+          `${s.minClients}+ to start a round, each eligible participant selected at random${privacy.options ? ` with probability ${privacy.options.sampleRate}` : ''}`
+        : `${s.minClients}+ to start a round, ${s.clientsPerRound} selected per round, ${s.minUpdates}+ updates to aggregate`,
+    ],
     ['Deadline', `${(s.roundTimeoutMs / 1000).toFixed(0)} s${s.adaptiveDeadline ? ' (adaptive)' : ''}`],
     ['Local training', `${s.fit.epochs} epoch(s), batch ${s.fit.batchSize}, learning rate ${s.fit.learningRate}`],
     ['Secure aggregation', s.secureAggregation ? `on (neighbours ${s.secureAggregation.neighbours}, clip range ${s.secureAggregation.clipRange})` : 'off'],
@@ -203,14 +229,14 @@ export function renderReportHtml(report: RunReport): string {
     ['Best accuracy', outcome.best ? `${fmt.pct(outcome.best.accuracy)} in round ${outcome.best.round}` : '–'],
     ['Rounds', `${outcome.rounds} (${outcome.aggregated} aggregated, ${outcome.skipped} skipped); model version ${outcome.modelVersion}`],
     ['State', `${outcome.control}${outcome.doneReason ? `: ${outcome.doneReason}` : ''}`],
-    ['Participants seen', String(outcome.participantsSeen)],
+    ...(outcome.participantsSeen === undefined ? [] : [['Participants seen', String(outcome.participantsSeen)] as const]),
     ['Started', outcome.startedAt],
   ])}</section>
-<section aria-labelledby="h-privacy"><h2 id="h-privacy">Privacy</h2><p>${esc(privacy.statement)}</p></section>
+<section aria-labelledby="h-privacy"><h2 id="h-privacy">Privacy</h2><p>${esc(privacy.statement)}</p>${withheldNote}</section>
 <section aria-labelledby="h-audit"><h2 id="h-audit">Membership-inference audit</h2>${auditSection}</section>
 <section aria-labelledby="h-charts"><h2 id="h-charts">Per round</h2>${charts.join('')}</section>
 <section aria-labelledby="h-config"><h2 id="h-config">Configuration</h2>${configFacts}</section>
-<section aria-labelledby="h-rounds"><h2 id="h-rounds">Rounds</h2>${roundsTable(rounds)}</section>
+<section aria-labelledby="h-rounds"><h2 id="h-rounds">Rounds</h2>${withheldNote}${roundsTable(rounds, withheld !== undefined)}</section>
 </main>
 </body>
 </html>

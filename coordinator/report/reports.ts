@@ -8,7 +8,7 @@ import { ModelSerializer, type ModelArtifactsFiles } from '../storage/model-file
 import { MembershipAuditor, type AuditData } from './audit.ts';
 import { historyCsv } from './history-csv.ts';
 import { renderReportHtml } from './report-html.ts';
-import { AUDIT_INTERPRETATION, buildRunReport, type ReportAudit, type RunReport } from './run-report.ts';
+import { AUDIT_INTERPRETATION, buildRunReport, withholdsParticipation, type ReportAudit, type RunReport } from './run-report.ts';
 
 export interface RunReportsOptions {
   readonly engine: { status(): FederationStatus; readonly globalModel: GlobalModel };
@@ -78,7 +78,8 @@ export class RunReports {
   }
 
   csv(): string {
-    return historyCsv(this.options.engine.status().history);
+    const status = this.options.engine.status();
+    return historyCsv(status.history, { withholdParticipation: withholdsParticipation(status, this.options.clientDp) });
   }
 
   /** Writes report.json and report.html into `dir` (the run's folder). */

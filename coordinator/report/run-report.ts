@@ -13,17 +13,36 @@ import type { FederationControl, FederationStatus, RoundRecord, RoundSettings } 
 
 export const REPORT_FORMAT = 'fedbrowser-run-report';
 
+/** What a round says about who and how many took part: left out under client-level DP (see PARTICIPATION_WITHHELD). */
+export const ROUND_PARTICIPATION_FIELDS = ['selected', 'received', 'dropped', 'rejected', 'declined', 'bytesIn', 'bytesOut', 'durationMs', 'reason'] as const;
+export type ReportRoundParticipation = Pick<RoundRecord, (typeof ROUND_PARTICIPATION_FIELDS)[number]>;
+
 /** A round as the report gives it: RoundRecord's own fields, with its metrics and ε flattened. */
-export type ReportRound = Pick<
-  RoundRecord,
-  'round' | 'outcome' | 'reason' | 'selected' | 'received' | 'dropped' | 'rejected' | 'declined' | 'bytesIn' | 'bytesOut' | 'durationMs'
-> & {
-  /** RoundRecord.metrics, where the round was evaluated. */
-  readonly accuracy?: number;
-  readonly loss?: number;
-  /** ε spent up to and including the round (RoundRecord.privacy.epsilon). */
-  readonly epsilon?: number;
-};
+export type ReportRound = Pick<RoundRecord, 'round' | 'outcome'> &
+  Partial<ReportRoundParticipation> & {
+    /** RoundRecord.metrics, where the round was evaluated. */
+    readonly accuracy?: number;
+    readonly loss?: number;
+    /** ε spent up to and including the round (RoundRecord.privacy.epsilon). */
+    readonly epsilon?: number;
+  };
+
+/**
+ * Why the shareable report and history leave participation out under
+ * client-level DP. The ε assumes that only the operator knows who and how
+ * many took part (Poisson sampling amplifies privacy only then); a round's
+ * counts, traffic (a fixed size per update and per model sent), duration (a
+ * round nobody was selected for closes at once) and skip reason (it quotes
+ * counts) would tell anyone the report is passed to.
+ */
+export const PARTICIPATION_WITHHELD =
+  'Under client-level differential privacy this report leaves out, for each round, how many participants were selected, sent an update, dropped out, were rejected or declined, ' +
+  'the bytes in and out, the duration and the reason, and the number of participants seen: the privacy guarantee does not cover who or how many took part, so they stay with the operator.';
+
+/** True when participation must stay out of the shareable report and history (client-level DP). */
+export function withholdsParticipation(status: FederationStatus, clientDp: DpFedAvgOptions | undefined): boolean {
+  return clientDp !== undefined || status.privacy?.level === 'client';
+}
 
 /** What the federation's privacy is, in the terms it can honestly be stated in. */
 export type ReportPrivacy =
@@ -32,7 +51,8 @@ export type ReportPrivacy =
       readonly kind: 'client-level';
       readonly statement: string;
       readonly spent: PrivacyReport;
-      readonly options: Omit<DpFedAvgOptions, 'uniform' | 'selectionUniform'>;
+      /** The DP-FedAvg configuration, where the caller passed it (the coordinator always does). */
+      readonly options?: Omit<DpFedAvgOptions, 'uniform' | 'selectionUniform'>;
     }
   | {
       readonly kind: 'sample-level';
@@ -79,10 +99,13 @@ export interface RunReport {
     readonly modelVersion: number;
     readonly finalMetrics?: EvalMetrics;
     readonly best?: { readonly round: number; readonly accuracy: number };
-    readonly participantsSeen: number;
+    /** Absent under client-level DP (participationWithheld). */
+    readonly participantsSeen?: number;
     readonly startedAt: string;
   };
   readonly rounds: readonly ReportRound[];
+  /** Present (PARTICIPATION_WITHHELD) when the rounds carry no participation, traffic, duration or reason. */
+  readonly participationWithheld?: string;
   readonly privacy: ReportPrivacy;
   readonly audit: ReportAudit;
 }
@@ -101,6 +124,7 @@ export const AUDIT_INTERPRETATION =
 
 export function buildRunReport({ status, task, clientDp, audit, now }: ReportInput): RunReport {
   const history = status.history;
+  const withheld = withholdsParticipation(status, clientDp);
   const aggregated = history.filter((r) => r.outcome === 'aggregated');
   let best: { round: number; accuracy: number } | undefined;
   for (const r of aggregated) {
@@ -123,44 +147,63 @@ export function buildRunReport({ status, task, clientDp, audit, now }: ReportInp
       modelVersion: status.modelVersion,
       finalMetrics: aggregated.at(-1)?.metrics,
       best,
-      participantsSeen: status.participants.length,
+      ...(withheld ? {} : { participantsSeen: status.participants.length }),
       startedAt: new Date(status.startedAt).toISOString(),
     },
-    rounds: history.map(reportRound),
+    rounds: history.map((r) => reportRound(r, withheld)),
+    ...(withheld ? { participationWithheld: PARTICIPATION_WITHHELD } : {}),
     privacy: reportPrivacy(status, clientDp),
     audit,
   };
 }
 
-function reportRound(r: RoundRecord): ReportRound {
+function reportRound(r: RoundRecord, withheld: boolean): ReportRound {
   return {
     round: r.round,
     outcome: r.outcome,
-    ...(r.reason !== undefined ? { reason: r.reason } : {}),
     ...(r.metrics ? { accuracy: r.metrics.accuracy, loss: r.metrics.loss } : {}),
-    selected: r.selected,
-    received: r.received,
-    dropped: r.dropped,
-    rejected: r.rejected,
-    declined: r.declined,
-    bytesIn: r.bytesIn,
-    bytesOut: r.bytesOut,
-    durationMs: r.durationMs,
+    ...(withheld
+      ? {}
+      : {
+          ...(r.reason !== undefined ? { reason: r.reason } : {}),
+          selected: r.selected,
+          received: r.received,
+          dropped: r.dropped,
+          rejected: r.rejected,
+          declined: r.declined,
+          bytesIn: r.bytesIn,
+          bytesOut: r.bytesOut,
+          durationMs: r.durationMs,
+        }),
     ...(r.privacy ? { epsilon: r.privacy.epsilon } : {}),
   };
 }
 
 function reportPrivacy(status: FederationStatus, clientDp: DpFedAvgOptions | undefined): ReportPrivacy {
   const spent = status.privacy;
-  if (spent && clientDp) {
-    const { uniform: _u, selectionUniform: _s, ...options } = clientDp;
+  // The accountant's report decides, not the options: a client-level run must never read as "no DP".
+  if (spent?.level === 'client') {
+    let options: Omit<DpFedAvgOptions, 'uniform' | 'selectionUniform'> | undefined;
+    if (clientDp) {
+      const { uniform: _u, selectionUniform: _s, ...rest } = clientDp;
+      options = rest;
+    }
+    const guarantee = `(ε = ${round(spent.epsilon)}, δ = ${spent.delta})-differentially private with respect to adding or removing one participant's whole dataset`;
+    const accounting = `after ${spent.rounds} rounds (noise multiplier ${spent.noiseMultiplier} per round, sampling rate ${spent.sampleRate}, RDP accountant, ${spent.conversion} conversion)`;
+    // Each sentence is what dp-fedavg.ts accounts for in that placement, and no more.
+    const statement =
+      spent.placement === 'central'
+        ? `Client-level DP-FedAvg with central noise: the models released after each round, and what this report computes from them with the coordinator's own examples (test accuracy and loss, the membership audit), are ${guarantee}, ${accounting}. ` +
+          'The coordinator is trusted: it saw each update, each example count and who took part, which this guarantee does not cover. ' +
+          'The sampling amplification in this ε holds only while who and how many took part stay with the operator, so this report leaves them out.'
+        : `Client-level DP-FedAvg with distributed noise: each participant clipped its update and added its share of the Gaussian noise before sending it. ` +
+          `This ε counts only a participant's own noise in every round, without sampling amplification, so it holds whatever the others did and whoever saw the updates: ` +
+          `a participant's noised updates, and the models and what this report computes from them, are ${guarantee}, ${accounting}; its example count is not covered.`;
     return {
       kind: 'client-level',
-      statement:
-        `Client-level DP-FedAvg (${spent.placement} noise): each participant's whole dataset is protected with (ε = ${round(spent.epsilon)}, δ = ${spent.delta}) ` +
-        `after ${spent.rounds} rounds (noise multiplier ${spent.noiseMultiplier}, sampling rate ${spent.sampleRate}, RDP accountant, ${spent.conversion} conversion).`,
+      statement: `${statement} ${FLOATING_POINT_NOISE}`,
       spent,
-      options,
+      ...(options ? { options } : {}),
     };
   }
   const sampleDp = status.settings.fit.sampleDp;
@@ -179,6 +222,10 @@ function reportPrivacy(status: FederationStatus, clientDp: DpFedAvgOptions | und
   }
   return { kind: 'none', statement: 'No differential privacy: the model and the updates carry no formal privacy guarantee.' };
 }
+
+/** The README's honest limit on every DP guarantee here, stated where the guarantee is. */
+const FLOATING_POINT_NOISE =
+  'The noise is drawn from the platform CSPRNG by Box–Muller and added in floating point: correct in distribution, but not a floating-point-safe sampler.';
 
 function round(x: number): string {
   return x.toPrecision(4);

@@ -5,7 +5,7 @@ import type { TaskSummary } from '../../core/protocol/messages.ts';
 import type { FederationStatus, RoundRecord } from '../../core/protocol/status.ts';
 import { csvField, historyCsv } from '../../coordinator/report/history-csv.ts';
 import { escapeHtml, renderReportHtml } from '../../coordinator/report/report-html.ts';
-import { AUDIT_INTERPRETATION, buildRunReport, type ReportAudit } from '../../coordinator/report/run-report.ts';
+import { AUDIT_INTERPRETATION, buildRunReport, PARTICIPATION_WITHHELD, ROUND_PARTICIPATION_FIELDS, type ReportAudit } from '../../coordinator/report/run-report.ts';
 
 const HOSTILE = `<script>alert("x")</script>, 'quoted'\nnext line`;
 
@@ -84,6 +84,16 @@ const audit: ReportAudit = {
 
 const clientDp = { placement: 'central' as const, noiseMultiplier: 1, clip: { kind: 'fixed' as const, norm: 1 }, sampleRate: 0.5, expectedClients: 3, delta: 1e-5 };
 
+/** The same run without any DP: participation is the operator's to share. */
+const plainHistory: RoundRecord[] = history.map(({ privacy: _p, ...r }) => r);
+const plainStatus: FederationStatus = {
+  ...status,
+  strategy: 'fedavg',
+  privacy: undefined,
+  history: plainHistory,
+  participants: [{ id: 'a', connected: true, backend: 'wasm', numExamples: 10, state: 'idle', roundsContributed: 3 }],
+};
+
 describe('run report', () => {
   it('summarises the run: rounds, best and final accuracy, ε reached, the audit', () => {
     const report = buildRunReport({ status, task, clientDp, audit, now: new Date('2025-01-02T03:04:05Z') });
@@ -94,16 +104,69 @@ describe('run report', () => {
     assert.equal(report.outcome.aggregated, 2);
     assert.equal(report.outcome.skipped, 1);
     assert.deepEqual(
-      report.rounds.map((r) => [r.round, r.outcome, r.accuracy, r.epsilon, r.selected, r.received]),
+      report.rounds.map((r) => [r.round, r.outcome, r.accuracy, r.epsilon]),
       [
-        [1, 'aggregated', 0.6, 0.5, 3, 2],
-        [2, 'skipped', undefined, 0.8, 3, 2],
-        [3, 'aggregated', 0.8, 1.1, 3, 2],
+        [1, 'aggregated', 0.6, 0.5],
+        [2, 'skipped', undefined, 0.8],
+        [3, 'aggregated', 0.8, 1.1],
       ],
     );
     assert.equal(report.privacy.kind, 'client-level');
     assert.match(report.privacy.statement, /ε = 1\.100, δ = 0\.00001/);
     assert.deepEqual(report.audit, audit);
+  });
+
+  it('gives each round\'s participation, and the participants seen, without client-level DP', () => {
+    const report = buildRunReport({ status: plainStatus, task, audit, now: new Date() });
+    assert.equal(report.participationWithheld, undefined);
+    assert.equal(report.outcome.participantsSeen, 1);
+    assert.deepEqual(report.rounds[1], { round: 2, outcome: 'skipped', reason: HOSTILE, selected: 3, received: 2, dropped: 1, rejected: 0, declined: 0, bytesIn: 2000, bytesOut: 3000, durationMs: 1500 });
+    const html = renderReportHtml(report);
+    assert.match(html, /<dt>Participants seen<\/dt><dd>1<\/dd>/);
+    assert.match(html, /aria-label="Participants per round"/);
+    assert.match(html, /<th scope="col">Selected<\/th>/);
+  });
+
+  it('under client-level DP leaves who and how many took part out of the JSON and the page, and says why', () => {
+    const withParticipants: FederationStatus = { ...status, participants: plainStatus.participants };
+    const report = buildRunReport({ status: withParticipants, task, clientDp, audit, now: new Date() });
+    assert.equal(report.participationWithheld, PARTICIPATION_WITHHELD);
+    assert.equal(report.outcome.participantsSeen, undefined);
+    // Only what the models and the accountant give: no count, traffic, duration or reason (it quotes counts).
+    for (const r of report.rounds) assert.deepEqual(Object.keys(r).sort(), r.accuracy === undefined ? ['epsilon', 'outcome', 'round'] : ['accuracy', 'epsilon', 'loss', 'outcome', 'round']);
+    const rounds = JSON.stringify(report.rounds);
+    for (const field of ROUND_PARTICIPATION_FIELDS) assert.ok(!rounds.includes(`"${field}"`), field);
+    assert.ok(!('participantsSeen' in report.outcome));
+    assert.ok(!rounds.includes('quoted'), 'the skipped round\'s reason is left out');
+
+    const html = renderReportHtml(report);
+    assert.ok(html.includes(escapeHtml(PARTICIPATION_WITHHELD)), 'the page says why');
+    assert.doesNotMatch(html, /Participants seen|Participants per round|Selected|Received|Dropped|Duration|In \/ out/);
+    assert.match(html, /<th scope="col">Round<\/th><th scope="col">Outcome<\/th><th scope="col">Accuracy<\/th><th scope="col">Loss<\/th><th scope="col">ε<\/th><\/tr>/);
+    assert.match(html, /each eligible participant selected at random with probability 0\.5/, 'DP-FedAvg ignores clients per round');
+    // Without the options the accountant's report still makes it client-level: never "no DP", never the counts.
+    const bare = buildRunReport({ status: withParticipants, task, audit, now: new Date() });
+    assert.equal(bare.participationWithheld, PARTICIPATION_WITHHELD);
+    assert.equal(bare.privacy.kind, 'client-level');
+    assert.match(bare.privacy.statement, /ε = 1\.100/);
+  });
+
+  it('states central client-level DP as what it covers: the released models, not what the trusted coordinator saw', () => {
+    const { statement } = buildRunReport({ status, task, clientDp, audit, now: new Date() }).privacy;
+    assert.match(statement, /central noise: the models released after each round, and what this report computes from them with the coordinator's own examples \(test accuracy and loss, the membership audit\), are \(ε = 1\.100, δ = 0\.00001\)-differentially private with respect to adding or removing one participant's whole dataset, after 3 rounds \(noise multiplier 1 per round, sampling rate 0\.5, RDP accountant, improved conversion\)\./);
+    assert.match(statement, /The coordinator is trusted: it saw each update, each example count and who took part, which this guarantee does not cover\./);
+    assert.match(statement, /only while who and how many took part stay with the operator, so this report leaves them out\./);
+    assert.match(statement, /not a floating-point-safe sampler\.$/);
+    assert.doesNotMatch(statement, /each participant's whole dataset is protected/, 'no unqualified claim');
+  });
+
+  it('states distributed client-level DP as each participant\'s own noise, without sampling amplification', () => {
+    const spent: PrivacyReport = { ...privacy(2.5, 3), placement: 'distributed', noiseMultiplier: 0.5, sampleRate: 1 };
+    const report = buildRunReport({ status: { ...status, privacy: spent }, task, clientDp: { ...clientDp, placement: 'distributed' }, audit, now: new Date() });
+    assert.equal(report.participationWithheld, PARTICIPATION_WITHHELD);
+    assert.match(report.privacy.statement, /distributed noise: each participant clipped its update and added its share of the Gaussian noise before sending it\./);
+    assert.match(report.privacy.statement, /counts only a participant's own noise in every round, without sampling amplification/);
+    assert.match(report.privacy.statement, /are \(ε = 2\.500, δ = 0\.00001\)-differentially private .* \(noise multiplier 0\.5 per round, sampling rate 1, .*; its example count is not covered\./);
   });
 
   it('says why the audit is unavailable, and states sample-level DP without claiming an ε the coordinator does not know', () => {
@@ -125,18 +188,21 @@ describe('run report', () => {
   });
 
   it('renders a self-contained page: every string escaped, inline SVG charts, nothing external', () => {
-    const html = renderReportHtml(buildRunReport({ status, task, clientDp, audit, now: new Date() }));
+    const html = renderReportHtml(buildRunReport({ status: plainStatus, task, audit, now: new Date() }));
     assert.doesNotMatch(html, /<script/i);
-    assert.ok(html.includes(escapeHtml(HOSTILE)), 'the hostile description and reason appear escaped');
+    assert.equal(html.split(escapeHtml(HOSTILE)).length - 1, 2, 'the hostile description and reason appear escaped');
     assert.ok(html.includes('&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;, &#39;quoted&#39;'));
     assert.doesNotMatch(html, /\b(src|href)=/i);
     assert.match(html, /Content-Security-Policy" content="default-src 'none'/);
-    // Accuracy, loss, participants and ε (DP is on).
-    assert.equal((html.match(/<svg /g) ?? []).length, 4);
+    // Accuracy, loss and participants (no DP: no ε).
+    assert.equal((html.match(/<svg /g) ?? []).length, 3);
     assert.match(html, /AUC 0\.531/);
     // The accuracy chart has a point per aggregated round, none for the skipped one.
     const accuracy = html.slice(html.indexOf('aria-label="Test accuracy per round"'), html.indexOf('</svg>', html.indexOf('aria-label="Test accuracy per round"')));
     assert.equal((accuracy.match(/<circle /g) ?? []).length, 2);
+    // Under client-level DP: accuracy, loss and ε; no participants chart.
+    const dpHtml = renderReportHtml(buildRunReport({ status, task, clientDp, audit, now: new Date() }));
+    assert.deepEqual([...dpHtml.matchAll(/<svg [^>]*aria-label="([^"]+)"/g)].map((m) => m[1]), ['Test accuracy per round', 'Test loss per round', 'Privacy spent: ε after each round']);
   });
 });
 
@@ -154,6 +220,16 @@ describe('history CSV', () => {
     assert.equal(records[1], '1,aggregated,,0.6,1,3,2,1,0,0,1000,3000,1500,0.5,0.00001');
     assert.equal(records[2], `2,skipped,"<script>alert(""x"")</script>, 'quoted'\nnext line",,,3,2,1,0,0,2000,3000,1500,0.8,0.00001`);
     assert.equal(records.length, 5);
+  });
+
+  it('under client-level DP has no column that tells who or how many took part', () => {
+    const csv = historyCsv(history, { withholdParticipation: true });
+    const records = csv.split('\r\n');
+    assert.equal(records[0], 'round,outcome,accuracy,loss,epsilon,delta');
+    assert.equal(records[1], '1,aggregated,0.6,1,0.5,0.00001');
+    assert.equal(records[2], '2,skipped,,,0.8,0.00001', 'no reason: it quotes counts');
+    assert.equal(records.length, 5);
+    assert.ok(!csv.includes('quoted'));
   });
 
   it('keeps a spreadsheet from reading a text cell as a formula; numbers stay numbers', () => {
