@@ -199,9 +199,10 @@ function reportPrivacy(status: FederationStatus, clientDp: DpFedAvgOptions | und
         : `Client-level DP-FedAvg with distributed noise: each participant clipped its update and added its share of the Gaussian noise before sending it. ` +
           `This ε counts only a participant's own noise in every round, without sampling amplification, so it holds whatever the others did and whoever saw the updates: ` +
           `a participant's noised updates, and the models and what this report computes from them, are ${guarantee}, ${accounting}; its example count is not covered.`;
+    const masked = status.settings.secureAggregation ? ` ${SECURE_AGGREGATION}` : '';
     return {
       kind: 'client-level',
-      statement: `${statement} ${FLOATING_POINT_NOISE}`,
+      statement: `${statement}${masked} ${FLOATING_POINT_NOISE}`,
       spent,
       ...(options ? { options } : {}),
     };
@@ -215,13 +216,25 @@ function reportPrivacy(status: FederationStatus, clientDp: DpFedAvgOptions | und
       statement:
         `Sample-level DP-SGD in every participant (clip ${sampleDp.clipNorm}, noise multiplier ${sampleDp.noiseMultiplier}, expected batch ${sampleDp.expectedBatchSize}, δ = ${sampleDp.delta}): ` +
         'each participant accounts the ε of its own data; ' +
-        (max === undefined ? 'none has reported one yet.' : `the largest any reported is ε = ${round(max)}.`),
+        (max === undefined ? 'none has reported one yet.' : `the largest any reported is ε = ${round(max)}.`) +
+        (status.settings.secureAggregation ? ` ${SECURE_AGGREGATION}` : ''),
       config: sampleDp,
       ...(max !== undefined ? { maxReportedEpsilon: max } : {}),
     };
   }
+  if (status.settings.secureAggregation) {
+    return { kind: 'none', statement: `No differential privacy. ${SECURE_AGGREGATION} Still, neither that sum nor the model carries a formal privacy guarantee.` };
+  }
   return { kind: 'none', statement: 'No differential privacy: the model and the updates carry no formal privacy guarantee.' };
 }
+
+/**
+ * What secure aggregation adds, under the README's trust assumption (an
+ * honest-but-curious coordinator: keys are not signed). It hides each
+ * update's content, not who contributed, and is no DP guarantee.
+ */
+const SECURE_AGGREGATION =
+  "The updates were masked with secure aggregation, so the coordinator saw only each round's sum of them, never one participant's update (it relays unsigned keys: this holds for a coordinator that follows the protocol).";
 
 /** The README's honest limit on every DP guarantee here, stated where the guarantee is. */
 const FLOATING_POINT_NOISE =

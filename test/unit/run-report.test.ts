@@ -169,6 +169,20 @@ describe('run report', () => {
     assert.match(report.privacy.statement, /are \(ε = 2\.500, δ = 0\.00001\)-differentially private .* \(noise multiplier 0\.5 per round, sampling rate 1, .*; its example count is not covered\./);
   });
 
+  it('says that secure aggregation hid each update from the coordinator, and that it is still no DP guarantee', () => {
+    const secureAggregation = { neighbours: 'all' as const, clipRange: 1, quantizationRange: 2 ** 22, stepTimeoutMs: 30_000 };
+    const masked: FederationStatus = { ...plainStatus, settings: { ...plainStatus.settings, secureAggregation } };
+    const none = buildRunReport({ status: masked, task, audit, now: new Date() }).privacy;
+    assert.equal(none.kind, 'none');
+    assert.match(none.statement, /^No differential privacy\. The updates were masked with secure aggregation, so the coordinator saw only each round's sum of them, never one participant's update/);
+    assert.match(none.statement, /Still, neither that sum nor the model carries a formal privacy guarantee\.$/);
+    assert.doesNotMatch(buildRunReport({ status: plainStatus, task, audit, now: new Date() }).privacy.statement, /secure aggregation/, 'not claimed when it is off');
+    // Distributed DP over secure aggregation says both.
+    const spent: PrivacyReport = { ...privacy(2.5, 3), placement: 'distributed', noiseMultiplier: 0.5, sampleRate: 1 };
+    const dp = buildRunReport({ status: { ...masked, privacy: spent }, task, clientDp: { ...clientDp, placement: 'distributed' }, audit, now: new Date() }).privacy;
+    assert.match(dp.statement, /own noise in every round.*The updates were masked with secure aggregation/);
+  });
+
   it('says why the audit is unavailable, and states sample-level DP without claiming an ε the coordinator does not know', () => {
     const sampleDp = { clipNorm: 1, noiseMultiplier: 1.1, expectedBatchSize: 32, delta: 1e-5 };
     const dpStatus: FederationStatus = {
