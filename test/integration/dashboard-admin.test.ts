@@ -142,6 +142,17 @@ describe('dashboard admin controls and downloads', () => {
     assert.equal(correct / demo.test.count, reported.accuracy);
     assert.ok(reported.accuracy > 0.5, `trained: ${reported.accuracy}`);
 
+    // ?version=N on model.json pins weights.bin too: tfjs copies the query string onto the weight URLs.
+    const fetched: string[] = [];
+    const recording = (input: RequestInfo | URL, init?: RequestInit) => {
+      fetched.push(String(input instanceof Request ? input.url : input));
+      return fetch(input, init);
+    };
+    const pinned = await tf.loadLayersModel(`${coordinator.url}/api/model/model.json?version=${status.modelVersion}`, { requestInit: { headers: auth }, fetchFunc: recording });
+    pinned.dispose();
+    assert.deepEqual(fetched, [`${coordinator.url}/api/model/model.json?version=${status.modelVersion}`, `${coordinator.url}/api/model/weights.bin?version=${status.modelVersion}`]);
+    assert.equal((await fetch(`${coordinator.url}/api/model/model.json?version=999`, { headers: auth })).status, 404);
+
     const gone = await fetch(`${coordinator.url}/api/model/weights.bin?version=999`, { headers: auth });
     assert.equal(gone.status, 404);
     const malformed = await fetch(`${coordinator.url}/api/model/weights.bin?version=x`, { headers: auth });
