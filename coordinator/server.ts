@@ -128,7 +128,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
   const pushStatus = () => {
     statusTimer = undefined;
     lastPush = Date.now();
-    admin.emit('status', engine.status());
+    admin.emit('status', engine.dashboardStatus());
   };
 
   const transport: RoundTransport = {
@@ -224,7 +224,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
 
   io.on('connection', (socket) => attachParticipant(socket));
   admin.on('connection', (socket) => {
-    socket.emit('status', engine.status());
+    socket.emit('status', engine.dashboardStatus());
     attachAdminSocket(socket, engine, log);
   });
 
@@ -381,7 +381,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
       return;
     }
     if (pathname === '/api/status') {
-      const body = JSON.stringify(engine.status());
+      const body = JSON.stringify(engine.dashboardStatus());
       response.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(body);
       return;
     }

@@ -542,6 +542,19 @@ export class RoundEngine {
     this.options.transport.statusChanged();
   }
 
+  /**
+   * What dashboards are pushed and `/api/status` returns: `status()` with
+   * per-participant timelines only for the last STATUS_TIMELINE_ROUNDS
+   * rounds (older rounds keep their counts). One record per selected
+   * participant per round would otherwise grow the push without bound.
+   */
+  dashboardStatus(): FederationStatus {
+    const status = this.status();
+    const firstKept = status.history.length - STATUS_TIMELINE_ROUNDS;
+    return { ...status, history: status.history.map((r, i) => (i >= firstKept ? r : withoutTimeline(r))) };
+  }
+
+  /** The whole state, every round's timeline included: for the run report, the CSV and the final result. */
   status(): FederationStatus {
     const participants: ParticipantStatus[] = [];
     for (const p of this.participants.values()) {
@@ -1061,6 +1074,15 @@ function fewestToTrim(trimmed: TrimmedMean): number {
   let n = Math.max(1, Math.floor(1 / trimmed.trimFraction) - 1);
   while (trimmed.trimCount(n) === 0) n++;
   return n;
+}
+
+/** Rounds whose per-participant timeline the dashboard status carries (the dashboard draws the last 5). */
+export const STATUS_TIMELINE_ROUNDS = 10;
+
+function withoutTimeline(record: RoundRecord): RoundRecord {
+  if (record.participants === undefined) return record;
+  const { participants: _dropped, ...rest } = record;
+  return rest;
 }
 
 /** The adaptive deadline never drops below this, however fast participants were. */

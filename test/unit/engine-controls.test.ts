@@ -20,6 +20,8 @@ class ControlHarness implements RoundTransport {
   readonly done: FederationDoneMessage[] = [];
   /** 'checkpoint N', 'end N', 'done': the order things happened in. */
   readonly log: string[] = [];
+  /** The history the last checkpoint was given. */
+  checkpointHistory: readonly RoundRecord[] = [];
   readonly engine: RoundEngine;
   private nextId = 0;
 
@@ -34,8 +36,9 @@ class ControlHarness implements RoundTransport {
       random: new SeededRandom(3),
       task: { name: 'test', architecture: 'mlp', paramCount: dim },
       newId: () => `p${++this.nextId}`,
-      onRoundCompleted: (record: RoundRecord) => {
+      onRoundCompleted: (record: RoundRecord, _model, history) => {
         this.log.push(`checkpoint ${record.round}`);
+        this.checkpointHistory = structuredClone(history);
       },
     });
   }
@@ -303,6 +306,32 @@ describe('round timeline and update norms', () => {
     const status = h.engine.status();
     assert.equal(status.updateNormsShown, true);
     assert.equal(status.participants.find((p) => p.id === a)?.lastUpdateNorm, 5);
+  });
+
+  it('keeps timelines for the last 10 rounds in the dashboard status, and every one in the full status and checkpoints', async () => {
+    const h = new ControlHarness({ rounds: 12, clientsPerRound: 2, minClients: 2 });
+    h.join();
+    h.join();
+    h.engine.start();
+    for (let round = 1; round <= 12; round++) {
+      await h.settle();
+      for (const id of h.selectedIn(round)) assert.ok(h.engine.submitUpdate(id, h.update(round, [0.01, 0, 0, 0])).ok);
+    }
+    await h.settle();
+    assert.ok(h.engine.isDone);
+    const full = h.engine.status().history;
+    assert.equal(full.length, 12);
+    assert.ok(full.every((r) => r.participants?.length === 2), 'the report and CSV read status(): every timeline');
+    assert.ok(h.checkpointHistory.length === 12 && h.checkpointHistory.every((r) => r.participants?.length === 2), 'checkpoints and history.json: every timeline');
+
+    const pushed = h.engine.dashboardStatus().history;
+    assert.deepEqual(pushed.map((r) => r.round), full.map((r) => r.round));
+    assert.deepEqual(pushed.map((r) => r.participants?.length), [undefined, undefined, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2]);
+    // An old round keeps everything but its per-participant list.
+    const { participants: _timeline, ...counts } = full[0]!;
+    assert.deepEqual(pushed[0], counts);
+    assert.equal(pushed[0]!.received, 2);
+    assert.deepEqual(pushed.slice(2), full.slice(2));
   });
 
   it('reports the clipped fraction when participants clip without noise', async () => {
