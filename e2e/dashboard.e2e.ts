@@ -3,10 +3,9 @@ import { expect, test, type Download, type Page } from '@playwright/test';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
 import { loadMnistDemo } from '../coordinator/task/demo-data.ts';
 import { initNodeBackend } from '../coordinator/tf-node.ts';
-import { toDataTensors } from '../core/training/data-tensors.ts';
+import { accuracyOn, loadSavedModel } from '../test/helpers/saved-model.ts';
 import { startCoordinatorProcess, type CoordinatorProcess } from './helpers/coordinator-process.ts';
 
 const screenshots = path.resolve(import.meta.dirname, 'screenshots');
@@ -126,20 +125,10 @@ test('dashboard controls start, pause, resume and stop a federation; its downloa
 /** Loads the downloaded model.json + weights.bin with tf.loadLayersModel and scores it on the demo test set. */
 async function accuracyOfDownloadedModel(modelJsonFile: string, weightsFile: string): Promise<number> {
   await initNodeBackend();
-  const artifacts = JSON.parse(readFileSync(modelJsonFile, 'utf8')) as { modelTopology: object; weightsManifest: { paths: string[]; weights: tf.io.WeightsManifestEntry[] }[] };
-  expect(artifacts.weightsManifest.flatMap((group) => group.paths)).toEqual(['weights.bin']);
-  const weights = readFileSync(weightsFile);
-  const model = await tf.loadLayersModel(
-    tf.io.fromMemory({
-      modelTopology: artifacts.modelTopology,
-      weightSpecs: artifacts.weightsManifest.flatMap((group) => group.weights),
-      weightData: weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.byteLength),
-    }),
-  );
-  const { test } = await loadMnistDemo();
-  const { xs, ys } = toDataTensors(test, 10);
-  const accuracy = tf.tidy(() => tf.equal(tf.argMax(model.predict(xs) as tf.Tensor, 1), tf.argMax(ys, 1)).mean().dataSync()[0]!);
-  tf.dispose([xs, ys]);
+  const manifest = JSON.parse(readFileSync(modelJsonFile, 'utf8')) as { weightsManifest: { paths: string[] }[] };
+  expect(manifest.weightsManifest.flatMap((group) => group.paths)).toEqual(['weights.bin']);
+  const model = await loadSavedModel(modelJsonFile, weightsFile);
+  const accuracy = accuracyOn(model, (await loadMnistDemo()).test);
   model.dispose();
   return accuracy;
 }

@@ -1,7 +1,7 @@
 import { FedAvg } from '../../core/aggregation/fedavg.ts';
 import type { Strategy } from '../../core/aggregation/strategy.ts';
 import type { EvalMetrics, FederationDoneMessage, RoundEndMessage, RoundStartMessage, UpdateMessage } from '../../core/protocol/messages.ts';
-import type { RoundSettings } from '../../core/protocol/status.ts';
+import type { RoundRecord, RoundSettings } from '../../core/protocol/status.ts';
 import { SeededRandom } from '../../core/random/prng.ts';
 import { encodeFrame, FrameKind } from '../../core/wire/frame.ts';
 import { ManualClock } from '../../coordinator/rounds/clock.ts';
@@ -13,6 +13,10 @@ export class EngineHarness implements RoundTransport {
   readonly starts: { participantId: string; message: RoundStartMessage }[] = [];
   readonly ends: RoundEndMessage[] = [];
   readonly done: FederationDoneMessage[] = [];
+  /** 'checkpoint N', 'end N', 'done': the order things happened in. */
+  readonly log: string[] = [];
+  /** The history the last checkpoint was given. */
+  checkpointHistory: readonly RoundRecord[] = [];
   readonly engine: RoundEngine;
   private nextId = 0;
 
@@ -36,6 +40,10 @@ export class EngineHarness implements RoundTransport {
       random: new SeededRandom(3),
       task: { name: 'test', architecture: 'mlp', paramCount: dim },
       newId: () => `p${++this.nextId}`,
+      onRoundCompleted: (record: RoundRecord, _model, history) => {
+        this.log.push(`checkpoint ${record.round}`);
+        this.checkpointHistory = structuredClone(history);
+      },
     });
   }
 
@@ -44,9 +52,11 @@ export class EngineHarness implements RoundTransport {
   }
   broadcastRoundEnd(message: RoundEndMessage): void {
     this.ends.push(message);
+    this.log.push(`end ${message.round}`);
   }
   broadcastDone(message: FederationDoneMessage): void {
     this.done.push(message);
+    this.log.push('done');
   }
   statusChanged(): void {}
 

@@ -3,16 +3,15 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import * as tf from '@tensorflow/tfjs';
 import { io, type Socket } from 'socket.io-client';
 import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
 import { startCoordinator, type Coordinator } from '../../coordinator/server.ts';
 import { loadMnistDemo } from '../../coordinator/task/demo-data.ts';
 import { ErrorCode, type Ack } from '../../core/protocol/errors.ts';
 import { PROTOCOL_VERSION, type JoinAccepted, type RoundStartMessage, type UpdateAccepted } from '../../core/protocol/messages.ts';
-import { featureTensor } from '../../core/training/data-tensors.ts';
 import { encodeFrame, FrameKind } from '../../core/wire/frame.ts';
 import { startNodeParticipants, stopNodeParticipants, type NodeParticipant } from '../helpers/node-participants.ts';
+import { accuracyOn, loadSavedModel } from '../helpers/saved-model.ts';
 
 /**
  * The real coordinator on a free port with five real Node participants and
@@ -135,21 +134,8 @@ describe('federation over socket.io', () => {
 
   it('saved the final model in tfjs format and it loads and predicts', async () => {
     const dir = path.join(dataDir, coordinator.task.name);
-    const modelJson = JSON.parse(await readFile(path.join(dir, 'model.json'), 'utf8'));
-    const weightData = await readFile(path.join(dir, 'weights.bin'));
-    const model = await tf.loadLayersModel(
-      tf.io.fromMemory({
-        modelTopology: modelJson.modelTopology,
-        weightSpecs: modelJson.weightsManifest[0].weights,
-        weightData: weightData.buffer.slice(weightData.byteOffset, weightData.byteOffset + weightData.byteLength),
-      }),
-    );
-    const demo = await loadMnistDemo();
-    const accuracy = tf.tidy(() => {
-      const x = featureTensor(demo.test);
-      const predicted = (model.predict(x) as tf.Tensor).argMax(1);
-      return tf.equal(predicted, tf.tensor1d(demo.test.labels, 'int32')).mean().dataSync()[0]!;
-    });
+    const model = await loadSavedModel(path.join(dir, 'model.json'), path.join(dir, 'weights.bin'));
+    const accuracy = accuracyOn(model, (await loadMnistDemo()).test);
     model.dispose();
     const last = coordinator.engine.status().history.at(-1)!.metrics!.accuracy;
     assert.ok(Math.abs(accuracy - last) < 1e-6, `loaded model accuracy ${accuracy}, coordinator measured ${last}`);

@@ -3,7 +3,6 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import * as tf from '@tensorflow/tfjs';
 import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
 import { startCoordinator, type Coordinator } from '../../coordinator/server.ts';
 import { loadTask, type LoadedTask } from '../../coordinator/task/load-task.ts';
@@ -12,8 +11,8 @@ import { parseCsv } from '../../core/data/csv.ts';
 import type { Dataset } from '../../core/data/dataset.ts';
 import type { TabularInput } from '../../core/data/schema.ts';
 import { prepareTable, suggestRoles } from '../../core/data/tabular.ts';
-import { featureTensor } from '../../core/training/data-tensors.ts';
 import { startNodeParticipants, stopNodeParticipants, type NodeParticipant } from '../helpers/node-participants.ts';
+import { accuracyOn, loadSavedModel } from '../helpers/saved-model.ts';
 
 const PENGUINS = 'tasks/penguins/task.json';
 const MNIST = 'tasks/mnist/task.json';
@@ -74,20 +73,8 @@ describe('the penguins task file', () => {
     assert.ok(accuracy >= 0.85, `test accuracy ${accuracy}`);
 
     const dir = path.join(dataDir, 'penguins-sex');
-    const modelJson = JSON.parse(await readFile(path.join(dir, 'model.json'), 'utf8'));
-    const weightData = await readFile(path.join(dir, 'weights.bin'));
-    const model = await tf.loadLayersModel(
-      tf.io.fromMemory({
-        modelTopology: modelJson.modelTopology,
-        weightSpecs: modelJson.weightsManifest[0].weights,
-        weightData: weightData.buffer.slice(weightData.byteOffset, weightData.byteOffset + weightData.byteLength),
-      }),
-    );
-    const test = await siteDataset('tasks/penguins/test.csv', schema, coordinator.task.classes);
-    const loadedAccuracy = tf.tidy(() => {
-      const predicted = (model.predict(featureTensor(test)) as tf.Tensor).argMax(1);
-      return tf.equal(predicted, tf.tensor1d(test.labels, 'int32')).mean().dataSync()[0]!;
-    });
+    const model = await loadSavedModel(path.join(dir, 'model.json'), path.join(dir, 'weights.bin'));
+    const loadedAccuracy = accuracyOn(model, await siteDataset('tasks/penguins/test.csv', schema, coordinator.task.classes));
     model.dispose();
     assert.ok(Math.abs(loadedAccuracy - accuracy) < 1e-6, `loaded model ${loadedAccuracy}, coordinator ${accuracy}`);
   });

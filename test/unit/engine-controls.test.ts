@@ -5,83 +5,20 @@ import { FedAvg } from '../../core/aggregation/fedavg.ts';
 import { TrimmedMean } from '../../core/aggregation/robust.ts';
 import type { Strategy } from '../../core/aggregation/strategy.ts';
 import { ErrorCode, type Ack } from '../../core/protocol/errors.ts';
-import type { EvalMetrics, FederationDoneMessage, RoundEndMessage, RoundStartMessage, UpdateMessage } from '../../core/protocol/messages.ts';
-import type { RoundRecord, RoundSettings } from '../../core/protocol/status.ts';
+import type { RoundStartMessage } from '../../core/protocol/messages.ts';
+import type { RoundSettings } from '../../core/protocol/status.ts';
 import { SeededRandom } from '../../core/random/prng.ts';
-import { encodeFrame, FrameKind } from '../../core/wire/frame.ts';
-import { ManualClock } from '../../coordinator/rounds/clock.ts';
-import { RoundEngine, type RoundTransport } from '../../coordinator/rounds/round-engine.ts';
+import type { RoundEngine } from '../../coordinator/rounds/round-engine.ts';
+import { EngineHarness } from '../helpers/engine-harness.ts';
 
-/** Like test/helpers/engine-harness.ts, plus a recorded checkpoint hook and an ordered event log. */
-class ControlHarness implements RoundTransport {
-  readonly clock = new ManualClock();
-  readonly starts: { participantId: string; message: RoundStartMessage }[] = [];
-  readonly ends: RoundEndMessage[] = [];
-  readonly done: FederationDoneMessage[] = [];
-  /** 'checkpoint N', 'end N', 'done': the order things happened in. */
-  readonly log: string[] = [];
-  /** The history the last checkpoint was given. */
-  checkpointHistory: readonly RoundRecord[] = [];
-  readonly engine: RoundEngine;
-  private nextId = 0;
-
-  constructor(settings: Partial<RoundSettings> = {}, strategy: Strategy = new FedAvg(), readonly dim = 4) {
-    this.engine = new RoundEngine({
-      settings: { rounds: 10, minClients: 2, clientsPerRound: 3, minUpdates: 1, roundTimeoutMs: 10_000, fit: { epochs: 1, batchSize: 8, learningRate: 0.1 }, ...settings },
-      strategy,
-      clock: this.clock,
-      transport: this,
-      evaluator: { evaluate: async (w: Float32Array): Promise<EvalMetrics> => ({ accuracy: w[0]!, loss: 1 - w[0]! }) },
-      initialWeights: new Float32Array(dim),
-      random: new SeededRandom(3),
-      task: { name: 'test', architecture: 'mlp', paramCount: dim },
-      newId: () => `p${++this.nextId}`,
-      onRoundCompleted: (record: RoundRecord, _model, history) => {
-        this.log.push(`checkpoint ${record.round}`);
-        this.checkpointHistory = structuredClone(history);
-      },
-    });
-  }
-
-  sendRoundStart(participantId: string, message: RoundStartMessage): void {
-    this.starts.push({ participantId, message });
-  }
-  broadcastRoundEnd(message: RoundEndMessage): void {
-    this.ends.push(message);
-    this.log.push(`end ${message.round}`);
-  }
-  broadcastDone(message: FederationDoneMessage): void {
-    this.done.push(message);
-    this.log.push('done');
-  }
-  statusChanged(): void {}
-
-  join(): string {
-    return this.engine.join({ backend: 'cpu', numExamples: 10 });
-  }
-
-  async settle(): Promise<void> {
-    for (let i = 0; i < 5; i++) {
-      this.clock.advance(0);
-      await new Promise((resolve) => setImmediate(resolve));
-    }
-  }
-
-  selectedIn(round: number): string[] {
-    return this.starts.filter((s) => s.message.round === round).map((s) => s.participantId);
+/** The shared harness with the strategy as the second argument, which most tests here set. */
+class ControlHarness extends EngineHarness {
+  constructor(settings: Partial<RoundSettings> = {}, strategy: Strategy = new FedAvg(), dim = 4) {
+    super(settings, dim, strategy);
   }
 
   startOf(round: number): RoundStartMessage | undefined {
     return this.starts.find((s) => s.message.round === round)?.message;
-  }
-
-  update(round: number, values: number[]): UpdateMessage {
-    return {
-      round,
-      baseVersion: this.startOf(round)?.model.version ?? 0,
-      numExamples: 10,
-      update: new Uint8Array(encodeFrame(FrameKind.Update, Float32Array.from(values))),
-    };
   }
 }
 
