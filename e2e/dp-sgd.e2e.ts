@@ -1,5 +1,11 @@
 import { expect, test, type BrowserContext, type Page } from '@playwright/test';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { loadMnistDemo } from '../coordinator/task/demo-data.ts';
+import { subset } from '../core/data/dataset.ts';
 import { startCoordinatorProcess } from './helpers/coordinator-process.ts';
+import { idxImages, idxLabels } from './helpers/idx-files.ts';
 
 const epsilonOf = async (page: Page) => Number(await page.locator('#epsilon').getAttribute('data-epsilon'));
 
@@ -61,5 +67,54 @@ test('three tabs with DP-SGD keep per-dataset privacy ledgers', async ({ browser
   } finally {
     for (const context of contexts) await context.close().catch(() => {});
     await coordinator.stop();
+  }
+});
+
+/**
+ * A person's own files share one ledger per task in the browser: after a
+ * reload, an edited file (here: one example fewer) continues the ε its first
+ * version spent instead of starting again at 0.
+ */
+test('own files with DP-SGD: an edited file continues the same privacy ledger', async ({ browser }) => {
+  const files = mkdtempSync(path.join(tmpdir(), 'fl-dp-own-'));
+  const coordinator = await startCoordinatorProcess([
+    // One round: the ε the first file spent is final before the edited file is loaded.
+    '--rounds', '1', '--min-clients', '1', '--clients-per-round', '1', '--round-timeout', '60',
+    '--dp-sgd-clip', '1', '--dp-sgd-noise-multiplier', '1.1', '--dp-sgd-batch-size', '50', '--quiet',
+  ]);
+  const context = await browser.newContext();
+  try {
+    const { train } = await loadMnistDemo();
+    const write = (name: string, count: number) => {
+      const data = subset(train, Array.from({ length: count }, (_, i) => i));
+      const dir = path.join(files, name);
+      mkdirSync(dir);
+      writeFileSync(path.join(dir, 'train-images-idx3-ubyte'), idxImages(data));
+      writeFileSync(path.join(dir, 'train-labels-idx1-ubyte'), idxLabels(data));
+      return [path.join(dir, 'train-images-idx3-ubyte'), path.join(dir, 'train-labels-idx1-ubyte')];
+    };
+    const page = await context.newPage();
+    const join = async (idx: string[]) => {
+      await page.goto(`${coordinator.url}/?data=own&backend=wasm`);
+      await expect(page.locator('#status')).toHaveAttribute('data-status', 'choose-data', { timeout: 30_000 });
+      await page.locator('#idx-files').setInputFiles(idx);
+      await expect(page.locator('#join')).toBeEnabled({ timeout: 30_000 });
+      await page.locator('#join').click();
+      await expect(page.locator('#dp-section')).toBeVisible({ timeout: 60_000 });
+    };
+    await join(write('first', 500));
+    await expect(page.locator('#dp-info')).toContainText('whatever file it came from');
+    await expect.poll(async () => (await coordinator.status()).done, { timeout: 120_000 }).toBe(true);
+    const spent = await epsilonOf(page);
+    expect(spent).toBeGreaterThan(0);
+
+    // The same person edits the file (one row fewer) and joins again from the same browser.
+    await join(write('edited', 499));
+    // A fresh ledger would show nothing spent (its ε = 0 is not in the history).
+    await expect(page.locator('#epsilon')).toHaveAttribute('data-history', String(spent), { timeout: 30_000 });
+  } finally {
+    await context.close().catch(() => {});
+    await coordinator.stop();
+    rmSync(files, { recursive: true, force: true });
   }
 });

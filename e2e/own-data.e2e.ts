@@ -8,6 +8,7 @@ import { loadMnistDemo } from '../coordinator/task/demo-data.ts';
 import { subset, type Dataset } from '../core/data/dataset.ts';
 import { SeededRandom } from '../core/random/prng.ts';
 import { startCoordinatorProcess, type CoordinatorProcess } from './helpers/coordinator-process.ts';
+import { idxImages, idxLabels } from './helpers/idx-files.ts';
 
 const screenshots = path.resolve(import.meta.dirname, 'screenshots');
 /** Every identifier in the CSV contains this; it must never appear in anything a tab sends. */
@@ -137,26 +138,6 @@ function digitsCsv(data: Dataset): string {
     lines.push(`${id},${data.labels[i]},${Array.from(data.values.subarray(i * data.features, (i + 1) * data.features)).join(',')}`);
   }
   return lines.join('\n') + '\n';
-}
-
-function idxImages(data: Dataset): Uint8Array {
-  const out = new Uint8Array(16 + data.values.length);
-  const view = new DataView(out.buffer);
-  view.setUint32(0, 0x0000_0803);
-  view.setUint32(4, data.count);
-  view.setUint32(8, 28);
-  view.setUint32(12, 28);
-  out.set(data.values, 16);
-  return out;
-}
-
-function idxLabels(data: Dataset): Uint8Array {
-  const out = new Uint8Array(8 + data.count);
-  const view = new DataView(out.buffer);
-  view.setUint32(0, 0x0000_0801);
-  view.setUint32(4, data.count);
-  out.set(data.labels, 8);
-  return out;
 }
 
 /**

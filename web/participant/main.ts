@@ -237,7 +237,10 @@ function onWorkerMessage(message: WorkerToPage): void {
       $('dp-info').textContent =
         `DP-SGD: each example's gradient clipped to ${message.clipNorm}, noise multiplier ${message.noiseMultiplier}, ` +
         `expected batch ${message.expectedBatchSize} (Poisson sampling). Per-example gradients: ` +
-        (message.path === 'fast' ? 'vectorised.' : 'one backward pass per example (this model has layers the fast path does not cover: slower).');
+        (message.path === 'fast' ? 'vectorised.' : 'one backward pass per example (this model has layers the fast path does not cover: slower).') +
+        (message.ledgerScope === 'own-data'
+          ? ' ε counts everything you train on for this task in this browser, whatever file it came from: a re-exported or edited file may hold the same people.'
+          : ' ε counts this demo shard.');
       break;
     case 'data': {
       const names = task?.classes ?? [];
@@ -303,7 +306,7 @@ async function demoData(t: TaskSummary, shard: ShardSpec): Promise<StartData> {
   if (t.demoData!.format === 'dataset') return { kind: 'demo', shard };
   setStatus('loading-data', 'the demo CSV');
   const prepared = await loadDemoCsv(t, shard);
-  return { kind: 'local', dataset: prepared.dataset, description: label };
+  return { kind: 'local', dataset: prepared.dataset, description: label, own: false };
 }
 
 async function ownData(t: TaskSummary, panel: DataPanel): Promise<StartData> {
@@ -319,7 +322,7 @@ async function ownData(t: TaskSummary, panel: DataPanel): Promise<StartData> {
   setStatus('choose-data');
   const chosen: PreparedData = await panel.choose();
   source.textContent = `Using your own data: ${chosen.description}, ${chosen.dataset.count.toLocaleString()} examples. Nothing from it is uploaded.`;
-  return { kind: 'local', dataset: chosen.dataset, description: chosen.description };
+  return { kind: 'local', dataset: chosen.dataset, description: chosen.description, own: true };
 }
 
 /** The buffers of a dataset, to transfer rather than copy to the worker (copied first if they are views into a larger buffer). */

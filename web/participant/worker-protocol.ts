@@ -22,7 +22,8 @@ export interface InitCommand {
  */
 export type StartData =
   | { readonly kind: 'demo'; readonly shard: ShardSpec }
-  | { readonly kind: 'local'; readonly dataset: Dataset; readonly description: string };
+  /** `own`: the person's files (as opposed to a demo CSV shard), which sets the scope of the privacy ledger. */
+  | { readonly kind: 'local'; readonly dataset: Dataset; readonly description: string; readonly own: boolean };
 
 export interface StartCommand {
   readonly type: 'start';
@@ -55,6 +56,8 @@ export type WorkerToPage =
       readonly clipNorm: number;
       readonly noiseMultiplier: number;
       readonly expectedBatchSize: number;
+      /** What the ε ledger covers: everything the person loads for this task in this browser, or one demo shard. */
+      readonly ledgerScope: 'own-data' | 'demo-shard';
     }
   | { readonly type: 'memory'; readonly round: number; readonly numTensors: number; readonly numBytes: number }
   | { readonly type: 'participant'; readonly event: ParticipantEvent }

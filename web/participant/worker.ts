@@ -83,10 +83,12 @@ async function start(command: StartCommand): Promise<void> {
   if (dp) {
     const dpTrainer = new DpSgdTrainer(task.model, local, dp);
     trainer = new DpSgdRoundTrainer(dpTrainer);
-    // One ledger per dataset (demo shard or local files alike): the same data continues its sum across reloads.
-    const key = `${task.name}/${datasetFingerprint(local.labels, local.values)}`;
+    // A person's own files share one ledger per task: a re-exported or edited file may hold the
+    // same people, and a fresh ledger would claim ε = 0 for them. A demo shard keeps its own.
+    const own = command.data.kind === 'local' && command.data.own;
+    const key = own ? `${task.name}/own-data` : `${task.name}/${datasetFingerprint(local.labels, local.values)}`;
     ledger = await PrivacyLedger.open(new IndexedDbLedgerStore(), key, dp.delta, lowerBudget(command.epsilonBudget, dp.epsilonBudget));
-    post({ type: 'dp', path: dpTrainer.gradientPath, clipNorm: dp.clipNorm, noiseMultiplier: dp.noiseMultiplier, expectedBatchSize: dp.expectedBatchSize });
+    post({ type: 'dp', path: dpTrainer.gradientPath, clipNorm: dp.clipNorm, noiseMultiplier: dp.noiseMultiplier, expectedBatchSize: dp.expectedBatchSize, ledgerScope: own ? 'own-data' : 'demo-shard' });
   } else {
     trainer = new PlainRoundTrainer(new LocalTrainer(task.model, local));
   }
