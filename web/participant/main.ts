@@ -333,6 +333,29 @@ function transferable(data: StartData): { data: StartData; transfer: ArrayBuffer
   return { data: { ...data, dataset }, transfer: [dataset.values.buffer as ArrayBuffer, dataset.labels.buffer as ArrayBuffer] };
 }
 
+/** Chromium's structured user agent, where the browser offers it (not in lib.dom yet). */
+interface UserAgentData {
+  readonly brands: readonly { readonly brand: string; readonly version: string }[];
+  readonly mobile: boolean;
+  readonly platform: string;
+}
+
+/**
+ * What the dashboard shows as this device (the protocol's `platform`, at most
+ * 256 characters): browser, OS, phone or not, cores, memory and screen, as
+ * the browser reports them; the raw user agent where it reports nothing else.
+ */
+function deviceDescription(): string {
+  const nav = navigator as Navigator & { readonly userAgentData?: UserAgentData; readonly deviceMemory?: number };
+  const ua = nav.userAgentData;
+  const brand = ua?.brands.find((b) => !/not.?a.?brand/i.test(b.brand) && b.brand !== 'Chromium') ?? ua?.brands.find((b) => !/not.?a.?brand/i.test(b.brand));
+  const parts = ua ? [`${brand ? `${brand.brand} ${brand.version}` : 'browser'} on ${ua.platform || 'unknown OS'}${ua.mobile ? ' (mobile)' : ''}`] : [navigator.userAgent];
+  if (navigator.hardwareConcurrency) parts.push(`${navigator.hardwareConcurrency} cores`);
+  if (nav.deviceMemory) parts.push(`≥${nav.deviceMemory} GB memory`);
+  parts.push(`screen ${screen.width}×${screen.height}`);
+  return parts.join(' · ').slice(0, 256);
+}
+
 async function main(): Promise<void> {
   let options: PageOptions;
   try {
@@ -376,7 +399,7 @@ async function main(): Promise<void> {
   if (data.kind === 'demo') setStatus('loading-data', 'the demo shard');
   const { data: sendable, transfer } = transferable(data);
   worker.postMessage(
-    { type: 'start', url: location.origin, task, data: sendable, platform: navigator.userAgent, epsilonBudget: options.epsilonBudget, token: options.token } satisfies PageToWorker,
+    { type: 'start', url: location.origin, task, data: sendable, platform: deviceDescription(), epsilonBudget: options.epsilonBudget, token: options.token } satisfies PageToWorker,
     transfer,
   );
 }
