@@ -44,7 +44,7 @@ export function sentStatement(task: TaskSummary): string {
 }
 
 export const SENT_ALSO =
-  'Also sent: the number of your examples, the training backend and this browser\'s user-agent string, and, only when no ' +
+  'Also sent: the number of your examples, the training backend, a short device description (browser, OS, CPU cores, memory, screen size), and, only when no ' +
   'differential privacy is on, the local loss, accuracy, training time and training progress.';
 
 export interface InputDescription {
