@@ -22,6 +22,11 @@ export interface CsvTable {
   readonly delimiter?: CsvDelimiter;
 }
 
+/** The 1-based file line data row `row` (0-based) starts on. */
+export function lineOfRow(table: CsvTable, row: number): number {
+  return table.lines?.[row] ?? (table.headerLine ?? 1) + 1 + row;
+}
+
 /** A file that is not valid CSV; the message starts with the 1-based line, e.g. "line 17: ...". */
 export class CsvError extends Error {
   readonly line: number;

@@ -17,6 +17,11 @@ export interface Dataset {
   readonly labels: Uint8Array;
 }
 
+/** Labels are bytes, so a dataset (and a task) has 1 to 256 classes; throws otherwise. */
+export function checkClassCount(classes: readonly string[]): void {
+  if (classes.length < 1 || classes.length > 256) throw new Error(`a task needs 1 to 256 classes (labels are bytes), it has ${classes.length}`);
+}
+
 /*
  * Dataset file layout (little-endian):
  *   0  4  magic "FLDS" (byte features) or "FLDF" (float32 features)

@@ -1,4 +1,4 @@
-import type { Dataset } from './dataset.ts';
+import { checkClassCount, type Dataset } from './dataset.ts';
 import { convertImage } from './images.ts';
 import type { ImageInput } from './schema.ts';
 
@@ -89,7 +89,7 @@ export function idxDataset(images: IdxArray, labels: IdxArray, input: ImageInput
   if (labels.dims[0] !== count) throw new Error(`the images file holds ${count} images but the labels file ${labels.dims[0]} labels; they must come in pairs`);
   if (count === 0) throw new Error('the images file holds no images');
   if (height === 0 || width === 0) throw new Error(`the images are ${height}x${width} pixels; they need at least one pixel`);
-  if (classes.length < 1 || classes.length > 256) throw new Error(`a task needs 1 to 256 classes (labels are bytes), it has ${classes.length}`);
+  checkClassCount(classes);
   if (labels.data.length !== count) throw new Error(`the labels hold ${labels.data.length} bytes, their dimension needs ${count}`);
   for (let i = 0; i < count; i++) {
     if (labels.data[i]! >= classes.length) {

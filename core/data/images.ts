@@ -1,4 +1,4 @@
-import type { Dataset } from './dataset.ts';
+import { checkClassCount, type Dataset } from './dataset.ts';
 import type { ImageInput } from './schema.ts';
 
 /**
@@ -177,7 +177,7 @@ export interface LabelledImage {
 /** A folder of one subfolder per class -> a Dataset; class names must be among `classes`. */
 export function imageFolderDataset(images: readonly LabelledImage[], input: ImageInput, classes: readonly string[]): Dataset {
   checkShape(input.shape);
-  if (classes.length < 1 || classes.length > 256) throw new Error(`a task needs 1 to 256 classes (labels are bytes), it has ${classes.length}`);
+  checkClassCount(classes);
   if (images.length === 0) throw new Error('no images found: choose a folder holding one subfolder per class, each with that class\'s images');
   const classIndex = new Map(classes.map((c, i) => [c, i]));
   const unknown = [...new Set(images.map((image) => image.className).filter((name) => !classIndex.has(name)))];

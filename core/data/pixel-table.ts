@@ -1,6 +1,7 @@
-import { looksNumeric, parseNumber, type CsvTable } from './csv.ts';
+import { lineOfRow, looksNumeric, parseNumber, type CsvTable } from './csv.ts';
+import { checkClassCount } from './dataset.ts';
 import { inputSize, type ImageInput } from './schema.ts';
-import { isMissingValue, MAX_PROBLEMS, TabularSchemaError, type ColumnRoles, type PreparedTable, type SchemaProblem, type SkippedRow } from './tabular.ts';
+import { isMissingValue, ProblemList, roleOf, TabularSchemaError, type ColumnRole, type ColumnRoles, type PreparedTable, type SchemaProblem, type SkippedRow } from './tabular.ts';
 
 /**
  * Images as a CSV, the way MNIST and Fashion-MNIST are often passed around:
@@ -24,7 +25,7 @@ const LABEL_COLUMN = /^(?:label|labels|class|digit|target|y)$/i;
  * features, everything else dropped.
  */
 export function suggestPixelRoles(table: CsvTable): ColumnRoles {
-  const roles: Record<string, 'feature' | 'label' | 'drop'> = {};
+  const roles: Record<string, ColumnRole> = {};
   const label = table.header.find((name) => LABEL_COLUMN.test(name));
   const named = table.header.some((name) => PIXEL_COLUMN.test(name));
   const first = table.rows[0];
@@ -49,32 +50,30 @@ export function preparePixelTable(table: CsvTable, roles: ColumnRoles, input: Im
 }
 
 function analyse(table: CsvTable, roles: ColumnRoles, input: ImageInput, classes: readonly string[]) {
-  const problems: SchemaProblem[] = [];
-  let more = 0;
-  const problem = (p: SchemaProblem) => (problems.length < MAX_PROBLEMS ? problems.push(p) : more++);
+  checkClassCount(classes);
+  const problems = new ProblemList();
   const size = inputSize(input);
   const [h, w, c] = input.shape;
-  const role = (name: string) => (Object.hasOwn(roles, name) ? roles[name] : 'drop');
-  const labelColumns = table.header.flatMap((name, i) => (role(name) === 'label' ? [i] : []));
-  const featureColumns = table.header.flatMap((name, i) => (role(name) === 'feature' ? [i] : []));
+  const labelColumns = table.header.flatMap((name, i) => (roleOf(roles, name) === 'label' ? [i] : []));
+  const featureColumns = table.header.flatMap((name, i) => (roleOf(roles, name) === 'feature' ? [i] : []));
   if (labelColumns.length !== 1) {
-    problem({ message: labelColumns.length === 0 ? 'Mark one column as the label (the class of each image).' : `Mark only one column as the label, not ${labelColumns.length} (${labelColumns.map((i) => table.header[i]).join(', ')}).` });
+    problems.add({ message: labelColumns.length === 0 ? 'Mark one column as the label (the class of each image).' : `Mark only one column as the label, not ${labelColumns.length} (${labelColumns.map((i) => table.header[i]).join(', ')}).` });
   }
   if (featureColumns.length !== size) {
-    problem({
+    problems.add({
       message: `The task's images are ${h}×${w}${c > 1 ? `×${c}` : ''} = ${size} pixel values, but ${featureColumns.length} columns are marked as features: mark exactly the ${size} pixel columns (row by row${c > 1 ? ', channels last' : ''}) and drop the others.`,
     });
   }
-  const lineOf = (row: number) => table.lines?.[row] ?? (table.headerLine ?? 1) + 1 + row;
-  const values = new Uint8Array(problems.length === 0 ? table.rows.length * size : 0);
-  const labels = new Uint8Array(problems.length === 0 ? table.rows.length : 0);
+  const shapeFits = problems.items.length === 0;
+  const values = new Uint8Array(shapeFits ? table.rows.length * size : 0);
+  const labels = new Uint8Array(shapeFits ? table.rows.length : 0);
   const skipped: SkippedRow[] = [];
   let count = 0;
-  if (problems.length === 0) {
+  if (shapeFits) {
     const labelColumn = labelColumns[0]!;
     const labelName = table.header[labelColumn]!;
     table.rows.forEach((row, r) => {
-      const line = lineOf(r);
+      const line = lineOfRow(table, r);
       const labelText = row[labelColumn]!;
       const classIndex = classes.indexOf(labelText);
       const missingPixel = featureColumns.find((column) => isMissingValue(row[column]!));
@@ -83,7 +82,7 @@ function analyse(table: CsvTable, roles: ColumnRoles, input: ImageInput, classes
         return;
       }
       if (classIndex < 0) {
-        problem({ line, column: labelName, message: `Line ${line}, column ${labelName}: "${labelText}" is not one of the task's classes (${classes.join(', ')}).` });
+        problems.add({ line, column: labelName, message: `Line ${line}, column ${labelName}: "${labelText}" is not one of the task's classes (${classes.join(', ')}).` });
         return;
       }
       for (let k = 0; k < size; k++) {
@@ -92,18 +91,17 @@ function analyse(table: CsvTable, roles: ColumnRoles, input: ImageInput, classes
         if (value === undefined || !Number.isInteger(value) || value < 0 || value > 255) {
           const name = table.header[featureColumns[k]!]!;
           const hint = value !== undefined && value > 0 && value < 1 ? ' (values in [0, 1]? multiply them by 255)' : '';
-          problem({ line, column: name, message: `Line ${line}, column ${name}: "${text}" is not a pixel value, an integer from 0 to 255${hint}.` });
+          problems.add({ line, column: name, message: `Line ${line}, column ${name}: "${text}" is not a pixel value, an integer from 0 to 255${hint}.` });
           return;
         }
         values[count * size + k] = value;
       }
       labels[count++] = classIndex;
     });
-    if (count === 0 && problems.length === 0) problem({ message: table.rows.length === 0 ? 'The file has a header but no rows.' : 'Every row has a missing value: there is nothing to train on.' });
+    if (count === 0 && problems.items.length === 0) problems.add({ message: table.rows.length === 0 ? 'The file has a header but no rows.' : 'Every row has a missing value: there is nothing to train on.' });
   }
-  if (more > 0) problems.push({ message: `... and ${more} more problems.` });
   return {
-    problems,
+    problems: problems.result(),
     skipped,
     dataset: { count, features: size, numClasses: classes.length, values: values.slice(0, count * size), labels: labels.slice(0, count) },
   };

@@ -1,5 +1,5 @@
-import { looksNumeric, parseNumber, type CsvTable } from './csv.ts';
-import type { Dataset } from './dataset.ts';
+import { lineOfRow, looksNumeric, parseNumber, type CsvTable } from './csv.ts';
+import { checkClassCount, type Dataset } from './dataset.ts';
 import { inputSize, type FeatureSpec, type TabularInput } from './schema.ts';
 
 /**
@@ -61,7 +61,8 @@ export function isMissingValue(field: string): boolean {
   return MISSING_MARKERS.has(field.toLowerCase());
 }
 
-function roleOf(roles: ColumnRoles, column: string): ColumnRole {
+/** The role marked for a column; 'drop' when it has none. */
+export function roleOf(roles: ColumnRoles, column: string): ColumnRole {
   // Own properties only: a column named "constructor" must not find Object.prototype's.
   return Object.hasOwn(roles, column) ? roles[column]! : 'drop';
 }
@@ -81,7 +82,7 @@ export function suggestRoles(table: CsvTable, schema: TabularInput): ColumnRoles
  */
 export function checkTaskSchema(schema: TabularInput, classes: readonly string[]): void {
   if (schema.features.length === 0) throw new Error('the tabular task has no features');
-  if (classes.length < 1 || classes.length > 256) throw new Error(`a task needs 1 to 256 classes (labels are bytes), it has ${classes.length}`);
+  checkClassCount(classes);
   const duplicateClass = classes.find((c, i) => classes.indexOf(c) !== i);
   if (duplicateClass !== undefined) throw new Error(`the task's class '${duplicateClass}' is listed twice`);
   const names = new Set<string>();
@@ -168,7 +169,7 @@ interface Analysis {
 }
 
 /** Collects problems, capped at MAX_PROBLEMS plus one entry counting the rest. */
-class ProblemList {
+export class ProblemList {
   readonly items: SchemaProblem[] = [];
   private extra = 0;
   add(problem: SchemaProblem): void {
@@ -186,7 +187,6 @@ function analyse(table: CsvTable, roles: ColumnRoles, schema: TabularInput, clas
   const problems = new ProblemList();
   const { header, rows } = table;
   const headerLine = table.headerLine ?? 1;
-  const lineOf = (row: number): number => table.lines?.[row] ?? headerLine + 1 + row;
   const columnIndex = new Map(header.map((name, i) => [name, i]));
   const featureNames = new Set(schema.features.map((f) => f.name));
   const label = schema.labelColumn;
@@ -241,7 +241,7 @@ function analyse(table: CsvTable, roles: ColumnRoles, schema: TabularInput, clas
   const skipped: SkippedRow[] = [];
 
   rows.forEach((row, r) => {
-    const line = lineOf(r);
+    const line = lineOfRow(table, r);
     if (row.length !== header.length) {
       problems.add({ line, message: `line ${line}: ${row.length} fields, but the header has ${header.length} columns` });
       return;

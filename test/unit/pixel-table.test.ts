@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { parseCsv } from '../../core/data/csv.ts';
 import { checkPixelTable, preparePixelTable, suggestPixelRoles } from '../../core/data/pixel-table.ts';
 import type { ImageInput } from '../../core/data/schema.ts';
-import { TabularSchemaError } from '../../core/data/tabular.ts';
+import { MAX_PROBLEMS, TabularSchemaError } from '../../core/data/tabular.ts';
 
 const input: ImageInput = { kind: 'image', shape: [2, 2, 1] };
 const classes = ['0', '1', '2'];
@@ -50,6 +50,20 @@ describe('images from a CSV of pixel columns', () => {
       'Line 4, column label: "7" is not one of the task\'s classes (0, 1, 2).',
     ]);
     assert.throws(() => preparePixelTable(bad, suggestPixelRoles(bad), input, classes), TabularSchemaError);
+  });
+
+  it(`lists at most ${MAX_PROBLEMS} problems and counts the rest`, () => {
+    const bad = csv(Array.from({ length: 50 }, (_, i) => `r${i},9,0,0,0,0`));
+    const messages = checkPixelTable(bad, suggestPixelRoles(bad), input, classes).map((p) => p.message);
+    assert.equal(messages.length, MAX_PROBLEMS + 1);
+    assert.equal(messages[MAX_PROBLEMS - 1], `Line ${MAX_PROBLEMS + 1}, column label: "9" is not one of the task's classes (0, 1, 2).`);
+    assert.equal(messages[MAX_PROBLEMS], `... and ${50 - MAX_PROBLEMS} more problems`);
+  });
+
+  it('needs 1 to 256 classes, since labels are bytes', () => {
+    const table = csv(['a,1,0,1,2,3']);
+    assert.throws(() => checkPixelTable(table, suggestPixelRoles(table), input, []), /1 to 256 classes/);
+    assert.throws(() => preparePixelTable(table, suggestPixelRoles(table), input, Array.from({ length: 257 }, String)), /1 to 256 classes/);
   });
 
   it('refuses a table with nothing to train on', () => {
