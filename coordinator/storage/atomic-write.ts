@@ -8,19 +8,29 @@ import path from 'node:path';
 export async function writeFileAtomic(file: string, data: Uint8Array | string): Promise<void> {
   await mkdir(path.dirname(file), { recursive: true });
   const temp = `${file}.${process.pid}.${Date.now()}.tmp`;
-  const handle = await open(temp, 'w');
+  await writeSynced(temp, data);
+  await rename(temp, file);
+  // The rename itself is durable only once the folder is synced.
+  await syncDir(path.dirname(file));
+}
+
+/** Writes `file` and fsyncs it before returning (no rename: the caller makes it visible). */
+export async function writeSynced(file: string, data: Uint8Array | string): Promise<void> {
+  const handle = await open(file, 'w');
   try {
     await handle.writeFile(data);
     await handle.sync();
   } finally {
     await handle.close();
   }
-  await rename(temp, file);
-  // The rename itself is durable only once the folder is synced.
-  const dir = await open(path.dirname(file), 'r');
+}
+
+/** Fsyncs a folder, so the names created, renamed or removed in it are durable. */
+export async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
   try {
-    await dir.sync();
+    await handle.sync();
   } finally {
-    await dir.close();
+    await handle.close();
   }
 }

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { RoundRecord } from '../../core/protocol/status.ts';
-import { writeFileAtomic } from './atomic-write.ts';
+import { syncDir, writeFileAtomic, writeSynced } from './atomic-write.ts';
 import type { AtRestKey } from './encryption.ts';
 import type { ModelArtifactsFiles } from './model-files.ts';
 
@@ -164,24 +164,5 @@ export class CheckpointStore {
     } catch {
       return 0;
     }
-  }
-}
-
-async function writeSynced(file: string, data: Uint8Array): Promise<void> {
-  const handle = await open(file, 'w');
-  try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }
