@@ -1,6 +1,7 @@
-import { expect, test, type BrowserContext, type Page } from '@playwright/test';
+import { expect, test, type Page } from '@playwright/test';
 import { SeededRandom } from '../core/random/prng.ts';
 import { startCoordinatorProcess } from './helpers/coordinator-process.ts';
+import { closeTabs, openTab } from './helpers/tabs.ts';
 
 /**
  * Churn: eight tabs, closed and reopened at random while rounds run. Every
@@ -15,14 +16,9 @@ test('eight tabs closed and reopened at random: rounds finish, accepted updates 
     '--round-timeout', String(deadlineSeconds), '--quiet',
   ]);
   const random = new SeededRandom(2024);
-  const tabs: { context: BrowserContext; page: Page; shard: number }[] = [];
+  const tabs: { page: Page; shard: number }[] = [];
   const accepted: number[] = [];
-  const open = async (shard: number) => {
-    const context = await browser.newContext();
-    const page = await context.newPage();
-    await page.goto(`${coordinator.url}/?shard=${shard}/8&backend=wasm`);
-    return { context, page, shard };
-  };
+  const open = async (shard: number) => ({ page: await openTab(browser, `${coordinator.url}/?shard=${shard}/8&backend=wasm`), shard });
   const uploadedRounds = async (page: Page) =>
     ((await page.locator('#contributed').getAttribute('data-rounds')) ?? '').split(' ').filter(Boolean).map(Number);
   try {
@@ -33,7 +29,7 @@ test('eight tabs closed and reopened at random: rounds finish, accepted updates 
       const i = Math.floor(random.next() * tabs.length);
       const tab = tabs[i]!;
       accepted.push(...(await uploadedRounds(tab.page)));
-      await tab.context.close();
+      await tab.page.context().close();
       closes++;
       tabs[i] = await open(tab.shard);
     }
@@ -55,7 +51,7 @@ test('eight tabs closed and reopened at random: rounds finish, accepted updates 
       expect(record!.received).toBeGreaterThanOrEqual(count);
     }
   } finally {
-    for (const tab of tabs) await tab.context.close().catch(() => {});
+    await closeTabs(tabs.map((tab) => tab.page));
     await coordinator.stop();
   }
 });

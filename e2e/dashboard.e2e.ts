@@ -7,6 +7,7 @@ import { loadMnistDemo } from '../coordinator/task/demo-data.ts';
 import { initNodeBackend } from '../coordinator/tf-node.ts';
 import { accuracyOn, loadSavedModel } from '../test/helpers/saved-model.ts';
 import { startCoordinatorProcess, type CoordinatorProcess } from './helpers/coordinator-process.ts';
+import { closeTabs, openTab } from './helpers/tabs.ts';
 
 const screenshots = path.resolve(import.meta.dirname, 'screenshots');
 const ADMIN_TOKEN = 'dashboard-e2e-admin-token-0123456789';
@@ -26,14 +27,7 @@ test('dashboard controls start, pause, resume and stop a federation; its downloa
   const pages: Page[] = [];
   const downloads = mkdtempSync(path.join(tmpdir(), 'fl-dashboard-e2e-'));
   try {
-    const open = async (url: string) => {
-      const context = await browser.newContext({ acceptDownloads: true });
-      const page = await context.newPage();
-      page.on('pageerror', (error) => console.log(`page error (${url}): ${error.message}`));
-      await page.goto(url);
-      pages.push(page);
-      return page;
-    };
+    const open = (url: string) => openTab(browser, url, { into: pages, context: { acceptDownloads: true } });
     const tabs = [await open(`${coordinator.url}/?shard=1/2&backend=wasm`), await open(`${coordinator.url}/?shard=2/2&backend=wasm`)];
     const dashboard = await open(`${coordinator.url}/dashboard?token=${ADMIN_TOKEN}`);
     await expect(dashboard.locator('#connection')).toHaveAttribute('data-state', 'live', { timeout: 30_000 });
@@ -116,7 +110,7 @@ test('dashboard controls start, pause, resume and stop a federation; its downloa
     expect((await coordinator.status()).doneReason).toMatch(/operator/);
     for (const tab of tabs) await expect(tab.locator('#status')).toHaveAttribute('data-status', 'done', { timeout: 30_000 });
   } finally {
-    for (const page of pages) await page.context().close().catch(() => {});
+    await closeTabs(pages);
     await coordinator.stop();
     rmSync(downloads, { recursive: true, force: true });
   }

@@ -1,4 +1,4 @@
-import { expect, test, type BrowserContext, type Page } from '@playwright/test';
+import { expect, test, type Page } from '@playwright/test';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -6,6 +6,7 @@ import { loadMnistDemo } from '../coordinator/task/demo-data.ts';
 import { subset } from '../core/data/dataset.ts';
 import { startCoordinatorProcess } from './helpers/coordinator-process.ts';
 import { idxImages, idxLabels } from './helpers/idx-files.ts';
+import { closeTabs, openTab } from './helpers/tabs.ts';
 
 const epsilonOf = async (page: Page) => Number(await page.locator('#epsilon').getAttribute('data-epsilon'));
 
@@ -19,16 +20,9 @@ test('three tabs with DP-SGD keep per-dataset privacy ledgers', async ({ browser
     '--rounds', '5', '--min-clients', '2', '--clients-per-round', '3', '--round-timeout', '120', '--learning-rate', '0.5',
     '--dp-sgd-clip', '1', '--dp-sgd-noise-multiplier', '1.1', '--dp-sgd-batch-size', '50', '--quiet',
   ]);
-  const contexts: BrowserContext[] = [];
+  const pages: Page[] = [];
   try {
-    const open = async (query: string) => {
-      const context = await browser.newContext();
-      contexts.push(context);
-      const page = await context.newPage();
-      page.on('pageerror', (error) => console.log(`page error (${query}): ${error.message}`));
-      await page.goto(`${coordinator.url}/?${query}`);
-      return page;
-    };
+    const open = (query: string) => openTab(browser, `${coordinator.url}/?${query}`, { into: pages });
     // 8,000 / 16 = 500 examples per tab: 10 DP-SGD steps per round.
     const a = await open('shard=1/16&backend=wasm');
     const b = await open('shard=2/16&backend=wasm');
@@ -65,7 +59,7 @@ test('three tabs with DP-SGD keep per-dataset privacy ledgers', async ({ browser
       for (let i = 1; i < values.length; i++) expect(values[i]!).toBeGreaterThan(values[i - 1]!);
     }
   } finally {
-    for (const context of contexts) await context.close().catch(() => {});
+    await closeTabs(pages);
     await coordinator.stop();
   }
 });

@@ -2,6 +2,7 @@ import { expect, test, type Page } from '@playwright/test';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { startCoordinatorProcess, type CoordinatorProcess } from './helpers/coordinator-process.ts';
+import { closeTabs, openTab } from './helpers/tabs.ts';
 
 const screenshots = path.resolve(import.meta.dirname, 'screenshots');
 
@@ -16,14 +17,7 @@ test('three tabs, one on WebGPU, reach 90% within 10 rounds; a tab closed mid-ro
   ]);
   const pages: Page[] = [];
   try {
-    const open = async (query: string) => {
-      const context = await browser.newContext();
-      const page = await context.newPage();
-      page.on('pageerror', (error) => console.log(`page error (${query}): ${error.message}`));
-      await page.goto(`${coordinator.url}/?${query}`);
-      pages.push(page);
-      return page;
-    };
+    const open = (query: string) => openTab(browser, `${coordinator.url}/?${query}`, { into: pages });
     const gpuTab = await open('shard=1/3&backend=webgpu');
     await open('shard=2/3&backend=wasm');
     await open('shard=3/3&backend=wasm');
@@ -38,8 +32,7 @@ test('three tabs, one on WebGPU, reach 90% within 10 rounds; a tab closed mid-ro
     const closedInRound = (await coordinator.status()).round;
     await doomed.context().close();
 
-    const dashboard = await (await browser.newContext()).newPage();
-    await dashboard.goto(`${coordinator.url}/dashboard`);
+    const dashboard = await openTab(browser, `${coordinator.url}/dashboard`, { into: pages });
     await expect(dashboard.locator('#connection')).toHaveAttribute('data-state', 'live');
 
     await expect.poll(async () => (await coordinator.status()).done, { timeout: 5 * 60_000, intervals: [1000] }).toBe(true);
@@ -75,7 +68,7 @@ test('three tabs, one on WebGPU, reach 90% within 10 rounds; a tab closed mid-ro
     await dashboard.screenshot({ path: path.join(screenshots, 'dashboard.png'), fullPage: true });
     await gpuTab.screenshot({ path: path.join(screenshots, 'participant-webgpu.png'), fullPage: true });
   } finally {
-    for (const page of pages) await page.context().close().catch(() => {});
+    await closeTabs(pages);
     await coordinator.stop();
   }
 });

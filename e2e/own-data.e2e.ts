@@ -9,6 +9,7 @@ import { subset, type Dataset } from '../core/data/dataset.ts';
 import { SeededRandom } from '../core/random/prng.ts';
 import { startCoordinatorProcess, type CoordinatorProcess } from './helpers/coordinator-process.ts';
 import { idxImages, idxLabels } from './helpers/idx-files.ts';
+import { closeTabs, openTab } from './helpers/tabs.ts';
 
 const screenshots = path.resolve(import.meta.dirname, 'screenshots');
 /** Every identifier in the CSV contains this; it must never appear in anything a tab sends. */
@@ -37,14 +38,8 @@ test('a CSV tab with a dropped identifier column and an IDX tab train in one fed
     writeFileSync(imagesFile, gzipSync(idxImages(idx)));
     writeFileSync(labelsFile, idxLabels(idx));
 
-    const open = async (query: string, viewport?: { width: number; height: number }) => {
-      const context = await browser.newContext(viewport ? { viewport } : {});
-      const page = await context.newPage();
-      page.on('pageerror', (error) => console.log(`page error (${query}): ${error.message}`));
-      await page.goto(`${coordinator.url}/?${query}`);
-      pages.push(page);
-      return page;
-    };
+    const open = (query: string, viewport?: { width: number; height: number }) =>
+      openTab(browser, `${coordinator.url}/?${query}`, { into: pages, context: viewport ? { viewport } : {} });
 
     // The CSV tab: every frame and request it sends is kept for inspection.
     const csvTab = await open('data=own&backend=wasm');
@@ -113,7 +108,7 @@ test('a CSV tab with a dropped identifier column and an IDX tab train in one fed
     expect(focused).toContain('leave');
     await phone.screenshot({ path: path.join(screenshots, 'participant-phone.png'), fullPage: true });
   } finally {
-    for (const page of pages) await page.context().close().catch(() => {});
+    await closeTabs(pages);
     await coordinator.stop();
     rmSync(files, { recursive: true, force: true });
   }
@@ -152,13 +147,7 @@ test('the penguins task: a tab with its own CSV and a tab on the demo CSV train 
   ]);
   const pages: Page[] = [];
   try {
-    const open = async (query: string) => {
-      const page = await (await browser.newContext()).newPage();
-      page.on('pageerror', (error) => console.log(`page error (${query}): ${error.message}`));
-      await page.goto(`${coordinator.url}/?${query}`);
-      pages.push(page);
-      return page;
-    };
+    const open = (query: string) => openTab(browser, `${coordinator.url}/?${query}`, { into: pages });
     const own = await open('data=own&backend=wasm');
     const sent: string[] = [];
     own.on('websocket', (socket) => socket.on('framesent', (frame) => sent.push(typeof frame.payload === 'string' ? frame.payload : frame.payload.toString('latin1'))));
@@ -180,7 +169,7 @@ test('the penguins task: a tab with its own CSV and a tab on the demo CSV train 
     expect(sent.filter((payload) => payload.includes('PAL-')), 'frames carrying a sample id').toEqual([]);
     await own.screenshot({ path: path.join(screenshots, 'participant-penguins.png'), fullPage: true });
   } finally {
-    for (const page of pages) await page.context().close().catch(() => {});
+    await closeTabs(pages);
     await coordinator.stop();
   }
 });

@@ -2,6 +2,7 @@ import { expect, test, type Page } from '@playwright/test';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { startCoordinatorProcess, type CoordinatorProcess } from './helpers/coordinator-process.ts';
+import { closeTabs, openTab } from './helpers/tabs.ts';
 
 const screenshots = path.resolve(import.meta.dirname, 'screenshots');
 
@@ -19,22 +20,14 @@ test('five tabs with secure aggregation reach 88%; a tab closed after its masked
   ]);
   const pages: Page[] = [];
   try {
-    const open = async (query: string) => {
-      const context = await browser.newContext();
-      const page = await context.newPage();
-      page.on('pageerror', (error) => console.log(`page error (${query}): ${error.message}`));
-      await page.goto(`${coordinator.url}/?${query}`);
-      pages.push(page);
-      return page;
-    };
+    const open = (query: string) => openTab(browser, `${coordinator.url}/?${query}`, { into: pages });
     const tabs: Page[] = [];
     for (let k = 1; k <= 5; k++) tabs.push(await open(`shard=${k}/5&backend=wasm`));
 
     // The browser half of the PRG cross-check: each worker recomputed the test vector.
     for (const tab of tabs) await expect(tab.locator('#prg-check')).toHaveAttribute('data-prg', 'ok', { timeout: 60_000 });
 
-    const dashboard = await (await browser.newContext()).newPage();
-    await dashboard.goto(`${coordinator.url}/dashboard`);
+    const dashboard = await openTab(browser, `${coordinator.url}/dashboard`, { into: pages });
     await expect(dashboard.locator('#connection')).toHaveAttribute('data-state', 'live');
 
     // The first tab whose masked input is accepted in a round ≥ 2 is closed at once.
@@ -94,7 +87,7 @@ test('five tabs with secure aggregation reach 88%; a tab closed after its masked
     mkdirSync(screenshots, { recursive: true });
     await dashboard.screenshot({ path: path.join(screenshots, 'dashboard-secagg.png'), fullPage: true });
   } finally {
-    for (const page of pages) await page.context().close().catch(() => {});
+    await closeTabs(pages);
     await coordinator.stop();
   }
 });
