@@ -1,4 +1,4 @@
-import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -32,6 +32,7 @@ import { TestSetEvaluator } from './evaluator.ts';
 import { serveStatic } from './http/static-files.ts';
 import { defaultSecurity } from './security/config.ts';
 import { createTransportServer, guardHttp, installSecurity, publicUrl, socketServerOptions } from './security/guard.ts';
+import { TokenSet } from './security/tokens.ts';
 import { SystemClock } from './rounds/clock.ts';
 import { RoundEngine, type ResumePoint, type RoundTransport, type SecAggObserver } from './rounds/round-engine.ts';
 import type { SecAggStep } from './rounds/secure-round.ts';
@@ -43,7 +44,7 @@ import { ModelSerializer, weightsFromFiles } from './storage/model-files.ts';
 import { attachAdminSocket, serveAdminDownload } from './report/admin-api.ts';
 import { RunReports } from './report/reports.ts';
 import type { RunReport } from './report/run-report.ts';
-import { EMBEDDED_TASK, loadTask, taskSummary } from './task/load-task.ts';
+import { loadTask, taskSummary } from './task/load-task.ts';
 import { initNodeBackend } from './tf-node.ts';
 
 interface SocketData {
@@ -53,7 +54,6 @@ interface SocketData {
 type ParticipantServer = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
 type ParticipantSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
 
-export const DEMO_TASK_NAME = EMBEDDED_TASK.name;
 /** Slack above the largest frame for the JSON parts of a message. */
 const MESSAGE_SLACK_BYTES = 64 * 1024;
 /** Dashboards get at most this many status pushes per second. */
@@ -499,22 +499,17 @@ async function findResumePoint(
   return { round: state.round, modelVersion: state.modelVersion, weights, history: state.history };
 }
 
-/** Per-participant rejoin secrets, kept as SHA-256 digests and compared in constant time. */
+/** Per-participant rejoin secrets, kept as digests and compared in constant time (TokenSet). */
 class RejoinSecrets {
-  private readonly digests = new Map<string, Buffer>();
+  private readonly secrets = new Map<string, TokenSet>();
 
   issue(participantId: string): string {
     const secret = randomBytes(32).toString('hex');
-    this.digests.set(participantId, digest(secret));
+    this.secrets.set(participantId, new TokenSet([secret]));
     return secret;
   }
 
   matches(participantId: string, secret: string | undefined): boolean {
-    const expected = this.digests.get(participantId);
-    return expected !== undefined && secret !== undefined && timingSafeEqual(expected, digest(secret));
+    return this.secrets.get(participantId)?.matches(secret) ?? false;
   }
-}
-
-function digest(secret: string): Buffer {
-  return createHash('sha256').update(secret).digest();
 }
