@@ -29,31 +29,3 @@ export async function applyMask(target: Uint32Array, seed: Uint8Array, sign: Mas
     else for (let i = 0; i < chunk.length; i++) target[offset + i] = (target[offset + i]! - chunk[i]!) >>> 0;
   });
 }
-
-export interface PairwiseMask {
-  readonly seed: Uint8Array;
-  /** The sign of this mask in the masking participant's vector. */
-  readonly sign: MaskSign;
-}
-
-/** y = input + PRG(selfSeed) + Σ sign · PRG(seed), in a new array. */
-export async function maskVector(input: Uint32Array, selfSeed: Uint8Array, pairwise: readonly PairwiseMask[]): Promise<Uint32Array> {
-  const out = input.slice();
-  await applyMask(out, selfSeed, 1);
-  for (const mask of pairwise) await applyMask(out, mask.seed, mask.sign);
-  return out;
-}
-
-/** Server: sum −= PRG(b_u) for each survivor's reconstructed self-mask seed. */
-export async function removeSelfMasks(sum: Uint32Array, selfSeeds: readonly Uint8Array[]): Promise<void> {
-  for (const seed of selfSeeds) await applyMask(sum, seed, -1);
-}
-
-/**
- * Server: removes the masks that survivors added for dropped participants.
- * Each entry is one (survivor, dropped) pair: the seed recomputed from the
- * dropped participant's reconstructed key, with the sign the survivor used.
- */
-export async function removeDroppedPairwiseMasks(sum: Uint32Array, masks: readonly PairwiseMask[]): Promise<void> {
-  for (const mask of masks) await applyMask(sum, mask.seed, mask.sign === 1 ? -1 : 1);
-}

@@ -3,8 +3,9 @@ import { createCipheriv } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { fromHex, randomBytes } from '../../core/secagg/bytes.ts';
 import { SecAggError } from '../../core/secagg/errors.ts';
-import { applyMask, maskVector, pairwiseSign, removeDroppedPairwiseMasks, removeSelfMasks } from '../../core/secagg/masking.ts';
+import { applyMask, pairwiseSign } from '../../core/secagg/masking.ts';
 import { checkPrgTestVector, expandSeed, PRG_CHUNK_WORDS, PRG_TEST_VECTOR } from '../../core/secagg/prg.ts';
+import { addInto } from '../../core/secagg/quantize.ts';
 
 /** The same stream from OpenSSL (node:crypto): AES-256-CTR, zero IV, words little-endian. */
 function opensslWords(seed: Uint8Array, words: number): Uint32Array {
@@ -61,49 +62,41 @@ describe('masks mod 2^32', () => {
     crypto.getRandomValues(x);
     return x;
   });
-  const plainSum = (members: readonly number[]): Uint32Array => {
+  const plainSum = (senders: readonly number[]): Uint32Array => {
     const s = new Uint32Array(length);
-    for (const u of members) for (let i = 0; i < length; i++) s[i] = (s[i]! + inputs[u]![i]!) >>> 0;
+    for (const u of senders) addInto(s, inputs[u]!);
     return s;
   };
   const members = [1, 2, 3, 4, 5, 6];
   const selfSeeds = members.map(() => randomBytes(32));
+  /** Σ over `senders` of y_u = x_u + PRG(b_u) + Σ_{v ≠ u} sign(u, v)·PRG(s_uv): every sender masks with all members. */
+  const maskedSum = async (senders: readonly number[]): Promise<Uint32Array> => {
+    const sum = new Uint32Array(length);
+    for (const u of senders) {
+      const y = inputs[u]!.slice();
+      await applyMask(y, selfSeeds[u - 1]!, 1);
+      for (const v of members) if (v !== u) await applyMask(y, seed(u, v), pairwiseSign(u, v));
+      addInto(sum, y);
+    }
+    return sum;
+  };
 
   it('pairwise masks cancel in the sum; self masks come off with their seeds', async () => {
-    const sum = new Uint32Array(length);
-    for (const u of members) {
-      const y = await maskVector(
-        inputs[u]!,
-        selfSeeds[u - 1]!,
-        members.filter((v) => v !== u).map((v) => ({ seed: seed(u, v), sign: pairwiseSign(u, v) })),
-      );
-      for (let i = 0; i < length; i++) sum[i] = (sum[i]! + y[i]!) >>> 0;
-    }
-    await removeSelfMasks(sum, selfSeeds);
+    const sum = await maskedSum(members);
+    assert.notDeepEqual([...sum], [...plainSum(members)], 'the self masks are still on');
+    for (const u of members) await applyMask(sum, selfSeeds[u - 1]!, -1);
     assert.deepEqual([...sum], [...plainSum(members)]);
   });
 
   it("a dropped participant's masks come off with the seeds recomputed for it", async () => {
     const dropped = 4;
     const survivors = members.filter((u) => u !== dropped);
-    const sum = new Uint32Array(length);
-    for (const u of survivors) {
-      // survivors still mask with the dropped participant: they did not know it would drop
-      const y = await maskVector(
-        inputs[u]!,
-        selfSeeds[u - 1]!,
-        members.filter((v) => v !== u).map((v) => ({ seed: seed(u, v), sign: pairwiseSign(u, v) })),
-      );
-      for (let i = 0; i < length; i++) sum[i] = (sum[i]! + y[i]!) >>> 0;
-    }
-    await removeSelfMasks(
-      sum,
-      survivors.map((u) => selfSeeds[u - 1]!),
-    );
-    await removeDroppedPairwiseMasks(
-      sum,
-      survivors.map((v) => ({ seed: seed(v, dropped), sign: pairwiseSign(v, dropped) })),
-    );
+    // survivors still mask with the dropped participant: they did not know it would drop
+    const sum = await maskedSum(survivors);
+    for (const u of survivors) await applyMask(sum, selfSeeds[u - 1]!, -1);
+    assert.notDeepEqual([...sum], [...plainSum(survivors)], "the masks shared with the dropped participant are still on");
+    // v added sign(v, d)·PRG(s_vd); sign(d, v) = −sign(v, d) takes it off, as SecAggServer.finish does.
+    for (const v of survivors) await applyMask(sum, seed(v, dropped), pairwiseSign(dropped, v));
     assert.deepEqual([...sum], [...plainSum(survivors)]);
   });
 
