@@ -17,7 +17,7 @@ import {
   type EcdhKeyPair,
 } from './keys.ts';
 import { applyMask, pairwiseSign } from './masking.ts';
-import { dequantizeSum, maxParticipants, quantize, sumErrorBound, validateQuantization, type QuantizationConfig } from './quantize.ts';
+import { addInto, dequantizeSum, maxParticipants, quantize, sumErrorBound, validateQuantization, type QuantizationConfig } from './quantize.ts';
 import { fieldElement, randomSecret, reconstruct, SHARE_BYTES, split } from './shamir.ts';
 
 /**
@@ -698,10 +698,7 @@ export class SecAggServer {
     if (missing.length > 0) this.fail(`too few shares to unmask: ${missing.join(', ')}`);
     try {
       const sum = new Uint32Array(config.vectorLength);
-      for (const u of sorted(this.u3)) {
-        const y = this.masked.get(u)!;
-        for (let i = 0; i < sum.length; i++) sum[i] = (sum[i]! + y[i]!) >>> 0;
-      }
+      for (const u of sorted(this.u3)) addInto(sum, this.masked.get(u)!);
       this.masked.clear();
       const survivorKeys = new Map<number, KeyHandle>();
       const survivorKey = async (v: number): Promise<KeyHandle> => {

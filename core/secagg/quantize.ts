@@ -111,12 +111,7 @@ export function dequantizeSum(sum: Uint32Array, count: number, config: Quantizat
   return out;
 }
 
-/** One encoding back to values (the count = 1 case of dequantizeSum). */
-export function dequantize(encoded: Uint32Array, config: QuantizationConfig): Float64Array {
-  return dequantizeSum(encoded, 1, config);
-}
-
-/** Adds `b` into `a` mod 2^32, in place: the plain (unmasked) sum, for tests and for checking. */
+/** Adds `b` into `a` mod 2^32, in place: the server's sum of masked inputs (and the plain sum in tests). */
 export function addInto(a: Uint32Array, b: Uint32Array): void {
   if (a.length !== b.length) throw new SecAggError('wrong-length', `vectors of length ${a.length} and ${b.length}`);
   for (let i = 0; i < a.length; i++) a[i] = (a[i]! + b[i]!) >>> 0;

@@ -4,7 +4,6 @@ import { SecAggError } from '../../core/secagg/errors.ts';
 import {
   addInto,
   DEFAULT_QUANTIZATION,
-  dequantize,
   dequantizeSum,
   maxParticipants,
   quantizationStep,
@@ -33,7 +32,7 @@ describe('quantisation into Z_2^32', () => {
     x[2] = 0;
     x[3] = Infinity;
     x[4] = -Infinity;
-    const back = dequantize(quantize(x, config), config);
+    const back = dequantizeSum(quantize(x, config), 1, config);
     for (let i = 0; i < x.length; i++) {
       const clipped = Math.max(-1, Math.min(1, x[i]!));
       assert.ok(Math.abs(back[i]! - clipped) < step, `coordinate ${i}: ${x[i]} → ${back[i]}`);
@@ -43,7 +42,7 @@ describe('quantisation into Z_2^32', () => {
 
   it('stochastic rounding is unbiased: the mean of many encodings converges to x', () => {
     const x = new Float32Array(20_000).fill(0.25 + 0.3 * step); // 0.3 of a step above the grid point 0.25 = 2^13·Δ
-    const mean = dequantize(quantize(x, config), config).reduce((a, b) => a + b, 0) / x.length;
+    const mean = dequantizeSum(quantize(x, config), 1, config).reduce((a, b) => a + b, 0) / x.length;
     // per-coordinate sd ≤ Δ/2; the mean of 20k: sd ≤ Δ/283; allow 6 sd
     assert.ok(Math.abs(mean - x[0]!) < (6 * step) / Math.sqrt(x.length), `mean ${mean} vs ${x[0]}`);
   });
