@@ -1,4 +1,4 @@
-import { parseCsv, type CsvTable } from '../../../core/data/csv.ts';
+import { lineOfRow, parseCsv, type CsvTable } from '../../../core/data/csv.ts';
 import { shardIndices, type Dataset, type ShardSpec } from '../../../core/data/dataset.ts';
 import type { TabularInput } from '../../../core/data/schema.ts';
 import { prepareTable, suggestRoles, TabularSchemaError, type PreparedTable } from '../../../core/data/tabular.ts';
@@ -57,10 +57,9 @@ export async function loadDemoCsv(task: TaskSummary, shard: ShardSpec): Promise<
     // Rows with a missing value are skipped; shards are dealt over the rows that remain.
     const whole = prepareTable(table, roles, schema, task.classes);
     const skipped = new Set(whole.skipped.map((s) => s.line));
-    const lineOf = (row: number) => table.lines?.[row] ?? (table.headerLine ?? 1) + 1 + row;
-    const kept = table.rows.flatMap((_, row) => (skipped.has(lineOf(row)) ? [] : [row]));
+    const kept = table.rows.flatMap((_, row) => (skipped.has(lineOfRow(table, row)) ? [] : [row]));
     const mine = Array.from(shardIndices(whole.dataset.labels, shard), (k) => kept[k]!);
-    const shardTable: CsvTable = { ...table, rows: mine.map((row) => table.rows[row]!), lines: mine.map(lineOf) };
+    const shardTable: CsvTable = { ...table, rows: mine.map((row) => table.rows[row]!), lines: mine.map((row) => lineOfRow(table, row)) };
     const prepared = prepareTable(shardTable, roles, schema, task.classes);
     return { dataset: prepared.dataset, prepared };
   } catch (error) {

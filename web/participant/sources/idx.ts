@@ -1,6 +1,7 @@
 import { idxDataset, isGzip, parseIdx, type IdxArray } from '../../../core/data/idx.ts';
 import type { Dataset } from '../../../core/data/dataset.ts';
 import type { ImageInput } from '../../../core/data/schema.ts';
+import { errorMessage } from '../dom.ts';
 import { concatDatasets } from './concat.ts';
 
 /** MNIST-style IDX files (`*-images-idx3-ubyte[.gz]` + `*-labels-idx1-ubyte[.gz]`), read and paired in the page. */
@@ -11,7 +12,7 @@ async function gunzip(bytes: Uint8Array<ArrayBuffer>, name: string): Promise<Uin
     const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('gzip'));
     return new Uint8Array(await new Response(stream).arrayBuffer());
   } catch (error) {
-    throw new Error(`${name} looks gzipped but cannot be decompressed (${error instanceof Error ? error.message : String(error)}); is the download complete?`);
+    throw new Error(`${name} looks gzipped but cannot be decompressed (${errorMessage(error)}); is the download complete?`);
   }
 }
 
@@ -64,7 +65,7 @@ export async function readIdxFiles(files: readonly File[], input: ImageInput, cl
     try {
       return idxDataset(image.array, label.array, input, classes);
     } catch (error) {
-      throw new Error(`${image.file.name} + ${label.file.name}: ${error instanceof Error ? error.message : String(error)}`);
+      throw new Error(`${image.file.name} + ${label.file.name}: ${errorMessage(error)}`);
     }
   });
   return { dataset: concatDatasets(datasets), description: pairs.map((p) => `${p.image.file.name} + ${p.label.file.name}`).join(', ') };
