@@ -193,12 +193,10 @@ export class DataPanel {
     if (!csv || !task) return;
     this.begin($('data-reading').textContent ?? '', true);
     try {
-      if (task.input.kind === 'image') {
-        const prepared = preparePixelTable(csv.table, csv.roles, task.input, task.classes);
-        this.setReady({ dataset: prepared.dataset, description: csv.file.name }, { skipped: prepared.skipped.map((s) => `line ${s.line}: ${s.reason}`) });
-        return;
-      }
-      const prepared = prepareTable(csv.table, csv.roles, tabularInput(task), task.classes);
+      const prepared =
+        task.input.kind === 'image'
+          ? preparePixelTable(csv.table, csv.roles, task.input, task.classes)
+          : prepareTable(csv.table, csv.roles, tabularInput(task), task.classes);
       const skipped = prepared.skipped.map((s) => `line ${s.line}: ${s.reason}`);
       this.setReady({ dataset: prepared.dataset, description: csv.file.name }, { skipped, statistics: prepared.statistics });
     } catch (error) {
@@ -278,7 +276,7 @@ export class DataPanel {
     for (const label of dataset.labels) counts[label]!++;
     const parts: HTMLElement[] = [
       el('h3', 'Ready to train'),
-      el('p', `${dataset.count.toLocaleString()} examples, prepared on this device. Nothing from your files is uploaded.`),
+      el('p', `${dataset.count.toLocaleString()} examples, prepared on this device. Your files are not uploaded: only the model updates trained on them leave this device.`),
     ];
     const missing = counts.map((n, i) => (n === 0 ? (classes[i] ?? String(i)) : null)).filter((c) => c !== null);
     parts.push(
@@ -305,9 +303,9 @@ export class DataPanel {
           ['Feature', 'Mean', 'Standard deviation'],
           statistics.map((s) => [s.name, s.mean.toPrecision(4), s.std.toPrecision(4)]),
         ),
+        el('p', 'Each numeric feature is fed to the model as (value − mean) ÷ standard deviation.', { class: 'muted' }),
       );
     }
-    if (statistics.length > 0) parts.push(el('p', 'Each numeric feature is fed to the model as (value − mean) ÷ standard deviation.', { class: 'muted' }));
     $('data-summary').replaceChildren(...parts);
   }
 }

@@ -321,7 +321,7 @@ async function ownData(t: TaskSummary, panel: DataPanel): Promise<StartData> {
   }
   setStatus('choose-data');
   const chosen: PreparedData = await panel.choose();
-  source.textContent = `Using your own data: ${chosen.description}, ${chosen.dataset.count.toLocaleString()} examples. Nothing from it is uploaded.`;
+  source.textContent = `Using your own data: ${chosen.description}, ${chosen.dataset.count.toLocaleString()} examples. Your files are not uploaded: only the model updates trained on them are.`;
   return { kind: 'local', dataset: chosen.dataset, description: chosen.description, own: true };
 }
 
