@@ -78,7 +78,7 @@ export function encodeShares(m: ShareKeysMessage): SecAggSharesWire {
   return { round: m.round, from: m.from, to: m.shares.map((s) => s.to), ciphertexts: pack(m.shares.map((s) => s.ciphertext)) };
 }
 
-export function decodeShares(w: { round: number; from: number; to: readonly number[]; ciphertexts: Binary }): ShareKeysMessage {
+export function decodeShares(w: SecAggSharesWire): ShareKeysMessage {
   const c = unpack(w.ciphertexts, w.to.length, 'share ciphertexts');
   return { round: w.round, from: w.from, shares: w.to.map((to, i) => ({ to, ciphertext: c[i]! })) };
 }

@@ -1,6 +1,6 @@
 import type { AdvertiseKeysMessage, MaskedInputMessage, ShareKeysMessage, UnmaskResponseMessage } from '../secagg/protocol.ts';
 import { ErrorCode, ProtocolError } from './errors.ts';
-import { decodeShares, decodeUnmask, WireShapeError } from './secagg-wire.ts';
+import { decodeShares, decodeUnmask, toBytes, WireShapeError } from './secagg-wire.ts';
 import type { Binary, ClientInfo, DeclineMessage, JoinRequest, ProgressMessage, TrainMetrics, UpdateMessage } from './messages.ts';
 import { CONTROL_ACTIONS, SETTINGS_CHANGE_KEYS, type ControlAction, type ControlRequest, type SettingsChange } from './status.ts';
 
@@ -118,9 +118,7 @@ export function parseProgressMessage(value: unknown): ProgressMessage {
 const MAX_SECAGG_ENTRIES = 100_000;
 
 function bytes(value: unknown, path: string): Uint8Array {
-  if (value instanceof ArrayBuffer) return new Uint8Array(value);
-  if (value instanceof Uint8Array) return value;
-  return bad(path, 'binary data');
+  return toBytes(binary(value, path));
 }
 
 function list(value: unknown, path: string): readonly unknown[] {
