@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { chromium, type Browser } from 'playwright';
 import { CHROMIUM_ARGS, findChromium } from '../coordinator/browser.ts';
 import { parseConfig, type CoordinatorConfig } from '../coordinator/config.ts';
+import { isPositive, isPositiveInt, numberFlag } from '../coordinator/flags.ts';
 import { startCoordinator } from '../coordinator/server.ts';
 import { ArchitectureName } from '../core/protocol/messages.ts';
 import { BACKENDS, type BackendName } from '../web/participant/worker-protocol.ts';
@@ -43,12 +44,7 @@ interface Options {
 }
 
 function positive(text: string | undefined, flag: string, fallback: number, integer = true): number {
-  if (text === undefined) return fallback;
-  const value = Number(text);
-  if (text.trim() === '' || !(value > 0) || (integer && !Number.isInteger(value))) {
-    throw new Error(`--${flag} must be a positive ${integer ? 'integer' : 'number'}, got "${text}"`);
-  }
-  return value;
+  return numberFlag(text, flag, integer ? isPositiveInt : isPositive, `a positive ${integer ? 'integer' : 'number'}`, (message) => new Error(message)) ?? fallback;
 }
 
 function parseOptions(argv: readonly string[]): Options | 'help' {

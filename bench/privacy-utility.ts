@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseConfig } from '../coordinator/config.ts';
+import { isNonNegativeInt, isPositive, isPositiveInt, numberFlag } from '../coordinator/flags.ts';
 import { startCoordinator, type Coordinator } from '../coordinator/server.ts';
 import { loadMnistDemo, type DemoData } from '../coordinator/task/demo-data.ts';
 import { shardIndices } from '../core/data/dataset.ts';
@@ -122,15 +123,12 @@ function fail(message: string): never {
   process.exit(2);
 }
 
-function num(text: string | undefined, flag: string, fallback: number, ok: (n: number) => boolean): number {
-  if (text === undefined) return fallback;
-  const n = Number(text);
-  if (text.trim() === '' || !Number.isFinite(n) || !ok(n)) fail(`--${flag}: bad value "${text}"`);
-  return n;
+function num(text: string | undefined, flag: string, fallback: number, ok: (n: number) => boolean, expected: string): number {
+  return numberFlag(text, flag, ok, expected, fail) ?? fallback;
 }
 
-const positive = (n: number) => n > 0;
-const positiveInt = (n: number) => Number.isInteger(n) && n >= 1;
+const positive = (text: string | undefined, flag: string, fallback: number) => num(text, flag, fallback, isPositive, 'a positive number');
+const positiveInt = (text: string | undefined, flag: string, fallback: number) => num(text, flag, fallback, isPositiveInt, 'a positive integer');
 
 function parseOptions(argv: readonly string[]): Options | 'help' {
   let values;
@@ -162,31 +160,31 @@ function parseOptions(argv: readonly string[]): Options | 'help' {
     fail((error as Error).message);
   }
   if (values.help) return 'help';
-  const epsilons = (values.epsilons ?? '1,2,4,8').split(',').map((s) => num(s, 'epsilons', 0, positive));
+  const epsilons = (values.epsilons ?? '1,2,4,8').split(',').map((s) => positive(s, 'epsilons', 0));
   const modes = (values.modes ?? 'sample,client').split(',').map((s): Mode => {
     if (s === 'sample' || s === 'client') return s;
     return fail(`--modes: unknown mode "${s}"`);
   });
   return {
     epsilons,
-    rounds: num(values.rounds, 'rounds', 15, positiveInt),
+    rounds: positiveInt(values.rounds, 'rounds', 15),
     modes,
     json: values.json,
     skipNoDp: values['skip-no-dp'] ?? false,
-    seed: num(values.seed, 'seed', 1, (n) => Number.isInteger(n) && n >= 0),
+    seed: num(values.seed, 'seed', 1, isNonNegativeInt, 'a non-negative integer'),
     sample: {
-      participants: num(values['sample-participants'], 'sample-participants', 4, positiveInt),
-      batch: num(values['sample-batch'], 'sample-batch', 256, positiveInt),
-      clip: num(values['sample-clip'], 'sample-clip', 1, positive),
-      lr: num(values['sample-lr'], 'sample-lr', 1, positive),
+      participants: positiveInt(values['sample-participants'], 'sample-participants', 4),
+      batch: positiveInt(values['sample-batch'], 'sample-batch', 256),
+      clip: positive(values['sample-clip'], 'sample-clip', 1),
+      lr: positive(values['sample-lr'], 'sample-lr', 1),
     },
     client: {
-      clients: num(values.clients, 'clients', 100, positiveInt),
-      rate: num(values['client-rate'], 'client-rate', 0.3, (n) => n > 0 && n <= 1),
-      clip: num(values['client-clip'], 'client-clip', 1, positive),
-      epochs: num(values['client-epochs'], 'client-epochs', 2, positiveInt),
-      batch: num(values['client-batch'], 'client-batch', 16, positiveInt),
-      lr: num(values['client-lr'], 'client-lr', 0.2, positive),
+      clients: positiveInt(values.clients, 'clients', 100),
+      rate: num(values['client-rate'], 'client-rate', 0.3, (n) => n > 0 && n <= 1, 'a number in (0, 1]'),
+      clip: positive(values['client-clip'], 'client-clip', 1),
+      epochs: positiveInt(values['client-epochs'], 'client-epochs', 2),
+      batch: positiveInt(values['client-batch'], 'client-batch', 16),
+      lr: positive(values['client-lr'], 'client-lr', 0.2),
     },
   };
 }

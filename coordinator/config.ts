@@ -6,6 +6,7 @@ import type { RoundSettings, SecureAggregationSettings } from '../core/protocol/
 import { effectiveDegree } from '../core/secagg/graph.ts';
 import { recommendedThreshold } from '../core/secagg/protocol.ts';
 import { DEFAULT_QUANTIZATION, maxParticipants } from '../core/secagg/quantize.ts';
+import { isNonNegativeInt, isPositiveInt, numberFlag } from './flags.ts';
 import { parseStrategyFlags, StrategyFlagError, type StrategyConfig } from './strategies.ts';
 import { parseSecurityConfig, SECURITY_OPTIONS, SECURITY_USAGE, type SecurityConfig } from './security/config.ts';
 import { explainConfigError, readTaskFile, TaskFileError, type TaskFile } from './task/task-file.ts';
@@ -129,14 +130,8 @@ export class ConfigError extends Error {
 }
 
 function number(text: string | undefined, flag: string, fallback: number, check: (n: number) => boolean, expected: string): number {
-  if (text === undefined) return fallback;
-  const value = Number(text);
-  if (text.trim() === '' || !Number.isFinite(value) || !check(value)) throw new ConfigError(`--${flag} must be ${expected}, got "${text}"`);
-  return value;
+  return numberFlag(text, flag, check, expected, (message) => new ConfigError(message)) ?? fallback;
 }
-
-const positiveInt = (n: number) => Number.isInteger(n) && n >= 1;
-const nonNegativeInt = (n: number) => Number.isInteger(n) && n >= 0;
 
 /** Parses command-line flags (and PORT from the environment) into a checked config. */
 export function parseConfig(argv: readonly string[], env: Record<string, string | undefined> = {}): CoordinatorConfig | 'help' {
@@ -227,22 +222,22 @@ function parseFlags(argv: readonly string[], env: Record<string, string | undefi
   }
   const architecture = v.model ?? 'mlp';
   if (!isArchitecture(architecture)) throw new ConfigError(`--model must be mlp, 2nn or cnn, got "${architecture}"`);
-  const port = number(v.port ?? env.PORT, 'port', 8080, (n) => nonNegativeInt(n) && n <= 65535, 'a port number (0-65535)');
-  const demoParticipants = number(v['demo-participants'], 'demo-participants', 0, nonNegativeInt, 'a non-negative integer');
+  const port = number(v.port ?? env.PORT, 'port', 8080, (n) => isNonNegativeInt(n) && n <= 65535, 'a port number (0-65535)');
+  const demoParticipants = number(v['demo-participants'], 'demo-participants', 0, isNonNegativeInt, 'a non-negative integer');
   // With demo participants, wait for all of them so the first round is not trained by the first tab alone.
-  const minClients = number(v['min-clients'], 'min-clients', Math.max(1, demoParticipants), positiveInt, 'a positive integer');
-  const clientsPerRound = number(v['clients-per-round'], 'clients-per-round', 10, positiveInt, 'a positive integer');
-  const minUpdates = number(v['min-updates'], 'min-updates', 1, positiveInt, 'a positive integer');
+  const minClients = number(v['min-clients'], 'min-clients', Math.max(1, demoParticipants), isPositiveInt, 'a positive integer');
+  const clientsPerRound = number(v['clients-per-round'], 'clients-per-round', 10, isPositiveInt, 'a positive integer');
+  const minUpdates = number(v['min-updates'], 'min-updates', 1, isPositiveInt, 'a positive integer');
   if (clientsPerRound < minUpdates) throw new ConfigError(`--clients-per-round (${clientsPerRound}) must be at least --min-updates (${minUpdates})`);
   const target = v['target-accuracy'];
   const clipNorm = v['clip-norm'];
   const noiseStd = v['noise-std'];
   if (noiseStd !== undefined && clipNorm === undefined) throw new ConfigError('--noise-std needs --clip-norm: noise without a clipping bound protects nothing');
   const delta = number(v.delta, 'delta', 1e-5, (n) => n > 0 && n < 1, 'a number in (0, 1)');
-  const batchSize = number(v['batch-size'], 'batch-size', 32, positiveInt, 'a positive integer');
+  const batchSize = number(v['batch-size'], 'batch-size', 32, isPositiveInt, 'a positive integer');
   const sampleDp = parseSampleDp(v, batchSize, delta);
   const settings: RoundSettings = {
-    rounds: number(v.rounds, 'rounds', 20, positiveInt, 'a positive integer'),
+    rounds: number(v.rounds, 'rounds', 20, isPositiveInt, 'a positive integer'),
     minClients,
     clientsPerRound,
     minUpdates,
@@ -251,7 +246,7 @@ function parseFlags(argv: readonly string[], env: Record<string, string | undefi
     adaptiveDeadline: v['adaptive-deadline'] ?? undefined,
     targetAccuracy: target === undefined ? undefined : number(target, 'target-accuracy', 0, (n) => n > 0 && n <= 1, 'a number in (0, 1]'),
     fit: {
-      epochs: number(v.epochs, 'epochs', 1, positiveInt, 'a positive integer'),
+      epochs: number(v.epochs, 'epochs', 1, isPositiveInt, 'a positive integer'),
       batchSize,
       sampleDp,
       learningRate: number(v['learning-rate'], 'learning-rate', 0.1, (n) => n > 0, 'a positive number'),
@@ -284,7 +279,7 @@ function parseFlags(argv: readonly string[], env: Record<string, string | undefi
     dataDir: v['data-dir'] ?? './runs',
     architecture,
     settings: secureAggregation ? { ...settings, secureAggregation } : settings,
-    seed: number(v.seed, 'seed', 1, nonNegativeInt, 'a non-negative integer'),
+    seed: number(v.seed, 'seed', 1, isNonNegativeInt, 'a non-negative integer'),
     demoParticipants,
     staticDir: v['static-dir'] ?? 'dist',
     quiet: v.quiet ?? false,
@@ -339,7 +334,7 @@ function parseSampleDp(v: Record<string, string | boolean | undefined>, batchSiz
   return {
     clipNorm: number(str('dp-sgd-clip'), 'dp-sgd-clip', 0, (n) => n > 0, 'a positive number'),
     noiseMultiplier: number(str('dp-sgd-noise-multiplier'), 'dp-sgd-noise-multiplier', 0, (n) => n > 0, 'a positive number'),
-    expectedBatchSize: number(str('dp-sgd-batch-size'), 'dp-sgd-batch-size', batchSize, positiveInt, 'a positive integer'),
+    expectedBatchSize: number(str('dp-sgd-batch-size'), 'dp-sgd-batch-size', batchSize, isPositiveInt, 'a positive integer'),
     delta,
     epsilonBudget: budget === undefined ? undefined : number(budget, 'dp-sgd-epsilon-budget', 0, (n) => n > 0, 'a positive number'),
   };

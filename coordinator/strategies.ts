@@ -6,6 +6,7 @@ import { CoordinateMedian, Krum, TrimmedMean } from '../core/aggregation/robust.
 import { ServerOptimizer, SERVER_OPTIMIZER_DEFAULTS } from '../core/aggregation/server-optimizers.ts';
 import type { Strategy } from '../core/aggregation/strategy.ts';
 import type { CoordinatorConfig } from './config.ts';
+import { isNonNegativeInt, isPositiveInt, numberFlag } from './flags.ts';
 
 /**
  * From the coordinator's configuration to the aggregation strategy: which
@@ -63,13 +64,7 @@ export interface StrategyFlagContext {
 type FlagValues = Record<string, string | boolean | undefined>;
 
 function num(v: FlagValues, flag: string, check: (n: number) => boolean, expected: string): number | undefined {
-  const text = v[flag];
-  if (text === undefined) return undefined;
-  const value = Number(text);
-  if (typeof text !== 'string' || text.trim() === '' || !Number.isFinite(value) || !check(value)) {
-    throw new StrategyFlagError(`--${flag} must be ${expected}, got "${String(text)}"`);
-  }
-  return value;
+  return numberFlag(v[flag], flag, check, expected, (message) => new StrategyFlagError(message));
 }
 
 /** Reads and checks --strategy and its parameters. */
@@ -135,14 +130,14 @@ export function parseStrategyFlags(v: FlagValues, context: StrategyFlagContext):
     }
     case 'krum':
     case 'multi-krum': {
-      const f = num(v, 'byzantine', (n) => Number.isInteger(n) && n >= 0, 'a non-negative integer') ?? DEFAULT_BYZANTINE;
+      const f = num(v, 'byzantine', isNonNegativeInt, 'a non-negative integer') ?? DEFAULT_BYZANTINE;
       const need = 2 * f + 3;
       if (context.minUpdates < need) {
         throw new StrategyFlagError(`Krum with --byzantine ${f} needs at least 2f + 3 = ${need} updates per round: raise --min-updates (now ${context.minUpdates}) to ${need} or more, or lower --byzantine`);
       }
       config.byzantine = f;
       if (strategy === 'multi-krum') {
-        const m = num(v, 'multi-krum', (n) => Number.isInteger(n) && n >= 1, 'a positive integer');
+        const m = num(v, 'multi-krum', isPositiveInt, 'a positive integer');
         if (m !== undefined && m > context.minUpdates - f) {
           throw new StrategyFlagError(`--multi-krum ${m} is more than n − f = ${context.minUpdates - f} (with --min-updates ${context.minUpdates} and --byzantine ${f}): it could average Byzantine updates in`);
         }

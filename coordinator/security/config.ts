@@ -1,5 +1,6 @@
 import { createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { isPositiveInt, numberFlag } from '../flags.ts';
 import { parseTokenFile, tokenProblem, TokenSet } from './tokens.ts';
 
 /**
@@ -109,10 +110,7 @@ function tokenSet(values: Record<string, unknown>, flag: string, fail: MakeError
 }
 
 function positiveInt(text: unknown, flag: string, fallback: number, fail: MakeError): number {
-  if (text === undefined) return fallback;
-  const value = Number(text);
-  if (String(text).trim() === '' || !Number.isInteger(value) || value < 1) throw fail(`--${flag} must be a positive integer, got "${String(text)}"`);
-  return value;
+  return numberFlag(text, flag, isPositiveInt, 'a positive integer', fail) ?? fallback;
 }
 
 function parseOrigins(text: unknown, fail: MakeError): string[] {
