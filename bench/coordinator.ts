@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { io, type Socket } from 'socket.io-client';
 import { PROTOCOL_VERSION, type RoundStartMessage } from '../core/protocol/messages.ts';
 import { encodeFrame, FrameKind } from '../core/wire/frame.ts';
+import { median } from './stats.ts';
 
 /**
  * Coordinator throughput: N simulated participants (socket.io clients in this
@@ -150,7 +151,6 @@ async function measureEcho(n: number): Promise<Measure> {
   return { seconds, peakRssBytes };
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const mb = (bytes: number) => bytes / 1e6;
 
 const rows: Record<string, number>[] = [];

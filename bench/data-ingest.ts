@@ -8,6 +8,7 @@ import { resizeToInput } from '../core/data/images.ts';
 import { preparePixelTable, suggestPixelRoles } from '../core/data/pixel-table.ts';
 import type { ImageInput, TabularInput } from '../core/data/schema.ts';
 import { prepareTable, suggestRoles } from '../core/data/tabular.ts';
+import { median } from './stats.ts';
 
 /**
  * Bring-your-own-data ingestion, the work a participant's device does before
@@ -32,7 +33,7 @@ function medianMs(run: () => unknown): number {
     run();
     times.push(performance.now() - start);
   }
-  return times.sort((a, b) => a - b)[Math.floor(times.length / 2)]!;
+  return median(times);
 }
 
 const naiveSplit = (text: string) => text.split('\n').filter(Boolean).map((line) => line.split(','));

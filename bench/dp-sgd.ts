@@ -10,6 +10,7 @@ import type { ArchitectureName } from '../core/protocol/messages.ts';
 import { featureTensor } from '../core/training/data-tensors.ts';
 import { loadMnistDemo } from '../coordinator/task/demo-data.ts';
 import { initNodeBackend } from '../coordinator/tf-node.ts';
+import { median } from './stats.ts';
 
 const COMMAND = 'npx tsx bench/dp-sgd.ts';
 
@@ -51,12 +52,6 @@ interface Row {
   readonly reps: number;
   readonly loopReps: number;
   readonly checkDiff: number;
-}
-
-function median(values: readonly number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
 async function bench(architecture: ArchitectureName, batchSize: number, reps: number, loopReps: number): Promise<Row> {

@@ -5,6 +5,7 @@ import { suggestedDegree } from '../core/secagg/graph.ts';
 import { recommendedThreshold, type SecAggConfig } from '../core/secagg/protocol.ts';
 import { DEFAULT_QUANTIZATION } from '../core/secagg/quantize.ts';
 import { runLocalRound } from '../core/secagg/simulate.ts';
+import { median } from './stats.ts';
 
 const COMMAND = 'npx tsx bench/secagg.ts';
 
@@ -29,11 +30,6 @@ all its steps, including the final reconstruction and unmasking.
   --reps N          repetitions per configuration (default 3; 1 for n ≥ 100 with all pairs)
   --help            show this text
 `;
-
-function median(values: readonly number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-}
 
 const mean = (values: Iterable<number>): number => {
   const list = [...values];

@@ -10,6 +10,7 @@ import { featureTensor } from '../../core/training/data-tensors.ts';
 import { LocalTrainer } from '../../core/training/local-trainer.ts';
 import { selectBackend } from '../../web/participant/backend.ts';
 import type { BackendName } from '../../web/participant/worker-protocol.ts';
+import { median } from '../stats.ts';
 
 /**
  * Benchmark worker: on one backend, times LocalTrainer.train against a plain
@@ -95,12 +96,6 @@ async function fetchOk(url: string): Promise<Response> {
   const response = await fetch(url);
   if (!response.ok) throw new Error(`GET ${url}: HTTP ${response.status}`);
   return response;
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 /** A seeded sample of the demo data, so every backend trains on the same examples. */
