@@ -19,7 +19,7 @@ import {
 import { decodeFrame, encodeFrame, FrameKind } from '../wire/frame.ts';
 import type { PrivacyLedger } from '../privacy/ledger.ts';
 import { TrainingAborted, type TrainProgress } from '../training/local-trainer.ts';
-import type { RoundTrainer } from './trainers.ts';
+import type { RoundTrainer, RoundTrainResult } from './trainers.ts';
 import { SecAggClient, type SecAggConfig, type UnmaskRequestMessage } from '../secagg/protocol.ts';
 import type { SecAggAccepted, SecAggForwardedWire, SecAggKeysWire, SecAggRoundInfo } from '../protocol/messages.ts';
 import { decodeForwarded, decodeKeys, encodeAdvertise, encodeMasked, encodeShares, encodeUnmask, toBytes } from '../protocol/secagg-wire.ts';
@@ -156,11 +156,6 @@ export class Participant {
   }
 
   /**
-   * Checks the ledger before training: a round whose DP-SGD steps would take
-   * ε past the budget is declined, for good, and the coordinator is told so.
-   * Returns true when the round may be trained.
-   */
-  /**
    * A coordinator may not weaken privacy after a participant joined: DP-SGD
    * settings are pinned from the task summary of the first join, and a
    * participant's own noise in distributed mode from the first round that
@@ -183,44 +178,65 @@ export class Participant {
     return undefined;
   }
 
+  /**
+   * Whether this participant trains the round. It declines a round that
+   * weakens privacy, a DP-SGD round it cannot account for, a plain round when
+   * it trains only privately, and a round whose DP-SGD steps would take its
+   * ledger's ε past the budget; the coordinator is told why.
+   */
   private async admitRound(message: RoundStartMessage): Promise<boolean> {
     const weaker = this.weakerPrivacy(message.config);
-    if (weaker) {
-      this.emit({ type: 'declined', round: message.round, reason: weaker });
-      await this.socket.timeout(this.ackTimeoutMs).emitWithAck('decline', { round: message.round, reason: weaker, final: false });
-      return false;
-    }
+    if (weaker) return this.decline(message.round, weaker, false);
     const dp = message.config.sampleDp;
     const { trainer, ledger } = this.options;
     if (!dp) {
       if (!trainer.differentiallyPrivate) return true;
       // A private participant never releases a non-private update; it sits this round out.
-      const reason = 'this participant trains only with DP-SGD, and the round does not ask for it';
-      this.emit({ type: 'declined', round: message.round, reason });
-      await this.socket.timeout(this.ackTimeoutMs).emitWithAck('decline', { round: message.round, reason, final: false });
-      return false;
+      return this.decline(message.round, 'this participant trains only with DP-SGD, and the round does not ask for it', false);
     }
-    const reason = !trainer.differentiallyPrivate
-      ? 'the round asks for DP-SGD and this participant has no private trainer'
-      : !ledger
-        ? 'the round asks for DP-SGD and this participant keeps no privacy ledger'
-        : undefined;
-    let why = reason;
-    if (!why && ledger) {
-      // Another tab may have charged the same dataset since this one last looked.
-      await ledger.refresh();
-      const planned = trainer.plannedPrivacySteps!(message.config)!;
-      const check = ledger.check(planned);
-      if (!check.allowed) {
-        why = `privacy budget spent: this round would take ε from ${ledger.epsilon.toFixed(3)} to ${check.projectedEpsilon.toFixed(3)}, above the budget of ${ledger.epsilonBudget}`;
-        this.emitPrivacy(ledger.epsilon, true);
-      }
-    }
-    if (!why) return true;
-    // Both causes are permanent, so the participant retires from later rounds too.
-    this.emit({ type: 'declined', round: message.round, reason: why });
-    await this.socket.timeout(this.ackTimeoutMs).emitWithAck('decline', { round: message.round, reason: why, final: true });
+    // The causes below are permanent, so the participant retires from later rounds too.
+    if (!trainer.differentiallyPrivate) return this.decline(message.round, 'the round asks for DP-SGD and this participant has no private trainer', true);
+    if (!ledger) return this.decline(message.round, 'the round asks for DP-SGD and this participant keeps no privacy ledger', true);
+    // Another tab may have charged the same dataset since this one last looked.
+    await ledger.refresh();
+    const check = ledger.check(trainer.plannedPrivacySteps!(message.config)!);
+    if (check.allowed) return true;
+    this.emitPrivacy(ledger.epsilon, true);
+    const why = `privacy budget spent: this round would take ε from ${ledger.epsilon.toFixed(3)} to ${check.projectedEpsilon.toFixed(3)}, above the budget of ${ledger.epsilonBudget}`;
+    return this.decline(message.round, why, true);
+  }
+
+  /** Tells the page and the coordinator that this participant sits `round` out (`final`: and every later one). */
+  private async decline(round: number, reason: string, final: boolean): Promise<false> {
+    this.emit({ type: 'declined', round, reason });
+    await this.socket.timeout(this.ackTimeoutMs).emitWithAck('decline', { round, reason, final });
     return false;
+  }
+
+  /** Trains the round from `weights`. Progress goes to the page, and to the coordinator only outside DP rounds. */
+  private trainRound(message: RoundStartMessage, weights: Float32Array): Promise<RoundTrainResult> {
+    const round = message.round;
+    const progressOnWire = !isPrivateRound(message.config);
+    this.emit({ type: 'status', status: 'training', detail: `round ${round}` });
+    return this.options.trainer.train(weights, message.config, {
+      shouldAbort: () => this.abortedRound === round || !this.socket.connected,
+      onProgress: (p) => {
+        this.emit({ type: 'progress', round, ...p });
+        if (progressOnWire && this.socket.connected) this.socket.emit('progress', wireProgress(round, p));
+      },
+    });
+  }
+
+  /**
+   * Charges (and persists) what a DP-SGD round spent, before its update
+   * leaves: a crash in between can only overcount. Returns the new ε, or
+   * undefined for a round without DP-SGD.
+   */
+  private async chargePrivacy(result: RoundTrainResult): Promise<number | undefined> {
+    if (!result.privacySpent) return undefined;
+    const epsilon = await this.options.ledger!.charge(result.privacySpent);
+    this.emitPrivacy(epsilon, false);
+    return epsilon;
   }
 
   private emit(event: ParticipantEvent): void {
@@ -322,14 +338,7 @@ export class Participant {
       await this.sendSecAgg('secagg:shares', encodeShares(await client.shareKeys(directory)));
       step('shared');
       const forwarded = decodeForwarded(await this.nextSecAgg<SecAggForwardedWire>('secagg:forwarded', round));
-      this.emit({ type: 'status', status: 'training', detail: `round ${round}` });
-      const result = await this.options.trainer.train(weights, message.config, {
-        shouldAbort: () => this.abortedRound === round || !this.socket.connected,
-        onProgress: (p) => {
-          this.emit({ type: 'progress', round, ...p });
-          if (this.socket.connected && !isPrivateRound(message.config)) this.socket.emit('progress', wireProgress(round, p));
-        },
-      });
+      const result = await this.trainRound(message, weights);
       this.options.onPlainUpdate?.(round, result.update);
       const privacy = message.config.privacy;
       let clipped = false;
@@ -337,11 +346,7 @@ export class Participant {
         // The participant's share of the noise goes in before quantisation: the coordinator only ever decodes the noised sum.
         beforeQuantize: privacy ? (values) => void (clipped = privatizeUpdate(values, privacy).clipped) : undefined,
       });
-      let epsilon: number | undefined;
-      if (result.privacySpent) {
-        epsilon = await this.options.ledger!.charge(result.privacySpent);
-        this.emitPrivacy(epsilon, false);
-      }
+      await this.chargePrivacy(result);
       this.emit({ type: 'status', status: 'uploading', detail: `round ${round}` });
       const wire = encodeMasked(masked);
       const bytes = toBytes(wire.masked);
@@ -370,23 +375,11 @@ export class Participant {
         await this.secureRound(message, message.secagg, weights);
         return;
       }
-      this.emit({ type: 'status', status: 'training', detail: `round ${round}` });
-      const result = await this.options.trainer.train(weights, message.config, {
-        shouldAbort: () => this.abortedRound === round || !this.socket.connected,
-        onProgress: (p) => {
-          this.emit({ type: 'progress', round, ...p });
-          if (this.socket.connected && !isPrivateRound(message.config)) this.socket.emit('progress', wireProgress(round, p));
-        },
-      });
+      const result = await this.trainRound(message, weights);
       const privacy = message.config.privacy;
       const privatized = privacy ? privatizeUpdate(result.update, privacy) : undefined;
       const frame = encodeFrame(FrameKind.Update, result.update);
-      let epsilon: number | undefined;
-      if (result.privacySpent) {
-        // Charged (and persisted) before the update leaves: a crash in between can only overcount.
-        epsilon = await this.options.ledger!.charge(result.privacySpent);
-        this.emitPrivacy(epsilon, false);
-      }
+      const epsilon = await this.chargePrivacy(result);
       this.emit({ type: 'status', status: 'uploading', detail: `round ${round}` });
       const ack: Ack<UpdateAccepted> = await this.socket.timeout(this.ackTimeoutMs).emitWithAck('update', {
         round,
