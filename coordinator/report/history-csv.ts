@@ -23,8 +23,6 @@ const COLUMNS: readonly { readonly name: string; readonly value: (r: RoundRecord
   { name: 'delta', value: (r) => r.privacy?.delta },
 ];
 
-export const HISTORY_CSV_COLUMNS: readonly string[] = COLUMNS.map((c) => c.name);
-
 /**
  * Text a spreadsheet would read as a formula (after a tab or CR too, which
  * some strip first). Text cells are built by the coordinator today; the

@@ -162,21 +162,14 @@ function reportRound(r: RoundRecord, withheld: boolean): ReportRound {
     round: r.round,
     outcome: r.outcome,
     ...(r.metrics ? { accuracy: r.metrics.accuracy, loss: r.metrics.loss } : {}),
-    ...(withheld
-      ? {}
-      : {
-          ...(r.reason !== undefined ? { reason: r.reason } : {}),
-          selected: r.selected,
-          received: r.received,
-          dropped: r.dropped,
-          rejected: r.rejected,
-          declined: r.declined,
-          bytesIn: r.bytesIn,
-          bytesOut: r.bytesOut,
-          durationMs: r.durationMs,
-        }),
+    // The list that defines what is withheld is the list copied, so the two cannot drift apart.
+    ...(withheld ? {} : participation(r)),
     ...(r.privacy ? { epsilon: r.privacy.epsilon } : {}),
   };
+}
+
+function participation(r: RoundRecord): Partial<ReportRoundParticipation> {
+  return Object.fromEntries(ROUND_PARTICIPATION_FIELDS.filter((field) => r[field] !== undefined).map((field) => [field, r[field]]));
 }
 
 function reportPrivacy(status: FederationStatus, clientDp: DpFedAvgOptions | undefined): ReportPrivacy {
