@@ -213,14 +213,11 @@ export class DpSgdTrainer {
           }
           await pacer.afterStep(lossSum, () => ({ epoch, epochs: config.epochs, batch: s + 1, batches: stepsPerEpoch, fraction: steps / totalSteps }));
         }
-        const [loss, correct] = await Promise.all([lossSum.data(), correctSum.data()]);
-        pacer.checkAbort();
-        metrics = sampled > 0 ? { loss: loss[0]! / sampled, accuracy: correct[0]! / sampled } : { loss: NaN, accuracy: NaN };
+        metrics = await pacer.endEpoch(lossSum, correctSum, sampled, epoch, config.epochs, stepsPerEpoch);
       } finally {
         lossSum.dispose();
         correctSum.dispose();
       }
-      hooks.onProgress?.({ epoch: epoch + 1, epochs: config.epochs, batch: stepsPerEpoch, batches: stepsPerEpoch, fraction: (epoch + 1) / config.epochs });
     }
     const trained = await readWeights(this.model);
     for (let i = 0; i < trained.length; i++) trained[i]! -= globalWeights[i]!;

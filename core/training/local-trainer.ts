@@ -62,8 +62,21 @@ export class TrainingPacer {
     this.hooks.onProgress?.(progress());
   }
 
-  /** Throws TrainingAborted when the caller asked to stop; call after every await. */
-  checkAbort(): void {
+  /**
+   * Ends epoch `epoch` (0-based) of `epochs`: reads its summed loss and
+   * correct count, checks abort, reports the epoch done, and returns the
+   * means over the `examples` it trained on (NaN when none). The caller
+   * still disposes the sums.
+   */
+  async endEpoch(lossSum: tf.Tensor, correctSum: tf.Tensor, examples: number, epoch: number, epochs: number, batches: number): Promise<TrainMetrics> {
+    const [loss, correct] = await Promise.all([lossSum.data(), correctSum.data()]);
+    this.checkAbort();
+    this.hooks.onProgress?.({ epoch: epoch + 1, epochs, batch: batches, batches, fraction: (epoch + 1) / epochs });
+    return examples > 0 ? { loss: loss[0]! / examples, accuracy: correct[0]! / examples } : { loss: NaN, accuracy: NaN };
+  }
+
+  /** Throws TrainingAborted when the caller asked to stop; called after every await. */
+  private checkAbort(): void {
     if (this.hooks.shouldAbort?.()) throw new TrainingAborted();
   }
 }
@@ -122,14 +135,11 @@ export class LocalTrainer {
             correctSum = nextCorrect;
             await pacer.afterStep(lossSum, () => ({ epoch, epochs: config.epochs, batch: b + 1, batches: batchesPerEpoch, fraction: (epoch * batchesPerEpoch + b + 1) / totalBatches }));
           }
-          const [loss, correct] = await Promise.all([lossSum.data(), correctSum.data()]);
-          pacer.checkAbort();
-          metrics = { loss: loss[0]! / n, accuracy: correct[0]! / n };
+          metrics = await pacer.endEpoch(lossSum, correctSum, n, epoch, config.epochs, batchesPerEpoch);
         } finally {
           lossSum.dispose();
           correctSum.dispose();
         }
-        hooks.onProgress?.({ epoch: epoch + 1, epochs: config.epochs, batch: batchesPerEpoch, batches: batchesPerEpoch, fraction: (epoch + 1) / config.epochs });
       }
       const trained = await readWeights(this.model);
       for (let i = 0; i < trained.length; i++) trained[i]! -= globalWeights[i]!;
