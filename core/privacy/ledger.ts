@@ -67,8 +67,10 @@ export class PrivacyLedger {
 
   /**
    * Records steps that were run, and persists before returning. It composes
-   * onto what is stored now (not what this tab loaded), so two tabs charging
-   * the same dataset add up instead of overwriting each other.
+   * onto what is stored now (not what this tab loaded), so charges that tabs
+   * make one after another add up. Two charges at the same moment are not
+   * safe: the store's load and save are separate transactions, so one tab's
+   * save can overwrite the other's and its ε is lost.
    */
   async charge(steps: SampledGaussianSteps): Promise<number> {
     await this.refresh();
