@@ -18,8 +18,8 @@ import * as tf from '@tensorflow/tfjs';
  * (Dense: Aᵀ diag(c) G; Conv2D: the c-weighted sum of the per-example gradients).
  * The backward pass stops at the probes, so no weight gradient is computed
  * twice and the backend never needs Conv2DBackpropFilter (which
- * tfjs-backend-wasm 4.22 does not have: a plain `optimizer.minimize` of a
- * Conv2D model fails there).
+ * tfjs-backend-wasm 4.22 does not have; plain training gets one from
+ * core/model/wasm-kernels.ts).
  *
  * Fallback (any other layer): B separate `tf.variableGrads` calls through
  * `model.apply`, correct but about B times slower. `supportsFastPath` says
