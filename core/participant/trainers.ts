@@ -1,5 +1,5 @@
 import type { SampledGaussianSteps } from '../privacy/accountant.ts';
-import { dpStepsPerEpoch, type DpSgdTrainer } from '../privacy/dp-sgd.ts';
+import { dpSgdSchedule, type DpSgdTrainer } from '../privacy/dp-sgd.ts';
 import type { FitConfig } from '../protocol/messages.ts';
 import type { LocalTrainer, TrainHooks, TrainResult } from '../training/local-trainer.ts';
 
@@ -40,9 +40,8 @@ export class DpSgdRoundTrainer implements RoundTrainer {
   plannedPrivacySteps(config: FitConfig): SampledGaussianSteps | undefined {
     const dp = config.sampleDp;
     if (!dp) return undefined;
-    const n = this.trainer.numExamples;
-    const batch = Math.min(dp.expectedBatchSize, n);
-    return { sampleRate: batch / n, noiseMultiplier: dp.noiseMultiplier, steps: config.epochs * dpStepsPerEpoch(n, batch) };
+    const { samplingRate, steps } = dpSgdSchedule(this.trainer.numExamples, dp.expectedBatchSize, config.epochs);
+    return { sampleRate: samplingRate, noiseMultiplier: dp.noiseMultiplier, steps };
   }
 
   async train(globalWeights: Float32Array, config: FitConfig, hooks?: TrainHooks): Promise<RoundTrainResult> {

@@ -72,6 +72,30 @@ export function dpStepsPerEpoch(n: number, expectedBatchSize: number): number {
   return Math.max(1, Math.round(n / expectedBatchSize));
 }
 
+/** A DP-SGD round's Poisson-sampling schedule: what it trains with and what the accountant is charged. */
+export interface DpSgdSchedule {
+  /** B, capped at n. */
+  readonly expectedBatchSize: number;
+  /** q = B / n. */
+  readonly samplingRate: number;
+  readonly stepsPerEpoch: number;
+  /** Steps in the round: epochs × stepsPerEpoch. */
+  readonly steps: number;
+}
+
+/**
+ * The schedule of `epochs` epochs over n examples at expected batch size B.
+ * The one place it is computed, so the budget check before a round
+ * (participant/trainers.ts) plans exactly the steps the round runs.
+ */
+export function dpSgdSchedule(n: number, requestedBatchSize: number, epochs: number): DpSgdSchedule {
+  if (!(requestedBatchSize > 0)) throw new RangeError(`expected batch size must be positive, got ${requestedBatchSize}`);
+  // q cannot exceed 1: a shard smaller than B is trained on full batches (q = 1, no amplification).
+  const expectedBatchSize = Math.min(requestedBatchSize, n);
+  const stepsPerEpoch = dpStepsPerEpoch(n, expectedBatchSize);
+  return { expectedBatchSize, samplingRate: expectedBatchSize / n, stepsPerEpoch, steps: stepsPerEpoch * epochs };
+}
+
 /**
  * The sums plus independent N(0, std²) noise per coordinate, as new tensors.
  * The noise comes from `sampler` (CSPRNG-backed by default), generated in JS
@@ -181,13 +205,7 @@ export class DpSgdTrainer {
     const dp = { ...this.options, ...settings };
     checkSettings(dp);
     const n = this.numExamples;
-    const requested = dp.expectedBatchSize ?? config.batchSize;
-    if (!(requested > 0)) throw new RangeError(`expected batch size must be positive, got ${requested}`);
-    // q cannot exceed 1: a shard smaller than B is trained on full batches (q = 1, no amplification).
-    const expectedBatchSize = Math.min(requested, n);
-    const q = expectedBatchSize / n;
-    const stepsPerEpoch = dpStepsPerEpoch(n, expectedBatchSize);
-    const totalSteps = stepsPerEpoch * config.epochs;
+    const { expectedBatchSize, samplingRate: q, stepsPerEpoch, steps: totalSteps } = dpSgdSchedule(n, dp.expectedBatchSize ?? config.batchSize, config.epochs);
     const path = resolvePath(this.model, dp.path);
     const params: DpStepParams = { clipNorm: dp.clipNorm, noiseMultiplier: dp.noiseMultiplier, expectedBatchSize, learningRate: config.learningRate, path };
     writeWeights(this.model, globalWeights);

@@ -5,6 +5,7 @@ import { subset, type Dataset } from '../../core/data/dataset.ts';
 import { buildModel } from '../../core/model/architectures.ts';
 import { readWeights, writeWeights } from '../../core/model/weights.ts';
 import { DpSgdTrainer, dpStepsPerEpoch, noisyGradientSum, poissonSample } from '../../core/privacy/dp-sgd.ts';
+import { DpSgdRoundTrainer } from '../../core/participant/trainers.ts';
 import { clippedGradientSum, disposeClippedSum } from '../../core/privacy/per-example-gradients.ts';
 import { GaussianSampler } from '../../core/privacy/update-privacy.ts';
 import type { ModelSpec } from '../../core/protocol/messages.ts';
@@ -146,6 +147,19 @@ describe('DP-SGD', () => {
     await assert.rejects(trainer.train(w0, { epochs: 1, batchSize: 8, learningRate: 0.1 }, {}, { clipNorm: 0 }), RangeError);
     await assert.rejects(trainer.train(w0, { epochs: 1, batchSize: 8, learningRate: 0.1 }, {}, { noiseMultiplier: -1 }), RangeError);
     trainer.dispose();
+  });
+
+  it('plans before a round exactly the privacy steps the round then charges', async () => {
+    const data = first(demo.train, 50);
+    const w0 = await initialWeights();
+    const trainer = new DpSgdRoundTrainer(new DpSgdTrainer(spec, data, { clipNorm: 1, noiseMultiplier: 1, samplingSource: new SeededRandom(1), noiseSource: new SeededRandom(2) }));
+    for (const expectedBatchSize of [8, 30, 80]) {
+      const config = { epochs: 2, batchSize: 999, learningRate: 0.1, sampleDp: { clipNorm: 0.5, noiseMultiplier: 1.2, expectedBatchSize, delta: 1e-5 } };
+      const planned = trainer.plannedPrivacySteps(config);
+      const result = await trainer.train(w0, config);
+      assert.deepEqual(planned, result.privacySpent, `B = ${expectedBatchSize}`);
+    }
+    assert.deepEqual(trainer.plannedPrivacySteps({ epochs: 2, batchSize: 8, learningRate: 0.1, sampleDp: { clipNorm: 1, noiseMultiplier: 1, expectedBatchSize: 30, delta: 1e-5 } }), { sampleRate: 30 / 50, noiseMultiplier: 1, steps: 2 * 2 });
   });
 
   it('with σ = 0 and a huge C it is plain SGD on the same Poisson batches (loss summed, divided by B)', async () => {
