@@ -213,11 +213,17 @@ export class FedYogi extends ServerOptimizer {
 }
 
 class OptimizerRound implements RoundAggregator {
+  /** Present only when the base rule's round takes a secure aggregation sum (RoundAggregator.addSum). */
+  readonly addSum?: (sum: Float64Array, count: number) => void;
+
   constructor(
     private readonly inner: RoundAggregator,
     private readonly optimizer: ServerOptimizer,
     private readonly globalWeights: Float32Array,
-  ) {}
+  ) {
+    const addSum = inner.addSum;
+    if (addSum) this.addSum = (sum, count) => addSum.call(inner, sum, count);
+  }
 
   get count(): number {
     return this.inner.count;
@@ -225,11 +231,6 @@ class OptimizerRound implements RoundAggregator {
 
   add(result: ClientResult): void {
     this.inner.add(result);
-  }
-
-  addSum(sum: Float64Array, count: number): void {
-    if (!this.inner.addSum) throw new Error('the base rule cannot take a secure aggregation sum');
-    this.inner.addSum(sum, count);
   }
 
   finish(): Float32Array | null {

@@ -216,6 +216,15 @@ describe('FedAdam and FedYogi', () => {
     assert.equal(new FedAdam().toJSON().m, null);
   });
 
+  it('takes a secure aggregation sum exactly when its base rule does', () => {
+    const context = { round: 1, globalWeights: Float32Array.from([1, -1]) };
+    const overFedAvg = new FedAdam().beginRound(context);
+    assert.equal(typeof overFedAvg.addSum, 'function');
+    overFedAvg.addSum!(Float64Array.from([1, -0.5]), 2);
+    assert.equal(overFedAvg.count, 2);
+    assert.equal(new FedAdam({ base: new CoordinateMedian() }).beginRound(context).addSum, undefined);
+  });
+
   it('takes no step when the round produced no aggregate', () => {
     const adam = new FedAdam();
     assert.equal(aggregate(adam, [0, 0], []), null);
