@@ -249,6 +249,7 @@ class DpRound implements RoundAggregator {
   ) {
     this.sum = new Float64Array(context.globalWeights.length);
     this.scratch = new Float32Array(context.globalWeights.length);
+    if (strategy.settings.placement === 'distributed') this.addSum = (sum, count) => this.addNoisedSum(sum, count);
   }
 
   get count(): number {
@@ -269,9 +270,14 @@ class DpRound implements RoundAggregator {
     this.added++;
   }
 
-  /** Secure aggregation: the participants' noised sum; divided by the fixed m like single updates. Distributed noise only. */
-  addSum(sum: Float64Array, count: number): void {
-    if (this.strategy.settings.placement === 'central') throw new Error('central DP clips each update on the coordinator: it cannot run with secure aggregation');
+  /**
+   * Secure aggregation: the participants' noised sum; divided by the fixed m
+   * like single updates. Distributed noise only: central DP clips each update
+   * on the coordinator, so its rounds have no addSum.
+   */
+  readonly addSum?: (sum: Float64Array, count: number) => void;
+
+  private addNoisedSum(sum: Float64Array, count: number): void {
     if (sum.length !== this.sum.length) throw new RangeError(`sum has ${sum.length} values, the model has ${this.sum.length}`);
     for (let i = 0; i < this.sum.length; i++) this.sum[i]! += sum[i]!;
     this.added += count;

@@ -92,6 +92,15 @@ describe('DP-FedAvg (client-level DP)', () => {
     assert.equal(strategy.privacy().sampleRate, 1);
   });
 
+  it('takes a secure aggregation sum only with distributed noise (central clips each update itself)', () => {
+    assert.equal(new DpFedAvg(base).beginRound({ round: 1, globalWeights: new Float32Array(2) }).addSum, undefined);
+    const round = new DpFedAvg({ ...base, placement: 'distributed' }).beginRound({ round: 1, globalWeights: Float32Array.from([1, 1]) });
+    round.addSum!(Float64Array.from([2, 4]), 3);
+    assert.equal(round.count, 3);
+    // Divided by the fixed m = 10, not by the 3 contributors.
+    assert.deepEqual(Array.from(round.finish()!), [1.2, 1.4].map((v) => Math.fround(v)));
+  });
+
   it('adaptive clipping: z_Δ = (z⁻² − (2σ_b)⁻²)^(−1/2), the bound moves toward the target quantile', () => {
     const strategy = new DpFedAvg({
       ...base,
