@@ -132,11 +132,8 @@ interface OpenRound {
   readonly selected: ReadonlySet<string>;
   readonly aggregator: RoundAggregator;
   readonly timer: TimerHandle;
-  readonly settled: Set<string>;
+  /** Plain updates accepted so far (the acknowledgement reports it); the round's tallies come from `settlements`. */
   received: number;
-  dropped: number;
-  rejected: number;
-  declined: number;
   bytesIn: number;
   readonly bytesOut: number;
   /** Rounds with secure aggregation. */
@@ -145,7 +142,7 @@ interface OpenRound {
   readonly fit: FitConfig;
   readonly clientsPerRound: number;
   readonly deadlineMs: number;
-  /** Per selected participant, for the round's timeline. */
+  /** Per selected participant who is out of the waiting: how its part ended (the round's timeline). */
   readonly settlements: Map<string, Settlement>;
   readonly rejectionCodes: Record<string, number>;
 }
@@ -415,21 +412,12 @@ export class RoundEngine {
     record.connected = false;
     record.progress = undefined;
     const open = this.open;
-    if (open?.secure) {
-      if (open.selected.has(participantId) && !open.settled.has(participantId)) {
-        open.settled.add(participantId);
-        open.dropped++;
-        record.state = 'dropped';
-        this.settle(open, participantId, 'dropped', 'disconnected');
-      }
-      open.secure.leave(participantId);
-    } else if (open && open.selected.has(participantId) && !open.settled.has(participantId)) {
-      open.settled.add(participantId);
-      open.dropped++;
+    if (open && open.selected.has(participantId) && !open.settlements.has(participantId)) {
       record.state = 'dropped';
       this.settle(open, participantId, 'dropped', 'disconnected');
-      this.closeRoundIfSettled();
+      if (!open.secure) this.closeRoundIfSettled();
     }
+    open?.secure?.leave(participantId);
     this.options.transport.statusChanged();
   }
 
@@ -495,9 +483,7 @@ export class RoundEngine {
       open.secure.leave(participantId);
       return ackOk({ round: open.round });
     }
-    if (open.settled.has(participantId)) return this.rejected(ackError(ErrorCode.NotSelected, `no longer part of round ${open.round} (${record.state})`));
-    open.settled.add(participantId);
-    open.declined++;
+    if (open.settlements.has(participantId)) return this.rejected(ackError(ErrorCode.NotSelected, `no longer part of round ${open.round} (${record.state})`));
     this.settle(open, participantId, 'declined', message.reason);
     record.state = 'declined';
     record.declined = message.reason;
@@ -522,7 +508,7 @@ export class RoundEngine {
       open.secure.exclude(participantId);
       return;
     }
-    if (open.settled.has(participantId)) return;
+    if (open.settlements.has(participantId)) return;
     this.excludeFromRound(record, open, ackOk(undefined));
   }
 
@@ -530,7 +516,7 @@ export class RoundEngine {
   reportProgress(participantId: string, message: ProgressMessage): void {
     const record = this.participants.get(participantId);
     const open = this.open;
-    if (!record || !open || message.round !== open.round || !open.selected.has(participantId) || open.settled.has(participantId)) return;
+    if (!record || !open || message.round !== open.round || !open.selected.has(participantId) || open.settlements.has(participantId)) return;
     record.state = 'training';
     record.progress = message.fraction;
     this.options.transport.statusChanged();
@@ -699,11 +685,7 @@ export class RoundEngine {
       selected: new Set(chosen.map((p) => p.id)),
       aggregator: strategy.beginRound({ round, globalWeights: model.weights }),
       timer,
-      settled: new Set(),
       received: 0,
-      dropped: 0,
-      rejected: 0,
-      declined: 0,
       bytesIn: 0,
       bytesOut: model.frame.byteLength * chosen.length,
       fit,
@@ -741,10 +723,7 @@ export class RoundEngine {
       out: (participantId, why) => {
         const open = current();
         const record = this.participants.get(participantId);
-        if (!open || !record || open.settled.has(participantId)) return;
-        open.settled.add(participantId);
-        if (why === 'timeout') open.dropped++;
-        else open.rejected++;
+        if (!open || !record || open.settlements.has(participantId)) return;
         if (why === 'timeout') this.settle(open, participantId, 'dropped', 'missed a secure aggregation step deadline');
         else this.settle(open, participantId, 'rejected', `${ErrorCode.SecAggRejected}: excluded for a refused secure aggregation message`, undefined, ErrorCode.SecAggRejected);
         record.state = 'dropped';
@@ -761,7 +740,6 @@ export class RoundEngine {
           record.lastLatencyMs = this.options.clock.now() - open.startedAt;
           // Settled: its update is in the sum from now on, so a later disconnect or exclusion at
           // unmasking must not relabel it. Only an abort takes it out (roundDetails).
-          open.settled.add(participantId);
           this.settle(open, participantId, 'received');
         }
         this.options.transport.statusChanged();
@@ -792,7 +770,7 @@ export class RoundEngine {
       open.secure.exclude(participantId);
       return ackError(ErrorCode.NotSelected, `round ${open.round} uses secure aggregation: plain updates are refused (send secagg:masked)`);
     }
-    if (open.settled.has(participantId)) {
+    if (open.settlements.has(participantId)) {
       return record.state === 'uploaded'
         ? ackError(ErrorCode.DuplicateUpdate, `an update for round ${open.round} was already received`)
         : ackError(ErrorCode.NotSelected, `no longer part of round ${open.round} (${record.state})`);
@@ -813,7 +791,6 @@ export class RoundEngine {
       if (error instanceof ProtocolError) return this.excludeFromRound(record, open, ackError(error.code, error.message));
       throw error;
     }
-    open.settled.add(participantId);
     open.received++;
     open.bytesIn += message.update.byteLength;
     const norm = this.normsWithheld === undefined ? l2Norm(update) : undefined;
@@ -834,8 +811,6 @@ export class RoundEngine {
 
   /** A selected participant whose update is unusable is out of this round, so the round need not wait for it. */
   private excludeFromRound<T>(record: ParticipantRecord, open: OpenRound, result: Ack<T>): Ack<T> {
-    open.settled.add(record.id);
-    open.rejected++;
     // Messages can quote an update's norm (UPDATE_TOO_LARGE): only the code where norms are withheld.
     const reason = result.ok ? 'its request could not be used' : this.normsWithheld === undefined ? `${result.error.code}: ${result.error.message}` : result.error.code;
     this.settle(open, record.id, 'rejected', reason, undefined, result.ok ? 'BAD_PAYLOAD' : result.error.code);
@@ -847,7 +822,7 @@ export class RoundEngine {
 
   private closeRoundIfSettled(): void {
     const open = this.open;
-    if (open && this.phase === 'training' && open.settled.size >= open.selected.size) {
+    if (open && this.phase === 'training' && open.settlements.size >= open.selected.size) {
       // Closing evaluates the model; the last sender's acknowledgement must not wait for that.
       this.phase = 'aggregating';
       this.options.clock.setTimer(0, () => void this.closeRound(open));
@@ -868,9 +843,7 @@ export class RoundEngine {
   /** Everyone selected who has not answered is out of the round (deadline, stop). */
   private dropUnsettled(open: OpenRound, why: string): void {
     for (const id of open.selected) {
-      if (open.settled.has(id)) continue;
-      open.settled.add(id);
-      open.dropped++;
+      if (open.settlements.has(id)) continue;
       this.settle(open, id, 'dropped', why);
       const record = this.participants.get(id);
       if (record) {
@@ -937,17 +910,6 @@ export class RoundEngine {
     clock.clear(open.timer);
     this.phase = 'aggregating';
     transport.statusChanged();
-    const base = {
-      round: open.round,
-      selected: open.selected.size,
-      received: open.received,
-      dropped: open.dropped,
-      rejected: open.rejected,
-      declined: open.declined,
-      bytesIn: open.bytesIn,
-      bytesOut: open.bytesOut,
-      startedAt: open.startedAt,
-    };
     let record: RoundRecord;
     let secagg: SecAggRoundStats | undefined;
     let secureFailure: string | undefined;
@@ -960,8 +922,6 @@ export class RoundEngine {
         if (!open.aggregator.addSum) throw new Error(`strategy ${this.options.strategy.name} cannot aggregate a secure sum`);
         // The decoded sum of the contributors' clipped (and, with distributed DP, noised) updates; each counts once.
         open.aggregator.addSum(outcome.result.sum, outcome.contributors.length);
-        open.received = outcome.contributors.length;
-        base.received = open.received;
         for (const id of outcome.contributors) {
           const p = this.participants.get(id);
           if (p) p.roundsContributed++;
@@ -971,22 +931,27 @@ export class RoundEngine {
       }
     }
     const details = this.roundDetails(open, contributors);
-    if (open.secure) {
-      // Counted from the timeline: the tallies kept as events came in counted a contributor that left afterwards as dropped.
-      const count = (o: RoundParticipantOutcome) => details.participants!.filter((p) => p.outcome === o).length;
-      base.received = count('received');
-      base.dropped = count('dropped');
-      base.rejected = count('rejected');
-      base.declined = count('declined');
-    }
-    const enough = secureFailure === undefined && (open.received >= settings.minUpdates || this.options.strategy.releasesEveryRound === true);
+    // Counted from the timeline, the one record of how each selected participant's part ended.
+    const count = (o: RoundParticipantOutcome) => details.participants!.filter((p) => p.outcome === o).length;
+    const base = {
+      round: open.round,
+      selected: open.selected.size,
+      received: count('received'),
+      dropped: count('dropped'),
+      rejected: count('rejected'),
+      declined: count('declined'),
+      bytesIn: open.bytesIn,
+      bytesOut: open.bytesOut,
+      startedAt: open.startedAt,
+    };
+    const enough = secureFailure === undefined && (base.received >= settings.minUpdates || this.options.strategy.releasesEveryRound === true);
     const weights = enough ? open.aggregator.finish() : null;
     if (!enough) open.aggregator.abandon?.();
     if (weights === null) {
       const reason =
         secureFailure !== undefined
           ? `${secureFailure}; the model is unchanged`
-          : `only ${open.received} of at least ${settings.minUpdates} updates arrived (${open.dropped} dropped, ${open.rejected} rejected, ${open.declined} declined); the model is unchanged`;
+          : `only ${base.received} of at least ${settings.minUpdates} updates arrived (${base.dropped} dropped, ${base.rejected} rejected, ${base.declined} declined); the model is unchanged`;
       record = {
         ...base,
         outcome: 'skipped',
