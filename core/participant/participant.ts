@@ -202,8 +202,7 @@ export class Participant {
     const check = ledger.check(trainer.plannedPrivacySteps!(message.config)!);
     if (check.allowed) return true;
     this.emitPrivacy(ledger.epsilon, true);
-    const why = `privacy budget spent: this round would take ε from ${ledger.epsilon.toFixed(3)} to ${check.projectedEpsilon.toFixed(3)}, above the budget of ${ledger.epsilonBudget}`;
-    return this.decline(message.round, why, true);
+    return this.decline(message.round, budgetSpent(ledger.epsilon, check.projectedEpsilon, ledger.epsilonBudget), true);
   }
 
   /** Tells the page and the coordinator that this participant sits `round` out (`final`: and every later one). */
@@ -229,14 +228,18 @@ export class Participant {
 
   /**
    * Charges (and persists) what a DP-SGD round spent, before its update
-   * leaves: a crash in between can only overcount. Returns the new ε, or
-   * undefined for a round without DP-SGD.
+   * leaves: a crash in between can only overcount. Returns the new ε
+   * (undefined for a round without DP-SGD), or 'refused' when another tab
+   * spent the budget meanwhile: the round is declined and nothing is sent.
    */
-  private async chargePrivacy(result: RoundTrainResult): Promise<number | undefined> {
+  private async chargePrivacy(round: number, result: RoundTrainResult): Promise<number | undefined | 'refused'> {
     if (!result.privacySpent) return undefined;
-    const epsilon = await this.options.ledger!.charge(result.privacySpent);
-    this.emitPrivacy(epsilon, false);
-    return epsilon;
+    const ledger = this.options.ledger!;
+    const charge = await ledger.charge(result.privacySpent);
+    this.emitPrivacy(charge.epsilon, !charge.charged);
+    if (charge.charged) return charge.epsilon;
+    await this.decline(round, budgetSpent(charge.epsilon, charge.projectedEpsilon, ledger.epsilonBudget), true);
+    return 'refused';
   }
 
   private emit(event: ParticipantEvent): void {
@@ -346,7 +349,10 @@ export class Participant {
         // The participant's share of the noise goes in before quantisation: the coordinator only ever decodes the noised sum.
         beforeQuantize: privacy ? (values) => void (clipped = privatizeUpdate(values, privacy).clipped) : undefined,
       });
-      await this.chargePrivacy(result);
+      if ((await this.chargePrivacy(round, result)) === 'refused') {
+        client.abort();
+        return;
+      }
       this.emit({ type: 'status', status: 'uploading', detail: `round ${round}` });
       const wire = encodeMasked(masked);
       const bytes = toBytes(wire.masked);
@@ -379,7 +385,8 @@ export class Participant {
       const privacy = message.config.privacy;
       const privatized = privacy ? privatizeUpdate(result.update, privacy) : undefined;
       const frame = encodeFrame(FrameKind.Update, result.update);
-      const epsilon = await this.chargePrivacy(result);
+      const epsilon = await this.chargePrivacy(round, result);
+      if (epsilon === 'refused') return;
       this.emit({ type: 'status', status: 'uploading', detail: `round ${round}` });
       const ack: Ack<UpdateAccepted> = await this.socket.timeout(this.ackTimeoutMs).emitWithAck('update', {
         round,
@@ -415,6 +422,10 @@ export class Participant {
       if (!this.finished) this.emit({ type: 'status', status: this.socket.connected ? 'waiting' : 'disconnected' });
     }
   }
+}
+
+function budgetSpent(epsilon: number, projected: number, budget: number | undefined): string {
+  return `privacy budget spent: this round would take ε from ${epsilon.toFixed(3)} to ${projected.toFixed(3)}, above the budget of ${budget}`;
 }
 
 /** The coordinator refused a secure aggregation message (its ack code and message). */

@@ -11,7 +11,13 @@ import { RdpAccountant, type RdpAccountantState, type SampledGaussianSteps } fro
 /** Where a ledger persists: IndexedDB in the browser, memory or files elsewhere. */
 export interface LedgerStore {
   load(key: string): Promise<RdpAccountantState | undefined>;
-  save(key: string, state: RdpAccountantState): Promise<void>;
+  /**
+   * Atomically replaces what `key` holds with `change(stored)`: no other
+   * update of `key` (from any tab) runs between the read and the write.
+   * `change` is synchronous; returning undefined leaves the entry as it is.
+   * Resolves with what the key holds afterwards.
+   */
+  update(key: string, change: (stored: RdpAccountantState | undefined) => RdpAccountantState | undefined): Promise<RdpAccountantState | undefined>;
 }
 
 export class MemoryLedgerStore implements LedgerStore {
@@ -19,10 +25,18 @@ export class MemoryLedgerStore implements LedgerStore {
   async load(key: string): Promise<RdpAccountantState | undefined> {
     return this.states.get(key);
   }
-  async save(key: string, state: RdpAccountantState): Promise<void> {
-    this.states.set(key, JSON.parse(JSON.stringify(state)) as RdpAccountantState);
+  // Synchronous between the read and the write, hence atomic.
+  async update(key: string, change: (stored: RdpAccountantState | undefined) => RdpAccountantState | undefined): Promise<RdpAccountantState | undefined> {
+    const next = change(this.states.get(key));
+    if (next !== undefined) this.states.set(key, JSON.parse(JSON.stringify(next)) as RdpAccountantState);
+    return this.states.get(key);
   }
 }
+
+/** What charging a round did: charged, or refused because the stored ε plus this round would pass the budget. */
+export type ChargeResult =
+  | { readonly charged: true; readonly epsilon: number }
+  | { readonly charged: false; readonly epsilon: number; readonly projectedEpsilon: number };
 
 export interface LedgerCheck {
   readonly allowed: boolean;
@@ -66,17 +80,27 @@ export class PrivacyLedger {
   }
 
   /**
-   * Records steps that were run, and persists before returning. It composes
-   * onto what is stored now (not what this tab loaded), so charges that tabs
-   * make one after another add up. Two charges at the same moment are not
-   * safe: the store's load and save are separate transactions, so one tab's
-   * save can overwrite the other's and its ε is lost.
+   * Records steps that were run, and persists before returning, in one
+   * atomic update of the store: it composes onto what is stored at that
+   * moment, so tabs charging the same ledger at once all add up. The budget
+   * is checked again inside that update: another tab may have spent it since
+   * this round was admitted, and then nothing is charged and the update must
+   * not be sent.
    */
-  async charge(steps: SampledGaussianSteps): Promise<number> {
-    await this.refresh();
-    this.accountant.step(steps);
-    await this.store.save(this.key, this.accountant.toJSON());
-    return this.epsilon;
+  async charge(steps: SampledGaussianSteps): Promise<ChargeResult> {
+    let refused: number | undefined;
+    const stored = await this.store.update(this.key, (saved) => {
+      const accountant = saved ? RdpAccountant.fromJSON(saved) : new RdpAccountant();
+      const projected = accountant.projectEpsilon(steps, this.delta).epsilon;
+      if (this.epsilonBudget !== undefined && projected > this.epsilonBudget) {
+        refused = projected;
+        return undefined;
+      }
+      accountant.step(steps);
+      return accountant.toJSON();
+    });
+    this.accountant = stored ? RdpAccountant.fromJSON(stored) : new RdpAccountant();
+    return refused === undefined ? { charged: true, epsilon: this.epsilon } : { charged: false, epsilon: this.epsilon, projectedEpsilon: refused };
   }
 }
 

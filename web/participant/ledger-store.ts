@@ -38,14 +38,31 @@ export class IndexedDbLedgerStore implements LedgerStore {
     return value === undefined ? undefined : (value as RdpAccountantState);
   }
 
-  async save(key: string, state: RdpAccountantState): Promise<void> {
+  // One readwrite transaction for the read and the write: IndexedDB runs overlapping readwrite
+  // transactions on a store one after another, across tabs too, so no charge is lost.
+  async update(key: string, change: (stored: RdpAccountantState | undefined) => RdpAccountantState | undefined): Promise<RdpAccountantState | undefined> {
     const db = await this.database();
     const tx = db.transaction(STORE, 'readwrite', { durability: 'strict' });
-    tx.objectStore(STORE).put(state, key);
+    const store = tx.objectStore(STORE);
+    let result: RdpAccountantState | undefined;
+    let failure: unknown;
+    const read = store.get(key);
+    read.onsuccess = () => {
+      const stored = read.result as RdpAccountantState | undefined;
+      try {
+        const next = change(stored);
+        result = next ?? stored;
+        if (next !== undefined) store.put(next, key);
+      } catch (error) {
+        failure = error;
+        tx.abort();
+      }
+    };
     await new Promise<void>((resolve, reject) => {
       tx.oncomplete = () => resolve();
       tx.onerror = () => reject(tx.error ?? new Error('IndexedDB write failed'));
-      tx.onabort = () => reject(tx.error ?? new Error('IndexedDB write aborted'));
+      tx.onabort = () => reject(failure ?? tx.error ?? new Error('IndexedDB write aborted'));
     });
+    return result;
   }
 }
