@@ -109,7 +109,8 @@ Sample-level differential privacy (DP-SGD in every participant)
   --dp-sgd-batch-size B    expected Poisson batch size (default --batch-size)
   --dp-sgd-epsilon-budget X     each participant stops contributing before its data would
                            pass epsilon X (a participant may set a lower one: ?epsilon-budget=)
-Secure aggregation (SecAgg/SecAgg+: the coordinator only learns the sum; see docs/protocol.md)
+Secure aggregation (SecAgg/SecAgg+: a coordinator following the protocol learns only the sum;
+keys are not signed, see README "Secure aggregation" and docs/protocol.md)
   --secure-aggregation     mask every update; the coordinator decodes only the sum of each round's
                            updates (an unweighted mean: example counts would reveal too much)
   --secagg-neighbours K    SecAgg+ neighbours per participant, or all (default all)

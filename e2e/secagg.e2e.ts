@@ -53,7 +53,7 @@ test('five tabs with secure aggregation reach 88%; a tab closed after its masked
       .toBeGreaterThanOrEqual(2);
     const { round: closedRound, shard, step: stepAtClose } = doomed!;
     // The page told the participant what it was part of.
-    await expect(tabs.find((t) => t !== doomed!.tab)!.locator('#secagg')).toContainText('the coordinator learns only the sum');
+    await expect(tabs.find((t) => t !== doomed!.tab)!.locator('#secagg')).toContainText('a coordinator following the protocol learns only the sum');
     // A fresh tab takes the closed one's shard, so the later rounds still have five participants.
     tabs.push(await open(`shard=${shard}/5&backend=wasm`));
 

@@ -122,7 +122,7 @@ export interface SecAggRoundStats {
   readonly aborted?: string;
 }
 
-/** `--secure-aggregation`: the coordinator only learns the sum of the updates. */
+/** `--secure-aggregation`: a coordinator following the protocol learns only the sum of the updates. */
 export interface SecureAggregationSettings {
   /** k: neighbours per participant (SecAgg+), or 'all' (SecAgg). */
   readonly neighbours: number | 'all';

@@ -208,7 +208,7 @@ function showSecAgg(event: Extract<ParticipantEvent, { type: 'secagg' }>): void 
   const k = event.neighbours === undefined || event.neighbours === 'all' ? n - 1 : Math.min(event.neighbours, n - 1);
   const graph = k < n - 1 ? `SecAgg+, ${k} of ${n - 1} neighbours` : `SecAgg, all ${n} participants`;
   const threshold = event.threshold === undefined ? '' : `, threshold ${event.threshold}`;
-  el.textContent = `Round ${round}: update masked with secure aggregation (${graph}${threshold}): the coordinator learns only the sum.`;
+  el.textContent = `Round ${round}: update masked with secure aggregation (${graph}${threshold}): a coordinator following the protocol learns only the sum.`;
   $('secagg-step').textContent = SECAGG_STEP_TEXT[step] ?? step;
   if (step === 'masked') el.dataset.maskedRounds = `${el.dataset.maskedRounds ?? ''} ${round}`.trim();
   log(`round ${round}: secure aggregation ${step} (participant ${index} of ${n})`);
