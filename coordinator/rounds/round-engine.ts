@@ -1004,7 +1004,8 @@ export class RoundEngine {
     transport.broadcastRoundEnd({
       round: record.round,
       outcome: record.outcome,
-      reason: record.reason,
+      // Under client-level DP how many took part stays with the operator, and skip reasons quote counts.
+      reason: findStrategy(this.options.strategy, DpFedAvg) ? undefined : record.reason,
       modelVersion: record.modelVersion,
       metrics: record.metrics,
     });

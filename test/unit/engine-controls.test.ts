@@ -304,4 +304,17 @@ describe('round timeline and update norms', () => {
     assert.ok(record.participants!.every((p) => p.updateNorm === undefined));
     assert.ok(status.participants.every((p) => p.lastUpdateNorm === undefined));
   });
+
+  it('under client-level DP tells participants a round was skipped, not why: the reason quotes how many took part', async () => {
+    const strategy = new DpFedAvg({ placement: 'distributed', noiseMultiplier: 1, clip: { kind: 'fixed', norm: 1 }, sampleRate: 1, expectedClients: 2, delta: 1e-5, uniform: new SeededRandom(1), selectionUniform: new SeededRandom(2) });
+    const h = new ControlHarness({ clientsPerRound: 2, minClients: 2 }, strategy);
+    h.join();
+    h.join();
+    h.engine.start();
+    await h.settle();
+    await h.engine.stop('stopped by the operator');
+    assert.equal(h.ends[0]?.outcome, 'skipped');
+    assert.equal(h.ends[0]?.reason, undefined);
+    assert.match(h.engine.status().history[0]?.reason ?? '', /\b0\b/, 'the operator still sees it, with its count');
+  });
 });
