@@ -222,14 +222,14 @@ function reportPrivacy(status: FederationStatus, clientDp: DpFedAvgOptions | und
 }
 
 /**
- * What secure aggregation adds, under the README's trust assumption (an
+ * What secure aggregation adds, under the trust assumption of docs/secure-aggregation.md (an
  * honest-but-curious coordinator: keys are not signed). It hides each
  * update's content, not who contributed, and is no DP guarantee.
  */
 const SECURE_AGGREGATION =
   "The updates were masked with secure aggregation, so the coordinator saw only each round's sum of them, never one participant's update (it relays unsigned keys: this holds for a coordinator that follows the protocol).";
 
-/** The README's honest limit on every DP guarantee here, stated where the guarantee is. */
+/** The honest limit (docs/privacy.md) on every DP guarantee here, stated where the guarantee is. */
 const FLOATING_POINT_NOISE =
   'The noise is drawn from the platform CSPRNG by Box–Muller and added in floating point: correct in distribution, but not a floating-point-safe sampler.';
 
