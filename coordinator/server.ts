@@ -39,6 +39,7 @@ import type { SecAggStep } from './rounds/secure-round.ts';
 import { encodeForwarded, encodeKeys, encodeUnmaskRequest } from '../core/protocol/secagg-wire.ts';
 import { CheckpointStore } from './storage/checkpoints.ts';
 import { writeFileAtomic } from './storage/atomic-write.ts';
+import { saveWithRetry, storageFailureText } from './rounds/durable-commit.ts';
 import { AtRestKey } from './storage/encryption.ts';
 import { ModelSerializer, weightsFromFiles } from './storage/model-files.ts';
 import { attachAdminSocket, serveAdminDownload } from './report/admin-api.ts';
@@ -177,6 +178,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     task: { name: task.name, architecture: spec.architecture, paramCount: task.paramCount },
     newId: () => randomUUID(),
     secaggObserver: hooks.secaggObserver,
+    logError: hooks.log ?? ((line) => console.error(line)),
     onRoundStarting: (round) => checkpoints.markRoundStarted(round),
     onRoundCompleted: async (record, model, history) => {
       const files = await serializer.toFiles(model.weights);
@@ -215,12 +217,22 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     },
   });
   // Like history.json: not in plain files when checkpoints are encrypted at rest.
-  const finalReport = engine.done
-    .then(() => (config.checkpointKeyFile ? undefined : reports.writeFinal(runDir)))
-    .catch((error: unknown) => {
-      console.error('writing the final run report failed:', error);
-      return undefined;
+  const finalReport = engine.done.then(async () => {
+    if (config.checkpointKeyFile) return undefined;
+    let written: RunReport | undefined;
+    const outcome = await saveWithRetry({
+      what: 'the final run report (report.json, report.html)',
+      save: async () => void (written = await reports.writeFinal(runDir)),
+      wait: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+      now: () => Date.now(),
+      onRetry: (failure, delayMs) => (hooks.log ?? console.error)(`${storageFailureText(failure)}; trying again in ${delayMs} ms`),
     });
+    if (!outcome.ok) {
+      (hooks.log ?? console.error)(storageFailureText(outcome.failure));
+      engine.reportStorageFailure(outcome.failure);
+    }
+    return written;
+  });
 
   io.on('connection', (socket) => attachParticipant(socket));
   admin.on('connection', (socket) => {

@@ -560,6 +560,12 @@ export class RoundEngine {
     this.options.transport.statusChanged();
   }
 
+  /** A save outside the rounds failed for good (the final report): status and dashboard say so. */
+  reportStorageFailure(failure: StorageFailure): void {
+    this.storageFailure = failure;
+    this.options.transport.statusChanged();
+  }
+
   /** Counts a request rejected before it reached the engine (bad payload, unknown event). */
   countRejection(code: ErrorCode): void {
     this.rejections[code] = (this.rejections[code] ?? 0) + 1;
