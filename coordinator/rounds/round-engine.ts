@@ -38,6 +38,7 @@ import type { Clock, TimerHandle } from './clock.ts';
 import type { SecAggAccepted } from '../../core/protocol/messages.ts';
 import type { PrivacyReport } from '../../core/aggregation/strategy.ts';
 import type { SecAggRoundStats, StorageFailure } from '../../core/protocol/status.ts';
+import { bestRound, roundsWithoutImprovement } from './best-round.ts';
 import { saveWithRetry, storageFailureText, type RetryPolicy, type SaveOutcome } from './durable-commit.ts';
 import type { AdvertiseKeysMessage, MaskedInputMessage, SecAggResult, ShareKeysMessage, UnmaskResponseMessage } from '../../core/secagg/protocol.ts';
 import { secAggConfigFor, SecureRound, type SecAggOutbound, type SecAggStep, type SecureRoundOutcome } from './secure-round.ts';
@@ -624,8 +625,15 @@ export class RoundEngine {
       history: [...this.history],
       rejections: { ...this.rejections },
       startedAt: this.startedAt,
+      best: this.bestSummary(),
       ...(this.storageFailure ? { storageFailure: this.storageFailure } : {}),
     };
+  }
+
+  private bestSummary(): FederationStatus['best'] {
+    const best = bestRound(this.history);
+    if (!best?.metrics) return undefined;
+    return { round: best.round, modelVersion: best.modelVersion, modelHash: best.modelHash, metrics: best.metrics, roundsSince: roundsWithoutImprovement(this.history) };
   }
 
   private makeId(): string {
@@ -1151,10 +1159,17 @@ export class RoundEngine {
       metrics: record.metrics,
     });
     const target = settings.targetAccuracy;
+    const patience = settings.earlyStoppingPatience;
+    const best = patience === undefined ? undefined : this.bestSummary();
     if (this.stopReason !== undefined) {
       this.finish(this.stopReason);
     } else if (target !== undefined && record.metrics && record.metrics.accuracy >= target) {
       this.finish(`target accuracy ${target} reached in round ${record.round} (accuracy ${record.metrics.accuracy.toFixed(4)})`);
+    } else if (patience !== undefined && best && best.roundsSince >= patience) {
+      this.finish(
+        `early stopping: no better test accuracy in the ${best.roundsSince} evaluated rounds since round ${best.round} ` +
+          `(patience ${patience}; best accuracy ${best.metrics.accuracy.toFixed(4)}, kept in best/)`,
+      );
     } else if (record.round >= settings.rounds) {
       this.finish(`completed ${settings.rounds} rounds`);
     } else {

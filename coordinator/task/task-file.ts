@@ -63,6 +63,7 @@ export const SETTINGS = {
     minUpdates: ['min-updates', 'number'],
     roundTimeout: ['round-timeout', 'number'],
     targetAccuracy: ['target-accuracy', 'number'],
+    earlyStoppingPatience: ['early-stopping-patience', 'number'],
     overSelect: ['over-select', 'number'],
     adaptiveDeadline: ['adaptive-deadline', 'boolean'],
     seed: ['seed', 'number'],

@@ -149,6 +149,8 @@ export interface RoundSettings {
   /** Shorten the deadline to 3x the recent 90th-percentile latency (never below 5 s, never above roundTimeoutMs). */
   readonly adaptiveDeadline?: boolean;
   readonly targetAccuracy?: number;
+  /** Stop after this many evaluated rounds without a better test accuracy than the best so far. */
+  readonly earlyStoppingPatience?: number;
   readonly fit: FitConfig;
   /** Present when rounds use secure aggregation. */
   readonly secureAggregation?: SecureAggregationSettings;
@@ -202,8 +204,19 @@ export interface FederationStatus {
   /** Rejected requests by error code, since start. */
   readonly rejections: Readonly<Record<string, number>>;
   readonly startedAt: number;
+  /** The best round so far by held-out accuracy (then loss); its model is kept in <data-dir>/<task>/best/. */
+  readonly best?: BestModelSummary;
   /** Set while something could not be saved: the federation is paused until the operator resumes. */
   readonly storageFailure?: StorageFailure;
+}
+
+export interface BestModelSummary {
+  readonly round: number;
+  readonly modelVersion: number;
+  readonly modelHash?: string;
+  readonly metrics: EvalMetrics;
+  /** Evaluated rounds since, none better (early stopping counts these). */
+  readonly roundsSince: number;
 }
 
 /** Events of the `/admin` namespace (the dashboard). */
