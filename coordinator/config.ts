@@ -102,6 +102,7 @@ Aggregation (every update counts once in the robust rules: example counts are se
   --proximal-mu MU         fedprox: participants add (MU/2)|w - w_global|^2 to their loss (default 0.01)
   --server-learning-rate X scales the aggregated update (default 1); fedadam/fedyogi: their
                            learning rate eta (default 0.01)
+  --server-lr-decay D      fedavg: multiply the server learning rate by D (0 < D <= 1) every round
   --max-update-norm X      reject (never clip) updates whose L2 norm is above X, with the code
                            UPDATE_TOO_LARGE; the sender is out of that round
 
@@ -192,6 +193,7 @@ function parseFlags(argv: readonly string[], env: Record<string, string | undefi
         'multi-krum': { type: 'string' },
         'proximal-mu': { type: 'string' },
         'server-learning-rate': { type: 'string' },
+        'server-lr-decay': { type: 'string' },
         'max-update-norm': { type: 'string' },
         'secure-aggregation': { type: 'boolean' },
         'secagg-neighbours': { type: 'string' },

@@ -96,6 +96,7 @@ export const SETTINGS = {
     multiKrum: ['multi-krum', 'number'],
     proximalMu: ['proximal-mu', 'number'],
     serverLearningRate: ['server-learning-rate', 'number'],
+    serverLrDecay: ['server-lr-decay', 'number'],
     maxUpdateNorm: ['max-update-norm', 'number'],
   },
   secureAggregation: {
