@@ -33,7 +33,8 @@ evaluated rounds since the best).
   --rounds N     rounds per run (default 15 penguins, 12 skewed)
   --decays LIST  default 1,0.8
   --patience N   default 3
-  --seeds LIST   coordinator seeds (initial model, selection), default 1,2`;
+  --seeds LIST   coordinator seeds (initial model, selection), default 1,2
+  --epochs N     skewed: local epochs per round (default 1; more epochs, more client drift)`;
 
 const { values } = parseArgs({
   options: {
@@ -42,6 +43,7 @@ const { values } = parseArgs({
     decays: { type: 'string', default: '1,0.8' },
     patience: { type: 'string', default: '3' },
     seeds: { type: 'string', default: '1,2' },
+    epochs: { type: 'string', default: '1' },
     help: { type: 'boolean' },
   },
 });
@@ -75,7 +77,7 @@ function earlyStop(history: FederationStatus['history'], patience: number): { st
 
 const pct = (x: number | undefined) => (x === undefined ? '–' : `${(x * 100).toFixed(1)}%`);
 
-console.log(`${COMMAND} --scenario ${scenario} --rounds ${rounds} --decays ${decays.join(',')} --patience ${patience} --seeds ${seeds.join(',')}`);
+console.log(`${COMMAND} --scenario ${scenario}${scenario === 'skewed' ? ` --epochs ${values.epochs}` : ''} --rounds ${rounds} --decays ${decays.join(',')} --patience ${patience} --seeds ${seeds.join(',')}`);
 console.log('| scenario | decay | seed | final acc | best acc (round) | early stop at (patience ' + patience + ') | per-round accuracy |');
 console.log('|---|---|---|---|---|---|---|');
 const demo = scenario === 'skewed' ? await loadMnistDemo() : undefined;
@@ -86,7 +88,7 @@ for (const decay of decays) {
     const args =
       scenario === 'penguins'
         ? ['--task', 'tasks/penguins/task.json', ...common]
-        : [...common, '--min-clients', '4', '--clients-per-round', '4', '--min-updates', '4', '--epochs', '1', '--batch-size', '32', '--learning-rate', '0.1', '--round-timeout', '120'];
+        : [...common, '--min-clients', '4', '--clients-per-round', '4', '--min-updates', '4', '--epochs', values.epochs, '--batch-size', '32', '--learning-rate', '0.1', '--round-timeout', '120'];
     const coordinator = await startCoordinator(parseConfig(args, {}) as CoordinatorConfig);
     const task = coordinator.task;
     const data: Dataset[] =

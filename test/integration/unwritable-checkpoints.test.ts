@@ -96,6 +96,8 @@ describe('an unwritable checkpoint folder', () => {
     await unwritable?.undo().catch(() => {});
     admin?.disconnect();
     stopNodeParticipants(participants);
+    // Stopping closes and saves the open round, so no save is still writing into the folder being removed.
+    await coordinator?.engine.stop('test over');
     await coordinator?.close();
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
@@ -153,6 +155,18 @@ describe('an unwritable checkpoint folder', () => {
     assert.ok(resumed.history.some((r) => r.round === heldRound && r.outcome === 'aggregated'), 'the held round was saved and shown on resume');
     const rounds = resumed.history.map((r) => r.round);
     assert.deepEqual(rounds, [...rounds].sort((a, b) => a - b));
+
+    // The best round's model is in best/ and offered for download beside the last one.
+    const best = status().best!;
+    const bestInfo = JSON.parse(await readFile(path.join(dataDir, 'penguins-sex', 'best', 'best.json'), 'utf8')) as { round: number; modelHash: string };
+    assert.equal(bestInfo.round, best.round);
+    assert.equal(bestInfo.modelHash, best.modelHash);
+    const auth = { authorization: `Bearer ${ADMIN_TOKEN}` };
+    const bestWeights = await fetch(`${c.url}/api/model/best/weights.bin`, { headers: auth });
+    assert.equal(bestWeights.status, 200);
+    assert.equal(weightsHash(new Float32Array(await bestWeights.arrayBuffer())), best.modelHash);
+    assert.equal((await fetch(`${c.url}/api/model/best/model.json`, { headers: auth })).status, 200);
+    assert.equal((await fetch(`${c.url}/api/model/best/model.json`)).status, 401, 'an admin download like the others');
     console.log(`unwritable-checkpoints: ${how} -> ${failure.code} at ${failure.path}; round ${heldRound} held, saved and shown on resume`);
   });
 });

@@ -4,6 +4,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { ConfigError, parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
+import { FedAvg } from '../../core/aggregation/fedavg.ts';
 import { bestRound, roundsWithoutImprovement } from '../../coordinator/rounds/best-round.ts';
 import { BestModelStore } from '../../coordinator/storage/best-model.ts';
 import type { RoundRecord } from '../../core/protocol/status.ts';
@@ -82,5 +84,28 @@ describe('best model and early stopping', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('FedAvg server learning-rate decay', () => {
+  it('round t applies lr × D^(t−1) to the averaged update', () => {
+    const fedavg = new FedAvg({ serverLearningRate: 2, serverLearningRateDecay: 0.5 });
+    const applied = (round: number) => {
+      const aggregator = fedavg.beginRound({ round, globalWeights: new Float32Array([0]) });
+      aggregator.add({ participantId: 'a', numExamples: 1, update: new Float32Array([1]) });
+      return aggregator.finish()![0];
+    };
+    assert.deepEqual([1, 2, 3].map(applied), [2, 1, 0.5]);
+    assert.throws(() => new FedAvg({ serverLearningRateDecay: 1.5 }), /in \(0, 1\]/);
+  });
+
+  it('--server-lr-decay and --early-stopping-patience are checked flags', () => {
+    const base = ['--port', '0'];
+    const config = parseConfig([...base, '--server-lr-decay', '0.9', '--early-stopping-patience', '4']) as CoordinatorConfig;
+    assert.equal(config.strategy?.serverLearningRateDecay, 0.9);
+    assert.equal(config.settings.earlyStoppingPatience, 4);
+    assert.throws(() => parseConfig([...base, '--server-lr-decay', '0']), (e: unknown) => e instanceof ConfigError && /\(0, 1\]/.test(e.message));
+    assert.throws(() => parseConfig([...base, '--server-lr-decay', '0.9', '--strategy', 'median']), (e: unknown) => e instanceof ConfigError && /plain FedAvg only/.test(e.message));
+    assert.throws(() => parseConfig([...base, '--early-stopping-patience', '0']), (e: unknown) => e instanceof ConfigError && /positive integer/.test(e.message));
   });
 });
