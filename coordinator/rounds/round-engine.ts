@@ -726,7 +726,7 @@ export class RoundEngine {
     const held = unsaved.kind === 'round' ? `round ${unsaved.candidate.record.round} is not shown or announced until it is saved` : `round ${unsaved.round} does not start until its number is saved`;
     this.logError(`${storageFailureText(failure)}. The federation is paused: ${held}. Make the folder writable, then resume.`);
     if (this.stopReason !== undefined) {
-      this.finish(this.stopReason);
+      this.finish(unsaved.kind === 'round' ? `${this.stopReason}; round ${unsaved.candidate.record.round} could not be saved, so it was never shown or counted` : this.stopReason);
       return;
     }
     this.options.transport.statusChanged();
@@ -1128,7 +1128,8 @@ export class RoundEngine {
         ...details,
       };
     }
-    // The round's record and model exist here and nowhere else: saved first, shown only once saved.
+    // The candidate: the round's record and model exist here and nowhere else. Checks on the aggregate
+    // go before this line; from here it is saved first (retried), and shown only once saved.
     const round: RoundCandidate = { open, record, model: candidate };
     const saved = await this.saveRound(round);
     if (this.open !== open || this.isDone) return; // aborted while saving: nothing may follow federation:done
