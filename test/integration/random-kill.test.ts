@@ -18,7 +18,7 @@ const root = path.resolve(import.meta.dirname, '../..');
 /** Kills in one run; half at random instants, half the moment a poll first shows a new round. */
 const KILLS = Number(process.env.FL_RANDOM_KILLS ?? 22);
 /** The whole run stops killing after this long, however many kills it reached (asserted below). */
-const BUDGET_MS = 150_000;
+const BUDGET_MS = 180_000;
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
