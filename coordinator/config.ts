@@ -56,6 +56,8 @@ Model and rounds
   --model NAME             mlp (784-128-10, default) | 2nn (784-200-200-10) | cnn
   --rounds N               stop after N rounds (default 20)
   --target-accuracy X      stop once the test accuracy reaches X (0..1)
+  --early-stopping-patience N   stop after N evaluated rounds without a better test accuracy
+                           (the best model is kept in <data-dir>/<task>/best/ either way)
   --min-clients N          participants needed to start a round (default 1, or N demo participants)
   --clients-per-round N    participants selected per round (default 10)
   --min-updates N          updates needed to aggregate a round (default 1)
@@ -100,6 +102,7 @@ Aggregation (every update counts once in the robust rules: example counts are se
   --proximal-mu MU         fedprox: participants add (MU/2)|w - w_global|^2 to their loss (default 0.01)
   --server-learning-rate X scales the aggregated update (default 1); fedadam/fedyogi: their
                            learning rate eta (default 0.01)
+  --server-lr-decay D      fedavg: multiply the server learning rate by D (0 < D <= 1) every round
   --max-update-norm X      reject (never clip) updates whose L2 norm is above X, with the code
                            UPDATE_TOO_LARGE; the sender is out of that round
 
@@ -154,6 +157,7 @@ function parseFlags(argv: readonly string[], env: Record<string, string | undefi
         model: { type: 'string' },
         rounds: { type: 'string' },
         'target-accuracy': { type: 'string' },
+        'early-stopping-patience': { type: 'string' },
         'min-clients': { type: 'string' },
         'clients-per-round': { type: 'string' },
         'min-updates': { type: 'string' },
@@ -189,6 +193,7 @@ function parseFlags(argv: readonly string[], env: Record<string, string | undefi
         'multi-krum': { type: 'string' },
         'proximal-mu': { type: 'string' },
         'server-learning-rate': { type: 'string' },
+        'server-lr-decay': { type: 'string' },
         'max-update-norm': { type: 'string' },
         'secure-aggregation': { type: 'boolean' },
         'secagg-neighbours': { type: 'string' },
@@ -246,6 +251,8 @@ function parseFlags(argv: readonly string[], env: Record<string, string | undefi
     overSelect: v['over-select'] === undefined ? undefined : number(v['over-select'], 'over-select', 0, (n) => n >= 0 && n <= 10, 'a fraction in [0, 10]'),
     adaptiveDeadline: v['adaptive-deadline'] ?? undefined,
     targetAccuracy: target === undefined ? undefined : number(target, 'target-accuracy', 0, (n) => n > 0 && n <= 1, 'a number in (0, 1]'),
+    earlyStoppingPatience:
+      v['early-stopping-patience'] === undefined ? undefined : number(v['early-stopping-patience'], 'early-stopping-patience', 0, isPositiveInt, 'a positive integer'),
     fit: {
       epochs: number(v.epochs, 'epochs', 1, isPositiveInt, 'a positive integer'),
       batchSize,

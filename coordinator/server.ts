@@ -34,13 +34,16 @@ import { defaultSecurity } from './security/config.ts';
 import { createTransportServer, guardHttp, installSecurity, publicUrl, socketServerOptions } from './security/guard.ts';
 import { TokenSet } from './security/tokens.ts';
 import { SystemClock } from './rounds/clock.ts';
-import { RoundEngine, type ResumePoint, type RoundTransport, type SecAggObserver } from './rounds/round-engine.ts';
+import { RoundEngine, weightsHash, type ResumePoint, type RoundTransport, type SecAggObserver } from './rounds/round-engine.ts';
 import type { SecAggStep } from './rounds/secure-round.ts';
 import { encodeForwarded, encodeKeys, encodeUnmaskRequest } from '../core/protocol/secagg-wire.ts';
 import { CheckpointStore } from './storage/checkpoints.ts';
 import { writeFileAtomic } from './storage/atomic-write.ts';
+import { saveWithRetry, storageFailureText } from './rounds/durable-commit.ts';
 import { AtRestKey } from './storage/encryption.ts';
 import { ModelSerializer, weightsFromFiles } from './storage/model-files.ts';
+import { BestModelStore } from './storage/best-model.ts';
+import { bestRound } from './rounds/best-round.ts';
 import { attachAdminSocket, serveAdminDownload } from './report/admin-api.ts';
 import { RunReports } from './report/reports.ts';
 import type { RunReport } from './report/run-report.ts';
@@ -95,15 +98,18 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
   const evaluator = new TestSetEvaluator(spec, loaded.test);
   const runDir = path.resolve(config.dataDir, task.name);
   const serializer = new ModelSerializer(spec);
+  const atRestKey = config.checkpointKeyFile ? await AtRestKey.fromFile(config.checkpointKeyFile) : undefined;
   const checkpoints = new CheckpointStore(
     runDir,
-    config.checkpointKeyFile ? await AtRestKey.fromFile(config.checkpointKeyFile) : undefined,
+    atRestKey,
     // Fault injection, used by the crash test only.
     process.env.FL_FAULT_KILL_IN_CHECKPOINT === '1',
   );
   const strategy: Strategy = hooks.strategy ?? buildStrategy(config);
   const lastStartedRound = await checkpoints.lastStartedRound();
   const resume = await findResumePoint(checkpoints, task, strategy, lastStartedRound, log);
+  const bestModels = new BestModelStore(runDir, atRestKey);
+  await repairBestModel(bestModels, resume, serializer, log);
   const demoData = loaded.demoData;
   const clock = new SystemClock();
 
@@ -177,6 +183,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     task: { name: task.name, architecture: spec.architecture, paramCount: task.paramCount },
     newId: () => randomUUID(),
     secaggObserver: hooks.secaggObserver,
+    logError: hooks.log ?? ((line) => console.error(line)),
     onRoundStarting: (round) => checkpoints.markRoundStarted(round),
     onRoundCompleted: async (record, model, history) => {
       const files = await serializer.toFiles(model.weights);
@@ -199,12 +206,18 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
         await writeFileAtomic(path.join(runDir, 'model.json'), files.modelJson);
         await writeFileAtomic(path.join(runDir, 'history.json'), JSON.stringify(history, null, 2));
       }
+      // After the checkpoint: a crash in between leaves this round as the newest checkpoint, and the restart rewrites best/ from it.
+      const best = bestRound(history);
+      if (best?.round === record.round && best.metrics && best.modelHash) {
+        await bestModels.save({ version: 1, round: best.round, modelVersion: best.modelVersion, modelHash: best.modelHash, metrics: best.metrics, savedAt: Date.now() }, files);
+      }
     },
   });
 
   // Model downloads, the run report with its membership audit, the history as CSV.
   const reports = new RunReports({
     engine,
+    bestModel: () => bestModels.load(),
     task,
     spec,
     clientDp: config.clientDp,
@@ -215,12 +228,22 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     },
   });
   // Like history.json: not in plain files when checkpoints are encrypted at rest.
-  const finalReport = engine.done
-    .then(() => (config.checkpointKeyFile ? undefined : reports.writeFinal(runDir)))
-    .catch((error: unknown) => {
-      console.error('writing the final run report failed:', error);
-      return undefined;
+  const finalReport = engine.done.then(async () => {
+    if (config.checkpointKeyFile) return undefined;
+    let written: RunReport | undefined;
+    const outcome = await saveWithRetry({
+      what: 'the final run report (report.json, report.html)',
+      save: async () => void (written = await reports.writeFinal(runDir)),
+      wait: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+      now: () => Date.now(),
+      onRetry: (failure, delayMs) => (hooks.log ?? console.error)(`${storageFailureText(failure)}; trying again in ${delayMs} ms`),
     });
+    if (!outcome.ok) {
+      (hooks.log ?? console.error)(storageFailureText(outcome.failure));
+      engine.reportStorageFailure(outcome.failure);
+    }
+    return written;
+  });
 
   io.on('connection', (socket) => attachParticipant(socket));
   admin.on('connection', (socket) => {
@@ -497,6 +520,29 @@ async function findResumePoint(
   }
   log(`resuming ${task.name} from the checkpoint of round ${state.round} (model version ${state.modelVersion}, ${state.history.length} rounds of history)`);
   return { round: state.round, modelVersion: state.modelVersion, weights, history: state.history };
+}
+
+/**
+ * best/ must hold the best round of the history. The one gap: a crash after
+ * a new best round's checkpoint and before best/ was written; that round is
+ * then the newest checkpoint, so its model is at hand to write it again.
+ */
+async function repairBestModel(store: BestModelStore, resume: ResumePoint | undefined, serializer: ModelSerializer, log: (line: string) => void): Promise<void> {
+  const best = bestRound(resume?.history ?? []);
+  if (!resume || !best?.metrics || !best.modelHash) return;
+  let stored: Awaited<ReturnType<BestModelStore['load']>>;
+  try {
+    stored = await store.load();
+  } catch (error) {
+    console.error(`best model: ${(error as Error).message}`);
+  }
+  if (stored?.info.modelHash === best.modelHash) return;
+  if (resume.round === best.round && weightsHash(resume.weights) === best.modelHash) {
+    await store.save({ version: 1, round: best.round, modelVersion: best.modelVersion, modelHash: best.modelHash, metrics: best.metrics, savedAt: Date.now() }, await serializer.toFiles(resume.weights));
+    log(`best model: rewrote ${store.dir} from the checkpoint of round ${best.round}`);
+    return;
+  }
+  console.error(`best model: ${store.dir} does not hold round ${best.round}, the best of the history, and no checkpoint has its model`);
 }
 
 /** Per-participant rejoin secrets, kept as digests and compared in constant time (TokenSet). */

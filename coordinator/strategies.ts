@@ -31,6 +31,8 @@ export interface StrategyConfig {
   readonly proximalMu?: number;
   /** Scales the aggregated update (default 1); fedadam/fedyogi: their η (default 0.01). */
   readonly serverLearningRate?: number;
+  /** fedavg: the server learning rate is multiplied by this every round (1 = constant). */
+  readonly serverLearningRateDecay?: number;
   /** Updates with a larger L2 norm are rejected with UPDATE_TOO_LARGE (never clipped). */
   readonly maxUpdateNorm?: number;
 }
@@ -102,10 +104,15 @@ export function parseStrategyFlags(v: FlagValues, context: StrategyFlagContext):
     multiKrum?: number;
     proximalMu?: number;
     serverLearningRate?: number;
+    serverLearningRateDecay?: number;
     maxUpdateNorm?: number;
   } = { name: strategy };
 
   config.serverLearningRate = num(v, 'server-learning-rate', (n) => n > 0, 'a positive number');
+  config.serverLearningRateDecay = num(v, 'server-lr-decay', (n) => n > 0 && n <= 1, 'a number in (0, 1]');
+  if (config.serverLearningRateDecay !== undefined && (strategy !== 'fedavg' || context.clientDp !== undefined)) {
+    throw new StrategyFlagError('--server-lr-decay applies to plain FedAvg only (--strategy fedavg without client-level DP)');
+  }
   config.maxUpdateNorm = num(v, 'max-update-norm', (n) => n > 0, 'a positive number');
   const clip = context.clientClipNorm;
   if (config.maxUpdateNorm !== undefined && clip !== undefined && config.maxUpdateNorm < clip) {
@@ -166,7 +173,7 @@ export function buildStrategy(config: Pick<CoordinatorConfig, 'strategy' | 'clie
   let strategy: Strategy;
   switch (choice.name) {
     case 'fedavg':
-      strategy = weightedMean(rate);
+      strategy = clientDp ? weightedMean(rate) : new FedAvg({ serverLearningRate: rate, serverLearningRateDecay: choice.serverLearningRateDecay });
       break;
     case 'median':
       strategy = new CoordinateMedian(robust);

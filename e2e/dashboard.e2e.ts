@@ -80,6 +80,12 @@ test('dashboard controls start, pause, resume and stop a federation; its downloa
     const reported = status.history.filter((r) => r.outcome === 'aggregated').at(-1)!.metrics!.accuracy;
     expect(await accuracyOfDownloadedModel(modelJson, weightsBin)).toBeCloseTo(reported, 3);
 
+    // The best round's model is offered beside the last one, and scores what the status says of it.
+    await expect(dashboard.locator('#best')).toContainText(`round ${status.best!.round}`);
+    const bestJson = await save('#download-best-json', 'model.json');
+    const bestWeights = await save('#download-best-weights', 'weights.bin');
+    expect(await accuracyOfDownloadedModel(bestJson, bestWeights)).toBeCloseTo(status.best!.metrics.accuracy, 3);
+
     const reportHtml = readFileSync(await save('#download-report-html', 'report.html'), 'utf8');
     expect(reportHtml).toMatch(/AUC/);
     expect(reportHtml, 'the report is self-contained').not.toMatch(/<script[^>]+src=|<link[^>]+href=/i);

@@ -94,6 +94,15 @@ export async function serveAdminDownload(request: IncomingMessage, response: Ser
     else send(200, { ...common, 'content-type': 'application/octet-stream' }, model.files.weightsBin);
     return true;
   }
+  if (pathname === '/api/model/best/model.json' || pathname === '/api/model/best/weights.bin') {
+    // The best round's model as saved in <data-dir>/<task>/best/; model.json names weights.bin beside it.
+    const best = await reports.bestModelFiles();
+    if (!best) return (fail(404, 'NO_BEST_MODEL', 'no round has been evaluated and saved as the best yet'), true);
+    const common = { 'x-model-version': best.version };
+    if (pathname.endsWith('model.json')) send(200, { ...common, 'content-type': 'application/json' }, best.files.modelJson);
+    else send(200, { ...common, 'content-type': 'application/octet-stream' }, best.files.weightsBin);
+    return true;
+  }
   if (pathname === '/api/history.csv') {
     send(200, { 'content-type': 'text/csv; charset=utf-8; header=present' }, reports.csv());
     return true;

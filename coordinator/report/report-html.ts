@@ -226,7 +226,8 @@ export function renderReportHtml(report: RunReport): string {
   ])}</section>
 <section aria-labelledby="h-outcome"><h2 id="h-outcome">Outcome</h2><p class="big">${esc(fmt.pct(outcome.finalMetrics?.accuracy))}</p>${facts([
     ['Final test loss', fmt.num(outcome.finalMetrics?.loss)],
-    ['Best accuracy', outcome.best ? `${fmt.pct(outcome.best.accuracy)} in round ${outcome.best.round}` : '–'],
+    ['Final model', outcome.finalRound === undefined ? '–' : `round ${outcome.finalRound}: ${fmt.pct(outcome.finalMetrics?.accuracy)}, loss ${fmt.num(outcome.finalMetrics?.loss)} (model.json, weights.bin)`],
+    ['Best model', outcome.best ? `round ${outcome.best.round}: ${fmt.pct(outcome.best.accuracy)}, loss ${fmt.num(outcome.best.loss)} (best/model.json, best/weights.bin)` : '–'],
     ['Rounds', `${outcome.rounds} (${outcome.aggregated} aggregated, ${outcome.skipped} skipped); model version ${outcome.modelVersion}`],
     ['State', `${outcome.control}${outcome.doneReason ? `: ${outcome.doneReason}` : ''}`],
     ...(outcome.participantsSeen === undefined ? [] : [['Participants seen', String(outcome.participantsSeen)] as const]),

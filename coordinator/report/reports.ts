@@ -4,6 +4,7 @@ import type { ModelSpec, TaskSummary } from '../../core/protocol/messages.ts';
 import type { FederationStatus } from '../../core/protocol/status.ts';
 import type { GlobalModel } from '../rounds/round-engine.ts';
 import { writeFileAtomic } from '../storage/atomic-write.ts';
+import type { StoredBestModel } from '../storage/best-model.ts';
 import { ModelSerializer, type ModelArtifactsFiles } from '../storage/model-files.ts';
 import { MembershipAuditor, type AuditData } from './audit.ts';
 import { historyCsv } from './history-csv.ts';
@@ -18,6 +19,8 @@ export interface RunReportsOptions {
   /** Held-out members and non-members; absent: the report says the audit is unavailable, and `auditUnavailable` why. */
   readonly audit?: AuditData;
   readonly auditUnavailable?: string;
+  /** The best model as saved in <run>/best/ (undefined before any round was evaluated). */
+  readonly bestModel?: () => Promise<StoredBestModel | undefined>;
 }
 
 /** A model version's files, tagged with the version so model.json and weights.bin can be matched up. */
@@ -65,6 +68,14 @@ export class RunReports {
       }
     }
     return files.then((f) => ({ version: wanted, files: f }));
+  }
+
+  /** The best model's files, read from disk (what a restart would keep), only while it is the best the status shows. */
+  async bestModelFiles(): Promise<VersionedModelFiles | undefined> {
+    const shown = this.options.engine.status().best;
+    const stored = shown && (await this.options.bestModel?.());
+    if (!shown || !stored || stored.info.modelHash !== shown.modelHash) return undefined;
+    return { version: stored.info.modelVersion, files: stored.files };
   }
 
   async report(now = new Date()): Promise<RunReport> {

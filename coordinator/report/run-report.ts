@@ -1,4 +1,5 @@
 import type { DpFedAvgOptions } from '../../core/aggregation/dp-fedavg.ts';
+import { bestRound } from '../rounds/best-round.ts';
 import type { PrivacyReport } from '../../core/aggregation/strategy.ts';
 import type { MembershipAuditResult } from '../../core/privacy/membership-audit.ts';
 import type { EvalMetrics, SampleDpConfig, TaskSummary } from '../../core/protocol/messages.ts';
@@ -98,7 +99,10 @@ export interface RunReport {
     readonly skipped: number;
     readonly modelVersion: number;
     readonly finalMetrics?: EvalMetrics;
-    readonly best?: { readonly round: number; readonly accuracy: number };
+    /** The last aggregated round, whose model is the final one. */
+    readonly finalRound?: number;
+    /** The best round by test accuracy (then loss); its model is in <data-dir>/<task>/best/. */
+    readonly best?: { readonly round: number; readonly accuracy: number; readonly loss: number; readonly modelVersion: number };
     /** Absent under client-level DP (participationWithheld). */
     readonly participantsSeen?: number;
     readonly startedAt: string;
@@ -126,10 +130,9 @@ export function buildRunReport({ status, task, clientDp, audit, now }: ReportInp
   const history = status.history;
   const withheld = withholdsParticipation(status, clientDp);
   const aggregated = history.filter((r) => r.outcome === 'aggregated');
-  let best: { round: number; accuracy: number } | undefined;
-  for (const r of aggregated) {
-    if (r.metrics && (best === undefined || r.metrics.accuracy > best.accuracy)) best = { round: r.round, accuracy: r.metrics.accuracy };
-  }
+  const bestRecord = bestRound(history);
+  const best = bestRecord?.metrics && { round: bestRecord.round, accuracy: bestRecord.metrics.accuracy, loss: bestRecord.metrics.loss, modelVersion: bestRecord.modelVersion };
+  const last = aggregated.at(-1);
   return {
     format: REPORT_FORMAT,
     version: 1,
@@ -145,7 +148,8 @@ export function buildRunReport({ status, task, clientDp, audit, now }: ReportInp
       aggregated: aggregated.length,
       skipped: history.length - aggregated.length,
       modelVersion: status.modelVersion,
-      finalMetrics: aggregated.at(-1)?.metrics,
+      finalMetrics: last?.metrics,
+      ...(last ? { finalRound: last.round } : {}),
       best,
       ...(withheld ? {} : { participantsSeen: status.participants.length }),
       startedAt: new Date(status.startedAt).toISOString(),

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { DpFedAvg } from '../../core/aggregation/dp-fedavg.ts';
 import { TrimmedMean } from '../../core/aggregation/robust.ts';
 import type { RoundAggregator, Strategy } from '../../core/aggregation/strategy.ts';
@@ -35,7 +36,10 @@ import { sample, type UniformSource } from '../../core/random/prng.ts';
 import { decodeFrame, encodeFrame, FrameKind } from '../../core/wire/frame.ts';
 import type { Clock, TimerHandle } from './clock.ts';
 import type { SecAggAccepted } from '../../core/protocol/messages.ts';
-import type { SecAggRoundStats } from '../../core/protocol/status.ts';
+import type { PrivacyReport } from '../../core/aggregation/strategy.ts';
+import type { SecAggRoundStats, StorageFailure } from '../../core/protocol/status.ts';
+import { bestRound, roundsWithoutImprovement } from './best-round.ts';
+import { saveWithRetry, storageFailureText, type RetryPolicy, type SaveOutcome } from './durable-commit.ts';
 import type { AdvertiseKeysMessage, MaskedInputMessage, SecAggResult, ShareKeysMessage, UnmaskResponseMessage } from '../../core/secagg/protocol.ts';
 import { secAggConfigFor, SecureRound, type SecAggOutbound, type SecAggStep, type SecureRoundOutcome } from './secure-round.ts';
 
@@ -61,9 +65,10 @@ export interface ModelEvaluator {
 }
 
 /**
- * Called after every closed round, aggregated or skipped, with the global
- * model as it now is and before anyone hears of the round's end:
- * persistence hooks in here.
+ * Called after every closed round, aggregated or skipped, with the round's
+ * model and the history including the round, before anything shows them
+ * (status, downloads, round:end): persistence hooks in here. A throw means
+ * not saved: it is retried, then the federation pauses (durable-commit.ts).
  */
 export type RoundCompletedListener = (record: RoundRecord, model: GlobalModel, history: readonly RoundRecord[]) => Promise<void> | void;
 
@@ -78,6 +83,8 @@ export interface ResumePoint {
 export interface GlobalModel {
   readonly version: number;
   readonly weights: Float32Array;
+  /** SHA-256 (hex) of the weights' bytes, as weights.bin stores them. */
+  readonly hash: string;
   /** The weights encoded once as a frame, shared by every message that sends them. */
   readonly frame: ArrayBuffer;
 }
@@ -100,7 +107,21 @@ export interface RoundEngineOptions {
   /** Creates participant ids; random by default. */
   readonly newId?: () => string;
   readonly secaggObserver?: SecAggObserver;
+  /** Failed saves: how often to retry before pausing (durable-commit.ts DEFAULT_RETRY). */
+  readonly saveRetry?: RetryPolicy;
+  /** Where save failures are reported (console.error by default). */
+  readonly logError?: (line: string) => void;
 }
+
+/** A closed round whose record and model exist but are not saved yet: nothing outside the engine sees them. */
+interface RoundCandidate {
+  readonly open: OpenRound;
+  readonly record: RoundRecord;
+  readonly model: GlobalModel;
+}
+
+/** What a paused-on-storage-failure federation still has to save before it may go on. */
+type UnsavedState = { readonly kind: 'round'; readonly candidate: RoundCandidate } | { readonly kind: 'round-start'; readonly round: number };
 
 interface ParticipantRecord {
   readonly id: string;
@@ -182,6 +203,13 @@ export class RoundEngine {
   private starting = false;
   /** Latencies of recent updates, for the adaptive deadline. */
   private readonly recentLatencies: number[] = [];
+  /** Saving failed after its retries: the federation is paused until the operator resumes and the save succeeds. */
+  private unsaved: UnsavedState | undefined;
+  private storageFailure: StorageFailure | undefined;
+  /** The operator's resume is retrying the save: a second resume waits for it. */
+  private retryingSave = false;
+  /** Privacy as of the last saved round: the accountant is charged before the save, but shown only after it. */
+  private shownPrivacy: PrivacyReport | undefined;
   private resolveDone!: (status: FederationStatus) => void;
   /** Resolves when the federation finishes (round limit or target accuracy). */
   readonly done: Promise<FederationStatus>;
@@ -194,6 +222,7 @@ export class RoundEngine {
     this.lastRound = Math.max(resume?.round ?? 0, options.lastStartedRound ?? 0);
     this.startedAt = options.clock.now();
     this.settings = options.settings;
+    this.shownPrivacy = options.strategy.privacy?.();
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
   }
 
@@ -242,6 +271,11 @@ export class RoundEngine {
         break;
       case 'resume':
         if (control !== 'paused') return refuse(control === 'running' ? 'it is not paused' : 'it has not started yet (use start)');
+        if (this.unsaved) {
+          const failure = await this.retryUnsaved();
+          if (failure) return refuse(failure);
+          break;
+        }
         this.resume();
         break;
       case 'stop':
@@ -260,6 +294,10 @@ export class RoundEngine {
 
   resume(): void {
     if (!this.paused) return;
+    if (this.unsaved) {
+      void this.retryUnsaved();
+      return;
+    }
     this.paused = false;
     this.options.transport.statusChanged();
     this.maybeStartRound();
@@ -273,6 +311,7 @@ export class RoundEngine {
    */
   stop(reason = 'stopped by the operator'): Promise<FederationStatus> {
     if (this.phase === 'done' || this.stopReason !== undefined) return this.done;
+    if (this.unsaved?.kind === 'round') reason += `; round ${this.unsaved.candidate.record.round} could not be saved, so it was never shown or counted`;
     this.stopReason = reason;
     const open = this.open;
     if (!open) {
@@ -522,6 +561,12 @@ export class RoundEngine {
     this.options.transport.statusChanged();
   }
 
+  /** A save outside the rounds failed for good (the final report): status and dashboard say so. */
+  reportStorageFailure(failure: StorageFailure): void {
+    this.storageFailure = failure;
+    this.options.transport.statusChanged();
+  }
+
   /** Counts a request rejected before it reached the engine (bad payload, unknown event). */
   countRejection(code: ErrorCode): void {
     this.rejections[code] = (this.rejections[code] ?? 0) + 1;
@@ -571,15 +616,24 @@ export class RoundEngine {
       round: this.currentRound,
       phase: this.phase,
       modelVersion: this.model.version,
+      modelHash: this.model.hash,
       done: this.phase === 'done',
       doneReason: this.doneReason,
       waitingFor: this.waitingFor(),
-      privacy: this.options.strategy.privacy?.(),
+      privacy: this.shownPrivacy,
       participants,
       history: [...this.history],
       rejections: { ...this.rejections },
       startedAt: this.startedAt,
+      best: this.bestSummary(),
+      ...(this.storageFailure ? { storageFailure: this.storageFailure } : {}),
     };
+  }
+
+  private bestSummary(): FederationStatus['best'] {
+    const best = bestRound(this.history);
+    if (!best?.metrics) return undefined;
+    return { round: best.round, modelVersion: best.modelVersion, modelHash: best.modelHash, metrics: best.metrics, roundsSince: roundsWithoutImprovement(this.history) };
   }
 
   private makeId(): string {
@@ -595,6 +649,7 @@ export class RoundEngine {
   private waitingFor(): string | undefined {
     if (this.phase !== 'waiting') return undefined;
     if (!this.started) return 'the operator to start the federation';
+    if (this.storageFailure) return `the operator to resume once the folder is writable again: ${storageFailureText(this.storageFailure)}`;
     if (this.paused) return 'the operator to resume (paused)';
     const have = this.eligible().length;
     const need = this.settings.minClients;
@@ -620,17 +675,103 @@ export class RoundEngine {
       return;
     }
     this.starting = true;
-    Promise.resolve(persist(round)).then(
-      () => {
-        this.starting = false;
-        this.openRound(round);
-      },
-      (error: unknown) => {
-        this.starting = false;
-        console.error(`round ${round}: could not record its start, retrying in 1 s:`, error);
-        this.options.clock.setTimer(1000, () => this.maybeStartRound());
-      },
-    );
+    void this.saveDurably(`the start of round ${round} (started.json)`, () => persist(round)).then((outcome) => {
+      this.starting = false;
+      if (this.isDone) return;
+      if (outcome.ok) this.openRound(round);
+      else this.holdUnsaved({ kind: 'round-start', round }, outcome.failure);
+    });
+  }
+
+  /** One save, retried with backoff (durable-commit.ts); `attempts` 1 for the operator's own retry. */
+  private saveDurably(what: string, save: () => Promise<void> | void, attempts?: number): Promise<SaveOutcome> {
+    const { clock } = this.options;
+    const policy = this.options.saveRetry;
+    return saveWithRetry({
+      what,
+      save,
+      wait: (ms) => new Promise((resolve) => clock.setTimer(ms, () => resolve())),
+      now: () => clock.now(),
+      policy: attempts === undefined ? policy : { firstDelayMs: 0, maxDelayMs: 0, ...policy, attempts },
+      onRetry: (failure, delayMs) => this.logError(`${storageFailureText(failure)}; trying again in ${delayMs} ms`),
+    });
+  }
+
+  private logError(line: string): void {
+    (this.options.logError ?? console.error)(line);
+  }
+
+  /** Saves a closed round with its model and the history up to it. */
+  private saveRound(candidate: RoundCandidate, attempts?: number): Promise<SaveOutcome> {
+    const persist = this.options.onRoundCompleted;
+    if (!persist) return Promise.resolve({ ok: true });
+    const { record, model } = candidate;
+    return this.saveDurably(`round ${record.round} (checkpoint, history, model files)`, () => persist(record, model, [...this.history, record]), attempts);
+  }
+
+  /**
+   * A save failed for good: pause, say so (status, dashboard, log), and keep
+   * what is unsaved out of sight until the operator's resume saves it.
+   */
+  private holdUnsaved(unsaved: UnsavedState, failure: StorageFailure): void {
+    this.unsaved = unsaved;
+    this.storageFailure = failure;
+    this.paused = true;
+    if (unsaved.kind === 'round') {
+      if (this.open === unsaved.candidate.open) this.open = undefined;
+      // Its number is used up (started.json has it) whether or not it is ever saved.
+      this.lastRound = unsaved.candidate.record.round;
+    }
+    this.phase = 'waiting';
+    const held = unsaved.kind === 'round' ? `round ${unsaved.candidate.record.round} is not shown or announced until it is saved` : `round ${unsaved.round} does not start until its number is saved`;
+    this.logError(`${storageFailureText(failure)}. The federation is paused: ${held}. Make the folder writable, then resume.`);
+    if (this.stopReason !== undefined) {
+      this.finish(unsaved.kind === 'round' ? `${this.stopReason}; round ${unsaved.candidate.record.round} could not be saved, so it was never shown or counted` : this.stopReason);
+      return;
+    }
+    this.options.transport.statusChanged();
+  }
+
+  /** The operator's resume after a storage failure: one more try; on success the federation goes on. Returns why not, if not. */
+  private async retryUnsaved(): Promise<string | undefined> {
+    const unsaved = this.unsaved;
+    if (!unsaved) return undefined;
+    if (this.retryingSave) return 'a retry of the failed save is already under way';
+    this.retryingSave = true;
+    let outcome: SaveOutcome;
+    try {
+      switch (unsaved.kind) {
+        case 'round':
+          outcome = await this.saveRound(unsaved.candidate, 1);
+          break;
+        case 'round-start': {
+          const persist = this.options.onRoundStarting;
+          outcome = persist ? await this.saveDurably(`the start of round ${unsaved.round} (started.json)`, () => persist(unsaved.round), 1) : { ok: true };
+          break;
+        }
+        default:
+          throw new Error(`unknown unsaved state ${(unsaved satisfies never) as string}`);
+      }
+    } finally {
+      this.retryingSave = false;
+    }
+    if (this.isDone || this.unsaved !== unsaved) return 'the federation stopped meanwhile';
+    if (!outcome.ok) {
+      this.storageFailure = outcome.failure;
+      this.logError(`resume refused: ${storageFailureText(outcome.failure)}`);
+      this.options.transport.statusChanged();
+      return `saving still fails: ${storageFailureText(outcome.failure)}`;
+    }
+    this.unsaved = undefined;
+    this.storageFailure = undefined;
+    this.paused = false;
+    if (unsaved.kind === 'round') {
+      this.publishRound(unsaved.candidate);
+    } else {
+      this.options.transport.statusChanged();
+      this.openRound(unsaved.round);
+    }
+    return undefined;
   }
 
   /** The deadline of the next round: fixed, or adapted to how long participants took lately. */
@@ -947,6 +1088,7 @@ export class RoundEngine {
     const enough = secureFailure === undefined && (base.received >= settings.minUpdates || this.options.strategy.releasesEveryRound === true);
     const weights = enough ? open.aggregator.finish() : null;
     if (!enough) open.aggregator.abandon?.();
+    let candidate = this.model;
     if (weights === null) {
       const reason =
         secureFailure !== undefined
@@ -957,6 +1099,7 @@ export class RoundEngine {
         outcome: 'skipped',
         reason,
         modelVersion: this.model.version,
+        modelHash: this.model.hash,
         durationMs: clock.now() - open.startedAt,
         privacy: this.options.strategy.privacy?.(),
         secagg,
@@ -972,11 +1115,12 @@ export class RoundEngine {
         console.error(`round ${open.round}: evaluation failed:`, error);
       }
       if (this.open !== open) return; // stopped while evaluating
-      this.model = makeModel(this.model.version + 1, weights);
+      candidate = makeModel(this.model.version + 1, weights);
       record = {
         ...base,
         outcome: 'aggregated',
-        modelVersion: this.model.version,
+        modelVersion: candidate.version,
+        modelHash: candidate.hash,
         metrics,
         durationMs: clock.now() - open.startedAt,
         privacy: this.options.strategy.privacy?.(),
@@ -984,22 +1128,28 @@ export class RoundEngine {
         ...details,
       };
     }
-    this.open = undefined;
-    this.lastRound = open.round;
+    // The candidate: the round's record and model exist here and nowhere else. Checks on the aggregate
+    // go before this line; from here it is saved first (retried), and shown only once saved.
+    const round: RoundCandidate = { open, record, model: candidate };
+    const saved = await this.saveRound(round);
+    if (this.open !== open || this.isDone) return; // aborted while saving: nothing may follow federation:done
+    if (saved.ok) this.publishRound(round);
+    else this.holdUnsaved({ kind: 'round', candidate: round }, saved.failure);
+  }
+
+  /** A saved round becomes visible: status, downloads and joins get its model, then round:end goes out. */
+  private publishRound({ open, record, model }: RoundCandidate): void {
+    const { clock, transport } = this.options;
+    const settings = this.settings;
+    this.model = model;
+    this.shownPrivacy = record.privacy ?? this.shownPrivacy;
+    if (this.open === open) this.open = undefined;
+    this.lastRound = Math.max(this.lastRound, open.round);
     this.history.push(record);
     for (const id of open.selected) {
       const p = this.participants.get(id);
       if (p && p.connected) p.state = 'idle';
       if (p) p.progress = undefined;
-    }
-    if (this.options.onRoundCompleted) {
-      try {
-        await this.options.onRoundCompleted(record, this.model, this.history);
-      } catch (error) {
-        console.error(`round ${open.round}: saving the checkpoint failed:`, error);
-      }
-      // Stopped while saving: federation:done has gone out, nothing more may follow it.
-      if (this.isDone) return;
     }
     transport.broadcastRoundEnd({
       round: record.round,
@@ -1010,10 +1160,17 @@ export class RoundEngine {
       metrics: record.metrics,
     });
     const target = settings.targetAccuracy;
+    const patience = settings.earlyStoppingPatience;
+    const best = patience === undefined ? undefined : this.bestSummary();
     if (this.stopReason !== undefined) {
       this.finish(this.stopReason);
     } else if (target !== undefined && record.metrics && record.metrics.accuracy >= target) {
       this.finish(`target accuracy ${target} reached in round ${record.round} (accuracy ${record.metrics.accuracy.toFixed(4)})`);
+    } else if (patience !== undefined && best && best.roundsSince >= patience) {
+      this.finish(
+        `early stopping: no better test accuracy in the ${best.roundsSince} evaluated rounds since round ${best.round} ` +
+          `(patience ${patience}; best accuracy ${best.metrics.accuracy.toFixed(4)}, kept in best/)`,
+      );
     } else if (record.round >= settings.rounds) {
       this.finish(`completed ${settings.rounds} rounds`);
     } else {
@@ -1028,6 +1185,8 @@ export class RoundEngine {
     if (this.phase === 'done') return;
     this.phase = 'done';
     this.doneReason = reason;
+    // A round charged but never saved (stopped while paused on a storage failure) still counts in the final figure.
+    this.shownPrivacy = this.options.strategy.privacy?.() ?? this.shownPrivacy;
     const last = this.history.at(-1);
     this.options.transport.broadcastDone({ reason, round: this.lastRound, metrics: last?.metrics });
     this.options.transport.statusChanged();
@@ -1055,7 +1214,12 @@ function withoutTimeline(record: RoundRecord): RoundRecord {
 const MIN_ADAPTIVE_DEADLINE_MS = 5000;
 
 function makeModel(version: number, weights: Float32Array): GlobalModel {
-  return { version, weights, frame: encodeFrame(FrameKind.Weights, weights) };
+  return { version, weights, hash: weightsHash(weights), frame: encodeFrame(FrameKind.Weights, weights) };
+}
+
+/** SHA-256 of float32 weights as little-endian bytes: the same digest as of the weights.bin they are saved to. */
+export function weightsHash(weights: Float32Array): string {
+  return createHash('sha256').update(new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength)).digest('hex');
 }
 
 /** Quantiles by linear interpolation between order statistics (type 7, as numpy's default). */

@@ -63,6 +63,7 @@ export const SETTINGS = {
     minUpdates: ['min-updates', 'number'],
     roundTimeout: ['round-timeout', 'number'],
     targetAccuracy: ['target-accuracy', 'number'],
+    earlyStoppingPatience: ['early-stopping-patience', 'number'],
     overSelect: ['over-select', 'number'],
     adaptiveDeadline: ['adaptive-deadline', 'boolean'],
     seed: ['seed', 'number'],
@@ -95,6 +96,7 @@ export const SETTINGS = {
     multiKrum: ['multi-krum', 'number'],
     proximalMu: ['proximal-mu', 'number'],
     serverLearningRate: ['server-learning-rate', 'number'],
+    serverLrDecay: ['server-lr-decay', 'number'],
     maxUpdateNorm: ['max-update-norm', 'number'],
   },
   secureAggregation: {

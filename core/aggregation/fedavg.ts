@@ -4,6 +4,12 @@ import type { FitConfig } from '../protocol/messages.ts';
 export interface FedAvgOptions {
   /** Scales the averaged update before it is applied (1 = plain FedAvg). */
   readonly serverLearningRate?: number;
+  /**
+   * Multiplies the server learning rate by this factor every round after the
+   * first (round t applies serverLearningRate × decay^(t−1)); 1 = constant.
+   * A function of the round number only: nothing to checkpoint.
+   */
+  readonly serverLearningRateDecay?: number;
 }
 
 /**
@@ -15,10 +21,18 @@ export interface FedAvgOptions {
 export class FedAvg implements Strategy {
   readonly name = 'fedavg';
   private readonly serverLearningRate: number;
+  private readonly decay: number;
 
   constructor(options: FedAvgOptions = {}) {
     this.serverLearningRate = options.serverLearningRate ?? 1;
     if (!(this.serverLearningRate > 0)) throw new RangeError('serverLearningRate must be positive');
+    this.decay = options.serverLearningRateDecay ?? 1;
+    if (!(this.decay > 0 && this.decay <= 1)) throw new RangeError(`serverLearningRateDecay must be in (0, 1], got ${this.decay}`);
+  }
+
+  /** The server learning rate round `round` applies. */
+  learningRateFor(round: number): number {
+    return this.serverLearningRate * this.decay ** Math.max(0, round - 1);
   }
 
   configureFit(_round: number, base: FitConfig): FitConfig {
@@ -26,7 +40,7 @@ export class FedAvg implements Strategy {
   }
 
   beginRound(context: RoundContext): RoundAggregator {
-    return new WeightedSum(context.globalWeights, this.serverLearningRate);
+    return new WeightedSum(context.globalWeights, this.learningRateFor(context.round));
   }
 }
 

@@ -102,6 +102,8 @@ export interface RoundRecord {
   /** Accepted update norms; absent under client-level DP and secure aggregation. */
   readonly updateNorms?: UpdateNormStats;
   readonly applied?: RoundAppliedSettings;
+  /** SHA-256 (hex) of the global model's float32 weights after this round, as stored in weights.bin. */
+  readonly modelHash?: string;
 }
 
 export interface SecAggRoundStats {
@@ -147,6 +149,8 @@ export interface RoundSettings {
   /** Shorten the deadline to 3x the recent 90th-percentile latency (never below 5 s, never above roundTimeoutMs). */
   readonly adaptiveDeadline?: boolean;
   readonly targetAccuracy?: number;
+  /** Stop after this many evaluated rounds without a better test accuracy than the best so far. */
+  readonly earlyStoppingPatience?: number;
   readonly fit: FitConfig;
   /** Present when rounds use secure aggregation. */
   readonly secureAggregation?: SecureAggregationSettings;
@@ -159,6 +163,23 @@ export interface RoundSettings {
  */
 export type FederationControl = 'running' | 'paused' | 'awaiting-start' | 'stopped';
 
+/**
+ * State the coordinator could not save after retrying: the federation is
+ * paused (nothing unsaved was shown), until the operator fixes the folder
+ * and resumes.
+ */
+export interface StorageFailure {
+  /** What was being saved, e.g. "round 7 (checkpoint, history, model files)". */
+  readonly what: string;
+  /** The path the OS refused, when it said. */
+  readonly path?: string;
+  /** The OS error code (ENOSPC, EACCES, EROFS, ENOTDIR...), when there is one. */
+  readonly code?: string;
+  readonly message: string;
+  readonly attempts: number;
+  readonly at: number;
+}
+
 export interface FederationStatus {
   readonly task: { readonly name: string; readonly architecture: string; readonly paramCount: number };
   readonly strategy: string;
@@ -166,6 +187,8 @@ export interface FederationStatus {
   readonly round: number;
   readonly phase: RoundPhase;
   readonly modelVersion: number;
+  /** SHA-256 (hex) of the current global model's float32 weights. */
+  readonly modelHash?: string;
   readonly done: boolean;
   readonly doneReason?: string;
   readonly control: FederationControl;
@@ -181,6 +204,19 @@ export interface FederationStatus {
   /** Rejected requests by error code, since start. */
   readonly rejections: Readonly<Record<string, number>>;
   readonly startedAt: number;
+  /** The best round so far by held-out accuracy (then loss); its model is kept in <data-dir>/<task>/best/. */
+  readonly best?: BestModelSummary;
+  /** Set while something could not be saved: the federation is paused until the operator resumes. */
+  readonly storageFailure?: StorageFailure;
+}
+
+export interface BestModelSummary {
+  readonly round: number;
+  readonly modelVersion: number;
+  readonly modelHash?: string;
+  readonly metrics: EvalMetrics;
+  /** Evaluated rounds since, none better (early stopping counts these). */
+  readonly roundsSince: number;
 }
 
 /** Events of the `/admin` namespace (the dashboard). */

@@ -1,7 +1,7 @@
 import { FedAvg } from '../../core/aggregation/fedavg.ts';
 import type { Strategy } from '../../core/aggregation/strategy.ts';
 import type { EvalMetrics, FederationDoneMessage, RoundEndMessage, RoundStartMessage, UpdateMessage } from '../../core/protocol/messages.ts';
-import type { RoundRecord, RoundSettings } from '../../core/protocol/status.ts';
+import type { FederationStatus, RoundRecord, RoundSettings } from '../../core/protocol/status.ts';
 import { SeededRandom } from '../../core/random/prng.ts';
 import { encodeFrame, FrameKind } from '../../core/wire/frame.ts';
 import { ManualClock } from '../../coordinator/rounds/clock.ts';
@@ -17,6 +17,12 @@ export class EngineHarness implements RoundTransport {
   readonly log: string[] = [];
   /** The history the last checkpoint was given. */
   checkpointHistory: readonly RoundRecord[] = [];
+  /** Runs inside every round save and round-start save: a throw is a storage failure. */
+  saveFault: ((what: 'round' | 'start') => Promise<void> | void) | undefined;
+  /** The status as it was while each round save ran. */
+  readonly statusDuringSave: FederationStatus[] = [];
+  /** Save failures the engine reported. */
+  readonly errors: string[] = [];
   readonly engine: RoundEngine;
   private nextId = 0;
 
@@ -40,10 +46,15 @@ export class EngineHarness implements RoundTransport {
       random: new SeededRandom(3),
       task: { name: 'test', architecture: 'mlp', paramCount: dim },
       newId: () => `p${++this.nextId}`,
-      onRoundCompleted: (record: RoundRecord, _model, history) => {
+      onRoundCompleted: async (record: RoundRecord, _model, history) => {
+        this.statusDuringSave.push(this.engine.status());
+        await this.saveFault?.('round');
         this.log.push(`checkpoint ${record.round}`);
         this.checkpointHistory = structuredClone(history);
       },
+      onRoundStarting: () => this.saveFault?.('start'),
+      saveRetry: { attempts: 3, firstDelayMs: 100, maxDelayMs: 150 },
+      logError: (line) => this.errors.push(line),
     });
   }
 

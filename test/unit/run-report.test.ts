@@ -100,7 +100,8 @@ describe('run report', () => {
     assert.equal(report.generatedAt, '2025-01-02T03:04:05.000Z');
     assert.equal(report.final, true);
     assert.deepEqual(report.outcome.finalMetrics, { accuracy: 0.8, loss: 1 / 3 });
-    assert.deepEqual(report.outcome.best, { round: 3, accuracy: 0.8 });
+    assert.deepEqual(report.outcome.best, { round: 3, accuracy: 0.8, loss: 1 / 3, modelVersion: plainHistory[2]!.modelVersion });
+    assert.equal(report.outcome.finalRound, 3);
     assert.equal(report.outcome.aggregated, 2);
     assert.equal(report.outcome.skipped, 1);
     assert.deepEqual(

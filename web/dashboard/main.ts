@@ -147,7 +147,21 @@ function render(status: FederationStatus): void {
   const aggregated = status.history.filter((r) => r.metrics);
   const last = aggregated.at(-1)?.metrics;
   $('accuracy').textContent = percent(last?.accuracy);
-  $('loss').textContent = last ? `loss ${last.loss.toFixed(4)}` : '';
+  $('loss').textContent = last ? `last: round ${aggregated.at(-1)!.round}, loss ${last.loss.toFixed(4)}` : '';
+  const best = status.best;
+  $('best').textContent = best
+    ? `best: ${percent(best.metrics.accuracy)} in round ${best.round} (loss ${best.metrics.loss.toFixed(4)}; ${best.roundsSince} round${best.roundsSince === 1 ? '' : 's'} since${status.settings.earlyStoppingPatience ? `, patience ${status.settings.earlyStoppingPatience}` : ''})`
+    : '';
+  ($('download-best-json') as HTMLButtonElement).disabled = !best;
+  ($('download-best-weights') as HTMLButtonElement).disabled = !best;
+  // Saving failed: the federation is paused until the folder is writable and the operator resumes.
+  const failure = status.storageFailure;
+  const banner = $('storage-failure');
+  banner.hidden = !failure;
+  banner.textContent = failure
+    ? `Saving ${failure.what} failed (${failure.code ?? 'error'} at ${failure.path ?? 'an unknown path'}: ${failure.message}). ` +
+      (status.done ? 'The federation has finished; the file was not written.' : 'Nothing unsaved is shown. Make the folder writable, then press Resume.')
+    : '';
   $('version').textContent = String(status.modelVersion);
   $('done').textContent = status.done ? `done: ${status.doneReason}` : '';
 
@@ -463,6 +477,8 @@ async function download(button: HTMLButtonElement, path: string, filename: strin
 const downloads: [string, string, string][] = [
   ['download-model-json', '/api/model/model.json', 'model.json'],
   ['download-model-weights', '/api/model/weights.bin', 'weights.bin'],
+  ['download-best-json', '/api/model/best/model.json', 'model.json'],
+  ['download-best-weights', '/api/model/best/weights.bin', 'weights.bin'],
   ['download-report-json', '/api/report.json', 'report.json'],
   ['download-report-html', '/api/report.html', 'report.html'],
   ['download-history-csv', '/api/history.csv', 'history.csv'],
