@@ -180,6 +180,8 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     task: { name: task.name, architecture: spec.architecture, paramCount: task.paramCount },
     newId: () => randomUUID(),
     secaggObserver: hooks.secaggObserver,
+    participantGraceMs: security.participantGraceMs,
+    onParticipantForgotten: (id) => rejoinSecrets.forget(id),
     onRoundStarting: (round) => checkpoints.markRoundStarted(round),
     onRoundCompleted: async (record, model, history) => {
       const files = await serializer.toFiles(model.weights);
@@ -244,7 +246,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
         if (previous !== undefined && previous !== claimed) {
           return refuse(ErrorCode.BadPayload, `this connection already joined as ${previous}`);
         }
-        const id = engine.join(request.client, claimed);
+        const id = engine.join(request.client, claimed, socket.data.credential);
         const rejoinSecret = claimed !== undefined ? request.rejoinSecret! : rejoinSecrets.issue(id);
         const other = socketsByParticipant.get(id);
         // Point the id at the new socket first, so the old socket's disconnect does not count as leaving.
@@ -515,5 +517,10 @@ class RejoinSecrets {
 
   matches(participantId: string, secret: string | undefined): boolean {
     return this.secrets.get(participantId)?.matches(secret) ?? false;
+  }
+
+  /** The engine forgot this participant: its id will not be given back. */
+  forget(participantId: string): void {
+    this.secrets.delete(participantId);
   }
 }
