@@ -41,8 +41,14 @@ export function defaultMaxPerIp(maxConnections: number): number {
   return Math.min(maxConnections, Math.max(64, Math.ceil(maxConnections / 4)));
 }
 
-/** Waiting transports per address: enough for a browser with a few tabs opening at once. */
-export const DEFAULT_PENDING_PER_IP = 8;
+/**
+ * Waiting transports per address: half the pool, so one address cannot push
+ * out everyone else's handshakes, yet a NAT or a lab of tabs connecting at
+ * once is not pushed out by itself.
+ */
+export function defaultPendingPerIp(pendingCap: number): number {
+  return Math.max(1, Math.ceil(pendingCap / 2));
+}
 
 export class ConnectionAdmission {
   /** Waiting transports, oldest first (a Map keeps insertion order). */

@@ -2,7 +2,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server as 
 import { createServer as createHttpsServer } from 'node:https';
 import type { Namespace, Server, ServerOptions, Socket } from 'socket.io';
 import { ackError, ErrorCode } from '../../core/protocol/errors.ts';
-import { ConnectionAdmission, DEFAULT_PENDING_PER_IP, defaultMaxPerIp, defaultPendingCap, type PendingTransport } from './admission.ts';
+import { ConnectionAdmission, defaultMaxPerIp, defaultPendingCap, defaultPendingPerIp, type PendingTransport } from './admission.ts';
 import { isAdminPath } from './admin-routes.ts';
 import type { SecurityConfig } from './config.ts';
 import { ConnectionRateLimiter } from './rate-limit.ts';
@@ -77,7 +77,7 @@ export function createAdmission(security: SecurityConfig): ConnectionAdmission {
     maxConnections: security.maxConnections,
     maxPerIp: security.maxConnectionsPerIp ?? defaultMaxPerIp(security.maxConnections),
     pendingCap: defaultPendingCap(security.maxConnections),
-    pendingPerIp: DEFAULT_PENDING_PER_IP,
+    pendingPerIp: defaultPendingPerIp(defaultPendingCap(security.maxConnections)),
   });
 }
 
