@@ -14,6 +14,8 @@ import path from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { EngineHarness } from '../helpers/engine-harness.ts';
+import { ConfigError, parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
+import { writeFile } from 'node:fs/promises';
 
 function transport(address: string, closed: string[], name: string): PendingTransport {
   return { address, close: () => closed.push(name) };
@@ -104,6 +106,32 @@ describe('credentials', () => {
       assert.deepEqual(tokens.map(([, token]) => set.identify(token)), ['c0001', undefined, 'c0003']);
       assert.ok(lines.some((l) => /^c0002 +revoked/.test(l)));
       await assert.rejects(runTokensCli(['--file', file, '--revoke', 'c0404'], () => {}), /no credential with id c0404/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('flags: credentials file, limits and grace are checked at start', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'fl-flags-'));
+    try {
+      const file = path.join(dir, 'credentials.json');
+      await writeFile(file, JSON.stringify({ version: 1, credentials: mintCredentials([], 1).entries }));
+      const config = parseConfig(['--credentials', file, '--max-connections-per-ip', '7', '--participant-grace', '30'], {}) as CoordinatorConfig;
+      assert.ok(config.security);
+      assert.equal(config.security.credentials!.set.size, 1);
+      assert.equal(config.security.maxConnectionsPerIp, 7);
+      assert.equal(config.security.maxConnectionsPerCredential, 2);
+      assert.equal(config.security.participantGraceMs, 30_000);
+      config.security.credentials!.close();
+      for (const [args, pattern] of [
+        [['--credentials', path.join(dir, 'missing.json')], /--credentials .*no such file/],
+        [['--credentials', file, '--open'], /--open and --credentials contradict/],
+        [['--max-connections-per-ip', '0'], /--max-connections-per-ip must be a positive integer/],
+        [['--max-connections-per-credential', 'x'], /--max-connections-per-credential must be a positive integer/],
+        [['--participant-grace=-1'], /--participant-grace must be a number of seconds/],
+      ] as const) {
+        assert.throws(() => parseConfig([...args], {}), (e: Error) => e instanceof ConfigError && pattern.test(e.message), args.join(' '));
+      }
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
