@@ -40,7 +40,7 @@ import type { AdvertiseKeysMessage, MaskedInputMessage, SecAggResult, ShareKeysM
 import { secAggConfigFor, SecureRound, type SecAggOutbound, type SecAggStep, type SecureRoundOutcome } from './secure-round.ts';
 import { DepartedParticipants } from './participant-registry.ts';
 import { quorumMet } from './quorum.ts';
-import { DeliveryRecord, weightedSample } from './selection.ts';
+import { DeliveryRecord, hasOwnSelection, weightedSample } from './selection.ts';
 
 /** How the engine reaches participants; the socket.io server implements it. */
 export interface RoundTransport {
@@ -702,8 +702,8 @@ export class RoundEngine {
     // Over-selection: ask a few more than needed, so dropouts still leave enough updates.
     const wanted = Math.ceil(settings.clientsPerRound * (1 + (settings.overSelect ?? 0)));
     // A strategy's own selection (client-level DP samples independently) is kept as it is; otherwise reliability-weighted.
-    const chosen = strategy.select
-      ? strategy.select(candidates, wanted, this.options.random)
+    const chosen = hasOwnSelection(strategy)
+      ? strategy.select!(candidates, wanted, this.options.random)
       : weightedSample(candidates, wanted, (p) => this.deliveries.weight(p.deliveryKey), this.options.random);
     const fit: FitConfig = strategy.configureFit(round, settings.fit);
     const startedAt = clock.now();
@@ -866,7 +866,7 @@ export class RoundEngine {
   private closeRoundIfSettled(): void {
     const open = this.open;
     if (!open || this.phase !== 'training') return;
-    const quorum = open.secure || this.options.strategy.select ? undefined : this.quorumReason(open);
+    const quorum = open.secure || hasOwnSelection(this.options.strategy) ? undefined : this.quorumReason(open);
     if (quorum !== undefined) this.dropUnsettled(open, quorum);
     if (open.settlements.size >= open.selected.size) {
       // Closing evaluates the model; the last sender's acknowledgement must not wait for that.

@@ -1,3 +1,5 @@
+import type { Strategy } from '../../core/aggregation/strategy.ts';
+import { StrategyWrapper } from '../../core/aggregation/wrapper.ts';
 import { sample, type UniformSource } from '../../core/random/prng.ts';
 
 /**
@@ -70,4 +72,19 @@ export function weightedSample<T>(items: readonly T[], count: number, weight: (i
   const keyed = items.map((item, i) => ({ item, key: Math.log(Math.max(random.next(), Number.MIN_VALUE)) / weights[i]! }));
   keyed.sort((a, b) => b.key - a.key);
   return keyed.slice(0, Math.min(count, items.length)).map((k) => k.item);
+}
+
+/**
+ * True when the strategy selects participants its own way (DP-FedAvg's
+ * Poisson sampling), looking through wrappers (norm bounds, robust
+ * aggregation), which only pass selection on: then neither the weighting nor
+ * the quorum applies.
+ */
+export function hasOwnSelection(strategy: Strategy): boolean {
+  let s: Strategy = strategy;
+  while (s instanceof StrategyWrapper) {
+    if (s.select !== StrategyWrapper.prototype.select) return true;
+    s = s.inner;
+  }
+  return s.select !== undefined;
 }

@@ -4,7 +4,10 @@ import { ConnectionAdmission, type PendingTransport } from '../../coordinator/se
 import { CredentialSet, mintCredentials, parseCredentialFile, revokeCredentials } from '../../coordinator/security/credentials.ts';
 import { DepartedParticipants } from '../../coordinator/rounds/participant-registry.ts';
 import { quorumMet } from '../../coordinator/rounds/quorum.ts';
-import { DeliveryRecord, weightedSample } from '../../coordinator/rounds/selection.ts';
+import { DeliveryRecord, hasOwnSelection, weightedSample } from '../../coordinator/rounds/selection.ts';
+import { FedAvg } from '../../core/aggregation/fedavg.ts';
+import { DpFedAvg } from '../../core/aggregation/dp-fedavg.ts';
+import { StrategyWrapper } from '../../core/aggregation/wrapper.ts';
 import { MAX_DEPARTED_PARTICIPANTS, STATUS_PARTICIPANTS_LISTED } from '../../coordinator/rounds/round-engine.ts';
 import { SeededRandom } from '../../core/random/prng.ts';
 import { runTokensCli } from '../../coordinator/tokens-cli.ts';
@@ -158,6 +161,16 @@ describe('reliability-weighted selection', () => {
     assert.equal(record.weight('bad'), 1 / 4);
     assert.ok(record.neverDelivered('bad'));
     assert.ok(!record.neverDelivered('good'));
+  });
+
+  it('applies unless the strategy, under any wrappers, selects its own way (DP-FedAvg)', () => {
+    class Bound extends StrategyWrapper {
+      readonly name = 'bound';
+    }
+    assert.equal(hasOwnSelection(new FedAvg()), false);
+    assert.equal(hasOwnSelection(new Bound(new Bound(new FedAvg()))), false, 'wrappers only pass selection on');
+    const dp = Object.create(DpFedAvg.prototype) as DpFedAvg;
+    assert.equal(hasOwnSelection(new Bound(dp)), true);
   });
 
   it('draws in proportion to weight, and uniformly (as before) when all weights are equal', () => {
