@@ -31,7 +31,7 @@ import { buildStrategy } from './strategies.ts';
 import { TestSetEvaluator } from './evaluator.ts';
 import { serveStatic } from './http/static-files.ts';
 import { defaultSecurity } from './security/config.ts';
-import { createTransportServer, guardHttp, installSecurity, publicUrl, socketServerOptions } from './security/guard.ts';
+import { createAdmission, createTransportServer, guardHttp, installSecurity, publicUrl, socketServerOptions } from './security/guard.ts';
 import { TokenSet } from './security/tokens.ts';
 import { SystemClock } from './rounds/clock.ts';
 import { RoundEngine, weightsHash, type ResumePoint, type RoundTransport, type SecAggObserver } from './rounds/round-engine.ts';
@@ -52,6 +52,8 @@ import { initNodeBackend } from './tf-node.ts';
 
 interface SocketData {
   participantId?: string;
+  /** The per-participant credential it authenticated with (security/credentials.ts), if any. */
+  credential?: string;
 }
 
 type ParticipantServer = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
@@ -115,9 +117,10 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
 
   const security = config.security ?? defaultSecurity();
   const httpServer = createTransportServer(security);
+  const admission = createAdmission(security);
   const io: ParticipantServer = new Server(httpServer, {
-    // CORS, the Origin check and the transport cap (coordinator/security/guard.ts).
-    ...socketServerOptions(security, () => io.engine.clientsCount),
+    // CORS, the Origin check and the connection caps (coordinator/security/guard.ts, admission.ts).
+    ...socketServerOptions(security, admission),
     // Derived from the model: a full frame plus the JSON around it must fit.
     maxHttpBufferSize: FRAME_HEADER_BYTES + task.paramCount * 4 + MESSAGE_SLACK_BYTES,
     serveClient: false,
@@ -125,7 +128,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
   // The dashboard's namespace has its own event map; socket.io types namespaces by the parent's.
   const admin = io.of('/admin') as unknown as Namespace<AdminClientToServerEvents, AdminServerToClientEvents>;
   // Tokens, the connection cap and the message rate limit, before any handler below.
-  installSecurity(io, admin, security, { countRejection: (code) => engine.countRejection(code), log });
+  const closeSecurity = installSecurity(io, admin, security, { countRejection: (code) => engine.countRejection(code), log }, admission, httpServer);
   const socketsByParticipant = new Map<string, ParticipantSocket>();
   const rejoinSecrets = new RejoinSecrets();
 
@@ -184,6 +187,8 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     newId: () => randomUUID(),
     secaggObserver: hooks.secaggObserver,
     logError: hooks.log ?? ((line) => console.error(line)),
+    participantGraceMs: security.participantGraceMs,
+    onParticipantForgotten: (id) => rejoinSecrets.forget(id),
     onRoundStarting: (round) => checkpoints.markRoundStarted(round),
     onRoundCompleted: async (record, model, history) => {
       const files = await serializer.toFiles(model.weights);
@@ -264,7 +269,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
         if (previous !== undefined && previous !== claimed) {
           return refuse(ErrorCode.BadPayload, `this connection already joined as ${previous}`);
         }
-        const id = engine.join(request.client, claimed);
+        const id = engine.join(request.client, claimed, socket.data.credential);
         const rejoinSecret = claimed !== undefined ? request.rejoinSecret! : rejoinSecrets.issue(id);
         const other = socketsByParticipant.get(id);
         // Point the id at the new socket first, so the old socket's disconnect does not count as leaving.
@@ -450,6 +455,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
       closed = true;
       if (!engine.isDone) engine.abort('coordinator shut down');
       if (statusTimer) clearTimeout(statusTimer);
+      closeSecurity();
       clock.clearAll();
       // Let the last broadcasts (federation:done) leave before the connections close.
       io.disconnectSockets();
@@ -557,5 +563,10 @@ class RejoinSecrets {
 
   matches(participantId: string, secret: string | undefined): boolean {
     return this.secrets.get(participantId)?.matches(secret) ?? false;
+  }
+
+  /** The engine forgot this participant: its id will not be given back. */
+  forget(participantId: string): void {
+    this.secrets.delete(participantId);
   }
 }

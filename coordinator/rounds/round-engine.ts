@@ -32,7 +32,7 @@ import type {
   SettingsChange,
   UpdateNormStats,
 } from '../../core/protocol/status.ts';
-import { sample, type UniformSource } from '../../core/random/prng.ts';
+import type { UniformSource } from '../../core/random/prng.ts';
 import { decodeFrame, encodeFrame, FrameKind } from '../../core/wire/frame.ts';
 import type { Clock, TimerHandle } from './clock.ts';
 import type { SecAggAccepted } from '../../core/protocol/messages.ts';
@@ -42,6 +42,9 @@ import { bestRound, roundsWithoutImprovement } from './best-round.ts';
 import { saveWithRetry, storageFailureText, type RetryPolicy, type SaveOutcome } from './durable-commit.ts';
 import type { AdvertiseKeysMessage, MaskedInputMessage, SecAggResult, ShareKeysMessage, UnmaskResponseMessage } from '../../core/secagg/protocol.ts';
 import { secAggConfigFor, SecureRound, type SecAggOutbound, type SecAggStep, type SecureRoundOutcome } from './secure-round.ts';
+import { DepartedParticipants } from './participant-registry.ts';
+import { quorumMet } from './quorum.ts';
+import { DeliveryRecord, hasOwnSelection, weightedSample } from './selection.ts';
 
 /** How the engine reaches participants; the socket.io server implements it. */
 export interface RoundTransport {
@@ -111,7 +114,16 @@ export interface RoundEngineOptions {
   readonly saveRetry?: RetryPolicy;
   /** Where save failures are reported (console.error by default). */
   readonly logError?: (line: string) => void;
+  /** A participant that left is forgotten after this long (participant-registry.ts); default 120 s. */
+  readonly participantGraceMs?: number;
+  /** Called when a participant's record is forgotten (the server drops its rejoin secret). */
+  readonly onParticipantForgotten?: (participantId: string) => void;
 }
+
+/** Departed participants kept at most, whatever their grace: bounds memory and the status under churn. */
+export const MAX_DEPARTED_PARTICIPANTS = 1000;
+/** Participants listed one by one in the dashboard status; the rest are counted (participantTotals). */
+export const STATUS_PARTICIPANTS_LISTED = 200;
 
 /** A closed round whose record and model exist but are not saved yet: nothing outside the engine sees them. */
 interface RoundCandidate {
@@ -125,6 +137,8 @@ type UnsavedState = { readonly kind: 'round'; readonly candidate: RoundCandidate
 
 interface ParticipantRecord {
   readonly id: string;
+  /** Whose delivery record it builds (selection.ts): its credential, or its id. */
+  readonly deliveryKey: string;
   info: ClientInfo;
   connected: boolean;
   state: ParticipantState;
@@ -201,6 +215,11 @@ export class RoundEngine {
   private idCounter = 0;
   /** A round number is being recorded; no other round may start meanwhile. */
   private starting = false;
+  /** Who delivered when selected (selection.ts). */
+  private readonly deliveries = new DeliveryRecord();
+  private readonly departed: DepartedParticipants;
+  /** Contributors whose records were forgotten after they left (they stay in the round history). */
+  private departedContributors = 0;
   /** Latencies of recent updates, for the adaptive deadline. */
   private readonly recentLatencies: number[] = [];
   /** Saving failed after its retries: the federation is paused until the operator resumes and the save succeeds. */
@@ -223,6 +242,7 @@ export class RoundEngine {
     this.startedAt = options.clock.now();
     this.settings = options.settings;
     this.shownPrivacy = options.strategy.privacy?.();
+    this.departed = new DepartedParticipants(options.participantGraceMs ?? 120_000, MAX_DEPARTED_PARTICIPANTS);
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
   }
 
@@ -425,17 +445,20 @@ export class RoundEngine {
   }
 
   /** A participant joined or rejoined. Returns its id (the old one when it is known). */
-  join(info: ClientInfo, requestedId?: string): string {
+  join(info: ClientInfo, requestedId?: string, credential?: string): string {
+    this.forgetDeparted();
     const existing = requestedId === undefined ? undefined : this.participants.get(requestedId);
     let record: ParticipantRecord;
     if (existing) {
       record = existing;
+      this.departed.returned(record.id);
       record.info = info;
       record.connected = true;
       // A participant that dropped out of the open round stays out of it.
       if (!this.open?.selected.has(record.id)) record.state = 'idle';
     } else {
-      record = { id: this.options.newId?.() ?? this.makeId(), info, connected: true, state: 'idle', roundsContributed: 0, retired: false };
+      const id = this.options.newId?.() ?? this.makeId();
+      record = { id, deliveryKey: credential ?? id, info, connected: true, state: 'idle', roundsContributed: 0, retired: false };
       this.participants.set(record.id, record);
     }
     this.options.transport.statusChanged();
@@ -450,6 +473,8 @@ export class RoundEngine {
     if (!record) return;
     record.connected = false;
     record.progress = undefined;
+    this.departed.left(participantId, this.options.clock.now());
+    this.forgetDeparted();
     const open = this.open;
     if (open && open.selected.has(participantId) && !open.settlements.has(participantId)) {
       record.state = 'dropped';
@@ -580,9 +605,18 @@ export class RoundEngine {
    * participant per round would otherwise grow the push without bound.
    */
   dashboardStatus(): FederationStatus {
+    this.forgetDeparted();
     const status = this.status();
     const firstKept = status.history.length - STATUS_TIMELINE_ROUNDS;
-    return { ...status, history: status.history.map((r, i) => (i >= firstKept ? r : withoutTimeline(r))) };
+    // Connected participants first; the list is cut at STATUS_PARTICIPANTS_LISTED, participantTotals counts them all.
+    const connected = status.participants.filter((p) => p.connected);
+    const listed = connected.length >= STATUS_PARTICIPANTS_LISTED ? connected.slice(0, STATUS_PARTICIPANTS_LISTED) : connected.concat(status.participants.filter((p) => !p.connected).slice(0, STATUS_PARTICIPANTS_LISTED - connected.length));
+    return {
+      ...status,
+      participants: listed,
+      participantTotals: { ...status.participantTotals!, listed: listed.length },
+      history: status.history.map((r, i) => (i >= firstKept ? r : withoutTimeline(r))),
+    };
   }
 
   /** The whole state, every round's timeline included: for the run report, the CSV and the final result. */
@@ -622,6 +656,12 @@ export class RoundEngine {
       waitingFor: this.waitingFor(),
       privacy: this.shownPrivacy,
       participants,
+      participantTotals: {
+        known: participants.length,
+        connected: participants.filter((p) => p.connected).length,
+        listed: participants.length,
+        departedContributors: this.departedContributors,
+      },
       history: [...this.history],
       rejections: { ...this.rejections },
       startedAt: this.startedAt,
@@ -802,7 +842,10 @@ export class RoundEngine {
     }
     // Over-selection: ask a few more than needed, so dropouts still leave enough updates.
     const wanted = Math.ceil(settings.clientsPerRound * (1 + (settings.overSelect ?? 0)));
-    const chosen = strategy.select ? strategy.select(candidates, wanted, this.options.random) : sample(candidates, wanted, this.options.random);
+    // A strategy's own selection (client-level DP samples independently) is kept as it is; otherwise reliability-weighted.
+    const chosen = hasOwnSelection(strategy)
+      ? strategy.select!(candidates, wanted, this.options.random)
+      : weightedSample(candidates, wanted, (p) => this.deliveries.weight(p.deliveryKey), this.options.random);
     const fit: FitConfig = strategy.configureFit(round, settings.fit);
     const startedAt = clock.now();
     const model = this.model;
@@ -963,10 +1006,41 @@ export class RoundEngine {
 
   private closeRoundIfSettled(): void {
     const open = this.open;
-    if (open && this.phase === 'training' && open.settlements.size >= open.selected.size) {
+    if (!open || this.phase !== 'training') return;
+    const quorum = open.secure || hasOwnSelection(this.options.strategy) ? undefined : this.quorumReason(open);
+    if (quorum !== undefined) this.dropUnsettled(open, quorum);
+    if (open.settlements.size >= open.selected.size) {
       // Closing evaluates the model; the last sender's acknowledgement must not wait for that.
       this.phase = 'aggregating';
       this.options.clock.setTimer(0, () => void this.closeRound(open));
+    }
+  }
+
+  /** Why a plain round may close before everyone answered (quorum.ts), or undefined. */
+  private quorumReason(open: OpenRound): string | undefined {
+    return quorumMet({
+      selected: open.selected.size,
+      received: open.received,
+      clientsPerRound: open.clientsPerRound,
+      minUpdates: this.settings.minUpdates,
+      outstanding: [...open.selected].filter((id) => !open.settlements.has(id)),
+      neverDelivered: (id) => {
+        const record = this.participants.get(id);
+        return record !== undefined && this.deliveries.neverDelivered(record.deliveryKey);
+      },
+    });
+  }
+
+  /** Forgets the records of participants gone longer than the grace period (participant-registry.ts). */
+  private forgetDeparted(): void {
+    const forgotten = this.departed.expire(this.options.clock.now(), (id) => this.open?.selected.has(id) === true || this.participants.get(id)?.connected === true);
+    for (const id of forgotten) {
+      const record = this.participants.get(id);
+      if (!record || record.connected) continue;
+      this.participants.delete(id);
+      if (record.roundsContributed > 0) this.departedContributors++;
+      if (record.deliveryKey === id) this.deliveries.forget(id);
+      this.options.onParticipantForgotten?.(id);
     }
   }
 
@@ -1072,6 +1146,10 @@ export class RoundEngine {
       }
     }
     const details = this.roundDetails(open, contributors);
+    for (const p of details.participants!) {
+      const key = this.participants.get(p.id)?.deliveryKey;
+      if (key !== undefined) this.deliveries.record(key, p.outcome === 'declined' ? undefined : p.outcome === 'received');
+    }
     // Counted from the timeline, the one record of how each selected participant's part ended.
     const count = (o: RoundParticipantOutcome) => details.participants!.filter((p) => p.outcome === o).length;
     const base = {

@@ -1,6 +1,7 @@
 import { createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isPositiveInt, numberFlag } from '../flags.ts';
+import { CredentialStore } from './credentials.ts';
 import { parseTokenFile, tokenProblem, TokenSet } from './tokens.ts';
 
 /**
@@ -36,14 +37,32 @@ export interface SecurityConfig {
   readonly rateLimit: number;
   /** Most socket.io connections (participants and dashboards) at once. */
   readonly maxConnections: number;
+  /** Per-participant credentials (`--credentials FILE`); each may hold `maxConnectionsPerCredential` connections. */
+  readonly credentials?: CredentialStore;
+  readonly maxConnectionsPerCredential: number;
+  /** Most authenticated connections from one address (absent: defaultMaxPerIp(maxConnections)). */
+  readonly maxConnectionsPerIp?: number;
+  /** A participant that left without contributing is forgotten after this long (ms). */
+  readonly participantGraceMs: number;
 }
 
 export const DEFAULT_RATE_LIMIT = 50;
 export const DEFAULT_MAX_CONNECTIONS = 1000;
+/** A participant's tab plus one reconnect whose old connection has not timed out yet. */
+export const DEFAULT_MAX_CONNECTIONS_PER_CREDENTIAL = 2;
+/** Long enough to rejoin after a network blip or a reload (ping timeout is 45 s); short enough that churn cannot pile up. */
+export const DEFAULT_PARTICIPANT_GRACE_MS = 120_000;
 
 /** No tokens, no TLS, default limits: what a coordinator gets when its config has no `security`. */
 export function defaultSecurity(): SecurityConfig {
-  return { openByChoice: false, allowedOrigins: [], rateLimit: DEFAULT_RATE_LIMIT, maxConnections: DEFAULT_MAX_CONNECTIONS };
+  return {
+    openByChoice: false,
+    allowedOrigins: [],
+    rateLimit: DEFAULT_RATE_LIMIT,
+    maxConnections: DEFAULT_MAX_CONNECTIONS,
+    maxConnectionsPerCredential: DEFAULT_MAX_CONNECTIONS_PER_CREDENTIAL,
+    participantGraceMs: DEFAULT_PARTICIPANT_GRACE_MS,
+  };
 }
 
 /** `parseArgs` options of the security flags. */
@@ -58,6 +77,10 @@ export const SECURITY_OPTIONS = {
   'allowed-origins': { type: 'string' },
   'rate-limit': { type: 'string' },
   'max-connections': { type: 'string' },
+  credentials: { type: 'string' },
+  'max-connections-per-credential': { type: 'string' },
+  'max-connections-per-ip': { type: 'string' },
+  'participant-grace': { type: 'string' },
 } as const;
 
 export const SECURITY_USAGE = `Access, TLS and limits (see README "Security")
@@ -72,7 +95,14 @@ export const SECURITY_USAGE = `Access, TLS and limits (see README "Security")
   --allowed-origins A,B    web origins allowed besides the coordinator's own (e.g.
                            https://lab.example.org; * allows any)
   --rate-limit N           messages per second per connection (default ${DEFAULT_RATE_LIMIT}, bursts of 2N)
-  --max-connections N      connections at once (default ${DEFAULT_MAX_CONNECTIONS})`;
+  --max-connections N      connections at once (default ${DEFAULT_MAX_CONNECTIONS}); only authenticated ones count
+  --credentials FILE       per-participant credentials (made and revoked with "npm run tokens"; see
+                           docs/admission.md); re-read when the file changes
+  --max-connections-per-credential N   connections one credential may hold (default ${DEFAULT_MAX_CONNECTIONS_PER_CREDENTIAL})
+  --max-connections-per-ip N  authenticated connections from one address (default: a quarter of
+                           --max-connections, at least 64)
+  --participant-grace S    forget a participant that left without contributing after S seconds
+                           (default ${DEFAULT_PARTICIPANT_GRACE_MS / 1000})`;
 
 type MakeError = (message: string) => Error;
 
@@ -173,6 +203,26 @@ export function parseSecurityConfig(values: Record<string, unknown>, fail: MakeE
     joinTokens = joinTokens.with(demoToken);
   }
   if (open && joinTokens) throw fail('--open and --join-token/--join-token-file contradict each other: pick one');
+  const credentialsFile = values.credentials as string | undefined;
+  let credentials: CredentialStore | undefined;
+  if (credentialsFile !== undefined) {
+    if (open) throw fail('--open and --credentials contradict each other: pick one');
+    readFlagFile(credentialsFile, 'credentials', fail);
+    try {
+      credentials = new CredentialStore(credentialsFile);
+    } catch (error) {
+      throw fail(`--credentials ${(error as Error).message}`);
+    }
+    if (credentials.set.size === 0) throw fail(`--credentials ${credentialsFile}: no active credential (all revoked?): mint some with "npm run tokens -- --file ${credentialsFile} --count N"`);
+    if (demoToken === undefined && Number(values['demo-participants'] ?? 0) > 0) {
+      // The demo participants get a shared token of their own, as with join tokens.
+      demoToken = randomBytes(24).toString('base64url');
+      joinTokens = new TokenSet([demoToken]);
+    }
+  }
+  const maxConnections = positiveInt(values['max-connections'], 'max-connections', DEFAULT_MAX_CONNECTIONS, fail);
+  const maxConnectionsPerIp = numberFlag(values['max-connections-per-ip'], 'max-connections-per-ip', isPositiveInt, 'a positive integer', fail);
+  const graceS = numberFlag(values['participant-grace'], 'participant-grace', (v) => Number.isFinite(v) && v >= 0 && v <= 86_400, 'a number of seconds in [0, 86400]', fail);
   const adminTokens = tokenSet(values, 'admin-token', fail);
   if (joinTokens && adminTokens && joinTokens.overlaps(adminTokens)) throw fail('the admin token must differ from every join token');
   return {
@@ -183,19 +233,32 @@ export function parseSecurityConfig(values: Record<string, unknown>, fail: MakeE
     tls: parseTls(values, fail),
     allowedOrigins: parseOrigins(values['allowed-origins'], fail),
     rateLimit: positiveInt(values['rate-limit'], 'rate-limit', DEFAULT_RATE_LIMIT, fail),
-    maxConnections: positiveInt(values['max-connections'], 'max-connections', DEFAULT_MAX_CONNECTIONS, fail),
+    maxConnections,
+    credentials,
+    maxConnectionsPerCredential: positiveInt(values['max-connections-per-credential'], 'max-connections-per-credential', DEFAULT_MAX_CONNECTIONS_PER_CREDENTIAL, fail),
+    maxConnectionsPerIp,
+    participantGraceMs: graceS === undefined ? DEFAULT_PARTICIPANT_GRACE_MS : graceS * 1000,
   };
+}
+
+function accessSummary(security: SecurityConfig): string {
+  const demo = security.demoToken ? ', and one made for the demo participants' : '';
+  if (security.credentials) {
+    return `per-participant credentials (${security.credentials.set.size} active in ${security.credentials.file}, ${security.maxConnectionsPerCredential} connection(s) each${demo})`;
+  }
+  if (security.joinTokens) return `join token required (${security.joinTokens.size - (security.demoToken ? 1 : 0)} known${demo})`;
+  return 'open to anyone';
 }
 
 /** What the operator should know at start: warnings (for stderr) and a summary line. Never contains a token. */
 export function describeSecurity(security: SecurityConfig): { readonly warnings: string[]; readonly summary: string } {
   const warnings: string[] = [];
-  if (!security.joinTokens && !security.openByChoice) {
+  if (!security.joinTokens && !security.credentials && !security.openByChoice) {
     warnings.push('WARNING: no join token: anyone who can reach this port may join the federation and send updates.');
     warnings.push('         Use --join-token-file FILE (or --open to silence this warning for a demo).');
   }
   const summary =
-    `  access:       ${security.joinTokens ? `join token required (${security.joinTokens.size - (security.demoToken ? 1 : 0)} known${security.demoToken ? ', and one made for the demo participants' : ''})` : 'open to anyone'}; ` +
+    `  access:       ${accessSummary(security)}; ` +
     `dashboard ${security.adminTokens ? 'needs the admin token' : 'open, read-only'}; ` +
     `${security.tls ? 'HTTPS/WSS' : 'plain HTTP (WebGPU needs HTTPS on devices other than localhost)'}`;
   return { warnings, summary };

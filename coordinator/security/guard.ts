@@ -2,6 +2,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server as 
 import { createServer as createHttpsServer } from 'node:https';
 import type { Namespace, Server, ServerOptions, Socket } from 'socket.io';
 import { ackError, ErrorCode } from '../../core/protocol/errors.ts';
+import { ConnectionAdmission, defaultMaxPerIp, defaultPendingCap, defaultPendingPerIp, type PendingTransport } from './admission.ts';
 import { isAdminPath } from './admin-routes.ts';
 import type { SecurityConfig } from './config.ts';
 import { ConnectionRateLimiter } from './rate-limit.ts';
@@ -12,11 +13,15 @@ export { isAdminPath };
  * The coordinator's gatekeeping on the wire, in one place:
  *
  * - transport: HTTPS/WSS when a certificate is configured;
- * - engine.io handshake (`allowRequest`): the Origin header must be the
- *   coordinator's own or allowlisted, and a hard cap on raw transports;
- * - socket.io handshake (namespace middleware): the join token on `/`, the
- *   admin token on `/admin`, and the connection cap, refused with a coded
- *   `connect_error` (`err.data = { code, message }`);
+ * - engine.io handshake (`allowRequest`, and the same check on WebSocket
+ *   upgrades so they get HTTP 403 too): the Origin header must be the
+ *   coordinator's own or allowlisted, and the connection caps must leave
+ *   room (ConnectionAdmission: only authenticated sockets hold slots; raw
+ *   transports wait in a small pool that pushes out its oldest);
+ * - socket.io handshake (namespace middleware): the join token or a
+ *   per-participant credential on `/`, the admin token on `/admin`, and the
+ *   connection caps (total, per address, per credential), refused with a
+ *   coded `connect_error` (`err.data = { code, message }`);
  * - every incoming message: a per-connection rate limit, before any handler
  *   (and no admin events at all on a dashboard without an admin token);
  * - HTTP: admin routes need `Authorization: Bearer <admin token>`, and
@@ -30,8 +35,12 @@ type AnyServer = Server<any, any, any, any>;
 type AnyNamespace = Namespace<any, any, any, any>;
 type AnySocket = Socket<any, any, any, any>;
 
-/** socket.io closes transports that join no namespace within this time (its default is 45 s). */
-const CONNECT_TIMEOUT_MS = 10_000;
+/**
+ * socket.io closes transports that join no namespace within this time (its
+ * default is 45 s). A real client sends its namespace handshake as soon as
+ * the transport opens; waiting transports hold no slot anyway (admission.ts).
+ */
+const CONNECT_TIMEOUT_MS = 5_000;
 /** How long a refused handshake's transport stays open so the refusal reaches the client. */
 const REFUSAL_CLOSE_DELAY_MS = 200;
 
@@ -53,9 +62,34 @@ export function publicUrl(security: SecurityConfig, port: number): string {
   return `${security.tls ? 'https' : 'http'}://localhost:${port}`;
 }
 
-/** Raw transports (before any socket.io handshake) beyond which new ones get HTTP 403. */
+/**
+ * The most raw transports open at once: every slot taken by an authenticated
+ * socket, plus the waiting pool (admission.ts), which pushes out its oldest
+ * rather than grow.
+ */
 export function transportCap(maxConnections: number): number {
-  return maxConnections + Math.max(16, Math.ceil(maxConnections / 10));
+  return maxConnections + defaultPendingCap(maxConnections);
+}
+
+/** The connection admission of a coordinator with these limits. */
+export function createAdmission(security: SecurityConfig): ConnectionAdmission {
+  return new ConnectionAdmission({
+    maxConnections: security.maxConnections,
+    maxPerIp: security.maxConnectionsPerIp ?? defaultMaxPerIp(security.maxConnections),
+    pendingCap: defaultPendingCap(security.maxConnections),
+    pendingPerIp: defaultPendingPerIp(defaultPendingCap(security.maxConnections)),
+  });
+}
+
+/** The TCP peer's address (X-Forwarded-For is client-supplied, so it is not used). */
+function peerAddress(request: IncomingMessage): string {
+  return request.socket.remoteAddress ?? 'unknown';
+}
+
+/** Why an engine.io handshake (a new transport) is refused with HTTP 403, or undefined. */
+function handshakeRefusal(request: IncomingMessage, security: SecurityConfig, admission: ConnectionAdmission): string | undefined {
+  if (!originAllowed(request, security)) return 'origin not allowed';
+  return admission.transportRefusal(peerAddress(request));
 }
 
 /**
@@ -78,33 +112,76 @@ export function originAllowed(request: IncomingMessage, security: SecurityConfig
   }
 }
 
-/** Options for `new Server(...)`: CORS, the engine-level handshake check and a short connect timeout. */
-export function socketServerOptions(security: SecurityConfig, transports: () => number): Partial<ServerOptions> {
-  const cap = transportCap(security.maxConnections);
+/** Options for `new Server(...)`: CORS, the engine-level handshake check (HTTP 403 for polling) and a short connect timeout. */
+export function socketServerOptions(security: SecurityConfig, admission: ConnectionAdmission): Partial<ServerOptions> {
   const allowed = security.allowedOrigins;
   return {
     connectTimeout: CONNECT_TIMEOUT_MS,
     ...(allowed.length > 0 ? { cors: { origin: allowed.includes('*') ? true : [...allowed], methods: ['GET', 'POST'] } } : {}),
     allowRequest(request, callback) {
-      if (transports() >= cap) return callback('too many connections', false);
-      if (!originAllowed(request, security)) return callback('origin not allowed', false);
+      const refusal = handshakeRefusal(request, security, admission);
+      if (refusal !== undefined) return callback(refusal, false);
       callback(null, true);
     },
   };
 }
 
+/**
+ * engine.io answers every refused WebSocket upgrade with HTTP 400, whatever
+ * the reason; a refused polling handshake gets 403. This runs the same check
+ * in front of engine.io's upgrade handler, so a WebSocket handshake over the
+ * cap (or from a foreign origin) gets the documented 403. Call it right after
+ * `new Server(httpServer)`, which installs engine.io's handler.
+ */
+function forbidUpgradesOverCap(httpServer: HttpServer, security: SecurityConfig, admission: ConnectionAdmission): void {
+  const engineHandlers = httpServer.listeners('upgrade') as ((request: IncomingMessage, socket: import('node:stream').Duplex, head: Buffer) => void)[];
+  httpServer.removeAllListeners('upgrade');
+  httpServer.on('upgrade', (request: IncomingMessage, socket: import('node:stream').Duplex, head: Buffer) => {
+    const url = new URL(request.url ?? '/', 'http://localhost');
+    // Only handshakes: an upgrade of an existing polling session (sid) already holds its place.
+    const refusal = url.pathname.startsWith('/socket.io/') && !url.searchParams.has('sid') ? handshakeRefusal(request, security, admission) : undefined;
+    if (refusal !== undefined) {
+      socket.on('error', () => {});
+      socket.end(`HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(refusal)}\r\n\r\n${refusal}`, () => socket.destroy());
+      return;
+    }
+    for (const handler of engineHandlers) handler.call(httpServer, request, socket, head);
+  });
+}
+
 type Next = (error?: Error) => void;
 
 /**
- * Installs the handshake middleware and the per-message rate limit on both
- * namespaces. Call it before the server registers its own connection
- * handlers, so the limit runs before them.
+ * Installs the handshake middleware, the connection admission and the
+ * per-message rate limit on both namespaces. Call it before the server
+ * registers its own connection handlers, so the limit runs before them.
+ * Returns what to call when the coordinator closes.
  */
-export function installSecurity(io: AnyServer, admin: AnyNamespace, security: SecurityConfig, hooks: SecurityHooks): void {
+export function installSecurity(
+  io: AnyServer,
+  admin: AnyNamespace,
+  security: SecurityConfig,
+  hooks: SecurityHooks,
+  admission: ConnectionAdmission,
+  httpServer: HttpServer,
+): () => void {
   const participants = io.of('/');
-  // Handshakes admitted but not yet connected (socket.io connects them on a later tick).
-  const pending = new Set<string>();
-  const liveConnections = () => participants.sockets.size + admin.sockets.size + pending.size;
+  forbidUpgradesOverCap(httpServer, security, admission);
+  // Every raw transport waits in the admission pool until a socket on it authenticates.
+  const transports = new WeakMap<object, PendingTransport>();
+  const transportOf = (conn: object & { remoteAddress?: string; close(): void }): PendingTransport => {
+    let transport = transports.get(conn);
+    if (!transport) {
+      transport = { address: conn.remoteAddress ?? 'unknown', close: () => conn.close() };
+      transports.set(conn, transport);
+    }
+    return transport;
+  };
+  io.engine.on('connection', (conn: object & { remoteAddress?: string; close(): void; once(event: 'close', listener: () => void): void }) => {
+    const transport = transportOf(conn);
+    admission.transportOpened(transport);
+    conn.once('close', () => admission.transportClosed(transport));
+  });
 
   function refuse(socket: AnySocket, next: Next, code: ErrorCode, message: string): void {
     hooks.countRejection(code);
@@ -119,39 +196,66 @@ export function installSecurity(io: AnyServer, admin: AnyNamespace, security: Se
     timer.unref();
   }
 
-  function admit(socket: AnySocket, next: Next): void {
-    if (liveConnections() >= security.maxConnections) {
-      return refuse(socket, next, ErrorCode.TooManyConnections, `the coordinator is at its limit of ${security.maxConnections} connections; retry later`);
-    }
-    pending.add(socket.id);
-    setTimeout(() => pending.delete(socket.id), 1000).unref();
+  /** An authenticated socket takes a slot (total, its address's, its credential's) until it or its transport closes. */
+  function admit(socket: AnySocket, next: Next, credential: string | undefined): void {
+    const address = socket.handshake.address;
+    const refusal = admission.slotRefusal(address, credential, security.maxConnectionsPerCredential);
+    if (refusal !== undefined) return refuse(socket, next, ErrorCode.TooManyConnections, refusal);
+    admission.authenticate(transportOf(socket.conn), address, credential);
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      admission.release(address, credential);
+    };
+    // Whichever comes first; socket.io may drop a socket whose transport closed before it connected, with no disconnect event.
+    socket.conn.once('close', release);
+    socket.once('disconnect', release);
     next();
   }
 
   const joinTokens = security.joinTokens;
   const adminTokens = security.adminTokens;
+  const credentials = security.credentials;
   participants.use((socket, next) => {
-    if (joinTokens && !joinTokens.matches(socket.handshake.auth?.token)) {
-      return refuse(socket, next, ErrorCode.Unauthorized, 'a valid join token is required (socket.io handshake auth: { token })');
+    const token = socket.handshake.auth?.token;
+    if (credentials || joinTokens) {
+      const credential = credentials?.identify(token);
+      if (credential !== undefined) {
+        socket.data.credential = credential;
+        return admit(socket, next, credential);
+      }
+      if (!joinTokens?.matches(token)) {
+        const what = credentials ? 'a valid participant credential' : 'a valid join token';
+        return refuse(socket, next, ErrorCode.Unauthorized, `${what} is required (socket.io handshake auth: { token })`);
+      }
     }
-    admit(socket, next);
+    admit(socket, next, undefined);
   });
   admin.use((socket, next) => {
     if (adminTokens && !adminTokens.matches(socket.handshake.auth?.token)) {
       return refuse(socket, next, ErrorCode.Unauthorized, 'the dashboard needs the admin token (socket.io handshake auth: { token })');
     }
-    admit(socket, next);
+    admit(socket, next, undefined);
   });
 
-  participants.on('connection', (socket: AnySocket) => {
-    pending.delete(socket.id);
-    limitMessages(socket, false);
-  });
+  participants.on('connection', (socket: AnySocket) => limitMessages(socket, false));
   // Without an admin token the dashboard is open, so it may only listen.
-  admin.on('connection', (socket: AnySocket) => {
-    pending.delete(socket.id);
-    limitMessages(socket, !adminTokens);
-  });
+  admin.on('connection', (socket: AnySocket) => limitMessages(socket, !adminTokens));
+
+  // A revoked credential's connections close at once (the file is re-read when it changes).
+  credentials?.watch(
+    (active) => {
+      for (const socket of participants.sockets.values()) {
+        const credential = (socket as AnySocket).data.credential as string | undefined;
+        if (credential !== undefined && !active.has(credential)) {
+          hooks.log(`credential ${credential} was revoked: closing its connection ${socket.id}`);
+          socket.disconnect(true);
+        }
+      }
+    },
+    (message) => hooks.log(message),
+  );
 
   function limitMessages(socket: AnySocket, readOnly: boolean): void {
     const limiter = new ConnectionRateLimiter({ rate: security.rateLimit }, Date.now());
@@ -189,6 +293,9 @@ export function installSecurity(io: AnyServer, admin: AnyNamespace, security: Se
     // An undecodable packet closes the connection; socket.io reports it here (without a listener, on the console).
     socket.on('error', (error: Error) => hooks.log(`connection ${socket.id} (${socket.handshake.address}): ${error.message}`));
   }
+
+  // What closing the coordinator must stop: the credentials file watcher.
+  return () => credentials?.close();
 }
 
 function bearerToken(request: IncomingMessage): string | undefined {

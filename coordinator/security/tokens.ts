@@ -5,6 +5,11 @@ export const MIN_TOKEN_LENGTH = 16;
 /** Longer presented tokens are refused before hashing. */
 const MAX_TOKEN_LENGTH = 4096;
 
+/** The SHA-256 digest a token is kept as. */
+export function tokenDigest(token: string): Buffer {
+  return digest(token);
+}
+
 function digest(token: string): Buffer {
   return createHash('sha256').update(token, 'utf8').digest();
 }
@@ -20,10 +25,15 @@ function digest(token: string): Buffer {
 export class TokenSet {
   private readonly digests: Buffer[];
 
-  constructor(tokens: Iterable<string>) {
-    const unique = new Set(tokens);
-    if (unique.size === 0) throw new Error('a token set needs at least one token');
-    this.digests = [...unique].map(digest);
+  /** The tokens themselves, or (`{ digests }`) only their SHA-256 digests, as a credentials file keeps them. */
+  constructor(tokens: Iterable<string> | { readonly digests: readonly Buffer[] }) {
+    if ('digests' in tokens) {
+      if (tokens.digests.some((d) => d.length !== 32)) throw new Error('a token digest is 32 bytes (SHA-256)');
+      this.digests = [...tokens.digests];
+    } else {
+      this.digests = [...new Set(tokens)].map(digest);
+    }
+    if (this.digests.length === 0) throw new Error('a token set needs at least one token');
   }
 
   /** This set plus one more token. */
@@ -40,12 +50,17 @@ export class TokenSet {
 
   /** True when `candidate` is a string equal to one of the tokens. */
   matches(candidate: unknown): boolean {
-    if (typeof candidate !== 'string' || candidate.length === 0 || candidate.length > MAX_TOKEN_LENGTH) return false;
+    return this.indexOf(candidate) >= 0;
+  }
+
+  /** The position of `candidate` among the tokens (in the order given), or -1. */
+  indexOf(candidate: unknown): number {
+    if (typeof candidate !== 'string' || candidate.length === 0 || candidate.length > MAX_TOKEN_LENGTH) return -1;
     const presented = digest(candidate);
-    let found = false;
-    for (const known of this.digests) {
+    let found = -1;
+    for (let i = 0; i < this.digests.length; i++) {
       // No early exit: the time does not depend on which token matched.
-      if (timingSafeEqual(presented, known)) found = true;
+      if (timingSafeEqual(presented, this.digests[i]!)) found = i;
     }
     return found;
   }

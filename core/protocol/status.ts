@@ -33,6 +33,17 @@ export interface ParticipantStatus {
   readonly lastUpdateNorm?: number;
 }
 
+/** Counts behind a participant list that may be cut short. */
+export interface ParticipantTotals {
+  /** Records kept: connected, or left within the grace period. */
+  readonly known: number;
+  readonly connected: number;
+  /** How many of them `participants` lists. */
+  readonly listed: number;
+  /** Contributors whose records were forgotten after they left (the round history still names them). */
+  readonly departedContributors: number;
+}
+
 /** How one selected participant's part in a round ended. */
 export type RoundParticipantOutcome = 'received' | 'dropped' | 'rejected' | 'declined';
 
@@ -197,7 +208,13 @@ export interface FederationStatus {
   readonly updateNormsWithheld?: string;
   /** Why the federation is not training right now, e.g. waiting for participants. */
   readonly waitingFor?: string;
+  /**
+   * Participants the coordinator knows: connected ones, and those that left
+   * less than the grace period ago. In the dashboard status and /api/status
+   * at most 200 are listed (connected first); `participantTotals` counts all.
+   */
   readonly participants: readonly ParticipantStatus[];
+  readonly participantTotals?: ParticipantTotals;
   readonly history: readonly RoundRecord[];
   /** Privacy spent so far, when the strategy accounts for it. */
   readonly privacy?: PrivacyReport;

@@ -141,9 +141,11 @@ function render(status: FederationStatus): void {
   const phase = $('phase');
   phase.textContent = status.phase;
   phase.dataset.phase = status.phase;
-  const connected = status.participants.filter((p) => p.connected);
-  $('connected').textContent = String(connected.length);
-  $('waiting').textContent = status.waitingFor ? `waiting for ${status.waitingFor}` : `${status.participants.length} seen since start`;
+  // Large federations list only some participants (connected first); the totals count them all.
+  const totals = status.participantTotals;
+  $('connected').textContent = String(totals?.connected ?? status.participants.filter((p) => p.connected).length);
+  const shown = totals && totals.listed < totals.known ? ` (${totals.listed} listed below)` : '';
+  $('waiting').textContent = status.waitingFor ? `waiting for ${status.waitingFor}` : `${totals?.known ?? status.participants.length} known${shown}`;
   const aggregated = status.history.filter((r) => r.metrics);
   const last = aggregated.at(-1)?.metrics;
   $('accuracy').textContent = percent(last?.accuracy);
