@@ -91,8 +91,10 @@ export class SecureRandom implements UniformSource {
   }
 
   fillUint32(out: Uint32Array): void {
-    for (let offset = 0; offset < out.length; offset += GET_RANDOM_VALUES_WORDS) {
-      crypto.getRandomValues(out.subarray(offset, Math.min(out.length, offset + GET_RANDOM_VALUES_WORDS)));
+    // getRandomValues refuses views of a SharedArrayBuffer: callers pass ordinary arrays.
+    const words = out as Uint32Array<ArrayBuffer>;
+    for (let offset = 0; offset < words.length; offset += GET_RANDOM_VALUES_WORDS) {
+      crypto.getRandomValues(words.subarray(offset, Math.min(words.length, offset + GET_RANDOM_VALUES_WORDS)));
     }
   }
 }
