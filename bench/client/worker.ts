@@ -122,7 +122,8 @@ async function run(request: BenchRequest): Promise<BenchResult> {
       // A fresh browser context: nothing cached, so this is a first visit's full measurement.
       selected = await chooseBackend({ model: spec, batchSize: request.batchSize, dp: false });
     } else if (request.backend === 'wasm1') {
-      // Before the backend starts: tfjs then loads the single-threaded SIMD binary.
+      // Before the backend starts (the import registers the flag): tfjs then loads the single-threaded SIMD binary.
+      await import('@tensorflow/tfjs-backend-wasm');
       tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
       selected = await selectBackend('wasm');
     } else {
