@@ -58,24 +58,33 @@ export class ZigguratNormal {
     const words = this.words;
     const x0 = ZIGGURAT_X;
     let index = this.index;
-    for (let k = 0; k < out.length; k++) {
+    let k = 0;
+    while (k < out.length) {
       if (index > WORD_BLOCK - 2) {
         this.refill(words);
         index = 0;
       }
-      const a = words[index]!;
-      const b = words[index + 1]!;
-      index += 2;
-      const layer = a & 0xff;
-      const u = ((a >>> 11) * TWO_POW_32 + b) * TWO_POW_MINUS_52 - 1;
-      const x = u * x0[layer]!;
-      if (x < x0[layer + 1]! && x > -x0[layer + 1]!) {
-        out[k] = scale * x;
-        continue;
+      // As many samples as the buffered words allow, with no refill check inside.
+      const end = Math.min(out.length, k + ((WORD_BLOCK - index) >> 1));
+      for (; k < end; k++) {
+        const a = words[index]!;
+        const b = words[index + 1]!;
+        index += 2;
+        const layer = a & 0xff;
+        const u = ((a >>> 11) * TWO_POW_32 + b) * TWO_POW_MINUS_52 - 1;
+        const x = u * x0[layer]!;
+        const edge = x0[layer + 1]!;
+        if (x < edge && x > -edge) {
+          out[k] = scale * x;
+          continue;
+        }
+        // The slow path may draw more words (and refill): leave this run of the buffer.
+        this.index = index;
+        out[k] = scale * this.resolve(layer, u, x);
+        index = this.index;
+        k++;
+        break;
       }
-      this.index = index;
-      out[k] = scale * this.resolve(layer, u, x);
-      index = this.index;
     }
     this.index = index;
   }
