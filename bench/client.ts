@@ -8,7 +8,7 @@ import { parseConfig, type CoordinatorConfig } from '../coordinator/config.ts';
 import { isPositive, isPositiveInt, numberFlag } from '../coordinator/flags.ts';
 import { startCoordinator } from '../coordinator/server.ts';
 import { ArchitectureName } from '../core/protocol/messages.ts';
-import { BACKENDS, type BackendName } from '../web/participant/worker-protocol.ts';
+import { BENCH_BACKENDS, type BenchBackend } from './client/backends.ts';
 import type { BenchResult } from './client/worker.ts';
 
 const USAGE = `Usage: npx tsx bench/client.ts [options]
@@ -18,7 +18,14 @@ LocalTrainer.train against a plain model.fit on the same data, model and
 backend. Needs a build first (npm run build); serves dist/ with an in-process
 coordinator and opens /bench/client/index.html once per backend.
 
-  --backends LIST        comma-separated, from ${BACKENDS.join(', ')} (default webgpu,webgl,wasm)
+  --backends LIST        comma-separated, from ${BENCH_BACKENDS.join(', ')} (default
+                         webgpu,webgl,wasm). wasm1: WASM with threads off (the
+                         single-threaded SIMD binary); auto: the participant's
+                         choice by measurement, from a fresh profile (its time is
+                         reported), then trained on like the others
+  --page-weight          instead: bytes the participant page downloads before its
+                         first training step, first visit and a reload (cached
+                         choice), by kind of file
   --model NAME           ${ArchitectureName.join(' | ')} (default mlp)
   --examples N           training examples per epoch (default 2000)
   --webgpu-examples N    examples for webgpu, which is SwiftShader (software) on
@@ -32,7 +39,8 @@ coordinator and opens /bench/client/index.html once per backend.
 `;
 
 interface Options {
-  readonly backends: readonly BackendName[];
+  readonly backends: readonly BenchBackend[];
+  readonly pageWeight: boolean;
   readonly model: ArchitectureName;
   readonly examples: number;
   readonly webgpuExamples: number;
@@ -61,19 +69,21 @@ function parseOptions(argv: readonly string[]): Options | 'help' {
       'learning-rate': { type: 'string' },
       timeout: { type: 'string' },
       json: { type: 'string' },
+      'page-weight': { type: 'boolean' },
       help: { type: 'boolean' },
     },
   });
   if (values.help) return 'help';
   const backends = (values.backends ?? 'webgpu,webgl,wasm').split(',').map((b) => b.trim()).filter((b) => b !== '');
   for (const b of backends) {
-    if (!(BACKENDS as readonly string[]).includes(b)) throw new Error(`--backends: unknown backend "${b}" (known: ${BACKENDS.join(', ')})`);
+    if (!(BENCH_BACKENDS as readonly string[]).includes(b)) throw new Error(`--backends: unknown backend "${b}" (known: ${BENCH_BACKENDS.join(', ')})`);
   }
   if (backends.length === 0) throw new Error('--backends is empty');
   const model = values.model ?? 'mlp';
   if (!(ArchitectureName as readonly string[]).includes(model)) throw new Error(`--model must be one of ${ArchitectureName.join(', ')}, got "${model}"`);
   return {
-    backends: backends as BackendName[],
+    backends: backends as BenchBackend[],
+    pageWeight: values['page-weight'] === true,
     model: model as ArchitectureName,
     examples: positive(values.examples, 'examples', 2000),
     webgpuExamples: positive(values['webgpu-examples'], 'webgpu-examples', 500),
@@ -85,10 +95,10 @@ function parseOptions(argv: readonly string[]): Options | 'help' {
   };
 }
 
-type Outcome = BenchResult | { readonly status: 'error'; readonly backend: BackendName; readonly message: string };
+type Outcome = BenchResult | { readonly status: 'error'; readonly backend: BenchBackend; readonly message: string };
 
 /** Runs the benchmark page for one backend in a fresh browser context (a fresh worker and tfjs). */
-async function benchBackend(browser: Browser, baseUrl: string, backend: BackendName, options: Options): Promise<Outcome> {
+async function benchBackend(browser: Browser, baseUrl: string, backend: BenchBackend, options: Options): Promise<Outcome> {
   const examples = backend === 'webgpu' ? options.webgpuExamples : options.examples;
   const query = new URLSearchParams({
     backend,
@@ -122,23 +132,72 @@ const cell = (text: string) => text.replaceAll('|', '\\|').replaceAll('\n', ' ')
 
 function table(outcomes: readonly Outcome[]): string {
   const lines = [
-    '| backend | adapter | examples | ours ex/s | model.fit ex/s | ratio | ratio per pair, min–max | tensors flat |',
-    '|---|---|---:|---:|---:|---:|---:|---|',
+    '| run | backend | adapter | threads | examples | ours ex/s | model.fit ex/s | ratio | ratio per pair, min–max | tensors flat | choice |',
+    '|---|---|---|---:|---:|---:|---:|---:|---:|---|---|',
   ];
   for (const o of outcomes) {
     if (o.status === 'ok') {
       const t = o.tensors;
       lines.push(
-        `| ${o.backend} | ${cell(o.adapter ?? '–')} | ${o.examples} | ${round(o.oursExamplesPerSecond)} | ${round(o.fitExamplesPerSecond)} | ` +
-          `${o.ratio.toFixed(3)} | ${Math.min(...o.pairRatios).toFixed(2)}–${Math.max(...o.pairRatios).toFixed(2)} | ${o.tensorsFlat ? 'yes' : 'no'} (${t.setup} → ${t.afterWarmup} → ${t.end}) |`,
+        `| ${o.requested} | ${o.backend} | ${cell(o.adapter ?? '–')} | ${o.threads ?? '–'} | ${o.examples} | ${round(o.oursExamplesPerSecond)} | ${round(o.fitExamplesPerSecond)} | ` +
+          `${o.ratio.toFixed(3)} | ${Math.min(...o.pairRatios).toFixed(2)}–${Math.max(...o.pairRatios).toFixed(2)} | ${o.tensorsFlat ? 'yes' : 'no'} (${t.setup} → ${t.afterWarmup} → ${t.end}) | ` +
+          `${o.chooseMs === undefined ? '' : cell(`chosen in ${(o.chooseMs / 1000).toFixed(1)} s (${o.choice ?? ''})`)} |`,
       );
     } else if (o.status === 'unavailable') {
-      lines.push(`| ${o.backend} | unavailable: ${cell(o.reason)} | | | | | | |`);
+      lines.push(`| ${o.backend} | | unavailable: ${cell(o.reason)} | | | | | | | | |`);
     } else {
-      lines.push(`| ${o.backend} | error: ${cell(o.message.split('\n')[0] ?? '')} | | | | | | |`);
+      lines.push(`| ${o.backend} | | error: ${cell(o.message.split('\n')[0] ?? '')} | | | | | | | | |`);
     }
   }
   return lines.join('\n');
+}
+
+interface PageWeight {
+  readonly visit: string;
+  readonly bytes: number;
+  readonly byKind: Record<string, number>;
+  readonly ms: number;
+  readonly backend: string;
+}
+
+/**
+ * Bytes the participant page downloads (page, worker, every chunk and WASM
+ * binary, the task and the demo data) from navigation until its status first
+ * says "training": a first visit (the backend is measured, so every candidate
+ * backend loads) and a reload in the same profile (the cached choice loads
+ * only the chosen backend).
+ */
+async function pageWeight(browser: Browser, baseUrl: string, timeoutMs: number): Promise<PageWeight[]> {
+  const context = await browser.newContext();
+  const results: PageWeight[] = [];
+  try {
+    const page = await context.newPage();
+    let byKind: Record<string, number> = {};
+    context.on('response', (response) => {
+      void response.body().then(
+        (body) => {
+          const url = new URL(response.url());
+          const kind = url.pathname.endsWith('.wasm') ? 'wasm' : url.pathname.endsWith('.js') ? 'js' : url.pathname.startsWith('/api/') || url.pathname.startsWith('/data') ? 'task + data' : 'html, css, other';
+          byKind[kind] = (byKind[kind] ?? 0) + body.length;
+        },
+        () => {},
+      );
+    });
+    for (const visit of ['first visit (measures)', 'reload (cached choice)']) {
+      byKind = {};
+      const started = Date.now();
+      if (results.length === 0) await page.goto(`${baseUrl}/?shard=1/2`);
+      else await page.reload();
+      await page.waitForSelector('#status[data-status="training"]', { state: 'attached', timeout: timeoutMs });
+      const ms = Date.now() - started;
+      await page.waitForTimeout(500); // bodies still being read
+      const bytes = Object.values(byKind).reduce((a, b) => a + b, 0);
+      results.push({ visit, bytes, byKind: { ...byKind }, ms, backend: (await page.locator('#backend-choice').textContent()) ?? '' });
+    }
+  } finally {
+    await context.close();
+  }
+  return results;
 }
 
 async function main(): Promise<number> {
@@ -155,10 +214,29 @@ async function main(): Promise<number> {
   }
 
   const dataDir = await mkdtemp(path.join(tmpdir(), 'fl-bench-client-'));
-  const config = parseConfig(['--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, '--quiet']) as CoordinatorConfig;
+  const config = parseConfig(['--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, '--min-clients', '1', '--quiet']) as CoordinatorConfig;
   const coordinator = await startCoordinator(config);
   const browser = await chromium.launch({ executablePath: findChromium(), args: CHROMIUM_ARGS, headless: true });
   const outcomes: Outcome[] = [];
+  if (options.pageWeight) {
+    try {
+      const weights = await pageWeight(browser, coordinator.url, options.timeoutMs);
+      const mb = (n: number) => `${(n / 1e6).toFixed(2)} MB`;
+      console.log('\nBytes downloaded before the first training step (headless Chromium, demo task):\n');
+      console.log('| visit | total | JavaScript | WASM | task + data | page, CSS, other | time to training | backend |');
+      console.log('|---|---:|---:|---:|---:|---:|---:|---|');
+      for (const w of weights) {
+        const k = (name: string) => mb(w.byKind[name] ?? 0);
+        console.log(`| ${w.visit} | ${mb(w.bytes)} | ${k('js')} | ${k('wasm')} | ${k('task + data')} | ${k('html, css, other')} | ${(w.ms / 1000).toFixed(1)} s | ${cell(w.backend)} |`);
+      }
+      if (options.json) await writeFile(options.json, JSON.stringify({ options, pageWeight: weights }, null, 2) + '\n');
+    } finally {
+      await browser.close();
+      await coordinator.close();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+    return 0;
+  }
   try {
     console.error(`Chromium ${browser.version()}, coordinator at ${coordinator.url}, model ${options.model}, ${options.reps} reps, batch ${options.batchSize}`);
     for (const backend of options.backends) {

@@ -11,6 +11,7 @@ import { featureTensor } from '../core/training/data-tensors.ts';
 import { loadMnistDemo } from '../coordinator/task/demo-data.ts';
 import { initNodeBackend } from '../coordinator/tf-node.ts';
 import { median } from './stats.ts';
+import { BoxMullerSampler } from './box-muller-sampler.ts';
 
 const COMMAND = 'npx tsx bench/dp-sgd.ts';
 
@@ -23,6 +24,8 @@ backend, on a batch of MNIST demo digits. Per model it times (median of
   DP fast       dpSgdStep on the vectorised path: per-example norms, clipping,
                 CSPRNG Gaussian noise (σ = 1, C = 1), SGD update
   DP fast σ=0   the same without noise, to show the cost of generating it
+  DP fast, old  the same with the Box-Muller sampler that issue 17 replaced
+                (bench/box-muller-sampler.ts): the noise cost before
   DP loop       dpSgdStep on the per-example-loop fallback (B tf.variableGrads calls)
 
 tfjs-backend-wasm 4.22 has no Conv2DBackpropFilter kernel, so the stock
@@ -47,6 +50,7 @@ interface Row {
   readonly plainMs: number;
   readonly fastMs: number;
   readonly fastNoNoiseMs: number;
+  readonly fastOldSamplerMs: number;
   readonly loopMs: number;
   readonly forwardMs: number;
   readonly reps: number;
@@ -63,6 +67,7 @@ async function bench(architecture: ArchitectureName, batchSize: number, reps: nu
   const model = buildModel(spec);
   const optimizer = tf.train.sgd(0.01);
   const sampler = new GaussianSampler();
+  const oldSampler = new BoxMullerSampler();
   const dp = { clipNorm: 1, noiseMultiplier: 1, expectedBatchSize: batchSize, learningRate: 0.01 };
 
   // Sanity: both per-example paths agree on a few examples (this also exercises the registered kernel).
@@ -91,6 +96,11 @@ async function bench(architecture: ArchitectureName, batchSize: number, reps: nu
       await stats.lossSum.data();
       tf.dispose([stats.lossSum, stats.correct]);
     },
+    fastOldSampler: async () => {
+      const stats = dpSgdStep(model, { x, y }, { ...dp, path: 'fast' }, oldSampler)!;
+      await stats.lossSum.data();
+      tf.dispose([stats.lossSum, stats.correct]);
+    },
     fastNoNoise: async () => {
       const stats = dpSgdStep(model, { x, y }, { ...dp, noiseMultiplier: 0, path: 'fast' }, sampler)!;
       await stats.lossSum.data();
@@ -102,12 +112,12 @@ async function bench(architecture: ArchitectureName, batchSize: number, reps: nu
       tf.dispose([stats.lossSum, stats.correct]);
     },
   };
-  const times: Record<keyof typeof variants, number[]> = { forward: [], plain: [], fast: [], fastNoNoise: [], loop: [] };
+  const times: Record<keyof typeof variants, number[]> = { forward: [], plain: [], fast: [], fastOldSampler: [], fastNoNoise: [], loop: [] };
   // Warm-up: first calls compile kernels and grow the wasm heap.
-  for (const name of ['forward', 'plain', 'fast', 'fastNoNoise', 'loop'] as const) await variants[name]();
+  for (const name of ['forward', 'plain', 'fast', 'fastOldSampler', 'fastNoNoise', 'loop'] as const) await variants[name]();
   const tensorsBefore = tf.memory().numTensors;
   for (let r = 0; r < reps; r++) {
-    const order = (['forward', 'plain', 'fast', 'fastNoNoise', ...(r < loopReps ? (['loop'] as const) : [])] as const).slice();
+    const order = (['forward', 'plain', 'fast', 'fastOldSampler', 'fastNoNoise', ...(r < loopReps ? (['loop'] as const) : [])] as const).slice();
     if (r % 2 === 1) order.reverse();
     for (const name of order) {
       const started = performance.now();
@@ -122,6 +132,7 @@ async function bench(architecture: ArchitectureName, batchSize: number, reps: nu
     plainMs: median(times.plain),
     fastMs: median(times.fast),
     fastNoNoiseMs: median(times.fastNoNoise),
+    fastOldSamplerMs: median(times.fastOldSampler),
     loopMs: median(times.loop),
     forwardMs: median(times.forward),
     reps,
@@ -167,11 +178,11 @@ async function main(): Promise<void> {
   const f = (ms: number) => (ms >= 100 ? ms.toFixed(0) : ms.toFixed(1));
   const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
   console.log(`\n\`${COMMAND} --models ${models.join(',')} --batch ${batch}\` — tfjs ${tf.version.tfjs}, backend ${tf.getBackend()}, Node ${process.version}, median ms per step\n`);
-  console.log('| model | params | forward only | non-private step | DP fast | ratio | DP fast σ=0 | ratio | DP per-example loop | ratio | reps (loop) | max \\|fast − loop\\| |');
-  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  console.log('| model | params | forward only | non-private step | DP fast | ratio | DP fast, old sampler | ratio | DP fast σ=0 | ratio | DP per-example loop | ratio | reps (loop) | max \\|fast − loop\\| |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of rows) {
     console.log(
-      `| ${r.model} | ${r.params.toLocaleString('en-US')} | ${f(r.forwardMs)} | ${f(r.plainMs)} | ${f(r.fastMs)} | ${ratio(r.fastMs, r.plainMs)} | ${f(r.fastNoNoiseMs)} | ${ratio(r.fastNoNoiseMs, r.plainMs)} | ${f(r.loopMs)} | ${ratio(r.loopMs, r.plainMs)} | ${r.reps} (${r.loopReps}) | ${r.checkDiff.toExponential(1)} |`,
+      `| ${r.model} | ${r.params.toLocaleString('en-US')} | ${f(r.forwardMs)} | ${f(r.plainMs)} | ${f(r.fastMs)} | ${ratio(r.fastMs, r.plainMs)} | ${f(r.fastOldSamplerMs)} | ${ratio(r.fastOldSamplerMs, r.plainMs)} | ${f(r.fastNoNoiseMs)} | ${ratio(r.fastNoNoiseMs, r.plainMs)} | ${f(r.loopMs)} | ${ratio(r.loopMs, r.plainMs)} | ${r.reps} (${r.loopReps}) | ${r.checkDiff.toExponential(1)} |`,
     );
   }
   console.log('\nratio = DP step / non-private step (target for the fast path: ≤ 2.0). DP steps include clipping, σ = 1 CSPRNG noise (except σ=0) and the weight update.');

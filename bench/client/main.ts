@@ -1,5 +1,5 @@
 import { ArchitectureName } from '../../core/protocol/messages.ts';
-import { BACKENDS, type BackendName } from '../../web/participant/worker-protocol.ts';
+import { BENCH_BACKENDS, type BenchBackend } from './backends.ts';
 import type { BenchRequest, BenchWorkerMessage } from './worker.ts';
 
 /**
@@ -29,13 +29,13 @@ function positive(params: URLSearchParams, name: string, fallback: number, integ
 function readRequest(): BenchRequest {
   const params = new URLSearchParams(location.search);
   const backend = params.get('backend') ?? 'webgpu';
-  if (!(BACKENDS as readonly string[]).includes(backend)) throw new Error(`?backend must be one of ${BACKENDS.join(', ')}, got "${backend}"`);
+  if (!(BENCH_BACKENDS as readonly string[]).includes(backend)) throw new Error(`?backend must be one of ${BENCH_BACKENDS.join(', ')}, got "${backend}"`);
   const architecture = params.get('model') ?? 'mlp';
   if (!(ArchitectureName as readonly string[]).includes(architecture)) {
     throw new Error(`?model must be one of ${ArchitectureName.join(', ')}, got "${architecture}"`);
   }
   return {
-    backend: backend as BackendName,
+    backend: backend as BenchBackend,
     architecture: architecture as ArchitectureName,
     examples: positive(params, 'examples', 2000, true),
     reps: positive(params, 'reps', 5, true),

@@ -8,8 +8,8 @@ import type { ArchitectureName, FitConfig, ModelSpec, TaskSummary } from '../../
 import { permutation, SeededRandom } from '../../core/random/prng.ts';
 import { featureTensor } from '../../core/training/data-tensors.ts';
 import { LocalTrainer } from '../../core/training/local-trainer.ts';
-import { selectBackend } from '../../web/participant/backend.ts';
-import type { BackendName } from '../../web/participant/worker-protocol.ts';
+import { chooseBackend, selectBackend, type SelectedBackend } from '../../web/participant/backend.ts';
+import type { BenchBackend } from './backends.ts';
 import { median } from '../stats.ts';
 
 /**
@@ -19,7 +19,7 @@ import { median } from '../stats.ts';
  */
 
 export interface BenchRequest {
-  readonly backend: BackendName;
+  readonly backend: BenchBackend;
   readonly architecture: ArchitectureName;
   readonly examples: number;
   readonly reps: number;
@@ -37,8 +37,15 @@ export interface TensorCounts {
 
 export interface BenchOk {
   readonly status: 'ok';
+  /** What was asked for (a backend, 'auto' or 'wasm1'). */
+  readonly requested: BenchBackend;
   readonly backend: string;
   readonly adapter?: string;
+  /** WASM threads in use. */
+  readonly threads?: number;
+  /** 'auto': how long the choice took, and what it measured. */
+  readonly chooseMs?: number;
+  readonly choice?: string;
   readonly architecture: ArchitectureName;
   readonly paramCount: number;
   readonly examples: number;
@@ -66,7 +73,7 @@ export interface BenchOk {
 
 export interface BenchUnavailable {
   readonly status: 'unavailable';
-  readonly backend: BackendName;
+  readonly backend: BenchBackend;
   readonly reason: string;
 }
 
@@ -107,16 +114,27 @@ async function loadData(task: TaskSummary, examples: number): Promise<Dataset> {
 }
 
 async function run(request: BenchRequest): Promise<BenchResult> {
-  let selected;
+  const task = (await (await fetchOk('/api/task')).json()) as TaskSummary;
+  const spec: ModelSpec = { ...task.model, architecture: request.architecture };
+  let selected: SelectedBackend;
   try {
-    selected = await selectBackend(request.backend);
+    if (request.backend === 'auto') {
+      // A fresh browser context: nothing cached, so this is a first visit's full measurement.
+      selected = await chooseBackend({ model: spec, batchSize: request.batchSize, dp: false });
+    } else if (request.backend === 'wasm1') {
+      // Before the backend starts (the import registers the flag): tfjs then loads the single-threaded SIMD binary.
+      await import('@tensorflow/tfjs-backend-wasm');
+      tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
+      selected = await selectBackend('wasm');
+    } else {
+      selected = await selectBackend(request.backend);
+    }
   } catch (error) {
     return { status: 'unavailable', backend: request.backend, reason: error instanceof Error ? error.message : String(error) };
   }
-  progress(`backend ${selected.backend} (${selected.adapter ?? 'no adapter info'})`);
+  const choice = selected.measurements.map((m) => `${m.backend}: ${m.examplesPerSecond === undefined ? m.note : Math.round(m.examplesPerSecond)}`).join('; ');
+  progress(`backend ${selected.backend} (${selected.adapter ?? 'no adapter info'}${selected.threads ? `, ${selected.threads} threads` : ''})${request.backend === 'auto' ? ` chosen in ${Math.round(selected.chooseMs)} ms: ${choice}` : ''}`);
 
-  const task = (await (await fetchOk('/api/task')).json()) as TaskSummary;
-  const spec: ModelSpec = { ...task.model, architecture: request.architecture };
   const data = await loadData(task, request.examples);
   const n = data.count;
   const config: FitConfig = { epochs: 1, batchSize: request.batchSize, learningRate: request.learningRate };
@@ -175,8 +193,12 @@ async function run(request: BenchRequest): Promise<BenchResult> {
     const fitExamplesPerSecond = median(fitMs.map((ms) => (n * 1000) / ms));
     return {
       status: 'ok',
+      requested: request.backend,
       backend: selected.backend,
       adapter: selected.adapter,
+      threads: selected.threads,
+      chooseMs: request.backend === 'auto' ? selected.chooseMs : undefined,
+      choice: request.backend === 'auto' ? choice : undefined,
       architecture: request.architecture,
       paramCount: initial.length,
       examples: n,

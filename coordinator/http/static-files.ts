@@ -26,6 +26,21 @@ const PAGES: Record<string, string> = {
 };
 
 /**
+ * Cross-origin isolation for every page, worker and asset: with these the
+ * participant page is `crossOriginIsolated`, which is what lets tfjs's WASM
+ * backend share memory between threads (SharedArrayBuffer) and run its
+ * threaded SIMD binary. COEP require-corp only restricts cross-origin
+ * subresources, and the pages load none (everything is bundled and served
+ * from this origin); CORP same-origin states that nothing here is meant to be
+ * embedded by another origin. docs/performance.md explains the choice.
+ */
+export const ISOLATION_HEADERS = {
+  'cross-origin-opener-policy': 'same-origin',
+  'cross-origin-embedder-policy': 'require-corp',
+  'cross-origin-resource-policy': 'same-origin',
+} as const;
+
+/**
  * Serves the Vite build (dist/). Paths are resolved inside the root only:
  * anything that would escape it is a 404. Hashed assets are cached for good.
  */
@@ -50,6 +65,7 @@ export async function serveStatic(root: string, request: IncomingMessage, respon
   const type = CONTENT_TYPES[path.extname(file)] ?? 'application/octet-stream';
   const immutable = relative.startsWith('assets/');
   response.writeHead(200, {
+    ...ISOLATION_HEADERS,
     'content-type': type,
     'content-length': info.size,
     'cache-control': immutable ? 'public, max-age=31536000, immutable' : 'no-cache',

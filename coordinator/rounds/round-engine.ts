@@ -628,6 +628,7 @@ export class RoundEngine {
         connected: p.connected,
         backend: p.info.backend,
         adapter: p.info.adapter,
+        threads: p.info.threads,
         platform: p.info.platform,
         numExamples: p.info.numExamples,
         state: p.retired ? 'retired' : p.state,

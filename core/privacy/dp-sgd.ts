@@ -107,7 +107,7 @@ export function noisyGradientSum(sums: readonly tf.Tensor[], noiseStd: number, s
     tf.tidy(() => {
       if (noiseStd === 0) return tf.clone(sum);
       const noise = new Float32Array(sum.size);
-      for (let i = 0; i < noise.length; i++) noise[i] = noiseStd * sampler.next();
+      sampler.fill(noise, noiseStd);
       return tf.add(sum, tf.tensor(noise, sum.shape, 'float32'));
     }),
   );

@@ -1,5 +1,6 @@
 import type { UpdatePrivacy } from '../protocol/messages.ts';
 import { SecureRandom, type UniformSource } from '../random/prng.ts';
+import { ZigguratNormal } from '../random/ziggurat.ts';
 
 /**
  * Clipping and Gaussian noise for a whole model update (client-level
@@ -27,31 +28,52 @@ export function clipToNorm(values: Float32Array, bound: number): number {
   return norm;
 }
 
-/** Standard normal samples by the Box-Muller transform, two per pair of uniforms. */
+/**
+ * Standard normal samples from `uniform` (the platform CSPRNG by default):
+ * the ziggurat method over bulk 32-bit words, 64 bits per sample
+ * (core/random/ziggurat.ts; construction and argument in docs/random.md).
+ * `fill` writes a whole array at once; `next` serves one sample at a time
+ * from a small buffer filled the same way.
+ */
 export class GaussianSampler {
-  private spare: number | null = null;
-  constructor(private readonly uniform: UniformSource = new SecureRandom()) {}
+  private readonly normal: ZigguratNormal;
+  private readonly buffer = new Float64Array(256);
+  private index = this.buffer.length;
+
+  constructor(uniform: UniformSource = new SecureRandom()) {
+    this.normal = new ZigguratNormal(wordFiller(uniform));
+  }
 
   next(): number {
-    if (this.spare !== null) {
-      const s = this.spare;
-      this.spare = null;
-      return s;
+    if (this.index === this.buffer.length) {
+      this.normal.fill(this.buffer);
+      this.index = 0;
     }
-    // 1 - u lies in (0, 1], so the logarithm is finite.
-    const u1 = 1 - this.uniform.next();
-    const u2 = this.uniform.next();
-    const r = Math.sqrt(-2 * Math.log(u1));
-    this.spare = r * Math.sin(2 * Math.PI * u2);
-    return r * Math.cos(2 * Math.PI * u2);
+    return this.buffer[this.index++]!;
   }
+
+  /** Sets every element of `out` to scale · N(0, 1), independently. */
+  fill(out: Float32Array | Float64Array, scale = 1): void {
+    this.normal.fill(out, scale);
+  }
+}
+
+/** A source's bulk words, or words made from its doubles (their top 32 bits) when it has no bulk method. */
+function wordFiller(uniform: UniformSource): (out: Uint32Array) => void {
+  if (uniform.fillUint32) return (out) => uniform.fillUint32!(out);
+  return (out) => {
+    for (let i = 0; i < out.length; i++) out[i] = Math.floor(uniform.next() * 4294967296) >>> 0;
+  };
 }
 
 /** Adds N(0, std^2) independently to every value, in place. `std` is a standard deviation, not a variance. */
 export function addGaussianNoise(values: Float32Array, std: number, sampler: GaussianSampler = new GaussianSampler()): void {
   if (!(std >= 0) || !Number.isFinite(std)) throw new RangeError(`noise std must be finite and >= 0, got ${std}`);
   if (std === 0) return;
-  for (let i = 0; i < values.length; i++) values[i]! += std * sampler.next();
+  // Float64, so each value is rounded once, as when the noise was added sample by sample.
+  const noise = new Float64Array(values.length);
+  sampler.fill(noise, std);
+  for (let i = 0; i < values.length; i++) values[i]! += noise[i]!;
 }
 
 export interface PrivatizedUpdate {

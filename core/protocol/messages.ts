@@ -110,6 +110,8 @@ export interface ClientInfo {
   readonly backend: string;
   /** Adapter or device description, when the backend reports one. */
   readonly adapter?: string;
+  /** WASM backend: the threads really in use (1 unless the page is cross-origin isolated). */
+  readonly threads?: number;
   /** Number of local training examples. */
   readonly numExamples: number;
   /** Free-form platform string, e.g. the user agent or "node 20". */

@@ -14,6 +14,8 @@ export interface ParticipantStatus {
   readonly connected: boolean;
   readonly backend: string;
   readonly adapter?: string;
+  /** WASM threads in use, when the backend is WASM. */
+  readonly threads?: number;
   readonly platform?: string;
   readonly numExamples: number;
   readonly state: ParticipantState;

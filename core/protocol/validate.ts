@@ -55,6 +55,7 @@ function clientInfo(value: unknown, path: string): ClientInfo {
   return {
     backend: shortString(o.backend, `${path}.backend`, 32),
     adapter: optional(o.adapter, (v) => shortString(v, `${path}.adapter`)),
+    threads: optional(o.threads, (v) => integer(v, `${path}.threads`, 1, 1024)),
     numExamples: integer(o.numExamples, `${path}.numExamples`, 1, MAX_EXAMPLES),
     platform: optional(o.platform, (v) => shortString(v, `${path}.platform`)),
   };

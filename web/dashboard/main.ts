@@ -185,7 +185,7 @@ function render(status: FederationStatus): void {
     row.dataset.participant = p.id;
     row.dataset.connected = String(p.connected);
     cell(row, p.id.slice(0, 8), { title: p.id, class: 'mono' });
-    cell(row, p.backend + (p.adapter ? ` · ${p.adapter}` : ''));
+    cell(row, p.backend + (p.threads !== undefined ? ` · ${p.threads} thread${p.threads === 1 ? '' : 's'}` : '') + (p.adapter ? ` · ${p.adapter}` : ''));
     cell(row, p.platform ?? '–', p.platform ? { title: p.platform, class: 'device' } : {});
     cell(row, p.numExamples.toLocaleString());
     const state = !p.connected ? 'disconnected' : p.state === 'training' && p.progress !== undefined ? `training ${Math.round(p.progress * 100)}%` : p.state;

@@ -1,7 +1,7 @@
 import { parseShard, type ShardSkew, type ShardSpec } from '../../core/data/dataset.ts';
 import type { ParticipantEvent } from '../../core/participant/participant.ts';
 import type { TaskSummary } from '../../core/protocol/messages.ts';
-import { BACKENDS, type BackendName, type PageToWorker, type StartData, type WorkerToPage } from './worker-protocol.ts';
+import { BACKENDS, jobForTask, type BackendName, type PageToWorker, type StartData, type WorkerToPage } from './worker-protocol.ts';
 import { takeSecretParam } from '../secret-param.ts';
 import { DataPanel, type PreparedData } from './data-panel.ts';
 import { loadDemoCsv } from './sources/csv.ts';
@@ -224,12 +224,22 @@ function onWorkerMessage(message: WorkerToPage): void {
       break;
     }
     case 'backend': {
+      const { selected } = message;
       const badge = $('backend');
-      badge.textContent = message.backend;
-      badge.dataset.backend = message.backend;
-      $('adapter').textContent = message.adapter ?? '';
-      for (const reason of message.tried) log(`backend skipped: ${reason}`);
-      log(`training on ${message.backend}${message.adapter ? ` (${message.adapter})` : ''}`);
+      badge.textContent = selected.backend;
+      badge.dataset.backend = selected.backend;
+      $('adapter').textContent = selected.adapter ?? '';
+      const why = $('backend-choice');
+      why.textContent = message.text;
+      why.dataset.how = selected.how;
+      why.dataset.threads = selected.threads === undefined ? '' : String(selected.threads);
+      why.dataset.isolated = String(message.isolated);
+      why.dataset.chooseMs = String(Math.round(selected.chooseMs));
+      for (const m of selected.measurements) {
+        const rate = m.examplesPerSecond === undefined ? '' : `${Math.round(m.examplesPerSecond)} examples/s`;
+        log(`backend ${m.backend}${m.adapter ? ` (${m.adapter})` : ''}: ${[rate, m.note, m.ms === undefined ? '' : `${Math.round(m.ms)} ms`].filter(Boolean).join(', ')}`);
+      }
+      log(`training on ${message.text}`);
       break;
     }
     case 'dp':
@@ -386,6 +396,8 @@ async function main(): Promise<void> {
     return;
   }
   showTask(task);
+  // The worker times the task's model on each backend while the user picks data.
+  if (!options.backend) worker.postMessage({ type: 'choose', job: jobForTask(task) } satisfies PageToWorker);
   dataPanel.setTask(task);
   let data: StartData;
   try {

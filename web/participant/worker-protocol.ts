@@ -1,6 +1,8 @@
 import type { ParticipantEvent } from '../../core/participant/participant.ts';
 import type { Dataset, ShardSpec } from '../../core/data/dataset.ts';
 import type { TaskSummary } from '../../core/protocol/messages.ts';
+import type { MeasureJob } from './backend-measure.ts';
+import type { SelectedBackend } from './backend.ts';
 
 /** Messages between the participant page and its training worker. */
 
@@ -39,14 +41,33 @@ export interface StartCommand {
   readonly token?: string;
 }
 
+/**
+ * Sent once the page has the task: the worker chooses the backend by timing
+ * this job (the task's model, batch size, DP or not) while the user picks data.
+ */
+export interface ChooseCommand {
+  readonly type: 'choose';
+  readonly job: MeasureJob;
+}
+
+/**
+ * The job for a task: its model, its batch size and whether steps are DP-SGD.
+ * The round's batch size arrives only with each round's fit config, so plain
+ * tasks are timed at 32 (the default); DP-SGD tasks at their expected batch.
+ */
+export function jobForTask(task: TaskSummary): MeasureJob {
+  return { model: task.model, batchSize: task.sampleDp?.expectedBatchSize ?? 32, dp: task.sampleDp !== undefined };
+}
+
 export interface LeaveCommand {
   readonly type: 'leave';
 }
 
-export type PageToWorker = InitCommand | StartCommand | LeaveCommand;
+export type PageToWorker = InitCommand | ChooseCommand | StartCommand | LeaveCommand;
 
 export type WorkerToPage =
-  | { readonly type: 'backend'; readonly backend: string; readonly adapter?: string; readonly tried: readonly string[] }
+  /** The backend in use, how it was chosen and what the measurement found; `isolated`: the worker is cross-origin isolated. */
+  | { readonly type: 'backend'; readonly selected: SelectedBackend; readonly text: string; readonly isolated: boolean }
   /** The training data as the worker holds it: example count and examples per class (index = label). */
   | { readonly type: 'data'; readonly numExamples: number; readonly labels: readonly number[]; readonly description: string }
   | {

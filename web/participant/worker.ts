@@ -7,8 +7,8 @@ import { datasetFingerprint, PrivacyLedger } from '../../core/privacy/ledger.ts'
 import { checkPrgTestVector } from '../../core/secagg/prg.ts';
 import { LocalTrainer } from '../../core/training/local-trainer.ts';
 import { IndexedDbLedgerStore } from './ledger-store.ts';
-import { selectBackend, type SelectedBackend } from './backend.ts';
-import type { BackendName, PageToWorker, StartCommand, WorkerToPage } from './worker-protocol.ts';
+import { chooseBackend, choiceText, selectBackend, type SelectedBackend } from './backend.ts';
+import { jobForTask, type PageToWorker, type StartCommand, type WorkerToPage } from './worker-protocol.ts';
 
 /**
  * The participant runtime, in a dedicated worker: background tabs throttle
@@ -25,15 +25,19 @@ const scope = self as unknown as WorkerScope;
 const post = (message: WorkerToPage) => scope.postMessage(message);
 
 let participant: Participant | undefined;
+let initialised = false;
 let backend: Promise<SelectedBackend> | undefined;
 
 const reportError = (error: unknown) => post({ type: 'fatal', message: error instanceof Error ? error.message : String(error) });
 
 scope.addEventListener('message', (event) => {
   const command = event.data;
-  if (command.type === 'init' && !backend) {
-    backend = init(command.backend);
-    backend.catch(reportError);
+  if (command.type === 'init' && !initialised) {
+    initialised = true;
+    checkPrg();
+    if (command.backend) backend = report(selectBackend(command.backend));
+  } else if (command.type === 'choose') {
+    backend ??= report(chooseBackend(command.job));
   } else if (command.type === 'start' && !participant) {
     start(command).catch(reportError);
   } else if (command.type === 'leave') {
@@ -41,21 +45,27 @@ scope.addEventListener('message', (event) => {
   }
 });
 
+/** Posts the backend once chosen (or the failure). */
+function report(choice: Promise<SelectedBackend>): Promise<SelectedBackend> {
+  choice.then(
+    (selected) => post({ type: 'backend', selected, text: choiceText(selected), isolated: globalThis.crossOriginIsolated === true }),
+    reportError,
+  );
+  return choice;
+}
+
 async function fetchOk(url: string): Promise<Response> {
   const response = await fetch(url);
   if (!response.ok) throw new Error(`GET ${url}: HTTP ${response.status}`);
   return response;
 }
 
-async function init(forced: BackendName | undefined): Promise<SelectedBackend> {
+function checkPrg(): void {
   // The mask PRG must give the same bytes here as in Node (test/unit/secagg-prg.test.ts): check once, report either way.
   void checkPrgTestVector().then(
     () => post({ type: 'prg', result: 'ok' }),
     (error: unknown) => post({ type: 'prg', result: error instanceof Error ? error.message : String(error) }),
   );
-  const selected = await selectBackend(forced);
-  post({ type: 'backend', backend: selected.backend, adapter: selected.adapter, tried: selected.tried });
-  return selected;
 }
 
 /** The examples this tab trains on: its shard of the demo dataset, or what the page prepared from local files. */
@@ -69,7 +79,7 @@ async function trainingData(command: StartCommand): Promise<{ local: Dataset; de
 }
 
 async function start(command: StartCommand): Promise<void> {
-  backend ??= init(undefined);
+  backend ??= report(chooseBackend(jobForTask(command.task)));
   const selected = await backend;
   const { task } = command;
   const { local, description } = await trainingData(command);
@@ -94,7 +104,7 @@ async function start(command: StartCommand): Promise<void> {
   }
   participant = new Participant({
     url: command.url,
-    client: { backend: selected.backend, adapter: selected.adapter, platform: command.platform },
+    client: { backend: selected.backend, adapter: selected.adapter, threads: selected.threads, platform: command.platform },
     trainer,
     ledger,
     auth: command.token ? { token: command.token } : undefined,
