@@ -1,8 +1,12 @@
 import { RdpAccountant, type RdpAccountantState } from '../privacy/accountant.ts';
 import { clipToNorm, GaussianSampler } from '../privacy/update-privacy.ts';
+import { clientLevelGrid, noiseOnGrid } from '../privacy/grid-noise.ts';
 import type { FitConfig } from '../protocol/messages.ts';
 import { SecureRandom, type UniformSource } from '../random/prng.ts';
 import type { ClientResult, PrivacyReport, RoundAggregator, RoundContext, Strategy } from './strategy.ts';
+
+/** The noised sum's grid keeps coordinates up to this many clip norms exact (float64 leaves room to spare). */
+const SUM_RANGE_IN_CLIPS = 2 ** 20;
 
 /**
  * Client-level differential privacy: DP-FedAvg (McMahan et al. 2018,
@@ -214,19 +218,27 @@ export class DpFedAvg implements Strategy {
     for (let i = 0; i < rounds; i++) this.charge();
   }
 
-  noiseSum(sum: Float64Array, std: number): void {
-    for (let i = 0; i < sum.length; i++) sum[i]! += std * this.sampler.next();
+  /**
+   * Central noise on the sum of clipped updates, float-safe on a grid
+   * (core/privacy/grid-noise.ts): std (1 + √d/G)·zC ≥ zC, so the accountant's
+   * z holds for the grid's sensitivity.
+   */
+  noiseSum(sum: Float64Array, noiseMultiplier: number, clipNorm: number): void {
+    noiseOnGrid(sum, clientLevelGrid(clipNorm, noiseMultiplier, sum.length, SUM_RANGE_IN_CLIPS), this.sampler);
   }
 
-  noiseScalar(std: number): number {
-    return std * this.sampler.next();
+  /** Noise of std ≥ `std` on a value with sensitivity ½ that is a multiple of ½ (the centred count), on a grid. */
+  noiseScalar(value: number, std: number): number {
+    const out = Float64Array.of(value);
+    noiseOnGrid(out, clientLevelGrid(0.5, std / 0.5, 1, SUM_RANGE_IN_CLIPS), this.sampler);
+    return out[0]!;
   }
 
   /** `centredCount` is Σ(b_i − ½) over the round's updates: sensitivity ½, as z_Δ assumes. */
   adaptClip(centredCount: number): void {
     const clip = this.options.clip;
     if (clip.kind !== 'adaptive') return;
-    const noisyFraction = (centredCount + this.noiseScalar(clip.countNoiseStd)) / this.options.expectedClients + 0.5;
+    const noisyFraction = this.noiseScalar(centredCount, clip.countNoiseStd) / this.options.expectedClients + 0.5;
     this.clipNorm *= Math.exp(-clip.learningRate * (noisyFraction - clip.targetQuantile));
   }
 
@@ -287,7 +299,7 @@ class DpRound implements RoundAggregator {
     this.close();
     const { placement, expectedClients, serverLearningRate = 1 } = this.strategy.settings;
     if (placement === 'central') {
-      this.strategy.noiseSum(this.sum, this.strategy.updateNoiseMultiplier * this.clipNorm);
+      this.strategy.noiseSum(this.sum, this.strategy.updateNoiseMultiplier, this.clipNorm);
       this.strategy.adaptClip(this.within - this.added / 2);
     }
     const scale = serverLearningRate / expectedClients;
