@@ -56,6 +56,8 @@ interface PageOptions {
   readonly shard: ShardSpec;
   readonly backend?: BackendName;
   readonly epsilonBudget?: number;
+  /** `?max-delta=`: the person's largest acceptable δ (default 1e-5). */
+  readonly maxDelta?: number;
   readonly token?: string;
   /** `?data=own`: the user's files even when the task has demo data. */
   readonly ownData: boolean;
@@ -75,9 +77,12 @@ function readOptions(): PageOptions {
   const budgetParam = params.get('epsilon-budget');
   const epsilonBudget = budgetParam === null ? undefined : Number(budgetParam);
   if (epsilonBudget !== undefined && !(epsilonBudget > 0)) throw new Error(`?epsilon-budget must be a positive number, got "${budgetParam}"`);
+  const maxDeltaParam = params.get('max-delta');
+  const maxDelta = maxDeltaParam === null ? undefined : Number(maxDeltaParam);
+  if (maxDelta !== undefined && !(maxDelta > 0 && maxDelta < 1)) throw new Error(`?max-delta must be a number in (0, 1), got "${maxDeltaParam}"`);
   const dataParam = params.get('data');
   if (dataParam !== null && dataParam !== 'own' && dataParam !== 'demo') throw new Error(`?data must be own or demo, got "${dataParam}"`);
-  return { shard, backend: (backendParam as BackendName | null) ?? undefined, epsilonBudget, token, ownData: dataParam === 'own' };
+  return { shard, backend: (backendParam as BackendName | null) ?? undefined, epsilonBudget, maxDelta, token, ownData: dataParam === 'own' };
 }
 
 /** This page's address with `data` set (or removed), every other parameter kept as typed. */
@@ -238,9 +243,9 @@ function onWorkerMessage(message: WorkerToPage): void {
         `DP-SGD: each example's gradient clipped to ${message.clipNorm}, noise multiplier ${message.noiseMultiplier}, ` +
         `expected batch ${message.expectedBatchSize} (Poisson sampling). Per-example gradients: ` +
         (message.path === 'fast' ? 'vectorised.' : 'one backward pass per example (this model has layers the fast path does not cover: slower).') +
-        (message.ledgerScope === 'own-data'
-          ? ' ε counts everything you train on for this task in this browser, whatever file it came from: a re-exported or edited file may hold the same people.'
-          : ' ε counts this demo shard.');
+        ` ε counts these exact examples in this browser (ledger ${message.ledger.key.slice(0, 20)}…), whatever the task or file is called; ` +
+        `it is stated at this device's δ = ${message.ledger.delta} and stops at ε = ${message.ledger.epsilonBudget} (lower it with ?epsilon-budget=). ` +
+        'An edited file is other data and starts its own ledger.';
       break;
     case 'data': {
       const names = task?.classes ?? [];
@@ -371,6 +376,11 @@ async function main(): Promise<void> {
   worker.postMessage({ type: 'init', backend: options.backend } satisfies PageToWorker);
   const dataPanel = new DataPanel();
   panel = dataPanel;
+  $('epsilon-budget-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    const value = Number($<HTMLInputElement>('epsilon-budget-input').value);
+    if (value > 0) worker.postMessage({ type: 'lower-budget', epsilonBudget: value } satisfies PageToWorker);
+  });
   $('leave').addEventListener('click', () => {
     worker.postMessage({ type: 'leave' } satisfies PageToWorker);
     left = true;
@@ -399,7 +409,7 @@ async function main(): Promise<void> {
   if (data.kind === 'demo') setStatus('loading-data', 'the demo shard');
   const { data: sendable, transfer } = transferable(data);
   worker.postMessage(
-    { type: 'start', url: location.origin, task, data: sendable, platform: deviceDescription(), epsilonBudget: options.epsilonBudget, token: options.token } satisfies PageToWorker,
+    { type: 'start', url: location.origin, task, data: sendable, platform: deviceDescription(), epsilonBudget: options.epsilonBudget, maxDelta: options.maxDelta, token: options.token } satisfies PageToWorker,
     transfer,
   );
 }

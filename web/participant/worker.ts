@@ -4,6 +4,7 @@ import { Participant } from '../../core/participant/participant.ts';
 import { DpSgdRoundTrainer, PlainRoundTrainer, type RoundTrainer } from '../../core/participant/trainers.ts';
 import { DpSgdTrainer } from '../../core/privacy/dp-sgd.ts';
 import { datasetFingerprint, PrivacyLedger } from '../../core/privacy/ledger.ts';
+import { openParticipantLedger } from '../../core/privacy/participant-budget.ts';
 import { checkPrgTestVector } from '../../core/secagg/prg.ts';
 import { LocalTrainer } from '../../core/training/local-trainer.ts';
 import { IndexedDbLedgerStore } from './ledger-store.ts';
@@ -25,6 +26,7 @@ const scope = self as unknown as WorkerScope;
 const post = (message: WorkerToPage) => scope.postMessage(message);
 
 let participant: Participant | undefined;
+let ledger: PrivacyLedger | undefined;
 let backend: Promise<SelectedBackend> | undefined;
 
 const reportError = (error: unknown) => post({ type: 'fatal', message: error instanceof Error ? error.message : String(error) });
@@ -38,6 +40,10 @@ scope.addEventListener('message', (event) => {
     start(command).catch(reportError);
   } else if (command.type === 'leave') {
     participant?.stop();
+  } else if (command.type === 'lower-budget' && ledger) {
+    ledger.lowerBudget(command.epsilonBudget);
+    const budget = ledger.epsilonBudget!;
+    post({ type: 'participant', event: { type: 'privacy', epsilon: ledger.epsilon, delta: ledger.delta, budget, exhausted: ledger.epsilon >= budget } });
   }
 });
 
@@ -78,17 +84,17 @@ async function start(command: StartCommand): Promise<void> {
   post({ type: 'data', numExamples: local.count, labels, description });
 
   let trainer: RoundTrainer;
-  let ledger: PrivacyLedger | undefined;
   const dp = task.sampleDp;
   if (dp) {
     const dpTrainer = new DpSgdTrainer(task.model, local, dp);
     trainer = new DpSgdRoundTrainer(dpTrainer);
-    // A person's own files share one ledger per task: a re-exported or edited file may hold the
-    // same people, and a fresh ledger would claim ε = 0 for them. A demo shard keeps its own.
+    // The ledger is keyed by the examples themselves (renaming the task or the file changes nothing), at the
+    // device's δ (a task asking for more is refused) and the person's budget; ledgers once keyed by task name
+    // are composed into it when it is new.
     const own = command.data.kind === 'local' && command.data.own;
-    const key = own ? `${task.name}/own-data` : `${task.name}/${datasetFingerprint(local.labels, local.values)}`;
-    ledger = await PrivacyLedger.open(new IndexedDbLedgerStore(), key, dp.delta, lowerBudget(command.epsilonBudget, dp.epsilonBudget));
-    post({ type: 'dp', path: dpTrainer.gradientPath, clipNorm: dp.clipNorm, noiseMultiplier: dp.noiseMultiplier, expectedBatchSize: dp.expectedBatchSize, ledgerScope: own ? 'own-data' : 'demo-shard' });
+    const legacyKey = own ? `${task.name}/own-data` : `${task.name}/${datasetFingerprint(local.labels, local.values)}`;
+    ledger = await openParticipantLedger(new IndexedDbLedgerStore(), dp, local, { ownBudget: command.epsilonBudget, maxDelta: command.maxDelta, legacyKeys: [legacyKey] });
+    post({ type: 'dp', path: dpTrainer.gradientPath, clipNorm: dp.clipNorm, noiseMultiplier: dp.noiseMultiplier, expectedBatchSize: dp.expectedBatchSize, ledger: { key: ledger.key, delta: ledger.delta, epsilonBudget: ledger.epsilonBudget! } });
   } else {
     trainer = new PlainRoundTrainer(new LocalTrainer(task.model, local));
   }
@@ -107,10 +113,4 @@ async function start(command: StartCommand): Promise<void> {
     },
   });
   participant.start();
-}
-
-/** A tab may tighten the task's ε budget, never loosen it. */
-function lowerBudget(own: number | undefined, task: number | undefined): number | undefined {
-  if (own === undefined) return task;
-  return task === undefined ? own : Math.min(own, task);
 }
