@@ -28,6 +28,8 @@ export interface CoordinatorConfig {
   readonly checkpointKeyFile?: string;
   /** Client-level differential privacy (DP-FedAvg), when asked for. */
   readonly clientDp?: DpFedAvgOptions;
+  /** `--fresh-privacy-budget`: the operator acknowledges that client-level DP starts at ε = 0 where no earlier spend is on disk. */
+  readonly freshPrivacyBudget?: boolean;
   /** The aggregation rule and its parameters (coordinator/strategies.ts); absent: FedAvg (DP-FedAvg with clientDp). */
   readonly strategy?: StrategyConfig;
   /** Tokens, TLS, origins and limits (coordinator/security/config.ts); absent: open, plain HTTP, default limits. */
@@ -87,6 +89,8 @@ Client-level differential privacy (DP-FedAvg; see README "Privacy")
                            you expect (default --clients-per-round)
   --delta D                target delta (default 1e-5), for both kinds of DP
   --epsilon-budget X       stop before a round would take epsilon above X
+  --fresh-privacy-budget   start client-level DP although --data-dir holds no earlier spend for the
+                           task (refused without it: a new folder must not silently reset epsilon)
 
 Aggregation (every update counts once in the robust rules: example counts are self-reported)
   --strategy NAME          fedavg (default, weighted by example count) | median (coordinate-wise) |
@@ -172,6 +176,7 @@ function parseFlags(argv: readonly string[], env: Record<string, string | undefi
         'manual-start': { type: 'boolean' },
         'checkpoint-key-file': { type: 'string' },
         'client-dp': { type: 'string' },
+        'fresh-privacy-budget': { type: 'boolean' },
         'client-noise-multiplier': { type: 'string' },
         'client-clip': { type: 'string' },
         'adaptive-clip': { type: 'boolean' },
@@ -274,6 +279,7 @@ function parseFlags(argv: readonly string[], env: Record<string, string | undefi
   return {
     checkpointKeyFile: v['checkpoint-key-file'],
     clientDp,
+    freshPrivacyBudget: v['fresh-privacy-budget'] ?? undefined,
     strategy,
     port,
     host: v.host ?? '0.0.0.0',

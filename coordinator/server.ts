@@ -104,6 +104,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
   const strategy: Strategy = hooks.strategy ?? buildStrategy(config);
   const lastStartedRound = await checkpoints.lastStartedRound();
   const resume = await findResumePoint(checkpoints, task, strategy, lastStartedRound, log);
+  if (!resume) checkFreshClientBudget(strategy, runDir, config.freshPrivacyBudget === true);
   const demoData = loaded.demoData;
   const clock = new SystemClock();
 
@@ -497,6 +498,19 @@ async function findResumePoint(
   }
   log(`resuming ${task.name} from the checkpoint of round ${state.round} (model version ${state.modelVersion}, ${state.history.length} rounds of history)`);
   return { round: state.round, modelVersion: state.modelVersion, weights, history: state.history };
+}
+
+/**
+ * Client-level ε lives in the checkpoints of --data-dir: a run that finds none
+ * would start at ε = 0 whatever earlier runs of the task spent elsewhere. It
+ * starts only when the operator acknowledges a fresh budget.
+ */
+function checkFreshClientBudget(strategy: Strategy, runDir: string, acknowledged: boolean): void {
+  if (strategy.privacy?.().level !== 'client' || acknowledged) return;
+  throw new Error(
+    `${runDir} holds no earlier client-level privacy spend for this task, so ε would start at 0. ` +
+      'If no earlier run of this task used these participants, pass --fresh-privacy-budget; otherwise point --data-dir at the earlier run',
+  );
 }
 
 /** Per-participant rejoin secrets, kept as digests and compared in constant time (TokenSet). */

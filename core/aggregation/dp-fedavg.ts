@@ -145,7 +145,7 @@ export class DpFedAvg implements Strategy {
   configureFit(_round: number, base: FitConfig): FitConfig {
     const { placement, expectedClients } = this.options;
     const noiseStd = placement === 'distributed' ? (this.updateNoiseMultiplier * this.clipNorm) / Math.sqrt(expectedClients) : 0;
-    return { ...base, privacy: { clipNorm: this.clipNorm, noiseStd } };
+    return { ...base, privacy: { clipNorm: this.clipNorm, noiseStd }, clientDp: { placement, ...this.stepOfRound() } };
   }
 
   beginRound(context: RoundContext): RoundAggregator {

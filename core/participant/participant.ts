@@ -18,6 +18,7 @@ import {
 } from '../protocol/messages.ts';
 import { decodeFrame, encodeFrame, FrameKind } from '../wire/frame.ts';
 import type { PrivacyLedger } from '../privacy/ledger.ts';
+import type { ClientLevelLedger } from '../privacy/client-ledger.ts';
 import { TrainingAborted, type TrainProgress } from '../training/local-trainer.ts';
 import type { RoundTrainer, RoundTrainResult } from './trainers.ts';
 import { SecAggClient, type SecAggConfig, type UnmaskRequestMessage } from '../secagg/protocol.ts';
@@ -58,6 +59,8 @@ export type ParticipantEvent =
    */
   | { readonly type: 'secagg'; readonly round: number; readonly step: 'advertised' | 'shared' | 'masked' | 'unmasked'; readonly index: number; readonly participants: number; readonly neighbours?: number | 'all'; readonly threshold?: number }
   | { readonly type: 'privacy'; readonly epsilon: number; readonly delta: number; readonly budget?: number; readonly exhausted: boolean }
+  /** This participant's own client-level ε (its ledger, charged from each round's announced (q, z)). */
+  | { readonly type: 'client-privacy'; readonly epsilon: number; readonly delta: number; readonly budget?: number; readonly exhausted: boolean }
   | { readonly type: 'declined'; readonly round: number; readonly reason: string }
   | { readonly type: 'round-end'; readonly message: RoundEndMessage }
   | { readonly type: 'done'; readonly message: FederationDoneMessage }
@@ -70,6 +73,8 @@ export interface ParticipantOptions {
   readonly trainer: RoundTrainer;
   /** This dataset's privacy ledger; needed when the task trains with DP-SGD. */
   readonly ledger?: PrivacyLedger;
+  /** This participant's own client-level DP ledger: it refuses rounds once spent, whatever the coordinator says. */
+  readonly clientLedger?: ClientLevelLedger;
   readonly onEvent?: (event: ParticipantEvent) => void;
   /** Extra socket.io handshake auth (tokens). */
   readonly auth?: Record<string, string>;
@@ -122,7 +127,10 @@ export class Participant {
     for (const event of ['secagg:keys', 'secagg:forwarded', 'secagg:unmask-request'] as const) {
       this.socket.on(event, (message: { round: number }) => this.deliverSecAgg(event, message));
     }
-    this.socket.on('disconnect', () => this.failSecAggWait(new TrainingAborted()));
+    this.socket.on('disconnect', () => {
+      this.failSecAggWait(new TrainingAborted());
+      this.options.clientLedger?.disconnected();
+    });
     this.socket.on('federation:done', (message) => {
       this.finished = true;
       this.emit({ type: 'done', message });
@@ -320,6 +328,32 @@ export class Participant {
       this.failSecAggWait(new TrainingAborted());
     }
     this.emit({ type: 'round-end', message });
+    const clientLedger = this.options.clientLedger;
+    if (clientLedger) {
+      // In the rounds chain, so a round's start and the previous round's charge never interleave.
+      this.rounds = this.rounds
+        .then(async () => {
+          const charge = await clientLedger.roundEnded(message.round, message.clientDp);
+          if (charge.kind !== 'not-charged') this.emitClientPrivacy(clientLedger);
+        })
+        .catch((error: unknown) => this.emit({ type: 'error', message: `client-level ledger: ${error instanceof Error ? error.message : String(error)}` }));
+    }
+  }
+
+  private emitClientPrivacy(clientLedger: ClientLevelLedger): void {
+    const { ledger } = clientLedger;
+    this.emit({ type: 'client-privacy', epsilon: ledger.epsilon, delta: ledger.delta, budget: ledger.epsilonBudget, exhausted: clientLedger.exhausted });
+  }
+
+  /** Under client-level DP, charges this participant's own ledger for a round it was selected in, or refuses the round. */
+  private async admitClientLevel(message: RoundStartMessage): Promise<boolean> {
+    const announced = message.config.clientDp;
+    const clientLedger = this.options.clientLedger;
+    if (!announced || !clientLedger) return true;
+    const charge = await clientLedger.admit(message.round, announced);
+    this.emitClientPrivacy(clientLedger);
+    if (charge.kind !== 'refused') return true;
+    return this.decline(message.round, `client-level privacy budget spent: this round would take this participant's own ε from ${charge.epsilon.toFixed(3)} to ${charge.projectedEpsilon.toFixed(3)}, above its budget of ${clientLedger.ledger.epsilonBudget}`, true);
   }
 
   /**
@@ -374,7 +408,7 @@ export class Participant {
     const round = message.round;
     this.activeRound = round;
     try {
-      if (!(await this.admitRound(message))) return;
+      if (!(await this.admitRound(message)) || !(await this.admitClientLevel(message))) return;
       this.emit({ type: 'status', status: 'downloading', detail: `round ${round}` });
       const weights = decodeFrame(message.model.weights, { kind: FrameKind.Weights, expectedCount: task.paramCount });
       if (message.secagg) {

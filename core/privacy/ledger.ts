@@ -114,12 +114,13 @@ export class PrivacyLedger {
    * this round was admitted, and then nothing is charged and the update must
    * not be sent.
    */
-  async charge(steps: SampledGaussianSteps): Promise<ChargeResult> {
+  async charge(steps: SampledGaussianSteps, options: { readonly alreadyReleased?: boolean } = {}): Promise<ChargeResult> {
     let refused: number | undefined;
     const stored = await this.store.update(this.key, (saved) => {
       const accountant = saved ? RdpAccountant.fromJSON(saved) : new RdpAccountant();
       const projected = accountant.projectEpsilon(steps, this.delta).epsilon;
-      if (this.epsilonBudget !== undefined && projected > this.epsilonBudget) {
+      // A release that already happened is spent whatever the budget says: it is recorded, never refused.
+      if (this.epsilonBudget !== undefined && projected > this.epsilonBudget && options.alreadyReleased !== true) {
         refused = projected;
         return undefined;
       }

@@ -1,5 +1,6 @@
 import type { Dataset } from '../data/dataset.ts';
 import type { SampleDpConfig } from '../protocol/messages.ts';
+import { ClientLevelLedger } from './client-ledger.ts';
 import { PrivacyLedger, type LedgerStore } from './ledger.ts';
 
 /**
@@ -86,4 +87,16 @@ export async function openParticipantLedger(store: LedgerStore, dp: SampleDpConf
   if (!delta.ok) throw new Error(delta.message);
   const key = await contentLedgerKey(data);
   return PrivacyLedger.open(store, key, delta.delta, participantBudget(dp.epsilonBudget, options.ownBudget), options.legacyKeys);
+}
+
+/**
+ * Opens this participant's own client-level DP ledger: keyed by its data's
+ * content (in a namespace of its own: one participant's whole data is another
+ * unit than one example), at the person's δ (default 1e-5), with the person's
+ * budget or the default 10.
+ */
+export async function openClientLevelLedger(store: LedgerStore, data: Dataset, options: Omit<ParticipantLedgerOptions, 'legacyKeys'> = {}): Promise<ClientLevelLedger> {
+  const key = `client-level/${await contentLedgerKey(data)}`;
+  const ledger = await PrivacyLedger.open(store, key, options.maxDelta ?? DEFAULT_MAX_DELTA, participantBudget(undefined, options.ownBudget));
+  return new ClientLevelLedger(ledger);
 }

@@ -16,7 +16,7 @@ describe('secure aggregation with distributed DP noise', () => {
     federation = await startTestFederation(
       [
         '--rounds', '2', '--min-clients', '5', '--round-timeout', '60',
-        '--secure-aggregation', '--client-dp', 'distributed', '--client-noise-multiplier', '1', '--client-sample-rate', '1',
+        '--secure-aggregation', '--client-dp', 'distributed', '--fresh-privacy-budget', '--client-noise-multiplier', '1', '--client-sample-rate', '1',
         '--client-clip', '1', '--expected-clients', '5', '--admin-token', 'secagg-dp-test-admin-token',
       ],
       5,

@@ -177,6 +177,10 @@ function onParticipantEvent(event: ParticipantEvent): void {
       if (event.budget !== undefined) $<HTMLProgressElement>('epsilon-progress').value = Math.min(1, event.epsilon / event.budget);
       break;
     }
+    case 'client-privacy':
+      $('privacy-note').dataset.clientEpsilon = String(event.epsilon);
+      log(`client-level DP: this device's own ledger reads ε = ${event.epsilon.toFixed(3)} (δ = ${event.delta}) of a budget of ${event.budget}${event.exhausted ? ': spent, this device no longer contributes' : ''}`);
+      break;
     case 'declined':
       log(`round ${event.round}: declined: ${event.reason}`);
       break;

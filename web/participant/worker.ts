@@ -4,7 +4,8 @@ import { Participant } from '../../core/participant/participant.ts';
 import { DpSgdRoundTrainer, PlainRoundTrainer, type RoundTrainer } from '../../core/participant/trainers.ts';
 import { DpSgdTrainer } from '../../core/privacy/dp-sgd.ts';
 import { datasetFingerprint, PrivacyLedger } from '../../core/privacy/ledger.ts';
-import { openParticipantLedger } from '../../core/privacy/participant-budget.ts';
+import { openClientLevelLedger, openParticipantLedger } from '../../core/privacy/participant-budget.ts';
+import type { ClientLevelLedger } from '../../core/privacy/client-ledger.ts';
 import { checkPrgTestVector } from '../../core/secagg/prg.ts';
 import { LocalTrainer } from '../../core/training/local-trainer.ts';
 import { IndexedDbLedgerStore } from './ledger-store.ts';
@@ -27,6 +28,7 @@ const post = (message: WorkerToPage) => scope.postMessage(message);
 
 let participant: Participant | undefined;
 let ledger: PrivacyLedger | undefined;
+let clientLedger: ClientLevelLedger | undefined;
 let backend: Promise<SelectedBackend> | undefined;
 
 const reportError = (error: unknown) => post({ type: 'fatal', message: error instanceof Error ? error.message : String(error) });
@@ -40,10 +42,13 @@ scope.addEventListener('message', (event) => {
     start(command).catch(reportError);
   } else if (command.type === 'leave') {
     participant?.stop();
-  } else if (command.type === 'lower-budget' && ledger) {
-    ledger.lowerBudget(command.epsilonBudget);
-    const budget = ledger.epsilonBudget!;
-    post({ type: 'participant', event: { type: 'privacy', epsilon: ledger.epsilon, delta: ledger.delta, budget, exhausted: ledger.epsilon >= budget } });
+  } else if (command.type === 'lower-budget') {
+    clientLedger?.ledger.lowerBudget(command.epsilonBudget);
+    if (ledger) {
+      ledger.lowerBudget(command.epsilonBudget);
+      const budget = ledger.epsilonBudget!;
+      post({ type: 'participant', event: { type: 'privacy', epsilon: ledger.epsilon, delta: ledger.delta, budget, exhausted: ledger.epsilon >= budget } });
+    }
   }
 });
 
@@ -98,11 +103,13 @@ async function start(command: StartCommand): Promise<void> {
   } else {
     trainer = new PlainRoundTrainer(new LocalTrainer(task.model, local));
   }
+  clientLedger = await openClientLevelLedger(new IndexedDbLedgerStore(), local, { ownBudget: command.epsilonBudget, maxDelta: command.maxDelta });
   participant = new Participant({
     url: command.url,
     client: { backend: selected.backend, adapter: selected.adapter, platform: command.platform },
     trainer,
     ledger,
+    clientLedger,
     auth: command.token ? { token: command.token } : undefined,
     onEvent: (event) => {
       post({ type: 'participant', event });
