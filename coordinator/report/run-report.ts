@@ -181,7 +181,11 @@ function reportPrivacy(status: FederationStatus, clientDp: DpFedAvgOptions | und
       const { uniform: _u, selectionUniform: _s, ...rest } = clientDp;
       options = rest;
     }
-    const guarantee = `(ε = ${round(spent.epsilon)}, δ = ${spent.delta})-differentially private with respect to adding or removing one participant's whole dataset`;
+    // The neighbour relation each placement's accounting holds for (docs/privacy-mechanisms.md).
+    const guarantee =
+      spent.placement === 'central'
+        ? `(ε = ${round(spent.epsilon)}, δ = ${spent.delta})-differentially private with respect to adding or removing one participant's whole dataset`
+        : `(ε = ${round(spent.epsilon)}, δ = ${spent.delta})-differentially private with respect to replacing one participant's clipped update by zero (zero-out: whether it took part is not hidden)`;
     const accounting = `after ${spent.rounds} rounds (noise multiplier ${spent.noiseMultiplier} per round, sampling rate ${spent.sampleRate}, RDP accountant, ${spent.conversion} conversion)`;
     // Each sentence is what dp-fedavg.ts accounts for in that placement, and no more.
     const statement =
@@ -231,7 +235,7 @@ const SECURE_AGGREGATION =
 
 /** The README's honest limit on every DP guarantee here, stated where the guarantee is. */
 const FLOATING_POINT_NOISE =
-  'The noise is drawn from the platform CSPRNG by Box–Muller and added in floating point: correct in distribution, but not a floating-point-safe sampler.';
+  'The noise is float-safe: the clipped values are snapped to an integer grid and integer noise (a rounded CSPRNG Gaussian) is added exactly, so no floating-point representation reveals the input.';
 
 function round(x: number): string {
   return x.toPrecision(4);

@@ -178,6 +178,7 @@ export class DpFedAvg implements Strategy {
       sampleRate: this.stepOfRound().sampleRate,
       clipNorm: this.clipNorm,
       conversion: 'improved',
+      neighbouring: this.options.placement === 'central' ? 'add-remove' : 'zero-out',
     };
   }
 
