@@ -1,4 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import { withSkellam } from './distributed-noise-config.ts';
 import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -101,7 +102,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     // Fault injection, used by the crash test only.
     process.env.FL_FAULT_KILL_IN_CHECKPOINT === '1',
   );
-  const strategy: Strategy = hooks.strategy ?? buildStrategy(config);
+  const strategy: Strategy = hooks.strategy ?? buildStrategy(withSkellam(config, task.paramCount));
   const lastStartedRound = await checkpoints.lastStartedRound();
   const resume = await findResumePoint(checkpoints, task, strategy, lastStartedRound, log);
   if (!resume) checkFreshClientBudget(strategy, runDir, config.freshPrivacyBudget === true);

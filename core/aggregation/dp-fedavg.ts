@@ -1,6 +1,7 @@
 import { RdpAccountant, type RdpAccountantState } from '../privacy/accountant.ts';
 import { clipToNorm, GaussianSampler } from '../privacy/update-privacy.ts';
 import { clientLevelGrid, noiseOnGrid } from '../privacy/grid-noise.ts';
+import { planDistributedNoise, type DistributedNoisePlan } from '../privacy/distributed-noise.ts';
 import type { FitConfig } from '../protocol/messages.ts';
 import { SecureRandom, type UniformSource } from '../random/prng.ts';
 import type { ClientResult, PrivacyReport, RoundAggregator, RoundContext, Strategy } from './strategy.ts';
@@ -82,6 +83,21 @@ export interface DpFedAvgOptions {
    * privacy only if nobody can predict who is selected: seed it only in tests.
    */
   readonly selectionUniform?: UniformSource;
+  /**
+   * Distributed placement under secure aggregation only: each participant adds
+   * Skellam integer noise after quantising, over-provisioned so that the sum
+   * keeps z with up to `toleratedDropouts` of expectedClients missing, and the
+   * accountant charges the sum's noise (core/privacy/distributed-noise.ts).
+   */
+  readonly skellam?: SkellamOptions;
+}
+
+export interface SkellamOptions {
+  /** γ: the secure sum's quantisation step (2c/R). */
+  readonly step: number;
+  /** d: values per update. */
+  readonly dimension: number;
+  readonly toleratedDropouts: number;
 }
 
 export interface DpFedAvgState {
@@ -99,6 +115,8 @@ export class DpFedAvg implements Strategy {
   private roundsCharged = 0;
   /** z_Δ: the noise multiplier of the update sum, after what adaptive clipping spends. */
   readonly updateNoiseMultiplier: number;
+  /** The Skellam plan when distributed noise is Skellam in the secure sum. */
+  readonly skellamPlan: DistributedNoisePlan | undefined;
 
   constructor(private readonly options: DpFedAvgOptions) {
     const { noiseMultiplier: z, sampleRate: q, expectedClients: m, clip, placement, delta } = options;
@@ -123,6 +141,11 @@ export class DpFedAvg implements Strategy {
       this.clipNorm = clip.initialNorm;
       this.updateNoiseMultiplier = 1 / Math.sqrt(z ** -2 - twoSigmaB ** -2);
     }
+    this.skellamPlan = undefined;
+    if (options.skellam) {
+      if (placement !== 'distributed' || clip.kind !== 'fixed') throw new RangeError('Skellam noise needs distributed placement with a fixed clip norm');
+      this.skellamPlan = planDistributedNoise({ clipNorm: clip.norm, noiseMultiplier: z, expectedContributors: m, ...options.skellam });
+    }
     this.sampler = new GaussianSampler(options.uniform);
     this.selection = options.selectionUniform ?? new SecureRandom();
     this.name = `dp-fedavg (${placement} noise, z=${z}, q=${q}, ${clip.kind} clipping)`;
@@ -144,8 +167,10 @@ export class DpFedAvg implements Strategy {
 
   configureFit(_round: number, base: FitConfig): FitConfig {
     const { placement, expectedClients } = this.options;
+    const clientDp = { placement, ...this.stepOfRound() };
+    if (this.skellamPlan) return { ...base, privacy: { clipNorm: this.clipNorm, noiseStd: 0, skellamVariance: this.skellamPlan.participantVariance }, clientDp };
     const noiseStd = placement === 'distributed' ? (this.updateNoiseMultiplier * this.clipNorm) / Math.sqrt(expectedClients) : 0;
-    return { ...base, privacy: { clipNorm: this.clipNorm, noiseStd }, clientDp: { placement, ...this.stepOfRound() } };
+    return { ...base, privacy: { clipNorm: this.clipNorm, noiseStd }, clientDp };
   }
 
   beginRound(context: RoundContext): RoundAggregator {
@@ -178,7 +203,7 @@ export class DpFedAvg implements Strategy {
       sampleRate: this.stepOfRound().sampleRate,
       clipNorm: this.clipNorm,
       conversion: 'improved',
-      neighbouring: this.options.placement === 'central' ? 'add-remove' : 'zero-out',
+      neighbouring: this.options.placement === 'central' || this.skellamPlan ? 'add-remove' : 'zero-out',
     };
   }
 
@@ -200,9 +225,10 @@ export class DpFedAvg implements Strategy {
   /** The mechanism one round runs, as the accountant sees it. */
   private stepOfRound(): { sampleRate: number; noiseMultiplier: number } {
     const { placement, noiseMultiplier, sampleRate, expectedClients } = this.options;
-    return placement === 'central'
-      ? { sampleRate, noiseMultiplier }
-      : { sampleRate: 1, noiseMultiplier: noiseMultiplier / Math.sqrt(expectedClients) };
+    if (placement === 'central') return { sampleRate, noiseMultiplier };
+    // The coordinator knows who was selected: no amplification. Skellam: the sum's noise; else each participant's own share.
+    if (this.skellamPlan) return { sampleRate: 1, noiseMultiplier: this.skellamPlan.effectiveNoiseMultiplier };
+    return { sampleRate: 1, noiseMultiplier: noiseMultiplier / Math.sqrt(expectedClients) };
   }
 
   /**

@@ -1,5 +1,7 @@
 import { io, type Socket } from 'socket.io-client';
 import { privatizeUpdate } from '../privacy/update-privacy.ts';
+import { addSkellamNoiseMod32 } from '../privacy/distributed-noise.ts';
+import { SecureRandom } from '../random/prng.ts';
 import type { Ack } from '../protocol/errors.ts';
 import {
   PROTOCOL_VERSION,
@@ -99,6 +101,7 @@ export class Participant {
   private rounds: Promise<void> = Promise.resolve();
   private pinnedSampleDp: SampleDpConfig | undefined;
   private pinnedNoiseMultiplier: number | undefined;
+  private pinnedSkellamShare: number | undefined;
   /** Secure aggregation messages from the coordinator, by event, for the round they name. */
   private readonly secaggInbox = new Map<string, { round: number; message: unknown }>();
   private secaggWaiter: { event: string; round: number; resolve: (m: unknown) => void; reject: (e: Error) => void } | undefined;
@@ -169,13 +172,24 @@ export class Participant {
    * participant's own noise in distributed mode from the first round that
    * asked for it. Returns why a round asks for less, if it does.
    */
-  private weakerPrivacy(config: RoundStartMessage['config']): string | undefined {
+  private weakerPrivacy(config: RoundStartMessage['config'], secagg: RoundStartMessage['secagg']): string | undefined {
     const pinned = this.pinnedSampleDp;
     const dp = config.sampleDp;
     if (pinned && dp && (dp.noiseMultiplier < pinned.noiseMultiplier || dp.clipNorm > pinned.clipNorm)) {
       return `the round asks for weaker DP-SGD (σ ${dp.noiseMultiplier}, C ${dp.clipNorm}) than the task this participant joined (σ ${pinned.noiseMultiplier}, C ${pinned.clipNorm})`;
     }
     const privacy = config.privacy;
+    if (privacy?.skellamVariance !== undefined) {
+      // Integer noise exists only inside the secure sum: without it the update would leave un-noised.
+      if (!secagg) return 'the round asks for Skellam noise without secure aggregation';
+      const { clipRange, quantizationRange } = secagg.config.quantization;
+      // √μ_i in units of the clip norm on the grid: the participant's share may not shrink.
+      const share = Math.sqrt(privacy.skellamVariance) / (privacy.clipNorm / ((2 * clipRange) / quantizationRange));
+      this.pinnedSkellamShare ??= share;
+      if (!(share >= this.pinnedSkellamShare * (1 - 1e-9))) {
+        return `the round asks for a smaller Skellam noise share per clip norm (${share}) than this participant first added (${this.pinnedSkellamShare})`;
+      }
+    }
     if (privacy && privacy.noiseStd > 0) {
       const multiplier = privacy.noiseStd / privacy.clipNorm;
       this.pinnedNoiseMultiplier ??= multiplier;
@@ -193,7 +207,7 @@ export class Participant {
    * ledger's ε past the budget; the coordinator is told why.
    */
   private async admitRound(message: RoundStartMessage): Promise<boolean> {
-    const weaker = this.weakerPrivacy(message.config);
+    const weaker = this.weakerPrivacy(message.config, message.secagg);
     if (weaker) return this.decline(message.round, weaker, false);
     const dp = message.config.sampleDp;
     const { trainer, ledger } = this.options;
@@ -378,10 +392,13 @@ export class Participant {
       const result = await this.trainRound(message, weights);
       this.options.onPlainUpdate?.(round, result.update);
       const privacy = message.config.privacy;
+      const skellamVariance = privacy?.skellamVariance;
       let clipped = false;
       const masked = await client.maskInput(forwarded, result.update, {
         // The participant's share of the noise goes in before quantisation: the coordinator only ever decodes the noised sum.
         beforeQuantize: privacy ? (values) => void (clipped = privatizeUpdate(values, privacy).clipped) : undefined,
+        // Skellam noise goes into the integers after quantisation: the sum carries the sum of the shares exactly.
+        afterQuantize: skellamVariance ? (encoded) => addSkellamNoiseMod32(encoded, skellamVariance, new SecureRandom()) : undefined,
       });
       if ((await this.chargePrivacy(round, result)) === 'refused') {
         client.abort();
@@ -392,7 +409,7 @@ export class Participant {
       const bytes = toBytes(wire.masked);
       await this.sendSecAgg('secagg:masked', wire);
       step('masked');
-      this.emit({ type: 'uploaded', round, metrics: result.metrics, bytes: bytes.byteLength, clipped, noised: (privacy?.noiseStd ?? 0) > 0, masked: true });
+      this.emit({ type: 'uploaded', round, metrics: result.metrics, bytes: bytes.byteLength, clipped, noised: (privacy?.noiseStd ?? 0) > 0 || (privacy?.skellamVariance ?? 0) > 0, masked: true });
       const request = await this.nextSecAgg<UnmaskRequestMessage>('secagg:unmask-request', round);
       await this.sendSecAgg('secagg:unmask', encodeUnmask(await client.unmask(request)));
       step('unmasked');

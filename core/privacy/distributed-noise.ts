@@ -21,7 +21,9 @@ import { lgamma } from './math.ts';
  * to D dropouts. Assumes the contributors other than the one protected add
  * their noise (honest-but-curious), as every distributed DP scheme does.
  *
- * Sensitivity on the grid: ‖round(x/γ)‖₂ ≤ C/γ + √d/2 = Δ₂ and ‖·‖₁ ≤ √d·Δ₂ = Δ₁.
+ * Sensitivity on the grid: the secure quantiser rounds stochastically (error
+ * below one step per coordinate), so ‖round(x/γ)‖₂ ≤ C/γ + √d = Δ₂ and
+ * ‖·‖₁ ≤ √d·Δ₂ = Δ₁.
  *
  * Accounting (Agarwal et al. 2021, Thm 3.5): Sk(μ) per coordinate is
  * (α, ε(α))-RDP with ε(α) ≤ αΔ₂²/(2μ) + min(((2α−1)Δ₂² + 6Δ₁)/(4μ²), 3Δ₁/(2μ)).
@@ -49,7 +51,7 @@ export interface DistributedNoiseSettings {
 }
 
 export interface DistributedNoisePlan extends DistributedNoiseSettings {
-  /** Δ₂ = C/γ + √d/2, in grid units. */
+  /** Δ₂ = C/γ + √d, in grid units. */
   readonly sensitivityL2: number;
   /** Δ₁ = √d·Δ₂. */
   readonly sensitivityL1: number;
@@ -68,7 +70,7 @@ export function planDistributedNoise(settings: DistributedNoiseSettings): Distri
   if (!(Number.isInteger(n) && Number.isInteger(D) && D >= 0 && n - D - 1 >= 1)) {
     throw new RangeError(`need n − D − 1 ≥ 1 contributors besides the one protected (n = ${n}, D = ${D})`);
   }
-  const sensitivityL2 = C / step + Math.sqrt(d) / 2;
+  const sensitivityL2 = C / step + Math.sqrt(d);
   const sensitivityL1 = Math.sqrt(d) * sensitivityL2;
   const targetVariance = (z * sensitivityL2) ** 2;
   return {
@@ -144,4 +146,23 @@ export function samplePoisson(mean: number, uniform: UniformSource): number {
 export function addSkellamNoise(values: Int32Array | Float64Array, variance: number, uniform: UniformSource): void {
   const half = variance / 2;
   for (let i = 0; i < values.length; i++) values[i] = values[i]! + samplePoisson(half, uniform) - samplePoisson(half, uniform);
+}
+
+/** Adds Skellam(variance) integer noise to a secure-aggregation encoding, mod 2^32 (two's complement), in place. */
+export function addSkellamNoiseMod32(encoded: Uint32Array, variance: number, uniform: UniformSource): void {
+  const half = variance / 2;
+  for (let i = 0; i < encoded.length; i++) encoded[i] = (encoded[i]! + samplePoisson(half, uniform) - samplePoisson(half, uniform)) >>> 0;
+}
+
+/**
+ * Refuses a plan whose decoded sum could wrap mod 2^32: up to `maxContributors`
+ * encodings of at most C/γ + 1 per coordinate (the update is clipped to C in
+ * L2, hence per coordinate), plus 12 stds of the summed noise, must stay
+ * below 2^31.
+ */
+export function checkSkellamRange(plan: DistributedNoisePlan, maxContributors: number): void {
+  const worst = maxContributors * (plan.clipNorm / plan.step + 1) + 12 * Math.sqrt(maxContributors * plan.participantVariance);
+  if (!(worst < 2 ** 31)) {
+    throw new RangeError(`a sum of ${maxContributors} updates with Skellam noise can reach ${worst.toExponential(3)}, past 2^31: lower the quantisation range or the participants`);
+  }
 }

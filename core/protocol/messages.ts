@@ -40,6 +40,12 @@ export interface UpdatePrivacy {
   readonly clipNorm: number;
   /** Standard deviation (not variance) of the Gaussian noise added per coordinate after clipping. */
   readonly noiseStd: number;
+  /**
+   * Secure aggregation with distributed Skellam noise: the variance per coordinate, in the
+   * secure sum's integer units, of the Skellam noise each participant adds after quantising
+   * (noiseStd is then 0). See core/privacy/distributed-noise.ts.
+   */
+  readonly skellamVariance?: number;
 }
 
 /** Sample-level DP-SGD in local training: protects each training example of a participant. */
