@@ -75,6 +75,20 @@ export interface ParticipantLedgerOptions {
   readonly maxDelta?: number;
   /** Keys this data may have been charged under before (ledgers once keyed by task name). */
   readonly legacyKeys?: readonly string[];
+  /**
+   * The person's own files: one ledger for all of them in this browser,
+   * whatever the task or file is called, since an edited or re-exported file
+   * (one row fewer) may hold the same people and must not start at ε = 0.
+   * Otherwise (a demo shard) the ledger is the examples' content hash.
+   */
+  readonly ownData?: boolean;
+}
+
+/** The key of the ledger a dataset charges: OWN_DATA_KEY for the person's own files, else its content hash. */
+export const OWN_DATA_KEY = 'own-data';
+
+async function ledgerKey(data: Dataset, ownData: boolean | undefined): Promise<string> {
+  return ownData ? OWN_DATA_KEY : contentLedgerKey(data);
 }
 
 /**
@@ -85,18 +99,18 @@ export interface ParticipantLedgerOptions {
 export async function openParticipantLedger(store: LedgerStore, dp: SampleDpConfig, data: Dataset, options: ParticipantLedgerOptions = {}): Promise<PrivacyLedger> {
   const delta = decideDelta(dp.delta, data.count, options.maxDelta);
   if (!delta.ok) throw new Error(delta.message);
-  const key = await contentLedgerKey(data);
+  const key = await ledgerKey(data, options.ownData);
   return PrivacyLedger.open(store, key, delta.delta, participantBudget(dp.epsilonBudget, options.ownBudget), options.legacyKeys);
 }
 
 /**
- * Opens this participant's own client-level DP ledger: keyed by its data's
- * content (in a namespace of its own: one participant's whole data is another
+ * Opens this participant's own client-level DP ledger: keyed like the DP-SGD
+ * ledger (in a namespace of its own: one participant's whole data is another
  * unit than one example), at the person's δ (default 1e-5), with the person's
  * budget or the default 10.
  */
 export async function openClientLevelLedger(store: LedgerStore, data: Dataset, options: Omit<ParticipantLedgerOptions, 'legacyKeys'> = {}): Promise<ClientLevelLedger> {
-  const key = `client-level/${await contentLedgerKey(data)}`;
+  const key = `client-level/${await ledgerKey(data, options.ownData)}`;
   const ledger = await PrivacyLedger.open(store, key, options.maxDelta ?? DEFAULT_MAX_DELTA, participantBudget(undefined, options.ownBudget));
   return new ClientLevelLedger(ledger);
 }

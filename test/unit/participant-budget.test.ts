@@ -37,6 +37,20 @@ describe('budgets the participant owns', () => {
     assert.notEqual(await contentLedgerKey(oneLabel), first.key);
   });
 
+  it("the person's own files share one ledger whatever the task or file: an edited file (one row fewer) continues it", async () => {
+    const store = new MemoryLedgerStore();
+    const first = await openParticipantLedger(store, task(1e-5), dataset(100, 1), { ownData: true });
+    await spend(first, 2);
+    const edited = dataset(100, 1);
+    const oneFewer: Dataset = { ...edited, count: 99, labels: edited.labels.slice(0, 99), values: edited.values.slice(0, 99 * 4) };
+    const again = await openParticipantLedger(store, task(1e-5), oneFewer, { ownData: true });
+    assert.equal(again.key, first.key);
+    assert.ok(again.epsilon > 0 && Math.abs(again.epsilon - first.epsilon) < 1e-12);
+    // A demo shard's ledger is its content: the same examples continue it, other examples do not.
+    const shard = await openParticipantLedger(store, task(1e-5), dataset(100, 1));
+    assert.notEqual(shard.key, first.key);
+  });
+
   it('δ is pinned on the device: a task asking δ = 0.5 is refused, and ε is stated at the device δ whatever the task asks', async () => {
     const store = new MemoryLedgerStore();
     const data = dataset(100, 1);

@@ -247,9 +247,10 @@ function onWorkerMessage(message: WorkerToPage): void {
         `DP-SGD: each example's gradient clipped to ${message.clipNorm}, noise multiplier ${message.noiseMultiplier}, ` +
         `expected batch ${message.expectedBatchSize} (Poisson sampling). Per-example gradients: ` +
         (message.path === 'fast' ? 'vectorised.' : 'one backward pass per example (this model has layers the fast path does not cover: slower).') +
-        ` ε counts these exact examples in this browser (ledger ${message.ledger.key.slice(0, 20)}…), whatever the task or file is called; ` +
-        `it is stated at this device's δ = ${message.ledger.delta} and stops at ε = ${message.ledger.epsilonBudget} (lower it with ?epsilon-budget=). ` +
-        'An edited file is other data and starts its own ledger.';
+        (message.ledger.scope === 'own-data'
+          ? ' ε counts everything you train on from your own files in this browser, in every task, whatever file it came from: a re-exported or edited file may hold the same people.'
+          : ' ε counts these exact examples (by their content) in this browser, whatever the task is called.') +
+        ` It is stated at this device's δ = ${message.ledger.delta} and stops at ε = ${message.ledger.epsilonBudget} (lower it below).`;
       break;
     case 'data': {
       const names = task?.classes ?? [];

@@ -65,8 +65,8 @@ export type WorkerToPage =
       readonly noiseMultiplier: number;
       readonly expectedBatchSize: number;
       /** What the ε ledger covers: everything the person loads for this task in this browser, or one demo shard. */
-      /** The ledger this data charges: its content key, the device's δ and the ε budget in force. */
-      readonly ledger: { readonly key: string; readonly delta: number; readonly epsilonBudget: number };
+      /** The ledger this data charges ('own-data': one for all the person's files; 'content': the demo shard's content hash), the device's δ and the ε budget in force. */
+      readonly ledger: { readonly scope: 'own-data' | 'content'; readonly delta: number; readonly epsilonBudget: number };
     }
   | { readonly type: 'memory'; readonly round: number; readonly numTensors: number; readonly numBytes: number }
   | { readonly type: 'participant'; readonly event: ParticipantEvent }

@@ -93,17 +93,18 @@ async function start(command: StartCommand): Promise<void> {
   if (dp) {
     const dpTrainer = new DpSgdTrainer(task.model, local, dp);
     trainer = new DpSgdRoundTrainer(dpTrainer);
-    // The ledger is keyed by the examples themselves (renaming the task or the file changes nothing), at the
+    // The ledger is the person's own files' (one for all of them) or the demo shard's content hash: renaming the task or the file changes nothing; at the
     // device's δ (a task asking for more is refused) and the person's budget; ledgers once keyed by task name
     // are composed into it when it is new.
     const own = command.data.kind === 'local' && command.data.own;
     const legacyKey = own ? `${task.name}/own-data` : `${task.name}/${datasetFingerprint(local.labels, local.values)}`;
-    ledger = await openParticipantLedger(new IndexedDbLedgerStore(), dp, local, { ownBudget: command.epsilonBudget, maxDelta: command.maxDelta, legacyKeys: [legacyKey] });
-    post({ type: 'dp', path: dpTrainer.gradientPath, clipNorm: dp.clipNorm, noiseMultiplier: dp.noiseMultiplier, expectedBatchSize: dp.expectedBatchSize, ledger: { key: ledger.key, delta: ledger.delta, epsilonBudget: ledger.epsilonBudget! } });
+    ledger = await openParticipantLedger(new IndexedDbLedgerStore(), dp, local, { ownBudget: command.epsilonBudget, maxDelta: command.maxDelta, legacyKeys: [legacyKey], ownData: own });
+    post({ type: 'dp', path: dpTrainer.gradientPath, clipNorm: dp.clipNorm, noiseMultiplier: dp.noiseMultiplier, expectedBatchSize: dp.expectedBatchSize, ledger: { scope: own ? 'own-data' : 'content', delta: ledger.delta, epsilonBudget: ledger.epsilonBudget! } });
   } else {
     trainer = new PlainRoundTrainer(new LocalTrainer(task.model, local));
   }
-  clientLedger = await openClientLevelLedger(new IndexedDbLedgerStore(), local, { ownBudget: command.epsilonBudget, maxDelta: command.maxDelta });
+  const ownData = command.data.kind === 'local' && command.data.own;
+  clientLedger = await openClientLevelLedger(new IndexedDbLedgerStore(), local, { ownBudget: command.epsilonBudget, maxDelta: command.maxDelta, ownData });
   participant = new Participant({
     url: command.url,
     client: { backend: selected.backend, adapter: selected.adapter, platform: command.platform },
