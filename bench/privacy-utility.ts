@@ -282,7 +282,7 @@ async function runClient(options: Options, demo: DemoData, targetEpsilon: number
     ...(z === null
       ? []
       : [
-          '--client-dp', 'central', '--client-noise-multiplier', String(z), '--client-sample-rate', String(q), '--client-clip', String(clip),
+          '--client-dp', 'central', '--fresh-privacy-budget', '--client-noise-multiplier', String(z), '--client-sample-rate', String(q), '--client-clip', String(clip),
           '--expected-clients', String(m), '--epsilon-budget', String(targetEpsilon),
           // Client-level DP requires the status to stay with the operator.
           '--admin-token', 'privacy-utility-bench-admin-token',

@@ -6,6 +6,7 @@ import type { RoundSettings, SecureAggregationSettings } from '../core/protocol/
 import { effectiveDegree } from '../core/secagg/graph.ts';
 import { recommendedThreshold } from '../core/secagg/protocol.ts';
 import { DEFAULT_QUANTIZATION, maxParticipants } from '../core/secagg/quantize.ts';
+import { parseDistributedNoise, type DistributedNoiseRequest } from './distributed-noise-config.ts';
 import { isNonNegativeInt, isPositiveInt, numberFlag } from './flags.ts';
 import { parseStrategyFlags, StrategyFlagError, type StrategyConfig } from './strategies.ts';
 import { parseSecurityConfig, SECURITY_OPTIONS, SECURITY_USAGE, type SecurityConfig } from './security/config.ts';
@@ -28,6 +29,10 @@ export interface CoordinatorConfig {
   readonly checkpointKeyFile?: string;
   /** Client-level differential privacy (DP-FedAvg), when asked for. */
   readonly clientDp?: DpFedAvgOptions;
+  /** `--distributed-noise skellam`: distributed DP noise as Skellam integers in the secure sum (coordinator/distributed-noise-config.ts). */
+  readonly distributedNoise?: DistributedNoiseRequest;
+  /** `--fresh-privacy-budget`: the operator acknowledges that client-level DP starts at ε = 0 where no earlier spend is on disk. */
+  readonly freshPrivacyBudget?: boolean;
   /** The aggregation rule and its parameters (coordinator/strategies.ts); absent: FedAvg (DP-FedAvg with clientDp). */
   readonly strategy?: StrategyConfig;
   /** Tokens, TLS, origins and limits (coordinator/security/config.ts); absent: open, plain HTTP, default limits. */
@@ -89,6 +94,13 @@ Client-level differential privacy (DP-FedAvg; see README "Privacy")
                            you expect (default --clients-per-round)
   --delta D                target delta (default 1e-5), for both kinds of DP
   --epsilon-budget X       stop before a round would take epsilon above X
+  --distributed-noise K    gaussian (default: each participant's float share, accounted alone) |
+                           skellam (integer noise in the secure sum, accounted as the sum's noise;
+                           needs --client-dp distributed and --secure-aggregation)
+  --tolerated-dropouts D   skellam: the sum keeps the target noise with up to D of --expected-clients
+                           missing (needs --min-updates >= M - D; default 0)
+  --fresh-privacy-budget   start client-level DP although --data-dir holds no earlier spend for the
+                           task (refused without it: a new folder must not silently reset epsilon)
 
 Aggregation (every update counts once in the robust rules: example counts are self-reported)
   --strategy NAME          fedavg (default, weighted by example count) | median (coordinate-wise) |
@@ -176,6 +188,9 @@ function parseFlags(argv: readonly string[], env: Record<string, string | undefi
         'manual-start': { type: 'boolean' },
         'checkpoint-key-file': { type: 'string' },
         'client-dp': { type: 'string' },
+        'fresh-privacy-budget': { type: 'boolean' },
+        'distributed-noise': { type: 'string' },
+        'tolerated-dropouts': { type: 'string' },
         'client-noise-multiplier': { type: 'string' },
         'client-clip': { type: 'string' },
         'adaptive-clip': { type: 'boolean' },
@@ -281,6 +296,8 @@ function parseFlags(argv: readonly string[], env: Record<string, string | undefi
   return {
     checkpointKeyFile: v['checkpoint-key-file'],
     clientDp,
+    freshPrivacyBudget: v['fresh-privacy-budget'] ?? undefined,
+    distributedNoise: parseDistributedNoise(v, { clientDp, settings: secureAggregation ? { ...settings, secureAggregation } : settings }, (message) => new ConfigError(message)),
     strategy,
     port,
     host: v.host ?? '0.0.0.0',

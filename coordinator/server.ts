@@ -1,4 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import { withSkellam } from './distributed-noise-config.ts';
 import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -107,11 +108,12 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     // Fault injection, used by the crash test only.
     process.env.FL_FAULT_KILL_IN_CHECKPOINT === '1',
   );
-  const strategy: Strategy = hooks.strategy ?? buildStrategy(config);
+  const strategy: Strategy = hooks.strategy ?? buildStrategy(withSkellam(config, task.paramCount));
   const lastStartedRound = await checkpoints.lastStartedRound();
   const resume = await findResumePoint(checkpoints, task, strategy, lastStartedRound, log);
   const bestModels = new BestModelStore(runDir, atRestKey);
   await repairBestModel(bestModels, resume, serializer, log);
+  if (!resume) checkFreshClientBudget(strategy, runDir, config.freshPrivacyBudget === true);
   const demoData = loaded.demoData;
   const clock = new SystemClock();
 
@@ -549,6 +551,19 @@ async function repairBestModel(store: BestModelStore, resume: ResumePoint | unde
     return;
   }
   console.error(`best model: ${store.dir} does not hold round ${best.round}, the best of the history, and no checkpoint has its model`);
+}
+
+/**
+ * Client-level ε lives in the checkpoints of --data-dir: a run that finds none
+ * would start at ε = 0 whatever earlier runs of the task spent elsewhere. It
+ * starts only when the operator acknowledges a fresh budget.
+ */
+function checkFreshClientBudget(strategy: Strategy, runDir: string, acknowledged: boolean): void {
+  if (strategy.privacy?.().level !== 'client' || acknowledged) return;
+  throw new Error(
+    `${runDir} holds no earlier client-level privacy spend for this task, so ε would start at 0. ` +
+      'If no earlier run of this task used these participants, pass --fresh-privacy-budget; otherwise point --data-dir at the earlier run',
+  );
 }
 
 /** Per-participant rejoin secrets, kept as digests and compared in constant time (TokenSet). */

@@ -185,7 +185,11 @@ function reportPrivacy(status: FederationStatus, clientDp: DpFedAvgOptions | und
       const { uniform: _u, selectionUniform: _s, ...rest } = clientDp;
       options = rest;
     }
-    const guarantee = `(ε = ${round(spent.epsilon)}, δ = ${spent.delta})-differentially private with respect to adding or removing one participant's whole dataset`;
+    // The neighbour relation each placement's accounting holds for (docs/privacy-mechanisms.md).
+    const guarantee =
+      spent.placement === 'central' || spent.neighbouring === 'add-remove'
+        ? `(ε = ${round(spent.epsilon)}, δ = ${spent.delta})-differentially private with respect to adding or removing one participant's whole dataset`
+        : `(ε = ${round(spent.epsilon)}, δ = ${spent.delta})-differentially private with respect to replacing one participant's clipped update by zero (zero-out: whether it took part is not hidden)`;
     const accounting = `after ${spent.rounds} rounds (noise multiplier ${spent.noiseMultiplier} per round, sampling rate ${spent.sampleRate}, RDP accountant, ${spent.conversion} conversion)`;
     // Each sentence is what dp-fedavg.ts accounts for in that placement, and no more.
     const statement =
@@ -193,7 +197,10 @@ function reportPrivacy(status: FederationStatus, clientDp: DpFedAvgOptions | und
         ? `Client-level DP-FedAvg with central noise: the models released after each round, and what this report computes from them with the coordinator's own examples (test accuracy and loss, the membership audit), are ${guarantee}, ${accounting}. ` +
           'The coordinator is trusted: it saw each update, each example count and who took part, which this guarantee does not cover. ' +
           'The sampling amplification in this ε holds only while who and how many took part stay with the operator, so this report leaves them out.'
-        : `Client-level DP-FedAvg with distributed noise: each participant clipped its update and added its share of the Gaussian noise before sending it. ` +
+        : spent.neighbouring === 'add-remove'
+          ? `Client-level DP-FedAvg with distributed Skellam noise in the secure sum: each participant clipped its update, quantised it and added integer Skellam noise, over-provisioned so that every released sum carries the accounted noise without any one participant's share. ` +
+            `This ε is the sum's noise, without sampling amplification, and assumes the other participants added their shares: the models and what this report computes from them are ${guarantee}, ${accounting}; example counts are not covered.`
+          : `Client-level DP-FedAvg with distributed noise: each participant clipped its update and added its share of the Gaussian noise before sending it. ` +
           `This ε counts only a participant's own noise in every round, without sampling amplification, so it holds whatever the others did and whoever saw the updates: ` +
           `a participant's noised updates, and the models and what this report computes from them, are ${guarantee}, ${accounting}; its example count is not covered.`;
     const masked = status.settings.secureAggregation ? ` ${SECURE_AGGREGATION}` : '';
@@ -235,7 +242,7 @@ const SECURE_AGGREGATION =
 
 /** The honest limit (docs/privacy.md) on every DP guarantee here, stated where the guarantee is. */
 const FLOATING_POINT_NOISE =
-  'The noise is drawn from the platform CSPRNG by Box–Muller and added in floating point: correct in distribution, but not a floating-point-safe sampler.';
+  'The noise is float-safe: the clipped values are snapped to an integer grid and integer noise (a rounded CSPRNG Gaussian) is added exactly, so no floating-point representation reveals the input.';
 
 function round(x: number): string {
   return x.toPrecision(4);

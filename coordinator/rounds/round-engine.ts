@@ -3,6 +3,7 @@ import { DpFedAvg } from '../../core/aggregation/dp-fedavg.ts';
 import { TrimmedMean } from '../../core/aggregation/robust.ts';
 import type { RoundAggregator, Strategy } from '../../core/aggregation/strategy.ts';
 import { findStrategy } from '../../core/aggregation/wrapper.ts';
+import { clientDpAnnouncement } from '../../core/privacy/client-ledger.ts';
 import { l2Norm } from '../../core/privacy/update-privacy.ts';
 import { maxParticipants } from '../../core/secagg/quantize.ts';
 import { ackError, ackOk, ErrorCode, ProtocolError, type Ack } from '../../core/protocol/errors.ts';
@@ -1237,6 +1238,7 @@ export class RoundEngine {
       reason: findStrategy(this.options.strategy, DpFedAvg) ? undefined : record.reason,
       modelVersion: record.modelVersion,
       metrics: record.metrics,
+      clientDp: clientDpAnnouncement(record.privacy),
     });
     const target = settings.targetAccuracy;
     const patience = settings.earlyStoppingPatience;

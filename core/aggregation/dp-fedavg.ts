@@ -1,8 +1,13 @@
 import { RdpAccountant, type RdpAccountantState } from '../privacy/accountant.ts';
 import { clipToNorm, GaussianSampler } from '../privacy/update-privacy.ts';
+import { clientLevelGrid, noiseOnGrid } from '../privacy/grid-noise.ts';
+import { planDistributedNoise, type DistributedNoisePlan } from '../privacy/distributed-noise.ts';
 import type { FitConfig } from '../protocol/messages.ts';
 import { SecureRandom, type UniformSource } from '../random/prng.ts';
 import type { ClientResult, PrivacyReport, RoundAggregator, RoundContext, Strategy } from './strategy.ts';
+
+/** The noised sum's grid keeps coordinates up to this many clip norms exact (float64 leaves room to spare). */
+const SUM_RANGE_IN_CLIPS = 2 ** 20;
 
 /**
  * Client-level differential privacy: DP-FedAvg (McMahan et al. 2018,
@@ -78,6 +83,21 @@ export interface DpFedAvgOptions {
    * privacy only if nobody can predict who is selected: seed it only in tests.
    */
   readonly selectionUniform?: UniformSource;
+  /**
+   * Distributed placement under secure aggregation only: each participant adds
+   * Skellam integer noise after quantising, over-provisioned so that the sum
+   * keeps z with up to `toleratedDropouts` of expectedClients missing, and the
+   * accountant charges the sum's noise (core/privacy/distributed-noise.ts).
+   */
+  readonly skellam?: SkellamOptions;
+}
+
+export interface SkellamOptions {
+  /** γ: the secure sum's quantisation step (2c/R). */
+  readonly step: number;
+  /** d: values per update. */
+  readonly dimension: number;
+  readonly toleratedDropouts: number;
 }
 
 export interface DpFedAvgState {
@@ -95,6 +115,8 @@ export class DpFedAvg implements Strategy {
   private roundsCharged = 0;
   /** z_Δ: the noise multiplier of the update sum, after what adaptive clipping spends. */
   readonly updateNoiseMultiplier: number;
+  /** The Skellam plan when distributed noise is Skellam in the secure sum. */
+  readonly skellamPlan: DistributedNoisePlan | undefined;
 
   constructor(private readonly options: DpFedAvgOptions) {
     const { noiseMultiplier: z, sampleRate: q, expectedClients: m, clip, placement, delta } = options;
@@ -119,6 +141,11 @@ export class DpFedAvg implements Strategy {
       this.clipNorm = clip.initialNorm;
       this.updateNoiseMultiplier = 1 / Math.sqrt(z ** -2 - twoSigmaB ** -2);
     }
+    this.skellamPlan = undefined;
+    if (options.skellam) {
+      if (placement !== 'distributed' || clip.kind !== 'fixed') throw new RangeError('Skellam noise needs distributed placement with a fixed clip norm');
+      this.skellamPlan = planDistributedNoise({ clipNorm: clip.norm, noiseMultiplier: z, expectedContributors: m, ...options.skellam });
+    }
     this.sampler = new GaussianSampler(options.uniform);
     this.selection = options.selectionUniform ?? new SecureRandom();
     this.name = `dp-fedavg (${placement} noise, z=${z}, q=${q}, ${clip.kind} clipping)`;
@@ -140,8 +167,10 @@ export class DpFedAvg implements Strategy {
 
   configureFit(_round: number, base: FitConfig): FitConfig {
     const { placement, expectedClients } = this.options;
+    const clientDp = { placement, ...this.stepOfRound() };
+    if (this.skellamPlan) return { ...base, privacy: { clipNorm: this.clipNorm, noiseStd: 0, skellamVariance: this.skellamPlan.participantVariance }, clientDp };
     const noiseStd = placement === 'distributed' ? (this.updateNoiseMultiplier * this.clipNorm) / Math.sqrt(expectedClients) : 0;
-    return { ...base, privacy: { clipNorm: this.clipNorm, noiseStd } };
+    return { ...base, privacy: { clipNorm: this.clipNorm, noiseStd }, clientDp };
   }
 
   beginRound(context: RoundContext): RoundAggregator {
@@ -174,6 +203,7 @@ export class DpFedAvg implements Strategy {
       sampleRate: this.stepOfRound().sampleRate,
       clipNorm: this.clipNorm,
       conversion: 'improved',
+      neighbouring: this.options.placement === 'central' || this.skellamPlan ? 'add-remove' : 'zero-out',
     };
   }
 
@@ -195,9 +225,10 @@ export class DpFedAvg implements Strategy {
   /** The mechanism one round runs, as the accountant sees it. */
   private stepOfRound(): { sampleRate: number; noiseMultiplier: number } {
     const { placement, noiseMultiplier, sampleRate, expectedClients } = this.options;
-    return placement === 'central'
-      ? { sampleRate, noiseMultiplier }
-      : { sampleRate: 1, noiseMultiplier: noiseMultiplier / Math.sqrt(expectedClients) };
+    if (placement === 'central') return { sampleRate, noiseMultiplier };
+    // The coordinator knows who was selected: no amplification. Skellam: the sum's noise; else each participant's own share.
+    if (this.skellamPlan) return { sampleRate: 1, noiseMultiplier: this.skellamPlan.effectiveNoiseMultiplier };
+    return { sampleRate: 1, noiseMultiplier: noiseMultiplier / Math.sqrt(expectedClients) };
   }
 
   /**
@@ -214,19 +245,27 @@ export class DpFedAvg implements Strategy {
     for (let i = 0; i < rounds; i++) this.charge();
   }
 
-  noiseSum(sum: Float64Array, std: number): void {
-    for (let i = 0; i < sum.length; i++) sum[i]! += std * this.sampler.next();
+  /**
+   * Central noise on the sum of clipped updates, float-safe on a grid
+   * (core/privacy/grid-noise.ts): std (1 + √d/G)·zC ≥ zC, so the accountant's
+   * z holds for the grid's sensitivity.
+   */
+  noiseSum(sum: Float64Array, noiseMultiplier: number, clipNorm: number): void {
+    noiseOnGrid(sum, clientLevelGrid(clipNorm, noiseMultiplier, sum.length, SUM_RANGE_IN_CLIPS), this.sampler);
   }
 
-  noiseScalar(std: number): number {
-    return std * this.sampler.next();
+  /** Noise of std ≥ `std` on a value with sensitivity ½ that is a multiple of ½ (the centred count), on a grid. */
+  noiseScalar(value: number, std: number): number {
+    const out = Float64Array.of(value);
+    noiseOnGrid(out, clientLevelGrid(0.5, std / 0.5, 1, SUM_RANGE_IN_CLIPS), this.sampler);
+    return out[0]!;
   }
 
   /** `centredCount` is Σ(b_i − ½) over the round's updates: sensitivity ½, as z_Δ assumes. */
   adaptClip(centredCount: number): void {
     const clip = this.options.clip;
     if (clip.kind !== 'adaptive') return;
-    const noisyFraction = (centredCount + this.noiseScalar(clip.countNoiseStd)) / this.options.expectedClients + 0.5;
+    const noisyFraction = this.noiseScalar(centredCount, clip.countNoiseStd) / this.options.expectedClients + 0.5;
     this.clipNorm *= Math.exp(-clip.learningRate * (noisyFraction - clip.targetQuantile));
   }
 
@@ -287,7 +326,7 @@ class DpRound implements RoundAggregator {
     this.close();
     const { placement, expectedClients, serverLearningRate = 1 } = this.strategy.settings;
     if (placement === 'central') {
-      this.strategy.noiseSum(this.sum, this.strategy.updateNoiseMultiplier * this.clipNorm);
+      this.strategy.noiseSum(this.sum, this.strategy.updateNoiseMultiplier, this.clipNorm);
       this.strategy.adaptClip(this.within - this.added / 2);
     }
     const scale = serverLearningRate / expectedClients;

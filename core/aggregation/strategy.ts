@@ -55,6 +55,13 @@ export interface PrivacyReport {
   readonly sampleRate: number;
   readonly clipNorm: number;
   readonly conversion: 'improved' | 'classic';
+  /**
+   * The neighbouring relation ε holds for: 'add-remove' one participant's whole
+   * dataset (central noise), or 'zero-out': its clipped update replaced by zero
+   * while whether it took part is not hidden (distributed noise, each
+   * participant's own share accounted).
+   */
+  readonly neighbouring?: 'add-remove' | 'zero-out';
 }
 
 export interface Strategy {

@@ -1,5 +1,7 @@
 import { io, type Socket } from 'socket.io-client';
 import { privatizeUpdate } from '../privacy/update-privacy.ts';
+import { addSkellamNoiseMod32 } from '../privacy/distributed-noise.ts';
+import { SecureRandom } from '../random/prng.ts';
 import type { Ack } from '../protocol/errors.ts';
 import {
   PROTOCOL_VERSION,
@@ -18,6 +20,7 @@ import {
 } from '../protocol/messages.ts';
 import { decodeFrame, encodeFrame, FrameKind } from '../wire/frame.ts';
 import type { PrivacyLedger } from '../privacy/ledger.ts';
+import type { ClientLevelLedger } from '../privacy/client-ledger.ts';
 import { TrainingAborted, type TrainProgress } from '../training/local-trainer.ts';
 import type { RoundTrainer, RoundTrainResult } from './trainers.ts';
 import { SecAggClient, type SecAggConfig, type UnmaskRequestMessage } from '../secagg/protocol.ts';
@@ -58,6 +61,8 @@ export type ParticipantEvent =
    */
   | { readonly type: 'secagg'; readonly round: number; readonly step: 'advertised' | 'shared' | 'masked' | 'unmasked'; readonly index: number; readonly participants: number; readonly neighbours?: number | 'all'; readonly threshold?: number }
   | { readonly type: 'privacy'; readonly epsilon: number; readonly delta: number; readonly budget?: number; readonly exhausted: boolean }
+  /** This participant's own client-level ε (its ledger, charged from each round's announced (q, z)). */
+  | { readonly type: 'client-privacy'; readonly epsilon: number; readonly delta: number; readonly budget?: number; readonly exhausted: boolean }
   | { readonly type: 'declined'; readonly round: number; readonly reason: string }
   | { readonly type: 'round-end'; readonly message: RoundEndMessage }
   | { readonly type: 'done'; readonly message: FederationDoneMessage }
@@ -70,6 +75,8 @@ export interface ParticipantOptions {
   readonly trainer: RoundTrainer;
   /** This dataset's privacy ledger; needed when the task trains with DP-SGD. */
   readonly ledger?: PrivacyLedger;
+  /** This participant's own client-level DP ledger: it refuses rounds once spent, whatever the coordinator says. */
+  readonly clientLedger?: ClientLevelLedger;
   readonly onEvent?: (event: ParticipantEvent) => void;
   /** Extra socket.io handshake auth (tokens). */
   readonly auth?: Record<string, string>;
@@ -94,6 +101,7 @@ export class Participant {
   private rounds: Promise<void> = Promise.resolve();
   private pinnedSampleDp: SampleDpConfig | undefined;
   private pinnedNoiseMultiplier: number | undefined;
+  private pinnedSkellamShare: number | undefined;
   /** Secure aggregation messages from the coordinator, by event, for the round they name. */
   private readonly secaggInbox = new Map<string, { round: number; message: unknown }>();
   private secaggWaiter: { event: string; round: number; resolve: (m: unknown) => void; reject: (e: Error) => void } | undefined;
@@ -122,7 +130,10 @@ export class Participant {
     for (const event of ['secagg:keys', 'secagg:forwarded', 'secagg:unmask-request'] as const) {
       this.socket.on(event, (message: { round: number }) => this.deliverSecAgg(event, message));
     }
-    this.socket.on('disconnect', () => this.failSecAggWait(new TrainingAborted()));
+    this.socket.on('disconnect', () => {
+      this.failSecAggWait(new TrainingAborted());
+      this.options.clientLedger?.disconnected();
+    });
     this.socket.on('federation:done', (message) => {
       this.finished = true;
       this.emit({ type: 'done', message });
@@ -161,13 +172,24 @@ export class Participant {
    * participant's own noise in distributed mode from the first round that
    * asked for it. Returns why a round asks for less, if it does.
    */
-  private weakerPrivacy(config: RoundStartMessage['config']): string | undefined {
+  private weakerPrivacy(config: RoundStartMessage['config'], secagg: RoundStartMessage['secagg']): string | undefined {
     const pinned = this.pinnedSampleDp;
     const dp = config.sampleDp;
     if (pinned && dp && (dp.noiseMultiplier < pinned.noiseMultiplier || dp.clipNorm > pinned.clipNorm)) {
       return `the round asks for weaker DP-SGD (σ ${dp.noiseMultiplier}, C ${dp.clipNorm}) than the task this participant joined (σ ${pinned.noiseMultiplier}, C ${pinned.clipNorm})`;
     }
     const privacy = config.privacy;
+    if (privacy?.skellamVariance !== undefined) {
+      // Integer noise exists only inside the secure sum: without it the update would leave un-noised.
+      if (!secagg) return 'the round asks for Skellam noise without secure aggregation';
+      const { clipRange, quantizationRange } = secagg.config.quantization;
+      // √μ_i in units of the clip norm on the grid: the participant's share may not shrink.
+      const share = Math.sqrt(privacy.skellamVariance) / (privacy.clipNorm / ((2 * clipRange) / quantizationRange));
+      this.pinnedSkellamShare ??= share;
+      if (!(share >= this.pinnedSkellamShare * (1 - 1e-9))) {
+        return `the round asks for a smaller Skellam noise share per clip norm (${share}) than this participant first added (${this.pinnedSkellamShare})`;
+      }
+    }
     if (privacy && privacy.noiseStd > 0) {
       const multiplier = privacy.noiseStd / privacy.clipNorm;
       this.pinnedNoiseMultiplier ??= multiplier;
@@ -185,7 +207,7 @@ export class Participant {
    * ledger's ε past the budget; the coordinator is told why.
    */
   private async admitRound(message: RoundStartMessage): Promise<boolean> {
-    const weaker = this.weakerPrivacy(message.config);
+    const weaker = this.weakerPrivacy(message.config, message.secagg);
     if (weaker) return this.decline(message.round, weaker, false);
     const dp = message.config.sampleDp;
     const { trainer, ledger } = this.options;
@@ -320,6 +342,32 @@ export class Participant {
       this.failSecAggWait(new TrainingAborted());
     }
     this.emit({ type: 'round-end', message });
+    const clientLedger = this.options.clientLedger;
+    if (clientLedger) {
+      // In the rounds chain, so a round's start and the previous round's charge never interleave.
+      this.rounds = this.rounds
+        .then(async () => {
+          const charge = await clientLedger.roundEnded(message.round, message.clientDp);
+          if (charge.kind !== 'not-charged') this.emitClientPrivacy(clientLedger);
+        })
+        .catch((error: unknown) => this.emit({ type: 'error', message: `client-level ledger: ${error instanceof Error ? error.message : String(error)}` }));
+    }
+  }
+
+  private emitClientPrivacy(clientLedger: ClientLevelLedger): void {
+    const { ledger } = clientLedger;
+    this.emit({ type: 'client-privacy', epsilon: ledger.epsilon, delta: ledger.delta, budget: ledger.epsilonBudget, exhausted: clientLedger.exhausted });
+  }
+
+  /** Under client-level DP, charges this participant's own ledger for a round it was selected in, or refuses the round. */
+  private async admitClientLevel(message: RoundStartMessage): Promise<boolean> {
+    const announced = message.config.clientDp;
+    const clientLedger = this.options.clientLedger;
+    if (!announced || !clientLedger) return true;
+    const charge = await clientLedger.admit(message.round, announced);
+    this.emitClientPrivacy(clientLedger);
+    if (charge.kind !== 'refused') return true;
+    return this.decline(message.round, `client-level privacy budget spent: this round would take this participant's own ε from ${charge.epsilon.toFixed(3)} to ${charge.projectedEpsilon.toFixed(3)}, above its budget of ${clientLedger.ledger.epsilonBudget}`, true);
   }
 
   /**
@@ -344,10 +392,13 @@ export class Participant {
       const result = await this.trainRound(message, weights);
       this.options.onPlainUpdate?.(round, result.update);
       const privacy = message.config.privacy;
+      const skellamVariance = privacy?.skellamVariance;
       let clipped = false;
       const masked = await client.maskInput(forwarded, result.update, {
         // The participant's share of the noise goes in before quantisation: the coordinator only ever decodes the noised sum.
         beforeQuantize: privacy ? (values) => void (clipped = privatizeUpdate(values, privacy).clipped) : undefined,
+        // Skellam noise goes into the integers after quantisation: the sum carries the sum of the shares exactly.
+        afterQuantize: skellamVariance ? (encoded) => addSkellamNoiseMod32(encoded, skellamVariance, new SecureRandom()) : undefined,
       });
       if ((await this.chargePrivacy(round, result)) === 'refused') {
         client.abort();
@@ -358,7 +409,7 @@ export class Participant {
       const bytes = toBytes(wire.masked);
       await this.sendSecAgg('secagg:masked', wire);
       step('masked');
-      this.emit({ type: 'uploaded', round, metrics: result.metrics, bytes: bytes.byteLength, clipped, noised: (privacy?.noiseStd ?? 0) > 0, masked: true });
+      this.emit({ type: 'uploaded', round, metrics: result.metrics, bytes: bytes.byteLength, clipped, noised: (privacy?.noiseStd ?? 0) > 0 || (privacy?.skellamVariance ?? 0) > 0, masked: true });
       const request = await this.nextSecAgg<UnmaskRequestMessage>('secagg:unmask-request', round);
       await this.sendSecAgg('secagg:unmask', encodeUnmask(await client.unmask(request)));
       step('unmasked');
@@ -374,7 +425,7 @@ export class Participant {
     const round = message.round;
     this.activeRound = round;
     try {
-      if (!(await this.admitRound(message))) return;
+      if (!(await this.admitRound(message)) || !(await this.admitClientLevel(message))) return;
       this.emit({ type: 'status', status: 'downloading', detail: `round ${round}` });
       const weights = decodeFrame(message.model.weights, { kind: FrameKind.Weights, expectedCount: task.paramCount });
       if (message.secagg) {

@@ -7,6 +7,7 @@ import { SecureRandom, type UniformSource } from '../random/prng.ts';
 import { TrainingPacer, type TrainHooks, type TrainResult } from '../training/local-trainer.ts';
 import { clippedGradientSum, disposeClippedSum, resolvePath, type GradientPath, type PathChoice } from './per-example-gradients.ts';
 import { GaussianSampler } from './update-privacy.ts';
+import { dpSgdGrid, roundedGaussianNoise, type GridNoisePlan } from './grid-noise.ts';
 import { checkDataFitsModel, toDataTensors } from '../training/data-tensors.ts';
 
 /**
@@ -97,20 +98,35 @@ export function dpSgdSchedule(n: number, requestedBatchSize: number, epochs: num
 }
 
 /**
- * The sums plus independent N(0, std²) noise per coordinate, as new tensors.
- * The noise comes from `sampler` (CSPRNG-backed by default), generated in JS
- * and uploaded: tf.randomNormal's seedable generator is not cryptographic.
+ * The clipped sums plus float-safe Gaussian noise of std ≥ σC per coordinate,
+ * as new tensors (./grid-noise.ts): the sums are snapped to the grid
+ * γ = C/G and clamped, integer noise round(σ(G + √d)·N(0,1)) is added exactly
+ * in float32 (all magnitudes below 2^24), and only the integer result is
+ * scaled back by γ. The accountant is charged σ unchanged: the noise covers the
+ * grid's extra sensitivity. The noise comes from `sampler` (CSPRNG-backed by
+ * default), generated in JS and uploaded: tf.randomNormal's seedable
+ * generator is not cryptographic. σ = 0 returns the sums untouched.
  */
-export function noisyGradientSum(sums: readonly tf.Tensor[], noiseStd: number, sampler: GaussianSampler): tf.Tensor[] {
-  if (!(noiseStd >= 0) || !Number.isFinite(noiseStd)) throw new RangeError(`noise std must be finite and >= 0, got ${noiseStd}`);
-  return sums.map((sum) =>
-    tf.tidy(() => {
-      if (noiseStd === 0) return tf.clone(sum);
-      const noise = new Float32Array(sum.size);
-      sampler.fill(noise, noiseStd);
-      return tf.add(sum, tf.tensor(noise, sum.shape, 'float32'));
-    }),
-  );
+export function noisyGradientSum(sums: readonly tf.Tensor[], clipNorm: number, noiseMultiplier: number, expectedBatchSize: number, sampler: GaussianSampler): tf.Tensor[] {
+  if (!(noiseMultiplier >= 0) || !Number.isFinite(noiseMultiplier)) throw new RangeError(`noise multiplier must be finite and >= 0, got ${noiseMultiplier}`);
+  if (noiseMultiplier === 0) return sums.map((sum) => tf.clone(sum));
+  const dimension = sums.reduce((total, sum) => total + sum.size, 0);
+  const plan = dpSgdGrid(clipNorm, noiseMultiplier, dimension, expectedBatchSize);
+  return sums.map((sum) => addGridNoise(sum, plan, roundedGaussianNoise(sum.size, plan, sampler)));
+}
+
+/**
+ * (clamp(round(sum/γ), ±centreBound) + noise)·γ on the backend. `noise` holds
+ * integers with |noise| ≤ plan.noiseBound; the integer addition is exact in
+ * float32 because centreBound + noiseBound < 2^24. Exported for the exact
+ * reachability test, which feeds it chosen noise values.
+ */
+export function addGridNoise(sum: tf.Tensor, plan: GridNoisePlan, noise: Float32Array): tf.Tensor {
+  if (noise.length !== sum.size) throw new RangeError(`noise has ${noise.length} values, the sum ${sum.size}`);
+  return tf.tidy(() => {
+    const centre = tf.clipByValue(tf.round(tf.mul(sum, 1 / plan.step)), -plan.centreBound, plan.centreBound);
+    return tf.mul(tf.add(centre, tf.tensor(noise, sum.shape, 'float32')), plan.step);
+  });
 }
 
 export interface DpStepParams {
@@ -129,7 +145,8 @@ export interface DpStepStats {
 
 /**
  * One DP-SGD step on `model`'s trainable weights, in place:
- *   w ← w − lr · (Σ_i clip_C(∇L_i) + N(0, σ²C² I)) / B.
+ *   w ← w − lr · (Σ_i clip_C(∇L_i) + N(0, σ²C² I)) / B,
+ * the noise float-safe on a grid (see noisyGradientSum).
  * `batch` null (an empty Poisson batch) still adds the noise: the accountant
  * assumes every step releases a noised sum. The caller disposes the returned stats.
  */
@@ -142,7 +159,7 @@ export function dpSgdStep(model: tf.LayersModel, batch: { readonly x: tf.Tensor;
   try {
     const sums = clipped?.sums ?? weights.map((w) => tf.zeros(w.shape as number[]));
     try {
-      noisy = noisyGradientSum(sums, params.noiseMultiplier * params.clipNorm, sampler);
+      noisy = noisyGradientSum(sums, params.clipNorm, params.noiseMultiplier, params.expectedBatchSize, sampler);
     } finally {
       if (clipped === null) tf.dispose(sums);
     }

@@ -50,14 +50,41 @@ export class PrivacyLedger {
     readonly key: string,
     private accountant: RdpAccountant,
     readonly delta: number,
-    readonly epsilonBudget: number | undefined,
+    private budget: number | undefined,
   ) {}
 
-  /** Opens the ledger of one dataset (`key`), continuing whatever was spent before. */
-  static async open(store: LedgerStore, key: string, delta: number, epsilonBudget?: number): Promise<PrivacyLedger> {
+  /** The ε this ledger stops at (undefined: none). */
+  get epsilonBudget(): number | undefined {
+    return this.budget;
+  }
+
+  /** The person lowers the budget (never raises it): later checks and charges use the lower one. */
+  lowerBudget(budget: number): void {
+    if (!(budget > 0)) throw new RangeError(`the ε budget must be positive, got ${budget}`);
+    this.budget = this.budget === undefined ? budget : Math.min(this.budget, budget);
+  }
+
+  /**
+   * Opens the ledger of one dataset (`key`), continuing whatever was spent
+   * before. `inherit`: older keys the same data may have been charged under
+   * (ledgers once keyed by task name); when `key` has no entry yet, it starts
+   * from all of their histories composed, so re-keying never resets ε.
+   */
+  static async open(store: LedgerStore, key: string, delta: number, epsilonBudget?: number, inherit: readonly string[] = []): Promise<PrivacyLedger> {
     if (!(delta > 0 && delta < 1)) throw new RangeError(`delta must be in (0, 1), got ${delta}`);
     if (epsilonBudget !== undefined && !(epsilonBudget > 0)) throw new RangeError(`the ε budget must be positive, got ${epsilonBudget}`);
-    const saved = await store.load(key);
+    let saved = await store.load(key);
+    if (!saved && inherit.length > 0) {
+      const inherited = new RdpAccountant();
+      let found = false;
+      for (const old of inherit) {
+        const state = await store.load(old);
+        if (!state) continue;
+        found = true;
+        for (const entry of state.history) inherited.step(entry);
+      }
+      if (found) saved = await store.update(key, (current) => current ?? inherited.toJSON());
+    }
     const accountant = saved ? RdpAccountant.fromJSON(saved) : new RdpAccountant();
     return new PrivacyLedger(store, key, accountant, delta, epsilonBudget);
   }
@@ -87,12 +114,13 @@ export class PrivacyLedger {
    * this round was admitted, and then nothing is charged and the update must
    * not be sent.
    */
-  async charge(steps: SampledGaussianSteps): Promise<ChargeResult> {
+  async charge(steps: SampledGaussianSteps, options: { readonly alreadyReleased?: boolean } = {}): Promise<ChargeResult> {
     let refused: number | undefined;
     const stored = await this.store.update(this.key, (saved) => {
       const accountant = saved ? RdpAccountant.fromJSON(saved) : new RdpAccountant();
       const projected = accountant.projectEpsilon(steps, this.delta).epsilon;
-      if (this.epsilonBudget !== undefined && projected > this.epsilonBudget) {
+      // A release that already happened is spent whatever the budget says: it is recorded, never refused.
+      if (this.epsilonBudget !== undefined && projected > this.epsilonBudget && options.alreadyReleased !== true) {
         refused = projected;
         return undefined;
       }

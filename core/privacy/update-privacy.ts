@@ -1,6 +1,7 @@
 import type { UpdatePrivacy } from '../protocol/messages.ts';
 import { SecureRandom, type UniformSource } from '../random/prng.ts';
 import { ZigguratNormal } from '../random/ziggurat.ts';
+import { clientLevelGrid, noiseOnGrid } from './grid-noise.ts';
 
 /**
  * Clipping and Gaussian noise for a whole model update (client-level
@@ -82,9 +83,15 @@ export interface PrivatizedUpdate {
   readonly clipped: boolean;
 }
 
-/** Clips `update` to `privacy.clipNorm`, then adds noise of std `privacy.noiseStd`, in place. */
-export function privatizeUpdate(update: Float32Array, privacy: UpdatePrivacy, sampler?: GaussianSampler): PrivatizedUpdate {
+/**
+ * Clips `update` to `privacy.clipNorm`, then adds noise of std at least
+ * `privacy.noiseStd`, in place, float-safe on a grid (./grid-noise.ts: the
+ * clipped update snapped to γ, integer noise added exactly in float64).
+ */
+export function privatizeUpdate(update: Float32Array, privacy: UpdatePrivacy, sampler: GaussianSampler = new GaussianSampler()): PrivatizedUpdate {
   const normBeforeClip = clipToNorm(update, privacy.clipNorm);
-  addGaussianNoise(update, privacy.noiseStd, sampler);
+  if (!(privacy.noiseStd >= 0) || !Number.isFinite(privacy.noiseStd)) throw new RangeError(`noise std must be finite and >= 0, got ${privacy.noiseStd}`);
+  // A clipped update has every coordinate within one clip norm.
+  if (privacy.noiseStd > 0) noiseOnGrid(update, clientLevelGrid(privacy.clipNorm, privacy.noiseStd / privacy.clipNorm, update.length, 1), sampler);
   return { normBeforeClip, clipped: normBeforeClip > privacy.clipNorm };
 }

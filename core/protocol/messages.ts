@@ -40,6 +40,12 @@ export interface UpdatePrivacy {
   readonly clipNorm: number;
   /** Standard deviation (not variance) of the Gaussian noise added per coordinate after clipping. */
   readonly noiseStd: number;
+  /**
+   * Secure aggregation with distributed Skellam noise: the variance per coordinate, in the
+   * secure sum's integer units, of the Skellam noise each participant adds after quantising
+   * (noiseStd is then 0). See core/privacy/distributed-noise.ts.
+   */
+  readonly skellamVariance?: number;
 }
 
 /** Sample-level DP-SGD in local training: protects each training example of a participant. */
@@ -56,6 +62,18 @@ export interface SampleDpConfig {
   readonly epsilonBudget?: number;
 }
 
+/**
+ * Client-level DP as the coordinator's accountant charges one round: what each
+ * participant's own ledger charges. 'central': every round released while the
+ * participant is in the population, selected or not (Poisson sampling at
+ * sampleRate); 'distributed': only rounds whose sum holds its update.
+ */
+export interface ClientDpAnnouncement {
+  readonly placement: 'central' | 'distributed';
+  readonly sampleRate: number;
+  readonly noiseMultiplier: number;
+}
+
 /** What a participant does in one round. */
 export interface FitConfig {
   readonly epochs: number;
@@ -65,6 +83,8 @@ export interface FitConfig {
   readonly privacy?: UpdatePrivacy;
   /** Present when local training must be DP-SGD. */
   readonly sampleDp?: SampleDpConfig;
+  /** Present under client-level DP: the round's (q, z) as the accountant charges it. */
+  readonly clientDp?: ClientDpAnnouncement;
   /**
    * FedProx (Li et al. 2020): μ of the proximal term (μ/2)·‖w − w_global‖²
    * added to the local loss, pulling the local model towards the round's
@@ -276,6 +296,8 @@ export interface RoundEndMessage {
   /** The global model version after this round. */
   readonly modelVersion: number;
   readonly metrics?: EvalMetrics;
+  /** Under client-level DP, the (q, z) this round was charged with: participants in the population charge their own ledgers. */
+  readonly clientDp?: ClientDpAnnouncement;
 }
 
 export interface FederationDoneMessage {

@@ -181,6 +181,11 @@ export interface MaskInputOptions {
    * std z·C/√m). The server only ever sees the noised sum.
    */
   readonly beforeQuantize?: (values: Float32Array) => void;
+  /**
+   * Runs on the encoding (Z_{2^32}) before masking: the place for integer
+   * distributed DP noise (Skellam), which the sum then carries exactly.
+   */
+  readonly afterQuantize?: (encoded: Uint32Array) => void;
 }
 
 // ---------------------------------------------------------------- helpers
@@ -414,6 +419,8 @@ export class SecAggClient {
       if (values.length !== config.vectorLength) throw new SecAggError('wrong-length', 'beforeQuantize must not change the length');
       const masked = quantize(values, config.quantization);
       values.fill(0);
+      options.afterQuantize?.(masked);
+      if (masked.length !== config.vectorLength) throw new SecAggError('wrong-length', 'afterQuantize must not change the length');
       const selfSeed = this.selfSeed;
       if (selfSeed === null) throw new SecAggError('aborted', 'self-mask seed was wiped');
       await applyMask(masked, selfSeed, 1);

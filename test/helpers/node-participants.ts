@@ -3,6 +3,8 @@ import { Participant, type ParticipantEvent } from '../../core/participant/parti
 import { DpSgdRoundTrainer, PlainRoundTrainer, type RoundTrainer } from '../../core/participant/trainers.ts';
 import { DpSgdTrainer } from '../../core/privacy/dp-sgd.ts';
 import { PrivacyLedger, type LedgerStore } from '../../core/privacy/ledger.ts';
+import type { ClientLevelLedger } from '../../core/privacy/client-ledger.ts';
+import { openClientLevelLedger } from '../../core/privacy/participant-budget.ts';
 import type { TaskSummary } from '../../core/protocol/messages.ts';
 import { LocalTrainer } from '../../core/training/local-trainer.ts';
 import type { DemoData } from '../../coordinator/task/demo-data.ts';
@@ -12,6 +14,7 @@ export interface NodeParticipant {
   readonly trainer: { dispose(): void };
   readonly events: ParticipantEvent[];
   readonly ledger?: PrivacyLedger;
+  readonly clientLedger?: ClientLevelLedger;
 }
 
 export interface NodeParticipantOptions {
@@ -20,6 +23,9 @@ export interface NodeParticipantOptions {
   /** With a DP-SGD task: where ledgers live, and each participant's ε budget (index-aligned, optional). */
   readonly ledgerStore?: LedgerStore;
   readonly budgets?: readonly (number | undefined)[];
+  /** Client-level DP: where each participant's own ledger lives, and its ε budget (index-aligned; default 10). */
+  readonly clientLedgerStore?: LedgerStore;
+  readonly clientBudgets?: readonly (number | undefined)[];
   /** socket.io handshake auth, e.g. `{ token }` for a coordinator with join tokens. */
   readonly auth?: Record<string, string>;
   /** Secure aggregation tests: participant k's plain update of each round, before masking. */
@@ -49,18 +55,20 @@ export async function startNodeParticipants(url: string, data: DemoData | readon
       trainer = new PlainRoundTrainer(plain);
       disposable = plain;
     }
+    const clientLedger = options.clientLedgerStore ? await openClientLevelLedger(options.clientLedgerStore, local, { ownBudget: options.clientBudgets?.[k] }) : undefined;
     const participant = new Participant({
       url,
       client: { backend: 'wasm', platform: `node ${process.version}` },
       trainer,
       ledger,
+      clientLedger,
       reconnectionDelayMs: 200,
       auth: options.auth,
       onPlainUpdate: options.onPlainUpdate ? (round, update) => options.onPlainUpdate!(k, round, update.slice()) : undefined,
       onEvent: (event) => events.push(event),
     });
     participant.start();
-    out.push({ participant, trainer: disposable, events, ledger });
+    out.push({ participant, trainer: disposable, events, ledger, clientLedger });
   }
   return out;
 }

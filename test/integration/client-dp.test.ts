@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { RdpAccountant } from '../../core/privacy/accountant.ts';
+import { MemoryLedgerStore } from '../../core/privacy/ledger.ts';
+import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
+import { startCoordinator } from '../../coordinator/server.ts';
 import type { FederationStatus } from '../../core/protocol/status.ts';
 import { startTestFederation, type TestFederation } from '../helpers/federation.ts';
 
@@ -13,16 +19,17 @@ describe('client-level DP federation', () => {
 
   it('charges every round, reports ε(δ) per round and stops at the budget', { timeout: 120_000 }, async () => {
     const perRound = (n: number) => new RdpAccountant().step({ sampleRate: 0.5, noiseMultiplier: 0.8, steps: n }).getEpsilon(1e-5);
+    const store = new MemoryLedgerStore();
     // A budget between the ε of 3 and of 4 rounds: exactly 3 rounds may run.
     const budget = (perRound(3) + perRound(4)) / 2;
     federation = await startTestFederation(
       [
         '--rounds', '20', '--min-clients', '4', '--round-timeout', '60',
-        '--client-dp', 'central', '--client-noise-multiplier', '0.8', '--client-sample-rate', '0.5', '--client-clip', '0.5',
+        '--client-dp', 'central', '--fresh-privacy-budget', '--client-noise-multiplier', '0.8', '--client-sample-rate', '0.5', '--client-clip', '0.5',
         '--expected-clients', '2', '--epsilon-budget', String(budget), '--admin-token', ADMIN_TOKEN,
       ],
       4,
-      { totalShards: 8 },
+      { totalShards: 8, clientLedgerStore: store },
     );
     const { coordinator, participants } = federation;
 
@@ -43,5 +50,23 @@ describe('client-level DP federation', () => {
     const uploads = participants.flatMap((p) => p.events.filter((e) => e.type === 'uploaded'));
     assert.ok(uploads.length > 0, 'someone was sampled');
     assert.ok(uploads.every((e) => e.type === 'uploaded' && !e.noised));
+
+    // Each participant's own ledger charged every released round while it was in the population, selected or
+    // not, from the (q, z) announced with the round: the same ε as the coordinator's, kept on the device.
+    for (const p of participants) {
+      assert.ok(Math.abs(p.clientLedger!.ledger.epsilon - perRound(3)) < 1e-9, `participant ledger ε ${p.clientLedger!.ledger.epsilon}, expected ${perRound(3)}`);
+    }
+  });
+
+  it('refuses to start client-level DP on a --data-dir without the earlier spend, unless --fresh-privacy-budget', async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'fl-client-dp-'));
+    try {
+      const flags = ['--port', '0', '--host', '127.0.0.1', '--quiet', '--data-dir', dataDir, '--client-dp', 'central', '--client-noise-multiplier', '1', '--client-sample-rate', '0.5', '--admin-token', ADMIN_TOKEN];
+      await assert.rejects(startCoordinator(parseConfig(flags, {}) as CoordinatorConfig), /holds no earlier client-level privacy spend.*--fresh-privacy-budget/);
+      const started = await startCoordinator(parseConfig([...flags, '--fresh-privacy-budget'], {}) as CoordinatorConfig);
+      await started.close();
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 });

@@ -61,7 +61,7 @@ describe('DP-SGD', () => {
     const x = featureTensor(batch);
     const y = tf.tidy(() => tf.oneHot(tf.tensor1d(batch.labels, 'int32'), 10).toFloat());
     const clipped = clippedGradientSum(model, x, y, C);
-    const noisy = noisyGradientSum(clipped.sums, sigma * C, new GaussianSampler(new SeededRandom(5)));
+    const noisy = noisyGradientSum(clipped.sums, C, sigma, 16, new GaussianSampler(new SeededRandom(5)));
     const diffs: number[] = [];
     for (let k = 0; k < noisy.length; k++) {
       const a = await noisy[k]!.data();
@@ -75,7 +75,7 @@ describe('DP-SGD', () => {
     assert.ok(Math.abs(mean) < 0.02, `mean ${mean}`);
     for (const wrong of [sigma * sigma * C * C, sigma, C, sigma * sigma * C]) assert.ok(Math.abs(std - wrong) > 0.05, `std ${std} is not ${wrong}`);
     // σ = 0 adds nothing.
-    const exact = noisyGradientSum(clipped.sums, 0, new GaussianSampler(new SeededRandom(5)));
+    const exact = noisyGradientSum(clipped.sums, C, 0, 16, new GaussianSampler(new SeededRandom(5)));
     assert.deepEqual(await exact[0]!.data(), await clipped.sums[0]!.data());
     tf.dispose([...noisy, ...exact, x, y]);
     disposeClippedSum(clipped);

@@ -157,7 +157,7 @@ describe('run report', () => {
     assert.match(statement, /central noise: the models released after each round, and what this report computes from them with the coordinator's own examples \(test accuracy and loss, the membership audit\), are \(ε = 1\.100, δ = 0\.00001\)-differentially private with respect to adding or removing one participant's whole dataset, after 3 rounds \(noise multiplier 1 per round, sampling rate 0\.5, RDP accountant, improved conversion\)\./);
     assert.match(statement, /The coordinator is trusted: it saw each update, each example count and who took part, which this guarantee does not cover\./);
     assert.match(statement, /only while who and how many took part stay with the operator, so this report leaves them out\./);
-    assert.match(statement, /not a floating-point-safe sampler\.$/);
+    assert.match(statement, /integer noise \(a rounded CSPRNG Gaussian\) is added exactly, so no floating-point representation reveals the input\.$/);
     assert.doesNotMatch(statement, /each participant's whole dataset is protected/, 'no unqualified claim');
   });
 
@@ -168,6 +168,7 @@ describe('run report', () => {
     assert.match(report.privacy.statement, /distributed noise: each participant clipped its update and added its share of the Gaussian noise before sending it\./);
     assert.match(report.privacy.statement, /counts only a participant's own noise in every round, without sampling amplification/);
     assert.match(report.privacy.statement, /are \(ε = 2\.500, δ = 0\.00001\)-differentially private .* \(noise multiplier 0\.5 per round, sampling rate 1, .*; its example count is not covered\./);
+    assert.match(report.privacy.statement, /with respect to replacing one participant's clipped update by zero \(zero-out/, 'the neighbour relation the per-participant accounting holds for');
   });
 
   it('says that secure aggregation hid each update from the coordinator, and that it is still no DP guarantee', () => {

@@ -56,6 +56,8 @@ interface PageOptions {
   readonly shard: ShardSpec;
   readonly backend?: BackendName;
   readonly epsilonBudget?: number;
+  /** `?max-delta=`: the person's largest acceptable δ (default 1e-5). */
+  readonly maxDelta?: number;
   readonly token?: string;
   /** `?data=own`: the user's files even when the task has demo data. */
   readonly ownData: boolean;
@@ -75,9 +77,12 @@ function readOptions(): PageOptions {
   const budgetParam = params.get('epsilon-budget');
   const epsilonBudget = budgetParam === null ? undefined : Number(budgetParam);
   if (epsilonBudget !== undefined && !(epsilonBudget > 0)) throw new Error(`?epsilon-budget must be a positive number, got "${budgetParam}"`);
+  const maxDeltaParam = params.get('max-delta');
+  const maxDelta = maxDeltaParam === null ? undefined : Number(maxDeltaParam);
+  if (maxDelta !== undefined && !(maxDelta > 0 && maxDelta < 1)) throw new Error(`?max-delta must be a number in (0, 1), got "${maxDeltaParam}"`);
   const dataParam = params.get('data');
   if (dataParam !== null && dataParam !== 'own' && dataParam !== 'demo') throw new Error(`?data must be own or demo, got "${dataParam}"`);
-  return { shard, backend: (backendParam as BackendName | null) ?? undefined, epsilonBudget, token, ownData: dataParam === 'own' };
+  return { shard, backend: (backendParam as BackendName | null) ?? undefined, epsilonBudget, maxDelta, token, ownData: dataParam === 'own' };
 }
 
 /** This page's address with `data` set (or removed), every other parameter kept as typed. */
@@ -172,6 +177,10 @@ function onParticipantEvent(event: ParticipantEvent): void {
       if (event.budget !== undefined) $<HTMLProgressElement>('epsilon-progress').value = Math.min(1, event.epsilon / event.budget);
       break;
     }
+    case 'client-privacy':
+      $('privacy-note').dataset.clientEpsilon = String(event.epsilon);
+      log(`client-level DP: this device's own ledger reads ε = ${event.epsilon.toFixed(3)} (δ = ${event.delta}) of a budget of ${event.budget}${event.exhausted ? ': spent, this device no longer contributes' : ''}`);
+      break;
     case 'declined':
       log(`round ${event.round}: declined: ${event.reason}`);
       break;
@@ -248,9 +257,10 @@ function onWorkerMessage(message: WorkerToPage): void {
         `DP-SGD: each example's gradient clipped to ${message.clipNorm}, noise multiplier ${message.noiseMultiplier}, ` +
         `expected batch ${message.expectedBatchSize} (Poisson sampling). Per-example gradients: ` +
         (message.path === 'fast' ? 'vectorised.' : 'one backward pass per example (this model has layers the fast path does not cover: slower).') +
-        (message.ledgerScope === 'own-data'
-          ? ' ε counts everything you train on for this task in this browser, whatever file it came from: a re-exported or edited file may hold the same people.'
-          : ' ε counts this demo shard.');
+        (message.ledger.scope === 'own-data'
+          ? ' ε counts everything you train on from your own files in this browser, in every task, whatever file it came from: a re-exported or edited file may hold the same people.'
+          : ' ε counts these exact examples (by their content) in this browser, whatever the task is called.') +
+        ` It is stated at this device's δ = ${message.ledger.delta} and stops at ε = ${message.ledger.epsilonBudget} (lower it below).`;
       break;
     case 'data': {
       const names = task?.classes ?? [];
@@ -381,6 +391,11 @@ async function main(): Promise<void> {
   worker.postMessage({ type: 'init', backend: options.backend } satisfies PageToWorker);
   const dataPanel = new DataPanel();
   panel = dataPanel;
+  $('epsilon-budget-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    const value = Number($<HTMLInputElement>('epsilon-budget-input').value);
+    if (value > 0) worker.postMessage({ type: 'lower-budget', epsilonBudget: value } satisfies PageToWorker);
+  });
   $('leave').addEventListener('click', () => {
     worker.postMessage({ type: 'leave' } satisfies PageToWorker);
     left = true;
@@ -411,7 +426,7 @@ async function main(): Promise<void> {
   if (data.kind === 'demo') setStatus('loading-data', 'the demo shard');
   const { data: sendable, transfer } = transferable(data);
   worker.postMessage(
-    { type: 'start', url: location.origin, task, data: sendable, platform: deviceDescription(), epsilonBudget: options.epsilonBudget, token: options.token } satisfies PageToWorker,
+    { type: 'start', url: location.origin, task, data: sendable, platform: deviceDescription(), epsilonBudget: options.epsilonBudget, maxDelta: options.maxDelta, token: options.token } satisfies PageToWorker,
     transfer,
   );
 }

@@ -35,8 +35,10 @@ export interface StartCommand {
   readonly task: TaskSummary;
   readonly data: StartData;
   readonly platform: string;
-  /** This tab's own ε budget (`?epsilon-budget=`), below the task's default. */
+  /** This tab's own ε budget (`?epsilon-budget=`), below the task's (or the default 10). */
   readonly epsilonBudget?: number;
+  /** The person's largest acceptable δ (`?max-delta=`); 1e-5 when absent, never above 1/n. */
+  readonly maxDelta?: number;
   /** Join token (`?token=`), sent in the socket.io handshake when the coordinator needs one. */
   readonly token?: string;
 }
@@ -63,7 +65,13 @@ export interface LeaveCommand {
   readonly type: 'leave';
 }
 
-export type PageToWorker = InitCommand | ChooseCommand | StartCommand | LeaveCommand;
+/** The person lowers this device's ε budget from the page (it can never be raised). */
+export interface LowerBudgetCommand {
+  readonly type: 'lower-budget';
+  readonly epsilonBudget: number;
+}
+
+export type PageToWorker = InitCommand | ChooseCommand | StartCommand | LeaveCommand | LowerBudgetCommand;
 
 export type WorkerToPage =
   /** The backend in use, how it was chosen and what the measurement found; `isolated`: the worker is cross-origin isolated. */
@@ -78,7 +86,8 @@ export type WorkerToPage =
       readonly noiseMultiplier: number;
       readonly expectedBatchSize: number;
       /** What the ε ledger covers: everything the person loads for this task in this browser, or one demo shard. */
-      readonly ledgerScope: 'own-data' | 'demo-shard';
+      /** The ledger this data charges ('own-data': one for all the person's files; 'content': the demo shard's content hash), the device's δ and the ε budget in force. */
+      readonly ledger: { readonly scope: 'own-data' | 'content'; readonly delta: number; readonly epsilonBudget: number };
     }
   | { readonly type: 'memory'; readonly round: number; readonly numTensors: number; readonly numBytes: number }
   | { readonly type: 'participant'; readonly event: ParticipantEvent }

@@ -4,6 +4,8 @@ import { Participant } from '../../core/participant/participant.ts';
 import { DpSgdRoundTrainer, PlainRoundTrainer, type RoundTrainer } from '../../core/participant/trainers.ts';
 import { DpSgdTrainer } from '../../core/privacy/dp-sgd.ts';
 import { datasetFingerprint, PrivacyLedger } from '../../core/privacy/ledger.ts';
+import { openClientLevelLedger, openParticipantLedger } from '../../core/privacy/participant-budget.ts';
+import type { ClientLevelLedger } from '../../core/privacy/client-ledger.ts';
 import { checkPrgTestVector } from '../../core/secagg/prg.ts';
 import { LocalTrainer } from '../../core/training/local-trainer.ts';
 import { IndexedDbLedgerStore } from './ledger-store.ts';
@@ -26,6 +28,8 @@ const post = (message: WorkerToPage) => scope.postMessage(message);
 
 let participant: Participant | undefined;
 let initialised = false;
+let ledger: PrivacyLedger | undefined;
+let clientLedger: ClientLevelLedger | undefined;
 let backend: Promise<SelectedBackend> | undefined;
 
 const reportError = (error: unknown) => post({ type: 'fatal', message: error instanceof Error ? error.message : String(error) });
@@ -42,6 +46,13 @@ scope.addEventListener('message', (event) => {
     start(command).catch(reportError);
   } else if (command.type === 'leave') {
     participant?.stop();
+  } else if (command.type === 'lower-budget') {
+    clientLedger?.ledger.lowerBudget(command.epsilonBudget);
+    if (ledger) {
+      ledger.lowerBudget(command.epsilonBudget);
+      const budget = ledger.epsilonBudget!;
+      post({ type: 'participant', event: { type: 'privacy', epsilon: ledger.epsilon, delta: ledger.delta, budget, exhausted: ledger.epsilon >= budget } });
+    }
   }
 });
 
@@ -88,25 +99,28 @@ async function start(command: StartCommand): Promise<void> {
   post({ type: 'data', numExamples: local.count, labels, description });
 
   let trainer: RoundTrainer;
-  let ledger: PrivacyLedger | undefined;
   const dp = task.sampleDp;
   if (dp) {
     const dpTrainer = new DpSgdTrainer(task.model, local, dp);
     trainer = new DpSgdRoundTrainer(dpTrainer);
-    // A person's own files share one ledger per task: a re-exported or edited file may hold the
-    // same people, and a fresh ledger would claim ε = 0 for them. A demo shard keeps its own.
+    // The ledger is the person's own files' (one for all of them) or the demo shard's content hash: renaming the task or the file changes nothing; at the
+    // device's δ (a task asking for more is refused) and the person's budget; ledgers once keyed by task name
+    // are composed into it when it is new.
     const own = command.data.kind === 'local' && command.data.own;
-    const key = own ? `${task.name}/own-data` : `${task.name}/${datasetFingerprint(local.labels, local.values)}`;
-    ledger = await PrivacyLedger.open(new IndexedDbLedgerStore(), key, dp.delta, lowerBudget(command.epsilonBudget, dp.epsilonBudget));
-    post({ type: 'dp', path: dpTrainer.gradientPath, clipNorm: dp.clipNorm, noiseMultiplier: dp.noiseMultiplier, expectedBatchSize: dp.expectedBatchSize, ledgerScope: own ? 'own-data' : 'demo-shard' });
+    const legacyKey = own ? `${task.name}/own-data` : `${task.name}/${datasetFingerprint(local.labels, local.values)}`;
+    ledger = await openParticipantLedger(new IndexedDbLedgerStore(), dp, local, { ownBudget: command.epsilonBudget, maxDelta: command.maxDelta, legacyKeys: [legacyKey], ownData: own });
+    post({ type: 'dp', path: dpTrainer.gradientPath, clipNorm: dp.clipNorm, noiseMultiplier: dp.noiseMultiplier, expectedBatchSize: dp.expectedBatchSize, ledger: { scope: own ? 'own-data' : 'content', delta: ledger.delta, epsilonBudget: ledger.epsilonBudget! } });
   } else {
     trainer = new PlainRoundTrainer(new LocalTrainer(task.model, local));
   }
+  const ownData = command.data.kind === 'local' && command.data.own;
+  clientLedger = await openClientLevelLedger(new IndexedDbLedgerStore(), local, { ownBudget: command.epsilonBudget, maxDelta: command.maxDelta, ownData });
   participant = new Participant({
     url: command.url,
     client: { backend: selected.backend, adapter: selected.adapter, threads: selected.threads, platform: command.platform },
     trainer,
     ledger,
+    clientLedger,
     auth: command.token ? { token: command.token } : undefined,
     onEvent: (event) => {
       post({ type: 'participant', event });
@@ -117,10 +131,4 @@ async function start(command: StartCommand): Promise<void> {
     },
   });
   participant.start();
-}
-
-/** A tab may tighten the task's ε budget, never loosen it. */
-function lowerBudget(own: number | undefined, task: number | undefined): number | undefined {
-  if (own === undefined) return task;
-  return task === undefined ? own : Math.min(own, task);
 }
