@@ -61,3 +61,44 @@ export function accountHistory(history: readonly PldMechanism[], delta: number, 
   for (const h of history) accountant.step(h);
   return accountEpsilon(accountant, delta, kind);
 }
+
+export interface PldNoiseSearch {
+  readonly sampleRate: number;
+  readonly steps: number;
+  readonly delta: number;
+  readonly targetEpsilon: number;
+  /** A σ known to reach the target, e.g. RDP's answer (PLD never needs more where it is tighter). */
+  readonly start: number;
+  /** Relative width of the final bracket; default 1e-4 (each try is one PLD composition). */
+  readonly relativeTolerance?: number;
+  readonly pldOptions?: PldOptions;
+}
+
+/**
+ * The smallest noise multiplier (to the tolerance) whose PLD ε is at most the
+ * target; the upper end of the final bracket is returned, so its ε never
+ * exceeds the target.
+ */
+export function findNoiseMultiplierPld(search: PldNoiseSearch): number {
+  const { sampleRate, steps, delta, targetEpsilon, start } = search;
+  const tolerance = search.relativeTolerance ?? 1e-4;
+  if (!(start > 0) || !Number.isFinite(start)) throw new RangeError(`the starting noise multiplier must be positive, got ${start}`);
+  const epsilonAt = (sigma: number): number =>
+    pldEpsilon([{ sampleRate, noiseMultiplier: sigma, steps }], delta, search.pldOptions).epsilon;
+  let hi = start;
+  while (epsilonAt(hi) > targetEpsilon) {
+    hi *= 2;
+    if (hi > 1e6) throw new RangeError(`no noise multiplier up to 1e6 reaches epsilon ${targetEpsilon}`);
+  }
+  let lo = hi / 2;
+  while (lo > 1e-3 && epsilonAt(lo) <= targetEpsilon) {
+    hi = lo;
+    lo /= 2;
+  }
+  while (hi - lo > tolerance * hi) {
+    const mid = (lo + hi) / 2;
+    if (epsilonAt(mid) > targetEpsilon) lo = mid;
+    else hi = mid;
+  }
+  return hi;
+}

@@ -268,19 +268,23 @@ interface ComposedPld {
   readonly steps: number;
 }
 
-/** log Σ_i p_i e^{λ ℓ_i} for one discrete step (finite part). */
+/**
+ * log Σ_i p_i e^{λ ℓ_i} for one discrete step (finite part). The weights form a
+ * geometric sequence, so they are built by multiplication from the end where
+ * they are largest (no exp per point, no overflow).
+ */
 function logMgf(step: DiscretePld, lambda: number): number {
-  let max = -Infinity;
   const { masses, offset, delta } = step;
-  for (let i = 0; i < masses.length; i++) {
-    if (masses[i]! > 0) max = Math.max(max, lambda * (offset + i) * delta);
-  }
+  const last = masses.length - 1;
+  const ratio = Math.exp(-Math.abs(lambda) * delta);
   let sum = 0;
-  for (let i = 0; i < masses.length; i++) {
-    const m = masses[i]!;
-    if (m > 0) sum += m * Math.exp(lambda * (offset + i) * delta - max);
+  let weight = 1;
+  if (lambda >= 0) {
+    for (let i = last; i >= 0; i--, weight *= ratio) sum += masses[i]! * weight;
+    return lambda * (offset + last) * delta + Math.log(sum);
   }
-  return max + Math.log(sum);
+  for (let i = 0; i <= last; i++, weight *= ratio) sum += masses[i]! * weight;
+  return lambda * offset * delta + Math.log(sum);
 }
 
 const LAMBDAS: readonly number[] = Array.from({ length: 61 }, (_, k) => 10 ** (-3 + k * 0.1));
