@@ -1,3 +1,4 @@
+import { dpFedAvgWarnings } from '../core/aggregation/dp-fedavg.ts';
 import { ConfigError, parseConfig, USAGE } from './config.ts';
 import { launchDemoParticipants, type DemoParticipants } from './demo-participants.ts';
 import { startCoordinator } from './server.ts';
@@ -31,6 +32,7 @@ async function main(): Promise<void> {
     console.log(summary);
     for (const line of warnings) console.warn(line);
   }
+  for (const line of config.clientDp ? dpFedAvgWarnings(config.clientDp) : []) console.warn(`  warning: ${line}`);
   console.log(`  status API:   ${coordinator.url}/api/status`);
   console.log(`  rounds: ${s.rounds}, ${s.minClients}+ participants to start, ${s.clientsPerRound} per round, ${s.roundTimeoutMs / 1000} s timeout; runs saved in ${config.dataDir}`);
 

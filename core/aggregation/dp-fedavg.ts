@@ -40,12 +40,23 @@ const SUM_RANGE_IN_CLIPS = 2 ** 20;
  *
  * Adaptive clipping (Andrew et al. 2021, "Differentially Private Learning
  * with Adaptive Clipping"), central mode only: each update contributes
- * b_i − ½, with b_i = 1 when its norm was within S (centred, so that adding
- * or removing one participant moves the sum by at most ½); the coordinator
- * adds N(0, σ_b²) to that sum, takes b̄ = (sum + noise)/m + ½, and moves S
- * geometrically towards the target quantile γ: S ← S·exp(−η(b̄ − γ)). The
- * update noise is raised so that both queries together spend what z alone
- * would: z_Δ = (z⁻² − (2σ_b)⁻²)^(−1/2), valid for the sensitivity-½ count.
+ * b_i − γ, with b_i = 1 when its norm was within S and γ the target quantile
+ * (centred, so that adding or removing one participant moves the sum by at
+ * most s = max(γ, 1 − γ), ½ at the paper's γ = ½); the coordinator adds
+ * N(0, σ_b²) to that sum, takes b̄ = γ + (sum + noise)/m clamped to [0, 1],
+ * and moves S geometrically towards γ: S ← S·exp(−η(b̄ − γ)). The update
+ * noise is raised so that both queries together spend what z alone would:
+ * z_Δ = (z⁻² − (σ_b/s)⁻²)^(−1/2), i.e. (z⁻² − (2σ_b)⁻²)^(−1/2) at γ = ½.
+ *
+ * Why γ and not ½: only m, never the realised count n, may enter what is
+ * released (n is private). Without noise, b̄ − γ = (n/m)(p̂ − γ) with p̂ the
+ * fraction of received updates within S: S stands still exactly when p̂ = γ,
+ * however many updates arrived. Centring on ½ gave b̄ − γ = (n/m)(p̂ − ½) +
+ * ½ − γ: whenever n < m (dropouts, or a small Poisson draw) b̄ was pulled
+ * towards ½, and for γ ≠ ½ S could drift the wrong way (γ = 0.9, 2 of m = 4
+ * updates arrive, both within S: b̄ = 0.75 < γ and S grew). Using n/m·γ
+ * instead of n/2 costs a larger sensitivity for γ ≠ ½, which z_Δ pays, so
+ * privacy is unchanged.
  */
 
 export type ClipPolicy =
@@ -106,6 +117,27 @@ export interface DpFedAvgState {
   readonly rounds: number;
 }
 
+/** Sensitivity of Σ(b_i − γ) to adding or removing one participant. */
+function countSensitivity(targetQuantile: number): number {
+  return Math.max(targetQuantile, 1 - targetQuantile);
+}
+
+/**
+ * Warnings for the operator: adaptive clipping whose count noise takes so
+ * much of the budget that the update noise rises to z_Δ ≥ 2z.
+ */
+export function dpFedAvgWarnings(options: DpFedAvgOptions): string[] {
+  const { noiseMultiplier: z, clip } = options;
+  if (clip.kind !== 'adaptive') return [];
+  const scaledCountNoise = clip.countNoiseStd / countSensitivity(clip.targetQuantile);
+  if (!(z < scaledCountNoise)) return []; // the constructor refuses these
+  const updateNoiseMultiplier = 1 / Math.sqrt(z ** -2 - scaledCountNoise ** -2);
+  if (updateNoiseMultiplier / z < 2) return [];
+  return [
+    `adaptive clipping spends most of the budget on the clipped count: the update noise multiplier rises from z = ${z} to z_Δ = ${updateNoiseMultiplier.toFixed(3)} (${(updateNoiseMultiplier / z).toFixed(2)}×); raise the count noise σ_b (now ${clip.countNoiseStd}) or expect noisier models`,
+  ];
+}
+
 export class DpFedAvg implements Strategy {
   readonly name: string;
   private readonly sampler: GaussianSampler;
@@ -134,12 +166,15 @@ export class DpFedAvg implements Strategy {
       }
       if (!(clip.initialNorm > 0)) throw new RangeError('the initial clip norm must be positive');
       if (!(clip.targetQuantile > 0 && clip.targetQuantile < 1)) throw new RangeError('the target quantile must be in (0, 1)');
-      const twoSigmaB = 2 * clip.countNoiseStd;
-      if (!(z < twoSigmaB)) {
-        throw new RangeError(`adaptive clipping needs z < 2σ_b (z = ${z}, σ_b = ${clip.countNoiseStd}): raise the count noise or lower z`);
+      // σ_b in units of the count's sensitivity s = max(γ, 1 − γ).
+      const scaledCountNoise = clip.countNoiseStd / countSensitivity(clip.targetQuantile);
+      if (!(z < scaledCountNoise)) {
+        throw new RangeError(
+          `adaptive clipping needs z < 2σ_b at γ = ½, in general z < σ_b/max(γ, 1 − γ) (z = ${z}, σ_b = ${clip.countNoiseStd}, γ = ${clip.targetQuantile}): raise the count noise or lower z`,
+        );
       }
       this.clipNorm = clip.initialNorm;
-      this.updateNoiseMultiplier = 1 / Math.sqrt(z ** -2 - twoSigmaB ** -2);
+      this.updateNoiseMultiplier = 1 / Math.sqrt(z ** -2 - scaledCountNoise ** -2);
     }
     this.skellamPlan = undefined;
     if (options.skellam) {
@@ -154,6 +189,11 @@ export class DpFedAvg implements Strategy {
   /** Releases a model every round, updates or not: see the class comment. */
   get releasesEveryRound(): boolean {
     return this.options.placement === 'central';
+  }
+
+  /** Operator warnings about these settings (logged at start-up). */
+  get warnings(): string[] {
+    return dpFedAvgWarnings(this.options);
   }
 
   get currentClipNorm(): number {
@@ -254,19 +294,26 @@ export class DpFedAvg implements Strategy {
     noiseOnGrid(sum, clientLevelGrid(clipNorm, noiseMultiplier, sum.length, SUM_RANGE_IN_CLIPS), this.sampler);
   }
 
-  /** Noise of std ≥ `std` on a value with sensitivity ½ that is a multiple of ½ (the centred count), on a grid. */
-  noiseScalar(value: number, std: number): number {
+  /** Noise of std ≥ `std` on a value of the given sensitivity (the centred count), float-safe on a grid. */
+  noiseScalar(value: number, std: number, sensitivity: number): number {
     const out = Float64Array.of(value);
-    noiseOnGrid(out, clientLevelGrid(0.5, std / 0.5, 1, SUM_RANGE_IN_CLIPS), this.sampler);
+    noiseOnGrid(out, clientLevelGrid(sensitivity, std / sensitivity, 1, SUM_RANGE_IN_CLIPS), this.sampler);
     return out[0]!;
   }
 
-  /** `centredCount` is Σ(b_i − ½) over the round's updates: sensitivity ½, as z_Δ assumes. */
-  adaptClip(centredCount: number): void {
+  /**
+   * `within` of `received` updates had norms within S. Releases Σ(b_i − γ) +
+   * N(0, σ_b²), sensitivity max(γ, 1 − γ) as z_Δ assumes; b̄ is clamped to
+   * [0, 1] (post-processing) so one unlucky noise draw cannot move S by more
+   * than a fraction can.
+   */
+  adaptClip(within: number, received: number): void {
     const clip = this.options.clip;
     if (clip.kind !== 'adaptive') return;
-    const noisyFraction = this.noiseScalar(centredCount, clip.countNoiseStd) / this.options.expectedClients + 0.5;
-    this.clipNorm *= Math.exp(-clip.learningRate * (noisyFraction - clip.targetQuantile));
+    const gamma = clip.targetQuantile;
+    const noisyCentred = this.noiseScalar(within - gamma * received, clip.countNoiseStd, countSensitivity(gamma));
+    const noisyFraction = Math.min(1, Math.max(0, gamma + noisyCentred / this.options.expectedClients));
+    this.clipNorm *= Math.exp(-clip.learningRate * (noisyFraction - gamma));
   }
 
   get settings(): DpFedAvgOptions {
@@ -327,7 +374,7 @@ class DpRound implements RoundAggregator {
     const { placement, expectedClients, serverLearningRate = 1 } = this.strategy.settings;
     if (placement === 'central') {
       this.strategy.noiseSum(this.sum, this.strategy.updateNoiseMultiplier, this.clipNorm);
-      this.strategy.adaptClip(this.within - this.added / 2);
+      this.strategy.adaptClip(this.within, this.added);
     }
     const scale = serverLearningRate / expectedClients;
     const out = new Float32Array(this.sum.length);

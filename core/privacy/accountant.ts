@@ -456,6 +456,8 @@ export interface NoiseSearch {
   readonly targetEpsilon: number;
   readonly orders?: readonly number[];
   readonly conversion?: Conversion;
+  /** How fractional orders are summed (see FractionalSeries); default 'absolute'. */
+  readonly fractionalSeries?: FractionalSeries;
   /** Stop when the bracket is narrower than this, relative to σ. Default 1e-10. */
   readonly relativeTolerance?: number;
 }
@@ -481,7 +483,7 @@ export function findNoiseMultiplier(search: NoiseSearch): number {
   if (!(steps > 0) || !Number.isFinite(steps)) throw new RangeError(`steps must be finite and > 0, got ${steps}`);
   if (!(delta > 0 && delta < 1)) throw new RangeError(`delta must be in (0, 1), got ${delta}`);
   const epsilonAt = (sigma: number): number =>
-    epsilonFromRdp(orders, computeRdp(sampleRate, sigma, steps, orders), delta, conversion).epsilon;
+    epsilonFromRdp(orders, computeRdp(sampleRate, sigma, steps, orders, { fractionalSeries: search.fractionalSeries ?? 'absolute' }), delta, conversion).epsilon;
 
   let hi = 1;
   while (epsilonAt(hi) > targetEpsilon) {

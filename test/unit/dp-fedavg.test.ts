@@ -181,3 +181,68 @@ describe('DP-FedAvg (client-level DP)', () => {
     assert.notDeepEqual(Array.from(h.engine.globalModel.weights), [0, 0, 0, 0], 'noise was added');
   });
 });
+
+describe('DP-FedAvg adaptive clipping: centring, clamp, warning (issue 19)', () => {
+  /** A strategy whose count noise is negligible (σ_b/m ≈ 0.005 on b̄), so one round's move is predictable. */
+  const quiet = (targetQuantile: number, expectedClients: number, countNoiseStd = 0.02): DpFedAvg =>
+    new DpFedAvg({
+      ...base,
+      noiseMultiplier: 0.01,
+      expectedClients,
+      clip: { kind: 'adaptive', initialNorm: 1, targetQuantile, learningRate: 0.2, countNoiseStd },
+    });
+  /** One round with `within` updates inside S = 1 and `outside` updates beyond it; returns S after/S before. */
+  const roundRatio = (strategy: DpFedAvg, within: number, outside: number): number => {
+    const before = strategy.currentClipNorm;
+    const round = strategy.beginRound({ round: 1, globalWeights: new Float32Array(2) });
+    for (let i = 0; i < within; i++) round.add(result(Float32Array.from([1e-3 * before, 0])));
+    for (let i = 0; i < outside; i++) round.add(result(Float32Array.from([100 * before, 0])));
+    round.finish();
+    return strategy.currentClipNorm / before;
+  };
+
+  it('γ = 0.9, m = 4, 2 of 2 updates within S: S shrinks (centring on ½ pulled b̄ to 0.75 < γ and S grew by 3%)', () => {
+    // b̄ − γ = (n/m)(p̂ − γ) = (2/4)(1 − 0.9) = 0.05 → S·exp(−0.2·0.05) = 0.990
+    const ratio = roundRatio(quiet(0.9, 4), 2, 0);
+    assert.ok(ratio < 1, `S grew: ${ratio}`);
+    assert.ok(Math.abs(ratio - Math.exp(-0.01)) < 0.003, `ratio ${ratio}`);
+  });
+
+  it('S stays where γ of the received updates are within it, whatever fraction of m arrived', () => {
+    // γ = 0.75, m = 8, 4 arrive, 3 within: p̂ = γ. Centring on ½ gave b̄ = 0.625 and S grew 2.5% a round;
+    // the paper's Σb_i/m would read 3/8 and grow S by 7.8%.
+    assert.ok(Math.abs(roundRatio(quiet(0.75, 8), 3, 1) - 1) < 0.003);
+    // The issue's case, γ = ½, m = 4: 1 of 2 within → stays; 2 of 2 within → every received update is
+    // inside S, so S shrinks: b̄ − γ = (2/4)(1 − ½) = 0.25 → 0.951 (it would stay only if the two missing
+    // updates were counted as outside S, which is Σb_i/m).
+    assert.ok(Math.abs(roundRatio(quiet(0.5, 4), 1, 1) - 1) < 0.003);
+    assert.ok(Math.abs(roundRatio(quiet(0.5, 4), 2, 0) - Math.exp(-0.05)) < 0.003);
+  });
+
+  it('clamps b̄ to [0, 1]: one noise draw moves S by at most exp(±ηγ)', () => {
+    // σ_b = 50 with m = 1: the noised fraction spreads over ±100; unclamped, S would jump by e^{±20}.
+    const strategy = new DpFedAvg({
+      ...base,
+      noiseMultiplier: 1,
+      expectedClients: 1,
+      clip: { kind: 'adaptive', initialNorm: 1, targetQuantile: 0.5, learningRate: 0.2, countNoiseStd: 50 },
+    });
+    for (let r = 0; r < 20; r++) {
+      const ratio = roundRatio(strategy, 1, 0);
+      assert.ok(ratio >= Math.exp(-0.1) * (1 - 1e-12) && ratio <= Math.exp(0.1) * (1 + 1e-12), `round ${r}: ${ratio}`);
+    }
+  });
+
+  it('z_Δ pays for the larger count sensitivity max(γ, 1 − γ) when γ ≠ ½, and warns when z_Δ/z ≥ 2', () => {
+    const clip = { kind: 'adaptive', initialNorm: 1, targetQuantile: 0.9, learningRate: 0.2, countNoiseStd: 5 } as const;
+    const strategy = new DpFedAvg({ ...base, noiseMultiplier: 1, clip });
+    assert.ok(Math.abs(strategy.updateNoiseMultiplier - 1 / Math.sqrt(1 - (0.9 / 5) ** 2)) < 1e-12);
+    assert.deepEqual(strategy.warnings, []);
+    assert.throws(() => new DpFedAvg({ ...base, noiseMultiplier: 1, clip: { ...clip, countNoiseStd: 0.85 } }), /σ_b\/max\(γ, 1 − γ\)/);
+    // γ = ½, σ_b = 0.5: z = 0.9 → z_Δ = 0.9/√(1 − 0.81) = 2.06 (2.29×); z = 0.5 → 1.15×.
+    const heavy = new DpFedAvg({ ...base, noiseMultiplier: 0.9, clip: { ...clip, targetQuantile: 0.5, countNoiseStd: 0.5 } });
+    assert.equal(heavy.warnings.length, 1);
+    assert.match(heavy.warnings[0]!, /2\.29×/);
+    assert.deepEqual(new DpFedAvg({ ...base, noiseMultiplier: 0.5, clip: { ...clip, targetQuantile: 0.5, countNoiseStd: 0.5 } }).warnings, []);
+  });
+});

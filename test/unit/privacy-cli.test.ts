@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { privacyCli } from '../../coordinator/privacy-cli.ts';
+import { computeRdp, epsilonFromRdp } from '../../core/privacy/accountant.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 
@@ -107,11 +108,62 @@ describe('privacy CLI (in process)', () => {
       [['--dataset-size', '100', '--batch-size', '10', '--noise-multiplier', '1', '--delta', '1e-5'], /missing --epochs/],
       [['--sample-rate', '0.1', '--steps', '10', '--noise-multiplier', '1', '--delta', '1e-5', 'extra'], /Unexpected argument/],
       [['--steps'], /argument missing/],
+      [['--sample-rate', '0.1', '--steps', '10', '--noise-multiplier', '1', '--delta', '1e-5', '--accountant', 'prv'], /--accountant must be auto, pld or rdp/],
+      [['--sample-rate', '0.1', '--steps', '10', '--noise-multiplier', '1', '--delta', '1e-5', '--series', 'absolute'], /--series must be abs or signed/],
+      [['--sample-rate', '0.1', '--steps', '10', '--noise-multiplier', '1', '--delta', '1e-5', '--orders', '2,1,3'], /--orders must be/],
+      [['--sample-rate', '0.1', '--steps', '10', '--noise-multiplier', '1', '--delta', '1e-5', '--orders', 'tf'], /--orders must be/],
     ];
     for (const [args, message] of bad) {
       const result = privacyCli(args);
       assert.equal(result.exitCode, 2, `${args.join(' ')} → ${result.stdout}`);
       assert.match(result.stderr, message, args.join(' '));
     }
+  });
+});
+
+describe('privacy CLI: --accountant, --orders, --series', () => {
+  interface AccountedJson {
+    readonly epsilon: number;
+    readonly accountant: 'pld' | 'rdp';
+    readonly pld?: { readonly epsilon: number; readonly epsilonLower: number; readonly discretisationInterval: number };
+    readonly improved: EpsilonJson;
+  }
+
+  it('gives PLD epsilon 1.83 (dp_accounting) for q 0.01, σ 1, 1,000 steps, next to RDP 2.10; auto picks the tighter', () => {
+    const args = ['--sample-rate', '0.01', '--steps', '1000', '--noise-multiplier', '1', '--delta', '1e-5', '--json'];
+    const pld = JSON.parse(privacyCli([...args, '--accountant', 'pld']).stdout) as AccountedJson;
+    assert.equal(pld.accountant, 'pld');
+    assert.equal(pld.epsilon.toFixed(2), '1.83');
+    assert.ok(pld.pld && pld.pld.epsilonLower <= pld.epsilon && pld.pld.discretisationInterval === 1e-4);
+    assert.equal(pld.improved.epsilon.toFixed(2), '2.10');
+    const auto = JSON.parse(privacyCli(args).stdout) as AccountedJson;
+    assert.equal(auto.accountant, 'pld');
+    assert.equal(auto.epsilon, pld.epsilon);
+    const rdp = JSON.parse(privacyCli([...args, '--accountant', 'rdp']).stdout) as AccountedJson;
+    assert.equal(rdp.accountant, 'rdp');
+    assert.equal(rdp.epsilon, rdp.improved.epsilon);
+    assert.equal(rdp.pld, undefined);
+  });
+
+  it('--orders and --series reach the RDP path (TF Privacy rdp_accountant_test orders, signed series)', () => {
+    const orders = [1.25, 1.5, 1.75, 2, 2.5, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 64, 256];
+    const base = ['--sample-rate', '0.1', '--steps', '100', '--noise-multiplier', '2', '--delta', '1e-5', '--accountant', 'rdp', '--json', '--orders', orders.join(',')];
+    const signed = JSON.parse(privacyCli([...base, '--series', 'signed']).stdout) as AccountedJson;
+    const abs = JSON.parse(privacyCli([...base, '--series', 'abs']).stdout) as AccountedJson;
+    const expected = epsilonFromRdp(orders, computeRdp(0.1, 2, 100, orders, { fractionalSeries: 'signed' }), 1e-5);
+    assert.equal(signed.epsilon, expected.epsilon);
+    assert.equal(signed.improved.optimalOrder, expected.optimalOrder);
+    assert.ok(abs.epsilon >= signed.epsilon);
+    const opacus = privacyCli(['--sample-rate', '0.1', '--steps', '100', '--noise-multiplier', '2', '--delta', '1e-5', '--accountant', 'rdp', '--orders', 'opacus']);
+    assert.match(opacus.stdout, /Opacus default, 151 orders/);
+  });
+
+  it('--target-epsilon under PLD needs less noise than under RDP, and reaches the target', () => {
+    const out = JSON.parse(
+      privacyCli(['--sample-rate', '0.01', '--steps', '1000', '--target-epsilon', '2', '--delta', '1e-5', '--json', '--accountant', 'pld']).stdout,
+    ) as { noiseMultiplier: number; epsilon: number; accountant: string; improved: { noiseMultiplier: number } };
+    assert.equal(out.accountant, 'pld');
+    assert.ok(out.epsilon <= 2, `${out.epsilon}`);
+    assert.ok(out.noiseMultiplier < out.improved.noiseMultiplier, `${out.noiseMultiplier} vs ${out.improved.noiseMultiplier}`);
   });
 });
