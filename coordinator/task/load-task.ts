@@ -3,12 +3,13 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { CsvError, parseCsv } from '../../core/data/csv.ts';
 import { encodeDataset, subset, type Dataset } from '../../core/data/dataset.ts';
-import { inputSize, type InputSchema, type TabularInput } from '../../core/data/schema.ts';
+import { inputSize, type ImageInput, type InputSchema, type TabularInput } from '../../core/data/schema.ts';
 import { checkTaskSchema, prepareTable, suggestRoles, TabularSchemaError } from '../../core/data/tabular.ts';
 import { buildModel, parameterCount, weightShapes } from '../../core/model/architectures.ts';
 import { readWeights } from '../../core/model/weights.ts';
 import type { ArchitectureName, DemoDataSource, JsonValue, ModelSpec, SampleDpConfig, TaskSummary, WeightShape } from '../../core/protocol/messages.ts';
 import { permutation, SeededRandom } from '../../core/random/prng.ts';
+import { readImageSource, type ImageSource } from '../../node/data/image-sources.ts';
 import { loadMnistDemo } from './demo-data.ts';
 import type { TaskDefinition, TaskFile } from './task-file.ts';
 
@@ -91,6 +92,15 @@ export async function loadTask(options: TaskLoadOptions): Promise<LoadedTask> {
     ({ test, train } = mnist);
     description ??= `MNIST digits (${train.count} training examples shared out to participants, ${test.count} held out on the coordinator)`;
     demoData = { url: DEMO_DATASET_PATH, format: 'dataset', contentType: 'application/octet-stream', bytes: encodeDataset(train) };
+  } else if (definition.data.kind === 'images') {
+    const image = input as ImageInput; // task-file.ts reads image data only for an image input
+    test = await readImages(definition.data.test, image, classes, 'data.test', notes);
+    if (definition.data.train !== undefined) {
+      train = await readImages(definition.data.train, image, classes, 'data.train', notes);
+      // Prepared once here: each participant fetches it and keeps its shard, as with the MNIST demo.
+      demoData = { url: DEMO_DATASET_PATH, format: 'dataset', contentType: 'application/octet-stream', bytes: encodeDataset(train) };
+    }
+    description ??= `${definition.name}: ${image.shape[0]}x${image.shape[1]} ${image.shape[2] === 1 ? 'grayscale' : 'colour'} images of ${classes.length} classes; ${test.count} test examples on the coordinator`;
   } else {
     const schema = input as TabularInput; // task-file.ts allows CSV data only with a tabular input
     try {
@@ -147,7 +157,7 @@ interface TaskModelParts {
 
 async function builtinModel(architecture: ArchitectureName, input: InputSchema, classes: readonly string[], seed: number): Promise<TaskModelParts> {
   // Data reaches every model as a flat row of inputSize values; the built-in models reshape it themselves.
-  const spec: ModelSpec = { architecture, inputShape: [inputSize(input)], numClasses: classes.length };
+  const spec: ModelSpec = { architecture, inputShape: [inputSize(input)], numClasses: classes.length, ...(input.kind === 'image' ? { imageShape: input.shape } : {}) };
   const model = buildModel(spec, seed);
   try {
     return { spec, weightShapes: weightShapes(model), initialWeights: await readWeights(model) };
@@ -311,6 +321,17 @@ async function readCsvDataset(file: string, schema: TabularInput, classes: reado
     notes.push(`${where}: ${prepared.skipped.length} rows skipped for missing values (lines ${lines}${prepared.skipped.length > 5 ? ', ...' : ''})`);
   }
   return { dataset: prepared.dataset, bytes };
+}
+
+/** An image source of the task, prepared for its input; errors name the task-file key and the file, line or image. */
+async function readImages(source: ImageSource, input: ImageInput, classes: readonly string[], key: string, notes: string[]): Promise<Dataset> {
+  try {
+    const read = await readImageSource(source, input, classes);
+    notes.push(...read.notes);
+    return read.dataset;
+  } catch (error) {
+    throw new TaskLoadError(`the task's ${key}: ${(error as Error).message}`);
+  }
 }
 
 function auditSample(train: Dataset, seed: number): Dataset {

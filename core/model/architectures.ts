@@ -31,7 +31,8 @@ export function buildModel(spec: ModelSpec, seed = 1): tf.LayersModel {
       break;
     case 'cnn': {
       // McMahan et al. 2017, "CNN": 5x5 conv 32, pool, 5x5 conv 64, pool, dense 512 (1,663,370 parameters on MNIST).
-      const imageShape = imageInputShape(spec.inputShape);
+      // Any [h, w, c] works: 'same' padding and two 2x2 pools give a floor(h/4) x floor(w/4) x 64 map.
+      const imageShape = spec.imageShape ? [...spec.imageShape] : imageInputShape(spec.inputShape);
       model.add(tf.layers.reshape({ inputShape: [...spec.inputShape], targetShape: imageShape }));
       model.add(tf.layers.conv2d({ filters: 32, kernelSize: 5, padding: 'same', activation: 'relu', kernelInitializer: init(1) }));
       model.add(tf.layers.maxPooling2d({ poolSize: 2 }));

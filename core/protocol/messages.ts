@@ -21,6 +21,12 @@ export interface ModelSpec {
   readonly inputShape: readonly number[];
   readonly numClasses: number;
   /**
+   * Image tasks: the [height, width, channels] each flat example is reshaped
+   * to, so the built-in cnn convolves over the task's real image (any size,
+   * grayscale or colour). Absent: a square grayscale image is assumed.
+   */
+  readonly imageShape?: readonly [number, number, number];
+  /**
    * 'custom' only: the model's tfjs layers configuration, `{ className, config }` as
    * `LayersModel.getClassName()` / `getConfig()` give it (model.json's modelTopology in
    * camelCase), so every side rebuilds it synchronously with public tfjs APIs.

@@ -74,7 +74,11 @@ const CASES: readonly [string, (t: Json) => unknown, RegExp][] = [
   ['built-in data with files', (t) => ({ ...t, data: { builtin: 'mnist', test: 't.csv' } }), /^data\.test is not a known key/],
   ['MNIST with a tabular input', (t) => ({ ...t, data: { builtin: 'mnist' } }), /^input must be \{ "kind": "image", "shape": \[28, 28, 1\] \} with the built-in MNIST data/],
   ['MNIST with 2 classes', (t) => ({ ...t, input: { kind: 'image', shape: [28, 28, 1] }, data: { builtin: 'mnist' } }), /^classes must name the 10 digits/],
-  ['CSV files for an image task', (t) => ({ ...t, input: { kind: 'image', shape: [28, 28, 1] } }), /^data CSV files need a tabular input/],
+  ['an image task with no data', (t) => ({ ...t, input: { kind: 'image', shape: [28, 28, 1] }, data: undefined }), /^data must be \{ "builtin": "mnist" \} or \{ "train": <images>, "test": <images> \}, where <images> is a folder/],
+  ['an image task with no test images', (t) => ({ ...t, input: { kind: 'image', shape: [28, 28, 1] }, data: { train: './train' } }), /^data\.test is required/],
+  ['an IDX pair with a typo', (t) => ({ ...t, input: { kind: 'image', shape: [28, 28, 1] }, data: { test: { images: 'i.gz', lables: 'l.gz' } } }), /^data\.test\.lables is not a known key \(did you mean data\.test\.labels\?\)/],
+  ['an IDX pair without labels', (t) => ({ ...t, input: { kind: 'image', shape: [28, 28, 1] }, data: { test: { images: 'i.gz' } } }), /^data\.test\.labels must be a file path/],
+  ['cnn on images smaller than 4x4', (t) => ({ ...t, model: 'cnn', input: { kind: 'image', shape: [3, 8, 1] }, data: { test: './test' } }), /^model "cnn" pools twice by 2, so it needs images of at least 4x4 pixels, the task's are 3x8/],
   ['a settings section that is a list', (t) => ({ ...t, training: [1] }), /^training must be an object, got \[1\]/],
   ['a boolean setting given as a string', (t) => ({ ...t, federation: { adaptiveDeadline: 'yes' } }), /^federation\.adaptiveDeadline must be true or false, got "yes"/],
   ['a string setting given as a number', (t) => ({ ...t, aggregation: { strategy: 1 } }), /^aggregation\.strategy must be a string, got 1/],
@@ -117,6 +121,19 @@ describe('task files: every malformed input is an error naming the file and the 
     const custom = parseTaskFile(JSON.stringify({ ...base(), model: { modelJson: 'model/model.json' } }), FILE);
     assert.deepEqual(custom.model, { kind: 'modelJson', path: path.resolve('tasks/x/model/model.json') });
     assert.deepEqual(custom.flags, [], 'a custom model sets no --model');
+  });
+
+  it('an image task reads a class folder, a pixel CSV or an IDX pair, relative to the task file', () => {
+    const images = (data: unknown) => parseTaskFile(JSON.stringify({ ...base(), input: { kind: 'image', shape: [32, 24, 3] }, model: 'cnn', data }), FILE).data;
+    assert.deepEqual(images({ train: './train', test: 'test.csv' }), {
+      kind: 'images',
+      train: { kind: 'folder', path: path.resolve('tasks/x/train') },
+      test: { kind: 'pixel-csv', path: path.resolve('tasks/x/test.csv') },
+    });
+    assert.deepEqual(images({ test: { images: 'a/t10k-images-idx3-ubyte.gz', labels: 'a/t10k-labels-idx1-ubyte' } }), {
+      kind: 'images',
+      test: { kind: 'idx', images: path.resolve('tasks/x/a/t10k-images-idx3-ubyte.gz'), labels: path.resolve('tasks/x/a/t10k-labels-idx1-ubyte') },
+    });
   });
 });
 
