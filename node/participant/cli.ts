@@ -5,7 +5,8 @@ import { parseShard, type ShardSkew } from '../../core/data/dataset.ts';
 import { Participant, type ParticipantEvent } from '../../core/participant/participant.ts';
 import { DpSgdRoundTrainer, PlainRoundTrainer, type RoundTrainer } from '../../core/participant/trainers.ts';
 import { DpSgdTrainer } from '../../core/privacy/dp-sgd.ts';
-import { datasetFingerprint, PrivacyLedger } from '../../core/privacy/ledger.ts';
+import type { PrivacyLedger } from '../../core/privacy/ledger.ts';
+import { openClientLevelLedger, openParticipantLedger } from '../../core/privacy/participant-budget.ts';
 import { PROTOCOL_VERSION, type TaskSummary } from '../../core/protocol/messages.ts';
 import { LocalTrainer } from '../../core/training/local-trainer.ts';
 import { initNodeBackend } from '../../coordinator/tf-node.ts';
@@ -175,9 +176,9 @@ export async function runParticipantCli(argv: readonly string[], out: (text: str
     const dp = new DpSgdTrainer(task.model, local.dataset, task.sampleDp);
     trainer = new DpSgdRoundTrainer(dp);
     disposable = dp;
-    const budgets = [task.sampleDp.epsilonBudget, options.epsilonBudget].filter((b): b is number => b !== undefined);
-    const budget = budgets.length === 0 ? undefined : Math.min(...budgets);
-    ledger = await PrivacyLedger.open(new FileLedgerStore(options.stateDir), datasetFingerprint(local.dataset.labels, local.dataset.values), task.sampleDp.delta, budget);
+    // The device owns the budget (core/privacy/participant-budget.ts): keyed by the data, δ pinned, a default ε budget.
+    ledger = await openParticipantLedger(new FileLedgerStore(options.stateDir), task.sampleDp, local.dataset, { ownBudget: options.epsilonBudget, ownData: options.data !== undefined });
+    const budget = ledger.epsilonBudget;
     out(`privacy: DP-SGD, ledger in ${options.stateDir}, ε ${ledger.epsilon.toFixed(3)} spent so far${budget === undefined ? '' : ` of ${budget}`}\n`);
     if (budget !== undefined && ledger.epsilon >= budget) {
       dp.dispose();
@@ -190,6 +191,8 @@ export async function runParticipantCli(argv: readonly string[], out: (text: str
     disposable = plain;
   }
 
+  // Client-level DP: this device's own ledger of the rounds released while it took part, whatever the coordinator keeps.
+  const clientLedger = await openClientLevelLedger(new FileLedgerStore(options.stateDir), local.dataset, { ownBudget: options.epsilonBudget, ownData: options.data !== undefined });
   const progress = new ProgressLine(out, interactive);
   return new Promise<number>((resolve) => {
     let participant: Participant | undefined = undefined;
@@ -213,6 +216,7 @@ export async function runParticipantCli(argv: readonly string[], out: (text: str
       client: { backend, platform: `node ${process.version} (protocol ${PROTOCOL_VERSION}, CLI)` },
       trainer,
       ledger,
+      clientLedger,
       auth: token === undefined ? undefined : { token },
       onEvent,
     });

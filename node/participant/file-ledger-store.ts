@@ -35,9 +35,10 @@ export class FileLedgerStore implements LedgerStore {
     }
   }
 
+  /** Keys may hold '/' (namespaces such as client-level/…): each one maps to one flat, reversible file name. */
   private file(key: string): string {
-    if (!/^[A-Za-z0-9._-]+$/.test(key)) throw new Error(`a ledger key must be a file-name-safe string, got ${JSON.stringify(key)}`);
-    return path.join(this.dir, `ledger-${key}.json`);
+    if (key.length === 0 || key.length > 200) throw new Error(`a ledger key must be 1-200 characters, got ${JSON.stringify(key)}`);
+    return path.join(this.dir, `ledger-${encodeURIComponent(key).replaceAll('.', '%2E')}.json`);
   }
 
   private async read(key: string): Promise<RdpAccountantState | undefined> {

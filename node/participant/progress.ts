@@ -46,6 +46,10 @@ export class ProgressLine {
         this.epsilon = `ε ${event.epsilon.toFixed(3)}${event.budget === undefined ? '' : ` of ${event.budget}`} (δ ${event.delta})`;
         if (event.exhausted) return this.keep(`privacy budget spent: ${this.epsilon}`);
         return this.show();
+      case 'client-privacy':
+        this.epsilon = `client-level ε ${event.epsilon.toFixed(3)}${event.budget === undefined ? '' : ` of ${event.budget}`} (δ ${event.delta})`;
+        if (event.exhausted) return this.keep(`client-level privacy budget spent: ${this.epsilon}`);
+        return this.show();
       case 'declined':
         return this.keep(`round ${event.round}: declined: ${event.reason}`);
       case 'round-end': {
