@@ -46,7 +46,7 @@ export const USAGE = `Usage: npm start -- [options]
 Runs the federation coordinator with the embedded demo task (MNIST digits), or a task file.
 
 Task
-  --task FILE              a task configuration file (see README "Tasks"), e.g. tasks/penguins/task.json;
+  --task FILE              a task configuration file (see docs/tasks.md), e.g. tasks/penguins/task.json;
                            flags given here override its settings
 
 Server
@@ -82,7 +82,7 @@ Model and rounds
   --checkpoint-key-file F  encrypt checkpoints with AES-256-GCM (64 hex characters in F,
                            e.g. from \`openssl rand -hex 32\`)
 
-Client-level differential privacy (DP-FedAvg; see README "Privacy")
+Client-level differential privacy (DP-FedAvg; see docs/privacy.md)
   --client-dp MODE         central (the coordinator clips and adds the noise) | distributed
                            (each participant adds its share of the noise)
   --client-noise-multiplier Z   noise std on the sum of updates, in units of the clip norm
@@ -125,7 +125,7 @@ Sample-level differential privacy (DP-SGD in every participant)
   --dp-sgd-epsilon-budget X     each participant stops contributing before its data would
                            pass epsilon X (a participant may set a lower one: ?epsilon-budget=)
 Secure aggregation (SecAgg/SecAgg+: a coordinator following the protocol learns only the sum;
-keys are not signed, see README "Secure aggregation" and docs/protocol.md)
+keys are not signed, see docs/secure-aggregation.md and docs/protocol.md)
   --secure-aggregation     mask every update; the coordinator decodes only the sum of each round's
                            updates (an unweighted mean: example counts would reveal too much)
   --secagg-neighbours K    SecAgg+ neighbours per participant, or all (default all)

@@ -83,7 +83,7 @@ export const SECURITY_OPTIONS = {
   'participant-grace': { type: 'string' },
 } as const;
 
-export const SECURITY_USAGE = `Access, TLS and limits (see README "Security")
+export const SECURITY_USAGE = `Access, TLS and limits (see docs/security.md)
   --join-token T           participants must present token T (16+ characters)
   --join-token-file F      ...or one of the tokens in F (one per line, # comments; both may be given)
   --open                   no join token: anyone who can reach the port may join (the default,
