@@ -3,11 +3,11 @@ import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
 import { startCoordinator, type Coordinator } from '../../coordinator/server.ts';
 import { runParticipantCli } from '../../node/participant/cli.ts';
+import { freePort } from '../helpers/free-port.ts';
 
 const JOIN_TOKEN = 'cli-test-join-token-0123456789abcdef';
 
@@ -24,14 +24,6 @@ function cliProcess(args: readonly string[]): Promise<{ code: number | null; out
 }
 
 /** A loopback port nothing listens on (just freed). */
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * The participant CLI: three processes join the penguins task with their

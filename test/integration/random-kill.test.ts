@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -13,6 +12,7 @@ import type { TaskSummary } from '../../core/protocol/messages.ts';
 import type { FederationStatus } from '../../core/protocol/status.ts';
 import { SeededRandom } from '../../core/random/prng.ts';
 import { startNodeParticipants, stopNodeParticipants, type NodeParticipant } from '../helpers/node-participants.ts';
+import { freePort } from '../helpers/free-port.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 /** Kills in one run; half at random instants, half the moment a poll first shows a new round. */
@@ -20,16 +20,6 @@ const KILLS = Number(process.env.FL_RANDOM_KILLS ?? 22);
 /** The whole run stops killing after this long, however many kills it reached (asserted below). */
 const BUDGET_MS = 180_000;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-    server.once('error', reject);
-  });
-}
 
 interface CoordinatorProcess {
   readonly child: ChildProcess;
