@@ -1,4 +1,5 @@
 import type { BackendName } from './worker-protocol.ts';
+import { done, openDb } from './idb.ts';
 
 /**
  * The measured backend choice, kept in IndexedDB (available in dedicated
@@ -50,26 +51,12 @@ export async function choiceKey(parts: ChoiceKeyParts): Promise<string> {
   return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-function openDb(): Promise<IDBDatabase> {
-  return new Promise((resolve, reject) => {
-    const request = indexedDB.open(DB_NAME, 1);
-    request.onupgradeneeded = () => request.result.createObjectStore(STORE);
-    request.onsuccess = () => resolve(request.result);
-    request.onerror = () => reject(new Error(`cannot open IndexedDB: ${request.error?.message ?? 'unknown error'}`));
-  });
-}
 
-function done<T>(request: IDBRequest<T>): Promise<T> {
-  return new Promise((resolve, reject) => {
-    request.onsuccess = () => resolve(request.result);
-    request.onerror = () => reject(request.error ?? new Error('IndexedDB request failed'));
-  });
-}
 
 /** The cached choice for `key`, or undefined (also when IndexedDB is unavailable: then the page simply measures). */
 export async function loadChoice(key: string): Promise<CachedChoice | undefined> {
   try {
-    const db = await openDb();
+    const db = await openDb(DB_NAME, STORE);
     const value: unknown = await done(db.transaction(STORE, 'readonly').objectStore(STORE).get(key));
     db.close();
     return value === undefined ? undefined : (value as CachedChoice);
@@ -80,7 +67,7 @@ export async function loadChoice(key: string): Promise<CachedChoice | undefined>
 
 export async function saveChoice(key: string, choice: CachedChoice): Promise<void> {
   try {
-    const db = await openDb();
+    const db = await openDb(DB_NAME, STORE);
     await done(db.transaction(STORE, 'readwrite').objectStore(STORE).put(choice, key));
     db.close();
   } catch {

@@ -1,5 +1,6 @@
 import type { RdpAccountantState } from '../../core/privacy/accountant.ts';
 import type { LedgerStore } from '../../core/privacy/ledger.ts';
+import { done, openDb } from './idb.ts';
 
 /**
  * Privacy ledgers in IndexedDB (available in dedicated workers), so ε spent
@@ -8,27 +9,13 @@ import type { LedgerStore } from '../../core/privacy/ledger.ts';
 const DB_NAME = 'federated-learning';
 const STORE = 'privacy-ledgers';
 
-function openDb(): Promise<IDBDatabase> {
-  return new Promise((resolve, reject) => {
-    const request = indexedDB.open(DB_NAME, 1);
-    request.onupgradeneeded = () => request.result.createObjectStore(STORE);
-    request.onsuccess = () => resolve(request.result);
-    request.onerror = () => reject(new Error(`cannot open IndexedDB: ${request.error?.message ?? 'unknown error'}`));
-  });
-}
 
-function done<T>(request: IDBRequest<T>): Promise<T> {
-  return new Promise((resolve, reject) => {
-    request.onsuccess = () => resolve(request.result);
-    request.onerror = () => reject(request.error ?? new Error('IndexedDB request failed'));
-  });
-}
 
 export class IndexedDbLedgerStore implements LedgerStore {
   private db: Promise<IDBDatabase> | undefined;
 
   private database(): Promise<IDBDatabase> {
-    this.db ??= openDb();
+    this.db ??= openDb(DB_NAME, STORE);
     return this.db;
   }
 
