@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -9,35 +8,15 @@ import type { FederationStatus } from '../../core/protocol/status.ts';
 import { SeededRandom } from '../../core/random/prng.ts';
 import { startNodeParticipants, stopNodeParticipants, type NodeParticipant } from '../helpers/node-participants.ts';
 import { freePort } from '../helpers/free-port.ts';
+import { type CoordinatorProcess, launchCoordinator } from '../helpers/coordinator-process.ts';
 
-const root = path.resolve(import.meta.dirname, '../..');
 
 
-interface Coordinator {
-  child: ChildProcess;
-  exited: Promise<number | null>;
-}
+type Coordinator = CoordinatorProcess;
 
-/** The coordinator as its own process, as `npm start` runs it; resolves once it listens. */
-async function launch(port: number, dataDir: string, env: Record<string, string> = {}): Promise<Coordinator> {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', 'coordinator/cli.ts', '--port', String(port), '--host', '127.0.0.1', '--data-dir', dataDir, '--rounds', '40',
-      '--target-accuracy', '0.88', '--min-clients', '4', '--clients-per-round', '4', '--round-timeout', '30', '--seed', '3'],
-    { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } },
-  );
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  await new Promise<void>((resolve, reject) => {
-    let output = '';
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.includes('dashboard:')) resolve();
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    void exited.then((code) => reject(new Error(`coordinator exited (${code}) before listening:\n${output}`)));
-  });
-  return { child, exited };
+function launch(port: number, dataDir: string, env: Record<string, string> = {}): Promise<Coordinator> {
+  return launchCoordinator(['--port', String(port), '--host', '127.0.0.1', '--data-dir', dataDir, '--rounds', '40',
+    '--target-accuracy', '0.88', '--min-clients', '4', '--clients-per-round', '4', '--round-timeout', '30', '--seed', '3'], env);
 }
 
 async function status(port: number): Promise<FederationStatus> {

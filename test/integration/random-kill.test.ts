@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -13,6 +12,7 @@ import type { FederationStatus } from '../../core/protocol/status.ts';
 import { SeededRandom } from '../../core/random/prng.ts';
 import { startNodeParticipants, stopNodeParticipants, type NodeParticipant } from '../helpers/node-participants.ts';
 import { freePort } from '../helpers/free-port.ts';
+import { type CoordinatorProcess, launchCoordinator } from '../helpers/coordinator-process.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 /** Kills in one run; half at random instants, half the moment a poll first shows a new round. */
@@ -21,31 +21,10 @@ const KILLS = Number(process.env.FL_RANDOM_KILLS ?? 22);
 const BUDGET_MS = 180_000;
 
 
-interface CoordinatorProcess {
-  readonly child: ChildProcess;
-  readonly exited: Promise<void>;
-}
-
-/** The coordinator as its own process, as `npm start` runs it, on the penguins task; resolves once it listens. */
-async function launch(port: number, dataDir: string): Promise<CoordinatorProcess> {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', 'coordinator/cli.ts', '--task', 'tasks/penguins/task.json', '--port', String(port), '--host', '127.0.0.1', '--data-dir', dataDir,
-      '--rounds', '100000', '--epochs', '1', '--round-timeout', '10', '--seed', '5'],
-    { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  await new Promise<void>((resolve, reject) => {
-    let output = '';
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.includes('dashboard:')) resolve();
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    void exited.then(() => reject(new Error(`coordinator exited before listening:\n${output}`)));
-  });
-  return { child, exited };
+/** The coordinator on the penguins task, on its own; resolves once it listens. */
+function launch(port: number, dataDir: string): Promise<CoordinatorProcess> {
+  return launchCoordinator(['--task', 'tasks/penguins/task.json', '--port', String(port), '--host', '127.0.0.1', '--data-dir', dataDir,
+    '--rounds', '100000', '--epochs', '1', '--round-timeout', '10', '--seed', '5']);
 }
 
 async function siteDataset(file: string, schema: TabularInput, classes: readonly string[]): Promise<Dataset> {

@@ -1,0 +1,31 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import path from 'node:path';
+
+const root = path.resolve(import.meta.dirname, '../..');
+
+export interface CoordinatorProcess {
+  readonly child: ChildProcess;
+  /** Resolves with the exit code once the process has exited. */
+  readonly exited: Promise<number | null>;
+}
+
+/** The coordinator as its own process, as `npm start` runs it (`coordinator/cli.ts` with `args`); resolves once it listens. */
+export async function launchCoordinator(args: readonly string[], env: Record<string, string> = {}): Promise<CoordinatorProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'coordinator/cli.ts', ...args], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  await new Promise<void>((resolve, reject) => {
+    let output = '';
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      if (output.includes('dashboard:')) resolve();
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    void exited.then((code) => reject(new Error(`coordinator exited (${code}) before listening:\n${output}`)));
+  });
+  return { child, exited };
+}
