@@ -53,6 +53,15 @@ async function participants(url: string, count: number, drop?: { k: number; roun
 }
 
 describe('a participant written from docs/protocol.md alone', () => {
+  it('imports only node built-ins, socket.io-client and its own files', () => {
+    for (const file of ['participant.ts', 'secagg-primitives.ts']) {
+      const source = readFileSync(new URL(file, import.meta.url), 'utf8');
+      for (const [, from] of source.matchAll(/from '([^']+)'/g)) {
+        assert.ok(from!.startsWith('node:') || from === 'socket.io-client' || /^\.\/[\w-]+\.ts$/.test(from!), `${file} imports ${from}`);
+      }
+    }
+  });
+
   it('reproduces every secure aggregation test vector of the doc', () => {
     const a = ecdhPair(hex(vec('ecdh-p256', 'privateA')));
     assert.equal(a.publicKey.toString('hex'), vec('ecdh-p256', 'publicA'));
