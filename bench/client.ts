@@ -229,7 +229,7 @@ async function main(): Promise<number> {
         const k = (name: string) => mb(w.byKind[name] ?? 0);
         console.log(`| ${w.visit} | ${mb(w.bytes)} | ${k('js')} | ${k('wasm')} | ${k('task + data')} | ${k('html, css, other')} | ${(w.ms / 1000).toFixed(1)} s | ${cell(w.backend)} |`);
       }
-      if (options.json) await writeFile(options.json, JSON.stringify({ options, pageWeight: weights }, null, 2) + '\n');
+      if (options.json) await writeFile(options.json, `${JSON.stringify({ options, pageWeight: weights }, null, 2)}\n`);
     } finally {
       await browser.close();
       await coordinator.close();
@@ -256,7 +256,7 @@ async function main(): Promise<number> {
   console.log(`\nLocal training, model ${options.model}, batch ${options.batchSize}, median of ${options.reps} alternated 1-epoch runs each:\n`);
   console.log(table(outcomes));
   if (options.json) {
-    await writeFile(options.json, JSON.stringify({ options, results: outcomes }, null, 2) + '\n');
+    await writeFile(options.json, `${JSON.stringify({ options, results: outcomes }, null, 2)}\n`);
     console.error(`raw results: ${options.json}`);
   }
   return outcomes.some((o) => o.status === 'error') ? 1 : 0;

@@ -49,7 +49,7 @@ const count = Math.min(rows, train.count);
 const header = ['id', 'label', ...Array.from({ length: 784 }, (_, i) => `pixel${i}`)].join(',');
 const lines = [header];
 for (let i = 0; i < count; i++) lines.push(`subject-${i},${train.labels[i]},${train.values.subarray(i * 784, (i + 1) * 784).join(',')}`);
-const digitsCsv = lines.join('\n') + '\n';
+const digitsCsv = `${lines.join('\n')}\n`;
 const image: ImageInput = { kind: 'image', shape: [28, 28, 1] };
 const digits = Array.from({ length: 10 }, (_, d) => String(d));
 
@@ -78,7 +78,7 @@ const taskDir = path.resolve(import.meta.dirname, '../tasks/penguins');
 const task = JSON.parse(readFileSync(path.join(taskDir, 'task.json'), 'utf8')) as { input: TabularInput; classes: string[] };
 const [penguinHeader, ...penguinRows] = readFileSync(path.join(taskDir, 'train.csv'), 'utf8').trim().split('\n');
 const tabularRows = 100_000;
-const tabularCsv = [penguinHeader, ...Array.from({ length: tabularRows }, (_, i) => penguinRows[i % penguinRows.length])].join('\n') + '\n';
+const tabularCsv = `${[penguinHeader, ...Array.from({ length: tabularRows }, (_, i) => penguinRows[i % penguinRows.length])].join('\n')}\n`;
 console.log(`\npenguins CSV repeated: ${tabularRows.toLocaleString()} rows, ${(tabularCsv.length / 1e6).toFixed(1)} MB`);
 report('tabular CSV: parseCsv', medianMs(() => parseCsv(tabularCsv)), medianMs(() => naiveSplit(tabularCsv)), 'rows', tabularRows);
 const tabular = parseCsv(tabularCsv);

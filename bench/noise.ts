@@ -32,12 +32,20 @@ function main(): void {
     sampler.fill(out, 1);
     return performance.now() - started;
   };
-  for (let i = 0; i < 3; i++) time(ziggurat), time(boxMuller);
+  for (let i = 0; i < 3; i++) {
+    time(ziggurat);
+    time(boxMuller);
+  }
   const zigguratMs: number[] = [];
   const boxMullerMs: number[] = [];
   for (let r = 0; r < reps; r++) {
-    if (r % 2 === 0) zigguratMs.push(time(ziggurat)), boxMullerMs.push(time(boxMuller));
-    else boxMullerMs.push(time(boxMuller)), zigguratMs.push(time(ziggurat));
+    if (r % 2 === 0) {
+      zigguratMs.push(time(ziggurat));
+      boxMullerMs.push(time(boxMuller));
+    } else {
+      boxMullerMs.push(time(boxMuller));
+      zigguratMs.push(time(ziggurat));
+    }
   }
   const z = median(zigguratMs);
   const b = median(boxMullerMs);

@@ -130,10 +130,10 @@ function num(text: string | undefined, flag: string, fallback: number, ok: (n: n
 const positive = (text: string | undefined, flag: string, fallback: number) => num(text, flag, fallback, isPositive, 'a positive number');
 const positiveInt = (text: string | undefined, flag: string, fallback: number) => num(text, flag, fallback, isPositiveInt, 'a positive integer');
 
-function parseOptions(argv: readonly string[]): Options | 'help' {
-  let values;
+/** The parsed flags; a parse error ends the same way as any other bad flag. */
+function optionValues(argv: readonly string[]) {
   try {
-    ({ values } = parseArgs({
+    return parseArgs({
       args: [...argv],
       strict: true,
       options: {
@@ -155,10 +155,14 @@ function parseOptions(argv: readonly string[]): Options | 'help' {
         'skip-no-dp': { type: 'boolean' },
         help: { type: 'boolean' },
       },
-    }));
+    }).values;
   } catch (error) {
     fail((error as Error).message);
   }
+}
+
+function parseOptions(argv: readonly string[]): Options | 'help' {
+  const values = optionValues(argv);
   if (values.help) return 'help';
   const epsilons = (values.epsilons ?? '1,2,4,8').split(',').map((s) => positive(s, 'epsilons', 0));
   const modes = (values.modes ?? 'sample,client').split(',').map((s): Mode => {
@@ -366,7 +370,7 @@ async function main(): Promise<void> {
   console.log(`Total wall time: ${((performance.now() - started) / 1000).toFixed(0)} s`);
   if (options.json) {
     const report = { command, delta: DELTA, conversion: 'improved', options, results, date: new Date().toISOString() };
-    await writeFile(options.json, JSON.stringify(report, null, 2) + '\n');
+    await writeFile(options.json, `${JSON.stringify(report, null, 2)}\n`);
     console.log(`Raw results: ${options.json}`);
   }
   // Participants' reconnect timers and the wasm backend may keep the loop alive.

@@ -78,7 +78,7 @@ function earlyStop(history: FederationStatus['history'], patience: number): { st
 const pct = (x: number | undefined) => (x === undefined ? '–' : `${(x * 100).toFixed(1)}%`);
 
 console.log(`${COMMAND} --scenario ${scenario}${scenario === 'skewed' ? ` --epochs ${values.epochs}` : ''} --rounds ${rounds} --decays ${decays.join(',')} --patience ${patience} --seeds ${seeds.join(',')}`);
-console.log('| scenario | decay | seed | final acc | best acc (round) | early stop at (patience ' + patience + ') | per-round accuracy |');
+console.log(`| scenario | decay | seed | final acc | best acc (round) | early stop at (patience ${patience}) | per-round accuracy |`);
 console.log('|---|---|---|---|---|---|---|');
 const demo = scenario === 'skewed' ? await loadMnistDemo() : undefined;
 for (const decay of decays) {

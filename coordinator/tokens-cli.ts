@@ -30,17 +30,21 @@ Per-participant credentials for "npm start -- --credentials FILE".
 
 class UsageError extends Error {}
 
-export async function runTokensCli(argv: readonly string[], print: (line: string) => void): Promise<void> {
-  let values;
+/** The parsed flags; a parse error ends the same way as any other bad flag. */
+function flagValues(argv: readonly string[]) {
   try {
-    ({ values } = parseArgs({
+    return parseArgs({
       args: [...argv],
       options: { file: { type: 'string' }, count: { type: 'string' }, label: { type: 'string' }, out: { type: 'string' }, revoke: { type: 'string' }, list: { type: 'boolean' }, help: { type: 'boolean' } },
       strict: true,
-    }));
+    }).values;
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
+}
+
+export async function runTokensCli(argv: readonly string[], print: (line: string) => void): Promise<void> {
+  const values = flagValues(argv);
   if (values.help) {
     print(USAGE);
     return;
@@ -66,10 +70,10 @@ export async function runTokensCli(argv: readonly string[], print: (line: string
   if (values.count !== undefined || values.revoke !== undefined) {
     // Tokens first: if writing them fails, the file does not list credentials nobody holds.
     if (minted.length > 0 && values.out !== undefined) {
-      await writeFile(values.out, minted.map((m) => `${m.id} ${m.token}`).join('\n') + '\n', { mode: 0o600, flag: 'wx' });
+      await writeFile(values.out, `${minted.map((m) => `${m.id} ${m.token}`).join('\n')}\n`, { mode: 0o600, flag: 'wx' });
       print(`wrote ${minted.length} token(s) to ${values.out} (hand each participant its line's token; it is not stored anywhere else)`);
     }
-    await writeFileAtomic(file, JSON.stringify(credentials, null, 2) + '\n');
+    await writeFileAtomic(file, `${JSON.stringify(credentials, null, 2)}\n`);
     if (minted.length > 0 && values.out === undefined) for (const m of minted) print(`${m.id} ${m.token}`);
     print(`${file}: ${credentials.credentials.filter((c) => c.revoked === undefined).length} active, ${credentials.credentials.filter((c) => c.revoked !== undefined).length} revoked`);
   }

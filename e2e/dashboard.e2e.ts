@@ -1,5 +1,5 @@
 import AxeBuilder from '@axe-core/playwright';
-import { expect, test, type Download, type Page } from '@playwright/test';
+import { expect, test, type Page } from '@playwright/test';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -69,7 +69,7 @@ test('dashboard controls start, pause, resume and stop a federation; its downloa
 
     // The model download is the current global model: it loads in tfjs and scores what the coordinator reported.
     const save = async (id: string, name: string): Promise<string> => {
-      const [download]: [Download, void] = await Promise.all([dashboard.waitForEvent('download'), dashboard.locator(id).click()]);
+      const [download] = await Promise.all([dashboard.waitForEvent('download'), dashboard.locator(id).click()]);
       expect(download.suggestedFilename()).toBe(name);
       const file = path.join(downloads, name);
       await download.saveAs(file);

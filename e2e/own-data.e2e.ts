@@ -132,7 +132,7 @@ function digitsCsv(data: Dataset): string {
     const id = `${ID_MARKER}-${random.nextUint32().toString(16).padStart(8, '0')}`;
     lines.push(`${id},${data.labels[i]},${Array.from(data.values.subarray(i * data.features, (i + 1) * data.features)).join(',')}`);
   }
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 /**

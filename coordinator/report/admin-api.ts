@@ -77,18 +77,22 @@ export async function serveAdminDownload(request: IncomingMessage, response: Ser
     response.writeHead(status, { 'cache-control': 'no-store', 'content-length': bytes.byteLength, ...headers });
     response.end(request.method === 'HEAD' ? undefined : bytes);
   };
-  const fail = (status: number, code: string, message: string) => send(status, { 'content-type': 'application/json' }, JSON.stringify({ error: { code, message } }));
+  /** Answers with an error; true, like every route this function answered. */
+  const fail = (status: number, code: string, message: string): true => {
+    send(status, { 'content-type': 'application/json' }, JSON.stringify({ error: { code, message } }));
+    return true;
+  };
 
   if (pathname === '/api/model/model.json' || pathname === '/api/model/weights.bin') {
     const versionText = url.searchParams.get('version');
     let version: number | undefined;
     if (versionText !== null) {
       version = Number(versionText);
-      if (versionText.trim() === '' || !Number.isInteger(version) || version < 0) return (fail(400, ErrorCode.BadPayload, `version must be a non-negative integer, got "${versionText.slice(0, 32)}"`), true);
+      if (versionText.trim() === '' || !Number.isInteger(version) || version < 0) return fail(400, ErrorCode.BadPayload, `version must be a non-negative integer, got "${versionText.slice(0, 32)}"`);
     }
     const model = await reports.modelFiles(version);
     // Only the last few versions are kept: a newer model replaced this one.
-    if (!model) return (fail(404, 'MODEL_VERSION_GONE', `model version ${version} is no longer available: fetch model.json again`), true);
+    if (!model) return fail(404, 'MODEL_VERSION_GONE', `model version ${version} is no longer available: fetch model.json again`);
     const common = { 'x-model-version': model.version };
     if (pathname.endsWith('model.json')) send(200, { ...common, 'content-type': 'application/json' }, model.files.modelJson);
     else send(200, { ...common, 'content-type': 'application/octet-stream' }, model.files.weightsBin);
@@ -97,7 +101,7 @@ export async function serveAdminDownload(request: IncomingMessage, response: Ser
   if (pathname === '/api/model/best/model.json' || pathname === '/api/model/best/weights.bin') {
     // The best round's model as saved in <data-dir>/<task>/best/; model.json names weights.bin beside it.
     const best = await reports.bestModelFiles();
-    if (!best) return (fail(404, 'NO_BEST_MODEL', 'no round has been evaluated and saved as the best yet'), true);
+    if (!best) return fail(404, 'NO_BEST_MODEL', 'no round has been evaluated and saved as the best yet');
     const common = { 'x-model-version': best.version };
     if (pathname.endsWith('model.json')) send(200, { ...common, 'content-type': 'application/json' }, best.files.modelJson);
     else send(200, { ...common, 'content-type': 'application/octet-stream' }, best.files.weightsBin);

@@ -46,5 +46,5 @@ export function historyCsv(history: readonly RoundRecord[], options: HistoryCsvO
   const columns = options.withholdParticipation ? COLUMNS.filter((c) => !c.participation) : COLUMNS;
   const lines = [columns.map((c) => c.name).join(',')];
   for (const r of history) lines.push(columns.map((c) => csvField(c.value(r))).join(','));
-  return lines.join('\r\n') + '\r\n';
+  return `${lines.join('\r\n')}\r\n`;
 }

@@ -182,7 +182,7 @@ export function renderReportHtml(report: RunReport): string {
   const auditSection = audit.available
     ? `<p class="big">AUC ${esc(audit.auc.toFixed(3))}</p>` +
       facts([
-        ['Attack', 'loss threshold (lower loss ⇒ "member"), on the model of version ' + audit.modelVersion],
+        ['Attack', `loss threshold (lower loss ⇒ "member"), on the model of version ${audit.modelVersion}`],
         ['Members', `${audit.members} (${audit.membersSource}), mean loss ${audit.meanMemberLoss.toFixed(4)}`],
         ['Non-members', `${audit.nonMembers} (${audit.nonMembersSource}), mean loss ${audit.meanNonMemberLoss.toFixed(4)}`],
         ['Attack advantage', `${audit.advantage.toFixed(3)} (max TPR − FPR over thresholds)`],

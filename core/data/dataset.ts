@@ -52,7 +52,9 @@ export function encodeDataset(data: Dataset): Uint8Array {
   out.set(data.labels, DATASET_HEADER_BYTES);
   if (floats) {
     const target = new DataView(out.buffer, offset);
-    data.values.forEach((v, i) => target.setFloat32(4 * i, v, true));
+    data.values.forEach((v, i) => {
+      target.setFloat32(4 * i, v, true);
+    });
   } else {
     out.set(data.values, offset);
   }

@@ -19,14 +19,14 @@ export interface IdxArray {
 }
 
 const UNSIGNED_BYTE = 0x08;
-const TYPE_NAMES: Readonly<Record<number, string>> = {
-  0x08: 'unsigned byte',
-  0x09: 'signed byte',
-  0x0b: '16-bit integer',
-  0x0c: '32-bit integer',
-  0x0d: '32-bit float',
-  0x0e: '64-bit float',
-};
+const TYPE_NAMES: ReadonlyMap<number, string> = new Map([
+  [0x08, 'unsigned byte'],
+  [0x09, 'signed byte'],
+  [0x0b, '16-bit integer'],
+  [0x0c, '32-bit integer'],
+  [0x0d, '32-bit float'],
+  [0x0e, '64-bit float'],
+]);
 
 /** Whether the bytes start with the gzip magic (1f 8b), as .gz downloads of IDX files do. */
 export function isGzip(bytes: Uint8Array): boolean {
@@ -42,7 +42,7 @@ export function parseIdx(bytes: Uint8Array, name = 'the IDX file'): IdxArray {
   }
   const type = bytes[2]!;
   if (type !== UNSIGNED_BYTE) {
-    const typeName = TYPE_NAMES[type];
+    const typeName = TYPE_NAMES.get(type);
     throw new Error(
       typeName === undefined
         ? `${name} is not an IDX file: 0x${hex(type)} is not an IDX element type`

@@ -55,22 +55,22 @@ type Padding = 'same' | 'valid' | number | [Pair, Pair, Pair, Pair];
  */
 function conv2DBackpropFilter(inputs: tf.NamedTensorInfoMap, backend: unknown, attrs: tf.NamedAttrMap, kernels: Kernels): tf.TensorInfo {
   if (!(backend instanceof tf.KernelBackend)) throw new Error(`${KERNEL} (wasm): not called with a kernel backend`);
-  const x = inputs['x'];
-  const dy = inputs['dy'];
+  const x = inputs.x;
+  const dy = inputs.dy;
   if (x === undefined || dy === undefined) throw new Error(`${KERNEL} (wasm): needs inputs x and dy`);
   if (x.shape.length !== 4 || dy.shape.length !== 4) throw new Error(`${KERNEL} (wasm): x and dy must be rank 4, got [${x.shape}] and [${dy.shape}]`);
   if (x.dtype !== 'float32' || dy.dtype !== 'float32') throw new Error(`${KERNEL} (wasm): only float32 is supported, got ${x.dtype} and ${dy.dtype}`);
 
-  const dataFormat = attrs['dataFormat'];
+  const dataFormat = attrs.dataFormat;
   if (dataFormat !== undefined && dataFormat !== 'NHWC') throw new Error(`${KERNEL} (wasm): data format ${String(dataFormat)} is not supported (only NHWC)`);
-  const dilations = attrs['dilations'];
+  const dilations = attrs.dilations;
   if (dilations !== undefined && !pair(dilations, 'dilations').every((d) => d === 1)) {
     throw new Error(`${KERNEL} (wasm): dilations ${JSON.stringify(dilations)} are not supported (only 1)`);
   }
-  const strides = pair(attrs['strides'] ?? 1, 'strides');
-  const pad = padding(attrs['pad']);
-  const filterShape = quad(attrs['filterShape'], 'filterShape');
-  const rounding: unknown = attrs['dimRoundingMode'];
+  const strides = pair(attrs.strides ?? 1, 'strides');
+  const pad = padding(attrs.pad);
+  const filterShape = quad(attrs.filterShape, 'filterShape');
+  const rounding: unknown = attrs.dimRoundingMode;
   let dimRoundingMode: 'floor' | 'round' | 'ceil' | undefined;
   if (rounding === 'floor' || rounding === 'round' || rounding === 'ceil') dimRoundingMode = rounding;
   else if (rounding !== undefined && rounding !== null) throw new Error(`${KERNEL} (wasm): bad dimRoundingMode ${JSON.stringify(rounding)}`);

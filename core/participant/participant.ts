@@ -396,7 +396,11 @@ export class Participant {
       let clipped = false;
       const masked = await client.maskInput(forwarded, result.update, {
         // The participant's share of the noise goes in before quantisation: the coordinator only ever decodes the noised sum.
-        beforeQuantize: privacy ? (values) => void (clipped = privatizeUpdate(values, privacy).clipped) : undefined,
+        beforeQuantize: privacy
+          ? (values) => {
+              clipped = privatizeUpdate(values, privacy).clipped;
+            }
+          : undefined,
         // Skellam noise goes into the integers after quantisation: the sum carries the sum of the shares exactly.
         afterQuantize: skellamVariance ? (encoded) => addSkellamNoiseMod32(encoded, skellamVariance, new SecureRandom()) : undefined,
       });

@@ -414,10 +414,10 @@ export class RdpAccountant {
   static fromJSON(state: unknown): RdpAccountant {
     if (typeof state !== 'object' || state === null) throw new TypeError('accountant state must be an object');
     const s = state as Record<string, unknown>;
-    if (s['version'] !== 1) throw new TypeError(`unsupported accountant state version: ${String(s['version'])}`);
-    const orders = s['orders'];
-    const rdp = s['rdp'];
-    const history = s['history'];
+    if (s.version !== 1) throw new TypeError(`unsupported accountant state version: ${String(s.version)}`);
+    const orders = s.orders;
+    const rdp = s.rdp;
+    const history = s.history;
     if (!Array.isArray(orders) || !orders.every((o): o is number => typeof o === 'number')) {
       throw new TypeError('accountant state: orders must be an array of numbers');
     }
@@ -434,9 +434,9 @@ export class RdpAccountant {
     for (const h of history as unknown[]) {
       if (typeof h !== 'object' || h === null) throw new TypeError('accountant state: bad history entry');
       const e = h as Record<string, unknown>;
-      const sampleRate = e['sampleRate'];
-      const noiseMultiplier = e['noiseMultiplier'];
-      const steps = e['steps'];
+      const sampleRate = e.sampleRate;
+      const noiseMultiplier = e.noiseMultiplier;
+      const steps = e.steps;
       if (typeof sampleRate !== 'number' || typeof noiseMultiplier !== 'number' || typeof steps !== 'number') {
         throw new TypeError('accountant state: history entries need numeric sampleRate, noiseMultiplier, steps');
       }

@@ -165,7 +165,9 @@ export function dpSgdStep(model: tf.LayersModel, batch: { readonly x: tf.Tensor;
     }
     const scale = params.learningRate / params.expectedBatchSize;
     tf.tidy(() => {
-      weights.forEach((w, k) => w.write(tf.sub(w.read(), tf.mul(noisy[k]!, scale))));
+      weights.forEach((w, k) => {
+        w.write(tf.sub(w.read(), tf.mul(noisy[k]!, scale)));
+      });
     });
     if (clipped === null) return null;
     return { lossSum: tf.sum(clipped.losses) as tf.Scalar, correct: tf.clone(clipped.correct) };

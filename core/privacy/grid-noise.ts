@@ -109,7 +109,7 @@ export function roundedGaussian(plan: GridNoisePlan, sampler: GaussianSampler): 
 }
 
 function clampNoise(z: number, plan: GridNoisePlan): number {
-  return z > plan.noiseBound ? plan.noiseBound : z < -plan.noiseBound ? -plan.noiseBound : z;
+  return Math.min(plan.noiseBound, Math.max(z, -plan.noiseBound));
 }
 
 /** `length` integer noise values as float32 (exact: |Z| < 2^24 by the plan). */

@@ -54,10 +54,10 @@ export interface CliOptions {
   readonly epsilonBudget?: number;
 }
 
-export function parseCliArgs(argv: readonly string[]): CliOptions {
-  let values;
+/** The parsed flags; a parse error ends the same way as any other bad flag. */
+function flagValues(argv: readonly string[]) {
   try {
-    ({ values } = parseArgs({
+    return parseArgs({
       args: [...argv],
       options: {
         url: { type: 'string' },
@@ -71,10 +71,14 @@ export function parseCliArgs(argv: readonly string[]): CliOptions {
       },
       strict: true,
       allowPositionals: false,
-    }));
+    }).values;
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
+}
+
+export function parseCliArgs(argv: readonly string[]): CliOptions {
+  const values = flagValues(argv);
   if (values.url === undefined) throw new UsageError('--url is required');
   let url: URL;
   try {
@@ -195,7 +199,7 @@ export async function runParticipantCli(argv: readonly string[], out: (text: str
   const clientLedger = await openClientLevelLedger(new FileLedgerStore(options.stateDir), local.dataset, { ownBudget: options.epsilonBudget, ownData: options.data !== undefined });
   const progress = new ProgressLine(out, interactive);
   return new Promise<number>((resolve) => {
-    let participant: Participant | undefined = undefined;
+    let participant: Participant | undefined;
     let finished = false;
     const finish = (code: number) => {
       if (finished) return;

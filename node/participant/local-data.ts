@@ -1,3 +1,4 @@
+import type { Stats } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { CsvError, parseCsv } from '../../core/data/csv.ts';
 import { decodeDataset, shardIndices, subset, type Dataset, type ShardSpec } from '../../core/data/dataset.ts';
@@ -51,7 +52,7 @@ async function prepareImages(file: string, task: TaskSummary): Promise<LocalData
 
 async function prepareCsv(file: string, task: TaskSummary): Promise<LocalData> {
   if (task.input.kind !== 'tabular') throw new Error('not a tabular task');
-  let info;
+  let info: Stats;
   try {
     info = await stat(file);
   } catch (error) {

@@ -21,46 +21,53 @@ export class ProgressLine {
 
   /** Shows the event: outcomes (joined, sent, round results, errors) as lines of their own, the rest in the progress line. */
   onEvent(event: ParticipantEvent): void {
+    const outcome = this.update(event);
+    if (outcome === undefined) this.show();
+    else this.keep(outcome);
+  }
+
+  /** Takes the event into the progress state; returns its outcome line, if it is an outcome. */
+  private update(event: ParticipantEvent): string | undefined {
     switch (event.type) {
       case 'status':
         this.status = event.detail && event.status !== 'connecting' ? `${event.status} (${event.detail})` : event.status;
         this.percent = undefined;
-        return this.show();
+        return undefined;
       case 'joined':
         this.round = event.round;
-        return this.keep(`joined task "${event.task.name}" as ${event.participantId} (model version ${event.modelVersion})`);
+        return `joined task "${event.task.name}" as ${event.participantId} (model version ${event.modelVersion})`;
       case 'progress':
         this.round = event.round;
         this.percent = Math.round(event.fraction * 100);
-        return this.show();
+        return undefined;
       case 'uploaded':
-        return this.keep(
+        return (
           `round ${event.round}: sent ${formatBytes(event.bytes)} (local loss ${event.metrics.loss.toFixed(3)}, accuracy ${event.metrics.accuracy.toFixed(3)}` +
-            `${event.clipped ? ', clipped' : ''}${event.noised ? ', noised' : ''}${event.masked ? ', masked' : ''})`,
+          `${event.clipped ? ', clipped' : ''}${event.noised ? ', noised' : ''}${event.masked ? ', masked' : ''})`
         );
       case 'rejected':
-        return this.keep(`round ${event.round}: the coordinator rejected the update: ${event.code}: ${event.message}`);
+        return `round ${event.round}: the coordinator rejected the update: ${event.code}: ${event.message}`;
       case 'secagg':
-        return this.show();
+        return undefined;
       case 'privacy':
         this.epsilon = `ε ${event.epsilon.toFixed(3)}${event.budget === undefined ? '' : ` of ${event.budget}`} (δ ${event.delta})`;
-        if (event.exhausted) return this.keep(`privacy budget spent: ${this.epsilon}`);
-        return this.show();
+        if (event.exhausted) return `privacy budget spent: ${this.epsilon}`;
+        return undefined;
       case 'client-privacy':
         this.epsilon = `client-level ε ${event.epsilon.toFixed(3)}${event.budget === undefined ? '' : ` of ${event.budget}`} (δ ${event.delta})`;
-        if (event.exhausted) return this.keep(`client-level privacy budget spent: ${this.epsilon}`);
-        return this.show();
+        if (event.exhausted) return `client-level privacy budget spent: ${this.epsilon}`;
+        return undefined;
       case 'declined':
-        return this.keep(`round ${event.round}: declined: ${event.reason}`);
+        return `round ${event.round}: declined: ${event.reason}`;
       case 'round-end': {
         const m = event.message;
         if (m.metrics) this.lastAccuracy = `global accuracy ${m.metrics.accuracy.toFixed(3)}`;
-        return this.keep(`round ${m.round} ${m.outcome}${m.reason ? ` (${m.reason})` : ''}${m.metrics ? `: test accuracy ${m.metrics.accuracy.toFixed(3)}, loss ${m.metrics.loss.toFixed(3)}` : ''}`);
+        return `round ${m.round} ${m.outcome}${m.reason ? ` (${m.reason})` : ''}${m.metrics ? `: test accuracy ${m.metrics.accuracy.toFixed(3)}, loss ${m.metrics.loss.toFixed(3)}` : ''}`;
       }
       case 'done':
-        return this.keep(`federation done after round ${event.message.round}: ${event.message.reason}${event.message.metrics ? `, test accuracy ${event.message.metrics.accuracy.toFixed(3)}` : ''}`);
+        return `federation done after round ${event.message.round}: ${event.message.reason}${event.message.metrics ? `, test accuracy ${event.message.metrics.accuracy.toFixed(3)}` : ''}`;
       case 'error':
-        return this.keep(`error: ${event.message}`);
+        return `error: ${event.message}`;
       default: {
         const unknown: never = event;
         throw new Error(`unknown participant event ${JSON.stringify(unknown)}`);

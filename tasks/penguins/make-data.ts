@@ -66,7 +66,7 @@ function csvField(text: string): string {
 }
 
 function toCsv(rows: readonly Row[]): string {
-  return [COLUMNS.map(csvField).join(','), ...rows.map((row) => COLUMNS.map((c) => csvField(row[c])).join(','))].join('\n') + '\n';
+  return `${[COLUMNS.map(csvField).join(','), ...rows.map((row) => COLUMNS.map((c) => csvField(row[c])).join(','))].join('\n')}\n`;
 }
 
 const source = process.argv[2] ?? fail('usage: npx tsx tasks/penguins/make-data.ts path/to/vega-datasets/data/penguins.json');

@@ -55,7 +55,7 @@ describe('checkpoints', () => {
 
   it('encrypts at rest with AES-256-GCM and refuses the wrong key', async () => {
     const keyFile = path.join(dir, 'key');
-    await writeFile(keyFile, 'ab'.repeat(32) + '\n');
+    await writeFile(keyFile, `${'ab'.repeat(32)}\n`);
     const store = new CheckpointStore(path.join(dir, 'sealed'), await AtRestKey.fromFile(keyFile));
     await store.save(checkpoint(4));
     const stored = await readFile(path.join(store.dir, '000004', 'state.json'));

@@ -117,7 +117,7 @@ describe('parseCsv', () => {
   });
 
   it('explains an unterminated quote at the line where it opens', () => {
-    assertCsvError('a,b\n1,2\n3,"four\n5,6\n7,8\n', 3, /closing quote \(\"\) is missing/);
+    assertCsvError('a,b\n1,2\n3,"four\n5,6\n7,8\n', 3, /closing quote \("\) is missing/);
     assertCsvError('"a,b\n1,2\n', 1, /closing quote/);
   });
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DpFedAvg } from '../../core/aggregation/dp-fedavg.ts';
+import type { DpFedAvg } from '../../core/aggregation/dp-fedavg.ts';
 import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
 import { withSkellam } from '../../coordinator/distributed-noise-config.ts';
 import { buildStrategy } from '../../coordinator/strategies.ts';

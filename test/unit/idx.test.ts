@@ -10,7 +10,9 @@ function idxBytes(dims: readonly number[], data: ArrayLike<number>, type = 0x08)
   const view = new DataView(bytes.buffer);
   bytes[2] = type;
   bytes[3] = dims.length;
-  dims.forEach((d, i) => view.setUint32(4 + 4 * i, d, false));
+  dims.forEach((d, i) => {
+    view.setUint32(4 + 4 * i, d, false);
+  });
   bytes.set(Array.from(data), 4 + 4 * dims.length);
   return bytes;
 }

@@ -196,7 +196,9 @@ describe('per-example gradients', () => {
         );
         assertClose(sums, expected, TOL, `${name} ${path} clipped sum`);
         const sq = Array.from(await result.squaredNorms.data());
-        sq.forEach((s, i) => assert.ok(Math.abs(Math.sqrt(s) - norms[i]!) <= 1e-5 * Math.max(1, norms[i]!), `${name} ${path} norm ${i}`));
+        sq.forEach((s, i) => {
+          assert.ok(Math.abs(Math.sqrt(s) - norms[i]!) <= 1e-5 * Math.max(1, norms[i]!), `${name} ${path} norm ${i}`);
+        });
         const losses = await result.losses.data();
         assert.equal(losses.length, 6);
         assert.ok(Array.from(losses).every((l) => l > 0 && Number.isFinite(l)));
@@ -283,7 +285,9 @@ describe('per-example gradients', () => {
     assert.equal(auto.path, 'per-example-loop');
     const norms = rowNorms(raw, 4);
     const sq = await auto.squaredNorms.data();
-    norms.forEach((n, i) => assert.ok(Math.abs(Math.sqrt(sq[i]!) - n) < 1e-5));
+    norms.forEach((n, i) => {
+      assert.ok(Math.abs(Math.sqrt(sq[i]!) - n) < 1e-5);
+    });
     disposeClippedSum(auto);
     tf.dispose([x, y]);
     m.dispose();

@@ -81,7 +81,7 @@ const ERFC: readonly (readonly [number, number])[] = [
 ];
 
 const LOG_ERFC: readonly (readonly [number, number])[] = [
-  [-30, 0.6931471805599453], // ln 2
+  [-30, Math.LN2],
   [-5, 0.6931471805591766],
   [-1, 0.6112323176780705],
   [-0.5, 0.41903914777555956],

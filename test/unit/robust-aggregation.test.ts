@@ -27,7 +27,9 @@ const result = (id: string, update: number[], numExamples = 1) => ({ participant
 /** Runs one round of `strategy` from `global` over `updates` and returns the new weights. */
 function aggregate(strategy: Strategy, global: number[], updates: number[][], counts?: number[]): Float32Array | null {
   const agg = strategy.beginRound({ round: 1, globalWeights: Float32Array.from(global) });
-  updates.forEach((u, i) => agg.add(result(`c${i}`, u, counts?.[i] ?? 1)));
+  updates.forEach((u, i) => {
+    agg.add(result(`c${i}`, u, counts?.[i] ?? 1));
+  });
   return agg.finish();
 }
 
@@ -115,7 +117,9 @@ describe('Krum and Multi-Krum', () => {
 
   it('Krum applies the best-scored update (hand-computed)', () => {
     const round = new Krum({ byzantine: 1 }).beginRound({ round: 1, globalWeights: Float32Array.from([5, 5]) });
-    points.forEach((p, i) => round.add(result('abcde'[i]!, p)));
+    points.forEach((p, i) => {
+      round.add(result('abcde'[i]!, p));
+    });
     assertClose(round.finish()!, [6, 5]);
     assert.deepEqual(round.selected, ['b']);
     assert.deepEqual(Array.from(round.scores), [3, 2, 3, 163, 801]);
@@ -137,13 +141,17 @@ describe('Krum and Multi-Krum', () => {
     const updates = [...honest, honest[0]!.map((x) => 100 * x), honest[1]!.map((x) => -x)];
     const ids = updates.map((_, i) => (i < 6 ? `honest${i}` : `attacker${i}`));
     const krum = new Krum({ byzantine: 2 }).beginRound({ round: 1, globalWeights: new Float32Array(dim) });
-    updates.forEach((u, i) => krum.add(result(ids[i]!, u)));
+    updates.forEach((u, i) => {
+      krum.add(result(ids[i]!, u));
+    });
     const out = krum.finish()!;
     assert.equal(krum.selected.length, 1);
     assert.match(krum.selected[0]!, /^honest/);
     for (let j = 0; j < dim; j++) assert.ok(Math.abs(out[j]! - direction[j]!) < 0.05);
     const multi: KrumRound = new Krum({ byzantine: 2, multiKrum: true }).beginRound({ round: 1, globalWeights: new Float32Array(dim) });
-    updates.forEach((u, i) => multi.add(result(ids[i]!, u)));
+    updates.forEach((u, i) => {
+      multi.add(result(ids[i]!, u));
+    });
     multi.finish();
     assert.deepEqual([...multi.selected].sort(), ids.slice(0, 6));
   });

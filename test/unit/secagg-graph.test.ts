@@ -8,7 +8,13 @@ import { agree, decryptShare, derivePairwiseSeed, deriveShareKey, encryptShare, 
 function connected(n: number, neighbours: (u: number) => readonly number[]): boolean {
   const seen = new Set([1]);
   const queue = [1];
-  while (queue.length > 0) for (const v of neighbours(queue.pop()!)) if (!seen.has(v)) (seen.add(v), queue.push(v));
+  while (queue.length > 0) {
+    for (const v of neighbours(queue.pop()!)) {
+      if (seen.has(v)) continue;
+      seen.add(v);
+      queue.push(v);
+    }
+  }
   return seen.size === n;
 }
 

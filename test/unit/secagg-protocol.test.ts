@@ -60,7 +60,14 @@ function plaintextSum(members: readonly number[], c: number): Float64Array {
 /** Per owner: how many holders sent a self-mask share and how many a masking-key share. */
 function shareCounts(responses: readonly UnmaskResponseMessage[]): Map<number, { selfMask: number; maskingKey: number }> {
   const out = new Map<number, { selfMask: number; maskingKey: number }>();
-  const get = (owner: number) => out.get(owner) ?? (out.set(owner, { selfMask: 0, maskingKey: 0 }), out.get(owner)!);
+  const get = (owner: number) => {
+    let counts = out.get(owner);
+    if (counts === undefined) {
+      counts = { selfMask: 0, maskingKey: 0 };
+      out.set(owner, counts);
+    }
+    return counts;
+  };
   for (const r of responses) {
     for (const s of r.selfMaskShares) get(s.owner).selfMask++;
     for (const s of r.maskingKeyShares) get(s.owner).maskingKey++;
@@ -80,7 +87,10 @@ function correlation(a: ArrayLike<number>, b: ArrayLike<number>): number {
   const n = a.length;
   let ma = 0;
   let mb = 0;
-  for (let i = 0; i < n; i++) (ma += a[i]!), (mb += b[i]!);
+  for (let i = 0; i < n; i++) {
+    ma += a[i]!;
+    mb += b[i]!;
+  }
   ma /= n;
   mb /= n;
   let sab = 0;

@@ -225,10 +225,10 @@ describe('a task model from model.json', () => {
     const file = await saveModel(model, 'escape');
     model.dispose();
     const json = JSON.parse(await readFile(file, 'utf8')) as { weightsManifest: { paths: string[] }[] };
-    for (const escape of ['../secret.txt', secret, 'sub/../../secret.txt']) {
-      json.weightsManifest[0]!.paths = [escape, 'group1-shard2of2.bin'];
+    for (const outside of ['../secret.txt', secret, 'sub/../../secret.txt']) {
+      json.weightsManifest[0]!.paths = [outside, 'group1-shard2of2.bin'];
       await writeFile(file, JSON.stringify(json));
-      await assert.rejects(loadLayersModelFile(file), /outside the model's folder: weight files must sit next to model\.json or below it/, escape);
+      await assert.rejects(loadLayersModelFile(file), /outside the model's folder: weight files must sit next to model\.json or below it/, outside);
     }
     // Extra bytes after the last weight (tfjs would ignore them) are refused too.
     json.weightsManifest[0]!.paths = ['group1-shard1of2.bin', 'group1-shard2of2.bin', 'extra.bin'];

@@ -3,7 +3,7 @@ import { decodeDataset, shardIndices, subset, type Dataset } from '../../core/da
 import { Participant } from '../../core/participant/participant.ts';
 import { DpSgdRoundTrainer, PlainRoundTrainer, type RoundTrainer } from '../../core/participant/trainers.ts';
 import { DpSgdTrainer } from '../../core/privacy/dp-sgd.ts';
-import { datasetFingerprint, PrivacyLedger } from '../../core/privacy/ledger.ts';
+import { datasetFingerprint, type PrivacyLedger } from '../../core/privacy/ledger.ts';
 import { openClientLevelLedger, openParticipantLedger } from '../../core/privacy/participant-budget.ts';
 import type { ClientLevelLedger } from '../../core/privacy/client-ledger.ts';
 import { checkPrgTestVector } from '../../core/secagg/prg.ts';
