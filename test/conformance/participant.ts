@@ -303,7 +303,9 @@ export class ConformanceParticipant {
       addMask(masked, pairKey(masking.agree(peers.get(v)!.mask), 'fedbrowser/secagg/v1/pairwise-mask-seed', round, u, v), u < v ? 1 : -1);
     }
     const maskedBytes = Buffer.alloc(4 * length);
-    masked.forEach((w, i) => maskedBytes.writeUInt32LE(w, 4 * i));
+    masked.forEach((w, i) => {
+      maskedBytes.writeUInt32LE(w, 4 * i);
+    });
     await this.send('secagg:masked', { round, from: u, masked: maskedBytes });
     this.rounds.push({ round, secure: true, sent });
 

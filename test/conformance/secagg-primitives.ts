@@ -8,7 +8,9 @@ import { createCipheriv, createDecipheriv, createECDH, createHash, hkdfSync, ran
 
 const u32be = (...values: number[]): Buffer => {
   const out = Buffer.alloc(4 * values.length);
-  values.forEach((v, i) => out.writeUInt32BE(v, 4 * i));
+  values.forEach((v, i) => {
+    out.writeUInt32BE(v, 4 * i);
+  });
   return out;
 };
 
