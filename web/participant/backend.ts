@@ -44,6 +44,15 @@ export interface SelectedBackend {
 export const MEASURE_BUDGET_MS = 2000;
 /** A backend is not started with less than this left before the deadline (a first GPU step alone needs more). */
 const MIN_SLICE_MS = 250;
+/**
+ * The most a software (fallback) adapter is waited for once another backend
+ * has a rate. It compiles its shaders and runs them on the same CPU cores as
+ * WASM, one to two orders slower (460 against 5,700 examples/s here): if its
+ * first step is not done by then, it cannot be ahead.
+ */
+const SOFTWARE_SHARE_MS = 400;
+/** Kept back from the budget for what follows the timing: switching to the chosen backend and saving the choice. */
+const SETTLE_MS = 150;
 /** Measurement order: WASM first, as the one that works nearly everywhere gives the others a rate to beat. */
 const MEASURE_ORDER: readonly BackendName[] = ['wasm', 'webgpu', 'webgl', 'cpu'];
 
@@ -197,14 +206,15 @@ async function cacheKey(job: MeasureJob): Promise<string> {
  * (below half the best rate); a backend is not started once less than
  * MIN_SLICE_MS is left. The CPU backend is measured only when WASM does not
  * work: it runs the same kernels in plain JavaScript and is always slower. A
- * software WebGPU adapter is timed, but not waited for beyond its share (its
- * first step compiles for seconds); a software WebGL renderer is not started
+ * software WebGPU adapter is timed, but not waited for beyond
+ * SOFTWARE_SHARE_MS (its first step compiles for seconds, on the CPU); a
+ * software WebGL renderer is not started
  * once WASM has a rate, as starting it alone takes seconds that cannot be cut
  * short.
  */
 export async function chooseBackend(job: MeasureJob, budgetMs = MEASURE_BUDGET_MS): Promise<SelectedBackend> {
   const started = performance.now();
-  const deadline = started + budgetMs;
+  const deadline = started + budgetMs - SETTLE_MS;
   const key = await cacheKey(job);
   const cached = await loadChoice(key);
   if (cached) {
@@ -242,7 +252,7 @@ export async function chooseBackend(job: MeasureJob, budgetMs = MEASURE_BUDGET_M
     // only when WASM failed), not a software WebGL renderer (skipped once WASM has a rate).
     const later = MEASURE_ORDER.slice(i + 1).filter((b) => b !== 'cpu' && !(b === 'webgl' && SOFTWARE_NAME.test(webglRenderer() ?? ''))).length;
     const left = Math.max(0, deadline - performance.now());
-    const share = Math.max(MIN_SLICE_MS, left / (later + 1));
+    const share = Math.min(active.software && best ? SOFTWARE_SHARE_MS : Infinity, Math.max(MIN_SLICE_MS, left / (later + 1)));
     try {
       const measured = await measureActiveBackend(job, { deadline: performance.now() + share, beatRate: best?.rate });
       const ms = performance.now() - backendStart;
