@@ -35,7 +35,9 @@ export function tunedSgdStep(model: tf.LayersModel, x: tf.Tensor, y: tf.Tensor, 
         }
       });
       const scale = learningRate / batch;
-      weights.forEach((w, i) => w.write(tf.sub(w.read(), tf.mul(grads[i]!, scale))));
+      weights.forEach((w, i) => {
+        w.write(tf.sub(w.read(), tf.mul(grads[i]!, scale)));
+      });
       return tf.sum(rec.losses) as tf.Scalar;
     });
   } finally {
