@@ -34,6 +34,8 @@ coordinator and opens /bench/client/index.html once per backend.
   --batch-size N         (default 32)
   --learning-rate X      (default 0.1)
   --timeout S            seconds allowed per backend (default 600)
+  --static-dir DIR       serve this build instead of dist/ (e.g. a copy of an
+                         earlier build, to compare two builds in one run)
   --json FILE            also write the raw results as JSON
   --help                 show this text
 `;
@@ -49,6 +51,7 @@ interface Options {
   readonly learningRate: number;
   readonly timeoutMs: number;
   readonly json?: string;
+  readonly staticDir: string;
 }
 
 function positive(text: string | undefined, flag: string, fallback: number, integer = true): number {
@@ -69,6 +72,7 @@ function parseOptions(argv: readonly string[]): Options | 'help' {
       'learning-rate': { type: 'string' },
       timeout: { type: 'string' },
       json: { type: 'string' },
+      'static-dir': { type: 'string' },
       'page-weight': { type: 'boolean' },
       help: { type: 'boolean' },
     },
@@ -92,6 +96,7 @@ function parseOptions(argv: readonly string[]): Options | 'help' {
     learningRate: positive(values['learning-rate'], 'learning-rate', 0.1, false),
     timeoutMs: 1000 * positive(values.timeout, 'timeout', 600, false),
     json: values.json,
+    staticDir: values['static-dir'] ?? 'dist',
   };
 }
 
@@ -214,7 +219,7 @@ async function main(): Promise<number> {
   }
 
   const dataDir = await mkdtemp(path.join(tmpdir(), 'fl-bench-client-'));
-  const config = parseConfig(['--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, '--min-clients', '1', '--quiet']) as CoordinatorConfig;
+  const config = parseConfig(['--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, '--static-dir', options.staticDir, '--min-clients', '1', '--quiet']) as CoordinatorConfig;
   const coordinator = await startCoordinator(config);
   const browser = await chromium.launch({ executablePath: findChromium(), args: CHROMIUM_ARGS, headless: true });
   const outcomes: Outcome[] = [];
@@ -238,7 +243,7 @@ async function main(): Promise<number> {
     return 0;
   }
   try {
-    console.error(`Chromium ${browser.version()}, coordinator at ${coordinator.url}, model ${options.model}, ${options.reps} reps, batch ${options.batchSize}`);
+    console.error(`Chromium ${browser.version()}, coordinator at ${coordinator.url} serving ${options.staticDir}, model ${options.model}, ${options.reps} reps, batch ${options.batchSize}`);
     for (const backend of options.backends) {
       console.error(`${backend}:`);
       const started = Date.now();

@@ -132,7 +132,9 @@ async function run(request: BenchRequest): Promise<BenchResult> {
   } catch (error) {
     return { status: 'unavailable', backend: request.backend, reason: error instanceof Error ? error.message : String(error) };
   }
-  const choice = selected.measurements.map((m) => `${m.backend}: ${m.examplesPerSecond === undefined ? m.note : Math.round(m.examplesPerSecond)}`).join('; ');
+  const choice = selected.measurements
+    .map((m) => `${m.backend}: ${m.examplesPerSecond === undefined ? m.note : Math.round(m.examplesPerSecond)}${m.ms === undefined ? '' : ` [${(m.ms / 1000).toFixed(2)} s]`}`)
+    .join('; ');
   progress(`backend ${selected.backend} (${selected.adapter ?? 'no adapter info'}${selected.threads ? `, ${selected.threads} threads` : ''})${request.backend === 'auto' ? ` chosen in ${Math.round(selected.chooseMs)} ms: ${choice}` : ''}`);
 
   const data = await loadData(task, request.examples);

@@ -118,11 +118,18 @@ export function roundedGaussianNoise(length: number, plan: GridNoisePlan, sample
   const out = new Float32Array(length);
   if (plan.integerStd === 0) return out;
   // σ_int·N(0,1) in bulk (float64), then round and clamp: the same values roundedGaussian draws one at a time.
-  const normal = new Float64Array(length);
-  sampler.fill(normal, plan.integerStd);
-  for (let i = 0; i < length; i++) out[i] = clampNoise(Math.round(normal[i]!), plan);
+  // Drawn in cache-sized chunks of one stream (the same values as one draw of `length`), not a 13 MB float64 array.
+  const normal = new Float64Array(Math.min(length, NOISE_CHUNK));
+  for (let start = 0; start < length; start += NOISE_CHUNK) {
+    const chunk = length - start >= normal.length ? normal : normal.subarray(0, length - start);
+    sampler.fill(chunk, plan.integerStd);
+    for (let i = 0; i < chunk.length; i++) out[start + i] = clampNoise(Math.round(chunk[i]!), plan);
+  }
   return out;
 }
+
+/** Normals per chunk of roundedGaussianNoise: 64 KiB of float64, which stays in cache. */
+const NOISE_CHUNK = 8192;
 
 /**
  * Noises `values` in place on the plan's grid, in float64 (client-level noise

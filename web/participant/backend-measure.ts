@@ -14,6 +14,8 @@ import type { ModelSpec } from '../../core/protocol/messages.ts';
  * GPU backends queue work asynchronously, so steps are timed in doubling
  * groups (1, 2, 4, … steps) each ended by reading the last trained weight,
  * which waits for everything queued; the rate is that of the last group.
+ * Groups stop as soon as one lasts ENOUGH_GROUP_MS, another would overrun
+ * the deadline, or the rate is clearly below the one to beat.
  */
 
 export interface MeasureJob {
@@ -24,8 +26,8 @@ export interface MeasureJob {
 }
 
 export interface MeasureLimits {
-  /** Stop after this long (the warm-up step included), ms. */
-  readonly budgetMs: number;
+  /** Stop by this time (performance.now() clock, ms), the warm-up step included where possible. */
+  readonly deadline: number;
   /** Stop as soon as the rate is clearly below this (examples/s): another backend is far ahead. */
   readonly beatRate?: number;
 }
@@ -44,11 +46,16 @@ export interface Measured {
 
 /** "Clearly ahead": a backend whose measured rate is below this fraction of the best one stops being measured. */
 export const CLEARLY_BEHIND = 0.5;
+/** A group of steps this long times the rate well enough to rank backends; longer groups only spend the budget. */
+export const ENOUGH_GROUP_MS = 80;
+/** At most this many timed steps, however short they are. */
+const MAX_STEPS = 32;
 
 const now = () => performance.now();
 
 export async function measureActiveBackend(job: MeasureJob, limits: MeasureLimits): Promise<Measured> {
   const started = now();
+  const { deadline } = limits;
   const { model: spec, batchSize } = job;
   const model = buildModel(spec, 1);
   const x = tf.randomUniform([batchSize, ...spec.inputShape], 0, 1, 'float32');
@@ -82,7 +89,7 @@ export async function measureActiveBackend(job: MeasureJob, limits: MeasureLimit
     const pending = sync();
     if (limits.beatRate !== undefined) {
       // A software GPU can take many seconds to compile its first step; with a rate to beat, do not wait for it.
-      const timeLeft = Math.max(0, limits.budgetMs - (now() - started));
+      const timeLeft = Math.max(0, deadline - now());
       const timedOut = await Promise.race([pending.then(() => false), new Promise<boolean>((resolve) => setTimeout(() => resolve(true), timeLeft))]);
       if (timedOut) {
         const ms = now() - started;
@@ -105,13 +112,12 @@ export async function measureActiveBackend(job: MeasureJob, limits: MeasureLimit
       const ms = now() - groupStart;
       steps += group;
       rate = (group * batchSize * 1000) / ms;
-      const elapsed = now() - started;
       if (limits.beatRate !== undefined && rate < CLEARLY_BEHIND * limits.beatRate) {
         behind = true;
         break;
       }
-      // Another group twice as long must fit in what is left, and one group of a few steps is enough to rank.
-      if (elapsed + 2 * ms > limits.budgetMs || steps >= 64) break;
+      // Another group twice as long must fit before the deadline; one long enough group is enough to rank.
+      if (ms >= ENOUGH_GROUP_MS || now() + 2 * ms > deadline || steps + 2 * group > MAX_STEPS) break;
     }
     return { examplesPerSecond: rate, steps, warmupMs, ms: now() - started, behind, unfinished: false };
   } finally {

@@ -36,9 +36,23 @@ export interface SelectedBackend {
   readonly chooseMs: number;
 }
 
-/** Total time for measuring, ms (about: each tried backend gets at least MIN_SLICE_MS). */
+/**
+ * Total time for the choice, ms: one deadline for the cache lookup, every
+ * backend's start and its timing. Only what cannot be cut short can pass it:
+ * starting a backend, and the first backend's warm-up step.
+ */
 export const MEASURE_BUDGET_MS = 2000;
-const MIN_SLICE_MS = 300;
+/** A backend is not started with less than this left before the deadline (a first GPU step alone needs more). */
+const MIN_SLICE_MS = 250;
+/**
+ * The most a software (fallback) adapter is waited for once another backend
+ * has a rate. It compiles its shaders and runs them on the same CPU cores as
+ * WASM, one to two orders slower (460 against 5,700 examples/s here): if its
+ * first step is not done by then, it cannot be ahead.
+ */
+const SOFTWARE_SHARE_MS = 400;
+/** Kept back from the budget for what follows the timing: switching to the chosen backend and saving the choice. */
+const SETTLE_MS = 150;
 /** Measurement order: WASM first, as the one that works nearly everywhere gives the others a rate to beat. */
 const MEASURE_ORDER: readonly BackendName[] = ['wasm', 'webgpu', 'webgl', 'cpu'];
 
@@ -62,8 +76,16 @@ interface Adapter {
   readonly software: boolean;
 }
 
+let adapterLookup: Promise<Adapter | { missing: string }> | undefined;
+
+/** The WebGPU adapter, or why there is none; asked for once per worker (the cache key and the measurement both need it). */
+function webgpuAdapter(): Promise<Adapter | { missing: string }> {
+  adapterLookup ??= requestWebgpuAdapter().catch((error: unknown) => ({ missing: `requestAdapter failed: ${error instanceof Error ? error.message : String(error)}` }));
+  return adapterLookup;
+}
+
 /** The WebGPU adapter, or why there is none. Fallback adapters say so (`isFallbackAdapter`, on the info or, before Chrome 131, on the adapter). */
-async function webgpuAdapter(): Promise<Adapter | { missing: string }> {
+async function requestWebgpuAdapter(): Promise<Adapter | { missing: string }> {
   const gpu = (navigator as Navigator & { gpu?: GpuLike }).gpu;
   if (!gpu) return { missing: 'navigator.gpu is absent (WebGPU needs a secure context: https or localhost)' };
   const adapter = await gpu.requestAdapter();
@@ -74,7 +96,15 @@ async function webgpuAdapter(): Promise<Adapter | { missing: string }> {
   return { description, software: info.isFallbackAdapter === true || adapter.isFallbackAdapter === true || SOFTWARE_NAME.test(description) };
 }
 
+let rendererLookup: { readonly renderer: string | undefined } | undefined;
+
+/** The WebGL renderer's name, read once per worker: each lookup creates a WebGL context, slow on a software renderer. */
 function webglRenderer(): string | undefined {
+  rendererLookup ??= { renderer: readWebglRenderer() };
+  return rendererLookup.renderer;
+}
+
+function readWebglRenderer(): string | undefined {
   try {
     const gl = new OffscreenCanvas(1, 1).getContext('webgl2') as WebGL2RenderingContext | null;
     if (!gl) return undefined;
@@ -156,7 +186,7 @@ export async function selectBackend(forced: BackendName): Promise<SelectedBacken
 
 /** What the cached choice depends on: a change in any part measures again. */
 async function cacheKey(job: MeasureJob): Promise<string> {
-  const gpu = await webgpuAdapter().catch(() => undefined);
+  const gpu = await webgpuAdapter();
   return choiceKey({
     userAgent: navigator.userAgent,
     cores: navigator.hardwareConcurrency || 1,
@@ -169,17 +199,22 @@ async function cacheKey(job: MeasureJob): Promise<string> {
 
 /**
  * The fastest backend for `job` on this device: a cached measurement when
- * nothing it depends on has changed, otherwise a fresh one. Each backend
- * that initialises trains the task's model for a slice of the ~2 s budget;
- * one clearly behind the best so far (below half its rate) stops at once.
- * The CPU backend is measured only when WASM does not work: it runs the same
- * kernels in plain JavaScript and is always slower. A software WebGPU adapter
- * is timed, but not waited for beyond its slice (its first step compiles for
- * seconds); a software WebGL renderer is not started once WASM has a rate,
- * as starting it alone takes seconds that cannot be cut short.
+ * nothing it depends on has changed, otherwise a fresh one within one
+ * deadline, `budgetMs` after the call. WASM goes first (it works nearly
+ * everywhere, so the others get a rate to beat); each later backend gets an
+ * equal share of what is left and stops as soon as it is clearly behind
+ * (below half the best rate); a backend is not started once less than
+ * MIN_SLICE_MS is left. The CPU backend is measured only when WASM does not
+ * work: it runs the same kernels in plain JavaScript and is always slower. A
+ * software WebGPU adapter is timed, but not waited for beyond
+ * SOFTWARE_SHARE_MS (its first step compiles for seconds, on the CPU); a
+ * software WebGL renderer is not started
+ * once WASM has a rate, as starting it alone takes seconds that cannot be cut
+ * short.
  */
 export async function chooseBackend(job: MeasureJob, budgetMs = MEASURE_BUDGET_MS): Promise<SelectedBackend> {
   const started = performance.now();
+  const deadline = started + budgetMs - SETTLE_MS;
   const key = await cacheKey(job);
   const cached = await loadChoice(key);
   if (cached) {
@@ -197,8 +232,8 @@ export async function chooseBackend(job: MeasureJob, budgetMs = MEASURE_BUDGET_M
       continue;
     }
     const backendStart = performance.now();
-    if (best && performance.now() - started > budgetMs) {
-      measurements.push({ backend: name, software: false, note: 'not timed: the time budget was spent' });
+    if (best && deadline - backendStart < MIN_SLICE_MS) {
+      measurements.push({ backend: name, software: false, note: `not timed: the ${(budgetMs / 1000).toFixed(1)} s budget was spent` });
       continue;
     }
     const renderer = name === 'webgl' ? webglRenderer() : undefined;
@@ -213,10 +248,13 @@ export async function chooseBackend(job: MeasureJob, budgetMs = MEASURE_BUDGET_M
       continue;
     }
     const base = { backend: name, adapter: active.adapter, software: active.software, threads: active.threads };
-    const left = budgetMs - (performance.now() - started);
-    const slice = Math.max(MIN_SLICE_MS, left / (MEASURE_ORDER.length - 1 - i || 1));
+    // An equal share of what is left for this and each later backend that will start: not the CPU (it runs
+    // only when WASM failed), not a software WebGL renderer (skipped once WASM has a rate).
+    const later = MEASURE_ORDER.slice(i + 1).filter((b) => b !== 'cpu' && !(b === 'webgl' && SOFTWARE_NAME.test(webglRenderer() ?? ''))).length;
+    const left = Math.max(0, deadline - performance.now());
+    const share = Math.min(active.software && best ? SOFTWARE_SHARE_MS : Infinity, Math.max(MIN_SLICE_MS, left / (later + 1)));
     try {
-      const measured = await measureActiveBackend(job, { budgetMs: slice, beatRate: best?.rate });
+      const measured = await measureActiveBackend(job, { deadline: performance.now() + share, beatRate: best?.rate });
       const ms = performance.now() - backendStart;
       if (measured.unfinished) {
         measurements.push({ ...base, ms, note: `below ${Math.round(measured.examplesPerSecond).toLocaleString('en-US')} (no step finished in ${(measured.ms / 1000).toFixed(1)} s)` });
