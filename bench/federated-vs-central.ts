@@ -60,6 +60,8 @@ batch size and learning rate.
   --learning-rate X    (default 0.02)
   --central-epochs E   (default 10)
   --max-rounds R       (default 20)
+  --server-lrs LIST    FedAvg server learning rates to run each setup with
+                       (--server-learning-rate; default 1, plain FedAvg)
   --seed N             initial model, data subset and shard seed (default 1)
   --json FILE          write the raw results as JSON
   --help               show this text
@@ -75,6 +77,7 @@ interface Options {
   readonly learningRate: number;
   readonly centralEpochs: number;
   readonly maxRounds: number;
+  readonly serverLearningRates: readonly number[];
   readonly seed: number;
   readonly json?: string;
 }
@@ -93,6 +96,7 @@ interface CentralResult {
 interface FederatedResult {
   readonly participants: number;
   readonly skew: ShardSkew;
+  readonly serverLearningRate: number;
   readonly examplesPerParticipant: readonly number[];
   readonly accuracyByRound: readonly number[];
   /** Wall-clock ms from the participants' start to the end of each round (its evaluation included). */
@@ -125,6 +129,7 @@ function parseOptions(argv: readonly string[]): Options | 'help' {
         'learning-rate': { type: 'string' },
         'central-epochs': { type: 'string' },
         'max-rounds': { type: 'string' },
+        'server-lrs': { type: 'string' },
         seed: { type: 'string' },
         json: { type: 'string' },
         help: { type: 'boolean' },
@@ -154,6 +159,7 @@ function parseOptions(argv: readonly string[]): Options | 'help' {
     learningRate: numberFlag(values['learning-rate'], 'learning-rate', isPositive, 'a positive number', fail) ?? 0.02,
     centralEpochs: int(values['central-epochs'], 'central-epochs', 10),
     maxRounds: int(values['max-rounds'], 'max-rounds', 20),
+    serverLearningRates: (values['server-lrs'] ?? '1').split(',').map((s) => numberFlag(s, 'server-lrs', isPositive, 'a list of positive numbers', fail) ?? 1),
     seed: int(values.seed, 'seed', 1),
     json: values.json,
   };
@@ -209,7 +215,7 @@ async function runCentral(spec: ModelSpec, train: Dataset, test: Dataset, option
   return { accuracyByEpoch, elapsedMsByEpoch, finalAccuracy: accuracyByEpoch.at(-1)! };
 }
 
-async function runFederated(taskFile: string, train: Dataset, count: number, skew: ShardSkew, target: number, options: Options): Promise<FederatedResult> {
+async function runFederated(taskFile: string, train: Dataset, count: number, skew: ShardSkew, serverLearningRate: number, target: number, options: Options): Promise<FederatedResult> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'fl-fed-vs-central-'));
   const shards = Array.from({ length: count }, (_, k) => subset(train, shardIndices(train.labels, { index: k, count, skew, seed: options.seed })));
   let coordinator: Coordinator | undefined;
@@ -220,6 +226,7 @@ async function runFederated(taskFile: string, train: Dataset, count: number, ske
       '--rounds', String(options.maxRounds), '--target-accuracy', String(target),
       '--min-clients', String(count), '--clients-per-round', String(count), '--min-updates', String(count), '--round-timeout', '600',
       '--epochs', '1', '--batch-size', String(options.batchSize), '--learning-rate', String(options.learningRate), '--seed', String(options.seed),
+      '--server-learning-rate', String(serverLearningRate),
     ];
     const config = parseConfig(flags);
     if (config === 'help') throw new Error('unexpected --help');
@@ -238,6 +245,7 @@ async function runFederated(taskFile: string, train: Dataset, count: number, ske
     return {
       participants: count,
       skew,
+      serverLearningRate,
       examplesPerParticipant: shards.map((s) => s.count),
       accuracyByRound,
       elapsedMsByRound,
@@ -268,7 +276,8 @@ function table(central: CentralResult, federated: readonly FederatedResult[], op
     const sizes = `${Math.min(...f.examplesPerParticipant)}–${Math.max(...f.examplesPerParticipant)}`;
     const reached = f.roundsToTarget === null ? `not in ${f.roundsRun}` : String(f.roundsToTarget);
     const atTarget = f.roundsToTarget === null ? '–' : pct(f.accuracyByRound[f.roundsToTarget - 1]!);
-    lines.push(`| federated, ${f.participants} participants, ${f.skew === 'iid' ? 'IID' : 'label-skewed'} | ${sizes} | ${reached} | ${ratio} | ${seconds(f.msToTarget)} | ${atTarget} / ${pct(f.accuracyByRound.at(-1) ?? NaN)} (round ${f.roundsRun}) |`);
+    const serverLr = f.serverLearningRate === 1 ? '' : `, server lr ${f.serverLearningRate}`;
+    lines.push(`| federated, ${f.participants} participants, ${f.skew === 'iid' ? 'IID' : 'label-skewed'}${serverLr} | ${sizes} | ${reached} | ${ratio} | ${seconds(f.msToTarget)} | ${atTarget} / ${pct(f.accuracyByRound.at(-1) ?? NaN)} (round ${f.roundsRun}) |`);
   }
   return lines.join('\n');
 }
@@ -298,10 +307,12 @@ async function main(): Promise<void> {
     const federated: FederatedResult[] = [];
     for (const skew of options.skews) {
       for (const count of options.participants) {
-        console.error(`federated, ${count} participants, ${skew} ...`);
-        const result = await runFederated(taskFile, train, count, skew, target, options);
-        console.error(`  rounds to target ${result.roundsToTarget ?? `not in ${result.roundsRun}`}, ${seconds(result.msToTarget)}; accuracy by round ${result.accuracyByRound.map(pct).join(' ')}`);
-        federated.push(result);
+        for (const serverLr of options.serverLearningRates) {
+          console.error(`federated, ${count} participants, ${skew}, server learning rate ${serverLr} ...`);
+          const result = await runFederated(taskFile, train, count, skew, serverLr, target, options);
+          console.error(`  rounds to target ${result.roundsToTarget ?? `not in ${result.roundsRun}`}, ${seconds(result.msToTarget)}; accuracy by round ${result.accuracyByRound.map(pct).join(' ')}`);
+          federated.push(result);
+        }
       }
     }
     const command = [COMMAND, ...argv].join(' ');
@@ -309,7 +320,7 @@ async function main(): Promise<void> {
     const iid = federated.filter((f) => f.skew === 'iid');
     if (iid.length > 0 && central.epochsToTarget !== null) {
       const limit = EPOCH_RATIO_TARGET * central.epochsToTarget;
-      const verdicts = iid.map((f) => `${f.participants} participants: ${f.roundsToTarget ?? 'not reached'} epochs (${f.roundsToTarget !== null && f.roundsToTarget <= limit ? 'met' : 'NOT met'})`);
+      const verdicts = iid.map((f) => `${f.participants} participants${f.serverLearningRate === 1 ? '' : ` (server lr ${f.serverLearningRate})`}: ${f.roundsToTarget ?? 'not reached'} epochs (${f.roundsToTarget !== null && f.roundsToTarget <= limit ? 'met' : 'NOT met'})`);
       console.log(`Target: IID within ${EPOCH_RATIO_TARGET}x the centralised ${central.epochsToTarget} epochs (<= ${limit}): ${verdicts.join('; ')}`);
     }
     console.log(`Model ${options.model}, batch ${options.batchSize}, learning rate ${options.learningRate}, backend ${backend}, ${options.train} train / ${options.test} test examples.`);
