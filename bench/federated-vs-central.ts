@@ -113,10 +113,9 @@ function fail(message: string): never {
   process.exit(2);
 }
 
-function parseOptions(argv: readonly string[]): Options | 'help' {
-  let values;
+function optionValues(argv: readonly string[]) {
   try {
-    ({ values } = parseArgs({
+    return parseArgs({
       args: [...argv],
       strict: true,
       options: {
@@ -134,12 +133,17 @@ function parseOptions(argv: readonly string[]): Options | 'help' {
         json: { type: 'string' },
         help: { type: 'boolean' },
       },
-    }));
+    }).values;
   } catch (error) {
-    fail((error as Error).message);
+    return fail((error as Error).message);
   }
+}
+
+function parseOptions(argv: readonly string[]): Options | 'help' {
+  const values = optionValues(argv);
   if (values.help) return 'help';
-  const int = (text: string | undefined, flag: string, fallback: number) => numberFlag(text, flag, isPositiveInt, 'a positive integer', fail) ?? fallback;
+  const int = (text: string | undefined, flag: string, fallback: number) =>
+    numberFlag(text, flag, isPositiveInt, 'a positive integer', fail) ?? fallback;
   const model = values.model ?? 'mlp';
   if (model !== 'mlp' && model !== '2nn' && model !== 'cnn') fail(`--model must be mlp, 2nn or cnn, got ${model}`);
   const train = int(values.train, 'train', 10_000);
@@ -159,7 +163,9 @@ function parseOptions(argv: readonly string[]): Options | 'help' {
     learningRate: numberFlag(values['learning-rate'], 'learning-rate', isPositive, 'a positive number', fail) ?? 0.02,
     centralEpochs: int(values['central-epochs'], 'central-epochs', 10),
     maxRounds: int(values['max-rounds'], 'max-rounds', 20),
-    serverLearningRates: (values['server-lrs'] ?? '1').split(',').map((s) => numberFlag(s, 'server-lrs', isPositive, 'a list of positive numbers', fail) ?? 1),
+    serverLearningRates: (values['server-lrs'] ?? '1')
+      .split(',')
+      .map((s) => numberFlag(s, 'server-lrs', isPositive, 'a list of positive numbers', fail) ?? 1),
     seed: int(values.seed, 'seed', 1),
     json: values.json,
   };
@@ -167,8 +173,18 @@ function parseOptions(argv: readonly string[]): Options | 'help' {
 
 /** Writes the seeded train and test subsets as gzipped IDX pairs and a task file pointing at them. */
 async function writeTask(dir: string, options: Options): Promise<string> {
-  await splitIdxPair(path.join(FASHION, 'train-images-idx3-ubyte.gz'), path.join(FASHION, 'train-labels-idx1-ubyte.gz'), [{ count: options.train, prefix: path.join(dir, 'train') }], options.seed);
-  await splitIdxPair(path.join(FASHION, 't10k-images-idx3-ubyte.gz'), path.join(FASHION, 't10k-labels-idx1-ubyte.gz'), [{ count: options.test, prefix: path.join(dir, 'test') }], options.seed);
+  await splitIdxPair(
+    path.join(FASHION, 'train-images-idx3-ubyte.gz'),
+    path.join(FASHION, 'train-labels-idx1-ubyte.gz'),
+    [{ count: options.train, prefix: path.join(dir, 'train') }],
+    options.seed,
+  );
+  await splitIdxPair(
+    path.join(FASHION, 't10k-images-idx3-ubyte.gz'),
+    path.join(FASHION, 't10k-labels-idx1-ubyte.gz'),
+    [{ count: options.test, prefix: path.join(dir, 'test') }],
+    options.seed,
+  );
   const task = {
     name: 'fashion-bench',
     model: options.model,
@@ -185,7 +201,12 @@ async function writeTask(dir: string, options: Options): Promise<string> {
 }
 
 /** Centralised: the participants' LocalTrainer on all the data, one epoch at a time, evaluated after each. */
-async function runCentral(spec: ModelSpec, train: Dataset, test: Dataset, options: Options): Promise<Omit<CentralResult, 'target' | 'epochsToTarget' | 'msToTarget'>> {
+async function runCentral(
+  spec: ModelSpec,
+  train: Dataset,
+  test: Dataset,
+  options: Options,
+): Promise<Omit<CentralResult, 'target' | 'epochsToTarget' | 'msToTarget'>> {
   const initial = buildModel(spec, options.seed);
   let weights: Float32Array;
   try {
@@ -206,7 +227,9 @@ async function runCentral(spec: ModelSpec, train: Dataset, test: Dataset, option
       const { accuracy } = await evaluator.evaluate(weights);
       accuracyByEpoch.push(accuracy);
       elapsedMsByEpoch.push(performance.now() - started);
-      console.error(`  central epoch ${epoch}: accuracy ${(accuracy * 100).toFixed(2)}%, ${((performance.now() - started) / 1000).toFixed(1)} s`);
+      console.error(
+        `  central epoch ${epoch}: accuracy ${(accuracy * 100).toFixed(2)}%, ${((performance.now() - started) / 1000).toFixed(1)} s`,
+      );
     }
   } finally {
     trainer.dispose();
@@ -215,18 +238,54 @@ async function runCentral(spec: ModelSpec, train: Dataset, test: Dataset, option
   return { accuracyByEpoch, elapsedMsByEpoch, finalAccuracy: accuracyByEpoch.at(-1)! };
 }
 
-async function runFederated(taskFile: string, train: Dataset, count: number, skew: ShardSkew, serverLearningRate: number, target: number, options: Options): Promise<FederatedResult> {
+async function runFederated(
+  taskFile: string,
+  train: Dataset,
+  count: number,
+  skew: ShardSkew,
+  serverLearningRate: number,
+  target: number,
+  options: Options,
+): Promise<FederatedResult> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'fl-fed-vs-central-'));
-  const shards = Array.from({ length: count }, (_, k) => subset(train, shardIndices(train.labels, { index: k, count, skew, seed: options.seed })));
+  const shards = Array.from({ length: count }, (_, k) =>
+    subset(train, shardIndices(train.labels, { index: k, count, skew, seed: options.seed })),
+  );
   let coordinator: Coordinator | undefined;
   let participants: NodeParticipant[] = [];
   try {
     const flags = [
-      '--task', taskFile, '--port', '0', '--host', '127.0.0.1', '--quiet', '--data-dir', dataDir,
-      '--rounds', String(options.maxRounds), '--target-accuracy', String(target),
-      '--min-clients', String(count), '--clients-per-round', String(count), '--min-updates', String(count), '--round-timeout', '600',
-      '--epochs', '1', '--batch-size', String(options.batchSize), '--learning-rate', String(options.learningRate), '--seed', String(options.seed),
-      '--server-learning-rate', String(serverLearningRate),
+      '--task',
+      taskFile,
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--quiet',
+      '--data-dir',
+      dataDir,
+      '--rounds',
+      String(options.maxRounds),
+      '--target-accuracy',
+      String(target),
+      '--min-clients',
+      String(count),
+      '--clients-per-round',
+      String(count),
+      '--min-updates',
+      String(count),
+      '--round-timeout',
+      '600',
+      '--epochs',
+      '1',
+      '--batch-size',
+      String(options.batchSize),
+      '--learning-rate',
+      String(options.learningRate),
+      '--seed',
+      String(options.seed),
+      '--server-learning-rate',
+      String(serverLearningRate),
     ];
     const config = parseConfig(flags);
     if (config === 'help') throw new Error('unexpected --help');
@@ -237,8 +296,11 @@ async function runFederated(taskFile: string, train: Dataset, count: number, ske
     participants = await startNodeParticipants(coordinator.url, shards, coordinator.task, count);
     const final = await coordinator.done;
     const wallMs = performance.now() - started;
-    const rounds = final.history.filter((r): r is RoundRecord & { metrics: NonNullable<RoundRecord['metrics']> } => r.outcome === 'aggregated' && r.metrics !== undefined);
-    if (rounds.length !== final.history.length) throw new Error(`a round did not aggregate: ${JSON.stringify(final.history.map((r) => [r.round, r.outcome, r.reason]))}`);
+    const rounds = final.history.filter(
+      (r): r is RoundRecord & { metrics: NonNullable<RoundRecord['metrics']> } => r.outcome === 'aggregated' && r.metrics !== undefined,
+    );
+    if (rounds.length !== final.history.length)
+      throw new Error(`a round did not aggregate: ${JSON.stringify(final.history.map((r) => [r.round, r.outcome, r.reason]))}`);
     const accuracyByRound = rounds.map((r) => r.metrics.accuracy);
     const elapsedMsByRound = rounds.map((r) => r.startedAt + r.durationMs - startedWall);
     const hit = accuracyByRound.findIndex((a) => a >= target);
@@ -272,12 +334,15 @@ function table(central: CentralResult, federated: readonly FederatedResult[], op
     `| centralised (pooled) | ${options.train} | ${central.epochsToTarget ?? `not in ${options.centralEpochs}`} | 1.00x | ${seconds(central.msToTarget)} | ${central.epochsToTarget === null ? '–' : pct(central.accuracyByEpoch[central.epochsToTarget - 1]!)} / ${pct(central.finalAccuracy)} (epoch ${options.centralEpochs}) |`,
   ];
   for (const f of federated) {
-    const ratio = f.roundsToTarget === null || central.epochsToTarget === null ? '–' : `${(f.roundsToTarget / central.epochsToTarget).toFixed(2)}x`;
+    const ratio =
+      f.roundsToTarget === null || central.epochsToTarget === null ? '–' : `${(f.roundsToTarget / central.epochsToTarget).toFixed(2)}x`;
     const sizes = `${Math.min(...f.examplesPerParticipant)}–${Math.max(...f.examplesPerParticipant)}`;
     const reached = f.roundsToTarget === null ? `not in ${f.roundsRun}` : String(f.roundsToTarget);
     const atTarget = f.roundsToTarget === null ? '–' : pct(f.accuracyByRound[f.roundsToTarget - 1]!);
     const serverLr = f.serverLearningRate === 1 ? '' : `, server lr ${f.serverLearningRate}`;
-    lines.push(`| federated, ${f.participants} participants, ${f.skew === 'iid' ? 'IID' : 'label-skewed'}${serverLr} | ${sizes} | ${reached} | ${ratio} | ${seconds(f.msToTarget)} | ${atTarget} / ${pct(f.accuracyByRound.at(-1) ?? NaN)} (round ${f.roundsRun}) |`);
+    lines.push(
+      `| federated, ${f.participants} participants, ${f.skew === 'iid' ? 'IID' : 'label-skewed'}${serverLr} | ${sizes} | ${reached} | ${ratio} | ${seconds(f.msToTarget)} | ${atTarget} / ${pct(f.accuracyByRound.at(-1) ?? NaN)} (round ${f.roundsRun}) |`,
+    );
   }
   return lines.join('\n');
 }
@@ -294,23 +359,42 @@ async function main(): Promise<void> {
   const startedAll = performance.now();
   try {
     const taskFile = await writeTask(dir, options);
-    const train = await readIdxPair(path.join(dir, 'train-images-idx3-ubyte.gz'), path.join(dir, 'train-labels-idx1-ubyte.gz'), INPUT, CLASSES);
-    const test = await readIdxPair(path.join(dir, 'test-images-idx3-ubyte.gz'), path.join(dir, 'test-labels-idx1-ubyte.gz'), INPUT, CLASSES);
+    const train = await readIdxPair(
+      path.join(dir, 'train-images-idx3-ubyte.gz'),
+      path.join(dir, 'train-labels-idx1-ubyte.gz'),
+      INPUT,
+      CLASSES,
+    );
+    const test = await readIdxPair(
+      path.join(dir, 'test-images-idx3-ubyte.gz'),
+      path.join(dir, 'test-labels-idx1-ubyte.gz'),
+      INPUT,
+      CLASSES,
+    );
     // The same model spec the coordinator derives from the task file (load-task.ts builtinModel).
     const spec: ModelSpec = { architecture: options.model, inputShape: [28 * 28], numClasses: CLASSES.length, imageShape: INPUT.shape };
     console.error(`backend ${backend}; centralised, ${options.centralEpochs} epochs on ${train.count} examples ...`);
     const centralRun = await runCentral(spec, train, test, options);
     const target = TARGET_FRACTION * centralRun.finalAccuracy;
     const hit = centralRun.accuracyByEpoch.findIndex((a) => a >= target);
-    const central: CentralResult = { ...centralRun, target, epochsToTarget: hit < 0 ? null : hit + 1, msToTarget: hit < 0 ? null : centralRun.elapsedMsByEpoch[hit]! };
-    console.error(`  target ${pct(target)} (${TARGET_FRACTION} x ${pct(central.finalAccuracy)}), reached at epoch ${central.epochsToTarget}`);
+    const central: CentralResult = {
+      ...centralRun,
+      target,
+      epochsToTarget: hit < 0 ? null : hit + 1,
+      msToTarget: hit < 0 ? null : centralRun.elapsedMsByEpoch[hit]!,
+    };
+    console.error(
+      `  target ${pct(target)} (${TARGET_FRACTION} x ${pct(central.finalAccuracy)}), reached at epoch ${central.epochsToTarget}`,
+    );
     const federated: FederatedResult[] = [];
     for (const skew of options.skews) {
       for (const count of options.participants) {
         for (const serverLr of options.serverLearningRates) {
           console.error(`federated, ${count} participants, ${skew}, server learning rate ${serverLr} ...`);
           const result = await runFederated(taskFile, train, count, skew, serverLr, target, options);
-          console.error(`  rounds to target ${result.roundsToTarget ?? `not in ${result.roundsRun}`}, ${seconds(result.msToTarget)}; accuracy by round ${result.accuracyByRound.map(pct).join(' ')}`);
+          console.error(
+            `  rounds to target ${result.roundsToTarget ?? `not in ${result.roundsRun}`}, ${seconds(result.msToTarget)}; accuracy by round ${result.accuracyByRound.map(pct).join(' ')}`,
+          );
           federated.push(result);
         }
       }
@@ -320,14 +404,24 @@ async function main(): Promise<void> {
     const iid = federated.filter((f) => f.skew === 'iid');
     if (iid.length > 0 && central.epochsToTarget !== null) {
       const limit = EPOCH_RATIO_TARGET * central.epochsToTarget;
-      const verdicts = iid.map((f) => `${f.participants} participants${f.serverLearningRate === 1 ? '' : ` (server lr ${f.serverLearningRate})`}: ${f.roundsToTarget ?? 'not reached'} epochs (${f.roundsToTarget !== null && f.roundsToTarget <= limit ? 'met' : 'NOT met'})`);
-      console.log(`Target: IID within ${EPOCH_RATIO_TARGET}x the centralised ${central.epochsToTarget} epochs (<= ${limit}): ${verdicts.join('; ')}`);
+      const verdicts = iid.map(
+        (f) =>
+          `${f.participants} participants${f.serverLearningRate === 1 ? '' : ` (server lr ${f.serverLearningRate})`}: ${f.roundsToTarget === null ? 'not reached' : `${f.roundsToTarget} epochs`} (${f.roundsToTarget !== null && f.roundsToTarget <= limit ? 'met' : 'NOT met'})`,
+      );
+      console.log(
+        `Target: IID within ${EPOCH_RATIO_TARGET}x the centralised ${central.epochsToTarget} epochs (<= ${limit}): ${verdicts.join('; ')}`,
+      );
     }
-    console.log(`Model ${options.model}, batch ${options.batchSize}, learning rate ${options.learningRate}, backend ${backend}, ${options.train} train / ${options.test} test examples.`);
+    console.log(
+      `Model ${options.model}, batch ${options.batchSize}, learning rate ${options.learningRate}, backend ${backend}, ${options.train} train / ${options.test} test examples.`,
+    );
     console.log(`Command: ${command}`);
     console.log(`Total wall time: ${((performance.now() - startedAll) / 1000).toFixed(0)} s`);
     if (options.json) {
-      await writeFile(options.json, JSON.stringify({ command, backend, options, central, federated, date: new Date().toISOString() }, null, 2) + '\n');
+      await writeFile(
+        options.json,
+        `${JSON.stringify({ command, backend, options, central, federated, date: new Date().toISOString() }, null, 2)}\n`,
+      );
       console.log(`Raw results: ${options.json}`);
     }
   } finally {

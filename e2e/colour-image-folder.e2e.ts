@@ -24,7 +24,7 @@ test('a colour image task trains from the folder picker', async ({ browser }) =>
   try {
     writeShapeImages(path.join(files, 'task', 'test'), { perShape: 60, seed: 1 });
     const folders = [path.join(files, 'site-a'), path.join(files, 'site-b')];
-    folders.forEach((folder, k) => writeShapeImages(folder, { perShape: PER_SHAPE_PER_TAB, seed: 100 + k }));
+    for (const [k, folder] of folders.entries()) writeShapeImages(folder, { perShape: PER_SHAPE_PER_TAB, seed: 100 + k });
     const taskFile = path.join(files, 'task', 'task.json');
     writeFileSync(
       taskFile,
@@ -38,7 +38,19 @@ test('a colour image task trains from the folder picker', async ({ browser }) =>
       }),
     );
     coordinator = await startCoordinatorProcess([
-      '--task', taskFile, '--min-clients', '2', '--clients-per-round', '2', '--min-updates', '2', '--rounds', String(ROUNDS), '--round-timeout', '120', '--quiet',
+      '--task',
+      taskFile,
+      '--min-clients',
+      '2',
+      '--clients-per-round',
+      '2',
+      '--min-updates',
+      '2',
+      '--rounds',
+      String(ROUNDS),
+      '--round-timeout',
+      '120',
+      '--quiet',
     ]);
 
     for (const folder of folders) {
