@@ -8,26 +8,26 @@ import type { ControlAccepted, FederationControl, FederationStatus, RoundRecord,
 import { bestRound, roundsWithoutImprovement } from './best-round.ts';
 import { closeIntoCandidate, endAfterRound, type ClosingHost, type RoundCandidate } from './closing.ts';
 import type { CollectionHost, SecAggInput } from './collection.ts';
-import { saveWithRetry, storageFailureText, type SaveOutcome } from './durable-commit.ts';
+import { storageFailureText, type SaveOutcome } from './durable-commit.ts';
+import { RoundDeadline } from './deadline.ts';
 import { EngineEvents, type EngineEvent } from './engine-events.ts';
-import { checkTransition, controlOf, isPaused, openRoundOf, phaseOf, withPause, type AfterRound, type EngineState, type UnsavedState } from './engine-state.ts';
+import { checkTransition, controlOf, isPaused, openRoundOf, withPause, type AfterRound, type EngineState, type UnsavedState } from './engine-state.ts';
 import { makeModel, type GlobalModel, type RoundEngineOptions } from './engine-types.ts';
 import { settle, type OpenRound, type RoundBasis } from './open-round.ts';
+import { Intake } from './intake.ts';
 import { Participants } from './participants.ts';
 import { plainCollection } from './plain-collection.ts';
 import { secureCollection } from './secure-collection.ts';
 import type { SecAggStep } from './secure-round.ts';
 import { hasOwnSelection, weightedSample } from './selection.ts';
+import { RoundSaving } from './round-saving.ts';
 import { settingsProblem, withChange } from './settings-change.ts';
-import { dashboardView } from './status-view.ts';
+import { dashboardView, federationStatus } from './status-view.ts';
 
 export type { GlobalModel, ModelEvaluator, ResumePoint, RoundCompletedListener, RoundEngineOptions, RoundTransport, SecAggObserver } from './engine-types.ts';
 export { weightsHash } from './engine-types.ts';
 export { MAX_DEPARTED_PARTICIPANTS } from './participants.ts';
 export { STATUS_PARTICIPANTS_LISTED, STATUS_TIMELINE_ROUNDS } from './status-view.ts';
-
-/** The adaptive deadline never drops below this, however fast participants were. */
-const MIN_ADAPTIVE_DEADLINE_MS = 5000;
 
 /**
  * The round state machine. It knows nothing of sockets or wall time: the
@@ -49,17 +49,17 @@ export class RoundEngine {
   private model: GlobalModel;
   private lastRound = 0;
   private readonly history: RoundRecord[] = [];
-  private readonly rejections: Record<string, number> = {};
   /** Settings as they now are: the operator may change some between rounds. */
   private settings: RoundSettings;
   private readonly startedAt: number;
-  /** Latencies of recent updates, for the adaptive deadline. */
-  private readonly recentLatencies: number[] = [];
+  private readonly deadline = new RoundDeadline();
   /** The last storage failure, shown in the status (a round save, or the final report). */
   private storageFailure: StorageFailure | undefined;
   /** Privacy as of the last saved round: the accountant is charged before the save, but shown only after it. */
   private shownPrivacy: PrivacyReport | undefined;
   private readonly events: EngineEvents;
+  private readonly intake: Intake;
+  private readonly saving: RoundSaving;
   private resolveDone!: (status: FederationStatus) => void;
   /** Resolves when the federation finishes (round limit or target accuracy). */
   readonly done: Promise<FederationStatus>;
@@ -80,6 +80,16 @@ export class RoundEngine {
       onForgotten: options.onParticipantForgotten,
     });
     this.events = new EngineEvents(options.clock, (event) => this.onEvent(event));
+    this.intake = new Intake({
+      clock: options.clock,
+      participants: this.participants,
+      state: () => this.state,
+      inOpenRound: (id) => this.inOpenRound(id),
+      forgetDeparted: () => this.forgetDeparted(),
+      statusChanged: () => options.transport.statusChanged(),
+      startSoon: () => this.events.push({ kind: 'maybe-start' }),
+    });
+    this.saving = new RoundSaving(options, (work) => this.events.track(work));
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
   }
 
@@ -261,118 +271,37 @@ export class RoundEngine {
 
   /** A participant joined or rejoined. Returns its id (the old one when it is known). */
   join(info: ClientInfo, requestedId?: string, credential?: string): string {
-    this.forgetDeparted();
-    const record = this.participants.join(info, requestedId, credential, (id) => this.inOpenRound(id));
-    this.options.transport.statusChanged();
-    // Deferred: the participant must get its join answer before any round:start.
-    this.events.push({ kind: 'maybe-start' });
-    return record.id;
+    return this.intake.join(info, requestedId, credential);
   }
 
   /** A participant's connection closed. If it was selected and had not answered, it drops out of the round. */
   leave(participantId: string): void {
-    const record = this.participants.get(participantId);
-    if (!record) return;
-    this.participants.left(record, this.options.clock.now());
-    this.forgetDeparted();
-    const open = openRoundOf(this.state);
-    if (open?.selected.has(participantId)) {
-      const waiting = !open.settlements.has(participantId);
-      if (waiting) {
-        record.state = 'dropped';
-        this.settleIn(open, participantId, 'dropped', 'disconnected');
-      }
-      open.collection.left(participantId, waiting);
-    }
-    this.options.transport.statusChanged();
+    this.intake.leave(participantId);
   }
 
   /** A secure aggregation message from a selected participant. Never throws: a refused message excludes its sender. */
-  async submitSecAgg(participantId: string, step: SecAggStep, message: SecAggInput): Promise<Ack<SecAggAccepted>> {
-    const record = this.participants.get(participantId);
-    if (!record) return this.rejected(ackError(ErrorCode.NotJoined, 'join before sending secure aggregation messages'));
-    const state = this.state;
-    if (state.kind === 'done') return this.rejected(ackError(ErrorCode.FederationDone, `the federation has finished: ${state.reason}`));
-    if (state.kind !== 'collecting' || state.round.round !== message.round) {
-      return this.rejected(ackError(ErrorCode.WrongRound, `secure aggregation message for round ${message.round} refused: no such round is open`));
-    }
-    const result = await state.round.collection.submitSecAgg(record, step, message);
-    if (!result.ok) {
-      this.rejected(result);
-      this.options.transport.statusChanged();
-    }
-    return result;
+  submitSecAgg(participantId: string, step: SecAggStep, message: SecAggInput): Promise<Ack<SecAggAccepted>> {
+    return this.intake.submitSecAgg(participantId, step, message);
   }
 
   /** Validates and accumulates one update. Never throws on bad input: it answers with a coded error. */
   submitUpdate(participantId: string, message: UpdateMessage): Ack<UpdateAccepted> {
-    const result = this.acceptUpdate(participantId, message);
-    if (!result.ok) {
-      this.rejected(result);
-      this.options.transport.statusChanged();
-    }
-    return result;
+    return this.intake.submitUpdate(participantId, message);
   }
 
-  private acceptUpdate(participantId: string, message: UpdateMessage): Ack<UpdateAccepted> {
-    const record = this.participants.get(participantId);
-    if (!record) return ackError(ErrorCode.NotJoined, 'join before sending updates');
-    const state = this.state;
-    if (state.kind === 'done') return ackError(ErrorCode.FederationDone, `the federation has finished: ${state.reason}`);
-    if (state.kind !== 'collecting' || message.round !== state.round.round) {
-      const current = state.kind === 'collecting' ? `round ${state.round.round} is collecting updates` : 'no round is collecting updates';
-      return ackError(ErrorCode.WrongRound, `update for round ${message.round} refused: ${current}`);
-    }
-    const open = state.round;
-    if (!open.selected.has(participantId)) return ackError(ErrorCode.NotSelected, `not selected for round ${open.round}`);
-    return open.collection.submitUpdate(record, message);
-  }
-
-  /**
-   * A selected participant will not train this round (its privacy budget is
-   * spent, say). The round stops waiting for it; with `final` it is never
-   * selected again.
-   */
+  /** A selected participant will not train this round; with `final` it is never selected again. */
   decline(participantId: string, message: DeclineMessage): Ack<{ readonly round: number }> {
-    const record = this.participants.get(participantId);
-    if (!record) return this.rejected(ackError(ErrorCode.NotJoined, 'join before declining rounds'));
-    // A participant that will never train again retires whatever the state of the round.
-    if (message.final) {
-      record.retired = true;
-      record.declined = message.reason;
-    }
-    this.options.transport.statusChanged();
-    const state = this.state;
-    if (state.kind === 'done') return this.rejected(ackError(ErrorCode.FederationDone, `the federation has finished: ${state.reason}`));
-    if (state.kind !== 'collecting' || state.round.round !== message.round) {
-      return this.rejected(ackError(ErrorCode.WrongRound, `round ${message.round} is not collecting answers`));
-    }
-    const open = state.round;
-    if (!open.selected.has(participantId)) return this.rejected(ackError(ErrorCode.NotSelected, `not selected for round ${open.round}`));
-    return this.rejected(open.collection.decline(record, message));
-  }
-
-  private rejected<T>(result: Ack<T>): Ack<T> {
-    if (!result.ok) this.rejections[result.error.code] = (this.rejections[result.error.code] ?? 0) + 1;
-    return result;
+    return this.intake.decline(participantId, message);
   }
 
   /** Takes a selected participant out of the open round (its request was unusable), so the round need not wait for it. */
   excludeFromOpenRound(participantId: string): void {
-    const record = this.participants.get(participantId);
-    const state = this.state;
-    if (!record || state.kind !== 'collecting' || !state.round.selected.has(participantId)) return;
-    state.round.collection.exclude(record);
+    this.intake.excludeFromOpenRound(participantId);
   }
 
   /** Records a participant's training progress for the dashboard. Ignored unless it is training in the open round. */
   reportProgress(participantId: string, message: ProgressMessage): void {
-    const record = this.participants.get(participantId);
-    const open = openRoundOf(this.state);
-    if (!record || !open || message.round !== open.round || !open.selected.has(participantId) || open.settlements.has(participantId)) return;
-    record.state = 'training';
-    record.progress = message.fraction;
-    this.options.transport.statusChanged();
+    this.intake.reportProgress(participantId, message);
   }
 
   /** A save outside the rounds failed for good (the final report): status and dashboard say so. */
@@ -383,7 +312,7 @@ export class RoundEngine {
 
   /** Counts a request rejected before it reached the engine (bad payload, unknown event). */
   countRejection(code: ErrorCode): void {
-    this.rejections[code] = (this.rejections[code] ?? 0) + 1;
+    this.intake.count(code);
     this.options.transport.statusChanged();
   }
 
@@ -395,37 +324,22 @@ export class RoundEngine {
 
   /** The whole state, every round's timeline included: for the run report, the CSV and the final result. */
   status(): FederationStatus {
-    const participants = this.participants.rows();
-    const withheld = this.normsWithheld;
-    const state = this.state;
-    return {
-      task: this.options.task,
-      strategy: this.options.strategy.name,
+    return federationStatus({
+      options: this.options,
+      state: this.state,
       settings: this.settings,
-      control: this.control,
-      updateNormsShown: withheld === undefined,
-      updateNormsWithheld: withheld,
       round: this.currentRound,
-      phase: phaseOf(state),
-      modelVersion: this.model.version,
-      modelHash: this.model.hash,
-      done: state.kind === 'done',
-      doneReason: state.kind === 'done' ? state.reason : undefined,
-      waitingFor: this.waitingFor(),
+      model: this.model,
+      participants: this.participants,
+      eligible: () => this.eligible().length,
+      normsWithheld: this.normsWithheld,
       privacy: this.shownPrivacy,
-      participants,
-      participantTotals: {
-        known: participants.length,
-        connected: participants.filter((p) => p.connected).length,
-        listed: participants.length,
-        departedContributors: this.participants.forgottenContributors,
-      },
-      history: [...this.history],
-      rejections: { ...this.rejections },
+      history: this.history,
+      rejections: this.intake.rejections,
       startedAt: this.startedAt,
       best: this.bestSummary(),
-      ...(this.storageFailure ? { storageFailure: this.storageFailure } : {}),
-    };
+      storageFailure: this.storageFailure,
+    });
   }
 
   /** Individual update norms may be shown, unless client-level DP or secure aggregation must keep them hidden. */
@@ -453,18 +367,6 @@ export class RoundEngine {
     return this.participants.eligible((id) => this.inOpenRound(id));
   }
 
-  private waitingFor(): string | undefined {
-    const state = this.state;
-    if (phaseOf(state) !== 'waiting') return undefined;
-    if (state.kind === 'awaiting-start') return 'the operator to start the federation';
-    if (this.storageFailure) return `the operator to resume once the folder is writable again: ${storageFailureText(this.storageFailure)}`;
-    if (isPaused(state)) return 'the operator to resume (paused)';
-    const have = this.eligible().length;
-    const need = this.settings.minClients;
-    if (have < need) return `participants: ${have} available (connected, not retired), at least ${need} needed`;
-    return undefined;
-  }
-
   private storagePause(): UnsavedState | undefined {
     const state = this.state;
     return state.kind === 'idle' && state.pause?.kind === 'storage' ? state.pause.unsaved : undefined;
@@ -483,44 +385,17 @@ export class RoundEngine {
       return;
     }
     const round = this.lastRound + 1;
-    const persist = this.options.onRoundStarting;
-    if (!persist) {
+    if (!this.options.onRoundStarting) {
       this.openRound(round);
       return;
     }
     this.to({ kind: 'starting', round, paused: false });
-    void this.saveDurably(`the start of round ${round} (started.json)`, () => persist(round)).then((outcome) => {
+    void this.saving.roundStart(round).then((outcome) => {
       const now = this.state;
       if (now.kind !== 'starting' || now.round !== round) return;
       if (outcome.ok) this.openRound(round);
       else this.holdUnsaved({ kind: 'round-start', round }, outcome.failure);
     });
-  }
-
-  /** One save, retried with backoff (durable-commit.ts); `attempts` 1 for the operator's own retry. */
-  private saveDurably(what: string, save: () => Promise<void> | void, attempts?: number): Promise<SaveOutcome> {
-    const { clock } = this.options;
-    const policy = this.options.saveRetry;
-    return saveWithRetry({
-      what,
-      save: () => this.events.track(Promise.resolve().then(save)),
-      wait: (ms) => new Promise((resolve) => clock.setTimer(ms, () => resolve())),
-      now: () => clock.now(),
-      policy: attempts === undefined ? policy : { firstDelayMs: 0, maxDelayMs: 0, ...policy, attempts },
-      onRetry: (failure, delayMs) => this.logError(`${storageFailureText(failure)}; trying again in ${delayMs} ms`),
-    });
-  }
-
-  private logError(line: string): void {
-    (this.options.logError ?? console.error)(line);
-  }
-
-  /** Saves a closed round with its model and the history up to it. */
-  private saveRound(candidate: RoundCandidate, attempts?: number): Promise<SaveOutcome> {
-    const persist = this.options.onRoundCompleted;
-    if (!persist) return Promise.resolve({ ok: true });
-    const { record, model } = candidate;
-    return this.saveDurably(`round ${record.round} (checkpoint, history, model files)`, () => persist(record, model, [...this.history, record]), attempts);
   }
 
   /**
@@ -533,7 +408,7 @@ export class RoundEngine {
     // A round's number is used up (started.json has it) whether or not it is ever saved.
     if (unsaved.kind === 'round') this.lastRound = unsaved.candidate.record.round;
     const held = unsaved.kind === 'round' ? `round ${unsaved.candidate.record.round} is not shown or announced until it is saved` : `round ${unsaved.round} does not start until its number is saved`;
-    this.logError(`${storageFailureText(failure)}. The federation is paused: ${held}. Make the folder writable, then resume.`);
+    this.saving.logError(`${storageFailureText(failure)}. The federation is paused: ${held}. Make the folder writable, then resume.`);
     if (state.kind === 'closing' && state.after.kind === 'stop') {
       this.finish(unsaved.kind === 'round' ? `${state.after.reason}; round ${unsaved.candidate.record.round} could not be saved, so it was never shown or counted` : state.after.reason);
       return;
@@ -554,13 +429,11 @@ export class RoundEngine {
     try {
       switch (unsaved.kind) {
         case 'round':
-          outcome = await this.saveRound(unsaved.candidate, 1);
+          outcome = await this.saving.round(unsaved.candidate, this.history, 1);
           break;
-        case 'round-start': {
-          const persist = this.options.onRoundStarting;
-          outcome = persist ? await this.saveDurably(`the start of round ${unsaved.round} (started.json)`, () => persist(unsaved.round), 1) : { ok: true };
+        case 'round-start':
+          outcome = await this.saving.roundStart(unsaved.round, 1);
           break;
-        }
         default:
           throw new Error(`unknown unsaved state ${(unsaved satisfies never) as string}`);
       }
@@ -570,7 +443,7 @@ export class RoundEngine {
     if (this.storagePause() !== unsaved) return 'the federation stopped meanwhile';
     if (!outcome.ok) {
       this.storageFailure = outcome.failure;
-      this.logError(`resume refused: ${storageFailureText(outcome.failure)}`);
+      this.saving.logError(`resume refused: ${storageFailureText(outcome.failure)}`);
       this.options.transport.statusChanged();
       return `saving still fails: ${storageFailureText(outcome.failure)}`;
     }
@@ -583,15 +456,6 @@ export class RoundEngine {
       this.openRound(unsaved.round);
     }
     return undefined;
-  }
-
-  /** The deadline of the next round: fixed, or adapted to how long participants took lately. */
-  private roundDeadlineMs(): number {
-    const { roundTimeoutMs, adaptiveDeadline } = this.settings;
-    if (!adaptiveDeadline || this.recentLatencies.length < 5) return roundTimeoutMs;
-    const sorted = [...this.recentLatencies].sort((a, b) => a - b);
-    const p90 = sorted[Math.min(sorted.length - 1, Math.floor(0.9 * sorted.length))]!;
-    return Math.min(roundTimeoutMs, Math.max(MIN_ADAPTIVE_DEADLINE_MS, 3 * p90));
   }
 
   /** Opens round `round` (its number saved, if saving is on): selects, picks the collection, sends round:start. */
@@ -619,7 +483,7 @@ export class RoundEngine {
     const model = this.model;
     // How this round collects its input: picked here, once; the engine never asks again.
     const method = settings.secureAggregation ? secureCollection(settings.secureAggregation, settings.roundTimeoutMs) : plainCollection;
-    const deadlineMs = method.deadlineMs(this.roundDeadlineMs());
+    const deadlineMs = method.deadlineMs(this.deadline.nextMs(settings));
     const basis: RoundBasis = {
       round,
       startedAt,
@@ -669,10 +533,7 @@ export class RoundEngine {
       },
       statusChanged: () => this.options.transport.statusChanged(),
       normsWithheld: () => this.normsWithheld,
-      recordLatency: (ms) => {
-        this.recentLatencies.push(ms);
-        if (this.recentLatencies.length > 100) this.recentLatencies.shift();
-      },
+      recordLatency: (ms) => this.deadline.record(ms),
       ownSelection: hasOwnSelection(this.options.strategy),
       neverDelivered: (id) => {
         const record = this.participants.get(id);
@@ -708,7 +569,7 @@ export class RoundEngine {
     this.options.transport.statusChanged();
     const candidate = await closeIntoCandidate(this.closingHost(), open);
     if (!candidate) return;
-    const saved = await this.saveRound(candidate);
+    const saved = await this.saving.round(candidate, this.history);
     if (!this.stillClosing(open)) return; // aborted while saving: nothing may follow federation:done
     if (saved.ok) this.publishRound(candidate);
     else this.holdUnsaved({ kind: 'round', candidate }, saved.failure);

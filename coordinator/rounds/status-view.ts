@@ -1,4 +1,9 @@
-import type { FederationStatus, RoundRecord } from '../../core/protocol/status.ts';
+import type { PrivacyReport } from '../../core/aggregation/strategy.ts';
+import type { FederationStatus, RoundRecord, RoundSettings, StorageFailure } from '../../core/protocol/status.ts';
+import { storageFailureText } from './durable-commit.ts';
+import { controlOf, isPaused, phaseOf, type EngineState } from './engine-state.ts';
+import type { GlobalModel, RoundEngineOptions } from './engine-types.ts';
+import type { Participants } from './participants.ts';
 
 /** Participants listed one by one in the dashboard status; the rest are counted (participantTotals). */
 export const STATUS_PARTICIPANTS_LISTED = 200;
@@ -29,4 +34,69 @@ function withoutTimeline(record: RoundRecord): RoundRecord {
   if (record.participants === undefined) return record;
   const { participants: _dropped, ...rest } = record;
   return rest;
+}
+
+/** What the status is made of: the engine's state and the figures it keeps. */
+export interface StatusInputs {
+  readonly options: RoundEngineOptions;
+  readonly state: EngineState;
+  readonly settings: RoundSettings;
+  readonly round: number;
+  readonly model: GlobalModel;
+  readonly participants: Participants;
+  /** How many participants could be selected now. */
+  readonly eligible: () => number;
+  readonly normsWithheld: string | undefined;
+  readonly privacy: PrivacyReport | undefined;
+  readonly history: readonly RoundRecord[];
+  readonly rejections: Readonly<Record<string, number>>;
+  readonly startedAt: number;
+  readonly best: FederationStatus['best'];
+  readonly storageFailure: StorageFailure | undefined;
+}
+
+/** The whole state, every round's timeline included: for the run report, the CSV and the final result. */
+export function federationStatus(input: StatusInputs): FederationStatus {
+  const { state, storageFailure } = input;
+  const participants = input.participants.rows();
+  return {
+    task: input.options.task,
+    strategy: input.options.strategy.name,
+    settings: input.settings,
+    control: controlOf(state),
+    updateNormsShown: input.normsWithheld === undefined,
+    updateNormsWithheld: input.normsWithheld,
+    round: input.round,
+    phase: phaseOf(state),
+    modelVersion: input.model.version,
+    modelHash: input.model.hash,
+    done: state.kind === 'done',
+    doneReason: state.kind === 'done' ? state.reason : undefined,
+    waitingFor: waitingFor(input),
+    privacy: input.privacy,
+    participants,
+    participantTotals: {
+      known: participants.length,
+      connected: participants.filter((p) => p.connected).length,
+      listed: participants.length,
+      departedContributors: input.participants.forgottenContributors,
+    },
+    history: [...input.history],
+    rejections: { ...input.rejections },
+    startedAt: input.startedAt,
+    best: input.best,
+    ...(storageFailure ? { storageFailure } : {}),
+  };
+}
+
+/** What a federation between rounds waits for, if anything. */
+function waitingFor({ state, storageFailure, eligible, settings }: StatusInputs): string | undefined {
+  if (phaseOf(state) !== 'waiting') return undefined;
+  if (state.kind === 'awaiting-start') return 'the operator to start the federation';
+  if (storageFailure) return `the operator to resume once the folder is writable again: ${storageFailureText(storageFailure)}`;
+  if (isPaused(state)) return 'the operator to resume (paused)';
+  const have = eligible();
+  const need = settings.minClients;
+  if (have < need) return `participants: ${have} available (connected, not retired), at least ${need} needed`;
+  return undefined;
 }
