@@ -1,6 +1,4 @@
-import { DpFedAvg } from '../../core/aggregation/dp-fedavg.ts';
 import type { PrivacyReport } from '../../core/aggregation/strategy.ts';
-import { findStrategy } from '../../core/aggregation/wrapper.ts';
 import { clientDpAnnouncement } from '../../core/privacy/client-ledger.ts';
 import { ackError, ackOk, ErrorCode, type Ack } from '../../core/protocol/errors.ts';
 import type { ClientInfo, DeclineMessage, ProgressMessage, RoundStartMessage, SecAggAccepted, UpdateAccepted, UpdateMessage } from '../../core/protocol/messages.ts';
@@ -345,7 +343,7 @@ export class RoundEngine {
   /** Individual update norms may be shown, unless client-level DP or secure aggregation must keep them hidden. */
   private get normsWithheld(): string | undefined {
     if (this.settings.secureAggregation) return 'secure aggregation: the coordinator never sees an individual update';
-    if (findStrategy(this.options.strategy, DpFedAvg)) return 'client-level DP: an individual update norm is not covered by the privacy guarantee';
+    if (this.options.strategy.traits.participation === 'private') return 'client-level DP: an individual update norm is not covered by the privacy guarantee';
     return undefined;
   }
 
@@ -616,7 +614,7 @@ export class RoundEngine {
       round: record.round,
       outcome: record.outcome,
       // Under client-level DP how many took part stays with the operator, and skip reasons quote counts.
-      reason: findStrategy(this.options.strategy, DpFedAvg) ? undefined : record.reason,
+      reason: this.options.strategy.traits.participation === 'private' ? undefined : record.reason,
       modelVersion: record.modelVersion,
       metrics: record.metrics,
       clientDp: clientDpAnnouncement(record.privacy),

@@ -1,7 +1,4 @@
-import { DpFedAvg } from '../../core/aggregation/dp-fedavg.ts';
-import { TrimmedMean } from '../../core/aggregation/robust.ts';
 import type { Strategy } from '../../core/aggregation/strategy.ts';
-import { findStrategy } from '../../core/aggregation/wrapper.ts';
 import type { RoundSettings, SettingsChange } from '../../core/protocol/status.ts';
 import { maxParticipants } from '../../core/secagg/quantize.ts';
 
@@ -27,20 +24,14 @@ export function settingsProblem(change: SettingsChange, s: RoundSettings, strate
       : undefined);
   if (range) return range;
   const cpr = change.clientsPerRound;
-  const clientDp = findStrategy(strategy, DpFedAvg);
   const sampleDp = s.fit.sampleDp;
+  if (cpr !== undefined && cpr !== s.clientsPerRound && cpr < s.minUpdates) {
+    return `clientsPerRound (${cpr}) must be at least minUpdates (${s.minUpdates}), as --clients-per-round must be at least --min-updates`;
+  }
+  // The strategy's own rules (its traits): client-level DP's sampling rate, a trimmed mean's cohort size.
+  const strategyProblem = strategy.settingsChangeProblem?.(change, s);
+  if (strategyProblem !== undefined) return strategyProblem;
   if (cpr !== undefined && cpr !== s.clientsPerRound) {
-    if (cpr < s.minUpdates) return `clientsPerRound (${cpr}) must be at least minUpdates (${s.minUpdates}), as --clients-per-round must be at least --min-updates`;
-    if (clientDp) {
-      // DP-FedAvg samples each participant with probability q and divides by the fixed m: a count per round is not its to change.
-      return 'clientsPerRound cannot change under client-level DP: participants are sampled independently with --client-sample-rate, and the privacy accounting depends on that rate and on --expected-clients, not on a count';
-    }
-    const trimmed = findStrategy(strategy, TrimmedMean);
-    if (trimmed && trimmed.trimCount(cpr) === 0) {
-      const beta = trimmed.trimFraction;
-      const need = beta > 0 ? `⌊${beta} × n⌋ ≥ 1 needs at least ⌈1/${beta}⌉ = ${fewestToTrim(trimmed)} clients per round` : 'a trim fraction of 0 trims nothing at any size';
-      return `clientsPerRound ${cpr} would make trimmed-mean trim nothing (a plain mean, no robustness): ${need}`;
-    }
     const secure = s.secureAggregation;
     if (secure) {
       const selected = Math.ceil(cpr * (1 + (s.overSelect ?? 0)));
@@ -74,11 +65,4 @@ export function withChange(s: RoundSettings, change: SettingsChange): RoundSetti
       learningRate: change.learningRate ?? s.fit.learningRate,
     },
   };
-}
-
-/** The smallest n with ⌊β·n⌋ ≥ 1, i.e. ⌈1/β⌉, found with trimCount itself so float rounding agrees with what the round does. */
-function fewestToTrim(trimmed: TrimmedMean): number {
-  let n = Math.max(1, Math.floor(1 / trimmed.trimFraction) - 1);
-  while (trimmed.trimCount(n) === 0) n++;
-  return n;
 }
