@@ -87,7 +87,7 @@ export class RoundEngine {
       statusChanged: () => options.transport.statusChanged(),
       startSoon: () => this.events.push({ kind: 'maybe-start' }),
     });
-    this.saving = new RoundSaving(options, (work) => this.events.track(work));
+    this.saving = new RoundSaving(options);
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
   }
 
@@ -108,9 +108,12 @@ export class RoundEngine {
   }
 
   /**
-   * Resolves once the queued events have run and the async work they started
-   * (evaluation, saves, the open secure round's steps) has settled. It does
-   * not move the clock: deadlines and retry waits still need it to.
+   * Resolves once the queued events have run and the engine's async work has
+   * settled (an evaluation, the open secure round's steps), so tests need not
+   * spin the event loop. It does not move the clock (deadlines and retry
+   * waits still need it to), and it does not wait for the host's saves
+   * beyond a turn of the event loop: their I/O is outside the engine, and a
+   * test may hold one on purpose.
    */
   async idle(): Promise<void> {
     for (;;) {

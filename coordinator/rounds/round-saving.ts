@@ -10,11 +10,7 @@ import type { RoundEngineOptions } from './engine-types.ts';
  * shows it. `attempts` 1 is the operator's own retry after a failure.
  */
 export class RoundSaving {
-  constructor(
-    private readonly options: RoundEngineOptions,
-    /** Registers each save attempt as work in flight (engine.idle()). */
-    private readonly track: <T>(work: Promise<T>) => Promise<T>,
-  ) {}
+  constructor(private readonly options: RoundEngineOptions) {}
 
   /** Saves that round `round` started; saved at once when nothing persists round starts. */
   roundStart(round: number, attempts?: number): Promise<SaveOutcome> {
@@ -40,11 +36,7 @@ export class RoundSaving {
     const policy = this.options.saveRetry;
     return saveWithRetry({
       what,
-      save: () => {
-        const saving = save();
-        if (saving instanceof Promise) void this.track(saving);
-        return saving;
-      },
+      save,
       wait: (ms) => new Promise((resolve) => clock.setTimer(ms, () => resolve())),
       now: () => clock.now(),
       policy: attempts === undefined ? policy : { firstDelayMs: 0, maxDelayMs: 0, ...policy, attempts },
