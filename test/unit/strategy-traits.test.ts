@@ -8,6 +8,7 @@ import { FedProx } from '../../core/aggregation/fedprox.ts';
 import { NormBoundedStrategy } from '../../core/aggregation/norm-bound.ts';
 import { CoordinateMedian, Krum, TrimmedMean } from '../../core/aggregation/robust.ts';
 import { FedAdam } from '../../core/aggregation/server-optimizers.ts';
+import type { Strategy } from '../../core/aggregation/strategy.ts';
 import type { RoundSettings } from '../../core/protocol/status.ts';
 
 const dpOptions: DpFedAvgOptions = { placement: 'central', noiseMultiplier: 1, clip: { kind: 'fixed', norm: 1 }, sampleRate: 0.5, expectedClients: 4, delta: 1e-5 };
@@ -37,7 +38,8 @@ describe('strategy traits', () => {
     const dp = new FedAdam({ base: new DpFedAvg(dpOptions) });
     assert.match(dp.settingsChangeProblem({ clientsPerRound: 20 }, settings) ?? '', /client-level DP.*sample-rate/);
     assert.equal(dp.settingsChangeProblem({ clientsPerRound: 10 }, settings), undefined, 'the same count is no change');
-    assert.equal(new FedAvg().settingsChangeProblem, undefined);
+    const plain: Strategy = new FedAvg();
+    assert.equal(plain.settingsChangeProblem, undefined);
   });
 
   it('are all the round engine knows of a strategy: coordinator/rounds imports no concrete one', () => {
