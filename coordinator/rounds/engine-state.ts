@@ -153,3 +153,23 @@ export function withPause(state: EngineState, paused: boolean): EngineState {
       throw new Error(`unknown engine state ${(state satisfies never) as string}`);
   }
 }
+
+/** Why the operator's control action is refused in `state`, or undefined when it may go ahead. */
+export function controlRefusal(state: EngineState, action: 'start' | 'pause' | 'resume' | 'stop'): string | undefined {
+  const control = controlOf(state);
+  if (control === 'stopped') return `the federation has stopped${state.kind === 'done' ? ` (${state.reason})` : ''}`;
+  switch (action) {
+    case 'start':
+      return control === 'awaiting-start' ? undefined : `it has already started (${control})`;
+    case 'pause':
+      if (control === 'running') return undefined;
+      return control === 'paused' ? 'it is already paused' : 'it has not started yet';
+    case 'resume':
+      if (control === 'paused') return undefined;
+      return control === 'running' ? 'it is not paused' : 'it has not started yet (use start)';
+    case 'stop':
+      return undefined;
+    default:
+      throw new Error(`unknown control action ${(action satisfies never) as string}`);
+  }
+}

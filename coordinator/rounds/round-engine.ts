@@ -1,26 +1,24 @@
 import type { PrivacyReport } from '../../core/aggregation/strategy.ts';
 import { clientDpAnnouncement } from '../../core/privacy/client-ledger.ts';
 import { ackError, ackOk, ErrorCode, type Ack } from '../../core/protocol/errors.ts';
-import type { ClientInfo, DeclineMessage, ProgressMessage, RoundStartMessage, SecAggAccepted, UpdateAccepted, UpdateMessage } from '../../core/protocol/messages.ts';
+import type { ClientInfo, DeclineMessage, ProgressMessage, SecAggAccepted, UpdateAccepted, UpdateMessage } from '../../core/protocol/messages.ts';
 import type { ControlAccepted, FederationControl, FederationStatus, RoundRecord, RoundSettings, SettingsChange, StorageFailure } from '../../core/protocol/status.ts';
-import { bestRound, roundsWithoutImprovement } from './best-round.ts';
 import { closeIntoCandidate, endAfterRound, type ClosingHost, type RoundCandidate } from './closing.ts';
 import type { CollectionHost, SecAggInput } from './collection.ts';
 import { storageFailureText, type SaveOutcome } from './durable-commit.ts';
 import { RoundDeadline } from './deadline.ts';
 import { EngineEvents, type EngineEvent } from './engine-events.ts';
-import { checkTransition, controlOf, isPaused, openRoundOf, withPause, type AfterRound, type EngineState, type UnsavedState } from './engine-state.ts';
+import { checkTransition, controlOf, controlRefusal, isPaused, openRoundOf, withPause, type AfterRound, type EngineState, type UnsavedState } from './engine-state.ts';
 import { makeModel, type GlobalModel, type RoundEngineOptions } from './engine-types.ts';
 import { settle, type OpenRound, type RoundBasis } from './open-round.ts';
 import { Intake } from './intake.ts';
 import { Participants } from './participants.ts';
-import { plainCollection } from './plain-collection.ts';
-import { secureCollection } from './secure-collection.ts';
 import type { SecAggStep } from './secure-round.ts';
-import { hasOwnSelection, weightedSample } from './selection.ts';
+import { hasOwnSelection } from './selection.ts';
+import { prepareRound } from './round-opening.ts';
 import { RoundSaving } from './round-saving.ts';
 import { settingsProblem, withChange } from './settings-change.ts';
-import { dashboardView, federationStatus } from './status-view.ts';
+import { bestSummary, dashboardView, federationStatus, normsWithheld } from './status-view.ts';
 
 export type { GlobalModel, ModelEvaluator, ResumePoint, RoundCompletedListener, RoundEngineOptions, RoundTransport, SecAggObserver } from './engine-types.ts';
 export { weightsHash } from './engine-types.ts';
@@ -157,22 +155,19 @@ export class RoundEngine {
    * finished (the open round closed, checkpointed and announced).
    */
   async applyControl(action: 'start' | 'pause' | 'resume' | 'stop'): Promise<Ack<ControlAccepted>> {
-    const control = this.control;
     // Operator refusals are answered, not counted with the participants' rejected requests.
     const refuse = (why: string) => ackError<ControlAccepted>(ErrorCode.ControlNotAllowed, `cannot ${action}: ${why}`);
-    if (control === 'stopped') return refuse(`the federation has stopped${this.state.kind === 'done' ? ` (${this.state.reason})` : ''}`);
+    const refusal = controlRefusal(this.state, action);
+    if (refusal !== undefined) return refuse(refusal);
     switch (action) {
       case 'start':
-        if (control !== 'awaiting-start') return refuse(`it has already started (${control})`);
         this.start();
         this.options.transport.statusChanged();
         break;
       case 'pause':
-        if (control !== 'running') return refuse(control === 'paused' ? 'it is already paused' : 'it has not started yet');
         this.pause();
         break;
       case 'resume':
-        if (control !== 'paused') return refuse(control === 'running' ? 'it is not paused' : 'it has not started yet (use start)');
         if (this.storagePause()) {
           const failure = await this.retryUnsaved();
           if (failure) return refuse(failure);
@@ -333,27 +328,14 @@ export class RoundEngine {
       model: this.model,
       participants: this.participants,
       eligible: () => this.eligible().length,
-      normsWithheld: this.normsWithheld,
+      normsWithheld: normsWithheld(this.settings, this.options.strategy),
       privacy: this.shownPrivacy,
       history: this.history,
       rejections: this.intake.rejections,
       startedAt: this.startedAt,
-      best: this.bestSummary(),
+      best: bestSummary(this.history),
       storageFailure: this.storageFailure,
     });
-  }
-
-  /** Individual update norms may be shown, unless client-level DP or secure aggregation must keep them hidden. */
-  private get normsWithheld(): string | undefined {
-    if (this.settings.secureAggregation) return 'secure aggregation: the coordinator never sees an individual update';
-    if (this.options.strategy.traits.participation === 'private') return 'client-level DP: an individual update norm is not covered by the privacy guarantee';
-    return undefined;
-  }
-
-  private bestSummary(): FederationStatus['best'] {
-    const best = bestRound(this.history);
-    if (!best?.metrics) return undefined;
-    return { round: best.round, modelVersion: best.modelVersion, modelHash: best.modelHash, metrics: best.metrics, roundsSince: roundsWithoutImprovement(this.history) };
   }
 
   private inOpenRound(id: string): boolean {
@@ -428,16 +410,7 @@ export class RoundEngine {
     this.to(retrying);
     let outcome: SaveOutcome;
     try {
-      switch (unsaved.kind) {
-        case 'round':
-          outcome = await this.saving.round(unsaved.candidate, this.history, 1);
-          break;
-        case 'round-start':
-          outcome = await this.saving.roundStart(unsaved.round, 1);
-          break;
-        default:
-          throw new Error(`unknown unsaved state ${(unsaved satisfies never) as string}`);
-      }
+      outcome = await this.saving.retry(unsaved, this.history);
     } finally {
       if (this.state === retrying) this.to({ kind: 'idle', pause: { kind: 'storage', unsaved, retrying: false } });
     }
@@ -463,7 +436,7 @@ export class RoundEngine {
   private openRound(round: number): void {
     const state = this.state;
     if (state.kind !== 'idle' && state.kind !== 'starting') return;
-    const { strategy, clock, transport } = this.options;
+    const { transport } = this.options;
     const settings = this.settings;
     const candidates = this.eligible();
     if (isPaused(state) || candidates.length < settings.minClients) {
@@ -473,36 +446,18 @@ export class RoundEngine {
       transport.statusChanged();
       return;
     }
-    // Over-selection: ask a few more than needed, so dropouts still leave enough updates.
-    const wanted = Math.ceil(settings.clientsPerRound * (1 + (settings.overSelect ?? 0)));
-    // A strategy's own selection (client-level DP samples independently) is kept as it is; otherwise reliability-weighted.
-    const chosen = hasOwnSelection(strategy)
-      ? strategy.select!(candidates, wanted, this.options.random)
-      : weightedSample(candidates, wanted, (p) => this.participants.deliveries.weight(p.deliveryKey), this.options.random);
-    const fit = strategy.configureFit(round, settings.fit);
-    const startedAt = clock.now();
-    const model = this.model;
-    // How this round collects its input: picked here, once; the engine never asks again.
-    const method = settings.secureAggregation ? secureCollection(settings.secureAggregation, settings.roundTimeoutMs) : plainCollection;
-    const deadlineMs = method.deadlineMs(this.deadline.nextMs(settings));
-    const basis: RoundBasis = {
+    const { open, chosen, message } = prepareRound({
       round,
-      startedAt,
-      baseVersion: model.version,
-      selected: new Set(chosen.map((p) => p.id)),
-      aggregator: strategy.beginRound({ round, globalWeights: model.weights }),
-      timer: clock.setTimer(deadlineMs, () => this.onDeadline(round)),
-      bytesIn: 0,
-      bytesOut: model.frame.byteLength * chosen.length,
-      fit,
-      clientsPerRound: settings.clientsPerRound,
-      deadlineMs,
-      settlements: new Map(),
-      rejectionCodes: {},
-    };
-    const open: OpenRound = Object.assign(basis, { collection: method.create(this.collectionHost(), basis, chosen.map((p) => p.id)) });
+      options: this.options,
+      settings,
+      model: this.model,
+      candidates,
+      participants: this.participants,
+      plainDeadlineMs: this.deadline.nextMs(settings),
+      host: this.collectionHost(),
+      onDeadline: () => this.onDeadline(round),
+    });
     this.to({ kind: 'collecting', round: open, after: { kind: 'continue' } });
-    const message: RoundStartMessage = { round, model: { version: model.version, weights: model.frame }, config: fit, deadline: startedAt + deadlineMs };
     for (const p of chosen) {
       p.state = 'selected';
       p.progress = 0;
@@ -526,14 +481,14 @@ export class RoundEngine {
       },
       participant: (id) => this.participants.get(id),
       collecting: (round) => this.state.kind === 'collecting' && this.state.round === round,
-      settle: (round, id, outcome, reason, norm, code) => this.settleIn(round, id, outcome, reason, norm, code),
+      settle: (round, id, outcome, reason, norm, code) => settle(round, id, this.options.clock.now(), outcome, reason, norm, code),
       closeSoon: (round) => this.closeSoon(round),
       closeNow: (round) => {
         const state = this.state;
         if (state.kind === 'collecting' && state.round === round) void this.closeRound(state.round);
       },
       statusChanged: () => this.options.transport.statusChanged(),
-      normsWithheld: () => this.normsWithheld,
+      normsWithheld: () => normsWithheld(this.settings, this.options.strategy),
       recordLatency: (ms) => this.deadline.record(ms),
       ownSelection: hasOwnSelection(this.options.strategy),
       neverDelivered: (id) => {
@@ -541,10 +496,6 @@ export class RoundEngine {
         return record !== undefined && this.participants.deliveries.neverDelivered(record.deliveryKey);
       },
     };
-  }
-
-  private settleIn(round: RoundBasis, id: string, outcome: Parameters<typeof settle>[3], reason?: string, norm?: number, code?: string): void {
-    settle(round, id, this.options.clock.now(), outcome, reason, norm, code);
   }
 
   /** The collection is complete: the round closes on a fresh stack (the last sender's acknowledgement must not wait). */
@@ -623,7 +574,7 @@ export class RoundEngine {
       clientDp: clientDpAnnouncement(record.privacy),
     });
     const settings = this.settings;
-    const end = after.kind === 'stop' ? after.reason : endAfterRound(record, settings, settings.earlyStoppingPatience === undefined ? undefined : this.bestSummary());
+    const end = after.kind === 'stop' ? after.reason : endAfterRound(record, settings, settings.earlyStoppingPatience === undefined ? undefined : bestSummary(this.history));
     if (end !== undefined) {
       this.finish(end);
       return;

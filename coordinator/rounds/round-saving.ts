@@ -1,6 +1,7 @@
 import type { RoundRecord } from '../../core/protocol/status.ts';
 import type { RoundCandidate } from './closing.ts';
 import { saveWithRetry, storageFailureText, type SaveOutcome } from './durable-commit.ts';
+import type { UnsavedState } from './engine-state.ts';
 import type { RoundEngineOptions } from './engine-types.ts';
 
 /**
@@ -25,6 +26,18 @@ export class RoundSaving {
     if (!persist) return Promise.resolve({ ok: true });
     const { record, model } = candidate;
     return this.save(`round ${record.round} (checkpoint, history, model files)`, () => persist(record, model, [...history, record]), attempts);
+  }
+
+  /** The operator's retry of what a storage hold keeps unsaved: one attempt. */
+  retry(unsaved: UnsavedState, history: readonly RoundRecord[]): Promise<SaveOutcome> {
+    switch (unsaved.kind) {
+      case 'round':
+        return this.round(unsaved.candidate, history, 1);
+      case 'round-start':
+        return this.roundStart(unsaved.round, 1);
+      default:
+        throw new Error(`unknown unsaved state ${(unsaved satisfies never) as string}`);
+    }
   }
 
   logError(line: string): void {

@@ -1,5 +1,6 @@
-import type { PrivacyReport } from '../../core/aggregation/strategy.ts';
+import type { PrivacyReport, Strategy } from '../../core/aggregation/strategy.ts';
 import type { FederationStatus, RoundRecord, RoundSettings, StorageFailure } from '../../core/protocol/status.ts';
+import { bestRound, roundsWithoutImprovement } from './best-round.ts';
 import { storageFailureText } from './durable-commit.ts';
 import { controlOf, isPaused, phaseOf, type EngineState } from './engine-state.ts';
 import type { GlobalModel, RoundEngineOptions } from './engine-types.ts';
@@ -99,4 +100,18 @@ function waitingFor({ state, storageFailure, eligible, settings }: StatusInputs)
   const need = settings.minClients;
   if (have < need) return `participants: ${have} available (connected, not retired), at least ${need} needed`;
   return undefined;
+}
+
+/** Why individual update norms are not shown (secure aggregation, or a strategy whose participation is private), or undefined where they may be. */
+export function normsWithheld(settings: RoundSettings, strategy: Strategy): string | undefined {
+  if (settings.secureAggregation) return 'secure aggregation: the coordinator never sees an individual update';
+  if (strategy.traits.participation === 'private') return 'client-level DP: an individual update norm is not covered by the privacy guarantee';
+  return undefined;
+}
+
+/** The best evaluated round so far (best/ keeps its model), and how many evaluated rounds came since. */
+export function bestSummary(history: readonly RoundRecord[]): FederationStatus['best'] {
+  const best = bestRound(history);
+  if (!best?.metrics) return undefined;
+  return { round: best.round, modelVersion: best.modelVersion, modelHash: best.modelHash, metrics: best.metrics, roundsSince: roundsWithoutImprovement(history) };
 }
