@@ -561,7 +561,7 @@ export class RoundEngine {
     this.to(after.kind === 'pause' ? { kind: 'idle', pause: { kind: 'operator' } } : { kind: 'idle' });
     for (const id of open.selected) {
       const p = this.participants.get(id);
-      if (p && p.connected) p.state = 'idle';
+      if (p?.connected) p.state = 'idle';
       if (p) p.progress = undefined;
     }
     transport.broadcastRoundEnd({

@@ -40,9 +40,10 @@ export function prepareRound({ round, options, settings, model, candidates, part
   // Over-selection: ask a few more than needed, so dropouts still leave enough updates.
   const wanted = Math.ceil(settings.clientsPerRound * (1 + (settings.overSelect ?? 0)));
   // A strategy's own selection (client-level DP samples independently) is kept as it is; otherwise reliability-weighted.
-  const chosen = hasOwnSelection(strategy)
-    ? strategy.select!(candidates, wanted, random)
-    : weightedSample(candidates, wanted, (p) => participants.deliveries.weight(p.deliveryKey), random);
+  const chosen =
+    strategy.select && hasOwnSelection(strategy)
+      ? strategy.select(candidates, wanted, random)
+      : weightedSample(candidates, wanted, (p) => participants.deliveries.weight(p.deliveryKey), random);
   const fit = strategy.configureFit(round, settings.fit);
   const startedAt = clock.now();
   const method = settings.secureAggregation ? secureCollection(settings.secureAggregation, settings.roundTimeoutMs) : plainCollection;

@@ -140,7 +140,7 @@ class SecureCollection implements Collection {
         }
         host.statusChanged();
       },
-      observeMasked: observer?.masked ? (participantId, masked) => observer.masked!(round.round, participantId, masked) : undefined,
+      observeMasked: observer?.masked ? (participantId, masked) => observer.masked?.(round.round, participantId, masked) : undefined,
       done: (outcome) => {
         if (!host.collecting(round)) return;
         this.outcome = outcome;
