@@ -79,7 +79,7 @@ function normStats(norms: readonly number[], fit: FitConfig): UpdateNormStats {
   const stats = { count: sorted.length, min: sorted[0]!, p25: quantile(sorted, 0.25), median: quantile(sorted, 0.5), p75: quantile(sorted, 0.75), max: sorted.at(-1)! };
   // Participants clipped to S and added no noise: an update at norm S was clipped (one below it was not).
   const privacy = fit.privacy;
-  if (!privacy || privacy.noiseStd !== 0) return stats;
+  if (privacy?.noiseStd !== 0) return stats;
   const clipped = sorted.filter((n) => n >= privacy.clipNorm * (1 - CLIPPED_TOLERANCE)).length;
   return { ...stats, clipNorm: privacy.clipNorm, clippedFraction: clipped / sorted.length };
 }
