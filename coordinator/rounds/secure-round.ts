@@ -123,6 +123,15 @@ export class SecureRound {
     };
   }
 
+  /** Resolves once every message and step close queued so far has run (the engine's idle()). */
+  async settled(): Promise<void> {
+    let queued: Promise<unknown>;
+    do {
+      queued = this.queue;
+      await queued;
+    } while (queued !== this.queue);
+  }
+
   get finished(): boolean {
     return this.step === 'finished';
   }

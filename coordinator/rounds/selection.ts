@@ -1,5 +1,4 @@
 import type { Strategy } from '../../core/aggregation/strategy.ts';
-import { StrategyWrapper } from '../../core/aggregation/wrapper.ts';
 import { sample, type UniformSource } from '../../core/random/prng.ts';
 
 /**
@@ -76,15 +75,9 @@ export function weightedSample<T>(items: readonly T[], count: number, weight: (i
 
 /**
  * True when the strategy selects participants its own way (DP-FedAvg's
- * Poisson sampling), looking through wrappers (norm bounds, robust
- * aggregation), which only pass selection on: then neither the weighting nor
- * the quorum applies.
+ * Poisson sampling; wrappers forward the trait): then neither the weighting
+ * nor the quorum applies.
  */
 export function hasOwnSelection(strategy: Strategy): boolean {
-  let s: Strategy = strategy;
-  while (s instanceof StrategyWrapper) {
-    if (s.select !== StrategyWrapper.prototype.select) return true;
-    s = s.inner;
-  }
-  return s.select !== undefined;
+  return strategy.traits.selection === 'own';
 }

@@ -4,7 +4,8 @@ import { clientLevelGrid, noiseOnGrid } from '../privacy/grid-noise.ts';
 import { planDistributedNoise, type DistributedNoisePlan } from '../privacy/distributed-noise.ts';
 import type { FitConfig } from '../protocol/messages.ts';
 import { SecureRandom, type UniformSource } from '../random/prng.ts';
-import type { ClientResult, PrivacyReport, RoundAggregator, RoundContext, Strategy } from './strategy.ts';
+import type { RoundSettings, SettingsChange } from '../protocol/status.ts';
+import type { ClientResult, PrivacyReport, RoundAggregator, RoundContext, Strategy, StrategyTraits } from './strategy.ts';
 
 /** The noised sum's grid keeps coordinates up to this many clip norms exact (float64 leaves room to spare). */
 const SUM_RANGE_IN_CLIPS = 2 ** 20;
@@ -184,6 +185,21 @@ export class DpFedAvg implements Strategy {
     this.sampler = new GaussianSampler(options.uniform);
     this.selection = options.selectionUniform ?? new SecureRandom();
     this.name = `dp-fedavg (${placement} noise, z=${z}, q=${q}, ${clip.kind} clipping)`;
+  }
+
+  /**
+   * Participation is what client-level DP protects; participants are
+   * Poisson-sampled here; the coordinator clips and noises centrally (each
+   * update needed), or participants do and a secure sum may carry them.
+   */
+  get traits(): StrategyTraits {
+    return { input: this.options.placement === 'distributed' ? 'sum' : 'individual', participation: 'private', selection: 'own' };
+  }
+
+  /** Each participant is sampled with probability q and the sum divided by the fixed m: a count per round is not the operator's to change. */
+  settingsChangeProblem(change: SettingsChange, current: RoundSettings): string | undefined {
+    if (change.clientsPerRound === undefined || change.clientsPerRound === current.clientsPerRound) return undefined;
+    return 'clientsPerRound cannot change under client-level DP: participants are sampled independently with --client-sample-rate, and the privacy accounting depends on that rate and on --expected-clients, not on a count';
   }
 
   /** Releases a model every round, updates or not: see the class comment. */

@@ -1,4 +1,4 @@
-import type { ClientResult, RoundAggregator, RoundContext, Strategy } from './strategy.ts';
+import type { ClientResult, RoundAggregator, RoundContext, Strategy, StrategyTraits } from './strategy.ts';
 import type { FitConfig } from '../protocol/messages.ts';
 
 export interface FedAvgOptions {
@@ -20,6 +20,7 @@ export interface FedAvgOptions {
  */
 export class FedAvg implements Strategy {
   readonly name = 'fedavg';
+  readonly traits: StrategyTraits = { input: 'sum', participation: 'shown', selection: 'engine' };
   private readonly serverLearningRate: number;
   private readonly decay: number;
 

@@ -1,6 +1,6 @@
 import { l2Norm } from '../privacy/update-privacy.ts';
 import { ErrorCode, ProtocolError } from '../protocol/errors.ts';
-import type { ClientResult, RoundAggregator, RoundContext, Strategy } from './strategy.ts';
+import type { ClientResult, RoundAggregator, RoundContext, Strategy, StrategyTraits } from './strategy.ts';
 import { StrategyWrapper } from './wrapper.ts';
 
 /**
@@ -26,6 +26,11 @@ export class NormBoundedStrategy extends StrategyWrapper {
     super(inner);
     if (!(maxNorm > 0) || !Number.isFinite(maxNorm)) throw new RangeError(`the update norm bound must be positive and finite, got ${maxNorm}`);
     this.name = `${inner.name}, update norm ≤ ${maxNorm}`;
+  }
+
+  /** A norm bound looks at each update: no secure sum can feed it. */
+  override get traits(): StrategyTraits {
+    return { ...this.inner.traits, input: 'individual' };
   }
 
   override beginRound(context: RoundContext): RoundAggregator {

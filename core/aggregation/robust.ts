@@ -1,5 +1,9 @@
 import type { FitConfig } from '../protocol/messages.ts';
-import type { ClientResult, RoundAggregator, RoundContext, Strategy } from './strategy.ts';
+import type { RoundSettings, SettingsChange } from '../protocol/status.ts';
+import type { ClientResult, RoundAggregator, RoundContext, Strategy, StrategyTraits } from './strategy.ts';
+
+/** Robust rules look at every update: they cannot run on a secure sum. */
+const ROBUST_TRAITS: StrategyTraits = { input: 'individual', participation: 'shown', selection: 'engine' };
 
 /**
  * Byzantine-robust aggregation rules: coordinate-wise median, coordinate-wise
@@ -171,6 +175,7 @@ function coordinateWise(updates: readonly Float32Array[], out: Float32Array, sta
 /** Coordinate-wise median: each weight moves by the median of the updates' values for it. Tolerates fewer than n/2 Byzantine updates. */
 export class CoordinateMedian implements Strategy {
   readonly name = 'coordinate-wise median';
+  readonly traits: StrategyTraits = ROBUST_TRAITS;
   private readonly serverLearningRate: number;
 
   constructor(options: RobustOptions = {}) {
@@ -201,6 +206,7 @@ class MedianRound extends BufferedRound {
  */
 export class TrimmedMean implements Strategy {
   readonly name: string;
+  readonly traits: StrategyTraits = ROBUST_TRAITS;
   readonly trimFraction: number;
   private readonly serverLearningRate: number;
 
@@ -216,6 +222,22 @@ export class TrimmedMean implements Strategy {
   trimCount(n: number): number {
     // β·n computed in floating point may land just under an integer (0.3·10 = 2.9999999999999996).
     return Math.floor(this.trimFraction * n + 1e-9);
+  }
+
+  /** Refuses a clients-per-round change that would trim nothing: a plain mean, with no robustness left. */
+  settingsChangeProblem(change: SettingsChange, current: RoundSettings): string | undefined {
+    const cpr = change.clientsPerRound;
+    if (cpr === undefined || cpr === current.clientsPerRound || this.trimCount(cpr) > 0) return undefined;
+    const beta = this.trimFraction;
+    const need = beta > 0 ? `⌊${beta} × n⌋ ≥ 1 needs at least ⌈1/${beta}⌉ = ${this.fewestToTrim()} clients per round` : 'a trim fraction of 0 trims nothing at any size';
+    return `clientsPerRound ${cpr} would make trimmed-mean trim nothing (a plain mean, no robustness): ${need}`;
+  }
+
+  /** The smallest n with ⌊β·n⌋ ≥ 1, i.e. ⌈1/β⌉, found with trimCount itself so float rounding agrees with what the round does. */
+  private fewestToTrim(): number {
+    let n = Math.max(1, Math.floor(1 / this.trimFraction) - 1);
+    while (this.trimCount(n) === 0) n++;
+    return n;
   }
 
   configureFit(_round: number, base: FitConfig): FitConfig {
@@ -253,6 +275,7 @@ class TrimmedMeanRound extends BufferedRound {
  */
 export class Krum implements Strategy {
   readonly name: string;
+  readonly traits: StrategyTraits = ROBUST_TRAITS;
   readonly byzantine: number;
   /** m, or undefined for n − f in every round. */
   readonly multi: number | undefined;

@@ -1,4 +1,5 @@
 import type { FitConfig } from '../protocol/messages.ts';
+import type { RoundSettings, SettingsChange } from '../protocol/status.ts';
 import type { UniformSource } from '../random/prng.ts';
 
 /**
@@ -64,8 +65,43 @@ export interface PrivacyReport {
   readonly neighbouring?: 'add-remove' | 'zero-out';
 }
 
+/**
+ * What a strategy is, as far as the coordinator's rules go. Rules derive
+ * from these (secure aggregation needs `input: 'sum'`, client-level DP hides
+ * per-participant figures, the quorum applies to the engine's own
+ * selection), never from which class a strategy is. Wrappers forward the
+ * traits of the strategy they wrap and change only what they change.
+ */
+export interface StrategyTraits {
+  /**
+   * 'sum': the rule aggregates a sum of updates, so a secure aggregation sum
+   * can feed it (its rounds have RoundAggregator.addSum). 'individual': it
+   * needs each update (a median, Krum, a norm bound, central clipping).
+   */
+  readonly input: 'sum' | 'individual';
+  /**
+   * 'private': whether a participant took part is covered by the privacy
+   * guarantee (client-level DP), so nothing per participant leaves the
+   * coordinator: no update norms, no skip reasons quoting counts. 'shown': they may.
+   */
+  readonly participation: 'private' | 'shown';
+  /**
+   * 'engine': the engine picks each round's participants (weighted by their
+   * delivery record, with the quorum rule). 'own': the strategy samples them
+   * itself (`select`, e.g. DP-FedAvg's Poisson sampling), and its choice stands.
+   */
+  readonly selection: 'engine' | 'own';
+}
+
 export interface Strategy {
   readonly name: string;
+  readonly traits: StrategyTraits;
+  /**
+   * Why an operator's settings change between rounds would break what the
+   * strategy promises (a robust rule that would trim nothing, a privacy
+   * accounting tied to a sampling rate), or undefined when it may go ahead.
+   */
+  settingsChangeProblem?(change: SettingsChange, current: RoundSettings): string | undefined;
   /** The fit configuration sent to the round's participants. */
   configureFit(round: number, base: FitConfig): FitConfig;
   /** A fresh aggregator for a round. */

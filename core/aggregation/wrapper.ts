@@ -1,13 +1,15 @@
 import type { FitConfig } from '../protocol/messages.ts';
 import { sample, type UniformSource } from '../random/prng.ts';
-import type { PrivacyReport, RoundAggregator, RoundContext, Strategy } from './strategy.ts';
+import type { RoundSettings, SettingsChange } from '../protocol/status.ts';
+import type { PrivacyReport, RoundAggregator, RoundContext, Strategy, StrategyTraits } from './strategy.ts';
 
 /**
  * A strategy that adds one thing to another (a norm bound, a server
  * optimizer, a proximal term) and hands everything else to it unchanged:
- * its participant selection (DP-FedAvg's Poisson sampling), its round
- * permission (a privacy budget), its privacy report and whether it must
- * release every round. Subclasses override what they change.
+ * its traits, its participant selection (DP-FedAvg's Poisson sampling), its
+ * settings rules, its round permission (a privacy budget), its privacy
+ * report and whether it must release every round. Subclasses override what
+ * they change.
  */
 export abstract class StrategyWrapper implements Strategy {
   abstract readonly name: string;
@@ -29,6 +31,14 @@ export abstract class StrategyWrapper implements Strategy {
       this.saveState = () => save.call(inner);
       this.loadState = (state) => load.call(inner, state);
     }
+  }
+
+  get traits(): StrategyTraits {
+    return this.inner.traits;
+  }
+
+  settingsChangeProblem(change: SettingsChange, current: RoundSettings): string | undefined {
+    return this.inner.settingsChangeProblem?.(change, current);
   }
 
   configureFit(round: number, base: FitConfig): FitConfig {

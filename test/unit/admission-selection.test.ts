@@ -169,7 +169,7 @@ describe('reliability-weighted selection', () => {
     }
     assert.equal(hasOwnSelection(new FedAvg()), false);
     assert.equal(hasOwnSelection(new Bound(new Bound(new FedAvg()))), false, 'wrappers only pass selection on');
-    const dp = Object.create(DpFedAvg.prototype) as DpFedAvg;
+    const dp = new DpFedAvg({ placement: 'central', noiseMultiplier: 1, clip: { kind: 'fixed', norm: 1 }, sampleRate: 0.5, expectedClients: 4, delta: 1e-5 });
     assert.equal(hasOwnSelection(new Bound(dp)), true);
   });
 

@@ -155,12 +155,12 @@ describe('SecureRound aborts', () => {
       done: (outcome) => outcomes.push(outcome),
     }, { stepMs: 1000, maskedMs: 5000 });
     round.abort('the round deadline passed');
-    await new Promise((resolve) => setImmediate(resolve));
+    await round.settled();
     assert.deepEqual(outcomes, [{ ok: false, reason: 'secure aggregation aborted: the round deadline passed at step 0 (advertise)' }]);
     assert.equal(round.stats.aborted, 'the round deadline passed at step 0 (advertise)');
     // The step's own timer was cleared with the abort: nothing more is reported.
     clock.advance(1000);
-    await new Promise((resolve) => setImmediate(resolve));
+    await round.settled();
     assert.equal(outcomes.length, 1);
   });
 });

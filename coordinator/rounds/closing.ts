@@ -1,0 +1,109 @@
+import type { EvalMetrics } from '../../core/protocol/messages.ts';
+import type { FederationStatus, RoundRecord, RoundSettings } from '../../core/protocol/status.ts';
+import { makeModel, type GlobalModel, type RoundEngineOptions } from './engine-types.ts';
+import type { OpenRound } from './open-round.ts';
+import type { Participants } from './participants.ts';
+import { outcomeCounts, roundDetails } from './round-records.ts';
+
+/** A closed round whose record and model exist but are not saved yet: nothing outside the engine sees them. */
+export interface RoundCandidate {
+  readonly open: OpenRound;
+  readonly record: RoundRecord;
+  readonly model: GlobalModel;
+}
+
+/** What closing a round needs from the engine. */
+export interface ClosingHost {
+  readonly options: RoundEngineOptions;
+  readonly settings: RoundSettings;
+  /** The model the round trained from (the current global model). */
+  readonly model: GlobalModel;
+  readonly participants: Participants;
+  /** The round is still the one closing (a stop or shutdown may abandon it while it evaluates). */
+  stillClosing(open: OpenRound): boolean;
+  /** The round is aggregated and is being evaluated now. */
+  evaluating(open: OpenRound): void;
+  /** Async work idle() waits for. */
+  track<T>(work: Promise<T>): Promise<T>;
+}
+
+/**
+ * Closes a round into a candidate: what was collected goes to the
+ * aggregator, the selected participants' delivery records are updated, and
+ * the new model is evaluated if there are enough updates (else the round is
+ * skipped with the reason). Undefined when the round was abandoned meanwhile.
+ */
+export async function closeIntoCandidate(host: ClosingHost, open: OpenRound): Promise<RoundCandidate | undefined> {
+  const { clock, evaluator, strategy } = host.options;
+  const settings = host.settings;
+  const delivered = open.collection.deliver(open.aggregator);
+  const secagg = open.collection.stats();
+  const details = roundDetails(open, clock.now(), delivered.contributors);
+  for (const p of details.participants) {
+    const key = host.participants.get(p.id)?.deliveryKey;
+    if (key !== undefined) host.participants.deliveries.record(key, p.outcome === 'declined' ? undefined : p.outcome === 'received');
+  }
+  const base = outcomeCounts(open, details);
+  const enough = delivered.ok && (base.received >= settings.minUpdates || strategy.releasesEveryRound === true);
+  const weights = enough ? open.aggregator.finish() : null;
+  if (!enough) open.aggregator.abandon?.();
+  let model = host.model;
+  let record: RoundRecord;
+  if (weights === null) {
+    const reason = !delivered.ok
+      ? `${delivered.reason}; the model is unchanged`
+      : `only ${base.received} of at least ${settings.minUpdates} updates arrived (${base.dropped} dropped, ${base.rejected} rejected, ${base.declined} declined); the model is unchanged`;
+    record = {
+      ...base,
+      outcome: 'skipped',
+      reason,
+      modelVersion: model.version,
+      modelHash: model.hash,
+      durationMs: clock.now() - open.startedAt,
+      privacy: strategy.privacy?.(),
+      secagg,
+      ...details,
+    };
+  } else {
+    host.evaluating(open);
+    let metrics: EvalMetrics | undefined;
+    try {
+      metrics = await host.track(evaluator.evaluate(weights));
+    } catch (error) {
+      console.error(`round ${open.round}: evaluation failed:`, error);
+    }
+    if (!host.stillClosing(open)) return undefined; // stopped while evaluating
+    model = makeModel(model.version + 1, weights);
+    record = {
+      ...base,
+      outcome: 'aggregated',
+      modelVersion: model.version,
+      modelHash: model.hash,
+      metrics,
+      durationMs: clock.now() - open.startedAt,
+      privacy: strategy.privacy?.(),
+      secagg,
+      ...details,
+    };
+  }
+  // The candidate: the round's record and model exist here and nowhere else. Checks on the aggregate
+  // go before this line; from here it is saved first (retried), and shown only once saved.
+  return { open, record, model };
+}
+
+/** Why the federation ends after a published round (target accuracy, early stopping, round limit), or undefined. */
+export function endAfterRound(record: RoundRecord, settings: RoundSettings, best: FederationStatus['best']): string | undefined {
+  const target = settings.targetAccuracy;
+  const patience = settings.earlyStoppingPatience;
+  if (target !== undefined && record.metrics && record.metrics.accuracy >= target) {
+    return `target accuracy ${target} reached in round ${record.round} (accuracy ${record.metrics.accuracy.toFixed(4)})`;
+  }
+  if (patience !== undefined && best && best.roundsSince >= patience) {
+    return (
+      `early stopping: no better test accuracy in the ${best.roundsSince} evaluated rounds since round ${best.round} ` +
+      `(patience ${patience}; best accuracy ${best.metrics.accuracy.toFixed(4)}, kept in best/)`
+    );
+  }
+  if (record.round >= settings.rounds) return `completed ${settings.rounds} rounds`;
+  return undefined;
+}

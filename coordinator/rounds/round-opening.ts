@@ -1,0 +1,69 @@
+import type { RoundStartMessage } from '../../core/protocol/messages.ts';
+import type { RoundSettings } from '../../core/protocol/status.ts';
+import type { CollectionHost } from './collection.ts';
+import type { GlobalModel, RoundEngineOptions } from './engine-types.ts';
+import type { OpenRound, RoundBasis } from './open-round.ts';
+import type { ParticipantRecord, Participants } from './participants.ts';
+import { plainCollection } from './plain-collection.ts';
+import { secureCollection } from './secure-collection.ts';
+import { hasOwnSelection, weightedSample } from './selection.ts';
+
+/** What opening a round needs. */
+export interface OpeningInput {
+  readonly round: number;
+  readonly options: RoundEngineOptions;
+  readonly settings: RoundSettings;
+  readonly model: GlobalModel;
+  /** Who may be selected now. */
+  readonly candidates: readonly ParticipantRecord[];
+  readonly participants: Participants;
+  /** The round deadline the engine would use for plain collection (fixed or adaptive). */
+  readonly plainDeadlineMs: number;
+  readonly host: CollectionHost;
+  readonly onDeadline: () => void;
+}
+
+/** A round ready to open: the state it starts with, who was selected, and the round:start they get. */
+export interface Opening {
+  readonly open: OpenRound;
+  readonly chosen: readonly ParticipantRecord[];
+  readonly message: RoundStartMessage;
+}
+
+/**
+ * Selects a round's participants, asks the strategy for the fit
+ * configuration and a fresh aggregator, and picks how the round collects its
+ * input: here, once; the engine never asks again.
+ */
+export function prepareRound({ round, options, settings, model, candidates, participants, plainDeadlineMs, host, onDeadline }: OpeningInput): Opening {
+  const { strategy, clock, random } = options;
+  // Over-selection: ask a few more than needed, so dropouts still leave enough updates.
+  const wanted = Math.ceil(settings.clientsPerRound * (1 + (settings.overSelect ?? 0)));
+  // A strategy's own selection (client-level DP samples independently) is kept as it is; otherwise reliability-weighted.
+  const chosen =
+    strategy.select && hasOwnSelection(strategy)
+      ? strategy.select(candidates, wanted, random)
+      : weightedSample(candidates, wanted, (p) => participants.deliveries.weight(p.deliveryKey), random);
+  const fit = strategy.configureFit(round, settings.fit);
+  const startedAt = clock.now();
+  const method = settings.secureAggregation ? secureCollection(settings.secureAggregation, settings.roundTimeoutMs) : plainCollection;
+  const deadlineMs = method.deadlineMs(plainDeadlineMs);
+  const basis: RoundBasis = {
+    round,
+    startedAt,
+    baseVersion: model.version,
+    selected: new Set(chosen.map((p) => p.id)),
+    aggregator: strategy.beginRound({ round, globalWeights: model.weights }),
+    timer: clock.setTimer(deadlineMs, onDeadline),
+    bytesIn: 0,
+    bytesOut: model.frame.byteLength * chosen.length,
+    fit,
+    clientsPerRound: settings.clientsPerRound,
+    deadlineMs,
+    settlements: new Map(),
+    rejectionCodes: {},
+  };
+  const open: OpenRound = Object.assign(basis, { collection: method.create(host, basis, chosen.map((p) => p.id)) });
+  const message: RoundStartMessage = { round, model: { version: model.version, weights: model.frame }, config: fit, deadline: startedAt + deadlineMs };
+  return { open, chosen, message };
+}
