@@ -2,6 +2,7 @@ import { RdpAccountant, type RdpAccountantState } from '../privacy/accountant.ts
 import { clipToNorm, GaussianSampler } from '../privacy/update-privacy.ts';
 import { clientLevelGrid, noiseOnGrid } from '../privacy/grid-noise.ts';
 import { planDistributedNoise, type DistributedNoisePlan } from '../privacy/distributed-noise.ts';
+import { accountEpsilon, isAccountantKind, type AccountantKind } from '../privacy/epsilon.ts';
 import type { FitConfig } from '../protocol/messages.ts';
 import { SecureRandom, type UniformSource } from '../random/prng.ts';
 import type { ClientResult, PrivacyReport, RoundAggregator, RoundContext, Strategy } from './strategy.ts';
@@ -86,6 +87,13 @@ export interface DpFedAvgOptions {
   readonly delta: number;
   /** Stop before a round would take ε above this. */
   readonly epsilonBudget?: number;
+  /**
+   * Which accountant turns the charged rounds into ε, for the report and the
+   * budget: 'auto' (default: the smaller of the PLD and RDP upper bounds),
+   * 'pld' or 'rdp'. The state keeps the rounds' history, so any of them can
+   * be recomputed after a restart.
+   */
+  readonly accountant?: AccountantKind;
   readonly serverLearningRate?: number;
   /** The source of noise; the CSPRNG by default. Seed it only in tests. */
   readonly uniform?: UniformSource;
@@ -156,6 +164,7 @@ export class DpFedAvg implements Strategy {
     if (!(q > 0 && q <= 1)) throw new RangeError(`client sample rate must be in (0, 1], got ${q}`);
     if (!(m > 0)) throw new RangeError(`expected clients per round must be positive, got ${m}`);
     if (!(delta > 0 && delta < 1)) throw new RangeError(`delta must be in (0, 1), got ${delta}`);
+    if (options.accountant !== undefined && !isAccountantKind(options.accountant)) throw new RangeError(`accountant must be auto, pld or rdp, got ${String(options.accountant)}`);
     if (clip.kind === 'fixed') {
       if (!(clip.norm > 0)) throw new RangeError(`clip norm must be positive, got ${clip.norm}`);
       this.clipNorm = clip.norm;
@@ -221,22 +230,26 @@ export class DpFedAvg implements Strategy {
   canStartRound(): { ok: true } | { ok: false; reason: string } {
     const budget = this.options.epsilonBudget;
     if (budget === undefined) return { ok: true };
-    const { epsilon } = this.accountant.projectEpsilon(this.stepOfRound(), this.options.delta);
+    const { epsilon, accountant } = accountEpsilon(this.accountant, this.options.delta, this.accountantKind, this.stepOfRound());
     if (epsilon > budget) {
-      return { ok: false, reason: `privacy budget reached: another round would spend ε = ${epsilon.toFixed(3)} > ${budget} (δ = ${this.options.delta})` };
+      return { ok: false, reason: `privacy budget reached: another round would spend ε = ${epsilon.toFixed(3)} > ${budget} (δ = ${this.options.delta}, ${accountant.toUpperCase()} accountant)` };
     }
     return { ok: true };
   }
 
   privacy(): PrivacyReport {
     const { delta } = this.options;
-    const { epsilon, optimalOrder } = this.accountant.getEpsilonAndOrder(delta);
+    const accounted = accountEpsilon(this.accountant, delta, this.accountantKind);
     return {
       level: 'client',
       placement: this.options.placement,
-      epsilon,
+      epsilon: accounted.epsilon,
       delta,
-      optimalOrder,
+      accountant: accounted.accountant,
+      accountantSetting: this.accountantKind,
+      rdpEpsilon: accounted.rdp.epsilon,
+      ...(accounted.pld ? { pldEpsilon: accounted.pld.epsilon, pldEpsilonLower: accounted.pld.epsilonLower } : {}),
+      optimalOrder: accounted.rdp.optimalOrder,
       rounds: this.roundsCharged,
       // What the accountant is charged with, not the configured z (they differ for distributed noise).
       noiseMultiplier: this.stepOfRound().noiseMultiplier,
@@ -260,6 +273,11 @@ export class DpFedAvg implements Strategy {
     this.accountant = RdpAccountant.fromJSON(s.accountant);
     this.clipNorm = s.clipNorm;
     this.roundsCharged = s.rounds;
+  }
+
+  /** The accountant setting ('auto' unless the options say otherwise). */
+  get accountantKind(): AccountantKind {
+    return this.options.accountant ?? 'auto';
   }
 
   /** The mechanism one round runs, as the accountant sees it. */

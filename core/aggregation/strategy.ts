@@ -1,4 +1,5 @@
 import type { FitConfig } from '../protocol/messages.ts';
+import type { AccountantKind } from '../privacy/epsilon.ts';
 import type { UniformSource } from '../random/prng.ts';
 
 /**
@@ -47,6 +48,16 @@ export interface PrivacyReport {
   readonly placement: 'central' | 'distributed';
   readonly epsilon: number;
   readonly delta: number;
+  /** Which accountant computed `epsilon`; absent in records saved before it could be chosen (those are RDP). */
+  readonly accountant?: 'pld' | 'rdp';
+  /** The setting that chose it: 'auto' reports the smaller of two upper bounds (core/privacy/epsilon.ts). */
+  readonly accountantSetting?: AccountantKind;
+  /** RDP's ε of the same history (improved conversion), shown next to PLD's. */
+  readonly rdpEpsilon?: number;
+  /** PLD's ε of the same history (an upper bound) and its rigorous lower bound; absent under 'rdp'. */
+  readonly pldEpsilon?: number;
+  readonly pldEpsilonLower?: number;
+  /** RDP's optimal order (kept whichever accountant gave `epsilon`). */
   readonly optimalOrder: number;
   /** Rounds charged to the accountant. */
   readonly rounds: number;
