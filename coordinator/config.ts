@@ -300,11 +300,13 @@ function parseFlags(argv: readonly string[], env: Record<string, string | undefi
   }
   // Only an admin's dashboard may send controls: without a token nobody could ever start the federation.
   if (v['manual-start'] && !security?.adminTokens) throw new ConfigError('--manual-start needs --admin-token or --admin-token-file: only an admin dashboard can start the federation');
+  const distributedNoise = parseDistributedNoise(v, { clientDp, settings: secureAggregation ? { ...settings, secureAggregation } : settings }, (message) => new ConfigError(message));
+  if (distributedNoise && accountant === 'pld') throw new ConfigError('--accountant pld cannot account --distributed-noise skellam: its noise is known only by an RDP bound; use --accountant auto or rdp');
   return {
     checkpointKeyFile: v['checkpoint-key-file'],
     clientDp,
     freshPrivacyBudget: v['fresh-privacy-budget'] ?? undefined,
-    distributedNoise: parseDistributedNoise(v, { clientDp, settings: secureAggregation ? { ...settings, secureAggregation } : settings }, (message) => new ConfigError(message)),
+    distributedNoise,
     strategy,
     port,
     host: v.host ?? '0.0.0.0',

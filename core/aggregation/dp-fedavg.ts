@@ -188,6 +188,7 @@ export class DpFedAvg implements Strategy {
     this.skellamPlan = undefined;
     if (options.skellam) {
       if (placement !== 'distributed' || clip.kind !== 'fixed') throw new RangeError('Skellam noise needs distributed placement with a fixed clip norm');
+      if (options.accountant === 'pld') throw new RangeError('Skellam noise is known only by an RDP bound: account it with rdp or auto, not pld');
       this.skellamPlan = planDistributedNoise({ clipNorm: clip.norm, noiseMultiplier: z, expectedContributors: m, ...options.skellam });
     }
     this.sampler = new GaussianSampler(options.uniform);
@@ -255,6 +256,7 @@ export class DpFedAvg implements Strategy {
       noiseMultiplier: this.stepOfRound().noiseMultiplier,
       sampleRate: this.stepOfRound().sampleRate,
       clipNorm: this.clipNorm,
+      ...(this.skellamPlan ? { rdpOnly: true } : {}),
       conversion: 'improved',
       neighbouring: this.options.placement === 'central' || this.skellamPlan ? 'add-remove' : 'zero-out',
     };
@@ -281,11 +283,12 @@ export class DpFedAvg implements Strategy {
   }
 
   /** The mechanism one round runs, as the accountant sees it. */
-  private stepOfRound(): { sampleRate: number; noiseMultiplier: number } {
+  private stepOfRound(): { sampleRate: number; noiseMultiplier: number; rdpOnly?: true } {
     const { placement, noiseMultiplier, sampleRate, expectedClients } = this.options;
     if (placement === 'central') return { sampleRate, noiseMultiplier };
     // The coordinator knows who was selected: no amplification. Skellam: the sum's noise; else each participant's own share.
-    if (this.skellamPlan) return { sampleRate: 1, noiseMultiplier: this.skellamPlan.effectiveNoiseMultiplier };
+    // z_eff bounds the Skellam's RDP only: marked so that no PLD is read off it (core/privacy/epsilon.ts).
+    if (this.skellamPlan) return { sampleRate: 1, noiseMultiplier: this.skellamPlan.effectiveNoiseMultiplier, rdpOnly: true };
     return { sampleRate: 1, noiseMultiplier: noiseMultiplier / Math.sqrt(expectedClients) };
   }
 

@@ -57,6 +57,8 @@ export interface PrivacyReport {
   /** PLD's ε of the same history (an upper bound) and its rigorous lower bound; absent under 'rdp'. */
   readonly pldEpsilon?: number;
   readonly pldEpsilonLower?: number;
+  /** True when the charged noise multiplier only bounds the mechanism's RDP (Skellam): only RDP may convert it. */
+  readonly rdpOnly?: boolean;
   /** RDP's optimal order (kept whichever accountant gave `epsilon`). */
   readonly optimalOrder: number;
   /** Rounds charged to the accountant. */

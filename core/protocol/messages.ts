@@ -81,6 +81,8 @@ export interface ClientDpAnnouncement {
   readonly placement: 'central' | 'distributed';
   readonly sampleRate: number;
   readonly noiseMultiplier: number;
+  /** True when the noise multiplier only bounds the round's RDP (Skellam): ledgers convert with RDP, not PLD. */
+  readonly rdpOnly?: boolean;
 }
 
 /** What a participant does in one round. */

@@ -12,6 +12,7 @@ import {
   Tooltip,
 } from 'chart.js';
 import { io, type Socket } from 'socket.io-client';
+import type { PrivacyReport } from '../../core/aggregation/strategy.ts';
 import type { Ack } from '../../core/protocol/errors.ts';
 import type {
   AdminClientToServerEvents,
@@ -53,6 +54,17 @@ const chart = new Chart<'line', number[], string>($('metrics-chart') as HTMLCanv
     },
   },
 });
+
+/** Which accountant gave ε, and both bounds where both were computed (docs/privacy-accounting.md). */
+function accountantText(privacy: PrivacyReport): string {
+  const which = (privacy.accountant ?? 'rdp').toUpperCase();
+  const setting = privacy.accountantSetting === 'auto' ? ' (auto: the smaller bound)' : '';
+  const both = [
+    privacy.pldEpsilon !== undefined ? `PLD ${privacy.pldEpsilon.toFixed(3)}` : undefined,
+    privacy.rdpEpsilon !== undefined ? `RDP ${privacy.rdpEpsilon.toFixed(3)}` : undefined,
+  ].filter((x) => x !== undefined);
+  return `ε by the ${which} accountant${setting}${both.length === 2 ? `: ${both.join(', ')}` : ''}`;
+}
 
 const epsilonChart = new Chart<'line', number[], string>($('epsilon-chart') as HTMLCanvasElement, {
   type: 'line',
@@ -170,8 +182,11 @@ function render(status: FederationStatus): void {
   const privacy = status.privacy;
   $('epsilon').textContent = privacy ? privacy.epsilon.toFixed(3) : '–';
   $('privacy').textContent = privacy
-    ? `${privacy.level}-level DP, ${privacy.placement} noise, δ = ${privacy.delta}, z = ${privacy.noiseMultiplier}, q = ${privacy.sampleRate}, ${privacy.rounds} rounds`
-    : 'no differential privacy';
+    ? `${privacy.level}-level DP, ${privacy.placement} noise, δ = ${privacy.delta}, z = ${privacy.noiseMultiplier}, q = ${privacy.sampleRate}, ${privacy.rounds} rounds; ${accountantText(privacy)}`
+    : status.settings.fit.sampleDp
+      ? `sample-level DP-SGD: each participant's ledger reports its ε (${status.settings.fit.sampleDp.accountant ?? 'auto'} accountant; auto: the smaller of PLD and RDP)`
+      : 'no differential privacy';
+  $('epsilon').dataset.accountant = privacy?.accountant ?? '';
   const withPrivacy = status.history.filter((r) => r.privacy);
   $('epsilon-section').hidden = withPrivacy.length === 0;
   epsilonChart.data.labels = withPrivacy.map((r) => String(r.round));
