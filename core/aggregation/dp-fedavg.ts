@@ -231,7 +231,7 @@ export class DpFedAvg implements Strategy {
   canStartRound(): { ok: true } | { ok: false; reason: string } {
     const budget = this.options.epsilonBudget;
     if (budget === undefined) return { ok: true };
-    const { epsilon, accountant } = accountEpsilon(this.accountant, this.options.delta, this.accountantKind, this.stepOfRound());
+    const { epsilon, accountant } = accountEpsilon(this.accountant, this.options.delta, this.convertingKind, this.stepOfRound());
     if (epsilon > budget) {
       return { ok: false, reason: `privacy budget reached: another round would spend ε = ${epsilon.toFixed(3)} > ${budget} (δ = ${this.options.delta}, ${accountant.toUpperCase()} accountant)` };
     }
@@ -240,7 +240,7 @@ export class DpFedAvg implements Strategy {
 
   privacy(): PrivacyReport {
     const { delta } = this.options;
-    const accounted = accountEpsilon(this.accountant, delta, this.accountantKind);
+    const accounted = accountEpsilon(this.accountant, delta, this.convertingKind);
     return {
       level: 'client',
       placement: this.options.placement,
@@ -280,6 +280,11 @@ export class DpFedAvg implements Strategy {
   /** The accountant setting ('auto' unless the options say otherwise). */
   get accountantKind(): AccountantKind {
     return this.options.accountant ?? 'auto';
+  }
+
+  /** What converts the history: RDP alone under Skellam noise (its z_eff bounds only the RDP), else the setting. */
+  private get convertingKind(): AccountantKind {
+    return this.skellamPlan ? 'rdp' : this.accountantKind;
   }
 
   /** The mechanism one round runs, as the accountant sees it. */
