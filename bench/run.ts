@@ -12,6 +12,7 @@ const BENCHMARKS: Record<string, string> = {
   coordinator: 'bench/coordinator.ts',
   'data-ingest': 'bench/data-ingest.ts',
   'dp-sgd': 'bench/dp-sgd.ts',
+  'privacy-accountants': 'bench/privacy-accountants.ts',
   'privacy-utility': 'bench/privacy-utility.ts',
   secagg: 'bench/secagg.ts',
   'secagg-rounds': 'bench/secagg-rounds.ts',
