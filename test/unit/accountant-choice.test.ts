@@ -14,6 +14,7 @@ import type { Dataset } from '../../core/data/dataset.ts';
 import { SeededRandom } from '../../core/random/prng.ts';
 import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
 import { buildStrategy } from '../../coordinator/strategies.ts';
+import { accountantText } from '../../web/dashboard/privacy-text.ts';
 import { EngineHarness } from '../helpers/engine-harness.ts';
 
 /**
@@ -136,6 +137,15 @@ describe('the accountant the coordinator uses', () => {
     assert.equal(status.privacy?.accountant, 'pld');
     assert.equal(status.history[1]!.privacy?.accountant, 'pld');
     assert.equal(status.privacy?.epsilon, pldEpsilon([{ sampleRate: 1e-3, noiseMultiplier: Z, steps: 2 }], DELTA).epsilon);
+  });
+
+  it('the dashboard says which accountant gave ε, with both values', () => {
+    const auto = dpStrategy(CLIENT_DP);
+    chargeRounds(auto, 2);
+    assert.equal(accountantText(auto.privacy()), `ε by the PLD accountant (auto: the smaller bound): PLD ${pld(2).toFixed(3)}, RDP ${rdp(2).toFixed(3)}`);
+    const onlyRdp = dpStrategy([...CLIENT_DP, '--accountant', 'rdp']);
+    chargeRounds(onlyRdp, 2);
+    assert.equal(accountantText(onlyRdp.privacy()), 'ε by the RDP accountant');
   });
 
   it('flags and task files are checked', () => {

@@ -12,7 +12,6 @@ import {
   Tooltip,
 } from 'chart.js';
 import { io, type Socket } from 'socket.io-client';
-import type { PrivacyReport } from '../../core/aggregation/strategy.ts';
 import type { Ack } from '../../core/protocol/errors.ts';
 import type {
   AdminClientToServerEvents,
@@ -26,6 +25,7 @@ import type {
   SettingsChange,
 } from '../../core/protocol/status.ts';
 import { takeSecretParam } from '../secret-param.ts';
+import { accountantText } from './privacy-text.ts';
 
 /** The live dashboard: the coordinator pushes its status over the /admin namespace; nothing polls. */
 
@@ -54,17 +54,6 @@ const chart = new Chart<'line', number[], string>($('metrics-chart') as HTMLCanv
     },
   },
 });
-
-/** Which accountant gave ε, and both bounds where both were computed (docs/privacy-accounting.md). */
-function accountantText(privacy: PrivacyReport): string {
-  const which = (privacy.accountant ?? 'rdp').toUpperCase();
-  const setting = privacy.accountantSetting === 'auto' ? ' (auto: the smaller bound)' : '';
-  const both = [
-    privacy.pldEpsilon !== undefined ? `PLD ${privacy.pldEpsilon.toFixed(3)}` : undefined,
-    privacy.rdpEpsilon !== undefined ? `RDP ${privacy.rdpEpsilon.toFixed(3)}` : undefined,
-  ].filter((x) => x !== undefined);
-  return `ε by the ${which} accountant${setting}${both.length === 2 ? `: ${both.join(', ')}` : ''}`;
-}
 
 const epsilonChart = new Chart<'line', number[], string>($('epsilon-chart') as HTMLCanvasElement, {
   type: 'line',
