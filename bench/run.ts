@@ -13,6 +13,7 @@ const BENCHMARKS: Record<string, string> = {
   'data-ingest': 'bench/data-ingest.ts',
   'dp-sgd': 'bench/dp-sgd.ts',
   'federated-vs-central': 'bench/federated-vs-central.ts',
+  'privacy-accountants': 'bench/privacy-accountants.ts',
   'privacy-utility': 'bench/privacy-utility.ts',
   secagg: 'bench/secagg.ts',
   'secagg-rounds': 'bench/secagg-rounds.ts',

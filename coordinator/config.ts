@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import type { DpFedAvgOptions } from '../core/aggregation/dp-fedavg.ts';
+import { isAccountantKind, type AccountantKind } from '../core/privacy/epsilon.ts';
 import { isArchitecture } from '../core/model/architectures.ts';
 import type { ArchitectureName, SampleDpConfig } from '../core/protocol/messages.ts';
 import type { RoundSettings, SecureAggregationSettings } from '../core/protocol/status.ts';
@@ -101,6 +102,9 @@ Client-level differential privacy (DP-FedAvg; see docs/privacy.md)
                            missing (needs --min-updates >= M - D; default 0)
   --fresh-privacy-budget   start client-level DP although --data-dir holds no earlier spend for the
                            task (refused without it: a new folder must not silently reset epsilon)
+  --accountant A           auto (default: the smaller of the PLD and RDP bounds) | pld | rdp: turns
+                           the charged steps into epsilon, for client-level DP, its budget and the
+                           participants' DP-SGD ledgers (see docs/privacy-accounting.md)
 
 Aggregation (every update counts once in the robust rules: example counts are self-reported)
   --strategy NAME          fedavg (default, weighted by example count) | median (coordinate-wise) |
@@ -198,6 +202,7 @@ function parseFlags(argv: readonly string[], env: Record<string, string | undefi
         'expected-clients': { type: 'string' },
         delta: { type: 'string' },
         'epsilon-budget': { type: 'string' },
+        accountant: { type: 'string' },
         'dp-sgd-clip': { type: 'string' },
         'dp-sgd-noise-multiplier': { type: 'string' },
         'dp-sgd-batch-size': { type: 'string' },
@@ -256,7 +261,8 @@ function parseFlags(argv: readonly string[], env: Record<string, string | undefi
   if (noiseStd !== undefined && clipNorm === undefined) throw new ConfigError('--noise-std needs --clip-norm: noise without a clipping bound protects nothing');
   const delta = number(v.delta, 'delta', 1e-5, (n) => n > 0 && n < 1, 'a number in (0, 1)');
   const batchSize = number(v['batch-size'], 'batch-size', 32, isPositiveInt, 'a positive integer');
-  const sampleDp = parseSampleDp(v, batchSize, delta);
+  const accountant = parseAccountant(v);
+  const sampleDp = withAccountant(parseSampleDp(v, batchSize, delta), accountant);
   const settings: RoundSettings = {
     rounds: number(v.rounds, 'rounds', 20, isPositiveInt, 'a positive integer'),
     minClients,
@@ -282,7 +288,8 @@ function parseFlags(argv: readonly string[], env: Record<string, string | undefi
             },
     },
   };
-  const clientDp = parseClientDp(v, settings.clientsPerRound, delta);
+  const clientDp = withAccountant(parseClientDp(v, settings.clientsPerRound, delta), accountant);
+  if (accountant !== undefined && !clientDp && !sampleDp) throw new ConfigError('--accountant needs --client-dp or --dp-sgd-clip: without differential privacy nothing is accounted');
   if (clientDp && settings.fit.privacy) throw new ConfigError('--clip-norm/--noise-std and --client-dp both set the update clipping: use one');
   const strategy = parseStrategy(v, settings, clientDp);
   const secureAggregation = parseSecureAggregation(v, settings, clientDp, strategy);
@@ -293,11 +300,13 @@ function parseFlags(argv: readonly string[], env: Record<string, string | undefi
   }
   // Only an admin's dashboard may send controls: without a token nobody could ever start the federation.
   if (v['manual-start'] && !security?.adminTokens) throw new ConfigError('--manual-start needs --admin-token or --admin-token-file: only an admin dashboard can start the federation');
+  const distributedNoise = parseDistributedNoise(v, { clientDp, settings: secureAggregation ? { ...settings, secureAggregation } : settings }, (message) => new ConfigError(message));
+  if (distributedNoise && accountant === 'pld') throw new ConfigError('--accountant pld cannot account --distributed-noise skellam: its noise is known only by an RDP bound; use --accountant auto or rdp');
   return {
     checkpointKeyFile: v['checkpoint-key-file'],
     clientDp,
     freshPrivacyBudget: v['fresh-privacy-budget'] ?? undefined,
-    distributedNoise: parseDistributedNoise(v, { clientDp, settings: secureAggregation ? { ...settings, secureAggregation } : settings }, (message) => new ConfigError(message)),
+    distributedNoise,
     strategy,
     port,
     host: v.host ?? '0.0.0.0',
@@ -312,6 +321,18 @@ function parseFlags(argv: readonly string[], env: Record<string, string | undefi
     security,
     task: task?.file,
   };
+}
+
+// --accountant (issue 19): which accountant turns the charged steps into ε; absent: 'auto' where each is used.
+function parseAccountant(v: Record<string, string | boolean | undefined>): AccountantKind | undefined {
+  const text = v.accountant as string | undefined;
+  if (text === undefined) return undefined;
+  if (!isAccountantKind(text)) throw new ConfigError(`--accountant must be auto, pld or rdp, got "${text}"`);
+  return text;
+}
+
+function withAccountant<T extends object>(options: T | undefined, accountant: AccountantKind | undefined): T | undefined {
+  return options === undefined || accountant === undefined ? options : { ...options, accountant };
 }
 
 function parseClientDp(v: Record<string, string | boolean | undefined>, clientsPerRound: number, delta: number): DpFedAvgOptions | undefined {

@@ -26,7 +26,8 @@ test('three tabs with DP-SGD keep per-dataset privacy ledgers', async ({ browser
     // 8,000 / 16 = 500 examples per tab: 10 DP-SGD steps per round.
     const a = await open('shard=1/16&backend=wasm');
     const b = await open('shard=2/16&backend=wasm');
-    // One round costs ε ≈ 2.84 and two ≈ 3.50 (npm run privacy -- --sample-rate 0.1 --noise-multiplier 1.1 --steps 10): this tab trains once.
+    // Under the default accountant (auto: PLD here) one round costs ε ≈ 2.35, two ≈ 2.98, three ≈ 3.48 (RDP: 2.84, 3.50, 4.03;
+    // npm run privacy -- --sample-rate 0.1 --noise-multiplier 1.1 --steps 10): this tab trains twice.
     const small = await open('shard=3/16&backend=wasm&epsilon-budget=3.2');
     for (const page of [a, b, small]) await expect(page.locator('#dp-section')).toBeVisible({ timeout: 60_000 });
     await expect(a.locator('#dp-info')).toContainText('vectorised');

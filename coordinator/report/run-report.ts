@@ -176,6 +176,15 @@ function participation(r: RoundRecord): Partial<ReportRoundParticipation> {
   return Object.fromEntries(ROUND_PARTICIPATION_FIELDS.filter((field) => r[field] !== undefined).map((field) => [field, r[field]]));
 }
 
+/** Which accountant gave ε; under PLD also its lower bound and RDP's value for the same rounds. */
+function accountantPhrase(spent: PrivacyReport): string {
+  // Records saved before the accountant could be chosen carry no `accountant`: they are RDP.
+  if (spent.accountant !== 'pld') return `RDP accountant, ${spent.conversion} conversion`;
+  const lower = spent.pldEpsilonLower === undefined ? '' : `, true ε at least ${round(spent.pldEpsilonLower)}`;
+  const rdp = spent.rdpEpsilon === undefined ? '' : `; RDP gives ${round(spent.rdpEpsilon)}`;
+  return `PLD accountant${spent.accountantSetting === 'auto' ? ' (the tighter of PLD and RDP)' : ''}${lower}${rdp}`;
+}
+
 function reportPrivacy(status: FederationStatus, clientDp: DpFedAvgOptions | undefined): ReportPrivacy {
   const spent = status.privacy;
   // The accountant's report decides, not the options: a client-level run must never read as "no DP".
@@ -190,7 +199,7 @@ function reportPrivacy(status: FederationStatus, clientDp: DpFedAvgOptions | und
       spent.placement === 'central' || spent.neighbouring === 'add-remove'
         ? `(ε = ${round(spent.epsilon)}, δ = ${spent.delta})-differentially private with respect to adding or removing one participant's whole dataset`
         : `(ε = ${round(spent.epsilon)}, δ = ${spent.delta})-differentially private with respect to replacing one participant's clipped update by zero (zero-out: whether it took part is not hidden)`;
-    const accounting = `after ${spent.rounds} rounds (noise multiplier ${spent.noiseMultiplier} per round, sampling rate ${spent.sampleRate}, RDP accountant, ${spent.conversion} conversion)`;
+    const accounting = `after ${spent.rounds} rounds (noise multiplier ${spent.noiseMultiplier} per round, sampling rate ${spent.sampleRate}, ${accountantPhrase(spent)})`;
     // Each sentence is what dp-fedavg.ts accounts for in that placement, and no more.
     const statement =
       spent.placement === 'central'
@@ -221,6 +230,7 @@ function reportPrivacy(status: FederationStatus, clientDp: DpFedAvgOptions | und
         `Sample-level DP-SGD in every participant (clip ${sampleDp.clipNorm}, noise multiplier ${sampleDp.noiseMultiplier}, expected batch ${sampleDp.expectedBatchSize}, δ = ${sampleDp.delta}): ` +
         'each participant accounts the ε of its own data; ' +
         (max === undefined ? 'none has reported one yet.' : `the largest any reported is ε = ${round(max)}.`) +
+        ` The task asks their ledgers for the ${sampleDp.accountant ?? 'auto'} accountant (auto: the smaller of the PLD and RDP bounds).` +
         (status.settings.secureAggregation ? ` ${SECURE_AGGREGATION}` : ''),
       config: sampleDp,
       ...(max !== undefined ? { maxReportedEpsilon: max } : {}),

@@ -91,6 +91,7 @@ export const SETTINGS = {
     clientSampleRate: ['client-sample-rate', 'number'],
     expectedClients: ['expected-clients', 'number'],
     epsilonBudget: ['epsilon-budget', 'number'],
+    accountant: ['accountant', 'string'],
   },
   aggregation: {
     strategy: ['strategy', 'string'],

@@ -2,6 +2,7 @@ import { RdpAccountant, type RdpAccountantState } from '../privacy/accountant.ts
 import { clipToNorm, GaussianSampler } from '../privacy/update-privacy.ts';
 import { clientLevelGrid, noiseOnGrid } from '../privacy/grid-noise.ts';
 import { planDistributedNoise, type DistributedNoisePlan } from '../privacy/distributed-noise.ts';
+import { accountEpsilon, isAccountantKind, type AccountantKind } from '../privacy/epsilon.ts';
 import type { FitConfig } from '../protocol/messages.ts';
 import { SecureRandom, type UniformSource } from '../random/prng.ts';
 import type { RoundSettings, SettingsChange } from '../protocol/status.ts';
@@ -87,6 +88,13 @@ export interface DpFedAvgOptions {
   readonly delta: number;
   /** Stop before a round would take ε above this. */
   readonly epsilonBudget?: number;
+  /**
+   * Which accountant turns the charged rounds into ε, for the report and the
+   * budget: 'auto' (default: the smaller of the PLD and RDP upper bounds),
+   * 'pld' or 'rdp'. The state keeps the rounds' history, so any of them can
+   * be recomputed after a restart.
+   */
+  readonly accountant?: AccountantKind;
   readonly serverLearningRate?: number;
   /** The source of noise; the CSPRNG by default. Seed it only in tests. */
   readonly uniform?: UniformSource;
@@ -157,6 +165,7 @@ export class DpFedAvg implements Strategy {
     if (!(q > 0 && q <= 1)) throw new RangeError(`client sample rate must be in (0, 1], got ${q}`);
     if (!(m > 0)) throw new RangeError(`expected clients per round must be positive, got ${m}`);
     if (!(delta > 0 && delta < 1)) throw new RangeError(`delta must be in (0, 1), got ${delta}`);
+    if (options.accountant !== undefined && !isAccountantKind(options.accountant)) throw new RangeError(`accountant must be auto, pld or rdp, got ${String(options.accountant)}`);
     if (clip.kind === 'fixed') {
       if (!(clip.norm > 0)) throw new RangeError(`clip norm must be positive, got ${clip.norm}`);
       this.clipNorm = clip.norm;
@@ -180,6 +189,7 @@ export class DpFedAvg implements Strategy {
     this.skellamPlan = undefined;
     if (options.skellam) {
       if (placement !== 'distributed' || clip.kind !== 'fixed') throw new RangeError('Skellam noise needs distributed placement with a fixed clip norm');
+      if (options.accountant === 'pld') throw new RangeError('Skellam noise is known only by an RDP bound: account it with rdp or auto, not pld');
       this.skellamPlan = planDistributedNoise({ clipNorm: clip.norm, noiseMultiplier: z, expectedContributors: m, ...options.skellam });
     }
     this.sampler = new GaussianSampler(options.uniform);
@@ -237,27 +247,32 @@ export class DpFedAvg implements Strategy {
   canStartRound(): { ok: true } | { ok: false; reason: string } {
     const budget = this.options.epsilonBudget;
     if (budget === undefined) return { ok: true };
-    const { epsilon } = this.accountant.projectEpsilon(this.stepOfRound(), this.options.delta);
+    const { epsilon, accountant } = accountEpsilon(this.accountant, this.options.delta, this.convertingKind, this.stepOfRound());
     if (epsilon > budget) {
-      return { ok: false, reason: `privacy budget reached: another round would spend ε = ${epsilon.toFixed(3)} > ${budget} (δ = ${this.options.delta})` };
+      return { ok: false, reason: `privacy budget reached: another round would spend ε = ${epsilon.toFixed(3)} > ${budget} (δ = ${this.options.delta}, ${accountant.toUpperCase()} accountant)` };
     }
     return { ok: true };
   }
 
   privacy(): PrivacyReport {
     const { delta } = this.options;
-    const { epsilon, optimalOrder } = this.accountant.getEpsilonAndOrder(delta);
+    const accounted = accountEpsilon(this.accountant, delta, this.convertingKind);
     return {
       level: 'client',
       placement: this.options.placement,
-      epsilon,
+      epsilon: accounted.epsilon,
       delta,
-      optimalOrder,
+      accountant: accounted.accountant,
+      accountantSetting: this.accountantKind,
+      rdpEpsilon: accounted.rdp.epsilon,
+      ...(accounted.pld ? { pldEpsilon: accounted.pld.epsilon, pldEpsilonLower: accounted.pld.epsilonLower } : {}),
+      optimalOrder: accounted.rdp.optimalOrder,
       rounds: this.roundsCharged,
       // What the accountant is charged with, not the configured z (they differ for distributed noise).
       noiseMultiplier: this.stepOfRound().noiseMultiplier,
       sampleRate: this.stepOfRound().sampleRate,
       clipNorm: this.clipNorm,
+      ...(this.skellamPlan ? { rdpOnly: true } : {}),
       conversion: 'improved',
       neighbouring: this.options.placement === 'central' || this.skellamPlan ? 'add-remove' : 'zero-out',
     };
@@ -278,12 +293,23 @@ export class DpFedAvg implements Strategy {
     this.roundsCharged = s.rounds;
   }
 
+  /** The accountant setting ('auto' unless the options say otherwise). */
+  get accountantKind(): AccountantKind {
+    return this.options.accountant ?? 'auto';
+  }
+
+  /** What converts the history: RDP alone under Skellam noise (its z_eff bounds only the RDP), else the setting. */
+  private get convertingKind(): AccountantKind {
+    return this.skellamPlan ? 'rdp' : this.accountantKind;
+  }
+
   /** The mechanism one round runs, as the accountant sees it. */
-  private stepOfRound(): { sampleRate: number; noiseMultiplier: number } {
+  private stepOfRound(): { sampleRate: number; noiseMultiplier: number; rdpOnly?: true } {
     const { placement, noiseMultiplier, sampleRate, expectedClients } = this.options;
     if (placement === 'central') return { sampleRate, noiseMultiplier };
     // The coordinator knows who was selected: no amplification. Skellam: the sum's noise; else each participant's own share.
-    if (this.skellamPlan) return { sampleRate: 1, noiseMultiplier: this.skellamPlan.effectiveNoiseMultiplier };
+    // z_eff bounds the Skellam's RDP only: marked so that no PLD is read off it (core/privacy/epsilon.ts).
+    if (this.skellamPlan) return { sampleRate: 1, noiseMultiplier: this.skellamPlan.effectiveNoiseMultiplier, rdpOnly: true };
     return { sampleRate: 1, noiseMultiplier: noiseMultiplier / Math.sqrt(expectedClients) };
   }
 

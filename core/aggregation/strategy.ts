@@ -1,5 +1,6 @@
 import type { FitConfig } from '../protocol/messages.ts';
 import type { RoundSettings, SettingsChange } from '../protocol/status.ts';
+import type { AccountantKind } from '../privacy/epsilon.ts';
 import type { UniformSource } from '../random/prng.ts';
 
 /**
@@ -48,6 +49,18 @@ export interface PrivacyReport {
   readonly placement: 'central' | 'distributed';
   readonly epsilon: number;
   readonly delta: number;
+  /** Which accountant computed `epsilon`; absent in records saved before it could be chosen (those are RDP). */
+  readonly accountant?: 'pld' | 'rdp';
+  /** The setting that chose it: 'auto' reports the smaller of two upper bounds (core/privacy/epsilon.ts). */
+  readonly accountantSetting?: AccountantKind;
+  /** RDP's ε of the same history (improved conversion), shown next to PLD's. */
+  readonly rdpEpsilon?: number;
+  /** PLD's ε of the same history (an upper bound) and its rigorous lower bound; absent under 'rdp'. */
+  readonly pldEpsilon?: number;
+  readonly pldEpsilonLower?: number;
+  /** True when the charged noise multiplier only bounds the mechanism's RDP (Skellam): only RDP may convert it. */
+  readonly rdpOnly?: boolean;
+  /** RDP's optimal order (kept whichever accountant gave `epsilon`). */
   readonly optimalOrder: number;
   /** Rounds charged to the accountant. */
   readonly rounds: number;

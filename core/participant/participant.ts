@@ -60,9 +60,10 @@ export type ParticipantEvent =
    * accepted (the coordinator will only ever see it inside the sum).
    */
   | { readonly type: 'secagg'; readonly round: number; readonly step: 'advertised' | 'shared' | 'masked' | 'unmasked'; readonly index: number; readonly participants: number; readonly neighbours?: number | 'all'; readonly threshold?: number }
-  | { readonly type: 'privacy'; readonly epsilon: number; readonly delta: number; readonly budget?: number; readonly exhausted: boolean }
+  /** `accountant`: which accountant the ledger's ε came from (core/privacy/epsilon.ts). */
+  | { readonly type: 'privacy'; readonly epsilon: number; readonly delta: number; readonly budget?: number; readonly exhausted: boolean; readonly accountant?: 'pld' | 'rdp' }
   /** This participant's own client-level ε (its ledger, charged from each round's announced (q, z)). */
-  | { readonly type: 'client-privacy'; readonly epsilon: number; readonly delta: number; readonly budget?: number; readonly exhausted: boolean }
+  | { readonly type: 'client-privacy'; readonly epsilon: number; readonly delta: number; readonly budget?: number; readonly exhausted: boolean; readonly accountant?: 'pld' | 'rdp' }
   | { readonly type: 'declined'; readonly round: number; readonly reason: string }
   | { readonly type: 'round-end'; readonly message: RoundEndMessage }
   | { readonly type: 'done'; readonly message: FederationDoneMessage }
@@ -163,7 +164,7 @@ export class Participant {
 
   private emitPrivacy(epsilon: number, exhausted: boolean): void {
     const ledger = this.options.ledger!;
-    this.emit({ type: 'privacy', epsilon, delta: ledger.delta, budget: ledger.epsilonBudget, exhausted });
+    this.emit({ type: 'privacy', epsilon, delta: ledger.delta, budget: ledger.epsilonBudget, exhausted, accountant: ledger.accounted.accountant });
   }
 
   /**
@@ -356,7 +357,7 @@ export class Participant {
 
   private emitClientPrivacy(clientLedger: ClientLevelLedger): void {
     const { ledger } = clientLedger;
-    this.emit({ type: 'client-privacy', epsilon: ledger.epsilon, delta: ledger.delta, budget: ledger.epsilonBudget, exhausted: clientLedger.exhausted });
+    this.emit({ type: 'client-privacy', epsilon: ledger.epsilon, delta: ledger.delta, budget: ledger.epsilonBudget, exhausted: clientLedger.exhausted, accountant: ledger.accounted.accountant });
   }
 
   /** Under client-level DP, charges this participant's own ledger for a round it was selected in, or refuses the round. */
@@ -364,7 +365,9 @@ export class Participant {
     const announced = message.config.clientDp;
     const clientLedger = this.options.clientLedger;
     if (!announced || !clientLedger) return true;
-    const charge = await clientLedger.admit(message.round, announced);
+    // Skellam noise is known only by an RDP bound, whatever the announcement says: the ledger must not read it as a Gaussian's PLD.
+    const skellam = message.config.privacy?.skellamVariance !== undefined;
+    const charge = await clientLedger.admit(message.round, skellam ? { ...announced, rdpOnly: true } : announced);
     this.emitClientPrivacy(clientLedger);
     if (charge.kind !== 'refused') return true;
     return this.decline(message.round, `client-level privacy budget spent: this round would take this participant's own ε from ${charge.epsilon.toFixed(3)} to ${charge.projectedEpsilon.toFixed(3)}, above its budget of ${clientLedger.ledger.epsilonBudget}`, true);

@@ -312,6 +312,21 @@ export interface SampledGaussianSteps {
   readonly noiseMultiplier: number;
   /** How many times this mechanism ran; defaults to 1. */
   readonly steps?: number;
+  /**
+   * True when the mechanism is not a Gaussian and σ only bounds its RDP
+   * (Skellam noise, core/privacy/distributed-noise.ts): a PLD of the Gaussian
+   * would not bound it, so a history holding such a step is converted by RDP.
+   */
+  readonly rdpOnly?: boolean;
+}
+
+/** One entry of an accountant's history: consecutive steps of one mechanism. */
+export interface HistoryEntry {
+  sampleRate: number;
+  noiseMultiplier: number;
+  steps: number;
+  /** Present (true) only for steps known by an RDP bound alone (SampledGaussianSteps.rdpOnly). */
+  rdpOnly?: true;
 }
 
 export interface ConversionOptions {
@@ -325,7 +340,7 @@ export interface RdpAccountantState {
   /** Accumulated RDP per order; Infinity is written as null (JSON has no ∞). */
   readonly rdp: readonly (number | null)[];
   /** Composed steps, merged when consecutive entries share q and σ. */
-  readonly history: readonly { sampleRate: number; noiseMultiplier: number; steps: number }[];
+  readonly history: readonly HistoryEntry[];
 }
 
 /**
@@ -335,7 +350,7 @@ export interface RdpAccountantState {
 export class RdpAccountant {
   readonly orders: readonly number[];
   private readonly rdp: number[];
-  private readonly history: { sampleRate: number; noiseMultiplier: number; steps: number }[] = [];
+  private readonly history: HistoryEntry[] = [];
   private unitCache: { sampleRate: number; noiseMultiplier: number; rdp: readonly number[] } | undefined;
 
   constructor(orders: readonly number[] = DEFAULT_ORDERS) {
@@ -346,14 +361,14 @@ export class RdpAccountant {
   }
 
   /** Adds `steps` runs of the mechanism; returns this for chaining. */
-  step({ sampleRate, noiseMultiplier, steps = 1 }: SampledGaussianSteps): this {
+  step({ sampleRate, noiseMultiplier, steps = 1, rdpOnly = false }: SampledGaussianSteps): this {
     checkStepParameters(sampleRate, noiseMultiplier, steps);
     if (steps === 0) return this;
     const unit = this.unitRdp(sampleRate, noiseMultiplier);
     for (let k = 0; k < unit.length; k++) this.rdp[k]! += steps * unit[k]!;
     const last = this.history[this.history.length - 1];
-    if (last && last.sampleRate === sampleRate && last.noiseMultiplier === noiseMultiplier) last.steps += steps;
-    else this.history.push({ sampleRate, noiseMultiplier, steps });
+    if (last && last.sampleRate === sampleRate && last.noiseMultiplier === noiseMultiplier && (last.rdpOnly === true) === rdpOnly) last.steps += steps;
+    else this.history.push(rdpOnly ? { sampleRate, noiseMultiplier, steps, rdpOnly: true } : { sampleRate, noiseMultiplier, steps });
     return this;
   }
 
@@ -440,7 +455,9 @@ export class RdpAccountant {
       if (typeof sampleRate !== 'number' || typeof noiseMultiplier !== 'number' || typeof steps !== 'number') {
         throw new TypeError('accountant state: history entries need numeric sampleRate, noiseMultiplier, steps');
       }
-      accountant.history.push({ sampleRate, noiseMultiplier, steps });
+      const rdpOnly = e['rdpOnly'];
+      if (rdpOnly !== undefined && rdpOnly !== true) throw new TypeError('accountant state: rdpOnly must be true or absent');
+      accountant.history.push(rdpOnly === true ? { sampleRate, noiseMultiplier, steps, rdpOnly } : { sampleRate, noiseMultiplier, steps });
     }
     return accountant;
   }

@@ -37,7 +37,8 @@ export function historyOf(state: RdpAccountantState): PldMechanism[] {
 
 /**
  * ε of what `accountant` has recorded (plus `next`, when given, without
- * recording it) at δ, by the chosen accountant.
+ * recording it) at δ, by the chosen accountant. A history with a step marked
+ * rdpOnly is always converted by RDP (and says so in `accountant`).
  */
 export function accountEpsilon(
   accountant: RdpAccountant,
@@ -47,7 +48,8 @@ export function accountEpsilon(
   pldOptions: PldOptions = {},
 ): AccountedEpsilon {
   const rdp = next ? accountant.projectEpsilon(next, delta) : accountant.getEpsilonAndOrder(delta);
-  if (kind === 'rdp') return { epsilon: rdp.epsilon, accountant: 'rdp', rdp };
+  // A step known only by an RDP bound (Skellam) has no Gaussian PLD: the whole history is RDP's, whatever was asked.
+  if (kind === 'rdp' || next?.rdpOnly === true || accountant.toJSON().history.some((h) => h.rdpOnly === true)) return { epsilon: rdp.epsilon, accountant: 'rdp', rdp };
   const history = historyOf(accountant.toJSON());
   if (next) history.push({ sampleRate: next.sampleRate, noiseMultiplier: next.noiseMultiplier, steps: next.steps ?? 1 });
   const pld = pldEpsilon(history, delta, pldOptions);

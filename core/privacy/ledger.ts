@@ -1,10 +1,14 @@
 import { RdpAccountant, type RdpAccountantState, type SampledGaussianSteps } from './accountant.ts';
+import { accountEpsilon, isAccountantKind, type AccountantKind, type AccountedEpsilon } from './epsilon.ts';
 
 /**
- * A participant's privacy ledger for sample-level DP: the RDP accountant of
- * everything its dataset has been used for, kept in durable storage so that
- * reloading the page or coming back next week continues the same sum. The
- * ledger is charged before an update is sent, so a crash between the two
+ * A participant's privacy ledger for sample-level DP: the history of every
+ * sampled-Gaussian step its dataset has been used for (with its RDP curve),
+ * kept in durable storage so that reloading the page or coming back next week
+ * continues the same sum. ε is read off that history by the chosen
+ * accountant (core/privacy/epsilon.ts: 'auto', the smaller of the PLD and RDP
+ * bounds, by default), so the stored state does not depend on the choice.
+ * The ledger is charged before an update is sent, so a crash between the two
  * can only overcount.
  */
 
@@ -51,7 +55,12 @@ export class PrivacyLedger {
     private accountant: RdpAccountant,
     readonly delta: number,
     private budget: number | undefined,
+    /** Which accountant reads ε off the history. */
+    readonly accountantKind: AccountantKind,
   ) {}
+
+  /** The last ε computed, for the accountant state it was computed from (a PLD composition is not free). */
+  private accountedCache: { readonly of: RdpAccountant; readonly value: AccountedEpsilon } | undefined;
 
   /** The ε this ledger stops at (undefined: none). */
   get epsilonBudget(): number | undefined {
@@ -70,8 +79,16 @@ export class PrivacyLedger {
    * (ledgers once keyed by task name); when `key` has no entry yet, it starts
    * from all of their histories composed, so re-keying never resets ε.
    */
-  static async open(store: LedgerStore, key: string, delta: number, epsilonBudget?: number, inherit: readonly string[] = []): Promise<PrivacyLedger> {
+  static async open(
+    store: LedgerStore,
+    key: string,
+    delta: number,
+    epsilonBudget?: number,
+    inherit: readonly string[] = [],
+    accountantKind: AccountantKind = 'auto',
+  ): Promise<PrivacyLedger> {
     if (!(delta > 0 && delta < 1)) throw new RangeError(`delta must be in (0, 1), got ${delta}`);
+    if (!isAccountantKind(accountantKind)) throw new RangeError(`the accountant must be auto, pld or rdp, got ${String(accountantKind)}`);
     if (epsilonBudget !== undefined && !(epsilonBudget > 0)) throw new RangeError(`the ε budget must be positive, got ${epsilonBudget}`);
     let saved = await store.load(key);
     if (!saved && inherit.length > 0) {
@@ -86,17 +103,25 @@ export class PrivacyLedger {
       if (found) saved = await store.update(key, (current) => current ?? inherited.toJSON());
     }
     const accountant = saved ? RdpAccountant.fromJSON(saved) : new RdpAccountant();
-    return new PrivacyLedger(store, key, accountant, delta, epsilonBudget);
+    return new PrivacyLedger(store, key, accountant, delta, epsilonBudget, accountantKind);
+  }
+
+  /** ε spent so far at the ledger's δ, with which accountant gave it and both bounds. */
+  get accounted(): AccountedEpsilon {
+    if (this.accountedCache?.of !== this.accountant) {
+      this.accountedCache = { of: this.accountant, value: accountEpsilon(this.accountant, this.delta, this.accountantKind) };
+    }
+    return this.accountedCache.value;
   }
 
   /** ε spent so far at the ledger's δ. */
   get epsilon(): number {
-    return this.accountant.getEpsilon(this.delta);
+    return this.accounted.epsilon;
   }
 
   /** Would these steps keep ε within the budget? */
   check(steps: SampledGaussianSteps): LedgerCheck {
-    const projectedEpsilon = this.accountant.projectEpsilon(steps, this.delta).epsilon;
+    const projectedEpsilon = accountEpsilon(this.accountant, this.delta, this.accountantKind, steps).epsilon;
     return { allowed: this.epsilonBudget === undefined || projectedEpsilon <= this.epsilonBudget, projectedEpsilon };
   }
 
@@ -118,7 +143,7 @@ export class PrivacyLedger {
     let refused: number | undefined;
     const stored = await this.store.update(this.key, (saved) => {
       const accountant = saved ? RdpAccountant.fromJSON(saved) : new RdpAccountant();
-      const projected = accountant.projectEpsilon(steps, this.delta).epsilon;
+      const projected = accountEpsilon(accountant, this.delta, this.accountantKind, steps).epsilon;
       // A release that already happened is spent whatever the budget says: it is recorded, never refused.
       if (this.epsilonBudget !== undefined && projected > this.epsilonBudget && options.alreadyReleased !== true) {
         refused = projected;

@@ -1,6 +1,7 @@
 import type { Dataset } from '../data/dataset.ts';
 import type { SampleDpConfig } from '../protocol/messages.ts';
 import { ClientLevelLedger } from './client-ledger.ts';
+import type { AccountantKind } from './epsilon.ts';
 import { PrivacyLedger, type LedgerStore } from './ledger.ts';
 
 /**
@@ -82,6 +83,13 @@ export interface ParticipantLedgerOptions {
    * Otherwise (a demo shard) the ledger is the examples' content hash.
    */
   readonly ownData?: boolean;
+  /**
+   * Which accountant reads ε off the ledger's history: the person's choice,
+   * else the task's (SampleDpConfig.accountant), else 'auto' (the smaller of
+   * the PLD and RDP upper bounds). Every choice is an upper bound on the same
+   * history, so a task cannot loosen the ledger by picking one.
+   */
+  readonly accountant?: AccountantKind;
 }
 
 /** The key of the ledger a dataset charges: OWN_DATA_KEY for the person's own files, else its content hash. */
@@ -100,7 +108,7 @@ export async function openParticipantLedger(store: LedgerStore, dp: SampleDpConf
   const delta = decideDelta(dp.delta, data.count, options.maxDelta);
   if (!delta.ok) throw new Error(delta.message);
   const key = await ledgerKey(data, options.ownData);
-  return PrivacyLedger.open(store, key, delta.delta, participantBudget(dp.epsilonBudget, options.ownBudget), options.legacyKeys);
+  return PrivacyLedger.open(store, key, delta.delta, participantBudget(dp.epsilonBudget, options.ownBudget), options.legacyKeys, options.accountant ?? dp.accountant);
 }
 
 /**
@@ -111,6 +119,6 @@ export async function openParticipantLedger(store: LedgerStore, dp: SampleDpConf
  */
 export async function openClientLevelLedger(store: LedgerStore, data: Dataset, options: Omit<ParticipantLedgerOptions, 'legacyKeys'> = {}): Promise<ClientLevelLedger> {
   const key = `client-level/${await ledgerKey(data, options.ownData)}`;
-  const ledger = await PrivacyLedger.open(store, key, options.maxDelta ?? DEFAULT_MAX_DELTA, participantBudget(undefined, options.ownBudget));
+  const ledger = await PrivacyLedger.open(store, key, options.maxDelta ?? DEFAULT_MAX_DELTA, participantBudget(undefined, options.ownBudget), [], options.accountant);
   return new ClientLevelLedger(ledger);
 }

@@ -1,4 +1,5 @@
 import type { InputSchema } from '../data/schema.ts';
+import type { AccountantKind } from '../privacy/epsilon.ts';
 import type { Ack } from './errors.ts';
 
 /** Bumped on any incompatible change to events, payloads or frames. */
@@ -66,6 +67,8 @@ export interface SampleDpConfig {
   readonly delta: number;
   /** Default ε budget per participant dataset; a participant may set a smaller one. */
   readonly epsilonBudget?: number;
+  /** The task's accountant for the participants' ledgers (absent: 'auto', the smaller of the PLD and RDP bounds). */
+  readonly accountant?: AccountantKind;
 }
 
 /**
@@ -78,6 +81,8 @@ export interface ClientDpAnnouncement {
   readonly placement: 'central' | 'distributed';
   readonly sampleRate: number;
   readonly noiseMultiplier: number;
+  /** True when the noise multiplier only bounds the round's RDP (Skellam): ledgers convert with RDP, not PLD. */
+  readonly rdpOnly?: boolean;
 }
 
 /** What a participant does in one round. */

@@ -4,6 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { RdpAccountant } from '../../core/privacy/accountant.ts';
+import { pldEpsilon } from '../../core/privacy/pld.ts';
 import { MemoryLedgerStore } from '../../core/privacy/ledger.ts';
 import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
 import { startCoordinator } from '../../coordinator/server.ts';
@@ -18,7 +19,9 @@ describe('client-level DP federation', () => {
   after(() => federation?.close());
 
   it('charges every round, reports ε(δ) per round and stops at the budget', { timeout: 120_000 }, async () => {
-    const perRound = (n: number) => new RdpAccountant().step({ sampleRate: 0.5, noiseMultiplier: 0.8, steps: n }).getEpsilon(1e-5);
+    // The default accountant ('auto') reports PLD's ε where it is below RDP's, as it is here.
+    const perRound = (n: number) => pldEpsilon([{ sampleRate: 0.5, noiseMultiplier: 0.8, steps: n }], 1e-5).epsilon;
+    assert.ok(perRound(3) < new RdpAccountant().step({ sampleRate: 0.5, noiseMultiplier: 0.8, steps: 3 }).getEpsilon(1e-5));
     const store = new MemoryLedgerStore();
     // A budget between the ε of 3 and of 4 rounds: exactly 3 rounds may run.
     const budget = (perRound(3) + perRound(4)) / 2;
@@ -40,6 +43,7 @@ describe('client-level DP federation', () => {
       assert.equal(record.outcome, 'aggregated', 'central DP releases a model every round');
       assert.ok(Math.abs(record.privacy!.epsilon - perRound(i + 1)) < 1e-9, `round ${i + 1}: ε ${record.privacy!.epsilon}`);
       assert.equal(record.privacy!.delta, 1e-5);
+      assert.equal(record.privacy!.accountant, 'pld');
     });
     assert.ok(final.privacy!.epsilon <= budget);
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { RdpAccountant } from '../../core/privacy/accountant.ts';
+import { pldEpsilon } from '../../core/privacy/pld.ts';
 import { dpStepsPerEpoch } from '../../core/privacy/dp-sgd.ts';
 import { MemoryLedgerStore, PrivacyLedger } from '../../core/privacy/ledger.ts';
 import { startTestFederation, type TestFederation } from '../helpers/federation.ts';
@@ -17,7 +18,9 @@ describe('sample-level DP federation', () => {
   it('charges the ledger per update, and a spent budget retires its participant', { timeout: 240_000 }, async () => {
     // 8,000 / 16 = 500 examples each: q = 50/500, 10 steps per round.
     const perRound = { sampleRate: 0.1, noiseMultiplier: 1.1, steps: dpStepsPerEpoch(500, 50) };
-    const epsilonAfter = (rounds: number) => new RdpAccountant().step({ ...perRound, steps: perRound.steps * rounds }).getEpsilon(1e-5);
+    // Participants' ledgers read ε with the default accountant ('auto'): PLD's, below RDP's here.
+    const epsilonAfter = (rounds: number) => pldEpsilon([{ ...perRound, steps: perRound.steps * rounds }], 1e-5).epsilon;
+    assert.ok(epsilonAfter(2) < new RdpAccountant().step({ ...perRound, steps: perRound.steps * 2 }).getEpsilon(1e-5));
     // The third participant may spend at most a budget between 1 and 2 rounds' worth: it trains once.
     const smallBudget = (epsilonAfter(1) + epsilonAfter(2)) / 2;
     const store = new MemoryLedgerStore();

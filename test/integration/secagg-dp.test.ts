@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { RdpAccountant } from '../../core/privacy/accountant.ts';
+import { pldEpsilon } from '../../core/privacy/pld.ts';
 import { planDistributedNoise } from '../../core/privacy/distributed-noise.ts';
 import { startTestFederation, type TestFederation } from '../helpers/federation.ts';
 
@@ -34,9 +35,12 @@ describe('secure aggregation with distributed DP noise', () => {
     const uploads = participants.flatMap((p) => p.events.filter((e) => e.type === 'uploaded'));
     assert.equal(uploads.length, 10);
     assert.ok(uploads.every((e) => e.type === 'uploaded' && e.masked === true && e.noised));
-    // Distributed noise is accounted without sampling amplification: q = 1, z/√m per round.
-    const expected = new RdpAccountant().step({ sampleRate: 1, noiseMultiplier: 1 / Math.sqrt(5), steps: 2 }).getEpsilon(1e-5);
+    // Distributed noise is accounted without sampling amplification: q = 1, z/√m per round. By default ('auto') the
+    // PLD accountant gives it, here the Gaussian's exact ε, below RDP's.
+    const expected = pldEpsilon([{ sampleRate: 1, noiseMultiplier: 1 / Math.sqrt(5), steps: 2 }], 1e-5).epsilon;
+    assert.equal(final.privacy!.accountant, 'pld');
     assert.ok(Math.abs(final.privacy!.epsilon - expected) < 1e-9);
+    assert.ok(final.privacy!.epsilon < new RdpAccountant().step({ sampleRate: 1, noiseMultiplier: 1 / Math.sqrt(5), steps: 2 }).getEpsilon(1e-5));
   });
 
   it('with --distributed-noise skellam: integer noise in the sum, accounted as the sum\'s noise (ε as central DP at q = 1)', { timeout: 180_000 }, async () => {
@@ -66,6 +70,9 @@ describe('secure aggregation with distributed DP noise', () => {
     assert.ok(Math.abs(plan.effectiveNoiseMultiplier - 1) < 1e-6);
     const expected = new RdpAccountant().step({ sampleRate: 1, noiseMultiplier: plan.effectiveNoiseMultiplier, steps: 2 }).getEpsilon(1e-5);
     assert.ok(Math.abs(final.privacy!.epsilon - expected) < 1e-9, `ε ${final.privacy!.epsilon}, expected ${expected}`);
+    // z_eff bounds the Skellam's RDP only: even under the default ('auto') no PLD is read off it.
+    assert.equal(final.privacy!.accountant, 'rdp');
+    assert.equal(final.privacy!.pldEpsilon, undefined);
     const perParticipant = new RdpAccountant().step({ sampleRate: 1, noiseMultiplier: 1 / Math.sqrt(5), steps: 2 }).getEpsilon(1e-5);
     assert.ok(final.privacy!.epsilon < perParticipant / 2.5, 'far tighter than accounting each share alone');
   });

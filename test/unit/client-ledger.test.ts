@@ -10,7 +10,7 @@ const DISTRIBUTED: ClientDpAnnouncement = { placement: 'distributed', sampleRate
 const epsilonOf = (a: ClientDpAnnouncement, rounds: number) => new RdpAccountant().step({ ...a, steps: rounds }).getEpsilon(1e-5);
 
 async function ledger(budget?: number): Promise<ClientLevelLedger> {
-  return new ClientLevelLedger(await PrivacyLedger.open(new MemoryLedgerStore(), 'client-level/x', 1e-5, budget));
+  return new ClientLevelLedger(await PrivacyLedger.open(new MemoryLedgerStore(), 'client-level/x', 1e-5, budget, [], 'rdp'));
 }
 
 describe("a participant's own client-level ledger", () => {

@@ -27,7 +27,9 @@ describe('--distributed-noise skellam', () => {
     assert.equal(plan.participantVariance, plan.targetVariance / 3);
     const fit = strategy.configureFit(1, { epochs: 1, batchSize: 8, learningRate: 0.1 });
     assert.deepEqual(fit.privacy, { clipNorm: 1, noiseStd: 0, skellamVariance: plan.participantVariance });
-    assert.deepEqual(fit.clientDp, { placement: 'distributed', sampleRate: 1, noiseMultiplier: plan.effectiveNoiseMultiplier });
+    // rdpOnly: z_eff bounds the Skellam's RDP only, so participants' ledgers convert it with RDP, not PLD.
+    assert.deepEqual(fit.clientDp, { placement: 'distributed', sampleRate: 1, noiseMultiplier: plan.effectiveNoiseMultiplier, rdpOnly: true });
+    assert.equal(strategy.privacy().accountant, 'rdp');
     assert.equal(strategy.privacy().neighbouring, 'add-remove');
     // Without the flag: today's Gaussian shares, accounted per participant (zero-out).
     const gaussian = buildStrategy(withSkellam(parse(), 10_000)) as DpFedAvg;

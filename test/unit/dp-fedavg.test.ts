@@ -13,6 +13,8 @@ const base: DpFedAvgOptions = {
   sampleRate: 0.1,
   expectedClients: 10,
   delta: 1e-5,
+  // These tests compare with the RDP accountant; the PLD path is tested in dp-fedavg-accountant.test.ts.
+  accountant: 'rdp',
   uniform: new SeededRandom(11),
 };
 

@@ -92,7 +92,7 @@ describe('budgets the participant owns', () => {
     await spend(old, 2);
     const older = await PrivacyLedger.open(store, 'mnist-renamed/own-data', 1e-5);
     await spend(older, 1);
-    const ledger = await openParticipantLedger(store, task(1e-5), dataset(100, 6), { legacyKeys: ['mnist/own-data', 'mnist-renamed/own-data', 'never-used'] });
+    const ledger = await openParticipantLedger(store, task(1e-5), dataset(100, 6), { legacyKeys: ['mnist/own-data', 'mnist-renamed/own-data', 'never-used'], accountant: 'rdp' });
     const expected = new RdpAccountant().step({ ...ROUND, steps: 30 }).getEpsilon(1e-5);
     assert.ok(Math.abs(ledger.epsilon - expected) < 1e-9, `${ledger.epsilon} vs ${expected}`);
   });

@@ -152,6 +152,13 @@ describe('run report', () => {
     assert.match(bare.privacy.statement, /ε = 1\.100/);
   });
 
+  it('names the PLD accountant when it gave ε, with its lower bound and RDP\'s value for the same rounds', () => {
+    const pldPrivacy: PrivacyReport = { ...privacy(1.1, 3), accountant: 'pld', accountantSetting: 'auto', pldEpsilon: 1.1, pldEpsilonLower: 1.0987, rdpEpsilon: 1.25 };
+    const { statement } = buildRunReport({ status: { ...status, privacy: pldPrivacy }, task, clientDp, audit, now: new Date() }).privacy;
+    assert.match(statement, /after 3 rounds \(noise multiplier 1 per round, sampling rate 0\.5, PLD accountant \(the tighter of PLD and RDP\), true ε at least 1\.099; RDP gives 1\.250\)\./);
+    assert.doesNotMatch(statement, /RDP accountant/);
+  });
+
   it('states central client-level DP as what it covers: the released models, not what the trusted coordinator saw', () => {
     const { statement } = buildRunReport({ status, task, clientDp, audit, now: new Date() }).privacy;
     assert.match(statement, /central noise: the models released after each round, and what this report computes from them with the coordinator's own examples \(test accuracy and loss, the membership audit\), are \(ε = 1\.100, δ = 0\.00001\)-differentially private with respect to adding or removing one participant's whole dataset, after 3 rounds \(noise multiplier 1 per round, sampling rate 0\.5, RDP accountant, improved conversion\)\./);

@@ -25,6 +25,7 @@ import type {
   SettingsChange,
 } from '../../core/protocol/status.ts';
 import { takeSecretParam } from '../secret-param.ts';
+import { accountantText } from './privacy-text.ts';
 
 /** The live dashboard: the coordinator pushes its status over the /admin namespace; nothing polls. */
 
@@ -170,8 +171,11 @@ function render(status: FederationStatus): void {
   const privacy = status.privacy;
   $('epsilon').textContent = privacy ? privacy.epsilon.toFixed(3) : '–';
   $('privacy').textContent = privacy
-    ? `${privacy.level}-level DP, ${privacy.placement} noise, δ = ${privacy.delta}, z = ${privacy.noiseMultiplier}, q = ${privacy.sampleRate}, ${privacy.rounds} rounds`
-    : 'no differential privacy';
+    ? `${privacy.level}-level DP, ${privacy.placement} noise, δ = ${privacy.delta}, z = ${privacy.noiseMultiplier}, q = ${privacy.sampleRate}, ${privacy.rounds} rounds; ${accountantText(privacy)}`
+    : status.settings.fit.sampleDp
+      ? `sample-level DP-SGD: each participant's ledger reports its ε (${status.settings.fit.sampleDp.accountant ?? 'auto'} accountant; auto: the smaller of PLD and RDP)`
+      : 'no differential privacy';
+  $('epsilon').dataset.accountant = privacy?.accountant ?? '';
   const withPrivacy = status.history.filter((r) => r.privacy);
   $('epsilon-section').hidden = withPrivacy.length === 0;
   epsilonChart.data.labels = withPrivacy.map((r) => String(r.round));

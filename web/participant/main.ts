@@ -169,7 +169,9 @@ function onParticipantEvent(event: ParticipantEvent): void {
     case 'privacy': {
       const el = $('epsilon');
       const budget = event.budget === undefined ? 'no budget set' : `of a budget of ${event.budget}`;
-      el.textContent = `ε = ${event.epsilon.toFixed(3)} spent (δ = ${event.delta}), ${budget}${event.exhausted ? ': budget spent, this device no longer contributes' : ''}`;
+      const accountant = event.accountant === undefined ? '' : `, ${event.accountant.toUpperCase()} accountant`;
+      el.textContent = `ε = ${event.epsilon.toFixed(3)} spent (δ = ${event.delta}${accountant}), ${budget}${event.exhausted ? ': budget spent, this device no longer contributes' : ''}`;
+      el.dataset.accountant = event.accountant ?? '';
       // A history of distinct values (one per charged update, and the one loaded at start), for tests and people.
       if (event.epsilon > 0 && el.dataset.epsilon !== String(event.epsilon)) el.dataset.history = `${el.dataset.history ?? ''} ${event.epsilon}`.trim();
       el.dataset.epsilon = String(event.epsilon);
@@ -179,7 +181,7 @@ function onParticipantEvent(event: ParticipantEvent): void {
     }
     case 'client-privacy':
       $('privacy-note').dataset.clientEpsilon = String(event.epsilon);
-      log(`client-level DP: this device's own ledger reads ε = ${event.epsilon.toFixed(3)} (δ = ${event.delta}) of a budget of ${event.budget}${event.exhausted ? ': spent, this device no longer contributes' : ''}`);
+      log(`client-level DP: this device's own ledger reads ε = ${event.epsilon.toFixed(3)} (δ = ${event.delta}${event.accountant === undefined ? '' : `, ${event.accountant.toUpperCase()} accountant`}) of a budget of ${event.budget}${event.exhausted ? ': spent, this device no longer contributes' : ''}`);
       break;
     case 'declined':
       log(`round ${event.round}: declined: ${event.reason}`);

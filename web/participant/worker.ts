@@ -51,7 +51,7 @@ scope.addEventListener('message', (event) => {
     if (ledger) {
       ledger.lowerBudget(command.epsilonBudget);
       const budget = ledger.epsilonBudget!;
-      post({ type: 'participant', event: { type: 'privacy', epsilon: ledger.epsilon, delta: ledger.delta, budget, exhausted: ledger.epsilon >= budget } });
+      post({ type: 'participant', event: { type: 'privacy', epsilon: ledger.epsilon, delta: ledger.delta, budget, exhausted: ledger.epsilon >= budget, accountant: ledger.accounted.accountant } });
     }
   }
 });
