@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { guardAggregate } from '../../core/aggregation/aggregate-guard.ts';
 import { DpFedAvg } from '../../core/aggregation/dp-fedavg.ts';
 import { TrimmedMean } from '../../core/aggregation/robust.ts';
 import type { RoundAggregator, Strategy } from '../../core/aggregation/strategy.ts';
@@ -869,7 +870,7 @@ export class RoundEngine {
       startedAt,
       baseVersion: model.version,
       selected: new Set(chosen.map((p) => p.id)),
-      aggregator: strategy.beginRound({ round, globalWeights: model.weights }),
+      aggregator: strategy.beginRound({ round, globalWeights: model.weights, claimedExamples: chosen.map((p) => p.info.numExamples) }),
       timer,
       received: 0,
       bytesIn: 0,
@@ -1208,6 +1209,8 @@ export class RoundEngine {
         ...details,
       };
     }
+    // A non-finite or wildly out-of-line aggregate is not committed: the round becomes skipped, the model stays.
+    ({ record, model: candidate } = guardAggregate(record, candidate, this.model, this.history));
     // The candidate: the round's record and model exist here and nowhere else. Checks on the aggregate
     // go before this line; from here it is saved first (retried), and shown only once saved.
     const round: RoundCandidate = { open, record, model: candidate };

@@ -117,6 +117,8 @@ export interface RoundRecord {
   readonly applied?: RoundAppliedSettings;
   /** SHA-256 (hex) of the global model's float32 weights after this round, as stored in weights.bin. */
   readonly modelHash?: string;
+  /** Aggregated rounds: the L2 norm of the change to the global model (core/aggregation/aggregate-guard.ts compares each round's with these). */
+  readonly changeNorm?: number;
 }
 
 export interface SecAggRoundStats {
