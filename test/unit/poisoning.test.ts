@@ -114,6 +114,15 @@ describe('claimed example count cap', () => {
     assert.deepEqual(Array.from(round.finish()!), [3]);
   });
 
+  it('after warm-up takes the median of counts aggregated in earlier rounds, not of who joined', () => {
+    const strategy = new ClaimCappedStrategy(new FedAvg(), { multiple: 3 });
+    const first = strategy.beginRound({ round: 1, globalWeights: new Float32Array(1), claimedExamples: [100, 100, 100] });
+    for (const id of ['a', 'b', 'c']) first.add(result(id, 100, [0]));
+    first.finish();
+    // Sybils that joined claiming 1 example cannot pull the cap down below 3 × 100.
+    assert.equal(strategy.capFor([1, 1, 1, 1, 100, 100, 100]), 300);
+  });
+
   it('applies the task-level maximum, alone or with the multiple', () => {
     assert.equal(new ClaimCappedStrategy(new FedAvg(), { maxPerParticipant: 50 }).capFor([100, 100]), 50);
     assert.equal(new ClaimCappedStrategy(new FedAvg(), { multiple: 3, maxPerParticipant: 1000 }).capFor([100, 100]), 300);
