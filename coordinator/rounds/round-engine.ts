@@ -7,6 +7,7 @@ import { findStrategy } from '../../core/aggregation/wrapper.ts';
 import { clientDpAnnouncement } from '../../core/privacy/client-ledger.ts';
 import { l2Norm } from '../../core/privacy/update-privacy.ts';
 import { maxParticipants } from '../../core/secagg/quantize.ts';
+import { countSumRejections } from '../../core/secagg/sum-range.ts';
 import { ackError, ackOk, ErrorCode, ProtocolError, type Ack } from '../../core/protocol/errors.ts';
 import type {
   ClientInfo,
@@ -667,6 +668,7 @@ export class RoundEngine {
       },
       history: [...this.history],
       rejections: { ...this.rejections },
+      secureSumRejections: this.settings.secureAggregation ? countSumRejections(this.history) : undefined,
       startedAt: this.startedAt,
       best: this.bestSummary(),
       ...(this.storageFailure ? { storageFailure: this.storageFailure } : {}),
@@ -862,6 +864,7 @@ export class RoundEngine {
           chosen.map((p) => p.id),
           this.secureHost(round),
           { stepMs: secureSettings.stepTimeoutMs, maskedMs: settings.roundTimeoutMs },
+          fit.privacy,
         )
       : undefined;
     this.open = {

@@ -137,6 +137,8 @@ export interface SecAggRoundStats {
   readonly excluded: number;
   /** Set when the round aborted: why, and at which step. Nothing was revealed. */
   readonly aborted?: string;
+  /** True when the round aborted because the decoded sum failed the range or norm check (core/secagg/sum-range.ts): the model was kept. */
+  readonly sumRefused?: boolean;
 }
 
 /** `--secure-aggregation`: a coordinator following the protocol learns only the sum of the updates. */
@@ -224,6 +226,8 @@ export interface FederationStatus {
   readonly privacy?: PrivacyReport;
   /** Rejected requests by error code, since start. */
   readonly rejections: Readonly<Record<string, number>>;
+  /** Secure aggregation: rounds aborted because the decoded sum was out of the range honest inputs span (model kept). */
+  readonly secureSumRejections?: number;
   readonly startedAt: number;
   /** The best round so far by held-out accuracy (then loss); its model is kept in <data-dir>/<task>/best/. */
   readonly best?: BestModelSummary;
