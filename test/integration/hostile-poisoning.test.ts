@@ -28,16 +28,16 @@ import { startNodeParticipants, stopNodeParticipants, type NodeParticipant } fro
  *   Infinity for good; now each update is refused with UPDATE_OUTLIER.
  * - "norm 9.5" (with --max-update-norm 10, as in the audit): its honest
  *   update sign-flipped and scaled to norm 9.5, just under the fixed bound.
- *   Before, the 10^8 count erased the honest updates; now the count buys at
- *   most 3 × the median claim, and past the warm-up the outlier bound
- *   refuses it.
+ *   Before, the 10^8 count erased the honest updates (run here with the new
+ *   update defences off); now the count buys at most 3 × the median claim,
+ *   and past the warm-up round the outlier bound refuses it.
  * The model stays finite and within a few points of a clean run. With the
  * update defences off, the aggregate guard alone still never commits the
  * 1e38 rounds: they are skipped and the model is kept.
  */
 
-const ROUNDS = 4;
-const TOTAL_SHARDS = 16; // 3,750 examples each: four small federations in about a minute
+const ROUNDS = 5;
+const TOTAL_SHARDS = 16; // 3,750 examples each: five small federations in about a minute and a half
 const HONEST = 3;
 
 type Attack = 'huge' | 'norm-9.5';
@@ -136,18 +136,25 @@ describe('poisoning: one attacker with the maximal example count among honest pa
     }
   }
 
-  /** Every round aggregated the three honest updates, and the attacker's was refused with UPDATE_OUTLIER. */
-  function assertAttackerRefusedEveryRound(run: Run, from = 1): void {
+  /**
+   * From round `from` on, every round aggregated exactly the three honest updates and kept the attacker's out:
+   * refused with UPDATE_OUTLIER, or, once its record shows it never delivered an accepted update, not waited
+   * for (the round closes at its quorum, docs/admission.md) and its late update refused.
+   */
+  function assertAttackerKeptOut(run: Run, from = 1): void {
     assert.equal(run.status.history.length, ROUNDS);
     for (const r of run.status.history) {
       assert.equal(r.outcome, 'aggregated', `round ${r.round}: ${r.reason}`);
       if (r.round < from) continue;
       assert.equal(r.received, HONEST, `round ${r.round}: only the honest updates are aggregated`);
       const mine = r.participants?.find((p) => p.id === run.attackerId);
-      assert.equal(mine?.outcome, 'rejected', `round ${r.round}: the attacker's outcome is ${mine?.outcome}`);
-      assert.match(mine?.reason ?? '', /^UPDATE_OUTLIER/);
-      assert.ok(run.attackerEvents.some((e) => e.type === 'rejected' && e.round === r.round && e.code === ErrorCode.UpdateOutlier), `round ${r.round}: the attacker was told UPDATE_OUTLIER`);
+      assert.ok(mine, `round ${r.round}: the attacker was selected`);
+      if (mine.outcome === 'rejected') assert.match(mine.reason ?? '', /^UPDATE_OUTLIER/);
+      else assert.match(`${mine.outcome}: ${mine.reason}`, /^dropped: the round reached its quorum/);
+      assert.ok(!run.attackerEvents.some((e) => e.type === 'uploaded' && e.round === r.round), `round ${r.round}: no update of the attacker was accepted`);
     }
+    const refused = run.attackerEvents.filter((e) => e.type === 'rejected' && e.code === ErrorCode.UpdateOutlier).length;
+    assert.ok(refused >= 1, 'the attacker was told UPDATE_OUTLIER');
   }
 
   it('clean run (three honest participants)', { timeout: 90_000 }, async () => {
@@ -157,19 +164,26 @@ describe('poisoning: one attacker with the maximal example count among honest pa
 
   it('1e38 values with 10^8 examples every round: refused with UPDATE_OUTLIER, the model stays finite and close to clean', { timeout: 90_000 }, async () => {
     const run = await federate('1e38 attacker', [], 'huge');
-    assertAttackerRefusedEveryRound(run);
+    assertAttackerKeptOut(run);
+    // Rounds 1 and 2 at least: the attacker is selected and delivers before its record keeps the round from waiting.
+    for (const r of run.status.history.slice(0, 2)) assert.equal(r.participants?.find((p) => p.id === run.attackerId)?.outcome, 'rejected');
     assert.ok(run.weights.every(Number.isFinite), 'the model is finite');
     assert.ok(run.accuracy >= clean.accuracy - 0.03, `under attack ${run.accuracy}, clean ${clean.accuracy}`);
   });
 
-  it('norm 9.5 under --max-update-norm 10 with 10^8 examples: its weight is capped, then it is refused as an outlier', { timeout: 90_000 }, async () => {
+  let before95: Run;
+  it('before: norm 9.5 under --max-update-norm 10 with 10^8 examples and the new update defences off', { timeout: 90_000 }, async () => {
+    before95 = await federate('norm-9.5 attacker, update defences off', ['--max-update-norm', '10', '--outlier-norm-multiple', '0', '--claim-cap-multiple', '0'], 'norm-9.5');
+    // Its claimed 10^8 examples outweigh the honest 3 × 3,750 in every round.
+    assert.ok(before95.accuracy < clean.accuracy - 0.3, `before: ${before95.accuracy}, clean ${clean.accuracy}`);
+  });
+
+  it('norm 9.5 under --max-update-norm 10 with 10^8 examples: its weight is capped in the warm-up round, then it is refused as an outlier', { timeout: 90_000 }, async () => {
     const run = await federate('norm-9.5 attacker', ['--max-update-norm', '10'], 'norm-9.5');
-    // Round 1 is the warm-up (the bound is relative to the model's norm): the attacker may get in, with its weight capped.
-    const first = run.status.history[0]!;
-    const firstMine = first.participants?.find((p) => p.id === run.attackerId);
-    if (firstMine?.outcome === 'received') assert.equal(first.received, HONEST + 1);
-    assertAttackerRefusedEveryRound(run, 2);
-    assert.ok(run.accuracy >= clean.accuracy - 0.05, `under attack ${run.accuracy}, clean ${clean.accuracy}`);
+    // Round 1 is the warm-up: the bound is 5 × the model's norm, and the update gets in with its weight capped to 3 × the median claim.
+    assertAttackerKeptOut(run, 2);
+    assert.ok(run.accuracy > before95.accuracy + 0.3, `defended ${run.accuracy}, before ${before95.accuracy}`);
+    assert.ok(run.accuracy >= clean.accuracy - 0.2, `under attack ${run.accuracy}, clean ${clean.accuracy}`);
   });
 
   it('with the update defences off, the aggregate guard alone never commits a 1e38 round', { timeout: 90_000 }, async () => {
