@@ -1,6 +1,8 @@
 import { parseArgs } from 'node:util';
+import { DEFAULT_CLAIM_CAP_MULTIPLE } from '../core/aggregation/claim-cap.ts';
 import type { DpFedAvgOptions } from '../core/aggregation/dp-fedavg.ts';
 import { isAccountantKind, type AccountantKind } from '../core/privacy/epsilon.ts';
+import { DEFAULT_OUTLIER_BOUND } from '../core/aggregation/outlier-bound.ts';
 import { isArchitecture } from '../core/model/architectures.ts';
 import type { ArchitectureName, SampleDpConfig } from '../core/protocol/messages.ts';
 import type { RoundSettings, SecureAggregationSettings } from '../core/protocol/status.ts';
@@ -40,6 +42,15 @@ export interface CoordinatorConfig {
   readonly security?: SecurityConfig;
   /** The task file (--task), checked; absent: the embedded MNIST demo. Its settings are already in the fields above. */
   readonly task?: TaskFile;
+  /** Defences against poisoning that need each update on the coordinator (docs/poisoning.md); absent: the defaults. */
+  readonly poisoning?: PoisoningConfig;
+}
+
+/** `--outlier-norm-multiple`, `--claim-cap-multiple`, `--max-claimed-examples` (docs/poisoning.md); a multiple of 0 turns that check off. */
+export interface PoisoningConfig {
+  readonly outlierNormMultiple: number;
+  readonly claimCapMultiple: number;
+  readonly maxClaimedExamples?: number;
 }
 
 export const USAGE = `Usage: npm start -- [options]
@@ -121,6 +132,12 @@ Aggregation (every update counts once in the robust rules: example counts are se
   --server-lr-decay D      fedavg: multiply the server learning rate by D (0 < D <= 1) every round
   --max-update-norm X      reject (never clip) updates whose L2 norm is above X, with the code
                            UPDATE_TOO_LARGE; the sender is out of that round
+  --outlier-norm-multiple X   reject updates whose L2 norm is above X times the median of recently
+                           accepted norms, with UPDATE_OUTLIER (default 5; 0 = off; not under
+                           client-level DP or secure aggregation, whose clipping bounds each update)
+  --claim-cap-multiple X   weigh no update with more than X times the median example count the
+                           round's participants claimed at join (default 3; 0 = off)
+  --max-claimed-examples N weigh no update with more than N examples (default: no fixed maximum)
 
 Sample-level differential privacy (DP-SGD in every participant)
   --dp-sgd-clip C          clip each example's gradient to L2 norm C (turns DP-SGD on)
@@ -215,6 +232,9 @@ function parseFlags(argv: readonly string[], env: Record<string, string | undefi
         'server-learning-rate': { type: 'string' },
         'server-lr-decay': { type: 'string' },
         'max-update-norm': { type: 'string' },
+        'outlier-norm-multiple': { type: 'string' },
+        'claim-cap-multiple': { type: 'string' },
+        'max-claimed-examples': { type: 'string' },
         'secure-aggregation': { type: 'boolean' },
         'secagg-neighbours': { type: 'string' },
         'secagg-threshold': { type: 'string' },
@@ -320,6 +340,21 @@ function parseFlags(argv: readonly string[], env: Record<string, string | undefi
     manualStart: v['manual-start'] ?? undefined,
     security,
     task: task?.file,
+    poisoning: parsePoisoning(v, clientDp !== undefined || secureAggregation !== undefined),
+  };
+}
+
+/** Poisoning defences (docs/poisoning.md). `normsHidden`: client-level DP or secure aggregation, where the outlier bound cannot run. */
+function parsePoisoning(v: Record<string, string | boolean | undefined>, normsHidden: boolean): PoisoningConfig {
+  const str = (name: string) => v[name] as string | undefined;
+  if (normsHidden && str('outlier-norm-multiple') !== undefined && Number(str('outlier-norm-multiple')) !== 0) {
+    throw new ConfigError('--outlier-norm-multiple needs each update norm on the coordinator, which client-level DP and secure aggregation hide (their clipping bounds each update): drop it');
+  }
+  const max = str('max-claimed-examples');
+  return {
+    outlierNormMultiple: number(str('outlier-norm-multiple'), 'outlier-norm-multiple', DEFAULT_OUTLIER_BOUND.multiple, (n) => n === 0 || n > 1, '0 (off) or a number above 1'),
+    claimCapMultiple: number(str('claim-cap-multiple'), 'claim-cap-multiple', DEFAULT_CLAIM_CAP_MULTIPLE, (n) => n === 0 || n >= 1, '0 (off) or a number of at least 1'),
+    maxClaimedExamples: max === undefined ? undefined : number(max, 'max-claimed-examples', 0, isPositiveInt, 'a positive integer'),
   };
 }
 

@@ -6,6 +6,7 @@ import { CoordinateMedian, Krum, TrimmedMean } from '../core/aggregation/robust.
 import { ServerOptimizer, SERVER_OPTIMIZER_DEFAULTS } from '../core/aggregation/server-optimizers.ts';
 import type { Strategy } from '../core/aggregation/strategy.ts';
 import type { CoordinatorConfig } from './config.ts';
+import { withPoisoningDefences } from './poisoning.ts';
 import { isNonNegativeInt, isPositiveInt, numberFlag } from './flags.ts';
 
 /**
@@ -162,7 +163,7 @@ export function parseStrategyFlags(v: FlagValues, context: StrategyFlagContext):
 }
 
 /** The strategy the coordinator runs for `config`. */
-export function buildStrategy(config: Pick<CoordinatorConfig, 'strategy' | 'clientDp'>): Strategy {
+export function buildStrategy(config: Pick<CoordinatorConfig, 'strategy' | 'clientDp' | 'poisoning' | 'settings'>): Strategy {
   const choice: StrategyConfig = config.strategy ?? { name: 'fedavg' };
   const clientDp = config.clientDp;
   const rate = choice.serverLearningRate;
@@ -201,6 +202,7 @@ export function buildStrategy(config: Pick<CoordinatorConfig, 'strategy' | 'clie
     default:
       throw new RangeError(`unknown strategy "${String((choice as { name: unknown }).name)}"`);
   }
+  strategy = withPoisoningDefences(strategy, config);
   return choice.maxUpdateNorm === undefined ? strategy : new NormBoundedStrategy(strategy, choice.maxUpdateNorm);
 }
 

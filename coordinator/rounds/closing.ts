@@ -1,3 +1,4 @@
+import { guardAggregate } from '../../core/aggregation/aggregate-guard.ts';
 import type { EvalMetrics } from '../../core/protocol/messages.ts';
 import type { FederationStatus, RoundRecord, RoundSettings } from '../../core/protocol/status.ts';
 import { makeModel, type GlobalModel, type RoundEngineOptions } from './engine-types.ts';
@@ -18,6 +19,8 @@ export interface ClosingHost {
   readonly settings: RoundSettings;
   /** The model the round trained from (the current global model). */
   readonly model: GlobalModel;
+  /** The committed rounds so far (the aggregate guard compares the change with recent ones). */
+  readonly history: readonly RoundRecord[];
   readonly participants: Participants;
   /** The round is still the one closing (a stop or shutdown may abandon it while it evaluates). */
   stillClosing(open: OpenRound): boolean;
@@ -86,6 +89,8 @@ export async function closeIntoCandidate(host: ClosingHost, open: OpenRound): Pr
       ...details,
     };
   }
+  // A non-finite or wildly out-of-line aggregate is not committed: the round becomes skipped, the model stays.
+  ({ record, model } = guardAggregate(record, model, host.model, host.history));
   // The candidate: the round's record and model exist here and nowhere else. Checks on the aggregate
   // go before this line; from here it is saved first (retried), and shown only once saved.
   return { open, record, model };

@@ -536,6 +536,7 @@ export class RoundEngine {
       options: this.options,
       settings: this.settings,
       model: this.model,
+      history: this.history,
       participants: this.participants,
       stillClosing: (open) => this.stillClosing(open),
       evaluating: (open) => {

@@ -53,7 +53,7 @@ export function prepareRound({ round, options, settings, model, candidates, part
     startedAt,
     baseVersion: model.version,
     selected: new Set(chosen.map((p) => p.id)),
-    aggregator: strategy.beginRound({ round, globalWeights: model.weights }),
+    aggregator: strategy.beginRound({ round, globalWeights: model.weights, claimedExamples: chosen.map((p) => p.info.numExamples) }),
     timer: clock.setTimer(deadlineMs, onDeadline),
     bytesIn: 0,
     bytesOut: model.frame.byteLength * chosen.length,

@@ -35,7 +35,7 @@ class SecureCollection implements Collection {
     settings: SecureAggregationSettings,
   ) {
     const config = secAggConfigFor(round.round, selected.length, host.model.weights.length, settings);
-    this.secure = new SecureRound(config, selected, this.secureHost(), { stepMs: settings.stepTimeoutMs, maskedMs: host.settings.roundTimeoutMs });
+    this.secure = new SecureRound(config, selected, this.secureHost(), { stepMs: settings.stepTimeoutMs, maskedMs: host.settings.roundTimeoutMs }, round.fit.privacy);
   }
 
   roundStart(id: string, message: RoundStartMessage): RoundStartMessage {

@@ -1,5 +1,5 @@
 import { ackError, ackOk, ErrorCode, type Ack } from '../../core/protocol/errors.ts';
-import type { SecAggAccepted, SecAggRoundInfo } from '../../core/protocol/messages.ts';
+import type { SecAggAccepted, SecAggRoundInfo, UpdatePrivacy } from '../../core/protocol/messages.ts';
 import type { SecAggRoundStats, SecureAggregationSettings } from '../../core/protocol/status.ts';
 import { SecAggAbortError, SecAggError } from '../../core/secagg/errors.ts';
 import { effectiveDegree, ROUND_SEED_BYTES } from '../../core/secagg/graph.ts';
@@ -16,6 +16,7 @@ import {
   type ShareKeysMessage,
   type UnmaskResponseMessage,
 } from '../../core/secagg/protocol.ts';
+import { checkDecodedSum } from '../../core/secagg/sum-range.ts';
 import type { Clock, TimerHandle } from './clock.ts';
 
 /**
@@ -86,12 +87,15 @@ export class SecureRound {
   private readonly server: Promise<SecAggServer>;
   private readonly counts = { advertised: 0, shared: 0, masked: 0, unmasked: 0, dropoutsRecovered: 0, excluded: 0 };
   private abortedReason: string | undefined;
+  private sumRefused = false;
 
   constructor(
     readonly config: SecAggConfig,
     participantIds: readonly string[],
     private readonly host: SecureRoundHost,
     private readonly timeouts: { readonly stepMs: number; readonly maskedMs: number },
+    /** The round's client-side clipping and noise: the decoded sum is checked against them (core/secagg/sum-range.ts). */
+    private readonly privacy?: UpdatePrivacy,
   ) {
     participantIds.forEach((id, i) => {
       this.indexOf.set(id, i + 1);
@@ -120,6 +124,7 @@ export class SecureRound {
       threshold: this.config.threshold,
       ...this.counts,
       aborted: this.abortedReason,
+      ...(this.sumRefused ? { sumRefused: true } : {}),
     };
   }
 
@@ -288,6 +293,13 @@ export class SecureRound {
         case 'unmask': {
           this.step = 'finished';
           const result = await server.finish();
+          // Garbage inputs (random masked vectors or shares) decode to a sum no honest inputs can make: abort, keep the model.
+          const check = checkDecodedSum(result.sum, { quantization: this.config.quantization, contributors: result.contributors.length, privacy: this.privacy });
+          if (!check.ok) {
+            this.sumRefused = true;
+            this.finishAborted(check.reason, 'finished');
+            return;
+          }
           this.host.done({ ok: true, result, contributors: result.contributors.map((i) => this.idOf.get(i)!) });
           return;
         }

@@ -1,5 +1,6 @@
 import type { PrivacyReport, Strategy } from '../../core/aggregation/strategy.ts';
 import type { FederationStatus, RoundRecord, RoundSettings, StorageFailure } from '../../core/protocol/status.ts';
+import { countSumRejections } from '../../core/secagg/sum-range.ts';
 import { bestRound, roundsWithoutImprovement } from './best-round.ts';
 import { storageFailureText } from './durable-commit.ts';
 import { controlOf, isPaused, phaseOf, type EngineState } from './engine-state.ts';
@@ -84,6 +85,7 @@ export function federationStatus(input: StatusInputs): FederationStatus {
     },
     history: [...input.history],
     rejections: { ...input.rejections },
+    secureSumRejections: input.settings.secureAggregation ? countSumRejections(input.history) : undefined,
     startedAt: input.startedAt,
     best: input.best,
     ...(storageFailure ? { storageFailure } : {}),

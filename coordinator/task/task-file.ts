@@ -102,6 +102,9 @@ export const SETTINGS = {
     serverLearningRate: ['server-learning-rate', 'number'],
     serverLrDecay: ['server-lr-decay', 'number'],
     maxUpdateNorm: ['max-update-norm', 'number'],
+    outlierNormMultiple: ['outlier-norm-multiple', 'number'],
+    claimCapMultiple: ['claim-cap-multiple', 'number'],
+    maxClaimedExamples: ['max-claimed-examples', 'number'],
   },
   secureAggregation: {
     enabled: ['secure-aggregation', 'boolean'],

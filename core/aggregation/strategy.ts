@@ -22,6 +22,8 @@ export interface RoundContext {
   readonly round: number;
   /** The global weights the round's participants trained from. Not to be mutated. */
   readonly globalWeights: Float32Array;
+  /** The example counts the round's selected participants claimed when they joined (unverified; claim-cap.ts takes their median). */
+  readonly claimedExamples?: readonly number[];
 }
 
 /** Accumulates one round's results. Streaming strategies keep O(model) memory. */

@@ -35,6 +35,13 @@ export const ErrorCode = {
    */
   UpdateTooLarge: 'UPDATE_TOO_LARGE',
   /**
+   * The update's L2 norm is far above the norms the coordinator accepted
+   * recently (a multiple of their median; docs/poisoning.md). The update is
+   * rejected, never clipped, and the sender is out of the round; the message
+   * gives the norm, the bound and what the bound is relative to.
+   */
+  UpdateOutlier: 'UPDATE_OUTLIER',
+  /**
    * The connection has no valid token: a missing or wrong join token on `/`,
    * a missing or wrong admin token on `/admin` or an admin HTTP route, or an
    * admin event on a dashboard connection of a coordinator without an admin

@@ -117,6 +117,8 @@ export interface RoundRecord {
   readonly applied?: RoundAppliedSettings;
   /** SHA-256 (hex) of the global model's float32 weights after this round, as stored in weights.bin. */
   readonly modelHash?: string;
+  /** Aggregated rounds: the L2 norm of the change to the global model (core/aggregation/aggregate-guard.ts compares each round's with these). */
+  readonly changeNorm?: number;
 }
 
 export interface SecAggRoundStats {
@@ -135,6 +137,8 @@ export interface SecAggRoundStats {
   readonly excluded: number;
   /** Set when the round aborted: why, and at which step. Nothing was revealed. */
   readonly aborted?: string;
+  /** True when the round aborted because the decoded sum failed the range or norm check (core/secagg/sum-range.ts): the model was kept. */
+  readonly sumRefused?: boolean;
 }
 
 /** `--secure-aggregation`: a coordinator following the protocol learns only the sum of the updates. */
@@ -222,6 +226,8 @@ export interface FederationStatus {
   readonly privacy?: PrivacyReport;
   /** Rejected requests by error code, since start. */
   readonly rejections: Readonly<Record<string, number>>;
+  /** Secure aggregation: rounds aborted because the decoded sum was out of the range honest inputs span (model kept). */
+  readonly secureSumRejections?: number;
   readonly startedAt: number;
   /** The best round so far by held-out accuracy (then loss); its model is kept in <data-dir>/<task>/best/. */
   readonly best?: BestModelSummary;

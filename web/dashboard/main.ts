@@ -223,6 +223,10 @@ function render(status: FederationStatus): void {
   }
   const rejected = Object.entries(status.rejections);
   $('rejections').textContent = rejected.length ? `Rejected requests: ${rejected.map(([code, n]) => `${code} × ${n}`).join(', ')}` : '';
+  // Rounds whose decoded secure sum was out of the range honest inputs span: aborted, model kept (docs/secagg-input-validation.md).
+  const refusedSums = status.secureSumRejections;
+  $('secure-sum-rejections').hidden = refusedSums === undefined;
+  $('secure-sum-rejections').textContent = refusedSums === undefined ? '' : `Secure sums refused (out of range, round aborted, model kept): ${refusedSums}`;
 
   chart.data.labels = aggregated.map((r) => String(r.round));
   chart.data.datasets[0]!.data = aggregated.map((r) => r.metrics!.accuracy);

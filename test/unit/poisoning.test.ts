@@ -1,0 +1,131 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { checkAggregate, guardAggregate } from '../../core/aggregation/aggregate-guard.ts';
+import { ClaimCappedStrategy } from '../../core/aggregation/claim-cap.ts';
+import { FedAvg, WeightedSum } from '../../core/aggregation/fedavg.ts';
+import { OutlierBoundedStrategy } from '../../core/aggregation/outlier-bound.ts';
+import { ErrorCode, ProtocolError } from '../../core/protocol/errors.ts';
+import type { RoundRecord } from '../../core/protocol/status.ts';
+
+const result = (id: string, numExamples: number, update: number[]) => ({ participantId: id, numExamples, update: Float32Array.from(update) });
+
+describe('aggregate guard', () => {
+  it('refuses the Infinity that float32 conversion of a finite sum produces (the third round of 1e38 updates)', () => {
+    // After two rounds of 1e38 updates the model sits near 2.5e38; one more, all inputs finite, passes float32's 3.4e38.
+    const global = Float32Array.from([2.5e38, -0.2, 0.3]);
+    const round = new WeightedSum(global);
+    round.add(result('honest', 100, [0.01, 0.01, 0.01]));
+    round.add(result('attacker', 1e8, [1e38, 1e38, -1e38]));
+    const candidate = round.finish()!;
+    assert.equal(candidate[0], Number.POSITIVE_INFINITY, 'FedAvg finish() converts to float32 unchecked');
+    const check = checkAggregate(global, candidate, [1, 1, 1]);
+    assert.equal(check.ok, false);
+    assert.match((check as { reason: string }).reason, /not finite \(1 of 3 values/);
+  });
+
+  it('refuses NaN and Infinity, naming how many and where', () => {
+    const check = checkAggregate(Float32Array.from([1, 1, 1]), Float32Array.from([1, Number.NaN, Number.POSITIVE_INFINITY]), [1, 1, 1]);
+    assert.deepEqual(check.ok, false);
+    assert.match((check as { reason: string }).reason, /2 of 3 values are NaN or ±Infinity, the first at index 1/);
+  });
+
+  it('refuses a change far above the median of recent changes, accepts one within the multiple', () => {
+    const current = new Float32Array(4);
+    const recent = [1, 1.2, 0.9, 100]; // median 1 (one outlier among the history does not move it)
+    assert.equal(checkAggregate(current, Float32Array.from([5, 0, 0, 0]), recent).ok, true);
+    const far = checkAggregate(current, Float32Array.from([20, 0, 0, 0]), recent);
+    assert.equal(far.ok, false);
+    assert.match((far as { reason: string }).reason, /L2 norm 20\.00, above 10 × 1\.000 \(the median change norm of the last 4 committed rounds\)/);
+  });
+
+  it('in warm-up compares with the model norm; a zero model only gets the finiteness check', () => {
+    assert.equal(checkAggregate(Float32Array.from([1, 0]), Float32Array.from([1, 9]), []).ok, true);
+    assert.equal(checkAggregate(Float32Array.from([1, 0]), Float32Array.from([1, 11]), []).ok, false);
+    assert.equal(checkAggregate(Float32Array.from([0, 0]), Float32Array.from([1e30, 0]), []).ok, true);
+  });
+
+  it('turns a bad candidate into a skipped round that keeps the model, and records change norms of good ones', () => {
+    const current = { version: 3, hash: 'h3', weights: Float32Array.from([1, 2]) };
+    const bad = { version: 4, hash: 'h4', weights: Float32Array.from([Number.POSITIVE_INFINITY, 2]) };
+    const good = { version: 4, hash: 'h4', weights: Float32Array.from([1.5, 2]) };
+    const record = { round: 4, outcome: 'aggregated', modelVersion: 4, modelHash: 'h4', metrics: { loss: 1, accuracy: 0.5 } } as RoundRecord;
+    const skipped = guardAggregate(record, bad, current, []);
+    assert.equal(skipped.model, current);
+    assert.equal(skipped.record.outcome, 'skipped');
+    assert.equal(skipped.record.modelVersion, 3);
+    assert.equal(skipped.record.modelHash, 'h3');
+    assert.equal(skipped.record.metrics, undefined);
+    assert.match(skipped.record.reason!, /not finite.*the round is skipped and the model is unchanged/);
+    const kept = guardAggregate(record, good, current, []);
+    assert.equal(kept.model, good);
+    assert.equal(kept.record.outcome, 'aggregated');
+    assert.ok(Math.abs(kept.record.changeNorm! - 0.5) < 1e-12);
+  });
+});
+
+describe('outlier bound', () => {
+  const begin = (s: OutlierBoundedStrategy, global: Float32Array) => s.beginRound({ round: 1, globalWeights: global });
+
+  it('in warm-up refuses updates above the multiple of the model norm with UPDATE_OUTLIER', () => {
+    const strategy = new OutlierBoundedStrategy(new FedAvg());
+    const round = begin(strategy, Float32Array.from([3, 4])); // norm 5, bound 25
+    round.add(result('a', 1, [20, 0]));
+    assert.throws(
+      () => round.add(result('b', 1, [1e38, 0])),
+      (e: unknown) => e instanceof ProtocolError && e.code === ErrorCode.UpdateOutlier && /above the outlier bound 25\.0000 \(5 × the global model's norm 5\.000 \(warm-up\)\)/.test(e.message),
+    );
+    assert.equal(round.count, 1);
+  });
+
+  it('after warm-up bounds by 5 × the median of norms accepted in earlier rounds only', () => {
+    const strategy = new OutlierBoundedStrategy(new FedAvg());
+    const global = new Float32Array(2);
+    const first = begin(strategy, global); // zero model: no bound in warm-up
+    for (const n of [1, 2, 3]) first.add(result(String(n), 1, [n, 0]));
+    first.finish();
+    const second = begin(strategy, global);
+    second.add(result('ok', 1, [10, 0])); // median 2: bound 10, at the bound is accepted
+    assert.throws(() => second.add(result('far', 1, [10.01, 0])), (e: unknown) => e instanceof ProtocolError && e.code === ErrorCode.UpdateOutlier);
+    assert.equal(strategy.boundFor(global)?.bound, 10, 'accepted norms of the open round do not move the bound');
+  });
+
+  it('forgets nothing from abandoned rounds and passes secure sums through', () => {
+    const strategy = new OutlierBoundedStrategy(new FedAvg());
+    const round = begin(strategy, new Float32Array(1));
+    for (const n of [1, 2, 3]) round.add(result(String(n), 1, [n]));
+    round.abandon?.();
+    assert.equal(strategy.boundFor(new Float32Array(1)), undefined, 'an abandoned round is not a reference');
+    const secure = begin(strategy, Float32Array.from([1]));
+    assert.ok(secure.addSum);
+    secure.addSum!(Float64Array.from([3]), 3);
+    assert.deepEqual(Array.from(secure.finish()!), [2]);
+  });
+});
+
+describe('claimed example count cap', () => {
+  it('caps a claim at 3 × the lower median of the join-time claims, so 1e8 buys no more than that', () => {
+    const strategy = new ClaimCappedStrategy(new FedAvg(), { multiple: 3 });
+    const round = strategy.beginRound({ round: 1, globalWeights: new Float32Array(1), claimedExamples: [100, 100, 100, 1e8] });
+    round.add(result('h1', 100, [0]));
+    round.add(result('h2', 100, [0]));
+    round.add(result('h3', 100, [0]));
+    round.add(result('liar', 1e8, [6]));
+    // Weight 300 against 300 honest: the mean is 6 × 300 / 600 = 3 (without the cap, ~6).
+    assert.deepEqual(Array.from(round.finish()!), [3]);
+  });
+
+  it('after warm-up takes the median of counts aggregated in earlier rounds, not of who joined', () => {
+    const strategy = new ClaimCappedStrategy(new FedAvg(), { multiple: 3 });
+    const first = strategy.beginRound({ round: 1, globalWeights: new Float32Array(1), claimedExamples: [100, 100, 100] });
+    for (const id of ['a', 'b', 'c']) first.add(result(id, 100, [0]));
+    first.finish();
+    // Sybils that joined claiming 1 example cannot pull the cap down below 3 × 100.
+    assert.equal(strategy.capFor([1, 1, 1, 1, 100, 100, 100]), 300);
+  });
+
+  it('applies the task-level maximum, alone or with the multiple', () => {
+    assert.equal(new ClaimCappedStrategy(new FedAvg(), { maxPerParticipant: 50 }).capFor([100, 100]), 50);
+    assert.equal(new ClaimCappedStrategy(new FedAvg(), { multiple: 3, maxPerParticipant: 1000 }).capFor([100, 100]), 300);
+    assert.equal(new ClaimCappedStrategy(new FedAvg(), { multiple: 3 }).capFor(undefined), Number.POSITIVE_INFINITY);
+  });
+});
