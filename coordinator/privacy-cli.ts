@@ -236,7 +236,7 @@ function header(p: Plan): string[] {
       (p.dataset ? `  (batch ${p.dataset.batchSize} / dataset ${p.dataset.datasetSize})` : ''),
   );
   if (p.noiseMultiplier !== undefined) lines.push(`  noise multiplier  ${p.noiseMultiplier}`);
-  lines.push(`  steps             ${p.steps}` + (p.dataset ? `  (${p.dataset.epochs} epochs, ceil(E*N/B))` : ''));
+  lines.push(`  steps             ${p.steps}${p.dataset ? `  (${p.dataset.epochs} epochs, ceil(E*N/B))` : ''}`);
   lines.push(`  delta             ${p.delta}`);
   lines.push(`  RDP orders        ${ordersNote(p.orders)}; ${p.series === 'absolute' ? 'abs' : 'signed'} series`);
   lines.push(`  accountant        ${p.accountant}${p.accountant === 'auto' ? ' (the tighter of PLD and RDP-improved)' : ''}`);
@@ -362,8 +362,8 @@ function execute(p: Plan): string {
 export function privacyCli(argv: readonly string[]): CliResult {
   try {
     const p = plan(argv);
-    if (p === 'help') return { exitCode: 0, stdout: USAGE + '\n', stderr: '' };
-    return { exitCode: 0, stdout: execute(p) + '\n', stderr: '' };
+    if (p === 'help') return { exitCode: 0, stdout: `${USAGE}\n`, stderr: '' };
+    return { exitCode: 0, stdout: `${execute(p)}\n`, stderr: '' };
   } catch (error) {
     if (error instanceof UsageError) {
       return { exitCode: 2, stdout: '', stderr: `privacy: ${error.message}\nRun with --help for usage.\n` };

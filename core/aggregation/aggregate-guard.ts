@@ -60,7 +60,7 @@ export function checkAggregate(
   const reference =
     recent.length >= options.warmUp
       ? { value: median(recent), what: `the median change norm of the last ${recent.length} committed rounds` }
-      : { value: Math.sqrt(model), what: 'the current model norm (warm-up: fewer than ' + `${options.warmUp} committed rounds to compare with)` };
+      : { value: Math.sqrt(model), what: `the current model norm (warm-up: fewer than ${options.warmUp} committed rounds to compare with)` };
   if (reference.value > 0 && changeNorm > options.changeMultiple * reference.value) {
     return {
       ok: false,

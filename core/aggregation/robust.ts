@@ -120,7 +120,7 @@ export function selectKth(a: Float64Array, left: number, right: number, k: numbe
     const y = a[mid]!;
     const z = a[right]!;
     // The median of three values of the range: the scans below stop at it, so they stay inside the range.
-    const pivot = x < y ? (y < z ? y : x < z ? z : x) : x < z ? x : y < z ? z : y;
+    const pivot = x < y ? (y < z ? y : Math.max(x , z)) : x < z ? x : Math.max(y , z);
     let i = left;
     let j = right;
     do {

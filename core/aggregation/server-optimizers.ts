@@ -172,7 +172,7 @@ export class ServerOptimizer extends StrategyWrapper {
     const m = moment(s.m, 'm');
     const v = moment(s.v, 'v');
     if ((m === null) !== (v === null) || (m && v && m.length !== v.length)) throw new TypeError('server optimizer state: m and v must both be present, with equal lengths, or both null');
-    if (v && v.some((x) => x < 0)) throw new TypeError('server optimizer state: v must be non-negative');
+    if (v?.some((x) => x < 0)) throw new TypeError('server optimizer state: v must be non-negative');
     this.m = m;
     this.v = v;
     this.stepCount = steps!;

@@ -455,7 +455,7 @@ export class RdpAccountant {
       if (typeof sampleRate !== 'number' || typeof noiseMultiplier !== 'number' || typeof steps !== 'number') {
         throw new TypeError('accountant state: history entries need numeric sampleRate, noiseMultiplier, steps');
       }
-      const rdpOnly = e['rdpOnly'];
+      const rdpOnly = e.rdpOnly;
       if (rdpOnly !== undefined && rdpOnly !== true) throw new TypeError('accountant state: rdpOnly must be true or absent');
       accountant.history.push(rdpOnly === true ? { sampleRate, noiseMultiplier, steps, rdpOnly } : { sampleRate, noiseMultiplier, steps });
     }

@@ -15,7 +15,7 @@ import type { PrivacyLedger } from './ledger.ts';
 
 /** The announcement of a round from the report of the accountant that charged it; none outside client-level DP. */
 export function clientDpAnnouncement(report: PrivacyReport | undefined): ClientDpAnnouncement | undefined {
-  if (!report || report.level !== 'client') return undefined;
+  if (report?.level !== 'client') return undefined;
   return { placement: report.placement, sampleRate: report.sampleRate, noiseMultiplier: report.noiseMultiplier, ...(report.rdpOnly ? { rdpOnly: true } : {}) };
 }
 
@@ -55,7 +55,7 @@ export class ClientLevelLedger {
    */
   async roundEnded(round: number, announced: ClientDpAnnouncement | undefined): Promise<ClientCharge> {
     const chargedAlready = this.chargedAtStart.delete(round);
-    if (!announced || announced.placement !== 'central' || chargedAlready || this.spent) return { kind: 'not-charged' };
+    if (announced?.placement !== 'central' || chargedAlready || this.spent) return { kind: 'not-charged' };
     return this.charge(announced, true);
   }
 

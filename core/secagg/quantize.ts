@@ -88,7 +88,7 @@ export function quantize(values: Float32Array | Float64Array, config: Quantizati
     for (let i = start; i < end; i++) {
       const x = values[i]!;
       if (Number.isNaN(x)) throw new RangeError(`coordinate ${i} is NaN`);
-      const v = (x > c ? c : x < -c ? -c : x) * scale;
+      const v = (x > c ? c : Math.max(x , -c)) * scale;
       // Not floor(v + u): near R/2 the sum can round up to the next integer.
       // v − floor(v) is exact; round up with probability frac(v) (to 2^-32).
       const low = Math.floor(v);

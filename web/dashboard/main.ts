@@ -127,7 +127,7 @@ function secAggCell(row: HTMLTableRowElement, s: SecAggRoundStats | undefined): 
   const text = `n ${s.participants}, k ${k}, t ${s.threshold}: ${steps}${extra ? `; ${extra}` : ''}`;
   cell(row, text, {
     class: s.aborted ? 'secagg aborted' : 'secagg',
-    title: `keys advertised ${s.advertised}, shares sent ${s.shared}, masked inputs ${s.masked}, unmasking answered ${s.unmasked}` + (s.aborted ? `; aborted: ${s.aborted}` : ''),
+    title: `keys advertised ${s.advertised}, shares sent ${s.shared}, masked inputs ${s.masked}, unmasking answered ${s.unmasked}${s.aborted ? `; aborted: ${s.aborted}` : ''}`,
     'data-secagg': `${s.advertised} ${s.shared} ${s.masked} ${s.unmasked}`,
     'data-recovered': String(s.dropoutsRecovered),
     'data-excluded': String(s.excluded),
