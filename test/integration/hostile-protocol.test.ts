@@ -222,6 +222,7 @@ describe('shutdown', () => {
       const elapsed = Date.now() - start;
       silent.tcp.destroy();
       idle.destroy();
+      console.log(`SIGTERM with two connections held open: exited after ${elapsed} ms`);
       assert.equal(code, 143);
       assert.ok(elapsed < 10_000, `exited after ${elapsed} ms`);
     } finally {
