@@ -50,8 +50,10 @@ export function standInForMalformedEvent(packet: string): string | undefined {
 class EventTolerantDecoder extends Decoder {
   override add(chunk: unknown): void {
     // An event packet without a payload decodes, as an event with no name: replace it too.
-    const empty = typeof chunk === 'string' && EVENT_HEADER.exec(chunk)?.[0].length === chunk.length;
-    if (empty) return super.add(standInForMalformedEvent(chunk)!);
+    if (typeof chunk === 'string' && EVENT_HEADER.exec(chunk)?.[0].length === chunk.length) {
+      super.add(`${chunk}${JSON.stringify([MALFORMED_EVENT, 'no payload'])}`);
+      return;
+    }
     try {
       super.add(chunk);
     } catch (error) {

@@ -1,6 +1,6 @@
 import type { Socket } from 'socket.io';
 import { CLIENT_EVENT_PARSERS, CLIENT_EVENTS, isClientEvent, isSecAggEvent, type ClientEventName, type ClientEventParsers, type SecAggEventName } from '../../core/protocol/client-events.ts';
-import { ackError, ackOk, ErrorCode, type Ack } from '../../core/protocol/errors.ts';
+import { ackError, ackOk, ErrorCode, ProtocolError, type Ack } from '../../core/protocol/errors.ts';
 import { PROTOCOL_VERSION, type ClientToServerEvents, type ServerToClientEvents, type TaskSummary } from '../../core/protocol/messages.ts';
 import type { RoundEngine } from '../rounds/round-engine.ts';
 import type { SecAggStep } from '../rounds/secure-round.ts';
@@ -46,8 +46,12 @@ export function attachParticipant(socket: ParticipantSocket, context: Participan
     return ackError(code, message);
   };
   const mustHaveJoined = (what: string) => () => (socket.data.participantId === undefined ? refuse(ErrorCode.NotJoined, `join before ${what}`) : undefined);
-  /** The sender's id; refuseEarly has made sure there is one. */
-  const joined = (): string => socket.data.participantId!;
+  /** The sender's id (refuseEarly has made sure there is one). */
+  const joined = (): string => {
+    const id = socket.data.participantId;
+    if (id === undefined) throw new ProtocolError(ErrorCode.NotJoined, 'join first');
+    return id;
+  };
   /** A selected participant that sends garbage is out of the round: it must not hold it until the deadline. */
   const leaveRound = () => {
     const id = socket.data.participantId;
@@ -75,7 +79,8 @@ export function attachParticipant(socket: ParticipantSocket, context: Participan
           return refuse(ErrorCode.BadPayload, `this connection already joined as ${previous}`);
         }
         const id = engine.join(request.client, claimed, socket.data.credential);
-        const rejoinSecret = sameSocket ? socket.data.rejoinSecret! : claimed !== undefined ? request.rejoinSecret! : rejoinSecrets.issue(id);
+        // The same socket keeps the secret it was given; a rejoin proved the one it sent; anyone else gets a new one.
+        const rejoinSecret = (sameSocket ? socket.data.rejoinSecret : claimed !== undefined ? request.rejoinSecret : undefined) ?? rejoinSecrets.issue(id);
         const other = socketsByParticipant.get(id);
         // Point the id at the new socket first, so the old socket's disconnect does not count as leaving.
         socketsByParticipant.set(id, socket);

@@ -72,7 +72,9 @@ export async function writeFinalReport(engine: RoundEngine, reports: RunReports,
   let written: RunReport | undefined;
   const outcome = await saveWithRetry({
     what: 'the final run report (report.json, report.html)',
-    save: async () => void (written = await reports.writeFinal(files.runDir)),
+    save: async () => {
+      written = await reports.writeFinal(files.runDir);
+    },
     wait: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
     now: () => Date.now(),
     onRetry: (failure, delayMs) => logError(`${storageFailureText(failure)}; trying again in ${delayMs} ms`),

@@ -198,7 +198,7 @@ describe('protocol corners (hostile clients, docs/protocol.md)', () => {
     for (const route of ['/', '/dashboard']) {
       const body = await (await fetch(`${coordinator.url}${route}`)).text();
       assert.match(body, /not built/);
-      assert.ok(!body.includes(dataDir) && !body.includes(path.sep + 'no-such-build'), body);
+      assert.ok(!body.includes(dataDir) && !body.includes(`${path.sep}no-such-build`), body);
     }
   });
 });
