@@ -25,6 +25,11 @@ const PAGES: Record<string, string> = {
   '/dashboard.html': 'dashboard.html',
 };
 
+/** True for the routes of the participant page and the dashboard. */
+export function isPageRoute(pathname: string): boolean {
+  return Object.hasOwn(PAGES, pathname);
+}
+
 /**
  * Cross-origin isolation for every page, worker and asset: with these the
  * participant page is `crossOriginIsolated`, which is what lets tfjs's WASM

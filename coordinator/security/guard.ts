@@ -323,7 +323,9 @@ export function guardHttp(request: IncomingMessage, response: ServerResponse, se
     }
   }
   const adminTokens = security.adminTokens;
-  if (adminTokens) {
+  // Only GET and HEAD are served anywhere: other methods get 405 from the router, which reveals nothing.
+  const served = request.method === 'GET' || request.method === 'HEAD';
+  if (adminTokens && served) {
     const { pathname } = new URL(request.url ?? '/', 'http://localhost');
     if (isAdminPath(pathname) && !adminTokens.matches(bearerToken(request))) {
       const body = JSON.stringify({ error: { code: ErrorCode.Unauthorized, message: 'this route needs the admin token: send "Authorization: Bearer <token>"' } });

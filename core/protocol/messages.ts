@@ -349,14 +349,3 @@ export interface ClientToServerEvents {
   'secagg:masked': (message: SecAggMaskedWire, ack: (result: Ack<SecAggAccepted>) => void) => void;
   'secagg:unmask': (message: SecAggUnmaskWire, ack: (result: Ack<SecAggAccepted>) => void) => void;
 }
-
-export const CLIENT_EVENTS: readonly (keyof ClientToServerEvents)[] = [
-  'join',
-  'update',
-  'decline',
-  'progress',
-  'secagg:advertise',
-  'secagg:shares',
-  'secagg:masked',
-  'secagg:unmask',
-];

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { connect as tcpConnect, type Socket as TcpSocket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -19,6 +18,7 @@ import { PROTOCOL_VERSION, type JoinAccepted, type RoundStartMessage, type Updat
 import type { FederationStatus, RoundRecord } from '../../core/protocol/status.ts';
 import { decodeFrame, encodeFrame, FrameKind } from '../../core/wire/frame.ts';
 import { startNodeParticipants, stopNodeParticipants, type NodeParticipant } from '../helpers/node-participants.ts';
+import { RawClient } from '../helpers/raw-socket-io.ts';
 
 /**
  * A real coordinator with join tokens, an admin token, a connection cap and
@@ -230,98 +230,6 @@ function closed(socket: Socket): Promise<string> {
   return new Promise((resolve) => socket.once('disconnect', (reason) => resolve(reason)));
 }
 
-/**
- * A socket.io client by hand over a raw TCP WebSocket, for what the real
- * client will not do: go silent without closing (a half-open connection)
- * and send undecodable packets.
- */
-class RawClient {
-  private buffer: Buffer = Buffer.alloc(0);
-  private readonly frames: string[] = [];
-  private waiter: (() => void) | undefined;
-  private onServerClose!: () => void;
-  /** Resolves when the server closes the WebSocket (a close frame, or the TCP connection ends). */
-  readonly closedByServer = new Promise<void>((resolve) => (this.onServerClose = resolve));
-
-  private constructor(readonly tcp: TcpSocket) {
-    tcp.on('data', (chunk: Buffer) => {
-      this.buffer = Buffer.concat([this.buffer, chunk]);
-      this.parse();
-      this.waiter?.();
-    });
-    tcp.on('error', () => {});
-    tcp.on('close', () => this.onServerClose());
-  }
-
-  static async open(port: number, token: string): Promise<RawClient> {
-    const tcp = tcpConnect(port, '127.0.0.1');
-    await new Promise<void>((resolve, reject) => tcp.once('connect', () => resolve()).once('error', reject));
-    const key = randomBytes(16).toString('base64');
-    tcp.write(`GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
-    const head = await new Promise<Buffer>((resolve) => {
-      let data = Buffer.alloc(0);
-      const onData = (chunk: Buffer) => {
-        data = Buffer.concat([data, chunk]);
-        const end = data.indexOf('\r\n\r\n');
-        if (end >= 0) {
-          tcp.off('data', onData);
-          resolve(data);
-        }
-      };
-      tcp.on('data', onData);
-    });
-    const end = head.indexOf('\r\n\r\n');
-    assert.match(head.subarray(0, end).toString(), /^HTTP\/1\.1 101/);
-    const raw = new RawClient(tcp);
-    raw.buffer = head.subarray(end + 4);
-    raw.parse();
-    raw.send(`40${JSON.stringify({ token })}`);
-    await raw.next((f) => f.startsWith('40'));
-    return raw;
-  }
-
-  /** Sends one text frame (masked, as a client must). */
-  send(text: string): void {
-    const payload = Buffer.from(text);
-    const mask = randomBytes(4);
-    const header = payload.length < 126 ? Buffer.from([0x81, 0x80 | payload.length]) : Buffer.from([0x81, 0x80 | 126, payload.length >> 8, payload.length & 0xff]);
-    const masked = Buffer.from(payload.map((b, i) => b ^ mask[i % 4]!));
-    this.tcp.write(Buffer.concat([header, mask, masked]));
-  }
-
-  /** Waits for a text frame from the server that passes `match`. */
-  async next(match: (frame: string) => boolean): Promise<string> {
-    for (;;) {
-      const index = this.frames.findIndex(match);
-      if (index >= 0) return this.frames.splice(index, 1)[0]!;
-      await new Promise<void>((resolve) => (this.waiter = resolve));
-    }
-  }
-
-  private parse(): void {
-    for (;;) {
-      const b = this.buffer;
-      if (b.length < 2) return;
-      let length = b[1]! & 0x7f;
-      let offset = 2;
-      if (length === 126) {
-        if (b.length < 4) return;
-        length = b.readUInt16BE(2);
-        offset = 4;
-      } else if (length === 127) {
-        if (b.length < 10) return;
-        length = Number(b.readBigUInt64BE(2));
-        offset = 10;
-      }
-      if (b.length < offset + length) return;
-      const opcode = b[0]! & 0x0f;
-      if (opcode === 1) this.frames.push(b.subarray(offset, offset + length).toString());
-      if (opcode === 8) this.onServerClose();
-      this.buffer = b.subarray(offset + length);
-    }
-  }
-}
-
 // --- the test ------------------------------------------------------------------
 
 describe('hostile clients', () => {
@@ -422,17 +330,17 @@ describe('hostile clients', () => {
       expect('join with 0 examples', ErrorCode.BadPayload, await request(probe, 'join', { protocolVersion: PROTOCOL_VERSION, client: { backend: 'evil', numExamples: 0 } }));
       probe.close();
 
-      // 6. An oversize payload: the coordinator closes the connection (no ack).
+      // 6. An oversize payload (twice a full frame: over the limit, which fits a full frame as base64): the coordinator closes the connection (no ack).
       const big = client(url, { token: ATTACKER_TOKEN });
       await connected(big);
       const bigClosed = closed(big);
-      big.emit('update', { round: 1, baseVersion: 0, numExamples: 1, trainMs: 1, update: new Uint8Array(4 * paramCount + 200_000) });
+      big.emit('update', { round: 1, baseVersion: 0, numExamples: 1, trainMs: 1, update: new Uint8Array(8 * paramCount + 200_000) });
       expect('oversize payload', 'transport close', await bigClosed);
 
-      // 7. An undecodable packet (not a socket.io event): the connection is closed.
+      // 7. An undecodable packet (an unknown socket.io packet type; a malformed event gets UNKNOWN_EVENT, hostile-protocol.test.ts): the connection is closed.
       const garbage = await RawClient.open(coordinator.port, ATTACKER_TOKEN);
       raw.push(garbage);
-      garbage.send('42["update",{"round":');
+      garbage.send('49["update",{"round":1}]');
       await garbage.closedByServer;
       garbage.tcp.destroy();
       expect('undecodable packet', 'connection closed', 'connection closed');

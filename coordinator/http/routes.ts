@@ -1,0 +1,68 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import path from 'node:path';
+import type { TaskSummary } from '../../core/protocol/messages.ts';
+import { serveAdminDownload } from '../report/admin-api.ts';
+import type { RunReports } from '../report/reports.ts';
+import type { RoundEngine } from '../rounds/round-engine.ts';
+import type { SecurityConfig } from '../security/config.ts';
+import { guardHttp } from '../security/guard.ts';
+import type { ServedDemoData } from '../task/load-task.ts';
+import { isPageRoute, serveStatic } from './static-files.ts';
+
+export interface HttpRoutes {
+  readonly engine: RoundEngine;
+  readonly task: TaskSummary;
+  readonly demoData: ServedDemoData | undefined;
+  readonly reports: RunReports;
+  readonly security: SecurityConfig;
+  /** The Vite build (dist/). */
+  readonly staticDir: string;
+  readonly logError: (line: string) => void;
+}
+
+/**
+ * The coordinator's HTTP side (docs/protocol.md §2): GET and HEAD only, the
+ * status and task APIs, the demo data, the admin downloads and the built web
+ * app. socket.io answers its own path.
+ */
+export function httpHandler(routes: HttpRoutes): (request: IncomingMessage, response: ServerResponse) => void {
+  const staticRoot = path.resolve(routes.staticDir);
+  return (request, response) => {
+    void handle(routes, staticRoot, request, response).catch((error: unknown) => {
+      routes.logError(`http handler failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+      if (!response.headersSent) response.writeHead(500);
+      response.end();
+    });
+  };
+}
+
+async function handle(routes: HttpRoutes, staticRoot: string, request: IncomingMessage, response: ServerResponse): Promise<void> {
+  if (request.url?.startsWith('/socket.io/')) return; // socket.io answers these
+  if (!guardHttp(request, response, routes.security)) return; // CORS preflight, admin routes without the admin token
+  const requestUrl = new URL(request.url ?? '/', 'http://localhost');
+  const { pathname } = requestUrl;
+  if (request.method !== 'GET' && request.method !== 'HEAD') {
+    response.writeHead(405, { allow: 'GET, HEAD' }).end();
+    return;
+  }
+  if (pathname === '/api/status') {
+    const body = JSON.stringify(routes.engine.dashboardStatus());
+    response.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(body);
+    return;
+  }
+  if (pathname === '/api/task') {
+    response.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(routes.task));
+    return;
+  }
+  const demoData = routes.demoData;
+  if (demoData && pathname === demoData.url) {
+    response.writeHead(200, { 'content-type': demoData.contentType, 'content-length': demoData.bytes.byteLength, 'cache-control': 'no-cache' });
+    response.end(request.method === 'HEAD' ? undefined : demoData.bytes);
+    return;
+  }
+  if (await serveAdminDownload(request, response, requestUrl, routes.reports)) return;
+  if (await serveStatic(staticRoot, request, response)) return;
+  response.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
+  // Where the build should be is the operator's business (it was logged at start), not a visitor's.
+  response.end(isPageRoute(pathname) ? 'The web app is not built: run "npm run build" on the coordinator.\n' : 'not found\n');
+}

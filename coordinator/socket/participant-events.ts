@@ -1,0 +1,145 @@
+import type { Socket } from 'socket.io';
+import { CLIENT_EVENT_PARSERS, CLIENT_EVENTS, isClientEvent, isSecAggEvent, type ClientEventName, type ClientEventParsers, type SecAggEventName } from '../../core/protocol/client-events.ts';
+import { ackError, ackOk, ErrorCode, ProtocolError, type Ack } from '../../core/protocol/errors.ts';
+import { PROTOCOL_VERSION, type ClientToServerEvents, type ServerToClientEvents, type TaskSummary } from '../../core/protocol/messages.ts';
+import type { RoundEngine } from '../rounds/round-engine.ts';
+import type { SecAggStep } from '../rounds/secure-round.ts';
+import type { RejoinSecrets } from '../security/rejoin-secrets.ts';
+import { MALFORMED_EVENT } from './event-packets.ts';
+import { respond, type EventHandler, type RequestHandler } from './respond.ts';
+
+export interface SocketData {
+  participantId?: string;
+  /** The secret issued with participantId to this socket: a join that names the same id again gets it back. */
+  rejoinSecret?: string;
+  /** The per-participant credential it authenticated with (security/credentials.ts), if any. */
+  credential?: string;
+}
+
+export type ParticipantSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
+
+export interface ParticipantContext {
+  readonly engine: RoundEngine;
+  readonly task: TaskSummary;
+  /** Which socket holds each participant id now (round:start and secagg messages go there). */
+  readonly socketsByParticipant: Map<string, ParticipantSocket>;
+  readonly rejoinSecrets: RejoinSecrets;
+  /** Without secure aggregation the secagg:* events are not part of the protocol (UNKNOWN_EVENT). */
+  readonly secureAggregation: boolean;
+  readonly logError: (line: string) => void;
+}
+
+const SECAGG_STEPS = {
+  'secagg:advertise': 'advertise',
+  'secagg:shares': 'shares',
+  'secagg:masked': 'masked',
+  'secagg:unmask': 'unmask',
+} as const satisfies Record<SecAggEventName, SecAggStep>;
+
+/** The protocol of namespace `/` on one socket: every client event through respond(), anything else UNKNOWN_EVENT. */
+export function attachParticipant(socket: ParticipantSocket, context: ParticipantContext): void {
+  const { engine, task, socketsByParticipant, rejoinSecrets } = context;
+
+  /** A request refused by the server itself (the engine counts its own refusals). */
+  const refuse = (code: ErrorCode, message: string): Ack<never> => {
+    engine.countRejection(code);
+    return ackError(code, message);
+  };
+  const mustHaveJoined = (what: string) => () => (socket.data.participantId === undefined ? refuse(ErrorCode.NotJoined, `join before ${what}`) : undefined);
+  /** The sender's id (refuseEarly has made sure there is one). */
+  const joined = (): string => {
+    const id = socket.data.participantId;
+    if (id === undefined) throw new ProtocolError(ErrorCode.NotJoined, 'join first');
+    return id;
+  };
+  /** A selected participant that sends garbage is out of the round: it must not hold it until the deadline. */
+  const leaveRound = () => {
+    const id = socket.data.participantId;
+    if (id !== undefined) engine.excludeFromOpenRound(id);
+  };
+  const secagg = (event: SecAggEventName): RequestHandler<SecAggEventName> => ({
+    kind: 'request',
+    refuseEarly: mustHaveJoined('sending secure aggregation messages'),
+    onFailure: leaveRound,
+    handle: (message) => engine.submitSecAgg(joined(), SECAGG_STEPS[event], message),
+  });
+
+  const handlers = {
+    join: {
+      kind: 'request',
+      handle: (request) => {
+        if (request.protocolVersion !== PROTOCOL_VERSION) {
+          return refuse(ErrorCode.UnsupportedProtocol, `protocol version ${request.protocolVersion} is not supported; this coordinator speaks ${PROTOCOL_VERSION}`);
+        }
+        const previous = socket.data.participantId;
+        // Ids are public (status, dashboard): a known id is given back only with the secret issued with it, or on the socket that holds it.
+        const sameSocket = previous !== undefined && request.participantId === previous;
+        const claimed = sameSocket || (request.participantId !== undefined && rejoinSecrets.matches(request.participantId, request.rejoinSecret)) ? request.participantId : undefined;
+        if (previous !== undefined && previous !== claimed) {
+          return refuse(ErrorCode.BadPayload, `this connection already joined as ${previous}`);
+        }
+        const id = engine.join(request.client, claimed, socket.data.credential);
+        // The same socket keeps the secret it was given; a rejoin proved the one it sent; anyone else gets a new one.
+        const rejoinSecret = (sameSocket ? socket.data.rejoinSecret : claimed !== undefined ? request.rejoinSecret : undefined) ?? rejoinSecrets.issue(id);
+        const other = socketsByParticipant.get(id);
+        // Point the id at the new socket first, so the old socket's disconnect does not count as leaving.
+        socketsByParticipant.set(id, socket);
+        socket.data.participantId = id;
+        socket.data.rejoinSecret = rejoinSecret;
+        if (other && other !== socket) other.disconnect(true);
+        if (engine.isDone) {
+          // A late joiner learns at once that no round will come (after its join answer).
+          const final = engine.status();
+          setTimeout(() => socket.emit('federation:done', { reason: final.doneReason ?? 'finished', round: final.round, metrics: final.history.at(-1)?.metrics }), 0);
+        }
+        const model = engine.globalModel;
+        return ackOk({ participantId: id, rejoinSecret, task, model: { version: model.version, weights: model.frame }, round: engine.currentRound });
+      },
+    },
+    update: {
+      kind: 'request',
+      refuseEarly: mustHaveJoined('sending updates'),
+      onFailure: leaveRound,
+      handle: (message) => engine.submitUpdate(joined(), message),
+    },
+    decline: {
+      kind: 'request',
+      refuseEarly: mustHaveJoined('declining rounds'),
+      handle: (message) => engine.decline(joined(), message),
+    },
+    progress: {
+      kind: 'notification',
+      handle: (message) => {
+        const id = socket.data.participantId;
+        if (id !== undefined) engine.reportProgress(id, message);
+      },
+    },
+    'secagg:advertise': secagg('secagg:advertise'),
+    'secagg:shares': secagg('secagg:shares'),
+    'secagg:masked': secagg('secagg:masked'),
+    'secagg:unmask': secagg('secagg:unmask'),
+  } satisfies { readonly [E in ClientEventName]: EventHandler<E> };
+
+  const table: { readonly [E in ClientEventName]: EventHandler<E> } = handlers;
+  const parsers: ClientEventParsers = CLIENT_EVENT_PARSERS;
+  const hooks = { countRejection: (code: ErrorCode) => engine.countRejection(code), logError: context.logError };
+  const known = (event: ClientEventName) => context.secureAggregation || !isSecAggEvent(event);
+  const register = <E extends ClientEventName>(event: E) => respond(socket as unknown as Socket, event, parsers[event], table[event], hooks);
+  for (const event of CLIENT_EVENTS) if (known(event)) register(event);
+
+  socket.onAny((event: unknown, ...args: unknown[]) => {
+    if (isClientEvent(event) && known(event)) return;
+    engine.countRejection(ErrorCode.UnknownEvent);
+    const ack = args.at(-1);
+    if (typeof ack !== 'function') return;
+    const message = event === MALFORMED_EVENT ? `unreadable event packet: ${String(args[0]).slice(0, 128)}` : `unknown event "${String(event).slice(0, 64)}"`;
+    ack(ackError(ErrorCode.UnknownEvent, message));
+  });
+  socket.on('disconnect', () => {
+    const id = socket.data.participantId;
+    if (id !== undefined && socketsByParticipant.get(id) === socket) {
+      socketsByParticipant.delete(id);
+      engine.leave(id);
+    }
+  });
+}
