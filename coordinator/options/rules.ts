@@ -1,0 +1,209 @@
+import type { RoundSettings, SettingsChange } from '../../core/protocol/status.ts';
+import { maxParticipants } from '../../core/secagg/quantize.ts';
+import { selectedPerRound } from './selection.ts';
+import { trimCount } from './strategy.ts';
+
+/**
+ * The rules that settings must keep together, written once. They run at start
+ * (coordinator/config.ts, on the parsed flags) and when the dashboard changes a
+ * setting (settingsChangeProblem, for the round engine). A rule that only
+ * makes sense for a change (a value participants joined for must not move)
+ * runs only then. Each rule words its problem for both places: at start in
+ * flags (task files rename them to their keys), on a change in the dashboard's
+ * setting names.
+ */
+
+/** What the rules need to know about the strategy (not which class it is). */
+export interface StrategyFacts {
+  /** Client-level DP (DP-FedAvg): participants are sampled with a rate, not counted. */
+  readonly clientLevelDp: boolean;
+  /** trimmed-mean's β, when the strategy is trimmed-mean. */
+  readonly trimFraction?: number;
+}
+
+export interface RuleProblem {
+  /** The problem in the dashboard's setting names. */
+  readonly onChange: string;
+  /** The problem in flag names; present for a rule that also runs at start. */
+  readonly atStart?: string;
+}
+
+type SettingName = keyof SettingsChange;
+
+interface SettingsRule {
+  /** Also checked at start; otherwise only on a change. */
+  readonly atStart: boolean;
+  /** On a change the rule runs only when one of these settings changed. */
+  readonly watches: readonly SettingName[];
+  check(next: RoundSettings, previous: RoundSettings, strategy: StrategyFacts): RuleProblem | undefined;
+}
+
+/** Limits on the values the dashboard may send (the flags have their own checks, options/*.ts). */
+const CHANGE_LIMITS: Readonly<Record<Exclude<SettingName, 'learningRate' | 'roundTimeoutMs'>, number>> = { clientsPerRound: 100_000, epochs: 1000, batchSize: 100_000 };
+
+/** The rules in the order they are checked; the first problem is the one reported. */
+export const SETTINGS_RULES: readonly SettingsRule[] = [
+  {
+    atStart: true,
+    watches: ['clientsPerRound'],
+    check: ({ clientsPerRound: cpr, minUpdates }) =>
+      cpr < minUpdates
+        ? {
+            atStart: `--clients-per-round (${cpr}) must be at least --min-updates (${minUpdates})`,
+            onChange: `clientsPerRound (${cpr}) must be at least minUpdates (${minUpdates}), as --clients-per-round must be at least --min-updates`,
+          }
+        : undefined,
+  },
+  {
+    // DP-FedAvg samples each participant with probability q and divides by the fixed m: a count per round is not its to change.
+    atStart: false,
+    watches: ['clientsPerRound'],
+    check: (_next, _previous, strategy) =>
+      strategy.clientLevelDp
+        ? {
+            onChange:
+              'clientsPerRound cannot change under client-level DP: participants are sampled independently with --client-sample-rate, and the privacy accounting depends on that rate and on --expected-clients, not on a count',
+          }
+        : undefined,
+  },
+  {
+    atStart: true,
+    watches: ['clientsPerRound'],
+    check: ({ clientsPerRound: cpr }, _previous, { trimFraction: beta }) => {
+      if (beta === undefined || trimCount(beta, cpr) > 0) return undefined;
+      const need = beta > 0 ? `⌊${beta} × n⌋ ≥ 1 needs at least ⌈1/${beta}⌉ = ${fewestToTrim(beta)} clients per round` : 'a trim fraction of 0 trims nothing at any size';
+      return {
+        atStart:
+          `--trim-fraction ${beta} trims ⌊${beta} × ${cpr}⌋ = 0 updates at each end with --clients-per-round ${cpr}: ` +
+          `it would be a plain mean; use --trim-fraction of at least ${(1 / cpr).toFixed(3)}, or more participants per round`,
+        onChange: `clientsPerRound ${cpr} would make trimmed-mean trim nothing (a plain mean, no robustness): ${need}`,
+      };
+    },
+  },
+  {
+    atStart: true,
+    watches: ['clientsPerRound'],
+    check: (next) => {
+      const secure = next.secureAggregation;
+      if (!secure) return undefined;
+      const selected = selectedPerRound(next);
+      const max = maxParticipants({ clipRange: secure.clipRange, quantizationRange: secure.quantizationRange });
+      if (selected <= max) return undefined;
+      return {
+        atStart: `${selected} participants per round could overflow the mod-2^32 sum with --secagg-quantization-range ${secure.quantizationRange}: at most ${max}; lower the range or the participants per round`,
+        onChange: `clientsPerRound ${next.clientsPerRound} (${selected} selected with over-selection) could overflow the mod-2^32 secure sum with quantization range ${secure.quantizationRange}: at most ${max}`,
+      };
+    },
+  },
+  {
+    // At start --min-clients of at least 3 is required instead (options/secure-aggregation.ts); fewer selected are then padded to three share holders.
+    atStart: false,
+    watches: ['clientsPerRound'],
+    check: (next) => {
+      const selected = selectedPerRound(next);
+      return next.secureAggregation && selected < 3
+        ? { onChange: `clientsPerRound ${next.clientsPerRound} would select ${selected} participant(s): a secure sum of fewer than three updates reveals them to each other` }
+        : undefined;
+    },
+  },
+  {
+    // DP-SGD's ε per round grows with the steps (epochs × n / B): what participants joined for must not change under them.
+    atStart: false,
+    watches: ['epochs'],
+    check: (_next, previous) =>
+      previous.fit.sampleDp
+        ? { onChange: `epochs cannot change under DP-SGD: each round costs every participant epochs × n/B noisy steps of its privacy budget, and participants joined for ${previous.fit.epochs}` }
+        : undefined,
+  },
+  {
+    atStart: false,
+    watches: ['batchSize'],
+    check: (_next, previous) =>
+      previous.fit.sampleDp
+        ? {
+            onChange: `batchSize cannot change under DP-SGD: batches are Poisson-sampled at the task's expected batch size ${previous.fit.sampleDp.expectedBatchSize}, which sets the sampling rate the accounting uses`,
+          }
+        : undefined,
+  },
+];
+
+/** The first rule that settings parsed at start break, in flag names; undefined when they keep all. */
+export function startSettingsProblem(settings: RoundSettings, strategy: StrategyFacts): string | undefined {
+  for (const rule of SETTINGS_RULES) {
+    if (rule.atStart) {
+      const problem = rule.check(settings, settings, strategy);
+      if (problem) return problem.atStart ?? problem.onChange;
+    }
+  }
+  return undefined;
+}
+
+/** The settings after a dashboard change (absent keys keep their value). */
+export function applySettingsChange(current: RoundSettings, change: SettingsChange): RoundSettings {
+  return {
+    ...current,
+    clientsPerRound: change.clientsPerRound ?? current.clientsPerRound,
+    roundTimeoutMs: change.roundTimeoutMs ?? current.roundTimeoutMs,
+    fit: {
+      ...current.fit,
+      epochs: change.epochs ?? current.fit.epochs,
+      batchSize: change.batchSize ?? current.fit.batchSize,
+      learningRate: change.learningRate ?? current.fit.learningRate,
+    },
+  };
+}
+
+/**
+ * Why the dashboard's `change` to the running `current` settings is refused
+ * (for INVALID_SETTING), or undefined: first each value's range, then the
+ * rules whose watched settings the change alters.
+ */
+export function settingsChangeProblem(current: RoundSettings, change: SettingsChange, strategy: StrategyFacts): string | undefined {
+  const range = rangeProblem(change);
+  if (range !== undefined) return range;
+  const next = applySettingsChange(current, change);
+  const changed = (name: SettingName): boolean => change[name] !== undefined && valueOf(next, name) !== valueOf(current, name);
+  for (const rule of SETTINGS_RULES) {
+    if (!rule.watches.some(changed)) continue;
+    const problem = rule.check(next, current, strategy);
+    if (problem) return problem.onChange;
+  }
+  return undefined;
+}
+
+function valueOf(settings: RoundSettings, name: SettingName): number {
+  switch (name) {
+    case 'clientsPerRound':
+      return settings.clientsPerRound;
+    case 'roundTimeoutMs':
+      return settings.roundTimeoutMs;
+    case 'epochs':
+    case 'batchSize':
+    case 'learningRate':
+      return settings.fit[name];
+    default: {
+      const unknown: never = name;
+      throw new RangeError(`unknown setting ${String(unknown)}`);
+    }
+  }
+}
+
+function rangeProblem(change: SettingsChange): string | undefined {
+  for (const [key, max] of Object.entries(CHANGE_LIMITS) as [keyof typeof CHANGE_LIMITS, number][]) {
+    const v = change[key];
+    if (v !== undefined && !(Number.isInteger(v) && v >= 1 && v <= max)) return `${key} must be an integer in [1, ${max}], got ${v}`;
+  }
+  if (change.learningRate !== undefined && !(change.learningRate > 0 && change.learningRate <= 100)) return `learningRate must be in (0, 100], got ${change.learningRate}`;
+  // At least a second; at most a day (a timer longer than 2^31 ms would fire at once).
+  if (change.roundTimeoutMs !== undefined && !(change.roundTimeoutMs >= 1000 && change.roundTimeoutMs <= 86_400_000)) {
+    return `roundTimeoutMs must be between 1000 (1 s) and 86400000 (24 h), got ${change.roundTimeoutMs}`;
+  }
+  return undefined;
+}
+
+/** The fewest updates per round from which trimmed-mean with fraction β trims at least one at each end. */
+function fewestToTrim(beta: number): number {
+  let n = Math.max(1, Math.floor(1 / beta) - 1);
+  while (trimCount(beta, n) === 0) n++;
+  return n;
+}
