@@ -1,7 +1,7 @@
 import type { DpFedAvgOptions } from '../core/aggregation/dp-fedavg.ts';
 import type { ArchitectureName } from '../core/protocol/messages.ts';
 import type { RoundSettings } from '../core/protocol/status.ts';
-import type { DistributedNoiseRequest } from './distributed-noise-config.ts';
+import type { DistributedNoiseRequest } from './options/privacy.ts';
 import type { StrategyConfig } from './options/strategy.ts';
 import type { SecurityConfig } from './security/config.ts';
 import type { TaskFile } from './task/task-file.ts';

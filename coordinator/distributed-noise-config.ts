@@ -1,7 +1,7 @@
 import { maxParticipants } from '../core/secagg/quantize.ts';
 import { checkSkellamRange, planDistributedNoise } from '../core/privacy/distributed-noise.ts';
 import type { CoordinatorConfig } from './coordinator-config.ts';
-import { DISTRIBUTED_NOISE, TOLERATED_DROPOUTS } from './options/privacy.ts';
+import { DISTRIBUTED_NOISE, TOLERATED_DROPOUTS, type DistributedNoiseRequest } from './options/privacy.ts';
 
 /**
  * `--distributed-noise skellam [--tolerated-dropouts D]`: distributed DP whose
@@ -9,11 +9,6 @@ import { DISTRIBUTED_NOISE, TOLERATED_DROPOUTS } from './options/privacy.ts';
  * noise (core/privacy/distributed-noise.ts). The plan needs the model's size,
  * known only once the task is loaded: `withSkellam` completes it then.
  */
-export interface DistributedNoiseRequest {
-  readonly kind: 'skellam';
-  readonly toleratedDropouts: number;
-}
-
 type Flags = Readonly<Record<string, unknown>>;
 
 /** Checks the flags against the rest of the configuration; `fail` builds the config error. */

@@ -67,6 +67,12 @@ export const EPSILON_BUDGET = numberOption({
   expected: 'a positive number',
   help: 'stop before a round would take epsilon above X',
 });
+/** `--distributed-noise skellam`, checked by coordinator/distributed-noise-config.ts, which completes its plan once the model is known. */
+export interface DistributedNoiseRequest {
+  readonly kind: 'skellam';
+  readonly toleratedDropouts: number;
+}
+
 /** Read by coordinator/distributed-noise-config.ts. */
 export const DISTRIBUTED_NOISE = textOption({
   name: 'distributed-noise',
