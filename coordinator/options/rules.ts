@@ -162,7 +162,7 @@ export function settingsChangeProblem(current: RoundSettings, change: SettingsCh
   const range = rangeProblem(change);
   if (range !== undefined) return range;
   const next = applySettingsChange(current, change);
-  const changed = (name: SettingName): boolean => change[name] !== undefined && valueOf(next, name) !== valueOf(current, name);
+  const changed = (name: SettingName): boolean => change[name] !== undefined && settingValue(next, name) !== settingValue(current, name);
   for (const rule of SETTINGS_RULES) {
     if (!rule.watches.some(changed)) continue;
     const problem = rule.check(next, current, strategy);
@@ -171,7 +171,7 @@ export function settingsChangeProblem(current: RoundSettings, change: SettingsCh
   return undefined;
 }
 
-function valueOf(settings: RoundSettings, name: SettingName): number {
+function settingValue(settings: RoundSettings, name: SettingName): number {
   switch (name) {
     case 'clientsPerRound':
       return settings.clientsPerRound;
