@@ -26,8 +26,8 @@ import {
 } from './options/federation.ts';
 import { ConfigError } from './options/option.ts';
 import { DELTA, FRESH_PRIVACY_BUDGET, parseClientDp, parseSampleDp } from './options/privacy.ts';
-import { startSettingsProblem } from './options/rules.ts';
-import { parseSecureAggregation } from './options/secure-aggregation.ts';
+import { startSettingsProblem, type StartStage, type StrategyFacts } from './options/rules.ts';
+import { checkSecAggThreshold, parseSecureAggregation } from './options/secure-aggregation.ts';
 import { DATA_DIR, DEMO_PARTICIPANTS, HELP, HOST, PORT, QUIET, STATIC_DIR, TASK } from './options/server.ts';
 import { parseStrategyFlags, type StrategyConfig } from './options/strategy.ts';
 import { PARSE_ARGS_OPTIONS } from './options/table.ts';
@@ -108,13 +108,18 @@ function parseFlags(argv: readonly string[], env: Record<string, string | undefi
       privacy: clipNorm === undefined ? undefined : { clipNorm: CLIP_NORM.readOr(v, 0), noiseStd: NOISE_STD.read(v) },
     },
   };
+  checkRules('settings', settings);
   const clientDp = parseClientDp(v, settings.clientsPerRound, delta);
   if (clientDp && settings.fit.privacy) throw new ConfigError('--clip-norm/--noise-std and --client-dp both set the update clipping: use one');
   const strategy = parseStrategy(v, settings, clientDp);
+  const strategyFacts = { clientLevelDp: clientDp !== undefined, trimFraction: strategy.trimFraction };
+  checkRules('strategy', settings, strategyFacts);
   const secureAggregation = parseSecureAggregation(v, settings, clientDp, strategy);
   const checkedSettings = secureAggregation ? { ...settings, secureAggregation } : settings;
-  const problem = startSettingsProblem(checkedSettings, { clientLevelDp: clientDp !== undefined, trimFraction: strategy.trimFraction });
-  if (problem !== undefined) throw new ConfigError(problem);
+  if (secureAggregation) {
+    checkRules('secure-aggregation', checkedSettings, strategyFacts);
+    checkSecAggThreshold({ ...settings, secureAggregation });
+  }
   const security = parseSecurityConfig(v, (message) => new ConfigError(message));
   if (clientDp && !security?.adminTokens) {
     // The status page names who took part in each round; sampling amplifies privacy only if that stays private.
@@ -142,6 +147,12 @@ function parseFlags(argv: readonly string[], env: Record<string, string | undefi
     security,
     task: task?.file,
   };
+}
+
+/** The settings rules shared with dashboard changes (options/rules.ts), each checked once start has read what it needs. */
+function checkRules(stage: StartStage, settings: RoundSettings, strategy?: StrategyFacts): void {
+  const problem = startSettingsProblem(stage, settings, strategy);
+  if (problem !== undefined) throw new ConfigError(problem);
 }
 
 function parseStrategy(v: Record<string, string | boolean | undefined>, settings: RoundSettings, clientDp: DpFedAvgOptions | undefined): StrategyConfig {

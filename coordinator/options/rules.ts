@@ -30,9 +30,17 @@ export interface RuleProblem {
 
 type SettingName = keyof SettingsChange;
 
+/**
+ * When the start (config.ts) checks a rule: as soon as it has read what the
+ * rule needs, so a command line with two faults reports the first in the
+ * order of the flags' topics: the round settings, then the strategy, then
+ * secure aggregation.
+ */
+export type StartStage = 'settings' | 'strategy' | 'secure-aggregation';
+
 interface SettingsRule {
-  /** Also checked at start; otherwise only on a change. */
-  readonly atStart: boolean;
+  /** When the start checks it; absent: only on a change. */
+  readonly atStart?: StartStage;
   /** On a change the rule runs only when one of these settings changed. */
   readonly watches: readonly SettingName[];
   check(next: RoundSettings, previous: RoundSettings, strategy: StrategyFacts): RuleProblem | undefined;
@@ -44,7 +52,7 @@ const CHANGE_LIMITS: Readonly<Record<Exclude<SettingName, 'learningRate' | 'roun
 /** The rules in the order they are checked; the first problem is the one reported. */
 export const SETTINGS_RULES: readonly SettingsRule[] = [
   {
-    atStart: true,
+    atStart: 'settings',
     watches: ['clientsPerRound'],
     check: ({ clientsPerRound: cpr, minUpdates }) =>
       cpr < minUpdates
@@ -56,7 +64,6 @@ export const SETTINGS_RULES: readonly SettingsRule[] = [
   },
   {
     // DP-FedAvg samples each participant with probability q and divides by the fixed m: a count per round is not its to change.
-    atStart: false,
     watches: ['clientsPerRound'],
     check: (_next, _previous, strategy) =>
       strategy.clientLevelDp
@@ -67,7 +74,7 @@ export const SETTINGS_RULES: readonly SettingsRule[] = [
         : undefined,
   },
   {
-    atStart: true,
+    atStart: 'strategy',
     watches: ['clientsPerRound'],
     check: ({ clientsPerRound: cpr }, _previous, { trimFraction: beta }) => {
       if (beta === undefined || trimCount(beta, cpr) > 0) return undefined;
@@ -81,7 +88,7 @@ export const SETTINGS_RULES: readonly SettingsRule[] = [
     },
   },
   {
-    atStart: true,
+    atStart: 'secure-aggregation',
     watches: ['clientsPerRound'],
     check: (next) => {
       const secure = next.secureAggregation;
@@ -97,7 +104,6 @@ export const SETTINGS_RULES: readonly SettingsRule[] = [
   },
   {
     // At start --min-clients of at least 3 is required instead (options/secure-aggregation.ts); fewer selected are then padded to three share holders.
-    atStart: false,
     watches: ['clientsPerRound'],
     check: (next) => {
       const selected = selectedPerRound(next);
@@ -108,7 +114,6 @@ export const SETTINGS_RULES: readonly SettingsRule[] = [
   },
   {
     // DP-SGD's ε per round grows with the steps (epochs × n / B): what participants joined for must not change under them.
-    atStart: false,
     watches: ['epochs'],
     check: (_next, previous) =>
       previous.fit.sampleDp
@@ -116,7 +121,6 @@ export const SETTINGS_RULES: readonly SettingsRule[] = [
         : undefined,
   },
   {
-    atStart: false,
     watches: ['batchSize'],
     check: (_next, previous) =>
       previous.fit.sampleDp
@@ -127,16 +131,22 @@ export const SETTINGS_RULES: readonly SettingsRule[] = [
   },
 ];
 
-/** The first rule that settings parsed at start break, in flag names; undefined when they keep all. */
-export function startSettingsProblem(settings: RoundSettings, strategy: StrategyFacts): string | undefined {
+/**
+ * The first rule of `stage` that settings parsed at start break, in flag
+ * names; undefined when they keep all. The rules of the 'settings' stage
+ * read no strategy facts: the strategy is not parsed yet then.
+ */
+export function startSettingsProblem(stage: StartStage, settings: RoundSettings, strategy: StrategyFacts = NO_STRATEGY_YET): string | undefined {
   for (const rule of SETTINGS_RULES) {
-    if (rule.atStart) {
+    if (rule.atStart === stage) {
       const problem = rule.check(settings, settings, strategy);
       if (problem) return problem.atStart ?? problem.onChange;
     }
   }
   return undefined;
 }
+
+const NO_STRATEGY_YET: StrategyFacts = { clientLevelDp: false };
 
 /** The settings after a dashboard change (absent keys keep their value). */
 export function applySettingsChange(current: RoundSettings, change: SettingsChange): RoundSettings {

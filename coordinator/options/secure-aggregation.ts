@@ -67,7 +67,8 @@ export const SECURE_AGGREGATION_GROUP: OptionGroup = {
 
 /**
  * Secure aggregation as the flags ask for it; undefined without --secure-aggregation.
- * Whether the secure sum can hold the participants per round is a settings rule (options/rules.ts).
+ * Whether the secure sum can hold the participants per round is a settings
+ * rule (options/rules.ts); the threshold is checked after it (checkSecAggThreshold).
  */
 export function parseSecureAggregation(
   v: FlagValues,
@@ -96,11 +97,19 @@ export function parseSecureAggregation(
   const clipNorm = clientDp?.clip.kind === 'fixed' ? clientDp.clip.norm : settings.fit.privacy?.clipNorm;
   const clipRange = SECAGG_CLIP_RANGE.readOr(v, Math.max(DEFAULT_QUANTIZATION.clipRange, clipNorm ?? 0));
   const quantizationRange = SECAGG_QUANTIZATION_RANGE.read(v);
-  if (threshold !== undefined) {
-    const selected = selectedPerRound(settings);
-    const k = effectiveDegree(Math.max(3, selected), neighbours);
-    if (threshold > k + 1) throw new ConfigError(`--secagg-threshold ${threshold} is above k + 1 = ${k + 1} share holders: no secret could ever be rebuilt`);
-    if (2 * threshold <= k + 1) throw new ConfigError(`--secagg-threshold ${threshold} must be a strict majority of the k + 1 = ${k + 1} share holders (at least ${recommendedThreshold(Math.max(3, selected), neighbours)})`);
-  }
   return { neighbours, threshold, clipRange, quantizationRange, stepTimeoutMs: 1000 * SECAGG_STEP_TIMEOUT.read(v) };
+}
+
+/**
+ * Checks --secagg-threshold against the share holders of a round. Called
+ * after the settings rules, which first make sure the secure sum can hold
+ * the participants selected per round.
+ */
+export function checkSecAggThreshold(settings: RoundSettings & { readonly secureAggregation: SecureAggregationSettings }): void {
+  const { threshold, neighbours } = settings.secureAggregation;
+  if (threshold === undefined) return;
+  const selected = selectedPerRound(settings);
+  const k = effectiveDegree(Math.max(3, selected), neighbours);
+  if (threshold > k + 1) throw new ConfigError(`--secagg-threshold ${threshold} is above k + 1 = ${k + 1} share holders: no secret could ever be rebuilt`);
+  if (2 * threshold <= k + 1) throw new ConfigError(`--secagg-threshold ${threshold} must be a strict majority of the k + 1 = ${k + 1} share holders (at least ${recommendedThreshold(Math.max(3, selected), neighbours)})`);
 }

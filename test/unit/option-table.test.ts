@@ -89,7 +89,7 @@ describe('the settings rules', () => {
   it('word each problem for where it arises: flags at start, setting names on the dashboard', () => {
     const trimmed = parsed(['--strategy', 'trimmed-mean']);
     assert.equal(
-      startSettingsProblem({ ...trimmed.settings, clientsPerRound: 5 }, trimmed.facts),
+      startSettingsProblem('strategy', { ...trimmed.settings, clientsPerRound: 5 }, trimmed.facts),
       '--trim-fraction 0.1 trims ⌊0.1 × 5⌋ = 0 updates at each end with --clients-per-round 5: it would be a plain mean; use --trim-fraction of at least 0.200, or more participants per round',
     );
     assert.equal(
@@ -97,7 +97,7 @@ describe('the settings rules', () => {
       'clientsPerRound 5 would make trimmed-mean trim nothing (a plain mean, no robustness): ⌊0.1 × n⌋ ≥ 1 needs at least ⌈1/0.1⌉ = 10 clients per round',
     );
     const plain = parsed(['--min-updates', '3']);
-    assert.equal(startSettingsProblem({ ...plain.settings, clientsPerRound: 2 }, plain.facts), '--clients-per-round (2) must be at least --min-updates (3)');
+    assert.equal(startSettingsProblem('settings', { ...plain.settings, clientsPerRound: 2 }), '--clients-per-round (2) must be at least --min-updates (3)');
     assert.equal(
       settingsChangeProblem(plain.settings, { clientsPerRound: 2 }, plain.facts),
       'clientsPerRound (2) must be at least minUpdates (3), as --clients-per-round must be at least --min-updates',
@@ -107,7 +107,7 @@ describe('the settings rules', () => {
   it('keep for a change what only a change can break: the DP sampling, DP-SGD steps and the three-party secure sum', () => {
     const clientDp = parsed(['--client-dp', 'central', '--client-noise-multiplier', '1', '--client-sample-rate', '0.5', '--admin-token', TOKEN]);
     assert.match(settingsChangeProblem(clientDp.settings, { clientsPerRound: 11 }, clientDp.facts) ?? '', /^clientsPerRound cannot change under client-level DP/);
-    assert.equal(startSettingsProblem(clientDp.settings, clientDp.facts), undefined);
+    for (const stage of ['settings', 'strategy', 'secure-aggregation'] as const) assert.equal(startSettingsProblem(stage, clientDp.settings, clientDp.facts), undefined);
     const dpSgd = parsed(['--dp-sgd-clip', '1', '--dp-sgd-noise-multiplier', '1.1']);
     assert.match(settingsChangeProblem(dpSgd.settings, { epochs: 2 }, dpSgd.facts) ?? '', /^epochs cannot change under DP-SGD/);
     assert.match(settingsChangeProblem(dpSgd.settings, { batchSize: 64 }, dpSgd.facts) ?? '', /^batchSize cannot change under DP-SGD/);
