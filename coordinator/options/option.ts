@@ -1,4 +1,4 @@
-import { numberFlag } from '../flags.ts';
+import { givenNumberFlag } from '../flags.ts';
 
 /**
  * One command-line option of the coordinator, declared once: its flag, its
@@ -89,7 +89,7 @@ export interface NumberDeclaration<D> extends Declaration<D> {
 
 /** A numeric flag, read by the one strict number parser (flags.ts). */
 export function numberOption<D extends number | undefined = undefined>(declaration: NumberDeclaration<D>): Option<number, D> {
-  return option(declaration, 'string', 'number', (value, fail) => numberFlag(value, declaration.name, declaration.check, declaration.expected, fail)!);
+  return option(declaration, 'string', 'number', (value, fail) => givenNumberFlag(value, declaration.name, declaration.check, declaration.expected, fail));
 }
 
 /** A flag with text that its parse code checks (a name, a file, a list). */

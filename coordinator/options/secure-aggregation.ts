@@ -3,7 +3,7 @@ import type { RoundSettings, SecureAggregationSettings } from '../../core/protoc
 import { effectiveDegree } from '../../core/secagg/graph.ts';
 import { recommendedThreshold } from '../../core/secagg/protocol.ts';
 import { DEFAULT_QUANTIZATION } from '../../core/secagg/quantize.ts';
-import { numberFlag } from '../flags.ts';
+import { givenNumberFlag } from '../flags.ts';
 import { booleanOption, ConfigError, configError, numberOption, textOption, type FlagValues, type OptionGroup } from './option.ts';
 import { selectedPerRound } from './selection.ts';
 import { ROBUST_STRATEGIES, type StrategyConfig } from './strategy.ts';
@@ -91,7 +91,7 @@ export function parseSecureAggregation(
   if (clientDp?.clip.kind === 'adaptive') throw new ConfigError('--adaptive-clip needs each update norm on the coordinator: it cannot run with --secure-aggregation');
   if (settings.minClients < 3) throw new ConfigError('--secure-aggregation needs --min-clients of at least 3 (a sum of two updates reveals each to the other)');
   const neighboursText = SECAGG_NEIGHBOURS.read(v);
-  const neighbours = neighboursText === 'all' ? 'all' : numberFlag(neighboursText, SECAGG_NEIGHBOURS.name, (n) => Number.isInteger(n) && n >= 2, 'an integer >= 2 or all', configError)!;
+  const neighbours = neighboursText === 'all' ? 'all' : givenNumberFlag(neighboursText, SECAGG_NEIGHBOURS.name, (n) => Number.isInteger(n) && n >= 2, 'an integer >= 2 or all', configError);
   const threshold = SECAGG_THRESHOLD.read(v);
   // After clipping to L2 norm S no coordinate exceeds S: a clip range of at least S never clips further.
   const clipNorm = clientDp?.clip.kind === 'fixed' ? clientDp.clip.norm : settings.fit.privacy?.clipNorm;

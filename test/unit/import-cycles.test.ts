@@ -24,7 +24,10 @@ function importGraph(): Map<string, string[]> {
   const graph = new Map<string, string[]>();
   for (const file of ROOTS.flatMap(sources)) {
     const text = readFileSync(file, 'utf8');
-    const targets = [...text.matchAll(IMPORT)].map((m) => path.join(path.dirname(file), (m[1] ?? m[2])!));
+    const targets = [...text.matchAll(IMPORT)].flatMap((m) => {
+      const target = m[1] ?? m[2];
+      return target === undefined ? [] : [path.join(path.dirname(file), target)];
+    });
     graph.set(file, targets);
   }
   return graph;
