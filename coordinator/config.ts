@@ -38,8 +38,9 @@ import { explainConfigError, readTaskFile, TaskFileError, type TaskFile } from '
  * From the command line (and a task file) to a checked CoordinatorConfig.
  * Each option is declared once in coordinator/options/ (flag, help line,
  * default, task-file key, check); this file reads them in order and applies
- * the checks that join several of them, then the settings rules
- * (options/rules.ts) that the dashboard's settings changes keep too.
+ * the checks that join several of them, and the settings rules
+ * (options/rules.ts, shared with the dashboard's settings changes) as soon
+ * as it has read what each rule needs.
  */
 
 export type { CoordinatorConfig } from './coordinator-config.ts';
