@@ -1,4 +1,4 @@
-import type { BackendMeasurement, BackendName } from './worker-protocol.ts';
+import type { BackendName } from './worker-protocol.ts';
 import { done, openDb } from './idb.ts';
 
 /**
@@ -18,6 +18,20 @@ export interface CachedChoice {
   /** What the measurement found, to show again: one line per backend. */
   readonly measurements: readonly BackendMeasurement[];
   readonly measuredAt: string;
+}
+
+export interface BackendMeasurement {
+  readonly backend: BackendName;
+  readonly adapter?: string;
+  /** A fallback or software adapter (SwiftShader, llvmpipe, WARP…). */
+  readonly software: boolean;
+  /** WASM threads in use. */
+  readonly threads?: number;
+  readonly examplesPerSecond?: number;
+  /** Time spent on this backend: initialisation and measurement, ms. */
+  readonly ms?: number;
+  /** Why there is no rate: failed to initialise, stopped early, or failed during the measurement. */
+  readonly note?: string;
 }
 
 export interface ChoiceKeyParts {

@@ -3,11 +3,11 @@ import wasmPlain from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm
 import wasmSimd from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm?url';
 import wasmThreaded from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-threaded-simd.wasm?url';
 import { registerWasmTrainingKernels } from '../../core/model/wasm-kernels.ts';
-import { choiceKey, loadChoice, saveChoice } from './backend-cache.ts';
+import { choiceKey, loadChoice, saveChoice, type BackendMeasurement } from './backend-cache.ts';
 import { measureActiveBackend, type MeasureJob } from './backend-measure.ts';
-import type { BackendMeasurement, BackendName, SelectedBackend } from './worker-protocol.ts';
+import type { BackendName } from './worker-protocol.ts';
 
-export type { SelectedBackend } from './worker-protocol.ts';
+export type { BackendMeasurement } from './backend-cache.ts';
 
 /**
  * Which tfjs backend this device trains on. Automatically, it is the one
@@ -20,6 +20,21 @@ export type { SelectedBackend } from './worker-protocol.ts';
  * downloads only the backend it uses (WebGL and the CPU backend come with
  * @tensorflow/tfjs itself).
  */
+
+export interface SelectedBackend {
+  readonly backend: BackendName;
+  readonly adapter?: string;
+  /** The adapter is a fallback or software one. */
+  readonly software: boolean;
+  /** WASM: the threads really in use (1 unless the page is cross-origin isolated). */
+  readonly threads?: number;
+  /** How it was chosen: measured now, a cached measurement, or `?backend=`. */
+  readonly how: 'measured' | 'cached' | 'forced';
+  /** Each backend's rate (or why it has none): what the choice rests on. */
+  readonly measurements: readonly BackendMeasurement[];
+  /** Wall time of the choice, ms. */
+  readonly chooseMs: number;
+}
 
 /** Total time for measuring, ms (about: each tried backend gets at least MIN_SLICE_MS). */
 export const MEASURE_BUDGET_MS = 2000;

@@ -2,42 +2,12 @@ import type { ParticipantEvent } from '../../core/participant/participant.ts';
 import type { Dataset, ShardSpec } from '../../core/data/dataset.ts';
 import type { TaskSummary } from '../../core/protocol/messages.ts';
 import type { MeasureJob } from './backend-measure.ts';
+import type { SelectedBackend } from './backend.ts';
 
 /** Messages between the participant page and its training worker. */
 
 export const BACKENDS = ['webgpu', 'webgl', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
-
-/** The backend the worker trains on and how it was chosen (web/participant/backend.ts), as the page shows it. */
-export interface SelectedBackend {
-  readonly backend: BackendName;
-  readonly adapter?: string;
-  /** The adapter is a fallback or software one. */
-  readonly software: boolean;
-  /** WASM: the threads really in use (1 unless the page is cross-origin isolated). */
-  readonly threads?: number;
-  /** How it was chosen: measured now, a cached measurement, or `?backend=`. */
-  readonly how: 'measured' | 'cached' | 'forced';
-  /** Each backend's rate (or why it has none): what the choice rests on. */
-  readonly measurements: readonly BackendMeasurement[];
-  /** Wall time of the choice, ms. */
-  readonly chooseMs: number;
-}
-
-/** One backend's measurement (web/participant/backend.ts), kept with the choice (backend-cache.ts). */
-export interface BackendMeasurement {
-  readonly backend: BackendName;
-  readonly adapter?: string;
-  /** A fallback or software adapter (SwiftShader, llvmpipe, WARP…). */
-  readonly software: boolean;
-  /** WASM threads in use. */
-  readonly threads?: number;
-  readonly examplesPerSecond?: number;
-  /** Time spent on this backend: initialisation and measurement, ms. */
-  readonly ms?: number;
-  /** Why there is no rate: failed to initialise, stopped early, or failed during the measurement. */
-  readonly note?: string;
-}
 
 /** Sent as soon as the page loads, so the backend is ready (and shown) while the user picks data. */
 export interface InitCommand {
