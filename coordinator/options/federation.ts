@@ -3,7 +3,12 @@ import { booleanOption, numberOption, textOption, type OptionGroup } from './opt
 
 /** The model, the rounds, local training and the simple per-update clipping and noise. */
 
-export const MODEL = textOption({ name: 'model', placeholder: 'NAME', default: 'mlp', help: 'mlp (784-128-10, default) | 2nn (784-200-200-10) | cnn' });
+export const MODEL = textOption({
+  name: 'model',
+  placeholder: 'NAME',
+  default: 'mlp',
+  help: 'mlp (784-128-10, default) | 2nn (784-200-200-10) | cnn',
+});
 export const ROUNDS = numberOption({
   name: 'rounds',
   placeholder: 'N',

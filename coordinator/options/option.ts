@@ -89,11 +89,15 @@ export interface NumberDeclaration<D> extends Declaration<D> {
 
 /** A numeric flag, read by the one strict number parser (flags.ts). */
 export function numberOption<D extends number | undefined = undefined>(declaration: NumberDeclaration<D>): Option<number, D> {
-  return option(declaration, 'string', 'number', (value, fail) => givenNumberFlag(value, declaration.name, declaration.check, declaration.expected, fail));
+  return option(declaration, 'string', 'number', (value, fail) =>
+    givenNumberFlag(value, declaration.name, declaration.check, declaration.expected, fail),
+  );
 }
 
 /** A flag with text that its parse code checks (a name, a file, a list). */
-export function textOption<D extends string | undefined = undefined>(declaration: Declaration<D> & { readonly kind?: SettingKind }): Option<string, D> {
+export function textOption<D extends string | undefined = undefined>(
+  declaration: Declaration<D> & { readonly kind?: SettingKind },
+): Option<string, D> {
   return option(declaration, 'string', declaration.kind ?? 'string', String);
 }
 

@@ -159,7 +159,8 @@ export function parseClientDp(v: FlagValues, clientsPerRound: number, delta: num
   }
   if (mode !== 'central' && mode !== 'distributed') throw new ConfigError(`--client-dp must be central or distributed, got "${mode}"`);
   if (v[CLIENT_NOISE_MULTIPLIER.name] === undefined) throw new ConfigError('--client-dp needs --client-noise-multiplier Z');
-  if (v[CLIENT_SAMPLE_RATE.name] === undefined) throw new ConfigError('--client-dp needs --client-sample-rate Q (the probability that a participant is selected in a round)');
+  if (v[CLIENT_SAMPLE_RATE.name] === undefined)
+    throw new ConfigError('--client-dp needs --client-sample-rate Q (the probability that a participant is selected in a round)');
   const z = CLIENT_NOISE_MULTIPLIER.readOr(v, 0);
   const q = CLIENT_SAMPLE_RATE.readOr(v, 0);
   const m = EXPECTED_CLIENTS.readOr(v, clientsPerRound);

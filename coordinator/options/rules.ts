@@ -47,7 +47,11 @@ interface SettingsRule {
 }
 
 /** Limits on the values the dashboard may send (the flags have their own checks, options/*.ts). */
-const CHANGE_LIMITS: Readonly<Record<Exclude<SettingName, 'learningRate' | 'roundTimeoutMs'>, number>> = { clientsPerRound: 100_000, epochs: 1000, batchSize: 100_000 };
+const CHANGE_LIMITS: Readonly<Record<Exclude<SettingName, 'learningRate' | 'roundTimeoutMs'>, number>> = {
+  clientsPerRound: 100_000,
+  epochs: 1000,
+  batchSize: 100_000,
+};
 
 /** The rules in the order they are checked; the first problem is the one reported. */
 export const SETTINGS_RULES: readonly SettingsRule[] = [
@@ -78,7 +82,10 @@ export const SETTINGS_RULES: readonly SettingsRule[] = [
     watches: ['clientsPerRound'],
     check: ({ clientsPerRound: cpr }, _previous, { trimFraction: beta }) => {
       if (beta === undefined || trimCount(beta, cpr) > 0) return undefined;
-      const need = beta > 0 ? `⌊${beta} × n⌋ ≥ 1 needs at least ⌈1/${beta}⌉ = ${fewestToTrim(beta)} clients per round` : 'a trim fraction of 0 trims nothing at any size';
+      const need =
+        beta > 0
+          ? `⌊${beta} × n⌋ ≥ 1 needs at least ⌈1/${beta}⌉ = ${fewestToTrim(beta)} clients per round`
+          : 'a trim fraction of 0 trims nothing at any size';
       return {
         atStart:
           `--trim-fraction ${beta} trims ⌊${beta} × ${cpr}⌋ = 0 updates at each end with --clients-per-round ${cpr}: ` +
@@ -108,7 +115,9 @@ export const SETTINGS_RULES: readonly SettingsRule[] = [
     check: (next) => {
       const selected = selectedPerRound(next);
       return next.secureAggregation && selected < 3
-        ? { onChange: `clientsPerRound ${next.clientsPerRound} would select ${selected} participant(s): a secure sum of fewer than three updates reveals them to each other` }
+        ? {
+            onChange: `clientsPerRound ${next.clientsPerRound} would select ${selected} participant(s): a secure sum of fewer than three updates reveals them to each other`,
+          }
         : undefined;
     },
   },
@@ -117,7 +126,9 @@ export const SETTINGS_RULES: readonly SettingsRule[] = [
     watches: ['epochs'],
     check: (_next, previous) =>
       previous.fit.sampleDp
-        ? { onChange: `epochs cannot change under DP-SGD: each round costs every participant epochs × n/B noisy steps of its privacy budget, and participants joined for ${previous.fit.epochs}` }
+        ? {
+            onChange: `epochs cannot change under DP-SGD: each round costs every participant epochs × n/B noisy steps of its privacy budget, and participants joined for ${previous.fit.epochs}`,
+          }
         : undefined,
   },
   {
@@ -136,7 +147,11 @@ export const SETTINGS_RULES: readonly SettingsRule[] = [
  * names; undefined when they keep all. The rules of the 'settings' stage
  * read no strategy facts: the strategy is not parsed yet then.
  */
-export function startSettingsProblem(stage: StartStage, settings: RoundSettings, strategy: StrategyFacts = NO_STRATEGY_YET): string | undefined {
+export function startSettingsProblem(
+  stage: StartStage,
+  settings: RoundSettings,
+  strategy: StrategyFacts = NO_STRATEGY_YET,
+): string | undefined {
   for (const rule of SETTINGS_RULES) {
     if (rule.atStart === stage) {
       const problem = rule.check(settings, settings, strategy);
@@ -203,7 +218,8 @@ function rangeProblem(change: SettingsChange): string | undefined {
     const v = change[key];
     if (v !== undefined && !(Number.isInteger(v) && v >= 1 && v <= max)) return `${key} must be an integer in [1, ${max}], got ${v}`;
   }
-  if (change.learningRate !== undefined && !(change.learningRate > 0 && change.learningRate <= 100)) return `learningRate must be in (0, 100], got ${change.learningRate}`;
+  if (change.learningRate !== undefined && !(change.learningRate > 0 && change.learningRate <= 100))
+    return `learningRate must be in (0, 100], got ${change.learningRate}`;
   // At least a second; at most a day (a timer longer than 2^31 ms would fire at once).
   if (change.roundTimeoutMs !== undefined && !(change.roundTimeoutMs >= 1000 && change.roundTimeoutMs <= 86_400_000)) {
     return `roundTimeoutMs must be between 1000 (1 s) and 86400000 (24 h), got ${change.roundTimeoutMs}`;

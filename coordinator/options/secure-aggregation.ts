@@ -13,7 +13,7 @@ import { ROBUST_STRATEGIES, type StrategyConfig } from './strategy.ts';
 export const SECURE_AGGREGATION = booleanOption({
   name: 'secure-aggregation',
   task: ['secureAggregation', 'enabled'],
-  help: 'mask every update; the coordinator decodes only the sum of each round\'s\nupdates (an unweighted mean: example counts would reveal too much)',
+  help: "mask every update; the coordinator decodes only the sum of each round's\nupdates (an unweighted mean: example counts would reveal too much)",
 });
 export const SECAGG_NEIGHBOURS = textOption({
   name: 'secagg-neighbours',
@@ -61,7 +61,8 @@ export const SECAGG_STEP_TIMEOUT = numberOption({
 });
 
 export const SECURE_AGGREGATION_GROUP: OptionGroup = {
-  heading: 'Secure aggregation (SecAgg/SecAgg+: a coordinator following the protocol learns only the sum;\nkeys are not signed, see docs/secure-aggregation.md and docs/protocol.md)',
+  heading:
+    'Secure aggregation (SecAgg/SecAgg+: a coordinator following the protocol learns only the sum;\nkeys are not signed, see docs/secure-aggregation.md and docs/protocol.md)',
   options: [SECURE_AGGREGATION, SECAGG_NEIGHBOURS, SECAGG_THRESHOLD, SECAGG_CLIP_RANGE, SECAGG_QUANTIZATION_RANGE, SECAGG_STEP_TIMEOUT],
 };
 
@@ -84,14 +85,31 @@ export function parseSecureAggregation(
   }
   // The others aggregate a plain (or fixed-denominator) mean, the only thing a secure sum gives.
   if (ROBUST_STRATEGIES.includes(strategy.name)) {
-    throw new ConfigError(`--strategy ${strategy.name} needs every update on its own, which secure aggregation hides: use fedavg, fedprox, fedadam or fedyogi`);
+    throw new ConfigError(
+      `--strategy ${strategy.name} needs every update on its own, which secure aggregation hides: use fedavg, fedprox, fedadam or fedyogi`,
+    );
   }
-  if (strategy.maxUpdateNorm !== undefined) throw new ConfigError('--max-update-norm checks individual updates, which secure aggregation hides: drop one of them');
-  if (clientDp?.placement === 'central') throw new ConfigError('--client-dp central clips and noises on the coordinator, which would need the individual updates: use --client-dp distributed');
-  if (clientDp?.clip.kind === 'adaptive') throw new ConfigError('--adaptive-clip needs each update norm on the coordinator: it cannot run with --secure-aggregation');
-  if (settings.minClients < 3) throw new ConfigError('--secure-aggregation needs --min-clients of at least 3 (a sum of two updates reveals each to the other)');
+  if (strategy.maxUpdateNorm !== undefined)
+    throw new ConfigError('--max-update-norm checks individual updates, which secure aggregation hides: drop one of them');
+  if (clientDp?.placement === 'central')
+    throw new ConfigError(
+      '--client-dp central clips and noises on the coordinator, which would need the individual updates: use --client-dp distributed',
+    );
+  if (clientDp?.clip.kind === 'adaptive')
+    throw new ConfigError('--adaptive-clip needs each update norm on the coordinator: it cannot run with --secure-aggregation');
+  if (settings.minClients < 3)
+    throw new ConfigError('--secure-aggregation needs --min-clients of at least 3 (a sum of two updates reveals each to the other)');
   const neighboursText = SECAGG_NEIGHBOURS.read(v);
-  const neighbours = neighboursText === 'all' ? 'all' : givenNumberFlag(neighboursText, SECAGG_NEIGHBOURS.name, (n) => Number.isInteger(n) && n >= 2, 'an integer >= 2 or all', configError);
+  const neighbours =
+    neighboursText === 'all'
+      ? 'all'
+      : givenNumberFlag(
+          neighboursText,
+          SECAGG_NEIGHBOURS.name,
+          (n) => Number.isInteger(n) && n >= 2,
+          'an integer >= 2 or all',
+          configError,
+        );
   const threshold = SECAGG_THRESHOLD.read(v);
   // After clipping to L2 norm S no coordinate exceeds S: a clip range of at least S never clips further.
   const clipNorm = clientDp?.clip.kind === 'fixed' ? clientDp.clip.norm : settings.fit.privacy?.clipNorm;
@@ -110,6 +128,10 @@ export function checkSecAggThreshold(settings: RoundSettings & { readonly secure
   if (threshold === undefined) return;
   const selected = selectedPerRound(settings);
   const k = effectiveDegree(Math.max(3, selected), neighbours);
-  if (threshold > k + 1) throw new ConfigError(`--secagg-threshold ${threshold} is above k + 1 = ${k + 1} share holders: no secret could ever be rebuilt`);
-  if (2 * threshold <= k + 1) throw new ConfigError(`--secagg-threshold ${threshold} must be a strict majority of the k + 1 = ${k + 1} share holders (at least ${recommendedThreshold(Math.max(3, selected), neighbours)})`);
+  if (threshold > k + 1)
+    throw new ConfigError(`--secagg-threshold ${threshold} is above k + 1 = ${k + 1} share holders: no secret could ever be rebuilt`);
+  if (2 * threshold <= k + 1)
+    throw new ConfigError(
+      `--secagg-threshold ${threshold} must be a strict majority of the k + 1 = ${k + 1} share holders (at least ${recommendedThreshold(Math.max(3, selected), neighbours)})`,
+    );
 }

@@ -4,10 +4,25 @@ import { booleanOption, numberOption, textOption, type OptionGroup } from './opt
 /** Access control, TLS and limits; coordinator/security/config.ts reads them (parseSecurityConfig). */
 
 export const JOIN_TOKEN = textOption({ name: 'join-token', placeholder: 'T', help: 'participants must present token T (16+ characters)' });
-export const JOIN_TOKEN_FILE = textOption({ name: 'join-token-file', placeholder: 'F', help: '...or one of the tokens in F (one per line, # comments; both may be given)' });
-export const OPEN = booleanOption({ name: 'open', help: 'no join token: anyone who can reach the port may join (the default,\nwith a warning, when no join token is given)' });
-export const ADMIN_TOKEN = textOption({ name: 'admin-token', placeholder: 'T', help: 'the dashboard, /api/status and admin routes need token T' });
-export const ADMIN_TOKEN_FILE = textOption({ name: 'admin-token-file', placeholder: 'F', help: '...or one of the tokens in F (without one: dashboard open, read-only)' });
+export const JOIN_TOKEN_FILE = textOption({
+  name: 'join-token-file',
+  placeholder: 'F',
+  help: '...or one of the tokens in F (one per line, # comments; both may be given)',
+});
+export const OPEN = booleanOption({
+  name: 'open',
+  help: 'no join token: anyone who can reach the port may join (the default,\nwith a warning, when no join token is given)',
+});
+export const ADMIN_TOKEN = textOption({
+  name: 'admin-token',
+  placeholder: 'T',
+  help: 'the dashboard, /api/status and admin routes need token T',
+});
+export const ADMIN_TOKEN_FILE = textOption({
+  name: 'admin-token-file',
+  placeholder: 'F',
+  help: '...or one of the tokens in F (without one: dashboard open, read-only)',
+});
 export const TLS_CERT = textOption({ name: 'tls-cert', placeholder: 'FILE', help: 'serve HTTPS and WSS with this PEM certificate...' });
 export const TLS_KEY = textOption({ name: 'tls-key', placeholder: 'FILE', help: '...and this PEM private key (both needed)' });
 export const ALLOWED_ORIGINS = textOption({

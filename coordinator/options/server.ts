@@ -9,9 +9,21 @@ export const TASK = textOption({
   help: 'a task configuration file (see docs/tasks.md), e.g. tasks/penguins/task.json;\nflags given here override its settings',
 });
 /** The default port; $PORT, when set, comes before it. */
-export const PORT = numberOption({ name: 'port', placeholder: 'N', default: 8080, check: (n) => isNonNegativeInt(n) && n <= 65535, expected: 'a port number (0-65535)', help: 'HTTP port (default {default}, or $PORT; 0 picks a free one)' });
+export const PORT = numberOption({
+  name: 'port',
+  placeholder: 'N',
+  default: 8080,
+  check: (n) => isNonNegativeInt(n) && n <= 65535,
+  expected: 'a port number (0-65535)',
+  help: 'HTTP port (default {default}, or $PORT; 0 picks a free one)',
+});
 export const HOST = textOption({ name: 'host', placeholder: 'H', default: '0.0.0.0', help: 'interface to listen on (default {default})' });
-export const DATA_DIR = textOption({ name: 'data-dir', placeholder: 'DIR', default: './runs', help: 'where runs are saved (default {default})' });
+export const DATA_DIR = textOption({
+  name: 'data-dir',
+  placeholder: 'DIR',
+  default: './runs',
+  help: 'where runs are saved (default {default})',
+});
 export const DEMO_PARTICIPANTS = numberOption({
   name: 'demo-participants',
   placeholder: 'N',

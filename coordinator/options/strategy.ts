@@ -140,7 +140,9 @@ export function parseStrategyFlags(v: FlagValues, context: StrategyFlagContext):
     );
   }
   if (strategy === 'fedprox' && context.sampleDp) {
-    throw new ConfigError('--strategy fedprox cannot be combined with DP-SGD (--dp-sgd-clip): the DP-SGD trainer does not add the proximal term');
+    throw new ConfigError(
+      '--strategy fedprox cannot be combined with DP-SGD (--dp-sgd-clip): the DP-SGD trainer does not add the proximal term',
+    );
   }
 
   const config: {
@@ -178,13 +180,17 @@ export function parseStrategyFlags(v: FlagValues, context: StrategyFlagContext):
       const f = BYZANTINE.read(v);
       const need = 2 * f + 3;
       if (context.minUpdates < need) {
-        throw new ConfigError(`Krum with --byzantine ${f} needs at least 2f + 3 = ${need} updates per round: raise --min-updates (now ${context.minUpdates}) to ${need} or more, or lower --byzantine`);
+        throw new ConfigError(
+          `Krum with --byzantine ${f} needs at least 2f + 3 = ${need} updates per round: raise --min-updates (now ${context.minUpdates}) to ${need} or more, or lower --byzantine`,
+        );
       }
       config.byzantine = f;
       if (strategy === 'multi-krum') {
         const m = MULTI_KRUM.read(v);
         if (m !== undefined && m > context.minUpdates - f) {
-          throw new ConfigError(`--multi-krum ${m} is more than n − f = ${context.minUpdates - f} (with --min-updates ${context.minUpdates} and --byzantine ${f}): it could average Byzantine updates in`);
+          throw new ConfigError(
+            `--multi-krum ${m} is more than n − f = ${context.minUpdates - f} (with --min-updates ${context.minUpdates} and --byzantine ${f}): it could average Byzantine updates in`,
+          );
         }
         config.multiKrum = m;
       }

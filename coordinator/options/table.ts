@@ -27,11 +27,19 @@ export const OPTION_GROUPS: readonly OptionGroup[] = [
 export const OPTIONS: readonly Option<unknown>[] = OPTION_GROUPS.flatMap((group) => group.options);
 
 /** The options for node:util parseArgs. */
-export const PARSE_ARGS_OPTIONS: Readonly<Record<string, { readonly type: 'string' | 'boolean' }>> = Object.fromEntries(OPTIONS.map((option) => [option.name, { type: option.type }]));
+export const PARSE_ARGS_OPTIONS: Readonly<Record<string, { readonly type: 'string' | 'boolean' }>> = Object.fromEntries(
+  OPTIONS.map((option) => [option.name, { type: option.type }]),
+);
 
 /** Every settings key of a task file, by section, and the flag it stands for. */
 export const TASK_FILE_SETTINGS: Readonly<Record<TaskSection, Readonly<Record<string, readonly [string, SettingKind]>>>> = (() => {
-  const sections: Record<TaskSection, Record<string, readonly [string, SettingKind]>> = { federation: {}, training: {}, privacy: {}, aggregation: {}, secureAggregation: {} };
+  const sections: Record<TaskSection, Record<string, readonly [string, SettingKind]>> = {
+    federation: {},
+    training: {},
+    privacy: {},
+    aggregation: {},
+    secureAggregation: {},
+  };
   for (const option of OPTIONS) {
     if (option.task === undefined) continue;
     const section = sections[option.task.section];

@@ -57,8 +57,14 @@ describe('imports', () => {
   it('form no cycle in core/, coordinator/, web/ and node/', () => {
     const graph = importGraph();
     assert.ok(graph.size > 100, `found the sources (${graph.size} files)`);
-    assert.ok([...graph.values()].some((targets) => targets.length > 0), 'found their imports');
-    assert.deepEqual(cycles(graph).map((cycle) => cycle.join(' -> ')), []);
+    assert.ok(
+      [...graph.values()].some((targets) => targets.length > 0),
+      'found their imports',
+    );
+    assert.deepEqual(
+      cycles(graph).map((cycle) => cycle.join(' -> ')),
+      [],
+    );
   });
 
   it('would report one (the check itself)', () => {

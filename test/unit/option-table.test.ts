@@ -49,7 +49,10 @@ describe('the over-selection count', () => {
 /** The settings parseConfig gives for `flags` (with --clients-per-round 10 unless they set it). */
 function parsed(flags: string[]): { settings: RoundSettings; facts: StrategyFacts } {
   const config = parseConfig(flags, {}) as CoordinatorConfig;
-  return { settings: config.settings, facts: { clientLevelDp: config.clientDp !== undefined, trimFraction: config.strategy?.trimFraction } };
+  return {
+    settings: config.settings,
+    facts: { clientLevelDp: config.clientDp !== undefined, trimFraction: config.strategy?.trimFraction },
+  };
 }
 
 function startRefuses(flags: string[]): string | undefined {
@@ -70,7 +73,11 @@ describe('the settings rules', () => {
       { flags: ['--strategy', 'trimmed-mean', '--trim-fraction', '0.3'], base: 20, counts: [1, 3, 4, 6] },
       { flags: ['--min-updates', '4'], base: 20, counts: [1, 3, 4, 8] },
       // 2^30 steps leave room for at most 3 participants in the mod-2^32 sum; over-selection counts.
-      { flags: ['--secure-aggregation', '--min-clients', '3', '--secagg-quantization-range', String(2 ** 30), '--over-select', '0.5'], base: 1, counts: [2, 3, 4] },
+      {
+        flags: ['--secure-aggregation', '--min-clients', '3', '--secagg-quantization-range', String(2 ** 30), '--over-select', '0.5'],
+        base: 1,
+        counts: [2, 3, 4],
+      },
       { flags: ['--secure-aggregation', '--min-clients', '3', '--secagg-quantization-range', String(2 ** 30)], base: 1, counts: [3, 4, 5] },
     ];
     let refusedSomewhere = 0;
@@ -79,7 +86,11 @@ describe('the settings rules', () => {
       for (const n of counts) {
         const atStart = startRefuses([...flags, '--clients-per-round', String(n)]);
         const onChange = settingsChangeProblem(started.settings, { clientsPerRound: n }, started.facts);
-        assert.equal(atStart !== undefined, onChange !== undefined, `${flags.join(' ')} with ${n} per round: at start "${atStart}", on change "${onChange}"`);
+        assert.equal(
+          atStart !== undefined,
+          onChange !== undefined,
+          `${flags.join(' ')} with ${n} per round: at start "${atStart}", on change "${onChange}"`,
+        );
         if (atStart !== undefined) refusedSomewhere++;
       }
     }
@@ -97,7 +108,10 @@ describe('the settings rules', () => {
       'clientsPerRound 5 would make trimmed-mean trim nothing (a plain mean, no robustness): ⌊0.1 × n⌋ ≥ 1 needs at least ⌈1/0.1⌉ = 10 clients per round',
     );
     const plain = parsed(['--min-updates', '3']);
-    assert.equal(startSettingsProblem('settings', { ...plain.settings, clientsPerRound: 2 }), '--clients-per-round (2) must be at least --min-updates (3)');
+    assert.equal(
+      startSettingsProblem('settings', { ...plain.settings, clientsPerRound: 2 }),
+      '--clients-per-round (2) must be at least --min-updates (3)',
+    );
     assert.equal(
       settingsChangeProblem(plain.settings, { clientsPerRound: 2 }, plain.facts),
       'clientsPerRound (2) must be at least minUpdates (3), as --clients-per-round must be at least --min-updates',
@@ -105,17 +119,40 @@ describe('the settings rules', () => {
   });
 
   it('keep for a change what only a change can break: the DP sampling, DP-SGD steps and the three-party secure sum', () => {
-    const clientDp = parsed(['--client-dp', 'central', '--client-noise-multiplier', '1', '--client-sample-rate', '0.5', '--admin-token', TOKEN]);
-    assert.match(settingsChangeProblem(clientDp.settings, { clientsPerRound: 11 }, clientDp.facts) ?? '', /^clientsPerRound cannot change under client-level DP/);
-    for (const stage of ['settings', 'strategy', 'secure-aggregation'] as const) assert.equal(startSettingsProblem(stage, clientDp.settings, clientDp.facts), undefined);
+    const clientDp = parsed([
+      '--client-dp',
+      'central',
+      '--client-noise-multiplier',
+      '1',
+      '--client-sample-rate',
+      '0.5',
+      '--admin-token',
+      TOKEN,
+    ]);
+    assert.match(
+      settingsChangeProblem(clientDp.settings, { clientsPerRound: 11 }, clientDp.facts) ?? '',
+      /^clientsPerRound cannot change under client-level DP/,
+    );
+    for (const stage of ['settings', 'strategy', 'secure-aggregation'] as const)
+      assert.equal(startSettingsProblem(stage, clientDp.settings, clientDp.facts), undefined);
     const dpSgd = parsed(['--dp-sgd-clip', '1', '--dp-sgd-noise-multiplier', '1.1']);
     assert.match(settingsChangeProblem(dpSgd.settings, { epochs: 2 }, dpSgd.facts) ?? '', /^epochs cannot change under DP-SGD/);
     assert.match(settingsChangeProblem(dpSgd.settings, { batchSize: 64 }, dpSgd.facts) ?? '', /^batchSize cannot change under DP-SGD/);
-    assert.equal(settingsChangeProblem(dpSgd.settings, { epochs: 1, batchSize: 32, learningRate: 0.2 }, dpSgd.facts), undefined, 'unchanged values pass');
+    assert.equal(
+      settingsChangeProblem(dpSgd.settings, { epochs: 1, batchSize: 32, learningRate: 0.2 }, dpSgd.facts),
+      undefined,
+      'unchanged values pass',
+    );
     // Two selected are allowed at start (three share holders are required of --min-clients instead), never as a change.
     const secure = parsed(['--secure-aggregation', '--min-clients', '3', '--clients-per-round', '2', '--min-updates', '1']);
-    assert.match(settingsChangeProblem({ ...secure.settings, clientsPerRound: 4 }, { clientsPerRound: 2 }, secure.facts) ?? '', /a secure sum of fewer than three updates/);
-    assert.match(settingsChangeProblem(secure.settings, { roundTimeoutMs: 500 }, secure.facts) ?? '', /^roundTimeoutMs must be between 1000/);
+    assert.match(
+      settingsChangeProblem({ ...secure.settings, clientsPerRound: 4 }, { clientsPerRound: 2 }, secure.facts) ?? '',
+      /a secure sum of fewer than three updates/,
+    );
+    assert.match(
+      settingsChangeProblem(secure.settings, { roundTimeoutMs: 500 }, secure.facts) ?? '',
+      /^roundTimeoutMs must be between 1000/,
+    );
   });
 
   it('apply a change to the settings it names only', () => {
