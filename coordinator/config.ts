@@ -1,6 +1,5 @@
 import { parseArgs } from 'node:util';
 import type { DpFedAvgOptions } from '../core/aggregation/dp-fedavg.ts';
-import { isArchitecture } from '../core/model/architectures.ts';
 import type { RoundSettings } from '../core/protocol/status.ts';
 import type { CoordinatorConfig } from './coordinator-config.ts';
 import { parseDistributedNoise } from './distributed-noise-config.ts';
@@ -79,7 +78,6 @@ function parseFlags(argv: readonly string[], env: Record<string, string | undefi
     }
   }
   const architecture = MODEL.read(v);
-  if (!isArchitecture(architecture)) throw new ConfigError(`--model must be mlp, 2nn or cnn, got "${architecture}"`);
   const port = PORT.read({ [PORT.name]: v[PORT.name] ?? env.PORT });
   const demoParticipants = DEMO_PARTICIPANTS.read(v);
   // With demo participants, wait for all of them so the first round is not trained by the first tab alone.

@@ -18,7 +18,6 @@ export function parseDistributedNoise(v: Flags, config: Pick<CoordinatorConfig, 
     if (v[TOLERATED_DROPOUTS.name] !== undefined) throw fail('--tolerated-dropouts needs --distributed-noise skellam');
     return undefined;
   }
-  if (kind !== 'skellam') throw fail(`--distributed-noise must be gaussian or skellam, got "${kind}"`);
   const { clientDp, settings } = config;
   if (clientDp?.placement !== 'distributed' || !settings.secureAggregation) throw fail('--distributed-noise skellam needs --client-dp distributed and --secure-aggregation: the integer noise lives in the secure sum');
   if (clientDp.clip.kind !== 'fixed') throw fail('--distributed-noise skellam needs a fixed --client-clip');

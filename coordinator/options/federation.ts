@@ -1,11 +1,13 @@
 import { isNonNegativeInt, isPositiveInt } from '../flags.ts';
-import { booleanOption, numberOption, textOption, type OptionGroup } from './option.ts';
+import { ArchitectureName } from '../../core/protocol/messages.ts';
+import { booleanOption, choiceOption, numberOption, textOption, type OptionGroup } from './option.ts';
 
 /** The model, the rounds, local training and the simple per-update clipping and noise. */
 
-export const MODEL = textOption({
+export const MODEL = choiceOption({
   name: 'model',
   placeholder: 'NAME',
+  choices: ArchitectureName,
   default: 'mlp',
   help: 'mlp (784-128-10, default) | 2nn (784-200-200-10) | cnn',
 });

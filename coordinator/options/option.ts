@@ -101,6 +101,19 @@ export function textOption<D extends string | undefined = undefined>(
   return option(declaration, 'string', declaration.kind ?? 'string', String);
 }
 
+/** A flag that names one of `choices`; anything else is refused with `--flag must be a, b or c, got "x"`. */
+export function choiceOption<C extends string, D extends C | undefined = undefined>(
+  declaration: Declaration<D> & { readonly choices: readonly C[] },
+): Option<C, D> {
+  const { name, choices } = declaration;
+  const list = choices.length > 1 ? `${choices.slice(0, -1).join(', ')} or ${choices.at(-1)}` : choices.join('');
+  return option(declaration, 'string', 'string', (value, fail) => {
+    const text = String(value);
+    if (!(choices as readonly string[]).includes(text)) throw fail(`--${name} must be ${list}, got "${text}"`);
+    return text as C;
+  });
+}
+
 /** A flag that is on or absent. */
 export function booleanOption(declaration: Omit<Declaration<never>, 'placeholder' | 'default'>): Option<boolean, undefined> {
   return option<boolean, undefined>(declaration, 'boolean', 'boolean', (value) => value === true);

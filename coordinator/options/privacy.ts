@@ -1,13 +1,14 @@
 import type { DpFedAvgOptions } from '../../core/aggregation/dp-fedavg.ts';
 import type { SampleDpConfig } from '../../core/protocol/messages.ts';
 import { isPositiveInt } from '../flags.ts';
-import { booleanOption, ConfigError, numberOption, textOption, type FlagValues, type OptionGroup } from './option.ts';
+import { booleanOption, choiceOption, ConfigError, numberOption, type FlagValues, type OptionGroup } from './option.ts';
 
 /** Client-level DP (DP-FedAvg, central or distributed) and sample-level DP (DP-SGD in every participant). */
 
-export const CLIENT_DP = textOption({
+export const CLIENT_DP = choiceOption({
   name: 'client-dp',
   placeholder: 'MODE',
+  choices: ['central', 'distributed'],
   task: ['privacy', 'clientDp'],
   help: 'central (the coordinator clips and adds the noise) | distributed\n(each participant adds its share of the noise)',
 });
@@ -74,9 +75,10 @@ export interface DistributedNoiseRequest {
 }
 
 /** Read by coordinator/distributed-noise-config.ts. */
-export const DISTRIBUTED_NOISE = textOption({
+export const DISTRIBUTED_NOISE = choiceOption({
   name: 'distributed-noise',
   placeholder: 'K',
+  choices: ['gaussian', 'skellam'],
   default: 'gaussian',
   help: "gaussian (default: each participant's float share, accounted alone) |\nskellam (integer noise in the secure sum, accounted as the sum's noise;\nneeds --client-dp distributed and --secure-aggregation)",
 });
@@ -157,7 +159,6 @@ export function parseClientDp(v: FlagValues, clientsPerRound: number, delta: num
     }
     return undefined;
   }
-  if (mode !== 'central' && mode !== 'distributed') throw new ConfigError(`--client-dp must be central or distributed, got "${mode}"`);
   if (v[CLIENT_NOISE_MULTIPLIER.name] === undefined) throw new ConfigError('--client-dp needs --client-noise-multiplier Z');
   if (v[CLIENT_SAMPLE_RATE.name] === undefined)
     throw new ConfigError('--client-dp needs --client-sample-rate Q (the probability that a participant is selected in a round)');

@@ -35,6 +35,14 @@ describe('the option table', () => {
     assert.equal(config.security?.participantGraceMs, 120_000);
     assert.equal(config.port, 8080);
     assert.equal((parseConfig([], { PORT: '9000' }) as CoordinatorConfig).port, 9000);
+    assert.throws(() => parseConfig(['--client-dp', 'local'], {}), {
+      name: 'ConfigError',
+      message: '--client-dp must be central or distributed, got "local"',
+    });
+    assert.throws(() => parseConfig(['--model', 'resnet'], {}), {
+      name: 'ConfigError',
+      message: '--model must be mlp, 2nn or cnn, got "resnet"',
+    });
   });
 });
 
