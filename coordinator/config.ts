@@ -111,7 +111,7 @@ function parseFlags(argv: readonly string[], env: Record<string, string | undefi
   const clientDp = parseClientDp(v, settings.clientsPerRound, delta);
   if (clientDp && settings.fit.privacy) throw new ConfigError('--clip-norm/--noise-std and --client-dp both set the update clipping: use one');
   const strategy = parseStrategy(v, settings, clientDp);
-  const strategyFacts = { clientLevelDp: clientDp !== undefined, trimFraction: strategy.trimFraction };
+  const strategyFacts = { trimFraction: strategy.trimFraction };
   checkRules('strategy', settings, strategyFacts);
   const secureAggregation = parseSecureAggregation(v, settings, clientDp, strategy);
   const checkedSettings = secureAggregation ? { ...settings, secureAggregation } : settings;

@@ -13,18 +13,22 @@ import { trimCount } from './strategy.ts';
  * setting names.
  */
 
+/** The strategy's own check of a dashboard change (on main: Strategy.settingsChangeProblem, one of its traits). */
+export type StrategyChangeCheck = (change: SettingsChange, current: RoundSettings) => string | undefined;
+
 /** What the rules need to know about the strategy (not which class it is). */
 export interface StrategyFacts {
-  /** Client-level DP (DP-FedAvg): participants are sampled with a rate, not counted. */
-  readonly clientLevelDp: boolean;
-  /** trimmed-mean's β, when the strategy is trimmed-mean. */
+  /** trimmed-mean's β, when the strategy is trimmed-mean (checked at start; on a change the strategy checks itself). */
   readonly trimFraction?: number;
+  /** The strategy's own rules for a change (client-level DP's fixed sampling, a trimmed mean's cohort size). */
+  readonly changeProblem?: StrategyChangeCheck;
 }
 
+/** A broken rule, worded for where it can arise. */
 export interface RuleProblem {
-  /** The problem in the dashboard's setting names. */
-  readonly onChange: string;
-  /** The problem in flag names; present for a rule that also runs at start. */
+  /** In the dashboard's setting names; present for a rule that runs on a change. */
+  readonly onChange?: string;
+  /** In flag names; present for a rule that runs at start. */
   readonly atStart?: string;
 }
 
@@ -43,7 +47,8 @@ interface SettingsRule {
   readonly atStart?: StartStage;
   /** On a change the rule runs only when one of these settings changed. */
   readonly watches: readonly SettingName[];
-  check(next: RoundSettings, previous: RoundSettings, strategy: StrategyFacts): RuleProblem | undefined;
+  /** `change` is the dashboard's change; absent at start. */
+  check(next: RoundSettings, previous: RoundSettings, strategy: StrategyFacts, change?: SettingsChange): RuleProblem | undefined;
 }
 
 /** Limits on the values the dashboard may send (the flags have their own checks, options/*.ts). */
@@ -67,30 +72,23 @@ export const SETTINGS_RULES: readonly SettingsRule[] = [
         : undefined,
   },
   {
-    // DP-FedAvg samples each participant with probability q and divides by the fixed m: a count per round is not its to change.
-    watches: ['clientsPerRound'],
-    check: (_next, _previous, strategy) =>
-      strategy.clientLevelDp
-        ? {
-            onChange:
-              'clientsPerRound cannot change under client-level DP: participants are sampled independently with --client-sample-rate, and the privacy accounting depends on that rate and on --expected-clients, not on a count',
-          }
-        : undefined,
+    // The strategy's own rules, in its own words: DP-FedAvg samples with a fixed rate, a trimmed mean needs a cohort to trim.
+    watches: ['clientsPerRound', 'epochs', 'batchSize', 'learningRate', 'roundTimeoutMs'],
+    check: (_next, previous, strategy, change) => {
+      const problem = change && strategy.changeProblem?.(change, previous);
+      return problem === undefined ? undefined : { onChange: problem };
+    },
   },
   {
+    // At start only: on a change TrimmedMean's own check (changeProblem above) says the same in the dashboard's words.
     atStart: 'strategy',
-    watches: ['clientsPerRound'],
+    watches: [],
     check: ({ clientsPerRound: cpr }, _previous, { trimFraction: beta }) => {
       if (beta === undefined || trimCount(beta, cpr) > 0) return undefined;
-      const need =
-        beta > 0
-          ? `⌊${beta} × n⌋ ≥ 1 needs at least ⌈1/${beta}⌉ = ${fewestToTrim(beta)} clients per round`
-          : 'a trim fraction of 0 trims nothing at any size';
       return {
         atStart:
           `--trim-fraction ${beta} trims ⌊${beta} × ${cpr}⌋ = 0 updates at each end with --clients-per-round ${cpr}: ` +
           `it would be a plain mean; use --trim-fraction of at least ${(1 / cpr).toFixed(3)}, or more participants per round`,
-        onChange: `clientsPerRound ${cpr} would make trimmed-mean trim nothing (a plain mean, no robustness): ${need}`,
       };
     },
   },
@@ -161,7 +159,7 @@ export function startSettingsProblem(
   return undefined;
 }
 
-const NO_STRATEGY_YET: StrategyFacts = { clientLevelDp: false };
+const NO_STRATEGY_YET: StrategyFacts = {};
 
 /** The settings after a dashboard change (absent keys keep their value). */
 export function applySettingsChange(current: RoundSettings, change: SettingsChange): RoundSettings {
@@ -183,15 +181,15 @@ export function applySettingsChange(current: RoundSettings, change: SettingsChan
  * (for INVALID_SETTING), or undefined: first each value's range, then the
  * rules whose watched settings the change alters.
  */
-export function settingsChangeProblem(current: RoundSettings, change: SettingsChange, strategy: StrategyFacts): string | undefined {
+export function settingsChangeProblem(current: RoundSettings, change: SettingsChange, strategy: StrategyFacts = {}): string | undefined {
   const range = rangeProblem(change);
   if (range !== undefined) return range;
   const next = applySettingsChange(current, change);
   const changed = (name: SettingName): boolean => change[name] !== undefined && settingValue(next, name) !== settingValue(current, name);
   for (const rule of SETTINGS_RULES) {
     if (!rule.watches.some(changed)) continue;
-    const problem = rule.check(next, current, strategy);
-    if (problem) return problem.onChange;
+    const problem = rule.check(next, current, strategy, change);
+    if (problem) return problem.onChange ?? problem.atStart;
   }
   return undefined;
 }
@@ -225,11 +223,4 @@ function rangeProblem(change: SettingsChange): string | undefined {
     return `roundTimeoutMs must be between 1000 (1 s) and 86400000 (24 h), got ${change.roundTimeoutMs}`;
   }
   return undefined;
-}
-
-/** The fewest updates per round from which trimmed-mean with fraction β trims at least one at each end. */
-function fewestToTrim(beta: number): number {
-  let n = Math.max(1, Math.floor(1 / beta) - 1);
-  while (trimCount(beta, n) === 0) n++;
-  return n;
 }
