@@ -1,6 +1,7 @@
 import { maxParticipants } from '../core/secagg/quantize.ts';
 import { checkSkellamRange, planDistributedNoise } from '../core/privacy/distributed-noise.ts';
-import type { CoordinatorConfig } from './config.ts';
+import type { CoordinatorConfig } from './coordinator-config.ts';
+import { DISTRIBUTED_NOISE, TOLERATED_DROPOUTS, type DistributedNoiseRequest } from './options/privacy.ts';
 
 /**
  * `--distributed-noise skellam [--tolerated-dropouts D]`: distributed DP whose
@@ -8,27 +9,19 @@ import type { CoordinatorConfig } from './config.ts';
  * noise (core/privacy/distributed-noise.ts). The plan needs the model's size,
  * known only once the task is loaded: `withSkellam` completes it then.
  */
-export interface DistributedNoiseRequest {
-  readonly kind: 'skellam';
-  readonly toleratedDropouts: number;
-}
-
-type Flags = Record<string, string | boolean | undefined>;
+type Flags = Readonly<Record<string, unknown>>;
 
 /** Checks the flags against the rest of the configuration; `fail` builds the config error. */
 export function parseDistributedNoise(v: Flags, config: Pick<CoordinatorConfig, 'clientDp' | 'settings'>, fail: (message: string) => Error): DistributedNoiseRequest | undefined {
-  const kind = (v['distributed-noise'] as string | undefined) ?? 'gaussian';
-  const droppedText = v['tolerated-dropouts'] as string | undefined;
+  const kind = DISTRIBUTED_NOISE.read(v, fail);
   if (kind === 'gaussian') {
-    if (droppedText !== undefined) throw fail('--tolerated-dropouts needs --distributed-noise skellam');
+    if (v[TOLERATED_DROPOUTS.name] !== undefined) throw fail('--tolerated-dropouts needs --distributed-noise skellam');
     return undefined;
   }
-  if (kind !== 'skellam') throw fail(`--distributed-noise must be gaussian or skellam, got "${kind}"`);
   const { clientDp, settings } = config;
   if (clientDp?.placement !== 'distributed' || !settings.secureAggregation) throw fail('--distributed-noise skellam needs --client-dp distributed and --secure-aggregation: the integer noise lives in the secure sum');
   if (clientDp.clip.kind !== 'fixed') throw fail('--distributed-noise skellam needs a fixed --client-clip');
-  const toleratedDropouts = droppedText === undefined ? 0 : Number(droppedText);
-  if (!(Number.isInteger(toleratedDropouts) && toleratedDropouts >= 0)) throw fail(`--tolerated-dropouts must be a non-negative integer, got "${droppedText}"`);
+  const toleratedDropouts = TOLERATED_DROPOUTS.read(v, fail);
   const m = clientDp.expectedClients;
   if (!Number.isInteger(m) || m - toleratedDropouts - 1 < 1) throw fail(`--distributed-noise skellam needs an integer --expected-clients M with M − D − 1 ≥ 1 (M = ${m}, D = ${toleratedDropouts})`);
   // Every released sum must hold at least M − D shares of the noise.

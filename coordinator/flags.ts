@@ -1,6 +1,6 @@
 /**
  * The one strict parser of numeric command-line flags, shared by the
- * coordinator's flags (config.ts, strategies.ts, security/config.ts) and the
+ * coordinator's flags (the option table, coordinator/options/) and the
  * benchmarks. Each caller passes `fail`, which makes its own error type.
  */
 
@@ -11,7 +11,11 @@
  * value `check` rejects.
  */
 export function numberFlag(text: unknown, flag: string, check: (n: number) => boolean, expected: string, fail: (message: string) => Error): number | undefined {
-  if (text === undefined) return undefined;
+  return text === undefined ? undefined : givenNumberFlag(text, flag, check, expected, fail);
+}
+
+/** numberFlag for a flag that was given. */
+export function givenNumberFlag(text: unknown, flag: string, check: (n: number) => boolean, expected: string, fail: (message: string) => Error): number {
   const value = typeof text === 'string' && text.trim() !== '' ? Number(text) : NaN;
   if (!Number.isFinite(value) || !check(value)) throw fail(`--${flag} must be ${expected}, got "${String(text)}"`);
   return value;

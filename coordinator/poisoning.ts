@@ -1,7 +1,8 @@
 import { ClaimCappedStrategy, DEFAULT_CLAIM_CAP_MULTIPLE } from '../core/aggregation/claim-cap.ts';
 import { DEFAULT_OUTLIER_BOUND, OutlierBoundedStrategy } from '../core/aggregation/outlier-bound.ts';
 import type { Strategy } from '../core/aggregation/strategy.ts';
-import type { CoordinatorConfig, PoisoningConfig } from './config.ts';
+import type { CoordinatorConfig } from './coordinator-config.ts';
+import type { PoisoningConfig } from './options/strategy.ts';
 
 /** What a configuration without the poisoning flags gets (docs/poisoning.md says why). */
 export const DEFAULT_POISONING: PoisoningConfig = { outlierNormMultiple: DEFAULT_OUTLIER_BOUND.multiple, claimCapMultiple: DEFAULT_CLAIM_CAP_MULTIPLE };

@@ -2,7 +2,7 @@ import { guardAggregate } from '../../core/aggregation/aggregate-guard.ts';
 import type { EvalMetrics } from '../../core/protocol/messages.ts';
 import type { FederationStatus, RoundRecord, RoundSettings } from '../../core/protocol/status.ts';
 import { makeModel, type GlobalModel, type RoundEngineOptions } from './engine-types.ts';
-import type { OpenRound } from './open-round.ts';
+import type { OpenRound } from './collection.ts';
 import type { Participants } from './participants.ts';
 import { outcomeCounts, roundDetails } from './round-records.ts';
 

@@ -9,6 +9,12 @@ import type { RoundBasis } from './open-round.ts';
 import type { ParticipantRecord } from './participants.ts';
 import type { SecAggStep } from './secure-round.ts';
 
+
+/** The open round with the way it collects its input (picked once, when it opens). */
+export interface OpenRound extends RoundBasis {
+  readonly collection: Collection;
+}
+
 /**
  * How a round collects its input, after Flower's
  * `DefaultWorkflow(fit_workflow=SecAggPlusWorkflow())`: the engine opens and

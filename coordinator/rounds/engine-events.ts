@@ -1,5 +1,5 @@
 import type { Clock, TimerHandle } from './clock.ts';
-import type { OpenRound } from './open-round.ts';
+import type { OpenRound } from './collection.ts';
 
 /**
  * Work the engine does on a fresh stack, after the messages of the current

@@ -1,6 +1,6 @@
 import type { FederationControl, RoundPhase } from '../../core/protocol/status.ts';
 import type { RoundCandidate } from './closing.ts';
-import type { OpenRound } from './open-round.ts';
+import type { OpenRound } from './collection.ts';
 
 /** What a paused-on-storage-failure federation still has to save before it may go on. */
 export type UnsavedState = { readonly kind: 'round'; readonly candidate: RoundCandidate } | { readonly kind: 'round-start'; readonly round: number };

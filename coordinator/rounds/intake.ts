@@ -3,7 +3,8 @@ import type { ClientInfo, DeclineMessage, ProgressMessage, SecAggAccepted, Updat
 import type { Clock } from './clock.ts';
 import type { SecAggInput } from './collection.ts';
 import { openRoundOf, type EngineState } from './engine-state.ts';
-import { settle, type OpenRound } from './open-round.ts';
+import type { OpenRound } from './collection.ts';
+import { settle } from './open-round.ts';
 import type { Participants } from './participants.ts';
 import type { SecAggStep } from './secure-round.ts';
 

@@ -2,7 +2,6 @@ import type { RoundAggregator } from '../../core/aggregation/strategy.ts';
 import type { FitConfig } from '../../core/protocol/messages.ts';
 import type { RoundParticipantOutcome } from '../../core/protocol/status.ts';
 import type { TimerHandle } from './clock.ts';
-import type { Collection } from './collection.ts';
 
 /** How a selected participant's part in the open round ended, and when. */
 export interface Settlement {
@@ -29,11 +28,6 @@ export interface RoundBasis {
   /** Per selected participant who is out of the waiting: how its part ended (the round's timeline). */
   readonly settlements: Map<string, Settlement>;
   readonly rejectionCodes: Record<string, number>;
-}
-
-/** The open round with the way it collects its input (picked once, when it opens). */
-export interface OpenRound extends RoundBasis {
-  readonly collection: Collection;
 }
 
 /** Records how a selected participant's part ended; an accepted input stays accepted whatever happens later. */

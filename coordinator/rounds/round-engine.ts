@@ -3,6 +3,7 @@ import { clientDpAnnouncement } from '../../core/privacy/client-ledger.ts';
 import { ackError, ackOk, ErrorCode, type Ack } from '../../core/protocol/errors.ts';
 import type { ClientInfo, DeclineMessage, ProgressMessage, SecAggAccepted, UpdateAccepted, UpdateMessage } from '../../core/protocol/messages.ts';
 import type { ControlAccepted, FederationControl, FederationStatus, RoundRecord, RoundSettings, SettingsChange, StorageFailure } from '../../core/protocol/status.ts';
+import { applySettingsChange, settingsChangeProblem } from '../options/rules.ts';
 import { closeIntoCandidate, endAfterRound, type ClosingHost, type RoundCandidate } from './closing.ts';
 import type { CollectionHost, SecAggInput } from './collection.ts';
 import { storageFailureText, type SaveOutcome } from './durable-commit.ts';
@@ -10,14 +11,14 @@ import { RoundDeadline } from './deadline.ts';
 import { EngineEvents, type EngineEvent } from './engine-events.ts';
 import { checkTransition, controlOf, controlRefusal, isPaused, openRoundOf, withPause, type AfterRound, type EngineState, type UnsavedState } from './engine-state.ts';
 import { makeModel, type GlobalModel, type RoundEngineOptions } from './engine-types.ts';
-import { settle, type OpenRound, type RoundBasis } from './open-round.ts';
+import type { OpenRound } from './collection.ts';
+import { settle, type RoundBasis } from './open-round.ts';
 import { Intake } from './intake.ts';
 import { Participants } from './participants.ts';
 import type { SecAggStep } from './secure-round.ts';
 import { hasOwnSelection } from './selection.ts';
 import { prepareRound } from './round-opening.ts';
 import { RoundSaving } from './round-saving.ts';
-import { settingsProblem, withChange } from './settings-change.ts';
 import { bestSummary, dashboardView, federationStatus, normsWithheld } from './status-view.ts';
 
 export type { GlobalModel, ModelEvaluator, ResumePoint, RoundCompletedListener, RoundEngineOptions, RoundTransport, SecAggObserver } from './engine-types.ts';
@@ -257,10 +258,12 @@ export class RoundEngine {
    * privacy or secure-aggregation guarantee false; nothing changes then.
    */
   updateSettings(change: SettingsChange): Ack<RoundSettings> {
-    const problem = settingsProblem(change, this.settings, this.options.strategy);
+    // The same rules as at start (coordinator/options/rules.ts), plus the strategy's own (its traits).
+    const strategy = this.options.strategy;
+    const problem = settingsChangeProblem(this.settings, change, { changeProblem: (c, current) => strategy.settingsChangeProblem?.(c, current) });
     if (problem !== undefined) return ackError(ErrorCode.InvalidSetting, problem);
     if (this.state.kind === 'done') return ackError(ErrorCode.ControlNotAllowed, `the federation has finished: ${this.state.reason}`);
-    this.settings = withChange(this.settings, change);
+    this.settings = applySettingsChange(this.settings, change);
     this.options.transport.statusChanged();
     return ackOk(this.settings);
   }

@@ -1,8 +1,10 @@
+import { selectedPerRound } from '../options/selection.ts';
 import type { RoundStartMessage } from '../../core/protocol/messages.ts';
 import type { RoundSettings } from '../../core/protocol/status.ts';
 import type { CollectionHost } from './collection.ts';
 import type { GlobalModel, RoundEngineOptions } from './engine-types.ts';
-import type { OpenRound, RoundBasis } from './open-round.ts';
+import type { OpenRound } from './collection.ts';
+import type { RoundBasis } from './open-round.ts';
 import type { ParticipantRecord, Participants } from './participants.ts';
 import { plainCollection } from './plain-collection.ts';
 import { secureCollection } from './secure-collection.ts';
@@ -38,7 +40,7 @@ export interface Opening {
 export function prepareRound({ round, options, settings, model, candidates, participants, plainDeadlineMs, host, onDeadline }: OpeningInput): Opening {
   const { strategy, clock, random } = options;
   // Over-selection: ask a few more than needed, so dropouts still leave enough updates.
-  const wanted = Math.ceil(settings.clientsPerRound * (1 + (settings.overSelect ?? 0)));
+  const wanted = selectedPerRound(settings);
   // A strategy's own selection (client-level DP samples independently) is kept as it is; otherwise reliability-weighted.
   const chosen =
     strategy.select && hasOwnSelection(strategy)

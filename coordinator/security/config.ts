@@ -1,13 +1,27 @@
 import { createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { isPositiveInt, numberFlag } from '../flags.ts';
+import type { MakeError } from '../options/option.ts';
+import {
+  ADMIN_TOKEN,
+  ALLOWED_ORIGINS,
+  CREDENTIALS,
+  JOIN_TOKEN,
+  MAX_CONNECTIONS,
+  MAX_CONNECTIONS_PER_CREDENTIAL,
+  MAX_CONNECTIONS_PER_IP,
+  OPEN,
+  PARTICIPANT_GRACE,
+  RATE_LIMIT,
+  TLS_CERT,
+  TLS_KEY,
+} from '../options/security.ts';
 import { CredentialStore } from './credentials.ts';
 import { parseTokenFile, tokenProblem, TokenSet } from './tokens.ts';
 
 /**
- * Access control, TLS and limits of the coordinator: the flags, their usage
- * text and their parsing. Kept apart from coordinator/config.ts, which only
- * spreads SECURITY_OPTIONS into its flags and calls parseSecurityConfig.
+ * Access control, TLS and limits of the coordinator: parsing the flags
+ * declared in coordinator/options/security.ts (reading token files, the
+ * certificate and the key). coordinator/config.ts calls parseSecurityConfig.
  */
 
 export interface TlsFiles {
@@ -46,65 +60,17 @@ export interface SecurityConfig {
   readonly participantGraceMs: number;
 }
 
-export const DEFAULT_RATE_LIMIT = 50;
-export const DEFAULT_MAX_CONNECTIONS = 1000;
-/** A participant's tab plus one reconnect whose old connection has not timed out yet. */
-export const DEFAULT_MAX_CONNECTIONS_PER_CREDENTIAL = 2;
-/** Long enough to rejoin after a network blip or a reload (ping timeout is 45 s); short enough that churn cannot pile up. */
-export const DEFAULT_PARTICIPANT_GRACE_MS = 120_000;
-
 /** No tokens, no TLS, default limits: what a coordinator gets when its config has no `security`. */
 export function defaultSecurity(): SecurityConfig {
   return {
     openByChoice: false,
     allowedOrigins: [],
-    rateLimit: DEFAULT_RATE_LIMIT,
-    maxConnections: DEFAULT_MAX_CONNECTIONS,
-    maxConnectionsPerCredential: DEFAULT_MAX_CONNECTIONS_PER_CREDENTIAL,
-    participantGraceMs: DEFAULT_PARTICIPANT_GRACE_MS,
+    rateLimit: RATE_LIMIT.default,
+    maxConnections: MAX_CONNECTIONS.default,
+    maxConnectionsPerCredential: MAX_CONNECTIONS_PER_CREDENTIAL.default,
+    participantGraceMs: PARTICIPANT_GRACE.default * 1000,
   };
 }
-
-/** `parseArgs` options of the security flags. */
-export const SECURITY_OPTIONS = {
-  'join-token': { type: 'string' },
-  'join-token-file': { type: 'string' },
-  open: { type: 'boolean' },
-  'admin-token': { type: 'string' },
-  'admin-token-file': { type: 'string' },
-  'tls-cert': { type: 'string' },
-  'tls-key': { type: 'string' },
-  'allowed-origins': { type: 'string' },
-  'rate-limit': { type: 'string' },
-  'max-connections': { type: 'string' },
-  credentials: { type: 'string' },
-  'max-connections-per-credential': { type: 'string' },
-  'max-connections-per-ip': { type: 'string' },
-  'participant-grace': { type: 'string' },
-} as const;
-
-export const SECURITY_USAGE = `Access, TLS and limits (see docs/security.md)
-  --join-token T           participants must present token T (16+ characters)
-  --join-token-file F      ...or one of the tokens in F (one per line, # comments; both may be given)
-  --open                   no join token: anyone who can reach the port may join (the default,
-                           with a warning, when no join token is given)
-  --admin-token T          the dashboard, /api/status and admin routes need token T
-  --admin-token-file F     ...or one of the tokens in F (without one: dashboard open, read-only)
-  --tls-cert FILE          serve HTTPS and WSS with this PEM certificate...
-  --tls-key FILE           ...and this PEM private key (both needed)
-  --allowed-origins A,B    web origins allowed besides the coordinator's own (e.g.
-                           https://lab.example.org; * allows any)
-  --rate-limit N           messages per second per connection (default ${DEFAULT_RATE_LIMIT}, bursts of 2N)
-  --max-connections N      connections at once (default ${DEFAULT_MAX_CONNECTIONS}); only authenticated ones count
-  --credentials FILE       per-participant credentials (made and revoked with "npm run tokens"; see
-                           docs/admission.md); re-read when the file changes
-  --max-connections-per-credential N   connections one credential may hold (default ${DEFAULT_MAX_CONNECTIONS_PER_CREDENTIAL})
-  --max-connections-per-ip N  authenticated connections from one address (default: a quarter of
-                           --max-connections, at least 64)
-  --participant-grace S    forget a participant that left without contributing after S seconds
-                           (default ${DEFAULT_PARTICIPANT_GRACE_MS / 1000})`;
-
-type MakeError = (message: string) => Error;
 
 function strings(value: unknown): string[] {
   if (value === undefined) return [];
@@ -139,10 +105,6 @@ function tokenSet(values: Record<string, unknown>, flag: string, fail: MakeError
   return tokens.length === 0 ? undefined : new TokenSet(tokens);
 }
 
-function positiveInt(text: unknown, flag: string, fallback: number, fail: MakeError): number {
-  return numberFlag(text, flag, isPositiveInt, 'a positive integer', fail) ?? fallback;
-}
-
 function parseOrigins(text: unknown, fail: MakeError): string[] {
   if (text === undefined) return [];
   const out: string[] = [];
@@ -167,8 +129,8 @@ function parseOrigins(text: unknown, fail: MakeError): string[] {
 }
 
 function parseTls(values: Record<string, unknown>, fail: MakeError): TlsFiles | undefined {
-  const certFile = values['tls-cert'] as string | undefined;
-  const keyFile = values['tls-key'] as string | undefined;
+  const certFile = TLS_CERT.read(values, fail);
+  const keyFile = TLS_KEY.read(values, fail);
   if (certFile === undefined && keyFile === undefined) return undefined;
   if (certFile === undefined || keyFile === undefined) throw fail('--tls-cert and --tls-key go together: give both, or neither');
   const cert = readFlagFile(certFile, 'tls-cert', fail);
@@ -195,15 +157,15 @@ function parseTls(values: Record<string, unknown>, fail: MakeError): TlsFiles | 
  * message. `fail` makes the error to throw (the caller's ConfigError).
  */
 export function parseSecurityConfig(values: Record<string, unknown>, fail: MakeError): SecurityConfig {
-  let joinTokens = tokenSet(values, 'join-token', fail);
-  const open = values.open === true;
+  let joinTokens = tokenSet(values, JOIN_TOKEN.name, fail);
+  const open = OPEN.read(values) === true;
   let demoToken: string | undefined;
   if (joinTokens && Number(values['demo-participants'] ?? 0) > 0) {
     demoToken = randomBytes(24).toString('base64url');
     joinTokens = joinTokens.with(demoToken);
   }
   if (open && joinTokens) throw fail('--open and --join-token/--join-token-file contradict each other: pick one');
-  const credentialsFile = values.credentials as string | undefined;
+  const credentialsFile = CREDENTIALS.read(values, fail);
   let credentials: CredentialStore | undefined;
   if (credentialsFile !== undefined) {
     if (open) throw fail('--open and --credentials contradict each other: pick one');
@@ -220,10 +182,10 @@ export function parseSecurityConfig(values: Record<string, unknown>, fail: MakeE
       joinTokens = new TokenSet([demoToken]);
     }
   }
-  const maxConnections = positiveInt(values['max-connections'], 'max-connections', DEFAULT_MAX_CONNECTIONS, fail);
-  const maxConnectionsPerIp = numberFlag(values['max-connections-per-ip'], 'max-connections-per-ip', isPositiveInt, 'a positive integer', fail);
-  const graceS = numberFlag(values['participant-grace'], 'participant-grace', (v) => Number.isFinite(v) && v >= 0 && v <= 86_400, 'a number of seconds in [0, 86400]', fail);
-  const adminTokens = tokenSet(values, 'admin-token', fail);
+  const maxConnections = MAX_CONNECTIONS.read(values, fail);
+  const maxConnectionsPerIp = MAX_CONNECTIONS_PER_IP.read(values, fail);
+  const graceS = PARTICIPANT_GRACE.read(values, fail);
+  const adminTokens = tokenSet(values, ADMIN_TOKEN.name, fail);
   if (joinTokens && adminTokens && joinTokens.overlaps(adminTokens)) throw fail('the admin token must differ from every join token');
   return {
     joinTokens,
@@ -231,13 +193,13 @@ export function parseSecurityConfig(values: Record<string, unknown>, fail: MakeE
     openByChoice: open,
     adminTokens,
     tls: parseTls(values, fail),
-    allowedOrigins: parseOrigins(values['allowed-origins'], fail),
-    rateLimit: positiveInt(values['rate-limit'], 'rate-limit', DEFAULT_RATE_LIMIT, fail),
+    allowedOrigins: parseOrigins(ALLOWED_ORIGINS.read(values, fail), fail),
+    rateLimit: RATE_LIMIT.read(values, fail),
     maxConnections,
     credentials,
-    maxConnectionsPerCredential: positiveInt(values['max-connections-per-credential'], 'max-connections-per-credential', DEFAULT_MAX_CONNECTIONS_PER_CREDENTIAL, fail),
+    maxConnectionsPerCredential: MAX_CONNECTIONS_PER_CREDENTIAL.read(values, fail),
     maxConnectionsPerIp,
-    participantGraceMs: graceS === undefined ? DEFAULT_PARTICIPANT_GRACE_MS : graceS * 1000,
+    participantGraceMs: graceS * 1000,
   };
 }
 

@@ -4,12 +4,15 @@ import type { CategoricalFeature, FeatureSpec, ImageInput, InputSchema, TabularI
 import { isArchitecture } from '../../core/model/architectures.ts';
 import type { ArchitectureName } from '../../core/protocol/messages.ts';
 import type { ImageSource } from '../../node/data/image-sources.ts';
+import type { SettingKind } from '../options/option.ts';
+import { TASK_FILE_SETTINGS } from '../options/table.ts';
 
 /**
  * Task configuration files (`npm start -- --task task.json`): what to learn
  * (model, input schema, classes, data) and how (federation, training,
  * privacy, aggregation, secure aggregation). The "how" sections are not
- * checked here: each key maps onto one command-line flag (SETTINGS below),
+ * checked here: each key maps onto one command-line flag (SETTINGS, from the
+ * option table in coordinator/options/),
  * so parseConfig's checks and cross-flag rules stay the only ones, and flags
  * on the command line override the file. This file checks the "what" and
  * the shape of everything; errors name the file and the key.
@@ -55,66 +58,8 @@ export class TaskFileError extends Error {
   }
 }
 
-type SettingKind = 'number' | 'string' | 'boolean' | 'number-or-all';
-
-/** Every settings key of a task file and the flag it stands for. */
-export const SETTINGS = {
-  federation: {
-    rounds: ['rounds', 'number'],
-    minClients: ['min-clients', 'number'],
-    clientsPerRound: ['clients-per-round', 'number'],
-    minUpdates: ['min-updates', 'number'],
-    roundTimeout: ['round-timeout', 'number'],
-    targetAccuracy: ['target-accuracy', 'number'],
-    earlyStoppingPatience: ['early-stopping-patience', 'number'],
-    overSelect: ['over-select', 'number'],
-    adaptiveDeadline: ['adaptive-deadline', 'boolean'],
-    seed: ['seed', 'number'],
-  },
-  training: {
-    epochs: ['epochs', 'number'],
-    batchSize: ['batch-size', 'number'],
-    learningRate: ['learning-rate', 'number'],
-  },
-  privacy: {
-    clipNorm: ['clip-norm', 'number'],
-    noiseStd: ['noise-std', 'number'],
-    delta: ['delta', 'number'],
-    dpSgdClip: ['dp-sgd-clip', 'number'],
-    dpSgdNoiseMultiplier: ['dp-sgd-noise-multiplier', 'number'],
-    dpSgdBatchSize: ['dp-sgd-batch-size', 'number'],
-    dpSgdEpsilonBudget: ['dp-sgd-epsilon-budget', 'number'],
-    clientDp: ['client-dp', 'string'],
-    clientNoiseMultiplier: ['client-noise-multiplier', 'number'],
-    clientClip: ['client-clip', 'number'],
-    adaptiveClip: ['adaptive-clip', 'boolean'],
-    clientSampleRate: ['client-sample-rate', 'number'],
-    expectedClients: ['expected-clients', 'number'],
-    epsilonBudget: ['epsilon-budget', 'number'],
-    accountant: ['accountant', 'string'],
-  },
-  aggregation: {
-    strategy: ['strategy', 'string'],
-    trimFraction: ['trim-fraction', 'number'],
-    byzantine: ['byzantine', 'number'],
-    multiKrum: ['multi-krum', 'number'],
-    proximalMu: ['proximal-mu', 'number'],
-    serverLearningRate: ['server-learning-rate', 'number'],
-    serverLrDecay: ['server-lr-decay', 'number'],
-    maxUpdateNorm: ['max-update-norm', 'number'],
-    outlierNormMultiple: ['outlier-norm-multiple', 'number'],
-    claimCapMultiple: ['claim-cap-multiple', 'number'],
-    maxClaimedExamples: ['max-claimed-examples', 'number'],
-  },
-  secureAggregation: {
-    enabled: ['secure-aggregation', 'boolean'],
-    neighbours: ['secagg-neighbours', 'number-or-all'],
-    threshold: ['secagg-threshold', 'number'],
-    clipRange: ['secagg-clip-range', 'number'],
-    quantizationRange: ['secagg-quantization-range', 'number'],
-    stepTimeout: ['secagg-step-timeout', 'number'],
-  },
-} as const satisfies Record<string, Record<string, readonly [string, SettingKind]>>;
+/** Every settings key of a task file and the flag it stands for, from the option table (coordinator/options/). */
+export const SETTINGS = TASK_FILE_SETTINGS;
 
 type SettingsSection = keyof typeof SETTINGS;
 const SETTINGS_SECTIONS = Object.keys(SETTINGS) as SettingsSection[];

@@ -1,6 +1,5 @@
 import type { FitConfig } from '../protocol/messages.ts';
-import type { RoundSettings, SettingsChange } from '../protocol/status.ts';
-import type { AccountantKind } from '../privacy/epsilon.ts';
+import type { PrivacyReport, RoundSettings, SettingsChange } from '../protocol/status.ts';
 import type { UniformSource } from '../random/prng.ts';
 
 /**
@@ -44,41 +43,8 @@ export interface RoundAggregator {
   addSum?(sum: Float64Array, count: number): void;
 }
 
-/** What a privacy-preserving strategy has spent so far. */
-export interface PrivacyReport {
-  /** 'client': one participant's whole data; 'example': one training example. */
-  readonly level: 'client' | 'example';
-  readonly placement: 'central' | 'distributed';
-  readonly epsilon: number;
-  readonly delta: number;
-  /** Which accountant computed `epsilon`; absent in records saved before it could be chosen (those are RDP). */
-  readonly accountant?: 'pld' | 'rdp';
-  /** The setting that chose it: 'auto' reports the smaller of two upper bounds (core/privacy/epsilon.ts). */
-  readonly accountantSetting?: AccountantKind;
-  /** RDP's ε of the same history (improved conversion), shown next to PLD's. */
-  readonly rdpEpsilon?: number;
-  /** PLD's ε of the same history (an upper bound) and its rigorous lower bound; absent under 'rdp'. */
-  readonly pldEpsilon?: number;
-  readonly pldEpsilonLower?: number;
-  /** True when the charged noise multiplier only bounds the mechanism's RDP (Skellam): only RDP may convert it. */
-  readonly rdpOnly?: boolean;
-  /** RDP's optimal order (kept whichever accountant gave `epsilon`). */
-  readonly optimalOrder: number;
-  /** Rounds charged to the accountant. */
-  readonly rounds: number;
-  readonly noiseMultiplier: number;
-  /** The sampling rate the accountant used (1 where sampling cannot be relied on). */
-  readonly sampleRate: number;
-  readonly clipNorm: number;
-  readonly conversion: 'improved' | 'classic';
-  /**
-   * The neighbouring relation ε holds for: 'add-remove' one participant's whole
-   * dataset (central noise), or 'zero-out': its clipped update replaced by zero
-   * while whether it took part is not hidden (distributed noise, each
-   * participant's own share accounted).
-   */
-  readonly neighbouring?: 'add-remove' | 'zero-out';
-}
+/** What a privacy-preserving strategy has spent so far: part of the status (core/protocol/status.ts). */
+export type { PrivacyReport } from '../protocol/status.ts';
 
 /**
  * What a strategy is, as far as the coordinator's rules go. Rules derive

@@ -1,5 +1,3 @@
-import type { GaussianSampler } from './update-privacy.ts';
-
 /**
  * Float-safe Gaussian noise: the rounded Gaussian on a grid.
  *
@@ -34,6 +32,18 @@ import type { GaussianSampler } from './update-privacy.ts';
  * error of computing the clipped sum itself (before snapping) is not part of
  * this bound, as in every DP-SGD library.
  */
+
+/**
+ * The standard normal source the noise is drawn from (update-privacy.ts's
+ * GaussianSampler); declared here so this module does not import the one
+ * that imports it.
+ */
+export interface NormalSampler {
+  /** One N(0, 1) sample. */
+  next(): number;
+  /** Fills `out` with N(0, scale^2) samples. */
+  fill(out: Float32Array | Float64Array, scale?: number): void;
+}
 
 /** Integers up to this magnitude add exactly in float32. */
 export const FLOAT32_EXACT_INTEGER = 2 ** 24;
@@ -104,7 +114,7 @@ export function clientLevelGrid(clipNorm: number, noiseMultiplier: number, dimen
 }
 
 /** One integer noise value: round(σ_int·N(0,1)), clamped to ±noiseBound. */
-export function roundedGaussian(plan: GridNoisePlan, sampler: GaussianSampler): number {
+export function roundedGaussian(plan: GridNoisePlan, sampler: NormalSampler): number {
   return clampNoise(Math.round(plan.integerStd * sampler.next()), plan);
 }
 
@@ -113,7 +123,7 @@ function clampNoise(z: number, plan: GridNoisePlan): number {
 }
 
 /** `length` integer noise values as float32 (exact: |Z| < 2^24 by the plan). */
-export function roundedGaussianNoise(length: number, plan: GridNoisePlan, sampler: GaussianSampler): Float32Array {
+export function roundedGaussianNoise(length: number, plan: GridNoisePlan, sampler: NormalSampler): Float32Array {
   if (plan.noiseBound >= FLOAT32_EXACT_INTEGER) throw new RangeError('this grid\'s noise does not fit float32 exactly');
   const out = new Float32Array(length);
   if (plan.integerStd === 0) return out;
@@ -136,7 +146,7 @@ const NOISE_CHUNK = 8192;
  * on a participant's update or the coordinator's sum): each value becomes
  * (snap(x) + Z)·γ, a function of the exact integer snap(x) + Z only.
  */
-export function noiseOnGrid(values: Float32Array | Float64Array, plan: GridNoisePlan, sampler: GaussianSampler): void {
+export function noiseOnGrid(values: Float32Array | Float64Array, plan: GridNoisePlan, sampler: NormalSampler): void {
   if (plan.centreBound + plan.noiseBound >= FLOAT64_EXACT_INTEGER) throw new RangeError('this grid does not fit float64 exactly');
   const inverse = 1 / plan.step;
   const normal = new Float64Array(values.length);

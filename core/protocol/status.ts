@@ -1,4 +1,4 @@
-import type { PrivacyReport } from '../aggregation/strategy.ts';
+import type { AccountantKind } from '../privacy/epsilon.ts';
 import type { Ack } from './errors.ts';
 import type { EvalMetrics, FitConfig, RoundOutcome } from './messages.ts';
 
@@ -280,4 +280,40 @@ export const SETTINGS_CHANGE_KEYS: readonly (keyof SettingsChange)[] = ['clients
 export interface AdminClientToServerEvents {
   control: (request: ControlRequest, ack: (result: Ack<ControlAccepted>) => void) => void;
   settings: (change: SettingsChange, ack: (result: Ack<RoundSettings>) => void) => void;
+}
+
+/** What a privacy-preserving strategy has spent so far. */
+export interface PrivacyReport {
+  /** 'client': one participant's whole data; 'example': one training example. */
+  readonly level: 'client' | 'example';
+  readonly placement: 'central' | 'distributed';
+  readonly epsilon: number;
+  readonly delta: number;
+  /** Which accountant computed `epsilon`; absent in records saved before it could be chosen (those are RDP). */
+  readonly accountant?: 'pld' | 'rdp';
+  /** The setting that chose it: 'auto' reports the smaller of two upper bounds (core/privacy/epsilon.ts). */
+  readonly accountantSetting?: AccountantKind;
+  /** RDP's ε of the same history (improved conversion), shown next to PLD's. */
+  readonly rdpEpsilon?: number;
+  /** PLD's ε of the same history (an upper bound) and its rigorous lower bound; absent under 'rdp'. */
+  readonly pldEpsilon?: number;
+  readonly pldEpsilonLower?: number;
+  /** True when the charged noise multiplier only bounds the mechanism's RDP (Skellam): only RDP may convert it. */
+  readonly rdpOnly?: boolean;
+  /** RDP's optimal order (kept whichever accountant gave `epsilon`). */
+  readonly optimalOrder: number;
+  /** Rounds charged to the accountant. */
+  readonly rounds: number;
+  readonly noiseMultiplier: number;
+  /** The sampling rate the accountant used (1 where sampling cannot be relied on). */
+  readonly sampleRate: number;
+  readonly clipNorm: number;
+  readonly conversion: 'improved' | 'classic';
+  /**
+   * The neighbouring relation ε holds for: 'add-remove' one participant's whole
+   * dataset (central noise), or 'zero-out': its clipped update replaced by zero
+   * while whether it took part is not hidden (distributed noise, each
+   * participant's own share accounted).
+   */
+  readonly neighbouring?: 'add-remove' | 'zero-out';
 }

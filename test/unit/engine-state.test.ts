@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { checkTransition, controlOf, phaseOf, withPause, type EngineState } from '../../coordinator/rounds/engine-state.ts';
-import type { OpenRound } from '../../coordinator/rounds/open-round.ts';
+import type { OpenRound } from '../../coordinator/rounds/collection.ts';
 import { EngineHarness } from '../helpers/engine-harness.ts';
 
 /** The states' payloads matter here only by kind: an empty object stands in for the open round. */

@@ -1,4 +1,4 @@
-import type { BackendName } from './worker-protocol.ts';
+import type { BackendName } from './backend-name.ts';
 import { done, openDb } from './idb.ts';
 
 /**

@@ -5,7 +5,7 @@ import wasmThreaded from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-t
 import { registerWasmTrainingKernels } from '../../core/model/wasm-kernels.ts';
 import { choiceKey, loadChoice, saveChoice, type BackendMeasurement } from './backend-cache.ts';
 import { measureActiveBackend, type MeasureJob } from './backend-measure.ts';
-import type { BackendName } from './worker-protocol.ts';
+import type { BackendName } from './backend-name.ts';
 
 export type { BackendMeasurement } from './backend-cache.ts';
 

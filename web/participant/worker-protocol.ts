@@ -2,12 +2,12 @@ import type { ParticipantEvent } from '../../core/participant/participant.ts';
 import type { Dataset, ShardSpec } from '../../core/data/dataset.ts';
 import type { TaskSummary } from '../../core/protocol/messages.ts';
 import type { MeasureJob } from './backend-measure.ts';
+import type { BackendName } from './backend-name.ts';
 import type { SelectedBackend } from './backend.ts';
 
 /** Messages between the participant page and its training worker. */
 
-export const BACKENDS = ['webgpu', 'webgl', 'wasm', 'cpu'] as const;
-export type BackendName = (typeof BACKENDS)[number];
+export { BACKENDS, type BackendName } from './backend-name.ts';
 
 /** Sent as soon as the page loads, so the backend is ready (and shown) while the user picks data. */
 export interface InitCommand {

@@ -1,0 +1,137 @@
+import type { DpFedAvgOptions } from '../../core/aggregation/dp-fedavg.ts';
+import type { RoundSettings, SecureAggregationSettings } from '../../core/protocol/status.ts';
+import { effectiveDegree } from '../../core/secagg/graph.ts';
+import { recommendedThreshold } from '../../core/secagg/protocol.ts';
+import { DEFAULT_QUANTIZATION } from '../../core/secagg/quantize.ts';
+import { givenNumberFlag } from '../flags.ts';
+import { booleanOption, ConfigError, configError, numberOption, textOption, type FlagValues, type OptionGroup } from './option.ts';
+import { selectedPerRound } from './selection.ts';
+import { ROBUST_STRATEGIES, type StrategyConfig } from './strategy.ts';
+
+/** Secure aggregation (SecAgg/SecAgg+): whether it runs and its parameters. */
+
+export const SECURE_AGGREGATION = booleanOption({
+  name: 'secure-aggregation',
+  task: ['secureAggregation', 'enabled'],
+  help: "mask every update; the coordinator decodes only the sum of each round's\nupdates (an unweighted mean: example counts would reveal too much)",
+});
+export const SECAGG_NEIGHBOURS = textOption({
+  name: 'secagg-neighbours',
+  placeholder: 'K',
+  task: ['secureAggregation', 'neighbours'],
+  kind: 'number-or-all',
+  default: 'all',
+  help: 'SecAgg+ neighbours per participant, or all (default {default})',
+});
+export const SECAGG_THRESHOLD = numberOption({
+  name: 'secagg-threshold',
+  placeholder: 'T',
+  task: ['secureAggregation', 'threshold'],
+  check: (n) => Number.isInteger(n) && n >= 2,
+  expected: 'an integer >= 2',
+  help: 'shares needed to unmask (default: a strict majority of k + 1)',
+});
+/** Default: DEFAULT_QUANTIZATION's, or the clip norm when that is larger. */
+export const SECAGG_CLIP_RANGE = numberOption({
+  name: 'secagg-clip-range',
+  placeholder: 'C',
+  task: ['secureAggregation', 'clipRange'],
+  check: (n) => n > 0,
+  expected: 'a positive number',
+  help: `clip every coordinate of an update to [-C, C] (default ${DEFAULT_QUANTIZATION.clipRange}, at least the\nclip norm)`,
+});
+export const SECAGG_QUANTIZATION_RANGE = numberOption({
+  name: 'secagg-quantization-range',
+  placeholder: 'R',
+  task: ['secureAggregation', 'quantizationRange'],
+  default: DEFAULT_QUANTIZATION.quantizationRange,
+  check: (n) => Number.isInteger(n) && n >= 2 && n % 2 === 0 && n <= 2 ** 31,
+  expected: 'an even integer in [2, 2^31]',
+  help: 'even integer; step 2C/R (default {default})',
+});
+/** Seconds. */
+export const SECAGG_STEP_TIMEOUT = numberOption({
+  name: 'secagg-step-timeout',
+  placeholder: 'S',
+  task: ['secureAggregation', 'stepTimeout'],
+  default: 30,
+  check: (n) => n > 0,
+  expected: 'a positive number of seconds',
+  help: 'seconds for each key-exchange and unmasking step (default {default})',
+});
+
+export const SECURE_AGGREGATION_GROUP: OptionGroup = {
+  heading:
+    'Secure aggregation (SecAgg/SecAgg+: a coordinator following the protocol learns only the sum;\nkeys are not signed, see docs/secure-aggregation.md and docs/protocol.md)',
+  options: [SECURE_AGGREGATION, SECAGG_NEIGHBOURS, SECAGG_THRESHOLD, SECAGG_CLIP_RANGE, SECAGG_QUANTIZATION_RANGE, SECAGG_STEP_TIMEOUT],
+};
+
+/**
+ * Secure aggregation as the flags ask for it; undefined without --secure-aggregation.
+ * Whether the secure sum can hold the participants per round is a settings
+ * rule (options/rules.ts); the threshold is checked after it (checkSecAggThreshold).
+ */
+export function parseSecureAggregation(
+  v: FlagValues,
+  settings: RoundSettings,
+  clientDp: DpFedAvgOptions | undefined,
+  strategy: StrategyConfig,
+): SecureAggregationSettings | undefined {
+  if (SECURE_AGGREGATION.read(v) !== true) {
+    for (const option of [SECAGG_NEIGHBOURS, SECAGG_THRESHOLD, SECAGG_CLIP_RANGE, SECAGG_QUANTIZATION_RANGE, SECAGG_STEP_TIMEOUT]) {
+      if (v[option.name] !== undefined) throw new ConfigError(`--${option.name} needs --secure-aggregation`);
+    }
+    return undefined;
+  }
+  // The others aggregate a plain (or fixed-denominator) mean, the only thing a secure sum gives.
+  if (ROBUST_STRATEGIES.includes(strategy.name)) {
+    throw new ConfigError(
+      `--strategy ${strategy.name} needs every update on its own, which secure aggregation hides: use fedavg, fedprox, fedadam or fedyogi`,
+    );
+  }
+  if (strategy.maxUpdateNorm !== undefined)
+    throw new ConfigError('--max-update-norm checks individual updates, which secure aggregation hides: drop one of them');
+  if (clientDp?.placement === 'central')
+    throw new ConfigError(
+      '--client-dp central clips and noises on the coordinator, which would need the individual updates: use --client-dp distributed',
+    );
+  if (clientDp?.clip.kind === 'adaptive')
+    throw new ConfigError('--adaptive-clip needs each update norm on the coordinator: it cannot run with --secure-aggregation');
+  if (settings.minClients < 3)
+    throw new ConfigError('--secure-aggregation needs --min-clients of at least 3 (a sum of two updates reveals each to the other)');
+  const neighboursText = SECAGG_NEIGHBOURS.read(v);
+  const neighbours =
+    neighboursText === 'all'
+      ? 'all'
+      : givenNumberFlag(
+          neighboursText,
+          SECAGG_NEIGHBOURS.name,
+          (n) => Number.isInteger(n) && n >= 2,
+          'an integer >= 2 or all',
+          configError,
+        );
+  const threshold = SECAGG_THRESHOLD.read(v);
+  // After clipping to L2 norm S no coordinate exceeds S: a clip range of at least S never clips further.
+  const clipNorm = clientDp?.clip.kind === 'fixed' ? clientDp.clip.norm : settings.fit.privacy?.clipNorm;
+  const clipRange = SECAGG_CLIP_RANGE.readOr(v, Math.max(DEFAULT_QUANTIZATION.clipRange, clipNorm ?? 0));
+  const quantizationRange = SECAGG_QUANTIZATION_RANGE.read(v);
+  return { neighbours, threshold, clipRange, quantizationRange, stepTimeoutMs: 1000 * SECAGG_STEP_TIMEOUT.read(v) };
+}
+
+/**
+ * Checks --secagg-threshold against the share holders of a round. Called
+ * after the settings rules, which first make sure the secure sum can hold
+ * the participants selected per round.
+ */
+export function checkSecAggThreshold(settings: RoundSettings & { readonly secureAggregation: SecureAggregationSettings }): void {
+  const { threshold, neighbours } = settings.secureAggregation;
+  if (threshold === undefined) return;
+  const selected = selectedPerRound(settings);
+  const k = effectiveDegree(Math.max(3, selected), neighbours);
+  if (threshold > k + 1)
+    throw new ConfigError(`--secagg-threshold ${threshold} is above k + 1 = ${k + 1} share holders: no secret could ever be rebuilt`);
+  if (2 * threshold <= k + 1)
+    throw new ConfigError(
+      `--secagg-threshold ${threshold} must be a strict majority of the k + 1 = ${k + 1} share holders (at least ${recommendedThreshold(Math.max(3, selected), neighbours)})`,
+    );
+}

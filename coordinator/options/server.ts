@@ -1,0 +1,43 @@
+import { isNonNegativeInt } from '../flags.ts';
+import { booleanOption, numberOption, textOption, type OptionGroup } from './option.ts';
+
+/** The task, where the coordinator listens and stores, and its own demo participants. */
+
+export const TASK = textOption({
+  name: 'task',
+  placeholder: 'FILE',
+  help: 'a task configuration file (see docs/tasks.md), e.g. tasks/penguins/task.json;\nflags given here override its settings',
+});
+/** The default port; $PORT, when set, comes before it. */
+export const PORT = numberOption({
+  name: 'port',
+  placeholder: 'N',
+  default: 8080,
+  check: (n) => isNonNegativeInt(n) && n <= 65535,
+  expected: 'a port number (0-65535)',
+  help: 'HTTP port (default {default}, or $PORT; 0 picks a free one)',
+});
+export const HOST = textOption({ name: 'host', placeholder: 'H', default: '0.0.0.0', help: 'interface to listen on (default {default})' });
+export const DATA_DIR = textOption({
+  name: 'data-dir',
+  placeholder: 'DIR',
+  default: './runs',
+  help: 'where runs are saved (default {default})',
+});
+export const DEMO_PARTICIPANTS = numberOption({
+  name: 'demo-participants',
+  placeholder: 'N',
+  default: 0,
+  check: isNonNegativeInt,
+  expected: 'a non-negative integer',
+  help: 'also open N headless Chromium participants (default {default})',
+});
+/** The built web app (vite build output); for tests and packaging, not in the help text. */
+export const STATIC_DIR = textOption({ name: 'static-dir', default: 'dist' });
+export const QUIET = booleanOption({ name: 'quiet', help: 'log less' });
+export const HELP = booleanOption({ name: 'help', help: 'show this text' });
+
+export const TASK_GROUP: OptionGroup = { heading: 'Task', options: [TASK] };
+export const SERVER_GROUP: OptionGroup = { heading: 'Server', options: [PORT, HOST, DATA_DIR, DEMO_PARTICIPANTS, STATIC_DIR] };
+/** Listed last, right after the secure-aggregation flags. */
+export const OUTPUT_GROUP: OptionGroup = { options: [QUIET, HELP] };
