@@ -6,7 +6,7 @@ import { describeSecurity } from './security/config.ts';
 
 /** `npm start`: the coordinator, and optionally headless demo participants. */
 async function main(): Promise<void> {
-  let config;
+  let config: ReturnType<typeof parseConfig>;
   try {
     config = parseConfig(process.argv.slice(2), process.env);
   } catch (error) {

@@ -136,14 +136,17 @@ function parseOrders(raw: string | undefined): Plan['orders'] {
   return { name: 'custom', values };
 }
 
-function plan(argv: readonly string[]): Plan | 'help' {
-  let values;
+/** The flags as parseArgs reads them; it explains unknown flags, missing values and stray arguments. */
+function readFlags(argv: readonly string[]) {
   try {
-    ({ values } = parseArgs({ args: [...argv], options: OPTIONS, strict: true, allowPositionals: false }));
+    return parseArgs({ args: [...argv], options: OPTIONS, strict: true, allowPositionals: false }).values;
   } catch (error) {
-    // parseArgs explains unknown flags, missing values and stray arguments.
     throw new UsageError(error instanceof Error ? error.message : String(error));
   }
+}
+
+function plan(argv: readonly string[]): Plan | 'help' {
+  const values = readFlags(argv);
   if (values.help) return 'help';
   const accountant = values.accountant ?? 'auto';
   if (!isAccountantKind(accountant)) throw new UsageError(`--accountant must be auto, pld or rdp, got "${accountant}"`);

@@ -1,4 +1,4 @@
-import { createReadStream } from 'node:fs';
+import { createReadStream, type Stats } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
@@ -60,7 +60,7 @@ export async function serveStatic(root: string, request: IncomingMessage, respon
   const relative = PAGES[pathname] ?? pathname.replace(/^\/+/, '');
   const file = path.resolve(root, relative);
   if (file !== root && !file.startsWith(root + path.sep)) return false;
-  let info;
+  let info: Stats;
   try {
     info = await stat(file);
   } catch {

@@ -1,4 +1,4 @@
-import { createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
+import { createPrivateKey, type KeyObject, randomBytes, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { MakeError } from '../options/option.ts';
 import {
@@ -141,7 +141,7 @@ function parseTls(values: Record<string, unknown>, fail: MakeError): TlsFiles | 
   } catch (error) {
     throw fail(`--tls-cert ${certFile}: not a PEM certificate (${(error as Error).message})`);
   }
-  let privateKey;
+  let privateKey: KeyObject;
   try {
     privateKey = createPrivateKey(key);
   } catch (error) {

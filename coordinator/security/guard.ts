@@ -1,6 +1,6 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { Namespace, Server, ServerOptions, Socket } from 'socket.io';
+import type { DefaultEventsMap, Namespace, Server, ServerOptions, Socket } from 'socket.io';
 import { ackError, ErrorCode } from '../../core/protocol/errors.ts';
 import { ConnectionAdmission, defaultMaxPerIp, defaultPendingCap, defaultPendingPerIp, type PendingTransport } from './admission.ts';
 import { isAdminPath } from './admin-routes.ts';
@@ -30,10 +30,14 @@ export { isAdminPath };
  * Tokens are only ever compared (TokenSet); nothing here logs one.
  */
 
-// The participant and admin namespaces have different event maps; the guard handles both alike.
-type AnyServer = Server<any, any, any, any>;
-type AnyNamespace = Namespace<any, any, any, any>;
-type AnySocket = Socket<any, any, any, any>;
+// The participant and admin namespaces have different event maps; the guard handles both alike and
+// only ever reads the credential a participant socket authenticated with.
+interface GuardedSocketData {
+  credential?: string;
+}
+type AnyServer = Server<DefaultEventsMap, DefaultEventsMap, DefaultEventsMap, GuardedSocketData>;
+type AnyNamespace = Namespace<DefaultEventsMap, DefaultEventsMap, DefaultEventsMap, GuardedSocketData>;
+type AnySocket = Socket<DefaultEventsMap, DefaultEventsMap, DefaultEventsMap, GuardedSocketData>;
 
 /**
  * socket.io closes transports that join no namespace within this time (its
@@ -200,7 +204,10 @@ export function installSecurity(
   function admit(socket: AnySocket, next: Next, credential: string | undefined): void {
     const address = socket.handshake.address;
     const refusal = admission.slotRefusal(address, credential, security.maxConnectionsPerCredential);
-    if (refusal !== undefined) return refuse(socket, next, ErrorCode.TooManyConnections, refusal);
+    if (refusal !== undefined) {
+      refuse(socket, next, ErrorCode.TooManyConnections, refusal);
+      return;
+    }
     admission.authenticate(transportOf(socket.conn), address, credential);
     let released = false;
     const release = () => {
@@ -247,7 +254,7 @@ export function installSecurity(
   credentials?.watch(
     (active) => {
       for (const socket of participants.sockets.values()) {
-        const credential = (socket as AnySocket).data.credential as string | undefined;
+        const credential = socket.data.credential;
         if (credential !== undefined && !active.has(credential)) {
           hooks.log(`credential ${credential} was revoked: closing its connection ${socket.id}`);
           socket.disconnect(true);

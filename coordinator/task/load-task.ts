@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { CsvError, parseCsv } from '../../core/data/csv.ts';
 import { encodeDataset, subset, type Dataset } from '../../core/data/dataset.ts';
 import { inputSize, type ImageInput, type InputSchema, type TabularInput } from '../../core/data/schema.ts';
-import { checkTaskSchema, prepareTable, suggestRoles, TabularSchemaError } from '../../core/data/tabular.ts';
+import { checkTaskSchema, type PreparedTable, prepareTable, suggestRoles, TabularSchemaError } from '../../core/data/tabular.ts';
 import { buildModel, parameterCount, weightShapes } from '../../core/model/architectures.ts';
 import { readWeights } from '../../core/model/weights.ts';
 import type { ArchitectureName, DemoDataSource, JsonValue, ModelSpec, SampleDpConfig, TaskSummary, WeightShape } from '../../core/protocol/messages.ts';
@@ -307,7 +307,7 @@ async function readCsvDataset(file: string, schema: TabularInput, classes: reado
   } catch {
     throw new TaskLoadError(`${where} (${key}): is not UTF-8 text`);
   }
-  let prepared;
+  let prepared: PreparedTable;
   try {
     const table = parseCsv(text);
     prepared = prepareTable(table, suggestRoles(table, schema), schema, classes);

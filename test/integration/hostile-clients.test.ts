@@ -283,7 +283,8 @@ describe('hostile clients', () => {
     }
 
     try {
-      const run = (attacked = await startRun(demo, tokenFile));
+      attacked = await startRun(demo, tokenFile);
+      const run = attacked;
       const { coordinator } = run;
       const url = coordinator.url;
       const engine = coordinator.engine;
