@@ -29,8 +29,12 @@ function threadedWasmInBundles(): Plugin {
     enforce: 'pre',
     transform(code, id) {
       if (!id.includes('tfjs-backend-wasm-threaded-simd.js')) return null;
-      if (!code.includes(guard)) this.error(`tfjs-backend-wasm changed: "${guard}" is gone from ${id}; check that threaded WASM still starts, then update vite.config.ts`);
-      if (!code.includes(cores)) this.error(`tfjs-backend-wasm changed: "${cores}" is gone from ${id}; check the WASM thread count, then update vite.config.ts`);
+      if (!code.includes(guard))
+        this.error(
+          `tfjs-backend-wasm changed: "${guard}" is gone from ${id}; check that threaded WASM still starts, then update vite.config.ts`,
+        );
+      if (!code.includes(cores))
+        this.error(`tfjs-backend-wasm changed: "${cores}" is gone from ${id}; check the WASM thread count, then update vite.config.ts`);
       return { code: code.replace(guard, 'false').replace(cores, 'return 2 * navigator["hardwareConcurrency"]}'), map: null };
     },
   };

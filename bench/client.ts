@@ -55,7 +55,15 @@ interface Options {
 }
 
 function positive(text: string | undefined, flag: string, fallback: number, integer = true): number {
-  return numberFlag(text, flag, integer ? isPositiveInt : isPositive, `a positive ${integer ? 'integer' : 'number'}`, (message) => new Error(message)) ?? fallback;
+  return (
+    numberFlag(
+      text,
+      flag,
+      integer ? isPositiveInt : isPositive,
+      `a positive ${integer ? 'integer' : 'number'}`,
+      (message) => new Error(message),
+    ) ?? fallback
+  );
 }
 
 function parseOptions(argv: readonly string[]): Options | 'help' {
@@ -78,13 +86,18 @@ function parseOptions(argv: readonly string[]): Options | 'help' {
     },
   });
   if (values.help) return 'help';
-  const backends = (values.backends ?? 'webgpu,webgl,wasm').split(',').map((b) => b.trim()).filter((b) => b !== '');
+  const backends = (values.backends ?? 'webgpu,webgl,wasm')
+    .split(',')
+    .map((b) => b.trim())
+    .filter((b) => b !== '');
   for (const b of backends) {
-    if (!(BENCH_BACKENDS as readonly string[]).includes(b)) throw new Error(`--backends: unknown backend "${b}" (known: ${BENCH_BACKENDS.join(', ')})`);
+    if (!(BENCH_BACKENDS as readonly string[]).includes(b))
+      throw new Error(`--backends: unknown backend "${b}" (known: ${BENCH_BACKENDS.join(', ')})`);
   }
   if (backends.length === 0) throw new Error('--backends is empty');
   const model = values.model ?? 'mlp';
-  if (!(ArchitectureName as readonly string[]).includes(model)) throw new Error(`--model must be one of ${ArchitectureName.join(', ')}, got "${model}"`);
+  if (!(ArchitectureName as readonly string[]).includes(model))
+    throw new Error(`--model must be one of ${ArchitectureName.join(', ')}, got "${model}"`);
   return {
     backends: backends as BenchBackend[],
     pageWeight: values['page-weight'] === true,
@@ -182,7 +195,13 @@ async function pageWeight(browser: Browser, baseUrl: string, timeoutMs: number):
       void response.body().then(
         (body) => {
           const url = new URL(response.url());
-          const kind = url.pathname.endsWith('.wasm') ? 'wasm' : url.pathname.endsWith('.js') ? 'js' : url.pathname.startsWith('/api/') || url.pathname.startsWith('/data') ? 'task + data' : 'html, css, other';
+          const kind = url.pathname.endsWith('.wasm')
+            ? 'wasm'
+            : url.pathname.endsWith('.js')
+              ? 'js'
+              : url.pathname.startsWith('/api/') || url.pathname.startsWith('/data')
+                ? 'task + data'
+                : 'html, css, other';
           byKind[kind] = (byKind[kind] ?? 0) + body.length;
         },
         () => {},
@@ -219,7 +238,19 @@ async function main(): Promise<number> {
   }
 
   const dataDir = await mkdtemp(path.join(tmpdir(), 'fl-bench-client-'));
-  const config = parseConfig(['--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, '--static-dir', options.staticDir, '--min-clients', '1', '--quiet']) as CoordinatorConfig;
+  const config = parseConfig([
+    '--port',
+    '0',
+    '--host',
+    '127.0.0.1',
+    '--data-dir',
+    dataDir,
+    '--static-dir',
+    options.staticDir,
+    '--min-clients',
+    '1',
+    '--quiet',
+  ]) as CoordinatorConfig;
   const coordinator = await startCoordinator(config);
   const browser = await chromium.launch({ executablePath: findChromium(), args: CHROMIUM_ARGS, headless: true });
   const outcomes: Outcome[] = [];
@@ -232,7 +263,9 @@ async function main(): Promise<number> {
       console.log('|---|---:|---:|---:|---:|---:|---:|---|');
       for (const w of weights) {
         const k = (name: string) => mb(w.byKind[name] ?? 0);
-        console.log(`| ${w.visit} | ${mb(w.bytes)} | ${k('js')} | ${k('wasm')} | ${k('task + data')} | ${k('html, css, other')} | ${(w.ms / 1000).toFixed(1)} s | ${cell(w.backend)} |`);
+        console.log(
+          `| ${w.visit} | ${mb(w.bytes)} | ${k('js')} | ${k('wasm')} | ${k('task + data')} | ${k('html, css, other')} | ${(w.ms / 1000).toFixed(1)} s | ${cell(w.backend)} |`,
+        );
       }
       if (options.json) await writeFile(options.json, `${JSON.stringify({ options, pageWeight: weights }, null, 2)}\n`);
     } finally {
@@ -243,7 +276,9 @@ async function main(): Promise<number> {
     return 0;
   }
   try {
-    console.error(`Chromium ${browser.version()}, coordinator at ${coordinator.url} serving ${options.staticDir}, model ${options.model}, ${options.reps} reps, batch ${options.batchSize}`);
+    console.error(
+      `Chromium ${browser.version()}, coordinator at ${coordinator.url} serving ${options.staticDir}, model ${options.model}, ${options.reps} reps, batch ${options.batchSize}`,
+    );
     for (const backend of options.backends) {
       console.error(`${backend}:`);
       const started = Date.now();
@@ -258,7 +293,9 @@ async function main(): Promise<number> {
     await rm(dataDir, { recursive: true, force: true });
   }
 
-  console.log(`\nLocal training, model ${options.model}, batch ${options.batchSize}, median of ${options.reps} alternated 1-epoch runs each:\n`);
+  console.log(
+    `\nLocal training, model ${options.model}, batch ${options.batchSize}, median of ${options.reps} alternated 1-epoch runs each:\n`,
+  );
   console.log(table(outcomes));
   if (options.json) {
     await writeFile(options.json, `${JSON.stringify({ options, results: outcomes }, null, 2)}\n`);

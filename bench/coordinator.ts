@@ -94,8 +94,20 @@ interface Measure {
 async function measureCoordinator(n: number): Promise<Measure> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'fl-bench-'));
   const server = await startServer('bench/servers/coordinator-server.ts', [
-    '--model', '2nn', '--min-clients', String(n), '--clients-per-round', String(n), '--min-updates', String(n),
-    '--rounds', String(rounds + 2), '--round-timeout', '600', '--data-dir', dataDir,
+    '--model',
+    '2nn',
+    '--min-clients',
+    String(n),
+    '--clients-per-round',
+    String(n),
+    '--min-updates',
+    String(n),
+    '--rounds',
+    String(rounds + 2),
+    '--round-timeout',
+    '600',
+    '--data-dir',
+    dataDir,
   ]);
   const sockets = await connect(server.url, n);
   const pending = new Map<number, { message: RoundStartMessage; socket: Socket }[]>();
@@ -119,7 +131,14 @@ async function measureCoordinator(n: number): Promise<Measure> {
     const started = performance.now();
     const acks = await Promise.all(
       pending.get(round)!.map(({ message, socket }) =>
-        socket.emitWithAck('update', { round, baseVersion: message.model.version, numExamples: 100, metrics: { loss: 1, accuracy: 0.5 }, trainMs: 1, update: frame }),
+        socket.emitWithAck('update', {
+          round,
+          baseVersion: message.model.version,
+          numExamples: 100,
+          metrics: { loss: 1, accuracy: 0.5 },
+          trainMs: 1,
+          update: frame,
+        }),
       ),
     );
     if (round > 1) seconds.push((performance.now() - started) / 1000);
@@ -141,7 +160,16 @@ async function measureEcho(n: number): Promise<Measure> {
   for (let round = 1; round <= rounds + 1; round++) {
     const started = performance.now();
     await Promise.all(
-      sockets.map((socket) => socket.emitWithAck('update', { round, baseVersion: round - 1, numExamples: 100, metrics: { loss: 1, accuracy: 0.5 }, trainMs: 1, update: frame })),
+      sockets.map((socket) =>
+        socket.emitWithAck('update', {
+          round,
+          baseVersion: round - 1,
+          numExamples: 100,
+          metrics: { loss: 1, accuracy: 0.5 },
+          trainMs: 1,
+          update: frame,
+        }),
+      ),
     );
     if (round > 1) seconds.push((performance.now() - started) / 1000);
   }
@@ -155,8 +183,12 @@ const mb = (bytes: number) => bytes / 1e6;
 
 const rows: Record<string, number>[] = [];
 const verbose = process.env.BENCH_VERBOSE === '1';
-console.log(`Coordinator upload throughput: ${PARAMS.toLocaleString('en')}-parameter updates (${(frame.byteLength / 1e6).toFixed(2)} MB each), median of ${rounds} rounds\n`);
-console.log('| participants | ours: updates/s | ours: MB/s | echo: updates/s | echo: MB/s | ours / echo | ours: peak RSS | echo: peak RSS |');
+console.log(
+  `Coordinator upload throughput: ${PARAMS.toLocaleString('en')}-parameter updates (${(frame.byteLength / 1e6).toFixed(2)} MB each), median of ${rounds} rounds\n`,
+);
+console.log(
+  '| participants | ours: updates/s | ours: MB/s | echo: updates/s | echo: MB/s | ours / echo | ours: peak RSS | echo: peak RSS |',
+);
 console.log('|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const n of sizes) {
   // Alternate the two servers per size so slow drift of a shared machine hits both.

@@ -23,7 +23,8 @@ import { median } from './stats.ts';
 const { values } = parseArgs({ options: { rows: { type: 'string', default: '5000' }, reps: { type: 'string', default: '5' } } });
 const rows = Number(values.rows);
 const reps = Number(values.reps);
-if (!Number.isInteger(rows) || rows < 1 || !Number.isInteger(reps) || reps < 1) throw new Error('--rows and --reps must be positive integers');
+if (!Number.isInteger(rows) || rows < 1 || !Number.isInteger(reps) || reps < 1)
+  throw new Error('--rows and --reps must be positive integers');
 
 function medianMs(run: () => unknown): number {
   const times: number[] = [];
@@ -36,11 +37,17 @@ function medianMs(run: () => unknown): number {
   return median(times);
 }
 
-const naiveSplit = (text: string) => text.split('\n').filter(Boolean).map((line) => line.split(','));
+const naiveSplit = (text: string) =>
+  text
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => line.split(','));
 
 function report(name: string, ours: number, baseline: number | undefined, unit: string, amount: number): void {
   const ratio = baseline === undefined ? '' : `   ours/naive ${(ours / baseline).toFixed(2)}x (naive ${baseline.toFixed(1)} ms)`;
-  console.log(`${name.padEnd(50)} ${ours.toFixed(1).padStart(8)} ms   ${(amount / (ours / 1000)).toLocaleString('en-US', { maximumFractionDigits: 0 }).padStart(10)} ${unit}/s${ratio}`);
+  console.log(
+    `${name.padEnd(50)} ${ours.toFixed(1).padStart(8)} ms   ${(amount / (ours / 1000)).toLocaleString('en-US', { maximumFractionDigits: 0 }).padStart(10)} ${unit}/s${ratio}`,
+  );
 }
 
 // A digits CSV (label + 784 pixel columns + an identifier), as a participant might export it.
@@ -53,12 +60,26 @@ const digitsCsv = `${lines.join('\n')}\n`;
 const image: ImageInput = { kind: 'image', shape: [28, 28, 1] };
 const digits = Array.from({ length: 10 }, (_, d) => String(d));
 
-console.log(`data ingestion, median of ${reps} (Node ${process.version}); digits CSV: ${count.toLocaleString()} rows, ${(digitsCsv.length / 1e6).toFixed(1)} MB\n`);
+console.log(
+  `data ingestion, median of ${reps} (Node ${process.version}); digits CSV: ${count.toLocaleString()} rows, ${(digitsCsv.length / 1e6).toFixed(1)} MB\n`,
+);
 const parseDigits = medianMs(() => parseCsv(digitsCsv));
-report('digits CSV: parseCsv', parseDigits, medianMs(() => naiveSplit(digitsCsv)), 'rows', count);
+report(
+  'digits CSV: parseCsv',
+  parseDigits,
+  medianMs(() => naiveSplit(digitsCsv)),
+  'rows',
+  count,
+);
 const table = parseCsv(digitsCsv);
 const roles = suggestPixelRoles(table);
-report('digits CSV: preparePixelTable', medianMs(() => preparePixelTable(table, roles, image, digits)), undefined, 'rows', count);
+report(
+  'digits CSV: preparePixelTable',
+  medianMs(() => preparePixelTable(table, roles, image, digits)),
+  undefined,
+  'rows',
+  count,
+);
 
 // The same digits as IDX files (the compact format): header + bytes.
 const idxImages = new Uint8Array(16 + count * 784);
@@ -71,7 +92,13 @@ const idxLabels = new Uint8Array(8 + count);
 new DataView(idxLabels.buffer).setUint32(0, 0x801);
 new DataView(idxLabels.buffer).setUint32(4, count);
 idxLabels.set(train.labels.subarray(0, count), 8);
-report('digits IDX: parseIdx + idxDataset', medianMs(() => idxDataset(parseIdx(idxImages), parseIdx(idxLabels), image, digits)), undefined, 'rows', count);
+report(
+  'digits IDX: parseIdx + idxDataset',
+  medianMs(() => idxDataset(parseIdx(idxImages), parseIdx(idxLabels), image, digits)),
+  undefined,
+  'rows',
+  count,
+);
 
 // The penguins task's training CSV, repeated to a large table.
 const taskDir = path.resolve(import.meta.dirname, '../tasks/penguins');
@@ -80,14 +107,32 @@ const [penguinHeader, ...penguinRows] = readFileSync(path.join(taskDir, 'train.c
 const tabularRows = 100_000;
 const tabularCsv = `${[penguinHeader, ...Array.from({ length: tabularRows }, (_, i) => penguinRows[i % penguinRows.length])].join('\n')}\n`;
 console.log(`\npenguins CSV repeated: ${tabularRows.toLocaleString()} rows, ${(tabularCsv.length / 1e6).toFixed(1)} MB`);
-report('tabular CSV: parseCsv', medianMs(() => parseCsv(tabularCsv)), medianMs(() => naiveSplit(tabularCsv)), 'rows', tabularRows);
+report(
+  'tabular CSV: parseCsv',
+  medianMs(() => parseCsv(tabularCsv)),
+  medianMs(() => naiveSplit(tabularCsv)),
+  'rows',
+  tabularRows,
+);
 const tabular = parseCsv(tabularCsv);
 const tabularRoles = suggestRoles(tabular, task.input);
-report('tabular CSV: prepareTable (standardise, one-hot)', medianMs(() => prepareTable(tabular, tabularRoles, task.input, task.classes)), undefined, 'rows', tabularRows);
+report(
+  'tabular CSV: prepareTable (standardise, one-hot)',
+  medianMs(() => prepareTable(tabular, tabularRoles, task.input, task.classes)),
+  undefined,
+  'rows',
+  tabularRows,
+);
 
 // A 12-megapixel photo down to the task's 28x28 grayscale input.
 const width = 4000;
 const height = 3000;
 const photo = new Uint8ClampedArray(width * height * 4).map((_, i) => (i * 2654435761) >>> 24);
 console.log('');
-report('photo 4000x3000 RGBA -> 28x28x1: resizeToInput', medianMs(() => resizeToInput(photo, width, height, [28, 28, 1])), undefined, 'images', 1);
+report(
+  'photo 4000x3000 RGBA -> 28x28x1: resizeToInput',
+  medianMs(() => resizeToInput(photo, width, height, [28, 28, 1])),
+  undefined,
+  'images',
+  1,
+);

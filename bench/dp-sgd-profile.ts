@@ -41,7 +41,14 @@ async function profileStep(step: () => Promise<void>): Promise<{ wallMs: number;
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { model: { type: 'string', default: 'cnn' }, batch: { type: 'string', default: '64' }, top: { type: 'string', default: '20' }, help: { type: 'boolean', default: false } } });
+  const { values } = parseArgs({
+    options: {
+      model: { type: 'string', default: 'cnn' },
+      batch: { type: 'string', default: '64' },
+      top: { type: 'string', default: '20' },
+      help: { type: 'boolean', default: false },
+    },
+  });
   if (values.help) {
     console.log(USAGE);
     return;
@@ -50,7 +57,8 @@ async function main(): Promise<void> {
   if (architecture !== 'mlp' && architecture !== '2nn' && architecture !== 'cnn') throw new Error(`unknown model ${architecture}`);
   const batch = Number(values.batch);
   const top = Number(values.top);
-  if (!Number.isInteger(batch) || batch < 1 || !Number.isInteger(top) || top < 1) throw new Error('--batch and --top must be positive integers');
+  if (!Number.isInteger(batch) || batch < 1 || !Number.isInteger(top) || top < 1)
+    throw new Error('--batch and --top must be positive integers');
   if ((await initNodeBackend('wasm')) !== 'wasm') throw new Error('the wasm backend did not initialise');
   const model = buildModel({ architecture: architecture as ArchitectureName, inputShape: [784], numClasses: 10 });
   const x = tf.randomUniform([batch, 784]);
@@ -72,7 +80,9 @@ async function main(): Promise<void> {
   for (const [label, step] of Object.entries(steps)) {
     const { wallMs, rows } = await profileStep(step);
     const kernelMs = rows.filter((r) => !r.name.startsWith('forward ')).reduce((a, r) => a + r.ms, 0);
-    console.log(`\n${label}, ${architecture}, batch ${batch}: ${wallMs.toFixed(0)} ms wall, ${kernelMs.toFixed(0)} ms in kernels (customGrad wrappers not counted twice)\n`);
+    console.log(
+      `\n${label}, ${architecture}, batch ${batch}: ${wallMs.toFixed(0)} ms wall, ${kernelMs.toFixed(0)} ms in kernels (customGrad wrappers not counted twice)\n`,
+    );
     console.log('| kernel, input shapes | ms | calls |\n|---|---:|---:|');
     for (const r of rows.slice(0, top)) console.log(`| ${r.name} | ${r.ms.toFixed(1)} | ${r.calls} |`);
   }

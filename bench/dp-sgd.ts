@@ -75,7 +75,7 @@ async function sameStep(model: tf.LayersModel, a: () => void, b: () => void): Pr
   };
   const da = deltaOf(a);
   const db = deltaOf(b);
-  const diff = tf.tidy(() => tf.max(tf.stack(da.map((d, i) => tf.max(tf.abs(tf.sub(d, db[i]!))))))) ;
+  const diff = tf.tidy(() => tf.max(tf.stack(da.map((d, i) => tf.max(tf.abs(tf.sub(d, db[i]!)))))));
   const value = (await diff.data())[0]!;
   model.setWeights(start);
   tf.dispose([...start, ...da, ...db, diff]);
@@ -84,7 +84,10 @@ async function sameStep(model: tf.LayersModel, a: () => void, b: () => void): Pr
 
 async function bench(architecture: ArchitectureName, batchSize: number, reps: number, loopReps: number): Promise<Row> {
   const demo = await loadMnistDemo();
-  const data = subset(demo.train, Uint32Array.from({ length: batchSize }, (_, i) => i));
+  const data = subset(
+    demo.train,
+    Uint32Array.from({ length: batchSize }, (_, i) => i),
+  );
   const x = featureTensor(data);
   const y = tf.tidy(() => tf.oneHot(tf.tensor1d(data.labels, 'int32'), 10).toFloat());
   const spec = { architecture, inputShape: [784], numClasses: 10 };
@@ -105,9 +108,13 @@ async function bench(architecture: ArchitectureName, batchSize: number, reps: nu
   });
 
   // Sanity: the tuned step moves the weights exactly as optimizer.minimize does.
-  const tunedDiff = await sameStep(model, () => tunedSgdStep(model, x, y, 0.01).dispose(), () => {
-    tf.train.sgd(0.01).minimize(() => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar);
-  });
+  const tunedDiff = await sameStep(
+    model,
+    () => tunedSgdStep(model, x, y, 0.01).dispose(),
+    () => {
+      tf.train.sgd(0.01).minimize(() => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar);
+    },
+  );
 
   const variants = {
     forward: async () => {
@@ -116,7 +123,10 @@ async function bench(architecture: ArchitectureName, batchSize: number, reps: nu
       out.dispose();
     },
     plain: async () => {
-      const loss = optimizer.minimize(() => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar, true);
+      const loss = optimizer.minimize(
+        () => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar,
+        true,
+      );
       await loss!.data();
       loss!.dispose();
     },
@@ -146,12 +156,31 @@ async function bench(architecture: ArchitectureName, batchSize: number, reps: nu
       tf.dispose([stats.lossSum, stats.correct]);
     },
   };
-  const times: Record<keyof typeof variants, number[]> = { forward: [], plain: [], tuned: [], fast: [], fastOldSampler: [], fastNoNoise: [], loop: [] };
+  const times: Record<keyof typeof variants, number[]> = {
+    forward: [],
+    plain: [],
+    tuned: [],
+    fast: [],
+    fastOldSampler: [],
+    fastNoNoise: [],
+    loop: [],
+  };
   // Warm-up: first calls compile kernels and grow the wasm heap.
-  for (const name of ['forward', 'plain', 'tuned', 'fast', 'fastOldSampler', 'fastNoNoise', ...(loopReps > 0 ? (['loop'] as const) : [])] as const) await variants[name]();
+  for (const name of [
+    'forward',
+    'plain',
+    'tuned',
+    'fast',
+    'fastOldSampler',
+    'fastNoNoise',
+    ...(loopReps > 0 ? (['loop'] as const) : []),
+  ] as const)
+    await variants[name]();
   const tensorsBefore = tf.memory().numTensors;
   for (let r = 0; r < reps; r++) {
-    const order = (['forward', 'plain', 'tuned', 'fast', 'fastOldSampler', 'fastNoNoise', ...(r < loopReps ? (['loop'] as const) : [])] as const).slice();
+    const order = (
+      ['forward', 'plain', 'tuned', 'fast', 'fastOldSampler', 'fastNoNoise', ...(r < loopReps ? (['loop'] as const) : [])] as const
+    ).slice();
     if (r % 2 === 1) order.reverse();
     for (const name of order) {
       const started = performance.now();
@@ -159,7 +188,8 @@ async function bench(architecture: ArchitectureName, batchSize: number, reps: nu
       times[name].push(performance.now() - started);
     }
   }
-  if (tf.memory().numTensors !== tensorsBefore) throw new Error(`${architecture}: ${tf.memory().numTensors - tensorsBefore} tensors leaked`);
+  if (tf.memory().numTensors !== tensorsBefore)
+    throw new Error(`${architecture}: ${tf.memory().numTensors - tensorsBefore} tensors leaked`);
   const row: Row = {
     model: architecture,
     params: model.countParams(),
@@ -213,15 +243,21 @@ async function main(): Promise<void> {
 
   const f = (ms: number) => (ms >= 100 ? ms.toFixed(0) : ms.toFixed(1));
   const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
-  console.log(`\n\`${COMMAND} --models ${models.join(',')} --batch ${batch}\` — tfjs ${tf.version.tfjs}, backend ${tf.getBackend()}, Node ${process.version}, median ms per step\n`);
-  console.log('| model | params | forward only | non-private step | tuned non-private | DP fast | DP fast / tuned | ratio | DP fast, old sampler | ratio | DP fast σ=0 | ratio | DP per-example loop | ratio | reps (loop) | max \\|fast − loop\\| | max \\|Δw tuned − Δw non-private\\| |');
+  console.log(
+    `\n\`${COMMAND} --models ${models.join(',')} --batch ${batch}\` — tfjs ${tf.version.tfjs}, backend ${tf.getBackend()}, Node ${process.version}, median ms per step\n`,
+  );
+  console.log(
+    '| model | params | forward only | non-private step | tuned non-private | DP fast | DP fast / tuned | ratio | DP fast, old sampler | ratio | DP fast σ=0 | ratio | DP per-example loop | ratio | reps (loop) | max \\|fast − loop\\| | max \\|Δw tuned − Δw non-private\\| |',
+  );
   console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of rows) {
     console.log(
       `| ${r.model} | ${r.params.toLocaleString('en-US')} | ${f(r.forwardMs)} | ${f(r.plainMs)} | ${f(r.tunedMs)} | ${f(r.fastMs)} | **${ratio(r.fastMs, r.tunedMs)}** | ${ratio(r.fastMs, r.plainMs)} | ${f(r.fastOldSamplerMs)} | ${ratio(r.fastOldSamplerMs, r.plainMs)} | ${f(r.fastNoNoiseMs)} | ${ratio(r.fastNoNoiseMs, r.plainMs)} | ${f(r.loopMs)} | ${ratio(r.loopMs, r.plainMs)} | ${r.reps} (${r.loopReps}) | ${r.checkDiff.toExponential(1)} | ${r.tunedDiff.toExponential(1)} |`,
     );
   }
-  console.log('\nratio = DP step / non-private step; the target (DP fast ≤ 2.0×) is held against the tuned non-private step. DP steps include clipping, σ = 1 CSPRNG noise (except σ=0) and the weight update.');
+  console.log(
+    '\nratio = DP step / non-private step; the target (DP fast ≤ 2.0×) is held against the tuned non-private step. DP steps include clipping, σ = 1 CSPRNG noise (except σ=0) and the weight update.',
+  );
 }
 
 main().catch((error: unknown) => {

@@ -26,7 +26,10 @@ async function main(): Promise<void> {
   const gridNoise = (): tf.Tensor[] => noisyGradientSum(sums, 1, 1, 32, sampler);
   const times = { float32: [] as number[], grid: [] as number[] };
   for (let rep = 0; rep < REPS; rep++) {
-    for (const [name, run] of [['float32', float32Noise], ['grid', gridNoise]] as const) {
+    for (const [name, run] of [
+      ['float32', float32Noise],
+      ['grid', gridNoise],
+    ] as const) {
       const started = performance.now();
       const out = run();
       await out[0]!.data();
@@ -38,7 +41,9 @@ async function main(): Promise<void> {
   const f = median(times.float32.slice(1));
   const g = median(times.grid.slice(1));
   console.log(`backend ${backend}, d = ${D}, G = ${plan.stepsPerClip}, slack ${(100 * plan.slack).toFixed(2)}%`);
-  console.log(`float32 noise ${f.toFixed(1)} ms, grid noise ${g.toFixed(1)} ms (${(g / f).toFixed(2)}x), median of ${REPS - 1} after a warm-up`);
+  console.log(
+    `float32 noise ${f.toFixed(1)} ms, grid noise ${g.toFixed(1)} ms (${(g / f).toFixed(2)}x), median of ${REPS - 1} after a warm-up`,
+  );
   sums[0]!.dispose();
 }
 

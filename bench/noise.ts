@@ -23,7 +23,8 @@ function main(): void {
   }
   const samples = Number(values.samples ?? 1_663_370);
   const reps = Number(values.reps ?? 15);
-  if (!Number.isInteger(samples) || samples < 1 || !Number.isInteger(reps) || reps < 1) throw new Error(`--samples and --reps must be positive integers\n\n${USAGE}`);
+  if (!Number.isInteger(samples) || samples < 1 || !Number.isInteger(reps) || reps < 1)
+    throw new Error(`--samples and --reps must be positive integers\n\n${USAGE}`);
   const out = new Float32Array(samples);
   const ziggurat = new GaussianSampler();
   const boxMuller = new BoxMullerSampler();

@@ -44,16 +44,53 @@ const SETTINGS: Setting[] = [
   // Client-level DP-FedAvg: one step per round (q = client sample rate, z).
   { group: 'client-level', label: 'docs/privacy.md example, central, 20 rounds', sampleRate: 0.2, noiseMultiplier: 1, steps: 20 },
   { group: 'client-level', label: 'docs/privacy.md example, central, 100 rounds', sampleRate: 0.2, noiseMultiplier: 1, steps: 100 },
-  { group: 'client-level', label: 'privacy-utility bench, central (ε 8 by RDP), 15 rounds', sampleRate: 0.3, noiseMultiplier: 1.1, steps: 15 },
+  {
+    group: 'client-level',
+    label: 'privacy-utility bench, central (ε 8 by RDP), 15 rounds',
+    sampleRate: 0.3,
+    noiseMultiplier: 1.1,
+    steps: 15,
+  },
   { group: 'client-level', label: 'large population, central, 1,000 rounds', sampleRate: 0.01, noiseMultiplier: 1, steps: 1000 },
-  { group: 'client-level', label: 'distributed Gaussian shares, z = 1, m = 20: z/√m, 1 round', sampleRate: 1, noiseMultiplier: 1 / Math.sqrt(20), steps: 1 },
-  { group: 'client-level', label: 'distributed Gaussian shares, z = 1, m = 20: z/√m, 100 rounds', sampleRate: 1, noiseMultiplier: 1 / Math.sqrt(20), steps: 100 },
-  { group: 'client-level', label: 'distributed Skellam in the secure sum, z_eff = 1, 100 rounds', sampleRate: 1, noiseMultiplier: 1, steps: 100, rdpOnly: true },
+  {
+    group: 'client-level',
+    label: 'distributed Gaussian shares, z = 1, m = 20: z/√m, 1 round',
+    sampleRate: 1,
+    noiseMultiplier: 1 / Math.sqrt(20),
+    steps: 1,
+  },
+  {
+    group: 'client-level',
+    label: 'distributed Gaussian shares, z = 1, m = 20: z/√m, 100 rounds',
+    sampleRate: 1,
+    noiseMultiplier: 1 / Math.sqrt(20),
+    steps: 100,
+  },
+  {
+    group: 'client-level',
+    label: 'distributed Skellam in the secure sum, z_eff = 1, 100 rounds',
+    sampleRate: 1,
+    noiseMultiplier: 1,
+    steps: 100,
+    rdpOnly: true,
+  },
   // DP-SGD in a participant: q = B/n, epochs · n/B steps per round.
-  { group: 'DP-SGD', label: 'docs/privacy.md demo (B 64, n 1,000), 20 rounds × 16 steps', sampleRate: 0.064, noiseMultiplier: 1.1, steps: 320 },
+  {
+    group: 'DP-SGD',
+    label: 'docs/privacy.md demo (B 64, n 1,000), 20 rounds × 16 steps',
+    sampleRate: 0.064,
+    noiseMultiplier: 1.1,
+    steps: 320,
+  },
   { group: 'DP-SGD', label: 'e2e / integration test (B 50, n 500), 5 rounds × 10 steps', sampleRate: 0.1, noiseMultiplier: 1.1, steps: 50 },
   { group: 'DP-SGD', label: 'privacy-utility bench (ε 8 by RDP), 120 steps', sampleRate: 0.128, noiseMultiplier: 1.202, steps: 120 },
-  { group: 'DP-SGD', label: 'TF Privacy MNIST tutorial, σ 1.1, 60 epochs', sampleRate: 256 / 60000, noiseMultiplier: 1.1, steps: Math.ceil((60 * 60000) / 256) },
+  {
+    group: 'DP-SGD',
+    label: 'TF Privacy MNIST tutorial, σ 1.1, 60 epochs',
+    sampleRate: 256 / 60000,
+    noiseMultiplier: 1.1,
+    steps: Math.ceil((60 * 60000) / 256),
+  },
   { group: 'DP-SGD', label: 'TF Privacy q 0.01, σ 0.7, 120 steps', sampleRate: 0.01, noiseMultiplier: 0.7, steps: 120 },
   { group: 'DP-SGD', label: 'q 0.01, σ 1, 1,000 steps', sampleRate: 0.01, noiseMultiplier: 1, steps: 1000 },
   { group: 'DP-SGD', label: 'q 0.01, σ 1, 10,000 steps', sampleRate: 0.01, noiseMultiplier: 1, steps: 10000 },
@@ -73,7 +110,16 @@ function measure(setting: Setting): Row {
   const accountant = new RdpAccountant().step({ sampleRate, noiseMultiplier, steps, rdpOnly: setting.rdpOnly === true });
   if (setting.rdpOnly) {
     const auto = accountEpsilon(accountant, DELTA, 'auto');
-    return { ...setting, rdpEpsilon: rdp.value, pldEpsilon: undefined, pldLower: undefined, auto: auto.accountant, autoEpsilon: auto.epsilon, rdpMs: rdp.ms, pldMs: undefined };
+    return {
+      ...setting,
+      rdpEpsilon: rdp.value,
+      pldEpsilon: undefined,
+      pldLower: undefined,
+      auto: auto.accountant,
+      autoEpsilon: auto.epsilon,
+      rdpMs: rdp.ms,
+      pldMs: undefined,
+    };
   }
   const pld = timed(() => pldEpsilon([{ sampleRate, noiseMultiplier, steps }], DELTA));
   const auto = accountEpsilon(accountant, DELTA, 'auto');
@@ -121,28 +167,32 @@ function main(): void {
   const lines = [
     '| kind | setting | q | σ or z | steps | RDP ε | PLD ε [lower bound] | RDP / PLD | auto reports | RDP ms | PLD ms |',
     '|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|',
-    ...rows.map((r) =>
-      [
-        r.group,
-        r.label,
-        Number(r.sampleRate.toPrecision(4)),
-        Number(r.noiseMultiplier.toPrecision(4)),
-        r.steps.toLocaleString('en'),
-        fmt(r.rdpEpsilon),
-        r.pldEpsilon === undefined ? '— (RDP bound only)' : `${fmt(r.pldEpsilon)} [${fmt(r.pldLower)}]`,
-        r.pldEpsilon === undefined ? '—' : (r.rdpEpsilon / r.pldEpsilon).toFixed(2),
-        `${r.auto.toUpperCase()} ${fmt(r.autoEpsilon)}`,
-        fmt(r.rdpMs, 0),
-        fmt(r.pldMs, 0),
-      ].join(' | '),
-    ).map((line) => `| ${line} |`),
+    ...rows
+      .map((r) =>
+        [
+          r.group,
+          r.label,
+          Number(r.sampleRate.toPrecision(4)),
+          Number(r.noiseMultiplier.toPrecision(4)),
+          r.steps.toLocaleString('en'),
+          fmt(r.rdpEpsilon),
+          r.pldEpsilon === undefined ? '— (RDP bound only)' : `${fmt(r.pldEpsilon)} [${fmt(r.pldLower)}]`,
+          r.pldEpsilon === undefined ? '—' : (r.rdpEpsilon / r.pldEpsilon).toFixed(2),
+          `${r.auto.toUpperCase()} ${fmt(r.autoEpsilon)}`,
+          fmt(r.rdpMs, 0),
+          fmt(r.pldMs, 0),
+        ].join(' | '),
+      )
+      .map((line) => `| ${line} |`),
   ];
 
   // What the tighter bound buys, at the same δ.
   const q = 0.2;
   const z = 1;
   const budget = 4;
-  const rdpRounds = roundsWithin(budget, (t) => new RdpAccountant().step({ sampleRate: q, noiseMultiplier: z, steps: t }).getEpsilon(DELTA));
+  const rdpRounds = roundsWithin(budget, (t) =>
+    new RdpAccountant().step({ sampleRate: q, noiseMultiplier: z, steps: t }).getEpsilon(DELTA),
+  );
   const pldRounds = roundsWithin(budget, (t) => pldEpsilon([{ sampleRate: q, noiseMultiplier: z, steps: t }], DELTA).epsilon);
   const sgd = { sampleRate: 0.128, steps: 120, delta: DELTA, targetEpsilon: 8 };
   const rdpSigma = findNoiseMultiplier(sgd);
@@ -159,7 +209,10 @@ function main(): void {
   console.log(`Command: ${command}`);
   console.log(`Total wall time: ${((performance.now() - started) / 1000).toFixed(0)} s`);
   if (values.json) {
-    writeFileSync(values.json, `${JSON.stringify({ command, delta: DELTA, rows, rounds: { q, z, budget, rdpRounds, pldRounds }, dpSgdNoise: { ...sgd, rdpSigma, pldSigma: pldSigma.value }, date: new Date().toISOString() }, null, 2)}\n`);
+    writeFileSync(
+      values.json,
+      `${JSON.stringify({ command, delta: DELTA, rows, rounds: { q, z, budget, rdpRounds, pldRounds }, dpSgdNoise: { ...sgd, rdpSigma, pldSigma: pldSigma.value }, date: new Date().toISOString() }, null, 2)}\n`,
+    );
   }
 }
 

@@ -115,7 +115,14 @@ interface Options {
   readonly skipNoDp: boolean;
   readonly seed: number;
   readonly sample: { readonly participants: number; readonly batch: number; readonly clip: number; readonly lr: number };
-  readonly client: { readonly clients: number; readonly rate: number; readonly clip: number; readonly epochs: number; readonly batch: number; readonly lr: number };
+  readonly client: {
+    readonly clients: number;
+    readonly rate: number;
+    readonly clip: number;
+    readonly epochs: number;
+    readonly batch: number;
+    readonly lr: number;
+  };
 }
 
 function fail(message: string): never {
@@ -128,7 +135,8 @@ function num(text: string | undefined, flag: string, fallback: number, ok: (n: n
 }
 
 const positive = (text: string | undefined, flag: string, fallback: number) => num(text, flag, fallback, isPositive, 'a positive number');
-const positiveInt = (text: string | undefined, flag: string, fallback: number) => num(text, flag, fallback, isPositiveInt, 'a positive integer');
+const positiveInt = (text: string | undefined, flag: string, fallback: number) =>
+  num(text, flag, fallback, isPositiveInt, 'a positive integer');
 
 /** The parsed flags; a parse error ends the same way as any other bad flag. */
 function optionValues(argv: readonly string[]) {
@@ -247,9 +255,27 @@ async function runSample(options: Options, demo: DemoData, targetEpsilon: number
   const steps = R * dpStepsPerEpoch(n, B);
   const sigma = targetEpsilon === null ? null : noiseFor(q, steps, targetEpsilon);
   const flags = [
-    '--rounds', String(R), '--min-clients', String(count), '--clients-per-round', String(count), '--min-updates', String(count),
-    '--round-timeout', '900', '--epochs', '1', '--batch-size', String(B), '--learning-rate', String(lr), '--seed', String(options.seed),
-    ...(sigma === null ? [] : ['--dp-sgd-clip', String(clip), '--dp-sgd-noise-multiplier', String(sigma), '--dp-sgd-batch-size', String(B)]),
+    '--rounds',
+    String(R),
+    '--min-clients',
+    String(count),
+    '--clients-per-round',
+    String(count),
+    '--min-updates',
+    String(count),
+    '--round-timeout',
+    '900',
+    '--epochs',
+    '1',
+    '--batch-size',
+    String(B),
+    '--learning-rate',
+    String(lr),
+    '--seed',
+    String(options.seed),
+    ...(sigma === null
+      ? []
+      : ['--dp-sgd-clip', String(clip), '--dp-sgd-noise-multiplier', String(sigma), '--dp-sgd-batch-size', String(B)]),
   ];
   const started = performance.now();
   const { final, participants } = await federate(flags, demo, count, sigma !== null);
@@ -281,15 +307,43 @@ async function runClient(options: Options, demo: DemoData, targetEpsilon: number
   const z = targetEpsilon === null ? null : noiseFor(q, R, targetEpsilon);
   const perRound = Math.max(1, Math.round(m));
   const flags = [
-    '--rounds', String(R), '--min-clients', String(count), '--clients-per-round', String(perRound), '--min-updates', '1',
-    '--round-timeout', '900', '--epochs', String(epochs), '--batch-size', String(batch), '--learning-rate', String(lr), '--seed', String(options.seed),
+    '--rounds',
+    String(R),
+    '--min-clients',
+    String(count),
+    '--clients-per-round',
+    String(perRound),
+    '--min-updates',
+    '1',
+    '--round-timeout',
+    '900',
+    '--epochs',
+    String(epochs),
+    '--batch-size',
+    String(batch),
+    '--learning-rate',
+    String(lr),
+    '--seed',
+    String(options.seed),
     ...(z === null
       ? []
       : [
-          '--client-dp', 'central', '--fresh-privacy-budget', '--client-noise-multiplier', String(z), '--client-sample-rate', String(q), '--client-clip', String(clip),
-          '--expected-clients', String(m), '--epsilon-budget', String(targetEpsilon),
+          '--client-dp',
+          'central',
+          '--fresh-privacy-budget',
+          '--client-noise-multiplier',
+          String(z),
+          '--client-sample-rate',
+          String(q),
+          '--client-clip',
+          String(clip),
+          '--expected-clients',
+          String(m),
+          '--epsilon-budget',
+          String(targetEpsilon),
           // Client-level DP requires the status to stay with the operator.
-          '--admin-token', 'privacy-utility-bench-admin-token',
+          '--admin-token',
+          'privacy-utility-bench-admin-token',
         ]),
   ];
   const started = performance.now();

@@ -21,7 +21,12 @@ import { loadMnistDemo } from '../coordinator/task/demo-data.ts';
  *   (tfjs WASM, all participants in this one process), as in a real round.
  */
 const { values: flags } = parseArgs({
-  options: { sizes: { type: 'string', default: '10,50' }, rounds: { type: 'string', default: '4' }, train: { type: 'boolean' }, help: { type: 'boolean' } },
+  options: {
+    sizes: { type: 'string', default: '10,50' },
+    rounds: { type: 'string', default: '4' },
+    train: { type: 'boolean' },
+    help: { type: 'boolean' },
+  },
 });
 if (flags.help) {
   console.log('Usage: npx tsx bench/secagg-rounds.ts [--sizes 10,50] [--rounds 4] [--train]');
@@ -41,18 +46,43 @@ class FixedUpdate implements RoundTrainer {
 async function medianRoundMs(n: number, rounds: number, secure: boolean): Promise<number> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'fl-bench-secagg-'));
   const config = parseConfig([
-    '--port', '0', '--host', '127.0.0.1', '--quiet', '--model', '2nn', '--data-dir', dataDir, '--rounds', String(rounds),
-    '--min-clients', String(n), '--clients-per-round', String(n), '--min-updates', String(n), '--round-timeout', '600', '--open',
+    '--port',
+    '0',
+    '--host',
+    '127.0.0.1',
+    '--quiet',
+    '--model',
+    '2nn',
+    '--data-dir',
+    dataDir,
+    '--rounds',
+    String(rounds),
+    '--min-clients',
+    String(n),
+    '--clients-per-round',
+    String(n),
+    '--min-updates',
+    String(n),
+    '--round-timeout',
+    '600',
+    '--open',
     ...(secure ? ['--secure-aggregation', '--secagg-step-timeout', '300'] : []),
   ]) as CoordinatorConfig;
   const coordinator = await startCoordinator(config);
   const update = new Float32Array(coordinator.task.paramCount).map((_, i) => Math.sin(i) * 1e-3);
   const demo = flags.train ? await loadMnistDemo() : undefined;
   const trainers = Array.from({ length: n }, (_, k) =>
-    demo ? new LocalTrainer(coordinator.task.model, subset(demo.train, shardIndices(demo.train.labels, { index: k, count: n, skew: 'iid' }))) : undefined,
+    demo
+      ? new LocalTrainer(coordinator.task.model, subset(demo.train, shardIndices(demo.train.labels, { index: k, count: n, skew: 'iid' })))
+      : undefined,
   );
   const participants = trainers.map(
-    (local) => new Participant({ url: coordinator.url, client: { backend: 'bench' }, trainer: local ? new PlainRoundTrainer(local) : new FixedUpdate(update) }),
+    (local) =>
+      new Participant({
+        url: coordinator.url,
+        client: { backend: 'bench' },
+        trainer: local ? new PlainRoundTrainer(local) : new FixedUpdate(update),
+      }),
   );
   for (const p of participants) p.start();
   const final = await coordinator.done;
@@ -63,12 +93,17 @@ async function medianRoundMs(n: number, rounds: number, secure: boolean): Promis
   const failed = final.history.filter((r) => r.outcome !== 'aggregated');
   if (failed.length) throw new Error(`rounds not aggregated: ${failed.map((r) => `${r.round}: ${r.reason}`).join('; ')}`);
   // Round 1 includes connecting and warming up; the rest are timed.
-  const times = final.history.slice(1).map((r) => r.durationMs).sort((a, b) => a - b);
+  const times = final.history
+    .slice(1)
+    .map((r) => r.durationMs)
+    .sort((a, b) => a - b);
   return times[Math.floor(times.length / 2)]!;
 }
 
 const rounds = Number(flags.rounds);
-console.log(`Round time through the coordinator, 199,210-parameter updates, ${flags.train ? 'one local epoch of real training' : 'a fixed update instead of training'}, median of rounds 2..${rounds}\n`);
+console.log(
+  `Round time through the coordinator, 199,210-parameter updates, ${flags.train ? 'one local epoch of real training' : 'a fixed update instead of training'}, median of rounds 2..${rounds}\n`,
+);
 console.log('| participants | plaintext round | secure-aggregation round (all pairs) | ratio |');
 console.log('|---:|---:|---:|---:|');
 for (const n of flags.sizes!.split(',').map(Number)) {

@@ -100,7 +100,9 @@ async function main(): Promise<void> {
       console.error(rows[rows.length - 1]);
     }
   }
-  console.log(`\n\`${COMMAND} --params ${params} --sizes ${sizes.join(',')} --drop ${dropFraction}\` — Node ${process.version}, ${os.cpus().length}× ${os.cpus()[0]?.model ?? 'CPU'}; plaintext ${kb(plaintext)} per update\n`);
+  console.log(
+    `\n\`${COMMAND} --params ${params} --sizes ${sizes.join(',')} --drop ${dropFraction}\` — Node ${process.version}, ${os.cpus().length}× ${os.cpus()[0]?.model ?? 'CPU'}; plaintext ${kb(plaintext)} per update\n`,
+  );
   console.log('| n | graph | t | dropped | client ms | client sent | sent / plaintext | client received | server ms | reps |');
   console.log('|---|---|---|---|---|---|---|---|---|---|');
   for (const row of rows) console.log(row);

@@ -64,7 +64,10 @@ async function siteDataset(file: string, schema: TabularInput, classes: readonly
 }
 
 /** Where early stopping with `patience` would have stopped this history, and the best round at that point. */
-function earlyStop(history: FederationStatus['history'], patience: number): { stoppedAt: number; best: number; accuracy: number } | undefined {
+function earlyStop(
+  history: FederationStatus['history'],
+  patience: number,
+): { stoppedAt: number; best: number; accuracy: number } | undefined {
   for (let i = 0; i < history.length; i++) {
     const prefix = history.slice(0, i + 1);
     const best = bestRound(prefix);
@@ -77,23 +80,56 @@ function earlyStop(history: FederationStatus['history'], patience: number): { st
 
 const pct = (x: number | undefined) => (x === undefined ? '–' : `${(x * 100).toFixed(1)}%`);
 
-console.log(`${COMMAND} --scenario ${scenario}${scenario === 'skewed' ? ` --epochs ${values.epochs}` : ''} --rounds ${rounds} --decays ${decays.join(',')} --patience ${patience} --seeds ${seeds.join(',')}`);
+console.log(
+  `${COMMAND} --scenario ${scenario}${scenario === 'skewed' ? ` --epochs ${values.epochs}` : ''} --rounds ${rounds} --decays ${decays.join(',')} --patience ${patience} --seeds ${seeds.join(',')}`,
+);
 console.log(`| scenario | decay | seed | final acc | best acc (round) | early stop at (patience ${patience}) | per-round accuracy |`);
 console.log('|---|---|---|---|---|---|---|');
 const demo = scenario === 'skewed' ? await loadMnistDemo() : undefined;
 for (const decay of decays) {
   for (const seed of seeds) {
     const dataDir = await mkdtemp(path.join(tmpdir(), 'fl-bench-lr-'));
-    const common = ['--port', '0', '--host', '127.0.0.1', '--quiet', '--data-dir', dataDir, '--rounds', String(rounds), '--seed', String(seed), ...(decay === 1 ? [] : ['--server-lr-decay', String(decay)])];
+    const common = [
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--quiet',
+      '--data-dir',
+      dataDir,
+      '--rounds',
+      String(rounds),
+      '--seed',
+      String(seed),
+      ...(decay === 1 ? [] : ['--server-lr-decay', String(decay)]),
+    ];
     const args =
       scenario === 'penguins'
         ? ['--task', 'tasks/penguins/task.json', ...common]
-        : [...common, '--min-clients', '4', '--clients-per-round', '4', '--min-updates', '4', '--epochs', values.epochs, '--batch-size', '32', '--learning-rate', '0.1', '--round-timeout', '120'];
+        : [
+            ...common,
+            '--min-clients',
+            '4',
+            '--clients-per-round',
+            '4',
+            '--min-updates',
+            '4',
+            '--epochs',
+            values.epochs,
+            '--batch-size',
+            '32',
+            '--learning-rate',
+            '0.1',
+            '--round-timeout',
+            '120',
+          ];
     const coordinator = await startCoordinator(parseConfig(args, {}) as CoordinatorConfig);
     const task = coordinator.task;
     const data: Dataset[] =
       scenario === 'penguins'
-        ? await Promise.all([1, 2, 3].map((k) => siteDataset(`tasks/penguins/participants/site-${k}.csv`, task.input as TabularInput, task.classes)))
+        ? await Promise.all(
+            [1, 2, 3].map((k) => siteDataset(`tasks/penguins/participants/site-${k}.csv`, task.input as TabularInput, task.classes)),
+          )
         : [0, 1, 2, 3].map((k) => subset(demo!.train, shardIndices(demo!.train.labels, { index: k, count: 4, skew: 'label' })));
     const participants = await startNodeParticipants(coordinator.url, data, task, data.length);
     const final = await coordinator.done;

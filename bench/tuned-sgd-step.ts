@@ -55,7 +55,19 @@ function convKernelGrad(input: tf.Tensor4D, g: tf.Tensor4D, step: ConvStep): tf.
   const [left, right] = step.padding === 'same' ? samePadding(w, wo, sw, kw) : [0, 0];
   const xT = tf.transpose(input, [3, 1, 2, 0]);
   const gT = tf.transpose(g, [1, 2, 0, 3]);
-  let r = tf.conv2d(xT, gT as tf.Tensor4D, 1, [[0, 0], [top, bottom], [left, right], [0, 0]], 'NHWC', [sh, sw]);
+  let r = tf.conv2d(
+    xT,
+    gT as tf.Tensor4D,
+    1,
+    [
+      [0, 0],
+      [top, bottom],
+      [left, right],
+      [0, 0],
+    ],
+    'NHWC',
+    [sh, sw],
+  );
   if (r.shape[1] !== kh || r.shape[2] !== kw) r = tf.slice(r, [0, 0, 0, 0], [cin, kh, kw, cout]);
   return tf.transpose(r, [1, 2, 0, 3]);
 }

@@ -22,10 +22,14 @@ async function main(): Promise<void> {
   }
   const coordinator = await startCoordinator(config);
   const s = config.settings;
-  console.log(`Coordinator: task ${coordinator.task.name}, model ${coordinator.task.model.architecture} (${coordinator.task.paramCount.toLocaleString('en')} parameters), tfjs ${coordinator.backend} backend`);
+  console.log(
+    `Coordinator: task ${coordinator.task.name}, model ${coordinator.task.model.architecture} (${coordinator.task.paramCount.toLocaleString('en')} parameters), tfjs ${coordinator.backend} backend`,
+  );
   const security = config.security;
   // Placeholders only: tokens are never printed.
-  console.log(`  participants: ${coordinator.url}/?shard=1/3${security?.joinTokens ? '&token=JOIN_TOKEN' : ''}   (open on each device; ?shard=K/N picks the demo shard)`);
+  console.log(
+    `  participants: ${coordinator.url}/?shard=1/3${security?.joinTokens ? '&token=JOIN_TOKEN' : ''}   (open on each device; ?shard=K/N picks the demo shard)`,
+  );
   console.log(`  dashboard:    ${coordinator.url}/dashboard${security?.adminTokens ? '?admin-token=ADMIN_TOKEN' : ''}`);
   if (security) {
     const { warnings, summary } = describeSecurity(security);
@@ -34,7 +38,9 @@ async function main(): Promise<void> {
   }
   for (const line of config.clientDp ? dpFedAvgWarnings(config.clientDp) : []) console.warn(`  warning: ${line}`);
   console.log(`  status API:   ${coordinator.url}/api/status`);
-  console.log(`  rounds: ${s.rounds}, ${s.minClients}+ participants to start, ${s.clientsPerRound} per round, ${s.roundTimeoutMs / 1000} s timeout; runs saved in ${config.dataDir}`);
+  console.log(
+    `  rounds: ${s.rounds}, ${s.minClients}+ participants to start, ${s.clientsPerRound} per round, ${s.roundTimeoutMs / 1000} s timeout; runs saved in ${config.dataDir}`,
+  );
 
   let demo: DemoParticipants | undefined;
   let stopping = false;
@@ -61,7 +67,9 @@ async function main(): Promise<void> {
   }
   const final = await coordinator.done;
   const last = final.history.at(-1)?.metrics;
-  console.log(`Finished after round ${final.round}${last ? `: test accuracy ${(last.accuracy * 100).toFixed(2)}%` : ''}. Model saved in ${config.dataDir}/${coordinator.task.name}/. Ctrl-C to exit.`);
+  console.log(
+    `Finished after round ${final.round}${last ? `: test accuracy ${(last.accuracy * 100).toFixed(2)}%` : ''}. Model saved in ${config.dataDir}/${coordinator.task.name}/. Ctrl-C to exit.`,
+  );
   await demo?.close().catch(() => {});
   demo = undefined;
 }

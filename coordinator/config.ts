@@ -53,7 +53,11 @@ export function parseConfig(argv: readonly string[], env: Record<string, string 
 }
 
 /** With `task`, argv is the task file's flags followed by the command line's, so the command line wins. */
-function parseFlags(argv: readonly string[], env: Record<string, string | undefined>, task: { file: TaskFile; commandLine: ReadonlySet<string> } | undefined): CoordinatorConfig | 'help' {
+function parseFlags(
+  argv: readonly string[],
+  env: Record<string, string | undefined>,
+  task: { file: TaskFile; commandLine: ReadonlySet<string> } | undefined,
+): CoordinatorConfig | 'help' {
   let v: Record<string, string | boolean | undefined>;
   try {
     v = parseArgs({ args: [...argv], strict: true, options: PARSE_ARGS_OPTIONS }).values as Record<string, string | boolean | undefined>;
@@ -70,7 +74,8 @@ function parseFlags(argv: readonly string[], env: Record<string, string | undefi
       throw error instanceof TaskFileError ? new ConfigError(error.message) : error;
     }
     const commandLine = new Set(Object.keys(v));
-    if (file.model.kind === 'modelJson' && v[MODEL.name] !== undefined) throw new ConfigError(`--model picks a built-in architecture, but ${file.file} brings its own model (model.modelJson)`);
+    if (file.model.kind === 'modelJson' && v[MODEL.name] !== undefined)
+      throw new ConfigError(`--model picks a built-in architecture, but ${file.file} brings its own model (model.modelJson)`);
     try {
       return parseFlags([...file.flags, ...argv], env, { file, commandLine });
     } catch (error) {
@@ -86,7 +91,8 @@ function parseFlags(argv: readonly string[], env: Record<string, string | undefi
   const clientsPerRound = CLIENTS_PER_ROUND.read(v);
   const minUpdates = MIN_UPDATES.read(v);
   const clipNorm = v[CLIP_NORM.name];
-  if (v[NOISE_STD.name] !== undefined && clipNorm === undefined) throw new ConfigError('--noise-std needs --clip-norm: noise without a clipping bound protects nothing');
+  if (v[NOISE_STD.name] !== undefined && clipNorm === undefined)
+    throw new ConfigError('--noise-std needs --clip-norm: noise without a clipping bound protects nothing');
   const delta = DELTA.read(v);
   const batchSize = BATCH_SIZE.read(v);
   const accountant = ACCOUNTANT.read(v);
@@ -111,8 +117,10 @@ function parseFlags(argv: readonly string[], env: Record<string, string | undefi
   };
   checkRules('settings', settings);
   const clientDp = withAccountant(parseClientDp(v, settings.clientsPerRound, delta), accountant);
-  if (accountant !== undefined && !clientDp && !sampleDp) throw new ConfigError('--accountant needs --client-dp or --dp-sgd-clip: without differential privacy nothing is accounted');
-  if (clientDp && settings.fit.privacy) throw new ConfigError('--clip-norm/--noise-std and --client-dp both set the update clipping: use one');
+  if (accountant !== undefined && !clientDp && !sampleDp)
+    throw new ConfigError('--accountant needs --client-dp or --dp-sgd-clip: without differential privacy nothing is accounted');
+  if (clientDp && settings.fit.privacy)
+    throw new ConfigError('--clip-norm/--noise-std and --client-dp both set the update clipping: use one');
   const strategy = parseStrategy(v, settings, clientDp);
   const strategyFacts = { trimFraction: strategy.trimFraction };
   checkRules('strategy', settings, strategyFacts);
@@ -125,13 +133,19 @@ function parseFlags(argv: readonly string[], env: Record<string, string | undefi
   const security = parseSecurityConfig(v, (message) => new ConfigError(message));
   if (clientDp && !security?.adminTokens) {
     // The status page names who took part in each round; sampling amplifies privacy only if that stays private.
-    throw new ConfigError('--client-dp needs --admin-token or --admin-token-file: the dashboard and /api/status show who took part in each round, which must stay with the operator');
+    throw new ConfigError(
+      '--client-dp needs --admin-token or --admin-token-file: the dashboard and /api/status show who took part in each round, which must stay with the operator',
+    );
   }
   const manualStart = MANUAL_START.read(v);
   // Only an admin's dashboard may send controls: without a token nobody could ever start the federation.
-  if (manualStart && !security?.adminTokens) throw new ConfigError('--manual-start needs --admin-token or --admin-token-file: only an admin dashboard can start the federation');
+  if (manualStart && !security?.adminTokens)
+    throw new ConfigError('--manual-start needs --admin-token or --admin-token-file: only an admin dashboard can start the federation');
   const distributedNoise = parseDistributedNoise(v, { clientDp, settings: checkedSettings }, (message) => new ConfigError(message));
-  if (distributedNoise && accountant === 'pld') throw new ConfigError('--accountant pld cannot account --distributed-noise skellam: its noise is known only by an RDP bound; use --accountant auto or rdp');
+  if (distributedNoise && accountant === 'pld')
+    throw new ConfigError(
+      '--accountant pld cannot account --distributed-noise skellam: its noise is known only by an RDP bound; use --accountant auto or rdp',
+    );
   return {
     checkpointKeyFile: CHECKPOINT_KEY_FILE.read(v),
     clientDp,
@@ -165,8 +179,16 @@ function checkRules(stage: StartStage, settings: RoundSettings, strategy?: Strat
   if (problem !== undefined) throw new ConfigError(problem);
 }
 
-function parseStrategy(v: Record<string, string | boolean | undefined>, settings: RoundSettings, clientDp: DpFedAvgOptions | undefined): StrategyConfig {
-  const clip = clientDp ? (clientDp.clip.kind === 'fixed' ? clientDp.clip.norm : clientDp.clip.initialNorm) : settings.fit.privacy?.clipNorm;
+function parseStrategy(
+  v: Record<string, string | boolean | undefined>,
+  settings: RoundSettings,
+  clientDp: DpFedAvgOptions | undefined,
+): StrategyConfig {
+  const clip = clientDp
+    ? clientDp.clip.kind === 'fixed'
+      ? clientDp.clip.norm
+      : clientDp.clip.initialNorm
+    : settings.fit.privacy?.clipNorm;
   return parseStrategyFlags(v, {
     minUpdates: settings.minUpdates,
     clientDp: clientDp?.placement,

@@ -18,7 +18,12 @@ export interface DemoParticipantOptions {
   readonly ignoreHttpsErrors?: boolean;
 }
 
-export async function launchDemoParticipants(url: string, count: number, log: (line: string) => void, options: DemoParticipantOptions = {}): Promise<DemoParticipants> {
+export async function launchDemoParticipants(
+  url: string,
+  count: number,
+  log: (line: string) => void,
+  options: DemoParticipantOptions = {},
+): Promise<DemoParticipants> {
   const browserPath = findChromium();
   const browser: Browser = await chromium.launch({ executablePath: browserPath, args: CHROMIUM_ARGS, headless: true });
   for (let k = 1; k <= count; k++) {

@@ -12,20 +12,31 @@ import { DISTRIBUTED_NOISE, TOLERATED_DROPOUTS, type DistributedNoiseRequest } f
 type Flags = Readonly<Record<string, unknown>>;
 
 /** Checks the flags against the rest of the configuration; `fail` builds the config error. */
-export function parseDistributedNoise(v: Flags, config: Pick<CoordinatorConfig, 'clientDp' | 'settings'>, fail: (message: string) => Error): DistributedNoiseRequest | undefined {
+export function parseDistributedNoise(
+  v: Flags,
+  config: Pick<CoordinatorConfig, 'clientDp' | 'settings'>,
+  fail: (message: string) => Error,
+): DistributedNoiseRequest | undefined {
   const kind = DISTRIBUTED_NOISE.read(v, fail);
   if (kind === 'gaussian') {
     if (v[TOLERATED_DROPOUTS.name] !== undefined) throw fail('--tolerated-dropouts needs --distributed-noise skellam');
     return undefined;
   }
   const { clientDp, settings } = config;
-  if (clientDp?.placement !== 'distributed' || !settings.secureAggregation) throw fail('--distributed-noise skellam needs --client-dp distributed and --secure-aggregation: the integer noise lives in the secure sum');
+  if (clientDp?.placement !== 'distributed' || !settings.secureAggregation)
+    throw fail(
+      '--distributed-noise skellam needs --client-dp distributed and --secure-aggregation: the integer noise lives in the secure sum',
+    );
   if (clientDp.clip.kind !== 'fixed') throw fail('--distributed-noise skellam needs a fixed --client-clip');
   const toleratedDropouts = TOLERATED_DROPOUTS.read(v, fail);
   const m = clientDp.expectedClients;
-  if (!Number.isInteger(m) || m - toleratedDropouts - 1 < 1) throw fail(`--distributed-noise skellam needs an integer --expected-clients M with M − D − 1 ≥ 1 (M = ${m}, D = ${toleratedDropouts})`);
+  if (!Number.isInteger(m) || m - toleratedDropouts - 1 < 1)
+    throw fail(`--distributed-noise skellam needs an integer --expected-clients M with M − D − 1 ≥ 1 (M = ${m}, D = ${toleratedDropouts})`);
   // Every released sum must hold at least M − D shares of the noise.
-  if (settings.minUpdates < m - toleratedDropouts) throw fail(`--distributed-noise skellam with --tolerated-dropouts ${toleratedDropouts} needs --min-updates of at least ${m - toleratedDropouts}: a sum of fewer updates would carry less than the accounted noise`);
+  if (settings.minUpdates < m - toleratedDropouts)
+    throw fail(
+      `--distributed-noise skellam with --tolerated-dropouts ${toleratedDropouts} needs --min-updates of at least ${m - toleratedDropouts}: a sum of fewer updates would carry less than the accounted noise`,
+    );
   return { kind: 'skellam', toleratedDropouts };
 }
 
@@ -36,7 +47,12 @@ export function withSkellam(config: CoordinatorConfig, dimension: number): Coord
   const secure = config.settings.secureAggregation;
   if (!request || !clientDp || !secure || clientDp.clip.kind !== 'fixed') return config;
   const skellam = { step: (2 * secure.clipRange) / secure.quantizationRange, dimension, toleratedDropouts: request.toleratedDropouts };
-  const plan = planDistributedNoise({ clipNorm: clientDp.clip.norm, noiseMultiplier: clientDp.noiseMultiplier, expectedContributors: clientDp.expectedClients, ...skellam });
+  const plan = planDistributedNoise({
+    clipNorm: clientDp.clip.norm,
+    noiseMultiplier: clientDp.noiseMultiplier,
+    expectedContributors: clientDp.expectedClients,
+    ...skellam,
+  });
   checkSkellamRange(plan, maxParticipants(secure));
   return { ...config, clientDp: { ...clientDp, skellam } };
 }

@@ -10,12 +10,24 @@
  * reads only in part or not at all ("12abc", "fast"), NaN, ±Infinity, and any
  * value `check` rejects.
  */
-export function numberFlag(text: unknown, flag: string, check: (n: number) => boolean, expected: string, fail: (message: string) => Error): number | undefined {
+export function numberFlag(
+  text: unknown,
+  flag: string,
+  check: (n: number) => boolean,
+  expected: string,
+  fail: (message: string) => Error,
+): number | undefined {
   return text === undefined ? undefined : givenNumberFlag(text, flag, check, expected, fail);
 }
 
 /** numberFlag for a flag that was given. */
-export function givenNumberFlag(text: unknown, flag: string, check: (n: number) => boolean, expected: string, fail: (message: string) => Error): number {
+export function givenNumberFlag(
+  text: unknown,
+  flag: string,
+  check: (n: number) => boolean,
+  expected: string,
+  fail: (message: string) => Error,
+): number {
   const value = typeof text === 'string' && text.trim() !== '' ? Number(text) : NaN;
   if (!Number.isFinite(value) || !check(value)) throw fail(`--${flag} must be ${expected}, got "${String(text)}"`);
   return value;

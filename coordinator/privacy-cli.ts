@@ -117,7 +117,10 @@ interface Plan {
 
 /** Order lists of the libraries whose published tables one may want to reproduce. */
 const ORDER_PRESETS: Readonly<Record<string, { readonly values: readonly number[]; readonly note: string }>> = {
-  dp_accounting: { values: DEFAULT_ORDERS, note: `dp_accounting default, ${DEFAULT_ORDERS.length} orders: 1.1..10.9 by 0.1, 11..63, 128, 256, 512, 1024` },
+  dp_accounting: {
+    values: DEFAULT_ORDERS,
+    note: `dp_accounting default, ${DEFAULT_ORDERS.length} orders: 1.1..10.9 by 0.1, 11..63, 128, 256, 512, 1024`,
+  },
   // opacus/accountants/rdp.py DEFAULT_ALPHAS: [1 + x/10 for x in 1..99] + list(range(12, 64))
   opacus: {
     values: [...Array.from({ length: 99 }, (_, k) => 1 + (k + 1) / 10), ...Array.from({ length: 52 }, (_, k) => 12 + k)],
@@ -235,8 +238,7 @@ function fmt(x: number): string {
 function header(p: Plan): string[] {
   const lines = ['Poisson-subsampled Gaussian mechanism, add/remove-one neighbours (worse of add and remove)'];
   lines.push(
-    `  sample rate q     ${fmt(p.sampleRate)}` +
-      (p.dataset ? `  (batch ${p.dataset.batchSize} / dataset ${p.dataset.datasetSize})` : ''),
+    `  sample rate q     ${fmt(p.sampleRate)}` + (p.dataset ? `  (batch ${p.dataset.batchSize} / dataset ${p.dataset.datasetSize})` : ''),
   );
   if (p.noiseMultiplier !== undefined) lines.push(`  noise multiplier  ${p.noiseMultiplier}`);
   lines.push(`  steps             ${p.steps}${p.dataset ? `  (${p.dataset.epochs} epochs, ceil(E*N/B))` : ''}`);
@@ -258,7 +260,10 @@ function pldJson(r: PldEpsilon): Record<string, unknown> {
 }
 
 function pldLine(r: PldEpsilon): string {
-  const how = r.method === 'analytic-gaussian' ? 'closed form (q = 1: one Gaussian)' : `grid ${r.discretisationInterval}, truncated mass ${r.truncatedMass.toExponential(1)} charged to delta, worse relation: ${r.worstRelation}`;
+  const how =
+    r.method === 'analytic-gaussian'
+      ? 'closed form (q = 1: one Gaussian)'
+      : `grid ${r.discretisationInterval}, truncated mass ${r.truncatedMass.toExponential(1)} charged to delta, worse relation: ${r.worstRelation}`;
   return `  epsilon, PLD (upper bound, charged): ${fmt(r.epsilon)}  (true epsilon >= ${fmt(r.epsilonLower)}; ${how})`;
 }
 
@@ -284,10 +289,10 @@ function execute(p: Plan): string {
   const withPld = p.accountant !== 'rdp';
   if (p.noiseMultiplier !== undefined) {
     const rdp = computeRdp(p.sampleRate, p.noiseMultiplier, p.steps, orders, rdpOptions);
-    const results = new Map<Conversion, EpsilonResult>(
-      CONVERSIONS.map(({ key }) => [key, epsilonFromRdp(orders, rdp, p.delta, key)]),
-    );
-    const pld = withPld ? pldEpsilon([{ sampleRate: p.sampleRate, noiseMultiplier: p.noiseMultiplier, steps: p.steps }], p.delta) : undefined;
+    const results = new Map<Conversion, EpsilonResult>(CONVERSIONS.map(({ key }) => [key, epsilonFromRdp(orders, rdp, p.delta, key)]));
+    const pld = withPld
+      ? pldEpsilon([{ sampleRate: p.sampleRate, noiseMultiplier: p.noiseMultiplier, steps: p.steps }], p.delta)
+      : undefined;
     const pick = chosen(p.accountant, pld?.epsilon, results.get('improved')!.epsilon);
     if (p.json) {
       return JSON.stringify({
@@ -328,8 +333,17 @@ function execute(p: Plan): string {
   const improved = found.find((f) => f.key === 'improved')!;
   let pldFound: { noiseMultiplier: number; result: PldEpsilon } | undefined;
   if (withPld) {
-    const sigma = findNoiseMultiplierPld({ sampleRate: p.sampleRate, steps: p.steps, delta: p.delta, targetEpsilon, start: improved.noiseMultiplier });
-    pldFound = { noiseMultiplier: sigma, result: pldEpsilon([{ sampleRate: p.sampleRate, noiseMultiplier: sigma, steps: p.steps }], p.delta) };
+    const sigma = findNoiseMultiplierPld({
+      sampleRate: p.sampleRate,
+      steps: p.steps,
+      delta: p.delta,
+      targetEpsilon,
+      start: improved.noiseMultiplier,
+    });
+    pldFound = {
+      noiseMultiplier: sigma,
+      result: pldEpsilon([{ sampleRate: p.sampleRate, noiseMultiplier: sigma, steps: p.steps }], p.delta),
+    };
   }
   // The smaller σ that reaches the target under the chosen accountant.
   const pick =
@@ -352,11 +366,12 @@ function execute(p: Plan): string {
   lines.push(`  target epsilon    ${targetEpsilon}`);
   lines.push('');
   lines.push(`  noise multiplier: ${fmt(pick.noiseMultiplier)}  (${pick.accountant.toUpperCase()}, epsilon ${fmt(pick.epsilon)})`);
-  if (pldFound) lines.push(`  noise multiplier, PLD: ${fmt(pldFound.noiseMultiplier)}  (epsilon ${fmt(pldFound.result.epsilon)}, true epsilon >= ${fmt(pldFound.result.epsilonLower)})`);
-  for (const f of found) {
+  if (pldFound)
     lines.push(
-      `  noise multiplier, ${f.label}: ${fmt(f.noiseMultiplier)}  (epsilon ${fmt(f.epsilon)} at order ${f.optimalOrder})`,
+      `  noise multiplier, PLD: ${fmt(pldFound.noiseMultiplier)}  (epsilon ${fmt(pldFound.result.epsilon)}, true epsilon >= ${fmt(pldFound.result.epsilonLower)})`,
     );
+  for (const f of found) {
+    lines.push(`  noise multiplier, ${f.label}: ${fmt(f.noiseMultiplier)}  (epsilon ${fmt(f.epsilon)} at order ${f.optimalOrder})`);
   }
   return lines.join('\n');
 }

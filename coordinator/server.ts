@@ -118,7 +118,14 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
   // The dashboard's namespace has its own event map; socket.io types namespaces by the parent's.
   const admin = io.of('/admin') as unknown as Namespace<AdminClientToServerEvents, AdminServerToClientEvents>;
   // Tokens, the connection cap and the message rate limit, before any handler below.
-  const closeSecurity = installSecurity(io, admin, security, { countRejection: (code) => engine.countRejection(code), log }, admission, httpServer);
+  const closeSecurity = installSecurity(
+    io,
+    admin,
+    security,
+    { countRejection: (code) => engine.countRejection(code), log },
+    admission,
+    httpServer,
+  );
   const socketsByParticipant = new Map<string, ParticipantSocket>();
   const rejoinSecrets = new RejoinSecrets();
   const statusPush = new StatusPush(() => admin.emit('status', engine.dashboardStatus()));
@@ -173,9 +180,18 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
   });
   httpServer.on(
     'request',
-    httpHandler({ engine, task, demoData: loaded.demoData, reports, security, staticDir: config.staticDir, logError: (line) => console.error(line) }),
+    httpHandler({
+      engine,
+      task,
+      demoData: loaded.demoData,
+      reports,
+      security,
+      staticDir: config.staticDir,
+      logError: (line) => console.error(line),
+    }),
   );
-  if (!existsSync(path.resolve(config.staticDir, 'index.html'))) log(`the web app is not built (looked in ${path.resolve(config.staticDir)}): run "npm run build"`);
+  if (!existsSync(path.resolve(config.staticDir, 'index.html')))
+    log(`the web app is not built (looked in ${path.resolve(config.staticDir)}): run "npm run build"`);
 
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);

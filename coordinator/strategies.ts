@@ -25,12 +25,15 @@ export function buildStrategy(config: Pick<CoordinatorConfig, 'strategy' | 'clie
   const rate = choice.serverLearningRate;
   const robust = { serverLearningRate: rate };
   /** FedAvg, or DP-FedAvg when client-level DP is on, applying the update with learning rate `lr`. */
-  const weightedMean = (lr: number | undefined): Strategy => (clientDp ? new DpFedAvg(withRate(clientDp, lr)) : new FedAvg({ serverLearningRate: lr }));
+  const weightedMean = (lr: number | undefined): Strategy =>
+    clientDp ? new DpFedAvg(withRate(clientDp, lr)) : new FedAvg({ serverLearningRate: lr });
   if (clientDp && ROBUST_STRATEGIES.includes(choice.name)) throw new RangeError(`${choice.name} cannot run with client-level DP`);
   let strategy: Strategy;
   switch (choice.name) {
     case 'fedavg':
-      strategy = clientDp ? weightedMean(rate) : new FedAvg({ serverLearningRate: rate, serverLearningRateDecay: choice.serverLearningRateDecay });
+      strategy = clientDp
+        ? weightedMean(rate)
+        : new FedAvg({ serverLearningRate: rate, serverLearningRateDecay: choice.serverLearningRateDecay });
       break;
     case 'median':
       strategy = new CoordinateMedian(robust);

@@ -35,7 +35,15 @@ function flagValues(argv: readonly string[]) {
   try {
     return parseArgs({
       args: [...argv],
-      options: { file: { type: 'string' }, count: { type: 'string' }, label: { type: 'string' }, out: { type: 'string' }, revoke: { type: 'string' }, list: { type: 'boolean' }, help: { type: 'boolean' } },
+      options: {
+        file: { type: 'string' },
+        count: { type: 'string' },
+        label: { type: 'string' },
+        out: { type: 'string' },
+        revoke: { type: 'string' },
+        list: { type: 'boolean' },
+        help: { type: 'boolean' },
+      },
       strict: true,
     }).values;
   } catch (error) {
@@ -51,18 +59,25 @@ export async function runTokensCli(argv: readonly string[], print: (line: string
   }
   const file = values.file;
   if (file === undefined) throw new UsageError('--file is required');
-  if (values.count === undefined && values.revoke === undefined && !values.list) throw new UsageError('nothing to do: give --count, --revoke or --list');
-  let credentials: CredentialFile = existsSync(file) ? parseCredentialFile(readFileSync(file, 'utf8'), file) : { version: 1, credentials: [] };
+  if (values.count === undefined && values.revoke === undefined && !values.list)
+    throw new UsageError('nothing to do: give --count, --revoke or --list');
+  let credentials: CredentialFile = existsSync(file)
+    ? parseCredentialFile(readFileSync(file, 'utf8'), file)
+    : { version: 1, credentials: [] };
   let minted: { id: string; token: string }[] = [];
   if (values.count !== undefined) {
     const count = Number(values.count);
-    if (!Number.isInteger(count) || count < 1 || count > 100_000) throw new UsageError(`--count must be an integer in [1, 100000], got "${values.count}"`);
+    if (!Number.isInteger(count) || count < 1 || count > 100_000)
+      throw new UsageError(`--count must be an integer in [1, 100000], got "${values.count}"`);
     const made = mintCredentials(credentials.credentials, count, values.label);
     credentials = { version: 1, credentials: [...credentials.credentials, ...made.entries] };
     minted = made.tokens;
   }
   if (values.revoke !== undefined) {
-    const ids = values.revoke.split(',').map((id) => id.trim()).filter(Boolean);
+    const ids = values.revoke
+      .split(',')
+      .map((id) => id.trim())
+      .filter(Boolean);
     if (ids.length === 0) throw new UsageError('--revoke needs at least one id');
     credentials = revokeCredentials(credentials, ids);
     print(`revoked ${ids.join(', ')}`);
@@ -75,10 +90,15 @@ export async function runTokensCli(argv: readonly string[], print: (line: string
     }
     await writeFileAtomic(file, `${JSON.stringify(credentials, null, 2)}\n`);
     if (minted.length > 0 && values.out === undefined) for (const m of minted) print(`${m.id} ${m.token}`);
-    print(`${file}: ${credentials.credentials.filter((c) => c.revoked === undefined).length} active, ${credentials.credentials.filter((c) => c.revoked !== undefined).length} revoked`);
+    print(
+      `${file}: ${credentials.credentials.filter((c) => c.revoked === undefined).length} active, ${credentials.credentials.filter((c) => c.revoked !== undefined).length} revoked`,
+    );
   }
   if (values.list) {
-    for (const c of credentials.credentials) print(`${c.id}  ${c.revoked === undefined ? 'active ' : `revoked ${c.revoked}`}  created ${c.created}${c.label ? `  ${c.label}` : ''}`);
+    for (const c of credentials.credentials)
+      print(
+        `${c.id}  ${c.revoked === undefined ? 'active ' : `revoked ${c.revoked}`}  created ${c.created}${c.label ? `  ${c.label}` : ''}`,
+      );
   }
 }
 

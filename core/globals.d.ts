@@ -64,7 +64,11 @@ interface IsomorphicSubtleCrypto {
     baseKey: IsomorphicCryptoKey,
     length: number,
   ): Promise<ArrayBuffer>;
-  encrypt(algorithm: IsomorphicAesGcmParams | IsomorphicAesCtrParams, key: IsomorphicCryptoKey, data: IsomorphicBufferSource): Promise<ArrayBuffer>;
+  encrypt(
+    algorithm: IsomorphicAesGcmParams | IsomorphicAesCtrParams,
+    key: IsomorphicCryptoKey,
+    data: IsomorphicBufferSource,
+  ): Promise<ArrayBuffer>;
   decrypt(algorithm: IsomorphicAesGcmParams, key: IsomorphicCryptoKey, data: IsomorphicBufferSource): Promise<ArrayBuffer>;
   digest(algorithm: 'SHA-256', data: IsomorphicBufferSource): Promise<ArrayBuffer>;
 }

@@ -11,7 +11,17 @@ import { closeTabs, openTab } from './helpers/tabs.ts';
  * `?backend=webgpu` still trains. Nothing the pages load is blocked by COEP.
  */
 test('automatic choice is threaded WASM over software WebGPU; ?backend=webgpu still trains', async ({ browser }) => {
-  const coordinator: CoordinatorProcess = await startCoordinatorProcess(['--rounds', '2', '--min-clients', '2', '--clients-per-round', '2', '--round-timeout', '120', '--quiet']);
+  const coordinator: CoordinatorProcess = await startCoordinatorProcess([
+    '--rounds',
+    '2',
+    '--min-clients',
+    '2',
+    '--clients-per-round',
+    '2',
+    '--round-timeout',
+    '120',
+    '--quiet',
+  ]);
   const pages: Page[] = [];
   const failed: string[] = [];
   const watch = (page: Page) => {

@@ -12,8 +12,19 @@ test('eight tabs closed and reopened at random: rounds finish, accepted updates 
   test.setTimeout(8 * 60_000);
   const deadlineSeconds = 30;
   const coordinator = await startCoordinatorProcess([
-    '--rounds', '25', '--target-accuracy', '0.9', '--min-clients', '3', '--clients-per-round', '8', '--min-updates', '1',
-    '--round-timeout', String(deadlineSeconds), '--quiet',
+    '--rounds',
+    '25',
+    '--target-accuracy',
+    '0.9',
+    '--min-clients',
+    '3',
+    '--clients-per-round',
+    '8',
+    '--min-updates',
+    '1',
+    '--round-timeout',
+    String(deadlineSeconds),
+    '--quiet',
   ]);
   const random = new SeededRandom(2024);
   const tabs: { page: Page; shard: number }[] = [];

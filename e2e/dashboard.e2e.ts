@@ -21,7 +21,20 @@ const ADMIN_TOKEN = 'dashboard-e2e-admin-token-0123456789';
  */
 test('dashboard controls start, pause, resume and stop a federation; its downloads load and match the status', async ({ browser }) => {
   const coordinator: CoordinatorProcess = await startCoordinatorProcess(
-    ['--manual-start', '--admin-token', ADMIN_TOKEN, '--min-clients', '2', '--clients-per-round', '2', '--rounds', '12', '--round-timeout', '60', '--quiet'],
+    [
+      '--manual-start',
+      '--admin-token',
+      ADMIN_TOKEN,
+      '--min-clients',
+      '2',
+      '--clients-per-round',
+      '2',
+      '--rounds',
+      '12',
+      '--round-timeout',
+      '60',
+      '--quiet',
+    ],
     { adminToken: ADMIN_TOKEN },
   );
   const pages: Page[] = [];
@@ -40,7 +53,9 @@ test('dashboard controls start, pause, resume and stop a federation; its downloa
     await expect(dashboard.locator('#control-pause')).toBeDisabled();
     await dashboard.locator('#control-start').click();
     await expect(dashboard.locator('#control-message')).not.toBeEmpty();
-    await expect.poll(async () => (await coordinator.status()).history.length, { timeout: 120_000, intervals: [500] }).toBeGreaterThanOrEqual(1);
+    await expect
+      .poll(async () => (await coordinator.status()).history.length, { timeout: 120_000, intervals: [500] })
+      .toBeGreaterThanOrEqual(1);
 
     // Pause: the open round (if any) finishes, then nothing new opens.
     await dashboard.locator('#control-pause').click();
@@ -92,12 +107,16 @@ test('dashboard controls start, pause, resume and stop a federation; its downloa
     const report = JSON.parse(readFileSync(await save('#download-report-json', 'report.json'), 'utf8')) as { audit?: { auc?: number } };
     expect(report.audit?.auc).toBeGreaterThan(0);
     expect(report.audit?.auc).toBeLessThan(1);
-    const csv = readFileSync(await save('#download-history-csv', 'history.csv'), 'utf8').trim().split('\n');
+    const csv = readFileSync(await save('#download-history-csv', 'history.csv'), 'utf8')
+      .trim()
+      .split('\n');
     expect(csv.length).toBe(1 + status.history.length);
 
     // Resume: rounds go on, with the new settings.
     await dashboard.locator('#control-resume').click();
-    await expect.poll(async () => (await coordinator.status()).history.length, { timeout: 180_000, intervals: [500] }).toBeGreaterThan(pausedAt);
+    await expect
+      .poll(async () => (await coordinator.status()).history.length, { timeout: 180_000, intervals: [500] })
+      .toBeGreaterThan(pausedAt);
     await expect(tabs[0]!.locator('#epoch-progress')).toHaveAttribute('max', '2');
 
     // The dashboard's tables are the status, row for row.

@@ -17,8 +17,23 @@ const epsilonOf = async (page: Page) => Number(await page.locator('#epsilon').ge
  */
 test('three tabs with DP-SGD keep per-dataset privacy ledgers', async ({ browser }) => {
   const coordinator = await startCoordinatorProcess([
-    '--rounds', '5', '--min-clients', '2', '--clients-per-round', '3', '--round-timeout', '120', '--learning-rate', '0.5',
-    '--dp-sgd-clip', '1', '--dp-sgd-noise-multiplier', '1.1', '--dp-sgd-batch-size', '50', '--quiet',
+    '--rounds',
+    '5',
+    '--min-clients',
+    '2',
+    '--clients-per-round',
+    '3',
+    '--round-timeout',
+    '120',
+    '--learning-rate',
+    '0.5',
+    '--dp-sgd-clip',
+    '1',
+    '--dp-sgd-noise-multiplier',
+    '1.1',
+    '--dp-sgd-batch-size',
+    '50',
+    '--quiet',
   ]);
   const pages: Page[] = [];
   try {
@@ -33,7 +48,11 @@ test('three tabs with DP-SGD keep per-dataset privacy ledgers', async ({ browser
     await expect(a.locator('#dp-info')).toContainText('vectorised');
 
     // ε appears and, after two updates, the tab is reloaded: its ledger continues.
-    await expect.poll(async () => ((await a.locator('#epsilon').getAttribute('data-history')) ?? '').split(' ').filter(Boolean).length, { timeout: 120_000 }).toBeGreaterThanOrEqual(2);
+    await expect
+      .poll(async () => ((await a.locator('#epsilon').getAttribute('data-history')) ?? '').split(' ').filter(Boolean).length, {
+        timeout: 120_000,
+      })
+      .toBeGreaterThanOrEqual(2);
     const beforeReload = await epsilonOf(a);
     expect(beforeReload).toBeGreaterThan(0);
     await a.reload();
@@ -74,14 +93,30 @@ test('own files with DP-SGD: an edited file continues the same privacy ledger', 
   const files = mkdtempSync(path.join(tmpdir(), 'fl-dp-own-'));
   const coordinator = await startCoordinatorProcess([
     // One round: the ε the first file spent is final before the edited file is loaded.
-    '--rounds', '1', '--min-clients', '1', '--clients-per-round', '1', '--round-timeout', '60',
-    '--dp-sgd-clip', '1', '--dp-sgd-noise-multiplier', '1.1', '--dp-sgd-batch-size', '50', '--quiet',
+    '--rounds',
+    '1',
+    '--min-clients',
+    '1',
+    '--clients-per-round',
+    '1',
+    '--round-timeout',
+    '60',
+    '--dp-sgd-clip',
+    '1',
+    '--dp-sgd-noise-multiplier',
+    '1.1',
+    '--dp-sgd-batch-size',
+    '50',
+    '--quiet',
   ]);
   const context = await browser.newContext();
   try {
     const { train } = await loadMnistDemo();
     const write = (name: string, count: number) => {
-      const data = subset(train, Array.from({ length: count }, (_, i) => i));
+      const data = subset(
+        train,
+        Array.from({ length: count }, (_, i) => i),
+      );
       const dir = path.join(files, name);
       mkdirSync(dir);
       writeFileSync(path.join(dir, 'train-images-idx3-ubyte'), idxImages(data));

@@ -13,7 +13,17 @@ const screenshots = path.resolve(import.meta.dirname, 'screenshots');
  */
 test('three tabs, one on WebGPU, reach 90% within 10 rounds; a tab closed mid-round does not stall it', async ({ browser }) => {
   const coordinator: CoordinatorProcess = await startCoordinatorProcess([
-    '--rounds', '10', '--target-accuracy', '0.9', '--min-clients', '3', '--clients-per-round', '4', '--round-timeout', '120', '--quiet',
+    '--rounds',
+    '10',
+    '--target-accuracy',
+    '0.9',
+    '--min-clients',
+    '3',
+    '--clients-per-round',
+    '4',
+    '--round-timeout',
+    '120',
+    '--quiet',
   ]);
   const pages: Page[] = [];
   try {

@@ -22,10 +22,20 @@ const ID_MARKER = 'QZXSUBJECT';
  * train in one federation on the digits task. Every WebSocket frame and
  * every request the CSV tab sends is inspected: no identifier is in any.
  */
-test('a CSV tab with a dropped identifier column and an IDX tab train in one federation; the identifiers never leave the tab', async ({ browser }) => {
+test('a CSV tab with a dropped identifier column and an IDX tab train in one federation; the identifiers never leave the tab', async ({
+  browser,
+}) => {
   const files = mkdtempSync(path.join(tmpdir(), 'fl-own-data-'));
   const coordinator: CoordinatorProcess = await startCoordinatorProcess([
-    '--min-clients', '2', '--clients-per-round', '2', '--rounds', '3', '--round-timeout', '60', '--quiet',
+    '--min-clients',
+    '2',
+    '--clients-per-round',
+    '2',
+    '--rounds',
+    '3',
+    '--round-timeout',
+    '60',
+    '--quiet',
   ]);
   const pages: Page[] = [];
   try {
@@ -46,7 +56,10 @@ test('a CSV tab with a dropped identifier column and an IDX tab train in one fed
     const sent: { what: string; text: string }[] = [];
     csvTab.on('websocket', (socket) => {
       socket.on('framesent', (frame) => {
-        sent.push({ what: `frame to ${socket.url()}`, text: typeof frame.payload === 'string' ? frame.payload : frame.payload.toString('latin1') });
+        sent.push({
+          what: `frame to ${socket.url()}`,
+          text: typeof frame.payload === 'string' ? frame.payload : frame.payload.toString('latin1'),
+        });
       });
     });
     csvTab.on('request', (request) => {
@@ -88,7 +101,10 @@ test('a CSV tab with a dropped identifier column and an IDX tab train in one fed
     // What the CSV tab sent: its updates (binary frames) and protocol messages, never an identifier.
     expect(sent.filter((s) => s.what.startsWith('frame')).length).toBeGreaterThan(3);
     const leaks = sent.filter((s) => s.text.includes(ID_MARKER));
-    expect(leaks.map((s) => s.what), 'messages carrying an identifier of the dropped column').toEqual([]);
+    expect(
+      leaks.map((s) => s.what),
+      'messages carrying an identifier of the dropped column',
+    ).toEqual([]);
 
     await csvTab.screenshot({ path: path.join(screenshots, 'participant-own-data.png'), fullPage: true });
     await expectNoAxeViolations(csvTab);
@@ -143,14 +159,26 @@ function digitsCsv(data: Dataset): string {
  */
 test('the penguins task: a tab with its own CSV and a tab on the demo CSV train the tabular model together', async ({ browser }) => {
   const coordinator: CoordinatorProcess = await startCoordinatorProcess([
-    '--task', 'tasks/penguins/task.json', '--min-clients', '2', '--clients-per-round', '2', '--min-updates', '2', '--rounds', '6', '--quiet',
+    '--task',
+    'tasks/penguins/task.json',
+    '--min-clients',
+    '2',
+    '--clients-per-round',
+    '2',
+    '--min-updates',
+    '2',
+    '--rounds',
+    '6',
+    '--quiet',
   ]);
   const pages: Page[] = [];
   try {
     const open = (query: string) => openTab(browser, `${coordinator.url}/?${query}`, { into: pages });
     const own = await open('data=own&backend=wasm');
     const sent: string[] = [];
-    own.on('websocket', (socket) => socket.on('framesent', (frame) => sent.push(typeof frame.payload === 'string' ? frame.payload : frame.payload.toString('latin1'))));
+    own.on('websocket', (socket) =>
+      socket.on('framesent', (frame) => sent.push(typeof frame.payload === 'string' ? frame.payload : frame.payload.toString('latin1'))),
+    );
     await expect(own.locator('#status')).toHaveAttribute('data-status', 'choose-data', { timeout: 30_000 });
     await own.locator('#csv-file').setInputFiles(path.resolve(import.meta.dirname, '../tasks/penguins/participants/site-1.csv'));
     await expect(own.locator('#csv-columns select[data-column="Sample ID"]')).toHaveValue('drop', { timeout: 30_000 });
@@ -166,7 +194,10 @@ test('the penguins task: a tab with its own CSV and a tab on the demo CSV train 
     expect(status.history.at(-1)!.metrics!.accuracy).toBeGreaterThan(0.75);
     for (const tab of [own, demo]) await expect(tab.locator('#contributed')).toHaveText(String(status.history.length));
     expect(sent.length).toBeGreaterThan(3);
-    expect(sent.filter((payload) => payload.includes('PAL-')), 'frames carrying a sample id').toEqual([]);
+    expect(
+      sent.filter((payload) => payload.includes('PAL-')),
+      'frames carrying a sample id',
+    ).toEqual([]);
     await own.screenshot({ path: path.join(screenshots, 'participant-penguins.png'), fullPage: true });
   } finally {
     await closeTabs(pages);

@@ -16,7 +16,18 @@ const screenshots = path.resolve(import.meta.dirname, 'screenshots');
  */
 test('five tabs with secure aggregation reach 88%; a tab closed after its masked input does not stop its round', async ({ browser }) => {
   const coordinator: CoordinatorProcess = await startCoordinatorProcess([
-    '--secure-aggregation', '--min-clients', '5', '--clients-per-round', '5', '--round-timeout', '60', '--target-accuracy', '0.88', '--rounds', '10', '--quiet',
+    '--secure-aggregation',
+    '--min-clients',
+    '5',
+    '--clients-per-round',
+    '5',
+    '--round-timeout',
+    '60',
+    '--target-accuracy',
+    '0.88',
+    '--rounds',
+    '10',
+    '--quiet',
   ]);
   const pages: Page[] = [];
   try {
@@ -53,7 +64,9 @@ test('five tabs with secure aggregation reach 88%; a tab closed after its masked
       .toBeGreaterThanOrEqual(2);
     const { round: closedRound, shard, step: stepAtClose } = doomed!;
     // The page told the participant what it was part of.
-    await expect(tabs.find((t) => t !== doomed!.tab)!.locator('#secagg')).toContainText('a coordinator following the protocol learns only the sum');
+    await expect(tabs.find((t) => t !== doomed!.tab)!.locator('#secagg')).toContainText(
+      'a coordinator following the protocol learns only the sum',
+    );
     // A fresh tab takes the closed one's shard, so the later rounds still have five participants.
     tabs.push(await open(`shard=${shard}/5&backend=wasm`));
 
@@ -81,7 +94,10 @@ test('five tabs with secure aggregation reach 88%; a tab closed after its masked
     // The dashboard shows the secure aggregation cell for every round.
     await expect(dashboard.locator('#rounds thead .secagg-col')).toBeVisible();
     await expect(dashboard.locator('#rounds tbody tr')).toHaveCount(status.history.length);
-    await expect(dashboard.locator(`#rounds tbody tr[data-round="${closedRound}"] td.secagg`)).toHaveAttribute('data-secagg', `${stats.advertised} ${stats.shared} ${stats.masked} ${stats.unmasked}`);
+    await expect(dashboard.locator(`#rounds tbody tr[data-round="${closedRound}"] td.secagg`)).toHaveAttribute(
+      'data-secagg',
+      `${stats.advertised} ${stats.shared} ${stats.masked} ${stats.unmasked}`,
+    );
     await expect(dashboard.locator('#done')).toContainText('target accuracy');
 
     mkdirSync(screenshots, { recursive: true });

@@ -29,7 +29,8 @@ function positive(params: URLSearchParams, name: string, fallback: number, integ
 function readRequest(): BenchRequest {
   const params = new URLSearchParams(location.search);
   const backend = params.get('backend') ?? 'webgpu';
-  if (!(BENCH_BACKENDS as readonly string[]).includes(backend)) throw new Error(`?backend must be one of ${BENCH_BACKENDS.join(', ')}, got "${backend}"`);
+  if (!(BENCH_BACKENDS as readonly string[]).includes(backend))
+    throw new Error(`?backend must be one of ${BENCH_BACKENDS.join(', ')}, got "${backend}"`);
   const architecture = params.get('model') ?? 'mlp';
   if (!(ArchitectureName as readonly string[]).includes(architecture)) {
     throw new Error(`?model must be one of ${ArchitectureName.join(', ')}, got "${architecture}"`);

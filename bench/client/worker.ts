@@ -133,9 +133,14 @@ async function run(request: BenchRequest): Promise<BenchResult> {
     return { status: 'unavailable', backend: request.backend, reason: error instanceof Error ? error.message : String(error) };
   }
   const choice = selected.measurements
-    .map((m) => `${m.backend}: ${m.examplesPerSecond === undefined ? m.note : Math.round(m.examplesPerSecond)}${m.ms === undefined ? '' : ` [${(m.ms / 1000).toFixed(2)} s]`}`)
+    .map(
+      (m) =>
+        `${m.backend}: ${m.examplesPerSecond === undefined ? m.note : Math.round(m.examplesPerSecond)}${m.ms === undefined ? '' : ` [${(m.ms / 1000).toFixed(2)} s]`}`,
+    )
     .join('; ');
-  progress(`backend ${selected.backend} (${selected.adapter ?? 'no adapter info'}${selected.threads ? `, ${selected.threads} threads` : ''})${request.backend === 'auto' ? ` chosen in ${Math.round(selected.chooseMs)} ms: ${choice}` : ''}`);
+  progress(
+    `backend ${selected.backend} (${selected.adapter ?? 'no adapter info'}${selected.threads ? `, ${selected.threads} threads` : ''})${request.backend === 'auto' ? ` chosen in ${Math.round(selected.chooseMs)} ms: ${choice}` : ''}`,
+  );
 
   const data = await loadData(task, request.examples);
   const n = data.count;

@@ -56,7 +56,11 @@ async function handle(routes: HttpRoutes, staticRoot: string, request: IncomingM
   }
   const demoData = routes.demoData;
   if (demoData && pathname === demoData.url) {
-    response.writeHead(200, { 'content-type': demoData.contentType, 'content-length': demoData.bytes.byteLength, 'cache-control': 'no-cache' });
+    response.writeHead(200, {
+      'content-type': demoData.contentType,
+      'content-length': demoData.bytes.byteLength,
+      'cache-control': 'no-cache',
+    });
     response.end(request.method === 'HEAD' ? undefined : demoData.bytes);
     return;
   }

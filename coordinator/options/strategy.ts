@@ -156,7 +156,9 @@ export interface PoisoningConfig {
 export function parsePoisoning(v: FlagValues, normsHidden: boolean): PoisoningConfig {
   const outlierNormMultiple = OUTLIER_NORM_MULTIPLE.read(v);
   if (normsHidden && v[OUTLIER_NORM_MULTIPLE.name] !== undefined && outlierNormMultiple !== 0) {
-    throw new ConfigError('--outlier-norm-multiple needs each update norm on the coordinator, which client-level DP and secure aggregation hide (their clipping bounds each update): drop it');
+    throw new ConfigError(
+      '--outlier-norm-multiple needs each update norm on the coordinator, which client-level DP and secure aggregation hide (their clipping bounds each update): drop it',
+    );
   }
   return { outlierNormMultiple, claimCapMultiple: CLAIM_CAP_MULTIPLE.read(v), maxClaimedExamples: MAX_CLAIMED_EXAMPLES.read(v) };
 }

@@ -69,7 +69,12 @@ export function attachAdminSocket(socket: AdminSocket, engine: RoundEngine, log:
 const REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:";
 
 /** Answers a download route; returns false for any other path. */
-export async function serveAdminDownload(request: IncomingMessage, response: ServerResponse, url: URL, reports: RunReports): Promise<boolean> {
+export async function serveAdminDownload(
+  request: IncomingMessage,
+  response: ServerResponse,
+  url: URL,
+  reports: RunReports,
+): Promise<boolean> {
   const pathname = url.pathname;
   if (!(ADMIN_DOWNLOAD_PATHS as readonly string[]).includes(pathname)) return false;
   const send = (status: number, headers: Record<string, string | number>, body: string | Uint8Array) => {
@@ -88,7 +93,8 @@ export async function serveAdminDownload(request: IncomingMessage, response: Ser
     let version: number | undefined;
     if (versionText !== null) {
       version = Number(versionText);
-      if (versionText.trim() === '' || !Number.isInteger(version) || version < 0) return fail(400, ErrorCode.BadPayload, `version must be a non-negative integer, got "${versionText.slice(0, 32)}"`);
+      if (versionText.trim() === '' || !Number.isInteger(version) || version < 0)
+        return fail(400, ErrorCode.BadPayload, `version must be a non-negative integer, got "${versionText.slice(0, 32)}"`);
     }
     const model = await reports.modelFiles(version);
     // Only the last few versions are kept: a newer model replaced this one.

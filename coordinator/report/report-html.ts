@@ -37,7 +37,12 @@ function label(x: number): string {
 }
 
 /** A line chart over rounds, with axes, gridlines and a legend; `kind: 'bars'` draws grouped bars instead. */
-export function svgChart(title: string, yLabel: string, series: readonly Series[], options: { yMin?: number; yMax?: number; kind?: 'lines' | 'bars' } = {}): string {
+export function svgChart(
+  title: string,
+  yLabel: string,
+  series: readonly Series[],
+  options: { yMin?: number; yMax?: number; kind?: 'lines' | 'bars' } = {},
+): string {
   const all = series.flatMap((s) => s.points);
   if (all.length === 0) return `<p class="muted">${esc(title)}: no data yet.</p>`;
   const xs = all.map((p) => p[0]);
@@ -60,10 +65,13 @@ export function svgChart(title: string, yLabel: string, series: readonly Series[
   const rounds = [...new Set(xs)].sort((a, b) => a - b);
   const step = Math.max(1, Math.ceil(rounds.length / 10));
   rounds.forEach((r, i) => {
-    if (i % step === 0) parts.push(`<text x="${sx(r).toFixed(1)}" y="${HEIGHT - PAD.bottom + 16}" text-anchor="middle">${esc(String(r))}</text>`);
+    if (i % step === 0)
+      parts.push(`<text x="${sx(r).toFixed(1)}" y="${HEIGHT - PAD.bottom + 16}" text-anchor="middle">${esc(String(r))}</text>`);
   });
   parts.push(`<text x="${PAD.left + plotW / 2}" y="${HEIGHT - 6}" text-anchor="middle">round</text>`);
-  parts.push(`<text x="14" y="${PAD.top + plotH / 2}" text-anchor="middle" transform="rotate(-90 14 ${PAD.top + plotH / 2})">${esc(yLabel)}</text>`);
+  parts.push(
+    `<text x="14" y="${PAD.top + plotH / 2}" text-anchor="middle" transform="rotate(-90 14 ${PAD.top + plotH / 2})">${esc(yLabel)}</text>`,
+  );
   parts.push(`<line x1="${PAD.left}" x2="${PAD.left}" y1="${PAD.top}" y2="${PAD.top + plotH}" stroke="#8a939e"/>`);
   parts.push(`<line x1="${PAD.left}" x2="${WIDTH - PAD.right}" y1="${PAD.top + plotH}" y2="${PAD.top + plotH}" stroke="#8a939e"/>`);
   if (bars) {
@@ -72,18 +80,26 @@ export function svgChart(title: string, yLabel: string, series: readonly Series[
     series.forEach((s, k) => {
       for (const [x, y] of s.points) {
         const left = sx(x) - slot / 2 + k * w;
-        parts.push(`<rect x="${left.toFixed(1)}" y="${sy(y).toFixed(1)}" width="${Math.max(1, w - 1).toFixed(1)}" height="${(sy(yMin) - sy(y)).toFixed(1)}" fill="${esc(s.color)}"><title>${esc(`${s.name}, round ${x}: ${y}`)}</title></rect>`);
+        parts.push(
+          `<rect x="${left.toFixed(1)}" y="${sy(y).toFixed(1)}" width="${Math.max(1, w - 1).toFixed(1)}" height="${(sy(yMin) - sy(y)).toFixed(1)}" fill="${esc(s.color)}"><title>${esc(`${s.name}, round ${x}: ${y}`)}</title></rect>`,
+        );
       }
     });
   } else {
     for (const s of series) {
       const path = s.points.map(([x, y], i) => `${i === 0 ? 'M' : 'L'}${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ');
       parts.push(`<path d="${path}" fill="none" stroke="${esc(s.color)}" stroke-width="2"/>`);
-      for (const [x, y] of s.points) parts.push(`<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="2.5" fill="${esc(s.color)}"><title>${esc(`${s.name}, round ${x}: ${y}`)}</title></circle>`);
+      for (const [x, y] of s.points)
+        parts.push(
+          `<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="2.5" fill="${esc(s.color)}"><title>${esc(`${s.name}, round ${x}: ${y}`)}</title></circle>`,
+        );
     }
   }
   const legend = series
-    .map((s, i) => `<rect x="${PAD.left + 8 + i * 150}" y="${PAD.top - 12}" width="10" height="10" fill="${esc(s.color)}"/><text x="${PAD.left + 22 + i * 150}" y="${PAD.top - 3}">${esc(s.name)}</text>`)
+    .map(
+      (s, i) =>
+        `<rect x="${PAD.left + 8 + i * 150}" y="${PAD.top - 12}" width="10" height="10" fill="${esc(s.color)}"/><text x="${PAD.left + 22 + i * 150}" y="${PAD.top - 3}">${esc(s.name)}</text>`,
+    )
     .join('');
   return (
     `<figure><svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${WIDTH} ${HEIGHT}" role="img" aria-label="${esc(title)}" font-size="11" font-family="system-ui, sans-serif">` +
@@ -112,7 +128,24 @@ function roundsTable(rounds: readonly ReportRound[], withheld: boolean): string 
   // Under client-level DP the rounds carry no participation (RunReport.participationWithheld): no empty columns.
   const head = withheld
     ? row(['Round', 'Outcome', 'Accuracy', 'Loss', 'ε'], true)
-    : row(['Round', 'Outcome', 'Accuracy', 'Loss', 'Selected', 'Received', 'Dropped', 'Rejected', 'Declined', 'In / out', 'Duration', 'ε', 'Reason'], true);
+    : row(
+        [
+          'Round',
+          'Outcome',
+          'Accuracy',
+          'Loss',
+          'Selected',
+          'Received',
+          'Dropped',
+          'Rejected',
+          'Declined',
+          'In / out',
+          'Duration',
+          'ε',
+          'Reason',
+        ],
+        true,
+      );
   const body = rounds
     .map((r) =>
       row(
@@ -154,8 +187,15 @@ export function renderReportHtml(report: RunReport): string {
   const s = config.settings;
   const measured = rounds.filter((r) => r.accuracy !== undefined);
   const charts = [
-    svgChart('Test accuracy per round', 'accuracy', [{ name: 'accuracy', color: '#1b7f5b', points: measured.map((r) => [r.round, r.accuracy!]) }], { yMin: 0, yMax: 1 }),
-    svgChart('Test loss per round', 'loss', [{ name: 'loss', color: '#b3541e', points: measured.map((r) => [r.round, r.loss!]) }], { yMin: 0 }),
+    svgChart(
+      'Test accuracy per round',
+      'accuracy',
+      [{ name: 'accuracy', color: '#1b7f5b', points: measured.map((r) => [r.round, r.accuracy!]) }],
+      { yMin: 0, yMax: 1 },
+    ),
+    svgChart('Test loss per round', 'loss', [{ name: 'loss', color: '#b3541e', points: measured.map((r) => [r.round, r.loss!]) }], {
+      yMin: 0,
+    }),
   ];
   const withheld = report.participationWithheld;
   if (withheld === undefined) {
@@ -177,7 +217,15 @@ export function renderReportHtml(report: RunReport): string {
     );
   }
   const withEpsilon = rounds.filter((r) => r.epsilon !== undefined);
-  if (withEpsilon.length > 0) charts.push(svgChart('Privacy spent: ε after each round', 'ε', [{ name: 'ε', color: '#6b3fa0', points: withEpsilon.map((r) => [r.round, r.epsilon!]) }], { yMin: 0 }));
+  if (withEpsilon.length > 0)
+    charts.push(
+      svgChart(
+        'Privacy spent: ε after each round',
+        'ε',
+        [{ name: 'ε', color: '#6b3fa0', points: withEpsilon.map((r) => [r.round, r.epsilon!]) }],
+        { yMin: 0 },
+      ),
+    );
 
   const auditSection = audit.available
     ? `<p class="big">AUC ${esc(audit.auc.toFixed(3))}</p>` +
@@ -205,7 +253,10 @@ export function renderReportHtml(report: RunReport): string {
     ],
     ['Deadline', `${(s.roundTimeoutMs / 1000).toFixed(0)} s${s.adaptiveDeadline ? ' (adaptive)' : ''}`],
     ['Local training', `${s.fit.epochs} epoch(s), batch ${s.fit.batchSize}, learning rate ${s.fit.learningRate}`],
-    ['Secure aggregation', s.secureAggregation ? `on (neighbours ${s.secureAggregation.neighbours}, clip range ${s.secureAggregation.clipRange})` : 'off'],
+    [
+      'Secure aggregation',
+      s.secureAggregation ? `on (neighbours ${s.secureAggregation.neighbours}, clip range ${s.secureAggregation.clipRange})` : 'off',
+    ],
   ]);
 
   return `<!doctype html>
@@ -224,15 +275,27 @@ export function renderReportHtml(report: RunReport): string {
     ['Task', task.description],
     ['Model', `${task.architecture}, ${task.paramCount.toLocaleString('en')} parameters, ${task.classes} classes`],
   ])}</section>
-<section aria-labelledby="h-outcome"><h2 id="h-outcome">Outcome</h2><p class="big">${esc(fmt.pct(outcome.finalMetrics?.accuracy))}</p>${facts([
-    ['Final test loss', fmt.num(outcome.finalMetrics?.loss)],
-    ['Final model', outcome.finalRound === undefined ? '–' : `round ${outcome.finalRound}: ${fmt.pct(outcome.finalMetrics?.accuracy)}, loss ${fmt.num(outcome.finalMetrics?.loss)} (model.json, weights.bin)`],
-    ['Best model', outcome.best ? `round ${outcome.best.round}: ${fmt.pct(outcome.best.accuracy)}, loss ${fmt.num(outcome.best.loss)} (best/model.json, best/weights.bin)` : '–'],
-    ['Rounds', `${outcome.rounds} (${outcome.aggregated} aggregated, ${outcome.skipped} skipped); model version ${outcome.modelVersion}`],
-    ['State', `${outcome.control}${outcome.doneReason ? `: ${outcome.doneReason}` : ''}`],
-    ...(outcome.participantsSeen === undefined ? [] : [['Participants seen', String(outcome.participantsSeen)] as const]),
-    ['Started', outcome.startedAt],
-  ])}</section>
+<section aria-labelledby="h-outcome"><h2 id="h-outcome">Outcome</h2><p class="big">${esc(fmt.pct(outcome.finalMetrics?.accuracy))}</p>${facts(
+    [
+      ['Final test loss', fmt.num(outcome.finalMetrics?.loss)],
+      [
+        'Final model',
+        outcome.finalRound === undefined
+          ? '–'
+          : `round ${outcome.finalRound}: ${fmt.pct(outcome.finalMetrics?.accuracy)}, loss ${fmt.num(outcome.finalMetrics?.loss)} (model.json, weights.bin)`,
+      ],
+      [
+        'Best model',
+        outcome.best
+          ? `round ${outcome.best.round}: ${fmt.pct(outcome.best.accuracy)}, loss ${fmt.num(outcome.best.loss)} (best/model.json, best/weights.bin)`
+          : '–',
+      ],
+      ['Rounds', `${outcome.rounds} (${outcome.aggregated} aggregated, ${outcome.skipped} skipped); model version ${outcome.modelVersion}`],
+      ['State', `${outcome.control}${outcome.doneReason ? `: ${outcome.doneReason}` : ''}`],
+      ...(outcome.participantsSeen === undefined ? [] : [['Participants seen', String(outcome.participantsSeen)] as const]),
+      ['Started', outcome.startedAt],
+    ],
+  )}</section>
 <section aria-labelledby="h-privacy"><h2 id="h-privacy">Privacy</h2><p>${esc(privacy.statement)}</p>${withheldNote}</section>
 <section aria-labelledby="h-audit"><h2 id="h-audit">Membership-inference audit</h2>${auditSection}</section>
 <section aria-labelledby="h-charts"><h2 id="h-charts">Per round</h2>${charts.join('')}</section>

@@ -110,8 +110,10 @@ export class RunReports {
 
   private async runAudit(model: GlobalModel): Promise<ReportAudit> {
     const auditor = this.auditor;
-    if (!auditor) return { available: false, reason: this.options.auditUnavailable ?? 'the task provides no held-out member and non-member examples' };
-    if (model.version === 0) return { available: false, reason: 'no round has been aggregated yet: the model has not been trained on any member' };
+    if (!auditor)
+      return { available: false, reason: this.options.auditUnavailable ?? 'the task provides no held-out member and non-member examples' };
+    if (model.version === 0)
+      return { available: false, reason: 'no round has been aggregated yet: the model has not been trained on any member' };
     const started = performance.now();
     try {
       const result = await auditor.audit(model.weights);

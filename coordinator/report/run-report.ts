@@ -15,7 +15,17 @@ import type { FederationControl, FederationStatus, RoundRecord, RoundSettings } 
 export const REPORT_FORMAT = 'fedbrowser-run-report';
 
 /** What a round says about who and how many took part: left out under client-level DP (see PARTICIPATION_WITHHELD). */
-export const ROUND_PARTICIPATION_FIELDS = ['selected', 'received', 'dropped', 'rejected', 'declined', 'bytesIn', 'bytesOut', 'durationMs', 'reason'] as const;
+export const ROUND_PARTICIPATION_FIELDS = [
+  'selected',
+  'received',
+  'dropped',
+  'rejected',
+  'declined',
+  'bytesIn',
+  'bytesOut',
+  'durationMs',
+  'reason',
+] as const;
 export type ReportRoundParticipation = Pick<RoundRecord, (typeof ROUND_PARTICIPATION_FIELDS)[number]>;
 
 /** A round as the report gives it: RoundRecord's own fields, with its metrics and ε flattened. */
@@ -131,14 +141,25 @@ export function buildRunReport({ status, task, clientDp, audit, now }: ReportInp
   const withheld = withholdsParticipation(status, clientDp);
   const aggregated = history.filter((r) => r.outcome === 'aggregated');
   const bestRecord = bestRound(history);
-  const best = bestRecord?.metrics && { round: bestRecord.round, accuracy: bestRecord.metrics.accuracy, loss: bestRecord.metrics.loss, modelVersion: bestRecord.modelVersion };
+  const best = bestRecord?.metrics && {
+    round: bestRecord.round,
+    accuracy: bestRecord.metrics.accuracy,
+    loss: bestRecord.metrics.loss,
+    modelVersion: bestRecord.modelVersion,
+  };
   const last = aggregated.at(-1);
   return {
     format: REPORT_FORMAT,
     version: 1,
     generatedAt: now.toISOString(),
     final: status.done,
-    task: { name: task.name, description: task.description, architecture: task.model.architecture, paramCount: task.paramCount, classes: task.classes.length },
+    task: {
+      name: task.name,
+      description: task.description,
+      architecture: task.model.architecture,
+      paramCount: task.paramCount,
+      classes: task.classes.length,
+    },
     config: { strategy: status.strategy, settings: status.settings },
     outcome: {
       control: status.control,
@@ -210,8 +231,8 @@ function reportPrivacy(status: FederationStatus, clientDp: DpFedAvgOptions | und
           ? `Client-level DP-FedAvg with distributed Skellam noise in the secure sum: each participant clipped its update, quantised it and added integer Skellam noise, over-provisioned so that every released sum carries the accounted noise without any one participant's share. ` +
             `This ε is the sum's noise, without sampling amplification, and assumes the other participants added their shares: the models and what this report computes from them are ${guarantee}, ${accounting}; example counts are not covered.`
           : `Client-level DP-FedAvg with distributed noise: each participant clipped its update and added its share of the Gaussian noise before sending it. ` +
-          `This ε counts only a participant's own noise in every round, without sampling amplification, so it holds whatever the others did and whoever saw the updates: ` +
-          `a participant's noised updates, and the models and what this report computes from them, are ${guarantee}, ${accounting}; its example count is not covered.`;
+            `This ε counts only a participant's own noise in every round, without sampling amplification, so it holds whatever the others did and whoever saw the updates: ` +
+            `a participant's noised updates, and the models and what this report computes from them, are ${guarantee}, ${accounting}; its example count is not covered.`;
     const masked = status.settings.secureAggregation ? ` ${SECURE_AGGREGATION}` : '';
     return {
       kind: 'client-level',
@@ -237,7 +258,10 @@ function reportPrivacy(status: FederationStatus, clientDp: DpFedAvgOptions | und
     };
   }
   if (status.settings.secureAggregation) {
-    return { kind: 'none', statement: `No differential privacy. ${SECURE_AGGREGATION} Still, neither that sum nor the model carries a formal privacy guarantee.` };
+    return {
+      kind: 'none',
+      statement: `No differential privacy. ${SECURE_AGGREGATION} Still, neither that sum nor the model carries a formal privacy guarantee.`,
+    };
   }
   return { kind: 'none', statement: 'No differential privacy: the model and the updates carry no formal privacy guarantee.' };
 }

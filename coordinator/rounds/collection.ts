@@ -9,7 +9,6 @@ import type { RoundBasis } from './open-round.ts';
 import type { ParticipantRecord } from './participants.ts';
 import type { SecAggStep } from './secure-round.ts';
 
-
 /** The open round with the way it collects its input (picked once, when it opens). */
 export interface OpenRound extends RoundBasis {
   readonly collection: Collection;
@@ -103,7 +102,12 @@ export interface CollectionMethod {
 }
 
 /** The part of declining every collection shares: the participant sits this round out. */
-export function settleDecline(host: CollectionHost, round: RoundBasis, record: ParticipantRecord, reason: string): Ack<{ readonly round: number }> {
+export function settleDecline(
+  host: CollectionHost,
+  round: RoundBasis,
+  record: ParticipantRecord,
+  reason: string,
+): Ack<{ readonly round: number }> {
   host.settle(round, record.id, 'declined', reason);
   record.state = 'declined';
   record.declined = reason;

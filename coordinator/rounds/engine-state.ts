@@ -3,7 +3,9 @@ import type { RoundCandidate } from './closing.ts';
 import type { OpenRound } from './collection.ts';
 
 /** What a paused-on-storage-failure federation still has to save before it may go on. */
-export type UnsavedState = { readonly kind: 'round'; readonly candidate: RoundCandidate } | { readonly kind: 'round-start'; readonly round: number };
+export type UnsavedState =
+  | { readonly kind: 'round'; readonly candidate: RoundCandidate }
+  | { readonly kind: 'round-start'; readonly round: number };
 
 /** Why no new round opens: the operator paused, or a save failed for good and must succeed first. */
 export type Pause =
@@ -53,7 +55,7 @@ function allowedFrom(kind: EngineStateKind): readonly EngineStateKind[] {
     case 'done':
       return [];
     default:
-      throw new Error(`unknown engine state ${(kind satisfies never) as string}`);
+      throw new Error(`unknown engine state ${kind satisfies never as string}`);
   }
 }
 
@@ -74,7 +76,7 @@ export function openRoundOf(state: EngineState): OpenRound | undefined {
     case 'done':
       return undefined;
     default:
-      throw new Error(`unknown engine state ${(state satisfies never) as string}`);
+      throw new Error(`unknown engine state ${state satisfies never as string}`);
   }
 }
 
@@ -92,7 +94,7 @@ export function phaseOf(state: EngineState): RoundPhase {
     case 'done':
       return 'done';
     default:
-      throw new Error(`unknown engine state ${(state satisfies never) as string}`);
+      throw new Error(`unknown engine state ${state satisfies never as string}`);
   }
 }
 
@@ -110,7 +112,7 @@ export function isPaused(state: EngineState): boolean {
     case 'done':
       return false;
     default:
-      throw new Error(`unknown engine state ${(state satisfies never) as string}`);
+      throw new Error(`unknown engine state ${state satisfies never as string}`);
   }
 }
 
@@ -129,7 +131,7 @@ export function controlOf(state: EngineState): FederationControl {
     case 'starting':
       return isPaused(state) ? 'paused' : 'running';
     default:
-      throw new Error(`unknown engine state ${(state satisfies never) as string}`);
+      throw new Error(`unknown engine state ${state satisfies never as string}`);
   }
 }
 
@@ -150,7 +152,7 @@ export function withPause(state: EngineState, paused: boolean): EngineState {
     case 'done':
       return state;
     default:
-      throw new Error(`unknown engine state ${(state satisfies never) as string}`);
+      throw new Error(`unknown engine state ${state satisfies never as string}`);
   }
 }
 
@@ -170,6 +172,6 @@ export function controlRefusal(state: EngineState, action: 'start' | 'pause' | '
     case 'stop':
       return undefined;
     default:
-      throw new Error(`unknown control action ${(action satisfies never) as string}`);
+      throw new Error(`unknown control action ${action satisfies never as string}`);
   }
 }

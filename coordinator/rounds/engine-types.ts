@@ -1,11 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Strategy } from '../../core/aggregation/strategy.ts';
-import type {
-  EvalMetrics,
-  FederationDoneMessage,
-  RoundEndMessage,
-  RoundStartMessage,
-} from '../../core/protocol/messages.ts';
+import type { EvalMetrics, FederationDoneMessage, RoundEndMessage, RoundStartMessage } from '../../core/protocol/messages.ts';
 import type { FederationStatus, RoundRecord, RoundSettings } from '../../core/protocol/status.ts';
 import type { UniformSource } from '../../core/random/prng.ts';
 import type { SecAggResult } from '../../core/secagg/protocol.ts';
@@ -96,5 +91,7 @@ export function makeModel(version: number, weights: Float32Array): GlobalModel {
 
 /** SHA-256 of float32 weights as little-endian bytes: the same digest as of the weights.bin they are saved to. */
 export function weightsHash(weights: Float32Array): string {
-  return createHash('sha256').update(new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength)).digest('hex');
+  return createHash('sha256')
+    .update(new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength))
+    .digest('hex');
 }

@@ -1,5 +1,12 @@
 import { ackError, ErrorCode, type Ack } from '../../core/protocol/errors.ts';
-import type { ClientInfo, DeclineMessage, ProgressMessage, SecAggAccepted, UpdateAccepted, UpdateMessage } from '../../core/protocol/messages.ts';
+import type {
+  ClientInfo,
+  DeclineMessage,
+  ProgressMessage,
+  SecAggAccepted,
+  UpdateAccepted,
+  UpdateMessage,
+} from '../../core/protocol/messages.ts';
 import type { Clock } from './clock.ts';
 import type { SecAggInput } from './collection.ts';
 import { openRoundOf, type EngineState } from './engine-state.ts';
@@ -132,13 +139,13 @@ export class Intake {
   reportProgress(participantId: string, message: ProgressMessage): void {
     const record = this.host.participants.get(participantId);
     const open = openRoundOf(this.host.state());
-    if (!record || !open || message.round !== open.round || !open.selected.has(participantId) || open.settlements.has(participantId)) return;
+    if (!record || !open || message.round !== open.round || !open.selected.has(participantId) || open.settlements.has(participantId))
+      return;
     record.state = 'training';
     record.progress = message.fraction;
     this.host.statusChanged();
   }
 }
-
 
 /** A participant's message about a round: an update, a secure aggregation message, or a decline. */
 export type RoundMessageKind = 'update' | 'secagg' | 'decline';
@@ -180,7 +187,7 @@ function wrongRound(kind: RoundMessageKind, round: number, collecting: OpenRound
     case 'decline':
       return `round ${round} is not collecting answers`;
     default:
-      throw new Error(`unknown round message ${(kind satisfies never) as string}`);
+      throw new Error(`unknown round message ${kind satisfies never as string}`);
   }
 }
 

@@ -31,7 +31,15 @@ export interface RoundBasis {
 }
 
 /** Records how a selected participant's part ended; an accepted input stays accepted whatever happens later. */
-export function settle(open: RoundBasis, id: string, at: number, outcome: RoundParticipantOutcome, reason?: string, norm?: number, code?: string): void {
+export function settle(
+  open: RoundBasis,
+  id: string,
+  at: number,
+  outcome: RoundParticipantOutcome,
+  reason?: string,
+  norm?: number,
+  code?: string,
+): void {
   // An accepted update (or masked input) is in the round's sum: nothing that happens later undoes that.
   if (open.settlements.get(id)?.outcome === 'received') return;
   open.settlements.set(id, { outcome, at, reason, norm });

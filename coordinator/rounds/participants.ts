@@ -60,7 +60,12 @@ export class Participants {
    * a new one. `inOpenRound` says who is selected in the open round: one that
    * dropped out of it stays out of it.
    */
-  join(info: ClientInfo, requestedId: string | undefined, credential: string | undefined, inOpenRound: (id: string) => boolean): ParticipantRecord {
+  join(
+    info: ClientInfo,
+    requestedId: string | undefined,
+    credential: string | undefined,
+    inOpenRound: (id: string) => boolean,
+  ): ParticipantRecord {
     const existing = requestedId === undefined ? undefined : this.records.get(requestedId);
     if (existing) {
       this.departed.returned(existing.id);
@@ -70,7 +75,15 @@ export class Participants {
       return existing;
     }
     const id = this.options.newId?.() ?? this.makeId();
-    const record: ParticipantRecord = { id, deliveryKey: credential ?? id, info, connected: true, state: 'idle', roundsContributed: 0, retired: false };
+    const record: ParticipantRecord = {
+      id,
+      deliveryKey: credential ?? id,
+      info,
+      connected: true,
+      state: 'idle',
+      roundsContributed: 0,
+      retired: false,
+    };
     this.records.set(record.id, record);
     return record;
   }
@@ -130,7 +143,9 @@ export class Participants {
 
   private makeId(): string {
     this.idCounter++;
-    const suffix = Math.floor(this.options.random.next() * 0x100000000).toString(16).padStart(8, '0');
+    const suffix = Math.floor(this.options.random.next() * 0x100000000)
+      .toString(16)
+      .padStart(8, '0');
     return `p${this.idCounter}-${suffix}`;
   }
 }

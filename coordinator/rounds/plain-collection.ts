@@ -3,7 +3,14 @@ import { ackError, ackOk, ErrorCode, ProtocolError, type Ack } from '../../core/
 import type { DeclineMessage, RoundStartMessage, SecAggAccepted, UpdateAccepted, UpdateMessage } from '../../core/protocol/messages.ts';
 import { l2Norm } from '../../core/privacy/update-privacy.ts';
 import { decodeFrame, FrameKind } from '../../core/wire/frame.ts';
-import { settleDecline, type Collection, type CollectionHost, type CollectionMethod, type Delivered, type Interruption } from './collection.ts';
+import {
+  settleDecline,
+  type Collection,
+  type CollectionHost,
+  type CollectionMethod,
+  type Delivered,
+  type Interruption,
+} from './collection.ts';
 import { unsettled, type RoundBasis } from './open-round.ts';
 import { markOut, type ParticipantRecord } from './participants.ts';
 import { quorumMet } from './quorum.ts';
@@ -46,7 +53,13 @@ class PlainCollection implements Collection {
         : ackError(ErrorCode.NotSelected, `no longer part of round ${open.round} (${record.state})`);
     }
     if (message.baseVersion !== open.baseVersion) {
-      return this.excludeFromRound(record, ackError(ErrorCode.StaleModel, `update trained from model ${message.baseVersion}, round ${open.round} uses model ${open.baseVersion}`));
+      return this.excludeFromRound(
+        record,
+        ackError(
+          ErrorCode.StaleModel,
+          `update trained from model ${message.baseVersion}, round ${open.round} uses model ${open.baseVersion}`,
+        ),
+      );
     }
     let update: Float32Array;
     try {
@@ -79,7 +92,9 @@ class PlainCollection implements Collection {
   }
 
   submitSecAgg(): Promise<Ack<SecAggAccepted>> {
-    return Promise.resolve(ackError(ErrorCode.WrongRound, `secure aggregation message for round ${this.round.round} refused: no such round is open`));
+    return Promise.resolve(
+      ackError(ErrorCode.WrongRound, `secure aggregation message for round ${this.round.round} refused: no such round is open`),
+    );
   }
 
   decline(record: ParticipantRecord, message: DeclineMessage): Ack<{ readonly round: number }> {
@@ -122,7 +137,11 @@ class PlainCollection implements Collection {
   /** A selected participant whose update is unusable is out of this round, so the round need not wait for it. */
   private excludeFromRound<T>(record: ParticipantRecord, result: Ack<T>): Ack<T> {
     // Messages can quote an update's norm (UPDATE_TOO_LARGE): only the code where norms are withheld.
-    const reason = result.ok ? 'its request could not be used' : this.host.normsWithheld() === undefined ? `${result.error.code}: ${result.error.message}` : result.error.code;
+    const reason = result.ok
+      ? 'its request could not be used'
+      : this.host.normsWithheld() === undefined
+        ? `${result.error.code}: ${result.error.message}`
+        : result.error.code;
     this.host.settle(this.round, record.id, 'rejected', reason, undefined, result.ok ? 'BAD_PAYLOAD' : result.error.code);
     markOut(record);
     this.closeIfSettled();

@@ -1,15 +1,40 @@
 import type { PrivacyReport } from '../../core/aggregation/strategy.ts';
 import { clientDpAnnouncement } from '../../core/privacy/client-ledger.ts';
 import { ackError, ackOk, ErrorCode, type Ack } from '../../core/protocol/errors.ts';
-import type { ClientInfo, DeclineMessage, ProgressMessage, SecAggAccepted, UpdateAccepted, UpdateMessage } from '../../core/protocol/messages.ts';
-import type { ControlAccepted, FederationControl, FederationStatus, RoundRecord, RoundSettings, SettingsChange, StorageFailure } from '../../core/protocol/status.ts';
+import type {
+  ClientInfo,
+  DeclineMessage,
+  ProgressMessage,
+  SecAggAccepted,
+  UpdateAccepted,
+  UpdateMessage,
+} from '../../core/protocol/messages.ts';
+import type {
+  ControlAccepted,
+  FederationControl,
+  FederationStatus,
+  RoundRecord,
+  RoundSettings,
+  SettingsChange,
+  StorageFailure,
+} from '../../core/protocol/status.ts';
 import { applySettingsChange, settingsChangeProblem } from '../options/rules.ts';
 import { closeIntoCandidate, endAfterRound, type ClosingHost, type RoundCandidate } from './closing.ts';
 import type { CollectionHost, SecAggInput } from './collection.ts';
 import { storageFailureText, type SaveOutcome } from './durable-commit.ts';
 import { RoundDeadline } from './deadline.ts';
 import { EngineEvents, type EngineEvent } from './engine-events.ts';
-import { checkTransition, controlOf, controlRefusal, isPaused, openRoundOf, withPause, type AfterRound, type EngineState, type UnsavedState } from './engine-state.ts';
+import {
+  checkTransition,
+  controlOf,
+  controlRefusal,
+  isPaused,
+  openRoundOf,
+  withPause,
+  type AfterRound,
+  type EngineState,
+  type UnsavedState,
+} from './engine-state.ts';
 import { makeModel, type GlobalModel, type RoundEngineOptions } from './engine-types.ts';
 import type { OpenRound } from './collection.ts';
 import { settle, type RoundBasis } from './open-round.ts';
@@ -21,7 +46,15 @@ import { prepareRound } from './round-opening.ts';
 import { RoundSaving } from './round-saving.ts';
 import { bestSummary, dashboardView, federationStatus, normsWithheld } from './status-view.ts';
 
-export type { GlobalModel, ModelEvaluator, ResumePoint, RoundCompletedListener, RoundEngineOptions, RoundTransport, SecAggObserver } from './engine-types.ts';
+export type {
+  GlobalModel,
+  ModelEvaluator,
+  ResumePoint,
+  RoundCompletedListener,
+  RoundEngineOptions,
+  RoundTransport,
+  SecAggObserver,
+} from './engine-types.ts';
 export { weightsHash } from './engine-types.ts';
 export { MAX_DEPARTED_PARTICIPANTS } from './participants.ts';
 export { STATUS_PARTICIPANTS_LISTED, STATUS_TIMELINE_ROUNDS } from './status-view.ts';
@@ -140,7 +173,7 @@ export class RoundEngine {
         void this.closeRound(event.round);
         return;
       default:
-        throw new Error(`unknown engine event ${(event satisfies never) as string}`);
+        throw new Error(`unknown engine event ${event satisfies never as string}`);
     }
   }
 
@@ -182,7 +215,7 @@ export class RoundEngine {
         return ackOk({ control: this.control, doneReason: state.kind === 'done' ? state.reason : undefined });
       }
       default:
-        throw new Error(`unknown control action ${(action satisfies never) as string}`);
+        throw new Error(`unknown control action ${action satisfies never as string}`);
     }
     return ackOk({ control: this.control });
   }
@@ -215,7 +248,8 @@ export class RoundEngine {
     const state = this.state;
     if (controlOf(state) === 'stopped') return this.done;
     const unsaved = this.storagePause();
-    if (unsaved?.kind === 'round') reason += `; round ${unsaved.candidate.record.round} could not be saved, so it was never shown or counted`;
+    if (unsaved?.kind === 'round')
+      reason += `; round ${unsaved.candidate.record.round} could not be saved, so it was never shown or counted`;
     const stopping: AfterRound = { kind: 'stop', reason };
     switch (state.kind) {
       case 'awaiting-start':
@@ -234,7 +268,7 @@ export class RoundEngine {
       case 'done':
         break;
       default:
-        throw new Error(`unknown engine state ${(state satisfies never) as string}`);
+        throw new Error(`unknown engine state ${state satisfies never as string}`);
     }
     this.options.transport.statusChanged();
     return this.done;
@@ -260,7 +294,9 @@ export class RoundEngine {
   updateSettings(change: SettingsChange): Ack<RoundSettings> {
     // The same rules as at start (coordinator/options/rules.ts), plus the strategy's own (its traits).
     const strategy = this.options.strategy;
-    const problem = settingsChangeProblem(this.settings, change, { changeProblem: (c, current) => strategy.settingsChangeProblem?.(c, current) });
+    const problem = settingsChangeProblem(this.settings, change, {
+      changeProblem: (c, current) => strategy.settingsChangeProblem?.(c, current),
+    });
     if (problem !== undefined) return ackError(ErrorCode.InvalidSetting, problem);
     if (this.state.kind === 'done') return ackError(ErrorCode.ControlNotAllowed, `the federation has finished: ${this.state.reason}`);
     this.settings = applySettingsChange(this.settings, change);
@@ -393,10 +429,17 @@ export class RoundEngine {
     this.storageFailure = failure;
     // A round's number is used up (started.json has it) whether or not it is ever saved.
     if (unsaved.kind === 'round') this.lastRound = unsaved.candidate.record.round;
-    const held = unsaved.kind === 'round' ? `round ${unsaved.candidate.record.round} is not shown or announced until it is saved` : `round ${unsaved.round} does not start until its number is saved`;
+    const held =
+      unsaved.kind === 'round'
+        ? `round ${unsaved.candidate.record.round} is not shown or announced until it is saved`
+        : `round ${unsaved.round} does not start until its number is saved`;
     this.saving.logError(`${storageFailureText(failure)}. The federation is paused: ${held}. Make the folder writable, then resume.`);
     if (state.kind === 'closing' && state.after.kind === 'stop') {
-      this.finish(unsaved.kind === 'round' ? `${state.after.reason}; round ${unsaved.candidate.record.round} could not be saved, so it was never shown or counted` : state.after.reason);
+      this.finish(
+        unsaved.kind === 'round'
+          ? `${state.after.reason}; round ${unsaved.candidate.record.round} could not be saved, so it was never shown or counted`
+          : state.after.reason,
+      );
       return;
     }
     this.to({ kind: 'idle', pause: { kind: 'storage', unsaved, retrying: false } });
@@ -578,7 +621,10 @@ export class RoundEngine {
       clientDp: clientDpAnnouncement(record.privacy),
     });
     const settings = this.settings;
-    const end = after.kind === 'stop' ? after.reason : endAfterRound(record, settings, settings.earlyStoppingPatience === undefined ? undefined : bestSummary(this.history));
+    const end =
+      after.kind === 'stop'
+        ? after.reason
+        : endAfterRound(record, settings, settings.earlyStoppingPatience === undefined ? undefined : bestSummary(this.history));
     if (end !== undefined) {
       this.finish(end);
       return;

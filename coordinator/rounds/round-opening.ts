@@ -37,7 +37,17 @@ export interface Opening {
  * configuration and a fresh aggregator, and picks how the round collects its
  * input: here, once; the engine never asks again.
  */
-export function prepareRound({ round, options, settings, model, candidates, participants, plainDeadlineMs, host, onDeadline }: OpeningInput): Opening {
+export function prepareRound({
+  round,
+  options,
+  settings,
+  model,
+  candidates,
+  participants,
+  plainDeadlineMs,
+  host,
+  onDeadline,
+}: OpeningInput): Opening {
   const { strategy, clock, random } = options;
   // Over-selection: ask a few more than needed, so dropouts still leave enough updates.
   const wanted = selectedPerRound(settings);
@@ -65,7 +75,18 @@ export function prepareRound({ round, options, settings, model, candidates, part
     settlements: new Map(),
     rejectionCodes: {},
   };
-  const open: OpenRound = Object.assign(basis, { collection: method.create(host, basis, chosen.map((p) => p.id)) });
-  const message: RoundStartMessage = { round, model: { version: model.version, weights: model.frame }, config: fit, deadline: startedAt + deadlineMs };
+  const open: OpenRound = Object.assign(basis, {
+    collection: method.create(
+      host,
+      basis,
+      chosen.map((p) => p.id),
+    ),
+  });
+  const message: RoundStartMessage = {
+    round,
+    model: { version: model.version, weights: model.frame },
+    config: fit,
+    deadline: startedAt + deadlineMs,
+  };
   return { open, chosen, message };
 }

@@ -22,7 +22,10 @@ export function roundDetails(open: RoundBasis, finalAt: number, contributors?: r
       reason = undefined;
     } else if (contributed && outcome === 'received') {
       outcome = 'dropped';
-      reason = contributed.size === 0 ? 'its masked input was never unmasked: the secure round aborted' : 'its masked input was not part of the decoded sum';
+      reason =
+        contributed.size === 0
+          ? 'its masked input was never unmasked: the secure round aborted'
+          : 'its masked input was not part of the decoded sum';
     }
     participants.push({
       id,
@@ -76,7 +79,14 @@ const CLIPPED_TOLERANCE = 1e-4;
 
 function normStats(norms: readonly number[], fit: FitConfig): UpdateNormStats {
   const sorted = [...norms].sort((a, b) => a - b);
-  const stats = { count: sorted.length, min: sorted[0]!, p25: quantile(sorted, 0.25), median: quantile(sorted, 0.5), p75: quantile(sorted, 0.75), max: sorted.at(-1)! };
+  const stats = {
+    count: sorted.length,
+    min: sorted[0]!,
+    p25: quantile(sorted, 0.25),
+    median: quantile(sorted, 0.5),
+    p75: quantile(sorted, 0.75),
+    max: sorted.at(-1)!,
+  };
   // Participants clipped to S and added no noise: an update at norm S was clipped (one below it was not).
   const privacy = fit.privacy;
   if (privacy?.noiseStd !== 0) return stats;

@@ -25,7 +25,11 @@ export class RoundSaving {
     const persist = this.options.onRoundCompleted;
     if (!persist) return Promise.resolve({ ok: true });
     const { record, model } = candidate;
-    return this.save(`round ${record.round} (checkpoint, history, model files)`, () => persist(record, model, [...history, record]), attempts);
+    return this.save(
+      `round ${record.round} (checkpoint, history, model files)`,
+      () => persist(record, model, [...history, record]),
+      attempts,
+    );
   }
 
   /** The operator's retry of what a storage hold keeps unsaved: one attempt. */
@@ -36,7 +40,7 @@ export class RoundSaving {
       case 'round-start':
         return this.roundStart(unsaved.round, 1);
       default:
-        throw new Error(`unknown unsaved state ${(unsaved satisfies never) as string}`);
+        throw new Error(`unknown unsaved state ${unsaved satisfies never as string}`);
     }
   }
 

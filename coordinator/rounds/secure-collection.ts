@@ -3,7 +3,15 @@ import { ackError, ackOk, ErrorCode, type Ack } from '../../core/protocol/errors
 import type { DeclineMessage, RoundStartMessage, SecAggAccepted, UpdateAccepted, UpdateMessage } from '../../core/protocol/messages.ts';
 import type { SecAggRoundStats, SecureAggregationSettings } from '../../core/protocol/status.ts';
 import type { MaskedInputMessage } from '../../core/secagg/protocol.ts';
-import { settleDecline, type Collection, type CollectionHost, type CollectionMethod, type Delivered, type Interruption, type SecAggInput } from './collection.ts';
+import {
+  settleDecline,
+  type Collection,
+  type CollectionHost,
+  type CollectionMethod,
+  type Delivered,
+  type Interruption,
+  type SecAggInput,
+} from './collection.ts';
 import type { RoundBasis } from './open-round.ts';
 import { markOut, type ParticipantRecord } from './participants.ts';
 import { secAggConfigFor, SecureRound, type SecAggStep, type SecureRoundHost, type SecureRoundOutcome } from './secure-round.ts';
@@ -35,7 +43,13 @@ class SecureCollection implements Collection {
     settings: SecureAggregationSettings,
   ) {
     const config = secAggConfigFor(round.round, selected.length, host.model.weights.length, settings);
-    this.secure = new SecureRound(config, selected, this.secureHost(), { stepMs: settings.stepTimeoutMs, maskedMs: host.settings.roundTimeoutMs }, round.fit.privacy);
+    this.secure = new SecureRound(
+      config,
+      selected,
+      this.secureHost(),
+      { stepMs: settings.stepTimeoutMs, maskedMs: host.settings.roundTimeoutMs },
+      round.fit.privacy,
+    );
   }
 
   roundStart(id: string, message: RoundStartMessage): RoundStartMessage {
@@ -48,7 +62,10 @@ class SecureCollection implements Collection {
 
   submitUpdate(record: ParticipantRecord, _message: UpdateMessage): Ack<UpdateAccepted> {
     this.secure.exclude(record.id);
-    return ackError(ErrorCode.NotSelected, `round ${this.round.round} uses secure aggregation: plain updates are refused (send secagg:masked)`);
+    return ackError(
+      ErrorCode.NotSelected,
+      `round ${this.round.round} uses secure aggregation: plain updates are refused (send secagg:masked)`,
+    );
   }
 
   async submitSecAgg(record: ParticipantRecord, step: SecAggStep, message: SecAggInput): Promise<Ack<SecAggAccepted>> {
@@ -123,7 +140,15 @@ class SecureCollection implements Collection {
         const record = host.participant(participantId);
         if (!host.collecting(round) || !record || round.settlements.has(participantId)) return;
         if (why === 'timeout') host.settle(round, participantId, 'dropped', 'missed a secure aggregation step deadline');
-        else host.settle(round, participantId, 'rejected', `${ErrorCode.SecAggRejected}: excluded for a refused secure aggregation message`, undefined, ErrorCode.SecAggRejected);
+        else
+          host.settle(
+            round,
+            participantId,
+            'rejected',
+            `${ErrorCode.SecAggRejected}: excluded for a refused secure aggregation message`,
+            undefined,
+            ErrorCode.SecAggRejected,
+          );
         markOut(record);
         host.statusChanged();
       },

@@ -37,7 +37,9 @@ export type SecAggOutbound =
   | { readonly event: 'secagg:forwarded'; readonly message: ForwardedSharesMessage }
   | { readonly event: 'secagg:unmask-request'; readonly message: UnmaskRequestMessage };
 
-export type SecureRoundOutcome = { readonly ok: true; readonly result: SecAggResult; readonly contributors: readonly string[] } | { readonly ok: false; readonly reason: string };
+export type SecureRoundOutcome =
+  | { readonly ok: true; readonly result: SecAggResult; readonly contributors: readonly string[] }
+  | { readonly ok: false; readonly reason: string };
 
 export interface SecureRoundHost {
   readonly clock: Clock;
@@ -142,13 +144,23 @@ export class SecureRound {
   }
 
   /** One participant's message for `step`; never throws. */
-  submit(participantId: string, step: SecAggStep, message: AdvertiseKeysMessage | ShareKeysMessage | MaskedInputMessage | UnmaskResponseMessage): Promise<Ack<SecAggAccepted>> {
+  submit(
+    participantId: string,
+    step: SecAggStep,
+    message: AdvertiseKeysMessage | ShareKeysMessage | MaskedInputMessage | UnmaskResponseMessage,
+  ): Promise<Ack<SecAggAccepted>> {
     const index = this.indexOf.get(participantId);
     if (index === undefined) return Promise.resolve(ackError(ErrorCode.NotSelected, `not selected for round ${this.config.round}`));
-    if (this.gone.has(participantId)) return Promise.resolve(ackError(ErrorCode.NotSelected, `no longer part of round ${this.config.round}`));
+    if (this.gone.has(participantId))
+      return Promise.resolve(ackError(ErrorCode.NotSelected, `no longer part of round ${this.config.round}`));
     if (message.from !== index) {
       this.exclude(participantId);
-      return Promise.resolve(ackError(ErrorCode.SecAggRejected, `unknown-participant: from ${message.from} is not your index ${index} in round ${this.config.round}`));
+      return Promise.resolve(
+        ackError(
+          ErrorCode.SecAggRejected,
+          `unknown-participant: from ${message.from} is not your index ${index} in round ${this.config.round}`,
+        ),
+      );
     }
     return this.enqueue(async (): Promise<Ack<SecAggAccepted>> => {
       if (this.gone.has(participantId)) return ackError(ErrorCode.NotSelected, `no longer part of round ${this.config.round}`);
@@ -294,7 +306,11 @@ export class SecureRound {
           this.step = 'finished';
           const result = await server.finish();
           // Garbage inputs (random masked vectors or shares) decode to a sum no honest inputs can make: abort, keep the model.
-          const check = checkDecodedSum(result.sum, { quantization: this.config.quantization, contributors: result.contributors.length, privacy: this.privacy });
+          const check = checkDecodedSum(result.sum, {
+            quantization: this.config.quantization,
+            contributors: result.contributors.length,
+            privacy: this.privacy,
+          });
           if (!check.ok) {
             this.sumRefused = true;
             this.finishAborted(check.reason, 'finished');
@@ -325,7 +341,10 @@ export class SecureRound {
     this.timer = undefined;
     this.step = 'finished';
     const at = step === 'setup' ? 'setup' : step === 'finished' ? 'the end' : `step ${STEP_ORDER.indexOf(step)} (${step})`;
-    this.abortedReason = typeof cause === 'string' ? `${cause} at ${at}` : `${abortLabel(cause)} at ${at}: ${cause instanceof Error ? cause.message : String(cause)}`;
+    this.abortedReason =
+      typeof cause === 'string'
+        ? `${cause} at ${at}`
+        : `${abortLabel(cause)} at ${at}: ${cause instanceof Error ? cause.message : String(cause)}`;
     this.host.done({ ok: false, reason: `secure aggregation aborted: ${this.abortedReason}` });
   }
 }

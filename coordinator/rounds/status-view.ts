@@ -23,7 +23,10 @@ export const STATUS_TIMELINE_ROUNDS = 10;
 export function dashboardView(status: FederationStatus): FederationStatus {
   const firstKept = status.history.length - STATUS_TIMELINE_ROUNDS;
   const connected = status.participants.filter((p) => p.connected);
-  const listed = connected.length >= STATUS_PARTICIPANTS_LISTED ? connected.slice(0, STATUS_PARTICIPANTS_LISTED) : connected.concat(status.participants.filter((p) => !p.connected).slice(0, STATUS_PARTICIPANTS_LISTED - connected.length));
+  const listed =
+    connected.length >= STATUS_PARTICIPANTS_LISTED
+      ? connected.slice(0, STATUS_PARTICIPANTS_LISTED)
+      : connected.concat(status.participants.filter((p) => !p.connected).slice(0, STATUS_PARTICIPANTS_LISTED - connected.length));
   return {
     ...status,
     participants: listed,
@@ -107,7 +110,8 @@ function waitingFor({ state, storageFailure, eligible, settings }: StatusInputs)
 /** Why individual update norms are not shown (secure aggregation, or a strategy whose participation is private), or undefined where they may be. */
 export function normsWithheld(settings: RoundSettings, strategy: Strategy): string | undefined {
   if (settings.secureAggregation) return 'secure aggregation: the coordinator never sees an individual update';
-  if (strategy.traits.participation === 'private') return 'client-level DP: an individual update norm is not covered by the privacy guarantee';
+  if (strategy.traits.participation === 'private')
+    return 'client-level DP: an individual update norm is not covered by the privacy guarantee';
   return undefined;
 }
 
@@ -115,5 +119,11 @@ export function normsWithheld(settings: RoundSettings, strategy: Strategy): stri
 export function bestSummary(history: readonly RoundRecord[]): FederationStatus['best'] {
   const best = bestRound(history);
   if (!best?.metrics) return undefined;
-  return { round: best.round, modelVersion: best.modelVersion, modelHash: best.modelHash, metrics: best.metrics, roundsSince: roundsWithoutImprovement(history) };
+  return {
+    round: best.round,
+    modelVersion: best.modelVersion,
+    modelHash: best.modelHash,
+    metrics: best.metrics,
+    roundsSince: roundsWithoutImprovement(history),
+  };
 }

@@ -6,7 +6,15 @@
  */
 
 /** The operator's downloads (served by coordinator/report/admin-api.ts). */
-export const ADMIN_DOWNLOAD_PATHS = ['/api/model/model.json', '/api/model/weights.bin', '/api/model/best/model.json', '/api/model/best/weights.bin', '/api/report.json', '/api/report.html', '/api/history.csv'] as const;
+export const ADMIN_DOWNLOAD_PATHS = [
+  '/api/model/model.json',
+  '/api/model/weights.bin',
+  '/api/model/best/model.json',
+  '/api/model/best/weights.bin',
+  '/api/report.json',
+  '/api/report.html',
+  '/api/history.csv',
+] as const;
 
 /** Every admin route served today: the status (coordinator/server.ts) and the downloads. */
 export const ADMIN_PATHS: readonly string[] = ['/api/status', ...ADMIN_DOWNLOAD_PATHS];

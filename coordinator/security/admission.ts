@@ -93,8 +93,13 @@ export class ConnectionAdmission {
   slotRefusal(address: string, credential: string | undefined, maxPerCredential: number | undefined): string | undefined {
     const { maxConnections, maxPerIp } = this.limits;
     if (this.authenticatedTotal >= maxConnections) return `the coordinator is at its limit of ${maxConnections} connections; retry later`;
-    if ((this.authenticatedByIp.get(address) ?? 0) >= maxPerIp) return `this address already holds ${maxPerIp} connections (--max-connections-per-ip); retry later`;
-    if (credential !== undefined && maxPerCredential !== undefined && (this.authenticatedByCredential.get(credential) ?? 0) >= maxPerCredential) {
+    if ((this.authenticatedByIp.get(address) ?? 0) >= maxPerIp)
+      return `this address already holds ${maxPerIp} connections (--max-connections-per-ip); retry later`;
+    if (
+      credential !== undefined &&
+      maxPerCredential !== undefined &&
+      (this.authenticatedByCredential.get(credential) ?? 0) >= maxPerCredential
+    ) {
       return `this credential already holds ${maxPerCredential} connection(s) (--max-connections-per-credential); close one first`;
     }
     return undefined;

@@ -108,7 +108,10 @@ function tokenSet(values: Record<string, unknown>, flag: string, fail: MakeError
 function parseOrigins(text: unknown, fail: MakeError): string[] {
   if (text === undefined) return [];
   const out: string[] = [];
-  for (const raw of String(text).split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const raw of String(text)
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     if (raw === '*') {
       out.push('*');
       continue;
@@ -175,7 +178,10 @@ export function parseSecurityConfig(values: Record<string, unknown>, fail: MakeE
     } catch (error) {
       throw fail(`--credentials ${(error as Error).message}`);
     }
-    if (credentials.set.size === 0) throw fail(`--credentials ${credentialsFile}: no active credential (all revoked?): mint some with "npm run tokens -- --file ${credentialsFile} --count N"`);
+    if (credentials.set.size === 0)
+      throw fail(
+        `--credentials ${credentialsFile}: no active credential (all revoked?): mint some with "npm run tokens -- --file ${credentialsFile} --count N"`,
+      );
     if (demoToken === undefined && Number(values['demo-participants'] ?? 0) > 0) {
       // The demo participants get a shared token of their own, as with join tokens.
       demoToken = randomBytes(24).toString('base64url');

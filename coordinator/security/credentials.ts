@@ -48,18 +48,26 @@ export function parseCredentialFile(text: string, source: string): CredentialFil
   const seen = new Set<string>();
   file.credentials.forEach((entry: Partial<CredentialEntry>, i) => {
     const where = `${source}: credential #${i + 1}`;
-    if (!entry || typeof entry.id !== 'string' || !ID_PATTERN.test(entry.id)) throw new Error(`${where}: "id" must be 1-64 letters, digits, '.', '_' or '-'`);
+    if (!entry || typeof entry.id !== 'string' || !ID_PATTERN.test(entry.id))
+      throw new Error(`${where}: "id" must be 1-64 letters, digits, '.', '_' or '-'`);
     if (seen.has(entry.id)) throw new Error(`${where}: id ${entry.id} appears twice`);
     seen.add(entry.id);
-    if (typeof entry.sha256 !== 'string' || !DIGEST_PATTERN.test(entry.sha256)) throw new Error(`${where} (${entry.id}): "sha256" must be 64 lower-case hex digits`);
+    if (typeof entry.sha256 !== 'string' || !DIGEST_PATTERN.test(entry.sha256))
+      throw new Error(`${where} (${entry.id}): "sha256" must be 64 lower-case hex digits`);
     if (typeof entry.created !== 'string') throw new Error(`${where} (${entry.id}): "created" is missing`);
-    if (entry.revoked !== undefined && typeof entry.revoked !== 'string') throw new Error(`${where} (${entry.id}): "revoked" must be a time`);
+    if (entry.revoked !== undefined && typeof entry.revoked !== 'string')
+      throw new Error(`${where} (${entry.id}): "revoked" must be a time`);
   });
   return file as CredentialFile;
 }
 
 /** New credentials: ids continuing after the highest `c<number>` in use, and their secret tokens (shown once). */
-export function mintCredentials(existing: readonly CredentialEntry[], count: number, label?: string, now = new Date()): { entries: CredentialEntry[]; tokens: { id: string; token: string }[] } {
+export function mintCredentials(
+  existing: readonly CredentialEntry[],
+  count: number,
+  label?: string,
+  now = new Date(),
+): { entries: CredentialEntry[]; tokens: { id: string; token: string }[] } {
   let next = 1 + existing.reduce((max, e) => Math.max(max, /^c(\d+)$/.test(e.id) ? Number(e.id.slice(1)) : 0), 0);
   const entries: CredentialEntry[] = [];
   const tokens: { id: string; token: string }[] = [];
@@ -79,7 +87,10 @@ export function revokeCredentials(file: CredentialFile, ids: readonly string[], 
   const unknown = ids.filter((id) => !known.has(id));
   if (unknown.length > 0) throw new Error(`no credential with id ${unknown.join(', ')}`);
   const revoke = new Set(ids);
-  return { version: 1, credentials: file.credentials.map((e) => (revoke.has(e.id) && e.revoked === undefined ? { ...e, revoked: now.toISOString() } : e)) };
+  return {
+    version: 1,
+    credentials: file.credentials.map((e) => (revoke.has(e.id) && e.revoked === undefined ? { ...e, revoked: now.toISOString() } : e)),
+  };
 }
 
 /** The active (not revoked) credentials, checked in constant time against a presented token. */

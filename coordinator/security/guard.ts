@@ -138,15 +138,23 @@ export function socketServerOptions(security: SecurityConfig, admission: Connect
  * `new Server(httpServer)`, which installs engine.io's handler.
  */
 function forbidUpgradesOverCap(httpServer: HttpServer, security: SecurityConfig, admission: ConnectionAdmission): void {
-  const engineHandlers = httpServer.listeners('upgrade') as ((request: IncomingMessage, socket: import('node:stream').Duplex, head: Buffer) => void)[];
+  const engineHandlers = httpServer.listeners('upgrade') as ((
+    request: IncomingMessage,
+    socket: import('node:stream').Duplex,
+    head: Buffer,
+  ) => void)[];
   httpServer.removeAllListeners('upgrade');
   httpServer.on('upgrade', (request: IncomingMessage, socket: import('node:stream').Duplex, head: Buffer) => {
     const url = new URL(request.url ?? '/', 'http://localhost');
     // Only handshakes: an upgrade of an existing polling session (sid) already holds its place.
-    const refusal = url.pathname.startsWith('/socket.io/') && !url.searchParams.has('sid') ? handshakeRefusal(request, security, admission) : undefined;
+    const refusal =
+      url.pathname.startsWith('/socket.io/') && !url.searchParams.has('sid') ? handshakeRefusal(request, security, admission) : undefined;
     if (refusal !== undefined) {
       socket.on('error', () => {});
-      socket.end(`HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(refusal)}\r\n\r\n${refusal}`, () => socket.destroy());
+      socket.end(
+        `HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(refusal)}\r\n\r\n${refusal}`,
+        () => socket.destroy(),
+      );
       return;
     }
     for (const handler of engineHandlers) handler.call(httpServer, request, socket, head);
@@ -181,11 +189,14 @@ export function installSecurity(
     }
     return transport;
   };
-  io.engine.on('connection', (conn: object & { remoteAddress?: string; close(): void; once(event: 'close', listener: () => void): void }) => {
-    const transport = transportOf(conn);
-    admission.transportOpened(transport);
-    conn.once('close', () => admission.transportClosed(transport));
-  });
+  io.engine.on(
+    'connection',
+    (conn: object & { remoteAddress?: string; close(): void; once(event: 'close', listener: () => void): void }) => {
+      const transport = transportOf(conn);
+      admission.transportOpened(transport);
+      conn.once('close', () => admission.transportClosed(transport));
+    },
+  );
 
   function refuse(socket: AnySocket, next: Next, code: ErrorCode, message: string): void {
     hooks.countRejection(code);
@@ -277,13 +288,16 @@ export function installSecurity(
       if (verdict !== 'ok') {
         refused = true;
         hooks.countRejection(ErrorCode.RateLimited);
-        if (typeof ack === 'function') ack(ackError(ErrorCode.RateLimited, `more than ${security.rateLimit} messages per second; slow down`));
+        if (typeof ack === 'function')
+          ack(ackError(ErrorCode.RateLimited, `more than ${security.rateLimit} messages per second; slow down`));
         if (!warned) {
           warned = true;
           hooks.log(`connection ${socket.id} (${socket.handshake.address}) is over its limit of ${security.rateLimit} messages/s`);
         }
         if (verdict === 'disconnect' && socket.connected) {
-          hooks.log(`connection ${socket.id} (${socket.handshake.address}) disconnected: it stayed far over its message limit (${limiter.limited} messages refused)`);
+          hooks.log(
+            `connection ${socket.id} (${socket.handshake.address}) disconnected: it stayed far over its message limit (${limiter.limited} messages refused)`,
+          );
           socket.disconnect(true);
         }
         return;
@@ -291,7 +305,13 @@ export function installSecurity(
       if (readOnly) {
         refused = true;
         hooks.countRejection(ErrorCode.Unauthorized);
-        if (typeof ack === 'function') ack(ackError(ErrorCode.Unauthorized, 'this dashboard connection is read-only: admin controls need a coordinator started with --admin-token'));
+        if (typeof ack === 'function')
+          ack(
+            ackError(
+              ErrorCode.Unauthorized,
+              'this dashboard connection is read-only: admin controls need a coordinator started with --admin-token',
+            ),
+          );
       }
     });
     socket.use((_event, next) => {
@@ -325,7 +345,13 @@ export function guardHttp(request: IncomingMessage, response: ServerResponse, se
     response.setHeader('access-control-allow-origin', allowed.includes('*') ? '*' : origin);
     response.setHeader('vary', 'Origin');
     if (request.method === 'OPTIONS') {
-      response.writeHead(204, { 'access-control-allow-methods': 'GET, HEAD', 'access-control-allow-headers': 'authorization', 'access-control-max-age': '600' }).end();
+      response
+        .writeHead(204, {
+          'access-control-allow-methods': 'GET, HEAD',
+          'access-control-allow-headers': 'authorization',
+          'access-control-max-age': '600',
+        })
+        .end();
       return false;
     }
   }
@@ -335,8 +361,14 @@ export function guardHttp(request: IncomingMessage, response: ServerResponse, se
   if (adminTokens && served) {
     const { pathname } = new URL(request.url ?? '/', 'http://localhost');
     if (isAdminPath(pathname) && !adminTokens.matches(bearerToken(request))) {
-      const body = JSON.stringify({ error: { code: ErrorCode.Unauthorized, message: 'this route needs the admin token: send "Authorization: Bearer <token>"' } });
-      response.writeHead(401, { 'content-type': 'application/json', 'cache-control': 'no-store', 'www-authenticate': 'Bearer realm="coordinator admin"' });
+      const body = JSON.stringify({
+        error: { code: ErrorCode.Unauthorized, message: 'this route needs the admin token: send "Authorization: Bearer <token>"' },
+      });
+      response.writeHead(401, {
+        'content-type': 'application/json',
+        'cache-control': 'no-store',
+        'www-authenticate': 'Bearer realm="coordinator admin"',
+      });
       response.end(request.method === 'HEAD' ? undefined : body);
       return false;
     }

@@ -11,7 +11,8 @@ export class TokenBucket {
     readonly capacity: number,
     now: number,
   ) {
-    if (!(rate > 0) || !(capacity >= 1)) throw new RangeError(`a token bucket needs rate > 0 and capacity >= 1, got ${rate} and ${capacity}`);
+    if (!(rate > 0) || !(capacity >= 1))
+      throw new RangeError(`a token bucket needs rate > 0 and capacity >= 1, got ${rate} and ${capacity}`);
     this.tokens = capacity;
     this.last = now;
   }

@@ -1,5 +1,13 @@
 import type { Socket } from 'socket.io';
-import { CLIENT_EVENT_PARSERS, CLIENT_EVENTS, isClientEvent, isSecAggEvent, type ClientEventName, type ClientEventParsers, type SecAggEventName } from '../../core/protocol/client-events.ts';
+import {
+  CLIENT_EVENT_PARSERS,
+  CLIENT_EVENTS,
+  isClientEvent,
+  isSecAggEvent,
+  type ClientEventName,
+  type ClientEventParsers,
+  type SecAggEventName,
+} from '../../core/protocol/client-events.ts';
 import { ackError, ackOk, ErrorCode, ProtocolError, type Ack } from '../../core/protocol/errors.ts';
 import { PROTOCOL_VERSION, type ClientToServerEvents, type ServerToClientEvents, type TaskSummary } from '../../core/protocol/messages.ts';
 import type { RoundEngine } from '../rounds/round-engine.ts';
@@ -45,7 +53,8 @@ export function attachParticipant(socket: ParticipantSocket, context: Participan
     engine.countRejection(code);
     return ackError(code, message);
   };
-  const mustHaveJoined = (what: string) => () => (socket.data.participantId === undefined ? refuse(ErrorCode.NotJoined, `join before ${what}`) : undefined);
+  const mustHaveJoined = (what: string) => () =>
+    socket.data.participantId === undefined ? refuse(ErrorCode.NotJoined, `join before ${what}`) : undefined;
   /** The sender's id (refuseEarly has made sure there is one). */
   const joined = (): string => {
     const id = socket.data.participantId;
@@ -69,18 +78,25 @@ export function attachParticipant(socket: ParticipantSocket, context: Participan
       kind: 'request',
       handle: (request) => {
         if (request.protocolVersion !== PROTOCOL_VERSION) {
-          return refuse(ErrorCode.UnsupportedProtocol, `protocol version ${request.protocolVersion} is not supported; this coordinator speaks ${PROTOCOL_VERSION}`);
+          return refuse(
+            ErrorCode.UnsupportedProtocol,
+            `protocol version ${request.protocolVersion} is not supported; this coordinator speaks ${PROTOCOL_VERSION}`,
+          );
         }
         const previous = socket.data.participantId;
         // Ids are public (status, dashboard): a known id is given back only with the secret issued with it, or on the socket that holds it.
         const sameSocket = previous !== undefined && request.participantId === previous;
-        const claimed = sameSocket || (request.participantId !== undefined && rejoinSecrets.matches(request.participantId, request.rejoinSecret)) ? request.participantId : undefined;
+        const claimed =
+          sameSocket || (request.participantId !== undefined && rejoinSecrets.matches(request.participantId, request.rejoinSecret))
+            ? request.participantId
+            : undefined;
         if (previous !== undefined && previous !== claimed) {
           return refuse(ErrorCode.BadPayload, `this connection already joined as ${previous}`);
         }
         const id = engine.join(request.client, claimed, socket.data.credential);
         // The same socket keeps the secret it was given; a rejoin proved the one it sent; anyone else gets a new one.
-        const rejoinSecret = (sameSocket ? socket.data.rejoinSecret : claimed !== undefined ? request.rejoinSecret : undefined) ?? rejoinSecrets.issue(id);
+        const rejoinSecret =
+          (sameSocket ? socket.data.rejoinSecret : claimed !== undefined ? request.rejoinSecret : undefined) ?? rejoinSecrets.issue(id);
         const other = socketsByParticipant.get(id);
         // Point the id at the new socket first, so the old socket's disconnect does not count as leaving.
         socketsByParticipant.set(id, socket);
@@ -90,10 +106,24 @@ export function attachParticipant(socket: ParticipantSocket, context: Participan
         if (engine.isDone) {
           // A late joiner learns at once that no round will come (after its join answer).
           const final = engine.status();
-          setTimeout(() => socket.emit('federation:done', { reason: final.doneReason ?? 'finished', round: final.round, metrics: final.history.at(-1)?.metrics }), 0);
+          setTimeout(
+            () =>
+              socket.emit('federation:done', {
+                reason: final.doneReason ?? 'finished',
+                round: final.round,
+                metrics: final.history.at(-1)?.metrics,
+              }),
+            0,
+          );
         }
         const model = engine.globalModel;
-        return ackOk({ participantId: id, rejoinSecret, task, model: { version: model.version, weights: model.frame }, round: engine.currentRound });
+        return ackOk({
+          participantId: id,
+          rejoinSecret,
+          task,
+          model: { version: model.version, weights: model.frame },
+          round: engine.currentRound,
+        });
       },
     },
     update: {
@@ -124,7 +154,8 @@ export function attachParticipant(socket: ParticipantSocket, context: Participan
   const parsers: ClientEventParsers = CLIENT_EVENT_PARSERS;
   const hooks = { countRejection: (code: ErrorCode) => engine.countRejection(code), logError: context.logError };
   const known = (event: ClientEventName) => context.secureAggregation || !isSecAggEvent(event);
-  const register = <E extends ClientEventName>(event: E) => respond(socket as unknown as Socket, event, parsers[event], table[event], hooks);
+  const register = <E extends ClientEventName>(event: E) =>
+    respond(socket as unknown as Socket, event, parsers[event], table[event], hooks);
   for (const event of CLIENT_EVENTS) if (known(event)) register(event);
 
   socket.onAny((event: unknown, ...args: unknown[]) => {
@@ -132,7 +163,10 @@ export function attachParticipant(socket: ParticipantSocket, context: Participan
     engine.countRejection(ErrorCode.UnknownEvent);
     const ack = args.at(-1);
     if (typeof ack !== 'function') return;
-    const message = event === MALFORMED_EVENT ? `unreadable event packet: ${String(args[0]).slice(0, 128)}` : `unknown event "${String(event).slice(0, 64)}"`;
+    const message =
+      event === MALFORMED_EVENT
+        ? `unreadable event packet: ${String(args[0]).slice(0, 128)}`
+        : `unknown event "${String(event).slice(0, 64)}"`;
     ack(ackError(ErrorCode.UnknownEvent, message));
   });
   socket.on('disconnect', () => {

@@ -47,7 +47,8 @@ export class BestModelStore {
   }
 
   async save(info: BestModelInfo, files: ModelArtifactsFiles): Promise<void> {
-    if (sha256(files.weightsBin) !== info.modelHash) throw new Error(`best model of round ${info.round}: weights.bin does not match the round's model hash`);
+    if (sha256(files.weightsBin) !== info.modelHash)
+      throw new Error(`best model of round ${info.round}: weights.bin does not match the round's model hash`);
     await this.write('weights.bin', files.weightsBin);
     await this.write('model.json', Buffer.from(files.modelJson));
     await this.write('best.json', Buffer.from(JSON.stringify(info, null, 2)));
@@ -64,7 +65,8 @@ export class BestModelStore {
     }
     const info = JSON.parse(Buffer.from(this.open('best.json', infoBytes)).toString('utf8')) as BestModelInfo;
     const weightsBin = this.open('weights.bin', await readFile(path.join(this.dir, 'weights.bin')));
-    if (sha256(weightsBin) !== info.modelHash) throw new Error(`${this.dir}/weights.bin does not match best.json (round ${info.round}): a write was cut short`);
+    if (sha256(weightsBin) !== info.modelHash)
+      throw new Error(`${this.dir}/weights.bin does not match best.json (round ${info.round}): a write was cut short`);
     const modelJson = Buffer.from(this.open('model.json', await readFile(path.join(this.dir, 'model.json')))).toString('utf8');
     return { info, files: { modelJson, weightsBin } };
   }

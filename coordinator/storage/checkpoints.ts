@@ -111,7 +111,10 @@ export class CheckpointStore {
     } catch {
       return { rejected };
     }
-    const rounds = names.filter((n) => /^\d{6}$/.test(n)).sort().reverse();
+    const rounds = names
+      .filter((n) => /^\d{6}$/.test(n))
+      .sort()
+      .reverse();
     for (const name of rounds) {
       const dir = path.join(this.dir, name);
       try {
@@ -130,7 +133,8 @@ export class CheckpointStore {
     } catch (error) {
       throw new Error(`manifest.json is missing or unreadable (torn write?): ${(error as Error).message}`);
     }
-    if (manifest.version !== 1 || manifest.round !== round) throw new Error(`manifest.json describes round ${manifest.round}, the folder is round ${round}`);
+    if (manifest.version !== 1 || manifest.round !== round)
+      throw new Error(`manifest.json describes round ${manifest.round}, the folder is round ${round}`);
     if (manifest.encrypted && !this.key) throw new Error('the checkpoint is encrypted: pass --checkpoint-key-file');
     if (!manifest.encrypted && this.key) throw new Error('the checkpoint is not encrypted, but a key was given');
     const plain: Partial<Record<(typeof FILES)[number], Uint8Array>> = {};
@@ -138,17 +142,20 @@ export class CheckpointStore {
       const expected = manifest.files[name];
       if (!expected) throw new Error(`manifest.json does not list ${name}`);
       const stored = await readFile(path.join(dir, name));
-      if (stored.byteLength !== expected.bytes || sha256(stored) !== expected.sha256) throw new Error(`${name} does not match its checksum (corrupt)`);
+      if (stored.byteLength !== expected.bytes || sha256(stored) !== expected.sha256)
+        throw new Error(`${name} does not match its checksum (corrupt)`);
       plain[name] = this.key ? this.key.decrypt(name, stored) : stored;
     }
     const state = JSON.parse(Buffer.from(plain['state.json']!).toString('utf8')) as CheckpointState;
-    if (state.version !== 1 || state.round !== round) throw new Error(`state.json describes round ${state.round}, the folder is round ${round}`);
+    if (state.version !== 1 || state.round !== round)
+      throw new Error(`state.json describes round ${state.round}, the folder is round ${round}`);
     return { state, model: { modelJson: Buffer.from(plain['model.json']!).toString('utf8'), weightsBin: plain['weights.bin']! } };
   }
 
   private async prune(): Promise<void> {
     const names = (await readdir(this.dir)).filter((n) => /^\d{6}$/.test(n)).sort();
-    for (const name of names.slice(0, Math.max(0, names.length - KEEP))) await rm(path.join(this.dir, name), { recursive: true, force: true });
+    for (const name of names.slice(0, Math.max(0, names.length - KEEP)))
+      await rm(path.join(this.dir, name), { recursive: true, force: true });
   }
 
   /** Records that `round` started, before any participant hears of it. */

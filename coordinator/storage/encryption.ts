@@ -25,7 +25,9 @@ export class AtRestKey {
     else if (/^[A-Za-z0-9+/]{43}=$/.test(text)) key = Buffer.from(text, 'base64');
     else if (raw.length === 32) key = raw;
     if (key?.length !== 32) {
-      throw new Error(`the checkpoint key file ${file} must hold a 256-bit key: 64 hex characters (e.g. \`openssl rand -hex 32\`), base64 of 32 bytes, or 32 raw bytes`);
+      throw new Error(
+        `the checkpoint key file ${file} must hold a 256-bit key: 64 hex characters (e.g. \`openssl rand -hex 32\`), base64 of 32 bytes, or 32 raw bytes`,
+      );
     }
     return new AtRestKey(key);
   }

@@ -57,15 +57,19 @@ export function weightsFromFiles(files: ModelArtifactsFiles, shapes: readonly We
   } catch (error) {
     throw new Error(`model.json is not JSON: ${(error as Error).message}`);
   }
-  if (!Array.isArray(manifest) || manifest.length !== shapes.length) throw new Error(`model.json lists ${Array.isArray(manifest) ? manifest.length : 'no'} weights, the model has ${shapes.length}`);
+  if (!Array.isArray(manifest) || manifest.length !== shapes.length)
+    throw new Error(`model.json lists ${Array.isArray(manifest) ? manifest.length : 'no'} weights, the model has ${shapes.length}`);
   manifest.forEach((entry: { shape?: unknown; dtype?: unknown }, i) => {
     const expected = shapes[i]!.shape;
     if (entry.dtype !== 'float32' || !Array.isArray(entry.shape) || entry.shape.join(',') !== expected.join(',')) {
-      throw new Error(`weight ${i} in model.json is ${String(entry.dtype)} [${String(entry.shape)}], the model expects float32 [${expected.join(',')}]`);
+      throw new Error(
+        `weight ${i} in model.json is ${String(entry.dtype)} [${String(entry.shape)}], the model expects float32 [${expected.join(',')}]`,
+      );
     }
   });
   const count = shapes.reduce((n, w) => n + w.shape.reduce((a, b) => a * b, 1), 0);
-  if (files.weightsBin.byteLength !== count * 4) throw new Error(`weights.bin is ${files.weightsBin.byteLength} bytes, the model needs ${count * 4}`);
+  if (files.weightsBin.byteLength !== count * 4)
+    throw new Error(`weights.bin is ${files.weightsBin.byteLength} bytes, the model needs ${count * 4}`);
   const out = new Float32Array(count);
   new Uint8Array(out.buffer).set(files.weightsBin);
   return out;

@@ -44,7 +44,9 @@ export async function findResumePoint(
   const weights = weightsFromFiles(latest.model, task.weightShapes as WeightShape[]);
   if (state.strategy && strategy.loadState) {
     if (state.strategy.name !== strategy.name) {
-      throw new Error(`${checkpoints.runDir} was run with strategy "${state.strategy.name}", now "${strategy.name}": use another --data-dir to change it`);
+      throw new Error(
+        `${checkpoints.runDir} was run with strategy "${state.strategy.name}", now "${strategy.name}": use another --data-dir to change it`,
+      );
     }
     strategy.loadState(state.strategy.state);
   }
@@ -54,7 +56,9 @@ export async function findResumePoint(
     strategy.chargeUnrecordedRounds(unrecorded);
     log(`charged ${unrecorded} round(s) started after the last checkpoint to the privacy accountant`);
   }
-  log(`resuming ${task.name} from the checkpoint of round ${state.round} (model version ${state.modelVersion}, ${state.history.length} rounds of history)`);
+  log(
+    `resuming ${task.name} from the checkpoint of round ${state.round} (model version ${state.modelVersion}, ${state.history.length} rounds of history)`,
+  );
   return { round: state.round, modelVersion: state.modelVersion, weights, history: state.history };
 }
 
@@ -63,7 +67,12 @@ export async function findResumePoint(
  * a new best round's checkpoint and before best/ was written; that round is
  * then the newest checkpoint, so its model is at hand to write it again.
  */
-export async function repairBestModel(store: BestModelStore, resume: ResumePoint | undefined, serializer: ModelSerializer, log: (line: string) => void): Promise<void> {
+export async function repairBestModel(
+  store: BestModelStore,
+  resume: ResumePoint | undefined,
+  serializer: ModelSerializer,
+  log: (line: string) => void,
+): Promise<void> {
   const best = bestRound(resume?.history ?? []);
   if (!resume || !best?.metrics || !best.modelHash) return;
   let stored: Awaited<ReturnType<BestModelStore['load']>>;
@@ -74,7 +83,17 @@ export async function repairBestModel(store: BestModelStore, resume: ResumePoint
   }
   if (stored?.info.modelHash === best.modelHash) return;
   if (resume.round === best.round && weightsHash(resume.weights) === best.modelHash) {
-    await store.save({ version: 1, round: best.round, modelVersion: best.modelVersion, modelHash: best.modelHash, metrics: best.metrics, savedAt: Date.now() }, await serializer.toFiles(resume.weights));
+    await store.save(
+      {
+        version: 1,
+        round: best.round,
+        modelVersion: best.modelVersion,
+        modelHash: best.modelHash,
+        metrics: best.metrics,
+        savedAt: Date.now(),
+      },
+      await serializer.toFiles(resume.weights),
+    );
     log(`best model: rewrote ${store.dir} from the checkpoint of round ${best.round}`);
     return;
   }

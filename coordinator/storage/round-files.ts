@@ -54,7 +54,14 @@ export function saveCompletedRounds(files: RunFiles): RoundCompletedListener {
     const best = bestRound(history);
     if (best?.round === record.round && best.metrics && best.modelHash) {
       await bestModels.save(
-        { version: 1, round: best.round, modelVersion: best.modelVersion, modelHash: best.modelHash, metrics: best.metrics, savedAt: Date.now() },
+        {
+          version: 1,
+          round: best.round,
+          modelVersion: best.modelVersion,
+          modelHash: best.modelHash,
+          metrics: best.metrics,
+          savedAt: Date.now(),
+        },
         modelFiles,
       );
     }
@@ -66,7 +73,12 @@ export function saveCompletedRounds(files: RunFiles): RoundCompletedListener {
  * round's files; a failure that outlasts the retries shows in the status.
  * Like history.json, not in plain files when checkpoints are encrypted.
  */
-export async function writeFinalReport(engine: RoundEngine, reports: RunReports, files: Pick<RunFiles, 'runDir' | 'encrypted'>, logError: (line: string) => void): Promise<RunReport | undefined> {
+export async function writeFinalReport(
+  engine: RoundEngine,
+  reports: RunReports,
+  files: Pick<RunFiles, 'runDir' | 'encrypted'>,
+  logError: (line: string) => void,
+): Promise<RunReport | undefined> {
   await engine.done;
   if (files.encrypted) return undefined;
   let written: RunReport | undefined;

@@ -7,7 +7,15 @@ import { inputSize, type ImageInput, type InputSchema, type TabularInput } from 
 import { checkTaskSchema, type PreparedTable, prepareTable, suggestRoles, TabularSchemaError } from '../../core/data/tabular.ts';
 import { buildModel, parameterCount, weightShapes } from '../../core/model/architectures.ts';
 import { readWeights } from '../../core/model/weights.ts';
-import type { ArchitectureName, DemoDataSource, JsonValue, ModelSpec, SampleDpConfig, TaskSummary, WeightShape } from '../../core/protocol/messages.ts';
+import type {
+  ArchitectureName,
+  DemoDataSource,
+  JsonValue,
+  ModelSpec,
+  SampleDpConfig,
+  TaskSummary,
+  WeightShape,
+} from '../../core/protocol/messages.ts';
 import { permutation, SeededRandom } from '../../core/random/prng.ts';
 import { readImageSource, type ImageSource } from '../../node/data/image-sources.ts';
 import { loadMnistDemo } from './demo-data.ts';
@@ -119,7 +127,10 @@ export async function loadTask(options: TaskLoadOptions): Promise<LoadedTask> {
     description ??= `${definition.name}: predict ${schema.labelColumn} (${classes.join(' / ')}) from ${schema.features.length} columns; ${test.count} test examples on the coordinator`;
   }
 
-  const model = definition.model.kind === 'builtin' ? await builtinModel(options.architecture, input, classes, options.seed) : await customModel(definition.model.path, input, classes);
+  const model =
+    definition.model.kind === 'builtin'
+      ? await builtinModel(options.architecture, input, classes, options.seed)
+      : await customModel(definition.model.path, input, classes);
   return {
     name: definition.name,
     description,
@@ -155,9 +166,19 @@ interface TaskModelParts {
   readonly initialWeights: Float32Array;
 }
 
-async function builtinModel(architecture: ArchitectureName, input: InputSchema, classes: readonly string[], seed: number): Promise<TaskModelParts> {
+async function builtinModel(
+  architecture: ArchitectureName,
+  input: InputSchema,
+  classes: readonly string[],
+  seed: number,
+): Promise<TaskModelParts> {
   // Data reaches every model as a flat row of inputSize values; the built-in models reshape it themselves.
-  const spec: ModelSpec = { architecture, inputShape: [inputSize(input)], numClasses: classes.length, ...(input.kind === 'image' ? { imageShape: input.shape } : {}) };
+  const spec: ModelSpec = {
+    architecture,
+    inputShape: [inputSize(input)],
+    numClasses: classes.length,
+    ...(input.kind === 'image' ? { imageShape: input.shape } : {}),
+  };
   const model = buildModel(spec, seed);
   try {
     return { spec, weightShapes: weightShapes(model), initialWeights: await readWeights(model) };
@@ -178,7 +199,10 @@ export async function customModel(modelJsonPath: string, input: InputSchema, cla
     const fail = (message: string): never => {
       throw new TaskLoadError(`${where}: ${message}`);
     };
-    if (model.inputs.length !== 1 || model.outputs.length !== 1) fail(`the model has ${model.inputs.length} inputs and ${model.outputs.length} outputs; a task model takes one input and gives one output`);
+    if (model.inputs.length !== 1 || model.outputs.length !== 1)
+      fail(
+        `the model has ${model.inputs.length} inputs and ${model.outputs.length} outputs; a task model takes one input and gives one output`,
+      );
     const size = inputSize(input);
     const inShape = model.inputs[0]!.shape;
     if (inShape.length !== 2 || inShape[1] !== size) {
@@ -190,7 +214,9 @@ export async function customModel(modelJsonPath: string, input: InputSchema, cla
     }
     const outShape = model.outputs[0]!.shape;
     if (outShape.length !== 2 || outShape[1] !== classes.length) {
-      fail(`the model's output shape is [${outShape.map(String).join(', ')}], the task names ${classes.length} classes (see "classes"): the last layer needs ${classes.length} units, one logit per class`);
+      fail(
+        `the model's output shape is [${outShape.map(String).join(', ')}], the task names ${classes.length} classes (see "classes"): the last layer needs ${classes.length} units, one logit per class`,
+      );
     }
     const last = model.outputs[0]!.sourceLayer;
     const config = last.getConfig();
@@ -213,7 +239,8 @@ export async function customModel(modelJsonPath: string, input: InputSchema, cla
     }
     const again = weightShapes(rebuilt);
     rebuilt.dispose();
-    if (JSON.stringify(again) !== JSON.stringify(shapes)) fail('the model rebuilt from its layers configuration has other weights than the one loaded; custom layers are not supported');
+    if (JSON.stringify(again) !== JSON.stringify(shapes))
+      fail('the model rebuilt from its layers configuration has other weights than the one loaded; custom layers are not supported');
     return { spec, weightShapes: shapes, initialWeights: await readWeights(model) };
   } finally {
     model.dispose();
@@ -244,14 +271,17 @@ export async function loadLayersModelFile(modelJsonPath: string): Promise<tf.Lay
     if (!Array.isArray(paths) || !Array.isArray(weights)) fail(`weightsManifest[${g}] needs "paths" and "weights" arrays`);
     weightSpecs.push(...(weights as tf.io.WeightsManifestEntry[]));
     for (const file of paths as unknown[]) {
-      if (typeof file !== 'string' || file === '') return fail(`weightsManifest[${g}].paths holds ${JSON.stringify(file)}, not a file name`);
+      if (typeof file !== 'string' || file === '')
+        return fail(`weightsManifest[${g}].paths holds ${JSON.stringify(file)}, not a file name`);
       // The weights become the initial global model every participant downloads: a manifest
       // naming a file outside the model's folder (../, an absolute path) would publish that file.
       const folder = path.dirname(modelJsonPath);
       const weightsPath = path.resolve(folder, file);
       const inside = path.relative(folder, weightsPath);
       if (path.isAbsolute(file) || inside === '' || inside.startsWith('..') || path.isAbsolute(inside)) {
-        return fail(`weightsManifest[${g}].paths names ${JSON.stringify(file)}, outside the model's folder: weight files must sit next to model.json or below it`);
+        return fail(
+          `weightsManifest[${g}].paths names ${JSON.stringify(file)}, outside the model's folder: weight files must sit next to model.json or below it`,
+        );
       }
       try {
         parts.push(await readFile(weightsPath));
@@ -271,7 +301,9 @@ export async function loadLayersModelFile(modelJsonPath: string): Promise<tf.Lay
     offset += part.byteLength;
   }
   try {
-    return await tf.loadLayersModel(tf.io.fromMemory({ modelTopology: modelTopology as object, weightSpecs, weightData: weightData.buffer }));
+    return await tf.loadLayersModel(
+      tf.io.fromMemory({ modelTopology: modelTopology as object, weightSpecs, weightData: weightData.buffer }),
+    );
   } catch (error) {
     return fail(`tfjs cannot load it: ${(error as Error).message}`);
   }
@@ -293,7 +325,13 @@ function weightSpecBytes(spec: tf.io.WeightsManifestEntry, fail: (message: strin
 }
 
 /** Reads a task CSV and prepares it like a participant would (numbers standardised with the file's own statistics). */
-async function readCsvDataset(file: string, schema: TabularInput, classes: readonly string[], key: string, notes: string[]): Promise<{ dataset: Dataset; bytes: Uint8Array }> {
+async function readCsvDataset(
+  file: string,
+  schema: TabularInput,
+  classes: readonly string[],
+  key: string,
+  notes: string[],
+): Promise<{ dataset: Dataset; bytes: Uint8Array }> {
   const where = shown(file);
   let bytes: Uint8Array;
   try {
@@ -317,14 +355,25 @@ async function readCsvDataset(file: string, schema: TabularInput, classes: reado
   }
   if (prepared.dataset.count === 0) throw new TaskLoadError(`${where} (${key}): no usable rows`);
   if (prepared.skipped.length > 0) {
-    const lines = prepared.skipped.slice(0, 5).map((s) => s.line).join(', ');
-    notes.push(`${where}: ${prepared.skipped.length} rows skipped for missing values (lines ${lines}${prepared.skipped.length > 5 ? ', ...' : ''})`);
+    const lines = prepared.skipped
+      .slice(0, 5)
+      .map((s) => s.line)
+      .join(', ');
+    notes.push(
+      `${where}: ${prepared.skipped.length} rows skipped for missing values (lines ${lines}${prepared.skipped.length > 5 ? ', ...' : ''})`,
+    );
   }
   return { dataset: prepared.dataset, bytes };
 }
 
 /** An image source of the task, prepared for its input; errors name the task-file key and the file, line or image. */
-async function readImages(source: ImageSource, input: ImageInput, classes: readonly string[], key: string, notes: string[]): Promise<Dataset> {
+async function readImages(
+  source: ImageSource,
+  input: ImageInput,
+  classes: readonly string[],
+  key: string,
+  notes: string[],
+): Promise<Dataset> {
   try {
     const read = await readImageSource(source, input, classes);
     notes.push(...read.notes);

@@ -96,7 +96,10 @@ export function parseTaskFile(text: string, file: string): TaskFile {
 
   const name = json.name;
   if (typeof name !== 'string' || !NAME_PATTERN.test(name)) {
-    fail('name', `must be 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit (it names the run folder), got ${describe(name)}`);
+    fail(
+      'name',
+      `must be 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit (it names the run folder), got ${describe(name)}`,
+    );
   }
   const description = json.description;
   if (description !== undefined && typeof description !== 'string') fail('description', `must be a string, got ${describe(description)}`);
@@ -106,12 +109,17 @@ export function parseTaskFile(text: string, file: string): TaskFile {
   const data = input.kind === 'image' ? parseImageData(json.data, dir, fail) : parseData(json.data, dir, fail);
 
   if (data.kind === 'builtin') {
-    if (input.kind !== 'image' || input.shape.join('x') !== '28x28x1') fail('input', `must be { "kind": "image", "shape": [28, 28, 1] } with the built-in MNIST data`);
+    if (input.kind !== 'image' || input.shape.join('x') !== '28x28x1')
+      fail('input', `must be { "kind": "image", "shape": [28, 28, 1] } with the built-in MNIST data`);
     if (classes.length !== 10) fail('classes', `must name the 10 digits with the built-in MNIST data, got ${classes.length} classes`);
   }
-  if (model.kind === 'builtin' && model.architecture === 'cnn' && input.kind !== 'image') fail('model', '"cnn" needs an image input; use "mlp", "2nn" or your own model.json for tabular data');
+  if (model.kind === 'builtin' && model.architecture === 'cnn' && input.kind !== 'image')
+    fail('model', '"cnn" needs an image input; use "mlp", "2nn" or your own model.json for tabular data');
   if (model.kind === 'builtin' && model.architecture === 'cnn' && input.kind === 'image' && Math.min(input.shape[0], input.shape[1]) < 4) {
-    fail('model', `"cnn" pools twice by 2, so it needs images of at least 4x4 pixels, the task's are ${input.shape[0]}x${input.shape[1]}; use "mlp" or "2nn"`);
+    fail(
+      'model',
+      `"cnn" pools twice by 2, so it needs images of at least 4x4 pixels, the task's are ${input.shape[0]}x${input.shape[1]}; use "mlp" or "2nn"`,
+    );
   }
 
   const flags: string[] = [];
@@ -158,7 +166,9 @@ export function explainConfigError(message: string, task: TaskFile, commandLineF
 
 /** Flag → task-file key, for every flag a task file can set. */
 const FLAG_KEYS = new Map<string, string>(
-  SETTINGS_SECTIONS.flatMap((section) => Object.entries(SETTINGS[section]).map(([key, [flag]]): [string, string] => [flag, `${section}.${key}`])),
+  SETTINGS_SECTIONS.flatMap((section) =>
+    Object.entries(SETTINGS[section]).map(([key, [flag]]): [string, string] => [flag, `${section}.${key}`]),
+  ),
 );
 
 /** The flag text of one setting, true for a boolean flag that is on, undefined for one that is off. */
@@ -184,15 +194,23 @@ function settingText(value: unknown, kind: SettingKind, fail: (message: string) 
 function parseModel(value: unknown, dir: string, fail: (key: string, message: string) => never): TaskModel {
   const builtin = (name: unknown, key: string): TaskModel => {
     if (typeof name !== 'string' || !isArchitecture(name)) {
-      return fail(key, `must be a built-in architecture (mlp, 2nn or cnn)${suggestion(name, ['mlp', '2nn', 'cnn'])}, got ${describe(name)}`);
+      return fail(
+        key,
+        `must be a built-in architecture (mlp, 2nn or cnn)${suggestion(name, ['mlp', '2nn', 'cnn'])}, got ${describe(name)}`,
+      );
     }
     return { kind: 'builtin', architecture: name };
   };
   if (typeof value === 'string') return builtin(value, 'model');
-  if (!isObject(value)) return fail('model', `must be a built-in architecture name ("mlp"), { "architecture": "2nn" } or { "modelJson": "./model/model.json" }, got ${describe(value)}`);
+  if (!isObject(value))
+    return fail(
+      'model',
+      `must be a built-in architecture name ("mlp"), { "architecture": "2nn" } or { "modelJson": "./model/model.json" }, got ${describe(value)}`,
+    );
   checkKeys(value, ['architecture', 'modelJson'], 'model.', fail);
   const keys = Object.keys(value);
-  if (keys.length !== 1) return fail('model', `must have exactly one of "architecture" or "modelJson", got ${keys.length === 0 ? 'neither' : 'both'}`);
+  if (keys.length !== 1)
+    return fail('model', `must have exactly one of "architecture" or "modelJson", got ${keys.length === 0 ? 'neither' : 'both'}`);
   if (value.architecture !== undefined) return builtin(value.architecture, 'model.architecture');
   return { kind: 'modelJson', path: filePath(value.modelJson, dir, 'model.modelJson', fail) };
 }
@@ -209,25 +227,36 @@ function parseInput(value: unknown, fail: (key: string, message: string) => neve
     const image: ImageInput = { kind: 'image', shape: [shape[0], shape[1], shape[2]] };
     return image;
   }
-  if (value.kind !== 'tabular') return fail('input.kind', `must be "image" or "tabular"${suggestion(value.kind, ['image', 'tabular'])}, got ${describe(value.kind)}`);
+  if (value.kind !== 'tabular')
+    return fail('input.kind', `must be "image" or "tabular"${suggestion(value.kind, ['image', 'tabular'])}, got ${describe(value.kind)}`);
   checkKeys(value, ['kind', 'labelColumn', 'features'], 'input.', fail);
   const labelColumn = value.labelColumn;
-  if (typeof labelColumn !== 'string' || labelColumn.trim() === '') return fail('input.labelColumn', `must name the CSV column that holds the label, got ${describe(labelColumn)}`);
+  if (typeof labelColumn !== 'string' || labelColumn.trim() === '')
+    return fail('input.labelColumn', `must name the CSV column that holds the label, got ${describe(labelColumn)}`);
   const features = value.features;
-  if (!Array.isArray(features) || features.length === 0) return fail('input.features', `must be a non-empty array of { "name", "type" } columns, got ${describe(features)}`);
+  if (!Array.isArray(features) || features.length === 0)
+    return fail('input.features', `must be a non-empty array of { "name", "type" } columns, got ${describe(features)}`);
   const seen = new Set<string>([labelColumn]);
   const parsed = features.map((feature: unknown, i): FeatureSpec => {
     const key = `input.features[${i}]`;
     if (!isObject(feature)) return fail(key, `must be an object { "name", "type" }, got ${describe(feature)}`);
     const name = feature.name;
     if (typeof name !== 'string' || name.trim() === '') return fail(`${key}.name`, `must be a column name, got ${describe(name)}`);
-    if (seen.has(name)) return fail(`${key}.name`, name === labelColumn ? `"${name}" is the label column; it cannot also be a feature` : `"${name}" is listed twice`);
+    if (seen.has(name))
+      return fail(
+        `${key}.name`,
+        name === labelColumn ? `"${name}" is the label column; it cannot also be a feature` : `"${name}" is listed twice`,
+      );
     seen.add(name);
     if (feature.type === 'numeric') {
       checkKeys(feature, ['name', 'type'], `${key}.`, fail);
       return { name, type: 'numeric' };
     }
-    if (feature.type !== 'categorical') return fail(`${key}.type`, `must be "numeric" or "categorical"${suggestion(feature.type, ['numeric', 'categorical'])}, got ${describe(feature.type)}`);
+    if (feature.type !== 'categorical')
+      return fail(
+        `${key}.type`,
+        `must be "numeric" or "categorical"${suggestion(feature.type, ['numeric', 'categorical'])}, got ${describe(feature.type)}`,
+      );
     checkKeys(feature, ['name', 'type', 'categories'], `${key}.`, fail);
     const categories = uniqueStrings(feature.categories, `${key}.categories`, 1, fail);
     const categorical: CategoricalFeature = { name, type: 'categorical', categories };
@@ -244,14 +273,17 @@ function parseClasses(value: unknown, fail: (key: string, message: string) => ne
 }
 
 function parseData(value: unknown, dir: string, fail: (key: string, message: string) => never): TaskData {
-  if (!isObject(value)) return fail('data', `must be { "builtin": "mnist" } or { "train": "./train.csv", "test": "./test.csv" }, got ${describe(value)}`);
+  if (!isObject(value))
+    return fail('data', `must be { "builtin": "mnist" } or { "train": "./train.csv", "test": "./test.csv" }, got ${describe(value)}`);
   if (value.builtin !== undefined) {
     checkKeys(value, ['builtin'], 'data.', fail);
-    if (value.builtin !== 'mnist') return fail('data.builtin', `must be "mnist" (the only built-in data set), got ${describe(value.builtin)}`);
+    if (value.builtin !== 'mnist')
+      return fail('data.builtin', `must be "mnist" (the only built-in data set), got ${describe(value.builtin)}`);
     return { kind: 'builtin', name: 'mnist' };
   }
   checkKeys(value, ['train', 'test'], 'data.', fail);
-  if (value.test === undefined) return fail('data.test', 'is required: the coordinator evaluates the global model on it (or use { "builtin": "mnist" })');
+  if (value.test === undefined)
+    return fail('data.test', 'is required: the coordinator evaluates the global model on it (or use { "builtin": "mnist" })');
   const test = filePath(value.test, dir, 'data.test', fail);
   const train = value.train === undefined ? undefined : filePath(value.train, dir, 'data.train', fail);
   return train === undefined ? { kind: 'csv', test } : { kind: 'csv', train, test };
@@ -263,11 +295,13 @@ function parseData(value: unknown, dir: string, fail: (key: string, message: str
  * ("./test.csv") or an IDX pair ({ "images": "...", "labels": "..." }).
  */
 function parseImageData(value: unknown, dir: string, fail: (key: string, message: string) => never): TaskData {
-  const expected = '{ "builtin": "mnist" } or { "train": <images>, "test": <images> }, where <images> is a folder with one subfolder per class ("./test"), a CSV of pixels ("./test.csv") or an IDX pair ({ "images": "./t10k-images-idx3-ubyte.gz", "labels": "./t10k-labels-idx1-ubyte.gz" })';
+  const expected =
+    '{ "builtin": "mnist" } or { "train": <images>, "test": <images> }, where <images> is a folder with one subfolder per class ("./test"), a CSV of pixels ("./test.csv") or an IDX pair ({ "images": "./t10k-images-idx3-ubyte.gz", "labels": "./t10k-labels-idx1-ubyte.gz" })';
   if (!isObject(value)) return fail('data', `must be ${expected}, got ${describe(value)}`);
   if (value.builtin !== undefined) return parseData(value, dir, fail);
   checkKeys(value, ['train', 'test'], 'data.', fail);
-  if (value.test === undefined) return fail('data.test', `is required: the coordinator evaluates the global model on it; data must be ${expected}`);
+  if (value.test === undefined)
+    return fail('data.test', `is required: the coordinator evaluates the global model on it; data must be ${expected}`);
   const test = imageSource(value.test, dir, 'data.test', fail);
   const train = value.train === undefined ? undefined : imageSource(value.train, dir, 'data.train', fail);
   return train === undefined ? { kind: 'images', test } : { kind: 'images', train, test };
@@ -276,19 +310,25 @@ function parseImageData(value: unknown, dir: string, fail: (key: string, message
 function imageSource(value: unknown, dir: string, key: string, fail: (key: string, message: string) => never): ImageSource {
   if (isObject(value)) {
     checkKeys(value, ['images', 'labels'], `${key}.`, fail);
-    return { kind: 'idx', images: filePath(value.images, dir, `${key}.images`, fail), labels: filePath(value.labels, dir, `${key}.labels`, fail) };
+    return {
+      kind: 'idx',
+      images: filePath(value.images, dir, `${key}.images`, fail),
+      labels: filePath(value.labels, dir, `${key}.labels`, fail),
+    };
   }
   const file = filePath(value, dir, key, fail);
   return /\.csv$/i.test(file) ? { kind: 'pixel-csv', path: file } : { kind: 'folder', path: file };
 }
 
 function filePath(value: unknown, dir: string, key: string, fail: (key: string, message: string) => never): string {
-  if (typeof value !== 'string' || value.trim() === '') return fail(key, `must be a file path (relative to the task file), got ${describe(value)}`);
+  if (typeof value !== 'string' || value.trim() === '')
+    return fail(key, `must be a file path (relative to the task file), got ${describe(value)}`);
   return path.resolve(dir, value);
 }
 
 function uniqueStrings(value: unknown, key: string, min: number, fail: (key: string, message: string) => never): string[] {
-  if (!Array.isArray(value) || value.length < min) return fail(key, `must be an array of at least ${min} string${min === 1 ? '' : 's'}, got ${describe(value)}`);
+  if (!Array.isArray(value) || value.length < min)
+    return fail(key, `must be an array of at least ${min} string${min === 1 ? '' : 's'}, got ${describe(value)}`);
   const seen = new Set<string>();
   value.forEach((item: unknown, i) => {
     if (typeof item !== 'string' || item.trim() === '') fail(`${key}[${i}]`, `must be a non-empty string, got ${describe(item)}`);
@@ -299,7 +339,12 @@ function uniqueStrings(value: unknown, key: string, min: number, fail: (key: str
 }
 
 /** Unknown keys are errors (a typo would otherwise be silently ignored), with the closest known key. */
-function checkKeys(object: Record<string, unknown>, allowed: readonly string[], prefix: string, fail: (key: string, message: string) => never): void {
+function checkKeys(
+  object: Record<string, unknown>,
+  allowed: readonly string[],
+  prefix: string,
+  fail: (key: string, message: string) => never,
+): void {
   for (const key of Object.keys(object)) {
     if (allowed.includes(key)) continue;
     let hint = suggestion(key, allowed, prefix);

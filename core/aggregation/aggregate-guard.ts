@@ -38,7 +38,8 @@ export function checkAggregate(
   recentChangeNorms: readonly number[],
   options: AggregateGuardOptions = DEFAULT_AGGREGATE_GUARD,
 ): AggregateCheck {
-  if (candidate.length !== current.length) return { ok: false, reason: `the aggregate has ${candidate.length} values, the model ${current.length}` };
+  if (candidate.length !== current.length)
+    return { ok: false, reason: `the aggregate has ${candidate.length} values, the model ${current.length}` };
   let nonFinite = 0;
   let firstBad = -1;
   let change = 0;
@@ -53,14 +54,21 @@ export function checkAggregate(
     change += d * d;
     model += current[i]! * current[i]!;
   }
-  if (nonFinite > 0) return { ok: false, reason: `the aggregate is not finite (${nonFinite} of ${candidate.length} values are NaN or ±Infinity, the first at index ${firstBad})` };
+  if (nonFinite > 0)
+    return {
+      ok: false,
+      reason: `the aggregate is not finite (${nonFinite} of ${candidate.length} values are NaN or ±Infinity, the first at index ${firstBad})`,
+    };
   const changeNorm = Math.sqrt(change);
   if (!Number.isFinite(changeNorm)) return { ok: false, reason: 'the norm of the aggregate change overflows' };
   const recent = recentChangeNorms.filter((n) => Number.isFinite(n) && n >= 0).slice(-options.window);
   const reference =
     recent.length >= options.warmUp
       ? { value: median(recent), what: `the median change norm of the last ${recent.length} committed rounds` }
-      : { value: Math.sqrt(model), what: `the current model norm (warm-up: fewer than ${options.warmUp} committed rounds to compare with)` };
+      : {
+          value: Math.sqrt(model),
+          what: `the current model norm (warm-up: fewer than ${options.warmUp} committed rounds to compare with)`,
+        };
   if (reference.value > 0 && changeNorm > options.changeMultiple * reference.value) {
     return {
       ok: false,
@@ -94,7 +102,13 @@ export function guardAggregate<M extends { readonly version: number; readonly ha
   if (check.ok) return { record: { ...record, changeNorm: check.changeNorm }, model: candidate };
   const { metrics: _dropped, ...rest } = record;
   return {
-    record: { ...rest, outcome: 'skipped', reason: `${check.reason}; the round is skipped and the model is unchanged`, modelVersion: current.version, modelHash: current.hash },
+    record: {
+      ...rest,
+      outcome: 'skipped',
+      reason: `${check.reason}; the round is skipped and the model is unchanged`,
+      modelVersion: current.version,
+      modelHash: current.hash,
+    },
     model: current,
   };
 }

@@ -52,7 +52,8 @@ export class ClaimCappedStrategy extends StrategyWrapper {
   ) {
     super(inner);
     const { multiple, maxPerParticipant } = options;
-    if (multiple !== undefined && !(multiple >= 1 && Number.isFinite(multiple))) throw new RangeError(`the claim cap multiple must be finite and at least 1, got ${multiple}`);
+    if (multiple !== undefined && !(multiple >= 1 && Number.isFinite(multiple)))
+      throw new RangeError(`the claim cap multiple must be finite and at least 1, got ${multiple}`);
     if (maxPerParticipant !== undefined && !(Number.isInteger(maxPerParticipant) && maxPerParticipant >= 1)) {
       throw new RangeError(`the maximum examples per participant must be a positive integer, got ${maxPerParticipant}`);
     }

@@ -165,14 +165,17 @@ export class DpFedAvg implements Strategy {
     if (!(q > 0 && q <= 1)) throw new RangeError(`client sample rate must be in (0, 1], got ${q}`);
     if (!(m > 0)) throw new RangeError(`expected clients per round must be positive, got ${m}`);
     if (!(delta > 0 && delta < 1)) throw new RangeError(`delta must be in (0, 1), got ${delta}`);
-    if (options.accountant !== undefined && !isAccountantKind(options.accountant)) throw new RangeError(`accountant must be auto, pld or rdp, got ${String(options.accountant)}`);
+    if (options.accountant !== undefined && !isAccountantKind(options.accountant))
+      throw new RangeError(`accountant must be auto, pld or rdp, got ${String(options.accountant)}`);
     if (clip.kind === 'fixed') {
       if (!(clip.norm > 0)) throw new RangeError(`clip norm must be positive, got ${clip.norm}`);
       this.clipNorm = clip.norm;
       this.updateNoiseMultiplier = z;
     } else {
       if (placement !== 'central') {
-        throw new RangeError('adaptive clipping needs central noise: with distributed noise the coordinator would see each clipped-or-not bit');
+        throw new RangeError(
+          'adaptive clipping needs central noise: with distributed noise the coordinator would see each clipped-or-not bit',
+        );
       }
       if (!(clip.initialNorm > 0)) throw new RangeError('the initial clip norm must be positive');
       if (!(clip.targetQuantile > 0 && clip.targetQuantile < 1)) throw new RangeError('the target quantile must be in (0, 1)');
@@ -188,8 +191,10 @@ export class DpFedAvg implements Strategy {
     }
     this.skellamPlan = undefined;
     if (options.skellam) {
-      if (placement !== 'distributed' || clip.kind !== 'fixed') throw new RangeError('Skellam noise needs distributed placement with a fixed clip norm');
-      if (options.accountant === 'pld') throw new RangeError('Skellam noise is known only by an RDP bound: account it with rdp or auto, not pld');
+      if (placement !== 'distributed' || clip.kind !== 'fixed')
+        throw new RangeError('Skellam noise needs distributed placement with a fixed clip norm');
+      if (options.accountant === 'pld')
+        throw new RangeError('Skellam noise is known only by an RDP bound: account it with rdp or auto, not pld');
       this.skellamPlan = planDistributedNoise({ clipNorm: clip.norm, noiseMultiplier: z, expectedContributors: m, ...options.skellam });
     }
     this.sampler = new GaussianSampler(options.uniform);
@@ -234,7 +239,12 @@ export class DpFedAvg implements Strategy {
   configureFit(_round: number, base: FitConfig): FitConfig {
     const { placement, expectedClients } = this.options;
     const clientDp = { placement, ...this.stepOfRound() };
-    if (this.skellamPlan) return { ...base, privacy: { clipNorm: this.clipNorm, noiseStd: 0, skellamVariance: this.skellamPlan.participantVariance }, clientDp };
+    if (this.skellamPlan)
+      return {
+        ...base,
+        privacy: { clipNorm: this.clipNorm, noiseStd: 0, skellamVariance: this.skellamPlan.participantVariance },
+        clientDp,
+      };
     const noiseStd = placement === 'distributed' ? (this.updateNoiseMultiplier * this.clipNorm) / Math.sqrt(expectedClients) : 0;
     return { ...base, privacy: { clipNorm: this.clipNorm, noiseStd }, clientDp };
   }
@@ -249,7 +259,10 @@ export class DpFedAvg implements Strategy {
     if (budget === undefined) return { ok: true };
     const { epsilon, accountant } = accountEpsilon(this.accountant, this.options.delta, this.convertingKind, this.stepOfRound());
     if (epsilon > budget) {
-      return { ok: false, reason: `privacy budget reached: another round would spend ε = ${epsilon.toFixed(3)} > ${budget} (δ = ${this.options.delta}, ${accountant.toUpperCase()} accountant)` };
+      return {
+        ok: false,
+        reason: `privacy budget reached: another round would spend ε = ${epsilon.toFixed(3)} > ${budget} (δ = ${this.options.delta}, ${accountant.toUpperCase()} accountant)`,
+      };
     }
     return { ok: true };
   }
@@ -385,7 +398,8 @@ class DpRound implements RoundAggregator {
   }
 
   add(result: ClientResult): void {
-    if (result.update.length !== this.sum.length) throw new RangeError(`update has ${result.update.length} values, the model has ${this.sum.length}`);
+    if (result.update.length !== this.sum.length)
+      throw new RangeError(`update has ${result.update.length} values, the model has ${this.sum.length}`);
     let contribution = result.update;
     if (this.strategy.settings.placement === 'central') {
       // The coordinator's guarantee cannot rest on the client having clipped.

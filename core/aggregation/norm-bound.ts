@@ -24,7 +24,8 @@ export class NormBoundedStrategy extends StrategyWrapper {
     readonly maxNorm: number,
   ) {
     super(inner);
-    if (!(maxNorm > 0) || !Number.isFinite(maxNorm)) throw new RangeError(`the update norm bound must be positive and finite, got ${maxNorm}`);
+    if (!(maxNorm > 0) || !Number.isFinite(maxNorm))
+      throw new RangeError(`the update norm bound must be positive and finite, got ${maxNorm}`);
     this.name = `${inner.name}, update norm ≤ ${maxNorm}`;
   }
 

@@ -48,7 +48,8 @@ export class OutlierBoundedStrategy extends StrategyWrapper {
   ) {
     super(inner);
     const { multiple, window, warmUp } = options;
-    if (!(multiple > 1) || !Number.isFinite(multiple)) throw new RangeError(`the outlier multiple must be finite and above 1, got ${multiple}`);
+    if (!(multiple > 1) || !Number.isFinite(multiple))
+      throw new RangeError(`the outlier multiple must be finite and above 1, got ${multiple}`);
     if (!(Number.isInteger(window) && window >= 1 && Number.isInteger(warmUp) && warmUp >= 1 && warmUp <= window)) {
       throw new RangeError(`the outlier window (${window}) and warm-up (${warmUp}) must be integers with 1 <= warm-up <= window`);
     }
@@ -62,7 +63,10 @@ export class OutlierBoundedStrategy extends StrategyWrapper {
     if (this.accepted.length >= warmUp) {
       const sorted = [...this.accepted].sort((a, b) => a - b);
       const median = sorted[Math.floor((sorted.length - 1) / 2)]!;
-      return { bound: multiple * median, reference: `${multiple} × the median ${median.toPrecision(4)} of the last ${sorted.length} accepted update norms` };
+      return {
+        bound: multiple * median,
+        reference: `${multiple} × the median ${median.toPrecision(4)} of the last ${sorted.length} accepted update norms`,
+      };
     }
     const modelNorm = l2Norm(globalWeights);
     if (!(modelNorm > 0) || !Number.isFinite(modelNorm)) return undefined;

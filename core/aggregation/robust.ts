@@ -120,7 +120,7 @@ export function selectKth(a: Float64Array, left: number, right: number, k: numbe
     const y = a[mid]!;
     const z = a[right]!;
     // The median of three values of the range: the scans below stop at it, so they stay inside the range.
-    const pivot = x < y ? (y < z ? y : Math.max(x , z)) : x < z ? x : Math.max(y , z);
+    const pivot = x < y ? (y < z ? y : Math.max(x, z)) : x < z ? x : Math.max(y, z);
     let i = left;
     let j = right;
     do {
@@ -229,7 +229,10 @@ export class TrimmedMean implements Strategy {
     const cpr = change.clientsPerRound;
     if (cpr === undefined || cpr === current.clientsPerRound || this.trimCount(cpr) > 0) return undefined;
     const beta = this.trimFraction;
-    const need = beta > 0 ? `⌊${beta} × n⌋ ≥ 1 needs at least ⌈1/${beta}⌉ = ${this.fewestToTrim()} clients per round` : 'a trim fraction of 0 trims nothing at any size';
+    const need =
+      beta > 0
+        ? `⌊${beta} × n⌋ ≥ 1 needs at least ⌈1/${beta}⌉ = ${this.fewestToTrim()} clients per round`
+        : 'a trim fraction of 0 trims nothing at any size';
     return `clientsPerRound ${cpr} would make trimmed-mean trim nothing (a plain mean, no robustness): ${need}`;
   }
 

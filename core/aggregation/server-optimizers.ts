@@ -76,7 +76,8 @@ export class ServerOptimizer extends StrategyWrapper {
     this.beta2 = options.beta2 ?? d.beta2;
     this.tau = options.tau ?? d.tau;
     if (rule !== 'adam' && rule !== 'yogi') throw new RangeError(`unknown server optimizer "${String(rule)}"`);
-    if (!(this.learningRate > 0) || !Number.isFinite(this.learningRate)) throw new RangeError(`the server learning rate must be positive, got ${this.learningRate}`);
+    if (!(this.learningRate > 0) || !Number.isFinite(this.learningRate))
+      throw new RangeError(`the server learning rate must be positive, got ${this.learningRate}`);
     if (!(this.beta1 >= 0 && this.beta1 < 1)) throw new RangeError(`beta1 must be in [0, 1), got ${this.beta1}`);
     if (!(this.beta2 >= 0 && this.beta2 < 1)) throw new RangeError(`beta2 must be in [0, 1), got ${this.beta2}`);
     if (!(this.tau > 0) || !Number.isFinite(this.tau)) throw new RangeError(`tau must be positive, got ${this.tau}`);
@@ -168,10 +169,12 @@ export class ServerOptimizer extends StrategyWrapper {
       if (s[key] !== this[key]) throw new TypeError(`server optimizer state: ${key} is ${String(s[key])}, this optimizer has ${this[key]}`);
     }
     const steps = s.steps;
-    if (!(Number.isInteger(steps) && steps! >= 0)) throw new TypeError(`server optimizer state: steps must be a non-negative integer, got ${String(steps)}`);
+    if (!(Number.isInteger(steps) && steps! >= 0))
+      throw new TypeError(`server optimizer state: steps must be a non-negative integer, got ${String(steps)}`);
     const m = moment(s.m, 'm');
     const v = moment(s.v, 'v');
-    if ((m === null) !== (v === null) || (m && v && m.length !== v.length)) throw new TypeError('server optimizer state: m and v must both be present, with equal lengths, or both null');
+    if ((m === null) !== (v === null) || (m && v && m.length !== v.length))
+      throw new TypeError('server optimizer state: m and v must both be present, with equal lengths, or both null');
     if (v?.some((x) => x < 0)) throw new TypeError('server optimizer state: v must be non-negative');
     this.m = m;
     this.v = v;

@@ -159,7 +159,8 @@ export function parseCsv(text: string, options: { readonly delimiter?: CsvDelimi
     recordLines.push(startLine);
   }
 
-  if (records.length === 0) throw new CsvError(1, 'the file is empty; expected a header line naming the columns, then one line per example');
+  if (records.length === 0)
+    throw new CsvError(1, 'the file is empty; expected a header line naming the columns, then one line per example');
   const header = records[0]!;
   const headerLine = recordLines[0]!;
   checkHeader(header, headerLine, delimiter);
@@ -195,11 +196,17 @@ function checkHeader(header: readonly string[], line: number, delimiter: CsvDeli
   const seen = new Map<string, number>();
   header.forEach((name, index) => {
     if (name === '') {
-      throw new CsvError(line, `column ${index + 1} of the header has no name; every column needs a name (the header is read as ${describeDelimiter(delimiter)}-separated)`);
+      throw new CsvError(
+        line,
+        `column ${index + 1} of the header has no name; every column needs a name (the header is read as ${describeDelimiter(delimiter)}-separated)`,
+      );
     }
     const earlier = seen.get(name);
     if (earlier !== undefined) {
-      throw new CsvError(line, `the column name '${name}' appears twice (columns ${earlier + 1} and ${index + 1}); column names must be unique`);
+      throw new CsvError(
+        line,
+        `the column name '${name}' appears twice (columns ${earlier + 1} and ${index + 1}); column names must be unique`,
+      );
     }
     seen.set(name, index);
   });

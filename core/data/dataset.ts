@@ -19,7 +19,8 @@ export interface Dataset {
 
 /** Labels are bytes, so a dataset (and a task) has 1 to 256 classes; throws otherwise. */
 export function checkClassCount(classes: readonly string[]): void {
-  if (classes.length < 1 || classes.length > 256) throw new Error(`a task needs 1 to 256 classes (labels are bytes), it has ${classes.length}`);
+  if (classes.length < 1 || classes.length > 256)
+    throw new Error(`a task needs 1 to 256 classes (labels are bytes), it has ${classes.length}`);
 }
 
 /*
@@ -81,7 +82,8 @@ export function decodeDataset(bytes: Uint8Array): Dataset {
   const values = new Float32Array(count * features);
   for (let i = 0; i < values.length; i++) {
     values[i] = view.getFloat32(offset + 4 * i, true);
-    if (!Number.isFinite(values[i])) throw new Error(`feature ${i % features} of example ${Math.floor(i / features)} is not a finite number`);
+    if (!Number.isFinite(values[i]))
+      throw new Error(`feature ${i % features} of example ${Math.floor(i / features)} is not a finite number`);
   }
   return { count, features, numClasses, labels, values };
 }

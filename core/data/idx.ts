@@ -52,7 +52,10 @@ export function parseIdx(bytes: Uint8Array, name = 'the IDX file'): IdxArray {
   const rank = bytes[3]!;
   if (rank === 0) throw new Error(`${name} declares 0 dimensions; an IDX file needs at least one`);
   const headerBytes = 4 + 4 * rank;
-  if (bytes.length < headerBytes) throw new Error(`${name} is truncated: its header declares ${rank} dimensions (${headerBytes} bytes) but the file has ${bytes.length} bytes`);
+  if (bytes.length < headerBytes)
+    throw new Error(
+      `${name} is truncated: its header declares ${rank} dimensions (${headerBytes} bytes) but the file has ${bytes.length} bytes`,
+    );
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const dims: number[] = [];
   for (let d = 0; d < rank; d++) dims.push(view.getUint32(4 + 4 * d, false));
@@ -62,7 +65,9 @@ export function parseIdx(bytes: Uint8Array, name = 'the IDX file'): IdxArray {
     throw new Error(`${name} is truncated: dimensions ${dims.join('x')} need ${size} bytes of data, the file has ${available}`);
   }
   if (available > size) {
-    throw new Error(`${name} has ${available - size} bytes after its data (dimensions ${dims.join('x')} need ${size}); the file may be corrupt or not an IDX file`);
+    throw new Error(
+      `${name} has ${available - size} bytes after its data (dimensions ${dims.join('x')} need ${size}); the file may be corrupt or not an IDX file`,
+    );
   }
   return { dims, data: bytes.subarray(headerBytes) };
 }
@@ -78,26 +83,33 @@ function hex(value: number): string {
  */
 export function idxDataset(images: IdxArray, labels: IdxArray, input: ImageInput, classes: readonly string[]): Dataset {
   if (images.dims.length !== 3 && images.dims.length !== 4) {
-    throw new Error(`the images file has dimensions ${images.dims.join('x')}; expected count x height x width (or x channels): is it the labels file?`);
+    throw new Error(
+      `the images file has dimensions ${images.dims.join('x')}; expected count x height x width (or x channels): is it the labels file?`,
+    );
   }
   if (labels.dims.length !== 1) {
     throw new Error(`the labels file has dimensions ${labels.dims.join('x')}; expected one label per image: is it the images file?`);
   }
   const [count, height, width] = images.dims as [number, number, number];
   const channels = images.dims[3] ?? 1;
-  if (channels !== 1 && channels !== 3 && channels !== 4) throw new Error(`the images have ${channels} channels; 1 (gray), 3 (RGB) or 4 (RGBA) can be read`);
-  if (labels.dims[0] !== count) throw new Error(`the images file holds ${count} images but the labels file ${labels.dims[0]} labels; they must come in pairs`);
+  if (channels !== 1 && channels !== 3 && channels !== 4)
+    throw new Error(`the images have ${channels} channels; 1 (gray), 3 (RGB) or 4 (RGBA) can be read`);
+  if (labels.dims[0] !== count)
+    throw new Error(`the images file holds ${count} images but the labels file ${labels.dims[0]} labels; they must come in pairs`);
   if (count === 0) throw new Error('the images file holds no images');
   if (height === 0 || width === 0) throw new Error(`the images are ${height}x${width} pixels; they need at least one pixel`);
   checkClassCount(classes);
   if (labels.data.length !== count) throw new Error(`the labels hold ${labels.data.length} bytes, their dimension needs ${count}`);
   for (let i = 0; i < count; i++) {
     if (labels.data[i]! >= classes.length) {
-      throw new Error(`label ${labels.data[i]} of image ${i + 1} is not a class of the task, which has ${classes.length} (0 to ${classes.length - 1}: ${classes.join(', ')})`);
+      throw new Error(
+        `label ${labels.data[i]} of image ${i + 1} is not a class of the task, which has ${classes.length} (0 to ${classes.length - 1}: ${classes.join(', ')})`,
+      );
     }
   }
   const sourceSize = height * width * channels;
-  if (images.data.length !== count * sourceSize) throw new Error(`the images hold ${images.data.length} bytes, their dimensions ${images.dims.join('x')} need ${count * sourceSize}`);
+  if (images.data.length !== count * sourceSize)
+    throw new Error(`the images hold ${images.data.length} bytes, their dimensions ${images.dims.join('x')} need ${count * sourceSize}`);
   const [outHeight, outWidth, outChannels] = input.shape;
   const features = outHeight * outWidth * outChannels;
   let values: Uint8Array;

@@ -53,7 +53,9 @@ export function convertImage(
   checkShape(shape);
   if (channels !== 1 && channels !== 3 && channels !== 4) throw new Error(`images must have 1, 3 or 4 channels, not ${channels}`);
   if (pixels.length !== width * height * channels) {
-    throw new Error(`an image of ${width}x${height} pixels with ${channels} channel${channels === 1 ? '' : 's'} has ${width * height * channels} values, got ${pixels.length}`);
+    throw new Error(
+      `an image of ${width}x${height} pixels with ${channels} channel${channels === 1 ? '' : 's'} has ${width * height * channels} values, got ${pixels.length}`,
+    );
   }
   const invert = options.invert === true;
   // Colour conversion first, one source row at a time (a 12-megapixel photo is never held as floats):
@@ -112,7 +114,14 @@ function areaWeights(source: number, target: number): { readonly index: Int32Arr
 }
 
 /** Area-average resize of interleaved pixels, separably: rows first, then columns. */
-export function areaResize(src: ArrayLike<number>, width: number, height: number, channels: number, outWidth: number, outHeight: number): Float64Array {
+export function areaResize(
+  src: ArrayLike<number>,
+  width: number,
+  height: number,
+  channels: number,
+  outWidth: number,
+  outHeight: number,
+): Float64Array {
   const rowLength = width * channels;
   return resizeByRows(width, height, channels, outWidth, outHeight, (y, row) => {
     for (let i = 0; i < rowLength; i++) row[i] = src[y * rowLength + i]!;
@@ -178,7 +187,8 @@ export interface LabelledImage {
 export function imageFolderDataset(images: readonly LabelledImage[], input: ImageInput, classes: readonly string[]): Dataset {
   checkShape(input.shape);
   checkClassCount(classes);
-  if (images.length === 0) throw new Error('no images found: choose a folder holding one subfolder per class, each with that class\'s images');
+  if (images.length === 0)
+    throw new Error("no images found: choose a folder holding one subfolder per class, each with that class's images");
   const classIndex = new Map(classes.map((c, i) => [c, i]));
   const unknown = [...new Set(images.map((image) => image.className).filter((name) => !classIndex.has(name)))];
   if (unknown.length > 0) {
@@ -196,7 +206,9 @@ export function imageFolderDataset(images: readonly LabelledImage[], input: Imag
   const labels = new Uint8Array(images.length);
   images.forEach((image, i) => {
     if (image.pixels.length !== features) {
-      throw new Error(`image ${i + 1} (class '${image.className}') has ${image.pixels.length} values, the task's ${input.shape.join('x')} input needs ${features}: resize it first`);
+      throw new Error(
+        `image ${i + 1} (class '${image.className}') has ${image.pixels.length} values, the task's ${input.shape.join('x')} input needs ${features}: resize it first`,
+      );
     }
     values.set(image.pixels, i * features);
     labels[i] = classIndex.get(image.className)!;

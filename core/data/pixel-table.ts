@@ -1,7 +1,17 @@
 import { lineOfRow, looksNumeric, parseNumber, type CsvTable } from './csv.ts';
 import { checkClassCount } from './dataset.ts';
 import { inputSize, type ImageInput } from './schema.ts';
-import { isMissingValue, ProblemList, roleOf, TabularSchemaError, type ColumnRole, type ColumnRoles, type PreparedTable, type SchemaProblem, type SkippedRow } from './tabular.ts';
+import {
+  isMissingValue,
+  ProblemList,
+  roleOf,
+  TabularSchemaError,
+  type ColumnRole,
+  type ColumnRoles,
+  type PreparedTable,
+  type SchemaProblem,
+  type SkippedRow,
+} from './tabular.ts';
 
 /**
  * Images as a CSV, the way MNIST and Fashion-MNIST are often passed around:
@@ -57,7 +67,12 @@ function analyse(table: CsvTable, roles: ColumnRoles, input: ImageInput, classes
   const labelColumns = table.header.flatMap((name, i) => (roleOf(roles, name) === 'label' ? [i] : []));
   const featureColumns = table.header.flatMap((name, i) => (roleOf(roles, name) === 'feature' ? [i] : []));
   if (labelColumns.length !== 1) {
-    problems.add({ message: labelColumns.length === 0 ? 'Mark one column as the label (the class of each image).' : `Mark only one column as the label, not ${labelColumns.length} (${labelColumns.map((i) => table.header[i]).join(', ')}).` });
+    problems.add({
+      message:
+        labelColumns.length === 0
+          ? 'Mark one column as the label (the class of each image).'
+          : `Mark only one column as the label, not ${labelColumns.length} (${labelColumns.map((i) => table.header[i]).join(', ')}).`,
+    });
   }
   if (featureColumns.length !== size) {
     problems.add({
@@ -82,7 +97,11 @@ function analyse(table: CsvTable, roles: ColumnRoles, input: ImageInput, classes
         return;
       }
       if (classIndex < 0) {
-        problems.add({ line, column: labelName, message: `Line ${line}, column ${labelName}: "${labelText}" is not one of the task's classes (${classes.join(', ')}).` });
+        problems.add({
+          line,
+          column: labelName,
+          message: `Line ${line}, column ${labelName}: "${labelText}" is not one of the task's classes (${classes.join(', ')}).`,
+        });
         return;
       }
       for (let k = 0; k < size; k++) {
@@ -91,14 +110,22 @@ function analyse(table: CsvTable, roles: ColumnRoles, input: ImageInput, classes
         if (value === undefined || !Number.isInteger(value) || value < 0 || value > 255) {
           const name = table.header[featureColumns[k]!]!;
           const hint = value !== undefined && value > 0 && value < 1 ? ' (values in [0, 1]? multiply them by 255)' : '';
-          problems.add({ line, column: name, message: `Line ${line}, column ${name}: "${text}" is not a pixel value, an integer from 0 to 255${hint}.` });
+          problems.add({
+            line,
+            column: name,
+            message: `Line ${line}, column ${name}: "${text}" is not a pixel value, an integer from 0 to 255${hint}.`,
+          });
           return;
         }
         values[count * size + k] = value;
       }
       labels[count++] = classIndex;
     });
-    if (count === 0 && problems.items.length === 0) problems.add({ message: table.rows.length === 0 ? 'The file has a header but no rows.' : 'Every row has a missing value: there is nothing to train on.' });
+    if (count === 0 && problems.items.length === 0)
+      problems.add({
+        message:
+          table.rows.length === 0 ? 'The file has a header but no rows.' : 'Every row has a missing value: there is nothing to train on.',
+      });
   }
   return {
     problems: problems.result(),

@@ -72,7 +72,10 @@ export function suggestRoles(table: CsvTable, schema: TabularInput): ColumnRoles
   const features = new Set(schema.features.map((f) => f.name));
   // fromEntries defines own properties, so a column named "__proto__" stays a plain key.
   return Object.fromEntries(
-    table.header.map((name): [string, ColumnRole] => [name, name === schema.labelColumn ? 'label' : features.has(name) ? 'feature' : 'drop']),
+    table.header.map((name): [string, ColumnRole] => [
+      name,
+      name === schema.labelColumn ? 'label' : features.has(name) ? 'feature' : 'drop',
+    ]),
   );
 }
 
@@ -203,7 +206,10 @@ function analyse(table: CsvTable, roles: ColumnRoles, schema: TabularInput, clas
     if (role === 'feature') return index;
     problems.add({
       column: feature.name,
-      message: role === 'drop' ? `${needs} but the column is marked to drop; mark it as a feature` : `${needs} but the column is marked as the label; the label is '${label}'`,
+      message:
+        role === 'drop'
+          ? `${needs} but the column is marked to drop; mark it as a feature`
+          : `${needs} but the column is marked as the label; the label is '${label}'`,
     });
     return undefined;
   });
@@ -211,17 +217,26 @@ function analyse(table: CsvTable, roles: ColumnRoles, schema: TabularInput, clas
   let labelIndex: number | undefined;
   const labelPosition = columnIndex.get(label);
   if (labelPosition === undefined) {
-    problems.add({ column: label, message: `the task's label column '${label}' (classes: ${listValues(classes)}) is not in the file${columnHint(label, header)}` });
+    problems.add({
+      column: label,
+      message: `the task's label column '${label}' (classes: ${listValues(classes)}) is not in the file${columnHint(label, header)}`,
+    });
   } else if (roleOf(roles, label) !== 'label') {
     const role = roleOf(roles, label);
-    problems.add({ column: label, message: `the task's label column '${label}' is marked ${role === 'drop' ? 'to drop' : 'as a feature'}; mark it as the label` });
+    problems.add({
+      column: label,
+      message: `the task's label column '${label}' is marked ${role === 'drop' ? 'to drop' : 'as a feature'}; mark it as the label`,
+    });
   } else {
     labelIndex = labelPosition;
   }
   for (const name of header) {
     const role = roleOf(roles, name);
     if (role === 'label' && name !== label) {
-      problems.add({ column: name, message: `column '${name}' is marked as the label, but the task's label column is '${label}'; only that column can be the label` });
+      problems.add({
+        column: name,
+        message: `column '${name}' is marked as the label, but the task's label column is '${label}'; only that column can be the label`,
+      });
     } else if (role === 'feature' && !featureNames.has(name) && name !== label) {
       problems.add({
         column: name,
@@ -232,8 +247,12 @@ function analyse(table: CsvTable, roles: ColumnRoles, schema: TabularInput, clas
 
   if (rows.length === 0) problems.add({ line: headerLine, message: 'the file has a header but no data rows' });
 
-  const numbers = schema.features.map((f, i) => (f.type === 'numeric' && featureColumns[i] !== undefined ? new Float64Array(rows.length) : undefined));
-  const categories = schema.features.map((f, i) => (f.type === 'categorical' && featureColumns[i] !== undefined ? new Int32Array(rows.length) : undefined));
+  const numbers = schema.features.map((f, i) =>
+    f.type === 'numeric' && featureColumns[i] !== undefined ? new Float64Array(rows.length) : undefined,
+  );
+  const categories = schema.features.map((f, i) =>
+    f.type === 'categorical' && featureColumns[i] !== undefined ? new Int32Array(rows.length) : undefined,
+  );
   const labels = new Int32Array(rows.length);
   const classIndex = new Map(classes.map((c, i) => [c, i]));
   const categoryIndex = schema.features.map((f) => (f.type === 'categorical' ? new Map(f.categories.map((c, i) => [c, i])) : undefined));
@@ -270,7 +289,11 @@ function analyse(table: CsvTable, roles: ColumnRoles, schema: TabularInput, clas
         else if (isMissingValue(field)) missing.push(describeMissing(feature.name, field));
         else {
           bad = true;
-          problems.add({ line, column: feature.name, message: `line ${line}: ${quote(field)} in column '${feature.name}' is not a number${numberHint(field)}` });
+          problems.add({
+            line,
+            column: feature.name,
+            message: `line ${line}: ${quote(field)} in column '${feature.name}' is not a number${numberHint(field)}`,
+          });
         }
       }
     });

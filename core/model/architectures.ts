@@ -58,9 +58,11 @@ export function buildModel(spec: ModelSpec, seed = 1): tf.LayersModel {
  */
 function buildCustomModel(spec: ModelSpec): tf.LayersModel {
   const topology = spec.topology;
-  if (topology === null || typeof topology !== 'object' || Array.isArray(topology)) throw new Error('a custom model needs its topology: { className, config }');
+  if (topology === null || typeof topology !== 'object' || Array.isArray(topology))
+    throw new Error('a custom model needs its topology: { className, config }');
   const { className, config } = topology as { readonly [key: string]: unknown };
-  if (config === null || typeof config !== 'object' || Array.isArray(config)) throw new Error('the custom model topology has no config object');
+  if (config === null || typeof config !== 'object' || Array.isArray(config))
+    throw new Error('the custom model topology has no config object');
   // A copy: tfjs writes into the configs it deserialises. JSON objects are the ConfigDicts tfjs types them as.
   const dict = JSON.parse(JSON.stringify(config)) as tf.serialization.ConfigDict;
   if (className === 'Sequential') return tf.Sequential.fromConfig(tf.Sequential, dict) as tf.LayersModel;

@@ -58,11 +58,14 @@ function conv2DBackpropFilter(inputs: tf.NamedTensorInfoMap, backend: unknown, a
   const x = inputs.x;
   const dy = inputs.dy;
   if (x === undefined || dy === undefined) throw new Error(`${KERNEL} (wasm): needs inputs x and dy`);
-  if (x.shape.length !== 4 || dy.shape.length !== 4) throw new Error(`${KERNEL} (wasm): x and dy must be rank 4, got [${x.shape}] and [${dy.shape}]`);
-  if (x.dtype !== 'float32' || dy.dtype !== 'float32') throw new Error(`${KERNEL} (wasm): only float32 is supported, got ${x.dtype} and ${dy.dtype}`);
+  if (x.shape.length !== 4 || dy.shape.length !== 4)
+    throw new Error(`${KERNEL} (wasm): x and dy must be rank 4, got [${x.shape}] and [${dy.shape}]`);
+  if (x.dtype !== 'float32' || dy.dtype !== 'float32')
+    throw new Error(`${KERNEL} (wasm): only float32 is supported, got ${x.dtype} and ${dy.dtype}`);
 
   const dataFormat = attrs.dataFormat;
-  if (dataFormat !== undefined && dataFormat !== 'NHWC') throw new Error(`${KERNEL} (wasm): data format ${String(dataFormat)} is not supported (only NHWC)`);
+  if (dataFormat !== undefined && dataFormat !== 'NHWC')
+    throw new Error(`${KERNEL} (wasm): data format ${String(dataFormat)} is not supported (only NHWC)`);
   const dilations = attrs.dilations;
   if (dilations !== undefined && !pair(dilations, 'dilations').every((d) => d === 1)) {
     throw new Error(`${KERNEL} (wasm): dilations ${JSON.stringify(dilations)} are not supported (only 1)`);
@@ -73,7 +76,8 @@ function conv2DBackpropFilter(inputs: tf.NamedTensorInfoMap, backend: unknown, a
   const rounding: unknown = attrs.dimRoundingMode;
   let dimRoundingMode: 'floor' | 'round' | 'ceil' | undefined;
   if (rounding === 'floor' || rounding === 'round' || rounding === 'ceil') dimRoundingMode = rounding;
-  else if (rounding !== undefined && rounding !== null) throw new Error(`${KERNEL} (wasm): bad dimRoundingMode ${JSON.stringify(rounding)}`);
+  else if (rounding !== undefined && rounding !== null)
+    throw new Error(`${KERNEL} (wasm): bad dimRoundingMode ${JSON.stringify(rounding)}`);
 
   const [n, h, w, c] = x.shape as Quad;
   const [kh, kw, cin, cout] = filterShape;
@@ -83,7 +87,9 @@ function conv2DBackpropFilter(inputs: tf.NamedTensorInfoMap, backend: unknown, a
   const info = tf.backend_util.computeConv2DInfo(x.shape as Quad, filterShape, strides, 1, pad, dimRoundingMode);
   const [, ho, wo] = dy.shape as Quad;
   if (info.outHeight !== ho || info.outWidth !== wo) {
-    throw new Error(`${KERNEL} (wasm): dy [${dy.shape}] is not the output of a ${kh}x${kw} convolution of x [${x.shape}] (expected ${info.outHeight}x${info.outWidth})`);
+    throw new Error(
+      `${KERNEL} (wasm): dy [${dy.shape}] is not the output of a ${kh}x${kw} convolution of x [${x.shape}] (expected ${info.outHeight}x${info.outWidth})`,
+    );
   }
   const { top, left } = info.padInfo;
   let { bottom, right } = info.padInfo;
@@ -145,7 +151,8 @@ function isNonNegativeInteger(value: unknown): value is number {
 
 function pair(value: unknown, name: string): Pair {
   if (isNonNegativeInteger(value) && value > 0) return [value, value];
-  if (Array.isArray(value) && value.length === 2 && value.every((v) => isNonNegativeInteger(v) && v > 0)) return [value[0] as number, value[1] as number];
+  if (Array.isArray(value) && value.length === 2 && value.every((v) => isNonNegativeInteger(v) && v > 0))
+    return [value[0] as number, value[1] as number];
   throw new Error(`${KERNEL} (wasm): bad ${name} ${JSON.stringify(value)}`);
 }
 
@@ -159,9 +166,12 @@ function padding(value: unknown): Padding {
   if (isNonNegativeInteger(value)) return value;
   // Explicit NHWC padding: [[0, 0], [top, bottom], [left, right], [0, 0]].
   if (Array.isArray(value) && value.length === 4) {
-    const pairs = value.map((p: unknown) => (Array.isArray(p) && p.length === 2 && p.every(isNonNegativeInteger) ? ([p[0], p[1]] as Pair) : null));
+    const pairs = value.map((p: unknown) =>
+      Array.isArray(p) && p.length === 2 && p.every(isNonNegativeInteger) ? ([p[0], p[1]] as Pair) : null,
+    );
     const [batch, rows, cols, channels] = pairs;
-    if (batch && rows && cols && channels && batch[0] === 0 && batch[1] === 0 && channels[0] === 0 && channels[1] === 0) return [batch, rows, cols, channels];
+    if (batch && rows && cols && channels && batch[0] === 0 && batch[1] === 0 && channels[0] === 0 && channels[1] === 0)
+      return [batch, rows, cols, channels];
   }
   throw new Error(`${KERNEL} (wasm): padding ${JSON.stringify(value)} is not supported`);
 }

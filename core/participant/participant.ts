@@ -25,7 +25,15 @@ import { TrainingAborted, type TrainProgress } from '../training/local-trainer.t
 import type { RoundTrainer, RoundTrainResult } from './trainers.ts';
 import { SecAggClient, type SecAggConfig, type UnmaskRequestMessage } from '../secagg/protocol.ts';
 import type { SecAggAccepted, SecAggForwardedWire, SecAggKeysWire, SecAggRoundInfo } from '../protocol/messages.ts';
-import { decodeForwarded, decodeKeys, encodeAdvertise, encodeMasked, encodeShares, encodeUnmask, toBytes } from '../protocol/secagg-wire.ts';
+import {
+  decodeForwarded,
+  decodeKeys,
+  encodeAdvertise,
+  encodeMasked,
+  encodeShares,
+  encodeUnmask,
+  toBytes,
+} from '../protocol/secagg-wire.ts';
 
 /**
  * The participant side of the protocol, shared by browser tabs (inside the
@@ -36,14 +44,27 @@ import { decodeForwarded, decodeKeys, encodeAdvertise, encodeMasked, encodeShare
 
 export type ParticipantSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 
-
 export type ParticipantStatus = 'connecting' | 'waiting' | 'downloading' | 'training' | 'uploading' | 'done' | 'disconnected';
 
 export type ParticipantEvent =
   | { readonly type: 'status'; readonly status: ParticipantStatus; readonly detail?: string }
-  | { readonly type: 'joined'; readonly participantId: string; readonly task: TaskSummary; readonly modelVersion: number; readonly round: number }
+  | {
+      readonly type: 'joined';
+      readonly participantId: string;
+      readonly task: TaskSummary;
+      readonly modelVersion: number;
+      readonly round: number;
+    }
   /** `epoch` epochs done of `epochs`; `batch` batches done of the current epoch's `batches`. */
-  | { readonly type: 'progress'; readonly round: number; readonly epoch: number; readonly epochs: number; readonly batch: number; readonly batches: number; readonly fraction: number }
+  | {
+      readonly type: 'progress';
+      readonly round: number;
+      readonly epoch: number;
+      readonly epochs: number;
+      readonly batch: number;
+      readonly batches: number;
+      readonly fraction: number;
+    }
   | {
       readonly type: 'uploaded';
       readonly round: number;
@@ -59,11 +80,33 @@ export type ParticipantEvent =
    * Secure aggregation progress: 'masked' means the masked update was
    * accepted (the coordinator will only ever see it inside the sum).
    */
-  | { readonly type: 'secagg'; readonly round: number; readonly step: 'advertised' | 'shared' | 'masked' | 'unmasked'; readonly index: number; readonly participants: number; readonly neighbours?: number | 'all'; readonly threshold?: number }
+  | {
+      readonly type: 'secagg';
+      readonly round: number;
+      readonly step: 'advertised' | 'shared' | 'masked' | 'unmasked';
+      readonly index: number;
+      readonly participants: number;
+      readonly neighbours?: number | 'all';
+      readonly threshold?: number;
+    }
   /** `accountant`: which accountant the ledger's ε came from (core/privacy/epsilon.ts). */
-  | { readonly type: 'privacy'; readonly epsilon: number; readonly delta: number; readonly budget?: number; readonly exhausted: boolean; readonly accountant?: 'pld' | 'rdp' }
+  | {
+      readonly type: 'privacy';
+      readonly epsilon: number;
+      readonly delta: number;
+      readonly budget?: number;
+      readonly exhausted: boolean;
+      readonly accountant?: 'pld' | 'rdp';
+    }
   /** This participant's own client-level ε (its ledger, charged from each round's announced (q, z)). */
-  | { readonly type: 'client-privacy'; readonly epsilon: number; readonly delta: number; readonly budget?: number; readonly exhausted: boolean; readonly accountant?: 'pld' | 'rdp' }
+  | {
+      readonly type: 'client-privacy';
+      readonly epsilon: number;
+      readonly delta: number;
+      readonly budget?: number;
+      readonly exhausted: boolean;
+      readonly accountant?: 'pld' | 'rdp';
+    }
   | { readonly type: 'declined'; readonly round: number; readonly reason: string }
   | { readonly type: 'round-end'; readonly message: RoundEndMessage }
   | { readonly type: 'done'; readonly message: FederationDoneMessage }
@@ -164,7 +207,14 @@ export class Participant {
 
   private emitPrivacy(epsilon: number, exhausted: boolean): void {
     const ledger = this.options.ledger!;
-    this.emit({ type: 'privacy', epsilon, delta: ledger.delta, budget: ledger.epsilonBudget, exhausted, accountant: ledger.accounted.accountant });
+    this.emit({
+      type: 'privacy',
+      epsilon,
+      delta: ledger.delta,
+      budget: ledger.epsilonBudget,
+      exhausted,
+      accountant: ledger.accounted.accountant,
+    });
   }
 
   /**
@@ -218,7 +268,8 @@ export class Participant {
       return this.decline(message.round, 'this participant trains only with DP-SGD, and the round does not ask for it', false);
     }
     // The causes below are permanent, so the participant retires from later rounds too.
-    if (!trainer.differentiallyPrivate) return this.decline(message.round, 'the round asks for DP-SGD and this participant has no private trainer', true);
+    if (!trainer.differentiallyPrivate)
+      return this.decline(message.round, 'the round asks for DP-SGD and this participant has no private trainer', true);
     if (!ledger) return this.decline(message.round, 'the round asks for DP-SGD and this participant keeps no privacy ledger', true);
     // Another tab may have charged the same dataset since this one last looked.
     await ledger.refresh();
@@ -330,7 +381,10 @@ export class Participant {
     });
   }
 
-  private async sendSecAgg(event: 'secagg:advertise' | 'secagg:shares' | 'secagg:masked' | 'secagg:unmask', message: unknown): Promise<void> {
+  private async sendSecAgg(
+    event: 'secagg:advertise' | 'secagg:shares' | 'secagg:masked' | 'secagg:unmask',
+    message: unknown,
+  ): Promise<void> {
     const timed = this.socket.timeout(this.ackTimeoutMs);
     const emit = timed.emitWithAck.bind(timed) as (event: string, message: unknown) => Promise<Ack<SecAggAccepted>>;
     const ack = await emit(event, message);
@@ -351,13 +405,22 @@ export class Participant {
           const charge = await clientLedger.roundEnded(message.round, message.clientDp);
           if (charge.kind !== 'not-charged') this.emitClientPrivacy(clientLedger);
         })
-        .catch((error: unknown) => this.emit({ type: 'error', message: `client-level ledger: ${error instanceof Error ? error.message : String(error)}` }));
+        .catch((error: unknown) =>
+          this.emit({ type: 'error', message: `client-level ledger: ${error instanceof Error ? error.message : String(error)}` }),
+        );
     }
   }
 
   private emitClientPrivacy(clientLedger: ClientLevelLedger): void {
     const { ledger } = clientLedger;
-    this.emit({ type: 'client-privacy', epsilon: ledger.epsilon, delta: ledger.delta, budget: ledger.epsilonBudget, exhausted: clientLedger.exhausted, accountant: ledger.accounted.accountant });
+    this.emit({
+      type: 'client-privacy',
+      epsilon: ledger.epsilon,
+      delta: ledger.delta,
+      budget: ledger.epsilonBudget,
+      exhausted: clientLedger.exhausted,
+      accountant: ledger.accounted.accountant,
+    });
   }
 
   /** Under client-level DP, charges this participant's own ledger for a round it was selected in, or refuses the round. */
@@ -370,7 +433,11 @@ export class Participant {
     const charge = await clientLedger.admit(message.round, skellam ? { ...announced, rdpOnly: true } : announced);
     this.emitClientPrivacy(clientLedger);
     if (charge.kind !== 'refused') return true;
-    return this.decline(message.round, `client-level privacy budget spent: this round would take this participant's own ε from ${charge.epsilon.toFixed(3)} to ${charge.projectedEpsilon.toFixed(3)}, above its budget of ${clientLedger.ledger.epsilonBudget}`, true);
+    return this.decline(
+      message.round,
+      `client-level privacy budget spent: this round would take this participant's own ε from ${charge.epsilon.toFixed(3)} to ${charge.projectedEpsilon.toFixed(3)}, above its budget of ${clientLedger.ledger.epsilonBudget}`,
+      true,
+    );
   }
 
   /**
@@ -384,7 +451,15 @@ export class Participant {
     const config: SecAggConfig = { ...info.config, roundSeed: toBytes(info.config.roundSeed) };
     const client = await SecAggClient.create(config, info.index);
     const step = (name: 'advertised' | 'shared' | 'masked' | 'unmasked') =>
-      this.emit({ type: 'secagg', round, step: name, index: info.index, participants: config.participants, neighbours: config.neighbours, threshold: config.threshold });
+      this.emit({
+        type: 'secagg',
+        round,
+        step: name,
+        index: info.index,
+        participants: config.participants,
+        neighbours: config.neighbours,
+        threshold: config.threshold,
+      });
     try {
       await this.sendSecAgg('secagg:advertise', encodeAdvertise(client.advertise()));
       step('advertised');
@@ -416,7 +491,15 @@ export class Participant {
       const bytes = toBytes(wire.masked);
       await this.sendSecAgg('secagg:masked', wire);
       step('masked');
-      this.emit({ type: 'uploaded', round, metrics: result.metrics, bytes: bytes.byteLength, clipped, noised: (privacy?.noiseStd ?? 0) > 0 || (privacy?.skellamVariance ?? 0) > 0, masked: true });
+      this.emit({
+        type: 'uploaded',
+        round,
+        metrics: result.metrics,
+        bytes: bytes.byteLength,
+        clipped,
+        noised: (privacy?.noiseStd ?? 0) > 0 || (privacy?.skellamVariance ?? 0) > 0,
+        masked: true,
+      });
       const request = await this.nextSecAgg<UnmaskRequestMessage>('secagg:unmask-request', round);
       await this.sendSecAgg('secagg:unmask', encodeUnmask(await client.unmask(request)));
       step('unmasked');
@@ -495,7 +578,6 @@ class SecAggRefused extends Error {
     super(message);
   }
 }
-
 
 /** The wire `progress` message keeps its validated fields only; batch detail stays on the device. */
 function wireProgress(round: number, p: TrainProgress): ProgressMessage {

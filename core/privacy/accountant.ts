@@ -75,9 +75,7 @@ function logAInt(q: number, sigma: number, alpha: number): number {
   const twoSigma2 = 2 * sigma * sigma;
   const terms: number[] = [];
   for (let i = 2; i <= alpha; i++) {
-    terms.push(
-      logBinomial(alpha, i).logAbs + i * logQ + (alpha - i) * log1mQ + logExpm1((i * i - i) / twoSigma2),
-    );
+    terms.push(logBinomial(alpha, i).logAbs + i * logQ + (alpha - i) * log1mQ + logExpm1((i * i - i) / twoSigma2));
   }
   return logAdd(0, logSumExp(terms));
 }
@@ -158,12 +156,7 @@ function logAFrac(q: number, sigma: number, alpha: number, series: FractionalSer
  * log A_α = (α − 1) · RDP_α of one step of the sampled Gaussian mechanism,
  * for 0 < q < 1, σ > 0 and finite α > 1.
  */
-export function computeLogA(
-  q: number,
-  noiseMultiplier: number,
-  alpha: number,
-  series: FractionalSeries = 'absolute',
-): number {
+export function computeLogA(q: number, noiseMultiplier: number, alpha: number, series: FractionalSeries = 'absolute'): number {
   checkOrder(alpha);
   if (!(q > 0 && q < 1)) throw new RangeError(`computeLogA needs 0 < q < 1, got ${q}`);
   if (!(noiseMultiplier > 0) || !Number.isFinite(noiseMultiplier)) {
@@ -367,7 +360,8 @@ export class RdpAccountant {
     const unit = this.unitRdp(sampleRate, noiseMultiplier);
     for (let k = 0; k < unit.length; k++) this.rdp[k]! += steps * unit[k]!;
     const last = this.history[this.history.length - 1];
-    if (last && last.sampleRate === sampleRate && last.noiseMultiplier === noiseMultiplier && (last.rdpOnly === true) === rdpOnly) last.steps += steps;
+    if (last && last.sampleRate === sampleRate && last.noiseMultiplier === noiseMultiplier && (last.rdpOnly === true) === rdpOnly)
+      last.steps += steps;
     else this.history.push(rdpOnly ? { sampleRate, noiseMultiplier, steps, rdpOnly: true } : { sampleRate, noiseMultiplier, steps });
     return this;
   }
@@ -500,7 +494,12 @@ export function findNoiseMultiplier(search: NoiseSearch): number {
   if (!(steps > 0) || !Number.isFinite(steps)) throw new RangeError(`steps must be finite and > 0, got ${steps}`);
   if (!(delta > 0 && delta < 1)) throw new RangeError(`delta must be in (0, 1), got ${delta}`);
   const epsilonAt = (sigma: number): number =>
-    epsilonFromRdp(orders, computeRdp(sampleRate, sigma, steps, orders, { fractionalSeries: search.fractionalSeries ?? 'absolute' }), delta, conversion).epsilon;
+    epsilonFromRdp(
+      orders,
+      computeRdp(sampleRate, sigma, steps, orders, { fractionalSeries: search.fractionalSeries ?? 'absolute' }),
+      delta,
+      conversion,
+    ).epsilon;
 
   let hi = 1;
   while (epsilonAt(hi) > targetEpsilon) {

@@ -16,7 +16,12 @@ import type { PrivacyLedger } from './ledger.ts';
 /** The announcement of a round from the report of the accountant that charged it; none outside client-level DP. */
 export function clientDpAnnouncement(report: PrivacyReport | undefined): ClientDpAnnouncement | undefined {
   if (report?.level !== 'client') return undefined;
-  return { placement: report.placement, sampleRate: report.sampleRate, noiseMultiplier: report.noiseMultiplier, ...(report.rdpOnly ? { rdpOnly: true } : {}) };
+  return {
+    placement: report.placement,
+    sampleRate: report.sampleRate,
+    noiseMultiplier: report.noiseMultiplier,
+    ...(report.rdpOnly ? { rdpOnly: true } : {}),
+  };
 }
 
 export type ClientCharge =
@@ -65,7 +70,12 @@ export class ClientLevelLedger {
   }
 
   private async charge(announced: ClientDpAnnouncement, alreadyReleased = false): Promise<ClientCharge> {
-    const steps = { sampleRate: announced.sampleRate, noiseMultiplier: announced.noiseMultiplier, steps: 1, rdpOnly: announced.rdpOnly === true };
+    const steps = {
+      sampleRate: announced.sampleRate,
+      noiseMultiplier: announced.noiseMultiplier,
+      steps: 1,
+      rdpOnly: announced.rdpOnly === true,
+    };
     const result = await this.ledger.charge(steps, { alreadyReleased });
     if (!result.charged) {
       this.spent = true;

@@ -65,7 +65,8 @@ export interface DistributedNoisePlan extends DistributedNoiseSettings {
 
 export function planDistributedNoise(settings: DistributedNoiseSettings): DistributedNoisePlan {
   const { clipNorm: C, noiseMultiplier: z, dimension: d, step, expectedContributors: n, toleratedDropouts: D } = settings;
-  if (!(C > 0 && z > 0 && step > 0) || ![C, z, step].every(Number.isFinite)) throw new RangeError('clip norm, noise multiplier and step must be positive and finite');
+  if (!(C > 0 && z > 0 && step > 0) || ![C, z, step].every(Number.isFinite))
+    throw new RangeError('clip norm, noise multiplier and step must be positive and finite');
   if (!(Number.isInteger(d) && d >= 1)) throw new RangeError(`dimension must be a positive integer, got ${d}`);
   if (!(Number.isInteger(n) && Number.isInteger(D) && D >= 0 && n - D - 1 >= 1)) {
     throw new RangeError(`need n − D − 1 ≥ 1 contributors besides the one protected (n = ${n}, D = ${D})`);
@@ -85,7 +86,10 @@ export function planDistributedNoise(settings: DistributedNoiseSettings): Distri
 
 /** Skellam RDP at order α for variance μ and grid sensitivities Δ₁, Δ₂ (Agarwal et al. 2021, Thm 3.5). */
 export function skellamRdp(alpha: number, variance: number, l1: number, l2: number): number {
-  return (alpha * l2 * l2) / (2 * variance) + Math.min(((2 * alpha - 1) * l2 * l2 + 6 * l1) / (4 * variance * variance), (3 * l1) / (2 * variance));
+  return (
+    (alpha * l2 * l2) / (2 * variance) +
+    Math.min(((2 * alpha - 1) * l2 * l2 + 6 * l1) / (4 * variance * variance), (3 * l1) / (2 * variance))
+  );
 }
 
 /**
@@ -107,7 +111,8 @@ export function skellamEffectiveMultiplier(variance: number, l1: number, l2: num
  * norm, keeps false aborts negligible).
  */
 export function distributedSumNoiseStd(plan: DistributedNoisePlan, contributors: number): number {
-  if (!(Number.isInteger(contributors) && contributors >= 0)) throw new RangeError(`contributors must be a non-negative integer, got ${contributors}`);
+  if (!(Number.isInteger(contributors) && contributors >= 0))
+    throw new RangeError(`contributors must be a non-negative integer, got ${contributors}`);
   return plan.step * Math.sqrt(contributors * plan.participantVariance);
 }
 
@@ -163,6 +168,8 @@ export function addSkellamNoiseMod32(encoded: Uint32Array, variance: number, uni
 export function checkSkellamRange(plan: DistributedNoisePlan, maxContributors: number): void {
   const worst = maxContributors * (plan.clipNorm / plan.step + 1) + 12 * Math.sqrt(maxContributors * plan.participantVariance);
   if (!(worst < 2 ** 31)) {
-    throw new RangeError(`a sum of ${maxContributors} updates with Skellam noise can reach ${worst.toExponential(3)}, past 2^31: lower the quantisation range or the participants`);
+    throw new RangeError(
+      `a sum of ${maxContributors} updates with Skellam noise can reach ${worst.toExponential(3)}, past 2^31: lower the quantisation range or the participants`,
+    );
   }
 }

@@ -50,7 +50,6 @@ export interface DpSgdResult extends TrainResult {
   readonly path: GradientPath;
 }
 
-
 /**
  * Poisson sampling: each of the n examples independently with probability q,
  * drawn in index order from `random` (one uniform per example, u < q selects).
@@ -107,8 +106,15 @@ export function dpSgdSchedule(n: number, requestedBatchSize: number, epochs: num
  * default), generated in JS and uploaded: tf.randomNormal's seedable
  * generator is not cryptographic. σ = 0 returns the sums untouched.
  */
-export function noisyGradientSum(sums: readonly tf.Tensor[], clipNorm: number, noiseMultiplier: number, expectedBatchSize: number, sampler: GaussianSampler): tf.Tensor[] {
-  if (!(noiseMultiplier >= 0) || !Number.isFinite(noiseMultiplier)) throw new RangeError(`noise multiplier must be finite and >= 0, got ${noiseMultiplier}`);
+export function noisyGradientSum(
+  sums: readonly tf.Tensor[],
+  clipNorm: number,
+  noiseMultiplier: number,
+  expectedBatchSize: number,
+  sampler: GaussianSampler,
+): tf.Tensor[] {
+  if (!(noiseMultiplier >= 0) || !Number.isFinite(noiseMultiplier))
+    throw new RangeError(`noise multiplier must be finite and >= 0, got ${noiseMultiplier}`);
   if (noiseMultiplier === 0) return sums.map((sum) => tf.clone(sum));
   const dimension = sums.reduce((total, sum) => total + sum.size, 0);
   const plan = dpSgdGrid(clipNorm, noiseMultiplier, dimension, expectedBatchSize);
@@ -150,9 +156,15 @@ export interface DpStepStats {
  * `batch` null (an empty Poisson batch) still adds the noise: the accountant
  * assumes every step releases a noised sum. The caller disposes the returned stats.
  */
-export function dpSgdStep(model: tf.LayersModel, batch: { readonly x: tf.Tensor; readonly y: tf.Tensor } | null, params: DpStepParams, sampler: GaussianSampler): DpStepStats | null {
+export function dpSgdStep(
+  model: tf.LayersModel,
+  batch: { readonly x: tf.Tensor; readonly y: tf.Tensor } | null,
+  params: DpStepParams,
+  sampler: GaussianSampler,
+): DpStepStats | null {
   if (!(params.expectedBatchSize > 0)) throw new RangeError(`expected batch size must be positive, got ${params.expectedBatchSize}`);
-  if (!(params.noiseMultiplier >= 0) || !Number.isFinite(params.noiseMultiplier)) throw new RangeError(`noise multiplier must be finite and >= 0, got ${params.noiseMultiplier}`);
+  if (!(params.noiseMultiplier >= 0) || !Number.isFinite(params.noiseMultiplier))
+    throw new RangeError(`noise multiplier must be finite and >= 0, got ${params.noiseMultiplier}`);
   const weights = model.trainableWeights;
   const clipped = batch === null ? null : clippedGradientSum(model, batch.x, batch.y, params.clipNorm, { path: params.path });
   let noisy: tf.Tensor[] = [];
@@ -196,7 +208,11 @@ export class DpSgdTrainer {
   private readonly sampling: UniformSource;
   private readonly sampler: GaussianSampler;
 
-  constructor(spec: ModelSpec, data: Dataset, private readonly options: DpSgdOptions) {
+  constructor(
+    spec: ModelSpec,
+    data: Dataset,
+    private readonly options: DpSgdOptions,
+  ) {
     checkDataFitsModel(spec, data);
     checkSettings(options);
     this.numExamples = data.count;
@@ -219,14 +235,30 @@ export class DpSgdTrainer {
    * `config.learningRate`. `settings` overrides the constructor's DP settings
    * for this round.
    */
-  async train(globalWeights: Float32Array, config: FitConfig, hooks: TrainHooks = {}, settings: Partial<DpSgdSettings> = {}): Promise<DpSgdResult> {
+  async train(
+    globalWeights: Float32Array,
+    config: FitConfig,
+    hooks: TrainHooks = {},
+    settings: Partial<DpSgdSettings> = {},
+  ): Promise<DpSgdResult> {
     const started = performance.now();
     const dp = { ...this.options, ...settings };
     checkSettings(dp);
     const n = this.numExamples;
-    const { expectedBatchSize, samplingRate: q, stepsPerEpoch, steps: totalSteps } = dpSgdSchedule(n, dp.expectedBatchSize ?? config.batchSize, config.epochs);
+    const {
+      expectedBatchSize,
+      samplingRate: q,
+      stepsPerEpoch,
+      steps: totalSteps,
+    } = dpSgdSchedule(n, dp.expectedBatchSize ?? config.batchSize, config.epochs);
     const path = resolvePath(this.model, dp.path);
-    const params: DpStepParams = { clipNorm: dp.clipNorm, noiseMultiplier: dp.noiseMultiplier, expectedBatchSize, learningRate: config.learningRate, path };
+    const params: DpStepParams = {
+      clipNorm: dp.clipNorm,
+      noiseMultiplier: dp.noiseMultiplier,
+      expectedBatchSize,
+      learningRate: config.learningRate,
+      path,
+    };
     writeWeights(this.model, globalWeights);
     let metrics: TrainMetrics = { loss: NaN, accuracy: NaN };
     let steps = 0;
@@ -248,7 +280,13 @@ export class DpSgdTrainer {
             lossSum = nextLoss;
             correctSum = nextCorrect;
           }
-          await pacer.afterStep(lossSum, () => ({ epoch, epochs: config.epochs, batch: s + 1, batches: stepsPerEpoch, fraction: steps / totalSteps }));
+          await pacer.afterStep(lossSum, () => ({
+            epoch,
+            epochs: config.epochs,
+            batch: s + 1,
+            batches: stepsPerEpoch,
+            fraction: steps / totalSteps,
+          }));
         }
         metrics = await pacer.endEpoch(lossSum, correctSum, sampled, epoch, config.epochs, stepsPerEpoch);
       } finally {
@@ -293,7 +331,8 @@ export class DpSgdTrainer {
 }
 
 function checkSettings(s: Partial<DpSgdSettings>): void {
-  if (s.clipNorm === undefined || !(s.clipNorm > 0) || !Number.isFinite(s.clipNorm)) throw new RangeError(`clip norm must be positive and finite, got ${s.clipNorm}`);
+  if (s.clipNorm === undefined || !(s.clipNorm > 0) || !Number.isFinite(s.clipNorm))
+    throw new RangeError(`clip norm must be positive and finite, got ${s.clipNorm}`);
   if (s.noiseMultiplier === undefined || !(s.noiseMultiplier >= 0) || !Number.isFinite(s.noiseMultiplier)) {
     throw new RangeError(`noise multiplier must be finite and >= 0, got ${s.noiseMultiplier}`);
   }

@@ -49,7 +49,8 @@ export function accountEpsilon(
 ): AccountedEpsilon {
   const rdp = next ? accountant.projectEpsilon(next, delta) : accountant.getEpsilonAndOrder(delta);
   // A step known only by an RDP bound (Skellam) has no Gaussian PLD: the whole history is RDP's, whatever was asked.
-  if (kind === 'rdp' || next?.rdpOnly === true || accountant.toJSON().history.some((h) => h.rdpOnly === true)) return { epsilon: rdp.epsilon, accountant: 'rdp', rdp };
+  if (kind === 'rdp' || next?.rdpOnly === true || accountant.toJSON().history.some((h) => h.rdpOnly === true))
+    return { epsilon: rdp.epsilon, accountant: 'rdp', rdp };
   const history = historyOf(accountant.toJSON());
   if (next) history.push({ sampleRate: next.sampleRate, noiseMultiplier: next.noiseMultiplier, steps: next.steps ?? 1 });
   const pld = pldEpsilon(history, delta, pldOptions);
@@ -58,7 +59,12 @@ export function accountEpsilon(
 }
 
 /** The same for a bare history (the CLI): builds the RDP curve from it. */
-export function accountHistory(history: readonly PldMechanism[], delta: number, kind: AccountantKind = 'auto', orders?: readonly number[]): AccountedEpsilon {
+export function accountHistory(
+  history: readonly PldMechanism[],
+  delta: number,
+  kind: AccountantKind = 'auto',
+  orders?: readonly number[],
+): AccountedEpsilon {
   const accountant = new RdpAccountant(orders);
   for (const h of history) accountant.step(h);
   return accountEpsilon(accountant, delta, kind);

@@ -81,7 +81,8 @@ export interface GridOptions {
  */
 export function planGridNoise(clipNorm: number, noiseMultiplier: number, dimension: number, options: GridOptions): GridNoisePlan {
   if (!(clipNorm > 0) || !Number.isFinite(clipNorm)) throw new RangeError(`clip norm must be positive and finite, got ${clipNorm}`);
-  if (!(noiseMultiplier >= 0) || !Number.isFinite(noiseMultiplier)) throw new RangeError(`noise multiplier must be finite and >= 0, got ${noiseMultiplier}`);
+  if (!(noiseMultiplier >= 0) || !Number.isFinite(noiseMultiplier))
+    throw new RangeError(`noise multiplier must be finite and >= 0, got ${noiseMultiplier}`);
   if (!(Number.isInteger(dimension) && dimension >= 1)) throw new RangeError(`dimension must be a positive integer, got ${dimension}`);
   const { exactInteger, rangeInClips } = options;
   const rootD = Math.sqrt(dimension);
@@ -89,7 +90,9 @@ export function planGridNoise(clipNorm: number, noiseMultiplier: number, dimensi
   const room = exactInteger - 1 - NOISE_CLAMP_STDS * noiseMultiplier * rootD;
   const limit = room / (rangeInClips + NOISE_CLAMP_STDS * noiseMultiplier);
   if (!(limit >= 1)) {
-    throw new RangeError(`no integer grid fits noise multiplier ${noiseMultiplier} on ${dimension} values within the exact range ${exactInteger}`);
+    throw new RangeError(
+      `no integer grid fits noise multiplier ${noiseMultiplier} on ${dimension} values within the exact range ${exactInteger}`,
+    );
   }
   const G = 2 ** Math.floor(Math.log2(limit));
   const integerStd = noiseMultiplier * (G + rootD);
@@ -100,7 +103,10 @@ export function planGridNoise(clipNorm: number, noiseMultiplier: number, dimensi
 
 /** The grid for DP-SGD's clipped sum on the backend (float32): every coordinate up to 64 clip norms, or 2B, unclamped. */
 export function dpSgdGrid(clipNorm: number, noiseMultiplier: number, dimension: number, expectedBatchSize: number): GridNoisePlan {
-  return planGridNoise(clipNorm, noiseMultiplier, dimension, { exactInteger: FLOAT32_EXACT_INTEGER, rangeInClips: Math.max(64, 2 * expectedBatchSize) });
+  return planGridNoise(clipNorm, noiseMultiplier, dimension, {
+    exactInteger: FLOAT32_EXACT_INTEGER,
+    rangeInClips: Math.max(64, 2 * expectedBatchSize),
+  });
 }
 
 /**
@@ -124,7 +130,7 @@ function clampNoise(z: number, plan: GridNoisePlan): number {
 
 /** `length` integer noise values as float32 (exact: |Z| < 2^24 by the plan). */
 export function roundedGaussianNoise(length: number, plan: GridNoisePlan, sampler: NormalSampler): Float32Array {
-  if (plan.noiseBound >= FLOAT32_EXACT_INTEGER) throw new RangeError('this grid\'s noise does not fit float32 exactly');
+  if (plan.noiseBound >= FLOAT32_EXACT_INTEGER) throw new RangeError("this grid's noise does not fit float32 exactly");
   const out = new Float32Array(length);
   if (plan.integerStd === 0) return out;
   // σ_int·N(0,1) in bulk (float64), then round and clamp: the same values roundedGaussian draws one at a time.

@@ -21,7 +21,10 @@ export interface LedgerStore {
    * `change` is synchronous; returning undefined leaves the entry as it is.
    * Resolves with what the key holds afterwards.
    */
-  update(key: string, change: (stored: RdpAccountantState | undefined) => RdpAccountantState | undefined): Promise<RdpAccountantState | undefined>;
+  update(
+    key: string,
+    change: (stored: RdpAccountantState | undefined) => RdpAccountantState | undefined,
+  ): Promise<RdpAccountantState | undefined>;
 }
 
 export class MemoryLedgerStore implements LedgerStore {
@@ -30,7 +33,10 @@ export class MemoryLedgerStore implements LedgerStore {
     return this.states.get(key);
   }
   // Synchronous between the read and the write, hence atomic.
-  async update(key: string, change: (stored: RdpAccountantState | undefined) => RdpAccountantState | undefined): Promise<RdpAccountantState | undefined> {
+  async update(
+    key: string,
+    change: (stored: RdpAccountantState | undefined) => RdpAccountantState | undefined,
+  ): Promise<RdpAccountantState | undefined> {
     const next = change(this.states.get(key));
     if (next !== undefined) this.states.set(key, JSON.parse(JSON.stringify(next)) as RdpAccountantState);
     return this.states.get(key);
@@ -153,7 +159,9 @@ export class PrivacyLedger {
       return accountant.toJSON();
     });
     this.accountant = stored ? RdpAccountant.fromJSON(stored) : new RdpAccountant();
-    return refused === undefined ? { charged: true, epsilon: this.epsilon } : { charged: false, epsilon: this.epsilon, projectedEpsilon: refused };
+    return refused === undefined
+      ? { charged: true, epsilon: this.epsilon }
+      : { charged: false, epsilon: this.epsilon, projectedEpsilon: refused };
   }
 }
 

@@ -74,7 +74,10 @@ export interface MembershipAuditResult {
 
 /** The loss-threshold attack on per-example losses (lower loss: more likely a member). */
 export function lossThresholdAudit(memberLosses: ArrayLike<number>, nonMemberLosses: ArrayLike<number>): MembershipAuditResult {
-  for (const [name, losses] of [['member', memberLosses], ['non-member', nonMemberLosses]] as const) {
+  for (const [name, losses] of [
+    ['member', memberLosses],
+    ['non-member', nonMemberLosses],
+  ] as const) {
     for (let i = 0; i < losses.length; i++) {
       if (Number.isNaN(losses[i]!)) throw new RangeError(`${name} loss ${i} is NaN`);
     }

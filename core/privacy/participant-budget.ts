@@ -22,7 +22,8 @@ export const DEFAULT_EPSILON_BUDGET = 10;
  * 1/n for n examples (a δ of 1/n allows releasing one example in the clear).
  */
 export function deviceDelta(numExamples: number, ownMaxDelta: number = DEFAULT_MAX_DELTA): number {
-  if (!(Number.isInteger(numExamples) && numExamples >= 1)) throw new RangeError(`a dataset needs at least one example, got ${numExamples}`);
+  if (!(Number.isInteger(numExamples) && numExamples >= 1))
+    throw new RangeError(`a dataset needs at least one example, got ${numExamples}`);
   if (!(ownMaxDelta > 0 && ownMaxDelta < 1)) throw new RangeError(`the maximum δ must be in (0, 1), got ${ownMaxDelta}`);
   return Math.min(ownMaxDelta, 1 / numExamples);
 }
@@ -47,7 +48,10 @@ export function decideDelta(taskDelta: number, numExamples: number, ownMaxDelta:
 
 /** The ε budget: the task's (or the default 10 when it sets none), lowered by the person's own if smaller. */
 export function participantBudget(taskBudget: number | undefined, ownBudget: number | undefined): number {
-  for (const [name, value] of [['task', taskBudget], ['own', ownBudget]] as const) {
+  for (const [name, value] of [
+    ['task', taskBudget],
+    ['own', ownBudget],
+  ] as const) {
     if (value !== undefined && !(value > 0)) throw new RangeError(`the ${name} ε budget must be positive, got ${value}`);
   }
   return Math.min(taskBudget ?? DEFAULT_EPSILON_BUDGET, ownBudget ?? Infinity);
@@ -104,11 +108,23 @@ async function ledgerKey(data: Dataset, ownData: boolean | undefined): Promise<s
  * at the device's δ, with the participant's budget. Throws (with the reason)
  * when the task's δ is above what the device accepts.
  */
-export async function openParticipantLedger(store: LedgerStore, dp: SampleDpConfig, data: Dataset, options: ParticipantLedgerOptions = {}): Promise<PrivacyLedger> {
+export async function openParticipantLedger(
+  store: LedgerStore,
+  dp: SampleDpConfig,
+  data: Dataset,
+  options: ParticipantLedgerOptions = {},
+): Promise<PrivacyLedger> {
   const delta = decideDelta(dp.delta, data.count, options.maxDelta);
   if (!delta.ok) throw new Error(delta.message);
   const key = await ledgerKey(data, options.ownData);
-  return PrivacyLedger.open(store, key, delta.delta, participantBudget(dp.epsilonBudget, options.ownBudget), options.legacyKeys, options.accountant ?? dp.accountant);
+  return PrivacyLedger.open(
+    store,
+    key,
+    delta.delta,
+    participantBudget(dp.epsilonBudget, options.ownBudget),
+    options.legacyKeys,
+    options.accountant ?? dp.accountant,
+  );
 }
 
 /**
@@ -117,8 +133,19 @@ export async function openParticipantLedger(store: LedgerStore, dp: SampleDpConf
  * unit than one example), at the person's δ (default 1e-5), with the person's
  * budget or the default 10.
  */
-export async function openClientLevelLedger(store: LedgerStore, data: Dataset, options: Omit<ParticipantLedgerOptions, 'legacyKeys'> = {}): Promise<ClientLevelLedger> {
+export async function openClientLevelLedger(
+  store: LedgerStore,
+  data: Dataset,
+  options: Omit<ParticipantLedgerOptions, 'legacyKeys'> = {},
+): Promise<ClientLevelLedger> {
   const key = `client-level/${await ledgerKey(data, options.ownData)}`;
-  const ledger = await PrivacyLedger.open(store, key, options.maxDelta ?? DEFAULT_MAX_DELTA, participantBudget(undefined, options.ownBudget), [], options.accountant);
+  const ledger = await PrivacyLedger.open(
+    store,
+    key,
+    options.maxDelta ?? DEFAULT_MAX_DELTA,
+    participantBudget(undefined, options.ownBudget),
+    [],
+    options.accountant,
+  );
   return new ClientLevelLedger(ledger);
 }

@@ -33,7 +33,14 @@ import { type GradientPath, type PathOptions, type Plan, fastPlan, resolvePath }
  * compute the same function. Gradients are ordered as `model.trainableWeights`.
  */
 
-export { resolvePath, supportsFastPath, type FastPathSupport, type GradientPath, type PathChoice, type PathOptions } from './per-example/plan.ts';
+export {
+  resolvePath,
+  supportsFastPath,
+  type FastPathSupport,
+  type GradientPath,
+  type PathChoice,
+  type PathOptions,
+} from './per-example/plan.ts';
 
 /** Keeps C/(‖∇‖ + tiny) finite for a zero gradient (the factor then clips to 1). */
 const NORM_EPSILON = 1e-12;
@@ -80,7 +87,13 @@ export function disposeClippedSum(result: ClippedGradientSum): void {
  * Clips every example's gradient to L2 norm `clipNorm` and sums them. The
  * caller owns (and disposes, e.g. with `disposeClippedSum`) the tensors.
  */
-export function clippedGradientSum(model: tf.LayersModel, x: tf.Tensor, y: tf.Tensor, clipNorm: number, options: PathOptions = {}): ClippedGradientSum {
+export function clippedGradientSum(
+  model: tf.LayersModel,
+  x: tf.Tensor,
+  y: tf.Tensor,
+  clipNorm: number,
+  options: PathOptions = {},
+): ClippedGradientSum {
   checkClipNorm(clipNorm);
   checkBatch(model, x, y);
   const path = resolvePath(model, options.path);
@@ -133,7 +146,13 @@ function trainableVariables(model: tf.LayersModel): tf.Variable[] {
 }
 
 /** ∇L_i for one example through `model.apply`, in trainable-weight order (zeros where unused), plus its loss and correct count. */
-function oneExampleGradient(model: tf.LayersModel, vars: readonly tf.Variable[], x: tf.Tensor, y: tf.Tensor, i: number): { grads: tf.Tensor[]; loss: tf.Tensor; correct: tf.Scalar } {
+function oneExampleGradient(
+  model: tf.LayersModel,
+  vars: readonly tf.Variable[],
+  x: tf.Tensor,
+  y: tf.Tensor,
+  i: number,
+): { grads: tf.Tensor[]; loss: tf.Tensor; correct: tf.Scalar } {
   const xi = tf.slice(x, [i], [1]);
   const yi = tf.slice(y, [i], [1]);
   let correct: tf.Scalar | undefined;
@@ -184,7 +203,12 @@ function loopClippedSum(model: tf.LayersModel, x: tf.Tensor, y: tf.Tensor, clipN
  * gradient flattened in `model.trainableWeights` order: for tests and
  * diagnostics (the training step never materialises Dense ones).
  */
-export function perExampleGradients(model: tf.LayersModel, x: tf.Tensor, y: tf.Tensor, options: PathOptions = {}): { grads: tf.Tensor2D; path: GradientPath } {
+export function perExampleGradients(
+  model: tf.LayersModel,
+  x: tf.Tensor,
+  y: tf.Tensor,
+  options: PathOptions = {},
+): { grads: tf.Tensor2D; path: GradientPath } {
   checkBatch(model, x, y);
   const path = resolvePath(model, options.path);
   if (path === 'per-example-loop') {
@@ -196,7 +220,10 @@ export function perExampleGradients(model: tf.LayersModel, x: tf.Tensor, y: tf.T
           tf.tidy(() => {
             const one = oneExampleGradient(model, vars, x, y, i);
             tf.dispose(one.correct);
-            return tf.concat(one.grads.map((g) => tf.reshape(g, [1, -1])), 1);
+            return tf.concat(
+              one.grads.map((g) => tf.reshape(g, [1, -1])),
+              1,
+            );
           }),
         );
       }

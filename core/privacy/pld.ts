@@ -320,7 +320,11 @@ interface GroupSpec {
   readonly steps: number;
 }
 
-function compose(groups: readonly GroupSpec[], relation: NeighbourRelation, options: Required<Omit<PldOptions, 'analyticGaussian'>>): ComposedPld {
+function compose(
+  groups: readonly GroupSpec[],
+  relation: NeighbourRelation,
+  options: Required<Omit<PldOptions, 'analyticGaussian'>>,
+): ComposedPld {
   let gridDelta = options.discretisationInterval;
   for (;;) {
     const steps = groups.map((g) => ({ step: cachedStep(g.q, g.sigma, relation, gridDelta, options.stepTailMass), steps: g.steps }));
@@ -482,14 +486,19 @@ function resolve(options: PldOptions): Required<Omit<PldOptions, 'analyticGaussi
   const o = { ...DEFAULTS, analyticGaussian: true, ...options };
   if (!(o.discretisationInterval > 0)) throw new RangeError(`discretisation interval must be > 0, got ${o.discretisationInterval}`);
   if (!(o.stepTailMass > 0 && o.stepTailMass < 1e-3)) throw new RangeError(`step tail mass must be in (0, 1e-3), got ${o.stepTailMass}`);
-  if (!(o.windowTailMass > 0 && o.windowTailMass < 1e-3)) throw new RangeError(`window tail mass must be in (0, 1e-3), got ${o.windowTailMass}`);
+  if (!(o.windowTailMass > 0 && o.windowTailMass < 1e-3))
+    throw new RangeError(`window tail mass must be in (0, 1e-3), got ${o.windowTailMass}`);
   if (!(o.maxBins >= 1024)) throw new RangeError(`maxBins must be >= 1024, got ${o.maxBins}`);
   return o;
 }
 
 const composedCache = new Map<string, ComposedPld>();
 
-function composedFor(groups: readonly GroupSpec[], relation: NeighbourRelation, options: Required<Omit<PldOptions, 'analyticGaussian'>>): ComposedPld {
+function composedFor(
+  groups: readonly GroupSpec[],
+  relation: NeighbourRelation,
+  options: Required<Omit<PldOptions, 'analyticGaussian'>>,
+): ComposedPld {
   const key = JSON.stringify([groups, relation, options]);
   let composed = composedCache.get(key);
   if (!composed) {
@@ -510,16 +519,43 @@ export function pldEpsilon(history: readonly PldMechanism[], delta: number, opti
   const groups = checkMechanisms(history);
   const steps = groups.reduce((s, g) => s + g.steps, 0);
   if (groups.length === 0) {
-    return { epsilon: 0, epsilonLower: 0, delta, discretisationInterval: o.discretisationInterval, truncatedMass: 0, worstRelation: 'remove', method: 'fft', steps };
+    return {
+      epsilon: 0,
+      epsilonLower: 0,
+      delta,
+      discretisationInterval: o.discretisationInterval,
+      truncatedMass: 0,
+      worstRelation: 'remove',
+      method: 'fft',
+      steps,
+    };
   }
   if (groups.some((g) => g.sigma === 0)) {
-    return { epsilon: Infinity, epsilonLower: Infinity, delta, discretisationInterval: o.discretisationInterval, truncatedMass: 1, worstRelation: 'remove', method: 'fft', steps };
+    return {
+      epsilon: Infinity,
+      epsilonLower: Infinity,
+      delta,
+      discretisationInterval: o.discretisationInterval,
+      truncatedMass: 1,
+      worstRelation: 'remove',
+      method: 'fft',
+      steps,
+    };
   }
   if (o.analyticGaussian && groups.every((g) => g.q === 1)) {
     const mu = Math.sqrt(groups.reduce((s, g) => s + g.steps / (g.sigma * g.sigma), 0));
     const epsilon = gaussianEpsilon(mu, delta);
     // Bisection returns the upper end of its bracket (within 1e-12 of the exact value).
-    return { epsilon, epsilonLower: Math.max(0, epsilon - 1e-12 * Math.max(1, epsilon)), delta, discretisationInterval: 0, truncatedMass: 0, worstRelation: 'remove', method: 'analytic-gaussian', steps };
+    return {
+      epsilon,
+      epsilonLower: Math.max(0, epsilon - 1e-12 * Math.max(1, epsilon)),
+      delta,
+      discretisationInterval: 0,
+      truncatedMass: 0,
+      worstRelation: 'remove',
+      method: 'analytic-gaussian',
+      steps,
+    };
   }
   let worst: { relation: NeighbourRelation; upper: number; lower: number; pld: ComposedPld; truncated: number } | undefined;
   let worstLower = 0;
@@ -553,8 +589,10 @@ export function pldDelta(history: readonly PldMechanism[], epsilon: number, opti
   if (!(epsilon >= 0)) throw new RangeError(`epsilon must be >= 0, got ${epsilon}`);
   const o = resolve(options);
   const groups = checkMechanisms(history);
-  if (groups.length === 0) return { delta: 0, epsilon, discretisationInterval: o.discretisationInterval, worstRelation: 'remove', method: 'fft' };
-  if (groups.some((g) => g.sigma === 0)) return { delta: 1, epsilon, discretisationInterval: o.discretisationInterval, worstRelation: 'remove', method: 'fft' };
+  if (groups.length === 0)
+    return { delta: 0, epsilon, discretisationInterval: o.discretisationInterval, worstRelation: 'remove', method: 'fft' };
+  if (groups.some((g) => g.sigma === 0))
+    return { delta: 1, epsilon, discretisationInterval: o.discretisationInterval, worstRelation: 'remove', method: 'fft' };
   if (o.analyticGaussian && groups.every((g) => g.q === 1)) {
     const mu = Math.sqrt(groups.reduce((s, g) => s + g.steps / (g.sigma * g.sigma), 0));
     return { delta: gaussianDelta(mu, epsilon), epsilon, discretisationInterval: 0, worstRelation: 'remove', method: 'analytic-gaussian' };
@@ -563,7 +601,8 @@ export function pldDelta(history: readonly PldMechanism[], epsilon: number, opti
   for (const relation of ['remove', 'add'] as const) {
     const pld = composedFor(groups, relation, o);
     const d = Math.min(1, deltaOf(pld, epsilon, pld.infinityMass + pld.outsideWindow));
-    if (!best || d > best.delta) best = { delta: d, epsilon, discretisationInterval: pld.gridDelta, worstRelation: relation, method: 'fft' };
+    if (!best || d > best.delta)
+      best = { delta: d, epsilon, discretisationInterval: pld.gridDelta, worstRelation: relation, method: 'fft' };
   }
   return best!;
 }

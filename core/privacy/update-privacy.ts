@@ -88,10 +88,16 @@ export interface PrivatizedUpdate {
  * `privacy.noiseStd`, in place, float-safe on a grid (./grid-noise.ts: the
  * clipped update snapped to γ, integer noise added exactly in float64).
  */
-export function privatizeUpdate(update: Float32Array, privacy: UpdatePrivacy, sampler: GaussianSampler = new GaussianSampler()): PrivatizedUpdate {
+export function privatizeUpdate(
+  update: Float32Array,
+  privacy: UpdatePrivacy,
+  sampler: GaussianSampler = new GaussianSampler(),
+): PrivatizedUpdate {
   const normBeforeClip = clipToNorm(update, privacy.clipNorm);
-  if (!(privacy.noiseStd >= 0) || !Number.isFinite(privacy.noiseStd)) throw new RangeError(`noise std must be finite and >= 0, got ${privacy.noiseStd}`);
+  if (!(privacy.noiseStd >= 0) || !Number.isFinite(privacy.noiseStd))
+    throw new RangeError(`noise std must be finite and >= 0, got ${privacy.noiseStd}`);
   // A clipped update has every coordinate within one clip norm.
-  if (privacy.noiseStd > 0) noiseOnGrid(update, clientLevelGrid(privacy.clipNorm, privacy.noiseStd / privacy.clipNorm, update.length, 1), sampler);
+  if (privacy.noiseStd > 0)
+    noiseOnGrid(update, clientLevelGrid(privacy.clipNorm, privacy.noiseStd / privacy.clipNorm, update.length, 1), sampler);
   return { normBeforeClip, clipped: normBeforeClip > privacy.clipNorm };
 }

@@ -26,7 +26,8 @@ export type ClientEventName = keyof ClientToServerEvents;
 export type ClientPayload<E extends ClientEventName> = Parameters<ClientToServerEvents[E]>[0];
 
 /** The value a successful acknowledgement of E carries (never for events without an ack). */
-export type ClientAckValue<E extends ClientEventName> = Parameters<ClientToServerEvents[E]> extends [unknown, (result: Ack<infer T>) => void] ? T : never;
+export type ClientAckValue<E extends ClientEventName> =
+  Parameters<ClientToServerEvents[E]> extends [unknown, (result: Ack<infer T>) => void] ? T : never;
 
 /** True for the events that carry an acknowledgement. */
 export type HasAck<E extends ClientEventName> = Parameters<ClientToServerEvents[E]> extends [unknown, unknown] ? true : false;

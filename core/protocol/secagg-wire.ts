@@ -50,7 +50,8 @@ export function unpack(blob: Binary, count: number, what: string): Uint8Array[] 
     if (bytes.length !== 0) throw new WireShapeError(`${what}: bytes for an empty list`);
     return [];
   }
-  if (bytes.length % count !== 0) throw new WireShapeError(`wrong-size: ${what}: ${bytes.length} bytes do not split into ${count} equal pieces`);
+  if (bytes.length % count !== 0)
+    throw new WireShapeError(`wrong-size: ${what}: ${bytes.length} bytes do not split into ${count} equal pieces`);
   const size = bytes.length / count;
   return Array.from({ length: count }, (_, i) => bytes.slice(i * size, (i + 1) * size));
 }

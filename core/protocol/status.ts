@@ -270,7 +270,13 @@ export interface SettingsChange {
   readonly learningRate?: number;
   readonly roundTimeoutMs?: number;
 }
-export const SETTINGS_CHANGE_KEYS: readonly (keyof SettingsChange)[] = ['clientsPerRound', 'epochs', 'batchSize', 'learningRate', 'roundTimeoutMs'];
+export const SETTINGS_CHANGE_KEYS: readonly (keyof SettingsChange)[] = [
+  'clientsPerRound',
+  'epochs',
+  'batchSize',
+  'learningRate',
+  'roundTimeoutMs',
+];
 
 /**
  * Events the dashboard sends (admin token required). Every request carries

@@ -133,7 +133,11 @@ function secaggHeader(o: Fields, path: string): { round: number; from: number } 
 
 export function parseSecAggAdvertise(value: unknown): AdvertiseKeysMessage {
   const o = object(value, 'secagg:advertise');
-  return { ...secaggHeader(o, 'secagg:advertise'), encryptionKey: bytes(o.encryptionKey, 'secagg:advertise.encryptionKey'), maskingKey: bytes(o.maskingKey, 'secagg:advertise.maskingKey') };
+  return {
+    ...secaggHeader(o, 'secagg:advertise'),
+    encryptionKey: bytes(o.encryptionKey, 'secagg:advertise.encryptionKey'),
+    maskingKey: bytes(o.maskingKey, 'secagg:advertise.maskingKey'),
+  };
 }
 
 function indexList(value: unknown, path: string): number[] {
@@ -152,7 +156,11 @@ function pieces<T>(decode: () => T): T {
 
 export function parseSecAggShares(value: unknown): ShareKeysMessage {
   const o = object(value, 'secagg:shares');
-  const w = { ...secaggHeader(o, 'secagg:shares'), to: indexList(o.to, 'secagg:shares.to'), ciphertexts: bytes(o.ciphertexts, 'secagg:shares.ciphertexts') };
+  const w = {
+    ...secaggHeader(o, 'secagg:shares'),
+    to: indexList(o.to, 'secagg:shares.to'),
+    ciphertexts: bytes(o.ciphertexts, 'secagg:shares.ciphertexts'),
+  };
   return pieces(() => decodeShares(w));
 }
 
@@ -183,7 +191,8 @@ export function parseSecAggUnmask(value: unknown): UnmaskResponseMessage {
 export function parseControlRequest(value: unknown): ControlRequest {
   const o = object(value, 'control');
   for (const key of Object.keys(o)) if (key !== 'action') bad(`control.${key.slice(0, 64)}`, 'no such field (only "action")');
-  if (typeof o.action !== 'string' || !(CONTROL_ACTIONS as readonly string[]).includes(o.action)) bad('control.action', `one of ${CONTROL_ACTIONS.join(', ')}`);
+  if (typeof o.action !== 'string' || !(CONTROL_ACTIONS as readonly string[]).includes(o.action))
+    bad('control.action', `one of ${CONTROL_ACTIONS.join(', ')}`);
   return { action: o.action as ControlAction };
 }
 
@@ -196,7 +205,8 @@ export function parseSettingsChange(value: unknown): SettingsChange {
   const o = object(value, 'settings');
   const keys = Object.keys(o);
   for (const key of keys) {
-    if (!(SETTINGS_CHANGE_KEYS as readonly string[]).includes(key)) bad(`settings.${key.slice(0, 64)}`, `no such setting (one of ${SETTINGS_CHANGE_KEYS.join(', ')})`);
+    if (!(SETTINGS_CHANGE_KEYS as readonly string[]).includes(key))
+      bad(`settings.${key.slice(0, 64)}`, `no such setting (one of ${SETTINGS_CHANGE_KEYS.join(', ')})`);
   }
   if (keys.length === 0) bad('settings', `at least one of ${SETTINGS_CHANGE_KEYS.join(', ')}`);
   const out: { -readonly [K in keyof SettingsChange]: SettingsChange[K] } = {};

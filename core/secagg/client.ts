@@ -1,10 +1,40 @@
 import { copyBytes, isBytes, type Bytes, type KeyHandle } from './bytes.ts';
-import { checkIndex, checkList, checkRound, indexSet, SHARE_CIPHERTEXT_BYTES, sorted, validateConfig, type SecAggConfig } from './config.ts';
+import {
+  checkIndex,
+  checkList,
+  checkRound,
+  indexSet,
+  SHARE_CIPHERTEXT_BYTES,
+  sorted,
+  validateConfig,
+  type SecAggConfig,
+} from './config.ts';
 import { SecAggAbortError, SecAggError } from './errors.ts';
 import { buildNeighbourGraph, connectedAmong, type NeighbourGraph } from './graph.ts';
-import { agree, decryptShare, derivePairwiseSeed, deriveShareKey, encryptShare, exportPrivateScalar, generateKeyPair, importPublicKey, PUBLIC_KEY_BYTES, type EcdhKeyPair } from './keys.ts';
+import {
+  agree,
+  decryptShare,
+  derivePairwiseSeed,
+  deriveShareKey,
+  encryptShare,
+  exportPrivateScalar,
+  generateKeyPair,
+  importPublicKey,
+  PUBLIC_KEY_BYTES,
+  type EcdhKeyPair,
+} from './keys.ts';
 import { applyMask, pairwiseSign } from './masking.ts';
-import type { AdvertiseKeysMessage, ForwardedSharesMessage, KeyDirectoryMessage, MaskInputOptions, MaskedInputMessage, OwnedShare, ShareKeysMessage, UnmaskRequestMessage, UnmaskResponseMessage } from './messages.ts';
+import type {
+  AdvertiseKeysMessage,
+  ForwardedSharesMessage,
+  KeyDirectoryMessage,
+  MaskInputOptions,
+  MaskedInputMessage,
+  OwnedShare,
+  ShareKeysMessage,
+  UnmaskRequestMessage,
+  UnmaskResponseMessage,
+} from './messages.ts';
 import { quantize } from './quantize.ts';
 import { fieldElement, randomSecret, SHARE_BYTES, split } from './shamir.ts';
 
@@ -103,7 +133,12 @@ export class SecAggClient {
     this.enter('advertise', 'advertise');
     const { encryption, masking } = this.pairs();
     this.phase = 'share-keys';
-    return { round: this.config.round, from: this.index, encryptionKey: copyBytes(encryption.publicRaw), maskingKey: copyBytes(masking.publicRaw) };
+    return {
+      round: this.config.round,
+      from: this.index,
+      encryptionKey: copyBytes(encryption.publicRaw),
+      maskingKey: copyBytes(masking.publicRaw),
+    };
   }
 
   /**
@@ -123,7 +158,8 @@ export class SecAggClient {
         const v = checkIndex(config, e.index, 'directory entry');
         if (seen.has(v)) throw new SecAggError('duplicate', `directory lists ${v} twice`);
         seen.add(v);
-        if (!isBytes(e.encryptionKey, PUBLIC_KEY_BYTES) || !isBytes(e.maskingKey, PUBLIC_KEY_BYTES)) throw new SecAggError('wrong-size', `keys of ${v} are not ${PUBLIC_KEY_BYTES} bytes`);
+        if (!isBytes(e.encryptionKey, PUBLIC_KEY_BYTES) || !isBytes(e.maskingKey, PUBLIC_KEY_BYTES))
+          throw new SecAggError('wrong-size', `keys of ${v} are not ${PUBLIC_KEY_BYTES} bytes`);
         if (v === index) {
           sawSelf = sameBytes(e.encryptionKey, encryption.publicRaw) && sameBytes(e.maskingKey, masking.publicRaw);
           if (!sawSelf) throw new SecAggError('inconsistent', `the directory has other keys for ${index}`);
@@ -152,7 +188,11 @@ export class SecAggClient {
           continue;
         }
         const route = { round: config.round, from: index, to: v };
-        const key = await deriveShareKey(await agree(encryption.privateKey, this.peers.get(v)!.encryptionKey), { round: config.round, a: index, b: v });
+        const key = await deriveShareKey(await agree(encryption.privateKey, this.peers.get(v)!.encryptionKey), {
+          round: config.round,
+          a: index,
+          b: v,
+        });
         const plaintext = new Uint8Array(2 * SHARE_BYTES);
         plaintext.set(pair.selfMask, 0);
         plaintext.set(pair.maskingKey, SHARE_BYTES);
@@ -186,10 +226,12 @@ export class SecAggClient {
         const peer = this.peers.get(u);
         if (peer === undefined) throw new SecAggError('unknown-participant', `client ${index} has no live neighbour ${u}`);
         if (this.held.has(u)) throw new SecAggError('duplicate', `two share ciphertexts from ${u}`);
-        if (!isBytes(e.ciphertext, SHARE_CIPHERTEXT_BYTES)) throw new SecAggError('wrong-size', `share ciphertext from ${u} must be ${SHARE_CIPHERTEXT_BYTES} bytes`);
+        if (!isBytes(e.ciphertext, SHARE_CIPHERTEXT_BYTES))
+          throw new SecAggError('wrong-size', `share ciphertext from ${u} must be ${SHARE_CIPHERTEXT_BYTES} bytes`);
         const key = await deriveShareKey(await agree(encryption.privateKey, peer.encryptionKey), { round: config.round, a: index, b: u });
         const plaintext = await decryptShare(key, e.ciphertext, { round: config.round, from: u, to: index });
-        if (plaintext.length !== 2 * SHARE_BYTES) throw new SecAggError('wrong-size', `share plaintext from ${u} has ${plaintext.length} bytes`);
+        if (plaintext.length !== 2 * SHARE_BYTES)
+          throw new SecAggError('wrong-size', `share plaintext from ${u} has ${plaintext.length} bytes`);
         const selfMask = plaintext.slice(0, SHARE_BYTES);
         const maskingKey = plaintext.slice(SHARE_BYTES);
         plaintext.fill(0);
@@ -238,9 +280,12 @@ export class SecAggClient {
       const survivors = indexSet(config, request.survivors, 'survivors');
       const dropped = indexSet(config, request.dropped, 'dropped');
       for (const d of dropped) if (survivors.has(d)) throw new SecAggError('inconsistent', `${d} is listed as survivor and dropped`);
-      if (!survivors.has(index)) throw new SecAggError('inconsistent', `client ${index} sent its masked input but is not listed as a survivor`);
-      if (survivors.size < config.threshold) throw new SecAggAbortError(`${survivors.size} survivors, threshold ${config.threshold}: no shares revealed`);
-      if (!connectedAmong(this.graph, survivors)) throw new SecAggAbortError('the survivors do not form a connected neighbour graph: unmasking would reveal partial sums');
+      if (!survivors.has(index))
+        throw new SecAggError('inconsistent', `client ${index} sent its masked input but is not listed as a survivor`);
+      if (survivors.size < config.threshold)
+        throw new SecAggAbortError(`${survivors.size} survivors, threshold ${config.threshold}: no shares revealed`);
+      if (!connectedAmong(this.graph, survivors))
+        throw new SecAggAbortError('the survivors do not form a connected neighbour graph: unmasking would reveal partial sums');
       for (const v of [...survivors, ...dropped]) {
         if (v !== index && this.graph.areNeighbours(index, v) && !this.held.has(v)) {
           throw new SecAggError('inconsistent', `${v} is listed as having shared keys but client ${index} never got its shares`);

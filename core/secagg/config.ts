@@ -34,17 +34,30 @@ export function recommendedThreshold(participants: number, neighbours: number | 
 /** Checks everything both sides rely on; returns the effective degree k. */
 export function validateConfig(config: SecAggConfig): number {
   const { round, participants: n, threshold: t } = config;
-  if (!Number.isInteger(round) || round < 0 || round > 0xffffffff) throw new SecAggError('invalid-config', `round must be a uint32, got ${round}`);
-  if (!Number.isInteger(n) || n < 3) throw new SecAggError('invalid-config', `secure aggregation needs at least 3 participants (a sum of 2 reveals each to the other), got ${n}`);
+  if (!Number.isInteger(round) || round < 0 || round > 0xffffffff)
+    throw new SecAggError('invalid-config', `round must be a uint32, got ${round}`);
+  if (!Number.isInteger(n) || n < 3)
+    throw new SecAggError(
+      'invalid-config',
+      `secure aggregation needs at least 3 participants (a sum of 2 reveals each to the other), got ${n}`,
+    );
   const k = effectiveDegree(n, config.neighbours);
   if (!Number.isInteger(t) || 2 * t <= k + 1 || t > k + 1) {
-    throw new SecAggError('invalid-config', `threshold ${t} must be an integer with ${(k + 1) / 2} < t ≤ ${k + 1} (a strict majority of the k + 1 = ${k + 1} share holders)`);
+    throw new SecAggError(
+      'invalid-config',
+      `threshold ${t} must be an integer with ${(k + 1) / 2} < t ≤ ${k + 1} (a strict majority of the k + 1 = ${k + 1} share holders)`,
+    );
   }
   if (!isBytes(config.roundSeed, ROUND_SEED_BYTES)) throw new SecAggError('invalid-config', `roundSeed must be ${ROUND_SEED_BYTES} bytes`);
-  if (!Number.isInteger(config.vectorLength) || config.vectorLength < 1) throw new SecAggError('invalid-config', `vectorLength must be a positive integer, got ${config.vectorLength}`);
+  if (!Number.isInteger(config.vectorLength) || config.vectorLength < 1)
+    throw new SecAggError('invalid-config', `vectorLength must be a positive integer, got ${config.vectorLength}`);
   validateQuantization(config.quantization);
   const max = maxParticipants(config.quantization);
-  if (n > max) throw new SecAggError('invalid-config', `${n} participants could overflow the mod-2^32 sum with quantizationRange ${config.quantization.quantizationRange}; at most ${max}`);
+  if (n > max)
+    throw new SecAggError(
+      'invalid-config',
+      `${n} participants could overflow the mod-2^32 sum with quantizationRange ${config.quantization.quantizationRange}; at most ${max}`,
+    );
   return k;
 }
 

@@ -40,7 +40,8 @@ export function suggestedDegree(n: number): number {
 export function effectiveDegree(n: number, k: number | 'all'): number {
   if (!Number.isInteger(n) || n < 2) throw new SecAggError('invalid-config', `need at least 2 participants, got ${n}`);
   if (k === 'all' || k >= n - 1) return n - 1;
-  if (!Number.isInteger(k) || k < 1) throw new SecAggError('invalid-config', `neighbour count must be a positive integer or 'all', got ${k}`);
+  if (!Number.isInteger(k) || k < 1)
+    throw new SecAggError('invalid-config', `neighbour count must be a positive integer or 'all', got ${k}`);
   if ((n * k) % 2 !== 0) throw new SecAggError('invalid-config', `no ${k}-regular graph on ${n} participants (n·k is odd): use an even k`);
   return k;
 }
@@ -86,7 +87,8 @@ class WordStream {
 /** The round's neighbour graph, the same for everyone who knows (roundSeed, n, k). */
 export async function buildNeighbourGraph(n: number, k: number | 'all', roundSeed: Uint8Array): Promise<NeighbourGraph> {
   const degree = effectiveDegree(n, k);
-  if (!(roundSeed instanceof Uint8Array) || roundSeed.length !== ROUND_SEED_BYTES) throw new SecAggError('wrong-size', `the round seed must be ${ROUND_SEED_BYTES} bytes`);
+  if (!(roundSeed instanceof Uint8Array) || roundSeed.length !== ROUND_SEED_BYTES)
+    throw new SecAggError('wrong-size', `the round seed must be ${ROUND_SEED_BYTES} bytes`);
   const lists: number[][] = [[]];
   if (degree === n - 1) {
     for (let u = 1; u <= n; u++) lists.push(Array.from({ length: n - 1 }, (_, i) => (i + 1 < u ? i + 1 : i + 2)));

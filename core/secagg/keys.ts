@@ -61,7 +61,8 @@ export async function exportPrivateScalar(pair: EcdhKeyPair): Promise<Bytes> {
 
 /** Rebuilds a private key from its scalar and its raw public key (JWK import needs both). */
 export async function importPrivateScalar(d: Uint8Array, publicRaw: Uint8Array): Promise<KeyHandle> {
-  if (!(d instanceof Uint8Array) || d.length !== PRIVATE_SCALAR_BYTES) throw new SecAggError('wrong-size', `a private scalar must be ${PRIVATE_SCALAR_BYTES} bytes`);
+  if (!(d instanceof Uint8Array) || d.length !== PRIVATE_SCALAR_BYTES)
+    throw new SecAggError('wrong-size', `a private scalar must be ${PRIVATE_SCALAR_BYTES} bytes`);
   if (!(publicRaw instanceof Uint8Array) || publicRaw.length !== PUBLIC_KEY_BYTES || publicRaw[0] !== 0x04) {
     throw new SecAggError('wrong-size', `a public key must be a ${PUBLIC_KEY_BYTES}-byte uncompressed P-256 point`);
   }
@@ -126,16 +127,25 @@ function aad(route: ShareRoute): Bytes {
 /** IV ‖ AES-GCM(plaintext) with the route as associated data; a random IV, as a key may encrypt in both directions. */
 export async function encryptShare(key: KeyHandle, plaintext: Uint8Array, route: ShareRoute): Promise<Bytes> {
   const iv = randomBytes(GCM_IV_BYTES);
-  const sealed = await crypto.subtle.encrypt({ name: 'AES-GCM', iv, additionalData: aad(route), tagLength: 128 }, key, copyBytes(plaintext));
+  const sealed = await crypto.subtle.encrypt(
+    { name: 'AES-GCM', iv, additionalData: aad(route), tagLength: 128 },
+    key,
+    copyBytes(plaintext),
+  );
   return concatBytes(iv, new Uint8Array(sealed));
 }
 
 /** Opens encryptShare's output; a wrong key, route or any flipped bit fails authentication. */
 export async function decryptShare(key: KeyHandle, ciphertext: Uint8Array, route: ShareRoute): Promise<Bytes> {
-  if (!(ciphertext instanceof Uint8Array) || ciphertext.length < GCM_IV_BYTES + GCM_TAG_BYTES) throw new SecAggError('wrong-size', 'share ciphertext too short');
+  if (!(ciphertext instanceof Uint8Array) || ciphertext.length < GCM_IV_BYTES + GCM_TAG_BYTES)
+    throw new SecAggError('wrong-size', 'share ciphertext too short');
   const iv = copyBytes(ciphertext.subarray(0, GCM_IV_BYTES));
   try {
-    const opened = await crypto.subtle.decrypt({ name: 'AES-GCM', iv, additionalData: aad(route), tagLength: 128 }, key, copyBytes(ciphertext.subarray(GCM_IV_BYTES)));
+    const opened = await crypto.subtle.decrypt(
+      { name: 'AES-GCM', iv, additionalData: aad(route), tagLength: 128 },
+      key,
+      copyBytes(ciphertext.subarray(GCM_IV_BYTES)),
+    );
     return new Uint8Array(opened);
   } catch {
     throw new SecAggError('invalid-crypto', `share ciphertext from ${route.from} to ${route.to} fails authentication`);

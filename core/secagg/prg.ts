@@ -27,7 +27,8 @@ export const PRG_TEST_VECTOR = {
 } as const;
 
 async function importSeed(seed: Uint8Array): Promise<KeyHandle> {
-  if (!(seed instanceof Uint8Array) || seed.length !== SEED_BYTES) throw new SecAggError('wrong-size', `PRG seed must be ${SEED_BYTES} bytes`);
+  if (!(seed instanceof Uint8Array) || seed.length !== SEED_BYTES)
+    throw new SecAggError('wrong-size', `PRG seed must be ${SEED_BYTES} bytes`);
   return crypto.subtle.importKey('raw', copyBytes(seed), { name: 'AES-CTR' }, false, ['encrypt']);
 }
 
@@ -55,7 +56,11 @@ export async function forEachPrgChunk(seed: Uint8Array, words: number, visit: (c
   for (let offset = 0; offset < words; offset += PRG_CHUNK_WORDS) {
     const count = Math.min(PRG_CHUNK_WORDS, words - offset);
     if (zeros.length < 4 * count) zeros = new Uint8Array(4 * PRG_CHUNK_WORDS);
-    const stream = await crypto.subtle.encrypt({ name: 'AES-CTR', counter: counterBlock(offset / 4), length: 64 }, key, zeros.subarray(0, 4 * count));
+    const stream = await crypto.subtle.encrypt(
+      { name: 'AES-CTR', counter: counterBlock(offset / 4), length: 64 },
+      key,
+      zeros.subarray(0, 4 * count),
+    );
     const chunk = new Uint32Array(stream);
     if (!LITTLE_ENDIAN) {
       const view = new DataView(stream);
@@ -81,6 +86,8 @@ export async function checkPrgTestVector(): Promise<void> {
   const want = PRG_TEST_VECTOR.first8.map((w) => w.toString(16));
   if (got.join() !== want.join()) throw new Error(`PRG test vector mismatch: got ${got.join()}, want ${want.join()} (seed ${toHex(seed)})`);
   if (words[PRG_TEST_VECTOR.wordAt.index] !== PRG_TEST_VECTOR.wordAt.value) {
-    throw new Error(`PRG word ${PRG_TEST_VECTOR.wordAt.index}: got ${words[PRG_TEST_VECTOR.wordAt.index]}, want ${PRG_TEST_VECTOR.wordAt.value}`);
+    throw new Error(
+      `PRG word ${PRG_TEST_VECTOR.wordAt.index}: got ${words[PRG_TEST_VECTOR.wordAt.index]}, want ${PRG_TEST_VECTOR.wordAt.value}`,
+    );
   }
 }

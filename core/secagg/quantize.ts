@@ -38,7 +38,8 @@ const INT32_MAX = 2 ** 31 - 1;
 
 export function validateQuantization(config: QuantizationConfig): void {
   const { clipRange: c, quantizationRange: r } = config;
-  if (!(typeof c === 'number' && Number.isFinite(c) && c > 0)) throw new SecAggError('invalid-config', `clipRange must be a finite number > 0, got ${c}`);
+  if (!(typeof c === 'number' && Number.isFinite(c) && c > 0))
+    throw new SecAggError('invalid-config', `clipRange must be a finite number > 0, got ${c}`);
   if (!(Number.isInteger(r) && r >= 2 && r <= 2 ** 31 && r % 2 === 0)) {
     throw new SecAggError('invalid-config', `quantizationRange must be an even integer in [2, 2^31], got ${r}`);
   }
@@ -65,7 +66,10 @@ export function sumErrorBound(config: QuantizationConfig, count: number): number
 function checkCount(config: QuantizationConfig, count: number): void {
   const max = maxParticipants(config);
   if (!Number.isInteger(count) || count < 1 || count > max) {
-    throw new SecAggError('invalid-config', `a sum of ${count} encodings can wrap mod 2^32 with quantizationRange ${config.quantizationRange}; at most ${max}`);
+    throw new SecAggError(
+      'invalid-config',
+      `a sum of ${count} encodings can wrap mod 2^32 with quantizationRange ${config.quantizationRange}; at most ${max}`,
+    );
   }
 }
 
@@ -88,7 +92,7 @@ export function quantize(values: Float32Array | Float64Array, config: Quantizati
     for (let i = start; i < end; i++) {
       const x = values[i]!;
       if (Number.isNaN(x)) throw new RangeError(`coordinate ${i} is NaN`);
-      const v = (x > c ? c : Math.max(x , -c)) * scale;
+      const v = (x > c ? c : Math.max(x, -c)) * scale;
       // Not floor(v + u): near R/2 the sum can round up to the next integer.
       // v − floor(v) is exact; round up with probability frac(v) (to 2^-32).
       const low = Math.floor(v);

@@ -4,7 +4,17 @@ import { SecAggAbortError, SecAggError } from './errors.ts';
 import { buildNeighbourGraph, connectedAmong, type NeighbourGraph } from './graph.ts';
 import { agree, derivePairwiseSeed, importPrivateScalar, importPublicKey, PUBLIC_KEY_BYTES } from './keys.ts';
 import { applyMask, pairwiseSign } from './masking.ts';
-import type { AdvertiseKeysMessage, ForwardedSharesMessage, KeyDirectoryMessage, MaskedInputMessage, OwnedShare, SecAggResult, ShareKeysMessage, UnmaskRequestMessage, UnmaskResponseMessage } from './messages.ts';
+import type {
+  AdvertiseKeysMessage,
+  ForwardedSharesMessage,
+  KeyDirectoryMessage,
+  MaskedInputMessage,
+  OwnedShare,
+  SecAggResult,
+  ShareKeysMessage,
+  UnmaskRequestMessage,
+  UnmaskResponseMessage,
+} from './messages.ts';
 import { addInto, dequantizeSum, sumErrorBound } from './quantize.ts';
 import { fieldElement, reconstruct } from './shamir.ts';
 
@@ -126,10 +136,12 @@ export class SecAggServer {
       if (!expected.has(to)) throw new SecAggError('unknown-recipient', `${to} is not a live neighbour of ${from}`);
       if (seen.has(to)) throw new SecAggError('duplicate', `two shares from ${from} for ${to}`);
       seen.add(to);
-      if (!isBytes(e.ciphertext, SHARE_CIPHERTEXT_BYTES)) throw new SecAggError('wrong-size', `share ciphertext must be ${SHARE_CIPHERTEXT_BYTES} bytes`);
+      if (!isBytes(e.ciphertext, SHARE_CIPHERTEXT_BYTES))
+        throw new SecAggError('wrong-size', `share ciphertext must be ${SHARE_CIPHERTEXT_BYTES} bytes`);
       out.push({ to, ciphertext: copyBytes(e.ciphertext) });
     }
-    if (seen.size !== expected.size) throw new SecAggError('inconsistent', `${from} sent shares for ${seen.size} of its ${expected.size} live neighbours`);
+    if (seen.size !== expected.size)
+      throw new SecAggError('inconsistent', `${from} sent shares for ${seen.size} of its ${expected.size} live neighbours`);
     this.ciphertexts.set(from, out);
   }
 
@@ -170,7 +182,8 @@ export class SecAggServer {
     this.expect('masked-input', 'closeMaskedInput');
     this.u3 = new Set(this.masked.keys());
     if (this.u3.size < this.config.threshold) this.fail(`${this.u3.size} masked inputs, threshold ${this.config.threshold}`);
-    if (!connectedAmong(this.graph, this.u3)) this.fail('the survivors do not form a connected neighbour graph: unmasking would reveal partial sums');
+    if (!connectedAmong(this.graph, this.u3))
+      this.fail('the survivors do not form a connected neighbour graph: unmasking would reveal partial sums');
     for (const u of this.u2) this.shares.set(u, { kind: this.u3.has(u) ? 'self-mask' : 'masking-key', byHolder: new Map() });
     this.phase = 'unmask';
     return { round: this.config.round, survivors: sorted(this.u3), dropped: sorted([...this.u2].filter((u) => !this.u3.has(u))) };
@@ -191,9 +204,13 @@ export class SecAggServer {
         const owner = checkIndex(this.config, e.owner, 'share owner');
         const box = this.shares.get(owner);
         if (box === undefined) throw new SecAggError('unknown-participant', `${owner} did not share keys`);
-        if (owner !== from && !this.graph.areNeighbours(from, owner)) throw new SecAggError('unknown-recipient', `${from} holds no shares of ${owner}`);
+        if (owner !== from && !this.graph.areNeighbours(from, owner))
+          throw new SecAggError('unknown-recipient', `${from} holds no shares of ${owner}`);
         if (box.kind !== kind) {
-          throw new SecAggError('wrong-share-kind', `${owner} ${box.kind === 'self-mask' ? 'is a survivor: its masking key' : 'dropped: its self-mask seed'} must never be reconstructed`);
+          throw new SecAggError(
+            'wrong-share-kind',
+            `${owner} ${box.kind === 'self-mask' ? 'is a survivor: its masking key' : 'dropped: its self-mask seed'} must never be reconstructed`,
+          );
         }
         if (owners.has(owner)) throw new SecAggError('duplicate', `${from} sent two shares of ${owner}`);
         owners.add(owner);

@@ -77,7 +77,8 @@ function inverse(a: bigint): bigint {
 }
 
 function checkIndex(index: number): void {
-  if (!Number.isInteger(index) || index < 1 || index > 0xffffffff) throw new SecAggError('unknown-participant', `share index must be an integer in [1, 2^32), got ${index}`);
+  if (!Number.isInteger(index) || index < 1 || index > 0xffffffff)
+    throw new SecAggError('unknown-participant', `share index must be an integer in [1, 2^32), got ${index}`);
 }
 
 function checkThreshold(threshold: number, holders: number): void {
@@ -125,7 +126,8 @@ export function split(secret: Uint8Array, holders: readonly number[], threshold:
  * ignored: the first `threshold` are used). Lagrange interpolation at 0.
  */
 export function reconstruct(shares: readonly Share[], threshold: number): Bytes {
-  if (!Number.isInteger(threshold) || threshold < 1) throw new SecAggError('invalid-config', `threshold must be a positive integer, got ${threshold}`);
+  if (!Number.isInteger(threshold) || threshold < 1)
+    throw new SecAggError('invalid-config', `threshold must be a positive integer, got ${threshold}`);
   if (shares.length < threshold) throw new SecAggError('too-few-survivors', `${shares.length} shares, ${threshold} needed`);
   const used = shares.slice(0, threshold);
   const xs: bigint[] = [];

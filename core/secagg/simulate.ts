@@ -62,7 +62,8 @@ export function payloadBytes(message: unknown): number {
   if (typeof message === 'number') return 4;
   if (ArrayBuffer.isView(message)) return message.byteLength;
   if (Array.isArray(message)) return message.reduce((n: number, item: unknown) => n + payloadBytes(item), 0);
-  if (typeof message === 'object' && message !== null) return Object.values(message).reduce((n: number, v: unknown) => n + payloadBytes(v), 0);
+  if (typeof message === 'object' && message !== null)
+    return Object.values(message).reduce((n: number, v: unknown) => n + payloadBytes(v), 0);
   return 0;
 }
 
@@ -86,7 +87,8 @@ export async function runLocalRound(
     costs.serverMs += performance.now() - start;
     return out;
   };
-  const sent = (index: number, message: unknown): void => void costs.clientBytesSent.set(index, (costs.clientBytesSent.get(index) ?? 0) + payloadBytes(message));
+  const sent = (index: number, message: unknown): void =>
+    void costs.clientBytesSent.set(index, (costs.clientBytesSent.get(index) ?? 0) + payloadBytes(message));
   const received = (index: number, message: unknown): void =>
     void costs.clientBytesReceived.set(index, (costs.clientBytesReceived.get(index) ?? 0) + payloadBytes(message));
 

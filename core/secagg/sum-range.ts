@@ -52,7 +52,9 @@ export interface SumBounds {
   readonly norm?: number;
 }
 
-export type SumRangeCheck = { readonly ok: true; readonly bounds: SumBounds } | { readonly ok: false; readonly reason: string; readonly bounds: SumBounds };
+export type SumRangeCheck =
+  | { readonly ok: true; readonly bounds: SumBounds }
+  | { readonly ok: false; readonly reason: string; readonly bounds: SumBounds };
 
 /** The bounds an honest sum of `inputs.contributors` updates of `dimension` values stays within. */
 export function sumBounds(dimension: number, inputs: SumRangeInputs): SumBounds {
@@ -63,7 +65,10 @@ export function sumBounds(dimension: number, inputs: SumRangeInputs): SumBounds 
   const d = dimension;
   const p = FALSE_ABORT_PROBABILITY;
   // Skellam noise in integer units: the sum carries Skellam(n·μ_i); each check gets half of p.
-  const skellam = privacy?.skellamVariance !== undefined && privacy.skellamVariance > 0 ? step * skellamTail(n * privacy.skellamVariance, p / (2 * d)) : 0;
+  const skellam =
+    privacy?.skellamVariance !== undefined && privacy.skellamVariance > 0
+      ? step * skellamTail(n * privacy.skellamVariance, p / (2 * d))
+      : 0;
   const coordinate = n * (quantization.clipRange + step) + skellam;
   if (privacy === undefined) return { coordinate };
   const x = Math.log((2 * n) / p);

@@ -68,7 +68,14 @@ export class TrainingPacer {
    * means over the `examples` it trained on (NaN when none). The caller
    * still disposes the sums.
    */
-  async endEpoch(lossSum: tf.Tensor, correctSum: tf.Tensor, examples: number, epoch: number, epochs: number, batches: number): Promise<TrainMetrics> {
+  async endEpoch(
+    lossSum: tf.Tensor,
+    correctSum: tf.Tensor,
+    examples: number,
+    epoch: number,
+    epochs: number,
+    batches: number,
+  ): Promise<TrainMetrics> {
     const [loss, correct] = await Promise.all([lossSum.data(), correctSum.data()]);
     this.checkAbort();
     this.hooks.onProgress?.({ epoch: epoch + 1, epochs, batch: batches, batches, fraction: (epoch + 1) / epochs });
@@ -80,7 +87,6 @@ export class TrainingPacer {
     if (this.hooks.shouldAbort?.()) throw new TrainingAborted();
   }
 }
-
 
 /** FedProx's proximal term for a round: μ and the global weights it pulls towards, in `model.weights` order. */
 interface ProximalTerm {
@@ -133,7 +139,13 @@ export class LocalTrainer {
             correctSum.dispose();
             lossSum = nextLoss;
             correctSum = nextCorrect;
-            await pacer.afterStep(lossSum, () => ({ epoch, epochs: config.epochs, batch: b + 1, batches: batchesPerEpoch, fraction: (epoch * batchesPerEpoch + b + 1) / totalBatches }));
+            await pacer.afterStep(lossSum, () => ({
+              epoch,
+              epochs: config.epochs,
+              batch: b + 1,
+              batches: batchesPerEpoch,
+              fraction: (epoch * batchesPerEpoch + b + 1) / totalBatches,
+            }));
           }
           metrics = await pacer.endEpoch(lossSum, correctSum, n, epoch, config.epochs, batchesPerEpoch);
         } finally {
@@ -169,7 +181,13 @@ export class LocalTrainer {
   }
 
   /** One SGD step on a batch; returns the running loss and correct-count sums (summed over examples). */
-  private step(optimizer: tf.Optimizer, indices: Int32Array | Uint32Array, lossSum: tf.Scalar, correctSum: tf.Scalar, proximal?: ProximalTerm): [tf.Scalar, tf.Scalar] {
+  private step(
+    optimizer: tf.Optimizer,
+    indices: Int32Array | Uint32Array,
+    lossSum: tf.Scalar,
+    correctSum: tf.Scalar,
+    proximal?: ProximalTerm,
+  ): [tf.Scalar, tf.Scalar] {
     let correct: tf.Scalar | undefined;
     // With a proximal term: the data loss alone, which the metrics report.
     let dataLoss: tf.Scalar | undefined;

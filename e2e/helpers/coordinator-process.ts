@@ -18,12 +18,19 @@ export interface CoordinatorProcess {
  * on a free port. With `adminToken`, `status()` sends it (pass the same token
  * with `--admin-token` in `args`).
  */
-export async function startCoordinatorProcess(args: readonly string[], options: { readonly adminToken?: string } = {}): Promise<CoordinatorProcess> {
+export async function startCoordinatorProcess(
+  args: readonly string[],
+  options: { readonly adminToken?: string } = {},
+): Promise<CoordinatorProcess> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'fl-e2e-'));
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'coordinator/cli.ts', '--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, ...args], {
-    cwd: repoRoot,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child: ChildProcess = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'coordinator/cli.ts', '--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, ...args],
+    {
+      cwd: repoRoot,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const output: string[] = [];
   let dashboardOrigin: string | undefined;
   const url = await new Promise<string>((resolve, reject) => {

@@ -69,22 +69,35 @@ export async function imageSourceAt(file: string): Promise<ImageSource> {
     const entries = await readdir(file);
     const images = entries.filter((name) => /images-idx3-ubyte(\.gz)?$/.test(name)).sort();
     if (images.length > 0) {
-      if (images.length > 1) throw new ImageDataError(`${file} holds several IDX image files (${images.join(', ')}); give one of them as the data`);
+      if (images.length > 1)
+        throw new ImageDataError(`${file} holds several IDX image files (${images.join(', ')}); give one of them as the data`);
       return idxPairOf(path.join(file, images[0]!));
     }
     return { kind: 'folder', path: file };
   }
   if (/\.csv$/i.test(file)) return { kind: 'pixel-csv', path: file };
   if (/images-idx3-ubyte(\.gz)?$/.test(file)) return idxPairOf(file);
-  throw new ImageDataError(`${file}: an image task reads a folder with one subfolder per class, a CSV of pixels (.csv) or an IDX images file (…-images-idx3-ubyte[.gz])`);
+  throw new ImageDataError(
+    `${file}: an image task reads a folder with one subfolder per class, a CSV of pixels (.csv) or an IDX images file (…-images-idx3-ubyte[.gz])`,
+  );
 }
 
 async function idxPairOf(images: string): Promise<ImageSource> {
   const base = path.basename(images);
-  const candidates = [base.replace('images-idx3-ubyte', 'labels-idx1-ubyte'), base.replace(/images-idx3-ubyte(\.gz)?$/, 'labels-idx1-ubyte'), base.replace(/images-idx3-ubyte(\.gz)?$/, 'labels-idx1-ubyte.gz')];
+  const candidates = [
+    base.replace('images-idx3-ubyte', 'labels-idx1-ubyte'),
+    base.replace(/images-idx3-ubyte(\.gz)?$/, 'labels-idx1-ubyte'),
+    base.replace(/images-idx3-ubyte(\.gz)?$/, 'labels-idx1-ubyte.gz'),
+  ];
   for (const name of candidates) {
     const labels = path.join(path.dirname(images), name);
-    if (await stat(labels).then((s) => s.isFile(), () => false)) return { kind: 'idx', images, labels };
+    if (
+      await stat(labels).then(
+        (s) => s.isFile(),
+        () => false,
+      )
+    )
+      return { kind: 'idx', images, labels };
   }
   throw new ImageDataError(`${images}: its labels file ${candidates[0]} is not beside it`);
 }
@@ -120,7 +133,15 @@ async function readPixelCsv(file: string, input: ImageInput, classes: readonly s
   try {
     const table = parseCsv(text);
     const prepared = preparePixelTable(table, suggestPixelRoles(table), input, classes);
-    const notes = prepared.skipped.length === 0 ? [] : [`${file}: ${prepared.skipped.length} rows skipped for missing values (lines ${prepared.skipped.slice(0, 5).map((s) => s.line).join(', ')}${prepared.skipped.length > 5 ? ', ...' : ''})`];
+    const notes =
+      prepared.skipped.length === 0
+        ? []
+        : [
+            `${file}: ${prepared.skipped.length} rows skipped for missing values (lines ${prepared.skipped
+              .slice(0, 5)
+              .map((s) => s.line)
+              .join(', ')}${prepared.skipped.length > 5 ? ', ...' : ''})`,
+          ];
     if (prepared.dataset.count === 0) throw new ImageDataError(`${file}: no usable rows`);
     return { dataset: prepared.dataset, notes };
   } catch (error) {
@@ -146,7 +167,9 @@ async function readImageFolder(folder: string, input: ImageInput, classes: reado
       continue;
     }
     if (!known.has(entry.name)) {
-      throw new ImageDataError(`${where}: the folder '${entry.name}' is not among the task's classes (${classes.join(', ')}); name each subfolder exactly after its class`);
+      throw new ImageDataError(
+        `${where}: the folder '${entry.name}' is not among the task's classes (${classes.join(', ')}); name each subfolder exactly after its class`,
+      );
     }
     const files = (await readdir(where, { withFileTypes: true })).sort((a, b) => compare(a.name, b.name));
     for (const file of files) {
@@ -161,8 +184,12 @@ async function readImageFolder(folder: string, input: ImageInput, classes: reado
       images.push({ className: entry.name, pixels: resizeToInput(decoded.rgba, decoded.width, decoded.height, input.shape) });
     }
   }
-  if (images.length === 0) throw new ImageDataError(`${folder}: no PNG or JPEG images found; it needs one subfolder per class (${classes.slice(0, 3).join(', ')}${classes.length > 3 ? ', …' : ''}), each holding that class's images`);
-  if (skipped.length > 0) notes.push(`${folder}: ${skipped.length} files skipped: ${skipped.slice(0, 5).join(', ')}${skipped.length > 5 ? ', ...' : ''}`);
+  if (images.length === 0)
+    throw new ImageDataError(
+      `${folder}: no PNG or JPEG images found; it needs one subfolder per class (${classes.slice(0, 3).join(', ')}${classes.length > 3 ? ', …' : ''}), each holding that class's images`,
+    );
+  if (skipped.length > 0)
+    notes.push(`${folder}: ${skipped.length} files skipped: ${skipped.slice(0, 5).join(', ')}${skipped.length > 5 ? ', ...' : ''}`);
   try {
     return { dataset: imageFolderDataset(images, input, classes), notes };
   } catch (error) {
@@ -183,7 +210,11 @@ export function decodeImage(bytes: Uint8Array, file: string): DecodedImage | und
   try {
     if (png) {
       const image = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-      return { width: image.width, height: image.height, rgba: new Uint8Array(image.data.buffer, image.data.byteOffset, image.data.byteLength) };
+      return {
+        width: image.width,
+        height: image.height,
+        rgba: new Uint8Array(image.data.buffer, image.data.byteOffset, image.data.byteLength),
+      };
     }
     if (jpg) {
       const image = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: MAX_DECODE_MB });

@@ -86,8 +86,10 @@ export function parseCliArgs(argv: readonly string[]): CliOptions {
   } catch {
     throw new UsageError(`--url ${values.url} is not a URL; give the coordinator's address, e.g. http://localhost:8080`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`--url must be an http:// or https:// address, got ${values.url}`);
-  if ((values.data === undefined) === (values.shard === undefined)) throw new UsageError('give exactly one of --data (your own data) or --shard K/N (the task\'s demo data)');
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new UsageError(`--url must be an http:// or https:// address, got ${values.url}`);
+  if ((values.data === undefined) === (values.shard === undefined))
+    throw new UsageError("give exactly one of --data (your own data) or --shard K/N (the task's demo data)");
   const backend = values.backend ?? 'wasm';
   if (backend !== 'wasm' && backend !== 'cpu') throw new UsageError(`--backend must be wasm or cpu, got ${backend}`);
   const skew = values.skew ?? 'iid';
@@ -103,7 +105,8 @@ export function parseCliArgs(argv: readonly string[]): CliOptions {
   let epsilonBudget: number | undefined;
   if (values['epsilon-budget'] !== undefined) {
     epsilonBudget = Number(values['epsilon-budget']);
-    if (!(epsilonBudget > 0) || !Number.isFinite(epsilonBudget)) throw new UsageError(`--epsilon-budget must be a positive number, got ${values['epsilon-budget']}`);
+    if (!(epsilonBudget > 0) || !Number.isFinite(epsilonBudget))
+      throw new UsageError(`--epsilon-budget must be a positive number, got ${values['epsilon-budget']}`);
   }
   return {
     url: url.origin + url.pathname.replace(/\/$/, ''),
@@ -124,9 +127,12 @@ export async function fetchTask(url: string): Promise<TaskSummary> {
     response = await fetch(`${url}/api/task`, { signal: AbortSignal.timeout(15_000) });
   } catch (error) {
     const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-    throw new Error(`cannot reach the coordinator at ${url}: ${cause?.code ?? cause?.message ?? (error as Error).message}; check the address and that the coordinator is running`);
+    throw new Error(
+      `cannot reach the coordinator at ${url}: ${cause?.code ?? cause?.message ?? (error as Error).message}; check the address and that the coordinator is running`,
+    );
   }
-  if (!response.ok) throw new Error(`${url} answered HTTP ${response.status} for /api/task: it is not a federation coordinator (or not this version)`);
+  if (!response.ok)
+    throw new Error(`${url} answered HTTP ${response.status} for /api/task: it is not a federation coordinator (or not this version)`);
   let task: unknown;
   try {
     task = await response.json();
@@ -134,7 +140,14 @@ export async function fetchTask(url: string): Promise<TaskSummary> {
     throw new Error(`${url}/api/task did not answer JSON: it is not a federation coordinator`);
   }
   const t = task as Partial<TaskSummary>;
-  if (typeof t !== 'object' || t === null || typeof t.name !== 'string' || typeof t.model !== 'object' || typeof t.input !== 'object' || !Array.isArray(t.classes)) {
+  if (
+    typeof t !== 'object' ||
+    t === null ||
+    typeof t.name !== 'string' ||
+    typeof t.model !== 'object' ||
+    typeof t.input !== 'object' ||
+    !Array.isArray(t.classes)
+  ) {
     throw new Error(`${url}/api/task is not a task description: it is not a federation coordinator`);
   }
   return task as TaskSummary;
@@ -167,7 +180,10 @@ export async function runParticipantCli(argv: readonly string[], out: (text: str
   const backend = await initNodeBackend(options.backend);
   if (backend !== options.backend) throw new Error(`the ${options.backend} backend is not available here (got ${backend})`);
 
-  const local: LocalData = options.data !== undefined ? await prepareLocalData(options.data, task) : await demoShard(options.url, task, parseShard(options.shard!, options.skew));
+  const local: LocalData =
+    options.data !== undefined
+      ? await prepareLocalData(options.data, task)
+      : await demoShard(options.url, task, parseShard(options.shard!, options.skew));
   for (const note of local.notes) out(`note: ${note}\n`);
   const counts = new Array<number>(task.classes.length).fill(0);
   for (const label of local.dataset.labels) counts[label]!++;
@@ -181,9 +197,14 @@ export async function runParticipantCli(argv: readonly string[], out: (text: str
     trainer = new DpSgdRoundTrainer(dp);
     disposable = dp;
     // The device owns the budget (core/privacy/participant-budget.ts): keyed by the data, δ pinned, a default ε budget.
-    ledger = await openParticipantLedger(new FileLedgerStore(options.stateDir), task.sampleDp, local.dataset, { ownBudget: options.epsilonBudget, ownData: options.data !== undefined });
+    ledger = await openParticipantLedger(new FileLedgerStore(options.stateDir), task.sampleDp, local.dataset, {
+      ownBudget: options.epsilonBudget,
+      ownData: options.data !== undefined,
+    });
     const budget = ledger.epsilonBudget;
-    out(`privacy: DP-SGD, ledger in ${options.stateDir}, ε ${ledger.epsilon.toFixed(3)} spent so far${budget === undefined ? '' : ` of ${budget}`}\n`);
+    out(
+      `privacy: DP-SGD, ledger in ${options.stateDir}, ε ${ledger.epsilon.toFixed(3)} spent so far${budget === undefined ? '' : ` of ${budget}`}\n`,
+    );
     if (budget !== undefined && ledger.epsilon >= budget) {
       dp.dispose();
       out(`the privacy budget of this data is spent (ε ${ledger.epsilon.toFixed(3)} of ${budget}): refusing to train on it again\n`);
@@ -196,7 +217,10 @@ export async function runParticipantCli(argv: readonly string[], out: (text: str
   }
 
   // Client-level DP: this device's own ledger of the rounds released while it took part, whatever the coordinator keeps.
-  const clientLedger = await openClientLevelLedger(new FileLedgerStore(options.stateDir), local.dataset, { ownBudget: options.epsilonBudget, ownData: options.data !== undefined });
+  const clientLedger = await openClientLevelLedger(new FileLedgerStore(options.stateDir), local.dataset, {
+    ownBudget: options.epsilonBudget,
+    ownData: options.data !== undefined,
+  });
   const progress = new ProgressLine(out, interactive);
   return new Promise<number>((resolve) => {
     let participant: Participant | undefined;

@@ -17,7 +17,10 @@ export class FileLedgerStore implements LedgerStore {
     return this.read(key);
   }
 
-  async update(key: string, change: (stored: RdpAccountantState | undefined) => RdpAccountantState | undefined): Promise<RdpAccountantState | undefined> {
+  async update(
+    key: string,
+    change: (stored: RdpAccountantState | undefined) => RdpAccountantState | undefined,
+  ): Promise<RdpAccountantState | undefined> {
     await mkdir(this.dir, { recursive: true });
     const lock = `${this.file(key)}.lock`;
     const handle = await acquire(lock);
@@ -67,7 +70,10 @@ async function acquire(lock: string) {
       return await open(lock, 'wx');
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      if (Date.now() - start > LOCK_WAIT_MS) throw new Error(`the privacy ledger is locked by ${lock} for over ${LOCK_WAIT_MS / 1000} s; if no participant is running, delete that file`);
+      if (Date.now() - start > LOCK_WAIT_MS)
+        throw new Error(
+          `the privacy ledger is locked by ${lock} for over ${LOCK_WAIT_MS / 1000} s; if no participant is running, delete that file`,
+        );
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }

@@ -44,9 +44,15 @@ async function prepareImages(file: string, task: TaskSummary): Promise<LocalData
   try {
     const source = await imageSourceAt(file);
     const read = await readImageSource(source, task.input, task.classes);
-    return { dataset: read.dataset, description: `${file} (${source.kind === 'idx' ? 'IDX pair' : source.kind === 'folder' ? 'image folder' : 'pixel CSV'})`, notes: read.notes };
+    return {
+      dataset: read.dataset,
+      description: `${file} (${source.kind === 'idx' ? 'IDX pair' : source.kind === 'folder' ? 'image folder' : 'pixel CSV'})`,
+      notes: read.notes,
+    };
   } catch (error) {
-    throw new DataMismatchError(`the data does not fit the task "${task.name}" (${task.input.shape.join('x')} images of ${task.classes.join(', ')}): ${(error as Error).message}`);
+    throw new DataMismatchError(
+      `the data does not fit the task "${task.name}" (${task.input.shape.join('x')} images of ${task.classes.join(', ')}): ${(error as Error).message}`,
+    );
   }
 }
 
@@ -58,16 +64,26 @@ async function prepareCsv(file: string, task: TaskSummary): Promise<LocalData> {
   } catch (error) {
     throw new DataMismatchError(`cannot read the data ${file}: ${(error as Error).message}`);
   }
-  if (info.isDirectory()) throw new DataMismatchError(`${file} is a folder; the task "${task.name}" reads a CSV file (label column ${task.input.labelColumn})`);
+  if (info.isDirectory())
+    throw new DataMismatchError(`${file} is a folder; the task "${task.name}" reads a CSV file (label column ${task.input.labelColumn})`);
   const text = new TextDecoder('utf-8').decode(await readFile(file));
   try {
     const table = parseCsv(text);
     const prepared = prepareTable(table, suggestRoles(table, task.input), task.input, task.classes);
     if (prepared.dataset.count === 0) throw new DataMismatchError(`${file}: no usable rows`);
-    const notes = prepared.skipped.length === 0 ? [] : [`${file}: ${prepared.skipped.length} rows skipped for missing values (lines ${prepared.skipped.slice(0, 5).map((s) => s.line).join(', ')}${prepared.skipped.length > 5 ? ', ...' : ''})`];
+    const notes =
+      prepared.skipped.length === 0
+        ? []
+        : [
+            `${file}: ${prepared.skipped.length} rows skipped for missing values (lines ${prepared.skipped
+              .slice(0, 5)
+              .map((s) => s.line)
+              .join(', ')}${prepared.skipped.length > 5 ? ', ...' : ''})`,
+          ];
     return { dataset: prepared.dataset, description: file, notes };
   } catch (error) {
-    if (error instanceof CsvError || error instanceof TabularSchemaError) throw new DataMismatchError(`${file} does not fit the task "${task.name}": ${error.message}`);
+    if (error instanceof CsvError || error instanceof TabularSchemaError)
+      throw new DataMismatchError(`${file} does not fit the task "${task.name}": ${error.message}`);
     throw error;
   }
 }
@@ -75,9 +91,14 @@ async function prepareCsv(file: string, task: TaskSummary): Promise<LocalData> {
 /** This participant's shard of the task's public demo data (an encoded dataset), as a tab with ?shard=K/N takes it. */
 export async function demoShard(url: string, task: TaskSummary, shard: ShardSpec): Promise<LocalData> {
   if (!task.demoData) throw new DataMismatchError(`the task "${task.name}" has no demo data: pass --data with your own data`);
-  if (task.demoData.format !== 'dataset') throw new DataMismatchError(`the task "${task.name}" serves its demo data as ${task.demoData.format}; pass --data with a file instead`);
+  if (task.demoData.format !== 'dataset')
+    throw new DataMismatchError(`the task "${task.name}" serves its demo data as ${task.demoData.format}; pass --data with a file instead`);
   const response = await fetch(new URL(task.demoData.url, url));
   if (!response.ok) throw new Error(`GET ${task.demoData.url}: HTTP ${response.status}`);
   const all = decodeDataset(new Uint8Array(await response.arrayBuffer()));
-  return { dataset: subset(all, shardIndices(all.labels, shard)), description: `demo shard ${shard.index + 1}/${shard.count}${shard.skew === 'label' ? ' (label-skewed)' : ''}`, notes: [] };
+  return {
+    dataset: subset(all, shardIndices(all.labels, shard)),
+    description: `demo shard ${shard.index + 1}/${shard.count}${shard.skew === 'label' ? ' (label-skewed)' : ''}`,
+    notes: [],
+  };
 }

@@ -76,7 +76,12 @@ export class ProgressLine {
   }
 
   private current(): string {
-    const parts = [this.round > 0 ? `round ${this.round}` : '', this.percent === undefined ? this.status : `${this.status} ${this.percent}%`, this.epsilon, this.lastAccuracy];
+    const parts = [
+      this.round > 0 ? `round ${this.round}` : '',
+      this.percent === undefined ? this.status : `${this.status} ${this.percent}%`,
+      this.epsilon,
+      this.lastAccuracy,
+    ];
     return parts.filter((p) => p !== '').join(' · ');
   }
 

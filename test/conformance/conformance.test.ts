@@ -7,7 +7,19 @@ import { describe, it } from 'node:test';
 import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
 import { startCoordinator, type Coordinator } from '../../coordinator/server.ts';
 import { ConformanceParticipant, loadShard } from './participant.ts';
-import { addMask, ecdhPair, neighbourGraph, openShare, pairKey, prgWords, quantize, sealShare, shamirReconstruct, shamirSplit, FIELD_PRIME } from './secagg-primitives.ts';
+import {
+  addMask,
+  ecdhPair,
+  neighbourGraph,
+  openShare,
+  pairKey,
+  prgWords,
+  quantize,
+  sealShare,
+  shamirReconstruct,
+  shamirSplit,
+  FIELD_PRIME,
+} from './secagg-primitives.ts';
 
 /**
  * The doc is enough to build on (issue 16, item 6): a participant written
@@ -22,7 +34,15 @@ import { addMask, ecdhPair, neighbourGraph, openShare, pairKey, prgWords, quanti
 const DOC = readFileSync(new URL('../../docs/protocol.md', import.meta.url), 'utf8');
 const VECTORS = new Map<string, Map<string, string>>();
 for (const match of DOC.matchAll(/```vectors (\S+)\n([\s\S]*?)```/g)) {
-  VECTORS.set(match[1]!, new Map(match[2]!.trim().split('\n').map((line) => line.split(' = ').map((s) => s.trim()) as [string, string])));
+  VECTORS.set(
+    match[1]!,
+    new Map(
+      match[2]!
+        .trim()
+        .split('\n')
+        .map((line) => line.split(' = ').map((s) => s.trim()) as [string, string]),
+    ),
+  );
 }
 const vec = (block: string, key: string): string => {
   const value = VECTORS.get(block)?.get(key);
@@ -34,10 +54,26 @@ const words = (text: string): number[] => text.split(' ').map((w) => parseInt(w,
 
 const EXAMPLES = 240;
 
-async function coordinatorWith(flags: string[], observe?: (sum: Float64Array, contributors: readonly string[], errorBound: number) => void): Promise<{ coordinator: Coordinator; dataDir: string }> {
+async function coordinatorWith(
+  flags: string[],
+  observe?: (sum: Float64Array, contributors: readonly string[], errorBound: number) => void,
+): Promise<{ coordinator: Coordinator; dataDir: string }> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'fl-conformance-'));
-  const config = parseConfig(['--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, '--quiet', '--batch-size', '16', ...flags], {}) as CoordinatorConfig;
-  const coordinator = await startCoordinator(config, observe ? { secaggObserver: { masked: () => undefined, finished: (_round, result, contributors) => observe(result.sum, contributors, result.errorBound) } } : {});
+  const config = parseConfig(
+    ['--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, '--quiet', '--batch-size', '16', ...flags],
+    {},
+  ) as CoordinatorConfig;
+  const coordinator = await startCoordinator(
+    config,
+    observe
+      ? {
+          secaggObserver: {
+            masked: () => undefined,
+            finished: (_round, result, contributors) => observe(result.sum, contributors, result.errorBound),
+          },
+        }
+      : {},
+  );
   return { coordinator, dataDir };
 }
 
@@ -73,13 +109,19 @@ describe('a participant written from docs/protocol.md alone', () => {
     const key = hex(vec('share-ciphertext', 'key'));
     const route = ['round', 'from', 'to'].map((k) => Number(vec('share-ciphertext', k))) as [number, number, number];
     const ciphertext = hex(vec('share-ciphertext', 'ciphertext'));
-    assert.equal(sealShare(key, hex(vec('share-ciphertext', 'plaintext')), ...route, ciphertext.subarray(0, 12)).toString('hex'), vec('share-ciphertext', 'ciphertext'));
+    assert.equal(
+      sealShare(key, hex(vec('share-ciphertext', 'plaintext')), ...route, ciphertext.subarray(0, 12)).toString('hex'),
+      vec('share-ciphertext', 'ciphertext'),
+    );
     assert.equal(openShare(key, ciphertext, ...route).toString('hex'), vec('share-ciphertext', 'plaintext'));
     assert.equal(FIELD_PRIME.toString(16), vec('shamir', 'prime'));
     const coefficients = [BigInt(`0x${vec('shamir', 'a1')}`), BigInt(`0x${vec('shamir', 'a2')}`)];
     const shares = shamirSplit(hex(vec('shamir', 'secret')), [1, 2, 3, 4], 3, coefficients);
     for (const x of [1, 2, 3, 4]) assert.equal(shares.get(x)!.toString('hex'), vec('shamir', `share${x}`));
-    assert.equal(shamirReconstruct([2, 4, 1].map((index) => ({ index, value: shares.get(index)! }))).toString('hex'), vec('shamir', 'secret'));
+    assert.equal(
+      shamirReconstruct([2, 4, 1].map((index) => ({ index, value: shares.get(index)! }))).toString('hex'),
+      vec('shamir', 'secret'),
+    );
     const prg = prgWords(hex(vec('prg', 'seed')), 1048582);
     assert.deepEqual([...prg.subarray(0, 8)], words(vec('prg', 'words0to7')));
     assert.equal(prg[1048581], parseInt(vec('prg', 'word1048581'), 16));
@@ -88,7 +130,11 @@ describe('a participant written from docs/protocol.md alone', () => {
       const graph = neighbourGraph(n, Number(vec(name, 'k')), hex(vec(name, 'roundSeed')));
       for (let p = 1; p <= n; p++) assert.equal(graph.get(p)!.join(','), vec(name, `neighbours${p}`), `${name}: neighbours of ${p}`);
     }
-    const encoded = quantize(new Float32Array(vec('quantize', 'values').split(' ').map(Number)), Number(vec('quantize', 'clipRange')), Number(vec('quantize', 'quantizationRange')));
+    const encoded = quantize(
+      new Float32Array(vec('quantize', 'values').split(' ').map(Number)),
+      Number(vec('quantize', 'clipRange')),
+      Number(vec('quantize', 'quantizationRange')),
+    );
     assert.deepEqual([...encoded], words(vec('quantize', 'encoded')));
     const masked = Uint32Array.from(words(vec('masked-input', 'encoded')));
     addMask(masked, hex(vec('masked-input', 'selfSeed')), 1);
@@ -98,18 +144,35 @@ describe('a participant written from docs/protocol.md alone', () => {
   });
 
   it('completes plain rounds (with clipping) against the real coordinator', { timeout: 120_000 }, async () => {
-    const { coordinator, dataDir } = await coordinatorWith(['--rounds', '2', '--min-clients', '3', '--clients-per-round', '3', '--min-updates', '3', '--clip-norm', '5']);
+    const { coordinator, dataDir } = await coordinatorWith([
+      '--rounds',
+      '2',
+      '--min-clients',
+      '3',
+      '--clients-per-round',
+      '3',
+      '--min-updates',
+      '3',
+      '--clip-norm',
+      '5',
+    ]);
     let clients: ConformanceParticipant[] = [];
     try {
       clients = await participants(coordinator.url, 3);
       const final = await coordinator.done;
-      assert.deepEqual(final.history.map((r) => [r.round, r.outcome, r.received, r.rejected]), [
-        [1, 'aggregated', 3, 0],
-        [2, 'aggregated', 3, 0],
-      ]);
+      assert.deepEqual(
+        final.history.map((r) => [r.round, r.outcome, r.received, r.rejected]),
+        [
+          [1, 'aggregated', 3, 0],
+          [2, 'aggregated', 3, 0],
+        ],
+      );
       for (const c of clients) {
         assert.deepEqual(c.refusals, []);
-        assert.deepEqual(c.rounds.map((r) => r.ack?.ok), [true, true]);
+        assert.deepEqual(
+          c.rounds.map((r) => r.ack?.ok),
+          [true, true],
+        );
       }
       assert.ok(final.history[1]!.metrics!.accuracy > 0.5, `accuracy ${final.history[1]!.metrics!.accuracy}`);
     } finally {
@@ -119,10 +182,30 @@ describe('a participant written from docs/protocol.md alone', () => {
     }
   });
 
-  it('completes secure-aggregation rounds on a sparse graph, one participant dropping after the key exchange in round 2', { timeout: 180_000 }, async () => {
+  it('completes secure-aggregation rounds on a sparse graph, one participant dropping after the key exchange in round 2', {
+    timeout: 180_000,
+  }, async () => {
     const decoded: { sum: Float64Array; contributors: readonly string[]; errorBound: number }[] = [];
     const { coordinator, dataDir } = await coordinatorWith(
-      ['--rounds', '2', '--min-clients', '5', '--clients-per-round', '5', '--min-updates', '3', '--secure-aggregation', '--secagg-neighbours', '2', '--secagg-step-timeout', '20', '--round-timeout', '60', '--clip-norm', '5'],
+      [
+        '--rounds',
+        '2',
+        '--min-clients',
+        '5',
+        '--clients-per-round',
+        '5',
+        '--min-updates',
+        '3',
+        '--secure-aggregation',
+        '--secagg-neighbours',
+        '2',
+        '--secagg-step-timeout',
+        '20',
+        '--round-timeout',
+        '60',
+        '--clip-norm',
+        '5',
+      ],
       (sum, contributors, errorBound) => decoded.push({ sum, contributors, errorBound }),
     );
     let clients: ConformanceParticipant[] = [];
@@ -133,11 +216,24 @@ describe('a participant written from docs/protocol.md alone', () => {
       assert.equal(first?.outcome, 'aggregated', first?.reason);
       assert.equal(second?.outcome, 'aggregated', second?.reason);
       assert.deepEqual(
-        { n: first!.secagg!.participants, k: first!.secagg!.neighbours, advertised: first!.secagg!.advertised, shared: first!.secagg!.shared, masked: first!.secagg!.masked, recovered: first!.secagg!.dropoutsRecovered, excluded: first!.secagg!.excluded },
+        {
+          n: first!.secagg!.participants,
+          k: first!.secagg!.neighbours,
+          advertised: first!.secagg!.advertised,
+          shared: first!.secagg!.shared,
+          masked: first!.secagg!.masked,
+          recovered: first!.secagg!.dropoutsRecovered,
+          excluded: first!.secagg!.excluded,
+        },
         { n: 5, k: 2, advertised: 5, shared: 5, masked: 5, recovered: 0, excluded: 0 },
       );
       assert.deepEqual(
-        { n: second!.secagg!.participants, masked: second!.secagg!.masked, recovered: second!.secagg!.dropoutsRecovered, unmasked: second!.secagg!.unmasked },
+        {
+          n: second!.secagg!.participants,
+          masked: second!.secagg!.masked,
+          recovered: second!.secagg!.dropoutsRecovered,
+          unmasked: second!.secagg!.unmasked,
+        },
         { n: 5, masked: 4, recovered: 1, unmasked: 4 },
       );
       for (const c of clients) assert.deepEqual(c.refusals, [], `participant ${c.id}`);

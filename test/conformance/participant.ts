@@ -1,6 +1,17 @@
 import { randomBytes } from 'node:crypto';
 import { io, type Socket } from 'socket.io-client';
-import { addMask, ecdhPair, neighbourGraph, openShare, pairKey, quantize, randomFieldElement, sealShare, shamirSplit, toBytes32 } from './secagg-primitives.ts';
+import {
+  addMask,
+  ecdhPair,
+  neighbourGraph,
+  openShare,
+  pairKey,
+  quantize,
+  randomFieldElement,
+  sealShare,
+  shamirSplit,
+  toBytes32,
+} from './secagg-primitives.ts';
 
 /**
  * A protocol-v1 participant written only from docs/protocol.md: the FLWT
@@ -47,7 +58,15 @@ export function encodeFrame(kind: 1 | 2, values: Float32Array): Buffer {
 export function decodeFrame(data: unknown, kind: 1 | 2, count: number): Float32Array {
   if (!(data instanceof Uint8Array) && !(data instanceof ArrayBuffer)) throw new Error('frame is not binary');
   const bytes = Buffer.from(data instanceof ArrayBuffer ? new Uint8Array(data) : data);
-  if (bytes.length < 16 || bytes.readUInt32LE(0) !== MAGIC || bytes.readUInt16LE(4) !== 1 || bytes[6] !== kind || bytes[7] !== 1 || bytes.readUInt32LE(12) !== 0) throw new Error('BAD_FRAME');
+  if (
+    bytes.length < 16 ||
+    bytes.readUInt32LE(0) !== MAGIC ||
+    bytes.readUInt16LE(4) !== 1 ||
+    bytes[6] !== kind ||
+    bytes[7] !== 1 ||
+    bytes.readUInt32LE(12) !== 0
+  )
+    throw new Error('BAD_FRAME');
   if (bytes.readUInt32LE(8) !== count || bytes.length !== 16 + 4 * count) throw new Error('WRONG_LENGTH');
   const out = new Float32Array(count);
   for (let i = 0; i < count; i++) {
@@ -58,7 +77,14 @@ export function decodeFrame(data: unknown, kind: 1 | 2, count: number): Float32A
 }
 
 /** Plain SGD on a chain of dense layers (kernel [in, out] row-major, bias), ReLU between, softmax cross-entropy on the logits. */
-function train(flat: Float32Array, shapes: readonly (readonly number[])[], data: ConformanceOptions['examples'], epochs: number, batchSize: number, learningRate: number): Float32Array {
+function train(
+  flat: Float32Array,
+  shapes: readonly (readonly number[])[],
+  data: ConformanceOptions['examples'],
+  epochs: number,
+  batchSize: number,
+  learningRate: number,
+): Float32Array {
   const w = Float32Array.from(flat);
   const layers: { k: number; b: number; nIn: number; nOut: number }[] = [];
   let offset = 0;
@@ -168,7 +194,9 @@ export class ConformanceParticipant {
       this.socket.on(event, (message: Json) => this.deliver(`${event}#${String(message.round)}`, message));
     }
     this.socket.on('round:start', (message: Json) => {
-      this.onRoundStart(message).catch((error: unknown) => this.refusals.push(`round ${String(message.round)}: ${error instanceof Error ? error.message : String(error)}`));
+      this.onRoundStart(message).catch((error: unknown) =>
+        this.refusals.push(`round ${String(message.round)}: ${error instanceof Error ? error.message : String(error)}`),
+      );
     });
     this.done = new Promise((resolve) => this.socket.on('federation:done', resolve));
   }
@@ -178,7 +206,10 @@ export class ConformanceParticipant {
   }
 
   async join(): Promise<void> {
-    const ack = await this.call('join', { protocolVersion: 1, client: { backend: 'conformance', numExamples: this.options.examples.y.length, platform: 'node (docs/protocol.md only)' } });
+    const ack = await this.call('join', {
+      protocolVersion: 1,
+      client: { backend: 'conformance', numExamples: this.options.examples.y.length, platform: 'node (docs/protocol.md only)' },
+    });
     if (!ack.ok) throw new Error(`join refused: ${ack.error.code} ${ack.error.message}`);
     this.id = ack.value.participantId as string;
     this.task = ack.value.task as Json;
@@ -214,7 +245,10 @@ export class ConformanceParticipant {
     const shapes = (task.weightShapes as { shape: number[] }[]).map((s) => s.shape);
     const weights = decodeFrame(model.weights, 1, task.paramCount as number);
     const trainUpdate = (): Float32Array =>
-      privatize(train(weights, shapes, this.options.examples, config.epochs as number, config.batchSize as number, config.learningRate as number), config.privacy as Json | undefined);
+      privatize(
+        train(weights, shapes, this.options.examples, config.epochs as number, config.batchSize as number, config.learningRate as number),
+        config.privacy as Json | undefined,
+      );
     if (message.secagg) return this.secureRound(round, message.secagg as Json, trainUpdate);
     const started = Date.now();
     const sent = trainUpdate();
@@ -258,7 +292,8 @@ export class ConformanceParticipant {
     const peers = new Map<number, { enc: Buffer; mask: Buffer }>();
     indices.forEach((v, i) => {
       if (v === u) {
-        if (!encKeys[i]!.equals(encryption.publicKey) || !maskKeys[i]!.equals(masking.publicKey)) throw new Error('the directory changed my keys');
+        if (!encKeys[i]!.equals(encryption.publicKey) || !maskKeys[i]!.equals(masking.publicKey))
+          throw new Error('the directory changed my keys');
       } else if (neighbours.includes(v)) peers.set(v, { enc: encKeys[i]!, mask: maskKeys[i]! });
     });
     if (!indices.includes(u)) throw new Error('the directory does not list me');
@@ -285,7 +320,13 @@ export class ConformanceParticipant {
     from.forEach((v, i) => {
       const peer = peers.get(v);
       if (!peer || held.has(v)) throw new Error(`unexpected shares from ${v}`);
-      const plain = openShare(pairKey(encryption.agree(peer.enc), 'fedbrowser/secagg/v1/share-encryption', round, u, v), sealed[i]!, round, v, u);
+      const plain = openShare(
+        pairKey(encryption.agree(peer.enc), 'fedbrowser/secagg/v1/share-encryption', round, u, v),
+        sealed[i]!,
+        round,
+        v,
+        u,
+      );
       held.set(v, { self: plain.subarray(0, 32), key: plain.subarray(32) });
     });
     if (from.length + 1 < t) throw new Error('too few shares arrived');

@@ -46,7 +46,14 @@ function shareAad(round: number, from: number, to: number): Buffer {
 }
 
 /** 92 bytes: 12-byte IV ‖ AES-256-GCM(64-byte plaintext) ‖ 16-byte tag. */
-export function sealShare(key: Uint8Array, plaintext: Uint8Array, round: number, from: number, to: number, iv: Uint8Array = randomBytes(12)): Buffer {
+export function sealShare(
+  key: Uint8Array,
+  plaintext: Uint8Array,
+  round: number,
+  from: number,
+  to: number,
+  iv: Uint8Array = randomBytes(12),
+): Buffer {
   const cipher = createCipheriv('aes-256-gcm', key, iv);
   cipher.setAAD(shareAad(round, from, to));
   return Buffer.concat([Buffer.from(iv), cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
@@ -75,7 +82,12 @@ export function randomFieldElement(): bigint {
 }
 
 /** Shamir: f(x) = secret + a1·x + … + a_{t−1}·x^{t−1} mod p at each holder index. */
-export function shamirSplit(secret: Uint8Array, holders: readonly number[], threshold: number, coefficients?: readonly bigint[]): Map<number, Buffer> {
+export function shamirSplit(
+  secret: Uint8Array,
+  holders: readonly number[],
+  threshold: number,
+  coefficients?: readonly bigint[],
+): Map<number, Buffer> {
   const a = [toBig(secret), ...(coefficients ?? Array.from({ length: threshold - 1 }, randomFieldElement))];
   const out = new Map<number, Buffer>();
   for (const holder of holders) {
@@ -131,7 +143,9 @@ export function neighbourGraph(n: number, k: number | 'all', roundSeed: Uint8Arr
     for (let u = 1; u <= n; u++) for (let v = 1; v <= n; v++) if (v !== u) lists.get(u)!.push(v);
     return lists;
   }
-  const graphSeed = createHash('sha256').update(Buffer.concat([Buffer.from('fedbrowser/secagg/v1/graph', 'ascii'), Buffer.from(roundSeed), u32be(n, degree)])).digest();
+  const graphSeed = createHash('sha256')
+    .update(Buffer.concat([Buffer.from('fedbrowser/secagg/v1/graph', 'ascii'), Buffer.from(roundSeed), u32be(n, degree)]))
+    .digest();
   // Enough words for the shuffle: each draw is rejected with probability < 1/2.
   const words = prgWords(graphSeed, 64 * n + 256);
   let next = 0;

@@ -1,6 +1,12 @@
 import { FedAvg } from '../../core/aggregation/fedavg.ts';
 import type { Strategy } from '../../core/aggregation/strategy.ts';
-import type { EvalMetrics, FederationDoneMessage, RoundEndMessage, RoundStartMessage, UpdateMessage } from '../../core/protocol/messages.ts';
+import type {
+  EvalMetrics,
+  FederationDoneMessage,
+  RoundEndMessage,
+  RoundStartMessage,
+  UpdateMessage,
+} from '../../core/protocol/messages.ts';
 import type { FederationStatus, RoundRecord, RoundSettings } from '../../core/protocol/status.ts';
 import { SeededRandom } from '../../core/random/prng.ts';
 import { encodeFrame, FrameKind } from '../../core/wire/frame.ts';
@@ -26,7 +32,11 @@ export class EngineHarness implements RoundTransport {
   readonly engine: RoundEngine;
   private nextId = 0;
 
-  constructor(settings: Partial<RoundSettings> = {}, readonly dim = 4, strategy: Strategy = new FedAvg()) {
+  constructor(
+    settings: Partial<RoundSettings> = {},
+    readonly dim = 4,
+    strategy: Strategy = new FedAvg(),
+  ) {
     this.engine = new RoundEngine({
       settings: {
         rounds: 10,

@@ -14,7 +14,11 @@ export interface TestFederation {
   close(): Promise<void>;
 }
 
-export async function startTestFederation(flags: readonly string[], count: number, options: NodeParticipantOptions = {}): Promise<TestFederation> {
+export async function startTestFederation(
+  flags: readonly string[],
+  count: number,
+  options: NodeParticipantOptions = {},
+): Promise<TestFederation> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'fl-test-'));
   const config = parseConfig(['--port', '0', '--host', '127.0.0.1', '--quiet', '--data-dir', dataDir, ...flags], {}) as CoordinatorConfig;
   const coordinator = await startCoordinator(config);

@@ -36,7 +36,13 @@ export interface NodeParticipantOptions {
  * Real participants in this Node process: the shared participant client and trainers on the tfjs wasm backend.
  * `data`: the demo data, of which participant k trains on shard k; or one prepared dataset per participant.
  */
-export async function startNodeParticipants(url: string, data: DemoData | readonly Dataset[], task: TaskSummary, count: number, options: NodeParticipantOptions = {}): Promise<NodeParticipant[]> {
+export async function startNodeParticipants(
+  url: string,
+  data: DemoData | readonly Dataset[],
+  task: TaskSummary,
+  count: number,
+  options: NodeParticipantOptions = {},
+): Promise<NodeParticipant[]> {
   const out: NodeParticipant[] = [];
   for (let k = 0; k < count; k++) {
     const local = participantData(data, k, options.totalShards ?? count);
@@ -49,13 +55,20 @@ export async function startNodeParticipants(url: string, data: DemoData | readon
       trainer = new DpSgdRoundTrainer(dp);
       disposable = dp;
       if (!options.ledgerStore) throw new Error('a DP-SGD task needs a ledger store');
-      ledger = await PrivacyLedger.open(options.ledgerStore, `participant-${k}`, task.sampleDp.delta, options.budgets?.[k] ?? task.sampleDp.epsilonBudget);
+      ledger = await PrivacyLedger.open(
+        options.ledgerStore,
+        `participant-${k}`,
+        task.sampleDp.delta,
+        options.budgets?.[k] ?? task.sampleDp.epsilonBudget,
+      );
     } else {
       const plain = new LocalTrainer(task.model, local);
       trainer = new PlainRoundTrainer(plain);
       disposable = plain;
     }
-    const clientLedger = options.clientLedgerStore ? await openClientLevelLedger(options.clientLedgerStore, local, { ownBudget: options.clientBudgets?.[k] }) : undefined;
+    const clientLedger = options.clientLedgerStore
+      ? await openClientLevelLedger(options.clientLedgerStore, local, { ownBudget: options.clientBudgets?.[k] })
+      : undefined;
     const participant = new Participant({
       url,
       client: { backend: 'wasm', platform: `node ${process.version}` },

@@ -29,7 +29,9 @@ export class RawClient {
     const tcp = tcpConnect(port, '127.0.0.1');
     await new Promise<void>((resolve, reject) => tcp.once('connect', () => resolve()).once('error', reject));
     const key = randomBytes(16).toString('base64');
-    tcp.write(`GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+    tcp.write(
+      `GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+    );
     const head = await new Promise<Buffer>((resolve) => {
       let data = Buffer.alloc(0);
       const onData = (chunk: Buffer) => {
@@ -65,7 +67,10 @@ export class RawClient {
   private sendFrame(first: number, payload: Buffer): void {
     const mask = randomBytes(4);
     if (payload.length >= 65_536) throw new Error('RawClient sends frames under 64 KiB only');
-    const header = payload.length < 126 ? Buffer.from([first, 0x80 | payload.length]) : Buffer.from([first, 0x80 | 126, payload.length >> 8, payload.length & 0xff]);
+    const header =
+      payload.length < 126
+        ? Buffer.from([first, 0x80 | payload.length])
+        : Buffer.from([first, 0x80 | 126, payload.length >> 8, payload.length & 0xff]);
     const masked = Buffer.from(payload.map((b, i) => b ^ mask[i % 4]!));
     this.tcp.write(Buffer.concat([header, mask, masked]));
   }

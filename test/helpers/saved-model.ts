@@ -9,7 +9,10 @@ import { featureTensor } from '../../core/training/data-tensors.ts';
  * would; the tfjs file:// handler needs tfjs-node, so the files are read here.
  */
 export async function loadSavedModel(modelJsonFile: string, weightsFile: string): Promise<tf.LayersModel> {
-  const artifacts = JSON.parse(await readFile(modelJsonFile, 'utf8')) as { modelTopology: object; weightsManifest: { paths: string[]; weights: tf.io.WeightsManifestEntry[] }[] };
+  const artifacts = JSON.parse(await readFile(modelJsonFile, 'utf8')) as {
+    modelTopology: object;
+    weightsManifest: { paths: string[]; weights: tf.io.WeightsManifestEntry[] }[];
+  };
   const weights = await readFile(weightsFile);
   return tf.loadLayersModel(
     tf.io.fromMemory({

@@ -21,14 +21,35 @@ const Z = 1;
  * recomputed by the accountant the resumed run is started with.
  */
 describe('accountant choice across a checkpoint and restart', () => {
-  it('resumes the PLD ε of the saved rounds, and recomputes it under RDP when restarted with --accountant rdp', { timeout: 240_000 }, async () => {
+  it('resumes the PLD ε of the saved rounds, and recomputes it under RDP when restarted with --accountant rdp', {
+    timeout: 240_000,
+  }, async () => {
     const dataDir = await mkdtemp(path.join(tmpdir(), 'fl-accountant-resume-'));
     const data = await loadMnistDemo();
     const run = async (extra: string[]): Promise<FederationStatus> => {
       const flags = [
-        '--port', '0', '--host', '127.0.0.1', '--quiet', '--data-dir', dataDir, '--min-clients', '2', '--round-timeout', '60',
-        '--client-dp', 'central', '--client-noise-multiplier', String(Z), '--client-sample-rate', String(Q), '--expected-clients', '1',
-        '--admin-token', ADMIN_TOKEN, ...extra,
+        '--port',
+        '0',
+        '--host',
+        '127.0.0.1',
+        '--quiet',
+        '--data-dir',
+        dataDir,
+        '--min-clients',
+        '2',
+        '--round-timeout',
+        '60',
+        '--client-dp',
+        'central',
+        '--client-noise-multiplier',
+        String(Z),
+        '--client-sample-rate',
+        String(Q),
+        '--expected-clients',
+        '1',
+        '--admin-token',
+        ADMIN_TOKEN,
+        ...extra,
       ];
       const coordinator = await startCoordinator(parseConfig(flags, {}) as CoordinatorConfig);
       const participants = await startNodeParticipants(coordinator.url, data, coordinator.task, 2, { totalShards: 16 });

@@ -11,7 +11,24 @@ import { prepareTable, suggestRoles } from '../../core/data/tabular.ts';
 import { startNodeParticipants, stopNodeParticipants, type NodeParticipant } from '../helpers/node-participants.ts';
 
 const config = (dataDir: string, rounds: number) =>
-  parseConfig(['--task', 'tasks/penguins/task.json', '--port', '0', '--host', '127.0.0.1', '--quiet', '--data-dir', dataDir, '--rounds', String(rounds), '--epochs', '1'], {}) as CoordinatorConfig;
+  parseConfig(
+    [
+      '--task',
+      'tasks/penguins/task.json',
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--quiet',
+      '--data-dir',
+      dataDir,
+      '--rounds',
+      String(rounds),
+      '--epochs',
+      '1',
+    ],
+    {},
+  ) as CoordinatorConfig;
 
 /**
  * best/ is written after the round's checkpoint, in the same save. A crash
@@ -56,7 +73,10 @@ describe('the best model after a crash between the checkpoint and best/', () => 
     coordinator = await startCoordinator(config(dataDir, 2), { log: (line) => logs.push(line) });
     const repaired = JSON.parse(await readFile(path.join(bestDir, 'best.json'), 'utf8')) as { round: number; modelHash: string };
     assert.deepEqual([repaired.round, repaired.modelHash], [1, final.best!.modelHash]);
-    assert.ok(logs.some((l) => /best model: rewrote .*best from the checkpoint of round 1/.test(l)), logs.join('\n'));
+    assert.ok(
+      logs.some((l) => /best model: rewrote .*best from the checkpoint of round 1/.test(l)),
+      logs.join('\n'),
+    );
     assert.equal(coordinator.engine.status().best?.modelHash, final.best!.modelHash);
   });
 });

@@ -75,7 +75,11 @@ describe('Byzantine participants', () => {
   after(async () => {
     Math.random = mathRandom;
     for (const step of cleanup.reverse()) await step().catch(() => {});
-    console.log(`accuracy after ${ROUNDS} rounds: ${Object.entries(accuracies).map(([k, v]) => `${k} ${(100 * v).toFixed(2)}%`).join(', ')}`);
+    console.log(
+      `accuracy after ${ROUNDS} rounds: ${Object.entries(accuracies)
+        .map(([k, v]) => `${k} ${(100 * v).toFixed(2)}%`)
+        .join(', ')}`,
+    );
   });
 
   /** Two more participants on shards 6 and 7: honest, or the attackers. */
@@ -106,12 +110,35 @@ describe('Byzantine participants', () => {
     Math.random = () => random.next();
     const config = parseConfig(
       [
-        '--port', '0', '--host', '127.0.0.1', '--quiet', '--data-dir', dataDir, '--seed', '7',
-        '--rounds', String(ROUNDS), '--min-clients', '8', '--clients-per-round', '8', '--min-updates', '8', '--round-timeout', '60',
-        '--epochs', '1', '--batch-size', '32', '--learning-rate', '0.1',
+        '--port',
+        '0',
+        '--host',
+        '127.0.0.1',
+        '--quiet',
+        '--data-dir',
+        dataDir,
+        '--seed',
+        '7',
+        '--rounds',
+        String(ROUNDS),
+        '--min-clients',
+        '8',
+        '--clients-per-round',
+        '8',
+        '--min-updates',
+        '8',
+        '--round-timeout',
+        '60',
+        '--epochs',
+        '1',
+        '--batch-size',
+        '32',
+        '--learning-rate',
+        '0.1',
         // The default outlier bound (docs/poisoning.md) would refuse the ×100 updates before any rule saw them:
         // off here, so each rule meets the attack on its own (hostile-poisoning.test.ts tests the bound).
-        '--outlier-norm-multiple', '0',
+        '--outlier-norm-multiple',
+        '0',
         ...strategyFlags,
       ],
       {},

@@ -27,9 +27,27 @@ describe('client-level DP federation', () => {
     const budget = (perRound(3) + perRound(4)) / 2;
     federation = await startTestFederation(
       [
-        '--rounds', '20', '--min-clients', '4', '--round-timeout', '60',
-        '--client-dp', 'central', '--fresh-privacy-budget', '--client-noise-multiplier', '0.8', '--client-sample-rate', '0.5', '--client-clip', '0.5',
-        '--expected-clients', '2', '--epsilon-budget', String(budget), '--admin-token', ADMIN_TOKEN,
+        '--rounds',
+        '20',
+        '--min-clients',
+        '4',
+        '--round-timeout',
+        '60',
+        '--client-dp',
+        'central',
+        '--fresh-privacy-budget',
+        '--client-noise-multiplier',
+        '0.8',
+        '--client-sample-rate',
+        '0.5',
+        '--client-clip',
+        '0.5',
+        '--expected-clients',
+        '2',
+        '--epsilon-budget',
+        String(budget),
+        '--admin-token',
+        ADMIN_TOKEN,
       ],
       4,
       { totalShards: 8, clientLedgerStore: store },
@@ -48,7 +66,9 @@ describe('client-level DP federation', () => {
     assert.ok(final.privacy!.epsilon <= budget);
 
     // Participants were told to clip to the bound, and nobody was asked to add noise (the coordinator does).
-    const status = (await (await fetch(`${coordinator.url}/api/status`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as FederationStatus;
+    const status = (await (
+      await fetch(`${coordinator.url}/api/status`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+    ).json()) as FederationStatus;
     assert.equal(status.privacy?.level, 'client');
     assert.equal(status.history.at(-1)!.privacy!.epsilon, final.privacy!.epsilon);
     const uploads = participants.flatMap((p) => p.events.filter((e) => e.type === 'uploaded'));
@@ -58,15 +78,37 @@ describe('client-level DP federation', () => {
     // Each participant's own ledger charged every released round while it was in the population, selected or
     // not, from the (q, z) announced with the round: the same ε as the coordinator's, kept on the device.
     for (const p of participants) {
-      assert.ok(Math.abs(p.clientLedger!.ledger.epsilon - perRound(3)) < 1e-9, `participant ledger ε ${p.clientLedger!.ledger.epsilon}, expected ${perRound(3)}`);
+      assert.ok(
+        Math.abs(p.clientLedger!.ledger.epsilon - perRound(3)) < 1e-9,
+        `participant ledger ε ${p.clientLedger!.ledger.epsilon}, expected ${perRound(3)}`,
+      );
     }
   });
 
   it('refuses to start client-level DP on a --data-dir without the earlier spend, unless --fresh-privacy-budget', async () => {
     const dataDir = await mkdtemp(path.join(tmpdir(), 'fl-client-dp-'));
     try {
-      const flags = ['--port', '0', '--host', '127.0.0.1', '--quiet', '--data-dir', dataDir, '--client-dp', 'central', '--client-noise-multiplier', '1', '--client-sample-rate', '0.5', '--admin-token', ADMIN_TOKEN];
-      await assert.rejects(startCoordinator(parseConfig(flags, {}) as CoordinatorConfig), /holds no earlier client-level privacy spend.*--fresh-privacy-budget/);
+      const flags = [
+        '--port',
+        '0',
+        '--host',
+        '127.0.0.1',
+        '--quiet',
+        '--data-dir',
+        dataDir,
+        '--client-dp',
+        'central',
+        '--client-noise-multiplier',
+        '1',
+        '--client-sample-rate',
+        '0.5',
+        '--admin-token',
+        ADMIN_TOKEN,
+      ];
+      await assert.rejects(
+        startCoordinator(parseConfig(flags, {}) as CoordinatorConfig),
+        /holds no earlier client-level privacy spend.*--fresh-privacy-budget/,
+      );
       const started = await startCoordinator(parseConfig([...flags, '--fresh-privacy-budget'], {}) as CoordinatorConfig);
       await started.close();
     } finally {

@@ -10,13 +10,32 @@ import { startNodeParticipants, stopNodeParticipants, type NodeParticipant } fro
 import { freePort } from '../helpers/free-port.ts';
 import { type CoordinatorProcess, launchCoordinator } from '../helpers/coordinator-process.ts';
 
-
-
 type Coordinator = CoordinatorProcess;
 
 function launch(port: number, dataDir: string, env: Record<string, string> = {}): Promise<Coordinator> {
-  return launchCoordinator(['--port', String(port), '--host', '127.0.0.1', '--data-dir', dataDir, '--rounds', '40',
-    '--target-accuracy', '0.88', '--min-clients', '4', '--clients-per-round', '4', '--round-timeout', '30', '--seed', '3'], env);
+  return launchCoordinator(
+    [
+      '--port',
+      String(port),
+      '--host',
+      '127.0.0.1',
+      '--data-dir',
+      dataDir,
+      '--rounds',
+      '40',
+      '--target-accuracy',
+      '0.88',
+      '--min-clients',
+      '4',
+      '--clients-per-round',
+      '4',
+      '--round-timeout',
+      '30',
+      '--seed',
+      '3',
+    ],
+    env,
+  );
 }
 
 async function status(port: number): Promise<FederationStatus> {
@@ -57,7 +76,10 @@ describe('coordinator crash and resume', () => {
       const rounds = history.map((r) => r.round);
       for (let i = 1; i < rounds.length; i++) assert.ok(rounds[i]! > rounds[i - 1]!, `round numbers increase: ${rounds.join(',')}`);
       // Nothing completed before is lost: the old history is a prefix of the new one.
-      assert.deepEqual(history.slice(0, seenHistory.length).map((r) => r.round), seenHistory.map((r) => r.round));
+      assert.deepEqual(
+        history.slice(0, seenHistory.length).map((r) => r.round),
+        seenHistory.map((r) => r.round),
+      );
       seenHistory = history;
     };
 
@@ -97,12 +119,15 @@ describe('coordinator crash and resume', () => {
     const history = new Set(final.history.filter((r) => r.outcome === 'aggregated').map((r) => r.round));
     for (const p of participants) {
       for (const e of p.events) {
-        if (e.type === 'round-end' && e.message.outcome === 'aggregated') assert.ok(history.has(e.message.round), `round ${e.message.round} was lost`);
+        if (e.type === 'round-end' && e.message.outcome === 'aggregated')
+          assert.ok(history.has(e.message.round), `round ${e.message.round} was lost`);
       }
     }
     // No round number was handed out twice, even for rounds a crash cut short.
     for (const p of participants) {
-      const starts = p.events.filter((e) => e.type === 'status' && e.status === 'downloading').map((e) => (e.type === 'status' ? e.detail : ''));
+      const starts = p.events
+        .filter((e) => e.type === 'status' && e.status === 'downloading')
+        .map((e) => (e.type === 'status' ? e.detail : ''));
       assert.equal(new Set(starts).size, starts.length, `round numbers repeated for a participant: ${starts.join(',')}`);
     }
   });

@@ -44,7 +44,26 @@ describe('dashboard admin controls and downloads', () => {
   before(async () => {
     dataDir = await mkdtemp(path.join(tmpdir(), 'fl-admin-'));
     const config = parseConfig(
-      ['--port', '0', '--host', '127.0.0.1', '--quiet', '--data-dir', dataDir, '--rounds', '10', '--min-clients', '2', '--clients-per-round', '2', '--round-timeout', '120', '--manual-start', '--admin-token', ADMIN_TOKEN],
+      [
+        '--port',
+        '0',
+        '--host',
+        '127.0.0.1',
+        '--quiet',
+        '--data-dir',
+        dataDir,
+        '--rounds',
+        '10',
+        '--min-clients',
+        '2',
+        '--clients-per-round',
+        '2',
+        '--round-timeout',
+        '120',
+        '--manual-start',
+        '--admin-token',
+        ADMIN_TOKEN,
+      ],
       {},
     ) as CoordinatorConfig;
     coordinator = await startCoordinator(config);
@@ -76,7 +95,10 @@ describe('dashboard admin controls and downloads', () => {
     assert.equal(waiting.control, 'awaiting-start');
     assert.equal(waiting.history.length, 0);
     const bad = async (event: 'control' | 'settings', payload: unknown) => {
-      const ack = (await (admin.timeout(10_000).emitWithAck as (e: string, p: unknown) => Promise<Ack<unknown>>)(event, payload)) as Ack<unknown>;
+      const ack = (await (admin.timeout(10_000).emitWithAck as (e: string, p: unknown) => Promise<Ack<unknown>>)(
+        event,
+        payload,
+      )) as Ack<unknown>;
       return ack.ok ? 'ok' : ack.error.code;
     };
     assert.equal(await bad('control', { action: 'reboot' }), ErrorCode.BadPayload);
@@ -88,7 +110,10 @@ describe('dashboard admin controls and downloads', () => {
     assert.equal(await bad('settings', { epochs: 0 }), ErrorCode.InvalidSetting);
     assert.equal(await bad('settings', { clientsPerRound: 0 }), ErrorCode.InvalidSetting);
     assert.equal(await bad('control', { action: 'resume' }), ErrorCode.ControlNotAllowed);
-    const unknown = (await (admin.timeout(10_000).emitWithAck as (e: string, p: unknown) => Promise<Ack<unknown>>)('reset', {})) as Ack<unknown>;
+    const unknown = (await (admin.timeout(10_000).emitWithAck as (e: string, p: unknown) => Promise<Ack<unknown>>)(
+      'reset',
+      {},
+    )) as Ack<unknown>;
     assert.equal(unknown.ok ? 'ok' : unknown.error.code, ErrorCode.UnknownEvent);
     assert.equal(coordinator.engine.status().round, 0, 'nothing started');
   });
@@ -113,8 +138,10 @@ describe('dashboard admin controls and downloads', () => {
     assert.ok((await admin.timeout(10_000).emitWithAck('control', { action: 'pause' })).ok);
     const after = await statusWhere((s) => s.control === 'paused' && s.phase === 'waiting');
     assert.ok(after.history.length > before);
-    for (const r of after.history.slice(0, before)) assert.deepEqual(r.applied, { clientsPerRound: 2, epochs: 1, batchSize: 32, learningRate: 0.1, deadlineMs: 120_000 });
-    for (const r of after.history.slice(before)) assert.deepEqual(r.applied, { clientsPerRound: 2, epochs: 2, batchSize: 32, learningRate: 0.05, deadlineMs: 90_000 });
+    for (const r of after.history.slice(0, before))
+      assert.deepEqual(r.applied, { clientsPerRound: 2, epochs: 1, batchSize: 32, learningRate: 0.1, deadlineMs: 120_000 });
+    for (const r of after.history.slice(before))
+      assert.deepEqual(r.applied, { clientsPerRound: 2, epochs: 2, batchSize: 32, learningRate: 0.05, deadlineMs: 90_000 });
     const last = after.history.at(-1)!;
     assert.equal(last.participants?.length, 2);
     assert.ok(last.participants!.every((p) => p.outcome === 'received' && p.durationMs > 0 && p.updateNorm! > 0));
@@ -148,9 +175,15 @@ describe('dashboard admin controls and downloads', () => {
       fetched.push(String(input instanceof Request ? input.url : input));
       return fetch(input, init);
     };
-    const pinned = await tf.loadLayersModel(`${coordinator.url}/api/model/model.json?version=${status.modelVersion}`, { requestInit: { headers: auth }, fetchFunc: recording });
+    const pinned = await tf.loadLayersModel(`${coordinator.url}/api/model/model.json?version=${status.modelVersion}`, {
+      requestInit: { headers: auth },
+      fetchFunc: recording,
+    });
     pinned.dispose();
-    assert.deepEqual(fetched, [`${coordinator.url}/api/model/model.json?version=${status.modelVersion}`, `${coordinator.url}/api/model/weights.bin?version=${status.modelVersion}`]);
+    assert.deepEqual(fetched, [
+      `${coordinator.url}/api/model/model.json?version=${status.modelVersion}`,
+      `${coordinator.url}/api/model/weights.bin?version=${status.modelVersion}`,
+    ]);
     assert.equal((await fetch(`${coordinator.url}/api/model/model.json?version=999`, { headers: auth })).status, 404);
 
     const gone = await fetch(`${coordinator.url}/api/model/weights.bin?version=999`, { headers: auth });
@@ -185,7 +218,10 @@ describe('dashboard admin controls and downloads', () => {
 
     const csv = await (await fetch(`${coordinator.url}/api/history.csv`, { headers: auth })).text();
     const lines = csv.split('\r\n');
-    assert.equal(lines[0], 'round,outcome,reason,accuracy,loss,selected,received,dropped,rejected,declined,bytes_in,bytes_out,duration_ms,epsilon,delta');
+    assert.equal(
+      lines[0],
+      'round,outcome,reason,accuracy,loss,selected,received,dropped,rejected,declined,bytes_in,bytes_out,duration_ms,epsilon,delta',
+    );
     assert.equal(lines.length, status.history.length + 2, 'the header, a line per round, and the final line end');
     assert.equal(lines.at(-1), '');
     const first = lines[1]!.split(',');
@@ -200,7 +236,11 @@ describe('dashboard admin controls and downloads', () => {
       const refused = await fetch(`${coordinator.url}${route}`);
       assert.equal(refused.status, 401, route);
       assert.match(refused.headers.get('www-authenticate') ?? '', /^Bearer/, route);
-      assert.equal((await fetch(`${coordinator.url}${route}`, { headers: { authorization: 'Bearer not-the-token-000000000000' } })).status, 401, route);
+      assert.equal(
+        (await fetch(`${coordinator.url}${route}`, { headers: { authorization: 'Bearer not-the-token-000000000000' } })).status,
+        401,
+        route,
+      );
       // Served with the token: a route in the list is a route that exists.
       assert.equal((await fetch(`${coordinator.url}${route}`, { headers: auth })).status, 200, route);
     }

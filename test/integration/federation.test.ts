@@ -28,7 +28,25 @@ describe('federation over socket.io', () => {
   before(async () => {
     dataDir = await mkdtemp(path.join(tmpdir(), 'fl-run-'));
     const config = parseConfig(
-      ['--port', '0', '--host', '127.0.0.1', '--rounds', '3', '--min-clients', '6', '--clients-per-round', '6', '--min-updates', '3', '--round-timeout', '60', '--data-dir', dataDir, '--quiet'],
+      [
+        '--port',
+        '0',
+        '--host',
+        '127.0.0.1',
+        '--rounds',
+        '3',
+        '--min-clients',
+        '6',
+        '--clients-per-round',
+        '6',
+        '--min-updates',
+        '3',
+        '--round-timeout',
+        '60',
+        '--data-dir',
+        dataDir,
+        '--quiet',
+      ],
       {},
     ) as CoordinatorConfig;
     coordinator = await startCoordinator(config);
@@ -47,7 +65,13 @@ describe('federation over socket.io', () => {
 
     hostile = io(coordinator.url, { transports: ['websocket'] });
     hostile.on('round:start', async (message: RoundStartMessage) => {
-      const base = { round: message.round, baseVersion: message.model.version, numExamples: 100, metrics: { loss: 1, accuracy: 0 }, trainMs: 1 };
+      const base = {
+        round: message.round,
+        baseVersion: message.model.version,
+        numExamples: 100,
+        metrics: { loss: 1, accuracy: 0 },
+        trainMs: 1,
+      };
       // Sent in this order: the wrong-length frame excludes the sender from the round, the rest fail validation.
       const answers = await Promise.all([
         hostile.emitWithAck('update', { ...base, update: encodeFrame(FrameKind.Update, new Float32Array(10)) }),
@@ -58,7 +82,10 @@ describe('federation over socket.io', () => {
       for (const a of answers as Ack<UpdateAccepted>[]) hostileAnswers.push(a.ok ? 'ok' : a.error.code);
     });
     hostile.emit('progress', { nonsense: true });
-    const joined: Ack<JoinAccepted> = await hostile.emitWithAck('join', { protocolVersion: PROTOCOL_VERSION, client: { backend: 'evil', numExamples: 100 } });
+    const joined: Ack<JoinAccepted> = await hostile.emitWithAck('join', {
+      protocolVersion: PROTOCOL_VERSION,
+      client: { backend: 'evil', numExamples: 100 },
+    });
     assert.ok(joined.ok);
 
     // Break participant 5's connection while it trains in round 2 (the transport closes, as on a network drop).
@@ -73,7 +100,10 @@ describe('federation over socket.io', () => {
 
     const final = await coordinator.done;
     assert.equal(final.history.length, 3);
-    assert.ok(final.history.every((r) => r.outcome === 'aggregated'), JSON.stringify(final.history.map((r) => r.outcome)));
+    assert.ok(
+      final.history.every((r) => r.outcome === 'aggregated'),
+      JSON.stringify(final.history.map((r) => r.outcome)),
+    );
     const round2 = final.history[1]!;
     assert.ok(round2.dropped >= 1, `round 2 dropped ${round2.dropped}`);
     assert.ok(round2.durationMs < 60_000, 'round 2 did not wait for its deadline');
@@ -103,12 +133,20 @@ describe('federation over socket.io', () => {
 
   it('a rejoin from a new connection replaces the old one, and a late joiner learns the federation is done', async () => {
     const first = io(coordinator.url, { transports: ['websocket'], reconnection: false });
-    const joined: Ack<JoinAccepted> = await first.emitWithAck('join', { protocolVersion: PROTOCOL_VERSION, client: { backend: 'cpu', numExamples: 10 } });
+    const joined: Ack<JoinAccepted> = await first.emitWithAck('join', {
+      protocolVersion: PROTOCOL_VERSION,
+      client: { backend: 'cpu', numExamples: 10 },
+    });
     assert.ok(joined.ok);
     const id = joined.value.participantId;
     // Ids are public in the status: naming one without its rejoin secret gets a fresh id, and takes nothing over.
     const thief = io(coordinator.url, { transports: ['websocket'], reconnection: false });
-    const stolen: Ack<JoinAccepted> = await thief.emitWithAck('join', { protocolVersion: PROTOCOL_VERSION, participantId: id, rejoinSecret: 'guess', client: { backend: 'cpu', numExamples: 10 } });
+    const stolen: Ack<JoinAccepted> = await thief.emitWithAck('join', {
+      protocolVersion: PROTOCOL_VERSION,
+      participantId: id,
+      rejoinSecret: 'guess',
+      client: { backend: 'cpu', numExamples: 10 },
+    });
     assert.ok(stolen.ok);
     assert.notEqual(stolen.value.participantId, id);
     assert.equal(first.connected, true, 'the real participant kept its connection');

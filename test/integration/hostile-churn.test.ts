@@ -33,7 +33,23 @@ describe('join/leave churn', () => {
   before(async () => {
     dataDir = await mkdtemp(path.join(tmpdir(), 'fl-churn-'));
     const config = parseConfig(
-      ['--port', '0', '--host', '127.0.0.1', '--quiet', '--data-dir', dataDir, '--join-token', TOKEN, '--min-clients', '100000', '--clients-per-round', '100000', '--participant-grace', '0'],
+      [
+        '--port',
+        '0',
+        '--host',
+        '127.0.0.1',
+        '--quiet',
+        '--data-dir',
+        dataDir,
+        '--join-token',
+        TOKEN,
+        '--min-clients',
+        '100000',
+        '--clients-per-round',
+        '100000',
+        '--participant-grace',
+        '0',
+      ],
       {},
     ) as CoordinatorConfig;
     coordinator = await startCoordinator(config, { log: () => {} });
@@ -46,7 +62,9 @@ describe('join/leave churn', () => {
   async function cycle(): Promise<void> {
     const socket = io(coordinator.url, { transports: ['websocket'], reconnection: false, forceNew: true, auth: { token: TOKEN } });
     try {
-      const answer = (await socket.timeout(10_000).emitWithAck('join', { protocolVersion: PROTOCOL_VERSION, client: { backend: 'cpu', numExamples: 10 } })) as Ack<JoinAccepted>;
+      const answer = (await socket
+        .timeout(10_000)
+        .emitWithAck('join', { protocolVersion: PROTOCOL_VERSION, client: { backend: 'cpu', numExamples: 10 } })) as Ack<JoinAccepted>;
       assert.ok(answer.ok, JSON.stringify(answer));
     } finally {
       socket.close();

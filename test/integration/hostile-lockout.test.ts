@@ -28,7 +28,22 @@ async function coordinatorWith(flags: string[]): Promise<Coordinator> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'fl-lockout-'));
   dirs.push(dataDir);
   // --manual-start: no round runs; only admission is under test.
-  const config = parseConfig(['--port', '0', '--host', '127.0.0.1', '--quiet', '--manual-start', '--admin-token', 'lockout-test-admin-token-0002', '--data-dir', dataDir, ...flags], {}) as CoordinatorConfig;
+  const config = parseConfig(
+    [
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--quiet',
+      '--manual-start',
+      '--admin-token',
+      'lockout-test-admin-token-0002',
+      '--data-dir',
+      dataDir,
+      ...flags,
+    ],
+    {},
+  ) as CoordinatorConfig;
   return startCoordinator(config, { log: () => {} });
 }
 
@@ -121,7 +136,9 @@ describe('lock-out by raw transports', () => {
     for (const tcp of live) tcp.destroy();
     await Promise.all(attackers);
     const joined = results.filter((r) => r === 'connected').length;
-    console.log(`# ${opened} raw transports opened; honest handshakes: ${joined} of ${results.length} connected (${JSON.stringify(results.filter((r) => r !== 'connected'))})`);
+    console.log(
+      `# ${opened} raw transports opened; honest handshakes: ${joined} of ${results.length} connected (${JSON.stringify(results.filter((r) => r !== 'connected'))})`,
+    );
     assert.ok(opened >= RAW_ATTACKERS, 'the attackers opened their transports');
     assert.equal(joined, results.length, `every honest handshake got through: ${JSON.stringify(results)}`);
   });
@@ -168,7 +185,15 @@ describe('per-address and per-credential caps', () => {
     try {
       const results: string[] = [];
       for (let i = 0; i < 7; i++) results.push(await handshake(client(coordinator.url, TOKEN)));
-      assert.deepEqual(results, ['connected', 'connected', 'connected', 'connected', 'connected', ErrorCode.TooManyConnections, ErrorCode.TooManyConnections]);
+      assert.deepEqual(results, [
+        'connected',
+        'connected',
+        'connected',
+        'connected',
+        'connected',
+        ErrorCode.TooManyConnections,
+        ErrorCode.TooManyConnections,
+      ]);
     } finally {
       for (const s of clients.splice(0)) s.close();
       await coordinator.close();
@@ -187,7 +212,11 @@ describe('per-address and per-credential caps', () => {
     try {
       const first = client(coordinator.url, alice!.token);
       assert.equal(await handshake(first), 'connected');
-      assert.equal(await handshake(client(coordinator.url, alice!.token)), ErrorCode.TooManyConnections, 'a second connection on the same credential');
+      assert.equal(
+        await handshake(client(coordinator.url, alice!.token)),
+        ErrorCode.TooManyConnections,
+        'a second connection on the same credential',
+      );
       assert.equal(await handshake(client(coordinator.url, bob!.token)), 'connected', 'another credential is unaffected');
       assert.equal(await handshake(client(coordinator.url, TOKEN)), ErrorCode.Unauthorized, 'a token that is no credential');
       // Revoke alice's credential in the file: the running coordinator closes her connection.

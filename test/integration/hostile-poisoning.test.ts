@@ -89,7 +89,11 @@ describe('poisoning: one attacker with the maximal example count among honest pa
 
   after(() => {
     Math.random = mathRandom;
-    console.log(`accuracy after ${ROUNDS} rounds: ${Object.entries(accuracies).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+    console.log(
+      `accuracy after ${ROUNDS} rounds: ${Object.entries(accuracies)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}`,
+    );
   });
 
   async function federate(label: string, flags: string[], attack: Attack | undefined): Promise<Run> {
@@ -100,7 +104,16 @@ describe('poisoning: one attacker with the maximal example count among honest pa
     const participants = attack ? HONEST + 1 : HONEST;
     const config = parseConfig(
       ['--port', '0', '--host', '127.0.0.1', '--quiet', '--data-dir', dataDir, '--seed', '5', '--rounds', String(ROUNDS)]
-        .concat(['--min-clients', String(participants), '--clients-per-round', String(participants), '--min-updates', '1', '--round-timeout', '60'])
+        .concat([
+          '--min-clients',
+          String(participants),
+          '--clients-per-round',
+          String(participants),
+          '--min-updates',
+          '1',
+          '--round-timeout',
+          '60',
+        ])
         .concat(['--epochs', '1', '--batch-size', '32', '--learning-rate', '0.1', ...flags]),
       {},
     ) as CoordinatorConfig;
@@ -110,7 +123,10 @@ describe('poisoning: one attacker with the maximal example count among honest pa
     try {
       honest = await startNodeParticipants(coordinator.url, demo, coordinator.task, HONEST, { totalShards: TOTAL_SHARDS });
       if (attack) {
-        const trainer = new LocalTrainer(coordinator.task.model, subset(demo.train, shardIndices(demo.train.labels, { index: HONEST, count: TOTAL_SHARDS, skew: 'iid' })));
+        const trainer = new LocalTrainer(
+          coordinator.task.model,
+          subset(demo.train, shardIndices(demo.train.labels, { index: HONEST, count: TOTAL_SHARDS, skew: 'iid' })),
+        );
         const events: ParticipantEvent[] = [];
         const participant = new Participant({
           url: coordinator.url,
@@ -126,7 +142,13 @@ describe('poisoning: one attacker with the maximal example count among honest pa
       const last = status.history.filter((r) => r.metrics).at(-1);
       const accuracy = last?.metrics?.accuracy ?? 0;
       accuracies[label] = `${(100 * accuracy).toFixed(2)}%`;
-      return { status, accuracy, weights: Float32Array.from(coordinator.engine.globalModel.weights), attackerEvents: attacker?.events ?? [], attackerId: attacker?.participant.id };
+      return {
+        status,
+        accuracy,
+        weights: Float32Array.from(coordinator.engine.globalModel.weights),
+        attackerEvents: attacker?.events ?? [],
+        attackerId: attacker?.participant.id,
+      };
     } finally {
       stopNodeParticipants(honest);
       attacker?.participant.stop();
@@ -151,7 +173,10 @@ describe('poisoning: one attacker with the maximal example count among honest pa
       assert.ok(mine, `round ${r.round}: the attacker was selected`);
       if (mine.outcome === 'rejected') assert.match(mine.reason ?? '', /^UPDATE_OUTLIER/);
       else assert.match(`${mine.outcome}: ${mine.reason}`, /^dropped: the round reached its quorum/);
-      assert.ok(!run.attackerEvents.some((e) => e.type === 'uploaded' && e.round === r.round), `round ${r.round}: no update of the attacker was accepted`);
+      assert.ok(
+        !run.attackerEvents.some((e) => e.type === 'uploaded' && e.round === r.round),
+        `round ${r.round}: no update of the attacker was accepted`,
+      );
     }
     const refused = run.attackerEvents.filter((e) => e.type === 'rejected' && e.code === ErrorCode.UpdateOutlier).length;
     assert.ok(refused >= 1, 'the attacker was told UPDATE_OUTLIER');
@@ -162,7 +187,9 @@ describe('poisoning: one attacker with the maximal example count among honest pa
     assert.ok(clean.accuracy > 0.8, `clean accuracy ${clean.accuracy}`);
   });
 
-  it('1e38 values with 10^8 examples every round: refused with UPDATE_OUTLIER, the model stays finite and close to clean', { timeout: 90_000 }, async () => {
+  it('1e38 values with 10^8 examples every round: refused with UPDATE_OUTLIER, the model stays finite and close to clean', {
+    timeout: 90_000,
+  }, async () => {
     const run = await federate('1e38 attacker', [], 'huge');
     assertAttackerKeptOut(run);
     // Rounds 1 and 2 at least: the attacker is selected and delivers before its record keeps the round from waiting.
@@ -173,12 +200,18 @@ describe('poisoning: one attacker with the maximal example count among honest pa
 
   let before95: Run;
   it('before: norm 9.5 under --max-update-norm 10 with 10^8 examples and the new update defences off', { timeout: 90_000 }, async () => {
-    before95 = await federate('norm-9.5 attacker, update defences off', ['--max-update-norm', '10', '--outlier-norm-multiple', '0', '--claim-cap-multiple', '0'], 'norm-9.5');
+    before95 = await federate(
+      'norm-9.5 attacker, update defences off',
+      ['--max-update-norm', '10', '--outlier-norm-multiple', '0', '--claim-cap-multiple', '0'],
+      'norm-9.5',
+    );
     // Its claimed 10^8 examples outweigh the honest 3 × 3,750 in every round.
     assert.ok(before95.accuracy < clean.accuracy - 0.3, `before: ${before95.accuracy}, clean ${clean.accuracy}`);
   });
 
-  it('norm 9.5 under --max-update-norm 10 with 10^8 examples: its weight is capped in the warm-up round, then it is refused as an outlier', { timeout: 90_000 }, async () => {
+  it('norm 9.5 under --max-update-norm 10 with 10^8 examples: its weight is capped in the warm-up round, then it is refused as an outlier', {
+    timeout: 90_000,
+  }, async () => {
     const run = await federate('norm-9.5 attacker', ['--max-update-norm', '10'], 'norm-9.5');
     // Round 1 is the warm-up: the bound is 5 × the model's norm, and the update gets in with its weight capped to 3 × the median claim.
     assertAttackerKeptOut(run, 2);
@@ -191,7 +224,10 @@ describe('poisoning: one attacker with the maximal example count among honest pa
     assert.equal(run.status.history.length, ROUNDS);
     for (const r of run.status.history) {
       assert.equal(r.outcome, 'skipped', `round ${r.round} must not commit the attacker's aggregate`);
-      assert.match(r.reason ?? '', /the aggregate changes the model by L2 norm .* above 10 × .*; the round is skipped and the model is unchanged/);
+      assert.match(
+        r.reason ?? '',
+        /the aggregate changes the model by L2 norm .* above 10 × .*; the round is skipped and the model is unchanged/,
+      );
       assert.equal(r.modelVersion, 0);
     }
     assert.ok(run.weights.every(Number.isFinite), 'the model is finite');

@@ -45,7 +45,11 @@ async function request<T = unknown>(socket: Socket, event: string, ...args: unkn
 
 const codeOf = (answer: Ack<unknown>) => (answer.ok ? 'ok' : answer.error.code);
 
-const joinRequest = (extra: Record<string, unknown> = {}) => ({ protocolVersion: PROTOCOL_VERSION, client: { backend: 'cpu', numExamples: 10 }, ...extra });
+const joinRequest = (extra: Record<string, unknown> = {}) => ({
+  protocolVersion: PROTOCOL_VERSION,
+  client: { backend: 'cpu', numExamples: 10 },
+  ...extra,
+});
 
 /** The ack of request `id` on a raw connection, decoded (`43<id>[answer]`, or `46<n>-<id>[answer]` when it carries binary data). */
 async function rawAck(raw: RawClient, id: number): Promise<Ack<unknown>> {
@@ -68,8 +72,12 @@ describe('protocol corners (hostile clients, docs/protocol.md)', () => {
     dataDir = await mkdtemp(path.join(tmpdir(), 'fl-protocol-'));
     staticDir = path.join(dataDir, 'no-such-build');
     const config = parseConfig(
-      ['--port', '0', '--host', '127.0.0.1', '--min-clients', '100', '--data-dir', dataDir, '--static-dir', staticDir, '--quiet']
-        .concat(['--join-token', JOIN_TOKEN, '--admin-token', ADMIN_TOKEN]),
+      ['--port', '0', '--host', '127.0.0.1', '--min-clients', '100', '--data-dir', dataDir, '--static-dir', staticDir, '--quiet'].concat([
+        '--join-token',
+        JOIN_TOKEN,
+        '--admin-token',
+        ADMIN_TOKEN,
+      ]),
       {},
     ) as CoordinatorConfig;
     coordinator = await startCoordinator(config, { log: () => {} });
@@ -91,7 +99,17 @@ describe('protocol corners (hostile clients, docs/protocol.md)', () => {
       ['secagg:advertise', advertise],
       ['secagg:shares', { round: 1, from: 1, to: [], ciphertexts: new Uint8Array(0) }],
       ['secagg:masked', { round: 1, from: 1, masked: new Uint8Array(8) }],
-      ['secagg:unmask', { round: 1, from: 1, selfMaskOwners: [], selfMaskShares: new Uint8Array(0), maskingKeyOwners: [], maskingKeyShares: new Uint8Array(0) }],
+      [
+        'secagg:unmask',
+        {
+          round: 1,
+          from: 1,
+          selfMaskOwners: [],
+          selfMaskShares: new Uint8Array(0),
+          maskingKeyOwners: [],
+          maskingKeyShares: new Uint8Array(0),
+        },
+      ],
       ['secagg:advertise', 'garbage'],
     ] as const) {
       const answer = await request(socket, event, payload);
@@ -208,7 +226,17 @@ describe('shutdown', () => {
     const dataDir = await mkdtemp(path.join(tmpdir(), 'fl-sigterm-'));
     try {
       const port = await freePort();
-      const coordinator = await launchCoordinator(['--port', String(port), '--host', '127.0.0.1', '--min-clients', '100', '--data-dir', dataDir, '--open']);
+      const coordinator = await launchCoordinator([
+        '--port',
+        String(port),
+        '--host',
+        '127.0.0.1',
+        '--min-clients',
+        '100',
+        '--data-dir',
+        dataDir,
+        '--open',
+      ]);
       // A WebSocket client that joined the namespace and then stops reading (it will never answer the close),
       // and a TCP connection that never sends a request.
       const silent = await RawClient.open(port, 'no token needed');

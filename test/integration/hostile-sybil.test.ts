@@ -34,8 +34,16 @@ describe('Sybil sockets with the shared token', () => {
   before(async () => {
     dataDir = await mkdtemp(path.join(tmpdir(), 'fl-sybil-'));
     const config = parseConfig(
-      ['--port', '0', '--host', '127.0.0.1', '--quiet', '--data-dir', dataDir, '--join-token', TOKEN, '--rounds', String(ROUNDS)]
-        .concat(['--min-clients', String(HONEST + SYBILS), '--clients-per-round', '50', '--min-updates', '1', '--round-timeout', String(ROUND_TIMEOUT_S)]),
+      ['--port', '0', '--host', '127.0.0.1', '--quiet', '--data-dir', dataDir, '--join-token', TOKEN, '--rounds', String(ROUNDS)].concat([
+        '--min-clients',
+        String(HONEST + SYBILS),
+        '--clients-per-round',
+        '50',
+        '--min-updates',
+        '1',
+        '--round-timeout',
+        String(ROUND_TIMEOUT_S),
+      ]),
       {},
     ) as CoordinatorConfig;
     coordinator = await startCoordinator(config, { log: () => {} });
@@ -49,7 +57,9 @@ describe('Sybil sockets with the shared token', () => {
   async function join(): Promise<Socket> {
     const socket = io(coordinator.url, { transports: ['websocket'], reconnection: false, forceNew: true, auth: { token: TOKEN } });
     sockets.push(socket);
-    const answer = (await socket.timeout(15_000).emitWithAck('join', { protocolVersion: PROTOCOL_VERSION, client: { backend: 'cpu', numExamples: 100 } })) as Ack<JoinAccepted>;
+    const answer = (await socket
+      .timeout(15_000)
+      .emitWithAck('join', { protocolVersion: PROTOCOL_VERSION, client: { backend: 'cpu', numExamples: 100 } })) as Ack<JoinAccepted>;
     assert.ok(answer.ok, JSON.stringify(answer));
     return socket;
   }
@@ -60,7 +70,17 @@ describe('Sybil sockets with the shared token', () => {
       const socket = await join();
       socket.on('round:start', (message: RoundStartMessage) => {
         const update = new Float32Array(paramCount).fill(1e-4);
-        socket.emit('update', { round: message.round, baseVersion: message.model.version, numExamples: 100, trainMs: 1, update: new Uint8Array(encodeFrame(FrameKind.Update, update)) }, () => {});
+        socket.emit(
+          'update',
+          {
+            round: message.round,
+            baseVersion: message.model.version,
+            numExamples: 100,
+            trainMs: 1,
+            update: new Uint8Array(encodeFrame(FrameKind.Update, update)),
+          },
+          () => {},
+        );
       });
     }
     // The Sybils join and never answer a round:start.
@@ -76,7 +96,10 @@ describe('Sybil sockets with the shared token', () => {
     }
     for (const r of final.history.slice(2)) {
       assert.ok(r.durationMs < (ROUND_TIMEOUT_S * 1000) / 2, `round ${r.round} closed before its deadline: ${r.durationMs} ms`);
-      assert.ok(r.participants!.some((p) => /never delivered/.test(p.reason ?? '')), `round ${r.round}: the Sybils were not waited for`);
+      assert.ok(
+        r.participants!.some((p) => /never delivered/.test(p.reason ?? '')),
+        `round ${r.round}: the Sybils were not waited for`,
+      );
     }
   });
 });

@@ -49,7 +49,10 @@ describe('a Fashion-MNIST image task from IDX files', () => {
       training: { epochs: 2, batchSize: 32, learningRate: 0.1 },
     };
     await writeFile(path.join(dir, 'task.json'), JSON.stringify(task));
-    const config = parseConfig(['--task', path.join(dir, 'task.json'), '--port', '0', '--host', '127.0.0.1', '--quiet', '--data-dir', path.join(dir, 'runs')], {}) as CoordinatorConfig;
+    const config = parseConfig(
+      ['--task', path.join(dir, 'task.json'), '--port', '0', '--host', '127.0.0.1', '--quiet', '--data-dir', path.join(dir, 'runs')],
+      {},
+    ) as CoordinatorConfig;
     coordinator = await startCoordinator(config);
   });
 
@@ -70,13 +73,18 @@ describe('a Fashion-MNIST image task from IDX files', () => {
     assert.equal(served.features, 784);
   });
 
-  it(`three Node participants on their shards of the served train set reach ${TARGET_ACCURACY} test accuracy`, { timeout: 120_000 }, async () => {
+  it(`three Node participants on their shards of the served train set reach ${TARGET_ACCURACY} test accuracy`, {
+    timeout: 120_000,
+  }, async () => {
     const task = coordinator.task;
     const train = decodeDataset(new Uint8Array(await (await fetch(`${coordinator.url}${task.demoData!.url}`)).arrayBuffer()));
     participants = await startNodeParticipants(coordinator.url, { train, test: train }, task, 3);
     const final = await coordinator.done;
     assert.equal(final.history.length, 8);
-    assert.ok(final.history.every((r) => r.outcome === 'aggregated' && r.received === 3), JSON.stringify(final.history.map((r) => [r.outcome, r.received])));
+    assert.ok(
+      final.history.every((r) => r.outcome === 'aggregated' && r.received === 3),
+      JSON.stringify(final.history.map((r) => [r.outcome, r.received])),
+    );
     const accuracy = final.history.at(-1)!.metrics!.accuracy;
     assert.ok(accuracy >= TARGET_ACCURACY, `test accuracy ${accuracy}`);
     console.log(`fashion-mnist image task: test accuracy ${accuracy} after ${final.history.length} rounds`);

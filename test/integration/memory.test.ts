@@ -33,8 +33,26 @@ describe('coordinator memory over 50 rounds', () => {
     dataDir = await mkdtemp(path.join(tmpdir(), 'fl-mem-'));
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', 'coordinator/cli.ts', '--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, '--rounds', '50',
-        '--min-clients', '4', '--clients-per-round', '4', '--round-timeout', '60', '--quiet'],
+      [
+        '--import',
+        'tsx',
+        'coordinator/cli.ts',
+        '--port',
+        '0',
+        '--host',
+        '127.0.0.1',
+        '--data-dir',
+        dataDir,
+        '--rounds',
+        '50',
+        '--min-clients',
+        '4',
+        '--clients-per-round',
+        '4',
+        '--round-timeout',
+        '60',
+        '--quiet',
+      ],
       { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] },
     );
     kill = () => child.kill('SIGKILL');

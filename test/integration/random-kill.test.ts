@@ -20,11 +20,26 @@ const KILLS = Number(process.env.FL_RANDOM_KILLS ?? 22);
 /** The whole run stops killing after this long, however many kills it reached (asserted below). */
 const BUDGET_MS = 180_000;
 
-
 /** The coordinator on the penguins task, on its own; resolves once it listens. */
 function launch(port: number, dataDir: string): Promise<CoordinatorProcess> {
-  return launchCoordinator(['--task', 'tasks/penguins/task.json', '--port', String(port), '--host', '127.0.0.1', '--data-dir', dataDir,
-    '--rounds', '100000', '--epochs', '1', '--round-timeout', '10', '--seed', '5']);
+  return launchCoordinator([
+    '--task',
+    'tasks/penguins/task.json',
+    '--port',
+    String(port),
+    '--host',
+    '127.0.0.1',
+    '--data-dir',
+    dataDir,
+    '--rounds',
+    '100000',
+    '--epochs',
+    '1',
+    '--round-timeout',
+    '10',
+    '--seed',
+    '5',
+  ]);
 }
 
 async function siteDataset(file: string, schema: TabularInput, classes: readonly string[]): Promise<Dataset> {
@@ -113,7 +128,10 @@ describe('SIGKILL at random instants while /api/status is polled', () => {
       const history = ((await (await fetch(`${url}/api/status`)).json()) as FederationStatus).history;
       const restored = new Map(history.map((r) => [r.round, r.modelHash]));
       for (const [round, hash] of shownBeforeKill) {
-        assert.ok(restored.has(round), `kill ${kills + 1}: round ${round} was shown before the kill and is missing after the restart (history: ${[...restored.keys()].join(',')})`);
+        assert.ok(
+          restored.has(round),
+          `kill ${kills + 1}: round ${round} was shown before the kill and is missing after the restart (history: ${[...restored.keys()].join(',')})`,
+        );
         assert.equal(restored.get(round), hash, `kill ${kills + 1}: round ${round} came back with another model`);
       }
     }
@@ -122,10 +140,13 @@ describe('SIGKILL at random instants while /api/status is polled', () => {
     // Every round a participant heard end is in the history as well.
     const history = new Set(((await (await fetch(`${url}/api/status`)).json()) as FederationStatus).history.map((r) => r.round));
     for (const p of participants) {
-      for (const e of p.events) if (e.type === 'round-end') assert.ok(history.has(e.message.round), `round ${e.message.round} was announced and lost`);
+      for (const e of p.events)
+        if (e.type === 'round-end') assert.ok(history.has(e.message.round), `round ${e.message.round} was announced and lost`);
     }
     const elapsed = (Date.now() - started) / 1000;
-    console.log(`random-kill: ${kills} kills (${targeted} the moment a new round was shown) in ${elapsed.toFixed(0)} s, ${polls} polls, ${seen.size} rounds shown, 0 lost`);
+    console.log(
+      `random-kill: ${kills} kills (${targeted} the moment a new round was shown) in ${elapsed.toFixed(0)} s, ${polls} polls, ${seen.size} rounds shown, 0 lost`,
+    );
     assert.ok(kills >= 20, `only ${kills} kills fit in the time budget`);
     assert.ok(targeted >= 5, `only ${targeted} kills landed right after a new round was shown`);
   });

@@ -17,9 +17,26 @@ describe('secure aggregation with distributed DP noise', () => {
   it('runs masked rounds whose participants add N(0, z²S²/m) before quantising', { timeout: 180_000 }, async () => {
     federation = await startTestFederation(
       [
-        '--rounds', '2', '--min-clients', '5', '--round-timeout', '60',
-        '--secure-aggregation', '--client-dp', 'distributed', '--fresh-privacy-budget', '--client-noise-multiplier', '1', '--client-sample-rate', '1',
-        '--client-clip', '1', '--expected-clients', '5', '--admin-token', 'secagg-dp-test-admin-token',
+        '--rounds',
+        '2',
+        '--min-clients',
+        '5',
+        '--round-timeout',
+        '60',
+        '--secure-aggregation',
+        '--client-dp',
+        'distributed',
+        '--fresh-privacy-budget',
+        '--client-noise-multiplier',
+        '1',
+        '--client-sample-rate',
+        '1',
+        '--client-clip',
+        '1',
+        '--expected-clients',
+        '5',
+        '--admin-token',
+        'secagg-dp-test-admin-token',
       ],
       5,
       { totalShards: 16 },
@@ -40,16 +57,43 @@ describe('secure aggregation with distributed DP noise', () => {
     const expected = pldEpsilon([{ sampleRate: 1, noiseMultiplier: 1 / Math.sqrt(5), steps: 2 }], 1e-5).epsilon;
     assert.equal(final.privacy!.accountant, 'pld');
     assert.ok(Math.abs(final.privacy!.epsilon - expected) < 1e-9);
-    assert.ok(final.privacy!.epsilon < new RdpAccountant().step({ sampleRate: 1, noiseMultiplier: 1 / Math.sqrt(5), steps: 2 }).getEpsilon(1e-5));
+    assert.ok(
+      final.privacy!.epsilon < new RdpAccountant().step({ sampleRate: 1, noiseMultiplier: 1 / Math.sqrt(5), steps: 2 }).getEpsilon(1e-5),
+    );
   });
 
-  it('with --distributed-noise skellam: integer noise in the sum, accounted as the sum\'s noise (ε as central DP at q = 1)', { timeout: 180_000 }, async () => {
+  it("with --distributed-noise skellam: integer noise in the sum, accounted as the sum's noise (ε as central DP at q = 1)", {
+    timeout: 180_000,
+  }, async () => {
     await federation?.close();
     federation = await startTestFederation(
       [
-        '--rounds', '2', '--min-clients', '5', '--min-updates', '4', '--round-timeout', '60',
-        '--secure-aggregation', '--client-dp', 'distributed', '--fresh-privacy-budget', '--client-noise-multiplier', '1', '--client-sample-rate', '1',
-        '--client-clip', '1', '--expected-clients', '5', '--distributed-noise', 'skellam', '--tolerated-dropouts', '1', '--admin-token', 'secagg-dp-test-admin-token',
+        '--rounds',
+        '2',
+        '--min-clients',
+        '5',
+        '--min-updates',
+        '4',
+        '--round-timeout',
+        '60',
+        '--secure-aggregation',
+        '--client-dp',
+        'distributed',
+        '--fresh-privacy-budget',
+        '--client-noise-multiplier',
+        '1',
+        '--client-sample-rate',
+        '1',
+        '--client-clip',
+        '1',
+        '--expected-clients',
+        '5',
+        '--distributed-noise',
+        'skellam',
+        '--tolerated-dropouts',
+        '1',
+        '--admin-token',
+        'secagg-dp-test-admin-token',
       ],
       5,
       { totalShards: 16 },
@@ -66,7 +110,14 @@ describe('secure aggregation with distributed DP noise', () => {
     assert.equal(uploads.length, 10);
     assert.ok(uploads.every((e) => e.type === 'uploaded' && e.masked === true && e.noised));
     // The sum's noise: 5 shares of μ/(5 − 1 − 1) on the grid 2c/R (c = 8, R = 2^22), charged at q = 1 with z_eff ≈ z.
-    const plan = planDistributedNoise({ clipNorm: 1, noiseMultiplier: 1, dimension: coordinator.task.paramCount, step: 16 / 2 ** 22, expectedContributors: 5, toleratedDropouts: 1 });
+    const plan = planDistributedNoise({
+      clipNorm: 1,
+      noiseMultiplier: 1,
+      dimension: coordinator.task.paramCount,
+      step: 16 / 2 ** 22,
+      expectedContributors: 5,
+      toleratedDropouts: 1,
+    });
     assert.ok(Math.abs(plan.effectiveNoiseMultiplier - 1) < 1e-6);
     const expected = new RdpAccountant().step({ sampleRate: 1, noiseMultiplier: plan.effectiveNoiseMultiplier, steps: 2 }).getEpsilon(1e-5);
     assert.ok(Math.abs(final.privacy!.epsilon - expected) < 1e-9, `ε ${final.privacy!.epsilon}, expected ${expected}`);

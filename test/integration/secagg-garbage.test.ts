@@ -8,8 +8,23 @@ import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts
 import { startCoordinator, type Coordinator } from '../../coordinator/server.ts';
 import { loadMnistDemo, type DemoData } from '../../coordinator/task/demo-data.ts';
 import type { Ack } from '../../core/protocol/errors.ts';
-import { PROTOCOL_VERSION, type JoinAccepted, type RoundStartMessage, type SecAggForwardedWire, type SecAggKeysWire, type SecAggUnmaskRequestWire } from '../../core/protocol/messages.ts';
-import { decodeForwarded, decodeKeys, encodeAdvertise, encodeMasked, encodeShares, encodeUnmask, toBytes } from '../../core/protocol/secagg-wire.ts';
+import {
+  PROTOCOL_VERSION,
+  type JoinAccepted,
+  type RoundStartMessage,
+  type SecAggForwardedWire,
+  type SecAggKeysWire,
+  type SecAggUnmaskRequestWire,
+} from '../../core/protocol/messages.ts';
+import {
+  decodeForwarded,
+  decodeKeys,
+  encodeAdvertise,
+  encodeMasked,
+  encodeShares,
+  encodeUnmask,
+  toBytes,
+} from '../../core/protocol/secagg-wire.ts';
 import { SecAggClient } from '../../core/secagg/protocol.ts';
 import { startNodeParticipants, stopNodeParticipants, type NodeParticipant } from '../helpers/node-participants.ts';
 
@@ -55,7 +70,9 @@ async function garbageParticipant(url: string): Promise<{ socket: Socket; finish
     socket.once('connect', resolve);
     socket.once('connect_error', reject);
   });
-  const joined = (await socket.timeout(15_000).emitWithAck('join', { protocolVersion: PROTOCOL_VERSION, client: { backend: 'garbage', numExamples: 100 } })) as Ack<JoinAccepted>;
+  const joined = (await socket
+    .timeout(15_000)
+    .emitWithAck('join', { protocolVersion: PROTOCOL_VERSION, client: { backend: 'garbage', numExamples: 100 } })) as Ack<JoinAccepted>;
   assert.ok(joined.ok, JSON.stringify(joined));
   const keys = next<SecAggKeysWire>(socket, 'secagg:keys');
   const forwarded = next<SecAggForwardedWire>(socket, 'secagg:forwarded');
@@ -93,12 +110,26 @@ describe('secure aggregation: garbage inputs never change the model', () => {
   });
 
   for (const attackers of [1, 3]) {
-    it(`${attackers} attacker(s) among ${HONEST} honest participants: the round aborts, the model is kept, the refusal is counted`, { timeout: 180_000 }, async () => {
+    it(`${attackers} attacker(s) among ${HONEST} honest participants: the round aborts, the model is kept, the refusal is counted`, {
+      timeout: 180_000,
+    }, async () => {
       const dataDir = await mkdtemp(path.join(tmpdir(), 'fl-secagg-garbage-'));
       const n = HONEST + attackers;
       const config = parseConfig(
-        ['--port', '0', '--host', '127.0.0.1', '--rounds', '1', '--min-clients', String(n), '--clients-per-round', String(n), '--min-updates', '3']
-          .concat(['--round-timeout', '120', '--secure-aggregation', '--secagg-step-timeout', '30', '--data-dir', dataDir, '--quiet']),
+        [
+          '--port',
+          '0',
+          '--host',
+          '127.0.0.1',
+          '--rounds',
+          '1',
+          '--min-clients',
+          String(n),
+          '--clients-per-round',
+          String(n),
+          '--min-updates',
+          '3',
+        ].concat(['--round-timeout', '120', '--secure-aggregation', '--secagg-step-timeout', '30', '--data-dir', dataDir, '--quiet']),
         {},
       ) as CoordinatorConfig;
       let coordinator: Coordinator | undefined;
@@ -118,7 +149,10 @@ describe('secure aggregation: garbage inputs never change the model', () => {
         const final = await coordinator.done;
         const round = final.history[0]!;
         assert.equal(round.outcome, 'skipped', `the round must not aggregate garbage: ${round.reason}`);
-        assert.match(round.reason ?? '', /secure aggregation aborted: decoded sum refused: the sum of \d+ updates is out of range: \d+ of \d+ coordinates exceed/);
+        assert.match(
+          round.reason ?? '',
+          /secure aggregation aborted: decoded sum refused: the sum of \d+ updates is out of range: \d+ of \d+ coordinates exceed/,
+        );
         assert.match(round.reason ?? '', /the model is unchanged$/);
         assert.equal(round.secagg?.sumRefused, true);
         assert.equal(round.secagg?.masked, n, 'every input, garbage included, reached the sum');

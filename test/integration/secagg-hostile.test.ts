@@ -8,7 +8,13 @@ import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts
 import { startCoordinator, type Coordinator } from '../../coordinator/server.ts';
 import { loadMnistDemo } from '../../coordinator/task/demo-data.ts';
 import { ErrorCode, type Ack } from '../../core/protocol/errors.ts';
-import { PROTOCOL_VERSION, type JoinAccepted, type RoundStartMessage, type SecAggForwardedWire, type SecAggKeysWire } from '../../core/protocol/messages.ts';
+import {
+  PROTOCOL_VERSION,
+  type JoinAccepted,
+  type RoundStartMessage,
+  type SecAggForwardedWire,
+  type SecAggKeysWire,
+} from '../../core/protocol/messages.ts';
 import { decodeForwarded, decodeKeys, encodeAdvertise, encodeShares, toBytes } from '../../core/protocol/secagg-wire.ts';
 import { SecAggClient } from '../../core/secagg/protocol.ts';
 import { startNodeParticipants, stopNodeParticipants, type NodeParticipant } from '../helpers/node-participants.ts';
@@ -58,7 +64,9 @@ async function connect(url: string): Promise<{ socket: Socket; emit: Emit }> {
     socket.once('connect', resolve);
     socket.once('connect_error', reject);
   });
-  const joined = (await socket.timeout(15_000).emitWithAck('join', { protocolVersion: PROTOCOL_VERSION, client: { backend: 'scripted', numExamples: 100 } })) as Ack<JoinAccepted>;
+  const joined = (await socket
+    .timeout(15_000)
+    .emitWithAck('join', { protocolVersion: PROTOCOL_VERSION, client: { backend: 'scripted', numExamples: 100 } })) as Ack<JoinAccepted>;
   assert.ok(joined.ok, `attacker join: ${JSON.stringify(joined)}`);
   return { socket, emit };
 }
@@ -78,14 +86,20 @@ async function attacker(url: string, attack: Attack): Promise<{ socket: Socket; 
     const config = { ...start.secagg.config, roundSeed: toBytes(start.secagg.config.roundSeed) };
     const client = await SecAggClient.create(config, index);
     const advertise = encodeAdvertise(client.advertise());
-    const done = async (refused: Ack<unknown>, again: () => Promise<Ack<unknown>>): Promise<Answer> => ({ attack, refused, after: await again() });
+    const done = async (refused: Ack<unknown>, again: () => Promise<Ack<unknown>>): Promise<Answer> => ({
+      attack,
+      refused,
+      after: await again(),
+    });
     switch (attack) {
       case 'wrong-from': {
         const other = index === 1 ? 2 : 1;
         return done(await emit('secagg:advertise', { ...advertise, from: other }), () => emit('secagg:advertise', advertise));
       }
       case 'wrong-size':
-        return done(await emit('secagg:advertise', { ...advertise, encryptionKey: new Uint8Array(10) }), () => emit('secagg:advertise', advertise));
+        return done(await emit('secagg:advertise', { ...advertise, encryptionKey: new Uint8Array(10) }), () =>
+          emit('secagg:advertise', advertise),
+        );
       case 'duplicate': {
         assert.deepEqual(await emit('secagg:advertise', advertise), { ok: true, value: { round: start.round } });
         const refused = await emit('secagg:advertise', advertise);
@@ -139,8 +153,26 @@ describe('hostile secure aggregation messages', () => {
     const n = HONEST + ATTACKS.length;
     const config = parseConfig(
       [
-        '--port', '0', '--host', '127.0.0.1', '--rounds', '1', '--min-clients', String(n), '--clients-per-round', String(n), '--min-updates', '3',
-        '--round-timeout', '120', '--secure-aggregation', '--secagg-step-timeout', '20', '--data-dir', dataDir, '--quiet',
+        '--port',
+        '0',
+        '--host',
+        '127.0.0.1',
+        '--rounds',
+        '1',
+        '--min-clients',
+        String(n),
+        '--clients-per-round',
+        String(n),
+        '--min-updates',
+        '3',
+        '--round-timeout',
+        '120',
+        '--secure-aggregation',
+        '--secagg-step-timeout',
+        '20',
+        '--data-dir',
+        dataDir,
+        '--quiet',
       ],
       {},
     ) as CoordinatorConfig;
@@ -154,7 +186,9 @@ describe('hostile secure aggregation messages', () => {
     await rm(dataDir, { recursive: true, force: true });
   });
 
-  it('refuses each bad message with SECAGG_REJECTED, excludes the sender, and aggregates the honest updates', { timeout: 300_000 }, async () => {
+  it('refuses each bad message with SECAGG_REJECTED, excludes the sender, and aggregates the honest updates', {
+    timeout: 300_000,
+  }, async () => {
     const attackers = [];
     for (const attack of ATTACKS) {
       const a = await attacker(coordinator.url, attack);

@@ -29,8 +29,26 @@ describe('secure aggregation with Node participants', () => {
     dataDir = await mkdtemp(path.join(tmpdir(), 'fl-secagg-'));
     const config = parseConfig(
       [
-        '--port', '0', '--host', '127.0.0.1', '--rounds', '1', '--min-clients', '10', '--clients-per-round', '10', '--min-updates', '3',
-        '--round-timeout', '120', '--secure-aggregation', '--secagg-step-timeout', '20', '--data-dir', dataDir, '--quiet',
+        '--port',
+        '0',
+        '--host',
+        '127.0.0.1',
+        '--rounds',
+        '1',
+        '--min-clients',
+        '10',
+        '--clients-per-round',
+        '10',
+        '--min-updates',
+        '3',
+        '--round-timeout',
+        '120',
+        '--secure-aggregation',
+        '--secagg-step-timeout',
+        '20',
+        '--data-dir',
+        dataDir,
+        '--quiet',
       ],
       {},
     ) as CoordinatorConfig;
@@ -71,7 +89,13 @@ describe('secure aggregation with Node participants', () => {
     assert.equal(round.outcome, 'aggregated', round.reason);
     const stats = round.secagg!;
     assert.deepEqual(
-      { advertised: stats.advertised, shared: stats.shared, masked: stats.masked, recovered: stats.dropoutsRecovered, aborted: stats.aborted },
+      {
+        advertised: stats.advertised,
+        shared: stats.shared,
+        masked: stats.masked,
+        recovered: stats.dropoutsRecovered,
+        aborted: stats.aborted,
+      },
       { advertised: 10, shared: 10, masked: 9, recovered: 1, aborted: undefined },
     );
     assert.equal(stats.unmasked, 6, 'six survivors answered the unmasking step');
@@ -106,7 +130,10 @@ describe('secure aggregation with Node participants', () => {
       for (let i = 0; i < vector.length; i++) buckets[vector[i]! >>> 28]!++;
       const expected = vector.length / 16;
       const chi2 = buckets.reduce((acc, b) => acc + (b - expected) ** 2 / expected, 0);
-      assert.ok(chi2 < limit15, `masked vector of ${id} is not uniform: chi2 ${chi2.toFixed(1)} > ${limit15.toFixed(1)}, buckets ${buckets}`);
+      assert.ok(
+        chi2 < limit15,
+        `masked vector of ${id} is not uniform: chi2 ${chi2.toFixed(1)} > ${limit15.toFixed(1)}, buckets ${buckets}`,
+      );
       // Its low byte too.
       const low = new Array<number>(256).fill(0);
       for (let i = 0; i < vector.length; i++) low[vector[i]! & 0xff]!++;
@@ -131,4 +158,3 @@ function chiSquareQuantile(k: number, alpha: number): number {
   const c = 2 / (9 * k);
   return k * (1 - c + z * Math.sqrt(c)) ** 3;
 }
-

@@ -35,7 +35,10 @@ describe('the penguins task file', () => {
 
   before(async () => {
     dataDir = await mkdtemp(path.join(tmpdir(), 'fl-penguins-'));
-    const config = parseConfig(['--task', PENGUINS, '--port', '0', '--host', '127.0.0.1', '--quiet', '--data-dir', dataDir], {}) as CoordinatorConfig;
+    const config = parseConfig(
+      ['--task', PENGUINS, '--port', '0', '--host', '127.0.0.1', '--quiet', '--data-dir', dataDir],
+      {},
+    ) as CoordinatorConfig;
     coordinator = await startCoordinator(config);
   });
 
@@ -62,13 +65,20 @@ describe('the penguins task file', () => {
     assert.equal((await fetch(`${coordinator.url}/api/demo-data/train.bin`)).status, 404);
   });
 
-  it('three sites with their own CSVs reach 85% test accuracy, and the saved model loads with tf.loadLayersModel', { timeout: 60_000 }, async () => {
+  it('three sites with their own CSVs reach 85% test accuracy, and the saved model loads with tf.loadLayersModel', {
+    timeout: 60_000,
+  }, async () => {
     const schema = coordinator.task.input as TabularInput;
-    const sites = await Promise.all([1, 2, 3].map((k) => siteDataset(`tasks/penguins/participants/site-${k}.csv`, schema, coordinator.task.classes)));
+    const sites = await Promise.all(
+      [1, 2, 3].map((k) => siteDataset(`tasks/penguins/participants/site-${k}.csv`, schema, coordinator.task.classes)),
+    );
     participants = await startNodeParticipants(coordinator.url, sites, coordinator.task, 3);
     const final = await coordinator.done;
     assert.equal(final.history.length, 10);
-    assert.ok(final.history.every((r) => r.outcome === 'aggregated' && r.received === 3), JSON.stringify(final.history.map((r) => [r.outcome, r.received])));
+    assert.ok(
+      final.history.every((r) => r.outcome === 'aggregated' && r.received === 3),
+      JSON.stringify(final.history.map((r) => [r.outcome, r.received])),
+    );
     const accuracy = final.history.at(-1)!.metrics!.accuracy;
     assert.ok(accuracy >= 0.85, `test accuracy ${accuracy}`);
 

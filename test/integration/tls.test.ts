@@ -35,7 +35,10 @@ function makeCertificate(dir: string, name: string): { cert: string; key: string
     execFileSync('openssl', args, { stdio: 'pipe' });
   } catch (error) {
     const e = error as NodeJS.ErrnoException & { stderr?: Buffer };
-    if (e.code === 'ENOENT') throw new Error('this test needs the openssl command to make its certificate: install OpenSSL (e.g. apt-get install openssl) and put it on PATH');
+    if (e.code === 'ENOENT')
+      throw new Error(
+        'this test needs the openssl command to make its certificate: install OpenSSL (e.g. apt-get install openssl) and put it on PATH',
+      );
     throw new Error(`openssl could not make a test certificate: ${e.stderr?.toString() ?? e.message}`);
   }
   return { cert, key };
@@ -100,9 +103,18 @@ describe('TLS: HTTPS and WSS', () => {
   });
 
   it('accepts a participant over WSS with its join token and refuses one without', async () => {
-    const good = io(coordinator.url, { transports: ['websocket'], reconnection: false, forceNew: true, ca: pem, auth: { token: JOIN_TOKEN } });
+    const good = io(coordinator.url, {
+      transports: ['websocket'],
+      reconnection: false,
+      forceNew: true,
+      ca: pem,
+      auth: { token: JOIN_TOKEN },
+    });
     sockets.push(good);
-    const joined: Ack<JoinAccepted> = await good.emitWithAck('join', { protocolVersion: PROTOCOL_VERSION, client: { backend: 'cpu', numExamples: 10 } });
+    const joined: Ack<JoinAccepted> = await good.emitWithAck('join', {
+      protocolVersion: PROTOCOL_VERSION,
+      client: { backend: 'cpu', numExamples: 10 },
+    });
     assert.ok(joined.ok, JSON.stringify(joined));
     assert.equal(joined.value.task.paramCount, coordinator.task.paramCount);
 
@@ -126,18 +138,30 @@ describe('TLS: HTTPS and WSS', () => {
     assert.ok(!api.body.includes(JOIN_TOKEN));
   });
 
-  it('refuses a key that is not the certificate\'s, a file that is no certificate, and a missing file', async () => {
+  it("refuses a key that is not the certificate's, a file that is no certificate, and a missing file", async () => {
     const other = makeCertificate(dir, 'other');
-    assert.throws(() => parseConfig(['--tls-cert', files.cert, '--tls-key', other.key], {}), (e: Error) => e instanceof ConfigError && /does not belong to the certificate/.test(e.message));
+    assert.throws(
+      () => parseConfig(['--tls-cert', files.cert, '--tls-key', other.key], {}),
+      (e: Error) => e instanceof ConfigError && /does not belong to the certificate/.test(e.message),
+    );
     const junk = path.join(dir, 'junk.pem');
     await writeFile(junk, 'not a certificate\n');
-    assert.throws(() => parseConfig(['--tls-cert', junk, '--tls-key', files.key], {}), (e: Error) => e instanceof ConfigError && /not a PEM certificate/.test(e.message));
-    assert.throws(() => parseConfig(['--tls-cert', files.cert, '--tls-key', junk], {}), (e: Error) => e instanceof ConfigError && /not an unencrypted PEM private key/.test(e.message));
+    assert.throws(
+      () => parseConfig(['--tls-cert', junk, '--tls-key', files.key], {}),
+      (e: Error) => e instanceof ConfigError && /not a PEM certificate/.test(e.message),
+    );
+    assert.throws(
+      () => parseConfig(['--tls-cert', files.cert, '--tls-key', junk], {}),
+      (e: Error) => e instanceof ConfigError && /not an unencrypted PEM private key/.test(e.message),
+    );
   });
 
   it('the CLI exits with code 2 and a clear message when the certificate file is missing', () => {
     const missing = path.join(dir, 'missing-cert.pem');
-    const result = spawnSync(process.execPath, ['--import', 'tsx', 'coordinator/cli.ts', '--tls-cert', missing, '--tls-key', files.key], { cwd: repoRoot, encoding: 'utf8' });
+    const result = spawnSync(process.execPath, ['--import', 'tsx', 'coordinator/cli.ts', '--tls-cert', missing, '--tls-key', files.key], {
+      cwd: repoRoot,
+      encoding: 'utf8',
+    });
     assert.equal(result.status, 2, result.stderr);
     assert.ok(result.stderr.includes(`error: --tls-cert ${missing}: cannot read it (no such file)`), result.stderr);
   });
@@ -146,7 +170,16 @@ describe('TLS: HTTPS and WSS', () => {
     const adminToken = 'tls-test-admin-token-987654321';
     const tokenFile = path.join(dir, 'join-tokens.txt');
     await writeFile(tokenFile, `# test\n${JOIN_TOKEN}\n`);
-    const cli = await startCoordinatorProcess(['--tls-cert', files.cert, '--tls-key', files.key, '--join-token-file', tokenFile, '--admin-token', adminToken]);
+    const cli = await startCoordinatorProcess([
+      '--tls-cert',
+      files.cert,
+      '--tls-key',
+      files.key,
+      '--join-token-file',
+      tokenFile,
+      '--admin-token',
+      adminToken,
+    ]);
     try {
       assert.match(cli.url, /^https:\/\/localhost:\d+$/);
       const text = cli.output.join('\n');

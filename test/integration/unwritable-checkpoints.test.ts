@@ -106,7 +106,24 @@ describe('an unwritable checkpoint folder', () => {
     dataDir = await mkdtemp(path.join(tmpdir(), 'fl-unwritable-'));
     const logs: string[] = [];
     const config = parseConfig(
-      ['--task', 'tasks/penguins/task.json', '--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, '--rounds', '100', '--epochs', '1', '--round-timeout', '20', '--admin-token', ADMIN_TOKEN],
+      [
+        '--task',
+        'tasks/penguins/task.json',
+        '--port',
+        '0',
+        '--host',
+        '127.0.0.1',
+        '--data-dir',
+        dataDir,
+        '--rounds',
+        '100',
+        '--epochs',
+        '1',
+        '--round-timeout',
+        '20',
+        '--admin-token',
+        ADMIN_TOKEN,
+      ],
       {},
     ) as CoordinatorConfig;
     coordinator = await startCoordinator(config, { log: (line) => logs.push(line) });
@@ -130,19 +147,31 @@ describe('an unwritable checkpoint folder', () => {
     assert.ok(failure.path?.startsWith(checkpointDir), `the failure names the checkpoint folder: ${failure.path}`);
     assert.match(failure.what, /^round \d+ \(checkpoint, history, model files\)$/);
     assert.match(paused.waitingFor ?? '', new RegExp(`resume once the folder is writable again: .*${failure.code}`));
-    assert.ok(logs.some((l) => l.includes(failure.path!) && l.includes(failure.code!) && /paused/.test(l)), `the log names the path and the error:\n${logs.join('\n')}`);
+    assert.ok(
+      logs.some((l) => l.includes(failure.path!) && l.includes(failure.code!) && /paused/.test(l)),
+      `the log names the path and the error:\n${logs.join('\n')}`,
+    );
     const heldRound = Number(/^round (\d+)/.exec(failure.what)![1]);
     await until('the dashboard push', () => pushed?.storageFailure?.code === failure.code);
 
     // Nothing unsaved is shown or announced, and nothing completed is lost: the history is what is on disk.
     await new Promise((resolve) => setTimeout(resolve, 1500));
     const during = status();
-    assert.ok(during.history.every((r) => r.round < heldRound), 'the unsaved round is not in the history');
+    assert.ok(
+      during.history.every((r) => r.round < heldRound),
+      'the unsaved round is not in the history',
+    );
     assert.equal(during.history.length, paused.history.length, 'no round completes while paused');
-    for (const p of participants) for (const e of p.events) if (e.type === 'round-end') assert.ok(e.message.round < heldRound, `round ${e.message.round} was announced unsaved`);
+    for (const p of participants)
+      for (const e of p.events)
+        if (e.type === 'round-end') assert.ok(e.message.round < heldRound, `round ${e.message.round} was announced unsaved`);
     const onDisk = (await new CheckpointStore(path.join(dataDir, 'penguins-sex')).loadLatest()).latest!;
     assert.equal(onDisk.state.round, during.history.at(-1)!.round, 'the last round shown is the last checkpoint');
-    assert.equal(weightsHash(new Float32Array(new Uint8Array(onDisk.model.weightsBin).buffer)), during.modelHash, 'the model shown is the one on disk');
+    assert.equal(
+      weightsHash(new Float32Array(new Uint8Array(onDisk.model.weightsBin).buffer)),
+      during.modelHash,
+      'the model shown is the one on disk',
+    );
 
     const refused = await admin.timeout(10_000).emitWithAck('control', { action: 'resume' });
     assert.ok(!refused.ok && /saving still fails/.test(refused.error.message), JSON.stringify(refused));
@@ -152,13 +181,22 @@ describe('an unwritable checkpoint folder', () => {
     assert.deepEqual(await admin.timeout(10_000).emitWithAck('control', { action: 'resume' }), { ok: true, value: { control: 'running' } });
     const resumed = await until('two more rounds', () => (status().history.some((r) => r.round > heldRound) ? status() : undefined));
     assert.equal(resumed.storageFailure, undefined);
-    assert.ok(resumed.history.some((r) => r.round === heldRound && r.outcome === 'aggregated'), 'the held round was saved and shown on resume');
+    assert.ok(
+      resumed.history.some((r) => r.round === heldRound && r.outcome === 'aggregated'),
+      'the held round was saved and shown on resume',
+    );
     const rounds = resumed.history.map((r) => r.round);
-    assert.deepEqual(rounds, [...rounds].sort((a, b) => a - b));
+    assert.deepEqual(
+      rounds,
+      [...rounds].sort((a, b) => a - b),
+    );
 
     // The best round's model is in best/ and offered for download beside the last one.
     const best = status().best!;
-    const bestInfo = JSON.parse(await readFile(path.join(dataDir, 'penguins-sex', 'best', 'best.json'), 'utf8')) as { round: number; modelHash: string };
+    const bestInfo = JSON.parse(await readFile(path.join(dataDir, 'penguins-sex', 'best', 'best.json'), 'utf8')) as {
+      round: number;
+      modelHash: string;
+    };
     assert.equal(bestInfo.round, best.round);
     assert.equal(bestInfo.modelHash, best.modelHash);
     const auth = { authorization: `Bearer ${ADMIN_TOKEN}` };

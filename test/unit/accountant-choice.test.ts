@@ -40,7 +40,10 @@ function config(flags: string[]): CoordinatorConfig {
 /** The DP-FedAvg strategy the coordinator builds for these flags, seeded so tests are repeatable. */
 function dpStrategy(flags: string[]): DpFedAvg {
   const c = config(flags);
-  return buildStrategy({ ...c, clientDp: { ...c.clientDp!, uniform: new SeededRandom(5), selectionUniform: new SeededRandom(6) } }) as DpFedAvg;
+  return buildStrategy({
+    ...c,
+    clientDp: { ...c.clientDp!, uniform: new SeededRandom(5), selectionUniform: new SeededRandom(6) },
+  }) as DpFedAvg;
 }
 
 function chargeRounds(strategy: DpFedAvg, rounds: number): void {
@@ -48,7 +51,7 @@ function chargeRounds(strategy: DpFedAvg, rounds: number): void {
 }
 
 describe('the accountant the coordinator uses', () => {
-  it('--accountant pld: the strategy reports the PLD module\'s ε for the same rounds, with RDP\'s next to it', () => {
+  it("--accountant pld: the strategy reports the PLD module's ε for the same rounds, with RDP's next to it", () => {
     const strategy = dpStrategy([...CLIENT_DP, '--accountant', 'pld']);
     chargeRounds(strategy, 5);
     const report = strategy.privacy();
@@ -72,17 +75,20 @@ describe('the accountant the coordinator uses', () => {
     assert.equal(report.epsilon, pld(5));
   });
 
-  it('--accountant rdp: ε is exactly the RDP accountant\'s, as before, and no PLD is computed', () => {
+  it("--accountant rdp: ε is exactly the RDP accountant's, as before, and no PLD is computed", () => {
     const strategy = dpStrategy([...CLIENT_DP, '--accountant', 'rdp']);
     chargeRounds(strategy, 5);
     const report = strategy.privacy();
     assert.equal(report.accountant, 'rdp');
     assert.equal(report.epsilon, rdp(5));
-    assert.equal(report.optimalOrder, new RdpAccountant().step({ sampleRate: Q, noiseMultiplier: Z, steps: 5 }).getEpsilonAndOrder(DELTA).optimalOrder);
+    assert.equal(
+      report.optimalOrder,
+      new RdpAccountant().step({ sampleRate: Q, noiseMultiplier: Z, steps: 5 }).getEpsilonAndOrder(DELTA).optimalOrder,
+    );
     assert.equal(report.pldEpsilon, undefined);
   });
 
-  it('budget refusals use the chosen accountant: a budget between PLD\'s and RDP\'s ε of the next round', () => {
+  it("budget refusals use the chosen accountant: a budget between PLD's and RDP's ε of the next round", () => {
     const budget = (pld(4) + rdp(4)) / 2;
     assert.ok(pld(4) < budget && budget < rdp(4));
     const withPld = dpStrategy([...CLIENT_DP, '--accountant', 'pld', '--epsilon-budget', String(budget)]);
@@ -107,7 +113,7 @@ describe('the accountant the coordinator uses', () => {
     const restored = dpStrategy([...CLIENT_DP, '--accountant', 'pld']);
     restored.loadState(saved);
     assert.deepEqual(restored.privacy(), before.privacy());
-    assert.equal(restored.name, before.name, 'the checkpoint\'s strategy name still matches');
+    assert.equal(restored.name, before.name, "the checkpoint's strategy name still matches");
     // A crash after the checkpoint: the started rounds are charged, then the run continues.
     restored.chargeUnrecordedRounds(1);
     chargeRounds(restored, 1);
@@ -124,9 +130,15 @@ describe('the accountant the coordinator uses', () => {
     assert.equal(strategy.privacy?.().accountant, 'pld');
   });
 
-  it('the round engine\'s status and history carry which accountant gave ε', async () => {
+  it("the round engine's status and history carry which accountant gave ε", async () => {
     const c = config([...CLIENT_DP, '--accountant', 'pld']);
-    const strategy = new DpFedAvg({ ...c.clientDp!, sampleRate: 1e-3, epsilonBudget: 1e9, uniform: new SeededRandom(2), selectionUniform: new SeededRandom(3) });
+    const strategy = new DpFedAvg({
+      ...c.clientDp!,
+      sampleRate: 1e-3,
+      epsilonBudget: 1e9,
+      uniform: new SeededRandom(2),
+      selectionUniform: new SeededRandom(3),
+    });
     const h = new EngineHarness({ minClients: 1, rounds: 2 }, 4, strategy);
     h.join();
     h.engine.start();
@@ -142,7 +154,10 @@ describe('the accountant the coordinator uses', () => {
   it('the dashboard says which accountant gave ε, with both values', () => {
     const auto = dpStrategy(CLIENT_DP);
     chargeRounds(auto, 2);
-    assert.equal(accountantText(auto.privacy()), `ε by the PLD accountant (auto: the smaller bound): PLD ${pld(2).toFixed(3)}, RDP ${rdp(2).toFixed(3)}`);
+    assert.equal(
+      accountantText(auto.privacy()),
+      `ε by the PLD accountant (auto: the smaller bound): PLD ${pld(2).toFixed(3)}, RDP ${rdp(2).toFixed(3)}`,
+    );
     const onlyRdp = dpStrategy([...CLIENT_DP, '--accountant', 'rdp']);
     chargeRounds(onlyRdp, 2);
     assert.equal(accountantText(onlyRdp.privacy()), 'ε by the RDP accountant');
@@ -151,12 +166,33 @@ describe('the accountant the coordinator uses', () => {
   it('flags and task files are checked', () => {
     assert.throws(() => config([...CLIENT_DP, '--accountant', 'prv']), /--accountant must be auto, pld or rdp, got "prv"/);
     assert.throws(() => config(['--accountant', 'pld']), /--accountant needs --client-dp or --dp-sgd-clip/);
-    const skellam = ['--secure-aggregation', '--client-dp', 'distributed', '--client-noise-multiplier', '1', '--client-sample-rate', '1', '--expected-clients', '5', '--min-clients', '5', '--min-updates', '5', '--distributed-noise', 'skellam', ...ADMIN];
+    const skellam = [
+      '--secure-aggregation',
+      '--client-dp',
+      'distributed',
+      '--client-noise-multiplier',
+      '1',
+      '--client-sample-rate',
+      '1',
+      '--expected-clients',
+      '5',
+      '--min-clients',
+      '5',
+      '--min-updates',
+      '5',
+      '--distributed-noise',
+      'skellam',
+      ...ADMIN,
+    ];
     assert.throws(() => config([...skellam, '--accountant', 'pld']), /--accountant pld cannot account --distributed-noise skellam/);
     assert.equal(config([...skellam, '--accountant', 'rdp']).clientDp?.accountant, 'rdp');
     const dpSgd = config(['--dp-sgd-clip', '1', '--dp-sgd-noise-multiplier', '1.1', '--accountant', 'rdp']);
     assert.equal(dpSgd.settings.fit.sampleDp?.accountant, 'rdp');
-    assert.equal(config(['--dp-sgd-clip', '1', '--dp-sgd-noise-multiplier', '1.1']).settings.fit.sampleDp?.accountant, undefined, 'absent: auto');
+    assert.equal(
+      config(['--dp-sgd-clip', '1', '--dp-sgd-noise-multiplier', '1.1']).settings.fit.sampleDp?.accountant,
+      undefined,
+      'absent: auto',
+    );
   });
 });
 
@@ -178,7 +214,14 @@ describe('privacy.accountant in a task file', () => {
       input: { kind: 'tabular', labelColumn: 'y', features: [{ name: 'a', type: 'numeric' }] },
       classes: ['no', 'yes'],
       data: { train: './train.csv', test: './test.csv' },
-      privacy: { clientDp: 'central', clientNoiseMultiplier: Z, clientSampleRate: Q, dpSgdClip: 1, dpSgdNoiseMultiplier: 1.1, accountant: 'rdp' },
+      privacy: {
+        clientDp: 'central',
+        clientNoiseMultiplier: Z,
+        clientSampleRate: Q,
+        dpSgdClip: 1,
+        dpSgdNoiseMultiplier: 1.1,
+        accountant: 'rdp',
+      },
     };
     await writeFile(file, JSON.stringify(task));
     const fromFile = config(['--task', file, ...ADMIN]);
@@ -192,9 +235,15 @@ describe('privacy.accountant in a task file', () => {
 
 describe("participants' ledgers", () => {
   const ROUND = { sampleRate: 0.1, noiseMultiplier: 1.1, steps: 10 };
-  const data: Dataset = { count: 100, features: 2, numClasses: 2, labels: new Uint8Array(100), values: new Float32Array(200).map((_, i) => i) };
+  const data: Dataset = {
+    count: 100,
+    features: 2,
+    numClasses: 2,
+    labels: new Uint8Array(100),
+    values: new Float32Array(200).map((_, i) => i),
+  };
 
-  it('DP-SGD: the task\'s accountant reads the ledger (default auto: PLD here), and its budget check uses it', async () => {
+  it("DP-SGD: the task's accountant reads the ledger (default auto: PLD here), and its budget check uses it", async () => {
     const sampleDp = { clipNorm: 1, noiseMultiplier: 1.1, expectedBatchSize: 10, delta: 1e-5 };
     const pldAfter = (n: number) => pldEpsilon([{ ...ROUND, steps: ROUND.steps * n }], 1e-5).epsilon;
     const rdpAfter = (n: number) => new RdpAccountant().step({ ...ROUND, steps: ROUND.steps * n }).getEpsilon(1e-5);
@@ -213,7 +262,7 @@ describe("participants' ledgers", () => {
     assert.equal(own.accountantKind, 'rdp');
   });
 
-  it('client-level: a Skellam round (known only by an RDP bound) makes the whole stored history RDP\'s', async () => {
+  it("client-level: a Skellam round (known only by an RDP bound) makes the whole stored history RDP's", async () => {
     const store = new MemoryLedgerStore();
     const open = async () => new ClientLevelLedger(await PrivacyLedger.open(store, 'client-level/x', 1e-5));
     const central = { placement: 'central', sampleRate: 0.5, noiseMultiplier: 1 } as const;
@@ -222,13 +271,23 @@ describe("participants' ledgers", () => {
     assert.equal(first.ledger.accounted.accountant, 'pld');
     assert.equal(first.ledger.epsilon, pldEpsilon([{ sampleRate: 0.5, noiseMultiplier: 1, steps: 1 }], 1e-5).epsilon);
     await first.admit(2, { placement: 'distributed', sampleRate: 1, noiseMultiplier: 1, rdpOnly: true });
-    const expected = new RdpAccountant().step({ sampleRate: 0.5, noiseMultiplier: 1 }).step({ sampleRate: 1, noiseMultiplier: 1 }).getEpsilon(1e-5);
+    const expected = new RdpAccountant()
+      .step({ sampleRate: 0.5, noiseMultiplier: 1 })
+      .step({ sampleRate: 1, noiseMultiplier: 1 })
+      .getEpsilon(1e-5);
     assert.equal(first.ledger.accounted.accountant, 'rdp');
     assert.equal(first.ledger.epsilon, expected);
     // Reopened (a reload): the mark was stored, and later Gaussian rounds do not bring PLD back.
     const again = await open();
     await again.admit(3, central);
     assert.equal(again.ledger.accounted.accountant, 'rdp');
-    assert.equal(again.ledger.epsilon, new RdpAccountant().step({ sampleRate: 0.5, noiseMultiplier: 1 }).step({ sampleRate: 1, noiseMultiplier: 1 }).step({ sampleRate: 0.5, noiseMultiplier: 1 }).getEpsilon(1e-5));
+    assert.equal(
+      again.ledger.epsilon,
+      new RdpAccountant()
+        .step({ sampleRate: 0.5, noiseMultiplier: 1 })
+        .step({ sampleRate: 1, noiseMultiplier: 1 })
+        .step({ sampleRate: 0.5, noiseMultiplier: 1 })
+        .getEpsilon(1e-5),
+    );
   });
 });

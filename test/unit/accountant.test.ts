@@ -201,11 +201,21 @@ describe('RDP → (ε, δ) against published values', () => {
     const signed = { fractionalSeries: 'signed' } as const;
     const a = computeRdp(1e-4, 0.4, 40000, orders, signed);
     const b = computeRdp(0.1, 2, 100, orders, signed);
-    const eps = epsilonFromRdp(orders, a.map((r, k) => r + b[k]!), 1e-5, 'classic');
+    const eps = epsilonFromRdp(
+      orders,
+      a.map((r, k) => r + b[k]!),
+      1e-5,
+      'classic',
+    );
     assertClose(eps.epsilon, 8.509656, 0, 5e-7, 'ε');
     assert.equal(eps.optimalOrder, 2.5);
     // Later TF Privacy versions only assert the improved bound is <= 8.509656.
-    const improved = epsilonFromRdp(orders, a.map((r, k) => r + b[k]!), 1e-5, 'improved');
+    const improved = epsilonFromRdp(
+      orders,
+      a.map((r, k) => r + b[k]!),
+      1e-5,
+      'improved',
+    );
     assert.ok(improved.epsilon <= 8.509656);
   });
 
@@ -237,7 +247,16 @@ describe('RDP → (ε, δ) against published values', () => {
     const cases = [
       { n: 60000, batch: 150, sigma: 1.3, epochs: 15, delta: 1e-5, classic: 0.941870567, improved: 0.7242234026109595, order: 19 },
       { n: 100000, batch: 100, sigma: 1.0, epochs: 30, delta: 1e-7, classic: 1.70928734, improved: 1.4154988495444845, order: 13 },
-      { n: 100000000, batch: 1024, sigma: 0.1, epochs: 10, delta: 1e-7, classic: 5907984.81339406, improved: 5907982.31138195, order: 1.25 },
+      {
+        n: 100000000,
+        batch: 1024,
+        sigma: 0.1,
+        epochs: 10,
+        delta: 1e-7,
+        classic: 5907984.81339406,
+        improved: 5907982.31138195,
+        order: 1.25,
+      },
     ];
     for (const c of cases) {
       const rdp = computeRdp(c.batch / c.n, c.sigma, Math.ceil((c.epochs * c.n) / c.batch), TF_DPSGD_ORDERS);
@@ -370,7 +389,11 @@ describe('RdpAccountant', () => {
     accountant.getRdp().forEach((r, k) => {
       assertClose(r, a[k]! + b[k]!, 1e-14, 0, `order ${DEFAULT_ORDERS[k]}`);
     });
-    const expected = epsilonFromRdp(DEFAULT_ORDERS, a.map((r, k) => r + b[k]!), 1e-5);
+    const expected = epsilonFromRdp(
+      DEFAULT_ORDERS,
+      a.map((r, k) => r + b[k]!),
+      1e-5,
+    );
     assertClose(accountant.getEpsilon(1e-5), expected.epsilon, 1e-14, 0, 'ε');
     assert.deepEqual(accountant.toJSON().history, [
       { sampleRate: 0.01, noiseMultiplier: 1.1, steps: 300 },

@@ -32,12 +32,12 @@ describe('connection admission', () => {
     admission.transportOpened(a1);
     admission.transportOpened(transport('A', closed, 'a2'));
     admission.transportOpened(transport('A', closed, 'a3'));
-    assert.deepEqual(closed, ['a1'], 'the address\'s oldest made room');
+    assert.deepEqual(closed, ['a1'], "the address's oldest made room");
     admission.transportOpened(transport('B', closed, 'b1'));
     admission.transportOpened(transport('C', closed, 'c1'));
     assert.deepEqual(closed, ['a1'], 'room left in the pool');
     admission.transportOpened(transport('D', closed, 'd1'));
-    assert.deepEqual(closed, ['a1', 'a2'], 'the pool\'s oldest made room');
+    assert.deepEqual(closed, ['a1', 'a2'], "the pool's oldest made room");
     assert.equal(admission.waiting, 4);
     assert.equal(admission.transportRefusal('D'), undefined, 'never refused while slots are left');
   });
@@ -78,7 +78,10 @@ describe('credentials', () => {
   it('are minted with fresh ids and secret tokens, kept as digests, identified in constant time, and revoked by id', () => {
     const first = mintCredentials([], 3);
     const more = mintCredentials(first.entries, 2);
-    assert.deepEqual(more.entries.map((e) => e.id), ['c0004', 'c0005']);
+    assert.deepEqual(
+      more.entries.map((e) => e.id),
+      ['c0004', 'c0005'],
+    );
     const file = parseCredentialFile(JSON.stringify({ version: 1, credentials: [...first.entries, ...more.entries] }), 'test.json');
     const text = JSON.stringify(file);
     for (const { token } of [...first.tokens, ...more.tokens]) assert.ok(!text.includes(token), 'the file holds no token');
@@ -99,16 +102,28 @@ describe('credentials', () => {
       const out = path.join(dir, 'tokens.txt');
       const lines: string[] = [];
       await runTokensCli(['--file', file, '--count', '3', '--out', out], (l) => lines.push(l));
-      const tokens = (await readFile(out, 'utf8')).trim().split('\n').map((l) => l.split(' ') as [string, string]);
-      assert.deepEqual(tokens.map(([id]) => id), ['c0001', 'c0002', 'c0003']);
+      const tokens = (await readFile(out, 'utf8'))
+        .trim()
+        .split('\n')
+        .map((l) => l.split(' ') as [string, string]);
+      assert.deepEqual(
+        tokens.map(([id]) => id),
+        ['c0001', 'c0002', 'c0003'],
+      );
       assert.equal((await stat(out)).mode & 0o777, 0o600);
       const stored = await readFile(file, 'utf8');
       for (const [, token] of tokens) assert.ok(!stored.includes(token) && !lines.join('\n').includes(token));
       await runTokensCli(['--file', file, '--revoke', 'c0002', '--list'], (l) => lines.push(l));
       const set = new CredentialSet(parseCredentialFile(await readFile(file, 'utf8'), file));
-      assert.deepEqual(tokens.map(([, token]) => set.identify(token)), ['c0001', undefined, 'c0003']);
+      assert.deepEqual(
+        tokens.map(([, token]) => set.identify(token)),
+        ['c0001', undefined, 'c0003'],
+      );
       assert.ok(lines.some((l) => /^c0002 +revoked/.test(l)));
-      await assert.rejects(runTokensCli(['--file', file, '--revoke', 'c0404'], () => {}), /no credential with id c0404/);
+      await assert.rejects(
+        runTokensCli(['--file', file, '--revoke', 'c0404'], () => {}),
+        /no credential with id c0404/,
+      );
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -119,7 +134,10 @@ describe('credentials', () => {
     try {
       const file = path.join(dir, 'credentials.json');
       await writeFile(file, JSON.stringify({ version: 1, credentials: mintCredentials([], 1).entries }));
-      const config = parseConfig(['--credentials', file, '--max-connections-per-ip', '7', '--participant-grace', '30'], {}) as CoordinatorConfig;
+      const config = parseConfig(
+        ['--credentials', file, '--max-connections-per-ip', '7', '--participant-grace', '30'],
+        {},
+      ) as CoordinatorConfig;
       assert.ok(config.security);
       assert.equal(config.security.credentials!.set.size, 1);
       assert.equal(config.security.maxConnectionsPerIp, 7);
@@ -133,7 +151,11 @@ describe('credentials', () => {
         [['--max-connections-per-credential', 'x'], /--max-connections-per-credential must be a positive integer/],
         [['--participant-grace=-1'], /--participant-grace must be a number of seconds/],
       ] as const) {
-        assert.throws(() => parseConfig([...args], {}), (e: Error) => e instanceof ConfigError && pattern.test(e.message), args.join(' '));
+        assert.throws(
+          () => parseConfig([...args], {}),
+          (e: Error) => e instanceof ConfigError && pattern.test(e.message),
+          args.join(' '),
+        );
       }
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -142,7 +164,10 @@ describe('credentials', () => {
 
   it('a bad file is refused with where, never with a digest', () => {
     assert.throws(() => parseCredentialFile('{', 'f.json'), /f\.json: not JSON/);
-    assert.throws(() => parseCredentialFile('{"version":1,"credentials":[{"id":"a","sha256":"xyz","created":"t"}]}', 'f.json'), /credential #1 \(a\): "sha256"/);
+    assert.throws(
+      () => parseCredentialFile('{"version":1,"credentials":[{"id":"a","sha256":"xyz","created":"t"}]}', 'f.json'),
+      /credential #1 \(a\): "sha256"/,
+    );
     const entry = { id: 'a', sha256: 'a'.repeat(64), created: 't' };
     assert.throws(() => parseCredentialFile(JSON.stringify({ version: 1, credentials: [entry, entry] }), 'f.json'), /id a appears twice/);
   });
@@ -169,7 +194,14 @@ describe('reliability-weighted selection', () => {
     }
     assert.equal(hasOwnSelection(new FedAvg()), false);
     assert.equal(hasOwnSelection(new Bound(new Bound(new FedAvg()))), false, 'wrappers only pass selection on');
-    const dp = new DpFedAvg({ placement: 'central', noiseMultiplier: 1, clip: { kind: 'fixed', norm: 1 }, sampleRate: 0.5, expectedClients: 4, delta: 1e-5 });
+    const dp = new DpFedAvg({
+      placement: 'central',
+      noiseMultiplier: 1,
+      clip: { kind: 'fixed', norm: 1 },
+      sampleRate: 0.5,
+      expectedClients: 4,
+      delta: 1e-5,
+    });
     assert.equal(hasOwnSelection(new Bound(dp)), true);
   });
 
@@ -193,7 +225,14 @@ describe('quorum', () => {
     assert.equal(quorumMet({ ...base, selected: 5, received: 4 }), undefined, 'no over-selection: everyone is waited for');
   });
   it('does not wait for participants that never delivered, once minUpdates are in', () => {
-    const input = { ...base, selected: 5, received: 2, minUpdates: 2, outstanding: ['s1', 's2', 's3'], neverDelivered: (id: string) => id.startsWith('s') };
+    const input = {
+      ...base,
+      selected: 5,
+      received: 2,
+      minUpdates: 2,
+      outstanding: ['s1', 's2', 's3'],
+      neverDelivered: (id: string) => id.startsWith('s'),
+    };
     assert.match(quorumMet(input)!, /never delivered/);
     assert.equal(quorumMet({ ...input, received: 1 }), undefined, 'fewer than minUpdates');
     assert.equal(quorumMet({ ...input, outstanding: ['s1', 'honest'] }), undefined, 'someone with no such record is still out');
@@ -229,7 +268,8 @@ describe('round engine: quorum and behaviour', () => {
     const durations: number[] = [];
     for (let round = 1; round <= 5; round++) {
       const start = h.clock.now();
-      for (const id of honest.filter((id) => h.selectedIn(round).includes(id))) assert.ok(h.engine.submitUpdate(id, h.update(round, [0.1, 0, 0, 0])).ok);
+      for (const id of honest.filter((id) => h.selectedIn(round).includes(id)))
+        assert.ok(h.engine.submitUpdate(id, h.update(round, [0.1, 0, 0, 0])).ok);
       await h.settle();
       if (h.ends.length < round) {
         h.clock.advance(30_000);
@@ -241,7 +281,10 @@ describe('round engine: quorum and behaviour', () => {
     // Rounds 1 and 2 had no record to go by; from round 3 each closed with the honest updates, at once.
     assert.deepEqual(durations, [30_000, 30_000, 0, 0, 0], `round durations ${durations}`);
     const history = h.engine.status().history;
-    assert.deepEqual(history.map((r) => [r.outcome, r.received, r.dropped]), Array(5).fill(['aggregated', 3, 40]));
+    assert.deepEqual(
+      history.map((r) => [r.outcome, r.received, r.dropped]),
+      Array(5).fill(['aggregated', 3, 40]),
+    );
     assert.match(history[2]!.participants!.find((p) => !honest.includes(p.id))!.reason!, /never delivered/);
   });
 });
@@ -281,15 +324,24 @@ describe('participant records under churn', () => {
     const after = h.engine.dashboardStatus();
     assert.equal(after.participantTotals!.known, 0);
     assert.ok(JSON.stringify(after).length < 3000, `${JSON.stringify(after).length} bytes`);
-    console.log(`# status bytes at 2.5k/5k/7.5k/10k cycles: ${sizes.join(', ')}; heap MB: ${heaps.map((b) => (b / 1e6).toFixed(1)).join(', ')}; RSS MB: ${rss.map((b) => (b / 1e6).toFixed(0)).join(', ')}; after the grace: ${JSON.stringify(after).length} bytes`);
+    console.log(
+      `# status bytes at 2.5k/5k/7.5k/10k cycles: ${sizes.join(', ')}; heap MB: ${heaps.map((b) => (b / 1e6).toFixed(1)).join(', ')}; RSS MB: ${rss.map((b) => (b / 1e6).toFixed(0)).join(', ')}; after the grace: ${JSON.stringify(after).length} bytes`,
+    );
   });
 
   it('departed records: grace period, a hard bound, and selected ones kept for later', () => {
     const d = new DepartedParticipants(1000, 3);
     for (let i = 0; i < 5; i++) d.left(`p${i}`, i);
-    assert.deepEqual(d.expire(10, () => false), ['p0', 'p1'], 'beyond 3 kept, the oldest go at once');
+    assert.deepEqual(
+      d.expire(10, () => false),
+      ['p0', 'p1'],
+      'beyond 3 kept, the oldest go at once',
+    );
     d.returned('p2');
-    assert.deepEqual(d.expire(2000, (id) => id === 'p3'), ['p4']);
+    assert.deepEqual(
+      d.expire(2000, (id) => id === 'p3'),
+      ['p4'],
+    );
     assert.equal(d.size, 1, 'p3 is kept while selected');
   });
 });

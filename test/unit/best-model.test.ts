@@ -37,7 +37,14 @@ const record = (round: number, accuracy?: number, loss = 1, outcome: RoundRecord
 
 describe('best model and early stopping', () => {
   it('the best round is the highest accuracy, then the lowest loss, the earliest of equals; skipped rounds do not count', () => {
-    const history = [record(1, 0.7, 0.5), record(2, 0.9, 0.4), record(3, 0.9, 0.3), record(4, 0.9, 0.3), record(5, undefined, 1, 'skipped'), record(6, 0.8)];
+    const history = [
+      record(1, 0.7, 0.5),
+      record(2, 0.9, 0.4),
+      record(3, 0.9, 0.3),
+      record(4, 0.9, 0.3),
+      record(5, undefined, 1, 'skipped'),
+      record(6, 0.8),
+    ];
     assert.equal(bestRound(history)?.round, 3);
     assert.equal(roundsWithoutImprovement(history), 2, 'rounds 4 and 6 were evaluated after it; the skipped round 5 was not');
     assert.equal(bestRound([record(1, undefined, 1, 'skipped')]), undefined);
@@ -58,7 +65,10 @@ describe('best model and early stopping', () => {
     const final = h.engine.status();
     assert.equal(final.done, true);
     assert.equal(final.history.length, 4);
-    assert.match(final.doneReason ?? '', /^early stopping: no better test accuracy in the 2 evaluated rounds since round 2 \(patience 2; best accuracy 0\.7000, kept in best\/\)$/);
+    assert.match(
+      final.doneReason ?? '',
+      /^early stopping: no better test accuracy in the 2 evaluated rounds since round 2 \(patience 2; best accuracy 0\.7000, kept in best\/\)$/,
+    );
     assert.equal(final.best?.round, 2);
     assert.equal(final.best?.modelHash, final.history[1]!.modelHash);
     assert.ok(Math.abs(final.best!.metrics.accuracy - 0.7) < 1e-6);
@@ -78,7 +88,10 @@ describe('best model and early stopping', () => {
       const loaded = await store.load();
       assert.deepEqual(loaded?.info, info);
       assert.deepEqual([...loaded!.files.weightsBin], [...weightsBin]);
-      await assert.rejects(store.save({ ...info, modelHash: 'ab' }, { modelJson: '{}', weightsBin }), /does not match the round's model hash/);
+      await assert.rejects(
+        store.save({ ...info, modelHash: 'ab' }, { modelJson: '{}', weightsBin }),
+        /does not match the round's model hash/,
+      );
       await writeFile(path.join(dir, 'best', 'weights.bin'), new Uint8Array(8));
       await assert.rejects(store.load(), /weights\.bin does not match best\.json \(round 4\)/);
     } finally {
@@ -104,8 +117,17 @@ describe('FedAvg server learning-rate decay', () => {
     const config = parseConfig([...base, '--server-lr-decay', '0.9', '--early-stopping-patience', '4']) as CoordinatorConfig;
     assert.equal(config.strategy?.serverLearningRateDecay, 0.9);
     assert.equal(config.settings.earlyStoppingPatience, 4);
-    assert.throws(() => parseConfig([...base, '--server-lr-decay', '0']), (e: unknown) => e instanceof ConfigError && /\(0, 1\]/.test(e.message));
-    assert.throws(() => parseConfig([...base, '--server-lr-decay', '0.9', '--strategy', 'median']), (e: unknown) => e instanceof ConfigError && /plain FedAvg only/.test(e.message));
-    assert.throws(() => parseConfig([...base, '--early-stopping-patience', '0']), (e: unknown) => e instanceof ConfigError && /positive integer/.test(e.message));
+    assert.throws(
+      () => parseConfig([...base, '--server-lr-decay', '0']),
+      (e: unknown) => e instanceof ConfigError && /\(0, 1\]/.test(e.message),
+    );
+    assert.throws(
+      () => parseConfig([...base, '--server-lr-decay', '0.9', '--strategy', 'median']),
+      (e: unknown) => e instanceof ConfigError && /plain FedAvg only/.test(e.message),
+    );
+    assert.throws(
+      () => parseConfig([...base, '--early-stopping-patience', '0']),
+      (e: unknown) => e instanceof ConfigError && /positive integer/.test(e.message),
+    );
   });
 });

@@ -7,7 +7,16 @@ import { CheckpointStore, type Checkpoint } from '../../coordinator/storage/chec
 import { AtRestKey } from '../../coordinator/storage/encryption.ts';
 
 const checkpoint = (round: number): Checkpoint => ({
-  state: { version: 1, task: 't', paramCount: 2, round, modelVersion: round, history: [], savedAt: 0, strategy: { name: 's', state: { r: round } } },
+  state: {
+    version: 1,
+    task: 't',
+    paramCount: 2,
+    round,
+    modelVersion: round,
+    history: [],
+    savedAt: 0,
+    strategy: { name: 's', state: { r: round } },
+  },
   model: { modelJson: JSON.stringify({ round }), weightsBin: new Uint8Array(new Float32Array([round, -round]).buffer) },
 });
 

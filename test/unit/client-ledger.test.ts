@@ -62,7 +62,18 @@ describe("a participant's own client-level ledger", () => {
 
   it('the announcement is what the accountant charged, and none outside client-level DP', () => {
     assert.equal(clientDpAnnouncement(undefined), undefined);
-    const report = { level: 'client', placement: 'central', epsilon: 1, delta: 1e-5, optimalOrder: 8, rounds: 1, noiseMultiplier: 1.1, sampleRate: 0.3, clipNorm: 1, conversion: 'improved' } as const;
+    const report = {
+      level: 'client',
+      placement: 'central',
+      epsilon: 1,
+      delta: 1e-5,
+      optimalOrder: 8,
+      rounds: 1,
+      noiseMultiplier: 1.1,
+      sampleRate: 0.3,
+      clipNorm: 1,
+      conversion: 'improved',
+    } as const;
     assert.deepEqual(clientDpAnnouncement(report), { placement: 'central', sampleRate: 0.3, noiseMultiplier: 1.1 });
     assert.equal(clientDpAnnouncement({ ...report, level: 'example' }), undefined);
   });

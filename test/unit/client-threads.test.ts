@@ -4,7 +4,8 @@ import { parseJoinRequest } from '../../core/protocol/validate.ts';
 
 /** ClientInfo.threads: the WASM threads a participant really uses, shown in its status. */
 describe('join request: threads', () => {
-  const join = (client: Record<string, unknown>) => parseJoinRequest({ protocolVersion: 1, client: { backend: 'wasm', numExamples: 10, ...client } });
+  const join = (client: Record<string, unknown>) =>
+    parseJoinRequest({ protocolVersion: 1, client: { backend: 'wasm', numExamples: 10, ...client } });
 
   it('keeps a thread count and leaves it out when absent', () => {
     assert.equal(join({ threads: 2 }).client.threads, 2);

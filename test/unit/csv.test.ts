@@ -111,7 +111,11 @@ describe('parseCsv', () => {
   });
 
   it('explains a row with too many or too few fields, naming its line and both counts', () => {
-    assertCsvError('a,b,c\n1,2,3\n\n4,5,6,7\n', 4, /4 fields, but the header \(line 1\) has 3 columns; a value containing a comma must be in double quotes/);
+    assertCsvError(
+      'a,b,c\n1,2,3\n\n4,5,6,7\n',
+      4,
+      /4 fields, but the header \(line 1\) has 3 columns; a value containing a comma must be in double quotes/,
+    );
     assertCsvError('a;b;c\n1;2;3\n4;5\n', 3, /2 fields, but the header \(line 1\) has 3 columns; every row needs a value/);
     assertCsvError('a,b\n1,2\n3\n', 3, /^line 3: 1 field, but/);
   });
@@ -122,7 +126,11 @@ describe('parseCsv', () => {
   });
 
   it('explains text after a closing quote', () => {
-    assertCsvError('a,b\n1,2\n"x"y,3\n', 3, /unexpected "y" after the closing quote of field 1; a quote inside a quoted field must be doubled/);
+    assertCsvError(
+      'a,b\n1,2\n"x"y,3\n',
+      3,
+      /unexpected "y" after the closing quote of field 1; a quote inside a quoted field must be doubled/,
+    );
     assertCsvError('a,b\n1,"multi\nline" z\n', 3, /unexpected "z" after the closing quote of field 2/);
   });
 
@@ -174,7 +182,26 @@ describe('parseNumber', () => {
   });
 
   it('rejects what Number() would wrongly accept, and non-finite values', () => {
-    for (const text of ['', ' ', '0x1F', '0b11', '0o7', 'Infinity', '-Infinity', 'NaN', '1_000', '1,5', '1.2.3', 'e5', '1e', '--1', '+', '.', '1e999', '12abc']) {
+    for (const text of [
+      '',
+      ' ',
+      '0x1F',
+      '0b11',
+      '0o7',
+      'Infinity',
+      '-Infinity',
+      'NaN',
+      '1_000',
+      '1,5',
+      '1.2.3',
+      'e5',
+      '1e',
+      '--1',
+      '+',
+      '.',
+      '1e999',
+      '12abc',
+    ]) {
       assert.equal(parseNumber(text), undefined, JSON.stringify(text));
     }
   });

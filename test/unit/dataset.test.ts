@@ -25,7 +25,11 @@ describe('datasets and shards', () => {
       const offset = Math.ceil((16 + count) / 4) * 4;
       assert.equal(bytes.byteLength, offset + 4 * count * 3, `count ${count}`);
       assert.deepEqual(Array.from(bytes.subarray(16 + count, offset)), new Array(offset - 16 - count).fill(0), 'zero padding');
-      assert.equal(new DataView(bytes.buffer).getFloat32(offset + 4, true), data.values[1], 'the second value starts 4 bytes after the offset');
+      assert.equal(
+        new DataView(bytes.buffer).getFloat32(offset + 4, true),
+        data.values[1],
+        'the second value starts 4 bytes after the offset',
+      );
       const back = decodeDataset(bytes);
       assert.ok(back.values instanceof Float32Array);
       assert.deepEqual(back, data);

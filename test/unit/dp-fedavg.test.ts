@@ -100,7 +100,10 @@ describe('DP-FedAvg (client-level DP)', () => {
     round.addSum!(Float64Array.from([2, 4]), 3);
     assert.equal(round.count, 3);
     // Divided by the fixed m = 10, not by the 3 contributors.
-    assert.deepEqual(Array.from(round.finish()!), [1.2, 1.4].map((v) => Math.fround(v)));
+    assert.deepEqual(
+      Array.from(round.finish()!),
+      [1.2, 1.4].map((v) => Math.fround(v)),
+    );
   });
 
   it('adaptive clipping: z_Δ = (z⁻² − (2σ_b)⁻²)^(−1/2), the bound moves toward the target quantile', () => {
@@ -117,9 +120,18 @@ describe('DP-FedAvg (client-level DP)', () => {
     round.finish();
     const ratio = strategy.currentClipNorm / 0.1;
     assert.ok(ratio < 1 && Math.abs(ratio - Math.exp(-0.1)) < 0.03, `ratio ${ratio}`);
-    assert.throws(() => new DpFedAvg({ ...base, clip: { kind: 'adaptive', initialNorm: 0.1, targetQuantile: 0.5, learningRate: 0.2, countNoiseStd: 0.5 } }), /z < 2σ_b/);
     assert.throws(
-      () => new DpFedAvg({ ...base, placement: 'distributed', clip: { kind: 'adaptive', initialNorm: 0.1, targetQuantile: 0.5, learningRate: 0.2, countNoiseStd: 5 } }),
+      () =>
+        new DpFedAvg({ ...base, clip: { kind: 'adaptive', initialNorm: 0.1, targetQuantile: 0.5, learningRate: 0.2, countNoiseStd: 0.5 } }),
+      /z < 2σ_b/,
+    );
+    assert.throws(
+      () =>
+        new DpFedAvg({
+          ...base,
+          placement: 'distributed',
+          clip: { kind: 'adaptive', initialNorm: 0.1, targetQuantile: 0.5, learningRate: 0.2, countNoiseStd: 5 },
+        }),
       /adaptive clipping needs central noise/,
     );
   });
@@ -160,7 +172,7 @@ describe('DP-FedAvg (client-level DP)', () => {
     assert.ok(Math.abs(ratio - Math.exp(0.1)) < 0.03, `ratio ${ratio}`);
   });
 
-  it('selects from the CSPRNG, not from the engine\'s seeded generator', () => {
+  it("selects from the CSPRNG, not from the engine's seeded generator", () => {
     const eligible = Array.from({ length: 64 }, (_, i) => i);
     const a = new DpFedAvg({ ...base, sampleRate: 0.5 }).select(eligible, 10, new SeededRandom(1));
     const b = new DpFedAvg({ ...base, sampleRate: 0.5 }).select(eligible, 10, new SeededRandom(1));
@@ -245,6 +257,9 @@ describe('DP-FedAvg adaptive clipping: centring, clamp, warning (issue 19)', () 
     const heavy = new DpFedAvg({ ...base, noiseMultiplier: 0.9, clip: { ...clip, targetQuantile: 0.5, countNoiseStd: 0.5 } });
     assert.equal(heavy.warnings.length, 1);
     assert.match(heavy.warnings[0]!, /2\.29×/);
-    assert.deepEqual(new DpFedAvg({ ...base, noiseMultiplier: 0.5, clip: { ...clip, targetQuantile: 0.5, countNoiseStd: 0.5 } }).warnings, []);
+    assert.deepEqual(
+      new DpFedAvg({ ...base, noiseMultiplier: 0.5, clip: { ...clip, targetQuantile: 0.5, countNoiseStd: 0.5 } }).warnings,
+      [],
+    );
   });
 });

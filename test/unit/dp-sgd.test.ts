@@ -18,7 +18,10 @@ import { initNodeBackend } from '../../coordinator/tf-node.ts';
 const spec: ModelSpec = { architecture: 'mlp', inputShape: [784], numClasses: 10 };
 
 function first(data: Dataset, n: number): Dataset {
-  return subset(data, Uint32Array.from({ length: n }, (_, i) => i));
+  return subset(
+    data,
+    Uint32Array.from({ length: n }, (_, i) => i),
+  );
 }
 
 async function initialWeights(seed = 1): Promise<Float32Array> {
@@ -73,7 +76,8 @@ describe('DP-SGD', () => {
     // 101,770 draws: the std's relative standard error is ~0.2%.
     assert.ok(Math.abs(std - sigma * C) < 0.015 * sigma * C, `std ${std}, expected ${sigma * C}`);
     assert.ok(Math.abs(mean) < 0.02, `mean ${mean}`);
-    for (const wrong of [sigma * sigma * C * C, sigma, C, sigma * sigma * C]) assert.ok(Math.abs(std - wrong) > 0.05, `std ${std} is not ${wrong}`);
+    for (const wrong of [sigma * sigma * C * C, sigma, C, sigma * sigma * C])
+      assert.ok(Math.abs(std - wrong) > 0.05, `std ${std} is not ${wrong}`);
     // σ = 0 adds nothing.
     const exact = noisyGradientSum(clipped.sums, C, 0, 16, new GaussianSampler(new SeededRandom(5)));
     assert.deepEqual(await exact[0]!.data(), await clipped.sums[0]!.data());
@@ -89,7 +93,13 @@ describe('DP-SGD', () => {
     const B = 16;
     const never = new NeverSample();
     const data = first(demo.train, 64);
-    const trainer = new DpSgdTrainer(spec, data, { clipNorm: C, noiseMultiplier: sigma, expectedBatchSize: B, samplingSource: never, noiseSource: new SeededRandom(9) });
+    const trainer = new DpSgdTrainer(spec, data, {
+      clipNorm: C,
+      noiseMultiplier: sigma,
+      expectedBatchSize: B,
+      samplingSource: never,
+      noiseSource: new SeededRandom(9),
+    });
     const w0 = await initialWeights();
     const result = await trainer.train(w0, { epochs: 1, batchSize: 999, learningRate: lr });
     assert.equal(result.steps, 4);
@@ -130,7 +140,12 @@ describe('DP-SGD', () => {
     assert.equal(dpStepsPerEpoch(100, 300), 1);
     const data = first(demo.train, 50);
     const w0 = await initialWeights();
-    const trainer = new DpSgdTrainer(spec, data, { clipNorm: 1, noiseMultiplier: 1, samplingSource: new SeededRandom(1), noiseSource: new SeededRandom(2) });
+    const trainer = new DpSgdTrainer(spec, data, {
+      clipNorm: 1,
+      noiseMultiplier: 1,
+      samplingSource: new SeededRandom(1),
+      noiseSource: new SeededRandom(2),
+    });
     const a = await trainer.train(w0, { epochs: 3, batchSize: 8, learningRate: 0.1 });
     assert.equal(a.steps, 3 * 6);
     assert.equal(a.samplingRate, 8 / 50);
@@ -152,14 +167,34 @@ describe('DP-SGD', () => {
   it('plans before a round exactly the privacy steps the round then charges', async () => {
     const data = first(demo.train, 50);
     const w0 = await initialWeights();
-    const trainer = new DpSgdRoundTrainer(new DpSgdTrainer(spec, data, { clipNorm: 1, noiseMultiplier: 1, samplingSource: new SeededRandom(1), noiseSource: new SeededRandom(2) }));
+    const trainer = new DpSgdRoundTrainer(
+      new DpSgdTrainer(spec, data, {
+        clipNorm: 1,
+        noiseMultiplier: 1,
+        samplingSource: new SeededRandom(1),
+        noiseSource: new SeededRandom(2),
+      }),
+    );
     for (const expectedBatchSize of [8, 30, 80]) {
-      const config = { epochs: 2, batchSize: 999, learningRate: 0.1, sampleDp: { clipNorm: 0.5, noiseMultiplier: 1.2, expectedBatchSize, delta: 1e-5 } };
+      const config = {
+        epochs: 2,
+        batchSize: 999,
+        learningRate: 0.1,
+        sampleDp: { clipNorm: 0.5, noiseMultiplier: 1.2, expectedBatchSize, delta: 1e-5 },
+      };
       const planned = trainer.plannedPrivacySteps(config);
       const result = await trainer.train(w0, config);
       assert.deepEqual(planned, result.privacySpent, `B = ${expectedBatchSize}`);
     }
-    assert.deepEqual(trainer.plannedPrivacySteps({ epochs: 2, batchSize: 8, learningRate: 0.1, sampleDp: { clipNorm: 1, noiseMultiplier: 1, expectedBatchSize: 30, delta: 1e-5 } }), { sampleRate: 30 / 50, noiseMultiplier: 1, steps: 2 * 2 });
+    assert.deepEqual(
+      trainer.plannedPrivacySteps({
+        epochs: 2,
+        batchSize: 8,
+        learningRate: 0.1,
+        sampleDp: { clipNorm: 1, noiseMultiplier: 1, expectedBatchSize: 30, delta: 1e-5 },
+      }),
+      { sampleRate: 30 / 50, noiseMultiplier: 1, steps: 2 * 2 },
+    );
   });
 
   it('with σ = 0 and a huge C it is plain SGD on the same Poisson batches (loss summed, divided by B)', async () => {
@@ -168,7 +203,12 @@ describe('DP-SGD', () => {
     const lr = 0.1;
     const data = first(demo.train, n);
     const w0 = await initialWeights(3);
-    const trainer = new DpSgdTrainer(spec, data, { clipNorm: 1e9, noiseMultiplier: 0, expectedBatchSize: B, samplingSource: new SeededRandom(11) });
+    const trainer = new DpSgdTrainer(spec, data, {
+      clipNorm: 1e9,
+      noiseMultiplier: 0,
+      expectedBatchSize: B,
+      samplingSource: new SeededRandom(11),
+    });
     const dp = await trainer.train(w0, { epochs: 2, batchSize: B, learningRate: lr });
     trainer.dispose();
 
@@ -188,7 +228,10 @@ describe('DP-SGD', () => {
         const t = tf.tensor1d(idx, 'int32');
         const x = tf.gather(xs, t);
         const y = tf.gather(ys, t);
-        optimizer.minimize(() => tf.div(tf.losses.softmaxCrossEntropy(y, model.apply(x) as tf.Tensor, undefined, undefined, tf.Reduction.SUM), B) as tf.Scalar);
+        optimizer.minimize(
+          () =>
+            tf.div(tf.losses.softmaxCrossEntropy(y, model.apply(x) as tf.Tensor, undefined, undefined, tf.Reduction.SUM), B) as tf.Scalar,
+        );
       });
     }
     assert.equal(dp.steps, 2 * Math.round(n / B));
@@ -209,7 +252,10 @@ describe('DP-SGD', () => {
 
   it('leaks no tensors: the count after round 2 equals the count after round 20, on both paths', async () => {
     const data = first(demo.train, 64);
-    for (const [path, rounds] of [['fast', 20], ['per-example-loop', 5]] as const) {
+    for (const [path, rounds] of [
+      ['fast', 20],
+      ['per-example-loop', 5],
+    ] as const) {
       const trainer = new DpSgdTrainer(spec, data, { clipNorm: 1, noiseMultiplier: 1.1, expectedBatchSize: 16, path });
       let weights = await initialWeights();
       const counts: number[] = [];
@@ -232,10 +278,17 @@ describe('DP-SGD', () => {
     const fractions: number[] = [];
     let polls = 0;
     await assert.rejects(
-      trainer.train(w, { epochs: 50, batchSize: 8, learningRate: 0.01 }, { shouldAbort: () => ++polls > 2, onProgress: (p) => fractions.push(p.fraction) }),
+      trainer.train(
+        w,
+        { epochs: 50, batchSize: 8, learningRate: 0.01 },
+        { shouldAbort: () => ++polls > 2, onProgress: (p) => fractions.push(p.fraction) },
+      ),
       TrainingAborted,
     );
-    assert.ok(fractions.length >= 2 && fractions.every((f, i) => f > 0 && f < 1 && (i === 0 || f >= fractions[i - 1]!)), `progress ${fractions.join(',')}`);
+    assert.ok(
+      fractions.length >= 2 && fractions.every((f, i) => f > 0 && f < 1 && (i === 0 || f >= fractions[i - 1]!)),
+      `progress ${fractions.join(',')}`,
+    );
     trainer.dispose();
     assert.equal(tf.memory().numTensors, before);
   });
@@ -248,7 +301,10 @@ describe('DP-SGD', () => {
     trainer.dispose();
     assert.equal(result.steps, 50);
     const model = buildModel(spec);
-    writeWeights(model, w0.map((w, i) => w + result.update[i]!));
+    writeWeights(
+      model,
+      w0.map((w, i) => w + result.update[i]!),
+    );
     const test = demo.test;
     const accuracy = tf.tidy(() => {
       const x = featureTensor(test);

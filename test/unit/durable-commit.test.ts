@@ -9,7 +9,12 @@ import { weightsHash } from '../../coordinator/rounds/round-engine.ts';
 import { EngineHarness } from '../helpers/engine-harness.ts';
 
 /** A real OS refusal: writing under a path whose parent is a regular file (ENOTDIR), whoever the user is. */
-async function blockedWriter(): Promise<{ write: () => Promise<void>; blocked: string; unblock: () => Promise<void>; cleanup: () => Promise<void> }> {
+async function blockedWriter(): Promise<{
+  write: () => Promise<void>;
+  blocked: string;
+  unblock: () => Promise<void>;
+  cleanup: () => Promise<void>;
+}> {
   const dir = await mkdtemp(path.join(tmpdir(), 'fl-durable-'));
   const blocked = path.join(dir, 'checkpoints');
   await writeFile(blocked, 'a file where the folder should be');
@@ -65,7 +70,10 @@ describe('durable before visible', () => {
     assert.equal(during.modelVersion, 0);
     assert.equal(h.engine.globalModel.version, 0, 'joins and downloads still get the saved model');
     assert.equal(h.ends.length, 0, 'round:end waits for the save');
-    assert.deepEqual(h.statusDuringSave.map((s) => s.history.length), [0]);
+    assert.deepEqual(
+      h.statusDuringSave.map((s) => s.history.length),
+      [0],
+    );
     release();
     h.saveFault = undefined;
     await h.settle();
@@ -115,7 +123,11 @@ describe('durable before visible', () => {
       assert.equal(resumed.history.length, 1);
       assert.equal(resumed.history[0]!.outcome, 'aggregated');
       assert.equal(resumed.modelVersion, 1);
-      assert.deepEqual(h.ends.map((e) => e.round), [1], 'announced once saved');
+      assert.deepEqual(
+        h.ends.map((e) => e.round),
+        [1],
+        'announced once saved',
+      );
       assert.equal(h.selectedIn(2).length, 2, 'round 2 opened');
     } finally {
       await disk.cleanup();
@@ -175,6 +187,9 @@ describe('durable before visible', () => {
     });
     assert.equal(tries, 5);
     assert.deepEqual(waits, [100, 200, 300, 300]);
-    assert.deepEqual(outcome, { ok: false, failure: { what: 'x', path: '/data/x', code: 'ENOSPC', message: 'ENOSPC: no space left on device, write', attempts: 5, at: 7 } });
+    assert.deepEqual(outcome, {
+      ok: false,
+      failure: { what: 'x', path: '/data/x', code: 'ENOSPC', message: 'ENOSPC: no space left on device, write', attempts: 5, at: 7 },
+    });
   });
 });

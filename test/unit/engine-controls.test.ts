@@ -179,12 +179,28 @@ describe('engine controls', () => {
   it('refuses changes that would falsify a privacy or secure aggregation guarantee', () => {
     const dp = new ControlHarness(
       { clientsPerRound: 3 },
-      new DpFedAvg({ placement: 'central', noiseMultiplier: 1, clip: { kind: 'fixed', norm: 1 }, sampleRate: 0.5, expectedClients: 3, delta: 1e-5, uniform: new SeededRandom(1), selectionUniform: new SeededRandom(2) }),
+      new DpFedAvg({
+        placement: 'central',
+        noiseMultiplier: 1,
+        clip: { kind: 'fixed', norm: 1 },
+        sampleRate: 0.5,
+        expectedClients: 3,
+        delta: 1e-5,
+        uniform: new SeededRandom(1),
+        selectionUniform: new SeededRandom(2),
+      }),
     );
     assert.match(message(dp.engine.updateSettings({ clientsPerRound: 5 })), /client-level DP.*sample-rate/);
     assert.ok(dp.engine.updateSettings({ epochs: 3, learningRate: 0.2 }).ok, 'clipping bounds each update whatever the local training');
 
-    const sampleDp = new ControlHarness({ fit: { epochs: 1, batchSize: 8, learningRate: 0.1, sampleDp: { clipNorm: 1, noiseMultiplier: 1.1, expectedBatchSize: 8, delta: 1e-5 } } });
+    const sampleDp = new ControlHarness({
+      fit: {
+        epochs: 1,
+        batchSize: 8,
+        learningRate: 0.1,
+        sampleDp: { clipNorm: 1, noiseMultiplier: 1.1, expectedBatchSize: 8, delta: 1e-5 },
+      },
+    });
     assert.match(message(sampleDp.engine.updateSettings({ epochs: 2 })), /epochs cannot change under DP-SGD/);
     assert.match(message(sampleDp.engine.updateSettings({ batchSize: 64 })), /batchSize cannot change under DP-SGD/);
     assert.ok(sampleDp.engine.updateSettings({ learningRate: 0.05, roundTimeoutMs: 5000 }).ok);
@@ -258,12 +274,24 @@ describe('round timeline and update norms', () => {
     assert.ok(h.engine.isDone);
     const full = h.engine.status().history;
     assert.equal(full.length, 12);
-    assert.ok(full.every((r) => r.participants?.length === 2), 'the report and CSV read status(): every timeline');
-    assert.ok(h.checkpointHistory.length === 12 && h.checkpointHistory.every((r) => r.participants?.length === 2), 'checkpoints and history.json: every timeline');
+    assert.ok(
+      full.every((r) => r.participants?.length === 2),
+      'the report and CSV read status(): every timeline',
+    );
+    assert.ok(
+      h.checkpointHistory.length === 12 && h.checkpointHistory.every((r) => r.participants?.length === 2),
+      'checkpoints and history.json: every timeline',
+    );
 
     const pushed = h.engine.dashboardStatus().history;
-    assert.deepEqual(pushed.map((r) => r.round), full.map((r) => r.round));
-    assert.deepEqual(pushed.map((r) => r.participants?.length), [undefined, undefined, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2]);
+    assert.deepEqual(
+      pushed.map((r) => r.round),
+      full.map((r) => r.round),
+    );
+    assert.deepEqual(
+      pushed.map((r) => r.participants?.length),
+      [undefined, undefined, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2],
+    );
     // An old round keeps everything but its per-participant list.
     const { participants: _timeline, ...counts } = full[0]!;
     assert.deepEqual(pushed[0], counts);
@@ -272,7 +300,11 @@ describe('round timeline and update norms', () => {
   });
 
   it('reports the clipped fraction when participants clip without noise', async () => {
-    const h = new ControlHarness({ clientsPerRound: 3, minClients: 3, fit: { epochs: 1, batchSize: 8, learningRate: 0.1, privacy: { clipNorm: 2, noiseStd: 0 } } });
+    const h = new ControlHarness({
+      clientsPerRound: 3,
+      minClients: 3,
+      fit: { epochs: 1, batchSize: 8, learningRate: 0.1, privacy: { clipNorm: 2, noiseStd: 0 } },
+    });
     for (let i = 0; i < 3; i++) h.join();
     h.engine.start();
     await h.settle();
@@ -287,7 +319,16 @@ describe('round timeline and update norms', () => {
   });
 
   it('withholds every individual norm under client-level DP', async () => {
-    const strategy = new DpFedAvg({ placement: 'central', noiseMultiplier: 1, clip: { kind: 'fixed', norm: 1 }, sampleRate: 1, expectedClients: 2, delta: 1e-5, uniform: new SeededRandom(1), selectionUniform: new SeededRandom(2) });
+    const strategy = new DpFedAvg({
+      placement: 'central',
+      noiseMultiplier: 1,
+      clip: { kind: 'fixed', norm: 1 },
+      sampleRate: 1,
+      expectedClients: 2,
+      delta: 1e-5,
+      uniform: new SeededRandom(1),
+      selectionUniform: new SeededRandom(2),
+    });
     const h = new ControlHarness({ clientsPerRound: 2, minClients: 2 }, strategy);
     h.join();
     h.join();
@@ -306,7 +347,16 @@ describe('round timeline and update norms', () => {
   });
 
   it('under client-level DP tells participants a round was skipped, not why: the reason quotes how many took part', async () => {
-    const strategy = new DpFedAvg({ placement: 'distributed', noiseMultiplier: 1, clip: { kind: 'fixed', norm: 1 }, sampleRate: 1, expectedClients: 2, delta: 1e-5, uniform: new SeededRandom(1), selectionUniform: new SeededRandom(2) });
+    const strategy = new DpFedAvg({
+      placement: 'distributed',
+      noiseMultiplier: 1,
+      clip: { kind: 'fixed', norm: 1 },
+      sampleRate: 1,
+      expectedClients: 2,
+      delta: 1e-5,
+      uniform: new SeededRandom(1),
+      selectionUniform: new SeededRandom(2),
+    });
     const h = new ControlHarness({ clientsPerRound: 2, minClients: 2 }, strategy);
     h.join();
     h.join();

@@ -13,7 +13,9 @@ describe('engine state', () => {
     assert.throws(() => checkTransition(done, { kind: 'idle' }), /no transition from done to idle/);
     const closing: EngineState = { kind: 'closing', round, step: 'aggregating', after: { kind: 'continue' } };
     assert.throws(() => checkTransition(closing, { kind: 'collecting', round, after: { kind: 'continue' } }), /closing to collecting/);
-    assert.throws(() => checkTransition({ kind: 'awaiting-start', paused: false }, { kind: 'collecting', round, after: { kind: 'continue' } }));
+    assert.throws(() =>
+      checkTransition({ kind: 'awaiting-start', paused: false }, { kind: 'collecting', round, after: { kind: 'continue' } }),
+    );
     checkTransition({ kind: 'idle' }, { kind: 'starting', round: 1, paused: false });
     checkTransition(closing, { kind: 'idle', pause: { kind: 'operator' } });
   });

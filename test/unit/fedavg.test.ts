@@ -2,7 +2,11 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { FedAvg, WeightedSum } from '../../core/aggregation/fedavg.ts';
 
-const result = (id: string, numExamples: number, update: number[]) => ({ participantId: id, numExamples, update: Float32Array.from(update) });
+const result = (id: string, numExamples: number, update: number[]) => ({
+  participantId: id,
+  numExamples,
+  update: Float32Array.from(update),
+});
 
 describe('FedAvg', () => {
   it('weights updates by example count (hand-computed)', () => {

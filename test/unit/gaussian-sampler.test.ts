@@ -91,7 +91,10 @@ describe('Gaussian sampler statistics', () => {
       if (x < -ZIGGURAT_R) lower++;
     }
     const half = (n * twoSidedTail(ZIGGURAT_R)) / 2;
-    assert.ok(Math.abs(upper - half) < 5 * Math.sqrt(half) && Math.abs(lower - half) < 5 * Math.sqrt(half), `tails: ${lower} below, ${upper} above, expected ${half}`);
+    assert.ok(
+      Math.abs(upper - half) < 5 * Math.sqrt(half) && Math.abs(lower - half) < 5 * Math.sqrt(half),
+      `tails: ${lower} below, ${upper} above, expected ${half}`,
+    );
   });
 
   it('draws the tail beyond R from the right conditional distribution, on each side (KS)', () => {
@@ -99,14 +102,20 @@ describe('Gaussian sampler statistics', () => {
     const many = draw(4_000_000, new SeededRandom(77));
     const tailMass = twoSidedTail(ZIGGURAT_R);
     for (const sign of [1, -1]) {
-      const tail = Float64Array.from(Array.from(many).filter((x) => sign * x > ZIGGURAT_R), (x) => sign * x).sort();
+      const tail = Float64Array.from(
+        Array.from(many).filter((x) => sign * x > ZIGGURAT_R),
+        (x) => sign * x,
+      ).sort();
       let d = 0;
       for (let i = 0; i < tail.length; i++) {
         const cdf = 1 - twoSidedTail(tail[i]!) / tailMass;
         d = Math.max(d, (i + 1) / tail.length - cdf, cdf - i / tail.length);
       }
       assert.ok(tail.length > 400, `only ${tail.length} samples beyond ${sign * ZIGGURAT_R}`);
-      assert.ok(Math.sqrt(tail.length) * d < 1.949, `tail (sign ${sign}): √n·D = ${Math.sqrt(tail.length) * d} over ${tail.length} samples`);
+      assert.ok(
+        Math.sqrt(tail.length) * d < 1.949,
+        `tail (sign ${sign}): √n·D = ${Math.sqrt(tail.length) * d} over ${tail.length} samples`,
+      );
     }
   });
 
@@ -190,6 +199,10 @@ describe('Gaussian sampler interface', () => {
     const words = new Uint32Array(40_000);
     new SecureRandom().fillUint32(words);
     // Each 16,384-word stretch was filled: none is left all zeros.
-    for (const start of [0, 16_384, 32_768]) assert.ok(words.subarray(start, start + 1000).some((w) => w !== 0), `words from ${start}`);
+    for (const start of [0, 16_384, 32_768])
+      assert.ok(
+        words.subarray(start, start + 1000).some((w) => w !== 0),
+        `words from ${start}`,
+      );
   });
 });

@@ -49,20 +49,33 @@ describe('parseIdx', () => {
   });
 
   it('explains a short file, bad magic and other element types', () => {
-    assert.throws(() => parseIdx(Uint8Array.from([0, 0, 8])), { message: 'the IDX file is 3 bytes long, too short for an IDX header (at least 4)' });
-    assert.throws(() => parseIdx(Uint8Array.from([0x89, 0x50, 0x4e, 0x47, 1]), 'photo.png'), /photo.png is not an IDX file: it must start with two zero bytes/);
-    assert.throws(() => parseIdx(idxBytes([1], [0, 0, 0, 0], 0x0d), 'x'), { message: 'x holds 32-bit floats (IDX type 0x0D); only unsigned-byte IDX files (type 0x08, as MNIST and Fashion-MNIST) can be read' });
+    assert.throws(() => parseIdx(Uint8Array.from([0, 0, 8])), {
+      message: 'the IDX file is 3 bytes long, too short for an IDX header (at least 4)',
+    });
+    assert.throws(
+      () => parseIdx(Uint8Array.from([0x89, 0x50, 0x4e, 0x47, 1]), 'photo.png'),
+      /photo.png is not an IDX file: it must start with two zero bytes/,
+    );
+    assert.throws(() => parseIdx(idxBytes([1], [0, 0, 0, 0], 0x0d), 'x'), {
+      message: 'x holds 32-bit floats (IDX type 0x0D); only unsigned-byte IDX files (type 0x08, as MNIST and Fashion-MNIST) can be read',
+    });
     assert.throws(() => parseIdx(idxBytes([1], [0], 0x09)), /signed bytes \(IDX type 0x09\)/);
     assert.throws(() => parseIdx(idxBytes([1], [0, 0], 0x0b)), /16-bit integers/);
     assert.throws(() => parseIdx(idxBytes([1], [0, 0, 0, 0], 0x0c)), /32-bit integers/);
     assert.throws(() => parseIdx(idxBytes([1], new Uint8Array(8), 0x0e)), /64-bit floats/);
-    assert.throws(() => parseIdx(idxBytes([1], [0], 0x42)), { message: 'the IDX file is not an IDX file: 0x42 is not an IDX element type' });
+    assert.throws(() => parseIdx(idxBytes([1], [0], 0x42)), {
+      message: 'the IDX file is not an IDX file: 0x42 is not an IDX element type',
+    });
   });
 
   it('explains zero dimensions, a truncated header, truncated data and trailing bytes', () => {
     assert.throws(() => parseIdx(Uint8Array.from([0, 0, 8, 0])), /declares 0 dimensions/);
-    assert.throws(() => parseIdx(idxBytes([2, 2], [1, 2, 3, 4]).subarray(0, 10), 'f'), { message: 'f is truncated: its header declares 2 dimensions (12 bytes) but the file has 10 bytes' });
-    assert.throws(() => parseIdx(idxBytes([2, 2], [1, 2, 3]), 'f'), { message: 'f is truncated: dimensions 2x2 need 4 bytes of data, the file has 3' });
+    assert.throws(() => parseIdx(idxBytes([2, 2], [1, 2, 3, 4]).subarray(0, 10), 'f'), {
+      message: 'f is truncated: its header declares 2 dimensions (12 bytes) but the file has 10 bytes',
+    });
+    assert.throws(() => parseIdx(idxBytes([2, 2], [1, 2, 3]), 'f'), {
+      message: 'f is truncated: dimensions 2x2 need 4 bytes of data, the file has 3',
+    });
     assert.throws(() => parseIdx(idxBytes([2, 2], [1, 2, 3, 4, 5, 6]), 'f'), /f has 2 bytes after its data \(dimensions 2x2 need 4\)/);
   });
 });
@@ -97,13 +110,28 @@ describe('idxDataset', () => {
     assert.throws(() => idxDataset(images, { dims: [3], data: Uint8Array.from([1, 10, 2]) }, INPUT, DIGITS), {
       message: 'label 10 of image 2 is not a class of the task, which has 10 (0 to 9: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9)',
     });
-    assert.throws(() => idxDataset(images, { dims: [2], data: Uint8Array.from([1, 2]) }, INPUT, DIGITS), /3 images but the labels file 2 labels/);
+    assert.throws(
+      () => idxDataset(images, { dims: [2], data: Uint8Array.from([1, 2]) }, INPUT, DIGITS),
+      /3 images but the labels file 2 labels/,
+    );
     assert.throws(() => idxDataset(labels, images, INPUT, DIGITS), /the images file has dimensions 3; expected count x height x width/);
     assert.throws(() => idxDataset(images, images, INPUT, DIGITS), /the labels file has dimensions 3x2x2; expected one label per image/);
-    assert.throws(() => idxDataset({ dims: [1, 1, 1, 2], data: new Uint8Array(2) }, { dims: [1], data: new Uint8Array(1) }, INPUT, DIGITS), /2 channels; 1 \(gray\), 3 \(RGB\) or 4 \(RGBA\)/);
-    assert.throws(() => idxDataset({ dims: [0, 28, 28], data: new Uint8Array(0) }, { dims: [0], data: new Uint8Array(0) }, INPUT, DIGITS), /holds no images/);
-    assert.throws(() => idxDataset({ dims: [1, 0, 28], data: new Uint8Array(0) }, { dims: [1], data: new Uint8Array(1) }, INPUT, DIGITS), /at least one pixel/);
-    assert.throws(() => idxDataset({ dims: [3, 2, 2], data: new Uint8Array(11) }, labels, INPUT, DIGITS), /the images hold 11 bytes, their dimensions 3x2x2 need 12/);
+    assert.throws(
+      () => idxDataset({ dims: [1, 1, 1, 2], data: new Uint8Array(2) }, { dims: [1], data: new Uint8Array(1) }, INPUT, DIGITS),
+      /2 channels; 1 \(gray\), 3 \(RGB\) or 4 \(RGBA\)/,
+    );
+    assert.throws(
+      () => idxDataset({ dims: [0, 28, 28], data: new Uint8Array(0) }, { dims: [0], data: new Uint8Array(0) }, INPUT, DIGITS),
+      /holds no images/,
+    );
+    assert.throws(
+      () => idxDataset({ dims: [1, 0, 28], data: new Uint8Array(0) }, { dims: [1], data: new Uint8Array(1) }, INPUT, DIGITS),
+      /at least one pixel/,
+    );
+    assert.throws(
+      () => idxDataset({ dims: [3, 2, 2], data: new Uint8Array(11) }, labels, INPUT, DIGITS),
+      /the images hold 11 bytes, their dimensions 3x2x2 need 12/,
+    );
     assert.throws(() => idxDataset(images, { dims: [3], data: new Uint8Array(2) }, INPUT, DIGITS), /the labels hold 2 bytes/);
     assert.throws(() => idxDataset(images, labels, INPUT, []), /1 to 256 classes/);
   });
@@ -120,40 +148,41 @@ async function gunzip(bytes: Uint8Array<ArrayBuffer>): Promise<Uint8Array> {
 }
 
 describe('real IDX files', () => {
-  it(
-    'reads the Fashion-MNIST test set',
-    { skip: haveFashion ? false : `no Fashion-MNIST files in ${FASHION_DIR} (apt-get install dataset-fashion-mnist to run this test)` },
-    async () => {
-      const imagesGz = new Uint8Array(readFileSync(`${FASHION_DIR}/t10k-images-idx3-ubyte.gz`));
-      const labelsGz = new Uint8Array(readFileSync(`${FASHION_DIR}/t10k-labels-idx1-ubyte.gz`));
-      assert.ok(isGzip(imagesGz) && isGzip(labelsGz));
-      assert.throws(() => parseIdx(imagesGz, 't10k-images-idx3-ubyte.gz'), /gzip-compressed/);
-      const images = parseIdx(await gunzip(imagesGz), 't10k-images-idx3-ubyte');
-      const labels = parseIdx(await gunzip(labelsGz), 't10k-labels-idx1-ubyte');
-      assert.deepEqual(images.dims, [10_000, 28, 28]);
-      assert.deepEqual(labels.dims, [10_000]);
-      const data = idxDataset(images, labels, { kind: 'image', shape: [28, 28, 1] }, FASHION_CLASSES);
-      assert.equal(data.count, 10_000);
-      assert.equal(data.features, 784);
-      // The test set holds 1000 images of each class.
-      const perClass = new Array<number>(10).fill(0);
-      for (const label of data.labels) perClass[label]!++;
-      assert.deepEqual(perClass, new Array(10).fill(1000));
-      // Real pictures: dark background corners, bright pixels somewhere, and more than a few distinct values.
-      const first = data.values.subarray(0, 784);
-      assert.equal(first[0], 0);
-      assert.ok(Math.max(...first) > 200);
-      assert.ok(new Set(first).size > 50);
-      // Halving keeps the mean brightness (area averaging), up to rounding.
-      const half = idxDataset(images, labels, { kind: 'image', shape: [14, 14, 1] }, FASHION_CLASSES);
-      const mean = (values: Uint8Array | Float32Array): number => {
-        let sum = 0;
-        for (const v of values) sum += v;
-        return sum / values.length;
-      };
-      assert.ok(Math.abs(mean(half.values.subarray(0, 196 * 100)) - mean(data.values.subarray(0, 784 * 100))) < 0.5);
-      // Too few classes for the labels.
-      assert.throws(() => idxDataset(images, labels, { kind: 'image', shape: [28, 28, 1] }, FASHION_CLASSES.slice(0, 9)), /label 9 of image \d+ is not a class of the task, which has 9/);
-    },
-  );
+  it('reads the Fashion-MNIST test set', {
+    skip: haveFashion ? false : `no Fashion-MNIST files in ${FASHION_DIR} (apt-get install dataset-fashion-mnist to run this test)`,
+  }, async () => {
+    const imagesGz = new Uint8Array(readFileSync(`${FASHION_DIR}/t10k-images-idx3-ubyte.gz`));
+    const labelsGz = new Uint8Array(readFileSync(`${FASHION_DIR}/t10k-labels-idx1-ubyte.gz`));
+    assert.ok(isGzip(imagesGz) && isGzip(labelsGz));
+    assert.throws(() => parseIdx(imagesGz, 't10k-images-idx3-ubyte.gz'), /gzip-compressed/);
+    const images = parseIdx(await gunzip(imagesGz), 't10k-images-idx3-ubyte');
+    const labels = parseIdx(await gunzip(labelsGz), 't10k-labels-idx1-ubyte');
+    assert.deepEqual(images.dims, [10_000, 28, 28]);
+    assert.deepEqual(labels.dims, [10_000]);
+    const data = idxDataset(images, labels, { kind: 'image', shape: [28, 28, 1] }, FASHION_CLASSES);
+    assert.equal(data.count, 10_000);
+    assert.equal(data.features, 784);
+    // The test set holds 1000 images of each class.
+    const perClass = new Array<number>(10).fill(0);
+    for (const label of data.labels) perClass[label]!++;
+    assert.deepEqual(perClass, new Array(10).fill(1000));
+    // Real pictures: dark background corners, bright pixels somewhere, and more than a few distinct values.
+    const first = data.values.subarray(0, 784);
+    assert.equal(first[0], 0);
+    assert.ok(Math.max(...first) > 200);
+    assert.ok(new Set(first).size > 50);
+    // Halving keeps the mean brightness (area averaging), up to rounding.
+    const half = idxDataset(images, labels, { kind: 'image', shape: [14, 14, 1] }, FASHION_CLASSES);
+    const mean = (values: Uint8Array | Float32Array): number => {
+      let sum = 0;
+      for (const v of values) sum += v;
+      return sum / values.length;
+    };
+    assert.ok(Math.abs(mean(half.values.subarray(0, 196 * 100)) - mean(data.values.subarray(0, 784 * 100))) < 0.5);
+    // Too few classes for the labels.
+    assert.throws(
+      () => idxDataset(images, labels, { kind: 'image', shape: [28, 28, 1] }, FASHION_CLASSES.slice(0, 9)),
+      /label 9 of image \d+ is not a class of the task, which has 9/,
+    );
+  });
 });

@@ -67,11 +67,17 @@ describe('image data sets on disk (class folders, IDX pairs, pixel CSVs)', () =>
     const root = path.join(dir, 'bad');
     await mkdir(path.join(root, 'Red'), { recursive: true });
     await writeFile(path.join(root, 'Red', 'a.png'), png(2, 2, [255, 0, 0]));
-    await assert.rejects(readImageSource({ kind: 'folder', path: root }, COLOUR, ['red', 'blue']), /bad\/Red: the folder 'Red' is not among the task's classes \(red, blue\)/);
+    await assert.rejects(
+      readImageSource({ kind: 'folder', path: root }, COLOUR, ['red', 'blue']),
+      /bad\/Red: the folder 'Red' is not among the task's classes \(red, blue\)/,
+    );
     const broken = path.join(dir, 'broken');
     await mkdir(path.join(broken, 'red'), { recursive: true });
     await writeFile(path.join(broken, 'red', 'cut.png'), png(4, 4, [1, 2, 3]).subarray(0, 40));
-    await assert.rejects(readImageSource({ kind: 'folder', path: broken }, COLOUR, ['red', 'blue']), /broken\/red\/cut\.png: cannot decode this PNG image/);
+    await assert.rejects(
+      readImageSource({ kind: 'folder', path: broken }, COLOUR, ['red', 'blue']),
+      /broken\/red\/cut\.png: cannot decode this PNG image/,
+    );
     const empty = path.join(dir, 'empty');
     await mkdir(path.join(empty, 'red'), { recursive: true });
     await assert.rejects(readImageSource({ kind: 'folder', path: empty }, COLOUR, ['red', 'blue']), /empty: no PNG or JPEG images found/);
@@ -82,23 +88,41 @@ describe('image data sets on disk (class folders, IDX pairs, pixel CSVs)', () =>
     await writeFile(path.join(dir, 'x-images-idx3-ubyte.gz'), gzipSync(encodeIdx([2, 4, 4], pixels)));
     await writeFile(path.join(dir, 'x-labels-idx1-ubyte'), encodeIdx([2], Uint8Array.from([1, 0])));
     const source = await imageSourceAt(path.join(dir, 'x-images-idx3-ubyte.gz'));
-    assert.deepEqual(source, { kind: 'idx', images: path.join(dir, 'x-images-idx3-ubyte.gz'), labels: path.join(dir, 'x-labels-idx1-ubyte') });
+    assert.deepEqual(source, {
+      kind: 'idx',
+      images: path.join(dir, 'x-images-idx3-ubyte.gz'),
+      labels: path.join(dir, 'x-labels-idx1-ubyte'),
+    });
     const { dataset } = await readImageSource(source, { kind: 'image', shape: [4, 4, 1] }, ['a', 'b']);
     assert.deepEqual([...dataset.values], [...pixels]);
     assert.deepEqual([...dataset.labels], [1, 0]);
     await writeFile(path.join(dir, 'y-labels-idx1-ubyte'), encodeIdx([2], Uint8Array.from([1, 5])));
     await assert.rejects(
-      readImageSource({ kind: 'idx', images: path.join(dir, 'x-images-idx3-ubyte.gz'), labels: path.join(dir, 'y-labels-idx1-ubyte') }, { kind: 'image', shape: [4, 4, 1] }, ['a', 'b']),
+      readImageSource(
+        { kind: 'idx', images: path.join(dir, 'x-images-idx3-ubyte.gz'), labels: path.join(dir, 'y-labels-idx1-ubyte') },
+        { kind: 'image', shape: [4, 4, 1] },
+        ['a', 'b'],
+      ),
       /y-labels-idx1-ubyte: label 5 of image 2 is not a class of the task/,
     );
     await writeFile(path.join(dir, 'z-images-idx3-ubyte'), encodeIdx([2, 4, 4], pixels).subarray(0, 30));
-    await assert.rejects(readImageSource({ kind: 'idx', images: path.join(dir, 'z-images-idx3-ubyte'), labels: path.join(dir, 'x-labels-idx1-ubyte') }, { kind: 'image', shape: [4, 4, 1] }, ['a', 'b']), /z-images-idx3-ubyte is truncated/);
+    await assert.rejects(
+      readImageSource(
+        { kind: 'idx', images: path.join(dir, 'z-images-idx3-ubyte'), labels: path.join(dir, 'x-labels-idx1-ubyte') },
+        { kind: 'image', shape: [4, 4, 1] },
+        ['a', 'b'],
+      ),
+      /z-images-idx3-ubyte is truncated/,
+    );
   });
 
   it('a pixel CSV names the line and column of a bad value', async () => {
     const file = path.join(dir, 'pixels.csv');
     await writeFile(file, 'label,pixel0,pixel1,pixel2,pixel3\na,0,10,20,30\nb,1,2,300,4\n');
-    await assert.rejects(readImageSource({ kind: 'pixel-csv', path: file }, { kind: 'image', shape: [2, 2, 1] }, ['a', 'b']), /pixels\.csv: .*Line 3, column pixel2: "300" is not a pixel value/s);
+    await assert.rejects(
+      readImageSource({ kind: 'pixel-csv', path: file }, { kind: 'image', shape: [2, 2, 1] }, ['a', 'b']),
+      /pixels\.csv: .*Line 3, column pixel2: "300" is not a pixel value/s,
+    );
     await writeFile(file, 'label,pixel0,pixel1,pixel2,pixel3\na,0,10,20,30\nb,1,2,3,4\n');
     const { dataset } = await readImageSource({ kind: 'pixel-csv', path: file }, { kind: 'image', shape: [2, 2, 1] }, ['a', 'b']);
     assert.deepEqual([...dataset.values], [0, 10, 20, 30, 1, 2, 3, 4]);
@@ -106,13 +130,25 @@ describe('image data sets on disk (class folders, IDX pairs, pixel CSVs)', () =>
 
   it('a colour task file loads its folders, serves the train set as demo data and builds a cnn for its shape', async () => {
     const root = path.join(dir, 'task');
-    for (const [split, n] of [['train', 3], ['test', 2]] as const) {
-      for (const [name, rgb] of [['red', [255, 0, 0]], ['blue', [0, 0, 255]]] as const) {
+    for (const [split, n] of [
+      ['train', 3],
+      ['test', 2],
+    ] as const) {
+      for (const [name, rgb] of [
+        ['red', [255, 0, 0]],
+        ['blue', [0, 0, 255]],
+      ] as const) {
         await mkdir(path.join(root, split, name), { recursive: true });
         for (let i = 0; i < n; i++) await writeFile(path.join(root, split, name, `${i}.png`), png(10 + i, 12, rgb));
       }
     }
-    const text = JSON.stringify({ name: 'colours', model: 'cnn', input: { kind: 'image', shape: [12, 8, 3] }, classes: ['red', 'blue'], data: { train: './train', test: './test' } });
+    const text = JSON.stringify({
+      name: 'colours',
+      model: 'cnn',
+      input: { kind: 'image', shape: [12, 8, 3] },
+      classes: ['red', 'blue'],
+      data: { train: './train', test: './test' },
+    });
     const task = parseTaskFile(text, path.join(root, 'task.json'));
     const loaded = await loadTask({ task, architecture: 'cnn', seed: 1 });
     assert.equal(loaded.test.count, 4);
@@ -129,6 +165,9 @@ describe('image data sets on disk (class folders, IDX pairs, pixel CSVs)', () =>
     assert.equal(loaded.weightShapes.find((w) => w.shape.length === 2 && w.shape[1] === 512)!.shape[0], 3 * 2 * 64);
 
     const missing = parseTaskFile(JSON.stringify({ ...JSON.parse(text), data: { test: './nowhere' } }), path.join(root, 'task.json'));
-    await assert.rejects(loadTask({ task: missing, architecture: 'cnn', seed: 1 }), (error: unknown) => error instanceof TaskLoadError && /data\.test: cannot read the image folder .*nowhere/.test(error.message));
+    await assert.rejects(
+      loadTask({ task: missing, architecture: 'cnn', seed: 1 }),
+      (error: unknown) => error instanceof TaskLoadError && /data\.test: cannot read the image folder .*nowhere/.test(error.message),
+    );
   });
 });

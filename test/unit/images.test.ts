@@ -1,6 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { areaResize, classFromRelativePath, convertImage, imageFolderDataset, resizeToInput, type LabelledImage } from '../../core/data/images.ts';
+import {
+  areaResize,
+  classFromRelativePath,
+  convertImage,
+  imageFolderDataset,
+  resizeToInput,
+  type LabelledImage,
+} from '../../core/data/images.ts';
 import type { ImageInput } from '../../core/data/schema.ts';
 
 /** An opaque RGBA image whose gray value at (x, y) is `gray(x, y)`. */
@@ -40,9 +47,15 @@ describe('resizeToInput', () => {
     const rgba = new Uint8Array(5 * 3 * 4);
     for (let i = 0; i < rgba.length; i++) rgba[i] = i % 4 === 3 ? 255 : (i * 97) % 256;
     const rgb = resizeToInput(rgba, 5, 3, [3, 5, 3]);
-    assert.deepEqual(Array.from(rgb), Array.from(rgba).filter((_, i) => i % 4 !== 3));
+    assert.deepEqual(
+      Array.from(rgb),
+      Array.from(rgba).filter((_, i) => i % 4 !== 3),
+    );
     const gray = grayRgba(4, 4, (x, y) => x * 60 + y);
-    assert.deepEqual(Array.from(resizeToInput(gray, 4, 4, [4, 4, 1])), Array.from({ length: 16 }, (_, i) => (i % 4) * 60 + Math.floor(i / 4)));
+    assert.deepEqual(
+      Array.from(resizeToInput(gray, 4, 4, [4, 4, 1])),
+      Array.from({ length: 16 }, (_, i) => (i % 4) * 60 + Math.floor(i / 4)),
+    );
   });
 
   it('upscales by covering each output pixel with the source area under it', () => {
@@ -100,7 +113,18 @@ function image(className: string, value: number): LabelledImage {
 
 describe('imageFolderDataset', () => {
   it('labels each image with its class index', () => {
-    const data = imageFolderDataset([image('7', 1), image('0', 2), image('7', 3)], INPUT, ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']);
+    const data = imageFolderDataset([image('7', 1), image('0', 2), image('7', 3)], INPUT, [
+      '0',
+      '1',
+      '2',
+      '3',
+      '4',
+      '5',
+      '6',
+      '7',
+      '8',
+      '9',
+    ]);
     assert.equal(data.count, 3);
     assert.equal(data.features, 4);
     assert.equal(data.numClasses, 10);
@@ -110,18 +134,21 @@ describe('imageFolderDataset', () => {
   });
 
   it('lists the unknown folders and the task’s classes, with case near misses', () => {
-    assert.throws(
-      () => imageFolderDataset([image('cat', 0), image('Dog', 0), image('bird', 0), image('cat', 0)], INPUT, ['cat', 'dog']),
-      {
-        message: "the folders 'Dog', 'bird' are not among the task's classes (cat, dog); name each subfolder after its class (rename 'Dog' -> 'dog': names must match exactly)",
-      },
-    );
-    assert.throws(() => imageFolderDataset([image('x', 0)], INPUT, ['a']), { message: "the folder 'x' is not among the task's classes (a); name each subfolder after its class" });
+    assert.throws(() => imageFolderDataset([image('cat', 0), image('Dog', 0), image('bird', 0), image('cat', 0)], INPUT, ['cat', 'dog']), {
+      message:
+        "the folders 'Dog', 'bird' are not among the task's classes (cat, dog); name each subfolder after its class (rename 'Dog' -> 'dog': names must match exactly)",
+    });
+    assert.throws(() => imageFolderDataset([image('x', 0)], INPUT, ['a']), {
+      message: "the folder 'x' is not among the task's classes (a); name each subfolder after its class",
+    });
   });
 
   it('explains no images, wrong pixel counts and impossible class lists', () => {
     assert.throws(() => imageFolderDataset([], INPUT, ['a']), /no images found: choose a folder holding one subfolder per class/);
-    assert.throws(() => imageFolderDataset([image('a', 0), { className: 'a', pixels: new Uint8Array(9) }], INPUT, ['a']), /image 2 \(class 'a'\) has 9 values, the task's 2x2x1 input needs 4: resize it first/);
+    assert.throws(
+      () => imageFolderDataset([image('a', 0), { className: 'a', pixels: new Uint8Array(9) }], INPUT, ['a']),
+      /image 2 \(class 'a'\) has 9 values, the task's 2x2x1 input needs 4: resize it first/,
+    );
     assert.throws(() => imageFolderDataset([image('a', 0)], INPUT, []), /1 to 256 classes/);
   });
 });
@@ -135,7 +162,8 @@ describe('classFromRelativePath', () => {
 
   it('explains a file directly in the chosen folder', () => {
     assert.throws(() => classFromRelativePath('digits/img1.png'), {
-      message: "'img1.png' is directly in 'digits', not in a class folder; put each image in a subfolder named after its class (e.g. digits/7/img1.png)",
+      message:
+        "'img1.png' is directly in 'digits', not in a class folder; put each image in a subfolder named after its class (e.g. digits/7/img1.png)",
     });
     assert.throws(() => classFromRelativePath('img1.png'), /'img1.png' is directly in the chosen folder, not in a class folder/);
     assert.throws(() => classFromRelativePath(''), /not in a class folder/);

@@ -35,7 +35,10 @@ describe('local trainer', () => {
   });
 
   it('leaks no tensors: the count after round 2 equals the count after round 20', async () => {
-    const data = subset(demo.train, Uint32Array.from({ length: 64 }, (_, i) => i));
+    const data = subset(
+      demo.train,
+      Uint32Array.from({ length: 64 }, (_, i) => i),
+    );
     const trainer = new LocalTrainer(spec, data);
     let weights = await (async () => {
       const m = buildModel(spec);
@@ -54,7 +57,10 @@ describe('local trainer', () => {
   });
 
   it('stops when asked to abort and still frees its tensors', async () => {
-    const data = subset(demo.train, Uint32Array.from({ length: 2000 }, (_, i) => i));
+    const data = subset(
+      demo.train,
+      Uint32Array.from({ length: 2000 }, (_, i) => i),
+    );
     const trainer = new LocalTrainer(spec, data);
     const before = tf.memory().numTensors;
     const m = buildModel(spec);

@@ -31,7 +31,7 @@ function keyOf(x: number): number {
   return bits >= 0 ? bits : -(bits & 0x7fffffff);
 }
 function floatOf(key: number): number {
-  i32[0] = key >= 0 ? key : (-key | 0x80000000) | 0;
+  i32[0] = key >= 0 ? key : -key | 0x80000000 | 0;
   return f32[0]!;
 }
 
@@ -59,7 +59,15 @@ type Release = (sum: tf.Tensor, noise: Float32Array) => Float32Array;
  * for no noise n in [lowKey, highKey] (keys of the noise domain). `release` is
  * non-decreasing (direction 1) or non-increasing (−1) in the noise.
  */
-function unreachableFraction(outputs: Float32Array, s1: number, release: Release, noiseOfKey: (key: number) => number, lowKey: number, highKey: number, direction: 1 | -1): number {
+function unreachableFraction(
+  outputs: Float32Array,
+  s1: number,
+  release: Release,
+  noiseOfKey: (key: number) => number,
+  lowKey: number,
+  highKey: number,
+  direction: 1 | -1,
+): number {
   const n = outputs.length;
   const lo = new Float64Array(n).fill(lowKey);
   const hi = new Float64Array(n).fill(highKey);
@@ -109,7 +117,8 @@ const FLOAT_HIGH = keyOf(1e4);
 function gridNoise(plan: GridNoisePlan, seed: number): Float32Array {
   const sampler = new GaussianSampler(new SeededRandom(seed));
   const noise = new Float32Array(TRIALS);
-  for (let i = 0; i < TRIALS; i++) noise[i] = Math.max(-plan.noiseBound, Math.min(plan.noiseBound, Math.round(plan.integerStd * sampler.next())));
+  for (let i = 0; i < TRIALS; i++)
+    noise[i] = Math.max(-plan.noiseBound, Math.min(plan.noiseBound, Math.round(plan.integerStd * sampler.next())));
   return noise;
 }
 
@@ -135,24 +144,35 @@ describe('exact reachability of noisy outputs from neighbouring sums (σC = 1)',
     t.dispose();
     return out;
   };
-  const oldUpdate = (weight: number): Release => (sum, noise) => {
-    const t = oldNoisySum(sum, noise);
-    const out = updateAt(weight, t, LR_OVER_B);
-    t.dispose();
-    return out;
-  };
-  const gridUpdate = (weight: number): Release => (sum, noise) => {
-    const t = addGridNoise(sum, plan, noise);
-    const out = updateAt(weight, t, LR_OVER_B);
-    t.dispose();
-    return out;
-  };
+  const oldUpdate =
+    (weight: number): Release =>
+    (sum, noise) => {
+      const t = oldNoisySum(sum, noise);
+      const out = updateAt(weight, t, LR_OVER_B);
+      t.dispose();
+      return out;
+    };
+  const gridUpdate =
+    (weight: number): Release =>
+    (sum, noise) => {
+      const t = addGridNoise(sum, plan, noise);
+      const out = updateAt(weight, t, LR_OVER_B);
+      t.dispose();
+      return out;
+    };
 
   // oldLeaks: whether float32 noise has unreachable outputs in that case. At a
   // weight far from 0 the weight's own float32 rounding hides the noise's low
   // bits in a single step, so the old path shows none there; the grid path
   // must show none everywhere.
-  const cases: ReadonlyArray<{ readonly name: string; readonly s0: number; readonly old: Release; readonly grid: Release; readonly direction: 1 | -1; readonly oldLeaks: boolean }> = [
+  const cases: ReadonlyArray<{
+    readonly name: string;
+    readonly s0: number;
+    readonly old: Release;
+    readonly grid: Release;
+    readonly direction: 1 | -1;
+    readonly oldLeaks: boolean;
+  }> = [
     { name: 'noisy sum, sums 0 and 1', s0: 0, old: oldSum, grid: gridSum, direction: 1, oldLeaks: true },
     { name: 'noisy sum, sums 0.37 and 1.37', s0: 0.37, old: oldSum, grid: gridSum, direction: 1, oldLeaks: true },
     { name: 'noisy sum, sums 3.1 and 4.1', s0: 3.1, old: oldSum, grid: gridSum, direction: 1, oldLeaks: true },
@@ -170,7 +190,9 @@ describe('exact reachability of noisy outputs from neighbouring sums (σC = 1)',
       // The reverse direction (outputs from s1 unreachable from s0) as well.
       const gridOutputs1 = draw(c.s0 + 1, c.grid, gridNoise(plan, 12));
       const gridLeakBack = unreachableFraction(gridOutputs1, c.s0, c.grid, (k) => k, -plan.noiseBound, plan.noiseBound, c.direction);
-      console.log(`# ${c.name}: unreachable from the neighbour — float32 ${(100 * oldLeak).toFixed(2)}%, grid ${(100 * gridLeak).toFixed(3)}% / ${(100 * gridLeakBack).toFixed(3)}% (G = ${plan.stepsPerClip}, slack ${plan.slack.toFixed(4)})`);
+      console.log(
+        `# ${c.name}: unreachable from the neighbour — float32 ${(100 * oldLeak).toFixed(2)}%, grid ${(100 * gridLeak).toFixed(3)}% / ${(100 * gridLeakBack).toFixed(3)}% (G = ${plan.stepsPerClip}, slack ${plan.slack.toFixed(4)})`,
+      );
       if (c.oldLeaks) assert.ok(oldLeak > 0.03, `the old path should leak here, found ${oldLeak}`);
       assert.equal(gridLeak, 0);
       assert.equal(gridLeakBack, 0);
@@ -201,7 +223,10 @@ describe('exact reachability of noisy outputs from neighbouring sums (σC = 1)',
     const b = new Float64Array(d).fill(1);
     noiseOnGrid(a, grid, new GaussianSampler(new SeededRandom(4)));
     noiseOnGrid(b, grid, new GaussianSampler(new SeededRandom(5)));
-    for (const [out, other] of [[a, 1], [b, 0]] as const) {
+    for (const [out, other] of [
+      [a, 1],
+      [b, 0],
+    ] as const) {
       for (const v of out) {
         const k = Math.round(v / grid.step);
         assert.equal(k * grid.step, v);

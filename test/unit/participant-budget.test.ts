@@ -3,7 +3,13 @@ import { describe, it } from 'node:test';
 import type { Dataset } from '../../core/data/dataset.ts';
 import { RdpAccountant, type SampledGaussianSteps } from '../../core/privacy/accountant.ts';
 import { MemoryLedgerStore, PrivacyLedger } from '../../core/privacy/ledger.ts';
-import { contentLedgerKey, DEFAULT_EPSILON_BUDGET, deviceDelta, openParticipantLedger, participantBudget } from '../../core/privacy/participant-budget.ts';
+import {
+  contentLedgerKey,
+  DEFAULT_EPSILON_BUDGET,
+  deviceDelta,
+  openParticipantLedger,
+  participantBudget,
+} from '../../core/privacy/participant-budget.ts';
 import type { SampleDpConfig } from '../../core/protocol/messages.ts';
 
 const ROUND: SampledGaussianSteps = { sampleRate: 0.1, noiseMultiplier: 1.1, steps: 10 };
@@ -15,7 +21,13 @@ function dataset(count: number, seed: number): Dataset {
   return { count, features: 4, numClasses: 3, values, labels };
 }
 
-const task = (delta: number, epsilonBudget?: number): SampleDpConfig => ({ clipNorm: 1, noiseMultiplier: 1.1, expectedBatchSize: 10, delta, epsilonBudget });
+const task = (delta: number, epsilonBudget?: number): SampleDpConfig => ({
+  clipNorm: 1,
+  noiseMultiplier: 1.1,
+  expectedBatchSize: 10,
+  delta,
+  epsilonBudget,
+});
 
 async function spend(ledger: PrivacyLedger, rounds: number): Promise<void> {
   for (let i = 0; i < rounds; i++) assert.ok((await ledger.charge(ROUND)).charged);
@@ -92,7 +104,10 @@ describe('budgets the participant owns', () => {
     await spend(old, 2);
     const older = await PrivacyLedger.open(store, 'mnist-renamed/own-data', 1e-5);
     await spend(older, 1);
-    const ledger = await openParticipantLedger(store, task(1e-5), dataset(100, 6), { legacyKeys: ['mnist/own-data', 'mnist-renamed/own-data', 'never-used'], accountant: 'rdp' });
+    const ledger = await openParticipantLedger(store, task(1e-5), dataset(100, 6), {
+      legacyKeys: ['mnist/own-data', 'mnist-renamed/own-data', 'never-used'],
+      accountant: 'rdp',
+    });
     const expected = new RdpAccountant().step({ ...ROUND, steps: 30 }).getEpsilon(1e-5);
     assert.ok(Math.abs(ledger.epsilon - expected) < 1e-9, `${ledger.epsilon} vs ${expected}`);
   });

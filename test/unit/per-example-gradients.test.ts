@@ -111,7 +111,17 @@ function smallConvModel(): tf.LayersModel {
   m.add(tf.layers.conv2d({ filters: 4, kernelSize: [2, 3], padding: 'same', useBias: false, kernelInitializer: init(12) }));
   m.add(tf.layers.activation({ activation: 'tanh' }));
   m.add(tf.layers.maxPooling2d({ poolSize: 2, strides: 1, padding: 'same' }));
-  m.add(tf.layers.conv2d({ filters: 2, kernelSize: 3, strides: 2, padding: 'same', activation: 'sigmoid', kernelInitializer: init(13), biasInitializer: 'ones' }));
+  m.add(
+    tf.layers.conv2d({
+      filters: 2,
+      kernelSize: 3,
+      strides: 2,
+      padding: 'same',
+      activation: 'sigmoid',
+      kernelInitializer: init(13),
+      biasInitializer: 'ones',
+    }),
+  );
   m.add(tf.layers.flatten());
   m.add(tf.layers.dropout({ rate: 0.5 }));
   m.add(tf.layers.dense({ units: 6, activation: 'tanh', useBias: false, kernelInitializer: init(14) }));
@@ -133,7 +143,10 @@ describe('per-example gradients', () => {
     const loop = await perExample(model, data, 'per-example-loop');
     assert.equal(tf.memory().numTensors, before);
     assertClose(fast, loop, TOL, 'mlp');
-    assert.ok(rowNorms(loop, 4).every((n) => n > 0.1), 'the gradients are not trivially zero');
+    assert.ok(
+      rowNorms(loop, 4).every((n) => n > 0.1),
+      'the gradients are not trivially zero',
+    );
     model.dispose();
   });
 
@@ -171,7 +184,10 @@ describe('per-example gradients', () => {
       // A bound between the norms, so that some examples are clipped and some are not.
       const sorted = [...norms].sort((a, b) => a - b);
       const clip = (sorted[2]! + sorted[3]!) / 2;
-      assert.ok(norms.some((n) => n > clip) && norms.some((n) => n < clip), `${name}: some examples clipped, some not (${norms.join(', ')})`);
+      assert.ok(
+        norms.some((n) => n > clip) && norms.some((n) => n < clip),
+        `${name}: some examples clipped, some not (${norms.join(', ')})`,
+      );
       const P = raw.length / 6;
       const expected = new Float32Array(P);
       norms.forEach((n, i) => {
@@ -236,7 +252,11 @@ describe('per-example gradients', () => {
     const model = buildModel(mlp, 7);
     const data = batch(3, [784], 10, 6);
     const { x } = tensors(data);
-    const y = tf.tensor2d([[0, 1, 0, 0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 1, 0, 0, 0, 0, 0, 0]]);
+    const y = tf.tensor2d([
+      [0, 1, 0, 0, 0, 0, 0, 0, 0, 0],
+      [0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+      [0, 0, 0, 1, 0, 0, 0, 0, 0, 0],
+    ]);
     for (const path of ['fast', 'per-example-loop'] as const) {
       const result = clippedGradientSum(model, x, y, 1, { path });
       const sq = await result.squaredNorms.data();
@@ -253,14 +273,29 @@ describe('per-example gradients', () => {
 
     // Zero input into bias-free layers: logits are 0, every weight gradient is 0.
     const m = tf.sequential();
-    m.add(tf.layers.dense({ inputShape: [4], units: 3, useBias: false, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }));
+    m.add(
+      tf.layers.dense({
+        inputShape: [4],
+        units: 3,
+        useBias: false,
+        activation: 'relu',
+        kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }),
+      }),
+    );
     m.add(tf.layers.dense({ units: 2, useBias: false, kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }));
     const zx = tf.zeros([2, 4]);
-    const zy = tf.tensor2d([[1, 0], [0, 1]]);
+    const zy = tf.tensor2d([
+      [1, 0],
+      [0, 1],
+    ]);
     for (const path of ['fast', 'per-example-loop'] as const) {
       const result = clippedGradientSum(m, zx, zy, 0.5, { path });
       assert.deepEqual(Array.from(await result.squaredNorms.data()), [0, 0]);
-      for (const s of result.sums) assert.ok((await s.data()).every((v) => v === 0), `${path}: zero sums, not NaN`);
+      for (const s of result.sums)
+        assert.ok(
+          (await s.data()).every((v) => v === 0),
+          `${path}: zero sums, not NaN`,
+        );
       disposeClippedSum(result);
     }
     const zero = clipFactors(tf.tensor1d([0, 0]), 1e-3);
@@ -271,7 +306,9 @@ describe('per-example gradients', () => {
 
   it('says which path a model gets; other layers fall back to the per-example loop, which is still correct', async () => {
     const m = tf.sequential();
-    m.add(tf.layers.dense({ inputShape: [6], units: 5, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }) }));
+    m.add(
+      tf.layers.dense({ inputShape: [6], units: 5, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }) }),
+    );
     m.add(tf.layers.layerNormalization({ name: 'norm' }));
     m.add(tf.layers.dense({ units: 3, kernelInitializer: tf.initializers.glorotUniform({ seed: 4 }) }));
     const support = supportsFastPath(m);
@@ -292,7 +329,9 @@ describe('per-example gradients', () => {
     tf.dispose([x, y]);
     m.dispose();
 
-    const dilated = tf.sequential({ layers: [tf.layers.conv2d({ inputShape: [5, 5, 1], filters: 1, kernelSize: 2, dilationRate: 2 }), tf.layers.flatten()] });
+    const dilated = tf.sequential({
+      layers: [tf.layers.conv2d({ inputShape: [5, 5, 1], filters: 1, kernelSize: 2, dilationRate: 2 }), tf.layers.flatten()],
+    });
     const d = supportsFastPath(dilated);
     assert.ok(!d.ok && /dilated/.test(d.reason), JSON.stringify(d));
     dilated.dispose();

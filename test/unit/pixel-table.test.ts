@@ -11,9 +11,21 @@ const csv = (rows: string[]) => parseCsv(['id,label,pixel0,pixel1,pixel2,pixel3'
 
 describe('images from a CSV of pixel columns', () => {
   it('suggests the label, the pixel columns, and dropping the rest', () => {
-    assert.deepEqual(suggestPixelRoles(csv(['a,1,0,1,2,3'])), { id: 'drop', label: 'label', pixel0: 'feature', pixel1: 'feature', pixel2: 'feature', pixel3: 'feature' });
+    assert.deepEqual(suggestPixelRoles(csv(['a,1,0,1,2,3'])), {
+      id: 'drop',
+      label: 'label',
+      pixel0: 'feature',
+      pixel1: 'feature',
+      pixel2: 'feature',
+      pixel3: 'feature',
+    });
     // Without pixel-named columns, numeric columns are the features.
-    assert.deepEqual(suggestPixelRoles(parseCsv('name,digit,a,b\nx,1,0,255\n')), { name: 'drop', digit: 'label', a: 'feature', b: 'feature' });
+    assert.deepEqual(suggestPixelRoles(parseCsv('name,digit,a,b\nx,1,0,255\n')), {
+      name: 'drop',
+      digit: 'label',
+      a: 'feature',
+      b: 'feature',
+    });
   });
 
   it('gives the pixels as bytes in column order and the class index as the label, skipping rows with a missing value', () => {

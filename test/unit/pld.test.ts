@@ -35,7 +35,11 @@ function subsampledGaussianDelta(q: number, sigma: number, eps: number): number 
   const remove = (1 - q) * Phi(-xr / sigma) + q * Phi((1 - xr) / sigma) - Math.exp(eps) * Phi(-xr / sigma);
   // add: p = N(0), q = mixture; N0/mix > e^ε ⇔ 1 − q + q r(x) < e^{−ε} ⇔ x < x*
   const inner = (Math.exp(-eps) - 1 + q) / q;
-  const add = inner <= 0 ? 0 : Phi((s2 * Math.log(inner) + 0.5) / sigma) - Math.exp(eps) * ((1 - q) * Phi((s2 * Math.log(inner) + 0.5) / sigma) + q * Phi((s2 * Math.log(inner) - 0.5) / sigma));
+  const add =
+    inner <= 0
+      ? 0
+      : Phi((s2 * Math.log(inner) + 0.5) / sigma) -
+        Math.exp(eps) * ((1 - q) * Phi((s2 * Math.log(inner) + 0.5) / sigma) + q * Phi((s2 * Math.log(inner) - 0.5) / sigma));
   return Math.max(remove, add, 0);
 }
 

@@ -7,7 +7,11 @@ import { OutlierBoundedStrategy } from '../../core/aggregation/outlier-bound.ts'
 import { ErrorCode, ProtocolError } from '../../core/protocol/errors.ts';
 import type { RoundRecord } from '../../core/protocol/status.ts';
 
-const result = (id: string, numExamples: number, update: number[]) => ({ participantId: id, numExamples, update: Float32Array.from(update) });
+const result = (id: string, numExamples: number, update: number[]) => ({
+  participantId: id,
+  numExamples,
+  update: Float32Array.from(update),
+});
 
 describe('aggregate guard', () => {
   it('refuses the Infinity that float32 conversion of a finite sum produces (the third round of 1e38 updates)', () => {
@@ -35,7 +39,10 @@ describe('aggregate guard', () => {
     assert.equal(checkAggregate(current, Float32Array.from([5, 0, 0, 0]), recent).ok, true);
     const far = checkAggregate(current, Float32Array.from([20, 0, 0, 0]), recent);
     assert.equal(far.ok, false);
-    assert.match((far as { reason: string }).reason, /L2 norm 20\.00, above 10 × 1\.000 \(the median change norm of the last 4 committed rounds\)/);
+    assert.match(
+      (far as { reason: string }).reason,
+      /L2 norm 20\.00, above 10 × 1\.000 \(the median change norm of the last 4 committed rounds\)/,
+    );
   });
 
   it('in warm-up compares with the model norm; a zero model only gets the finiteness check', () => {
@@ -48,7 +55,13 @@ describe('aggregate guard', () => {
     const current = { version: 3, hash: 'h3', weights: Float32Array.from([1, 2]) };
     const bad = { version: 4, hash: 'h4', weights: Float32Array.from([Number.POSITIVE_INFINITY, 2]) };
     const good = { version: 4, hash: 'h4', weights: Float32Array.from([1.5, 2]) };
-    const record = { round: 4, outcome: 'aggregated', modelVersion: 4, modelHash: 'h4', metrics: { loss: 1, accuracy: 0.5 } } as RoundRecord;
+    const record = {
+      round: 4,
+      outcome: 'aggregated',
+      modelVersion: 4,
+      modelHash: 'h4',
+      metrics: { loss: 1, accuracy: 0.5 },
+    } as RoundRecord;
     const skipped = guardAggregate(record, bad, current, []);
     assert.equal(skipped.model, current);
     assert.equal(skipped.record.outcome, 'skipped');
@@ -72,7 +85,10 @@ describe('outlier bound', () => {
     round.add(result('a', 1, [20, 0]));
     assert.throws(
       () => round.add(result('b', 1, [1e38, 0])),
-      (e: unknown) => e instanceof ProtocolError && e.code === ErrorCode.UpdateOutlier && /above the outlier bound 25\.0000 \(5 × the global model's norm 5\.000 \(warm-up\)\)/.test(e.message),
+      (e: unknown) =>
+        e instanceof ProtocolError &&
+        e.code === ErrorCode.UpdateOutlier &&
+        /above the outlier bound 25\.0000 \(5 × the global model's norm 5\.000 \(warm-up\)\)/.test(e.message),
     );
     assert.equal(round.count, 1);
   });
@@ -85,7 +101,10 @@ describe('outlier bound', () => {
     first.finish();
     const second = begin(strategy, global);
     second.add(result('ok', 1, [10, 0])); // median 2: bound 10, at the bound is accepted
-    assert.throws(() => second.add(result('far', 1, [10.01, 0])), (e: unknown) => e instanceof ProtocolError && e.code === ErrorCode.UpdateOutlier);
+    assert.throws(
+      () => second.add(result('far', 1, [10.01, 0])),
+      (e: unknown) => e instanceof ProtocolError && e.code === ErrorCode.UpdateOutlier,
+    );
     assert.equal(strategy.boundFor(global)?.bound, 10, 'accepted norms of the open round do not move the bound');
   });
 

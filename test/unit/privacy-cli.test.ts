@@ -28,8 +28,17 @@ describe('privacy CLI (child process)', () => {
     // n 60000, batch 150, σ 1.3, 15 epochs, δ 1e-5 → 0.7242234026109595 (improved; 0.941870567 classic
     // in the 2019-2020 file), optimal order 19 in both.
     const { status, stdout, stderr } = run([
-      '--dataset-size', '60000', '--batch-size', '150', '--epochs', '15',
-      '--noise-multiplier', '1.3', '--delta', '1e-5', '--json',
+      '--dataset-size',
+      '60000',
+      '--batch-size',
+      '150',
+      '--epochs',
+      '15',
+      '--noise-multiplier',
+      '1.3',
+      '--delta',
+      '1e-5',
+      '--json',
     ]);
     assert.equal(status, 0, stderr);
     const out = JSON.parse(stdout) as { sampleRate: number; steps: number; improved: EpsilonJson; classic: EpsilonJson };
@@ -45,7 +54,16 @@ describe('privacy CLI (child process)', () => {
     // tensorflow/privacy tutorials/README.md: compute_dp_sgd_privacy.py --N=60000 --batch_size=256
     // --noise_multiplier=1.1 --epochs=60 --delta=1e-5 → "eps = 3.01" (classic conversion).
     const { status, stdout, stderr } = run([
-      '--dataset-size', '60000', '--batch-size', '256', '--epochs', '60', '--noise-multiplier', '1.1', '--delta', '1e-5',
+      '--dataset-size',
+      '60000',
+      '--batch-size',
+      '256',
+      '--epochs',
+      '60',
+      '--noise-multiplier',
+      '1.1',
+      '--delta',
+      '1e-5',
     ]);
     assert.equal(status, 0, stderr);
     assert.match(stdout, /steps\s+14063/);
@@ -82,11 +100,23 @@ describe('privacy CLI (in process)', () => {
   it('finds the noise multiplier for a target ε (TF Privacy compute_noise_from_budget_test Test0)', () => {
     // tensorflow/privacy .../compute_noise_from_budget_test.py: target 0.941870567 (classic) → σ 1.3
     const result = privacyCli([
-      '--dataset-size', '60000', '--batch-size', '150', '--epochs', '15',
-      '--target-epsilon', '0.941870567', '--delta', '1e-5', '--json',
+      '--dataset-size',
+      '60000',
+      '--batch-size',
+      '150',
+      '--epochs',
+      '15',
+      '--target-epsilon',
+      '0.941870567',
+      '--delta',
+      '1e-5',
+      '--json',
     ]);
     assert.equal(result.exitCode, 0, result.stderr);
-    const out = JSON.parse(result.stdout) as { classic: { noiseMultiplier: number }; improved: { noiseMultiplier: number; epsilon: number } };
+    const out = JSON.parse(result.stdout) as {
+      classic: { noiseMultiplier: number };
+      improved: { noiseMultiplier: number; epsilon: number };
+    };
     assert.ok(Math.abs(out.classic.noiseMultiplier - 1.3) < 5e-8, `classic σ ${out.classic.noiseMultiplier}`);
     assert.ok(out.improved.noiseMultiplier < out.classic.noiseMultiplier);
     assert.ok(out.improved.epsilon <= 0.941870567);
@@ -108,8 +138,14 @@ describe('privacy CLI (in process)', () => {
       [['--dataset-size', '100', '--batch-size', '10', '--noise-multiplier', '1', '--delta', '1e-5'], /missing --epochs/],
       [['--sample-rate', '0.1', '--steps', '10', '--noise-multiplier', '1', '--delta', '1e-5', 'extra'], /Unexpected argument/],
       [['--steps'], /argument missing/],
-      [['--sample-rate', '0.1', '--steps', '10', '--noise-multiplier', '1', '--delta', '1e-5', '--accountant', 'prv'], /--accountant must be auto, pld or rdp/],
-      [['--sample-rate', '0.1', '--steps', '10', '--noise-multiplier', '1', '--delta', '1e-5', '--series', 'absolute'], /--series must be abs or signed/],
+      [
+        ['--sample-rate', '0.1', '--steps', '10', '--noise-multiplier', '1', '--delta', '1e-5', '--accountant', 'prv'],
+        /--accountant must be auto, pld or rdp/,
+      ],
+      [
+        ['--sample-rate', '0.1', '--steps', '10', '--noise-multiplier', '1', '--delta', '1e-5', '--series', 'absolute'],
+        /--series must be abs or signed/,
+      ],
       [['--sample-rate', '0.1', '--steps', '10', '--noise-multiplier', '1', '--delta', '1e-5', '--orders', '2,1,3'], /--orders must be/],
       [['--sample-rate', '0.1', '--steps', '10', '--noise-multiplier', '1', '--delta', '1e-5', '--orders', 'tf'], /--orders must be/],
     ];
@@ -147,20 +183,48 @@ describe('privacy CLI: --accountant, --orders, --series', () => {
 
   it('--orders and --series reach the RDP path (TF Privacy rdp_accountant_test orders, signed series)', () => {
     const orders = [1.25, 1.5, 1.75, 2, 2.5, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 64, 256];
-    const base = ['--sample-rate', '0.1', '--steps', '100', '--noise-multiplier', '2', '--delta', '1e-5', '--accountant', 'rdp', '--json', '--orders', orders.join(',')];
+    const base = [
+      '--sample-rate',
+      '0.1',
+      '--steps',
+      '100',
+      '--noise-multiplier',
+      '2',
+      '--delta',
+      '1e-5',
+      '--accountant',
+      'rdp',
+      '--json',
+      '--orders',
+      orders.join(','),
+    ];
     const signed = JSON.parse(privacyCli([...base, '--series', 'signed']).stdout) as AccountedJson;
     const abs = JSON.parse(privacyCli([...base, '--series', 'abs']).stdout) as AccountedJson;
     const expected = epsilonFromRdp(orders, computeRdp(0.1, 2, 100, orders, { fractionalSeries: 'signed' }), 1e-5);
     assert.equal(signed.epsilon, expected.epsilon);
     assert.equal(signed.improved.optimalOrder, expected.optimalOrder);
     assert.ok(abs.epsilon >= signed.epsilon);
-    const opacus = privacyCli(['--sample-rate', '0.1', '--steps', '100', '--noise-multiplier', '2', '--delta', '1e-5', '--accountant', 'rdp', '--orders', 'opacus']);
+    const opacus = privacyCli([
+      '--sample-rate',
+      '0.1',
+      '--steps',
+      '100',
+      '--noise-multiplier',
+      '2',
+      '--delta',
+      '1e-5',
+      '--accountant',
+      'rdp',
+      '--orders',
+      'opacus',
+    ]);
     assert.match(opacus.stdout, /Opacus default, 151 orders/);
   });
 
   it('--target-epsilon under PLD needs less noise than under RDP, and reaches the target', () => {
     const out = JSON.parse(
-      privacyCli(['--sample-rate', '0.01', '--steps', '1000', '--target-epsilon', '2', '--delta', '1e-5', '--json', '--accountant', 'pld']).stdout,
+      privacyCli(['--sample-rate', '0.01', '--steps', '1000', '--target-epsilon', '2', '--delta', '1e-5', '--json', '--accountant', 'pld'])
+        .stdout,
     ) as { noiseMultiplier: number; epsilon: number; accountant: string; improved: { noiseMultiplier: number } };
     assert.equal(out.accountant, 'pld');
     assert.ok(out.epsilon <= 2, `${out.epsilon}`);

@@ -15,7 +15,10 @@ function epsilonAfter(rounds: number): number {
 describe('privacy ledger', () => {
   it('two tabs charging one ledger at the same moment both count', async () => {
     const store = new MemoryLedgerStore();
-    const [a, b] = await Promise.all([PrivacyLedger.open(store, 'task/own-data', DELTA, undefined, [], 'rdp'), PrivacyLedger.open(store, 'task/own-data', DELTA, undefined, [], 'rdp')]);
+    const [a, b] = await Promise.all([
+      PrivacyLedger.open(store, 'task/own-data', DELTA, undefined, [], 'rdp'),
+      PrivacyLedger.open(store, 'task/own-data', DELTA, undefined, [], 'rdp'),
+    ]);
     const results = await Promise.all([a.charge(ROUND), b.charge(ROUND), a.charge(ROUND)]);
     assert.ok(results.every((r) => r.charged));
     const reopened = await PrivacyLedger.open(store, 'task/own-data', DELTA, undefined, [], 'rdp');
@@ -26,7 +29,10 @@ describe('privacy ledger', () => {
     const store = new MemoryLedgerStore();
     // A budget of one round and a half: each tab alone may run its round, not both.
     const budget = (epsilonAfter(1) + epsilonAfter(2)) / 2;
-    const [a, b] = await Promise.all([PrivacyLedger.open(store, 'k', DELTA, budget, [], 'rdp'), PrivacyLedger.open(store, 'k', DELTA, budget, [], 'rdp')]);
+    const [a, b] = await Promise.all([
+      PrivacyLedger.open(store, 'k', DELTA, budget, [], 'rdp'),
+      PrivacyLedger.open(store, 'k', DELTA, budget, [], 'rdp'),
+    ]);
     assert.ok(a.check(ROUND).allowed && b.check(ROUND).allowed);
     assert.deepEqual(await b.charge(ROUND), { charged: true, epsilon: epsilonAfter(1) });
     const refused = await a.charge(ROUND);

@@ -1,16 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import {
-  erfc,
-  lgamma,
-  log1mexp,
-  logAdd,
-  logBinomial,
-  logErfc,
-  logExpm1,
-  logSub,
-  logSumExp,
-} from '../../core/privacy/math.ts';
+import { erfc, lgamma, log1mexp, logAdd, logBinomial, logErfc, logExpm1, logSub, logSumExp } from '../../core/privacy/math.ts';
 
 /**
  * Reference values: mpmath 1.3.0 at 50 significant digits (loggamma, erfc,

@@ -4,7 +4,17 @@ import { describe, it } from 'node:test';
 import { ErrorCode } from '../../core/protocol/errors.ts';
 import { fromHex, toHex } from '../../core/secagg/bytes.ts';
 import { buildNeighbourGraph } from '../../core/secagg/graph.ts';
-import { agree, decryptShare, derivePairwiseSeed, deriveShareKey, GCM_IV_BYTES, GCM_TAG_BYTES, importPrivateScalar, importPublicKey, PUBLIC_KEY_BYTES } from '../../core/secagg/keys.ts';
+import {
+  agree,
+  decryptShare,
+  derivePairwiseSeed,
+  deriveShareKey,
+  GCM_IV_BYTES,
+  GCM_TAG_BYTES,
+  importPrivateScalar,
+  importPublicKey,
+  PUBLIC_KEY_BYTES,
+} from '../../core/secagg/keys.ts';
 import { applyMask } from '../../core/secagg/masking.ts';
 import { expandSeed } from '../../core/secagg/prg.ts';
 import { SHARE_CIPHERTEXT_BYTES } from '../../core/secagg/protocol.ts';
@@ -50,12 +60,27 @@ const ascii = (text: string): string => toHex(new TextEncoder().encode(text));
 
 describe('docs/protocol.md against core: secure aggregation test vectors, payload fields, error codes', () => {
   it('has every vector block', () => {
-    assert.deepEqual([...ALL.keys()].sort(), ['ecdh-p256', 'graph-7-4', 'graph-8-3', 'hkdf', 'masked-input', 'prg', 'quantize', 'shamir', 'share-ciphertext']);
+    assert.deepEqual([...ALL.keys()].sort(), [
+      'ecdh-p256',
+      'graph-7-4',
+      'graph-8-3',
+      'hkdf',
+      'masked-input',
+      'prg',
+      'quantize',
+      'shamir',
+      'share-ciphertext',
+    ]);
   });
 
   it('ECDH P-256: the shared secret of A and B, either way round', async () => {
     const v = block('ecdh-p256');
-    const [privateA, publicA, privateB, publicB] = [v('privateA'), v('publicA'), v('privateB'), v('publicB')].map(fromHex) as [Uint8Array, Uint8Array, Uint8Array, Uint8Array];
+    const [privateA, publicA, privateB, publicB] = [v('privateA'), v('publicA'), v('privateB'), v('publicB')].map(fromHex) as [
+      Uint8Array,
+      Uint8Array,
+      Uint8Array,
+      Uint8Array,
+    ];
     assert.equal(publicA.length, PUBLIC_KEY_BYTES);
     const ab = await agree(await importPrivateScalar(privateA, publicA), await importPublicKey(publicB));
     const ba = await agree(await importPrivateScalar(privateB, publicB), await importPublicKey(publicA));
@@ -86,11 +111,17 @@ describe('docs/protocol.md against core: secure aggregation test vectors, payloa
     assert.equal(ciphertext.length, 92);
     assert.equal(SHARE_CIPHERTEXT_BYTES, 92);
     assert.equal(GCM_IV_BYTES + 2 * SHARE_BYTES + GCM_TAG_BYTES, 92);
-    assert.equal(c('aad'), ascii('fedbrowser/secagg/v1/share') + [c('round'), c('from'), c('to')].map((x) => Number(x).toString(16).padStart(8, '0')).join(''));
+    assert.equal(
+      c('aad'),
+      ascii('fedbrowser/secagg/v1/share') + [c('round'), c('from'), c('to')].map((x) => Number(x).toString(16).padStart(8, '0')).join(''),
+    );
     const h = block('hkdf');
     const key = await deriveShareKey(fromHex(h('shared')), { round: Number(h('round')), a: Number(h('a')), b: Number(h('b')) });
     // The other direction of the same pair must fail: the route is authenticated.
-    await assert.rejects(decryptShare(key, ciphertext, { round: Number(c('round')), from: Number(c('to')), to: Number(c('from')) }), /fails authentication/);
+    await assert.rejects(
+      decryptShare(key, ciphertext, { round: Number(c('round')), from: Number(c('to')), to: Number(c('from')) }),
+      /fails authentication/,
+    );
   });
 
   it('Shamir: the field prime, and any t of the shares give the secret', () => {
@@ -98,8 +129,21 @@ describe('docs/protocol.md against core: secure aggregation test vectors, payloa
     assert.equal(BigInt(`0x${v('prime')}`), SHAMIR_PRIME);
     const t = Number(v('threshold'));
     const shares = [1, 2, 3, 4].map((index) => ({ index, value: fromHex(v(`share${index}`)) }));
-    for (const pick of [[0, 1, 2], [1, 2, 3], [0, 2, 3], [3, 0, 1]]) {
-      assert.equal(toHex(reconstruct(pick.map((i) => shares[i]!), t)), v('secret'));
+    for (const pick of [
+      [0, 1, 2],
+      [1, 2, 3],
+      [0, 2, 3],
+      [3, 0, 1],
+    ]) {
+      assert.equal(
+        toHex(
+          reconstruct(
+            pick.map((i) => shares[i]!),
+            t,
+          ),
+        ),
+        v('secret'),
+      );
     }
     // The shares are f(x) = secret + a1·x + a2·x² mod p.
     const [s, a1, a2] = [v('secret'), v('a1'), v('a2')].map((x) => BigInt(`0x${x}`)) as [bigint, bigint, bigint];
@@ -125,7 +169,12 @@ describe('docs/protocol.md against core: secure aggregation test vectors, payloa
       const seed = fromHex(v('roundSeed'));
       const graph = await buildNeighbourGraph(n, k, seed);
       for (let u = 1; u <= n; u++) assert.equal(graph.neighbours(u).join(','), v(`neighbours${u}`), `neighbours of ${u}`);
-      const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new Uint8Array([...new TextEncoder().encode('fedbrowser/secagg/v1/graph'), ...seed, 0, 0, 0, n, 0, 0, 0, k])));
+      const digest = new Uint8Array(
+        await crypto.subtle.digest(
+          'SHA-256',
+          new Uint8Array([...new TextEncoder().encode('fedbrowser/secagg/v1/graph'), ...seed, 0, 0, 0, n, 0, 0, 0, k]),
+        ),
+      );
       assert.equal(toHex(digest), v('graphSeed'));
     });
   }
@@ -159,7 +208,8 @@ describe('docs/protocol.md against core: secure aggregation test vectors, payloa
       const source = readFileSync(new URL(`../../core/protocol/${file}`, import.meta.url), 'utf8');
       for (const block of source.matchAll(/export interface (\w+)[^{]*\{([\s\S]*?)\n\}/g)) {
         if (block[1]!.endsWith('Events')) continue;
-        for (const field of block[2]!.matchAll(/^ {2}readonly (\w+)\??:/gm)) if (!documented.has(field[1]!)) missing.push(`${block[1]}.${field[1]}`);
+        for (const field of block[2]!.matchAll(/^ {2}readonly (\w+)\??:/gm))
+          if (!documented.has(field[1]!)) missing.push(`${block[1]}.${field[1]}`);
       }
     }
     assert.deepEqual(missing, []);

@@ -182,12 +182,22 @@ describe('FedAdam and FedYogi', () => {
     const [x1, x2] = twoRounds(new FedAdam());
     // Step 1, coordinate 0: m = 0.1 * 0.5 = 0.05; v = 0.99e-6 + 0.01 * 0.25 = 0.00250099;
     // x = 1 + 0.01 * 0.05 / (sqrt(0.00250099) + 0.001) = 1.0098020. Coordinate 1 likewise: -1.0096081.
-    assertClose(x1, [1 + (0.01 * 0.05) / (Math.sqrt(0.00250099) + 1e-3), -1 + (0.01 * -0.025) / (Math.sqrt(0.00062599) + 1e-3)], 1e-6, 'x1');
+    assertClose(
+      x1,
+      [1 + (0.01 * 0.05) / (Math.sqrt(0.00250099) + 1e-3), -1 + (0.01 * -0.025) / (Math.sqrt(0.00062599) + 1e-3)],
+      1e-6,
+      'x1',
+    );
     assertClose(x1, [1.009802, -1.0096081], 1e-6, 'x1');
     // Step 2, coordinate 0: m = 0.9 * 0.05 + 0.1 * 0.03125 = 0.048125; v = 0.99 * 0.00250099 + 0.01 * 0.0009765625 = 0.002485745725.
     const m2 = [0.048125, 0.9 * -0.025 + 0.1 * 0.5];
     const v2 = [0.002485745725, 0.99 * 0.00062599 + 0.01 * 0.25];
-    assertClose(x2, [x1[0]! + (0.01 * m2[0]!) / (Math.sqrt(v2[0]!) + 1e-3), x1[1]! + (0.01 * m2[1]!) / (Math.sqrt(v2[1]!) + 1e-3)], 1e-6, 'x2');
+    assertClose(
+      x2,
+      [x1[0]! + (0.01 * m2[0]!) / (Math.sqrt(v2[0]!) + 1e-3), x1[1]! + (0.01 * m2[1]!) / (Math.sqrt(v2[1]!) + 1e-3)],
+      1e-6,
+      'x2',
+    );
     assertClose(x2, [1.0192648, -1.0047712], 1e-6, 'x2');
   });
 
@@ -199,7 +209,12 @@ describe('FedAdam and FedYogi', () => {
     // Coordinate 1: d^2 = 0.25 > v, so v grows: 0.000626 + 0.0025 = 0.003126.
     const m2 = [0.048125, 0.9 * -0.025 + 0.1 * 0.5];
     const v2 = [0.002491234375, 0.003126];
-    assertClose(x2, [x1[0]! + (0.01 * m2[0]!) / (Math.sqrt(v2[0]!) + 1e-3), x1[1]! + (0.01 * m2[1]!) / (Math.sqrt(v2[1]!) + 1e-3)], 1e-6, 'x2');
+    assertClose(
+      x2,
+      [x1[0]! + (0.01 * m2[0]!) / (Math.sqrt(v2[0]!) + 1e-3), x1[1]! + (0.01 * m2[1]!) / (Math.sqrt(v2[1]!) + 1e-3)],
+      1e-6,
+      'x2',
+    );
     assertClose(x2, [1.0192545, -1.0047759], 1e-6, 'x2');
   });
 
@@ -247,7 +262,8 @@ describe('update norm bound', () => {
     agg.add(result('ok', [3, 4])); // norm exactly 5
     assert.throws(
       () => agg.add(result('big', [3, 4.001])),
-      (error: unknown) => error instanceof ProtocolError && error.code === ErrorCode.UpdateTooLarge && /5\.00080.* above the bound 5/.test(error.message),
+      (error: unknown) =>
+        error instanceof ProtocolError && error.code === ErrorCode.UpdateTooLarge && /5\.00080.* above the bound 5/.test(error.message),
     );
     assert.equal(agg.count, 1);
     assertClose(agg.finish()!, [3, 4]);
@@ -273,7 +289,15 @@ describe('update norm bound', () => {
   });
 
   it('wrappers pass on selection, privacy, release policy and checkpoint state', () => {
-    const options = { placement: 'central', noiseMultiplier: 1, clip: { kind: 'fixed', norm: 1 }, sampleRate: 0.5, expectedClients: 2, delta: 1e-5, uniform: new SeededRandom(1) } as const;
+    const options = {
+      placement: 'central',
+      noiseMultiplier: 1,
+      clip: { kind: 'fixed', norm: 1 },
+      sampleRate: 0.5,
+      expectedClients: 2,
+      delta: 1e-5,
+      uniform: new SeededRandom(1),
+    } as const;
     const dp = new DpFedAvg({ ...options, selectionUniform: new SeededRandom(2) });
     const reference = new DpFedAvg({ ...options, selectionUniform: new SeededRandom(2) });
     const wrapped = new NormBoundedStrategy(new FedProx({ proximalMu: 0.1, base: dp }), 3);
@@ -302,7 +326,18 @@ describe('FedProx', () => {
   it('sends proximalMu in the fit config and aggregates like FedAvg', () => {
     const prox = new FedProx({ proximalMu: 0.01 });
     assert.deepEqual(prox.configureFit(1, base), { ...base, proximalMu: 0.01 });
-    assertClose(aggregate(prox, [1, 2], [[1, 0], [-1, 4]], [10, 30])!, [0.5, 5]);
+    assertClose(
+      aggregate(
+        prox,
+        [1, 2],
+        [
+          [1, 0],
+          [-1, 4],
+        ],
+        [10, 30],
+      )!,
+      [0.5, 5],
+    );
     assert.equal(prox.name, 'fedprox (μ=0.01)');
     assert.throws(() => new FedProx({ proximalMu: 0 }), RangeError);
   });
@@ -338,7 +373,10 @@ describe('FedProx', () => {
   });
 
   it('LocalTrainer with a proximal term leaks no tensors', async () => {
-    const data = subset(demo.train, Uint32Array.from({ length: 64 }, (_, i) => i));
+    const data = subset(
+      demo.train,
+      Uint32Array.from({ length: 64 }, (_, i) => i),
+    );
     const trainer = new LocalTrainer(spec, data);
     const model = buildModel(spec);
     let weights = await readWeights(model);
@@ -358,13 +396,20 @@ describe('--strategy and its flags', () => {
   // Client-level DP needs an admin token (the status names who took part in each round).
   const parse = (...flags: string[]) =>
     parseConfig(flags.includes('--client-dp') ? [...flags, '--admin-token', 'robust-aggregation-test-admin'] : flags) as CoordinatorConfig;
-  const fails = (pattern: RegExp, ...flags: string[]) => assert.throws(() => parseConfig(flags), (e: unknown) => e instanceof ConfigError && pattern.test(e.message));
+  const fails = (pattern: RegExp, ...flags: string[]) =>
+    assert.throws(
+      () => parseConfig(flags),
+      (e: unknown) => e instanceof ConfigError && pattern.test(e.message),
+    );
   const base = (): FitConfig => ({ epochs: 1, batchSize: 8, learningRate: 0.1 });
 
   it('builds each strategy from its flags', () => {
     assert.equal(buildStrategy(parse()).name, 'fedavg');
     assert.equal(buildStrategy(parse('--strategy', 'median')).name, 'coordinate-wise median');
-    assert.equal(buildStrategy(parse('--strategy', 'trimmed-mean', '--trim-fraction', '0.25')).name, 'coordinate-wise trimmed mean (β=0.25)');
+    assert.equal(
+      buildStrategy(parse('--strategy', 'trimmed-mean', '--trim-fraction', '0.25')).name,
+      'coordinate-wise trimmed mean (β=0.25)',
+    );
     assert.equal(buildStrategy(parse('--strategy', 'krum', '--byzantine', '2', '--min-updates', '7')).name, 'krum (f=2)');
     assert.equal(buildStrategy(parse('--strategy', 'multi-krum', '--multi-krum', '3', '--min-updates', '5')).name, 'multi-krum (f=1, m=3)');
     assert.equal(buildStrategy(parse('--strategy', 'fedprox')).configureFit(1, base()).proximalMu, 0.01);
@@ -376,14 +421,26 @@ describe('--strategy and its flags', () => {
     const yogi = buildStrategy(parse('--strategy', 'fedyogi', '--server-learning-rate', '0.1', '--max-update-norm', '10'));
     assert.ok(yogi instanceof NormBoundedStrategy);
     assert.equal(findStrategy(yogi, ServerOptimizer)!.learningRate, 0.1);
-    const dpAdam = buildStrategy(parse('--strategy', 'fedadam', '--client-dp', 'central', '--client-noise-multiplier', '1', '--client-sample-rate', '0.5'));
+    const dpAdam = buildStrategy(
+      parse('--strategy', 'fedadam', '--client-dp', 'central', '--client-noise-multiplier', '1', '--client-sample-rate', '0.5'),
+    );
     assert.ok(findStrategy(dpAdam, DpFedAvg));
     assert.ok(dpAdam.privacy);
   });
 
   it('refuses bad values and combinations with a reason', () => {
     fails(/--strategy must be one of fedavg, median/, '--strategy', 'mean');
-    fails(/cannot be combined with --client-dp/, '--strategy', 'median', '--client-dp', 'central', '--client-noise-multiplier', '1', '--client-sample-rate', '0.5');
+    fails(
+      /cannot be combined with --client-dp/,
+      '--strategy',
+      'median',
+      '--client-dp',
+      'central',
+      '--client-noise-multiplier',
+      '1',
+      '--client-sample-rate',
+      '0.5',
+    );
     fails(/2f \+ 3 = 5 updates per round: raise --min-updates \(now 1\)/, '--strategy', 'krum');
     fails(/--multi-krum 5 is more than n − f = 4/, '--strategy', 'multi-krum', '--multi-krum', '5', '--min-updates', '5');
     fails(/trims ⌊0.1 × 8⌋ = 0 updates/, '--strategy', 'trimmed-mean', '--clients-per-round', '8');

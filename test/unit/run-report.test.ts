@@ -5,12 +5,29 @@ import type { TaskSummary } from '../../core/protocol/messages.ts';
 import type { FederationStatus, RoundRecord } from '../../core/protocol/status.ts';
 import { csvField, historyCsv } from '../../coordinator/report/history-csv.ts';
 import { escapeHtml, renderReportHtml } from '../../coordinator/report/report-html.ts';
-import { AUDIT_INTERPRETATION, buildRunReport, PARTICIPATION_WITHHELD, ROUND_PARTICIPATION_FIELDS, type ReportAudit } from '../../coordinator/report/run-report.ts';
+import {
+  AUDIT_INTERPRETATION,
+  buildRunReport,
+  PARTICIPATION_WITHHELD,
+  ROUND_PARTICIPATION_FIELDS,
+  type ReportAudit,
+} from '../../coordinator/report/run-report.ts';
 
 const HOSTILE = `<script>alert("x")</script>, 'quoted'\nnext line`;
 
 function privacy(epsilon: number, rounds: number): PrivacyReport {
-  return { level: 'client', placement: 'central', epsilon, delta: 1e-5, optimalOrder: 8, rounds, noiseMultiplier: 1, sampleRate: 0.5, clipNorm: 1, conversion: 'improved' };
+  return {
+    level: 'client',
+    placement: 'central',
+    epsilon,
+    delta: 1e-5,
+    optimalOrder: 8,
+    rounds,
+    noiseMultiplier: 1,
+    sampleRate: 0.5,
+    clipNorm: 1,
+    conversion: 'improved',
+  };
 }
 
 function record(round: number, extra: Partial<RoundRecord> = {}): RoundRecord {
@@ -41,7 +58,14 @@ const history: RoundRecord[] = [
 const status: FederationStatus = {
   task: { name: 'demo', architecture: 'mlp', paramCount: 10 },
   strategy: 'dp-fedavg',
-  settings: { rounds: 3, minClients: 2, clientsPerRound: 3, minUpdates: 1, roundTimeoutMs: 60_000, fit: { epochs: 1, batchSize: 32, learningRate: 0.1 } },
+  settings: {
+    rounds: 3,
+    minClients: 2,
+    clientsPerRound: 3,
+    minUpdates: 1,
+    roundTimeoutMs: 60_000,
+    fit: { epochs: 1, batchSize: 32, learningRate: 0.1 },
+  },
   round: 3,
   phase: 'done',
   modelVersion: 2,
@@ -82,7 +106,14 @@ const audit: ReportAudit = {
   advantage: 0.07,
 };
 
-const clientDp = { placement: 'central' as const, noiseMultiplier: 1, clip: { kind: 'fixed' as const, norm: 1 }, sampleRate: 0.5, expectedClients: 3, delta: 1e-5 };
+const clientDp = {
+  placement: 'central' as const,
+  noiseMultiplier: 1,
+  clip: { kind: 'fixed' as const, norm: 1 },
+  sampleRate: 0.5,
+  expectedClients: 3,
+  delta: 1e-5,
+};
 
 /** The same run without any DP: participation is the operator's to share. */
 const plainHistory: RoundRecord[] = history.map(({ privacy: _p, ...r }) => r);
@@ -117,11 +148,23 @@ describe('run report', () => {
     assert.deepEqual(report.audit, audit);
   });
 
-  it('gives each round\'s participation, and the participants seen, without client-level DP', () => {
+  it("gives each round's participation, and the participants seen, without client-level DP", () => {
     const report = buildRunReport({ status: plainStatus, task, audit, now: new Date() });
     assert.equal(report.participationWithheld, undefined);
     assert.equal(report.outcome.participantsSeen, 1);
-    assert.deepEqual(report.rounds[1], { round: 2, outcome: 'skipped', reason: HOSTILE, selected: 3, received: 2, dropped: 1, rejected: 0, declined: 0, bytesIn: 2000, bytesOut: 3000, durationMs: 1500 });
+    assert.deepEqual(report.rounds[1], {
+      round: 2,
+      outcome: 'skipped',
+      reason: HOSTILE,
+      selected: 3,
+      received: 2,
+      dropped: 1,
+      rejected: 0,
+      declined: 0,
+      bytesIn: 2000,
+      bytesOut: 3000,
+      durationMs: 1500,
+    });
     const html = renderReportHtml(report);
     assert.match(html, /<dt>Participants seen<\/dt><dd>1<\/dd>/);
     assert.match(html, /aria-label="Participants per round"/);
@@ -134,16 +177,23 @@ describe('run report', () => {
     assert.equal(report.participationWithheld, PARTICIPATION_WITHHELD);
     assert.equal(report.outcome.participantsSeen, undefined);
     // Only what the models and the accountant give: no count, traffic, duration or reason (it quotes counts).
-    for (const r of report.rounds) assert.deepEqual(Object.keys(r).sort(), r.accuracy === undefined ? ['epsilon', 'outcome', 'round'] : ['accuracy', 'epsilon', 'loss', 'outcome', 'round']);
+    for (const r of report.rounds)
+      assert.deepEqual(
+        Object.keys(r).sort(),
+        r.accuracy === undefined ? ['epsilon', 'outcome', 'round'] : ['accuracy', 'epsilon', 'loss', 'outcome', 'round'],
+      );
     const rounds = JSON.stringify(report.rounds);
     for (const field of ROUND_PARTICIPATION_FIELDS) assert.ok(!rounds.includes(`"${field}"`), field);
     assert.ok(!('participantsSeen' in report.outcome));
-    assert.ok(!rounds.includes('quoted'), 'the skipped round\'s reason is left out');
+    assert.ok(!rounds.includes('quoted'), "the skipped round's reason is left out");
 
     const html = renderReportHtml(report);
     assert.ok(html.includes(escapeHtml(PARTICIPATION_WITHHELD)), 'the page says why');
     assert.doesNotMatch(html, /Participants seen|Participants per round|Selected|Received|Dropped|Duration|In \/ out/);
-    assert.match(html, /<th scope="col">Round<\/th><th scope="col">Outcome<\/th><th scope="col">Accuracy<\/th><th scope="col">Loss<\/th><th scope="col">ε<\/th><\/tr>/);
+    assert.match(
+      html,
+      /<th scope="col">Round<\/th><th scope="col">Outcome<\/th><th scope="col">Accuracy<\/th><th scope="col">Loss<\/th><th scope="col">ε<\/th><\/tr>/,
+    );
     assert.match(html, /each eligible participant selected at random with probability 0\.5/, 'DP-FedAvg ignores clients per round');
     // Without the options the accountant's report still makes it client-level: never "no DP", never the counts.
     const bare = buildRunReport({ status: withParticipants, task, audit, now: new Date() });
@@ -152,30 +202,65 @@ describe('run report', () => {
     assert.match(bare.privacy.statement, /ε = 1\.100/);
   });
 
-  it('names the PLD accountant when it gave ε, with its lower bound and RDP\'s value for the same rounds', () => {
-    const pldPrivacy: PrivacyReport = { ...privacy(1.1, 3), accountant: 'pld', accountantSetting: 'auto', pldEpsilon: 1.1, pldEpsilonLower: 1.0987, rdpEpsilon: 1.25 };
+  it("names the PLD accountant when it gave ε, with its lower bound and RDP's value for the same rounds", () => {
+    const pldPrivacy: PrivacyReport = {
+      ...privacy(1.1, 3),
+      accountant: 'pld',
+      accountantSetting: 'auto',
+      pldEpsilon: 1.1,
+      pldEpsilonLower: 1.0987,
+      rdpEpsilon: 1.25,
+    };
     const { statement } = buildRunReport({ status: { ...status, privacy: pldPrivacy }, task, clientDp, audit, now: new Date() }).privacy;
-    assert.match(statement, /after 3 rounds \(noise multiplier 1 per round, sampling rate 0\.5, PLD accountant \(the tighter of PLD and RDP\), true ε at least 1\.099; RDP gives 1\.250\)\./);
+    assert.match(
+      statement,
+      /after 3 rounds \(noise multiplier 1 per round, sampling rate 0\.5, PLD accountant \(the tighter of PLD and RDP\), true ε at least 1\.099; RDP gives 1\.250\)\./,
+    );
     assert.doesNotMatch(statement, /RDP accountant/);
   });
 
   it('states central client-level DP as what it covers: the released models, not what the trusted coordinator saw', () => {
     const { statement } = buildRunReport({ status, task, clientDp, audit, now: new Date() }).privacy;
-    assert.match(statement, /central noise: the models released after each round, and what this report computes from them with the coordinator's own examples \(test accuracy and loss, the membership audit\), are \(ε = 1\.100, δ = 0\.00001\)-differentially private with respect to adding or removing one participant's whole dataset, after 3 rounds \(noise multiplier 1 per round, sampling rate 0\.5, RDP accountant, improved conversion\)\./);
-    assert.match(statement, /The coordinator is trusted: it saw each update, each example count and who took part, which this guarantee does not cover\./);
+    assert.match(
+      statement,
+      /central noise: the models released after each round, and what this report computes from them with the coordinator's own examples \(test accuracy and loss, the membership audit\), are \(ε = 1\.100, δ = 0\.00001\)-differentially private with respect to adding or removing one participant's whole dataset, after 3 rounds \(noise multiplier 1 per round, sampling rate 0\.5, RDP accountant, improved conversion\)\./,
+    );
+    assert.match(
+      statement,
+      /The coordinator is trusted: it saw each update, each example count and who took part, which this guarantee does not cover\./,
+    );
     assert.match(statement, /only while who and how many took part stay with the operator, so this report leaves them out\./);
-    assert.match(statement, /integer noise \(a rounded CSPRNG Gaussian\) is added exactly, so no floating-point representation reveals the input\.$/);
+    assert.match(
+      statement,
+      /integer noise \(a rounded CSPRNG Gaussian\) is added exactly, so no floating-point representation reveals the input\.$/,
+    );
     assert.doesNotMatch(statement, /each participant's whole dataset is protected/, 'no unqualified claim');
   });
 
-  it('states distributed client-level DP as each participant\'s own noise, without sampling amplification', () => {
+  it("states distributed client-level DP as each participant's own noise, without sampling amplification", () => {
     const spent: PrivacyReport = { ...privacy(2.5, 3), placement: 'distributed', noiseMultiplier: 0.5, sampleRate: 1 };
-    const report = buildRunReport({ status: { ...status, privacy: spent }, task, clientDp: { ...clientDp, placement: 'distributed' }, audit, now: new Date() });
+    const report = buildRunReport({
+      status: { ...status, privacy: spent },
+      task,
+      clientDp: { ...clientDp, placement: 'distributed' },
+      audit,
+      now: new Date(),
+    });
     assert.equal(report.participationWithheld, PARTICIPATION_WITHHELD);
-    assert.match(report.privacy.statement, /distributed noise: each participant clipped its update and added its share of the Gaussian noise before sending it\./);
+    assert.match(
+      report.privacy.statement,
+      /distributed noise: each participant clipped its update and added its share of the Gaussian noise before sending it\./,
+    );
     assert.match(report.privacy.statement, /counts only a participant's own noise in every round, without sampling amplification/);
-    assert.match(report.privacy.statement, /are \(ε = 2\.500, δ = 0\.00001\)-differentially private .* \(noise multiplier 0\.5 per round, sampling rate 1, .*; its example count is not covered\./);
-    assert.match(report.privacy.statement, /with respect to replacing one participant's clipped update by zero \(zero-out/, 'the neighbour relation the per-participant accounting holds for');
+    assert.match(
+      report.privacy.statement,
+      /are \(ε = 2\.500, δ = 0\.00001\)-differentially private .* \(noise multiplier 0\.5 per round, sampling rate 1, .*; its example count is not covered\./,
+    );
+    assert.match(
+      report.privacy.statement,
+      /with respect to replacing one participant's clipped update by zero \(zero-out/,
+      'the neighbour relation the per-participant accounting holds for',
+    );
   });
 
   it('says that secure aggregation hid each update from the coordinator, and that it is still no DP guarantee', () => {
@@ -183,12 +268,25 @@ describe('run report', () => {
     const masked: FederationStatus = { ...plainStatus, settings: { ...plainStatus.settings, secureAggregation } };
     const none = buildRunReport({ status: masked, task, audit, now: new Date() }).privacy;
     assert.equal(none.kind, 'none');
-    assert.match(none.statement, /^No differential privacy\. The updates were masked with secure aggregation, so the coordinator saw only each round's sum of them, never one participant's update/);
+    assert.match(
+      none.statement,
+      /^No differential privacy\. The updates were masked with secure aggregation, so the coordinator saw only each round's sum of them, never one participant's update/,
+    );
     assert.match(none.statement, /Still, neither that sum nor the model carries a formal privacy guarantee\.$/);
-    assert.doesNotMatch(buildRunReport({ status: plainStatus, task, audit, now: new Date() }).privacy.statement, /secure aggregation/, 'not claimed when it is off');
+    assert.doesNotMatch(
+      buildRunReport({ status: plainStatus, task, audit, now: new Date() }).privacy.statement,
+      /secure aggregation/,
+      'not claimed when it is off',
+    );
     // Distributed DP over secure aggregation says both.
     const spent: PrivacyReport = { ...privacy(2.5, 3), placement: 'distributed', noiseMultiplier: 0.5, sampleRate: 1 };
-    const dp = buildRunReport({ status: { ...masked, privacy: spent }, task, clientDp: { ...clientDp, placement: 'distributed' }, audit, now: new Date() }).privacy;
+    const dp = buildRunReport({
+      status: { ...masked, privacy: spent },
+      task,
+      clientDp: { ...clientDp, placement: 'distributed' },
+      audit,
+      now: new Date(),
+    }).privacy;
     assert.match(dp.statement, /own noise in every round.*The updates were masked with secure aggregation/);
   });
 
@@ -221,11 +319,17 @@ describe('run report', () => {
     assert.equal((html.match(/<svg /g) ?? []).length, 3);
     assert.match(html, /AUC 0\.531/);
     // The accuracy chart has a point per aggregated round, none for the skipped one.
-    const accuracy = html.slice(html.indexOf('aria-label="Test accuracy per round"'), html.indexOf('</svg>', html.indexOf('aria-label="Test accuracy per round"')));
+    const accuracy = html.slice(
+      html.indexOf('aria-label="Test accuracy per round"'),
+      html.indexOf('</svg>', html.indexOf('aria-label="Test accuracy per round"')),
+    );
     assert.equal((accuracy.match(/<circle /g) ?? []).length, 2);
     // Under client-level DP: accuracy, loss and ε; no participants chart.
     const dpHtml = renderReportHtml(buildRunReport({ status, task, clientDp, audit, now: new Date() }));
-    assert.deepEqual([...dpHtml.matchAll(/<svg [^>]*aria-label="([^"]+)"/g)].map((m) => m[1]), ['Test accuracy per round', 'Test loss per round', 'Privacy spent: ε after each round']);
+    assert.deepEqual(
+      [...dpHtml.matchAll(/<svg [^>]*aria-label="([^"]+)"/g)].map((m) => m[1]),
+      ['Test accuracy per round', 'Test loss per round', 'Privacy spent: ε after each round'],
+    );
   });
 });
 
@@ -239,7 +343,10 @@ describe('history CSV', () => {
     const csv = historyCsv(history);
     assert.ok(csv.endsWith('\r\n'));
     const records = csv.split('\r\n');
-    assert.equal(records[0], 'round,outcome,reason,accuracy,loss,selected,received,dropped,rejected,declined,bytes_in,bytes_out,duration_ms,epsilon,delta');
+    assert.equal(
+      records[0],
+      'round,outcome,reason,accuracy,loss,selected,received,dropped,rejected,declined,bytes_in,bytes_out,duration_ms,epsilon,delta',
+    );
     assert.equal(records[1], '1,aggregated,,0.6,1,3,2,1,0,0,1000,3000,1500,0.5,0.00001');
     assert.equal(records[2], `2,skipped,"<script>alert(""x"")</script>, 'quoted'\nnext line",,,3,2,1,0,0,2000,3000,1500,0.8,0.00001`);
     assert.equal(records.length, 5);

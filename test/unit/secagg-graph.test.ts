@@ -3,7 +3,17 @@ import { describe, it } from 'node:test';
 import { randomBytes } from '../../core/secagg/bytes.ts';
 import { SecAggError } from '../../core/secagg/errors.ts';
 import { buildNeighbourGraph, suggestedDegree } from '../../core/secagg/graph.ts';
-import { agree, decryptShare, derivePairwiseSeed, deriveShareKey, encryptShare, exportPrivateScalar, generateKeyPair, importPrivateScalar, importPublicKey } from '../../core/secagg/keys.ts';
+import {
+  agree,
+  decryptShare,
+  derivePairwiseSeed,
+  deriveShareKey,
+  encryptShare,
+  exportPrivateScalar,
+  generateKeyPair,
+  importPrivateScalar,
+  importPublicKey,
+} from '../../core/secagg/keys.ts';
 
 function connected(n: number, neighbours: (u: number) => readonly number[]): boolean {
   const seen = new Set([1]);
@@ -56,7 +66,10 @@ describe('SecAgg+ neighbour graph', () => {
       assert.ok(g.complete);
       assert.deepEqual(g.neighbours(4), [1, 2, 3, 5, 6, 7, 8, 9, 10]);
     }
-    await assert.rejects(buildNeighbourGraph(9, 3, randomBytes(32)), (e: unknown) => e instanceof SecAggError && e.code === 'invalid-config');
+    await assert.rejects(
+      buildNeighbourGraph(9, 3, randomBytes(32)),
+      (e: unknown) => e instanceof SecAggError && e.code === 'invalid-config',
+    );
     await assert.rejects(buildNeighbourGraph(10, 4, randomBytes(16)), (e: unknown) => e instanceof SecAggError && e.code === 'wrong-size');
   });
 

@@ -94,7 +94,7 @@ describe('masks mod 2^32', () => {
     // survivors still mask with the dropped participant: they did not know it would drop
     const sum = await maskedSum(survivors);
     for (const u of survivors) await applyMask(sum, selfSeeds[u - 1]!, -1);
-    assert.notDeepEqual([...sum], [...plainSum(survivors)], "the masks shared with the dropped participant are still on");
+    assert.notDeepEqual([...sum], [...plainSum(survivors)], 'the masks shared with the dropped participant are still on');
     // v added sign(v, d)·PRG(s_vd); sign(d, v) = −sign(v, d) takes it off, as SecAggServer.finish does.
     for (const v of survivors) await applyMask(sum, seed(v, dropped), pairwiseSign(dropped, v));
     assert.deepEqual([...sum], [...plainSum(survivors)]);

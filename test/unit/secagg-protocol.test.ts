@@ -107,7 +107,13 @@ function correlation(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 /** The checks every successful run must pass. */
-function checkRun(config: SecAggConfig, transcript: Transcript, contributors: readonly number[], sum: Float64Array, errorBound: number): void {
+function checkRun(
+  config: SecAggConfig,
+  transcript: Transcript,
+  contributors: readonly number[],
+  sum: Float64Array,
+  errorBound: number,
+): void {
   const c = config.quantization.clipRange;
   const expected = plaintextSum(contributors, c);
   assert.equal(errorBound, contributors.length * quantizationStep(config.quantization));
@@ -146,7 +152,8 @@ function feasibleDropouts(graph: NeighbourGraph, t: number): { before: number; a
           const after = [rest[a]!, rest[b]!, rest[c]!];
           const u4 = new Set(rest.filter((u) => !after.includes(u)));
           const liveHolders = (u: number) => [u, ...graph.neighbours(u)].filter((v) => u4.has(v)).length;
-          if (rest.every((u) => liveHolders(u) >= t) && liveHolders(before) >= t && connectedAmong(graph, new Set(rest))) return { before, after };
+          if (rest.every((u) => liveHolders(u) >= t) && liveHolders(before) >= t && connectedAmong(graph, new Set(rest)))
+            return { before, after };
         }
   }
   throw new Error('no drop-out schedule this graph survives');
@@ -186,22 +193,31 @@ describe('secure aggregation round, in memory', () => {
   it('aborts with a clear error when too few answer the unmasking request, having reconstructed nothing', async () => {
     const config = await configFor('all');
     const before = [1, 2, 3, 4, 5];
-    await assert.rejects(runLocalRound(config, (u) => updates.get(u)!, { dropouts: { beforeUnmask: before } }), (e: unknown) => {
-      assert.ok(e instanceof SecAggAbortError, String(e));
-      assert.match(e.message, /too few shares to unmask/);
-      return true;
-    });
+    await assert.rejects(
+      runLocalRound(config, (u) => updates.get(u)!, { dropouts: { beforeUnmask: before } }),
+      (e: unknown) => {
+        assert.ok(e instanceof SecAggAbortError, String(e));
+        assert.match(e.message, /too few shares to unmask/);
+        return true;
+      },
+    );
   });
 
   it('aborts before any share is revealed when fewer than t send masked inputs', async () => {
     const config = await configFor('all');
     const { server, clients, forwarded } = await throughShareKeys(config);
     for (const u of [1, 2, 3, 4, 5]) await maskAndSend(server, clients.get(u)!, forwarded);
-    assert.throws(() => server.closeMaskedInput(), (e: unknown) => e instanceof SecAggAbortError && e.code === 'too-few-survivors');
+    assert.throws(
+      () => server.closeMaskedInput(),
+      (e: unknown) => e instanceof SecAggAbortError && e.code === 'too-few-survivors',
+    );
     assert.equal(server.state, 'aborted');
     assert.throws(() => server.receiveUnmask({ round: 3, from: 1, selfMaskShares: [], maskingKeyShares: [] }), is('aborted'));
     // and a client shown such a list refuses to reveal anything
-    await assert.rejects(clients.get(1)!.unmask({ round: 3, survivors: [1, 2, 3, 4, 5], dropped: [6, 7, 8, 9, 10] }), (e: unknown) => e instanceof SecAggAbortError);
+    await assert.rejects(
+      clients.get(1)!.unmask({ round: 3, survivors: [1, 2, 3, 4, 5], dropped: [6, 7, 8, 9, 10] }),
+      (e: unknown) => e instanceof SecAggAbortError,
+    );
   });
 
   it('SecAgg+ refuses to unmask survivors that are not connected in the graph (their partial sums would leak)', async () => {
@@ -210,13 +226,21 @@ describe('secure aggregation round, in memory', () => {
     const { server, clients, forwarded } = await throughShareKeys(config);
     const everyone = Array.from({ length: N }, (_, i) => i + 1);
     let cut: number[] | undefined;
-    for (const a of everyone) for (const b of everyone) if (a < b && !connectedAmong(server.graph, new Set(everyone.filter((u) => u !== a && u !== b)))) cut ??= [a, b];
+    for (const a of everyone)
+      for (const b of everyone)
+        if (a < b && !connectedAmong(server.graph, new Set(everyone.filter((u) => u !== a && u !== b)))) cut ??= [a, b];
     assert.ok(cut !== undefined);
     const survivors = everyone.filter((u) => !cut!.includes(u));
     for (const u of survivors) await maskAndSend(server, clients.get(u)!, forwarded);
-    assert.throws(() => server.closeMaskedInput(), (e: unknown) => e instanceof SecAggAbortError && /connected/.test(e.message));
+    assert.throws(
+      () => server.closeMaskedInput(),
+      (e: unknown) => e instanceof SecAggAbortError && /connected/.test(e.message),
+    );
     // a client shown that list refuses as well
-    await assert.rejects(clients.get(survivors[0]!)!.unmask({ round: 3, survivors, dropped: cut }), (e: unknown) => e instanceof SecAggAbortError && /connected/.test(e.message));
+    await assert.rejects(
+      clients.get(survivors[0]!)!.unmask({ round: 3, survivors, dropped: cut }),
+      (e: unknown) => e instanceof SecAggAbortError && /connected/.test(e.message),
+    );
   });
 
   it('clients add their share of DP noise before quantising (hook on a copy of the update)', async () => {
@@ -249,7 +273,8 @@ describe('secure aggregation round, in memory', () => {
     assert.ok(Math.abs(sd / want - 1) < 0.05, `noise sd ${sd}, expected ${want}`);
     assert.ok(Math.abs(mean) < (5 * want) / Math.sqrt(LENGTH), `noise mean ${mean}`);
     // the noise went onto copies: every caller's update is exactly as it was
-    for (const [u, x] of updates) assert.ok(Buffer.from(x.buffer).equals(Buffer.from(before.get(u)!.buffer)), `update of ${u} was modified`);
+    for (const [u, x] of updates)
+      assert.ok(Buffer.from(x.buffer).equals(Buffer.from(before.get(u)!.buffer)), `update of ${u} was modified`);
   });
 });
 
@@ -264,7 +289,11 @@ async function throughShareKeys(config: SecAggConfig) {
   return { server, clients, forwarded };
 }
 
-async function maskAndSend(server: SecAggServer, client: SecAggClient, forwarded: ReturnType<SecAggServer['closeShareKeys']>): Promise<void> {
+async function maskAndSend(
+  server: SecAggServer,
+  client: SecAggClient,
+  forwarded: ReturnType<SecAggServer['closeShareKeys']>,
+): Promise<void> {
   const inbox = forwarded.find((f) => f.to === client.index)!;
   server.receiveMaskedInput(await client.maskInput(inbox, updates.get(client.index)!));
 }
@@ -301,11 +330,19 @@ describe('protocol errors', () => {
 
     const msg = await clients[0]!.shareKeys(directory);
     const nonNeighbour = [2, 3, 4, 5, 6, 7, 8, 9].find((v) => !server.graph.areNeighbours(1, v))!;
-    assert.throws(() => server.receiveShareKeys({ ...msg, shares: [...msg.shares.slice(1), { to: nonNeighbour, ciphertext: msg.shares[0]!.ciphertext }] }), is('unknown-recipient'));
+    assert.throws(
+      () =>
+        server.receiveShareKeys({ ...msg, shares: [...msg.shares.slice(1), { to: nonNeighbour, ciphertext: msg.shares[0]!.ciphertext }] }),
+      is('unknown-recipient'),
+    );
     assert.throws(() => server.receiveShareKeys({ ...msg, shares: [...msg.shares, msg.shares[0]!] }), is('duplicate'));
     assert.throws(() => server.receiveShareKeys({ ...msg, shares: msg.shares.slice(1) }), is('inconsistent'));
     assert.throws(
-      () => server.receiveShareKeys({ ...msg, shares: msg.shares.map((s, i) => (i === 0 ? { ...s, ciphertext: s.ciphertext.subarray(0, SHARE_CIPHERTEXT_BYTES - 1) } : s)) }),
+      () =>
+        server.receiveShareKeys({
+          ...msg,
+          shares: msg.shares.map((s, i) => (i === 0 ? { ...s, ciphertext: s.ciphertext.subarray(0, SHARE_CIPHERTEXT_BYTES - 1) } : s)),
+        }),
       is('wrong-size'),
     );
     assert.throws(() => server.receiveShareKeys({ ...msg, from: 10 }), is('unknown-participant')); // 10 never advertised
@@ -333,19 +370,35 @@ describe('protocol errors', () => {
       [10],
     );
     // asking for a survivor's masking key, or a dropped participant's self mask, is refused whole
-    assert.throws(() => server.receiveUnmask({ ...response, maskingKeyShares: [...response.maskingKeyShares, response.selfMaskShares[1]!] }), is('wrong-share-kind'));
-    assert.throws(() => server.receiveUnmask({ ...response, selfMaskShares: [...response.selfMaskShares, response.maskingKeyShares[0]!] }), is('wrong-share-kind'));
-    assert.throws(() => server.receiveUnmask({ ...response, selfMaskShares: [...response.selfMaskShares, response.selfMaskShares[0]!] }), is('duplicate'));
+    assert.throws(
+      () => server.receiveUnmask({ ...response, maskingKeyShares: [...response.maskingKeyShares, response.selfMaskShares[1]!] }),
+      is('wrong-share-kind'),
+    );
+    assert.throws(
+      () => server.receiveUnmask({ ...response, selfMaskShares: [...response.selfMaskShares, response.maskingKeyShares[0]!] }),
+      is('wrong-share-kind'),
+    );
+    assert.throws(
+      () => server.receiveUnmask({ ...response, selfMaskShares: [...response.selfMaskShares, response.selfMaskShares[0]!] }),
+      is('duplicate'),
+    );
     assert.throws(() => server.receiveUnmask({ ...response, selfMaskShares: [{ owner: 2, share: new Uint8Array(31) }] }), is('wrong-size'));
     assert.throws(() => server.receiveUnmask({ ...response, from: 10 }), is('unknown-participant'));
-    assert.equal([...server.shareLedger().values()].reduce((n, e) => n + e.count, 0), 0, 'refused messages leave nothing behind');
+    assert.equal(
+      [...server.shareLedger().values()].reduce((n, e) => n + e.count, 0),
+      0,
+      'refused messages leave nothing behind',
+    );
     server.receiveUnmask(response);
     assert.throws(() => server.receiveUnmask(response), is('duplicate'));
     const ledger = server.shareLedger();
     assert.equal(ledger.get(10)!.kind, 'masking-key');
     assert.equal(ledger.get(2)!.kind, 'self-mask');
     // a client answers once: a second request (perhaps with other lists) is refused
-    await assert.rejects(clients.get(1)!.unmask({ ...request, survivors: request.survivors.filter((u) => u !== 2), dropped: [2, 10] }), is('out-of-order'));
+    await assert.rejects(
+      clients.get(1)!.unmask({ ...request, survivors: request.survivors.filter((u) => u !== 2), dropped: [2, 10] }),
+      is('out-of-order'),
+    );
   });
 
   it('clients refuse inconsistent requests and tampered ciphertexts, and then abort', async () => {
@@ -353,7 +406,10 @@ describe('protocol errors', () => {
     const { server, clients, forwarded } = await throughShareKeys(config);
     const c1 = clients.get(1)!;
     const inbox = forwarded.find((f) => f.to === 1)!;
-    const tampered = { ...inbox, shares: inbox.shares.map((s, i) => (i === 0 ? { ...s, ciphertext: s.ciphertext.map((b, j) => (j === 30 ? b ^ 1 : b)) } : s)) };
+    const tampered = {
+      ...inbox,
+      shares: inbox.shares.map((s, i) => (i === 0 ? { ...s, ciphertext: s.ciphertext.map((b, j) => (j === 30 ? b ^ 1 : b)) } : s)),
+    };
     await assert.rejects(c1.maskInput(tampered, updates.get(1)!), is('invalid-crypto'));
     assert.equal(c1.state, 'aborted');
     await assert.rejects(c1.maskInput(inbox, updates.get(1)!), is('aborted'));
@@ -362,7 +418,16 @@ describe('protocol errors', () => {
     const inbox2 = forwarded.find((f) => f.to === 2)!;
     await assert.rejects(c2.maskInput(inbox2, new Float32Array(LENGTH + 1)), is('wrong-length'));
     const c3 = clients.get(3)!;
-    await assert.rejects(c3.maskInput({ ...forwarded.find((f) => f.to === 3)!, shares: [...forwarded.find((f) => f.to === 3)!.shares, forwarded.find((f) => f.to === 3)!.shares[0]!] }, updates.get(3)!), is('duplicate'));
+    await assert.rejects(
+      c3.maskInput(
+        {
+          ...forwarded.find((f) => f.to === 3)!,
+          shares: [...forwarded.find((f) => f.to === 3)!.shares, forwarded.find((f) => f.to === 3)!.shares[0]!],
+        },
+        updates.get(3)!,
+      ),
+      is('duplicate'),
+    );
     const c4 = clients.get(4)!;
     server.receiveMaskedInput(await c4.maskInput(forwarded.find((f) => f.to === 4)!, updates.get(4)!));
     const everyone = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];

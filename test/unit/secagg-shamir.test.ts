@@ -53,7 +53,10 @@ describe('Shamir secret sharing over the P-256 field', () => {
     assert.notDeepEqual(reconstruct(shares.slice(0, 2), 2), secret);
     // For any candidate secret s', the 2 shares plus (0, s') define a degree-2 polynomial: nothing rules s' out.
     const candidate = randomSecret();
-    const withCandidate: Share[] = [{ index: 1, value: shares[0]!.value }, { index: 2, value: shares[1]!.value }];
+    const withCandidate: Share[] = [
+      { index: 1, value: shares[0]!.value },
+      { index: 2, value: shares[1]!.value },
+    ];
     const xs = [0n, 1n, 2n];
     const ys = [bytesToBigInt(candidate), bytesToBigInt(withCandidate[0]!.value), bytesToBigInt(withCandidate[1]!.value)];
     // Interpolating through those three points at x = 0 returns s' by construction; check f(3) is a field element.
@@ -91,13 +94,34 @@ describe('Shamir secret sharing over the P-256 field', () => {
 
   it('refuses bad inputs', () => {
     const secret = randomSecret();
-    assert.throws(() => split(secret, [1, 2, 2], 2), (e: unknown) => e instanceof SecAggError && e.code === 'duplicate');
-    assert.throws(() => split(secret, [0, 1, 2], 2), (e: unknown) => e instanceof SecAggError && e.code === 'unknown-participant');
-    assert.throws(() => split(secret, [1, 2], 3), (e: unknown) => e instanceof SecAggError && e.code === 'invalid-config');
-    assert.throws(() => split(new Uint8Array(31), [1, 2], 2), (e: unknown) => e instanceof SecAggError && e.code === 'wrong-size');
-    assert.throws(() => split(bigIntToBytes(SHAMIR_PRIME), [1, 2], 2), (e: unknown) => e instanceof SecAggError && e.code === 'wrong-size');
+    assert.throws(
+      () => split(secret, [1, 2, 2], 2),
+      (e: unknown) => e instanceof SecAggError && e.code === 'duplicate',
+    );
+    assert.throws(
+      () => split(secret, [0, 1, 2], 2),
+      (e: unknown) => e instanceof SecAggError && e.code === 'unknown-participant',
+    );
+    assert.throws(
+      () => split(secret, [1, 2], 3),
+      (e: unknown) => e instanceof SecAggError && e.code === 'invalid-config',
+    );
+    assert.throws(
+      () => split(new Uint8Array(31), [1, 2], 2),
+      (e: unknown) => e instanceof SecAggError && e.code === 'wrong-size',
+    );
+    assert.throws(
+      () => split(bigIntToBytes(SHAMIR_PRIME), [1, 2], 2),
+      (e: unknown) => e instanceof SecAggError && e.code === 'wrong-size',
+    );
     const shares = split(secret, [1, 2, 3], 2);
-    assert.throws(() => reconstruct(shares.slice(0, 1), 2), (e: unknown) => e instanceof SecAggError && e.code === 'too-few-survivors');
-    assert.throws(() => reconstruct([shares[0]!, shares[0]!], 2), (e: unknown) => e instanceof SecAggError && e.code === 'duplicate');
+    assert.throws(
+      () => reconstruct(shares.slice(0, 1), 2),
+      (e: unknown) => e instanceof SecAggError && e.code === 'too-few-survivors',
+    );
+    assert.throws(
+      () => reconstruct([shares[0]!, shares[0]!], 2),
+      (e: unknown) => e instanceof SecAggError && e.code === 'duplicate',
+    );
   });
 });

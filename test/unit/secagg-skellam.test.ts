@@ -52,7 +52,14 @@ describe('Skellam noise through the real secure aggregation round (10 participan
   it('the decoded sum keeps at least the target noise with 0, 2 and 4 dropouts (tolerance 4); Gaussian shares fall below it', async () => {
     const cfg = await config();
     const step = (2 * cfg.quantization.clipRange) / cfg.quantization.quantizationRange;
-    const plan = planDistributedNoise({ clipNorm: CLIP, noiseMultiplier: Z, dimension: LENGTH, step, expectedContributors: N, toleratedDropouts: 4 });
+    const plan = planDistributedNoise({
+      clipNorm: CLIP,
+      noiseMultiplier: Z,
+      dimension: LENGTH,
+      step,
+      expectedContributors: N,
+      toleratedDropouts: 4,
+    });
     // Central DP's std with the grid's sensitivity: what the accountant is charged (add/remove: one share fewer).
     const target = Z * plan.sensitivityL2 * step;
     const lines: string[] = [];
@@ -60,17 +67,23 @@ describe('Skellam noise through the real secure aggregation round (10 participan
       const gone = Array.from({ length: dropped }, (_, k) => N - k);
       const skellam = await runLocalRound(cfg, (u) => updates.get(u)!, {
         dropouts: { beforeMaskedInput: gone },
-        maskOptions: (u) => ({ afterQuantize: (encoded) => addSkellamNoiseMod32(encoded, plan.participantVariance, new SeededRandom(700 + u)) }),
+        maskOptions: (u) => ({
+          afterQuantize: (encoded) => addSkellamNoiseMod32(encoded, plan.participantVariance, new SeededRandom(700 + u)),
+        }),
       });
       const gaussian = await runLocalRound(cfg, (u) => updates.get(u)!, {
         dropouts: { beforeMaskedInput: gone },
-        maskOptions: (u) => ({ beforeQuantize: (values) => addGaussianNoise(values, (Z * CLIP) / Math.sqrt(N), new GaussianSampler(new SeededRandom(900 + u))) }),
+        maskOptions: (u) => ({
+          beforeQuantize: (values) => addGaussianNoise(values, (Z * CLIP) / Math.sqrt(N), new GaussianSampler(new SeededRandom(900 + u))),
+        }),
       });
       assert.equal(skellam.result.contributors.length, N - dropped);
       const measured = residualStd(skellam.result.sum, skellam.result.contributors);
       const old = residualStd(gaussian.result.sum, gaussian.result.contributors);
       const predicted = distributedSumNoiseStd(plan, N - dropped);
-      lines.push(`${dropped} of ${N} dropped: Skellam sum std ${measured.toFixed(4)} (predicted ${predicted.toFixed(4)}, target zΔ₂γ ${target.toFixed(4)}); Gaussian shares ${old.toFixed(4)} (target zC ${(Z * CLIP).toFixed(4)})`);
+      lines.push(
+        `${dropped} of ${N} dropped: Skellam sum std ${measured.toFixed(4)} (predicted ${predicted.toFixed(4)}, target zΔ₂γ ${target.toFixed(4)}); Gaussian shares ${old.toFixed(4)} (target zC ${(Z * CLIP).toFixed(4)})`,
+      );
       // The quantiser's stochastic rounding adds < 1 step per share: negligible against the noise.
       assert.ok(Math.abs(measured / predicted - 1) < 0.03, `measured ${measured}, predicted ${predicted}`);
       // Without one more share (add/remove) the sum still carries the target.

@@ -42,7 +42,10 @@ describe('decoded secure sum range and norm checks', () => {
     for (let i = 0; i < D; i++) sum[i] = sum[i]! + (garbage.next() * 2 - 1) * 8192;
     const check = checkDecodedSum(sum, { quantization: Q, contributors: 3 });
     assert.equal(check.ok, false);
-    assert.match((check as { reason: string }).reason, /^decoded sum refused: the sum of 3 updates is out of range: \d+ of 5000 coordinates exceed 24\.00/);
+    assert.match(
+      (check as { reason: string }).reason,
+      /^decoded sum refused: the sum of 3 updates is out of range: \d+ of 5000 coordinates exceed 24\.00/,
+    );
   });
 
   it('refuses an in-range sum whose norm no clipped inputs can reach, and passes clipped ones', () => {
@@ -95,8 +98,23 @@ describe('decoded secure sum range and norm checks', () => {
 
   it('counts the rounds aborted for their decoded sum', () => {
     const base = { outcome: 'skipped' } as RoundRecord;
-    const stats = { participants: 3, neighbours: 'all' as const, threshold: 2, advertised: 3, shared: 3, masked: 3, unmasked: 3, dropoutsRecovered: 0, excluded: 0 };
-    const history = [base, { ...base, secagg: { ...stats, sumRefused: true } }, { ...base, secagg: stats }, { ...base, secagg: { ...stats, sumRefused: true } }];
+    const stats = {
+      participants: 3,
+      neighbours: 'all' as const,
+      threshold: 2,
+      advertised: 3,
+      shared: 3,
+      masked: 3,
+      unmasked: 3,
+      dropoutsRecovered: 0,
+      excluded: 0,
+    };
+    const history = [
+      base,
+      { ...base, secagg: { ...stats, sumRefused: true } },
+      { ...base, secagg: stats },
+      { ...base, secagg: { ...stats, sumRefused: true } },
+    ];
     assert.equal(countSumRejections(history), 2);
   });
 });

@@ -4,7 +4,12 @@ import { ManualClock } from '../../coordinator/rounds/clock.ts';
 import { secAggConfigFor, SecureRound, type SecAggOutbound, type SecureRoundOutcome } from '../../coordinator/rounds/secure-round.ts';
 import { toBytes } from '../../core/protocol/secagg-wire.ts';
 import type { RoundParticipantOutcome, SecureAggregationSettings } from '../../core/protocol/status.ts';
-import { SecAggClient, type ForwardedSharesMessage, type KeyDirectoryMessage, type UnmaskRequestMessage } from '../../core/secagg/protocol.ts';
+import {
+  SecAggClient,
+  type ForwardedSharesMessage,
+  type KeyDirectoryMessage,
+  type UnmaskRequestMessage,
+} from '../../core/secagg/protocol.ts';
 import { EngineHarness } from '../helpers/engine-harness.ts';
 
 const SECURE: SecureAggregationSettings = { neighbours: 'all', clipRange: 8, quantizationRange: 2 ** 22, stepTimeoutMs: 1000 };
@@ -45,7 +50,13 @@ describe('round engine with secure aggregation', () => {
     assert.equal(h.selectedIn(1).length, 3);
     const start = h.starts.find((s) => s.message.round === 1)!.message;
     assert.ok(start.secagg, 'round:start carries the secagg config');
-    assert.deepEqual(h.starts.filter((s) => s.message.round === 1).map((s) => s.message.secagg!.index).sort(), [1, 2, 3]);
+    assert.deepEqual(
+      h.starts
+        .filter((s) => s.message.round === 1)
+        .map((s) => s.message.secagg!.index)
+        .sort(),
+      [1, 2, 3],
+    );
     // Refused: a plain update in a secure round.
     const plain = h.engine.submitUpdate(h.selectedIn(1)[0]!, h.update(1, [1, 1, 1, 1]));
     assert.equal(plain.ok, false);
@@ -81,7 +92,10 @@ describe('round engine with secure aggregation', () => {
     h.engine.start();
     await h.settle();
     const final = await h.engine.done;
-    assert.match(final.history[0]!.reason!, /^secure aggregation aborted: refused \(invalid-config\) at setup: secure aggregation needs at least 3 participants/);
+    assert.match(
+      final.history[0]!.reason!,
+      /^secure aggregation aborted: refused \(invalid-config\) at setup: secure aggregation needs at least 3 participants/,
+    );
   });
 });
 
@@ -135,7 +149,10 @@ describe('secure round timeline', () => {
     const byId = new Map(record.participants!.map((p) => [p.id, p]));
     for (const id of [a, b, d]) assert.deepEqual(byId.get(id), { id, outcome: 'received', durationMs: 3000 });
     assert.deepEqual(byId.get(c), { id: c, outcome: 'dropped', durationMs: 0, reason: 'disconnected' });
-    assert.deepEqual({ received: record.received, dropped: record.dropped, rejected: record.rejected, declined: record.declined }, { received: 9, dropped: 1, rejected: 0, declined: 0 });
+    assert.deepEqual(
+      { received: record.received, dropped: record.dropped, rejected: record.rejected, declined: record.declined },
+      { received: 9, dropped: 1, rejected: 0, declined: 0 },
+    );
     const counted = (o: RoundParticipantOutcome) => record.participants!.filter((p) => p.outcome === o).length;
     assert.deepEqual([counted('received'), counted('dropped'), counted('rejected'), counted('declined')], [9, 1, 0, 0]);
     assert.deepEqual(record.rejectionReasons, {}, 'no one counted as rejected is missing from the timeline');
@@ -144,16 +161,21 @@ describe('secure round timeline', () => {
 });
 
 describe('SecureRound aborts', () => {
-  it('keeps the caller\'s reason for an abort (the round deadline), with the step it came at', async () => {
+  it("keeps the caller's reason for an abort (the round deadline), with the step it came at", async () => {
     const clock = new ManualClock();
     const outcomes: SecureRoundOutcome[] = [];
-    const round = new SecureRound(secAggConfigFor(1, 3, 4, SECURE), ['a', 'b', 'c'], {
-      clock,
-      send: () => {},
-      out: () => {},
-      accepted: () => {},
-      done: (outcome) => outcomes.push(outcome),
-    }, { stepMs: 1000, maskedMs: 5000 });
+    const round = new SecureRound(
+      secAggConfigFor(1, 3, 4, SECURE),
+      ['a', 'b', 'c'],
+      {
+        clock,
+        send: () => {},
+        out: () => {},
+        accepted: () => {},
+        done: (outcome) => outcomes.push(outcome),
+      },
+      { stepMs: 1000, maskedMs: 5000 },
+    );
     round.abort('the round deadline passed');
     await round.settled();
     assert.deepEqual(outcomes, [{ ok: false, reason: 'secure aggregation aborted: the round deadline passed at step 0 (advertise)' }]);

@@ -20,7 +20,18 @@ describe('TokenSet', () => {
     assert.equal(set.size, 2);
     assert.ok(set.matches(GOOD));
     assert.ok(set.matches(OTHER));
-    for (const bad of [GOOD.slice(0, -1), `${GOOD}x`, GOOD.toUpperCase(), '', 'x'.repeat(10_000), undefined, null, 42, [GOOD], { token: GOOD }]) {
+    for (const bad of [
+      GOOD.slice(0, -1),
+      `${GOOD}x`,
+      GOOD.toUpperCase(),
+      '',
+      'x'.repeat(10_000),
+      undefined,
+      null,
+      42,
+      [GOOD],
+      { token: GOOD },
+    ]) {
       assert.equal(set.matches(bad), false, String(bad));
     }
   });
@@ -40,7 +51,10 @@ describe('token files', () => {
   });
 
   it('refuses short tokens, two words on a line and empty files, naming the line but not the token', () => {
-    assert.throws(() => parseTokenFile(`${GOOD}\nshort-token\n`, 'f'), (e: Error) => e.message.includes('f:2') && e.message.includes(`minimum of ${MIN_TOKEN_LENGTH}`) && !e.message.includes('short-token'));
+    assert.throws(
+      () => parseTokenFile(`${GOOD}\nshort-token\n`, 'f'),
+      (e: Error) => e.message.includes('f:2') && e.message.includes(`minimum of ${MIN_TOKEN_LENGTH}`) && !e.message.includes('short-token'),
+    );
     assert.throws(() => parseTokenFile(`${GOOD} ${OTHER}\n`, 'f'), /f:1: one token per line/);
     assert.throws(() => parseTokenFile('# nothing\n\n', 'f'), /holds no token/);
   });
@@ -49,7 +63,10 @@ describe('token files', () => {
 describe('rate limit', () => {
   it('a token bucket refills at its rate up to its capacity', () => {
     const bucket = new TokenBucket(10, 3, 0);
-    assert.deepEqual([0, 0, 0, 0].map(() => bucket.take(0)), [true, true, true, false]);
+    assert.deepEqual(
+      [0, 0, 0, 0].map(() => bucket.take(0)),
+      [true, true, true, false],
+    );
     assert.equal(bucket.take(100), true); // 0.1 s = 1 token
     assert.equal(bucket.take(100), false);
     assert.equal(bucket.take(10_000), true);
@@ -60,7 +77,10 @@ describe('rate limit', () => {
     const verdicts: string[] = [];
     // 1,000 messages a second for 3 s.
     for (let i = 0; i < 3000; i++) verdicts.push(limiter.check(i));
-    assert.ok(verdicts.slice(0, 100).every((v) => v === 'ok'), 'the burst of 2 x rate passes');
+    assert.ok(
+      verdicts.slice(0, 100).every((v) => v === 'ok'),
+      'the burst of 2 x rate passes',
+    );
     const firstLimited = verdicts.indexOf('limited');
     assert.ok(firstLimited >= 100 && firstLimited < 120, `first refusal at ${firstLimited} ms (burst 100, refill 50/s)`);
     const firstCut = verdicts.indexOf('disconnect');
@@ -94,7 +114,17 @@ describe('security flags', () => {
     assert.equal(security.maxConnections, 1000);
     assert.match(describeSecurity(security).warnings[0]!, /WARNING: no join token/);
     assert.deepEqual(describeSecurity((parseConfig(['--open'], {}) as CoordinatorConfig).security!).warnings, []);
-    for (const flag of ['--join-token', '--join-token-file', '--open', '--admin-token', '--tls-cert', '--tls-key', '--allowed-origins', '--rate-limit', '--max-connections']) {
+    for (const flag of [
+      '--join-token',
+      '--join-token-file',
+      '--open',
+      '--admin-token',
+      '--tls-cert',
+      '--tls-key',
+      '--allowed-origins',
+      '--rate-limit',
+      '--max-connections',
+    ]) {
       assert.ok(USAGE.includes(flag), flag);
     }
   });
@@ -104,7 +134,8 @@ describe('security flags', () => {
     await writeFile(file, `# team\n${OTHER}\nthird-token-for-carol-0000\n`);
     const admin = path.join(dir, 'admin.txt');
     await writeFile(admin, 'the-admin-token-0123456789\n');
-    const security = (parseConfig(['--join-token', GOOD, '--join-token-file', file, '--admin-token-file', admin], {}) as CoordinatorConfig).security!;
+    const security = (parseConfig(['--join-token', GOOD, '--join-token-file', file, '--admin-token-file', admin], {}) as CoordinatorConfig)
+      .security!;
     assert.equal(security.joinTokens!.size, 3);
     assert.ok(security.joinTokens!.matches('third-token-for-carol-0000'));
     assert.ok(security.adminTokens!.matches('the-admin-token-0123456789'));
@@ -128,10 +159,17 @@ describe('security flags', () => {
       [['--allowed-origins', 'https://a.example/path'], /not an origin/],
       [['--allowed-origins', 'a.example'], /not an origin/],
       [['--tls-cert', path.join(dir, 'c.pem')], /--tls-cert and --tls-key go together/],
-      [['--tls-cert', path.join(dir, 'c.pem'), '--tls-key', path.join(dir, 'k.pem')], /--tls-cert .*c\.pem: cannot read it \(no such file\)/],
+      [
+        ['--tls-cert', path.join(dir, 'c.pem'), '--tls-key', path.join(dir, 'k.pem')],
+        /--tls-cert .*c\.pem: cannot read it \(no such file\)/,
+      ],
     ];
     for (const [args, pattern] of cases) {
-      assert.throws(() => parseConfig(args, {}), (e: Error) => e instanceof ConfigError && pattern.test(e.message) && !e.message.includes('tooshort'), args.join(' '));
+      assert.throws(
+        () => parseConfig(args, {}),
+        (e: Error) => e instanceof ConfigError && pattern.test(e.message) && !e.message.includes('tooshort'),
+        args.join(' '),
+      );
     }
   });
 
@@ -150,11 +188,19 @@ describe('origin check and admin routes', () => {
   it('allows no Origin, the same origin, and allowlisted ones only', () => {
     assert.ok(originAllowed(request({ host: '10.0.0.5:8080' }), security()));
     assert.ok(originAllowed(request({ host: '10.0.0.5:8080', origin: 'http://10.0.0.5:8080' }), security()));
-    assert.ok(originAllowed(request({ host: 'fl.example.org', origin: 'https://fl.example.org' }), security()), 'behind a TLS proxy that keeps Host');
+    assert.ok(
+      originAllowed(request({ host: 'fl.example.org', origin: 'https://fl.example.org' }), security()),
+      'behind a TLS proxy that keeps Host',
+    );
     assert.ok(!originAllowed(request({ host: '10.0.0.5:8080', origin: 'http://10.0.0.5:9090' }), security()), 'another port');
     assert.ok(!originAllowed(request({ host: '10.0.0.5:8080', origin: 'http://evil.example' }), security()));
     assert.ok(!originAllowed(request({ host: '10.0.0.5:8080', origin: 'null' }), security()));
-    assert.ok(originAllowed(request({ host: '10.0.0.5:8080', origin: 'https://lab.example' }), security({ allowedOrigins: ['https://lab.example'] })));
+    assert.ok(
+      originAllowed(
+        request({ host: '10.0.0.5:8080', origin: 'https://lab.example' }),
+        security({ allowedOrigins: ['https://lab.example'] }),
+      ),
+    );
     assert.ok(originAllowed(request({ host: 'x', origin: 'http://anything' }), security({ allowedOrigins: ['*'] })));
   });
 

@@ -11,8 +11,22 @@ import { FedAdam } from '../../core/aggregation/server-optimizers.ts';
 import type { Strategy } from '../../core/aggregation/strategy.ts';
 import type { RoundSettings } from '../../core/protocol/status.ts';
 
-const dpOptions: DpFedAvgOptions = { placement: 'central', noiseMultiplier: 1, clip: { kind: 'fixed', norm: 1 }, sampleRate: 0.5, expectedClients: 4, delta: 1e-5 };
-const settings: RoundSettings = { rounds: 5, minClients: 2, clientsPerRound: 10, minUpdates: 1, roundTimeoutMs: 10_000, fit: { epochs: 1, batchSize: 8, learningRate: 0.1 } };
+const dpOptions: DpFedAvgOptions = {
+  placement: 'central',
+  noiseMultiplier: 1,
+  clip: { kind: 'fixed', norm: 1 },
+  sampleRate: 0.5,
+  expectedClients: 4,
+  delta: 1e-5,
+};
+const settings: RoundSettings = {
+  rounds: 5,
+  minClients: 2,
+  clientsPerRound: 10,
+  minUpdates: 1,
+  roundTimeoutMs: 10_000,
+  fit: { epochs: 1, batchSize: 8, learningRate: 0.1 },
+};
 
 describe('strategy traits', () => {
   it('say what each rule needs, what it hides and who selects', () => {
@@ -20,19 +34,38 @@ describe('strategy traits', () => {
     for (const robust of [new CoordinateMedian(), new TrimmedMean({ trimFraction: 0.2 }), new Krum({ byzantine: 1 })]) {
       assert.equal(robust.traits.input, 'individual', `${robust.name} looks at every update`);
     }
-    assert.deepEqual(new DpFedAvg(dpOptions).traits, { input: 'individual', participation: 'private', selection: 'own' }, 'central noise clips each update on the coordinator');
-    assert.equal(new DpFedAvg({ ...dpOptions, placement: 'distributed' }).traits.input, 'sum', 'distributed noise: a secure sum can carry it');
+    assert.deepEqual(
+      new DpFedAvg(dpOptions).traits,
+      { input: 'individual', participation: 'private', selection: 'own' },
+      'central noise clips each update on the coordinator',
+    );
+    assert.equal(
+      new DpFedAvg({ ...dpOptions, placement: 'distributed' }).traits.input,
+      'sum',
+      'distributed noise: a secure sum can carry it',
+    );
   });
 
   it('are forwarded by wrappers, which change only what they change', () => {
     assert.deepEqual(new FedAdam({}).traits, new FedAvg().traits);
-    assert.deepEqual(new FedProx({ proximalMu: 0.1, base: new DpFedAvg({ ...dpOptions, placement: 'distributed' }) }).traits, { input: 'sum', participation: 'private', selection: 'own' });
-    assert.deepEqual(new NormBoundedStrategy(new FedAdam({}), 5).traits, { input: 'individual', participation: 'shown', selection: 'engine' }, 'a norm bound needs each update');
+    assert.deepEqual(new FedProx({ proximalMu: 0.1, base: new DpFedAvg({ ...dpOptions, placement: 'distributed' }) }).traits, {
+      input: 'sum',
+      participation: 'private',
+      selection: 'own',
+    });
+    assert.deepEqual(
+      new NormBoundedStrategy(new FedAdam({}), 5).traits,
+      { input: 'individual', participation: 'shown', selection: 'engine' },
+      'a norm bound needs each update',
+    );
   });
 
-  it('carry the strategy\'s own settings rules through wrappers', () => {
+  it("carry the strategy's own settings rules through wrappers", () => {
     const trimmed = new NormBoundedStrategy(new TrimmedMean({ trimFraction: 0.2 }), 5);
-    assert.match(trimmed.settingsChangeProblem({ clientsPerRound: 4 }, settings) ?? '', /trim nothing.*at least ⌈1\/0\.2⌉ = 5 clients per round/);
+    assert.match(
+      trimmed.settingsChangeProblem({ clientsPerRound: 4 }, settings) ?? '',
+      /trim nothing.*at least ⌈1\/0\.2⌉ = 5 clients per round/,
+    );
     assert.equal(trimmed.settingsChangeProblem({ clientsPerRound: 5 }, settings), undefined);
     assert.equal(trimmed.settingsChangeProblem({ epochs: 3 }, settings), undefined);
     const dp = new FedAdam({ base: new DpFedAvg(dpOptions) });
@@ -48,7 +81,11 @@ describe('strategy traits', () => {
       const text = readFileSync(path.join(folder, name), 'utf8');
       const fromAggregation = [...text.matchAll(/from '[./]*core\/aggregation\/([^']+)'/g)].map((m) => m[1]);
       // aggregate-guard.ts checks a finished aggregate; it is no strategy.
-      assert.deepEqual(fromAggregation.filter((f) => f !== 'strategy.ts' && f !== 'aggregate-guard.ts'), [], `${name} imports a concrete strategy (or findStrategy)`);
+      assert.deepEqual(
+        fromAggregation.filter((f) => f !== 'strategy.ts' && f !== 'aggregate-guard.ts'),
+        [],
+        `${name} imports a concrete strategy (or findStrategy)`,
+      );
     }
   });
 });

@@ -3,7 +3,15 @@ import { describe, it } from 'node:test';
 import { parseCsv, type CsvTable } from '../../core/data/csv.ts';
 import { decodeDataset, encodeDataset } from '../../core/data/dataset.ts';
 import type { TabularInput } from '../../core/data/schema.ts';
-import { checkTable, checkTaskSchema, MAX_PROBLEMS, prepareTable, suggestRoles, TabularSchemaError, type ColumnRoles } from '../../core/data/tabular.ts';
+import {
+  checkTable,
+  checkTaskSchema,
+  MAX_PROBLEMS,
+  prepareTable,
+  suggestRoles,
+  TabularSchemaError,
+  type ColumnRoles,
+} from '../../core/data/tabular.ts';
 
 // Twelve rows of the Palmer penguins data (vega-datasets 3.2.1, data/penguins.json; its nulls written NA),
 // with the source row number as an identifier column.
@@ -99,7 +107,8 @@ describe('prepareTable on the penguins', () => {
     assert.deepEqual(prepared.skipped, [
       {
         line: 5,
-        reason: "missing values in column 'Body Mass (g)' (NA), column 'Beak Length (mm)' (NA), column 'Beak Depth (mm)' (NA), column 'Flipper Length (mm)' (NA)",
+        reason:
+          "missing values in column 'Body Mass (g)' (NA), column 'Beak Length (mm)' (NA), column 'Beak Depth (mm)' (NA), column 'Flipper Length (mm)' (NA)",
       },
     ]);
     assert.deepEqual(Array.from(dataset.labels), [0, 0, 0, 0, 0, 1, 2, 2, 2, 0, 0]);
@@ -148,7 +157,9 @@ describe('prepareTable on the penguins', () => {
     const junk = ['', 'NA', '?', 'not a number', '1e999', 'Gentoo', '-5', 'x'.repeat(10_000)];
     const rewritten: CsvTable = {
       ...original,
-      rows: original.rows.map((row, r) => row.map((field, c) => (c === rowColumn || c === sexColumn ? junk[(r + c) % junk.length]! : field))),
+      rows: original.rows.map((row, r) =>
+        row.map((field, c) => (c === rowColumn || c === sexColumn ? junk[(r + c) % junk.length]! : field)),
+      ),
     };
     assert.notDeepEqual(rewritten.rows, original.rows);
     assert.deepEqual(checkTable(rewritten, roles, SCHEMA, CLASSES), []);
@@ -160,7 +171,12 @@ describe('prepareTable on the penguins', () => {
 
   it('takes a semicolon file with quoted names and CRLF the same way', () => {
     const semicolons = PENGUINS_CSV.split('\n')
-      .map((line) => line.split(',').map((field, i) => (i === 1 ? `"${field}"` : field)).join(';'))
+      .map((line) =>
+        line
+          .split(',')
+          .map((field, i) => (i === 1 ? `"${field}"` : field))
+          .join(';'),
+      )
       .join('\r\n');
     const a = prepareTable(penguins(), suggestRoles(penguins(), SCHEMA), SCHEMA, CLASSES);
     const data = parseCsv(semicolons);
@@ -172,10 +188,13 @@ describe('prepareTable on the penguins', () => {
 describe('prepareTable details', () => {
   it('divides a constant column by 1 and reports std 0', () => {
     const prepared = prepareTable(
-      table(['x', 'colour', 'y'], [
-        ['7', 'red', 'a'],
-        ['7', 'green', 'b'],
-      ]),
+      table(
+        ['x', 'colour', 'y'],
+        [
+          ['7', 'red', 'a'],
+          ['7', 'green', 'b'],
+        ],
+      ),
       { x: 'feature', colour: 'feature', y: 'label' },
       SMALL_SCHEMA,
       ['a', 'b'],
@@ -201,7 +220,12 @@ describe('prepareTable details', () => {
   });
 
   it('treats a column with no role as dropped', () => {
-    const prepared = prepareTable(table(['id', 'x', 'colour', 'y'], [['junk', '1', 'red', 'a']]), { x: 'feature', colour: 'feature', y: 'label' }, SMALL_SCHEMA, ['a']);
+    const prepared = prepareTable(
+      table(['id', 'x', 'colour', 'y'], [['junk', '1', 'red', 'a']]),
+      { x: 'feature', colour: 'feature', y: 'label' },
+      SMALL_SCHEMA,
+      ['a'],
+    );
     assert.equal(prepared.dataset.count, 1);
   });
 
@@ -228,7 +252,10 @@ describe('checkTable problems', () => {
       "the task needs feature 'Island' (categorical: Biscoe, Dream, Torgersen) but the file has no such column (the file has 'island': column names must match exactly, including upper and lower case)",
     ]);
     const without: CsvTable = { ...data, header: data.header.map((h) => (h === 'Island' ? 'Place' : h)) };
-    assert.match(problemsOf(without, suggestRoles(without, SCHEMA))[0]!, /has no such column \(the file's columns: row, Species, Place, Beak Length/);
+    assert.match(
+      problemsOf(without, suggestRoles(without, SCHEMA))[0]!,
+      /has no such column \(the file's columns: row, Species, Place, Beak Length/,
+    );
   });
 
   it('a feature marked to drop or as the label', () => {
@@ -237,7 +264,8 @@ describe('checkTable problems', () => {
     assert.deepEqual(checkTable(data, dropped, SCHEMA, CLASSES), [
       {
         column: 'Island',
-        message: "the task needs feature 'Island' (categorical: Biscoe, Dream, Torgersen) but the column is marked to drop; mark it as a feature",
+        message:
+          "the task needs feature 'Island' (categorical: Biscoe, Dream, Torgersen) but the column is marked to drop; mark it as a feature",
       },
     ]);
     const asLabel = { ...suggestRoles(data, SCHEMA), 'Body Mass (g)': 'label' } as const;
@@ -260,22 +288,29 @@ describe('checkTable problems', () => {
     assert.deepEqual(problemsOf(noLabel, suggestRoles(noLabel, SCHEMA)), [
       "the task's label column 'Species' (classes: Adelie, Chinstrap, Gentoo) is not in the file (the file has 'species': column names must match exactly, including upper and lower case)",
     ]);
-    assert.deepEqual(problemsOf(data, { ...suggestRoles(data, SCHEMA), Species: 'drop' }), ["the task's label column 'Species' is marked to drop; mark it as the label"]);
-    assert.deepEqual(problemsOf(data, { ...suggestRoles(data, SCHEMA), Species: 'feature' }), ["the task's label column 'Species' is marked as a feature; mark it as the label"]);
+    assert.deepEqual(problemsOf(data, { ...suggestRoles(data, SCHEMA), Species: 'drop' }), [
+      "the task's label column 'Species' is marked to drop; mark it as the label",
+    ]);
+    assert.deepEqual(problemsOf(data, { ...suggestRoles(data, SCHEMA), Species: 'feature' }), [
+      "the task's label column 'Species' is marked as a feature; mark it as the label",
+    ]);
     assert.deepEqual(problemsOf(data, { ...suggestRoles(data, SCHEMA), Sex: 'label' }), [
       "column 'Sex' is marked as the label, but the task's label column is 'Species'; only that column can be the label",
     ]);
   });
 
   it('values that are not numbers, with hints for decimal commas and overflow', () => {
-    const data = table(['id', 'x', 'colour', 'y'], [
-      ['1', 'abc', 'red', 'a'],
-      ['2', '0x10', 'red', 'a'],
-      ['3', '3,5', 'red', 'a'],
-      ['4', '1e999', 'red', 'a'],
-      ['5', 'Infinity', 'red', 'a'],
-      ['6', '2', 'red', 'a'],
-    ]);
+    const data = table(
+      ['id', 'x', 'colour', 'y'],
+      [
+        ['1', 'abc', 'red', 'a'],
+        ['2', '0x10', 'red', 'a'],
+        ['3', '3,5', 'red', 'a'],
+        ['4', '1e999', 'red', 'a'],
+        ['5', 'Infinity', 'red', 'a'],
+        ['6', '2', 'red', 'a'],
+      ],
+    );
     assert.deepEqual(checkTable(data, SMALL_ROLES, SMALL_SCHEMA, ['a']), [
       { line: 2, column: 'x', message: "line 2: 'abc' in column 'x' is not a number" },
       { line: 3, column: 'x', message: "line 3: '0x10' in column 'x' is not a number" },
@@ -286,12 +321,15 @@ describe('checkTable problems', () => {
   });
 
   it('categories and classes outside the task’s, with case-insensitive near misses', () => {
-    const data = table(['id', 'x', 'colour', 'y'], [
-      ['1', '1', 'Red', 'a'],
-      ['2', '1', 'blue', 'a'],
-      ['3', '1', 'red', 'A '],
-      ['4', '1', 'red', 'c'],
-    ]);
+    const data = table(
+      ['id', 'x', 'colour', 'y'],
+      [
+        ['1', '1', 'Red', 'a'],
+        ['2', '1', 'blue', 'a'],
+        ['3', '1', 'red', 'A '],
+        ['4', '1', 'red', 'c'],
+      ],
+    );
     assert.deepEqual(problemsOf(data, SMALL_ROLES, SMALL_SCHEMA, ['a', 'b']), [
       "line 2: 'Red' in column 'colour' is not one of the task's categories (red, green, NA); did you mean 'red'? Values must match exactly, including upper and lower case",
       "line 3: 'blue' in column 'colour' is not one of the task's categories (red, green, NA)",
@@ -302,24 +340,32 @@ describe('checkTable problems', () => {
 
   it('names the file line of a row after a multi-line quoted field', () => {
     const data = parseCsv('id,x,colour,y\n"note\nover two lines",1,red,a\n2,oops,red,a\n');
-    assert.deepEqual(checkTable(data, SMALL_ROLES, SMALL_SCHEMA, ['a']), [{ line: 4, column: 'x', message: "line 4: 'oops' in column 'x' is not a number" }]);
+    assert.deepEqual(checkTable(data, SMALL_ROLES, SMALL_SCHEMA, ['a']), [
+      { line: 4, column: 'x', message: "line 4: 'oops' in column 'x' is not a number" },
+    ]);
   });
 
   it('a file with no data rows, and one where every row is skipped', () => {
-    assert.deepEqual(checkTable(parseCsv('id,x,colour,y\n'), SMALL_ROLES, SMALL_SCHEMA, ['a']), [{ line: 1, message: 'the file has a header but no data rows' }]);
-    const allMissing = table(['id', 'x', 'colour', 'y'], [
-      ['1', 'NA', 'red', 'a'],
-      ['2', '1', 'red', ''],
+    assert.deepEqual(checkTable(parseCsv('id,x,colour,y\n'), SMALL_ROLES, SMALL_SCHEMA, ['a']), [
+      { line: 1, message: 'the file has a header but no data rows' },
     ]);
+    const allMissing = table(
+      ['id', 'x', 'colour', 'y'],
+      [
+        ['1', 'NA', 'red', 'a'],
+        ['2', '1', 'red', ''],
+      ],
+    );
     assert.deepEqual(problemsOf(allMissing, SMALL_ROLES, SMALL_SCHEMA, ['a']), [
       "every row has a missing value (for example line 2: missing value in column 'x' (NA)), so no example is left; fill in the missing values or drop the columns the task does not need",
     ]);
   });
 
   it('a row whose field count differs from the header (a table not from parseCsv)', () => {
-    assert.deepEqual(checkTable(table(['x', 'colour', 'y'], [['1', 'red']]), { x: 'feature', colour: 'feature', y: 'label' }, SMALL_SCHEMA, ['a']), [
-      { line: 2, message: 'line 2: 2 fields, but the header has 3 columns' },
-    ]);
+    assert.deepEqual(
+      checkTable(table(['x', 'colour', 'y'], [['1', 'red']]), { x: 'feature', colour: 'feature', y: 'label' }, SMALL_SCHEMA, ['a']),
+      [{ line: 2, message: 'line 2: 2 fields, but the header has 3 columns' }],
+    );
   });
 
   it(`lists at most ${MAX_PROBLEMS} problems and counts the rest`, () => {
@@ -351,7 +397,10 @@ describe('checkTaskSchema', () => {
     assert.throws(() => checkTaskSchema(schema([x], ''), ['a']), /no label column name/);
     assert.throws(() => checkTaskSchema(schema([{ name: '', type: 'numeric' }]), ['a']), /empty name/);
     assert.throws(() => checkTaskSchema(schema([{ name: 'c', type: 'categorical', categories: [] }]), ['a']), /'c' has no categories/);
-    assert.throws(() => checkTaskSchema(schema([{ name: 'c', type: 'categorical', categories: ['p', 'p'] }]), ['a']), /lists the category 'p' twice/);
+    assert.throws(
+      () => checkTaskSchema(schema([{ name: 'c', type: 'categorical', categories: ['p', 'p'] }]), ['a']),
+      /lists the category 'p' twice/,
+    );
     assert.throws(() => checkTable(table(['x'], []), {}, schema([x, x]), ['a']), /listed twice/, 'checkTable checks the task first');
   });
 });

@@ -97,12 +97,16 @@ describe('a task model from model.json', () => {
     assert.deepEqual(parts.initialWeights, await readWeights(original), 'the initial weights are the model.json weights');
 
     const rebuilt = buildModel(overTheWire(parts.spec));
-    assert.deepEqual(weightShapes(rebuilt).map((w) => w.shape), weightShapes(original).map((w) => w.shape));
+    assert.deepEqual(
+      weightShapes(rebuilt).map((w) => w.shape),
+      weightShapes(original).map((w) => w.shape),
+    );
     writeWeights(rebuilt, parts.initialWeights);
     const x = tf.randomNormal([5, 10], 0, 1, 'float32', 3);
     const expected = predict(original, x);
     const actual = predict(rebuilt, x);
-    for (let i = 0; i < expected.length; i++) assert.ok(Math.abs(actual[i]! - expected[i]!) < 1e-5, `output ${i}: ${actual[i]} vs ${expected[i]}`);
+    for (let i = 0; i < expected.length; i++)
+      assert.ok(Math.abs(actual[i]! - expected[i]!) < 1e-5, `output ${i}: ${actual[i]} vs ${expected[i]}`);
 
     // The run's model files (what the coordinator saves and serves) load with tf.loadLayersModel and predict the same.
     const serializer = new ModelSerializer(parts.spec);
@@ -110,10 +114,15 @@ describe('a task model from model.json', () => {
     serializer.dispose();
     const json = JSON.parse(files.modelJson);
     const downloaded = await tf.loadLayersModel(
-      tf.io.fromMemory({ modelTopology: json.modelTopology, weightSpecs: json.weightsManifest[0].weights, weightData: files.weightsBin.slice().buffer }),
+      tf.io.fromMemory({
+        modelTopology: json.modelTopology,
+        weightSpecs: json.weightsManifest[0].weights,
+        weightData: files.weightsBin.slice().buffer,
+      }),
     );
     const fromFiles = predict(downloaded, x);
-    for (let i = 0; i < expected.length; i++) assert.ok(Math.abs(fromFiles[i]! - expected[i]!) < 1e-5, `saved model output ${i}: ${fromFiles[i]} vs ${expected[i]}`);
+    for (let i = 0; i < expected.length; i++)
+      assert.ok(Math.abs(fromFiles[i]! - expected[i]!) < 1e-5, `saved model output ${i}: ${fromFiles[i]} vs ${expected[i]}`);
     downloaded.dispose();
     x.dispose();
     rebuilt.dispose();
@@ -160,9 +169,16 @@ describe('a task model from model.json', () => {
     const original = sequentialModel();
     await saveModel(original, 'task/model');
     const taskDir = path.join(dir, 'task');
-    const csv = 'Species,Island,Beak Length (mm),Beak Depth (mm),Flipper Length (mm),Body Mass (g),Sex\nAdelie,Dream,39,18,190,3700,MALE\nGentoo,Biscoe,46,14,215,4800,FEMALE\n';
+    const csv =
+      'Species,Island,Beak Length (mm),Beak Depth (mm),Flipper Length (mm),Body Mass (g),Sex\nAdelie,Dream,39,18,190,3700,MALE\nGentoo,Biscoe,46,14,215,4800,FEMALE\n';
     await writeFile(path.join(taskDir, 'test.csv'), csv);
-    const text = JSON.stringify({ name: 'custom', model: { modelJson: './model/model.json' }, input: PENGUINS_INPUT, classes: CLASSES, data: { test: './test.csv' } });
+    const text = JSON.stringify({
+      name: 'custom',
+      model: { modelJson: './model/model.json' },
+      input: PENGUINS_INPUT,
+      classes: CLASSES,
+      data: { test: './test.csv' },
+    });
     const task = await loadTask({ task: parseTaskFile(text, path.join(taskDir, 'task.json')), architecture: 'mlp', seed: 1 });
     assert.equal(task.spec.architecture, 'custom');
     assert.deepEqual(task.initialWeights, await readWeights(original));
@@ -173,10 +189,22 @@ describe('a task model from model.json', () => {
   });
 
   const refusals: [string, () => tf.LayersModel, RegExp][] = [
-    ['a softmax output', () => sequentialModel({ activation: 'softmax' }), /the last layer \(.*\) applies softmax: the model must output logits/],
+    [
+      'a softmax output',
+      () => sequentialModel({ activation: 'softmax' }),
+      /the last layer \(.*\) applies softmax: the model must output logits/,
+    ],
     ['a sigmoid output', () => sequentialModel({ activation: 'sigmoid' }), /applies sigmoid: the model must output logits/],
-    ['the wrong input size', () => sequentialModel({ inputs: 7 }), /the model's input shape is \[null, 7\], the task's input is 10 values per example \(see "input"\)/],
-    ['the wrong number of outputs', () => sequentialModel({ units: 3 }), /the model's output shape is \[null, 3\], the task names 2 classes \(see "classes"\): the last layer needs 2 units/],
+    [
+      'the wrong input size',
+      () => sequentialModel({ inputs: 7 }),
+      /the model's input shape is \[null, 7\], the task's input is 10 values per example \(see "input"\)/,
+    ],
+    [
+      'the wrong number of outputs',
+      () => sequentialModel({ units: 3 }),
+      /the model's output shape is \[null, 3\], the task names 2 classes \(see "classes"\): the last layer needs 2 units/,
+    ],
   ];
   for (const [what, make, expected] of refusals) {
     it(`refuses ${what}, naming the file`, async () => {
@@ -199,12 +227,27 @@ describe('a task model from model.json', () => {
       await writeFile(path.join(bad, name), text);
       return path.join(bad, name);
     };
-    await assert.rejects(loadLayersModelFile(path.join(bad, 'missing.json')), /cannot read the task's model \(model\.modelJson\) .*missing\.json: .*ENOENT/);
+    await assert.rejects(
+      loadLayersModelFile(path.join(bad, 'missing.json')),
+      /cannot read the task's model \(model\.modelJson\) .*missing\.json: .*ENOENT/,
+    );
     await assert.rejects(loadLayersModelFile(await write('text.json', 'not json')), /cannot read the task's model .*text\.json: .*JSON/);
-    await assert.rejects(loadLayersModelFile(await write('graph.json', '{"format":"graph-model","modelTopology":{},"weightsManifest":[]}')), /graph\.json: is a tfjs graph model; a task needs a layers model/);
-    await assert.rejects(loadLayersModelFile(await write('notopology.json', '{"weightsManifest":[]}')), /notopology\.json: has no modelTopology/);
-    await assert.rejects(loadLayersModelFile(await write('noweights.json', '{"modelTopology":{}}')), /noweights\.json: has no weightsManifest/);
-    await assert.rejects(loadLayersModelFile(await write('badgroup.json', '{"modelTopology":{},"weightsManifest":[{"paths":"x.bin"}]}')), /badgroup\.json: weightsManifest\[0\] needs "paths" and "weights" arrays/);
+    await assert.rejects(
+      loadLayersModelFile(await write('graph.json', '{"format":"graph-model","modelTopology":{},"weightsManifest":[]}')),
+      /graph\.json: is a tfjs graph model; a task needs a layers model/,
+    );
+    await assert.rejects(
+      loadLayersModelFile(await write('notopology.json', '{"weightsManifest":[]}')),
+      /notopology\.json: has no modelTopology/,
+    );
+    await assert.rejects(
+      loadLayersModelFile(await write('noweights.json', '{"modelTopology":{}}')),
+      /noweights\.json: has no weightsManifest/,
+    );
+    await assert.rejects(
+      loadLayersModelFile(await write('badgroup.json', '{"modelTopology":{},"weightsManifest":[{"paths":"x.bin"}]}')),
+      /badgroup\.json: weightsManifest\[0\] needs "paths" and "weights" arrays/,
+    );
     await assert.rejects(
       loadLayersModelFile(await write('nobin.json', '{"modelTopology":{},"weightsManifest":[{"paths":["gone.bin"],"weights":[]}]}')),
       /nobin\.json: cannot read the weight file .*gone\.bin \(weightsManifest\[0\]\.paths\)/,
@@ -214,7 +257,10 @@ describe('a task model from model.json', () => {
     const file = await saveModel(model, 'truncated');
     model.dispose();
     await writeFile(path.join(dir, 'truncated', 'group1-shard2of2.bin'), new Uint8Array(4));
-    await assert.rejects(loadLayersModelFile(file), /truncated\/model\.json: the weight files hold \d+ bytes, the weightsManifest describes \d+/);
+    await assert.rejects(
+      loadLayersModelFile(file),
+      /truncated\/model\.json: the weight files hold \d+ bytes, the weightsManifest describes \d+/,
+    );
   });
 
   it('never reads a weight file outside the model folder, nor bytes the manifest does not describe', async () => {
@@ -228,7 +274,11 @@ describe('a task model from model.json', () => {
     for (const outside of ['../secret.txt', secret, 'sub/../../secret.txt']) {
       json.weightsManifest[0]!.paths = [outside, 'group1-shard2of2.bin'];
       await writeFile(file, JSON.stringify(json));
-      await assert.rejects(loadLayersModelFile(file), /outside the model's folder: weight files must sit next to model\.json or below it/, outside);
+      await assert.rejects(
+        loadLayersModelFile(file),
+        /outside the model's folder: weight files must sit next to model\.json or below it/,
+        outside,
+      );
     }
     // Extra bytes after the last weight (tfjs would ignore them) are refused too.
     json.weightsManifest[0]!.paths = ['group1-shard1of2.bin', 'group1-shard2of2.bin', 'extra.bin'];

@@ -34,57 +34,161 @@ const features = (t: Json) => input(t).features as Json[];
 /** [what is wrong, how to break the base task, what the error must say (after "tasks/x/task.json: ")]. */
 const CASES: readonly [string, (t: Json) => unknown, RegExp][] = [
   ['a top-level typo', (t) => ({ ...t, nmae: 'x' }), /^nmae is not a known key \(did you mean name\?\)/],
-  ['a setting in the wrong section', (t) => ({ ...t, federation: { batchSize: 3 } }), /^federation\.batchSize is not a known key \(did you mean training\.batchSize\?\)/],
+  [
+    'a setting in the wrong section',
+    (t) => ({ ...t, federation: { batchSize: 3 } }),
+    /^federation\.batchSize is not a known key \(did you mean training\.batchSize\?\)/,
+  ],
   ['a setting at the top level', (t) => ({ ...t, rounds: 3 }), /^rounds is not a known key \(did you mean federation\.rounds\?\)/],
   ['no name', (t) => ({ ...t, name: undefined }), /^name must be 1-64 letters.*got nothing/],
   ['a name that is no folder name', (t) => ({ ...t, name: '../etc' }), /^name must be .*got "\.\.\/etc"/],
   ['a description that is no string', (t) => ({ ...t, description: 3 }), /^description must be a string, got 3/],
-  ['an unknown architecture', (t) => ({ ...t, model: 'mpl' }), /^model must be a built-in architecture \(mlp, 2nn or cnn\) \(did you mean mlp\?\), got "mpl"/],
+  [
+    'an unknown architecture',
+    (t) => ({ ...t, model: 'mpl' }),
+    /^model must be a built-in architecture \(mlp, 2nn or cnn\) \(did you mean mlp\?\), got "mpl"/,
+  ],
   ['a model that is a number', (t) => ({ ...t, model: 3 }), /^model must be a built-in architecture name/],
-  ['both architecture and modelJson', (t) => ({ ...t, model: { architecture: 'mlp', modelJson: 'm.json' } }), /^model must have exactly one of "architecture" or "modelJson", got both/],
+  [
+    'both architecture and modelJson',
+    (t) => ({ ...t, model: { architecture: 'mlp', modelJson: 'm.json' } }),
+    /^model must have exactly one of "architecture" or "modelJson", got both/,
+  ],
   ['an empty model object', (t) => ({ ...t, model: {} }), /^model must have exactly one .*got neither/],
-  ['a typo in the model object', (t) => ({ ...t, model: { modelJSON: 'm.json' } }), /^model\.modelJSON is not a known key \(did you mean model\.modelJson\?\)/],
-  ['an unknown architecture in the model object', (t) => ({ ...t, model: { architecture: 'resnet' } }), /^model\.architecture must be a built-in architecture/],
+  [
+    'a typo in the model object',
+    (t) => ({ ...t, model: { modelJSON: 'm.json' } }),
+    /^model\.modelJSON is not a known key \(did you mean model\.modelJson\?\)/,
+  ],
+  [
+    'an unknown architecture in the model object',
+    (t) => ({ ...t, model: { architecture: 'resnet' } }),
+    /^model\.architecture must be a built-in architecture/,
+  ],
   ['an empty modelJson path', (t) => ({ ...t, model: { modelJson: '' } }), /^model\.modelJson must be a file path/],
   ['cnn on a tabular input', (t) => ({ ...t, model: 'cnn' }), /^model "cnn" needs an image input/],
   ['no input', (t) => ({ ...t, input: undefined }), /^input must be an object/],
-  ['an unknown input kind', (t) => ({ ...t, input: { kind: 'tabluar' } }), /^input\.kind must be "image" or "tabular" \(did you mean tabular\?\)/],
+  [
+    'an unknown input kind',
+    (t) => ({ ...t, input: { kind: 'tabluar' } }),
+    /^input\.kind must be "image" or "tabular" \(did you mean tabular\?\)/,
+  ],
   ['a 2-d image shape', (t) => ({ ...t, input: { kind: 'image', shape: [28, 28] } }), /^input\.shape must be \[height, width, channels\]/],
-  ['two channels', (t) => ({ ...t, input: { kind: 'image', shape: [28, 28, 2] } }), /^input\.shape must have 1 \(grayscale\) or 3 \(RGB\) channels, got 2/],
+  [
+    'two channels',
+    (t) => ({ ...t, input: { kind: 'image', shape: [28, 28, 2] } }),
+    /^input\.shape must have 1 \(grayscale\) or 3 \(RGB\) channels, got 2/,
+  ],
   ['an unknown image key', (t) => ({ ...t, input: { kind: 'image', shape: [28, 28, 1], size: 3 } }), /^input\.size is not a known key/],
   ['no label column', (t) => ({ ...t, input: { ...input(t), labelColumn: '' } }), /^input\.labelColumn must name the CSV column/],
   ['no features', (t) => ({ ...t, input: { ...input(t), features: [] } }), /^input\.features must be a non-empty array/],
   ['a feature that is a string', (t) => ({ ...t, input: { ...input(t), features: ['a'] } }), /^input\.features\[0\] must be an object/],
-  ['a feature with no name', (t) => ({ ...t, input: { ...input(t), features: [{ type: 'numeric' }] } }), /^input\.features\[0\]\.name must be a column name/],
-  ['a feature listed twice', (t) => ({ ...t, input: { ...input(t), features: [...features(t), { name: 'a', type: 'numeric' }] } }), /^input\.features\[2\]\.name "a" is listed twice/],
-  ['the label as a feature', (t) => ({ ...t, input: { ...input(t), features: [{ name: 'y', type: 'numeric' }] } }), /^input\.features\[0\]\.name "y" is the label column/],
-  ['an unknown feature type', (t) => ({ ...t, input: { ...input(t), features: [{ name: 'a', type: 'numerical' }] } }), /^input\.features\[0\]\.type must be "numeric" or "categorical" \(did you mean numeric\?\)/],
-  ['a categorical feature without categories', (t) => ({ ...t, input: { ...input(t), features: [{ name: 'c', type: 'categorical' }] } }), /^input\.features\[0\]\.categories must be an array of at least 1 string/],
-  ['a category listed twice', (t) => ({ ...t, input: { ...input(t), features: [{ name: 'c', type: 'categorical', categories: ['p', 'p'] }] } }), /^input\.features\[0\]\.categories\[1\] "p" is listed twice/],
-  ['categories on a numeric feature', (t) => ({ ...t, input: { ...input(t), features: [{ name: 'a', type: 'numeric', categories: ['p'] }] } }), /^input\.features\[0\]\.categories is not a known key/],
+  [
+    'a feature with no name',
+    (t) => ({ ...t, input: { ...input(t), features: [{ type: 'numeric' }] } }),
+    /^input\.features\[0\]\.name must be a column name/,
+  ],
+  [
+    'a feature listed twice',
+    (t) => ({ ...t, input: { ...input(t), features: [...features(t), { name: 'a', type: 'numeric' }] } }),
+    /^input\.features\[2\]\.name "a" is listed twice/,
+  ],
+  [
+    'the label as a feature',
+    (t) => ({ ...t, input: { ...input(t), features: [{ name: 'y', type: 'numeric' }] } }),
+    /^input\.features\[0\]\.name "y" is the label column/,
+  ],
+  [
+    'an unknown feature type',
+    (t) => ({ ...t, input: { ...input(t), features: [{ name: 'a', type: 'numerical' }] } }),
+    /^input\.features\[0\]\.type must be "numeric" or "categorical" \(did you mean numeric\?\)/,
+  ],
+  [
+    'a categorical feature without categories',
+    (t) => ({ ...t, input: { ...input(t), features: [{ name: 'c', type: 'categorical' }] } }),
+    /^input\.features\[0\]\.categories must be an array of at least 1 string/,
+  ],
+  [
+    'a category listed twice',
+    (t) => ({ ...t, input: { ...input(t), features: [{ name: 'c', type: 'categorical', categories: ['p', 'p'] }] } }),
+    /^input\.features\[0\]\.categories\[1\] "p" is listed twice/,
+  ],
+  [
+    'categories on a numeric feature',
+    (t) => ({ ...t, input: { ...input(t), features: [{ name: 'a', type: 'numeric', categories: ['p'] }] } }),
+    /^input\.features\[0\]\.categories is not a known key/,
+  ],
   ['one class', (t) => ({ ...t, classes: ['yes'] }), /^classes must be an array of at least 2 strings, got \["yes"\]/],
   ['a class that is a number', (t) => ({ ...t, classes: ['no', 1] }), /^classes\[1\] must be a non-empty string, got 1/],
   ['a class listed twice', (t) => ({ ...t, classes: ['no', 'no'] }), /^classes\[1\] "no" is listed twice/],
-  ['257 classes', (t) => ({ ...t, classes: Array.from({ length: 257 }, (_, i) => `c${i}`) }), /^classes may name at most 256 classes, got 257/],
+  [
+    '257 classes',
+    (t) => ({ ...t, classes: Array.from({ length: 257 }, (_, i) => `c${i}`) }),
+    /^classes may name at most 256 classes, got 257/,
+  ],
   ['no data', (t) => ({ ...t, data: undefined }), /^data must be \{ "builtin": "mnist" \} or/],
   ['no test file', (t) => ({ ...t, data: { train: './train.csv' } }), /^data\.test is required/],
   ['a test path that is a number', (t) => ({ ...t, data: { test: 3 } }), /^data\.test must be a file path/],
-  ['a typo in data', (t) => ({ ...t, data: { test: 't.csv', trian: 'x.csv' } }), /^data\.trian is not a known key \(did you mean data\.train\?\)/],
+  [
+    'a typo in data',
+    (t) => ({ ...t, data: { test: 't.csv', trian: 'x.csv' } }),
+    /^data\.trian is not a known key \(did you mean data\.train\?\)/,
+  ],
   ['unknown built-in data', (t) => ({ ...t, data: { builtin: 'cifar' } }), /^data\.builtin must be "mnist"/],
   ['built-in data with files', (t) => ({ ...t, data: { builtin: 'mnist', test: 't.csv' } }), /^data\.test is not a known key/],
-  ['MNIST with a tabular input', (t) => ({ ...t, data: { builtin: 'mnist' } }), /^input must be \{ "kind": "image", "shape": \[28, 28, 1\] \} with the built-in MNIST data/],
-  ['MNIST with 2 classes', (t) => ({ ...t, input: { kind: 'image', shape: [28, 28, 1] }, data: { builtin: 'mnist' } }), /^classes must name the 10 digits/],
-  ['an image task with no data', (t) => ({ ...t, input: { kind: 'image', shape: [28, 28, 1] }, data: undefined }), /^data must be \{ "builtin": "mnist" \} or \{ "train": <images>, "test": <images> \}, where <images> is a folder/],
-  ['an image task with no test images', (t) => ({ ...t, input: { kind: 'image', shape: [28, 28, 1] }, data: { train: './train' } }), /^data\.test is required/],
-  ['an IDX pair with a typo', (t) => ({ ...t, input: { kind: 'image', shape: [28, 28, 1] }, data: { test: { images: 'i.gz', lables: 'l.gz' } } }), /^data\.test\.lables is not a known key \(did you mean data\.test\.labels\?\)/],
-  ['an IDX pair without labels', (t) => ({ ...t, input: { kind: 'image', shape: [28, 28, 1] }, data: { test: { images: 'i.gz' } } }), /^data\.test\.labels must be a file path/],
-  ['cnn on images smaller than 4x4', (t) => ({ ...t, model: 'cnn', input: { kind: 'image', shape: [3, 8, 1] }, data: { test: './test' } }), /^model "cnn" pools twice by 2, so it needs images of at least 4x4 pixels, the task's are 3x8/],
+  [
+    'MNIST with a tabular input',
+    (t) => ({ ...t, data: { builtin: 'mnist' } }),
+    /^input must be \{ "kind": "image", "shape": \[28, 28, 1\] \} with the built-in MNIST data/,
+  ],
+  [
+    'MNIST with 2 classes',
+    (t) => ({ ...t, input: { kind: 'image', shape: [28, 28, 1] }, data: { builtin: 'mnist' } }),
+    /^classes must name the 10 digits/,
+  ],
+  [
+    'an image task with no data',
+    (t) => ({ ...t, input: { kind: 'image', shape: [28, 28, 1] }, data: undefined }),
+    /^data must be \{ "builtin": "mnist" \} or \{ "train": <images>, "test": <images> \}, where <images> is a folder/,
+  ],
+  [
+    'an image task with no test images',
+    (t) => ({ ...t, input: { kind: 'image', shape: [28, 28, 1] }, data: { train: './train' } }),
+    /^data\.test is required/,
+  ],
+  [
+    'an IDX pair with a typo',
+    (t) => ({ ...t, input: { kind: 'image', shape: [28, 28, 1] }, data: { test: { images: 'i.gz', lables: 'l.gz' } } }),
+    /^data\.test\.lables is not a known key \(did you mean data\.test\.labels\?\)/,
+  ],
+  [
+    'an IDX pair without labels',
+    (t) => ({ ...t, input: { kind: 'image', shape: [28, 28, 1] }, data: { test: { images: 'i.gz' } } }),
+    /^data\.test\.labels must be a file path/,
+  ],
+  [
+    'cnn on images smaller than 4x4',
+    (t) => ({ ...t, model: 'cnn', input: { kind: 'image', shape: [3, 8, 1] }, data: { test: './test' } }),
+    /^model "cnn" pools twice by 2, so it needs images of at least 4x4 pixels, the task's are 3x8/,
+  ],
   ['a settings section that is a list', (t) => ({ ...t, training: [1] }), /^training must be an object, got \[1\]/],
-  ['a boolean setting given as a string', (t) => ({ ...t, federation: { adaptiveDeadline: 'yes' } }), /^federation\.adaptiveDeadline must be true or false, got "yes"/],
+  [
+    'a boolean setting given as a string',
+    (t) => ({ ...t, federation: { adaptiveDeadline: 'yes' } }),
+    /^federation\.adaptiveDeadline must be true or false, got "yes"/,
+  ],
   ['a string setting given as a number', (t) => ({ ...t, aggregation: { strategy: 1 } }), /^aggregation\.strategy must be a string, got 1/],
-  ['a number setting given as an object', (t) => ({ ...t, training: { epochs: { n: 1 } } }), /^training\.epochs must be a number, got \{"n":1\}/],
+  [
+    'a number setting given as an object',
+    (t) => ({ ...t, training: { epochs: { n: 1 } } }),
+    /^training\.epochs must be a number, got \{"n":1\}/,
+  ],
   ['a number in quotes', (t) => ({ ...t, training: { epochs: '3' } }), /^training\.epochs must be a JSON number: write 3 without quotes/],
-  ['neighbours neither a number nor "all"', (t) => ({ ...t, secureAggregation: { neighbours: true } }), /^secureAggregation\.neighbours must be a number or "all", got true/],
+  [
+    'neighbours neither a number nor "all"',
+    (t) => ({ ...t, secureAggregation: { neighbours: true } }),
+    /^secureAggregation\.neighbours must be a number or "all", got true/,
+  ],
 ];
 
 describe('task files: every malformed input is an error naming the file and the key', () => {
@@ -124,7 +228,8 @@ describe('task files: every malformed input is an error naming the file and the 
   });
 
   it('an image task reads a class folder, a pixel CSV or an IDX pair, relative to the task file', () => {
-    const images = (data: unknown) => parseTaskFile(JSON.stringify({ ...base(), input: { kind: 'image', shape: [32, 24, 3] }, model: 'cnn', data }), FILE).data;
+    const images = (data: unknown) =>
+      parseTaskFile(JSON.stringify({ ...base(), input: { kind: 'image', shape: [32, 24, 3] }, model: 'cnn', data }), FILE).data;
     assert.deepEqual(images({ train: './train', test: 'test.csv' }), {
       kind: 'images',
       train: { kind: 'folder', path: path.resolve('tasks/x/train') },
@@ -132,7 +237,11 @@ describe('task files: every malformed input is an error naming the file and the 
     });
     assert.deepEqual(images({ test: { images: 'a/t10k-images-idx3-ubyte.gz', labels: 'a/t10k-labels-idx1-ubyte' } }), {
       kind: 'images',
-      test: { kind: 'idx', images: path.resolve('tasks/x/a/t10k-images-idx3-ubyte.gz'), labels: path.resolve('tasks/x/a/t10k-labels-idx1-ubyte') },
+      test: {
+        kind: 'idx',
+        images: path.resolve('tasks/x/a/t10k-images-idx3-ubyte.gz'),
+        labels: path.resolve('tasks/x/a/t10k-labels-idx1-ubyte'),
+      },
     });
   });
 });
@@ -144,7 +253,10 @@ describe('task file settings become flags', () => {
     for (const flag of flags) {
       // Unknown flags fail parseArgs with "Unknown option"; known ones fail later, or not at all.
       try {
-        parseConfig([`--${flag}`, ...(flag === 'adaptive-deadline' || flag === 'adaptive-clip' || flag === 'secure-aggregation' ? [] : ['1'])], {});
+        parseConfig(
+          [`--${flag}`, ...(flag === 'adaptive-deadline' || flag === 'adaptive-clip' || flag === 'secure-aggregation' ? [] : ['1'])],
+          {},
+        );
       } catch (error) {
         assert.doesNotMatch((error as Error).message, /Unknown option/, flag);
       }
@@ -178,7 +290,17 @@ describe('task file settings become flags', () => {
   it('every section reaches the configuration', async () => {
     const file = await writeTask({
       model: '2nn',
-      federation: { rounds: 7, minClients: 4, clientsPerRound: 5, minUpdates: 3, roundTimeout: 30, targetAccuracy: 0.9, overSelect: 0.2, adaptiveDeadline: true, seed: 9 },
+      federation: {
+        rounds: 7,
+        minClients: 4,
+        clientsPerRound: 5,
+        minUpdates: 3,
+        roundTimeout: 30,
+        targetAccuracy: 0.9,
+        overSelect: 0.2,
+        adaptiveDeadline: true,
+        seed: 9,
+      },
       training: { epochs: 2, batchSize: 16, learningRate: 0.05 },
       privacy: { clientDp: 'distributed', clientNoiseMultiplier: 1, clientSampleRate: 0.5, clientClip: 2, delta: 1e-6, epsilonBudget: 8 },
       aggregation: { strategy: 'fedadam', serverLearningRate: 0.02 },
@@ -188,7 +310,10 @@ describe('task file settings become flags', () => {
     assert.equal(config.architecture, '2nn');
     assert.equal(config.seed, 9);
     const s = config.settings;
-    assert.deepEqual([s.rounds, s.minClients, s.clientsPerRound, s.minUpdates, s.roundTimeoutMs, s.targetAccuracy, s.overSelect, s.adaptiveDeadline], [7, 4, 5, 3, 30_000, 0.9, 0.2, true]);
+    assert.deepEqual(
+      [s.rounds, s.minClients, s.clientsPerRound, s.minUpdates, s.roundTimeoutMs, s.targetAccuracy, s.overSelect, s.adaptiveDeadline],
+      [7, 4, 5, 3, 30_000, 0.9, 0.2, true],
+    );
     assert.deepEqual([s.fit.epochs, s.fit.batchSize, s.fit.learningRate], [2, 16, 0.05]);
     assert.equal(config.clientDp?.placement, 'distributed');
     assert.equal(config.clientDp?.delta, 1e-6);
@@ -202,9 +327,17 @@ describe('task file settings become flags', () => {
   });
 
   it('sample-level DP settings reach the configuration', async () => {
-    const file = await writeTask({ privacy: { dpSgdClip: 1, dpSgdNoiseMultiplier: 1.1, dpSgdBatchSize: 8, dpSgdEpsilonBudget: 4, clipNorm: 5, noiseStd: 0 } });
+    const file = await writeTask({
+      privacy: { dpSgdClip: 1, dpSgdNoiseMultiplier: 1.1, dpSgdBatchSize: 8, dpSgdEpsilonBudget: 4, clipNorm: 5, noiseStd: 0 },
+    });
     const config = parseConfig(['--task', file], {}) as CoordinatorConfig;
-    assert.deepEqual(config.settings.fit.sampleDp, { clipNorm: 1, noiseMultiplier: 1.1, expectedBatchSize: 8, delta: 1e-5, epsilonBudget: 4 });
+    assert.deepEqual(config.settings.fit.sampleDp, {
+      clipNorm: 1,
+      noiseMultiplier: 1.1,
+      expectedBatchSize: 8,
+      delta: 1e-5,
+      epsilonBudget: 4,
+    });
     assert.deepEqual(config.settings.fit.privacy, { clipNorm: 5, noiseStd: 0 });
   });
 
@@ -224,14 +357,20 @@ describe('task file settings become flags', () => {
 
   it('a cross-setting rule names the keys of the file', async () => {
     const file = await writeTask({ privacy: { noiseStd: 1 } });
-    assert.equal(configError(['--task', file]), `${file}: privacy.noiseStd needs privacy.clipNorm: noise without a clipping bound protects nothing`);
+    assert.equal(
+      configError(['--task', file]),
+      `${file}: privacy.noiseStd needs privacy.clipNorm: noise without a clipping bound protects nothing`,
+    );
     const secagg = await writeTask({ secureAggregation: { neighbours: 4 } });
     assert.equal(configError(['--task', secagg]), `${secagg}: secureAggregation.neighbours needs secureAggregation.enabled`);
   });
 
   it('a rule broken by a command-line flag is reported as flags', async () => {
     const file = await writeTask({});
-    assert.equal(configError(['--task', file, '--noise-std', '1']), '--noise-std needs --clip-norm: noise without a clipping bound protects nothing');
+    assert.equal(
+      configError(['--task', file, '--noise-std', '1']),
+      '--noise-std needs --clip-norm: noise without a clipping bound protects nothing',
+    );
     // Overridden on the command line: the flag, not the file, is at fault.
     const withBad = await writeTask({ training: { batchSize: 'abc' } });
     assert.equal(configError(['--task', withBad, '--batch-size', '0']), '--batch-size must be a positive integer, got "0"');
@@ -239,7 +378,10 @@ describe('task file settings become flags', () => {
 
   it('--model cannot replace a task model.json', async () => {
     const file = await writeTask({ model: { modelJson: './model.json' } });
-    assert.match(configError(['--task', file, '--model', 'cnn']), /--model picks a built-in architecture, but .* brings its own model \(model\.modelJson\)/);
+    assert.match(
+      configError(['--task', file, '--model', 'cnn']),
+      /--model picks a built-in architecture, but .* brings its own model \(model\.modelJson\)/,
+    );
   });
 
   it('a task file error is a ConfigError, so the CLI prints it with the usage', async () => {

@@ -41,7 +41,19 @@ const CASES: readonly Case[] = [
   // Stride larger than the kernel ('same' pads nothing and skips input rows), mixed strides, explicit padding.
   { batch: 4, size: [10, 9], kernel: [2, 3], channels: [1, 32], strides: [3, 2], pad: 'same' },
   { batch: 1, size: [11, 12], kernel: [5, 5], channels: [1, 32], strides: [1, 2], pad: 'valid' },
-  { batch: 4, size: [8, 8], kernel: [2, 3], channels: [1, 32], strides: [1, 1], pad: [[0, 0], [1, 2], [0, 1], [0, 0]] },
+  {
+    batch: 4,
+    size: [8, 8],
+    kernel: [2, 3],
+    channels: [1, 32],
+    strides: [1, 1],
+    pad: [
+      [0, 0],
+      [1, 2],
+      [0, 1],
+      [0, 0],
+    ],
+  },
 ];
 
 /** Deterministic values in [-1, 1). */
@@ -91,8 +103,19 @@ describe('wasm training kernels', () => {
       for (const [i, c] of CASES.entries()) {
         const x = values(c.batch * c.size[0] * c.size[1] * c.channels[0], 11 + i);
         const w = values(c.kernel[0] * c.kernel[1] * c.channels[0] * c.channels[1], 23 + i);
-        const outShape = tf.tidy(() => tf.conv2d(tf.zeros([c.batch, ...c.size, c.channels[0]]) as tf.Tensor4D, tf.zeros([...c.kernel, ...c.channels]) as tf.Tensor4D, c.strides, c.pad).shape);
-        const r = values(outShape.reduce((a, b) => a * b, 1), 37 + i);
+        const outShape = tf.tidy(
+          () =>
+            tf.conv2d(
+              tf.zeros([c.batch, ...c.size, c.channels[0]]) as tf.Tensor4D,
+              tf.zeros([...c.kernel, ...c.channels]) as tf.Tensor4D,
+              c.strides,
+              c.pad,
+            ).shape,
+        );
+        const r = values(
+          outShape.reduce((a, b) => a * b, 1),
+          37 + i,
+        );
         await tf.setBackend('cpu');
         const expected = filterGradient(c, x, w, r, outShape);
         await tf.setBackend('wasm');
@@ -118,19 +141,40 @@ describe('wasm training kernels', () => {
     tf.tidy(() => {
       const x = tf.ones([1, 6, 6, 2]);
       const dy = tf.ones([1, 6, 6, 3]);
-      const run = (attrs: tf.NamedAttrMap) => tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { strides: 1, pad: 'same', dataFormat: 'NHWC', filterShape: [3, 3, 2, 3], ...attrs });
+      const run = (attrs: tf.NamedAttrMap) =>
+        tf
+          .engine()
+          .runKernel(
+            'Conv2DBackpropFilter',
+            { x, dy },
+            { strides: 1, pad: 'same', dataFormat: 'NHWC', filterShape: [3, 3, 2, 3], ...attrs },
+          );
       assert.throws(() => run({ dataFormat: 'NCHW' }), /NCHW is not supported/);
       assert.throws(() => run({ dilations: [2, 2] }), /dilations .* not supported/);
       assert.throws(() => run({ filterShape: [3, 3, 5, 3] }), /does not fit/);
       assert.throws(() => run({ strides: 2 }), /is not the output/);
-      assert.throws(() => run({ pad: [[1, 0], [1, 1], [1, 1], [0, 0]] }), /padding .* not supported/);
+      assert.throws(
+        () =>
+          run({
+            pad: [
+              [1, 0],
+              [1, 1],
+              [1, 1],
+              [0, 0],
+            ],
+          }),
+        /padding .* not supported/,
+      );
     });
   });
 
   it('LocalTrainer trains the built-in cnn on wasm: finite update, conv kernels move, no tensor leak', async () => {
     assert.equal(tf.getBackend(), 'wasm');
     const spec: ModelSpec = { architecture: 'cnn', inputShape: [784], numClasses: 10 };
-    const data = subset(demo.train, Uint32Array.from({ length: 64 }, (_, i) => i));
+    const data = subset(
+      demo.train,
+      Uint32Array.from({ length: 64 }, (_, i) => i),
+    );
     const trainer = new LocalTrainer(spec, data);
     const model = buildModel(spec);
     let weights = await readWeights(model);

@@ -71,11 +71,27 @@ const normsChart = new Chart<'line', (number | null)[], string>($('norms-chart')
     labels: [],
     datasets: [
       { label: 'max', data: [], yAxisID: 'norm', borderColor: '#9fb3c8', backgroundColor: '#9fb3c8', borderDash: [4, 3], pointRadius: 2 },
-      { label: '75th percentile', data: [], yAxisID: 'norm', borderColor: '#5b84b1', backgroundColor: 'rgba(91, 132, 177, 0.25)', fill: '+2', pointRadius: 2 },
+      {
+        label: '75th percentile',
+        data: [],
+        yAxisID: 'norm',
+        borderColor: '#5b84b1',
+        backgroundColor: 'rgba(91, 132, 177, 0.25)',
+        fill: '+2',
+        pointRadius: 2,
+      },
       { label: 'median', data: [], yAxisID: 'norm', borderColor: '#1f5fbf', backgroundColor: '#1f5fbf', borderWidth: 3, pointRadius: 3 },
       { label: '25th percentile', data: [], yAxisID: 'norm', borderColor: '#5b84b1', backgroundColor: '#5b84b1', pointRadius: 2 },
       { label: 'min', data: [], yAxisID: 'norm', borderColor: '#9fb3c8', backgroundColor: '#9fb3c8', borderDash: [4, 3], pointRadius: 2 },
-      { label: 'clipped fraction', data: [], yAxisID: 'fraction', borderColor: '#a4161a', backgroundColor: '#a4161a', pointStyle: 'rectRot', pointRadius: 4 },
+      {
+        label: 'clipped fraction',
+        data: [],
+        yAxisID: 'fraction',
+        borderColor: '#a4161a',
+        backgroundColor: '#a4161a',
+        pointStyle: 'rectRot',
+        pointRadius: 4,
+      },
     ],
   },
   options: {
@@ -83,7 +99,14 @@ const normsChart = new Chart<'line', (number | null)[], string>($('norms-chart')
     maintainAspectRatio: false,
     scales: {
       norm: { type: 'linear', position: 'left', min: 0, title: { display: true, text: 'update L2 norm' } },
-      fraction: { type: 'linear', position: 'right', min: 0, max: 1, grid: { drawOnChartArea: false }, title: { display: true, text: 'clipped fraction' } },
+      fraction: {
+        type: 'linear',
+        position: 'right',
+        min: 0,
+        max: 1,
+        grid: { drawOnChartArea: false },
+        title: { display: true, text: 'clipped fraction' },
+      },
       x: { title: { display: true, text: 'round' } },
     },
   },
@@ -123,7 +146,9 @@ function secAggCell(row: HTMLTableRowElement, s: SecAggRoundStats | undefined): 
     s.dropoutsRecovered ? `${s.dropoutsRecovered} drop-out${s.dropoutsRecovered === 1 ? '' : 's'} recovered` : '',
     s.excluded ? `${s.excluded} excluded` : '',
     s.aborted ? `aborted: ${s.aborted}` : '',
-  ].filter(Boolean).join(', ');
+  ]
+    .filter(Boolean)
+    .join(', ');
   const text = `n ${s.participants}, k ${k}, t ${s.threshold}: ${steps}${extra ? `; ${extra}` : ''}`;
   cell(row, text, {
     class: s.aborted ? 'secagg aborted' : 'secagg',
@@ -146,7 +171,9 @@ function render(status: FederationStatus): void {
   const totals = status.participantTotals;
   $('connected').textContent = String(totals?.connected ?? status.participants.filter((p) => p.connected).length);
   const shown = totals && totals.listed < totals.known ? ` (${totals.listed} listed below)` : '';
-  $('waiting').textContent = status.waitingFor ? `waiting for ${status.waitingFor}` : `${totals?.known ?? status.participants.length} known${shown}`;
+  $('waiting').textContent = status.waitingFor
+    ? `waiting for ${status.waitingFor}`
+    : `${totals?.known ?? status.participants.length} known${shown}`;
   const aggregated = status.history.filter((r) => r.metrics);
   const last = aggregated.at(-1)?.metrics;
   $('accuracy').textContent = percent(last?.accuracy);
@@ -163,7 +190,9 @@ function render(status: FederationStatus): void {
   banner.hidden = !failure;
   banner.textContent = failure
     ? `Saving ${failure.what} failed (${failure.code ?? 'error'} at ${failure.path ?? 'an unknown path'}: ${failure.message}). ` +
-      (status.done ? 'The federation has finished; the file was not written.' : 'Nothing unsaved is shown. Make the folder writable, then press Resume.')
+      (status.done
+        ? 'The federation has finished; the file was not written.'
+        : 'Nothing unsaved is shown. Make the folder writable, then press Resume.')
     : '';
   $('version').textContent = String(status.modelVersion);
   $('done').textContent = status.done ? `done: ${status.doneReason}` : '';
@@ -189,13 +218,26 @@ function render(status: FederationStatus): void {
     row.dataset.participant = p.id;
     row.dataset.connected = String(p.connected);
     cell(row, p.id.slice(0, 8), { title: p.id, class: 'mono' });
-    cell(row, p.backend + (p.threads !== undefined ? ` · ${p.threads} thread${p.threads === 1 ? '' : 's'}` : '') + (p.adapter ? ` · ${p.adapter}` : ''));
+    cell(
+      row,
+      p.backend +
+        (p.threads !== undefined ? ` · ${p.threads} thread${p.threads === 1 ? '' : 's'}` : '') +
+        (p.adapter ? ` · ${p.adapter}` : ''),
+    );
     cell(row, p.platform ?? '–', p.platform ? { title: p.platform, class: 'device' } : {});
     cell(row, p.numExamples.toLocaleString());
-    const state = !p.connected ? 'disconnected' : p.state === 'training' && p.progress !== undefined ? `training ${Math.round(p.progress * 100)}%` : p.state;
+    const state = !p.connected
+      ? 'disconnected'
+      : p.state === 'training' && p.progress !== undefined
+        ? `training ${Math.round(p.progress * 100)}%`
+        : p.state;
     cell(row, state, { 'data-state': p.connected ? p.state : 'disconnected' });
     cell(row, String(p.roundsContributed));
-    cell(row, p.lastUpdateNorm === undefined ? (status.updateNormsShown ? '–' : 'withheld') : p.lastUpdateNorm.toPrecision(4), status.updateNormsShown ? {} : { title: status.updateNormsWithheld ?? '' });
+    cell(
+      row,
+      p.lastUpdateNorm === undefined ? (status.updateNormsShown ? '–' : 'withheld') : p.lastUpdateNorm.toPrecision(4),
+      status.updateNormsShown ? {} : { title: status.updateNormsWithheld ?? '' },
+    );
     cell(row, p.lastLatencyMs === undefined ? '–' : `${(p.lastLatencyMs / 1000).toFixed(1)} s`);
     cell(row, p.epsilon === undefined ? '–' : p.epsilon.toFixed(3), p.declined ? { title: p.declined } : {});
   }
@@ -213,7 +255,9 @@ function render(status: FederationStatus): void {
     cell(row, r.metrics ? r.metrics.loss.toFixed(4) : '–');
     cell(row, `${r.received} / ${r.selected}`);
     cell(row, String(r.dropped));
-    const reasons = Object.entries(r.rejectionReasons ?? {}).map(([code, n]) => `${code} × ${n}`).join(', ');
+    const reasons = Object.entries(r.rejectionReasons ?? {})
+      .map(([code, n]) => `${code} × ${n}`)
+      .join(', ');
     cell(row, reasons ? `${r.rejected} (${reasons})` : String(r.rejected), reasons ? { 'data-reasons': reasons } : {});
     cell(row, String(r.declined));
     cell(row, `${bytes(r.bytesIn)} / ${bytes(r.bytesOut)}`);
@@ -226,7 +270,8 @@ function render(status: FederationStatus): void {
   // Rounds whose decoded secure sum was out of the range honest inputs span: aborted, model kept (docs/secagg-input-validation.md).
   const refusedSums = status.secureSumRejections;
   $('secure-sum-rejections').hidden = refusedSums === undefined;
-  $('secure-sum-rejections').textContent = refusedSums === undefined ? '' : `Secure sums refused (out of range, round aborted, model kept): ${refusedSums}`;
+  $('secure-sum-rejections').textContent =
+    refusedSums === undefined ? '' : `Secure sums refused (out of range, round aborted, model kept): ${refusedSums}`;
 
   chart.data.labels = aggregated.map((r) => String(r.round));
   chart.data.datasets[0]!.data = aggregated.map((r) => r.metrics!.accuracy);
@@ -274,7 +319,10 @@ const TIMELINE_ROUNDS = 5;
 
 function renderTimeline(history: readonly RoundRecord[]): void {
   const container = $('timeline');
-  const shown = history.filter((r) => r.participants && r.participants.length > 0).slice(-TIMELINE_ROUNDS).reverse();
+  const shown = history
+    .filter((r) => r.participants && r.participants.length > 0)
+    .slice(-TIMELINE_ROUNDS)
+    .reverse();
   if (shown.length === 0) {
     container.replaceChildren(Object.assign(document.createElement('p'), { className: 'muted', textContent: 'No rounds yet.' }));
     return;
@@ -375,7 +423,12 @@ for (const action of Object.keys(controlButtons) as ControlAction[]) {
     say(action === 'stop' ? 'Stopping: the open round closes first…' : `Sending ${action}…`, 'info');
     try {
       const result = await socket.timeout(action === 'stop' ? STOP_ACK_TIMEOUT_MS : ACK_TIMEOUT_MS).emitWithAck('control', { action });
-      say(...ackText(result, (v: ControlAccepted) => `${action}: done, the federation is now ${v.control}${v.doneReason ? ` (${v.doneReason})` : ''}.`));
+      say(
+        ...ackText(
+          result,
+          (v: ControlAccepted) => `${action}: done, the federation is now ${v.control}${v.doneReason ? ` (${v.doneReason})` : ''}.`,
+        ),
+      );
     } catch {
       say(`${action}: no answer from the coordinator (is it reachable?).`, 'error');
     } finally {
@@ -394,7 +447,13 @@ interface SettingField {
   readonly toWire: (x: number) => number;
   readonly current: (s: FederationStatus) => number;
 }
-const field = (id: string, label: string, key: keyof SettingsChange, current: (s: FederationStatus) => number, toWire = (x: number) => x): SettingField => ({
+const field = (
+  id: string,
+  label: string,
+  key: keyof SettingsChange,
+  current: (s: FederationStatus) => number,
+  toWire = (x: number) => x,
+): SettingField => ({
   input: $(id) as HTMLInputElement,
   label,
   key,
@@ -406,7 +465,13 @@ const settingFields: readonly SettingField[] = [
   field('setting-epochs', 'Local epochs', 'epochs', (s) => s.settings.fit.epochs),
   field('setting-batch-size', 'Batch size', 'batchSize', (s) => s.settings.fit.batchSize),
   field('setting-learning-rate', 'Learning rate', 'learningRate', (s) => s.settings.fit.learningRate),
-  field('setting-round-timeout', 'Round deadline', 'roundTimeoutMs', (s) => s.settings.roundTimeoutMs / 1000, (x) => Math.round(x * 1000)),
+  field(
+    'setting-round-timeout',
+    'Round deadline',
+    'roundTimeoutMs',
+    (s) => s.settings.roundTimeoutMs / 1000,
+    (x) => Math.round(x * 1000),
+  ),
 ];
 /** Fields the operator typed in since the form was last filled: status pushes leave them alone. */
 const edited = new Set<HTMLInputElement>();
@@ -438,7 +503,11 @@ form.addEventListener('submit', async (event) => {
   try {
     const result = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck('settings', change);
     if (result.ok) edited.clear();
-    const [text, kind] = ackText(result, (s: RoundSettings) => `Settings changed; from the next round: ${s.clientsPerRound} per round, ${s.fit.epochs} epoch(s), batch ${s.fit.batchSize}, learning rate ${s.fit.learningRate}, deadline ${s.roundTimeoutMs / 1000} s.`);
+    const [text, kind] = ackText(
+      result,
+      (s: RoundSettings) =>
+        `Settings changed; from the next round: ${s.clientsPerRound} per round, ${s.fit.epochs} epoch(s), batch ${s.fit.batchSize}, learning rate ${s.fit.learningRate}, deadline ${s.roundTimeoutMs / 1000} s.`,
+    );
     say(text, kind);
     if (result.ok) fillSettings({ ...status, settings: result.value });
   } catch {
@@ -516,7 +585,9 @@ socket.on('disconnect', () => {
 socket.on('connect_error', (error) => {
   // A refused handshake (UNAUTHORIZED: no or a wrong admin token) is final; anything else is retried.
   const code = (error as Error & { data?: { code?: string } }).data?.code;
-  connection.textContent = code ? `refused: ${error.message}${code === 'UNAUTHORIZED' ? ' (open the dashboard with ?admin-token=…)' : ''}` : 'cannot reach the coordinator, retrying…';
+  connection.textContent = code
+    ? `refused: ${error.message}${code === 'UNAUTHORIZED' ? ' (open the dashboard with ?admin-token=…)' : ''}`
+    : 'cannot reach the coordinator, retrying…';
   connection.dataset.state = code ? 'refused' : 'disconnected';
 });
 socket.on('status', render);

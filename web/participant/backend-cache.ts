@@ -51,8 +51,6 @@ export async function choiceKey(parts: ChoiceKeyParts): Promise<string> {
   return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-
-
 /** The cached choice for `key`, or undefined (also when IndexedDB is unavailable: then the page simply measures). */
 export async function loadChoice(key: string): Promise<CachedChoice | undefined> {
   try {

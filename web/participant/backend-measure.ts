@@ -90,7 +90,10 @@ export async function measureActiveBackend(job: MeasureJob, limits: MeasureLimit
     if (limits.beatRate !== undefined) {
       // A software GPU can take many seconds to compile its first step; with a rate to beat, do not wait for it.
       const timeLeft = Math.max(0, deadline - now());
-      const timedOut = await Promise.race([pending.then(() => false), new Promise<boolean>((resolve) => setTimeout(() => resolve(true), timeLeft))]);
+      const timedOut = await Promise.race([
+        pending.then(() => false),
+        new Promise<boolean>((resolve) => setTimeout(() => resolve(true), timeLeft)),
+      ]);
       if (timedOut) {
         const ms = now() - started;
         // The queued work still runs; its tensors are freed once it has.

@@ -80,7 +80,9 @@ let adapterLookup: Promise<Adapter | { missing: string }> | undefined;
 
 /** The WebGPU adapter, or why there is none; asked for once per worker (the cache key and the measurement both need it). */
 function webgpuAdapter(): Promise<Adapter | { missing: string }> {
-  adapterLookup ??= requestWebgpuAdapter().catch((error: unknown) => ({ missing: `requestAdapter failed: ${error instanceof Error ? error.message : String(error)}` }));
+  adapterLookup ??= requestWebgpuAdapter().catch((error: unknown) => ({
+    missing: `requestAdapter failed: ${error instanceof Error ? error.message : String(error)}`,
+  }));
   return adapterLookup;
 }
 
@@ -93,7 +95,10 @@ async function requestWebgpuAdapter(): Promise<Adapter | { missing: string }> {
   const info = adapter.info ?? {};
   const parts = [info.vendor, info.architecture, info.device, info.description].filter((p) => p);
   const description = parts.length > 0 ? parts.join(' / ') : 'WebGPU adapter (no details reported)';
-  return { description, software: info.isFallbackAdapter === true || adapter.isFallbackAdapter === true || SOFTWARE_NAME.test(description) };
+  return {
+    description,
+    software: info.isFallbackAdapter === true || adapter.isFallbackAdapter === true || SOFTWARE_NAME.test(description),
+  };
 }
 
 let rendererLookup: { readonly renderer: string | undefined } | undefined;
@@ -134,7 +139,9 @@ async function loadBackend(name: BackendName): Promise<void> {
   }
 }
 
-type Activated = { readonly ok: true; readonly adapter?: string; readonly software: boolean; readonly threads?: number } | { readonly ok: false; readonly reason: string };
+type Activated =
+  | { readonly ok: true; readonly adapter?: string; readonly software: boolean; readonly threads?: number }
+  | { readonly ok: false; readonly reason: string };
 
 /**
  * Makes `name` the active tfjs backend. `tf.setBackend` throws when a backend
@@ -180,8 +187,22 @@ export async function selectBackend(forced: BackendName): Promise<SelectedBacken
   const started = performance.now();
   const active = await activate(forced);
   if (!active.ok) throw new Error(`backend "${forced}" is unavailable: ${active.reason}`);
-  const measurement: BackendMeasurement = { backend: forced, adapter: active.adapter, software: active.software, threads: active.threads, note: 'forced by ?backend=' };
-  return { backend: forced, adapter: active.adapter, software: active.software, threads: active.threads, how: 'forced', measurements: [measurement], chooseMs: performance.now() - started };
+  const measurement: BackendMeasurement = {
+    backend: forced,
+    adapter: active.adapter,
+    software: active.software,
+    threads: active.threads,
+    note: 'forced by ?backend=',
+  };
+  return {
+    backend: forced,
+    adapter: active.adapter,
+    software: active.software,
+    threads: active.threads,
+    how: 'forced',
+    measurements: [measurement],
+    chooseMs: performance.now() - started,
+  };
 }
 
 /** What the cached choice depends on: a change in any part measures again. */
@@ -220,7 +241,15 @@ export async function chooseBackend(job: MeasureJob, budgetMs = MEASURE_BUDGET_M
   if (cached) {
     const active = await activate(cached.backend);
     if (active.ok) {
-      return { backend: cached.backend, adapter: active.adapter, software: active.software, threads: active.threads, how: 'cached', measurements: cached.measurements, chooseMs: performance.now() - started };
+      return {
+        backend: cached.backend,
+        adapter: active.adapter,
+        software: active.software,
+        threads: active.threads,
+        how: 'cached',
+        measurements: cached.measurements,
+        chooseMs: performance.now() - started,
+      };
     }
   }
   const measurements: BackendMeasurement[] = [];
@@ -239,7 +268,12 @@ export async function chooseBackend(job: MeasureJob, budgetMs = MEASURE_BUDGET_M
     const renderer = name === 'webgl' ? webglRenderer() : undefined;
     if (best && renderer !== undefined && SOFTWARE_NAME.test(renderer)) {
       // Starting tfjs's WebGL backend on a software renderer alone took 5 s here, and cannot be cut short.
-      measurements.push({ backend: name, adapter: renderer, software: true, note: 'not timed: a software renderer is far slower than WASM' });
+      measurements.push({
+        backend: name,
+        adapter: renderer,
+        software: true,
+        note: 'not timed: a software renderer is far slower than WASM',
+      });
       continue;
     }
     const active = await activate(name);
@@ -250,33 +284,62 @@ export async function chooseBackend(job: MeasureJob, budgetMs = MEASURE_BUDGET_M
     const base = { backend: name, adapter: active.adapter, software: active.software, threads: active.threads };
     // An equal share of what is left for this and each later backend that will start: not the CPU (it runs
     // only when WASM failed), not a software WebGL renderer (skipped once WASM has a rate).
-    const later = MEASURE_ORDER.slice(i + 1).filter((b) => b !== 'cpu' && !(b === 'webgl' && SOFTWARE_NAME.test(webglRenderer() ?? ''))).length;
+    const later = MEASURE_ORDER.slice(i + 1).filter(
+      (b) => b !== 'cpu' && !(b === 'webgl' && SOFTWARE_NAME.test(webglRenderer() ?? '')),
+    ).length;
     const left = Math.max(0, deadline - performance.now());
     const share = Math.min(active.software && best ? SOFTWARE_SHARE_MS : Infinity, Math.max(MIN_SLICE_MS, left / (later + 1)));
     try {
       const measured = await measureActiveBackend(job, { deadline: performance.now() + share, beatRate: best?.rate });
       const ms = performance.now() - backendStart;
       if (measured.unfinished) {
-        measurements.push({ ...base, ms, note: `below ${Math.round(measured.examplesPerSecond).toLocaleString('en-US')} (no step finished in ${(measured.ms / 1000).toFixed(1)} s)` });
+        measurements.push({
+          ...base,
+          ms,
+          note: `below ${Math.round(measured.examplesPerSecond).toLocaleString('en-US')} (no step finished in ${(measured.ms / 1000).toFixed(1)} s)`,
+        });
         continue;
       }
-      measurements.push({ ...base, examplesPerSecond: measured.examplesPerSecond, ms, note: measured.behind ? 'stopped early: clearly behind' : undefined });
+      measurements.push({
+        ...base,
+        examplesPerSecond: measured.examplesPerSecond,
+        ms,
+        note: measured.behind ? 'stopped early: clearly behind' : undefined,
+      });
       if (!best || measured.examplesPerSecond > best.rate) best = { backend: name, rate: measured.examplesPerSecond };
     } catch (error) {
-      measurements.push({ ...base, ms: performance.now() - backendStart, note: `failed while training: ${error instanceof Error ? error.message : String(error)}` });
+      measurements.push({
+        ...base,
+        ms: performance.now() - backendStart,
+        note: `failed while training: ${error instanceof Error ? error.message : String(error)}`,
+      });
     }
   }
   if (!best) throw new Error(`no tfjs backend can train here: ${measurements.map((m) => `${m.backend}: ${m.note ?? '?'}`).join('; ')}`);
   const chosen = await activate(best.backend);
   if (!chosen.ok) throw new Error(`backend ${best.backend} measured fastest but then failed: ${chosen.reason}`);
   await saveChoice(key, { backend: best.backend, measurements, measuredAt: new Date().toISOString() });
-  return { backend: best.backend, adapter: chosen.adapter, software: chosen.software, threads: chosen.threads, how: 'measured', measurements, chooseMs: performance.now() - started };
+  return {
+    backend: best.backend,
+    adapter: chosen.adapter,
+    software: chosen.software,
+    threads: chosen.threads,
+    how: 'measured',
+    measurements,
+    chooseMs: performance.now() - started,
+  };
 }
 
 const LABEL: Record<BackendName, string> = { webgpu: 'WebGPU', webgl: 'WebGL', wasm: 'WASM', cpu: 'CPU' };
 
 function describe(m: Pick<BackendMeasurement, 'backend' | 'software' | 'threads'>): string {
-  const extra = m.software ? (m.backend === 'webgl' ? ', software renderer' : ', software adapter') : m.threads !== undefined ? `, ${m.threads} thread${m.threads === 1 ? '' : 's'}` : '';
+  const extra = m.software
+    ? m.backend === 'webgl'
+      ? ', software renderer'
+      : ', software adapter'
+    : m.threads !== undefined
+      ? `, ${m.threads} thread${m.threads === 1 ? '' : 's'}`
+      : '';
   return `${LABEL[m.backend]}${extra}`;
 }
 

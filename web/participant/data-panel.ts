@@ -1,7 +1,14 @@
 import type { CsvTable } from '../../core/data/csv.ts';
 import type { Dataset } from '../../core/data/dataset.ts';
 import { isPixelColumnName, preparePixelTable, suggestPixelRoles } from '../../core/data/pixel-table.ts';
-import { prepareTable, suggestRoles, TabularSchemaError, type ColumnRole, type FeatureStatistics, type SchemaProblem } from '../../core/data/tabular.ts';
+import {
+  prepareTable,
+  suggestRoles,
+  TabularSchemaError,
+  type ColumnRole,
+  type FeatureStatistics,
+  type SchemaProblem,
+} from '../../core/data/tabular.ts';
 import type { TaskSummary } from '../../core/protocol/messages.ts';
 import { $, el, errorMessage } from './dom.ts';
 import { readCsvFile, sampleValues, tabularInput } from './sources/csv.ts';
@@ -92,7 +99,8 @@ export class DataPanel {
   lock(joined = false): void {
     this.locked = true;
     this.generation++;
-    for (const node of $('data-panel').querySelectorAll<HTMLInputElement | HTMLSelectElement | HTMLButtonElement>('input, select, button')) node.disabled = true;
+    for (const node of $('data-panel').querySelectorAll<HTMLInputElement | HTMLSelectElement | HTMLButtonElement>('input, select, button'))
+      node.disabled = true;
     if (joined) $('join').textContent = 'Joined with this data';
   }
 
@@ -151,14 +159,22 @@ export class DataPanel {
     const { header } = csv.table;
     // A CSV of pixels has hundreds of pixel columns: one row (and one choice) for all of them.
     const pixels = this.task?.input.kind === 'image' ? header.filter(isPixelColumnName) : [];
-    const rows = header.filter((name) => !pixels.includes(name)).map((name) => this.columnRow(name, sampleValues(csv.table, header.indexOf(name)).join(', ') || '(empty)', [name]));
+    const rows = header
+      .filter((name) => !pixels.includes(name))
+      .map((name) => this.columnRow(name, sampleValues(csv.table, header.indexOf(name)).join(', ') || '(empty)', [name]));
     if (pixels.length > 1) {
       const label = `${pixels[0]} … ${pixels.at(-1)} (${pixels.length.toLocaleString()} pixel columns)`;
       rows.splice(header.indexOf(pixels[0]!), 0, this.columnRow(label, 'one value per pixel', pixels));
     } else if (pixels.length === 1) {
-      rows.splice(header.indexOf(pixels[0]!), 0, this.columnRow(pixels[0]!, sampleValues(csv.table, header.indexOf(pixels[0]!)).join(', '), pixels));
+      rows.splice(
+        header.indexOf(pixels[0]!),
+        0,
+        this.columnRow(pixels[0]!, sampleValues(csv.table, header.indexOf(pixels[0]!)).join(', '), pixels),
+      );
     }
-    $('csv-columns').querySelector('tbody')!.replaceChildren(...rows);
+    $('csv-columns')
+      .querySelector('tbody')!
+      .replaceChildren(...rows);
     $('csv-columns-block').hidden = false;
   }
 
@@ -169,7 +185,9 @@ export class DataPanel {
     row.append(el('th', title, { scope: 'row' }));
     row.append(el('td', samples));
     const attributes: Record<string, string> =
-      columns.length === 1 ? { 'data-column': columns[0]!, 'aria-label': `Use column "${columns[0]}" as` } : { 'data-column-group': 'pixels', 'aria-label': `Use the ${columns.length} pixel columns as` };
+      columns.length === 1
+        ? { 'data-column': columns[0]!, 'aria-label': `Use column "${columns[0]}" as` }
+        : { 'data-column-group': 'pixels', 'aria-label': `Use the ${columns.length} pixel columns as` };
     const select = el('select', undefined, attributes);
     for (const role of ROLES) {
       const option = el('option', role.text, { value: role.value });
@@ -217,7 +235,8 @@ export class DataPanel {
         invert: $<HTMLInputElement>('image-invert').checked,
         cancelled: () => !this.current(generation),
         onProgress: (done, total) => {
-          if (this.current(generation)) $('data-reading').textContent = `Decoding and resizing images: ${done.toLocaleString()} of ${total.toLocaleString()} files…`;
+          if (this.current(generation))
+            $('data-reading').textContent = `Decoding and resizing images: ${done.toLocaleString()} of ${total.toLocaleString()} files…`;
         },
       });
       if (!this.current(generation)) return;
@@ -276,7 +295,10 @@ export class DataPanel {
     for (const label of dataset.labels) counts[label]!++;
     const parts: HTMLElement[] = [
       el('h3', 'Ready to train'),
-      el('p', `${dataset.count.toLocaleString()} examples, prepared on this device. Your files are not uploaded: only the model updates trained on them leave this device.`),
+      el(
+        'p',
+        `${dataset.count.toLocaleString()} examples, prepared on this device. Your files are not uploaded: only the model updates trained on them leave this device.`,
+      ),
     ];
     const missing = counts.map((n, i) => (n === 0 ? (classes[i] ?? String(i)) : null)).filter((c) => c !== null);
     parts.push(
@@ -286,7 +308,8 @@ export class DataPanel {
         counts.map((n, i) => [classes[i] ?? String(i), n.toLocaleString()]),
       ),
     );
-    if (missing.length > 0) parts.push(el('p', `No examples of ${missing.join(', ')}: the model still learns those classes from the other participants.`));
+    if (missing.length > 0)
+      parts.push(el('p', `No examples of ${missing.join(', ')}: the model still learns those classes from the other participants.`));
     const skipped = extras.skipped ?? [];
     if (skipped.length > 0) {
       parts.push(el('p', `${skipped.length.toLocaleString()} ${skipped.length === 1 ? 'entry' : 'entries'} skipped:`));

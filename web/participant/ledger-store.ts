@@ -9,8 +9,6 @@ import { done, openDb } from './idb.ts';
 const DB_NAME = 'federated-learning';
 const STORE = 'privacy-ledgers';
 
-
-
 export class IndexedDbLedgerStore implements LedgerStore {
   private db: Promise<IDBDatabase> | undefined;
 
@@ -27,7 +25,10 @@ export class IndexedDbLedgerStore implements LedgerStore {
 
   // One readwrite transaction for the read and the write: IndexedDB runs overlapping readwrite
   // transactions on a store one after another, across tabs too, so no charge is lost.
-  async update(key: string, change: (stored: RdpAccountantState | undefined) => RdpAccountantState | undefined): Promise<RdpAccountantState | undefined> {
+  async update(
+    key: string,
+    change: (stored: RdpAccountantState | undefined) => RdpAccountantState | undefined,
+  ): Promise<RdpAccountantState | undefined> {
     const db = await this.database();
     const tx = db.transaction(STORE, 'readwrite', { durability: 'strict' });
     const store = tx.objectStore(STORE);

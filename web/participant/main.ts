@@ -76,13 +76,22 @@ function readOptions(): PageOptions {
   }
   const budgetParam = params.get('epsilon-budget');
   const epsilonBudget = budgetParam === null ? undefined : Number(budgetParam);
-  if (epsilonBudget !== undefined && !(epsilonBudget > 0)) throw new Error(`?epsilon-budget must be a positive number, got "${budgetParam}"`);
+  if (epsilonBudget !== undefined && !(epsilonBudget > 0))
+    throw new Error(`?epsilon-budget must be a positive number, got "${budgetParam}"`);
   const maxDeltaParam = params.get('max-delta');
   const maxDelta = maxDeltaParam === null ? undefined : Number(maxDeltaParam);
-  if (maxDelta !== undefined && !(maxDelta > 0 && maxDelta < 1)) throw new Error(`?max-delta must be a number in (0, 1), got "${maxDeltaParam}"`);
+  if (maxDelta !== undefined && !(maxDelta > 0 && maxDelta < 1))
+    throw new Error(`?max-delta must be a number in (0, 1), got "${maxDeltaParam}"`);
   const dataParam = params.get('data');
   if (dataParam !== null && dataParam !== 'own' && dataParam !== 'demo') throw new Error(`?data must be own or demo, got "${dataParam}"`);
-  return { shard, backend: (backendParam as BackendName | null) ?? undefined, epsilonBudget, maxDelta, token, ownData: dataParam === 'own' };
+  return {
+    shard,
+    backend: (backendParam as BackendName | null) ?? undefined,
+    epsilonBudget,
+    maxDelta,
+    token,
+    ownData: dataParam === 'own',
+  };
 }
 
 /** This page's address with `data` set (or removed), every other parameter kept as typed. */
@@ -136,7 +145,11 @@ function showUploaded(event: Extract<ParticipantEvent, { type: 'uploaded' }>): v
   // Confirms the statement made before the first round, with the real size.
   const expected = task ? (event.masked ? task.paramCount * 4 : updateBytes(task)) : undefined;
   $('privacy-note').textContent =
-    expected === undefined ? '' : event.bytes === expected ? 'As stated above.' : `Expected ${expected.toLocaleString()} bytes: please report this.`;
+    expected === undefined
+      ? ''
+      : event.bytes === expected
+        ? 'As stated above.'
+        : `Expected ${expected.toLocaleString()} bytes: please report this.`;
   if (event.masked) $('privacy-note').textContent += ' Masked: only the sum of all updates can be decoded.';
   log(`round ${event.round}: sent update (${event.bytes.toLocaleString()} bytes), local accuracy ${percent(event.metrics.accuracy)}`);
 }
@@ -152,7 +165,9 @@ function onParticipantEvent(event: ParticipantEvent): void {
     case 'joined':
       $('participant-id').textContent = event.participantId;
       $('error').hidden = true;
-      log(`joined ${event.task.name} (${event.task.model.architecture}, ${event.task.paramCount.toLocaleString()} parameters) at model version ${event.modelVersion}`);
+      log(
+        `joined ${event.task.name} (${event.task.model.architecture}, ${event.task.paramCount.toLocaleString()} parameters) at model version ${event.modelVersion}`,
+      );
       break;
     case 'progress':
       showProgress(event);
@@ -173,7 +188,8 @@ function onParticipantEvent(event: ParticipantEvent): void {
       el.textContent = `ε = ${event.epsilon.toFixed(3)} spent (δ = ${event.delta}${accountant}), ${budget}${event.exhausted ? ': budget spent, this device no longer contributes' : ''}`;
       el.dataset.accountant = event.accountant ?? '';
       // A history of distinct values (one per charged update, and the one loaded at start), for tests and people.
-      if (event.epsilon > 0 && el.dataset.epsilon !== String(event.epsilon)) el.dataset.history = `${el.dataset.history ?? ''} ${event.epsilon}`.trim();
+      if (event.epsilon > 0 && el.dataset.epsilon !== String(event.epsilon))
+        el.dataset.history = `${el.dataset.history ?? ''} ${event.epsilon}`.trim();
       el.dataset.epsilon = String(event.epsilon);
       el.dataset.exhausted = String(event.exhausted);
       if (event.budget !== undefined) $<HTMLProgressElement>('epsilon-progress').value = Math.min(1, event.epsilon / event.budget);
@@ -181,7 +197,9 @@ function onParticipantEvent(event: ParticipantEvent): void {
     }
     case 'client-privacy':
       $('privacy-note').dataset.clientEpsilon = String(event.epsilon);
-      log(`client-level DP: this device's own ledger reads ε = ${event.epsilon.toFixed(3)} (δ = ${event.delta}${event.accountant === undefined ? '' : `, ${event.accountant.toUpperCase()} accountant`}) of a budget of ${event.budget}${event.exhausted ? ': spent, this device no longer contributes' : ''}`);
+      log(
+        `client-level DP: this device's own ledger reads ε = ${event.epsilon.toFixed(3)} (δ = ${event.delta}${event.accountant === undefined ? '' : `, ${event.accountant.toUpperCase()} accountant`}) of a budget of ${event.budget}${event.exhausted ? ': spent, this device no longer contributes' : ''}`,
+      );
       break;
     case 'declined':
       log(`round ${event.round}: declined: ${event.reason}`);
@@ -190,7 +208,9 @@ function onParticipantEvent(event: ParticipantEvent): void {
       const m = event.message;
       $('round').textContent = String(m.round);
       if (m.metrics) $('global-accuracy').textContent = percent(m.metrics.accuracy);
-      log(`round ${m.round} ${m.outcome}${m.metrics ? `: global accuracy ${percent(m.metrics.accuracy)}` : ''}${m.reason ? ` (${m.reason})` : ''}`);
+      log(
+        `round ${m.round} ${m.outcome}${m.metrics ? `: global accuracy ${percent(m.metrics.accuracy)}` : ''}${m.reason ? ` (${m.reason})` : ''}`,
+      );
       break;
     }
     case 'done':
@@ -248,7 +268,9 @@ function onWorkerMessage(message: WorkerToPage): void {
       why.dataset.chooseMs = String(Math.round(selected.chooseMs));
       for (const m of selected.measurements) {
         const rate = m.examplesPerSecond === undefined ? '' : `${Math.round(m.examplesPerSecond)} examples/s`;
-        log(`backend ${m.backend}${m.adapter ? ` (${m.adapter})` : ''}: ${[rate, m.note, m.ms === undefined ? '' : `${Math.round(m.ms)} ms`].filter(Boolean).join(', ')}`);
+        log(
+          `backend ${m.backend}${m.adapter ? ` (${m.adapter})` : ''}: ${[rate, m.note, m.ms === undefined ? '' : `${Math.round(m.ms)} ms`].filter(Boolean).join(', ')}`,
+        );
       }
       log(`training on ${message.text}`);
       break;
@@ -258,7 +280,9 @@ function onWorkerMessage(message: WorkerToPage): void {
       $('dp-info').textContent =
         `DP-SGD: each example's gradient clipped to ${message.clipNorm}, noise multiplier ${message.noiseMultiplier}, ` +
         `expected batch ${message.expectedBatchSize} (Poisson sampling). Per-example gradients: ` +
-        (message.path === 'fast' ? 'vectorised.' : 'one backward pass per example (this model has layers the fast path does not cover: slower).') +
+        (message.path === 'fast'
+          ? 'vectorised.'
+          : 'one backward pass per example (this model has layers the fast path does not cover: slower).') +
         (message.ledger.scope === 'own-data'
           ? ' ε counts everything you train on from your own files in this browser, in every task, whatever file it came from: a re-exported or edited file may hold the same people.'
           : ' ε counts these exact examples (by their content) in this browser, whatever the task is called.') +
@@ -350,7 +374,8 @@ async function ownData(t: TaskSummary, panel: DataPanel): Promise<StartData> {
 /** The buffers of a dataset, to transfer rather than copy to the worker (copied first if they are views into a larger buffer). */
 function transferable(data: StartData): { data: StartData; transfer: ArrayBuffer[] } {
   if (data.kind !== 'local') return { data, transfer: [] };
-  const own = <T extends Uint8Array | Float32Array>(a: T): T => (a.byteOffset === 0 && a.byteLength === a.buffer.byteLength ? a : (a.slice() as T));
+  const own = <T extends Uint8Array | Float32Array>(a: T): T =>
+    a.byteOffset === 0 && a.byteLength === a.buffer.byteLength ? a : (a.slice() as T);
   const dataset = { ...data.dataset, values: own(data.dataset.values), labels: own(data.dataset.labels) };
   return { data: { ...data, dataset }, transfer: [dataset.values.buffer as ArrayBuffer, dataset.labels.buffer as ArrayBuffer] };
 }
@@ -370,8 +395,12 @@ interface UserAgentData {
 function deviceDescription(): string {
   const nav = navigator as Navigator & { readonly userAgentData?: UserAgentData; readonly deviceMemory?: number };
   const ua = nav.userAgentData;
-  const brand = ua?.brands.find((b) => !/not.?a.?brand/i.test(b.brand) && b.brand !== 'Chromium') ?? ua?.brands.find((b) => !/not.?a.?brand/i.test(b.brand));
-  const parts = ua ? [`${brand ? `${brand.brand} ${brand.version}` : 'browser'} on ${ua.platform || 'unknown OS'}${ua.mobile ? ' (mobile)' : ''}`] : [navigator.userAgent];
+  const brand =
+    ua?.brands.find((b) => !/not.?a.?brand/i.test(b.brand) && b.brand !== 'Chromium') ??
+    ua?.brands.find((b) => !/not.?a.?brand/i.test(b.brand));
+  const parts = ua
+    ? [`${brand ? `${brand.brand} ${brand.version}` : 'browser'} on ${ua.platform || 'unknown OS'}${ua.mobile ? ' (mobile)' : ''}`]
+    : [navigator.userAgent];
   if (navigator.hardwareConcurrency) parts.push(`${navigator.hardwareConcurrency} cores`);
   if (nav.deviceMemory) parts.push(`≥${nav.deviceMemory} GB memory`);
   parts.push(`screen ${screen.width}×${screen.height}`);
@@ -428,7 +457,16 @@ async function main(): Promise<void> {
   if (data.kind === 'demo') setStatus('loading-data', 'the demo shard');
   const { data: sendable, transfer } = transferable(data);
   worker.postMessage(
-    { type: 'start', url: location.origin, task, data: sendable, platform: deviceDescription(), epsilonBudget: options.epsilonBudget, maxDelta: options.maxDelta, token: options.token } satisfies PageToWorker,
+    {
+      type: 'start',
+      url: location.origin,
+      task,
+      data: sendable,
+      platform: deviceDescription(),
+      epsilonBudget: options.epsilonBudget,
+      maxDelta: options.maxDelta,
+      token: options.token,
+    } satisfies PageToWorker,
     transfer,
   );
 }

@@ -51,7 +51,17 @@ scope.addEventListener('message', (event) => {
     if (ledger) {
       ledger.lowerBudget(command.epsilonBudget);
       const budget = ledger.epsilonBudget!;
-      post({ type: 'participant', event: { type: 'privacy', epsilon: ledger.epsilon, delta: ledger.delta, budget, exhausted: ledger.epsilon >= budget, accountant: ledger.accounted.accountant } });
+      post({
+        type: 'participant',
+        event: {
+          type: 'privacy',
+          epsilon: ledger.epsilon,
+          delta: ledger.delta,
+          budget,
+          exhausted: ledger.epsilon >= budget,
+          accountant: ledger.accounted.accountant,
+        },
+      });
     }
   }
 });
@@ -86,7 +96,10 @@ async function trainingData(command: StartCommand): Promise<{ local: Dataset; de
   if (task.demoData?.format !== 'dataset') throw new Error(`task ${task.name} has no encoded demo dataset; load your own data instead`);
   // The demo training set is public; each tab keeps only its shard, and only updates leave the tab.
   const all = decodeDataset(new Uint8Array(await (await fetchOk(`${command.url}${task.demoData.url}`)).arrayBuffer()));
-  return { local: subset(all, shardIndices(all.labels, data.shard)), description: `demo shard ${data.shard.index + 1}/${data.shard.count}` };
+  return {
+    local: subset(all, shardIndices(all.labels, data.shard)),
+    description: `demo shard ${data.shard.index + 1}/${data.shard.count}`,
+  };
 }
 
 async function start(command: StartCommand): Promise<void> {
@@ -108,13 +121,29 @@ async function start(command: StartCommand): Promise<void> {
     // are composed into it when it is new.
     const own = command.data.kind === 'local' && command.data.own;
     const legacyKey = own ? `${task.name}/own-data` : `${task.name}/${datasetFingerprint(local.labels, local.values)}`;
-    ledger = await openParticipantLedger(new IndexedDbLedgerStore(), dp, local, { ownBudget: command.epsilonBudget, maxDelta: command.maxDelta, legacyKeys: [legacyKey], ownData: own });
-    post({ type: 'dp', path: dpTrainer.gradientPath, clipNorm: dp.clipNorm, noiseMultiplier: dp.noiseMultiplier, expectedBatchSize: dp.expectedBatchSize, ledger: { scope: own ? 'own-data' : 'content', delta: ledger.delta, epsilonBudget: ledger.epsilonBudget! } });
+    ledger = await openParticipantLedger(new IndexedDbLedgerStore(), dp, local, {
+      ownBudget: command.epsilonBudget,
+      maxDelta: command.maxDelta,
+      legacyKeys: [legacyKey],
+      ownData: own,
+    });
+    post({
+      type: 'dp',
+      path: dpTrainer.gradientPath,
+      clipNorm: dp.clipNorm,
+      noiseMultiplier: dp.noiseMultiplier,
+      expectedBatchSize: dp.expectedBatchSize,
+      ledger: { scope: own ? 'own-data' : 'content', delta: ledger.delta, epsilonBudget: ledger.epsilonBudget! },
+    });
   } else {
     trainer = new PlainRoundTrainer(new LocalTrainer(task.model, local));
   }
   const ownData = command.data.kind === 'local' && command.data.own;
-  clientLedger = await openClientLevelLedger(new IndexedDbLedgerStore(), local, { ownBudget: command.epsilonBudget, maxDelta: command.maxDelta, ownData });
+  clientLedger = await openClientLevelLedger(new IndexedDbLedgerStore(), local, {
+    ownBudget: command.epsilonBudget,
+    maxDelta: command.maxDelta,
+    ownData,
+  });
   participant = new Participant({
     url: command.url,
     client: { backend: selected.backend, adapter: selected.adapter, threads: selected.threads, platform: command.platform },

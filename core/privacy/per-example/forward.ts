@@ -66,7 +66,12 @@ function convInputGradOnly(x: tf.Tensor, step: ConvStep): tf.Tensor {
     value: tf.conv2d(tensorArg(args) as tf.Tensor4D, kernel, 1, step.padding),
     gradFunc: (dy: tf.Tensor) => {
       const flipped = tf.transpose(tf.reverse(kernel, [0, 1]), [0, 1, 3, 2]) as tf.Tensor4D;
-      return tf.conv2d(dy as tf.Tensor4D, flipped, 1, [[0, 0], [kh - 1 - top, kh - 1 - bottom], [kw - 1 - left, kw - 1 - right], [0, 0]]);
+      return tf.conv2d(dy as tf.Tensor4D, flipped, 1, [
+        [0, 0],
+        [kh - 1 - top, kh - 1 - bottom],
+        [kw - 1 - left, kw - 1 - right],
+        [0, 0],
+      ]);
     },
   }))(x);
 }
@@ -83,7 +88,8 @@ type MaxPoolStep = Extract<Step, { kind: 'maxPool' }>;
  * skips the extra work.
  */
 function maxPool(h: tf.Tensor, step: MaxPoolStep): tf.Tensor {
-  const pool = (t: tf.Tensor) => tf.maxPool(t as tf.Tensor4D, step.poolSize as [number, number], step.strides as [number, number], step.padding);
+  const pool = (t: tf.Tensor) =>
+    tf.maxPool(t as tf.Tensor4D, step.poolSize as [number, number], step.strides as [number, number], step.padding);
   if (step.nonNegativeInput || tf.getBackend() !== 'wasm') return pool(h);
   return tf.customGrad((...args) => {
     const x = tensorArg(args);
@@ -96,11 +102,13 @@ function maxPool(h: tf.Tensor, step: MaxPoolStep): tf.Tensor {
         const input = saved[0]!;
         const shifted = tf.add(tf.sub(input, tf.min(input)), 1);
         // The kernel tfjs's own maxPool gradient calls (a nested tf.grad here would clear the outer tape).
-        const dx = tf.engine().runKernel(
-          'MaxPoolGrad',
-          { dy, input: shifted, output: pool(shifted) },
-          { filterSize: [...step.poolSize], strides: [...step.strides], pad: step.padding },
-        );
+        const dx = tf
+          .engine()
+          .runKernel(
+            'MaxPoolGrad',
+            { dy, input: shifted, output: pool(shifted) },
+            { filterSize: [...step.poolSize], strides: [...step.strides], pad: step.padding },
+          );
         if (!(dx instanceof tf.Tensor)) throw new TypeError('MaxPoolGrad returned several tensors');
         return dx;
       },

@@ -24,7 +24,12 @@ function convPerExampleKernelGrads(input: tf.Tensor4D, g: tf.Tensor4D, step: Con
   const [left, right] = step.padding === 'same' ? samePadding(w, wo, sw, (kw - 1) * dw + 1) : [0, 0];
   const xT = tf.transpose(input, [3, 1, 2, 0]);
   const gT = tf.transpose(g, [1, 2, 0, 3]);
-  const pad: [[number, number], [number, number], [number, number], [number, number]] = [[0, 0], [top, bottom], [left, right], [0, 0]];
+  const pad: [[number, number], [number, number], [number, number], [number, number]] = [
+    [0, 0],
+    [top, bottom],
+    [left, right],
+    [0, 0],
+  ];
   let r = tf.depthwiseConv2d(xT, gT, [dh, dw], pad, 'NHWC', [sh, sw]);
   // 'valid' padding (or a stride that skips the last rows) can leave rows no filter tap reads: drop them.
   if (r.shape[1] !== kh || r.shape[2] !== kw) r = tf.slice(r, [0, 0, 0, 0], [cin, kh, kw, b * cout]);

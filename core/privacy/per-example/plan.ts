@@ -109,7 +109,8 @@ function knownOutputShape(layer: tf.layers.Layer): number[] {
   const shape: unknown = layer.outputShape;
   if (!Array.isArray(shape) || shape.length === 0 || Array.isArray(shape[0])) throw new Unsupported(`${layer.name} has several outputs`);
   const dims = shape.slice(1);
-  if (!dims.every((d): d is number => typeof d === 'number' && d > 0)) throw new Unsupported(`${layer.name} has an output shape with unknown dimensions`);
+  if (!dims.every((d): d is number => typeof d === 'number' && d > 0))
+    throw new Unsupported(`${layer.name} has an output shape with unknown dimensions`);
   return dims;
 }
 
@@ -153,7 +154,13 @@ function compilePlan(model: tf.LayersModel): Plan {
         case 'MaxPooling2D': {
           channelsLast(config);
           const poolSize = pair(config, 'poolSize');
-          steps.push({ kind: 'maxPool', poolSize, strides: pair(config, 'strides', poolSize[0]), padding: paddingOf(config), nonNegativeInput: nonNegative });
+          steps.push({
+            kind: 'maxPool',
+            poolSize,
+            strides: pair(config, 'strides', poolSize[0]),
+            padding: paddingOf(config),
+            nonNegativeInput: nonNegative,
+          });
           break;
         }
         case 'Dense':
@@ -163,7 +170,14 @@ function compilePlan(model: tf.LayersModel): Plan {
           const kernel = weights[0]!;
           const bias = useBias ? weights[1]! : null;
           const outShape = knownOutputShape(layer);
-          const common = { kernel, bias, activation: activationOf(config), outShape, kernelIndex: indexOf(kernel), biasIndex: indexOf(bias) };
+          const common = {
+            kernel,
+            bias,
+            activation: activationOf(config),
+            outShape,
+            kernelIndex: indexOf(kernel),
+            biasIndex: indexOf(bias),
+          };
           let step: ParamStep;
           if (kind === 'Dense') {
             // ‖a_i‖²‖g_i‖² is the exact norm only when a_i is one vector, not a sequence.

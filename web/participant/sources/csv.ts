@@ -16,7 +16,10 @@ export function tabularInput(task: TaskSummary): TabularInput {
 
 /** Reads and parses a user's CSV file; throws CsvError (with the line) or a plain Error for unreadable files. */
 export async function readCsvFile(file: File): Promise<CsvTable> {
-  if (file.size > MAX_CSV_BYTES) throw new Error(`${file.name} is ${(file.size / 1e6).toFixed(0)} MB; files up to ${MAX_CSV_BYTES / 1024 / 1024} MB can be read in a tab`);
+  if (file.size > MAX_CSV_BYTES)
+    throw new Error(
+      `${file.name} is ${(file.size / 1e6).toFixed(0)} MB; files up to ${MAX_CSV_BYTES / 1024 / 1024} MB can be read in a tab`,
+    );
   if (file.size === 0) throw new Error(`${file.name} is empty`);
   const text = await file.text();
   const table = parseCsv(text);

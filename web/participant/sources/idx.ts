@@ -7,7 +7,8 @@ import { concatDatasets } from './concat.ts';
 /** MNIST-style IDX files (`*-images-idx3-ubyte[.gz]` + `*-labels-idx1-ubyte[.gz]`), read and paired in the page. */
 
 async function gunzip(bytes: Uint8Array<ArrayBuffer>, name: string): Promise<Uint8Array> {
-  if (typeof DecompressionStream === 'undefined') throw new Error(`${name} is gzipped and this browser cannot decompress it (no DecompressionStream); decompress it first`);
+  if (typeof DecompressionStream === 'undefined')
+    throw new Error(`${name} is gzipped and this browser cannot decompress it (no DecompressionStream); decompress it first`);
   try {
     const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('gzip'));
     return new Uint8Array(await new Response(stream).arrayBuffer());
@@ -23,7 +24,11 @@ async function readIdx(file: File): Promise<IdxArray> {
 
 /** "train-images-idx3-ubyte.gz" -> "train": the name an images file and its labels file share. */
 function pairKey(name: string): string {
-  return name.toLowerCase().replace(/\.gz$/, '').replace(/[-_.]?(images|labels)[-_.]?idx\d-ubyte$/, '').replace(/[-_.]?idx\d-ubyte$/, '');
+  return name
+    .toLowerCase()
+    .replace(/\.gz$/, '')
+    .replace(/[-_.]?(images|labels)[-_.]?idx\d-ubyte$/, '')
+    .replace(/[-_.]?idx\d-ubyte$/, '');
 }
 
 export interface IdxFiles {
@@ -49,7 +54,8 @@ export async function readIdxFiles(files: readonly File[], input: ImageInput, cl
   }
   if (images.length === 0) throw new Error(`no images file among ${files.map((f) => f.name).join(', ')}: add the *-images-idx3-ubyte file`);
   if (labels.length === 0) throw new Error(`no labels file among ${files.map((f) => f.name).join(', ')}: add the *-labels-idx1-ubyte file`);
-  if (images.length !== labels.length) throw new Error(`${images.length} images file(s) but ${labels.length} labels file(s); choose them in pairs`);
+  if (images.length !== labels.length)
+    throw new Error(`${images.length} images file(s) but ${labels.length} labels file(s); choose them in pairs`);
   const pairs: { image: (typeof images)[number]; label: (typeof labels)[number] }[] = [];
   if (images.length === 1) {
     pairs.push({ image: images[0]!, label: labels[0]! });

@@ -95,7 +95,10 @@ export async function readImageFolder(
     try {
       className = classFromRelativePath(path);
     } catch (error) {
-      skipped.push({ file: path, reason: file.webkitRelativePath ? errorMessage(error) : 'no folder name (choose a folder, not single files): its class is unknown' });
+      skipped.push({
+        file: path,
+        reason: file.webkitRelativePath ? errorMessage(error) : 'no folder name (choose a folder, not single files): its class is unknown',
+      });
       continue;
     }
     try {
@@ -111,8 +114,13 @@ export async function readImageFolder(
   }
   options.onProgress(files.length, files.length);
   if (images.length === 0) {
-    const why = skipped.slice(0, 3).map((s) => `${s.file}: ${s.reason}`).join('; ');
-    throw new Error(`no usable images in the chosen files${why ? ` (${why}${skipped.length > 3 ? `; and ${skipped.length - 3} more` : ''})` : ''}`);
+    const why = skipped
+      .slice(0, 3)
+      .map((s) => `${s.file}: ${s.reason}`)
+      .join('; ');
+    throw new Error(
+      `no usable images in the chosen files${why ? ` (${why}${skipped.length > 3 ? `; and ${skipped.length - 3} more` : ''})` : ''}`,
+    );
   }
   const root = (files[0]!.webkitRelativePath || '').split('/')[0];
   return {
