@@ -238,7 +238,7 @@ function fmt(x: number): string {
 function header(p: Plan): string[] {
   const lines = ['Poisson-subsampled Gaussian mechanism, add/remove-one neighbours (worse of add and remove)'];
   lines.push(
-    `  sample rate q     ${fmt(p.sampleRate)}` + (p.dataset ? `  (batch ${p.dataset.batchSize} / dataset ${p.dataset.datasetSize})` : ''),
+    `  sample rate q     ${fmt(p.sampleRate)}${p.dataset ? `  (batch ${p.dataset.batchSize} / dataset ${p.dataset.datasetSize})` : ''}`,
   );
   if (p.noiseMultiplier !== undefined) lines.push(`  noise multiplier  ${p.noiseMultiplier}`);
   lines.push(`  steps             ${p.steps}${p.dataset ? `  (${p.dataset.epochs} epochs, ceil(E*N/B))` : ''}`);
