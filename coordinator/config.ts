@@ -32,6 +32,7 @@ import { DATA_DIR, DEMO_PARTICIPANTS, HELP, HOST, PORT, QUIET, STATIC_DIR, TASK 
 import { parsePoisoning, parseStrategyFlags, type StrategyConfig } from './options/strategy.ts';
 import { PARSE_ARGS_OPTIONS } from './options/table.ts';
 import { parseSecurityConfig } from './security/config.ts';
+import { ruleTraits } from './strategies.ts';
 import { explainConfigError, readTaskFile, TaskFileError, type TaskFile } from './task/task-file.ts';
 
 /**
@@ -189,10 +190,19 @@ function parseStrategy(
       ? clientDp.clip.norm
       : clientDp.clip.initialNorm
     : settings.fit.privacy?.clipNorm;
-  return parseStrategyFlags(v, {
+  const strategy = parseStrategyFlags(v, {
     minUpdates: settings.minUpdates,
     clientDp: clientDp?.placement,
     clientClipNorm: clip,
     sampleDp: settings.fit.sampleDp !== undefined,
   });
+  // DP-FedAvg's noise is calibrated to a sum of clipped updates: only rules that aggregate a sum (their traits say so) can wrap it.
+  if (clientDp && ruleTraits(strategy).input === 'individual') {
+    throw new ConfigError(
+      `--strategy ${strategy.name} cannot be combined with --client-dp: DP-FedAvg's noise is calibrated to a sum of clipped updates, ` +
+        `and a ${strategy.name} of the updates has another sensitivity that nothing here accounts for (nor would it sum the distributed noise shares); ` +
+        'use --strategy fedavg, fedprox, fedadam or fedyogi with --client-dp',
+    );
+  }
+  return strategy;
 }

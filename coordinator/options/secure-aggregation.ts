@@ -6,7 +6,8 @@ import { DEFAULT_QUANTIZATION } from '../../core/secagg/quantize.ts';
 import { givenNumberFlag } from '../flags.ts';
 import { booleanOption, ConfigError, configError, numberOption, textOption, type FlagValues, type OptionGroup } from './option.ts';
 import { selectedPerRound } from './selection.ts';
-import { ROBUST_STRATEGIES, type StrategyConfig } from './strategy.ts';
+import { ruleTraits } from '../strategies.ts';
+import type { StrategyConfig } from './strategy.ts';
 
 /** Secure aggregation (SecAgg/SecAgg+): whether it runs and its parameters. */
 
@@ -83,8 +84,8 @@ export function parseSecureAggregation(
     }
     return undefined;
   }
-  // The others aggregate a plain (or fixed-denominator) mean, the only thing a secure sum gives.
-  if (ROBUST_STRATEGIES.includes(strategy.name)) {
+  // A secure sum feeds only rules that aggregate a sum (a plain or fixed-denominator mean): their traits say so.
+  if (ruleTraits(strategy).input === 'individual') {
     throw new ConfigError(
       `--strategy ${strategy.name} needs every update on its own, which secure aggregation hides: use fedavg, fedprox, fedadam or fedyogi`,
     );

@@ -12,8 +12,6 @@ import { ConfigError, numberOption, textOption, type FlagValues, type OptionGrou
 
 export const STRATEGY_NAMES = ['fedavg', 'median', 'trimmed-mean', 'krum', 'multi-krum', 'fedprox', 'fedadam', 'fedyogi'] as const;
 export type StrategyName = (typeof STRATEGY_NAMES)[number];
-/** Rules that need every update on its own. */
-export const ROBUST_STRATEGIES: readonly StrategyName[] = ['median', 'trimmed-mean', 'krum', 'multi-krum'];
 
 /** The aggregation a federation runs, as flags or a task's configuration give it. */
 export interface StrategyConfig {
@@ -191,13 +189,6 @@ export function parseStrategyFlags(v: FlagValues, context: StrategyFlagContext):
   onlyWith(MULTI_KRUM.name, ['multi-krum']);
   onlyWith(PROXIMAL_MU.name, ['fedprox']);
 
-  if (ROBUST_STRATEGIES.includes(strategy) && context.clientDp) {
-    throw new ConfigError(
-      `--strategy ${strategy} cannot be combined with --client-dp: DP-FedAvg's noise is calibrated to a sum of clipped updates, ` +
-        `and a ${strategy} of the updates has another sensitivity that nothing here accounts for (nor would it sum the distributed noise shares); ` +
-        'use --strategy fedavg, fedprox, fedadam or fedyogi with --client-dp',
-    );
-  }
   if (strategy === 'fedprox' && context.sampleDp) {
     throw new ConfigError(
       '--strategy fedprox cannot be combined with DP-SGD (--dp-sgd-clip): the DP-SGD trainer does not add the proximal term',

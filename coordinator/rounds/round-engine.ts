@@ -21,7 +21,6 @@ import type {
 import { applySettingsChange, settingsChangeProblem } from '../options/rules.ts';
 import { closeIntoCandidate, endAfterRound, type ClosingHost, type RoundCandidate } from './closing.ts';
 import type { CollectionHost, SecAggInput } from './collection.ts';
-import { storageFailureText, type SaveOutcome } from './durable-commit.ts';
 import { RoundDeadline } from './deadline.ts';
 import { EngineEvents, type EngineEvent } from './engine-events.ts';
 import {
@@ -33,7 +32,6 @@ import {
   withPause,
   type AfterRound,
   type EngineState,
-  type UnsavedState,
 } from './engine-state.ts';
 import { makeModel, type GlobalModel, type RoundEngineOptions } from './engine-types.ts';
 import type { OpenRound } from './collection.ts';
@@ -44,6 +42,7 @@ import type { SecAggStep } from './secure-round.ts';
 import { hasOwnSelection } from './selection.ts';
 import { prepareRound } from './round-opening.ts';
 import { RoundSaving } from './round-saving.ts';
+import { StorageHold } from './storage-hold.ts';
 import { bestSummary, dashboardView, federationStatus, normsWithheld } from './status-view.ts';
 
 export type {
@@ -84,7 +83,7 @@ export class RoundEngine {
   private readonly startedAt: number;
   private readonly deadline = new RoundDeadline();
   /** The last storage failure, shown in the status (a round save, or the final report). */
-  private storageFailure: StorageFailure | undefined;
+  private readonly storageHold: StorageHold;
   /** Privacy as of the last saved round: the accountant is charged before the save, but shown only after it. */
   private shownPrivacy: PrivacyReport | undefined;
   private readonly events: EngineEvents;
@@ -120,6 +119,19 @@ export class RoundEngine {
       startSoon: () => this.events.push({ kind: 'maybe-start' }),
     });
     this.saving = new RoundSaving(options);
+    this.storageHold = new StorageHold({
+      state: () => this.state,
+      to: (next) => this.to(next),
+      saving: this.saving,
+      history: this.history,
+      useRoundNumber: (round) => {
+        this.lastRound = round;
+      },
+      finish: (reason) => this.finish(reason),
+      publishRound: (candidate) => this.publishRound(candidate),
+      openRound: (round) => this.openRound(round),
+      statusChanged: () => options.transport.statusChanged(),
+    });
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
   }
 
@@ -202,8 +214,8 @@ export class RoundEngine {
         this.pause();
         break;
       case 'resume':
-        if (this.storagePause()) {
-          const failure = await this.retryUnsaved();
+        if (this.storageHold.unsaved()) {
+          const failure = await this.storageHold.retry();
           if (failure) return refuse(failure);
           break;
         }
@@ -229,8 +241,8 @@ export class RoundEngine {
 
   resume(): void {
     if (!isPaused(this.state)) return;
-    if (this.storagePause()) {
-      void this.retryUnsaved();
+    if (this.storageHold.unsaved()) {
+      void this.storageHold.retry();
       return;
     }
     this.to(withPause(this.state, false));
@@ -247,7 +259,7 @@ export class RoundEngine {
   stop(reason = 'stopped by the operator'): Promise<FederationStatus> {
     const state = this.state;
     if (controlOf(state) === 'stopped') return this.done;
-    const unsaved = this.storagePause();
+    const unsaved = this.storageHold.unsaved();
     if (unsaved?.kind === 'round')
       reason += `; round ${unsaved.candidate.record.round} could not be saved, so it was never shown or counted`;
     const stopping: AfterRound = { kind: 'stop', reason };
@@ -341,7 +353,7 @@ export class RoundEngine {
 
   /** A save outside the rounds failed for good (the final report): status and dashboard say so. */
   reportStorageFailure(failure: StorageFailure): void {
-    this.storageFailure = failure;
+    this.storageHold.failure = failure;
     this.options.transport.statusChanged();
   }
 
@@ -373,7 +385,7 @@ export class RoundEngine {
       rejections: this.intake.rejections,
       startedAt: this.startedAt,
       best: bestSummary(this.history),
-      storageFailure: this.storageFailure,
+      storageFailure: this.storageHold.failure,
     });
   }
 
@@ -387,11 +399,6 @@ export class RoundEngine {
 
   private eligible() {
     return this.participants.eligible((id) => this.inOpenRound(id));
-  }
-
-  private storagePause(): UnsavedState | undefined {
-    const state = this.state;
-    return state.kind === 'idle' && state.pause?.kind === 'storage' ? state.pause.unsaved : undefined;
   }
 
   private maybeStartRound(): void {
@@ -416,66 +423,8 @@ export class RoundEngine {
       const now = this.state;
       if (now.kind !== 'starting' || now.round !== round) return;
       if (outcome.ok) this.openRound(round);
-      else this.holdUnsaved({ kind: 'round-start', round }, outcome.failure);
+      else this.storageHold.hold({ kind: 'round-start', round }, outcome.failure);
     });
-  }
-
-  /**
-   * A save failed for good: pause, say so (status, dashboard, log), and keep
-   * what is unsaved out of sight until the operator's resume saves it.
-   */
-  private holdUnsaved(unsaved: UnsavedState, failure: StorageFailure): void {
-    const state = this.state;
-    this.storageFailure = failure;
-    // A round's number is used up (started.json has it) whether or not it is ever saved.
-    if (unsaved.kind === 'round') this.lastRound = unsaved.candidate.record.round;
-    const held =
-      unsaved.kind === 'round'
-        ? `round ${unsaved.candidate.record.round} is not shown or announced until it is saved`
-        : `round ${unsaved.round} does not start until its number is saved`;
-    this.saving.logError(`${storageFailureText(failure)}. The federation is paused: ${held}. Make the folder writable, then resume.`);
-    if (state.kind === 'closing' && state.after.kind === 'stop') {
-      this.finish(
-        unsaved.kind === 'round'
-          ? `${state.after.reason}; round ${unsaved.candidate.record.round} could not be saved, so it was never shown or counted`
-          : state.after.reason,
-      );
-      return;
-    }
-    this.to({ kind: 'idle', pause: { kind: 'storage', unsaved, retrying: false } });
-    this.options.transport.statusChanged();
-  }
-
-  /** The operator's resume after a storage failure: one more try; on success the federation goes on. Returns why not, if not. */
-  private async retryUnsaved(): Promise<string | undefined> {
-    const state = this.state;
-    if (state.kind !== 'idle' || state.pause?.kind !== 'storage') return undefined;
-    const { unsaved } = state.pause;
-    if (state.pause.retrying) return 'a retry of the failed save is already under way';
-    const retrying: EngineState = { kind: 'idle', pause: { kind: 'storage', unsaved, retrying: true } };
-    this.to(retrying);
-    let outcome: SaveOutcome;
-    try {
-      outcome = await this.saving.retry(unsaved, this.history);
-    } finally {
-      if (this.state === retrying) this.to({ kind: 'idle', pause: { kind: 'storage', unsaved, retrying: false } });
-    }
-    if (this.storagePause() !== unsaved) return 'the federation stopped meanwhile';
-    if (!outcome.ok) {
-      this.storageFailure = outcome.failure;
-      this.saving.logError(`resume refused: ${storageFailureText(outcome.failure)}`);
-      this.options.transport.statusChanged();
-      return `saving still fails: ${storageFailureText(outcome.failure)}`;
-    }
-    this.storageFailure = undefined;
-    this.to({ kind: 'idle' });
-    if (unsaved.kind === 'round') {
-      this.publishRound(unsaved.candidate);
-    } else {
-      this.options.transport.statusChanged();
-      this.openRound(unsaved.round);
-    }
-    return undefined;
   }
 
   /** Opens round `round` (its number saved, if saving is on): selects, picks the collection, sends round:start. */
@@ -570,7 +519,7 @@ export class RoundEngine {
     const saved = await this.saving.round(candidate, this.history);
     if (!this.stillClosing(open)) return; // aborted while saving: nothing may follow federation:done
     if (saved.ok) this.publishRound(candidate);
-    else this.holdUnsaved({ kind: 'round', candidate }, saved.failure);
+    else this.storageHold.hold({ kind: 'round', candidate }, saved.failure);
   }
 
   private stillClosing(open: OpenRound): boolean {

@@ -187,6 +187,8 @@ export class SecureRound {
         this.exclude(participantId);
         return ackError(ErrorCode.SecAggRejected, `${error.code}: ${error.message}`);
       }
+      // Counted as accepted, so a round that aborts at the step's close still records who advertised.
+      if (step === 'advertise') this.counts.advertised++;
       if (step === 'unmask') this.counts.unmasked++;
       this.host.accepted(participantId, step);
       this.waiting.delete(participantId);

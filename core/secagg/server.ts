@@ -109,7 +109,8 @@ export class SecAggServer {
   closeAdvertise(): KeyDirectoryMessage {
     this.expect('advertise', 'closeAdvertise');
     this.u1 = new Set(this.advertised.keys());
-    if (this.u1.size < this.config.threshold) this.fail(`${this.u1.size} participants advertised keys, threshold ${this.config.threshold}`);
+    if (this.u1.size < this.config.threshold)
+      this.fail(`${this.u1.size} participant${this.u1.size === 1 ? '' : 's'} advertised keys, threshold ${this.config.threshold}`);
     this.phase = 'share-keys';
     return {
       round: this.config.round,

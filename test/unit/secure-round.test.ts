@@ -70,6 +70,24 @@ describe('round engine with secure aggregation', () => {
     assert.ok(h.selectedIn(2).length > 0, 'the federation went on with round 2');
   });
 
+  it('records who advertised keys in a round that aborts at that step, as its reason counts them', async () => {
+    // Three selected (t = 3): one advertises, two never do. The record and the reason must agree on one.
+    const h = new SecureHarness({ minClients: 3, clientsPerRound: 3, rounds: 1, secureAggregation: SECURE });
+    for (let i = 0; i < 3; i++) h.join();
+    h.engine.start();
+    await h.settle();
+    const { participantId, message } = h.starts.find((s) => s.message.round === 1)!;
+    const { config, index } = message.secagg!;
+    const client = await SecAggClient.create({ ...config, roundSeed: toBytes(config.roundSeed) }, index);
+    assert.ok((await h.engine.submitSecAgg(participantId, 'advertise', client.advertise())).ok);
+    h.clock.advance(1000);
+    await h.settle();
+    const record = h.engine.status().history[0]!;
+    assert.equal(record.outcome, 'skipped');
+    assert.equal(record.secagg?.advertised, 1);
+    assert.doesNotMatch(record.reason!, /1 participants/);
+  });
+
   it('records an operator stop as the reason a secure round ended, not as too few survivors', async () => {
     const h = new EngineHarness({ minClients: 3, clientsPerRound: 3, secureAggregation: SECURE });
     for (let i = 0; i < 3; i++) h.join();
