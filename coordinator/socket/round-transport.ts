@@ -32,7 +32,9 @@ export function socketTransport(
       const privacy = strategy.privacy?.();
       log(
         `round ${message.round}: ${message.outcome}` +
-          (privacy ? `, ε = ${privacy.epsilon.toFixed(3)} (δ = ${privacy.delta}${privacy.accountant ? `, ${privacy.accountant.toUpperCase()}` : ''})` : '') +
+          (privacy
+            ? `, ε = ${privacy.epsilon.toFixed(3)} (δ = ${privacy.delta}${privacy.accountant ? `, ${privacy.accountant.toUpperCase()}` : ''})`
+            : '') +
           (m ? `, test accuracy ${(m.accuracy * 100).toFixed(2)}%, loss ${m.loss.toFixed(4)}` : '') +
           (message.reason ? ` (${message.reason})` : ''),
       );
