@@ -87,8 +87,11 @@ test('five tabs with secure aggregation reach 88%; a tab closed after its masked
     expect(stats.aborted).toBeUndefined();
     expect(stats.masked).toBe(5);
     expect(stats.unmasked).toBeGreaterThanOrEqual(stats.threshold);
-    // Closed before its unmasking answer left the tab: the other four answered for it.
-    if (stepAtClose === 'masked') expect(stats.unmasked, JSON.stringify(stats)).toBeLessThanOrEqual(4);
+    // Whether the closed tab's unmasking answer left before the close took effect is a race the page cannot
+    // report (the step can close with its masked input and be answered within a millisecond), so it is not
+    // asserted here; test/unit/secure-round.test.ts drives a participant leaving after its masked input
+    // deterministically and checks the others' answers recover the sum.
+    console.log(`closed at step ${stepAtClose}; unmasking answers: ${stats.unmasked} of ${stats.masked}`);
     expect(record.received).toBe(5);
 
     // The dashboard shows the secure aggregation cell for every round.
