@@ -29,6 +29,23 @@ export interface BestModelInfo {
   readonly savedAt: number;
 }
 
+/** What best.json records for the best round `best` (status.ts BestModelSummary), saved now. */
+export function bestModelInfo(best: {
+  readonly round: number;
+  readonly modelVersion: number;
+  readonly modelHash: string;
+  readonly metrics: EvalMetrics;
+}): BestModelInfo {
+  return {
+    version: 1,
+    round: best.round,
+    modelVersion: best.modelVersion,
+    modelHash: best.modelHash,
+    metrics: best.metrics,
+    savedAt: Date.now(),
+  };
+}
+
 export interface StoredBestModel {
   readonly info: BestModelInfo;
   readonly files: ModelArtifactsFiles;

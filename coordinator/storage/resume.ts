@@ -2,7 +2,7 @@ import type { Strategy } from '../../core/aggregation/strategy.ts';
 import type { TaskSummary, WeightShape } from '../../core/protocol/messages.ts';
 import { bestRound } from '../rounds/best-round.ts';
 import { weightsHash, type ResumePoint } from '../rounds/round-engine.ts';
-import type { BestModelStore } from './best-model.ts';
+import { bestModelInfo, type BestModelStore } from './best-model.ts';
 import type { CheckpointStore } from './checkpoints.ts';
 import { weightsFromFiles, type ModelSerializer } from './model-files.ts';
 
@@ -84,14 +84,7 @@ export async function repairBestModel(
   if (stored?.info.modelHash === best.modelHash) return;
   if (resume.round === best.round && weightsHash(resume.weights) === best.modelHash) {
     await store.save(
-      {
-        version: 1,
-        round: best.round,
-        modelVersion: best.modelVersion,
-        modelHash: best.modelHash,
-        metrics: best.metrics,
-        savedAt: Date.now(),
-      },
+      bestModelInfo({ ...best, modelHash: best.modelHash, metrics: best.metrics }),
       await serializer.toFiles(resume.weights),
     );
     log(`best model: rewrote ${store.dir} from the checkpoint of round ${best.round}`);

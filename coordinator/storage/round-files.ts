@@ -7,7 +7,7 @@ import type { RoundCompletedListener, RoundEngine } from '../rounds/round-engine
 import type { RunReports } from '../report/reports.ts';
 import type { RunReport } from '../report/run-report.ts';
 import { writeFileAtomic } from './atomic-write.ts';
-import type { BestModelStore } from './best-model.ts';
+import { bestModelInfo, type BestModelStore } from './best-model.ts';
 import type { CheckpointStore } from './checkpoints.ts';
 import type { ModelSerializer } from './model-files.ts';
 
@@ -53,17 +53,7 @@ export function saveCompletedRounds(files: RunFiles): RoundCompletedListener {
     // After the checkpoint: a crash in between leaves this round as the newest checkpoint, and the restart rewrites best/ from it.
     const best = bestRound(history);
     if (best?.round === record.round && best.metrics && best.modelHash) {
-      await bestModels.save(
-        {
-          version: 1,
-          round: best.round,
-          modelVersion: best.modelVersion,
-          modelHash: best.modelHash,
-          metrics: best.metrics,
-          savedAt: Date.now(),
-        },
-        modelFiles,
-      );
+      await bestModels.save(bestModelInfo({ ...best, modelHash: best.modelHash, metrics: best.metrics }), modelFiles);
     }
   };
 }

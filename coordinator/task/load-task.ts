@@ -4,7 +4,14 @@ import * as tf from '@tensorflow/tfjs';
 import { CsvError, parseCsv } from '../../core/data/csv.ts';
 import { encodeDataset, subset, type Dataset } from '../../core/data/dataset.ts';
 import { inputSize, type ImageInput, type InputSchema, type TabularInput } from '../../core/data/schema.ts';
-import { checkTaskSchema, type PreparedTable, prepareTable, suggestRoles, TabularSchemaError } from '../../core/data/tabular.ts';
+import {
+  checkTaskSchema,
+  type PreparedTable,
+  prepareTable,
+  skippedRowsNotes,
+  suggestRoles,
+  TabularSchemaError,
+} from '../../core/data/tabular.ts';
 import { buildModel, parameterCount, weightShapes } from '../../core/model/architectures.ts';
 import { readWeights } from '../../core/model/weights.ts';
 import type {
@@ -354,15 +361,7 @@ async function readCsvDataset(
     throw error;
   }
   if (prepared.dataset.count === 0) throw new TaskLoadError(`${where} (${key}): no usable rows`);
-  if (prepared.skipped.length > 0) {
-    const lines = prepared.skipped
-      .slice(0, 5)
-      .map((s) => s.line)
-      .join(', ');
-    notes.push(
-      `${where}: ${prepared.skipped.length} rows skipped for missing values (lines ${lines}${prepared.skipped.length > 5 ? ', ...' : ''})`,
-    );
-  }
+  notes.push(...skippedRowsNotes(where, prepared.skipped));
   return { dataset: prepared.dataset, bytes };
 }
 

@@ -42,6 +42,16 @@ export interface SkippedRow {
   readonly reason: string;
 }
 
+/** The note a reader of `file` gets for rows skipped for missing values (the first five line numbers); none when none were. */
+export function skippedRowsNotes(file: string, skipped: readonly SkippedRow[]): string[] {
+  if (skipped.length === 0) return [];
+  const lines = skipped
+    .slice(0, 5)
+    .map((s) => s.line)
+    .join(', ');
+  return [`${file}: ${skipped.length} rows skipped for missing values (lines ${lines}${skipped.length > 5 ? ', ...' : ''})`];
+}
+
 export interface PreparedTable {
   /** Float32Array values in the schema's feature order; numClasses = classes.length; label = index in classes. */
   readonly dataset: Dataset;

@@ -9,7 +9,7 @@ import { idxDataset, isGzip, parseIdx } from '../../core/data/idx.ts';
 import { imageFolderDataset, resizeToInput, type LabelledImage } from '../../core/data/images.ts';
 import { preparePixelTable, suggestPixelRoles } from '../../core/data/pixel-table.ts';
 import type { ImageInput } from '../../core/data/schema.ts';
-import { TabularSchemaError } from '../../core/data/tabular.ts';
+import { skippedRowsNotes, TabularSchemaError } from '../../core/data/tabular.ts';
 
 /**
  * Image data sets read from disk in Node (the coordinator's task data, the
@@ -133,15 +133,7 @@ async function readPixelCsv(file: string, input: ImageInput, classes: readonly s
   try {
     const table = parseCsv(text);
     const prepared = preparePixelTable(table, suggestPixelRoles(table), input, classes);
-    const notes =
-      prepared.skipped.length === 0
-        ? []
-        : [
-            `${file}: ${prepared.skipped.length} rows skipped for missing values (lines ${prepared.skipped
-              .slice(0, 5)
-              .map((s) => s.line)
-              .join(', ')}${prepared.skipped.length > 5 ? ', ...' : ''})`,
-          ];
+    const notes = skippedRowsNotes(file, prepared.skipped);
     if (prepared.dataset.count === 0) throw new ImageDataError(`${file}: no usable rows`);
     return { dataset: prepared.dataset, notes };
   } catch (error) {

@@ -2,7 +2,7 @@ import type { Stats } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { CsvError, parseCsv } from '../../core/data/csv.ts';
 import { decodeDataset, shardIndices, subset, type Dataset, type ShardSpec } from '../../core/data/dataset.ts';
-import { prepareTable, suggestRoles, TabularSchemaError } from '../../core/data/tabular.ts';
+import { prepareTable, skippedRowsNotes, suggestRoles, TabularSchemaError } from '../../core/data/tabular.ts';
 import type { TaskSummary } from '../../core/protocol/messages.ts';
 import { checkDataFitsModel } from '../../core/training/data-tensors.ts';
 import { imageSourceAt, readImageSource } from '../data/image-sources.ts';
@@ -71,15 +71,7 @@ async function prepareCsv(file: string, task: TaskSummary): Promise<LocalData> {
     const table = parseCsv(text);
     const prepared = prepareTable(table, suggestRoles(table, task.input), task.input, task.classes);
     if (prepared.dataset.count === 0) throw new DataMismatchError(`${file}: no usable rows`);
-    const notes =
-      prepared.skipped.length === 0
-        ? []
-        : [
-            `${file}: ${prepared.skipped.length} rows skipped for missing values (lines ${prepared.skipped
-              .slice(0, 5)
-              .map((s) => s.line)
-              .join(', ')}${prepared.skipped.length > 5 ? ', ...' : ''})`,
-          ];
+    const notes = skippedRowsNotes(file, prepared.skipped);
     return { dataset: prepared.dataset, description: file, notes };
   } catch (error) {
     if (error instanceof CsvError || error instanceof TabularSchemaError)
