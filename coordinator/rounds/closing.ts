@@ -1,4 +1,4 @@
-import { guardAggregate } from '../../core/aggregation/aggregate-guard.ts';
+import { checkAggregate, committedChangeNorms } from '../../core/aggregation/aggregate-guard.ts';
 import type { EvalMetrics } from '../../core/protocol/messages.ts';
 import type { FederationStatus, RoundRecord, RoundSettings } from '../../core/protocol/status.ts';
 import { makeModel, type GlobalModel, type RoundEngineOptions } from './engine-types.ts';
@@ -48,14 +48,20 @@ export async function closeIntoCandidate(host: ClosingHost, open: OpenRound): Pr
   }
   const base = outcomeCounts(open, details);
   const enough = delivered.ok && (base.received >= settings.minUpdates || strategy.releasesEveryRound === true);
-  const weights = enough ? open.aggregator.finish() : null;
+  const aggregate = enough ? open.aggregator.finish() : null;
   if (!enough) open.aggregator.abandon?.();
+  // A non-finite or wildly out-of-line aggregate is never committed, nor evaluated: the round is skipped, the model stays.
+  const check = aggregate === null ? undefined : checkAggregate(host.model.weights, aggregate, committedChangeNorms(host.history));
+  const weights = check?.ok ? aggregate : null;
   let model = host.model;
   let record: RoundRecord;
-  if (weights === null) {
-    const reason = !delivered.ok
-      ? `${delivered.reason}; the model is unchanged`
-      : `only ${base.received} of at least ${settings.minUpdates} updates arrived (${base.dropped} dropped, ${base.rejected} rejected, ${base.declined} declined); the model is unchanged`;
+  if (weights === null || !check?.ok) {
+    const reason =
+      check && !check.ok
+        ? `${check.reason}; the round is skipped and the model is unchanged`
+        : !delivered.ok
+          ? `${delivered.reason}; the model is unchanged`
+          : `only ${base.received} of at least ${settings.minUpdates} updates arrived (${base.dropped} dropped, ${base.rejected} rejected, ${base.declined} declined); the model is unchanged`;
     record = {
       ...base,
       outcome: 'skipped',
@@ -83,16 +89,15 @@ export async function closeIntoCandidate(host: ClosingHost, open: OpenRound): Pr
       modelVersion: model.version,
       modelHash: model.hash,
       metrics,
+      changeNorm: check.changeNorm,
       durationMs: clock.now() - open.startedAt,
       privacy: strategy.privacy?.(),
       secagg,
       ...details,
     };
   }
-  // A non-finite or wildly out-of-line aggregate is not committed: the round becomes skipped, the model stays.
-  ({ record, model } = guardAggregate(record, model, host.model, host.history));
-  // The candidate: the round's record and model exist here and nowhere else. Checks on the aggregate
-  // go before this line; from here it is saved first (retried), and shown only once saved.
+  // The candidate: the round's record and model exist here and nowhere else. From here it is saved first
+  // (retried), and shown only once saved.
   return { open, record, model };
 }
 

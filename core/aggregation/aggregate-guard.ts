@@ -84,31 +84,7 @@ function median(values: readonly number[]): number {
   return sorted[Math.floor((sorted.length - 1) / 2)]!;
 }
 
-/**
- * The round's candidate after the check: unchanged (its change norm recorded)
- * when the aggregate is acceptable; otherwise the round is skipped with the
- * reason, its evaluation dropped and the current model kept.
- */
-export function guardAggregate<M extends { readonly version: number; readonly hash: string; readonly weights: Float32Array }>(
-  record: RoundRecord,
-  candidate: M,
-  current: M,
-  history: readonly RoundRecord[],
-  options: AggregateGuardOptions = DEFAULT_AGGREGATE_GUARD,
-): { record: RoundRecord; model: M } {
-  if (record.outcome !== 'aggregated' || candidate === current) return { record, model: candidate };
-  const recent = history.filter((r) => r.outcome === 'aggregated' && r.changeNorm !== undefined).map((r) => r.changeNorm!);
-  const check = checkAggregate(current.weights, candidate.weights, recent, options);
-  if (check.ok) return { record: { ...record, changeNorm: check.changeNorm }, model: candidate };
-  const { metrics: _dropped, ...rest } = record;
-  return {
-    record: {
-      ...rest,
-      outcome: 'skipped',
-      reason: `${check.reason}; the round is skipped and the model is unchanged`,
-      modelVersion: current.version,
-      modelHash: current.hash,
-    },
-    model: current,
-  };
+/** The change norms of the committed rounds in `history`, oldest first: what checkAggregate compares a new one with. */
+export function committedChangeNorms(history: readonly RoundRecord[]): number[] {
+  return history.filter((r) => r.outcome === 'aggregated' && r.changeNorm !== undefined).map((r) => r.changeNorm!);
 }

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { checkAggregate, guardAggregate } from '../../core/aggregation/aggregate-guard.ts';
+import { checkAggregate } from '../../core/aggregation/aggregate-guard.ts';
 import { ClaimCappedStrategy } from '../../core/aggregation/claim-cap.ts';
 import { FedAvg, WeightedSum } from '../../core/aggregation/fedavg.ts';
 import { OutlierBoundedStrategy } from '../../core/aggregation/outlier-bound.ts';
 import { ErrorCode, ProtocolError } from '../../core/protocol/errors.ts';
-import type { RoundRecord } from '../../core/protocol/status.ts';
+import { EngineHarness } from '../helpers/engine-harness.ts';
 
 const result = (id: string, numExamples: number, update: number[]) => ({
   participantId: id,
@@ -51,28 +51,27 @@ describe('aggregate guard', () => {
     assert.equal(checkAggregate(Float32Array.from([0, 0]), Float32Array.from([1e30, 0]), []).ok, true);
   });
 
-  it('turns a bad candidate into a skipped round that keeps the model, and records change norms of good ones', () => {
-    const current = { version: 3, hash: 'h3', weights: Float32Array.from([1, 2]) };
-    const bad = { version: 4, hash: 'h4', weights: Float32Array.from([Number.POSITIVE_INFINITY, 2]) };
-    const good = { version: 4, hash: 'h4', weights: Float32Array.from([1.5, 2]) };
-    const record = {
-      round: 4,
-      outcome: 'aggregated',
-      modelVersion: 4,
-      modelHash: 'h4',
-      metrics: { loss: 1, accuracy: 0.5 },
-    } as RoundRecord;
-    const skipped = guardAggregate(record, bad, current, []);
-    assert.equal(skipped.model, current);
-    assert.equal(skipped.record.outcome, 'skipped');
-    assert.equal(skipped.record.modelVersion, 3);
-    assert.equal(skipped.record.modelHash, 'h3');
-    assert.equal(skipped.record.metrics, undefined);
-    assert.match(skipped.record.reason!, /not finite.*the round is skipped and the model is unchanged/);
-    const kept = guardAggregate(record, good, current, []);
-    assert.equal(kept.model, good);
-    assert.equal(kept.record.outcome, 'aggregated');
-    assert.ok(Math.abs(kept.record.changeNorm! - 0.5) < 1e-12);
+  it('skips a round whose aggregate is not finite before evaluating it, keeping the model, and records change norms of good ones', async () => {
+    // A real FedAvg whose server learning rate makes the second round's aggregate overflow float32.
+    const h = new EngineHarness({ minClients: 1, clientsPerRound: 1, rounds: 2 }, 4, new FedAvg({ serverLearningRate: 1e38 }));
+    const a = h.join();
+    h.engine.start();
+    await h.settle();
+    assert.ok(h.engine.submitUpdate(a, h.update(1, [0.5, 0, 0, 0])).ok);
+    await h.settle();
+    const first = h.engine.status().history[0]!;
+    assert.equal(first.outcome, 'aggregated');
+    assert.ok(Math.abs(first.changeNorm! / 5e37 - 1) < 1e-6);
+    assert.ok(h.engine.submitUpdate(a, h.update(2, [10, 0, 0, 0])).ok);
+    await h.settle();
+    const second = h.engine.status().history[1]!;
+    assert.equal(second.outcome, 'skipped');
+    assert.equal(second.modelVersion, 1);
+    assert.equal(second.modelHash, first.modelHash);
+    assert.equal(second.metrics, undefined, 'never evaluated');
+    assert.match(second.reason!, /not finite.*the round is skipped and the model is unchanged/);
+    assert.equal(h.engine.globalModel.version, 1);
+    assert.ok(h.engine.globalModel.weights.every(Number.isFinite));
   });
 });
 
