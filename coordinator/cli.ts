@@ -1,6 +1,6 @@
 import { dpFedAvgWarnings } from '../core/aggregation/dp-fedavg.ts';
 import { ConfigError, parseConfig, USAGE } from './config.ts';
-import { launchDemoParticipants, type DemoParticipants } from './demo-participants.ts';
+import type { DemoParticipants } from './demo-participants.ts';
 import { startCoordinator } from './server.ts';
 import { describeSecurity } from './security/config.ts';
 
@@ -56,6 +56,8 @@ async function main(): Promise<void> {
 
   if (config.demoParticipants > 0) {
     try {
+      // Imported here: Playwright costs every start a few hundred ms, and only demo participants need it.
+      const { launchDemoParticipants } = await import('./demo-participants.ts');
       demo = await launchDemoParticipants(coordinator.url, config.demoParticipants, (line) => console.log(line), {
         token: security?.demoToken,
         ignoreHttpsErrors: security?.tls !== undefined,
