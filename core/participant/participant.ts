@@ -487,7 +487,7 @@ export class Participant {
         return;
       }
       this.emit({ type: 'status', status: 'uploading', detail: `round ${round}` });
-      const wire = encodeMasked(masked);
+      const wire = encodeMasked(masked, config);
       const bytes = toBytes(wire.masked);
       await this.sendSecAgg('secagg:masked', wire);
       step('masked');
