@@ -156,6 +156,8 @@ export interface SecureAggregationSettings {
    * participants per round (core/secagg/modulus.ts); absent: 32-bit words.
    */
   readonly wordBits?: number;
+  /** With `wordBits`: the most participants per round the words hold (the documented n); more are refused at start and on a change. */
+  readonly maxParticipants?: number;
   /** Deadline of each key-exchange and unmasking step, ms. The masked-input step, which includes training, gets roundTimeoutMs. */
   readonly stepTimeoutMs: number;
 }
