@@ -17,9 +17,10 @@ import { selectedPerRound } from './options/selection.ts';
  *   deviations of the sum's noise (the bound checkSkellamRange uses), and
  *   the documented n becomes the most that b holds with that noise.
  * - A Gaussian noise share (added before quantisation) is clipped with the
- *   value at ±c, and clipped noise is not the noise the accountant charges:
- *   c must hold the clipped update plus the share's tail over all n·d draws,
- *   or the start is refused (never clipped silently).
+ *   value at ±c: the sum would then not carry the noise the run reports, and
+ *   clipping a noised value biases it. c must hold the clipped update plus
+ *   the share's tail over all n·d draws, or the start is refused (never
+ *   clipped silently).
  *
  * 32-bit words (float32) are returned unchanged.
  */
@@ -35,7 +36,7 @@ export function secAggSettingsForModel(config: CoordinatorConfig, dimension: num
       throw new ConfigError(
         `--secagg-clip-range ${secure.clipRange} cannot hold the noise share of std ${share.noiseStd.toPrecision(3)} ` +
           `on top of updates clipped to ${share.clipNorm} with ${Math.log2(secure.quantizationRange + 2)} value bits (--update-encoding): ` +
-          `the noised values would be clipped, and clipped noise is not the noise the privacy accounting charges. ` +
+          `the noised values would be clipped, so the sum would not carry the noise the run reports (and clipping biases it). ` +
           `Set --secagg-clip-range to at least ${needed.toPrecision(4)} (step Δ = ${((2 * needed) / secure.quantizationRange).toPrecision(3)}), or use --update-encoding float32`,
       );
     }

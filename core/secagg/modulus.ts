@@ -97,7 +97,7 @@ export function signedWord(word: number, wordBits: number): number {
 
 /**
  * A Gaussian noise share added before quantisation is clipped with the
- * value at ±c: clipped noise is not the noise the accountant charges for.
+ * value at ±c: clipped noise is not the noise the sum is said to carry.
  * With few value bits the operator must choose c to hold the clipped update
  * (|x_j| ≤ C per coordinate under an L2 clip C) plus the noise up to the
  * tail t·σ that every one of n·d draws stays within except with probability
