@@ -11,7 +11,7 @@ import {
   VALUE_BITS,
   wordBitsFor,
 } from '../../core/secagg/modulus.ts';
-import { recommendedThreshold, SecAggServer, validateConfig, type SecAggConfig } from '../../core/secagg/protocol.ts';
+import { recommendedThreshold, SecAggClient, SecAggServer, validateConfig, type SecAggConfig } from '../../core/secagg/protocol.ts';
 import { maxParticipants, quantizationStep } from '../../core/secagg/quantize.ts';
 import { runLocalRound } from '../../core/secagg/simulate.ts';
 import { checkDecodedSum } from '../../core/secagg/sum-range.ts';
@@ -210,6 +210,21 @@ describe('secure aggregation with b-bit words: rounds', () => {
     const oddPacked = packWords(randomWords(3001, 13, 4), 13);
     oddPacked[oddPacked.length - 1]! |= 0x80;
     assert.throws(() => unpackMaskedInput({ round: 4, from: 1, packed: oddPacked }, odd), is('bad-packing'));
+  });
+
+  it('the server refuses an in-process masked word of 2^b or more, and accepts the client’s own b-bit words', async () => {
+    const config = await configFor(4, 11, { vectorLength: 8 });
+    const server = await SecAggServer.create(config);
+    const clients = await Promise.all([1, 2, 3, 4].map((u) => SecAggClient.create(config, u)));
+    for (const c of clients) await server.receiveAdvertise(c.advertise());
+    const directory = server.closeAdvertise();
+    for (const c of clients) server.receiveShareKeys(await c.shareKeys(directory));
+    const forwarded = server.closeShareKeys();
+    const wide = Uint32Array.from({ length: 8 }, (_, i) => (i === 5 ? 2 ** 11 : 0));
+    assert.throws(() => server.receiveMaskedInput({ round: 4, from: 1, masked: wide }), is('bad-packing'));
+    const own = await clients[0]!.maskInput(forwarded.find((f) => f.to === 1)!, new Float32Array(8).fill(3));
+    assert.ok(own.masked.every((w) => w < 2 ** 11));
+    server.receiveMaskedInput(own);
   });
 
   it('keeps a random (garbage) sum detectable: the headroom bit leaves half the ring outside the honest range', () => {
