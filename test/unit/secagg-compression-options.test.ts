@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
 import { settingsChangeProblem } from '../../coordinator/options/rules.ts';
+import { TASK_FILE_SETTINGS } from '../../coordinator/options/table.ts';
 import { secAggSettingsForModel } from '../../coordinator/secagg-words-config.ts';
 import { secAggConfigFor } from '../../coordinator/rounds/secure-round.ts';
 import { validateConfig } from '../../core/secagg/protocol.ts';
@@ -25,6 +26,10 @@ const DISTRIBUTED = [
 ];
 
 describe('--update-encoding under secure aggregation', () => {
+  it('is the flag of the task file key communication.updateEncoding', () => {
+    assert.deepEqual(TASK_FILE_SETTINGS.communication.updateEncoding, ['update-encoding', 'string']);
+  });
+
   it('keeps 32-bit words and the configured quantisation range for float32 (the default)', () => {
     const secure = parse(...SECURE).settings.secureAggregation!;
     assert.equal(secure.quantizationRange, 2 ** 22);
