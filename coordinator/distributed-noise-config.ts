@@ -53,6 +53,8 @@ export function withSkellam(config: CoordinatorConfig, dimension: number): Coord
     expectedContributors: clientDp.expectedClients,
     ...skellam,
   });
-  checkSkellamRange(plan, maxParticipants(secure));
+  // Compressed encodings: b-bit words that hold secure.maxParticipants with this noise (secagg-words-config.ts).
+  const wordBits = secure.wordBits ?? 32;
+  checkSkellamRange(plan, secure.maxParticipants ?? maxParticipants(secure, wordBits), wordBits);
   return { ...config, clientDp: { ...clientDp, skellam } };
 }

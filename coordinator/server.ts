@@ -11,6 +11,7 @@ import { SeededRandom } from '../core/random/prng.ts';
 import { FRAME_HEADER_BYTES } from '../core/wire/frame.ts';
 import type { CoordinatorConfig } from './config.ts';
 import { withSkellam } from './distributed-noise-config.ts';
+import { secAggSettingsForModel } from './secagg-words-config.ts';
 import { TestSetEvaluator } from './evaluator.ts';
 import { OpenConnections } from './http/connections.ts';
 import { httpHandler } from './http/routes.ts';
@@ -94,7 +95,9 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     // Fault injection, used by the crash test only.
     process.env.FL_FAULT_KILL_IN_CHECKPOINT === '1',
   );
-  const strategy: Strategy = hooks.strategy ?? buildStrategy(withSkellam(config, task.paramCount));
+  // Compressed secure sums size their words for the model (coordinator/secagg-words-config.ts).
+  const modelConfig = { ...config, settings: secAggSettingsForModel(config, task.paramCount) };
+  const strategy: Strategy = hooks.strategy ?? buildStrategy(withSkellam(modelConfig, task.paramCount));
   const lastStartedRound = await checkpoints.lastStartedRound();
   const resume = await findResumePoint(checkpoints, task, strategy, lastStartedRound, log);
   const bestModels = new BestModelStore(runDir, atRestKey);
@@ -131,7 +134,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
   const statusPush = new StatusPush(() => admin.emit('status', engine.dashboardStatus()));
 
   const engine: RoundEngine = new RoundEngine({
-    settings: config.settings,
+    settings: modelConfig.settings,
     strategy,
     resume,
     lastStartedRound,

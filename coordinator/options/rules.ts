@@ -99,6 +99,15 @@ export const SETTINGS_RULES: readonly SettingsRule[] = [
       const secure = next.secureAggregation;
       if (!secure) return undefined;
       const selected = selectedPerRound(next);
+      if (secure.maxParticipants !== undefined) {
+        // Compressed encodings: b-bit words sized at start for this many (core/secagg/modulus.ts).
+        const held = secure.maxParticipants;
+        if (selected <= held) return undefined;
+        return {
+          atStart: `${selected} participants per round could overflow the ${secure.wordBits}-bit masked words of --update-encoding: at most ${held}; lower the participants per round`,
+          onChange: `clientsPerRound ${next.clientsPerRound} (${selected} selected with over-selection) could overflow the ${secure.wordBits}-bit masked words sized at start: at most ${held} (restart with the new count to size the words for it)`,
+        };
+      }
       const max = maxParticipants({ clipRange: secure.clipRange, quantizationRange: secure.quantizationRange });
       if (selected <= max) return undefined;
       return {

@@ -2,7 +2,9 @@ import type { DpFedAvgOptions } from '../../core/aggregation/dp-fedavg.ts';
 import type { RoundSettings, SecureAggregationSettings } from '../../core/protocol/status.ts';
 import { effectiveDegree } from '../../core/secagg/graph.ts';
 import { recommendedThreshold } from '../../core/secagg/protocol.ts';
+import { maxParticipantsForWords, quantizationRangeForValueBits, VALUE_BITS, wordBitsFor } from '../../core/secagg/modulus.ts';
 import { DEFAULT_QUANTIZATION } from '../../core/secagg/quantize.ts';
+import { UPDATE_ENCODING } from './communication.ts';
 import { givenNumberFlag } from '../flags.ts';
 import { booleanOption, ConfigError, configError, numberOption, textOption, type FlagValues, type OptionGroup } from './option.ts';
 import { selectedPerRound } from './selection.ts';
@@ -82,6 +84,9 @@ export function parseSecureAggregation(
     for (const option of [SECAGG_NEIGHBOURS, SECAGG_THRESHOLD, SECAGG_CLIP_RANGE, SECAGG_QUANTIZATION_RANGE, SECAGG_STEP_TIMEOUT]) {
       if (v[option.name] !== undefined) throw new ConfigError(`--${option.name} needs --secure-aggregation`);
     }
+    // This build encodes compressed updates only inside the secure sum; the plain path sends float32.
+    const encoding = UPDATE_ENCODING.read(v);
+    if (encoding !== 'float32') throw new ConfigError(`--update-encoding ${encoding} needs --secure-aggregation in this build`);
     return undefined;
   }
   // A secure sum feeds only rules that aggregate a sum (a plain or fixed-denominator mean): their traits say so.
@@ -115,8 +120,56 @@ export function parseSecureAggregation(
   // After clipping to L2 norm S no coordinate exceeds S: a clip range of at least S never clips further.
   const clipNorm = clientDp?.clip.kind === 'fixed' ? clientDp.clip.norm : settings.fit.privacy?.clipNorm;
   const clipRange = SECAGG_CLIP_RANGE.readOr(v, Math.max(DEFAULT_QUANTIZATION.clipRange, clipNorm ?? 0));
-  const quantizationRange = SECAGG_QUANTIZATION_RANGE.read(v);
-  return { neighbours, threshold, clipRange, quantizationRange, stepTimeoutMs: 1000 * SECAGG_STEP_TIMEOUT.read(v) };
+  return {
+    neighbours,
+    threshold,
+    clipRange,
+    ...secAggWords(v, settings),
+    stepTimeoutMs: 1000 * SECAGG_STEP_TIMEOUT.read(v),
+  };
+}
+
+/**
+ * The quantisation range and word width that --update-encoding asks of the
+ * secure sum: float32 keeps --secagg-quantization-range and 32-bit words;
+ * int8/int4 set R = 2^v − 2 and the smallest word bits b that hold the
+ * participants per round (core/secagg/modulus.ts). Model-dependent noise
+ * may widen b once the task is loaded (coordinator/secagg-words-config.ts).
+ */
+function secAggWords(
+  v: FlagValues,
+  settings: RoundSettings,
+): Pick<SecureAggregationSettings, 'quantizationRange' | 'wordBits' | 'maxParticipants'> {
+  const encoding = UPDATE_ENCODING.read(v);
+  switch (encoding) {
+    case 'float32':
+      return { quantizationRange: SECAGG_QUANTIZATION_RANGE.read(v) };
+    case 'float16':
+      throw new ConfigError(
+        '--update-encoding float16 cannot run with --secure-aggregation: masked words are fixed-point integers summed mod 2^b, where a float16 means nothing; use int8 or int4 (fewer bits per masked word) or float32',
+      );
+    case 'int8':
+    case 'int4': {
+      const quantizationRange = quantizationRangeForValueBits(VALUE_BITS[encoding]);
+      if (v[SECAGG_QUANTIZATION_RANGE.name] !== undefined)
+        throw new ConfigError(
+          `--secagg-quantization-range cannot be set with --update-encoding ${encoding}: its ${VALUE_BITS[encoding]} value bits set R = ${quantizationRange}`,
+        );
+      // At least three share holders are selected (a round pads to them).
+      const selected = Math.max(3, selectedPerRound(settings));
+      let wordBits: number;
+      try {
+        wordBits = wordBitsFor(quantizationRange, selected);
+      } catch (error) {
+        throw new ConfigError(`--update-encoding ${encoding} with ${selected} participants per round: ${(error as Error).message}`);
+      }
+      return { quantizationRange, wordBits, maxParticipants: maxParticipantsForWords(quantizationRange, wordBits) };
+    }
+    default: {
+      const unknown: never = encoding;
+      throw new ConfigError(`unknown update encoding ${String(unknown)}`);
+    }
+  }
 }
 
 /**

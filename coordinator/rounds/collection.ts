@@ -2,6 +2,7 @@ import type { RoundAggregator } from '../../core/aggregation/strategy.ts';
 import { ackOk, type Ack } from '../../core/protocol/errors.ts';
 import type { DeclineMessage, RoundStartMessage, SecAggAccepted, UpdateAccepted, UpdateMessage } from '../../core/protocol/messages.ts';
 import type { RoundParticipantOutcome, RoundSettings, SecAggRoundStats } from '../../core/protocol/status.ts';
+import type { PackedMaskedInputMessage } from '../../core/secagg/messages.ts';
 import type { AdvertiseKeysMessage, MaskedInputMessage, ShareKeysMessage, UnmaskResponseMessage } from '../../core/secagg/protocol.ts';
 import type { Clock } from './clock.ts';
 import type { GlobalModel, RoundEngineOptions } from './engine-types.ts';
@@ -58,7 +59,8 @@ export interface Collection {
 /** Why a round stops collecting before everyone answered. */
 export type Interruption = { readonly kind: 'deadline' } | { readonly kind: 'stop'; readonly reason: string };
 
-export type SecAggInput = AdvertiseKeysMessage | ShareKeysMessage | MaskedInputMessage | UnmaskResponseMessage;
+/** A masked input arrives packed from the wire, or as words from an in-process participant (tests). */
+export type SecAggInput = AdvertiseKeysMessage | ShareKeysMessage | MaskedInputMessage | PackedMaskedInputMessage | UnmaskResponseMessage;
 
 /**
  * What a collection handed over at close. `contributors`: whose input is in

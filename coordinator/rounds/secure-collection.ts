@@ -2,7 +2,8 @@ import type { RoundAggregator } from '../../core/aggregation/strategy.ts';
 import { ackError, ackOk, ErrorCode, type Ack } from '../../core/protocol/errors.ts';
 import type { DeclineMessage, RoundStartMessage, SecAggAccepted, UpdateAccepted, UpdateMessage } from '../../core/protocol/messages.ts';
 import type { SecAggRoundStats, SecureAggregationSettings } from '../../core/protocol/status.ts';
-import type { MaskedInputMessage } from '../../core/secagg/protocol.ts';
+import { wordBitsOf } from '../../core/secagg/config.ts';
+import { packedBytes } from '../../core/secagg/word-packing.ts';
 import {
   settleDecline,
   type Collection,
@@ -70,8 +71,11 @@ class SecureCollection implements Collection {
 
   async submitSecAgg(record: ParticipantRecord, step: SecAggStep, message: SecAggInput): Promise<Ack<SecAggAccepted>> {
     const result = await this.secure.submit(record.id, step, message);
-    // The masked vector is what replaces the update on the wire: count its bytes as the round's input.
-    if (result.ok && step === 'masked') this.round.bytesIn += (message as MaskedInputMessage).masked.byteLength;
+    // The masked vector is what replaces the update on the wire: count its bytes (b-bit words, packed) as the round's input.
+    if (result.ok && step === 'masked') {
+      const { config } = this.secure;
+      this.round.bytesIn += packedBytes(config.vectorLength, wordBitsOf(config));
+    }
     return result;
   }
 

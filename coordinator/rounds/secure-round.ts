@@ -16,7 +16,9 @@ import {
   type ShareKeysMessage,
   type UnmaskResponseMessage,
 } from '../../core/secagg/protocol.ts';
+import type { PackedMaskedInputMessage } from '../../core/secagg/messages.ts';
 import { checkDecodedSum } from '../../core/secagg/sum-range.ts';
+import { unpackMaskedInput } from '../../core/secagg/word-packing.ts';
 import type { Clock, TimerHandle } from './clock.ts';
 
 /**
@@ -71,6 +73,8 @@ export function secAggConfigFor(round: number, n: number, vectorLength: number, 
     roundSeed,
     vectorLength,
     quantization: { clipRange: settings.clipRange, quantizationRange: settings.quantizationRange },
+    // Compressed encodings: b-bit words sized at start; a round with more participants than b holds is refused by the core.
+    ...(settings.wordBits === undefined ? {} : { wordBits: settings.wordBits }),
   };
 }
 
@@ -147,7 +151,7 @@ export class SecureRound {
   submit(
     participantId: string,
     step: SecAggStep,
-    message: AdvertiseKeysMessage | ShareKeysMessage | MaskedInputMessage | UnmaskResponseMessage,
+    message: AdvertiseKeysMessage | ShareKeysMessage | MaskedInputMessage | PackedMaskedInputMessage | UnmaskResponseMessage,
   ): Promise<Ack<SecAggAccepted>> {
     const index = this.indexOf.get(participantId);
     if (index === undefined) return Promise.resolve(ackError(ErrorCode.NotSelected, `not selected for round ${this.config.round}`));
@@ -174,10 +178,13 @@ export class SecureRound {
           case 'shares':
             server.receiveShareKeys(message as ShareKeysMessage);
             break;
-          case 'masked':
-            server.receiveMaskedInput(message as MaskedInputMessage);
-            this.host.observeMasked?.(participantId, (message as MaskedInputMessage).masked);
+          case 'masked': {
+            // From the wire the words come packed b bits each: unpacking refuses a wrong length or padding.
+            const input = 'packed' in message ? unpackMaskedInput(message, this.config) : (message as MaskedInputMessage);
+            server.receiveMaskedInput(input);
+            this.host.observeMasked?.(participantId, input.masked);
             break;
+          }
           case 'unmask':
             server.receiveUnmask(message as UnmaskResponseMessage);
             break;

@@ -74,6 +74,8 @@ export type ParticipantEvent =
       readonly noised: boolean;
       /** True when the update went out masked with secure aggregation. */
       readonly masked?: boolean;
+      /** With `masked`: the bits per masked word (32, or fewer under a compressed --update-encoding). */
+      readonly wordBits?: number;
     }
   | { readonly type: 'rejected'; readonly round: number; readonly code: string; readonly message: string }
   /**
@@ -487,7 +489,7 @@ export class Participant {
         return;
       }
       this.emit({ type: 'status', status: 'uploading', detail: `round ${round}` });
-      const wire = encodeMasked(masked);
+      const wire = encodeMasked(masked, config);
       const bytes = toBytes(wire.masked);
       await this.sendSecAgg('secagg:masked', wire);
       step('masked');
@@ -499,6 +501,7 @@ export class Participant {
         clipped,
         noised: (privacy?.noiseStd ?? 0) > 0 || (privacy?.skellamVariance ?? 0) > 0,
         masked: true,
+        wordBits: config.wordBits ?? 32,
       });
       const request = await this.nextSecAgg<UnmaskRequestMessage>('secagg:unmask-request', round);
       await this.sendSecAgg('secagg:unmask', encodeUnmask(await client.unmask(request)));

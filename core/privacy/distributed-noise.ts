@@ -160,16 +160,16 @@ export function addSkellamNoiseMod32(encoded: Uint32Array, variance: number, uni
 }
 
 /**
- * Refuses a plan whose decoded sum could wrap mod 2^32: up to `maxContributors`
- * encodings of at most C/γ + 1 per coordinate (the update is clipped to C in
- * L2, hence per coordinate), plus 12 stds of the summed noise, must stay
- * below 2^31.
+ * Refuses a plan whose decoded sum could wrap mod 2^b (b = `wordBits`, 32
+ * by default): up to `maxContributors` encodings of at most C/γ + 1 per
+ * coordinate (the update is clipped to C in L2, hence per coordinate), plus
+ * 12 stds of the summed noise, must stay below 2^(b−1).
  */
-export function checkSkellamRange(plan: DistributedNoisePlan, maxContributors: number): void {
+export function checkSkellamRange(plan: DistributedNoisePlan, maxContributors: number, wordBits = 32): void {
   const worst = maxContributors * (plan.clipNorm / plan.step + 1) + 12 * Math.sqrt(maxContributors * plan.participantVariance);
-  if (!(worst < 2 ** 31)) {
+  if (!(worst < 2 ** (wordBits - 1))) {
     throw new RangeError(
-      `a sum of ${maxContributors} updates with Skellam noise can reach ${worst.toExponential(3)}, past 2^31: lower the quantisation range or the participants`,
+      `a sum of ${maxContributors} updates with Skellam noise can reach ${worst.toExponential(3)}, past 2^${wordBits - 1}: lower the quantisation range or the participants`,
     );
   }
 }

@@ -1,4 +1,5 @@
-import type { AdvertiseKeysMessage, MaskedInputMessage, ShareKeysMessage, UnmaskResponseMessage } from '../secagg/protocol.ts';
+import type { PackedMaskedInputMessage } from '../secagg/messages.ts';
+import type { AdvertiseKeysMessage, ShareKeysMessage, UnmaskResponseMessage } from '../secagg/protocol.ts';
 import type { Ack } from './errors.ts';
 import type { ClientToServerEvents } from './messages.ts';
 import {
@@ -34,13 +35,13 @@ export type HasAck<E extends ClientEventName> = Parameters<ClientToServerEvents[
 
 /**
  * Secure aggregation messages are read straight into what core/secagg takes
- * (each blob split into its pieces, the masked vector as an aligned
- * Uint32Array); every other payload is read as its wire type.
+ * (each blob split into its pieces, the masked vector as its packed
+ * bytes, which the round unpacks with its word bits); every other payload is read as its wire type.
  */
 interface SecAggReadings {
   'secagg:advertise': AdvertiseKeysMessage;
   'secagg:shares': ShareKeysMessage;
-  'secagg:masked': MaskedInputMessage;
+  'secagg:masked': PackedMaskedInputMessage;
   'secagg:unmask': UnmaskResponseMessage;
 }
 

@@ -190,6 +190,8 @@ export interface SecAggWireConfig {
   readonly roundSeed: Binary;
   readonly vectorLength: number;
   readonly quantization: { readonly clipRange: number; readonly quantizationRange: number };
+  /** b: masked words in Z_{2^b}, packed b bits each; absent: 32. */
+  readonly wordBits?: number;
 }
 
 export interface SecAggRoundInfo {

@@ -3,10 +3,12 @@ import type {
   ForwardedSharesMessage,
   KeyDirectoryMessage,
   MaskedInputMessage,
+  SecAggConfig,
   ShareKeysMessage,
   UnmaskRequestMessage,
   UnmaskResponseMessage,
 } from '../secagg/protocol.ts';
+import { packMaskedInput } from '../secagg/word-packing.ts';
 import type {
   Binary,
   SecAggAdvertiseWire,
@@ -93,8 +95,10 @@ export function decodeForwarded(w: SecAggForwardedWire): ForwardedSharesMessage 
   return { round: w.round, to: w.to, shares: w.from.map((from, i) => ({ from, ciphertext: c[i]! })) };
 }
 
-export function encodeMasked(m: MaskedInputMessage): SecAggMaskedWire {
-  return { round: m.round, from: m.from, masked: new Uint8Array(m.masked.buffer, m.masked.byteOffset, m.masked.byteLength) };
+/** The masked words packed `config.wordBits` bits each (32, little-endian uint32s, when the config leaves it out). */
+export function encodeMasked(m: MaskedInputMessage, config: Pick<SecAggConfig, 'wordBits'> = {}): SecAggMaskedWire {
+  const { round, from, packed } = packMaskedInput(m, config);
+  return { round, from, masked: packed };
 }
 
 export function encodeUnmaskRequest(m: UnmaskRequestMessage): SecAggUnmaskRequestWire {

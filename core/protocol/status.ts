@@ -151,6 +151,13 @@ export interface SecureAggregationSettings {
   readonly clipRange: number;
   /** R: the quantisation range (even); Δ = 2c/R. */
   readonly quantizationRange: number;
+  /**
+   * b: masked words in Z_{2^b}, packed b bits each, sized at start for the
+   * participants per round (core/secagg/modulus.ts); absent: 32-bit words.
+   */
+  readonly wordBits?: number;
+  /** With `wordBits`: the most participants per round the words hold (the documented n); more are refused at start and on a change. */
+  readonly maxParticipants?: number;
   /** Deadline of each key-exchange and unmasking step, ms. The masked-input step, which includes training, gets roundTimeoutMs. */
   readonly stepTimeoutMs: number;
 }

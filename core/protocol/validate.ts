@@ -1,4 +1,5 @@
-import type { AdvertiseKeysMessage, MaskedInputMessage, ShareKeysMessage, UnmaskResponseMessage } from '../secagg/protocol.ts';
+import type { PackedMaskedInputMessage } from '../secagg/messages.ts';
+import type { AdvertiseKeysMessage, ShareKeysMessage, UnmaskResponseMessage } from '../secagg/protocol.ts';
 import { ErrorCode, ProtocolError } from './errors.ts';
 import { decodeShares, decodeUnmask, toBytes, WireShapeError } from './secagg-wire.ts';
 import type { Binary, ClientInfo, DeclineMessage, JoinRequest, ProgressMessage, TrainMetrics, UpdateMessage } from './messages.ts';
@@ -164,14 +165,15 @@ export function parseSecAggShares(value: unknown): ShareKeysMessage {
   return pieces(() => decodeShares(w));
 }
 
-/** The masked vector as a fresh, aligned Uint32Array (little-endian on the wire). */
-export function parseSecAggMasked(value: unknown): MaskedInputMessage {
+/**
+ * The masked vector's packed bytes, copied: only the round knows its word
+ * bits, so core/secagg unpacks them (and refuses a wrong length or non-zero
+ * padding) when the message reaches the round.
+ */
+export function parseSecAggMasked(value: unknown): PackedMaskedInputMessage {
   const o = object(value, 'secagg:masked');
-  const raw = bytes(o.masked, 'secagg:masked.masked');
-  if (raw.byteLength % 4 !== 0) bad('secagg:masked.masked', 'a whole number of uint32 values');
-  const masked = new Uint32Array(raw.byteLength / 4);
-  new Uint8Array(masked.buffer).set(raw);
-  return { ...secaggHeader(o, 'secagg:masked'), masked };
+  const packed = bytes(o.masked, 'secagg:masked.masked').slice();
+  return { ...secaggHeader(o, 'secagg:masked'), packed };
 }
 
 export function parseSecAggUnmask(value: unknown): UnmaskResponseMessage {

@@ -7,6 +7,7 @@ import {
   SHARE_CIPHERTEXT_BYTES,
   sorted,
   validateConfig,
+  wordBitsOf,
   type SecAggConfig,
 } from './config.ts';
 import { SecAggAbortError, SecAggError } from './errors.ts';
@@ -24,6 +25,7 @@ import {
   type EcdhKeyPair,
 } from './keys.ts';
 import { applyMask, pairwiseSign } from './masking.ts';
+import { reduceWords } from './modulus.ts';
 import type {
   AdvertiseKeysMessage,
   ForwardedSharesMessage,
@@ -207,7 +209,9 @@ export class SecAggClient {
 
   /**
    * Step 2: decrypts the shares its neighbours sent, then returns
-   *   y_u = quantize(x_u) + PRG(b_u) + Σ_{v ∈ U2 ∩ N(u)} ±PRG(s_uv)   (mod 2^32).
+   *   y_u = quantize(x_u) + PRG(b_u) + Σ_{v ∈ U2 ∩ N(u)} ±PRG(s_uv)   (mod 2^b),
+   * computed mod 2^32 and reduced to the round's b bits (mod 2^b is a ring
+   * map, so the masks are the PRG words mod 2^b and still cancel).
    * `update` is not modified.
    */
   async maskInput(forwarded: ForwardedSharesMessage, update: Float32Array, options: MaskInputOptions = {}): Promise<MaskedInputMessage> {
@@ -262,6 +266,7 @@ export class SecAggClient {
         await applyMask(masked, seed, pairwiseSign(index, v));
         seed.fill(0);
       }
+      reduceWords(masked, wordBitsOf(config));
       return { round: config.round, from: index, masked };
     });
   }

@@ -2,6 +2,7 @@ import { isBytes } from './bytes.ts';
 import { SecAggError } from './errors.ts';
 import { effectiveDegree, ROUND_SEED_BYTES } from './graph.ts';
 import { GCM_IV_BYTES, GCM_TAG_BYTES } from './keys.ts';
+import { checkWordBits } from './modulus.ts';
 import { maxParticipants, validateQuantization, type QuantizationConfig } from './quantize.ts';
 import { SHARE_BYTES } from './shamir.ts';
 
@@ -21,6 +22,17 @@ export interface SecAggConfig {
   /** Parameters per update. */
   readonly vectorLength: number;
   readonly quantization: QuantizationConfig;
+  /**
+   * b: masked words are in Z_{2^b} and travel packed, b bits each
+   * (core/secagg/word-packing.ts). Absent: 32, the original protocol.
+   * Compressed update encodings choose the smallest b (core/secagg/modulus.ts).
+   */
+  readonly wordBits?: number;
+}
+
+/** The round's word bits: b, or 32 when the config leaves it out. */
+export function wordBitsOf(config: Pick<SecAggConfig, 'wordBits'>): number {
+  return config.wordBits ?? 32;
 }
 
 /** Bytes of one share ciphertext: IV ‖ AES-GCM(self-mask share ‖ masking-key share) ‖ tag. */
@@ -52,11 +64,13 @@ export function validateConfig(config: SecAggConfig): number {
   if (!Number.isInteger(config.vectorLength) || config.vectorLength < 1)
     throw new SecAggError('invalid-config', `vectorLength must be a positive integer, got ${config.vectorLength}`);
   validateQuantization(config.quantization);
-  const max = maxParticipants(config.quantization);
+  const bits = wordBitsOf(config);
+  checkWordBits(bits);
+  const max = maxParticipants(config.quantization, bits);
   if (n > max)
     throw new SecAggError(
       'invalid-config',
-      `${n} participants could overflow the mod-2^32 sum with quantizationRange ${config.quantization.quantizationRange}; at most ${max}`,
+      `${n} participants could overflow the mod-2^${bits} sum with quantizationRange ${config.quantization.quantizationRange}; at most ${max}`,
     );
   return k;
 }

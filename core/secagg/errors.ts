@@ -14,8 +14,10 @@ export type SecAggErrorCode =
   | 'unknown-recipient'
   /** A key, share or ciphertext has the wrong number of bytes or is not a byte array. */
   | 'wrong-size'
-  /** The masked vector does not have the round's vector length. */
+  /** The masked vector does not have the round's vector length (or its packed bytes are not ⌈L·b/8⌉). */
   | 'wrong-length'
+  /** A masked word does not fit the round's word bits, or the padding bits after the last packed word are not zero. */
+  | 'bad-packing'
   /** The same sender, recipient or share owner appears twice. */
   | 'duplicate'
   /** The message arrived after its step was closed. */

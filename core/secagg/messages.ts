@@ -30,11 +30,18 @@ export interface ForwardedSharesMessage {
   readonly shares: readonly { readonly from: number; readonly ciphertext: Uint8Array }[];
 }
 
-/** Step 2, client → server: the masked, quantised update. */
+/** Step 2, client → server: the masked, quantised update, one word (below 2^b) per element. */
 export interface MaskedInputMessage {
   readonly round: number;
   readonly from: number;
   readonly masked: Uint32Array;
+}
+
+/** Step 2 as it travels: the words packed b bits each (core/secagg/word-packing.ts). */
+export interface PackedMaskedInputMessage {
+  readonly round: number;
+  readonly from: number;
+  readonly packed: Uint8Array;
 }
 
 /** Step 2, server → every client in U3: who sent a masked input (U3) and who shared keys but did not (U2∖U3). */

@@ -49,6 +49,7 @@ export type {
   MaskedInputMessage,
   MaskInputOptions,
   OwnedShare,
+  PackedMaskedInputMessage,
   SecAggResult,
   ShareKeysMessage,
   UnmaskRequestMessage,

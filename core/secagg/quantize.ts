@@ -1,4 +1,5 @@
 import { SecAggError } from './errors.ts';
+import { maxParticipantsForWords, signedWord } from './modulus.ts';
 
 /**
  * Fixed-point encoding of updates into Z_{2^32}, two's complement.
@@ -34,8 +35,6 @@ export interface QuantizationConfig {
 /** Flower's SecAgg+ defaults: clipping range 8, quantisation range 2^22, modulus 2^32. */
 export const DEFAULT_QUANTIZATION: QuantizationConfig = { clipRange: 8, quantizationRange: 2 ** 22 };
 
-const INT32_MAX = 2 ** 31 - 1;
-
 export function validateQuantization(config: QuantizationConfig): void {
   const { clipRange: c, quantizationRange: r } = config;
   if (!(typeof c === 'number' && Number.isFinite(c) && c > 0))
@@ -51,24 +50,27 @@ export function quantizationStep(config: QuantizationConfig): number {
   return (2 * config.clipRange) / config.quantizationRange;
 }
 
-/** The most encodings whose sum cannot wrap: ⌊(2^31 − 1)/(R/2)⌋. */
-export function maxParticipants(config: QuantizationConfig): number {
+/**
+ * The most encodings whose sum cannot wrap: ⌊(2^31 − 1)/(R/2)⌋ for 32-bit
+ * words; for narrower words the rule of core/secagg/modulus.ts.
+ */
+export function maxParticipants(config: QuantizationConfig, wordBits = 32): number {
   validateQuantization(config);
-  return Math.floor(INT32_MAX / (config.quantizationRange / 2));
+  return maxParticipantsForWords(config.quantizationRange, wordBits);
 }
 
 /** The worst-case error per coordinate of decodeSum for `count` summed encodings: count·Δ (strict). */
-export function sumErrorBound(config: QuantizationConfig, count: number): number {
-  checkCount(config, count);
+export function sumErrorBound(config: QuantizationConfig, count: number, wordBits = 32): number {
+  checkCount(config, count, wordBits);
   return count * quantizationStep(config);
 }
 
-function checkCount(config: QuantizationConfig, count: number): void {
-  const max = maxParticipants(config);
+function checkCount(config: QuantizationConfig, count: number, wordBits: number): void {
+  const max = maxParticipants(config, wordBits);
   if (!Number.isInteger(count) || count < 1 || count > max) {
     throw new SecAggError(
       'invalid-config',
-      `a sum of ${count} encodings can wrap mod 2^32 with quantizationRange ${config.quantizationRange}; at most ${max}`,
+      `a sum of ${count} encodings can wrap mod 2^${wordBits} with quantizationRange ${config.quantizationRange}; at most ${max}`,
     );
   }
 }
@@ -106,12 +108,15 @@ export function quantize(values: Float32Array | Float64Array, config: Quantizati
   return out;
 }
 
-/** Σ x_i from the mod-2^32 sum of `count` encodings (two's complement → int32 → × Δ). */
-export function dequantizeSum(sum: Uint32Array, count: number, config: QuantizationConfig): Float64Array {
-  checkCount(config, count);
+/**
+ * Σ x_i from the mod-2^b sum of `count` encodings (two's complement in b
+ * bits → signed integer → × Δ); `sum` holds words below 2^b.
+ */
+export function dequantizeSum(sum: Uint32Array, count: number, config: QuantizationConfig, wordBits = 32): Float64Array {
+  checkCount(config, count, wordBits);
   const step = quantizationStep(config);
   const out = new Float64Array(sum.length);
-  for (let i = 0; i < sum.length; i++) out[i] = (sum[i]! | 0) * step;
+  for (let i = 0; i < sum.length; i++) out[i] = signedWord(sum[i]!, wordBits) * step;
   return out;
 }
 

@@ -1,9 +1,19 @@
 import { copyBytes, isBytes, type Bytes, type KeyHandle } from './bytes.ts';
-import { checkIndex, checkList, checkRound, SHARE_CIPHERTEXT_BYTES, sorted, validateConfig, type SecAggConfig } from './config.ts';
+import {
+  checkIndex,
+  checkList,
+  checkRound,
+  SHARE_CIPHERTEXT_BYTES,
+  sorted,
+  validateConfig,
+  wordBitsOf,
+  type SecAggConfig,
+} from './config.ts';
 import { SecAggAbortError, SecAggError } from './errors.ts';
 import { buildNeighbourGraph, connectedAmong, type NeighbourGraph } from './graph.ts';
 import { agree, derivePairwiseSeed, importPrivateScalar, importPublicKey, PUBLIC_KEY_BYTES } from './keys.ts';
 import { applyMask, pairwiseSign } from './masking.ts';
+import { reduceWords } from './modulus.ts';
 import type {
   AdvertiseKeysMessage,
   ForwardedSharesMessage,
@@ -171,6 +181,12 @@ export class SecAggServer {
     if (!(message.masked instanceof Uint32Array) || message.masked.length !== this.config.vectorLength) {
       throw new SecAggError('wrong-length', `masked input must be a Uint32Array of length ${this.config.vectorLength}`);
     }
+    const bits = wordBitsOf(this.config);
+    if (bits < 32) {
+      const limit = 2 ** bits;
+      const at = message.masked.findIndex((w) => w >= limit);
+      if (at >= 0) throw new SecAggError('bad-packing', `masked word ${at} (${message.masked[at]}) is not below 2^${bits}`);
+    }
     this.masked.set(from, message.masked.slice());
   }
 
@@ -279,12 +295,15 @@ export class SecAggServer {
         }
         secret.fill(0);
       }
+      // Everything above is mod 2^32; the inputs and masks live in Z_{2^b}, its image under reduction mod 2^b.
+      const bits = wordBitsOf(config);
+      reduceWords(sum, bits);
       const contributors = sorted(this.u3);
       const result: SecAggResult = {
         round: config.round,
-        sum: dequantizeSum(sum, contributors.length, config.quantization),
+        sum: dequantizeSum(sum, contributors.length, config.quantization, bits),
         contributors,
-        errorBound: sumErrorBound(config.quantization, contributors.length),
+        errorBound: sumErrorBound(config.quantization, contributors.length, bits),
       };
       this.abort();
       this.phase = 'done';

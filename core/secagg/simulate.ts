@@ -12,6 +12,7 @@ import {
   type UnmaskRequestMessage,
   type UnmaskResponseMessage,
 } from './protocol.ts';
+import { packMaskedInput } from './word-packing.ts';
 
 /**
  * An in-memory round: every client and the server in one process, messages
@@ -127,7 +128,8 @@ export async function runLocalRound(
     received(client.index, inbox);
     const update = updateOf(client.index);
     const message = await timeClient(client.index, () => client.maskInput(inbox, update, options.maskOptions?.(client.index)));
-    sent(client.index, message);
+    // What travels: the words packed b bits each.
+    sent(client.index, packMaskedInput(message, config));
     transcript.masked.push(message);
     await timeServer(() => server.receiveMaskedInput(message));
   }

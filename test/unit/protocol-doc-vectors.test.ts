@@ -16,10 +16,12 @@ import {
   PUBLIC_KEY_BYTES,
 } from '../../core/secagg/keys.ts';
 import { applyMask } from '../../core/secagg/masking.ts';
+import { reduceWords } from '../../core/secagg/modulus.ts';
 import { expandSeed } from '../../core/secagg/prg.ts';
 import { SHARE_CIPHERTEXT_BYTES } from '../../core/secagg/protocol.ts';
 import { quantize } from '../../core/secagg/quantize.ts';
 import { reconstruct, SHAMIR_PRIME, SHARE_BYTES } from '../../core/secagg/shamir.ts';
+import { packWords, unpackWords } from '../../core/secagg/word-packing.ts';
 
 /**
  * docs/protocol.md §10.3 gives test vectors for every secure aggregation
@@ -66,6 +68,7 @@ describe('docs/protocol.md against core: secure aggregation test vectors, payloa
       'graph-8-3',
       'hkdf',
       'masked-input',
+      'packed-masked-input',
       'prg',
       'quantize',
       'shamir',
@@ -197,6 +200,16 @@ describe('docs/protocol.md against core: secure aggregation test vectors, payloa
     await applyMask(masked, fromHex(v('seedWith1')), -1);
     assert.deepEqual([...masked], words(v('masked')));
     assert.equal(toHex(new Uint8Array(masked.buffer)), v('maskedBytes'));
+  });
+
+  it('packed masked input: the masked-input vector mod 2^13, 13 bits per word, least significant bit first', () => {
+    const v = block('packed-masked-input');
+    const bits = Number(v('wordBits'));
+    const masked = Uint32Array.from(words(block('masked-input')('masked')));
+    reduceWords(masked, bits);
+    assert.deepEqual([...masked], words(v('words')));
+    assert.equal(toHex(packWords(masked, bits)), v('packed'));
+    assert.deepEqual([...unpackWords(fromHex(v('packed')), masked.length, bits)], [...masked]);
   });
 
   it('names every field of every payload and status interface (core/protocol/messages.ts, status.ts)', () => {

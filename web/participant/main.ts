@@ -5,6 +5,7 @@ import { BACKENDS, jobForTask, type BackendName, type PageToWorker, type StartDa
 import { takeSecretParam } from '../secret-param.ts';
 import { DataPanel, type PreparedData } from './data-panel.ts';
 import { loadDemoCsv } from './sources/csv.ts';
+import { packedBytes } from '../../core/secagg/word-packing.ts';
 import { formatBytes, SENT_ALSO, sentStatement, updateBytes } from './task-text.ts';
 import { $, errorMessage } from './dom.ts';
 
@@ -143,7 +144,7 @@ function showUploaded(event: Extract<ParticipantEvent, { type: 'uploaded' }>): v
   sent.dataset.round = String(event.round);
   sent.textContent = `${formatBytes(event.bytes)} in round ${event.round}${applied.length > 0 ? `, ${applied.join(', ')}` : ''}`;
   // Confirms the statement made before the first round, with the real size.
-  const expected = task ? (event.masked ? task.paramCount * 4 : updateBytes(task)) : undefined;
+  const expected = task ? (event.masked ? packedBytes(task.paramCount, event.wordBits ?? 32) : updateBytes(task)) : undefined;
   $('privacy-note').textContent =
     expected === undefined
       ? ''

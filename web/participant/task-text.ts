@@ -38,7 +38,7 @@ export function sentStatement(task: TaskSummary): string {
   parts.push(
     'When the coordinator asks for it, the whole update is also clipped and noised (client-level differential privacy), ' +
       'and masked with secure aggregation so a coordinator following the protocol can decode only the sum of all updates ' +
-      `(then ${formatBytes(task.paramCount * 4)} of masked numbers, plus small key-exchange messages).`,
+      `(then ${formatBytes(task.paramCount * 4)} of masked numbers, fewer with a compressed encoding, plus small key-exchange messages).`,
   );
   return parts.join(' ');
 }

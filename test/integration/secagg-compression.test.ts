@@ -1,0 +1,101 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { before, describe, it } from 'node:test';
+import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
+import { startCoordinator, type Coordinator } from '../../coordinator/server.ts';
+import { loadMnistDemo, type DemoData } from '../../coordinator/task/demo-data.ts';
+import type { RoundRecord } from '../../core/protocol/status.ts';
+import { packedBytes } from '../../core/secagg/word-packing.ts';
+import { startNodeParticipants, stopNodeParticipants, type NodeParticipant } from '../helpers/node-participants.ts';
+
+/**
+ * The demo federation under secure aggregation with --update-encoding int8
+ * (11-bit masked words for 4 participants) against the same
+ * federation with 32-bit words: the int8 run must reach the float32 run's
+ * accuracy band, every round must be aggregated from packed words, and the
+ * coordinator must have received b/32 of the float32 run's masked bytes.
+ */
+
+const PARTICIPANTS = 4;
+const ROUNDS = 3;
+/** Accuracy points the int8 run may lose against float32 after the same rounds. */
+const BAND = 0.03;
+
+async function federation(
+  demo: DemoData,
+  flags: readonly string[],
+): Promise<{ history: readonly RoundRecord[]; wordBits: number; paramCount: number }> {
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'fl-secagg-compression-'));
+  const config = parseConfig(
+    [
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--rounds',
+      String(ROUNDS),
+      '--min-clients',
+      String(PARTICIPANTS),
+      '--clients-per-round',
+      String(PARTICIPANTS),
+      '--min-updates',
+      String(PARTICIPANTS),
+      '--round-timeout',
+      '120',
+      '--secure-aggregation',
+      '--secagg-step-timeout',
+      '30',
+      '--seed',
+      '7',
+      '--data-dir',
+      dataDir,
+      '--quiet',
+      ...flags,
+    ],
+    {},
+  ) as CoordinatorConfig;
+  let coordinator: Coordinator | undefined;
+  let participants: NodeParticipant[] = [];
+  try {
+    coordinator = await startCoordinator(config);
+    participants = await startNodeParticipants(coordinator.url, demo, coordinator.task, PARTICIPANTS);
+    const final = await coordinator.done;
+    return { history: final.history, wordBits: config.settings.secureAggregation?.wordBits ?? 32, paramCount: coordinator.task.paramCount };
+  } finally {
+    stopNodeParticipants(participants);
+    await coordinator?.close();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+}
+
+describe('secure aggregation with int8 updates (packed small-modulus words)', () => {
+  let demo: DemoData;
+
+  before(async () => {
+    demo = await loadMnistDemo();
+  });
+
+  it('reaches the float32 secure run’s accuracy band with 11-bit words', { timeout: 240_000 }, async () => {
+    const wide = await federation(demo, []);
+    // The default clip range c = 8: Δ = 16/254 per value, unbiased stochastic rounding.
+    const narrow = await federation(demo, ['--update-encoding', 'int8']);
+    assert.equal(wide.wordBits, 32);
+    assert.equal(narrow.wordBits, 11, 'int8 for 4 participants: 8 + ⌈log2 4⌉ + 1');
+    for (const run of [wide, narrow]) {
+      assert.equal(run.history.length, ROUNDS);
+      assert.ok(
+        run.history.every((r) => r.outcome === 'aggregated'),
+        JSON.stringify(run.history.map((r) => [r.outcome, r.reason])),
+      );
+    }
+    const accuracy = (run: { history: readonly RoundRecord[] }) => run.history.at(-1)!.metrics!.accuracy;
+    console.log(`accuracy after ${ROUNDS} rounds: float32 ${accuracy(wide)}, int8 ${accuracy(narrow)}`);
+    assert.ok(accuracy(wide) > 0.8, `float32 secure accuracy ${accuracy(wide)}`);
+    assert.ok(accuracy(narrow) >= accuracy(wide) - BAND, `int8 ${accuracy(narrow)} vs float32 ${accuracy(wide)}`);
+    // What arrived: PARTICIPANTS masked vectors per round, packed 11 bits per value instead of 32.
+    for (const r of wide.history) assert.equal(r.bytesIn, PARTICIPANTS * 4 * wide.paramCount);
+    for (const r of narrow.history) assert.equal(r.bytesIn, PARTICIPANTS * packedBytes(narrow.paramCount, 11));
+  });
+});
