@@ -235,3 +235,64 @@ describe('fine-tuning a pretrained model (tasks/fashion-finetune)', () => {
     }
   });
 });
+
+describe('fine-tuning under secure aggregation with distributed client-level DP', () => {
+  let coordinator: Coordinator;
+  let dataDir: string;
+  let participants: NodeParticipant[] = [];
+  const maskedLengths: number[] = [];
+  const plainLengths: number[] = [];
+
+  before(async () => {
+    dataDir = await mkdtemp(path.join(tmpdir(), 'fl-fine-tune-secagg-'));
+    const config = parseConfig(
+      [
+        ...['--task', TASK, '--port', '0', '--host', '127.0.0.1', '--quiet', '--data-dir', dataDir],
+        ...['--rounds', '2', '--min-clients', '3', '--clients-per-round', '3', '--min-updates', '3', '--epochs', '1'],
+        ...['--secure-aggregation', '--client-dp', 'distributed', '--fresh-privacy-budget', '--client-noise-multiplier', '1'],
+        ...['--client-sample-rate', '1', '--client-clip', '1', '--expected-clients', '3', '--admin-token', 'fine-tune-secagg-admin'],
+      ],
+      {},
+    ) as CoordinatorConfig;
+    coordinator = await startCoordinator(config, {
+      secaggObserver: { masked: (_round, _id, vector) => maskedLengths.push(vector.length) },
+    });
+  });
+
+  after(async () => {
+    stopNodeParticipants(participants);
+    await coordinator?.close();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('clips, noises and masks only the trainable values; the noised sum leaves the frozen weights bit-identical', {
+    timeout: 120_000,
+  }, async () => {
+    const { task, engine } = coordinator;
+    const layout = trainableLayout(task.weightShapes, task.fineTune!.trainableWeights);
+    const initial = engine.globalModel.weights.slice();
+    const train = decodeDataset(new Uint8Array(await (await fetch(`${coordinator.url}${task.demoData!.url}`)).arrayBuffer()));
+    participants = await startNodeParticipants(coordinator.url, { train, test: train }, task, 3, {
+      onPlainUpdate: (_k, _round, update) => plainLengths.push(update.length),
+    });
+    const final = await coordinator.done;
+    assert.deepEqual(
+      final.history.map((r) => [r.outcome, r.secagg?.masked]),
+      [
+        ['aggregated', 3],
+        ['aggregated', 3],
+      ],
+    );
+    assert.deepEqual(plainLengths, new Array(6).fill(TRAINABLE), 'each plain update, before clipping, noise and masking');
+    assert.deepEqual(maskedLengths, new Array(6).fill(TRAINABLE), 'each masked vector the coordinator held');
+    const uploads = participants.flatMap((p) => events(p, 'uploaded')) as Extract<ParticipantEvent, { type: 'uploaded' }>[];
+    assert.equal(uploads.length, 6);
+    for (const u of uploads) {
+      assert.ok(u.masked && u.noised);
+      assert.equal(u.bytes, 4 * TRAINABLE, 'masked words of the trainable values only');
+    }
+    const model = engine.globalModel.weights;
+    assert.deepEqual(new Uint8Array(gatherFrozen(model, layout).buffer), new Uint8Array(gatherFrozen(initial, layout).buffer));
+    assert.ok(gatherTrainable(model, layout).some((v, i) => v !== gatherTrainable(initial, layout)[i]));
+  });
+});
