@@ -12,14 +12,24 @@ import { CoordinateMedian } from '../../core/aggregation/robust.ts';
 import type { Dataset } from '../../core/data/dataset.ts';
 import type { TabularInput } from '../../core/data/schema.ts';
 import { buildModel } from '../../core/model/architectures.ts';
-import { gatherFrozen, gatherTrainable, joinWeights, trainableLayout, withTrainable } from '../../core/model/fine-tune.ts';
+import {
+  gatherFrozen,
+  gatherTrainable,
+  joinWeights,
+  trainableLayout,
+  weightsContentHash,
+  withTrainable,
+} from '../../core/model/fine-tune.ts';
+import { ParticipantWeights, type FrozenWeightsStore } from '../../core/model/fine-tune-weights.ts';
 import { FineTuneStrategy } from '../../core/model/fine-tune-strategy.ts';
 import { readWeights } from '../../core/model/weights.ts';
 import { DpSgdTrainer } from '../../core/privacy/dp-sgd.ts';
 import { ErrorCode, ProtocolError } from '../../core/protocol/errors.ts';
-import type { WeightShape } from '../../core/protocol/messages.ts';
+import type { TaskSummary, WeightShape } from '../../core/protocol/messages.ts';
 import { SeededRandom } from '../../core/random/prng.ts';
 import { LocalTrainer } from '../../core/training/local-trainer.ts';
+import { encodeFrame, FrameKind } from '../../core/wire/frame.ts';
+import { FileFrozenWeightsStore } from '../../node/participant/frozen-file-store.ts';
 
 const SHAPES: WeightShape[] = [
   { name: 'a/kernel', shape: [2, 3] },
@@ -265,5 +275,90 @@ describe('fine-tuning: a task names its trainable layers', () => {
     assert.deepEqual(parseTaskFile(task({ model: { modelJson: './m.json' }, fineTune: { trainable: ['a'] } }), 'task.json').fineTune, {
       trainable: ['a'],
     });
+  });
+});
+
+describe('fine-tuning: a participant gets the frozen weights once and checks them', () => {
+  const frozenValues = Float32Array.from({ length: 8 }, (_, i) => i / 7);
+  const trainableValues = Float32Array.from({ length: 9 }, (_, i) => -i);
+
+  async function fineTuneTask(): Promise<TaskSummary> {
+    return {
+      name: 't',
+      description: '',
+      model: { architecture: 'custom', inputShape: [2], numClasses: 2 },
+      weightShapes: SHAPES,
+      paramCount: 17,
+      input: INPUT,
+      classes: ['no', 'yes'],
+      fineTune: { trainableWeights: [1, 2], trainableParamCount: 9, frozenHash: await weightsContentHash(frozenValues) },
+    };
+  }
+
+  class Store implements FrozenWeightsStore {
+    saved = new Map<string, Float32Array>();
+    async load(hash: string) {
+      return this.saved.get(hash);
+    }
+    async save(hash: string, values: Float32Array) {
+      this.saved.set(hash, values.slice());
+    }
+  }
+
+  it('downloads once, completes each round from the trainable frame, sends only the trainable values', async () => {
+    const task = await fineTuneTask();
+    const store = new Store();
+    let downloads = 0;
+    const weights = new ParticipantWeights(store, async () => {
+      downloads++;
+      return encodeFrame(FrameKind.Weights, frozenValues);
+    });
+    assert.deepEqual(await weights.prepare(task), { kind: 'download', bytes: 16 + 4 * 8 });
+    assert.deepEqual(await weights.prepare(task), { kind: 'download', bytes: 16 + 4 * 8 }, 'the same work, not a second download');
+    const layout = trainableLayout(SHAPES, [1, 2]);
+    const full = await weights.roundWeights(task, {
+      version: 3,
+      weights: encodeFrame(FrameKind.Weights, trainableValues),
+      frozenHash: task.fineTune!.frozenHash,
+    });
+    assert.deepEqual(full, joinWeights(trainableValues, frozenValues, layout));
+    assert.deepEqual(await weights.uploadValues(task, full), trainableValues);
+    await assert.rejects(
+      weights.roundWeights(task, {
+        version: 3,
+        weights: encodeFrame(FrameKind.Weights, new Float32Array(17)),
+        frozenHash: task.fineTune!.frozenHash,
+      }),
+      (error: unknown) => error instanceof ProtocolError && error.code === ErrorCode.WrongLength,
+    );
+    assert.equal(downloads, 1);
+    // A returning session: from the store, nothing downloaded.
+    const again = new ParticipantWeights(store, () => Promise.reject(new Error('must not download')));
+    assert.deepEqual(await again.prepare(task), { kind: 'cache' });
+  });
+
+  it('a cached copy that does not match its hash is downloaded again; a download that does not match is refused', async () => {
+    const task = await fineTuneTask();
+    const store = new Store();
+    store.saved.set(task.fineTune!.frozenHash, new Float32Array(8).fill(1));
+    const repaired = new ParticipantWeights(store, async () => encodeFrame(FrameKind.Weights, frozenValues));
+    assert.equal((await repaired.prepare(task))?.kind, 'download');
+    assert.deepEqual(store.saved.get(task.fineTune!.frozenHash), frozenValues);
+    const lying = new ParticipantWeights(new Store(), async () => encodeFrame(FrameKind.Weights, new Float32Array(8)));
+    await assert.rejects(lying.prepare(task), /do not match their hash/);
+  });
+
+  it('the Node participant keeps them in its state folder', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'fl-frozen-store-'));
+    try {
+      const store = new FileFrozenWeightsStore(dir);
+      const hash = await weightsContentHash(frozenValues);
+      assert.equal(await store.load(hash), undefined);
+      await store.save(hash, frozenValues);
+      assert.deepEqual(await new FileFrozenWeightsStore(dir).load(hash), frozenValues);
+      await assert.rejects(store.save('../x', frozenValues), /not a SHA-256 hash/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
