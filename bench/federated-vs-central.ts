@@ -47,9 +47,10 @@ batch size and learning rate.
                participant every round, --target-accuracy = the target) and
                real participants (core/participant, in this process, tfjs
                wasm), P participants x {iid, label} shards (label: McMahan's
-               two label pieces per shard, as ?skew=label), 1 local epoch a
-               round, so one round = one pass over the pooled data = one
-               centralised epoch. At most --max-rounds rounds.
+               two label pieces per shard, as ?skew=label), --local-epochs E
+               local epochs a round over each shard, so one round = E passes
+               over the pooled data = E centralised epochs: the table counts
+               federated epochs as rounds x E. At most --max-rounds rounds.
 
   --participants LIST  participant counts (default 3,10)
   --skews LIST         iid,label (default both)
@@ -62,6 +63,11 @@ batch size and learning rate.
   --max-rounds R       (default 20)
   --server-lrs LIST    FedAvg server learning rates to run each setup with
                        (--server-learning-rate; default 1, plain FedAvg)
+  --local-epochs E     participants' local epochs a round (default 1)
+  --local-batch-size B participants' batch size (default --batch-size), or
+                       "split": --batch-size / P rounded (at least 1), so the
+                       P participants' steps together see one central batch
+  --local-learning-rate X  participants' learning rate (default --learning-rate)
   --seed N             initial model, data subset and shard seed (default 1)
   --json FILE          write the raw results as JSON
   --help               show this text
@@ -78,6 +84,10 @@ interface Options {
   readonly centralEpochs: number;
   readonly maxRounds: number;
   readonly serverLearningRates: readonly number[];
+  readonly localEpochs: number;
+  /** A batch size, or 'split': the central batch size divided among the participants. */
+  readonly localBatchSize: number | 'split';
+  readonly localLearningRate: number;
   readonly seed: number;
   readonly json?: string;
 }
@@ -97,11 +107,16 @@ interface FederatedResult {
   readonly participants: number;
   readonly skew: ShardSkew;
   readonly serverLearningRate: number;
+  readonly localEpochs: number;
+  readonly localBatchSize: number;
+  readonly localLearningRate: number;
   readonly examplesPerParticipant: readonly number[];
   readonly accuracyByRound: readonly number[];
   /** Wall-clock ms from the participants' start to the end of each round (its evaluation included). */
   readonly elapsedMsByRound: readonly number[];
   readonly roundsToTarget: number | null;
+  /** Rounds to target x local epochs: passes over the pooled data, as a centralised epoch is one. */
+  readonly epochsToTarget: number | null;
   readonly msToTarget: number | null;
   readonly roundsRun: number;
   readonly doneReason: string | undefined;
@@ -129,6 +144,9 @@ function optionValues(argv: readonly string[]) {
         'central-epochs': { type: 'string' },
         'max-rounds': { type: 'string' },
         'server-lrs': { type: 'string' },
+        'local-epochs': { type: 'string' },
+        'local-batch-size': { type: 'string' },
+        'local-learning-rate': { type: 'string' },
         seed: { type: 'string' },
         json: { type: 'string' },
         help: { type: 'boolean' },
@@ -150,6 +168,8 @@ function parseOptions(argv: readonly string[]): Options | 'help' {
   const test = int(values.test, 'test', 2000);
   if (train > 60_000) fail('--train: the Fashion-MNIST train set holds 60,000 images');
   if (test > 10_000) fail('--test: the Fashion-MNIST t10k set holds 10,000 images');
+  const batchSize = int(values['batch-size'], 'batch-size', 32);
+  const learningRate = numberFlag(values['learning-rate'], 'learning-rate', isPositive, 'a positive number', fail) ?? 0.02;
   return {
     participants: (values.participants ?? '3,10').split(',').map((s) => int(s, 'participants', 0)),
     skews: (values.skews ?? 'iid,label').split(',').map((s): ShardSkew => {
@@ -159,10 +179,14 @@ function parseOptions(argv: readonly string[]): Options | 'help' {
     train,
     test,
     model,
-    batchSize: int(values['batch-size'], 'batch-size', 32),
-    learningRate: numberFlag(values['learning-rate'], 'learning-rate', isPositive, 'a positive number', fail) ?? 0.02,
+    batchSize,
+    learningRate,
     centralEpochs: int(values['central-epochs'], 'central-epochs', 10),
     maxRounds: int(values['max-rounds'], 'max-rounds', 20),
+    localEpochs: int(values['local-epochs'], 'local-epochs', 1),
+    localBatchSize: values['local-batch-size'] === 'split' ? 'split' : int(values['local-batch-size'], 'local-batch-size', batchSize),
+    localLearningRate:
+      numberFlag(values['local-learning-rate'], 'local-learning-rate', isPositive, 'a positive number', fail) ?? learningRate,
     serverLearningRates: (values['server-lrs'] ?? '1')
       .split(',')
       .map((s) => numberFlag(s, 'server-lrs', isPositive, 'a list of positive numbers', fail) ?? 1),
@@ -253,6 +277,7 @@ async function runFederated(
   );
   let coordinator: Coordinator | undefined;
   let participants: NodeParticipant[] = [];
+  const localBatchSize = options.localBatchSize === 'split' ? Math.max(1, Math.round(options.batchSize / count)) : options.localBatchSize;
   try {
     const flags = [
       '--task',
@@ -277,11 +302,11 @@ async function runFederated(
       '--round-timeout',
       '600',
       '--epochs',
-      '1',
+      String(options.localEpochs),
       '--batch-size',
-      String(options.batchSize),
+      String(localBatchSize),
       '--learning-rate',
-      String(options.learningRate),
+      String(options.localLearningRate),
       '--seed',
       String(options.seed),
       '--server-learning-rate',
@@ -308,10 +333,14 @@ async function runFederated(
       participants: count,
       skew,
       serverLearningRate,
+      localEpochs: options.localEpochs,
+      localBatchSize,
+      localLearningRate: options.localLearningRate,
       examplesPerParticipant: shards.map((s) => s.count),
       accuracyByRound,
       elapsedMsByRound,
       roundsToTarget: hit < 0 ? null : hit + 1,
+      epochsToTarget: hit < 0 ? null : (hit + 1) * options.localEpochs,
       msToTarget: hit < 0 ? null : elapsedMsByRound[hit]!,
       roundsRun: final.history.length,
       doneReason: final.doneReason,
@@ -329,19 +358,19 @@ const seconds = (ms: number | null) => (ms === null ? '–' : `${(ms / 1000).toF
 
 function table(central: CentralResult, federated: readonly FederatedResult[], options: Options): string {
   const lines = [
-    '| run | data per participant | rounds (= epochs) to target | epochs vs centralised | wall clock to target | accuracy at target round / last round |',
-    '|---|---|---:|---:|---:|---|',
-    `| centralised (pooled) | ${options.train} | ${central.epochsToTarget ?? `not in ${options.centralEpochs}`} | 1.00x | ${seconds(central.msToTarget)} | ${central.epochsToTarget === null ? '–' : pct(central.accuracyByEpoch[central.epochsToTarget - 1]!)} / ${pct(central.finalAccuracy)} (epoch ${options.centralEpochs}) |`,
+    '| run | data per participant | local epochs, batch, lr | rounds to target | epochs to target | epochs vs centralised | wall clock to target | accuracy at target round / last round |',
+    '|---|---|---|---:|---:|---:|---:|---|',
+    `| centralised (pooled) | ${options.train} | –, ${options.batchSize}, ${options.learningRate} | – | ${central.epochsToTarget ?? `not in ${options.centralEpochs}`} | 1.00x | ${seconds(central.msToTarget)} | ${central.epochsToTarget === null ? '–' : pct(central.accuracyByEpoch[central.epochsToTarget - 1]!)} / ${pct(central.finalAccuracy)} (epoch ${options.centralEpochs}) |`,
   ];
   for (const f of federated) {
     const ratio =
-      f.roundsToTarget === null || central.epochsToTarget === null ? '–' : `${(f.roundsToTarget / central.epochsToTarget).toFixed(2)}x`;
+      f.epochsToTarget === null || central.epochsToTarget === null ? '–' : `${(f.epochsToTarget / central.epochsToTarget).toFixed(2)}x`;
     const sizes = `${Math.min(...f.examplesPerParticipant)}–${Math.max(...f.examplesPerParticipant)}`;
     const reached = f.roundsToTarget === null ? `not in ${f.roundsRun}` : String(f.roundsToTarget);
     const atTarget = f.roundsToTarget === null ? '–' : pct(f.accuracyByRound[f.roundsToTarget - 1]!);
     const serverLr = f.serverLearningRate === 1 ? '' : `, server lr ${f.serverLearningRate}`;
     lines.push(
-      `| federated, ${f.participants} participants, ${f.skew === 'iid' ? 'IID' : 'label-skewed'}${serverLr} | ${sizes} | ${reached} | ${ratio} | ${seconds(f.msToTarget)} | ${atTarget} / ${pct(f.accuracyByRound.at(-1) ?? NaN)} (round ${f.roundsRun}) |`,
+      `| federated, ${f.participants} participants, ${f.skew === 'iid' ? 'IID' : 'label-skewed'}${serverLr} | ${sizes} | ${f.localEpochs}, ${f.localBatchSize}, ${f.localLearningRate} | ${reached} | ${f.epochsToTarget ?? '–'} | ${ratio} | ${seconds(f.msToTarget)} | ${atTarget} / ${pct(f.accuracyByRound.at(-1) ?? NaN)} (round ${f.roundsRun}) |`,
     );
   }
   return lines.join('\n');
@@ -406,14 +435,14 @@ async function main(): Promise<void> {
       const limit = EPOCH_RATIO_TARGET * central.epochsToTarget;
       const verdicts = iid.map(
         (f) =>
-          `${f.participants} participants${f.serverLearningRate === 1 ? '' : ` (server lr ${f.serverLearningRate})`}: ${f.roundsToTarget === null ? 'not reached' : `${f.roundsToTarget} epochs`} (${f.roundsToTarget !== null && f.roundsToTarget <= limit ? 'met' : 'NOT met'})`,
+          `${f.participants} participants${f.serverLearningRate === 1 ? '' : ` (server lr ${f.serverLearningRate})`}: ${f.epochsToTarget === null ? 'not reached' : `${f.epochsToTarget} epochs`} (${f.epochsToTarget !== null && f.epochsToTarget <= limit ? 'met' : 'NOT met'})`,
       );
       console.log(
         `Target: IID within ${EPOCH_RATIO_TARGET}x the centralised ${central.epochsToTarget} epochs (<= ${limit}): ${verdicts.join('; ')}`,
       );
     }
     console.log(
-      `Model ${options.model}, batch ${options.batchSize}, learning rate ${options.learningRate}, backend ${backend}, ${options.train} train / ${options.test} test examples.`,
+      `Model ${options.model}, batch ${options.batchSize}, learning rate ${options.learningRate} (participants: ${options.localEpochs} local epochs, batch ${options.localBatchSize === 'split' ? `${options.batchSize} / P` : options.localBatchSize}, learning rate ${options.localLearningRate}), backend ${backend}, ${options.train} train / ${options.test} test examples.`,
     );
     console.log(`Command: ${command}`);
     console.log(`Total wall time: ${((performance.now() - startedAll) / 1000).toFixed(0)} s`);

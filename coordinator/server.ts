@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { Server, type Namespace } from 'socket.io';
 import type { Strategy } from '../core/aggregation/strategy.ts';
+import { FineTuneStrategy } from '../core/model/fine-tune-strategy.ts';
 import type { TaskSummary } from '../core/protocol/messages.ts';
 import type { AdminClientToServerEvents, AdminServerToClientEvents, FederationStatus } from '../core/protocol/status.ts';
 import { SeededRandom } from '../core/random/prng.ts';
@@ -95,9 +96,13 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     // Fault injection, used by the crash test only.
     process.env.FL_FAULT_KILL_IN_CHECKPOINT === '1',
   );
-  // Compressed secure sums size their words for the model (coordinator/secagg-words-config.ts).
-  const modelConfig = { ...config, settings: secAggSettingsForModel(config, task.paramCount) };
-  const strategy: Strategy = hooks.strategy ?? buildStrategy(withSkellam(modelConfig, task.paramCount));
+  // Fine-tuning: the strategy (and Skellam's dimension) sees only the trainable values (core/model/fine-tune-strategy.ts).
+  const fineTune = loaded.fineTune;
+  const updateLength = fineTune?.layout.trainableCount ?? task.paramCount;
+  // Compressed secure sums size their words for the update (coordinator/secagg-words-config.ts).
+  const modelConfig = { ...config, settings: secAggSettingsForModel(config, updateLength) };
+  const baseStrategy = hooks.strategy ?? buildStrategy(withSkellam(modelConfig, updateLength));
+  const strategy: Strategy = fineTune ? new FineTuneStrategy(baseStrategy, fineTune.layout) : baseStrategy;
   const lastStartedRound = await checkpoints.lastStartedRound();
   const resume = await findResumePoint(checkpoints, task, strategy, lastStartedRound, log);
   const bestModels = new BestModelStore(runDir, atRestKey);
@@ -151,6 +156,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     onParticipantForgotten: (id) => rejoinSecrets.forget(id),
     onRoundStarting: (round) => checkpoints.markRoundStarted(round),
     onRoundCompleted: saveCompletedRounds(runFiles),
+    fineTune: fineTune && { layout: fineTune.layout, frozenHash: fineTune.summary.frozenHash },
   });
 
   // Model downloads, the run report with its membership audit, the history as CSV.
@@ -175,6 +181,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     rejoinSecrets,
     secureAggregation: config.settings.secureAggregation !== undefined,
     logError: (line: string) => console.error(line),
+    frozenWeights: fineTune && { hash: fineTune.summary.frozenHash, frame: fineTune.frozenFrame },
   };
   io.on('connection', (socket) => attachParticipant(socket, participantContext));
   admin.on('connection', (socket) => {

@@ -4,6 +4,7 @@ import type { EvalMetrics, FederationDoneMessage, RoundEndMessage, RoundStartMes
 import type { FederationStatus, RoundRecord, RoundSettings } from '../../core/protocol/status.ts';
 import type { UniformSource } from '../../core/random/prng.ts';
 import type { SecAggResult } from '../../core/secagg/protocol.ts';
+import { gatherTrainable, type TrainableLayout } from '../../core/model/fine-tune.ts';
 import { encodeFrame, FrameKind } from '../../core/wire/frame.ts';
 import type { Clock } from './clock.ts';
 import type { RetryPolicy } from './durable-commit.ts';
@@ -53,8 +54,18 @@ export interface GlobalModel {
   readonly weights: Float32Array;
   /** SHA-256 (hex) of the weights' bytes, as weights.bin stores them. */
   readonly hash: string;
-  /** The weights encoded once as a frame, shared by every message that sends them. */
+  /** The weights encoded once as a frame, shared by every message that sends them (only the trainable ones when fine-tuning). */
   readonly frame: ArrayBuffer;
+  /** Values in each update (and secure sum) of a round from this model: the trainable ones when fine-tuning, else all. */
+  readonly updateLength: number;
+  /** Fine-tuning: the hash of the frozen values the frame leaves out (GlobalModelMessage.frozenHash). */
+  readonly frozenHash?: string;
+}
+
+/** A fine-tuning task, as the engine needs it: what travels of the model, and the frozen values' hash. */
+export interface EngineFineTune {
+  readonly layout: TrainableLayout;
+  readonly frozenHash: string;
 }
 
 export interface RoundEngineOptions {
@@ -83,10 +94,22 @@ export interface RoundEngineOptions {
   readonly participantGraceMs?: number;
   /** Called when a participant's record is forgotten (the server drops its rejoin secret). */
   readonly onParticipantForgotten?: (participantId: string) => void;
+  /** Fine-tuning: rounds send and collect only the trainable values (the strategy must be a FineTuneStrategy of the same layout). */
+  readonly fineTune?: EngineFineTune;
 }
 
-export function makeModel(version: number, weights: Float32Array): GlobalModel {
-  return { version, weights, hash: weightsHash(weights), frame: encodeFrame(FrameKind.Weights, weights) };
+export function makeModel(version: number, weights: Float32Array, fineTune?: EngineFineTune): GlobalModel {
+  const hash = weightsHash(weights);
+  if (!fineTune) return { version, weights, hash, frame: encodeFrame(FrameKind.Weights, weights), updateLength: weights.length };
+  const trainable = gatherTrainable(weights, fineTune.layout);
+  return {
+    version,
+    weights,
+    hash,
+    frame: encodeFrame(FrameKind.Weights, trainable),
+    updateLength: trainable.length,
+    frozenHash: fineTune.frozenHash,
+  };
 }
 
 /** SHA-256 of float32 weights as little-endian bytes: the same digest as of the weights.bin they are saved to. */

@@ -63,7 +63,7 @@ class PlainCollection implements Collection {
     }
     let update: Float32Array;
     try {
-      update = decodeFrame(message.update, { kind: FrameKind.Update, expectedCount: host.model.weights.length });
+      update = decodeFrame(message.update, { kind: FrameKind.Update, expectedCount: host.model.updateLength });
     } catch (error) {
       if (error instanceof ProtocolError) return this.excludeFromRound(record, ackError(error.code, error.message));
       throw error;

@@ -84,7 +84,7 @@ export function prepareRound({
   });
   const message: RoundStartMessage = {
     round,
-    model: { version: model.version, weights: model.frame },
+    model: { version: model.version, weights: model.frame, frozenHash: model.frozenHash },
     config: fit,
     deadline: startedAt + deadlineMs,
   };

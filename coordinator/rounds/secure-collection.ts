@@ -43,7 +43,7 @@ class SecureCollection implements Collection {
     selected: readonly string[],
     settings: SecureAggregationSettings,
   ) {
-    const config = secAggConfigFor(round.round, selected.length, host.model.weights.length, settings);
+    const config = secAggConfigFor(round.round, selected.length, host.model.updateLength, settings);
     this.secure = new SecureRound(
       config,
       selected,

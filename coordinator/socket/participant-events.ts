@@ -35,6 +35,8 @@ export interface ParticipantContext {
   /** Without secure aggregation the secagg:* events are not part of the protocol (UNKNOWN_EVENT). */
   readonly secureAggregation: boolean;
   readonly logError: (line: string) => void;
+  /** A fine-tuning task's frozen values, sent only to participants that ask (`model:frozen`): they do not hold them yet. */
+  readonly frozenWeights?: { readonly hash: string; readonly frame: ArrayBuffer };
 }
 
 const SECAGG_STEPS = {
@@ -121,7 +123,7 @@ export function attachParticipant(socket: ParticipantSocket, context: Participan
           participantId: id,
           rejoinSecret,
           task,
-          model: { version: model.version, weights: model.frame },
+          model: { version: model.version, weights: model.frame, frozenHash: model.frozenHash },
           round: engine.currentRound,
         });
       },
@@ -148,6 +150,22 @@ export function attachParticipant(socket: ParticipantSocket, context: Participan
     'secagg:shares': secagg('secagg:shares'),
     'secagg:masked': secagg('secagg:masked'),
     'secagg:unmask': secagg('secagg:unmask'),
+    'model:frozen': {
+      kind: 'request',
+      refuseEarly: mustHaveJoined('fetching frozen weights'),
+      handle: (request) => {
+        const frozen = context.frozenWeights;
+        if (frozen?.hash !== request.hash) {
+          return refuse(
+            ErrorCode.UnknownFrozenWeights,
+            frozen
+              ? `this coordinator's task fine-tunes from frozen weights ${frozen.hash}, not ${request.hash}`
+              : "this coordinator's task does not fine-tune: it has no frozen weights",
+          );
+        }
+        return ackOk({ hash: frozen.hash, weights: frozen.frame });
+      },
+    },
   } satisfies { readonly [E in ClientEventName]: EventHandler<E> };
 
   const table: { readonly [E in ClientEventName]: EventHandler<E> } = handlers;

@@ -13,6 +13,7 @@ import {
   TabularSchemaError,
 } from '../../core/data/tabular.ts';
 import { buildModel, parameterCount, weightShapes } from '../../core/model/architectures.ts';
+import { trainableWeightIndices } from '../../core/model/fine-tune.ts';
 import { readWeights } from '../../core/model/weights.ts';
 import type {
   ArchitectureName,
@@ -26,6 +27,7 @@ import type {
 import { permutation, SeededRandom } from '../../core/random/prng.ts';
 import { readImageSource, type ImageSource } from '../../node/data/image-sources.ts';
 import { loadMnistDemo } from './demo-data.ts';
+import { fineTuneParts, markTrainableLayers, type LoadedFineTune } from './fine-tune-task.ts';
 import type { TaskDefinition, TaskFile } from './task-file.ts';
 
 /**
@@ -75,6 +77,8 @@ export interface LoadedTask {
   readonly audit?: { readonly members: Dataset; readonly nonMembers: Dataset };
   /** Things worth a log line, e.g. rows of a CSV skipped for missing values. */
   readonly notes: readonly string[];
+  /** Present when the task fine-tunes: only its trainable weights travel and are aggregated. */
+  readonly fineTune?: LoadedFineTune;
 }
 
 export class TaskLoadError extends Error {
@@ -137,7 +141,7 @@ export async function loadTask(options: TaskLoadOptions): Promise<LoadedTask> {
   const model =
     definition.model.kind === 'builtin'
       ? await builtinModel(options.architecture, input, classes, options.seed)
-      : await customModel(definition.model.path, input, classes);
+      : await customModel(definition.model.path, input, classes, definition.fineTune?.trainable);
   return {
     name: definition.name,
     description,
@@ -164,6 +168,7 @@ export function taskSummary(task: LoadedTask, sampleDp: SampleDpConfig | undefin
     classes: task.classes,
     demoData: task.demoData && { url: task.demoData.url, format: task.demoData.format },
     sampleDp,
+    ...(task.fineTune ? { fineTune: task.fineTune.summary } : {}),
   };
 }
 
@@ -171,6 +176,7 @@ interface TaskModelParts {
   readonly spec: ModelSpec;
   readonly weightShapes: readonly WeightShape[];
   readonly initialWeights: Float32Array;
+  readonly fineTune?: LoadedFineTune;
 }
 
 async function builtinModel(
@@ -199,7 +205,12 @@ async function builtinModel(
  * checked against the task, and described so that every participant
  * rebuilds the same layers (ModelSpec.topology).
  */
-export async function customModel(modelJsonPath: string, input: InputSchema, classes: readonly string[]): Promise<TaskModelParts> {
+export async function customModel(
+  modelJsonPath: string,
+  input: InputSchema,
+  classes: readonly string[],
+  trainable?: readonly string[],
+): Promise<TaskModelParts> {
   const where = shown(modelJsonPath);
   const model = await loadLayersModelFile(modelJsonPath);
   try {
@@ -234,6 +245,8 @@ export async function customModel(modelJsonPath: string, input: InputSchema, cla
           `(numerically stable, and what DP-SGD's per-example gradients need); remove the activation (use "linear") and apply tf.softmax to predictions instead`,
       );
     }
+    // Before the topology is taken: it carries each layer's trainable flag to the participants.
+    markTrainableLayers(model, trainable, fail);
     const topology = JSON.parse(JSON.stringify({ className: model.getClassName(), config: model.getConfig() })) as JsonValue;
     const spec: ModelSpec = { architecture: 'custom', inputShape: [size], numClasses: classes.length, topology };
     const shapes = weightShapes(model);
@@ -245,10 +258,15 @@ export async function customModel(modelJsonPath: string, input: InputSchema, cla
       return fail(`the model cannot be rebuilt from its layers configuration: ${(error as Error).message}`);
     }
     const again = weightShapes(rebuilt);
+    const trainableAgain = trainableWeightIndices(rebuilt);
     rebuilt.dispose();
     if (JSON.stringify(again) !== JSON.stringify(shapes))
       fail('the model rebuilt from its layers configuration has other weights than the one loaded; custom layers are not supported');
-    return { spec, weightShapes: shapes, initialWeights: await readWeights(model) };
+    if (JSON.stringify(trainableAgain) !== JSON.stringify(trainableWeightIndices(model)))
+      fail('the model rebuilt from its layers configuration trains other weights than the one loaded');
+    const initialWeights = await readWeights(model);
+    const fineTune = await fineTuneParts(model, shapes, initialWeights);
+    return { spec, weightShapes: shapes, initialWeights, ...(fineTune ? { fineTune } : {}) };
   } finally {
     model.dispose();
   }

@@ -40,6 +40,8 @@ export interface TaskDefinition {
   readonly input: InputSchema;
   readonly classes: readonly string[];
   readonly data: TaskData;
+  /** Fine-tuning a model.json: the layers to train, every other one frozen (docs/fine-tuning.md). */
+  readonly fineTune?: { readonly trainable: readonly string[] };
 }
 
 export interface TaskFile extends TaskDefinition {
@@ -63,7 +65,7 @@ export const SETTINGS = TASK_FILE_SETTINGS;
 
 type SettingsSection = keyof typeof SETTINGS;
 const SETTINGS_SECTIONS = Object.keys(SETTINGS) as SettingsSection[];
-const TOP_LEVEL = ['name', 'description', 'model', 'input', 'classes', 'data', ...SETTINGS_SECTIONS];
+const TOP_LEVEL = ['name', 'description', 'model', 'input', 'classes', 'data', 'fineTune', ...SETTINGS_SECTIONS];
 /** Labels travel as bytes (core/data/dataset.ts). */
 const MAX_CLASSES = 256;
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -107,6 +109,7 @@ export function parseTaskFile(text: string, file: string): TaskFile {
   const input = parseInput(json.input, fail);
   const classes = parseClasses(json.classes, fail);
   const data = input.kind === 'image' ? parseImageData(json.data, dir, fail) : parseData(json.data, dir, fail);
+  const fineTune = parseFineTune(json.fineTune, model, fail);
 
   if (data.kind === 'builtin') {
     if (input.kind !== 'image' || input.shape.join('x') !== '28x28x1')
@@ -144,7 +147,18 @@ export function parseTaskFile(text: string, file: string): TaskFile {
       flagOrigins.set(flag, where);
     }
   }
-  return { file, name: name as string, description: description as string | undefined, model, input, classes, data, flags, flagOrigins };
+  return {
+    file,
+    name: name as string,
+    description: description as string | undefined,
+    model,
+    input,
+    classes,
+    data,
+    ...(fineTune ? { fineTune } : {}),
+    flags,
+    flagOrigins,
+  };
 }
 
 /**
@@ -213,6 +227,32 @@ function parseModel(value: unknown, dir: string, fail: (key: string, message: st
     return fail('model', `must have exactly one of "architecture" or "modelJson", got ${keys.length === 0 ? 'neither' : 'both'}`);
   if (value.architecture !== undefined) return builtin(value.architecture, 'model.architecture');
   return { kind: 'modelJson', path: filePath(value.modelJson, dir, 'model.modelJson', fail) };
+}
+
+/** `"fineTune": { "trainable": ["dense_1", ...] }`: layer names, checked against the model when it loads. */
+function parseFineTune(
+  value: unknown,
+  model: TaskModel,
+  fail: (key: string, message: string) => never,
+): TaskDefinition['fineTune'] | undefined {
+  if (value === undefined) return undefined;
+  if (model.kind !== 'modelJson')
+    return fail(
+      'fineTune',
+      'needs a pretrained model: { "model": { "modelJson": "./model/model.json" } } (a built-in model starts untrained)',
+    );
+  if (!isObject(value)) return fail('fineTune', `must be an object { "trainable": ["layer name", ...] }, got ${describe(value)}`);
+  checkKeys(value, ['trainable'], 'fineTune.', fail);
+  const trainable = value.trainable;
+  if (!Array.isArray(trainable) || trainable.length === 0)
+    return fail('fineTune.trainable', `must be a non-empty array of the model's layer names, got ${describe(trainable)}`);
+  const seen = new Set<string>();
+  for (const [i, layer] of trainable.entries()) {
+    if (typeof layer !== 'string' || layer === '') fail(`fineTune.trainable[${i}]`, `must be a layer name, got ${describe(layer)}`);
+    if (seen.has(layer as string)) fail(`fineTune.trainable[${i}]`, `names ${JSON.stringify(layer)} twice`);
+    seen.add(layer as string);
+  }
+  return { trainable: [...seen] };
 }
 
 function parseInput(value: unknown, fail: (key: string, message: string) => never): InputSchema {

@@ -7,7 +7,9 @@ import {
   PROTOCOL_VERSION,
   type ClientInfo,
   type ClientToServerEvents,
+  type Binary,
   type FederationDoneMessage,
+  type FrozenWeightsMessage,
   type JoinAccepted,
   type ProgressMessage,
   type RoundEndMessage,
@@ -18,7 +20,8 @@ import {
   type TrainMetrics,
   type UpdateAccepted,
 } from '../protocol/messages.ts';
-import { decodeFrame, encodeFrame, FrameKind } from '../wire/frame.ts';
+import { encodeFrame, FrameKind } from '../wire/frame.ts';
+import { ParticipantWeights, type FrozenSource, type FrozenWeightsStore } from '../model/fine-tune-weights.ts';
 import type { PrivacyLedger } from '../privacy/ledger.ts';
 import type { ClientLevelLedger } from '../privacy/client-ledger.ts';
 import { TrainingAborted, type TrainProgress } from '../training/local-trainer.ts';
@@ -110,6 +113,8 @@ export type ParticipantEvent =
       readonly accountant?: 'pld' | 'rdp';
     }
   | { readonly type: 'declined'; readonly round: number; readonly reason: string }
+  /** A fine-tuning task's frozen weights are ready: from this device's cache, or downloaded once. */
+  | { readonly type: 'frozen-weights'; readonly hash: string; readonly source: FrozenSource }
   | { readonly type: 'round-end'; readonly message: RoundEndMessage }
   | { readonly type: 'done'; readonly message: FederationDoneMessage }
   | { readonly type: 'error'; readonly message: string };
@@ -130,6 +135,8 @@ export interface ParticipantOptions {
   readonly reconnectionDelayMs?: number;
   /** How long to wait for the coordinator's acknowledgement of a request (default 60 s). */
   readonly ackTimeoutMs?: number;
+  /** Where a fine-tuning task's frozen weights are kept between visits (absent: downloaded once per session). */
+  readonly frozenStore?: FrozenWeightsStore;
   /** Tests only: the plain update of a secure aggregation round, before clipping, noise and masking. */
   readonly onPlainUpdate?: (round: number, update: Float32Array) => void;
 }
@@ -151,8 +158,10 @@ export class Participant {
   /** Secure aggregation messages from the coordinator, by event, for the round they name. */
   private readonly secaggInbox = new Map<string, { round: number; message: unknown }>();
   private secaggWaiter: { event: string; round: number; resolve: (m: unknown) => void; reject: (e: Error) => void } | undefined;
+  private readonly weights: ParticipantWeights;
 
   constructor(private readonly options: ParticipantOptions) {
+    this.weights = new ParticipantWeights(options.frozenStore, (hash) => this.downloadFrozen(hash));
     this.socket = io(options.url, {
       autoConnect: false,
       transports: ['websocket'],
@@ -354,6 +363,24 @@ export class Participant {
       round: accepted.round,
     });
     if (!this.finished) this.emit({ type: 'status', status: 'waiting' });
+    this.prepareFrozen(accepted.task);
+  }
+
+  /** Fetches a fine-tuning task's frozen weights right after joining, so the first round need not wait for them. */
+  private prepareFrozen(task: TaskSummary): void {
+    const hash = task.fineTune?.frozenHash;
+    if (hash === undefined) return;
+    this.weights.prepare(task).then(
+      (source) => source && this.emit({ type: 'frozen-weights', hash, source }),
+      (error: unknown) =>
+        this.emit({ type: 'error', message: `frozen weights: ${error instanceof Error ? error.message : String(error)}` }),
+    );
+  }
+
+  private async downloadFrozen(hash: string): Promise<Binary> {
+    const result: Ack<FrozenWeightsMessage> = await this.socket.timeout(this.ackTimeoutMs).emitWithAck('model:frozen', { hash });
+    if (!result.ok) throw new Error(`${result.error.code}: ${result.error.message}`);
+    return result.value.weights;
   }
 
   private deliverSecAgg(event: string, message: { round: number }): void {
@@ -448,7 +475,7 @@ export class Participant {
    * quantise and mask the update and send it; finally answer the unmasking
    * request. The coordinator never sees the update on its own.
    */
-  private async secureRound(message: RoundStartMessage, info: SecAggRoundInfo, weights: Float32Array): Promise<void> {
+  private async secureRound(task: TaskSummary, message: RoundStartMessage, info: SecAggRoundInfo, weights: Float32Array): Promise<void> {
     const round = message.round;
     const config: SecAggConfig = { ...info.config, roundSeed: toBytes(info.config.roundSeed) };
     const client = await SecAggClient.create(config, info.index);
@@ -470,11 +497,12 @@ export class Participant {
       step('shared');
       const forwarded = decodeForwarded(await this.nextSecAgg<SecAggForwardedWire>('secagg:forwarded', round));
       const result = await this.trainRound(message, weights);
-      this.options.onPlainUpdate?.(round, result.update);
+      const update = await this.weights.uploadValues(task, result.update);
+      this.options.onPlainUpdate?.(round, update);
       const privacy = message.config.privacy;
       const skellamVariance = privacy?.skellamVariance;
       let clipped = false;
-      const masked = await client.maskInput(forwarded, result.update, {
+      const masked = await client.maskInput(forwarded, update, {
         // The participant's share of the noise goes in before quantisation: the coordinator only ever decodes the noised sum.
         beforeQuantize: privacy
           ? (values) => {
@@ -520,15 +548,17 @@ export class Participant {
     try {
       if (!(await this.admitRound(message)) || !(await this.admitClientLevel(message))) return;
       this.emit({ type: 'status', status: 'downloading', detail: `round ${round}` });
-      const weights = decodeFrame(message.model.weights, { kind: FrameKind.Weights, expectedCount: task.paramCount });
+      const weights = await this.weights.roundWeights(task, message.model);
       if (message.secagg) {
-        await this.secureRound(message, message.secagg, weights);
+        await this.secureRound(task, message, message.secagg, weights);
         return;
       }
       const result = await this.trainRound(message, weights);
+      // Fine-tuning: only the trainable values are clipped, noised and sent (the frozen ones did not move).
+      const update = await this.weights.uploadValues(task, result.update);
       const privacy = message.config.privacy;
-      const privatized = privacy ? privatizeUpdate(result.update, privacy) : undefined;
-      const frame = encodeFrame(FrameKind.Update, result.update);
+      const privatized = privacy ? privatizeUpdate(update, privacy) : undefined;
+      const frame = encodeFrame(FrameKind.Update, update);
       const epsilon = await this.chargePrivacy(round, result);
       if (epsilon === 'refused') return;
       this.emit({ type: 'status', status: 'uploading', detail: `round ${round}` });

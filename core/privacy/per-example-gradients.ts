@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { correctCount, disposeRecorded, perExampleLoss, recordForwardBackward } from './per-example/forward.ts';
+import { trainableVariables } from '../model/fine-tune.ts';
 import { layerPerExample } from './per-example/layer-grads.ts';
 import { type GradientPath, type PathOptions, type Plan, fastPlan, resolvePath } from './per-example/plan.ts';
 
@@ -134,15 +135,6 @@ function fastClippedSum(plan: Plan, model: tf.LayersModel, x: tf.Tensor, y: tf.T
   } finally {
     tf.dispose([...rec.inputs, ...rec.grads]);
   }
-}
-
-/** The trainable variables of a model, as the tf.Variables `variableGrads` needs. */
-function trainableVariables(model: tf.LayersModel): tf.Variable[] {
-  return model.trainableWeights.map((w) => {
-    const v = w.read();
-    if (!(v instanceof tf.Variable)) throw new Error(`weight ${w.name} is not backed by a tf.Variable`);
-    return v;
-  });
 }
 
 /** ∇L_i for one example through `model.apply`, in trainable-weight order (zeros where unused), plus its loss and correct count. */

@@ -4,6 +4,7 @@ import type { Ack } from './errors.ts';
 import type { ClientToServerEvents } from './messages.ts';
 import {
   parseDeclineMessage,
+  parseFrozenWeightsRequest,
   parseJoinRequest,
   parseProgressMessage,
   parseSecAggAdvertise,
@@ -60,6 +61,7 @@ export const CLIENT_EVENT_PARSERS = {
   'secagg:shares': parseSecAggShares,
   'secagg:masked': parseSecAggMasked,
   'secagg:unmask': parseSecAggUnmask,
+  'model:frozen': parseFrozenWeightsRequest,
 } as const satisfies ClientEventParsers;
 
 /** The secure aggregation events: unknown (UNKNOWN_EVENT) on a coordinator without secure aggregation. */

@@ -81,6 +81,12 @@ export const ErrorCode = {
    * and why; no setting changed.
    */
   InvalidSetting: 'INVALID_SETTING',
+  /**
+   * `model:frozen` named frozen weights this coordinator does not hold: its
+   * task does not fine-tune, or fine-tunes from other frozen weights (the
+   * message gives the hash it holds, if any).
+   */
+  UnknownFrozenWeights: 'UNKNOWN_FROZEN_WEIGHTS',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

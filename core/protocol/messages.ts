@@ -118,6 +118,35 @@ export interface TaskSummary {
   readonly demoData?: DemoDataSource;
   /** Set when local training is DP-SGD, so participants build the private trainer before the first round. */
   readonly sampleDp?: SampleDpConfig;
+  /** Present when the task fine-tunes: only these weights are trained and travel each round (docs/fine-tuning.md). */
+  readonly fineTune?: FineTuneSummary;
+}
+
+/**
+ * A fine-tuning task's split of the model: the global weights of every
+ * round:start and every update frame (and secure sum) hold only the values of
+ * `trainableWeights`, in `model.weights` order; the frozen values (every other
+ * weight, same order) never change and are fetched once with `model:frozen`.
+ */
+export interface FineTuneSummary {
+  /** Indices into `weightShapes` of the trained weight tensors, ascending. */
+  readonly trainableWeights: readonly number[];
+  /** Values of those tensors: the count of every update and round weights frame. */
+  readonly trainableParamCount: number;
+  /** SHA-256 (hex) of the frozen values as little-endian float32: what `model:frozen` returns, and the cache key. */
+  readonly frozenHash: string;
+}
+
+/** `model:frozen` request: the frozen weights of a fine-tuning task, by their hash. */
+export interface FrozenWeightsRequest {
+  readonly hash: string;
+}
+
+/** `model:frozen` answer. */
+export interface FrozenWeightsMessage {
+  readonly hash: string;
+  /** Frame of kind Weights holding the frozen values (paramCount − trainableParamCount of them). */
+  readonly weights: Binary;
 }
 
 /**
@@ -132,8 +161,10 @@ export interface DemoDataSource {
 export interface GlobalModelMessage {
   /** Number of aggregations that produced these weights (0 = initial model). */
   readonly version: number;
-  /** Frame of kind Weights. */
+  /** Frame of kind Weights: every value, or only the trainable ones when the task fine-tunes. */
   readonly weights: Binary;
+  /** Fine-tuning: the hash of the frozen values the weights are completed with (TaskSummary.fineTune.frozenHash). */
+  readonly frozenHash?: string;
 }
 
 export interface ClientInfo {
@@ -350,4 +381,5 @@ export interface ClientToServerEvents {
   'secagg:shares': (message: SecAggSharesWire, ack: (result: Ack<SecAggAccepted>) => void) => void;
   'secagg:masked': (message: SecAggMaskedWire, ack: (result: Ack<SecAggAccepted>) => void) => void;
   'secagg:unmask': (message: SecAggUnmaskWire, ack: (result: Ack<SecAggAccepted>) => void) => void;
+  'model:frozen': (request: FrozenWeightsRequest, ack: (result: Ack<FrozenWeightsMessage>) => void) => void;
 }

@@ -2,7 +2,16 @@ import type { PackedMaskedInputMessage } from '../secagg/messages.ts';
 import type { AdvertiseKeysMessage, ShareKeysMessage, UnmaskResponseMessage } from '../secagg/protocol.ts';
 import { ErrorCode, ProtocolError } from './errors.ts';
 import { decodeShares, decodeUnmask, toBytes, WireShapeError } from './secagg-wire.ts';
-import type { Binary, ClientInfo, DeclineMessage, JoinRequest, ProgressMessage, TrainMetrics, UpdateMessage } from './messages.ts';
+import type {
+  Binary,
+  ClientInfo,
+  DeclineMessage,
+  FrozenWeightsRequest,
+  JoinRequest,
+  ProgressMessage,
+  TrainMetrics,
+  UpdateMessage,
+} from './messages.ts';
 import { CONTROL_ACTIONS, SETTINGS_CHANGE_KEYS, type ControlAction, type ControlRequest, type SettingsChange } from './status.ts';
 
 /**
@@ -92,6 +101,12 @@ export function parseUpdateMessage(value: unknown): UpdateMessage {
       return epsilon;
     }),
   };
+}
+
+export function parseFrozenWeightsRequest(value: unknown): FrozenWeightsRequest {
+  const o = object(value, 'model:frozen');
+  if (typeof o.hash !== 'string' || !/^[0-9a-f]{64}$/.test(o.hash)) bad('model:frozen.hash', 'a SHA-256 digest as 64 lowercase hex digits');
+  return { hash: o.hash };
 }
 
 export function parseDeclineMessage(value: unknown): DeclineMessage {

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Dataset } from '../data/dataset.ts';
 import { buildModel } from '../model/architectures.ts';
+import { trainableVariables } from '../model/fine-tune.ts';
 import { readWeights, writeWeights } from '../model/weights.ts';
 import type { FitConfig, ModelSpec, TrainMetrics } from '../protocol/messages.ts';
 import { nextMacrotask } from '../runtime/yield.ts';
@@ -104,6 +105,7 @@ interface ProximalTerm {
 export class LocalTrainer {
   readonly numExamples: number;
   private readonly model: tf.LayersModel;
+  private readonly variables: tf.Variable[];
   private readonly xs: tf.Tensor2D;
   private readonly ys: tf.Tensor2D;
 
@@ -111,6 +113,7 @@ export class LocalTrainer {
     checkDataFitsModel(spec, data);
     this.numExamples = data.count;
     this.model = buildModel(spec);
+    this.variables = trainableVariables(this.model);
     ({ xs: this.xs, ys: this.ys } = toDataTensors(data, spec.numClasses));
   }
 
@@ -196,17 +199,22 @@ export class LocalTrainer {
         const idx = tf.tensor1d(Int32Array.from(indices), 'int32');
         const x = tf.gather(this.xs, idx);
         const y = tf.gather(this.ys, idx);
-        const meanLoss = optimizer.minimize(() => {
-          const logits = this.model.apply(x, { training: true }) as tf.Tensor;
-          // Kept: the gradient scope disposes everything but the loss when it closes.
-          correct = tf.keep(tf.equal(tf.argMax(logits, 1), tf.argMax(y, 1)).sum());
-          if (!proximal) return tf.losses.softmaxCrossEntropy(y, logits) as tf.Scalar;
-          dataLoss = tf.keep(tf.losses.softmaxCrossEntropy(y, logits) as tf.Scalar);
-          // (μ/2)·‖w − w_global‖² over every weight of the model.
-          const weights = this.model.weights;
-          const squares = weights.map((w, i) => tf.sum(tf.squaredDifference(w.read(), proximal.anchors[i]!)));
-          return tf.add(dataLoss, tf.mul(tf.addN(squares), proximal.mu / 2)) as tf.Scalar;
-        }, true) as tf.Scalar;
+        // Only the trainable variables: without a list, tfjs also steps layers marked `trainable: false`.
+        const meanLoss = optimizer.minimize(
+          () => {
+            const logits = this.model.apply(x, { training: true }) as tf.Tensor;
+            // Kept: the gradient scope disposes everything but the loss when it closes.
+            correct = tf.keep(tf.equal(tf.argMax(logits, 1), tf.argMax(y, 1)).sum());
+            if (!proximal) return tf.losses.softmaxCrossEntropy(y, logits) as tf.Scalar;
+            dataLoss = tf.keep(tf.losses.softmaxCrossEntropy(y, logits) as tf.Scalar);
+            // (μ/2)·‖w − w_global‖² over every weight of the model.
+            const weights = this.model.weights;
+            const squares = weights.map((w, i) => tf.sum(tf.squaredDifference(w.read(), proximal.anchors[i]!)));
+            return tf.add(dataLoss, tf.mul(tf.addN(squares), proximal.mu / 2)) as tf.Scalar;
+          },
+          true,
+          this.variables,
+        ) as tf.Scalar;
         return [lossSum.add((dataLoss ?? meanLoss).mul(indices.length)), correctSum.add(correct!)] as [tf.Scalar, tf.Scalar];
       });
     } finally {

@@ -10,6 +10,7 @@ import { openClientLevelLedger, openParticipantLedger } from '../../core/privacy
 import { PROTOCOL_VERSION, type TaskSummary } from '../../core/protocol/messages.ts';
 import { LocalTrainer } from '../../core/training/local-trainer.ts';
 import { initNodeBackend } from '../../coordinator/tf-node.ts';
+import { FileFrozenWeightsStore } from './frozen-file-store.ts';
 import { FileLedgerStore } from './file-ledger-store.ts';
 import { demoShard, prepareLocalData, type LocalData } from './local-data.ts';
 import { ProgressLine } from './progress.ts';
@@ -33,7 +34,7 @@ export const USAGE = `usage: npm run participant -- --url URL (--data FILE_OR_FO
   --skew label         with --shard: the label-skewed (non-IID) split
   --token-file F       a file holding the join token, when the coordinator needs one
   --backend wasm|cpu   the TensorFlow.js backend (default wasm)
-  --state-dir D        where the DP-SGD privacy ledger is kept (default ./participant-state)
+  --state-dir D        where the DP-SGD privacy ledger and a fine-tuning task's frozen weights are kept (default ./participant-state)
   --epsilon-budget X   with DP-SGD: this participant's own ε budget (it can only lower the task's)`;
 
 export class UsageError extends Error {
@@ -245,6 +246,7 @@ export async function runParticipantCli(argv: readonly string[], out: (text: str
       trainer,
       ledger,
       clientLedger,
+      frozenStore: new FileFrozenWeightsStore(options.stateDir),
       auth: token === undefined ? undefined : { token },
       onEvent,
     });

@@ -59,6 +59,10 @@ export class ProgressLine {
         return undefined;
       case 'declined':
         return `round ${event.round}: declined: ${event.reason}`;
+      case 'frozen-weights':
+        return event.source.kind === 'cache'
+          ? `frozen weights ${event.hash.slice(0, 12)}… from the state folder (not downloaded)`
+          : `frozen weights ${event.hash.slice(0, 12)}… downloaded once (${formatBytes(event.source.bytes)}); rounds send only the trainable weights`;
       case 'round-end': {
         const m = event.message;
         if (m.metrics) this.lastAccuracy = `global accuracy ${m.metrics.accuracy.toFixed(3)}`;

@@ -1,4 +1,5 @@
 import { shardIndices, subset, type Dataset } from '../../core/data/dataset.ts';
+import type { FrozenWeightsStore } from '../../core/model/fine-tune-weights.ts';
 import { Participant, type ParticipantEvent } from '../../core/participant/participant.ts';
 import { DpSgdRoundTrainer, PlainRoundTrainer, type RoundTrainer } from '../../core/participant/trainers.ts';
 import { DpSgdTrainer } from '../../core/privacy/dp-sgd.ts';
@@ -28,6 +29,8 @@ export interface NodeParticipantOptions {
   readonly clientBudgets?: readonly (number | undefined)[];
   /** socket.io handshake auth, e.g. `{ token }` for a coordinator with join tokens. */
   readonly auth?: Record<string, string>;
+  /** Fine-tuning tests: where participant k keeps the frozen weights (index-aligned, optional). */
+  readonly frozenStores?: readonly (FrozenWeightsStore | undefined)[];
   /** Secure aggregation tests: participant k's plain update of each round, before masking. */
   readonly onPlainUpdate?: (k: number, round: number, update: Float32Array) => void;
 }
@@ -77,6 +80,7 @@ export async function startNodeParticipants(
       clientLedger,
       reconnectionDelayMs: 200,
       auth: options.auth,
+      frozenStore: options.frozenStores?.[k],
       onPlainUpdate: options.onPlainUpdate ? (round, update) => options.onPlainUpdate!(k, round, update.slice()) : undefined,
       onEvent: (event) => events.push(event),
     });

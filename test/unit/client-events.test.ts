@@ -9,6 +9,7 @@ describe('the client event table', () => {
     assert.deepEqual([...CLIENT_EVENTS].sort(), [
       'decline',
       'join',
+      'model:frozen',
       'progress',
       'secagg:advertise',
       'secagg:masked',
@@ -19,6 +20,16 @@ describe('the client event table', () => {
     assert.deepEqual(CLIENT_EVENTS.filter(isSecAggEvent), ['secagg:advertise', 'secagg:shares', 'secagg:masked', 'secagg:unmask']);
     for (const name of ['round:end', 'toString', '__proto__', 'constructor', 42, null])
       assert.equal(isClientEvent(name), false, String(name));
+  });
+
+  it('model:frozen names frozen weights by a SHA-256 hex digest, nothing else', () => {
+    const hash = 'ab'.repeat(32);
+    assert.deepEqual(CLIENT_EVENT_PARSERS['model:frozen']({ hash }), { hash });
+    for (const bad of [{}, { hash: 'AB'.repeat(32) }, { hash: `${hash}0` }, { hash: '../etc/passwd' }, 'x'])
+      assert.throws(
+        () => CLIENT_EVENT_PARSERS['model:frozen'](bad),
+        (e: unknown) => e instanceof ProtocolError && e.code === ErrorCode.BadPayload,
+      );
   });
 
   it('trainMs is optional (participants leave it out under DP) but must be finite when sent', () => {

@@ -6,7 +6,7 @@ import { takeSecretParam } from '../secret-param.ts';
 import { DataPanel, type PreparedData } from './data-panel.ts';
 import { loadDemoCsv } from './sources/csv.ts';
 import { packedBytes } from '../../core/secagg/word-packing.ts';
-import { formatBytes, SENT_ALSO, sentStatement, updateBytes } from './task-text.ts';
+import { formatBytes, SENT_ALSO, sentStatement, updateBytes, updateValues } from './task-text.ts';
 import { $, errorMessage } from './dom.ts';
 
 /**
@@ -144,7 +144,7 @@ function showUploaded(event: Extract<ParticipantEvent, { type: 'uploaded' }>): v
   sent.dataset.round = String(event.round);
   sent.textContent = `${formatBytes(event.bytes)} in round ${event.round}${applied.length > 0 ? `, ${applied.join(', ')}` : ''}`;
   // Confirms the statement made before the first round, with the real size.
-  const expected = task ? (event.masked ? packedBytes(task.paramCount, event.wordBits ?? 32) : updateBytes(task)) : undefined;
+  const expected = task ? (event.masked ? packedBytes(updateValues(task), event.wordBits ?? 32) : updateBytes(task)) : undefined;
   $('privacy-note').textContent =
     expected === undefined
       ? ''
@@ -153,6 +153,17 @@ function showUploaded(event: Extract<ParticipantEvent, { type: 'uploaded' }>): v
         : `Expected ${expected.toLocaleString()} bytes: please report this.`;
   if (event.masked) $('privacy-note').textContent += ' Masked: only the sum of all updates can be decoded.';
   log(`round ${event.round}: sent update (${event.bytes.toLocaleString()} bytes), local accuracy ${percent(event.metrics.accuracy)}`);
+}
+
+function showFrozenWeights(event: Extract<ParticipantEvent, { type: 'frozen-weights' }>): void {
+  const el = $('frozen-weights');
+  el.hidden = false;
+  el.dataset.source = event.source.kind;
+  el.textContent =
+    event.source.kind === 'cache'
+      ? "The frozen part of the model came from this browser's cache: not downloaded again."
+      : `The frozen part of the model was downloaded once (${formatBytes(event.source.bytes)}) and kept in this browser's cache.`;
+  log(el.textContent);
 }
 
 function onParticipantEvent(event: ParticipantEvent): void {
@@ -204,6 +215,9 @@ function onParticipantEvent(event: ParticipantEvent): void {
       break;
     case 'declined':
       log(`round ${event.round}: declined: ${event.reason}`);
+      break;
+    case 'frozen-weights':
+      showFrozenWeights(event);
       break;
     case 'round-end': {
       const m = event.message;

@@ -4,9 +4,14 @@ import { FRAME_HEADER_BYTES } from '../../core/wire/frame.ts';
 
 /** Plain-language descriptions of a task for the participant page: what it expects, and what this device sends. */
 
-/** Bytes of one plain update on the wire: every parameter as a float32, plus the frame header. */
+/** Values in one update: every parameter, or only the trainable ones when the task fine-tunes. */
+export function updateValues(task: TaskSummary): number {
+  return task.fineTune?.trainableParamCount ?? task.paramCount;
+}
+
+/** Bytes of one plain update on the wire: each value sent as a float32, plus the frame header. */
 export function updateBytes(task: TaskSummary): number {
-  return task.paramCount * 4 + FRAME_HEADER_BYTES;
+  return updateValues(task) * 4 + FRAME_HEADER_BYTES;
 }
 
 export function formatBytes(bytes: number): string {
@@ -23,10 +28,17 @@ export function formatBytes(bytes: number): string {
 
 /** The sentence under "What leaves this device", computed from the task before any round. */
 export function sentStatement(task: TaskSummary): string {
+  const fineTune = task.fineTune;
   const parts = [
-    `Each round this device takes part in, it sends one model update: the change to the model's ` +
-      `${task.paramCount.toLocaleString()} parameters as 4-byte numbers plus a ${FRAME_HEADER_BYTES}-byte header, ` +
-      `${formatBytes(updateBytes(task))} per round.`,
+    fineTune
+      ? `This task fine-tunes a pretrained model: it trains ${fineTune.trainableParamCount.toLocaleString()} of the model's ` +
+        `${task.paramCount.toLocaleString()} parameters, and the other ${(task.paramCount - fineTune.trainableParamCount).toLocaleString()} stay frozen ` +
+        '(downloaded once and kept on this device). Each round this device takes part in, it sends one model update: the change to the ' +
+        `${fineTune.trainableParamCount.toLocaleString()} trainable parameters as 4-byte numbers plus a ${FRAME_HEADER_BYTES}-byte header, ` +
+        `${formatBytes(updateBytes(task))} per round (all ${task.paramCount.toLocaleString()} would be ${formatBytes(task.paramCount * 4 + FRAME_HEADER_BYTES)}).`
+      : `Each round this device takes part in, it sends one model update: the change to the model's ` +
+        `${task.paramCount.toLocaleString()} parameters as 4-byte numbers plus a ${FRAME_HEADER_BYTES}-byte header, ` +
+        `${formatBytes(updateBytes(task))} per round.`,
   ];
   const dp = task.sampleDp;
   if (dp) {
@@ -38,7 +50,7 @@ export function sentStatement(task: TaskSummary): string {
   parts.push(
     'When the coordinator asks for it, the whole update is also clipped and noised (client-level differential privacy), ' +
       'and masked with secure aggregation so a coordinator following the protocol can decode only the sum of all updates ' +
-      `(then ${formatBytes(task.paramCount * 4)} of masked numbers, fewer with a compressed encoding, plus small key-exchange messages).`,
+      `(then ${formatBytes(updateValues(task) * 4)} of masked numbers, fewer with a compressed encoding, plus small key-exchange messages).`,
   );
   return parts.join(' ');
 }

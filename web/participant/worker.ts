@@ -8,6 +8,7 @@ import { openClientLevelLedger, openParticipantLedger } from '../../core/privacy
 import type { ClientLevelLedger } from '../../core/privacy/client-ledger.ts';
 import { checkPrgTestVector } from '../../core/secagg/prg.ts';
 import { LocalTrainer } from '../../core/training/local-trainer.ts';
+import { IndexedDbFrozenWeightsStore } from './frozen-cache.ts';
 import { IndexedDbLedgerStore } from './ledger-store.ts';
 import { chooseBackend, choiceText, selectBackend, type SelectedBackend } from './backend.ts';
 import { jobForTask, type PageToWorker, type StartCommand, type WorkerToPage } from './worker-protocol.ts';
@@ -150,6 +151,7 @@ async function start(command: StartCommand): Promise<void> {
     trainer,
     ledger,
     clientLedger,
+    frozenStore: new IndexedDbFrozenWeightsStore(),
     auth: command.token ? { token: command.token } : undefined,
     onEvent: (event) => {
       post({ type: 'participant', event });
