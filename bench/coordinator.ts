@@ -26,6 +26,8 @@ const { values: flags } = parseArgs({
     participants: { type: 'string', default: '50,100,200' },
     rounds: { type: 'string', default: '3' },
     json: { type: 'string' },
+    /** Write the coordinator's CPU profile (node --cpu-prof) into this folder; not for timed runs. */
+    'profile-dir': { type: 'string' },
     help: { type: 'boolean' },
   },
 });
@@ -45,8 +47,13 @@ interface ServerProcess {
   stop(): Promise<void>;
 }
 
-async function startServer(script: string, args: string[]): Promise<ServerProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+async function startServer(script: string, args: string[], nodeFlags: string[] = []): Promise<ServerProcess> {
+  const child = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', script, ...args], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  // A benchmark that fails must not leave its server running (and holding the heavy-run lock it inherited).
+  process.once('exit', () => child.kill('SIGKILL'));
   const url = await new Promise<string>((resolve, reject) => {
     child.stdout!.on('data', (chunk: Buffer) => {
       const match = /listening (\S+)/.exec(chunk.toString());
@@ -65,7 +72,8 @@ async function startServer(script: string, args: string[]): Promise<ServerProces
     },
     async stop() {
       const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGKILL');
+      // SIGTERM: the servers exit through process.exit, so a --cpu-prof profile gets written.
+      child.kill('SIGTERM');
       await exited;
     },
   };
@@ -93,22 +101,31 @@ interface Measure {
 
 async function measureCoordinator(n: number): Promise<Measure> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'fl-bench-'));
-  const server = await startServer('bench/servers/coordinator-server.ts', [
-    '--model',
-    '2nn',
-    '--min-clients',
-    String(n),
-    '--clients-per-round',
-    String(n),
-    '--min-updates',
-    String(n),
-    '--rounds',
-    String(rounds + 2),
-    '--round-timeout',
-    '600',
-    '--data-dir',
-    dataDir,
-  ]);
+  const server = await startServer(
+    'bench/servers/coordinator-server.ts',
+    [
+      '--model',
+      '2nn',
+      '--min-clients',
+      String(n),
+      '--clients-per-round',
+      String(n),
+      '--min-updates',
+      String(n),
+      '--rounds',
+      String(rounds + 2),
+      // Every simulated participant connects from 127.0.0.1.
+      '--max-connections',
+      String(Math.max(n, 1000)),
+      '--max-connections-per-ip',
+      String(n),
+      '--round-timeout',
+      '600',
+      '--data-dir',
+      dataDir,
+    ],
+    flags['profile-dir'] ? ['--cpu-prof', '--cpu-prof-dir', flags['profile-dir']] : [],
+  );
   const sockets = await connect(server.url, n);
   const pending = new Map<number, { message: RoundStartMessage; socket: Socket }[]>();
   const waiters = new Map<number, () => void>();
