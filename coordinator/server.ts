@@ -14,6 +14,7 @@ import { withSkellam } from './distributed-noise-config.ts';
 import { TestSetEvaluator } from './evaluator.ts';
 import { OpenConnections } from './http/connections.ts';
 import { httpHandler } from './http/routes.ts';
+import { CoordinatorMetrics } from './metrics/coordinator-metrics.ts';
 import { attachAdminSocket } from './report/admin-api.ts';
 import { RunReports } from './report/reports.ts';
 import type { RunReport } from './report/run-report.ts';
@@ -56,6 +57,8 @@ export interface Coordinator {
   readonly engine: RoundEngine;
   readonly task: TaskSummary;
   readonly backend: string;
+  /** This node's /metrics (the cluster layer sets the leader flag and the Redis round trip on it). */
+  readonly metrics: CoordinatorMetrics;
   /** Resolves when the federation finishes. */
   readonly done: Promise<FederationStatus>;
   /** The final run report, once written to <data-dir>/<task>/report.json and .html (undefined when checkpoints are encrypted). */
@@ -165,6 +168,8 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
   });
   const finalReport = writeFinalReport(engine, reports, runFiles, logError);
 
+  const metrics = new CoordinatorMetrics(engine);
+  metrics.countTransportBytes(httpServer);
   const participantContext = {
     engine,
     task,
@@ -172,6 +177,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     rejoinSecrets,
     secureAggregation: config.settings.secureAggregation !== undefined,
     logError: (line: string) => console.error(line),
+    answered: metrics.answered.bind(metrics),
   };
   io.on('connection', (socket) => attachParticipant(socket, participantContext));
   admin.on('connection', (socket) => {
@@ -186,6 +192,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
       demoData: loaded.demoData,
       reports,
       security,
+      metrics,
       staticDir: config.staticDir,
       logError: (line) => console.error(line),
     }),
@@ -212,6 +219,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     engine,
     task,
     backend,
+    metrics,
     done: engine.done,
     finalReport,
     async close() {

@@ -35,6 +35,8 @@ export interface ParticipantContext {
   /** Without secure aggregation the secagg:* events are not part of the protocol (UNKNOWN_EVENT). */
   readonly secureAggregation: boolean;
   readonly logError: (line: string) => void;
+  /** Sees every acknowledgement sent (the /metrics counters). */
+  readonly answered?: (event: ClientEventName, result: Ack<unknown>) => void;
 }
 
 const SECAGG_STEPS = {
@@ -152,7 +154,11 @@ export function attachParticipant(socket: ParticipantSocket, context: Participan
 
   const table: { readonly [E in ClientEventName]: EventHandler<E> } = handlers;
   const parsers: ClientEventParsers = CLIENT_EVENT_PARSERS;
-  const hooks = { countRejection: (code: ErrorCode) => engine.countRejection(code), logError: context.logError };
+  const hooks = {
+    countRejection: (code: ErrorCode) => engine.countRejection(code),
+    logError: context.logError,
+    answered: context.answered,
+  };
   const known = (event: ClientEventName) => context.secureAggregation || !isSecAggEvent(event);
   const register = <E extends ClientEventName>(event: E) =>
     respond(socket as unknown as Socket, event, parsers[event], table[event], hooks);
