@@ -79,16 +79,29 @@ async function startServer(script: string, args: string[], nodeFlags: string[] =
   };
 }
 
-function connect(url: string, n: number): Promise<Socket[]> {
-  return Promise.all(
-    Array.from({ length: n }, () => {
-      const socket = io(url, { transports: ['websocket'], reconnection: false });
-      return new Promise<Socket>((resolve, reject) => {
-        socket.once('connect', () => resolve(socket));
-        socket.once('connect_error', reject);
-      });
-    }),
-  );
+/**
+ * Opens n connections in batches: the coordinator's admission pool holds at
+ * most a few dozen not-yet-authenticated transports per address and pushes
+ * out the oldest beyond that (coordinator/security/admission.ts), and every
+ * simulated participant comes from 127.0.0.1.
+ */
+async function connect(url: string, n: number): Promise<Socket[]> {
+  const sockets: Socket[] = [];
+  const BATCH = 16;
+  for (let start = 0; start < n; start += BATCH) {
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(BATCH, n - start) }, () => {
+        const socket = io(url, { transports: ['websocket'], reconnection: false, forceNew: true });
+        return new Promise<Socket>((resolve, reject) => {
+          socket.once('connect', () => resolve(socket));
+          socket.once('connect_error', reject);
+          socket.once('disconnect', (reason) => reject(new Error(`disconnected while connecting: ${reason}`)));
+        });
+      }),
+    );
+    sockets.push(...batch);
+  }
+  return sockets;
 }
 
 const update = new Float32Array(PARAMS).map((_, i) => Math.sin(i) * 1e-3);
@@ -197,6 +210,9 @@ async function measureEcho(n: number): Promise<Measure> {
 }
 
 const mb = (bytes: number) => bytes / 1e6;
+
+// Interrupted (a timeout's SIGINT/SIGTERM): exit through process.exit, so the servers are killed too.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
 
 const rows: Record<string, number>[] = [];
 const verbose = process.env.BENCH_VERBOSE === '1';
