@@ -1,8 +1,7 @@
 import type { RoundAggregator } from '../../core/aggregation/strategy.ts';
 import { ackError, ackOk, ErrorCode, ProtocolError, type Ack } from '../../core/protocol/errors.ts';
 import type { DeclineMessage, RoundStartMessage, SecAggAccepted, UpdateAccepted, UpdateMessage } from '../../core/protocol/messages.ts';
-import { l2Norm } from '../../core/privacy/update-privacy.ts';
-import { decodeFrame, FrameKind } from '../../core/wire/frame.ts';
+import { decodeUpdate, type DecodedUpdate } from '../../core/wire/update-decode.ts';
 import {
   settleDecline,
   type Collection,
@@ -61,22 +60,22 @@ class PlainCollection implements Collection {
         ),
       );
     }
-    let update: Float32Array;
+    let decoded: DecodedUpdate;
     try {
-      update = decodeFrame(message.update, { kind: FrameKind.Update, expectedCount: host.model.weights.length });
+      decoded = decodeUpdate(message.update, host.model.weights.length);
     } catch (error) {
       if (error instanceof ProtocolError) return this.excludeFromRound(record, ackError(error.code, error.message));
       throw error;
     }
     try {
-      open.aggregator.add({ participantId: record.id, numExamples: message.numExamples, update });
+      open.aggregator.add({ participantId: record.id, numExamples: message.numExamples, update: decoded.update, norm: decoded.norm });
     } catch (error) {
       if (error instanceof ProtocolError) return this.excludeFromRound(record, ackError(error.code, error.message));
       throw error;
     }
     this.received++;
     open.bytesIn += message.update.byteLength;
-    const norm = host.normsWithheld() === undefined ? l2Norm(update) : undefined;
+    const norm = host.normsWithheld() === undefined ? decoded.norm : undefined;
     host.settle(open, record.id, 'received', undefined, norm);
     if (norm !== undefined) record.lastUpdateNorm = norm;
     record.state = 'uploaded';
