@@ -28,6 +28,8 @@ const { values: flags } = parseArgs({
     json: { type: 'string' },
     /** Write the coordinator's CPU profile (node --cpu-prof) into this folder; not for timed runs. */
     'profile-dir': { type: 'string' },
+    /** Also measure the coordinator of another checkout (e.g. the code before a change), in the same run. */
+    'baseline-root': { type: 'string' },
     help: { type: 'boolean' },
   },
 });
@@ -47,9 +49,9 @@ interface ServerProcess {
   stop(): Promise<void>;
 }
 
-async function startServer(script: string, args: string[], nodeFlags: string[] = []): Promise<ServerProcess> {
+async function startServer(script: string, args: string[], nodeFlags: string[] = [], checkout = root): Promise<ServerProcess> {
   const child = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', script, ...args], {
-    cwd: root,
+    cwd: checkout,
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   // A benchmark that fails must not leave its server running (and holding the heavy-run lock it inherited).
@@ -112,7 +114,7 @@ interface Measure {
   peakRssBytes: number;
 }
 
-async function measureCoordinator(n: number): Promise<Measure> {
+async function measureCoordinator(n: number, checkout = root): Promise<Measure> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'fl-bench-'));
   const server = await startServer(
     'bench/servers/coordinator-server.ts',
@@ -138,6 +140,7 @@ async function measureCoordinator(n: number): Promise<Measure> {
       dataDir,
     ],
     flags['profile-dir'] ? ['--cpu-prof', '--cpu-prof-dir', flags['profile-dir']] : [],
+    checkout,
   );
   const sockets = await connect(server.url, n);
   const pending = new Map<number, { message: RoundStartMessage; socket: Socket }[]>();
@@ -214,22 +217,29 @@ const mb = (bytes: number) => bytes / 1e6;
 // Interrupted (a timeout's SIGINT/SIGTERM): exit through process.exit, so the servers are killed too.
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
 
-const rows: Record<string, number>[] = [];
+const rows: Record<string, number | undefined>[] = [];
 const verbose = process.env.BENCH_VERBOSE === '1';
 console.log(
   `Coordinator upload throughput: ${PARAMS.toLocaleString('en')}-parameter updates (${(frame.byteLength / 1e6).toFixed(2)} MB each), median of ${rounds} rounds\n`,
 );
+const baselineRoot = flags['baseline-root'] && path.resolve(flags['baseline-root']);
 console.log(
-  '| participants | ours: updates/s | ours: MB/s | echo: updates/s | echo: MB/s | ours / echo | ours: peak RSS | echo: peak RSS |',
+  `| participants | ours: updates/s | ours: MB/s | echo: updates/s | echo: MB/s | ours / echo | ours: peak RSS | echo: peak RSS |${baselineRoot ? ' before: updates/s | before / echo | before: peak RSS |' : ''}`,
 );
-console.log('|---:|---:|---:|---:|---:|---:|---:|---:|');
+console.log(`|---:|---:|---:|---:|---:|---:|---:|---:|${baselineRoot ? '---:|---:|---:|' : ''}`);
 for (const n of sizes) {
-  // Alternate the two servers per size so slow drift of a shared machine hits both.
+  // Alternate the servers per size so slow drift of a shared machine hits all of them.
   const echo = await measureEcho(n);
+  const before = baselineRoot ? await measureCoordinator(n, baselineRoot) : undefined;
   const ours = await measureCoordinator(n);
-  if (verbose) console.error(`n=${n} echo seconds ${echo.seconds.map((x) => x.toFixed(3))} ours ${ours.seconds.map((x) => x.toFixed(3))}`);
+  if (verbose)
+    console.error(
+      `n=${n} echo seconds ${echo.seconds.map((x) => x.toFixed(3))} ours ${ours.seconds.map((x) => x.toFixed(3))}` +
+        (before ? ` before ${before.seconds.map((x) => x.toFixed(3))}` : ''),
+    );
   const oursRate = n / median(ours.seconds);
   const echoRate = n / median(echo.seconds);
+  const beforeRate = before && n / median(before.seconds);
   const row = {
     participants: n,
     oursUpdatesPerSecond: oursRate,
@@ -239,10 +249,16 @@ for (const n of sizes) {
     ratio: oursRate / echoRate,
     oursPeakRssMB: mb(ours.peakRssBytes),
     echoPeakRssMB: mb(echo.peakRssBytes),
+    ...(before && beforeRate
+      ? { beforeUpdatesPerSecond: beforeRate, beforeRatio: beforeRate / echoRate, beforePeakRssMB: mb(before.peakRssBytes) }
+      : {}),
   };
   rows.push(row);
   console.log(
-    `| ${n} | ${row.oursUpdatesPerSecond.toFixed(0)} | ${row.oursMBps.toFixed(0)} | ${row.echoUpdatesPerSecond.toFixed(0)} | ${row.echoMBps.toFixed(0)} | ${row.ratio.toFixed(2)} | ${row.oursPeakRssMB.toFixed(0)} MB | ${row.echoPeakRssMB.toFixed(0)} MB |`,
+    `| ${n} | ${row.oursUpdatesPerSecond.toFixed(0)} | ${row.oursMBps.toFixed(0)} | ${row.echoUpdatesPerSecond.toFixed(0)} | ${row.echoMBps.toFixed(0)} | ${row.ratio.toFixed(2)} | ${row.oursPeakRssMB.toFixed(0)} MB | ${row.echoPeakRssMB.toFixed(0)} MB |` +
+      (row.beforeUpdatesPerSecond === undefined
+        ? ''
+        : ` ${row.beforeUpdatesPerSecond.toFixed(0)} | ${row.beforeRatio!.toFixed(2)} | ${row.beforePeakRssMB!.toFixed(0)} MB |`),
   );
 }
 if (flags.json) writeFileSync(flags.json, JSON.stringify({ params: PARAMS, frameBytes: frame.byteLength, rounds, rows }, null, 2));
