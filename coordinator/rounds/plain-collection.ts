@@ -29,6 +29,8 @@ export const plainCollection: CollectionMethod = {
 class PlainCollection implements Collection {
   /** Updates accepted so far (the acknowledgement reports it); the round's tallies come from its settlements. */
   private received = 0;
+  /** Selected participants with a record of never delivering: records change only when a round closes, so they are read once. */
+  private neverDeliverers: readonly string[] | undefined;
 
   constructor(
     private readonly host: CollectionHost,
@@ -164,8 +166,12 @@ class PlainCollection implements Collection {
       received: this.received,
       clientsPerRound: open.clientsPerRound,
       minUpdates: this.host.settings.minUpdates,
-      outstanding: unsettled(open),
-      neverDelivered: (id) => this.host.neverDelivered(id),
+      // Settlements only ever hold selected participants (closeIfSettled relies on it too).
+      outstanding: open.selected.size - open.settlements.size,
+      outstandingNeverDelivered: () => {
+        this.neverDeliverers ??= [...open.selected].filter((id) => this.host.neverDelivered(id));
+        return this.neverDeliverers.filter((id) => !open.settlements.has(id)).length;
+      },
     });
   }
 
