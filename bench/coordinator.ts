@@ -26,6 +26,10 @@ const { values: flags } = parseArgs({
     participants: { type: 'string', default: '50,100,200' },
     rounds: { type: 'string', default: '3' },
     json: { type: 'string' },
+    /** Write the coordinator's CPU profile (node --cpu-prof) into this folder; not for timed runs. */
+    'profile-dir': { type: 'string' },
+    /** Also measure the coordinator of another checkout (e.g. the code before a change), in the same run. */
+    'baseline-root': { type: 'string' },
     help: { type: 'boolean' },
   },
 });
@@ -45,8 +49,13 @@ interface ServerProcess {
   stop(): Promise<void>;
 }
 
-async function startServer(script: string, args: string[]): Promise<ServerProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+async function startServer(script: string, args: string[], nodeFlags: string[] = [], checkout = root): Promise<ServerProcess> {
+  const child = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', script, ...args], {
+    cwd: checkout,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  // A benchmark that fails must not leave its server running (and holding the heavy-run lock it inherited).
+  process.once('exit', () => child.kill('SIGKILL'));
   const url = await new Promise<string>((resolve, reject) => {
     child.stdout!.on('data', (chunk: Buffer) => {
       const match = /listening (\S+)/.exec(chunk.toString());
@@ -65,22 +74,36 @@ async function startServer(script: string, args: string[]): Promise<ServerProces
     },
     async stop() {
       const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGKILL');
+      // SIGTERM: the servers exit through process.exit, so a --cpu-prof profile gets written.
+      child.kill('SIGTERM');
       await exited;
     },
   };
 }
 
-function connect(url: string, n: number): Promise<Socket[]> {
-  return Promise.all(
-    Array.from({ length: n }, () => {
-      const socket = io(url, { transports: ['websocket'], reconnection: false });
-      return new Promise<Socket>((resolve, reject) => {
-        socket.once('connect', () => resolve(socket));
-        socket.once('connect_error', reject);
-      });
-    }),
-  );
+/**
+ * Opens n connections in batches: the coordinator's admission pool holds at
+ * most a few dozen not-yet-authenticated transports per address and pushes
+ * out the oldest beyond that (coordinator/security/admission.ts), and every
+ * simulated participant comes from 127.0.0.1.
+ */
+async function connect(url: string, n: number): Promise<Socket[]> {
+  const sockets: Socket[] = [];
+  const BATCH = 16;
+  for (let start = 0; start < n; start += BATCH) {
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(BATCH, n - start) }, () => {
+        const socket = io(url, { transports: ['websocket'], reconnection: false, forceNew: true });
+        return new Promise<Socket>((resolve, reject) => {
+          socket.once('connect', () => resolve(socket));
+          socket.once('connect_error', reject);
+          socket.once('disconnect', (reason) => reject(new Error(`disconnected while connecting: ${reason}`)));
+        });
+      }),
+    );
+    sockets.push(...batch);
+  }
+  return sockets;
 }
 
 const update = new Float32Array(PARAMS).map((_, i) => Math.sin(i) * 1e-3);
@@ -91,24 +114,34 @@ interface Measure {
   peakRssBytes: number;
 }
 
-async function measureCoordinator(n: number): Promise<Measure> {
+async function measureCoordinator(n: number, checkout = root): Promise<Measure> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'fl-bench-'));
-  const server = await startServer('bench/servers/coordinator-server.ts', [
-    '--model',
-    '2nn',
-    '--min-clients',
-    String(n),
-    '--clients-per-round',
-    String(n),
-    '--min-updates',
-    String(n),
-    '--rounds',
-    String(rounds + 2),
-    '--round-timeout',
-    '600',
-    '--data-dir',
-    dataDir,
-  ]);
+  const server = await startServer(
+    'bench/servers/coordinator-server.ts',
+    [
+      '--model',
+      '2nn',
+      '--min-clients',
+      String(n),
+      '--clients-per-round',
+      String(n),
+      '--min-updates',
+      String(n),
+      '--rounds',
+      String(rounds + 2),
+      // Every simulated participant connects from 127.0.0.1.
+      '--max-connections',
+      String(Math.max(n, 1000)),
+      '--max-connections-per-ip',
+      String(n),
+      '--round-timeout',
+      '600',
+      '--data-dir',
+      dataDir,
+    ],
+    flags['profile-dir'] ? ['--cpu-prof', '--cpu-prof-dir', flags['profile-dir']] : [],
+    checkout,
+  );
   const sockets = await connect(server.url, n);
   const pending = new Map<number, { message: RoundStartMessage; socket: Socket }[]>();
   const waiters = new Map<number, () => void>();
@@ -181,22 +214,32 @@ async function measureEcho(n: number): Promise<Measure> {
 
 const mb = (bytes: number) => bytes / 1e6;
 
-const rows: Record<string, number>[] = [];
+// Interrupted (a timeout's SIGINT/SIGTERM): exit through process.exit, so the servers are killed too.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
+
+const rows: Record<string, number | undefined>[] = [];
 const verbose = process.env.BENCH_VERBOSE === '1';
 console.log(
   `Coordinator upload throughput: ${PARAMS.toLocaleString('en')}-parameter updates (${(frame.byteLength / 1e6).toFixed(2)} MB each), median of ${rounds} rounds\n`,
 );
+const baselineRoot = flags['baseline-root'] && path.resolve(flags['baseline-root']);
 console.log(
-  '| participants | ours: updates/s | ours: MB/s | echo: updates/s | echo: MB/s | ours / echo | ours: peak RSS | echo: peak RSS |',
+  `| participants | ours: updates/s | ours: MB/s | echo: updates/s | echo: MB/s | ours / echo | ours: peak RSS | echo: peak RSS |${baselineRoot ? ' before: updates/s | before / echo | before: peak RSS |' : ''}`,
 );
-console.log('|---:|---:|---:|---:|---:|---:|---:|---:|');
+console.log(`|---:|---:|---:|---:|---:|---:|---:|---:|${baselineRoot ? '---:|---:|---:|' : ''}`);
 for (const n of sizes) {
-  // Alternate the two servers per size so slow drift of a shared machine hits both.
+  // Alternate the servers per size so slow drift of a shared machine hits all of them.
   const echo = await measureEcho(n);
+  const before = baselineRoot ? await measureCoordinator(n, baselineRoot) : undefined;
   const ours = await measureCoordinator(n);
-  if (verbose) console.error(`n=${n} echo seconds ${echo.seconds.map((x) => x.toFixed(3))} ours ${ours.seconds.map((x) => x.toFixed(3))}`);
+  if (verbose)
+    console.error(
+      `n=${n} echo seconds ${echo.seconds.map((x) => x.toFixed(3))} ours ${ours.seconds.map((x) => x.toFixed(3))}` +
+        (before ? ` before ${before.seconds.map((x) => x.toFixed(3))}` : ''),
+    );
   const oursRate = n / median(ours.seconds);
   const echoRate = n / median(echo.seconds);
+  const beforeRate = before && n / median(before.seconds);
   const row = {
     participants: n,
     oursUpdatesPerSecond: oursRate,
@@ -206,10 +249,16 @@ for (const n of sizes) {
     ratio: oursRate / echoRate,
     oursPeakRssMB: mb(ours.peakRssBytes),
     echoPeakRssMB: mb(echo.peakRssBytes),
+    ...(before && beforeRate
+      ? { beforeUpdatesPerSecond: beforeRate, beforeRatio: beforeRate / echoRate, beforePeakRssMB: mb(before.peakRssBytes) }
+      : {}),
   };
   rows.push(row);
   console.log(
-    `| ${n} | ${row.oursUpdatesPerSecond.toFixed(0)} | ${row.oursMBps.toFixed(0)} | ${row.echoUpdatesPerSecond.toFixed(0)} | ${row.echoMBps.toFixed(0)} | ${row.ratio.toFixed(2)} | ${row.oursPeakRssMB.toFixed(0)} MB | ${row.echoPeakRssMB.toFixed(0)} MB |`,
+    `| ${n} | ${row.oursUpdatesPerSecond.toFixed(0)} | ${row.oursMBps.toFixed(0)} | ${row.echoUpdatesPerSecond.toFixed(0)} | ${row.echoMBps.toFixed(0)} | ${row.ratio.toFixed(2)} | ${row.oursPeakRssMB.toFixed(0)} MB | ${row.echoPeakRssMB.toFixed(0)} MB |` +
+      (row.beforeUpdatesPerSecond === undefined
+        ? ''
+        : ` ${row.beforeUpdatesPerSecond.toFixed(0)} | ${row.beforeRatio!.toFixed(2)} | ${row.beforePeakRssMB!.toFixed(0)} MB |`),
   );
 }
 if (flags.json) writeFileSync(flags.json, JSON.stringify({ params: PARAMS, frameBytes: frame.byteLength, rounds, rows }, null, 2));

@@ -16,6 +16,7 @@ import { secAggSettingsForModel } from './secagg-words-config.ts';
 import { TestSetEvaluator } from './evaluator.ts';
 import { OpenConnections } from './http/connections.ts';
 import { httpHandler } from './http/routes.ts';
+import { CoordinatorMetrics } from './metrics/coordinator-metrics.ts';
 import { attachAdminSocket } from './report/admin-api.ts';
 import { RunReports } from './report/reports.ts';
 import type { RunReport } from './report/run-report.ts';
@@ -58,6 +59,8 @@ export interface Coordinator {
   readonly engine: RoundEngine;
   readonly task: TaskSummary;
   readonly backend: string;
+  /** This node's /metrics (the cluster layer sets the leader flag and the Redis round trip on it). */
+  readonly metrics: CoordinatorMetrics;
   /** Resolves when the federation finishes. */
   readonly done: Promise<FederationStatus>;
   /** The final run report, once written to <data-dir>/<task>/report.json and .html (undefined when checkpoints are encrypted). */
@@ -174,6 +177,8 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
   });
   const finalReport = writeFinalReport(engine, reports, runFiles, logError);
 
+  const metrics = new CoordinatorMetrics(engine);
+  metrics.countTransportBytes(httpServer);
   const participantContext = {
     engine,
     task,
@@ -182,6 +187,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     secureAggregation: config.settings.secureAggregation !== undefined,
     logError: (line: string) => console.error(line),
     frozenWeights: fineTune && { hash: fineTune.summary.frozenHash, frame: fineTune.frozenFrame },
+    answered: metrics.answered.bind(metrics),
   };
   io.on('connection', (socket) => attachParticipant(socket, participantContext));
   admin.on('connection', (socket) => {
@@ -196,6 +202,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
       demoData: loaded.demoData,
       reports,
       security,
+      metrics,
       staticDir: config.staticDir,
       logError: (line) => console.error(line),
     }),
@@ -222,6 +229,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     engine,
     task,
     backend,
+    metrics,
     done: engine.done,
     finalReport,
     async close() {

@@ -5,3 +5,6 @@ import { startCoordinator } from '../../coordinator/server.ts';
 const config = parseConfig(['--port', '0', '--host', '127.0.0.1', '--quiet', ...process.argv.slice(2)]) as CoordinatorConfig;
 const coordinator = await startCoordinator(config);
 console.log(`listening ${coordinator.url.replace('localhost', '127.0.0.1')}`);
+
+// The benchmark stops servers with SIGTERM; exiting through process.exit writes a --cpu-prof profile.
+process.on('SIGTERM', () => process.exit(0));

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import type { TaskSummary } from '../../core/protocol/messages.ts';
+import type { CoordinatorMetrics } from '../metrics/coordinator-metrics.ts';
 import { serveAdminDownload } from '../report/admin-api.ts';
 import type { RunReports } from '../report/reports.ts';
 import type { RoundEngine } from '../rounds/round-engine.ts';
@@ -15,6 +16,7 @@ export interface HttpRoutes {
   readonly demoData: ServedDemoData | undefined;
   readonly reports: RunReports;
   readonly security: SecurityConfig;
+  readonly metrics: CoordinatorMetrics;
   /** The Vite build (dist/). */
   readonly staticDir: string;
   readonly logError: (line: string) => void;
@@ -48,6 +50,11 @@ async function handle(routes: HttpRoutes, staticRoot: string, request: IncomingM
   if (pathname === '/api/status') {
     const body = JSON.stringify(routes.engine.dashboardStatus());
     response.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(body);
+    return;
+  }
+  if (pathname === '/metrics') {
+    const { contentType, body } = await routes.metrics.render();
+    response.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store' }).end(request.method === 'HEAD' ? undefined : body);
     return;
   }
   if (pathname === '/api/task') {

@@ -1,8 +1,7 @@
 import type { RoundAggregator } from '../../core/aggregation/strategy.ts';
 import { ackError, ackOk, ErrorCode, ProtocolError, type Ack } from '../../core/protocol/errors.ts';
 import type { DeclineMessage, RoundStartMessage, SecAggAccepted, UpdateAccepted, UpdateMessage } from '../../core/protocol/messages.ts';
-import { l2Norm } from '../../core/privacy/update-privacy.ts';
-import { decodeFrame, FrameKind } from '../../core/wire/frame.ts';
+import { decodeUpdate, type DecodedUpdate } from '../../core/wire/update-decode.ts';
 import {
   settleDecline,
   type Collection,
@@ -30,6 +29,8 @@ export const plainCollection: CollectionMethod = {
 class PlainCollection implements Collection {
   /** Updates accepted so far (the acknowledgement reports it); the round's tallies come from its settlements. */
   private received = 0;
+  /** Selected participants with a record of never delivering: records change only when a round closes, so they are read once. */
+  private neverDeliverers: readonly string[] | undefined;
 
   constructor(
     private readonly host: CollectionHost,
@@ -61,22 +62,22 @@ class PlainCollection implements Collection {
         ),
       );
     }
-    let update: Float32Array;
+    let decoded: DecodedUpdate;
     try {
-      update = decodeFrame(message.update, { kind: FrameKind.Update, expectedCount: host.model.updateLength });
+      decoded = decodeUpdate(message.update, host.model.updateLength);
     } catch (error) {
       if (error instanceof ProtocolError) return this.excludeFromRound(record, ackError(error.code, error.message));
       throw error;
     }
     try {
-      open.aggregator.add({ participantId: record.id, numExamples: message.numExamples, update });
+      open.aggregator.add({ participantId: record.id, numExamples: message.numExamples, update: decoded.update, norm: decoded.norm });
     } catch (error) {
       if (error instanceof ProtocolError) return this.excludeFromRound(record, ackError(error.code, error.message));
       throw error;
     }
     this.received++;
     open.bytesIn += message.update.byteLength;
-    const norm = host.normsWithheld() === undefined ? l2Norm(update) : undefined;
+    const norm = host.normsWithheld() === undefined ? decoded.norm : undefined;
     host.settle(open, record.id, 'received', undefined, norm);
     if (norm !== undefined) record.lastUpdateNorm = norm;
     record.state = 'uploaded';
@@ -165,8 +166,12 @@ class PlainCollection implements Collection {
       received: this.received,
       clientsPerRound: open.clientsPerRound,
       minUpdates: this.host.settings.minUpdates,
-      outstanding: unsettled(open),
-      neverDelivered: (id) => this.host.neverDelivered(id),
+      // Settlements only ever hold selected participants (closeIfSettled relies on it too).
+      outstanding: open.selected.size - open.settlements.size,
+      outstandingNeverDelivered: () => {
+        this.neverDeliverers ??= [...open.selected].filter((id) => this.host.neverDelivered(id));
+        return this.neverDeliverers.filter((id) => !open.settlements.has(id)).length;
+      },
     });
   }
 

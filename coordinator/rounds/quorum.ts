@@ -20,18 +20,23 @@ export interface QuorumInput {
   readonly received: number;
   readonly clientsPerRound: number;
   readonly minUpdates: number;
-  /** Selected participants that have not settled. */
-  readonly outstanding: readonly string[];
-  readonly neverDelivered: (participantId: string) => boolean;
+  /** How many selected participants have not settled. */
+  readonly outstanding: number;
+  /**
+   * How many of those have a record of never delivering (selection.ts).
+   * Asked only when the rest of rule 2 holds: the round checks its quorum
+   * on every update, and this may read every selected participant.
+   */
+  readonly outstandingNeverDelivered: () => number;
 }
 
 /** Why the round may close now, or undefined. */
 export function quorumMet(input: QuorumInput): string | undefined {
-  if (input.outstanding.length === 0) return undefined; // every one settled: the ordinary close
+  if (input.outstanding === 0) return undefined; // every one settled: the ordinary close
   if (input.selected > input.clientsPerRound && input.received >= input.clientsPerRound) {
     return `the round reached its quorum: ${input.received} updates of the ${input.clientsPerRound} wanted arrived (over-selection)`;
   }
-  if (input.received >= Math.max(1, input.minUpdates) && input.outstanding.every(input.neverDelivered)) {
+  if (input.received >= Math.max(1, input.minUpdates) && input.outstandingNeverDelivered() === input.outstanding) {
     return 'the round reached its quorum: the participants still outstanding have never delivered an update when selected';
   }
   return undefined;

@@ -16,8 +16,8 @@ export const ADMIN_DOWNLOAD_PATHS = [
   '/api/history.csv',
 ] as const;
 
-/** Every admin route served today: the status (coordinator/server.ts) and the downloads. */
-export const ADMIN_PATHS: readonly string[] = ['/api/status', ...ADMIN_DOWNLOAD_PATHS];
+/** Every admin route served today: the status (coordinator/server.ts), the Prometheus metrics (coordinator/metrics/) and the downloads. */
+export const ADMIN_PATHS: readonly string[] = ['/api/status', '/metrics', ...ADMIN_DOWNLOAD_PATHS];
 
 /** Whole subtrees kept for the admin, served or not: a route added under them is protected before it exists. */
 export const ADMIN_PATH_PREFIXES: readonly string[] = ['/api/admin/', '/api/model/'];

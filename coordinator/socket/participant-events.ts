@@ -37,6 +37,8 @@ export interface ParticipantContext {
   readonly logError: (line: string) => void;
   /** A fine-tuning task's frozen values, sent only to participants that ask (`model:frozen`): they do not hold them yet. */
   readonly frozenWeights?: { readonly hash: string; readonly frame: ArrayBuffer };
+  /** Sees every acknowledgement sent (the /metrics counters). */
+  readonly answered?: (event: ClientEventName, result: Ack<unknown>) => void;
 }
 
 const SECAGG_STEPS = {
@@ -170,7 +172,11 @@ export function attachParticipant(socket: ParticipantSocket, context: Participan
 
   const table: { readonly [E in ClientEventName]: EventHandler<E> } = handlers;
   const parsers: ClientEventParsers = CLIENT_EVENT_PARSERS;
-  const hooks = { countRejection: (code: ErrorCode) => engine.countRejection(code), logError: context.logError };
+  const hooks = {
+    countRejection: (code: ErrorCode) => engine.countRejection(code),
+    logError: context.logError,
+    answered: context.answered,
+  };
   const known = (event: ClientEventName) => context.secureAggregation || !isSecAggEvent(event);
   const register = <E extends ClientEventName>(event: E) =>
     respond(socket as unknown as Socket, event, parsers[event], table[event], hooks);

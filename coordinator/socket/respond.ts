@@ -35,6 +35,8 @@ export interface ResponderHooks {
   /** Counts a refusal in FederationStatus.rejections. */
   countRejection(code: ErrorCode): void;
   logError(line: string): void;
+  /** Sees every acknowledgement sent (the /metrics counters). */
+  answered?(event: ClientEventName, result: Ack<unknown>): void;
 }
 
 type Listener = (...args: unknown[]) => void;
@@ -69,6 +71,7 @@ export function respond<E extends ClientEventName>(
     }
     const last = args.at(-1);
     const answer = (result: Ack<unknown>) => {
+      hooks.answered?.(event, result);
       if (typeof last === 'function') (last as (result: Ack<unknown>) => void)(result);
     };
     const fail = (error: unknown) => {

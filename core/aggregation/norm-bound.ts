@@ -50,7 +50,7 @@ class NormBoundedRound implements RoundAggregator {
   }
 
   add(result: ClientResult): void {
-    const norm = l2Norm(result.update);
+    const norm = result.norm ?? l2Norm(result.update);
     if (!(norm <= this.maxNorm)) {
       throw new ProtocolError(
         ErrorCode.UpdateTooLarge,

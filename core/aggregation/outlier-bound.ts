@@ -101,7 +101,7 @@ class OutlierBoundedRound implements RoundAggregator {
   }
 
   add(result: ClientResult): void {
-    const norm = l2Norm(result.update);
+    const norm = result.norm ?? l2Norm(result.update);
     const limit = this.limit;
     if (limit && !(norm <= limit.bound)) {
       throw new ProtocolError(

@@ -15,6 +15,13 @@ export interface ClientResult {
   readonly numExamples: number;
   /** New local weights minus the round's global weights. */
   readonly update: Float32Array;
+  /**
+   * l2Norm(update), when whoever made this result computed it already (the
+   * coordinator, while decoding), so norm checks need not read the update
+   * again. Never a value a participant sent; a wrapper that passes on a
+   * different update must not pass this on.
+   */
+  readonly norm?: number;
 }
 
 export interface RoundContext {

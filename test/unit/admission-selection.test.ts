@@ -218,7 +218,7 @@ describe('reliability-weighted selection', () => {
 });
 
 describe('quorum', () => {
-  const base = { selected: 6, received: 5, clientsPerRound: 5, minUpdates: 1, outstanding: ['x'], neverDelivered: () => false };
+  const base = { selected: 6, received: 5, clientsPerRound: 5, minUpdates: 1, outstanding: 1, outstandingNeverDelivered: () => 0 };
   it('with over-selection, closes once clientsPerRound updates are in', () => {
     assert.match(quorumMet(base)!, /over-selection/);
     assert.equal(quorumMet({ ...base, received: 4 }), undefined);
@@ -230,12 +230,18 @@ describe('quorum', () => {
       selected: 5,
       received: 2,
       minUpdates: 2,
-      outstanding: ['s1', 's2', 's3'],
-      neverDelivered: (id: string) => id.startsWith('s'),
+      outstanding: 3,
+      outstandingNeverDelivered: () => 3,
     };
     assert.match(quorumMet(input)!, /never delivered/);
     assert.equal(quorumMet({ ...input, received: 1 }), undefined, 'fewer than minUpdates');
-    assert.equal(quorumMet({ ...input, outstanding: ['s1', 'honest'] }), undefined, 'someone with no such record is still out');
+    const notAsked = () => assert.fail('the never-deliverers are counted only when the rest of the rule holds');
+    assert.equal(quorumMet({ ...input, received: 1, outstandingNeverDelivered: notAsked }), undefined);
+    assert.equal(
+      quorumMet({ ...input, outstanding: 2, outstandingNeverDelivered: () => 1 }),
+      undefined,
+      'someone with no such record is still out',
+    );
   });
 });
 

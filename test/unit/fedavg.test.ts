@@ -33,6 +33,19 @@ describe('FedAvg', () => {
     assert.throws(() => agg.add(result('a', 0, [1, 2])), RangeError);
   });
 
+  it('sums every value, whatever the length modulo 4 (the sum runs four values a step)', () => {
+    for (let n = 1; n <= 9; n++) {
+      const global = Float32Array.from({ length: n }, (_, i) => i / 7);
+      const a = Float32Array.from({ length: n }, (_, i) => Math.sin(i + 1));
+      const b = Float32Array.from({ length: n }, (_, i) => Math.cos(i + 1));
+      const round = new WeightedSum(global);
+      round.add({ participantId: 'a', numExamples: 3, update: a });
+      round.add({ participantId: 'b', numExamples: 5, update: b });
+      const expected = Float32Array.from({ length: n }, (_, i) => global[i]! + (3 * a[i]! + 5 * b[i]!) / 8);
+      assert.deepEqual(round.finish(), expected, `n = ${n}`);
+    }
+  });
+
   it('equals the plain weighted mean for many participants (float64 accumulation)', () => {
     const n = 200;
     const dim = 50;

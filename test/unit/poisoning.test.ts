@@ -92,6 +92,18 @@ describe('outlier bound', () => {
     assert.equal(round.count, 1);
   });
 
+  it('uses the norm the coordinator computed while decoding (ClientResult.norm) instead of reading the update again', () => {
+    const strategy = new OutlierBoundedStrategy(new FedAvg());
+    const round = begin(strategy, Float32Array.from([3, 4])); // bound 25
+    // The update itself is small; the norm that came with it is what the bound sees.
+    assert.throws(
+      () => round.add({ ...result('a', 1, [1, 0]), norm: 30 }),
+      (e: unknown) => e instanceof ProtocolError && e.code === ErrorCode.UpdateOutlier && /update L2 norm 30\.0000/.test(e.message),
+    );
+    round.add({ ...result('b', 1, [1, 0]), norm: 1 });
+    assert.equal(round.count, 1);
+  });
+
   it('after warm-up bounds by 5 × the median of norms accepted in earlier rounds only', () => {
     const strategy = new OutlierBoundedStrategy(new FedAvg());
     const global = new Float32Array(2);

@@ -1,0 +1,224 @@
+import type { Server as HttpServer } from 'node:http';
+import type { Socket as NetSocket } from 'node:net';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Ack } from '../../core/protocol/errors.ts';
+import type { FederationStatus, RoundRecord } from '../../core/protocol/status.ts';
+
+/** What the metrics read from the engine at scrape time. */
+export interface MetricsSource {
+  /** The whole status (every round's record): read once per scrape. */
+  status(): FederationStatus;
+}
+
+/** Seconds from a round's start to an accepted update. */
+const UPDATE_LATENCY_BUCKETS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
+/** Seconds from a round's opening to its close. */
+const ROUND_DURATION_BUCKETS = [1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600];
+
+/**
+ * The coordinator's Prometheus metrics (docs/metrics.md), one registry per
+ * coordinator. Three kinds of source, each as cheap as it can be on the hot
+ * path:
+ * - live, one call per event: every request's answer (`answered`), and the
+ *   bytes every TCP connection carried (`countTransportBytes`);
+ * - at scrape time, from the engine's status: participants, rounds by
+ *   outcome, refusals by code, and the round-duration and update-latency
+ *   histograms fed with each round record once, when the first scrape after
+ *   the round's close sees it;
+ * - set by the cluster layer: the leader flag and the Redis round trip.
+ */
+export class CoordinatorMetrics {
+  readonly registry = new Registry();
+  private readonly updatesAccepted: Counter;
+  private readonly updatesRejected: Counter<'code'>;
+  private readonly leader: Gauge;
+  private redisRoundTrip: Gauge | undefined;
+  private readonly roundDuration: Histogram;
+  private readonly updateLatency: Histogram;
+  /** Rounds whose records the histograms have seen. */
+  private readonly observedRounds = new Set<number>();
+  private readonly openSockets = new Set<NetSocket>();
+  private closedBytesRead = 0;
+  private closedBytesWritten = 0;
+  /** The status of the scrape under way: one per scrape, shared by the collectors. */
+  private scrape: FederationStatus | undefined;
+
+  constructor(private readonly source: MetricsSource) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    const status = (): FederationStatus => this.scrape ?? this.source.status();
+    const observeRounds = () => this.observeNewRounds(status().history);
+    new Gauge({
+      name: 'fl_participants',
+      help: 'Participants this coordinator knows, by whether they are connected now',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const totals = status().participantTotals;
+        const known = totals?.known ?? status().participants.length;
+        const connected = totals?.connected ?? status().participants.filter((p) => p.connected).length;
+        this.set({ state: 'connected' }, connected);
+        this.set({ state: 'disconnected' }, known - connected);
+      },
+    });
+    new Gauge({
+      name: 'fl_round',
+      help: 'The latest round number (open or closed)',
+      registers,
+      collect() {
+        this.set(status().round);
+      },
+    });
+    new Gauge({
+      name: 'fl_model_version',
+      help: 'The global model version',
+      registers,
+      collect() {
+        this.set(status().modelVersion);
+      },
+    });
+    new Counter({
+      name: 'fl_rounds_total',
+      help: 'Closed rounds by outcome',
+      labelNames: ['outcome'],
+      registers,
+      collect() {
+        this.reset();
+        for (const record of status().history) this.inc({ outcome: record.outcome });
+      },
+    });
+    new Counter({
+      name: 'fl_requests_rejected_total',
+      help: 'Refused requests by error code, every kind (handshakes, rate limit, updates, secure aggregation, ...)',
+      labelNames: ['code'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [code, count] of Object.entries(status().rejections)) this.inc({ code }, count);
+      },
+    });
+    new Counter({
+      name: 'fl_round_update_bytes_total',
+      help: 'Bytes of update frames received, summed over closed rounds',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(status().history.reduce((sum, r) => sum + r.bytesIn, 0));
+      },
+    });
+    new Counter({
+      name: 'fl_round_model_bytes_total',
+      help: 'Bytes of model frames sent to selected participants, summed over closed rounds',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(status().history.reduce((sum, r) => sum + r.bytesOut, 0));
+      },
+    });
+    const openSockets = this.openSockets;
+    const closedBytes = () => ({ read: this.closedBytesRead, written: this.closedBytesWritten });
+    new Counter({
+      name: 'fl_transport_received_bytes_total',
+      help: 'Bytes received on every TCP connection of this node (HTTP, WebSocket, long-polling; TLS included)',
+      registers,
+      collect() {
+        this.reset();
+        let bytes = closedBytes().read;
+        for (const socket of openSockets) bytes += socket.bytesRead;
+        this.inc(bytes);
+      },
+    });
+    new Counter({
+      name: 'fl_transport_sent_bytes_total',
+      help: 'Bytes sent on every TCP connection of this node (HTTP, WebSocket, long-polling; TLS included)',
+      registers,
+      collect() {
+        this.reset();
+        let bytes = closedBytes().written;
+        for (const socket of openSockets) bytes += socket.bytesWritten;
+        this.inc(bytes);
+      },
+    });
+    this.updatesAccepted = new Counter({ name: 'fl_updates_accepted_total', help: 'Updates accepted into a round', registers });
+    this.updatesRejected = new Counter({
+      name: 'fl_updates_rejected_total',
+      help: 'Updates refused, by error code',
+      labelNames: ['code'],
+      registers,
+    });
+    this.updateLatency = new Histogram({
+      name: 'fl_update_latency_seconds',
+      help: "From a round's start to each accepted update (observed once the round has closed)",
+      buckets: UPDATE_LATENCY_BUCKETS,
+      registers,
+      collect: observeRounds,
+    });
+    this.roundDuration = new Histogram({
+      name: 'fl_round_duration_seconds',
+      help: "From a round's opening to its close (observed once the round has closed)",
+      buckets: ROUND_DURATION_BUCKETS,
+      registers,
+      collect: observeRounds,
+    });
+    this.leader = new Gauge({
+      name: 'fl_leader',
+      help: '1 while this node drives the rounds (always on a single node), 0 otherwise',
+      registers,
+    });
+    this.leader.set(1);
+  }
+
+  /** A participant request was answered (coordinator/socket/respond.ts calls this for every acknowledgement). */
+  answered(event: string, result: Ack<unknown>): void {
+    if (event !== 'update') return;
+    if (result.ok) this.updatesAccepted.inc();
+    else this.updatesRejected.inc({ code: result.error.code });
+  }
+
+  /** Counts the bytes of every TCP connection `server` accepts (live ones are read at scrape time). */
+  countTransportBytes(server: HttpServer): void {
+    server.on('connection', (socket: NetSocket) => {
+      this.openSockets.add(socket);
+      socket.once('close', () => {
+        this.openSockets.delete(socket);
+        this.closedBytesRead += socket.bytesRead;
+        this.closedBytesWritten += socket.bytesWritten;
+      });
+    });
+  }
+
+  /** The cluster layer says whether this node leads (a single coordinator always does). */
+  setLeader(isLeader: boolean): void {
+    this.leader.set(isLeader ? 1 : 0);
+  }
+
+  /** The cluster layer's latest Redis round trip (PING), ms. The gauge exists only once it has been set: a node without Redis has none. */
+  setRedisRoundTripMs(ms: number): void {
+    this.redisRoundTrip ??= new Gauge({
+      name: 'fl_redis_round_trip_seconds',
+      help: 'The latest measured round trip to Redis',
+      registers: [this.registry],
+    });
+    this.redisRoundTrip.set(ms / 1000);
+  }
+
+  /** The text exposition and its content type. */
+  async render(): Promise<{ readonly contentType: string; readonly body: string }> {
+    this.scrape = this.source.status();
+    try {
+      return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+    } finally {
+      this.scrape = undefined;
+    }
+  }
+
+  /** Feeds each closed round's record into the histograms once. */
+  private observeNewRounds(history: readonly RoundRecord[]): void {
+    for (const record of history) {
+      if (this.observedRounds.has(record.round)) continue;
+      this.observedRounds.add(record.round);
+      this.roundDuration.observe(record.durationMs / 1000);
+      for (const p of record.participants ?? []) if (p.outcome === 'received') this.updateLatency.observe(p.durationMs / 1000);
+    }
+  }
+}
