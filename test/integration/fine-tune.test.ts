@@ -155,20 +155,24 @@ describe('fine-tuning a pretrained model (tasks/fashion-finetune)', () => {
       await done;
 
       assert.deepEqual(
-        final.history.map((r) => [r.outcome, r.received, r.rejected]),
+        final.history.map((r) => [r.outcome, r.received]),
         [
-          ['aggregated', 2, 1],
-          ['aggregated', 2, 1],
-          ['aggregated', 2, 1],
+          ['aggregated', 2],
+          ['aggregated', 2],
+          ['aggregated', 2],
         ],
       );
-      // A full-size update is refused with a clear code: the task fine-tunes.
-      assert.equal(sender.acks.length, 3);
-      for (const ack of sender.acks) {
-        assert.ok(!ack.ok);
-        assert.equal(ack.error.code, 'WRONG_LENGTH');
-        assert.match(ack.error.message, /4810/);
-      }
+      // A full-size update is refused with a clear code: the task fine-tunes. By round 3 the sender has a record of
+      // never delivering, so the quorum rule may close that round on the two honest updates before its upload lands.
+      assert.deepEqual(
+        final.history.slice(0, 2).map((r) => r.rejected),
+        [1, 1],
+      );
+      assert.ok(final.history[2]!.rejected <= 1);
+      const refused = sender.acks.filter((ack) => !ack.ok && ack.error.code === 'WRONG_LENGTH');
+      assert.ok(refused.length >= 2, `${refused.length} full-size updates refused as WRONG_LENGTH`);
+      assert.ok(sender.acks.every((ack) => !ack.ok));
+      for (const ack of refused) if (!ack.ok) assert.match(ack.error.message, /4810/);
 
       const frozen = gatherFrozen(initial, layout);
       let previous = gatherTrainable(initial, layout);
