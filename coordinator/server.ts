@@ -9,6 +9,7 @@ import type { TaskSummary } from '../core/protocol/messages.ts';
 import type { AdminClientToServerEvents, AdminServerToClientEvents, FederationStatus } from '../core/protocol/status.ts';
 import { SeededRandom } from '../core/random/prng.ts';
 import { FRAME_HEADER_BYTES } from '../core/wire/frame.ts';
+import { attachCluster, type ClusterAttachment } from './cluster/attach.ts';
 import type { CoordinatorConfig } from './config.ts';
 import { withSkellam } from './distributed-noise-config.ts';
 import { TestSetEvaluator } from './evaluator.ts';
@@ -128,7 +129,23 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
   );
   const socketsByParticipant = new Map<string, ParticipantSocket>();
   const rejoinSecrets = new RejoinSecrets();
-  const statusPush = new StatusPush(() => admin.emit('status', engine.dashboardStatus()));
+  const statusPush = new StatusPush(() => admin.emit('status', dashboardStatus()));
+  // --redis: one node of a cluster (coordinator/cluster/); the dashboard status then carries `cluster`.
+  const cluster: ClusterAttachment | undefined =
+    config.redis === undefined
+      ? undefined
+      : await attachCluster({
+          redisUrl: config.redis,
+          federation: task.name,
+          io,
+          httpServer,
+          engine: () => engine,
+          participants: () => socketsByParticipant.size,
+          manualStart: config.manualStart === true,
+          log,
+          statusChanged: () => statusPush.changed(),
+        });
+  const dashboardStatus = (): FederationStatus => cluster?.dashboardStatus() ?? engine.dashboardStatus();
 
   const engine: RoundEngine = new RoundEngine({
     settings: config.settings,
@@ -175,13 +192,13 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
   };
   io.on('connection', (socket) => attachParticipant(socket, participantContext));
   admin.on('connection', (socket) => {
-    socket.emit('status', engine.dashboardStatus());
+    socket.emit('status', dashboardStatus());
     attachAdminSocket(socket, engine, log);
   });
   httpServer.on(
     'request',
     httpHandler({
-      engine,
+      dashboardStatus,
       task,
       demoData: loaded.demoData,
       reports,
@@ -202,8 +219,9 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
   });
   const port = (httpServer.address() as AddressInfo).port;
   const url = publicUrl(security, port);
-  // --manual-start: the operator starts the federation from the dashboard.
-  if (!config.manualStart) engine.start();
+  // --manual-start: the operator starts the federation from the dashboard. On a cluster only the leader starts it (attach.ts).
+  if (cluster) cluster.start(url);
+  else if (!config.manualStart) engine.start();
 
   let closed = false;
   return {
@@ -227,6 +245,8 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
       // Then cut whatever is still open at once: a peer that holds its connection must not hold the shutdown.
       connections.destroyAll();
       await new Promise<void>((resolve) => io.close(() => resolve()));
+      // After socket.io: its adapter publishes through the cluster's Redis clients until it closes.
+      await cluster?.close();
       await closeHttp(httpServer);
       await finalReport;
       evaluator.dispose();

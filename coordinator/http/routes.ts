@@ -1,16 +1,17 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import type { TaskSummary } from '../../core/protocol/messages.ts';
+import type { FederationStatus } from '../../core/protocol/status.ts';
 import { serveAdminDownload } from '../report/admin-api.ts';
 import type { RunReports } from '../report/reports.ts';
-import type { RoundEngine } from '../rounds/round-engine.ts';
 import type { SecurityConfig } from '../security/config.ts';
 import { guardHttp } from '../security/guard.ts';
 import type { ServedDemoData } from '../task/load-task.ts';
 import { isPageRoute, serveStatic } from './static-files.ts';
 
 export interface HttpRoutes {
-  readonly engine: RoundEngine;
+  /** What `/api/status` returns: the engine's dashboard status (with the `cluster` field on a cluster). */
+  readonly dashboardStatus: () => FederationStatus;
   readonly task: TaskSummary;
   readonly demoData: ServedDemoData | undefined;
   readonly reports: RunReports;
@@ -46,7 +47,7 @@ async function handle(routes: HttpRoutes, staticRoot: string, request: IncomingM
     return;
   }
   if (pathname === '/api/status') {
-    const body = JSON.stringify(routes.engine.dashboardStatus());
+    const body = JSON.stringify(routes.dashboardStatus());
     response.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(body);
     return;
   }
