@@ -149,7 +149,10 @@ function parseFlags(
       '--accountant pld cannot account --distributed-noise skellam: its noise is known only by an RDP bound; use --accountant auto or rdp',
     );
   const redis = REDIS.read(v);
-  const clusterProblem = redis === undefined ? undefined : clusterConfigProblem(redis, { strategy, secureAggregation });
+  const clusterProblem =
+    redis === undefined
+      ? undefined
+      : clusterConfigProblem(redis, { strategy, secureAggregation, checkpointKeyFile: CHECKPOINT_KEY_FILE.read(v) });
   if (clusterProblem !== undefined) throw new ConfigError(clusterProblem);
   return {
     redis,

@@ -9,7 +9,7 @@ import type { TaskSummary } from '../core/protocol/messages.ts';
 import type { AdminClientToServerEvents, AdminServerToClientEvents, FederationStatus } from '../core/protocol/status.ts';
 import { SeededRandom } from '../core/random/prng.ts';
 import { FRAME_HEADER_BYTES } from '../core/wire/frame.ts';
-import { attachCluster, type ClusterAttachment } from './cluster/attach.ts';
+import { ClusterRuntime } from './cluster/attach.ts';
 import type { CoordinatorConfig } from './config.ts';
 import { withSkellam } from './distributed-noise-config.ts';
 import { TestSetEvaluator } from './evaluator.ts';
@@ -69,6 +69,8 @@ export interface CoordinatorHooks {
   readonly log?: (line: string) => void;
   /** Tests only: what the coordinator holds during secure aggregation. */
   readonly secaggObserver?: SecAggObserver;
+  /** On a cluster: this node led, lost the lease, and another led meanwhile (cluster/attach.ts); default: stay paused. */
+  readonly onClusterStale?: (reason: string) => void;
 }
 
 /**
@@ -96,11 +98,14 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     process.env.FL_FAULT_KILL_IN_CHECKPOINT === '1',
   );
   const strategy: Strategy = hooks.strategy ?? buildStrategy(withSkellam(config, task.paramCount));
-  const lastStartedRound = await checkpoints.lastStartedRound();
-  const resume = await findResumePoint(checkpoints, task, strategy, lastStartedRound, log);
+  // --redis: one node of a cluster (coordinator/cluster/); the federation in Redis, when it holds one, comes before the disk's.
+  const cluster = config.redis === undefined ? undefined : await ClusterRuntime.connect({ redisUrl: config.redis, task, strategy, log });
+  const clusterResume = await cluster?.resumePoint();
+  const lastStartedRound = clusterResume?.lastStartedRound ?? (await checkpoints.lastStartedRound());
+  const resume = clusterResume ? clusterResume.resume : await findResumePoint(checkpoints, task, strategy, lastStartedRound, log);
   const bestModels = new BestModelStore(runDir, atRestKey);
   await repairBestModel(bestModels, resume, serializer, log);
-  if (!resume) checkFreshClientBudget(strategy, runDir, config.freshPrivacyBudget === true);
+  if (!resume && !clusterResume) checkFreshClientBudget(strategy, runDir, config.freshPrivacyBudget === true);
   const clock = new SystemClock();
   const runFiles = { runDir, task, strategy, serializer, checkpoints, bestModels, encrypted: config.checkpointKeyFile !== undefined };
 
@@ -130,22 +135,9 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
   const socketsByParticipant = new Map<string, ParticipantSocket>();
   const rejoinSecrets = new RejoinSecrets();
   const statusPush = new StatusPush(() => admin.emit('status', dashboardStatus()));
-  // --redis: one node of a cluster (coordinator/cluster/); the dashboard status then carries `cluster`.
-  const cluster: ClusterAttachment | undefined =
-    config.redis === undefined
-      ? undefined
-      : await attachCluster({
-          redisUrl: config.redis,
-          federation: task.name,
-          io,
-          httpServer,
-          engine: () => engine,
-          participants: () => socketsByParticipant.size,
-          manualStart: config.manualStart === true,
-          log,
-          statusChanged: () => statusPush.changed(),
-        });
-  const dashboardStatus = (): FederationStatus => cluster?.dashboardStatus() ?? engine.dashboardStatus();
+  // On a cluster the status carries `cluster`.
+  const dashboardStatus = (): FederationStatus => cluster?.dashboardStatus(engine) ?? engine.dashboardStatus();
+  const saveRound = saveCompletedRounds(runFiles);
 
   const engine: RoundEngine = new RoundEngine({
     settings: config.settings,
@@ -163,8 +155,15 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     logError,
     participantGraceMs: security.participantGraceMs,
     onParticipantForgotten: (id) => rejoinSecrets.forget(id),
-    onRoundStarting: (round) => checkpoints.markRoundStarted(round),
-    onRoundCompleted: saveCompletedRounds(runFiles),
+    // On a cluster, Redis first (fenced by the leader's term): a round a deposed leader cannot store is never shown.
+    onRoundStarting: async (round) => {
+      await cluster?.roundStarting(round);
+      await checkpoints.markRoundStarted(round);
+    },
+    onRoundCompleted: async (record, model, history) => {
+      await cluster?.roundCompleted(record, model);
+      await saveRound(record, model, history);
+    },
   });
 
   // Model downloads, the run report with its membership audit, the history as CSV.
@@ -220,7 +219,19 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
   const port = (httpServer.address() as AddressInfo).port;
   const url = publicUrl(security, port);
   // --manual-start: the operator starts the federation from the dashboard. On a cluster only the leader starts it (attach.ts).
-  if (cluster) cluster.start(url);
+  if (cluster)
+    cluster.start(
+      {
+        io,
+        httpServer,
+        engine,
+        participants: () => socketsByParticipant.size,
+        manualStart: config.manualStart === true,
+        statusChanged: () => statusPush.changed(),
+        onStale: hooks.onClusterStale,
+      },
+      url,
+    );
   else if (!config.manualStart) engine.start();
 
   let closed = false;

@@ -10,7 +10,11 @@ import { ruleTraits } from '../strategies.ts';
  */
 export function clusterConfigProblem(
   redisUrl: string,
-  other: { readonly strategy: StrategyConfig; readonly secureAggregation: SecureAggregationSettings | undefined },
+  other: {
+    readonly strategy: StrategyConfig;
+    readonly secureAggregation: SecureAggregationSettings | undefined;
+    readonly checkpointKeyFile: string | undefined;
+  },
 ): string | undefined {
   if (!/^rediss?:\/\/[^\s]+$/.test(redisUrl))
     return `--redis must be a Redis URL such as redis://127.0.0.1:6379 (rediss:// for TLS), got "${redisUrl}"`;
@@ -25,6 +29,11 @@ export function clusterConfigProblem(
     return (
       '--secure-aggregation cannot run on a cluster (--redis) yet: its key and share messages and the unmasking would have to span nodes, ' +
       'and the per-node cohort design is not built; run one coordinator without --redis for secure aggregation (docs/cluster.md)'
+    );
+  if (other.checkpointKeyFile !== undefined)
+    return (
+      '--checkpoint-key-file cannot run on a cluster (--redis): the cluster keeps the model and the round history in Redis, ' +
+      'where they would not be encrypted at rest; run one coordinator without --redis for encrypted checkpoints (docs/cluster.md)'
     );
   return undefined;
 }

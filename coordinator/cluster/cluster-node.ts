@@ -51,7 +51,8 @@ export class ClusterNode {
 
   private constructor(
     private readonly options: ClusterNodeOptions,
-    private readonly redis: Redis,
+    /** The command client: fails fast while Redis is unreachable. */
+    readonly redis: Redis,
   ) {
     this.nodeId = options.nodeId ?? randomUUID().slice(0, 8);
     this.keys = clusterKeys(options.federation);

@@ -11,6 +11,14 @@ export interface ClusterKeys {
   readonly nodes: string;
   /** Hash: node id → Redis server time (ms) of its last heartbeat. */
   readonly nodesSeen: string;
+  /** JSON: the last completed round, its model version, the task, and the last round number ever started. */
+  readonly head: string;
+  /** List: every completed round's record (JSON), in order. */
+  readonly history: string;
+  /** JSON: the strategy's saved state (optimizer moments, accountant, clip norm) as of the last completed round. */
+  readonly strategy: string;
+  /** The global model of `version` as float32 little-endian bytes, stored once per version. */
+  model(version: number): string;
 }
 
 export function clusterKeys(federation: string): ClusterKeys {
@@ -20,5 +28,9 @@ export function clusterKeys(federation: string): ClusterKeys {
     term: `${prefix}term`,
     nodes: `${prefix}nodes`,
     nodesSeen: `${prefix}nodes:seen`,
+    head: `${prefix}head`,
+    history: `${prefix}history`,
+    strategy: `${prefix}strategy`,
+    model: (version) => `${prefix}model:${version}`,
   };
 }

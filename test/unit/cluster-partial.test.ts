@@ -63,7 +63,7 @@ function cluster(leader: Strategy, followers: readonly Strategy[]): Float32Array
     // A follower reads the leader's strategy state (the clip norm) from the store before the round, as a node does.
     for (const follower of followers) follower.loadState?.(leader.saveState?.());
     const aggregators = [leader, ...followers].map((s) => s.beginRound(context));
-    updates.forEach((u, i) => aggregators[i % aggregators.length]!.add(u));
+    for (const [i, u] of updates.entries()) aggregators[i % aggregators.length]!.add(u);
     const [own, ...others] = aggregators;
     for (const node of others) {
       const bytes = encodePartial(node!.partial!());
