@@ -198,6 +198,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     'request',
     httpHandler({
       dashboardStatus,
+      clusterLeader: cluster && (() => cluster.leaderCheck()),
       task,
       demoData: loaded.demoData,
       reports,

@@ -142,6 +142,11 @@ export class ClusterRuntime {
     engine.adoptResume(resume, lastStartedRound);
   }
 
+  /** `/api/cluster/leader`: a load balancer sends participants only to the node that leads. */
+  leaderCheck(): { readonly leads: boolean; readonly self: string; readonly leader?: string } {
+    return { leads: this.node.isLeader, self: this.node.nodeId, leader: this.node.lease.leader };
+  }
+
   /** The engine's dashboard status with the `cluster` field. */
   dashboardStatus(engine: RoundEngine): FederationStatus {
     return { ...engine.dashboardStatus(), cluster: this.node.status() };

@@ -16,6 +16,8 @@ export interface HttpRoutes {
   readonly demoData: ServedDemoData | undefined;
   readonly reports: RunReports;
   readonly security: SecurityConfig;
+  /** On a cluster (`--redis`): whether this node leads, for a load balancer's health check (docs/cluster.md). */
+  readonly clusterLeader?: () => { readonly leads: boolean; readonly self: string; readonly leader?: string };
   /** The Vite build (dist/). */
   readonly staticDir: string;
   readonly logError: (line: string) => void;
@@ -49,6 +51,11 @@ async function handle(routes: HttpRoutes, staticRoot: string, request: IncomingM
   if (pathname === '/api/status') {
     const body = JSON.stringify(routes.dashboardStatus());
     response.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(body);
+    return;
+  }
+  if (pathname === '/api/cluster/leader' && routes.clusterLeader) {
+    const { leads, ...body } = routes.clusterLeader();
+    response.writeHead(leads ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(body));
     return;
   }
   if (pathname === '/api/task') {

@@ -68,6 +68,13 @@ test('every node answers /api/status with the whole cluster: itself, the one lea
   );
   // Only the leader drives rounds: the follower's engine was never started.
   const leaderIndex = a.cluster!.leader === a.cluster!.self ? 0 : 1;
+  // The load balancer's health check: 200 on the leader only.
+  const leaderCheck = await fetch(`${coordinators[leaderIndex]!.url}/api/cluster/leader`);
+  assert.equal(leaderCheck.status, 200);
+  assert.deepEqual(await leaderCheck.json(), { self: a.cluster!.leader, leader: a.cluster!.leader });
+  const followerCheck = await fetch(`${coordinators[1 - leaderIndex]!.url}/api/cluster/leader`);
+  assert.equal(followerCheck.status, 503);
+  assert.equal(((await followerCheck.json()) as { leader: string }).leader, a.cluster!.leader);
   assert.equal(coordinators[1 - leaderIndex]!.engine.control, 'awaiting-start');
   assert.notEqual(coordinators[leaderIndex]!.engine.control, 'awaiting-start');
 });
@@ -99,6 +106,7 @@ test('a coordinator without --redis has no cluster field', async () => {
   const single = await startCoordinator(config);
   try {
     assert.equal((await status(single.url)).cluster, undefined);
+    assert.equal((await fetch(`${single.url}/api/cluster/leader`)).status, 404);
   } finally {
     await single.close();
   }

@@ -41,3 +41,10 @@ test('secure aggregation is refused on a cluster, saying why', () => {
     /--secure-aggregation cannot run on a cluster \(--redis\) yet/,
   );
 });
+
+test('encrypted checkpoints are refused on a cluster: Redis would hold the model and history in plain', () => {
+  assert.throws(
+    () => parseConfig([...REDIS, '--checkpoint-key-file', '/tmp/key']),
+    /--checkpoint-key-file cannot run on a cluster \(--redis\)/,
+  );
+});

@@ -1,0 +1,151 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, test } from 'node:test';
+import type { TaskSummary } from '../../core/protocol/messages.ts';
+import type { FederationStatus } from '../../core/protocol/status.ts';
+import { DEFAULT_LEASE_TTL_MS } from '../../coordinator/cluster/cluster-node.ts';
+import { loadMnistDemo } from '../../coordinator/task/demo-data.ts';
+import { type CoordinatorProcess, launchCoordinator } from '../helpers/coordinator-process.ts';
+import { freePort } from '../helpers/free-port.ts';
+import { startNodeParticipants, stopNodeParticipants, type NodeParticipant } from '../helpers/node-participants.ts';
+import { TestRedis } from '../support/redis.ts';
+
+/**
+ * Three coordinator processes on one real Redis, real Node participants:
+ * SIGKILL the leader in the middle of a round. Another node must lead within
+ * the lease plus a few seconds, take the federation up from Redis (each node
+ * has its own data folder: nothing comes from the dead node's disk), keep
+ * every completed round, abandon the open one without reusing its number,
+ * and run on with participants that reconnect to it.
+ */
+
+interface Node {
+  readonly port: number;
+  readonly url: string;
+  readonly dataDir: string;
+  process: CoordinatorProcess;
+}
+
+let redis: TestRedis | undefined;
+const nodes: Node[] = [];
+let participants: NodeParticipant[] = [];
+
+after(async () => {
+  stopNodeParticipants(participants);
+  for (const node of nodes) {
+    node.process.child.kill('SIGKILL');
+    await node.process.exited;
+    await rm(node.dataDir, { recursive: true, force: true });
+  }
+  await redis?.cleanup();
+});
+
+async function status(node: Node): Promise<FederationStatus | undefined> {
+  try {
+    return (await (await fetch(`${node.url}/api/status`)).json()) as FederationStatus;
+  } catch {
+    return undefined; // a killed node
+  }
+}
+
+async function until<T>(read: () => Promise<T>, ok: (value: T) => boolean, timeoutMs: number, what: string): Promise<T> {
+  const started = Date.now();
+  for (;;) {
+    const value = await read();
+    if (ok(value)) return value;
+    if (Date.now() - started > timeoutMs)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}: ${JSON.stringify(value)?.slice(0, 2000)}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function leaderOf(candidates: readonly Node[]): Promise<Node | undefined> {
+  for (const node of candidates) {
+    const s = await status(node);
+    if (s?.cluster && s.cluster.leader === s.cluster.self) return node;
+  }
+  return undefined;
+}
+
+test('SIGKILL of the leader mid-round: another node leads within the lease plus a few seconds, from Redis, with every completed round and no reused round number', {
+  timeout: 120_000,
+}, async () => {
+  redis = await TestRedis.start();
+  const launches = [0, 1, 2].map(async () => {
+    const port = await freePort();
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'fl-cluster-node-'));
+    const args = ['--port', String(port), '--host', '127.0.0.1', '--data-dir', dataDir, '--redis', redis!.url];
+    const federation = ['--rounds', '40', '--min-clients', '2', '--clients-per-round', '2', '--round-timeout', '20', '--seed', '3'];
+    const process = await launchCoordinator([...args, ...federation]);
+    nodes.push({ port, url: `http://127.0.0.1:${port}`, dataDir, process });
+  });
+  await Promise.all(launches);
+  const first = (await until(
+    () => leaderOf(nodes),
+    (n) => n !== undefined,
+    15_000,
+    'a leader',
+  ))!;
+  const demo = await loadMnistDemo();
+  const task = (await (await fetch(`${first.url}/api/task`)).json()) as TaskSummary;
+  participants = await startNodeParticipants(first.url, demo, task, 2);
+
+  // Two completed rounds, then kill the leader while the next one is open.
+  const before = (await until(
+    () => status(first),
+    (s) => s !== undefined && s.history.length >= 2 && s.phase === 'training',
+    60_000,
+    'two completed rounds and an open one',
+  ))!;
+  const openRound = before.round;
+  assert.ok(openRound > before.history.at(-1)!.round);
+  first.process.child.kill('SIGKILL');
+  await first.process.exited;
+  const killedAt = Date.now();
+  const others = nodes.filter((n) => n !== first);
+  const second = (await until(
+    () => leaderOf(others),
+    (n) => n !== undefined,
+    DEFAULT_LEASE_TTL_MS + 5_000,
+    'a new leader',
+  ))!;
+  const failoverMs = Date.now() - killedAt;
+  assert.ok(failoverMs <= DEFAULT_LEASE_TTL_MS + 4_000, `failover took ${failoverMs} ms`);
+  t.diagnostic(`failover: node ${second.port} led ${failoverMs} ms after the leader's SIGKILL (lease ${DEFAULT_LEASE_TTL_MS} ms)`);
+
+  // The participants reconnect to the new leader (a load balancer would send them there).
+  stopNodeParticipants(participants);
+  participants = await startNodeParticipants(second.url, demo, task, 2);
+  const after = (await until(
+    () => status(second),
+    (s) => s !== undefined && s.history.length > before.history.length,
+    60_000,
+    'a round completed by the new leader',
+  ))!;
+  const kept = after.history.slice(0, before.history.length).map((r) => [r.round, r.modelVersion, r.modelHash]);
+  assert.deepEqual(
+    kept,
+    before.history.map((r) => [r.round, r.modelVersion, r.modelHash]),
+    'every completed round is kept',
+  );
+  const next = after.history[before.history.length]!;
+  assert.ok(next.round > openRound, `the open round ${openRound} was abandoned and its number not reused (next: ${next.round})`);
+  assert.ok(!after.history.some((r) => r.round === openRound));
+
+  // The third node follows the federation in Redis: its status shows the same rounds.
+  const third = others.find((n) => n !== second)!;
+  await until(
+    () => status(third),
+    (s) => s !== undefined && s.history.length >= after.history.length && s.cluster?.leader === after.cluster?.self,
+    10_000,
+    'the third node to show the new leader and its rounds',
+  );
+  const thirdStatus = (await status(third))!;
+  assert.deepEqual(
+    thirdStatus.history.slice(0, after.history.length).map((r) => r.round),
+    after.history.map((r) => r.round),
+  );
+  assert.equal(thirdStatus.cluster!.nodes.length >= 2, true);
+});
