@@ -51,6 +51,8 @@ export class ClusterRuntime {
   /** The head this node's engine last wrote or adopted: another leader's progress changes it. */
   private knownHead: FederationHead | undefined;
   private followTimer: NodeJS.Timeout | undefined;
+  /** Set once this node's engine state is known to be stale: it stays paused (the command line exits). */
+  private stale = false;
   private closed = false;
 
   private constructor(
@@ -117,12 +119,13 @@ export class ClusterRuntime {
   }
 
   /**
-   * Until its engine runs, a node follows the federation in Redis once a
-   * second (one GET of the head), so its status and dashboard show the
-   * leader's rounds, model and privacy spent.
+   * Once a second a node that does not lead looks at Redis: until its engine
+   * runs, it follows the federation's head (one GET), so its status and
+   * dashboard show the leader's rounds, model and privacy spent; once its
+   * engine has run, another node leading makes its state stale.
    */
   private follow(): void {
-    if (this.closed || this.ranInTerm !== undefined) return;
+    if (this.closed || this.stale) return;
     this.followTimer = setTimeout(() => {
       void this.catchUp()
         .catch(() => undefined) // Redis unreachable: the status says so; try again next time
@@ -132,7 +135,13 @@ export class ClusterRuntime {
 
   private async catchUp(): Promise<void> {
     const engine = this.wiring?.engine;
-    if (!engine || this.ranInTerm !== undefined || engine.control !== 'awaiting-start') return;
+    if (!engine || this.node.isLeader) return;
+    if (this.ranInTerm !== undefined) {
+      const leader = this.node.lease.leader;
+      if (leader !== undefined && leader !== this.node.nodeId) this.becomeStale(`node ${leader} leads the federation now`);
+      return;
+    }
+    if (engine.control !== 'awaiting-start') return;
     const head = await this.store.head();
     if (head === undefined || JSON.stringify(head) === JSON.stringify(this.knownHead)) return;
     const stored = await this.store.load();
@@ -194,10 +203,8 @@ export class ClusterRuntime {
         return;
       }
       const head = await this.store.head();
-      if (role.term !== this.ranInTerm && JSON.stringify(head) !== JSON.stringify(this.knownHead)) {
-        const reason = `node ${this.node.nodeId} lost the lease while another node led the federation on (now at round ${head?.round ?? 0}): its state is stale`;
-        this.log(`cluster: ${reason}`);
-        wiring.onStale?.(reason);
+      if (this.stale || (role.term !== this.ranInTerm && JSON.stringify(head) !== JSON.stringify(this.knownHead))) {
+        this.becomeStale(`the federation moved on to round ${head?.round ?? 0} meanwhile`);
         return;
       }
       this.ranInTerm = role.term;
@@ -205,6 +212,17 @@ export class ClusterRuntime {
     } catch (error) {
       this.log(`cluster: could not take up the federation from Redis: ${(error as Error).message}`);
     }
+  }
+
+  /** This node's engine ran, lost the lease, and another node led meanwhile: it must never run again. */
+  private becomeStale(why: string): void {
+    if (this.stale) return;
+    this.stale = true;
+    // A stale node must not hold the lease: give it up and stop campaigning.
+    void this.node.lease.stop(true);
+    const reason = `node ${this.node.nodeId} lost the lease and ${why}: its state is stale`;
+    this.log(`cluster: ${reason}`);
+    this.wiring?.onStale?.(reason);
   }
 
   close(): Promise<void> {

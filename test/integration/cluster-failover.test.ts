@@ -29,18 +29,39 @@ interface Node {
 }
 
 let redis: TestRedis | undefined;
-const nodes: Node[] = [];
+let nodes: Node[] = [];
 let participants: NodeParticipant[] = [];
 
-after(async () => {
+async function cleanup(): Promise<void> {
   stopNodeParticipants(participants);
+  participants = [];
   for (const node of nodes) {
+    node.process.child.kill('SIGCONT');
     node.process.child.kill('SIGKILL');
     await node.process.exited;
     await rm(node.dataDir, { recursive: true, force: true });
   }
+  nodes = [];
   await redis?.cleanup();
-});
+  redis = undefined;
+}
+after(cleanup);
+
+/** A fresh Redis and `count` coordinator processes on it, each with its own data folder. */
+async function launchNodes(count: number): Promise<void> {
+  redis = await TestRedis.start();
+  const url = redis.url;
+  await Promise.all(
+    Array.from({ length: count }, async () => {
+      const port = await freePort();
+      const dataDir = await mkdtemp(path.join(tmpdir(), 'fl-cluster-node-'));
+      const args = ['--port', String(port), '--host', '127.0.0.1', '--data-dir', dataDir, '--redis', url];
+      const federation = ['--rounds', '40', '--min-clients', '2', '--clients-per-round', '2', '--round-timeout', '20', '--seed', '3'];
+      const process = await launchCoordinator([...args, ...federation]);
+      nodes.push({ port, url: `http://127.0.0.1:${port}`, dataDir, process });
+    }),
+  );
+}
 
 async function status(node: Node): Promise<FederationStatus | undefined> {
   try {
@@ -71,17 +92,8 @@ async function leaderOf(candidates: readonly Node[]): Promise<Node | undefined> 
 
 test('SIGKILL of the leader mid-round: another node leads within the lease plus a few seconds, from Redis, with every completed round and no reused round number', {
   timeout: 120_000,
-}, async () => {
-  redis = await TestRedis.start();
-  const launches = [0, 1, 2].map(async () => {
-    const port = await freePort();
-    const dataDir = await mkdtemp(path.join(tmpdir(), 'fl-cluster-node-'));
-    const args = ['--port', String(port), '--host', '127.0.0.1', '--data-dir', dataDir, '--redis', redis!.url];
-    const federation = ['--rounds', '40', '--min-clients', '2', '--clients-per-round', '2', '--round-timeout', '20', '--seed', '3'];
-    const process = await launchCoordinator([...args, ...federation]);
-    nodes.push({ port, url: `http://127.0.0.1:${port}`, dataDir, process });
-  });
-  await Promise.all(launches);
+}, async (t) => {
+  await launchNodes(3);
   const first = (await until(
     () => leaderOf(nodes),
     (n) => n !== undefined,
@@ -148,4 +160,56 @@ test('SIGKILL of the leader mid-round: another node leads within the lease plus 
     after.history.map((r) => r.round),
   );
   assert.equal(thirdStatus.cluster!.nodes.length >= 2, true);
+});
+
+test('a leader frozen past its lease (SIGSTOP) is deposed; woken up, it cannot write, and it exits as stale for its supervisor to restart', {
+  timeout: 120_000,
+}, async () => {
+  await cleanup();
+  await launchNodes(2);
+  const first = (await until(
+    () => leaderOf(nodes),
+    (n) => n !== undefined,
+    15_000,
+    'a leader',
+  ))!;
+  const demo = await loadMnistDemo();
+  const task = (await (await fetch(`${first.url}/api/task`)).json()) as TaskSummary;
+  participants = await startNodeParticipants(first.url, demo, task, 2);
+  await until(
+    () => status(first),
+    (s) => s !== undefined && s.history.length >= 1 && s.phase === 'training',
+    60_000,
+    'a completed round and an open one',
+  );
+  first.process.child.kill('SIGSTOP');
+  const second = nodes.find((n) => n !== first)!;
+  await until(
+    () => leaderOf([second]),
+    (n) => n !== undefined,
+    DEFAULT_LEASE_TTL_MS + 5_000,
+    'the other node to lead',
+  );
+  stopNodeParticipants(participants);
+  participants = await startNodeParticipants(second.url, demo, task, 2);
+  const led = (await until(
+    () => status(second),
+    (s) => s !== undefined && s.history.some((r) => r.outcome === 'aggregated' && r.round > 1),
+    60_000,
+    'a round aggregated by the new leader',
+  ))!;
+
+  // Wake the old leader: its open round closes (its participants left), and its save must be refused.
+  first.process.child.kill('SIGCONT');
+  const code = await Promise.race([first.process.exited, new Promise((resolve) => setTimeout(() => resolve('still running'), 15_000))]);
+  assert.equal(code, 75, 'the stale node exits with 75 (EX_TEMPFAIL) for its supervisor to restart it');
+  // Nothing it did after it was deposed reached the federation: the new leader's history runs on, numbers increasing, none twice.
+  const final = (await status(second))!;
+  const rounds = final.history.map((r) => r.round);
+  for (let i = 1; i < rounds.length; i++) assert.ok(rounds[i]! > rounds[i - 1]!, `round numbers increase: ${rounds.join(',')}`);
+  assert.deepEqual(
+    final.history.slice(0, led.history.length).map((r) => [r.round, r.modelHash]),
+    led.history.map((r) => [r.round, r.modelHash]),
+  );
+  assert.equal(final.cluster!.leader, final.cluster!.self);
 });

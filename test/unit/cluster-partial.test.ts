@@ -98,6 +98,7 @@ const configured = (flags: readonly string[]) => () => buildStrategy(parseConfig
 
 for (const [name, make] of [
   ['fedavg', configured([])],
+  ['fedavg with --max-update-norm', configured(['--max-update-norm', '100'])],
   ['fedprox', configured(['--strategy', 'fedprox'])],
   ['fedadam', configured(['--strategy', 'fedadam'])],
   ['fedyogi', configured(['--strategy', 'fedyogi'])],
