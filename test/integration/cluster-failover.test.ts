@@ -194,7 +194,7 @@ test('a leader frozen past its lease (SIGSTOP) is deposed; woken up, it cannot w
   participants = await startNodeParticipants(second.url, demo, task, 2);
   const led = (await until(
     () => status(second),
-    (s) => s !== undefined && s.history.some((r) => r.outcome === 'aggregated' && r.round > 1),
+    (s) => s?.history.some((r) => r.outcome === 'aggregated' && r.round > 1) === true,
     60_000,
     'a round aggregated by the new leader',
   ))!;
