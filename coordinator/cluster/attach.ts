@@ -75,6 +75,7 @@ export class ClusterRuntime {
       log: options.log,
       statusChanged: () => runtime?.wiring?.statusChanged(),
       onRoleChange: (role) => void runtime?.roleChanged(role),
+      onReachable: () => runtime?.redisBack(),
     });
     const store = new FederationStore(node.redis, node.store, node.keys, options.task);
     runtime = new ClusterRuntime(node, store, options.strategy, options.log);
@@ -149,6 +150,16 @@ export class ClusterRuntime {
     this.knownHead = stored.head;
     const { resume, lastStartedRound } = this.takeUp(stored, false);
     engine.adoptResume(resume, lastStartedRound);
+  }
+
+  /**
+   * Redis answers again: a round the leader could not store while it was
+   * away is held out of sight (the engine's storage pause); store it now,
+   * so rounds resume without the operator.
+   */
+  private redisBack(): void {
+    const engine = this.wiring?.engine;
+    if (engine && this.node.isLeader && !this.stale && engine.status().storageFailure !== undefined) engine.resume();
   }
 
   /** `/api/cluster/leader`: a load balancer sends participants only to the node that leads. */

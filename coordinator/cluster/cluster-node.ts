@@ -22,6 +22,8 @@ export interface ClusterNodeOptions {
   readonly log: (line: string) => void;
   /** This node became leader (with its term) or stopped leading. */
   readonly onRoleChange?: (role: LeaseRole) => void;
+  /** Redis answers again after it was unreachable. */
+  readonly onReachable?: () => void;
   /** Something in the cluster status changed (a node came or went, Redis reachability). */
   readonly statusChanged?: () => void;
 }
@@ -139,6 +141,7 @@ export class ClusterNode {
     this.unreachableSince = reachable ? undefined : Date.now();
     this.options.log(reachable ? 'cluster: Redis is reachable again' : `cluster: Redis is unreachable (${this.lastError})`);
     this.options.statusChanged?.();
+    if (reachable) this.options.onReachable?.();
   }
 
   get isLeader(): boolean {

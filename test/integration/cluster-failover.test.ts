@@ -213,3 +213,62 @@ test('a leader frozen past its lease (SIGSTOP) is deposed; woken up, it cannot w
   );
   assert.equal(final.cluster!.leader, final.cluster!.self);
 });
+
+test('Redis stops and comes back: every node keeps serving and says the federation is paused because Redis is unreachable; rounds then resume with nothing lost', {
+  timeout: 120_000,
+}, async () => {
+  await cleanup();
+  await launchNodes(2);
+  const first = (await until(
+    () => leaderOf(nodes),
+    (n) => n !== undefined,
+    15_000,
+    'a leader',
+  ))!;
+  const demo = await loadMnistDemo();
+  const task = (await (await fetch(`${first.url}/api/task`)).json()) as TaskSummary;
+  participants = await startNodeParticipants(first.url, demo, task, 2);
+  const before = (await until(
+    () => status(first),
+    (s) => (s?.history.length ?? 0) >= 1,
+    60_000,
+    'a completed round',
+  ))!;
+
+  await redis!.stop();
+  for (const node of nodes) {
+    const paused = (await until(
+      () => status(node),
+      (s) => s?.cluster?.redis === 'unreachable',
+      10_000,
+      'the node to see Redis gone',
+    ))!;
+    assert.match(paused.cluster!.paused ?? '', /^the federation is paused: Redis is unreachable/);
+  }
+  await new Promise((resolve) => setTimeout(resolve, 1_500));
+  await redis!.restart();
+
+  // A leader again (the same node when its lease outlived the outage); participants follow it, as through a load balancer.
+  const leader = (await until(
+    () => leaderOf(nodes),
+    (n) => n !== undefined,
+    DEFAULT_LEASE_TTL_MS + 10_000,
+    'a leader after Redis returned',
+  ))!;
+  if (leader !== first) {
+    stopNodeParticipants(participants);
+    participants = await startNodeParticipants(leader.url, demo, task, 2);
+  }
+  const resumed = (await until(
+    () => status(leader),
+    (s) => s !== undefined && s.history.length >= before.history.length + 2 && s.cluster?.paused === undefined,
+    60_000,
+    'two more rounds after Redis returned',
+  ))!;
+  assert.deepEqual(
+    resumed.history.slice(0, before.history.length).map((r) => [r.round, r.modelHash]),
+    before.history.map((r) => [r.round, r.modelHash]),
+    'every round Redis had acknowledged is kept',
+  );
+  assert.equal(resumed.cluster!.redis, 'connected');
+});
