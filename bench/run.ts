@@ -9,6 +9,7 @@ import path from 'node:path';
  */
 const BENCHMARKS: Record<string, string> = {
   client: 'bench/client.ts',
+  cluster: 'bench/cluster.ts',
   coordinator: 'bench/coordinator.ts',
   'data-ingest': 'bench/data-ingest.ts',
   'dp-sgd': 'bench/dp-sgd.ts',

@@ -20,7 +20,13 @@ async function main(): Promise<void> {
     console.log(USAGE);
     return;
   }
-  const coordinator = await startCoordinator(config);
+  const coordinator = await startCoordinator(config, {
+    // Fail-stop: a node whose state went stale while another led exits, and its supervisor restarts it fresh (docs/cluster.md).
+    onClusterStale: (reason) => {
+      console.error(`cluster: ${reason}; exiting (75) so that it restarts as a fresh node`);
+      void shutdown(75);
+    },
+  });
   const s = config.settings;
   console.log(
     `Coordinator: task ${coordinator.task.name}, model ${coordinator.task.model.architecture} (${coordinator.task.paramCount.toLocaleString('en')} parameters), tfjs ${coordinator.backend} backend`,

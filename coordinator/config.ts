@@ -28,7 +28,8 @@ import { ConfigError } from './options/option.ts';
 import { ACCOUNTANT, DELTA, FRESH_PRIVACY_BUDGET, parseClientDp, parseSampleDp } from './options/privacy.ts';
 import { startSettingsProblem, type StartStage, type StrategyFacts } from './options/rules.ts';
 import { checkSecAggThreshold, parseSecureAggregation } from './options/secure-aggregation.ts';
-import { DATA_DIR, DEMO_PARTICIPANTS, HELP, HOST, PORT, QUIET, STATIC_DIR, TASK } from './options/server.ts';
+import { DATA_DIR, DEMO_PARTICIPANTS, HELP, HOST, PORT, QUIET, REDIS, STATIC_DIR, TASK } from './options/server.ts';
+import { clusterConfigProblem } from './cluster/cluster-config.ts';
 import { parsePoisoning, parseStrategyFlags, type StrategyConfig } from './options/strategy.ts';
 import { PARSE_ARGS_OPTIONS } from './options/table.ts';
 import { parseSecurityConfig } from './security/config.ts';
@@ -147,7 +148,14 @@ function parseFlags(
     throw new ConfigError(
       '--accountant pld cannot account --distributed-noise skellam: its noise is known only by an RDP bound; use --accountant auto or rdp',
     );
+  const redis = REDIS.read(v);
+  const clusterProblem =
+    redis === undefined
+      ? undefined
+      : clusterConfigProblem(redis, { strategy, secureAggregation, checkpointKeyFile: CHECKPOINT_KEY_FILE.read(v) });
+  if (clusterProblem !== undefined) throw new ConfigError(clusterProblem);
   return {
+    redis,
     checkpointKeyFile: CHECKPOINT_KEY_FILE.read(v),
     clientDp,
     freshPrivacyBudget: FRESH_PRIVACY_BUDGET.read(v),

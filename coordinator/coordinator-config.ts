@@ -39,6 +39,8 @@ export interface CoordinatorConfig {
   readonly security?: SecurityConfig;
   /** The task file (--task), checked; absent: the embedded MNIST demo. Its settings are already in the fields above. */
   readonly task?: TaskFile;
+  /** `--redis URL`: this process is one node of a cluster sharing the federation through Redis (docs/cluster.md). */
+  readonly redis?: string;
   /** Defences against poisoning that need each update on the coordinator (docs/poisoning.md); absent: the defaults. */
   readonly poisoning?: PoisoningConfig;
 }

@@ -10,6 +10,7 @@ import type { TaskSummary } from '../core/protocol/messages.ts';
 import type { AdminClientToServerEvents, AdminServerToClientEvents, FederationStatus } from '../core/protocol/status.ts';
 import { SeededRandom } from '../core/random/prng.ts';
 import { FRAME_HEADER_BYTES } from '../core/wire/frame.ts';
+import { ClusterRuntime } from './cluster/attach.ts';
 import type { CoordinatorConfig } from './config.ts';
 import { withSkellam } from './distributed-noise-config.ts';
 import { secAggSettingsForModel } from './secagg-words-config.ts';
@@ -73,6 +74,8 @@ export interface CoordinatorHooks {
   readonly log?: (line: string) => void;
   /** Tests only: what the coordinator holds during secure aggregation. */
   readonly secaggObserver?: SecAggObserver;
+  /** On a cluster: this node led, lost the lease, and another led meanwhile (cluster/attach.ts); default: stay paused. */
+  readonly onClusterStale?: (reason: string) => void;
 }
 
 /**
@@ -106,11 +109,14 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
   const modelConfig = { ...config, settings: secAggSettingsForModel(config, updateLength) };
   const baseStrategy = hooks.strategy ?? buildStrategy(withSkellam(modelConfig, updateLength));
   const strategy: Strategy = fineTune ? new FineTuneStrategy(baseStrategy, fineTune.layout) : baseStrategy;
-  const lastStartedRound = await checkpoints.lastStartedRound();
-  const resume = await findResumePoint(checkpoints, task, strategy, lastStartedRound, log);
+  // --redis: one node of a cluster (coordinator/cluster/); the federation in Redis, when it holds one, comes before the disk's.
+  const cluster = config.redis === undefined ? undefined : await ClusterRuntime.connect({ redisUrl: config.redis, task, strategy, log });
+  const clusterResume = await cluster?.resumePoint();
+  const lastStartedRound = clusterResume?.lastStartedRound ?? (await checkpoints.lastStartedRound());
+  const resume = clusterResume ? clusterResume.resume : await findResumePoint(checkpoints, task, strategy, lastStartedRound, log);
   const bestModels = new BestModelStore(runDir, atRestKey);
   await repairBestModel(bestModels, resume, serializer, log);
-  if (!resume) checkFreshClientBudget(strategy, runDir, config.freshPrivacyBudget === true);
+  if (!resume && !clusterResume) checkFreshClientBudget(strategy, runDir, config.freshPrivacyBudget === true);
   const clock = new SystemClock();
   const runFiles = { runDir, task, strategy, serializer, checkpoints, bestModels, encrypted: config.checkpointKeyFile !== undefined };
 
@@ -139,7 +145,10 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
   );
   const socketsByParticipant = new Map<string, ParticipantSocket>();
   const rejoinSecrets = new RejoinSecrets();
-  const statusPush = new StatusPush(() => admin.emit('status', engine.dashboardStatus()));
+  const statusPush = new StatusPush(() => admin.emit('status', dashboardStatus()));
+  // On a cluster the status carries `cluster`.
+  const dashboardStatus = (): FederationStatus => cluster?.dashboardStatus(engine) ?? engine.dashboardStatus();
+  const saveRound = saveCompletedRounds(runFiles);
 
   const engine: RoundEngine = new RoundEngine({
     settings: modelConfig.settings,
@@ -157,8 +166,15 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     logError,
     participantGraceMs: security.participantGraceMs,
     onParticipantForgotten: (id) => rejoinSecrets.forget(id),
-    onRoundStarting: (round) => checkpoints.markRoundStarted(round),
-    onRoundCompleted: saveCompletedRounds(runFiles),
+    // On a cluster, Redis first (fenced by the leader's term): a round a deposed leader cannot store is never shown.
+    onRoundStarting: async (round) => {
+      await cluster?.roundStarting(round);
+      await checkpoints.markRoundStarted(round);
+    },
+    onRoundCompleted: async (record, model, history) => {
+      await cluster?.roundCompleted(record, model);
+      await saveRound(record, model, history);
+    },
     fineTune: fineTune && { layout: fineTune.layout, frozenHash: fineTune.summary.frozenHash },
   });
 
@@ -179,6 +195,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
 
   const metrics = new CoordinatorMetrics(engine);
   metrics.countTransportBytes(httpServer);
+  if (cluster) metrics.followCluster(cluster.node);
   const participantContext = {
     engine,
     task,
@@ -191,13 +208,14 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
   };
   io.on('connection', (socket) => attachParticipant(socket, participantContext));
   admin.on('connection', (socket) => {
-    socket.emit('status', engine.dashboardStatus());
+    socket.emit('status', dashboardStatus());
     attachAdminSocket(socket, engine, log);
   });
   httpServer.on(
     'request',
     httpHandler({
-      engine,
+      dashboardStatus,
+      clusterLeader: cluster && (() => cluster.leaderCheck()),
       task,
       demoData: loaded.demoData,
       reports,
@@ -219,8 +237,21 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
   });
   const port = (httpServer.address() as AddressInfo).port;
   const url = publicUrl(security, port);
-  // --manual-start: the operator starts the federation from the dashboard.
-  if (!config.manualStart) engine.start();
+  // --manual-start: the operator starts the federation from the dashboard. On a cluster only the leader starts it (attach.ts).
+  if (cluster)
+    cluster.start(
+      {
+        io,
+        httpServer,
+        engine,
+        participants: () => socketsByParticipant.size,
+        manualStart: config.manualStart === true,
+        statusChanged: () => statusPush.changed(),
+        onStale: hooks.onClusterStale,
+      },
+      url,
+    );
+  else if (!config.manualStart) engine.start();
 
   let closed = false;
   return {
@@ -245,6 +276,8 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
       // Then cut whatever is still open at once: a peer that holds its connection must not hold the shutdown.
       connections.destroyAll();
       await new Promise<void>((resolve) => io.close(() => resolve()));
+      // After socket.io: its adapter publishes through the cluster's Redis clients until it closes.
+      await cluster?.close();
       await closeHttp(httpServer);
       await finalReport;
       evaluator.dispose();

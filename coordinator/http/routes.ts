@@ -2,21 +2,24 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import type { TaskSummary } from '../../core/protocol/messages.ts';
 import type { CoordinatorMetrics } from '../metrics/coordinator-metrics.ts';
+import type { FederationStatus } from '../../core/protocol/status.ts';
 import { serveAdminDownload } from '../report/admin-api.ts';
 import type { RunReports } from '../report/reports.ts';
-import type { RoundEngine } from '../rounds/round-engine.ts';
 import type { SecurityConfig } from '../security/config.ts';
 import { guardHttp } from '../security/guard.ts';
 import type { ServedDemoData } from '../task/load-task.ts';
 import { isPageRoute, serveStatic } from './static-files.ts';
 
 export interface HttpRoutes {
-  readonly engine: RoundEngine;
+  /** What `/api/status` returns: the engine's dashboard status (with the `cluster` field on a cluster). */
+  readonly dashboardStatus: () => FederationStatus;
   readonly task: TaskSummary;
   readonly demoData: ServedDemoData | undefined;
   readonly reports: RunReports;
   readonly security: SecurityConfig;
   readonly metrics: CoordinatorMetrics;
+  /** On a cluster (`--redis`): whether this node leads, for a load balancer's health check (docs/cluster.md). */
+  readonly clusterLeader?: () => { readonly leads: boolean; readonly self: string; readonly leader?: string };
   /** The Vite build (dist/). */
   readonly staticDir: string;
   readonly logError: (line: string) => void;
@@ -48,13 +51,18 @@ async function handle(routes: HttpRoutes, staticRoot: string, request: IncomingM
     return;
   }
   if (pathname === '/api/status') {
-    const body = JSON.stringify(routes.engine.dashboardStatus());
+    const body = JSON.stringify(routes.dashboardStatus());
     response.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(body);
     return;
   }
   if (pathname === '/metrics') {
     const { contentType, body } = await routes.metrics.render();
     response.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store' }).end(request.method === 'HEAD' ? undefined : body);
+    return;
+  }
+  if (pathname === '/api/cluster/leader' && routes.clusterLeader) {
+    const { leads, ...body } = routes.clusterLeader();
+    response.writeHead(leads ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(body));
     return;
   }
   if (pathname === '/api/task') {

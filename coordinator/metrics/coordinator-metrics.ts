@@ -43,6 +43,8 @@ export class CoordinatorMetrics {
   /** The status of the scrape under way: one per scrape, shared by the collectors. */
   private scrape: FederationStatus | undefined;
 
+  private clusterNode: { readonly isLeader: boolean; readonly redisRoundTripMs: number | undefined } | undefined;
+
   constructor(private readonly source: MetricsSource) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
@@ -202,9 +204,19 @@ export class CoordinatorMetrics {
     this.redisRoundTrip.set(ms / 1000);
   }
 
+  /** On a cluster, the leader flag and the Redis round trip are read from this node at every scrape. */
+  followCluster(node: { readonly isLeader: boolean; readonly redisRoundTripMs: number | undefined }): void {
+    this.clusterNode = node;
+  }
+
   /** The text exposition and its content type. */
   async render(): Promise<{ readonly contentType: string; readonly body: string }> {
     this.scrape = this.source.status();
+    if (this.clusterNode) {
+      this.setLeader(this.clusterNode.isLeader);
+      const roundTrip = this.clusterNode.redisRoundTripMs;
+      if (roundTrip !== undefined) this.setRedisRoundTripMs(roundTrip);
+    }
     try {
       return { contentType: this.registry.contentType, body: await this.registry.metrics() };
     } finally {

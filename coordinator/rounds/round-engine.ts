@@ -33,7 +33,7 @@ import {
   type AfterRound,
   type EngineState,
 } from './engine-state.ts';
-import { makeModel, type GlobalModel, type RoundEngineOptions } from './engine-types.ts';
+import { makeModel, type GlobalModel, type ResumePoint, type RoundEngineOptions } from './engine-types.ts';
 import type { OpenRound } from './collection.ts';
 import { settle, type RoundBasis } from './open-round.ts';
 import { Intake } from './intake.ts';
@@ -189,6 +189,22 @@ export class RoundEngine {
       default:
         throw new Error(`unknown engine event ${event satisfies never as string}`);
     }
+  }
+
+  /**
+   * A cluster node that becomes leader takes up the federation as the store
+   * holds it (coordinator/cluster/): only before this engine ever ran, so no
+   * round of its own is lost. Numbering continues after `lastStartedRound`.
+   */
+  adoptResume(resume: ResumePoint | undefined, lastStartedRound: number): void {
+    if (this.state.kind !== 'awaiting-start') throw new Error(`cannot adopt a stored federation once started (${this.state.kind})`);
+    if (resume) {
+      this.model = makeModel(resume.modelVersion, resume.weights);
+      this.history.splice(0, this.history.length, ...resume.history);
+    }
+    this.lastRound = Math.max(resume?.round ?? 0, lastStartedRound, this.lastRound);
+    this.shownPrivacy = this.options.strategy.privacy?.();
+    this.options.transport.statusChanged();
   }
 
   /** Starts running rounds as soon as enough participants are connected. */

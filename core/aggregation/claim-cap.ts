@@ -1,3 +1,4 @@
+import { innerPartialMethods, type PartialAggregate } from './partial.ts';
 import type { ClientResult, RoundAggregator, RoundContext, Strategy } from './strategy.ts';
 import { StrategyWrapper } from './wrapper.ts';
 
@@ -86,6 +87,8 @@ export class ClaimCappedStrategy extends StrategyWrapper {
 
 class ClaimCappedRound implements RoundAggregator {
   readonly addSum?: (sum: Float64Array, count: number) => void;
+  readonly partial?: () => PartialAggregate;
+  readonly addPartial?: (partial: PartialAggregate) => void;
   private readonly counts: number[] = [];
 
   constructor(
@@ -95,6 +98,15 @@ class ClaimCappedRound implements RoundAggregator {
   ) {
     const addSum = inner.addSum;
     if (addSum) this.addSum = (sum, count) => addSum.call(inner, sum, count);
+    // On a cluster each node caps its own participants' claims; its sent partial makes its counts the reference, as finish() does.
+    const { partial, addPartial } = innerPartialMethods(inner);
+    this.addPartial = addPartial;
+    this.partial =
+      partial &&
+      (() => {
+        this.remember(this.counts);
+        return partial();
+      });
   }
 
   get count(): number {

@@ -6,6 +6,7 @@ import { accountEpsilon, isAccountantKind, type AccountantKind } from '../privac
 import type { FitConfig } from '../protocol/messages.ts';
 import { SecureRandom, type UniformSource } from '../random/prng.ts';
 import type { RoundSettings, SettingsChange } from '../protocol/status.ts';
+import { checkPartial, type PartialAggregate } from './partial.ts';
 import type { ClientResult, PrivacyReport, RoundAggregator, RoundContext, Strategy, StrategyTraits } from './strategy.ts';
 
 /** The noised sum's grid keeps coordinates up to this many clip norms exact (float64 leaves room to spare). */
@@ -418,6 +419,18 @@ class DpRound implements RoundAggregator {
    * on the coordinator, so its rounds have no addSum.
    */
   readonly addSum?: (sum: Float64Array, count: number) => void;
+
+  partial(): PartialAggregate {
+    return { sum: this.sum.slice(), weight: this.added, count: this.added, withinClip: this.within };
+  }
+
+  /** Another node's clipped sum (central) or noised sum (distributed): the noise and the clip adaptation stay with finish(). */
+  addPartial(partial: PartialAggregate): void {
+    checkPartial(partial, this.sum.length);
+    for (let i = 0; i < this.sum.length; i++) this.sum[i]! += partial.sum[i]!;
+    this.added += partial.count;
+    this.within += partial.withinClip;
+  }
 
   private addNoisedSum(sum: Float64Array, count: number): void {
     if (sum.length !== this.sum.length) throw new RangeError(`sum has ${sum.length} values, the model has ${this.sum.length}`);

@@ -1,5 +1,6 @@
 import type { ClientResult, RoundAggregator, RoundContext, Strategy, StrategyTraits } from './strategy.ts';
 import type { FitConfig } from '../protocol/messages.ts';
+import { checkPartial, type PartialAggregate } from './partial.ts';
 
 export interface FedAvgOptions {
   /** Scales the averaged update before it is applied (1 = plain FedAvg). */
@@ -90,6 +91,17 @@ export class WeightedSum implements RoundAggregator {
     for (let i = 0; i < this.sum.length; i++) this.sum[i]! += sum[i]!;
     this.totalWeight += count;
     this.added += count;
+  }
+
+  partial(): PartialAggregate {
+    return { sum: this.sum.slice(), weight: this.totalWeight, count: this.added, withinClip: 0 };
+  }
+
+  addPartial(partial: PartialAggregate): void {
+    checkPartial(partial, this.sum.length);
+    for (let i = 0; i < this.sum.length; i++) this.sum[i]! += partial.sum[i]!;
+    this.totalWeight += partial.weight;
+    this.added += partial.count;
   }
 
   finish(): Float32Array | null {

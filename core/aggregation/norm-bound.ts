@@ -1,3 +1,4 @@
+import { innerPartialMethods, type PartialAggregate } from './partial.ts';
 import { l2Norm } from '../privacy/update-privacy.ts';
 import { ErrorCode, ProtocolError } from '../protocol/errors.ts';
 import type { ClientResult, RoundAggregator, RoundContext, Strategy, StrategyTraits } from './strategy.ts';
@@ -40,10 +41,16 @@ export class NormBoundedStrategy extends StrategyWrapper {
 }
 
 class NormBoundedRound implements RoundAggregator {
+  readonly partial?: () => PartialAggregate;
+  readonly addPartial?: (partial: PartialAggregate) => void;
+
   constructor(
     private readonly inner: RoundAggregator,
     private readonly maxNorm: number,
-  ) {}
+  ) {
+    // Each node bounds its own participants' updates: the partial it sends holds only bounded ones.
+    ({ partial: this.partial, addPartial: this.addPartial } = innerPartialMethods(inner));
+  }
 
   get count(): number {
     return this.inner.count;

@@ -1,5 +1,6 @@
 import { l2Norm } from '../privacy/update-privacy.ts';
 import { ErrorCode, ProtocolError } from '../protocol/errors.ts';
+import { innerPartialMethods, type PartialAggregate } from './partial.ts';
 import type { ClientResult, RoundAggregator, RoundContext, Strategy } from './strategy.ts';
 import { StrategyWrapper } from './wrapper.ts';
 
@@ -86,6 +87,8 @@ export class OutlierBoundedStrategy extends StrategyWrapper {
 class OutlierBoundedRound implements RoundAggregator {
   private readonly norms: number[] = [];
   readonly addSum?: (sum: Float64Array, count: number) => void;
+  readonly partial?: () => PartialAggregate;
+  readonly addPartial?: (partial: PartialAggregate) => void;
 
   constructor(
     private readonly inner: RoundAggregator,
@@ -94,6 +97,15 @@ class OutlierBoundedRound implements RoundAggregator {
   ) {
     const addSum = inner.addSum;
     if (addSum) this.addSum = (sum, count) => addSum.call(inner, sum, count);
+    // On a cluster each node bounds its own participants' updates; its sent partial makes their norms the reference, as finish() does.
+    const { partial, addPartial } = innerPartialMethods(inner);
+    this.addPartial = addPartial;
+    this.partial =
+      partial &&
+      (() => {
+        this.remember(this.norms);
+        return partial();
+      });
   }
 
   get count(): number {

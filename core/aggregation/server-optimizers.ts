@@ -1,4 +1,5 @@
 import { FedAvg } from './fedavg.ts';
+import { innerPartialMethods, type PartialAggregate } from './partial.ts';
 import type { ClientResult, RoundAggregator, RoundContext, Strategy } from './strategy.ts';
 import { StrategyWrapper } from './wrapper.ts';
 
@@ -218,6 +219,8 @@ export class FedYogi extends ServerOptimizer {
 class OptimizerRound implements RoundAggregator {
   /** Present only when the base rule's round takes a secure aggregation sum (RoundAggregator.addSum). */
   readonly addSum?: (sum: Float64Array, count: number) => void;
+  readonly partial?: () => PartialAggregate;
+  readonly addPartial?: (partial: PartialAggregate) => void;
 
   constructor(
     private readonly inner: RoundAggregator,
@@ -226,6 +229,8 @@ class OptimizerRound implements RoundAggregator {
   ) {
     const addSum = inner.addSum;
     if (addSum) this.addSum = (sum, count) => addSum.call(inner, sum, count);
+    // The step runs once, at the leader's finish(); nodes only sum.
+    ({ partial: this.partial, addPartial: this.addPartial } = innerPartialMethods(inner));
   }
 
   get count(): number {

@@ -1,6 +1,7 @@
 import type { FitConfig } from '../protocol/messages.ts';
 import type { PrivacyReport, RoundSettings, SettingsChange } from '../protocol/status.ts';
 import type { UniformSource } from '../random/prng.ts';
+import type { PartialMethods } from './partial.ts';
 
 /**
  * The one seam between the round loop and the aggregation rule, after
@@ -32,8 +33,12 @@ export interface RoundContext {
   readonly claimedExamples?: readonly number[];
 }
 
-/** Accumulates one round's results. Streaming strategies keep O(model) memory. */
-export interface RoundAggregator {
+/**
+ * Accumulates one round's results. Streaming strategies keep O(model) memory.
+ * Rules whose input is a sum also have `partial`/`addPartial` (partial.ts):
+ * on a cluster each node sums its own participants and the leader combines.
+ */
+export interface RoundAggregator extends PartialMethods {
   add(result: ClientResult): void;
   /** Number of results added. */
   readonly count: number;

@@ -240,6 +240,37 @@ export interface FederationStatus {
   readonly best?: BestModelSummary;
   /** Set while something could not be saved: the federation is paused until the operator resumes. */
   readonly storageFailure?: StorageFailure;
+  /** Present when the coordinator runs as one node of a cluster (`--redis`); docs/cluster.md. */
+  readonly cluster?: ClusterStatus;
+}
+
+/** The cluster of coordinator nodes that share one federation through Redis (`--redis`). */
+export interface ClusterStatus {
+  /** This node's id (the node that answered). */
+  readonly self: string;
+  /** The leading node's id; absent while no node holds the lease (an election, or Redis unreachable). */
+  readonly leader?: string;
+  /** The leader's term (its fencing token), as this node last read it; absent while none is known. */
+  readonly term?: number;
+  /** Whether this node reaches Redis right now. */
+  readonly redis: 'connected' | 'unreachable';
+  /** Set while the federation is paused for the cluster's sake, in plain words (e.g. Redis is unreachable). */
+  readonly paused?: string;
+  /** Every node that sent a heartbeat in the last 30 s, by id. */
+  readonly nodes: readonly ClusterNodeStatus[];
+}
+
+export interface ClusterNodeStatus {
+  readonly id: string;
+  /** Where the node serves participants and the dashboard (its own URL). */
+  readonly address: string;
+  /** Participants connected to that node. */
+  readonly participants: number;
+  /** Milliseconds since its last heartbeat, by Redis's clock. */
+  readonly lastSeenMs: number;
+  /** Bytes it received and sent on its HTTP port since it started. */
+  readonly bytesIn: number;
+  readonly bytesOut: number;
 }
 
 export interface BestModelSummary {

@@ -25,6 +25,7 @@ import type {
   SettingsChange,
 } from '../../core/protocol/status.ts';
 import { takeSecretParam } from '../secret-param.ts';
+import { renderCluster } from './cluster-panel.ts';
 import { accountantText } from './privacy-text.ts';
 
 /** The live dashboard: the coordinator pushes its status over the /admin namespace; nothing polls. */
@@ -194,6 +195,7 @@ function render(status: FederationStatus): void {
         ? 'The federation has finished; the file was not written.'
         : 'Nothing unsaved is shown. Make the folder writable, then press Resume.')
     : '';
+  renderCluster(status.cluster);
   $('version').textContent = String(status.modelVersion);
   $('done').textContent = status.done ? `done: ${status.doneReason}` : '';
 

@@ -1,0 +1,244 @@
+import type { Server as NetServer } from 'node:net';
+import type { Server } from 'socket.io';
+import type { Strategy } from '../../core/aggregation/strategy.ts';
+import type { FederationStatus, RoundRecord } from '../../core/protocol/status.ts';
+import type { GlobalModel, ResumePoint, RoundEngine } from '../rounds/round-engine.ts';
+import { ClusterNode } from './cluster-node.ts';
+import { FederationStore, type FederationHead, type StoredFederation } from './federation-store.ts';
+import type { LeaseRole } from './lease.ts';
+import { TrafficCounter } from './traffic.ts';
+
+/** How often a node whose engine does not run reads the federation's head from Redis. */
+const FOLLOW_INTERVAL_MS = 1_000;
+
+/** Where a node's engine starts from: the federation in Redis. */
+export interface ClusterResume {
+  readonly resume: ResumePoint | undefined;
+  readonly lastStartedRound: number;
+}
+
+export interface ClusterWiring {
+  readonly io: Server;
+  readonly httpServer: NetServer;
+  readonly engine: RoundEngine;
+  /** Participants joined on this node. */
+  readonly participants: () => number;
+  /** `--manual-start`: the leader waits for the operator instead of starting rounds itself. */
+  readonly manualStart: boolean;
+  readonly statusChanged: () => void;
+  /**
+   * This node led, lost the lease, and another node led meanwhile: its
+   * engine's state is stale and must not run again. The command line exits
+   * so a supervisor restarts it as a fresh node (fail-stop, like
+   * Kubernetes' leader election); by default the engine stays paused.
+   */
+  readonly onStale?: (reason: string) => void;
+}
+
+/**
+ * A coordinator as one node of a cluster (`--redis`): the cluster node
+ * (lease, registry, adapter clients) and the federation store in Redis.
+ * Only the leader drives rounds: a node starts or resumes its engine when it
+ * wins the lease and pauses it when it loses it; the leader's round numbers
+ * and completed rounds go to Redis, fenced by its term, before anything
+ * shows them, and a node that wins the lease takes the federation up from
+ * Redis, not from any node's disk.
+ */
+export class ClusterRuntime {
+  private wiring: ClusterWiring | undefined;
+  /** The term whose state this node's engine holds once it has run; undefined before it ever ran. */
+  private ranInTerm: number | undefined;
+  /** The head this node's engine last wrote or adopted: another leader's progress changes it. */
+  private knownHead: FederationHead | undefined;
+  private followTimer: NodeJS.Timeout | undefined;
+  /** Set once this node's engine state is known to be stale: it stays paused (the command line exits). */
+  private stale = false;
+  private closed = false;
+
+  private constructor(
+    readonly node: ClusterNode,
+    readonly store: FederationStore,
+    private readonly strategy: Strategy,
+    private readonly log: (line: string) => void,
+  ) {}
+
+  static async connect(options: {
+    readonly redisUrl: string;
+    readonly task: { readonly name: string; readonly paramCount: number };
+    readonly strategy: Strategy;
+    readonly log: (line: string) => void;
+  }): Promise<ClusterRuntime> {
+    let runtime: ClusterRuntime | undefined;
+    const node = await ClusterNode.connect({
+      redisUrl: options.redisUrl,
+      federation: options.task.name,
+      log: options.log,
+      statusChanged: () => runtime?.wiring?.statusChanged(),
+      onRoleChange: (role) => void runtime?.roleChanged(role),
+      onReachable: () => runtime?.redisBack(),
+    });
+    const store = new FederationStore(node.redis, node.store, node.keys, options.task);
+    runtime = new ClusterRuntime(node, store, options.strategy, options.log);
+    return runtime;
+  }
+
+  /** The federation as Redis holds it, with the strategy state loaded; undefined when Redis holds none yet. */
+  async resumePoint(): Promise<ClusterResume | undefined> {
+    const stored = await this.store.load();
+    if (stored === undefined) return undefined;
+    this.knownHead = stored.head;
+    return this.takeUp(stored);
+  }
+
+  /** Loads the strategy's state and charges rounds started after the last completed one (their updates may have been seen). */
+  private takeUp(stored: StoredFederation, announce = true): ClusterResume {
+    const { head, strategy } = stored;
+    if (strategy && this.strategy.loadState) {
+      if (strategy.name !== this.strategy.name)
+        throw new Error(
+          `the federation in Redis runs strategy "${strategy.name}", this node "${this.strategy.name}": start every node with the same flags`,
+        );
+      this.strategy.loadState(strategy.state);
+    }
+    const unrecorded = head.lastStartedRound - head.round;
+    if (unrecorded > 0 && this.strategy.chargeUnrecordedRounds) {
+      this.strategy.chargeUnrecordedRounds(unrecorded);
+      if (announce) this.log(`charged ${unrecorded} round(s) started after the last completed one to the privacy accountant`);
+    }
+    if (announce && head.round > 0)
+      this.log(`cluster: the federation in Redis is at round ${head.round} (model version ${head.modelVersion})`);
+    return { resume: stored.resume, lastStartedRound: head.lastStartedRound };
+  }
+
+  /** Wires the running server in: the adapter, the traffic counter and the role changes; call once the server listens. */
+  start(wiring: ClusterWiring, address: string): void {
+    this.wiring = wiring;
+    wiring.io.adapter(this.node.adapter());
+    const traffic = new TrafficCounter(wiring.httpServer);
+    this.node.start(() => ({ address, participants: wiring.participants(), bytesIn: traffic.bytesIn, bytesOut: traffic.bytesOut }));
+    this.follow();
+  }
+
+  /**
+   * Once a second a node that does not lead looks at Redis: until its engine
+   * runs, it follows the federation's head (one GET), so its status and
+   * dashboard show the leader's rounds, model and privacy spent; once its
+   * engine has run, another node leading makes its state stale.
+   */
+  private follow(): void {
+    if (this.closed || this.stale) return;
+    this.followTimer = setTimeout(() => {
+      void this.catchUp()
+        .catch(() => undefined) // Redis unreachable: the status says so; try again next time
+        .finally(() => this.follow());
+    }, FOLLOW_INTERVAL_MS);
+  }
+
+  private async catchUp(): Promise<void> {
+    const engine = this.wiring?.engine;
+    if (!engine || this.node.isLeader) return;
+    if (this.ranInTerm !== undefined) {
+      const leader = this.node.lease.leader;
+      if (leader !== undefined && leader !== this.node.nodeId) this.becomeStale(`node ${leader} leads the federation now`);
+      return;
+    }
+    if (engine.control !== 'awaiting-start') return;
+    const head = await this.store.head();
+    if (head === undefined || JSON.stringify(head) === JSON.stringify(this.knownHead)) return;
+    const stored = await this.store.load();
+    if (!stored || this.ranInTerm !== undefined) return;
+    this.knownHead = stored.head;
+    const { resume, lastStartedRound } = this.takeUp(stored, false);
+    engine.adoptResume(resume, lastStartedRound);
+  }
+
+  /**
+   * Redis answers again: a round the leader could not store while it was
+   * away is held out of sight (the engine's storage pause); store it now,
+   * so rounds resume without the operator.
+   */
+  private redisBack(): void {
+    const engine = this.wiring?.engine;
+    if (engine && this.node.isLeader && !this.stale && engine.status().storageFailure !== undefined) engine.resume();
+  }
+
+  /** `/api/cluster/leader`: a load balancer sends participants only to the node that leads. */
+  leaderCheck(): { readonly leads: boolean; readonly self: string; readonly leader?: string } {
+    return { leads: this.node.isLeader, self: this.node.nodeId, leader: this.node.lease.leader };
+  }
+
+  /** The engine's dashboard status with the `cluster` field. */
+  dashboardStatus(engine: RoundEngine): FederationStatus {
+    return { ...engine.dashboardStatus(), cluster: this.node.status() };
+  }
+
+  /** The engine's onRoundStarting on a cluster: the round number in Redis, fenced, before any participant hears of it. */
+  async roundStarting(round: number): Promise<void> {
+    await this.store.markRoundStarted(this.leaderTerm(`round ${round} was not started`), round);
+    this.knownHead = await this.store.head();
+  }
+
+  /** The engine's onRoundCompleted on a cluster: the round whole in Redis, fenced, before anything shows it. */
+  async roundCompleted(record: RoundRecord, model: GlobalModel): Promise<void> {
+    const strategy = this.strategy.saveState ? { name: this.strategy.name, state: this.strategy.saveState() } : undefined;
+    await this.store.commitRound(this.leaderTerm(`round ${record.round} was not stored`), record, model, strategy);
+    this.knownHead = await this.store.head();
+  }
+
+  private leaderTerm(what: string): number {
+    const term = this.node.lease.term;
+    if (term === undefined) throw new Error(`this node no longer leads the cluster: ${what}`);
+    return term;
+  }
+
+  private async roleChanged(role: LeaseRole): Promise<void> {
+    const wiring = this.wiring;
+    if (!wiring) return;
+    const { engine } = wiring;
+    if (role.kind === 'follower') {
+      if (this.ranInTerm !== undefined && !engine.isDone) engine.pause();
+      return;
+    }
+    try {
+      if (this.ranInTerm === undefined) {
+        // Never ran: take the federation up as Redis holds it now (another leader may have moved it on since this node started).
+        const stored = await this.store.load();
+        // Unchanged since this node took it up at start: its strategy state is loaded and charged already.
+        if (stored && JSON.stringify(stored.head) !== JSON.stringify(this.knownHead)) {
+          this.knownHead = stored.head;
+          const { resume, lastStartedRound } = this.takeUp(stored);
+          engine.adoptResume(resume, lastStartedRound);
+        }
+        this.ranInTerm = role.term;
+        if (!wiring.manualStart) engine.start();
+        return;
+      }
+      const head = await this.store.head();
+      if (this.stale || (role.term !== this.ranInTerm && JSON.stringify(head) !== JSON.stringify(this.knownHead))) {
+        this.becomeStale(`the federation moved on to round ${head?.round ?? 0} meanwhile`);
+        return;
+      }
+      this.ranInTerm = role.term;
+      engine.resume();
+    } catch (error) {
+      this.log(`cluster: could not take up the federation from Redis: ${(error as Error).message}`);
+    }
+  }
+
+  /** This node's engine ran, lost the lease, and another node led meanwhile: it must never run again. */
+  private becomeStale(why: string): void {
+    if (this.stale) return;
+    this.stale = true;
+    // A stale node must not hold the lease: give it up and stop campaigning.
+    void this.node.lease.stop(true);
+    const reason = `node ${this.node.nodeId} lost the lease and ${why}: its state is stale`;
+    this.log(`cluster: ${reason}`);
+    this.wiring?.onStale?.(reason);
+  }
+
+  close(): Promise<void> {
+    this.closed = true;
+    if (this.followTimer) clearTimeout(this.followTimer);
+    return this.node.close();
+  }
+}

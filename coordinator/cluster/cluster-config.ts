@@ -1,0 +1,39 @@
+import type { SecureAggregationSettings } from '../../core/protocol/status.ts';
+import type { StrategyConfig } from '../options/strategy.ts';
+import { ruleTraits } from '../strategies.ts';
+
+/**
+ * Why `--redis` cannot run with the other flags, or undefined when it can.
+ * On a cluster each node sums its own participants' updates into a partial
+ * aggregate and the leader combines the partials: exact for a rule whose
+ * input is a sum, silently wrong for one that needs each update.
+ */
+export function clusterConfigProblem(
+  redisUrl: string,
+  other: {
+    readonly strategy: StrategyConfig;
+    readonly secureAggregation: SecureAggregationSettings | undefined;
+    readonly checkpointKeyFile: string | undefined;
+  },
+): string | undefined {
+  if (!/^rediss?:\/\/[^\s]+$/.test(redisUrl))
+    return `--redis must be a Redis URL such as redis://127.0.0.1:6379 (rediss:// for TLS), got "${redisUrl}"`;
+  const { strategy } = other;
+  if (ruleTraits(strategy).input === 'individual')
+    return (
+      `--strategy ${strategy.name} cannot run on a cluster (--redis): each node combines its own participants' updates into a weighted sum ` +
+      `and only those sums reach the leader, while ${strategy.name} needs every individual update; ` +
+      'use --strategy fedavg, fedprox, fedadam or fedyogi on a cluster, or run one coordinator without --redis (docs/cluster.md)'
+    );
+  if (other.secureAggregation !== undefined)
+    return (
+      '--secure-aggregation cannot run on a cluster (--redis) yet: its key and share messages and the unmasking would have to span nodes, ' +
+      'and the per-node cohort design is not built; run one coordinator without --redis for secure aggregation (docs/cluster.md)'
+    );
+  if (other.checkpointKeyFile !== undefined)
+    return (
+      '--checkpoint-key-file cannot run on a cluster (--redis): the cluster keeps the model and the round history in Redis, ' +
+      'where they would not be encrypted at rest; run one coordinator without --redis for encrypted checkpoints (docs/cluster.md)'
+    );
+  return undefined;
+}

@@ -1,0 +1,108 @@
+import type { Redis } from 'ioredis';
+import type { RoundRecord } from '../../core/protocol/status.ts';
+import type { GlobalModel, ResumePoint } from '../rounds/round-engine.ts';
+import type { FencedOp, FencedStore } from './fenced-store.ts';
+import type { ClusterKeys } from './keys.ts';
+
+/** The head of the federation in Redis: what a new leader resumes from. */
+export interface FederationHead {
+  readonly task: string;
+  readonly paramCount: number;
+  /** The last completed round (0: none yet). */
+  readonly round: number;
+  readonly modelVersion: number;
+  /** The last round number ever started: a new leader numbers on after it, so an abandoned round's number is never reused. */
+  readonly lastStartedRound: number;
+}
+
+/** The federation as Redis holds it. */
+export interface StoredFederation {
+  readonly head: FederationHead;
+  /** Absent before the first completed round. */
+  readonly resume: ResumePoint | undefined;
+  readonly strategy: { readonly name: string; readonly state: unknown } | undefined;
+}
+
+/**
+ * The federation's durable state in Redis, written only by the leader and
+ * fenced by its term: a completed round's record, its model (binary, once
+ * per version) and the strategy state go in one atomic script, so a round is
+ * either wholly stored or not at all, and nothing shows it before. Nodes read
+ * the head and the model from here; a new leader resumes from here, not
+ * from the dead leader's disk.
+ */
+export class FederationStore {
+  constructor(
+    private readonly redis: Redis,
+    private readonly fenced: FencedStore,
+    private readonly keys: ClusterKeys,
+    private readonly task: { readonly name: string; readonly paramCount: number },
+  ) {}
+
+  /** Records that `round` starts, before any participant hears of it. */
+  async markRoundStarted(term: number, round: number): Promise<void> {
+    const head = await this.head();
+    const next: FederationHead = { ...(head ?? this.emptyHead()), lastStartedRound: Math.max(round, head?.lastStartedRound ?? 0) };
+    await this.fenced.write(term, [{ kind: 'set', key: this.keys.head, value: JSON.stringify(next) }]);
+  }
+
+  /** Stores a closed round whole (record, model if new, strategy state, head), or refuses it whole. */
+  async commitRound(term: number, record: RoundRecord, model: GlobalModel, strategy: StoredFederation['strategy']): Promise<void> {
+    const before = await this.head();
+    // A retried save (the disk part failed after this one succeeded) must not store the round twice.
+    if (before !== undefined && before.round >= record.round) return;
+    const head: FederationHead = {
+      ...(before ?? this.emptyHead()),
+      round: record.round,
+      modelVersion: model.version,
+      lastStartedRound: Math.max(record.round, before?.lastStartedRound ?? 0),
+    };
+    const ops: FencedOp[] = [];
+    if (before?.modelVersion !== model.version) {
+      const w = model.weights;
+      ops.push({ kind: 'set', key: this.keys.model(model.version), value: Buffer.from(w.buffer, w.byteOffset, w.byteLength) });
+      // One model per version, and only the current one is kept: nodes fetch it once per version.
+      if (before !== undefined && before.round > 0) ops.push({ kind: 'del', key: this.keys.model(before.modelVersion) });
+    }
+    ops.push({ kind: 'rpush', key: this.keys.history, value: JSON.stringify(record) });
+    if (strategy !== undefined) ops.push({ kind: 'set', key: this.keys.strategy, value: JSON.stringify(strategy) });
+    ops.push({ kind: 'set', key: this.keys.head, value: JSON.stringify(head) });
+    await this.fenced.write(term, ops);
+  }
+
+  async head(): Promise<FederationHead | undefined> {
+    const text = await this.redis.get(this.keys.head);
+    return text === null ? undefined : (JSON.parse(text) as FederationHead);
+  }
+
+  /** The model of `version`, or undefined when Redis no longer holds it. */
+  async model(version: number): Promise<Float32Array | undefined> {
+    const bytes = await this.redis.getBuffer(this.keys.model(version));
+    if (bytes === null) return undefined;
+    if (bytes.byteLength !== this.task.paramCount * 4)
+      throw new Error(`model version ${version} in Redis has ${bytes.byteLength} bytes, expected ${this.task.paramCount * 4}`);
+    // Buffers from the socket may not be 4-byte aligned: copy before viewing as float32.
+    return new Float32Array(new Uint8Array(bytes).buffer);
+  }
+
+  /** The whole federation as stored, checked against this task; undefined when Redis holds none. */
+  async load(): Promise<StoredFederation | undefined> {
+    const head = await this.head();
+    if (head === undefined) return undefined;
+    if (head.task !== this.task.name || head.paramCount !== this.task.paramCount)
+      throw new Error(
+        `Redis holds federation ${head.task} with ${head.paramCount} parameters under these keys, not ${this.task.name} with ${this.task.paramCount}`,
+      );
+    const strategyText = await this.redis.get(this.keys.strategy);
+    const strategy = strategyText === null ? undefined : (JSON.parse(strategyText) as StoredFederation['strategy']);
+    if (head.round === 0) return { head, resume: undefined, strategy };
+    const weights = await this.model(head.modelVersion);
+    if (weights === undefined) throw new Error(`Redis holds round ${head.round} but not its model (version ${head.modelVersion})`);
+    const history = (await this.redis.lrange(this.keys.history, 0, -1)).map((text) => JSON.parse(text) as RoundRecord);
+    return { head, resume: { round: head.round, modelVersion: head.modelVersion, weights, history }, strategy };
+  }
+
+  private emptyHead(): FederationHead {
+    return { task: this.task.name, paramCount: this.task.paramCount, round: 0, modelVersion: 0, lastStartedRound: 0 };
+  }
+}

@@ -1,0 +1,36 @@
+/**
+ * The Redis keys of one federation. Every key starts with `fl:<federation>:`
+ * (the task's name), so several federations may share one Redis.
+ */
+export interface ClusterKeys {
+  /** The leader's lease: its node id, with a time to live (SET NX PX). */
+  readonly lease: string;
+  /** The fencing token: INCRed once per term; a write to federation state carries it. */
+  readonly term: string;
+  /** Hash: node id → its last heartbeat (JSON: address, participants, bytes). */
+  readonly nodes: string;
+  /** Hash: node id → Redis server time (ms) of its last heartbeat. */
+  readonly nodesSeen: string;
+  /** JSON: the last completed round, its model version, the task, and the last round number ever started. */
+  readonly head: string;
+  /** List: every completed round's record (JSON), in order. */
+  readonly history: string;
+  /** JSON: the strategy's saved state (optimizer moments, accountant, clip norm) as of the last completed round. */
+  readonly strategy: string;
+  /** The global model of `version` as float32 little-endian bytes, stored once per version. */
+  model(version: number): string;
+}
+
+export function clusterKeys(federation: string): ClusterKeys {
+  const prefix = `fl:${federation}:`;
+  return {
+    lease: `${prefix}leader`,
+    term: `${prefix}term`,
+    nodes: `${prefix}nodes`,
+    nodesSeen: `${prefix}nodes:seen`,
+    head: `${prefix}head`,
+    history: `${prefix}history`,
+    strategy: `${prefix}strategy`,
+    model: (version) => `${prefix}model:${version}`,
+  };
+}

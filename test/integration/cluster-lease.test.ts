@@ -1,0 +1,152 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { Redis } from 'ioredis';
+import { ClusterNode } from '../../coordinator/cluster/cluster-node.ts';
+import { FencedStore, FencedWriteRefused } from '../../coordinator/cluster/fenced-store.ts';
+import { clusterKeys } from '../../coordinator/cluster/keys.ts';
+import { LeaderLease } from '../../coordinator/cluster/lease.ts';
+import { TestRedis } from '../support/redis.ts';
+
+/** Leader election, failover and fencing against a real redis-server (test/support/redis.ts). */
+
+const TTL_MS = 1_000;
+
+async function until(condition: () => boolean, timeoutMs: number, what: string): Promise<number> {
+  const started = Date.now();
+  while (!condition()) {
+    if (Date.now() - started > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return Date.now() - started;
+}
+
+describe('cluster lease on a real Redis', () => {
+  let redis: TestRedis;
+  const clients: Redis[] = [];
+  const client = () => {
+    const c = new Redis(redis.url, { maxRetriesPerRequest: 1, commandTimeout: 1_000 });
+    c.on('error', () => {});
+    clients.push(c);
+    return c;
+  };
+
+  before(async () => {
+    redis = await TestRedis.start();
+  });
+  after(async () => {
+    for (const c of clients) c.disconnect();
+    await redis.cleanup();
+  });
+
+  test('three nodes elect exactly one leader; when it stops renewing another leads within the lease, in a new term, and the old one cannot write', async () => {
+    const keys = clusterKeys('election');
+    const leases = ['a', 'b', 'c'].map((nodeId) => new LeaderLease({ redis: client(), keys, nodeId, ttlMs: TTL_MS }));
+    // Ready clients, then start all three at once.
+    await Promise.all(clients.map((c) => (c.status === 'ready' ? undefined : new Promise((r) => c.once('ready', r)))));
+    for (const lease of leases) lease.start();
+    await until(() => leases.some((l) => l.isLeader), 2_000, 'a leader');
+    // Let several renewal periods pass: still exactly one, and the others know who.
+    await new Promise((resolve) => setTimeout(resolve, TTL_MS));
+    const leaders = leases.filter((l) => l.isLeader);
+    assert.equal(leaders.length, 1);
+    const first = leaders[0]!;
+    const firstTerm = first.term!;
+    const firstId = first.leader!;
+    for (const lease of leases) assert.equal(lease.leader, firstId);
+    const store = new FencedStore(client(), keys.term);
+    await store.write(firstTerm, [{ kind: 'set', key: 'fl:election:state', value: 'written in the first term' }]);
+
+    // The leader stalls: it stops renewing without giving the lease up (a SIGKILL or a long pause looks the same to Redis).
+    await first.stop(false);
+    const others = leases.filter((l) => l !== first);
+    const failoverMs = await until(() => others.some((l) => l.isLeader), TTL_MS + 2_000, 'a new leader');
+    assert.ok(failoverMs <= TTL_MS + 1_000, `failover took ${failoverMs} ms with a ${TTL_MS} ms lease`);
+    const second = others.find((l) => l.isLeader)!;
+    assert.ok(second.term! > firstTerm, 'a new term has a larger fencing token');
+
+    // The deposed leader's write, with its old token, is refused whole; nothing of it lands.
+    await assert.rejects(
+      store.write(firstTerm, [
+        { kind: 'set', key: 'fl:election:state', value: 'a deposed leader wrote this' },
+        { kind: 'rpush', key: 'fl:election:history', value: Buffer.from([1, 2, 3]) },
+      ]),
+      (error: unknown) => error instanceof FencedWriteRefused && error.term === firstTerm,
+    );
+    const check = client();
+    assert.equal(await check.get('fl:election:state'), 'written in the first term');
+    assert.equal(await check.exists('fl:election:history'), 0);
+    // The new leader writes binary values intact.
+    const bytes = Buffer.from(new Float32Array([1.5, -2.25, 3e-8]).buffer);
+    await store.write(second.term!, [{ kind: 'set', key: 'fl:election:model', value: bytes }]);
+    assert.deepEqual(await check.getBuffer('fl:election:model'), bytes);
+    for (const lease of others) await lease.stop(true);
+  });
+
+  test('a leader that cannot reach Redis steps down once its lease may have lapsed', async () => {
+    const own = await TestRedis.start();
+    try {
+      const c = new Redis(own.url, { maxRetriesPerRequest: 1, enableOfflineQueue: false, commandTimeout: 300 });
+      c.on('error', () => {});
+      clients.push(c);
+      await new Promise((r) => c.once('ready', r));
+      const lease = new LeaderLease({ redis: c, keys: clusterKeys('lapse'), nodeId: 'solo', ttlMs: TTL_MS });
+      lease.start();
+      await until(() => lease.isLeader, 2_000, 'the lease');
+      await own.kill();
+      const killedAt = Date.now();
+      await until(() => !lease.isLeader, TTL_MS + 1_000, 'stepping down');
+      assert.ok(Date.now() - killedAt <= TTL_MS + 100, 'it steps down no later than its lease lapses');
+      await lease.stop(false);
+    } finally {
+      await own.cleanup();
+    }
+  });
+
+  test('nodes list each other through the registry, warn when Redis does not log writes, and leave cleanly', async () => {
+    const lines: string[] = [];
+    const admin = client();
+    await new Promise((r) => (admin.status === 'ready' ? r(undefined) : admin.once('ready', r)));
+    await admin.config('SET', 'appendonly', 'no');
+    const nodes = await Promise.all(
+      ['n1', 'n2'].map((nodeId) =>
+        ClusterNode.connect({
+          redisUrl: redis.url,
+          federation: 'registry',
+          nodeId,
+          leaseTtlMs: TTL_MS,
+          heartbeatMs: 100,
+          log: (l) => lines.push(l),
+        }),
+      ),
+    );
+    await admin.config('SET', 'appendonly', 'yes');
+    assert.ok(
+      lines.some((l) => l.startsWith('warning: Redis runs with appendonly no')),
+      `expected the durability warning, got:\n${lines.join('\n')}`,
+    );
+    for (const [i, node] of nodes.entries())
+      node.start(() => ({ address: `http://127.0.0.1:${9000 + i}`, participants: i + 1, bytesIn: 10 * i, bytesOut: 20 * i }));
+    await until(() => nodes.every((n) => n.status().nodes.length === 2 && n.status().leader !== undefined), 3_000, 'both nodes listed');
+    const [s1, s2] = nodes.map((n) => n.status());
+    assert.equal(s1!.self, 'n1');
+    assert.equal(s2!.self, 'n2');
+    assert.equal(s1!.leader, s2!.leader);
+    assert.equal(s1!.redis, 'connected');
+    assert.deepEqual(
+      s1!.nodes.map(({ id, address, participants, bytesIn, bytesOut }) => ({ id, address, participants, bytesIn, bytesOut })),
+      [
+        { id: 'n1', address: 'http://127.0.0.1:9000', participants: 1, bytesIn: 0, bytesOut: 0 },
+        { id: 'n2', address: 'http://127.0.0.1:9001', participants: 2, bytesIn: 10, bytesOut: 20 },
+      ],
+    );
+    assert.ok(s1!.nodes.every((n) => n.lastSeenMs >= 0 && n.lastSeenMs < 1_000));
+    // A clean close gives the lease up: the other leads at once rather than after the lease lapses.
+    const leader = nodes.find((n) => n.isLeader)!;
+    const other = nodes.find((n) => n !== leader)!;
+    await leader.close();
+    const takeoverMs = await until(() => other.isLeader, 2_000, 'the other node to lead');
+    assert.ok(takeoverMs < TTL_MS, `took ${takeoverMs} ms`);
+    await until(() => other.status().nodes.length === 1, 2_000, 'the closed node to leave the registry');
+    await other.close();
+  });
+});
