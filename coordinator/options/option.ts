@@ -22,7 +22,7 @@ export type MakeError = (message: string) => Error;
 export const configError: MakeError = (message) => new ConfigError(message);
 
 /** The sections of a task file that hold settings (docs/tasks.md). */
-export type TaskSection = 'federation' | 'training' | 'privacy' | 'aggregation' | 'secureAggregation';
+export type TaskSection = 'federation' | 'training' | 'privacy' | 'aggregation' | 'secureAggregation' | 'communication';
 /** How a task-file value becomes flag text (task/task-file.ts). */
 export type SettingKind = 'number' | 'string' | 'boolean' | 'number-or-all';
 

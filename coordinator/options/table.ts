@@ -1,4 +1,5 @@
 import type { Option, OptionGroup, SettingKind, TaskSection } from './option.ts';
+import { COMMUNICATION_GROUP } from './communication.ts';
 import { CLIENT_DP_GROUP, SAMPLE_DP_GROUP } from './privacy.ts';
 import { SECURE_AGGREGATION_GROUP } from './secure-aggregation.ts';
 import { SECURITY_GROUP } from './security.ts';
@@ -21,6 +22,7 @@ export const OPTION_GROUPS: readonly OptionGroup[] = [
   STRATEGY_GROUP,
   SAMPLE_DP_GROUP,
   SECURE_AGGREGATION_GROUP,
+  COMMUNICATION_GROUP,
   OUTPUT_GROUP,
 ];
 
@@ -39,6 +41,7 @@ export const TASK_FILE_SETTINGS: Readonly<Record<TaskSection, Readonly<Record<st
     privacy: {},
     aggregation: {},
     secureAggregation: {},
+    communication: {},
   };
   for (const option of OPTIONS) {
     if (option.task === undefined) continue;

@@ -82,7 +82,7 @@ export async function closeIntoCandidate(host: ClosingHost, open: OpenRound): Pr
       console.error(`round ${open.round}: evaluation failed:`, error);
     }
     if (!host.stillClosing(open)) return undefined; // stopped while evaluating
-    model = makeModel(model.version + 1, weights);
+    model = makeModel(model.version + 1, weights, settings.modelEncoding);
     record = {
       ...base,
       outcome: 'aggregated',

@@ -1,9 +1,16 @@
 import { createHash } from 'node:crypto';
 import type { Strategy } from '../../core/aggregation/strategy.ts';
-import type { EvalMetrics, FederationDoneMessage, RoundEndMessage, RoundStartMessage } from '../../core/protocol/messages.ts';
+import type {
+  EvalMetrics,
+  FederationDoneMessage,
+  ModelEncodingName,
+  RoundEndMessage,
+  RoundStartMessage,
+} from '../../core/protocol/messages.ts';
 import type { FederationStatus, RoundRecord, RoundSettings } from '../../core/protocol/status.ts';
 import type { UniformSource } from '../../core/random/prng.ts';
 import type { SecAggResult } from '../../core/secagg/protocol.ts';
+import { encodeFloat16 } from '../../core/compression/update-codec.ts';
 import { encodeFrame, FrameKind } from '../../core/wire/frame.ts';
 import type { Clock } from './clock.ts';
 import type { RetryPolicy } from './durable-commit.ts';
@@ -85,8 +92,10 @@ export interface RoundEngineOptions {
   readonly onParticipantForgotten?: (participantId: string) => void;
 }
 
-export function makeModel(version: number, weights: Float32Array): GlobalModel {
-  return { version, weights, hash: weightsHash(weights), frame: encodeFrame(FrameKind.Weights, weights) };
+/** `encoding`: how the frame sent to participants carries the weights (`--model-encoding`); the hash is always of the float32 weights. */
+export function makeModel(version: number, weights: Float32Array, encoding: ModelEncodingName = 'float32'): GlobalModel {
+  const frame = encoding === 'float16' ? encodeFloat16(FrameKind.Weights, weights).frame : encodeFrame(FrameKind.Weights, weights);
+  return { version, weights, hash: weightsHash(weights), frame };
 }
 
 /** SHA-256 of float32 weights as little-endian bytes: the same digest as of the weights.bin they are saved to. */

@@ -2,7 +2,6 @@ import type { RoundAggregator } from '../../core/aggregation/strategy.ts';
 import { ackError, ackOk, ErrorCode, ProtocolError, type Ack } from '../../core/protocol/errors.ts';
 import type { DeclineMessage, RoundStartMessage, SecAggAccepted, UpdateAccepted, UpdateMessage } from '../../core/protocol/messages.ts';
 import { l2Norm } from '../../core/privacy/update-privacy.ts';
-import { decodeFrame, FrameKind } from '../../core/wire/frame.ts';
 import {
   settleDecline,
   type Collection,
@@ -63,7 +62,7 @@ class PlainCollection implements Collection {
     }
     let update: Float32Array;
     try {
-      update = decodeFrame(message.update, { kind: FrameKind.Update, expectedCount: host.model.weights.length });
+      update = open.decoder.decode(message.update);
     } catch (error) {
       if (error instanceof ProtocolError) return this.excludeFromRound(record, ackError(error.code, error.message));
       throw error;

@@ -95,7 +95,8 @@ export class RoundEngine {
 
   constructor(private readonly options: RoundEngineOptions) {
     const resume = options.resume;
-    this.model = resume ? makeModel(resume.modelVersion, resume.weights) : makeModel(0, options.initialWeights);
+    const encoding = options.settings.modelEncoding;
+    this.model = resume ? makeModel(resume.modelVersion, resume.weights, encoding) : makeModel(0, options.initialWeights, encoding);
     if (resume) this.history.push(...resume.history);
     // A round started but never finished before a crash keeps its number: the next one comes after it.
     this.lastRound = Math.max(resume?.round ?? 0, options.lastStartedRound ?? 0);

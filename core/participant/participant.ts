@@ -4,6 +4,7 @@ import { addSkellamNoiseMod32 } from '../privacy/distributed-noise.ts';
 import { SecureRandom } from '../random/prng.ts';
 import type { Ack } from '../protocol/errors.ts';
 import {
+  ModelEncodingName,
   PROTOCOL_VERSION,
   type ClientInfo,
   type ClientToServerEvents,
@@ -17,8 +18,11 @@ import {
   type TaskSummary,
   type TrainMetrics,
   type UpdateAccepted,
+  type UpdateEncodingName,
 } from '../protocol/messages.ts';
-import { decodeFrame, encodeFrame, FrameKind } from '../wire/frame.ts';
+import { FrameKind } from '../wire/frame.ts';
+import { ErrorFeedback } from '../compression/error-feedback.ts';
+import { decodeValues, frameBytes } from '../compression/update-codec.ts';
 import type { PrivacyLedger } from '../privacy/ledger.ts';
 import type { ClientLevelLedger } from '../privacy/client-ledger.ts';
 import { TrainingAborted, type TrainProgress } from '../training/local-trainer.ts';
@@ -72,6 +76,9 @@ export type ParticipantEvent =
       readonly bytes: number;
       readonly clipped: boolean;
       readonly noised: boolean;
+      /** How the update was encoded (plain rounds; absent for masked updates), and its size as float32 for comparison. */
+      readonly encoding?: UpdateEncodingName;
+      readonly float32Bytes?: number;
       /** True when the update went out masked with secure aggregation. */
       readonly masked?: boolean;
     }
@@ -128,6 +135,11 @@ export interface ParticipantOptions {
   readonly reconnectionDelayMs?: number;
   /** How long to wait for the coordinator's acknowledgement of a request (default 60 s). */
   readonly ackTimeoutMs?: number;
+  /**
+   * Carry what compression lost from one update into the next (default true;
+   * docs/compression.md). False only to measure what error feedback buys.
+   */
+  readonly errorFeedback?: boolean;
   /** Tests only: the plain update of a secure aggregation round, before clipping, noise and masking. */
   readonly onPlainUpdate?: (round: number, update: Float32Array) => void;
 }
@@ -147,6 +159,9 @@ export class Participant {
   private pinnedNoiseMultiplier: number | undefined;
   private pinnedSkellamShare: number | undefined;
   /** Secure aggregation messages from the coordinator, by event, for the round they name. */
+  /** The residual of compressed updates (client-side error feedback), and the CSPRNG their rounding draws from. */
+  private readonly feedback = new ErrorFeedback();
+  private readonly rounding = new SecureRandom();
   private readonly secaggInbox = new Map<string, { round: number; message: unknown }>();
   private secaggWaiter: { event: string; round: number; resolve: (m: unknown) => void; reject: (e: Error) => void } | undefined;
 
@@ -517,7 +532,11 @@ export class Participant {
     try {
       if (!(await this.admitRound(message)) || !(await this.admitClientLevel(message))) return;
       this.emit({ type: 'status', status: 'downloading', detail: `round ${round}` });
-      const weights = decodeFrame(message.model.weights, { kind: FrameKind.Weights, expectedCount: task.paramCount });
+      const weights = decodeValues(message.model.weights, {
+        kind: FrameKind.Weights,
+        expectedCount: task.paramCount,
+        allowed: ModelEncodingName,
+      }).values;
       if (message.secagg) {
         await this.secureRound(message, message.secagg, weights);
         return;
@@ -525,7 +544,10 @@ export class Participant {
       const result = await this.trainRound(message, weights);
       const privacy = message.config.privacy;
       const privatized = privacy ? privatizeUpdate(result.update, privacy) : undefined;
-      const frame = encodeFrame(FrameKind.Update, result.update);
+      // Compression comes after clipping and noise: post-processing of the released update (docs/compression.md).
+      const compression = message.config.compression ?? { encoding: 'float32' };
+      const encoded = this.feedback.encode(result.update, compression, this.rounding);
+      const frame = encoded.frame;
       const epsilon = await this.chargePrivacy(round, result);
       if (epsilon === 'refused') return;
       this.emit({ type: 'status', status: 'uploading', detail: `round ${round}` });
@@ -540,6 +562,7 @@ export class Participant {
         epsilon,
       });
       if (ack.ok) {
+        if (this.options.errorFeedback ?? true) encoded.commit();
         this.emit({
           type: 'uploaded',
           round,
@@ -547,6 +570,8 @@ export class Participant {
           bytes: frame.byteLength,
           clipped: privatized?.clipped ?? false,
           noised: (privacy?.noiseStd ?? 0) > 0,
+          encoding: compression.encoding,
+          float32Bytes: frameBytes('float32', result.update.length),
         });
       } else {
         this.emit({ type: 'rejected', round, code: ack.error.code, message: ack.error.message });

@@ -1,6 +1,6 @@
 import type { AccountantKind } from '../privacy/epsilon.ts';
 import type { Ack } from './errors.ts';
-import type { EvalMetrics, FitConfig, RoundOutcome } from './messages.ts';
+import type { EvalMetrics, FitConfig, ModelEncodingName, RoundOutcome, UpdateEncodingName } from './messages.ts';
 
 /** The federation as `/api/status` and the dashboard see it. */
 
@@ -171,6 +171,10 @@ export interface RoundSettings {
   readonly fit: FitConfig;
   /** Present when rounds use secure aggregation. */
   readonly secureAggregation?: SecureAggregationSettings;
+  /** `--update-encoding`: how participants send updates; absent: float32 (docs/compression.md). */
+  readonly updateEncoding?: UpdateEncodingName;
+  /** `--model-encoding`: how the model is sent to participants; absent: float32. */
+  readonly modelEncoding?: ModelEncodingName;
 }
 
 /**
