@@ -22,7 +22,7 @@ export class RoundDecoder {
   readonly aggregatesRotated: boolean;
 
   constructor(
-    private readonly paramCount: number,
+    readonly paramCount: number,
     private readonly compression: UpdateCompression | undefined,
     strategy: Strategy,
   ) {

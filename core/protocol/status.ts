@@ -87,6 +87,16 @@ export interface RoundAppliedSettings {
   readonly deadlineMs: number;
 }
 
+/** A round's traffic by encoding (docs/compression.md): bytesIn/bytesOut against the float32 frames they replace. */
+export interface RoundEncodingStats {
+  readonly update: UpdateEncodingName;
+  readonly model: ModelEncodingName;
+  /** The accepted updates' bytes had they been float32 frames. */
+  readonly bytesInFloat32: number;
+  /** The model frames' bytes had they been float32. */
+  readonly bytesOutFloat32: number;
+}
+
 export interface RoundRecord {
   readonly round: number;
   readonly outcome: RoundOutcome;
@@ -102,6 +112,8 @@ export interface RoundRecord {
   /** Bytes of update frames received and of model frames sent for this round. */
   readonly bytesIn: number;
   readonly bytesOut: number;
+  /** Present when updates or the model travelled compressed: the encodings and what the same traffic would be as float32. */
+  readonly encoding?: RoundEncodingStats;
   readonly startedAt: number;
   readonly durationMs: number;
   /** Privacy spent up to and including this round, when the strategy accounts for it. */

@@ -40,20 +40,32 @@ describe('compressed updates in plain rounds', () => {
     const record = h.engine.status().history[0]!;
     assert.equal(record.rejectionReasons?.[ErrorCode.BadEncoding], 1);
     assert.equal(record.bytesIn, ua.frame.byteLength + ub.frame.byteLength);
+    // Bytes by encoding: what the two accepted updates and three model frames would have been as float32.
+    assert.deepEqual(record.encoding, {
+      update: 'int4',
+      model: 'float32',
+      bytesInFloat32: 2 * (16 + 4 * DIM),
+      bytesOutFloat32: 3 * (16 + 4 * DIM),
+    });
     await h.settle();
     const next = h.starts.find((s) => s.message.round === 2)!.message.config.compression;
     assert.notEqual(next?.rotationSeed, compression.rotationSeed, 'a new rotation every round');
   });
 
   it('float32 rounds carry no compression and refuse compressed frames', async () => {
-    const h = new EngineHarness({ minClients: 1, clientsPerRound: 1 }, DIM);
-    const a = h.join();
+    const h = new EngineHarness({ minClients: 2, clientsPerRound: 2 }, DIM);
+    const [a, b] = [h.join(), h.join()];
     h.engine.start();
     await h.settle();
     assert.equal(h.starts[0]!.message.config.compression, undefined);
     const int8 = encodeValues(FrameKind.Update, values(1), { encoding: 'int8' }, new SeededRandom(1)).frame;
     const refused = h.engine.submitUpdate(a, h.update(1, [], { update: new Uint8Array(int8) }));
     assert.equal(refused.ok ? undefined : refused.error.code, ErrorCode.BadEncoding);
+    assert.ok(h.engine.submitUpdate(b, h.update(1, Array.from(values(5)))).ok);
+    await h.settle();
+    const record = h.engine.status().history[0]!;
+    assert.equal(record.received, 1);
+    assert.equal(record.encoding, undefined, 'float32 traffic needs no comparison');
   });
 
   it('--model-encoding float16 sends the model as float16 frames; the model itself stays float32', async () => {
@@ -69,6 +81,8 @@ describe('compressed updates in plain rounds', () => {
     const sent = h.starts.find((s) => s.message.round === 2)!.message.model.weights;
     const decoded = decodeValues(sent, { kind: FrameKind.Weights, expectedCount: DIM, allowed: ['float16'] }).values;
     for (let i = 0; i < DIM; i++) assert.ok(Math.abs(decoded[i]! - model.weights[i]!) <= Math.abs(model.weights[i]!) * 2 ** -11 + 2 ** -25);
-    assert.equal(h.engine.status().history[0]!.bytesOut, 16 + 2 * DIM);
+    const record = h.engine.status().history[0]!;
+    assert.equal(record.bytesOut, 16 + 2 * DIM);
+    assert.deepEqual(record.encoding, { update: 'float32', model: 'float16', bytesInFloat32: 16 + 4 * DIM, bytesOutFloat32: 16 + 4 * DIM });
   });
 });
