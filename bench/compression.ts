@@ -1,0 +1,233 @@
+import { parseArgs } from 'node:util';
+import { TestSetEvaluator } from '../coordinator/evaluator.ts';
+import { loadMnistDemo } from '../coordinator/task/demo-data.ts';
+import { initNodeBackend } from '../coordinator/tf-node.ts';
+import { FedAvg } from '../core/aggregation/fedavg.ts';
+import { ErrorFeedback } from '../core/compression/error-feedback.ts';
+import { RoundDecoder } from '../core/compression/round-decoder.ts';
+import { encodeFloat16, frameBytes } from '../core/compression/update-codec.ts';
+import { shardIndices, subset } from '../core/data/dataset.ts';
+import { buildModel } from '../core/model/architectures.ts';
+import { readWeights } from '../core/model/weights.ts';
+import type {
+  ArchitectureName,
+  FitConfig,
+  ModelEncodingName,
+  ModelSpec,
+  UpdateCompression,
+  UpdateEncodingName,
+} from '../core/protocol/messages.ts';
+import { SecureRandom, SeededRandom } from '../core/random/prng.ts';
+import { LocalTrainer } from '../core/training/local-trainer.ts';
+import { FrameKind } from '../core/wire/frame.ts';
+
+const COMMAND = 'flock /tmp/heavy.lock npx tsx bench/compression.ts';
+const USAGE = `Usage: ${COMMAND} [options]
+
+Compressed plain updates (docs/compression.md) on the MNIST demo: P participants
+(IID shards of the 8,000 demo training digits, or --train N of them), FedAvg,
+every participant every round, 1 local epoch, batch 32, learning rate 0.1 (the
+demo defaults), the same initial model for every variant. Each round runs the
+participants' real code path after training: ErrorFeedback.encode (clipping
+and noise are off here), then the coordinator's RoundDecoder.decode and the
+round's aggregator (int4: rotated sum, rotated back once), on the 2,000 held-out
+test digits. Variants: float32, float16, int8, int8 without error feedback,
+int4 (rotation), and float32 again (run-to-run spread: local shuffling is not
+seeded). Accuracy is reported after the rounds in --at.
+
+  --models LIST        mlp,cnn (default mlp). The cnn trains on tfjs' cpu backend
+                       (the wasm backend lacks Conv2DBackpropFilter): use --train
+                       and --rounds to bound it.
+  --participants P     (default 5)
+  --rounds R           (default 20)
+  --at LIST            rounds to report accuracy at (default 5,10,20)
+  --train N            demo training digits shared out (default all 8,000)
+  --variants LIST      float32,float16,int8,int8-no-ef,int4,float32-again (default all)
+  --seed N             initial model seed (default 1)
+  --help
+`;
+
+interface Variant {
+  readonly name: string;
+  readonly encoding: UpdateEncodingName;
+  readonly errorFeedback: boolean;
+}
+const VARIANTS: readonly Variant[] = [
+  { name: 'float32', encoding: 'float32', errorFeedback: true },
+  { name: 'float16', encoding: 'float16', errorFeedback: true },
+  { name: 'int8', encoding: 'int8', errorFeedback: true },
+  { name: 'int8-no-ef', encoding: 'int8', errorFeedback: false },
+  { name: 'int4', encoding: 'int4', errorFeedback: true },
+  { name: 'float32-again', encoding: 'float32', errorFeedback: true },
+];
+
+interface Result {
+  readonly model: ArchitectureName;
+  readonly variant: string;
+  readonly bytesUp: number;
+  /** The model frame each participant downloads per round, as float32 and as float16 (--model-encoding); the float32 one is also the float32 update's size. */
+  readonly bytesDown: Record<ModelEncodingName, number>;
+  readonly accuracyAt: Record<number, number>;
+  readonly encodeMsPerUpdate: number;
+  readonly decodeMsPerUpdate: number;
+  readonly wallSeconds: number;
+}
+
+function parseOptions() {
+  const { values } = parseArgs({
+    options: {
+      models: { type: 'string', default: 'mlp' },
+      participants: { type: 'string', default: '5' },
+      rounds: { type: 'string', default: '20' },
+      at: { type: 'string', default: '5,10,20' },
+      train: { type: 'string' },
+      variants: { type: 'string', default: VARIANTS.map((v) => v.name).join(',') },
+      seed: { type: 'string', default: '1' },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) return 'help' as const;
+  const variants = values.variants.split(',').map((name) => {
+    const v = VARIANTS.find((x) => x.name === name);
+    if (!v) throw new Error(`unknown variant ${name}`);
+    return v;
+  });
+  const rounds = Number(values.rounds);
+  return {
+    models: values.models.split(',') as ArchitectureName[],
+    participants: Number(values.participants),
+    rounds,
+    at: values.at
+      .split(',')
+      .map(Number)
+      .filter((r) => r >= 1 && r <= rounds),
+    train: values.train === undefined ? undefined : Number(values.train),
+    variants,
+    seed: Number(values.seed),
+  };
+}
+
+async function runVariant(
+  spec: ModelSpec,
+  initial: Float32Array,
+  trainers: readonly LocalTrainer[],
+  evaluator: TestSetEvaluator,
+  variant: Variant,
+  rounds: number,
+  at: readonly number[],
+): Promise<Result> {
+  const started = performance.now();
+  const fit: FitConfig = { epochs: 1, batchSize: 32, learningRate: 0.1 };
+  const strategy = new FedAvg();
+  const feedback = trainers.map(() => new ErrorFeedback());
+  const rounding = new SecureRandom();
+  const seeds = new SeededRandom(99);
+  let weights: Float32Array = Float32Array.from(initial);
+  let encodeMs = 0;
+  let decodeMs = 0;
+  let updates = 0;
+  let bytesUp = 0;
+  const accuracyAt: Record<number, number> = {};
+  for (let round = 1; round <= rounds; round++) {
+    const compression: UpdateCompression | undefined =
+      variant.encoding === 'float32'
+        ? undefined
+        : variant.encoding === 'int4'
+          ? { encoding: 'int4', rotationSeed: Math.floor(seeds.next() * 4294967296) }
+          : { encoding: variant.encoding };
+    const frames: ArrayBuffer[] = [];
+    for (let k = 0; k < trainers.length; k++) {
+      const { update } = await trainers[k]!.train(weights, fit);
+      const t0 = performance.now();
+      const pending = feedback[k]!.encode(update, compression ?? { encoding: 'float32' }, rounding);
+      encodeMs += performance.now() - t0;
+      if (variant.errorFeedback) pending.commit();
+      frames.push(pending.frame);
+      bytesUp = pending.frame.byteLength;
+    }
+    const decoder = new RoundDecoder(weights.length, compression, strategy);
+    const aggregator = decoder.beginRound(strategy, { round, globalWeights: weights });
+    for (let k = 0; k < frames.length; k++) {
+      const t0 = performance.now();
+      const update = decoder.decode(frames[k]);
+      decodeMs += performance.now() - t0;
+      aggregator.add({ participantId: `p${k}`, numExamples: trainers[k]!.numExamples, update });
+      updates++;
+    }
+    // int4: the one rotation back per aggregate is part of the coordinator's decode cost.
+    const t0 = performance.now();
+    const next = aggregator.finish();
+    if (decoder.aggregatesRotated) decodeMs += performance.now() - t0;
+    if (!next) throw new Error(`round ${round} aggregated nothing`);
+    weights = next;
+    if (at.includes(round)) {
+      accuracyAt[round] = (await evaluator.evaluate(weights)).accuracy;
+      console.error(`  ${spec.architecture} ${variant.name} round ${round}: accuracy ${accuracyAt[round]!.toFixed(4)}`);
+    }
+  }
+  return {
+    model: spec.architecture as ArchitectureName,
+    variant: variant.name,
+    bytesUp,
+    bytesDown: { float32: frameBytes('float32', weights.length), float16: encodeFloat16(FrameKind.Weights, weights).frame.byteLength },
+    accuracyAt,
+    encodeMsPerUpdate: encodeMs / updates,
+    decodeMsPerUpdate: decodeMs / updates,
+    wallSeconds: (performance.now() - started) / 1000,
+  };
+}
+
+async function main(): Promise<void> {
+  const options = parseOptions();
+  if (options === 'help') {
+    console.log(USAGE);
+    return;
+  }
+  const demo = await loadMnistDemo();
+  const train =
+    options.train === undefined
+      ? demo.train
+      : subset(
+          demo.train,
+          Array.from({ length: options.train }, (_, i) => i),
+        );
+  const results: Result[] = [];
+  for (const architecture of options.models) {
+    // The cnn cannot train on wasm (no Conv2DBackpropFilter): cpu for it, wasm for the dense models.
+    const backend = await initNodeBackend(architecture === 'cnn' ? 'cpu' : 'wasm');
+    const spec: ModelSpec = { architecture, inputShape: [784], numClasses: 10 };
+    const model = buildModel(spec, options.seed);
+    const initial = await readWeights(model);
+    model.dispose();
+    const trainers = Array.from(
+      { length: options.participants },
+      (_, k) => new LocalTrainer(spec, subset(train, shardIndices(train.labels, { index: k, count: options.participants, skew: 'iid' }))),
+    );
+    const evaluator = new TestSetEvaluator(spec, demo.test);
+    console.error(`${architecture}: ${initial.length} parameters, ${options.participants} participants, backend ${backend}`);
+    for (const variant of options.variants)
+      results.push(await runVariant(spec, initial, trainers, evaluator, variant, options.rounds, options.at));
+    for (const t of trainers) t.dispose();
+    evaluator.dispose();
+  }
+  printTable(results, options.at);
+}
+
+function printTable(results: readonly Result[], at: readonly number[]): void {
+  const lines = [
+    `| model | variant | bytes up / participant / round | × float32 | bytes down (float32 / float16 model) | ${at.map((r) => `acc. @${r}`).join(' | ')} | Δ vs float32 @${at.at(-1)} (points) | encode ms / update | decode ms / update | wall s |`,
+    `| --- | --- | ---: | ---: | ---: | ${at.map(() => '---:').join(' | ')} | ---: | ---: | ---: | ---: |`,
+  ];
+  for (const r of results) {
+    // Accuracy against the first float32 run of the same model in this invocation (float32 or float32-again).
+    const base = results.find((b) => b.model === r.model && b.variant.startsWith('float32'));
+    const last = at.at(-1);
+    const delta = base && last !== undefined ? ((r.accuracyAt[last]! - base.accuracyAt[last]!) * 100).toFixed(2) : '–';
+    lines.push(
+      `| ${r.model} | ${r.variant} | ${r.bytesUp.toLocaleString('en')} | ${(r.bytesUp / r.bytesDown.float32).toFixed(3)} | ${r.bytesDown.float32.toLocaleString('en')} / ${r.bytesDown.float16.toLocaleString('en')} | ${at.map((round) => (100 * r.accuracyAt[round]!).toFixed(2)).join(' | ')} | ${delta} | ${r.encodeMsPerUpdate.toFixed(2)} | ${r.decodeMsPerUpdate.toFixed(2)} | ${r.wallSeconds.toFixed(0)} |`,
+    );
+  }
+  console.log(lines.join('\n'));
+}
+
+await main();
