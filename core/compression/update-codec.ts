@@ -165,7 +165,7 @@ export interface DecodeValuesOptions {
  * A decoded frame. `values` are in the model's coordinates, except for int4,
  * whose values stay rotated (`rotated: true`, `rotatedLength` of them): the
  * coordinator sums rotated updates and rotates back once per aggregate
- * (./rotated-aggregation.ts), or calls `rotation.unrotate` itself.
+ * (./round-decoder.ts), or calls `rotation.unrotate` itself.
  */
 export type DecodedFrame =
   | { readonly encoding: Exclude<UpdateEncodingName, 'int4'>; readonly rotated: false; readonly values: Float32Array }

@@ -6,7 +6,7 @@ import { takeSecretParam } from '../secret-param.ts';
 import { DataPanel, type PreparedData } from './data-panel.ts';
 import { loadDemoCsv } from './sources/csv.ts';
 import { frameBytes } from '../../core/compression/update-codec.ts';
-import { formatBytes, SENT_ALSO, sentStatement, updateBytes } from './task-text.ts';
+import { compressedText, formatBytes, SENT_ALSO, sentStatement, updateBytes } from './task-text.ts';
 import { $, errorMessage } from './dom.ts';
 
 /**
@@ -143,7 +143,7 @@ function showUploaded(event: Extract<ParticipantEvent, { type: 'uploaded' }>): v
   sent.dataset.bytes = String(event.bytes);
   sent.dataset.round = String(event.round);
   sent.dataset.encoding = event.encoding ?? '';
-  sent.textContent = `${formatBytes(event.bytes)} in round ${event.round}${compressedText(event)}${applied.length > 0 ? `, ${applied.join(', ')}` : ''}`;
+  sent.textContent = `${formatBytes(event.bytes)} in round ${event.round}${compressedText(event.bytes, event.encoding, event.float32Bytes)}${applied.length > 0 ? `, ${applied.join(', ')}` : ''}`;
   // Confirms the statement made before the first round, with the real size.
   const expected = task ? (event.masked ? task.paramCount * 4 : frameBytes(event.encoding ?? 'float32', task.paramCount)) : undefined;
   $('privacy-note').textContent =
@@ -154,13 +154,6 @@ function showUploaded(event: Extract<ParticipantEvent, { type: 'uploaded' }>): v
         : `Expected ${expected.toLocaleString()} bytes: please report this.`;
   if (event.masked) $('privacy-note').textContent += ' Masked: only the sum of all updates can be decoded.';
   log(`round ${event.round}: sent update (${event.bytes.toLocaleString()} bytes), local accuracy ${percent(event.metrics.accuracy)}`);
-}
-
-/** The encoding and the size before compression, when the round asked for a compressed update. */
-function compressedText(event: Extract<ParticipantEvent, { type: 'uploaded' }>): string {
-  if (event.encoding === undefined || event.encoding === 'float32' || event.float32Bytes === undefined) return '';
-  const ratio = event.bytes / event.float32Bytes;
-  return ` as ${event.encoding} (${event.float32Bytes.toLocaleString()} bytes before compression, ${ratio.toFixed(2)}×)`;
 }
 
 function onParticipantEvent(event: ParticipantEvent): void {

@@ -1,4 +1,4 @@
-import type { TaskSummary } from '../../core/protocol/messages.ts';
+import type { TaskSummary, UpdateEncodingName } from '../../core/protocol/messages.ts';
 import { inputSize } from '../../core/data/schema.ts';
 import { frameBytes } from '../../core/compression/update-codec.ts';
 import { FRAME_HEADER_BYTES } from '../../core/wire/frame.ts';
@@ -20,6 +20,15 @@ export function formatBytes(bytes: number): string {
     unit++;
   }
   return `${bytes.toLocaleString()} bytes (${value.toFixed(value < 10 ? 2 : 1)} ${units[unit]})`;
+}
+
+/**
+ * What "What leaves this device" adds about a sent update's compression: its encoding and its size before
+ * compression (float32). Empty for a float32 update.
+ */
+export function compressedText(bytes: number, encoding: UpdateEncodingName | undefined, float32Bytes: number | undefined): string {
+  if (encoding === undefined || encoding === 'float32' || float32Bytes === undefined) return '';
+  return ` as ${encoding} (${float32Bytes.toLocaleString()} bytes before compression, ${(bytes / float32Bytes).toFixed(2)}×)`;
 }
 
 /** The sentence under "What leaves this device", computed from the task before any round. */
