@@ -36,8 +36,12 @@ int4 (rotation), and float32 again (run-to-run spread: local shuffling is not
 seeded). Accuracy is reported after the rounds in --at.
 
   --models LIST        mlp,cnn (default mlp). The cnn trains on tfjs' cpu backend
-                       (the wasm backend lacks Conv2DBackpropFilter): use --train
-                       and --rounds to bound it.
+                       (the wasm backend lacks Conv2DBackpropFilter), far too slow
+                       for accuracy runs here: it gets its own --cnn-rounds and
+                       --cnn-train, and no accuracy unless --cnn-at.
+  --cnn-rounds R       (default 1)
+  --cnn-train N        (default 50)
+  --cnn-at LIST        (default none: bytes and encode/decode time only)
   --participants P     (default 5)
   --rounds R           (default 20)
   --at LIST            rounds to report accuracy at (default 5,10,20)
@@ -83,6 +87,9 @@ function parseOptions() {
       train: { type: 'string' },
       variants: { type: 'string', default: VARIANTS.map((v) => v.name).join(',') },
       seed: { type: 'string', default: '1' },
+      'cnn-rounds': { type: 'string', default: '1' },
+      'cnn-train': { type: 'string', default: '50' },
+      'cnn-at': { type: 'string', default: '' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -93,15 +100,19 @@ function parseOptions() {
     return v;
   });
   const rounds = Number(values.rounds);
+  const cnnRounds = Number(values['cnn-rounds']);
+  const list = (text: string, max: number) =>
+    text
+      .split(',')
+      .map(Number)
+      .filter((r) => r >= 1 && r <= max);
   return {
     models: values.models.split(',') as ArchitectureName[],
     participants: Number(values.participants),
     rounds,
-    at: values.at
-      .split(',')
-      .map(Number)
-      .filter((r) => r >= 1 && r <= rounds),
+    at: list(values.at, rounds),
     train: values.train === undefined ? undefined : Number(values.train),
+    cnn: { rounds: cnnRounds, at: list(values['cnn-at'], cnnRounds), train: Number(values['cnn-train']) },
     variants,
     seed: Number(values.seed),
   };
@@ -184,17 +195,21 @@ async function main(): Promise<void> {
     return;
   }
   const demo = await loadMnistDemo();
-  const train =
-    options.train === undefined
-      ? demo.train
-      : subset(
-          demo.train,
-          Array.from({ length: options.train }, (_, i) => i),
-        );
   const results: Result[] = [];
   for (const architecture of options.models) {
+    const cnn = architecture === 'cnn';
+    const rounds = cnn ? options.cnn.rounds : options.rounds;
+    const at = cnn ? options.cnn.at : options.at;
+    const trainCount = cnn ? options.cnn.train : options.train;
+    const train =
+      trainCount === undefined
+        ? demo.train
+        : subset(
+            demo.train,
+            Array.from({ length: trainCount }, (_, i) => i),
+          );
     // The cnn cannot train on wasm (no Conv2DBackpropFilter): cpu for it, wasm for the dense models.
-    const backend = await initNodeBackend(architecture === 'cnn' ? 'cpu' : 'wasm');
+    const backend = await initNodeBackend(cnn ? 'cpu' : 'wasm');
     const spec: ModelSpec = { architecture, inputShape: [784], numClasses: 10 };
     const model = buildModel(spec, options.seed);
     const initial = await readWeights(model);
@@ -205,26 +220,61 @@ async function main(): Promise<void> {
     );
     const evaluator = new TestSetEvaluator(spec, demo.test);
     console.error(`${architecture}: ${initial.length} parameters, ${options.participants} participants, backend ${backend}`);
-    for (const variant of options.variants)
-      results.push(await runVariant(spec, initial, trainers, evaluator, variant, options.rounds, options.at));
+    for (const variant of options.variants) results.push(await runVariant(spec, initial, trainers, evaluator, variant, rounds, at));
     for (const t of trainers) t.dispose();
     evaluator.dispose();
   }
-  printTable(results, options.at);
+  printTable(
+    results.filter((r) => r.model !== 'cnn'),
+    options.at,
+  );
+  printTable(
+    results.filter((r) => r.model === 'cnn'),
+    options.cnn.at,
+  );
 }
 
 function printTable(results: readonly Result[], at: readonly number[]): void {
+  if (results.length === 0) return;
+  const last = at.at(-1);
+  const accuracyColumns = last === undefined ? [] : [...at.map((r) => `acc. @${r} (%)`), `Δ vs float32 @${last} (points)`];
+  const row = (cells: readonly string[]) => `| ${cells.join(' | ')} |`;
   const lines = [
-    `| model | variant | bytes up / participant / round | × float32 | bytes down (float32 / float16 model) | ${at.map((r) => `acc. @${r}`).join(' | ')} | Δ vs float32 @${at.at(-1)} (points) | encode ms / update | decode ms / update | wall s |`,
-    `| --- | --- | ---: | ---: | ---: | ${at.map(() => '---:').join(' | ')} | ---: | ---: | ---: | ---: |`,
+    row([
+      'model',
+      'variant',
+      'bytes up / participant / round',
+      '× float32',
+      'bytes down (float32 / float16 model)',
+      ...accuracyColumns,
+      'encode ms / update',
+      'decode ms / update',
+      'wall s',
+    ]),
+    row(['---', '---', ...Array.from({ length: 6 + accuracyColumns.length }, () => '---:')]),
   ];
   for (const r of results) {
     // Accuracy against the first float32 run of the same model in this invocation (float32 or float32-again).
     const base = results.find((b) => b.model === r.model && b.variant.startsWith('float32'));
-    const last = at.at(-1);
-    const delta = base && last !== undefined ? ((r.accuracyAt[last]! - base.accuracyAt[last]!) * 100).toFixed(2) : '–';
+    const accuracy =
+      last === undefined
+        ? []
+        : [
+            ...at.map((round) => (100 * r.accuracyAt[round]!).toFixed(2)),
+            base ? ((r.accuracyAt[last]! - base.accuracyAt[last]!) * 100).toFixed(2) : '–',
+          ];
     lines.push(
-      `| ${r.model} | ${r.variant} | ${r.bytesUp.toLocaleString('en')} | ${(r.bytesUp / r.bytesDown.float32).toFixed(3)} | ${r.bytesDown.float32.toLocaleString('en')} / ${r.bytesDown.float16.toLocaleString('en')} | ${at.map((round) => (100 * r.accuracyAt[round]!).toFixed(2)).join(' | ')} | ${delta} | ${r.encodeMsPerUpdate.toFixed(2)} | ${r.decodeMsPerUpdate.toFixed(2)} | ${r.wallSeconds.toFixed(0)} |`,
+      row([
+        r.model,
+        r.variant,
+        r.bytesUp.toLocaleString('en'),
+        (r.bytesUp / r.bytesDown.float32).toFixed(3),
+        `${r.bytesDown.float32.toLocaleString('en')} / ${r.bytesDown.float16.toLocaleString('en')}`,
+        ...accuracy,
+        r.encodeMsPerUpdate.toFixed(2),
+        r.decodeMsPerUpdate.toFixed(2),
+        r.wallSeconds.toFixed(0),
+      ]),
     );
   }
   console.log(lines.join('\n'));
