@@ -192,6 +192,7 @@ async function main(): Promise<void> {
     return;
   }
   const demo = await loadMnistDemo();
+  const backend = await initNodeBackend('wasm');
   for (const architecture of options.models) {
     const results: Result[] = [];
     const spec: ModelSpec = { architecture, inputShape: [784], numClasses: 10 };
@@ -214,7 +215,6 @@ async function main(): Promise<void> {
             demo.train,
             Array.from({ length: options.train }, (_, i) => i),
           );
-    const backend = await initNodeBackend('wasm');
     const trainers = Array.from(
       { length: options.participants },
       (_, k) => new LocalTrainer(spec, subset(train, shardIndices(train.labels, { index: k, count: options.participants, skew: 'iid' }))),
