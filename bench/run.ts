@@ -10,6 +10,7 @@ import path from 'node:path';
 const BENCHMARKS: Record<string, string> = {
   client: 'bench/client.ts',
   coordinator: 'bench/coordinator.ts',
+  compression: 'bench/compression.ts',
   'data-ingest': 'bench/data-ingest.ts',
   'dp-sgd': 'bench/dp-sgd.ts',
   'federated-vs-central': 'bench/federated-vs-central.ts',
