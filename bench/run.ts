@@ -11,6 +11,7 @@ const BENCHMARKS: Record<string, string> = {
   client: 'bench/client.ts',
   cluster: 'bench/cluster.ts',
   coordinator: 'bench/coordinator.ts',
+  compression: 'bench/compression.ts',
   'data-ingest': 'bench/data-ingest.ts',
   'dp-sgd': 'bench/dp-sgd.ts',
   'federated-vs-central': 'bench/federated-vs-central.ts',

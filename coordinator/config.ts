@@ -24,6 +24,7 @@ import {
   SEED,
   TARGET_ACCURACY,
 } from './options/federation.ts';
+import { communicationSettings } from './options/communication.ts';
 import { ConfigError } from './options/option.ts';
 import { ACCOUNTANT, DELTA, FRESH_PRIVACY_BUDGET, parseClientDp, parseSampleDp } from './options/privacy.ts';
 import { startSettingsProblem, type StartStage, type StrategyFacts } from './options/rules.ts';
@@ -116,6 +117,7 @@ function parseFlags(
       learningRate: LEARNING_RATE.read(v),
       privacy: clipNorm === undefined ? undefined : { clipNorm: CLIP_NORM.readOr(v, 0), noiseStd: NOISE_STD.read(v) },
     },
+    ...communicationSettings(v),
   };
   checkRules('settings', settings);
   const clientDp = withAccountant(parseClientDp(v, settings.clientsPerRound, delta), accountant);

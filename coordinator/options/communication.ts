@@ -1,24 +1,41 @@
-import { choiceOption, type OptionGroup } from './option.ts';
+import { ModelEncodingName, UpdateEncodingName } from '../../core/protocol/messages.ts';
+import type { RoundSettings } from '../../core/protocol/status.ts';
+import { choiceOption, type FlagValues, type OptionGroup } from './option.ts';
 
 /**
- * How updates travel. Under secure aggregation int8/int4 set the masked
- * words' value bits (core/secagg/modulus.ts, docs/secagg-compression.md);
- * the plain-path encodings are core/compression's.
+ * How updates and the broadcast model travel (docs/compression.md). Under
+ * secure aggregation int8/int4 set the masked words' value bits instead
+ * (core/secagg/modulus.ts, docs/secagg-compression.md).
  */
-
-export const UPDATE_ENCODINGS = ['float32', 'float16', 'int8', 'int4'] as const;
-export type UpdateEncoding = (typeof UPDATE_ENCODINGS)[number];
 
 export const UPDATE_ENCODING = choiceOption({
   name: 'update-encoding',
   placeholder: 'E',
+  choices: UpdateEncodingName,
   task: ['communication', 'updateEncoding'],
-  choices: UPDATE_ENCODINGS,
   default: 'float32',
-  help: 'float32 | float16 | int8 | int4: how each update is encoded for upload\n(default {default}; under --secure-aggregation int8/int4 pack the masked words\ninto the fewest bits that cannot overflow, docs/secagg-compression.md)',
+  help: 'float32 (default) | float16 | int8 | int4: how participants send their updates\n(int8/int4: per-block scales, stochastic rounding, error feedback; docs/compression.md;\nunder --secure-aggregation int8/int4 pack the masked words into the fewest bits\nthat cannot overflow, docs/secagg-compression.md)',
+});
+export const MODEL_ENCODING = choiceOption({
+  name: 'model-encoding',
+  placeholder: 'E',
+  choices: ModelEncodingName,
+  task: ['communication', 'modelEncoding'],
+  default: 'float32',
+  help: 'float32 (default) | float16: how the model is sent to participants',
 });
 
 export const COMMUNICATION_GROUP: OptionGroup = {
-  heading: 'Communication',
-  options: [UPDATE_ENCODING],
+  heading: 'Communication (docs/compression.md)',
+  options: [UPDATE_ENCODING, MODEL_ENCODING],
 };
+
+/** The encodings as RoundSettings carries them: only those that are not float32. */
+export function communicationSettings(v: FlagValues): Pick<RoundSettings, 'updateEncoding' | 'modelEncoding'> {
+  const updateEncoding = UPDATE_ENCODING.read(v);
+  const modelEncoding = MODEL_ENCODING.read(v);
+  return {
+    ...(updateEncoding === 'float32' ? {} : { updateEncoding }),
+    ...(modelEncoding === 'float32' ? {} : { modelEncoding }),
+  };
+}

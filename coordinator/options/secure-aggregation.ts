@@ -84,9 +84,6 @@ export function parseSecureAggregation(
     for (const option of [SECAGG_NEIGHBOURS, SECAGG_THRESHOLD, SECAGG_CLIP_RANGE, SECAGG_QUANTIZATION_RANGE, SECAGG_STEP_TIMEOUT]) {
       if (v[option.name] !== undefined) throw new ConfigError(`--${option.name} needs --secure-aggregation`);
     }
-    // This build encodes compressed updates only inside the secure sum; the plain path sends float32.
-    const encoding = UPDATE_ENCODING.read(v);
-    if (encoding !== 'float32') throw new ConfigError(`--update-encoding ${encoding} needs --secure-aggregation in this build`);
     return undefined;
   }
   // A secure sum feeds only rules that aggregate a sum (a plain or fixed-denominator mean): their traits say so.

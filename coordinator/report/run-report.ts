@@ -23,6 +23,7 @@ export const ROUND_PARTICIPATION_FIELDS = [
   'declined',
   'bytesIn',
   'bytesOut',
+  'encoding',
   'durationMs',
   'reason',
 ] as const;

@@ -4,6 +4,7 @@ import type { FederationStatus, RoundRecord, RoundSettings } from '../../core/pr
 import { makeModel, type GlobalModel, type RoundEngineOptions } from './engine-types.ts';
 import type { OpenRound } from './collection.ts';
 import type { Participants } from './participants.ts';
+import { roundEncoding } from './round-encoding.ts';
 import { outcomeCounts, roundDetails } from './round-records.ts';
 
 /** A closed round whose record and model exist but are not saved yet: nothing outside the engine sees them. */
@@ -46,7 +47,8 @@ export async function closeIntoCandidate(host: ClosingHost, open: OpenRound): Pr
     const key = host.participants.get(p.id)?.deliveryKey;
     if (key !== undefined) host.participants.deliveries.record(key, p.outcome === 'declined' ? undefined : p.outcome === 'received');
   }
-  const base = outcomeCounts(open, details);
+  const counts = outcomeCounts(open, details);
+  const base = { ...counts, ...roundEncoding(open, counts.received, settings.modelEncoding) };
   const enough = delivered.ok && (base.received >= settings.minUpdates || strategy.releasesEveryRound === true);
   const aggregate = enough ? open.aggregator.finish() : null;
   if (!enough) open.aggregator.abandon?.();
@@ -82,7 +84,7 @@ export async function closeIntoCandidate(host: ClosingHost, open: OpenRound): Pr
       console.error(`round ${open.round}: evaluation failed:`, error);
     }
     if (!host.stillClosing(open)) return undefined; // stopped while evaluating
-    model = makeModel(model.version + 1, weights, host.options.fineTune);
+    model = makeModel(model.version + 1, weights, { fineTune: host.options.fineTune, encoding: settings.modelEncoding });
     record = {
       ...base,
       outcome: 'aggregated',

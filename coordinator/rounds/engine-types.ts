@@ -1,10 +1,17 @@
 import { createHash } from 'node:crypto';
 import type { Strategy } from '../../core/aggregation/strategy.ts';
-import type { EvalMetrics, FederationDoneMessage, RoundEndMessage, RoundStartMessage } from '../../core/protocol/messages.ts';
+import type {
+  EvalMetrics,
+  FederationDoneMessage,
+  ModelEncodingName,
+  RoundEndMessage,
+  RoundStartMessage,
+} from '../../core/protocol/messages.ts';
 import type { FederationStatus, RoundRecord, RoundSettings } from '../../core/protocol/status.ts';
 import type { UniformSource } from '../../core/random/prng.ts';
 import type { SecAggResult } from '../../core/secagg/protocol.ts';
 import { gatherTrainable, type TrainableLayout } from '../../core/model/fine-tune.ts';
+import { encodeFloat16 } from '../../core/compression/update-codec.ts';
 import { encodeFrame, FrameKind } from '../../core/wire/frame.ts';
 import type { Clock } from './clock.ts';
 import type { RetryPolicy } from './durable-commit.ts';
@@ -98,17 +105,25 @@ export interface RoundEngineOptions {
   readonly fineTune?: EngineFineTune;
 }
 
-export function makeModel(version: number, weights: Float32Array, fineTune?: EngineFineTune): GlobalModel {
-  const hash = weightsHash(weights);
-  if (!fineTune) return { version, weights, hash, frame: encodeFrame(FrameKind.Weights, weights), updateLength: weights.length };
-  const trainable = gatherTrainable(weights, fineTune.layout);
+/**
+ * The model as the engine holds and sends it. `encoding`: how the frame sent to participants carries the
+ * weights (`--model-encoding`); fine-tuning: the frame carries only the trainable values. The hash is always
+ * of the whole float32 weights.
+ */
+export function makeModel(
+  version: number,
+  weights: Float32Array,
+  options: { readonly fineTune?: EngineFineTune; readonly encoding?: ModelEncodingName } = {},
+): GlobalModel {
+  const sent = options.fineTune ? gatherTrainable(weights, options.fineTune.layout) : weights;
+  const frame = options.encoding === 'float16' ? encodeFloat16(FrameKind.Weights, sent).frame : encodeFrame(FrameKind.Weights, sent);
   return {
     version,
     weights,
-    hash,
-    frame: encodeFrame(FrameKind.Weights, trainable),
-    updateLength: trainable.length,
-    frozenHash: fineTune.frozenHash,
+    hash: weightsHash(weights),
+    frame,
+    updateLength: sent.length,
+    ...(options.fineTune ? { frozenHash: options.fineTune.frozenHash } : {}),
   };
 }
 

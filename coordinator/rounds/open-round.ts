@@ -1,4 +1,5 @@
 import type { RoundAggregator } from '../../core/aggregation/strategy.ts';
+import type { RoundDecoder } from '../../core/compression/round-decoder.ts';
 import type { FitConfig } from '../../core/protocol/messages.ts';
 import type { RoundParticipantOutcome } from '../../core/protocol/status.ts';
 import type { TimerHandle } from './clock.ts';
@@ -18,6 +19,8 @@ export interface RoundBasis {
   readonly baseVersion: number;
   readonly selected: ReadonlySet<string>;
   readonly aggregator: RoundAggregator;
+  /** Decodes the round's update frames in its encoding (core/compression/round-decoder.ts). */
+  readonly decoder: RoundDecoder;
   readonly timer: TimerHandle;
   /** Bytes of the round's input as it arrived (updates, or masked vectors). */
   bytesIn: number;

@@ -1,7 +1,7 @@
 import type { RoundAggregator } from '../../core/aggregation/strategy.ts';
 import { ackError, ackOk, ErrorCode, ProtocolError, type Ack } from '../../core/protocol/errors.ts';
 import type { DeclineMessage, RoundStartMessage, SecAggAccepted, UpdateAccepted, UpdateMessage } from '../../core/protocol/messages.ts';
-import { decodeUpdate, type DecodedUpdate } from '../../core/wire/update-decode.ts';
+import type { DecodedUpdate } from '../../core/compression/update-decode.ts';
 import {
   settleDecline,
   type Collection,
@@ -64,7 +64,7 @@ class PlainCollection implements Collection {
     }
     let decoded: DecodedUpdate;
     try {
-      decoded = decodeUpdate(message.update, host.model.updateLength);
+      decoded = open.decoder.decode(message.update);
     } catch (error) {
       if (error instanceof ProtocolError) return this.excludeFromRound(record, ackError(error.code, error.message));
       throw error;

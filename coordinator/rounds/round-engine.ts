@@ -95,9 +95,7 @@ export class RoundEngine {
 
   constructor(private readonly options: RoundEngineOptions) {
     const resume = options.resume;
-    this.model = resume
-      ? makeModel(resume.modelVersion, resume.weights, options.fineTune)
-      : makeModel(0, options.initialWeights, options.fineTune);
+    this.model = resume ? this.makeModel(resume.modelVersion, resume.weights) : this.makeModel(0, options.initialWeights);
     if (resume) this.history.push(...resume.history);
     // A round started but never finished before a crash keeps its number: the next one comes after it.
     this.lastRound = Math.max(resume?.round ?? 0, options.lastStartedRound ?? 0);
@@ -196,10 +194,15 @@ export class RoundEngine {
    * holds it (coordinator/cluster/): only before this engine ever ran, so no
    * round of its own is lost. Numbering continues after `lastStartedRound`.
    */
+  /** The model as this engine sends it (fine-tuning: trainable values only; --model-encoding). */
+  private makeModel(version: number, weights: Float32Array): GlobalModel {
+    return makeModel(version, weights, { fineTune: this.options.fineTune, encoding: this.options.settings.modelEncoding });
+  }
+
   adoptResume(resume: ResumePoint | undefined, lastStartedRound: number): void {
     if (this.state.kind !== 'awaiting-start') throw new Error(`cannot adopt a stored federation once started (${this.state.kind})`);
     if (resume) {
-      this.model = makeModel(resume.modelVersion, resume.weights);
+      this.model = this.makeModel(resume.modelVersion, resume.weights);
       this.history.splice(0, this.history.length, ...resume.history);
     }
     this.lastRound = Math.max(resume?.round ?? 0, lastStartedRound, this.lastRound);

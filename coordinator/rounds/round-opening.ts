@@ -1,3 +1,4 @@
+import { RoundDecoder } from '../../core/compression/round-decoder.ts';
 import { selectedPerRound } from '../options/selection.ts';
 import type { RoundStartMessage } from '../../core/protocol/messages.ts';
 import type { RoundSettings } from '../../core/protocol/status.ts';
@@ -7,6 +8,7 @@ import type { OpenRound } from './collection.ts';
 import type { RoundBasis } from './open-round.ts';
 import type { ParticipantRecord, Participants } from './participants.ts';
 import { plainCollection } from './plain-collection.ts';
+import { roundCompression } from './round-compression.ts';
 import { secureCollection } from './secure-collection.ts';
 import { hasOwnSelection, weightedSample } from './selection.ts';
 
@@ -56,7 +58,10 @@ export function prepareRound({
     strategy.select && hasOwnSelection(strategy)
       ? strategy.select(candidates, wanted, random)
       : weightedSample(candidates, wanted, (p) => participants.deliveries.weight(p.deliveryKey), random);
-  const fit = strategy.configureFit(round, settings.fit);
+  const configured = strategy.configureFit(round, settings.fit);
+  const compression = roundCompression(settings, random);
+  const fit = compression ? { ...configured, compression } : configured;
+  const decoder = new RoundDecoder(model.updateLength, compression, strategy);
   const startedAt = clock.now();
   const method = settings.secureAggregation ? secureCollection(settings.secureAggregation, settings.roundTimeoutMs) : plainCollection;
   const deadlineMs = method.deadlineMs(plainDeadlineMs);
@@ -65,7 +70,12 @@ export function prepareRound({
     startedAt,
     baseVersion: model.version,
     selected: new Set(chosen.map((p) => p.id)),
-    aggregator: strategy.beginRound({ round, globalWeights: model.weights, claimedExamples: chosen.map((p) => p.info.numExamples) }),
+    aggregator: decoder.beginRound(strategy, {
+      round,
+      globalWeights: model.weights,
+      claimedExamples: chosen.map((p) => p.info.numExamples),
+    }),
+    decoder,
     timer: clock.setTimer(deadlineMs, onDeadline),
     bytesIn: 0,
     bytesOut: model.frame.byteLength * chosen.length,

@@ -209,7 +209,12 @@ export class DpFedAvg implements Strategy {
    * update needed), or participants do and a secure sum may carry them.
    */
   get traits(): StrategyTraits {
-    return { input: this.options.placement === 'distributed' ? 'sum' : 'individual', participation: 'private', selection: 'own' };
+    return {
+      input: this.options.placement === 'distributed' ? 'sum' : 'individual',
+      participation: 'private',
+      selection: 'own',
+      basis: 'any',
+    };
   }
 
   /** Each participant is sampled with probability q and the sum divided by the fixed m: a count per round is not the operator's to change. */

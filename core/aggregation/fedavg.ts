@@ -21,7 +21,7 @@ export interface FedAvgOptions {
  */
 export class FedAvg implements Strategy {
   readonly name = 'fedavg';
-  readonly traits: StrategyTraits = { input: 'sum', participation: 'shown', selection: 'engine' };
+  readonly traits: StrategyTraits = { input: 'sum', participation: 'shown', selection: 'engine', basis: 'any' };
   private readonly serverLearningRate: number;
   private readonly decay: number;
 

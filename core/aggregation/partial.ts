@@ -1,5 +1,3 @@
-import type { RoundAggregator } from './strategy.ts';
-
 /**
  * A partial aggregate: what one node of a cluster sums from its own
  * participants' updates in a round, so the leader can combine the nodes'
@@ -29,7 +27,7 @@ export interface PartialMethods {
 }
 
 /** A wrapper round's partial methods: the wrapped round's, when it has them (like addSum). */
-export function innerPartialMethods(inner: RoundAggregator): PartialMethods {
+export function innerPartialMethods(inner: PartialMethods): PartialMethods {
   const { partial, addPartial } = inner;
   return {
     partial: partial && (() => partial.call(inner)),

@@ -278,7 +278,8 @@ class TrimmedMeanRound extends BufferedRound {
  */
 export class Krum implements Strategy {
   readonly name: string;
-  readonly traits: StrategyTraits = ROBUST_TRAITS;
+  /** Krum compares L2 distances and averages whole updates: any basis gives the same choice. */
+  readonly traits: StrategyTraits = { ...ROBUST_TRAITS, basis: 'any' };
   readonly byzantine: number;
   /** m, or undefined for n − f in every round. */
   readonly multi: number | undefined;

@@ -1,6 +1,6 @@
 import { FedAvg } from './fedavg.ts';
 import { innerPartialMethods, type PartialAggregate } from './partial.ts';
-import type { ClientResult, RoundAggregator, RoundContext, Strategy } from './strategy.ts';
+import type { ClientResult, RoundAggregator, RoundContext, Strategy, StrategyTraits } from './strategy.ts';
 import { StrategyWrapper } from './wrapper.ts';
 
 /**
@@ -97,6 +97,12 @@ export class ServerOptimizer extends StrategyWrapper {
 
   get steps(): number {
     return this.stepCount;
+  }
+
+  /** Adam's moments are per coordinate: not the same in a rotated basis, whatever the base rule's traits say. */
+  override get traits(): StrategyTraits {
+    const { basis: _basis, ...traits } = this.inner.traits;
+    return traits;
   }
 
   override beginRound(context: RoundContext): RoundAggregator {

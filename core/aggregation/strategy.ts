@@ -84,6 +84,15 @@ export interface StrategyTraits {
    * itself (`select`, e.g. DP-FedAvg's Poisson sampling), and its choice stands.
    */
   readonly selection: 'engine' | 'own';
+  /**
+   * 'any': the rule gives the same result in any orthonormal basis (it sums,
+   * clips by L2 norm, adds isotropic noise, compares L2 distances), so a
+   * round of int4 updates may aggregate them still rotated and rotate back
+   * once (core/compression/round-decoder.ts). Absent: it works coordinate by
+   * coordinate (median, trimmed mean, Adam's moments), and each update is
+   * rotated back before it is added.
+   */
+  readonly basis?: 'any';
 }
 
 export interface Strategy {

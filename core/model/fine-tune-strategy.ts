@@ -1,4 +1,4 @@
-import type { ClientResult, RoundAggregator, RoundContext, Strategy } from '../aggregation/strategy.ts';
+import type { ClientResult, RoundAggregator, RoundContext, Strategy, StrategyTraits } from '../aggregation/strategy.ts';
 import { StrategyWrapper } from '../aggregation/wrapper.ts';
 import { ErrorCode, ProtocolError } from '../protocol/errors.ts';
 import { gatherTrainable, withTrainable, type TrainableLayout } from './fine-tune.ts';
@@ -20,6 +20,16 @@ export class FineTuneStrategy extends StrategyWrapper {
   ) {
     super(inner);
     this.name = inner.name;
+  }
+
+  /**
+   * Its round maps the whole model to the trainable values: a round run in a
+   * rotated basis (int4, core/compression/round-decoder.ts) would hand it
+   * rotated weights, so int4 updates are rotated back one by one instead.
+   */
+  override get traits(): StrategyTraits {
+    const { basis: _basis, ...traits } = this.inner.traits;
+    return traits;
   }
 
   override beginRound(context: RoundContext): RoundAggregator {

@@ -1,3 +1,5 @@
+import { decodeValues } from '../compression/update-codec.ts';
+import { ModelEncodingName } from '../protocol/messages.ts';
 import type { Binary, GlobalModelMessage, TaskSummary } from '../protocol/messages.ts';
 import { decodeFrame, FrameKind } from '../wire/frame.ts';
 import { gatherTrainable, joinWeights, trainableLayout, weightsContentHash, type TrainableLayout } from './fine-tune.ts';
@@ -7,6 +9,11 @@ import { gatherTrainable, joinWeights, trainableLayout, weightsContentHash, type
  * visits, by content hash: Cache Storage in the page (web/participant/
  * frozen-cache.ts), the state folder for the Node participant.
  */
+/** A round's model frame, in any model encoding (`--model-encoding`: float32 or float16). */
+function decodeModelFrame(frame: unknown, expectedCount: number): Float32Array {
+  return decodeValues(frame, { kind: FrameKind.Weights, expectedCount, allowed: ModelEncodingName }).values;
+}
+
 export interface FrozenWeightsStore {
   /** The values saved under `hash`, or undefined when there are none (they are checked against the hash before use). */
   load(hash: string): Promise<Float32Array | undefined>;
@@ -58,12 +65,12 @@ export class ParticipantWeights {
   /** The full weights a round trains from. */
   async roundWeights(task: TaskSummary, model: GlobalModelMessage): Promise<Float32Array> {
     const fineTune = task.fineTune;
-    if (!fineTune) return decodeFrame(model.weights, { kind: FrameKind.Weights, expectedCount: task.paramCount });
+    if (!fineTune) return decodeModelFrame(model.weights, task.paramCount);
     if (model.frozenHash !== fineTune.frozenHash)
       throw new Error(`the round's model names frozen weights ${model.frozenHash ?? '(none)'}, the task ${fineTune.frozenHash}`);
     await this.prepare(task);
     const { frozen } = await this.frozen!;
-    const trainable = decodeFrame(model.weights, { kind: FrameKind.Weights, expectedCount: fineTune.trainableParamCount });
+    const trainable = decodeModelFrame(model.weights, fineTune.trainableParamCount);
     return joinWeights(trainable, frozen.values, frozen.layout);
   }
 

@@ -19,9 +19,11 @@ import {
   type TaskSummary,
   type TrainMetrics,
   type UpdateAccepted,
+  type UpdateEncodingName,
 } from '../protocol/messages.ts';
-import { encodeFrame, FrameKind } from '../wire/frame.ts';
 import { ParticipantWeights, type FrozenSource, type FrozenWeightsStore } from '../model/fine-tune-weights.ts';
+import { ErrorFeedback } from '../compression/error-feedback.ts';
+import { frameBytes } from '../compression/update-codec.ts';
 import type { PrivacyLedger } from '../privacy/ledger.ts';
 import type { ClientLevelLedger } from '../privacy/client-ledger.ts';
 import { TrainingAborted, type TrainProgress } from '../training/local-trainer.ts';
@@ -75,6 +77,9 @@ export type ParticipantEvent =
       readonly bytes: number;
       readonly clipped: boolean;
       readonly noised: boolean;
+      /** How the update was encoded (plain rounds; absent for masked updates), and its size as float32 for comparison. */
+      readonly encoding?: UpdateEncodingName;
+      readonly float32Bytes?: number;
       /** True when the update went out masked with secure aggregation. */
       readonly masked?: boolean;
       /** With `masked`: the bits per masked word (32, or fewer under a compressed --update-encoding). */
@@ -137,6 +142,11 @@ export interface ParticipantOptions {
   readonly ackTimeoutMs?: number;
   /** Where a fine-tuning task's frozen weights are kept between visits (absent: downloaded once per session). */
   readonly frozenStore?: FrozenWeightsStore;
+  /**
+   * Carry what compression lost from one update into the next (default true;
+   * docs/compression.md). False only to measure what error feedback buys.
+   */
+  readonly errorFeedback?: boolean;
   /** Tests only: the plain update of a secure aggregation round, before clipping, noise and masking. */
   readonly onPlainUpdate?: (round: number, update: Float32Array) => void;
 }
@@ -156,6 +166,9 @@ export class Participant {
   private pinnedNoiseMultiplier: number | undefined;
   private pinnedSkellamShare: number | undefined;
   /** Secure aggregation messages from the coordinator, by event, for the round they name. */
+  /** The residual of compressed updates (client-side error feedback), and the CSPRNG their rounding draws from. */
+  private readonly feedback = new ErrorFeedback();
+  private readonly rounding = new SecureRandom();
   private readonly secaggInbox = new Map<string, { round: number; message: unknown }>();
   private secaggWaiter: { event: string; round: number; resolve: (m: unknown) => void; reject: (e: Error) => void } | undefined;
   private readonly weights: ParticipantWeights;
@@ -558,7 +571,10 @@ export class Participant {
       const update = await this.weights.uploadValues(task, result.update);
       const privacy = message.config.privacy;
       const privatized = privacy ? privatizeUpdate(update, privacy) : undefined;
-      const frame = encodeFrame(FrameKind.Update, update);
+      // Compression comes after clipping and noise: post-processing of the released update (docs/compression.md).
+      const compression = message.config.compression ?? { encoding: 'float32' };
+      const encoded = this.feedback.encode(update, compression, this.rounding);
+      const frame = encoded.frame;
       const epsilon = await this.chargePrivacy(round, result);
       if (epsilon === 'refused') return;
       this.emit({ type: 'status', status: 'uploading', detail: `round ${round}` });
@@ -573,6 +589,7 @@ export class Participant {
         epsilon,
       });
       if (ack.ok) {
+        if (this.options.errorFeedback ?? true) encoded.commit();
         this.emit({
           type: 'uploaded',
           round,
@@ -580,6 +597,8 @@ export class Participant {
           bytes: frame.byteLength,
           clipped: privatized?.clipped ?? false,
           noised: (privacy?.noiseStd ?? 0) > 0,
+          encoding: compression.encoding,
+          float32Bytes: frameBytes('float32', update.length),
         });
       } else {
         this.emit({ type: 'rejected', round, code: ack.error.code, message: ack.error.message });

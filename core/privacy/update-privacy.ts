@@ -82,7 +82,7 @@ export class GaussianSampler {
 }
 
 /** A source's bulk words, or words made from its doubles (their top 32 bits) when it has no bulk method. */
-function wordFiller(uniform: UniformSource): (out: Uint32Array) => void {
+export function wordFiller(uniform: UniformSource): (out: Uint32Array) => void {
   if (uniform.fillUint32) return (out) => uniform.fillUint32!(out);
   return (out) => {
     for (let i = 0; i < out.length; i++) out[i] = Math.floor(uniform.next() * 4294967296) >>> 0;

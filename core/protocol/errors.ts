@@ -24,6 +24,13 @@ export const ErrorCode = {
   WrongLength: 'WRONG_LENGTH',
   /** The update contains NaN or +-Infinity. */
   NonFinite: 'NON_FINITE',
+  /**
+   * The frame's encoding (its dtype byte) is not the one the round asked for,
+   * or its compressed body is malformed: a block size out of range, a scale
+   * that is negative or not finite, a code out of range, a padding nibble
+   * that is not zero (docs/protocol.md §5.3). The sender is out of the round.
+   */
+  BadEncoding: 'BAD_ENCODING',
   /** The event name is not part of the protocol. */
   UnknownEvent: 'UNKNOWN_EVENT',
   /** The federation has finished; no more rounds will run. */

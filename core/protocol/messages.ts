@@ -102,6 +102,21 @@ export interface FitConfig {
    * global weights. Absent or 0: plain local training.
    */
   readonly proximalMu?: number;
+  /** Present when the update must be sent compressed (`--update-encoding`, docs/compression.md); absent: float32. */
+  readonly compression?: UpdateCompression;
+}
+
+/** How values travel in a frame (its dtype byte, docs/protocol.md §5.3). Models travel as float32 or float16 only. */
+export const UpdateEncodingName = ['float32', 'float16', 'int8', 'int4'] as const;
+export type UpdateEncodingName = (typeof UpdateEncodingName)[number];
+export const ModelEncodingName = ['float32', 'float16'] as const;
+export type ModelEncodingName = (typeof ModelEncodingName)[number];
+
+/** The round's update encoding, as FitConfig.compression carries it. */
+export interface UpdateCompression {
+  readonly encoding: UpdateEncodingName;
+  /** int4 only: the seed of the round's Hadamard rotation (a uint32), the same for every participant and the coordinator. */
+  readonly rotationSeed?: number;
 }
 
 export interface TaskSummary {

@@ -1,6 +1,6 @@
 import type { AccountantKind } from '../privacy/epsilon.ts';
 import type { Ack } from './errors.ts';
-import type { EvalMetrics, FitConfig, RoundOutcome } from './messages.ts';
+import type { EvalMetrics, FitConfig, ModelEncodingName, RoundOutcome, UpdateEncodingName } from './messages.ts';
 
 /** The federation as `/api/status` and the dashboard see it. */
 
@@ -87,6 +87,16 @@ export interface RoundAppliedSettings {
   readonly deadlineMs: number;
 }
 
+/** A round's traffic by encoding (docs/compression.md): bytesIn/bytesOut against the float32 frames they replace. */
+export interface RoundEncodingStats {
+  readonly update: UpdateEncodingName;
+  readonly model: ModelEncodingName;
+  /** The accepted updates' bytes had they been float32 frames. */
+  readonly bytesInFloat32: number;
+  /** The model frames' bytes had they been float32. */
+  readonly bytesOutFloat32: number;
+}
+
 export interface RoundRecord {
   readonly round: number;
   readonly outcome: RoundOutcome;
@@ -102,6 +112,8 @@ export interface RoundRecord {
   /** Bytes of update frames received and of model frames sent for this round. */
   readonly bytesIn: number;
   readonly bytesOut: number;
+  /** Present when updates or the model travelled compressed: the encodings and what the same traffic would be as float32. */
+  readonly encoding?: RoundEncodingStats;
   readonly startedAt: number;
   readonly durationMs: number;
   /** Privacy spent up to and including this round, when the strategy accounts for it. */
@@ -178,6 +190,10 @@ export interface RoundSettings {
   readonly fit: FitConfig;
   /** Present when rounds use secure aggregation. */
   readonly secureAggregation?: SecureAggregationSettings;
+  /** `--update-encoding`: how participants send updates; absent: float32 (docs/compression.md). */
+  readonly updateEncoding?: UpdateEncodingName;
+  /** `--model-encoding`: how the model is sent to participants; absent: float32. */
+  readonly modelEncoding?: ModelEncodingName;
 }
 
 /**

@@ -1,4 +1,3 @@
-import type { SecAggConfig } from './config.ts';
 import { SecAggError } from './errors.ts';
 import type { MaskedInputMessage, PackedMaskedInputMessage } from './messages.ts';
 
@@ -95,14 +94,14 @@ function littleEndianWords(words: Uint32Array): Uint32Array {
 }
 
 /** The masked input as it travels: its words packed `config.wordBits` (default 32) bits each. */
-export function packMaskedInput(message: MaskedInputMessage, config: Pick<SecAggConfig, 'wordBits'>): PackedMaskedInputMessage {
+export function packMaskedInput(message: MaskedInputMessage, config: { readonly wordBits?: number }): PackedMaskedInputMessage {
   return { round: message.round, from: message.from, packed: packWords(message.masked, config.wordBits ?? MAX_WORD_BITS) };
 }
 
 /** The words of a packed masked input, checked against the round's length and word bits. */
 export function unpackMaskedInput(
   message: PackedMaskedInputMessage,
-  config: Pick<SecAggConfig, 'wordBits' | 'vectorLength'>,
+  config: { readonly wordBits?: number; readonly vectorLength: number },
 ): MaskedInputMessage {
   return {
     round: message.round,

@@ -42,7 +42,7 @@ export class ProgressLine {
         return undefined;
       case 'uploaded':
         return (
-          `round ${event.round}: sent ${formatBytes(event.bytes)} (local loss ${event.metrics.loss.toFixed(3)}, accuracy ${event.metrics.accuracy.toFixed(3)}` +
+          `round ${event.round}: sent ${formatBytes(event.bytes)}${event.encoding && event.encoding !== 'float32' ? ` as ${event.encoding}` : ''} (local loss ${event.metrics.loss.toFixed(3)}, accuracy ${event.metrics.accuracy.toFixed(3)}` +
           `${event.clipped ? ', clipped' : ''}${event.noised ? ', noised' : ''}${event.masked ? ', masked' : ''})`
         );
       case 'rejected':

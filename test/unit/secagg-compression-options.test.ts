@@ -55,7 +55,9 @@ describe('--update-encoding under secure aggregation', () => {
       () => parse(...SECURE, '--update-encoding', 'int8', '--secagg-quantization-range', '1024'),
       /--secagg-quantization-range cannot be set with --update-encoding int8/,
     );
-    assert.throws(() => parse('--update-encoding', 'int8'), /--update-encoding int8 needs --secure-aggregation/);
+    // Without secure aggregation int8 is the plain path's encoding (docs/compression.md): no masked words to size.
+    assert.equal(parse('--update-encoding', 'int8').settings.secureAggregation, undefined);
+    assert.equal(parse('--update-encoding', 'int8').settings.updateEncoding, 'int8');
     assert.throws(() => parse(...SECURE, '--update-encoding', 'int2'), /must be float32, float16, int8 or int4/);
   });
 

@@ -30,13 +30,17 @@ const settings: RoundSettings = {
 
 describe('strategy traits', () => {
   it('say what each rule needs, what it hides and who selects', () => {
-    assert.deepEqual(new FedAvg().traits, { input: 'sum', participation: 'shown', selection: 'engine' });
+    assert.deepEqual(new FedAvg().traits, { input: 'sum', participation: 'shown', selection: 'engine', basis: 'any' });
     for (const robust of [new CoordinateMedian(), new TrimmedMean({ trimFraction: 0.2 }), new Krum({ byzantine: 1 })]) {
       assert.equal(robust.traits.input, 'individual', `${robust.name} looks at every update`);
     }
+    // int4 rounds may aggregate rotated updates only where the rule ignores the basis (core/compression/round-decoder.ts).
+    assert.equal(new Krum({ byzantine: 1 }).traits.basis, 'any', 'Krum compares L2 distances');
+    assert.equal(new CoordinateMedian().traits.basis, undefined, 'a median works coordinate by coordinate');
+    assert.equal(new TrimmedMean({ trimFraction: 0.2 }).traits.basis, undefined, 'a trimmed mean works coordinate by coordinate');
     assert.deepEqual(
       new DpFedAvg(dpOptions).traits,
-      { input: 'individual', participation: 'private', selection: 'own' },
+      { input: 'individual', participation: 'private', selection: 'own', basis: 'any' },
       'central noise clips each update on the coordinator',
     );
     assert.equal(
@@ -47,11 +51,13 @@ describe('strategy traits', () => {
   });
 
   it('are forwarded by wrappers, which change only what they change', () => {
-    assert.deepEqual(new FedAdam({}).traits, new FedAvg().traits);
+    // Adam's moments are per coordinate: a server optimizer drops the base's basis trait and forwards the rest.
+    assert.deepEqual(new FedAdam({}).traits, { input: 'sum', participation: 'shown', selection: 'engine' });
     assert.deepEqual(new FedProx({ proximalMu: 0.1, base: new DpFedAvg({ ...dpOptions, placement: 'distributed' }) }).traits, {
       input: 'sum',
       participation: 'private',
       selection: 'own',
+      basis: 'any',
     });
     assert.deepEqual(
       new NormBoundedStrategy(new FedAdam({}), 5).traits,

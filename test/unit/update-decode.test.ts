@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { ErrorCode, ProtocolError } from '../../core/protocol/errors.ts';
 import { l2Norm } from '../../core/privacy/update-privacy.ts';
 import { decodeFrame, encodeFrame, FrameKind } from '../../core/wire/frame.ts';
-import { decodeUpdate } from '../../core/wire/update-decode.ts';
+import { decodeUpdate } from '../../core/compression/update-decode.ts';
 
 /** The plain sequential sum, the reference. */
 function naiveNorm(values: Float32Array): number {

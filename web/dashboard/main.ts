@@ -262,7 +262,7 @@ function render(status: FederationStatus): void {
       .join(', ');
     cell(row, reasons ? `${r.rejected} (${reasons})` : String(r.rejected), reasons ? { 'data-reasons': reasons } : {});
     cell(row, String(r.declined));
-    cell(row, `${bytes(r.bytesIn)} / ${bytes(r.bytesOut)}`);
+    cell(row, `${bytes(r.bytesIn)} / ${bytes(r.bytesOut)}${encodingText(r)}`, r.encoding ? { 'data-encoding': r.encoding.update } : {});
     cell(row, `${(r.durationMs / 1000).toFixed(1)} s`);
     cell(row, r.privacy ? r.privacy.epsilon.toFixed(3) : '–');
     if (withSecAgg) secAggCell(row, r.secagg);
@@ -284,9 +284,20 @@ function render(status: FederationStatus): void {
   bytesChart.data.labels = status.history.map((r) => String(r.round));
   bytesChart.data.datasets[0]!.data = status.history.map((r) => r.bytesIn / 1e6);
   bytesChart.data.datasets[1]!.data = status.history.map((r) => r.bytesOut / 1e6);
+  // Bytes by encoding: the labels name the encodings of the latest round (the encoding is fixed for a run).
+  const latest = status.history.at(-1)?.encoding;
+  bytesChart.data.datasets[0]!.label = `in (updates${latest ? `, ${latest.update}` : ''}), MB`;
+  bytesChart.data.datasets[1]!.label = `out (models${latest ? `, ${latest.model}` : ''}), MB`;
   bytesChart.update();
   renderTimeline(status.history);
   renderControls(status);
+}
+
+/** The round's encodings and its traffic as float32 would have been, when it travelled compressed. */
+function encodingText(r: RoundRecord): string {
+  const e = r.encoding;
+  if (!e) return '';
+  return ` (updates ${e.update}, model ${e.model}; as float32: ${bytes(e.bytesInFloat32)} / ${bytes(e.bytesOutFloat32)})`;
 }
 
 function renderNorms(status: FederationStatus): void {

@@ -6,7 +6,8 @@ import { takeSecretParam } from '../secret-param.ts';
 import { DataPanel, type PreparedData } from './data-panel.ts';
 import { loadDemoCsv } from './sources/csv.ts';
 import { packedBytes } from '../../core/secagg/word-packing.ts';
-import { formatBytes, SENT_ALSO, sentStatement, updateBytes, updateValues } from './task-text.ts';
+import { frameBytes } from '../../core/compression/update-codec.ts';
+import { compressedText, formatBytes, SENT_ALSO, sentStatement, updateBytes, updateValues } from './task-text.ts';
 import { $, errorMessage } from './dom.ts';
 
 /**
@@ -142,9 +143,14 @@ function showUploaded(event: Extract<ParticipantEvent, { type: 'uploaded' }>): v
   const sent = $('bytes-sent');
   sent.dataset.bytes = String(event.bytes);
   sent.dataset.round = String(event.round);
-  sent.textContent = `${formatBytes(event.bytes)} in round ${event.round}${applied.length > 0 ? `, ${applied.join(', ')}` : ''}`;
+  sent.dataset.encoding = event.encoding ?? '';
+  sent.textContent = `${formatBytes(event.bytes)} in round ${event.round}${compressedText(event.bytes, event.encoding, event.float32Bytes)}${applied.length > 0 ? `, ${applied.join(', ')}` : ''}`;
   // Confirms the statement made before the first round, with the real size.
-  const expected = task ? (event.masked ? packedBytes(updateValues(task), event.wordBits ?? 32) : updateBytes(task)) : undefined;
+  const expected = task
+    ? event.masked
+      ? packedBytes(updateValues(task), event.wordBits ?? 32)
+      : frameBytes(event.encoding ?? 'float32', updateValues(task))
+    : undefined;
   $('privacy-note').textContent =
     expected === undefined
       ? ''

@@ -1,5 +1,6 @@
-import type { TaskSummary } from '../../core/protocol/messages.ts';
+import type { TaskSummary, UpdateEncodingName } from '../../core/protocol/messages.ts';
 import { inputSize } from '../../core/data/schema.ts';
+import { frameBytes } from '../../core/compression/update-codec.ts';
 import { FRAME_HEADER_BYTES } from '../../core/wire/frame.ts';
 
 /** Plain-language descriptions of a task for the participant page: what it expects, and what this device sends. */
@@ -26,6 +27,15 @@ export function formatBytes(bytes: number): string {
   return `${bytes.toLocaleString()} bytes (${value.toFixed(value < 10 ? 2 : 1)} ${units[unit]})`;
 }
 
+/**
+ * What "What leaves this device" adds about a sent update's compression: its encoding and its size before
+ * compression (float32). Empty for a float32 update.
+ */
+export function compressedText(bytes: number, encoding: UpdateEncodingName | undefined, float32Bytes: number | undefined): string {
+  if (encoding === undefined || encoding === 'float32' || float32Bytes === undefined) return '';
+  return ` as ${encoding} (${float32Bytes.toLocaleString()} bytes before compression, ${(bytes / float32Bytes).toFixed(2)}×)`;
+}
+
 /** The sentence under "What leaves this device", computed from the task before any round. */
 export function sentStatement(task: TaskSummary): string {
   const fineTune = task.fineTune;
@@ -47,6 +57,10 @@ export function sentStatement(task: TaskSummary): string {
         `(noise multiplier ${dp.noiseMultiplier}) is added, so an update reveals little about any single example.`,
     );
   }
+  parts.push(
+    'When the coordinator asks for it, the update is sent compressed (as 16-bit floats, or as 8- or 4-bit integers with ' +
+      `one scale per 256 values: as little as ${formatBytes(frameBytes('int4', task.paramCount))}), after any clipping and noise.`,
+  );
   parts.push(
     'When the coordinator asks for it, the whole update is also clipped and noised (client-level differential privacy), ' +
       'and masked with secure aggregation so a coordinator following the protocol can decode only the sum of all updates ' +

@@ -1,0 +1,306 @@
+import { parseArgs } from 'node:util';
+import { TestSetEvaluator } from '../coordinator/evaluator.ts';
+import { loadMnistDemo } from '../coordinator/task/demo-data.ts';
+import { initNodeBackend } from '../coordinator/tf-node.ts';
+import { FedAvg } from '../core/aggregation/fedavg.ts';
+import { ErrorFeedback } from '../core/compression/error-feedback.ts';
+import { RoundDecoder } from '../core/compression/round-decoder.ts';
+import { encodeFloat16, frameBytes } from '../core/compression/update-codec.ts';
+import { shardIndices, subset } from '../core/data/dataset.ts';
+import { buildModel } from '../core/model/architectures.ts';
+import { readWeights } from '../core/model/weights.ts';
+import type {
+  ArchitectureName,
+  FitConfig,
+  ModelEncodingName,
+  ModelSpec,
+  UpdateCompression,
+  UpdateEncodingName,
+} from '../core/protocol/messages.ts';
+import { SecureRandom, SeededRandom } from '../core/random/prng.ts';
+import { LocalTrainer } from '../core/training/local-trainer.ts';
+import { FrameKind } from '../core/wire/frame.ts';
+
+const COMMAND = 'flock /tmp/heavy.lock npx tsx bench/compression.ts';
+const USAGE = `Usage: ${COMMAND} [options]
+
+Compressed plain updates (docs/compression.md) on the MNIST demo: P participants
+(IID shards of the 8,000 demo training digits, or --train N of them), FedAvg,
+every participant every round, 1 local epoch, batch 32, learning rate 0.1 (the
+demo defaults), the same initial model for every variant. Each round runs the
+participants' real code path after training: ErrorFeedback.encode (clipping
+and noise are off here), then the coordinator's RoundDecoder.decode and the
+round's aggregator (int4: rotated sum, rotated back once), on the 2,000 held-out
+test digits. Variants: float32, float16, int8, int8 without error feedback,
+int4 (rotation), and float32 again (run-to-run spread: local shuffling is not
+seeded). Accuracy is reported after the rounds in --at.
+
+  --models LIST        mlp,cnn (default mlp,cnn). The cnn cannot train here in
+                       bounded time (tfjs' wasm backend lacks Conv2DBackpropFilter;
+                       the cpu backend took minutes for 50 examples): its rows give
+                       bytes and encode/decode time of synthetic N(0, 0.01²)
+                       updates of its size, no accuracy.
+  --cnn-rounds R       cnn rounds to time (default 2)
+  --participants P     (default 5)
+  --rounds R           (default 20)
+  --at LIST            rounds to report accuracy at (default 5,10,20)
+  --train N            demo training digits shared out (default all 8,000)
+  --variants LIST      float32,float16,int8,int8-no-ef,int4,float32-again (default all)
+  --seed N             initial model seed (default 1)
+  --help
+`;
+
+interface Variant {
+  readonly name: string;
+  readonly encoding: UpdateEncodingName;
+  readonly errorFeedback: boolean;
+}
+const VARIANTS: readonly Variant[] = [
+  { name: 'float32', encoding: 'float32', errorFeedback: true },
+  { name: 'float16', encoding: 'float16', errorFeedback: true },
+  { name: 'int8', encoding: 'int8', errorFeedback: true },
+  { name: 'int8-no-ef', encoding: 'int8', errorFeedback: false },
+  { name: 'int4', encoding: 'int4', errorFeedback: true },
+  { name: 'float32-again', encoding: 'float32', errorFeedback: true },
+];
+
+interface Result {
+  readonly model: ArchitectureName;
+  readonly variant: string;
+  readonly bytesUp: number;
+  /** The model frame each participant downloads per round, as float32 and as float16 (--model-encoding); the float32 one is also the float32 update's size. */
+  readonly bytesDown: Record<ModelEncodingName, number>;
+  readonly accuracyAt: Record<number, number>;
+  readonly encodeMsPerUpdate: number;
+  readonly decodeMsPerUpdate: number;
+  readonly wallSeconds: number;
+}
+
+function parseOptions() {
+  const { values } = parseArgs({
+    options: {
+      models: { type: 'string', default: 'mlp,cnn' },
+      participants: { type: 'string', default: '5' },
+      rounds: { type: 'string', default: '20' },
+      at: { type: 'string', default: '5,10,20' },
+      train: { type: 'string' },
+      variants: { type: 'string', default: VARIANTS.map((v) => v.name).join(',') },
+      seed: { type: 'string', default: '1' },
+      'cnn-rounds': { type: 'string', default: '2' },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) return 'help' as const;
+  const variants = values.variants.split(',').map((name) => {
+    const v = VARIANTS.find((x) => x.name === name);
+    if (!v) throw new Error(`unknown variant ${name}`);
+    return v;
+  });
+  const rounds = Number(values.rounds);
+  const cnnRounds = Number(values['cnn-rounds']);
+  const list = (text: string, max: number) =>
+    text
+      .split(',')
+      .map(Number)
+      .filter((r) => r >= 1 && r <= max);
+  return {
+    models: values.models.split(',') as ArchitectureName[],
+    participants: Number(values.participants),
+    rounds,
+    at: list(values.at, rounds),
+    train: values.train === undefined ? undefined : Number(values.train),
+    cnnRounds,
+    variants,
+    seed: Number(values.seed),
+  };
+}
+
+async function runVariant(
+  spec: ModelSpec,
+  initial: Float32Array,
+  trainers: readonly UpdateSource[],
+  evaluator: TestSetEvaluator | undefined,
+  variant: Variant,
+  rounds: number,
+  at: readonly number[],
+): Promise<Result> {
+  const started = performance.now();
+  const fit: FitConfig = { epochs: 1, batchSize: 32, learningRate: 0.1 };
+  const strategy = new FedAvg();
+  const feedback = trainers.map(() => new ErrorFeedback());
+  const rounding = new SecureRandom();
+  const seeds = new SeededRandom(99);
+  let weights: Float32Array = Float32Array.from(initial);
+  let encodeMs = 0;
+  let decodeMs = 0;
+  let updates = 0;
+  let bytesUp = 0;
+  const accuracyAt: Record<number, number> = {};
+  for (let round = 1; round <= rounds; round++) {
+    const compression: UpdateCompression | undefined =
+      variant.encoding === 'float32'
+        ? undefined
+        : variant.encoding === 'int4'
+          ? { encoding: 'int4', rotationSeed: Math.floor(seeds.next() * 4294967296) }
+          : { encoding: variant.encoding };
+    const frames: ArrayBuffer[] = [];
+    for (let k = 0; k < trainers.length; k++) {
+      const { update } = await trainers[k]!.train(weights, fit);
+      const t0 = performance.now();
+      const pending = feedback[k]!.encode(update, compression ?? { encoding: 'float32' }, rounding);
+      encodeMs += performance.now() - t0;
+      if (variant.errorFeedback) pending.commit();
+      frames.push(pending.frame);
+      bytesUp = pending.frame.byteLength;
+    }
+    const decoder = new RoundDecoder(weights.length, compression, strategy);
+    const aggregator = decoder.beginRound(strategy, { round, globalWeights: weights });
+    for (let k = 0; k < frames.length; k++) {
+      const t0 = performance.now();
+      const { update, norm } = decoder.decode(frames[k]);
+      decodeMs += performance.now() - t0;
+      aggregator.add({ participantId: `p${k}`, numExamples: trainers[k]!.numExamples, update, norm });
+      updates++;
+    }
+    // int4: the one rotation back per aggregate is part of the coordinator's decode cost.
+    const t0 = performance.now();
+    const next = aggregator.finish();
+    if (decoder.aggregatesRotated) decodeMs += performance.now() - t0;
+    if (!next) throw new Error(`round ${round} aggregated nothing`);
+    weights = next;
+    if (evaluator && at.includes(round)) {
+      accuracyAt[round] = (await evaluator.evaluate(weights)).accuracy;
+      console.error(`  ${spec.architecture} ${variant.name} round ${round}: accuracy ${accuracyAt[round]!.toFixed(4)}`);
+    }
+  }
+  return {
+    model: spec.architecture as ArchitectureName,
+    variant: variant.name,
+    bytesUp,
+    bytesDown: { float32: frameBytes('float32', weights.length), float16: encodeFloat16(FrameKind.Weights, weights).frame.byteLength },
+    accuracyAt,
+    encodeMsPerUpdate: encodeMs / updates,
+    decodeMsPerUpdate: decodeMs / updates,
+    wallSeconds: (performance.now() - started) / 1000,
+  };
+}
+
+async function main(): Promise<void> {
+  const options = parseOptions();
+  if (options === 'help') {
+    console.log(USAGE);
+    return;
+  }
+  const demo = await loadMnistDemo();
+  const backend = await initNodeBackend('wasm');
+  for (const architecture of options.models) {
+    const results: Result[] = [];
+    const spec: ModelSpec = { architecture, inputShape: [784], numClasses: 10 };
+    const model = buildModel(spec, options.seed);
+    const initial = await readWeights(model);
+    model.dispose();
+    if (architecture === 'cnn') {
+      // Timing and bytes only: synthetic updates of the cnn's size (see the usage text).
+      const sources = Array.from({ length: options.participants }, (_, k) => new SyntheticUpdates(initial.length, k + 1));
+      console.error(`cnn: ${initial.length} parameters, ${options.participants} participants, synthetic updates`);
+      for (const variant of options.variants)
+        results.push(await runVariant(spec, initial, sources, undefined, variant, options.cnnRounds, []));
+      printTable(results, []);
+      continue;
+    }
+    const train =
+      options.train === undefined
+        ? demo.train
+        : subset(
+            demo.train,
+            Array.from({ length: options.train }, (_, i) => i),
+          );
+    const trainers = Array.from(
+      { length: options.participants },
+      (_, k) => new LocalTrainer(spec, subset(train, shardIndices(train.labels, { index: k, count: options.participants, skew: 'iid' }))),
+    );
+    const evaluator = new TestSetEvaluator(spec, demo.test);
+    console.error(`${architecture}: ${initial.length} parameters, ${options.participants} participants, backend ${backend}`);
+    for (const variant of options.variants)
+      results.push(await runVariant(spec, initial, trainers, evaluator, variant, options.rounds, options.at));
+    for (const t of trainers) t.dispose();
+    evaluator.dispose();
+    printTable(results, options.at);
+  }
+}
+
+/** What a participant hands the encoder each round: a trained update, or (cnn) a synthetic one. */
+interface UpdateSource {
+  readonly numExamples: number;
+  train(weights: Float32Array, fit: FitConfig): Promise<{ readonly update: Float32Array }>;
+}
+
+/** Gaussian updates (σ 0.01, seeded) of a model's size: encode and decode cost depend on the length, not on training. */
+class SyntheticUpdates implements UpdateSource {
+  readonly numExamples = 1;
+  private readonly random: SeededRandom;
+
+  constructor(
+    private readonly length: number,
+    seed: number,
+  ) {
+    this.random = new SeededRandom(seed);
+  }
+
+  async train(): Promise<{ readonly update: Float32Array }> {
+    const update = new Float32Array(this.length);
+    for (let i = 0; i < update.length; i++) {
+      const u = Math.max(this.random.next(), 1e-12);
+      update[i] = 0.01 * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.random.next());
+    }
+    return { update };
+  }
+}
+
+function printTable(results: readonly Result[], at: readonly number[]): void {
+  if (results.length === 0) return;
+  const last = at.at(-1);
+  const accuracyColumns = last === undefined ? [] : [...at.map((r) => `acc. @${r} (%)`), `Δ vs float32 @${last} (points)`];
+  const row = (cells: readonly string[]) => `| ${cells.join(' | ')} |`;
+  const lines = [
+    row([
+      'model',
+      'variant',
+      'bytes up / participant / round',
+      '× float32',
+      'bytes down (float32 / float16 model)',
+      ...accuracyColumns,
+      'encode ms / update',
+      'decode ms / update',
+      'wall s',
+    ]),
+    row(['---', '---', ...Array.from({ length: 6 + accuracyColumns.length }, () => '---:')]),
+  ];
+  for (const r of results) {
+    // Accuracy against the first float32 run of the same model in this invocation (float32 or float32-again).
+    const base = results.find((b) => b.model === r.model && b.variant.startsWith('float32'));
+    const accuracy =
+      last === undefined
+        ? []
+        : [
+            ...at.map((round) => (100 * r.accuracyAt[round]!).toFixed(2)),
+            base ? ((r.accuracyAt[last]! - base.accuracyAt[last]!) * 100).toFixed(2) : '–',
+          ];
+    lines.push(
+      row([
+        r.model,
+        r.variant,
+        r.bytesUp.toLocaleString('en'),
+        (r.bytesUp / r.bytesDown.float32).toFixed(3),
+        `${r.bytesDown.float32.toLocaleString('en')} / ${r.bytesDown.float16.toLocaleString('en')}`,
+        ...accuracy,
+        r.encodeMsPerUpdate.toFixed(2),
+        r.decodeMsPerUpdate.toFixed(2),
+        r.wallSeconds.toFixed(0),
+      ]),
+    );
+  }
+  console.log(lines.join('\n'));
+}
+
+await main();
