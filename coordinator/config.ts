@@ -24,6 +24,7 @@ import {
   SEED,
   TARGET_ACCURACY,
 } from './options/federation.ts';
+import { parseAsync } from './options/async.ts';
 import { ConfigError } from './options/option.ts';
 import { ACCOUNTANT, DELTA, FRESH_PRIVACY_BUDGET, parseClientDp, parseSampleDp } from './options/privacy.ts';
 import { startSettingsProblem, type StartStage, type StrategyFacts } from './options/rules.ts';
@@ -126,7 +127,8 @@ function parseFlags(
   const strategyFacts = { trimFraction: strategy.trimFraction };
   checkRules('strategy', settings, strategyFacts);
   const secureAggregation = parseSecureAggregation(v, settings, clientDp, strategy);
-  const checkedSettings = secureAggregation ? { ...settings, secureAggregation } : settings;
+  const asyncMode = parseAsync(v, { settings, secureAggregation: secureAggregation !== undefined, clientDp: clientDp !== undefined });
+  const checkedSettings = { ...(secureAggregation ? { ...settings, secureAggregation } : settings), ...asyncMode };
   if (secureAggregation) {
     checkRules('secure-aggregation', checkedSettings, strategyFacts);
     checkSecAggThreshold({ ...settings, secureAggregation });

@@ -41,6 +41,7 @@ export async function closeIntoCandidate(host: ClosingHost, open: OpenRound): Pr
   const settings = host.settings;
   const delivered = open.collection.deliver(open.aggregator);
   const secagg = open.collection.stats();
+  const staleness = open.collection.staleness?.();
   const details = roundDetails(open, clock.now(), delivered.contributors);
   for (const p of details.participants) {
     const key = host.participants.get(p.id)?.deliveryKey;
@@ -71,6 +72,7 @@ export async function closeIntoCandidate(host: ClosingHost, open: OpenRound): Pr
       durationMs: clock.now() - open.startedAt,
       privacy: strategy.privacy?.(),
       secagg,
+      staleness,
       ...details,
     };
   } else {
@@ -93,6 +95,7 @@ export async function closeIntoCandidate(host: ClosingHost, open: OpenRound): Pr
       durationMs: clock.now() - open.startedAt,
       privacy: strategy.privacy?.(),
       secagg,
+      staleness,
       ...details,
     };
   }

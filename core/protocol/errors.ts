@@ -81,6 +81,13 @@ export const ErrorCode = {
    * and why; no setting changed.
    */
   InvalidSetting: 'INVALID_SETTING',
+  /**
+   * Asynchronous mode (`--mode async`): the update was trained from a model
+   * more than `--max-staleness` versions older than the one it would be
+   * applied to. It is refused, never mixed in; the coordinator sends the
+   * participant the newest model to train again (docs/async.md).
+   */
+  UpdateTooStale: 'UPDATE_TOO_STALE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
