@@ -1,4 +1,4 @@
-import { shardIndices, subset, type Dataset } from '../../core/data/dataset.ts';
+import { shardIndices, subset, type Dataset, type ShardSkew } from '../../core/data/dataset.ts';
 import { Participant, type ParticipantEvent } from '../../core/participant/participant.ts';
 import { DpSgdRoundTrainer, PlainRoundTrainer, type RoundTrainer } from '../../core/participant/trainers.ts';
 import { DpSgdTrainer } from '../../core/privacy/dp-sgd.ts';
@@ -8,6 +8,7 @@ import { openClientLevelLedger } from '../../core/privacy/participant-budget.ts'
 import type { TaskSummary } from '../../core/protocol/messages.ts';
 import { LocalTrainer } from '../../core/training/local-trainer.ts';
 import type { DemoData } from '../../coordinator/task/demo-data.ts';
+import { SlowedTrainer } from './slowed-trainer.ts';
 
 export interface NodeParticipant {
   readonly participant: Participant;
@@ -30,6 +31,10 @@ export interface NodeParticipantOptions {
   readonly auth?: Record<string, string>;
   /** Secure aggregation tests: participant k's plain update of each round, before masking. */
   readonly onPlainUpdate?: (k: number, round: number, update: Float32Array) => void;
+  /** Simulated device speeds: participant k's training takes slowdowns[k] times as long (default 1; slowed-trainer.ts). */
+  readonly slowdowns?: readonly (number | undefined)[];
+  /** How the demo training set is cut into shards (default 'iid'). */
+  readonly skew?: ShardSkew;
 }
 
 /**
@@ -45,7 +50,7 @@ export async function startNodeParticipants(
 ): Promise<NodeParticipant[]> {
   const out: NodeParticipant[] = [];
   for (let k = 0; k < count; k++) {
-    const local = participantData(data, k, options.totalShards ?? count);
+    const local = participantData(data, k, options.totalShards ?? count, options.skew ?? 'iid');
     const events: ParticipantEvent[] = [];
     let trainer: RoundTrainer;
     let disposable: { dispose(): void };
@@ -69,10 +74,11 @@ export async function startNodeParticipants(
     const clientLedger = options.clientLedgerStore
       ? await openClientLevelLedger(options.clientLedgerStore, local, { ownBudget: options.clientBudgets?.[k] })
       : undefined;
+    const slowdown = options.slowdowns?.[k];
     const participant = new Participant({
       url,
       client: { backend: 'wasm', platform: `node ${process.version}` },
-      trainer,
+      trainer: slowdown === undefined ? trainer : new SlowedTrainer(trainer, slowdown),
       ledger,
       clientLedger,
       reconnectionDelayMs: 200,
@@ -86,13 +92,13 @@ export async function startNodeParticipants(
   return out;
 }
 
-function participantData(data: DemoData | readonly Dataset[], k: number, shards: number): Dataset {
+function participantData(data: DemoData | readonly Dataset[], k: number, shards: number, skew: ShardSkew): Dataset {
   if (!('train' in data)) {
     const own = data[k];
     if (!own) throw new Error(`participant ${k} has no dataset (${data.length} given)`);
     return own;
   }
-  return subset(data.train, shardIndices(data.train.labels, { index: k, count: shards, skew: 'iid' }));
+  return subset(data.train, shardIndices(data.train.labels, { index: k, count: shards, skew }));
 }
 
 export function stopNodeParticipants(participants: readonly NodeParticipant[]): void {
