@@ -24,7 +24,7 @@ import {
   SEED,
   TARGET_ACCURACY,
 } from './options/federation.ts';
-import { parseAsync } from './options/async.ts';
+import { BUFFER_SIZE, MODE, parseAsync } from './options/async.ts';
 import { ConfigError } from './options/option.ts';
 import { ACCOUNTANT, DELTA, FRESH_PRIVACY_BUDGET, parseClientDp, parseSampleDp } from './options/privacy.ts';
 import { startSettingsProblem, type StartStage, type StrategyFacts } from './options/rules.ts';
@@ -118,7 +118,9 @@ function parseFlags(
     },
   };
   checkRules('settings', settings);
-  const clientDp = withAccountant(parseClientDp(v, settings.clientsPerRound, delta), accountant);
+  // In async mode a version averages over its buffer: K is the expected count of updates.
+  const expectedClients = MODE.read(v) === 'async' ? BUFFER_SIZE.read(v) : settings.clientsPerRound;
+  const clientDp = withAccountant(parseClientDp(v, expectedClients, delta), accountant);
   if (accountant !== undefined && !clientDp && !sampleDp)
     throw new ConfigError('--accountant needs --client-dp or --dp-sgd-clip: without differential privacy nothing is accounted');
   if (clientDp && settings.fit.privacy)
@@ -127,7 +129,7 @@ function parseFlags(
   const strategyFacts = { trimFraction: strategy.trimFraction };
   checkRules('strategy', settings, strategyFacts);
   const secureAggregation = parseSecureAggregation(v, settings, clientDp, strategy);
-  const asyncMode = parseAsync(v, { settings, secureAggregation: secureAggregation !== undefined, clientDp: clientDp !== undefined });
+  const asyncMode = parseAsync(v, { settings, secureAggregation: secureAggregation !== undefined, clientSampleRate: clientDp?.sampleRate });
   const checkedSettings = { ...(secureAggregation ? { ...settings, secureAggregation } : settings), ...asyncMode };
   if (secureAggregation) {
     checkRules('secure-aggregation', checkedSettings, strategyFacts);

@@ -58,7 +58,8 @@ export const ASYNC_GROUP: OptionGroup = {
 export interface AsyncContext {
   readonly settings: RoundSettings;
   readonly secureAggregation: boolean;
-  readonly clientDp: boolean;
+  /** Client-level DP's sampling rate q, when it is on. */
+  readonly clientSampleRate: number | undefined;
 }
 
 /**
@@ -81,18 +82,25 @@ export function parseAsync(v: FlagValues, context: AsyncContext): Pick<RoundSett
         'such cohort exists; updates are never sent in the clear instead. Use --mode sync for secure aggregation',
     );
   }
-  if (context.clientDp) {
-    throw new ConfigError(
-      '--mode async cannot be combined with --client-dp yet: DP-FedAvg accounts each round as a Poisson-sampled Gaussian release, ' +
-        'and async participants are not sampled; use --mode sync for client-level DP',
-    );
-  }
   const settings: AsyncSettings = {
     bufferSize: BUFFER_SIZE.read(v),
     maxStaleness: MAX_STALENESS.read(v),
     concurrency: CONCURRENCY.readOr(v, context.settings.clientsPerRound),
     stalenessExponent: STALENESS_EXPONENT.read(v),
   };
+  const q = context.clientSampleRate;
+  if (q !== undefined && q !== 1) {
+    throw new ConfigError(
+      `--mode async needs --client-sample-rate 1 with --client-dp (got ${q}): async participants train when they get a training slot, ` +
+        'not by hidden Poisson sampling, so no sampling amplification may be claimed; each version is accounted as one Gaussian release (docs/async.md)',
+    );
+  }
+  if (q !== undefined && settings.bufferSize > context.settings.minClients) {
+    throw new ConfigError(
+      `--mode async with --client-dp needs --min-clients of at least --buffer-size (${settings.bufferSize}): each participant adds at most ` +
+        'one update to a version, so a version needs that many participants',
+    );
+  }
   if (context.settings.minUpdates > settings.bufferSize) {
     throw new ConfigError(
       `--min-updates ${context.settings.minUpdates} is more than --buffer-size ${settings.bufferSize}: in async mode a version is made from one full buffer`,

@@ -80,7 +80,7 @@ export class AsyncPool implements AsyncPoolLink {
     const waiting = this.pending;
     this.pending = [];
     for (const { record, update } of waiting) {
-      if (this.collecting() === undefined) {
+      if (this.collecting() === undefined || this.contributedOnce(collection, record)) {
         this.pending.push({ record, update });
         continue;
       }
@@ -139,7 +139,7 @@ export class AsyncPool implements AsyncPoolLink {
     };
     const open = this.collecting();
     let result: Ack<UpdateAccepted>;
-    if (open) {
+    if (open && !this.contributedOnce(open, record)) {
       result = open.accept(record, buffered);
       if (!result.ok) this.outOfVersion.add(record.id);
     } else {
@@ -199,8 +199,10 @@ export class AsyncPool implements AsyncPoolLink {
     if (!open || state.kind !== 'collecting' || state.after.kind !== 'continue') return;
     const free = this.host.settings.concurrency - this.slots.size;
     if (free <= 0) return;
+    // One with an update waiting for the next version trains again once it is in (at most one waits per participant).
+    const held = new Set(this.pending.map((p) => p.record.id));
     const waiting = this.host.participants
-      .eligible((id) => this.slots.has(id) || this.outOfVersion.has(id))
+      .eligible((id) => this.slots.has(id) || this.outOfVersion.has(id) || held.has(id))
       .sort((a, b) => (this.lastServed.get(a.id) ?? -Infinity) - (this.lastServed.get(b.id) ?? -Infinity));
     const model = this.host.model();
     const { clock, transport } = this.host.options;
@@ -224,6 +226,17 @@ export class AsyncPool implements AsyncPoolLink {
       });
     }
     this.host.statusChanged();
+  }
+
+  /**
+   * Under client-level DP each participant adds at most one update to a
+   * version (its sensitivity is one clipped update): a second one waits for
+   * the next version.
+   */
+  private contributedOnce(collection: AsyncCollection, record: ParticipantRecord): boolean {
+    return (
+      this.host.options.strategy.traits.participation === 'private' && collection.round.settlements.get(record.id)?.outcome === 'received'
+    );
   }
 
   /** The version collecting now, if any. */

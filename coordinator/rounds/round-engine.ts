@@ -590,7 +590,8 @@ export class RoundEngine {
       reason: this.options.strategy.traits.participation === 'private' ? undefined : record.reason,
       modelVersion: record.modelVersion,
       metrics: record.metrics,
-      clientDp: clientDpAnnouncement(record.privacy),
+      // Async: no sampling, so a version says nothing of those not in it; each charged its own runs (docs/async.md).
+      clientDp: this.asyncPool ? undefined : clientDpAnnouncement(record.privacy),
     });
     const settings = this.settings;
     const end =
