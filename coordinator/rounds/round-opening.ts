@@ -70,7 +70,12 @@ export function prepareRound({
     startedAt,
     baseVersion: model.version,
     selected: new Set(chosen.map((p) => p.id)),
-    aggregator: strategy.beginRound({ round, globalWeights: model.weights, claimedExamples: chosen.map((p) => p.info.numExamples) }),
+    aggregator: strategy.beginRound({
+      round,
+      globalWeights: model.weights,
+      // Async: nobody is selected; the claims of everyone who may train in the version set the cap.
+      claimedExamples: (asyncMethod ? candidates : chosen).map((p) => p.info.numExamples),
+    }),
     timer: clock.setTimer(deadlineMs, onDeadline),
     bytesIn: 0,
     bytesOut: model.frame.byteLength * chosen.length,
