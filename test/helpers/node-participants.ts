@@ -16,6 +16,8 @@ export interface NodeParticipant {
   readonly events: ParticipantEvent[];
   readonly ledger?: PrivacyLedger;
   readonly clientLedger?: ClientLevelLedger;
+  /** With a simulated pace (`paces`): the trainer that keeps it. */
+  readonly slowed?: SlowedTrainer;
 }
 
 export interface NodeParticipantOptions {
@@ -31,8 +33,8 @@ export interface NodeParticipantOptions {
   readonly auth?: Record<string, string>;
   /** Secure aggregation tests: participant k's plain update of each round, before masking. */
   readonly onPlainUpdate?: (k: number, round: number, update: Float32Array) => void;
-  /** Simulated device speeds: participant k's training takes slowdowns[k] times as long (default 1; slowed-trainer.ts). */
-  readonly slowdowns?: readonly (number | undefined)[];
+  /** Simulated device speeds: how long participant k's local run takes in all, given its real training time (slowed-trainer.ts). */
+  readonly paces?: readonly (((trainedMs: number) => number) | undefined)[];
   /** How the demo training set is cut into shards (default 'iid'). */
   readonly skew?: ShardSkew;
 }
@@ -74,11 +76,12 @@ export async function startNodeParticipants(
     const clientLedger = options.clientLedgerStore
       ? await openClientLevelLedger(options.clientLedgerStore, local, { ownBudget: options.clientBudgets?.[k] })
       : undefined;
-    const slowdown = options.slowdowns?.[k];
+    const pace = options.paces?.[k];
+    const slowed = pace === undefined ? undefined : new SlowedTrainer(trainer, pace);
     const participant = new Participant({
       url,
       client: { backend: 'wasm', platform: `node ${process.version}` },
-      trainer: slowdown === undefined ? trainer : new SlowedTrainer(trainer, slowdown),
+      trainer: slowed ?? trainer,
       ledger,
       clientLedger,
       reconnectionDelayMs: 200,
@@ -87,7 +90,7 @@ export async function startNodeParticipants(
       onEvent: (event) => events.push(event),
     });
     participant.start();
-    out.push({ participant, trainer: disposable, events, ledger, clientLedger });
+    out.push({ participant, trainer: disposable, events, ledger, clientLedger, slowed });
   }
   return out;
 }

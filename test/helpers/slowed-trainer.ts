@@ -3,18 +3,21 @@ import type { RoundTrainer, RoundTrainResult } from '../../core/participant/trai
 import type { TrainHooks } from '../../core/training/local-trainer.ts';
 
 /**
- * A simulated slower device: it trains for real, then waits (factor − 1) times
- * as long as the training took, so its round takes `factor` times as long as
- * the same training on this machine. Tests and benchmarks of asynchronous
- * aggregation (docs/async.md) use it for heterogeneous device speeds.
+ * A simulated device speed: it trains for real, then waits until the round
+ * has taken `durationMs(trainedMs)` in all (no wait when the real training
+ * took longer). `slowdown(f)` makes a device f times slower than this
+ * machine; `fixedDuration(ms)` makes every local run take ms, whatever the
+ * other in-process participants cost, so benchmarks of asynchronous
+ * aggregation (docs/async.md) control their device speeds.
  */
 export class SlowedTrainer implements RoundTrainer {
   constructor(
     private readonly inner: RoundTrainer,
-    private readonly factor: number,
-  ) {
-    if (!(factor >= 1)) throw new RangeError(`a slowdown factor is at least 1, got ${factor}`);
-  }
+    private readonly durationMs: (trainedMs: number) => number,
+  ) {}
+
+  /** The longest real training seen, ms: a benchmark checks it stayed below its simulated durations. */
+  longestTrainingMs = 0;
 
   get numExamples(): number {
     return this.inner.numExamples;
@@ -27,8 +30,21 @@ export class SlowedTrainer implements RoundTrainer {
   async train(globalWeights: Float32Array, config: FitConfig, hooks?: TrainHooks): Promise<RoundTrainResult> {
     const started = performance.now();
     const result = await this.inner.train(globalWeights, config, hooks);
-    const waitMs = (this.factor - 1) * (performance.now() - started);
-    await new Promise((resolve) => setTimeout(resolve, waitMs));
+    const trainedMs = performance.now() - started;
+    this.longestTrainingMs = Math.max(this.longestTrainingMs, trainedMs);
+    const waitMs = this.durationMs(trainedMs) - trainedMs;
+    if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs));
     return result;
   }
+}
+
+/** A device `factor` times slower than this machine. */
+export function slowdown(factor: number): (trainedMs: number) => number {
+  if (!(factor >= 1)) throw new RangeError(`a slowdown factor is at least 1, got ${factor}`);
+  return (trainedMs) => factor * trainedMs;
+}
+
+/** A device whose every local run takes `ms`. */
+export function fixedDuration(ms: number): () => number {
+  return () => ms;
 }

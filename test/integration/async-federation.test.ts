@@ -3,6 +3,7 @@ import { after, describe, it } from 'node:test';
 import { ErrorCode } from '../../core/protocol/errors.ts';
 import type { FederationStatus } from '../../core/protocol/status.ts';
 import { startTestFederation, type TestFederation } from '../helpers/federation.ts';
+import { slowdown } from '../helpers/slowed-trainer.ts';
 
 /**
  * Async mode (docs/async.md) with a real coordinator and real Node
@@ -36,7 +37,7 @@ describe('async federation over socket.io', () => {
         '120',
       ],
       4,
-      { slowdowns: [1, 1, 1, 4] },
+      { paces: [undefined, undefined, undefined, slowdown(4)] },
     );
     const { coordinator, participants } = federation;
     const final: FederationStatus = await coordinator.engine.done;

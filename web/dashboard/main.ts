@@ -25,6 +25,7 @@ import type {
   SettingsChange,
 } from '../../core/protocol/status.ts';
 import { takeSecretParam } from '../secret-param.ts';
+import { renderAsyncPanel } from './async-panel.ts';
 import { accountantText } from './privacy-text.ts';
 
 /** The live dashboard: the coordinator pushes its status over the /admin namespace; nothing polls. */
@@ -161,6 +162,7 @@ function secAggCell(row: HTMLTableRowElement, s: SecAggRoundStats | undefined): 
 }
 
 function render(status: FederationStatus): void {
+  renderAsyncPanel(status);
   $('task').textContent = `${status.task.name} (${status.task.architecture}, ${status.task.paramCount.toLocaleString()} parameters)`;
   $('strategy').textContent = status.strategy;
   $('round').textContent = String(status.round);
