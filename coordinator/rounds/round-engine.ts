@@ -269,6 +269,7 @@ export class RoundEngine {
     this.to(withPause(this.state, false));
     this.options.transport.statusChanged();
     this.maybeStartRound();
+    this.asyncPool?.dispatch(); // a version still collecting hands out the slots the pause held back
   }
 
   /**

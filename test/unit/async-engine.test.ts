@@ -160,4 +160,21 @@ describe('async mode (FedBuff) in the round engine', () => {
     assert.equal(h.engine.globalModel.version, 1);
     assert.equal(lastStart(h, a).model.version, 1);
   });
+
+  it('hands out no slot while paused, and the held-back slots on resume', async () => {
+    const h = asyncHarness({ bufferSize: 3 });
+    const [a, b] = [h.join(), h.join()];
+    h.engine.start();
+    await h.settle();
+    h.engine.pause();
+    const starts = h.starts.length;
+    assert.ok(h.engine.submitUpdate(a, slotUpdate(h, a, [0.1, 0, 0, 0])).ok);
+    assert.equal(h.starts.length, starts, 'no new slot while paused');
+    h.engine.resume();
+    assert.equal(h.starts.at(-1)!.participantId, a, 'a trains again once resumed');
+    assert.ok(h.engine.submitUpdate(b, slotUpdate(h, b, [0.1, 0, 0, 0])).ok);
+    assert.ok(h.engine.submitUpdate(a, slotUpdate(h, a, [0.1, 0, 0, 0])).ok);
+    await h.settle();
+    assert.equal(h.engine.globalModel.version, 1);
+  });
 });
