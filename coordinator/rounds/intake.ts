@@ -100,7 +100,7 @@ export class Intake {
     if (!record) return notJoined('update');
     const state = this.host.state();
     if (this.host.async && state.kind !== 'done') return this.host.async.submitUpdate(record, message);
-    const admitted = admit('update', this.host.state(), participantId, message.round);
+    const admitted = admit('update', state, participantId, message.round);
     return admitted.ok ? admitted.open.collection.submitUpdate(record, message) : admitted.refusal;
   }
 
