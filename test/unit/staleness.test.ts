@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, it } from 'node:test';
 import { FedAvg } from '../../core/aggregation/fedavg.ts';
 import { stalenessRefusal, stalenessWeight, stalenessWeighted, StalenessTally } from '../../core/aggregation/staleness.ts';
@@ -80,5 +83,27 @@ describe('async options', () => {
       /--min-updates 3 is more than --buffer-size 2/,
     );
     assert.throws(() => parse(['--mode', 'bursty']), /--mode must be sync or async, got "bursty"/);
+  });
+
+  it('reads federation.mode, bufferSize, maxStaleness, concurrency and stalenessExponent from a task file', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'fl-async-task-'));
+    try {
+      const file = path.join(dir, 'task.json');
+      const task = {
+        name: 'x',
+        description: 'an async task',
+        model: 'mlp',
+        input: { kind: 'tabular', labelColumn: 'y', features: [{ name: 'a', type: 'numeric' }] },
+        classes: ['no', 'yes'],
+        data: { train: './train.csv', test: './test.csv' },
+        federation: { mode: 'async', bufferSize: 4, maxStaleness: 2, concurrency: 6, stalenessExponent: 1 },
+      };
+      await writeFile(file, JSON.stringify(task));
+      const config = parse(['--task', file]);
+      assert.equal(config.settings.mode, 'async');
+      assert.deepEqual(config.settings.async, { bufferSize: 4, maxStaleness: 2, concurrency: 6, stalenessExponent: 1 });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
