@@ -3,6 +3,11 @@ import { describe, it } from 'node:test';
 import { FedAvg } from '../../core/aggregation/fedavg.ts';
 import { ErrorCode } from '../../core/protocol/errors.ts';
 import type { AsyncSettings, RoundSettings } from '../../core/protocol/status.ts';
+import type { RoundStartMessage } from '../../core/protocol/messages.ts';
+import { SeededRandom } from '../../core/random/prng.ts';
+import { encodeFrame, FrameKind } from '../../core/wire/frame.ts';
+import { ManualClock } from '../../coordinator/rounds/clock.ts';
+import { RoundEngine } from '../../coordinator/rounds/round-engine.ts';
 import { EngineHarness } from '../helpers/engine-harness.ts';
 
 /** An engine in async mode (docs/async.md) on a manual clock. */
@@ -176,5 +181,58 @@ describe('async mode (FedBuff) in the round engine', () => {
     assert.ok(h.engine.submitUpdate(a, slotUpdate(h, a, [0.1, 0, 0, 0])).ok);
     await h.settle();
     assert.equal(h.engine.globalModel.version, 1);
+  });
+
+  it('resumes from a checkpointed version: numbering and staleness continue from it', async () => {
+    const clock = new ManualClock();
+    const starts: { id: string; message: RoundStartMessage }[] = [];
+    const saved: number[] = [];
+    const engine = new RoundEngine({
+      settings: {
+        rounds: 10,
+        minClients: 1,
+        clientsPerRound: 3,
+        minUpdates: 1,
+        roundTimeoutMs: 10_000,
+        fit: { epochs: 1, batchSize: 8, learningRate: 0.1 },
+        mode: 'async',
+        async: { bufferSize: 1, maxStaleness: 5, concurrency: 3, stalenessExponent: 0.5 },
+      },
+      strategy: new FedAvg(),
+      clock,
+      transport: {
+        sendRoundStart: (id, message) => starts.push({ id, message }),
+        broadcastRoundEnd: () => {},
+        broadcastDone: () => {},
+        statusChanged: () => {},
+      },
+      evaluator: { evaluate: async (w) => ({ accuracy: w[0]!, loss: 1 - w[0]! }) },
+      initialWeights: new Float32Array(4),
+      random: new SeededRandom(1),
+      task: { name: 'test', architecture: 'mlp', paramCount: 4 },
+      resume: { round: 7, modelVersion: 6, weights: Float32Array.of(0.5, 0, 0, 0), history: [] },
+      onRoundCompleted: (record) => {
+        saved.push(record.round);
+      },
+    });
+    const a = engine.join({ backend: 'cpu', numExamples: 10 });
+    engine.start();
+    await engine.idle();
+    assert.deepEqual(
+      starts.map((s) => [s.id, s.message.round, s.message.model.version, s.message.mode]),
+      [[a, 8, 6, 'async']],
+    );
+    const update = {
+      round: 8,
+      baseVersion: 6,
+      numExamples: 10,
+      update: new Uint8Array(encodeFrame(FrameKind.Update, Float32Array.of(0.1, 0, 0, 0))),
+    };
+    assert.ok(engine.submitUpdate(a, update).ok);
+    await engine.idle();
+    assert.deepEqual(saved, [8], 'version 7 is checkpointed as round 8 before it is shown');
+    assert.equal(engine.globalModel.version, 7);
+    close(engine.globalModel.weights[0]!, 0.6);
+    assert.deepEqual(engine.status().history[0]!.staleness, { max: 0, mean: 0, counts: [1] });
   });
 });
