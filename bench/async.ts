@@ -132,7 +132,9 @@ const s = (ms: number | undefined) => (ms === undefined ? 'not reached' : `${(ms
 console.log(
   `${COMMAND} --speeds ${speedsList.join(',')} --splits ${splits.join(',')} --fast-ms ${fastMs} --sync-rounds ${syncRounds} --buffer-size ${bufferSize}`,
 );
-console.log('| speeds | split | sync final acc A | sync time to A | sync upload | FedBuff time to A | FedBuff upload | time ratio | FedBuff versions (mean staleness) | longest real training |');
+console.log(
+  '| speeds | split | sync final acc A | sync time to A | sync upload | FedBuff time to A | FedBuff upload | time ratio | FedBuff versions (mean staleness) | longest real training |',
+);
 console.log('|---|---|---|---|---|---|---|---|---|---|');
 for (const speeds of speedsList) {
   for (const skew of splits) {
@@ -140,7 +142,10 @@ for (const speeds of speedsList) {
     const sync = await run(['--rounds', String(syncRounds), '--round-timeout', String((2.5 * fastMs) / 1000)], times, skew);
     const target = sync.status.history.at(-1)?.metrics?.accuracy ?? 0;
     const syncTime = timeTo(sync.status.history, target);
-    const syncWallMs = (sync.status.history.at(-1)?.startedAt ?? 0) + (sync.status.history.at(-1)?.durationMs ?? 0) - (sync.status.history[0]?.startedAt ?? 0);
+    const syncWallMs =
+      (sync.status.history.at(-1)?.startedAt ?? 0) +
+      (sync.status.history.at(-1)?.durationMs ?? 0) -
+      (sync.status.history[0]?.startedAt ?? 0);
     const fedbuff = await run(
       [
         '--mode',
