@@ -25,6 +25,7 @@ import {
   TARGET_ACCURACY,
 } from './options/federation.ts';
 import { communicationSettings } from './options/communication.ts';
+import { BUFFER_SIZE, MODE, parseAsync } from './options/async.ts';
 import { ConfigError } from './options/option.ts';
 import { ACCOUNTANT, DELTA, FRESH_PRIVACY_BUDGET, parseClientDp, parseSampleDp } from './options/privacy.ts';
 import { startSettingsProblem, type StartStage, type StrategyFacts } from './options/rules.ts';
@@ -120,7 +121,9 @@ function parseFlags(
     ...communicationSettings(v),
   };
   checkRules('settings', settings);
-  const clientDp = withAccountant(parseClientDp(v, settings.clientsPerRound, delta), accountant);
+  // In async mode a version averages over its buffer: K is the expected count of updates.
+  const expectedClients = MODE.read(v) === 'async' ? BUFFER_SIZE.read(v) : settings.clientsPerRound;
+  const clientDp = withAccountant(parseClientDp(v, expectedClients, delta), accountant);
   if (accountant !== undefined && !clientDp && !sampleDp)
     throw new ConfigError('--accountant needs --client-dp or --dp-sgd-clip: without differential privacy nothing is accounted');
   if (clientDp && settings.fit.privacy)
@@ -129,7 +132,8 @@ function parseFlags(
   const strategyFacts = { trimFraction: strategy.trimFraction };
   checkRules('strategy', settings, strategyFacts);
   const secureAggregation = parseSecureAggregation(v, settings, clientDp, strategy);
-  const checkedSettings = secureAggregation ? { ...settings, secureAggregation } : settings;
+  const asyncMode = parseAsync(v, { settings, secureAggregation: secureAggregation !== undefined, clientSampleRate: clientDp?.sampleRate });
+  const checkedSettings = { ...(secureAggregation ? { ...settings, secureAggregation } : settings), ...asyncMode };
   if (secureAggregation) {
     checkRules('secure-aggregation', checkedSettings, strategyFacts);
     checkSecAggThreshold({ ...settings, secureAggregation });
@@ -154,7 +158,7 @@ function parseFlags(
   const clusterProblem =
     redis === undefined
       ? undefined
-      : clusterConfigProblem(redis, { strategy, secureAggregation, checkpointKeyFile: CHECKPOINT_KEY_FILE.read(v) });
+      : clusterConfigProblem(redis, { strategy, secureAggregation, checkpointKeyFile: CHECKPOINT_KEY_FILE.read(v), mode: MODE.read(v) });
   if (clusterProblem !== undefined) throw new ConfigError(clusterProblem);
   return {
     redis,

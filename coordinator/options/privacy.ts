@@ -49,7 +49,7 @@ export const EXPECTED_CLIENTS = numberOption({
   task: ['privacy', 'expectedClients'],
   check: (n) => n > 0,
   expected: 'a positive number',
-  help: 'the fixed denominator of the average: Q x the number of participants\nyou expect (default --clients-per-round)',
+  help: 'the fixed denominator of the average: Q x the number of participants\nyou expect (default --clients-per-round; --buffer-size in async mode)',
 });
 export const DELTA = numberOption({
   name: 'delta',

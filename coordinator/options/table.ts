@@ -1,4 +1,5 @@
 import { COMMUNICATION_GROUP } from './communication.ts';
+import { ASYNC_GROUP } from './async.ts';
 import type { Option, OptionGroup, SettingKind, TaskSection } from './option.ts';
 import { CLIENT_DP_GROUP, SAMPLE_DP_GROUP } from './privacy.ts';
 import { SECURE_AGGREGATION_GROUP } from './secure-aggregation.ts';
@@ -18,6 +19,7 @@ export const OPTION_GROUPS: readonly OptionGroup[] = [
   SERVER_GROUP,
   SECURITY_GROUP,
   FEDERATION_GROUP,
+  ASYNC_GROUP,
   CLIENT_DP_GROUP,
   STRATEGY_GROUP,
   SAMPLE_DP_GROUP,

@@ -42,6 +42,7 @@ export async function closeIntoCandidate(host: ClosingHost, open: OpenRound): Pr
   const settings = host.settings;
   const delivered = open.collection.deliver(open.aggregator);
   const secagg = open.collection.stats();
+  const staleness = open.collection.staleness?.();
   const details = roundDetails(open, clock.now(), delivered.contributors);
   for (const p of details.participants) {
     const key = host.participants.get(p.id)?.deliveryKey;
@@ -73,6 +74,7 @@ export async function closeIntoCandidate(host: ClosingHost, open: OpenRound): Pr
       durationMs: clock.now() - open.startedAt,
       privacy: strategy.privacy?.(),
       secagg,
+      staleness,
       ...details,
     };
   } else {
@@ -95,6 +97,7 @@ export async function closeIntoCandidate(host: ClosingHost, open: OpenRound): Pr
       durationMs: clock.now() - open.startedAt,
       privacy: strategy.privacy?.(),
       secagg,
+      staleness,
       ...details,
     };
   }

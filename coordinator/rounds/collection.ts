@@ -1,7 +1,7 @@
 import type { RoundAggregator } from '../../core/aggregation/strategy.ts';
 import { ackOk, type Ack } from '../../core/protocol/errors.ts';
 import type { DeclineMessage, RoundStartMessage, SecAggAccepted, UpdateAccepted, UpdateMessage } from '../../core/protocol/messages.ts';
-import type { RoundParticipantOutcome, RoundSettings, SecAggRoundStats } from '../../core/protocol/status.ts';
+import type { RoundParticipantOutcome, RoundSettings, SecAggRoundStats, StalenessStats } from '../../core/protocol/status.ts';
 import type { PackedMaskedInputMessage } from '../../core/secagg/messages.ts';
 import type { AdvertiseKeysMessage, MaskedInputMessage, ShareKeysMessage, UnmaskResponseMessage } from '../../core/secagg/protocol.ts';
 import type { Clock } from './clock.ts';
@@ -52,6 +52,8 @@ export interface Collection {
   deliver(aggregator: RoundAggregator): Delivered;
   /** Secure aggregation figures for the round's record, where there are any. */
   stats(): SecAggRoundStats | undefined;
+  /** Async mode: the staleness of the version's buffered updates, for its record. */
+  staleness?(): StalenessStats | undefined;
   /** Resolves once the async work the collection has queued so far has run (engine.idle()). */
   settled(): Promise<void>;
 }

@@ -7,6 +7,7 @@ import type {
   UpdateAccepted,
   UpdateMessage,
 } from '../../core/protocol/messages.ts';
+import type { AsyncPool } from './async-pool.ts';
 import type { Clock } from './clock.ts';
 import type { SecAggInput } from './collection.ts';
 import { openRoundOf, type EngineState } from './engine-state.ts';
@@ -25,6 +26,8 @@ export interface IntakeHost {
   statusChanged(): void;
   /** A new round may be possible: the engine looks on a fresh stack. */
   startSoon(): void;
+  /** Async mode: participants' round messages name the version they were handed, and go to the pool. */
+  readonly async?: AsyncPool;
 }
 
 /**
@@ -55,6 +58,7 @@ export class Intake {
     if (!record) return;
     this.host.participants.left(record, this.host.clock.now());
     this.host.forgetDeparted();
+    this.host.async?.left(record);
     const open = openRoundOf(this.host.state());
     if (open?.selected.has(participantId)) {
       const waiting = !open.settlements.has(participantId);
@@ -94,7 +98,9 @@ export class Intake {
   private acceptUpdate(participantId: string, message: UpdateMessage): Ack<UpdateAccepted> {
     const record = this.host.participants.get(participantId);
     if (!record) return notJoined('update');
-    const admitted = admit('update', this.host.state(), participantId, message.round);
+    const state = this.host.state();
+    if (this.host.async && state.kind !== 'done') return this.host.async.submitUpdate(record, message);
+    const admitted = admit('update', state, participantId, message.round);
     return admitted.ok ? admitted.open.collection.submitUpdate(record, message) : admitted.refusal;
   }
 
@@ -112,6 +118,7 @@ export class Intake {
       record.declined = message.reason;
     }
     this.host.statusChanged();
+    if (this.host.async && this.host.state().kind !== 'done') return this.rejected(this.host.async.decline(record, message));
     const admitted = admit('decline', this.host.state(), participantId, message.round);
     if (!admitted.ok) return this.rejected(admitted.refusal);
     return this.rejected(admitted.open.collection.decline(record, message));
@@ -131,6 +138,10 @@ export class Intake {
   excludeFromOpenRound(participantId: string): void {
     const record = this.host.participants.get(participantId);
     const state = this.host.state();
+    if (record && this.host.async) {
+      this.host.async.exclude(record);
+      return;
+    }
     if (!record || state.kind !== 'collecting' || !state.round.selected.has(participantId)) return;
     state.round.collection.exclude(record);
   }
@@ -138,6 +149,10 @@ export class Intake {
   /** Records a participant's training progress for the dashboard. Ignored unless it is training in the open round. */
   reportProgress(participantId: string, message: ProgressMessage): void {
     const record = this.host.participants.get(participantId);
+    if (record && this.host.async) {
+      this.host.async.progress(record, message);
+      return;
+    }
     const open = openRoundOf(this.host.state());
     if (!record || !open || message.round !== open.round || !open.selected.has(participantId) || open.settlements.has(participantId))
       return;

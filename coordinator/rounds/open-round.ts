@@ -17,14 +17,16 @@ export interface RoundBasis {
   readonly round: number;
   readonly startedAt: number;
   readonly baseVersion: number;
-  readonly selected: ReadonlySet<string>;
+  /** Who was selected; in async mode, who sent the version something (async-collection.ts adds them as they do). */
+  readonly selected: Set<string>;
   readonly aggregator: RoundAggregator;
   /** Decodes the round's update frames in its encoding (core/compression/round-decoder.ts). */
   readonly decoder: RoundDecoder;
   readonly timer: TimerHandle;
   /** Bytes of the round's input as it arrived (updates, or masked vectors). */
   bytesIn: number;
-  readonly bytesOut: number;
+  /** Bytes of model frames sent (in async mode, to each participant handed a slot during the version). */
+  bytesOut: number;
   readonly fit: FitConfig;
   readonly clientsPerRound: number;
   readonly deadlineMs: number;

@@ -13,12 +13,14 @@ import type {
   ControlAccepted,
   FederationControl,
   FederationStatus,
+  AsyncSettings,
   RoundRecord,
   RoundSettings,
   SettingsChange,
   StorageFailure,
 } from '../../core/protocol/status.ts';
 import { applySettingsChange, settingsChangeProblem } from '../options/rules.ts';
+import { AsyncPool } from './async-pool.ts';
 import { closeIntoCandidate, endAfterRound, type ClosingHost, type RoundCandidate } from './closing.ts';
 import type { CollectionHost, SecAggInput } from './collection.ts';
 import { RoundDeadline } from './deadline.ts';
@@ -89,6 +91,8 @@ export class RoundEngine {
   private readonly events: EngineEvents;
   private readonly intake: Intake;
   private readonly saving: RoundSaving;
+  /** Async mode (docs/async.md): the training slots and updates that outlive a version. */
+  private readonly asyncPool: AsyncPool | undefined;
   private resolveDone!: (status: FederationStatus) => void;
   /** Resolves when the federation finishes (round limit or target accuracy). */
   readonly done: Promise<FederationStatus>;
@@ -109,7 +113,10 @@ export class RoundEngine {
       onForgotten: options.onParticipantForgotten,
     });
     this.events = new EngineEvents(options.clock, (event) => this.onEvent(event));
+    const asyncSettings = options.settings.mode === 'async' ? options.settings.async : undefined;
+    this.asyncPool = asyncSettings && this.makeAsyncPool(asyncSettings);
     this.intake = new Intake({
+      async: this.asyncPool,
       clock: options.clock,
       participants: this.participants,
       state: () => this.state,
@@ -133,6 +140,19 @@ export class RoundEngine {
       statusChanged: () => options.transport.statusChanged(),
     });
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
+  }
+
+  private makeAsyncPool(settings: AsyncSettings): AsyncPool {
+    return new AsyncPool({
+      options: this.options,
+      participants: this.participants,
+      settings,
+      slotTimeoutMs: () => this.settings.roundTimeoutMs,
+      state: () => this.state,
+      model: () => this.model,
+      statusChanged: () => this.options.transport.statusChanged(),
+      countRejection: (code) => this.intake.count(code),
+    });
   }
 
   get globalModel(): GlobalModel {
@@ -180,6 +200,7 @@ export class RoundEngine {
     switch (event.kind) {
       case 'maybe-start':
         this.maybeStartRound();
+        this.asyncPool?.dispatch(); // a participant joined: a free training slot may be its
         return;
       case 'close':
         void this.closeRound(event.round);
@@ -269,6 +290,7 @@ export class RoundEngine {
     this.to(withPause(this.state, false));
     this.options.transport.statusChanged();
     this.maybeStartRound();
+    this.asyncPool?.dispatch(); // a version still collecting hands out the slots the pause held back
   }
 
   /**
@@ -472,6 +494,7 @@ export class RoundEngine {
       plainDeadlineMs: this.deadline.nextMs(settings),
       host: this.collectionHost(),
       onDeadline: () => this.onDeadline(round),
+      asyncMethod: this.asyncPool?.method,
     });
     this.to({ kind: 'collecting', round: open, after: { kind: 'continue' } });
     for (const p of chosen) {
@@ -578,6 +601,7 @@ export class RoundEngine {
     this.to(after.kind === 'pause' ? { kind: 'idle', pause: { kind: 'operator' } } : { kind: 'idle' });
     for (const id of open.selected) {
       const p = this.participants.get(id);
+      if (this.asyncPool?.holds(id)) continue; // training again from a newer version
       if (p?.connected) p.state = 'idle';
       if (p) p.progress = undefined;
     }
@@ -588,7 +612,8 @@ export class RoundEngine {
       reason: this.options.strategy.traits.participation === 'private' ? undefined : record.reason,
       modelVersion: record.modelVersion,
       metrics: record.metrics,
-      clientDp: clientDpAnnouncement(record.privacy),
+      // Async: no sampling, so a version says nothing of those not in it; each charged its own runs (docs/async.md).
+      clientDp: this.asyncPool ? undefined : clientDpAnnouncement(record.privacy),
     });
     const settings = this.settings;
     const end =
@@ -607,6 +632,7 @@ export class RoundEngine {
   private finish(reason: string): void {
     if (this.state.kind === 'done') return;
     this.to({ kind: 'done', reason });
+    this.asyncPool?.stop();
     // A round charged but never saved (stopped while paused on a storage failure) still counts in the final figure.
     this.shownPrivacy = this.options.strategy.privacy?.() ?? this.shownPrivacy;
     const last = this.history.at(-1);

@@ -2,7 +2,7 @@ import { RoundDecoder } from '../../core/compression/round-decoder.ts';
 import { selectedPerRound } from '../options/selection.ts';
 import type { RoundStartMessage } from '../../core/protocol/messages.ts';
 import type { RoundSettings } from '../../core/protocol/status.ts';
-import type { CollectionHost } from './collection.ts';
+import type { CollectionHost, CollectionMethod } from './collection.ts';
 import type { GlobalModel, RoundEngineOptions } from './engine-types.ts';
 import type { OpenRound } from './collection.ts';
 import type { RoundBasis } from './open-round.ts';
@@ -25,6 +25,8 @@ export interface OpeningInput {
   readonly plainDeadlineMs: number;
   readonly host: CollectionHost;
   readonly onDeadline: () => void;
+  /** Async mode: versions select nobody (the pool hands out training slots) and collect with this. */
+  readonly asyncMethod?: CollectionMethod;
 }
 
 /** A round ready to open: the state it starts with, who was selected, and the round:start they get. */
@@ -49,13 +51,15 @@ export function prepareRound({
   plainDeadlineMs,
   host,
   onDeadline,
+  asyncMethod,
 }: OpeningInput): Opening {
   const { strategy, clock, random } = options;
   // Over-selection: ask a few more than needed, so dropouts still leave enough updates.
   const wanted = selectedPerRound(settings);
   // A strategy's own selection (client-level DP samples independently) is kept as it is; otherwise reliability-weighted.
-  const chosen =
-    strategy.select && hasOwnSelection(strategy)
+  const chosen = asyncMethod
+    ? []
+    : strategy.select && hasOwnSelection(strategy)
       ? strategy.select(candidates, wanted, random)
       : weightedSample(candidates, wanted, (p) => participants.deliveries.weight(p.deliveryKey), random);
   const configured = strategy.configureFit(round, settings.fit);
@@ -63,7 +67,8 @@ export function prepareRound({
   const fit = compression ? { ...configured, compression } : configured;
   const decoder = new RoundDecoder(model.updateLength, compression, strategy);
   const startedAt = clock.now();
-  const method = settings.secureAggregation ? secureCollection(settings.secureAggregation, settings.roundTimeoutMs) : plainCollection;
+  const method =
+    asyncMethod ?? (settings.secureAggregation ? secureCollection(settings.secureAggregation, settings.roundTimeoutMs) : plainCollection);
   const deadlineMs = method.deadlineMs(plainDeadlineMs);
   const basis: RoundBasis = {
     round,
@@ -73,7 +78,8 @@ export function prepareRound({
     aggregator: decoder.beginRound(strategy, {
       round,
       globalWeights: model.weights,
-      claimedExamples: chosen.map((p) => p.info.numExamples),
+      // Async: nobody is selected; the claims of everyone who may train in the version set the cap.
+      claimedExamples: (asyncMethod ? candidates : chosen).map((p) => p.info.numExamples),
     }),
     decoder,
     timer: clock.setTimer(deadlineMs, onDeadline),

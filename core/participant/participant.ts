@@ -158,6 +158,8 @@ export class Participant {
   private task: TaskSummary | undefined;
   /** The round being trained, so a round:end for it aborts the work. */
   private activeRound = 0;
+  /** The active round is an async one (docs/async.md): its round:end does not end its training. */
+  private activeAsync = false;
   private abortedRound = 0;
   private finished = false;
   /** The chain of rounds, run one after another. */
@@ -434,7 +436,7 @@ export class Participant {
   }
 
   private onRoundEnd(message: RoundEndMessage): void {
-    if (message.round === this.activeRound) {
+    if (message.round === this.activeRound && !this.activeAsync) {
       this.abortedRound = message.round;
       this.failSecAggWait(new TrainingAborted());
     }
@@ -558,6 +560,7 @@ export class Participant {
     if (!task) return;
     const round = message.round;
     this.activeRound = round;
+    this.activeAsync = message.mode === 'async';
     try {
       if (!(await this.admitRound(message)) || !(await this.admitClientLevel(message))) return;
       this.emit({ type: 'status', status: 'downloading', detail: `round ${round}` });

@@ -94,6 +94,13 @@ export const ErrorCode = {
    * message gives the hash it holds, if any).
    */
   UnknownFrozenWeights: 'UNKNOWN_FROZEN_WEIGHTS',
+  /**
+   * Asynchronous mode (`--mode async`): the update was trained from a model
+   * more than `--max-staleness` versions older than the one it would be
+   * applied to. It is refused, never mixed in; the coordinator sends the
+   * participant the newest model to train again (docs/async.md).
+   */
+  UpdateTooStale: 'UPDATE_TOO_STALE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -225,6 +225,12 @@ export interface RoundStartMessage {
    * send `update`, it runs the four secagg steps with the index it was given.
    */
   readonly secagg?: SecAggRoundInfo;
+  /**
+   * 'async' when the coordinator runs asynchronous buffered aggregation: the
+   * round is the model version handed out, round:end of it does not abort the
+   * training, and the update may arrive after later versions (docs/async.md).
+   */
+  readonly mode?: 'async';
 }
 
 /** core/secagg's SecAggConfig as it travels (the round seed as binary). */

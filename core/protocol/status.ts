@@ -131,6 +131,27 @@ export interface RoundRecord {
   readonly modelHash?: string;
   /** Aggregated rounds: the L2 norm of the change to the global model (core/aggregation/aggregate-guard.ts compares each round's with these). */
   readonly changeNorm?: number;
+  /** Asynchronous mode: the staleness of the buffered updates this version was made from (counts[s]: updates of staleness s). */
+  readonly staleness?: StalenessStats;
+}
+
+/** A version's buffer in asynchronous mode: how stale its updates were (versions between each one's base and the version it made). */
+export interface StalenessStats {
+  readonly max: number;
+  readonly mean: number;
+  readonly counts: readonly number[];
+}
+
+/** `--mode async`: buffered asynchronous aggregation (FedBuff; docs/async.md). */
+export interface AsyncSettings {
+  /** K: accepted updates that make one model version. */
+  readonly bufferSize: number;
+  /** S: updates more than S versions older than the version they would go into are refused (UPDATE_TOO_STALE). */
+  readonly maxStaleness: number;
+  /** C: participants training at once. */
+  readonly concurrency: number;
+  /** a: an update of staleness s is scaled by (1 + s)^-a (0.5: FedBuff's 1/sqrt(1 + s)). */
+  readonly stalenessExponent: number;
 }
 
 export interface SecAggRoundStats {
@@ -194,6 +215,10 @@ export interface RoundSettings {
   readonly updateEncoding?: UpdateEncodingName;
   /** `--model-encoding`: how the model is sent to participants; absent: float32. */
   readonly modelEncoding?: ModelEncodingName;
+  /** 'sync' (rounds, the default) or 'async' (a round is one model version; docs/async.md). Absent: sync. */
+  readonly mode?: 'sync' | 'async';
+  /** Present in async mode. */
+  readonly async?: AsyncSettings;
 }
 
 /**

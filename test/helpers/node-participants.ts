@@ -1,4 +1,4 @@
-import { shardIndices, subset, type Dataset } from '../../core/data/dataset.ts';
+import { shardIndices, subset, type Dataset, type ShardSkew } from '../../core/data/dataset.ts';
 import type { FrozenWeightsStore } from '../../core/model/fine-tune-weights.ts';
 import { Participant, type ParticipantEvent } from '../../core/participant/participant.ts';
 import { DpSgdRoundTrainer, PlainRoundTrainer, type RoundTrainer } from '../../core/participant/trainers.ts';
@@ -9,6 +9,7 @@ import { openClientLevelLedger } from '../../core/privacy/participant-budget.ts'
 import type { TaskSummary } from '../../core/protocol/messages.ts';
 import { LocalTrainer } from '../../core/training/local-trainer.ts';
 import type { DemoData } from '../../coordinator/task/demo-data.ts';
+import { SlowedTrainer } from './slowed-trainer.ts';
 
 export interface NodeParticipant {
   readonly participant: Participant;
@@ -16,6 +17,8 @@ export interface NodeParticipant {
   readonly events: ParticipantEvent[];
   readonly ledger?: PrivacyLedger;
   readonly clientLedger?: ClientLevelLedger;
+  /** With a simulated pace (`paces`): the trainer that keeps it. */
+  readonly slowed?: SlowedTrainer;
 }
 
 export interface NodeParticipantOptions {
@@ -33,6 +36,10 @@ export interface NodeParticipantOptions {
   readonly frozenStores?: readonly (FrozenWeightsStore | undefined)[];
   /** Secure aggregation tests: participant k's plain update of each round, before masking. */
   readonly onPlainUpdate?: (k: number, round: number, update: Float32Array) => void;
+  /** Simulated device speeds: how long participant k's local run takes in all, given its real training time (slowed-trainer.ts). */
+  readonly paces?: readonly (((trainedMs: number) => number) | undefined)[];
+  /** How the demo training set is cut into shards (default 'iid'). */
+  readonly skew?: ShardSkew;
 }
 
 /**
@@ -48,7 +55,7 @@ export async function startNodeParticipants(
 ): Promise<NodeParticipant[]> {
   const out: NodeParticipant[] = [];
   for (let k = 0; k < count; k++) {
-    const local = participantData(data, k, options.totalShards ?? count);
+    const local = participantData(data, k, options.totalShards ?? count, options.skew ?? 'iid');
     const events: ParticipantEvent[] = [];
     let trainer: RoundTrainer;
     let disposable: { dispose(): void };
@@ -72,10 +79,12 @@ export async function startNodeParticipants(
     const clientLedger = options.clientLedgerStore
       ? await openClientLevelLedger(options.clientLedgerStore, local, { ownBudget: options.clientBudgets?.[k] })
       : undefined;
+    const pace = options.paces?.[k];
+    const slowed = pace === undefined ? undefined : new SlowedTrainer(trainer, pace);
     const participant = new Participant({
       url,
       client: { backend: 'wasm', platform: `node ${process.version}` },
-      trainer,
+      trainer: slowed ?? trainer,
       ledger,
       clientLedger,
       reconnectionDelayMs: 200,
@@ -85,18 +94,18 @@ export async function startNodeParticipants(
       onEvent: (event) => events.push(event),
     });
     participant.start();
-    out.push({ participant, trainer: disposable, events, ledger, clientLedger });
+    out.push({ participant, trainer: disposable, events, ledger, clientLedger, slowed });
   }
   return out;
 }
 
-function participantData(data: DemoData | readonly Dataset[], k: number, shards: number): Dataset {
+function participantData(data: DemoData | readonly Dataset[], k: number, shards: number, skew: ShardSkew): Dataset {
   if (!('train' in data)) {
     const own = data[k];
     if (!own) throw new Error(`participant ${k} has no dataset (${data.length} given)`);
     return own;
   }
-  return subset(data.train, shardIndices(data.train.labels, { index: k, count: shards, skew: 'iid' }));
+  return subset(data.train, shardIndices(data.train.labels, { index: k, count: shards, skew }));
 }
 
 export function stopNodeParticipants(participants: readonly NodeParticipant[]): void {

@@ -48,3 +48,7 @@ test('encrypted checkpoints are refused on a cluster: Redis would hold the model
     /--checkpoint-key-file cannot run on a cluster \(--redis\)/,
   );
 });
+
+test('async mode is refused on a cluster: its buffer and slots live in one process', () => {
+  assert.throws(() => parseConfig([...REDIS, '--mode', 'async']), /--mode async cannot run on a cluster \(--redis\) yet/);
+});

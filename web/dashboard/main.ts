@@ -26,6 +26,7 @@ import type {
 } from '../../core/protocol/status.ts';
 import { takeSecretParam } from '../secret-param.ts';
 import { renderCluster } from './cluster-panel.ts';
+import { renderAsyncPanel } from './async-panel.ts';
 import { accountantText } from './privacy-text.ts';
 
 /** The live dashboard: the coordinator pushes its status over the /admin namespace; nothing polls. */
@@ -162,6 +163,7 @@ function secAggCell(row: HTMLTableRowElement, s: SecAggRoundStats | undefined): 
 }
 
 function render(status: FederationStatus): void {
+  renderAsyncPanel(status);
   $('task').textContent = `${status.task.name} (${status.task.architecture}, ${status.task.paramCount.toLocaleString()} parameters)`;
   $('strategy').textContent = status.strategy;
   $('round').textContent = String(status.round);

@@ -1,0 +1,180 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { parseConfig, type CoordinatorConfig } from '../coordinator/config.ts';
+import { startCoordinator } from '../coordinator/server.ts';
+import { loadMnistDemo } from '../coordinator/task/demo-data.ts';
+import type { ShardSkew } from '../core/data/dataset.ts';
+import type { FederationStatus, RoundRecord } from '../core/protocol/status.ts';
+import { SeededRandom } from '../core/random/prng.ts';
+import { startNodeParticipants, stopNodeParticipants } from '../test/helpers/node-participants.ts';
+import { fixedDuration } from '../test/helpers/slowed-trainer.ts';
+
+const COMMAND = 'npx tsx bench/async.ts';
+const USAGE = `Usage: ${COMMAND} [--speeds two-speed,lognormal] [--splits iid,label] [--fast-ms MS] [--sync-rounds N] [--buffer-size K]
+
+Time to accuracy, synchronous FedAvg with a deadline against FedBuff (--mode
+async, docs/async.md), on the MNIST demo task with 20 real in-process Node
+participants (tfjs wasm) whose device speeds are simulated: each local run
+takes a fixed time per participant (test/helpers/slowed-trainer.ts; the real
+training, shared by all 20 on this machine, is checked to stay below it).
+
+  two-speed  14 participants (70%) take MS per local run, 6 (30%) take 5 x MS
+  lognormal  each takes MS x exp(0.8 N(0,1)) (seeded), median MS
+
+Sync: --clients-per-round 20, --round-timeout 2.5 x MS (the deadline: the
+slow ones miss it and their update is refused), --sync-rounds rounds.
+FedBuff: --buffer-size K, --concurrency 20, --max-staleness 10, run until it
+reaches the final accuracy of the sync run (or 3x the sync time).
+
+Reported: the sync run's final accuracy A and the time it first reached A;
+the time FedBuff took to reach A; the ratio; and the update bytes both sent
+(every upload, refused late ones included) up to that point.
+
+  --speeds LIST       default two-speed,lognormal
+  --splits LIST       iid and/or label (label-skewed shards), default iid,label
+  --fast-ms MS        default 1500
+  --sync-rounds N     default 6
+  --buffer-size K     default 5`;
+
+const { values } = parseArgs({
+  options: {
+    speeds: { type: 'string', default: 'two-speed,lognormal' },
+    splits: { type: 'string', default: 'iid,label' },
+    'fast-ms': { type: 'string', default: '1500' },
+    'sync-rounds': { type: 'string', default: '6' },
+    'buffer-size': { type: 'string', default: '5' },
+    help: { type: 'boolean' },
+  },
+});
+if (values.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+
+type Speeds = 'two-speed' | 'lognormal';
+const PARTICIPANTS = 20;
+const fastMs = Number(values['fast-ms']);
+const syncRounds = Number(values['sync-rounds']);
+const bufferSize = Number(values['buffer-size']);
+const speedsList = values.speeds.split(',') as Speeds[];
+const splits = values.splits.split(',') as ShardSkew[];
+for (const s of speedsList) if (s !== 'two-speed' && s !== 'lognormal') throw new Error(`unknown --speeds ${s}`);
+for (const s of splits) if (s !== 'iid' && s !== 'label') throw new Error(`unknown --splits ${s}`);
+
+/** Each participant's simulated time per local run, ms. */
+function deviceTimes(speeds: Speeds): number[] {
+  if (speeds === 'two-speed') return Array.from({ length: PARTICIPANTS }, (_, k) => (k % 10 >= 7 ? 5 * fastMs : fastMs));
+  const random = new SeededRandom(13);
+  return Array.from({ length: PARTICIPANTS }, () => {
+    // Box–Muller from the seeded generator.
+    const normal = Math.sqrt(-2 * Math.log(1 - random.next())) * Math.cos(2 * Math.PI * random.next());
+    return fastMs * Math.exp(0.8 * normal);
+  });
+}
+
+interface Run {
+  readonly status: FederationStatus;
+  /** Update uploads the participants sent (accepted or refused). */
+  readonly uploads: number;
+  readonly frameBytes: number;
+  readonly longestTrainingMs: number;
+}
+
+async function run(flags: string[], times: readonly number[], skew: ShardSkew, stopAfterMs?: number): Promise<Run> {
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'fl-bench-async-'));
+  const config = parseConfig(
+    [
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--quiet',
+      '--data-dir',
+      dataDir,
+      '--min-clients',
+      String(PARTICIPANTS),
+      '--clients-per-round',
+      String(PARTICIPANTS),
+      '--epochs',
+      '1',
+      ...flags,
+    ],
+    {},
+  ) as CoordinatorConfig;
+  const coordinator = await startCoordinator(config);
+  const participants = await startNodeParticipants(coordinator.url, await loadMnistDemo(), coordinator.task, PARTICIPANTS, {
+    paces: times.map((ms) => fixedDuration(ms)),
+    skew,
+  });
+  const timer = stopAfterMs === undefined ? undefined : setTimeout(() => void coordinator.engine.stop('bench time limit'), stopAfterMs);
+  const status = await coordinator.engine.done;
+  clearTimeout(timer);
+  const uploads = participants.reduce((n, p) => n + p.events.filter((e) => e.type === 'uploaded' || e.type === 'rejected').length, 0);
+  const longestTrainingMs = Math.max(...participants.map((p) => p.slowed?.longestTrainingMs ?? 0));
+  stopNodeParticipants(participants);
+  await coordinator.close();
+  await rm(dataDir, { recursive: true, force: true });
+  return { status, uploads, frameBytes: 16 + 4 * coordinator.task.paramCount, longestTrainingMs };
+}
+
+/** Ms from the first round's start to the end of the first record reaching `accuracy`. */
+function timeTo(history: readonly RoundRecord[], accuracy: number): number | undefined {
+  const start = history[0]?.startedAt;
+  const reached = history.find((r) => (r.metrics?.accuracy ?? 0) >= accuracy);
+  return start === undefined || !reached ? undefined : reached.startedAt + reached.durationMs - start;
+}
+
+const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
+const s = (ms: number | undefined) => (ms === undefined ? 'not reached' : `${(ms / 1000).toFixed(1)} s`);
+
+console.log(
+  `${COMMAND} --speeds ${speedsList.join(',')} --splits ${splits.join(',')} --fast-ms ${fastMs} --sync-rounds ${syncRounds} --buffer-size ${bufferSize}`,
+);
+console.log(
+  '| speeds | split | sync final acc A | sync time to A | sync upload | FedBuff time to A | FedBuff upload | time ratio | FedBuff versions (mean staleness) | longest real training |',
+);
+console.log('|---|---|---|---|---|---|---|---|---|---|');
+for (const speeds of speedsList) {
+  for (const skew of splits) {
+    const times = deviceTimes(speeds);
+    const sync = await run(['--rounds', String(syncRounds), '--round-timeout', String((2.5 * fastMs) / 1000)], times, skew);
+    const target = sync.status.history.at(-1)?.metrics?.accuracy ?? 0;
+    const syncTime = timeTo(sync.status.history, target);
+    const syncWallMs =
+      (sync.status.history.at(-1)?.startedAt ?? 0) +
+      (sync.status.history.at(-1)?.durationMs ?? 0) -
+      (sync.status.history[0]?.startedAt ?? 0);
+    const fedbuff = await run(
+      [
+        '--mode',
+        'async',
+        '--buffer-size',
+        String(bufferSize),
+        '--concurrency',
+        String(PARTICIPANTS),
+        '--max-staleness',
+        '10',
+        '--rounds',
+        '1000',
+        '--target-accuracy',
+        String(target),
+        '--round-timeout',
+        String((10 * Math.max(...times)) / 1000),
+      ],
+      times,
+      skew,
+      3 * syncWallMs + 30_000,
+    );
+    const asyncTime = timeTo(fedbuff.status.history, target);
+    const versions = fedbuff.status.history.filter((r) => r.staleness);
+    const stalenessSum = versions.reduce((sum, r) => sum + r.staleness!.mean * r.staleness!.counts.reduce((a, b) => a + b, 0), 0);
+    const updates = versions.reduce((sum, r) => sum + r.staleness!.counts.reduce((a, b) => a + b, 0), 0);
+    console.log(
+      `| ${speeds} | ${skew} | ${target.toFixed(4)} | ${s(syncTime)} | ${mb(sync.uploads * sync.frameBytes)} | ${s(asyncTime)} | ${mb(fedbuff.uploads * fedbuff.frameBytes)} | ${
+        syncTime && asyncTime ? (asyncTime / syncTime).toFixed(2) : '–'
+      } | ${versions.length} (${(stalenessSum / Math.max(1, updates)).toFixed(2)}) | ${Math.round(Math.max(sync.longestTrainingMs, fedbuff.longestTrainingMs))} ms |`,
+    );
+  }
+}

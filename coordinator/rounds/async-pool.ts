@@ -1,0 +1,289 @@
+import { stalenessRefusal } from '../../core/aggregation/staleness.ts';
+import { ackError, ackOk, ErrorCode, ProtocolError, type Ack } from '../../core/protocol/errors.ts';
+import type { DeclineMessage, ProgressMessage, UpdateAccepted, UpdateMessage } from '../../core/protocol/messages.ts';
+import type { AsyncSettings } from '../../core/protocol/status.ts';
+import { decodeUpdate } from '../../core/compression/update-decode.ts';
+import { AsyncCollection, type AsyncPoolLink, type BufferedUpdate } from './async-collection.ts';
+import type { TimerHandle } from './clock.ts';
+import type { CollectionHost, CollectionMethod } from './collection.ts';
+import type { EngineState } from './engine-state.ts';
+import type { GlobalModel, RoundEngineOptions } from './engine-types.ts';
+import type { ParticipantRecord, Participants } from './participants.ts';
+
+/** A participant training now: which version's round:start it got, and until when its slot is held. */
+interface Slot {
+  readonly round: number;
+  readonly baseVersion: number;
+  readonly startedAt: number;
+  readonly timer: TimerHandle;
+}
+
+/** What the pool needs from the engine. */
+export interface AsyncPoolHost {
+  readonly options: RoundEngineOptions;
+  readonly participants: Participants;
+  readonly settings: AsyncSettings;
+  /** The slot timeout: a participant that has not answered by then gives its slot back. */
+  slotTimeoutMs(): number;
+  state(): EngineState;
+  model(): GlobalModel;
+  statusChanged(): void;
+  /** Counts a refusal of an update that was already acknowledged (the status's rejections). */
+  countRejection(code: string): void;
+}
+
+/**
+ * Asynchronous buffered aggregation's side of the engine that outlives a
+ * version (docs/async.md): who is training now (at most C, in slots handed
+ * to the longest-waiting idle participants), the updates that arrive while
+ * no version collects (one is being aggregated, evaluated and saved), and
+ * the intake of updates, declines and progress, which name the version a
+ * participant was handed rather than the open one.
+ *
+ * A participant gets round:start (mode 'async') with the newest model when
+ * it gets a slot, trains, and uploads with that base version; once its
+ * update is taken (or refused as too stale) it gets the newest model again
+ * as soon as a slot and a collecting version allow.
+ */
+export class AsyncPool implements AsyncPoolLink {
+  private readonly slots = new Map<string, Slot>();
+  /** Accepted while no version was collecting; they go into the next version's buffer first. */
+  private pending: { record: ParticipantRecord; update: BufferedUpdate }[] = [];
+  private current: AsyncCollection | undefined;
+  /** When each participant last had a slot: the longest-waiting get the next ones. */
+  private readonly lastServed = new Map<string, number>();
+  /** Out of the current version (a refused request, a decline): they get a slot again from the next version. */
+  private readonly outOfVersion = new Set<string>();
+  /** The collection method the round opening picks in async mode. */
+  readonly method: CollectionMethod;
+
+  constructor(private readonly host: AsyncPoolHost) {
+    this.method = {
+      // Versions have no deadline (interrupt ignores it); slots do.
+      deadlineMs: () => host.slotTimeoutMs(),
+      create: (collectionHost: CollectionHost, round) => new AsyncCollection(collectionHost, round, host.settings, this),
+    };
+  }
+
+  /** Participants training now. */
+  get training(): number {
+    return this.slots.size;
+  }
+
+  holds(id: string): boolean {
+    return this.slots.has(id);
+  }
+
+  opened(collection: AsyncCollection): void {
+    this.current = collection;
+    this.outOfVersion.clear();
+    const waiting = this.pending;
+    this.pending = [];
+    for (const { record, update } of waiting) {
+      if (this.collecting() === undefined || this.contributedOnce(collection, record)) {
+        this.pending.push({ record, update });
+        continue;
+      }
+      // Already acknowledged: a refusal here (a strategy check) is recorded in the version and counted, not answered.
+      const result = collection.accept(record, update);
+      if (!result.ok) this.host.countRejection(result.error.code);
+    }
+    this.dispatch();
+  }
+
+  closed(collection: AsyncCollection): void {
+    if (this.current === collection) this.current = undefined;
+  }
+
+  /** An update from a participant training in a slot: refused, buffered, or held for the next version. */
+  submitUpdate(record: ParticipantRecord, message: UpdateMessage): Ack<UpdateAccepted> {
+    const slot = this.slots.get(record.id);
+    if (!slot || slot.round !== message.round) {
+      return ackError(ErrorCode.NotSelected, `no training slot for round ${message.round}: wait for round:start with the newest model`);
+    }
+    if (message.baseVersion !== slot.baseVersion) {
+      return this.outOfTurn(
+        record,
+        ackError(
+          ErrorCode.StaleModel,
+          `update trained from model ${message.baseVersion}, round ${slot.round} handed out model ${slot.baseVersion}`,
+        ),
+      );
+    }
+    const now = this.host.options.clock.now();
+    this.release(record);
+    const refusal = stalenessRefusal(message.baseVersion, this.appliesTo(), this.host.settings.maxStaleness);
+    if (refusal !== undefined) {
+      const result = this.recordRefusal(record, ackError<UpdateAccepted>(ErrorCode.UpdateTooStale, refusal));
+      // It trains again from the newest model at once.
+      this.dispatch();
+      return result;
+    }
+    let update: Float32Array;
+    try {
+      // The run's encoding (int4, whose rotation is per round, is refused in async mode at start); fine-tuning: trainable values only.
+      const encoding = this.host.options.settings.updateEncoding ?? 'float32';
+      update = decodeUpdate(message.update, this.host.model().updateLength, [encoding]).update;
+    } catch (error) {
+      if (error instanceof ProtocolError) return this.outOfTurn(record, ackError(error.code, error.message));
+      throw error;
+    }
+    record.state = 'uploaded';
+    record.progress = undefined;
+    if (message.epsilon !== undefined) record.epsilon = message.epsilon;
+    const buffered: BufferedUpdate = {
+      participantId: record.id,
+      baseVersion: message.baseVersion,
+      numExamples: message.numExamples,
+      update,
+      bytes: message.update.byteLength,
+      latencyMs: now - slot.startedAt,
+    };
+    const open = this.collecting();
+    let result: Ack<UpdateAccepted>;
+    if (open && !this.contributedOnce(open, record)) {
+      result = open.accept(record, buffered);
+      if (!result.ok) this.outOfVersion.add(record.id);
+    } else {
+      this.pending.push({ record, update: buffered });
+      result = ackOk({ round: message.round, received: this.pending.length });
+    }
+    this.dispatch();
+    this.host.statusChanged();
+    return result;
+  }
+
+  decline(record: ParticipantRecord, message: DeclineMessage): Ack<{ readonly round: number }> {
+    const slot = this.slots.get(record.id);
+    if (!slot || slot.round !== message.round) return ackError(ErrorCode.NotSelected, `no training slot for round ${message.round}`);
+    this.release(record);
+    record.declined = message.reason;
+    record.state = 'declined';
+    this.outOfVersion.add(record.id);
+    this.dispatch();
+    this.host.statusChanged();
+    return ackOk({ round: message.round });
+  }
+
+  progress(record: ParticipantRecord, message: ProgressMessage): void {
+    if (this.slots.get(record.id)?.round !== message.round) return;
+    record.state = 'training';
+    record.progress = message.fraction;
+    this.host.statusChanged();
+  }
+
+  /** A participant's connection closed: its slot goes to someone else. */
+  left(record: ParticipantRecord): void {
+    if (!this.slots.has(record.id)) return;
+    this.release(record);
+    this.dispatch();
+  }
+
+  exclude(record: ParticipantRecord): void {
+    if (!this.slots.has(record.id)) return;
+    this.release(record);
+    this.outOfVersion.add(record.id);
+    this.dispatch();
+  }
+
+  /** The federation finished: slot timers stop, nothing more is handed out. */
+  stop(): void {
+    for (const slot of this.slots.values()) this.host.options.clock.clear(slot.timer);
+    this.slots.clear();
+    this.pending = [];
+    this.current = undefined;
+  }
+
+  /** Hands free slots to the longest-waiting idle participants, while a version collects and no pause or stop is pending. */
+  dispatch(): void {
+    const open = this.collecting();
+    const state = this.host.state();
+    if (!open || state.kind !== 'collecting' || state.after.kind !== 'continue') return;
+    const free = this.host.settings.concurrency - this.slots.size;
+    if (free <= 0) return;
+    // One with an update waiting for the next version trains again once it is in (at most one waits per participant).
+    const held = new Set(this.pending.map((p) => p.record.id));
+    const waiting = this.host.participants
+      .eligible((id) => this.slots.has(id) || this.outOfVersion.has(id) || held.has(id))
+      .sort((a, b) => (this.lastServed.get(a.id) ?? -Infinity) - (this.lastServed.get(b.id) ?? -Infinity));
+    const model = this.host.model();
+    const { clock, transport } = this.host.options;
+    const round = open.round;
+    for (const record of waiting.slice(0, free)) {
+      const now = clock.now();
+      const timeoutMs = this.host.slotTimeoutMs();
+      const timer = clock.setTimer(timeoutMs, () => this.expire(record.id, round.round));
+      this.slots.set(record.id, { round: round.round, baseVersion: model.version, startedAt: now, timer });
+      this.lastServed.set(record.id, now);
+      record.state = 'selected';
+      record.progress = 0;
+      record.declined = undefined;
+      round.bytesOut += model.frame.byteLength;
+      transport.sendRoundStart(record.id, {
+        round: round.round,
+        model: { version: model.version, weights: model.frame, frozenHash: model.frozenHash },
+        config: round.fit,
+        deadline: now + timeoutMs,
+        mode: 'async',
+      });
+    }
+    this.host.statusChanged();
+  }
+
+  /**
+   * Under client-level DP each participant adds at most one update to a
+   * version (its sensitivity is one clipped update): a second one waits for
+   * the next version.
+   */
+  private contributedOnce(collection: AsyncCollection, record: ParticipantRecord): boolean {
+    return (
+      this.host.options.strategy.traits.participation === 'private' && collection.round.settlements.get(record.id)?.outcome === 'received'
+    );
+  }
+
+  /** The version collecting now, if any. */
+  private collecting(): AsyncCollection | undefined {
+    const state = this.host.state();
+    return state.kind === 'collecting' && state.round.collection === this.current ? this.current : undefined;
+  }
+
+  /**
+   * The model version an update arriving now would be applied to: the open
+   * version's base, or, while one is being aggregated, the version it makes.
+   */
+  private appliesTo(): number {
+    const state = this.host.state();
+    if (state.kind === 'closing') return state.round.baseVersion + 1;
+    return this.collecting()?.appliesTo ?? this.host.model().version;
+  }
+
+  private expire(id: string, round: number): void {
+    const slot = this.slots.get(id);
+    if (!slot || slot.round !== round) return;
+    const record = this.host.participants.get(id);
+    if (record) {
+      this.release(record);
+      record.state = 'idle';
+    } else this.slots.delete(id);
+    this.dispatch();
+  }
+
+  private release(record: ParticipantRecord): void {
+    const slot = this.slots.get(record.id);
+    if (slot) this.host.options.clock.clear(slot.timer);
+    this.slots.delete(record.id);
+    record.progress = undefined;
+  }
+
+  /** An unusable request: the participant is out of this version (it gets a slot again from the next). */
+  private outOfTurn<T>(record: ParticipantRecord, refusal: Ack<T>): Ack<T> {
+    this.release(record);
+    this.outOfVersion.add(record.id);
+    this.dispatch();
+    return this.recordRefusal(record, refusal);
+  }
+
+  private recordRefusal<T>(record: ParticipantRecord, refusal: Ack<T>): Ack<T> {
+    return this.collecting()?.refuse(record, refusal) ?? refusal;
+  }
+}

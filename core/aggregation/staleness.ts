@@ -1,0 +1,69 @@
+import type { StalenessStats } from '../protocol/status.ts';
+import type { ClientResult } from './strategy.ts';
+
+/**
+ * Staleness in asynchronous buffered aggregation (FedBuff, Nguyen et al.
+ * 2022; docs/async.md). An update trained from model version b and applied
+ * to version v has staleness s = v − b. Each update in a buffer is scaled by
+ * w(s) = (1 + s)^−a before the strategy aggregates it: a = 0.5 is FedBuff's
+ * (and Meta FLSim's) 1/√(1+s), the default; any a ≥ 0 is the polynomial
+ * option (a = 0 weighs every update the same). The strategy then weighs it
+ * by its example count as in a synchronous round, so FedAvg applies
+ *
+ *   x ← x + η · Σ nᵢ·w(sᵢ)·Δᵢ / Σ nᵢ
+ *
+ * (the example weights are normalised, the staleness weights are not: a
+ * buffer of stale updates moves the model less, as in FedBuff). Because
+ * w(s) ≤ 1, scaling never raises an update's norm, so a clip bound or a
+ * DP sensitivity computed for unscaled updates still holds.
+ */
+
+/** FedBuff's exponent: w(s) = 1/√(1+s). */
+export const DEFAULT_STALENESS_EXPONENT = 0.5;
+
+/** The weight of an update with staleness `staleness`: (1 + s)^−exponent. */
+export function stalenessWeight(staleness: number, exponent = DEFAULT_STALENESS_EXPONENT): number {
+  if (!Number.isInteger(staleness) || staleness < 0) throw new RangeError(`staleness must be a non-negative integer, got ${staleness}`);
+  if (!(exponent >= 0) || !Number.isFinite(exponent)) throw new RangeError(`the staleness exponent must be a number >= 0, got ${exponent}`);
+  return (1 + staleness) ** -exponent;
+}
+
+/** The result as the strategy receives it: its update scaled by the staleness weight (a copy; the input is kept). */
+export function stalenessWeighted(result: ClientResult, staleness: number, exponent = DEFAULT_STALENESS_EXPONENT): ClientResult {
+  const weight = stalenessWeight(staleness, exponent);
+  if (weight === 1) return result;
+  const update = new Float32Array(result.update.length);
+  for (let i = 0; i < update.length; i++) update[i] = weight * result.update[i]!;
+  return { ...result, update };
+}
+
+/** Why an update is too stale to be used, or undefined when it may go into the buffer. */
+export function stalenessRefusal(baseVersion: number, appliedTo: number, maxStaleness: number): string | undefined {
+  const staleness = appliedTo - baseVersion;
+  if (staleness <= maxStaleness) return undefined;
+  return `update trained from model ${baseVersion} would be applied to model ${appliedTo}: staleness ${staleness} is above the maximum of ${maxStaleness}; train again from the newest model`;
+}
+
+/** Tallies the staleness of a buffer's updates. */
+export class StalenessTally {
+  private readonly counts: number[] = [];
+  private total = 0;
+  private sum = 0;
+
+  add(staleness: number): void {
+    while (this.counts.length <= staleness) this.counts.push(0);
+    this.counts[staleness]!++;
+    this.total++;
+    this.sum += staleness;
+  }
+
+  get count(): number {
+    return this.total;
+  }
+
+  /** Undefined while the buffer is empty. */
+  summary(): StalenessStats | undefined {
+    if (this.total === 0) return undefined;
+    return { max: this.counts.length - 1, mean: this.sum / this.total, counts: [...this.counts] };
+  }
+}

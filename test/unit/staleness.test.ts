@@ -1,0 +1,117 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { FedAvg } from '../../core/aggregation/fedavg.ts';
+import { stalenessRefusal, stalenessWeight, stalenessWeighted, StalenessTally } from '../../core/aggregation/staleness.ts';
+import { ConfigError, parseConfig } from '../../coordinator/config.ts';
+import type { CoordinatorConfig } from '../../coordinator/coordinator-config.ts';
+
+const close = (actual: number, expected: number) => assert.ok(Math.abs(actual - expected) < 1e-9, `${actual} ≈ ${expected}`);
+
+describe('staleness weights (FedBuff)', () => {
+  it('defaults to 1/sqrt(1+s) and offers the polynomial (1+s)^-a', () => {
+    close(stalenessWeight(0), 1);
+    close(stalenessWeight(1), 1 / Math.sqrt(2));
+    close(stalenessWeight(3), 0.5);
+    close(stalenessWeight(3, 1), 0.25);
+    close(stalenessWeight(7, 2), 1 / 64);
+    close(stalenessWeight(9, 0), 1);
+    assert.throws(() => stalenessWeight(-1), RangeError);
+    assert.throws(() => stalenessWeight(1.5), RangeError);
+    assert.throws(() => stalenessWeight(1, -0.5), RangeError);
+  });
+
+  it('scales a copy of the update and never the original', () => {
+    const update = Float32Array.from([2, -4]);
+    const weighted = stalenessWeighted({ participantId: 'p', numExamples: 5, update }, 3);
+    assert.deepEqual(Array.from(weighted.update), [1, -2]);
+    assert.deepEqual(Array.from(update), [2, -4]);
+    assert.equal(weighted.numExamples, 5);
+  });
+
+  it('through FedAvg, applies eta * sum(n_i w(s_i) d_i) / sum(n_i): example weights normalised, staleness weights not', () => {
+    const global = Float32Array.from([1, 1]);
+    const aggregator = new FedAvg({ serverLearningRate: 0.5 }).beginRound({ round: 1, globalWeights: global });
+    aggregator.add(stalenessWeighted({ participantId: 'a', numExamples: 10, update: Float32Array.from([1, 0]) }, 0));
+    aggregator.add(stalenessWeighted({ participantId: 'b', numExamples: 30, update: Float32Array.from([0, 1]) }, 8, 0.5));
+    const next = aggregator.finish()!;
+    close(next[0]!, 1 + (0.5 * 10) / 40);
+    close(next[1]!, 1 + (0.5 * 30 * (1 / 3)) / 40);
+  });
+
+  it('refuses past S, with the versions in the message', () => {
+    assert.equal(stalenessRefusal(4, 6, 2), undefined);
+    assert.match(stalenessRefusal(3, 6, 2) ?? '', /model 3 .* model 6: staleness 3 is above the maximum of 2/);
+    assert.equal(stalenessRefusal(6, 6, 0), undefined);
+  });
+
+  it('tallies max, mean and the histogram of a buffer', () => {
+    const tally = new StalenessTally();
+    assert.equal(tally.summary(), undefined);
+    for (const s of [0, 2, 2, 0]) tally.add(s);
+    assert.deepEqual(tally.summary(), { max: 2, mean: 1, counts: [2, 0, 2] });
+  });
+});
+
+describe('async options', () => {
+  const parse = (args: string[]) => parseConfig(args) as CoordinatorConfig;
+
+  it('defaults to sync and shows the mode', () => {
+    const config = parse([]);
+    assert.equal(config.settings.mode, 'sync');
+    assert.equal(config.settings.async, undefined);
+  });
+
+  it('reads K, S, C and the exponent; C defaults to --clients-per-round', () => {
+    const config = parse(['--mode', 'async', '--buffer-size', '3', '--max-staleness', '4', '--clients-per-round', '7']);
+    assert.deepEqual(config.settings.async, { bufferSize: 3, maxStaleness: 4, concurrency: 7, stalenessExponent: 0.5 });
+    const explicit = parse(['--mode', 'async', '--concurrency', '2', '--staleness-exponent', '1']);
+    assert.equal(explicit.settings.async?.concurrency, 2);
+    assert.equal(explicit.settings.async?.stalenessExponent, 1);
+  });
+
+  it('refuses async flags in sync mode, secure aggregation in async mode, and min-updates above K', () => {
+    assert.throws(() => parse(['--buffer-size', '3']), /--buffer-size applies to --mode async only/);
+    assert.throws(
+      () => parse(['--mode', 'async', '--secure-aggregation', '--min-clients', '3']),
+      (e: Error) => e instanceof ConfigError && /no\s+such cohort/.test(e.message),
+    );
+    assert.throws(
+      () => parse(['--mode', 'async', '--buffer-size', '2', '--min-updates', '3']),
+      /--min-updates 3 is more than --buffer-size 2/,
+    );
+    assert.throws(() => parse(['--mode', 'bursty']), /--mode must be sync or async, got "bursty"/);
+  });
+
+  it('takes float16 and int8 updates, and refuses int4, whose rotation is per round, in async mode', () => {
+    assert.equal(parse(['--mode', 'async', '--update-encoding', 'int8']).settings.updateEncoding, 'int8');
+    assert.throws(
+      () => parse(['--mode', 'async', '--update-encoding', 'int4']),
+      /--mode async cannot be combined with --update-encoding int4/,
+    );
+  });
+
+  it('reads federation.mode, bufferSize, maxStaleness, concurrency and stalenessExponent from a task file', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'fl-async-task-'));
+    try {
+      const file = path.join(dir, 'task.json');
+      const task = {
+        name: 'x',
+        description: 'an async task',
+        model: 'mlp',
+        input: { kind: 'tabular', labelColumn: 'y', features: [{ name: 'a', type: 'numeric' }] },
+        classes: ['no', 'yes'],
+        data: { train: './train.csv', test: './test.csv' },
+        federation: { mode: 'async', bufferSize: 4, maxStaleness: 2, concurrency: 6, stalenessExponent: 1 },
+      };
+      await writeFile(file, JSON.stringify(task));
+      const config = parse(['--task', file]);
+      assert.equal(config.settings.mode, 'async');
+      assert.deepEqual(config.settings.async, { bufferSize: 4, maxStaleness: 2, concurrency: 6, stalenessExponent: 1 });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
