@@ -4,9 +4,12 @@ import { ruleTraits } from '../strategies.ts';
 
 /**
  * Why `--redis` cannot run with the other flags, or undefined when it can.
- * On a cluster each node sums its own participants' updates into a partial
- * aggregate and the leader combines the partials: exact for a rule whose
- * input is a sum, silently wrong for one that needs each update.
+ * Today only the leader runs rounds; the scale-out design it is built
+ * towards has each node sum its own participants' updates into a partial
+ * aggregate (core/aggregation/partial.ts) for the leader to combine: exact
+ * for a rule whose input is a sum, silently wrong for one that needs each
+ * update. What that design cannot do is refused now, so that turning it on
+ * changes no federation's result.
  */
 export function clusterConfigProblem(
   redisUrl: string,

@@ -49,8 +49,9 @@ export class FederationStore {
   /** Stores a closed round whole (record, model if new, strategy state, head), or refuses it whole. */
   async commitRound(term: number, record: RoundRecord, model: GlobalModel, strategy: StoredFederation['strategy']): Promise<void> {
     const before = await this.head();
-    // A retried save (the disk part failed after this one succeeded) must not store the round twice.
-    if (before !== undefined && before.round >= record.round) return;
+    // A retried save (the disk part failed after this one succeeded) must not store the round twice; it still proves
+    // its term (an empty fenced write), so a deposed leader whose round is older than the head is refused, not told "stored".
+    if (before !== undefined && before.round >= record.round) return this.fenced.write(term, []);
     const head: FederationHead = {
       ...(before ?? this.emptyHead()),
       round: record.round,

@@ -194,7 +194,7 @@ export class CoordinatorMetrics {
     this.leader.set(isLeader ? 1 : 0);
   }
 
-  /** The cluster layer's latest Redis round trip (PING), ms. The gauge exists only once it has been set: a node without Redis has none. */
+  /** The cluster layer's latest Redis round trip (timed on its heartbeat's calls), ms. The gauge exists only once it has been set: a node without Redis has none. */
   setRedisRoundTripMs(ms: number): void {
     this.redisRoundTrip ??= new Gauge({
       name: 'fl_redis_round_trip_seconds',

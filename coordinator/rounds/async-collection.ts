@@ -1,4 +1,4 @@
-import { stalenessWeighted, StalenessTally } from '../../core/aggregation/staleness.ts';
+import { stalenessRefusal, stalenessWeighted, StalenessTally } from '../../core/aggregation/staleness.ts';
 import type { RoundAggregator } from '../../core/aggregation/strategy.ts';
 import { ackError, ackOk, ErrorCode, ProtocolError, type Ack } from '../../core/protocol/errors.ts';
 import type { RoundStartMessage, SecAggAccepted, UpdateAccepted } from '../../core/protocol/messages.ts';
@@ -64,14 +64,10 @@ export class AsyncCollection implements Collection {
   accept(record: ParticipantRecord, buffered: BufferedUpdate): Ack<UpdateAccepted> {
     const { host, round: open } = this;
     this.round.selected.add(record.id);
+    // The pool checked against the newest version when the update arrived; a held update may have aged since.
+    const tooStale = stalenessRefusal(buffered.baseVersion, open.baseVersion, this.settings.maxStaleness);
+    if (tooStale !== undefined) return this.refuse(record, ackError<UpdateAccepted>(ErrorCode.UpdateTooStale, tooStale));
     const staleness = open.baseVersion - buffered.baseVersion;
-    if (staleness > this.settings.maxStaleness) {
-      const refusal = ackError<UpdateAccepted>(
-        ErrorCode.UpdateTooStale,
-        `update trained from model ${buffered.baseVersion} would go into model ${open.baseVersion}: staleness ${staleness} is above the maximum of ${this.settings.maxStaleness}`,
-      );
-      return this.refuse(record, refusal);
-    }
     try {
       open.aggregator.add(
         stalenessWeighted(

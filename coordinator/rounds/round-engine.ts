@@ -210,16 +210,16 @@ export class RoundEngine {
     }
   }
 
-  /**
-   * A cluster node that becomes leader takes up the federation as the store
-   * holds it (coordinator/cluster/): only before this engine ever ran, so no
-   * round of its own is lost. Numbering continues after `lastStartedRound`.
-   */
   /** The model as this engine sends it (fine-tuning: trainable values only; --model-encoding). */
   private makeModel(version: number, weights: Float32Array): GlobalModel {
     return makeModel(version, weights, { fineTune: this.options.fineTune, encoding: this.options.settings.modelEncoding });
   }
 
+  /**
+   * A cluster node that becomes leader takes up the federation as the store
+   * holds it (coordinator/cluster/): only before this engine ever ran, so no
+   * round of its own is lost. Numbering continues after `lastStartedRound`.
+   */
   adoptResume(resume: ResumePoint | undefined, lastStartedRound: number): void {
     if (this.state.kind !== 'awaiting-start') throw new Error(`cannot adopt a stored federation once started (${this.state.kind})`);
     if (resume) {

@@ -159,7 +159,7 @@ export interface DecodeValuesOptions {
   readonly expectedCount: number;
   /** The encodings this receiver accepts (the round's one, for an update); another gets BAD_ENCODING. */
   readonly allowed: readonly UpdateEncodingName[];
-  /** Refuse NaN and ±Infinity in a float32 body (default true; the other encodings always do). */
+  /** Refuse NaN and ±Infinity in a float32 or int8/int4 body (default true; float16 always does). False: the caller checks. */
   readonly requireFinite?: boolean;
 }
 
@@ -199,9 +199,13 @@ export function decodeValues(data: unknown, options: DecodeValuesOptions): Decod
       return { encoding, rotated: false, values };
     }
     case 'int8':
-      return { encoding, rotated: false, values: readQuantizedBody(header, encoding, options.expectedCount) };
+      return {
+        encoding,
+        rotated: false,
+        values: readQuantizedBody(header, encoding, options.expectedCount, options.requireFinite ?? true),
+      };
     case 'int4':
-      return { encoding, rotated: true, values: readQuantizedBody(header, encoding, options.expectedCount) };
+      return { encoding, rotated: true, values: readQuantizedBody(header, encoding, options.expectedCount, options.requireFinite ?? true) };
     default:
       throw new Error(`unknown encoding ${encoding satisfies never as string}`);
   }
@@ -219,7 +223,7 @@ function readFloat16Body(header: FrameHeader, expectedCount: number): Float32Arr
   return values;
 }
 
-function readQuantizedBody(header: FrameHeader, encoding: 'int8' | 'int4', expectedCount: number): Float32Array {
+function readQuantizedBody(header: FrameHeader, encoding: 'int8' | 'int4', expectedCount: number, requireFinite: boolean): Float32Array {
   const blockSize = header.parameter;
   if (!(blockSize >= 1 && blockSize <= MAX_QUANTIZATION_BLOCK)) {
     throw new ProtocolError(ErrorCode.BadEncoding, `block size ${blockSize} is outside 1..${MAX_QUANTIZATION_BLOCK}`);
@@ -255,6 +259,8 @@ function readQuantizedBody(header: FrameHeader, encoding: 'int8' | 'int4', expec
     }
   }
   const values = dequantize({ scales, codes }, blockSize, new Float32Array(length));
+  // A code times a finite scale can still overflow to infinity; decodeUpdate's norm pass finds that instead (requireFinite false).
+  if (!requireFinite) return values;
   const bad = firstNonFinite(values);
   if (bad >= 0) throw new ProtocolError(ErrorCode.NonFinite, `value ${bad} decodes to ${values[bad]}`);
   return values;

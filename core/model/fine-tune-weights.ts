@@ -1,19 +1,18 @@
 import { decodeValues } from '../compression/update-codec.ts';
-import { ModelEncodingName } from '../protocol/messages.ts';
-import type { Binary, GlobalModelMessage, TaskSummary } from '../protocol/messages.ts';
+import { ModelEncodingName, type Binary, type GlobalModelMessage, type TaskSummary } from '../protocol/messages.ts';
 import { decodeFrame, FrameKind } from '../wire/frame.ts';
 import { gatherTrainable, joinWeights, trainableLayout, weightsContentHash, type TrainableLayout } from './fine-tune.ts';
+
+/** A round's model frame, in any model encoding (`--model-encoding`: float32 or float16). */
+function decodeModelFrame(frame: unknown, expectedCount: number): Float32Array {
+  return decodeValues(frame, { kind: FrameKind.Weights, expectedCount, allowed: ModelEncodingName }).values;
+}
 
 /**
  * Where a participant keeps a fine-tuning task's frozen weights between
  * visits, by content hash: Cache Storage in the page (web/participant/
  * frozen-cache.ts), the state folder for the Node participant.
  */
-/** A round's model frame, in any model encoding (`--model-encoding`: float32 or float16). */
-function decodeModelFrame(frame: unknown, expectedCount: number): Float32Array {
-  return decodeValues(frame, { kind: FrameKind.Weights, expectedCount, allowed: ModelEncodingName }).values;
-}
-
 export interface FrozenWeightsStore {
   /** The values saved under `hash`, or undefined when there are none (they are checked against the hash before use). */
   load(hash: string): Promise<Float32Array | undefined>;

@@ -17,7 +17,9 @@ import { MAX_WORD_BITS } from './word-packing.ts';
  * i.e. one bit for the sign and one bit of headroom: an honest sum then
  * spans at most half of Z_{2^b}, so a garbage masked input (which decodes to
  * a uniform word) lands outside the range core/secagg/sum-range.ts accepts
- * with probability at least 1/2 per coordinate. Without that bit, for n a
+ * (slightly wider: n·(R/2 + 1) steps plus the noise tail) with probability a
+ * little under 1/2 per coordinate without noise (0.43 for int4 at n = 9),
+ * lower under Skellam (docs/secagg-compression.md). Without that bit, for n a
  * power of two the honest range n·(c + Δ) would cover the whole ring and the
  * range check could never fire. Without noise this is
  * b = v + ⌈log2 n⌉ + 1.

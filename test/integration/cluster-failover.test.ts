@@ -90,19 +90,31 @@ async function leaderOf(candidates: readonly Node[]): Promise<Node | undefined> 
   return undefined;
 }
 
-test('SIGKILL of the leader mid-round: another node leads within the lease plus a few seconds, from Redis, with every completed round and no reused round number', {
-  timeout: 120_000,
-}, async (t) => {
-  await launchNodes(3);
-  const first = (await until(
+/** A fresh cluster of `count` nodes with two Node participants training through its leader; resolves with the leader. */
+async function clusterTraining(count: number): Promise<Node> {
+  await cleanup();
+  await launchNodes(count);
+  const leader = (await until(
     () => leaderOf(nodes),
     (n) => n !== undefined,
     15_000,
     'a leader',
   ))!;
-  const demo = await loadMnistDemo();
-  const task = (await (await fetch(`${first.url}/api/task`)).json()) as TaskSummary;
-  participants = await startNodeParticipants(first.url, demo, task, 2);
+  await trainThrough(leader);
+  return leader;
+}
+
+/** Two Node participants training through `node` (those training elsewhere stop: a load balancer would move them). */
+async function trainThrough(node: Node): Promise<void> {
+  stopNodeParticipants(participants);
+  const task = (await (await fetch(`${node.url}/api/task`)).json()) as TaskSummary;
+  participants = await startNodeParticipants(node.url, await loadMnistDemo(), task, 2);
+}
+
+test('SIGKILL of the leader mid-round: another node leads within the lease plus a few seconds, from Redis, with every completed round and no reused round number', {
+  timeout: 120_000,
+}, async (t) => {
+  const first = await clusterTraining(3);
 
   // Two completed rounds, then kill the leader while the next one is open.
   const before = (await until(
@@ -128,8 +140,7 @@ test('SIGKILL of the leader mid-round: another node leads within the lease plus 
   t.diagnostic(`failover: node ${second.port} led ${failoverMs} ms after the leader's SIGKILL (lease ${DEFAULT_LEASE_TTL_MS} ms)`);
 
   // The participants reconnect to the new leader (a load balancer would send them there).
-  stopNodeParticipants(participants);
-  participants = await startNodeParticipants(second.url, demo, task, 2);
+  await trainThrough(second);
   const after = (await until(
     () => status(second),
     (s) => s !== undefined && s.history.length > before.history.length,
@@ -165,17 +176,7 @@ test('SIGKILL of the leader mid-round: another node leads within the lease plus 
 test('a leader frozen past its lease (SIGSTOP) is deposed; woken up, it cannot write, and it exits as stale for its supervisor to restart', {
   timeout: 120_000,
 }, async () => {
-  await cleanup();
-  await launchNodes(2);
-  const first = (await until(
-    () => leaderOf(nodes),
-    (n) => n !== undefined,
-    15_000,
-    'a leader',
-  ))!;
-  const demo = await loadMnistDemo();
-  const task = (await (await fetch(`${first.url}/api/task`)).json()) as TaskSummary;
-  participants = await startNodeParticipants(first.url, demo, task, 2);
+  const first = await clusterTraining(2);
   await until(
     () => status(first),
     (s) => s !== undefined && s.history.length >= 1 && s.phase === 'training',
@@ -190,8 +191,7 @@ test('a leader frozen past its lease (SIGSTOP) is deposed; woken up, it cannot w
     DEFAULT_LEASE_TTL_MS + 5_000,
     'the other node to lead',
   );
-  stopNodeParticipants(participants);
-  participants = await startNodeParticipants(second.url, demo, task, 2);
+  await trainThrough(second);
   const led = (await until(
     () => status(second),
     (s) => s?.history.some((r) => r.outcome === 'aggregated' && r.round > 1) === true,
@@ -217,17 +217,7 @@ test('a leader frozen past its lease (SIGSTOP) is deposed; woken up, it cannot w
 test('Redis stops and comes back: every node keeps serving and says the federation is paused because Redis is unreachable; rounds then resume with nothing lost', {
   timeout: 120_000,
 }, async () => {
-  await cleanup();
-  await launchNodes(2);
-  const first = (await until(
-    () => leaderOf(nodes),
-    (n) => n !== undefined,
-    15_000,
-    'a leader',
-  ))!;
-  const demo = await loadMnistDemo();
-  const task = (await (await fetch(`${first.url}/api/task`)).json()) as TaskSummary;
-  participants = await startNodeParticipants(first.url, demo, task, 2);
+  const first = await clusterTraining(2);
   const before = (await until(
     () => status(first),
     (s) => (s?.history.length ?? 0) >= 1,
@@ -255,10 +245,7 @@ test('Redis stops and comes back: every node keeps serving and says the federati
     DEFAULT_LEASE_TTL_MS + 10_000,
     'a leader after Redis returned',
   ))!;
-  if (leader !== first) {
-    stopNodeParticipants(participants);
-    participants = await startNodeParticipants(leader.url, demo, task, 2);
-  }
+  if (leader !== first) await trainThrough(leader);
   const resumed = (await until(
     () => status(leader),
     (s) => s !== undefined && s.history.length >= before.history.length + 2 && s.cluster?.paused === undefined,

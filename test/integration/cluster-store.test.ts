@@ -74,6 +74,10 @@ test('a completed round is stored whole (record, model bytes, strategy, head), o
   const newTerm = await client.incr(keys.term);
   await assert.rejects(store.commitRound(term, record(4, 3), makeModel(3, new Float32Array(5)), undefined), FencedWriteRefused);
   await assert.rejects(store.markRoundStarted(term, 9), FencedWriteRefused);
+  // A deposed leader's round older than the head (what a leader frozen past its lease holds) is refused too, not taken as already stored.
+  await assert.rejects(store.commitRound(term, record(2, 2), makeModel(2, new Float32Array(5)), undefined), FencedWriteRefused);
+  // The same round from the current term is a retry of a stored round: accepted, and stored once.
+  await store.commitRound(newTerm, record(3, 2), model3, undefined);
   assert.deepEqual((await store.load())!.head, loaded.head);
   assert.equal(await client.llen(keys.history), 2);
   await store.markRoundStarted(newTerm, 4);

@@ -1,14 +1,8 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { before, describe, it } from 'node:test';
-import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
-import { startCoordinator, type Coordinator } from '../../coordinator/server.ts';
-import { loadMnistDemo, type DemoData } from '../../coordinator/task/demo-data.ts';
+import { describe, it } from 'node:test';
 import type { RoundRecord } from '../../core/protocol/status.ts';
 import { packedBytes } from '../../core/secagg/word-packing.ts';
-import { startNodeParticipants, stopNodeParticipants, type NodeParticipant } from '../helpers/node-participants.ts';
+import { startTestFederation } from '../helpers/federation.ts';
 
 /**
  * The demo federation under secure aggregation with --update-encoding int8
@@ -23,64 +17,33 @@ const ROUNDS = 3;
 /** Accuracy points the int8 run may lose against float32 after the same rounds. */
 const BAND = 0.03;
 
-async function federation(
-  demo: DemoData,
-  flags: readonly string[],
-): Promise<{ history: readonly RoundRecord[]; wordBits: number; paramCount: number }> {
-  const dataDir = await mkdtemp(path.join(tmpdir(), 'fl-secagg-compression-'));
-  const config = parseConfig(
+async function federation(flags: readonly string[]): Promise<{ history: readonly RoundRecord[]; wordBits: number; paramCount: number }> {
+  const fed = await startTestFederation(
     [
-      '--port',
-      '0',
-      '--host',
-      '127.0.0.1',
-      '--rounds',
-      String(ROUNDS),
-      '--min-clients',
-      String(PARTICIPANTS),
-      '--clients-per-round',
-      String(PARTICIPANTS),
-      '--min-updates',
-      String(PARTICIPANTS),
-      '--round-timeout',
-      '120',
-      '--secure-aggregation',
-      '--secagg-step-timeout',
-      '30',
-      '--seed',
-      '7',
-      '--data-dir',
-      dataDir,
-      '--quiet',
+      ...['--rounds', String(ROUNDS), '--min-clients', String(PARTICIPANTS), '--clients-per-round', String(PARTICIPANTS)],
+      ...['--min-updates', String(PARTICIPANTS), '--round-timeout', '120', '--seed', '7'],
+      ...['--secure-aggregation', '--secagg-step-timeout', '30'],
       ...flags,
     ],
-    {},
-  ) as CoordinatorConfig;
-  let coordinator: Coordinator | undefined;
-  let participants: NodeParticipant[] = [];
+    PARTICIPANTS,
+  );
   try {
-    coordinator = await startCoordinator(config);
-    participants = await startNodeParticipants(coordinator.url, demo, coordinator.task, PARTICIPANTS);
-    const final = await coordinator.done;
-    return { history: final.history, wordBits: config.settings.secureAggregation?.wordBits ?? 32, paramCount: coordinator.task.paramCount };
+    const final = await fed.coordinator.done;
+    return {
+      history: final.history,
+      wordBits: final.settings.secureAggregation?.wordBits ?? 32,
+      paramCount: fed.coordinator.task.paramCount,
+    };
   } finally {
-    stopNodeParticipants(participants);
-    await coordinator?.close();
-    await rm(dataDir, { recursive: true, force: true });
+    await fed.close();
   }
 }
 
 describe('secure aggregation with int8 updates (packed small-modulus words)', () => {
-  let demo: DemoData;
-
-  before(async () => {
-    demo = await loadMnistDemo();
-  });
-
   it('reaches the float32 secure run’s accuracy band with 11-bit words', { timeout: 240_000 }, async () => {
-    const wide = await federation(demo, []);
+    const wide = await federation([]);
     // The default clip range c = 8: Δ = 16/254 per value, unbiased stochastic rounding.
-    const narrow = await federation(demo, ['--update-encoding', 'int8']);
+    const narrow = await federation(['--update-encoding', 'int8']);
     assert.equal(wide.wordBits, 32);
     assert.equal(narrow.wordBits, 11, 'int8 for 4 participants: 8 + ⌈log2 4⌉ + 1');
     for (const run of [wide, narrow]) {

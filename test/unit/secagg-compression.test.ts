@@ -204,8 +204,11 @@ describe('secure aggregation with b-bit words: rounds', () => {
     // 32-bit-sized input for a 13-bit round: the wrong length.
     assert.throws(() => unpackMaskedInput({ round: 4, from: 1, packed: new Uint8Array(12_000) }, config), is('wrong-length'));
     const padded = good.slice();
-    padded[padded.length - 1]! |= 0x80; // 3000·13 = 39000 bits = 4875 bytes exactly: no padding, so this is a word bit
-    assert.equal(unpackMaskedInput({ round: 4, from: 1, packed: padded }, config).masked.length, 3000);
+    padded[padded.length - 1]! ^= 0x80; // 3000·13 = 39000 bits = 4875 bytes exactly: no padding, so this is the last word's top bit
+    const words = unpackMaskedInput({ round: 4, from: 1, packed: good }, config).masked;
+    const flipped = unpackMaskedInput({ round: 4, from: 1, packed: padded }, config).masked;
+    assert.equal(flipped[2999], words[2999]! ^ 0x1000);
+    assert.deepEqual(flipped.subarray(0, 2999), words.subarray(0, 2999));
     const odd = await configFor(10, 13, { vectorLength: 3001 });
     const oddPacked = packWords(randomWords(3001, 13, 4), 13);
     oddPacked[oddPacked.length - 1]! |= 0x80;
@@ -227,12 +230,12 @@ describe('secure aggregation with b-bit words: rounds', () => {
     server.receiveMaskedInput(own);
   });
 
-  it('keeps a random (garbage) sum detectable: the headroom bit leaves half the ring outside the honest range', () => {
+  it('keeps a random (garbage) sum detectable: the headroom bit leaves about half the ring outside the accepted range', () => {
     const n = 16;
     const b = wordBitsFor(INT8_RANGE, n);
     const quantization = { clipRange: 1, quantizationRange: INT8_RANGE };
     const step = quantizationStep(quantization);
-    // Uniform words decoded: half of them fall outside n·(c + Δ).
+    // Uniform words decoded: about half of them fall outside n·(c + Δ).
     const decoded = Float64Array.from(randomWords(1000, b, 77), (w) => signedWord(w, b) * step);
     const check = checkDecodedSum(decoded, { quantization, contributors: n });
     assert.equal(check.ok, false);
