@@ -56,6 +56,7 @@ export async function closeIntoCandidate(host: ClosingHost, open: OpenRound): Pr
   // A non-finite or wildly out-of-line aggregate is never committed, nor evaluated: the round is skipped, the model stays.
   const check = aggregate === null ? undefined : checkAggregate(host.model.weights, aggregate, committedChangeNorms(host.history));
   const weights = check?.ok ? aggregate : null;
+  if (check && !check.ok) open.aggregator.rejectAggregate?.();
   let model = host.model;
   let record: RoundRecord;
   if (weights === null || !check?.ok) {

@@ -128,4 +128,8 @@ class ClaimCappedRound implements RoundAggregator {
   abandon(): void {
     this.inner.abandon?.();
   }
+
+  rejectAggregate(): void {
+    this.inner.rejectAggregate?.();
+  }
 }

@@ -74,4 +74,8 @@ class NormBoundedRound implements RoundAggregator {
   abandon(): void {
     this.inner.abandon?.();
   }
+
+  rejectAggregate(): void {
+    this.inner.rejectAggregate?.();
+  }
 }

@@ -134,4 +134,8 @@ class OutlierBoundedRound implements RoundAggregator {
   abandon(): void {
     this.inner.abandon?.();
   }
+
+  rejectAggregate(): void {
+    this.inner.rejectAggregate?.();
+  }
 }

@@ -65,6 +65,10 @@ export class ServerOptimizer extends StrategyWrapper {
   private m: Float32Array | null = null;
   private v: Float32Array | null = null;
   private stepCount = 0;
+  /** The moments the last step started from, until the next step: a refused aggregate puts them back (undoLastStep). */
+  private beforeLastStep: { readonly m: Float32Array | null; readonly v: Float32Array | null; readonly steps: number } | undefined;
+  /** Buffers a step writes its new moments into (the moments from two steps ago), so steps do not allocate. */
+  private spare: { readonly m: Float32Array; readonly v: Float32Array } | undefined;
 
   constructor(
     readonly rule: ServerOptimizerRule,
@@ -117,28 +121,49 @@ export class ServerOptimizer extends StrategyWrapper {
   step(globalWeights: Float32Array, aggregate: Float32Array): Float32Array {
     const dim = globalWeights.length;
     if (aggregate.length !== dim) throw new RangeError(`aggregate has ${aggregate.length} values, the model has ${dim}`);
-    if (this.m === null || this.v === null) {
-      this.m = new Float32Array(dim);
-      this.v = new Float32Array(dim).fill(this.tau * this.tau);
-    } else if (this.m.length !== dim) {
+    if (this.m !== null && this.m.length !== dim)
       throw new RangeError(`the optimizer state has ${this.m.length} values, the model has ${dim}`);
-    }
-    const { m, v, beta1, beta2, tau, learningRate } = this;
+    const before = { m: this.m, v: this.v, steps: this.stepCount };
+    const spare = this.spare?.m.length === dim ? this.spare : undefined;
+    const m = spare?.m ?? new Float32Array(dim);
+    const v = spare?.v ?? new Float32Array(dim);
+    const mPrev = before.m;
+    const vPrev = before.v;
+    const { beta1, beta2, tau, learningRate } = this;
     const yogi = this.rule === 'yogi';
     for (let i = 0; i < dim; i++) {
       const x = globalWeights[i]!;
       const delta = aggregate[i]! - x;
       const sq = delta * delta;
-      const mi = beta1 * m[i]! + (1 - beta1) * delta;
-      const vPrev = v[i]!;
-      const vi = yogi ? vPrev - (1 - beta2) * sq * Math.sign(vPrev - sq) : beta2 * vPrev + (1 - beta2) * sq;
+      // Before the first step: m = 0, v = τ².
+      const mi = beta1 * (mPrev === null ? 0 : mPrev[i]!) + (1 - beta1) * delta;
+      const vp = vPrev === null ? tau * tau : vPrev[i]!;
+      const vi = yogi ? vp - (1 - beta2) * sq * Math.sign(vp - sq) : beta2 * vp + (1 - beta2) * sq;
       m[i] = mi;
       v[i] = vi;
       // v stays >= 0 (Yogi moves it towards Δ², Adam averages squares), so the square root is real.
       aggregate[i] = x + (learningRate * mi) / (Math.sqrt(vi) + tau);
     }
+    this.m = m;
+    this.v = v;
     this.stepCount++;
+    this.beforeLastStep = before;
+    this.spare = mPrev !== null && vPrev !== null ? { m: mPrev, v: vPrev } : undefined;
     return aggregate;
+  }
+
+  /**
+   * Undoes the last step (its aggregate was refused and never committed):
+   * the moments and step count are as before it. Only the last step, once.
+   */
+  undoLastStep(): void {
+    const before = this.beforeLastStep;
+    if (before === undefined) throw new Error('the server optimizer has no step to undo');
+    this.spare = this.m !== null && this.v !== null ? { m: this.m, v: this.v } : undefined;
+    this.m = before.m;
+    this.v = before.v;
+    this.stepCount = before.steps;
+    this.beforeLastStep = undefined;
   }
 
   toJSON(): ServerOptimizerState {
@@ -186,6 +211,8 @@ export class ServerOptimizer extends StrategyWrapper {
     this.m = m;
     this.v = v;
     this.stepCount = steps!;
+    this.beforeLastStep = undefined;
+    this.spare = undefined;
   }
 }
 
@@ -255,5 +282,10 @@ class OptimizerRound implements RoundAggregator {
 
   abandon(): void {
     this.inner.abandon?.();
+  }
+
+  rejectAggregate(): void {
+    this.optimizer.undoLastStep();
+    this.inner.rejectAggregate?.();
   }
 }

@@ -47,6 +47,14 @@ export interface RoundAggregator extends PartialMethods {
   /** The round closes without a new model (too few updates, or stopped). */
   abandon?(): void;
   /**
+   * The aggregate `finish()` returned was refused (the aggregate guard) and
+   * never committed: undo what `finish()` moved that later rounds build on
+   * (a server optimizer's moments), so a refused round leaves no trace in
+   * them. A privacy accountant's charge stays: the refusal is a function of
+   * the noised aggregate.
+   */
+  rejectAggregate?(): void;
+  /**
    * Secure aggregation: the decoded sum of `count` updates that the
    * coordinator never saw one by one. Each counts once (weighting by example
    * counts would reveal them). Absent: the rule needs individual updates

@@ -54,6 +54,7 @@ export class RoundDecoder {
         return change;
       },
       abandon: () => inner.abandon?.(),
+      rejectAggregate: () => inner.rejectAggregate?.(),
     };
   }
 

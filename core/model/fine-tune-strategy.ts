@@ -71,4 +71,8 @@ class FineTuneRound implements RoundAggregator {
   abandon(): void {
     this.inner.abandon?.();
   }
+
+  rejectAggregate(): void {
+    this.inner.rejectAggregate?.();
+  }
 }

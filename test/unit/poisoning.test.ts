@@ -4,6 +4,7 @@ import { checkAggregate } from '../../core/aggregation/aggregate-guard.ts';
 import { ClaimCappedStrategy } from '../../core/aggregation/claim-cap.ts';
 import { FedAvg, WeightedSum } from '../../core/aggregation/fedavg.ts';
 import { OutlierBoundedStrategy } from '../../core/aggregation/outlier-bound.ts';
+import { FedAdam } from '../../core/aggregation/server-optimizers.ts';
 import { ErrorCode, ProtocolError } from '../../core/protocol/errors.ts';
 import { EngineHarness } from '../helpers/engine-harness.ts';
 
@@ -72,6 +73,61 @@ describe('aggregate guard', () => {
     assert.match(second.reason!, /not finite.*the round is skipped and the model is unchanged/);
     assert.equal(h.engine.globalModel.version, 1);
     assert.ok(h.engine.globalModel.weights.every(Number.isFinite));
+  });
+});
+
+describe('a refused aggregate leaves no trace in the server optimizer', () => {
+  const honest = [1e-20, -2e-20, 5e-21, 0];
+  const reversed = honest.map((x) => -x);
+  const overflowing = [10, 10, 10, 10];
+
+  /**
+   * Runs one round per update through the engine with FedAdam over a FedAvg whose server learning rate of 1e38
+   * turns an update of 10 into a float32 Infinity (as the FedAvg test above), while tiny honest updates stay finite.
+   */
+  async function run(updates: readonly number[][]) {
+    const adam = new FedAdam({ learningRate: 0.1, base: new FedAvg({ serverLearningRate: 1e38 }) });
+    const h = new EngineHarness({ minClients: 1, clientsPerRound: 1, rounds: updates.length }, 4, adam);
+    const a = h.join();
+    h.engine.start();
+    await h.settle();
+    for (const [i, update] of updates.entries()) {
+      assert.ok(h.engine.submitUpdate(a, h.update(i + 1, update)).ok);
+      await h.settle();
+    }
+    return { adam, model: h.engine.globalModel, history: h.engine.status().history };
+  }
+
+  it('a round refused as not finite does not move the moments: the next round steps as if it never happened', async () => {
+    // Before the fix the refused round left Infinity in the moments, and every later round was NaN and refused too.
+    const withRefused = await run([honest, overflowing, reversed]);
+    assert.deepEqual(
+      withRefused.history.map((r) => r.outcome),
+      ['aggregated', 'skipped', 'aggregated'],
+    );
+    assert.match(withRefused.history[1]!.reason!, /not finite/);
+    const without = await run([honest, reversed]);
+    assert.deepEqual(Array.from(withRefused.model.weights), Array.from(without.model.weights));
+    assert.equal(withRefused.adam.steps, 2);
+    assert.deepEqual(withRefused.adam.toJSON(), without.adam.toJSON());
+  });
+
+  it('undoLastStep restores the moments exactly, once', () => {
+    const adam = new FedAdam({ learningRate: 0.1 });
+    const global = Float32Array.from([0, 0]);
+    adam.step(global, Float32Array.from([1, -1]));
+    const after1 = adam.toJSON();
+    adam.step(global, Float32Array.from([1e20, 3]));
+    adam.undoLastStep();
+    assert.deepEqual(adam.toJSON(), after1);
+    assert.throws(() => adam.undoLastStep(), /no step to undo/);
+    // The buffers a step reuses still give the same numbers as a fresh optimizer.
+    const fresh = new FedAdam({ learningRate: 0.1 });
+    fresh.step(global, Float32Array.from([1, -1]));
+    const a = adam.step(global, Float32Array.from([0.5, 0.5]));
+    const b = fresh.step(global, Float32Array.from([0.5, 0.5]));
+    assert.deepEqual(Array.from(a), Array.from(b));
+    assert.deepEqual(adam.toJSON(), fresh.toJSON());
   });
 });
 
