@@ -114,7 +114,7 @@ export class ClusterRuntime {
   start(wiring: ClusterWiring, address: string): void {
     this.wiring = wiring;
     wiring.io.adapter(this.node.adapter());
-    const traffic = new TrafficCounter(wiring.httpServer);
+    const traffic = TrafficCounter.of(wiring.httpServer);
     this.node.start(() => ({ address, participants: wiring.participants(), bytesIn: traffic.bytesIn, bytesOut: traffic.bytesOut }));
     this.follow();
   }

@@ -1,17 +1,30 @@
-import type { Server } from 'node:net';
-import type { Socket } from 'node:net';
+import type { Server, Socket } from 'node:net';
+
+/** One counter per server: /metrics and the cluster's node registry read the same one. */
+const countersByServer = new WeakMap<Server, TrafficCounter>();
 
 /**
  * Bytes this node received and sent on its HTTP port (pages, status,
  * socket.io polling and WebSocket frames alike): the closed connections'
- * totals plus what the open ones have moved so far.
+ * totals plus what the open ones have moved so far. One `'connection'`
+ * listener per server, however many readers: get it with `TrafficCounter.of`.
  */
 export class TrafficCounter {
   private readonly open = new Set<Socket>();
   private closedIn = 0;
   private closedOut = 0;
 
-  constructor(server: Server) {
+  /** The server's counter, created (and its listener added) on the first call. */
+  static of(server: Server): TrafficCounter {
+    let counter = countersByServer.get(server);
+    if (counter === undefined) {
+      counter = new TrafficCounter(server);
+      countersByServer.set(server, counter);
+    }
+    return counter;
+  }
+
+  private constructor(server: Server) {
     server.on('connection', (socket: Socket) => {
       this.open.add(socket);
       socket.once('close', () => {

@@ -1,8 +1,8 @@
 import type { Server as HttpServer } from 'node:http';
-import type { Socket as NetSocket } from 'node:net';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Ack } from '../../core/protocol/errors.ts';
 import type { FederationStatus, RoundRecord } from '../../core/protocol/status.ts';
+import { TrafficCounter } from '../cluster/traffic.ts';
 
 /** What the metrics read from the engine at scrape time. */
 export interface MetricsSource {
@@ -37,9 +37,8 @@ export class CoordinatorMetrics {
   private readonly updateLatency: Histogram;
   /** Rounds whose records the histograms have seen. */
   private readonly observedRounds = new Set<number>();
-  private readonly openSockets = new Set<NetSocket>();
-  private closedBytesRead = 0;
-  private closedBytesWritten = 0;
+  /** The server's one transport-byte counter, shared with the cluster's node registry; set by countTransportBytes. */
+  private traffic: TrafficCounter | undefined;
   /** The status of the scrape under way: one per scrape, shared by the collectors. */
   private scrape: FederationStatus | undefined;
 
@@ -117,17 +116,14 @@ export class CoordinatorMetrics {
         this.inc(status().history.reduce((sum, r) => sum + r.bytesOut, 0));
       },
     });
-    const openSockets = this.openSockets;
-    const closedBytes = () => ({ read: this.closedBytesRead, written: this.closedBytesWritten });
+    const traffic = () => this.traffic;
     new Counter({
       name: 'fl_transport_received_bytes_total',
       help: 'Bytes received on every TCP connection of this node (HTTP, WebSocket, long-polling; TLS included)',
       registers,
       collect() {
         this.reset();
-        let bytes = closedBytes().read;
-        for (const socket of openSockets) bytes += socket.bytesRead;
-        this.inc(bytes);
+        this.inc(traffic()?.bytesIn ?? 0);
       },
     });
     new Counter({
@@ -136,9 +132,7 @@ export class CoordinatorMetrics {
       registers,
       collect() {
         this.reset();
-        let bytes = closedBytes().written;
-        for (const socket of openSockets) bytes += socket.bytesWritten;
-        this.inc(bytes);
+        this.inc(traffic()?.bytesOut ?? 0);
       },
     });
     this.updatesAccepted = new Counter({ name: 'fl_updates_accepted_total', help: 'Updates accepted into a round', registers });
@@ -177,16 +171,9 @@ export class CoordinatorMetrics {
     else this.updatesRejected.inc({ code: result.error.code });
   }
 
-  /** Counts the bytes of every TCP connection `server` accepts (live ones are read at scrape time). */
+  /** Counts the bytes of every TCP connection `server` accepts, through the server's one TrafficCounter (the cluster reads the same). */
   countTransportBytes(server: HttpServer): void {
-    server.on('connection', (socket: NetSocket) => {
-      this.openSockets.add(socket);
-      socket.once('close', () => {
-        this.openSockets.delete(socket);
-        this.closedBytesRead += socket.bytesRead;
-        this.closedBytesWritten += socket.bytesWritten;
-      });
-    });
+    this.traffic = TrafficCounter.of(server);
   }
 
   /** The cluster layer says whether this node leads (a single coordinator always does). */
