@@ -1,5 +1,5 @@
-import type { Server } from 'socket.io';
 import type { PartialAggregate, PartialMethods } from '../../core/aggregation/partial.ts';
+import type { ClusterEventServer } from './cluster-events.ts';
 import { combinePartials, type PartialExchange } from './partial-exchange.ts';
 
 /** The leader's request at a round's close: every member writes its partial of this round to Redis, once. */
@@ -12,14 +12,6 @@ export interface PartialRequest {
 export type PartialReply =
   | { readonly node: string; readonly stored: true }
   | { readonly node: string; readonly stored: false; readonly reason: string };
-
-/** The events between nodes (socket.io's server-side events, through the Redis adapter): versions and requests, never model bytes. */
-export interface ClusterServerEvents {
-  'cluster:partial': (request: PartialRequest, ack: (reply: PartialReply) => void) => void;
-}
-
-/** The part of a socket.io server the partial requests use. */
-export type ClusterEventServer = Pick<Server<Record<string, never>, Record<string, never>, ClusterServerEvents>, 'on' | 'serverSideEmit'>;
 
 /**
  * A member node answers the leader's partial requests: it writes the round's

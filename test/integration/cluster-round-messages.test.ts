@@ -7,13 +7,16 @@ import { FedAvg } from '../../core/aggregation/fedavg.ts';
 import type { PartialAggregate } from '../../core/aggregation/partial.ts';
 import { SeededRandom } from '../../core/random/prng.ts';
 import { clusterKeys } from '../../coordinator/cluster/keys.ts';
+import { FederationStore } from '../../coordinator/cluster/federation-store.ts';
+import { FencedStore } from '../../coordinator/cluster/fenced-store.ts';
+import { ModelVersions } from '../../coordinator/cluster/model-versions.ts';
 import { PartialExchange } from '../../coordinator/cluster/partial-exchange.ts';
-import {
-  answerPartialRequests,
-  gatherPartials,
-  type ClusterServerEvents,
-  type PartialRequest,
-} from '../../coordinator/cluster/partial-requests.ts';
+import { announceRound, answerRoundAnnouncements } from '../../coordinator/cluster/round-announce.ts';
+import type { RoundStartMessage } from '../../core/protocol/messages.ts';
+import { decodeFrame, FrameKind } from '../../core/wire/frame.ts';
+import { makeModel } from '../../coordinator/rounds/engine-types.ts';
+import type { ClusterServerEvents } from '../../coordinator/cluster/cluster-events.ts';
+import { answerPartialRequests, gatherPartials, type PartialRequest } from '../../coordinator/cluster/partial-requests.ts';
 import { TestRedis } from '../support/redis.ts';
 
 /**
@@ -136,4 +139,51 @@ test('a member asked about a round it holds no partial of says so; the leader lo
   });
   assert.deepEqual(lost, ['m']);
   assert.match(lines.join('\n'), /node m holds no partial of round 1 \(term 3\)/);
+});
+
+test('a round open reaches each member as a model version; each sends round:start with the weights it fetched from Redis to its own selected participants', async () => {
+  const key = 'fl:round-announce-test:socket.io';
+  const store = () => {
+    const client = redisClient();
+    return new FederationStore(client, new FencedStore(client, keys.term), keys, { name: 'partial-requests-test', paramCount: DIM });
+  };
+  const weights = Float32Array.from({ length: DIM }, (_, i) => i / 7);
+  await clients[0]!.set(keys.model(2), Buffer.from(weights.buffer));
+  const leaderIo = node(key);
+  const sentBy: Record<string, [string, RoundStartMessage][]> = { b: [], c: [] };
+  for (const name of ['b', 'c'] as const) {
+    answerRoundAnnouncements({
+      io: node(key),
+      nodeId: name,
+      versions: new ModelVersions(store()),
+      modelOf: (version, w) => makeModel(version, w),
+      // c's participant c2 has just disconnected: not sent.
+      send: (id, message) => id !== 'c2' && sentBy[name]!.push([id, message]) > 0,
+    });
+  }
+  await subscribed(3, key);
+  const config: RoundStartMessage['config'] = { epochs: 1, batchSize: 16, learningRate: 0.1 };
+  const announcement = { term: 1, round: 5, modelVersion: 2, config, deadline: 123, selected: { b: ['b1', 'b2'], c: ['c1', 'c2'] } };
+  const replies = await announceRound(leaderIo, announcement, () => {});
+  assert.deepEqual(
+    replies.sort((x, y) => x.node.localeCompare(y.node)),
+    [
+      { node: 'b', sent: 2 },
+      { node: 'c', sent: 1 },
+    ],
+  );
+  assert.deepEqual(
+    sentBy.b!.map(([id]) => id),
+    ['b1', 'b2'],
+  );
+  const [, message] = sentBy.c![0]!;
+  assert.equal(message.round, 5);
+  assert.equal(message.model.version, 2);
+  assert.deepEqual(decodeFrame(message.model.weights, { kind: FrameKind.Weights, expectedCount: DIM }), weights);
+  // A version Redis does not hold: each member with participants refuses the round, with the reason.
+  const lines: string[] = [];
+  const refused = await announceRound(leaderIo, { ...announcement, round: 6, modelVersion: 9 }, (line) => lines.push(line));
+  assert.equal(refused.length, 2);
+  for (const reply of refused)
+    assert.match('refused' in reply ? reply.refused : '', /cannot start round 6: Redis no longer holds model version 9/);
 });
