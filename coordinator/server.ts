@@ -168,7 +168,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     onParticipantForgotten: (id) => rejoinSecrets.forget(id),
     // On a cluster, Redis first (fenced by the leader's term): a round a deposed leader cannot store is never shown.
     onRoundStarting: async (round) => {
-      await cluster?.roundStarting(round);
+      await cluster?.roundStarting(round, engine.globalModel);
       await checkpoints.markRoundStarted(round);
     },
     onRoundCompleted: async (record, model, history) => {

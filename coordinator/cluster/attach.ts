@@ -172,9 +172,9 @@ export class ClusterRuntime {
     return { ...engine.dashboardStatus(), cluster: this.node.status() };
   }
 
-  /** The engine's onRoundStarting on a cluster: the round number in Redis, fenced, before any participant hears of it. */
-  async roundStarting(round: number): Promise<void> {
-    await this.store.markRoundStarted(this.leaderTerm(`round ${round} was not started`), round);
+  /** The engine's onRoundStarting on a cluster: the round number (and its model, if Redis lacks that version) in Redis, fenced, before any participant hears of it. */
+  async roundStarting(round: number, model: GlobalModel): Promise<void> {
+    await this.store.markRoundStarted(this.leaderTerm(`round ${round} was not started`), round, model);
     this.knownHead = await this.store.head();
   }
 

@@ -39,11 +39,19 @@ export class FederationStore {
     private readonly task: { readonly name: string; readonly paramCount: number },
   ) {}
 
-  /** Records that `round` starts, before any participant hears of it. */
-  async markRoundStarted(term: number, round: number): Promise<void> {
+  /**
+   * Records that `round` starts, before any participant hears of it, with
+   * the model it trains from when Redis does not hold that version yet
+   * (version 0, or a resumed node's): every node can fetch the round's model
+   * by its version from here.
+   */
+  async markRoundStarted(term: number, round: number, model?: GlobalModel): Promise<void> {
     const head = await this.head();
     const next: FederationHead = { ...(head ?? this.emptyHead()), lastStartedRound: Math.max(round, head?.lastStartedRound ?? 0) };
-    await this.fenced.write(term, [{ kind: 'set', key: this.keys.head, value: JSON.stringify(next) }]);
+    const ops: FencedOp[] = [];
+    if (model !== undefined && (await this.redis.exists(this.keys.model(model.version))) === 0) ops.push(modelOp(this.keys, model));
+    ops.push({ kind: 'set', key: this.keys.head, value: JSON.stringify(next) });
+    await this.fenced.write(term, ops);
   }
 
   /** Stores a closed round whole (record, model if new, strategy state, head), or refuses it whole. */
@@ -60,10 +68,9 @@ export class FederationStore {
     };
     const ops: FencedOp[] = [];
     if (before?.modelVersion !== model.version) {
-      const w = model.weights;
-      ops.push({ kind: 'set', key: this.keys.model(model.version), value: Buffer.from(w.buffer, w.byteOffset, w.byteLength) });
-      // One model per version, and only the current one is kept: nodes fetch it once per version.
-      if (before !== undefined && before.round > 0) ops.push({ kind: 'del', key: this.keys.model(before.modelVersion) });
+      ops.push(modelOp(this.keys, model));
+      // One model per version, and only the current one is kept (version 0 too, stored when round 1 started): nodes fetch it once per version.
+      if (before !== undefined) ops.push({ kind: 'del', key: this.keys.model(before.modelVersion) });
     }
     ops.push({ kind: 'rpush', key: this.keys.history, value: JSON.stringify(record) });
     if (strategy !== undefined) ops.push({ kind: 'set', key: this.keys.strategy, value: JSON.stringify(strategy) });
@@ -106,4 +113,10 @@ export class FederationStore {
   private emptyHead(): FederationHead {
     return { task: this.task.name, paramCount: this.task.paramCount, round: 0, modelVersion: 0, lastStartedRound: 0 };
   }
+}
+
+/** The model's float32 weights under its version's key. */
+function modelOp(keys: ClusterKeys, model: GlobalModel): FencedOp {
+  const w = model.weights;
+  return { kind: 'set', key: keys.model(model.version), value: Buffer.from(w.buffer, w.byteOffset, w.byteLength) };
 }

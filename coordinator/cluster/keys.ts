@@ -19,6 +19,10 @@ export interface ClusterKeys {
   readonly strategy: string;
   /** The global model of `version` as float32 little-endian bytes, stored once per version. */
   model(version: number): string;
+  /** Hash: participant id → what selection needs of it (JSON), one per node: its joined, selectable participants. */
+  directory(node: string): string;
+  /** One member node's partial aggregate of a round (core/aggregation/partial.ts frame), written once per (term, round, node). */
+  partial(term: number, round: number, node: string): string;
 }
 
 export function clusterKeys(federation: string): ClusterKeys {
@@ -32,5 +36,7 @@ export function clusterKeys(federation: string): ClusterKeys {
     history: `${prefix}history`,
     strategy: `${prefix}strategy`,
     model: (version) => `${prefix}model:${version}`,
+    directory: (node) => `${prefix}directory:${node}`,
+    partial: (term, round, node) => `${prefix}term:${term}:round:${round}:partial:${node}`,
   };
 }

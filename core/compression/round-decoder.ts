@@ -1,4 +1,5 @@
 import type { RoundAggregator, RoundContext, Strategy } from '../aggregation/strategy.ts';
+import { innerPartialMethods } from '../aggregation/partial.ts';
 import type { RandomRotation } from '../math/hadamard.ts';
 import type { UpdateCompression } from '../protocol/messages.ts';
 import { rotationFor } from './update-codec.ts';
@@ -55,6 +56,8 @@ export class RoundDecoder {
       },
       abandon: () => inner.abandon?.(),
       rejectAggregate: () => inner.rejectAggregate?.(),
+      // A cluster's partials stay in the rotated basis (every node rotates with the round's seed); the leader rotates back once, at finish.
+      ...innerPartialMethods(inner),
     };
   }
 

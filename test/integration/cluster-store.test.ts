@@ -8,6 +8,7 @@ import { ClusterRuntime } from '../../coordinator/cluster/attach.ts';
 import { FencedStore, FencedWriteRefused } from '../../coordinator/cluster/fenced-store.ts';
 import { FederationStore } from '../../coordinator/cluster/federation-store.ts';
 import { clusterKeys } from '../../coordinator/cluster/keys.ts';
+import { ModelVersions } from '../../coordinator/cluster/model-versions.ts';
 import { makeModel } from '../../coordinator/rounds/engine-types.ts';
 import { TestRedis } from '../support/redis.ts';
 
@@ -142,4 +143,26 @@ test('a node that takes the federation up from Redis keeps the privacy spent, an
   } finally {
     await runtime.close();
   }
+});
+
+test('the model a round trains from is in Redis before the round starts (version 0 too), and a member fetches each version once', async () => {
+  const task = { name: 'model-versions', paramCount: 4 };
+  const keys = clusterKeys(task.name);
+  const term = await client.incr(keys.term);
+  const store = new FederationStore(client, new FencedStore(client, keys.term), keys, task);
+  const initial = makeModel(0, Float32Array.from([1, 2, 3, 4]));
+  await store.markRoundStarted(term, 1, initial);
+  assert.deepEqual(await store.model(0), initial.weights);
+  const versions = new ModelVersions(store);
+  assert.deepEqual(await versions.get(0), initial.weights);
+  // Served from memory afterwards: gone from Redis, the node still has it.
+  await client.del(keys.model(0));
+  assert.deepEqual(await versions.get(0), initial.weights);
+  await store.markRoundStarted(term, 1, initial); // stored again while absent (a resumed node's current model)
+  const next = makeModel(1, Float32Array.from([5, 6, 7, 8]));
+  await store.commitRound(term, record(1, 1), next, undefined);
+  // One model per version: version 0 goes when version 1 is committed.
+  assert.equal(await client.exists(keys.model(0)), 0);
+  assert.deepEqual(await versions.get(1), next.weights);
+  await assert.rejects(versions.get(0), /Redis no longer holds model version 0/);
 });

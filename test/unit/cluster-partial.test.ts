@@ -3,6 +3,8 @@ import { test } from 'node:test';
 import { DpFedAvg } from '../../core/aggregation/dp-fedavg.ts';
 import { decodePartial, encodePartial, PARTIAL_HEADER_BYTES } from '../../core/aggregation/partial.ts';
 import type { Strategy } from '../../core/aggregation/strategy.ts';
+import { RoundDecoder } from '../../core/compression/round-decoder.ts';
+import { rotationFor } from '../../core/compression/update-codec.ts';
 import { SeededRandom } from '../../core/random/prng.ts';
 import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
 import { buildStrategy } from '../../coordinator/strategies.ts';
@@ -151,4 +153,28 @@ test('rules that need each update have no partial: a cluster could not combine t
     assert.equal(aggregator.partial, undefined, strategy);
     assert.equal(aggregator.addPartial, undefined, strategy);
   }
+});
+
+test('int4 rounds (rotated basis): three nodes partials combine at the leader, which rotates back once, into the 1-node model', () => {
+  const compression = { encoding: 'int4', rotationSeed: 1234 } as const;
+  const make = () => buildStrategy(parseConfig([...NO_WINDOWS]) as CoordinatorConfig);
+  const weights = initialWeights();
+  // What each node's decoder hands its aggregator: the update as it arrived, rotated (and padded) with the round's seed.
+  const rotation = rotationFor(DIM, compression.rotationSeed);
+  const updates = roundUpdates(1).map((u) => ({ ...u, update: rotation.rotate(u.update) }));
+  const rotatedLength = updates[0]!.update.length;
+  const context = { round: 1, globalWeights: weights, claimedExamples: updates.map((u) => u.numExamples) };
+  const begin = (strategy: Strategy) => {
+    const decoder = new RoundDecoder(DIM, compression, strategy);
+    assert.ok(decoder.aggregatesRotated, 'FedAvg runs the round in the rotated basis');
+    return decoder.beginRound(strategy, context);
+  };
+  const one = begin(make());
+  for (const u of updates) one.add(u);
+  const expected = one.finish()!;
+  const nodes = [make(), make(), make()].map(begin);
+  for (const [i, u] of updates.entries()) nodes[i % nodes.length]!.add(u);
+  const [leader, ...members] = nodes;
+  for (const member of members) leader!.addPartial!(decodePartial(encodePartial(member!.partial!()), rotatedLength));
+  assertClose([leader!.finish()!], [expected], 'int4 fedavg');
 });

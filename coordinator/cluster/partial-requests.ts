@@ -1,0 +1,72 @@
+import type { PartialAggregate, PartialMethods } from '../../core/aggregation/partial.ts';
+import type { ClusterEventServer } from './cluster-events.ts';
+import { combinePartials, type PartialExchange } from './partial-exchange.ts';
+
+/** The leader's request at a round's close: every member writes its partial of this round to Redis, once. */
+export interface PartialRequest {
+  readonly term: number;
+  readonly round: number;
+}
+
+/** A member's answer: its partial is in Redis (`stored`), or why not. */
+export type PartialReply =
+  | { readonly node: string; readonly stored: true }
+  | { readonly node: string; readonly stored: false; readonly reason: string };
+
+/**
+ * A member node answers the leader's partial requests: it writes the round's
+ * partial (its own participants' sum) to Redis and acknowledges. `partialOf`
+ * gives the node's partial of that term's round, or undefined when the node
+ * holds none (it never took part, or the round is another).
+ */
+export function answerPartialRequests(
+  io: ClusterEventServer,
+  exchange: PartialExchange,
+  nodeId: string,
+  partialOf: (request: PartialRequest) => PartialAggregate | undefined,
+): void {
+  io.on('cluster:partial', (request: PartialRequest, ack: (reply: PartialReply) => void) => {
+    const partial = partialOf(request);
+    if (partial === undefined) {
+      ack({ node: nodeId, stored: false, reason: `node ${nodeId} holds no partial of round ${request.round} (term ${request.term})` });
+      return;
+    }
+    // Written once: a repeated request finds the first partial there, which is what the leader reads.
+    exchange.write(request.term, request.round, nodeId, partial).then(
+      () => ack({ node: nodeId, stored: true }),
+      (error: Error) => ack({ node: nodeId, stored: false, reason: `node ${nodeId} could not store its partial: ${error.message}` }),
+    );
+  });
+}
+
+/**
+ * The leader's side of a round's close: asks every member for its partial
+ * (the adapter waits for each live node's acknowledgement, up to its
+ * requestsTimeout), then reads the partials of `members` (the nodes whose
+ * participants were selected) from Redis and adds the good ones to its
+ * aggregator. Returns the members whose partial is missing or refused:
+ * their selected participants count as dropped.
+ */
+export async function gatherPartials(options: {
+  readonly io: ClusterEventServer;
+  readonly exchange: PartialExchange;
+  readonly request: PartialRequest;
+  readonly members: readonly string[];
+  readonly length: number;
+  readonly aggregator: PartialMethods;
+  readonly log: (line: string) => void;
+}): Promise<string[]> {
+  const { io, exchange, request, members, length, aggregator, log } = options;
+  const replies = await new Promise<readonly PartialReply[]>((resolve) => {
+    io.serverSideEmit('cluster:partial', request, (error: Error | null, answered: PartialReply[]) => {
+      // A node that does not answer in time is taken for dead; what the others stored is still read.
+      if (error) log(`cluster: round ${request.round}: ${error.message}`);
+      resolve(answered);
+    });
+  });
+  for (const reply of replies) if (!reply.stored && members.includes(reply.node)) log(`cluster: round ${request.round}: ${reply.reason}`);
+  const partials = await exchange.read(request.term, request.round, members, length);
+  const lost = combinePartials(aggregator, partials, request.round, log);
+  await exchange.discard(request.term, request.round, members);
+  return lost;
+}

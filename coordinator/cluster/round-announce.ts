@@ -1,0 +1,75 @@
+import type { FitConfig, RoundStartMessage } from '../../core/protocol/messages.ts';
+import type { GlobalModel } from '../rounds/engine-types.ts';
+import type { ClusterEventServer } from './cluster-events.ts';
+import type { ModelVersions } from './model-versions.ts';
+
+/** The leader's round open, as every member hears it: the model by version (never its bytes) and who is selected on each node. */
+export interface RoundAnnouncement {
+  readonly term: number;
+  readonly round: number;
+  readonly modelVersion: number;
+  readonly config: FitConfig;
+  /** Wall-clock deadline (ms since the Unix epoch), as in round:start. */
+  readonly deadline: number;
+  /** Node id → the ids of its participants selected for the round. */
+  readonly selected: Readonly<Record<string, readonly string[]>>;
+}
+
+/** A member's answer: to how many of its selected participants round:start went, or why none. */
+export type RoundReply = { readonly node: string; readonly sent: number } | { readonly node: string; readonly refused: string };
+
+/**
+ * A member node's side of a round open: fetches the round's model from
+ * Redis by version (once per version, ModelVersions), makes the frame its
+ * participants get, and sends round:start to its own selected participants.
+ * `modelOf` turns stored weights into the model as this node sends it (its
+ * model encoding, fine-tuning); `send` reaches one participant on this node.
+ */
+export function answerRoundAnnouncements(options: {
+  readonly io: ClusterEventServer;
+  readonly nodeId: string;
+  readonly versions: ModelVersions;
+  readonly modelOf: (version: number, weights: Float32Array) => GlobalModel;
+  readonly send: (participantId: string, message: RoundStartMessage) => boolean;
+}): void {
+  const { io, nodeId, versions, modelOf, send } = options;
+  let made: GlobalModel | undefined;
+  io.on('cluster:round', (announcement: RoundAnnouncement, ack: (reply: RoundReply) => void) => {
+    const mine = announcement.selected[nodeId] ?? [];
+    if (mine.length === 0) {
+      ack({ node: nodeId, sent: 0 });
+      return;
+    }
+    versions.get(announcement.modelVersion).then(
+      (weights) => {
+        // One frame per version, shared by every round:start of the node.
+        if (made?.version !== announcement.modelVersion) made = modelOf(announcement.modelVersion, weights);
+        const message: RoundStartMessage = {
+          round: announcement.round,
+          model: { version: made.version, weights: made.frame, frozenHash: made.frozenHash },
+          config: announcement.config,
+          deadline: announcement.deadline,
+        };
+        let sent = 0;
+        for (const id of mine) if (send(id, message)) sent++;
+        ack({ node: nodeId, sent });
+      },
+      (error: Error) => ack({ node: nodeId, refused: `node ${nodeId} cannot start round ${announcement.round}: ${error.message}` }),
+    );
+  });
+}
+
+/**
+ * The leader's side: announces the round to every member and collects their
+ * answers (the adapter waits up to its requestsTimeout; a node that does not
+ * answer is missing from the replies, and its selected participants are the
+ * leader's to count as dropped).
+ */
+export function announceRound(io: ClusterEventServer, announcement: RoundAnnouncement, log: (line: string) => void): Promise<RoundReply[]> {
+  return new Promise((resolve) => {
+    io.serverSideEmit('cluster:round', announcement, (error: Error | null, replies: RoundReply[]) => {
+      if (error) log(`cluster: round ${announcement.round}: ${error.message}`);
+      resolve(replies);
+    });
+  });
+}

@@ -1,0 +1,189 @@
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { createAdapter } from '@socket.io/redis-adapter';
+import { Redis } from 'ioredis';
+import { Server } from 'socket.io';
+import { FedAvg } from '../../core/aggregation/fedavg.ts';
+import type { PartialAggregate } from '../../core/aggregation/partial.ts';
+import { SeededRandom } from '../../core/random/prng.ts';
+import { clusterKeys } from '../../coordinator/cluster/keys.ts';
+import { FederationStore } from '../../coordinator/cluster/federation-store.ts';
+import { FencedStore } from '../../coordinator/cluster/fenced-store.ts';
+import { ModelVersions } from '../../coordinator/cluster/model-versions.ts';
+import { PartialExchange } from '../../coordinator/cluster/partial-exchange.ts';
+import { announceRound, answerRoundAnnouncements } from '../../coordinator/cluster/round-announce.ts';
+import type { RoundStartMessage } from '../../core/protocol/messages.ts';
+import { decodeFrame, FrameKind } from '../../core/wire/frame.ts';
+import { makeModel } from '../../coordinator/rounds/engine-types.ts';
+import type { ClusterServerEvents } from '../../coordinator/cluster/cluster-events.ts';
+import { answerPartialRequests, gatherPartials, type PartialRequest } from '../../coordinator/cluster/partial-requests.ts';
+import { TestRedis } from '../support/redis.ts';
+
+/**
+ * The close of a round across nodes, through socket.io's Redis adapter on a real Redis (three in-process
+ * socket.io servers, each with its own Redis clients): the leader asks, members store their partial and
+ * acknowledge, the leader combines. A member that hangs (never answers) costs the adapter's timeout, and its
+ * participants' updates are lost whole; what the others sent is combined exactly.
+ */
+
+const DIM = 17;
+const keys = clusterKeys('partial-requests-test');
+const ADAPTER_KEY = 'fl:partial-requests-test:socket.io';
+const OTHER_KEY = 'fl:partial-requests-other:socket.io';
+let redis: TestRedis;
+const clients: Redis[] = [];
+
+before(async () => {
+  redis = await TestRedis.start();
+});
+after(async () => {
+  // Never attached to an HTTP server: the nodes end with their Redis clients.
+  for (const client of clients) client.disconnect();
+  await redis.cleanup();
+});
+
+function redisClient(): Redis {
+  const client = new Redis(redis.url);
+  clients.push(client);
+  return client;
+}
+
+function node(key = ADAPTER_KEY): Server<Record<string, never>, Record<string, never>, ClusterServerEvents> {
+  const io = new Server<Record<string, never>, Record<string, never>, ClusterServerEvents>({ serveClient: false });
+  io.adapter(createAdapter(redisClient(), redisClient(), { key, requestsTimeout: 800 }));
+  return io;
+}
+
+/** Resolves once `count` nodes listen on the adapter's request channel (subscribing is asynchronous). */
+async function subscribed(count: number, key = ADAPTER_KEY): Promise<void> {
+  const client = redisClient();
+  for (;;) {
+    const [, listening] = (await client.pubsub('NUMSUB', `${key}-request#/#`)) as [string, number];
+    if (Number(listening) >= count) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+function updates(seed: number) {
+  const random = new SeededRandom(seed);
+  return Array.from({ length: 3 }, (_, i) => ({
+    participantId: `s${seed}-${i}`,
+    numExamples: 5 + Math.floor(random.next() * 50),
+    update: Float32Array.from({ length: DIM }, () => random.next() - 0.5),
+  }));
+}
+
+test('the leader asks, members store once and acknowledge, a hung member is lost whole, and the combine equals one aggregator of the rest', async () => {
+  const globalWeights = new Float32Array(DIM);
+  const byNode = { a: updates(1), b: updates(2), c: updates(3) };
+  const claims = Object.values(byNode).flatMap((list) => list.map((u) => u.numExamples));
+  const begin = () => new FedAvg({}).beginRound({ round: 4, globalWeights, claimedExamples: claims });
+  const term = 2;
+
+  const leaderIo = node();
+  const bIo = node();
+  const cIo = node();
+  const b = begin();
+  for (const u of byNode.b) b.add(u);
+  const asked: PartialRequest[] = [];
+  answerPartialRequests(bIo, new PartialExchange(redisClient(), keys), 'b', (request) => {
+    asked.push(request);
+    return request.term === term && request.round === 4 ? b.partial!() : undefined;
+  });
+  // Node c is subscribed but never answers (a hung process).
+  cIo.on('cluster:partial', (_request: PartialRequest, _ack: unknown) => {});
+  await subscribed(3);
+  const lines: string[] = [];
+  const leader = begin();
+  for (const u of byNode.a) leader.add(u);
+  const started = Date.now();
+  const lost = await gatherPartials({
+    io: leaderIo,
+    exchange: new PartialExchange(redisClient(), keys),
+    request: { term, round: 4 },
+    members: ['b', 'c'],
+    length: DIM,
+    aggregator: leader,
+    log: (line) => lines.push(line),
+  });
+  assert.ok(Date.now() - started >= 700, 'the leader waited for the hung member up to the adapter timeout');
+  assert.deepEqual(asked, [{ term, round: 4 }]);
+  assert.deepEqual(lost, ['c']);
+  assert.match(lines.join('\n'), /timeout reached: only 1 responses received out of 2/);
+  assert.match(lines.join('\n'), /node c wrote no partial; its selected participants count as dropped/);
+  const combined = leader.finish()!;
+  const one = begin();
+  for (const u of [...byNode.a, ...byNode.b]) one.add(u);
+  const expected = one.finish()!;
+  for (let i = 0; i < DIM; i++) assert.ok(Math.abs(combined[i]! - expected[i]!) <= 1e-6, `weight ${i}: ${combined[i]} vs ${expected[i]}`);
+  // Read and combined: the round's partial keys are gone.
+  assert.equal(await clients[0]!.exists(keys.partial(term, 4, 'b')), 0);
+});
+
+test('a member asked about a round it holds no partial of says so; the leader logs it and counts its participants out', async () => {
+  // Another federation's adapter key: the first test's nodes do not hear these requests.
+  const leaderIo = node(OTHER_KEY);
+  const memberIo = node(OTHER_KEY);
+  await subscribed(2, OTHER_KEY);
+  answerPartialRequests(memberIo, new PartialExchange(redisClient(), keys), 'm', (): PartialAggregate | undefined => undefined);
+  const lines: string[] = [];
+  const aggregator = new FedAvg({}).beginRound({ round: 1, globalWeights: new Float32Array(DIM) });
+  const lost = await gatherPartials({
+    io: leaderIo,
+    exchange: new PartialExchange(redisClient(), keys),
+    request: { term: 3, round: 1 },
+    members: ['m'],
+    length: DIM,
+    aggregator,
+    log: (line) => lines.push(line),
+  });
+  assert.deepEqual(lost, ['m']);
+  assert.match(lines.join('\n'), /node m holds no partial of round 1 \(term 3\)/);
+});
+
+test('a round open reaches each member as a model version; each sends round:start with the weights it fetched from Redis to its own selected participants', async () => {
+  const key = 'fl:round-announce-test:socket.io';
+  const store = () => {
+    const client = redisClient();
+    return new FederationStore(client, new FencedStore(client, keys.term), keys, { name: 'partial-requests-test', paramCount: DIM });
+  };
+  const weights = Float32Array.from({ length: DIM }, (_, i) => i / 7);
+  await clients[0]!.set(keys.model(2), Buffer.from(weights.buffer));
+  const leaderIo = node(key);
+  const sentBy: Record<string, [string, RoundStartMessage][]> = { b: [], c: [] };
+  for (const name of ['b', 'c'] as const) {
+    answerRoundAnnouncements({
+      io: node(key),
+      nodeId: name,
+      versions: new ModelVersions(store()),
+      modelOf: (version, w) => makeModel(version, w),
+      // c's participant c2 has just disconnected: not sent.
+      send: (id, message) => id !== 'c2' && sentBy[name]!.push([id, message]) > 0,
+    });
+  }
+  await subscribed(3, key);
+  const config: RoundStartMessage['config'] = { epochs: 1, batchSize: 16, learningRate: 0.1 };
+  const announcement = { term: 1, round: 5, modelVersion: 2, config, deadline: 123, selected: { b: ['b1', 'b2'], c: ['c1', 'c2'] } };
+  const replies = await announceRound(leaderIo, announcement, () => {});
+  assert.deepEqual(
+    replies.sort((x, y) => x.node.localeCompare(y.node)),
+    [
+      { node: 'b', sent: 2 },
+      { node: 'c', sent: 1 },
+    ],
+  );
+  assert.deepEqual(
+    sentBy.b!.map(([id]) => id),
+    ['b1', 'b2'],
+  );
+  const [, message] = sentBy.c![0]!;
+  assert.equal(message.round, 5);
+  assert.equal(message.model.version, 2);
+  assert.deepEqual(decodeFrame(message.model.weights, { kind: FrameKind.Weights, expectedCount: DIM }), weights);
+  // A version Redis does not hold: each member with participants refuses the round, with the reason.
+  const lines: string[] = [];
+  const refused = await announceRound(leaderIo, { ...announcement, round: 6, modelVersion: 9 }, (line) => lines.push(line));
+  assert.equal(refused.length, 2);
+  for (const reply of refused)
+    assert.match('refused' in reply ? reply.refused : '', /cannot start round 6: Redis no longer holds model version 9/);
+});
