@@ -1,5 +1,6 @@
 import { io, type Socket } from 'socket.io-client';
 import { privatizeUpdate } from '../privacy/update-privacy.ts';
+import { conditionallyRound, conditionalRoundingBound } from '../privacy/conditional-rounding.ts';
 import { addSkellamNoiseMod32 } from '../privacy/distributed-noise.ts';
 import { SecureRandom } from '../random/prng.ts';
 import type { Ack } from '../protocol/errors.ts';
@@ -29,6 +30,7 @@ import type { ClientLevelLedger } from '../privacy/client-ledger.ts';
 import { TrainingAborted, type TrainProgress } from '../training/local-trainer.ts';
 import type { RoundTrainer, RoundTrainResult } from './trainers.ts';
 import { SecAggClient, type SecAggConfig, type UnmaskRequestMessage } from '../secagg/protocol.ts';
+import { quantizationStep } from '../secagg/quantize.ts';
 import type { SecAggAccepted, SecAggForwardedWire, SecAggKeysWire, SecAggRoundInfo } from '../protocol/messages.ts';
 import {
   decodeForwarded,
@@ -522,6 +524,14 @@ export class Participant {
         beforeQuantize: privacy
           ? (values) => {
               clipped = privatizeUpdate(values, privacy).clipped;
+            }
+          : undefined,
+        // Skellam: conditional rounding enforces the grid sensitivity the accountant charges (computed here, not announced).
+        encode: skellamVariance
+          ? (values) => {
+              const { quantization } = config;
+              const bound = conditionalRoundingBound(privacy!.clipNorm, quantizationStep(quantization), values.length);
+              return conditionallyRound(values, quantization, bound, new SecureRandom()).encoded;
             }
           : undefined,
         // Skellam noise goes into the integers after quantisation: the sum carries the sum of the shares exactly.

@@ -1,4 +1,5 @@
 import type { UniformSource } from '../random/prng.ts';
+import { conditionalRoundingBound } from './conditional-rounding.ts';
 import { lgamma } from './math.ts';
 
 /**
@@ -21,9 +22,12 @@ import { lgamma } from './math.ts';
  * to D dropouts. Assumes the contributors other than the one protected add
  * their noise (honest-but-curious), as every distributed DP scheme does.
  *
- * Sensitivity on the grid: the secure quantiser rounds stochastically (error
- * below one step per coordinate), so ‖round(x/γ)‖₂ ≤ C/γ + √d = Δ₂ and
- * ‖·‖₁ ≤ √d·Δ₂ = Δ₁.
+ * Sensitivity on the grid: each participant rounds with conditional
+ * randomized rounding (core/privacy/conditional-rounding.ts), which enforces
+ * ‖z‖₂ ≤ Δ₂ = min(C/γ + √d, √(C²/γ² + d/4 + √(2 ln(1/β))(C/γ + √d/2)))
+ * on the integers it sends (β = e^(−1/2); β adds nothing to δ, the bound is
+ * enforced, not probable), and for an integer vector
+ * ‖z‖₁ ≤ min(√d·Δ₂, Δ₂²) = Δ₁.
  *
  * Accounting (Agarwal et al. 2021, Thm 3.5): Sk(μ) per coordinate is
  * (α, ε(α))-RDP with ε(α) ≤ αΔ₂²/(2μ) + min(((2α−1)Δ₂² + 6Δ₁)/(4μ²), 3Δ₁/(2μ)).
@@ -51,9 +55,9 @@ export interface DistributedNoiseSettings {
 }
 
 export interface DistributedNoisePlan extends DistributedNoiseSettings {
-  /** Δ₂ = C/γ + √d, in grid units. */
+  /** Δ₂: the norm conditional rounding enforces, in grid units. */
   readonly sensitivityL2: number;
-  /** Δ₁ = √d·Δ₂. */
+  /** Δ₁ = min(√d·Δ₂, Δ₂²). */
   readonly sensitivityL1: number;
   /** μ = (zΔ₂)²: the sum's target variance in grid units². */
   readonly targetVariance: number;
@@ -71,8 +75,8 @@ export function planDistributedNoise(settings: DistributedNoiseSettings): Distri
   if (!(Number.isInteger(n) && Number.isInteger(D) && D >= 0 && n - D - 1 >= 1)) {
     throw new RangeError(`need n − D − 1 ≥ 1 contributors besides the one protected (n = ${n}, D = ${D})`);
   }
-  const sensitivityL2 = C / step + Math.sqrt(d);
-  const sensitivityL1 = Math.sqrt(d) * sensitivityL2;
+  const sensitivityL2 = conditionalRoundingBound(C, step, d);
+  const sensitivityL1 = Math.min(Math.sqrt(d) * sensitivityL2, sensitivityL2 * sensitivityL2);
   const targetVariance = (z * sensitivityL2) ** 2;
   return {
     ...settings,

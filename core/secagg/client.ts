@@ -250,10 +250,11 @@ export class SecAggClient {
       const values = new Float32Array(update);
       options.beforeQuantize?.(values);
       if (values.length !== config.vectorLength) throw new SecAggError('wrong-length', 'beforeQuantize must not change the length');
-      const masked = quantize(values, config.quantization);
+      const masked = options.encode ? options.encode(values) : quantize(values, config.quantization);
       values.fill(0);
       options.afterQuantize?.(masked);
-      if (masked.length !== config.vectorLength) throw new SecAggError('wrong-length', 'afterQuantize must not change the length');
+      if (masked.length !== config.vectorLength)
+        throw new SecAggError('wrong-length', 'encode and afterQuantize must not change the length');
       const selfSeed = this.selfSeed;
       if (selfSeed === null) throw new SecAggError('aborted', 'self-mask seed was wiped');
       await applyMask(masked, selfSeed, 1);

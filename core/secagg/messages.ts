@@ -87,4 +87,9 @@ export interface MaskInputOptions {
    * distributed DP noise (Skellam), which the sum then carries exactly.
    */
   readonly afterQuantize?: (encoded: Uint32Array) => void;
+  /**
+   * Replaces quantize(): the caller's own encoding onto the same grid (e.g.
+   * conditional rounding, core/privacy/conditional-rounding.ts), same length.
+   */
+  readonly encode?: (values: Float32Array) => Uint32Array;
 }
