@@ -132,6 +132,17 @@ describe('async options', () => {
     assert.throws(() => parse(['--mode', 'bursty']), /--mode must be sync or async, got "bursty"/);
   });
 
+  it("refuses a trimmed mean that would trim nothing from a version's buffer of K; Krum's 2f + 3 fits in K through --min-updates", () => {
+    assert.throws(
+      () => parse(['--mode', 'async', '--strategy', 'trimmed-mean', '--trim-fraction', '0.1', '--clients-per-round', '20']),
+      /--trim-fraction 0.1 trims ⌊0.1 × 5⌋ = 0 updates at each end of a version's buffer \(--buffer-size 5\)/,
+    );
+    assert.equal(parse(['--mode', 'async', '--strategy', 'trimmed-mean', '--trim-fraction', '0.2']).settings.async?.bufferSize, 5);
+    const krum = ['--mode', 'async', '--strategy', 'krum', '--byzantine', '1', '--min-updates', '5'];
+    assert.throws(() => parse([...krum, '--buffer-size', '4']), /--min-updates 5 is more than --buffer-size 4/);
+    assert.equal(parse([...krum, '--buffer-size', '5']).settings.async?.bufferSize, 5);
+  });
+
   it('takes float16 and int8 updates, and refuses int4, whose rotation is per round, in async mode', () => {
     assert.equal(parse(['--mode', 'async', '--update-encoding', 'int8']).settings.updateEncoding, 'int8');
     assert.throws(
