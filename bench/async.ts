@@ -13,6 +13,7 @@ import { fixedDuration } from '../test/helpers/slowed-trainer.ts';
 
 const COMMAND = 'npx tsx bench/async.ts';
 const USAGE = `Usage: ${COMMAND} [--speeds two-speed,lognormal] [--splits iid,label] [--fast-ms MS] [--sync-rounds N] [--buffer-size K]
+       [--concurrency C] [--server-learning-rate ETA] [--jitter J]
 
 Time to accuracy, synchronous FedAvg with a deadline against FedBuff (--mode
 async, docs/async.md), on the MNIST demo task with 20 real in-process Node
@@ -25,8 +26,12 @@ training, shared by all 20 on this machine, is checked to stay below it).
 
 Sync: --clients-per-round 20, --round-timeout 2.5 x MS (the deadline: the
 slow ones miss it and their update is refused), --sync-rounds rounds.
-FedBuff: --buffer-size K, --concurrency 20, --max-staleness 10, run until it
-reaches the final accuracy of the sync run (or 3x the sync time).
+FedBuff: --buffer-size K, --concurrency C, --max-staleness 10, run until it
+reaches the final accuracy of the sync run (or 3x the sync time). The server
+learning rate ETA applies to BOTH runs (sync FedAvg and FedBuff), so a tuned
+rate is tuned for both. --jitter J makes every local run of every device (in
+both runs) take its time x U(1 - J, 1 + J), seeded: devices of one speed
+class stop finishing in lockstep.
 
 Reported: the sync run's final accuracy A and the time it first reached A;
 the time FedBuff took to reach A; the ratio; and the update bytes both sent
@@ -36,7 +41,10 @@ the time FedBuff took to reach A; the ratio; and the update bytes both sent
   --splits LIST       iid and/or label (label-skewed shards), default iid,label
   --fast-ms MS        default 1500
   --sync-rounds N     default 6
-  --buffer-size K     default 5`;
+  --buffer-size K     default 5
+  --concurrency C     default 20 (all participants)
+  --server-learning-rate ETA  default 1, both runs
+  --jitter J          default 0 (every run of a device takes exactly its time)`;
 
 const { values } = parseArgs({
   options: {
@@ -45,6 +53,9 @@ const { values } = parseArgs({
     'fast-ms': { type: 'string', default: '1500' },
     'sync-rounds': { type: 'string', default: '6' },
     'buffer-size': { type: 'string', default: '5' },
+    concurrency: { type: 'string', default: '20' },
+    'server-learning-rate': { type: 'string', default: '1' },
+    jitter: { type: 'string', default: '0' },
     help: { type: 'boolean' },
   },
 });
@@ -58,6 +69,10 @@ const PARTICIPANTS = 20;
 const fastMs = Number(values['fast-ms']);
 const syncRounds = Number(values['sync-rounds']);
 const bufferSize = Number(values['buffer-size']);
+const concurrency = Number(values.concurrency);
+const serverLearningRate = values['server-learning-rate'];
+const jitter = Number(values.jitter);
+if (!(jitter >= 0 && jitter < 1)) throw new Error(`--jitter must be in [0, 1), got ${values.jitter}`);
 const speedsList = values.speeds.split(',') as Speeds[];
 const splits = values.splits.split(',') as ShardSkew[];
 for (const s of speedsList) if (s !== 'two-speed' && s !== 'lognormal') throw new Error(`unknown --speeds ${s}`);
@@ -71,6 +86,15 @@ function deviceTimes(speeds: Speeds): number[] {
     // Box–Muller from the seeded generator.
     const normal = Math.sqrt(-2 * Math.log(1 - random.next())) * Math.cos(2 * Math.PI * random.next());
     return fastMs * Math.exp(0.8 * normal);
+  });
+}
+
+/** Each device's pace: its time, times U(1 − J, 1 + J) per run when jittered (seeded per device, the same in both runs). */
+function paces(times: readonly number[]): (() => number)[] {
+  return times.map((ms, k) => {
+    if (jitter === 0) return fixedDuration(ms);
+    const random = new SeededRandom(1000 + k);
+    return () => ms * (1 + jitter * (2 * random.next() - 1));
   });
 }
 
@@ -99,13 +123,15 @@ async function run(flags: string[], times: readonly number[], skew: ShardSkew, s
       String(PARTICIPANTS),
       '--epochs',
       '1',
+      '--server-learning-rate',
+      serverLearningRate,
       ...flags,
     ],
     {},
   ) as CoordinatorConfig;
   const coordinator = await startCoordinator(config);
   const participants = await startNodeParticipants(coordinator.url, await loadMnistDemo(), coordinator.task, PARTICIPANTS, {
-    paces: times.map((ms) => fixedDuration(ms)),
+    paces: paces(times),
     skew,
   });
   const timer = stopAfterMs === undefined ? undefined : setTimeout(() => void coordinator.engine.stop('bench time limit'), stopAfterMs);
@@ -130,7 +156,7 @@ const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
 const s = (ms: number | undefined) => (ms === undefined ? 'not reached' : `${(ms / 1000).toFixed(1)} s`);
 
 console.log(
-  `${COMMAND} --speeds ${speedsList.join(',')} --splits ${splits.join(',')} --fast-ms ${fastMs} --sync-rounds ${syncRounds} --buffer-size ${bufferSize}`,
+  `${COMMAND} --speeds ${speedsList.join(',')} --splits ${splits.join(',')} --fast-ms ${fastMs} --sync-rounds ${syncRounds} --buffer-size ${bufferSize} --concurrency ${concurrency} --server-learning-rate ${serverLearningRate} --jitter ${jitter}`,
 );
 console.log(
   '| speeds | split | sync final acc A | sync time to A | sync upload | FedBuff time to A | FedBuff upload | time ratio | FedBuff versions (mean staleness) | longest real training |',
@@ -153,7 +179,7 @@ for (const speeds of speedsList) {
         '--buffer-size',
         String(bufferSize),
         '--concurrency',
-        String(PARTICIPANTS),
+        String(concurrency),
         '--max-staleness',
         '10',
         '--rounds',
@@ -161,7 +187,7 @@ for (const speeds of speedsList) {
         '--target-accuracy',
         String(target),
         '--round-timeout',
-        String((10 * Math.max(...times)) / 1000),
+        String((10 * (1 + jitter) * Math.max(...times)) / 1000),
       ],
       times,
       skew,

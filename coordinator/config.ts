@@ -132,7 +132,12 @@ function parseFlags(
   const strategyFacts = { trimFraction: strategy.trimFraction };
   checkRules('strategy', settings, strategyFacts);
   const secureAggregation = parseSecureAggregation(v, settings, clientDp, strategy);
-  const asyncMode = parseAsync(v, { settings, secureAggregation: secureAggregation !== undefined, clientSampleRate: clientDp?.sampleRate });
+  const asyncMode = parseAsync(v, {
+    settings,
+    secureAggregation: secureAggregation !== undefined,
+    clientSampleRate: clientDp?.sampleRate,
+    trimFraction: strategy.trimFraction,
+  });
   const checkedSettings = { ...(secureAggregation ? { ...settings, secureAggregation } : settings), ...asyncMode };
   if (secureAggregation) {
     checkRules('secure-aggregation', checkedSettings, strategyFacts);

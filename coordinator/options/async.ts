@@ -2,6 +2,7 @@ import { DEFAULT_STALENESS_EXPONENT } from '../../core/aggregation/staleness.ts'
 import type { AsyncSettings, RoundSettings } from '../../core/protocol/status.ts';
 import { isNonNegativeInt, isPositiveInt } from '../flags.ts';
 import { choiceOption, ConfigError, numberOption, type FlagValues, type OptionGroup } from './option.ts';
+import { trimCount } from './strategy.ts';
 
 /** `--mode async`: buffered asynchronous aggregation (FedBuff; docs/async.md). */
 
@@ -60,6 +61,8 @@ export interface AsyncContext {
   readonly secureAggregation: boolean;
   /** Client-level DP's sampling rate q, when it is on. */
   readonly clientSampleRate: number | undefined;
+  /** trimmed-mean's β, when that is the rule: it trims over a version's buffer of K. */
+  readonly trimFraction?: number;
 }
 
 /**
@@ -110,6 +113,13 @@ export function parseAsync(v: FlagValues, context: AsyncContext): Pick<RoundSett
   if (context.settings.minUpdates > settings.bufferSize) {
     throw new ConfigError(
       `--min-updates ${context.settings.minUpdates} is more than --buffer-size ${settings.bufferSize}: in async mode a version is made from one full buffer`,
+    );
+  }
+  const beta = context.trimFraction;
+  if (beta !== undefined && trimCount(beta, settings.bufferSize) === 0) {
+    throw new ConfigError(
+      `--trim-fraction ${beta} trims ⌊${beta} × ${settings.bufferSize}⌋ = 0 updates at each end of a version's buffer (--buffer-size ${settings.bufferSize}): ` +
+        `in async mode trimmed-mean aggregates one buffer, and it would be a plain mean; use --trim-fraction of at least ${(1 / settings.bufferSize).toFixed(3)}, or a larger --buffer-size`,
     );
   }
   return { mode, async: settings };

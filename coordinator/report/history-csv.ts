@@ -24,6 +24,18 @@ const COLUMNS: readonly { readonly name: string; readonly value: (r: RoundRecord
 ];
 
 /**
+ * Async mode: the staleness of each version's buffered updates (counts as
+ * "n0 n1 …", the updates of staleness 0, 1, …). Only in a history that has
+ * them; withheld under client-level DP, since the counts add up to how many
+ * updates a version took.
+ */
+const STALENESS_COLUMNS: typeof COLUMNS = [
+  { name: 'staleness_max', value: (r) => r.staleness?.max, participation: true },
+  { name: 'staleness_mean', value: (r) => r.staleness?.mean, participation: true },
+  { name: 'staleness_counts', value: (r) => r.staleness?.counts.join(' '), participation: true },
+];
+
+/**
  * Text a spreadsheet would read as a formula (after a tab or CR too, which
  * some strip first). Text cells are built by the coordinator today; the
  * apostrophe is defence in depth for the CSV opened in a spreadsheet.
@@ -43,7 +55,8 @@ export interface HistoryCsvOptions {
 }
 
 export function historyCsv(history: readonly RoundRecord[], options: HistoryCsvOptions = {}): string {
-  const columns = options.withholdParticipation ? COLUMNS.filter((c) => !c.participation) : COLUMNS;
+  const all = history.some((r) => r.staleness) ? [...COLUMNS, ...STALENESS_COLUMNS] : COLUMNS;
+  const columns = options.withholdParticipation ? all.filter((c) => !c.participation) : all;
   const lines = [columns.map((c) => c.name).join(',')];
   for (const r of history) lines.push(columns.map((c) => csvField(c.value(r))).join(','));
   return `${lines.join('\r\n')}\r\n`;

@@ -124,8 +124,15 @@ function facts(entries: readonly (readonly [string, string])[]): string {
   return `<dl>${entries.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join('')}</dl>`;
 }
 
+/** Async mode: a version's staleness, "max 2, mean 0.60; by s: 3 1 1" (updates of staleness 0, 1, 2). */
+function staleness(r: ReportRound): string {
+  const s = r.staleness;
+  return s ? `max ${s.max}, mean ${s.mean.toFixed(2)}; by s: ${s.counts.join(' ')}` : '–';
+}
+
 function roundsTable(rounds: readonly ReportRound[], withheld: boolean): string {
   // Under client-level DP the rounds carry no participation (RunReport.participationWithheld): no empty columns.
+  const asynchronous = rounds.some((r) => r.staleness);
   const head = withheld
     ? row(['Round', 'Outcome', 'Accuracy', 'Loss', 'ε'], true)
     : row(
@@ -141,6 +148,7 @@ function roundsTable(rounds: readonly ReportRound[], withheld: boolean): string 
           'Declined',
           'In / out',
           'Duration',
+          ...(asynchronous ? ['Staleness'] : []),
           'ε',
           'Reason',
         ],
@@ -163,6 +171,7 @@ function roundsTable(rounds: readonly ReportRound[], withheld: boolean): string 
               fmt.count(r.declined),
               `${fmt.bytes(r.bytesIn)} / ${fmt.bytes(r.bytesOut)}`,
               fmt.secs(r.durationMs),
+              ...(asynchronous ? [staleness(r)] : []),
               fmt.num(r.epsilon, 3),
               r.reason ?? '',
             ],

@@ -26,6 +26,8 @@ export const ROUND_PARTICIPATION_FIELDS = [
   'encoding',
   'durationMs',
   'reason',
+  // Async mode: its counts add up to the updates a version took.
+  'staleness',
 ] as const;
 export type ReportRoundParticipation = Pick<RoundRecord, (typeof ROUND_PARTICIPATION_FIELDS)[number]>;
 
@@ -49,7 +51,7 @@ export type ReportRound = Pick<RoundRecord, 'round' | 'outcome'> &
  */
 export const PARTICIPATION_WITHHELD =
   'Under client-level differential privacy this report leaves out, for each round, how many participants were selected, sent an update, dropped out, were rejected or declined, ' +
-  'the bytes in and out, the duration and the reason, and the number of participants seen: the privacy guarantee does not cover who or how many took part, so they stay with the operator.';
+  'the bytes in and out, the duration, the reason and, in async mode, the staleness of the updates, and the number of participants seen: the privacy guarantee does not cover who or how many took part, so they stay with the operator.';
 
 /** True when participation must stay out of the shareable report and history (client-level DP). */
 export function withholdsParticipation(status: FederationStatus, clientDp: DpFedAvgOptions | undefined): boolean {

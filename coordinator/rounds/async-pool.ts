@@ -160,8 +160,8 @@ export class AsyncPool implements AsyncPoolLink {
     record.declined = message.reason;
     record.state = 'declined';
     this.outOfVersion.add(record.id);
+    // The intake already told the status it changed (pushes are deferred, so they show this state).
     this.dispatch();
-    this.host.statusChanged();
     return ackOk({ round: message.round });
   }
 

@@ -7,7 +7,15 @@ import type { FitConfig } from '../protocol/messages.ts';
 import { SecureRandom, type UniformSource } from '../random/prng.ts';
 import type { RoundSettings, SettingsChange } from '../protocol/status.ts';
 import { checkPartial, type PartialAggregate } from './partial.ts';
-import type { ClientResult, PrivacyReport, RoundAggregator, RoundContext, Strategy, StrategyTraits } from './strategy.ts';
+import {
+  contributionWeight,
+  type ClientResult,
+  type PrivacyReport,
+  type RoundAggregator,
+  type RoundContext,
+  type Strategy,
+  type StrategyTraits,
+} from './strategy.ts';
 
 /** The noised sum's grid keeps coordinates up to this many clip norms exact (float64 leaves room to spare). */
 const SUM_RANGE_IN_CLIPS = 2 ** 20;
@@ -414,7 +422,9 @@ class DpRound implements RoundAggregator {
       if (norm <= this.clipNorm) this.within++;
       contribution = this.scratch;
     }
-    for (let i = 0; i < this.sum.length; i++) this.sum[i]! += contribution[i]!;
+    // After the clip, or the clip would undo it; w ≤ 1 keeps the contribution within S, the sensitivity the noise is for.
+    const weight = contributionWeight(result);
+    for (let i = 0; i < this.sum.length; i++) this.sum[i]! += weight * contribution[i]!;
     this.added++;
   }
 

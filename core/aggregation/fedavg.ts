@@ -1,4 +1,11 @@
-import type { ClientResult, RoundAggregator, RoundContext, Strategy, StrategyTraits } from './strategy.ts';
+import {
+  contributionWeight,
+  type ClientResult,
+  type RoundAggregator,
+  type RoundContext,
+  type Strategy,
+  type StrategyTraits,
+} from './strategy.ts';
 import type { FitConfig } from '../protocol/messages.ts';
 import { checkPartial, type PartialAggregate } from './partial.ts';
 
@@ -69,17 +76,19 @@ export class WeightedSum implements RoundAggregator {
       throw new RangeError(`update has ${update.length} values, the model has ${this.sum.length}`);
     }
     if (!(numExamples > 0)) throw new RangeError('numExamples must be positive');
+    // A staleness weight scales the update, not its share of the example total: stale buffers move the model less.
+    const coefficient = numExamples * contributionWeight(result);
     const sum = this.sum;
     // Four values a step: the coordinator's hottest loop (one model-sized multiply-add per update).
     const whole = sum.length - (sum.length % 4);
     let i = 0;
     for (; i < whole; i += 4) {
-      sum[i]! += numExamples * update[i]!;
-      sum[i + 1]! += numExamples * update[i + 1]!;
-      sum[i + 2]! += numExamples * update[i + 2]!;
-      sum[i + 3]! += numExamples * update[i + 3]!;
+      sum[i]! += coefficient * update[i]!;
+      sum[i + 1]! += coefficient * update[i + 1]!;
+      sum[i + 2]! += coefficient * update[i + 2]!;
+      sum[i + 3]! += coefficient * update[i + 3]!;
     }
-    for (; i < sum.length; i++) sum[i]! += numExamples * update[i]!;
+    for (; i < sum.length; i++) sum[i]! += coefficient * update[i]!;
     this.totalWeight += numExamples;
     this.added++;
   }

@@ -1,6 +1,13 @@
 import type { FitConfig } from '../protocol/messages.ts';
 import type { RoundSettings, SettingsChange } from '../protocol/status.ts';
-import type { ClientResult, RoundAggregator, RoundContext, Strategy, StrategyTraits } from './strategy.ts';
+import {
+  contributionWeight,
+  type ClientResult,
+  type RoundAggregator,
+  type RoundContext,
+  type Strategy,
+  type StrategyTraits,
+} from './strategy.ts';
 
 /** Robust rules look at every update: they cannot run on a secure sum. */
 const ROBUST_TRAITS: StrategyTraits = { input: 'individual', participation: 'shown', selection: 'engine' };
@@ -16,7 +23,8 @@ const ROBUST_TRAITS: StrategyTraits = { input: 'individual', participation: 'sho
  * together (an order statistic or pairwise distances cannot be streamed), so
  * a round buffers its updates: exactly one Float32Array per update, the
  * decoded update itself (a reference, never a copy), dropped when the round
- * closes. Memory is O(n · model) for n updates, plus O(n) scratch for the
+ * closes. A result's weight (async mode's staleness weight) scales its values
+ * where the rule reads them, so the rule sees w·Δ without a scaled copy. Memory is O(n · model) for n updates, plus O(n) scratch for the
  * order statistics and O(n²) distances for Krum.
  *
  * The statistics are unweighted: every update counts once, whatever example
@@ -60,6 +68,8 @@ function checkServerLearningRate(options: RobustOptions): number {
 /** Collects a round's updates for a rule that needs all of them at once. */
 abstract class BufferedRound implements RoundAggregator {
   protected readonly updates: Float32Array[] = [];
+  /** Each update's ClientResult.weight: the rule sees weights[i] · updates[i]. */
+  protected readonly weights: number[] = [];
   protected readonly ids: string[] = [];
   private closed = false;
 
@@ -78,6 +88,7 @@ abstract class BufferedRound implements RoundAggregator {
     if (result.update.length !== dim) throw new RangeError(`update has ${result.update.length} values, the model has ${dim}`);
     // Kept by reference: the decoded frame is this update's one array.
     this.updates.push(result.update);
+    this.weights.push(contributionWeight(result));
     this.ids.push(result.participantId);
   }
 
@@ -103,6 +114,7 @@ abstract class BufferedRound implements RoundAggregator {
     this.closed = true;
     // The buffered updates are not needed any more; let them go before the next round.
     this.updates.length = 0;
+    this.weights.length = 0;
     return value;
   }
 }
@@ -162,12 +174,17 @@ function trimmedMeanOf(a: Float64Array, n: number, trim: number): number {
   return sum / (n - 2 * trim);
 }
 
-/** Fills `out` coordinate by coordinate with `statistic` of the n values there, in one reused scratch array. */
-function coordinateWise(updates: readonly Float32Array[], out: Float32Array, statistic: (values: Float64Array, n: number) => number): void {
+/** Fills `out` coordinate by coordinate with `statistic` of the n weighted values there, in one reused scratch array. */
+function coordinateWise(
+  updates: readonly Float32Array[],
+  weights: readonly number[],
+  out: Float32Array,
+  statistic: (values: Float64Array, n: number) => number,
+): void {
   const n = updates.length;
   const scratch = new Float64Array(n);
   for (let j = 0; j < out.length; j++) {
-    for (let i = 0; i < n; i++) scratch[i] = updates[i]![j]!;
+    for (let i = 0; i < n; i++) scratch[i] = weights[i]! * updates[i]![j]!;
     out[j] = statistic(scratch, n);
   }
 }
@@ -193,7 +210,7 @@ export class CoordinateMedian implements Strategy {
 
 class MedianRound extends BufferedRound {
   protected aggregate(out: Float32Array): boolean {
-    coordinateWise(this.updates, out, medianOf);
+    coordinateWise(this.updates, this.weights, out, medianOf);
     return true;
   }
 }
@@ -263,7 +280,7 @@ class TrimmedMeanRound extends BufferedRound {
 
   protected aggregate(out: Float32Array): boolean {
     const trim = this.rule.trimCount(this.updates.length);
-    coordinateWise(this.updates, out, (values, n) => trimmedMeanOf(values, n, trim));
+    coordinateWise(this.updates, this.weights, out, (values, n) => trimmedMeanOf(values, n, trim));
     return true;
   }
 }
@@ -325,7 +342,7 @@ export class KrumRound extends BufferedRound {
   }
 
   protected aggregate(out: Float32Array): boolean {
-    const updates = this.updates;
+    const { updates, weights } = this;
     const n = updates.length;
     const f = this.rule.byzantine;
     if (n < this.rule.minimumUpdates) return false;
@@ -334,11 +351,13 @@ export class KrumRound extends BufferedRound {
     const dist = new Float64Array(n * n);
     for (let a = 0; a < n; a++) {
       const ua = updates[a]!;
+      const wa = weights[a]!;
       for (let b = a + 1; b < n; b++) {
         const ub = updates[b]!;
+        const wb = weights[b]!;
         let sum = 0;
         for (let j = 0; j < dim; j++) {
-          const d = ua[j]! - ub[j]!;
+          const d = wa * ua[j]! - wb * ub[j]!;
           sum += d * d;
         }
         dist[a * n + b] = sum;
@@ -361,9 +380,10 @@ export class KrumRound extends BufferedRound {
     const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => scores[a]! - scores[b]! || a - b);
     const chosen = order.slice(0, m);
     const picked = chosen.map((c) => updates[c]!);
+    const pickedWeights = chosen.map((c) => weights[c]!);
     for (let j = 0; j < dim; j++) {
       let sum = 0;
-      for (let i = 0; i < m; i++) sum += picked[i]![j]!;
+      for (let i = 0; i < m; i++) sum += pickedWeights[i]! * picked[i]![j]!;
       out[j] = sum / m;
     }
     this.selected = chosen.map((c) => this.ids[c]!);

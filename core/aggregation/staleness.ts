@@ -4,18 +4,21 @@ import type { ClientResult } from './strategy.ts';
 /**
  * Staleness in asynchronous buffered aggregation (FedBuff, Nguyen et al.
  * 2022; docs/async.md). An update trained from model version b and applied
- * to version v has staleness s = v − b. Each update in a buffer is scaled by
- * w(s) = (1 + s)^−a before the strategy aggregates it: a = 0.5 is FedBuff's
- * (and Meta FLSim's) 1/√(1+s), the default; any a ≥ 0 is the polynomial
- * option (a = 0 weighs every update the same). The strategy then weighs it
- * by its example count as in a synchronous round, so FedAvg applies
+ * to version v has staleness s = v − b. Each update in a buffer is weighed
+ * by w(s) = (1 + s)^−a: a = 0.5 is FedBuff's (and Meta FLSim's) 1/√(1+s),
+ * the default; any a ≥ 0 is the polynomial option (a = 0 weighs every update
+ * the same). The weight travels with the result (ClientResult.weight) and
+ * the rule applies it after any clipping of its own: scaling before a clip
+ * would be undone by it (DP-FedAvg clips every update to S, so a stale
+ * update would count fully). FedAvg then applies
  *
  *   x ← x + η · Σ nᵢ·w(sᵢ)·Δᵢ / Σ nᵢ
  *
  * (the example weights are normalised, the staleness weights are not: a
- * buffer of stale updates moves the model less, as in FedBuff). Because
- * w(s) ≤ 1, scaling never raises an update's norm, so a clip bound or a
- * DP sensitivity computed for unscaled updates still holds.
+ * buffer of stale updates moves the model less, as in FedBuff), and DP-FedAvg
+ * x ← x + η · (Σ w(sᵢ)·clip(Δᵢ) + noise) / m. Because w(s) ≤ 1, a weighted
+ * contribution is never larger than the clipped one, so a clip bound or a DP
+ * sensitivity computed for unweighted updates still holds.
  */
 
 /** FedBuff's exponent: w(s) = 1/√(1+s). */
@@ -28,13 +31,9 @@ export function stalenessWeight(staleness: number, exponent = DEFAULT_STALENESS_
   return (1 + staleness) ** -exponent;
 }
 
-/** The result as the strategy receives it: its update scaled by the staleness weight (a copy; the input is kept). */
+/** The result as the strategy receives it: the same update, with its staleness weight to apply after any clipping. */
 export function stalenessWeighted(result: ClientResult, staleness: number, exponent = DEFAULT_STALENESS_EXPONENT): ClientResult {
-  const weight = stalenessWeight(staleness, exponent);
-  if (weight === 1) return result;
-  const update = new Float32Array(result.update.length);
-  for (let i = 0; i < update.length; i++) update[i] = weight * result.update[i]!;
-  return { ...result, update };
+  return { ...result, weight: stalenessWeight(staleness, exponent) };
 }
 
 /** Why an update is too stale to be used, or undefined when it may go into the buffer. */

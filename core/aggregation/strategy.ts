@@ -23,6 +23,21 @@ export interface ClientResult {
    * different update must not pass this on.
    */
   readonly norm?: number;
+  /**
+   * A scale in (0, 1] on this update's contribution, applied after the rule
+   * clips it (async mode's staleness weight, staleness.ts); absent: 1. It is
+   * at most 1, so a contribution never grows past a clip bound or a DP
+   * sensitivity. `update` and `norm` stay what the participant sent: norm
+   * bounds check those.
+   */
+  readonly weight?: number;
+}
+
+/** The scale on a result's contribution (ClientResult.weight), checked: a weight above 1 would break every sensitivity bound. */
+export function contributionWeight(result: ClientResult): number {
+  const weight = result.weight ?? 1;
+  if (!(weight > 0 && weight <= 1)) throw new RangeError(`a result's weight must be in (0, 1], got ${weight}`);
+  return weight;
 }
 
 export interface RoundContext {

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { FedAvg } from '../../core/aggregation/fedavg.ts';
+import { CoordinateMedian } from '../../core/aggregation/robust.ts';
+import type { Strategy } from '../../core/aggregation/strategy.ts';
 import { ErrorCode } from '../../core/protocol/errors.ts';
 import type { AsyncSettings, RoundSettings } from '../../core/protocol/status.ts';
 import type { RoundStartMessage } from '../../core/protocol/messages.ts';
@@ -11,7 +13,11 @@ import { RoundEngine } from '../../coordinator/rounds/round-engine.ts';
 import { EngineHarness } from '../helpers/engine-harness.ts';
 
 /** An engine in async mode (docs/async.md) on a manual clock. */
-function asyncHarness(async: Partial<AsyncSettings>, settings: Partial<RoundSettings> = {}, serverLearningRate = 1): EngineHarness {
+function asyncHarness(
+  async: Partial<AsyncSettings>,
+  settings: Partial<RoundSettings> = {},
+  strategy: Strategy = new FedAvg(),
+): EngineHarness {
   return new EngineHarness(
     {
       minClients: 1,
@@ -20,7 +26,7 @@ function asyncHarness(async: Partial<AsyncSettings>, settings: Partial<RoundSett
       ...settings,
     },
     4,
-    new FedAvg({ serverLearningRate }),
+    strategy,
   );
 }
 
@@ -41,7 +47,7 @@ const close = (actual: number, expected: number) => assert.ok(Math.abs(actual - 
 
 describe('async mode (FedBuff) in the round engine', () => {
   it('makes one version from every K accepted updates, weighting a stale one by 1/sqrt(1+s), with the server learning rate', async () => {
-    const h = asyncHarness({ bufferSize: 2 }, {}, 0.5);
+    const h = asyncHarness({ bufferSize: 2 }, {}, new FedAvg({ serverLearningRate: 0.5 }));
     const [a, b, c] = [h.join(), h.join(), h.join()];
     h.engine.start();
     await h.settle();
@@ -70,6 +76,26 @@ describe('async mode (FedBuff) in the round engine', () => {
     assert.deepEqual(new Set(record.participants!.map((p) => p.id)), new Set([c, b]));
     assert.equal(record.received, 2);
     assert.equal(h.engine.status().settings.mode, 'async');
+  });
+
+  it('runs a robust rule over the buffer: the median of a version sees a stale update as w(s)·Δ', async () => {
+    const h = asyncHarness({ bufferSize: 3 }, {}, new CoordinateMedian());
+    const [a, b, c, d] = [h.join(), h.join(), h.join(), h.join()];
+    h.engine.start();
+    await h.settle();
+    for (const id of [a, b, c]) assert.ok(h.engine.submitUpdate(id, slotUpdate(h, id, [0.2, 0, 0, 0])).ok);
+    await h.settle();
+    assert.equal(h.engine.globalModel.version, 1);
+    // d and a (its second slot came while version 1 collected) trained from version 0: staleness 1, weight 1/√2; c from version 1.
+    assert.equal(lastStart(h, c).model.version, 1);
+    assert.ok(h.engine.submitUpdate(d, slotUpdate(h, d, [0.6, 0, 0, 0])).ok);
+    assert.ok(h.engine.submitUpdate(a, slotUpdate(h, a, [0.1, 0, 0, 0])).ok);
+    assert.ok(h.engine.submitUpdate(c, slotUpdate(h, c, [0.5, 0, 0, 0])).ok);
+    await h.settle();
+    assert.equal(h.engine.globalModel.version, 2);
+    assert.deepEqual(h.engine.status().history[1]!.staleness, { max: 1, mean: 2 / 3, counts: [1, 2] });
+    // The median of {0.6/√2 ≈ 0.424, 0.1/√2, 0.5} is d's 0.424 (unweighted it would be c's 0.5).
+    close(h.engine.globalModel.weights[0]!, 0.2 + 0.6 * Math.SQRT1_2);
   });
 
   it('refuses an update staler than S with UPDATE_TOO_STALE and hands the participant the newest model', async () => {

@@ -333,6 +333,35 @@ describe('run report', () => {
   });
 });
 
+/** An async run: each version's record has the staleness of the updates it was made from. */
+const asyncHistory: RoundRecord[] = [
+  record(1, { staleness: { max: 0, mean: 0, counts: [3] } }),
+  record(2, { staleness: { max: 2, mean: 0.6, counts: [3, 1, 1] } }),
+];
+
+describe('staleness in the report and the history (async mode)', () => {
+  it("gives each version's staleness (max, mean, counts) in the JSON, the page and the CSV", () => {
+    const report = buildRunReport({ status: { ...plainStatus, history: asyncHistory }, task, audit, now: new Date() });
+    assert.deepEqual(report.rounds[1]?.staleness, { max: 2, mean: 0.6, counts: [3, 1, 1] });
+    const html = renderReportHtml(report);
+    assert.match(html, /<th scope="col">Staleness<\/th>/);
+    assert.match(html, /<td>max 2, mean 0\.60; by s: 3 1 1<\/td>/);
+    const records = historyCsv(asyncHistory).split('\r\n');
+    assert.ok(records[0]!.endsWith(',epsilon,delta,staleness_max,staleness_mean,staleness_counts'), records[0]);
+    assert.ok(records[2]!.endsWith(',2,0.6,3 1 1'), records[2]);
+    // A sync run has no staleness columns (the header test below is unchanged).
+    assert.doesNotMatch(renderReportHtml(buildRunReport({ status: plainStatus, task, audit, now: new Date() })), /Staleness/);
+  });
+
+  it('under client-level DP leaves staleness out, since its counts add up to how many updates a version took', () => {
+    const report = buildRunReport({ status: { ...status, history: asyncHistory }, task, clientDp, audit, now: new Date() });
+    assert.equal(report.rounds[1]?.staleness, undefined);
+    assert.doesNotMatch(renderReportHtml(report), /Staleness/);
+    assert.match(PARTICIPATION_WITHHELD, /staleness/);
+    assert.equal(historyCsv(asyncHistory, { withholdParticipation: true }).split('\r\n')[0], 'round,outcome,accuracy,loss,epsilon,delta');
+  });
+});
+
 describe('history CSV', () => {
   it('quotes fields per RFC 4180 and ends every record with CRLF', () => {
     assert.equal(csvField('plain'), 'plain');

@@ -3,10 +3,13 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { DpFedAvg, type DpFedAvgOptions } from '../../core/aggregation/dp-fedavg.ts';
 import { FedAvg } from '../../core/aggregation/fedavg.ts';
+import { CoordinateMedian } from '../../core/aggregation/robust.ts';
 import { stalenessRefusal, stalenessWeight, stalenessWeighted, StalenessTally } from '../../core/aggregation/staleness.ts';
 import { ConfigError, parseConfig } from '../../coordinator/config.ts';
 import type { CoordinatorConfig } from '../../coordinator/coordinator-config.ts';
+import { SeededRandom } from '../../core/random/prng.ts';
 
 const close = (actual: number, expected: number) => assert.ok(Math.abs(actual - expected) < 1e-9, `${actual} ≈ ${expected}`);
 
@@ -23,12 +26,14 @@ describe('staleness weights (FedBuff)', () => {
     assert.throws(() => stalenessWeight(1, -0.5), RangeError);
   });
 
-  it('scales a copy of the update and never the original', () => {
+  it('attaches the weight to the result and leaves the update as sent, without a copy', () => {
     const update = Float32Array.from([2, -4]);
     const weighted = stalenessWeighted({ participantId: 'p', numExamples: 5, update }, 3);
-    assert.deepEqual(Array.from(weighted.update), [1, -2]);
+    assert.equal(weighted.update, update);
     assert.deepEqual(Array.from(update), [2, -4]);
+    assert.equal(weighted.weight, 0.5);
     assert.equal(weighted.numExamples, 5);
+    assert.equal(stalenessWeighted({ participantId: 'p', numExamples: 5, update }, 0).weight, 1);
   });
 
   it('through FedAvg, applies eta * sum(n_i w(s_i) d_i) / sum(n_i): example weights normalised, staleness weights not', () => {
@@ -39,6 +44,48 @@ describe('staleness weights (FedBuff)', () => {
     const next = aggregator.finish()!;
     close(next[0]!, 1 + (0.5 * 10) / 40);
     close(next[1]!, 1 + (0.5 * 30 * (1 / 3)) / 40);
+  });
+
+  it('under client-level DP, scales a stale update after the clip: its contribution is exactly w(s) times the fresh one', () => {
+    // Two strategies with the same noise draws: the released models differ only by what the stale update adds.
+    const options: DpFedAvgOptions = {
+      placement: 'central',
+      noiseMultiplier: 1,
+      clip: { kind: 'fixed', norm: 1 },
+      sampleRate: 1,
+      expectedClients: 2,
+      delta: 1e-5,
+      accountant: 'rdp',
+    };
+    const release = (staleness: number) => {
+      const round = new DpFedAvg({ ...options, uniform: new SeededRandom(7) }).beginRound({ round: 1, globalWeights: new Float32Array(2) });
+      // Norm 50, far above the clip norm 1: clipped to [0.6, 0.8] whatever it was scaled by first.
+      round.add(stalenessWeighted({ participantId: 'stale', numExamples: 5, update: Float32Array.from([30, 40]) }, staleness));
+      round.add({ participantId: 'fresh', numExamples: 5, update: Float32Array.from([0, -5]) });
+      return round.finish()!;
+    };
+    const fresh = release(0);
+    const stale = release(3);
+    // m·(stale − fresh) = (w(3) − 1)·clip(Δ) = −0.5·[0.6, 0.8], to float32 precision (the models are float32).
+    assert.ok(Math.abs(2 * (stale[0]! - fresh[0]!) + 0.3) < 1e-6, `${stale[0]} − ${fresh[0]}`);
+    assert.ok(Math.abs(2 * (stale[1]! - fresh[1]!) + 0.4) < 1e-6, `${stale[1]} − ${fresh[1]}`);
+  });
+
+  it('robust rules see the weighted values: the median of a buffer moves by w(s)·Δ of a stale update', () => {
+    const round = new CoordinateMedian().beginRound({ round: 1, globalWeights: new Float32Array(1) });
+    round.add({ participantId: 'a', numExamples: 1, update: Float32Array.of(1) });
+    round.add(stalenessWeighted({ participantId: 'b', numExamples: 1, update: Float32Array.of(8) }, 3));
+    round.add({ participantId: 'c', numExamples: 1, update: Float32Array.of(6) });
+    // Values 1, 0.5·8 = 4 and 6: the median is 4 (unweighted it would be 6).
+    close(round.finish()![0]!, 4);
+  });
+
+  it('refuses a result weight outside (0, 1]: above 1 it would break the clip bound', () => {
+    const round = new FedAvg().beginRound({ round: 1, globalWeights: new Float32Array(1) });
+    assert.throws(
+      () => round.add({ participantId: 'a', numExamples: 1, update: Float32Array.of(1), weight: 2 }),
+      /weight must be in \(0, 1\]/,
+    );
   });
 
   it('refuses past S, with the versions in the message', () => {
@@ -83,6 +130,17 @@ describe('async options', () => {
       /--min-updates 3 is more than --buffer-size 2/,
     );
     assert.throws(() => parse(['--mode', 'bursty']), /--mode must be sync or async, got "bursty"/);
+  });
+
+  it("refuses a trimmed mean that would trim nothing from a version's buffer of K; Krum's 2f + 3 fits in K through --min-updates", () => {
+    assert.throws(
+      () => parse(['--mode', 'async', '--strategy', 'trimmed-mean', '--trim-fraction', '0.1', '--clients-per-round', '20']),
+      /--trim-fraction 0.1 trims ⌊0.1 × 5⌋ = 0 updates at each end of a version's buffer \(--buffer-size 5\)/,
+    );
+    assert.equal(parse(['--mode', 'async', '--strategy', 'trimmed-mean', '--trim-fraction', '0.2']).settings.async?.bufferSize, 5);
+    const krum = ['--mode', 'async', '--strategy', 'krum', '--byzantine', '1', '--min-updates', '5'];
+    assert.throws(() => parse([...krum, '--buffer-size', '4']), /--min-updates 5 is more than --buffer-size 4/);
+    assert.equal(parse([...krum, '--buffer-size', '5']).settings.async?.bufferSize, 5);
   });
 
   it('takes float16 and int8 updates, and refuses int4, whose rotation is per round, in async mode', () => {
