@@ -6,6 +6,7 @@ import { Participant, type ParticipantEvent } from '../../core/participant/parti
 import { DpSgdRoundTrainer, PlainRoundTrainer, type RoundTrainer } from '../../core/participant/trainers.ts';
 import { DpSgdTrainer } from '../../core/privacy/dp-sgd.ts';
 import type { PrivacyLedger } from '../../core/privacy/ledger.ts';
+import { ACCOUNTANT_KINDS, type AccountantKind, isAccountantKind } from '../../core/privacy/epsilon.ts';
 import { openClientLevelLedger, openParticipantLedger } from '../../core/privacy/participant-budget.ts';
 import { PROTOCOL_VERSION, type TaskSummary } from '../../core/protocol/messages.ts';
 import { LocalTrainer } from '../../core/training/local-trainer.ts';
@@ -35,7 +36,9 @@ export const USAGE = `usage: npm run participant -- --url URL (--data FILE_OR_FO
   --token-file F       a file holding the join token, when the coordinator needs one
   --backend wasm|cpu   the TensorFlow.js backend (default wasm)
   --state-dir D        where the DP-SGD privacy ledger and a fine-tuning task's frozen weights are kept (default ./participant-state)
-  --epsilon-budget X   with DP-SGD: this participant's own ε budget (it can only lower the task's)`;
+  --epsilon-budget X   with DP-SGD: this participant's own ε budget (it can only lower the task's)
+  --accountant A       auto|pld|rdp: how this participant's own ledgers turn their history into ε
+                       (default: the task's, else auto = the smaller of the PLD and RDP bounds)`;
 
 export class UsageError extends Error {
   constructor(message: string) {
@@ -53,6 +56,8 @@ export interface CliOptions {
   readonly backend: 'wasm' | 'cpu';
   readonly stateDir: string;
   readonly epsilonBudget?: number;
+  /** The person's own accountant for its ledgers; each is an upper bound on the same history. */
+  readonly accountant?: AccountantKind;
 }
 
 /** The parsed flags; a parse error ends the same way as any other bad flag. */
@@ -69,6 +74,7 @@ function flagValues(argv: readonly string[]) {
         backend: { type: 'string' },
         'state-dir': { type: 'string' },
         'epsilon-budget': { type: 'string' },
+        accountant: { type: 'string' },
       },
       strict: true,
       allowPositionals: false,
@@ -109,6 +115,9 @@ export function parseCliArgs(argv: readonly string[]): CliOptions {
     if (!(epsilonBudget > 0) || !Number.isFinite(epsilonBudget))
       throw new UsageError(`--epsilon-budget must be a positive number, got ${values['epsilon-budget']}`);
   }
+  const accountant = values.accountant;
+  if (accountant !== undefined && !isAccountantKind(accountant))
+    throw new UsageError(`--accountant must be one of ${ACCOUNTANT_KINDS.join(', ')}, got ${accountant}`);
   return {
     url: url.origin + url.pathname.replace(/\/$/, ''),
     data: values.data,
@@ -118,6 +127,7 @@ export function parseCliArgs(argv: readonly string[]): CliOptions {
     backend,
     stateDir: path.resolve(values['state-dir'] ?? 'participant-state'),
     epsilonBudget,
+    accountant,
   };
 }
 
@@ -201,6 +211,7 @@ export async function runParticipantCli(argv: readonly string[], out: (text: str
     ledger = await openParticipantLedger(new FileLedgerStore(options.stateDir), task.sampleDp, local.dataset, {
       ownBudget: options.epsilonBudget,
       ownData: options.data !== undefined,
+      accountant: options.accountant,
     });
     const budget = ledger.epsilonBudget;
     out(
@@ -221,6 +232,7 @@ export async function runParticipantCli(argv: readonly string[], out: (text: str
   const clientLedger = await openClientLevelLedger(new FileLedgerStore(options.stateDir), local.dataset, {
     ownBudget: options.epsilonBudget,
     ownData: options.data !== undefined,
+    accountant: options.accountant,
   });
   const progress = new ProgressLine(out, interactive);
   return new Promise<number>((resolve) => {

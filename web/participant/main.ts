@@ -1,6 +1,7 @@
 import { parseShard, type ShardSkew, type ShardSpec } from '../../core/data/dataset.ts';
 import type { ParticipantEvent } from '../../core/participant/participant.ts';
 import type { TaskSummary } from '../../core/protocol/messages.ts';
+import { ACCOUNTANT_KINDS, type AccountantKind, isAccountantKind } from '../../core/privacy/epsilon.ts';
 import { BACKENDS, jobForTask, type BackendName, type PageToWorker, type StartData, type WorkerToPage } from './worker-protocol.ts';
 import { takeSecretParam } from '../secret-param.ts';
 import { DataPanel, type PreparedData } from './data-panel.ts';
@@ -60,6 +61,8 @@ interface PageOptions {
   readonly epsilonBudget?: number;
   /** `?max-delta=`: the person's largest acceptable δ (default 1e-5). */
   readonly maxDelta?: number;
+  /** `?accountant=`: how this device's ledgers turn their history into ε (default: the task's, else auto). */
+  readonly accountant?: AccountantKind;
   readonly token?: string;
   /** `?data=own`: the user's files even when the task has demo data. */
   readonly ownData: boolean;
@@ -84,6 +87,9 @@ function readOptions(): PageOptions {
   const maxDelta = maxDeltaParam === null ? undefined : Number(maxDeltaParam);
   if (maxDelta !== undefined && !(maxDelta > 0 && maxDelta < 1))
     throw new Error(`?max-delta must be a number in (0, 1), got "${maxDeltaParam}"`);
+  const accountantParam = params.get('accountant');
+  if (accountantParam !== null && !isAccountantKind(accountantParam))
+    throw new Error(`?accountant must be one of ${ACCOUNTANT_KINDS.join(', ')}, got "${accountantParam}"`);
   const dataParam = params.get('data');
   if (dataParam !== null && dataParam !== 'own' && dataParam !== 'demo') throw new Error(`?data must be own or demo, got "${dataParam}"`);
   return {
@@ -91,6 +97,7 @@ function readOptions(): PageOptions {
     backend: (backendParam as BackendName | null) ?? undefined,
     epsilonBudget,
     maxDelta,
+    accountant: accountantParam ?? undefined,
     token,
     ownData: dataParam === 'own',
   };
@@ -486,6 +493,7 @@ async function main(): Promise<void> {
       platform: deviceDescription(),
       epsilonBudget: options.epsilonBudget,
       maxDelta: options.maxDelta,
+      accountant: options.accountant,
       token: options.token,
     } satisfies PageToWorker,
     transfer,

@@ -1,6 +1,7 @@
 import type { ParticipantEvent } from '../../core/participant/participant.ts';
 import type { Dataset, ShardSpec } from '../../core/data/dataset.ts';
 import type { TaskSummary } from '../../core/protocol/messages.ts';
+import type { AccountantKind } from '../../core/privacy/epsilon.ts';
 import type { MeasureJob } from './backend-measure.ts';
 import type { BackendName } from './backend-name.ts';
 import type { SelectedBackend } from './backend.ts';
@@ -39,6 +40,8 @@ export interface StartCommand {
   readonly epsilonBudget?: number;
   /** The person's largest acceptable δ (`?max-delta=`); 1e-5 when absent, never above 1/n. */
   readonly maxDelta?: number;
+  /** `?accountant=`: the person's accountant for this device's ledgers (each is an upper bound on the same history). */
+  readonly accountant?: AccountantKind;
   /** Join token (`?token=`), sent in the socket.io handshake when the coordinator needs one. */
   readonly token?: string;
 }

@@ -127,6 +127,7 @@ async function start(command: StartCommand): Promise<void> {
       maxDelta: command.maxDelta,
       legacyKeys: [legacyKey],
       ownData: own,
+      accountant: command.accountant,
     });
     post({
       type: 'dp',
@@ -144,6 +145,7 @@ async function start(command: StartCommand): Promise<void> {
     ownBudget: command.epsilonBudget,
     maxDelta: command.maxDelta,
     ownData,
+    accountant: command.accountant,
   });
   participant = new Participant({
     url: command.url,
