@@ -41,7 +41,7 @@ seeded). Accuracy is reported after the rounds in --at.
                        table: --cnn-participants, --cnn-train, --cnn-test,
                        --cnn-rounds, --cnn-at.
   --cnn-participants P cnn participants (default 3)
-  --cnn-train N        cnn training digits shared out (default 450: 150 each)
+  --cnn-train N        cnn training digits shared out (default 300: 100 each)
   --cnn-test N         cnn test digits, the first N of the 2,000 (default 500)
   --cnn-rounds R       cnn rounds (default 10)
   --cnn-at LIST        cnn rounds to report accuracy at (default 5,10)
@@ -91,7 +91,7 @@ function parseOptions() {
       variants: { type: 'string', default: VARIANTS.map((v) => v.name).join(',') },
       seed: { type: 'string', default: '1' },
       'cnn-participants': { type: 'string', default: '3' },
-      'cnn-train': { type: 'string', default: '450' },
+      'cnn-train': { type: 'string', default: '300' },
       'cnn-test': { type: 'string', default: '500' },
       'cnn-rounds': { type: 'string', default: '10' },
       'cnn-at': { type: 'string', default: '5,10' },
