@@ -1,17 +1,6 @@
 import type { PartialAggregate, PartialMethods } from '../../core/aggregation/partial.ts';
-import type { ClusterEventServer } from './cluster-events.ts';
+import type { ClusterEventServer, PartialReply, PartialRequest } from './cluster-events.ts';
 import { combinePartials, type PartialExchange } from './partial-exchange.ts';
-
-/** The leader's request at a round's close: every member writes its partial of this round to Redis, once. */
-export interface PartialRequest {
-  readonly term: number;
-  readonly round: number;
-}
-
-/** A member's answer: its partial is in Redis (`stored`), or why not. */
-export type PartialReply =
-  | { readonly node: string; readonly stored: true }
-  | { readonly node: string; readonly stored: false; readonly reason: string };
 
 /**
  * A member node answers the leader's partial requests: it writes the round's

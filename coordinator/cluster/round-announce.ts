@@ -1,22 +1,7 @@
-import type { FitConfig, RoundStartMessage } from '../../core/protocol/messages.ts';
+import type { RoundStartMessage } from '../../core/protocol/messages.ts';
 import type { GlobalModel } from '../rounds/engine-types.ts';
-import type { ClusterEventServer } from './cluster-events.ts';
+import type { ClusterEventServer, RoundAnnouncement, RoundReply } from './cluster-events.ts';
 import type { ModelVersions } from './model-versions.ts';
-
-/** The leader's round open, as every member hears it: the model by version (never its bytes) and who is selected on each node. */
-export interface RoundAnnouncement {
-  readonly term: number;
-  readonly round: number;
-  readonly modelVersion: number;
-  readonly config: FitConfig;
-  /** Wall-clock deadline (ms since the Unix epoch), as in round:start. */
-  readonly deadline: number;
-  /** Node id → the ids of its participants selected for the round. */
-  readonly selected: Readonly<Record<string, readonly string[]>>;
-}
-
-/** A member's answer: to how many of its selected participants round:start went, or why none. */
-export type RoundReply = { readonly node: string; readonly sent: number } | { readonly node: string; readonly refused: string };
 
 /**
  * A member node's side of a round open: fetches the round's model from

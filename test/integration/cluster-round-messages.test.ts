@@ -16,7 +16,8 @@ import type { RoundStartMessage } from '../../core/protocol/messages.ts';
 import { decodeFrame, FrameKind } from '../../core/wire/frame.ts';
 import { makeModel } from '../../coordinator/rounds/engine-types.ts';
 import type { ClusterServerEvents } from '../../coordinator/cluster/cluster-events.ts';
-import { answerPartialRequests, gatherPartials, type PartialRequest } from '../../coordinator/cluster/partial-requests.ts';
+import { answerPartialRequests, gatherPartials } from '../../coordinator/cluster/partial-requests.ts';
+import type { PartialRequest } from '../../coordinator/cluster/cluster-events.ts';
 import { TestRedis } from '../support/redis.ts';
 
 /**
