@@ -57,7 +57,8 @@ class SecureCollection implements Collection {
       selected,
       this.secureHost(),
       { stepMs: settings.stepTimeoutMs, maskedMs: host.settings.roundTimeoutMs },
-      round.fit.privacy,
+      privacy,
+      this.rotation?.block,
     );
   }
 

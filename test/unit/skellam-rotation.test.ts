@@ -97,9 +97,25 @@ describe('random rotation on the Skellam path', () => {
     assert.equal(config.vectorLength, 3072);
     const round = await skellamRound(config, (u) => clipAndRotate(updates.get(u)!, privacy, config).rotated, 1000);
     assert.equal(round.result.sum.length, 3072);
-    // An honest rotated round passes the coordinator's range and norm checks (run on the rotated sum, as secure-round.ts does).
-    const check = checkDecodedSum(round.result.sum, { quantization: QUANTIZATION, contributors: N, privacy });
+    // An honest rotated round passes the coordinator's range and norm checks (run on the rotated sum, as secure-round.ts does),
+    // with the rotated per-coordinate bound C·√(2 ln(4nd'/p)/B) ≈ 0.25 in place of c = 0.5.
+    const inputs = { quantization: QUANTIZATION, contributors: N, privacy, rotationBlock: 1024 };
+    const check = checkDecodedSum(round.result.sum, inputs);
     assert.ok(check.ok, check.ok ? '' : check.reason);
+    const loose = checkDecodedSum(round.result.sum, { ...inputs, rotationBlock: undefined });
+    assert.ok(loose.ok);
+    assert.ok(check.bounds.coordinate < 0.55 * loose.bounds.coordinate, `${check.bounds.coordinate} vs ${loose.bounds.coordinate}`);
+    // Garbage between the two bounds: refused only where the rotation is known.
+    const garbage = Float64Array.from(round.result.sum);
+    garbage[5] = (check.bounds.coordinate + loose.bounds.coordinate) / 2;
+    assert.equal(checkDecodedSum(garbage, inputs).ok, false);
+    assert.equal(checkDecodedSum(garbage, { ...inputs, rotationBlock: undefined }).ok, true);
+    // A Gaussian share added before the rotation breaks the norm premise: the loose bound stays.
+    const gaussian = { ...privacy, noiseStd: 0.01 };
+    assert.equal(
+      checkDecodedSum(garbage, { ...inputs, privacy: gaussian }).bounds.coordinate,
+      checkDecodedSum(garbage, { ...inputs, privacy: gaussian, rotationBlock: undefined }).bounds.coordinate,
+    );
 
     const result = unrotateSum(round.result, skellamRotation(config.roundSeed, D));
     assert.equal(result.sum.length, D);
