@@ -1,5 +1,6 @@
 import { maxParticipants } from '../core/secagg/quantize.ts';
 import { checkSkellamRange, planDistributedNoise } from '../core/privacy/distributed-noise.ts';
+import { skellamSecureLength } from '../core/privacy/skellam-rotation.ts';
 import type { CoordinatorConfig } from './coordinator-config.ts';
 import { DISTRIBUTED_NOISE, TOLERATED_DROPOUTS, type DistributedNoiseRequest } from './options/privacy.ts';
 
@@ -40,13 +41,18 @@ export function parseDistributedNoise(
   return { kind: 'skellam', toleratedDropouts };
 }
 
-/** The configuration with the Skellam plan's settings filled in for a model of `dimension` values; unchanged without Skellam. */
+/** The configuration with the Skellam plan's settings filled in for a model of `dimension` values (rotated and padded); unchanged without Skellam. */
 export function withSkellam(config: CoordinatorConfig, dimension: number): CoordinatorConfig {
   const request = config.distributedNoise;
   const { clientDp } = config;
   const secure = config.settings.secureAggregation;
   if (!request || !clientDp || !secure || clientDp.clip.kind !== 'fixed') return config;
-  const skellam = { step: (2 * secure.clipRange) / secure.quantizationRange, dimension, toleratedDropouts: request.toleratedDropouts };
+  // Participants round the rotated update: its padded length is the d of the sensitivity (core/privacy/skellam-rotation.ts).
+  const skellam = {
+    step: (2 * secure.clipRange) / secure.quantizationRange,
+    dimension: skellamSecureLength(dimension),
+    toleratedDropouts: request.toleratedDropouts,
+  };
   const plan = planDistributedNoise({
     clipNorm: clientDp.clip.norm,
     noiseMultiplier: clientDp.noiseMultiplier,

@@ -1,5 +1,6 @@
 import type { RoundSettings, SecureAggregationSettings } from '../core/protocol/status.ts';
 import { planDistributedNoise } from '../core/privacy/distributed-noise.ts';
+import { skellamSecureLength } from '../core/privacy/skellam-rotation.ts';
 import { clipRangeHoldingNoise, maxParticipantsForWords, wordBitsFor } from '../core/secagg/modulus.ts';
 import { quantizationStep } from '../core/secagg/quantize.ts';
 import { FALSE_ABORT_PROBABILITY } from '../core/secagg/sum-range.ts';
@@ -76,7 +77,7 @@ function skellamStd(config: CoordinatorConfig, secure: SecureAggregationSettings
     noiseMultiplier: clientDp.noiseMultiplier,
     expectedContributors: clientDp.expectedClients,
     step: quantizationStep(secure),
-    dimension,
+    dimension: skellamSecureLength(dimension),
     toleratedDropouts: distributedNoise.toleratedDropouts,
   });
   return Math.sqrt(plan.participantVariance);

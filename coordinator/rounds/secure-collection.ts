@@ -4,6 +4,8 @@ import type { DeclineMessage, RoundStartMessage, SecAggAccepted, UpdateAccepted,
 import type { SecAggRoundStats, SecureAggregationSettings } from '../../core/protocol/status.ts';
 import { wordBitsOf } from '../../core/secagg/config.ts';
 import { packedBytes } from '../../core/secagg/word-packing.ts';
+import type { RandomRotation } from '../../core/math/hadamard.ts';
+import { secureVectorLength, skellamRotation, unrotateSum } from '../../core/privacy/skellam-rotation.ts';
 import {
   settleDecline,
   type Collection,
@@ -35,6 +37,8 @@ export function secureCollection(secure: SecureAggregationSettings, roundTimeout
  */
 class SecureCollection implements Collection {
   private readonly secure: SecureRound;
+  /** Skellam rounds: the round's rotation, undone once on the decoded sum. */
+  private readonly rotation: RandomRotation | undefined;
   private outcome: SecureRoundOutcome | undefined;
 
   constructor(
@@ -43,13 +47,18 @@ class SecureCollection implements Collection {
     selected: readonly string[],
     settings: SecureAggregationSettings,
   ) {
-    const config = secAggConfigFor(round.round, selected.length, host.model.updateLength, settings);
+    const length = host.model.updateLength;
+    const { privacy } = round.fit;
+    // Skellam rounds are summed in the rotated basis (core/privacy/skellam-rotation.ts): the secure vector is the rotation's padded length.
+    const config = secAggConfigFor(round.round, selected.length, secureVectorLength(length, privacy), settings);
+    this.rotation = privacy?.skellamVariance !== undefined ? skellamRotation(config.roundSeed, length) : undefined;
     this.secure = new SecureRound(
       config,
       selected,
       this.secureHost(),
       { stepMs: settings.stepTimeoutMs, maskedMs: host.settings.roundTimeoutMs },
-      round.fit.privacy,
+      privacy,
+      this.rotation?.block,
     );
   }
 
@@ -130,6 +139,12 @@ class SecureCollection implements Collection {
     return this.secure.settled();
   }
 
+  /** A Skellam round's sum rotated back once, before anything reads it (the range checks ran on the rotated sum, where they hold). */
+  private unrotated(outcome: SecureRoundOutcome): SecureRoundOutcome {
+    if (!outcome.ok || this.rotation === undefined) return outcome;
+    return { ...outcome, result: unrotateSum(outcome.result, this.rotation) };
+  }
+
   /** How the SecureRound reaches participants and reports back to the open round. */
   private secureHost(): SecureRoundHost {
     const { host, round } = this;
@@ -170,8 +185,9 @@ class SecureCollection implements Collection {
         host.statusChanged();
       },
       observeMasked: observer?.masked ? (participantId, masked) => observer.masked?.(round.round, participantId, masked) : undefined,
-      done: (outcome) => {
+      done: (decoded) => {
         if (!host.collecting(round)) return;
+        const outcome = this.unrotated(decoded);
         this.outcome = outcome;
         if (outcome.ok) observer?.finished?.(round.round, outcome.result, outcome.contributors);
         host.closeSoon(round);

@@ -102,6 +102,8 @@ export class SecureRound {
     private readonly timeouts: { readonly stepMs: number; readonly maskedMs: number },
     /** The round's client-side clipping and noise: the decoded sum is checked against them (core/secagg/sum-range.ts). */
     private readonly privacy?: UpdatePrivacy,
+    /** B when the participants send their updates rotated (Skellam rounds): the decoded sum is checked in the rotated basis. */
+    private readonly rotationBlock?: number,
   ) {
     participantIds.forEach((id, i) => {
       this.indexOf.set(id, i + 1);
@@ -319,6 +321,7 @@ export class SecureRound {
             quantization: this.config.quantization,
             contributors: result.contributors.length,
             privacy: this.privacy,
+            rotationBlock: this.rotationBlock,
           });
           if (!check.ok) {
             this.sumRefused = true;

@@ -124,7 +124,7 @@ export interface DpFedAvgOptions {
 export interface SkellamOptions {
   /** γ: the secure sum's quantisation step (2c/R). */
   readonly step: number;
-  /** d: values per update. */
+  /** d: values each participant rounds, the rotation's padded length (core/privacy/skellam-rotation.ts). */
   readonly dimension: number;
   readonly toleratedDropouts: number;
 }

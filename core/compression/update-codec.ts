@@ -55,11 +55,15 @@ function rotationBlock(count: number): number {
   return Math.min(DEFAULT_ROTATION_BLOCK, 2 ** Math.ceil(Math.log2(Math.max(1, count))));
 }
 
-/** How many values an encoding's body carries for a model of `count` values (int4: the rotated length). */
-export function encodedLength(encoding: UpdateEncodingName, count: number): number {
-  if (encoding !== 'int4') return count;
+/** The length of `rotationFor(count, seed)`'s output, for any seed: `count` padded to a multiple of its block. */
+export function rotatedLengthFor(count: number): number {
   const block = rotationBlock(count);
   return Math.ceil(count / block) * block;
+}
+
+/** How many values an encoding's body carries for a model of `count` values (int4: the rotated length). */
+export function encodedLength(encoding: UpdateEncodingName, count: number): number {
+  return encoding === 'int4' ? rotatedLengthFor(count) : count;
 }
 
 /** The exact frame size of `count` values in `encoding` (docs/protocol.md §5.3). */

@@ -70,14 +70,16 @@ export class RandomRotation {
     return out;
   }
 
-  /** The inverse, D·H·y/√B per block, cut back to `length` values. */
-  unrotate(y: Float32Array): Float32Array {
+  /** The inverse, D·H·y/√B per block, cut back to `length` values, in y's precision (a float64 sum stays float64). */
+  unrotate(y: Float32Array): Float32Array;
+  unrotate(y: Float64Array): Float64Array;
+  unrotate(y: Float32Array | Float64Array): Float32Array | Float64Array {
     if (y.length !== this.rotatedLength) {
       throw new Error(`RandomRotation: expected ${this.rotatedLength} rotated values, got ${y.length}`);
     }
-    const work = Float32Array.from(y);
+    const work = y.slice();
     for (let start = 0; start < this.rotatedLength; start += this.block) fwht(work, start, this.block);
-    const out = new Float32Array(this.length);
+    const out = y instanceof Float64Array ? new Float64Array(this.length) : new Float32Array(this.length);
     for (let i = 0; i < out.length; i++) out[i] = work[i] * this.scale * this.signs[i];
     return out;
   }

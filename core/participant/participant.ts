@@ -2,6 +2,7 @@ import { io, type Socket } from 'socket.io-client';
 import { privatizeUpdate } from '../privacy/update-privacy.ts';
 import { conditionallyRound, conditionalRoundingBound } from '../privacy/conditional-rounding.ts';
 import { addSkellamNoiseMod32 } from '../privacy/distributed-noise.ts';
+import { clipAndRotate } from '../privacy/skellam-rotation.ts';
 import { SecureRandom } from '../random/prng.ts';
 import type { Ack } from '../protocol/errors.ts';
 import {
@@ -519,13 +520,21 @@ export class Participant {
       const privacy = message.config.privacy;
       const skellamVariance = privacy?.skellamVariance;
       let clipped = false;
-      const masked = await client.maskInput(forwarded, update, {
+      let input = update;
+      if (privacy && skellamVariance !== undefined) {
+        // Skellam: clip, then rotate with the round's rotation (core/privacy/skellam-rotation.ts), so that rounding and noise see a flat vector.
+        const prepared = clipAndRotate(update, privacy, config);
+        input = prepared.rotated;
+        clipped = prepared.clipped;
+      }
+      const masked = await client.maskInput(forwarded, input, {
         // The participant's share of the noise goes in before quantisation: the coordinator only ever decodes the noised sum.
-        beforeQuantize: privacy
-          ? (values) => {
-              clipped = privatizeUpdate(values, privacy).clipped;
-            }
-          : undefined,
+        beforeQuantize:
+          privacy && skellamVariance === undefined
+            ? (values) => {
+                clipped = privatizeUpdate(values, privacy).clipped;
+              }
+            : undefined,
         // Skellam: conditional rounding enforces the grid sensitivity the accountant charges (computed here, not announced).
         encode: skellamVariance
           ? (values) => {

@@ -20,6 +20,14 @@ import { quantizationStep, type QuantizationConfig } from './quantize.ts';
  * - norm: ‖sum‖ ≤ n·(C + √d·Δ) + the noise allowance; without an L2 clip the
  *   range check already bounds the norm by √d·n·(c + Δ), and only it runs.
  *
+ * Skellam rounds sum rotated updates (core/privacy/skellam-rotation.ts) and
+ * are checked still rotated: a rotated coordinate of one update is at most
+ * min(c, t) with t = C·√(2 ln(4nd/p)/B) (`rotatedCoordinateBound`, B the
+ * rotation's block, Hoeffding over the random signs, which honest updates do
+ * not depend on) except with probability p/2 over all n·d; the Skellam tail
+ * then gets the other p/2. A participant that aligns its update with the
+ * signs can reach c, and is refused like other garbage.
+ *
  * Noise allowances hold except with probability FALSE_ABORT_PROBABILITY per
  * round, by union bounds over coordinates and contributors, so an honest
  * round is aborted with at most that probability:
@@ -43,6 +51,12 @@ export interface SumRangeInputs {
   readonly contributors: number;
   /** The round's client-side privacy (clip norm, Gaussian or Skellam noise), when it has any. */
   readonly privacy?: UpdatePrivacy;
+  /**
+   * B, when the sum is of updates each rotated with the round's random block
+   * rotation (Skellam rounds, core/privacy/skellam-rotation.ts) and is checked
+   * still rotated. Honest updates do not depend on the rotation's signs.
+   */
+  readonly rotationBlock?: number;
 }
 
 export interface SumBounds {
@@ -64,17 +78,41 @@ export function sumBounds(dimension: number, inputs: SumRangeInputs): SumBounds 
   const step = quantizationStep(quantization);
   const d = dimension;
   const p = FALSE_ABORT_PROBABILITY;
-  // Skellam noise in integer units: the sum carries Skellam(n·μ_i); each check gets half of p.
+  // The rotated bound needs each update's norm within C: not with a Gaussian share added before the rotation.
+  const rotationBlock = privacy !== undefined && privacy.noiseStd === 0 ? inputs.rotationBlock : undefined;
+  // With a rotation the Skellam tail and the rotated coordinates' bound share p.
+  const skellamShare = rotationBlock === undefined ? p : p / 2;
+  // Skellam noise in integer units: the sum carries Skellam(n·μ_i); every coordinate within it except with probability skellamShare.
   const skellam =
     privacy?.skellamVariance !== undefined && privacy.skellamVariance > 0
-      ? step * skellamTail(n * privacy.skellamVariance, p / (2 * d))
+      ? step * skellamTail(n * privacy.skellamVariance, skellamShare / (2 * d))
       : 0;
-  const coordinate = n * (quantization.clipRange + step) + skellam;
+  const perContributor =
+    rotationBlock === undefined
+      ? quantization.clipRange
+      : Math.min(quantization.clipRange, rotatedCoordinateBound(privacy!.clipNorm, rotationBlock, n * d, p / 2));
+  const coordinate = n * (perContributor + step) + skellam;
   if (privacy === undefined) return { coordinate };
   const x = Math.log((2 * n) / p);
   const gaussianShare = privacy.noiseStd > 0 ? privacy.noiseStd * Math.sqrt(d + 2 * Math.sqrt(d * x) + 2 * x) : 0;
   const norm = n * (privacy.clipNorm + gaussianShare + Math.sqrt(d) * step) + Math.sqrt(d) * skellam;
   return { coordinate, norm };
+}
+
+/**
+ * Float32 clipping and rotation err by far less than 1e-6 relative
+ * (log2 B ≤ 10 additions deep); the margin covers them many times over.
+ */
+const ROTATION_MARGIN = 1 + 1e-3;
+
+/**
+ * t with P(some of `coordinates` rotated coordinates exceeds t) ≤ `failure`,
+ * for updates of L2 norm ≤ C rotated with random signs (Hoeffding): a rotated
+ * coordinate is Σ ±x_i/√B over one block, so P(|y| ≥ t) ≤ 2·exp(−t²B/(2C²)),
+ * and the union over the coordinates gives t = C·√(2 ln(2·coordinates/failure)/B).
+ */
+export function rotatedCoordinateBound(clipNorm: number, block: number, coordinates: number, failure: number): number {
+  return ROTATION_MARGIN * clipNorm * Math.sqrt((2 * Math.log((2 * coordinates) / failure)) / block);
 }
 
 /** The range and norm checks of the decoded sum (see the module comment). */

@@ -3,6 +3,7 @@ import { after, describe, it } from 'node:test';
 import { RdpAccountant } from '../../core/privacy/accountant.ts';
 import { pldEpsilon } from '../../core/privacy/pld.ts';
 import { planDistributedNoise } from '../../core/privacy/distributed-noise.ts';
+import { skellamSecureLength } from '../../core/privacy/skellam-rotation.ts';
 import { startTestFederation, type TestFederation } from '../helpers/federation.ts';
 
 /**
@@ -109,11 +110,12 @@ describe('secure aggregation with distributed DP noise', () => {
     const uploads = participants.flatMap((p) => p.events.filter((e) => e.type === 'uploaded'));
     assert.equal(uploads.length, 10);
     assert.ok(uploads.every((e) => e.type === 'uploaded' && e.masked === true && e.noised));
-    // The sum's noise: 5 shares of μ/(5 − 1 − 1) on the grid 2c/R (c = 8, R = 2^22), charged at q = 1 with z_eff ≈ z.
+    // The sum's noise: 5 shares of μ/(5 − 1 − 1) on the grid 2c/R (c = 8, R = 2^22), charged at q = 1 with z_eff ≈ z;
+    // participants round the rotated update, padded to whole blocks, so Δ₂ is that length's.
     const plan = planDistributedNoise({
       clipNorm: 1,
       noiseMultiplier: 1,
-      dimension: coordinator.task.paramCount,
+      dimension: skellamSecureLength(coordinator.task.paramCount),
       step: 16 / 2 ** 22,
       expectedContributors: 5,
       toleratedDropouts: 1,

@@ -1,0 +1,73 @@
+import { rotatedLengthFor, rotationFor } from '../compression/update-codec.ts';
+import type { RandomRotation } from '../math/hadamard.ts';
+import type { UpdatePrivacy } from '../protocol/messages.ts';
+import type { SecAggResult } from '../secagg/messages.ts';
+import { privatizeUpdate } from './update-privacy.ts';
+
+/**
+ * The random rotation of a Skellam round (Kairouz, Liu, Steinke 2021;
+ * Agarwal et al. 2021): each participant rotates its clipped update with
+ * core/math/hadamard.ts's block Hadamard rotation before conditional
+ * rounding and the Skellam noise, and the coordinator rotates the decoded
+ * sum back once. The rotation is orthonormal, so the L2 norm (and the
+ * sensitivity the accountant charges) is kept, while a few large
+ * coordinates are spread over their block.
+ *
+ * The signs are drawn from the round's SecAgg seed (SecAggConfig.roundSeed),
+ * which the coordinator draws at random when it opens the round, before any
+ * participant has trained or sent anything, and announces to every
+ * participant with the round: participants and coordinator derive the same
+ * rotation, and the coordinator cannot pick it after seeing inputs. Nothing
+ * rests on the signs being secret: privacy comes from the L2 bound that
+ * conditional rounding enforces on the integers, whatever the rotation.
+ */
+
+/** The secure vector's length for a model of `modelLength` values when Skellam noise is on (the rotation's padded length). */
+export function skellamSecureLength(modelLength: number): number {
+  return rotatedLengthFor(modelLength);
+}
+
+/** The rotation of the round whose SecAgg seed is `roundSeed`, for a model of `modelLength` values. */
+export function skellamRotation(roundSeed: Uint8Array, modelLength: number): RandomRotation {
+  if (roundSeed.length < 4) throw new RangeError(`a round seed of ${roundSeed.length} bytes cannot seed the rotation`);
+  // The seed's first 32 bits, little-endian: the rotation's generator takes a 32-bit seed.
+  const seed = new DataView(roundSeed.buffer, roundSeed.byteOffset, 4).getUint32(0, true);
+  return rotationFor(modelLength, seed);
+}
+
+/** The secure vector's length for a round with `privacy`: rotated and padded with Skellam noise, the model's own otherwise. */
+export function secureVectorLength(modelLength: number, privacy: UpdatePrivacy | undefined): number {
+  return privacy?.skellamVariance !== undefined ? skellamSecureLength(modelLength) : modelLength;
+}
+
+/**
+ * The participant's side: a copy of `update` clipped to the round's L2 norm,
+ * then rotated with the round's rotation; `update` is left as it is. Throws
+ * if the round's secure vector is not the rotation's length.
+ */
+export function clipAndRotate(
+  update: Float32Array,
+  privacy: UpdatePrivacy,
+  round: { readonly roundSeed: Uint8Array; readonly vectorLength: number },
+): { readonly rotated: Float32Array; readonly clipped: boolean } {
+  const rotation = skellamRotation(round.roundSeed, update.length);
+  if (rotation.rotatedLength !== round.vectorLength)
+    throw new RangeError(
+      `the round's secure vector has ${round.vectorLength} values, not the ${rotation.rotatedLength} this model's rotation gives`,
+    );
+  const copy = new Float32Array(update);
+  const { clipped } = privatizeUpdate(copy, privacy);
+  const rotated = rotation.rotate(copy);
+  copy.fill(0);
+  return { rotated, clipped };
+}
+
+/**
+ * The coordinator's side: the decoded sum rotated back into the model's basis
+ * and cut to its length, once. Per coordinate, a rotated quantisation error
+ * of at most e becomes at most e·√B (B the rotation's block); the noise keeps
+ * its variance (an orthonormal map of independent equal-variance noise).
+ */
+export function unrotateSum(result: SecAggResult, rotation: RandomRotation): SecAggResult {
+  return { ...result, sum: rotation.unrotate(result.sum), errorBound: result.errorBound * Math.sqrt(rotation.block) };
+}
