@@ -35,6 +35,15 @@ For every target ε (δ = 1e-5, improved RDP conversion) and for no DP:
           m = q·N. z is the smallest noise multiplier whose ε after R rounds
           (one sampled-Gaussian step per round) is at most the target. ε
           reached is the coordinator's status.privacy.
+  skellam client-level DP-FedAvg, distributed: the same population, rate,
+          clip, training and z as client (z is still the one central DP needs
+          for the target), but each sampled participant adds Skellam integer
+          noise inside the secure sum (--client-dp distributed
+          --secure-aggregation --distributed-noise skellam), over-provisioned
+          for --tolerated-dropouts D. The coordinator knows who was sampled,
+          so this is charged at q = 1 with z_eff (RDP only): compare it with
+          client at --client-rate 1, where central DP has no amplification
+          either. ε reached is the coordinator's status.privacy.
 
 The no-DP rows use the same data, rounds, batch size, local epochs and
 learning rate (client no-DP: plain FedAvg, m participants per round).
@@ -50,7 +59,7 @@ clipping needs z < m/10 and so is unusable at small ε with m = 30.
 
   --epsilons LIST        target ε values (default 1,2,4,8)
   --rounds N             rounds R for both setups (default 15)
-  --modes LIST           sample,client (default both)
+  --modes LIST           sample,client,skellam (default sample,client)
   --json FILE            write the raw results as JSON
   --skip-no-dp           leave out the no-DP rows (for tuning)
 
@@ -67,6 +76,7 @@ clipping needs z < m/10 and so is unusable at small ε with m = 30.
   --client-epochs E      local epochs (default 2)
   --client-batch B       local batch size (default 16)
   --client-lr X          local learning rate (default 0.2)
+  --tolerated-dropouts D skellam: dropouts the sum's noise survives (default 2)
 
   --seed N               initial model and selection seed (default 1);
                          DP noise comes from the CSPRNG, so DP rows vary
@@ -74,14 +84,20 @@ clipping needs z < m/10 and so is unusable at small ε with m = 30.
   --help                 show this text
 `;
 
-type Mode = 'sample' | 'client';
+type Mode = 'sample' | 'client' | 'skellam';
 
 interface RunResult {
   readonly mode: Mode;
   /** null: the no-DP row. */
   readonly targetEpsilon: number | null;
-  /** ε at δ after the run: a participant's ledger (sample) or status.privacy (client). */
+  /** ε at δ after the run: a participant's ledger (sample) or status.privacy (client, skellam). */
   readonly epsilonReached: number | null;
+  /** Client levels: which accountant gave ε reached, and each one's ε where the coordinator reports it. */
+  readonly accountant?: string;
+  readonly rdpEpsilon?: number;
+  readonly pldEpsilon?: number;
+  /** skellam: the multiplier the RDP accountant was charged per round (z_eff). */
+  readonly chargedNoiseMultiplier?: number;
   /** σ (sample) or z (client); null without DP. */
   readonly noiseMultiplier: number | null;
   /** q: examples per participant (sample), participants per round (client). */
@@ -122,6 +138,7 @@ interface Options {
     readonly epochs: number;
     readonly batch: number;
     readonly lr: number;
+    readonly toleratedDropouts: number;
   };
 }
 
@@ -160,6 +177,7 @@ function optionValues(argv: readonly string[]) {
         'client-epochs': { type: 'string' },
         'client-batch': { type: 'string' },
         'client-lr': { type: 'string' },
+        'tolerated-dropouts': { type: 'string' },
         'skip-no-dp': { type: 'boolean' },
         help: { type: 'boolean' },
       },
@@ -174,7 +192,7 @@ function parseOptions(argv: readonly string[]): Options | 'help' {
   if (values.help) return 'help';
   const epsilons = (values.epsilons ?? '1,2,4,8').split(',').map((s) => positive(s, 'epsilons', 0));
   const modes = (values.modes ?? 'sample,client').split(',').map((s): Mode => {
-    if (s === 'sample' || s === 'client') return s;
+    if (s === 'sample' || s === 'client' || s === 'skellam') return s;
     return fail(`--modes: unknown mode "${s}"`);
   });
   return {
@@ -197,6 +215,7 @@ function parseOptions(argv: readonly string[]): Options | 'help' {
       epochs: positiveInt(values['client-epochs'], 'client-epochs', 2),
       batch: positiveInt(values['client-batch'], 'client-batch', 16),
       lr: positive(values['client-lr'], 'client-lr', 0.2),
+      toleratedDropouts: num(values['tolerated-dropouts'], 'tolerated-dropouts', 2, isNonNegativeInt, 'a non-negative integer'),
     },
   };
 }
@@ -300,8 +319,9 @@ async function runSample(options: Options, demo: DemoData, targetEpsilon: number
   };
 }
 
-async function runClient(options: Options, demo: DemoData, targetEpsilon: number | null): Promise<RunResult> {
-  const { clients: count, rate: q, clip, epochs, batch, lr } = options.client;
+/** Client-level DP-FedAvg with central noise, or (skellam) distributed Skellam noise in the secure sum at the same z. */
+async function runClient(options: Options, demo: DemoData, targetEpsilon: number | null, mode: 'client' | 'skellam'): Promise<RunResult> {
+  const { clients: count, rate: q, clip, epochs, batch, lr, toleratedDropouts } = options.client;
   const R = options.rounds;
   const m = q * count;
   const z = targetEpsilon === null ? null : noiseFor(q, R, targetEpsilon);
@@ -314,7 +334,8 @@ async function runClient(options: Options, demo: DemoData, targetEpsilon: number
     '--clients-per-round',
     String(perRound),
     '--min-updates',
-    '1',
+    // Skellam: every released sum must hold at least m − D shares of the noise.
+    String(mode === 'skellam' && z !== null ? Math.max(1, Math.round(m) - toleratedDropouts) : 1),
     '--round-timeout',
     '900',
     '--epochs',
@@ -329,7 +350,9 @@ async function runClient(options: Options, demo: DemoData, targetEpsilon: number
       ? []
       : [
           '--client-dp',
-          'central',
+          ...(mode === 'skellam'
+            ? ['distributed', '--secure-aggregation', '--distributed-noise', 'skellam', '--tolerated-dropouts', String(toleratedDropouts)]
+            : ['central']),
           '--fresh-privacy-budget',
           '--client-noise-multiplier',
           String(z),
@@ -350,9 +373,13 @@ async function runClient(options: Options, demo: DemoData, targetEpsilon: number
   const { final } = await federate(flags, demo, count, false);
   const n = Math.min(...Array.from({ length: count }, (_, k) => shardIndices(demo.train.labels, { index: k, count, skew: 'iid' }).length));
   return {
-    mode: 'client',
+    mode,
     targetEpsilon,
     epsilonReached: final.privacy?.epsilon ?? null,
+    accountant: final.privacy?.accountant,
+    rdpEpsilon: final.privacy?.rdpEpsilon,
+    pldEpsilon: final.privacy?.pldEpsilon,
+    chargedNoiseMultiplier: final.privacy?.noiseMultiplier,
     noiseMultiplier: z,
     sampleRate: z === null ? perRound / count : q,
     clipNorm: z === null ? null : clip,
@@ -372,6 +399,19 @@ async function runClient(options: Options, demo: DemoData, targetEpsilon: number
 
 const fmt = (x: number | null, digits: number) => (x === null ? '–' : x.toFixed(digits));
 
+/** Client levels: which accountant gave ε reached, and the other one's ε where it exists. */
+function accountedBy(r: RunResult): string {
+  if (r.accountant === undefined) return '';
+  const other = r.accountant === 'pld' ? r.rdpEpsilon : r.pldEpsilon;
+  const otherName = r.accountant === 'pld' ? 'RDP' : 'PLD';
+  return ` (${r.accountant.toUpperCase()}${other === undefined ? ' only' : `; ${otherName} ${other.toFixed(3)}`})`;
+}
+
+/** skellam: the multiplier the accountant was charged, when it differs from z. */
+function charged(r: RunResult): string {
+  return r.mode === 'skellam' && r.chargedNoiseMultiplier !== undefined ? ` (z_eff ${r.chargedNoiseMultiplier.toFixed(6)})` : '';
+}
+
 function table(results: readonly RunResult[]): string {
   const lines = [
     '| mode | target ε | ε reached (δ=1e-5) | σ or z | q | C or S | batch / rounds / epochs | lr | test accuracy |',
@@ -381,14 +421,14 @@ function table(results: readonly RunResult[]): string {
     const mode =
       r.mode === 'sample'
         ? `sample-level DP-SGD (${r.participants} × ${r.examplesPerParticipant})`
-        : `client-level DP-FedAvg, central (${r.participants} × ${r.examplesPerParticipant}, m = ${fmt(r.expectedClients ?? null, 0)})`;
+        : `client-level DP-FedAvg, ${r.mode === 'client' ? 'central' : `distributed Skellam, D = ${r.flags[r.flags.indexOf('--tolerated-dropouts') + 1]}`} (${r.participants} × ${r.examplesPerParticipant}, m = ${fmt(r.expectedClients ?? null, 0)})`;
     const shape =
       r.mode === 'sample'
         ? `B = ${r.batchSize} (${r.noiseMultiplier === null ? 'shuffled' : 'Poisson'}), ${r.rounds} rounds × ${r.epochs} epoch = ${r.stepsPerParticipant} steps`
         : `local B = ${r.batchSize}, ${r.rounds} rounds × ${r.epochs} local epochs`;
     const rounds = r.roundsCompleted < r.rounds ? ` (${r.roundsCompleted} rounds: ${r.doneReason ?? ''})` : '';
     lines.push(
-      `| ${mode} | ${r.targetEpsilon === null ? 'no DP' : r.targetEpsilon} | ${fmt(r.epsilonReached, 3)} | ${fmt(r.noiseMultiplier, 3)} | ${r.mode === 'sample' && r.noiseMultiplier === null ? '–' : r.sampleRate.toFixed(3)} | ` +
+      `| ${mode} | ${r.targetEpsilon === null ? 'no DP' : r.targetEpsilon} | ${fmt(r.epsilonReached, 3)}${accountedBy(r)} | ${fmt(r.noiseMultiplier, 3)}${charged(r)} | ${r.mode === 'sample' && r.noiseMultiplier === null ? '–' : r.sampleRate.toFixed(3)} | ` +
         `${fmt(r.clipNorm, 2)} | ${shape} | ${r.learningRate} | ${(r.accuracy * 100).toFixed(2)}%${rounds} |`,
     );
   }
@@ -408,9 +448,11 @@ async function main(): Promise<void> {
   const started = performance.now();
   for (const mode of options.modes) {
     for (const target of targets) {
+      // Without DP the skellam row would be the client no-DP row again.
+      if (mode === 'skellam' && target === null) continue;
       const label = `${mode} ${target === null ? 'no DP' : `ε = ${target}`}`;
       console.error(`running ${label} ...`);
-      const result = mode === 'sample' ? await runSample(options, demo, target) : await runClient(options, demo, target);
+      const result = mode === 'sample' ? await runSample(options, demo, target) : await runClient(options, demo, target, mode);
       results.push(result);
       console.error(
         `  ${label}: accuracy ${(result.accuracy * 100).toFixed(2)}%, ε reached ${fmt(result.epsilonReached, 3)}, ` +

@@ -16,6 +16,7 @@ const BENCHMARKS: Record<string, string> = {
   'dp-sgd': 'bench/dp-sgd.ts',
   'federated-vs-central': 'bench/federated-vs-central.ts',
   'privacy-accountants': 'bench/privacy-accountants.ts',
+  'privacy-distributed': 'bench/privacy-distributed.ts',
   'privacy-utility': 'bench/privacy-utility.ts',
   secagg: 'bench/secagg.ts',
   'secagg-rounds': 'bench/secagg-rounds.ts',
