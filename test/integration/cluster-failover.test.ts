@@ -251,7 +251,14 @@ test('Redis stops and comes back: every node keeps serving and says the federati
     (s) => s !== undefined && s.history.length >= before.history.length + 2 && s.cluster?.paused === undefined,
     60_000,
     'two more rounds after Redis returned',
-  ))!;
+  ).catch(async (error: Error) => {
+    // What the participants and the rounds said, so a failure here can be read from the log alone.
+    const seen = participants.map((p) => p.events.filter((e) => e.type !== 'progress').slice(-8));
+    const rounds = (await status(leader))?.history.map((r) => ({ round: r.round, outcome: r.outcome, reason: r.reason }));
+    throw new Error(
+      `${error.message}\nleader changed: ${leader !== first}\nrounds: ${JSON.stringify(rounds)}\nparticipant events: ${JSON.stringify(seen)}`,
+    );
+  }))!;
   assert.deepEqual(
     resumed.history.slice(0, before.history.length).map((r) => [r.round, r.modelHash]),
     before.history.map((r) => [r.round, r.modelHash]),
