@@ -77,7 +77,10 @@ export class ClusterNode {
     this.registry = new NodeRegistry(redis, this.keys, this.nodeId);
     const queued = { maxRetriesPerRequest: null, lazyConnect: false };
     this.pub = new Redis(options.redisUrl, queued);
-    this.sub = new Redis(options.redisUrl, queued);
+    // No ready check (INFO) on the subscriber: since ioredis 5.8.2 the adapter's SUBSCRIBE, queued while reconnecting,
+    // can go out before it, and INFO on a subscribed connection throws outside any handler (ioredis #2037), ending the
+    // process when Redis comes back. autoResubscribe restores the subscriptions without it.
+    this.sub = new Redis(options.redisUrl, { ...queued, enableReadyCheck: false });
     // ioredis reconnects by itself; without a listener an 'error' event would end the process.
     for (const client of [this.pub, this.sub]) client.on('error', () => {});
     redis.on('error', (error: Error) => {
