@@ -32,6 +32,7 @@ import { TrainingAborted, type TrainProgress } from '../training/local-trainer.t
 import type { RoundTrainer, RoundTrainResult } from './trainers.ts';
 import { SecAggClient, type SecAggConfig, type UnmaskRequestMessage } from '../secagg/protocol.ts';
 import { quantizationStep } from '../secagg/quantize.ts';
+import type { MaskInputOptions } from '../secagg/messages.ts';
 import type { SecAggAccepted, SecAggForwardedWire, SecAggKeysWire, SecAggRoundInfo } from '../protocol/messages.ts';
 import {
   decodeForwarded,
@@ -521,31 +522,31 @@ export class Participant {
       const skellamVariance = privacy?.skellamVariance;
       let clipped = false;
       let input = update;
+      let options: MaskInputOptions = {};
       if (privacy && skellamVariance !== undefined) {
         // Skellam: clip, then rotate with the round's rotation (core/privacy/skellam-rotation.ts), so that rounding and noise see a flat vector.
         const prepared = clipAndRotate(update, privacy, config);
         input = prepared.rotated;
         clipped = prepared.clipped;
-      }
-      const masked = await client.maskInput(forwarded, input, {
+        const { quantization } = config;
+        options = {
+          // Conditional rounding enforces the grid sensitivity the accountant charges (computed here, not announced).
+          encode: (values) => {
+            const bound = conditionalRoundingBound(privacy.clipNorm, quantizationStep(quantization), values.length);
+            return conditionallyRound(values, quantization, bound, new SecureRandom()).encoded;
+          },
+          // Skellam noise goes into the integers after rounding: the sum carries the sum of the shares exactly.
+          afterQuantize: (encoded) => addSkellamNoiseMod32(encoded, skellamVariance, new SecureRandom()),
+        };
+      } else if (privacy) {
         // The participant's share of the noise goes in before quantisation: the coordinator only ever decodes the noised sum.
-        beforeQuantize:
-          privacy && skellamVariance === undefined
-            ? (values) => {
-                clipped = privatizeUpdate(values, privacy).clipped;
-              }
-            : undefined,
-        // Skellam: conditional rounding enforces the grid sensitivity the accountant charges (computed here, not announced).
-        encode: skellamVariance
-          ? (values) => {
-              const { quantization } = config;
-              const bound = conditionalRoundingBound(privacy!.clipNorm, quantizationStep(quantization), values.length);
-              return conditionallyRound(values, quantization, bound, new SecureRandom()).encoded;
-            }
-          : undefined,
-        // Skellam noise goes into the integers after quantisation: the sum carries the sum of the shares exactly.
-        afterQuantize: skellamVariance ? (encoded) => addSkellamNoiseMod32(encoded, skellamVariance, new SecureRandom()) : undefined,
-      });
+        options = {
+          beforeQuantize: (values) => {
+            clipped = privatizeUpdate(values, privacy).clipped;
+          },
+        };
+      }
+      const masked = await client.maskInput(forwarded, input, options);
       if ((await this.chargePrivacy(round, result)) === 'refused') {
         client.abort();
         return;
