@@ -1,25 +1,14 @@
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { Redis } from 'ioredis';
+import { test } from 'node:test';
 import type { ClusterNodeStatus } from '../../core/protocol/status.ts';
 import { clusterKeys } from '../../coordinator/cluster/keys.ts';
 import { DIRECTORY_LIVE_MS, ParticipantDirectory } from '../../coordinator/cluster/participant-directory.ts';
-import { TestRedis } from '../support/redis.ts';
+import { useTestRedis } from '../support/redis.ts';
 
 /** The participant directory on a real Redis: the leader sees other live nodes' participants, never a dead node's nor its own twice. */
 
 const keys = clusterKeys('directory-test');
-let redis: TestRedis;
-let client: Redis;
-
-before(async () => {
-  redis = await TestRedis.start();
-  client = new Redis(redis.url);
-});
-after(async () => {
-  client.disconnect();
-  await redis.cleanup();
-});
+const db = useTestRedis();
 
 const node = (id: string, lastSeenMs: number): ClusterNodeStatus => ({
   id,
@@ -32,9 +21,9 @@ const node = (id: string, lastSeenMs: number): ClusterNodeStatus => ({
 const entry = (id: string, numExamples: number) => ({ id, numExamples, deliveryKey: `key-${id}` });
 
 test('the leader reads the live nodes participants with their node; a dead node and a participant that left are not candidates', async () => {
-  const leader = new ParticipantDirectory(client, keys, 'a');
-  const b = new ParticipantDirectory(client, keys, 'b');
-  const c = new ParticipantDirectory(client, keys, 'c');
+  const leader = new ParticipantDirectory(db.client, keys, 'a');
+  const b = new ParticipantDirectory(db.client, keys, 'b');
+  const c = new ParticipantDirectory(db.client, keys, 'c');
   await leader.publish([entry('a1', 5)]);
   await b.publish([entry('b1', 10), entry('b2', 20)]);
   await c.publish([entry('c1', 30)]);

@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { Redis } from 'ioredis';
+import { test } from 'node:test';
 import { FedAvg } from '../../core/aggregation/fedavg.ts';
 import { encodePartial, PARTIAL_HEADER_BYTES } from '../../core/aggregation/partial.ts';
 import { SeededRandom } from '../../core/random/prng.ts';
 import { clusterKeys } from '../../coordinator/cluster/keys.ts';
 import { combinePartials, PartialExchange } from '../../coordinator/cluster/partial-exchange.ts';
-import { TestRedis } from '../support/redis.ts';
+import { useTestRedis } from '../support/redis.ts';
 
 /**
  * The partials of a round through a real Redis (coordinator/cluster/partial-exchange.ts): members write
@@ -16,17 +15,7 @@ import { TestRedis } from '../support/redis.ts';
 
 const DIM = 33;
 const keys = clusterKeys('partial-exchange-test');
-let redis: TestRedis;
-let client: Redis;
-
-before(async () => {
-  redis = await TestRedis.start();
-  client = new Redis(redis.url);
-});
-after(async () => {
-  client.disconnect();
-  await redis.cleanup();
-});
+const db = useTestRedis();
 
 function updates(seed: number, count: number) {
   const random = new SeededRandom(seed);
@@ -42,7 +31,7 @@ const strategy = () => new FedAvg({});
 const begin = (claims: readonly number[]) => strategy().beginRound({ round: 3, globalWeights, claimedExamples: claims });
 
 test('three members write once; the leader combines what arrived into the model one aggregator gives, and names the missing and the malformed', async () => {
-  const exchange = new PartialExchange(client, keys);
+  const exchange = new PartialExchange(db.client, keys);
   const term = 7;
   const own = updates(1, 4);
   const memberB = updates(2, 5);
@@ -61,7 +50,7 @@ test('three members write once; the leader combines what arrived into the model 
   for (const u of memberC) c.add(u);
   const cBytes = encodePartial(c.partial!());
   // Node c's frame is cut short in Redis: refused whole by the frame's checks.
-  await client.set(keys.partial(term, 3, 'c'), Buffer.from(cBytes.subarray(0, cBytes.byteLength - 8)));
+  await db.client.set(keys.partial(term, 3, 'c'), Buffer.from(cBytes.subarray(0, cBytes.byteLength - 8)));
 
   const leader = begin(claims);
   for (const u of own) leader.add(u);
@@ -88,12 +77,12 @@ test('three members write once; the leader combines what arrived into the model 
   // Another term's round of the same number is another key: a deposed leader's partials never mix in.
   assert.deepEqual(await exchange.read(term + 1, 3, ['b'], DIM), [{ kind: 'missing', node: 'b' }]);
   await exchange.discard(term, 3, ['b', 'c']);
-  assert.equal(await client.exists(keys.partial(term, 3, 'b'), keys.partial(term, 3, 'c')), 0);
-  assert.ok((await client.pttl(keys.partial(term, 3, 'b'))) < 0);
+  assert.equal(await db.client.exists(keys.partial(term, 3, 'b'), keys.partial(term, 3, 'c')), 0);
+  assert.ok((await db.client.pttl(keys.partial(term, 3, 'b'))) < 0);
 });
 
 test('a partial of the wrong length is refused by the leader, not added', async () => {
-  const exchange = new PartialExchange(client, keys);
+  const exchange = new PartialExchange(db.client, keys);
   await exchange.write(9, 1, 'x', { sum: new Float64Array(DIM + 1), weight: 1, count: 1, withinClip: 0 });
   const [member] = await exchange.read(9, 1, ['x'], DIM);
   assert.equal(member!.kind, 'malformed');

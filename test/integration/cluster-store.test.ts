@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { Redis } from 'ioredis';
+import { test } from 'node:test';
 import { DpFedAvg } from '../../core/aggregation/dp-fedavg.ts';
 import type { RoundRecord } from '../../core/protocol/status.ts';
 import { SeededRandom } from '../../core/random/prng.ts';
@@ -10,22 +9,12 @@ import { FederationStore } from '../../coordinator/cluster/federation-store.ts';
 import { clusterKeys } from '../../coordinator/cluster/keys.ts';
 import { ModelVersions } from '../../coordinator/cluster/model-versions.ts';
 import { makeModel } from '../../coordinator/rounds/engine-types.ts';
-import { TestRedis } from '../support/redis.ts';
+import { useTestRedis } from '../support/redis.ts';
 
 /** The federation's durable state in Redis: what a new leader resumes from, fenced so a deposed leader cannot change it. */
 
 const TASK = { name: 'store-test', paramCount: 5 };
-let redis: TestRedis;
-let client: Redis;
-
-before(async () => {
-  redis = await TestRedis.start();
-  client = new Redis(redis.url);
-});
-after(async () => {
-  client.disconnect();
-  await redis.cleanup();
-});
+const db = useTestRedis();
 
 function record(round: number, modelVersion: number): RoundRecord {
   return {
@@ -46,8 +35,8 @@ function record(round: number, modelVersion: number): RoundRecord {
 
 test('a completed round is stored whole (record, model bytes, strategy, head), once, and only under the current term', async () => {
   const keys = clusterKeys(TASK.name);
-  const term = await client.incr(keys.term);
-  const store = new FederationStore(client, new FencedStore(client, keys.term), keys, TASK);
+  const term = await db.client.incr(keys.term);
+  const store = new FederationStore(db.client, new FencedStore(db.client, keys.term), keys, TASK);
   await store.markRoundStarted(term, 1);
   assert.deepEqual(await store.head(), { task: TASK.name, paramCount: TASK.paramCount, round: 0, modelVersion: 0, lastStartedRound: 1 });
   const model1 = makeModel(1, Float32Array.from([0.5, -1, 2e-7, 3, Number.MIN_VALUE]));
@@ -68,11 +57,11 @@ test('a completed round is stored whole (record, model bytes, strategy, head), o
   );
   assert.deepEqual(loaded.strategy, { name: 'fedavg', state: { moments: [3, 4] } });
   // One model per version, only the current one kept.
-  assert.equal(await client.exists(keys.model(1)), 0);
-  assert.equal((await client.getBuffer(keys.model(2)))!.byteLength, TASK.paramCount * 4);
+  assert.equal(await db.client.exists(keys.model(1)), 0);
+  assert.equal((await db.client.getBuffer(keys.model(2)))!.byteLength, TASK.paramCount * 4);
 
   // Another node leads now: the old term's writes are refused, and nothing of them lands.
-  const newTerm = await client.incr(keys.term);
+  const newTerm = await db.client.incr(keys.term);
   await assert.rejects(store.commitRound(term, record(4, 3), makeModel(3, new Float32Array(5)), undefined), FencedWriteRefused);
   await assert.rejects(store.markRoundStarted(term, 9), FencedWriteRefused);
   // A deposed leader's round older than the head (what a leader frozen past its lease holds) is refused too, not taken as already stored.
@@ -80,20 +69,20 @@ test('a completed round is stored whole (record, model bytes, strategy, head), o
   // The same round from the current term is a retry of a stored round: accepted, and stored once.
   await store.commitRound(newTerm, record(3, 2), model3, undefined);
   assert.deepEqual((await store.load())!.head, loaded.head);
-  assert.equal(await client.llen(keys.history), 2);
+  assert.equal(await db.client.llen(keys.history), 2);
   await store.markRoundStarted(newTerm, 4);
   assert.equal((await store.head())!.lastStartedRound, 4);
 });
 
 test('a store of another task under the same keys is refused, not mixed in', async () => {
   const keys = clusterKeys('shared-name');
-  const term = await client.incr(keys.term);
-  await new FederationStore(client, new FencedStore(client, keys.term), keys, { name: 'shared-name', paramCount: 5 }).markRoundStarted(
-    term,
-    1,
-  );
+  const term = await db.client.incr(keys.term);
+  await new FederationStore(db.client, new FencedStore(db.client, keys.term), keys, {
+    name: 'shared-name',
+    paramCount: 5,
+  }).markRoundStarted(term, 1);
   await assert.rejects(
-    new FederationStore(client, new FencedStore(client, keys.term), keys, { name: 'shared-name', paramCount: 7 }).load(),
+    new FederationStore(db.client, new FencedStore(db.client, keys.term), keys, { name: 'shared-name', paramCount: 7 }).load(),
     /holds federation shared-name with 5 parameters under these keys, not shared-name with 7/,
   );
 });
@@ -111,8 +100,8 @@ test('a node that takes the federation up from Redis keeps the privacy spent, an
     });
   const task = { name: 'dp-store', paramCount: 3 };
   const keys = clusterKeys(task.name);
-  const term = await client.incr(keys.term);
-  const store = new FederationStore(client, new FencedStore(client, keys.term), keys, task);
+  const term = await db.client.incr(keys.term);
+  const store = new FederationStore(db.client, new FencedStore(db.client, keys.term), keys, task);
   // The first leader runs two rounds.
   const first = dp();
   let weights: Float32Array = new Float32Array(3);
@@ -131,7 +120,7 @@ test('a node that takes the federation up from Redis keeps the privacy spent, an
 
   const second = dp();
   assert.equal(second.privacy().epsilon, 0);
-  const runtime = await ClusterRuntime.connect({ redisUrl: redis.url, task, strategy: second, log: () => {} });
+  const runtime = await ClusterRuntime.connect({ redisUrl: db.redis.url, task, strategy: second, log: () => {} });
   try {
     const taken = (await runtime.resumePoint())!;
     assert.equal(taken.lastStartedRound, 3, 'numbering continues after the abandoned round 3');
@@ -148,21 +137,21 @@ test('a node that takes the federation up from Redis keeps the privacy spent, an
 test('the model a round trains from is in Redis before the round starts (version 0 too), and a member fetches each version once', async () => {
   const task = { name: 'model-versions', paramCount: 4 };
   const keys = clusterKeys(task.name);
-  const term = await client.incr(keys.term);
-  const store = new FederationStore(client, new FencedStore(client, keys.term), keys, task);
+  const term = await db.client.incr(keys.term);
+  const store = new FederationStore(db.client, new FencedStore(db.client, keys.term), keys, task);
   const initial = makeModel(0, Float32Array.from([1, 2, 3, 4]));
   await store.markRoundStarted(term, 1, initial);
   assert.deepEqual(await store.model(0), initial.weights);
   const versions = new ModelVersions(store);
   assert.deepEqual(await versions.get(0), initial.weights);
   // Served from memory afterwards: gone from Redis, the node still has it.
-  await client.del(keys.model(0));
+  await db.client.del(keys.model(0));
   assert.deepEqual(await versions.get(0), initial.weights);
   await store.markRoundStarted(term, 1, initial); // stored again while absent (a resumed node's current model)
   const next = makeModel(1, Float32Array.from([5, 6, 7, 8]));
   await store.commitRound(term, record(1, 1), next, undefined);
   // One model per version: version 0 goes when version 1 is committed.
-  assert.equal(await client.exists(keys.model(0)), 0);
+  assert.equal(await db.client.exists(keys.model(0)), 0);
   assert.deepEqual(await versions.get(1), next.weights);
   await assert.rejects(versions.get(0), /Redis no longer holds model version 0/);
 });

@@ -2,6 +2,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { after, before } from 'node:test';
+import { Redis } from 'ioredis';
 import { freePort } from '../helpers/free-port.ts';
 
 /** Debian's redis-server (CI installs it; .ci/run). */
@@ -126,3 +128,23 @@ const liveServers = new Set<TestRedis>();
 process.once('exit', () => {
   for (const server of liveServers) server.killAndRemoveNow();
 });
+
+/** A test file's Redis: a real redis-server and one client on it, started before the file's tests and stopped (its folder removed) after them. */
+export interface RedisForTests {
+  redis: TestRedis;
+  client: Redis;
+}
+
+/** Registers the file's before/after hooks; the fields are set once `before` has run. */
+export function useTestRedis(): RedisForTests {
+  const shared = {} as RedisForTests;
+  before(async () => {
+    shared.redis = await TestRedis.start();
+    shared.client = new Redis(shared.redis.url);
+  });
+  after(async () => {
+    shared.client?.disconnect();
+    await shared.redis?.cleanup();
+  });
+  return shared;
+}
