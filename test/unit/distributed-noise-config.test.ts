@@ -5,6 +5,7 @@ import { RdpAccountant } from '../../core/privacy/accountant.ts';
 import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
 import { withSkellam } from '../../coordinator/distributed-noise-config.ts';
 import { buildStrategy } from '../../coordinator/strategies.ts';
+import { noiseText } from '../../web/dashboard/privacy-text.ts';
 
 const BASE = [
   '--secure-aggregation',
@@ -186,6 +187,11 @@ describe('Skellam, the default distributed noise under secure aggregation', () =
     assert.equal(report.sampleRate, 1);
     assert.equal(report.neighbouring, 'add-remove');
     assert.equal(report.accountant, 'rdp');
+    assert.equal(
+      noiseText(report),
+      "distributed Skellam noise in the secure sum, accounted as the sum's noise (add/remove one participant)",
+      'the dashboard names the noise and the neighbour relation',
+    );
     const sum = new RdpAccountant().step({ sampleRate: 1, noiseMultiplier: plan.effectiveNoiseMultiplier, steps: 100, rdpOnly: true });
     assert.ok(Math.abs(report.epsilon - sum.getEpsilon(1e-5)) < 1e-9, `ε = ${report.epsilon}`);
     // z_eff is z within the grid's slack, so ε is central DP's at q = 1 (96.12 after 100 rounds, docs/privacy-mechanisms.md) …
@@ -197,6 +203,7 @@ describe('Skellam, the default distributed noise under secure aggregation', () =
     ) as DpFedAvg;
     perShare.chargeUnrecordedRounds(100);
     assert.equal(perShare.privacy().neighbouring, 'zero-out');
+    assert.match(noiseText(perShare.privacy()), /^distributed Gaussian shares, each participant's accounted alone \(zero-out/);
     assert.ok(perShare.privacy().epsilon > 1000, `per-share ε = ${perShare.privacy().epsilon}`);
   });
 });
