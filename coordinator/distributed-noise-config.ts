@@ -116,3 +116,20 @@ export function withSkellam(config: CoordinatorConfig, dimension: number): Coord
   }
   return { ...config, clientDp: { ...clientDp, skellam } };
 }
+
+/** The start's line on distributed noise: which noise ε charges, its neighbour relation and, for Skellam, D and its cost; undefined without it. */
+export function describeDistributedNoise(
+  config: Pick<CoordinatorConfig, 'clientDp' | 'distributedNoise' | 'settings'>,
+): string | undefined {
+  const { clientDp, distributedNoise, settings } = config;
+  if (clientDp?.placement !== 'distributed') return undefined;
+  if (!distributedNoise)
+    return "client-level DP: distributed Gaussian shares, each participant's accounted alone (zero-out: its clipped update replaced by zero)";
+  const m = clientDp.expectedClients;
+  const d = distributedNoise.toleratedDropouts;
+  return (
+    "client-level DP: Skellam noise in the secure sum, accounted as the sum's noise (add/remove one participant); " +
+    `tolerates ${d} of ${m} expected updates missing (sums of fewer than ${settings.minUpdates} are not released); ` +
+    `a full sum carries ${Math.sqrt(m / (m - d - 1)).toFixed(3)}× the target noise std`
+  );
+}

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import type { DpFedAvg } from '../../core/aggregation/dp-fedavg.ts';
 import { RdpAccountant } from '../../core/privacy/accountant.ts';
 import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
-import { withSkellam } from '../../coordinator/distributed-noise-config.ts';
+import { describeDistributedNoise, withSkellam } from '../../coordinator/distributed-noise-config.ts';
 import { buildStrategy } from '../../coordinator/strategies.ts';
 import { noiseText } from '../../web/dashboard/privacy-text.ts';
 
@@ -191,6 +191,16 @@ describe('Skellam, the default distributed noise under secure aggregation', () =
       noiseText(report),
       "distributed Skellam noise in the secure sum, accounted as the sum's noise (add/remove one participant)",
       'the dashboard names the noise and the neighbour relation',
+    );
+    assert.equal(
+      describeDistributedNoise(parseM(20, '--clients-per-round', '20')),
+      "client-level DP: Skellam noise in the secure sum, accounted as the sum's noise (add/remove one participant); " +
+        'tolerates 2 of 20 expected updates missing (sums of fewer than 18 are not released); a full sum carries 1.085× the target noise std',
+      'the start names the noise, the neighbour relation, D and its cost',
+    );
+    assert.match(
+      describeDistributedNoise(parseM(20, '--clients-per-round', '20', '--distributed-noise', 'gaussian'))!,
+      /distributed Gaussian shares, each participant's accounted alone \(zero-out/,
     );
     const sum = new RdpAccountant().step({ sampleRate: 1, noiseMultiplier: plan.effectiveNoiseMultiplier, steps: 100, rdpOnly: true });
     assert.ok(Math.abs(report.epsilon - sum.getEpsilon(1e-5)) < 1e-9, `ε = ${report.epsilon}`);
