@@ -1,6 +1,7 @@
 import { dpFedAvgWarnings } from '../core/aggregation/dp-fedavg.ts';
 import { ConfigError, parseConfig, USAGE } from './config.ts';
 import type { DemoParticipants } from './demo-participants.ts';
+import { describeDistributedNoise } from './distributed-noise-config.ts';
 import { startCoordinator } from './server.ts';
 import { describeSecurity } from './security/config.ts';
 
@@ -43,6 +44,8 @@ async function main(): Promise<void> {
     for (const line of warnings) console.warn(line);
   }
   for (const line of config.clientDp ? dpFedAvgWarnings(config.clientDp) : []) console.warn(`  warning: ${line}`);
+  const distributedNoise = describeDistributedNoise(config);
+  if (distributedNoise !== undefined) console.log(`  ${distributedNoise}`);
   console.log(`  status API:   ${coordinator.url}/api/status`);
   console.log(
     `  rounds: ${s.rounds}, ${s.minClients}+ participants to start, ${s.clientsPerRound} per round, ${s.roundTimeoutMs / 1000} s timeout; runs saved in ${config.dataDir}`,

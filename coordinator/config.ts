@@ -3,7 +3,7 @@ import type { DpFedAvgOptions } from '../core/aggregation/dp-fedavg.ts';
 import type { AccountantKind } from '../core/privacy/epsilon.ts';
 import type { RoundSettings } from '../core/protocol/status.ts';
 import type { CoordinatorConfig } from './coordinator-config.ts';
-import { parseDistributedNoise } from './distributed-noise-config.ts';
+import { GAUSSIAN_ALTERNATIVE, parseDistributedNoise } from './distributed-noise-config.ts';
 import {
   ADAPTIVE_DEADLINE,
   BATCH_SIZE,
@@ -27,7 +27,7 @@ import {
 import { communicationSettings } from './options/communication.ts';
 import { BUFFER_SIZE, MODE, parseAsync } from './options/async.ts';
 import { ConfigError } from './options/option.ts';
-import { ACCOUNTANT, DELTA, FRESH_PRIVACY_BUDGET, parseClientDp, parseSampleDp } from './options/privacy.ts';
+import { ACCOUNTANT, DELTA, DISTRIBUTED_NOISE, FRESH_PRIVACY_BUDGET, parseClientDp, parseSampleDp } from './options/privacy.ts';
 import { startSettingsProblem, type StartStage, type StrategyFacts } from './options/rules.ts';
 import { checkSecAggThreshold, parseSecureAggregation } from './options/secure-aggregation.ts';
 import { DATA_DIR, DEMO_PARTICIPANTS, HELP, HOST, PORT, QUIET, REDIS, STATIC_DIR, TASK } from './options/server.ts';
@@ -154,10 +154,12 @@ function parseFlags(
   // Only an admin's dashboard may send controls: without a token nobody could ever start the federation.
   if (manualStart && !security?.adminTokens)
     throw new ConfigError('--manual-start needs --admin-token or --admin-token-file: only an admin dashboard can start the federation');
-  const distributedNoise = parseDistributedNoise(v, { clientDp, settings: checkedSettings }, (message) => new ConfigError(message));
+  const noise = parseDistributedNoise(v, { clientDp, settings: checkedSettings }, (message) => new ConfigError(message));
+  const distributedNoise = noise.request;
   if (distributedNoise && accountant === 'pld')
     throw new ConfigError(
-      '--accountant pld cannot account --distributed-noise skellam: its noise is known only by an RDP bound; use --accountant auto or rdp',
+      `--accountant pld cannot account --distributed-noise skellam${v[DISTRIBUTED_NOISE.name] === undefined ? ' (the default with --client-dp distributed and --secure-aggregation)' : ''}: ` +
+        `its noise is known only by an RDP bound; use --accountant auto or rdp, ${GAUSSIAN_ALTERNATIVE}`,
     );
   const redis = REDIS.read(v);
   const clusterProblem =
@@ -176,7 +178,7 @@ function parseFlags(
     host: HOST.read(v),
     dataDir: DATA_DIR.read(v),
     architecture,
-    settings: checkedSettings,
+    settings: { ...checkedSettings, minUpdates: noise.minUpdates },
     seed: SEED.read(v),
     demoParticipants,
     staticDir: STATIC_DIR.read(v),

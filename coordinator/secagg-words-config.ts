@@ -5,6 +5,7 @@ import { clipRangeHoldingNoise, maxParticipantsForWords, wordBitsFor } from '../
 import { quantizationStep } from '../core/secagg/quantize.ts';
 import { FALSE_ABORT_PROBABILITY } from '../core/secagg/sum-range.ts';
 import type { CoordinatorConfig } from './coordinator-config.ts';
+import { GAUSSIAN_ALTERNATIVE } from './distributed-noise-config.ts';
 import { ConfigError } from './options/option.ts';
 import { selectedPerRound } from './options/selection.ts';
 
@@ -49,7 +50,7 @@ export function secAggSettingsForModel(config: CoordinatorConfig, dimension: num
   try {
     wordBits = Math.max(secure.wordBits, wordBitsFor(secure.quantizationRange, selected, tail(selected)));
   } catch (error) {
-    throw new ConfigError(`--distributed-noise skellam with --update-encoding: ${(error as Error).message}`);
+    throw new ConfigError(`--distributed-noise skellam with --update-encoding: ${(error as Error).message}; ${GAUSSIAN_ALTERNATIVE}`);
   }
   let held = maxParticipantsForWords(secure.quantizationRange, wordBits);
   while (held > selected && held * (secure.quantizationRange / 2) + tail(held) > 2 ** (wordBits - 2) - 1) held--;

@@ -61,7 +61,7 @@ export const MIN_UPDATES = numberOption({
   default: 1,
   check: isPositiveInt,
   expected: 'a positive integer',
-  help: 'updates needed to aggregate a round (default {default})',
+  help: 'updates needed to aggregate a round (default {default}; with Skellam\ndistributed noise M - D, see --tolerated-dropouts)',
 });
 /** Seconds. */
 export const ROUND_TIMEOUT = numberOption({

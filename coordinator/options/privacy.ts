@@ -68,27 +68,28 @@ export const EPSILON_BUDGET = numberOption({
   expected: 'a positive number',
   help: 'stop before a round would take epsilon above X',
 });
-/** `--distributed-noise skellam`, checked by coordinator/distributed-noise-config.ts, which completes its plan once the model is known. */
+/** Skellam noise in the secure sum, checked by coordinator/distributed-noise-config.ts, which completes its plan once the model is known. */
 export interface DistributedNoiseRequest {
   readonly kind: 'skellam';
   readonly toleratedDropouts: number;
 }
 
-/** Read by coordinator/distributed-noise-config.ts. */
+/** Read by coordinator/distributed-noise-config.ts; absent: skellam under --secure-aggregation. */
 export const DISTRIBUTED_NOISE = choiceOption({
   name: 'distributed-noise',
   placeholder: 'K',
   choices: ['gaussian', 'skellam'],
-  default: 'gaussian',
-  help: "gaussian (default: each participant's float share, accounted alone) |\nskellam (integer noise in the secure sum, accounted as the sum's noise;\nneeds --client-dp distributed and --secure-aggregation)",
+  task: ['privacy', 'distributedNoise'],
+  help: "skellam (default with --secure-aggregation: integer noise in the secure sum,\naccounted as the sum's noise, add/remove one participant) | gaussian\n(each participant's float share accounted alone: zero-out, a far larger\nepsilon; the default without --secure-aggregation)",
 });
+/** Default: M − --min-updates, or ⌊M/10⌋ without it (distributed-noise-config.ts). */
 export const TOLERATED_DROPOUTS = numberOption({
   name: 'tolerated-dropouts',
   placeholder: 'D',
-  default: 0,
+  task: ['privacy', 'toleratedDropouts'],
   check: (n) => Number.isInteger(n) && n >= 0,
   expected: 'a non-negative integer',
-  help: 'skellam: the sum keeps the target noise with up to D of --expected-clients\nmissing (needs --min-updates >= M - D; default {default})',
+  help: 'skellam: the sum keeps the target noise with up to D of --expected-clients M\nmissing (default M - --min-updates, or floor(M/10) with --min-updates\nraised to M - D; noise std x sqrt((M-1)/(M-D-1)))',
 });
 export const FRESH_PRIVACY_BUDGET = booleanOption({
   name: 'fresh-privacy-budget',

@@ -255,6 +255,8 @@ describe('fine-tuning under secure aggregation with distributed client-level DP'
         ...['--rounds', '2', '--min-clients', '3', '--clients-per-round', '3', '--min-updates', '3', '--epochs', '1'],
         ...['--secure-aggregation', '--client-dp', 'distributed', '--fresh-privacy-budget', '--client-noise-multiplier', '1'],
         ...['--client-sample-rate', '1', '--client-clip', '1', '--expected-clients', '3', '--admin-token', 'fine-tune-secagg-admin'],
+        // Gaussian shares: each masked vector is the trainable values themselves, not rotated and padded as Skellam's are.
+        ...['--distributed-noise', 'gaussian'],
       ],
       {},
     ) as CoordinatorConfig;

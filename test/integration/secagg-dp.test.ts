@@ -15,7 +15,9 @@ describe('secure aggregation with distributed DP noise', () => {
   let federation: TestFederation | undefined;
   after(() => federation?.close());
 
-  it('runs masked rounds whose participants add N(0, z²S²/m) before quantising', { timeout: 180_000 }, async () => {
+  it('with --distributed-noise gaussian: masked rounds whose participants add N(0, z²S²/m) before quantising', {
+    timeout: 180_000,
+  }, async () => {
     federation = await startTestFederation(
       [
         '--rounds',
@@ -36,6 +38,8 @@ describe('secure aggregation with distributed DP noise', () => {
         '1',
         '--expected-clients',
         '5',
+        '--distributed-noise',
+        'gaussian',
         '--admin-token',
         'secagg-dp-test-admin-token',
       ],
@@ -48,6 +52,7 @@ describe('secure aggregation with distributed DP noise', () => {
     for (const record of final.history) {
       assert.equal(record.outcome, 'aggregated', record.reason);
       assert.equal(record.secagg?.masked, 5);
+      assert.equal(record.privacy?.neighbouring, 'zero-out');
     }
     // Every upload was masked, clipped and noised on the participant.
     const uploads = participants.flatMap((p) => p.events.filter((e) => e.type === 'uploaded'));
@@ -63,7 +68,7 @@ describe('secure aggregation with distributed DP noise', () => {
     );
   });
 
-  it("with --distributed-noise skellam: integer noise in the sum, accounted as the sum's noise (ε as central DP at q = 1)", {
+  it("by default Skellam: integer noise in the sum, accounted as the sum's noise (ε as central DP at q = 1)", {
     timeout: 180_000,
   }, async () => {
     await federation?.close();
@@ -89,10 +94,6 @@ describe('secure aggregation with distributed DP noise', () => {
         '1',
         '--expected-clients',
         '5',
-        '--distributed-noise',
-        'skellam',
-        '--tolerated-dropouts',
-        '1',
         '--admin-token',
         'secagg-dp-test-admin-token',
       ],
@@ -110,6 +111,7 @@ describe('secure aggregation with distributed DP noise', () => {
     const uploads = participants.flatMap((p) => p.events.filter((e) => e.type === 'uploaded'));
     assert.equal(uploads.length, 10);
     assert.ok(uploads.every((e) => e.type === 'uploaded' && e.masked === true && e.noised));
+    // No --distributed-noise: Skellam, tolerating D = M − --min-updates = 1 dropout.
     // The sum's noise: 5 shares of μ/(5 − 1 − 1) on the grid 2c/R (c = 8, R = 2^22), charged at q = 1 with z_eff ≈ z;
     // participants round the rotated update, padded to whole blocks, so Δ₂ is that length's.
     const plan = planDistributedNoise({

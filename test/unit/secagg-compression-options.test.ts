@@ -74,13 +74,14 @@ describe('--update-encoding under secure aggregation', () => {
   });
 
   it('refuses a clip range that would clip the Gaussian noise share, rather than clip it silently', () => {
-    const tight = parse(...SECURE, ...DISTRIBUTED, '--update-encoding', 'int8', '--secagg-clip-range', '2');
+    const gaussian = ['--distributed-noise', 'gaussian'];
+    const tight = parse(...SECURE, ...DISTRIBUTED, ...gaussian, '--update-encoding', 'int8', '--secagg-clip-range', '2');
     assert.throws(
       () => secAggSettingsForModel(tight, 100_000),
       /--secagg-clip-range 2 cannot hold the noise share of std 0\.316.*at least 3\.6/,
     );
     // The default c = max(8, C) holds σ = zC/√m = 0.316 with its tail: 1 + 8.4·0.316 ≈ 3.66.
-    const roomy = parse(...SECURE, ...DISTRIBUTED, '--update-encoding', 'int8');
+    const roomy = parse(...SECURE, ...DISTRIBUTED, ...gaussian, '--update-encoding', 'int8');
     assert.equal(secAggSettingsForModel(roomy, 100_000), roomy.settings);
   });
 

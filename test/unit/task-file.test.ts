@@ -326,6 +326,33 @@ describe('task file settings become flags', () => {
     assert.equal(config.task?.name, 'x');
   });
 
+  it('distributed noise: Skellam by default under secure aggregation, Gaussian shares only when the file names them', async () => {
+    const distributedSecure = (privacy: Record<string, unknown>) =>
+      writeTask({
+        federation: { minClients: 3, clientsPerRound: 5 },
+        privacy: { clientDp: 'distributed', clientNoiseMultiplier: 1, clientSampleRate: 1, expectedClients: 5, ...privacy },
+        secureAggregation: { enabled: true },
+      });
+    const argv = (file: string) => ['--task', file, '--admin-token', 'a'.repeat(32)];
+    const byDefault = parseConfig(argv(await distributedSecure({})), {}) as CoordinatorConfig;
+    assert.deepEqual(byDefault.distributedNoise, { kind: 'skellam', toleratedDropouts: 0 });
+    assert.equal(byDefault.settings.minUpdates, 5);
+    const tolerant = parseConfig(argv(await distributedSecure({ toleratedDropouts: 1 })), {}) as CoordinatorConfig;
+    assert.deepEqual(tolerant.distributedNoise, { kind: 'skellam', toleratedDropouts: 1 });
+    assert.equal(tolerant.settings.minUpdates, 4);
+    // What Skellam cannot do is refused in the file's own keys, naming the key that accepts the weaker accounting.
+    assert.match(
+      configError(argv(await distributedSecure({ expectedClients: 4.5 }))),
+      /needs an integer privacy\.expectedClients M .*pass privacy\.distributedNoise gaussian to accept the weaker accounting explicitly/,
+    );
+    const gaussian = parseConfig(
+      argv(await distributedSecure({ expectedClients: 4.5, distributedNoise: 'gaussian' })),
+      {},
+    ) as CoordinatorConfig;
+    assert.equal(gaussian.distributedNoise, undefined);
+    assert.equal(gaussian.settings.minUpdates, 1);
+  });
+
   it('sample-level DP settings reach the configuration', async () => {
     const file = await writeTask({
       privacy: { dpSgdClip: 1, dpSgdNoiseMultiplier: 1.1, dpSgdBatchSize: 8, dpSgdEpsilonBudget: 4, clipNorm: 5, noiseStd: 0 },

@@ -27,7 +27,7 @@ import type {
 import { takeSecretParam } from '../secret-param.ts';
 import { renderCluster } from './cluster-panel.ts';
 import { renderAsyncPanel } from './async-panel.ts';
-import { accountantText } from './privacy-text.ts';
+import { accountantText, noiseText } from './privacy-text.ts';
 
 /** The live dashboard: the coordinator pushes its status over the /admin namespace; nothing polls. */
 
@@ -204,7 +204,7 @@ function render(status: FederationStatus): void {
   const privacy = status.privacy;
   $('epsilon').textContent = privacy ? privacy.epsilon.toFixed(3) : '–';
   $('privacy').textContent = privacy
-    ? `${privacy.level}-level DP, ${privacy.placement} noise, δ = ${privacy.delta}, z = ${privacy.noiseMultiplier}, q = ${privacy.sampleRate}, ${privacy.rounds} rounds; ${accountantText(privacy)}`
+    ? `${privacy.level}-level DP, ${noiseText(privacy)}, δ = ${privacy.delta}, z = ${privacy.noiseMultiplier}, q = ${privacy.sampleRate}, ${privacy.rounds} rounds; ${accountantText(privacy)}`
     : status.settings.fit.sampleDp
       ? `sample-level DP-SGD: each participant's ledger reports its ε (${status.settings.fit.sampleDp.accountant ?? 'auto'} accountant; auto: the smaller of PLD and RDP)`
       : 'no differential privacy';
