@@ -1,0 +1,80 @@
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { build } from 'esbuild';
+
+const root = path.resolve(import.meta.dirname, '../..');
+/** Inside the repository (and .gitignore'd) so that the bundles' package imports resolve to its node_modules. */
+const buildRoot = path.join(root, '.test-build');
+
+/**
+ * Tests that start a TypeScript entry point as its own process (the
+ * coordinator, the participant CLI) run it from a bundle instead of through
+ * `--import tsx`: tsx's loader resolves and transforms every module of every
+ * launch on its hooks thread, about 0.6 s a launch here (docs/test-time.md).
+ *
+ * The bundle holds the repository's own modules, the same code tsx would
+ * run, transformed by the same esbuild; packages stay imports of
+ * node_modules. Each test process builds the entries it spawns once, on its
+ * first launch, into a folder of its own that it removes at exit: no bundle
+ * outlives the run that built it (so none is stale after a source change),
+ * and test files running at once never write the same file. `node` runs it
+ * with source maps, so stack traces name the .ts files and lines.
+ *
+ * A bundle changes what `import.meta.url` names (the bundle, not the
+ * module): entries whose modules find files next to themselves through it
+ * cannot be run this way.
+ */
+export async function nodeEntryArgs(entry: string): Promise<string[]> {
+  let bundle = bundles.get(entry);
+  if (bundle === undefined) {
+    bundle = bundleEntry(entry);
+    bundles.set(entry, bundle);
+  }
+  return ['--enable-source-maps', await bundle];
+}
+
+const bundles = new Map<string, Promise<string>>();
+let ownFolder: string | undefined;
+
+async function bundleEntry(entry: string): Promise<string> {
+  const outdir = path.join(processFolder(), entry.replaceAll(/[/\\.]/g, '_'));
+  await build({
+    entryPoints: { main: path.join(root, entry) },
+    absWorkingDir: root,
+    outdir,
+    outExtension: { '.js': '.mjs' },
+    bundle: true,
+    // Modules the entry imports dynamically (e.g. the coordinator's Playwright-based demo participants) stay lazily loaded chunks.
+    splitting: true,
+    packages: 'external',
+    platform: 'node',
+    format: 'esm',
+    target: `node${process.versions.node}`,
+    sourcemap: true,
+    logLevel: 'error',
+  });
+  return path.join(outdir, 'main.mjs');
+}
+
+/** This process's folder under .test-build/, made on first use; folders left by processes that died unexpectedly are removed then. */
+function processFolder(): string {
+  if (ownFolder !== undefined) return ownFolder;
+  mkdirSync(buildRoot, { recursive: true });
+  for (const name of readdirSync(buildRoot)) {
+    const pid = Number(name.split('-')[0]);
+    if (Number.isInteger(pid) && !isAlive(pid)) rmSync(path.join(buildRoot, name), { recursive: true, force: true });
+  }
+  const folder = mkdtempSync(path.join(buildRoot, `${process.pid}-`));
+  ownFolder = folder;
+  process.once('exit', () => rmSync(folder, { recursive: true, force: true }));
+  return folder;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
