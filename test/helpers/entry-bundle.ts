@@ -8,10 +8,13 @@ const root = path.resolve(import.meta.dirname, '../..');
 const buildRoot = path.join(root, '.test-build');
 
 /**
+ * `node` arguments that run `entry` (a path from the repository root, or
+ * absolute) from its bundle; the entry's own arguments follow them.
+ *
  * Tests that start a TypeScript entry point as its own process (the
  * coordinator, the participant CLI) run it from a bundle instead of through
  * `--import tsx`: tsx's loader resolves and transforms every module of every
- * launch on its hooks thread, about 0.6 s a launch here (docs/test-time.md).
+ * launch on its hooks thread (docs/test-time.md has the measurements).
  *
  * The bundle holds the repository's own modules, the same code tsx would
  * run, transformed by the same esbuild; packages stay imports of
@@ -40,7 +43,7 @@ let ownFolder: string | undefined;
 async function bundleEntry(entry: string): Promise<string> {
   const outdir = path.join(processFolder(), entry.replaceAll(/[/\\.]/g, '_'));
   const { metafile } = await build({
-    entryPoints: { main: path.join(root, entry) },
+    entryPoints: { main: path.resolve(root, entry) },
     absWorkingDir: root,
     outdir,
     outExtension: { '.js': '.mjs' },
