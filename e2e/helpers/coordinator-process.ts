@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FederationStatus } from '../../core/protocol/status.ts';
+import { nodeEntryArgs } from '../../test/helpers/entry-bundle.ts';
 
 const repoRoot = path.resolve(import.meta.dirname, '../..');
 
@@ -14,8 +15,8 @@ export interface CoordinatorProcess {
 }
 
 /**
- * Starts `coordinator/cli.ts` as its own process, the way `npm start` does,
- * on a free port. With `adminToken`, `status()` sends it (pass the same token
+ * Starts `coordinator/cli.ts` as its own process, the way `npm start` does
+ * (from its bundle: test/helpers/entry-bundle.ts), on a free port. With `adminToken`, `status()` sends it (pass the same token
  * with `--admin-token` in `args`).
  */
 export async function startCoordinatorProcess(
@@ -25,7 +26,7 @@ export async function startCoordinatorProcess(
   const dataDir = mkdtempSync(path.join(tmpdir(), 'fl-e2e-'));
   const child: ChildProcess = spawn(
     process.execPath,
-    ['--import', 'tsx', 'coordinator/cli.ts', '--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, ...args],
+    [...(await nodeEntryArgs('coordinator/cli.ts')), '--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, ...args],
     {
       cwd: repoRoot,
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
+import { nodeEntryArgs } from './entry-bundle.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 
@@ -9,9 +10,9 @@ export interface CoordinatorProcess {
   readonly exited: Promise<number | null>;
 }
 
-/** The coordinator as its own process, as `npm start` runs it (`coordinator/cli.ts` with `args`); resolves once it listens. */
+/** The coordinator as its own process, as `npm start` runs it (`coordinator/cli.ts` with `args`, from its bundle: entry-bundle.ts); resolves once it listens. */
 export async function launchCoordinator(args: readonly string[], env: Record<string, string> = {}): Promise<CoordinatorProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'coordinator/cli.ts', ...args], {
+  const child = spawn(process.execPath, [...(await nodeEntryArgs('coordinator/cli.ts')), ...args], {
     cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },

@@ -8,6 +8,7 @@ import { after, describe, it } from 'node:test';
 import { loadMnistDemo } from '../../coordinator/task/demo-data.ts';
 import type { FederationStatus } from '../../core/protocol/status.ts';
 import type { TaskSummary } from '../../core/protocol/messages.ts';
+import { nodeEntryArgs } from '../helpers/entry-bundle.ts';
 import { startNodeParticipants, stopNodeParticipants, type NodeParticipant } from '../helpers/node-participants.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
@@ -34,9 +35,7 @@ describe('coordinator memory over 50 rounds', () => {
     const child = spawn(
       process.execPath,
       [
-        '--import',
-        'tsx',
-        'coordinator/cli.ts',
+        ...(await nodeEntryArgs('coordinator/cli.ts')),
         '--port',
         '0',
         '--host',

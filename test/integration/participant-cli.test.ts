@@ -7,14 +7,16 @@ import { after, before, describe, it } from 'node:test';
 import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
 import { startCoordinator, type Coordinator } from '../../coordinator/server.ts';
 import { runParticipantCli } from '../../node/participant/cli.ts';
+import { nodeEntryArgs } from '../helpers/entry-bundle.ts';
 import { freePort } from '../helpers/free-port.ts';
 
 const JOIN_TOKEN = 'cli-test-join-token-0123456789abcdef';
 
-/** One `npm run participant` process (the script it runs, without npm's start-up), with its output and exit code. */
-function cliProcess(args: readonly string[]): Promise<{ code: number | null; output: string }> {
+/** One `npm run participant` process (the script it runs, from its bundle: entry-bundle.ts, without npm's start-up), with its output and exit code. */
+async function cliProcess(args: readonly string[]): Promise<{ code: number | null; output: string }> {
+  const entryArgs = await nodeEntryArgs('node/participant/cli.ts');
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'node/participant/cli.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...entryArgs, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));

@@ -13,6 +13,7 @@ import { ErrorCode, type Ack } from '../../core/protocol/errors.ts';
 import { PROTOCOL_VERSION, type JoinAccepted } from '../../core/protocol/messages.ts';
 import type { FederationStatus } from '../../core/protocol/status.ts';
 import { startCoordinatorProcess } from '../../e2e/helpers/coordinator-process.ts';
+import { nodeEntryArgs } from '../helpers/entry-bundle.ts';
 
 /**
  * HTTPS and WSS with a self-signed certificate made here with openssl: the
@@ -156,12 +157,16 @@ describe('TLS: HTTPS and WSS', () => {
     );
   });
 
-  it('the CLI exits with code 2 and a clear message when the certificate file is missing', () => {
+  it('the CLI exits with code 2 and a clear message when the certificate file is missing', async () => {
     const missing = path.join(dir, 'missing-cert.pem');
-    const result = spawnSync(process.execPath, ['--import', 'tsx', 'coordinator/cli.ts', '--tls-cert', missing, '--tls-key', files.key], {
-      cwd: repoRoot,
-      encoding: 'utf8',
-    });
+    const result = spawnSync(
+      process.execPath,
+      [...(await nodeEntryArgs('coordinator/cli.ts')), '--tls-cert', missing, '--tls-key', files.key],
+      {
+        cwd: repoRoot,
+        encoding: 'utf8',
+      },
+    );
     assert.equal(result.status, 2, result.stderr);
     assert.ok(result.stderr.includes(`error: --tls-cert ${missing}: cannot read it (no such file)`), result.stderr);
   });

@@ -4,12 +4,14 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { privacyCli } from '../../coordinator/privacy-cli.ts';
 import { computeRdp, epsilonFromRdp } from '../../core/privacy/accountant.ts';
+import { nodeEntryArgs } from '../helpers/entry-bundle.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
+const privacyCliArgs = await nodeEntryArgs('coordinator/privacy-cli.ts');
 
 /** Runs the CLI the way `npm run privacy` does, as its own process. */
 function run(args: readonly string[]): { status: number | null; stdout: string; stderr: string } {
-  const result = spawnSync(process.execPath, ['--import', 'tsx', 'coordinator/privacy-cli.ts', ...args], {
+  const result = spawnSync(process.execPath, [...privacyCliArgs, ...args], {
     cwd: root,
     encoding: 'utf8',
     timeout: 60_000,
