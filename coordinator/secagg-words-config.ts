@@ -35,6 +35,8 @@ export function secAggSettingsForModel(config: CoordinatorConfig, dimension: num
   const selected = Math.max(3, selectedPerRound(config.settings));
   const share = gaussianShare(config);
   const clipNorm = share?.clipNorm ?? secAggClipNorm(config.clientDp, config.settings);
+  // The floor holds for up to the documented n: the most the noise-free words hold.
+  const participants = configured.maxParticipants ?? selected;
   // c must hold every honest coordinate: C (or, rotated, the far smaller rotated bound) plus the noise share's tail.
   const needed =
     clipNorm === undefined
@@ -42,7 +44,7 @@ export function secAggSettingsForModel(config: CoordinatorConfig, dimension: num
       : clipRangeFloor({
           clipNorm,
           noiseStd: share?.noiseStd ?? 0,
-          participants: configured.maxParticipants ?? selected,
+          participants,
           dimension,
           rotated: configured.rotated === true,
         });
@@ -67,7 +69,9 @@ export function secAggSettingsForModel(config: CoordinatorConfig, dimension: num
   }
   let held = maxParticipantsForWords(secure.quantizationRange, wordBits);
   while (held > selected && held * (secure.quantizationRange / 2) + tail(held) > 2 ** (wordBits - 2) - 1) held--;
-  return { ...settings, secureAggregation: { ...secure, wordBits, maxParticipants: held } };
+  // A derived c holds for the n it was derived for: the documented n does not grow past it with the wider words.
+  const maxParticipants = secure.derivedClipRange ? Math.min(held, participants) : held;
+  return { ...settings, secureAggregation: { ...secure, wordBits, maxParticipants } };
 }
 
 /** The Gaussian noise each participant adds to its update before quantisation, when there is any. */
