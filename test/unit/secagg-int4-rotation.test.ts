@@ -9,14 +9,25 @@ import { planDistributedNoise } from '../../core/privacy/distributed-noise.ts';
 import { secureVectorLength, skellamRotation, unrotateSum } from '../../core/privacy/skellam-rotation.ts';
 import { clipToNorm } from '../../core/privacy/update-privacy.ts';
 import type { UpdatePrivacy } from '../../core/protocol/messages.ts';
+import { toBytes } from '../../core/protocol/secagg-wire.ts';
+import type { SecureAggregationSettings } from '../../core/protocol/status.ts';
 import { SeededRandom } from '../../core/random/prng.ts';
 import { sha256 } from '../../core/secagg/bytes.ts';
-import { quantizationRangeForValueBits, signedWord, VALUE_BITS, wordBitsFor } from '../../core/secagg/modulus.ts';
-import { recommendedThreshold, validateConfig, type SecAggConfig } from '../../core/secagg/protocol.ts';
+import { maxParticipantsForWords, quantizationRangeForValueBits, signedWord, VALUE_BITS, wordBitsFor } from '../../core/secagg/modulus.ts';
+import {
+  recommendedThreshold,
+  SecAggClient,
+  validateConfig,
+  type ForwardedSharesMessage,
+  type KeyDirectoryMessage,
+  type SecAggConfig,
+  type UnmaskRequestMessage,
+} from '../../core/secagg/protocol.ts';
 import { quantizationStep } from '../../core/secagg/quantize.ts';
 import { clipRangeFloor } from '../../core/secagg/rotated-clip-range.ts';
 import { runLocalRound } from '../../core/secagg/simulate.ts';
 import { checkDecodedSum } from '../../core/secagg/sum-range.ts';
+import { SecureHarness } from '../helpers/secure-harness.ts';
 
 /**
  * int4 under secure aggregation, rotated (docs/secagg-compression.md): real
@@ -238,5 +249,66 @@ describe('--update-encoding int4 --secure-aggregation: the rotated round the coo
     assert.ok(words.clipRange > 0.26 && words.clipRange < 0.275, `c = ${words.clipRange}`);
     assert.ok(words.wordBits! > 9, `b = ${words.wordBits}`);
     assert.equal(words.maxParticipants, 18);
+  });
+});
+
+describe('a secure int4 round through the round engine', () => {
+  it('announces the rotation, takes the padded rotated inputs, and aggregates their sum rotated back once', async () => {
+    const n = 3;
+    const wordBits = wordBitsFor(R, n);
+    const secure: SecureAggregationSettings = {
+      neighbours: 'all',
+      clipRange: ROTATED_C,
+      quantizationRange: R,
+      wordBits,
+      maxParticipants: maxParticipantsForWords(R, wordBits),
+      rotated: true,
+      stepTimeoutMs: 1000,
+    };
+    const fit = { epochs: 1, batchSize: 8, learningRate: 0.1, privacy };
+    const h = new SecureHarness({ minClients: n, clientsPerRound: n, rounds: 1, secureAggregation: secure, fit }, D);
+    for (let i = 0; i < n; i++) h.join();
+    h.engine.start();
+    await h.settle();
+    const updates = spikyUpdates();
+    const clients = new Map<string, { client: SecAggClient; config: SecAggConfig; update: Float32Array }>();
+    for (const { participantId, message } of h.starts) {
+      const { config: wire, index } = message.secagg!;
+      const config = { ...wire, roundSeed: toBytes(wire.roundSeed) };
+      assert.equal(config.rotated, true);
+      assert.equal(config.vectorLength, 3072);
+      // Every participant spikes coordinate 0 the same way: the evaluator reads the new model's first weight.
+      const update = new Float32Array(updates.get(index)!);
+      update[0] = 1.5;
+      clients.set(participantId, { client: await SecAggClient.create(config, index), config, update });
+    }
+    for (const [id, { client }] of clients) assert.ok((await h.engine.submitSecAgg(id, 'advertise', client.advertise())).ok);
+    await h.until(() => h.sent('secagg:keys').size === n, 'the key directory');
+    for (const [id, directory] of h.sent('secagg:keys'))
+      assert.ok((await h.engine.submitSecAgg(id, 'shares', await clients.get(id)!.client.shareKeys(directory as KeyDirectoryMessage))).ok);
+    await h.until(() => h.sent('secagg:forwarded').size === n, 'the forwarded shares');
+    for (const [id, forwarded] of h.sent('secagg:forwarded')) {
+      const { client, config, update } = clients.get(id)!;
+      const prepared = secureInput(update, h.starts.find((s) => s.participantId === id)!.message.config.privacy, config);
+      const masked = await client.maskInput(forwarded as ForwardedSharesMessage, prepared.input, prepared.options);
+      const sent = await h.engine.submitSecAgg(id, 'masked', masked);
+      assert.ok(sent.ok, JSON.stringify(sent));
+    }
+    await h.until(() => h.sent('secagg:unmask-request').size === n, 'the unmasking request');
+    for (const [id, request] of h.sent('secagg:unmask-request'))
+      assert.ok((await h.engine.submitSecAgg(id, 'unmask', await clients.get(id)!.client.unmask(request as UnmaskRequestMessage))).ok);
+    await h.until(() => h.engine.status().history.length === 1, 'the round to close');
+
+    const record = h.engine.status().history[0]!;
+    assert.equal(record.outcome, 'aggregated', record.reason);
+    // The mean of the clipped first coordinates, back in the model's basis (still rotated it would be near 0).
+    let expected = 0;
+    for (const { update } of clients.values()) {
+      const clipped = new Float32Array(update);
+      clipToNorm(clipped, CLIP);
+      expected += clipped[0]! / n;
+    }
+    assert.ok(expected > 0.6, `expected ${expected}`);
+    assert.ok(Math.abs(record.metrics!.accuracy - expected) < 0.1, `first weight ${record.metrics!.accuracy}, expected ${expected}`);
   });
 });
