@@ -84,6 +84,8 @@ export type ParticipantEvent =
       readonly masked?: boolean;
       /** With `masked`: the bits per masked word (32, or fewer under a compressed --update-encoding). */
       readonly wordBits?: number;
+      /** With `masked`: the values masked, the model's or (rotated rounds: Skellam, int4) the rotation's padded length. */
+      readonly vectorLength?: number;
     }
   | { readonly type: 'rejected'; readonly round: number; readonly code: string; readonly message: string }
   /**
@@ -536,6 +538,7 @@ export class Participant {
         noised: (privacy?.noiseStd ?? 0) > 0 || (privacy?.skellamVariance ?? 0) > 0,
         masked: true,
         wordBits: config.wordBits ?? 32,
+        vectorLength: config.vectorLength,
       });
       const request = await this.nextSecAgg<UnmaskRequestMessage>('secagg:unmask-request', round);
       await this.sendSecAgg('secagg:unmask', encodeUnmask(await client.unmask(request)));
