@@ -36,6 +36,7 @@ against the plain sum of the clipped updates, per coordinate.
   --params N        parameters per update (default 101770: the demo MLP)
   --sizes LIST      comma-separated n (default 10,50,100)
   --drop F          fraction dropping before the masked input (default 0.1)
+  --error-sizes LIST  comma-separated n of the int4 error table (default 10,50)
   --help            show this text
 `;
 
@@ -145,6 +146,7 @@ async function main(): Promise<void> {
       params: { type: 'string', default: '101770' },
       sizes: { type: 'string', default: '10,50,100' },
       drop: { type: 'string', default: '0.1' },
+      'error-sizes': { type: 'string', default: '10,50' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -154,6 +156,7 @@ async function main(): Promise<void> {
   }
   const params = Number(values.params);
   const sizes = values.sizes.split(',').map(Number);
+  const errorSizes = values['error-sizes'].split(',').map(Number);
   const dropFraction = Number(values.drop);
   const clipRange = DEFAULT_QUANTIZATION.clipRange;
   // Updates well inside ±c, different per participant.
@@ -194,11 +197,8 @@ async function main(): Promise<void> {
       }
     }
   }
-  console.log(
-    `\n\`${COMMAND} --params ${params} --sizes ${sizes.join(',')} --drop ${dropFraction}\` — Node ${process.version}, ${os.cpus().length}× ${os.cpus()[0]?.model ?? 'CPU'}; plaintext ${kb(4 * params)} per float32 update\n`,
-  );
   const errorRows: string[] = [];
-  for (const n of sizes) {
+  for (const n of errorSizes) {
     const dropCount = Math.floor(dropFraction * n);
     const dropped = Array.from({ length: dropCount }, (_, i) => 1 + Math.floor((i * n) / Math.max(1, dropCount)));
     const wordBits = wordBitsFor(quantizationRangeForValueBits(VALUE_BITS.int4), n);
@@ -218,6 +218,9 @@ async function main(): Promise<void> {
       }
     }
   }
+  console.log(
+    `\n\`${COMMAND} --params ${params} --sizes ${sizes.join(',')} --drop ${dropFraction} --error-sizes ${errorSizes.join(',')}\` — Node ${process.version}, ${os.cpus().length}× ${os.cpus()[0]?.model ?? 'CPU'}; plaintext ${kb(4 * params)} per float32 update\n`,
+  );
   console.log(
     '| n | graph | encoding | word bits b | sent, 32-bit words | sent, b-bit words | sent ratio | received, 32-bit | received, b-bit | sent + received ratio |',
   );
