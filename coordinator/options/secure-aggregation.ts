@@ -115,28 +115,38 @@ export function parseSecureAggregation(
         );
   const threshold = SECAGG_THRESHOLD.read(v);
   // After clipping to L2 norm S no coordinate exceeds S: a clip range of at least S never clips further.
-  const clipNorm = clientDp?.clip.kind === 'fixed' ? clientDp.clip.norm : settings.fit.privacy?.clipNorm;
+  const clipNorm = secAggClipNorm(clientDp, settings);
   const clipRange = SECAGG_CLIP_RANGE.readOr(v, Math.max(DEFAULT_QUANTIZATION.clipRange, clipNorm ?? 0));
+  const words = secAggWords(v, settings);
+  // Rotated with an L2 clip and no --secagg-clip-range: c is derived from C once the model's size is known (secagg-words-config.ts).
+  const derivedClipRange = words.rotated === true && clipNorm !== undefined && v[SECAGG_CLIP_RANGE.name] === undefined;
   return {
     neighbours,
     threshold,
     clipRange,
-    ...secAggWords(v, settings),
+    ...words,
+    ...(derivedClipRange ? { derivedClipRange } : {}),
     stepTimeoutMs: 1000 * SECAGG_STEP_TIMEOUT.read(v),
   };
+}
+
+/** C: the L2 norm every update of a secure round is clipped to (a fixed --client-clip, or --clip-norm), when there is one. */
+export function secAggClipNorm(clientDp: DpFedAvgOptions | undefined, settings: RoundSettings): number | undefined {
+  return clientDp?.clip.kind === 'fixed' ? clientDp.clip.norm : settings.fit.privacy?.clipNorm;
 }
 
 /**
  * The quantisation range and word width that --update-encoding asks of the
  * secure sum: float32 keeps --secagg-quantization-range and 32-bit words;
  * int8/int4 set R = 2^v − 2 and the smallest word bits b that hold the
- * participants per round (core/secagg/modulus.ts). Model-dependent noise
- * may widen b once the task is loaded (coordinator/secagg-words-config.ts).
+ * participants per round (core/secagg/modulus.ts); int4's inputs are
+ * rotated. Model-dependent noise may widen b, and a rotated round's clip
+ * range is derived, once the task is loaded (coordinator/secagg-words-config.ts).
  */
 function secAggWords(
   v: FlagValues,
   settings: RoundSettings,
-): Pick<SecureAggregationSettings, 'quantizationRange' | 'wordBits' | 'maxParticipants'> {
+): Pick<SecureAggregationSettings, 'quantizationRange' | 'wordBits' | 'maxParticipants' | 'rotated'> {
   const encoding = UPDATE_ENCODING.read(v);
   switch (encoding) {
     case 'float32':
@@ -160,7 +170,9 @@ function secAggWords(
       } catch (error) {
         throw new ConfigError(`--update-encoding ${encoding} with ${selected} participants per round: ${(error as Error).message}`);
       }
-      return { quantizationRange, wordBits, maxParticipants: maxParticipantsForWords(quantizationRange, wordBits) };
+      const words = { quantizationRange, wordBits, maxParticipants: maxParticipantsForWords(quantizationRange, wordBits) };
+      // int4 is rotated before quantising, as on the plain path: 4 bits leave no room for outliers (docs/secagg-compression.md).
+      return encoding === 'int4' ? { ...words, rotated: true } : words;
     }
     default: {
       const unknown: never = encoding;

@@ -5,7 +5,7 @@ import type { SecAggRoundStats, SecureAggregationSettings } from '../../core/pro
 import { wordBitsOf } from '../../core/secagg/config.ts';
 import { packedBytes } from '../../core/secagg/word-packing.ts';
 import type { RandomRotation } from '../../core/math/hadamard.ts';
-import { secureVectorLength, skellamRotation, unrotateSum } from '../../core/privacy/skellam-rotation.ts';
+import { secureInputsRotated, secureVectorLength, skellamRotation, unrotateSum } from '../../core/privacy/skellam-rotation.ts';
 import {
   settleDecline,
   type Collection,
@@ -37,7 +37,7 @@ export function secureCollection(secure: SecureAggregationSettings, roundTimeout
  */
 class SecureCollection implements Collection {
   private readonly secure: SecureRound;
-  /** Skellam rounds: the round's rotation, undone once on the decoded sum. */
+  /** Skellam and int4 rounds: the round's rotation, undone once on the decoded sum. */
   private readonly rotation: RandomRotation | undefined;
   private outcome: SecureRoundOutcome | undefined;
 
@@ -49,9 +49,9 @@ class SecureCollection implements Collection {
   ) {
     const length = host.model.updateLength;
     const { privacy } = round.fit;
-    // Skellam rounds are summed in the rotated basis (core/privacy/skellam-rotation.ts): the secure vector is the rotation's padded length.
-    const config = secAggConfigFor(round.round, selected.length, secureVectorLength(length, privacy), settings);
-    this.rotation = privacy?.skellamVariance !== undefined ? skellamRotation(config.roundSeed, length) : undefined;
+    // Skellam and int4 rounds are summed in the rotated basis (core/privacy/skellam-rotation.ts): the secure vector is the rotation's padded length.
+    const config = secAggConfigFor(round.round, selected.length, secureVectorLength(length, privacy, settings.rotated), settings);
+    this.rotation = secureInputsRotated(config, privacy) ? skellamRotation(config.roundSeed, length) : undefined;
     this.secure = new SecureRound(
       config,
       selected,
@@ -139,7 +139,7 @@ class SecureCollection implements Collection {
     return this.secure.settled();
   }
 
-  /** A Skellam round's sum rotated back once, before anything reads it (the range checks ran on the rotated sum, where they hold). */
+  /** A rotated round's sum rotated back once, before anything reads it (the range checks ran on the rotated sum, where they hold). */
   private unrotated(outcome: SecureRoundOutcome): SecureRoundOutcome {
     if (!outcome.ok || this.rotation === undefined) return outcome;
     return { ...outcome, result: unrotateSum(outcome.result, this.rotation) };

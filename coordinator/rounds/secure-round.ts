@@ -75,6 +75,8 @@ export function secAggConfigFor(round: number, n: number, vectorLength: number, 
     quantization: { clipRange: settings.clipRange, quantizationRange: settings.quantizationRange },
     // Compressed encodings: b-bit words sized at start; a round with more participants than b holds is refused by the core.
     ...(settings.wordBits === undefined ? {} : { wordBits: settings.wordBits }),
+    // int4: participants rotate their inputs with the round's seeded rotation (core/privacy/skellam-rotation.ts).
+    ...(settings.rotated === true ? { rotated: true } : {}),
   };
 }
 

@@ -51,7 +51,8 @@ export function rotationFor(count: number, seed: number): RandomRotation {
   return new RandomRotation(seed >>> 0, count, rotationBlock(count));
 }
 
-function rotationBlock(count: number): number {
+/** The rotation's block B for a model of `count` values: 1024, or the next power of two of a smaller model. */
+export function rotationBlock(count: number): number {
   return Math.min(DEFAULT_ROTATION_BLOCK, 2 ** Math.ceil(Math.log2(Math.max(1, count))));
 }
 

@@ -1,8 +1,5 @@
 import { io, type Socket } from 'socket.io-client';
 import { privatizeUpdate } from '../privacy/update-privacy.ts';
-import { conditionallyRound, conditionalRoundingBound } from '../privacy/conditional-rounding.ts';
-import { addSkellamNoiseMod32 } from '../privacy/distributed-noise.ts';
-import { clipAndRotate } from '../privacy/skellam-rotation.ts';
 import { SecureRandom } from '../random/prng.ts';
 import type { Ack } from '../protocol/errors.ts';
 import {
@@ -30,9 +27,8 @@ import type { PrivacyLedger } from '../privacy/ledger.ts';
 import type { ClientLevelLedger } from '../privacy/client-ledger.ts';
 import { TrainingAborted, type TrainProgress } from '../training/local-trainer.ts';
 import type { RoundTrainer, RoundTrainResult } from './trainers.ts';
+import { secureInput } from './secure-input.ts';
 import { SecAggClient, type SecAggConfig, type UnmaskRequestMessage } from '../secagg/protocol.ts';
-import { quantizationStep } from '../secagg/quantize.ts';
-import type { MaskInputOptions } from '../secagg/messages.ts';
 import type { SecAggAccepted, SecAggForwardedWire, SecAggKeysWire, SecAggRoundInfo } from '../protocol/messages.ts';
 import {
   decodeForwarded,
@@ -88,6 +84,8 @@ export type ParticipantEvent =
       readonly masked?: boolean;
       /** With `masked`: the bits per masked word (32, or fewer under a compressed --update-encoding). */
       readonly wordBits?: number;
+      /** With `masked`: the values masked, the model's or (rotated rounds: Skellam, int4) the rotation's padded length. */
+      readonly vectorLength?: number;
     }
   | { readonly type: 'rejected'; readonly round: number; readonly code: string; readonly message: string }
   /**
@@ -519,34 +517,9 @@ export class Participant {
       const update = await this.weights.uploadValues(task, result.update);
       this.options.onPlainUpdate?.(round, update);
       const privacy = message.config.privacy;
-      const skellamVariance = privacy?.skellamVariance;
-      let clipped = false;
-      let input = update;
-      let options: MaskInputOptions = {};
-      if (privacy && skellamVariance !== undefined) {
-        // Skellam: clip, then rotate with the round's rotation (core/privacy/skellam-rotation.ts), so that rounding and noise see a flat vector.
-        const prepared = clipAndRotate(update, privacy, config);
-        input = prepared.rotated;
-        clipped = prepared.clipped;
-        const { quantization } = config;
-        options = {
-          // Conditional rounding enforces the grid sensitivity the accountant charges (computed here, not announced).
-          encode: (values) => {
-            const bound = conditionalRoundingBound(privacy.clipNorm, quantizationStep(quantization), values.length);
-            return conditionallyRound(values, quantization, bound, new SecureRandom()).encoded;
-          },
-          // Skellam noise goes into the integers after rounding: the sum carries the sum of the shares exactly.
-          afterQuantize: (encoded) => addSkellamNoiseMod32(encoded, skellamVariance, new SecureRandom()),
-        };
-      } else if (privacy) {
-        // The participant's share of the noise goes in before quantisation: the coordinator only ever decodes the noised sum.
-        options = {
-          beforeQuantize: (values) => {
-            clipped = privatizeUpdate(values, privacy).clipped;
-          },
-        };
-      }
-      const masked = await client.maskInput(forwarded, input, options);
+      // Clip, noise and (Skellam, int4) rotate as the round asks (secure-input.ts).
+      const prepared = secureInput(update, privacy, config);
+      const masked = await client.maskInput(forwarded, prepared.input, prepared.options);
       if ((await this.chargePrivacy(round, result)) === 'refused') {
         client.abort();
         return;
@@ -561,10 +534,11 @@ export class Participant {
         round,
         metrics: result.metrics,
         bytes: bytes.byteLength,
-        clipped,
+        clipped: prepared.clipped(),
         noised: (privacy?.noiseStd ?? 0) > 0 || (privacy?.skellamVariance ?? 0) > 0,
         masked: true,
         wordBits: config.wordBits ?? 32,
+        vectorLength: config.vectorLength,
       });
       const request = await this.nextSecAgg<UnmaskRequestMessage>('secagg:unmask-request', round);
       await this.sendSecAgg('secagg:unmask', encodeUnmask(await client.unmask(request)));

@@ -5,13 +5,18 @@ import type { SecAggResult } from '../secagg/messages.ts';
 import { privatizeUpdate } from './update-privacy.ts';
 
 /**
- * The random rotation of a Skellam round (Kairouz, Liu, Steinke 2021;
- * Agarwal et al. 2021): each participant rotates its clipped update with
- * core/math/hadamard.ts's block Hadamard rotation before conditional
- * rounding and the Skellam noise, and the coordinator rotates the decoded
- * sum back once. The rotation is orthonormal, so the L2 norm (and the
- * sensitivity the accountant charges) is kept, while a few large
- * coordinates are spread over their block.
+ * The random rotation of a secure round's inputs: Skellam rounds (Kairouz,
+ * Liu, Steinke 2021; Agarwal et al. 2021) and int4 rounds
+ * (`SecAggConfig.rotated`, docs/secagg-compression.md). Each participant
+ * rotates its clipped update with core/math/hadamard.ts's block Hadamard
+ * rotation before quantising (and, under Skellam, before conditional
+ * rounding and the noise), and the coordinator rotates the decoded sum back
+ * once. The rotation is orthonormal, so the L2 norm (and the sensitivity the
+ * accountant charges) is kept, while a few large coordinates are spread over
+ * their block: each rotated coordinate of an update of norm ≤ C is then at
+ * most C·√(2 ln(4nd'/p)/B) except with probability p over all n·d'
+ * (core/secagg/sum-range.ts), which is what lets a clip range far below C
+ * hold the update (core/secagg/rotated-clip-range.ts).
  *
  * The signs are drawn from the round's SecAgg seed (SecAggConfig.roundSeed),
  * which the coordinator draws at random when it opens the round, before any
@@ -22,7 +27,7 @@ import { privatizeUpdate } from './update-privacy.ts';
  * conditional rounding enforces on the integers, whatever the rotation.
  */
 
-/** The secure vector's length for a model of `modelLength` values when Skellam noise is on (the rotation's padded length). */
+/** The secure vector's length for a model of `modelLength` values when the inputs are rotated (the rotation's padded length). */
 export function skellamSecureLength(modelLength: number): number {
   return rotatedLengthFor(modelLength);
 }
@@ -35,19 +40,30 @@ export function skellamRotation(roundSeed: Uint8Array, modelLength: number): Ran
   return rotationFor(modelLength, seed);
 }
 
-/** The secure vector's length for a round with `privacy`: rotated and padded with Skellam noise, the model's own otherwise. */
-export function secureVectorLength(modelLength: number, privacy: UpdatePrivacy | undefined): number {
-  return privacy?.skellamVariance !== undefined ? skellamSecureLength(modelLength) : modelLength;
+/**
+ * Whether a secure round's inputs are rotated: always with Skellam noise,
+ * and when the round's config says so (`rotated`: int4, set by the
+ * coordinator and announced with the round).
+ */
+export function secureInputsRotated(config: { readonly rotated?: boolean }, privacy: UpdatePrivacy | undefined): boolean {
+  return config.rotated === true || privacy?.skellamVariance !== undefined;
+}
+
+/** The secure vector's length for a round with `privacy`: rotated and padded (`secureInputsRotated`), the model's own otherwise. */
+export function secureVectorLength(modelLength: number, privacy: UpdatePrivacy | undefined, rotated = false): number {
+  return secureInputsRotated({ rotated }, privacy) ? skellamSecureLength(modelLength) : modelLength;
 }
 
 /**
- * The participant's side: a copy of `update` clipped to the round's L2 norm,
- * then rotated with the round's rotation; `update` is left as it is. Throws
- * if the round's secure vector is not the rotation's length.
+ * The participant's side: a copy of `update` clipped to the round's L2 norm
+ * and noised with its Gaussian share when the round has `privacy`
+ * (privatizeUpdate), then rotated with the round's rotation; `update` is
+ * left as it is. Throws if the round's secure vector is not the rotation's
+ * length.
  */
 export function clipAndRotate(
   update: Float32Array,
-  privacy: UpdatePrivacy,
+  privacy: UpdatePrivacy | undefined,
   round: { readonly roundSeed: Uint8Array; readonly vectorLength: number },
 ): { readonly rotated: Float32Array; readonly clipped: boolean } {
   const rotation = skellamRotation(round.roundSeed, update.length);
@@ -56,7 +72,7 @@ export function clipAndRotate(
       `the round's secure vector has ${round.vectorLength} values, not the ${rotation.rotatedLength} this model's rotation gives`,
     );
   const copy = new Float32Array(update);
-  const { clipped } = privatizeUpdate(copy, privacy);
+  const clipped = privacy !== undefined && privatizeUpdate(copy, privacy).clipped;
   const rotated = rotation.rotate(copy);
   copy.fill(0);
   return { rotated, clipped };

@@ -244,6 +244,8 @@ export interface SecAggWireConfig {
   readonly quantization: { readonly clipRange: number; readonly quantizationRange: number };
   /** b: masked words in Z_{2^b}, packed b bits each; absent: 32. */
   readonly wordBits?: number;
+  /** true: every input is rotated with the round's seeded block rotation and padded to vectorLength (int4); absent: unrotated. */
+  readonly rotated?: boolean;
 }
 
 export interface SecAggRoundInfo {

@@ -191,6 +191,17 @@ export interface SecureAggregationSettings {
   readonly wordBits?: number;
   /** With `wordBits`: the most participants per round the words hold (the documented n); more are refused at start and on a change. */
   readonly maxParticipants?: number;
+  /**
+   * int4: every input is rotated with the round's block Hadamard rotation
+   * before quantising, and the sum rotated back once (docs/secagg-compression.md).
+   */
+  readonly rotated?: boolean;
+  /**
+   * With `rotated`: true when c was not set (`--secagg-clip-range`) and is
+   * derived from the clip norm, C·√(2 ln(4nd'/p)/B) plus the Gaussian
+   * share's tail, once the model's size is known (core/secagg/rotated-clip-range.ts).
+   */
+  readonly derivedClipRange?: boolean;
   /** Deadline of each key-exchange and unmasking step, ms. The masked-input step, which includes training, gets roundTimeoutMs. */
   readonly stepTimeoutMs: number;
 }

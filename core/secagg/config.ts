@@ -28,6 +28,14 @@ export interface SecAggConfig {
    * Compressed update encodings choose the smallest b (core/secagg/modulus.ts).
    */
   readonly wordBits?: number;
+  /**
+   * True when every input is the participant's update rotated with the
+   * round's block Hadamard rotation (signs seeded from `roundSeed`) and
+   * zero-padded to `vectorLength`; the coordinator rotates the decoded sum
+   * back once (core/privacy/skellam-rotation.ts). Set for int4; absent:
+   * unrotated (Skellam rounds rotate either way).
+   */
+  readonly rotated?: boolean;
 }
 
 /** The round's word bits: b, or 32 when the config leaves it out. */
@@ -64,6 +72,8 @@ export function validateConfig(config: SecAggConfig): number {
   if (!Number.isInteger(config.vectorLength) || config.vectorLength < 1)
     throw new SecAggError('invalid-config', `vectorLength must be a positive integer, got ${config.vectorLength}`);
   validateQuantization(config.quantization);
+  if (config.rotated !== undefined && typeof config.rotated !== 'boolean')
+    throw new SecAggError('invalid-config', `rotated must be a boolean, got ${String(config.rotated)}`);
   const bits = wordBitsOf(config);
   checkWordBits(bits);
   const max = maxParticipants(config.quantization, bits);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { RoundRecord } from '../../core/protocol/status.ts';
+import type { RoundRecord, SecureAggregationSettings } from '../../core/protocol/status.ts';
+import { skellamSecureLength } from '../../core/privacy/skellam-rotation.ts';
 import { packedBytes } from '../../core/secagg/word-packing.ts';
 import { startTestFederation } from '../helpers/federation.ts';
 
@@ -17,7 +18,9 @@ const ROUNDS = 3;
 /** Accuracy points the int8 run may lose against float32 after the same rounds. */
 const BAND = 0.03;
 
-async function federation(flags: readonly string[]): Promise<{ history: readonly RoundRecord[]; wordBits: number; paramCount: number }> {
+async function federation(
+  flags: readonly string[],
+): Promise<{ history: readonly RoundRecord[]; wordBits: number; paramCount: number; secure: SecureAggregationSettings }> {
   const fed = await startTestFederation(
     [
       ...['--rounds', String(ROUNDS), '--min-clients', String(PARTICIPANTS), '--clients-per-round', String(PARTICIPANTS)],
@@ -33,6 +36,7 @@ async function federation(flags: readonly string[]): Promise<{ history: readonly
       history: final.history,
       wordBits: final.settings.secureAggregation?.wordBits ?? 32,
       paramCount: fed.coordinator.task.paramCount,
+      secure: final.settings.secureAggregation!,
     };
   } finally {
     await fed.close();
@@ -60,5 +64,23 @@ describe('secure aggregation with int8 updates (packed small-modulus words)', ()
     // What arrived: PARTICIPANTS masked vectors per round, packed 11 bits per value instead of 32.
     for (const r of wide.history) assert.equal(r.bytesIn, PARTICIPANTS * 4 * wide.paramCount);
     for (const r of narrow.history) assert.equal(r.bytesIn, PARTICIPANTS * packedBytes(narrow.paramCount, 11));
+  });
+
+  it('int4 rotated with the round seed: a derived clip range, the padded vector, and a trained model', { timeout: 240_000 }, async () => {
+    // An L2 clip C = 1 and no --secagg-clip-range: c comes from the rotated bound, about 0.26·C (docs/secagg-compression.md).
+    const run = await federation(['--update-encoding', 'int4', '--clip-norm', '1']);
+    assert.equal(run.secure.rotated, true);
+    assert.equal(run.secure.derivedClipRange, true);
+    assert.ok(run.secure.clipRange > 0.2 && run.secure.clipRange < 0.3, `c = ${run.secure.clipRange}`);
+    assert.equal(run.wordBits, 7, 'int4 for 4 participants: 4 + ⌈log2 4⌉ + 1');
+    assert.ok(
+      run.history.every((r) => r.outcome === 'aggregated'),
+      JSON.stringify(run.history.map((r) => [r.outcome, r.reason])),
+    );
+    // Every participant rotated and padded its update to whole blocks; the coordinator rotated the sum back once.
+    for (const r of run.history) assert.equal(r.bytesIn, PARTICIPANTS * packedBytes(skellamSecureLength(run.paramCount), 7));
+    const accuracy = run.history.at(-1)!.metrics!.accuracy;
+    console.log(`accuracy after ${ROUNDS} rounds: int4 rotated ${accuracy}`);
+    assert.ok(accuracy > 0.8, `int4 rotated accuracy ${accuracy}`);
   });
 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ManualClock } from '../../coordinator/rounds/clock.ts';
-import { secAggConfigFor, SecureRound, type SecAggOutbound, type SecureRoundOutcome } from '../../coordinator/rounds/secure-round.ts';
+import { secAggConfigFor, SecureRound, type SecureRoundOutcome } from '../../coordinator/rounds/secure-round.ts';
 import { toBytes } from '../../core/protocol/secagg-wire.ts';
 import type { RoundParticipantOutcome, SecureAggregationSettings } from '../../core/protocol/status.ts';
 import {
@@ -11,30 +11,9 @@ import {
   type UnmaskRequestMessage,
 } from '../../core/secagg/protocol.ts';
 import { EngineHarness } from '../helpers/engine-harness.ts';
+import { SecureHarness } from '../helpers/secure-harness.ts';
 
 const SECURE: SecureAggregationSettings = { neighbours: 'all', clipRange: 8, quantizationRange: 2 ** 22, stepTimeoutMs: 1000 };
-
-/** The engine harness plus what the round sent each participant for secure aggregation. */
-class SecureHarness extends EngineHarness {
-  readonly outbox: { participantId: string; out: SecAggOutbound }[] = [];
-
-  sendSecAgg(participantId: string, out: SecAggOutbound): void {
-    this.outbox.push({ participantId, out });
-  }
-
-  /** The round's core steps run on WebCrypto: waits (bounded) until `ready` holds. */
-  async until(ready: () => boolean, what: string): Promise<void> {
-    for (let i = 0; i < 2000 && !ready(); i++) {
-      this.clock.advance(0);
-      await new Promise((resolve) => setTimeout(resolve, 1));
-    }
-    assert.ok(ready(), `timed out waiting for ${what}`);
-  }
-
-  sent(event: SecAggOutbound['event']): Map<string, SecAggOutbound['message']> {
-    return new Map(this.outbox.filter((o) => o.out.event === event).map((o) => [o.participantId, o.out.message]));
-  }
-}
 
 describe('round engine with secure aggregation', () => {
   it('aborts a round whose participants never advertise keys, reveals nothing, and goes on with the next round', async () => {

@@ -155,7 +155,7 @@ function showUploaded(event: Extract<ParticipantEvent, { type: 'uploaded' }>): v
   // Confirms the statement made before the first round, with the real size.
   const expected = task
     ? event.masked
-      ? packedBytes(updateValues(task), event.wordBits ?? 32)
+      ? packedBytes(event.vectorLength ?? updateValues(task), event.wordBits ?? 32)
       : frameBytes(event.encoding ?? 'float32', updateValues(task))
     : undefined;
   $('privacy-note').textContent =
