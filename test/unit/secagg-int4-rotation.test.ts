@@ -235,11 +235,13 @@ describe('--update-encoding int4 --secure-aggregation: the rotated round the coo
       ...['--client-dp', 'distributed', '--client-noise-multiplier', '1', '--client-sample-rate', '1', '--client-clip', '1'],
       ...['--expected-clients', '10', '--admin-token', 'int4-rotation-admin'],
     ];
-    const derived = secAggSettingsForModel(parse(...SECURE, ...distributed), MLP).secureAggregation!;
+    // Gaussian shares by name: Skellam is the default of --client-dp distributed with --secure-aggregation.
+    const gaussian = [...distributed, '--distributed-noise', 'gaussian'];
+    const derived = secAggSettingsForModel(parse(...SECURE, ...gaussian), MLP).secureAggregation!;
     // σ = zC/√m = 0.316, its tail over n·d' draws ≈ 8.6σ, on top of 0.27·C: c ≈ 2.99 (unrotated: 1 + 8.5σ ≈ 3.7).
     assert.ok(derived.clipRange > 2.9 && derived.clipRange < 3.1, `c = ${derived.clipRange}`);
     assert.throws(
-      () => secAggSettingsForModel(parse(...SECURE, ...distributed, '--secagg-clip-range', '2.5'), MLP),
+      () => secAggSettingsForModel(parse(...SECURE, ...gaussian, '--secagg-clip-range', '2.5'), MLP),
       /--secagg-clip-range 2\.5 cannot hold the noise share .* at least 2\.9/,
     );
     // Skellam: the integers carry the noise, c is the rotated bound alone; the words widen for the noise, but the documented n
