@@ -176,6 +176,8 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
       await saveRound(record, model, history);
     },
     fineTune: fineTune && { layout: fineTune.layout, frozenHash: fineTune.summary.frozenHash },
+    // On a cluster the leader selects and sums the other nodes' participants too (docs/cluster.md).
+    remoteRounds: cluster?.leaderRounds,
   });
 
   // Model downloads, the run report with its membership audit, the history as CSV.
@@ -197,7 +199,14 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
   metrics.countTransportBytes(httpServer);
   if (cluster) metrics.followCluster(cluster.node);
   const participantContext = {
-    engine,
+    // On a cluster, participants selected in the leader's round are collected by this node (coordinator/cluster/member-rounds.ts).
+    engine: cluster
+      ? cluster.participantEngine(engine, io, (id, message) => {
+          const socket = socketsByParticipant.get(id);
+          socket?.emit('round:start', message);
+          return socket !== undefined;
+        })
+      : engine,
     task,
     socketsByParticipant,
     rejoinSecrets,
