@@ -163,10 +163,12 @@ export class ClusterRuntime {
     this.leaderRounds.attach(io, () => engine.candidatesChanged());
     const member = this.member;
     if (member) {
+      const versions = new ModelVersions(this.store);
       answerRoundAnnouncements({
         io,
         nodeId: this.node.nodeId,
-        versions: new ModelVersions(this.store),
+        // The strategy's state as of the round's model first (DP-FedAvg's clip norm): the member clips as the leader would.
+        versions: { get: (version) => this.catchUp().then(() => versions.get(version)) },
         modelOf: (version, weights) => member.modelOf(version, weights),
         send: (id, message) => member.send(id, message),
         opening: (announcement, model) => member.open(announcement, model),

@@ -13,7 +13,7 @@ import type { ModelVersions } from './model-versions.ts';
 export function answerRoundAnnouncements(options: {
   readonly io: ClusterEventServer;
   readonly nodeId: string;
-  readonly versions: ModelVersions;
+  readonly versions: Pick<ModelVersions, 'get'>;
   readonly modelOf: (version: number, weights: Float32Array) => GlobalModel;
   readonly send: (participantId: string, message: RoundStartMessage) => boolean;
   /** Called once the round's model is here, before any round:start goes out: the node readies its collection of the round. */
