@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { Participant } from '../../core/participant/participant.ts';
+import { Participant, type ParticipantEvent } from '../../core/participant/participant.ts';
 import type { RoundTrainer, RoundTrainResult } from '../../core/participant/trainers.ts';
 import type { FederationStatus } from '../../core/protocol/status.ts';
 import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
@@ -30,7 +30,8 @@ async function fixture(t: TestContext) {
     for (const p of participants) p.stop();
     for (const c of coordinators) await c.close();
     await redis.cleanup();
-    await rm(dataDir, { recursive: true, force: true });
+    // A leader closed mid-round may still be writing its checkpoint: retry what is written meanwhile.
+    await rm(dataDir, { recursive: true, force: true, maxRetries: 5 });
   });
   /** A coordinator in this process on the fixture's Redis. */
   const start = async (name: string, federation: readonly string[]): Promise<Coordinator> => {
@@ -40,12 +41,13 @@ async function fixture(t: TestContext) {
     return coordinator;
   };
   /** A participant of the shared client on `url`, with a trainer whose update the test knows. */
-  const attach = (url: string, trainer: RoundTrainer): Participant => {
+  const attach = (url: string, trainer: RoundTrainer, onEvent?: (event: ParticipantEvent) => void): Participant => {
     const participant = new Participant({
       url,
       client: { backend: 'test', platform: `node ${process.version}` },
       trainer,
       reconnectionDelayMs: 200,
+      onEvent,
     });
     participant.start();
     participants.push(participant);
@@ -238,4 +240,42 @@ test('SIGKILL of a member node mid-round: its selected participants count as dro
     .map((p) => p.id);
   assert.equal(survivorIds.length, 4);
   for (const id of survivorIds) assert.equal(second.participants?.find((p) => p.id === id)?.outcome, 'received', `the survivor's ${id}`);
+});
+
+test("a node that shuts down tells only its own participants that it is done: another node's participants train on", {
+  timeout: 60_000,
+}, async (t) => {
+  const { start, attach } = await fixture(t);
+  const federation = ['--rounds', '40', '--min-clients', '1', '--clients-per-round', '1', '--round-timeout', '30'];
+  const leader = await start('leader', federation);
+  await until(
+    () => leader.engine.control as string,
+    (c) => c !== 'awaiting-start',
+    15_000,
+    'the first node to lead',
+  );
+  const member = await start('member', federation);
+  const events: ParticipantEvent[] = [];
+  attach(leader.url, new FixedUpdateTrainer(10, fixedUpdate(leader.engine.globalModel.updateLength, 1)), (event) => events.push(event));
+  await until(
+    () => leader.engine.status().history.length,
+    (n) => n >= 1,
+    20_000,
+    'a first round',
+  );
+  await member.close();
+  const before = leader.engine.status().history.length;
+  await until(
+    () => leader.engine.status().history.length,
+    (n) => n >= before + 2,
+    20_000,
+    'two more rounds after the member shut down',
+  ).catch((error: Error) => {
+    const seen = events.filter((e) => e.type !== 'progress').slice(-6);
+    throw new Error(`${error.message}; the participant's last events: ${JSON.stringify(seen)}`);
+  });
+  assert.deepEqual(
+    events.filter((e) => e.type === 'done'),
+    [],
+  );
 });
