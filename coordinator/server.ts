@@ -149,6 +149,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
   // On a cluster the status carries `cluster`.
   const dashboardStatus = (): FederationStatus => cluster?.dashboardStatus(engine) ?? engine.dashboardStatus();
   const saveRound = saveCompletedRounds(runFiles);
+  let closed = false;
 
   const engine: RoundEngine = new RoundEngine({
     settings: modelConfig.settings,
@@ -156,7 +157,15 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     resume,
     lastStartedRound,
     clock,
-    transport: socketTransport(io, socketsByParticipant, strategy, log, () => statusPush.changed()),
+    // A cluster node that shuts down ends only its own part: federation:done must not reach the other nodes' participants.
+    transport: socketTransport(
+      io,
+      socketsByParticipant,
+      strategy,
+      log,
+      () => statusPush.changed(),
+      () => cluster !== undefined && closed,
+    ),
     evaluator,
     initialWeights: loaded.initialWeights,
     random: new SeededRandom(config.seed),
@@ -176,6 +185,8 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
       await saveRound(record, model, history);
     },
     fineTune: fineTune && { layout: fineTune.layout, frozenHash: fineTune.summary.frozenHash },
+    // On a cluster the leader selects and sums the other nodes' participants too (docs/cluster.md).
+    remoteRounds: cluster?.leaderRounds,
   });
 
   // Model downloads, the run report with its membership audit, the history as CSV.
@@ -197,7 +208,14 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
   metrics.countTransportBytes(httpServer);
   if (cluster) metrics.followCluster(cluster.node);
   const participantContext = {
-    engine,
+    // On a cluster, participants selected in the leader's round are collected by this node (coordinator/cluster/member-rounds.ts).
+    engine: cluster
+      ? cluster.participantEngine(engine, io, (id, message) => {
+          const socket = socketsByParticipant.get(id);
+          socket?.emit('round:start', message);
+          return socket !== undefined;
+        })
+      : engine,
     task,
     socketsByParticipant,
     rejoinSecrets,
@@ -253,7 +271,6 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     );
   else if (!config.manualStart) engine.start();
 
-  let closed = false;
   return {
     url,
     port,
@@ -271,7 +288,8 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
       closeSecurity();
       clock.clearAll();
       // Let the last broadcasts (federation:done) leave before the connections close.
-      io.disconnectSockets();
+      // This process's sockets only: through the cluster's adapter the whole federation's would go.
+      io.local.disconnectSockets();
       await new Promise((resolve) => setTimeout(resolve, 50));
       // Then cut whatever is still open at once: a peer that holds its connection must not hold the shutdown.
       connections.destroyAll();

@@ -2,8 +2,19 @@ import type { Server as NetServer } from 'node:net';
 import type { Server } from 'socket.io';
 import type { Strategy } from '../../core/aggregation/strategy.ts';
 import type { FederationStatus, RoundRecord } from '../../core/protocol/status.ts';
+import type { RoundStartMessage } from '../../core/protocol/messages.ts';
+import { SystemClock } from '../rounds/clock.ts';
 import type { GlobalModel, ResumePoint, RoundEngine } from '../rounds/round-engine.ts';
+import type { ParticipantEngine } from '../socket/participant-events.ts';
+import type { ClusterEventServer } from './cluster-events.ts';
 import { ClusterNode } from './cluster-node.ts';
+import { LeaderRounds } from './leader-rounds.ts';
+import { MemberRounds, routeToMemberRounds } from './member-rounds.ts';
+import { ModelVersions } from './model-versions.ts';
+import { PartialExchange } from './partial-exchange.ts';
+import { answerPartialRequests } from './partial-requests.ts';
+import { ParticipantDirectory } from './participant-directory.ts';
+import { answerRoundAnnouncements } from './round-announce.ts';
 import { FederationStore, type FederationHead, type StoredFederation } from './federation-store.ts';
 import type { LeaseRole } from './lease.ts';
 import { TrafficCounter } from './traffic.ts';
@@ -54,13 +65,44 @@ export class ClusterRuntime {
   /** Set once this node's engine state is known to be stale: it stays paused (the command line exits). */
   private stale = false;
   private closed = false;
+  private readonly directory: ParticipantDirectory;
+  private readonly exchange: PartialExchange;
+  /** The leader's side of rounds across nodes: the engine's remoteRounds hook (leader-rounds.ts). */
+  readonly leaderRounds: LeaderRounds;
+  /** A member's side: its own selected participants' part of the leader's rounds (member-rounds.ts). */
+  private member: MemberRounds | undefined;
 
   private constructor(
     readonly node: ClusterNode,
     readonly store: FederationStore,
     private readonly strategy: Strategy,
     private readonly log: (line: string) => void,
-  ) {}
+  ) {
+    this.directory = new ParticipantDirectory(node.redis, node.keys, node.nodeId);
+    this.exchange = new PartialExchange(node.redis, node.keys);
+    this.leaderRounds = new LeaderRounds(node, this.directory, this.exchange, new SystemClock(), log);
+  }
+
+  /**
+   * The participants' socket handlers on this node: a participant selected
+   * in the leader's round is collected here, with the engine's own intake
+   * checks (member-rounds.ts); everything else goes to the engine.
+   */
+  participantEngine(
+    engine: RoundEngine,
+    io: Server,
+    send: (participantId: string, message: RoundStartMessage) => boolean,
+  ): ParticipantEngine {
+    this.member = new MemberRounds({
+      engine,
+      io: clusterEvents(io),
+      nodeId: this.node.nodeId,
+      directory: this.directory,
+      send,
+      log: this.log,
+    });
+    return routeToMemberRounds(engine, this.member);
+  }
 
   static async connect(options: {
     readonly redisUrl: string;
@@ -116,6 +158,23 @@ export class ClusterRuntime {
     wiring.io.adapter(this.node.adapter());
     const traffic = TrafficCounter.of(wiring.httpServer);
     this.node.start(() => ({ address, participants: wiring.participants(), bytesIn: traffic.bytesIn, bytesOut: traffic.bytesOut }));
+    const io = clusterEvents(wiring.io);
+    const { engine } = wiring;
+    this.leaderRounds.attach(io, () => engine.candidatesChanged());
+    const member = this.member;
+    if (member) {
+      const versions = new ModelVersions(this.store);
+      answerRoundAnnouncements({
+        io,
+        nodeId: this.node.nodeId,
+        // The strategy's state as of the round's model first (DP-FedAvg's clip norm): the member clips as the leader would.
+        versions: { get: (version) => this.catchUp().then(() => versions.get(version)) },
+        modelOf: (version, weights) => member.modelOf(version, weights),
+        send: (id, message) => member.send(id, message),
+        opening: (announcement, model) => member.open(announcement, model),
+      });
+      answerPartialRequests(io, this.exchange, this.node.nodeId, (request) => member.partialOf(request));
+    }
     this.follow();
   }
 
@@ -128,7 +187,8 @@ export class ClusterRuntime {
   private follow(): void {
     if (this.closed || this.stale) return;
     this.followTimer = setTimeout(() => {
-      void this.catchUp()
+      // Each node's selectable participants go to the directory; the leader reads the others' (rounds across nodes).
+      void Promise.all([this.catchUp(), this.member?.publishDirectory(), this.leaderRounds.refresh()])
         .catch(() => undefined) // Redis unreachable: the status says so; try again next time
         .finally(() => this.follow());
     }, FOLLOW_INTERVAL_MS);
@@ -176,6 +236,8 @@ export class ClusterRuntime {
   async roundStarting(round: number, model: GlobalModel): Promise<void> {
     await this.store.markRoundStarted(this.leaderTerm(`round ${round} was not started`), round, model);
     this.knownHead = await this.store.head();
+    // The selection sees the other nodes' participants as the directory holds them now (a failed read keeps the last one).
+    await this.leaderRounds.refresh().catch(() => undefined);
   }
 
   /** The engine's onRoundCompleted on a cluster: the round whole in Redis, fenced, before anything shows it. */
@@ -236,9 +298,16 @@ export class ClusterRuntime {
     this.wiring?.onStale?.(reason);
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
     this.closed = true;
     if (this.followTimer) clearTimeout(this.followTimer);
+    // A clean shutdown: this node's participants leave the directory at once.
+    await this.directory.leave().catch(() => undefined);
     return this.node.close();
   }
+}
+
+/** The server's socket.io server as the cluster's server-side events see it (the participants' server types none of its own). */
+function clusterEvents(io: Server): ClusterEventServer {
+  return io as unknown as ClusterEventServer;
 }

@@ -1,5 +1,6 @@
 import type { Server } from 'socket.io';
 import type { FitConfig } from '../../core/protocol/messages.ts';
+import type { RoundParticipantOutcome } from '../../core/protocol/status.ts';
 
 /** The events between nodes (socket.io's server-side events, through the Redis adapter): versions and requests, never model bytes. */
 export interface ClusterServerEvents {
@@ -7,6 +8,8 @@ export interface ClusterServerEvents {
   'cluster:round': (announcement: RoundAnnouncement, ack: (reply: RoundReply) => void) => void;
   /** The leader closes a round: each member stores its partial in Redis, once. */
   'cluster:partial': (request: PartialRequest, ack: (reply: PartialReply) => void) => void;
+  /** A member tells the leader how one of its selected participants' part ended (an update accepted, refused, ...): never the update. */
+  'cluster:settled': (settled: SettledReport) => void;
 }
 
 /** The part of a socket.io server the cluster's events use. */
@@ -22,6 +25,8 @@ export interface RoundAnnouncement {
   readonly deadline: number;
   /** Node id → the ids of its participants selected for the round. */
   readonly selected: Readonly<Record<string, readonly string[]>>;
+  /** The example counts every selected participant claimed (claim-cap.ts caps by their median): each node caps as the leader would. */
+  readonly claimedExamples?: readonly number[];
 }
 
 /** A member's answer: to how many of its selected participants round:start went, or why none. */
@@ -33,7 +38,52 @@ export interface PartialRequest {
   readonly round: number;
 }
 
-/** A member's answer: its partial is in Redis (`stored`), or why not. */
+/** A member's answer: its partial is in Redis (`stored`) with whose updates are in it, or why not. */
 export type PartialReply =
-  | { readonly node: string; readonly stored: true }
+  | { readonly node: string; readonly stored: true; readonly contributors: readonly string[] }
   | { readonly node: string; readonly stored: false; readonly reason: string };
+
+/** How one selected participant's part in a round ended on its node (a member's report to the leader). */
+export interface SettledReport {
+  readonly node: string;
+  readonly term: number;
+  readonly round: number;
+  readonly participantId: string;
+  readonly outcome: RoundParticipantOutcome;
+  readonly reason?: string;
+  /** The update's norm, where norms are shown. */
+  readonly norm?: number;
+  /** The error code of a refused update. */
+  readonly code?: string;
+}
+
+const OUTCOMES: readonly RoundParticipantOutcome[] = ['received', 'dropped', 'rejected', 'declined'];
+
+/** Another node's report, checked for shape before the leader uses it (nodes trust each other; a bug or a version skew must not corrupt a round). */
+export function parseSettledReport(value: unknown): SettledReport | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const r = value as Record<string, unknown>;
+  const optional = (key: string, type: 'string' | 'number') => r[key] === undefined || typeof r[key] === type;
+  if (
+    typeof r.node !== 'string' ||
+    !Number.isInteger(r.term) ||
+    !Number.isInteger(r.round) ||
+    typeof r.participantId !== 'string' ||
+    !OUTCOMES.includes(r.outcome as RoundParticipantOutcome) ||
+    !optional('reason', 'string') ||
+    !optional('norm', 'number') ||
+    !optional('code', 'string')
+  )
+    return undefined;
+  return value as SettledReport;
+}
+
+/** A member's partial reply, checked for shape: undefined when it is not one. */
+export function parsePartialReply(value: unknown): PartialReply | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const r = value as Record<string, unknown>;
+  if (typeof r.node !== 'string') return undefined;
+  if (r.stored === true)
+    return Array.isArray(r.contributors) && r.contributors.every((id) => typeof id === 'string') ? (value as PartialReply) : undefined;
+  return r.stored === false && typeof r.reason === 'string' ? (value as PartialReply) : undefined;
+}

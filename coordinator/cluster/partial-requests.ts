@@ -1,28 +1,35 @@
 import type { PartialAggregate, PartialMethods } from '../../core/aggregation/partial.ts';
-import type { ClusterEventServer, PartialReply, PartialRequest } from './cluster-events.ts';
-import { combinePartials, type PartialExchange } from './partial-exchange.ts';
+import { parsePartialReply, type ClusterEventServer, type PartialReply, type PartialRequest } from './cluster-events.ts';
+import { combinePartials, type MemberPartial, type PartialExchange } from './partial-exchange.ts';
+
+/** A member's part of a round: its sum, and whose updates are in it. */
+export interface MemberContribution {
+  readonly partial: PartialAggregate;
+  readonly contributors: readonly string[];
+}
 
 /**
  * A member node answers the leader's partial requests: it writes the round's
- * partial (its own participants' sum) to Redis and acknowledges. `partialOf`
- * gives the node's partial of that term's round, or undefined when the node
- * holds none (it never took part, or the round is another).
+ * partial (its own participants' sum) to Redis and acknowledges with whose
+ * updates it holds. `partialOf` gives the node's partial of that term's
+ * round, or undefined when the node holds none (it never took part, or the
+ * round is another).
  */
 export function answerPartialRequests(
   io: ClusterEventServer,
   exchange: PartialExchange,
   nodeId: string,
-  partialOf: (request: PartialRequest) => PartialAggregate | undefined,
+  partialOf: (request: PartialRequest) => MemberContribution | undefined,
 ): void {
   io.on('cluster:partial', (request: PartialRequest, ack: (reply: PartialReply) => void) => {
-    const partial = partialOf(request);
-    if (partial === undefined) {
+    const contribution = partialOf(request);
+    if (contribution === undefined) {
       ack({ node: nodeId, stored: false, reason: `node ${nodeId} holds no partial of round ${request.round} (term ${request.term})` });
       return;
     }
     // Written once: a repeated request finds the first partial there, which is what the leader reads.
-    exchange.write(request.term, request.round, nodeId, partial).then(
-      () => ack({ node: nodeId, stored: true }),
+    exchange.write(request.term, request.round, nodeId, contribution.partial).then(
+      () => ack({ node: nodeId, stored: true, contributors: contribution.contributors }),
       (error: Error) => ack({ node: nodeId, stored: false, reason: `node ${nodeId} could not store its partial: ${error.message}` }),
     );
   });
@@ -33,8 +40,10 @@ export function answerPartialRequests(
  * (the adapter waits for each live node's acknowledgement, up to its
  * requestsTimeout), then reads the partials of `members` (the nodes whose
  * participants were selected) from Redis and adds the good ones to its
- * aggregator. Returns the members whose partial is missing or refused:
- * their selected participants count as dropped.
+ * aggregator. `check` may refuse a partial that does not match its reply
+ * (the round's close: its count against the contributors named). Returns
+ * the members whose partial is missing or refused: their selected
+ * participants count as dropped.
  */
 export async function gatherPartials(options: {
   readonly io: ClusterEventServer;
@@ -44,17 +53,26 @@ export async function gatherPartials(options: {
   readonly length: number;
   readonly aggregator: PartialMethods;
   readonly log: (line: string) => void;
+  readonly check?: (node: string, partial: PartialAggregate, reply: PartialReply | undefined) => string | undefined;
 }): Promise<string[]> {
-  const { io, exchange, request, members, length, aggregator, log } = options;
+  const { io, exchange, request, members, length, aggregator, log, check } = options;
   const replies = await new Promise<readonly PartialReply[]>((resolve) => {
-    io.serverSideEmit('cluster:partial', request, (error: Error | null, answered: PartialReply[]) => {
+    io.serverSideEmit('cluster:partial', request, (error: Error | null, answered: unknown[]) => {
       // A node that does not answer in time is taken for dead; what the others stored is still read.
       if (error) log(`cluster: round ${request.round}: ${error.message}`);
-      resolve(answered);
+      resolve((answered ?? []).map(parsePartialReply).filter((reply) => reply !== undefined));
     });
   });
   for (const reply of replies) if (!reply.stored && members.includes(reply.node)) log(`cluster: round ${request.round}: ${reply.reason}`);
-  const partials = await exchange.read(request.term, request.round, members, length);
+  const partials = (await exchange.read(request.term, request.round, members, length)).map((member): MemberPartial => {
+    if (member.kind !== 'ok' || !check) return member;
+    const reason = check(
+      member.node,
+      member.partial,
+      replies.find((reply) => reply.node === member.node),
+    );
+    return reason === undefined ? member : { kind: 'malformed', node: member.node, reason };
+  });
   const lost = combinePartials(aggregator, partials, request.round, log);
   await exchange.discard(request.term, request.round, members);
   return lost;

@@ -13,11 +13,13 @@ import type { ModelVersions } from './model-versions.ts';
 export function answerRoundAnnouncements(options: {
   readonly io: ClusterEventServer;
   readonly nodeId: string;
-  readonly versions: ModelVersions;
+  readonly versions: Pick<ModelVersions, 'get'>;
   readonly modelOf: (version: number, weights: Float32Array) => GlobalModel;
   readonly send: (participantId: string, message: RoundStartMessage) => boolean;
+  /** Called once the round's model is here, before any round:start goes out: the node readies its collection of the round. */
+  readonly opening?: (announcement: RoundAnnouncement, model: GlobalModel) => void;
 }): void {
-  const { io, nodeId, versions, modelOf, send } = options;
+  const { io, nodeId, versions, modelOf, send, opening } = options;
   let made: GlobalModel | undefined;
   io.on('cluster:round', (announcement: RoundAnnouncement, ack: (reply: RoundReply) => void) => {
     const mine = announcement.selected[nodeId] ?? [];
@@ -29,6 +31,7 @@ export function answerRoundAnnouncements(options: {
       (weights) => {
         // One frame per version, shared by every round:start of the node.
         if (made?.version !== announcement.modelVersion) made = modelOf(announcement.modelVersion, weights);
+        opening?.(announcement, made);
         const message: RoundStartMessage = {
           round: announcement.round,
           model: { version: made.version, weights: made.frame, frozenHash: made.frozenHash },

@@ -7,6 +7,7 @@ import type { AdvertiseKeysMessage, MaskedInputMessage, ShareKeysMessage, Unmask
 import type { Clock } from './clock.ts';
 import type { GlobalModel, RoundEngineOptions } from './engine-types.ts';
 import type { RoundBasis } from './open-round.ts';
+import type { RemoteSettlement } from './remote-rounds.ts';
 import type { ParticipantRecord } from './participants.ts';
 import type { SecAggStep } from './secure-round.ts';
 
@@ -56,6 +57,8 @@ export interface Collection {
   staleness?(): StalenessStats | undefined;
   /** Resolves once the async work the collection has queued so far has run (engine.idle()). */
   settled(): Promise<void>;
+  /** Plain rounds on a cluster's leader: a participant of another node settled there; its update, if any, comes in its node's partial (remote-rounds.ts). */
+  remoteSettled?(id: string, settlement: RemoteSettlement): void;
 }
 
 /** Why a round stops collecting before everyone answered. */

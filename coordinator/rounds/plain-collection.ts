@@ -11,6 +11,7 @@ import {
   type Interruption,
 } from './collection.ts';
 import { unsettled, type RoundBasis } from './open-round.ts';
+import type { RemoteSettlement } from './remote-rounds.ts';
 import { markOut, type ParticipantRecord } from './participants.ts';
 import { quorumMet } from './quorum.ts';
 
@@ -133,6 +134,15 @@ class PlainCollection implements Collection {
 
   settled(): Promise<void> {
     return Promise.resolve();
+  }
+
+  remoteSettled(id: string, settlement: RemoteSettlement): void {
+    const open = this.round;
+    if (!this.host.collecting(open) || !open.selected.has(id) || open.settlements.has(id)) return;
+    this.host.settle(open, id, settlement.outcome, settlement.reason, settlement.norm, settlement.code);
+    if (settlement.outcome === 'received') this.received++;
+    this.host.statusChanged();
+    this.closeIfSettled();
   }
 
   /** A selected participant whose update is unusable is out of this round, so the round need not wait for it. */

@@ -39,7 +39,7 @@ import { makeModel, type GlobalModel, type ResumePoint, type RoundEngineOptions 
 import type { OpenRound } from './collection.ts';
 import { settle, type RoundBasis } from './open-round.ts';
 import { Intake } from './intake.ts';
-import { Participants } from './participants.ts';
+import { Participants, type ParticipantRecord } from './participants.ts';
 import type { SecAggStep } from './secure-round.ts';
 import { hasOwnSelection } from './selection.ts';
 import { prepareRound } from './round-opening.ts';
@@ -447,7 +447,7 @@ export class RoundEngine {
   private maybeStartRound(): void {
     const state = this.state;
     if (state.kind !== 'idle' || state.pause !== undefined) return;
-    if (this.eligible().length < this.settings.minClients) {
+    if (this.candidates().length < this.settings.minClients) {
       this.options.transport.statusChanged();
       return;
     }
@@ -476,7 +476,7 @@ export class RoundEngine {
     if (state.kind !== 'idle' && state.kind !== 'starting') return;
     const { transport } = this.options;
     const settings = this.settings;
-    const candidates = this.eligible();
+    const candidates = this.candidates();
     if (isPaused(state) || candidates.length < settings.minClients) {
       // Paused while the round number was being recorded, or everyone left meanwhile: that number is used up.
       this.lastRound = round;
@@ -504,6 +504,23 @@ export class RoundEngine {
     }
     transport.statusChanged();
     open.collection.started();
+    this.options.remoteRounds?.opened(open, chosen, message);
+  }
+
+  /** Who may be selected: this process's eligible participants, and on a cluster's leader the other nodes' (remote-rounds.ts). */
+  private candidates(): readonly ParticipantRecord[] {
+    const remote = this.options.remoteRounds?.candidates() ?? [];
+    return remote.length === 0 ? this.eligible() : [...this.eligible(), ...remote];
+  }
+
+  /** Participants elsewhere became selectable (a cluster's directory): a round may start now. */
+  candidatesChanged(): void {
+    this.events.push({ kind: 'maybe-start' });
+  }
+
+  /** A cluster member collects its own participants' part of the leader's round with this registry and these options (coordinator/cluster/member-rounds.ts). */
+  memberView(): { readonly options: RoundEngineOptions; readonly participants: Participants; readonly settings: RoundSettings } {
+    return { options: this.options, participants: this.participants, settings: this.settings };
   }
 
   /** What a round's collection may read and do (collection.ts). */
@@ -558,6 +575,10 @@ export class RoundEngine {
     this.options.clock.clear(open.timer);
     this.to({ kind: 'closing', round: open, step: 'aggregating', after: state.after });
     this.options.transport.statusChanged();
+    if (this.options.remoteRounds) {
+      await this.events.track(this.options.remoteRounds.closing(open));
+      if (!this.stillClosing(open)) return;
+    }
     const candidate = await closeIntoCandidate(this.closingHost(), open);
     if (!candidate) return;
     const saved = await this.saving.round(candidate, this.history);

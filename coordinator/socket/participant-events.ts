@@ -26,8 +26,25 @@ export interface SocketData {
 
 export type ParticipantSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
 
+/** What the participants' socket handlers call of the engine (on a cluster node, routed: coordinator/cluster/member-rounds.ts). */
+export type ParticipantEngine = Pick<
+  RoundEngine,
+  | 'countRejection'
+  | 'excludeFromOpenRound'
+  | 'submitSecAgg'
+  | 'join'
+  | 'isDone'
+  | 'status'
+  | 'globalModel'
+  | 'currentRound'
+  | 'submitUpdate'
+  | 'decline'
+  | 'reportProgress'
+  | 'leave'
+>;
+
 export interface ParticipantContext {
-  readonly engine: RoundEngine;
+  readonly engine: ParticipantEngine;
   readonly task: TaskSummary;
   /** Which socket holds each participant id now (round:start and secagg messages go there). */
   readonly socketsByParticipant: Map<string, ParticipantSocket>;

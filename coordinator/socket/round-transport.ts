@@ -14,6 +14,8 @@ export function socketTransport(
   strategy: Strategy,
   log: (line: string) => void,
   statusChanged: () => void,
+  /** True when federation:done goes to this process's sockets only (a cluster node shutting down: the federation goes on elsewhere). */
+  localDone: () => boolean = () => false,
 ): RoundTransport {
   return {
     sendRoundStart(participantId, message) {
@@ -40,7 +42,7 @@ export function socketTransport(
       );
     },
     broadcastDone(message) {
-      io.emit('federation:done', message);
+      (localDone() ? io.local : io).emit('federation:done', message);
       log(`federation done: ${message.reason}`);
     },
     statusChanged,

@@ -4,7 +4,6 @@ import { createAdapter } from '@socket.io/redis-adapter';
 import { Redis } from 'ioredis';
 import { Server } from 'socket.io';
 import { FedAvg } from '../../core/aggregation/fedavg.ts';
-import type { PartialAggregate } from '../../core/aggregation/partial.ts';
 import { SeededRandom } from '../../core/random/prng.ts';
 import { clusterKeys } from '../../coordinator/cluster/keys.ts';
 import { FederationStore } from '../../coordinator/cluster/federation-store.ts';
@@ -16,7 +15,7 @@ import type { RoundStartMessage } from '../../core/protocol/messages.ts';
 import { decodeFrame, FrameKind } from '../../core/wire/frame.ts';
 import { makeModel } from '../../coordinator/rounds/engine-types.ts';
 import type { ClusterServerEvents } from '../../coordinator/cluster/cluster-events.ts';
-import { answerPartialRequests, gatherPartials } from '../../coordinator/cluster/partial-requests.ts';
+import { answerPartialRequests, gatherPartials, type MemberContribution } from '../../coordinator/cluster/partial-requests.ts';
 import type { PartialRequest } from '../../coordinator/cluster/cluster-events.ts';
 import { TestRedis } from '../support/redis.ts';
 
@@ -89,7 +88,7 @@ test('the leader asks, members store once and acknowledge, a hung member is lost
   const asked: PartialRequest[] = [];
   answerPartialRequests(bIo, new PartialExchange(redisClient(), keys), 'b', (request) => {
     asked.push(request);
-    return request.term === term && request.round === 4 ? b.partial!() : undefined;
+    return request.term === term && request.round === 4 ? { partial: b.partial!(), contributors: ['b1'] } : undefined;
   });
   // Node c is subscribed but never answers (a hung process).
   cIo.on('cluster:partial', (_request: PartialRequest, _ack: unknown) => {});
@@ -126,7 +125,7 @@ test('a member asked about a round it holds no partial of says so; the leader lo
   const leaderIo = node(OTHER_KEY);
   const memberIo = node(OTHER_KEY);
   await subscribed(2, OTHER_KEY);
-  answerPartialRequests(memberIo, new PartialExchange(redisClient(), keys), 'm', (): PartialAggregate | undefined => undefined);
+  answerPartialRequests(memberIo, new PartialExchange(redisClient(), keys), 'm', (): MemberContribution | undefined => undefined);
   const lines: string[] = [];
   const aggregator = new FedAvg({}).beginRound({ round: 1, globalWeights: new Float32Array(DIM) });
   const lost = await gatherPartials({

@@ -1,0 +1,249 @@
+import { RoundDecoder } from '../../core/compression/round-decoder.ts';
+import type { RoundStartMessage } from '../../core/protocol/messages.ts';
+import type { CollectionHost, Interruption, OpenRound } from '../rounds/collection.ts';
+import { makeModel, type GlobalModel } from '../rounds/engine-types.ts';
+import type { EngineState } from '../rounds/engine-state.ts';
+import { Intake } from '../rounds/intake.ts';
+import { settle, type RoundBasis } from '../rounds/open-round.ts';
+import { plainCollection } from '../rounds/plain-collection.ts';
+import type { RoundEngine } from '../rounds/round-engine.ts';
+import { normsWithheld } from '../rounds/status-view.ts';
+import type { ParticipantEngine } from '../socket/participant-events.ts';
+import type { ClusterEventServer, PartialRequest, RoundAnnouncement } from './cluster-events.ts';
+import type { ParticipantDirectory } from './participant-directory.ts';
+import type { MemberContribution } from './partial-requests.ts';
+
+/** A leader's round as this member collects it. */
+interface MemberRound {
+  readonly term: number;
+  readonly open: OpenRound;
+  readonly host: CollectionHost;
+  collecting: boolean;
+  /** Taken once, at the leader's request: a repeated request gets the same. */
+  contribution?: MemberContribution;
+}
+
+/** What a member needs of its coordinator. */
+export interface MemberWiring {
+  readonly engine: RoundEngine;
+  readonly io: ClusterEventServer;
+  readonly nodeId: string;
+  readonly directory: ParticipantDirectory;
+  /** Sends round:start to a participant on this node; false when none holds that id now. */
+  readonly send: (participantId: string, message: RoundStartMessage) => boolean;
+  readonly log: (line: string) => void;
+}
+
+/**
+ * A member node's side of the leader's rounds (docs/cluster.md): its own
+ * selected participants' updates are validated, decoded and summed here,
+ * with the engine's own intake checks (Intake, admit) and plain collection,
+ * into the strategy's round aggregator; each settlement goes to the leader
+ * as a small `cluster:settled` report; at the leader's request the sum goes
+ * to Redis as this node's partial (partial-requests.ts). The engine of a
+ * member does not run rounds; this holds at most one round at a time.
+ */
+export class MemberRounds {
+  private current: MemberRound | undefined;
+  /** Today's intake, over the engine's registry, with this member's round as the open one. */
+  readonly intake: Intake;
+  private publishedDirectory: string | undefined;
+
+  constructor(private readonly wiring: MemberWiring) {
+    const { options, participants } = wiring.engine.memberView();
+    this.intake = new Intake({
+      clock: options.clock,
+      participants,
+      state: () => this.state(),
+      inOpenRound: (id) => this.holds(id),
+      forgetDeparted: () => {},
+      statusChanged: () => options.transport.statusChanged(),
+      // A member never starts rounds: the leader does.
+      startSoon: () => {},
+    });
+  }
+
+  /** Participant `id` is selected in the round this member is collecting: its messages go to this member's intake. */
+  holds(id: string): boolean {
+    return this.current?.collecting === true && this.current.open.selected.has(id);
+  }
+
+  /** The round as the intake's admission checks see it. */
+  private state(): EngineState {
+    const round = this.current;
+    return round?.collecting ? { kind: 'collecting', round: round.open, after: { kind: 'continue' } } : { kind: 'idle' };
+  }
+
+  /** The model of `version` as this node sends it (its model encoding, fine-tuning). */
+  modelOf(version: number, weights: Float32Array): GlobalModel {
+    const { options, settings } = this.wiring.engine.memberView();
+    return makeModel(version, weights, { fineTune: options.fineTune, encoding: settings.modelEncoding });
+  }
+
+  /** The leader announced a round: ready its collection here before any round:start goes out. */
+  open(announcement: RoundAnnouncement, model: GlobalModel): void {
+    const { engine, nodeId } = this.wiring;
+    const { options, participants, settings } = engine.memberView();
+    const { clock, strategy } = options;
+    const mine = announcement.selected[nodeId] ?? [];
+    this.end({ kind: 'stop', reason: `the leader opened round ${announcement.round}` });
+    const decoder = new RoundDecoder(model.updateLength, announcement.config.compression, strategy);
+    const startedAt = clock.now();
+    const deadlineMs = Math.max(0, announcement.deadline - startedAt);
+    const basis: RoundBasis = {
+      round: announcement.round,
+      startedAt,
+      baseVersion: model.version,
+      selected: new Set(mine),
+      aggregator: decoder.beginRound(strategy, {
+        round: announcement.round,
+        globalWeights: model.weights,
+        claimedExamples: announcement.claimedExamples,
+      }),
+      decoder,
+      timer: clock.setTimer(deadlineMs, () => this.end({ kind: 'deadline' })),
+      bytesIn: 0,
+      bytesOut: model.frame.byteLength * mine.length,
+      fit: announcement.config,
+      clientsPerRound: settings.clientsPerRound,
+      deadlineMs,
+      settlements: new Map(),
+      rejectionCodes: {},
+    };
+    const host: CollectionHost = {
+      clock,
+      options,
+      settings,
+      model,
+      participant: (id) => participants.get(id),
+      collecting: (round) => this.current?.open === round && this.current.collecting,
+      settle: (round, id, outcome, reason, norm, code) => {
+        settle(round, id, clock.now(), outcome, reason, norm, code);
+        this.report(announcement.term, round, id, code);
+      },
+      // The leader decides when the round closes: a member only collects until it asks for the partial or the deadline passes.
+      closeSoon: () => {},
+      closeNow: () => {},
+      statusChanged: () => options.transport.statusChanged(),
+      normsWithheld: () => normsWithheld(settings, strategy),
+      recordLatency: () => {},
+      // No quorum of its own here: the leader's applies to the whole round.
+      ownSelection: true,
+      neverDelivered: () => false,
+    };
+    const open: OpenRound = Object.assign(basis, { collection: plainCollection.create(host, basis, mine) });
+    this.current = { term: announcement.term, open, host, collecting: true };
+    for (const id of mine) {
+      const record = participants.get(id);
+      if (record === undefined) continue;
+      record.state = 'selected';
+      record.progress = 0;
+    }
+  }
+
+  /** Tells the leader how participant `id`'s part ended here (never its update). */
+  private report(term: number, round: RoundBasis, id: string, code?: string): void {
+    const settled = round.settlements.get(id);
+    if (settled === undefined) return;
+    const { outcome, reason, norm } = settled;
+    this.wiring.io.serverSideEmit('cluster:settled', {
+      node: this.wiring.nodeId,
+      term,
+      round: round.round,
+      participantId: id,
+      outcome,
+      reason,
+      norm,
+      code,
+    });
+  }
+
+  /** A selected participant's connection closed: today's intake drops it from the round, and the leader hears of it. */
+  leave(id: string): void {
+    const round = this.current;
+    this.intake.leave(id);
+    if (round) this.report(round.term, round.open, id);
+  }
+
+  /** round:start to one of this node's selected participants; one no longer here is out of the round at once. */
+  send(participantId: string, message: RoundStartMessage): boolean {
+    if (this.wiring.send(participantId, message)) return true;
+    const round = this.current;
+    if (round?.collecting && round.open.selected.has(participantId) && !round.open.settlements.has(participantId)) {
+      round.host.settle(round.open, participantId, 'dropped', 'disconnected');
+      round.open.collection.left(participantId, true);
+    }
+    return false;
+  }
+
+  /** The leader closes the round: this node's sum and whose updates are in it, taken once. */
+  partialOf(request: PartialRequest): MemberContribution | undefined {
+    const round = this.current;
+    if (!round || round.term !== request.term || round.open.round !== request.round) return undefined;
+    this.end({ kind: 'stop', reason: 'the leader closed the round' });
+    if (round.contribution) return round.contribution;
+    const partial = round.open.aggregator.partial?.();
+    if (!partial) return undefined;
+    const contributors = [...round.open.settlements].filter(([, s]) => s.outcome === 'received').map(([id]) => id);
+    round.contribution = { partial, contributors };
+    return round.contribution;
+  }
+
+  /** Collection ends (the leader's close, the deadline, a newer round): whoever has not answered is dropped, and the rest are selectable again. */
+  private end(cause: Interruption): void {
+    const round = this.current;
+    if (!round?.collecting) return;
+    const { options, participants } = this.wiring.engine.memberView();
+    options.clock.clear(round.open.timer);
+    round.open.collection.interrupt(cause);
+    round.collecting = false;
+    for (const id of round.open.selected) {
+      const record = participants.get(id);
+      if (record === undefined) continue;
+      if (record.connected) record.state = 'idle';
+      record.progress = undefined;
+    }
+    options.transport.statusChanged();
+    void this.publishDirectory();
+  }
+
+  /** This node's selectable participants in the directory, written only when they changed. */
+  async publishDirectory(): Promise<void> {
+    const { participants } = this.wiring.engine.memberView();
+    const entries = participants
+      .eligible((id) => this.holds(id))
+      .map((p) => ({ id: p.id, numExamples: p.info.numExamples, deliveryKey: p.deliveryKey }));
+    const text = JSON.stringify(entries);
+    if (text === this.publishedDirectory) return;
+    try {
+      await this.wiring.directory.publish(entries);
+      this.publishedDirectory = text;
+    } catch (error) {
+      this.wiring.log(`cluster: could not publish this node's participants: ${(error as Error).message}`);
+    }
+  }
+}
+
+/** The participants' messages on a cluster node: those of a participant selected in the leader's round go to this member's intake, the rest to the engine. */
+export function routeToMemberRounds(engine: RoundEngine, member: MemberRounds): ParticipantEngine {
+  return {
+    countRejection: (code) => engine.countRejection(code),
+    excludeFromOpenRound: (id) => (member.holds(id) ? member.intake.excludeFromOpenRound(id) : engine.excludeFromOpenRound(id)),
+    submitSecAgg: (id, step, message) => engine.submitSecAgg(id, step, message),
+    join: (info, requestedId, credential) => engine.join(info, requestedId, credential),
+    get isDone() {
+      return engine.isDone;
+    },
+    status: () => engine.status(),
+    get globalModel() {
+      return engine.globalModel;
+    },
+    get currentRound() {
+      return engine.currentRound;
+    },
+    submitUpdate: (id, message) => (member.holds(id) ? member.intake.submitUpdate(id, message) : engine.submitUpdate(id, message)),
+    decline: (id, message) => (member.holds(id) ? member.intake.decline(id, message) : engine.decline(id, message)),
+    reportProgress: (id, message) => (member.holds(id) ? member.intake.reportProgress(id, message) : engine.reportProgress(id, message)),
+    leave: (id) => (member.holds(id) ? member.leave(id) : engine.leave(id)),
+  };
+}

@@ -1,0 +1,53 @@
+import type { RoundStartMessage } from '../../core/protocol/messages.ts';
+import type { RoundParticipantOutcome } from '../../core/protocol/status.ts';
+import type { OpenRound } from './collection.ts';
+import type { RoundBasis } from './open-round.ts';
+import type { ParticipantRecord } from './participants.ts';
+
+/**
+ * The engine's hook for participants held by other processes (a cluster's
+ * member nodes, coordinator/cluster/leader-rounds.ts): the leader selects
+ * them next to its own, their nodes collect and sum their updates, and the
+ * sums reach this round's aggregator before it finishes. The engine stays
+ * one engine: it only asks for the candidates, says when a round opened,
+ * and awaits `closing` before it aggregates.
+ */
+export interface RemoteRounds {
+  /** Participants of other nodes that may be selected now (records made for selection: the engine's registry never holds them). */
+  candidates(): readonly ParticipantRecord[];
+  /** Round `open` went out to this node's participants; `chosen` is the whole selection, remote ones included. */
+  opened(open: OpenRound, chosen: readonly ParticipantRecord[], message: RoundStartMessage): void;
+  /** The round stopped collecting: the other nodes' sums go into `open.aggregator`, and its settlements say whose updates are really in. */
+  closing(open: OpenRound): Promise<void>;
+}
+
+/** How a participant of another node settled there, as its node reports it. */
+export interface RemoteSettlement {
+  readonly outcome: RoundParticipantOutcome;
+  readonly reason?: string;
+  readonly norm?: number;
+  readonly code?: string;
+}
+
+/**
+ * Sets how a selected participant's part ended, overriding an earlier
+ * settlement: only the leader's close of a distributed round does this,
+ * when its node's partial says otherwise (an update counted on arrival whose
+ * partial was lost, or one that arrived after the leader stopped waiting).
+ */
+export function resettle(open: RoundBasis, id: string, at: number, settlement: RemoteSettlement): void {
+  open.settlements.set(id, { outcome: settlement.outcome, at, reason: settlement.reason, norm: settlement.norm });
+}
+
+/** A record through which the leader's selection, quorum and round record treat a participant of another node like its own. */
+export function remoteRecord(id: string, numExamples: number, deliveryKey: string): ParticipantRecord {
+  return {
+    id,
+    deliveryKey,
+    info: { backend: 'remote', numExamples },
+    connected: true,
+    state: 'idle',
+    roundsContributed: 0,
+    retired: false,
+  };
+}

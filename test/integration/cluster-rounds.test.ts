@@ -1,0 +1,281 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { Participant, type ParticipantEvent } from '../../core/participant/participant.ts';
+import type { RoundTrainer, RoundTrainResult } from '../../core/participant/trainers.ts';
+import type { FederationStatus } from '../../core/protocol/status.ts';
+import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
+import { startCoordinator, type Coordinator } from '../../coordinator/server.ts';
+import { launchCoordinator } from '../helpers/coordinator-process.ts';
+import { freePort } from '../helpers/free-port.ts';
+import { TestRedis } from '../support/redis.ts';
+
+/**
+ * The distributed sync round (docs/cluster.md): three coordinators on one
+ * Redis, real participants (the shared participant client over socket.io)
+ * attached to different nodes. One round selects participants of every
+ * node, each node sums its own participants' updates, and the leader's model
+ * is exactly the FedAvg of all the updates.
+ */
+
+/** A fresh Redis, data folder and participant list for one test, removed after it. */
+async function fixture(t: TestContext) {
+  const redis = await TestRedis.start();
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'fl-cluster-rounds-'));
+  const coordinators: Coordinator[] = [];
+  const participants: Participant[] = [];
+  t.after(async () => {
+    for (const p of participants) p.stop();
+    for (const c of coordinators) await c.close();
+    await redis.cleanup();
+    // A leader closed mid-round may still be writing its checkpoint: retry what is written meanwhile.
+    await rm(dataDir, { recursive: true, force: true, maxRetries: 5 });
+  });
+  /** A coordinator in this process on the fixture's Redis. */
+  const start = async (name: string, federation: readonly string[]): Promise<Coordinator> => {
+    const args = ['--port', '0', '--host', '127.0.0.1', '--quiet', '--data-dir', path.join(dataDir, name), '--redis', redis.url];
+    const coordinator = await startCoordinator(parseConfig([...args, ...federation], {}) as CoordinatorConfig);
+    coordinators.push(coordinator);
+    return coordinator;
+  };
+  /** A participant of the shared client on `url`, with a trainer whose update the test knows. */
+  const attach = (url: string, trainer: RoundTrainer, onEvent?: (event: ParticipantEvent) => void): Participant => {
+    const participant = new Participant({
+      url,
+      client: { backend: 'test', platform: `node ${process.version}` },
+      trainer,
+      reconnectionDelayMs: 200,
+      onEvent,
+    });
+    participant.start();
+    participants.push(participant);
+    return participant;
+  };
+  return { redis, dataDir, coordinators, start, attach };
+}
+
+/** Trains nothing: its update is fixed by its seed, so the test knows every update the round combined. */
+class FixedUpdateTrainer implements RoundTrainer {
+  readonly differentiallyPrivate = false;
+  constructor(
+    readonly numExamples: number,
+    readonly update: Float32Array,
+    /** Training waits for this (a participant that is still training when its node dies). */
+    private readonly held?: Promise<void>,
+  ) {}
+
+  async train(): Promise<RoundTrainResult> {
+    await this.held;
+    return { update: this.update.slice(), metrics: { loss: 0, accuracy: 0 }, numExamples: this.numExamples, trainMs: 1 };
+  }
+}
+
+/** The largest difference between `weights` and `initial` moved by the FedAvg of `updates`. */
+function distanceFromFedAvg(weights: Float32Array, initial: Float32Array, updates: readonly FixedUpdateTrainer[]): number {
+  const total = updates.reduce((sum, u) => sum + u.numExamples, 0);
+  let worst = 0;
+  for (let i = 0; i < weights.length; i++) {
+    let sum = 0;
+    for (const u of updates) sum += u.numExamples * u.update[i]!;
+    worst = Math.max(worst, Math.abs(weights[i]! - Math.fround(initial[i]! + sum / total)));
+  }
+  return worst;
+}
+
+function fixedUpdate(length: number, seed: number): Float32Array {
+  const out = new Float32Array(length);
+  for (let i = 0; i < length; i++) out[i] = 1e-3 * Math.sin(seed * 7.3 + i * 0.37);
+  return out;
+}
+
+async function until<T>(read: () => T | Promise<T>, ok: (value: T) => boolean, timeoutMs: number, what: string): Promise<T> {
+  const started = Date.now();
+  for (;;) {
+    const value = await read();
+    if (ok(value)) return value;
+    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+test('one round trains participants of every node: each node sums its own, and the model is the FedAvg of all their updates', {
+  timeout: 60_000,
+}, async (t) => {
+  const { coordinators, start, attach } = await fixture(t);
+  const perNode = 2;
+  const nodes = 3;
+  const federation = [
+    '--rounds',
+    '1',
+    '--min-clients',
+    String(nodes * perNode),
+    '--clients-per-round',
+    String(nodes * perNode),
+    '--round-timeout',
+    '30',
+  ];
+  for (let n = 0; n < nodes; n++) await start(`node-${n}`, federation);
+  const leaderIndex = await until(
+    () => coordinators.findIndex((c) => (c.engine.control as string) !== 'awaiting-start'),
+    (i) => i >= 0,
+    15_000,
+    'a leader',
+  );
+  const leader = coordinators[leaderIndex]!;
+  const initial = leader.engine.globalModel;
+  assert.equal(initial.version, 0);
+  const length = initial.updateLength;
+  const updates: FixedUpdateTrainer[] = [];
+  for (let n = 0; n < nodes; n++) {
+    for (let k = 0; k < perNode; k++) {
+      const seed = n * perNode + k + 1;
+      const trainer = new FixedUpdateTrainer(10 * seed, fixedUpdate(length, seed));
+      updates.push(trainer);
+      attach(coordinators[n]!.url, trainer);
+    }
+  }
+
+  const status: FederationStatus = await leader.done;
+  assert.equal(status.history.length, 1);
+  const record = status.history[0]!;
+  assert.equal(record.outcome, 'aggregated', record.reason);
+  assert.equal(record.received, nodes * perNode);
+  // Participants of every node are in the round's record.
+  for (const [n, coordinator] of coordinators.entries()) {
+    const own = coordinator.engine.status().participants.map((p) => p.id);
+    assert.equal(own.length, perNode, `node ${n} holds its own participants`);
+    for (const id of own) assert.equal(record.participants?.find((p) => p.id === id)?.outcome, 'received', `node ${n}'s ${id}`);
+  }
+  // The model is the FedAvg of every update, summed on three nodes and combined at the leader.
+  const model = leader.engine.globalModel;
+  assert.equal(model.version, 1);
+  const worst = distanceFromFedAvg(model.weights, initial.weights, updates);
+  assert.ok(worst <= 1e-7, `largest difference from the FedAvg of all updates: ${worst}`);
+});
+
+test('SIGKILL of a member node mid-round: its selected participants count as dropped, the round closes on the others, and they take part in the next round through another node', {
+  timeout: 60_000,
+}, async (t) => {
+  const { redis, dataDir, start, attach } = await fixture(t);
+  const federation = ['--rounds', '2', '--min-clients', '6', '--clients-per-round', '6', '--round-timeout', '30'];
+  // Two nodes in this process (the first leads), the third a process of its own: the one killed.
+  const leader = await start('leader', federation);
+  await until(
+    () => leader.engine.control as string,
+    (c) => c !== 'awaiting-start',
+    15_000,
+    'the first node to lead',
+  );
+  const survivor = await start('survivor', federation);
+  const port = await freePort();
+  const victimUrl = `http://127.0.0.1:${port}`;
+  const victim = await launchCoordinator([
+    ...['--port', String(port), '--host', '127.0.0.1', '--data-dir', path.join(dataDir, 'victim'), '--redis', redis.url],
+    ...federation,
+  ]);
+  t.after(async () => {
+    victim.child.kill('SIGKILL');
+    await victim.exited;
+  });
+  const initial = leader.engine.globalModel;
+  const length = initial.updateLength;
+  const fast = [1, 2, 3, 4].map((seed) => new FixedUpdateTrainer(10 * seed, fixedUpdate(length, seed)));
+  attach(leader.url, fast[0]!);
+  attach(leader.url, fast[1]!);
+  attach(survivor.url, fast[2]!);
+  attach(survivor.url, fast[3]!);
+  // The victim's participants are still training when their node dies.
+  const never = new Promise<void>(() => {});
+  const stranded = [5, 6].map((seed) => attach(victimUrl, new FixedUpdateTrainer(10 * seed, fixedUpdate(length, seed), never)));
+  const victimStatus = async () => (await (await fetch(`${victimUrl}/api/status`)).json()) as FederationStatus;
+  const victimIds = (
+    await until(
+      victimStatus,
+      (s) => s.participants.filter((p) => p.state === 'training' || p.state === 'selected').length === 2,
+      20_000,
+      "the victim's participants selected",
+    )
+  ).participants.map((p) => p.id);
+  // Every other selected participant has delivered: only the victim's are outstanding.
+  const delivered = (c: Coordinator) => c.engine.status().participants.every((p) => p.roundsContributed === 1);
+  await until(
+    () => delivered(leader) && delivered(survivor),
+    (ok) => ok,
+    20_000,
+    'the others to deliver',
+  );
+  victim.child.kill('SIGKILL');
+  await victim.exited;
+  for (const p of stranded) p.stop();
+
+  const first = await until(
+    () => leader.engine.status().history[0],
+    (r) => r !== undefined,
+    20_000,
+    'round 1 to close',
+  );
+  assert.equal(first.outcome, 'aggregated', first.reason);
+  assert.equal(first.received, 4);
+  for (const id of victimIds) {
+    const part = first.participants?.find((p) => p.id === id);
+    assert.equal(part?.outcome, 'dropped', `the victim's ${id}`);
+    assert.match(part?.reason ?? '', /stopped answering|did not reach the leader/);
+  }
+  // Nothing of the dead node is in the model: it is the FedAvg of the four delivered updates exactly.
+  const worst = distanceFromFedAvg(leader.engine.globalModel.weights, initial.weights, fast);
+  assert.ok(worst <= 1e-7, `largest difference from the FedAvg of the delivered updates: ${worst}`);
+
+  // The victim's participants reconnect through another node and train in the next round.
+  const rejoined = [5, 6].map((seed) => new FixedUpdateTrainer(10 * seed, fixedUpdate(length, seed)));
+  for (const trainer of rejoined) attach(survivor.url, trainer);
+  const done = await leader.done;
+  const second = done.history[1]!;
+  assert.equal(second.outcome, 'aggregated', second.reason);
+  assert.equal(second.received, 6);
+  const survivorIds = survivor.engine
+    .status()
+    .participants.filter((p) => p.connected)
+    .map((p) => p.id);
+  assert.equal(survivorIds.length, 4);
+  for (const id of survivorIds) assert.equal(second.participants?.find((p) => p.id === id)?.outcome, 'received', `the survivor's ${id}`);
+});
+
+test("a node that shuts down tells only its own participants that it is done: another node's participants train on", {
+  timeout: 60_000,
+}, async (t) => {
+  const { start, attach } = await fixture(t);
+  const federation = ['--rounds', '40', '--min-clients', '1', '--clients-per-round', '1', '--round-timeout', '30'];
+  const leader = await start('leader', federation);
+  await until(
+    () => leader.engine.control as string,
+    (c) => c !== 'awaiting-start',
+    15_000,
+    'the first node to lead',
+  );
+  const member = await start('member', federation);
+  const events: ParticipantEvent[] = [];
+  attach(leader.url, new FixedUpdateTrainer(10, fixedUpdate(leader.engine.globalModel.updateLength, 1)), (event) => events.push(event));
+  await until(
+    () => leader.engine.status().history.length,
+    (n) => n >= 1,
+    20_000,
+    'a first round',
+  );
+  await member.close();
+  const before = leader.engine.status().history.length;
+  await until(
+    () => leader.engine.status().history.length,
+    (n) => n >= before + 2,
+    20_000,
+    'two more rounds after the member shut down',
+  ).catch((error: Error) => {
+    const seen = events.filter((e) => e.type !== 'progress').slice(-6);
+    throw new Error(`${error.message}; the participant's last events: ${JSON.stringify(seen)}`);
+  });
+  assert.deepEqual(
+    events.filter((e) => e.type === 'done'),
+    [],
+  );
+});
