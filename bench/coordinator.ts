@@ -42,12 +42,14 @@ const { values: flags } = parseArgs({
     'baseline-root': { type: 'string' },
     /** Comma-separated update encodings to measure the coordinator with (docs/compression.md). */
     'update-encoding': { type: 'string', default: 'float32' },
+    /** Only time RoundDecoder.decode per encoding (seconds), no servers. */
+    'decode-only': { type: 'boolean' },
     help: { type: 'boolean' },
   },
 });
 if (flags.help) {
   console.log(
-    'Usage: npm run bench -- coordinator [--participants 50,100,200] [--rounds 3] [--update-encoding float32,int8,int4] [--json FILE]',
+    'Usage: npm run bench -- coordinator [--participants 50,100,200] [--rounds 3] [--update-encoding float32,int8,int4] [--decode-only] [--json FILE]',
   );
   process.exit(0);
 }
@@ -74,7 +76,8 @@ async function startServer(script: string, args: string[], nodeFlags: string[] =
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   // A benchmark that fails must not leave its server running (and holding the heavy-run lock it inherited).
-  process.once('exit', () => child.kill('SIGKILL'));
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
   const url = await new Promise<string>((resolve, reject) => {
     child.stdout!.on('data', (chunk: Buffer) => {
       const match = /listening (\S+)/.exec(chunk.toString());
@@ -96,6 +99,7 @@ async function startServer(script: string, args: string[], nodeFlags: string[] =
       // SIGTERM: the servers exit through process.exit, so a --cpu-prof profile gets written.
       child.kill('SIGTERM');
       await exited;
+      process.off('exit', killOnExit);
     },
   };
 }
@@ -149,21 +153,28 @@ class UploadEncoder {
 
 /**
  * The coordinator's decode of one update (RoundDecoder.decode: every check,
- * the values and their norm) timed in this process, median over `repeats`.
+ * the values and their norm) timed in this process: the encodings take turns,
+ * `repeats` decodes each after a warm-up; the median and the minimum (the
+ * machine is shared: the minimum is the decode without interference).
  * int4's one rotation back per aggregate is not in it (FedAvg sums rotated).
  */
-function decodeMsPerUpdate(encoding: UpdateEncodingName, repeats = 60): { ms: number; frameBytes: number } {
-  const compression: UpdateCompression | undefined =
-    encoding === 'float32' ? undefined : { encoding, ...(encoding === 'int4' ? { rotationSeed: 12345 } : {}) };
-  const sample = new UploadEncoder().frameFor(1, compression);
-  const decoder = new RoundDecoder(PARAMS, compression, new FedAvg());
-  const times: number[] = [];
-  for (let i = 0; i < repeats + 10; i++) {
-    const started = performance.now();
-    decoder.decode(sample);
-    if (i >= 10) times.push(performance.now() - started);
+function timeDecodes(repeats = 200): Map<UpdateEncodingName, { median: number; min: number; frameBytes: number }> {
+  const cases = encodings.map((encoding) => {
+    const compression: UpdateCompression | undefined =
+      encoding === 'float32' ? undefined : { encoding, ...(encoding === 'int4' ? { rotationSeed: 12345 } : {}) };
+    // As the coordinator receives it: a Node Buffer.
+    const sample = Buffer.from(new UploadEncoder().frameFor(1, compression));
+    return { encoding, sample, decoder: new RoundDecoder(PARAMS, compression, new FedAvg()), times: [] as number[] };
+  });
+  const WARM_UP = 20;
+  for (let i = 0; i < WARM_UP + repeats; i++) {
+    for (const c of cases) {
+      const started = performance.now();
+      c.decoder.decode(c.sample);
+      if (i >= WARM_UP) c.times.push(performance.now() - started);
+    }
   }
-  return { ms: median(times), frameBytes: sample.byteLength };
+  return new Map(cases.map((c) => [c.encoding, { median: median(c.times), min: Math.min(...c.times), frameBytes: c.sample.byteLength }]));
 }
 
 interface Measure {
@@ -285,7 +296,12 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => 
 
 const rows: Record<string, number | string | undefined>[] = [];
 const verbose = process.env.BENCH_VERBOSE === '1';
-const decodes = new Map(encodings.map((encoding) => [encoding, decodeMsPerUpdate(encoding)]));
+const decodes = timeDecodes();
+console.log('| encoding | frame bytes | decode ms / update: median | min |\n|---|---:|---:|---:|');
+for (const [encoding, d] of decodes)
+  console.log(`| ${encoding} | ${d.frameBytes.toLocaleString('en')} | ${d.median.toFixed(3)} | ${d.min.toFixed(3)} |`);
+console.log('');
+if (flags['decode-only']) process.exit(0);
 console.log(
   `Coordinator upload throughput: ${PARAMS.toLocaleString('en')}-parameter updates, median of ${rounds} rounds; ` +
     `frames: ${encodings.map((e) => `${e} ${(decodes.get(e)!.frameBytes / 1e6).toFixed(3)} MB`).join(', ')}; ` +
@@ -327,7 +343,7 @@ for (const [index, n] of sizes.entries()) {
       oursUpdatesPerSecond: oursRate,
       oursMBps: (oursRate * ours.frameBytes) / 1e6,
       ratioToFloat32: float32Rate === undefined ? undefined : oursRate / float32Rate,
-      decodeMsPerUpdate: decodes.get(encoding)!.ms,
+      decodeMsPerUpdate: decodes.get(encoding)!.median,
       echoUpdatesPerSecond: echoRate,
       echoMBps: (echoRate * frame.byteLength) / 1e6,
       ratio: oursRate / echoRate,
