@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { TestSetEvaluator } from '../coordinator/evaluator.ts';
 import { loadMnistDemo } from '../coordinator/task/demo-data.ts';
@@ -17,7 +18,7 @@ import type {
   UpdateCompression,
   UpdateEncodingName,
 } from '../core/protocol/messages.ts';
-import { SecureRandom, SeededRandom } from '../core/random/prng.ts';
+import { SeededRandom } from '../core/random/prng.ts';
 import { LocalTrainer } from '../core/training/local-trainer.ts';
 import { FrameKind } from '../core/wire/frame.ts';
 
@@ -32,8 +33,15 @@ participants' real code path after training: ErrorFeedback.encode (clipping
 and noise are off here), then the coordinator's RoundDecoder.decode and the
 round's aggregator (int4: rotated sum, rotated back once), on the 2,000 held-out
 test digits. Variants: float32, float16, int8, int8 without error feedback,
-int4 (rotation), and float32 again (run-to-run spread: local shuffling is not
-seeded). Accuracy is reported after the rounds in --at.
+int4 (rotation), and float32 again. Accuracy is reported after the rounds in --at.
+
+Paired and deterministic: every variant starts from the same initial model,
+the same shards, and the same batch order for participant k in round r (tfjs
+shuffles with Math.random, which is replaced by a generator seeded from
+(--seed, r, k) while each participant trains); the stochastic rounding of
+participant k in round r draws from a generator seeded the same way. So two
+runs of one variant give the same accuracies (float32-again checks it), and
+variants differ only by their encoding.
 
   --models LIST        mlp,cnn (default mlp,cnn). The cnn (1,663,370 parameters)
                        trains on the wasm backend at ~14 ms per example on one
@@ -50,7 +58,10 @@ seeded). Accuracy is reported after the rounds in --at.
   --at LIST            rounds to report accuracy at (default 5,10,20)
   --train N            demo training digits shared out (default all 8,000)
   --variants LIST      float32,float16,int8,int8-no-ef,int4,float32-again (default all)
-  --seed N             initial model seed (default 1)
+  --seed N             seed of the initial model, the shards, the batch order and
+                       the rounding draws (default 1)
+  --learning-rate X    local SGD learning rate of the mlp (default 0.1)
+  --cnn-learning-rate X  local SGD learning rate of the cnn (default 0.1)
   --help
 `;
 
@@ -78,6 +89,8 @@ interface Result {
   readonly encodeMsPerUpdate: number;
   readonly decodeMsPerUpdate: number;
   readonly wallSeconds: number;
+  /** SHA-256 of the final weights' bytes (first 12 hex digits): two runs of one variant must match bit for bit. */
+  readonly finalWeightsDigest: string;
 }
 
 function parseOptions() {
@@ -90,6 +103,8 @@ function parseOptions() {
       train: { type: 'string' },
       variants: { type: 'string', default: VARIANTS.map((v) => v.name).join(',') },
       seed: { type: 'string', default: '1' },
+      'learning-rate': { type: 'string', default: '0.1' },
+      'cnn-learning-rate': { type: 'string', default: '0.1' },
       'cnn-participants': { type: 'string', default: '3' },
       'cnn-train': { type: 'string', default: '300' },
       'cnn-test': { type: 'string', default: '500' },
@@ -117,32 +132,66 @@ function parseOptions() {
     rounds,
     at: list(values.at, rounds),
     train: values.train === undefined ? undefined : Number(values.train),
+    learningRate: Number(values['learning-rate']),
     cnn: {
       participants: Number(values['cnn-participants']),
       train: Number(values['cnn-train']),
       test: Number(values['cnn-test']),
       rounds: cnnRounds,
       at: list(values['cnn-at'], cnnRounds),
+      learningRate: Number(values['cnn-learning-rate']),
     },
     variants,
     seed: Number(values.seed),
   };
 }
 
-async function runVariant(
-  spec: ModelSpec,
-  initial: Float32Array,
-  trainers: readonly UpdateSource[],
-  evaluator: TestSetEvaluator,
-  variant: Variant,
-  rounds: number,
-  at: readonly number[],
-): Promise<Result> {
+/** A federation every variant runs identically but for the encoding. */
+interface Federation {
+  readonly spec: ModelSpec;
+  readonly initial: Float32Array;
+  readonly trainers: readonly UpdateSource[];
+  readonly evaluator: TestSetEvaluator;
+  readonly learningRate: number;
+  readonly rounds: number;
+  readonly at: readonly number[];
+  readonly seed: number;
+}
+
+/**
+ * The seed of one (run seed, round, participant, purpose): the same in every
+ * variant, whatever other variants drew. Packed into 32 bits (SeededRandom's
+ * splitmix start decorrelates neighbouring seeds).
+ */
+function pairedSeed(seed: number, round: number, participant: number, purpose: 'batches' | 'rounding'): number {
+  if (!(seed >= 0 && seed < 128 && round < 65536 && participant < 256)) {
+    throw new RangeError(`paired seeds need --seed < 128, rounds < 65536, participants < 256`);
+  }
+  return ((seed << 25) | (round << 9) | (participant << 1) | (purpose === 'batches' ? 0 : 1)) >>> 0;
+}
+
+/**
+ * Runs `train` with Math.random replaced by a seeded generator: tfjs draws
+ * each epoch's batch order from Math.random (tf.util.createShuffledIndices),
+ * and nothing else in this process uses it while a participant trains.
+ */
+async function withSeededMathRandom<T>(seed: number, train: () => Promise<T>): Promise<T> {
+  const original = Math.random;
+  const source = new SeededRandom(seed);
+  Math.random = () => source.next();
+  try {
+    return await train();
+  } finally {
+    Math.random = original;
+  }
+}
+
+async function runVariant(federation: Federation, variant: Variant): Promise<Result> {
+  const { spec, initial, trainers, evaluator, rounds, at, seed } = federation;
   const started = performance.now();
-  const fit: FitConfig = { epochs: 1, batchSize: 32, learningRate: 0.1 };
+  const fit: FitConfig = { epochs: 1, batchSize: 32, learningRate: federation.learningRate };
   const strategy = new FedAvg();
   const feedback = trainers.map(() => new ErrorFeedback());
-  const rounding = new SecureRandom();
   const seeds = new SeededRandom(99);
   let weights: Float32Array = Float32Array.from(initial);
   let encodeMs = 0;
@@ -159,7 +208,9 @@ async function runVariant(
           : { encoding: variant.encoding };
     const frames: ArrayBuffer[] = [];
     for (let k = 0; k < trainers.length; k++) {
-      const { update } = await trainers[k]!.train(weights, fit);
+      const { update } = await withSeededMathRandom(pairedSeed(seed, round, k, 'batches'), () => trainers[k]!.train(weights, fit));
+      // Seeded here so runs repeat; participants draw from SecureRandom, the same uniform distribution.
+      const rounding = new SeededRandom(pairedSeed(seed, round, k, 'rounding'));
       const t0 = performance.now();
       const pending = feedback[k]!.encode(update, compression ?? { encoding: 'float32' }, rounding);
       encodeMs += performance.now() - t0;
@@ -196,6 +247,10 @@ async function runVariant(
     encodeMsPerUpdate: encodeMs / updates,
     decodeMsPerUpdate: decodeMs / updates,
     wallSeconds: (performance.now() - started) / 1000,
+    finalWeightsDigest: createHash('sha256')
+      .update(new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength))
+      .digest('hex')
+      .slice(0, 12),
   };
 }
 
@@ -218,19 +273,25 @@ async function main(): Promise<void> {
     const participants = isCnn ? options.cnn.participants : options.participants;
     const rounds = isCnn ? options.cnn.rounds : options.rounds;
     const at = isCnn ? options.cnn.at : options.at;
+    const learningRate = isCnn ? options.cnn.learningRate : options.learningRate;
     const trainCount = isCnn ? options.cnn.train : options.train;
     const first = (n: number) => Array.from({ length: n }, (_, i) => i);
     const train = trainCount === undefined ? demo.train : subset(demo.train, first(trainCount));
     const test = isCnn ? subset(demo.test, first(options.cnn.test)) : demo.test;
     const trainers = Array.from(
       { length: participants },
-      (_, k) => new LocalTrainer(spec, subset(train, shardIndices(train.labels, { index: k, count: participants, skew: 'iid' }))),
+      (_, k) =>
+        new LocalTrainer(
+          spec,
+          subset(train, shardIndices(train.labels, { index: k, count: participants, skew: 'iid', seed: options.seed })),
+        ),
     );
     const evaluator = new TestSetEvaluator(spec, test);
     console.error(
-      `${architecture}: ${initial.length} parameters, ${participants} participants, ${train.labels.length} training digits, ${test.labels.length} test digits, ${rounds} rounds, backend ${backend}`,
+      `${architecture}: ${initial.length} parameters, ${participants} participants, ${train.labels.length} training digits, ${test.labels.length} test digits, ${rounds} rounds, learning rate ${learningRate}, seed ${options.seed}, backend ${backend}`,
     );
-    for (const variant of options.variants) results.push(await runVariant(spec, initial, trainers, evaluator, variant, rounds, at));
+    const federation: Federation = { spec, initial, trainers, evaluator, learningRate, rounds, at, seed: options.seed };
+    for (const variant of options.variants) results.push(await runVariant(federation, variant));
     for (const t of trainers) t.dispose();
     evaluator.dispose();
     printTable(results, at);
@@ -246,7 +307,7 @@ interface UpdateSource {
 function printTable(results: readonly Result[], at: readonly number[]): void {
   if (results.length === 0) return;
   const last = at.at(-1);
-  const accuracyColumns = last === undefined ? [] : [...at.map((r) => `acc. @${r} (%)`), `Δ vs float32 @${last} (points)`];
+  const accuracyColumns = last === undefined ? [] : [...at.map((r) => `acc. @${r} (%)`), `Δ vs float32 @${at.join(' / @')} (points)`];
   const row = (cells: readonly string[]) => `| ${cells.join(' | ')} |`;
   const lines = [
     row([
@@ -259,18 +320,20 @@ function printTable(results: readonly Result[], at: readonly number[]): void {
       'encode ms / update',
       'decode ms / update',
       'wall s',
+      'final weights (SHA-256)',
     ]),
-    row(['---', '---', ...Array.from({ length: 6 + accuracyColumns.length }, () => '---:')]),
+    row(['---', '---', ...Array.from({ length: 6 + accuracyColumns.length }, () => '---:'), '---']),
   ];
   for (const r of results) {
-    // Accuracy against the first float32 run of the same model in this invocation (float32 or float32-again).
+    // Paired difference to the first float32 run of the same model in this invocation (float32 or float32-again).
     const base = results.find((b) => b.model === r.model && b.variant.startsWith('float32'));
+    const signed = (points: number) => `${points > 0 ? '+' : ''}${points.toFixed(2)}`;
     const accuracy =
       last === undefined
         ? []
         : [
             ...at.map((round) => (100 * r.accuracyAt[round]!).toFixed(2)),
-            base ? ((r.accuracyAt[last]! - base.accuracyAt[last]!) * 100).toFixed(2) : '–',
+            base ? at.map((round) => signed((r.accuracyAt[round]! - base.accuracyAt[round]!) * 100)).join(' / ') : '–',
           ];
     lines.push(
       row([
@@ -283,6 +346,7 @@ function printTable(results: readonly Result[], at: readonly number[]): void {
         r.encodeMsPerUpdate.toFixed(2),
         r.decodeMsPerUpdate.toFixed(2),
         r.wallSeconds.toFixed(0),
+        r.finalWeightsDigest,
       ]),
     );
   }

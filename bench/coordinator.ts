@@ -4,7 +4,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { io, type Socket } from 'socket.io-client';
-import { PROTOCOL_VERSION, type RoundStartMessage } from '../core/protocol/messages.ts';
+import { FedAvg } from '../core/aggregation/fedavg.ts';
+import { ErrorFeedback } from '../core/compression/error-feedback.ts';
+import { RoundDecoder } from '../core/compression/round-decoder.ts';
+import { PROTOCOL_VERSION, type RoundStartMessage, type UpdateCompression, UpdateEncodingName } from '../core/protocol/messages.ts';
+import { SecureRandom } from '../core/random/prng.ts';
 import { encodeFrame, FrameKind } from '../core/wire/frame.ts';
 import { median } from './stats.ts';
 
@@ -19,6 +23,12 @@ import { median } from './stats.ts';
  * Timing: every client first holds its round's payload; on "go" all send at
  * once; the time runs until the last acknowledgement. Broadcasting the model
  * and evaluating it are outside the window (they do not depend on uploads).
+ *
+ * --update-encoding float32,int8,int4 runs the coordinator once per encoding
+ * (its --update-encoding), with frames made as a participant makes them
+ * (ErrorFeedback.encode with the round's FitConfig.compression, int4 with the
+ * round's rotation seed, stochastic rounding from SecureRandom), in an order
+ * that rotates from one size to the next so drift hits every encoding.
  */
 
 const { values: flags } = parseArgs({
@@ -30,15 +40,26 @@ const { values: flags } = parseArgs({
     'profile-dir': { type: 'string' },
     /** Also measure the coordinator of another checkout (e.g. the code before a change), in the same run. */
     'baseline-root': { type: 'string' },
+    /** Comma-separated update encodings to measure the coordinator with (docs/compression.md). */
+    'update-encoding': { type: 'string', default: 'float32' },
+    /** Only time RoundDecoder.decode per encoding (seconds), no servers. */
+    'decode-only': { type: 'boolean' },
     help: { type: 'boolean' },
   },
 });
 if (flags.help) {
-  console.log('Usage: npm run bench -- coordinator [--participants 50,100,200] [--rounds 3] [--json FILE]');
+  console.log(
+    'Usage: npm run bench -- coordinator [--participants 50,100,200] [--rounds 3] [--update-encoding float32,int8,int4] [--decode-only] [--json FILE]',
+  );
   process.exit(0);
 }
 const sizes = flags.participants!.split(',').map(Number);
 const rounds = Number(flags.rounds);
+const encodings = flags['update-encoding']!.split(',').map((name) => {
+  const encoding = UpdateEncodingName.find((e) => e === name);
+  if (!encoding) throw new Error(`--update-encoding: unknown encoding ${name} (${UpdateEncodingName.join(', ')})`);
+  return encoding;
+});
 const PARAMS = 199_210; // McMahan et al. 2NN on MNIST
 const root = path.resolve(import.meta.dirname, '..');
 
@@ -55,7 +76,8 @@ async function startServer(script: string, args: string[], nodeFlags: string[] =
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   // A benchmark that fails must not leave its server running (and holding the heavy-run lock it inherited).
-  process.once('exit', () => child.kill('SIGKILL'));
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
   const url = await new Promise<string>((resolve, reject) => {
     child.stdout!.on('data', (chunk: Buffer) => {
       const match = /listening (\S+)/.exec(chunk.toString());
@@ -77,6 +99,7 @@ async function startServer(script: string, args: string[], nodeFlags: string[] =
       // SIGTERM: the servers exit through process.exit, so a --cpu-prof profile gets written.
       child.kill('SIGTERM');
       await exited;
+      process.off('exit', killOnExit);
     },
   };
 }
@@ -109,12 +132,59 @@ async function connect(url: string, n: number): Promise<Socket[]> {
 const update = new Float32Array(PARAMS).map((_, i) => Math.sin(i) * 1e-3);
 const frame = encodeFrame(FrameKind.Update, update);
 
+/**
+ * One participant's upload path for a run of rounds: each round's frame is
+ * what Participant sends (error feedback committed, as after an accepted update).
+ */
+class UploadEncoder {
+  private readonly feedback = new ErrorFeedback();
+  private readonly rounding = new SecureRandom();
+  private readonly frames = new Map<number, ArrayBuffer>();
+
+  frameFor(round: number, compression: UpdateCompression | undefined): ArrayBuffer {
+    const cached = this.frames.get(round);
+    if (cached) return cached;
+    const pending = this.feedback.encode(update, compression ?? { encoding: 'float32' }, this.rounding);
+    pending.commit();
+    this.frames.set(round, pending.frame);
+    return pending.frame;
+  }
+}
+
+/**
+ * The coordinator's decode of one update (RoundDecoder.decode: every check,
+ * the values and their norm) timed in this process: the encodings take turns,
+ * `repeats` decodes each after a warm-up; the median and the minimum (the
+ * machine is shared: the minimum is the decode without interference).
+ * int4's one rotation back per aggregate is not in it (FedAvg sums rotated).
+ */
+function timeDecodes(repeats = 200): Map<UpdateEncodingName, { median: number; min: number; frameBytes: number }> {
+  const cases = encodings.map((encoding) => {
+    const compression: UpdateCompression | undefined =
+      encoding === 'float32' ? undefined : { encoding, ...(encoding === 'int4' ? { rotationSeed: 12345 } : {}) };
+    // As the coordinator receives it: a Node Buffer.
+    const sample = Buffer.from(new UploadEncoder().frameFor(1, compression));
+    return { encoding, sample, decoder: new RoundDecoder(PARAMS, compression, new FedAvg()), times: [] as number[] };
+  });
+  const WARM_UP = 20;
+  for (let i = 0; i < WARM_UP + repeats; i++) {
+    for (const c of cases) {
+      const started = performance.now();
+      c.decoder.decode(c.sample);
+      if (i >= WARM_UP) c.times.push(performance.now() - started);
+    }
+  }
+  return new Map(cases.map((c) => [c.encoding, { median: median(c.times), min: Math.min(...c.times), frameBytes: c.sample.byteLength }]));
+}
+
 interface Measure {
   seconds: number[];
   peakRssBytes: number;
+  /** The update frame's size in bytes (the last round's; a compressed frame's size does not vary). */
+  frameBytes: number;
 }
 
-async function measureCoordinator(n: number, checkout = root): Promise<Measure> {
+async function measureCoordinator(n: number, encoding: UpdateEncodingName = 'float32', checkout = root): Promise<Measure> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'fl-bench-'));
   const server = await startServer(
     'bench/servers/coordinator-server.ts',
@@ -138,6 +208,8 @@ async function measureCoordinator(n: number, checkout = root): Promise<Measure> 
       '600',
       '--data-dir',
       dataDir,
+      // Only named when not the default, so a --baseline-root checkout without the flag still starts.
+      ...(encoding === 'float32' ? [] : ['--update-encoding', encoding]),
     ],
     flags['profile-dir'] ? ['--cpu-prof', '--cpu-prof-dir', flags['profile-dir']] : [],
     checkout,
@@ -158,9 +230,14 @@ async function measureCoordinator(n: number, checkout = root): Promise<Measure> 
     if (!joined.ok) throw new Error(JSON.stringify(joined));
   }
   const seconds: number[] = [];
+  const encoder = new UploadEncoder();
+  let frameBytes = 0;
   // Round 1 warms up the JIT and is not timed.
   for (let round = 1; round <= rounds + 1; round++) {
     if ((pending.get(round)?.length ?? 0) < n) await new Promise<void>((resolve) => waiters.set(round, resolve));
+    // Every participant gets the same round config; the frame is encoded before the clock starts.
+    const roundFrame = encoder.frameFor(round, pending.get(round)![0]!.message.config.compression);
+    frameBytes = roundFrame.byteLength;
     const started = performance.now();
     const acks = await Promise.all(
       pending.get(round)!.map(({ message, socket }) =>
@@ -170,7 +247,7 @@ async function measureCoordinator(n: number, checkout = root): Promise<Measure> 
           numExamples: 100,
           metrics: { loss: 1, accuracy: 0.5 },
           trainMs: 1,
-          update: frame,
+          update: roundFrame,
         }),
       ),
     );
@@ -183,7 +260,7 @@ async function measureCoordinator(n: number, checkout = root): Promise<Measure> 
   for (const s of sockets) s.close();
   await server.stop();
   rmSync(dataDir, { recursive: true, force: true });
-  return { seconds, peakRssBytes };
+  return { seconds, peakRssBytes, frameBytes };
 }
 
 async function measureEcho(n: number): Promise<Measure> {
@@ -209,7 +286,7 @@ async function measureEcho(n: number): Promise<Measure> {
   const peakRssBytes = server.peakRssBytes();
   for (const s of sockets) s.close();
   await server.stop();
-  return { seconds, peakRssBytes };
+  return { seconds, peakRssBytes, frameBytes: frame.byteLength };
 }
 
 const mb = (bytes: number) => bytes / 1e6;
@@ -217,49 +294,73 @@ const mb = (bytes: number) => bytes / 1e6;
 // Interrupted (a timeout's SIGINT/SIGTERM): exit through process.exit, so the servers are killed too.
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
 
-const rows: Record<string, number | undefined>[] = [];
+const rows: Record<string, number | string | undefined>[] = [];
 const verbose = process.env.BENCH_VERBOSE === '1';
+const decodes = timeDecodes();
+console.log('| encoding | frame bytes | decode ms / update: median | min |\n|---|---:|---:|---:|');
+for (const [encoding, d] of decodes)
+  console.log(`| ${encoding} | ${d.frameBytes.toLocaleString('en')} | ${d.median.toFixed(3)} | ${d.min.toFixed(3)} |`);
+console.log('');
+if (flags['decode-only']) process.exit(0);
 console.log(
-  `Coordinator upload throughput: ${PARAMS.toLocaleString('en')}-parameter updates (${(frame.byteLength / 1e6).toFixed(2)} MB each), median of ${rounds} rounds\n`,
+  `Coordinator upload throughput: ${PARAMS.toLocaleString('en')}-parameter updates, median of ${rounds} rounds; ` +
+    `frames: ${encodings.map((e) => `${e} ${(decodes.get(e)!.frameBytes / 1e6).toFixed(3)} MB`).join(', ')}; ` +
+    `echo: float32 frames (${(frame.byteLength / 1e6).toFixed(2)} MB)\n`,
 );
 const baselineRoot = flags['baseline-root'] && path.resolve(flags['baseline-root']);
 console.log(
-  `| participants | ours: updates/s | ours: MB/s | echo: updates/s | echo: MB/s | ours / echo | ours: peak RSS | echo: peak RSS |${baselineRoot ? ' before: updates/s | before / echo | before: peak RSS |' : ''}`,
+  `| participants | encoding | ours: updates/s | ours: MB/s | × float32 updates/s | decode ms / update | echo: updates/s | echo: MB/s | ours / echo | ours: peak RSS | echo: peak RSS |${baselineRoot ? ' before: updates/s | before / echo | before: peak RSS |' : ''}`,
 );
-console.log(`|---:|---:|---:|---:|---:|---:|---:|---:|${baselineRoot ? '---:|---:|---:|' : ''}`);
-for (const n of sizes) {
-  // Alternate the servers per size so slow drift of a shared machine hits all of them.
+console.log(`|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|${baselineRoot ? '---:|---:|---:|' : ''}`);
+for (const [index, n] of sizes.entries()) {
+  // Alternate the servers per size, and rotate the encodings' order, so slow drift of a shared machine hits all of them.
+  const order = encodings.map((_, i) => encodings[(i + index) % encodings.length]!);
   const echo = await measureEcho(n);
-  const before = baselineRoot ? await measureCoordinator(n, baselineRoot) : undefined;
-  const ours = await measureCoordinator(n);
-  if (verbose)
-    console.error(
-      `n=${n} echo seconds ${echo.seconds.map((x) => x.toFixed(3))} ours ${ours.seconds.map((x) => x.toFixed(3))}` +
-        (before ? ` before ${before.seconds.map((x) => x.toFixed(3))}` : ''),
-    );
-  const oursRate = n / median(ours.seconds);
+  const measured = new Map<UpdateEncodingName, { ours: Measure; before: Measure | undefined }>();
+  for (const encoding of order) {
+    const before = baselineRoot ? await measureCoordinator(n, encoding, baselineRoot) : undefined;
+    const ours = await measureCoordinator(n, encoding);
+    measured.set(encoding, { ours, before });
+    if (verbose)
+      console.error(
+        `n=${n} ${encoding} ours seconds ${ours.seconds.map((x) => x.toFixed(3))}` +
+          (before ? ` before ${before.seconds.map((x) => x.toFixed(3))}` : ''),
+      );
+  }
+  if (verbose) console.error(`n=${n} order ${order.join(',')} echo seconds ${echo.seconds.map((x) => x.toFixed(3))}`);
   const echoRate = n / median(echo.seconds);
-  const beforeRate = before && n / median(before.seconds);
-  const row = {
-    participants: n,
-    oursUpdatesPerSecond: oursRate,
-    oursMBps: (oursRate * frame.byteLength) / 1e6,
-    echoUpdatesPerSecond: echoRate,
-    echoMBps: (echoRate * frame.byteLength) / 1e6,
-    ratio: oursRate / echoRate,
-    oursPeakRssMB: mb(ours.peakRssBytes),
-    echoPeakRssMB: mb(echo.peakRssBytes),
-    ...(before && beforeRate
-      ? { beforeUpdatesPerSecond: beforeRate, beforeRatio: beforeRate / echoRate, beforePeakRssMB: mb(before.peakRssBytes) }
-      : {}),
-  };
-  rows.push(row);
-  console.log(
-    `| ${n} | ${row.oursUpdatesPerSecond.toFixed(0)} | ${row.oursMBps.toFixed(0)} | ${row.echoUpdatesPerSecond.toFixed(0)} | ${row.echoMBps.toFixed(0)} | ${row.ratio.toFixed(2)} | ${row.oursPeakRssMB.toFixed(0)} MB | ${row.echoPeakRssMB.toFixed(0)} MB |` +
-      (row.beforeUpdatesPerSecond === undefined
-        ? ''
-        : ` ${row.beforeUpdatesPerSecond.toFixed(0)} | ${row.beforeRatio!.toFixed(2)} | ${row.beforePeakRssMB!.toFixed(0)} MB |`),
-  );
+  const float32 = measured.get('float32');
+  const float32Rate = float32 && n / median(float32.ours.seconds);
+  for (const encoding of encodings) {
+    const { ours, before } = measured.get(encoding)!;
+    const oursRate = n / median(ours.seconds);
+    const beforeRate = before && n / median(before.seconds);
+    const row = {
+      participants: n,
+      encoding,
+      order: order.indexOf(encoding) + 1,
+      frameBytes: ours.frameBytes,
+      oursUpdatesPerSecond: oursRate,
+      oursMBps: (oursRate * ours.frameBytes) / 1e6,
+      ratioToFloat32: float32Rate === undefined ? undefined : oursRate / float32Rate,
+      decodeMsPerUpdate: decodes.get(encoding)!.median,
+      echoUpdatesPerSecond: echoRate,
+      echoMBps: (echoRate * frame.byteLength) / 1e6,
+      ratio: oursRate / echoRate,
+      oursPeakRssMB: mb(ours.peakRssBytes),
+      echoPeakRssMB: mb(echo.peakRssBytes),
+      ...(before && beforeRate
+        ? { beforeUpdatesPerSecond: beforeRate, beforeRatio: beforeRate / echoRate, beforePeakRssMB: mb(before.peakRssBytes) }
+        : {}),
+    };
+    rows.push(row);
+    console.log(
+      `| ${n} | ${encoding} | ${row.oursUpdatesPerSecond.toFixed(0)} | ${row.oursMBps.toFixed(0)} | ${row.ratioToFloat32?.toFixed(2) ?? '–'} | ${row.decodeMsPerUpdate.toFixed(2)} | ${row.echoUpdatesPerSecond.toFixed(0)} | ${row.echoMBps.toFixed(0)} | ${row.ratio.toFixed(2)} | ${row.oursPeakRssMB.toFixed(0)} MB | ${row.echoPeakRssMB.toFixed(0)} MB |` +
+        (row.beforeUpdatesPerSecond === undefined
+          ? ''
+          : ` ${row.beforeUpdatesPerSecond.toFixed(0)} | ${row.beforeRatio!.toFixed(2)} | ${row.beforePeakRssMB!.toFixed(0)} MB |`),
+    );
+  }
 }
 if (flags.json) writeFileSync(flags.json, JSON.stringify({ params: PARAMS, frameBytes: frame.byteLength, rounds, rows }, null, 2));
 process.exit(0);
