@@ -13,7 +13,8 @@ import { fixedDuration } from '../test/helpers/slowed-trainer.ts';
 
 const COMMAND = 'npx tsx bench/async.ts';
 const USAGE = `Usage: ${COMMAND} [--speeds two-speed,lognormal] [--splits iid,label] [--fast-ms MS] [--sync-rounds N] [--buffer-size K]
-       [--concurrency C] [--server-learning-rate ETA] [--server-momentum B] [--staleness-exponent E] [--jitter J] [--repeat R]
+       [--concurrency C] [--server-learning-rate ETA] [--server-momentum B]
+       [--fedbuff-server-learning-rate ETA] [--fedbuff-server-momentum B] [--staleness-exponent E] [--jitter J] [--repeat R]
 
 Time to accuracy, synchronous FedAvg with a deadline against FedBuff (--mode
 async, docs/async.md), on the MNIST demo task with 20 real in-process Node
@@ -29,9 +30,9 @@ slow ones miss it and their update is refused), --sync-rounds rounds.
 FedBuff: --buffer-size K, --concurrency C, --max-staleness 10, run until it
 reaches the final accuracy of the sync run (or 3x the sync time). The server
 learning rate ETA applies to BOTH runs (sync FedAvg and FedBuff), so a tuned
-rate is tuned for both; so does the server momentum B (FedAvgM, --server-momentum).
---jitter J makes every local run of every device (in
-both runs) take its time x U(1 - J, 1 + J), seeded: devices of one speed
+rate is tuned for both; so does the server momentum B (FedAvgM,
+--server-momentum), unless FedBuff's own are given. --jitter J makes every
+local run of every device (in both runs) take its time x U(1 - J, 1 + J), seeded: devices of one speed
 class stop finishing in lockstep.
 
 Reported: the sync run's final accuracy A and the time it first reached A;
@@ -46,6 +47,9 @@ the time FedBuff took to reach A; the ratio; and the update bytes both sent
   --concurrency C     default 20 (all participants)
   --server-learning-rate ETA  default 1, both runs
   --server-momentum B default 0 (none), both runs
+  --fedbuff-server-learning-rate ETA, --fedbuff-server-momentum B
+                      FedBuff's own, when tuned apart from the sync run's
+                      (default: the values above)
   --staleness-exponent E      FedBuff's staleness weight (1 + s)^-E, default 0.5
   --repeat R          run each (speeds, split) pair R times (sync and FedBuff
                       each time) and report the median time ratio, default 1
@@ -61,6 +65,8 @@ const { values } = parseArgs({
     concurrency: { type: 'string', default: '20' },
     'server-learning-rate': { type: 'string', default: '1' },
     'server-momentum': { type: 'string', default: '0' },
+    'fedbuff-server-learning-rate': { type: 'string' },
+    'fedbuff-server-momentum': { type: 'string' },
     'staleness-exponent': { type: 'string', default: '0.5' },
     repeat: { type: 'string', default: '1' },
     jitter: { type: 'string', default: '0' },
@@ -78,8 +84,14 @@ const fastMs = Number(values['fast-ms']);
 const syncRounds = Number(values['sync-rounds']);
 const bufferSize = Number(values['buffer-size']);
 const concurrency = Number(values.concurrency);
-const serverLearningRate = values['server-learning-rate'];
-const serverMomentum = values['server-momentum'];
+/** The server optimizer's flags of the sync run, and of FedBuff's. */
+const syncServer = ['--server-learning-rate', values['server-learning-rate'], '--server-momentum', values['server-momentum']];
+const fedbuffServer = [
+  '--server-learning-rate',
+  values['fedbuff-server-learning-rate'] ?? values['server-learning-rate'],
+  '--server-momentum',
+  values['fedbuff-server-momentum'] ?? values['server-momentum'],
+];
 const stalenessExponent = values['staleness-exponent'];
 const repeat = Number(values.repeat);
 if (!(Number.isInteger(repeat) && repeat >= 1)) throw new Error(`--repeat must be a positive integer, got ${values.repeat}`);
@@ -135,10 +147,6 @@ async function run(flags: string[], times: readonly number[], skew: ShardSkew, s
       String(PARTICIPANTS),
       '--epochs',
       '1',
-      '--server-learning-rate',
-      serverLearningRate,
-      '--server-momentum',
-      serverMomentum,
       ...flags,
     ],
     {},
@@ -170,7 +178,7 @@ const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
 const s = (ms: number | undefined) => (ms === undefined ? 'not reached' : `${(ms / 1000).toFixed(1)} s`);
 
 console.log(
-  `${COMMAND} --speeds ${speedsList.join(',')} --splits ${splits.join(',')} --fast-ms ${fastMs} --sync-rounds ${syncRounds} --buffer-size ${bufferSize} --concurrency ${concurrency} --server-learning-rate ${serverLearningRate} --server-momentum ${serverMomentum} --staleness-exponent ${stalenessExponent} --jitter ${jitter} --repeat ${repeat}`,
+  `${COMMAND} --speeds ${speedsList.join(',')} --splits ${splits.join(',')} --fast-ms ${fastMs} --sync-rounds ${syncRounds} --buffer-size ${bufferSize} --concurrency ${concurrency} ${syncServer.join(' ')} --fedbuff-server-learning-rate ${fedbuffServer[1]} --fedbuff-server-momentum ${fedbuffServer[3]} --staleness-exponent ${stalenessExponent} --jitter ${jitter} --repeat ${repeat}`,
 );
 console.log(
   '| speeds | split | sync final acc A | sync time to A | sync upload | FedBuff time to A | FedBuff upload | time ratio | FedBuff versions (mean staleness) | longest real training |',
@@ -203,13 +211,14 @@ if (repeat > 1) {
 /** One sync run and one FedBuff run on `speeds` and `skew`; prints the row and returns the time ratio (Infinity: not reached). */
 async function measure(speeds: Speeds, skew: ShardSkew): Promise<number> {
   const times = deviceTimes(speeds);
-  const sync = await run(['--rounds', String(syncRounds), '--round-timeout', String((2.5 * fastMs) / 1000)], times, skew);
+  const sync = await run([...syncServer, '--rounds', String(syncRounds), '--round-timeout', String((2.5 * fastMs) / 1000)], times, skew);
   const target = sync.status.history.at(-1)?.metrics?.accuracy ?? 0;
   const syncTime = timeTo(sync.status.history, target);
   const syncWallMs =
     (sync.status.history.at(-1)?.startedAt ?? 0) + (sync.status.history.at(-1)?.durationMs ?? 0) - (sync.status.history[0]?.startedAt ?? 0);
   const fedbuff = await run(
     [
+      ...fedbuffServer,
       '--mode',
       'async',
       '--buffer-size',
