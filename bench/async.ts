@@ -13,7 +13,8 @@ import { fixedDuration } from '../test/helpers/slowed-trainer.ts';
 
 const COMMAND = 'npx tsx bench/async.ts';
 const USAGE = `Usage: ${COMMAND} [--speeds two-speed,lognormal] [--splits iid,label] [--fast-ms MS] [--sync-rounds N] [--buffer-size K]
-       [--concurrency C] [--server-learning-rate ETA] [--jitter J]
+       [--concurrency C] [--server-learning-rate ETA] [--server-momentum B]
+       [--fedbuff-server-learning-rate ETA] [--fedbuff-server-momentum B] [--staleness-exponent E] [--jitter J] [--repeat R]
 
 Time to accuracy, synchronous FedAvg with a deadline against FedBuff (--mode
 async, docs/async.md), on the MNIST demo task with 20 real in-process Node
@@ -29,8 +30,9 @@ slow ones miss it and their update is refused), --sync-rounds rounds.
 FedBuff: --buffer-size K, --concurrency C, --max-staleness 10, run until it
 reaches the final accuracy of the sync run (or 3x the sync time). The server
 learning rate ETA applies to BOTH runs (sync FedAvg and FedBuff), so a tuned
-rate is tuned for both. --jitter J makes every local run of every device (in
-both runs) take its time x U(1 - J, 1 + J), seeded: devices of one speed
+rate is tuned for both; so does the server momentum B (FedAvgM,
+--server-momentum), unless FedBuff's own are given. --jitter J makes every
+local run of every device (in both runs) take its time x U(1 - J, 1 + J), seeded: devices of one speed
 class stop finishing in lockstep.
 
 Reported: the sync run's final accuracy A and the time it first reached A;
@@ -44,6 +46,13 @@ the time FedBuff took to reach A; the ratio; and the update bytes both sent
   --buffer-size K     default 5
   --concurrency C     default 20 (all participants)
   --server-learning-rate ETA  default 1, both runs
+  --server-momentum B default 0 (none), both runs
+  --fedbuff-server-learning-rate ETA, --fedbuff-server-momentum B
+                      FedBuff's own, when tuned apart from the sync run's
+                      (default: the values above)
+  --staleness-exponent E      FedBuff's staleness weight (1 + s)^-E, default 0.5
+  --repeat R          run each (speeds, split) pair R times (sync and FedBuff
+                      each time) and report the median time ratio, default 1
   --jitter J          default 0 (every run of a device takes exactly its time)`;
 
 const { values } = parseArgs({
@@ -55,6 +64,11 @@ const { values } = parseArgs({
     'buffer-size': { type: 'string', default: '5' },
     concurrency: { type: 'string', default: '20' },
     'server-learning-rate': { type: 'string', default: '1' },
+    'server-momentum': { type: 'string', default: '0' },
+    'fedbuff-server-learning-rate': { type: 'string' },
+    'fedbuff-server-momentum': { type: 'string' },
+    'staleness-exponent': { type: 'string', default: '0.5' },
+    repeat: { type: 'string', default: '1' },
     jitter: { type: 'string', default: '0' },
     help: { type: 'boolean' },
   },
@@ -70,7 +84,17 @@ const fastMs = Number(values['fast-ms']);
 const syncRounds = Number(values['sync-rounds']);
 const bufferSize = Number(values['buffer-size']);
 const concurrency = Number(values.concurrency);
-const serverLearningRate = values['server-learning-rate'];
+/** The server optimizer's flags of the sync run, and of FedBuff's. */
+const syncServer = ['--server-learning-rate', values['server-learning-rate'], '--server-momentum', values['server-momentum']];
+const fedbuffServer = [
+  '--server-learning-rate',
+  values['fedbuff-server-learning-rate'] ?? values['server-learning-rate'],
+  '--server-momentum',
+  values['fedbuff-server-momentum'] ?? values['server-momentum'],
+];
+const stalenessExponent = values['staleness-exponent'];
+const repeat = Number(values.repeat);
+if (!(Number.isInteger(repeat) && repeat >= 1)) throw new Error(`--repeat must be a positive integer, got ${values.repeat}`);
 const jitter = Number(values.jitter);
 if (!(jitter >= 0 && jitter < 1)) throw new Error(`--jitter must be in [0, 1), got ${values.jitter}`);
 const speedsList = values.speeds.split(',') as Speeds[];
@@ -123,8 +147,6 @@ async function run(flags: string[], times: readonly number[], skew: ShardSkew, s
       String(PARTICIPANTS),
       '--epochs',
       '1',
-      '--server-learning-rate',
-      serverLearningRate,
       ...flags,
     ],
     {},
@@ -156,51 +178,76 @@ const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
 const s = (ms: number | undefined) => (ms === undefined ? 'not reached' : `${(ms / 1000).toFixed(1)} s`);
 
 console.log(
-  `${COMMAND} --speeds ${speedsList.join(',')} --splits ${splits.join(',')} --fast-ms ${fastMs} --sync-rounds ${syncRounds} --buffer-size ${bufferSize} --concurrency ${concurrency} --server-learning-rate ${serverLearningRate} --jitter ${jitter}`,
+  `${COMMAND} --speeds ${speedsList.join(',')} --splits ${splits.join(',')} --fast-ms ${fastMs} --sync-rounds ${syncRounds} --buffer-size ${bufferSize} --concurrency ${concurrency} ${syncServer.join(' ')} --fedbuff-server-learning-rate ${fedbuffServer[1]} --fedbuff-server-momentum ${fedbuffServer[3]} --staleness-exponent ${stalenessExponent} --jitter ${jitter} --repeat ${repeat}`,
 );
 console.log(
   '| speeds | split | sync final acc A | sync time to A | sync upload | FedBuff time to A | FedBuff upload | time ratio | FedBuff versions (mean staleness) | longest real training |',
 );
 console.log('|---|---|---|---|---|---|---|---|---|---|');
+/** The median of `values`: the middle one, or the mean of the two middle ones. */
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+const medians: string[] = [];
 for (const speeds of speedsList) {
   for (const skew of splits) {
-    const times = deviceTimes(speeds);
-    const sync = await run(['--rounds', String(syncRounds), '--round-timeout', String((2.5 * fastMs) / 1000)], times, skew);
-    const target = sync.status.history.at(-1)?.metrics?.accuracy ?? 0;
-    const syncTime = timeTo(sync.status.history, target);
-    const syncWallMs =
-      (sync.status.history.at(-1)?.startedAt ?? 0) +
-      (sync.status.history.at(-1)?.durationMs ?? 0) -
-      (sync.status.history[0]?.startedAt ?? 0);
-    const fedbuff = await run(
-      [
-        '--mode',
-        'async',
-        '--buffer-size',
-        String(bufferSize),
-        '--concurrency',
-        String(concurrency),
-        '--max-staleness',
-        '10',
-        '--rounds',
-        '1000',
-        '--target-accuracy',
-        String(target),
-        '--round-timeout',
-        String((10 * (1 + jitter) * Math.max(...times)) / 1000),
-      ],
-      times,
-      skew,
-      3 * syncWallMs + 30_000,
-    );
-    const asyncTime = timeTo(fedbuff.status.history, target);
-    const versions = fedbuff.status.history.filter((r) => r.staleness);
-    const stalenessSum = versions.reduce((sum, r) => sum + r.staleness!.mean * r.staleness!.counts.reduce((a, b) => a + b, 0), 0);
-    const updates = versions.reduce((sum, r) => sum + r.staleness!.counts.reduce((a, b) => a + b, 0), 0);
-    console.log(
-      `| ${speeds} | ${skew} | ${target.toFixed(4)} | ${s(syncTime)} | ${mb(sync.uploads * sync.frameBytes)} | ${s(asyncTime)} | ${mb(fedbuff.uploads * fedbuff.frameBytes)} | ${
-        syncTime && asyncTime ? (asyncTime / syncTime).toFixed(2) : '–'
-      } | ${versions.length} (${(stalenessSum / Math.max(1, updates)).toFixed(2)}) | ${Math.round(Math.max(sync.longestTrainingMs, fedbuff.longestTrainingMs))} ms |`,
+    /** Time ratios of the repetitions; Infinity where FedBuff did not reach A in its time. */
+    const ratios: number[] = [];
+    for (let repetition = 0; repetition < repeat; repetition++) ratios.push(await measure(speeds, skew));
+    const shown = ratios.map((r) => (Number.isFinite(r) ? r.toFixed(2) : 'not reached'));
+    medians.push(
+      `| ${speeds} | ${skew} | ${shown.join(', ')} | ${Number.isFinite(median(ratios)) ? median(ratios).toFixed(2) : 'not reached'} |`,
     );
   }
+}
+if (repeat > 1) {
+  console.log('\n| speeds | split | time ratios | median |\n|---|---|---|---|');
+  for (const line of medians) console.log(line);
+}
+
+/** One sync run and one FedBuff run on `speeds` and `skew`; prints the row and returns the time ratio (Infinity: not reached). */
+async function measure(speeds: Speeds, skew: ShardSkew): Promise<number> {
+  const times = deviceTimes(speeds);
+  const sync = await run([...syncServer, '--rounds', String(syncRounds), '--round-timeout', String((2.5 * fastMs) / 1000)], times, skew);
+  const target = sync.status.history.at(-1)?.metrics?.accuracy ?? 0;
+  const syncTime = timeTo(sync.status.history, target);
+  const syncWallMs =
+    (sync.status.history.at(-1)?.startedAt ?? 0) + (sync.status.history.at(-1)?.durationMs ?? 0) - (sync.status.history[0]?.startedAt ?? 0);
+  const fedbuff = await run(
+    [
+      ...fedbuffServer,
+      '--mode',
+      'async',
+      '--buffer-size',
+      String(bufferSize),
+      '--concurrency',
+      String(concurrency),
+      '--max-staleness',
+      '10',
+      '--staleness-exponent',
+      stalenessExponent,
+      '--rounds',
+      '1000',
+      '--target-accuracy',
+      String(target),
+      '--round-timeout',
+      String((10 * (1 + jitter) * Math.max(...times)) / 1000),
+    ],
+    times,
+    skew,
+    3 * syncWallMs + 30_000,
+  );
+  const asyncTime = timeTo(fedbuff.status.history, target);
+  const versions = fedbuff.status.history.filter((r) => r.staleness);
+  const stalenessSum = versions.reduce((sum, r) => sum + r.staleness!.mean * r.staleness!.counts.reduce((a, b) => a + b, 0), 0);
+  const updates = versions.reduce((sum, r) => sum + r.staleness!.counts.reduce((a, b) => a + b, 0), 0);
+  console.log(
+    `| ${speeds} | ${skew} | ${target.toFixed(4)} | ${s(syncTime)} | ${mb(sync.uploads * sync.frameBytes)} | ${s(asyncTime)} | ${mb(fedbuff.uploads * fedbuff.frameBytes)} | ${
+      syncTime && asyncTime ? (asyncTime / syncTime).toFixed(2) : '–'
+    } | ${versions.length} (${(stalenessSum / Math.max(1, updates)).toFixed(2)}) | ${Math.round(Math.max(sync.longestTrainingMs, fedbuff.longestTrainingMs))} ms |`,
+  );
+  return syncTime && asyncTime ? asyncTime / syncTime : Number.POSITIVE_INFINITY;
 }

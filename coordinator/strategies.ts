@@ -53,6 +53,14 @@ function buildRule(choice: StrategyConfig, clientDp: DpFedAvgOptions | undefined
     clientDp ? new DpFedAvg(withRate(clientDp, lr)) : new FedAvg({ serverLearningRate: lr });
   switch (choice.name) {
     case 'fedavg':
+      // Server momentum steps on the plain mean (rate 1), as FedAdam/FedYogi do.
+      if (choice.serverMomentum !== undefined) {
+        return new ServerOptimizer('momentum', {
+          learningRate: rate ?? 1,
+          beta1: choice.serverMomentum,
+          base: clientDp ? weightedMean(undefined) : undefined,
+        });
+      }
       return clientDp
         ? weightedMean(rate)
         : new FedAvg({ serverLearningRate: rate, serverLearningRateDecay: choice.serverLearningRateDecay });

@@ -28,6 +28,8 @@ export interface StrategyConfig {
   readonly serverLearningRate?: number;
   /** fedavg: the server learning rate is multiplied by this every round (1 = constant). */
   readonly serverLearningRateDecay?: number;
+  /** fedavg: β of server momentum (FedAvgM); absent or 0: none. */
+  readonly serverMomentum?: number;
   /** Updates with a larger L2 norm are rejected with UPDATE_TOO_LARGE (never clipped). */
   readonly maxUpdateNorm?: number;
 }
@@ -90,6 +92,14 @@ export const SERVER_LR_DECAY = numberOption({
   expected: 'a number in (0, 1]',
   help: 'fedavg: multiply the server learning rate by D (0 < D <= 1) every round',
 });
+export const SERVER_MOMENTUM = numberOption({
+  name: 'server-momentum',
+  placeholder: 'B',
+  task: ['aggregation', 'serverMomentum'],
+  check: (n) => n >= 0 && n < 1,
+  expected: 'a number in [0, 1)',
+  help: 'fedavg: server momentum (FedAvgM): m = B m + (mean update), weights\n+= (server learning rate) x m (default 0: none)',
+});
 export const MAX_UPDATE_NORM = numberOption({
   name: 'max-update-norm',
   placeholder: 'X',
@@ -136,6 +146,7 @@ export const STRATEGY_GROUP: OptionGroup = {
     PROXIMAL_MU,
     SERVER_LEARNING_RATE,
     SERVER_LR_DECAY,
+    SERVER_MOMENTUM,
     MAX_UPDATE_NORM,
     OUTLIER_NORM_MULTIPLE,
     CLAIM_CAP_MULTIPLE,
@@ -203,6 +214,7 @@ export function parseStrategyFlags(v: FlagValues, context: StrategyFlagContext):
     proximalMu?: number;
     serverLearningRate?: number;
     serverLearningRateDecay?: number;
+    serverMomentum?: number;
     maxUpdateNorm?: number;
   } = { name: strategy };
 
@@ -210,6 +222,14 @@ export function parseStrategyFlags(v: FlagValues, context: StrategyFlagContext):
   config.serverLearningRateDecay = SERVER_LR_DECAY.read(v);
   if (config.serverLearningRateDecay !== undefined && (strategy !== 'fedavg' || context.clientDp !== undefined)) {
     throw new ConfigError('--server-lr-decay applies to plain FedAvg only (--strategy fedavg without client-level DP)');
+  }
+  onlyWith(SERVER_MOMENTUM.name, ['fedavg']);
+  const momentum = SERVER_MOMENTUM.read(v);
+  if (momentum !== undefined && momentum > 0) {
+    if (config.serverLearningRateDecay !== undefined) {
+      throw new ConfigError('--server-momentum and --server-lr-decay cannot be combined: choose one way to shape the server step');
+    }
+    config.serverMomentum = momentum;
   }
   config.maxUpdateNorm = MAX_UPDATE_NORM.read(v);
   const clip = context.clientClipNorm;

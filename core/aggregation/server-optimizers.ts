@@ -24,9 +24,20 @@ import { StrategyWrapper } from './wrapper.ts';
  *
  * The moments persist across rounds; `toJSON` / `ServerOptimizer.fromJSON`
  * checkpoint them with the hyperparameters and the step count.
+ *
+ * Server momentum, FedAvgM (Hsu et al. 2019, "Measuring the Effects of
+ * Non-Identical Data Distribution"; the server optimizer FedBuff's paper
+ * runs, Nguyen et al. 2022), is the rule 'momentum', with β = β1 and no
+ * second moment (v stays null):
+ *
+ *   m ← β·m + Δ
+ *   x ← x + η·m
+ *
+ * as Flower's FedAvgM computes it; β = 0 is FedAvg with server learning
+ * rate η. In the long run a steady Δ moves x by η/(1 − β)·Δ per round.
  */
 
-export type ServerOptimizerRule = 'adam' | 'yogi';
+export type ServerOptimizerRule = 'adam' | 'yogi' | 'momentum';
 
 export interface ServerOptimizerOptions {
   /** η, the server learning rate (default 0.01). */
@@ -49,7 +60,7 @@ export interface ServerOptimizerState {
   readonly tau: number;
   /** Rounds whose pseudo-gradient has been applied. */
   readonly steps: number;
-  /** The moments, one value per model weight; null before the first step. */
+  /** The moments, one value per model weight; null before the first step (v: always, under 'momentum'). */
   readonly m: number[] | null;
   readonly v: number[] | null;
 }
@@ -68,7 +79,7 @@ export class ServerOptimizer extends StrategyWrapper {
   /** The moments the last step started from, until the next step: a refused aggregate puts them back (undoLastStep). */
   private beforeLastStep: { readonly m: Float32Array | null; readonly v: Float32Array | null; readonly steps: number } | undefined;
   /** Buffers a step writes its new moments into (the moments from two steps ago), so steps do not allocate. */
-  private spare: { readonly m: Float32Array; readonly v: Float32Array } | undefined;
+  private spare: { readonly m: Float32Array; readonly v: Float32Array | null } | undefined;
 
   constructor(
     readonly rule: ServerOptimizerRule,
@@ -80,13 +91,16 @@ export class ServerOptimizer extends StrategyWrapper {
     this.beta1 = options.beta1 ?? d.beta1;
     this.beta2 = options.beta2 ?? d.beta2;
     this.tau = options.tau ?? d.tau;
-    if (rule !== 'adam' && rule !== 'yogi') throw new RangeError(`unknown server optimizer "${String(rule)}"`);
+    if (rule !== 'adam' && rule !== 'yogi' && rule !== 'momentum') throw new RangeError(`unknown server optimizer "${String(rule)}"`);
     if (!(this.learningRate > 0) || !Number.isFinite(this.learningRate))
       throw new RangeError(`the server learning rate must be positive, got ${this.learningRate}`);
     if (!(this.beta1 >= 0 && this.beta1 < 1)) throw new RangeError(`beta1 must be in [0, 1), got ${this.beta1}`);
     if (!(this.beta2 >= 0 && this.beta2 < 1)) throw new RangeError(`beta2 must be in [0, 1), got ${this.beta2}`);
     if (!(this.tau > 0) || !Number.isFinite(this.tau)) throw new RangeError(`tau must be positive, got ${this.tau}`);
-    const what = `fed${rule} (η=${this.learningRate}, β1=${this.beta1}, β2=${this.beta2}, τ=${this.tau})`;
+    const what =
+      rule === 'momentum'
+        ? `fedavgm (η=${this.learningRate}, β=${this.beta1})`
+        : `fed${rule} (η=${this.learningRate}, β1=${this.beta1}, β2=${this.beta2}, τ=${this.tau})`;
     this.name = this.inner instanceof FedAvg ? what : `${what} over ${this.inner.name}`;
     // Checkpoints carry the moments, and the base's own state (a DP accountant) when it has one.
     const inner = this.inner;
@@ -126,10 +140,20 @@ export class ServerOptimizer extends StrategyWrapper {
     const before = { m: this.m, v: this.v, steps: this.stepCount };
     const spare = this.spare?.m.length === dim ? this.spare : undefined;
     const m = spare?.m ?? new Float32Array(dim);
-    const v = spare?.v ?? new Float32Array(dim);
     const mPrev = before.m;
-    const vPrev = before.v;
     const { beta1, beta2, tau, learningRate } = this;
+    if (this.rule === 'momentum') {
+      for (let i = 0; i < dim; i++) {
+        const x = globalWeights[i]!;
+        const mi = beta1 * (mPrev === null ? 0 : mPrev[i]!) + (aggregate[i]! - x);
+        m[i] = mi;
+        aggregate[i] = x + learningRate * mi;
+      }
+      this.commitStep(before, m, null);
+      return aggregate;
+    }
+    const v = spare?.v ?? new Float32Array(dim);
+    const vPrev = before.v;
     const yogi = this.rule === 'yogi';
     for (let i = 0; i < dim; i++) {
       const x = globalWeights[i]!;
@@ -144,12 +168,17 @@ export class ServerOptimizer extends StrategyWrapper {
       // v stays >= 0 (Yogi moves it towards Δ², Adam averages squares), so the square root is real.
       aggregate[i] = x + (learningRate * mi) / (Math.sqrt(vi) + tau);
     }
+    this.commitStep(before, m, v);
+    return aggregate;
+  }
+
+  /** Makes `m`, `v` the moments, keeping those the step started from for undoLastStep and as the next step's buffers. */
+  private commitStep(before: NonNullable<ServerOptimizer['beforeLastStep']>, m: Float32Array, v: Float32Array | null): void {
     this.m = m;
     this.v = v;
     this.stepCount++;
     this.beforeLastStep = before;
-    this.spare = mPrev !== null && vPrev !== null ? { m: mPrev, v: vPrev } : undefined;
-    return aggregate;
+    this.spare = before.m !== null ? { m: before.m, v: before.v } : undefined;
   }
 
   /**
@@ -159,7 +188,7 @@ export class ServerOptimizer extends StrategyWrapper {
   undoLastStep(): void {
     const before = this.beforeLastStep;
     if (before === undefined) throw new Error('the server optimizer has no step to undo');
-    this.spare = this.m !== null && this.v !== null ? { m: this.m, v: this.v } : undefined;
+    this.spare = this.m !== null ? { m: this.m, v: this.v } : undefined;
     this.m = before.m;
     this.v = before.v;
     this.stepCount = before.steps;
@@ -205,7 +234,9 @@ export class ServerOptimizer extends StrategyWrapper {
       throw new TypeError(`server optimizer state: steps must be a non-negative integer, got ${String(steps)}`);
     const m = moment(s.m, 'm');
     const v = moment(s.v, 'v');
-    if ((m === null) !== (v === null) || (m && v && m.length !== v.length))
+    if (this.rule === 'momentum') {
+      if (v !== null) throw new TypeError('server optimizer state: momentum keeps no second moment, v must be null');
+    } else if ((m === null) !== (v === null) || (m && v && m.length !== v.length))
       throw new TypeError('server optimizer state: m and v must both be present, with equal lengths, or both null');
     if (v?.some((x) => x < 0)) throw new TypeError('server optimizer state: v must be non-negative');
     this.m = m;
