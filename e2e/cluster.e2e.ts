@@ -10,8 +10,8 @@ import { closeTabs, openTab } from './helpers/tabs.ts';
  * /api/cluster/leader, sends participants); the dashboard of the OTHER node
  * shows the cluster (both nodes, the leader) and the leader's rounds as they
  * complete; when Redis stops, it says plainly that the federation is paused
- * because Redis is unreachable. Today's cluster is active–passive: tabs on a
- * follower would wait (docs/cluster.md), so both tabs join the leader.
+ * because Redis is unreachable. Both tabs join the leader here (tabs spread
+ * over nodes: cluster-federation.e2e.ts).
  */
 test('the dashboard of a follower node shows the whole cluster and the rounds the leader runs, and says when Redis is unreachable', async ({
   browser,
