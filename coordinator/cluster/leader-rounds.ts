@@ -1,8 +1,7 @@
 import type { RoundStartMessage } from '../../core/protocol/messages.ts';
 import type { Clock } from '../rounds/clock.ts';
-import type { OpenRound } from '../rounds/collection.ts';
 import type { ParticipantRecord } from '../rounds/participants.ts';
-import { remoteRecord, resettle, type RemoteRounds } from '../rounds/remote-rounds.ts';
+import { remoteRecord, resettle, type RemoteOpenRound, type RemoteRounds } from '../rounds/remote-rounds.ts';
 import { parseSettledReport, type ClusterEventServer, type RoundReply } from './cluster-events.ts';
 import type { ClusterNode } from './cluster-node.ts';
 import type { PartialExchange } from './partial-exchange.ts';
@@ -13,7 +12,7 @@ import { announceRound } from './round-announce.ts';
 /** The distributed round the leader has open: its term, and which node holds each remote participant it selected. */
 interface RemoteRound {
   readonly term: number;
-  readonly open: OpenRound;
+  readonly open: RemoteOpenRound;
   readonly nodeOf: ReadonlyMap<string, string>;
 }
 
@@ -98,7 +97,7 @@ export class LeaderRounds implements RemoteRounds {
         round.open.collection.remoteSettled?.(id, { outcome: 'dropped', reason: `its node ${node} stopped answering (no heartbeat)` });
   }
 
-  opened(open: OpenRound, chosen: readonly ParticipantRecord[], message: RoundStartMessage): void {
+  opened(open: RemoteOpenRound, chosen: readonly ParticipantRecord[], message: RoundStartMessage): void {
     const nodeOf = new Map<string, string>();
     for (const p of chosen) {
       const node = this.nodeOfCandidate.get(p.id);
@@ -138,7 +137,7 @@ export class LeaderRounds implements RemoteRounds {
     });
   }
 
-  async closing(open: OpenRound): Promise<void> {
+  async closing(open: RemoteOpenRound): Promise<void> {
     const round = this.current;
     if (!round || round.open !== open || !this.io) return;
     this.current = undefined;

@@ -1,8 +1,16 @@
 import type { RoundStartMessage } from '../../core/protocol/messages.ts';
 import type { RoundParticipantOutcome } from '../../core/protocol/status.ts';
-import type { OpenRound } from './collection.ts';
 import type { RoundBasis } from './open-round.ts';
 import type { ParticipantRecord } from './participants.ts';
+
+/**
+ * The open round as the hook sees it: the round's data and the one thing it
+ * asks of the collection. Structural, so that this module need not import
+ * collection.ts (which imports the engine's types, which name this hook).
+ */
+export interface RemoteOpenRound extends RoundBasis {
+  readonly collection: { remoteSettled?(id: string, settlement: RemoteSettlement): void };
+}
 
 /**
  * The engine's hook for participants held by other processes (a cluster's
@@ -16,9 +24,9 @@ export interface RemoteRounds {
   /** Participants of other nodes that may be selected now (records made for selection: the engine's registry never holds them). */
   candidates(): readonly ParticipantRecord[];
   /** Round `open` went out to this node's participants; `chosen` is the whole selection, remote ones included. */
-  opened(open: OpenRound, chosen: readonly ParticipantRecord[], message: RoundStartMessage): void;
+  opened(open: RemoteOpenRound, chosen: readonly ParticipantRecord[], message: RoundStartMessage): void;
   /** The round stopped collecting: the other nodes' sums go into `open.aggregator`, and its settlements say whose updates are really in. */
-  closing(open: OpenRound): Promise<void>;
+  closing(open: RemoteOpenRound): Promise<void>;
 }
 
 /** How a participant of another node settled there, as its node reports it. */
