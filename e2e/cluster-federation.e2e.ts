@@ -17,7 +17,8 @@ function contributors(record: RoundRecord): string[] {
  * each loading the page from its own node; every round takes both of them
  * (whichever node leads), and the dashboard of node C, which has no
  * participant of its own, shows both: its cluster panel counts one on A and
- * one on B, and its round timeline names both tabs' participants.
+ * one on B, its Participants table lists both with their node, and its
+ * round timeline names both tabs' participants.
  */
 test('two tabs on two different nodes train one federation, and a third node’s dashboard shows both', async ({ browser }) => {
   const redis = await TestRedis.start();
@@ -55,13 +56,13 @@ test('two tabs on two different nodes train one federation, and a third node’s
 
     await openTab(browser, `${nodeA.url}/?shard=1/2&backend=wasm`, { into: pages });
     await openTab(browser, `${nodeB.url}/?shard=2/2&backend=wasm`, { into: pages });
-    // Each node lists its own connection: that is the tab's participant id.
-    const ownParticipant = async (node: CoordinatorProcess): Promise<string> => {
+    // Each node lists its own connection, named with its node: that is the tab's participant id.
+    const ownParticipant = async (node: CoordinatorProcess, nodeId: string): Promise<string> => {
       let id: string | undefined;
       await expect
         .poll(
           async () => {
-            const connected = (await node.status()).participants.filter((p) => p.connected);
+            const connected = (await node.status()).participants.filter((p) => p.connected && p.node === nodeId);
             id = connected.length === 1 ? connected[0]!.id : undefined;
             return id !== undefined;
           },
@@ -70,9 +71,16 @@ test('two tabs on two different nodes train one federation, and a third node’s
         .toBe(true);
       return id!;
     };
-    const participantA = await ownParticipant(nodeA);
-    const participantB = await ownParticipant(nodeB);
+    const participantA = await ownParticipant(nodeA, idA);
+    const participantB = await ownParticipant(nodeB, idB);
     expect(participantA).not.toBe(participantB);
+    // Node C, with no participant of its own, lists both with their node.
+    await expect
+      .poll(async () => {
+        const listed = (await nodeC.status()).participants.filter((p) => p.connected);
+        return listed.map((p) => `${p.id}@${p.node}`).sort();
+      })
+      .toEqual([`${participantA}@${idA}`, `${participantB}@${idB}`].sort());
 
     const dashboard = await openTab(browser, `${nodeC.url}/dashboard`, { into: pages });
     await expect(dashboard.locator('#connection')).toHaveAttribute('data-state', 'live', { timeout: 30_000 });
@@ -82,6 +90,16 @@ test('two tabs on two different nodes train one federation, and a third node’s
     await expect(participantsCell(idA)).toHaveText('1', { timeout: 15_000 });
     await expect(participantsCell(idB)).toHaveText('1', { timeout: 15_000 });
     await expect(participantsCell(idC)).toHaveText('0');
+    // Its Participants table lists both tabs, each with its node.
+    await expect(dashboard.locator('#participants tbody tr')).toHaveCount(2, { timeout: 15_000 });
+    for (const [participant, node] of [
+      [participantA, idA],
+      [participantB, idB],
+    ] as const)
+      await expect(dashboard.locator(`#participants tbody tr[data-participant="${participant}"] td[data-node]`)).toHaveAttribute(
+        'data-node',
+        node,
+      );
 
     // The federation finishes its rounds; node C follows it from Redis.
     await expect

@@ -14,6 +14,7 @@ import { ModelVersions } from './model-versions.ts';
 import { PartialExchange } from './partial-exchange.ts';
 import { answerPartialRequests } from './partial-requests.ts';
 import { ParticipantDirectory } from './participant-directory.ts';
+import { ClusterParticipantRows, ownParticipantRows } from './participant-rows.ts';
 import { answerRoundAnnouncements } from './round-announce.ts';
 import { FederationStore, type FederationHead, type StoredFederation } from './federation-store.ts';
 import type { LeaseRole } from './lease.ts';
@@ -67,6 +68,8 @@ export class ClusterRuntime {
   private closed = false;
   private readonly directory: ParticipantDirectory;
   private readonly exchange: PartialExchange;
+  /** Every node's participant rows, so every node's status lists them (participant-rows.ts). */
+  private readonly participantRows: ClusterParticipantRows;
   /** The leader's side of rounds across nodes: the engine's remoteRounds hook (leader-rounds.ts). */
   readonly leaderRounds: LeaderRounds;
   /** A member's side: its own selected participants' part of the leader's rounds (member-rounds.ts). */
@@ -80,6 +83,7 @@ export class ClusterRuntime {
   ) {
     this.directory = new ParticipantDirectory(node.redis, node.keys, node.nodeId);
     this.exchange = new PartialExchange(node.redis, node.keys);
+    this.participantRows = new ClusterParticipantRows(node.redis, node.keys, node.nodeId);
     this.leaderRounds = new LeaderRounds(node, this.directory, this.exchange, new SystemClock(), log);
   }
 
@@ -188,10 +192,18 @@ export class ClusterRuntime {
     if (this.closed || this.stale) return;
     this.followTimer = setTimeout(() => {
       // Each node's selectable participants go to the directory; the leader reads the others' (rounds across nodes).
-      void Promise.all([this.catchUp(), this.member?.publishDirectory(), this.leaderRounds.refresh()])
+      void Promise.all([this.catchUp(), this.member?.publishDirectory(), this.leaderRounds.refresh(), this.syncParticipantRows()])
         .catch(() => undefined) // Redis unreachable: the status says so; try again next time
         .finally(() => this.follow());
     }, FOLLOW_INTERVAL_MS);
+  }
+
+  /** This node's participant rows to Redis, the other live nodes' from it; dashboards hear when the others' changed. */
+  private async syncParticipantRows(): Promise<void> {
+    const wiring = this.wiring;
+    if (!wiring) return;
+    const own = ownParticipantRows(wiring.engine.memberView().participants, this.node.nodeId);
+    if (await this.participantRows.sync(own, this.node.status().nodes)) wiring.statusChanged();
   }
 
   private async catchUp(): Promise<void> {
@@ -227,9 +239,11 @@ export class ClusterRuntime {
     return { leads: this.node.isLeader, self: this.node.nodeId, leader: this.node.lease.leader };
   }
 
-  /** The engine's dashboard status with the `cluster` field. */
+  /** The engine's dashboard status with every live node's participants (none of the others' while Redis is unreachable) and the `cluster` field. */
   dashboardStatus(engine: RoundEngine): FederationStatus {
-    return { ...engine.dashboardStatus(), cluster: this.node.status() };
+    const cluster = this.node.status();
+    const nodes = this.node.redisReachable ? cluster.nodes : [];
+    return { ...this.participantRows.merge(engine.dashboardStatus(), nodes), cluster };
   }
 
   /** The engine's onRoundStarting on a cluster: the round number (and its model, if Redis lacks that version) in Redis, fenced, before any participant hears of it. */
@@ -303,6 +317,7 @@ export class ClusterRuntime {
     if (this.followTimer) clearTimeout(this.followTimer);
     // A clean shutdown: this node's participants leave the directory at once.
     await this.directory.leave().catch(() => undefined);
+    await this.participantRows.leave().catch(() => undefined);
     return this.node.close();
   }
 }

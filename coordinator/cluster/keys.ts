@@ -21,6 +21,8 @@ export interface ClusterKeys {
   model(version: number): string;
   /** Hash: participant id → what selection needs of it (JSON), one per node: its joined, selectable participants. */
   directory(node: string): string;
+  /** JSON: one node's participant status rows (bounded like the dashboard's) and totals, so every node's status lists them (participant-rows.ts). */
+  participantRows(node: string): string;
   /** One member node's partial aggregate of a round (core/aggregation/partial.ts frame), written once per (term, round, node). */
   partial(term: number, round: number, node: string): string;
 }
@@ -37,6 +39,7 @@ export function clusterKeys(federation: string): ClusterKeys {
     strategy: `${prefix}strategy`,
     model: (version) => `${prefix}model:${version}`,
     directory: (node) => `${prefix}directory:${node}`,
+    participantRows: (node) => `${prefix}participant-rows:${node}`,
     partial: (term, round, node) => `${prefix}term:${term}:round:${round}:partial:${node}`,
   };
 }

@@ -1,5 +1,5 @@
 import type { PrivacyReport, Strategy } from '../../core/aggregation/strategy.ts';
-import type { FederationStatus, RoundRecord, RoundSettings, StorageFailure } from '../../core/protocol/status.ts';
+import type { FederationStatus, ParticipantStatus, RoundRecord, RoundSettings, StorageFailure } from '../../core/protocol/status.ts';
 import { countSumRejections } from '../../core/secagg/sum-range.ts';
 import { bestRound, roundsWithoutImprovement } from './best-round.ts';
 import { storageFailureText } from './durable-commit.ts';
@@ -22,17 +22,21 @@ export const STATUS_TIMELINE_ROUNDS = 10;
  */
 export function dashboardView(status: FederationStatus): FederationStatus {
   const firstKept = status.history.length - STATUS_TIMELINE_ROUNDS;
-  const connected = status.participants.filter((p) => p.connected);
-  const listed =
-    connected.length >= STATUS_PARTICIPANTS_LISTED
-      ? connected.slice(0, STATUS_PARTICIPANTS_LISTED)
-      : connected.concat(status.participants.filter((p) => !p.connected).slice(0, STATUS_PARTICIPANTS_LISTED - connected.length));
+  const listed = listedParticipants(status.participants);
   return {
     ...status,
     participants: listed,
     participantTotals: { ...status.participantTotals!, listed: listed.length },
     history: status.history.map((r, i) => (i >= firstKept ? r : withoutTimeline(r))),
   };
+}
+
+/** The participants the dashboard status lists: at most STATUS_PARTICIPANTS_LISTED, connected ones first, each group in the given order. */
+export function listedParticipants(participants: readonly ParticipantStatus[]): ParticipantStatus[] {
+  const connected = participants.filter((p) => p.connected);
+  return connected.length >= STATUS_PARTICIPANTS_LISTED
+    ? connected.slice(0, STATUS_PARTICIPANTS_LISTED)
+    : connected.concat(participants.filter((p) => !p.connected).slice(0, STATUS_PARTICIPANTS_LISTED - connected.length));
 }
 
 function withoutTimeline(record: RoundRecord): RoundRecord {

@@ -33,6 +33,8 @@ export interface ParticipantStatus {
    * secure aggregation: there an individual norm is exactly what must not leak.
    */
   readonly lastUpdateNorm?: number;
+  /** On a cluster (`--redis`): the id of the node it is connected to (ClusterStatus.nodes[].id); absent on a single coordinator. */
+  readonly node?: string;
 }
 
 /** Counts behind a participant list that may be cut short. */

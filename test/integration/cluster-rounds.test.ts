@@ -190,14 +190,16 @@ test('SIGKILL of a member node mid-round: its selected participants count as dro
   const never = new Promise<void>(() => {});
   const stranded = [5, 6].map((seed) => attach(victimUrl, new FixedUpdateTrainer(10 * seed, fixedUpdate(length, seed), never)));
   const victimStatus = async () => (await (await fetch(`${victimUrl}/api/status`)).json()) as FederationStatus;
-  const victimIds = (
+  // Every node lists every node's participants: the victim's own are those on its node.
+  const ownRows = (s: FederationStatus) => s.participants.filter((p) => p.node === s.cluster?.self);
+  const victimIds = ownRows(
     await until(
       victimStatus,
-      (s) => s.participants.filter((p) => p.state === 'training' || p.state === 'selected').length === 2,
+      (s) => ownRows(s).filter((p) => p.state === 'training' || p.state === 'selected').length === 2,
       20_000,
       "the victim's participants selected",
-    )
-  ).participants.map((p) => p.id);
+    ),
+  ).map((p) => p.id);
   // Every other selected participant has delivered: only the victim's are outstanding.
   const delivered = (c: Coordinator) => c.engine.status().participants.every((p) => p.roundsContributed === 1);
   await until(

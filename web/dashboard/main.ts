@@ -217,11 +217,18 @@ function render(status: FederationStatus): void {
 
   const participants = ($('participants') as HTMLTableElement).tBodies[0]!;
   participants.replaceChildren();
+  // On a cluster every node lists every node's participants: the Node column says where each one is connected.
+  const onCluster = status.cluster !== undefined;
+  for (const th of document.querySelectorAll<HTMLElement>('#participants .node-col')) th.hidden = !onCluster;
   for (const p of status.participants) {
     const row = participants.insertRow();
     row.dataset.participant = p.id;
     row.dataset.connected = String(p.connected);
     cell(row, p.id.slice(0, 8), { title: p.id, class: 'mono' });
+    if (onCluster) {
+      const here = p.node === status.cluster?.self;
+      cell(row, p.node === undefined ? '–' : `${p.node}${here ? ' (this node)' : ''}`, { 'data-node': p.node ?? '', class: 'mono' });
+    }
     cell(
       row,
       p.backend +
