@@ -106,6 +106,8 @@ async function startNode(redisUrl: string, dataDir: string, federation: readonly
     const match = /cluster: round (\d+): partials of .* combined in ([\d.]+) ms/.exec(line);
     if (match) combineMs.set(Number(match[1]), Number(match[2]));
   });
+  // What a node says on stderr (a stale leader's exit, a failed save) is shown, so an incomplete run says why.
+  createInterface({ input: started.child.stderr! }).on('line', (line) => console.error(`node ${dataDir.split('-').at(-1)}: ${line}`));
   // Forget the start-up peak (parsing the demo data), so VmHWM measures the run itself.
   writeFileSync(`/proc/${started.child.pid}/clear_refs`, '5');
   return { url: `http://127.0.0.1:${port}`, process: started, combineMs };
@@ -166,7 +168,7 @@ async function measure(nodeCount: number, participants: number, selected: number
   const perNode = Math.ceil(participants / nodeCount);
   const federation = [
     ...['--min-clients', String(participants), '--clients-per-round', String(selected), '--min-updates', String(selected)],
-    ...['--rounds', String(timedRounds + 1), '--round-timeout', '600'],
+    ...['--rounds', String(timedRounds + 1), '--round-timeout', '600', '--open'],
     // Every simulated participant connects from 127.0.0.1.
     ...['--max-connections', String(Math.max(perNode, 1000)), '--max-connections-per-ip', String(perNode)],
   ];
@@ -187,11 +189,17 @@ async function measure(nodeCount: number, participants: number, selected: number
     let bytesAfterWarmUp: number | undefined;
     while (history.length < timedRounds + 1 && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 200));
-      history = (await status(nodes[0]!.url)).history;
+      // Any node's status shows the federation's history; a node that exited (a stale leader exits 75) is skipped.
+      const live = nodes.find((node) => node.process.child.exitCode === null);
+      if (live === undefined) break;
+      history = (await status(live.url).catch(() => undefined))?.history ?? history;
       if (bytesAfterWarmUp === undefined && history.length >= 1) bytesAfterWarmUp = await redisBytes(redisClient);
     }
     const bytesAtEnd = await redisBytes(redisClient);
-    const peaks = nodes.map((node) => peakRssBytes(node.process.child.pid!));
+    const exits = nodes.flatMap((node, n) =>
+      node.process.child.exitCode === null ? [] : [`node ${n} exited with ${node.process.child.exitCode}`],
+    );
+    const peaks = nodes.map((node) => (node.process.child.exitCode === null ? peakRssBytes(node.process.child.pid!) : Number.NaN));
     const reports = await Promise.all(clients.map(report));
     const completed = history.filter((r) => r.outcome === 'aggregated').length;
     const timed = history.filter((r) => r.round > 1 && r.outcome === 'aggregated').map((r) => r.round);
@@ -233,6 +241,7 @@ async function measure(nodeCount: number, participants: number, selected: number
           }
         : {}),
       ...(refusal ? { note: `refused: ${refusal}` } : {}),
+      ...(exits.length ? { note: exits.join('; ') } : {}),
     };
   } finally {
     for (const client of clients) client.child.kill('SIGKILL');
