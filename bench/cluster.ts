@@ -1,116 +1,278 @@
-import { performance } from 'node:perf_hooks';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
-import { FedAvg } from '../core/aggregation/fedavg.ts';
-import { decodePartial, encodePartial } from '../core/aggregation/partial.ts';
-import { SeededRandom } from '../core/random/prng.ts';
-import { FencedStore } from '../coordinator/cluster/fenced-store.ts';
-import { FederationStore } from '../coordinator/cluster/federation-store.ts';
-import { clusterKeys } from '../coordinator/cluster/keys.ts';
-import { makeModel } from '../coordinator/rounds/engine-types.ts';
+import type { FederationStatus, RoundRecord } from '../core/protocol/status.ts';
+import { type CoordinatorProcess, launchCoordinator } from '../test/helpers/coordinator-process.ts';
+import { nodeEntryArgs } from '../test/helpers/entry-bundle.ts';
+import { freePort } from '../test/helpers/free-port.ts';
 import { TestRedis } from '../test/support/redis.ts';
+import type { ClientRoundReport } from './cluster-clients.ts';
+import { median } from './stats.ts';
 
 /**
- * The Redis side of a cluster round, on a real redis-server (started here,
- * appendonly yes, appendfsync always): for 1, 2, 4 and 10 nodes, each node
- * writes its partial aggregate (float64 sum) once, the leader reads them all
- * and combines them with the strategy's own aggregator, then commits the
- * round (model once per version, record, head) in one fenced script, and
- * each other node reads the model once. Reports bytes through Redis per
- * round, the leader's fan-in and combine time, and the fenced commit time.
- * It measures the store and the combine; the round protocol between nodes
- * is not built yet (docs/cluster.md), so no participant traffic is here.
+ * A cluster's rounds end to end (docs/cluster.md): one redis-server (started
+ * here: appendonly yes, appendfsync always), N coordinator processes with
+ * `--redis`, and simulated participants (bench/cluster-clients.ts, no
+ * training, real update frames of the demo MLP) in separate client
+ * processes, spread evenly over the nodes, each connected by its node's own
+ * address. The leader selects across all nodes; each node collects its own
+ * participants' updates and the leader combines the nodes' partials.
  *
- *   npm run bench -- cluster     (or: node --import tsx bench/cluster.ts [--reps 5])
+ * Per configuration, medians over the timed rounds (round 1 warms up and is
+ * not timed):
+ * - updates/s and MB/s per node: the updates its participants had
+ *   acknowledged / (its last acknowledgement - the first round:start its
+ *   participants received), and in all: every update / (last acknowledgement
+ *   anywhere - first round:start anywhere);
+ * - combine ms: the leader's own log line, from the close request to the
+ *   members' partials added (coordinator/cluster/leader-rounds.ts); none
+ *   with one node, where there are no members;
+ * - round ms: the round record's duration (open to close, evaluation and
+ *   storing not included);
+ * - Redis bytes per round: Redis `INFO stats` total_net_input_bytes and
+ *   total_net_output_bytes between the completion of round 1 and of the
+ *   last round, divided by the rounds: everything the cluster sends
+ *   through Redis (partials, model, commit, adapter, heartbeats, directory);
+ * - peak RSS per node: VmHWM, reset once the node listens.
+ *
+ * On one machine N nodes share its cores: on this 2-core machine the numbers
+ * measure a cluster's overheads, not scale-out speedup.
+ *
+ *   npm run bench -- cluster
+ *   node --import tsx bench/cluster.ts [--nodes 1,2,4] [--participants 1000] [--selected N] [--rounds 3] [--timeout 240]
  */
 
-const MODELS = [
-  { name: '2NN (FedAvg paper)', params: 199_210 },
-  { name: 'CNN (FedAvg paper)', params: 1_663_370 },
-];
-const NODE_COUNTS = [1, 2, 4, 10];
-const repsFlag = process.argv.indexOf('--reps');
-const REPS = repsFlag >= 0 ? Number(process.argv[repsFlag + 1]) : 3;
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
-
-const mb = (bytes: number) => (bytes / 1e6).toFixed(1);
-
-const redis = await TestRedis.start();
-const client = new Redis(redis.url);
-try {
-  console.log(`Redis ${redis.url} (appendonly yes, appendfsync always), ${REPS} repetitions, medians\n`);
+const { values: flags } = parseArgs({
+  options: {
+    nodes: { type: 'string', default: '1,2,4' },
+    participants: { type: 'string', default: '1000' },
+    /** Participants per round; by default every connected participant. */
+    selected: { type: 'string' },
+    rounds: { type: 'string', default: '3' },
+    /** Client processes per node. */
+    'clients-per-node': { type: 'string', default: '1' },
+    /** Seconds one configuration may take, connecting included; past it the configuration is reported as incomplete. */
+    timeout: { type: 'string', default: '240' },
+    help: { type: 'boolean' },
+  },
+});
+if (flags.help) {
   console.log(
-    '| model | params | nodes | partial bytes | Redis bytes / round | leader fan-in (read N partials) ms | combine ms | fenced commit ms | model read per node ms |',
+    'Usage: npm run bench -- cluster [--nodes 1,2,4] [--participants 1000] [--selected N] [--rounds 3] [--clients-per-node 1] [--timeout 240]',
   );
-  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
-  for (const model of MODELS) {
-    const random = new SeededRandom(1);
-    const globalWeights = Float32Array.from({ length: model.params }, () => random.next() - 0.5);
-    const update = Float32Array.from({ length: model.params }, () => (random.next() - 0.5) * 0.01);
-    const strategy = new FedAvg();
-    // One node's partial: the same bytes whatever the number of its participants.
-    const nodeRound = strategy.beginRound({ round: 1, globalWeights });
-    nodeRound.add({ participantId: 'p', numExamples: 10, update });
-    const partialBytes = Buffer.from(encodePartial(nodeRound.partial!()));
-    for (const nodes of NODE_COUNTS) {
-      const fanIn: number[] = [];
-      const combine: number[] = [];
-      const commit: number[] = [];
-      const modelRead: number[] = [];
-      for (let rep = 0; rep < REPS; rep++) {
-        const keys = clusterKeys(`bench-${model.params}-${nodes}-${rep}`);
-        const term = await client.incr(keys.term);
-        const store = new FederationStore(client, new FencedStore(client, keys.term), keys, { name: 'bench', paramCount: model.params });
-        const partialKey = (node: number) => `${keys.head}:partial:${node}`;
-        for (let node = 0; node < nodes; node++) await client.set(partialKey(node), partialBytes);
-        let started = performance.now();
-        const read = await Promise.all(Array.from({ length: nodes }, (_, node) => client.getBuffer(partialKey(node))));
-        fanIn.push(performance.now() - started);
-        started = performance.now();
-        const leaderRound = strategy.beginRound({ round: 1, globalWeights });
-        for (const bytes of read) leaderRound.addPartial!(decodePartial(new Uint8Array(bytes!), model.params));
-        const weights = leaderRound.finish()!;
-        combine.push(performance.now() - started);
-        const record = {
-          round: 1,
-          outcome: 'aggregated' as const,
-          modelVersion: 1,
-          selected: nodes,
-          received: nodes,
-          dropped: 0,
-          rejected: 0,
-          declined: 0,
-          bytesIn: 0,
-          bytesOut: 0,
-          startedAt: 0,
-          durationMs: 0,
-        };
-        const globalModel = makeModel(1, weights);
-        started = performance.now();
-        await store.commitRound(term, record, globalModel, undefined);
-        commit.push(performance.now() - started);
-        started = performance.now();
-        await store.model(1);
-        modelRead.push(performance.now() - started);
-        await client.del(
-          ...Array.from({ length: nodes }, (_, node) => partialKey(node)),
-          keys.head,
-          keys.history,
-          keys.model(1),
-          keys.term,
-        );
-      }
-      // Partials written and read once each, the model written once and read by every other node.
-      const redisBytes = 2 * nodes * partialBytes.byteLength + model.params * 4 * nodes;
-      console.log(
-        `| ${model.name} | ${model.params.toLocaleString('en')} | ${nodes} | ${mb(partialBytes.byteLength)} MB | ${mb(redisBytes)} MB | ${median(fanIn).toFixed(0)} | ${median(combine).toFixed(0)} | ${median(commit).toFixed(0)} | ${median(modelRead).toFixed(0)} |`,
-      );
-    }
-  }
-} finally {
-  client.disconnect();
-  await redis.cleanup();
+  process.exit(0);
 }
+const nodeCounts = flags.nodes!.split(',').map(Number);
+const participantCounts = flags.participants!.split(',').map(Number);
+const timedRounds = Number(flags.rounds);
+const clientsPerNode = Number(flags['clients-per-node']);
+const timeoutMs = Number(flags.timeout) * 1000;
+
+interface Node {
+  readonly url: string;
+  readonly process: CoordinatorProcess;
+  /** round → the leader's combine time, from its log line. */
+  readonly combineMs: Map<number, number>;
+}
+
+interface ClientProcess {
+  readonly node: number;
+  readonly child: ChildProcess;
+  readonly lines: AsyncIterator<string>;
+}
+
+const children: ChildProcess[] = [];
+// A benchmark that fails or is interrupted must not leave its processes running (and holding the heavy-run lock).
+process.once('exit', () => {
+  for (const child of children) child.kill('SIGKILL');
+});
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
+
+async function startNode(redisUrl: string, dataDir: string, federation: readonly string[]): Promise<Node> {
+  const port = await freePort();
+  const started = await launchCoordinator([
+    ...['--port', String(port), '--host', '127.0.0.1', '--data-dir', dataDir, '--redis', redisUrl],
+    ...federation,
+  ]);
+  children.push(started.child);
+  const combineMs = new Map<number, number>();
+  const lines = createInterface({ input: started.child.stdout! });
+  lines.on('line', (line) => {
+    const match = /cluster: round (\d+): partials of .* combined in ([\d.]+) ms/.exec(line);
+    if (match) combineMs.set(Number(match[1]), Number(match[2]));
+  });
+  // What a node says on stderr (a stale leader's exit, a failed save) is shown, so an incomplete run says why.
+  createInterface({ input: started.child.stderr! }).on('line', (line) => console.error(`node ${dataDir.split('-').at(-1)}: ${line}`));
+  // Forget the start-up peak (parsing the demo data), so VmHWM measures the run itself.
+  writeFileSync(`/proc/${started.child.pid}/clear_refs`, '5');
+  return { url: `http://127.0.0.1:${port}`, process: started, combineMs };
+}
+
+function peakRssBytes(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) * 1024;
+}
+
+async function startClients(node: number, url: string, count: number): Promise<ClientProcess> {
+  const child = spawn(process.execPath, [...(await nodeEntryArgs('bench/cluster-clients.ts')), url, String(count)], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  children.push(child);
+  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+  const first = await lines.next();
+  if (first.done || first.value !== 'ready') throw new Error(`client process for node ${node} did not get ready: ${first.value}`);
+  return { node, child, lines };
+}
+
+async function report(client: ClientProcess): Promise<ClientRoundReport[]> {
+  client.child.stdin!.write('report\n');
+  const line = await client.lines.next();
+  if (line.done) throw new Error(`client process for node ${client.node} exited without its report`);
+  return JSON.parse(line.value) as ClientRoundReport[];
+}
+
+async function status(url: string): Promise<FederationStatus> {
+  return (await (await fetch(`${url}/api/status`)).json()) as FederationStatus;
+}
+
+async function redisBytes(client: Redis): Promise<number> {
+  const info = await client.info('stats');
+  const read = (name: string) => Number(new RegExp(`${name}:(\\d+)`).exec(info)![1]);
+  return read('total_net_input_bytes') + read('total_net_output_bytes');
+}
+
+interface Row {
+  nodes: number;
+  participants: number;
+  selected: number;
+  completedRounds: number;
+  perNode: { updatesPerSecond: number; peakRssMB: number; updates: number }[];
+  updatesPerSecond: number;
+  combineMs: number | undefined;
+  roundMs: number;
+  redisMBPerRound: number;
+  refused: number;
+  frameMB: number;
+  note?: string;
+}
+
+async function measure(nodeCount: number, participants: number, selected: number): Promise<Row> {
+  const redis = await TestRedis.start();
+  const redisClient = new Redis(redis.url);
+  const dataRoot = await mkdtemp(path.join(tmpdir(), 'fl-bench-cluster-'));
+  const perNode = Math.ceil(participants / nodeCount);
+  const federation = [
+    ...['--min-clients', String(participants), '--clients-per-round', String(selected), '--min-updates', String(selected)],
+    ...['--rounds', String(timedRounds + 1), '--round-timeout', '600', '--open'],
+    // Every simulated participant connects from 127.0.0.1.
+    ...['--max-connections', String(Math.max(perNode, 1000)), '--max-connections-per-ip', String(perNode)],
+  ];
+  const nodes: Node[] = [];
+  const clients: ClientProcess[] = [];
+  const deadline = Date.now() + timeoutMs;
+  try {
+    for (let n = 0; n < nodeCount; n++) nodes.push(await startNode(redis.url, path.join(dataRoot, `node-${n}`), federation));
+    for (let n = 0; n < nodeCount; n++) {
+      const onNode = Math.min(perNode, participants - n * perNode);
+      for (let c = 0; c < clientsPerNode; c++) {
+        const count = Math.floor(onNode / clientsPerNode) + (c < onNode % clientsPerNode ? 1 : 0);
+        if (count > 0) clients.push(await startClients(n, nodes[n]!.url, count));
+      }
+    }
+    // Round 1 warms up; Redis bytes are counted from its completion to the last round's.
+    let history: readonly RoundRecord[] = [];
+    let bytesAfterWarmUp: number | undefined;
+    while (history.length < timedRounds + 1 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      // Any node's status shows the federation's history; a node that exited (a stale leader exits 75) is skipped.
+      const live = nodes.find((node) => node.process.child.exitCode === null);
+      if (live === undefined) break;
+      history = (await status(live.url).catch(() => undefined))?.history ?? history;
+      if (bytesAfterWarmUp === undefined && history.length >= 1) bytesAfterWarmUp = await redisBytes(redisClient);
+    }
+    const bytesAtEnd = await redisBytes(redisClient);
+    const exits = nodes.flatMap((node, n) =>
+      node.process.child.exitCode === null ? [] : [`node ${n} exited with ${node.process.child.exitCode}`],
+    );
+    const peaks = nodes.map((node) => (node.process.child.exitCode === null ? peakRssBytes(node.process.child.pid!) : Number.NaN));
+    const reports = await Promise.all(clients.map(report));
+    const completed = history.filter((r) => r.outcome === 'aggregated').length;
+    const timed = history.filter((r) => r.round > 1 && r.outcome === 'aggregated').map((r) => r.round);
+    const refused = reports.flat().reduce((sum, r) => sum + r.refused, 0);
+    const refusal = reports.flat().find((r) => r.refusal)?.refusal;
+    const windowOf = (list: readonly ClientRoundReport[]) => {
+      const updates = list.reduce((sum, r) => sum + r.acked, 0);
+      const seconds = (Math.max(...list.map((r) => r.lastAckMs)) - Math.min(...list.map((r) => r.firstStartMs))) / 1000;
+      return { updates, rate: updates / seconds };
+    };
+    const perRound = (round: number, node?: number) =>
+      windowOf(
+        reports.flatMap((list, i) => (node === undefined || clients[i]!.node === node ? list.filter((r) => r.round === round) : [])),
+      );
+    const combine = timed
+      .map((round) => nodes.map((n) => n.combineMs.get(round)).find((ms) => ms !== undefined))
+      .filter((ms) => ms !== undefined);
+    const durations = history.filter((r) => timed.includes(r.round)).map((r) => r.durationMs);
+    const timedCount = Math.max(1, history.length - 1);
+    return {
+      nodes: nodeCount,
+      participants,
+      selected,
+      completedRounds: completed,
+      perNode: nodes.map((_, n) => ({
+        updatesPerSecond: timed.length ? median(timed.map((round) => perRound(round, n).rate)) : Number.NaN,
+        updates: timed.length ? median(timed.map((round) => perRound(round, n).updates)) : 0,
+        peakRssMB: peaks[n]! / 1e6,
+      })),
+      updatesPerSecond: timed.length ? median(timed.map((round) => perRound(round).rate)) : Number.NaN,
+      combineMs: combine.length ? median(combine) : undefined,
+      roundMs: durations.length ? median(durations) : Number.NaN,
+      redisMBPerRound: bytesAfterWarmUp === undefined ? Number.NaN : (bytesAtEnd - bytesAfterWarmUp) / timedCount / 1e6,
+      refused,
+      frameMB: Math.max(0, ...reports.flat().map((r) => r.frameBytes)) / 1e6,
+      ...(completed < timedRounds + 1
+        ? {
+            note: `${completed} of ${timedRounds + 1} rounds completed in ${timeoutMs / 1000} s${history.length ? `; last: ${history.at(-1)!.outcome} ${history.at(-1)!.reason ?? ''}` : ''}`,
+          }
+        : {}),
+      ...(refusal ? { note: `refused: ${refusal}` } : {}),
+      ...(exits.length ? { note: exits.join('; ') } : {}),
+    };
+  } finally {
+    for (const client of clients) client.child.kill('SIGKILL');
+    for (const node of nodes) {
+      node.process.child.kill('SIGTERM');
+      await node.process.exited;
+    }
+    redisClient.disconnect();
+    await redis.cleanup();
+    rmSync(dataRoot, { recursive: true, force: true, maxRetries: 5 });
+  }
+}
+
+console.log(
+  `Cluster rounds: N coordinator processes on one Redis, simulated participants in ${clientsPerNode} client process(es) per node, the demo MLP (float32 update frames), medians of ${timedRounds} timed rounds\n`,
+);
+console.log(
+  '| nodes | connected | selected | rounds done | updates/s in all | MB/s in all | per node: updates/s (MB/s) | round ms | leader combine ms | combine / round | Redis MB / round | per node: peak RSS MB |',
+);
+console.log('|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|');
+for (const participants of participantCounts) {
+  const selected = flags.selected ? Number(flags.selected) : participants;
+  for (const nodeCount of nodeCounts) {
+    const row = await measure(nodeCount, participants, selected);
+    const updateMB = row.frameMB;
+    const combine = row.combineMs === undefined ? '—' : row.combineMs.toFixed(1);
+    const share = row.combineMs === undefined ? '—' : `${((100 * row.combineMs) / row.roundMs).toFixed(1)}%`;
+    console.log(
+      `| ${row.nodes} | ${row.participants} | ${row.selected} | ${row.completedRounds} | ${row.updatesPerSecond.toFixed(0)} | ${(row.updatesPerSecond * updateMB).toFixed(0)} | ${row.perNode.map((p) => `${p.updatesPerSecond.toFixed(0)} (${(p.updatesPerSecond * updateMB).toFixed(0)})`).join(', ')} | ${row.roundMs.toFixed(0)} | ${combine} | ${share} | ${row.redisMBPerRound.toFixed(1)} | ${row.perNode.map((p) => p.peakRssMB.toFixed(0)).join(', ')} |` +
+        (row.note ? ` ${row.note}` : ''),
+    );
+  }
+}
+process.exit(0);

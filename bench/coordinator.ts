@@ -3,13 +3,14 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { io, type Socket } from 'socket.io-client';
+import type { Socket } from 'socket.io-client';
 import { FedAvg } from '../core/aggregation/fedavg.ts';
 import { ErrorFeedback } from '../core/compression/error-feedback.ts';
 import { RoundDecoder } from '../core/compression/round-decoder.ts';
-import { PROTOCOL_VERSION, type RoundStartMessage, type UpdateCompression, UpdateEncodingName } from '../core/protocol/messages.ts';
+import { type RoundStartMessage, type UpdateCompression, UpdateEncodingName } from '../core/protocol/messages.ts';
 import { SecureRandom } from '../core/random/prng.ts';
 import { encodeFrame, FrameKind } from '../core/wire/frame.ts';
+import { connect, join, updateMessage } from './simulated-participants.ts';
 import { median } from './stats.ts';
 
 /**
@@ -102,31 +103,6 @@ async function startServer(script: string, args: string[], nodeFlags: string[] =
       process.off('exit', killOnExit);
     },
   };
-}
-
-/**
- * Opens n connections in batches: the coordinator's admission pool holds at
- * most a few dozen not-yet-authenticated transports per address and pushes
- * out the oldest beyond that (coordinator/security/admission.ts), and every
- * simulated participant comes from 127.0.0.1.
- */
-async function connect(url: string, n: number): Promise<Socket[]> {
-  const sockets: Socket[] = [];
-  const BATCH = 16;
-  for (let start = 0; start < n; start += BATCH) {
-    const batch = await Promise.all(
-      Array.from({ length: Math.min(BATCH, n - start) }, () => {
-        const socket = io(url, { transports: ['websocket'], reconnection: false, forceNew: true });
-        return new Promise<Socket>((resolve, reject) => {
-          socket.once('connect', () => resolve(socket));
-          socket.once('connect_error', reject);
-          socket.once('disconnect', (reason) => reject(new Error(`disconnected while connecting: ${reason}`)));
-        });
-      }),
-    );
-    sockets.push(...batch);
-  }
-  return sockets;
 }
 
 const update = new Float32Array(PARAMS).map((_, i) => Math.sin(i) * 1e-3);
@@ -225,10 +201,7 @@ async function measureCoordinator(n: number, encoding: UpdateEncodingName = 'flo
       if (list.length === n) waiters.get(message.round)?.();
     });
   }
-  for (const socket of sockets) {
-    const joined = await socket.emitWithAck('join', { protocolVersion: PROTOCOL_VERSION, client: { backend: 'bench', numExamples: 100 } });
-    if (!joined.ok) throw new Error(JSON.stringify(joined));
-  }
+  await join(sockets);
   const seconds: number[] = [];
   const encoder = new UploadEncoder();
   let frameBytes = 0;
@@ -240,16 +213,9 @@ async function measureCoordinator(n: number, encoding: UpdateEncodingName = 'flo
     frameBytes = roundFrame.byteLength;
     const started = performance.now();
     const acks = await Promise.all(
-      pending.get(round)!.map(({ message, socket }) =>
-        socket.emitWithAck('update', {
-          round,
-          baseVersion: message.model.version,
-          numExamples: 100,
-          metrics: { loss: 1, accuracy: 0.5 },
-          trainMs: 1,
-          update: roundFrame,
-        }),
-      ),
+      pending
+        .get(round)!
+        .map(({ message, socket }) => socket.emitWithAck('update', updateMessage(round, message.model.version, roundFrame))),
     );
     if (round > 1) seconds.push((performance.now() - started) / 1000);
     const refused = acks.filter((a) => !a.ok);
@@ -269,18 +235,7 @@ async function measureEcho(n: number): Promise<Measure> {
   const seconds: number[] = [];
   for (let round = 1; round <= rounds + 1; round++) {
     const started = performance.now();
-    await Promise.all(
-      sockets.map((socket) =>
-        socket.emitWithAck('update', {
-          round,
-          baseVersion: round - 1,
-          numExamples: 100,
-          metrics: { loss: 1, accuracy: 0.5 },
-          trainMs: 1,
-          update: frame,
-        }),
-      ),
-    );
+    await Promise.all(sockets.map((socket) => socket.emitWithAck('update', updateMessage(round, round - 1, frame))));
     if (round > 1) seconds.push((performance.now() - started) / 1000);
   }
   const peakRssBytes = server.peakRssBytes();

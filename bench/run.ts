@@ -10,6 +10,7 @@ import path from 'node:path';
 const BENCHMARKS: Record<string, string> = {
   client: 'bench/client.ts',
   cluster: 'bench/cluster.ts',
+  'cluster-store': 'bench/cluster-store.ts',
   coordinator: 'bench/coordinator.ts',
   compression: 'bench/compression.ts',
   'data-ingest': 'bench/data-ingest.ts',
