@@ -42,6 +42,46 @@ test('secure aggregation is refused on a cluster, saying why', () => {
   );
 });
 
+const SECURE = ['--secure-aggregation', '--min-updates', '3', '--clients-per-round', '6', '--min-clients', '6'];
+
+test('distributed DP is refused with secure aggregation on a cluster: a cohort carries only its share of the noise', () => {
+  const distributed = [
+    '--client-dp',
+    'distributed',
+    '--client-noise-multiplier',
+    '1',
+    '--client-sample-rate',
+    '1',
+    '--client-clip',
+    '1',
+    '--expected-clients',
+    '6',
+    '--admin-token',
+    'cluster-config-admin',
+  ];
+  assert.throws(
+    () => parseConfig([...REDIS, ...SECURE, ...distributed]),
+    (error: unknown) =>
+      error instanceof ConfigError &&
+      error.message.startsWith('--client-dp distributed cannot run with --secure-aggregation on a cluster (--redis)') &&
+      error.message.includes('a cohort carries only its share of that noise'),
+  );
+  // The same flags run on one coordinator, where the whole round is one secure sum.
+  assert.ok((parseConfig([...SECURE, ...distributed]) as CoordinatorConfig).settings.secureAggregation);
+});
+
+test('--secagg-min-cohort: at least 3, only with --redis, and never above the participants selected per round', () => {
+  assert.throws(() => parseConfig([...SECURE, '--secagg-min-cohort', '3']), /--secagg-min-cohort needs --redis/);
+  assert.throws(() => parseConfig([...REDIS, ...SECURE, '--secagg-min-cohort', '2']), /--secagg-min-cohort must be an integer >= 3/);
+  assert.throws(
+    () => parseConfig([...REDIS, ...SECURE, '--secagg-min-cohort', '7']),
+    /--secagg-min-cohort 7 is above the 6 participants selected per round/,
+  );
+  // One coordinator: no cohorts, so no k in the settings.
+  assert.equal((parseConfig(SECURE) as CoordinatorConfig).settings.secureAggregation?.minCohort, undefined);
+  assert.match(USAGE, /--secagg-min-cohort K/);
+});
+
 test('encrypted checkpoints are refused on a cluster: Redis would hold the model and history in plain', () => {
   assert.throws(
     () => parseConfig([...REDIS, '--checkpoint-key-file', '/tmp/key']),
