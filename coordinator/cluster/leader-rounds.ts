@@ -6,6 +6,7 @@ import { remoteRecord, resettle, type RemoteRounds } from '../rounds/remote-roun
 import { parseSettledReport, type ClusterEventServer, type RoundReply } from './cluster-events.ts';
 import type { ClusterNode } from './cluster-node.ts';
 import type { PartialExchange } from './partial-exchange.ts';
+import { formCohorts } from './cohort-selection.ts';
 import { gatherPartials } from './partial-requests.ts';
 import { DIRECTORY_LIVE_MS, type ParticipantDirectory } from './participant-directory.ts';
 import { announceRound } from './round-announce.ts';
@@ -96,6 +97,15 @@ export class LeaderRounds implements RemoteRounds {
     for (const [id, node] of round.nodeOf)
       if (!live.has(node))
         round.open.collection.remoteSettled?.(id, { outcome: 'dropped', reason: `its node ${node} stopped answering (no heartbeat)` });
+  }
+
+  formCohorts(
+    sampled: readonly ParticipantRecord[],
+    candidates: readonly ParticipantRecord[],
+    rule: { readonly minCohort: number; readonly wanted: number },
+  ): readonly ParticipantRecord[] {
+    // The leader's own participants are not in the directory: they form its own cohort.
+    return formCohorts(sampled, candidates, { ...rule, nodeOf: (id) => this.nodeOfCandidate.get(id) ?? this.node.nodeId });
   }
 
   opened(open: OpenRound, chosen: readonly ParticipantRecord[], message: RoundStartMessage): void {

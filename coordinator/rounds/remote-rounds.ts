@@ -15,6 +15,15 @@ import type { ParticipantRecord } from './participants.ts';
 export interface RemoteRounds {
   /** Participants of other nodes that may be selected now (records made for selection: the engine's registry never holds them). */
   candidates(): readonly ParticipantRecord[];
+  /**
+   * Secure aggregation on a cluster: the sampled selection trimmed to cohorts
+   * of at least `minCohort` per node (coordinator/cluster/cohort-selection.ts).
+   */
+  formCohorts?(
+    sampled: readonly ParticipantRecord[],
+    candidates: readonly ParticipantRecord[],
+    rule: { readonly minCohort: number; readonly wanted: number },
+  ): readonly ParticipantRecord[];
   /** Round `open` went out to this node's participants; `chosen` is the whole selection, remote ones included. */
   opened(open: OpenRound, chosen: readonly ParticipantRecord[], message: RoundStartMessage): void;
   /** The round stopped collecting: the other nodes' sums go into `open.aggregator`, and its settlements say whose updates are really in. */

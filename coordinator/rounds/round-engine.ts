@@ -477,25 +477,29 @@ export class RoundEngine {
     const { transport } = this.options;
     const settings = this.settings;
     const candidates = this.candidates();
-    if (isPaused(state) || candidates.length < settings.minClients) {
-      // Paused while the round number was being recorded, or everyone left meanwhile: that number is used up.
+    const opening =
+      isPaused(state) || candidates.length < settings.minClients
+        ? undefined
+        : prepareRound({
+            round,
+            options: this.options,
+            settings,
+            model: this.model,
+            candidates,
+            participants: this.participants,
+            plainDeadlineMs: this.deadline.nextMs(settings),
+            host: this.collectionHost(),
+            onDeadline: () => this.onDeadline(round),
+            asyncMethod: this.asyncPool?.method,
+          });
+    if (opening === undefined) {
+      // Paused while the round number was being recorded, or everyone left meanwhile (or too few in cohorts of k): that number is used up.
       this.lastRound = round;
       this.to(isPaused(state) ? { kind: 'idle', pause: { kind: 'operator' } } : { kind: 'idle' });
       transport.statusChanged();
       return;
     }
-    const { open, chosen, message } = prepareRound({
-      round,
-      options: this.options,
-      settings,
-      model: this.model,
-      candidates,
-      participants: this.participants,
-      plainDeadlineMs: this.deadline.nextMs(settings),
-      host: this.collectionHost(),
-      onDeadline: () => this.onDeadline(round),
-      asyncMethod: this.asyncPool?.method,
-    });
+    const { open, chosen, message } = opening;
     this.to({ kind: 'collecting', round: open, after: { kind: 'continue' } });
     for (const p of chosen) {
       p.state = 'selected';

@@ -37,7 +37,7 @@ export interface Opening {
 }
 
 /**
- * Selects a round's participants, asks the strategy for the fit
+ * Selects a round's participants (undefined: too few of them), asks the strategy for the fit
  * configuration and a fresh aggregator, and picks how the round collects its
  * input: here, once; the engine never asks again.
  */
@@ -52,16 +52,22 @@ export function prepareRound({
   host,
   onDeadline,
   asyncMethod,
-}: OpeningInput): Opening {
+}: OpeningInput): Opening | undefined {
   const { strategy, clock, random } = options;
   // Over-selection: ask a few more than needed, so dropouts still leave enough updates.
   const wanted = selectedPerRound(settings);
   // A strategy's own selection (client-level DP samples independently) is kept as it is; otherwise reliability-weighted.
-  const chosen = asyncMethod
+  const sampled = asyncMethod
     ? []
     : strategy.select && hasOwnSelection(strategy)
       ? strategy.select(candidates, wanted, random)
       : weightedSample(candidates, wanted, (p) => participants.deliveries.weight(p.deliveryKey), random);
+  // Secure aggregation on a cluster: one secure sum per node, each of at least k (remote-rounds.ts).
+  const minCohort = settings.secureAggregation?.minCohort;
+  const formCohorts = options.remoteRounds?.formCohorts?.bind(options.remoteRounds);
+  const chosen = minCohort !== undefined && formCohorts ? formCohorts(sampled, candidates, { minCohort, wanted }) : sampled;
+  // Too few left in cohorts of k: the round does not open, as with too few candidates.
+  if (chosen.length < settings.minClients) return undefined;
   const configured = strategy.configureFit(round, settings.fit);
   const compression = roundCompression(settings, random);
   const fit = compression ? { ...configured, compression } : configured;
