@@ -37,11 +37,6 @@ export function clusterConfigProblem(
       "sized so that the round's whole sum carries it, but on a cluster each node's cohort is a secure sum of its own that the " +
       'coordinator sees, and a cohort carries only its share of that noise; run one coordinator without --redis for distributed DP (docs/cluster.md)'
     );
-  if (other.secureAggregation !== undefined)
-    return (
-      '--secure-aggregation cannot run on a cluster (--redis) yet: its key and share messages and the unmasking would have to span nodes, ' +
-      'and the per-node cohort design is not built; run one coordinator without --redis for secure aggregation (docs/cluster.md)'
-    );
   if (other.checkpointKeyFile !== undefined)
     return (
       '--checkpoint-key-file cannot run on a cluster (--redis): the cluster keeps the model and the round history in Redis, ' +

@@ -1,12 +1,13 @@
 import type { RoundStartMessage } from '../../core/protocol/messages.ts';
 import type { Clock } from '../rounds/clock.ts';
-import type { OpenRound } from '../rounds/collection.ts';
+import type { CollectionMethod, OpenRound } from '../rounds/collection.ts';
 import type { ParticipantRecord } from '../rounds/participants.ts';
 import { remoteRecord, resettle, type RemoteRounds } from '../rounds/remote-rounds.ts';
 import { parseSettledReport, type ClusterEventServer, type RoundReply } from './cluster-events.ts';
 import type { ClusterNode } from './cluster-node.ts';
 import type { PartialExchange } from './partial-exchange.ts';
 import { formCohorts } from './cohort-selection.ts';
+import { clusterSecureCollection } from './cluster-secure-collection.ts';
 import { gatherPartials } from './partial-requests.ts';
 import { DIRECTORY_LIVE_MS, type ParticipantDirectory } from './participant-directory.ts';
 import { announceRound } from './round-announce.ts';
@@ -106,6 +107,10 @@ export class LeaderRounds implements RemoteRounds {
   ): readonly ParticipantRecord[] {
     // The leader's own participants are not in the directory: they form its own cohort.
     return formCohorts(sampled, candidates, { ...rule, nodeOf: (id) => this.nodeOfCandidate.get(id) ?? this.node.nodeId });
+  }
+
+  secureCollection(own: CollectionMethod): CollectionMethod {
+    return clusterSecureCollection(own, (id) => this.nodeOfCandidate.has(id));
   }
 
   opened(open: OpenRound, chosen: readonly ParticipantRecord[], message: RoundStartMessage): void {

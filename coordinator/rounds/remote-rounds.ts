@@ -1,6 +1,6 @@
 import type { RoundStartMessage } from '../../core/protocol/messages.ts';
 import type { RoundParticipantOutcome } from '../../core/protocol/status.ts';
-import type { OpenRound } from './collection.ts';
+import type { CollectionMethod, OpenRound } from './collection.ts';
 import type { RoundBasis } from './open-round.ts';
 import type { ParticipantRecord } from './participants.ts';
 
@@ -24,6 +24,8 @@ export interface RemoteRounds {
     candidates: readonly ParticipantRecord[],
     rule: { readonly minCohort: number; readonly wanted: number },
   ): readonly ParticipantRecord[];
+  /** Secure aggregation: the collection that runs this node's cohort with `own` and waits for the other nodes' cohorts. */
+  secureCollection?(own: CollectionMethod): CollectionMethod;
   /** Round `open` went out to this node's participants; `chosen` is the whole selection, remote ones included. */
   opened(open: OpenRound, chosen: readonly ParticipantRecord[], message: RoundStartMessage): void;
   /** The round stopped collecting: the other nodes' sums go into `open.aggregator`, and its settlements say whose updates are really in. */

@@ -73,8 +73,9 @@ export function prepareRound({
   const fit = compression ? { ...configured, compression } : configured;
   const decoder = new RoundDecoder(model.updateLength, compression, strategy);
   const startedAt = clock.now();
-  const method =
-    asyncMethod ?? (settings.secureAggregation ? secureCollection(settings.secureAggregation, settings.roundTimeoutMs) : plainCollection);
+  const secure = settings.secureAggregation && secureCollection(settings.secureAggregation, settings.roundTimeoutMs);
+  // On a cluster's leader this node's secure collection is its own cohort's (remote-rounds.ts).
+  const method = asyncMethod ?? (secure ? (options.remoteRounds?.secureCollection?.(secure) ?? secure) : plainCollection);
   const deadlineMs = method.deadlineMs(plainDeadlineMs);
   const basis: RoundBasis = {
     round,

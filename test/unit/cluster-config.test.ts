@@ -35,13 +35,6 @@ test('rules that need every individual update are refused on a cluster, saying w
     assert.equal((parseConfig([...REDIS, '--strategy', strategy]) as CoordinatorConfig).strategy?.name, strategy);
 });
 
-test('secure aggregation is refused on a cluster, saying why', () => {
-  assert.throws(
-    () => parseConfig([...REDIS, '--secure-aggregation', '--min-updates', '3', '--clients-per-round', '5', '--min-clients', '5']),
-    /--secure-aggregation cannot run on a cluster \(--redis\) yet/,
-  );
-});
-
 const SECURE = ['--secure-aggregation', '--min-updates', '3', '--clients-per-round', '6', '--min-clients', '6'];
 
 test('distributed DP is refused with secure aggregation on a cluster: a cohort carries only its share of the noise', () => {
@@ -68,6 +61,14 @@ test('distributed DP is refused with secure aggregation on a cluster: a cohort c
   );
   // The same flags run on one coordinator, where the whole round is one secure sum.
   assert.ok((parseConfig([...SECURE, ...distributed]) as CoordinatorConfig).settings.secureAggregation);
+});
+
+test('secure aggregation runs on a cluster, one cohort per node of at least k = 3 unless --secagg-min-cohort says more', () => {
+  assert.equal((parseConfig([...REDIS, ...SECURE]) as CoordinatorConfig).settings.secureAggregation?.minCohort, 3);
+  assert.equal(
+    (parseConfig([...REDIS, ...SECURE, '--secagg-min-cohort', '5']) as CoordinatorConfig).settings.secureAggregation?.minCohort,
+    5,
+  );
 });
 
 test('--secagg-min-cohort: at least 3, only with --redis, and never above the participants selected per round', () => {
