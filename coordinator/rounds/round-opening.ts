@@ -67,7 +67,7 @@ export function prepareRound({
   const formCohorts = options.remoteRounds?.formCohorts?.bind(options.remoteRounds);
   const chosen = minCohort !== undefined && formCohorts ? formCohorts(sampled, candidates, { minCohort, wanted }) : sampled;
   // Too few left in cohorts of k: the round does not open, as with too few candidates.
-  if (chosen.length < settings.minClients) return undefined;
+  if (chosen !== sampled && chosen.length < settings.minClients) return undefined;
   const configured = strategy.configureFit(round, settings.fit);
   const compression = roundCompression(settings, random);
   const fit = compression ? { ...configured, compression } : configured;
