@@ -165,7 +165,13 @@ function parseFlags(
   const clusterProblem =
     redis === undefined
       ? undefined
-      : clusterConfigProblem(redis, { strategy, secureAggregation, checkpointKeyFile: CHECKPOINT_KEY_FILE.read(v), mode: MODE.read(v) });
+      : clusterConfigProblem(redis, {
+          strategy,
+          secureAggregation,
+          clientDpPlacement: clientDp?.placement,
+          checkpointKeyFile: CHECKPOINT_KEY_FILE.read(v),
+          mode: MODE.read(v),
+        });
   if (clusterProblem !== undefined) throw new ConfigError(clusterProblem);
   return {
     redis,

@@ -1,21 +1,23 @@
+import type { NoisePlacement } from '../../core/aggregation/dp-fedavg.ts';
 import type { SecureAggregationSettings } from '../../core/protocol/status.ts';
 import type { StrategyConfig } from '../options/strategy.ts';
 import { ruleTraits } from '../strategies.ts';
 
 /**
  * Why `--redis` cannot run with the other flags, or undefined when it can.
- * Today only the leader runs rounds; the scale-out design it is built
- * towards has each node sum its own participants' updates into a partial
- * aggregate (core/aggregation/partial.ts) for the leader to combine: exact
- * for a rule whose input is a sum, silently wrong for one that needs each
- * update. What that design cannot do is refused now, so that turning it on
- * changes no federation's result.
+ * Each node sums its own participants' updates into a partial aggregate
+ * (core/aggregation/partial.ts) for the leader to combine: exact for a rule
+ * whose input is a sum, silently wrong for one that needs each update.
+ * Under secure aggregation each node's cohort is a secure sum of its own
+ * (docs/cluster.md). What that design cannot do is refused at start.
  */
 export function clusterConfigProblem(
   redisUrl: string,
   other: {
     readonly strategy: StrategyConfig;
     readonly secureAggregation: SecureAggregationSettings | undefined;
+    /** Where --client-dp adds its noise, when it is set. */
+    readonly clientDpPlacement: NoisePlacement | undefined;
     readonly checkpointKeyFile: string | undefined;
     readonly mode: 'sync' | 'async' | undefined;
   },
@@ -29,10 +31,11 @@ export function clusterConfigProblem(
       `and only those sums reach the leader, while ${strategy.name} needs every individual update; ` +
       'use --strategy fedavg, fedprox, fedadam or fedyogi on a cluster, or run one coordinator without --redis (docs/cluster.md)'
     );
-  if (other.secureAggregation !== undefined)
+  if (other.secureAggregation !== undefined && other.clientDpPlacement === 'distributed')
     return (
-      '--secure-aggregation cannot run on a cluster (--redis) yet: its key and share messages and the unmasking would have to span nodes, ' +
-      'and the per-node cohort design is not built; run one coordinator without --redis for secure aggregation (docs/cluster.md)'
+      '--client-dp distributed cannot run with --secure-aggregation on a cluster (--redis): each participant adds a share of the noise ' +
+      "sized so that the round's whole sum carries it, but on a cluster each node's cohort is a secure sum of its own that the " +
+      'coordinator sees, and a cohort carries only its share of that noise; run one coordinator without --redis for distributed DP (docs/cluster.md)'
     );
   if (other.checkpointKeyFile !== undefined)
     return (

@@ -1,10 +1,13 @@
 import type { RoundStartMessage } from '../../core/protocol/messages.ts';
 import type { Clock } from '../rounds/clock.ts';
+import type { CollectionMethod, OpenRound } from '../rounds/collection.ts';
 import type { ParticipantRecord } from '../rounds/participants.ts';
-import { remoteRecord, resettle, type RemoteOpenRound, type RemoteRounds } from '../rounds/remote-rounds.ts';
+import { remoteRecord, resettle, type RemoteRounds } from '../rounds/remote-rounds.ts';
 import { parseSettledReport, type ClusterEventServer, type RoundReply } from './cluster-events.ts';
 import type { ClusterNode } from './cluster-node.ts';
 import type { PartialExchange } from './partial-exchange.ts';
+import { formCohorts } from './cohort-selection.ts';
+import { clusterSecureCollection } from './cluster-secure-collection.ts';
 import { gatherPartials } from './partial-requests.ts';
 import { DIRECTORY_LIVE_MS, type ParticipantDirectory } from './participant-directory.ts';
 import { announceRound } from './round-announce.ts';
@@ -12,7 +15,7 @@ import { announceRound } from './round-announce.ts';
 /** The distributed round the leader has open: its term, and which node holds each remote participant it selected. */
 interface RemoteRound {
   readonly term: number;
-  readonly open: RemoteOpenRound;
+  readonly open: OpenRound;
   readonly nodeOf: ReadonlyMap<string, string>;
 }
 
@@ -97,7 +100,20 @@ export class LeaderRounds implements RemoteRounds {
         round.open.collection.remoteSettled?.(id, { outcome: 'dropped', reason: `its node ${node} stopped answering (no heartbeat)` });
   }
 
-  opened(open: RemoteOpenRound, chosen: readonly ParticipantRecord[], message: RoundStartMessage): void {
+  formCohorts(
+    sampled: readonly ParticipantRecord[],
+    candidates: readonly ParticipantRecord[],
+    rule: { readonly minCohort: number; readonly wanted: number },
+  ): readonly ParticipantRecord[] {
+    // The leader's own participants are not in the directory: they form its own cohort.
+    return formCohorts(sampled, candidates, { ...rule, nodeOf: (id) => this.nodeOfCandidate.get(id) ?? this.node.nodeId });
+  }
+
+  secureCollection(own: CollectionMethod): CollectionMethod {
+    return clusterSecureCollection(own, (id) => this.nodeOfCandidate.has(id));
+  }
+
+  opened(open: OpenRound, chosen: readonly ParticipantRecord[], message: RoundStartMessage): void {
     const nodeOf = new Map<string, string>();
     for (const p of chosen) {
       const node = this.nodeOfCandidate.get(p.id);
@@ -137,7 +153,7 @@ export class LeaderRounds implements RemoteRounds {
     });
   }
 
-  async closing(open: RemoteOpenRound): Promise<void> {
+  async closing(open: OpenRound): Promise<void> {
     const round = this.current;
     if (!round || round.open !== open || !this.io) return;
     this.current = undefined;

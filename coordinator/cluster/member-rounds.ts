@@ -6,6 +6,8 @@ import type { EngineState } from '../rounds/engine-state.ts';
 import { Intake } from '../rounds/intake.ts';
 import { settle, type RoundBasis } from '../rounds/open-round.ts';
 import { plainCollection } from '../rounds/plain-collection.ts';
+import { resettle } from '../rounds/remote-rounds.ts';
+import { secureCollection } from '../rounds/secure-collection.ts';
 import type { RoundEngine } from '../rounds/round-engine.ts';
 import { normsWithheld } from '../rounds/status-view.ts';
 import type { ParticipantEngine } from '../socket/participant-events.ts';
@@ -18,6 +20,8 @@ interface MemberRound {
   readonly term: number;
   readonly open: OpenRound;
   readonly host: CollectionHost;
+  /** Secure aggregation: this node's cohort is a secure sum of its own, and `received` is reported only once it is decoded. */
+  readonly secure: boolean;
   collecting: boolean;
   /** Taken once, at the leader's request: a repeated request gets the same. */
   contribution?: MemberContribution;
@@ -121,8 +125,11 @@ export class MemberRounds {
         settle(round, id, clock.now(), outcome, reason, norm, code);
         this.report(announcement.term, round, id, code);
       },
-      // The leader decides when the round closes: a member only collects until it asks for the partial or the deadline passes.
-      closeSoon: () => {},
+      // The leader decides when a plain round closes: a member only collects until it asks for the partial or the deadline passes.
+      // A secure cohort is done when its sum is decoded or it aborted: then its outcomes go to the leader.
+      closeSoon: () => {
+        if (this.current?.open === open && this.current.secure) this.cohortDone(this.current);
+      },
       closeNow: () => {},
       statusChanged: () => options.transport.statusChanged(),
       normsWithheld: () => normsWithheld(settings, strategy),
@@ -131,8 +138,10 @@ export class MemberRounds {
       ownSelection: true,
       neverDelivered: () => false,
     };
-    const open: OpenRound = Object.assign(basis, { collection: plainCollection.create(host, basis, mine) });
-    this.current = { term: announcement.term, open, host, collecting: true };
+    const secure = settings.secureAggregation;
+    const method = secure ? secureCollection(secure, settings.roundTimeoutMs) : plainCollection;
+    const open: OpenRound = Object.assign(basis, { collection: method.create(host, basis, mine) });
+    this.current = { term: announcement.term, open, host, secure: secure !== undefined, collecting: true };
     for (const id of mine) {
       const record = participants.get(id);
       if (record === undefined) continue;
@@ -141,11 +150,16 @@ export class MemberRounds {
     }
   }
 
-  /** Tells the leader how participant `id`'s part ended here (never its update). */
-  private report(term: number, round: RoundBasis, id: string, code?: string): void {
+  /**
+   * Tells the leader how participant `id`'s part ended here (never its update).
+   * In a secure cohort a masked input is `received` only once the cohort's sum
+   * is decoded: that is reported by cohortDone (`final`), not on arrival.
+   */
+  private report(term: number, round: RoundBasis, id: string, code?: string, final = false): void {
     const settled = round.settlements.get(id);
     if (settled === undefined) return;
     const { outcome, reason, norm } = settled;
+    if (outcome === 'received' && !final && this.current?.open === round && this.current.secure) return;
     this.wiring.io.serverSideEmit('cluster:settled', {
       node: this.wiring.nodeId,
       term,
@@ -167,8 +181,11 @@ export class MemberRounds {
 
   /** round:start to one of this node's selected participants; one no longer here is out of the round at once. */
   send(participantId: string, message: RoundStartMessage): boolean {
-    if (this.wiring.send(participantId, message)) return true;
     const round = this.current;
+    // A secure cohort's round:start carries the participant's SecAgg index and the cohort's config.
+    const start =
+      round?.collecting && round.open.selected.has(participantId) ? round.open.collection.roundStart(participantId, message) : message;
+    if (this.wiring.send(participantId, start)) return true;
     if (round?.collecting && round.open.selected.has(participantId) && !round.open.settlements.has(participantId)) {
       round.host.settle(round.open, participantId, 'dropped', 'disconnected');
       round.open.collection.left(participantId, true);
@@ -181,12 +198,37 @@ export class MemberRounds {
     const round = this.current;
     if (!round || round.term !== request.term || round.open.round !== request.round) return undefined;
     this.end({ kind: 'stop', reason: 'the leader closed the round' });
-    if (round.contribution) return round.contribution;
+    // A secure cohort gives only a decoded sum: none when it aborted or the leader closed first.
+    if (round.contribution || round.secure) return round.contribution;
     const partial = round.open.aggregator.partial?.();
     if (!partial) return undefined;
     const contributors = [...round.open.settlements].filter(([, s]) => s.outcome === 'received').map(([id]) => id);
     round.contribution = { partial, contributors };
     return round.contribution;
+  }
+
+  /**
+   * A secure cohort's sum is decoded, or the cohort aborted: the sum becomes
+   * this node's partial, and each participant's final outcome goes to the
+   * leader (a masked input outside the decoded sum counts as dropped).
+   */
+  private cohortDone(round: MemberRound): void {
+    const { open, term } = round;
+    const delivered = open.collection.deliver(open.aggregator);
+    const contributors = delivered.ok ? (delivered.contributors ?? []) : [];
+    const inSum = new Set(contributors);
+    const reason = delivered.ok ? "its masked input was not part of its cohort's decoded sum" : delivered.reason;
+    const now = this.wiring.engine.memberView().options.clock.now();
+    for (const id of open.selected) {
+      const settled = open.settlements.get(id);
+      // Outcomes other than `received` went to the leader when they settled.
+      if (settled !== undefined && settled.outcome !== 'received') continue;
+      if (!inSum.has(id)) resettle(open, id, now, { outcome: 'dropped', reason });
+      this.report(term, open, id, undefined, true);
+    }
+    const partial = open.aggregator.partial?.();
+    if (partial && contributors.length > 0) round.contribution = { partial, contributors };
+    this.end({ kind: 'stop', reason: "its cohort's secure sum is done" });
   }
 
   /** Collection ends (the leader's close, the deadline, a newer round): whoever has not answered is dropped, and the rest are selectable again. */
@@ -229,7 +271,8 @@ export function routeToMemberRounds(engine: RoundEngine, member: MemberRounds): 
   return {
     countRejection: (code) => engine.countRejection(code),
     excludeFromOpenRound: (id) => (member.holds(id) ? member.intake.excludeFromOpenRound(id) : engine.excludeFromOpenRound(id)),
-    submitSecAgg: (id, step, message) => engine.submitSecAgg(id, step, message),
+    submitSecAgg: (id, step, message) =>
+      member.holds(id) ? member.intake.submitSecAgg(id, step, message) : engine.submitSecAgg(id, step, message),
     join: (info, requestedId, credential) => engine.join(info, requestedId, credential),
     get isDone() {
       return engine.isDone;

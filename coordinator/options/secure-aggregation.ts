@@ -6,12 +6,16 @@ import { maxParticipantsForWords, quantizationRangeForValueBits, VALUE_BITS, wor
 import { DEFAULT_QUANTIZATION } from '../../core/secagg/quantize.ts';
 import { UPDATE_ENCODING } from './communication.ts';
 import { givenNumberFlag } from '../flags.ts';
+import { REDIS } from './server.ts';
 import { booleanOption, ConfigError, configError, numberOption, textOption, type FlagValues, type OptionGroup } from './option.ts';
 import { selectedPerRound } from './selection.ts';
 import { ruleTraits } from '../strategies.ts';
 import type { StrategyConfig } from './strategy.ts';
 
 /** Secure aggregation (SecAgg/SecAgg+): whether it runs and its parameters. */
+
+/** k when --secagg-min-cohort is not given: the fewest a secure sum may hold (a sum of two reveals each to the other). */
+const DEFAULT_MIN_COHORT = 3;
 
 export const SECURE_AGGREGATION = booleanOption({
   name: 'secure-aggregation',
@@ -63,10 +67,27 @@ export const SECAGG_STEP_TIMEOUT = numberOption({
   help: 'seconds for each key-exchange and unmasking step (default {default})',
 });
 
+/** k on a cluster: each node's cohort is a SecAgg round of its own, and the coordinator sees each cohort's sum (docs/cluster.md). */
+export const SECAGG_MIN_COHORT = numberOption({
+  name: 'secagg-min-cohort',
+  placeholder: 'K',
+  check: (n) => Number.isInteger(n) && n >= 3,
+  expected: 'an integer >= 3',
+  help: `with --redis: the fewest participants of one node's cohort; a node with fewer\nis not selected, and a cohort with fewer masked inputs is never unmasked (default ${DEFAULT_MIN_COHORT})`,
+});
+
 export const SECURE_AGGREGATION_GROUP: OptionGroup = {
   heading:
     'Secure aggregation (SecAgg/SecAgg+: a coordinator following the protocol learns only the sum;\nkeys are not signed, see docs/secure-aggregation.md and docs/protocol.md)',
-  options: [SECURE_AGGREGATION, SECAGG_NEIGHBOURS, SECAGG_THRESHOLD, SECAGG_CLIP_RANGE, SECAGG_QUANTIZATION_RANGE, SECAGG_STEP_TIMEOUT],
+  options: [
+    SECURE_AGGREGATION,
+    SECAGG_NEIGHBOURS,
+    SECAGG_THRESHOLD,
+    SECAGG_CLIP_RANGE,
+    SECAGG_QUANTIZATION_RANGE,
+    SECAGG_STEP_TIMEOUT,
+    SECAGG_MIN_COHORT,
+  ],
 };
 
 /**
@@ -81,7 +102,14 @@ export function parseSecureAggregation(
   strategy: StrategyConfig,
 ): SecureAggregationSettings | undefined {
   if (SECURE_AGGREGATION.read(v) !== true) {
-    for (const option of [SECAGG_NEIGHBOURS, SECAGG_THRESHOLD, SECAGG_CLIP_RANGE, SECAGG_QUANTIZATION_RANGE, SECAGG_STEP_TIMEOUT]) {
+    for (const option of [
+      SECAGG_NEIGHBOURS,
+      SECAGG_THRESHOLD,
+      SECAGG_CLIP_RANGE,
+      SECAGG_QUANTIZATION_RANGE,
+      SECAGG_STEP_TIMEOUT,
+      SECAGG_MIN_COHORT,
+    ]) {
       if (v[option.name] !== undefined) throw new ConfigError(`--${option.name} needs --secure-aggregation`);
     }
     return undefined;
@@ -118,6 +146,7 @@ export function parseSecureAggregation(
   const clipNorm = secAggClipNorm(clientDp, settings);
   const clipRange = SECAGG_CLIP_RANGE.readOr(v, Math.max(DEFAULT_QUANTIZATION.clipRange, clipNorm ?? 0));
   const words = secAggWords(v, settings);
+  const minCohort = secAggMinCohort(v, settings);
   // Rotated with an L2 clip and no --secagg-clip-range: c is derived from C once the model's size is known (secagg-words-config.ts).
   const derivedClipRange = words.rotated === true && clipNorm !== undefined && v[SECAGG_CLIP_RANGE.name] === undefined;
   return {
@@ -127,7 +156,26 @@ export function parseSecureAggregation(
     ...words,
     ...(derivedClipRange ? { derivedClipRange } : {}),
     stepTimeoutMs: 1000 * SECAGG_STEP_TIMEOUT.read(v),
+    ...(minCohort === undefined ? {} : { minCohort }),
   };
+}
+
+/** k: only on a cluster (--redis), where the coordinator sees one sum per node's cohort; one coordinator sees the round's one sum. */
+function secAggMinCohort(v: FlagValues, settings: RoundSettings): number | undefined {
+  if (REDIS.read(v) === undefined) {
+    if (v[SECAGG_MIN_COHORT.name] !== undefined)
+      throw new ConfigError(
+        '--secagg-min-cohort needs --redis: one coordinator runs one secure sum over the whole round, at least --min-clients (>= 3) strong',
+      );
+    return undefined;
+  }
+  const k = SECAGG_MIN_COHORT.readOr(v, DEFAULT_MIN_COHORT);
+  const selected = selectedPerRound(settings);
+  if (k > selected)
+    throw new ConfigError(
+      `--secagg-min-cohort ${k} is above the ${selected} participants selected per round: no node's cohort could ever reach it`,
+    );
+  return k;
 }
 
 /** C: the L2 norm every update of a secure round is clipped to (a fixed --client-clip, or --clip-norm), when there is one. */

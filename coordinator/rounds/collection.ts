@@ -7,9 +7,16 @@ import type { AdvertiseKeysMessage, MaskedInputMessage, ShareKeysMessage, Unmask
 import type { Clock } from './clock.ts';
 import type { GlobalModel, RoundEngineOptions } from './engine-types.ts';
 import type { RoundBasis } from './open-round.ts';
-import type { RemoteSettlement } from './remote-rounds.ts';
 import type { ParticipantRecord } from './participants.ts';
 import type { SecAggStep } from './secure-round.ts';
+
+/** How a participant of another node settled there, as its node reports it. */
+export interface RemoteSettlement {
+  readonly outcome: RoundParticipantOutcome;
+  readonly reason?: string;
+  readonly norm?: number;
+  readonly code?: string;
+}
 
 /** The open round with the way it collects its input (picked once, when it opens). */
 export interface OpenRound extends RoundBasis {

@@ -15,7 +15,6 @@ import { encodeFloat16 } from '../../core/compression/update-codec.ts';
 import { encodeFrame, FrameKind } from '../../core/wire/frame.ts';
 import type { Clock } from './clock.ts';
 import type { RetryPolicy } from './durable-commit.ts';
-import type { RemoteRounds } from './remote-rounds.ts';
 import type { SecAggOutbound } from './secure-round.ts';
 
 /** The round engine's public types: what the server gives it and gets from it. */
@@ -104,8 +103,6 @@ export interface RoundEngineOptions {
   readonly onParticipantForgotten?: (participantId: string) => void;
   /** Fine-tuning: rounds send and collect only the trainable values (the strategy must be a FineTuneStrategy of the same layout). */
   readonly fineTune?: EngineFineTune;
-  /** A cluster's leader: participants of other nodes selected and summed there (remote-rounds.ts). */
-  readonly remoteRounds?: RemoteRounds;
 }
 
 /**

@@ -11,7 +11,7 @@ import {
   type Interruption,
 } from './collection.ts';
 import { unsettled, type RoundBasis } from './open-round.ts';
-import type { RemoteSettlement } from './remote-rounds.ts';
+import type { RemoteSettlement } from './collection.ts';
 import { markOut, type ParticipantRecord } from './participants.ts';
 import { quorumMet } from './quorum.ts';
 

@@ -1,16 +1,7 @@
 import type { RoundStartMessage } from '../../core/protocol/messages.ts';
-import type { RoundParticipantOutcome } from '../../core/protocol/status.ts';
+import type { CollectionMethod, OpenRound, RemoteSettlement } from './collection.ts';
 import type { RoundBasis } from './open-round.ts';
 import type { ParticipantRecord } from './participants.ts';
-
-/**
- * The open round as the hook sees it: the round's data and the one thing it
- * asks of the collection. Structural, so that this module need not import
- * collection.ts (which imports the engine's types, which name this hook).
- */
-export interface RemoteOpenRound extends RoundBasis {
-  readonly collection: { remoteSettled?(id: string, settlement: RemoteSettlement): void };
-}
 
 /**
  * The engine's hook for participants held by other processes (a cluster's
@@ -23,18 +14,31 @@ export interface RemoteOpenRound extends RoundBasis {
 export interface RemoteRounds {
   /** Participants of other nodes that may be selected now (records made for selection: the engine's registry never holds them). */
   candidates(): readonly ParticipantRecord[];
+  /**
+   * Secure aggregation on a cluster: the sampled selection trimmed to cohorts
+   * of at least `minCohort` per node (coordinator/cluster/cohort-selection.ts).
+   */
+  formCohorts?(
+    sampled: readonly ParticipantRecord[],
+    candidates: readonly ParticipantRecord[],
+    rule: { readonly minCohort: number; readonly wanted: number },
+  ): readonly ParticipantRecord[];
+  /** Secure aggregation: the collection that runs this node's cohort with `own` and waits for the other nodes' cohorts. */
+  secureCollection?(own: CollectionMethod): CollectionMethod;
   /** Round `open` went out to this node's participants; `chosen` is the whole selection, remote ones included. */
-  opened(open: RemoteOpenRound, chosen: readonly ParticipantRecord[], message: RoundStartMessage): void;
+  opened(open: OpenRound, chosen: readonly ParticipantRecord[], message: RoundStartMessage): void;
   /** The round stopped collecting: the other nodes' sums go into `open.aggregator`, and its settlements say whose updates are really in. */
-  closing(open: RemoteOpenRound): Promise<void>;
+  closing(open: OpenRound): Promise<void>;
 }
 
-/** How a participant of another node settled there, as its node reports it. */
-export interface RemoteSettlement {
-  readonly outcome: RoundParticipantOutcome;
-  readonly reason?: string;
-  readonly norm?: number;
-  readonly code?: string;
+/**
+ * The engine's options on a cluster's leader: RoundEngineOptions plus this
+ * hook. Kept here rather than in engine-types.ts, which collection.ts
+ * imports, so that the hook may name collection types without a cycle.
+ */
+export interface WithRemoteRounds {
+  /** A cluster's leader: participants of other nodes selected and summed there. */
+  readonly remoteRounds?: RemoteRounds;
 }
 
 /**

@@ -36,6 +36,7 @@ import {
   type EngineState,
 } from './engine-state.ts';
 import { makeModel, type GlobalModel, type ResumePoint, type RoundEngineOptions } from './engine-types.ts';
+import type { WithRemoteRounds } from './remote-rounds.ts';
 import type { OpenRound } from './collection.ts';
 import { settle, type RoundBasis } from './open-round.ts';
 import { Intake } from './intake.ts';
@@ -97,7 +98,7 @@ export class RoundEngine {
   /** Resolves when the federation finishes (round limit or target accuracy). */
   readonly done: Promise<FederationStatus>;
 
-  constructor(private readonly options: RoundEngineOptions) {
+  constructor(private readonly options: RoundEngineOptions & WithRemoteRounds) {
     const resume = options.resume;
     this.model = resume ? this.makeModel(resume.modelVersion, resume.weights) : this.makeModel(0, options.initialWeights);
     if (resume) this.history.push(...resume.history);
@@ -477,25 +478,29 @@ export class RoundEngine {
     const { transport } = this.options;
     const settings = this.settings;
     const candidates = this.candidates();
-    if (isPaused(state) || candidates.length < settings.minClients) {
-      // Paused while the round number was being recorded, or everyone left meanwhile: that number is used up.
+    const opening =
+      isPaused(state) || candidates.length < settings.minClients
+        ? undefined
+        : prepareRound({
+            round,
+            options: this.options,
+            settings,
+            model: this.model,
+            candidates,
+            participants: this.participants,
+            plainDeadlineMs: this.deadline.nextMs(settings),
+            host: this.collectionHost(),
+            onDeadline: () => this.onDeadline(round),
+            asyncMethod: this.asyncPool?.method,
+          });
+    if (opening === undefined) {
+      // Paused while the round number was being recorded, or everyone left meanwhile (or too few in cohorts of k): that number is used up.
       this.lastRound = round;
       this.to(isPaused(state) ? { kind: 'idle', pause: { kind: 'operator' } } : { kind: 'idle' });
       transport.statusChanged();
       return;
     }
-    const { open, chosen, message } = prepareRound({
-      round,
-      options: this.options,
-      settings,
-      model: this.model,
-      candidates,
-      participants: this.participants,
-      plainDeadlineMs: this.deadline.nextMs(settings),
-      host: this.collectionHost(),
-      onDeadline: () => this.onDeadline(round),
-      asyncMethod: this.asyncPool?.method,
-    });
+    const { open, chosen, message } = opening;
     this.to({ kind: 'collecting', round: open, after: { kind: 'continue' } });
     for (const p of chosen) {
       p.state = 'selected';

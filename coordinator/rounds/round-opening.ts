@@ -4,6 +4,7 @@ import type { RoundStartMessage } from '../../core/protocol/messages.ts';
 import type { RoundSettings } from '../../core/protocol/status.ts';
 import type { CollectionHost, CollectionMethod } from './collection.ts';
 import type { GlobalModel, RoundEngineOptions } from './engine-types.ts';
+import type { WithRemoteRounds } from './remote-rounds.ts';
 import type { OpenRound } from './collection.ts';
 import type { RoundBasis } from './open-round.ts';
 import type { ParticipantRecord, Participants } from './participants.ts';
@@ -15,7 +16,7 @@ import { hasOwnSelection, weightedSample } from './selection.ts';
 /** What opening a round needs. */
 export interface OpeningInput {
   readonly round: number;
-  readonly options: RoundEngineOptions;
+  readonly options: RoundEngineOptions & WithRemoteRounds;
   readonly settings: RoundSettings;
   readonly model: GlobalModel;
   /** Who may be selected now. */
@@ -37,7 +38,7 @@ export interface Opening {
 }
 
 /**
- * Selects a round's participants, asks the strategy for the fit
+ * Selects a round's participants (undefined: too few of them), asks the strategy for the fit
  * configuration and a fresh aggregator, and picks how the round collects its
  * input: here, once; the engine never asks again.
  */
@@ -52,23 +53,30 @@ export function prepareRound({
   host,
   onDeadline,
   asyncMethod,
-}: OpeningInput): Opening {
+}: OpeningInput): Opening | undefined {
   const { strategy, clock, random } = options;
   // Over-selection: ask a few more than needed, so dropouts still leave enough updates.
   const wanted = selectedPerRound(settings);
   // A strategy's own selection (client-level DP samples independently) is kept as it is; otherwise reliability-weighted.
-  const chosen = asyncMethod
+  const sampled = asyncMethod
     ? []
     : strategy.select && hasOwnSelection(strategy)
       ? strategy.select(candidates, wanted, random)
       : weightedSample(candidates, wanted, (p) => participants.deliveries.weight(p.deliveryKey), random);
+  // Secure aggregation on a cluster: one secure sum per node, each of at least k (remote-rounds.ts).
+  const minCohort = settings.secureAggregation?.minCohort;
+  const formCohorts = options.remoteRounds?.formCohorts?.bind(options.remoteRounds);
+  const chosen = minCohort !== undefined && formCohorts ? formCohorts(sampled, candidates, { minCohort, wanted }) : sampled;
+  // Too few left in cohorts of k: the round does not open, as with too few candidates.
+  if (chosen !== sampled && chosen.length < settings.minClients) return undefined;
   const configured = strategy.configureFit(round, settings.fit);
   const compression = roundCompression(settings, random);
   const fit = compression ? { ...configured, compression } : configured;
   const decoder = new RoundDecoder(model.updateLength, compression, strategy);
   const startedAt = clock.now();
-  const method =
-    asyncMethod ?? (settings.secureAggregation ? secureCollection(settings.secureAggregation, settings.roundTimeoutMs) : plainCollection);
+  const secure = settings.secureAggregation && secureCollection(settings.secureAggregation, settings.roundTimeoutMs);
+  // On a cluster's leader this node's secure collection is its own cohort's (remote-rounds.ts).
+  const method = asyncMethod ?? (secure ? (options.remoteRounds?.secureCollection?.(secure) ?? secure) : plainCollection);
   const deadlineMs = method.deadlineMs(plainDeadlineMs);
   const basis: RoundBasis = {
     round,

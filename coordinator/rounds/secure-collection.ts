@@ -59,6 +59,8 @@ class SecureCollection implements Collection {
       { stepMs: settings.stepTimeoutMs, maskedMs: host.settings.roundTimeoutMs },
       privacy,
       this.rotation?.block,
+      // On a cluster each node's cohort is a sum the coordinator sees: never one of fewer than k.
+      settings.minCohort,
     );
   }
 

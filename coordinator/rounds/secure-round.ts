@@ -106,6 +106,8 @@ export class SecureRound {
     private readonly privacy?: UpdatePrivacy,
     /** B when the participants send their updates rotated (Skellam rounds): the decoded sum is checked in the rotated basis. */
     private readonly rotationBlock?: number,
+    /** k on a cluster (docs/cluster.md): a sum of fewer masked inputs is never unmasked, whatever t allows. */
+    private readonly minSurvivors?: number,
   ) {
     participantIds.forEach((id, i) => {
       this.indexOf.set(id, i + 1);
@@ -311,6 +313,12 @@ export class SecureRound {
           const request = server.closeMaskedInput();
           this.counts.masked = request.survivors.length;
           this.counts.dropoutsRecovered = request.dropped.length;
+          // t may be below k (t is sized for recovering dropouts, not for the cohort): check before any unmask request goes out.
+          if (this.minSurvivors !== undefined && request.survivors.length < this.minSurvivors) {
+            server.abort();
+            this.finishAborted(`cohort below k: ${request.survivors.length} masked inputs, at least ${this.minSurvivors} needed`, step);
+            return;
+          }
           this.open('unmask', live(request.survivors), this.timeouts.stepMs);
           for (const id of this.waiting) this.host.send(id, { event: 'secagg:unmask-request', message: request });
           break;

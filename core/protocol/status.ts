@@ -206,6 +206,12 @@ export interface SecureAggregationSettings {
   readonly derivedClipRange?: boolean;
   /** Deadline of each key-exchange and unmasking step, ms. The masked-input step, which includes training, gets roundTimeoutMs. */
   readonly stepTimeoutMs: number;
+  /**
+   * k, on a cluster only (`--redis`, `--secagg-min-cohort`): each node's
+   * cohort is its own secure sum; a node with fewer selectable participants
+   * is not selected, and a cohort with fewer masked inputs is never unmasked.
+   */
+  readonly minCohort?: number;
 }
 
 export interface RoundSettings {

@@ -7,7 +7,7 @@ import { Participant, type ParticipantEvent } from '../../core/participant/parti
 import type { RoundTrainer, RoundTrainResult } from '../../core/participant/trainers.ts';
 import type { FederationStatus } from '../../core/protocol/status.ts';
 import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
-import { startCoordinator, type Coordinator } from '../../coordinator/server.ts';
+import { startCoordinator, type Coordinator, type CoordinatorHooks } from '../../coordinator/server.ts';
 import { launchCoordinator } from '../helpers/coordinator-process.ts';
 import { freePort } from '../helpers/free-port.ts';
 import { TestRedis } from '../support/redis.ts';
@@ -34,9 +34,9 @@ async function fixture(t: TestContext) {
     await rm(dataDir, { recursive: true, force: true, maxRetries: 5 });
   });
   /** A coordinator in this process on the fixture's Redis. */
-  const start = async (name: string, federation: readonly string[]): Promise<Coordinator> => {
+  const start = async (name: string, federation: readonly string[], hooks?: CoordinatorHooks): Promise<Coordinator> => {
     const args = ['--port', '0', '--host', '127.0.0.1', '--quiet', '--data-dir', path.join(dataDir, name), '--redis', redis.url];
-    const coordinator = await startCoordinator(parseConfig([...args, ...federation], {}) as CoordinatorConfig);
+    const coordinator = await startCoordinator(parseConfig([...args, ...federation], {}) as CoordinatorConfig, hooks);
     coordinators.push(coordinator);
     return coordinator;
   };
@@ -280,4 +280,97 @@ test("a node that shuts down tells only its own participants that it is done: an
     events.filter((e) => e.type === 'done'),
     [],
   );
+});
+
+/** Waits until `coordinator`, the first node started, leads (its engine left awaiting-start). */
+async function firstLeader(coordinator: Coordinator): Promise<void> {
+  await until(
+    () => coordinator.engine.control as string,
+    (c) => c !== 'awaiting-start',
+    15_000,
+    'the first node to lead',
+  );
+}
+
+test('secure aggregation on a cluster, one cohort per node: each node decodes only its own cohort sum, and the model is the mean of every update', {
+  timeout: 60_000,
+}, async (t) => {
+  const { start, attach } = await fixture(t);
+  const federation = ['--secure-aggregation', '--rounds', '1', '--min-clients', '6', '--clients-per-round', '6', '--min-updates', '6'];
+  federation.push('--round-timeout', '30', '--secagg-min-cohort', '3');
+  // What each node's coordinator decodes: only sums, each of one node's cohort.
+  const decoded: { node: string; contributors: readonly string[] }[] = [];
+  const observe = (node: string): CoordinatorHooks => ({
+    secaggObserver: { finished: (_round, _result, contributors) => decoded.push({ node, contributors }) },
+  });
+  const leader = await start('a', federation, observe('a'));
+  await firstLeader(leader);
+  const member = await start('b', federation, observe('b'));
+  const initial = leader.engine.globalModel;
+  const updates = [1, 2, 3, 4, 5, 6].map((seed) => new FixedUpdateTrainer(10 * seed, fixedUpdate(initial.updateLength, seed)));
+  for (const [i, trainer] of updates.entries()) attach((i < 3 ? leader : member).url, trainer);
+
+  const status = await leader.done;
+  const record = status.history[0]!;
+  assert.equal(record.outcome, 'aggregated', record.reason);
+  assert.equal(record.received, 6);
+  for (const [node, coordinator] of [['a', leader] as const, ['b', member] as const]) {
+    const own = coordinator.engine
+      .status()
+      .participants.map((p) => p.id)
+      .sort();
+    assert.equal(own.length, 3);
+    for (const id of own) assert.equal(record.participants?.find((p) => p.id === id)?.outcome, 'received', `node ${node}'s ${id}`);
+    // The node decoded one sum: its own three participants', never another node's, never one update.
+    assert.deepEqual(
+      decoded.filter((d) => d.node === node).map((d) => [...d.contributors].sort()),
+      [own],
+    );
+  }
+  // Secure sums are unweighted: the model moved by the mean of the six updates, within the quantisation step.
+  const settings = status.settings.secureAggregation!;
+  const step = (2 * settings.clipRange) / settings.quantizationRange;
+  const model = leader.engine.globalModel;
+  assert.equal(model.version, 1);
+  let worst = 0;
+  for (let i = 0; i < model.weights.length; i++) {
+    const mean = updates.reduce((sum, u) => sum + u.update[i]!, 0) / updates.length;
+    worst = Math.max(worst, Math.abs(model.weights[i]! - (initial.weights[i]! + mean)));
+  }
+  assert.ok(worst <= step, `largest difference from the mean of the updates: ${worst} (step ${step})`);
+});
+
+test('secure aggregation on a cluster: a node with fewer than k participants is never given a cohort', { timeout: 60_000 }, async (t) => {
+  const { start, attach } = await fixture(t);
+  const federation = ['--secure-aggregation', '--rounds', '2', '--min-clients', '3', '--clients-per-round', '5', '--min-updates', '3'];
+  federation.push('--round-timeout', '30', '--secagg-min-cohort', '3');
+  const leader = await start('a', federation);
+  await firstLeader(leader);
+  const member = await start('b', federation);
+  const length = leader.engine.globalModel.updateLength;
+  // The member's two join first, and the leader sees them as candidates before its own three join.
+  for (const seed of [4, 5]) attach(member.url, new FixedUpdateTrainer(10, fixedUpdate(length, seed)));
+  await until(
+    () => member.engine.status().participants.length,
+    (n) => n === 2,
+    15_000,
+    "the member's two participants",
+  );
+  // The member publishes its directory and the leader reads it once a second: by now its selection sees them (by round 2 surely).
+  await new Promise((resolve) => setTimeout(resolve, 2500));
+  for (const seed of [1, 2, 3]) attach(leader.url, new FixedUpdateTrainer(10, fixedUpdate(length, seed)));
+
+  const status = await leader.done;
+  const memberIds = new Set(member.engine.status().participants.map((p) => p.id));
+  assert.equal(memberIds.size, 2);
+  assert.equal(status.history.length, 2);
+  for (const record of status.history) {
+    assert.equal(record.outcome, 'aggregated', record.reason);
+    assert.equal(record.received, 3);
+    assert.deepEqual(
+      record.participants?.filter((p) => memberIds.has(p.id)),
+      [],
+      `round ${record.round} selected none of the member's two`,
+    );
+  }
 });

@@ -35,11 +35,52 @@ test('rules that need every individual update are refused on a cluster, saying w
     assert.equal((parseConfig([...REDIS, '--strategy', strategy]) as CoordinatorConfig).strategy?.name, strategy);
 });
 
-test('secure aggregation is refused on a cluster, saying why', () => {
+const SECURE = ['--secure-aggregation', '--min-updates', '3', '--clients-per-round', '6', '--min-clients', '6'];
+
+test('distributed DP is refused with secure aggregation on a cluster: a cohort carries only its share of the noise', () => {
+  const distributed = [
+    '--client-dp',
+    'distributed',
+    '--client-noise-multiplier',
+    '1',
+    '--client-sample-rate',
+    '1',
+    '--client-clip',
+    '1',
+    '--expected-clients',
+    '6',
+    '--admin-token',
+    'cluster-config-admin',
+  ];
   assert.throws(
-    () => parseConfig([...REDIS, '--secure-aggregation', '--min-updates', '3', '--clients-per-round', '5', '--min-clients', '5']),
-    /--secure-aggregation cannot run on a cluster \(--redis\) yet/,
+    () => parseConfig([...REDIS, ...SECURE, ...distributed]),
+    (error: unknown) =>
+      error instanceof ConfigError &&
+      error.message.startsWith('--client-dp distributed cannot run with --secure-aggregation on a cluster (--redis)') &&
+      error.message.includes('a cohort carries only its share of that noise'),
   );
+  // The same flags run on one coordinator, where the whole round is one secure sum.
+  assert.ok((parseConfig([...SECURE, ...distributed]) as CoordinatorConfig).settings.secureAggregation);
+});
+
+test('secure aggregation runs on a cluster, one cohort per node of at least k = 3 unless --secagg-min-cohort says more', () => {
+  assert.equal((parseConfig([...REDIS, ...SECURE]) as CoordinatorConfig).settings.secureAggregation?.minCohort, 3);
+  assert.equal(
+    (parseConfig([...REDIS, ...SECURE, '--secagg-min-cohort', '5']) as CoordinatorConfig).settings.secureAggregation?.minCohort,
+    5,
+  );
+});
+
+test('--secagg-min-cohort: at least 3, only with --redis, and never above the participants selected per round', () => {
+  assert.throws(() => parseConfig([...SECURE, '--secagg-min-cohort', '3']), /--secagg-min-cohort needs --redis/);
+  assert.throws(() => parseConfig([...REDIS, ...SECURE, '--secagg-min-cohort', '2']), /--secagg-min-cohort must be an integer >= 3/);
+  assert.throws(
+    () => parseConfig([...REDIS, ...SECURE, '--secagg-min-cohort', '7']),
+    /--secagg-min-cohort 7 is above the 6 participants selected per round/,
+  );
+  // One coordinator: no cohorts, so no k in the settings.
+  assert.equal((parseConfig(SECURE) as CoordinatorConfig).settings.secureAggregation?.minCohort, undefined);
+  assert.match(USAGE, /--secagg-min-cohort K/);
 });
 
 test('encrypted checkpoints are refused on a cluster: Redis would hold the model and history in plain', () => {

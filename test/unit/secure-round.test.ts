@@ -183,3 +183,54 @@ describe('SecureRound aborts', () => {
     assert.equal(outcomes.length, 1);
   });
 });
+
+describe('SecureRound with a cohort minimum k (a cluster node, docs/cluster.md)', () => {
+  it('aborts before any unmask request when fewer than k masked inputs arrived, though t would allow unmasking', async () => {
+    const clock = new ManualClock();
+    const ids = ['a', 'b', 'c', 'd'];
+    const config = secAggConfigFor(1, ids.length, 4, SECURE);
+    assert.ok(config.threshold <= 3, 't lets three survivors unmask: only k stops them');
+    const outcomes: SecureRoundOutcome[] = [];
+    const sent: string[] = [];
+    const inbox = new Map<string, KeyDirectoryMessage | ForwardedSharesMessage | UnmaskRequestMessage>();
+    const round = new SecureRound(
+      config,
+      ids,
+      {
+        clock,
+        send: (id, out) => {
+          sent.push(out.event);
+          inbox.set(id, out.message);
+        },
+        out: () => {},
+        accepted: () => {},
+        done: (outcome) => outcomes.push(outcome),
+      },
+      { stepMs: 1000, maskedMs: 5000 },
+      undefined,
+      undefined,
+      4,
+    );
+    const clients = await Promise.all(ids.map((_, i) => SecAggClient.create(config, i + 1)));
+    for (const [i, id] of ids.entries()) assert.ok((await round.submit(id, 'advertise', clients[i]!.advertise())).ok);
+    await round.settled();
+    for (const [i, id] of ids.entries())
+      assert.ok((await round.submit(id, 'shares', await clients[i]!.shareKeys(inbox.get(id) as KeyDirectoryMessage))).ok);
+    await round.settled();
+    // Three of the four send their masked input; the fourth misses the step's deadline.
+    for (const [i, id] of ids.slice(0, 3).entries()) {
+      const masked = await clients[i]!.maskInput(inbox.get(id) as ForwardedSharesMessage, new Float32Array([0.5, -0.25, 1, 0]));
+      assert.ok((await round.submit(id, 'masked', masked)).ok);
+    }
+    clock.advance(5000);
+    await round.settled();
+    assert.deepEqual(
+      sent.filter((event) => event === 'secagg:unmask-request'),
+      [],
+      'no unmask request went out',
+    );
+    assert.deepEqual(outcomes, [
+      { ok: false, reason: 'secure aggregation aborted: cohort below k: 3 masked inputs, at least 4 needed at step 2 (masked)' },
+    ]);
+  });
+});
