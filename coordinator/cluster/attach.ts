@@ -103,6 +103,7 @@ export class ClusterRuntime {
       nodeId: this.node.nodeId,
       directory: this.directory,
       send,
+      leads: () => this.node.lease.term !== undefined,
       log: this.log,
     });
     return routeToMemberRounds(engine, this.member);
@@ -275,6 +276,7 @@ export class ClusterRuntime {
       if (this.ranInTerm !== undefined && !engine.isDone) engine.pause();
       return;
     }
+    this.member?.stop(`node ${this.node.nodeId} now leads the cluster (term ${role.term})`);
     try {
       if (this.ranInTerm === undefined) {
         // Never ran: take the federation up as Redis holds it now (another leader may have moved it on since this node started).

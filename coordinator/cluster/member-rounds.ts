@@ -35,6 +35,8 @@ export interface MemberWiring {
   readonly directory: ParticipantDirectory;
   /** Sends round:start to a participant on this node; false when none holds that id now. */
   readonly send: (participantId: string, message: RoundStartMessage) => boolean;
+  /** This node holds the lease now: it runs its own rounds, and no leader's round is collected here. */
+  readonly leads: () => boolean;
   readonly log: (line: string) => void;
 }
 
@@ -69,7 +71,13 @@ export class MemberRounds {
 
   /** Participant `id` is selected in the round this member is collecting: its messages go to this member's intake. */
   holds(id: string): boolean {
-    return this.current?.collecting === true && this.current.open.selected.has(id);
+    // A node that became leader mid-round never hears its own close of that round: its participants are its engine's.
+    return this.current?.collecting === true && !this.wiring.leads() && this.current.open.selected.has(id);
+  }
+
+  /** This node took the lease: the round it collected for the old leader ends, and its participants are selectable again. */
+  stop(reason: string): void {
+    this.end({ kind: 'stop', reason });
   }
 
   /** The round as the intake's admission checks see it. */
