@@ -220,3 +220,30 @@ test('a round open reaches each member as a model version; each sends round:star
   for (const reply of refused)
     assert.match('refused' in reply ? reply.refused : '', /cannot start round 6: Redis no longer holds model version 9/);
 });
+
+test('a member whose round open throws refuses the announcement with the reason, and its process goes on', async () => {
+  const key = 'fl:round-announce-throws:socket.io';
+  const weights = Float32Array.from({ length: DIM }, (_, i) => i / 3);
+  await clients[0]!.set(keys.model(4), Buffer.from(weights.buffer));
+  const client = redisClient();
+  const store = new FederationStore(client, new FencedStore(client, keys.term), keys, { name: 'partial-requests-test', paramCount: DIM });
+  const leaderIo = node(key);
+  answerRoundAnnouncements({
+    io: node(key),
+    nodeId: 'b',
+    versions: new ModelVersions(store),
+    modelOf: (version, w) => makeModel(version, w),
+    send: () => true,
+    opening: () => {
+      throw new Error('the member round could not open');
+    },
+  });
+  await subscribed(2, key);
+  const config: RoundStartMessage['config'] = { epochs: 1, batchSize: 16, learningRate: 0.1 };
+  const replies = await announceRound(
+    leaderIo,
+    { term: 1, round: 8, modelVersion: 4, config, deadline: 1, selected: { b: ['b1'] } },
+    () => {},
+  );
+  assert.deepEqual(replies, [{ node: 'b', refused: 'node b cannot start round 8: the member round could not open' }]);
+});
