@@ -62,6 +62,7 @@ export class ClusterRuntime {
   private ranInTerm: number | undefined;
   /** The head this node's engine last wrote or adopted: another leader's progress changes it. */
   private knownHead: FederationHead | undefined;
+  private catchingUp: Promise<void> = Promise.resolve();
   private followTimer: NodeJS.Timeout | undefined;
   /** Set once this node's engine state is known to be stale: it stays paused (the command line exits). */
   private stale = false;
@@ -103,6 +104,7 @@ export class ClusterRuntime {
       nodeId: this.node.nodeId,
       directory: this.directory,
       send,
+      leads: () => this.node.lease.term !== undefined,
       log: this.log,
     });
     return routeToMemberRounds(engine, this.member);
@@ -206,7 +208,18 @@ export class ClusterRuntime {
     if (await this.participantRows.sync(own, this.node.status().nodes)) wiring.statusChanged();
   }
 
-  private async catchUp(): Promise<void> {
+  /**
+   * One catch-up at a time (the follow timer and a round announcement both
+   * ask): each runs after the one before, so an older load never lands last;
+   * each runs itself, so an announcement sees the head as of its own call.
+   */
+  private catchUp(): Promise<void> {
+    const next = this.catchingUp.catch(() => undefined).then(() => this.catchUpOnce());
+    this.catchingUp = next;
+    return next;
+  }
+
+  private async catchUpOnce(): Promise<void> {
     const engine = this.wiring?.engine;
     if (!engine || this.node.isLeader) return;
     if (this.ranInTerm !== undefined) {
@@ -218,7 +231,7 @@ export class ClusterRuntime {
     const head = await this.store.head();
     if (head === undefined || JSON.stringify(head) === JSON.stringify(this.knownHead)) return;
     const stored = await this.store.load();
-    if (!stored || this.ranInTerm !== undefined) return;
+    if (!stored || this.ranInTerm !== undefined || !headIsNewer(stored.head, this.knownHead)) return;
     this.knownHead = stored.head;
     const { resume, lastStartedRound } = this.takeUp(stored, false);
     engine.adoptResume(resume, lastStartedRound);
@@ -275,6 +288,7 @@ export class ClusterRuntime {
       if (this.ranInTerm !== undefined && !engine.isDone) engine.pause();
       return;
     }
+    this.member?.stop(`node ${this.node.nodeId} now leads the cluster (term ${role.term})`);
     try {
       if (this.ranInTerm === undefined) {
         // Never ran: take the federation up as Redis holds it now (another leader may have moved it on since this node started).
@@ -325,4 +339,12 @@ export class ClusterRuntime {
 /** The server's socket.io server as the cluster's server-side events see it (the participants' server types none of its own). */
 function clusterEvents(io: Server): ClusterEventServer {
   return io as unknown as ClusterEventServer;
+}
+
+/** `head` is further on than `known`: a later completed round, model version or started round. */
+function headIsNewer(head: FederationHead, known: FederationHead | undefined): boolean {
+  if (known === undefined) return true;
+  if (head.round !== known.round) return head.round > known.round;
+  if (head.modelVersion !== known.modelVersion) return head.modelVersion > known.modelVersion;
+  return head.lastStartedRound > known.lastStartedRound;
 }

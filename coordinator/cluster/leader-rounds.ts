@@ -166,8 +166,8 @@ export class LeaderRounds implements RemoteRounds {
       exchange: this.exchange,
       request: { term: round.term, round: open.round },
       members,
-      // The aggregator's own sum sets the length (int4 rounds sum in their rotated basis).
-      length: open.aggregator.partial?.().sum.length ?? 0,
+      // int4 rounds sum in their rotated basis; asking the aggregator for a partial would record its round into a wrapper's reference twice.
+      length: open.decoder.aggregateLength,
       aggregator: open.aggregator,
       log: this.log,
       check: (node, partial, reply) => {

@@ -12,6 +12,7 @@ import type { RoundEngine } from '../rounds/round-engine.ts';
 import { normsWithheld } from '../rounds/status-view.ts';
 import type { ParticipantEngine } from '../socket/participant-events.ts';
 import type { ClusterEventServer, PartialRequest, RoundAnnouncement } from './cluster-events.ts';
+import { NewestRound } from './newest-round.ts';
 import type { ParticipantDirectory } from './participant-directory.ts';
 import type { MemberContribution } from './partial-requests.ts';
 
@@ -35,6 +36,8 @@ export interface MemberWiring {
   readonly directory: ParticipantDirectory;
   /** Sends round:start to a participant on this node; false when none holds that id now. */
   readonly send: (participantId: string, message: RoundStartMessage) => boolean;
+  /** This node holds the lease now: it runs its own rounds, and no leader's round is collected here. */
+  readonly leads: () => boolean;
   readonly log: (line: string) => void;
 }
 
@@ -52,6 +55,7 @@ export class MemberRounds {
   /** Today's intake, over the engine's registry, with this member's round as the open one. */
   readonly intake: Intake;
   private publishedDirectory: string | undefined;
+  private readonly newest = new NewestRound();
 
   constructor(private readonly wiring: MemberWiring) {
     const { options, participants } = wiring.engine.memberView();
@@ -69,7 +73,13 @@ export class MemberRounds {
 
   /** Participant `id` is selected in the round this member is collecting: its messages go to this member's intake. */
   holds(id: string): boolean {
-    return this.current?.collecting === true && this.current.open.selected.has(id);
+    // A node that became leader mid-round never hears its own close of that round: its participants are its engine's.
+    return this.current?.collecting === true && !this.wiring.leads() && this.current.open.selected.has(id);
+  }
+
+  /** This node took the lease: the round it collected for the old leader ends, and its participants are selectable again. */
+  stop(reason: string): void {
+    this.end({ kind: 'stop', reason });
   }
 
   /** The round as the intake's admission checks see it. */
@@ -90,6 +100,10 @@ export class MemberRounds {
     const { options, participants, settings } = engine.memberView();
     const { clock, strategy } = options;
     const mine = announcement.selected[nodeId] ?? [];
+    // Refused (answerRoundAnnouncements acks the reason): the leader closed this round already, or a newer one is open.
+    if (!this.newest.isNewer(announcement.term, announcement.round))
+      throw new Error(`round ${announcement.round} of term ${announcement.term} is closed or superseded here`);
+    this.newest.heard(announcement.term, announcement.round);
     this.end({ kind: 'stop', reason: `the leader opened round ${announcement.round}` });
     const decoder = new RoundDecoder(model.updateLength, announcement.config.compression, strategy);
     const startedAt = clock.now();
@@ -195,6 +209,7 @@ export class MemberRounds {
 
   /** The leader closes the round: this node's sum and whose updates are in it, taken once. */
   partialOf(request: PartialRequest): MemberContribution | undefined {
+    this.newest.heard(request.term, request.round);
     const round = this.current;
     if (!round || round.term !== request.term || round.open.round !== request.round) return undefined;
     this.end({ kind: 'stop', reason: 'the leader closed the round' });

@@ -64,7 +64,7 @@ export async function gatherPartials(options: {
     });
   });
   for (const reply of replies) if (!reply.stored && members.includes(reply.node)) log(`cluster: round ${request.round}: ${reply.reason}`);
-  const partials = (await exchange.read(request.term, request.round, members, length)).map((member): MemberPartial => {
+  const partials = (await readOrLost(exchange, request, members, length, log)).map((member): MemberPartial => {
     if (member.kind !== 'ok' || !check) return member;
     const reason = check(
       member.node,
@@ -74,6 +74,25 @@ export async function gatherPartials(options: {
     return reason === undefined ? member : { kind: 'malformed', node: member.node, reason };
   });
   const lost = combinePartials(aggregator, partials, request.round, log);
-  await exchange.discard(request.term, request.round, members);
+  // Only tidying: the keys' TTL removes them anyway, so a failure must not fail the round's close.
+  await exchange.discard(request.term, request.round, members).catch((error: Error) => {
+    log(`cluster: round ${request.round}: could not discard the partials (their TTL removes them): ${error.message}`);
+  });
   return lost;
+}
+
+/** The members' partials, or every member missing when Redis fails: the round closes on what the leader holds. */
+async function readOrLost(
+  exchange: PartialExchange,
+  request: PartialRequest,
+  members: readonly string[],
+  length: number,
+  log: (line: string) => void,
+): Promise<MemberPartial[]> {
+  try {
+    return await exchange.read(request.term, request.round, members, length);
+  } catch (error) {
+    log(`cluster: round ${request.round}: could not read the members' partials: ${(error as Error).message}`);
+    return members.map((node): MemberPartial => ({ kind: 'missing', node }));
+  }
 }

@@ -57,9 +57,12 @@ export class ClusterParticipantRows {
     if (text === this.publishedText) pipeline.pexpire(key, PARTICIPANT_ROWS_TTL_MS);
     else pipeline.set(key, text, 'PX', PARTICIPANT_ROWS_TTL_MS);
     if (live.length > 0) pipeline.mget(...live.map((node) => this.keys.participantRows(node)));
+    // Unknown whether the rows are in Redis: the next sync writes them again.
+    this.publishedText = undefined;
     const results = (await pipeline.exec()) ?? [];
     for (const [error] of results) if (error) throw error;
-    this.publishedText = text;
+    // PEXPIRE answers 0 when the key expired meanwhile (a long pause): nothing was refreshed, so the next sync writes it again.
+    if (results[0]?.[1] !== 0) this.publishedText = text;
     const texts = live.length > 0 ? (results[1]![1] as (string | null)[]) : [];
     const remote = new Map<string, NodeParticipantRows>();
     texts.forEach((rows, i) => {

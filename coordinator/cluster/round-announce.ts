@@ -27,8 +27,11 @@ export function answerRoundAnnouncements(options: {
       ack({ node: nodeId, sent: 0 });
       return;
     }
-    versions.get(announcement.modelVersion).then(
-      (weights) => {
+    const refuse = (error: Error) =>
+      ack({ node: nodeId, refused: `node ${nodeId} cannot start round ${announcement.round}: ${error.message}` });
+    versions.get(announcement.modelVersion).then((weights) => {
+      // A throw here (the model, the member's open, a send) must refuse the round, not end the process unanswered.
+      try {
         // One frame per version, shared by every round:start of the node.
         if (made?.version !== announcement.modelVersion) made = modelOf(announcement.modelVersion, weights);
         opening?.(announcement, made);
@@ -41,9 +44,10 @@ export function answerRoundAnnouncements(options: {
         let sent = 0;
         for (const id of mine) if (send(id, message)) sent++;
         ack({ node: nodeId, sent });
-      },
-      (error: Error) => ack({ node: nodeId, refused: `node ${nodeId} cannot start round ${announcement.round}: ${error.message}` }),
-    );
+      } catch (error) {
+        refuse(error as Error);
+      }
+    }, refuse);
   });
 }
 

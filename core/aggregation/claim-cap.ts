@@ -90,6 +90,7 @@ class ClaimCappedRound implements RoundAggregator {
   readonly partial?: () => PartialAggregate;
   readonly addPartial?: (partial: PartialAggregate) => void;
   private readonly counts: number[] = [];
+  private remembered = false;
 
   constructor(
     private readonly inner: RoundAggregator,
@@ -104,7 +105,7 @@ class ClaimCappedRound implements RoundAggregator {
     this.partial =
       partial &&
       (() => {
-        this.remember(this.counts);
+        this.rememberOnce();
         return partial();
       });
   }
@@ -121,12 +122,19 @@ class ClaimCappedRound implements RoundAggregator {
 
   finish(): Float32Array | null {
     // Only counts of rounds that were aggregated become the reference for later ones.
-    this.remember(this.counts);
+    this.rememberOnce();
     return this.inner.finish();
   }
 
   abandon(): void {
     this.inner.abandon?.();
+  }
+
+  /** A round's counts join the reference once: a leader both sends for partials and finishes the same round. */
+  private rememberOnce(): void {
+    if (this.remembered) return;
+    this.remembered = true;
+    this.remember(this.counts);
   }
 
   rejectAggregate(): void {

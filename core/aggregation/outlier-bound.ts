@@ -86,6 +86,7 @@ export class OutlierBoundedStrategy extends StrategyWrapper {
 
 class OutlierBoundedRound implements RoundAggregator {
   private readonly norms: number[] = [];
+  private remembered = false;
   readonly addSum?: (sum: Float64Array, count: number) => void;
   readonly partial?: () => PartialAggregate;
   readonly addPartial?: (partial: PartialAggregate) => void;
@@ -103,7 +104,7 @@ class OutlierBoundedRound implements RoundAggregator {
     this.partial =
       partial &&
       (() => {
-        this.remember(this.norms);
+        this.rememberOnce();
         return partial();
       });
   }
@@ -127,12 +128,19 @@ class OutlierBoundedRound implements RoundAggregator {
 
   finish(): Float32Array | null {
     // Only norms of rounds that were aggregated become the reference for later ones.
-    this.remember(this.norms);
+    this.rememberOnce();
     return this.inner.finish();
   }
 
   abandon(): void {
     this.inner.abandon?.();
+  }
+
+  /** A round's norms join the reference once: a leader both sends for partials and finishes the same round. */
+  private rememberOnce(): void {
+    if (this.remembered) return;
+    this.remembered = true;
+    this.remember(this.norms);
   }
 
   rejectAggregate(): void {

@@ -33,6 +33,11 @@ export class RoundDecoder {
     this.aggregatesRotated = this.rotation !== undefined && strategy.traits.basis === 'any';
   }
 
+  /** How many values the round's aggregator sums (its partials' length): the rotated length when it aggregates rotated. */
+  get aggregateLength(): number {
+    return this.aggregatesRotated ? this.rotation!.rotatedLength : this.paramCount;
+  }
+
   /** The round's aggregator: the strategy's own, or the same rule run in the rotated basis. */
   beginRound(strategy: Strategy, context: RoundContext): RoundAggregator {
     const rotation = this.rotation;

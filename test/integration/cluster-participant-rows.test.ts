@@ -75,3 +75,16 @@ test("the merged list keeps the dashboard's bound, connected first, sums the tot
   // Each node's key expires by itself (a node that dies without a word).
   assert.ok((await db.client.pttl(keys.participantRows('c'))) > 0);
 });
+
+test('rows whose key expired while unchanged are written again on the next sync', async () => {
+  const rows = new ClusterParticipantRows(db.client, keys, 'e');
+  const own = published('e', 1, 0);
+  const key = keys.participantRows('e');
+  await rows.sync(own, []);
+  assert.equal(await db.client.exists(key), 1);
+  // The key's TTL ran out (a long pause): the rows are unchanged, so the next sync only refreshes the TTL and finds nothing.
+  await db.client.del(key);
+  await rows.sync(own, []);
+  await rows.sync(own, []);
+  assert.deepEqual(JSON.parse((await db.client.get(key))!), own);
+});

@@ -141,6 +141,39 @@ test('a member asked about a round it holds no partial of says so; the leader lo
   assert.match(lines.join('\n'), /node m holds no partial of round 1 \(term 3\)/);
 });
 
+test("a Redis failure reading the partials counts every member as lost, and the round closes on the leader's own updates", async () => {
+  const key = 'fl:partial-requests-failing:socket.io';
+  const leaderIo = node(key);
+  const memberIo = node(key);
+  await subscribed(2, key);
+  answerPartialRequests(memberIo, new PartialExchange(redisClient(), keys), 'm', (): MemberContribution | undefined => undefined);
+  // A real client whose connection is closed: every command it is given fails.
+  const closed = redisClient();
+  await closed.ping();
+  closed.disconnect();
+  const lines: string[] = [];
+  const own = updates(7);
+  const aggregator = new FedAvg({}).beginRound({ round: 2, globalWeights: new Float32Array(DIM) });
+  for (const u of own) aggregator.add(u);
+  const lost = await gatherPartials({
+    io: leaderIo,
+    exchange: new PartialExchange(closed, keys),
+    request: { term: 5, round: 2 },
+    members: ['m', 'n'],
+    length: DIM,
+    aggregator,
+    log: (line) => lines.push(line),
+  });
+  assert.deepEqual(lost, ['m', 'n']);
+  assert.match(lines.join('\n'), /round 2: could not read the members' partials: Connection is closed/);
+  assert.match(lines.join('\n'), /could not discard the partials/);
+  const combined = aggregator.finish()!;
+  const alone = new FedAvg({}).beginRound({ round: 2, globalWeights: new Float32Array(DIM) });
+  for (const u of own) alone.add(u);
+  const expected = alone.finish()!;
+  for (let i = 0; i < DIM; i++) assert.ok(Math.abs(combined[i]! - expected[i]!) <= 1e-6, `weight ${i}`);
+});
+
 test('a round open reaches each member as a model version; each sends round:start with the weights it fetched from Redis to its own selected participants', async () => {
   const key = 'fl:round-announce-test:socket.io';
   const store = () => {
@@ -186,4 +219,31 @@ test('a round open reaches each member as a model version; each sends round:star
   assert.equal(refused.length, 2);
   for (const reply of refused)
     assert.match('refused' in reply ? reply.refused : '', /cannot start round 6: Redis no longer holds model version 9/);
+});
+
+test('a member whose round open throws refuses the announcement with the reason, and its process goes on', async () => {
+  const key = 'fl:round-announce-throws:socket.io';
+  const weights = Float32Array.from({ length: DIM }, (_, i) => i / 3);
+  await clients[0]!.set(keys.model(4), Buffer.from(weights.buffer));
+  const client = redisClient();
+  const store = new FederationStore(client, new FencedStore(client, keys.term), keys, { name: 'partial-requests-test', paramCount: DIM });
+  const leaderIo = node(key);
+  answerRoundAnnouncements({
+    io: node(key),
+    nodeId: 'b',
+    versions: new ModelVersions(store),
+    modelOf: (version, w) => makeModel(version, w),
+    send: () => true,
+    opening: () => {
+      throw new Error('the member round could not open');
+    },
+  });
+  await subscribed(2, key);
+  const config: RoundStartMessage['config'] = { epochs: 1, batchSize: 16, learningRate: 0.1 };
+  const replies = await announceRound(
+    leaderIo,
+    { term: 1, round: 8, modelVersion: 4, config, deadline: 1, selected: { b: ['b1'] } },
+    () => {},
+  );
+  assert.deepEqual(replies, [{ node: 'b', refused: 'node b cannot start round 8: the member round could not open' }]);
 });

@@ -175,6 +175,18 @@ describe('outlier bound', () => {
     assert.equal(strategy.boundFor(global)?.bound, 10, 'accepted norms of the open round do not move the bound');
   });
 
+  it("records a round's norms once when the leader takes its partial and then finishes it", () => {
+    const strategy = new OutlierBoundedStrategy(new FedAvg());
+    const global = Float32Array.from([3, 4]);
+    const round = begin(strategy, global);
+    for (const n of [2, 4]) round.add(result(String(n), 1, [n, 0]));
+    assert.ok(round.partial);
+    round.partial();
+    round.finish();
+    // Two norms recorded, below the warm-up of 3: still the model's norm (recorded twice, the median 2 would bound at 10).
+    assert.equal(strategy.boundFor(global)?.bound, 25);
+  });
+
   it('forgets nothing from abandoned rounds and passes secure sums through', () => {
     const strategy = new OutlierBoundedStrategy(new FedAvg());
     const round = begin(strategy, new Float32Array(1));
@@ -207,6 +219,18 @@ describe('claimed example count cap', () => {
     first.finish();
     // Sybils that joined claiming 1 example cannot pull the cap down below 3 × 100.
     assert.equal(strategy.capFor([1, 1, 1, 1, 100, 100, 100]), 300);
+  });
+
+  it("records a round's counts once when the leader takes its partial and then finishes it", () => {
+    const strategy = new ClaimCappedStrategy(new FedAvg(), { multiple: 3 });
+    const round = strategy.beginRound({ round: 1, globalWeights: new Float32Array(1), claimedExamples: [100, 100] });
+    round.add(result('a', 10, [0]));
+    round.add(result('b', 20, [0]));
+    assert.ok(round.partial);
+    round.partial();
+    round.finish();
+    // Two counts recorded, below the warm-up of 3: the join-time claims still set the cap (recorded twice: 3 × 10).
+    assert.equal(strategy.capFor([100, 100]), 300);
   });
 
   it('applies the task-level maximum, alone or with the multiple', () => {
