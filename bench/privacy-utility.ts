@@ -8,6 +8,7 @@ import { startCoordinator, type Coordinator } from '../coordinator/server.ts';
 import { loadMnistDemo, type DemoData } from '../coordinator/task/demo-data.ts';
 import { shardIndices } from '../core/data/dataset.ts';
 import { findNoiseMultiplier } from '../core/privacy/accountant.ts';
+import { findNoiseMultiplierPld } from '../core/privacy/epsilon.ts';
 import { dpStepsPerEpoch } from '../core/privacy/dp-sgd.ts';
 import { MemoryLedgerStore } from '../core/privacy/ledger.ts';
 import type { FederationStatus } from '../core/protocol/status.ts';
@@ -60,6 +61,10 @@ clipping needs z < m/10 and so is unusable at small ε with m = 30.
   --epsilons LIST        target ε values (default 1,2,4,8)
   --rounds N             rounds R for both setups (default 15)
   --modes LIST           sample,client,skellam (default sample,client)
+  --noise-accountants LIST  rdp,pld: which accountant sets each row's noise for
+                         its target ε (default rdp); both: the utility at
+                         equal ε under each (skellam rows stay rdp: its
+                         bound is RDP-only)
   --json FILE            write the raw results as JSON
   --skip-no-dp           leave out the no-DP rows (for tuning)
 
@@ -85,6 +90,8 @@ clipping needs z < m/10 and so is unusable at small ε with m = 30.
 `;
 
 type Mode = 'sample' | 'client' | 'skellam';
+/** Which accountant found the noise multiplier for the target ε. */
+type NoiseAccountant = 'rdp' | 'pld';
 
 interface RunResult {
   readonly mode: Mode;
@@ -100,6 +107,8 @@ interface RunResult {
   readonly chargedNoiseMultiplier?: number;
   /** σ (sample) or z (client); null without DP. */
   readonly noiseMultiplier: number | null;
+  /** The accountant that set σ or z for the target; null without DP. */
+  readonly noiseSetBy: NoiseAccountant | null;
   /** q: examples per participant (sample), participants per round (client). */
   readonly sampleRate: number;
   /** C (sample) or S (client). */
@@ -127,6 +136,7 @@ interface Options {
   readonly epsilons: readonly number[];
   readonly rounds: number;
   readonly modes: readonly Mode[];
+  readonly noiseAccountants: readonly NoiseAccountant[];
   readonly json?: string;
   readonly skipNoDp: boolean;
   readonly seed: number;
@@ -165,6 +175,7 @@ function optionValues(argv: readonly string[]) {
         epsilons: { type: 'string' },
         rounds: { type: 'string' },
         modes: { type: 'string' },
+        'noise-accountants': { type: 'string' },
         json: { type: 'string' },
         seed: { type: 'string' },
         'sample-participants': { type: 'string' },
@@ -195,10 +206,15 @@ function parseOptions(argv: readonly string[]): Options | 'help' {
     if (s === 'sample' || s === 'client' || s === 'skellam') return s;
     return fail(`--modes: unknown mode "${s}"`);
   });
+  const noiseAccountants = (values['noise-accountants'] ?? 'rdp').split(',').map((s): NoiseAccountant => {
+    if (s === 'rdp' || s === 'pld') return s;
+    return fail(`--noise-accountants: unknown accountant "${s}"`);
+  });
   return {
     epsilons,
     rounds: positiveInt(values.rounds, 'rounds', 15),
     modes,
+    noiseAccountants,
     json: values.json,
     skipNoDp: values['skip-no-dp'] ?? false,
     seed: num(values.seed, 'seed', 1, isNonNegativeInt, 'a non-negative integer'),
@@ -220,9 +236,13 @@ function parseOptions(argv: readonly string[]): Options | 'help' {
   };
 }
 
-/** The noise multiplier whose ε after `steps` steps at rate q is at most the target (tolerance 1e-6 relative). */
-function noiseFor(sampleRate: number, steps: number, targetEpsilon: number): number {
-  return findNoiseMultiplier({ sampleRate, steps, delta: DELTA, targetEpsilon, relativeTolerance: 1e-6 });
+/** The noise multiplier whose ε (under `accountant`) after `steps` steps at rate q is at most the target. */
+function noiseFor(sampleRate: number, steps: number, targetEpsilon: number, accountant: NoiseAccountant): number {
+  const rdp = findNoiseMultiplier({ sampleRate, steps, delta: DELTA, targetEpsilon, relativeTolerance: 1e-6 });
+  // PLD's ε is the tighter bound, so RDP's σ already meets the target under it: the search starts there.
+  return accountant === 'rdp'
+    ? rdp
+    : findNoiseMultiplierPld({ sampleRate, steps, delta: DELTA, targetEpsilon, start: rdp, relativeTolerance: 1e-5 });
 }
 
 /** Runs one federation with these coordinator flags and these participants; returns its final status. */
@@ -264,7 +284,7 @@ function summarize(final: FederationStatus): Pick<RunResult, 'accuracy' | 'loss'
   };
 }
 
-async function runSample(options: Options, demo: DemoData, targetEpsilon: number | null): Promise<RunResult> {
+async function runSample(options: Options, demo: DemoData, targetEpsilon: number | null, accountant: NoiseAccountant): Promise<RunResult> {
   const { participants: count, batch, clip, lr } = options.sample;
   const R = options.rounds;
   // Every shard of an iid split has floor or ceil of 8,000 / P examples: take the smallest (its ε is the largest).
@@ -272,7 +292,7 @@ async function runSample(options: Options, demo: DemoData, targetEpsilon: number
   const B = Math.min(batch, n);
   const q = B / n;
   const steps = R * dpStepsPerEpoch(n, B);
-  const sigma = targetEpsilon === null ? null : noiseFor(q, steps, targetEpsilon);
+  const sigma = targetEpsilon === null ? null : noiseFor(q, steps, targetEpsilon, accountant);
   const flags = [
     '--rounds',
     String(R),
@@ -304,6 +324,7 @@ async function runSample(options: Options, demo: DemoData, targetEpsilon: number
     targetEpsilon,
     epsilonReached: ledgers.length > 0 ? Math.max(...ledgers) : null,
     noiseMultiplier: sigma,
+    noiseSetBy: sigma === null ? null : accountant,
     sampleRate: q,
     clipNorm: sigma === null ? null : clip,
     participants: count,
@@ -320,11 +341,17 @@ async function runSample(options: Options, demo: DemoData, targetEpsilon: number
 }
 
 /** Client-level DP-FedAvg with central noise, or (skellam) distributed Skellam noise in the secure sum at the same z. */
-async function runClient(options: Options, demo: DemoData, targetEpsilon: number | null, mode: 'client' | 'skellam'): Promise<RunResult> {
+async function runClient(
+  options: Options,
+  demo: DemoData,
+  targetEpsilon: number | null,
+  mode: 'client' | 'skellam',
+  accountant: NoiseAccountant,
+): Promise<RunResult> {
   const { clients: count, rate: q, clip, epochs, batch, lr, toleratedDropouts } = options.client;
   const R = options.rounds;
   const m = q * count;
-  const z = targetEpsilon === null ? null : noiseFor(q, R, targetEpsilon);
+  const z = targetEpsilon === null ? null : noiseFor(q, R, targetEpsilon, accountant);
   const perRound = Math.max(1, Math.round(m));
   const flags = [
     '--rounds',
@@ -381,6 +408,7 @@ async function runClient(options: Options, demo: DemoData, targetEpsilon: number
     pldEpsilon: final.privacy?.pldEpsilon,
     chargedNoiseMultiplier: final.privacy?.noiseMultiplier,
     noiseMultiplier: z,
+    noiseSetBy: z === null ? null : accountant,
     sampleRate: z === null ? perRound / count : q,
     clipNorm: z === null ? null : clip,
     participants: count,
@@ -428,7 +456,7 @@ function table(results: readonly RunResult[]): string {
         : `local B = ${r.batchSize}, ${r.rounds} rounds × ${r.epochs} local epochs`;
     const rounds = r.roundsCompleted < r.rounds ? ` (${r.roundsCompleted} rounds: ${r.doneReason ?? ''})` : '';
     lines.push(
-      `| ${mode} | ${r.targetEpsilon === null ? 'no DP' : r.targetEpsilon} | ${fmt(r.epsilonReached, 3)}${accountedBy(r)} | ${fmt(r.noiseMultiplier, 3)}${charged(r)} | ${r.mode === 'sample' && r.noiseMultiplier === null ? '–' : r.sampleRate.toFixed(3)} | ` +
+      `| ${mode} | ${r.targetEpsilon === null ? 'no DP' : r.targetEpsilon} | ${fmt(r.epsilonReached, 3)}${accountedBy(r)} | ${fmt(r.noiseMultiplier, 3)}${r.noiseSetBy === null ? '' : ` (${r.noiseSetBy.toUpperCase()})`}${charged(r)} | ${r.mode === 'sample' && r.noiseMultiplier === null ? '–' : r.sampleRate.toFixed(3)} | ` +
         `${fmt(r.clipNorm, 2)} | ${shape} | ${r.learningRate} | ${(r.accuracy * 100).toFixed(2)}%${rounds} |`,
     );
   }
@@ -450,14 +478,19 @@ async function main(): Promise<void> {
     for (const target of targets) {
       // Without DP the skellam row would be the client no-DP row again.
       if (mode === 'skellam' && target === null) continue;
-      const label = `${mode} ${target === null ? 'no DP' : `ε = ${target}`}`;
-      console.error(`running ${label} ...`);
-      const result = mode === 'sample' ? await runSample(options, demo, target) : await runClient(options, demo, target, mode);
-      results.push(result);
-      console.error(
-        `  ${label}: accuracy ${(result.accuracy * 100).toFixed(2)}%, ε reached ${fmt(result.epsilonReached, 3)}, ` +
-          `noise ${fmt(result.noiseMultiplier, 3)}, ${result.roundsCompleted} rounds, ${(result.wallMs / 1000).toFixed(1)} s`,
-      );
+      // No DP: one row. Skellam: its bound is RDP-only, so a PLD-set z would overspend.
+      const accountants: readonly NoiseAccountant[] = target === null || mode === 'skellam' ? ['rdp'] : options.noiseAccountants;
+      for (const accountant of accountants) {
+        const label = `${mode} ${target === null ? 'no DP' : `ε = ${target}, noise set by ${accountant}`}`;
+        console.error(`running ${label} ...`);
+        const result =
+          mode === 'sample' ? await runSample(options, demo, target, accountant) : await runClient(options, demo, target, mode, accountant);
+        results.push(result);
+        console.error(
+          `  ${label}: accuracy ${(result.accuracy * 100).toFixed(2)}%, ε reached ${fmt(result.epsilonReached, 3)}, ` +
+            `noise ${fmt(result.noiseMultiplier, 3)}, ${result.roundsCompleted} rounds, ${(result.wallMs / 1000).toFixed(1)} s`,
+        );
+      }
     }
   }
   const command = [COMMAND, ...argv].join(' ');
