@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ConfigError, parseConfig, USAGE, type CoordinatorConfig } from '../../coordinator/config.ts';
+import { distributedClientDp } from '../helpers/client-dp-flags.ts';
 
 /** `--redis`: what a cluster accepts at start, and what it refuses with the reason. */
 
@@ -38,20 +39,7 @@ test('rules that need every individual update are refused on a cluster, saying w
 const SECURE = ['--secure-aggregation', '--min-updates', '3', '--clients-per-round', '6', '--min-clients', '6'];
 
 test('distributed DP is refused with secure aggregation on a cluster: a cohort carries only its share of the noise', () => {
-  const distributed = [
-    '--client-dp',
-    'distributed',
-    '--client-noise-multiplier',
-    '1',
-    '--client-sample-rate',
-    '1',
-    '--client-clip',
-    '1',
-    '--expected-clients',
-    '6',
-    '--admin-token',
-    'cluster-config-admin',
-  ];
+  const distributed = [...distributedClientDp(6), '--admin-token', 'cluster-config-admin'];
   assert.throws(
     () => parseConfig([...REDIS, ...SECURE, ...distributed]),
     (error: unknown) =>

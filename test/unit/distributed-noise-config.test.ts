@@ -6,24 +6,9 @@ import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts
 import { describeDistributedNoise, withSkellam } from '../../coordinator/distributed-noise-config.ts';
 import { buildStrategy } from '../../coordinator/strategies.ts';
 import { noiseText } from '../../web/dashboard/privacy-text.ts';
+import { distributedClientDp } from '../helpers/client-dp-flags.ts';
 
-const BASE = [
-  '--secure-aggregation',
-  '--client-dp',
-  'distributed',
-  '--client-noise-multiplier',
-  '1',
-  '--client-sample-rate',
-  '1',
-  '--client-clip',
-  '1',
-  '--expected-clients',
-  '5',
-  '--min-clients',
-  '5',
-  '--admin-token',
-  'distributed-noise-config-admin',
-];
+const BASE = ['--secure-aggregation', ...distributedClientDp(5), '--min-clients', '5', '--admin-token', 'distributed-noise-config-admin'];
 
 const parse = (...flags: string[]) => parseConfig([...BASE, ...flags], {}) as CoordinatorConfig;
 /** The flags with BASE's --expected-clients 5 replaced by M. */

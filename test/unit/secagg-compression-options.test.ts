@@ -6,24 +6,12 @@ import { TASK_FILE_SETTINGS } from '../../coordinator/options/table.ts';
 import { secAggSettingsForModel } from '../../coordinator/secagg-words-config.ts';
 import { secAggConfigFor } from '../../coordinator/rounds/secure-round.ts';
 import { validateConfig } from '../../core/secagg/protocol.ts';
+import { distributedClientDp } from '../helpers/client-dp-flags.ts';
 
 const SECURE = ['--secure-aggregation', '--min-clients', '3', '--clients-per-round', '10', '--min-updates', '3'];
 const parse = (...flags: string[]) => parseConfig(flags, {}) as CoordinatorConfig;
 
-const DISTRIBUTED = [
-  '--client-dp',
-  'distributed',
-  '--client-noise-multiplier',
-  '1',
-  '--client-sample-rate',
-  '1',
-  '--client-clip',
-  '1',
-  '--expected-clients',
-  '10',
-  '--admin-token',
-  'secagg-compression-admin',
-];
+const DISTRIBUTED = [...distributedClientDp(10), '--admin-token', 'secagg-compression-admin'];
 
 describe('--update-encoding under secure aggregation', () => {
   it('is the flag of the task file key communication.updateEncoding', () => {

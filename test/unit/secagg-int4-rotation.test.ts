@@ -28,6 +28,7 @@ import { clipRangeFloor } from '../../core/secagg/rotated-clip-range.ts';
 import { runLocalRound } from '../../core/secagg/simulate.ts';
 import { checkDecodedSum } from '../../core/secagg/sum-range.ts';
 import { SecureHarness } from '../helpers/secure-harness.ts';
+import { distributedClientDp } from '../helpers/client-dp-flags.ts';
 
 /**
  * int4 under secure aggregation, rotated (docs/secagg-compression.md): real
@@ -231,10 +232,7 @@ describe('--update-encoding int4 --secure-aggregation: the rotated round the coo
   });
 
   it('holds a Gaussian share on top of the rotated bound, and refuses a given c below that', () => {
-    const distributed = [
-      ...['--client-dp', 'distributed', '--client-noise-multiplier', '1', '--client-sample-rate', '1', '--client-clip', '1'],
-      ...['--expected-clients', '10', '--admin-token', 'int4-rotation-admin'],
-    ];
+    const distributed = [...distributedClientDp(10), ...['--admin-token', 'int4-rotation-admin']];
     // Gaussian shares by name: Skellam is the default of --client-dp distributed with --secure-aggregation.
     const gaussian = [...distributed, '--distributed-noise', 'gaussian'];
     const derived = secAggSettingsForModel(parse(...SECURE, ...gaussian), MLP).secureAggregation!;

@@ -19,6 +19,7 @@ import { recommendedThreshold, type SecAggConfig } from '../../core/secagg/proto
 import { quantizationStep } from '../../core/secagg/quantize.ts';
 import { runLocalRound } from '../../core/secagg/simulate.ts';
 import { checkDecodedSum } from '../../core/secagg/sum-range.ts';
+import { distributedClientDp } from '../helpers/client-dp-flags.ts';
 
 /** Not a multiple of the 1024-value block: the rotation pads to 3072. */
 const D = 3000;
@@ -169,16 +170,7 @@ describe('random rotation on the Skellam path', () => {
       '5',
       '--min-updates',
       '5',
-      '--client-dp',
-      'distributed',
-      '--client-noise-multiplier',
-      '1',
-      '--client-sample-rate',
-      '1',
-      '--client-clip',
-      '1',
-      '--expected-clients',
-      '5',
+      ...distributedClientDp(5),
       '--distributed-noise',
       'skellam',
       '--admin-token',
