@@ -1,16 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { Participant } from '../../core/participant/participant.ts';
 import type { RoundTrainer, RoundTrainResult } from '../../core/participant/trainers.ts';
 import type { FederationStatus } from '../../core/protocol/status.ts';
-import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
-import { startCoordinator, type Coordinator } from '../../coordinator/server.ts';
 import { launchCoordinator } from '../helpers/coordinator-process.ts';
 import { freePort } from '../helpers/free-port.ts';
-import { TestRedis } from '../support/redis.ts';
+import { clusterFixture } from '../support/cluster-fixture.ts';
 
 /**
  * Every node's /api/status lists every live node's participants, each with
@@ -55,41 +50,28 @@ const listed = (s: FederationStatus) =>
 test("every node's status lists every live node's participants with their node; one that leaves and a dead node's go", {
   timeout: 60_000,
 }, async (t) => {
-  const redis = await TestRedis.start();
-  const dataDir = await mkdtemp(path.join(tmpdir(), 'fl-cluster-participants-'));
-  const coordinators: Coordinator[] = [];
-  const participants: Participant[] = [];
-  t.after(async () => {
-    for (const p of participants) p.stop();
-    for (const c of coordinators) await c.close();
-    await redis.cleanup();
-    await rm(dataDir, { recursive: true, force: true, maxRetries: 5 });
-  });
+  const cluster = await clusterFixture(t, 'cluster-participants');
+  const { redis, dataDir } = cluster;
   // No round starts (50 needed), and a participant that leaves is forgotten at once.
-  const federation = ['--rounds', '1', '--min-clients', '50', '--participant-grace', '0', '--redis', redis.url];
-  const start = async (name: string): Promise<Coordinator> => {
-    const args = ['--port', '0', '--host', '127.0.0.1', '--quiet', '--data-dir', path.join(dataDir, name), ...federation];
-    const coordinator = await startCoordinator(parseConfig(args, {}) as CoordinatorConfig);
-    coordinators.push(coordinator);
-    return coordinator;
-  };
-  const attach = (url: string, numExamples: number): Participant => {
-    const participant = new Participant({
-      url,
-      client: { backend: 'test', platform: `node ${process.version}` },
-      trainer: new UnselectedTrainer(numExamples),
-      reconnectionDelayMs: 200,
-    });
-    participant.start();
-    participants.push(participant);
-    return participant;
-  };
+  const federation = ['--rounds', '1', '--min-clients', '50', '--participant-grace', '0'];
+  const start = (name: string) => cluster.start(name, federation);
+  const attach = (url: string, numExamples: number) => cluster.attach(url, new UnselectedTrainer(numExamples));
   const a = await start('a');
   const c = await start('c');
   // B is a process of its own: the node SIGKILLed below.
   const port = await freePort();
   const urlB = `http://127.0.0.1:${port}`;
-  const b = await launchCoordinator(['--port', String(port), '--host', '127.0.0.1', '--data-dir', path.join(dataDir, 'b'), ...federation]);
+  const b = await launchCoordinator([
+    '--port',
+    String(port),
+    '--host',
+    '127.0.0.1',
+    '--data-dir',
+    path.join(dataDir, 'b'),
+    '--redis',
+    redis.url,
+    ...federation,
+  ]);
   t.after(async () => {
     b.child.kill('SIGKILL');
     await b.exited;

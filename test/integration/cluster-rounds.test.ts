@@ -1,16 +1,13 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { test, type TestContext } from 'node:test';
-import { Participant, type ParticipantEvent } from '../../core/participant/participant.ts';
+import { test } from 'node:test';
+import type { ParticipantEvent } from '../../core/participant/participant.ts';
 import type { RoundTrainer, RoundTrainResult } from '../../core/participant/trainers.ts';
 import type { FederationStatus } from '../../core/protocol/status.ts';
-import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
-import { startCoordinator, type Coordinator, type CoordinatorHooks } from '../../coordinator/server.ts';
+import type { Coordinator, CoordinatorHooks } from '../../coordinator/server.ts';
 import { launchCoordinator } from '../helpers/coordinator-process.ts';
 import { freePort } from '../helpers/free-port.ts';
-import { TestRedis } from '../support/redis.ts';
+import { clusterFixture } from '../support/cluster-fixture.ts';
 
 /**
  * The distributed sync round (docs/cluster.md): three coordinators on one
@@ -19,42 +16,6 @@ import { TestRedis } from '../support/redis.ts';
  * node, each node sums its own participants' updates, and the leader's model
  * is exactly the FedAvg of all the updates.
  */
-
-/** A fresh Redis, data folder and participant list for one test, removed after it. */
-async function fixture(t: TestContext) {
-  const redis = await TestRedis.start();
-  const dataDir = await mkdtemp(path.join(tmpdir(), 'fl-cluster-rounds-'));
-  const coordinators: Coordinator[] = [];
-  const participants: Participant[] = [];
-  t.after(async () => {
-    for (const p of participants) p.stop();
-    for (const c of coordinators) await c.close();
-    await redis.cleanup();
-    // A leader closed mid-round may still be writing its checkpoint: retry what is written meanwhile.
-    await rm(dataDir, { recursive: true, force: true, maxRetries: 5 });
-  });
-  /** A coordinator in this process on the fixture's Redis. */
-  const start = async (name: string, federation: readonly string[], hooks?: CoordinatorHooks): Promise<Coordinator> => {
-    const args = ['--port', '0', '--host', '127.0.0.1', '--quiet', '--data-dir', path.join(dataDir, name), '--redis', redis.url];
-    const coordinator = await startCoordinator(parseConfig([...args, ...federation], {}) as CoordinatorConfig, hooks);
-    coordinators.push(coordinator);
-    return coordinator;
-  };
-  /** A participant of the shared client on `url`, with a trainer whose update the test knows. */
-  const attach = (url: string, trainer: RoundTrainer, onEvent?: (event: ParticipantEvent) => void): Participant => {
-    const participant = new Participant({
-      url,
-      client: { backend: 'test', platform: `node ${process.version}` },
-      trainer,
-      reconnectionDelayMs: 200,
-      onEvent,
-    });
-    participant.start();
-    participants.push(participant);
-    return participant;
-  };
-  return { redis, dataDir, coordinators, start, attach };
-}
 
 /** Trains nothing: its update is fixed by its seed, so the test knows every update the round combined. */
 class FixedUpdateTrainer implements RoundTrainer {
@@ -103,7 +64,7 @@ async function until<T>(read: () => T | Promise<T>, ok: (value: T) => boolean, t
 test('one round trains participants of every node: each node sums its own, and the model is the FedAvg of all their updates', {
   timeout: 60_000,
 }, async (t) => {
-  const { coordinators, start, attach } = await fixture(t);
+  const { coordinators, start, attach } = await clusterFixture(t, 'cluster-rounds');
   const perNode = 2;
   const nodes = 3;
   const federation = [
@@ -158,7 +119,7 @@ test('one round trains participants of every node: each node sums its own, and t
 test('SIGKILL of a member node mid-round: its selected participants count as dropped, the round closes on the others, and they take part in the next round through another node', {
   timeout: 60_000,
 }, async (t) => {
-  const { redis, dataDir, start, attach } = await fixture(t);
+  const { redis, dataDir, start, attach } = await clusterFixture(t, 'cluster-rounds');
   const federation = ['--rounds', '2', '--min-clients', '6', '--clients-per-round', '6', '--round-timeout', '30'];
   // Two nodes in this process (the first leads), the third a process of its own: the one killed.
   const leader = await start('leader', federation);
@@ -247,7 +208,7 @@ test('SIGKILL of a member node mid-round: its selected participants count as dro
 test("a node that shuts down tells only its own participants that it is done: another node's participants train on", {
   timeout: 60_000,
 }, async (t) => {
-  const { start, attach } = await fixture(t);
+  const { start, attach } = await clusterFixture(t, 'cluster-rounds');
   const federation = ['--rounds', '40', '--min-clients', '1', '--clients-per-round', '1', '--round-timeout', '30'];
   const leader = await start('leader', federation);
   await until(
@@ -295,7 +256,7 @@ async function firstLeader(coordinator: Coordinator): Promise<void> {
 test('secure aggregation on a cluster, one cohort per node: each node decodes only its own cohort sum, and the model is the mean of every update', {
   timeout: 60_000,
 }, async (t) => {
-  const { start, attach } = await fixture(t);
+  const { start, attach } = await clusterFixture(t, 'cluster-rounds');
   const federation = ['--secure-aggregation', '--rounds', '1', '--min-clients', '6', '--clients-per-round', '6', '--min-updates', '6'];
   federation.push('--round-timeout', '30', '--secagg-min-cohort', '3');
   // What each node's coordinator decodes: only sums, each of one node's cohort.
@@ -341,7 +302,7 @@ test('secure aggregation on a cluster, one cohort per node: each node decodes on
 });
 
 test('secure aggregation on a cluster: a node with fewer than k participants is never given a cohort', { timeout: 60_000 }, async (t) => {
-  const { start, attach } = await fixture(t);
+  const { start, attach } = await clusterFixture(t, 'cluster-rounds');
   const federation = ['--secure-aggregation', '--rounds', '2', '--min-clients', '3', '--clients-per-round', '5', '--min-updates', '3'];
   federation.push('--round-timeout', '30', '--secagg-min-cohort', '3');
   const leader = await start('a', federation);
