@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { ClusterNodeStatus } from '../../core/protocol/status.ts';
 import { clusterKeys } from '../../coordinator/cluster/keys.ts';
 import { DIRECTORY_LIVE_MS, ParticipantDirectory } from '../../coordinator/cluster/participant-directory.ts';
+import { nodeSeen } from '../support/cluster-fixture.ts';
 import { useTestRedis } from '../support/redis.ts';
 
 /** The participant directory on a real Redis: the leader sees other live nodes' participants, never a dead node's nor its own twice. */
@@ -10,14 +10,6 @@ import { useTestRedis } from '../support/redis.ts';
 const keys = clusterKeys('directory-test');
 const db = useTestRedis();
 
-const node = (id: string, lastSeenMs: number): ClusterNodeStatus => ({
-  id,
-  address: '',
-  participants: 0,
-  lastSeenMs,
-  bytesIn: 0,
-  bytesOut: 0,
-});
 const entry = (id: string, numExamples: number) => ({ id, numExamples, deliveryKey: `key-${id}` });
 
 test('the leader reads the live nodes participants with their node; a dead node and a participant that left are not candidates', async () => {
@@ -29,15 +21,15 @@ test('the leader reads the live nodes participants with their node; a dead node 
   await c.publish([entry('c1', 30)]);
   // b2 leaves: b's directory is rewritten whole.
   await b.publish([entry('b1', 10)]);
-  const nodes = [node('a', 0), node('b', 900), node('c', DIRECTORY_LIVE_MS + 1)];
+  const nodes = [nodeSeen('a', 0), nodeSeen('b', 900), nodeSeen('c', DIRECTORY_LIVE_MS + 1)];
   assert.deepEqual(await leader.remoteCandidates(nodes), [{ ...entry('b1', 10), node: 'b' }]);
   // c's heartbeat is fresh again: its participants are candidates again.
-  const sorted = (await leader.remoteCandidates([node('b', 0), node('c', 0)])).sort((x, y) => x.id.localeCompare(y.id));
+  const sorted = (await leader.remoteCandidates([nodeSeen('b', 0), nodeSeen('c', 0)])).sort((x, y) => x.id.localeCompare(y.id));
   assert.deepEqual(sorted, [
     { ...entry('b1', 10), node: 'b' },
     { ...entry('c1', 30), node: 'c' },
   ]);
   await b.publish([]);
   await c.leave();
-  assert.deepEqual(await leader.remoteCandidates([node('b', 0), node('c', 0)]), []);
+  assert.deepEqual(await leader.remoteCandidates([nodeSeen('b', 0), nodeSeen('c', 0)]), []);
 });

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { ClusterNodeStatus, FederationStatus, ParticipantStatus } from '../../core/protocol/status.ts';
+import type { FederationStatus, ParticipantStatus } from '../../core/protocol/status.ts';
 import { clusterKeys } from '../../coordinator/cluster/keys.ts';
 import { DIRECTORY_LIVE_MS } from '../../coordinator/cluster/participant-directory.ts';
 import { ClusterParticipantRows, type NodeParticipantRows } from '../../coordinator/cluster/participant-rows.ts';
 import { STATUS_PARTICIPANTS_LISTED } from '../../coordinator/rounds/status-view.ts';
+import { nodeSeen } from '../support/cluster-fixture.ts';
 import { useTestRedis } from '../support/redis.ts';
 
 /** The merged participant list on a real Redis: the dashboard's bound over all nodes, totals summed, a stale node left out, writes only on change. */
@@ -12,14 +13,6 @@ import { useTestRedis } from '../support/redis.ts';
 const keys = clusterKeys('participant-rows-test');
 const db = useTestRedis();
 
-const node = (id: string, lastSeenMs: number): ClusterNodeStatus => ({
-  id,
-  address: '',
-  participants: 0,
-  lastSeenMs,
-  bytesIn: 0,
-  bytesOut: 0,
-});
 const row = (id: string, connected: boolean, nodeId: string): ParticipantStatus => ({
   id,
   connected,
@@ -54,7 +47,7 @@ test("the merged list keeps the dashboard's bound, connected first, sums the tot
   const empty = published('a', 0, 0);
   await b.sync(published('b', 120, 30), []);
   await c.sync(published('c', 120, 30), []);
-  const live = [node('a', 0), node('b', 500), node('c', 500)];
+  const live = [nodeSeen('a', 0), nodeSeen('b', 500), nodeSeen('c', 500)];
   assert.equal(await a.sync(empty, live), true);
   const merged = a.merge(ownStatus, live);
   assert.equal(merged.participants.length, STATUS_PARTICIPANTS_LISTED);
@@ -63,7 +56,7 @@ test("the merged list keeps the dashboard's bound, connected first, sums the tot
   // Nothing changed: the next sync reports no change (dashboards are not pushed again).
   assert.equal(await a.sync(empty, live), false);
   // c's heartbeat goes stale: its rows are left out at once, before any read.
-  const cStale = [node('a', 0), node('b', 500), node('c', DIRECTORY_LIVE_MS + 1)];
+  const cStale = [nodeSeen('a', 0), nodeSeen('b', 500), nodeSeen('c', DIRECTORY_LIVE_MS + 1)];
   const withoutC = a.merge(ownStatus, cStale);
   assert.ok(withoutC.participants.every((p) => p.node === 'b'));
   assert.equal(withoutC.participants.length, 150);

@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
+import type { ClusterNodeStatus } from '../../core/protocol/status.ts';
 import { Participant, type ParticipantEvent } from '../../core/participant/participant.ts';
 import type { RoundTrainer } from '../../core/participant/trainers.ts';
 import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
@@ -47,3 +48,13 @@ export async function clusterFixture(t: TestContext, label: string) {
   };
   return { redis, dataDir, coordinators, start, attach };
 }
+
+/** A node as the registry lists it, last seen `lastSeenMs` ago (the directory and the participant rows read only live ones). */
+export const nodeSeen = (id: string, lastSeenMs: number): ClusterNodeStatus => ({
+  id,
+  address: '',
+  participants: 0,
+  lastSeenMs,
+  bytesIn: 0,
+  bytesOut: 0,
+});
