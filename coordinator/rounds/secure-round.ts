@@ -77,6 +77,8 @@ export function secAggConfigFor(round: number, n: number, vectorLength: number, 
     ...(settings.wordBits === undefined ? {} : { wordBits: settings.wordBits }),
     // int4: participants rotate their inputs with the round's seeded rotation (core/privacy/skellam-rotation.ts).
     ...(settings.rotated === true ? { rotated: true } : {}),
+    // A cluster's cohort minimum k: participants refuse to unmask fewer survivors (core/secagg/client.ts).
+    ...(settings.minCohort === undefined ? {} : { minSurvivors: settings.minCohort }),
   };
 }
 

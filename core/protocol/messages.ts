@@ -246,6 +246,8 @@ export interface SecAggWireConfig {
   readonly wordBits?: number;
   /** true: every input is rotated with the round's seeded block rotation and padded to vectorLength (int4); absent: unrotated. */
   readonly rotated?: boolean;
+  /** k on a cluster: every participant refuses to unmask a cohort of fewer survivors (docs/cluster.md); absent: the threshold alone. */
+  readonly minSurvivors?: number;
 }
 
 export interface SecAggRoundInfo {

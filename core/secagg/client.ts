@@ -290,6 +290,9 @@ export class SecAggClient {
         throw new SecAggError('inconsistent', `client ${index} sent its masked input but is not listed as a survivor`);
       if (survivors.size < config.threshold)
         throw new SecAggAbortError(`${survivors.size} survivors, threshold ${config.threshold}: no shares revealed`);
+      // The cohort minimum is checked here, by each participant, not only by the coordinator it limits.
+      if (config.minSurvivors !== undefined && survivors.size < config.minSurvivors)
+        throw new SecAggAbortError(`${survivors.size} survivors, cohort minimum ${config.minSurvivors}: no shares revealed`);
       if (!connectedAmong(this.graph, survivors))
         throw new SecAggAbortError('the survivors do not form a connected neighbour graph: unmasking would reveal partial sums');
       for (const v of [...survivors, ...dropped]) {

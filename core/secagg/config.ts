@@ -36,6 +36,12 @@ export interface SecAggConfig {
    * unrotated (Skellam rounds rotate either way).
    */
   readonly rotated?: boolean;
+  /**
+   * k on a cluster (one cohort per node, docs/cluster.md): every participant
+   * refuses to reveal shares when fewer than k masked inputs survived,
+   * whatever the threshold allows. Absent: the threshold alone.
+   */
+  readonly minSurvivors?: number;
 }
 
 /** The round's word bits: b, or 32 when the config leaves it out. */
@@ -74,6 +80,8 @@ export function validateConfig(config: SecAggConfig): number {
   validateQuantization(config.quantization);
   if (config.rotated !== undefined && typeof config.rotated !== 'boolean')
     throw new SecAggError('invalid-config', `rotated must be a boolean, got ${String(config.rotated)}`);
+  if (config.minSurvivors !== undefined && !(Number.isInteger(config.minSurvivors) && config.minSurvivors >= 1))
+    throw new SecAggError('invalid-config', `minSurvivors must be a positive integer, got ${String(config.minSurvivors)}`);
   const bits = wordBitsOf(config);
   checkWordBits(bits);
   const max = maxParticipants(config.quantization, bits);

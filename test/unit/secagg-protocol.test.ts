@@ -203,6 +203,23 @@ describe('secure aggregation round, in memory', () => {
     );
   });
 
+  it('a participant reveals no share when fewer than the cohort minimum k survived, though the threshold allows it', async () => {
+    const config = await configFor('all', { minSurvivors: 9 });
+    const { server, clients, forwarded } = await throughShareKeys(config);
+    for (const u of [1, 2, 3, 4, 5, 6, 7, 8]) await maskAndSend(server, clients.get(u)!, forwarded);
+    const request = server.closeMaskedInput();
+    assert.ok(request.survivors.length >= config.threshold, 'the threshold alone would unmask these 8');
+    await assert.rejects(
+      clients.get(1)!.unmask(request),
+      (e: unknown) => e instanceof SecAggAbortError && /8 survivors, cohort minimum 9: no shares revealed/.test(e.message),
+    );
+    // k itself is enough.
+    const enough = await configFor('all', { minSurvivors: 8 });
+    const next = await throughShareKeys(enough);
+    for (const u of [1, 2, 3, 4, 5, 6, 7, 8]) await maskAndSend(next.server, next.clients.get(u)!, next.forwarded);
+    await next.clients.get(1)!.unmask(next.server.closeMaskedInput());
+  });
+
   it('aborts before any share is revealed when fewer than t send masked inputs', async () => {
     const config = await configFor('all');
     const { server, clients, forwarded } = await throughShareKeys(config);
