@@ -22,9 +22,15 @@ import { privatizeUpdate } from './update-privacy.ts';
  * which the coordinator draws at random when it opens the round, before any
  * participant has trained or sent anything, and announces to every
  * participant with the round: participants and coordinator derive the same
- * rotation, and the coordinator cannot pick it after seeing inputs. Nothing
- * rests on the signs being secret: privacy comes from the L2 bound that
- * conditional rounding enforces on the integers, whatever the rotation.
+ * rotation. Privacy does not rest on the signs: it comes from the L2 bound
+ * that conditional rounding enforces on the integers (Skellam), or from each
+ * participant's own noised share, of which rotation and clamping are
+ * post-processing (int4 with Gaussian shares), whatever the rotation. What
+ * does rest on the signs being independent of the updates is the p of the
+ * rotated bounds (a clamp that bites, a false abort of the sum-range check):
+ * that holds for a coordinator that draws the seed honestly. One that ground
+ * through the 2^32 rotations against a predicted update could make clamping
+ * bite, which costs accuracy or aborts the round, never privacy.
  */
 
 /** The secure vector's length for a model of `modelLength` values when the inputs are rotated (the rotation's padded length). */
