@@ -1,6 +1,6 @@
 import { maxParticipants } from '../core/secagg/quantize.ts';
 import { checkSkellamRange, planDistributedNoise } from '../core/privacy/distributed-noise.ts';
-import { skellamSecureLength } from '../core/privacy/skellam-rotation.ts';
+import { rotatedLengthFor } from '../core/compression/update-codec.ts';
 import type { CoordinatorConfig } from './coordinator-config.ts';
 import { MIN_UPDATES } from './options/federation.ts';
 import { ConfigError } from './options/option.ts';
@@ -98,7 +98,7 @@ export function withSkellam(config: CoordinatorConfig, dimension: number): Coord
   // Participants round the rotated update: its padded length is the d of the sensitivity (core/privacy/skellam-rotation.ts).
   const skellam = {
     step: (2 * secure.clipRange) / secure.quantizationRange,
-    dimension: skellamSecureLength(dimension),
+    dimension: rotatedLengthFor(dimension),
     toleratedDropouts: request.toleratedDropouts,
   };
   const plan = planDistributedNoise({

@@ -1,6 +1,6 @@
 import type { RoundSettings, SecureAggregationSettings } from '../core/protocol/status.ts';
 import { planDistributedNoise } from '../core/privacy/distributed-noise.ts';
-import { skellamSecureLength } from '../core/privacy/skellam-rotation.ts';
+import { rotatedLengthFor } from '../core/compression/update-codec.ts';
 import { maxParticipantsForWords, wordBitsFor } from '../core/secagg/modulus.ts';
 import { clipRangeFloor } from '../core/secagg/rotated-clip-range.ts';
 import { quantizationStep } from '../core/secagg/quantize.ts';
@@ -96,7 +96,7 @@ function skellamStd(config: CoordinatorConfig, secure: SecureAggregationSettings
     noiseMultiplier: clientDp.noiseMultiplier,
     expectedContributors: clientDp.expectedClients,
     step: quantizationStep(secure),
-    dimension: skellamSecureLength(dimension),
+    dimension: rotatedLengthFor(dimension),
     toleratedDropouts: distributedNoise.toleratedDropouts,
   });
   return Math.sqrt(plan.participantVariance);

@@ -5,7 +5,8 @@ import type { SecAggRoundStats, SecureAggregationSettings } from '../../core/pro
 import { wordBitsOf } from '../../core/secagg/config.ts';
 import { packedBytes } from '../../core/secagg/word-packing.ts';
 import type { RandomRotation } from '../../core/math/hadamard.ts';
-import { secureInputsRotated, secureVectorLength, skellamRotation, unrotateSum } from '../../core/privacy/skellam-rotation.ts';
+import { rotatedLengthFor } from '../../core/compression/update-codec.ts';
+import { secureInputsRotated, skellamRotation, unrotateSum } from '../../core/privacy/skellam-rotation.ts';
 import {
   settleDecline,
   type Collection,
@@ -50,8 +51,9 @@ class SecureCollection implements Collection {
     const length = host.model.updateLength;
     const { privacy } = round.fit;
     // Skellam and int4 rounds are summed in the rotated basis (core/privacy/skellam-rotation.ts): the secure vector is the rotation's padded length.
-    const config = secAggConfigFor(round.round, selected.length, secureVectorLength(length, privacy, settings.rotated), settings);
-    this.rotation = secureInputsRotated(config, privacy) ? skellamRotation(config.roundSeed, length) : undefined;
+    const rotated = secureInputsRotated({ rotated: settings.rotated }, privacy);
+    const config = secAggConfigFor(round.round, selected.length, rotated ? rotatedLengthFor(length) : length, settings);
+    this.rotation = rotated ? skellamRotation(config.roundSeed, length) : undefined;
     this.secure = new SecureRound(
       config,
       selected,

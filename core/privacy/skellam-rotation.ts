@@ -33,11 +33,6 @@ import { privatizeUpdate } from './update-privacy.ts';
  * bite, which costs accuracy or aborts the round, never privacy.
  */
 
-/** The secure vector's length for a model of `modelLength` values when the inputs are rotated (the rotation's padded length). */
-export function skellamSecureLength(modelLength: number): number {
-  return rotatedLengthFor(modelLength);
-}
-
 /** The rotation of the round whose SecAgg seed is `roundSeed`, for a model of `modelLength` values. */
 export function skellamRotation(roundSeed: Uint8Array, modelLength: number): RandomRotation {
   if (roundSeed.length < 4) throw new RangeError(`a round seed of ${roundSeed.length} bytes cannot seed the rotation`);
@@ -57,7 +52,7 @@ export function secureInputsRotated(config: { readonly rotated?: boolean }, priv
 
 /** The secure vector's length for a round with `privacy`: rotated and padded (`secureInputsRotated`), the model's own otherwise. */
 export function secureVectorLength(modelLength: number, privacy: UpdatePrivacy | undefined, rotated = false): number {
-  return secureInputsRotated({ rotated }, privacy) ? skellamSecureLength(modelLength) : modelLength;
+  return secureInputsRotated({ rotated }, privacy) ? rotatedLengthFor(modelLength) : modelLength;
 }
 
 /**

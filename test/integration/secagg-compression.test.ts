@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { RoundRecord, SecureAggregationSettings } from '../../core/protocol/status.ts';
-import { skellamSecureLength } from '../../core/privacy/skellam-rotation.ts';
+import { rotatedLengthFor } from '../../core/compression/update-codec.ts';
 import { packedBytes } from '../../core/secagg/word-packing.ts';
 import { startTestFederation } from '../helpers/federation.ts';
 
@@ -78,7 +78,7 @@ describe('secure aggregation with int8 updates (packed small-modulus words)', ()
       JSON.stringify(run.history.map((r) => [r.outcome, r.reason])),
     );
     // Every participant rotated and padded its update to whole blocks; the coordinator rotated the sum back once.
-    for (const r of run.history) assert.equal(r.bytesIn, PARTICIPANTS * packedBytes(skellamSecureLength(run.paramCount), 7));
+    for (const r of run.history) assert.equal(r.bytesIn, PARTICIPANTS * packedBytes(rotatedLengthFor(run.paramCount), 7));
     const accuracy = run.history.at(-1)!.metrics!.accuracy;
     console.log(`accuracy after ${ROUNDS} rounds: int4 rotated ${accuracy}`);
     assert.ok(accuracy > 0.8, `int4 rotated accuracy ${accuracy}`);

@@ -3,7 +3,7 @@ import { after, describe, it } from 'node:test';
 import { RdpAccountant } from '../../core/privacy/accountant.ts';
 import { pldEpsilon } from '../../core/privacy/pld.ts';
 import { planDistributedNoise } from '../../core/privacy/distributed-noise.ts';
-import { skellamSecureLength } from '../../core/privacy/skellam-rotation.ts';
+import { rotatedLengthFor } from '../../core/compression/update-codec.ts';
 import { startTestFederation, type TestFederation } from '../helpers/federation.ts';
 
 /**
@@ -117,7 +117,7 @@ describe('secure aggregation with distributed DP noise', () => {
     const plan = planDistributedNoise({
       clipNorm: 1,
       noiseMultiplier: 1,
-      dimension: skellamSecureLength(coordinator.task.paramCount),
+      dimension: rotatedLengthFor(coordinator.task.paramCount),
       step: 16 / 2 ** 22,
       expectedContributors: 5,
       toleratedDropouts: 1,

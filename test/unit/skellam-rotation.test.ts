@@ -2,15 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
 import { withSkellam } from '../../coordinator/distributed-noise-config.ts';
+import { rotatedLengthFor } from '../../core/compression/update-codec.ts';
 import { conditionallyRound, conditionalRoundingBound } from '../../core/privacy/conditional-rounding.ts';
 import { addSkellamNoiseMod32, distributedSumNoiseStd, planDistributedNoise } from '../../core/privacy/distributed-noise.ts';
-import {
-  clipAndRotate,
-  secureVectorLength,
-  skellamRotation,
-  skellamSecureLength,
-  unrotateSum,
-} from '../../core/privacy/skellam-rotation.ts';
+import { clipAndRotate, secureVectorLength, skellamRotation, unrotateSum } from '../../core/privacy/skellam-rotation.ts';
 import { clipToNorm } from '../../core/privacy/update-privacy.ts';
 import type { UpdatePrivacy } from '../../core/protocol/messages.ts';
 import { SeededRandom } from '../../core/random/prng.ts';
@@ -58,7 +53,7 @@ async function roundConfig(vectorLength: number, label = 'rotation'): Promise<Se
 const plan = planDistributedNoise({
   clipNorm: CLIP,
   noiseMultiplier: Z,
-  dimension: skellamSecureLength(D),
+  dimension: rotatedLengthFor(D),
   step: quantizationStep(QUANTIZATION),
   expectedContributors: N,
   toleratedDropouts: 0,
