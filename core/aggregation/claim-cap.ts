@@ -1,6 +1,6 @@
 import { innerPartialMethods, type PartialAggregate } from './partial.ts';
 import type { ClientResult, RoundAggregator, RoundContext, Strategy } from './strategy.ts';
-import { StrategyWrapper } from './wrapper.ts';
+import { onceOnly, StrategyWrapper } from './wrapper.ts';
 
 /**
  * Caps the weight a participant's claimed example count can buy in a
@@ -90,13 +90,15 @@ class ClaimCappedRound implements RoundAggregator {
   readonly partial?: () => PartialAggregate;
   readonly addPartial?: (partial: PartialAggregate) => void;
   private readonly counts: number[] = [];
-  private remembered = false;
+  /** The round's counts join the reference once (onceOnly: a leader may both send for partials and finish the round). */
+  private readonly rememberOnce: () => void;
 
   constructor(
     private readonly inner: RoundAggregator,
     private readonly cap: number,
-    private readonly remember: (counts: readonly number[]) => void,
+    remember: (counts: readonly number[]) => void,
   ) {
+    this.rememberOnce = onceOnly(() => remember(this.counts));
     const addSum = inner.addSum;
     if (addSum) this.addSum = (sum, count) => addSum.call(inner, sum, count);
     // On a cluster each node caps its own participants' claims; its sent partial makes its counts the reference, as finish() does.
@@ -128,13 +130,6 @@ class ClaimCappedRound implements RoundAggregator {
 
   abandon(): void {
     this.inner.abandon?.();
-  }
-
-  /** A round's counts join the reference once: a leader both sends for partials and finishes the same round. */
-  private rememberOnce(): void {
-    if (this.remembered) return;
-    this.remembered = true;
-    this.remember(this.counts);
   }
 
   rejectAggregate(): void {

@@ -2,7 +2,7 @@ import { l2Norm } from '../privacy/update-privacy.ts';
 import { ErrorCode, ProtocolError } from '../protocol/errors.ts';
 import { innerPartialMethods, type PartialAggregate } from './partial.ts';
 import type { ClientResult, RoundAggregator, RoundContext, Strategy } from './strategy.ts';
-import { StrategyWrapper } from './wrapper.ts';
+import { onceOnly, StrategyWrapper } from './wrapper.ts';
 
 /**
  * Refuses updates whose L2 norm is far out of line with the norms accepted
@@ -86,7 +86,8 @@ export class OutlierBoundedStrategy extends StrategyWrapper {
 
 class OutlierBoundedRound implements RoundAggregator {
   private readonly norms: number[] = [];
-  private remembered = false;
+  /** The round's norms join the reference once (onceOnly: a leader may both send for partials and finish the round). */
+  private readonly rememberOnce: () => void;
   readonly addSum?: (sum: Float64Array, count: number) => void;
   readonly partial?: () => PartialAggregate;
   readonly addPartial?: (partial: PartialAggregate) => void;
@@ -94,8 +95,9 @@ class OutlierBoundedRound implements RoundAggregator {
   constructor(
     private readonly inner: RoundAggregator,
     private readonly limit: { readonly bound: number; readonly reference: string } | undefined,
-    private readonly remember: (norms: readonly number[]) => void,
+    remember: (norms: readonly number[]) => void,
   ) {
+    this.rememberOnce = onceOnly(() => remember(this.norms));
     const addSum = inner.addSum;
     if (addSum) this.addSum = (sum, count) => addSum.call(inner, sum, count);
     // On a cluster each node bounds its own participants' updates; its sent partial makes their norms the reference, as finish() does.
@@ -134,13 +136,6 @@ class OutlierBoundedRound implements RoundAggregator {
 
   abandon(): void {
     this.inner.abandon?.();
-  }
-
-  /** A round's norms join the reference once: a leader both sends for partials and finishes the same round. */
-  private rememberOnce(): void {
-    if (this.remembered) return;
-    this.remembered = true;
-    this.remember(this.norms);
   }
 
   rejectAggregate(): void {

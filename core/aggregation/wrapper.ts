@@ -4,6 +4,20 @@ import type { RoundSettings, SettingsChange } from '../protocol/status.ts';
 import type { PrivacyReport, RoundAggregator, RoundContext, Strategy, StrategyTraits } from './strategy.ts';
 
 /**
+ * `action`, run at most once: a round wrapper's record of its round (the
+ * reference windows of claim-cap.ts and outlier-bound.ts) is made when the
+ * round is sent as a partial or finished, and a cluster's leader may do both.
+ */
+export function onceOnly(action: () => void): () => void {
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    action();
+  };
+}
+
+/**
  * A strategy that adds one thing to another (a norm bound, a server
  * optimizer, a proximal term) and hands everything else to it unchanged:
  * its traits, its participant selection (DP-FedAvg's Poisson sampling), its
