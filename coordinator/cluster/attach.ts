@@ -166,7 +166,7 @@ export class ClusterRuntime {
     this.node.start(() => ({ address, participants: wiring.participants(), bytesIn: traffic.bytesIn, bytesOut: traffic.bytesOut }));
     const io = clusterEvents(wiring.io);
     const { engine } = wiring;
-    this.leaderRounds.attach(io, () => engine.candidatesChanged());
+    this.leaderRounds.attach(io, () => engine.candidatesChanged(), engine.memberView().participants);
     const member = this.member;
     if (member) {
       const versions = new ModelVersions(this.store);

@@ -1,7 +1,7 @@
 import type { RoundStartMessage } from '../../core/protocol/messages.ts';
 import type { Clock } from '../rounds/clock.ts';
 import type { CollectionMethod, OpenRound } from '../rounds/collection.ts';
-import type { ParticipantRecord } from '../rounds/participants.ts';
+import type { ParticipantRecord, Participants } from '../rounds/participants.ts';
 import { remoteRecord, resettle, type RemoteRounds } from '../rounds/remote-rounds.ts';
 import { parseSettledReport, type ClusterEventServer, type RoundReply } from './cluster-events.ts';
 import type { ClusterNode } from './cluster-node.ts';
@@ -10,6 +10,7 @@ import { formCohorts } from './cohort-selection.ts';
 import { clusterSecureCollection } from './cluster-secure-collection.ts';
 import { gatherPartials } from './partial-requests.ts';
 import { DIRECTORY_LIVE_MS, type ParticipantDirectory } from './participant-directory.ts';
+import { RemoteDeliveries } from './remote-deliveries.ts';
 import { announceRound } from './round-announce.ts';
 
 /** The distributed round the leader has open: its term, and which node holds each remote participant it selected. */
@@ -38,6 +39,8 @@ export class LeaderRounds implements RemoteRounds {
   private remote: readonly ParticipantRecord[] = [];
   private nodeOfCandidate = new Map<string, string>();
   private current: RemoteRound | undefined;
+  /** Other nodes' participants' delivery records, kept in the engine's (remote-deliveries.ts); set by attach. */
+  private deliveries: RemoteDeliveries | undefined;
 
   constructor(
     private readonly node: ClusterNode,
@@ -47,9 +50,14 @@ export class LeaderRounds implements RemoteRounds {
     private readonly log: (line: string) => void,
   ) {}
 
-  /** Starts listening to the members' reports; `candidatesChanged` tells the engine a round may start now. */
-  attach(io: ClusterEventServer, candidatesChanged: () => void): void {
+  /**
+   * Starts listening to the members' reports; `candidatesChanged` tells the
+   * engine a round may start now; `participants` is the engine's registry,
+   * whose delivery records hold other nodes' participants' too.
+   */
+  attach(io: ClusterEventServer, candidatesChanged: () => void, participants: Participants): void {
     this.io = io;
+    this.deliveries = new RemoteDeliveries(participants);
     this.candidatesChanged = candidatesChanged;
     io.on('cluster:settled', (value: unknown) => {
       const report = parseSettledReport(value);
@@ -76,6 +84,10 @@ export class LeaderRounds implements RemoteRounds {
     return this.remote;
   }
 
+  deliveryKey(id: string): string | undefined {
+    return this.deliveries?.deliveryKey(id);
+  }
+
   /** Reads the live members' selectable participants from the directory (the leader only); tells the engine when they changed. */
   async refresh(): Promise<void> {
     if (!this.node.isLeader) {
@@ -88,6 +100,7 @@ export class LeaderRounds implements RemoteRounds {
     const before = this.remote.map((p) => p.id).join();
     this.remote = found.map((c) => remoteRecord(c.id, c.numExamples, c.deliveryKey));
     this.nodeOfCandidate = new Map(found.map((c) => [c.id, c.node]));
+    this.deliveries?.listedNow(this.remote, this.clock.now());
     if (this.remote.map((p) => p.id).join() !== before) this.candidatesChanged();
   }
 
@@ -119,6 +132,7 @@ export class LeaderRounds implements RemoteRounds {
       const node = this.nodeOfCandidate.get(p.id);
       if (node !== undefined) nodeOf.set(p.id, node);
     }
+    this.deliveries?.selected(chosen.filter((p) => nodeOf.has(p.id)));
     const term = this.node.lease.term;
     const io = this.io;
     if (nodeOf.size === 0) return;

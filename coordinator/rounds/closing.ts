@@ -23,6 +23,8 @@ export interface ClosingHost {
   /** The committed rounds so far (the aggregate guard compares the change with recent ones). */
   readonly history: readonly RoundRecord[];
   readonly participants: Participants;
+  /** Whose delivery record a selected participant builds, this node's or another node's (remote-rounds.ts deliveryKeyOf). */
+  deliveryKeyOf(id: string): string | undefined;
   /** The round is still the one closing (a stop or shutdown may abandon it while it evaluates). */
   stillClosing(open: OpenRound): boolean;
   /** The round is aggregated and is being evaluated now. */
@@ -45,7 +47,7 @@ export async function closeIntoCandidate(host: ClosingHost, open: OpenRound): Pr
   const staleness = open.collection.staleness?.();
   const details = roundDetails(open, clock.now(), delivered.contributors);
   for (const p of details.participants) {
-    const key = host.participants.get(p.id)?.deliveryKey;
+    const key = host.deliveryKeyOf(p.id);
     if (key !== undefined) host.participants.deliveries.record(key, p.outcome === 'declined' ? undefined : p.outcome === 'received');
   }
   const counts = outcomeCounts(open, details);

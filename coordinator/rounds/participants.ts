@@ -137,6 +137,11 @@ export class Participants {
     return rows;
   }
 
+  /** How long a departed participant's record is kept (the leader keeps other nodes' delivery records as long: coordinator/cluster/remote-deliveries.ts). */
+  get graceMs(): number {
+    return this.options.graceMs;
+  }
+
   get forgottenContributors(): number {
     return this.departedContributors;
   }

@@ -1,7 +1,7 @@
 import type { RoundStartMessage } from '../../core/protocol/messages.ts';
 import type { CollectionMethod, OpenRound, RemoteSettlement } from './collection.ts';
 import type { RoundBasis } from './open-round.ts';
-import type { ParticipantRecord } from './participants.ts';
+import type { ParticipantRecord, Participants } from './participants.ts';
 
 /**
  * The engine's hook for participants held by other processes (a cluster's
@@ -25,6 +25,14 @@ export interface RemoteRounds {
   ): readonly ParticipantRecord[];
   /** Secure aggregation: the collection that runs this node's cohort with `own` and waits for the other nodes' cohorts. */
   secureCollection?(own: CollectionMethod): CollectionMethod;
+  /**
+   * The delivery key (selection.ts) of participant `id` of another node,
+   * selected in the latest round opened: the leader records under it whether
+   * the participant delivered, as it does for its own, so selection weights,
+   * the quorum's "never delivered" rule and the next rounds see one record
+   * whatever node the participant trained on.
+   */
+  deliveryKey(id: string): string | undefined;
   /** Round `open` went out to this node's participants; `chosen` is the whole selection, remote ones included. */
   opened(open: OpenRound, chosen: readonly ParticipantRecord[], message: RoundStartMessage): void;
   /** The round stopped collecting: the other nodes' sums go into `open.aggregator`, and its settlements say whose updates are really in. */
@@ -49,6 +57,11 @@ export interface WithRemoteRounds {
  */
 export function resettle(open: RoundBasis, id: string, at: number, settlement: RemoteSettlement): void {
   open.settlements.set(id, { outcome: settlement.outcome, at, reason: settlement.reason, norm: settlement.norm });
+}
+
+/** Whose delivery record participant `id` builds: this node's own participant's key, else the key of one of another node's selected in the open round. */
+export function deliveryKeyOf(participants: Participants, remote: RemoteRounds | undefined, id: string): string | undefined {
+  return participants.get(id)?.deliveryKey ?? remote?.deliveryKey(id);
 }
 
 /** A record through which the leader's selection, quorum and round record treat a participant of another node like its own. */

@@ -36,7 +36,7 @@ import {
   type EngineState,
 } from './engine-state.ts';
 import { makeModel, type GlobalModel, type ResumePoint, type RoundEngineOptions } from './engine-types.ts';
-import type { WithRemoteRounds } from './remote-rounds.ts';
+import { deliveryKeyOf, type WithRemoteRounds } from './remote-rounds.ts';
 import type { OpenRound } from './collection.ts';
 import { settle, type RoundBasis } from './open-round.ts';
 import { Intake } from './intake.ts';
@@ -553,8 +553,8 @@ export class RoundEngine {
       recordLatency: (ms) => this.deadline.record(ms),
       ownSelection: hasOwnSelection(this.options.strategy),
       neverDelivered: (id) => {
-        const record = this.participants.get(id);
-        return record !== undefined && this.participants.deliveries.neverDelivered(record.deliveryKey);
+        const key = deliveryKeyOf(this.participants, this.options.remoteRounds, id);
+        return key !== undefined && this.participants.deliveries.neverDelivered(key);
       },
     };
   }
@@ -603,6 +603,7 @@ export class RoundEngine {
       model: this.model,
       history: this.history,
       participants: this.participants,
+      deliveryKeyOf: (id) => deliveryKeyOf(this.participants, this.options.remoteRounds, id),
       stillClosing: (open) => this.stillClosing(open),
       evaluating: (open) => {
         const state = this.state;
