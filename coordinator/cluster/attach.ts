@@ -173,6 +173,7 @@ export class ClusterRuntime {
       answerRoundAnnouncements({
         io,
         nodeId: this.node.nodeId,
+        clock: engine.memberView().options.clock,
         // The strategy's state as of the round's model first (DP-FedAvg's clip norm): the member clips as the leader would.
         versions: { get: (version) => this.catchUp().then(() => versions.get(version)) },
         modelOf: (version, weights) => member.modelOf(version, weights),

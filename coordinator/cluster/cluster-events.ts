@@ -21,8 +21,13 @@ export interface RoundAnnouncement {
   readonly round: number;
   readonly modelVersion: number;
   readonly config: FitConfig;
-  /** Wall-clock deadline (ms since the Unix epoch), as in round:start. */
-  readonly deadline: number;
+  /**
+   * How long the round still collects, in ms, as the leader measured it when
+   * it sent this. A member counts it on its own clock from when it hears the
+   * announcement (round-announce.ts heardRound), so no node's deadline depends
+   * on its clock agreeing with the leader's.
+   */
+  readonly remainingMs: number;
   /** Node id → the ids of its participants selected for the round. */
   readonly selected: Readonly<Record<string, readonly string[]>>;
   /** The example counts every selected participant claimed (claim-cap.ts caps by their median): each node caps as the leader would. */

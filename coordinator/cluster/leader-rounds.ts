@@ -148,7 +148,8 @@ export class LeaderRounds implements RemoteRounds {
       round: open.round,
       modelVersion: message.model.version,
       config: message.config,
-      deadline: message.deadline,
+      // The time left, not the leader's wall-clock deadline: members keep it on their own clocks (round-announce.ts heardRound).
+      remainingMs: message.deadline - this.clock.now(),
       selected,
       claimedExamples: chosen.map((p) => p.info.numExamples),
     };

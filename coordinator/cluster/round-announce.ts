@@ -1,27 +1,48 @@
 import type { RoundStartMessage } from '../../core/protocol/messages.ts';
+import type { Clock } from '../rounds/clock.ts';
 import type { GlobalModel } from '../rounds/engine-types.ts';
 import type { ClusterEventServer, RoundAnnouncement, RoundReply } from './cluster-events.ts';
 import type { ModelVersions } from './model-versions.ts';
+
+/** A round announcement as a member heard it: with the round's deadline on the member's own clock. */
+export interface HeardRound extends RoundAnnouncement {
+  /** When this node stops collecting the round (ms since the Unix epoch by this node's clock): when it heard the announcement plus `remainingMs`. */
+  readonly deadline: number;
+}
+
+/**
+ * The leader's deadline as a member keeps it: the time the leader said was
+ * left, counted from when the member heard it on its own clock. Only the
+ * adapter's transit time (milliseconds) separates the two deadlines, however
+ * far apart the nodes' clocks are; an absolute time would shift by their skew.
+ */
+export function heardRound(announcement: RoundAnnouncement, heardAt: number): HeardRound {
+  return { ...announcement, deadline: heardAt + Math.max(0, announcement.remainingMs) };
+}
 
 /**
  * A member node's side of a round open: fetches the round's model from
  * Redis by version (once per version, ModelVersions), makes the frame its
  * participants get, and sends round:start to its own selected participants.
  * `modelOf` turns stored weights into the model as this node sends it (its
- * model encoding, fine-tuning); `send` reaches one participant on this node.
+ * model encoding, fine-tuning); `send` reaches one participant on this node;
+ * `clock` is the node's own (the engine's), on which the round's deadline is kept.
  */
 export function answerRoundAnnouncements(options: {
   readonly io: ClusterEventServer;
   readonly nodeId: string;
+  readonly clock: Pick<Clock, 'now'>;
   readonly versions: Pick<ModelVersions, 'get'>;
   readonly modelOf: (version: number, weights: Float32Array) => GlobalModel;
   readonly send: (participantId: string, message: RoundStartMessage) => boolean;
   /** Called once the round's model is here, before any round:start goes out: the node readies its collection of the round. */
-  readonly opening?: (announcement: RoundAnnouncement, model: GlobalModel) => void;
+  readonly opening?: (announcement: HeardRound, model: GlobalModel) => void;
 }): void {
-  const { io, nodeId, versions, modelOf, send, opening } = options;
+  const { io, nodeId, clock, versions, modelOf, send, opening } = options;
   let made: GlobalModel | undefined;
-  io.on('cluster:round', (announcement: RoundAnnouncement, ack: (reply: RoundReply) => void) => {
+  io.on('cluster:round', (sent: RoundAnnouncement, ack: (reply: RoundReply) => void) => {
+    // The deadline is fixed on this node's clock when the announcement arrives, before the model is fetched.
+    const announcement = heardRound(sent, clock.now());
     const mine = announcement.selected[nodeId] ?? [];
     if (mine.length === 0) {
       ack({ node: nodeId, sent: 0 });

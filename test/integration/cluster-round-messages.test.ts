@@ -184,10 +184,14 @@ test('a round open reaches each member as a model version; each sends round:star
   await clients[0]!.set(keys.model(2), Buffer.from(weights.buffer));
   const leaderIo = node(key);
   const sentBy: Record<string, [string, RoundStartMessage][]> = { b: [], c: [] };
+  // The members' clocks are an hour behind and an hour ahead of the leader's: each keeps the round's deadline on its own.
+  const skewMs = { b: -3_600_000, c: 3_600_000 };
+  const clockOf = (name: 'b' | 'c') => ({ now: () => Date.now() + skewMs[name] });
   for (const name of ['b', 'c'] as const) {
     answerRoundAnnouncements({
       io: node(key),
       nodeId: name,
+      clock: clockOf(name),
       versions: new ModelVersions(store()),
       modelOf: (version, w) => makeModel(version, w),
       // c's participant c2 has just disconnected: not sent.
@@ -196,8 +200,11 @@ test('a round open reaches each member as a model version; each sends round:star
   }
   await subscribed(3, key);
   const config: RoundStartMessage['config'] = { epochs: 1, batchSize: 16, learningRate: 0.1 };
-  const announcement = { term: 1, round: 5, modelVersion: 2, config, deadline: 123, selected: { b: ['b1', 'b2'], c: ['c1', 'c2'] } };
+  const remainingMs = 30_000;
+  const announcement = { term: 1, round: 5, modelVersion: 2, config, remainingMs, selected: { b: ['b1', 'b2'], c: ['c1', 'c2'] } };
+  const sentAt = { b: clockOf('b').now(), c: clockOf('c').now() };
   const replies = await announceRound(leaderIo, announcement, () => {});
+  const repliedAt = { b: clockOf('b').now(), c: clockOf('c').now() };
   assert.deepEqual(
     replies.sort((x, y) => x.node.localeCompare(y.node)),
     [
@@ -212,6 +219,14 @@ test('a round open reaches each member as a model version; each sends round:star
   const [, message] = sentBy.c![0]!;
   assert.equal(message.round, 5);
   assert.equal(message.model.version, 2);
+  // Each member's round:start deadline is the time left on its own clock, within the announcement's transit time.
+  for (const name of ['b', 'c'] as const) {
+    const deadline = sentBy[name]![0]![1].deadline;
+    assert.ok(
+      deadline >= sentAt[name] + remainingMs && deadline <= repliedAt[name] + remainingMs,
+      `${name}'s deadline ${deadline} is ${remainingMs} ms after it heard the round, on its clock`,
+    );
+  }
   assert.deepEqual(decodeFrame(message.model.weights, { kind: FrameKind.Weights, expectedCount: DIM }), weights);
   // A version Redis does not hold: each member with participants refuses the round, with the reason.
   const lines: string[] = [];
@@ -231,6 +246,7 @@ test('a member whose round open throws refuses the announcement with the reason,
   answerRoundAnnouncements({
     io: node(key),
     nodeId: 'b',
+    clock: { now: () => Date.now() },
     versions: new ModelVersions(store),
     modelOf: (version, w) => makeModel(version, w),
     send: () => true,
@@ -242,7 +258,7 @@ test('a member whose round open throws refuses the announcement with the reason,
   const config: RoundStartMessage['config'] = { epochs: 1, batchSize: 16, learningRate: 0.1 };
   const replies = await announceRound(
     leaderIo,
-    { term: 1, round: 8, modelVersion: 4, config, deadline: 1, selected: { b: ['b1'] } },
+    { term: 1, round: 8, modelVersion: 4, config, remainingMs: 1, selected: { b: ['b1'] } },
     () => {},
   );
   assert.deepEqual(replies, [{ node: 'b', refused: 'node b cannot start round 8: the member round could not open' }]);
