@@ -223,6 +223,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     logError: (line: string) => console.error(line),
     frozenWeights: fineTune && { hash: fineTune.summary.frozenHash, frame: fineTune.frozenFrame },
     answered: metrics.answered.bind(metrics),
+    updateAccepted: metrics.updateAccepted.bind(metrics),
   };
   io.on('connection', (socket) => attachParticipant(socket, participantContext));
   admin.on('connection', (socket) => {

@@ -11,10 +11,11 @@ import { secureCollection } from '../rounds/secure-collection.ts';
 import type { RoundEngine } from '../rounds/round-engine.ts';
 import { normsWithheld } from '../rounds/status-view.ts';
 import type { ParticipantEngine } from '../socket/participant-events.ts';
-import type { ClusterEventServer, PartialRequest, RoundAnnouncement } from './cluster-events.ts';
+import type { ClusterEventServer, PartialRequest } from './cluster-events.ts';
 import { NewestRound } from './newest-round.ts';
 import type { ParticipantDirectory } from './participant-directory.ts';
 import type { MemberContribution } from './partial-requests.ts';
+import type { HeardRound } from './round-announce.ts';
 
 /** A leader's round as this member collects it. */
 interface MemberRound {
@@ -58,9 +59,11 @@ export class MemberRounds {
   private readonly newest = new NewestRound();
 
   constructor(private readonly wiring: MemberWiring) {
-    const { options, participants } = wiring.engine.memberView();
+    const { options, participants, rejections } = wiring.engine.memberView();
     this.intake = new Intake({
       clock: options.clock,
+      // This node's status (and /metrics) counts its own participants' refused updates.
+      rejections,
       participants,
       state: () => this.state(),
       inOpenRound: (id) => this.holds(id),
@@ -95,7 +98,7 @@ export class MemberRounds {
   }
 
   /** The leader announced a round: ready its collection here before any round:start goes out. */
-  open(announcement: RoundAnnouncement, model: GlobalModel): void {
+  open(announcement: HeardRound, model: GlobalModel): void {
     const { engine, nodeId } = this.wiring;
     const { options, participants, settings } = engine.memberView();
     const { clock, strategy } = options;

@@ -31,6 +31,7 @@ export class CoordinatorMetrics {
   readonly registry = new Registry();
   private readonly updatesAccepted: Counter;
   private readonly updatesRejected: Counter<'code'>;
+  private readonly updateBytesAccepted: Counter;
   private readonly leader: Gauge;
   private redisRoundTrip: Gauge | undefined;
   private readonly roundDuration: Histogram;
@@ -142,6 +143,11 @@ export class CoordinatorMetrics {
       labelNames: ['code'],
       registers,
     });
+    this.updateBytesAccepted = new Counter({
+      name: 'fl_updates_accepted_bytes_total',
+      help: "Bytes of update frames accepted into a round on this node (on a cluster, this node's own participants')",
+      registers,
+    });
     this.updateLatency = new Histogram({
       name: 'fl_update_latency_seconds',
       help: "From a round's start to each accepted update (observed once the round has closed)",
@@ -169,6 +175,11 @@ export class CoordinatorMetrics {
     if (event !== 'update') return;
     if (result.ok) this.updatesAccepted.inc();
     else this.updatesRejected.inc({ code: result.error.code });
+  }
+
+  /** An update frame of `bytes` was accepted into a round here (participant-events.ts). */
+  updateAccepted(bytes: number): void {
+    this.updateBytesAccepted.inc(bytes);
   }
 
   /** Counts the bytes of every TCP connection `server` accepts, through the server's one TrafficCounter (the cluster reads the same). */

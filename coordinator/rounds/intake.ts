@@ -19,6 +19,8 @@ import type { SecAggStep } from './secure-round.ts';
 /** What intake needs from the engine. */
 export interface IntakeHost {
   readonly clock: Clock;
+  /** Where refusals are counted, when another intake's count is shared (a cluster member's round intake counts into its engine's); else its own. */
+  readonly rejections?: Record<string, number>;
   readonly participants: Participants;
   state(): EngineState;
   inOpenRound(id: string): boolean;
@@ -38,9 +40,11 @@ export interface IntakeHost {
  */
 export class Intake {
   /** Refused requests by error code (the status's rejections). */
-  readonly rejections: Record<string, number> = {};
+  readonly rejections: Record<string, number>;
 
-  constructor(private readonly host: IntakeHost) {}
+  constructor(private readonly host: IntakeHost) {
+    this.rejections = host.rejections ?? {};
+  }
 
   /** A participant joined or rejoined. Returns its id (the old one when it is known). */
   join(info: ClientInfo, requestedId?: string, credential?: string): string {

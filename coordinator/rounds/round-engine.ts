@@ -524,8 +524,14 @@ export class RoundEngine {
   }
 
   /** A cluster member collects its own participants' part of the leader's round with this registry and these options (coordinator/cluster/member-rounds.ts). */
-  memberView(): { readonly options: RoundEngineOptions; readonly participants: Participants; readonly settings: RoundSettings } {
-    return { options: this.options, participants: this.participants, settings: this.settings };
+  memberView(): {
+    readonly options: RoundEngineOptions;
+    readonly participants: Participants;
+    readonly settings: RoundSettings;
+    /** The status's refusals by code: the member's intake counts its participants' into them. */
+    readonly rejections: Record<string, number>;
+  } {
+    return { options: this.options, participants: this.participants, settings: this.settings, rejections: this.intake.rejections };
   }
 
   /** What a round's collection may read and do (collection.ts). */

@@ -56,6 +56,8 @@ export interface ParticipantContext {
   readonly frozenWeights?: { readonly hash: string; readonly frame: ArrayBuffer };
   /** Sees every acknowledgement sent (the /metrics counters). */
   readonly answered?: (event: ClientEventName, result: Ack<unknown>) => void;
+  /** An update of `bytes` was accepted into a round on this node (the /metrics byte counter: a cluster node's own). */
+  readonly updateAccepted?: (bytes: number) => void;
 }
 
 const SECAGG_STEPS = {
@@ -151,7 +153,11 @@ export function attachParticipant(socket: ParticipantSocket, context: Participan
       kind: 'request',
       refuseEarly: mustHaveJoined('sending updates'),
       onFailure: leaveRound,
-      handle: (message) => engine.submitUpdate(joined(), message),
+      handle: (message) => {
+        const result = engine.submitUpdate(joined(), message);
+        if (result.ok) context.updateAccepted?.(message.update.byteLength);
+        return result;
+      },
     },
     decline: {
       kind: 'request',

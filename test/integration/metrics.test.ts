@@ -119,6 +119,7 @@ describe('/metrics', () => {
     assert.equal(sample(text, 'fl_rounds_total', '{outcome="aggregated"}'), 1);
     assert.equal(sample(text, 'fl_round'), 1);
     assert.equal(sample(text, 'fl_round_update_bytes_total'), honest.byteLength);
+    assert.equal(sample(text, 'fl_updates_accepted_bytes_total'), honest.byteLength);
     assert.ok(sample(text, 'fl_round_model_bytes_total')! > 0);
     // Both uploads crossed the wire, whatever the coordinator did with them.
     assert.ok(sample(text, 'fl_transport_received_bytes_total')! - bytesBefore > honest.byteLength + wrongLength.byteLength);
