@@ -60,7 +60,11 @@ export function resettle(open: RoundBasis, id: string, at: number, settlement: R
 }
 
 /** Whose delivery record participant `id` builds: this node's own participant's key, else the key of one of another node's selected in the open round. */
-export function deliveryKeyOf(participants: Participants, remote: RemoteRounds | undefined, id: string): string | undefined {
+export function deliveryKeyOf(
+  participants: Participants,
+  remote: Pick<RemoteRounds, 'deliveryKey'> | undefined,
+  id: string,
+): string | undefined {
   return participants.get(id)?.deliveryKey ?? remote?.deliveryKey(id);
 }
 
