@@ -162,7 +162,7 @@ async function run(flags: string[], times: readonly number[], skew: ShardSkew, s
     paces: paces(times),
     skew,
   });
-  const trace = values.trace ? new SocketTrace(participants) : undefined;
+  const trace = values.trace ? SocketTrace.of(participants) : undefined;
   const timer = stopAfterMs === undefined ? undefined : setTimeout(() => void coordinator.engine.stop('bench time limit'), stopAfterMs);
   const status = await coordinator.engine.done;
   clearTimeout(timer);
