@@ -10,11 +10,12 @@ import type { FederationStatus, RoundRecord } from '../core/protocol/status.ts';
 import { SeededRandom } from '../core/random/prng.ts';
 import { startNodeParticipants, stopNodeParticipants } from '../test/helpers/node-participants.ts';
 import { fixedDuration } from '../test/helpers/slowed-trainer.ts';
+import { SocketTrace } from './async-trace.ts';
 
 const COMMAND = 'npx tsx bench/async.ts';
 const USAGE = `Usage: ${COMMAND} [--speeds two-speed,lognormal] [--splits iid,label] [--fast-ms MS] [--sync-rounds N] [--buffer-size K]
        [--concurrency C] [--server-learning-rate ETA] [--server-momentum B]
-       [--fedbuff-server-learning-rate ETA] [--fedbuff-server-momentum B] [--staleness-exponent E] [--jitter J] [--repeat R]
+       [--fedbuff-server-learning-rate ETA] [--fedbuff-server-momentum B] [--staleness-exponent E] [--jitter J] [--repeat R] [--trace]
 
 Time to accuracy, synchronous FedAvg with a deadline against FedBuff (--mode
 async, docs/async.md), on the MNIST demo task with 20 real in-process Node
@@ -53,7 +54,10 @@ the time FedBuff took to reach A; the ratio; and the update bytes both sent
   --staleness-exponent E      FedBuff's staleness weight (1 + s)^-E, default 0.5
   --repeat R          run each (speeds, split) pair R times (sync and FedBuff
                       each time) and report the median time ratio, default 1
-  --jitter J          default 0 (every run of a device takes exactly its time)`;
+  --jitter J          default 0 (every run of a device takes exactly its time)
+  --trace             after the tables, where each run's time went up to A (bench/async-trace.ts): the
+                      fast devices' local runs and waits for the next model (two-speed: the 14 fast
+                      ones; lognormal: all), and each round's steps on the coordinator`;
 
 const { values } = parseArgs({
   options: {
@@ -70,6 +74,7 @@ const { values } = parseArgs({
     'staleness-exponent': { type: 'string', default: '0.5' },
     repeat: { type: 'string', default: '1' },
     jitter: { type: 'string', default: '0' },
+    trace: { type: 'boolean', default: false },
     help: { type: 'boolean' },
   },
 });
@@ -128,6 +133,7 @@ interface Run {
   readonly uploads: number;
   readonly frameBytes: number;
   readonly longestTrainingMs: number;
+  readonly trace: SocketTrace | undefined;
 }
 
 async function run(flags: string[], times: readonly number[], skew: ShardSkew, stopAfterMs?: number): Promise<Run> {
@@ -156,6 +162,7 @@ async function run(flags: string[], times: readonly number[], skew: ShardSkew, s
     paces: paces(times),
     skew,
   });
+  const trace = values.trace ? SocketTrace.of(participants) : undefined;
   const timer = stopAfterMs === undefined ? undefined : setTimeout(() => void coordinator.engine.stop('bench time limit'), stopAfterMs);
   const status = await coordinator.engine.done;
   clearTimeout(timer);
@@ -164,7 +171,7 @@ async function run(flags: string[], times: readonly number[], skew: ShardSkew, s
   stopNodeParticipants(participants);
   await coordinator.close();
   await rm(dataDir, { recursive: true, force: true });
-  return { status, uploads, frameBytes: 16 + 4 * coordinator.task.paramCount, longestTrainingMs };
+  return { status, uploads, frameBytes: 16 + 4 * coordinator.task.paramCount, longestTrainingMs, trace };
 }
 
 /** Ms from the first round's start to the end of the first record reaching `accuracy`. */
@@ -192,6 +199,8 @@ function median(values: readonly number[]): number {
 }
 
 const medians: string[] = [];
+/** With --trace: where each run's time went, printed after the tables. */
+const traces: string[] = [];
 for (const speeds of speedsList) {
   for (const skew of splits) {
     /** Time ratios of the repetitions; Infinity where FedBuff did not reach A in its time. */
@@ -207,6 +216,7 @@ if (repeat > 1) {
   console.log('\n| speeds | split | time ratios | median |\n|---|---|---|---|');
   for (const line of medians) console.log(line);
 }
+if (traces.length > 0) console.log(`\n${traces.join('\n')}`);
 
 /** One sync run and one FedBuff run on `speeds` and `skew`; prints the row and returns the time ratio (Infinity: not reached). */
 async function measure(speeds: Speeds, skew: ShardSkew): Promise<number> {
@@ -249,5 +259,22 @@ async function measure(speeds: Speeds, skew: ShardSkew): Promise<number> {
       syncTime && asyncTime ? (asyncTime / syncTime).toFixed(2) : '–'
     } | ${versions.length} (${(stalenessSum / Math.max(1, updates)).toFixed(2)}) | ${Math.round(Math.max(sync.longestTrainingMs, fedbuff.longestTrainingMs))} ms |`,
   );
+  if (values.trace) {
+    const fast = speeds === 'two-speed' ? times.flatMap((ms, k) => (ms === fastMs ? [k] : [])) : times.map((_, k) => k);
+    const until = (history: readonly RoundRecord[], ms: number | undefined) => (history[0]?.startedAt ?? 0) + (ms ?? Infinity);
+    const start = fedbuff.status.history[0]?.startedAt ?? 0;
+    const half = (syncTime ?? 0) / 2;
+    const byHalf = fedbuff.status.history.filter((r) => r.startedAt + r.durationMs - start <= half);
+    const syncRounds = sync.status.history.map(
+      (r) => `${(r.metrics?.accuracy ?? 0).toFixed(4)} at ${s(r.startedAt + r.durationMs - (sync.status.history[0]?.startedAt ?? 0))}`,
+    );
+    traces.push(
+      `${speeds} ${skew}: sync accuracy after each round ${syncRounds.join(', ')}; FedBuff by 0.5× the sync time (${s(half)}): ${byHalf.length} versions, best accuracy ${Math.max(0, ...byHalf.map((r) => r.metrics?.accuracy ?? 0)).toFixed(4)}`,
+      `${speeds} ${skew}, sync up to A:`,
+      ...(sync.trace?.summary(sync.status.history, fast, until(sync.status.history, syncTime)) ?? []),
+      `${speeds} ${skew}, FedBuff up to A:`,
+      ...(fedbuff.trace?.summary(fedbuff.status.history, fast, until(fedbuff.status.history, asyncTime)) ?? []),
+    );
+  }
   return syncTime && asyncTime ? asyncTime / syncTime : Number.POSITIVE_INFINITY;
 }

@@ -88,7 +88,8 @@ export class AsyncPool implements AsyncPoolLink {
       const result = collection.accept(record, update);
       if (!result.ok) this.host.countRejection(result.error.code);
     }
-    this.dispatch();
+    if (this.collecting() === collection) this.dispatch();
+    else this.handOutWhileMade(collection);
   }
 
   closed(collection: AsyncCollection): void {
@@ -199,12 +200,33 @@ export class AsyncPool implements AsyncPoolLink {
     const open = this.collecting();
     const state = this.host.state();
     if (!open || state.kind !== 'collecting' || state.after.kind !== 'continue') return;
+    this.handOut(open, () => false);
+  }
+
+  /**
+   * The version that just opened was filled by updates held while the one
+   * before it was made, and closes as it opens. The model just published is
+   * durable and the newest: the idle participants get it now rather than
+   * idling through this version too, except those whose update is in this
+   * version, who get the model it makes (they would train again from a
+   * base without their own update). Its start is saved and it is not yet
+   * delivered, so the hand-outs count in its record.
+   */
+  private handOutWhileMade(collection: AsyncCollection): void {
+    const state = this.host.state();
+    if (state.kind !== 'closing' || state.round.collection !== collection || state.after.kind !== 'continue') return;
+    const settlements = collection.round.settlements;
+    this.handOut(collection, (id) => settlements.get(id)?.outcome === 'received');
+  }
+
+  /** Hands free slots in `open`'s round to the longest-waiting idle participants, but those `inVersion` keeps waiting. */
+  private handOut(open: AsyncCollection, inVersion: (id: string) => boolean): void {
     const free = this.host.settings.concurrency - this.slots.size;
     if (free <= 0) return;
     // One with an update waiting for the next version trains again once it is in (at most one waits per participant).
     const held = new Set(this.pending.map((p) => p.record.id));
     const waiting = this.host.participants
-      .eligible((id) => this.slots.has(id) || this.outOfVersion.has(id) || held.has(id))
+      .eligible((id) => this.slots.has(id) || this.outOfVersion.has(id) || held.has(id) || inVersion(id))
       .sort((a, b) => (this.lastServed.get(a.id) ?? -Infinity) - (this.lastServed.get(b.id) ?? -Infinity));
     const model = this.host.model();
     const { clock, transport } = this.host.options;

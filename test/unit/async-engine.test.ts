@@ -155,6 +155,30 @@ describe('async mode (FedBuff) in the round engine', () => {
     close(h.engine.status().history[1]!.metrics!.accuracy, 0.5 + 0.3 * Math.SQRT1_2);
   });
 
+  it('hands the model just published to the idle participants when held updates fill the next version as it opens', async () => {
+    const h = asyncHarness({ bufferSize: 1 });
+    const [a, b] = [h.join(), h.join()];
+    h.engine.start();
+    await h.settle();
+    assert.ok(h.engine.submitUpdate(a, slotUpdate(h, a, [0.5, 0, 0, 0])).ok);
+    // Version 1 is being made: b's update is held, and fills version 2 as soon as it opens.
+    assert.ok(h.engine.submitUpdate(b, slotUpdate(h, b, [0.3, 0, 0, 0])).ok);
+    const before = h.starts.length;
+    await h.settle();
+    assert.equal(h.engine.globalModel.version, 2);
+    const handedOut = h.starts
+      .slice(before)
+      .map((s) => ({ id: s.participantId, round: s.message.round, version: s.message.model.version }));
+    assert.deepEqual(handedOut, [
+      // a, whose update made version 1, trains from it at once instead of idling while version 2 is made.
+      { id: a, round: 2, version: 1 },
+      // b's update is in version 2: it waits for the model that holds it.
+      { id: b, round: 3, version: 2 },
+    ]);
+    const [, second] = h.engine.status().history;
+    assert.equal(second!.bytesOut, h.engine.globalModel.frame.byteLength, "a's model counts in version 2's record");
+  });
+
   it('counts versions for --rounds and stops; the slots end with the federation', async () => {
     const h = asyncHarness({ bufferSize: 1 }, { rounds: 2 });
     const a = h.join();
