@@ -172,6 +172,8 @@ test('a member whose participants all settled stores its partial before the lead
   for (let i = 0; i < DIM; i++) assert.ok(Math.abs(combined[i]! - Math.fround(values[i]!)) <= 1e-7, `weight ${i}`);
   // A request that comes anyway (a leader that missed the notice) gets the same answer, from memory.
   assert.deepEqual(await member.partialOf({ term: TERM, round: ROUND }), { node: 'm', stored: true, contributors: [p1] });
+  // One write of the partial in all (nothing else in this test SETs a key).
+  assert.equal(/cmdstat_set:calls=(\d+)/.exec(await clients[0]!.info('commandstats'))?.[1], '1');
 
   // The member let the round's aggregator go once its partial was stored (before the next round).
   v8.setFlagsFromString('--expose-gc');
