@@ -119,10 +119,10 @@ test('a member whose participants all settled stores its partial before the lead
 
   const model = member.modelOf(0, new Float32Array(DIM));
   const config = { epochs: 1, batchSize: 8, learningRate: 0.1 };
-  member.open(
-    { term: TERM, round: ROUND, modelVersion: 0, config, deadline: 60_000, selected: { m: [p1!, p2!, p3!], leader: ['l1'] } },
-    model,
-  );
+  // The round as this member heard it: the leader's time left, and the deadline on the member's (manual) clock.
+  const selected = { m: [p1!, p2!, p3!], leader: ['l1'] };
+  const announcement = { term: TERM, round: ROUND, modelVersion: 0, config, remainingMs: 60_000, deadline: 60_000, selected };
+  member.open(announcement, model);
   const engine = routeToMemberRounds(harness.engine, member);
   const values = [0.5, -0.25, 1, 0, 0.125, -1, 2, 0.75, -0.5];
   const accepted = engine.submitUpdate(p1!, harness.update(ROUND, values, { numExamples: 20 }));
