@@ -1,4 +1,7 @@
 import { RoundDecoder } from '../../core/compression/round-decoder.ts';
+import type { PartialReply, SettledReport } from './cluster-events.ts';
+import type { PartialExchange } from './partial-exchange.ts';
+import { storeContribution } from './partial-requests.ts';
 import type { RoundStartMessage } from '../../core/protocol/messages.ts';
 import type { CollectionHost, Interruption, OpenRound } from '../rounds/collection.ts';
 import { makeModel, type GlobalModel } from '../rounds/engine-types.ts';
@@ -11,11 +14,10 @@ import { secureCollection } from '../rounds/secure-collection.ts';
 import type { RoundEngine } from '../rounds/round-engine.ts';
 import { normsWithheld } from '../rounds/status-view.ts';
 import type { ParticipantEngine } from '../socket/participant-events.ts';
-import type { ClusterEventServer, PartialReply, PartialRequest, RoundAnnouncement, SettledReport } from './cluster-events.ts';
+import type { ClusterEventServer, PartialRequest, RoundAnnouncement } from './cluster-events.ts';
 import { NewestRound } from './newest-round.ts';
 import type { ParticipantDirectory } from './participant-directory.ts';
-import type { PartialExchange } from './partial-exchange.ts';
-import { storeContribution, type MemberContribution } from './partial-requests.ts';
+import type { MemberContribution } from './partial-requests.ts';
 
 /** A leader's round as this member collects it. */
 interface MemberRound {
