@@ -58,12 +58,14 @@ const { values: flags } = parseArgs({
     'clients-per-node': { type: 'string', default: '1' },
     /** Seconds one configuration may take, connecting included; past it the configuration is reported as incomplete. */
     timeout: { type: 'string', default: '240' },
+    /** Also run each configuration with the coordinator of another checkout (the code before a change), first, in the same run. */
+    'baseline-root': { type: 'string' },
     help: { type: 'boolean' },
   },
 });
 if (flags.help) {
   console.log(
-    'Usage: npm run bench -- cluster [--nodes 1,2,4] [--participants 1000] [--selected N] [--rounds 3] [--clients-per-node 1] [--timeout 240]',
+    'Usage: npm run bench -- cluster [--nodes 1,2,4] [--participants 1000] [--selected N] [--rounds 3] [--clients-per-node 1] [--timeout 240] [--baseline-root DIR]',
   );
   process.exit(0);
 }
@@ -72,12 +74,15 @@ const participantCounts = flags.participants!.split(',').map(Number);
 const timedRounds = Number(flags.rounds);
 const clientsPerNode = Number(flags['clients-per-node']);
 const timeoutMs = Number(flags.timeout) * 1000;
+const baselineRoot = flags['baseline-root'] && path.resolve(flags['baseline-root']);
 
 interface Node {
   readonly url: string;
   readonly process: CoordinatorProcess;
   /** round → the leader's combine time, from its log line. */
   readonly combineMs: Map<number, number>;
+  /** round → where that time went, where the log line says (members asked at close, request, read, add). */
+  readonly combineSteps: Map<number, readonly number[]>;
 }
 
 interface ClientProcess {
@@ -93,24 +98,28 @@ process.once('exit', () => {
 });
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
 
-async function startNode(redisUrl: string, dataDir: string, federation: readonly string[]): Promise<Node> {
+async function startNode(redisUrl: string, dataDir: string, federation: readonly string[], checkout: string | undefined): Promise<Node> {
   const port = await freePort();
-  const started = await launchCoordinator([
-    ...['--port', String(port), '--host', '127.0.0.1', '--data-dir', dataDir, '--redis', redisUrl],
-    ...federation,
-  ]);
+  const started = await launchCoordinator(
+    [...['--port', String(port), '--host', '127.0.0.1', '--data-dir', dataDir, '--redis', redisUrl], ...federation],
+    {},
+    checkout === undefined ? undefined : path.join(checkout, 'coordinator/cli.ts'),
+  );
   children.push(started.child);
   const combineMs = new Map<number, number>();
+  const combineSteps = new Map<number, readonly number[]>();
   const lines = createInterface({ input: started.child.stdout! });
   lines.on('line', (line) => {
     const match = /cluster: round (\d+): partials of .* combined in ([\d.]+) ms/.exec(line);
     if (match) combineMs.set(Number(match[1]), Number(match[2]));
+    const steps = /cluster: round (\d+): .* \((\d+) asked at close, request ([\d.]+) ms, read ([\d.]+) ms, add ([\d.]+) ms\)/.exec(line);
+    if (steps) combineSteps.set(Number(steps[1]), steps.slice(2).map(Number));
   });
   // What a node says on stderr (a stale leader's exit, a failed save) is shown, so an incomplete run says why.
   createInterface({ input: started.child.stderr! }).on('line', (line) => console.error(`node ${dataDir.split('-').at(-1)}: ${line}`));
   // Forget the start-up peak (parsing the demo data), so VmHWM measures the run itself.
   writeFileSync(`/proc/${started.child.pid}/clear_refs`, '5');
-  return { url: `http://127.0.0.1:${port}`, process: started, combineMs };
+  return { url: `http://127.0.0.1:${port}`, process: started, combineMs, combineSteps };
 }
 
 function peakRssBytes(pid: number): number {
@@ -154,6 +163,8 @@ interface Row {
   perNode: { updatesPerSecond: number; peakRssMB: number; updates: number }[];
   updatesPerSecond: number;
   combineMs: number | undefined;
+  /** Medians over the timed rounds: members asked at close, request ms, read ms, add ms. */
+  combineSteps: readonly number[] | undefined;
   roundMs: number;
   redisMBPerRound: number;
   refused: number;
@@ -161,7 +172,7 @@ interface Row {
   note?: string;
 }
 
-async function measure(nodeCount: number, participants: number, selected: number): Promise<Row> {
+async function measure(nodeCount: number, participants: number, selected: number, checkout?: string): Promise<Row> {
   const redis = await TestRedis.start();
   const redisClient = new Redis(redis.url);
   const dataRoot = await mkdtemp(path.join(tmpdir(), 'fl-bench-cluster-'));
@@ -176,7 +187,7 @@ async function measure(nodeCount: number, participants: number, selected: number
   const clients: ClientProcess[] = [];
   const deadline = Date.now() + timeoutMs;
   try {
-    for (let n = 0; n < nodeCount; n++) nodes.push(await startNode(redis.url, path.join(dataRoot, `node-${n}`), federation));
+    for (let n = 0; n < nodeCount; n++) nodes.push(await startNode(redis.url, path.join(dataRoot, `node-${n}`), federation, checkout));
     for (let n = 0; n < nodeCount; n++) {
       const onNode = Math.min(perNode, participants - n * perNode);
       for (let c = 0; c < clientsPerNode; c++) {
@@ -217,6 +228,9 @@ async function measure(nodeCount: number, participants: number, selected: number
     const combine = timed
       .map((round) => nodes.map((n) => n.combineMs.get(round)).find((ms) => ms !== undefined))
       .filter((ms) => ms !== undefined);
+    const steps = timed
+      .map((round) => nodes.map((n) => n.combineSteps.get(round)).find((s) => s !== undefined))
+      .filter((s) => s !== undefined);
     const durations = history.filter((r) => timed.includes(r.round)).map((r) => r.durationMs);
     const timedCount = Math.max(1, history.length - 1);
     return {
@@ -231,6 +245,7 @@ async function measure(nodeCount: number, participants: number, selected: number
       })),
       updatesPerSecond: timed.length ? median(timed.map((round) => perRound(round).rate)) : Number.NaN,
       combineMs: combine.length ? median(combine) : undefined,
+      combineSteps: steps.length ? [0, 1, 2, 3].map((i) => median(steps.map((s) => s[i]!))) : undefined,
       roundMs: durations.length ? median(durations) : Number.NaN,
       redisMBPerRound: bytesAfterWarmUp === undefined ? Number.NaN : (bytesAtEnd - bytesAfterWarmUp) / timedCount / 1e6,
       refused,
@@ -258,21 +273,27 @@ async function measure(nodeCount: number, participants: number, selected: number
 console.log(
   `Cluster rounds: N coordinator processes on one Redis, simulated participants in ${clientsPerNode} client process(es) per node, the demo MLP (float32 update frames), medians of ${timedRounds} timed rounds\n`,
 );
+if (baselineRoot)
+  console.log(`Each configuration runs first with the coordinator of ${baselineRoot} ("before"), then with this checkout's ("after").\n`);
 console.log(
-  '| nodes | connected | selected | rounds done | updates/s in all | MB/s in all | per node: updates/s (MB/s) | round ms | leader combine ms | combine / round | Redis MB / round | per node: peak RSS MB |',
+  `|${baselineRoot ? ' code |' : ''} nodes | connected | selected | rounds done | updates/s in all | MB/s in all | per node: updates/s (MB/s) | round ms | leader combine ms | combine / round | Redis MB / round | per node: peak RSS MB |`,
 );
-console.log('|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|');
+console.log(`|${baselineRoot ? '---|' : ''}---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|`);
 for (const participants of participantCounts) {
   const selected = flags.selected ? Number(flags.selected) : participants;
-  for (const nodeCount of nodeCounts) {
-    const row = await measure(nodeCount, participants, selected);
-    const updateMB = row.frameMB;
-    const combine = row.combineMs === undefined ? '—' : row.combineMs.toFixed(1);
-    const share = row.combineMs === undefined ? '—' : `${((100 * row.combineMs) / row.roundMs).toFixed(1)}%`;
-    console.log(
-      `| ${row.nodes} | ${row.participants} | ${row.selected} | ${row.completedRounds} | ${row.updatesPerSecond.toFixed(0)} | ${(row.updatesPerSecond * updateMB).toFixed(0)} | ${row.perNode.map((p) => `${p.updatesPerSecond.toFixed(0)} (${(p.updatesPerSecond * updateMB).toFixed(0)})`).join(', ')} | ${row.roundMs.toFixed(0)} | ${combine} | ${share} | ${row.redisMBPerRound.toFixed(1)} | ${row.perNode.map((p) => p.peakRssMB.toFixed(0)).join(', ')} |` +
-        (row.note ? ` ${row.note}` : ''),
-    );
-  }
+  for (const nodeCount of nodeCounts)
+    for (const checkout of baselineRoot ? [baselineRoot, undefined] : [undefined]) {
+      const row = await measure(nodeCount, participants, selected, checkout);
+      const updateMB = row.frameMB;
+      const combine = row.combineMs === undefined ? '—' : row.combineMs.toFixed(1);
+      const share = row.combineMs === undefined ? '—' : `${((100 * row.combineMs) / row.roundMs).toFixed(1)}%`;
+      console.log(
+        `|${baselineRoot ? (checkout ? ' before |' : ' after |') : ''} ${row.nodes} | ${row.participants} | ${row.selected} | ${row.completedRounds} | ${row.updatesPerSecond.toFixed(0)} | ${(row.updatesPerSecond * updateMB).toFixed(0)} | ${row.perNode.map((p) => `${p.updatesPerSecond.toFixed(0)} (${(p.updatesPerSecond * updateMB).toFixed(0)})`).join(', ')} | ${row.roundMs.toFixed(0)} | ${combine} | ${share} | ${row.redisMBPerRound.toFixed(1)} | ${row.perNode.map((p) => p.peakRssMB.toFixed(0)).join(', ')} |` +
+          (row.note ? ` ${row.note}` : '') +
+          (row.combineSteps
+            ? ` combine steps (medians): ${row.combineSteps[0]} member(s) asked at close, request ${row.combineSteps[1]!.toFixed(1)} ms, read ${row.combineSteps[2]!.toFixed(1)} ms, add ${row.combineSteps[3]!.toFixed(1)} ms`
+            : ''),
+      );
+    }
 }
 process.exit(0);

@@ -317,5 +317,15 @@ for (const [index, n] of sizes.entries()) {
     );
   }
 }
+// Repeated sizes (--participants 1000,1000,1000) alternate the servers: the ratio's spread over them is the machine's noise.
+for (const encoding of encodings) {
+  for (const n of new Set(sizes)) {
+    const ratios = rows.filter((r) => r.participants === n && r.encoding === encoding).map((r) => r.ratio as number);
+    if (ratios.length > 1)
+      console.log(
+        `\n${n} participants, ${encoding}: ours / echo over ${ratios.length} alternations: median ${median(ratios).toFixed(2)} (min ${Math.min(...ratios).toFixed(2)}, max ${Math.max(...ratios).toFixed(2)})`,
+      );
+  }
+}
 if (flags.json) writeFileSync(flags.json, JSON.stringify({ params: PARAMS, frameBytes: frame.byteLength, rounds, rows }, null, 2));
 process.exit(0);

@@ -103,6 +103,7 @@ export class ClusterRuntime {
       io: clusterEvents(io),
       nodeId: this.node.nodeId,
       directory: this.directory,
+      exchange: this.exchange,
       send,
       leads: () => this.node.lease.term !== undefined,
       log: this.log,
@@ -180,7 +181,7 @@ export class ClusterRuntime {
         send: (id, message) => member.send(id, message),
         opening: (announcement, model) => member.open(announcement, model),
       });
-      answerPartialRequests(io, this.exchange, this.node.nodeId, (request) => member.partialOf(request));
+      answerPartialRequests(io, (request) => member.partialOf(request));
     }
     this.follow();
   }

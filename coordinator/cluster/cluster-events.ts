@@ -10,6 +10,8 @@ export interface ClusterServerEvents {
   'cluster:partial': (request: PartialRequest, ack: (reply: PartialReply) => void) => void;
   /** A member tells the leader how one of its selected participants' part ended (an update accepted, refused, ...): never the update. */
   'cluster:settled': (settled: SettledReport) => void;
+  /** A member stored its partial of a round before the leader asked (every participant it had selected settled): the leader need not ask it. */
+  'cluster:stored': (notice: StoredNotice) => void;
 }
 
 /** The part of a socket.io server the cluster's events use. */
@@ -48,6 +50,14 @@ export type PartialReply =
   | { readonly node: string; readonly stored: true; readonly contributors: readonly string[] }
   | { readonly node: string; readonly stored: false; readonly reason: string };
 
+/** A member's partial of a round is in Redis, stored before the leader's close request: the reply that request would get. */
+export interface StoredNotice {
+  readonly node: string;
+  readonly term: number;
+  readonly round: number;
+  readonly contributors: readonly string[];
+}
+
 /** How one selected participant's part in a round ended on its node (a member's report to the leader). */
 export interface SettledReport {
   readonly node: string;
@@ -81,6 +91,14 @@ export function parseSettledReport(value: unknown): SettledReport | undefined {
   )
     return undefined;
   return value as SettledReport;
+}
+
+/** A member's stored notice, checked for shape: undefined when it is not one. */
+export function parseStoredNotice(value: unknown): StoredNotice | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const r = value as Record<string, unknown>;
+  if (typeof r.node !== 'string' || !Number.isInteger(r.term) || !Number.isInteger(r.round)) return undefined;
+  return Array.isArray(r.contributors) && r.contributors.every((id) => typeof id === 'string') ? (value as StoredNotice) : undefined;
 }
 
 /** A member's partial reply, checked for shape: undefined when it is not one. */

@@ -3,7 +3,7 @@ import type { Clock } from '../rounds/clock.ts';
 import type { CollectionMethod, OpenRound } from '../rounds/collection.ts';
 import type { ParticipantRecord, Participants } from '../rounds/participants.ts';
 import { remoteRecord, resettle, type RemoteRounds } from '../rounds/remote-rounds.ts';
-import { parseSettledReport, type ClusterEventServer, type RoundReply } from './cluster-events.ts';
+import { parseSettledReport, parseStoredNotice, type ClusterEventServer, type PartialReply, type RoundReply } from './cluster-events.ts';
 import type { ClusterNode } from './cluster-node.ts';
 import type { PartialExchange } from './partial-exchange.ts';
 import { formCohorts } from './cohort-selection.ts';
@@ -18,6 +18,8 @@ interface RemoteRound {
   readonly term: number;
   readonly open: OpenRound;
   readonly nodeOf: ReadonlyMap<string, string>;
+  /** Members that stored their partial before the close (their notices): the close reads theirs without asking. */
+  readonly stored: Map<string, PartialReply>;
 }
 
 /**
@@ -28,7 +30,8 @@ interface RemoteRound {
  * selection per node (`cluster:round`); members report how each of their
  * participants settled (`cluster:settled`: the leader's quorum and record
  * treat them like its own, and no update bytes cross the adapter); at close
- * the leader asks for the members' partials and adds them to its round
+ * the leader reads the members' partials (asking only those that had not
+ * announced theirs as stored, `cluster:stored`) and adds them to its round
  * aggregator before it finishes. A member that does not start the round, or
  * whose partial is missing, malformed or does not match the contributors it
  * names, loses its participants' updates whole: they count as dropped, and
@@ -75,6 +78,18 @@ export class LeaderRounds implements RemoteRounds {
       )
         return;
       round.open.collection.remoteSettled?.(report.participantId, report);
+    });
+    io.on('cluster:stored', (value: unknown) => {
+      const notice = parseStoredNotice(value);
+      if (notice === undefined) {
+        this.log('cluster: a member sent a malformed stored-partial notice; ignored');
+        return;
+      }
+      const round = this.current;
+      // A member sends it before its last settlement report (member-rounds.ts), so a close on that report finds it here.
+      if (!round || notice.term !== round.term || notice.round !== round.open.round || ![...round.nodeOf.values()].includes(notice.node))
+        return;
+      round.stored.set(notice.node, { node: notice.node, stored: true, contributors: notice.contributors });
     });
   }
 
@@ -140,7 +155,7 @@ export class LeaderRounds implements RemoteRounds {
       for (const id of nodeOf.keys()) open.collection.remoteSettled?.(id, { outcome: 'dropped', reason: 'this node no longer leads' });
       return;
     }
-    this.current = { term, open, nodeOf };
+    this.current = { term, open, nodeOf, stored: new Map() };
     const selected: Record<string, string[]> = {};
     for (const [id, node] of nodeOf) selected[node] = [...(selected[node] ?? []), id];
     const announcement = {
@@ -174,13 +189,15 @@ export class LeaderRounds implements RemoteRounds {
     this.current = undefined;
     const members = [...new Set(round.nodeOf.values())];
     const inSum = new Set<string>();
-    // The leader's combine time (bench/cluster.ts reads this line): from the close request to every partial added.
+    // The leader's combine time (bench/cluster.ts reads this line): from the close (a request to the members that had not
+    // announced their partial as stored) to every partial added.
     const requested = performance.now();
-    const lost = await gatherPartials({
+    const { lost, steps } = await gatherPartials({
       io: this.io,
       exchange: this.exchange,
       request: { term: round.term, round: open.round },
       members,
+      stored: round.stored,
       // int4 rounds sum in their rotated basis; asking the aggregator for a partial would record its round into a wrapper's reference twice.
       length: open.decoder.aggregateLength,
       aggregator: open.aggregator,
@@ -196,7 +213,8 @@ export class LeaderRounds implements RemoteRounds {
       },
     });
     this.log(
-      `cluster: round ${open.round}: partials of ${members.length - lost.length} of ${members.length} member node(s) combined in ${(performance.now() - requested).toFixed(1)} ms`,
+      `cluster: round ${open.round}: partials of ${members.length - lost.length} of ${members.length} member node(s) combined in ${(performance.now() - requested).toFixed(1)} ms` +
+        ` (${steps.asked} asked at close, request ${steps.requestMs.toFixed(1)} ms, read ${steps.readMs.toFixed(1)} ms, add ${steps.addMs.toFixed(1)} ms)`,
     );
     // The settlements say whose updates are really in the sum: the quorum rule (minUpdates) is decided on these.
     const now = this.clock.now();

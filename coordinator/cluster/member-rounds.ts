@@ -1,4 +1,7 @@
 import { RoundDecoder } from '../../core/compression/round-decoder.ts';
+import type { PartialReply, SettledReport } from './cluster-events.ts';
+import type { PartialExchange } from './partial-exchange.ts';
+import { storeContribution } from './partial-requests.ts';
 import type { RoundStartMessage } from '../../core/protocol/messages.ts';
 import type { CollectionHost, Interruption, OpenRound } from '../rounds/collection.ts';
 import { makeModel, type GlobalModel } from '../rounds/engine-types.ts';
@@ -25,8 +28,17 @@ interface MemberRound {
   /** Secure aggregation: this node's cohort is a secure sum of its own, and `received` is reported only once it is decoded. */
   readonly secure: boolean;
   collecting: boolean;
-  /** Taken once, at the leader's request: a repeated request gets the same. */
+  /** Taken once, when the partial is first stored: a retried write stores the same. */
   contribution?: MemberContribution;
+  /** This node's sum is final (every participant selected here settled, or the cohort's sum is decoded): its partial is stored before the leader asks. */
+  early?: Promise<void>;
+}
+
+/** The partial this node stored (or is storing) last: a repeated request of that round gets the same reply. */
+interface StoredPartial {
+  readonly term: number;
+  readonly round: number;
+  readonly reply: Promise<PartialReply>;
 }
 
 /** What a member needs of its coordinator. */
@@ -35,6 +47,8 @@ export interface MemberWiring {
   readonly io: ClusterEventServer;
   readonly nodeId: string;
   readonly directory: ParticipantDirectory;
+  /** Where this node's partial of a round goes (Redis, once per term, round and node). */
+  readonly exchange: PartialExchange;
   /** Sends round:start to a participant on this node; false when none holds that id now. */
   readonly send: (participantId: string, message: RoundStartMessage) => boolean;
   /** This node holds the lease now: it runs its own rounds, and no leader's round is collected here. */
@@ -47,9 +61,24 @@ export interface MemberWiring {
  * selected participants' updates are validated, decoded and summed here,
  * with the engine's own intake checks (Intake, admit) and plain collection,
  * into the strategy's round aggregator; each settlement goes to the leader
- * as a small `cluster:settled` report; at the leader's request the sum goes
- * to Redis as this node's partial (partial-requests.ts). The engine of a
- * member does not run rounds; this holds at most one round at a time.
+ * as a small `cluster:settled` report. The sum goes to Redis as this
+ * node's partial (partial-requests.ts) as soon as it is final (every
+ * participant selected here settled), before the leader asks, or at the
+ * leader's close request, whichever comes first; once stored, the round
+ * (its aggregator: O(model)) is let go. The engine of a member does not run
+ * rounds; this holds at most one round at a time.
+ *
+ * Ordering, so that the leader rarely has to ask and no update is lost or
+ * counted twice: collection stops before the sum is taken, so the stored sum
+ * holds every update this node accepted and nothing after it (a later
+ * update of the round goes to the engine, which refuses it: WRONG_ROUND, no
+ * round is collecting updates; every participant had settled here, so none
+ * was waited for). The leader hears `cluster:stored` before the settlement
+ * report that completed this node's part (reports are held until the write
+ * is done, and the adapter delivers one node's events in order), so when
+ * that report closes the leader's round it reads the partial without a
+ * request. A failed write is not announced: the leader's request at close
+ * writes it again (SET NX keeps it one partial).
  */
 export class MemberRounds {
   private current: MemberRound | undefined;
@@ -57,6 +86,7 @@ export class MemberRounds {
   readonly intake: Intake;
   private publishedDirectory: string | undefined;
   private readonly newest = new NewestRound();
+  private stored: StoredPartial | undefined;
 
   constructor(private readonly wiring: MemberWiring) {
     const { options, participants, rejections } = wiring.engine.memberView();
@@ -176,17 +206,15 @@ export class MemberRounds {
     const settled = round.settlements.get(id);
     if (settled === undefined) return;
     const { outcome, reason, norm } = settled;
-    if (outcome === 'received' && !final && this.current?.open === round && this.current.secure) return;
-    this.wiring.io.serverSideEmit('cluster:settled', {
-      node: this.wiring.nodeId,
-      term,
-      round: round.round,
-      participantId: id,
-      outcome,
-      reason,
-      norm,
-      code,
-    });
+    const current = this.current?.open === round ? this.current : undefined;
+    if (outcome === 'received' && !final && current?.secure) return;
+    const report: SettledReport = { node: this.wiring.nodeId, term, round: round.round, participantId: id, outcome, reason, norm, code };
+    // This report completes this node's part, or its partial is being stored: it goes after the partial and its notice.
+    const early =
+      current &&
+      (current.early ?? (!current.secure && round.settlements.size >= round.selected.size ? this.storeEarly(current) : undefined));
+    if (early) void early.then(() => this.wiring.io.serverSideEmit('cluster:settled', report));
+    else this.wiring.io.serverSideEmit('cluster:settled', report);
   }
 
   /** A selected participant's connection closed: today's intake drops it from the round, and the leader hears of it. */
@@ -210,12 +238,67 @@ export class MemberRounds {
     return false;
   }
 
-  /** The leader closes the round: this node's sum and whose updates are in it, taken once. */
-  partialOf(request: PartialRequest): MemberContribution | undefined {
+  /** The leader closes the round: this node's partial stored (already, or now) and whose updates are in it, or why none. */
+  partialOf(request: PartialRequest): Promise<PartialReply> {
     this.newest.heard(request.term, request.round);
+    if (this.stored?.term === request.term && this.stored.round === request.round) return this.stored.reply;
     const round = this.current;
-    if (!round || round.term !== request.term || round.open.round !== request.round) return undefined;
-    this.end({ kind: 'stop', reason: 'the leader closed the round' });
+    if (!round || round.term !== request.term || round.open.round !== request.round)
+      return storeContribution(this.wiring.exchange, this.wiring.nodeId, request, undefined);
+    return this.store(round, 'the leader closed the round');
+  }
+
+  /**
+   * This node's sum is final: its partial goes to Redis now, on a fresh stack
+   * (the last sender's acknowledgement goes first), and the leader hears it is
+   * stored. Resolves once that is done (or failed): the reports held for it go
+   * out then. Nothing is stored for a round a newer one replaced meanwhile.
+   */
+  private storeEarly(round: MemberRound): Promise<void> {
+    round.early ??= new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
+      if (this.current !== round) return;
+      const reply = await this.store(round, 'every participant selected on this node has settled');
+      // A failed write is not announced: the leader asks at close, and the write is tried again.
+      if (reply.stored)
+        this.wiring.io.serverSideEmit('cluster:stored', {
+          node: this.wiring.nodeId,
+          term: round.term,
+          round: round.open.round,
+          contributors: reply.contributors,
+        });
+    });
+    return round.early;
+  }
+
+  /**
+   * Writes this node's partial of `round` once: collection stops first (the
+   * sum holds nothing that arrives after it is taken), the sum and its
+   * contributors are taken, and written with SET NX. Once stored, the round
+   * and its aggregator are let go. A repeated call gets the same reply; a
+   * failed write is tried again by the next one.
+   */
+  private store(round: MemberRound, why: string): Promise<PartialReply> {
+    const request = { term: round.term, round: round.open.round };
+    if (this.stored?.term === request.term && this.stored.round === request.round) return this.stored.reply;
+    this.end({ kind: 'stop', reason: why });
+    const stored: StoredPartial = {
+      ...request,
+      reply: storeContribution(this.wiring.exchange, this.wiring.nodeId, request, this.contribution(round)).then((reply) => {
+        if (!reply.stored) {
+          if (this.stored === stored) this.stored = undefined;
+        } else if (this.current === round) {
+          // Stored: nothing of the round is needed here any more (the leader reads the partial from Redis).
+          this.current = undefined;
+        }
+        return reply;
+      }),
+    };
+    this.stored = stored;
+    return stored.reply;
+  }
+
+  /** This node's sum and whose updates are in it, taken once (collection has stopped). */
+  private contribution(round: MemberRound): MemberContribution | undefined {
     // A secure cohort gives only a decoded sum: none when it aborted or the leader closed first.
     if (round.contribution || round.secure) return round.contribution;
     const partial = round.open.aggregator.partial?.();
@@ -237,6 +320,12 @@ export class MemberRounds {
     const inSum = new Set(contributors);
     const reason = delivered.ok ? "its masked input was not part of its cohort's decoded sum" : delivered.reason;
     const now = this.wiring.engine.memberView().options.clock.now();
+    const partial = open.aggregator.partial?.();
+    // The decoded sum is final: it is stored now, and the outcomes below go to the leader after it (report holds them).
+    if (partial && contributors.length > 0) {
+      round.contribution = { partial, contributors };
+      void this.storeEarly(round);
+    }
     for (const id of open.selected) {
       const settled = open.settlements.get(id);
       // Outcomes other than `received` went to the leader when they settled.
@@ -244,8 +333,6 @@ export class MemberRounds {
       if (!inSum.has(id)) resettle(open, id, now, { outcome: 'dropped', reason });
       this.report(term, open, id, undefined, true);
     }
-    const partial = open.aggregator.partial?.();
-    if (partial && contributors.length > 0) round.contribution = { partial, contributors };
     this.end({ kind: 'stop', reason: "its cohort's secure sum is done" });
   }
 

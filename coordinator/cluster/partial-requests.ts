@@ -9,76 +9,113 @@ export interface MemberContribution {
 }
 
 /**
- * A member node answers the leader's partial requests: it writes the round's
- * partial (its own participants' sum) to Redis and acknowledges with whose
- * updates it holds. `partialOf` gives the node's partial of that term's
- * round, or undefined when the node holds none (it never took part, or the
- * round is another).
+ * A member node answers the leader's partial requests with `answer`: its
+ * partial of that term's round stored in Redis (now, or already before the
+ * request: member-rounds.ts stores it as soon as its sum is final) with
+ * whose updates it holds, or why not.
  */
-export function answerPartialRequests(
-  io: ClusterEventServer,
-  exchange: PartialExchange,
-  nodeId: string,
-  partialOf: (request: PartialRequest) => MemberContribution | undefined,
-): void {
+export function answerPartialRequests(io: ClusterEventServer, answer: (request: PartialRequest) => Promise<PartialReply>): void {
   io.on('cluster:partial', (request: PartialRequest, ack: (reply: PartialReply) => void) => {
-    const contribution = partialOf(request);
-    if (contribution === undefined) {
-      ack({ node: nodeId, stored: false, reason: `node ${nodeId} holds no partial of round ${request.round} (term ${request.term})` });
-      return;
-    }
-    // Written once: a repeated request finds the first partial there, which is what the leader reads.
-    exchange.write(request.term, request.round, nodeId, contribution.partial).then(
-      () => ack({ node: nodeId, stored: true, contributors: contribution.contributors }),
-      (error: Error) => ack({ node: nodeId, stored: false, reason: `node ${nodeId} could not store its partial: ${error.message}` }),
-    );
+    void answer(request).then(ack);
   });
 }
 
 /**
- * The leader's side of a round's close: asks every member for its partial
- * (the adapter waits for each live node's acknowledgement, up to its
- * requestsTimeout), then reads the partials of `members` (the nodes whose
- * participants were selected) from Redis and adds the good ones to its
- * aggregator. `check` may refuse a partial that does not match its reply
- * (the round's close: its count against the contributors named). Returns
- * the members whose partial is missing or refused: their selected
- * participants count as dropped.
+ * Writes a member's partial of the requested round to Redis and says what the
+ * leader's check reads: `{stored, contributors}`, or why not. `contribution`
+ * is undefined when the node holds none (it never took part, or the round
+ * is another).
+ */
+export function storeContribution(
+  exchange: PartialExchange,
+  nodeId: string,
+  request: PartialRequest,
+  contribution: MemberContribution | undefined,
+): Promise<PartialReply> {
+  if (contribution === undefined)
+    return Promise.resolve({
+      node: nodeId,
+      stored: false,
+      reason: `node ${nodeId} holds no partial of round ${request.round} (term ${request.term})`,
+    });
+  // Written once (SET NX): a retry after a write whose reply was lost finds the same partial there, which is what the leader reads.
+  return exchange.write(request.term, request.round, nodeId, contribution.partial).then(
+    (): PartialReply => ({ node: nodeId, stored: true, contributors: contribution.contributors }),
+    (error: Error): PartialReply => ({
+      node: nodeId,
+      stored: false,
+      reason: `node ${nodeId} could not store its partial: ${error.message}`,
+    }),
+  );
+}
+
+/** Where the leader's close of a round spent its time (its log line; bench/cluster.ts reads the total). */
+export interface CombineSteps {
+  /** Members asked at close: those whose partial was not already announced as stored. */
+  readonly asked: number;
+  /** Waiting for the asked members' acknowledgements (0 when none was asked). */
+  readonly requestMs: number;
+  /** Reading the partials from Redis (one MGET) and decoding them. */
+  readonly readMs: number;
+  /** Adding the good ones to the round's aggregator. */
+  readonly addMs: number;
+}
+
+/**
+ * The leader's side of a round's close: asks the members whose partial is
+ * not yet known to be stored (`stored`: the notices of members that stored
+ * it as soon as their sum was final) for their partial (the adapter waits
+ * for each live node's acknowledgement, up to its requestsTimeout), then
+ * reads the partials of `members` (the nodes whose participants were
+ * selected) from Redis and adds the good ones to its aggregator. `check`
+ * may refuse a partial that does not match its reply (the round's close:
+ * its count against the contributors named). Returns the members whose
+ * partial is missing or refused (their selected participants count as
+ * dropped) and where the time went.
  */
 export async function gatherPartials(options: {
   readonly io: ClusterEventServer;
   readonly exchange: PartialExchange;
   readonly request: PartialRequest;
   readonly members: readonly string[];
+  readonly stored?: ReadonlyMap<string, PartialReply>;
   readonly length: number;
   readonly aggregator: PartialMethods;
   readonly log: (line: string) => void;
   readonly check?: (node: string, partial: PartialAggregate, reply: PartialReply | undefined) => string | undefined;
-}): Promise<string[]> {
+}): Promise<{ readonly lost: string[]; readonly steps: CombineSteps }> {
   const { io, exchange, request, members, length, aggregator, log, check } = options;
-  const replies = await new Promise<readonly PartialReply[]>((resolve) => {
-    io.serverSideEmit('cluster:partial', request, (error: Error | null, answered: unknown[]) => {
-      // A node that does not answer in time is taken for dead; what the others stored is still read.
-      if (error) log(`cluster: round ${request.round}: ${error.message}`);
-      resolve((answered ?? []).map(parsePartialReply).filter((reply) => reply !== undefined));
-    });
-  });
+  const stored = options.stored ?? new Map<string, PartialReply>();
+  const asked = members.filter((node) => !stored.has(node)).length;
+  const began = performance.now();
+  // Every member announced its partial: nothing to ask. Otherwise the request reaches every node (serverSideEmit cannot pick);
+  // a node that stored its partial already answers from memory.
+  const replies =
+    asked === 0
+      ? []
+      : await new Promise<readonly PartialReply[]>((resolve) => {
+          io.serverSideEmit('cluster:partial', request, (error: Error | null, answered: unknown[]) => {
+            // A node that does not answer in time is taken for dead; what the others stored is still read.
+            if (error) log(`cluster: round ${request.round}: ${error.message}`);
+            resolve((answered ?? []).map(parsePartialReply).filter((reply) => reply !== undefined));
+          });
+        });
+  const requested = performance.now();
   for (const reply of replies) if (!reply.stored && members.includes(reply.node)) log(`cluster: round ${request.round}: ${reply.reason}`);
+  const replyOf = (node: string) => stored.get(node) ?? replies.find((reply) => reply.node === node);
   const partials = (await readOrLost(exchange, request, members, length, log)).map((member): MemberPartial => {
     if (member.kind !== 'ok' || !check) return member;
-    const reason = check(
-      member.node,
-      member.partial,
-      replies.find((reply) => reply.node === member.node),
-    );
+    const reason = check(member.node, member.partial, replyOf(member.node));
     return reason === undefined ? member : { kind: 'malformed', node: member.node, reason };
   });
+  const read = performance.now();
   const lost = combinePartials(aggregator, partials, request.round, log);
+  const added = performance.now();
   // Only tidying: the keys' TTL removes them anyway, so a failure must not fail the round's close.
   await exchange.discard(request.term, request.round, members).catch((error: Error) => {
     log(`cluster: round ${request.round}: could not discard the partials (their TTL removes them): ${error.message}`);
   });
-  return lost;
+  return { lost, steps: { asked, requestMs: requested - began, readMs: read - requested, addMs: added - read } };
 }
 
 /** The members' partials, or every member missing when Redis fails: the round closes on what the leader holds. */

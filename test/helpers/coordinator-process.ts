@@ -10,9 +10,16 @@ export interface CoordinatorProcess {
   readonly exited: Promise<number | null>;
 }
 
-/** The coordinator as its own process, as `npm start` runs it (`coordinator/cli.ts` with `args`, from its bundle: entry-bundle.ts); resolves once it listens. */
-export async function launchCoordinator(args: readonly string[], env: Record<string, string> = {}): Promise<CoordinatorProcess> {
-  const child = spawn(process.execPath, [...(await nodeEntryArgs('coordinator/cli.ts')), ...args], {
+/**
+ * The coordinator as its own process, as `npm start` runs it (`coordinator/cli.ts` with `args`, from its bundle:
+ * entry-bundle.ts); resolves once it listens. `entry`: another checkout's cli.ts (a benchmark's baseline).
+ */
+export async function launchCoordinator(
+  args: readonly string[],
+  env: Record<string, string> = {},
+  entry = 'coordinator/cli.ts',
+): Promise<CoordinatorProcess> {
+  const child = spawn(process.execPath, [...(await nodeEntryArgs(entry)), ...args], {
     cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },

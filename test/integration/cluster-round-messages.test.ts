@@ -15,7 +15,7 @@ import type { RoundStartMessage } from '../../core/protocol/messages.ts';
 import { decodeFrame, FrameKind } from '../../core/wire/frame.ts';
 import { makeModel } from '../../coordinator/rounds/engine-types.ts';
 import type { ClusterServerEvents } from '../../coordinator/cluster/cluster-events.ts';
-import { answerPartialRequests, gatherPartials, type MemberContribution } from '../../coordinator/cluster/partial-requests.ts';
+import { answerPartialRequests, gatherPartials, storeContribution } from '../../coordinator/cluster/partial-requests.ts';
 import type { PartialRequest } from '../../coordinator/cluster/cluster-events.ts';
 import { TestRedis } from '../support/redis.ts';
 
@@ -86,9 +86,11 @@ test('the leader asks, members store once and acknowledge, a hung member is lost
   const b = begin();
   for (const u of byNode.b) b.add(u);
   const asked: PartialRequest[] = [];
-  answerPartialRequests(bIo, new PartialExchange(redisClient(), keys), 'b', (request) => {
+  const bExchange = new PartialExchange(redisClient(), keys);
+  answerPartialRequests(bIo, (request) => {
     asked.push(request);
-    return request.term === term && request.round === 4 ? { partial: b.partial!(), contributors: ['b1'] } : undefined;
+    const held = request.term === term && request.round === 4 ? { partial: b.partial!(), contributors: ['b1'] } : undefined;
+    return storeContribution(bExchange, 'b', request, held);
   });
   // Node c is subscribed but never answers (a hung process).
   cIo.on('cluster:partial', (_request: PartialRequest, _ack: unknown) => {});
@@ -97,7 +99,7 @@ test('the leader asks, members store once and acknowledge, a hung member is lost
   const leader = begin();
   for (const u of byNode.a) leader.add(u);
   const started = Date.now();
-  const lost = await gatherPartials({
+  const { lost } = await gatherPartials({
     io: leaderIo,
     exchange: new PartialExchange(redisClient(), keys),
     request: { term, round: 4 },
@@ -125,10 +127,11 @@ test('a member asked about a round it holds no partial of says so; the leader lo
   const leaderIo = node(OTHER_KEY);
   const memberIo = node(OTHER_KEY);
   await subscribed(2, OTHER_KEY);
-  answerPartialRequests(memberIo, new PartialExchange(redisClient(), keys), 'm', (): MemberContribution | undefined => undefined);
+  const memberExchange = new PartialExchange(redisClient(), keys);
+  answerPartialRequests(memberIo, (request) => storeContribution(memberExchange, 'm', request, undefined));
   const lines: string[] = [];
   const aggregator = new FedAvg({}).beginRound({ round: 1, globalWeights: new Float32Array(DIM) });
-  const lost = await gatherPartials({
+  const { lost } = await gatherPartials({
     io: leaderIo,
     exchange: new PartialExchange(redisClient(), keys),
     request: { term: 3, round: 1 },
@@ -146,7 +149,8 @@ test("a Redis failure reading the partials counts every member as lost, and the 
   const leaderIo = node(key);
   const memberIo = node(key);
   await subscribed(2, key);
-  answerPartialRequests(memberIo, new PartialExchange(redisClient(), keys), 'm', (): MemberContribution | undefined => undefined);
+  const memberExchange = new PartialExchange(redisClient(), keys);
+  answerPartialRequests(memberIo, (request) => storeContribution(memberExchange, 'm', request, undefined));
   // A real client whose connection is closed: every command it is given fails.
   const closed = redisClient();
   await closed.ping();
@@ -155,7 +159,7 @@ test("a Redis failure reading the partials counts every member as lost, and the 
   const own = updates(7);
   const aggregator = new FedAvg({}).beginRound({ round: 2, globalWeights: new Float32Array(DIM) });
   for (const u of own) aggregator.add(u);
-  const lost = await gatherPartials({
+  const { lost } = await gatherPartials({
     io: leaderIo,
     exchange: new PartialExchange(closed, keys),
     request: { term: 5, round: 2 },
