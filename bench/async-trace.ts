@@ -47,7 +47,9 @@ export class SocketTrace {
 
   /** Participant k saw (or sent) `e`; in time order per participant. */
   record(k: number, e: Seen): void {
-    (this.seen[k] ??= []).push(e);
+    const seen = this.seen[k] ?? [];
+    seen.push(e);
+    this.seen[k] = seen;
   }
 
   /** Lines describing the run up to `until` (ms, Date.now), from `breakdown`. */
