@@ -1,6 +1,6 @@
 import cluster from 'node:cluster';
 import { dpFedAvgWarnings } from '../core/aggregation/dp-fedavg.ts';
-import { announceWorkerReady, serveFromPrimary, sharedWorkerPort } from './cluster/workers-node.ts';
+import { announceWorkerReady, serveFromPrimary, sharedWorkerPort, workerDataDir } from './cluster/workers-node.ts';
 import { WorkersPrimary } from './cluster/workers-primary.ts';
 import { ConfigError, parseConfig, USAGE, type CoordinatorConfig } from './config.ts';
 import type { DemoParticipants } from './demo-participants.ts';
@@ -26,6 +26,7 @@ async function main(): Promise<void> {
   }
   if (config.workers !== undefined && cluster.isPrimary) return runWorkersPrimary(config, config.workers);
   const workerPort = sharedWorkerPort();
+  if (workerPort !== undefined) config = { ...config, dataDir: workerDataDir(config.dataDir) };
   const coordinator = await startCoordinator(config, {
     // --workers: this process is one of the nodes forked by the primary, which holds the port.
     serveConnections: workerPort === undefined ? undefined : (io) => serveFromPrimary(io, workerPort),

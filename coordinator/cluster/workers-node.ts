@@ -1,4 +1,5 @@
 import cluster from 'node:cluster';
+import path from 'node:path';
 import { setupWorker } from '@socket.io/sticky';
 import type { Server } from 'socket.io';
 
@@ -18,6 +19,11 @@ export function sharedWorkerPort(): number | undefined {
   if (!cluster.isWorker) return undefined;
   const port = Number(process.env[WORKERS_PORT_ENV]);
   return Number.isInteger(port) && port > 0 ? port : undefined;
+}
+
+/** A worker's own folder under --data-dir: when it leads it writes its checkpoints there, so two nodes never write the same files. */
+export function workerDataDir(dataDir: string): string {
+  return path.join(dataDir, `worker-${process.env[WORKER_SLOT_ENV] ?? process.pid}`);
 }
 
 /**

@@ -61,8 +61,9 @@ export class WorkersPrimary {
     readonly host: string;
     readonly log: (line: string) => void;
   }): Promise<WorkersPrimary> {
-    // Paused until routed: the worker that gets the connection reads it from its first byte.
-    const server = createNetServer({ pauseOnConnect: true });
+    // Not pauseOnConnect: a socket read from no byte on has its bytes consumed by the router's HTTP parser, not @socket.io/sticky's 'data' handler.
+    // A held connection's first bytes wait in its stream until it is routed.
+    const server = createNetServer();
     const router = createHttpServer();
     setupMaster(router, { loadBalancingMethod: 'least-connection' });
     // Buffers (a forwarded request body) must cross IPC as bytes, not JSON (@socket.io/sticky's README).
