@@ -130,6 +130,8 @@ export class WorkersPrimary {
       this.log(`workers: worker ${slot.index} (pid ${pid}) serves as node ${message.nodeId ?? '?'}`);
       if (!this.starting) this.release();
     });
+    // A message to a worker that is dying fails (EPIPE): its exit below is what counts, and an unheard 'error' would end the primary.
+    worker.on('error', (error) => this.log(`workers: worker ${slot.index} (pid ${pid}): ${error.message}`));
     worker.once('exit', (code, signal) => {
       if (slot.worker !== worker) return;
       slot.worker = undefined;
