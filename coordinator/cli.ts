@@ -70,11 +70,8 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', () => void shutdown(130));
   process.on('SIGTERM', () => void shutdown(143));
-  if (workerPort !== undefined) {
-    // The primary is gone (killed): nothing routes connections here any more.
-    process.on('disconnect', () => void shutdown(1));
-    announceWorkerReady(coordinator.nodeId);
-  }
+  // A worker needs no handler for its primary's death: node:cluster exits a worker whose primary disconnects.
+  if (workerPort !== undefined) announceWorkerReady(coordinator.nodeId);
 
   if (config.demoParticipants > 0) {
     try {
