@@ -1,5 +1,8 @@
+import cluster from 'node:cluster';
 import { dpFedAvgWarnings } from '../core/aggregation/dp-fedavg.ts';
-import { ConfigError, parseConfig, USAGE } from './config.ts';
+import { announceWorkerReady, serveFromPrimary, sharedWorkerPort, workerDataDir } from './cluster/workers-node.ts';
+import { WorkersPrimary } from './cluster/workers-primary.ts';
+import { ConfigError, parseConfig, USAGE, type CoordinatorConfig } from './config.ts';
 import type { DemoParticipants } from './demo-participants.ts';
 import { describeDistributedNoise } from './distributed-noise-config.ts';
 import { startCoordinator } from './server.ts';
@@ -21,7 +24,12 @@ async function main(): Promise<void> {
     console.log(USAGE);
     return;
   }
+  if (config.workers !== undefined && cluster.isPrimary) return runWorkersPrimary(config, config.workers);
+  const workerPort = sharedWorkerPort();
+  if (workerPort !== undefined) config = { ...config, dataDir: workerDataDir(config.dataDir) };
   const coordinator = await startCoordinator(config, {
+    // --workers: this process is one of the nodes forked by the primary, which holds the port.
+    serveConnections: workerPort === undefined ? undefined : (io) => serveFromPrimary(io, workerPort),
     // Fail-stop: a node whose state went stale while another led exits, and its supervisor restarts it fresh (docs/cluster.md).
     onClusterStale: (reason) => {
       console.error(`cluster: ${reason}; exiting (75) so that it restarts as a fresh node`);
@@ -62,6 +70,8 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', () => void shutdown(130));
   process.on('SIGTERM', () => void shutdown(143));
+  // A worker needs no handler for its primary's death: node:cluster exits a worker whose primary disconnects.
+  if (workerPort !== undefined) announceWorkerReady(coordinator.nodeId);
 
   if (config.demoParticipants > 0) {
     try {
@@ -83,6 +93,17 @@ async function main(): Promise<void> {
   );
   await demo?.close().catch(() => {});
   demo = undefined;
+}
+
+/** `--workers N`: this process holds the port and forks N cluster nodes (coordinator/cluster/workers-primary.ts). */
+async function runWorkersPrimary(config: CoordinatorConfig, count: number): Promise<void> {
+  const primary = await WorkersPrimary.start({ count, port: config.port, host: config.host, log: (line) => console.log(line) });
+  const stop = (code: number, signal: NodeJS.Signals) => void primary.close(signal).then(() => process.exit(code));
+  process.on('SIGINT', () => stop(130, 'SIGINT'));
+  process.on('SIGTERM', () => stop(143, 'SIGTERM'));
+  console.log(`Workers: ${count} cluster nodes on port ${primary.port} (primary pid ${process.pid}), one federation through --redis`);
+  await primary.ready();
+  console.log(`  workers:      all ${count} serve on http://localhost:${primary.port} (dashboard: /dashboard, status API: /api/status)`);
 }
 
 main().catch((error) => {

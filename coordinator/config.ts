@@ -26,12 +26,13 @@ import {
 } from './options/federation.ts';
 import { communicationSettings } from './options/communication.ts';
 import { BUFFER_SIZE, MODE, parseAsync } from './options/async.ts';
-import { ConfigError } from './options/option.ts';
+import { ConfigError, configError } from './options/option.ts';
 import { ACCOUNTANT, DELTA, DISTRIBUTED_NOISE, FRESH_PRIVACY_BUDGET, parseClientDp, parseSampleDp } from './options/privacy.ts';
 import { startSettingsProblem, type StartStage, type StrategyFacts } from './options/rules.ts';
 import { checkSecAggThreshold, parseSecureAggregation } from './options/secure-aggregation.ts';
-import { DATA_DIR, DEMO_PARTICIPANTS, HELP, HOST, PORT, QUIET, REDIS, STATIC_DIR, TASK } from './options/server.ts';
+import { DATA_DIR, DEMO_PARTICIPANTS, HELP, HOST, PORT, QUIET, REDIS, STATIC_DIR, TASK, WORKERS } from './options/server.ts';
 import { clusterConfigProblem } from './cluster/cluster-config.ts';
+import { parseWorkers } from './cluster/workers-config.ts';
 import { parsePoisoning, parseStrategyFlags, type StrategyConfig } from './options/strategy.ts';
 import { PARSE_ARGS_OPTIONS } from './options/table.ts';
 import { parseSecurityConfig } from './security/config.ts';
@@ -173,8 +174,10 @@ function parseFlags(
           mode: MODE.read(v),
         });
   if (clusterProblem !== undefined) throw new ConfigError(clusterProblem);
+  const workers = parseWorkers(WORKERS.read(v), { redis, tls: security?.tls !== undefined, demoParticipants }, configError);
   return {
     redis,
+    workers,
     checkpointKeyFile: CHECKPOINT_KEY_FILE.read(v),
     clientDp,
     freshPrivacyBudget: FRESH_PRIVACY_BUDGET.read(v),

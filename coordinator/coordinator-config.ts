@@ -41,6 +41,8 @@ export interface CoordinatorConfig {
   readonly task?: TaskFile;
   /** `--redis URL`: this process is one node of a cluster sharing the federation through Redis (docs/cluster.md). */
   readonly redis?: string;
+  /** `--workers N` (with redis): N nodes of the cluster forked on this machine, sharing the port (coordinator/cluster/workers-*.ts). */
+  readonly workers?: number;
   /** Defences against poisoning that need each update on the coordinator (docs/poisoning.md); absent: the defaults. */
   readonly poisoning?: PoisoningConfig;
 }

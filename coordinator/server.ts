@@ -62,6 +62,8 @@ export interface Coordinator {
   readonly backend: string;
   /** This node's /metrics (the cluster layer sets the leader flag and the Redis round trip on it). */
   readonly metrics: CoordinatorMetrics;
+  /** On a cluster (--redis): this node's id. */
+  readonly nodeId?: string;
   /** Resolves when the federation finishes. */
   readonly done: Promise<FederationStatus>;
   /** The final run report, once written to <data-dir>/<task>/report.json and .html (undefined when checkpoints are encrypted). */
@@ -76,6 +78,8 @@ export interface CoordinatorHooks {
   readonly secaggObserver?: SecAggObserver;
   /** On a cluster: this node led, lost the lease, and another led meanwhile (cluster/attach.ts); default: stay paused. */
   readonly onClusterStale?: (reason: string) => void;
+  /** `--workers`: the primary holds the port and hands this process its connections (cluster/workers-node.ts); returns the shared port. Default: listen on config.port. */
+  readonly serveConnections?: (io: Server) => number;
 }
 
 /**
@@ -247,14 +251,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
   if (!existsSync(path.resolve(config.staticDir, 'index.html')))
     log(`the web app is not built (looked in ${path.resolve(config.staticDir)}): run "npm run build"`);
 
-  await new Promise<void>((resolve, reject) => {
-    httpServer.once('error', reject);
-    httpServer.listen(config.port, config.host, () => {
-      httpServer.off('error', reject);
-      resolve();
-    });
-  });
-  const port = (httpServer.address() as AddressInfo).port;
+  const port = hooks.serveConnections ? hooks.serveConnections(io as unknown as Server) : await listen(httpServer, config);
   const url = publicUrl(security, port);
   // --manual-start: the operator starts the federation from the dashboard. On a cluster only the leader starts it (attach.ts).
   if (cluster)
@@ -279,6 +276,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     task,
     backend,
     metrics,
+    nodeId: cluster?.node.nodeId,
     done: engine.done,
     finalReport,
     async close() {
@@ -304,6 +302,17 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
       reports.dispose();
     },
   };
+}
+
+async function listen(httpServer: HttpServer, config: CoordinatorConfig): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    httpServer.once('error', reject);
+    httpServer.listen(config.port, config.host, () => {
+      httpServer.off('error', reject);
+      resolve();
+    });
+  });
+  return (httpServer.address() as AddressInfo).port;
 }
 
 function closeHttp(server: HttpServer): Promise<void> {

@@ -1,4 +1,7 @@
-import type { Server, Socket } from 'node:net';
+import { type Server, Socket } from 'node:net';
+
+/** What a connection has moved so far. */
+type ByteCounts = Pick<Socket, 'bytesRead' | 'bytesWritten'>;
 
 /** One counter per server: /metrics and the cluster's node registry read the same one. */
 const countersByServer = new WeakMap<Server, TrafficCounter>();
@@ -10,7 +13,7 @@ const countersByServer = new WeakMap<Server, TrafficCounter>();
  * listener per server, however many readers: get it with `TrafficCounter.of`.
  */
 export class TrafficCounter {
-  private readonly open = new Set<Socket>();
+  private readonly open = new Set<ByteCounts>();
   private closedIn = 0;
   private closedOut = 0;
 
@@ -26,11 +29,12 @@ export class TrafficCounter {
 
   private constructor(server: Server) {
     server.on('connection', (socket: Socket) => {
-      this.open.add(socket);
+      const counts = socket instanceof Socket ? socket : forwardedCounts(socket);
+      this.open.add(counts);
       socket.once('close', () => {
-        this.open.delete(socket);
-        this.closedIn += socket.bytesRead;
-        this.closedOut += socket.bytesWritten;
+        this.open.delete(counts);
+        this.closedIn += counts.bytesRead;
+        this.closedOut += counts.bytesWritten;
       });
     });
   }
@@ -46,4 +50,18 @@ export class TrafficCounter {
     for (const socket of this.open) total += socket.bytesWritten;
     return total;
   }
+}
+
+/**
+ * `--workers`: a request with a body reaches a worker as @socket.io/sticky's
+ * stream, fed by the primary over IPC, which has no net.Socket byte counts:
+ * its request bytes are counted as they arrive. Its response (a long-polling
+ * POST's "ok") goes back over IPC uncounted.
+ */
+function forwardedCounts(stream: Socket): ByteCounts {
+  const counts = { bytesRead: 0, bytesWritten: 0 };
+  stream.on('data', (chunk: Buffer) => {
+    counts.bytesRead += chunk.length;
+  });
+  return counts;
 }

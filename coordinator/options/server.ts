@@ -37,12 +37,21 @@ export const REDIS = textOption({
   placeholder: 'URL',
   help: 'join a cluster of coordinators that share one federation through Redis,\ne.g. redis://127.0.0.1:6379 (docs/cluster.md); absent: one process, no Redis',
 });
+/** Checked by cluster/workers-config.ts, which knows --redis and TLS. */
+export const WORKERS = textOption({
+  name: 'workers',
+  placeholder: 'N',
+  help: 'with --redis: fork N cluster nodes on this machine that share the port\n(1 to the CPU count, or auto for all of them; docs/cluster.md)',
+});
 /** The built web app (vite build output); for tests and packaging, not in the help text. */
 export const STATIC_DIR = textOption({ name: 'static-dir', default: 'dist' });
 export const QUIET = booleanOption({ name: 'quiet', help: 'log less' });
 export const HELP = booleanOption({ name: 'help', help: 'show this text' });
 
 export const TASK_GROUP: OptionGroup = { heading: 'Task', options: [TASK] };
-export const SERVER_GROUP: OptionGroup = { heading: 'Server', options: [PORT, HOST, DATA_DIR, DEMO_PARTICIPANTS, REDIS, STATIC_DIR] };
+export const SERVER_GROUP: OptionGroup = {
+  heading: 'Server',
+  options: [PORT, HOST, DATA_DIR, DEMO_PARTICIPANTS, REDIS, WORKERS, STATIC_DIR],
+};
 /** Listed last, right after the secure-aggregation flags. */
 export const OUTPUT_GROUP: OptionGroup = { options: [QUIET, HELP] };

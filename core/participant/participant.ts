@@ -138,6 +138,8 @@ export interface ParticipantOptions {
   readonly onEvent?: (event: ParticipantEvent) => void;
   /** Extra socket.io handshake auth (tokens). */
   readonly auth?: Record<string, string>;
+  /** socket.io transports (default WebSocket only); long-polling reaches a cluster of workers only through sticky routing (docs/cluster.md). */
+  readonly transports?: readonly ('polling' | 'websocket')[];
   /** First delay before reconnecting after a dropped connection (default 1 s, backing off to 5 s). */
   readonly reconnectionDelayMs?: number;
   /** How long to wait for the coordinator's acknowledgement of a request (default 60 s). */
@@ -181,7 +183,7 @@ export class Participant {
     this.weights = new ParticipantWeights(options.frozenStore, (hash) => this.downloadFrozen(hash));
     this.socket = io(options.url, {
       autoConnect: false,
-      transports: ['websocket'],
+      transports: [...(options.transports ?? ['websocket'])],
       reconnectionDelay: options.reconnectionDelayMs ?? 1000,
       reconnectionDelayMax: 5000,
       auth: options.auth ?? {},

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Duplex } from 'node:stream';
 import { describe, it } from 'node:test';
 import { TrafficCounter } from '../../coordinator/cluster/traffic.ts';
 import { CoordinatorMetrics } from '../../coordinator/metrics/coordinator-metrics.ts';
@@ -38,5 +39,30 @@ describe('TrafficCounter', () => {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
     }
+  });
+
+  it("counts the request bytes of a connection that is a stream fed by --workers' primary, not a net.Socket (never NaN)", async () => {
+    const server = createServer((_request, response) => response.end('ok'));
+    const counter = TrafficCounter.of(server);
+    const request = 'POST /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello';
+    let answered!: () => void;
+    const response = new Promise<void>((resolve) => (answered = resolve));
+    // As @socket.io/sticky's worker-side stream for a request with a body: bytes pushed in, the response written out.
+    const forwarded = new Duplex({
+      read() {},
+      write(_chunk, _encoding, callback) {
+        callback();
+        answered();
+      },
+    });
+    server.emit('connection', forwarded);
+    forwarded.push(request.slice(0, 40));
+    forwarded.push(request.slice(40));
+    await response;
+    assert.equal(counter.bytesIn, request.length);
+    forwarded.destroy();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(counter.bytesIn, request.length, 'kept once the connection closed');
+    assert.equal(counter.bytesOut, 0, 'its response is not counted');
   });
 });
