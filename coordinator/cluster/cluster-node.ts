@@ -59,7 +59,7 @@ export class ClusterNode {
     this.nodeId = options.nodeId ?? randomUUID().slice(0, 8);
     this.keys = clusterKeys(options.federation);
     this.lease = new LeaderLease({
-      redis,
+      redisUrl: options.redisUrl,
       keys: this.keys,
       nodeId: this.nodeId,
       ttlMs: options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS,
@@ -72,6 +72,7 @@ export class ClusterNode {
         options.onRoleChange?.(role);
         options.statusChanged?.();
       },
+      log: options.log,
     });
     this.store = new FencedStore(redis, this.keys.term);
     this.registry = new NodeRegistry(redis, this.keys, this.nodeId);
