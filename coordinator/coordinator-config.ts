@@ -41,6 +41,8 @@ export interface CoordinatorConfig {
   readonly task?: TaskFile;
   /** `--redis URL`: this process is one node of a cluster sharing the federation through Redis (docs/cluster.md). */
   readonly redis?: string;
+  /** `--leader-lease-ms`, with `redis`: the leader's lease (coordinator/cluster/lease.ts). */
+  readonly leaderLeaseMs?: number;
   /** Defences against poisoning that need each update on the coordinator (docs/poisoning.md); absent: the defaults. */
   readonly poisoning?: PoisoningConfig;
 }

@@ -5,10 +5,9 @@ import type { ClusterStatus } from '../../core/protocol/status.ts';
 import { FencedStore } from './fenced-store.ts';
 import { clusterKeys, type ClusterKeys } from './keys.ts';
 import { LeaderLease, type LeaseRole } from './lease.ts';
+import { DEFAULT_LEASE_TTL_MS } from './lease-ttl.ts';
 import { NodeRegistry, type NodeHeartbeat } from './node-registry.ts';
 
-/** Default lease: another node leads at most this long after the leader stops renewing. */
-export const DEFAULT_LEASE_TTL_MS = 5_000;
 export const DEFAULT_HEARTBEAT_MS = 1_000;
 
 export interface ClusterNodeOptions {

@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import type { ClusterKeys } from './keys.ts';
 import { LeaseRenewer, type RenewerReport } from './lease-renewer.ts';
+import { MAX_LEASE_TTL_MS, MIN_LEASE_TTL_MS, isLeaseTtl } from './lease-ttl.ts';
 
 /**
  * Takes the lease when nobody holds it and starts a new term: the term
@@ -82,8 +83,10 @@ export class LeaderLease {
   private readonly validForMs: number;
 
   constructor(private readonly options: LeaseOptions) {
-    if (!(Number.isInteger(options.ttlMs) && options.ttlMs >= 300))
-      throw new Error(`the leader lease must be an integer of at least 300 ms, got ${options.ttlMs}`);
+    if (!isLeaseTtl(options.ttlMs))
+      throw new Error(
+        `the leader lease must be a whole number of milliseconds from ${MIN_LEASE_TTL_MS} to ${MAX_LEASE_TTL_MS}, got ${options.ttlMs}`,
+      );
     this.validForMs = options.ttlMs * (1 - STEP_DOWN_MARGIN);
     this.redis = new Redis(options.redisUrl, {
       // Fail fast: an acquire that waits on an unreachable Redis is worth nothing.

@@ -148,11 +148,11 @@ describe('cluster lease on a real Redis', () => {
     assert.equal(await other.get(keys.lease), 'another node', 'a deposed node releases nothing it does not hold');
   });
 
-  test('a lease shorter than 300 ms, or not a whole number of ms, is refused', () => {
-    for (const ttlMs of [0, 299, 1000.5, Number.NaN])
+  test('a lease shorter than 300 ms, longer than 10 minutes, or not a whole number of ms, is refused', () => {
+    for (const ttlMs of [0, 299, 1000.5, 600_001, Number.NaN])
       assert.throws(
         () => new LeaderLease({ redisUrl: redis.url, keys: clusterKeys('bad'), nodeId: 'x', ttlMs }),
-        /the leader lease must be an integer of at least 300 ms/,
+        /the leader lease must be a whole number of milliseconds from 300 to 600000, got/,
       );
   });
 
