@@ -30,7 +30,19 @@ import { ConfigError, configError } from './options/option.ts';
 import { ACCOUNTANT, DELTA, DISTRIBUTED_NOISE, FRESH_PRIVACY_BUDGET, parseClientDp, parseSampleDp } from './options/privacy.ts';
 import { startSettingsProblem, type StartStage, type StrategyFacts } from './options/rules.ts';
 import { checkSecAggThreshold, parseSecureAggregation } from './options/secure-aggregation.ts';
-import { DATA_DIR, DEMO_PARTICIPANTS, HELP, HOST, PORT, QUIET, REDIS, STATIC_DIR, TASK, WORKERS } from './options/server.ts';
+import {
+  DATA_DIR,
+  DEMO_PARTICIPANTS,
+  HELP,
+  HOST,
+  LEADER_LEASE_MS,
+  PORT,
+  QUIET,
+  REDIS,
+  STATIC_DIR,
+  TASK,
+  WORKERS,
+} from './options/server.ts';
 import { clusterConfigProblem } from './cluster/cluster-config.ts';
 import { parseWorkers } from './cluster/workers-config.ts';
 import { parsePoisoning, parseStrategyFlags, type StrategyConfig } from './options/strategy.ts';
@@ -174,10 +186,13 @@ function parseFlags(
           mode: MODE.read(v),
         });
   if (clusterProblem !== undefined) throw new ConfigError(clusterProblem);
+  if (redis === undefined && v[LEADER_LEASE_MS.name] !== undefined)
+    throw new ConfigError('--leader-lease-ms needs --redis: one coordinator elects no leader');
   const workers = parseWorkers(WORKERS.read(v), { redis, tls: security?.tls !== undefined, demoParticipants }, configError);
   return {
     redis,
     workers,
+    ...(redis === undefined ? {} : { leaderLeaseMs: LEADER_LEASE_MS.read(v) }),
     checkpointKeyFile: CHECKPOINT_KEY_FILE.read(v),
     clientDp,
     freshPrivacyBudget: FRESH_PRIVACY_BUDGET.read(v),

@@ -43,6 +43,8 @@ export interface CoordinatorConfig {
   readonly redis?: string;
   /** `--workers N` (with redis): N nodes of the cluster forked on this machine, sharing the port (coordinator/cluster/workers-*.ts). */
   readonly workers?: number;
+  /** `--leader-lease-ms`, with `redis`: the leader's lease (coordinator/cluster/lease.ts). */
+  readonly leaderLeaseMs?: number;
   /** Defences against poisoning that need each update on the coordinator (docs/poisoning.md); absent: the defaults. */
   readonly poisoning?: PoisoningConfig;
 }

@@ -1,3 +1,4 @@
+import { setImmediate as loopTurn } from 'node:timers/promises';
 import * as tf from '@tensorflow/tfjs';
 import type { Dataset } from '../core/data/dataset.ts';
 import { buildModel } from '../core/model/architectures.ts';
@@ -6,7 +7,12 @@ import type { EvalMetrics, ModelSpec } from '../core/protocol/messages.ts';
 import { toDataTensors } from '../core/training/data-tensors.ts';
 import type { ModelEvaluator } from './rounds/round-engine.ts';
 
-/** Evaluates global weights on the coordinator's held-out test split, in batches. */
+/**
+ * Evaluates global weights on the coordinator's held-out test split, in
+ * batches, letting the event loop turn between them: a tfjs read resolves
+ * without one, and the whole test set in one piece held a cluster leader's
+ * loop for up to a second on a loaded machine (docs/cluster-lease.md).
+ */
 export class TestSetEvaluator implements ModelEvaluator {
   private readonly model: tf.LayersModel;
   private readonly xs: tf.Tensor2D;
@@ -26,6 +32,7 @@ export class TestSetEvaluator implements ModelEvaluator {
     let lossSum = 0;
     let correct = 0;
     for (let start = 0; start < this.test.count; start += this.batchSize) {
+      if (start > 0) await loopTurn();
       const size = Math.min(this.batchSize, this.test.count - start);
       const [loss, hits] = tf.tidy(() => {
         const x = this.xs.slice([start, 0], [size, -1]);

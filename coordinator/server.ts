@@ -114,7 +114,10 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
   const baseStrategy = hooks.strategy ?? buildStrategy(withSkellam(modelConfig, updateLength));
   const strategy: Strategy = fineTune ? new FineTuneStrategy(baseStrategy, fineTune.layout) : baseStrategy;
   // --redis: one node of a cluster (coordinator/cluster/); the federation in Redis, when it holds one, comes before the disk's.
-  const cluster = config.redis === undefined ? undefined : await ClusterRuntime.connect({ redisUrl: config.redis, task, strategy, log });
+  const cluster =
+    config.redis === undefined
+      ? undefined
+      : await ClusterRuntime.connect({ redisUrl: config.redis, leaseTtlMs: config.leaderLeaseMs, task, strategy, log });
   const clusterResume = await cluster?.resumePoint();
   const lastStartedRound = clusterResume?.lastStartedRound ?? (await checkpoints.lastStartedRound());
   const resume = clusterResume ? clusterResume.resume : await findResumePoint(checkpoints, task, strategy, lastStartedRound, log);

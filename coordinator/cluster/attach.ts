@@ -113,6 +113,7 @@ export class ClusterRuntime {
 
   static async connect(options: {
     readonly redisUrl: string;
+    readonly leaseTtlMs?: number;
     readonly task: { readonly name: string; readonly paramCount: number };
     readonly strategy: Strategy;
     readonly log: (line: string) => void;
@@ -120,6 +121,7 @@ export class ClusterRuntime {
     let runtime: ClusterRuntime | undefined;
     const node = await ClusterNode.connect({
       redisUrl: options.redisUrl,
+      leaseTtlMs: options.leaseTtlMs,
       federation: options.task.name,
       log: options.log,
       statusChanged: () => runtime?.wiring?.statusChanged(),

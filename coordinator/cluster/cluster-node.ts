@@ -5,10 +5,9 @@ import type { ClusterStatus } from '../../core/protocol/status.ts';
 import { FencedStore } from './fenced-store.ts';
 import { clusterKeys, type ClusterKeys } from './keys.ts';
 import { LeaderLease, type LeaseRole } from './lease.ts';
+import { DEFAULT_LEASE_TTL_MS } from './lease-ttl.ts';
 import { NodeRegistry, type NodeHeartbeat } from './node-registry.ts';
 
-/** Default lease: another node leads at most this long after the leader stops renewing. */
-export const DEFAULT_LEASE_TTL_MS = 5_000;
 export const DEFAULT_HEARTBEAT_MS = 1_000;
 
 export interface ClusterNodeOptions {
@@ -59,7 +58,7 @@ export class ClusterNode {
     this.nodeId = options.nodeId ?? randomUUID().slice(0, 8);
     this.keys = clusterKeys(options.federation);
     this.lease = new LeaderLease({
-      redis,
+      redisUrl: options.redisUrl,
       keys: this.keys,
       nodeId: this.nodeId,
       ttlMs: options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS,
@@ -72,6 +71,7 @@ export class ClusterNode {
         options.onRoleChange?.(role);
         options.statusChanged?.();
       },
+      log: options.log,
     });
     this.store = new FencedStore(redis, this.keys.term);
     this.registry = new NodeRegistry(redis, this.keys, this.nodeId);

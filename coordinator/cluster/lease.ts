@@ -1,5 +1,7 @@
-import type { Redis } from 'ioredis';
+import { Redis } from 'ioredis';
 import type { ClusterKeys } from './keys.ts';
+import { LeaseRenewer, type RenewerReport } from './lease-renewer.ts';
+import { MAX_LEASE_TTL_MS, MIN_LEASE_TTL_MS, isLeaseTtl } from './lease-ttl.ts';
 
 /**
  * Takes the lease when nobody holds it and starts a new term: the term
@@ -32,15 +34,24 @@ return 0`;
 
 export type LeaseRole = { readonly kind: 'leader'; readonly term: number } | { readonly kind: 'follower' };
 
+/** A leader steps down this fraction of the lease before it could have lapsed in Redis: room for clock rate drift and scheduling. */
+const STEP_DOWN_MARGIN = 0.1;
+/** Default bound on the main thread's stall, in leases: past it the renewer lets the lease lapse. */
+export const LIVENESS_LEASES = 3;
+
 export interface LeaseOptions {
-  readonly redis: Redis;
+  /** redis://host:port: the lease runs on connections of its own, never behind the partials and models of the command client. */
+  readonly redisUrl: string;
   readonly keys: ClusterKeys;
   readonly nodeId: string;
   /** How long a lease lives without renewal; another node may lead this long after the leader stops renewing. */
   readonly ttlMs: number;
+  /** How long this thread's event loop may stall before the renewer lets the lease lapse (default LIVENESS_LEASES × ttlMs). */
+  readonly livenessMs?: number;
   /** Called on every change of role (a new term, or this node is no longer leader). */
   readonly onChange?: (role: LeaseRole) => void;
-  readonly now?: () => number;
+  /** Why the lease is in trouble, for the operator (an unresponsive main thread, a failed renewer). */
+  readonly log?: (line: string) => void;
 }
 
 /**
@@ -48,50 +59,86 @@ export interface LeaseOptions {
  * time to live). Each term gets a fencing token from INCR; the fenced store
  * (fenced-store.ts) refuses a write whose token is no longer the current
  * term, so a leader that stalled past its lease cannot write even if it
- * still believes it leads. Locally, a leader steps down once `ttlMs` has
- * passed since the start of its last successful renewal: by then the lease
- * in Redis may have lapsed.
+ * still believes it leads.
+ *
+ * Acquiring runs on this thread; renewing runs in a worker thread
+ * (lease-renewer.ts) so that a busy event loop does not starve it, and stops
+ * when this thread's loop has not turned for `livenessMs`. Whether this node
+ * leads is decided here from when the last successful renewal was *sent*:
+ * `term` is undefined from (1 − STEP_DOWN_MARGIN) × ttlMs after it, even
+ * before the step-down timer gets to run, so a leader never believes it
+ * leads once its lease could have lapsed in Redis.
  */
 export class LeaderLease {
   private current: LeaseRole = { kind: 'follower' };
   private leaderId: string | undefined;
-  /** Local time when the last successful acquire or renewal was sent. */
-  private validFrom = 0;
+  /** This thread's connection: acquire, the leader's name, release. */
+  private readonly redis: Redis;
+  private renewer: LeaseRenewer | undefined;
   private timer: NodeJS.Timeout | undefined;
-  /** Steps down when the lease may have lapsed, even while a renewal hangs on an unreachable Redis. */
+  /** Steps down when the lease may have lapsed, even while renewals hang on an unreachable Redis. */
   private expiry: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
   private stopped = false;
-  private readonly now: () => number;
+  private readonly validForMs: number;
 
   constructor(private readonly options: LeaseOptions) {
-    this.now = options.now ?? Date.now;
+    if (!isLeaseTtl(options.ttlMs))
+      throw new Error(
+        `the leader lease must be a whole number of milliseconds from ${MIN_LEASE_TTL_MS} to ${MAX_LEASE_TTL_MS}, got ${options.ttlMs}`,
+      );
+    this.validForMs = options.ttlMs * (1 - STEP_DOWN_MARGIN);
+    this.redis = new Redis(options.redisUrl, {
+      // Fail fast: an acquire that waits on an unreachable Redis is worth nothing.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      commandTimeout: Math.floor(options.ttlMs / 3),
+      lazyConnect: true,
+      retryStrategy: (attempt) => Math.min(attempt * 200, 1_000),
+    });
+    this.redis.on('error', () => {});
   }
 
   get role(): LeaseRole {
-    return this.current;
+    return this.current.kind === 'leader' && this.lapsed() ? { kind: 'follower' } : this.current;
   }
 
   get isLeader(): boolean {
-    return this.current.kind === 'leader';
+    return this.role.kind === 'leader';
   }
 
-  /** The fencing token of this node's term; undefined while it does not lead. */
+  /** The fencing token of this node's term; undefined while it does not lead, or once its lease may have lapsed. */
   get term(): number | undefined {
-    return this.current.kind === 'leader' ? this.current.term : undefined;
+    const role = this.role;
+    return role.kind === 'leader' ? role.term : undefined;
   }
 
   /** The leader as last read from Redis (this node when it leads). */
   get leader(): string | undefined {
-    return this.current.kind === 'leader' ? this.options.nodeId : this.leaderId;
+    return this.isLeader ? this.options.nodeId : this.leaderId;
   }
 
   start(): void {
+    const { redisUrl, keys, nodeId, ttlMs, log } = this.options;
     this.stopped = false;
-    this.schedule(0);
+    this.renewer = new LeaseRenewer({
+      redisUrl,
+      script: RENEW,
+      leaseKey: keys.lease,
+      termKey: keys.term,
+      nodeId,
+      ttlMs,
+      livenessMs: this.options.livenessMs ?? LIVENESS_LEASES * ttlMs,
+      report: (report) => this.renewerReport(report),
+      failed: (error) => log?.(`cluster: the lease renewer failed (${error.message}); this node's lease will lapse`),
+    });
+    void this.redis
+      .connect()
+      .catch(() => undefined) // unreachable: each tick tries again, and ioredis reconnects
+      .finally(() => this.schedule(0));
   }
 
-  /** One acquire-or-renew step (the timer runs it; tests may call it). */
+  /** One acquire step while this node does not lead (the timer runs it; tests may call it). */
   tick(): Promise<void> {
     this.ticking ??= this.step().finally(() => {
       this.ticking = undefined;
@@ -100,43 +147,60 @@ export class LeaderLease {
   }
 
   private async step(): Promise<void> {
-    const { redis, keys, nodeId, ttlMs } = this.options;
-    const sentAt = this.now();
-    try {
-      if (this.current.kind === 'leader') {
-        const renewed = await redis.eval(RENEW, 2, keys.lease, keys.term, nodeId, ttlMs, this.current.term);
-        if (renewed === 1) this.renewedAt(sentAt);
-        else this.become({ kind: 'follower' });
-      } else {
-        const term = Number(await redis.eval(ACQUIRE, 2, keys.lease, keys.term, nodeId, ttlMs));
-        if (term > 0) {
-          this.renewedAt(sentAt);
-          this.become({ kind: 'leader', term });
-        }
-      }
-      if (this.current.kind === 'follower') this.leaderId = (await redis.get(keys.lease)) ?? undefined;
-    } catch {
-      // Redis unreachable: a leader keeps its role until its lease may have lapsed (below).
-    }
     this.expireIfLapsed();
+    if (this.current.kind === 'leader' || this.stopped) return;
+    const { keys, nodeId, ttlMs } = this.options;
+    const sentAt = Date.now();
+    try {
+      const term = Number(await this.redis.eval(ACQUIRE, 2, keys.lease, keys.term, nodeId, ttlMs));
+      if (term > 0 && !this.stopped) {
+        this.renewer?.lead(term, sentAt);
+        this.become({ kind: 'leader', term });
+        this.armExpiry();
+        return;
+      }
+      this.leaderId = (await this.redis.get(keys.lease)) ?? undefined;
+    } catch {
+      // Redis unreachable: try again at the next tick.
+    }
   }
 
-  private renewedAt(sentAt: number): void {
-    this.validFrom = sentAt;
+  private renewerReport(report: RenewerReport): void {
+    if (this.current.kind !== 'leader' || this.current.term !== report.term) return;
+    if (report.kind === 'lost') this.become({ kind: 'follower' });
+    else
+      this.options.log?.(
+        `cluster: this node's event loop has not turned for ${report.stalledMs} ms (more than ${this.options.livenessMs ?? LIVENESS_LEASES * this.options.ttlMs} ms): its lease is left to lapse`,
+      );
+  }
+
+  private lapsed(): boolean {
+    return Date.now() - (this.renewer?.validFrom ?? 0) >= this.validForMs;
+  }
+
+  /** Checks again when the lease, as last renewed, would run out. */
+  private armExpiry(): void {
     if (this.expiry) clearTimeout(this.expiry);
-    this.expiry = setTimeout(() => this.expireIfLapsed(), Math.max(0, sentAt + this.options.ttlMs - this.now()));
+    const validFrom = this.renewer?.validFrom ?? 0;
+    this.expiry = setTimeout(() => this.expireIfLapsed(), Math.max(0, validFrom + this.validForMs - Date.now()));
   }
 
-  /** A leader that could not renew for a whole lease steps down: another node may hold the lease by now. */
+  /** A leader whose last renewal is older than its lease (less the margin) steps down: another node may hold the lease by now. */
   private expireIfLapsed(): void {
-    if (this.current.kind === 'leader' && this.now() - this.validFrom >= this.options.ttlMs) this.become({ kind: 'follower' });
+    if (this.current.kind !== 'leader') return;
+    if (this.lapsed()) this.become({ kind: 'follower' });
+    else this.armExpiry();
   }
 
   private become(role: LeaseRole): void {
     const before = this.current;
     if (before.kind === role.kind && (before.kind !== 'leader' || role.kind !== 'leader' || before.term === role.term)) return;
     this.current = role;
-    if (role.kind === 'follower') this.leaderId = undefined;
+    if (role.kind === 'follower') {
+      this.leaderId = undefined;
+      this.renewer?.follow();
+      if (this.expiry) clearTimeout(this.expiry);
+    }
     this.options.onChange?.(role);
   }
 
@@ -147,15 +211,19 @@ export class LeaderLease {
     }, delayMs);
   }
 
-  /** Stops renewing; with `release`, gives the lease up at once (a clean shutdown). */
+  /** Stops campaigning and renewing (for good); with `release`, gives the lease up at once (a clean shutdown). */
   async stop(release: boolean): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     if (this.expiry) clearTimeout(this.expiry);
     await this.ticking;
+    const renewer = this.renewer;
+    this.renewer = undefined;
+    await renewer?.close();
     if (release && this.current.kind === 'leader') {
-      await this.options.redis.eval(RELEASE, 1, this.options.keys.lease, this.options.nodeId).catch(() => undefined);
+      await this.redis.eval(RELEASE, 1, this.options.keys.lease, this.options.nodeId).catch(() => undefined);
     }
     this.become({ kind: 'follower' });
+    this.redis.disconnect();
   }
 }

@@ -1,3 +1,4 @@
+import { DEFAULT_LEASE_TTL_MS, MAX_LEASE_TTL_MS, MIN_LEASE_TTL_MS, isLeaseTtl } from '../cluster/lease-ttl.ts';
 import { isNonNegativeInt } from '../flags.ts';
 import { booleanOption, numberOption, textOption, type OptionGroup } from './option.ts';
 
@@ -43,6 +44,14 @@ export const WORKERS = textOption({
   placeholder: 'N',
   help: 'with --redis: fork N cluster nodes on this machine that share the port\n(1 to the CPU count, or auto for all of them; docs/cluster.md)',
 });
+export const LEADER_LEASE_MS = numberOption({
+  name: 'leader-lease-ms',
+  placeholder: 'MS',
+  default: DEFAULT_LEASE_TTL_MS,
+  check: isLeaseTtl,
+  expected: `a whole number of milliseconds from ${MIN_LEASE_TTL_MS} to ${MAX_LEASE_TTL_MS}`,
+  help: "with --redis: the leader's lease; another node leads at most this long after the leader\nstops renewing (default {default}; docs/cluster.md)",
+});
 /** The built web app (vite build output); for tests and packaging, not in the help text. */
 export const STATIC_DIR = textOption({ name: 'static-dir', default: 'dist' });
 export const QUIET = booleanOption({ name: 'quiet', help: 'log less' });
@@ -51,7 +60,7 @@ export const HELP = booleanOption({ name: 'help', help: 'show this text' });
 export const TASK_GROUP: OptionGroup = { heading: 'Task', options: [TASK] };
 export const SERVER_GROUP: OptionGroup = {
   heading: 'Server',
-  options: [PORT, HOST, DATA_DIR, DEMO_PARTICIPANTS, REDIS, WORKERS, STATIC_DIR],
+  options: [PORT, HOST, DATA_DIR, DEMO_PARTICIPANTS, REDIS, WORKERS, LEADER_LEASE_MS, STATIC_DIR],
 };
 /** Listed last, right after the secure-aggregation flags. */
 export const OUTPUT_GROUP: OptionGroup = { options: [QUIET, HELP] };

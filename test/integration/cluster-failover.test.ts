@@ -5,7 +5,7 @@ import path from 'node:path';
 import { after, test } from 'node:test';
 import type { TaskSummary } from '../../core/protocol/messages.ts';
 import type { FederationStatus } from '../../core/protocol/status.ts';
-import { DEFAULT_LEASE_TTL_MS } from '../../coordinator/cluster/cluster-node.ts';
+import { DEFAULT_LEASE_TTL_MS } from '../../coordinator/cluster/lease-ttl.ts';
 import { loadMnistDemo } from '../../coordinator/task/demo-data.ts';
 import { type CoordinatorProcess, launchCoordinator } from '../helpers/coordinator-process.ts';
 import { freePort } from '../helpers/free-port.ts';

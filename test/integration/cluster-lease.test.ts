@@ -11,6 +11,11 @@ import { TestRedis } from '../support/redis.ts';
 
 const TTL_MS = 1_000;
 
+/** Blocks this thread's event loop, as a long synchronous step does (Atomics.wait sleeps without spinning a core). */
+function blockThisThread(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
 async function until(condition: () => boolean, timeoutMs: number, what: string): Promise<number> {
   const started = Date.now();
   while (!condition()) {
@@ -40,9 +45,7 @@ describe('cluster lease on a real Redis', () => {
 
   test('three nodes elect exactly one leader; when it stops renewing another leads within the lease, in a new term, and the old one cannot write', async () => {
     const keys = clusterKeys('election');
-    const leases = ['a', 'b', 'c'].map((nodeId) => new LeaderLease({ redis: client(), keys, nodeId, ttlMs: TTL_MS }));
-    // Ready clients, then start all three at once.
-    await Promise.all(clients.map((c) => (c.status === 'ready' ? undefined : new Promise((r) => c.once('ready', r)))));
+    const leases = ['a', 'b', 'c'].map((nodeId) => new LeaderLease({ redisUrl: redis.url, keys, nodeId, ttlMs: TTL_MS }));
     for (const lease of leases) lease.start();
     await until(() => leases.some((l) => l.isLeader), 2_000, 'a leader');
     // Let several renewal periods pass: still exactly one, and the others know who.
@@ -85,11 +88,7 @@ describe('cluster lease on a real Redis', () => {
   test('a leader that cannot reach Redis steps down once its lease may have lapsed', async () => {
     const own = await TestRedis.start();
     try {
-      const c = new Redis(own.url, { maxRetriesPerRequest: 1, enableOfflineQueue: false, commandTimeout: 300 });
-      c.on('error', () => {});
-      clients.push(c);
-      await new Promise((r) => c.once('ready', r));
-      const lease = new LeaderLease({ redis: c, keys: clusterKeys('lapse'), nodeId: 'solo', ttlMs: TTL_MS });
+      const lease = new LeaderLease({ redisUrl: own.url, keys: clusterKeys('lapse'), nodeId: 'solo', ttlMs: TTL_MS });
       lease.start();
       await until(() => lease.isLeader, 2_000, 'the lease');
       await own.kill();
@@ -100,6 +99,61 @@ describe('cluster lease on a real Redis', () => {
     } finally {
       await own.cleanup();
     }
+  });
+
+  test('a leader whose event loop is blocked for longer than its whole lease, but less than the liveness bound, keeps it', async () => {
+    const keys = clusterKeys('busy');
+    const changes: string[] = [];
+    const lease = new LeaderLease({
+      redisUrl: redis.url,
+      keys,
+      nodeId: 'busy',
+      ttlMs: TTL_MS,
+      livenessMs: 3 * TTL_MS,
+      onChange: (role) => changes.push(role.kind),
+    });
+    lease.start();
+    await until(() => lease.isLeader, 2_000, 'the lease');
+    const term = lease.term;
+    // 1.5 leases of synchronous work (decoding a thousand uploads on a loaded machine): no timer of this thread runs meanwhile.
+    blockThisThread(1.5 * TTL_MS);
+    assert.equal(lease.term, term, 'it still leads, in the same term, the moment its loop turns again');
+    await new Promise((resolve) => setTimeout(resolve, TTL_MS / 2));
+    assert.deepEqual(changes, ['leader'], 'it never stepped down');
+    assert.equal(lease.term, term);
+    // Redis agrees: the lease was renewed throughout, so no other node could take it.
+    const other = client();
+    assert.equal(await other.get(keys.lease), 'busy');
+    assert.equal(await other.set(keys.lease, 'someone else', 'PX', TTL_MS, 'NX'), null);
+    await lease.stop(true);
+  });
+
+  test('a wedged main thread loses its lease: past the liveness bound the renewer lets it lapse, and the thread never believes it still leads', async () => {
+    const keys = clusterKeys('wedged');
+    const lease = new LeaderLease({ redisUrl: redis.url, keys, nodeId: 'wedged', ttlMs: TTL_MS, livenessMs: TTL_MS });
+    lease.start();
+    await until(() => lease.isLeader, 2_000, 'the lease');
+    // Another node, connected and ready to take the lease the moment it is free.
+    const other = client();
+    await other.ping();
+    // Wedged past the liveness bound plus a whole lease: renewals stop after about a second, the lease lapses a second later.
+    blockThisThread(3.5 * TTL_MS);
+    assert.equal(lease.term, undefined, 'before any timer of this thread runs, it already knows it may no longer lead');
+    assert.equal(lease.isLeader, false);
+    assert.equal(await other.set(keys.lease, 'another node', 'PX', TTL_MS, 'NX'), 'OK', 'the lease lapsed in Redis');
+    await new Promise((resolve) => setTimeout(resolve, TTL_MS / 2));
+    assert.equal(lease.isLeader, false);
+    assert.equal(lease.leader, 'another node');
+    await lease.stop(true);
+    assert.equal(await other.get(keys.lease), 'another node', 'a deposed node releases nothing it does not hold');
+  });
+
+  test('a lease shorter than 300 ms, longer than 10 minutes, or not a whole number of ms, is refused', () => {
+    for (const ttlMs of [0, 299, 1000.5, 600_001, Number.NaN])
+      assert.throws(
+        () => new LeaderLease({ redisUrl: redis.url, keys: clusterKeys('bad'), nodeId: 'x', ttlMs }),
+        /the leader lease must be a whole number of milliseconds from 300 to 600000, got/,
+      );
   });
 
   test('nodes list each other through the registry, warn when Redis does not log writes, and leave cleanly', async () => {

@@ -81,3 +81,17 @@ test('encrypted checkpoints are refused on a cluster: Redis would hold the model
 test('async mode is refused on a cluster: its buffer and slots live in one process', () => {
   assert.throws(() => parseConfig([...REDIS, '--mode', 'async']), /--mode async cannot run on a cluster \(--redis\) yet/);
 });
+
+test('--leader-lease-ms: the lease of a cluster node, 5 s by default, a whole number of ms from 300 to 600000, only with --redis', () => {
+  assert.equal((parseConfig(REDIS) as CoordinatorConfig).leaderLeaseMs, 5_000);
+  assert.equal((parseConfig([...REDIS, '--leader-lease-ms', '20000']) as CoordinatorConfig).leaderLeaseMs, 20_000);
+  assert.equal((parseConfig([]) as CoordinatorConfig).leaderLeaseMs, undefined);
+  for (const bad of ['299', '600001', '1500.5', 'soon'])
+    assert.throws(
+      () => parseConfig([...REDIS, '--leader-lease-ms', bad]),
+      /--leader-lease-ms must be a whole number of milliseconds from 300 to 600000/,
+      bad,
+    );
+  assert.throws(() => parseConfig(['--leader-lease-ms', '20000']), /--leader-lease-ms needs --redis: one coordinator elects no leader/);
+  assert.match(USAGE, /--leader-lease-ms MS/);
+});
