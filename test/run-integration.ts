@@ -51,7 +51,7 @@ for (const [concurrency, group] of [
 ] as const) {
   const run = spawnSync(
     process.execPath,
-    ['--import', 'tsx', '--test', '--test-force-exit', `--test-concurrency=${concurrency}`, ...group],
+    ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, ...group],
     { cwd: root, stdio: 'inherit' },
   );
   if (run.status !== 0) failed = true;
