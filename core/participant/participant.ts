@@ -142,6 +142,8 @@ export interface ParticipantOptions {
   readonly transports?: readonly ('polling' | 'websocket')[];
   /** First delay before reconnecting after a dropped connection (default 1 s, backing off to 5 s). */
   readonly reconnectionDelayMs?: number;
+  /** Longest delay between reconnection attempts (default 5 s). Tests that restart the coordinator often set it low (docs/test-time.md). */
+  readonly reconnectionDelayMaxMs?: number;
   /** How long to wait for the coordinator's acknowledgement of a request (default 60 s). */
   readonly ackTimeoutMs?: number;
   /** Where a fine-tuning task's frozen weights are kept between visits (absent: downloaded once per session). */
@@ -185,7 +187,7 @@ export class Participant {
       autoConnect: false,
       transports: [...(options.transports ?? ['websocket'])],
       reconnectionDelay: options.reconnectionDelayMs ?? 1000,
-      reconnectionDelayMax: 5000,
+      reconnectionDelayMax: options.reconnectionDelayMaxMs ?? 5000,
       auth: options.auth ?? {},
     });
     this.socket.on('connect', () => void this.join());

@@ -87,7 +87,10 @@ export async function startNodeParticipants(
       trainer: slowed ?? trainer,
       ledger,
       clientLedger,
+      // Retry every 0.2 s, not backing off to 5 s: tests that SIGKILL and restart the coordinator otherwise wait
+      // up to seconds per restart for the participants to come back (docs/test-time.md).
       reconnectionDelayMs: 200,
+      reconnectionDelayMaxMs: 200,
       auth: options.auth,
       frozenStore: options.frozenStores?.[k],
       onPlainUpdate: options.onPlainUpdate ? (round, update) => options.onPlainUpdate!(k, round, update.slice()) : undefined,

@@ -201,7 +201,11 @@ test('a leader frozen past its lease (SIGSTOP) is deposed; woken up, it cannot w
 
   // Wake the old leader: its open round closes (its participants left), and its save must be refused.
   first.process.child.kill('SIGCONT');
-  const code = await Promise.race([first.process.exited, new Promise((resolve) => setTimeout(() => resolve('still running'), 15_000))]);
+  let timer: NodeJS.Timeout | undefined;
+  const code = await Promise.race([
+    first.process.exited,
+    new Promise((resolve) => (timer = setTimeout(() => resolve('still running'), 15_000))),
+  ]).finally(() => clearTimeout(timer));
   assert.equal(code, 75, 'the stale node exits with 75 (EX_TEMPFAIL) for its supervisor to restart it');
   // Nothing it did after it was deposed reached the federation: the new leader's history runs on, numbers increasing, none twice.
   const final = (await status(second))!;

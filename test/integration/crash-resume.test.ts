@@ -89,7 +89,11 @@ describe('coordinator crash and resume', () => {
         coordinator.child.kill('SIGKILL');
         await coordinator.exited;
         coordinator = await launch(port, dataDir, { FL_FAULT_KILL_IN_CHECKPOINT: '1' });
-        const code = await Promise.race([coordinator.exited, new Promise((resolve) => setTimeout(() => resolve('timeout'), 60_000))]);
+        let timer: NodeJS.Timeout | undefined;
+        const code = await Promise.race([
+          coordinator.exited,
+          new Promise((resolve) => (timer = setTimeout(() => resolve('timeout'), 60_000))),
+        ]).finally(() => clearTimeout(timer));
         assert.equal(code, null, 'the coordinator died by SIGKILL inside its checkpoint write');
         coordinator = await launch(port, dataDir);
         checkHistory((await status(port)).history);

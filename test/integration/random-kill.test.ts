@@ -116,7 +116,9 @@ describe('SIGKILL at random instants while /api/status is polled', () => {
       if (kills % 2 === 1) {
         // The instant a poll shows a new round: the moment the old engine had not saved it yet.
         const shown = new Promise<boolean>((resolve) => (newRoundSeen = () => resolve(true)));
-        if (await Promise.race([shown, sleep(8000).then(() => false)])) targeted++;
+        let timer: NodeJS.Timeout | undefined;
+        const notShown = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), 8000)));
+        if (await Promise.race([shown, notShown]).finally(() => clearTimeout(timer))) targeted++;
         newRoundSeen = undefined;
       } else {
         await sleep(200 + random.next() * 2300);
