@@ -77,7 +77,9 @@ export class LeaderRounds implements RemoteRounds {
         round.nodeOf.get(report.participantId) !== report.node
       )
         return;
-      round.open.collection.remoteSettled?.(report.participantId, report);
+      // Only the fields a member reports: whether a drop was its node's fault is the leader's to say.
+      const { outcome, reason, norm, code } = report;
+      round.open.collection.remoteSettled?.(report.participantId, { outcome, reason, norm, code });
     });
     io.on('cluster:stored', (value: unknown) => {
       const notice = parseStoredNotice(value);
@@ -125,7 +127,11 @@ export class LeaderRounds implements RemoteRounds {
     if (!round) return;
     for (const [id, node] of round.nodeOf)
       if (!live.has(node))
-        round.open.collection.remoteSettled?.(id, { outcome: 'dropped', reason: `its node ${node} stopped answering (no heartbeat)` });
+        round.open.collection.remoteSettled?.(id, {
+          outcome: 'dropped',
+          reason: `its node ${node} stopped answering (no heartbeat)`,
+          nodeFault: true,
+        });
   }
 
   formCohorts(
@@ -152,7 +158,8 @@ export class LeaderRounds implements RemoteRounds {
     const io = this.io;
     if (nodeOf.size === 0) return;
     if (term === undefined || io === undefined) {
-      for (const id of nodeOf.keys()) open.collection.remoteSettled?.(id, { outcome: 'dropped', reason: 'this node no longer leads' });
+      for (const id of nodeOf.keys())
+        open.collection.remoteSettled?.(id, { outcome: 'dropped', reason: 'this node no longer leads', nodeFault: true });
       return;
     }
     this.current = { term, open, nodeOf, stored: new Map() };
@@ -178,7 +185,7 @@ export class LeaderRounds implements RemoteRounds {
             : `its node ${node} did not answer the round's start`;
         if (reply === undefined)
           this.log(`cluster: round ${open.round}: node ${node} did not answer; its selected participants count as dropped`);
-        for (const id of ids) open.collection.remoteSettled?.(id, { outcome: 'dropped', reason });
+        for (const id of ids) open.collection.remoteSettled?.(id, { outcome: 'dropped', reason, nodeFault: true });
       }
     });
   }
@@ -225,11 +232,12 @@ export class LeaderRounds implements RemoteRounds {
           resettle(open, id, now, {
             outcome: 'dropped',
             reason: `its node ${node}'s partial did not reach the leader: its update is lost`,
+            nodeFault: true,
           });
       } else if (inSum.has(id) && !received) {
         resettle(open, id, now, { outcome: 'received', reason: 'its update reached its node after the leader stopped waiting' });
       } else if (!inSum.has(id) && received) {
-        resettle(open, id, now, { outcome: 'dropped', reason: `its update is not in its node ${node}'s partial` });
+        resettle(open, id, now, { outcome: 'dropped', reason: `its update is not in its node ${node}'s partial`, nodeFault: true });
       }
     }
   }
