@@ -153,7 +153,10 @@ export class LeaderRounds implements RemoteRounds {
       const node = this.nodeOfCandidate.get(p.id);
       if (node !== undefined) nodeOf.set(p.id, node);
     }
-    this.deliveries?.selected(chosen.filter((p) => nodeOf.has(p.id)));
+    this.deliveries?.selected(
+      chosen.filter((p) => nodeOf.has(p.id)),
+      this.clock.now(),
+    );
     const term = this.node.lease.term;
     const io = this.io;
     if (nodeOf.size === 0) return;
