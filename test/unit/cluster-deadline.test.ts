@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Redis } from 'ioredis';
-import type { ClusterEventServer, RoundAnnouncement } from '../../coordinator/cluster/cluster-events.ts';
+import type { ClusterEventServer, RoundAnnouncement, RoundReply } from '../../coordinator/cluster/cluster-events.ts';
 import { clusterKeys } from '../../coordinator/cluster/keys.ts';
 import { LeaderRounds } from '../../coordinator/cluster/leader-rounds.ts';
 import { PartialExchange } from '../../coordinator/cluster/partial-exchange.ts';
-import { heardRound } from '../../coordinator/cluster/round-announce.ts';
+import { answerRoundAnnouncements, heardRound } from '../../coordinator/cluster/round-announce.ts';
 import { ManualClock } from '../../coordinator/rounds/clock.ts';
 import type { OpenRound } from '../../coordinator/rounds/collection.ts';
+import { makeModel } from '../../coordinator/rounds/engine-types.ts';
 import { Participants } from '../../coordinator/rounds/participants.ts';
 import { remoteRecord } from '../../coordinator/rounds/remote-rounds.ts';
 import type { RoundStartMessage } from '../../core/protocol/messages.ts';
@@ -80,4 +81,31 @@ test("the leader announces the time left on its engine's clock, and a member kee
 test('a round whose time ran out on the way (remainingMs not positive) ends at once on the member', () => {
   assert.equal(heardRound(announcement(-500), 1_000).deadline, 1_000);
   assert.equal(heardRound(announcement(0), 1_000).deadline, 1_000);
+});
+
+test('a member refuses an announcement without a finite, non-negative remainingMs (a leader of an older version sends `deadline`)', async () => {
+  const handlers: ((sent: unknown, ack: (reply: RoundReply) => void) => void)[] = [];
+  const io = {
+    on: (_event: string, handler: (sent: unknown, ack: (reply: RoundReply) => void) => void) => handlers.push(handler),
+    serverSideEmit: () => true,
+  } as unknown as ClusterEventServer;
+  const started: string[] = [];
+  answerRoundAnnouncements({
+    io,
+    nodeId: 'b',
+    clock: new ManualClock(),
+    versions: { get: async () => new Float32Array(2) },
+    modelOf: (version, weights) => makeModel(version, weights),
+    send: (id) => started.push(id) > 0,
+  });
+  const reply = (sent: unknown) => new Promise<RoundReply>((resolve) => handlers[0]!(sent, resolve));
+  const { remainingMs: _, ...old } = announcement(30_000);
+  for (const sent of [{ ...old, deadline: 1_700_000_030_000 }, announcement(Number.NaN), announcement(-1)]) {
+    const answer = await reply(sent);
+    assert.ok('refused' in answer, JSON.stringify(answer));
+    assert.match(answer.refused, /no valid remainingMs/);
+  }
+  assert.deepEqual(started, [], 'no participant was sent a round with a NaN deadline');
+  const ok = await reply(announcement(0));
+  assert.deepEqual(ok, { node: 'b', sent: 1 });
 });
