@@ -17,8 +17,17 @@ export interface TraceBreakdown {
   readonly save: number[];
   readonly open: number[];
   readonly rounds: number;
-  readonly noHandOut: number;
+  /** Versions filled as they opened: every update taken within FILLED_AT_OPEN_MS of the version's start. */
+  readonly filledAtOpen: number;
 }
+
+/**
+ * Updates held while the version before was made are taken when the next
+ * version opens (async-pool.ts): a version whose every update was taken this
+ * soon after its start was filled by held updates and closed as it opened.
+ * An update trained on a device and sent over the socket takes far longer.
+ */
+export const FILLED_AT_OPEN_MS = 5;
 
 export type Seen =
   | { readonly at: number; readonly kind: 'start'; readonly round: number; readonly version: number }
@@ -61,7 +70,7 @@ export class SocketTrace {
     return [
       `  local runs of these devices: ${b.training.length}, mean ${ms(mean(b.training))} (round:start received to update sent)`,
       `  wait after an update for the next round:start: mean ${ms(mean(b.waits))} over ${b.waits.length}; ${waited.length} waited ≥ 50 ms (mean ${ms(mean(waited))}); ${b.sameBase} of ${b.waits.length} were handed the version they had just trained from`,
-      `  per round: last update taken → evaluated (aggregate, evaluate) mean ${ms(mean(b.evaluate))}; → round:end received (save, publish) ${ms(mean(b.save))}; → next round's first round:start (start saved, opened) ${ms(mean(b.open))}; ${b.rounds} rounds, ${b.noHandOut} of them handed out no model`,
+      `  per round: last update taken → evaluated (aggregate, evaluate) mean ${ms(mean(b.evaluate))}; → round:end received (save, publish) ${ms(mean(b.save))}; → next round's first round:start (start saved, opened) ${ms(mean(b.open))}; ${b.rounds} rounds, ${b.filledAtOpen} of them filled as they opened (by updates held while the one before was made)`,
     ];
   }
 
@@ -119,8 +128,12 @@ export class SocketTrace {
       if (published !== undefined && next !== undefined) open.push(next - published);
     }
     const counted = history.filter((r) => r.startedAt + r.durationMs <= until);
-    // A version filled by updates held while the one before was made closes as it opens, before any slot is handed out.
-    const noHandOut = counted.filter((r) => !firstStart.has(r.round)).length;
-    return { training, waits, sameBase, evaluate, save, open, rounds: counted.length, noHandOut };
+    // Read from the round records, not the sockets: since async-pool.ts hands the model just published to idle
+    // participants, such a version has round:starts too.
+    const filledAtOpen = counted.filter((r) => {
+      const received = r.participants?.filter((p) => p.outcome === 'received') ?? [];
+      return received.length > 0 && received.every((p) => p.durationMs <= FILLED_AT_OPEN_MS);
+    }).length;
+    return { training, waits, sameBase, evaluate, save, open, rounds: counted.length, filledAtOpen };
   }
 }

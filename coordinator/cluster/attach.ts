@@ -3,7 +3,6 @@ import type { Server } from 'socket.io';
 import type { Strategy } from '../../core/aggregation/strategy.ts';
 import type { FederationStatus, RoundRecord } from '../../core/protocol/status.ts';
 import type { RoundStartMessage } from '../../core/protocol/messages.ts';
-import { SystemClock } from '../rounds/clock.ts';
 import type { GlobalModel, ResumePoint, RoundEngine } from '../rounds/round-engine.ts';
 import type { ParticipantEngine } from '../socket/participant-events.ts';
 import type { ClusterEventServer } from './cluster-events.ts';
@@ -85,7 +84,7 @@ export class ClusterRuntime {
     this.directory = new ParticipantDirectory(node.redis, node.keys, node.nodeId);
     this.exchange = new PartialExchange(node.redis, node.keys);
     this.participantRows = new ClusterParticipantRows(node.redis, node.keys, node.nodeId);
-    this.leaderRounds = new LeaderRounds(node, this.directory, this.exchange, new SystemClock(), log);
+    this.leaderRounds = new LeaderRounds(node, this.directory, this.exchange, log);
   }
 
   /**
@@ -169,7 +168,9 @@ export class ClusterRuntime {
     this.node.start(() => ({ address, participants: wiring.participants(), bytesIn: traffic.bytesIn, bytesOut: traffic.bytesOut }));
     const io = clusterEvents(wiring.io);
     const { engine } = wiring;
-    this.leaderRounds.attach(io, () => engine.candidatesChanged(), engine.memberView().participants);
+    const view = engine.memberView();
+    // The engine's clock: the round's deadline was set on it, and the announcement says how much of it is left.
+    this.leaderRounds.attach(io, () => engine.candidatesChanged(), { participants: view.participants, clock: view.options.clock });
     const member = this.member;
     if (member) {
       const versions = new ModelVersions(this.store);

@@ -112,7 +112,7 @@ class ClusterSecureCollection implements Collection {
 
   remoteSettled(id: string, settlement: RemoteSettlement): void {
     if (!this.host.collecting(this.round) || !this.waiting.delete(id)) return;
-    this.host.settle(this.round, id, settlement.outcome, settlement.reason, settlement.norm, settlement.code);
+    this.host.settle(this.round, id, settlement.outcome, settlement.reason, settlement.norm, settlement.code, settlement.nodeFault);
     this.host.statusChanged();
     this.closeIfDone();
   }

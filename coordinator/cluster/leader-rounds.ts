@@ -5,6 +5,7 @@ import type { ParticipantRecord, Participants } from '../rounds/participants.ts'
 import { remoteRecord, resettle, type RemoteRounds } from '../rounds/remote-rounds.ts';
 import { parseSettledReport, parseStoredNotice, type ClusterEventServer, type PartialReply, type RoundReply } from './cluster-events.ts';
 import type { ClusterNode } from './cluster-node.ts';
+import type { LeaderLease } from './lease.ts';
 import type { PartialExchange } from './partial-exchange.ts';
 import { formCohorts } from './cohort-selection.ts';
 import { clusterSecureCollection } from './cluster-secure-collection.ts';
@@ -44,23 +45,30 @@ export class LeaderRounds implements RemoteRounds {
   private current: RemoteRound | undefined;
   /** Other nodes' participants' delivery records, kept in the engine's (remote-deliveries.ts); set by attach. */
   private deliveries: RemoteDeliveries | undefined;
+  /** The engine's clock, on which the round's deadline was set; set by attach. */
+  private clock: Pick<Clock, 'now'> | undefined;
 
   constructor(
-    private readonly node: ClusterNode,
-    private readonly directory: ParticipantDirectory,
+    private readonly node: Pick<ClusterNode, 'isLeader' | 'status' | 'nodeId'> & { readonly lease: Pick<LeaderLease, 'term'> },
+    private readonly directory: Pick<ParticipantDirectory, 'remoteCandidates'>,
     private readonly exchange: PartialExchange,
-    private readonly clock: Clock,
     private readonly log: (line: string) => void,
   ) {}
 
   /**
    * Starts listening to the members' reports; `candidatesChanged` tells the
-   * engine a round may start now; `participants` is the engine's registry,
-   * whose delivery records hold other nodes' participants' too.
+   * engine a round may start now; `engine.participants` is the engine's
+   * registry, whose delivery records hold other nodes' participants' too;
+   * `engine.clock` the engine's, whose deadlines the announcements convert.
    */
-  attach(io: ClusterEventServer, candidatesChanged: () => void, participants: Participants): void {
+  attach(
+    io: ClusterEventServer,
+    candidatesChanged: () => void,
+    engine: { readonly participants: Participants; readonly clock: Pick<Clock, 'now'> },
+  ): void {
     this.io = io;
-    this.deliveries = new RemoteDeliveries(participants);
+    this.clock = engine.clock;
+    this.deliveries = new RemoteDeliveries(engine.participants);
     this.candidatesChanged = candidatesChanged;
     io.on('cluster:settled', (value: unknown) => {
       const report = parseSettledReport(value);
@@ -77,7 +85,9 @@ export class LeaderRounds implements RemoteRounds {
         round.nodeOf.get(report.participantId) !== report.node
       )
         return;
-      round.open.collection.remoteSettled?.(report.participantId, report);
+      // Only the fields a member reports: whether a drop was its node's fault is the leader's to say.
+      const { outcome, reason, norm, code } = report;
+      round.open.collection.remoteSettled?.(report.participantId, { outcome, reason, norm, code });
     });
     io.on('cluster:stored', (value: unknown) => {
       const notice = parseStoredNotice(value);
@@ -94,6 +104,12 @@ export class LeaderRounds implements RemoteRounds {
   }
 
   private candidatesChanged: () => void = () => {};
+
+  /** The engine's time; only asked once attached (a round opens and closes, and candidates are listed, after attach). */
+  private now(): number {
+    if (this.clock === undefined) throw new Error('leader rounds used before attach');
+    return this.clock.now();
+  }
 
   candidates(): readonly ParticipantRecord[] {
     return this.remote;
@@ -115,7 +131,7 @@ export class LeaderRounds implements RemoteRounds {
     const before = this.remote.map((p) => p.id).join();
     this.remote = found.map((c) => remoteRecord(c.id, c.numExamples, c.deliveryKey));
     this.nodeOfCandidate = new Map(found.map((c) => [c.id, c.node]));
-    this.deliveries?.listedNow(this.remote, this.clock.now());
+    this.deliveries?.listedNow(this.remote, this.now());
     if (this.remote.map((p) => p.id).join() !== before) this.candidatesChanged();
   }
 
@@ -125,7 +141,11 @@ export class LeaderRounds implements RemoteRounds {
     if (!round) return;
     for (const [id, node] of round.nodeOf)
       if (!live.has(node))
-        round.open.collection.remoteSettled?.(id, { outcome: 'dropped', reason: `its node ${node} stopped answering (no heartbeat)` });
+        round.open.collection.remoteSettled?.(id, {
+          outcome: 'dropped',
+          reason: `its node ${node} stopped answering (no heartbeat)`,
+          nodeFault: true,
+        });
   }
 
   formCohorts(
@@ -147,12 +167,16 @@ export class LeaderRounds implements RemoteRounds {
       const node = this.nodeOfCandidate.get(p.id);
       if (node !== undefined) nodeOf.set(p.id, node);
     }
-    this.deliveries?.selected(chosen.filter((p) => nodeOf.has(p.id)));
+    this.deliveries?.selected(
+      chosen.filter((p) => nodeOf.has(p.id)),
+      this.now(),
+    );
     const term = this.node.lease.term;
     const io = this.io;
     if (nodeOf.size === 0) return;
     if (term === undefined || io === undefined) {
-      for (const id of nodeOf.keys()) open.collection.remoteSettled?.(id, { outcome: 'dropped', reason: 'this node no longer leads' });
+      for (const id of nodeOf.keys())
+        open.collection.remoteSettled?.(id, { outcome: 'dropped', reason: 'this node no longer leads', nodeFault: true });
       return;
     }
     this.current = { term, open, nodeOf, stored: new Map() };
@@ -164,7 +188,7 @@ export class LeaderRounds implements RemoteRounds {
       modelVersion: message.model.version,
       config: message.config,
       // The time left, not the leader's wall-clock deadline: members keep it on their own clocks (round-announce.ts heardRound).
-      remainingMs: message.deadline - this.clock.now(),
+      remainingMs: message.deadline - this.now(),
       selected,
       claimedExamples: chosen.map((p) => p.info.numExamples),
     };
@@ -178,7 +202,7 @@ export class LeaderRounds implements RemoteRounds {
             : `its node ${node} did not answer the round's start`;
         if (reply === undefined)
           this.log(`cluster: round ${open.round}: node ${node} did not answer; its selected participants count as dropped`);
-        for (const id of ids) open.collection.remoteSettled?.(id, { outcome: 'dropped', reason });
+        for (const id of ids) open.collection.remoteSettled?.(id, { outcome: 'dropped', reason, nodeFault: true });
       }
     });
   }
@@ -217,7 +241,7 @@ export class LeaderRounds implements RemoteRounds {
         ` (${steps.asked} asked at close, request ${steps.requestMs.toFixed(1)} ms, read ${steps.readMs.toFixed(1)} ms, add ${steps.addMs.toFixed(1)} ms)`,
     );
     // The settlements say whose updates are really in the sum: the quorum rule (minUpdates) is decided on these.
-    const now = this.clock.now();
+    const now = this.now();
     for (const [id, node] of round.nodeOf) {
       const received = open.settlements.get(id)?.outcome === 'received';
       if (lost.includes(node)) {
@@ -225,11 +249,12 @@ export class LeaderRounds implements RemoteRounds {
           resettle(open, id, now, {
             outcome: 'dropped',
             reason: `its node ${node}'s partial did not reach the leader: its update is lost`,
+            nodeFault: true,
           });
       } else if (inSum.has(id) && !received) {
         resettle(open, id, now, { outcome: 'received', reason: 'its update reached its node after the leader stopped waiting' });
       } else if (!inSum.has(id) && received) {
-        resettle(open, id, now, { outcome: 'dropped', reason: `its update is not in its node ${node}'s partial` });
+        resettle(open, id, now, { outcome: 'dropped', reason: `its update is not in its node ${node}'s partial`, nodeFault: true });
       }
     }
   }

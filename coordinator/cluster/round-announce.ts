@@ -41,6 +41,14 @@ export function answerRoundAnnouncements(options: {
   const { io, nodeId, clock, versions, modelOf, send, opening } = options;
   let made: GlobalModel | undefined;
   io.on('cluster:round', (sent: RoundAnnouncement, ack: (reply: RoundReply) => void) => {
+    // A leader of an older version sends a wall-clock `deadline` instead: counting on without a time left would give NaN deadlines.
+    if (!Number.isFinite(sent.remainingMs) || sent.remainingMs < 0) {
+      ack({
+        node: nodeId,
+        refused: `node ${nodeId} cannot start round ${sent.round}: the announcement has no valid remainingMs (a leader of another version?)`,
+      });
+      return;
+    }
     // The deadline is fixed on this node's clock when the announcement arrives, before the model is fetched.
     const announcement = heardRound(sent, clock.now());
     const mine = announcement.selected[nodeId] ?? [];

@@ -172,7 +172,8 @@ export class CoordinatorMetrics {
 
   /** A participant request was answered (coordinator/socket/respond.ts calls this for every acknowledgement). */
   answered(event: string, result: Ack<unknown>): void {
-    if (event !== 'update') return;
+    // A masked input is a secure round's update (secagg:masked); the other secure steps carry none.
+    if (event !== 'update' && event !== 'secagg:masked') return;
     if (result.ok) this.updatesAccepted.inc();
     else this.updatesRejected.inc({ code: result.error.code });
   }

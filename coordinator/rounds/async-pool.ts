@@ -173,8 +173,15 @@ export class AsyncPool implements AsyncPoolLink {
     this.host.statusChanged();
   }
 
-  /** A participant's connection closed: its slot goes to someone else. */
+  /** How many participants' last hand-out times are kept: only those still here (left and expire forget the rest). */
+  get servedKnown(): number {
+    return this.lastServed.size;
+  }
+
+  /** A participant's connection closed: its slot goes to someone else, and its last hand-out time is forgotten. */
   left(record: ParticipantRecord): void {
+    // Every participant that ever trained would otherwise stay in lastServed for the life of the process.
+    this.lastServed.delete(record.id);
     if (!this.slots.has(record.id)) return;
     this.release(record);
     this.dispatch();
@@ -286,7 +293,11 @@ export class AsyncPool implements AsyncPoolLink {
     if (record) {
       this.release(record);
       record.state = 'idle';
-    } else this.slots.delete(id);
+    } else {
+      // Its record is gone (forgotten after its grace): so is its place in the hand-out order.
+      this.slots.delete(id);
+      this.lastServed.delete(id);
+    }
     this.dispatch();
   }
 

@@ -48,7 +48,9 @@ export async function closeIntoCandidate(host: ClosingHost, open: OpenRound): Pr
   const details = roundDetails(open, clock.now(), delivered.contributors);
   for (const p of details.participants) {
     const key = host.deliveryKeyOf(p.id);
-    if (key !== undefined) host.participants.deliveries.record(key, p.outcome === 'declined' ? undefined : p.outcome === 'received');
+    // A decline, or a drop its node caused (a cluster's node failed), says nothing about whether the participant delivers.
+    const noEvidence = p.outcome === 'declined' || (p.outcome === 'dropped' && open.settlements.get(p.id)?.nodeFault === true);
+    if (key !== undefined) host.participants.deliveries.record(key, noEvidence ? undefined : p.outcome === 'received');
   }
   const counts = outcomeCounts(open, details);
   const base = { ...counts, ...roundEncoding(open, counts.received, settings.modelEncoding) };

@@ -16,6 +16,8 @@ export interface RemoteSettlement {
   readonly reason?: string;
   readonly norm?: number;
   readonly code?: string;
+  /** Dropped because its node failed, not by its own doing (open-round.ts Settlement). */
+  readonly nodeFault?: boolean;
 }
 
 /** The open round with the way it collects its input (picked once, when it opens). */
@@ -93,7 +95,15 @@ export interface CollectionHost {
   /** True while `round` is open and still collecting. */
   collecting(round: RoundBasis): boolean;
   /** Records how a selected participant's part ended (open-round.ts settle). */
-  settle(round: RoundBasis, id: string, outcome: RoundParticipantOutcome, reason?: string, norm?: number, code?: string): void;
+  settle(
+    round: RoundBasis,
+    id: string,
+    outcome: RoundParticipantOutcome,
+    reason?: string,
+    norm?: number,
+    code?: string,
+    nodeFault?: boolean,
+  ): void;
   /** Everyone is out of the waiting: the round closes on a fresh stack, after the acknowledgements went out. */
   closeSoon(round: RoundBasis): void;
   /** The round closes now (deadline, stop). */

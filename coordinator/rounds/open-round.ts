@@ -10,6 +10,13 @@ export interface Settlement {
   readonly at: number;
   readonly reason?: string;
   readonly norm?: number;
+  /**
+   * A participant of another node dropped because its node failed (no
+   * heartbeat, refused or missed the round's start, partial lost): an
+   * infrastructure failure, not the participant's miss, so the round records
+   * the drop but its delivery record does not (closing.ts).
+   */
+  readonly nodeFault?: boolean;
 }
 
 /** A round from its start to its close: what was sent, who was selected, how each one's part ended. */
@@ -44,10 +51,11 @@ export function settle(
   reason?: string,
   norm?: number,
   code?: string,
+  nodeFault?: boolean,
 ): void {
   // An accepted update (or masked input) is in the round's sum: nothing that happens later undoes that.
   if (open.settlements.get(id)?.outcome === 'received') return;
-  open.settlements.set(id, { outcome, at, reason, norm });
+  open.settlements.set(id, { outcome, at, reason, norm, ...(nodeFault ? { nodeFault } : {}) });
   if (code !== undefined) open.rejectionCodes[code] = (open.rejectionCodes[code] ?? 0) + 1;
 }
 

@@ -139,7 +139,7 @@ class PlainCollection implements Collection {
   remoteSettled(id: string, settlement: RemoteSettlement): void {
     const open = this.round;
     if (!this.host.collecting(open) || !open.selected.has(id) || open.settlements.has(id)) return;
-    this.host.settle(open, id, settlement.outcome, settlement.reason, settlement.norm, settlement.code);
+    this.host.settle(open, id, settlement.outcome, settlement.reason, settlement.norm, settlement.code, settlement.nodeFault);
     if (settlement.outcome === 'received') this.received++;
     this.host.statusChanged();
     this.closeIfSettled();

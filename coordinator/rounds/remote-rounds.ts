@@ -56,7 +56,13 @@ export interface WithRemoteRounds {
  * partial was lost, or one that arrived after the leader stopped waiting).
  */
 export function resettle(open: RoundBasis, id: string, at: number, settlement: RemoteSettlement): void {
-  open.settlements.set(id, { outcome: settlement.outcome, at, reason: settlement.reason, norm: settlement.norm });
+  open.settlements.set(id, {
+    outcome: settlement.outcome,
+    at,
+    reason: settlement.reason,
+    norm: settlement.norm,
+    ...(settlement.nodeFault ? { nodeFault: true } : {}),
+  });
 }
 
 /** Whose delivery record participant `id` builds: this node's own participant's key, else the key of one of another node's selected in the open round. */

@@ -548,7 +548,8 @@ export class RoundEngine {
       },
       participant: (id) => this.participants.get(id),
       collecting: (round) => this.state.kind === 'collecting' && this.state.round === round,
-      settle: (round, id, outcome, reason, norm, code) => settle(round, id, this.options.clock.now(), outcome, reason, norm, code),
+      settle: (round, id, outcome, reason, norm, code, nodeFault) =>
+        settle(round, id, this.options.clock.now(), outcome, reason, norm, code, nodeFault),
       closeSoon: (round) => this.closeSoon(round),
       closeNow: (round) => {
         const state = this.state;

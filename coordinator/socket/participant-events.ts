@@ -93,7 +93,15 @@ export function attachParticipant(socket: ParticipantSocket, context: Participan
     kind: 'request',
     refuseEarly: mustHaveJoined('sending secure aggregation messages'),
     onFailure: leaveRound,
-    handle: (message) => engine.submitSecAgg(joined(), SECAGG_STEPS[event], message),
+    handle: (message) => {
+      const answer = engine.submitSecAgg(joined(), SECAGG_STEPS[event], message);
+      if (!('packed' in message)) return answer;
+      // Under secure aggregation the masked input is the participant's update: its packed words are the bytes accepted.
+      return answer.then((result) => {
+        if (result.ok) context.updateAccepted?.(message.packed.byteLength);
+        return result;
+      });
+    },
   });
 
   const handlers = {

@@ -11,6 +11,7 @@ import type { FederationStatus, RoundRecord, RoundSettings } from '../../core/pr
 import { SeededRandom } from '../../core/random/prng.ts';
 import { encodeFrame, FrameKind } from '../../core/wire/frame.ts';
 import { ManualClock } from '../../coordinator/rounds/clock.ts';
+import type { RemoteRounds } from '../../coordinator/rounds/remote-rounds.ts';
 import { RoundEngine, type RoundTransport } from '../../coordinator/rounds/round-engine.ts';
 
 /** A round engine on a manual clock, with a transport that records what it was asked to send. */
@@ -36,6 +37,8 @@ export class EngineHarness implements RoundTransport {
     settings: Partial<RoundSettings> = {},
     readonly dim = 4,
     strategy: Strategy = new FedAvg(),
+    /** A cluster leader's hook for participants of other nodes. */
+    remoteRounds?: RemoteRounds,
   ) {
     this.engine = new RoundEngine({
       settings: {
@@ -65,6 +68,7 @@ export class EngineHarness implements RoundTransport {
       onRoundStarting: () => this.saveFault?.('start'),
       saveRetry: { attempts: 3, firstDelayMs: 100, maxDelayMs: 150 },
       logError: (line) => this.errors.push(line),
+      remoteRounds,
     });
   }
 

@@ -9,6 +9,7 @@ import { startCoordinator, type Coordinator } from '../../coordinator/server.ts'
 import { ErrorCode, type Ack } from '../../core/protocol/errors.ts';
 import { PROTOCOL_VERSION, type JoinAccepted, type RoundStartMessage, type UpdateAccepted } from '../../core/protocol/messages.ts';
 import { encodeFrame, FrameKind } from '../../core/wire/frame.ts';
+import { startTestFederation } from '../helpers/federation.ts';
 
 const ADMIN_TOKEN = 'metrics-test-admin-token-0123456';
 
@@ -139,5 +140,36 @@ describe('/metrics', () => {
     const cluster = await scrape();
     assert.equal(sample(cluster, 'fl_leader'), 0);
     assert.equal(sample(cluster, 'fl_redis_round_trip_seconds'), 0.0025);
+  });
+});
+
+/**
+ * Under secure aggregation a participant's update arrives as its masked
+ * input (`secagg:masked`), not as `update`: each accepted one counts as an
+ * accepted update, with its packed bytes.
+ */
+describe('/metrics under secure aggregation', () => {
+  it('counts every accepted masked input as an accepted update, with its bytes', { timeout: 120_000 }, async () => {
+    const participants = 3;
+    const fed = await startTestFederation(
+      [
+        ...['--rounds', '1', '--min-clients', String(participants), '--clients-per-round', String(participants)],
+        ...['--min-updates', String(participants), '--round-timeout', '60', '--seed', '7'],
+        ...['--secure-aggregation', '--secagg-step-timeout', '30'],
+      ],
+      participants,
+    );
+    try {
+      const final = await fed.coordinator.done;
+      const round = final.history[0]!;
+      assert.equal(round.outcome, 'aggregated', round.reason);
+      assert.equal(round.received, participants);
+      const { body } = await fed.coordinator.metrics.render();
+      assert.equal(sample(body, 'fl_updates_accepted_total'), participants);
+      // The round's input bytes are its masked vectors (secure-collection.ts): the same bytes, counted as each was acknowledged.
+      assert.equal(sample(body, 'fl_updates_accepted_bytes_total'), round.bytesIn);
+    } finally {
+      await fed.close();
+    }
   });
 });

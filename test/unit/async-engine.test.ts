@@ -122,6 +122,19 @@ describe('async mode (FedBuff) in the round engine', () => {
     assert.equal(again.ok ? undefined : again.error.code, ErrorCode.NotSelected);
   });
 
+  it('forgets when a participant last had a slot once it leaves', async () => {
+    const h = asyncHarness({ bufferSize: 5, concurrency: 10 });
+    const ids = [h.join(), h.join(), h.join()];
+    h.engine.start();
+    await h.settle();
+    // Reached by index: the pool is the engine's own (a participant that leaves must not stay in it for the process's life).
+    // biome-ignore lint/complexity/useLiteralKeys: the index reaches the engine's private pool, which `.asyncPool` may not
+    const pool = h.engine['asyncPool']!;
+    assert.equal(pool.servedKnown, 3);
+    for (const id of ids) h.engine.leave(id);
+    assert.equal(pool.servedKnown, 0);
+  });
+
   it('lets at most C participants train at once and hands a free slot to the longest-waiting one', async () => {
     const h = asyncHarness({ bufferSize: 5, concurrency: 2 });
     const [a, b, c, d] = [h.join(), h.join(), h.join(), h.join()];

@@ -40,10 +40,21 @@ describe('bench/async.ts --trace breakdown', () => {
     assert.deepEqual(b.save, [50, 100]);
     assert.deepEqual(b.open, [10, 10]);
     assert.equal(b.rounds, 2);
-    assert.equal(b.noHandOut, 0);
-    // Seen from device 0's first hand-out alone, rounds 2 and 3 handed out no model (as a version that closes as it opens).
-    const onlyOne = new SocketTrace();
-    onlyOne.record(0, { at: 0, kind: 'start', round: 1, version: 0 });
-    assert.equal(onlyOne.breakdown(history, [0], 10_000).noHandOut, 2);
+    assert.equal(b.filledAtOpen, 0);
+  });
+
+  it('counts the versions filled as they opened from their records, whatever round:starts went out', () => {
+    const trace = new SocketTrace();
+    // Round 2 was filled by updates held while round 1 was made (taken 0 and 2 ms after it opened), and round:starts of it went out.
+    trace.record(0, { at: 0, kind: 'start', round: 1, version: 0 });
+    trace.record(0, { at: 3010, kind: 'start', round: 2, version: 1 });
+    trace.record(0, { at: 3410, kind: 'start', round: 3, version: 2 });
+    const history = [
+      version(1, 0, 2900, [2500, 2600]),
+      version(2, 3000, 3300, [3000, 3002]),
+      // One held update and one trained: not filled at its opening.
+      version(3, 3400, 6000, [3400, 5900]),
+    ];
+    assert.equal(trace.breakdown(history, [0], 10_000).filledAtOpen, 1);
   });
 });
