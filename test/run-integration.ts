@@ -49,11 +49,10 @@ for (const [concurrency, group] of [
   [2, files.filter((file) => TWO_AT_A_TIME.has(file))],
   [1, files.filter((file) => !TWO_AT_A_TIME.has(file))],
 ] as const) {
-  const run = spawnSync(
-    process.execPath,
-    ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, ...group],
-    { cwd: root, stdio: 'inherit' },
-  );
+  const run = spawnSync(process.execPath, ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, ...group], {
+    cwd: root,
+    stdio: 'inherit',
+  });
   if (run.status !== 0) failed = true;
 }
 process.exitCode = failed ? 1 : 0;
