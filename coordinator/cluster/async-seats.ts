@@ -1,0 +1,168 @@
+import type { Redis } from 'ioredis';
+import { FencedStore } from './fenced-store.ts';
+import { clusterKeys } from './keys.ts';
+
+/**
+ * The federation-wide FedBuff buffer's seats (docs/async.md "Cluster mode"):
+ * the leader opens one buffer generation per model version, fenced by its
+ * term; a node that accepted an update claims a seat in it through one Lua
+ * script, atomically for the whole federation, so a generation never holds
+ * more than K updates, nor (under client-level DP) two from one participant,
+ * whichever nodes they reached, and an update's staleness is measured
+ * against the federation's version, not the node's.
+ */
+const CLAIM_SEAT = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'fenced', 0, 0} end
+local open = redis.call('GET', KEYS[2])
+if not open then return {'closed', -1, 0} end
+local term, round, base = string.match(open, '^(%d+):(%d+):(%d+)$')
+if term ~= ARGV[1] then return {'closed', -1, 0} end
+if round ~= ARGV[2] then return {'closed', tonumber(round), tonumber(base)} end
+base = tonumber(base)
+local staleness = base - tonumber(ARGV[5])
+if staleness < 0 then return {'ahead', 0, base} end
+if staleness > tonumber(ARGV[6]) then return {'stale', staleness, base} end
+local taken = redis.call('HLEN', KEYS[3])
+local field = ARGV[3]
+if ARGV[8] == 'once' then
+  if redis.call('HEXISTS', KEYS[3], field) == 1 then return {'duplicate', taken, base} end
+else
+  field = ARGV[3] .. '#' .. (taken + 1)
+end
+if taken >= tonumber(ARGV[7]) then return {'full', taken, base} end
+redis.call('HSET', KEYS[3], field, ARGV[4])
+redis.call('PEXPIRE', KEYS[3], ARGV[9])
+return {'seat', taken + 1, base}`;
+
+/** A generation's seats stay in Redis this long: the leader reads them at the version's close; a dead leader's must not linger. */
+export const SEATS_TTL_MS = 10 * 60_000;
+
+/** The buffer generation a member claims in: the leader's term and the version's round number (never reused, as round numbers are not). */
+export interface Generation {
+  readonly term: number;
+  readonly round: number;
+}
+
+/** What a claim got. */
+export type SeatClaim =
+  /** Seat `seat` of K; `seat === K` fills the generation: its node tells the leader. `staleness` is against the federation's version. */
+  | { readonly kind: 'seat'; readonly seat: number; readonly full: boolean; readonly staleness: number; readonly baseVersion: number }
+  /** K seats are taken: the update waits for the next generation. */
+  | { readonly kind: 'full' }
+  /** Under client-level DP this participant already has a seat in this generation: its update waits for the next. */
+  | { readonly kind: 'duplicate' }
+  /** More than S versions old against the generation's version: refused with UPDATE_TOO_STALE. */
+  | { readonly kind: 'stale'; readonly staleness: number; readonly generationVersion: number }
+  /** This generation is closed (the leader is making its version); `current` is the one open now, if any. */
+  | { readonly kind: 'closed'; readonly current: (Generation & { readonly baseVersion: number }) | undefined }
+  /** The update names a base version the generation has not reached: not a model this federation handed out. */
+  | { readonly kind: 'ahead'; readonly generationVersion: number }
+  /** The term is over (another node leads): the generation went with it, and the update counts as lost. */
+  | { readonly kind: 'fenced' };
+
+/** One claim's input. */
+export interface SeatRequest {
+  readonly generation: Generation;
+  readonly participantId: string;
+  readonly node: string;
+  /** The model version the update was trained from. */
+  readonly baseVersion: number;
+  /** K: seats per generation. */
+  readonly bufferSize: number;
+  /** S: the largest staleness taken. */
+  readonly maxStaleness: number;
+  /** Client-level DP: at most one seat per participant in a generation (its sensitivity is one clipped update). */
+  readonly oncePerParticipant: boolean;
+}
+
+/** Redis's reply to CLAIM_SEAT: the outcome, a count or staleness, and the generation's base version. */
+type ClaimReply = [string, number, number];
+
+export class BufferSeats {
+  private readonly termKey: string;
+  private readonly generationKey: string;
+  private readonly seatsPrefix: string;
+  private readonly fenced: FencedStore;
+
+  constructor(
+    private readonly redis: Redis,
+    federation: string,
+  ) {
+    const keys = clusterKeys(federation);
+    this.termKey = keys.term;
+    this.generationKey = `fl:${federation}:async:generation`;
+    this.seatsPrefix = `fl:${federation}:async:seats:`;
+    this.fenced = new FencedStore(redis, keys.term);
+  }
+
+  private seatsKey({ term, round }: Generation): string {
+    return `${this.seatsPrefix}${term}:${round}`;
+  }
+
+  /** The leader opens the buffer of version `round`, applied to model `baseVersion`; fenced by its term (FencedWriteRefused). */
+  async open(generation: Generation, baseVersion: number): Promise<void> {
+    const value = `${generation.term}:${generation.round}:${baseVersion}`;
+    await this.fenced.write(generation.term, [{ kind: 'set', key: this.generationKey, value }]);
+  }
+
+  /**
+   * The leader closes the buffer (its K-th seat is taken, or a stop): claims
+   * after this get `closed`, so no seat is taken once the leader gathers the
+   * partials. Fenced by its term.
+   */
+  async close(generation: Generation): Promise<void> {
+    await this.fenced.write(generation.term, [{ kind: 'del', key: this.generationKey }]);
+  }
+
+  /** A seat for one accepted update, claimed atomically for the whole federation. */
+  async claim(request: SeatRequest): Promise<SeatClaim> {
+    const { generation } = request;
+    const [outcome, count, base] = (await this.redis.eval(
+      CLAIM_SEAT,
+      3,
+      this.termKey,
+      this.generationKey,
+      this.seatsKey(generation),
+      String(generation.term),
+      String(generation.round),
+      request.participantId,
+      request.node,
+      String(request.baseVersion),
+      String(request.maxStaleness),
+      String(request.bufferSize),
+      request.oncePerParticipant ? 'once' : 'many',
+      String(SEATS_TTL_MS),
+    )) as ClaimReply;
+    switch (outcome) {
+      case 'seat':
+        return { kind: 'seat', seat: count, full: count >= request.bufferSize, staleness: base - request.baseVersion, baseVersion: base };
+      case 'full':
+        return { kind: 'full' };
+      case 'duplicate':
+        return { kind: 'duplicate' };
+      case 'stale':
+        return { kind: 'stale', staleness: count, generationVersion: base };
+      case 'ahead':
+        return { kind: 'ahead', generationVersion: base };
+      case 'fenced':
+        return { kind: 'fenced' };
+      case 'closed':
+        return { kind: 'closed', current: count >= 0 ? { term: generation.term, round: count, baseVersion: base } : undefined };
+      default:
+        throw new Error(`unknown seat claim outcome ${outcome}`);
+    }
+  }
+
+  /** How many seats each node took in a generation: the leader checks each node's partial against it. */
+  async seatsByNode(generation: Generation): Promise<Map<string, number>> {
+    const seats = await this.redis.hgetall(this.seatsKey(generation));
+    const byNode = new Map<string, number>();
+    for (const node of Object.values(seats)) byNode.set(node, (byNode.get(node) ?? 0) + 1);
+    return byNode;
+  }
+
+  /** The generation's version is committed: its seats go (the TTL would remove them anyway). */
+  async discard(generation: Generation): Promise<void> {
+    await this.redis.del(this.seatsKey(generation));
+  }
+}
