@@ -30,7 +30,7 @@ else
   field = ARGV[3] .. '#' .. (taken + 1)
 end
 if taken >= tonumber(ARGV[7]) then return {'full', taken, base} end
-redis.call('HSET', KEYS[3], field, ARGV[4])
+redis.call('HSET', KEYS[3], field, ARGV[4] .. '\t' .. ARGV[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[9])
 return {'seat', taken + 1, base}`;
 
@@ -153,11 +153,22 @@ export class BufferSeats {
     }
   }
 
-  /** How many seats each node took in a generation: the leader checks each node's partial against it. */
+  /**
+   * Who holds the generation's seats, and on which node: the leader checks
+   * each node's partial against it (its count, the contributors it names).
+   */
+  async seated(generation: Generation): Promise<{ readonly node: string; readonly participantId: string }[]> {
+    const seats = await this.redis.hvals(this.seatsKey(generation));
+    return seats.map((value) => {
+      const tab = value.indexOf('\t');
+      return { node: value.slice(0, tab), participantId: value.slice(tab + 1) };
+    });
+  }
+
+  /** How many seats each node took in a generation. */
   async seatsByNode(generation: Generation): Promise<Map<string, number>> {
-    const seats = await this.redis.hgetall(this.seatsKey(generation));
     const byNode = new Map<string, number>();
-    for (const node of Object.values(seats)) byNode.set(node, (byNode.get(node) ?? 0) + 1);
+    for (const { node } of await this.seated(generation)) byNode.set(node, (byNode.get(node) ?? 0) + 1);
     return byNode;
   }
 
