@@ -30,7 +30,7 @@ else
   field = ARGV[3] .. '#' .. (taken + 1)
 end
 if taken >= tonumber(ARGV[7]) then return {'full', taken, base} end
-redis.call('HSET', KEYS[3], field, ARGV[4] .. '\t' .. ARGV[3])
+redis.call('HSET', KEYS[3], field, ARGV[4] .. '\t' .. staleness .. '\t' .. ARGV[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[9])
 return {'seat', taken + 1, base}`;
 
@@ -59,6 +59,13 @@ export type SeatClaim =
   | { readonly kind: 'ahead'; readonly generationVersion: number }
   /** The term is over (another node leads): the generation went with it, and the update counts as lost. */
   | { readonly kind: 'fenced' };
+
+/** A seat taken: by whom, on which node, with the staleness its update went in with. */
+export interface Seat {
+  readonly node: string;
+  readonly participantId: string;
+  readonly staleness: number;
+}
 
 /** One claim's input. */
 export interface SeatRequest {
@@ -157,11 +164,11 @@ export class BufferSeats {
    * Who holds the generation's seats, and on which node: the leader checks
    * each node's partial against it (its count, the contributors it names).
    */
-  async seated(generation: Generation): Promise<{ readonly node: string; readonly participantId: string }[]> {
+  async seated(generation: Generation): Promise<Seat[]> {
     const seats = await this.redis.hvals(this.seatsKey(generation));
     return seats.map((value) => {
-      const tab = value.indexOf('\t');
-      return { node: value.slice(0, tab), participantId: value.slice(tab + 1) };
+      const [node = '', staleness = '0'] = value.split('\t', 2);
+      return { node, staleness: Number(staleness), participantId: value.slice(node.length + staleness.length + 2) };
     });
   }
 

@@ -68,7 +68,7 @@ test('client-level DP: a participant holds at most one seat per generation, whic
   assert.equal((await seats.claim(request({ participantId: 'p', node: 'a' }))).kind, 'seat');
   // It moved to node b and sent again: still the same participant.
   assert.deepEqual(await seats.claim(request({ participantId: 'p', node: 'b' })), { kind: 'duplicate' });
-  assert.deepEqual(await seats.seated({ term: 4, round: 9 }), [{ node: 'a', participantId: 'p' }]);
+  assert.deepEqual(await seats.seated({ term: 4, round: 9 }), [{ node: 'a', participantId: 'p', staleness: 0 }]);
 
   const plain = await federation();
   const plainSeats = new BufferSeats(db.client, plain);
@@ -84,8 +84,8 @@ test('client-level DP: a participant holds at most one seat per generation, whic
   assert.deepEqual(
     (await plainSeats.seated({ term: 4, round: 9 })).sort((x, y) => x.node.localeCompare(y.node)),
     [
-      { node: 'a', participantId: 'p' },
-      { node: 'b', participantId: 'p' },
+      { node: 'a', participantId: 'p', staleness: 0 },
+      { node: 'b', participantId: 'p', staleness: 0 },
     ],
   );
 });
@@ -101,6 +101,7 @@ test("staleness is measured against the federation's version: past S refused, at
   assert.deepEqual(await at(7, 'ok'), { kind: 'seat', seat: 1, full: false, staleness: 2, baseVersion: 9 });
   assert.deepEqual(await at(9, 'fresh'), { kind: 'seat', seat: 2, full: false, staleness: 0, baseVersion: 9 });
   assert.deepEqual(await at(10, 'future'), { kind: 'ahead', generationVersion: 9 });
+  assert.deepEqual((await seats.seated({ term: 4, round: 12 })).map((seat) => seat.staleness).sort(), [0, 2]);
   assert.deepEqual(await seats.seatsByNode({ term: 4, round: 12 }), new Map([['b', 2]]));
 });
 
