@@ -71,7 +71,7 @@ export class AsyncLeaderRounds implements RemoteRounds {
       .status()
       .nodes.filter((n) => n.lastSeenMs <= DIRECTORY_LIVE_MS)
       .map((n) => n.id);
-    if (live.includes(this.node.nodeId)) await this.slots.purge(live);
+    if (live.includes(this.node.nodeId)) await Promise.all([this.slots.purge(live), this.seats.purge(live)]);
     const current = this.current;
     if (current) this.io?.serverSideEmit('cluster:async-version', current.announcement);
   }

@@ -38,6 +38,8 @@ interface TakenUpdate {
   readonly baseVersion: number;
   readonly numExamples: number;
   readonly update: Float32Array;
+  /** Its place in the federation-wide order of waiting updates, once a claim made it wait. */
+  ticket?: string;
 }
 
 /** This node's part of one buffer generation: the sum of its seated updates, and whose they are. */
@@ -87,11 +89,15 @@ export class AsyncNode {
   /** Out of the current version (a declined slot, a refused update): they get a slot again from the next, as in one process. */
   private readonly outOfVersion = new Set<string>();
   private granting = false;
+  private retrying = false;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
 
   constructor(private readonly wiring: AsyncNodeWiring) {
-    this.timer = setInterval(() => void this.grantSlots(), GRANT_INTERVAL_MS);
+    this.timer = setInterval(() => {
+      void this.retryHeld();
+      void this.grantSlots();
+    }, GRANT_INTERVAL_MS);
   }
 
   private get view() {
@@ -116,10 +122,21 @@ export class AsyncNode {
         );
         this.parts.delete(key);
       }
-    const waiting = this.held;
-    this.held = [];
-    for (const taken of waiting) await this.place(taken);
+    await this.retryHeld();
     void this.grantSlots();
+  }
+
+  /** The updates waiting here claim again, in the order they came. */
+  private async retryHeld(): Promise<void> {
+    if (this.retrying || this.held.length === 0) return;
+    this.retrying = true;
+    try {
+      const waiting = this.held;
+      this.held = [];
+      for (const taken of waiting) await this.place(taken);
+    } finally {
+      this.retrying = false;
+    }
   }
 
   /** An update from a participant training in a slot here: checked and acknowledged; its seat is claimed next. */
@@ -191,6 +208,7 @@ export class AsyncNode {
         bufferSize: settings.bufferSize,
         maxStaleness: settings.maxStaleness,
         oncePerParticipant: this.view.options.strategy.traits.participation === 'private',
+        ticket: taken.ticket,
       });
     } catch (error) {
       this.wiring.log(`cluster: could not claim a buffer seat (Redis): ${(error as Error).message}; the update waits`);
@@ -205,9 +223,10 @@ export class AsyncNode {
       case 'full':
       case 'duplicate':
       case 'closed':
-        // It waits for the next version; if that was announced while the claim was under way, it goes into it now.
-        if (this.current !== open) await this.place(taken);
-        else this.hold(taken);
+        // It waits with its ticket and claims again (at each grant tick, and when a version is announced): updates that
+        // waited longer, on any node, take the free seats first.
+        taken.ticket = claim.ticket;
+        this.hold(taken);
         return;
       case 'stale':
         this.refuseAcknowledged(
@@ -306,11 +325,10 @@ export class AsyncNode {
     this.view.options.transport.statusChanged();
   }
 
-  /** The participant left this node: its slot, its place in the queue and any update it left waiting go. */
+  /** The participant left this node: its slot and its place in the queue go (an update it left waiting still takes its seat, as in one process). */
   left(id: string): void {
     this.release(id);
     this.queued.delete(id);
-    this.held = this.held.filter((h) => h.record.id !== id);
     void this.wiring.slots.leave(id).catch((error: Error) => this.wiring.log(`cluster: could not free ${id}'s slot: ${error.message}`));
   }
 

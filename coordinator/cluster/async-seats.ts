@@ -12,27 +12,59 @@ import { clusterKeys } from './keys.ts';
  * against the federation's version, not the node's.
  */
 const CLAIM_SEAT = `
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'fenced', 0, 0} end
+local function ticket()
+  if ARGV[10] ~= '' then return ARGV[10] end
+  local seq = redis.call('INCR', KEYS[5])
+  local t = ARGV[4] .. '\t' .. ARGV[3] .. '\t' .. seq
+  redis.call('ZADD', KEYS[4], seq, t)
+  return t
+end
+local function done(outcome, count, base)
+  if ARGV[10] ~= '' then redis.call('ZREM', KEYS[4], ARGV[10]) end
+  return {outcome, count, base, ''}
+end
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return done('fenced', 0, 0) end
 local open = redis.call('GET', KEYS[2])
-if not open then return {'closed', -1, 0} end
+if not open then return {'closed', -1, 0, ticket()} end
 local term, round, base = string.match(open, '^(%d+):(%d+):(%d+)$')
-if term ~= ARGV[1] then return {'closed', -1, 0} end
-if round ~= ARGV[2] then return {'closed', tonumber(round), tonumber(base)} end
+if term ~= ARGV[1] then return {'closed', -1, 0, ticket()} end
+if round ~= ARGV[2] then return {'closed', tonumber(round), tonumber(base), ticket()} end
 base = tonumber(base)
 local staleness = base - tonumber(ARGV[5])
-if staleness < 0 then return {'ahead', 0, base} end
-if staleness > tonumber(ARGV[6]) then return {'stale', staleness, base} end
+if staleness < 0 then return done('ahead', 0, base) end
+if staleness > tonumber(ARGV[6]) then return done('stale', staleness, base) end
 local taken = redis.call('HLEN', KEYS[3])
-local field = ARGV[3]
-if ARGV[8] == 'once' then
-  if redis.call('HEXISTS', KEYS[3], field) == 1 then return {'duplicate', taken, base} end
-else
-  field = ARGV[3] .. '#' .. (taken + 1)
+local size = tonumber(ARGV[7])
+local once = ARGV[8] == 'once'
+if once and redis.call('HEXISTS', KEYS[3], ARGV[3]) == 1 then return {'duplicate', taken, base, ticket()} end
+if taken >= size then return {'full', taken, base, ticket()} end
+-- Updates waiting since an earlier generation take seats first, in the order they came, whichever node holds them.
+local free = size - taken
+local ahead = 0
+for _, t in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
+  if t == ARGV[10] or ahead >= free then break end
+  local participant = string.match(t, '^[^\t]*\t(.*)\t%d+$')
+  if not (once and redis.call('HEXISTS', KEYS[3], participant) == 1) then ahead = ahead + 1 end
 end
-if taken >= tonumber(ARGV[7]) then return {'full', taken, base} end
+if ahead >= free then return {'full', taken, base, ticket()} end
+local field = ARGV[3]
+if not once then field = ARGV[3] .. '#' .. (taken + 1) end
 redis.call('HSET', KEYS[3], field, ARGV[4] .. '\t' .. staleness .. '\t' .. ARGV[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[9])
-return {'seat', taken + 1, base}`;
+return done('seat', taken + 1, base)`;
+
+/** Waiting updates' tickets of nodes not in ARGV (the live ones) go: a dead node's never block the seats. */
+const PURGE_TICKETS = `
+local live = {}
+for i = 1, #ARGV do live[ARGV[i]] = true end
+local removed = 0
+for _, t in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if not live[string.match(t, '^([^\t]*)\t')] then
+    redis.call('ZREM', KEYS[1], t)
+    removed = removed + 1
+  end
+end
+return removed`;
 
 /** A generation's seats stay in Redis this long: the leader reads them at the version's close; a dead leader's must not linger. */
 export const SEATS_TTL_MS = 10 * 60_000;
@@ -47,14 +79,18 @@ export interface Generation {
 export type SeatClaim =
   /** Seat `seat` of K; `seat === K` fills the generation: its node tells the leader. `staleness` is against the federation's version. */
   | { readonly kind: 'seat'; readonly seat: number; readonly full: boolean; readonly staleness: number; readonly baseVersion: number }
-  /** K seats are taken: the update waits for the next generation. */
-  | { readonly kind: 'full' }
-  /** Under client-level DP this participant already has a seat in this generation: its update waits for the next. */
-  | { readonly kind: 'duplicate' }
+  /**
+   * K seats are taken, or the free ones belong to updates waiting since an
+   * earlier generation: the update waits, with its `ticket` (its place in
+   * the federation-wide order of waiting updates), and claims again.
+   */
+  | { readonly kind: 'full'; readonly ticket: string }
+  /** Under client-level DP this participant already has a seat in this generation: its update waits for the next, with its ticket. */
+  | { readonly kind: 'duplicate'; readonly ticket: string }
   /** More than S versions old against the generation's version: refused with UPDATE_TOO_STALE. */
   | { readonly kind: 'stale'; readonly staleness: number; readonly generationVersion: number }
   /** This generation is closed (the leader is making its version); `current` is the one open now, if any. */
-  | { readonly kind: 'closed'; readonly current: (Generation & { readonly baseVersion: number }) | undefined }
+  | { readonly kind: 'closed'; readonly current: (Generation & { readonly baseVersion: number }) | undefined; readonly ticket: string }
   /** The update names a base version the generation has not reached: not a model this federation handed out. */
   | { readonly kind: 'ahead'; readonly generationVersion: number }
   /** The term is over (another node leads): the generation went with it, and the update counts as lost. */
@@ -80,15 +116,20 @@ export interface SeatRequest {
   readonly maxStaleness: number;
   /** Client-level DP: at most one seat per participant in a generation (its sensitivity is one clipped update). */
   readonly oncePerParticipant: boolean;
+  /** The update's ticket from an earlier claim that made it wait: it keeps its place in the order. */
+  readonly ticket?: string;
 }
 
-/** Redis's reply to CLAIM_SEAT: the outcome, a count or staleness, and the generation's base version. */
-type ClaimReply = [string, number, number];
+/** Redis's reply to CLAIM_SEAT: the outcome, a count or staleness, the generation's base version, and the waiting update's ticket. */
+type ClaimReply = [string, number, number, string];
 
 export class BufferSeats {
   private readonly termKey: string;
   private readonly generationKey: string;
   private readonly seatsPrefix: string;
+  /** Sorted set of the tickets of updates waiting for a seat (score: the order they came in, federation-wide). */
+  private readonly waitingKey: string;
+  private readonly ticketKey: string;
   private readonly fenced: FencedStore;
 
   constructor(
@@ -99,6 +140,8 @@ export class BufferSeats {
     this.termKey = keys.term;
     this.generationKey = `fl:${federation}:async:generation`;
     this.seatsPrefix = `fl:${federation}:async:seats:`;
+    this.waitingKey = `fl:${federation}:async:waiting`;
+    this.ticketKey = `fl:${federation}:async:ticket`;
     this.fenced = new FencedStore(redis, keys.term);
   }
 
@@ -124,12 +167,14 @@ export class BufferSeats {
   /** A seat for one accepted update, claimed atomically for the whole federation. */
   async claim(request: SeatRequest): Promise<SeatClaim> {
     const { generation } = request;
-    const [outcome, count, base] = (await this.redis.eval(
+    const [outcome, count, base, ticket] = (await this.redis.eval(
       CLAIM_SEAT,
-      3,
+      5,
       this.termKey,
       this.generationKey,
       this.seatsKey(generation),
+      this.waitingKey,
+      this.ticketKey,
       String(generation.term),
       String(generation.round),
       request.participantId,
@@ -139,14 +184,15 @@ export class BufferSeats {
       String(request.bufferSize),
       request.oncePerParticipant ? 'once' : 'many',
       String(SEATS_TTL_MS),
+      request.ticket ?? '',
     )) as ClaimReply;
     switch (outcome) {
       case 'seat':
         return { kind: 'seat', seat: count, full: count >= request.bufferSize, staleness: base - request.baseVersion, baseVersion: base };
       case 'full':
-        return { kind: 'full' };
+        return { kind: 'full', ticket };
       case 'duplicate':
-        return { kind: 'duplicate' };
+        return { kind: 'duplicate', ticket };
       case 'stale':
         return { kind: 'stale', staleness: count, generationVersion: base };
       case 'ahead':
@@ -154,7 +200,7 @@ export class BufferSeats {
       case 'fenced':
         return { kind: 'fenced' };
       case 'closed':
-        return { kind: 'closed', current: count >= 0 ? { term: generation.term, round: count, baseVersion: base } : undefined };
+        return { kind: 'closed', current: count >= 0 ? { term: generation.term, round: count, baseVersion: base } : undefined, ticket };
       default:
         throw new Error(`unknown seat claim outcome ${outcome}`);
     }
@@ -177,6 +223,11 @@ export class BufferSeats {
     const byNode = new Map<string, number>();
     for (const { node } of await this.seated(generation)) byNode.set(node, (byNode.get(node) ?? 0) + 1);
     return byNode;
+  }
+
+  /** Run by the leader with the live nodes: the tickets of updates a dead node held go (they are lost with it). Returns how many. */
+  async purge(liveNodes: readonly string[]): Promise<number> {
+    return (await this.redis.eval(PURGE_TICKETS, 1, this.waitingKey, ...liveNodes)) as number;
   }
 
   /** The generation's version is committed: its seats go (the TTL would remove them anyway). */

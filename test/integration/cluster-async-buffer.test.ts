@@ -67,7 +67,7 @@ test('client-level DP: a participant holds at most one seat per generation, whic
   await seats.open({ term: 4, round: 9 }, 6);
   assert.equal((await seats.claim(request({ participantId: 'p', node: 'a' }))).kind, 'seat');
   // It moved to node b and sent again: still the same participant.
-  assert.deepEqual(await seats.claim(request({ participantId: 'p', node: 'b' })), { kind: 'duplicate' });
+  assert.equal((await seats.claim(request({ participantId: 'p', node: 'b' }))).kind, 'duplicate');
   assert.deepEqual(await seats.seated({ term: 4, round: 9 }), [{ node: 'a', participantId: 'p', staleness: 0 }]);
 
   const plain = await federation();
@@ -110,13 +110,24 @@ test('a closed generation takes no seat, and a claim for an older one is told th
   const seats = new BufferSeats(db.client, name);
   await seats.open({ term: 4, round: 9 }, 6);
   await seats.close({ term: 4, round: 9 });
-  assert.deepEqual(await seats.claim(request({ participantId: 'p', node: 'a' })), { kind: 'closed', current: undefined });
+  const closed = await seats.claim(request({ participantId: 'p', node: 'a' }));
+  assert.deepEqual(closed.kind === 'closed' && closed.current, undefined);
   await seats.open({ term: 4, round: 10 }, 7);
-  assert.deepEqual(await seats.claim(request({ participantId: 'p', node: 'a' })), {
-    kind: 'closed',
-    current: { term: 4, round: 10, baseVersion: 7 },
-  });
-  assert.equal((await seats.claim(request({ generation: { term: 4, round: 10 }, participantId: 'p', node: 'a' }))).kind, 'seat');
+  const older = await seats.claim(request({ participantId: 'p', node: 'a', ticket: closed.kind === 'closed' ? closed.ticket : undefined }));
+  assert.deepEqual(older.kind === 'closed' && older.current, { term: 4, round: 10, baseVersion: 7 });
+  assert.equal(
+    (
+      await seats.claim(
+        request({
+          generation: { term: 4, round: 10 },
+          participantId: 'p',
+          node: 'a',
+          ticket: older.kind === 'closed' ? older.ticket : undefined,
+        }),
+      )
+    ).kind,
+    'seat',
+  );
   await seats.discard({ term: 4, round: 10 });
   assert.deepEqual(await seats.seatsByNode({ term: 4, round: 10 }), new Map());
 });
@@ -130,12 +141,52 @@ test("a new term: the deposed leader cannot open or close a generation, claims i
   await assert.rejects(seats.open({ term: 4, round: 10 }, 7), FencedWriteRefused);
   await assert.rejects(seats.close({ term: 4, round: 9 }), FencedWriteRefused);
   // A member that already heard of term 5 finds no generation of it yet (the old one is not its).
-  assert.deepEqual(await seats.claim(request({ generation: { term: 5, round: 9 }, participantId: 'p', node: 'a' })), {
-    kind: 'closed',
-    current: undefined,
-  });
+  const none = await seats.claim(request({ generation: { term: 5, round: 9 }, participantId: 'p', node: 'a' }));
+  assert.equal(none.kind === 'closed' && none.current, undefined);
+  assert.equal(none.kind, 'closed');
   await seats.open({ term: 5, round: 11 }, 7);
-  assert.equal((await seats.claim(request({ generation: { term: 5, round: 11 }, participantId: 'p', node: 'a' }))).kind, 'seat');
+  const ticket = none.kind === 'closed' ? none.ticket : undefined;
+  assert.equal((await seats.claim(request({ generation: { term: 5, round: 11 }, participantId: 'p', node: 'a', ticket }))).kind, 'seat');
+});
+
+test("updates that waited take the next generation's seats first, in the order they came, whichever node holds them; a dead node's wait no longer", async () => {
+  const name = await federation();
+  const seats = new BufferSeats(db.client, name);
+  const at = (round: number) => ({ term: 4, round });
+  await seats.open(at(9), 6);
+  for (const id of ['s1', 's2', 's3']) assert.equal((await seats.claim(request({ participantId: id, node: 'a' }))).kind, 'seat');
+  // Full: b's update, then c's, then a's wait, in that order.
+  const waiting: { id: string; node: string; ticket: string }[] = [];
+  for (const [id, node] of [
+    ['w1', 'b'],
+    ['w2', 'c'],
+    ['w3', 'a'],
+    ['w4', 'b'],
+  ] as const) {
+    const claim = await seats.claim(request({ participantId: id, node }));
+    assert.equal(claim.kind, 'full');
+    waiting.push({ id, node, ticket: claim.kind === 'full' ? claim.ticket : '' });
+  }
+  await seats.open(at(10), 7);
+  const again = (i: number) => {
+    const { id, node, ticket } = waiting[i]!;
+    return seats.claim(request({ generation: at(10), participantId: id, node, baseVersion: 7, ticket }));
+  };
+  // a hears of version 10 first, but its update came third: with K = 3 it still finds a seat; a fresh update finds none.
+  assert.equal((await again(2)).kind, 'seat');
+  const fresh = await seats.claim(request({ generation: at(10), participantId: 'fresh', node: 'a', baseVersion: 7 }));
+  assert.equal(fresh.kind, 'full');
+  // b's second update came fourth: the two free seats are w1's and w2's.
+  assert.equal((await again(3)).kind, 'full');
+  assert.equal((await again(1)).kind, 'seat');
+  // Node b dies holding w1 and w4: once the leader purges it, the last seat goes to the next in order, a's fresh update.
+  assert.equal(await seats.purge(['a', 'c']), 2);
+  assert.deepEqual((await seats.seated(at(10))).map((s) => s.participantId).sort(), ['w2', 'w3']);
+  const ticket = fresh.kind === 'full' ? fresh.ticket : undefined;
+  assert.equal(
+    (await seats.claim(request({ generation: at(10), participantId: 'fresh', node: 'a', baseVersion: 7, ticket }))).kind,
+    'seat',
+  );
 });
 
 test('slots: at most C across nodes, the longest-waiting first whichever node it is on, never overtaken by a node that asks more often', async () => {
