@@ -170,6 +170,7 @@ function parseFlags(
           secureAggregation,
           clientDpPlacement: clientDp?.placement,
           checkpointKeyFile: CHECKPOINT_KEY_FILE.read(v),
+          mode: MODE.read(v),
         });
   if (clusterProblem !== undefined) throw new ConfigError(clusterProblem);
   return {
