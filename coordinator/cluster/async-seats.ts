@@ -23,6 +23,8 @@ local function done(outcome, count, base)
   if ARGV[10] ~= '' then redis.call('ZREM', KEYS[4], ARGV[10]) end
   return {outcome, count, base, ''}
 end
+-- A waiting update's ticket the leader purged (its node looked dead for a while) comes back at its old place.
+if ARGV[10] ~= '' then redis.call('ZADD', KEYS[4], 'NX', tonumber(string.match(ARGV[10], '\t(%d+)$')), ARGV[10]) end
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return done('fenced', 0, 0) end
 local open = redis.call('GET', KEYS[2])
 if not open then return {'closed', -1, 0, ticket()} end

@@ -9,18 +9,32 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
 
 /**
- * A node's participant becomes free to train: it joins the one
+ * A node's participant that may train takes its place in the one
  * federation-wide queue, ordered by when it last had a slot, as one process
  * orders its idle participants (async-pool.ts): those never served first,
  * in the order they came. "When" is a federation-wide sequence number, not
- * a clock, so no two are ever equal.
+ * a clock, so no two are ever equal. A place it has already is kept; one
+ * holding a slot takes none.
  */
-const WAIT = `
-if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
-local served = redis.call('HGET', KEYS[4], ARGV[1])
-if not served then served = redis.call('INCR', KEYS[5]) - ${NEVER_SERVED} end
-redis.call('ZADD', KEYS[1], 'NX', served, ARGV[1])
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+function queueOne(keys: {
+  readonly queue: string;
+  readonly slots: string;
+  readonly queueNode: string;
+  readonly served: string;
+  readonly sequence: string;
+}) {
+  return `
+local function queue(id, node)
+  if redis.call('ZSCORE', ${keys.slots}, id) then return end
+  local served = redis.call('HGET', ${keys.served}, id)
+  if not served then served = redis.call('INCR', ${keys.sequence}) - ${NEVER_SERVED} end
+  redis.call('ZADD', ${keys.queue}, 'NX', served, id)
+  redis.call('HSET', ${keys.queueNode}, id, node)
+end`;
+}
+
+const WAIT = `${queueOne({ queue: 'KEYS[1]', slots: 'KEYS[2]', queueNode: 'KEYS[3]', served: 'KEYS[4]', sequence: 'KEYS[5]' })}
+queue(ARGV[1], ARGV[2])
 return 1`;
 
 /**
@@ -32,11 +46,16 @@ return 1`;
  * behind one that waited less, whichever node either is on.
  */
 const GRANT = `${NOW}
+${queueOne({ queue: 'KEYS[3]', slots: 'KEYS[1]', queueNode: 'KEYS[4]', served: 'KEYS[5]', sequence: 'KEYS[6]' })}
+if redis.call('EXISTS', KEYS[7]) == 1 then return false end
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
 for _, id in ipairs(expired) do
   redis.call('ZREM', KEYS[1], id)
   redis.call('HDEL', KEYS[2], id)
 end
+-- The node's participants that may train (ARGV[4] on) take their places first, again each time: a place the leader
+-- purged while this node looked dead comes back at once.
+for i = 4, #ARGV do queue(ARGV[i], ARGV[1]) end
 local free = tonumber(ARGV[2]) - redis.call('ZCARD', KEYS[1])
 if free <= 0 then return {} end
 local head = redis.call('ZRANGE', KEYS[3], 0, free - 1)
@@ -90,6 +109,8 @@ export class TrainingSlots {
   private readonly queueNode: string;
   private readonly served: string;
   private readonly sequence: string;
+  /** Set when the federation finished: no slot is handed out after it. */
+  private readonly finishedKey: string;
 
   constructor(
     private readonly redis: Redis,
@@ -103,6 +124,7 @@ export class TrainingSlots {
     this.queueNode = `${prefix}queue-node`;
     this.served = `${prefix}served`;
     this.sequence = `${prefix}sequence`;
+    this.finishedKey = `${prefix}finished`;
   }
 
   /** Participant `id` of this node may train now: it takes its place in the queue (kept if it has one; nothing if it holds a slot). */
@@ -113,23 +135,40 @@ export class TrainingSlots {
   /**
    * The slots this node may hand out now, with `concurrency` (C) slots in the
    * federation, each held for `slotMs` at most: the ids of this node's
-   * participants that got one. A node asks whenever its participants wait
-   * (and on a timer: another node's slot may have gone free meanwhile).
+   * participants that got one; undefined once the federation finished. The
+   * node's participants that may train (`waiting`) take their places in the
+   * queue first, in the same script, each time: a place the leader purged
+   * (their node looked dead) is restored at once. A node asks whenever its
+   * participants wait (and on a timer: another node's slot may have gone
+   * free meanwhile).
    */
-  async grant(concurrency: number, slotMs: number): Promise<string[]> {
-    return (await this.redis.eval(
+  async grant(concurrency: number, slotMs: number, waiting: readonly string[] = []): Promise<string[] | undefined> {
+    const granted = (await this.redis.eval(
       GRANT,
-      6,
+      7,
       this.slots,
       this.slotNode,
       this.queue,
       this.queueNode,
       this.served,
       this.sequence,
+      this.finishedKey,
       this.node,
       String(concurrency),
       String(slotMs),
-    )) as string[];
+      ...waiting,
+    )) as string[] | null;
+    return granted ?? undefined;
+  }
+
+  /** The leader's federation finished: no node hands out a slot after this. */
+  async finish(): Promise<void> {
+    await this.redis.set(this.finishedKey, '1');
+  }
+
+  /** The leader opens a version: the federation runs (again, when a finished one was resumed with more versions). */
+  async run(): Promise<void> {
+    await this.redis.del(this.finishedKey);
   }
 
   /** The participant's update arrived, it declined, or its slot timed out here: the slot is free. */

@@ -221,7 +221,7 @@ test('slots are fair over many turns: with C = 1, five participants on one node 
   const turns: string[] = [];
   for (let turn = 0; turn < 18; turn++) {
     // Node a asks first every time (and twice): greed gets it nothing that b's participant waited for.
-    const granted = [...(await a.grant(1, 60_000)), ...(await a.grant(1, 60_000)), ...(await b.grant(1, 60_000))];
+    const granted = [...((await a.grant(1, 60_000)) ?? []), ...((await a.grant(1, 60_000)) ?? []), ...((await b.grant(1, 60_000)) ?? [])];
     assert.equal(granted.length, 1, `turn ${turn}: exactly one slot in the federation`);
     const id = granted[0]!;
     turns.push(id);
@@ -267,4 +267,52 @@ test('slots: C holds under concurrent grants from three nodes; a timed-out slot 
   } finally {
     for (const client of clients) client.disconnect();
   }
+});
+
+test("a live node's waiting ticket that the leader purged (the node looked dead) comes back at its old place at its next claim", async () => {
+  const name = await federation();
+  const seats = new BufferSeats(db.client, name);
+  const at = (round: number) => ({ term: 4, round });
+  await seats.open(at(9), 6);
+  for (const id of ['s1', 's2', 's3']) assert.equal((await seats.claim(request({ participantId: id, node: 'a' }))).kind, 'seat');
+  const first = await seats.claim(request({ participantId: 'w1', node: 'b' }));
+  const second = await seats.claim(request({ participantId: 'w2', node: 'c' }));
+  assert.ok(first.kind === 'full' && second.kind === 'full');
+  // b was slow to beat: its ticket goes. Its next claim (the generation still full) puts it back where it was.
+  assert.equal(await seats.purge(['a', 'c']), 1);
+  assert.equal((await seats.claim(request({ participantId: 'w1', node: 'b', ticket: first.ticket }))).kind, 'full');
+  await seats.open(at(10), 7);
+  const again = (id: string, node: string, ticket: string) =>
+    seats.claim(request({ generation: at(10), participantId: id, node, baseVersion: 7, bufferSize: 1, ticket }));
+  // One seat: w1 came first, so c's w2 (heard of version 10 first) does not take it.
+  assert.equal((await again('w2', 'c', second.ticket)).kind, 'full');
+  assert.equal((await again('w1', 'b', first.ticket)).kind, 'seat');
+});
+
+test("slots: a live node's queue place that the leader purged comes back at its next grant, ahead of those who waited less", async () => {
+  const name = await federation();
+  const a = new TrainingSlots(db.client, name, 'a');
+  const b = new TrainingSlots(db.client, name, 'b');
+  assert.deepEqual(await a.grant(1, 60_000, ['a1']), ['a1']);
+  assert.deepEqual(await b.grant(1, 60_000, ['b1']), []);
+  // b looked dead for a moment: its b1's place goes; b names b1 again at its next grant (a1 still trains), and b1 is queued again.
+  assert.equal(await a.purge(['a']), 1);
+  assert.deepEqual(await b.grant(1, 60_000, ['b1']), []);
+  await a.release('a1');
+  // a1 had a slot, b1 never: b1 is first, and a asking first (and naming a1) does not overtake it.
+  assert.deepEqual(await a.grant(1, 60_000, ['a1']), []);
+  assert.deepEqual(await b.grant(1, 60_000, ['b1']), ['b1']);
+});
+
+test('slots: once the federation finished no node gets a slot; a leader that runs it again opens them', async () => {
+  const name = await federation();
+  const a = new TrainingSlots(db.client, name, 'a');
+  const b = new TrainingSlots(db.client, name, 'b');
+  await a.finish();
+  assert.equal(await a.grant(2, 60_000, ['a1']), undefined);
+  assert.equal(await b.grant(2, 60_000, ['b1']), undefined);
+  assert.equal(await a.held(), 0);
+  await b.run();
+  assert.deepEqual(await a.grant(2, 60_000, ['a1']), ['a1']);
+  assert.deepEqual(await b.grant(2, 60_000, ['b1']), ['b1']);
 });
