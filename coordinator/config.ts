@@ -170,7 +170,6 @@ function parseFlags(
           secureAggregation,
           clientDpPlacement: clientDp?.placement,
           checkpointKeyFile: CHECKPOINT_KEY_FILE.read(v),
-          mode: MODE.read(v),
         });
   if (clusterProblem !== undefined) throw new ConfigError(clusterProblem);
   return {

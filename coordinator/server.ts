@@ -110,7 +110,16 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
   const baseStrategy = hooks.strategy ?? buildStrategy(withSkellam(modelConfig, updateLength));
   const strategy: Strategy = fineTune ? new FineTuneStrategy(baseStrategy, fineTune.layout) : baseStrategy;
   // --redis: one node of a cluster (coordinator/cluster/); the federation in Redis, when it holds one, comes before the disk's.
-  const cluster = config.redis === undefined ? undefined : await ClusterRuntime.connect({ redisUrl: config.redis, task, strategy, log });
+  const cluster =
+    config.redis === undefined
+      ? undefined
+      : await ClusterRuntime.connect({
+          redisUrl: config.redis,
+          task,
+          strategy,
+          log,
+          async: config.settings.mode === 'async' ? config.settings.async : undefined,
+        });
   const clusterResume = await cluster?.resumePoint();
   const lastStartedRound = clusterResume?.lastStartedRound ?? (await checkpoints.lastStartedRound());
   const resume = clusterResume ? clusterResume.resume : await findResumePoint(checkpoints, task, strategy, lastStartedRound, log);
@@ -186,7 +195,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     },
     fineTune: fineTune && { layout: fineTune.layout, frozenHash: fineTune.summary.frozenHash },
     // On a cluster the leader selects and sums the other nodes' participants too (docs/cluster.md).
-    remoteRounds: cluster?.leaderRounds,
+    remoteRounds: cluster?.remoteRounds,
   });
 
   // Model downloads, the run report with its membership audit, the history as CSV.
