@@ -17,7 +17,7 @@ import { clusterFixture } from '../support/cluster-fixture.ts';
  */
 
 const K = 3;
-const VERSIONS = 6;
+const VERSIONS = 8;
 const STEP = 1e-3;
 
 /** Its update moves one coordinate of its own by STEP, so the final model tells how much of each participant's work went in. */
@@ -74,7 +74,8 @@ test('one buffer across three nodes: K updates per version from any node, weight
 
   // The slow one joins first (the longest-waiting gets the first slot) and trains until two versions were made without it. It is on a
   // member node, which hears of a new version after the leader's: updates that wait take seats in the order they came, whichever node
-  // holds them, so its late update still finds a seat before the end.
+  // holds them, so its late update still finds a seat before the end. With C > K, about C − K updates wait at any time and a
+  // version may close while it claims: it goes in up to four versions after it finished, and eight versions leave it six.
   const trainers: { node: number; trainer: OneCoordinateTrainer }[] = [];
   const slow = new OneCoordinateTrainer(length, 100, 0, () => until(versionsMade, (n) => n >= 2, 40_000, 'two versions').then(() => {}));
   trainers.push({ node: 1, trainer: slow });
