@@ -183,7 +183,6 @@ function parseFlags(
           secureAggregation,
           clientDpPlacement: clientDp?.placement,
           checkpointKeyFile: CHECKPOINT_KEY_FILE.read(v),
-          mode: MODE.read(v),
         });
   if (clusterProblem !== undefined) throw new ConfigError(clusterProblem);
   if (redis === undefined && v[LEADER_LEASE_MS.name] !== undefined)

@@ -117,7 +117,14 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
   const cluster =
     config.redis === undefined
       ? undefined
-      : await ClusterRuntime.connect({ redisUrl: config.redis, leaseTtlMs: config.leaderLeaseMs, task, strategy, log });
+      : await ClusterRuntime.connect({
+          redisUrl: config.redis,
+          leaseTtlMs: config.leaderLeaseMs,
+          task,
+          strategy,
+          log,
+          async: config.settings.mode === 'async' ? config.settings.async : undefined,
+        });
   const clusterResume = await cluster?.resumePoint();
   const lastStartedRound = clusterResume?.lastStartedRound ?? (await checkpoints.lastStartedRound());
   const resume = clusterResume ? clusterResume.resume : await findResumePoint(checkpoints, task, strategy, lastStartedRound, log);
@@ -193,7 +200,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     },
     fineTune: fineTune && { layout: fineTune.layout, frozenHash: fineTune.summary.frozenHash },
     // On a cluster the leader selects and sums the other nodes' participants too (docs/cluster.md).
-    remoteRounds: cluster?.leaderRounds,
+    remoteRounds: cluster?.remoteRounds,
   });
 
   // Model downloads, the run report with its membership audit, the history as CSV.

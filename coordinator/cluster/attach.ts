@@ -1,17 +1,25 @@
 import type { Server as NetServer } from 'node:net';
 import type { Server } from 'socket.io';
 import type { Strategy } from '../../core/aggregation/strategy.ts';
-import type { FederationStatus, RoundRecord } from '../../core/protocol/status.ts';
+import type { AsyncSettings, FederationStatus, RoundRecord } from '../../core/protocol/status.ts';
 import type { RoundStartMessage } from '../../core/protocol/messages.ts';
+import { SystemClock } from '../rounds/clock.ts';
 import type { GlobalModel, ResumePoint, RoundEngine } from '../rounds/round-engine.ts';
+import { makeModel } from '../rounds/engine-types.ts';
 import type { ParticipantEngine } from '../socket/participant-events.ts';
+import type { RemoteRounds } from '../rounds/remote-rounds.ts';
+import { asyncEvents, parseVersionAnnouncement } from './async-events.ts';
+import { AsyncLeaderRounds } from './async-leader.ts';
+import { AsyncNode, routeToAsyncNode } from './async-node.ts';
+import { BufferSeats } from './async-seats.ts';
+import { TrainingSlots } from './async-slots.ts';
 import type { ClusterEventServer } from './cluster-events.ts';
 import { ClusterNode } from './cluster-node.ts';
 import { LeaderRounds } from './leader-rounds.ts';
 import { MemberRounds, routeToMemberRounds } from './member-rounds.ts';
 import { ModelVersions } from './model-versions.ts';
 import { PartialExchange } from './partial-exchange.ts';
-import { answerPartialRequests } from './partial-requests.ts';
+import { answerPartialRequests, storeContribution } from './partial-requests.ts';
 import { ParticipantDirectory } from './participant-directory.ts';
 import { ClusterParticipantRows, ownParticipantRows } from './participant-rows.ts';
 import { answerRoundAnnouncements } from './round-announce.ts';
@@ -74,17 +82,39 @@ export class ClusterRuntime {
   readonly leaderRounds: LeaderRounds;
   /** A member's side: its own selected participants' part of the leader's rounds (member-rounds.ts). */
   private member: MemberRounds | undefined;
+  /** Async mode: the leader's side of the federation-wide buffer (async-leader.ts), the engine's remoteRounds hook. */
+  private readonly asyncLeader: AsyncLeaderRounds | undefined;
+  /** Async mode: this node's participants' slots and updates (async-node.ts). */
+  private asyncNode: AsyncNode | undefined;
+  /** The engine's hook for participants of other nodes: the sync rounds', or async mode's buffer. */
+  readonly remoteRounds: RemoteRounds;
 
   private constructor(
     readonly node: ClusterNode,
     readonly store: FederationStore,
     private readonly strategy: Strategy,
     private readonly log: (line: string) => void,
+    private readonly federation: string,
+    private readonly asyncSettings: AsyncSettings | undefined,
   ) {
     this.directory = new ParticipantDirectory(node.redis, node.keys, node.nodeId);
     this.exchange = new PartialExchange(node.redis, node.keys);
     this.participantRows = new ClusterParticipantRows(node.redis, node.keys, node.nodeId);
     this.leaderRounds = new LeaderRounds(node, this.directory, this.exchange, log);
+    this.asyncLeader =
+      asyncSettings &&
+      new AsyncLeaderRounds(
+        this.leaderRounds,
+        node,
+        new BufferSeats(node.redis, federation),
+        new TrainingSlots(node.redis, federation, node.nodeId),
+        this.exchange,
+        () => this.asyncNode,
+        () => this.wiring?.engine.memberView().participants.eligible(() => false) ?? [],
+        new SystemClock(),
+        log,
+      );
+    this.remoteRounds = this.asyncLeader ?? this.leaderRounds;
   }
 
   /**
@@ -97,6 +127,30 @@ export class ClusterRuntime {
     io: Server,
     send: (participantId: string, message: RoundStartMessage) => boolean,
   ): ParticipantEngine {
+    const asyncSettings = this.asyncSettings;
+    if (asyncSettings) {
+      const versions = new ModelVersions(this.store);
+      const { options, settings } = engine.memberView();
+      const node = new AsyncNode({
+        engine,
+        nodeId: this.node.nodeId,
+        settings: asyncSettings,
+        seats: new BufferSeats(this.node.redis, this.federation),
+        slots: new TrainingSlots(this.node.redis, this.federation, this.node.nodeId),
+        // The strategy's state as of the version's model first (DP-FedAvg's clip norm): every node clips as the leader would.
+        model: (version) =>
+          this.catchUp()
+            .then(() => versions.get(version))
+            .then((weights) => makeModel(version, weights, { fineTune: options.fineTune, encoding: settings.modelEncoding })),
+        send,
+        filled: (generation) => {
+          asyncEvents(io).serverSideEmit('cluster:async-full', generation);
+          this.asyncLeader?.filled(generation);
+        },
+        log: this.log,
+      });
+      this.asyncNode = node;
+    }
     this.member = new MemberRounds({
       engine,
       io: clusterEvents(io),
@@ -107,7 +161,7 @@ export class ClusterRuntime {
       leads: () => this.node.lease.term !== undefined,
       log: this.log,
     });
-    return routeToMemberRounds(engine, this.member);
+    return this.asyncNode ? routeToAsyncNode(engine, this.asyncNode) : routeToMemberRounds(engine, this.member);
   }
 
   static async connect(options: {
@@ -116,6 +170,8 @@ export class ClusterRuntime {
     readonly task: { readonly name: string; readonly paramCount: number };
     readonly strategy: Strategy;
     readonly log: (line: string) => void;
+    /** `--mode async`: the buffer federation-wide (docs/async.md "Cluster mode"). */
+    readonly async?: AsyncSettings;
   }): Promise<ClusterRuntime> {
     let runtime: ClusterRuntime | undefined;
     const node = await ClusterNode.connect({
@@ -128,7 +184,7 @@ export class ClusterRuntime {
       onReachable: () => runtime?.redisBack(),
     });
     const store = new FederationStore(node.redis, node.store, node.keys, options.task);
-    runtime = new ClusterRuntime(node, store, options.strategy, options.log);
+    runtime = new ClusterRuntime(node, store, options.strategy, options.log, options.task.name, options.async);
     return runtime;
   }
 
@@ -170,9 +226,30 @@ export class ClusterRuntime {
     const { engine } = wiring;
     const view = engine.memberView();
     // The engine's clock: the round's deadline was set on it, and the announcement says how much of it is left.
-    this.leaderRounds.attach(io, () => engine.candidatesChanged(), { participants: view.participants, clock: view.options.clock });
+    const leaderView = { participants: view.participants, clock: view.options.clock };
+    const asyncNode = this.asyncNode;
+    if (this.asyncLeader && asyncNode) {
+      const events = asyncEvents(wiring.io);
+      this.asyncLeader.attach(Object.assign(io, events), () => engine.candidatesChanged(), leaderView);
+      events.on('cluster:async-version', (value: unknown) => {
+        const announcement = parseVersionAnnouncement(value);
+        if (announcement)
+          asyncNode
+            .versionOpened(announcement)
+            .catch((error: Error) => this.log(`cluster: async version ${announcement.round}: ${error.message}`));
+      });
+      answerPartialRequests(io, (request) => storeContribution(this.exchange, this.node.nodeId, request, asyncNode.partialOf(request)));
+      const asyncLeader = this.asyncLeader;
+      // Only the leader's engine runs the federation: when it finishes, the other nodes' intakes hand out no more slots.
+      void engine.done.then(() => {
+        if (this.node.isLeader && !this.stale)
+          asyncLeader
+            .finished()
+            .catch((error: Error) => this.log(`cluster: could not mark the async federation finished: ${error.message}`));
+      });
+    } else this.leaderRounds.attach(io, () => engine.candidatesChanged(), leaderView);
     const member = this.member;
-    if (member) {
+    if (member && !asyncNode) {
       const versions = new ModelVersions(this.store);
       answerRoundAnnouncements({
         io,
@@ -199,10 +276,15 @@ export class ClusterRuntime {
     if (this.closed || this.stale) return;
     this.followTimer = setTimeout(() => {
       // Each node's selectable participants go to the directory; the leader reads the others' (rounds across nodes).
-      void Promise.all([this.catchUp(), this.member?.publishDirectory(), this.leaderRounds.refresh(), this.syncParticipantRows()])
+      void Promise.all([this.catchUp(), this.member?.publishDirectory(), this.refreshRemote(), this.syncParticipantRows()])
         .catch(() => undefined) // Redis unreachable: the status says so; try again next time
         .finally(() => this.follow());
     }, FOLLOW_INTERVAL_MS);
+  }
+
+  /** The leader's view of the other nodes (async mode: also the buffer's upkeep). */
+  private refreshRemote(): Promise<void> {
+    return this.asyncLeader ? this.asyncLeader.refresh() : this.leaderRounds.refresh();
   }
 
   /** This node's participant rows to Redis, the other live nodes' from it; dashboards hear when the others' changed. */
@@ -269,7 +351,7 @@ export class ClusterRuntime {
     await this.store.markRoundStarted(this.leaderTerm(`round ${round} was not started`), round, model);
     this.knownHead = await this.store.head();
     // The selection sees the other nodes' participants as the directory holds them now (a failed read keeps the last one).
-    await this.leaderRounds.refresh().catch(() => undefined);
+    await this.refreshRemote().catch(() => undefined);
   }
 
   /** The engine's onRoundCompleted on a cluster: the round whole in Redis, fenced, before anything shows it. */
@@ -333,6 +415,7 @@ export class ClusterRuntime {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.asyncNode?.stop();
     if (this.followTimer) clearTimeout(this.followTimer);
     // A clean shutdown: this node's participants leave the directory at once.
     await this.directory.leave().catch(() => undefined);

@@ -19,7 +19,6 @@ export function clusterConfigProblem(
     /** Where --client-dp adds its noise, when it is set. */
     readonly clientDpPlacement: NoisePlacement | undefined;
     readonly checkpointKeyFile: string | undefined;
-    readonly mode: 'sync' | 'async' | undefined;
   },
 ): string | undefined {
   if (!/^rediss?:\/\/[^\s]+$/.test(redisUrl))
@@ -41,11 +40,6 @@ export function clusterConfigProblem(
     return (
       '--checkpoint-key-file cannot run on a cluster (--redis): the cluster keeps the model and the round history in Redis, ' +
       'where they would not be encrypted at rest; run one coordinator without --redis for encrypted checkpoints (docs/cluster.md)'
-    );
-  if (other.mode === 'async')
-    return (
-      '--mode async cannot run on a cluster (--redis) yet: its buffer and training slots live in one process, and a buffer shared across ' +
-      'nodes is not built; run one coordinator without --redis for async mode (docs/cluster.md, docs/async.md)'
     );
   return undefined;
 }

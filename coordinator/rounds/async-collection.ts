@@ -102,6 +102,11 @@ export class AsyncCollection implements Collection {
     return refusal;
   }
 
+  /** An update of this version taken in by another node (a cluster's buffer, coordinator/cluster/async-leader.ts): its staleness in the record. */
+  countElsewhere(staleness: number): void {
+    this.tally.add(staleness);
+  }
+
   staleness(): StalenessStats | undefined {
     return this.tally.summary();
   }

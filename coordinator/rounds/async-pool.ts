@@ -25,6 +25,8 @@ export interface AsyncPoolHost {
   readonly settings: AsyncSettings;
   /** The slot timeout: a participant that has not answered by then gives its slot back. */
   slotTimeoutMs(): number;
+  /** On a cluster each node's own intake hands out slots (coordinator/cluster/async-node.ts): this pool hands out none. */
+  readonly slotsElsewhere?: boolean;
   state(): EngineState;
   model(): GlobalModel;
   statusChanged(): void;
@@ -204,6 +206,7 @@ export class AsyncPool implements AsyncPoolLink {
 
   /** Hands free slots to the longest-waiting idle participants, while a version collects and no pause or stop is pending. */
   dispatch(): void {
+    if (this.host.slotsElsewhere) return;
     const open = this.collecting();
     const state = this.host.state();
     if (!open || state.kind !== 'collecting' || state.after.kind !== 'continue') return;

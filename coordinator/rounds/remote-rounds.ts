@@ -12,6 +12,12 @@ import type { ParticipantRecord, Participants } from './participants.ts';
  * and awaits `closing` before it aggregates.
  */
 export interface RemoteRounds {
+  /**
+   * Async mode on a cluster: every node's own intake hands out the training
+   * slots and takes the updates (coordinator/cluster/async-node.ts); the
+   * engine's pool hands out none.
+   */
+  readonly handsOutAsyncSlots?: boolean;
   /** Participants of other nodes that may be selected now (records made for selection: the engine's registry never holds them). */
   candidates(): readonly ParticipantRecord[];
   /**

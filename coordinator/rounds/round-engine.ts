@@ -149,6 +149,7 @@ export class RoundEngine {
       participants: this.participants,
       settings,
       slotTimeoutMs: () => this.settings.roundTimeoutMs,
+      slotsElsewhere: this.options.remoteRounds?.handsOutAsyncSlots === true,
       state: () => this.state,
       model: () => this.model,
       statusChanged: () => this.options.transport.statusChanged(),

@@ -578,6 +578,9 @@ export class Participant {
       const frame = encoded.frame;
       const epsilon = await this.chargePrivacy(round, result);
       if (epsilon === 'refused') return;
+      // Stopped (or sent away by the server) while training: the socket will not reconnect, and an update emitted now would
+      // only sit in its buffer, its acknowledgement timer keeping the process alive for ackTimeoutMs.
+      if (!this.socket.active) return;
       this.emit({ type: 'status', status: 'uploading', detail: `round ${round}` });
       const ack: Ack<UpdateAccepted> = await this.socket.timeout(this.ackTimeoutMs).emitWithAck('update', {
         round,

@@ -78,8 +78,14 @@ test('encrypted checkpoints are refused on a cluster: Redis would hold the model
   );
 });
 
-test('async mode is refused on a cluster: its buffer and slots live in one process', () => {
-  assert.throws(() => parseConfig([...REDIS, '--mode', 'async']), /--mode async cannot run on a cluster \(--redis\) yet/);
+test('async mode runs on a cluster (one buffer federation-wide); with secure aggregation it stays refused', () => {
+  const config = parseConfig([...REDIS, '--mode', 'async', '--buffer-size', '3']) as CoordinatorConfig;
+  assert.equal(config.redis, 'redis://127.0.0.1:6379');
+  assert.equal(config.settings.mode, 'async');
+  assert.throws(
+    () => parseConfig([...REDIS, '--mode', 'async', '--secure-aggregation', '--min-clients', '5', '--clients-per-round', '5']),
+    /--mode async cannot be combined with --secure-aggregation/,
+  );
 });
 
 test('--leader-lease-ms: the lease of a cluster node, 5 s by default, a whole number of ms from 300 to 600000, only with --redis', () => {
