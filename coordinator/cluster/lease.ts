@@ -84,6 +84,9 @@ export class LeaderLease {
   private leaderId: string | undefined;
   /** The term this node last led in: after stepping down on its own clock it takes that term back if nobody took a newer one (ACQUIRE). */
   private lastTerm: number | undefined;
+  /** Whether this thread's connection has been ready once, and when it was last ready again after losing Redis. */
+  private connectedOnce = false;
+  private reconnectedAt = 0;
   /** This thread's connection: acquire, the leader's name, release. */
   private readonly redis: Redis;
   private renewer: LeaseRenewer | undefined;
@@ -109,6 +112,23 @@ export class LeaderLease {
       retryStrategy: (attempt) => Math.min(attempt * 200, 1_000),
     });
     this.redis.on('error', () => {});
+    this.redis.on('ready', () => this.redisBack());
+  }
+
+  /**
+   * Redis answers again after an outage: a node that led campaigns at once to
+   * take its own term back, and a node that never led waits a third of a lease
+   * (step) first. Otherwise whichever node's timer fired first would take a
+   * lease that lapsed only because Redis was away, and the old leader, whose
+   * engine ran, would have to exit as stale (attach.ts).
+   */
+  private redisBack(): void {
+    if (!this.connectedOnce) {
+      this.connectedOnce = true;
+      return;
+    }
+    this.reconnectedAt = Date.now();
+    if (this.lastTerm !== undefined && this.current.kind === 'follower') void this.tick();
   }
 
   get role(): LeaseRole {
@@ -169,7 +189,12 @@ export class LeaderLease {
     if (this.current.kind === 'leader' || this.stopped) return;
     const { keys, nodeId, ttlMs } = this.options;
     const sentAt = Date.now();
+    const deferring = this.lastTerm === undefined && sentAt - this.reconnectedAt < ttlMs / 3;
     try {
+      if (deferring) {
+        this.leaderId = (await this.redis.get(keys.lease)) ?? undefined;
+        return;
+      }
       const term = Number(await this.redis.eval(ACQUIRE, 2, keys.lease, keys.term, nodeId, ttlMs, this.lastTerm?.toString() ?? ''));
       if (term > 0 && !this.stopped) {
         this.renewer?.lead(term, sentAt);
