@@ -67,10 +67,10 @@ export class LeaseRenewer {
     return Number(Atomics.load(this.shared, VALID_FROM));
   }
 
-  /** This node won `term` with the acquire sent at `sentAt`: renew it from now on. */
+  /** This node won `term` with the acquire sent at `sentAt`: renew it a third of the lease after that send, however slow the answer was. */
   lead(term: number, sentAt: number): void {
     Atomics.store(this.shared, VALID_FROM, BigInt(sentAt));
-    this.worker.postMessage({ kind: 'lead', term });
+    this.worker.postMessage({ kind: 'lead', term, sentAt });
   }
 
   /** This node no longer leads: stop renewing. */
@@ -111,7 +111,8 @@ parentPort.on('message', (message) => {
   clearTimeout(timer);
   term = message.kind === 'lead' ? message.term : 0;
   reportedStall = false;
-  if (term !== 0) timer = setTimeout(renew, period);
+  // The lease runs from when the acquire was sent, so the first renewal does too (a slow acquire leaves less of the period).
+  if (term !== 0) timer = setTimeout(renew, Math.max(0, message.sentAt + period - Date.now()));
 });
 async function renew() {
   const renewing = term;

@@ -6,13 +6,23 @@ import { MAX_LEASE_TTL_MS, MIN_LEASE_TTL_MS, isLeaseTtl } from './lease-ttl.ts';
 /**
  * Takes the lease when nobody holds it and starts a new term: the term
  * number (the fencing token) is INCRed in the same script, so two nodes can
- * never hold the same term.
+ * never hold the same term. A node that stepped down on its own clock (Redis
+ * unreachable, a stalled loop) takes its term back instead: while the lease
+ * still names it (only its own acquire or renewal set that, so the term is
+ * its own, even one whose answer it never got), or when the lease lapsed and
+ * the term is still the one it last led in (ARGV[3]; '' for none). No other
+ * node can have written under that token. Returns the term, or 0.
  */
 const ACQUIRE = `
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return redis.call('INCR', KEYS[2])
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return tonumber(redis.call('GET', KEYS[2]))
 end
-return 0`;
+if holder then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) == ARGV[3] then return tonumber(ARGV[3]) end
+return redis.call('INCR', KEYS[2])`;
 
 /**
  * Renews the holder's lease while its term is still the current one. A lease
@@ -72,6 +82,11 @@ export interface LeaseOptions {
 export class LeaderLease {
   private current: LeaseRole = { kind: 'follower' };
   private leaderId: string | undefined;
+  /** The term this node last led in: after stepping down on its own clock it takes that term back if nobody took a newer one (ACQUIRE). */
+  private lastTerm: number | undefined;
+  /** Whether this thread's connection has been ready once, and when it was last ready again after losing Redis. */
+  private connectedOnce = false;
+  private reconnectedAt = 0;
   /** This thread's connection: acquire, the leader's name, release. */
   private readonly redis: Redis;
   private renewer: LeaseRenewer | undefined;
@@ -97,6 +112,23 @@ export class LeaderLease {
       retryStrategy: (attempt) => Math.min(attempt * 200, 1_000),
     });
     this.redis.on('error', () => {});
+    this.redis.on('ready', () => this.redisBack());
+  }
+
+  /**
+   * Redis answers again after an outage: a node that led campaigns at once to
+   * take its own term back, and a node that never led waits a third of a lease
+   * (step) first. Otherwise whichever node's timer fired first would take a
+   * lease that lapsed only because Redis was away, and the old leader, whose
+   * engine ran, would have to exit as stale (attach.ts).
+   */
+  private redisBack(): void {
+    if (!this.connectedOnce) {
+      this.connectedOnce = true;
+      return;
+    }
+    this.reconnectedAt = Date.now();
+    if (this.lastTerm !== undefined && this.current.kind === 'follower') void this.tick();
   }
 
   get role(): LeaseRole {
@@ -113,9 +145,15 @@ export class LeaderLease {
     return role.kind === 'leader' ? role.term : undefined;
   }
 
-  /** The leader as last read from Redis (this node when it leads). */
+  /**
+   * The leader as last read from Redis (this node when it leads). A lease in
+   * Redis that still names this node while it does not lead (it stepped down
+   * on its own clock first) makes no leader known: this node must not say it
+   * leads before it has taken its term back.
+   */
   get leader(): string | undefined {
-    return this.isLeader ? this.options.nodeId : this.leaderId;
+    if (this.isLeader) return this.options.nodeId;
+    return this.leaderId === this.options.nodeId ? undefined : this.leaderId;
   }
 
   start(): void {
@@ -151,8 +189,13 @@ export class LeaderLease {
     if (this.current.kind === 'leader' || this.stopped) return;
     const { keys, nodeId, ttlMs } = this.options;
     const sentAt = Date.now();
+    const deferring = this.lastTerm === undefined && sentAt - this.reconnectedAt < ttlMs / 3;
     try {
-      const term = Number(await this.redis.eval(ACQUIRE, 2, keys.lease, keys.term, nodeId, ttlMs));
+      if (deferring) {
+        this.leaderId = (await this.redis.get(keys.lease)) ?? undefined;
+        return;
+      }
+      const term = Number(await this.redis.eval(ACQUIRE, 2, keys.lease, keys.term, nodeId, ttlMs, this.lastTerm?.toString() ?? ''));
       if (term > 0 && !this.stopped) {
         this.renewer?.lead(term, sentAt);
         this.become({ kind: 'leader', term });
@@ -196,7 +239,8 @@ export class LeaderLease {
     const before = this.current;
     if (before.kind === role.kind && (before.kind !== 'leader' || role.kind !== 'leader' || before.term === role.term)) return;
     this.current = role;
-    if (role.kind === 'follower') {
+    if (role.kind === 'leader') this.lastTerm = role.term;
+    else {
       this.leaderId = undefined;
       this.renewer?.follow();
       if (this.expiry) clearTimeout(this.expiry);

@@ -8,6 +8,8 @@ export interface CoordinatorProcess {
   readonly child: ChildProcess;
   /** Resolves with the exit code once the process has exited. */
   readonly exited: Promise<number | null>;
+  /** Everything it wrote to stdout and stderr so far (for a failing test to print). */
+  readonly output: () => string;
 }
 
 /**
@@ -25,8 +27,8 @@ export async function launchCoordinator(
     env: { ...process.env, ...env },
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  let output = '';
   await new Promise<void>((resolve, reject) => {
-    let output = '';
     const onData = (chunk: Buffer) => {
       output += chunk.toString();
       if (output.includes('dashboard:')) resolve();
@@ -35,5 +37,5 @@ export async function launchCoordinator(
     child.stderr!.on('data', onData);
     void exited.then((code) => reject(new Error(`coordinator exited (${code}) before listening:\n${output}`)));
   });
-  return { child, exited };
+  return { child, exited, output: () => output };
 }

@@ -259,8 +259,9 @@ test('Redis stops and comes back: every node keeps serving and says the federati
     // What the participants and the rounds said, so a failure here can be read from the log alone.
     const seen = participants.map((p) => p.events.filter((e) => e.type !== 'progress').slice(-8));
     const rounds = (await status(leader))?.history.map((r) => ({ round: r.round, outcome: r.outcome, reason: r.reason }));
+    const logs = nodes.map((n) => `--- node ${n.port}${n === leader ? ' (leader)' : ''}:\n${n.process.output().slice(-4_000)}`);
     throw new Error(
-      `${error.message}\nleader changed: ${leader !== first}\nrounds: ${JSON.stringify(rounds)}\nparticipant events: ${JSON.stringify(seen)}`,
+      `${error.message}\nleader changed: ${leader !== first}\nrounds: ${JSON.stringify(rounds)}\nparticipant events: ${JSON.stringify(seen)}\n${logs.join('\n')}`,
     );
   }))!;
   assert.deepEqual(

@@ -101,6 +101,44 @@ describe('cluster lease on a real Redis', () => {
     }
   });
 
+  test('a leader that stepped down while Redis did not answer takes its own term back when Redis answers, and never says it leads meanwhile', async () => {
+    const own = await TestRedis.start();
+    try {
+      const changes: string[] = [];
+      const lease = new LeaderLease({
+        redisUrl: own.url,
+        keys: clusterKeys('outage'),
+        nodeId: 'back',
+        ttlMs: TTL_MS,
+        onChange: (role) => changes.push(role.kind === 'leader' ? `leader ${role.term}` : 'follower'),
+      });
+      lease.start();
+      await until(() => lease.isLeader, 2_000, 'the lease');
+      const term = lease.term!;
+      // Redis answers nothing for two leases: renewals and acquires time out (some still run once it answers again).
+      const admin = new Redis(own.url);
+      admin.on('error', () => {});
+      await admin.client('PAUSE', 2 * TTL_MS, 'ALL');
+      const claimsWhileFollowing: string[] = [];
+      const sampler = setInterval(() => {
+        if (!lease.isLeader && lease.leader === 'back') claimsWhileFollowing.push(`${Date.now()}`);
+      }, 10);
+      try {
+        await until(() => !lease.isLeader, TTL_MS + 500, 'stepping down while Redis is paused');
+        await until(() => lease.isLeader, 3 * TTL_MS, 'leading again once Redis answers');
+      } finally {
+        clearInterval(sampler);
+        admin.disconnect();
+      }
+      assert.equal(lease.term, term, 'the same term: nobody else led, so nothing it wrote under that token is stale');
+      assert.deepEqual(changes, [`leader ${term}`, 'follower', `leader ${term}`]);
+      assert.deepEqual(claimsWhileFollowing, [], 'while it did not lead, it never named itself the leader');
+      await lease.stop(true);
+    } finally {
+      await own.cleanup();
+    }
+  });
+
   test('a leader whose event loop is blocked for longer than its whole lease, but less than the liveness bound, keeps it', async () => {
     const keys = clusterKeys('busy');
     const changes: string[] = [];
