@@ -74,6 +74,8 @@ export class AsyncLeaderRounds implements RemoteRounds {
     private readonly ownCandidates: () => readonly ParticipantRecord[],
     private readonly clock: Clock,
     private readonly log: (line: string) => void,
+    /** K: seats per generation. */
+    private readonly bufferSize: number,
   ) {}
 
   attach(io: ClusterEventServer & AsyncEventServer, candidatesChanged: () => void, engine: Parameters<LeaderRounds['attach']>[2]): void {
@@ -110,7 +112,11 @@ export class AsyncLeaderRounds implements RemoteRounds {
         );
     }
     const current = this.current;
-    if (current) this.io?.serverSideEmit('cluster:async-version', current.announcement);
+    if (!current) return;
+    this.io?.serverSideEmit('cluster:async-version', current.announcement);
+    // The node that took seat K tells the leader once, fire-and-forget: a lost notice must not leave a full buffer open.
+    const generation = { term: current.announcement.term, round: current.announcement.round };
+    if ((await this.seats.taken(generation)) >= this.bufferSize) this.filled(generation);
   }
 
   opened(open: OpenRound, _chosen: readonly ParticipantRecord[], message: RoundStartMessage): void {
