@@ -119,12 +119,16 @@ export class AsyncNode {
     if (latest && (announcement.term < latest.term || (announcement.term === latest.term && announcement.round <= latest.round))) return;
     this.current = { ...announcement, model };
     this.outOfVersion.clear();
-    for (const key of this.taken) if (!key.startsWith(`${announcement.term}:`)) this.taken.delete(key);
-    // A deposed leader's generations are never asked for: their updates are lost, as a dead leader's open round is.
+    for (const key of this.taken) {
+      const [term = 0, round = 0] = key.split(':').map(Number);
+      if (before({ term, round }, announcement)) this.taken.delete(key);
+    }
+    // The leader asks for a version's partials before it opens the next: an older generation's part here is never asked
+    // for (a deposed leader's, or one whose request missed this node), so its model-sized sum goes and its updates are lost.
     for (const [key, part] of this.parts)
-      if (part.generation.term < announcement.term) {
+      if (before(part.generation, announcement)) {
         this.wiring.log(
-          `cluster: async version ${part.generation.round} of term ${part.generation.term} ended with its leader; its updates are lost`,
+          `cluster: async version ${part.generation.round} of term ${part.generation.term} closed without this node's partial: its ${part.contributors.length} updates are lost`,
         );
         this.parts.delete(key);
       }
@@ -255,7 +259,8 @@ export class AsyncNode {
 
   private seated(generation: Generation, open: OpenVersion, taken: TakenUpdate, staleness: number): void {
     const key = `${generation.term}:${generation.round}`;
-    if (this.taken.has(key)) {
+    const current = this.current;
+    if (this.taken.has(key) || (current && before(generation, current))) {
       this.wiring.log(
         `cluster: ${taken.record.id}'s seat in version ${generation.round} came after its partial went to the leader: its update is lost`,
       );
@@ -424,6 +429,11 @@ export class AsyncNode {
     this.wiring.engine.countRejection(code);
     this.wiring.log(`cluster: ${record.id}'s update refused after it was taken in: ${code}: ${reason}`);
   }
+}
+
+/** Whether generation `a` comes before `b`: an older term, or an older round of the same term. */
+function before(a: Generation, b: Generation): boolean {
+  return a.term < b.term || (a.term === b.term && a.round < b.round);
 }
 
 /** The participants' messages on a node in async mode: updates, declines, progress and leaving go to its async intake; joining to the engine. */
