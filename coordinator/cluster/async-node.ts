@@ -86,6 +86,8 @@ export class AsyncNode {
   private readonly taken = new Set<string>();
   /** Out of the current version (a declined slot, a refused update): they get a slot again from the next, as in one process. */
   private readonly outOfVersion = new Set<string>();
+  /** A term whose leader is gone (a claim in it was fenced): updates wait for the next leader's announcement rather than claim in it. */
+  private deposedTerm: number | undefined;
   private granting = false;
   private retrying = false;
   private timer: NodeJS.Timeout | undefined;
@@ -202,7 +204,7 @@ export class AsyncNode {
   private async place(taken: TakenUpdate): Promise<void> {
     const { record } = taken;
     const open = this.current;
-    if (!open) {
+    if (!open || open.term === this.deposedTerm) {
       this.hold(taken);
       return;
     }
@@ -249,8 +251,13 @@ export class AsyncNode {
         this.refuseAcknowledged(record, ErrorCode.StaleModel, `base version ${taken.baseVersion} is newer than ${claim.generationVersion}`);
         break;
       case 'fenced':
-        this.wiring.log(`cluster: the leader of term ${generation.term} is gone: ${record.id}'s update is lost`);
-        break;
+        // It took no seat, so no generation lost it: it waits for the next leader's version, whose claim checks its staleness.
+        this.wiring.log(
+          `cluster: the leader of term ${generation.term} is gone: ${record.id}'s update waits for the next leader's version`,
+        );
+        this.deposedTerm = generation.term;
+        this.hold(taken);
+        return;
       default:
         throw new Error(`unknown seat claim ${claim satisfies never as string}`);
     }
