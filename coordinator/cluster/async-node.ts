@@ -88,6 +88,8 @@ export class AsyncNode {
   private readonly outOfVersion = new Set<string>();
   /** A term whose leader is gone (a claim in it was fenced): updates wait for the next leader's announcement rather than claim in it. */
   private deposedTerm: number | undefined;
+  /** Updates whose seat claim is under way (neither seated nor held yet). */
+  private claiming = 0;
   private granting = false;
   private retrying = false;
   private timer: NodeJS.Timeout | undefined;
@@ -191,8 +193,9 @@ export class AsyncNode {
     const taken: TakenUpdate = { record, baseVersion: message.baseVersion, numExamples: message.numExamples, update };
     void this.place(taken);
     this.view.options.transport.statusChanged();
-    // Taken in: its seat (or its wait for the next generation) is this node's to settle; `received` counts what it holds for the buffer.
-    return ackOk({ round: message.round, received: this.held.length + 1 });
+    // Taken in: its seat (or its wait for the next generation) is this node's to settle; `received` counts what this node
+    // holds for the buffer now: its part of the open generation, the updates claiming a seat (this one) and those waiting.
+    return ackOk({ round: message.round, received: this.holding() });
   }
 
   /**
@@ -202,12 +205,28 @@ export class AsyncNode {
    * counted (it was acknowledged already).
    */
   private async place(taken: TakenUpdate): Promise<void> {
-    const { record } = taken;
     const open = this.current;
     if (!open || open.term === this.deposedTerm) {
       this.hold(taken);
       return;
     }
+    this.claiming++;
+    try {
+      await this.claimSeat(taken, open);
+    } finally {
+      this.claiming--;
+    }
+  }
+
+  /** The updates this node holds for the buffer: seated in the open generation's part, claiming a seat, or waiting. */
+  private holding(): number {
+    const open = this.current;
+    const part = open && this.parts.get(`${open.term}:${open.round}`);
+    return (part?.contributors.length ?? 0) + this.claiming + this.held.length;
+  }
+
+  private async claimSeat(taken: TakenUpdate, open: OpenVersion): Promise<void> {
+    const { record } = taken;
     const generation = { term: open.term, round: open.round };
     const { settings } = this.wiring;
     let claim: Awaited<ReturnType<BufferSeats['claim']>>;
