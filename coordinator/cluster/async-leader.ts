@@ -38,6 +38,9 @@ for i = 1, #seen, 2 do
 end
 return live`;
 
+/** Tries to close a version's buffer in Redis before the version is made of nothing. */
+const CLOSE_TRIES = 2;
+
 /** The version the leader has open: its generation and the engine's open round. */
 interface OpenGeneration {
   readonly announcement: AsyncVersionAnnouncement;
@@ -71,6 +74,8 @@ export class AsyncLeaderRounds implements RemoteRounds {
     private readonly ownCandidates: () => readonly ParticipantRecord[],
     private readonly clock: Clock,
     private readonly log: (line: string) => void,
+    /** K: seats per generation. */
+    private readonly bufferSize: number,
   ) {}
 
   attach(io: ClusterEventServer & AsyncEventServer, candidatesChanged: () => void, engine: Parameters<LeaderRounds['attach']>[2]): void {
@@ -98,7 +103,7 @@ export class AsyncLeaderRounds implements RemoteRounds {
   async refresh(): Promise<void> {
     await this.rounds.refresh();
     if (!this.node.isLeader) return;
-    const live = (await this.node.redis.eval(LIVE_NODES, 1, this.node.keys.nodesSeen, ASYNC_NODE_GONE_MS)) as string[];
+    const live = await this.liveNodes();
     if (live.includes(this.node.nodeId)) {
       const [slots, tickets] = await Promise.all([this.slots.purge(live), this.seats.purge(live)]);
       if (slots + tickets > 0)
@@ -107,7 +112,11 @@ export class AsyncLeaderRounds implements RemoteRounds {
         );
     }
     const current = this.current;
-    if (current) this.io?.serverSideEmit('cluster:async-version', current.announcement);
+    if (!current) return;
+    this.io?.serverSideEmit('cluster:async-version', current.announcement);
+    // The node that took seat K tells the leader once, fire-and-forget: a lost notice must not leave a full buffer open.
+    const generation = { term: current.announcement.term, round: current.announcement.round };
+    if ((await this.seats.taken(generation)) >= this.bufferSize) this.filled(generation);
   }
 
   opened(open: OpenRound, _chosen: readonly ParticipantRecord[], message: RoundStartMessage): void {
@@ -150,13 +159,18 @@ export class AsyncLeaderRounds implements RemoteRounds {
     const { term, round } = current.announcement;
     const generation = { term, round };
     // No seat once the partials are gathered: a claim after this finds the generation closed and waits for the next.
-    await this.seats
-      .close(generation)
-      .catch((error: Error) => this.log(`cluster: version ${round}: could not close its buffer: ${error.message}`));
+    if (!(await this.closeBuffer(generation))) {
+      // Still open, it may seat more updates: none is gathered, and its seats stay (the next version's opening closes it,
+      // the TTL removes them) rather than let new claims take fresh seats in a generation no version will read.
+      this.log(`cluster: version ${round}: its buffer could not be closed: it is made of nothing, its updates are lost`);
+      return;
+    }
     let seated: Seat[] = [];
+    let seatsKnown = true;
     try {
       seated = await this.seats.seated(generation);
     } catch (error) {
+      seatsKnown = false;
       this.log(`cluster: version ${round}: could not read its seats: ${(error as Error).message}; it is made of nothing`);
     }
     const seatsOf = (node: string) => seated.filter((seat) => seat.node === node);
@@ -182,7 +196,10 @@ export class AsyncLeaderRounds implements RemoteRounds {
         inSum.push(...mine.contributors);
       } else this.log(`cluster: version ${round}: this node's partial is refused: ${wrong}`);
     }
-    const members = [...new Set(seated.map((seat) => seat.node))].filter((node) => node !== self);
+    // Seats unknown: every live node is asked, so each lets go of its part (refused below, as no seat vouches for it).
+    const members = (seatsKnown ? [...new Set(seated.map((seat) => seat.node))] : await this.liveNodes().catch(() => [])).filter(
+      (node) => node !== self,
+    );
     if (members.length > 0)
       await gatherPartials({
         io: this.io,
@@ -216,5 +233,23 @@ export class AsyncLeaderRounds implements RemoteRounds {
         });
     }
     await this.seats.discard(generation).catch(() => undefined); // tidying: the TTL removes them anyway
+  }
+
+  /** Closes the generation in Redis, trying again once: false when it may still be open (or the term is over). */
+  private async closeBuffer(generation: Generation): Promise<boolean> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.seats.close(generation);
+        return true;
+      } catch (error) {
+        this.log(`cluster: version ${generation.round}: could not close its buffer (try ${attempt}): ${(error as Error).message}`);
+        if (attempt >= CLOSE_TRIES) return false;
+      }
+    }
+  }
+
+  /** The nodes heard from within ASYNC_NODE_GONE_MS, on Redis's clock. */
+  private async liveNodes(): Promise<string[]> {
+    return (await this.node.redis.eval(LIVE_NODES, 1, this.node.keys.nodesSeen, ASYNC_NODE_GONE_MS)) as string[];
   }
 }

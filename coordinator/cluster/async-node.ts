@@ -86,6 +86,10 @@ export class AsyncNode {
   private readonly taken = new Set<string>();
   /** Out of the current version (a declined slot, a refused update): they get a slot again from the next, as in one process. */
   private readonly outOfVersion = new Set<string>();
+  /** A term whose leader is gone (a claim in it was fenced): updates wait for the next leader's announcement rather than claim in it. */
+  private deposedTerm: number | undefined;
+  /** Updates whose seat claim is under way (neither seated nor held yet). */
+  private claiming = 0;
   private granting = false;
   private retrying = false;
   private timer: NodeJS.Timeout | undefined;
@@ -119,12 +123,16 @@ export class AsyncNode {
     if (latest && (announcement.term < latest.term || (announcement.term === latest.term && announcement.round <= latest.round))) return;
     this.current = { ...announcement, model };
     this.outOfVersion.clear();
-    for (const key of this.taken) if (!key.startsWith(`${announcement.term}:`)) this.taken.delete(key);
-    // A deposed leader's generations are never asked for: their updates are lost, as a dead leader's open round is.
+    for (const key of this.taken) {
+      const [term = 0, round = 0] = key.split(':').map(Number);
+      if (before({ term, round }, announcement)) this.taken.delete(key);
+    }
+    // The leader asks for a version's partials before it opens the next: an older generation's part here is never asked
+    // for (a deposed leader's, or one whose request missed this node), so its model-sized sum goes and its updates are lost.
     for (const [key, part] of this.parts)
-      if (part.generation.term < announcement.term) {
+      if (before(part.generation, announcement)) {
         this.wiring.log(
-          `cluster: async version ${part.generation.round} of term ${part.generation.term} ended with its leader; its updates are lost`,
+          `cluster: async version ${part.generation.round} of term ${part.generation.term} closed without this node's partial: its ${part.contributors.length} updates are lost`,
         );
         this.parts.delete(key);
       }
@@ -185,8 +193,9 @@ export class AsyncNode {
     const taken: TakenUpdate = { record, baseVersion: message.baseVersion, numExamples: message.numExamples, update };
     void this.place(taken);
     this.view.options.transport.statusChanged();
-    // Taken in: its seat (or its wait for the next generation) is this node's to settle; `received` counts what it holds for the buffer.
-    return ackOk({ round: message.round, received: this.held.length + 1 });
+    // Taken in: its seat (or its wait for the next generation) is this node's to settle; `received` counts what this node
+    // holds for the buffer now: its part of the open generation, the updates claiming a seat (this one) and those waiting.
+    return ackOk({ round: message.round, received: this.holding() });
   }
 
   /**
@@ -196,12 +205,28 @@ export class AsyncNode {
    * counted (it was acknowledged already).
    */
   private async place(taken: TakenUpdate): Promise<void> {
-    const { record } = taken;
     const open = this.current;
-    if (!open) {
+    if (!open || open.term === this.deposedTerm) {
       this.hold(taken);
       return;
     }
+    this.claiming++;
+    try {
+      await this.claimSeat(taken, open);
+    } finally {
+      this.claiming--;
+    }
+  }
+
+  /** The updates this node holds for the buffer: seated in the open generation's part, claiming a seat, or waiting. */
+  private holding(): number {
+    const open = this.current;
+    const part = open && this.parts.get(`${open.term}:${open.round}`);
+    return (part?.contributors.length ?? 0) + this.claiming + this.held.length;
+  }
+
+  private async claimSeat(taken: TakenUpdate, open: OpenVersion): Promise<void> {
+    const { record } = taken;
     const generation = { term: open.term, round: open.round };
     const { settings } = this.wiring;
     let claim: Awaited<ReturnType<BufferSeats['claim']>>;
@@ -245,8 +270,13 @@ export class AsyncNode {
         this.refuseAcknowledged(record, ErrorCode.StaleModel, `base version ${taken.baseVersion} is newer than ${claim.generationVersion}`);
         break;
       case 'fenced':
-        this.wiring.log(`cluster: the leader of term ${generation.term} is gone: ${record.id}'s update is lost`);
-        break;
+        // It took no seat, so no generation lost it: it waits for the next leader's version, whose claim checks its staleness.
+        this.wiring.log(
+          `cluster: the leader of term ${generation.term} is gone: ${record.id}'s update waits for the next leader's version`,
+        );
+        this.deposedTerm = generation.term;
+        this.hold(taken);
+        return;
       default:
         throw new Error(`unknown seat claim ${claim satisfies never as string}`);
     }
@@ -255,7 +285,8 @@ export class AsyncNode {
 
   private seated(generation: Generation, open: OpenVersion, taken: TakenUpdate, staleness: number): void {
     const key = `${generation.term}:${generation.round}`;
-    if (this.taken.has(key)) {
+    const current = this.current;
+    if (this.taken.has(key) || (current && before(generation, current))) {
       this.wiring.log(
         `cluster: ${taken.record.id}'s seat in version ${generation.round} came after its partial went to the leader: its update is lost`,
       );
@@ -424,6 +455,11 @@ export class AsyncNode {
     this.wiring.engine.countRejection(code);
     this.wiring.log(`cluster: ${record.id}'s update refused after it was taken in: ${code}: ${reason}`);
   }
+}
+
+/** Whether generation `a` comes before `b`: an older term, or an older round of the same term. */
+function before(a: Generation, b: Generation): boolean {
+  return a.term < b.term || (a.term === b.term && a.round < b.round);
 }
 
 /** The participants' messages on a node in async mode: updates, declines, progress and leaving go to its async intake; joining to the engine. */

@@ -220,6 +220,11 @@ export class BufferSeats {
     });
   }
 
+  /** How many seats of the generation are taken. */
+  async taken(generation: Generation): Promise<number> {
+    return await this.redis.hlen(this.seatsKey(generation));
+  }
+
   /** How many seats each node took in a generation. */
   async seatsByNode(generation: Generation): Promise<Map<string, number>> {
     const byNode = new Map<string, number>();

@@ -113,6 +113,7 @@ export class ClusterRuntime {
         () => this.wiring?.engine.memberView().participants.eligible(() => false) ?? [],
         new SystemClock(),
         log,
+        asyncSettings.bufferSize,
       );
     this.remoteRounds = this.asyncLeader ?? this.leaderRounds;
   }

@@ -56,6 +56,9 @@ test('three nodes claiming at once: exactly K seats, numbered 1..K, one of them 
       [...byNode.values()].reduce((a, b) => a + b, 0),
       3,
     );
+    // What the leader's refresh reads to close a full buffer whose filling node's notice was lost.
+    assert.equal(await seats.taken({ term: 4, round: 9 }), 3);
+    assert.equal(await seats.taken({ term: 4, round: 10 }), 0);
   } finally {
     for (const client of clients) client.disconnect();
   }
