@@ -20,6 +20,8 @@ export interface LeaseRenewerOptions {
   readonly termKey: string;
   readonly nodeId: string;
   readonly ttlMs: number;
+  /** How long after a renewal was sent the main thread counts the lease as held (lease.ts): failed renewals are retried quickly until then. */
+  readonly validForMs: number;
   /** The longest the main thread's event loop may go without turning before the renewer stops renewing. */
   readonly livenessMs: number;
   readonly report: (report: RenewerReport) => void;
@@ -46,6 +48,8 @@ export class LeaseRenewer {
   private readonly shared = new BigInt64Array(new SharedArrayBuffer(2 * BigInt64Array.BYTES_PER_ELEMENT));
   private readonly worker: Worker;
   private readonly alive: NodeJS.Timeout;
+  /** Resolves once the worker's Redis connection is ready, so a renewal sent at once is not refused (no offline queue). */
+  readonly ready: Promise<void>;
 
   constructor(options: LeaseRenewerOptions) {
     const { report, failed, ...settings } = options;
@@ -58,7 +62,13 @@ export class LeaseRenewer {
       workerData: { ...settings, ioredis: createRequire(import.meta.url).resolve('ioredis'), shared: this.shared.buffer },
     });
     this.worker.unref();
-    this.worker.on('message', (message: RenewerReport) => report(message));
+    let markReady = () => {};
+    this.ready = new Promise((resolve) => {
+      markReady = resolve;
+    });
+    this.worker.on('message', (message: RenewerReport | { readonly kind: 'ready' }) =>
+      message.kind === 'ready' ? markReady() : report(message),
+    );
     this.worker.on('error', failed);
   }
 
@@ -94,7 +104,7 @@ export class LeaseRenewer {
 const RENEWER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { Redis } = require(workerData.ioredis);
-const { redisUrl, script, leaseKey, termKey, nodeId, ttlMs, livenessMs } = workerData;
+const { redisUrl, script, leaseKey, termKey, nodeId, ttlMs, validForMs, livenessMs } = workerData;
 const shared = new BigInt64Array(workerData.shared);
 const period = ttlMs / 3;
 const redis = new Redis(redisUrl, {
@@ -104,6 +114,9 @@ const redis = new Redis(redisUrl, {
   retryStrategy: (attempt) => Math.min(attempt * 200, 1000),
 });
 redis.on('error', () => {});
+redis.once('ready', () => parentPort.postMessage({ kind: 'ready' }));
+// After a failed renewal, try again this soon while the lease may still be alive: waiting a whole period could let it lapse.
+const retryMs = Math.min(75, period / 2);
 let term = 0;
 let timer;
 let reportedStall = false;
@@ -133,9 +146,15 @@ async function renew() {
       }
       Atomics.store(shared, ${VALID_FROM}, BigInt(sentAt));
     } catch {
-      // Redis slow or unreachable: the lease runs out on the main thread's clock unless a later renewal lands.
+      // Redis slow or unreachable: retry soon while the main thread still counts the lease as alive; past that it steps down.
+      const validUntil = Number(Atomics.load(shared, ${VALID_FROM})) + validForMs;
+      if (term === renewing && Date.now() + retryMs < validUntil) {
+        timer = setTimeout(renew, retryMs);
+        return;
+      }
     }
   }
-  if (term === renewing) timer = setTimeout(renew, period);
+  // Timed from the send, not the answer: a slow answer must not push the next renewal past the lease.
+  if (term === renewing) timer = setTimeout(renew, Math.max(0, sentAt + period - Date.now()));
 }
 `;

@@ -15,6 +15,8 @@ import { MAX_LEASE_TTL_MS, MIN_LEASE_TTL_MS, isLeaseTtl } from './lease-ttl.ts';
  */
 const ACQUIRE = `
 local holder = redis.call('GET', KEYS[1])
+-- Retaking one's own term is safe only because node ids are unique per process (randomUUID in cluster-node.ts):
+-- a restarted process or a second one with the same id would inherit a term whose state it never held. Keep them unique.
 if holder == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   return tonumber(redis.call('GET', KEYS[2]))
@@ -46,6 +48,8 @@ export type LeaseRole = { readonly kind: 'leader'; readonly term: number } | { r
 
 /** A leader steps down this fraction of the lease before it could have lapsed in Redis: room for clock rate drift and scheduling. */
 const STEP_DOWN_MARGIN = 0.1;
+/** How long to wait at start for the renewer's own connection before campaigning anyway (Redis may be down; ticks retry). */
+const RENEWER_READY_BOUND_MS = 2_000;
 /** Default bound on the main thread's stall, in leases: past it the renewer lets the lease lapse. */
 export const LIVENESS_LEASES = 3;
 
@@ -95,6 +99,8 @@ export class LeaderLease {
   private expiry: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
   private stopped = false;
+  /** Whether stop() asked to give the lease up: an acquire answered after it releases what it won. */
+  private releaseOnStop = false;
   private readonly validForMs: number;
 
   constructor(private readonly options: LeaseOptions) {
@@ -166,14 +172,19 @@ export class LeaderLease {
       termKey: keys.term,
       nodeId,
       ttlMs,
+      validForMs: this.validForMs,
       livenessMs: this.options.livenessMs ?? LIVENESS_LEASES * ttlMs,
       report: (report) => this.renewerReport(report),
       failed: (error) => log?.(`cluster: the lease renewer failed (${error.message}); this node's lease will lapse`),
     });
-    void this.redis
-      .connect()
-      .catch(() => undefined) // unreachable: each tick tries again, and ioredis reconnects
-      .finally(() => this.schedule(0));
+    // Campaign only once the renewer can renew too: a renewal sent before its connection is ready is refused at once,
+    // and the new leader's first period would go by unrenewed. Bounded, so an unreachable Redis does not hold the start.
+    const renewerReady = Promise.race([
+      this.renewer.ready,
+      new Promise<void>((resolve) => setTimeout(resolve, Math.max(RENEWER_READY_BOUND_MS, ttlMs)).unref()),
+    ]);
+    const connected = this.redis.connect().catch(() => undefined); // unreachable: each tick tries again, and ioredis reconnects
+    void Promise.all([connected, renewerReady]).then(() => this.schedule(0));
   }
 
   /** One acquire step while this node does not lead (the timer runs it; tests may call it). */
@@ -196,7 +207,12 @@ export class LeaderLease {
         return;
       }
       const term = Number(await this.redis.eval(ACQUIRE, 2, keys.lease, keys.term, nodeId, ttlMs, this.lastTerm?.toString() ?? ''));
-      if (term > 0 && !this.stopped) {
+      if (term > 0 && this.stopped) {
+        // Stopped while the acquire was in flight: give back what Redis granted, or it would stay held for a whole lease.
+        if (this.releaseOnStop) await this.redis.eval(RELEASE, 1, keys.lease, nodeId);
+        return;
+      }
+      if (term > 0) {
         this.renewer?.lead(term, sentAt);
         this.become({ kind: 'leader', term });
         this.armExpiry();
@@ -225,14 +241,28 @@ export class LeaderLease {
   private armExpiry(): void {
     if (this.expiry) clearTimeout(this.expiry);
     const validFrom = this.renewer?.validFrom ?? 0;
-    this.expiry = setTimeout(() => this.expireIfLapsed(), Math.max(0, validFrom + this.validForMs - Date.now()));
+    this.expiry = setTimeout(
+      () => {
+        // Stepped down while Redis most likely still names this node: retake the lease at once rather than a tick later.
+        if (this.expireIfLapsed()) void this.tick();
+      },
+      Math.max(0, validFrom + this.validForMs - Date.now()),
+    );
   }
 
-  /** A leader whose last renewal is older than its lease (less the margin) steps down: another node may hold the lease by now. */
-  private expireIfLapsed(): void {
-    if (this.current.kind !== 'leader') return;
-    if (this.lapsed()) this.become({ kind: 'follower' });
-    else this.armExpiry();
+  /**
+   * A leader whose last renewal is older than its lease (less the margin) steps down: another node may hold the lease by now.
+   * Returns whether it stepped down while the lease most likely still lives in Redis (less than a whole ttl since the last renewal was sent).
+   */
+  private expireIfLapsed(): boolean {
+    if (this.current.kind !== 'leader') return false;
+    if (!this.lapsed()) {
+      this.armExpiry();
+      return false;
+    }
+    const stillHeld = Date.now() - (this.renewer?.validFrom ?? 0) < this.options.ttlMs;
+    this.become({ kind: 'follower' });
+    return stillHeld;
   }
 
   private become(role: LeaseRole): void {
@@ -258,6 +288,7 @@ export class LeaderLease {
   /** Stops campaigning and renewing (for good); with `release`, gives the lease up at once (a clean shutdown). */
   async stop(release: boolean): Promise<void> {
     this.stopped = true;
+    this.releaseOnStop ||= release;
     if (this.timer) clearTimeout(this.timer);
     if (this.expiry) clearTimeout(this.expiry);
     await this.ticking;

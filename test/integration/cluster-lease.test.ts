@@ -186,6 +186,23 @@ describe('cluster lease on a real Redis', () => {
     assert.equal(await other.get(keys.lease), 'another node', 'a deposed node releases nothing it does not hold');
   });
 
+  test('a node stopped while its acquire is in flight gives back the lease Redis granted it', async () => {
+    const keys = clusterKeys('stop-acquire');
+    const other = client();
+    await other.set(keys.lease, 'someone else', 'PX', 10 * TTL_MS);
+    const lease = new LeaderLease({ redisUrl: redis.url, keys, nodeId: 'stopping', ttlMs: TTL_MS });
+    lease.start();
+    // Its first campaign is done (it found the lease held); the next is a third of a lease away.
+    await until(() => lease.leader === 'someone else', 3_000, 'the first campaign');
+    await other.del(keys.lease);
+    // An acquire goes out, and the node is stopped (becomeStale in attach.ts) before Redis answers it.
+    const acquiring = lease.tick();
+    await lease.stop(true);
+    await acquiring;
+    assert.equal(lease.isLeader, false);
+    assert.equal(await other.get(keys.lease), null, 'the lease it won after stopping is released, not left held for a whole lease');
+  });
+
   test('a lease shorter than 300 ms, longer than 10 minutes, or not a whole number of ms, is refused', () => {
     for (const ttlMs of [0, 299, 1000.5, 600_001, Number.NaN])
       assert.throws(
