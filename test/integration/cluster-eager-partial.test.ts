@@ -2,19 +2,17 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { createAdapter } from '@socket.io/redis-adapter';
-import { Redis } from 'ioredis';
-import { Server } from 'socket.io';
 import { FedAvg } from '../../core/aggregation/fedavg.ts';
 import { decodePartial } from '../../core/aggregation/partial.ts';
 import type { RoundAggregator, RoundContext } from '../../core/aggregation/strategy.ts';
-import type { ClusterServerEvents, PartialReply, PartialRequest } from '../../coordinator/cluster/cluster-events.ts';
+import type { PartialReply, PartialRequest } from '../../coordinator/cluster/cluster-events.ts';
 import { clusterKeys } from '../../coordinator/cluster/keys.ts';
 import { MemberRounds, routeToMemberRounds } from '../../coordinator/cluster/member-rounds.ts';
 import { PartialExchange } from '../../coordinator/cluster/partial-exchange.ts';
 import { answerPartialRequests, gatherPartials } from '../../coordinator/cluster/partial-requests.ts';
 import { ParticipantDirectory } from '../../coordinator/cluster/participant-directory.ts';
 import { EngineHarness } from '../helpers/engine-harness.ts';
+import { AdapterNodes } from '../support/adapter-nodes.ts';
 import { TestRedis } from '../support/redis.ts';
 
 /**
@@ -33,37 +31,16 @@ const ROUND = 1;
 const keys = clusterKeys('eager-partial-test');
 const ADAPTER_KEY = 'fl:eager-partial-test:socket.io';
 let redis: TestRedis;
-const clients: Redis[] = [];
+let nodes: AdapterNodes;
 
 before(async () => {
   redis = await TestRedis.start();
+  nodes = new AdapterNodes(redis.url, ADAPTER_KEY);
 });
 after(async () => {
-  for (const client of clients) client.disconnect();
+  nodes.disconnect();
   await redis.cleanup();
 });
-
-function redisClient(): Redis {
-  const client = new Redis(redis.url);
-  clients.push(client);
-  return client;
-}
-
-function node(): Server<Record<string, never>, Record<string, never>, ClusterServerEvents> {
-  const io = new Server<Record<string, never>, Record<string, never>, ClusterServerEvents>({ serveClient: false });
-  io.adapter(createAdapter(redisClient(), redisClient(), { key: ADAPTER_KEY, requestsTimeout: 800 }));
-  return io;
-}
-
-/** Resolves once `count` nodes listen on the adapter's request channel, which carries every server-side event (subscribing is asynchronous). */
-async function subscribed(count: number): Promise<void> {
-  const client = redisClient();
-  for (;;) {
-    const [, listening] = (await client.pubsub('NUMSUB', `${ADAPTER_KEY}-request#/#`)) as [string, number];
-    if (Number(listening) >= count) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 async function until(ok: () => boolean | Promise<boolean>, what: string, timeoutMs = 5_000): Promise<void> {
   const started = Date.now();
@@ -90,14 +67,14 @@ test('a member whose participants all settled stores its partial before the lead
   // The member's engine never opens a round of its own: the leader's rounds are collected by MemberRounds.
   const harness = new EngineHarness({ minClients: 100, clientsPerRound: 3 }, DIM, strategy);
   const [p1, p2, p3] = [harness.join(), harness.join(), harness.join()];
-  const leaderIo = node();
-  const memberIo = node();
+  const leaderIo = nodes.node();
+  const memberIo = nodes.node();
   const member = new MemberRounds({
     engine: harness.engine,
     io: memberIo,
     nodeId: 'm',
-    directory: new ParticipantDirectory(redisClient(), keys, 'm'),
-    exchange: new PartialExchange(redisClient(), keys),
+    directory: new ParticipantDirectory(nodes.client(), keys, 'm'),
+    exchange: new PartialExchange(nodes.client(), keys),
     send: () => true,
     leads: () => false,
     log: () => {},
@@ -115,7 +92,7 @@ test('a member whose participants all settled stores its partial before the lead
     heard.push(`stored ${notice.contributors.join(',')}`);
     notices.push({ node: notice.node, stored: true, contributors: notice.contributors });
   });
-  await subscribed(2);
+  await nodes.subscribed(2);
 
   const model = member.modelOf(0, new Float32Array(DIM));
   const config = { epochs: 1, batchSize: 8, learningRate: 0.1 };
@@ -129,12 +106,12 @@ test('a member whose participants all settled stores its partial before the lead
   assert.equal(accepted.ok, true, JSON.stringify(accepted));
   assert.equal(engine.decline(p2!, { round: ROUND, reason: 'on battery', final: false }).ok, true);
   const partialKey = keys.partial(TERM, ROUND, 'm');
-  assert.equal(await clients[0]!.exists(partialKey), 0, 'nothing stored while p3 is still waited for');
+  assert.equal(await nodes.client().exists(partialKey), 0, 'nothing stored while p3 is still waited for');
   // The last of the node's participants settles: it disconnects.
   engine.leave(p3!);
 
   // In Redis with no request from the leader.
-  await until(async () => (await clients[0]!.exists(partialKey)) === 1, "the member's partial in Redis before any close request");
+  await until(async () => (await nodes.client().exists(partialKey)) === 1, "the member's partial in Redis before any close request");
   assert.deepEqual(requests, []);
   await until(() => heard.length === 4, "the member's notice and three settlement reports");
   // The notice comes before the report that completed the node's part: a close on that report finds the partial stored.
@@ -147,7 +124,7 @@ test('a member whose participants all settled stores its partial before the lead
   assert.equal(!late.ok && late.error.code, 'WRONG_ROUND');
   const again = engine.submitUpdate(p1!, harness.update(ROUND, values));
   assert.equal(!again.ok && again.error.code, 'WRONG_ROUND');
-  const stored = decodePartial(new Uint8Array((await clients[0]!.getBuffer(partialKey))!), DIM);
+  const stored = decodePartial(new Uint8Array((await nodes.client().getBuffer(partialKey))!), DIM);
   assert.equal(stored.count, 1);
   assert.equal(stored.weight, 20);
   for (let i = 0; i < DIM; i++) assert.equal(stored.sum[i], 20 * values[i]!);
@@ -156,7 +133,7 @@ test('a member whose participants all settled stores its partial before the lead
   const aggregator = new FedAvg({}).beginRound({ round: ROUND, globalWeights: new Float32Array(DIM) });
   const { lost, steps } = await gatherPartials({
     io: leaderIo,
-    exchange: new PartialExchange(redisClient(), keys),
+    exchange: new PartialExchange(nodes.client(), keys),
     request: { term: TERM, round: ROUND },
     members: ['m'],
     stored: new Map(notices.map((n) => [n.node, n])),
@@ -173,7 +150,7 @@ test('a member whose participants all settled stores its partial before the lead
   // A request that comes anyway (a leader that missed the notice) gets the same answer, from memory.
   assert.deepEqual(await member.partialOf({ term: TERM, round: ROUND }), { node: 'm', stored: true, contributors: [p1] });
   // One write of the partial in all (nothing else in this test SETs a key).
-  assert.equal(/cmdstat_set:calls=(\d+)/.exec(await clients[0]!.info('commandstats'))?.[1], '1');
+  assert.equal(/cmdstat_set:calls=(\d+)/.exec(await nodes.client().info('commandstats'))?.[1], '1');
 
   // The member let the round's aggregator go once its partial was stored (before the next round).
   v8.setFlagsFromString('--expose-gc');

@@ -1,8 +1,5 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { createAdapter } from '@socket.io/redis-adapter';
-import { Redis } from 'ioredis';
-import { Server } from 'socket.io';
 import { FedAvg } from '../../core/aggregation/fedavg.ts';
 import { SeededRandom } from '../../core/random/prng.ts';
 import { clusterKeys } from '../../coordinator/cluster/keys.ts';
@@ -14,9 +11,9 @@ import { announceRound, answerRoundAnnouncements } from '../../coordinator/clust
 import type { RoundStartMessage } from '../../core/protocol/messages.ts';
 import { decodeFrame, FrameKind } from '../../core/wire/frame.ts';
 import { makeModel } from '../../coordinator/rounds/engine-types.ts';
-import type { ClusterServerEvents } from '../../coordinator/cluster/cluster-events.ts';
 import { answerPartialRequests, gatherPartials, storeContribution } from '../../coordinator/cluster/partial-requests.ts';
 import type { PartialRequest } from '../../coordinator/cluster/cluster-events.ts';
+import { AdapterNodes } from '../support/adapter-nodes.ts';
 import { TestRedis } from '../support/redis.ts';
 
 /**
@@ -31,38 +28,16 @@ const keys = clusterKeys('partial-requests-test');
 const ADAPTER_KEY = 'fl:partial-requests-test:socket.io';
 const OTHER_KEY = 'fl:partial-requests-other:socket.io';
 let redis: TestRedis;
-const clients: Redis[] = [];
+let nodes: AdapterNodes;
 
 before(async () => {
   redis = await TestRedis.start();
+  nodes = new AdapterNodes(redis.url, ADAPTER_KEY);
 });
 after(async () => {
-  // Never attached to an HTTP server: the nodes end with their Redis clients.
-  for (const client of clients) client.disconnect();
+  nodes.disconnect();
   await redis.cleanup();
 });
-
-function redisClient(): Redis {
-  const client = new Redis(redis.url);
-  clients.push(client);
-  return client;
-}
-
-function node(key = ADAPTER_KEY): Server<Record<string, never>, Record<string, never>, ClusterServerEvents> {
-  const io = new Server<Record<string, never>, Record<string, never>, ClusterServerEvents>({ serveClient: false });
-  io.adapter(createAdapter(redisClient(), redisClient(), { key, requestsTimeout: 800 }));
-  return io;
-}
-
-/** Resolves once `count` nodes listen on the adapter's request channel (subscribing is asynchronous). */
-async function subscribed(count: number, key = ADAPTER_KEY): Promise<void> {
-  const client = redisClient();
-  for (;;) {
-    const [, listening] = (await client.pubsub('NUMSUB', `${key}-request#/#`)) as [string, number];
-    if (Number(listening) >= count) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 function updates(seed: number) {
   const random = new SeededRandom(seed);
@@ -80,13 +55,13 @@ test('the leader asks, members store once and acknowledge, a hung member is lost
   const begin = () => new FedAvg({}).beginRound({ round: 4, globalWeights, claimedExamples: claims });
   const term = 2;
 
-  const leaderIo = node();
-  const bIo = node();
-  const cIo = node();
+  const leaderIo = nodes.node();
+  const bIo = nodes.node();
+  const cIo = nodes.node();
   const b = begin();
   for (const u of byNode.b) b.add(u);
   const asked: PartialRequest[] = [];
-  const bExchange = new PartialExchange(redisClient(), keys);
+  const bExchange = new PartialExchange(nodes.client(), keys);
   answerPartialRequests(bIo, (request) => {
     asked.push(request);
     const held = request.term === term && request.round === 4 ? { partial: b.partial!(), contributors: ['b1'] } : undefined;
@@ -94,14 +69,14 @@ test('the leader asks, members store once and acknowledge, a hung member is lost
   });
   // Node c is subscribed but never answers (a hung process).
   cIo.on('cluster:partial', (_request: PartialRequest, _ack: unknown) => {});
-  await subscribed(3);
+  await nodes.subscribed(3);
   const lines: string[] = [];
   const leader = begin();
   for (const u of byNode.a) leader.add(u);
   const started = Date.now();
   const { lost } = await gatherPartials({
     io: leaderIo,
-    exchange: new PartialExchange(redisClient(), keys),
+    exchange: new PartialExchange(nodes.client(), keys),
     request: { term, round: 4 },
     members: ['b', 'c'],
     length: DIM,
@@ -119,21 +94,21 @@ test('the leader asks, members store once and acknowledge, a hung member is lost
   const expected = one.finish()!;
   for (let i = 0; i < DIM; i++) assert.ok(Math.abs(combined[i]! - expected[i]!) <= 1e-6, `weight ${i}: ${combined[i]} vs ${expected[i]}`);
   // Read and combined: the round's partial keys are gone.
-  assert.equal(await clients[0]!.exists(keys.partial(term, 4, 'b')), 0);
+  assert.equal(await nodes.client().exists(keys.partial(term, 4, 'b')), 0);
 });
 
 test('a member asked about a round it holds no partial of says so; the leader logs it and counts its participants out', async () => {
   // Another federation's adapter key: the first test's nodes do not hear these requests.
-  const leaderIo = node(OTHER_KEY);
-  const memberIo = node(OTHER_KEY);
-  await subscribed(2, OTHER_KEY);
-  const memberExchange = new PartialExchange(redisClient(), keys);
+  const leaderIo = nodes.node(OTHER_KEY);
+  const memberIo = nodes.node(OTHER_KEY);
+  await nodes.subscribed(2, OTHER_KEY);
+  const memberExchange = new PartialExchange(nodes.client(), keys);
   answerPartialRequests(memberIo, (request) => storeContribution(memberExchange, 'm', request, undefined));
   const lines: string[] = [];
   const aggregator = new FedAvg({}).beginRound({ round: 1, globalWeights: new Float32Array(DIM) });
   const { lost } = await gatherPartials({
     io: leaderIo,
-    exchange: new PartialExchange(redisClient(), keys),
+    exchange: new PartialExchange(nodes.client(), keys),
     request: { term: 3, round: 1 },
     members: ['m'],
     length: DIM,
@@ -146,13 +121,13 @@ test('a member asked about a round it holds no partial of says so; the leader lo
 
 test("a Redis failure reading the partials counts every member as lost, and the round closes on the leader's own updates", async () => {
   const key = 'fl:partial-requests-failing:socket.io';
-  const leaderIo = node(key);
-  const memberIo = node(key);
-  await subscribed(2, key);
-  const memberExchange = new PartialExchange(redisClient(), keys);
+  const leaderIo = nodes.node(key);
+  const memberIo = nodes.node(key);
+  await nodes.subscribed(2, key);
+  const memberExchange = new PartialExchange(nodes.client(), keys);
   answerPartialRequests(memberIo, (request) => storeContribution(memberExchange, 'm', request, undefined));
   // A real client whose connection is closed: every command it is given fails.
-  const closed = redisClient();
+  const closed = nodes.client();
   await closed.ping();
   closed.disconnect();
   const lines: string[] = [];
@@ -181,19 +156,19 @@ test("a Redis failure reading the partials counts every member as lost, and the 
 test('a round open reaches each member as a model version; each sends round:start with the weights it fetched from Redis to its own selected participants', async () => {
   const key = 'fl:round-announce-test:socket.io';
   const store = () => {
-    const client = redisClient();
+    const client = nodes.client();
     return new FederationStore(client, new FencedStore(client, keys.term), keys, { name: 'partial-requests-test', paramCount: DIM });
   };
   const weights = Float32Array.from({ length: DIM }, (_, i) => i / 7);
-  await clients[0]!.set(keys.model(2), Buffer.from(weights.buffer));
-  const leaderIo = node(key);
+  await nodes.client().set(keys.model(2), Buffer.from(weights.buffer));
+  const leaderIo = nodes.node(key);
   const sentBy: Record<string, [string, RoundStartMessage][]> = { b: [], c: [] };
   // The members' clocks are an hour behind and an hour ahead of the leader's: each keeps the round's deadline on its own.
   const skewMs = { b: -3_600_000, c: 3_600_000 };
   const clockOf = (name: 'b' | 'c') => ({ now: () => Date.now() + skewMs[name] });
   for (const name of ['b', 'c'] as const) {
     answerRoundAnnouncements({
-      io: node(key),
+      io: nodes.node(key),
       nodeId: name,
       clock: clockOf(name),
       versions: new ModelVersions(store()),
@@ -202,7 +177,7 @@ test('a round open reaches each member as a model version; each sends round:star
       send: (id, message) => id !== 'c2' && sentBy[name]!.push([id, message]) > 0,
     });
   }
-  await subscribed(3, key);
+  await nodes.subscribed(3, key);
   const config: RoundStartMessage['config'] = { epochs: 1, batchSize: 16, learningRate: 0.1 };
   const remainingMs = 30_000;
   const announcement = { term: 1, round: 5, modelVersion: 2, config, remainingMs, selected: { b: ['b1', 'b2'], c: ['c1', 'c2'] } };
@@ -243,12 +218,12 @@ test('a round open reaches each member as a model version; each sends round:star
 test('a member whose round open throws refuses the announcement with the reason, and its process goes on', async () => {
   const key = 'fl:round-announce-throws:socket.io';
   const weights = Float32Array.from({ length: DIM }, (_, i) => i / 3);
-  await clients[0]!.set(keys.model(4), Buffer.from(weights.buffer));
-  const client = redisClient();
+  await nodes.client().set(keys.model(4), Buffer.from(weights.buffer));
+  const client = nodes.client();
   const store = new FederationStore(client, new FencedStore(client, keys.term), keys, { name: 'partial-requests-test', paramCount: DIM });
-  const leaderIo = node(key);
+  const leaderIo = nodes.node(key);
   answerRoundAnnouncements({
-    io: node(key),
+    io: nodes.node(key),
     nodeId: 'b',
     clock: { now: () => Date.now() },
     versions: new ModelVersions(store),
@@ -258,7 +233,7 @@ test('a member whose round open throws refuses the announcement with the reason,
       throw new Error('the member round could not open');
     },
   });
-  await subscribed(2, key);
+  await nodes.subscribed(2, key);
   const config: RoundStartMessage['config'] = { epochs: 1, batchSize: 16, learningRate: 0.1 };
   const replies = await announceRound(
     leaderIo,
