@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { io, type Socket } from 'socket.io-client';
+import type { Socket } from 'socket.io-client';
 import type { Coordinator } from '../../coordinator/server.ts';
 import { ErrorCode, type Ack } from '../../core/protocol/errors.ts';
-import { PROTOCOL_VERSION, type JoinAccepted, type RoundStartMessage, type UpdateAccepted } from '../../core/protocol/messages.ts';
+import type { UpdateAccepted } from '../../core/protocol/messages.ts';
 import { encodeFrame, FrameKind } from '../../core/wire/frame.ts';
+import { joinAnsweringWith } from '../helpers/frame-participant.ts';
 import { clusterFixture } from '../support/cluster-fixture.ts';
 
 const ADMIN_TOKEN = 'cluster-metrics-test-admin-token-01';
@@ -72,27 +73,7 @@ test("every node serves its own /metrics behind the admin token: a member counts
   const honest = encodeFrame(FrameKind.Update, new Float32Array(paramCount).fill(1e-4));
   const wrongLength = encodeFrame(FrameKind.Update, new Float32Array(10));
   const answers: Promise<Ack<UpdateAccepted>>[] = [];
-  const send = async (node: Coordinator, frame: ArrayBuffer) => {
-    const socket = io(node.url, { transports: ['websocket'], forceNew: true });
-    sockets.push(socket);
-    socket.on('round:start', (message: RoundStartMessage) => {
-      answers.push(
-        socket.emitWithAck('update', {
-          round: message.round,
-          baseVersion: message.model.version,
-          numExamples: 10,
-          metrics: { loss: 1, accuracy: 0.5 },
-          trainMs: 1,
-          update: frame,
-        }),
-      );
-    });
-    const joined: Ack<JoinAccepted> = await socket.emitWithAck('join', {
-      protocolVersion: PROTOCOL_VERSION,
-      client: { backend: 'test', numExamples: 10 },
-    });
-    assert.ok(joined.ok);
-  };
+  const send = async (node: Coordinator, frame: ArrayBuffer) => sockets.push(await joinAnsweringWith(node.url, frame, answers));
   await send(leader, honest);
   await send(member, honest);
   await send(member, wrongLength);

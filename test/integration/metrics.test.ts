@@ -3,13 +3,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { io, type Socket } from 'socket.io-client';
+import type { Socket } from 'socket.io-client';
 import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
 import { startCoordinator, type Coordinator } from '../../coordinator/server.ts';
 import { ErrorCode, type Ack } from '../../core/protocol/errors.ts';
-import { PROTOCOL_VERSION, type JoinAccepted, type RoundStartMessage, type UpdateAccepted } from '../../core/protocol/messages.ts';
+import type { UpdateAccepted } from '../../core/protocol/messages.ts';
 import { encodeFrame, FrameKind } from '../../core/wire/frame.ts';
 import { startTestFederation } from '../helpers/federation.ts';
+import { joinAnsweringWith } from '../helpers/frame-participant.ts';
 
 const ADMIN_TOKEN = 'metrics-test-admin-token-0123456';
 
@@ -87,27 +88,7 @@ describe('/metrics', () => {
     const honest = encodeFrame(FrameKind.Update, new Float32Array(paramCount).fill(1e-4));
     const wrongLength = encodeFrame(FrameKind.Update, new Float32Array(10));
     const answers: Promise<Ack<UpdateAccepted>>[] = [];
-    for (const frame of [honest, wrongLength]) {
-      const socket = io(coordinator.url, { transports: ['websocket'], forceNew: true });
-      sockets.push(socket);
-      socket.on('round:start', (message: RoundStartMessage) => {
-        answers.push(
-          socket.emitWithAck('update', {
-            round: message.round,
-            baseVersion: message.model.version,
-            numExamples: 10,
-            metrics: { loss: 1, accuracy: 0.5 },
-            trainMs: 1,
-            update: frame,
-          }),
-        );
-      });
-      const joined: Ack<JoinAccepted> = await socket.emitWithAck('join', {
-        protocolVersion: PROTOCOL_VERSION,
-        client: { backend: 'test', numExamples: 10 },
-      });
-      assert.ok(joined.ok);
-    }
+    for (const frame of [honest, wrongLength]) sockets.push(await joinAnsweringWith(coordinator.url, frame, answers));
     const final = await coordinator.done;
     assert.deepEqual((await Promise.all(answers)).map((a) => (a.ok ? 'ok' : a.error.code)).sort(), ['ok', ErrorCode.WrongLength].sort());
     assert.equal(final.history[0]!.outcome, 'aggregated');
