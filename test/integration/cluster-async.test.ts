@@ -6,6 +6,7 @@ import { TrainingSlots } from '../../coordinator/cluster/async-slots.ts';
 import type { RoundTrainer, RoundTrainResult } from '../../core/participant/trainers.ts';
 import type { FederationStatus } from '../../core/protocol/status.ts';
 import { clusterFixture } from '../support/cluster-fixture.ts';
+import { until } from '../helpers/until.ts';
 
 /**
  * Async mode on a cluster (docs/async.md "Cluster mode"): three coordinators
@@ -41,16 +42,6 @@ class OneCoordinateTrainer implements RoundTrainer {
   }
 }
 
-async function until<T>(read: () => T, ok: (value: T) => boolean, timeoutMs: number, what: string): Promise<T> {
-  const started = Date.now();
-  for (;;) {
-    const value = read();
-    if (ok(value)) return value;
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 test('one buffer across three nodes: K updates per version from any node, weighted by staleness, versions advancing while a slow participant trains', {
   timeout: 60_000,
 }, async (t) => {
@@ -65,6 +56,7 @@ test('one buffer across three nodes: K updates per version from any node, weight
     (c) => c !== 'awaiting-start',
     15_000,
     'the first node to lead',
+    50,
   );
   await start('node-1', federation);
   await start('node-2', federation);
@@ -77,7 +69,9 @@ test('one buffer across three nodes: K updates per version from any node, weight
   // holds them, so its late update still finds a seat before the end. With C > K, about C − K updates wait at any time and a
   // version may close while it claims: it goes in up to four versions after it finished, and eight versions leave it six.
   const trainers: { node: number; trainer: OneCoordinateTrainer }[] = [];
-  const slow = new OneCoordinateTrainer(length, 100, 0, () => until(versionsMade, (n) => n >= 2, 40_000, 'two versions').then(() => {}));
+  const slow = new OneCoordinateTrainer(length, 100, 0, () =>
+    until(versionsMade, (n) => n >= 2, 40_000, 'two versions', 50).then(() => {}),
+  );
   trainers.push({ node: 1, trainer: slow });
   const slowParticipant = attach(coordinators[1]!.url, slow);
   await until(
@@ -85,6 +79,7 @@ test('one buffer across three nodes: K updates per version from any node, weight
     (id) => id !== undefined,
     10_000,
     'the slow participant to join',
+    50,
   );
   for (let n = 0; n < 3; n++)
     for (let k = 0; k < 2; k++) {

@@ -11,6 +11,7 @@ import { type CoordinatorProcess, launchCoordinator } from '../helpers/coordinat
 import { freePort } from '../helpers/free-port.ts';
 import { startNodeParticipants, stopNodeParticipants, type NodeParticipant } from '../helpers/node-participants.ts';
 import { TestRedis } from '../support/redis.ts';
+import { until } from '../helpers/until.ts';
 
 /**
  * Three coordinator processes on one real Redis, real Node participants:
@@ -68,17 +69,6 @@ async function status(node: Node): Promise<FederationStatus | undefined> {
     return (await (await fetch(`${node.url}/api/status`)).json()) as FederationStatus;
   } catch {
     return undefined; // a killed node
-  }
-}
-
-async function until<T>(read: () => Promise<T>, ok: (value: T) => boolean, timeoutMs: number, what: string): Promise<T> {
-  const started = Date.now();
-  for (;;) {
-    const value = await read();
-    if (ok(value)) return value;
-    if (Date.now() - started > timeoutMs)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}: ${JSON.stringify(value)?.slice(0, 2000)}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
 

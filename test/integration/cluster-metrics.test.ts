@@ -7,6 +7,7 @@ import type { UpdateAccepted } from '../../core/protocol/messages.ts';
 import { encodeFrame, FrameKind } from '../../core/wire/frame.ts';
 import { joinAnsweringWith } from '../helpers/frame-participant.ts';
 import { clusterFixture } from '../support/cluster-fixture.ts';
+import { until } from '../helpers/until.ts';
 
 const ADMIN_TOKEN = 'cluster-metrics-test-admin-token-01';
 
@@ -14,16 +15,6 @@ const ADMIN_TOKEN = 'cluster-metrics-test-admin-token-01';
 function sample(text: string, name: string, labels = ''): number | undefined {
   const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `));
   return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
-}
-
-async function until<T>(read: () => Promise<T>, ok: (value: T) => boolean, timeoutMs: number, what: string): Promise<T> {
-  const started = Date.now();
-  for (;;) {
-    const value = await read();
-    if (ok(value)) return value;
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 }
 
 /**

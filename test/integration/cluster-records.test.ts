@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import type { RoundTrainer, RoundTrainResult } from '../../core/participant/trainers.ts';
 import type { FederationStatus } from '../../core/protocol/status.ts';
 import { clusterFixture } from '../support/cluster-fixture.ts';
+import { until } from '../helpers/until.ts';
 
 /**
  * The leader's delivery records of other nodes' participants (docs/cluster.md,
@@ -29,16 +30,6 @@ const silent = (numExamples: number): RoundTrainer => ({
   differentiallyPrivate: false,
   train: () => new Promise<RoundTrainResult>(() => {}),
 });
-
-async function until<T>(read: () => T, ok: (value: T) => boolean, timeoutMs: number, what: string): Promise<T> {
-  const started = Date.now();
-  for (;;) {
-    const value = read();
-    if (ok(value)) return value;
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 test("the leader records whether another node's participants delivered: after two misses the quorum stops waiting for one that never does", {
   timeout: 60_000,

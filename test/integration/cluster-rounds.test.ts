@@ -8,6 +8,7 @@ import type { Coordinator, CoordinatorHooks } from '../../coordinator/server.ts'
 import { launchCoordinator } from '../helpers/coordinator-process.ts';
 import { freePort } from '../helpers/free-port.ts';
 import { clusterFixture } from '../support/cluster-fixture.ts';
+import { until } from '../helpers/until.ts';
 
 /**
  * The distributed sync round (docs/cluster.md): three coordinators on one
@@ -49,16 +50,6 @@ function fixedUpdate(length: number, seed: number): Float32Array {
   const out = new Float32Array(length);
   for (let i = 0; i < length; i++) out[i] = 1e-3 * Math.sin(seed * 7.3 + i * 0.37);
   return out;
-}
-
-async function until<T>(read: () => T | Promise<T>, ok: (value: T) => boolean, timeoutMs: number, what: string): Promise<T> {
-  const started = Date.now();
-  for (;;) {
-    const value = await read();
-    if (ok(value)) return value;
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 }
 
 test('one round trains participants of every node: each node sums its own, and the model is the FedAvg of all their updates', {

@@ -7,6 +7,7 @@ import type { FederationStatus } from '../../core/protocol/status.ts';
 import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
 import { startCoordinator, type Coordinator } from '../../coordinator/server.ts';
 import { TestRedis } from '../support/redis.ts';
+import { until } from '../helpers/until.ts';
 
 /** Two coordinators started with --redis on one Redis: one federation's cluster, seen from either node's /api/status. */
 
@@ -28,16 +29,6 @@ async function status(url: string): Promise<FederationStatus> {
   const response = await fetch(`${url}/api/status`);
   assert.equal(response.status, 200);
   return (await response.json()) as FederationStatus;
-}
-
-async function until<T>(read: () => Promise<T>, ok: (value: T) => boolean, timeoutMs: number, what: string): Promise<T> {
-  const started = Date.now();
-  for (;;) {
-    const value = await read();
-    if (ok(value)) return value;
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(value)}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 }
 
 test('every node answers /api/status with the whole cluster: itself, the one leader and both nodes with their addresses', async () => {
