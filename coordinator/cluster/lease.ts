@@ -51,7 +51,7 @@ const STEP_DOWN_MARGIN = 0.1;
 /** How long to wait at start for the renewer's own connection before campaigning anyway (Redis may be down; ticks retry). */
 const RENEWER_READY_BOUND_MS = 2_000;
 /** Default bound on the main thread's stall, in leases: past it the renewer lets the lease lapse. */
-export const LIVENESS_LEASES = 3;
+const LIVENESS_LEASES = 3;
 
 export interface LeaseOptions {
   /** redis://host:port: the lease runs on connections of its own, never behind the partials and models of the command client. */
@@ -99,9 +99,8 @@ export class LeaderLease {
   private expiry: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
   private stopped = false;
-  /** Whether stop() asked to give the lease up: an acquire answered after it releases what it won. */
-  private releaseOnStop = false;
   private readonly validForMs: number;
+  private readonly livenessMs: number;
 
   constructor(private readonly options: LeaseOptions) {
     if (!isLeaseTtl(options.ttlMs))
@@ -109,6 +108,7 @@ export class LeaderLease {
         `the leader lease must be a whole number of milliseconds from ${MIN_LEASE_TTL_MS} to ${MAX_LEASE_TTL_MS}, got ${options.ttlMs}`,
       );
     this.validForMs = options.ttlMs * (1 - STEP_DOWN_MARGIN);
+    this.livenessMs = options.livenessMs ?? LIVENESS_LEASES * options.ttlMs;
     this.redis = new Redis(options.redisUrl, {
       // Fail fast: an acquire that waits on an unreachable Redis is worth nothing.
       enableOfflineQueue: false,
@@ -173,7 +173,7 @@ export class LeaderLease {
       nodeId,
       ttlMs,
       validForMs: this.validForMs,
-      livenessMs: this.options.livenessMs ?? LIVENESS_LEASES * ttlMs,
+      livenessMs: this.livenessMs,
       report: (report) => this.renewerReport(report),
       failed: (error) => log?.(`cluster: the lease renewer failed (${error.message}); this node's lease will lapse`),
     });
@@ -207,11 +207,8 @@ export class LeaderLease {
         return;
       }
       const term = Number(await this.redis.eval(ACQUIRE, 2, keys.lease, keys.term, nodeId, ttlMs, this.lastTerm?.toString() ?? ''));
-      if (term > 0 && this.stopped) {
-        // Stopped while the acquire was in flight: give back what Redis granted, or it would stay held for a whole lease.
-        if (this.releaseOnStop) await this.redis.eval(RELEASE, 1, keys.lease, nodeId);
-        return;
-      }
+      // Stopped while the acquire was in flight: never announce a lease won after stop(); stop() gives it back.
+      if (this.stopped) return;
       if (term > 0) {
         this.renewer?.lead(term, sentAt);
         this.become({ kind: 'leader', term });
@@ -229,7 +226,7 @@ export class LeaderLease {
     if (report.kind === 'lost') this.become({ kind: 'follower' });
     else
       this.options.log?.(
-        `cluster: this node's event loop has not turned for ${report.stalledMs} ms (more than ${this.options.livenessMs ?? LIVENESS_LEASES * this.options.ttlMs} ms): its lease is left to lapse`,
+        `cluster: this node's event loop has not turned for ${report.stalledMs} ms (more than ${this.livenessMs} ms): its lease is left to lapse`,
       );
   }
 
@@ -288,16 +285,15 @@ export class LeaderLease {
   /** Stops campaigning and renewing (for good); with `release`, gives the lease up at once (a clean shutdown). */
   async stop(release: boolean): Promise<void> {
     this.stopped = true;
-    this.releaseOnStop ||= release;
     if (this.timer) clearTimeout(this.timer);
     if (this.expiry) clearTimeout(this.expiry);
     await this.ticking;
     const renewer = this.renewer;
     this.renewer = undefined;
     await renewer?.close();
-    if (release && this.current.kind === 'leader') {
-      await this.redis.eval(RELEASE, 1, this.options.keys.lease, this.options.nodeId).catch(() => undefined);
-    }
+    // Whatever this node believes: RELEASE frees the lease only if Redis still names it (an acquire answered after stop, a
+    // lease this node stopped renewing but that has not lapsed yet).
+    if (release) await this.redis.eval(RELEASE, 1, this.options.keys.lease, this.options.nodeId).catch(() => undefined);
     this.become({ kind: 'follower' });
     this.redis.disconnect();
   }

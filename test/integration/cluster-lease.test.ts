@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import { ClusterNode } from '../../coordinator/cluster/cluster-node.ts';
 import { FencedStore, FencedWriteRefused } from '../../coordinator/cluster/fenced-store.ts';
 import { clusterKeys } from '../../coordinator/cluster/keys.ts';
-import { LeaderLease } from '../../coordinator/cluster/lease.ts';
+import { LeaderLease, type LeaseRole } from '../../coordinator/cluster/lease.ts';
 import { TestRedis } from '../support/redis.ts';
 
 /** Leader election, failover and fencing against a real redis-server (test/support/redis.ts). */
@@ -190,7 +190,8 @@ describe('cluster lease on a real Redis', () => {
     const keys = clusterKeys('stop-acquire');
     const other = client();
     await other.set(keys.lease, 'someone else', 'PX', 10 * TTL_MS);
-    const lease = new LeaderLease({ redisUrl: redis.url, keys, nodeId: 'stopping', ttlMs: TTL_MS });
+    const roles: LeaseRole[] = [];
+    const lease = new LeaderLease({ redisUrl: redis.url, keys, nodeId: 'stopping', ttlMs: TTL_MS, onChange: (role) => roles.push(role) });
     lease.start();
     // Its first campaign is done (it found the lease held); the next is a third of a lease away.
     await until(() => lease.leader === 'someone else', 3_000, 'the first campaign');
@@ -200,6 +201,7 @@ describe('cluster lease on a real Redis', () => {
     await lease.stop(true);
     await acquiring;
     assert.equal(lease.isLeader, false);
+    assert.ok(!roles.some((role) => role.kind === 'leader'), `a stopped node never announces a lease it won: ${JSON.stringify(roles)}`);
     assert.equal(await other.get(keys.lease), null, 'the lease it won after stopping is released, not left held for a whole lease');
   });
 
