@@ -84,6 +84,8 @@ export class ClusterRuntime {
   private member: MemberRounds | undefined;
   /** Async mode: the leader's side of the federation-wide buffer (async-leader.ts), the engine's remoteRounds hook. */
   private readonly asyncLeader: AsyncLeaderRounds | undefined;
+  /** Async mode: the federation's buffer seats and training slots in Redis, one pair for the leader's side and this node's. */
+  private readonly asyncStores: { readonly seats: BufferSeats; readonly slots: TrainingSlots } | undefined;
   /** Async mode: this node's participants' slots and updates (async-node.ts). */
   private asyncNode: AsyncNode | undefined;
   /** The engine's hook for participants of other nodes: the sync rounds', or async mode's buffer. */
@@ -94,20 +96,26 @@ export class ClusterRuntime {
     readonly store: FederationStore,
     private readonly strategy: Strategy,
     private readonly log: (line: string) => void,
-    private readonly federation: string,
+    federation: string,
     private readonly asyncSettings: AsyncSettings | undefined,
   ) {
     this.directory = new ParticipantDirectory(node.redis, node.keys, node.nodeId);
     this.exchange = new PartialExchange(node.redis, node.keys);
     this.participantRows = new ClusterParticipantRows(node.redis, node.keys, node.nodeId);
     this.leaderRounds = new LeaderRounds(node, this.directory, this.exchange, log);
+    const stores = asyncSettings && {
+      seats: new BufferSeats(node.redis, federation),
+      slots: new TrainingSlots(node.redis, federation, node.nodeId),
+    };
+    this.asyncStores = stores;
     this.asyncLeader =
       asyncSettings &&
+      stores &&
       new AsyncLeaderRounds(
         this.leaderRounds,
         node,
-        new BufferSeats(node.redis, federation),
-        new TrainingSlots(node.redis, federation, node.nodeId),
+        stores.seats,
+        stores.slots,
         this.exchange,
         () => this.asyncNode,
         () => this.wiring?.engine.memberView().participants.eligible(() => false) ?? [],
@@ -129,15 +137,16 @@ export class ClusterRuntime {
     send: (participantId: string, message: RoundStartMessage) => boolean,
   ): ParticipantEngine {
     const asyncSettings = this.asyncSettings;
-    if (asyncSettings) {
+    const stores = this.asyncStores;
+    if (asyncSettings && stores) {
       const versions = new ModelVersions(this.store);
       const { options, settings } = engine.memberView();
       const node = new AsyncNode({
         engine,
         nodeId: this.node.nodeId,
         settings: asyncSettings,
-        seats: new BufferSeats(this.node.redis, this.federation),
-        slots: new TrainingSlots(this.node.redis, this.federation, this.node.nodeId),
+        seats: stores.seats,
+        slots: stores.slots,
         // The strategy's state as of the version's model first (DP-FedAvg's clip norm): every node clips as the leader would.
         model: (version) =>
           this.catchUp()
