@@ -15,6 +15,7 @@ import type { BufferSeats, Generation } from './async-seats.ts';
 import type { TrainingSlots } from './async-slots.ts';
 import type { PartialRequest } from './cluster-events.ts';
 import type { MemberContribution } from './partial-requests.ts';
+import { isBefore } from './newest-round.ts';
 
 /** How often a node asks for slots while its participants wait (another node's slot may have gone free). */
 const GRANT_INTERVAL_MS = 250;
@@ -83,7 +84,7 @@ export class AsyncNode {
   private held: TakenUpdate[] = [];
   private readonly parts = new Map<string, GenerationPart>();
   /** Generations whose partial the leader took: a seat in one of them that this node hears of only now holds a lost update. */
-  private readonly taken = new Set<string>();
+  private readonly taken = new Map<string, Generation>();
   /** Out of the current version (a declined slot, a refused update): they get a slot again from the next, as in one process. */
   private readonly outOfVersion = new Set<string>();
   /** A term whose leader is gone (a claim in it was fenced): updates wait for the next leader's announcement rather than claim in it. */
@@ -109,7 +110,7 @@ export class AsyncNode {
   /** The leader opened a version: its model goes to this node's participants from now on; held updates claim seats in it. */
   async versionOpened(announcement: AsyncVersionAnnouncement): Promise<void> {
     const known = this.current;
-    if (known && (announcement.term < known.term || (announcement.term === known.term && announcement.round <= known.round))) return;
+    if (known && !isBefore(known, announcement)) return;
     let model: GlobalModel;
     try {
       model = await this.wiring.model(announcement.modelVersion);
@@ -120,17 +121,14 @@ export class AsyncNode {
       return;
     }
     const latest = this.current;
-    if (latest && (announcement.term < latest.term || (announcement.term === latest.term && announcement.round <= latest.round))) return;
+    if (latest && !isBefore(latest, announcement)) return;
     this.current = { ...announcement, model };
     this.outOfVersion.clear();
-    for (const key of this.taken) {
-      const [term = 0, round = 0] = key.split(':').map(Number);
-      if (before({ term, round }, announcement)) this.taken.delete(key);
-    }
+    for (const [key, generation] of this.taken) if (isBefore(generation, announcement)) this.taken.delete(key);
     // The leader asks for a version's partials before it opens the next: an older generation's part here is never asked
     // for (a deposed leader's, or one whose request missed this node), so its model-sized sum goes and its updates are lost.
     for (const [key, part] of this.parts)
-      if (before(part.generation, announcement)) {
+      if (isBefore(part.generation, announcement)) {
         this.wiring.log(
           `cluster: async version ${part.generation.round} of term ${part.generation.term} closed without this node's partial: its ${part.contributors.length} updates are lost`,
         );
@@ -221,7 +219,7 @@ export class AsyncNode {
   /** The updates this node holds for the buffer: seated in the open generation's part, claiming a seat, or waiting. */
   private holding(): number {
     const open = this.current;
-    const part = open && this.parts.get(`${open.term}:${open.round}`);
+    const part = open && this.parts.get(keyOf(open));
     return (part?.contributors.length ?? 0) + this.claiming + this.held.length;
   }
 
@@ -284,9 +282,9 @@ export class AsyncNode {
   }
 
   private seated(generation: Generation, open: OpenVersion, taken: TakenUpdate, staleness: number): void {
-    const key = `${generation.term}:${generation.round}`;
+    const key = keyOf(generation);
     const current = this.current;
-    if (this.taken.has(key) || (current && before(generation, current))) {
+    if (this.taken.has(key) || (current && isBefore(generation, current))) {
       this.wiring.log(
         `cluster: ${taken.record.id}'s seat in version ${generation.round} came after its partial went to the leader: its update is lost`,
       );
@@ -330,9 +328,9 @@ export class AsyncNode {
 
   /** The leader makes the version of this generation: this node's sum and whose updates are in it, taken once. */
   partialOf(request: PartialRequest): MemberContribution | undefined {
-    const key = `${request.term}:${request.round}`;
+    const key = keyOf(request);
     const part = this.parts.get(key);
-    this.taken.add(key);
+    this.taken.set(key, request);
     if (!part) return undefined;
     this.parts.delete(key);
     const partial = part.aggregator.partial?.();
@@ -458,8 +456,9 @@ export class AsyncNode {
 }
 
 /** Whether generation `a` comes before `b`: an older term, or an older round of the same term. */
-function before(a: Generation, b: Generation): boolean {
-  return a.term < b.term || (a.term === b.term && a.round < b.round);
+/** A generation's key in this node's maps. */
+function keyOf(generation: Generation): string {
+  return `${generation.term}:${generation.round}`;
 }
 
 /** The participants' messages on a node in async mode: updates, declines, progress and leaving go to its async intake; joining to the engine. */
