@@ -22,22 +22,6 @@ import { gatherPartials } from './partial-requests.ts';
  */
 export const ASYNC_NODE_GONE_MS = 10_000;
 
-/**
- * The nodes whose last heartbeat (node-registry.ts, stamped on Redis's
- * clock) is at most ARGV[1] ms old, read now: the registry's listing on the
- * leader is as old as its last heartbeat and misses a node that started
- * since, whose participants would otherwise be purged as a dead node's.
- */
-const LIVE_NODES = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local seen = redis.call('HGETALL', KEYS[1])
-local live = {}
-for i = 1, #seen, 2 do
-  if now - tonumber(seen[i + 1]) <= tonumber(ARGV[1]) then live[#live + 1] = seen[i] end
-end
-return live`;
-
 /** Tries to close a version's buffer in Redis before the version is made of nothing. */
 const CLOSE_TRIES = 2;
 
@@ -249,7 +233,8 @@ export class AsyncLeaderRounds implements RemoteRounds {
   }
 
   /** The nodes heard from within ASYNC_NODE_GONE_MS, on Redis's clock. */
-  private async liveNodes(): Promise<string[]> {
-    return (await this.node.redis.eval(LIVE_NODES, 1, this.node.keys.nodesSeen, ASYNC_NODE_GONE_MS)) as string[];
+  /** Read at the moment they are needed: the registry's listing on the leader misses a node that started since its last heartbeat. */
+  private liveNodes(): Promise<string[]> {
+    return this.node.liveNodes(ASYNC_NODE_GONE_MS);
   }
 }

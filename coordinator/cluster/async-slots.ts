@@ -1,12 +1,8 @@
 import type { Redis } from 'ioredis';
+import { REDIS_NOW } from './redis-now.ts';
 
 /** Queue scores of participants never served sit this far below every served one (sequence numbers stay far below it; a larger offset would lose digits in Lua's number formatting). */
 const NEVER_SERVED = 1e12;
-
-/** Redis's clock in ms: every node's slot times are on one clock, however skewed the machines' are. */
-const NOW = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
 
 /**
  * A node's participant that may train takes its place in the one
@@ -45,7 +41,7 @@ return 1`;
  * until their node asks, so nobody is overtaken: no participant waits
  * behind one that waited less, whichever node either is on.
  */
-const GRANT = `${NOW}
+const GRANT = `${REDIS_NOW}
 ${queueOne({ queue: 'KEYS[3]', slots: 'KEYS[1]', queueNode: 'KEYS[4]', served: 'KEYS[5]', sequence: 'KEYS[6]' })}
 if redis.call('EXISTS', KEYS[7]) == 1 then return false end
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)

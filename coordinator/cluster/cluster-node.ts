@@ -181,6 +181,11 @@ export class ClusterNode {
     };
   }
 
+  /** The nodes whose heartbeat is at most `withinMs` old by Redis's clock, read now (node-registry.ts). */
+  liveNodes(withinMs: number): Promise<string[]> {
+    return this.registry.liveWithin(withinMs);
+  }
+
   /** Leaves the cluster: gives the lease up and leaves the registry, so the others need not wait for a lapse. */
   async close(): Promise<void> {
     if (this.closed) return;

@@ -1,19 +1,16 @@
 import type { Redis } from 'ioredis';
 import type { ClusterNodeStatus } from '../../core/protocol/status.ts';
 import type { ClusterKeys } from './keys.ts';
+import { REDIS_NOW } from './redis-now.ts';
 
 /** Stores one node's heartbeat, stamped with Redis's own clock, so nodes on machines with skewed clocks agree on ages. */
-const HEARTBEAT = `
-local t = redis.call('TIME')
-local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+const HEARTBEAT = `${REDIS_NOW}
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('HSET', KEYS[2], ARGV[1], ms)
-return ms`;
+redis.call('HSET', KEYS[2], ARGV[1], now)
+return now`;
 
 /** Every node's heartbeat and age by Redis's clock; drops nodes silent longer than ARGV[1] ms. */
-const READ = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+const READ = `${REDIS_NOW}
 local seen = redis.call('HGETALL', KEYS[2])
 local out = {}
 for i = 1, #seen, 2 do
@@ -31,6 +28,15 @@ for i = 1, #seen, 2 do
   end
 end
 return out`;
+
+/** The nodes whose last heartbeat is at most ARGV[1] ms old by Redis's clock, read now (KEYS[1]: the heartbeat times). */
+const LIVE = `${REDIS_NOW}
+local seen = redis.call('HGETALL', KEYS[1])
+local live = {}
+for i = 1, #seen, 2 do
+  if now - tonumber(seen[i + 1]) <= tonumber(ARGV[1]) then live[#live + 1] = seen[i] end
+end
+return live`;
 
 /** What a node says about itself in each heartbeat. */
 export interface NodeHeartbeat {
@@ -83,6 +89,14 @@ export class NodeRegistry {
     nodes.sort((a, b) => a.id.localeCompare(b.id));
     this.listed = nodes;
     return nodes;
+  }
+
+  /**
+   * The nodes whose heartbeat is at most `withinMs` old, read from Redis now: the listing of `beat()` is as old as
+   * this node's last heartbeat and misses a node that started since.
+   */
+  async liveWithin(withinMs: number): Promise<string[]> {
+    return (await this.redis.eval(LIVE, 1, this.keys.nodesSeen, withinMs)) as string[];
   }
 
   /** A clean shutdown: this node leaves the listing at once. */
