@@ -90,7 +90,17 @@ export function parseSettledReport(value: unknown): SettledReport | undefined {
     !optional('code', 'string')
   )
     return undefined;
-  return value as SettledReport;
+  // Only the declared fields: anything else a member sends (a nodeFault flag, say) is the leader's to decide, never the member's.
+  return {
+    node: r.node,
+    term: r.term as number,
+    round: r.round as number,
+    participantId: r.participantId,
+    outcome: r.outcome as RoundParticipantOutcome,
+    ...(r.reason === undefined ? {} : { reason: r.reason as string }),
+    ...(r.norm === undefined ? {} : { norm: r.norm as number }),
+    ...(r.code === undefined ? {} : { code: r.code as string }),
+  };
 }
 
 /** A member's stored notice, checked for shape: undefined when it is not one. */

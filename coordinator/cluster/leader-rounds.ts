@@ -85,9 +85,8 @@ export class LeaderRounds implements RemoteRounds {
         round.nodeOf.get(report.participantId) !== report.node
       )
         return;
-      // Only the fields a member reports: whether a drop was its node's fault is the leader's to say.
-      const { outcome, reason, norm, code } = report;
-      round.open.collection.remoteSettled?.(report.participantId, { outcome, reason, norm, code });
+      // The parser kept only the fields a member reports: whether a drop was its node's fault is the leader's to say.
+      round.open.collection.remoteSettled?.(report.participantId, report);
     });
     io.on('cluster:stored', (value: unknown) => {
       const notice = parseStoredNotice(value);
