@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import type { Server as HttpServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { Server, type Namespace } from 'socket.io';
 import type { Strategy } from '../core/aggregation/strategy.ts';
@@ -17,6 +16,7 @@ import { secAggSettingsForModel } from './secagg-words-config.ts';
 import { TestSetEvaluator } from './evaluator.ts';
 import { OpenConnections } from './http/connections.ts';
 import { httpHandler } from './http/routes.ts';
+import { listen } from './http/listen.ts';
 import { CoordinatorMetrics } from './metrics/coordinator-metrics.ts';
 import { attachAdminSocket } from './report/admin-api.ts';
 import { RunReports } from './report/reports.ts';
@@ -261,7 +261,9 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
   if (!existsSync(path.resolve(config.staticDir, 'index.html')))
     log(`the web app is not built (looked in ${path.resolve(config.staticDir)}): run "npm run build"`);
 
-  const port = hooks.serveConnections ? hooks.serveConnections(io as unknown as Server) : await listen(httpServer, config);
+  const port = hooks.serveConnections
+    ? hooks.serveConnections(io as unknown as Server)
+    : await listen(httpServer, config.port, config.host);
   const url = publicUrl(security, port);
   // --manual-start: the operator starts the federation from the dashboard. On a cluster only the leader starts it (attach.ts).
   if (cluster)
@@ -312,17 +314,6 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
       reports.dispose();
     },
   };
-}
-
-async function listen(httpServer: HttpServer, config: CoordinatorConfig): Promise<number> {
-  await new Promise<void>((resolve, reject) => {
-    httpServer.once('error', reject);
-    httpServer.listen(config.port, config.host, () => {
-      httpServer.off('error', reject);
-      resolve();
-    });
-  });
-  return (httpServer.address() as AddressInfo).port;
 }
 
 function closeHttp(server: HttpServer): Promise<void> {

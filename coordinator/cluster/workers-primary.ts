@@ -1,7 +1,8 @@
 import cluster, { type Worker } from 'node:cluster';
 import { createServer as createHttpServer } from 'node:http';
-import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
+import { createServer as createNetServer, type Socket } from 'node:net';
 import { setupMaster } from '@socket.io/sticky';
+import { listen } from '../http/listen.ts';
 import { RestartBackoff } from './workers-restart.ts';
 import { WORKER_READY, WORKER_SLOT_ENV, WORKERS_PORT_ENV, type WorkerReady } from './workers-node.ts';
 
@@ -32,6 +33,8 @@ interface Slot {
  */
 export class WorkersPrimary {
   private readonly slots: Slot[];
+  /** Callers of ready() waiting for every worker to serve. */
+  private readonly allReady: (() => void)[] = [];
   private readonly backoff = new RestartBackoff();
   private readonly held = new Set<Socket>();
   private holdTimer: NodeJS.Timeout | undefined;
@@ -68,28 +71,17 @@ export class WorkersPrimary {
     setupMaster(router, { loadBalancingMethod: 'least-connection' });
     // Buffers (a forwarded request body) must cross IPC as bytes, not JSON (@socket.io/sticky's README).
     cluster.setupPrimary({ serialization: 'advanced' });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(options.port, options.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    const primary = new WorkersPrimary(server, router, (server.address() as AddressInfo).port, options.count, options.log);
+    const port = await listen(server, options.port, options.host);
+    const primary = new WorkersPrimary(server, router, port, options.count, options.log);
     server.on('connection', (socket: Socket) => primary.admit(socket));
     for (const slot of primary.slots) primary.fork(slot);
     return primary;
   }
 
-  /** Resolves once every worker serves. */
+  /** Resolves once every worker serves (told by each worker's ready message in fork()). */
   ready(): Promise<void> {
-    return new Promise((resolve) => {
-      const check = () => {
-        if (this.slots.every((slot) => slot.ready)) resolve();
-        else setTimeout(check, 50);
-      };
-      check();
-    });
+    if (this.slots.every((slot) => slot.ready)) return Promise.resolve();
+    return new Promise((resolve) => this.allReady.push(resolve));
   }
 
   private get starting(): boolean {
@@ -128,6 +120,7 @@ export class WorkersPrimary {
       if (!isReady(message) || slot.worker !== worker) return;
       slot.ready = true;
       this.log(`workers: worker ${slot.index} (pid ${pid}) serves as node ${message.nodeId ?? '?'}`);
+      if (this.slots.every((each) => each.ready)) for (const resolve of this.allReady.splice(0)) resolve();
       if (!this.starting) this.release();
     });
     // A message to a worker that is dying fails (EPIPE): its exit below is what counts, and an unheard 'error' would end the primary.
