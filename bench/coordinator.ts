@@ -3,6 +3,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { Socket } from 'socket.io-client';
 import { FedAvg } from '../core/aggregation/fedavg.ts';
 import { ErrorFeedback } from '../core/compression/error-feedback.ts';
@@ -37,7 +39,7 @@ const { values: flags } = parseArgs({
     participants: { type: 'string', default: '50,100,200' },
     rounds: { type: 'string', default: '3' },
     json: { type: 'string' },
-    /** Write the coordinator's CPU profile (node --cpu-prof) into this folder; not for timed runs. */
+    /** Write each server's CPU profile (node --cpu-prof) into its folder coordinator/ or echo/ there into this folder; not for timed runs. */
     'profile-dir': { type: 'string' },
     /** Also measure the coordinator of another checkout (e.g. the code before a change), in the same run. */
     'baseline-root': { type: 'string' },
@@ -63,11 +65,21 @@ const encodings = flags['update-encoding']!.split(',').map((name) => {
 });
 const PARAMS = 199_210; // McMahan et al. 2NN on MNIST
 const root = path.resolve(import.meta.dirname, '..');
+/** Linux's clock ticks per second (`getconf CLK_TCK`), the unit of /proc/PID/stat's CPU times. */
+const CLOCK_TICKS = 100;
+
+/** node's flags that write a server's CPU profiles (one per thread, node's names) into a folder of --profile-dir named after the server. */
+function profileFlags(name: 'coordinator' | 'echo'): string[] {
+  const dir = flags['profile-dir'];
+  return dir ? ['--cpu-prof', '--cpu-prof-dir', path.join(dir, name)] : [];
+}
 
 interface ServerProcess {
   url: string;
   child: ChildProcess;
   peakRssBytes(): number;
+  /** CPU seconds (user + system, every thread) the server has used so far. */
+  cpuSeconds(): number;
   stop(): Promise<void>;
 }
 
@@ -94,6 +106,11 @@ async function startServer(script: string, args: string[], nodeFlags: string[] =
     peakRssBytes() {
       const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
       return Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) * 1024;
+    },
+    cpuSeconds() {
+      // /proc/PID/stat: fields 14 and 15 (utime, stime) in clock ticks, counted after the ')' that ends the name.
+      const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
     },
     async stop() {
       const exited = new Promise((resolve) => child.once('exit', resolve));
@@ -155,6 +172,9 @@ function timeDecodes(repeats = 200): Map<UpdateEncodingName, { median: number; m
 
 interface Measure {
   seconds: number[];
+  /** Per timed round: the server's CPU seconds, and this process's (the clients'), in the window. */
+  serverCpuSeconds: number[];
+  clientCpuSeconds: number[];
   peakRssBytes: number;
   /** The update frame's size in bytes (the last round's; a compressed frame's size does not vary). */
   frameBytes: number;
@@ -187,37 +207,43 @@ async function measureCoordinator(n: number, encoding: UpdateEncodingName = 'flo
       // Only named when not the default, so a --baseline-root checkout without the flag still starts.
       ...(encoding === 'float32' ? [] : ['--update-encoding', encoding]),
     ],
-    flags['profile-dir'] ? ['--cpu-prof', '--cpu-prof-dir', flags['profile-dir']] : [],
+    profileFlags('coordinator'),
     checkout,
   );
   const sockets = await connect(server.url, n);
-  const pending = new Map<number, { message: RoundStartMessage; socket: Socket }[]>();
+  // What an upload needs of round:start; the model's weights are dropped on arrival (a participant trains on them and lets them go).
+  const pending = new Map<number, { version: number; compression: UpdateCompression | undefined; socket: Socket }[]>();
   const waiters = new Map<number, () => void>();
   for (const socket of sockets) {
     socket.on('round:start', (message: RoundStartMessage) => {
       const list = pending.get(message.round) ?? [];
-      list.push({ message, socket });
+      list.push({ version: message.model.version, compression: message.config.compression, socket });
       pending.set(message.round, list);
       if (list.length === n) waiters.get(message.round)?.();
     });
   }
   await join(sockets);
   const seconds: number[] = [];
+  const serverCpuSeconds: number[] = [];
+  const clientCpuSeconds: number[] = [];
   const encoder = new UploadEncoder();
   let frameBytes = 0;
   // Round 1 warms up the JIT and is not timed.
   for (let round = 1; round <= rounds + 1; round++) {
     if ((pending.get(round)?.length ?? 0) < n) await new Promise<void>((resolve) => waiters.set(round, resolve));
     // Every participant gets the same round config; the frame is encoded before the clock starts.
-    const roundFrame = encoder.frameFor(round, pending.get(round)![0]!.message.config.compression);
+    const roundFrame = encoder.frameFor(round, pending.get(round)![0]!.compression);
     frameBytes = roundFrame.byteLength;
+    collectGarbage();
+    const cpu = cpuMark(server);
     const started = performance.now();
     const acks = await Promise.all(
-      pending
-        .get(round)!
-        .map(({ message, socket }) => socket.emitWithAck('update', updateMessage(round, message.model.version, roundFrame))),
+      pending.get(round)!.map(({ version, socket }) => socket.emitWithAck('update', updateMessage(round, version, roundFrame))),
     );
-    if (round > 1) seconds.push((performance.now() - started) / 1000);
+    if (round > 1) {
+      seconds.push((performance.now() - started) / 1000);
+      cpu.record(serverCpuSeconds, clientCpuSeconds);
+    }
     const refused = acks.filter((a) => !a.ok);
     if (refused.length) throw new Error(`coordinator refused ${refused.length} updates: ${JSON.stringify(refused[0])}`);
     pending.delete(round);
@@ -226,23 +252,58 @@ async function measureCoordinator(n: number, encoding: UpdateEncodingName = 'flo
   for (const s of sockets) s.close();
   await server.stop();
   rmSync(dataDir, { recursive: true, force: true });
-  return { seconds, peakRssBytes, frameBytes };
+  return { seconds, serverCpuSeconds, clientCpuSeconds, peakRssBytes, frameBytes };
 }
 
 async function measureEcho(n: number): Promise<Measure> {
-  const server = await startServer('bench/servers/echo-server.ts', [String(frame.byteLength + 64 * 1024)]);
+  const server = await startServer('bench/servers/echo-server.ts', [String(frame.byteLength + 64 * 1024)], profileFlags('echo'));
   const sockets = await connect(server.url, n);
   const seconds: number[] = [];
+  const serverCpuSeconds: number[] = [];
+  const clientCpuSeconds: number[] = [];
   for (let round = 1; round <= rounds + 1; round++) {
+    collectGarbage();
+    const cpu = cpuMark(server);
     const started = performance.now();
     await Promise.all(sockets.map((socket) => socket.emitWithAck('update', updateMessage(round, round - 1, frame))));
-    if (round > 1) seconds.push((performance.now() - started) / 1000);
+    if (round > 1) {
+      seconds.push((performance.now() - started) / 1000);
+      cpu.record(serverCpuSeconds, clientCpuSeconds);
+    }
   }
   const peakRssBytes = server.peakRssBytes();
   for (const s of sockets) s.close();
   await server.stop();
-  return { seconds, peakRssBytes, frameBytes: frame.byteLength };
+  return { seconds, serverCpuSeconds, clientCpuSeconds, peakRssBytes, frameBytes: frame.byteLength };
 }
+
+/**
+ * A full collection of this process's heap before each timed window, for both
+ * servers alike: the clients' garbage from before it (the round's model
+ * downloads, which the echo run does not have) is not collected on the clock,
+ * on the cores the server shares. Simulated clients that all live in one
+ * process collect far more at once than a participant's own device does.
+ */
+const collectGarbage: () => void = (() => {
+  setFlagsFromString('--expose-gc');
+  return runInNewContext('gc') as () => void;
+})();
+
+/** CPU used from now until record(): the server's (from /proc) and this process's, the clients'. */
+function cpuMark(server: ServerProcess) {
+  const serverStart = server.cpuSeconds();
+  const clientStart = process.cpuUsage();
+  return {
+    record(serverSeconds: number[], clientSeconds: number[]) {
+      serverSeconds.push(server.cpuSeconds() - serverStart);
+      const client = process.cpuUsage(clientStart);
+      clientSeconds.push((client.user + client.system) / 1e6);
+    },
+  };
+}
+
+/** Median CPU milliseconds per update over the timed rounds. */
+const cpuMsPerUpdate = (cpuSeconds: number[], n: number) => (median(cpuSeconds) / n) * 1000;
 
 const mb = (bytes: number) => bytes / 1e6;
 
@@ -264,9 +325,9 @@ console.log(
 );
 const baselineRoot = flags['baseline-root'] && path.resolve(flags['baseline-root']);
 console.log(
-  `| participants | encoding | ours: updates/s | ours: MB/s | × float32 updates/s | decode ms / update | echo: updates/s | echo: MB/s | ours / echo | ours: peak RSS | echo: peak RSS |${baselineRoot ? ' before: updates/s | before / echo | before: peak RSS |' : ''}`,
+  `| participants | encoding | ours: updates/s | ours: MB/s | × float32 updates/s | decode ms / update | echo: updates/s | echo: MB/s | ours / echo | ours: peak RSS | echo: peak RSS | server CPU ms / update: ours / echo | clients' CPU ms / update: ours / echo |${baselineRoot ? ' before: updates/s | before / echo | before: peak RSS |' : ''}`,
 );
-console.log(`|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|${baselineRoot ? '---:|---:|---:|' : ''}`);
+console.log(`|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|${baselineRoot ? '---:|---:|---:|' : ''}`);
 for (const [index, n] of sizes.entries()) {
   // Alternate the servers per size, and rotate the encodings' order, so slow drift of a shared machine hits all of them.
   const order = encodings.map((_, i) => encodings[(i + index) % encodings.length]!);
@@ -304,13 +365,17 @@ for (const [index, n] of sizes.entries()) {
       ratio: oursRate / echoRate,
       oursPeakRssMB: mb(ours.peakRssBytes),
       echoPeakRssMB: mb(echo.peakRssBytes),
+      oursServerCpuMs: cpuMsPerUpdate(ours.serverCpuSeconds, n),
+      echoServerCpuMs: cpuMsPerUpdate(echo.serverCpuSeconds, n),
+      oursClientCpuMs: cpuMsPerUpdate(ours.clientCpuSeconds, n),
+      echoClientCpuMs: cpuMsPerUpdate(echo.clientCpuSeconds, n),
       ...(before && beforeRate
         ? { beforeUpdatesPerSecond: beforeRate, beforeRatio: beforeRate / echoRate, beforePeakRssMB: mb(before.peakRssBytes) }
         : {}),
     };
     rows.push(row);
     console.log(
-      `| ${n} | ${encoding} | ${row.oursUpdatesPerSecond.toFixed(0)} | ${row.oursMBps.toFixed(0)} | ${row.ratioToFloat32?.toFixed(2) ?? '–'} | ${row.decodeMsPerUpdate.toFixed(2)} | ${row.echoUpdatesPerSecond.toFixed(0)} | ${row.echoMBps.toFixed(0)} | ${row.ratio.toFixed(2)} | ${row.oursPeakRssMB.toFixed(0)} MB | ${row.echoPeakRssMB.toFixed(0)} MB |` +
+      `| ${n} | ${encoding} | ${row.oursUpdatesPerSecond.toFixed(0)} | ${row.oursMBps.toFixed(0)} | ${row.ratioToFloat32?.toFixed(2) ?? '–'} | ${row.decodeMsPerUpdate.toFixed(2)} | ${row.echoUpdatesPerSecond.toFixed(0)} | ${row.echoMBps.toFixed(0)} | ${row.ratio.toFixed(2)} | ${row.oursPeakRssMB.toFixed(0)} MB | ${row.echoPeakRssMB.toFixed(0)} MB | ${row.oursServerCpuMs.toFixed(2)} / ${row.echoServerCpuMs.toFixed(2)} | ${row.oursClientCpuMs.toFixed(2)} / ${row.echoClientCpuMs.toFixed(2)} |` +
         (row.beforeUpdatesPerSecond === undefined
           ? ''
           : ` ${row.beforeUpdatesPerSecond.toFixed(0)} | ${row.beforeRatio!.toFixed(2)} | ${row.beforePeakRssMB!.toFixed(0)} MB |`),
