@@ -1,6 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
@@ -47,12 +48,17 @@ const { values: flags } = parseArgs({
     'update-encoding': { type: 'string', default: 'float32' },
     /** Only time RoundDecoder.decode per encoding (seconds), no servers. */
     'decode-only': { type: 'boolean' },
+    /**
+     * Each server on CPU 0 and this process (the clients) on CPU 1 (taskset): the server then has one core of
+     * its own whatever the clients cost, so updates/s measures the servers' capacity, not a share of cores.
+     */
+    pin: { type: 'boolean' },
     help: { type: 'boolean' },
   },
 });
 if (flags.help) {
   console.log(
-    'Usage: npm run bench -- coordinator [--participants 50,100,200] [--rounds 3] [--update-encoding float32,int8,int4] [--decode-only] [--json FILE]',
+    'Usage: npm run bench -- coordinator [--participants 50,100,200] [--rounds 3] [--update-encoding float32,int8,int4] [--decode-only] [--pin] [--profile-dir DIR] [--baseline-root DIR] [--json FILE]',
   );
   process.exit(0);
 }
@@ -65,6 +71,12 @@ const encodings = flags['update-encoding']!.split(',').map((name) => {
 });
 const PARAMS = 199_210; // McMahan et al. 2NN on MNIST
 const root = path.resolve(import.meta.dirname, '..');
+/** --pin: the servers' CPU; this process (the clients), every thread of it, runs on the other. */
+const SERVER_CPU = 0;
+if (flags.pin) {
+  const pinned = spawnSync('taskset', ['-a', '-p', '-c', String(SERVER_CPU + 1), String(process.pid)], { encoding: 'utf8' });
+  if (pinned.status !== 0) throw new Error(`--pin: taskset failed: ${pinned.stderr || pinned.error}`);
+}
 /** Linux's clock ticks per second (`getconf CLK_TCK`), the unit of /proc/PID/stat's CPU times. */
 const CLOCK_TICKS = 100;
 
@@ -84,7 +96,8 @@ interface ServerProcess {
 }
 
 async function startServer(script: string, args: string[], nodeFlags: string[] = [], checkout = root): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', script, ...args], {
+  const command = [process.execPath, ...nodeFlags, '--import', 'tsx', script, ...args];
+  const child = spawn(flags.pin ? 'taskset' : command[0]!, flags.pin ? ['-c', String(SERVER_CPU), ...command] : command.slice(1), {
     cwd: checkout,
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -289,6 +302,17 @@ const collectGarbage: () => void = (() => {
   return runInNewContext('gc') as () => void;
 })();
 
+/** How ws unmasks frames in every process of this run: the optional native bufferutil, or its JavaScript loop. */
+function webSocketUnmasking(): string {
+  if (process.env.WS_NO_BUFFER_UTIL) return 'JavaScript (WS_NO_BUFFER_UTIL is set)';
+  try {
+    createRequire(import.meta.url)('bufferutil');
+    return 'native (bufferutil)';
+  } catch {
+    return 'JavaScript (bufferutil is not installed)';
+  }
+}
+
 /** CPU used from now until record(): the server's (from /proc) and this process's, the clients'. */
 function cpuMark(server: ServerProcess) {
   const serverStart = server.cpuSeconds();
@@ -321,7 +345,8 @@ if (flags['decode-only']) process.exit(0);
 console.log(
   `Coordinator upload throughput: ${PARAMS.toLocaleString('en')}-parameter updates, median of ${rounds} rounds; ` +
     `frames: ${encodings.map((e) => `${e} ${(decodes.get(e)!.frameBytes / 1e6).toFixed(3)} MB`).join(', ')}; ` +
-    `echo: float32 frames (${(frame.byteLength / 1e6).toFixed(2)} MB)\n`,
+    `echo: float32 frames (${(frame.byteLength / 1e6).toFixed(2)} MB); WebSocket unmasking (servers and clients alike): ${webSocketUnmasking()}; ` +
+    (flags.pin ? `servers on CPU ${SERVER_CPU}, clients on CPU ${SERVER_CPU + 1}\n` : 'servers and clients share the cores\n'),
 );
 const baselineRoot = flags['baseline-root'] && path.resolve(flags['baseline-root']);
 console.log(
