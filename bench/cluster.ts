@@ -44,7 +44,7 @@ import { median } from './stats.ts';
  * measure a cluster's overheads, not scale-out speedup.
  *
  *   npm run bench -- cluster
- *   node --import tsx bench/cluster.ts [--nodes 1,2,4] [--participants 1000] [--selected N] [--rounds 3] [--timeout 240]
+ *   node --import tsx bench/cluster.ts [--nodes 1,2,4] [--participants 1000] [--selected N] [--rounds 3] [--timeout 240] [--leader-lease-ms MS]
  */
 
 const { values: flags } = parseArgs({
@@ -60,12 +60,14 @@ const { values: flags } = parseArgs({
     timeout: { type: 'string', default: '240' },
     /** Also run each configuration with the coordinator of another checkout (the code before a change), first, in the same run. */
     'baseline-root': { type: 'string' },
+    /** Every node's --leader-lease-ms (the coordinator's default when absent). */
+    'leader-lease-ms': { type: 'string' },
     help: { type: 'boolean' },
   },
 });
 if (flags.help) {
   console.log(
-    'Usage: npm run bench -- cluster [--nodes 1,2,4] [--participants 1000] [--selected N] [--rounds 3] [--clients-per-node 1] [--timeout 240] [--baseline-root DIR]',
+    'Usage: npm run bench -- cluster [--nodes 1,2,4] [--participants 1000] [--selected N] [--rounds 3] [--clients-per-node 1] [--timeout 240] [--baseline-root DIR] [--leader-lease-ms MS]',
   );
   process.exit(0);
 }
@@ -101,7 +103,11 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => 
 async function startNode(redisUrl: string, dataDir: string, federation: readonly string[], checkout: string | undefined): Promise<Node> {
   const port = await freePort();
   const started = await launchCoordinator(
-    [...['--port', String(port), '--host', '127.0.0.1', '--data-dir', dataDir, '--redis', redisUrl], ...federation],
+    [
+      ...['--port', String(port), '--host', '127.0.0.1', '--data-dir', dataDir, '--redis', redisUrl],
+      ...(flags['leader-lease-ms'] === undefined ? [] : ['--leader-lease-ms', flags['leader-lease-ms']]),
+      ...federation,
+    ],
     {},
     checkout === undefined ? undefined : path.join(checkout, 'coordinator/cli.ts'),
   );
