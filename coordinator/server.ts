@@ -236,7 +236,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     secureAggregation: config.settings.secureAggregation !== undefined,
     logError: (line: string) => console.error(line),
     frozenWeights: fineTune && { hash: fineTune.summary.frozenHash, frame: fineTune.frozenFrame },
-    answered: metrics.answered.bind(metrics),
+    updateAnswered: metrics.updateAnswered.bind(metrics),
     updateAccepted: metrics.updateAccepted.bind(metrics),
   };
   io.on('connection', (socket) => attachParticipant(socket, participantContext));

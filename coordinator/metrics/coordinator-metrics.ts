@@ -19,7 +19,7 @@ const ROUND_DURATION_BUCKETS = [1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600
  * The coordinator's Prometheus metrics (docs/metrics.md), one registry per
  * coordinator. Three kinds of source, each as cheap as it can be on the hot
  * path:
- * - live, one call per event: every request's answer (`answered`), and the
+ * - live, one call per event: every answer to a request that carries an update (`updateAnswered`), and the
  *   bytes every TCP connection carried (`countTransportBytes`);
  * - at scrape time, from the engine's status: participants, rounds by
  *   outcome, refusals by code, and the round-duration and update-latency
@@ -170,10 +170,8 @@ export class CoordinatorMetrics {
     this.leader.set(1);
   }
 
-  /** A participant request was answered (coordinator/socket/respond.ts calls this for every acknowledgement). */
-  answered(event: string, result: Ack<unknown>): void {
-    // A masked input is a secure round's update (secagg:masked); the other secure steps carry none.
-    if (event !== 'update' && event !== 'secagg:masked') return;
+  /** A request that carries an update was answered (participant-events.ts says which requests do). */
+  updateAnswered(result: Ack<unknown>): void {
     if (result.ok) this.updatesAccepted.inc();
     else this.updatesRejected.inc({ code: result.error.code });
   }

@@ -54,11 +54,18 @@ export interface ParticipantContext {
   readonly logError: (line: string) => void;
   /** A fine-tuning task's frozen values, sent only to participants that ask (`model:frozen`): they do not hold them yet. */
   readonly frozenWeights?: { readonly hash: string; readonly frame: ArrayBuffer };
-  /** Sees every acknowledgement sent (the /metrics counters). */
-  readonly answered?: (event: ClientEventName, result: Ack<unknown>) => void;
+  /** Sees the answer to every request that carries an update (UPDATE_EVENTS), refusals included: the /metrics counters. */
+  readonly updateAnswered?: (result: Ack<unknown>) => void;
   /** An update of `bytes` was accepted into a round on this node (the /metrics byte counter: a cluster node's own). */
   readonly updateAccepted?: (bytes: number) => void;
 }
+
+/**
+ * The requests that carry a participant's update: `update`, and under secure
+ * aggregation the masked input (`secagg:masked`), which is the update as the
+ * coordinator receives it; the other secure steps carry keys and shares.
+ */
+const UPDATE_EVENTS: ReadonlySet<ClientEventName> = new Set<ClientEventName>(['update', 'secagg:masked']);
 
 const SECAGG_STEPS = {
   'secagg:advertise': 'advertise',
@@ -95,8 +102,8 @@ export function attachParticipant(socket: ParticipantSocket, context: Participan
     onFailure: leaveRound,
     handle: (message) => {
       const answer = engine.submitSecAgg(joined(), SECAGG_STEPS[event], message);
-      if (!('packed' in message)) return answer;
-      // Under secure aggregation the masked input is the participant's update: its packed words are the bytes accepted.
+      if (!UPDATE_EVENTS.has(event) || !('packed' in message)) return answer;
+      // The masked input's packed words are the update's bytes accepted.
       return answer.then((result) => {
         if (result.ok) context.updateAccepted?.(message.packed.byteLength);
         return result;
@@ -206,7 +213,9 @@ export function attachParticipant(socket: ParticipantSocket, context: Participan
   const hooks = {
     countRejection: (code: ErrorCode) => engine.countRejection(code),
     logError: context.logError,
-    answered: context.answered,
+    answered: (event: ClientEventName, result: Ack<unknown>) => {
+      if (UPDATE_EVENTS.has(event)) context.updateAnswered?.(result);
+    },
   };
   const known = (event: ClientEventName) => context.secureAggregation || !isSecAggEvent(event);
   const register = <E extends ClientEventName>(event: E) =>
