@@ -40,7 +40,7 @@ const { values: flags } = parseArgs({
     participants: { type: 'string', default: '50,100,200' },
     rounds: { type: 'string', default: '3' },
     json: { type: 'string' },
-    /** Write each server's CPU profile (node --cpu-prof) into its folder coordinator/ or echo/ there into this folder; not for timed runs. */
+    /** Write each server's CPU profiles (node --cpu-prof) into this folder: coordinator/, coordinator-before/ (--baseline-root) and echo/. Not for timed runs. */
     'profile-dir': { type: 'string' },
     /** Also measure the coordinator of another checkout (e.g. the code before a change), in the same run. */
     'baseline-root': { type: 'string' },
@@ -49,8 +49,8 @@ const { values: flags } = parseArgs({
     /** Only time RoundDecoder.decode per encoding (seconds), no servers. */
     'decode-only': { type: 'boolean' },
     /**
-     * Each server on CPU 0 and this process (the clients) on CPU 1 (taskset): the server then has one core of
-     * its own whatever the clients cost, so updates/s measures the servers' capacity, not a share of cores.
+     * Each server on CPU 0 and this process (the clients) on CPU 1 (taskset): a server then has a core of its
+     * own whatever the clients cost. A server that needs less than its core is still held to the clients' pace.
      */
     pin: { type: 'boolean' },
     help: { type: 'boolean' },
@@ -77,13 +77,14 @@ if (flags.pin) {
   const pinned = spawnSync('taskset', ['-a', '-p', '-c', String(SERVER_CPU + 1), String(process.pid)], { encoding: 'utf8' });
   if (pinned.status !== 0) throw new Error(`--pin: taskset failed: ${pinned.stderr || pinned.error}`);
 }
-/** Linux's clock ticks per second (`getconf CLK_TCK`), the unit of /proc/PID/stat's CPU times. */
-const CLOCK_TICKS = 100;
+/** Linux's clock ticks per second, the unit of /proc/PID/stat's CPU times (100 on most systems: a 10 ms resolution). */
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
 
 /** node's flags that write a server's CPU profiles (one per thread, node's names) into a folder of --profile-dir named after the server. */
-function profileFlags(name: 'coordinator' | 'echo'): string[] {
+function profileFlags(name: 'coordinator' | 'coordinator-before' | 'echo'): string[] {
   const dir = flags['profile-dir'];
-  return dir ? ['--cpu-prof', '--cpu-prof-dir', path.join(dir, name)] : [];
+  // Resolved here: each server runs in its own checkout's folder.
+  return dir ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(dir, name)] : [];
 }
 
 interface ServerProcess {
@@ -122,7 +123,8 @@ async function startServer(script: string, args: string[], nodeFlags: string[] =
     },
     cpuSeconds() {
       // /proc/PID/stat: fields 14 and 15 (utime, stime) in clock ticks, counted after the ')' that ends the name.
-      const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
       return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
     },
     async stop() {
@@ -220,7 +222,7 @@ async function measureCoordinator(n: number, encoding: UpdateEncodingName = 'flo
       // Only named when not the default, so a --baseline-root checkout without the flag still starts.
       ...(encoding === 'float32' ? [] : ['--update-encoding', encoding]),
     ],
-    profileFlags('coordinator'),
+    profileFlags(checkout === root ? 'coordinator' : 'coordinator-before'),
     checkout,
   );
   const sockets = await connect(server.url, n);
@@ -302,15 +304,22 @@ const collectGarbage: () => void = (() => {
   return runInNewContext('gc') as () => void;
 })();
 
-/** How ws unmasks frames in every process of this run: the optional native bufferutil, or its JavaScript loop. */
+/**
+ * How ws unmasks frames in this checkout's processes (a --baseline-root checkout loads its own node_modules):
+ * the optional bufferutil's native build, or a JavaScript loop (ws's own, or bufferutil's fallback where its
+ * native build did not load).
+ */
 function webSocketUnmasking(): string {
   if (process.env.WS_NO_BUFFER_UTIL) return 'JavaScript (WS_NO_BUFFER_UTIL is set)';
+  let bufferUtil: { unmask: (...args: unknown[]) => void };
   try {
-    createRequire(import.meta.url)('bufferutil');
-    return 'native (bufferutil)';
+    bufferUtil = createRequire(import.meta.url)('bufferutil');
   } catch {
     return 'JavaScript (bufferutil is not installed)';
   }
+  return /\[native code\]/.test(String(bufferUtil.unmask))
+    ? 'native (bufferutil)'
+    : "JavaScript (bufferutil's fallback: its native build did not load)";
 }
 
 /** CPU used from now until record(): the server's (from /proc) and this process's, the clients'. */
@@ -345,7 +354,7 @@ if (flags['decode-only']) process.exit(0);
 console.log(
   `Coordinator upload throughput: ${PARAMS.toLocaleString('en')}-parameter updates, median of ${rounds} rounds; ` +
     `frames: ${encodings.map((e) => `${e} ${(decodes.get(e)!.frameBytes / 1e6).toFixed(3)} MB`).join(', ')}; ` +
-    `echo: float32 frames (${(frame.byteLength / 1e6).toFixed(2)} MB); WebSocket unmasking (servers and clients alike): ${webSocketUnmasking()}; ` +
+    `echo: float32 frames (${(frame.byteLength / 1e6).toFixed(2)} MB); WebSocket unmasking (this checkout's servers and clients): ${webSocketUnmasking()}; ` +
     (flags.pin ? `servers on CPU ${SERVER_CPU}, clients on CPU ${SERVER_CPU + 1}\n` : 'servers and clients share the cores\n'),
 );
 const baselineRoot = flags['baseline-root'] && path.resolve(flags['baseline-root']);
