@@ -3,11 +3,13 @@ import path from 'node:path';
 
 /**
  * `npm run bench`: every benchmark in turn, or those named
- * (`npm run bench -- coordinator dp-sgd`). Flags after `--` that start with
- * `--` go to each benchmark run. Results and commands are kept in
+ * (`npm run bench -- coordinator dp-sgd`). Everything from the first flag on
+ * (`npm run bench -- cluster --nodes 2 --participants 1000`), values included,
+ * goes to each benchmark run. Results and commands are kept in
  * docs/BENCHMARKS.md.
  */
 const BENCHMARKS: Record<string, string> = {
+  async: 'bench/async.ts',
   client: 'bench/client.ts',
   cluster: 'bench/cluster.ts',
   'cluster-store': 'bench/cluster-store.ts',
@@ -24,8 +26,9 @@ const BENCHMARKS: Record<string, string> = {
 };
 
 const args = process.argv.slice(2);
-const names = args.filter((a) => !a.startsWith('--'));
-const flags = args.filter((a) => a.startsWith('--'));
+const firstFlag = args.findIndex((a) => a.startsWith('--'));
+const names = firstFlag < 0 ? args : args.slice(0, firstFlag);
+const flags = firstFlag < 0 ? [] : args.slice(firstFlag);
 const unknown = names.filter((n) => !(n in BENCHMARKS));
 if (unknown.length > 0) {
   console.error(`unknown benchmark: ${unknown.join(', ')}; choose from ${Object.keys(BENCHMARKS).join(', ')}`);
