@@ -53,12 +53,14 @@ const { values: flags } = parseArgs({
      * own whatever the clients cost. A server that needs less than its core is still held to the clients' pace.
      */
     pin: { type: 'boolean' },
+    /** node/V8 flags for both servers, space-separated, given with "=" (--server-node-flags=--single-threaded-gc). */
+    'server-node-flags': { type: 'string', default: '' },
     help: { type: 'boolean' },
   },
 });
 if (flags.help) {
   console.log(
-    'Usage: npm run bench -- coordinator [--participants 50,100,200] [--rounds 3] [--update-encoding float32,int8,int4] [--decode-only] [--pin] [--profile-dir DIR] [--baseline-root DIR] [--json FILE]',
+    'Usage: npm run bench -- coordinator [--participants 50,100,200] [--rounds 3] [--update-encoding float32,int8,int4] [--decode-only] [--pin] [--server-node-flags="FLAGS"] [--profile-dir DIR] [--baseline-root DIR] [--json FILE]',
   );
   process.exit(0);
 }
@@ -71,6 +73,7 @@ const encodings = flags['update-encoding']!.split(',').map((name) => {
 });
 const PARAMS = 199_210; // McMahan et al. 2NN on MNIST
 const root = path.resolve(import.meta.dirname, '..');
+const serverNodeFlags = flags['server-node-flags']!.split(' ').filter((flag) => flag !== '');
 /** --pin: the servers' CPU; this process (the clients), every thread of it, runs on the other. */
 const SERVER_CPU = 0;
 if (flags.pin) {
@@ -87,17 +90,24 @@ function profileFlags(name: 'coordinator' | 'coordinator-before' | 'echo'): stri
   return dir ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(dir, name)] : [];
 }
 
+/** utime + stime of a /proc stat file (fields 14 and 15, in clock ticks, counted after the ')' that ends the name), in seconds. */
+function statCpuSeconds(file: string): number {
+  const stat = readFileSync(file, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
 interface ServerProcess {
   url: string;
   child: ChildProcess;
   peakRssBytes(): number;
-  /** CPU seconds (user + system, every thread) the server has used so far. */
-  cpuSeconds(): number;
+  /** CPU seconds (user + system) the server has used so far: every thread, and its main (JavaScript) thread alone. */
+  cpuSeconds(): { all: number; main: number };
   stop(): Promise<void>;
 }
 
 async function startServer(script: string, args: string[], nodeFlags: string[] = [], checkout = root): Promise<ServerProcess> {
-  const command = [process.execPath, ...nodeFlags, '--import', 'tsx', script, ...args];
+  const command = [process.execPath, ...serverNodeFlags, ...nodeFlags, '--import', 'tsx', script, ...args];
   const child = spawn(flags.pin ? 'taskset' : command[0]!, flags.pin ? ['-c', String(SERVER_CPU), ...command] : command.slice(1), {
     cwd: checkout,
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -122,10 +132,8 @@ async function startServer(script: string, args: string[], nodeFlags: string[] =
       return Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) * 1024;
     },
     cpuSeconds() {
-      // /proc/PID/stat: fields 14 and 15 (utime, stime) in clock ticks, counted after the ')' that ends the name.
-      const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
-      return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+      // The main thread's task id is the process id; the other threads are V8's (garbage collection, compilation) and libuv's.
+      return { all: statCpuSeconds(`/proc/${child.pid}/stat`), main: statCpuSeconds(`/proc/${child.pid}/task/${child.pid}/stat`) };
     },
     async stop() {
       const exited = new Promise((resolve) => child.once('exit', resolve));
@@ -187,8 +195,9 @@ function timeDecodes(repeats = 200): Map<UpdateEncodingName, { median: number; m
 
 interface Measure {
   seconds: number[];
-  /** Per timed round: the server's CPU seconds, and this process's (the clients'), in the window. */
+  /** Per timed round: the server's CPU seconds (all threads; its main thread), and this process's (the clients'), in the window. */
   serverCpuSeconds: number[];
+  serverMainCpuSeconds: number[];
   clientCpuSeconds: number[];
   peakRssBytes: number;
   /** The update frame's size in bytes (the last round's; a compressed frame's size does not vary). */
@@ -240,6 +249,7 @@ async function measureCoordinator(n: number, encoding: UpdateEncodingName = 'flo
   await join(sockets);
   const seconds: number[] = [];
   const serverCpuSeconds: number[] = [];
+  const serverMainCpuSeconds: number[] = [];
   const clientCpuSeconds: number[] = [];
   const encoder = new UploadEncoder();
   let frameBytes = 0;
@@ -257,7 +267,7 @@ async function measureCoordinator(n: number, encoding: UpdateEncodingName = 'flo
     );
     if (round > 1) {
       seconds.push((performance.now() - started) / 1000);
-      cpu.record(serverCpuSeconds, clientCpuSeconds);
+      cpu.record(serverCpuSeconds, serverMainCpuSeconds, clientCpuSeconds);
     }
     const refused = acks.filter((a) => !a.ok);
     if (refused.length) throw new Error(`coordinator refused ${refused.length} updates: ${JSON.stringify(refused[0])}`);
@@ -267,7 +277,7 @@ async function measureCoordinator(n: number, encoding: UpdateEncodingName = 'flo
   for (const s of sockets) s.close();
   await server.stop();
   rmSync(dataDir, { recursive: true, force: true });
-  return { seconds, serverCpuSeconds, clientCpuSeconds, peakRssBytes, frameBytes };
+  return { seconds, serverCpuSeconds, serverMainCpuSeconds, clientCpuSeconds, peakRssBytes, frameBytes };
 }
 
 async function measureEcho(n: number): Promise<Measure> {
@@ -275,6 +285,7 @@ async function measureEcho(n: number): Promise<Measure> {
   const sockets = await connect(server.url, n);
   const seconds: number[] = [];
   const serverCpuSeconds: number[] = [];
+  const serverMainCpuSeconds: number[] = [];
   const clientCpuSeconds: number[] = [];
   for (let round = 1; round <= rounds + 1; round++) {
     collectGarbage();
@@ -283,13 +294,13 @@ async function measureEcho(n: number): Promise<Measure> {
     await Promise.all(sockets.map((socket) => socket.emitWithAck('update', updateMessage(round, round - 1, frame))));
     if (round > 1) {
       seconds.push((performance.now() - started) / 1000);
-      cpu.record(serverCpuSeconds, clientCpuSeconds);
+      cpu.record(serverCpuSeconds, serverMainCpuSeconds, clientCpuSeconds);
     }
   }
   const peakRssBytes = server.peakRssBytes();
   for (const s of sockets) s.close();
   await server.stop();
-  return { seconds, serverCpuSeconds, clientCpuSeconds, peakRssBytes, frameBytes: frame.byteLength };
+  return { seconds, serverCpuSeconds, serverMainCpuSeconds, clientCpuSeconds, peakRssBytes, frameBytes: frame.byteLength };
 }
 
 /**
@@ -327,8 +338,10 @@ function cpuMark(server: ServerProcess) {
   const serverStart = server.cpuSeconds();
   const clientStart = process.cpuUsage();
   return {
-    record(serverSeconds: number[], clientSeconds: number[]) {
-      serverSeconds.push(server.cpuSeconds() - serverStart);
+    record(serverSeconds: number[], serverMainSeconds: number[], clientSeconds: number[]) {
+      const serverNow = server.cpuSeconds();
+      serverSeconds.push(serverNow.all - serverStart.all);
+      serverMainSeconds.push(serverNow.main - serverStart.main);
       const client = process.cpuUsage(clientStart);
       clientSeconds.push((client.user + client.system) / 1e6);
     },
@@ -355,11 +368,12 @@ console.log(
   `Coordinator upload throughput: ${PARAMS.toLocaleString('en')}-parameter updates, median of ${rounds} rounds; ` +
     `frames: ${encodings.map((e) => `${e} ${(decodes.get(e)!.frameBytes / 1e6).toFixed(3)} MB`).join(', ')}; ` +
     `echo: float32 frames (${(frame.byteLength / 1e6).toFixed(2)} MB); WebSocket unmasking (this checkout's servers and clients): ${webSocketUnmasking()}; ` +
-    (flags.pin ? `servers on CPU ${SERVER_CPU}, clients on CPU ${SERVER_CPU + 1}\n` : 'servers and clients share the cores\n'),
+    (flags.pin ? `servers on CPU ${SERVER_CPU}, clients on CPU ${SERVER_CPU + 1}` : 'servers and clients share the cores') +
+    (serverNodeFlags.length > 0 ? `; servers run with ${serverNodeFlags.join(' ')}\n` : '\n'),
 );
 const baselineRoot = flags['baseline-root'] && path.resolve(flags['baseline-root']);
 console.log(
-  `| participants | encoding | ours: updates/s | ours: MB/s | × float32 updates/s | decode ms / update | echo: updates/s | echo: MB/s | ours / echo | ours: peak RSS | echo: peak RSS | server CPU ms / update: ours / echo | clients' CPU ms / update: ours / echo |${baselineRoot ? ' before: updates/s | before / echo | before: peak RSS |' : ''}`,
+  `| participants | encoding | ours: updates/s | ours: MB/s | × float32 updates/s | decode ms / update | echo: updates/s | echo: MB/s | ours / echo | ours: peak RSS | echo: peak RSS | server CPU ms / update, all threads (main thread): ours / echo | clients' CPU ms / update: ours / echo |${baselineRoot ? ' before: updates/s | before / echo | before: peak RSS |' : ''}`,
 );
 console.log(`|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|${baselineRoot ? '---:|---:|---:|' : ''}`);
 for (const [index, n] of sizes.entries()) {
@@ -401,6 +415,8 @@ for (const [index, n] of sizes.entries()) {
       echoPeakRssMB: mb(echo.peakRssBytes),
       oursServerCpuMs: cpuMsPerUpdate(ours.serverCpuSeconds, n),
       echoServerCpuMs: cpuMsPerUpdate(echo.serverCpuSeconds, n),
+      oursServerMainCpuMs: cpuMsPerUpdate(ours.serverMainCpuSeconds, n),
+      echoServerMainCpuMs: cpuMsPerUpdate(echo.serverMainCpuSeconds, n),
       oursClientCpuMs: cpuMsPerUpdate(ours.clientCpuSeconds, n),
       echoClientCpuMs: cpuMsPerUpdate(echo.clientCpuSeconds, n),
       ...(before && beforeRate
@@ -409,7 +425,7 @@ for (const [index, n] of sizes.entries()) {
     };
     rows.push(row);
     console.log(
-      `| ${n} | ${encoding} | ${row.oursUpdatesPerSecond.toFixed(0)} | ${row.oursMBps.toFixed(0)} | ${row.ratioToFloat32?.toFixed(2) ?? '–'} | ${row.decodeMsPerUpdate.toFixed(2)} | ${row.echoUpdatesPerSecond.toFixed(0)} | ${row.echoMBps.toFixed(0)} | ${row.ratio.toFixed(2)} | ${row.oursPeakRssMB.toFixed(0)} MB | ${row.echoPeakRssMB.toFixed(0)} MB | ${row.oursServerCpuMs.toFixed(2)} / ${row.echoServerCpuMs.toFixed(2)} | ${row.oursClientCpuMs.toFixed(2)} / ${row.echoClientCpuMs.toFixed(2)} |` +
+      `| ${n} | ${encoding} | ${row.oursUpdatesPerSecond.toFixed(0)} | ${row.oursMBps.toFixed(0)} | ${row.ratioToFloat32?.toFixed(2) ?? '–'} | ${row.decodeMsPerUpdate.toFixed(2)} | ${row.echoUpdatesPerSecond.toFixed(0)} | ${row.echoMBps.toFixed(0)} | ${row.ratio.toFixed(2)} | ${row.oursPeakRssMB.toFixed(0)} MB | ${row.echoPeakRssMB.toFixed(0)} MB | ${row.oursServerCpuMs.toFixed(2)} (${row.oursServerMainCpuMs.toFixed(2)}) / ${row.echoServerCpuMs.toFixed(2)} (${row.echoServerMainCpuMs.toFixed(2)}) | ${row.oursClientCpuMs.toFixed(2)} / ${row.echoClientCpuMs.toFixed(2)} |` +
         (row.beforeUpdatesPerSecond === undefined
           ? ''
           : ` ${row.beforeUpdatesPerSecond.toFixed(0)} | ${row.beforeRatio!.toFixed(2)} | ${row.beforePeakRssMB!.toFixed(0)} MB |`),
