@@ -27,6 +27,9 @@ import { median } from './stats.ts';
  * Timing: every client first holds its round's payload; on "go" all send at
  * once; the time runs until the last acknowledgement. Broadcasting the model
  * and evaluating it are outside the window (they do not depend on uploads).
+ * Over the same window it reads each server's CPU (all threads, and its main
+ * thread) and the clients' CPU, per update: on a shared machine updates/s is
+ * a share of its cores, CPU per update is what a server costs.
  *
  * --update-encoding float32,int8,int4 runs the coordinator once per encoding
  * (its --update-encoding), with frames made as a participant makes them
