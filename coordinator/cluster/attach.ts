@@ -29,6 +29,8 @@ import { TrafficCounter } from './traffic.ts';
 
 /** How often a node whose engine does not run reads the federation's head from Redis. */
 const FOLLOW_INTERVAL_MS = 1_000;
+/** How soon a leader whose take-up of the federation failed (Redis not answering yet) tries again. */
+const TAKE_UP_RETRY_MS = 500;
 
 /** Where a node's engine starts from: the federation in Redis. */
 export interface ClusterResume {
@@ -71,6 +73,8 @@ export class ClusterRuntime {
   private knownHead: FederationHead | undefined;
   private catchingUp: Promise<void> = Promise.resolve();
   private followTimer: NodeJS.Timeout | undefined;
+  /** A take-up that failed, tried again while this node still leads in the same term. */
+  private takeUpRetry: NodeJS.Timeout | undefined;
   /** Set once this node's engine state is known to be stale: it stays paused (the command line exits). */
   private stale = false;
   private closed = false;
@@ -381,6 +385,7 @@ export class ClusterRuntime {
     const wiring = this.wiring;
     if (!wiring) return;
     const { engine } = wiring;
+    clearTimeout(this.takeUpRetry);
     if (role.kind === 'follower') {
       if (this.ranInTerm !== undefined && !engine.isDone) engine.pause();
       return;
@@ -408,7 +413,13 @@ export class ClusterRuntime {
       this.ranInTerm = role.term;
       engine.resume();
     } catch (error) {
-      this.log(`cluster: could not take up the federation from Redis: ${(error as Error).message}`);
+      // The lease has its own connections: it can be won back before the federation's keys can be read. The engine
+      // stays paused until they can (nothing ran), so try again, while this node leads in this term.
+      this.log(`cluster: could not take up the federation from Redis: ${(error as Error).message}; trying again`);
+      if (this.closed || this.stale) return;
+      this.takeUpRetry = setTimeout(() => {
+        if (this.node.lease.term === role.term) void this.roleChanged(role);
+      }, TAKE_UP_RETRY_MS);
     }
   }
 
@@ -427,6 +438,7 @@ export class ClusterRuntime {
     this.closed = true;
     this.asyncNode?.stop();
     if (this.followTimer) clearTimeout(this.followTimer);
+    clearTimeout(this.takeUpRetry);
     // A clean shutdown: this node's participants leave the directory at once.
     await this.directory.leave().catch(() => undefined);
     await this.participantRows.leave().catch(() => undefined);
