@@ -125,13 +125,13 @@ test('--workers 2: two cluster nodes on one port, long-polling sessions stick to
   // The polling participants' uploads (a request body the primary forwards chunk by chunk) reached their session's worker.
   for (const p of polling) assert.equal(first.participants?.find((r) => r.id === p.id)?.outcome, 'received');
 
-  const seen = await status();
   const both = workers().map((w) => w.node);
   assert.equal(both.length, 2);
+  // Both workers hold participants: the port spreads sessions over them. A node's status lists the other node's
+  // participants from the rows each node writes to Redis once a second, so the listing may lag round 1 by that much.
+  const nodesHolding = (s: FederationStatus) => new Set(s.participants.filter((p) => p.connected).map((p) => p.node));
+  const seen = await until(status, (s) => nodesHolding(s).size === 2, 5_000, "every worker's participants in the status");
   assert.deepEqual(seen.cluster?.nodes.map((n) => n.id).sort(), [...both].sort(), 'cluster.nodes lists both workers');
-  // Both workers hold participants: the port spreads sessions over them.
-  const nodesHolding = new Set(seen.participants.filter((p) => p.connected).map((p) => p.node));
-  assert.equal(nodesHolding.size, 2, `participants by node: ${JSON.stringify(seen.participants.map((p) => p.node))}`);
   // Each node counts its port's bytes, its participants' uploads among them (a polling upload is forwarded by the primary: traffic.ts),
   // as its next heartbeat (once a second) reports them.
   await until(
