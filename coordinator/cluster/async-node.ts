@@ -455,7 +455,6 @@ export class AsyncNode {
   }
 }
 
-/** Whether generation `a` comes before `b`: an older term, or an older round of the same term. */
 /** A generation's key in this node's maps. */
 function keyOf(generation: Generation): string {
   return `${generation.term}:${generation.round}`;

@@ -88,8 +88,8 @@ export class ClusterRuntime {
   private member: MemberRounds | undefined;
   /** Async mode: the leader's side of the federation-wide buffer (async-leader.ts), the engine's remoteRounds hook. */
   private readonly asyncLeader: AsyncLeaderRounds | undefined;
-  /** Async mode: the federation's buffer seats and training slots in Redis, one pair for the leader's side and this node's. */
-  private readonly asyncStores: { readonly seats: BufferSeats; readonly slots: TrainingSlots } | undefined;
+  /** Async mode: its settings, and the federation's buffer seats and training slots in Redis, one pair for the leader's side and this node's. */
+  private readonly asyncMode: { readonly settings: AsyncSettings; readonly seats: BufferSeats; readonly slots: TrainingSlots } | undefined;
   /** Async mode: this node's participants' slots and updates (async-node.ts). */
   private asyncNode: AsyncNode | undefined;
   /** The engine's hook for participants of other nodes: the sync rounds', or async mode's buffer. */
@@ -101,31 +101,31 @@ export class ClusterRuntime {
     private readonly strategy: Strategy,
     private readonly log: (line: string) => void,
     federation: string,
-    private readonly asyncSettings: AsyncSettings | undefined,
+    asyncSettings: AsyncSettings | undefined,
   ) {
     this.directory = new ParticipantDirectory(node.redis, node.keys, node.nodeId);
     this.exchange = new PartialExchange(node.redis, node.keys);
     this.participantRows = new ClusterParticipantRows(node.redis, node.keys, node.nodeId);
     this.leaderRounds = new LeaderRounds(node, this.directory, this.exchange, log);
-    const stores = asyncSettings && {
+    const asyncMode = asyncSettings && {
+      settings: asyncSettings,
       seats: new BufferSeats(node.redis, federation),
       slots: new TrainingSlots(node.redis, federation, node.nodeId),
     };
-    this.asyncStores = stores;
+    this.asyncMode = asyncMode;
     this.asyncLeader =
-      asyncSettings &&
-      stores &&
+      asyncMode &&
       new AsyncLeaderRounds(
         this.leaderRounds,
         node,
-        stores.seats,
-        stores.slots,
+        asyncMode.seats,
+        asyncMode.slots,
         this.exchange,
         () => this.asyncNode,
         () => this.wiring?.engine.memberView().participants.eligible(() => false) ?? [],
         new SystemClock(),
         log,
-        asyncSettings.bufferSize,
+        asyncMode.settings.bufferSize,
       );
     this.remoteRounds = this.asyncLeader ?? this.leaderRounds;
   }
@@ -140,17 +140,16 @@ export class ClusterRuntime {
     io: Server,
     send: (participantId: string, message: RoundStartMessage) => boolean,
   ): ParticipantEngine {
-    const asyncSettings = this.asyncSettings;
-    const stores = this.asyncStores;
-    if (asyncSettings && stores) {
+    const asyncMode = this.asyncMode;
+    if (asyncMode) {
       const versions = new ModelVersions(this.store);
       const { options, settings } = engine.memberView();
       const node = new AsyncNode({
         engine,
         nodeId: this.node.nodeId,
-        settings: asyncSettings,
-        seats: stores.seats,
-        slots: stores.slots,
+        settings: asyncMode.settings,
+        seats: asyncMode.seats,
+        slots: asyncMode.slots,
         // The strategy's state as of the version's model first (DP-FedAvg's clip norm): every node clips as the leader would.
         model: (version) =>
           this.catchUp()
