@@ -12,6 +12,7 @@ import { PartialExchange } from '../../coordinator/cluster/partial-exchange.ts';
 import { answerPartialRequests, gatherPartials } from '../../coordinator/cluster/partial-requests.ts';
 import { ParticipantDirectory } from '../../coordinator/cluster/participant-directory.ts';
 import { EngineHarness } from '../helpers/engine-harness.ts';
+import { until } from '../helpers/until.ts';
 import { AdapterNodes } from '../support/adapter-nodes.ts';
 import { TestRedis } from '../support/redis.ts';
 
@@ -42,13 +43,8 @@ after(async () => {
   await redis.cleanup();
 });
 
-async function until(ok: () => boolean | Promise<boolean>, what: string, timeoutMs = 5_000): Promise<void> {
-  const started = Date.now();
-  while (!(await ok())) {
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
+/** Polls `ok` every 10 ms until it holds (test/helpers/until.ts). */
+const holds = (ok: () => boolean | Promise<boolean>, what: string, timeoutMs = 5_000) => until(ok, (held) => held, timeoutMs, what, 10);
 
 /** FedAvg whose round aggregators the test can watch being let go (a WeakRef does not keep them). */
 class WatchedFedAvg extends FedAvg {
@@ -111,9 +107,9 @@ test('a member whose participants all settled stores its partial before the lead
   engine.leave(p3!);
 
   // In Redis with no request from the leader.
-  await until(async () => (await nodes.client().exists(partialKey)) === 1, "the member's partial in Redis before any close request");
+  await holds(async () => (await nodes.client().exists(partialKey)) === 1, "the member's partial in Redis before any close request");
   assert.deepEqual(requests, []);
-  await until(() => heard.length === 4, "the member's notice and three settlement reports");
+  await holds(() => heard.length === 4, "the member's notice and three settlement reports");
   // The notice comes before the report that completed the node's part: a close on that report finds the partial stored.
   assert.deepEqual(heard.slice(-2), [`stored ${p1}`, `settled ${p3} dropped`]);
   assert.deepEqual(heard.slice(0, 2).sort(), [`settled ${p1} received`, `settled ${p2} declined`].sort());
@@ -155,7 +151,7 @@ test('a member whose participants all settled stores its partial before the lead
   // The member let the round's aggregator go once its partial was stored (before the next round).
   v8.setFlagsFromString('--expose-gc');
   const gc = vm.runInNewContext('gc') as () => void;
-  await until(
+  await holds(
     async () => {
       await new Promise((resolve) => setImmediate(resolve));
       gc();
