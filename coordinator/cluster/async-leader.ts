@@ -178,14 +178,15 @@ export class AsyncLeaderRounds implements RemoteRounds {
       if (wrong === undefined) {
         addPartial.call(open.aggregator, mine.partial);
         inSum.push(...mine.contributors);
+        open.bytesIn += mine.bytesIn;
       } else this.log(`cluster: version ${round}: this node's partial is refused: ${wrong}`);
     }
     // Seats unknown: every live node is asked, so each lets go of its part (refused below, as no seat vouches for it).
     const members = (seatsKnown ? [...new Set(seated.map((seat) => seat.node))] : await this.liveNodes().catch(() => [])).filter(
       (node) => node !== self,
     );
-    if (members.length > 0)
-      await gatherPartials({
+    if (members.length > 0) {
+      const gathered = await gatherPartials({
         io: this.io,
         exchange: this.exchange,
         request: generation,
@@ -200,6 +201,10 @@ export class AsyncLeaderRounds implements RemoteRounds {
           return wrong;
         },
       });
+      open.bytesIn += gathered.bytesIn;
+    }
+    // The models every node sent while this version collected, as one process counts its hand-outs; a statistic only.
+    open.bytesOut += await this.seats.takeSent().catch(() => 0);
     // The version's record: every seated participant, received when its update is in the sum, with its staleness.
     const now = this.clock.now();
     const unmatched = [...inSum];

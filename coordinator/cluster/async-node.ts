@@ -39,15 +39,18 @@ interface TakenUpdate {
   readonly baseVersion: number;
   readonly numExamples: number;
   readonly update: Float32Array;
+  /** Its upload's size on the wire. */
+  readonly bytes: number;
   /** Its place in the federation-wide order of waiting updates, once a claim made it wait. */
   ticket?: string;
 }
 
-/** This node's part of one buffer generation: the sum of its seated updates, and whose they are. */
+/** This node's part of one buffer generation: the sum of its seated updates, whose they are, and their upload bytes. */
 interface GenerationPart {
   readonly generation: Generation;
   readonly aggregator: RoundAggregator;
   readonly contributors: string[];
+  bytesIn: number;
 }
 
 /** What a node needs of its coordinator and the cluster. */
@@ -188,7 +191,13 @@ export class AsyncNode {
     record.progress = undefined;
     if (message.epsilon !== undefined) record.epsilon = message.epsilon;
     record.lastLatencyMs = this.view.options.clock.now() - slot.startedAt;
-    const taken: TakenUpdate = { record, baseVersion: message.baseVersion, numExamples: message.numExamples, update };
+    const taken: TakenUpdate = {
+      record,
+      baseVersion: message.baseVersion,
+      numExamples: message.numExamples,
+      update,
+      bytes: message.update.byteLength,
+    };
     void this.place(taken);
     this.view.options.transport.statusChanged();
     // Taken in: its seat (or its wait for the next generation) is this node's to settle; `received` counts what this node
@@ -302,6 +311,7 @@ export class AsyncNode {
           claimedExamples: open.claimedExamples,
         }),
         contributors: [],
+        bytesIn: 0,
       };
       this.parts.set(key, part);
     }
@@ -322,6 +332,7 @@ export class AsyncNode {
       throw error;
     }
     part.contributors.push(taken.record.id);
+    part.bytesIn += taken.bytes;
     taken.record.roundsContributed++;
     if (!this.slots.has(taken.record.id) && taken.record.connected) taken.record.state = 'idle';
   }
@@ -334,7 +345,7 @@ export class AsyncNode {
     if (!part) return undefined;
     this.parts.delete(key);
     const partial = part.aggregator.partial?.();
-    return partial && { partial, contributors: part.contributors };
+    return partial && { partial, contributors: part.contributors, bytesIn: part.bytesIn };
   }
 
   decline(id: string, message: DeclineMessage): Ack<{ readonly round: number }> {
@@ -418,6 +429,8 @@ export class AsyncNode {
       void this.wiring.slots.release(id).catch(() => undefined);
       return;
     }
+    // Only a statistic (the version's bytesOut): a failed count must not stop the training it counts.
+    void this.wiring.seats.countSent(open.model.frame.byteLength).catch(() => undefined);
     const timer = clock.setTimer(slotMs, () => {
       if (this.slots.get(id)?.round !== open.round) return;
       this.release(id);

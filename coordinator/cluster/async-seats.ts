@@ -132,6 +132,8 @@ export class BufferSeats {
   /** Sorted set of the tickets of updates waiting for a seat (score: the order they came in, federation-wide). */
   private readonly waitingKey: string;
   private readonly ticketKey: string;
+  /** Model bytes sent to participants since the leader last closed a version. */
+  private readonly sentKey: string;
   private readonly fenced: FencedStore;
 
   constructor(
@@ -144,6 +146,7 @@ export class BufferSeats {
     this.seatsPrefix = `fl:${federation}:async:seats:`;
     this.waitingKey = `fl:${federation}:async:waiting`;
     this.ticketKey = `fl:${federation}:async:ticket`;
+    this.sentKey = `fl:${federation}:async:sent`;
     this.fenced = new FencedStore(redis, keys.term);
   }
 
@@ -230,6 +233,22 @@ export class BufferSeats {
     const byNode = new Map<string, number>();
     for (const { node } of await this.seated(generation)) byNode.set(node, (byNode.get(node) ?? 0) + 1);
     return byNode;
+  }
+
+  /**
+   * A node sent a model to a participant (a training slot): counted, on any
+   * node, for the version that closes next. A node's count goes on the same
+   * connection as its seat claims, so an update's hand-out is counted before
+   * its seat is taken, and so before the leader takes the count of the
+   * version the update goes into.
+   */
+  async countSent(bytes: number): Promise<void> {
+    await this.redis.multi().incrby(this.sentKey, bytes).pexpire(this.sentKey, SEATS_TTL_MS).exec();
+  }
+
+  /** The leader closes a version: the model bytes sent since the last close, federation-wide (the version's `bytesOut`), counted afresh from here. */
+  async takeSent(): Promise<number> {
+    return Number((await this.redis.getdel(this.sentKey)) ?? 0);
   }
 
   /** Run by the leader with the live nodes: the tickets of updates a dead node held go (they are lost with it). Returns how many. */

@@ -45,9 +45,9 @@ export interface PartialRequest {
   readonly round: number;
 }
 
-/** A member's answer: its partial is in Redis (`stored`) with whose updates are in it, or why not. */
+/** A member's answer: its partial is in Redis (`stored`) with whose updates are in it and their upload bytes, or why not. */
 export type PartialReply =
-  | { readonly node: string; readonly stored: true; readonly contributors: readonly string[] }
+  | { readonly node: string; readonly stored: true; readonly contributors: readonly string[]; readonly bytesIn: number }
   | { readonly node: string; readonly stored: false; readonly reason: string };
 
 /** A member's partial of a round is in Redis, stored before the leader's close request: the reply that request would get. */
@@ -56,6 +56,8 @@ export interface StoredNotice {
   readonly term: number;
   readonly round: number;
   readonly contributors: readonly string[];
+  /** The upload bytes of the updates in the partial: the round's record counts every node's. */
+  readonly bytesIn: number;
 }
 
 /** How one selected participant's part in a round ended on its node (a member's report to the leader). */
@@ -103,12 +105,24 @@ export function parseSettledReport(value: unknown): SettledReport | undefined {
   };
 }
 
+/** Whose updates a member's partial holds and their bytes, as its reply or notice gives them, checked for shape. */
+function namesContributions(r: Record<string, unknown>): boolean {
+  const bytesIn = r.bytesIn;
+  return (
+    Array.isArray(r.contributors) &&
+    r.contributors.every((id) => typeof id === 'string') &&
+    typeof bytesIn === 'number' &&
+    Number.isSafeInteger(bytesIn) &&
+    bytesIn >= 0
+  );
+}
+
 /** A member's stored notice, checked for shape: undefined when it is not one. */
 export function parseStoredNotice(value: unknown): StoredNotice | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
   const r = value as Record<string, unknown>;
   if (typeof r.node !== 'string' || !Number.isInteger(r.term) || !Number.isInteger(r.round)) return undefined;
-  return Array.isArray(r.contributors) && r.contributors.every((id) => typeof id === 'string') ? (value as StoredNotice) : undefined;
+  return namesContributions(r) ? (value as StoredNotice) : undefined;
 }
 
 /** A member's partial reply, checked for shape: undefined when it is not one. */
@@ -116,7 +130,6 @@ export function parsePartialReply(value: unknown): PartialReply | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
   const r = value as Record<string, unknown>;
   if (typeof r.node !== 'string') return undefined;
-  if (r.stored === true)
-    return Array.isArray(r.contributors) && r.contributors.every((id) => typeof id === 'string') ? (value as PartialReply) : undefined;
+  if (r.stored === true) return namesContributions(r) ? (value as PartialReply) : undefined;
   return r.stored === false && typeof r.reason === 'string' ? (value as PartialReply) : undefined;
 }

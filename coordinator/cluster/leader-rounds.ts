@@ -98,7 +98,7 @@ export class LeaderRounds implements RemoteRounds {
       // A member sends it before its last settlement report (member-rounds.ts), so a close on that report finds it here.
       if (!round || notice.term !== round.term || notice.round !== round.open.round || ![...round.nodeOf.values()].includes(notice.node))
         return;
-      round.stored.set(notice.node, { node: notice.node, stored: true, contributors: notice.contributors });
+      round.stored.set(notice.node, { node: notice.node, stored: true, contributors: notice.contributors, bytesIn: notice.bytesIn });
     });
   }
 
@@ -215,7 +215,7 @@ export class LeaderRounds implements RemoteRounds {
     // The leader's combine time (bench/cluster.ts reads this line): from the close (a request to the members that had not
     // announced their partial as stored) to every partial added.
     const requested = performance.now();
-    const { lost, steps } = await gatherPartials({
+    const { lost, bytesIn, steps } = await gatherPartials({
       io: this.io,
       exchange: this.exchange,
       request: { term: round.term, round: open.round },
@@ -239,6 +239,8 @@ export class LeaderRounds implements RemoteRounds {
       `cluster: round ${open.round}: partials of ${members.length - lost.length} of ${members.length} member node(s) combined in ${(performance.now() - requested).toFixed(1)} ms` +
         ` (${steps.asked} asked at close, request ${steps.requestMs.toFixed(1)} ms, read ${steps.readMs.toFixed(1)} ms, add ${steps.addMs.toFixed(1)} ms)`,
     );
+    // The round's record counts the uploads summed on every node, as one coordinator's counts its own.
+    open.bytesIn += bytesIn;
     // The settlements say whose updates are really in the sum: the quorum rule (minUpdates) is decided on these.
     const now = this.now();
     for (const [id, node] of round.nodeOf) {

@@ -265,6 +265,7 @@ export class MemberRounds {
           term: round.term,
           round: round.open.round,
           contributors: reply.contributors,
+          bytesIn: reply.bytesIn,
         });
     });
     return round.early;
@@ -304,7 +305,7 @@ export class MemberRounds {
     const partial = round.open.aggregator.partial?.();
     if (!partial) return undefined;
     const contributors = [...round.open.settlements].filter(([, s]) => s.outcome === 'received').map(([id]) => id);
-    round.contribution = { partial, contributors };
+    round.contribution = { partial, contributors, bytesIn: round.open.bytesIn };
     return round.contribution;
   }
 
@@ -323,7 +324,7 @@ export class MemberRounds {
     const partial = open.aggregator.partial?.();
     // The decoded sum is final: it is stored now, and the outcomes below go to the leader after it (report holds them).
     if (partial && contributors.length > 0) {
-      round.contribution = { partial, contributors };
+      round.contribution = { partial, contributors, bytesIn: open.bytesIn };
       void this.storeEarly(round);
     }
     for (const id of open.selected) {

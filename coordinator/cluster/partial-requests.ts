@@ -2,10 +2,12 @@ import type { PartialAggregate, PartialMethods } from '../../core/aggregation/pa
 import { parsePartialReply, type ClusterEventServer, type PartialReply, type PartialRequest } from './cluster-events.ts';
 import { combinePartials, type MemberPartial, type PartialExchange } from './partial-exchange.ts';
 
-/** A member's part of a round: its sum, and whose updates are in it. */
+/** A member's part of a round: its sum, whose updates are in it, and their upload bytes. */
 export interface MemberContribution {
   readonly partial: PartialAggregate;
   readonly contributors: readonly string[];
+  /** The bytes of the uploads in the sum, as one coordinator's round record counts them (`bytesIn`). */
+  readonly bytesIn: number;
 }
 
 /**
@@ -40,7 +42,7 @@ export function storeContribution(
     });
   // Written once (SET NX): a retry after a write whose reply was lost finds the same partial there, which is what the leader reads.
   return exchange.write(request.term, request.round, nodeId, contribution.partial).then(
-    (): PartialReply => ({ node: nodeId, stored: true, contributors: contribution.contributors }),
+    (): PartialReply => ({ node: nodeId, stored: true, contributors: contribution.contributors, bytesIn: contribution.bytesIn }),
     (error: Error): PartialReply => ({
       node: nodeId,
       stored: false,
@@ -71,7 +73,8 @@ export interface CombineSteps {
  * may refuse a partial that does not match its reply (the round's close:
  * its count against the contributors named). Returns the members whose
  * partial is missing or refused (their selected participants count as
- * dropped) and where the time went.
+ * dropped), the upload bytes of the partials added (their replies'), and
+ * where the time went.
  */
 export async function gatherPartials(options: {
   readonly io: ClusterEventServer;
@@ -83,7 +86,7 @@ export async function gatherPartials(options: {
   readonly aggregator: PartialMethods;
   readonly log: (line: string) => void;
   readonly check?: (node: string, partial: PartialAggregate, reply: PartialReply | undefined) => string | undefined;
-}): Promise<{ readonly lost: string[]; readonly steps: CombineSteps }> {
+}): Promise<{ readonly lost: string[]; readonly bytesIn: number; readonly steps: CombineSteps }> {
   const { io, exchange, request, members, length, aggregator, log, check } = options;
   const stored = options.stored ?? new Map<string, PartialReply>();
   const asked = members.filter((node) => !stored.has(node)).length;
@@ -111,11 +114,16 @@ export async function gatherPartials(options: {
   const read = performance.now();
   const lost = combinePartials(aggregator, partials, request.round, log);
   const added = performance.now();
+  let bytesIn = 0;
+  for (const member of partials) {
+    const reply = member.kind === 'ok' ? replyOf(member.node) : undefined;
+    if (reply?.stored) bytesIn += reply.bytesIn;
+  }
   // Only tidying: the keys' TTL removes them anyway, so a failure must not fail the round's close.
   await exchange.discard(request.term, request.round, members).catch((error: Error) => {
     log(`cluster: round ${request.round}: could not discard the partials (their TTL removes them): ${error.message}`);
   });
-  return { lost, steps: { asked, requestMs: requested - began, readMs: read - requested, addMs: added - read } };
+  return { lost, bytesIn, steps: { asked, requestMs: requested - began, readMs: read - requested, addMs: added - read } };
 }
 
 /** The members' partials, or every member missing when Redis fails: the round closes on what the leader holds. */

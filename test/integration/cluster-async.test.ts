@@ -5,6 +5,7 @@ import { stalenessWeight } from '../../core/aggregation/staleness.ts';
 import { TrainingSlots } from '../../coordinator/cluster/async-slots.ts';
 import type { RoundTrainer, RoundTrainResult } from '../../core/participant/trainers.ts';
 import type { FederationStatus } from '../../core/protocol/status.ts';
+import { FRAME_HEADER_BYTES } from '../../core/wire/frame.ts';
 import { clusterFixture } from '../support/cluster-fixture.ts';
 import { until } from '../helpers/until.ts';
 
@@ -110,7 +111,13 @@ test('one buffer across three nodes: K updates per version from any node, weight
       K,
       `version ${record.round} is made of exactly K updates`,
     );
+    // Its bytes in are its K uploads (float32 frames), summed on whichever nodes took them.
+    assert.equal(record.bytesIn, K * (FRAME_HEADER_BYTES + 4 * length), `version ${record.round}'s upload bytes`);
+    assert.equal(record.bytesOut % (FRAME_HEADER_BYTES + 4 * length), 0, `version ${record.round}'s bytes out are whole models`);
   }
+  // Every update in a version was trained from a model some node sent and counted before the update's seat was taken.
+  const sent = aggregated.reduce((sum, r) => sum + r.bytesOut, 0);
+  assert.ok(sent >= K * VERSIONS * (FRAME_HEADER_BYTES + 4 * length), `models sent for the versions: ${sent} bytes`);
   // Participants of every node went into versions.
   const contributors = new Set(aggregated.flatMap((r) => (r.participants ?? []).filter((p) => p.outcome === 'received').map((p) => p.id)));
   for (const [n, coordinator] of coordinators.entries()) {

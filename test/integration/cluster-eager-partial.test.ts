@@ -86,7 +86,7 @@ test('a member whose participants all settled stores its partial before the lead
   leaderIo.on('cluster:settled', (report) => heard.push(`settled ${report.participantId} ${report.outcome}`));
   leaderIo.on('cluster:stored', (notice) => {
     heard.push(`stored ${notice.contributors.join(',')}`);
-    notices.push({ node: notice.node, stored: true, contributors: notice.contributors });
+    notices.push({ node: notice.node, stored: true, contributors: notice.contributors, bytesIn: notice.bytesIn });
   });
   await nodes.subscribed(2);
 
@@ -98,7 +98,8 @@ test('a member whose participants all settled stores its partial before the lead
   member.open(announcement, model);
   const engine = routeToMemberRounds(harness.engine, member);
   const values = [0.5, -0.25, 1, 0, 0.125, -1, 2, 0.75, -0.5];
-  const accepted = engine.submitUpdate(p1!, harness.update(ROUND, values, { numExamples: 20 }));
+  const upload = harness.update(ROUND, values, { numExamples: 20 });
+  const accepted = engine.submitUpdate(p1!, upload);
   assert.equal(accepted.ok, true, JSON.stringify(accepted));
   assert.equal(engine.decline(p2!, { round: ROUND, reason: 'on battery', final: false }).ok, true);
   const partialKey = keys.partial(TERM, ROUND, 'm');
@@ -127,7 +128,7 @@ test('a member whose participants all settled stores its partial before the lead
 
   // The leader's close: the notice is the acknowledgement, nothing is asked, and the combine is exact.
   const aggregator = new FedAvg({}).beginRound({ round: ROUND, globalWeights: new Float32Array(DIM) });
-  const { lost, steps } = await gatherPartials({
+  const { lost, bytesIn, steps } = await gatherPartials({
     io: leaderIo,
     exchange: new PartialExchange(nodes.client(), keys),
     request: { term: TERM, round: ROUND },
@@ -139,12 +140,18 @@ test('a member whose participants all settled stores its partial before the lead
     check: (_node, partial, reply) => (reply?.stored && partial.count === reply.contributors.length ? undefined : 'mismatch'),
   });
   assert.deepEqual(lost, []);
+  assert.equal(bytesIn, upload.update.byteLength, "the member's one upload, counted for the round's record");
   assert.equal(steps.asked, 0);
   assert.deepEqual(requests, []);
   const combined = aggregator.finish()!;
   for (let i = 0; i < DIM; i++) assert.ok(Math.abs(combined[i]! - Math.fround(values[i]!)) <= 1e-7, `weight ${i}`);
   // A request that comes anyway (a leader that missed the notice) gets the same answer, from memory.
-  assert.deepEqual(await member.partialOf({ term: TERM, round: ROUND }), { node: 'm', stored: true, contributors: [p1] });
+  assert.deepEqual(await member.partialOf({ term: TERM, round: ROUND }), {
+    node: 'm',
+    stored: true,
+    contributors: [p1],
+    bytesIn: upload.update.byteLength,
+  });
   // One write of the partial in all (nothing else in this test SETs a key).
   assert.equal(/cmdstat_set:calls=(\d+)/.exec(await nodes.client().info('commandstats'))?.[1], '1');
 

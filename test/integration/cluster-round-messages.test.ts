@@ -64,7 +64,7 @@ test('the leader asks, members store once and acknowledge, a hung member is lost
   const bExchange = new PartialExchange(nodes.client(), keys);
   answerPartialRequests(bIo, (request) => {
     asked.push(request);
-    const held = request.term === term && request.round === 4 ? { partial: b.partial!(), contributors: ['b1'] } : undefined;
+    const held = request.term === term && request.round === 4 ? { partial: b.partial!(), contributors: ['b1'], bytesIn: 1234 } : undefined;
     return storeContribution(bExchange, 'b', request, held);
   });
   // Node c is subscribed but never answers (a hung process).
@@ -74,7 +74,7 @@ test('the leader asks, members store once and acknowledge, a hung member is lost
   const leader = begin();
   for (const u of byNode.a) leader.add(u);
   const started = Date.now();
-  const { lost } = await gatherPartials({
+  const { lost, bytesIn } = await gatherPartials({
     io: leaderIo,
     exchange: new PartialExchange(nodes.client(), keys),
     request: { term, round: 4 },
@@ -86,6 +86,7 @@ test('the leader asks, members store once and acknowledge, a hung member is lost
   assert.ok(Date.now() - started >= 700, 'the leader waited for the hung member up to the adapter timeout');
   assert.deepEqual(asked, [{ term, round: 4 }]);
   assert.deepEqual(lost, ['c']);
+  assert.equal(bytesIn, 1234, "the upload bytes of b's partial, as its reply gave them; c's are unknown");
   assert.match(lines.join('\n'), /timeout reached: only 1 responses received out of 2/);
   assert.match(lines.join('\n'), /node c wrote no partial; its selected participants count as dropped/);
   const combined = leader.finish()!;

@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import type { ParticipantEvent } from '../../core/participant/participant.ts';
 import type { RoundTrainer, RoundTrainResult } from '../../core/participant/trainers.ts';
 import type { FederationStatus } from '../../core/protocol/status.ts';
+import { FRAME_HEADER_BYTES } from '../../core/wire/frame.ts';
 import type { Coordinator, CoordinatorHooks } from '../../coordinator/server.ts';
 import { launchCoordinator } from '../helpers/coordinator-process.ts';
 import { freePort } from '../helpers/free-port.ts';
@@ -94,6 +95,10 @@ test('one round trains participants of every node: each node sums its own, and t
   const record = status.history[0]!;
   assert.equal(record.outcome, 'aggregated', record.reason);
   assert.equal(record.received, nodes * perNode);
+  // Its bytes are the federation's: every node's uploads (float32 frames) and the model sent to every selected participant.
+  const frameBytes = FRAME_HEADER_BYTES + 4 * length;
+  assert.equal(record.bytesIn, nodes * perNode * frameBytes);
+  assert.equal(record.bytesOut, nodes * perNode * frameBytes);
   // Participants of every node are in the round's record.
   for (const [n, coordinator] of coordinators.entries()) {
     const own = coordinator.engine.status().participants.map((p) => p.id);
