@@ -159,7 +159,12 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
   );
   const socketsByParticipant = new Map<string, ParticipantSocket>();
   const rejoinSecrets = new RejoinSecrets();
-  const statusPush = new StatusPush(() => admin.emit('status', dashboardStatus()));
+  // This process's dashboards only, and only when one is connected: on a cluster a namespace-wide emit would go through
+  // the Redis adapter, publishing the whole status (every participant) to every node at each push, and each node's
+  // status already holds the federation's. With no dashboard there is nothing to build it for.
+  const statusPush = new StatusPush(() => {
+    if (admin.sockets.size > 0) admin.local.emit('status', dashboardStatus());
+  });
   // On a cluster the status carries `cluster`.
   const dashboardStatus = (): FederationStatus => cluster?.dashboardStatus(engine) ?? engine.dashboardStatus();
   const saveRound = saveCompletedRounds(runFiles);

@@ -6,6 +6,7 @@ import { after, before, test } from 'node:test';
 import type { FederationStatus } from '../../core/protocol/status.ts';
 import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
 import { startCoordinator, type Coordinator } from '../../coordinator/server.ts';
+import { io as connectSocket } from 'socket.io-client';
 import { TestRedis } from '../support/redis.ts';
 import { until } from '../helpers/until.ts';
 
@@ -68,6 +69,25 @@ test('every node answers /api/status with the whole cluster: itself, the one lea
   assert.equal(((await followerCheck.json()) as { leader: string }).leader, a.cluster!.leader);
   assert.equal(coordinators[1 - leaderIndex]!.engine.control, 'awaiting-start');
   assert.notEqual(coordinators[leaderIndex]!.engine.control, 'awaiting-start');
+});
+
+test("a node's dashboards get that node's status pushes only: none crosses the Redis adapter to another node's", async () => {
+  const ids = await Promise.all(coordinators.map(async (c) => (await status(c.url)).cluster!.self));
+  // Each node pushes its status after every heartbeat (once a second), so both push while the dashboard listens.
+  const dashboard = connectSocket(`${coordinators[1]!.url}/admin`, { transports: ['websocket'], forceNew: true });
+  const pushedBy: string[] = [];
+  dashboard.on('status', (pushed: FederationStatus) => pushedBy.push(pushed.cluster?.self ?? 'no cluster'));
+  try {
+    await until(
+      () => pushedBy.length,
+      (n) => n >= 4,
+      10_000,
+      'four status pushes to the dashboard',
+    );
+  } finally {
+    dashboard.close();
+  }
+  assert.deepEqual(new Set(pushedBy), new Set([ids[1]]), `pushes came from ${pushedBy.join(', ')}`);
 });
 
 test('while Redis is unreachable every node keeps serving and says plainly that the federation is paused; it clears when Redis returns', async () => {
