@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -62,12 +62,14 @@ const { values: flags } = parseArgs({
     'baseline-root': { type: 'string' },
     /** Every node's --leader-lease-ms (the coordinator's default when absent). */
     'leader-lease-ms': { type: 'string' },
+    /** Keep every node's log (stdout and stderr, timestamped) in this folder: node-<data dir suffix>.log. */
+    'log-dir': { type: 'string' },
     help: { type: 'boolean' },
   },
 });
 if (flags.help) {
   console.log(
-    'Usage: npm run bench -- cluster [--nodes 1,2,4] [--participants 1000] [--selected N] [--rounds 3] [--clients-per-node 1] [--timeout 240] [--baseline-root DIR] [--leader-lease-ms MS]',
+    'Usage: npm run bench -- cluster [--nodes 1,2,4] [--participants 1000] [--selected N] [--rounds 3] [--clients-per-node 1] [--timeout 240] [--baseline-root DIR] [--leader-lease-ms MS] [--log-dir DIR]',
   );
   process.exit(0);
 }
@@ -115,14 +117,24 @@ async function startNode(redisUrl: string, dataDir: string, federation: readonly
   const combineMs = new Map<number, number>();
   const combineSteps = new Map<number, readonly number[]>();
   const lines = createInterface({ input: started.child.stdout! });
+  const logDir = flags['log-dir'];
+  const logFile = logDir === undefined ? undefined : path.join(logDir, `node-${dataDir.split('-').at(-1)}.log`);
+  if (logDir !== undefined) mkdirSync(logDir, { recursive: true });
+  const keep = (line: string) => {
+    if (logFile) appendFileSync(logFile, `${new Date().toISOString()} ${line}\n`);
+  };
   lines.on('line', (line) => {
+    keep(line);
     const match = /cluster: round (\d+): partials of .* combined in ([\d.]+) ms/.exec(line);
     if (match) combineMs.set(Number(match[1]), Number(match[2]));
     const steps = /cluster: round (\d+): .* \((\d+) asked at close, request ([\d.]+) ms, read ([\d.]+) ms, add ([\d.]+) ms\)/.exec(line);
     if (steps) combineSteps.set(Number(steps[1]), steps.slice(2).map(Number));
   });
   // What a node says on stderr (a stale leader's exit, a failed save) is shown, so an incomplete run says why.
-  createInterface({ input: started.child.stderr! }).on('line', (line) => console.error(`node ${dataDir.split('-').at(-1)}: ${line}`));
+  createInterface({ input: started.child.stderr! }).on('line', (line) => {
+    keep(line);
+    console.error(`node ${dataDir.split('-').at(-1)}: ${line}`);
+  });
   // Forget the start-up peak (parsing the demo data), so VmHWM measures the run itself.
   writeFileSync(`/proc/${started.child.pid}/clear_refs`, '5');
   return { url: `http://127.0.0.1:${port}`, process: started, combineMs, combineSteps };
