@@ -62,7 +62,7 @@ const { values: flags } = parseArgs({
     'baseline-root': { type: 'string' },
     /** Every node's --leader-lease-ms (the coordinator's default when absent). */
     'leader-lease-ms': { type: 'string' },
-    /** Keep every node's log (stdout and stderr, timestamped) in this folder: node-<data dir suffix>.log. */
+    /** Keep every node's log (stdout and stderr, timestamped) in this folder, a file per node of each configuration: fl-bench-cluster-XXXXXX-node-N.log. */
     'log-dir': { type: 'string' },
     help: { type: 'boolean' },
   },
@@ -118,7 +118,9 @@ async function startNode(redisUrl: string, dataDir: string, federation: readonly
   const combineSteps = new Map<number, readonly number[]>();
   const lines = createInterface({ input: started.child.stdout! });
   const logDir = flags['log-dir'];
-  const logFile = logDir === undefined ? undefined : path.join(logDir, `node-${dataDir.split('-').at(-1)}.log`);
+  // One file per node of each configuration (and each checkout): named by its data folder, unique to the run.
+  const logFile =
+    logDir === undefined ? undefined : path.join(logDir, `${path.basename(path.dirname(dataDir))}-${path.basename(dataDir)}.log`);
   if (logDir !== undefined) mkdirSync(logDir, { recursive: true });
   const keep = (line: string) => {
     if (logFile) appendFileSync(logFile, `${new Date().toISOString()} ${line}\n`);

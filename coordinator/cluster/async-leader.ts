@@ -204,7 +204,10 @@ export class AsyncLeaderRounds implements RemoteRounds {
       open.bytesIn += gathered.bytesIn;
     }
     // The models every node sent while this version collected, as one process counts its hand-outs; a statistic only.
-    open.bytesOut += await this.seats.takeSent().catch(() => 0);
+    open.bytesOut += await this.seats.takeSent(generation.term).catch((error: Error) => {
+      this.log(`cluster: version ${round}: could not read the models sent for it (its bytes out count none): ${error.message}`);
+      return 0;
+    });
     // The version's record: every seated participant, received when its update is in the sum, with its staleness.
     const now = this.clock.now();
     const unmatched = [...inSum];

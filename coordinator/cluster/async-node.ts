@@ -430,7 +430,7 @@ export class AsyncNode {
       return;
     }
     // Only a statistic (the version's bytesOut): a failed count must not stop the training it counts.
-    void this.wiring.seats.countSent(open.model.frame.byteLength).catch(() => undefined);
+    void this.wiring.seats.countSent(open.term, open.model.frame.byteLength).catch(() => undefined);
     const timer = clock.setTimer(slotMs, () => {
       if (this.slots.get(id)?.round !== open.round) return;
       this.release(id);

@@ -71,6 +71,9 @@ return removed`;
 /** A generation's seats stay in Redis this long: the leader reads them at the version's close; a dead leader's must not linger. */
 export const SEATS_TTL_MS = 10 * 60_000;
 
+/** The count of models sent stays this long after the last hand-out: longer than any version stays open. */
+const SENT_TTL_MS = 24 * 3_600_000;
+
 /** The buffer generation a member claims in: the leader's term and the version's round number (never reused, as round numbers are not). */
 export interface Generation {
   readonly term: number;
@@ -132,8 +135,8 @@ export class BufferSeats {
   /** Sorted set of the tickets of updates waiting for a seat (score: the order they came in, federation-wide). */
   private readonly waitingKey: string;
   private readonly ticketKey: string;
-  /** Model bytes sent to participants since the leader last closed a version. */
-  private readonly sentKey: string;
+  /** Model bytes sent to participants since the leader last closed a version, per term: `${sentPrefix}${term}`. */
+  private readonly sentPrefix: string;
   private readonly fenced: FencedStore;
 
   constructor(
@@ -146,7 +149,7 @@ export class BufferSeats {
     this.seatsPrefix = `fl:${federation}:async:seats:`;
     this.waitingKey = `fl:${federation}:async:waiting`;
     this.ticketKey = `fl:${federation}:async:ticket`;
-    this.sentKey = `fl:${federation}:async:sent`;
+    this.sentPrefix = `fl:${federation}:async:sent:`;
     this.fenced = new FencedStore(redis, keys.term);
   }
 
@@ -236,19 +239,27 @@ export class BufferSeats {
   }
 
   /**
-   * A node sent a model to a participant (a training slot): counted, on any
-   * node, for the version that closes next. A node's count goes on the same
-   * connection as its seat claims, so an update's hand-out is counted before
-   * its seat is taken, and so before the leader takes the count of the
-   * version the update goes into.
+   * A node sent a model of the leader's `term` to a participant (a training
+   * slot): counted, on any node, for that term's version that closes next.
+   * A node's count goes on the same connection as its seat claims, so an
+   * update's hand-out is counted before its seat is taken, and so before the
+   * leader takes the count of the version the update goes into. The key
+   * outlives any version (a day from the last hand-out): a deposed term's
+   * count is left to expire, never added to another term's versions.
    */
-  async countSent(bytes: number): Promise<void> {
-    await this.redis.multi().incrby(this.sentKey, bytes).pexpire(this.sentKey, SEATS_TTL_MS).exec();
+  async countSent(term: number, bytes: number): Promise<void> {
+    const key = `${this.sentPrefix}${term}`;
+    await this.redis.multi().incrby(key, bytes).pexpire(key, SENT_TTL_MS).exec();
   }
 
-  /** The leader closes a version: the model bytes sent since the last close, federation-wide (the version's `bytesOut`), counted afresh from here. */
-  async takeSent(): Promise<number> {
-    return Number((await this.redis.getdel(this.sentKey)) ?? 0);
+  /** The leader closes a version: the model bytes sent in its term since the last close, federation-wide (the version's `bytesOut`), counted afresh from here. */
+  async takeSent(term: number): Promise<number> {
+    const key = `${this.sentPrefix}${term}`;
+    // GET and DEL in one transaction (GETDEL needs Redis 6.2).
+    const replies = await this.redis.multi().get(key).del(key).exec();
+    const [error, value] = replies?.[0] ?? [new Error('the transaction was discarded'), null];
+    if (error) throw error;
+    return Number(value ?? 0);
   }
 
   /** Run by the leader with the live nodes: the tickets of updates a dead node held go (they are lost with it). Returns how many. */

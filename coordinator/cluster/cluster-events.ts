@@ -105,16 +105,16 @@ export function parseSettledReport(value: unknown): SettledReport | undefined {
   };
 }
 
-/** Whose updates a member's partial holds and their bytes, as its reply or notice gives them, checked for shape. */
-function namesContributions(r: Record<string, unknown>): boolean {
-  const bytesIn = r.bytesIn;
-  return (
-    Array.isArray(r.contributors) &&
-    r.contributors.every((id) => typeof id === 'string') &&
-    typeof bytesIn === 'number' &&
-    Number.isSafeInteger(bytesIn) &&
-    bytesIn >= 0
-  );
+/**
+ * Whose updates a member's partial holds and their bytes, as its reply or
+ * notice gives them, checked for shape; undefined when malformed. A member of
+ * an earlier build sends no bytes: 0, so a rolling upgrade keeps its partial.
+ */
+function contributions(r: Record<string, unknown>): { contributors: readonly string[]; bytesIn: number } | undefined {
+  const { contributors, bytesIn = 0 } = r;
+  if (!Array.isArray(contributors) || !contributors.every((id) => typeof id === 'string')) return undefined;
+  if (typeof bytesIn !== 'number' || !Number.isSafeInteger(bytesIn) || bytesIn < 0) return undefined;
+  return { contributors, bytesIn };
 }
 
 /** A member's stored notice, checked for shape: undefined when it is not one. */
@@ -122,7 +122,8 @@ export function parseStoredNotice(value: unknown): StoredNotice | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
   const r = value as Record<string, unknown>;
   if (typeof r.node !== 'string' || !Number.isInteger(r.term) || !Number.isInteger(r.round)) return undefined;
-  return namesContributions(r) ? (value as StoredNotice) : undefined;
+  const named = contributions(r);
+  return named && { node: r.node, term: r.term as number, round: r.round as number, ...named };
 }
 
 /** A member's partial reply, checked for shape: undefined when it is not one. */
@@ -130,6 +131,9 @@ export function parsePartialReply(value: unknown): PartialReply | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
   const r = value as Record<string, unknown>;
   if (typeof r.node !== 'string') return undefined;
-  if (r.stored === true) return namesContributions(r) ? (value as PartialReply) : undefined;
+  if (r.stored === true) {
+    const named = contributions(r);
+    return named && { node: r.node, stored: true, ...named };
+  }
   return r.stored === false && typeof r.reason === 'string' ? (value as PartialReply) : undefined;
 }

@@ -14,13 +14,22 @@ test('a malformed settlement report is refused whole', () => {
     assert.equal(parseSettledReport(bad), undefined);
 });
 
-test("a member's stored partial names its contributors and their upload bytes, a whole non-negative number, or is refused", () => {
+test("a member's stored partial names its contributors and their upload bytes, a whole non-negative number (0 from an earlier build), or is refused", () => {
   const notice = { node: 'm', term: 2, round: 5, contributors: ['a', 'b'], bytesIn: 1_600_032 };
   const reply = { node: 'm', stored: true, contributors: ['a', 'b'], bytesIn: 1_600_032 };
   assert.deepEqual(parseStoredNotice(notice), notice);
   assert.deepEqual(parsePartialReply(reply), reply);
   assert.deepEqual(parsePartialReply({ node: 'm', stored: false, reason: 'none' }), { node: 'm', stored: false, reason: 'none' });
-  for (const bytesIn of [undefined, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, '12']) {
+  // A member of the build before sends no bytes: its partial still counts, with 0 bytes.
+  const { bytesIn: _, ...older } = notice;
+  assert.deepEqual(parseStoredNotice(older), { ...older, bytesIn: 0 });
+  assert.deepEqual(parsePartialReply({ node: 'm', stored: true, contributors: ['a'] }), {
+    node: 'm',
+    stored: true,
+    contributors: ['a'],
+    bytesIn: 0,
+  });
+  for (const bytesIn of [null, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, '12']) {
     assert.equal(parseStoredNotice({ ...notice, bytesIn }), undefined, `notice with bytesIn ${String(bytesIn)}`);
     assert.equal(parsePartialReply({ ...reply, bytesIn }), undefined, `reply with bytesIn ${String(bytesIn)}`);
   }
