@@ -45,19 +45,22 @@ export interface PartialRequest {
   readonly round: number;
 }
 
-/** A member's answer: its partial is in Redis (`stored`) with whose updates are in it and their upload bytes, or why not. */
+/**
+ * A member's answer: its partial is in Redis (`stored`) with whose updates
+ * are in it and the round's upload bytes it took in (as one coordinator's
+ * round record counts them: the round's record counts every node's), or why not.
+ */
 export type PartialReply =
   | { readonly node: string; readonly stored: true; readonly contributors: readonly string[]; readonly bytesIn: number }
   | { readonly node: string; readonly stored: false; readonly reason: string };
 
-/** A member's partial of a round is in Redis, stored before the leader's close request: the reply that request would get. */
-export interface StoredNotice {
-  readonly node: string;
+/** A member's reply that its partial is stored. */
+export type StoredReply = Extract<PartialReply, { readonly stored: true }>;
+
+/** A member's partial of a round is in Redis, stored before the leader's close request: the reply that request would get, and its round. */
+export interface StoredNotice extends StoredReply {
   readonly term: number;
   readonly round: number;
-  readonly contributors: readonly string[];
-  /** The upload bytes of the updates in the partial: the round's record counts every node's. */
-  readonly bytesIn: number;
 }
 
 /** How one selected participant's part in a round ended on its node (a member's report to the leader). */
@@ -123,7 +126,7 @@ export function parseStoredNotice(value: unknown): StoredNotice | undefined {
   const r = value as Record<string, unknown>;
   if (typeof r.node !== 'string' || !Number.isInteger(r.term) || !Number.isInteger(r.round)) return undefined;
   const named = contributions(r);
-  return named && { node: r.node, term: r.term as number, round: r.round as number, ...named };
+  return named && { node: r.node, stored: true, term: r.term as number, round: r.round as number, ...named };
 }
 
 /** A member's partial reply, checked for shape: undefined when it is not one. */

@@ -98,7 +98,7 @@ export class LeaderRounds implements RemoteRounds {
       // A member sends it before its last settlement report (member-rounds.ts), so a close on that report finds it here.
       if (!round || notice.term !== round.term || notice.round !== round.open.round || ![...round.nodeOf.values()].includes(notice.node))
         return;
-      round.stored.set(notice.node, { node: notice.node, stored: true, contributors: notice.contributors, bytesIn: notice.bytesIn });
+      round.stored.set(notice.node, notice);
     });
   }
 

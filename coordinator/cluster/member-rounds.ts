@@ -259,14 +259,7 @@ export class MemberRounds {
       if (this.current !== round) return;
       const reply = await this.store(round, 'every participant selected on this node has settled');
       // A failed write is not announced: the leader asks at close, and the write is tried again.
-      if (reply.stored)
-        this.wiring.io.serverSideEmit('cluster:stored', {
-          node: this.wiring.nodeId,
-          term: round.term,
-          round: round.open.round,
-          contributors: reply.contributors,
-          bytesIn: reply.bytesIn,
-        });
+      if (reply.stored) this.wiring.io.serverSideEmit('cluster:stored', { ...reply, term: round.term, round: round.open.round });
     });
     return round.early;
   }

@@ -6,7 +6,7 @@ import { combinePartials, type MemberPartial, type PartialExchange } from './par
 export interface MemberContribution {
   readonly partial: PartialAggregate;
   readonly contributors: readonly string[];
-  /** The bytes of the uploads in the sum, as one coordinator's round record counts them (`bytesIn`). */
+  /** The round's upload bytes this node took in, as one coordinator's round record counts them (`bytesIn`; a secure cohort's: every masked input accepted). */
   readonly bytesIn: number;
 }
 

@@ -86,7 +86,7 @@ test('a member whose participants all settled stores its partial before the lead
   leaderIo.on('cluster:settled', (report) => heard.push(`settled ${report.participantId} ${report.outcome}`));
   leaderIo.on('cluster:stored', (notice) => {
     heard.push(`stored ${notice.contributors.join(',')}`);
-    notices.push({ node: notice.node, stored: true, contributors: notice.contributors, bytesIn: notice.bytesIn });
+    notices.push(notice);
   });
   await nodes.subscribed(2);
 

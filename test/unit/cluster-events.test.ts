@@ -17,12 +17,12 @@ test('a malformed settlement report is refused whole', () => {
 test("a member's stored partial names its contributors and their upload bytes, a whole non-negative number (0 from an earlier build), or is refused", () => {
   const notice = { node: 'm', term: 2, round: 5, contributors: ['a', 'b'], bytesIn: 1_600_032 };
   const reply = { node: 'm', stored: true, contributors: ['a', 'b'], bytesIn: 1_600_032 };
-  assert.deepEqual(parseStoredNotice(notice), notice);
+  assert.deepEqual(parseStoredNotice(notice), { ...notice, stored: true });
   assert.deepEqual(parsePartialReply(reply), reply);
   assert.deepEqual(parsePartialReply({ node: 'm', stored: false, reason: 'none' }), { node: 'm', stored: false, reason: 'none' });
   // A member of the build before sends no bytes: its partial still counts, with 0 bytes.
   const { bytesIn: _, ...older } = notice;
-  assert.deepEqual(parseStoredNotice(older), { ...older, bytesIn: 0 });
+  assert.deepEqual(parseStoredNotice(older), { ...older, stored: true, bytesIn: 0 });
   assert.deepEqual(parsePartialReply({ node: 'm', stored: true, contributors: ['a'] }), {
     node: 'm',
     stored: true,
