@@ -376,9 +376,9 @@ console.log(
 );
 const baselineRoot = flags['baseline-root'] && path.resolve(flags['baseline-root']);
 console.log(
-  `| participants | encoding | ours: updates/s | ours: MB/s | × float32 updates/s | decode ms / update | echo: updates/s | echo: MB/s | ours / echo | ours: peak RSS | echo: peak RSS | server CPU ms / update, all threads (main thread): ours / echo | clients' CPU ms / update: ours / echo |${baselineRoot ? ' before: updates/s | before / echo | before: peak RSS |' : ''}`,
+  `| participants | encoding | ours: updates/s | ours: MB/s | × float32 updates/s | decode ms / update | echo: updates/s | echo: MB/s | ours / echo | ours: peak RSS | echo: peak RSS | server CPU ms / update, all threads (main thread): ours / echo | clients' CPU ms / update: ours / echo |${baselineRoot ? ' before: updates/s | before / echo | before: peak RSS | before: server CPU ms / update, all threads (main thread) |' : ''}`,
 );
-console.log(`|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|${baselineRoot ? '---:|---:|---:|' : ''}`);
+console.log(`|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|${baselineRoot ? '---:|---:|---:|---:|' : ''}`);
 for (const [index, n] of sizes.entries()) {
   // Alternate the servers per size, and rotate the encodings' order, so slow drift of a shared machine hits all of them.
   const order = encodings.map((_, i) => encodings[(i + index) % encodings.length]!);
@@ -423,7 +423,13 @@ for (const [index, n] of sizes.entries()) {
       oursClientCpuMs: cpuMsPerUpdate(ours.clientCpuSeconds, n),
       echoClientCpuMs: cpuMsPerUpdate(echo.clientCpuSeconds, n),
       ...(before && beforeRate
-        ? { beforeUpdatesPerSecond: beforeRate, beforeRatio: beforeRate / echoRate, beforePeakRssMB: mb(before.peakRssBytes) }
+        ? {
+            beforeUpdatesPerSecond: beforeRate,
+            beforeRatio: beforeRate / echoRate,
+            beforePeakRssMB: mb(before.peakRssBytes),
+            beforeServerCpuMs: cpuMsPerUpdate(before.serverCpuSeconds, n),
+            beforeServerMainCpuMs: cpuMsPerUpdate(before.serverMainCpuSeconds, n),
+          }
         : {}),
     };
     rows.push(row);
@@ -431,7 +437,7 @@ for (const [index, n] of sizes.entries()) {
       `| ${n} | ${encoding} | ${row.oursUpdatesPerSecond.toFixed(0)} | ${row.oursMBps.toFixed(0)} | ${row.ratioToFloat32?.toFixed(2) ?? '–'} | ${row.decodeMsPerUpdate.toFixed(2)} | ${row.echoUpdatesPerSecond.toFixed(0)} | ${row.echoMBps.toFixed(0)} | ${row.ratio.toFixed(2)} | ${row.oursPeakRssMB.toFixed(0)} MB | ${row.echoPeakRssMB.toFixed(0)} MB | ${row.oursServerCpuMs.toFixed(2)} (${row.oursServerMainCpuMs.toFixed(2)}) / ${row.echoServerCpuMs.toFixed(2)} (${row.echoServerMainCpuMs.toFixed(2)}) | ${row.oursClientCpuMs.toFixed(2)} / ${row.echoClientCpuMs.toFixed(2)} |` +
         (row.beforeUpdatesPerSecond === undefined
           ? ''
-          : ` ${row.beforeUpdatesPerSecond.toFixed(0)} | ${row.beforeRatio!.toFixed(2)} | ${row.beforePeakRssMB!.toFixed(0)} MB |`),
+          : ` ${row.beforeUpdatesPerSecond.toFixed(0)} | ${row.beforeRatio!.toFixed(2)} | ${row.beforePeakRssMB!.toFixed(0)} MB | ${row.beforeServerCpuMs!.toFixed(2)} (${row.beforeServerMainCpuMs!.toFixed(2)}) |`),
     );
   }
 }

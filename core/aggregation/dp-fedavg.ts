@@ -7,6 +7,7 @@ import type { FitConfig } from '../protocol/messages.ts';
 import { SecureRandom, type UniformSource } from '../random/prng.ts';
 import type { RoundSettings, SettingsChange } from '../protocol/status.ts';
 import { checkPartial, type PartialAggregate } from './partial.ts';
+import { floatKernels, type Float64Sum } from '../math/float-kernels.ts';
 import {
   contributionWeight,
   type ClientResult,
@@ -391,6 +392,7 @@ export class DpFedAvg implements Strategy {
 }
 
 class DpRound implements RoundAggregator {
+  private readonly accumulator: Float64Sum;
   private readonly sum: Float64Array;
   private added = 0;
   private within = 0;
@@ -402,7 +404,8 @@ class DpRound implements RoundAggregator {
     private readonly context: RoundContext,
     private readonly clipNorm: number,
   ) {
-    this.sum = new Float64Array(context.globalWeights.length);
+    this.accumulator = floatKernels().float64Sum(context.globalWeights.length);
+    this.sum = this.accumulator.values;
     this.scratch = new Float32Array(context.globalWeights.length);
     if (strategy.settings.placement === 'distributed') this.addSum = (sum, count) => this.addNoisedSum(sum, count);
   }
@@ -423,8 +426,7 @@ class DpRound implements RoundAggregator {
       contribution = this.scratch;
     }
     // After the clip, or the clip would undo it; w ≤ 1 keeps the contribution within S, the sensitivity the noise is for.
-    const weight = contributionWeight(result);
-    for (let i = 0; i < this.sum.length; i++) this.sum[i]! += weight * contribution[i]!;
+    this.accumulator.addScaled(contribution, contributionWeight(result));
     this.added++;
   }
 

@@ -8,6 +8,7 @@ import {
 } from './strategy.ts';
 import type { FitConfig } from '../protocol/messages.ts';
 import { checkPartial, type PartialAggregate } from './partial.ts';
+import { floatKernels, type Float64Sum } from '../math/float-kernels.ts';
 
 export interface FedAvgOptions {
   /** Scales the averaged update before it is applied (1 = plain FedAvg). */
@@ -55,6 +56,7 @@ export class FedAvg implements Strategy {
 
 /** Streaming weighted mean of updates, applied to the global weights on finish. */
 export class WeightedSum implements RoundAggregator {
+  private readonly accumulator: Float64Sum;
   private readonly sum: Float64Array;
   private totalWeight = 0;
   private added = 0;
@@ -63,7 +65,8 @@ export class WeightedSum implements RoundAggregator {
     private readonly globalWeights: Float32Array,
     private readonly serverLearningRate = 1,
   ) {
-    this.sum = new Float64Array(globalWeights.length);
+    this.accumulator = floatKernels().float64Sum(globalWeights.length);
+    this.sum = this.accumulator.values;
   }
 
   get count(): number {
@@ -77,18 +80,8 @@ export class WeightedSum implements RoundAggregator {
     }
     if (!(numExamples > 0)) throw new RangeError('numExamples must be positive');
     // A staleness weight scales the update, not its share of the example total: stale buffers move the model less.
-    const coefficient = numExamples * contributionWeight(result);
-    const sum = this.sum;
-    // Four values a step: the coordinator's hottest loop (one model-sized multiply-add per update).
-    const whole = sum.length - (sum.length % 4);
-    let i = 0;
-    for (; i < whole; i += 4) {
-      sum[i]! += coefficient * update[i]!;
-      sum[i + 1]! += coefficient * update[i + 1]!;
-      sum[i + 2]! += coefficient * update[i + 2]!;
-      sum[i + 3]! += coefficient * update[i + 3]!;
-    }
-    for (; i < sum.length; i++) sum[i]! += coefficient * update[i]!;
+    // The coordinator's hottest loop (one model-sized multiply-add per update): float-kernels.ts.
+    this.accumulator.addScaled(update, numExamples * contributionWeight(result));
     this.totalWeight += numExamples;
     this.added++;
   }
