@@ -27,7 +27,7 @@ import { defaultSecurity } from './security/config.ts';
 import { createAdmission, createTransportServer, installSecurity, publicUrl, socketServerOptions } from './security/guard.ts';
 import { RejoinSecrets } from './security/rejoin-secrets.ts';
 import { eventTolerantParser } from './socket/event-packets.ts';
-import { attachParticipant, type ParticipantSocket } from './socket/participant-events.ts';
+import { participantProtocol, type ParticipantSocket } from './socket/participant-events.ts';
 import { socketTransport, type ParticipantServer } from './socket/round-transport.ts';
 import { StatusPush } from './status/status-push.ts';
 import { BestModelStore } from './storage/best-model.ts';
@@ -244,7 +244,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     updateAnswered: metrics.updateAnswered.bind(metrics),
     updateAccepted: metrics.updateAccepted.bind(metrics),
   };
-  io.on('connection', (socket) => attachParticipant(socket, participantContext));
+  io.on('connection', participantProtocol(participantContext));
   admin.on('connection', (socket) => {
     socket.emit('status', dashboardStatus());
     attachAdminSocket(socket, engine, log);

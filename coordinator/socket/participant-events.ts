@@ -14,7 +14,7 @@ import type { RoundEngine } from '../rounds/round-engine.ts';
 import type { SecAggStep } from '../rounds/secure-round.ts';
 import type { RejoinSecrets } from '../security/rejoin-secrets.ts';
 import { MALFORMED_EVENT } from './event-packets.ts';
-import { respond, type EventHandler, type RequestHandler } from './respond.ts';
+import { listenerFor, type EventHandler, type RequestHandler, type SharedListener } from './respond.ts';
 
 export interface SocketData {
   participantId?: string;
@@ -74,8 +74,16 @@ const SECAGG_STEPS = {
   'secagg:unmask': 'unmask',
 } as const satisfies Record<SecAggEventName, SecAggStep>;
 
-/** The protocol of namespace `/` on one socket: every client event through respond(), anything else UNKNOWN_EVENT. */
-export function attachParticipant(socket: ParticipantSocket, context: ParticipantContext): void {
+/**
+ * The protocol of namespace `/`: every client event through its listener
+ * (respond.ts), anything else UNKNOWN_EVENT. Made once per coordinator and
+ * attached to each socket: the handlers take the socket they serve as an
+ * argument, so a connection costs its listener slots, not a set of closures
+ * of its own (a node holds thousands; bench/participant-memory.ts).
+ *
+ *   io.on('connection', participantProtocol(context));
+ */
+export function participantProtocol(context: ParticipantContext): (socket: ParticipantSocket) => void {
   const { engine, task, socketsByParticipant, rejoinSecrets } = context;
 
   /** A request refused by the server itself (the engine counts its own refusals). */
@@ -83,25 +91,25 @@ export function attachParticipant(socket: ParticipantSocket, context: Participan
     engine.countRejection(code);
     return ackError(code, message);
   };
-  const mustHaveJoined = (what: string) => () =>
+  const mustHaveJoined = (what: string) => (socket: ParticipantSocket) =>
     socket.data.participantId === undefined ? refuse(ErrorCode.NotJoined, `join before ${what}`) : undefined;
   /** The sender's id (refuseEarly has made sure there is one). */
-  const joined = (): string => {
+  const joined = (socket: ParticipantSocket): string => {
     const id = socket.data.participantId;
     if (id === undefined) throw new ProtocolError(ErrorCode.NotJoined, 'join first');
     return id;
   };
   /** A selected participant that sends garbage is out of the round: it must not hold it until the deadline. */
-  const leaveRound = () => {
+  const leaveRound = (socket: ParticipantSocket) => {
     const id = socket.data.participantId;
     if (id !== undefined) engine.excludeFromOpenRound(id);
   };
-  const secagg = (event: SecAggEventName): RequestHandler<SecAggEventName> => ({
+  const secagg = (event: SecAggEventName): RequestHandler<SecAggEventName, ParticipantSocket> => ({
     kind: 'request',
     refuseEarly: mustHaveJoined('sending secure aggregation messages'),
     onFailure: leaveRound,
-    handle: (message) => {
-      const answer = engine.submitSecAgg(joined(), SECAGG_STEPS[event], message);
+    handle: (socket, message) => {
+      const answer = engine.submitSecAgg(joined(socket), SECAGG_STEPS[event], message);
       if (!UPDATE_EVENTS.has(event) || !('packed' in message)) return answer;
       // The masked input's packed words are the update's bytes accepted.
       return answer.then((result) => {
@@ -114,7 +122,7 @@ export function attachParticipant(socket: ParticipantSocket, context: Participan
   const handlers = {
     join: {
       kind: 'request',
-      handle: (request) => {
+      handle: (socket, request) => {
         if (request.protocolVersion !== PROTOCOL_VERSION) {
           return refuse(
             ErrorCode.UnsupportedProtocol,
@@ -168,8 +176,8 @@ export function attachParticipant(socket: ParticipantSocket, context: Participan
       kind: 'request',
       refuseEarly: mustHaveJoined('sending updates'),
       onFailure: leaveRound,
-      handle: (message) => {
-        const result = engine.submitUpdate(joined(), message);
+      handle: (socket, message) => {
+        const result = engine.submitUpdate(joined(socket), message);
         if (result.ok) context.updateAccepted?.(message.update.byteLength);
         return result;
       },
@@ -177,11 +185,11 @@ export function attachParticipant(socket: ParticipantSocket, context: Participan
     decline: {
       kind: 'request',
       refuseEarly: mustHaveJoined('declining rounds'),
-      handle: (message) => engine.decline(joined(), message),
+      handle: (socket, message) => engine.decline(joined(socket), message),
     },
     progress: {
       kind: 'notification',
-      handle: (message) => {
+      handle: (socket, message) => {
         const id = socket.data.participantId;
         if (id !== undefined) engine.reportProgress(id, message);
       },
@@ -193,7 +201,7 @@ export function attachParticipant(socket: ParticipantSocket, context: Participan
     'model:frozen': {
       kind: 'request',
       refuseEarly: mustHaveJoined('fetching frozen weights'),
-      handle: (request) => {
+      handle: (_socket, request) => {
         const frozen = context.frozenWeights;
         if (frozen?.hash !== request.hash) {
           return refuse(
@@ -206,9 +214,9 @@ export function attachParticipant(socket: ParticipantSocket, context: Participan
         return ackOk({ hash: frozen.hash, weights: frozen.frame });
       },
     },
-  } satisfies { readonly [E in ClientEventName]: EventHandler<E> };
+  } satisfies { readonly [E in ClientEventName]: EventHandler<E, ParticipantSocket> };
 
-  const table: { readonly [E in ClientEventName]: EventHandler<E> } = handlers;
+  const table: { readonly [E in ClientEventName]: EventHandler<E, ParticipantSocket> } = handlers;
   const parsers: ClientEventParsers = CLIENT_EVENT_PARSERS;
   const hooks = {
     countRejection: (code: ErrorCode) => engine.countRejection(code),
@@ -218,11 +226,10 @@ export function attachParticipant(socket: ParticipantSocket, context: Participan
     },
   };
   const known = (event: ClientEventName) => context.secureAggregation || !isSecAggEvent(event);
-  const register = <E extends ClientEventName>(event: E) =>
-    respond(socket as unknown as Socket, event, parsers[event], table[event], hooks);
-  for (const event of CLIENT_EVENTS) if (known(event)) register(event);
+  const listener = <E extends ClientEventName>(event: E) => listenerFor(event, parsers[event], table[event], hooks);
+  const listeners = CLIENT_EVENTS.filter(known).map((event) => [event, listener(event)] as const);
 
-  socket.onAny((event: unknown, ...args: unknown[]) => {
+  function unknownEvent(event: unknown, ...args: unknown[]): void {
     if (isClientEvent(event) && known(event)) return;
     engine.countRejection(ErrorCode.UnknownEvent);
     const ack = args.at(-1);
@@ -232,12 +239,20 @@ export function attachParticipant(socket: ParticipantSocket, context: Participan
         ? `unreadable event packet: ${String(args[0]).slice(0, 128)}`
         : `unknown event "${String(event).slice(0, 64)}"`;
     ack(ackError(ErrorCode.UnknownEvent, message));
-  });
-  socket.on('disconnect', () => {
-    const id = socket.data.participantId;
-    if (id !== undefined && socketsByParticipant.get(id) === socket) {
+  }
+  function disconnected(this: ParticipantSocket): void {
+    const id = this.data.participantId;
+    if (id !== undefined && socketsByParticipant.get(id) === this) {
       socketsByParticipant.delete(id);
       engine.leave(id);
     }
-  });
+  }
+
+  return (socket) => {
+    // socket.io types listeners by the namespace's event map; these read their arguments as unknown on purpose.
+    const on = socket.on.bind(socket) as unknown as (event: string, listener: SharedListener<ParticipantSocket>) => void;
+    for (const [event, handle] of listeners) on(event, handle);
+    socket.onAny(unknownEvent);
+    socket.on('disconnect', disconnected);
+  };
 }

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before } from 'node:test';
@@ -28,6 +28,11 @@ export class TestRedis {
 
   /** Starts one; resolves once it accepts connections. */
   static async start(): Promise<TestRedis> {
+    // Spawning a missing binary fails with no exit event, which would leave the test waiting on nothing.
+    if (!existsSync(REDIS_SERVER_BINARY))
+      throw new Error(
+        `${REDIS_SERVER_BINARY} is missing: the cluster tests start their own Redis (apt-get install redis-server; .ci/run does)`,
+      );
     const dir = mkdtempSync(path.join(tmpdir(), 'fl-redis-'));
     const redis = new TestRedis(await freePort(), dir);
     liveServers.add(redis);
