@@ -18,6 +18,7 @@ const BENCHMARKS: Record<string, string> = {
   'data-ingest': 'bench/data-ingest.ts',
   'dp-sgd': 'bench/dp-sgd.ts',
   'federated-vs-central': 'bench/federated-vs-central.ts',
+  'participant-memory': 'bench/participant-memory.ts',
   'privacy-accountants': 'bench/privacy-accountants.ts',
   'privacy-distributed': 'bench/privacy-distributed.ts',
   'privacy-utility': 'bench/privacy-utility.ts',
