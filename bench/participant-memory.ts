@@ -41,7 +41,8 @@ interface Server {
 }
 
 async function startServer(script: string, args: string[], checkout: string): Promise<Server> {
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
+  const heapReport = path.join(root, 'bench/servers/heap-report.ts');
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', '--import', heapReport, script, ...args], {
     cwd: checkout,
     stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
   });
@@ -57,8 +58,12 @@ async function startServer(script: string, args: string[], checkout: string): Pr
   return {
     url,
     heap: () =>
-      new Promise<HeapReport>((resolve) => {
-        child.once('message', (report) => resolve(report as HeapReport));
+      new Promise<HeapReport>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`${script} did not report its heap within 30 s`)), 30_000);
+        child.once('message', (report) => {
+          clearTimeout(timer);
+          resolve(report as HeapReport);
+        });
         child.send('heap');
       }),
     async stop() {

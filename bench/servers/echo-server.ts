@@ -1,7 +1,6 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Server } from 'socket.io';
-import { answerHeapRequests } from './heap-report.ts';
 
 /**
  * The baseline: a bare socket.io server that acknowledges each update
@@ -19,8 +18,6 @@ io.on('connection', (socket) => {
 http.listen(0, '127.0.0.1', () => {
   console.log(`listening http://127.0.0.1:${(http.address() as AddressInfo).port}`);
 });
-
-answerHeapRequests();
 
 // The benchmark stops servers with SIGTERM; exiting through process.exit writes a --cpu-prof profile.
 process.on('SIGTERM', () => process.exit(0));

@@ -10,12 +10,12 @@ export interface HeapReport {
 }
 
 /**
- * Answers the parent's "heap" messages, where the server was started with an
- * IPC channel: two full collections, then process.memoryUsage(). Nothing
- * otherwise (the throughput benchmarks start servers without one).
+ * Loaded with --import into a server that bench/participant-memory.ts starts
+ * (from this checkout, so a --baseline-root checkout's servers answer too):
+ * answers the parent's "heap" messages over the IPC channel with two full
+ * collections, then process.memoryUsage(). Nothing without an IPC channel.
  */
-export function answerHeapRequests(): void {
-  if (!process.send) return;
+if (process.send) {
   setFlagsFromString('--expose-gc');
   const collect = runInNewContext('gc') as () => void;
   process.on('message', (message) => {

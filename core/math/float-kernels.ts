@@ -4,7 +4,7 @@
  * with it the finiteness check) and the float64 running sum `sum += c·update`
  * (FedAvg). Each exists twice with the same result to the bit:
  *
- * - `simd`: a 300-byte WebAssembly module with 128-bit SIMD, about 5× faster
+ * - `simd`: a 301-byte WebAssembly module with 128-bit SIMD, about 5× faster
  *   for the sum and 2× for the squares than the scalar loops in V8. Every
  *   browser since 2023 and Node ≥ 16 has it.
  * - `scalar`: the same loops in JavaScript, for a platform without
@@ -38,9 +38,14 @@ export interface FloatKernels {
   float64Sum(length: number): Float64Sum;
 }
 
-/** The fastest kernels this platform runs: SIMD where WebAssembly SIMD compiles, else scalar. */
+/**
+ * The fastest kernels this platform runs: SIMD where WebAssembly SIMD
+ * compiles and gives the scalar results on a probe, else scalar. The probe
+ * catches what compiling cannot: a big-endian host (WebAssembly memory is
+ * little-endian, typed arrays are the host's order) or an engine's bug.
+ */
 export function floatKernels(): FloatKernels {
-  chosen ??= simdKernels() ?? scalarKernels;
+  chosen ??= agreeingWithScalar(simdKernels()) ?? scalarKernels;
   return chosen;
 }
 let chosen: FloatKernels | undefined;
@@ -89,6 +94,21 @@ export const scalarKernels: FloatKernels = {
   },
 };
 
+/** `kernels` if they give the scalar kernels' results on a probe, else undefined. */
+export function agreeingWithScalar(kernels: FloatKernels | undefined): FloatKernels | undefined {
+  if (kernels === undefined) return undefined;
+  // Values of every magnitude and sign, and a length with a tail past the four-value step.
+  const probe = Float32Array.from({ length: 11 }, (_, i) => (i % 3 === 0 ? -1 : 1) * 1.7 ** (i * 7 - 30));
+  const fast = kernels.float64Sum(probe.length);
+  const slow = scalarKernels.float64Sum(probe.length);
+  for (const coefficient of [0.3, -2.5]) {
+    fast.addScaled(probe, coefficient);
+    slow.addScaled(probe, coefficient);
+  }
+  const same = kernels.sumOfSquares(probe) === scalarKernels.sumOfSquares(probe) && fast.values.every((v, i) => v === slow.values[i]);
+  return same ? kernels : undefined;
+}
+
 function checkLength(update: Float32Array, length: number): void {
   if (update.length !== length) throw new RangeError(`update has ${update.length} values, the sum has ${length}`);
 }
@@ -111,6 +131,7 @@ const PAGE = 65_536;
 /** The four float64 lane sums of sumSquares. */
 const LANES = 0;
 const SCRATCH_CHUNK = 32;
+const MAX_SUM_BYTES = 2 ** 31;
 
 /** The SIMD kernels, or undefined where WebAssembly or its SIMD is missing or compiling is not allowed. */
 export function simdKernels(): FloatKernels | undefined {
@@ -128,7 +149,12 @@ export function simdKernels(): FloatKernels | undefined {
     return { buffer: memory.buffer, exports };
   };
   // One scratch memory for sumOfSquares: the lanes and one chunk. Its views never detach: it never grows.
-  const scratch = instantiate(SCRATCH_CHUNK + CHUNK * 4);
+  let scratch: ReturnType<typeof instantiate>;
+  try {
+    scratch = instantiate(SCRATCH_CHUNK + CHUNK * 4);
+  } catch {
+    return undefined;
+  }
   const lanes = new Float64Array(scratch.buffer, LANES, 4);
   const scratchChunk = new Float32Array(scratch.buffer, SCRATCH_CHUNK, CHUNK);
   return {
@@ -149,7 +175,15 @@ export function simdKernels(): FloatKernels | undefined {
     float64Sum(length) {
       // The sum, then one chunk of the update (16-byte aligned).
       const chunkOffset = Math.ceil((length * 8) / 16) * 16;
-      const { buffer, exports } = instantiate(chunkOffset + CHUNK * 4);
+      // Addresses are 32-bit: past 2 GB (268 million values) the scalar loop sums, as it does where memory runs out.
+      if (chunkOffset + CHUNK * 4 > MAX_SUM_BYTES) return scalarKernels.float64Sum(length);
+      let instance: ReturnType<typeof instantiate>;
+      try {
+        instance = instantiate(chunkOffset + CHUNK * 4);
+      } catch {
+        return scalarKernels.float64Sum(length);
+      }
+      const { buffer, exports } = instance;
       const values = new Float64Array(buffer, 0, length);
       const chunk = new Float32Array(buffer, chunkOffset, CHUNK);
       return {

@@ -1,6 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { floatKernels, kernelModuleBytes, scalarKernels, simdKernels, type FloatKernels } from '../../core/math/float-kernels.ts';
+import {
+  agreeingWithScalar,
+  floatKernels,
+  kernelModuleBytes,
+  scalarKernels,
+  simdKernels,
+  type FloatKernels,
+} from '../../core/math/float-kernels.ts';
 import { SeededRandom } from '../../core/random/prng.ts';
 
 // Lengths around the 4-value step and the 16,384-value chunk, and the demo MLP's 199,210 parameters.
@@ -85,6 +92,21 @@ describe('float kernels', () => {
       assert.throws(() => sum.addScaled(new Float32Array(9), 1), /update has 9 values, the sum has 8/);
       assert.deepEqual([...sum.values], new Array(8).fill(2));
     }
+  });
+
+  it('are used only if they agree with the scalar loops on a probe (a big-endian host, an engine bug)', () => {
+    assert.equal(agreeingWithScalar(simd), simd);
+    assert.equal(agreeingWithScalar(undefined), undefined);
+    const offByAnUlp: FloatKernels = { ...simd!, sumOfSquares: (values) => simd!.sumOfSquares(values) * (1 + Number.EPSILON) };
+    assert.equal(agreeingWithScalar(offByAnUlp), undefined);
+    const wrongSum: FloatKernels = {
+      ...simd!,
+      float64Sum: (length) => {
+        const sum = simd!.float64Sum(length);
+        return { values: sum.values, addScaled: (update, coefficient) => sum.addScaled(update, coefficient * 1.0000001) };
+      },
+    };
+    assert.equal(agreeingWithScalar(wrongSum), undefined);
   });
 
   it('keep each sum apart: sums made one after another share no memory', () => {
