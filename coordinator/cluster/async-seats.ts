@@ -231,13 +231,6 @@ export class BufferSeats {
     return await this.redis.hlen(this.seatsKey(generation));
   }
 
-  /** How many seats each node took in a generation. */
-  async seatsByNode(generation: Generation): Promise<Map<string, number>> {
-    const byNode = new Map<string, number>();
-    for (const { node } of await this.seated(generation)) byNode.set(node, (byNode.get(node) ?? 0) + 1);
-    return byNode;
-  }
-
   /**
    * A node sent a model of the leader's `term` to a participant (a training
    * slot): counted, on any node, for that term's version that closes next.

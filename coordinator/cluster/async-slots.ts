@@ -29,10 +29,6 @@ local function queue(id, node)
 end`;
 }
 
-const WAIT = `${queueOne({ queue: 'KEYS[1]', slots: 'KEYS[2]', queueNode: 'KEYS[3]', served: 'KEYS[4]', sequence: 'KEYS[5]' })}
-queue(ARGV[1], ARGV[2])
-return 1`;
-
 /**
  * Hands free slots (at most C held at once, federation-wide) to the queue's
  * head. Slots past their time go free first. Only the first `free` waiting
@@ -123,11 +119,6 @@ export class TrainingSlots {
     this.finishedKey = `${prefix}finished`;
   }
 
-  /** Participant `id` of this node may train now: it takes its place in the queue (kept if it has one; nothing if it holds a slot). */
-  async wait(id: string): Promise<void> {
-    await this.redis.eval(WAIT, 5, this.queue, this.slots, this.queueNode, this.served, this.sequence, id, this.node);
-  }
-
   /**
    * The slots this node may hand out now, with `concurrency` (C) slots in the
    * federation, each held for `slotMs` at most: the ids of this node's
@@ -187,10 +178,5 @@ export class TrainingSlots {
   /** Run by the leader with the live nodes (the registry's heartbeats): the others' slots and queue places go. Returns how many. */
   async purge(liveNodes: readonly string[]): Promise<number> {
     return (await this.redis.eval(PURGE, 4, this.slots, this.slotNode, this.queue, this.queueNode, ...liveNodes)) as number;
-  }
-
-  /** Slots held now (timed-out ones included until the next grant frees them). */
-  async held(): Promise<number> {
-    return this.redis.zcard(this.slots);
   }
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
-import { BufferSeats, type SeatRequest } from '../../coordinator/cluster/async-seats.ts';
+import { BufferSeats, type Generation, type SeatRequest } from '../../coordinator/cluster/async-seats.ts';
 import { TrainingSlots } from '../../coordinator/cluster/async-slots.ts';
 import { FencedWriteRefused } from '../../coordinator/cluster/fenced-store.ts';
 import { clusterKeys } from '../../coordinator/cluster/keys.ts';
@@ -23,6 +23,18 @@ async function federation(term = 4): Promise<string> {
   const name = `async-buffer-${++federations}`;
   await db.client.set(clusterKeys(name).term, String(term));
   return name;
+}
+
+/** A participant of `node` takes its place in the queue: a grant with no slot free queues it, as every grant queues the ones it names. */
+const queue = (node: TrainingSlots, id: string) => node.grant(0, 60_000, [id]);
+/** Training slots held now in a federation (TrainingSlots' sorted set). */
+const heldSlots = (name: string) => db.client.zcard(`fl:${name}:async:slots`);
+
+/** How many seats each node took in a generation. */
+async function seatsByNode(seats: BufferSeats, generation: Generation): Promise<Map<string, number>> {
+  const byNode = new Map<string, number>();
+  for (const { node } of await seats.seated(generation)) byNode.set(node, (byNode.get(node) ?? 0) + 1);
+  return byNode;
 }
 
 const request = (over: Partial<SeatRequest> & Pick<SeatRequest, 'participantId' | 'node'>): SeatRequest => ({
@@ -51,7 +63,7 @@ test('three nodes claiming at once: exactly K seats, numbered 1..K, one of them 
     assert.deepEqual(taken.map((c) => c.kind === 'seat' && c.seat).sort(), [1, 2, 3]);
     assert.equal(taken.filter((c) => c.kind === 'seat' && c.full).length, 1);
     assert.equal(claims.filter((c) => c.kind === 'full').length, 9);
-    const byNode = await seats.seatsByNode({ term: 4, round: 9 });
+    const byNode = await seatsByNode(seats, { term: 4, round: 9 });
     assert.equal(
       [...byNode.values()].reduce((a, b) => a + b, 0),
       3,
@@ -105,7 +117,7 @@ test("staleness is measured against the federation's version: past S refused, at
   assert.deepEqual(await at(9, 'fresh'), { kind: 'seat', seat: 2, full: false, staleness: 0, baseVersion: 9 });
   assert.deepEqual(await at(10, 'future'), { kind: 'ahead', generationVersion: 9 });
   assert.deepEqual((await seats.seated({ term: 4, round: 12 })).map((seat) => seat.staleness).sort(), [0, 2]);
-  assert.deepEqual(await seats.seatsByNode({ term: 4, round: 12 }), new Map([['b', 2]]));
+  assert.deepEqual(await seatsByNode(seats, { term: 4, round: 12 }), new Map([['b', 2]]));
 });
 
 test('a closed generation takes no seat, and a claim for an older one is told the generation open now', async () => {
@@ -132,7 +144,7 @@ test('a closed generation takes no seat, and a claim for an older one is told th
     'seat',
   );
   await seats.discard({ term: 4, round: 10 });
-  assert.deepEqual(await seats.seatsByNode({ term: 4, round: 10 }), new Map());
+  assert.deepEqual(await seatsByNode(seats, { term: 4, round: 10 }), new Map());
 });
 
 test("a new term: the deposed leader cannot open or close a generation, claims in its generation are fenced, and the new term's opens none of the old", async () => {
@@ -196,21 +208,21 @@ test('slots: at most C across nodes, the longest-waiting first whichever node it
   const name = await federation();
   const a = new TrainingSlots(db.client, name, 'a');
   const b = new TrainingSlots(db.client, name, 'b');
-  await a.wait('a1');
-  await b.wait('b1');
-  await a.wait('a2');
+  await queue(a, 'a1');
+  await queue(b, 'b1');
+  await queue(a, 'a2');
   // C = 2: the two free slots belong to a1 and b1; node a can hand out only a1, and a2 does not overtake b1.
   assert.deepEqual(await a.grant(2, 60_000), ['a1']);
   assert.deepEqual(await a.grant(2, 60_000), []);
   assert.deepEqual(await b.grant(2, 60_000), ['b1']);
   assert.deepEqual(await a.grant(2, 60_000), []);
-  assert.equal(await a.held(), 2);
+  assert.equal(await heldSlots(name), 2);
   // a1's update arrived: its slot is free, and a1 queues again behind a2, who never had one.
   await a.release('a1');
-  await a.wait('a1');
+  await queue(a, 'a1');
   assert.deepEqual(await a.grant(2, 60_000), ['a2']);
   await b.release('b1');
-  await b.wait('b1');
+  await queue(b, 'b1');
   assert.deepEqual(await b.grant(2, 60_000), []);
   assert.deepEqual(await a.grant(2, 60_000), ['a1']);
 });
@@ -220,7 +232,7 @@ test('slots are fair over many turns: with C = 1, five participants on one node 
   const a = new TrainingSlots(db.client, name, 'a');
   const b = new TrainingSlots(db.client, name, 'b');
   const owner = new Map<string, TrainingSlots>([...['a1', 'a2', 'a3', 'a4', 'a5'].map((id) => [id, a] as const), ['b1', b]]);
-  for (const [id, node] of owner) await node.wait(id);
+  for (const [id, node] of owner) await queue(node, id);
   const turns: string[] = [];
   for (let turn = 0; turn < 18; turn++) {
     // Node a asks first every time (and twice): greed gets it nothing that b's participant waited for.
@@ -229,7 +241,7 @@ test('slots are fair over many turns: with C = 1, five participants on one node 
     const id = granted[0]!;
     turns.push(id);
     await owner.get(id)!.release(id);
-    await owner.get(id)!.wait(id);
+    await queue(owner.get(id)!, id);
   }
   const counts = new Map<string, number>();
   for (const id of turns) counts.set(id, (counts.get(id) ?? 0) + 1);
@@ -242,7 +254,7 @@ test('slots: C holds under concurrent grants from three nodes; a timed-out slot 
   const clients = ['a', 'b', 'c'].map(() => db.client.duplicate());
   try {
     const nodes = ['a', 'b', 'c'].map((id, i) => new TrainingSlots(clients[i]!, name, id));
-    for (let i = 0; i < 12; i++) await nodes[i % 3]!.wait(`p${i}`);
+    for (let i = 0; i < 12; i++) await queue(nodes[i % 3]!, `p${i}`);
     const granted = (await Promise.all([...nodes, ...nodes].map((node) => node.grant(3, 60_000)))).flat();
     // The first three in the queue are one of each node's: all three get their slot, nobody else.
     assert.deepEqual(granted.sort(), ['p0', 'p1', 'p2']);
@@ -250,8 +262,8 @@ test('slots: C holds under concurrent grants from three nodes; a timed-out slot 
     // Held for 150 ms only: past that, the slot goes free at the next grant.
     const short = await federation();
     const x = new TrainingSlots(db.client, short, 'x');
-    await x.wait('x1');
-    await x.wait('x2');
+    await queue(x, 'x1');
+    await queue(x, 'x2');
     assert.deepEqual(await x.grant(1, 150), ['x1']);
     assert.deepEqual(await x.grant(1, 150), []);
     await sleep(250);
@@ -266,7 +278,7 @@ test('slots: C holds under concurrent grants from three nodes; a timed-out slot 
     assert.equal(await nodeA.purge(['a', 'c']), 4); // p1's slot; p4's, p7's and p10's places
     assert.deepEqual(await nodeC.grant(3, 60_000), ['p5']);
     assert.deepEqual(await nodeA.grant(3, 60_000), ['p6']);
-    assert.equal(await nodeA.held(), 3);
+    assert.equal(await heldSlots(name), 3);
   } finally {
     for (const client of clients) client.disconnect();
   }
@@ -314,7 +326,7 @@ test('slots: once the federation finished no node gets a slot; a leader that run
   await a.finish();
   assert.equal(await a.grant(2, 60_000, ['a1']), undefined);
   assert.equal(await b.grant(2, 60_000, ['b1']), undefined);
-  assert.equal(await a.held(), 0);
+  assert.equal(await heldSlots(name), 0);
   await b.run();
   assert.deepEqual(await a.grant(2, 60_000, ['a1']), ['a1']);
   assert.deepEqual(await b.grant(2, 60_000, ['b1']), ['b1']);
