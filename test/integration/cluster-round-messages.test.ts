@@ -98,6 +98,46 @@ test('the leader asks, members store once and acknowledge, a hung member is lost
   assert.equal(await nodes.client().exists(keys.partial(term, 4, 'b')), 0);
 });
 
+test("a partial the leader's check refuses adds neither its updates nor its upload bytes to the round", async () => {
+  const key = 'fl:partial-requests-refused:socket.io';
+  const leaderIo = nodes.node(key);
+  const [bIo, cIo] = [nodes.node(key), nodes.node(key)];
+  await nodes.subscribed(3, key);
+  const globalWeights = new Float32Array(DIM);
+  const begin = () => new FedAvg({}).beginRound({ round: 6, globalWeights });
+  const term = 7;
+  const member = (io: typeof bIo, node: string, seed: number, bytesIn: number) => {
+    const aggregator = begin();
+    for (const u of updates(seed)) aggregator.add(u);
+    const exchange = new PartialExchange(nodes.client(), keys);
+    answerPartialRequests(io, (request) =>
+      storeContribution(exchange, node, request, { partial: aggregator.partial!(), contributors: [`${node}1`], bytesIn }),
+    );
+  };
+  member(bIo, 'b', 11, 100);
+  member(cIo, 'c', 12, 200);
+  const leader = begin();
+  const lines: string[] = [];
+  const { lost, bytesIn } = await gatherPartials({
+    io: leaderIo,
+    exchange: new PartialExchange(nodes.client(), keys),
+    request: { term, round: 6 },
+    members: ['b', 'c'],
+    length: DIM,
+    aggregator: leader,
+    log: (line) => lines.push(line),
+    check: (node) => (node === 'c' ? 'claims more examples than its participants declared' : undefined),
+  });
+  assert.deepEqual(lost, ['c']);
+  assert.equal(bytesIn, 100, "b's upload bytes only: c's partial was refused");
+  assert.match(lines.join('\n'), /node c's partial is refused \(claims more examples than its participants declared\)/);
+  const onlyB = begin();
+  for (const u of updates(11)) onlyB.add(u);
+  const expected = onlyB.finish()!;
+  const combined = leader.finish()!;
+  for (let i = 0; i < DIM; i++) assert.ok(Math.abs(combined[i]! - expected[i]!) <= 1e-6, `weight ${i}: ${combined[i]} vs ${expected[i]}`);
+});
+
 test('a member asked about a round it holds no partial of says so; the leader logs it and counts its participants out', async () => {
   // Another federation's adapter key: the first test's nodes do not hear these requests.
   const leaderIo = nodes.node(OTHER_KEY);
