@@ -1,10 +1,10 @@
-import { stalenessRefusal, stalenessWeighted } from '../../core/aggregation/staleness.ts';
+import { stalenessWeighted } from '../../core/aggregation/staleness.ts';
 import type { RoundAggregator } from '../../core/aggregation/strategy.ts';
-import { decodeUpdate } from '../../core/compression/update-decode.ts';
 import { RoundDecoder } from '../../core/compression/round-decoder.ts';
 import { ackError, ackOk, ErrorCode, ProtocolError, type Ack } from '../../core/protocol/errors.ts';
 import type { DeclineMessage, ProgressMessage, RoundStartMessage, UpdateAccepted, UpdateMessage } from '../../core/protocol/messages.ts';
 import type { AsyncSettings } from '../../core/protocol/status.ts';
+import { checkAsyncUpload } from '../rounds/async-upload.ts';
 import type { TimerHandle } from '../rounds/clock.ts';
 import type { GlobalModel } from '../rounds/engine-types.ts';
 import type { ParticipantRecord } from '../rounds/participants.ts';
@@ -159,38 +159,32 @@ export class AsyncNode {
     const record = this.view.participants.get(id);
     if (!record) return ackError(ErrorCode.NotJoined, 'join before update');
     const slot = this.slots.get(id);
-    if (!slot || slot.round !== message.round)
-      return ackError(ErrorCode.NotSelected, `no training slot for round ${message.round}: wait for round:start with the newest model`);
-    this.release(id);
-    if (message.baseVersion !== slot.baseVersion) {
-      this.outOfVersion.add(id);
-      return ackError(
-        ErrorCode.StaleModel,
-        `update trained from model ${message.baseVersion}, round ${slot.round} handed out model ${slot.baseVersion}`,
-      );
-    }
-    const open = this.current;
-    const refusal = open && stalenessRefusal(message.baseVersion, open.modelVersion, this.wiring.settings.maxStaleness);
-    if (refusal !== undefined) {
-      this.freeToTrain();
-      return ackError(ErrorCode.UpdateTooStale, refusal);
-    }
-    let update: Float32Array;
-    try {
-      // The run's encoding (int4 is refused in async mode); fine-tuning: trainable values only.
-      const encoding = this.view.settings.updateEncoding ?? 'float32';
-      update = decodeUpdate(message.update, this.wiring.engine.globalModel.updateLength, [encoding]).update;
-    } catch (error) {
-      if (error instanceof ProtocolError) {
+    const upload = checkAsyncUpload(slot, message, {
+      appliesTo: this.current?.modelVersion,
+      maxStaleness: this.wiring.settings.maxStaleness,
+      encoding: this.view.settings.updateEncoding ?? 'float32',
+      updateLength: this.wiring.engine.globalModel.updateLength,
+    });
+    if (upload.kind !== 'no-slot') this.release(id);
+    switch (upload.kind) {
+      case 'no-slot':
+        return upload.refusal;
+      case 'unusable':
         this.outOfVersion.add(id);
-        return ackError(error.code, error.message);
-      }
-      throw error;
+        return upload.refusal;
+      case 'too-stale':
+        this.freeToTrain();
+        return upload.refusal;
+      case 'usable':
+        break;
+      default:
+        throw new Error(`unknown upload check ${upload satisfies never}`);
     }
+    const update = upload.update;
     record.state = 'uploaded';
     record.progress = undefined;
     if (message.epsilon !== undefined) record.epsilon = message.epsilon;
-    record.lastLatencyMs = this.view.options.clock.now() - slot.startedAt;
+    record.lastLatencyMs = this.view.options.clock.now() - upload.slot.startedAt;
     const taken: TakenUpdate = {
       record,
       baseVersion: message.baseVersion,

@@ -1,9 +1,8 @@
-import { stalenessRefusal } from '../../core/aggregation/staleness.ts';
-import { ackError, ackOk, ErrorCode, ProtocolError, type Ack } from '../../core/protocol/errors.ts';
+import { ackError, ackOk, ErrorCode, type Ack } from '../../core/protocol/errors.ts';
 import type { DeclineMessage, ProgressMessage, UpdateAccepted, UpdateMessage } from '../../core/protocol/messages.ts';
 import type { AsyncSettings } from '../../core/protocol/status.ts';
-import { decodeUpdate } from '../../core/compression/update-decode.ts';
 import { AsyncCollection, type AsyncPoolLink, type BufferedUpdate } from './async-collection.ts';
+import { checkAsyncUpload } from './async-upload.ts';
 import type { TimerHandle } from './clock.ts';
 import type { CollectionHost, CollectionMethod } from './collection.ts';
 import type { EngineState } from './engine-state.ts';
@@ -101,36 +100,32 @@ export class AsyncPool implements AsyncPoolLink {
   /** An update from a participant training in a slot: refused, buffered, or held for the next version. */
   submitUpdate(record: ParticipantRecord, message: UpdateMessage): Ack<UpdateAccepted> {
     const slot = this.slots.get(record.id);
-    if (!slot || slot.round !== message.round) {
-      return ackError(ErrorCode.NotSelected, `no training slot for round ${message.round}: wait for round:start with the newest model`);
-    }
-    if (message.baseVersion !== slot.baseVersion) {
-      return this.outOfTurn(
-        record,
-        ackError(
-          ErrorCode.StaleModel,
-          `update trained from model ${message.baseVersion}, round ${slot.round} handed out model ${slot.baseVersion}`,
-        ),
-      );
-    }
     const now = this.host.options.clock.now();
+    const upload = checkAsyncUpload(slot, message, {
+      appliesTo: this.appliesTo(),
+      maxStaleness: this.host.settings.maxStaleness,
+      encoding: this.host.options.settings.updateEncoding ?? 'float32',
+      updateLength: this.host.model().updateLength,
+    });
+    switch (upload.kind) {
+      case 'no-slot':
+        return upload.refusal;
+      case 'unusable':
+        return this.outOfTurn(record, upload.refusal);
+      case 'too-stale': {
+        this.release(record);
+        const result = this.recordRefusal(record, upload.refusal);
+        // It trains again from the newest model at once.
+        this.dispatch();
+        return result;
+      }
+      case 'usable':
+        break;
+      default:
+        throw new Error(`unknown upload check ${upload satisfies never}`);
+    }
     this.release(record);
-    const refusal = stalenessRefusal(message.baseVersion, this.appliesTo(), this.host.settings.maxStaleness);
-    if (refusal !== undefined) {
-      const result = this.recordRefusal(record, ackError<UpdateAccepted>(ErrorCode.UpdateTooStale, refusal));
-      // It trains again from the newest model at once.
-      this.dispatch();
-      return result;
-    }
-    let update: Float32Array;
-    try {
-      // The run's encoding (int4, whose rotation is per round, is refused in async mode at start); fine-tuning: trainable values only.
-      const encoding = this.host.options.settings.updateEncoding ?? 'float32';
-      update = decodeUpdate(message.update, this.host.model().updateLength, [encoding]).update;
-    } catch (error) {
-      if (error instanceof ProtocolError) return this.outOfTurn(record, ackError(error.code, error.message));
-      throw error;
-    }
+    const update = upload.update;
     record.state = 'uploaded';
     record.progress = undefined;
     if (message.epsilon !== undefined) record.epsilon = message.epsilon;
@@ -140,7 +135,7 @@ export class AsyncPool implements AsyncPoolLink {
       numExamples: message.numExamples,
       update,
       bytes: message.update.byteLength,
-      latencyMs: now - slot.startedAt,
+      latencyMs: now - upload.slot.startedAt,
     };
     const open = this.collecting();
     let result: Ack<UpdateAccepted>;
