@@ -36,6 +36,8 @@ const TAKE_UP_RETRY_MS = 500;
 export interface ClusterResume {
   readonly resume: ResumePoint | undefined;
   readonly lastStartedRound: number;
+  /** The engine's round records its resume's history goes on from (a follower catching up reads only the newer ones). */
+  readonly historyFrom: number;
 }
 
 export interface ClusterWiring {
@@ -226,7 +228,7 @@ export class ClusterRuntime {
     }
     if (announce && head.round > 0)
       this.log(`cluster: the federation in Redis is at round ${head.round} (model version ${head.modelVersion})`);
-    return { resume: stored.resume, lastStartedRound: head.lastStartedRound };
+    return { resume: stored.resume, lastStartedRound: head.lastStartedRound, historyFrom: stored.historyFrom };
   }
 
   /** Wires the running server in: the adapter, the traffic counter and the role changes; call once the server listens. */
@@ -330,11 +332,12 @@ export class ClusterRuntime {
     if (engine.control !== 'awaiting-start') return;
     const head = await this.store.head();
     if (head === undefined || JSON.stringify(head) === JSON.stringify(this.knownHead)) return;
-    const stored = await this.store.load();
+    // Only the round records after the ones it holds: a long federation's history is read once, not at every round.
+    const stored = await this.store.load(engine.knownHistory);
     if (!stored || this.ranInTerm !== undefined || !headIsNewer(stored.head, this.knownHead)) return;
     this.knownHead = stored.head;
-    const { resume, lastStartedRound } = this.takeUp(stored, false);
-    engine.adoptResume(resume, lastStartedRound);
+    const { resume, lastStartedRound, historyFrom } = this.takeUp(stored, false);
+    engine.adoptResume(resume, lastStartedRound, historyFrom);
   }
 
   /**
@@ -393,12 +396,12 @@ export class ClusterRuntime {
     try {
       if (this.ranInTerm === undefined) {
         // Never ran: take the federation up as Redis holds it now (another leader may have moved it on since this node started).
-        const stored = await this.store.load();
+        const stored = await this.store.load(engine.knownHistory);
         // Unchanged since this node took it up at start: its strategy state is loaded and charged already.
         if (stored && JSON.stringify(stored.head) !== JSON.stringify(this.knownHead)) {
           this.knownHead = stored.head;
-          const { resume, lastStartedRound } = this.takeUp(stored);
-          engine.adoptResume(resume, lastStartedRound);
+          const { resume, lastStartedRound, historyFrom } = this.takeUp(stored);
+          engine.adoptResume(resume, lastStartedRound, historyFrom);
         }
         this.ranInTerm = role.term;
         if (!wiring.manualStart) engine.start();

@@ -18,9 +18,17 @@ export interface FederationHead {
 /** The federation as Redis holds it. */
 export interface StoredFederation {
   readonly head: FederationHead;
-  /** Absent before the first completed round. */
+  /** Absent before the first completed round. Its history starts at record `historyFrom`. */
   readonly resume: ResumePoint | undefined;
+  /** How many of the first round records the reader holds already and were not read (load's `known`); 0 for the whole history. */
+  readonly historyFrom: number;
   readonly strategy: { readonly name: string; readonly state: unknown } | undefined;
+}
+
+/** The round records a follower holds already: the first `length` of the history, the last of them of round `lastRound`. */
+export interface KnownHistory {
+  readonly length: number;
+  readonly lastRound: number | undefined;
 }
 
 /**
@@ -93,8 +101,15 @@ export class FederationStore {
     return new Float32Array(new Uint8Array(bytes).buffer);
   }
 
-  /** The whole federation as stored, checked against this task; undefined when Redis holds none. */
-  async load(): Promise<StoredFederation | undefined> {
+  /**
+   * The federation as stored, checked against this task; undefined when
+   * Redis holds none. `known`: the history a follower holds already, so only
+   * the records after it are read (the history is only ever appended to), as
+   * long as Redis's record at its end is of the same round; else the whole
+   * history. Records of rounds past the head (committed after it was read)
+   * wait for the next load.
+   */
+  async load(known?: KnownHistory): Promise<StoredFederation | undefined> {
     const head = await this.head();
     if (head === undefined) return undefined;
     if (head.task !== this.task.name || head.paramCount !== this.task.paramCount)
@@ -103,11 +118,22 @@ export class FederationStore {
       );
     const strategyText = await this.redis.get(this.keys.strategy);
     const strategy = strategyText === null ? undefined : (JSON.parse(strategyText) as StoredFederation['strategy']);
-    if (head.round === 0) return { head, resume: undefined, strategy };
+    if (head.round === 0) return { head, resume: undefined, historyFrom: 0, strategy };
     const weights = await this.model(head.modelVersion);
     if (weights === undefined) throw new Error(`Redis holds round ${head.round} but not its model (version ${head.modelVersion})`);
-    const history = (await this.redis.lrange(this.keys.history, 0, -1)).map((text) => JSON.parse(text) as RoundRecord);
-    return { head, resume: { round: head.round, modelVersion: head.modelVersion, weights, history }, strategy };
+    const { from, history } = await this.historyAfter(known, head.round);
+    return { head, resume: { round: head.round, modelVersion: head.modelVersion, weights, history }, historyFrom: from, strategy };
+  }
+
+  private async historyAfter(known: KnownHistory | undefined, headRound: number): Promise<{ from: number; history: RoundRecord[] }> {
+    const upToHead = (texts: readonly string[]) => texts.map((text) => JSON.parse(text) as RoundRecord).filter((r) => r.round <= headRound);
+    if (known !== undefined && known.length > 0) {
+      // From the last known record, to check it is the one this reader holds.
+      const texts = await this.redis.lrange(this.keys.history, known.length - 1, -1);
+      const last = texts[0] === undefined ? undefined : (JSON.parse(texts[0]) as RoundRecord);
+      if (last !== undefined && last.round === known.lastRound) return { from: known.length, history: upToHead(texts.slice(1)) };
+    }
+    return { from: 0, history: upToHead(await this.redis.lrange(this.keys.history, 0, -1)) };
   }
 
   private emptyHead(): FederationHead {

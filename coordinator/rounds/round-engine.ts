@@ -217,16 +217,24 @@ export class RoundEngine {
     return makeModel(version, weights, { fineTune: this.options.fineTune, encoding: this.options.settings.modelEncoding });
   }
 
+  /** The round records this engine holds: how many, and the last one's round (a cluster follower reads only newer ones). */
+  get knownHistory(): { readonly length: number; readonly lastRound: number | undefined } {
+    return { length: this.history.length, lastRound: this.history.at(-1)?.round };
+  }
+
   /**
    * A cluster node that becomes leader takes up the federation as the store
    * holds it (coordinator/cluster/): only before this engine ever ran, so no
    * round of its own is lost. Numbering continues after `lastStartedRound`.
    */
-  adoptResume(resume: ResumePoint | undefined, lastStartedRound: number): void {
+  adoptResume(resume: ResumePoint | undefined, lastStartedRound: number, historyFrom = 0): void {
     if (this.state.kind !== 'awaiting-start') throw new Error(`cannot adopt a stored federation once started (${this.state.kind})`);
+    if (historyFrom > this.history.length)
+      throw new Error(`the stored history goes on from record ${historyFrom}, but this engine holds ${this.history.length}`);
     if (resume) {
       this.model = this.makeModel(resume.modelVersion, resume.weights);
-      this.history.splice(0, this.history.length, ...resume.history);
+      // The first historyFrom records are the ones this engine holds (a follower catching up read only the rest).
+      this.history.splice(historyFrom, this.history.length - historyFrom, ...resume.history);
     }
     this.lastRound = Math.max(resume?.round ?? 0, lastStartedRound, this.lastRound);
     this.shownPrivacy = this.options.strategy.privacy?.();

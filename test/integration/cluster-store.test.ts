@@ -50,6 +50,26 @@ test('a completed round is stored whole (record, model bytes, strategy, head), o
 
   const loaded = (await store.load())!;
   assert.deepEqual(loaded.head, { task: TASK.name, paramCount: TASK.paramCount, round: 3, modelVersion: 2, lastStartedRound: 3 });
+  assert.equal(loaded.historyFrom, 0);
+  // A follower that holds round 1's record reads only what came after it; one whose last record is another round's
+  // (not this federation's history) reads it all; one that holds everything reads nothing new.
+  const after1 = (await store.load({ length: 1, lastRound: 1 }))!;
+  assert.equal(after1.historyFrom, 1);
+  assert.deepEqual(
+    after1.resume!.history.map((r) => r.round),
+    [3],
+  );
+  const mismatch = (await store.load({ length: 1, lastRound: 2 }))!;
+  assert.equal(mismatch.historyFrom, 0);
+  assert.deepEqual(
+    mismatch.resume!.history.map((r) => r.round),
+    [1, 3],
+  );
+  const beyond = (await store.load({ length: 5, lastRound: 9 }))!;
+  assert.equal(beyond.historyFrom, 0);
+  const upToDate = (await store.load({ length: 2, lastRound: 3 }))!;
+  assert.equal(upToDate.historyFrom, 2);
+  assert.deepEqual(upToDate.resume!.history, []);
   assert.deepEqual(loaded.resume!.weights, model3.weights);
   assert.deepEqual(
     loaded.resume!.history.map((r) => r.round),

@@ -6,7 +6,7 @@ import { TrimmedMean } from '../../core/aggregation/robust.ts';
 import type { Strategy } from '../../core/aggregation/strategy.ts';
 import { ErrorCode, type Ack } from '../../core/protocol/errors.ts';
 import type { RoundStartMessage } from '../../core/protocol/messages.ts';
-import type { RoundSettings } from '../../core/protocol/status.ts';
+import type { RoundRecord, RoundSettings } from '../../core/protocol/status.ts';
 import { SeededRandom } from '../../core/random/prng.ts';
 import type { RoundEngine } from '../../coordinator/rounds/round-engine.ts';
 import { EngineHarness } from '../helpers/engine-harness.ts';
@@ -228,6 +228,42 @@ describe('engine controls', () => {
     const tenth = new ControlHarness({ clientsPerRound: 20 }, new TrimmedMean({ trimFraction: 0.1 }));
     assert.match(message(tenth.engine.updateSettings({ clientsPerRound: 9 })), /= 10 clients per round/);
     assert.ok(tenth.engine.updateSettings({ clientsPerRound: 10 }).ok);
+  });
+});
+
+describe('adopting a stored federation (a cluster node)', () => {
+  const record = (round: number): RoundRecord => ({
+    round,
+    outcome: 'aggregated',
+    modelVersion: round,
+    selected: 2,
+    received: 2,
+    dropped: 0,
+    rejected: 0,
+    declined: 0,
+    bytesIn: 40,
+    bytesOut: 40,
+    startedAt: 1000 * round,
+    durationMs: 10,
+  });
+  const resume = (round: number, history: RoundRecord[]) => ({ round, modelVersion: round, weights: new Float32Array(4), history });
+
+  it('keeps the records it holds and takes the newer ones after them; refuses a history that skips records', () => {
+    const h = new ControlHarness();
+    h.engine.adoptResume(resume(2, [record(1), record(2)]), 2);
+    assert.deepEqual(h.engine.knownHistory, { length: 2, lastRound: 2 });
+    h.engine.adoptResume(resume(4, [record(3), record(4)]), 4, 2);
+    assert.deepEqual(
+      h.engine.status().history.map((r) => r.round),
+      [1, 2, 3, 4],
+    );
+    // From 0: the whole history replaces what it held.
+    h.engine.adoptResume(resume(4, [record(1), record(2), record(4)]), 4, 0);
+    assert.deepEqual(
+      h.engine.status().history.map((r) => r.round),
+      [1, 2, 4],
+    );
+    assert.throws(() => h.engine.adoptResume(resume(6, [record(6)]), 6, 5), /goes on from record 5, but this engine holds 3/);
   });
 });
 
