@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -58,12 +58,14 @@ const { values: flags } = parseArgs({
     pin: { type: 'boolean' },
     /** node/V8 flags for both servers, space-separated, given with "=" (--server-node-flags=--single-threaded-gc). */
     'server-node-flags': { type: 'string', default: '' },
+    /** Keep each server's standard output (what --server-node-flags=--trace-gc prints) in this folder, a file per server process. */
+    'server-log-dir': { type: 'string' },
     help: { type: 'boolean' },
   },
 });
 if (flags.help) {
   console.log(
-    'Usage: npm run bench -- coordinator [--participants 50,100,200] [--rounds 3] [--update-encoding float32,int8,int4] [--decode-only] [--pin] [--server-node-flags="FLAGS"] [--profile-dir DIR] [--baseline-root DIR] [--json FILE]',
+    'Usage: npm run bench -- coordinator [--participants 50,100,200] [--rounds 3] [--update-encoding float32,int8,int4] [--decode-only] [--pin] [--server-node-flags="FLAGS"] [--server-log-dir DIR] [--profile-dir DIR] [--baseline-root DIR] [--json FILE]',
   );
   process.exit(0);
 }
@@ -125,6 +127,11 @@ async function startServer(script: string, args: string[], nodeFlags: string[] =
     });
     child.once('exit', (code) => reject(new Error(`${script} exited with ${code}`)));
   });
+  const logDir = flags['server-log-dir'];
+  if (logDir) {
+    mkdirSync(logDir, { recursive: true });
+    child.stdout!.pipe(createWriteStream(path.join(logDir, `${path.basename(script, '.ts')}-${child.pid}.log`)));
+  }
   // Forget the start-up peak (parsing the demo data), so VmHWM measures the run itself.
   writeFileSync(`/proc/${child.pid}/clear_refs`, '5');
   return {
