@@ -1,4 +1,4 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
@@ -13,6 +13,7 @@ import { RoundDecoder } from '../core/compression/round-decoder.ts';
 import { type RoundStartMessage, type UpdateCompression, UpdateEncodingName } from '../core/protocol/messages.ts';
 import { SecureRandom } from '../core/random/prng.ts';
 import { encodeFrame, FrameKind } from '../core/wire/frame.ts';
+import { launchServer } from './servers/server-process.ts';
 import { connect, join, updateMessage } from './simulated-participants.ts';
 import { median } from './stats.ts';
 
@@ -113,20 +114,12 @@ interface ServerProcess {
 
 async function startServer(script: string, args: string[], nodeFlags: string[] = [], checkout = root): Promise<ServerProcess> {
   const command = [process.execPath, ...serverNodeFlags, ...nodeFlags, '--import', 'tsx', script, ...args];
-  const child = spawn(flags.pin ? 'taskset' : command[0]!, flags.pin ? ['-c', String(SERVER_CPU), ...command] : command.slice(1), {
-    cwd: checkout,
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  // A benchmark that fails must not leave its server running (and holding the heavy-run lock it inherited).
-  const killOnExit = () => child.kill('SIGKILL');
-  process.once('exit', killOnExit);
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout!.on('data', (chunk: Buffer) => {
-      const match = /listening (\S+)/.exec(chunk.toString());
-      if (match) resolve(match[1]!);
-    });
-    child.once('exit', (code) => reject(new Error(`${script} exited with ${code}`)));
-  });
+  const { child, url, stop } = await launchServer(
+    script,
+    flags.pin ? 'taskset' : command[0]!,
+    flags.pin ? ['-c', String(SERVER_CPU), ...command] : command.slice(1),
+    { cwd: checkout },
+  );
   const logDir = flags['server-log-dir'];
   if (logDir) {
     mkdirSync(logDir, { recursive: true });
@@ -145,13 +138,7 @@ async function startServer(script: string, args: string[], nodeFlags: string[] =
       // The main thread's task id is the process id; the other threads are V8's (garbage collection, compilation) and libuv's.
       return { all: statCpuSeconds(`/proc/${child.pid}/stat`), main: statCpuSeconds(`/proc/${child.pid}/task/${child.pid}/stat`) };
     },
-    async stop() {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      // SIGTERM: the servers exit through process.exit, so a --cpu-prof profile gets written.
-      child.kill('SIGTERM');
-      await exited;
-      process.off('exit', killOnExit);
-    },
+    stop,
   };
 }
 

@@ -1,9 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { HeapReport } from './servers/heap-report.ts';
+import { launchServer } from './servers/server-process.ts';
 import { connect, join } from './simulated-participants.ts';
 
 /**
@@ -42,18 +42,9 @@ interface Server {
 
 async function startServer(script: string, args: string[], checkout: string): Promise<Server> {
   const heapReport = path.join(root, 'bench/servers/heap-report.ts');
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', '--import', heapReport, script, ...args], {
+  const { child, url, stop } = await launchServer(script, process.execPath, ['--import', 'tsx', '--import', heapReport, script, ...args], {
     cwd: checkout,
-    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
-  });
-  const killOnExit = () => child.kill('SIGKILL');
-  process.once('exit', killOnExit);
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout!.on('data', (chunk: Buffer) => {
-      const match = /listening (\S+)/.exec(chunk.toString());
-      if (match) resolve(match[1]!);
-    });
-    child.once('exit', (code) => reject(new Error(`${script} exited with ${code}`)));
+    ipc: true,
   });
   return {
     url,
@@ -66,12 +57,7 @@ async function startServer(script: string, args: string[], checkout: string): Pr
         });
         child.send('heap');
       }),
-    async stop() {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      await exited;
-      process.off('exit', killOnExit);
-    },
+    stop,
   };
 }
 
@@ -102,7 +88,7 @@ async function measure(server: Server, n: number, joinThem: boolean): Promise<Pe
 
 async function coordinator(n: number, checkout: string): Promise<PerParticipant> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'fl-bench-memory-'));
-  const args = ['--model', '2nn', '--min-clients', String(n + 1), '--max-connections', String(n), '--max-connections-per-ip', String(n)];
+  const args = ['--model', '2nn', '--min-clients', String(n + 1), '--max-connections', String(Math.max(n, 1000)), '--max-connections-per-ip', String(n)];
   const server = await startServer('bench/servers/coordinator-server.ts', [...args, '--data-dir', dataDir], checkout);
   try {
     return await measure(server, n, true);

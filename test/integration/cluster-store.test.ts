@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { DpFedAvg } from '../../core/aggregation/dp-fedavg.ts';
-import type { RoundRecord } from '../../core/protocol/status.ts';
 import { SeededRandom } from '../../core/random/prng.ts';
 import { ClusterRuntime } from '../../coordinator/cluster/attach.ts';
 import { FencedStore, FencedWriteRefused } from '../../coordinator/cluster/fenced-store.ts';
@@ -10,28 +9,14 @@ import { clusterKeys } from '../../coordinator/cluster/keys.ts';
 import { ModelVersions } from '../../coordinator/cluster/model-versions.ts';
 import { makeModel } from '../../coordinator/rounds/engine-types.ts';
 import { useTestRedis } from '../support/redis.ts';
+import { roundRecord } from '../helpers/round-record.ts';
 
 /** The federation's durable state in Redis: what a new leader resumes from, fenced so a deposed leader cannot change it. */
 
 const TASK = { name: 'store-test', paramCount: 5 };
 const db = useTestRedis();
 
-function record(round: number, modelVersion: number): RoundRecord {
-  return {
-    round,
-    outcome: 'aggregated',
-    modelVersion,
-    selected: 2,
-    received: 2,
-    dropped: 0,
-    rejected: 0,
-    declined: 0,
-    bytesIn: 40,
-    bytesOut: 40,
-    startedAt: 1000 * round,
-    durationMs: 10,
-  };
-}
+const record = (round: number, modelVersion: number) => roundRecord(round, { modelVersion });
 
 test('a completed round is stored whole (record, model bytes, strategy, head), once, and only under the current term', async () => {
   const keys = clusterKeys(TASK.name);

@@ -2,23 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { RoundRecord } from '../../core/protocol/status.ts';
 import { stalenessHistogram, updatesPerMinute } from '../../web/dashboard/async-panel.ts';
+import { roundRecord } from '../helpers/round-record.ts';
 
 function version(round: number, startedAt: number, durationMs: number, counts: number[]): RoundRecord {
-  return {
-    round,
-    outcome: 'aggregated',
-    modelVersion: round,
-    selected: 2,
-    received: 2,
-    dropped: 0,
-    rejected: 0,
-    declined: 0,
-    bytesIn: 0,
-    bytesOut: 0,
-    startedAt,
-    durationMs,
-    staleness: { max: counts.length - 1, mean: 0, counts },
-  };
+  return roundRecord(round, { startedAt, durationMs, bytesIn: 0, bytesOut: 0, staleness: { max: counts.length - 1, mean: 0, counts } });
 }
 
 describe('dashboard async panel figures', () => {

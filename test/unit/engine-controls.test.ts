@@ -10,6 +10,7 @@ import type { RoundRecord, RoundSettings } from '../../core/protocol/status.ts';
 import { SeededRandom } from '../../core/random/prng.ts';
 import type { RoundEngine } from '../../coordinator/rounds/round-engine.ts';
 import { EngineHarness } from '../helpers/engine-harness.ts';
+import { roundRecord } from '../helpers/round-record.ts';
 
 /** The shared harness with the strategy as the second argument, which most tests here set. */
 class ControlHarness extends EngineHarness {
@@ -232,20 +233,7 @@ describe('engine controls', () => {
 });
 
 describe('adopting a stored federation (a cluster node)', () => {
-  const record = (round: number): RoundRecord => ({
-    round,
-    outcome: 'aggregated',
-    modelVersion: round,
-    selected: 2,
-    received: 2,
-    dropped: 0,
-    rejected: 0,
-    declined: 0,
-    bytesIn: 40,
-    bytesOut: 40,
-    startedAt: 1000 * round,
-    durationMs: 10,
-  });
+  const record = (round: number) => roundRecord(round);
   const resume = (round: number, history: RoundRecord[]) => ({ round, modelVersion: round, weights: new Float32Array(4), history });
 
   it('keeps the records it holds and takes the newer ones after them; refuses a history that skips records', () => {
