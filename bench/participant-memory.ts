@@ -88,7 +88,9 @@ async function measure(server: Server, n: number, joinThem: boolean): Promise<Pe
 
 async function coordinator(n: number, checkout: string): Promise<PerParticipant> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'fl-bench-memory-'));
-  const args = ['--model', '2nn', '--min-clients', String(n + 1), '--max-connections', String(Math.max(n, 1000)), '--max-connections-per-ip', String(n)];
+  // No round starts (min-clients n + 1); the connection caps as in bench/coordinator.ts (every client comes from 127.0.0.1).
+  const limits = ['--max-connections', String(Math.max(n, 1000)), '--max-connections-per-ip', String(n)];
+  const args = ['--model', '2nn', '--min-clients', String(n + 1), ...limits];
   const server = await startServer('bench/servers/coordinator-server.ts', [...args, '--data-dir', dataDir], checkout);
   try {
     return await measure(server, n, true);
