@@ -1,5 +1,5 @@
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -112,19 +112,22 @@ interface ServerProcess {
   stop(): Promise<void>;
 }
 
+let serversStarted = 0;
+
 async function startServer(script: string, args: string[], nodeFlags: string[] = [], checkout = root): Promise<ServerProcess> {
   const command = [process.execPath, ...serverNodeFlags, ...nodeFlags, '--import', 'tsx', script, ...args];
+  const logDir = flags['server-log-dir'];
+  if (logDir) mkdirSync(logDir, { recursive: true });
   const { child, url, stop } = await launchServer(
     script,
     flags.pin ? 'taskset' : command[0]!,
     flags.pin ? ['-c', String(SERVER_CPU), ...command] : command.slice(1),
-    { cwd: checkout },
+    // One file per server process, in the order they start.
+    {
+      cwd: checkout,
+      logFile: logDir ? path.join(logDir, `${String(++serversStarted).padStart(2, '0')}-${path.basename(script, '.ts')}.log`) : undefined,
+    },
   );
-  const logDir = flags['server-log-dir'];
-  if (logDir) {
-    mkdirSync(logDir, { recursive: true });
-    child.stdout!.pipe(createWriteStream(path.join(logDir, `${path.basename(script, '.ts')}-${child.pid}.log`)));
-  }
   // Forget the start-up peak (parsing the demo data), so VmHWM measures the run itself.
   writeFileSync(`/proc/${child.pid}/clear_refs`, '5');
   return {

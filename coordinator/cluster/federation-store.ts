@@ -25,10 +25,10 @@ export interface StoredFederation {
   readonly strategy: { readonly name: string; readonly state: unknown } | undefined;
 }
 
-/** The round records a follower holds already: the first `length` of the history, the last of them of round `lastRound`. */
+/** The round records a follower holds already: the first `length` of the history, the last of them `last`. */
 export interface KnownHistory {
   readonly length: number;
-  readonly lastRound: number | undefined;
+  readonly last: RoundRecord | undefined;
 }
 
 /**
@@ -105,8 +105,9 @@ export class FederationStore {
    * The federation as stored, checked against this task; undefined when
    * Redis holds none. `known`: the history a follower holds already, so only
    * the records after it are read (the history is only ever appended to), as
-   * long as Redis's record at its end is of the same round; else the whole
-   * history. Records of rounds past the head (committed after it was read)
+   * long as Redis's record at its end is the one it holds, whole; else the
+   * whole history (a node that held records of its own disk checkpoint, a
+   * Redis that lost a commit). Records of rounds past the head (committed after it was read)
    * wait for the next load.
    */
   async load(known?: KnownHistory): Promise<StoredFederation | undefined> {
@@ -128,10 +129,9 @@ export class FederationStore {
   private async historyAfter(known: KnownHistory | undefined, headRound: number): Promise<{ from: number; history: RoundRecord[] }> {
     const upToHead = (texts: readonly string[]) => texts.map((text) => JSON.parse(text) as RoundRecord).filter((r) => r.round <= headRound);
     if (known !== undefined && known.length > 0) {
-      // From the last known record, to check it is the one this reader holds.
+      // From the last known record, to check it is the one this reader holds (it was parsed from this very text).
       const texts = await this.redis.lrange(this.keys.history, known.length - 1, -1);
-      const last = texts[0] === undefined ? undefined : (JSON.parse(texts[0]) as RoundRecord);
-      if (last !== undefined && last.round === known.lastRound) return { from: known.length, history: upToHead(texts.slice(1)) };
+      if (texts[0] !== undefined && texts[0] === JSON.stringify(known.last)) return { from: known.length, history: upToHead(texts.slice(1)) };
     }
     return { from: 0, history: upToHead(await this.redis.lrange(this.keys.history, 0, -1)) };
   }

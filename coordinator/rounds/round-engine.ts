@@ -217,9 +217,9 @@ export class RoundEngine {
     return makeModel(version, weights, { fineTune: this.options.fineTune, encoding: this.options.settings.modelEncoding });
   }
 
-  /** The round records this engine holds: how many, and the last one's round (a cluster follower reads only newer ones). */
-  get knownHistory(): { readonly length: number; readonly lastRound: number | undefined } {
-    return { length: this.history.length, lastRound: this.history.at(-1)?.round };
+  /** The round records this engine holds: how many, and the last of them (a cluster follower reads only newer ones). */
+  get knownHistory(): { readonly length: number; readonly last: RoundRecord | undefined } {
+    return { length: this.history.length, last: this.history.at(-1) };
   }
 
   /**

@@ -36,25 +36,27 @@ test('a completed round is stored whole (record, model bytes, strategy, head), o
   const loaded = (await store.load())!;
   assert.deepEqual(loaded.head, { task: TASK.name, paramCount: TASK.paramCount, round: 3, modelVersion: 2, lastStartedRound: 3 });
   assert.equal(loaded.historyFrom, 0);
-  // A follower that holds round 1's record reads only what came after it; one whose last record is another round's
-  // (not this federation's history) reads it all; one that holds everything reads nothing new.
-  const after1 = (await store.load({ length: 1, lastRound: 1 }))!;
+  // A follower that holds round 1's record reads only what came after it. One whose last record differs from Redis's
+  // at that place, in its round or in anything else (a record of its own disk checkpoint), or that holds more than
+  // Redis, reads it all; one that holds everything reads nothing new.
+  const rounds = (stored: Awaited<ReturnType<typeof store.load>>) => stored!.resume!.history.map((r) => r.round);
+  const after1 = (await store.load({ length: 1, last: record(1, 1) }))!;
   assert.equal(after1.historyFrom, 1);
-  assert.deepEqual(
-    after1.resume!.history.map((r) => r.round),
-    [3],
-  );
-  const mismatch = (await store.load({ length: 1, lastRound: 2 }))!;
-  assert.equal(mismatch.historyFrom, 0);
-  assert.deepEqual(
-    mismatch.resume!.history.map((r) => r.round),
-    [1, 3],
-  );
-  const beyond = (await store.load({ length: 5, lastRound: 9 }))!;
-  assert.equal(beyond.historyFrom, 0);
-  const upToDate = (await store.load({ length: 2, lastRound: 3 }))!;
+  assert.deepEqual(rounds(after1), [3]);
+  for (const last of [record(2, 1), { ...record(1, 1), startedAt: 5 }]) {
+    const mismatch = (await store.load({ length: 1, last }))!;
+    assert.equal(mismatch.historyFrom, 0);
+    assert.deepEqual(rounds(mismatch), [1, 3]);
+  }
+  assert.equal((await store.load({ length: 5, last: record(9, 9) }))!.historyFrom, 0);
+  const upToDate = (await store.load({ length: 2, last: record(3, 2) }))!;
   assert.equal(upToDate.historyFrom, 2);
   assert.deepEqual(upToDate.resume!.history, []);
+  // A record committed after the head was read (here: pushed without moving the head) waits for the next load.
+  await db.client.rpush(keys.history, JSON.stringify(record(4, 3)));
+  assert.deepEqual(rounds(await store.load()), [1, 3]);
+  assert.deepEqual((await store.load({ length: 2, last: record(3, 2) }))!.resume!.history, []);
+  await db.client.rpop(keys.history);
   assert.deepEqual(loaded.resume!.weights, model3.weights);
   assert.deepEqual(
     loaded.resume!.history.map((r) => r.round),

@@ -239,7 +239,7 @@ describe('adopting a stored federation (a cluster node)', () => {
   it('keeps the records it holds and takes the newer ones after them; refuses a history that skips records', () => {
     const h = new ControlHarness();
     h.engine.adoptResume(resume(2, [record(1), record(2)]), 2);
-    assert.deepEqual(h.engine.knownHistory, { length: 2, lastRound: 2 });
+    assert.deepEqual(h.engine.knownHistory, { length: 2, last: record(2) });
     h.engine.adoptResume(resume(4, [record(3), record(4)]), 4, 2);
     assert.deepEqual(
       h.engine.status().history.map((r) => r.round),
