@@ -131,7 +131,8 @@ export class FederationStore {
     if (known !== undefined && known.length > 0) {
       // From the last known record, to check it is the one this reader holds (it was parsed from this very text).
       const texts = await this.redis.lrange(this.keys.history, known.length - 1, -1);
-      if (texts[0] !== undefined && texts[0] === JSON.stringify(known.last)) return { from: known.length, history: upToHead(texts.slice(1)) };
+      if (texts[0] !== undefined && texts[0] === JSON.stringify(known.last))
+        return { from: known.length, history: upToHead(texts.slice(1)) };
     }
     return { from: 0, history: upToHead(await this.redis.lrange(this.keys.history, 0, -1)) };
   }
