@@ -39,6 +39,8 @@ interface TakenUpdate {
   readonly baseVersion: number;
   readonly numExamples: number;
   readonly update: Float32Array;
+  /** l2Norm(update), computed while decoding it (ClientResult.norm). */
+  readonly norm: number;
   /** Its upload's size on the wire. */
   readonly bytes: number;
   /** Its place in the federation-wide order of waiting updates, once a claim made it wait. */
@@ -158,8 +160,7 @@ export class AsyncNode {
   submitUpdate(id: string, message: UpdateMessage): Ack<UpdateAccepted> {
     const record = this.view.participants.get(id);
     if (!record) return ackError(ErrorCode.NotJoined, 'join before update');
-    const slot = this.slots.get(id);
-    const upload = checkAsyncUpload(slot, message, {
+    const upload = checkAsyncUpload(this.slots.get(id), message, {
       appliesTo: this.current?.modelVersion,
       maxStaleness: this.wiring.settings.maxStaleness,
       encoding: this.view.settings.updateEncoding ?? 'float32',
@@ -180,7 +181,6 @@ export class AsyncNode {
       default:
         throw new Error(`unknown upload check ${upload satisfies never}`);
     }
-    const update = upload.update;
     record.state = 'uploaded';
     record.progress = undefined;
     if (message.epsilon !== undefined) record.epsilon = message.epsilon;
@@ -189,7 +189,8 @@ export class AsyncNode {
       record,
       baseVersion: message.baseVersion,
       numExamples: message.numExamples,
-      update,
+      update: upload.update,
+      norm: upload.norm,
       bytes: message.update.byteLength,
     };
     void this.place(taken);
@@ -312,7 +313,7 @@ export class AsyncNode {
     try {
       part.aggregator.add(
         stalenessWeighted(
-          { participantId: taken.record.id, numExamples: taken.numExamples, update: taken.update },
+          { participantId: taken.record.id, numExamples: taken.numExamples, update: taken.update, norm: taken.norm },
           staleness,
           this.wiring.settings.stalenessExponent,
         ),

@@ -3,7 +3,6 @@ import type { RoundAggregator } from '../../core/aggregation/strategy.ts';
 import { ackError, ackOk, ErrorCode, ProtocolError, type Ack } from '../../core/protocol/errors.ts';
 import type { RoundStartMessage, SecAggAccepted, UpdateAccepted } from '../../core/protocol/messages.ts';
 import type { AsyncSettings, StalenessStats } from '../../core/protocol/status.ts';
-import { l2Norm } from '../../core/privacy/update-privacy.ts';
 import type { Collection, CollectionHost, Delivered, Interruption } from './collection.ts';
 import type { RoundBasis } from './open-round.ts';
 import type { ParticipantRecord } from './participants.ts';
@@ -14,6 +13,8 @@ export interface BufferedUpdate {
   readonly baseVersion: number;
   readonly numExamples: number;
   readonly update: Float32Array;
+  /** l2Norm(update), computed while decoding it (ClientResult.norm). */
+  readonly norm: number;
   readonly bytes: number;
   /** Local training time, for the participant's latency. */
   readonly latencyMs: number;
@@ -71,7 +72,7 @@ export class AsyncCollection implements Collection {
     try {
       open.aggregator.add(
         stalenessWeighted(
-          { participantId: record.id, numExamples: buffered.numExamples, update: buffered.update },
+          { participantId: record.id, numExamples: buffered.numExamples, update: buffered.update, norm: buffered.norm },
           staleness,
           this.settings.stalenessExponent,
         ),
@@ -82,7 +83,7 @@ export class AsyncCollection implements Collection {
     }
     this.tally.add(staleness);
     open.bytesIn += buffered.bytes;
-    const norm = host.normsWithheld() === undefined ? l2Norm(buffered.update) : undefined;
+    const norm = host.normsWithheld() === undefined ? buffered.norm : undefined;
     host.settle(open, record.id, 'received', undefined, norm);
     if (norm !== undefined) record.lastUpdateNorm = norm;
     record.roundsContributed++;

@@ -99,9 +99,8 @@ export class AsyncPool implements AsyncPoolLink {
 
   /** An update from a participant training in a slot: refused, buffered, or held for the next version. */
   submitUpdate(record: ParticipantRecord, message: UpdateMessage): Ack<UpdateAccepted> {
-    const slot = this.slots.get(record.id);
     const now = this.host.options.clock.now();
-    const upload = checkAsyncUpload(slot, message, {
+    const upload = checkAsyncUpload(this.slots.get(record.id), message, {
       appliesTo: this.appliesTo(),
       maxStaleness: this.host.settings.maxStaleness,
       encoding: this.host.options.settings.updateEncoding ?? 'float32',
@@ -125,7 +124,6 @@ export class AsyncPool implements AsyncPoolLink {
         throw new Error(`unknown upload check ${upload satisfies never}`);
     }
     this.release(record);
-    const update = upload.update;
     record.state = 'uploaded';
     record.progress = undefined;
     if (message.epsilon !== undefined) record.epsilon = message.epsilon;
@@ -133,7 +131,8 @@ export class AsyncPool implements AsyncPoolLink {
       participantId: record.id,
       baseVersion: message.baseVersion,
       numExamples: message.numExamples,
-      update,
+      update: upload.update,
+      norm: upload.norm,
       bytes: message.update.byteLength,
       latencyMs: now - upload.slot.startedAt,
     };

@@ -25,7 +25,8 @@ export interface UploadBasis {
  * their own bookkeeping.
  */
 export type AsyncUpload<S extends HandedOut> =
-  | { readonly kind: 'usable'; readonly update: Float32Array; readonly slot: S }
+  /** The decoded values and their norm, from the decode's one pass (the norm is the finiteness check). */
+  | { readonly kind: 'usable'; readonly update: Float32Array; readonly norm: number; readonly slot: S }
   /** No slot for this round: the upload changes nothing. */
   | { readonly kind: 'no-slot'; readonly refusal: Ack<never> }
   /** Trained from another model than its slot handed out, or an unreadable frame: out of this version. */
@@ -53,7 +54,8 @@ export function checkAsyncUpload<S extends HandedOut>(slot: S | undefined, messa
   if (stale !== undefined) return { kind: 'too-stale', refusal: ackError(ErrorCode.UpdateTooStale, stale) };
   try {
     // The run's encoding (int4, whose rotation is per round, is refused in async mode at start).
-    return { kind: 'usable', update: decodeUpdate(message.update, basis.updateLength, [basis.encoding]).update, slot };
+    const { update, norm } = decodeUpdate(message.update, basis.updateLength, [basis.encoding]);
+    return { kind: 'usable', update, norm, slot };
   } catch (error) {
     if (error instanceof ProtocolError) return { kind: 'unusable', refusal: ackError(error.code, error.message) };
     throw error;

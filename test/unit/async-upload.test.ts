@@ -26,6 +26,7 @@ test('a usable upload gives its values and the slot it answers', () => {
   assert.equal(upload.kind, 'usable');
   assert.ok(upload.kind === 'usable');
   assert.deepEqual([...upload.update], [1, 2, 3, 4]);
+  assert.equal(upload.norm, Math.sqrt(30), 'the norm from the decode, passed on so nothing reads the update again for it');
   assert.equal(upload.slot, slot);
 });
 
