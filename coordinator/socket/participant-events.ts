@@ -248,10 +248,11 @@ export function participantProtocol(context: ParticipantContext): (socket: Parti
     }
   }
 
+  // socket.io types listeners by the namespace's event map; these read their arguments as unknown on purpose.
+  type On = (this: ParticipantSocket, event: string, listener: SharedListener<ParticipantSocket>) => void;
   return (socket) => {
-    // socket.io types listeners by the namespace's event map; these read their arguments as unknown on purpose.
-    const on = socket.on.bind(socket) as unknown as (event: string, listener: SharedListener<ParticipantSocket>) => void;
-    for (const [event, handle] of listeners) on(event, handle);
+    const on = socket.on as unknown as On;
+    for (const [event, handle] of listeners) on.call(socket, event, handle);
     socket.onAny(unknownEvent);
     socket.on('disconnect', disconnected);
   };

@@ -393,7 +393,6 @@ export class DpFedAvg implements Strategy {
 
 class DpRound implements RoundAggregator {
   private readonly accumulator: Float64Sum;
-  private readonly sum: Float64Array;
   private added = 0;
   private within = 0;
   private closed = false;
@@ -405,9 +404,12 @@ class DpRound implements RoundAggregator {
     private readonly clipNorm: number,
   ) {
     this.accumulator = floatKernels().float64Sum(context.globalWeights.length);
-    this.sum = this.accumulator.values;
     this.scratch = new Float32Array(context.globalWeights.length);
     if (strategy.settings.placement === 'distributed') this.addSum = (sum, count) => this.addNoisedSum(sum, count);
+  }
+
+  private get sum(): Float64Array {
+    return this.accumulator.values;
   }
 
   get count(): number {

@@ -57,7 +57,6 @@ export class FedAvg implements Strategy {
 /** Streaming weighted mean of updates, applied to the global weights on finish. */
 export class WeightedSum implements RoundAggregator {
   private readonly accumulator: Float64Sum;
-  private readonly sum: Float64Array;
   private totalWeight = 0;
   private added = 0;
 
@@ -66,7 +65,10 @@ export class WeightedSum implements RoundAggregator {
     private readonly serverLearningRate = 1,
   ) {
     this.accumulator = floatKernels().float64Sum(globalWeights.length);
-    this.sum = this.accumulator.values;
+  }
+
+  private get sum(): Float64Array {
+    return this.accumulator.values;
   }
 
   get count(): number {
