@@ -14,6 +14,9 @@ import { connect, join } from './simulated-participants.ts';
  * with N connected (joined, for the coordinator: no round starts, since
  * --min-clients is N + 1), and the difference divided by N is the cost of
  * one. The clients live in this process, in batches of 16 (simulated-participants.ts).
+ * The heap is the main thread's, the one that takes the uploads; "RSS with
+ * none" is the whole process's, every thread's (the coordinator's model
+ * thread, which holds its tfjs, too).
  *
  *   npx tsx bench/participant-memory.ts --participants 1000,4000 [--baseline-root DIR]
  */
@@ -66,6 +69,8 @@ interface PerParticipant {
   readonly externalBytes: number;
   readonly rssBytes: number;
   readonly idleHeapBytes: number;
+  /** The whole process's resident memory with no participant: every thread (the coordinator's model thread too). */
+  readonly idleRssBytes: number;
 }
 
 async function measure(server: Server, n: number, joinThem: boolean): Promise<PerParticipant> {
@@ -83,6 +88,7 @@ async function measure(server: Server, n: number, joinThem: boolean): Promise<Pe
     externalBytes: (full.external - idle.external) / n,
     rssBytes: (full.rss - idle.rss) / n,
     idleHeapBytes: idle.heapUsed,
+    idleRssBytes: idle.rss,
   };
 }
 
@@ -101,9 +107,9 @@ async function coordinator(n: number, checkout: string): Promise<PerParticipant>
 
 const kb = (bytes: number) => (bytes / 1024).toFixed(1);
 console.log(
-  `| participants | server | heap per participant, KB | external per participant, KB | RSS per participant, KB | heap with none, MB | heap per participant beyond the bare server's, KB |`,
+  `| participants | server | heap per participant, KB | external per participant, KB | RSS per participant, KB | heap with none, MB | RSS with none, MB | heap per participant beyond the bare server's, KB |`,
 );
-console.log('|---:|---|---:|---:|---:|---:|---:|');
+console.log('|---:|---|---:|---:|---:|---:|---:|---:|');
 for (const n of sizes) {
   const echoServer = await startServer('bench/servers/echo-server.ts', ['2000000'], root);
   const echo = await measure(echoServer, n, false);
@@ -112,7 +118,7 @@ for (const n of sizes) {
   rows.push(['coordinator', await coordinator(n, root)]);
   for (const [name, m] of rows) {
     console.log(
-      `| ${n} | ${name} | ${kb(m.heapBytes)} | ${kb(m.externalBytes)} | ${kb(m.rssBytes)} | ${(m.idleHeapBytes / 1e6).toFixed(1)} | ${name === 'bare socket.io' ? '–' : kb(m.heapBytes - echo.heapBytes)} |`,
+      `| ${n} | ${name} | ${kb(m.heapBytes)} | ${kb(m.externalBytes)} | ${kb(m.rssBytes)} | ${(m.idleHeapBytes / 1e6).toFixed(1)} | ${(m.idleRssBytes / 1e6).toFixed(0)} | ${name === 'bare socket.io' ? '–' : kb(m.heapBytes - echo.heapBytes)} |`,
     );
   }
 }

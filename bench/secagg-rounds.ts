@@ -4,6 +4,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseConfig, type CoordinatorConfig } from '../coordinator/config.ts';
 import { startCoordinator } from '../coordinator/server.ts';
+import { initNodeBackend } from '../coordinator/tf-node.ts';
 import { Participant } from '../core/participant/participant.ts';
 import { PlainRoundTrainer, type RoundTrainer, type RoundTrainResult } from '../core/participant/trainers.ts';
 import { shardIndices, subset } from '../core/data/dataset.ts';
@@ -69,6 +70,8 @@ async function medianRoundMs(n: number, rounds: number, secure: boolean): Promis
     ...(secure ? ['--secure-aggregation', '--secagg-step-timeout', '300'] : []),
   ]) as CoordinatorConfig;
   const coordinator = await startCoordinator(config);
+  // The participants' backend, in this thread (the coordinator's tfjs is in its model thread).
+  await initNodeBackend();
   const update = new Float32Array(coordinator.task.paramCount).map((_, i) => Math.sin(i) * 1e-3);
   const demo = flags.train ? await loadMnistDemo() : undefined;
   const trainers = Array.from({ length: n }, (_, k) =>

@@ -1,6 +1,3 @@
-// First: tfjs loads without its source maps (load-tfjs.ts).
-import './load-tfjs.ts';
-
 import cluster from 'node:cluster';
 import { dpFedAvgWarnings } from '../core/aggregation/dp-fedavg.ts';
 import { announceWorkerReady, serveFromPrimary, sharedWorkerPort, workerDataDir } from './cluster/workers-node.ts';

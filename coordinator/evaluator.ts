@@ -11,7 +11,9 @@ import type { ModelEvaluator } from './rounds/round-engine.ts';
  * Evaluates global weights on the coordinator's held-out test split, in
  * batches, letting the event loop turn between them: a tfjs read resolves
  * without one, and the whole test set in one piece held a cluster leader's
- * loop for up to a second on a loaded machine (docs/cluster-lease.md).
+ * loop for up to a second on a loaded machine (docs/cluster-lease.md). It
+ * runs in the model thread now (model-thread/), where the turns let the
+ * model files and the audit be answered meanwhile.
  */
 export class TestSetEvaluator implements ModelEvaluator {
   private readonly model: tf.LayersModel;

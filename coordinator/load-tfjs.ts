@@ -2,16 +2,16 @@ import { createRequire } from 'node:module';
 
 /**
  * Loads tfjs with Node's source maps off, and must be the first import of
- * every coordinator entry point (it runs synchronously, so it is evaluated
- * before the modules imported after it, which then get this same instance).
+ * the model thread (model-thread/thread.ts): it runs synchronously, so it is
+ * evaluated before the modules imported after it, which then get this same
+ * instance.
  *
  * tsx turns source maps on so that stack traces point into our TypeScript;
  * Node then keeps the parsed source map of every module loaded while they
- * are on. tfjs's maps hold the text of all its sources: 18 MB of the
- * coordinator's heap (twice the rest of our code), which every full
- * collection marks, on every update's garbage (docs/BENCHMARKS.md, "tfjs
- * without its source maps"). Stack traces inside tfjs point into its
- * published dist files instead.
+ * are on. tfjs's maps hold the text of all its sources: 18 MB of heap, more
+ * than twice the rest of our code (docs/BENCHMARKS.md, "tfjs without its
+ * source maps"). Stack traces inside tfjs point into its published dist
+ * files instead.
  */
 function loadTfjsWithoutSourceMaps(): void {
   const enabled = process.sourceMapsEnabled;

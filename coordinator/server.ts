@@ -13,7 +13,6 @@ import { ClusterRuntime } from './cluster/attach.ts';
 import type { CoordinatorConfig } from './config.ts';
 import { withSkellam } from './distributed-noise-config.ts';
 import { secAggSettingsForModel } from './secagg-words-config.ts';
-import { TestSetEvaluator } from './evaluator.ts';
 import { OpenConnections } from './http/connections.ts';
 import { httpHandler } from './http/routes.ts';
 import { listen } from './http/listen.ts';
@@ -33,12 +32,11 @@ import { StatusPush } from './status/status-push.ts';
 import { BestModelStore } from './storage/best-model.ts';
 import { CheckpointStore } from './storage/checkpoints.ts';
 import { AtRestKey } from './storage/encryption.ts';
-import { ModelSerializer } from './storage/model-files.ts';
 import { checkFreshClientBudget, findResumePoint, repairBestModel } from './storage/resume.ts';
 import { saveCompletedRounds, writeFinalReport } from './storage/round-files.ts';
 import { buildStrategy } from './strategies.ts';
-import { loadTask, taskSummary } from './task/load-task.ts';
-import { initNodeBackend } from './tf-node.ts';
+import { taskSummary } from './task/task-summary.ts';
+import { ModelThread, type StartedModelThread } from './model-thread/model-thread.ts';
 
 /**
  * Slack above the largest message for the JSON parts of a message. The
@@ -88,17 +86,25 @@ export interface CoordinatorHooks {
  * This is the wiring; each part lives in a module of its own.
  */
 export async function startCoordinator(config: CoordinatorConfig, hooks: CoordinatorHooks = {}): Promise<Coordinator> {
+  // The task file's (or the embedded MNIST demo's) model, data and audit sets, loaded in the model thread, which
+  // evaluates and serializes models from then on (coordinator/model-thread/).
+  const models = await ModelThread.start({ task: config.task, architecture: config.architecture, seed: config.seed });
+  try {
+    return await wireCoordinator(config, hooks, models);
+  } catch (error) {
+    await models.thread.close();
+    throw error;
+  }
+}
+
+async function wireCoordinator(config: CoordinatorConfig, hooks: CoordinatorHooks, models: StartedModelThread): Promise<Coordinator> {
   const log = hooks.log ?? (config.quiet ? () => {} : (line: string) => console.log(line));
   const logError = hooks.log ?? ((line: string) => console.error(line));
-  const backend = await initNodeBackend();
-  // The task file's (or the embedded MNIST demo's) model, data and audit sets (coordinator/task/load-task.ts).
-  const loaded = await loadTask(config);
+  const { thread: modelThread, task: loaded, backend } = models;
   for (const note of loaded.notes) log(note);
   const spec = loaded.spec;
   const task: TaskSummary = taskSummary(loaded, config.settings.fit.sampleDp);
-  const evaluator = new TestSetEvaluator(spec, loaded.test);
   const runDir = path.resolve(config.dataDir, task.name);
-  const serializer = new ModelSerializer(spec);
   const atRestKey = config.checkpointKeyFile ? await AtRestKey.fromFile(config.checkpointKeyFile) : undefined;
   const checkpoints = new CheckpointStore(
     runDir,
@@ -129,10 +135,18 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
   const lastStartedRound = clusterResume?.lastStartedRound ?? (await checkpoints.lastStartedRound());
   const resume = clusterResume ? clusterResume.resume : await findResumePoint(checkpoints, task, strategy, lastStartedRound, log);
   const bestModels = new BestModelStore(runDir, atRestKey);
-  await repairBestModel(bestModels, resume, serializer, log);
+  await repairBestModel(bestModels, resume, modelThread, log);
   if (!resume && !clusterResume) checkFreshClientBudget(strategy, runDir, config.freshPrivacyBudget === true);
   const clock = new SystemClock();
-  const runFiles = { runDir, task, strategy, serializer, checkpoints, bestModels, encrypted: config.checkpointKeyFile !== undefined };
+  const runFiles = {
+    runDir,
+    task,
+    strategy,
+    serializer: modelThread,
+    checkpoints,
+    bestModels,
+    encrypted: config.checkpointKeyFile !== undefined,
+  };
 
   const security = config.security ?? defaultSecurity();
   const httpServer = createTransportServer(security);
@@ -185,7 +199,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
       () => statusPush.changed(),
       () => cluster !== undefined && closed,
     ),
-    evaluator,
+    evaluator: modelThread,
     initialWeights: loaded.initialWeights,
     random: new SeededRandom(config.seed),
     task: { name: task.name, architecture: spec.architecture, paramCount: task.paramCount },
@@ -213,13 +227,15 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
     engine,
     bestModel: () => bestModels.load(),
     task,
-    spec,
+    modelFiles: modelThread,
     clientDp: config.clientDp,
-    audit: loaded.audit && {
-      ...loaded.audit,
-      membersSource: `a seeded sample of the ${task.name} training examples served to participants (a member only if its shard took part)`,
-      nonMembersSource: "the coordinator's held-out test set",
-    },
+    audit: loaded.auditable
+      ? {
+          auditor: modelThread,
+          membersSource: `a seeded sample of the ${task.name} training examples served to participants (a member only if its shard took part)`,
+          nonMembersSource: "the coordinator's held-out test set",
+        }
+      : undefined,
   });
   const finalReport = writeFinalReport(engine, reports, runFiles, logError);
 
@@ -314,9 +330,7 @@ export async function startCoordinator(config: CoordinatorConfig, hooks: Coordin
       await cluster?.close();
       await closeHttp(httpServer);
       await finalReport;
-      evaluator.dispose();
-      serializer.dispose();
-      reports.dispose();
+      await modelThread.close();
     },
   };
 }

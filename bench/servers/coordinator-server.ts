@@ -1,6 +1,3 @@
-// First: tfjs loads without its source maps (load-tfjs.ts).
-import '../../coordinator/load-tfjs.ts';
-
 import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
 import { startCoordinator } from '../../coordinator/server.ts';
 

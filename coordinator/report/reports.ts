@@ -1,12 +1,12 @@
 import path from 'node:path';
 import type { DpFedAvgOptions } from '../../core/aggregation/dp-fedavg.ts';
-import type { ModelSpec, TaskSummary } from '../../core/protocol/messages.ts';
+import type { MembershipAuditResult } from '../../core/privacy/membership-audit.ts';
+import type { TaskSummary } from '../../core/protocol/messages.ts';
 import type { FederationStatus } from '../../core/protocol/status.ts';
 import type { GlobalModel } from '../rounds/round-engine.ts';
 import { writeFileAtomic } from '../storage/atomic-write.ts';
 import type { StoredBestModel } from '../storage/best-model.ts';
-import { ModelSerializer, type ModelArtifactsFiles } from '../storage/model-files.ts';
-import { MembershipAuditor, type AuditData } from './audit.ts';
+import type { ModelArtifactsFiles, ModelFilesWriter } from '../storage/model-files.ts';
 import { historyCsv } from './history-csv.ts';
 import { renderReportHtml } from './report-html.ts';
 import { AUDIT_INTERPRETATION, buildRunReport, withholdsParticipation, type ReportAudit, type RunReport } from './run-report.ts';
@@ -14,13 +14,22 @@ import { AUDIT_INTERPRETATION, buildRunReport, withholdsParticipation, type Repo
 export interface RunReportsOptions {
   readonly engine: { status(): FederationStatus; readonly globalModel: GlobalModel };
   readonly task: TaskSummary;
-  readonly spec: ModelSpec;
+  /** Writes a model's files (the model thread). */
+  readonly modelFiles: ModelFilesWriter;
   readonly clientDp?: DpFedAvgOptions;
-  /** Held-out members and non-members; absent: the report says the audit is unavailable, and `auditUnavailable` why. */
-  readonly audit?: AuditData;
+  /** The membership audit over held-out members and non-members; absent: the report says it is unavailable, and `auditUnavailable` why. */
+  readonly audit?: ReportAuditor;
   readonly auditUnavailable?: string;
   /** The best model as saved in <run>/best/ (undefined before any round was evaluated). */
   readonly bestModel?: () => Promise<StoredBestModel | undefined>;
+}
+
+/** Audits a model's weights (the model thread, report/audit.ts), and says where its two groups come from. */
+export interface ReportAuditor {
+  readonly auditor: { audit(weights: Float32Array): Promise<MembershipAuditResult> };
+  /** e.g. "a seeded sample of the demo training set". */
+  readonly membersSource: string;
+  readonly nonMembersSource: string;
 }
 
 /** A model version's files, tagged with the version so model.json and weights.bin can be matched up. */
@@ -35,20 +44,15 @@ const KEPT_MODEL_VERSIONS = 3;
 /**
  * What the operator downloads: the current global model as tfjs files, the
  * run report (with the membership audit, computed once per model version)
- * and the history as CSV. Its own serializer and auditor models, so it never
- * races the checkpoint writer or the evaluator.
+ * and the history as CSV. The model thread serializes and audits, each with a
+ * model of its own, so neither races the checkpoint writer or the evaluator.
  */
 export class RunReports {
-  private readonly serializer: ModelSerializer;
-  private readonly auditor: MembershipAuditor | undefined;
   private readonly modelFilesByVersion = new Map<number, Promise<ModelArtifactsFiles>>();
   private serializing: Promise<unknown> = Promise.resolve();
   private auditCache: { version: number; audit: Promise<ReportAudit> } | undefined;
 
-  constructor(private readonly options: RunReportsOptions) {
-    this.serializer = new ModelSerializer(options.spec);
-    this.auditor = options.audit ? new MembershipAuditor(options.spec, options.audit) : undefined;
-  }
+  constructor(private readonly options: RunReportsOptions) {}
 
   /** The current model's files, or those of `version` while it is one of the last few. */
   modelFiles(version?: number): Promise<VersionedModelFiles | undefined> {
@@ -58,8 +62,8 @@ export class RunReports {
     if (!files) {
       if (wanted !== model.version) return Promise.resolve(undefined);
       const weights = model.weights;
-      // One at a time: the serializer writes the weights into its one model.
-      files = this.serializing.then(() => this.serializer.toFiles(weights));
+      // One at a time: a version's files are made once, whoever asks while they are being made.
+      files = this.serializing.then(() => this.options.modelFiles.toFiles(weights));
       this.serializing = files.catch(() => {});
       this.modelFilesByVersion.set(wanted, files);
       for (const old of this.modelFilesByVersion.keys()) {
@@ -109,20 +113,20 @@ export class RunReports {
   }
 
   private async runAudit(model: GlobalModel): Promise<ReportAudit> {
-    const auditor = this.auditor;
-    if (!auditor)
+    const audit = this.options.audit;
+    if (!audit)
       return { available: false, reason: this.options.auditUnavailable ?? 'the task provides no held-out member and non-member examples' };
     if (model.version === 0)
       return { available: false, reason: 'no round has been aggregated yet: the model has not been trained on any member' };
     const started = performance.now();
     try {
-      const result = await auditor.audit(model.weights);
+      const result = await audit.auditor.audit(model.weights);
       return {
         available: true,
         attack: 'loss-threshold',
         modelVersion: model.version,
-        membersSource: auditor.data.membersSource ?? 'training examples held by the coordinator',
-        nonMembersSource: auditor.data.nonMembersSource ?? 'held-out examples no participant trained on',
+        membersSource: audit.membersSource,
+        nonMembersSource: audit.nonMembersSource,
         interpretation: AUDIT_INTERPRETATION,
         durationMs: performance.now() - started,
         ...result,
@@ -131,10 +135,5 @@ export class RunReports {
       this.auditCache = undefined;
       return { available: false, reason: `the audit failed: ${(error as Error).message}` };
     }
-  }
-
-  dispose(): void {
-    this.serializer.dispose();
-    this.auditor?.dispose();
   }
 }

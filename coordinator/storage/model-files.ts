@@ -1,7 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
-import { buildModel } from '../../core/model/architectures.ts';
-import { writeWeights } from '../../core/model/weights.ts';
-import type { ModelSpec, WeightShape } from '../../core/protocol/messages.ts';
+import type { WeightShape } from '../../core/protocol/messages.ts';
 
 /** A model in the tfjs layers format: what `tf.loadLayersModel` reads. */
 export interface ModelArtifactsFiles {
@@ -11,39 +8,9 @@ export interface ModelArtifactsFiles {
   readonly weightsBin: Uint8Array;
 }
 
-/** Turns flat weights into `model.json` + `weights.bin` bytes, with a model kept for the purpose. */
-export class ModelSerializer {
-  private readonly model: tf.LayersModel;
-
-  constructor(spec: ModelSpec) {
-    this.model = buildModel(spec);
-  }
-
-  async toFiles(weights: Float32Array): Promise<ModelArtifactsFiles> {
-    writeWeights(this.model, weights);
-    let artifacts: tf.io.ModelArtifacts | undefined;
-    await this.model.save(
-      tf.io.withSaveHandler(async (a) => {
-        artifacts = a;
-        return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-      }),
-    );
-    if (!artifacts?.weightData || !artifacts.weightSpecs) throw new Error('tfjs returned no weights to save');
-    const data = artifacts.weightData;
-    const weightsBin = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(tf.io.concatenateArrayBuffers(data));
-    const modelJson = JSON.stringify({
-      format: 'layers-model',
-      generatedBy: `TensorFlow.js tfjs-layers v${tf.version.tfjs}`,
-      convertedBy: null,
-      modelTopology: artifacts.modelTopology,
-      weightsManifest: [{ paths: ['weights.bin'], weights: artifacts.weightSpecs }],
-    });
-    return { modelJson, weightsBin };
-  }
-
-  dispose(): void {
-    this.model.dispose();
-  }
+/** Turns flat weights into `model.json` + `weights.bin` bytes (model-serializer.ts, in the model thread). */
+export interface ModelFilesWriter {
+  toFiles(weights: Float32Array): Promise<ModelArtifactsFiles>;
 }
 
 /**

@@ -4,7 +4,7 @@ import { bestRound } from '../rounds/best-round.ts';
 import { weightsHash, type ResumePoint } from '../rounds/round-engine.ts';
 import { bestModelInfo, type BestModelStore } from './best-model.ts';
 import type { CheckpointStore } from './checkpoints.ts';
-import { weightsFromFiles, type ModelSerializer } from './model-files.ts';
+import { weightsFromFiles, type ModelFilesWriter } from './model-files.ts';
 
 /** Where a restarted coordinator picks up, and the checks that keep a restart honest. */
 
@@ -70,7 +70,7 @@ export async function findResumePoint(
 export async function repairBestModel(
   store: BestModelStore,
   resume: ResumePoint | undefined,
-  serializer: ModelSerializer,
+  serializer: ModelFilesWriter,
   log: (line: string) => void,
 ): Promise<void> {
   const best = bestRound(resume?.history ?? []);

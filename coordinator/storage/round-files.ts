@@ -9,14 +9,14 @@ import type { RunReport } from '../report/run-report.ts';
 import { writeFileAtomic } from './atomic-write.ts';
 import { bestModelInfo, type BestModelStore } from './best-model.ts';
 import type { CheckpointStore } from './checkpoints.ts';
-import type { ModelSerializer } from './model-files.ts';
+import type { ModelFilesWriter } from './model-files.ts';
 
 /** What a run writes to <data-dir>/<task>/ as its rounds close. */
 export interface RunFiles {
   readonly runDir: string;
   readonly task: TaskSummary;
   readonly strategy: Strategy;
-  readonly serializer: ModelSerializer;
+  readonly serializer: ModelFilesWriter;
   readonly checkpoints: CheckpointStore;
   readonly bestModels: BestModelStore;
   /** Checkpoints are encrypted at rest: no plain model, history or report files. */

@@ -1,11 +1,6 @@
 import type * as tf from '@tensorflow/tfjs';
-import {
-  gatherFrozen,
-  trainableLayout,
-  trainableWeightIndices,
-  weightsContentHash,
-  type TrainableLayout,
-} from '../../core/model/fine-tune.ts';
+import { gatherFrozen, trainableLayout, weightsContentHash, type TrainableLayout } from '../../core/model/fine-tune.ts';
+import { trainableWeightIndices } from '../../core/model/trainable-variables.ts';
 import type { FineTuneSummary, WeightShape } from '../../core/protocol/messages.ts';
 import { encodeFrame, FrameKind } from '../../core/wire/frame.ts';
 

@@ -13,17 +13,9 @@ import {
   TabularSchemaError,
 } from '../../core/data/tabular.ts';
 import { buildModel, parameterCount, weightShapes } from '../../core/model/architectures.ts';
-import { trainableWeightIndices } from '../../core/model/fine-tune.ts';
+import { trainableWeightIndices } from '../../core/model/trainable-variables.ts';
 import { readWeights } from '../../core/model/weights.ts';
-import type {
-  ArchitectureName,
-  DemoDataSource,
-  JsonValue,
-  ModelSpec,
-  SampleDpConfig,
-  TaskSummary,
-  WeightShape,
-} from '../../core/protocol/messages.ts';
+import type { ArchitectureName, DemoDataSource, JsonValue, ModelSpec, WeightShape } from '../../core/protocol/messages.ts';
 import { permutation, SeededRandom } from '../../core/random/prng.ts';
 import { readImageSource, type ImageSource } from '../../node/data/image-sources.ts';
 import { loadMnistDemo } from './demo-data.ts';
@@ -153,22 +145,6 @@ export async function loadTask(options: TaskLoadOptions): Promise<LoadedTask> {
     demoData,
     audit: train === undefined ? undefined : { members: auditSample(train, options.seed), nonMembers: test },
     notes,
-  };
-}
-
-/** What participants learn of a task when they join. */
-export function taskSummary(task: LoadedTask, sampleDp: SampleDpConfig | undefined): TaskSummary {
-  return {
-    name: task.name,
-    description: task.description,
-    model: task.spec,
-    weightShapes: task.weightShapes,
-    paramCount: task.paramCount,
-    input: task.input,
-    classes: task.classes,
-    demoData: task.demoData && { url: task.demoData.url, format: task.demoData.format },
-    sampleDp,
-    ...(task.fineTune ? { fineTune: task.fineTune.summary } : {}),
   };
 }
 

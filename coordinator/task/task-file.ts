@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { CategoricalFeature, FeatureSpec, ImageInput, InputSchema, TabularInput } from '../../core/data/schema.ts';
-import { isArchitecture } from '../../core/model/architectures.ts';
+import { isArchitecture } from '../../core/model/architecture-name.ts';
 import type { ArchitectureName } from '../../core/protocol/messages.ts';
 import type { ImageSource } from '../../node/data/image-sources.ts';
 import type { SettingKind } from '../options/option.ts';

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import type { ArchitectureName, ModelSpec, WeightShape } from '../protocol/messages.ts';
+import type { ModelSpec, WeightShape } from '../protocol/messages.ts';
 
 /**
  * The built-in model architectures. Every model outputs logits (no softmax
@@ -77,10 +77,6 @@ function imageInputShape(inputShape: readonly number[]): number[] {
   const side = Math.round(Math.sqrt(size));
   if (side * side !== size) throw new Error(`cnn needs a square image input, got shape [${inputShape.join(', ')}]`);
   return [side, side, 1];
-}
-
-export function isArchitecture(name: string): name is ArchitectureName {
-  return name === 'mlp' || name === '2nn' || name === 'cnn';
 }
 
 /** The weight tensors of a model in flattening order. */

@@ -1,4 +1,3 @@
-import * as tf from '@tensorflow/tfjs';
 import type { WeightShape } from '../protocol/messages.ts';
 
 /**
@@ -107,25 +106,6 @@ export async function weightsContentHash(values: Float32Array): Promise<string> 
   bytes.set(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
   const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
   return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
-}
-
-/** Positions in `model.weights` of the weights training may change (`model.trainableWeights`). */
-export function trainableWeightIndices(model: tf.LayersModel): number[] {
-  const trainable = new Set(model.trainableWeights);
-  return model.weights.flatMap((w, index) => (trainable.has(w) ? [index] : []));
-}
-
-/**
- * The trainable variables of a model, as an optimizer's or `variableGrads`'s
- * var list needs them: without one, tfjs optimizers also step the variables
- * of layers marked `trainable: false`.
- */
-export function trainableVariables(model: tf.LayersModel): tf.Variable[] {
-  return model.trainableWeights.map((w) => {
-    const v = w.read();
-    if (!(v instanceof tf.Variable)) throw new Error(`weight ${w.name} is not backed by a tf.Variable`);
-    return v;
-  });
 }
 
 function checkLength(values: Float32Array, expected: number, what: string): void {

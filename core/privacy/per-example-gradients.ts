@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { correctCount, disposeRecorded, perExampleLoss, recordForwardBackward } from './per-example/forward.ts';
-import { trainableVariables } from '../model/fine-tune.ts';
+import { trainableVariables } from '../model/trainable-variables.ts';
 import { layerPerExample } from './per-example/layer-grads.ts';
 import { type GradientPath, type PathOptions, type Plan, fastPlan, resolvePath } from './per-example/plan.ts';
 

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Dataset } from '../data/dataset.ts';
 import { buildModel } from '../model/architectures.ts';
-import { trainableVariables } from '../model/fine-tune.ts';
+import { trainableVariables } from '../model/trainable-variables.ts';
 import { readWeights, writeWeights } from '../model/weights.ts';
 import type { FitConfig, ModelSpec, TrainMetrics } from '../protocol/messages.ts';
 import { nextMacrotask } from '../runtime/yield.ts';

@@ -9,6 +9,7 @@ import { openClientLevelLedger } from '../../core/privacy/participant-budget.ts'
 import type { TaskSummary } from '../../core/protocol/messages.ts';
 import { LocalTrainer } from '../../core/training/local-trainer.ts';
 import type { DemoData } from '../../coordinator/task/demo-data.ts';
+import { initNodeBackend } from '../../coordinator/tf-node.ts';
 import { SlowedTrainer } from './slowed-trainer.ts';
 
 export interface NodeParticipant {
@@ -53,6 +54,8 @@ export async function startNodeParticipants(
   count: number,
   options: NodeParticipantOptions = {},
 ): Promise<NodeParticipant[]> {
+  // Their own backend: the coordinator's tfjs is in its model thread, not this one.
+  await initNodeBackend();
   const out: NodeParticipant[] = [];
   for (let k = 0; k < count; k++) {
     const local = participantData(data, k, options.totalShards ?? count, options.skew ?? 'iid');

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { TestSetEvaluator } from '../../coordinator/evaluator.ts';
-import { ModelSerializer } from '../../coordinator/storage/model-files.ts';
+import { ModelSerializer } from '../../coordinator/storage/model-serializer.ts';
 import { customModel, loadLayersModelFile, loadTask, TaskLoadError } from '../../coordinator/task/load-task.ts';
 import { parseTaskFile } from '../../coordinator/task/task-file.ts';
 import { initNodeBackend } from '../../coordinator/tf-node.ts';
