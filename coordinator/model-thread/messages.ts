@@ -7,6 +7,8 @@ import type { LoadedTask, TaskLoadOptions } from '../task/load-task.ts';
 export type ThreadTask = Omit<LoadedTask, 'test' | 'audit'> & {
   /** The task has member and non-member sets, so the run report can audit its models. */
   readonly auditable: boolean;
+  /** SHA-256 of the evaluation and audit data the thread holds: a restarted thread must hold the same. */
+  readonly dataDigest: string;
 };
 
 /** The model thread's workerData. */

@@ -26,36 +26,43 @@ interface Pending {
   reject(error: Error): void;
 }
 
-/** A started model thread: the worker, and the task it loaded. */
+/** What a thread that started loaded: the task, on a tfjs backend. */
 interface Started {
-  readonly worker: Worker;
   readonly task: ThreadTask;
   readonly backend: string;
+}
+
+/** One worker, from its start to its exit, and the answers it owes. */
+interface ThreadRun {
+  readonly worker: Worker;
+  readonly ready: Promise<Started>;
+  readonly pending: Map<number, Pending>;
 }
 
 /**
  * The coordinator's tfjs, in a worker thread of its own (thread.ts): it loads
  * the task and answers for evaluation, model files and audits, each request
  * carrying a copy of the weights. tfjs then never enters the main thread's
- * heap, which takes every upload: the collector, which runs there on every
- * few dozen 0.8 MB frames, marks what that heap holds (docs/BENCHMARKS.md).
+ * heap, which takes every upload.
  *
- * A thread that dies fails its pending requests, and the next request starts
- * a fresh one (loading the task again: the same model, seeded).
+ * A thread that dies fails the requests it owed, and the next request starts
+ * a fresh one. The fresh one loads the task again and must find the same
+ * task (model, initial weights, evaluation and audit data): answers for a
+ * task whose files changed under a running federation are refused.
  */
 export class ModelThread implements ModelEvaluator, ModelFilesWriter {
-  private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private closed = false;
-
-  private current: Promise<Started> | undefined;
+  private run: ThreadRun | undefined;
+  /** The task as the first thread loaded it: what every later thread must load. */
+  private loaded: ThreadTask | undefined;
 
   private constructor(private readonly data: ModelThreadData) {}
 
   /** Starts the thread and waits until it loaded the task; rejects with the task's load error (a TaskLoadError's name and message). */
   static async start(load: TaskLoadOptions): Promise<StartedModelThread> {
     const thread = new ModelThread({ load });
-    const { task, backend } = await thread.started();
+    const { task, backend } = await (await thread.running()).ready;
     return { thread, task, backend };
   }
 
@@ -71,71 +78,103 @@ export class ModelThread implements ModelEvaluator, ModelFilesWriter {
     return this.request('audit', weights);
   }
 
-  /** Ends the thread; pending and later requests fail. */
+  /** Ends the thread, even one still loading; pending and later requests fail. */
   async close(): Promise<void> {
     this.closed = true;
-    const started = await this.current?.catch(() => undefined);
-    this.current = undefined;
-    await started?.worker.terminate();
-    this.failPending(new Error('the model thread was closed'));
+    const run = this.run;
+    this.run = undefined;
+    if (!run) return;
+    await run.worker.terminate();
+    failAll(run, new Error('the model thread was closed'));
   }
 
   private async request<K extends ModelRequestKind>(kind: K, weights: Float32Array): Promise<ModelAnswers[K]> {
+    const run = await this.running();
     if (this.closed) throw new Error('the model thread was closed');
-    const started = await this.started();
     const id = this.nextId++;
-    const answer = new Promise<ModelAnswers[ModelRequestKind]>((resolve, reject) => this.pending.set(id, { resolve, reject }));
+    const answer = new Promise<ModelAnswers[ModelRequestKind]>((resolve, reject) => run.pending.set(id, { resolve, reject }));
     // Held while it owes an answer (a process waiting for one must not exit), not while idle.
-    started.worker.ref();
+    run.worker.ref();
     const request: ModelRequest = { id, kind, weights };
-    // Cloned, not transferred: the caller keeps its weights.
-    started.worker.postMessage(request);
+    try {
+      // Cloned, not transferred: the caller keeps its weights.
+      run.worker.postMessage(request);
+    } catch (error) {
+      settled(run, id)?.reject(error instanceof Error ? error : new Error(String(error)));
+    }
     return answer as Promise<ModelAnswers[K]>;
   }
 
-  /** The running thread, started (again) when there is none. */
-  private async started(): Promise<Started> {
-    this.current ??= startThread(this.data, (worker) => this.watch(worker));
+  /** The running thread once it loaded the task, started (again) when there is none. */
+  private async running(): Promise<ThreadRun> {
+    if (this.closed) throw new Error('the model thread was closed');
+    this.run ??= this.launch();
+    const run = this.run;
     try {
-      return await this.current;
+      const { task } = await run.ready;
+      if (this.loaded === undefined) this.loaded = task;
+      else if (!sameTask(this.loaded, task)) {
+        throw new Error(
+          "the model thread was restarted and loaded a different task (the task's model or data files changed since the coordinator started): restart the coordinator",
+        );
+      }
+      return run;
     } catch (error) {
-      this.current = undefined;
+      if (this.run === run) {
+        this.run = undefined;
+        void run.worker.terminate();
+      }
       throw error;
     }
   }
 
-  /** Answers reach their requests; a thread that fails or exits fails the requests it had and is replaced on the next one. */
-  private watch(worker: Worker): void {
+  /** A new thread: answers reach their requests; when it fails or exits, it fails what it owed and is replaced on the next request. */
+  private launch(): ThreadRun {
+    const worker = new Worker(threadSource(), { eval: true, workerData: this.data });
+    const run: ThreadRun = { worker, ready: loadedBy(worker), pending: new Map() };
+    // Handled here too: a thread closed while it loads rejects a promise nobody may be waiting on.
+    run.ready.catch(() => {});
     let failure = '';
     worker.on('message', (message: ModelThreadMessage) => {
-      if (message.kind !== 'answer' && message.kind !== 'failed') return;
-      const pending = this.pending.get(message.id);
-      if (!pending) return;
-      this.pending.delete(message.id);
-      if (this.pending.size === 0) worker.unref();
-      if (message.kind === 'answer') pending.resolve(message.value);
-      else pending.reject(rethrown(message.error));
+      if (message.kind === 'answer') settled(run, message.id)?.resolve(message.value);
+      else if (message.kind === 'failed') settled(run, message.id)?.reject(rethrown(message.error));
     });
     worker.on('error', (error) => {
       failure = `: ${error.message}`;
     });
     worker.once('exit', (code) => {
-      if (this.closed) return;
-      this.current = undefined;
-      this.failPending(new Error(`the model thread exited (code ${code})${failure}; the next request starts a new one`));
+      if (this.run === run) this.run = undefined;
+      failAll(run, new Error(`the model thread exited (code ${code})${failure}; the next request starts a new one`));
     });
-  }
-
-  private failPending(error: Error): void {
-    for (const pending of this.pending.values()) pending.reject(error);
-    this.pending.clear();
+    return run;
   }
 }
 
-/** A new thread, resolved once it loaded the task; `watch` gets it at once, before any of its events. */
-function startThread(data: ModelThreadData, watch: (worker: Worker) => void): Promise<Started> {
-  const worker = new Worker(threadSource(), { eval: true, workerData: data });
-  watch(worker);
+/** The request `id` of `run`, now answered: off its list, and the worker let go once it owes nothing. */
+function settled(run: ThreadRun, id: number): Pending | undefined {
+  const pending = run.pending.get(id);
+  run.pending.delete(id);
+  if (run.pending.size === 0) run.worker.unref();
+  return pending;
+}
+
+function failAll(run: ThreadRun, error: Error): void {
+  for (const pending of run.pending.values()) pending.reject(error);
+  run.pending.clear();
+}
+
+/** The same task: model, weight layout, initial weights, and the evaluation and audit data (their digest). */
+function sameTask(a: ThreadTask, b: ThreadTask): boolean {
+  const layout = (t: ThreadTask) => JSON.stringify([t.spec, t.weightShapes, t.paramCount, t.dataDigest]);
+  return (
+    layout(a) === layout(b) &&
+    a.initialWeights.length === b.initialWeights.length &&
+    a.initialWeights.every((v, i) => Object.is(v, b.initialWeights[i]))
+  );
+}
+
+/** Resolves once `worker` loaded the task; rejects with its load error, or if it fails or exits first. */
+function loadedBy(worker: Worker): Promise<Started> {
   return new Promise<Started>((resolve, reject) => {
     const failed = (error: Error) => {
       cleanup();
@@ -147,7 +186,7 @@ function startThread(data: ModelThreadData, watch: (worker: Worker) => void): Pr
         cleanup();
         // Idle until asked: the coordinator's own handles decide when the process may exit.
         worker.unref();
-        resolve({ worker, task: message.task, backend: message.backend });
+        resolve({ task: message.task, backend: message.backend });
       } else if (message.kind === 'load-failed') failed(rethrown(message.error));
     };
     const onError = (error: Error) => failed(error);

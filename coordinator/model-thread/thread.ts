@@ -1,7 +1,9 @@
 // First: tfjs loads without its source maps (../load-tfjs.ts).
 import '../load-tfjs.ts';
 
+import { createHash } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
+import type { Dataset } from '../../core/data/dataset.ts';
 import { TestSetEvaluator } from '../evaluator.ts';
 import { MembershipAuditor } from '../report/audit.ts';
 import { ModelSerializer } from '../storage/model-serializer.ts';
@@ -59,19 +61,38 @@ try {
     const { id, kind, weights } = request;
     const run = queues[kind].then(() => answerOf(kind, weights));
     queues[kind] = run.catch(() => {});
-    run.then(
-      (answer) => {
+    run
+      .then((answer) => {
         if (answer.kind !== 'files') return post({ kind: 'answer', id, value: answer.value });
         // The weights' bytes move rather than copy.
         const weightsBin = ownBuffer(answer.value.weightsBin);
         post({ kind: 'answer', id, value: { ...answer.value, weightsBin } }, [weightsBin.buffer]);
-      },
-      (error: unknown) => post({ kind: 'failed', id, error: threadError(error) }),
-    );
+      })
+      // A failed request, or an answer that could not be sent: the request fails, the thread lives on.
+      .catch((error: unknown) => post({ kind: 'failed', id, error: threadError(error) }));
   });
-  post({ kind: 'loaded', backend, task: { ...rest, auditable: auditor !== undefined } });
+  post({
+    kind: 'loaded',
+    backend,
+    task: { ...rest, auditable: auditor !== undefined, dataDigest: digestOf([test, audit?.members, audit?.nonMembers]) },
+  });
 } catch (error) {
   post({ kind: 'load-failed', error: threadError(error) });
+}
+
+/** SHA-256 over the datasets' shapes, values and labels, in order. */
+function digestOf(datasets: readonly (Dataset | undefined)[]): string {
+  const hash = createHash('sha256');
+  for (const data of datasets) {
+    if (!data) {
+      hash.update('none;');
+      continue;
+    }
+    hash.update(`${data.count},${data.features},${data.numClasses};`);
+    hash.update(new Uint8Array(data.values.buffer, data.values.byteOffset, data.values.byteLength));
+    hash.update(new Uint8Array(data.labels.buffer, data.labels.byteOffset, data.labels.byteLength));
+  }
+  return hash.digest('hex');
 }
 
 /** A request's answer, tagged with its kind. */

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import * as tf from '@tensorflow/tfjs';
 import type { Dataset } from '../../core/data/dataset.ts';
 import { featureTensor } from '../../core/training/data-tensors.ts';
+import { initNodeBackend } from '../../coordinator/tf-node.ts';
 
 /**
  * Loads a model saved as model.json + weights.bin (the coordinator's run
@@ -9,6 +10,8 @@ import { featureTensor } from '../../core/training/data-tensors.ts';
  * would; the tfjs file:// handler needs tfjs-node, so the files are read here.
  */
 export async function loadSavedModel(modelJsonFile: string, weightsFile: string): Promise<tf.LayersModel> {
+  // This thread's backend (a coordinator's tfjs is in its model thread).
+  await initNodeBackend();
   const artifacts = JSON.parse(await readFile(modelJsonFile, 'utf8')) as {
     modelTopology: object;
     weightsManifest: { paths: string[]; weights: tf.io.WeightsManifestEntry[] }[];

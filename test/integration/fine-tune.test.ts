@@ -5,6 +5,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { io, type Socket } from 'socket.io-client';
 import { parseConfig, type CoordinatorConfig } from '../../coordinator/config.ts';
+import { initNodeBackend } from '../../coordinator/tf-node.ts';
 import { startCoordinator, type Coordinator } from '../../coordinator/server.ts';
 import { decodeDataset, type Dataset } from '../../core/data/dataset.ts';
 import { gatherFrozen, gatherTrainable, trainableLayout, type TrainableLayout } from '../../core/model/fine-tune.ts';
@@ -212,6 +213,7 @@ describe('fine-tuning a pretrained model (tasks/fashion-finetune)', () => {
   it('a returning participant takes the frozen weights from its store and downloads nothing', { timeout: 30_000 }, async () => {
     const task = coordinator.task;
     const local: Dataset = { count: 1, features: 784, numClasses: 10, values: new Uint8Array(784), labels: new Uint8Array(1) };
+    await initNodeBackend();
     const trainer = new LocalTrainer(task.model, local);
     const seen: ParticipantEvent[] = [];
     const returning = new Participant({

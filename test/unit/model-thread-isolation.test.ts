@@ -27,7 +27,7 @@ function reportIn(output: string): TfjsReport {
 }
 
 describe('tfjs stays out of the coordinator main thread', () => {
-  it('npm start (coordinator/cli.ts): a running coordinator has evaluated with tfjs, which its main thread never loaded', async () => {
+  it("npm start (coordinator/cli.ts): a started coordinator's model thread loaded the task on tfjs, its main thread never loaded tfjs", async () => {
     const dataDir = mkdtempSync(path.join(tmpdir(), 'fl-model-thread-'));
     try {
       const child = spawn(
@@ -41,7 +41,8 @@ describe('tfjs stays out of the coordinator main thread', () => {
       let output = '';
       child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
       child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-      const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+      // 'close', not 'exit': the report is the last thing it prints, and must have been read.
+      const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
       // Started: the model thread has loaded the task (tfjs's backend is in the banner).
       await new Promise<void>((resolve, reject) => {
         child.stdout.on('data', () => {
@@ -67,8 +68,8 @@ describe('tfjs stays out of the coordinator main thread', () => {
     assert.deepEqual(reportIn(run.stdout + run.stderr), { tfjsLoaded: false, tfjsCoreMap: false, entry: true });
   });
 
-  it("the model thread's entry loads tfjs before anything else, without its source maps", () => {
-    // Run outside a worker, thread.ts throws once its imports are done: tfjs is loaded by then.
+  it("the model thread's entry (run here as a script) loads tfjs before anything else, without its source maps", () => {
+    // Outside a worker, thread.ts throws once its imports are done: tfjs is loaded by then. In the worker the same imports run in the same order.
     const run = spawnSync(process.execPath, [...NODE_ARGS, 'coordinator/model-thread/thread.ts'], { cwd: root, encoding: 'utf8' });
     assert.match(run.stderr, /runs as a worker thread/);
     assert.deepEqual(reportIn(run.stdout), { tfjsLoaded: true, tfjsCoreMap: false, entry: true });

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { TestSetEvaluator } from '../../coordinator/evaluator.ts';
@@ -12,6 +14,17 @@ import { initNodeBackend } from '../../coordinator/tf-node.ts';
 /** The coordinator's tfjs in a worker thread (coordinator/model-thread/): what it answers, and how it fails. */
 
 const DEMO = { architecture: 'mlp', seed: 7 } as const;
+const PENGUINS = path.resolve(import.meta.dirname, '../../tasks/penguins');
+
+/** The initial model's metrics, by the same evaluator on this thread. */
+async function evaluatedHere(task: Awaited<ReturnType<typeof loadTask>>) {
+  const evaluator = new TestSetEvaluator(task.spec, task.test);
+  try {
+    return await evaluator.evaluate(task.initialWeights);
+  } finally {
+    evaluator.dispose();
+  }
+}
 
 describe('the model thread', () => {
   const closing: ModelThread[] = [];
@@ -44,13 +57,17 @@ describe('the model thread', () => {
     assert.deepEqual(weightsFromFiles(files, task.weightShapes), weights);
     // The weights were copied to the thread, not moved: the caller still has them.
     assert.equal(weights.length, here.paramCount);
-    // Requests of every kind at once each get their own answer.
+    // Requests at once, two of a kind, each get their own answer (a mix-up of ids would swap a and b).
+    const atStart = await evaluatedHere(here);
+    const trained = await thread.evaluate(weights);
+    assert.notDeepEqual(atStart, trained);
     const [a, b, c] = await Promise.all([
       thread.evaluate(here.initialWeights),
       thread.evaluate(weights),
       thread.toFiles(here.initialWeights),
     ]);
-    assert.notDeepEqual(a, b);
+    assert.deepEqual(a, atStart);
+    assert.deepEqual(b, trained);
     assert.deepEqual(weightsFromFiles(c, task.weightShapes), here.initialWeights);
   });
 
@@ -88,5 +105,31 @@ describe('the model thread', () => {
     assert.deepEqual(await thread.evaluate(task.initialWeights), first);
     await thread.close();
     await assert.rejects(thread.evaluate(task.initialWeights), /the model thread was closed/);
+  });
+
+  it("a fresh thread that finds the task's files changed refuses to answer for the other task", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'fl-model-thread-'));
+    try {
+      for (const name of ['task.json', 'train.csv', 'test.csv']) await copyFile(path.join(PENGUINS, name), path.join(dir, name));
+      const file = path.join(dir, 'task.json');
+      const load = { task: parseTaskFile(await readFile(file, 'utf8'), file), architecture: 'mlp', seed: 1 } as const;
+      process.env.FL_FAULT_MODEL_THREAD_EXIT_AT = '2';
+      let started: Awaited<ReturnType<typeof ModelThread.start>>;
+      try {
+        started = await ModelThread.start(load);
+      } finally {
+        delete process.env.FL_FAULT_MODEL_THREAD_EXIT_AT;
+      }
+      const { thread, task } = started;
+      closing.push(thread);
+      await thread.evaluate(task.initialWeights);
+      // The held-out set loses its last example while the federation runs; then the thread exits.
+      const test = (await readFile(path.join(dir, 'test.csv'), 'utf8')).trimEnd().split('\n');
+      await writeFile(path.join(dir, 'test.csv'), `${test.slice(0, -1).join('\n')}\n`);
+      await assert.rejects(thread.evaluate(task.initialWeights), /the model thread exited/);
+      await assert.rejects(thread.evaluate(task.initialWeights), /loaded a different task .*restart the coordinator/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
