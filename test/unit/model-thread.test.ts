@@ -16,6 +16,16 @@ import { initNodeBackend } from '../../coordinator/tf-node.ts';
 const DEMO = { architecture: 'mlp', seed: 7 } as const;
 const PENGUINS = path.resolve(import.meta.dirname, '../../tasks/penguins');
 
+/** A model thread whose first thread exits at its second request (the fault hook); the threads after it do not. */
+async function startExitingAtSecondRequest(load: Parameters<typeof ModelThread.start>[0]) {
+  process.env.FL_FAULT_MODEL_THREAD_EXIT_AT = '2';
+  try {
+    return await ModelThread.start(load);
+  } finally {
+    delete process.env.FL_FAULT_MODEL_THREAD_EXIT_AT;
+  }
+}
+
 /** The initial model's metrics, by the same evaluator on this thread. */
 async function evaluatedHere(task: Awaited<ReturnType<typeof loadTask>>) {
   const evaluator = new TestSetEvaluator(task.spec, task.test);
@@ -90,14 +100,7 @@ describe('the model thread', () => {
   });
 
   it('a thread that exits fails the request it owed, and the next request gets a fresh thread', async () => {
-    process.env.FL_FAULT_MODEL_THREAD_EXIT_AT = '2';
-    let started: Awaited<ReturnType<typeof ModelThread.start>>;
-    try {
-      started = await ModelThread.start(DEMO);
-    } finally {
-      delete process.env.FL_FAULT_MODEL_THREAD_EXIT_AT;
-    }
-    const { thread, task } = started;
+    const { thread, task } = await startExitingAtSecondRequest(DEMO);
     closing.push(thread);
     const first = await thread.evaluate(task.initialWeights);
     await assert.rejects(thread.evaluate(task.initialWeights), /the model thread exited \(code 3\).*the next request starts a new one/);
@@ -113,14 +116,7 @@ describe('the model thread', () => {
       for (const name of ['task.json', 'train.csv', 'test.csv']) await copyFile(path.join(PENGUINS, name), path.join(dir, name));
       const file = path.join(dir, 'task.json');
       const load = { task: parseTaskFile(await readFile(file, 'utf8'), file), architecture: 'mlp', seed: 1 } as const;
-      process.env.FL_FAULT_MODEL_THREAD_EXIT_AT = '2';
-      let started: Awaited<ReturnType<typeof ModelThread.start>>;
-      try {
-        started = await ModelThread.start(load);
-      } finally {
-        delete process.env.FL_FAULT_MODEL_THREAD_EXIT_AT;
-      }
-      const { thread, task } = started;
+      const { thread, task } = await startExitingAtSecondRequest(load);
       closing.push(thread);
       await thread.evaluate(task.initialWeights);
       // The held-out set loses its last example while the federation runs; then the thread exits.
