@@ -8,6 +8,7 @@ import type { FederationStatus } from '../../core/protocol/status.ts';
 import { SeededRandom } from '../../core/random/prng.ts';
 import { startNodeParticipants, stopNodeParticipants, type NodeParticipant } from '../helpers/node-participants.ts';
 import { freePort } from '../helpers/free-port.ts';
+import { fixedDuration } from '../helpers/slowed-trainer.ts';
 import { type CoordinatorProcess, launchCoordinator } from '../helpers/coordinator-process.ts';
 
 type Coordinator = CoordinatorProcess;
@@ -67,7 +68,9 @@ describe('coordinator crash and resume', () => {
     coordinator = await launch(port, dataDir);
     const demo = await loadMnistDemo();
     const task = (await (await fetch(`${url}/api/task`)).json()) as Parameters<typeof startNodeParticipants>[2];
-    participants = await startNodeParticipants(url, demo, task, 4);
+    // Each local run takes 1.5 s whatever this machine's speed: the federation must outlast the 12 kills (on the wasm
+    // backend a run takes a fraction of that, and on a fast day the target was reached after 5 kills).
+    participants = await startNodeParticipants(url, demo, task, 4, { paces: Array(4).fill(fixedDuration(1500)) });
 
     const random = new SeededRandom(99);
     let kills = 0;
