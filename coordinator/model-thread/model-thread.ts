@@ -111,13 +111,7 @@ export class ModelThread implements ModelEvaluator, ModelFilesWriter {
     this.run ??= this.launch();
     const run = this.run;
     try {
-      const { task } = await run.ready;
-      if (this.loaded === undefined) this.loaded = task;
-      else if (!sameTask(this.loaded, task)) {
-        throw new Error(
-          "the model thread was restarted and loaded a different task (the task's model or data files changed since the coordinator started): restart the coordinator",
-        );
-      }
+      await run.ready;
       return run;
     } catch (error) {
       if (this.run === run) {
@@ -131,7 +125,17 @@ export class ModelThread implements ModelEvaluator, ModelFilesWriter {
   /** A new thread: answers reach their requests; when it fails or exits, it fails what it owed and is replaced on the next request. */
   private launch(): ThreadRun {
     const worker = new Worker(threadSource(), { eval: true, workerData: this.data });
-    const run: ThreadRun = { worker, ready: loadedBy(worker), pending: new Map() };
+    // Checked once, when it has loaded: the first thread's task is the one every later thread must load.
+    const ready = loadedBy(worker).then((started) => {
+      this.loaded ??= started.task;
+      if (!sameTask(this.loaded, started.task)) {
+        throw new Error(
+          "the model thread was restarted and loaded a different task (the task's model or data files changed since the coordinator started): restart the coordinator",
+        );
+      }
+      return started;
+    });
+    const run: ThreadRun = { worker, ready, pending: new Map() };
     // Handled here too: a thread closed while it loads rejects a promise nobody may be waiting on.
     run.ready.catch(() => {});
     let failure = '';

@@ -1,5 +1,5 @@
-// First: tfjs loads without its source maps (../load-tfjs.ts).
-import '../load-tfjs.ts';
+// First: tfjs loads without its source maps (load-tfjs.ts).
+import './load-tfjs.ts';
 
 import { createHash } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';

@@ -49,7 +49,6 @@ const KEPT_MODEL_VERSIONS = 3;
  */
 export class RunReports {
   private readonly modelFilesByVersion = new Map<number, Promise<ModelArtifactsFiles>>();
-  private serializing: Promise<unknown> = Promise.resolve();
   private auditCache: { version: number; audit: Promise<ReportAudit> } | undefined;
 
   constructor(private readonly options: RunReportsOptions) {}
@@ -62,9 +61,8 @@ export class RunReports {
     if (!files) {
       if (wanted !== model.version) return Promise.resolve(undefined);
       const weights = model.weights;
-      // One at a time: a version's files are made once, whoever asks while they are being made.
-      files = this.serializing.then(() => this.options.modelFiles.toFiles(weights));
-      this.serializing = files.catch(() => {});
+      // Made once per version, whoever asks while they are being made (the model thread makes files one at a time).
+      files = this.options.modelFiles.toFiles(weights);
       this.modelFilesByVersion.set(wanted, files);
       for (const old of this.modelFilesByVersion.keys()) {
         if (this.modelFilesByVersion.size <= KEPT_MODEL_VERSIONS) break;

@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 /**
  * tfjs lives in the coordinator's model thread (coordinator/model-thread/):
  * the main thread, which takes every upload, never loads it, and the thread
- * loads it without its source maps (coordinator/load-tfjs.ts).
+ * loads it without its source maps (coordinator/model-thread/load-tfjs.ts).
  */
 
 const root = path.resolve(import.meta.dirname, '../..');

@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 
 /**
  * Loads tfjs with Node's source maps off, and must be the first import of
- * the model thread (model-thread/thread.ts): it runs synchronously, so it is
+ * the model thread (thread.ts): it runs synchronously, so it is
  * evaluated before the modules imported after it, which then get this same
  * instance.
  *
